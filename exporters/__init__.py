@@ -1,0 +1,1 @@
+"""Model -> ONNX / INT8 / FP16 / TensorRT, with parity checks."""

@@ -1,0 +1,113 @@
+"""The Python API: `Inspector.load(model).inspect(image)`."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from inspector.decision import DecisionConfig, decide
+from inspector.engines import Engine, open_engine
+from inspector.result import InspectionResult
+from model.errors import InspectorError
+from model.images import decode_image, preprocess, read_image, resize_map
+
+ImageInput = "str | Path | bytes | np.ndarray"
+
+
+class Inspector:
+    """Scores images with an engine and turns scores into verdicts and defect regions."""
+
+    def __init__(self, engine: Engine, decision: DecisionConfig | None = None, station: str | None = None) -> None:
+        self.engine = engine
+        self.decision = decision or DecisionConfig()
+        self.station = station
+
+    @classmethod
+    def load(cls, model: str | Path, device: str = "cpu", decision: DecisionConfig | None = None, station: str | None = None) -> Inspector:
+        """Open a checkpoint directory or an exported model."""
+        return cls(open_engine(model, device=device), decision, station)
+
+    @property
+    def image_threshold(self) -> float:
+        t = self.decision.image_threshold
+        return self.engine.meta.image_threshold if t is None else t
+
+    @property
+    def pixel_threshold(self) -> float:
+        t = self.decision.pixel_threshold
+        return self.engine.meta.pixel_threshold if t is None else t
+
+    def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Inspector:
+        """A copy that uses other thresholds (the graph is unchanged)."""
+        return Inspector(self.engine, replace(self.decision, image_threshold=image, pixel_threshold=pixel), self.station)
+
+    @staticmethod
+    def _load(image, name: str | None) -> tuple[np.ndarray, str, str]:
+        """-> (RGB uint8, sha256 of the source bytes or pixels, source name)."""
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            if not path.is_file():
+                raise InspectorError(f"image {path}: no such file")
+            data = path.read_bytes()
+            return read_image(path), hashlib.sha256(data).hexdigest(), name or str(path)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            data = bytes(image)
+            return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"
+        if isinstance(image, np.ndarray):
+            arr = image
+            if arr.dtype != np.uint8:
+                raise InspectorError(f"image array: dtype {arr.dtype}; give uint8 RGB [H, W, 3] or grayscale [H, W]")
+            if arr.ndim == 2:
+                arr = np.repeat(arr[..., None], 3, axis=2)
+            if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
+                raise InspectorError(f"image array: shape {arr.shape}; give RGB [H, W, 3] of at least 8x8")
+            arr = np.ascontiguousarray(arr)
+            return arr, hashlib.sha256(arr.tobytes()).hexdigest(), name or "array"
+        raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8 array")
+
+    def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
+        """Inspect one image (path, encoded bytes, or RGB uint8 array)."""
+        return self.inspect_batch([image], serials=[serial], sources=[source], ids=[inspection_id])[0]
+
+    def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:
+        """Inspect several images in one forward pass."""
+        n = len(images)
+        serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
+        t0 = time.perf_counter()
+        loaded = [self._load(img, src) for img, src in zip(images, sources)]
+        t1 = time.perf_counter()
+        meta = self.engine.meta
+        batch = np.stack([preprocess(rgb, meta.input_size) for rgb, _, _ in loaded])
+        t2 = time.perf_counter()
+        out = self.engine.infer(batch)
+        t3 = time.perf_counter()
+        results = []
+        for i, (rgb, digest, src) in enumerate(loaded):
+            td = time.perf_counter()
+            amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2])
+            score = float(out.score[i])
+            verdict, regions = decide(score, amap, self.image_threshold, self.pixel_threshold, self.decision)
+            timings = {"decode": (t1 - t0) * 1000 / n, "preprocess": (t2 - t1) * 1000 / n, "infer": (t3 - t2) * 1000 / n,
+                       "decision": (time.perf_counter() - td) * 1000}
+            results.append(InspectionResult(
+                inspection_id=ids[i] or uuid.uuid4().hex,
+                verdict=verdict,
+                score=score,
+                threshold=self.image_threshold,
+                pixel_threshold=self.pixel_threshold,
+                regions=regions,
+                anomaly_map=amap,
+                image_shape=rgb.shape[:2],
+                image_sha256=digest,
+                model={"id": meta.model_id, "backbone": meta.backbone, "sha256": meta.sha256, "runtime": meta.runtime},
+                timings_ms=timings,
+                station=self.station,
+                serial=serials[i],
+                source=src,
+            ))
+        return results

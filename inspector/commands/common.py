@@ -1,0 +1,59 @@
+"""Helpers shared by subcommands: progress bars, JSON output, argument types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from model.errors import InspectorError
+
+
+def tqdm_bars(enabled: bool = True):
+    """A progress-bar factory for model code (bars on stderr; nothing when disabled or not a terminal)."""
+    from tqdm import tqdm
+
+    def make(desc: str, total: int):
+        return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+    return make
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1)")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 2,3,4") from None
+
+
+def policy_from(args: argparse.Namespace):
+    from model.calibration import Policy
+
+    if getattr(args, "escape", None) is not None and getattr(args, "far", None) is not None:
+        raise InspectorError("give either --escape or --far, not both")
+    if getattr(args, "escape", None) is not None:
+        return Policy("escape", args.escape)
+    if getattr(args, "far", None) is not None:
+        return Policy("far", args.far)
+    return None
+
+
+def add_policy_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("calibration (default: escape 1%% with defect images, else false alarms 1%%)")
+    g.add_argument("--escape", type=fraction, metavar="RATE", help="target fraction of defects allowed to pass, e.g. 0.01")
+    g.add_argument("--far", type=fraction, metavar="RATE", help="target fraction of good parts failed (false alarms), e.g. 0.01")

@@ -1,0 +1,66 @@
+"""`inspector threshold CKPT`: show or change a checkpoint's thresholds without refitting."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from inspector.commands.common import add_policy_args, policy_from, print_json
+from model.errors import InspectorError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("threshold", help="show or change a checkpoint's thresholds", description=__doc__)
+    p.add_argument("checkpoint", help="checkpoint directory")
+    p.add_argument("--set", type=float, dest="value", help="set the image threshold to this score")
+    p.add_argument("--pixel", type=float, help="set the pixel (region) threshold")
+    p.add_argument("--json", action="store_true")
+    add_policy_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from model.calibration import threshold_for
+    from model.checkpoint import read_manifest, write_manifest
+
+    ckpt = Path(args.checkpoint)
+    manifest = read_manifest(ckpt)
+    scores = manifest.get("calibration_scores") or {}
+    good, defect = np.asarray(scores.get("good", [])), np.asarray(scores.get("defect", []))
+    policy = policy_from(args)
+    if policy is not None and args.value is not None:
+        raise InspectorError("give either --set or --escape/--far, not both")
+    old = dict(manifest["thresholds"])
+    new = dict(old)
+    if args.value is not None:
+        new["image"] = args.value
+    elif policy is not None:
+        new["image"] = threshold_for(policy, good, defect)
+        manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
+    if args.pixel is not None:
+        new["pixel"] = args.pixel
+    changed = new != old
+    if changed:
+        manifest["thresholds"] = new
+        manifest["calibration"] = {**manifest.get("calibration", {}), "threshold": new["image"],
+                                   "far": float((good >= new["image"]).mean()) if good.size else None,
+                                   "escape": float((defect < new["image"]).mean()) if defect.size else None}
+        manifest["files"] = list(manifest["files"])
+        write_manifest(ckpt, manifest)
+    cal = manifest.get("calibration", {})
+    info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None,
+            "far_on_calibration": float((good >= new["image"]).mean()) if good.size else None,
+            "escape_on_calibration": float((defect < new["image"]).mean()) if defect.size else None,
+            "policy": cal.get("policy")}
+    if args.json:
+        print_json(info)
+    else:
+        verb = "changed" if changed else "unchanged"
+        print(f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({verb})")
+        if info["far_on_calibration"] is not None:
+            print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
+        if info["escape_on_calibration"] is not None:
+            print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
+    return 0

@@ -1,0 +1,100 @@
+"""From a score and an anomaly map to a verdict and located defect regions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+PASS, FAIL = "PASS", "FAIL"
+SEVERITIES = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class SeverityRules:
+    """A region's severity from how far its peak exceeds the pixel threshold (in map units) and its size."""
+
+    medium_margin: float = 1.0
+    high_margin: float = 3.0
+    medium_area_fraction: float = 0.02
+    high_area_fraction: float = 0.10
+
+    def grade(self, margin: float, area_fraction: float) -> str:
+        if margin >= self.high_margin or area_fraction >= self.high_area_fraction:
+            return "high"
+        if margin >= self.medium_margin or area_fraction >= self.medium_area_fraction:
+            return "medium"
+        return "low"
+
+
+@dataclass
+class DecisionConfig:
+    """Thresholds default to the model's calibrated ones; override to retune without refitting."""
+
+    image_threshold: float | None = None
+    pixel_threshold: float | None = None
+    min_region_px: int = 16
+    max_regions: int = 20
+    mm_per_px: float | None = None
+    severity: SeverityRules = field(default_factory=SeverityRules)
+
+
+@dataclass
+class Region:
+    """One connected defect region, in the original image's pixel coordinates."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height
+    area_px: int
+    peak: float
+    mean: float
+    severity: str
+    type: str = "anomaly"
+    confidence: float | None = None
+    area_mm2: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        return d
+
+
+def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> list[Region]:
+    """Connected components of `amap >= threshold` (8-connected), largest first, tiny ones dropped."""
+    binary = (amap >= threshold).astype(np.uint8)
+    if not binary.any():
+        return []
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    total = float(amap.size)
+    regions = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < config.min_region_px:
+            continue
+        values = amap[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i]
+        peak = float(values.max())
+        regions.append(
+            Region(
+                box=(x, y, w, h),
+                area_px=area,
+                peak=round(peak, 4),
+                mean=round(float(values.mean()), 4),
+                severity=config.severity.grade(peak - threshold, area / total),
+                area_mm2=round(area * config.mm_per_px**2, 3) if config.mm_per_px else None,
+            )
+        )
+    regions.sort(key=lambda r: (-r.area_px, -r.peak))
+    return regions[: config.max_regions]
+
+
+def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float, config: DecisionConfig) -> tuple[str, list[Region]]:
+    """Verdict by the image threshold; regions only for failed parts (a PASS has no defects to show)."""
+    verdict = FAIL if score >= image_threshold else PASS
+    if verdict == PASS:
+        return verdict, []
+    regions = find_regions(amap, pixel_threshold, config)
+    if not regions:
+        # the part failed on its overall appearance: show where the map peaks, at half its height above the minimum
+        peak = float(amap.max())
+        regions = find_regions(amap, (peak + float(amap.min())) / 2.0, config)[:1]
+    return verdict, regions

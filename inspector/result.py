@@ -1,0 +1,77 @@
+"""The inspection result and its JSON record (the contract in ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from inspector.decision import Region
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class InspectionResult:
+    """One inspected part. `anomaly_map` is at the original image size (not part of the JSON record)."""
+
+    inspection_id: str
+    verdict: str
+    score: float
+    threshold: float
+    pixel_threshold: float
+    regions: list[Region]
+    anomaly_map: np.ndarray = field(repr=False)
+    image_shape: tuple[int, int]
+    image_sha256: str
+    model: dict[str, str]
+    timings_ms: dict[str, float]
+    timestamp: str = field(default_factory=utc_now)
+    station: str | None = None
+    serial: str | None = None
+    source: str | None = None
+    defect_type: str | None = None
+    type_confidence: float | None = None
+    images: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def defects(self) -> list[Region]:
+        return self.regions
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-able record: no images inline, only paths in `images`."""
+        return {
+            "inspection_id": self.inspection_id,
+            "station": self.station,
+            "serial": self.serial,
+            "timestamp": self.timestamp,
+            "verdict": self.verdict,
+            "score": round(float(self.score), 6),
+            "threshold": round(float(self.threshold), 6),
+            "defect_type": self.defect_type,
+            "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),
+            "defects": [
+                {"type": r.type, "confidence": r.confidence, "box": list(r.box), "area_px": r.area_px,
+                 "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak}
+                for r in self.regions
+            ],
+            "image": {"width": self.image_shape[1], "height": self.image_shape[0], "sha256": self.image_sha256},
+            "model": dict(self.model),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "images": dict(self.images),
+            "source": self.source,
+        }
+
+    def describe(self, lang: str = "en") -> str:
+        from inspector.describe import describe
+
+        return describe(self, lang)
+
+    def overlay(self, rgb: np.ndarray) -> np.ndarray:
+        from inspector.overlay import render_overlay
+
+        return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions)

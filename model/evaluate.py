@@ -1,0 +1,100 @@
+"""Scoring labelled samples and computing the evaluation report."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from model.data import Sample
+from model.extract import load_batches
+from model.images import read_mask
+from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, roc_auc, tpr_at_fpr
+from model.progress import BarFactory, silent
+
+
+@dataclass
+class Scored:
+    """Scores [N], maps [N, h, w] at the model input size, and masks (same shape) when asked for."""
+
+    scores: np.ndarray
+    maps: np.ndarray
+    masks: np.ndarray | None
+    ms_per_image: list[float]
+
+
+def _mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    if sample.mask_path is None:
+        return np.zeros(size, dtype=bool)
+    mask = read_mask(sample.mask_path, image_shape).astype(np.uint8)
+    return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+@torch.no_grad()
+def score_samples(
+    predict, samples: list[Sample], size: tuple[int, int] | None = None, progress: BarFactory = silent, with_masks: bool = False
+) -> Scored:
+    """Run `predict` (a torch module or engine: batch -> (scores, maps)) on each sample at batch 1, timing it."""
+    if size is None:
+        size = tuple(predict.config.input_size)
+    scores, maps, masks, times = [], [], [], []
+    bar = progress("scoring", len(samples))
+    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=1):
+        t = time.perf_counter()
+        out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
+        s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
+        times.append((time.perf_counter() - t) * 1000.0)
+        scores.append(s.reshape(-1)[0])
+        maps.append(m.reshape(size).astype(np.float32))
+        if with_masks:
+            masks.append(_mask_at(samples[idx[0]], rgbs[0].shape[:2], size))
+        bar.update(1)
+    bar.close()
+    return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times)
+
+
+def _r(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), 4)
+
+
+def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
+    """Image- and pixel-level metrics for scored labelled samples (the `inspector eval --json` object)."""
+    labels = np.array([s.is_defect for s in samples])
+    types = np.array([s.defect_type for s in samples])
+    y, s = labels, scored.scores
+    report: dict[str, Any] = {
+        "n_good": int((~y).sum()),
+        "n_defect": int(y.sum()),
+        "image_auroc": _r(roc_auc(y, s)),
+        "image_ap": _r(average_precision(y, s)),
+        "f1_max": _r(f1_max(y, s)[0]) if y.any() else None,
+        "fpr_at_recall_99": _r(fpr_at_recall(y, s, 0.99)) if y.any() else None,
+        "fpr_at_recall_100": _r(fpr_at_recall(y, s, 1.0)) if y.any() else None,
+        "tpr_at_fpr_1": _r(tpr_at_fpr(y, s, 0.01)) if y.any() else None,
+        "per_type_auroc": {t: _r(roc_auc(np.r_[np.zeros((~y).sum()), np.ones((types == t).sum())], np.r_[s[~y], s[types == t]]))
+                           for t in sorted(set(types[y]))},
+    }
+    if scored.masks is not None and scored.masks.any():
+        report["pixel_auroc"] = _r(roc_auc(scored.masks.ravel(), scored.maps.ravel()))
+        report["pixel_ap"] = _r(average_precision(scored.masks.ravel(), scored.maps.ravel()))
+        report["aupro"] = _r(aupro(scored.masks, scored.maps, 0.3))
+    else:
+        report["pixel_auroc"] = report["pixel_ap"] = report["aupro"] = None
+    report["ms_per_image"] = round(statistics.median(scored.ms_per_image), 2) if scored.ms_per_image else None
+    return report
+
+
+def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """How the stored threshold does on these samples: false alarms and escapes."""
+    y = np.array([s.is_defect for s in samples])
+    fail = scores >= threshold
+    return {
+        "threshold": round(float(threshold), 6),
+        "false_alarm_rate": _r(fail[~y].mean()) if (~y).any() else None,
+        "escape_rate": _r((~fail[y]).mean()) if y.any() else None,
+    }

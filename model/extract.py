@@ -1,0 +1,33 @@
+"""Batched image loading and forward passes, shared by fitting and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.images import preprocess, read_image
+
+
+def load_batches(
+    paths: Sequence[Path], size: tuple[int, int], batch_size: int = 16, workers: int = 4
+) -> Iterator[tuple[list[int], np.ndarray, list[np.ndarray]]]:
+    """Yield (indices, preprocessed batch [B, 3, h, w], original RGB images), decoding in threads."""
+
+    def load(p: Path) -> tuple[np.ndarray, np.ndarray]:
+        rgb = read_image(p)
+        return preprocess(rgb, size), rgb
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(paths), batch_size):
+            idx = list(range(start, min(start + batch_size, len(paths))))
+            loaded = list(pool.map(load, [paths[i] for i in idx]))
+            yield idx, np.stack([x for x, _ in loaded]), [rgb for _, rgb in loaded]
+
+
+@torch.no_grad()
+def backbone_features(backbone: torch.nn.Module, batch: np.ndarray) -> list[torch.Tensor]:
+    return backbone(torch.from_numpy(batch))

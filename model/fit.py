@@ -1,0 +1,218 @@
+"""Fitting a station from good images: memory bank, global Gaussian, standardisation and calibration."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.backbones import DEFAULT_BACKBONE
+from model.calibration import Policy, calibrate
+from model.coreset import greedy_coreset
+from model.data import Dataset
+from model.errors import InspectorError
+from model.extract import backbone_features, load_batches
+from model.head import AnomalyHead
+from model.metrics import f1_max
+from model.net import InspectorNet, NetConfig
+from model.progress import BarFactory, silent
+
+
+@dataclass
+class FitOptions:
+    """Fitting settings; every field is recorded in the checkpoint manifest."""
+
+    backbone: str = DEFAULT_BACKBONE
+    layers: tuple[int, ...] = ()
+    input_size: int = 256
+    grid_stride: int = 8
+    sigma: float = 4.0
+    coreset_ratio: float = 0.01
+    max_patches: int = 400_000
+    global_weight: float = 0.5
+    shrinkage: float = 0.01
+    folds: int = 5
+    policy: Policy | None = None  # None: escape 1% when defects are available, else false alarms 1%
+    seed: int = 0
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        if not 0.0 < self.coreset_ratio <= 1.0:
+            raise InspectorError(f"--coreset {self.coreset_ratio}: give a fraction in (0, 1], e.g. 0.1")
+        if self.input_size < 64 or self.input_size % 32:
+            raise InspectorError(f"--size {self.input_size}: give a multiple of 32, at least 64 (e.g. 256)")
+        if not 0.0 <= self.global_weight <= 1.0:
+            raise InspectorError(f"--global-weight {self.global_weight}: give a weight in [0, 1]")
+
+
+@dataclass
+class FitReport:
+    """What fitting learnt besides the weights: goes into the manifest."""
+
+    options: dict[str, Any]
+    training: dict[str, Any]
+    calibration: dict[str, Any]
+    thresholds: dict[str, float]
+    scores: dict[str, list[float]] = field(default_factory=dict)
+
+
+def data_digest(paths: list) -> str:
+    """sha256 over the training files' contents, in order: identifies the data a model was fitted on."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and whitening matrix W (so that |(x - mean) W| is the Mahalanobis distance), shrunk covariance."""
+    x = x.double()
+    mean = x.mean(dim=0)
+    xc = x - mean
+    cov = xc.T @ xc / max(x.shape[0] - 1, 1)
+    cov = cov + shrinkage * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=cov.dtype)
+    evals, evecs = torch.linalg.eigh(cov)
+    return mean.float(), (evecs / evals.clamp_min(1e-12).sqrt()).float()
+
+
+def _oos_global(pooled: torch.Tensor, folds: int, shrinkage: float, seed: int) -> np.ndarray:
+    """Out-of-fold Mahalanobis distances of the training images (each scored by a model that never saw it)."""
+    n = pooled.shape[0]
+    folds = max(2, min(folds, n))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out = torch.empty(n)
+    for k in range(folds):
+        held = order[k::folds]
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[held] = False
+        mean, w = _whitening(pooled[keep], shrinkage)
+        out[held] = (((pooled[held] - mean) @ w) ** 2).sum(dim=1).sqrt()
+    return out.numpy()
+
+
+@torch.no_grad()
+def _self_excluded_maps(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Raw anomaly maps of training images, each scored against the bank minus its own patches."""
+    maps = []
+    bank, bank_sq = head.bank, head.bank_sq
+    for i in range(emb.shape[0]):
+        x = emb[i].float().permute(1, 2, 0).reshape(-1, emb.shape[1])
+        d2 = (x * x).sum(1, keepdim=True) - 2.0 * x @ bank.T + bank_sq.unsqueeze(0)
+        d2[:, source == i] = float("inf")
+        dist = d2.amin(dim=1).clamp_min(0).sqrt().reshape(1, *emb.shape[2:])
+        maps.append(head.to_map(dist))
+    return torch.cat(maps)
+
+
+@torch.no_grad()
+def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
+    """Fit a model on `dataset.train` (good images) and calibrate it; see FitOptions for the knobs."""
+    options.validate()
+    t0 = time.perf_counter()
+    torch.manual_seed(options.seed)
+    size = (options.input_size, options.input_size)
+    config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size,
+                       grid_stride=options.grid_stride, sigma=options.sigma, global_weight=options.global_weight)
+    net = InspectorNet(config).eval()
+    head = net.head
+    paths = [s.path for s in dataset.train]
+    if len(paths) < 2:
+        raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
+
+    # 1. features of every good image
+    embs, pooled = [], []
+    bar = progress("features", len(paths))
+    for _, batch, _ in load_batches(paths, size, options.batch_size):
+        feats = backbone_features(net.backbone, batch)
+        embs.append(head.embed(feats).half())
+        pooled.append(head.pool(feats))
+        bar.update(len(batch))
+    bar.close()
+    emb, pooled_t = torch.cat(embs), torch.cat(pooled)
+    n, dim, gh, gw = emb.shape
+
+    # 2. weigh each backbone level equally in patch distances
+    scale = torch.empty(dim)
+    start = 0
+    for ch in net.backbone.info.channels:
+        level = emb[:, start : start + ch].float()
+        var = level.permute(1, 0, 2, 3).reshape(ch, -1).var(dim=1).sum()
+        scale[start : start + ch] = 1.0 / var.clamp_min(1e-12).sqrt()
+        start += ch
+    head.level_scale = scale
+    emb = (emb.float() * scale.view(1, dim, 1, 1)).half()
+
+    # 3. coreset memory bank (random subsample first if the patch pool is huge)
+    patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
+    source = torch.arange(n).repeat_interleave(gh * gw)
+    if patches.shape[0] > options.max_patches:
+        keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
+        patches, source = patches[keep], source[keep]
+    k = max(1, int(round(options.coreset_ratio * n * gh * gw)))
+    k = min(k, patches.shape[0])
+    bar = progress("coreset", k)
+    idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
+    bar.close()
+    head.set_bank(patches[idx].float())
+    bank_source = source[idx]
+    net.config.bank_size = k
+
+    # 4. global Gaussian on pooled statistics
+    mean, whiten = _whitening(pooled_t, options.shrinkage)
+    head.g_mean, head.g_whiten = mean, whiten
+
+    # 5. standardise each branch with out-of-sample scores on the good images
+    bar = progress("calibration", n)
+    raw_maps = []
+    for s in range(0, n, 8):
+        raw_maps.append(_self_excluded_maps(head, emb[s : s + 8], bank_source - s))
+        bar.update(min(8, n - s))
+    bar.close()
+    raw_maps_t = torch.cat(raw_maps)
+    patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
+    glob_raw = _oos_global(pooled_t, options.folds, options.shrinkage, options.seed)
+    head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
+    good_scores, good_maps = head.fuse(raw_maps_t, torch.from_numpy(glob_raw).float())
+    good_scores = good_scores.numpy()
+    # a region is where the map exceeds what 95% of good parts reach anywhere
+    pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))
+    fit_seconds = time.perf_counter() - t0
+
+    # 6. calibrate on held-out test images where the data has them
+    test_good, test_defect, pixel_source = np.array([]), np.array([]), "good images (95th percentile of map maxima)"
+    if dataset.test:
+        from model.evaluate import score_samples
+
+        scored = score_samples(net, dataset.test, progress=progress, with_masks=True)
+        labels = np.array([s.is_defect for s in dataset.test])
+        test_good, test_defect = scored.scores[~labels], scored.scores[labels]
+        if scored.masks is not None and scored.masks.any():
+            pixel_thr = f1_max(scored.masks.ravel(), scored.maps.ravel())[1]
+            pixel_source = "test masks (pixel F1-max)"
+    good_all = np.concatenate([good_scores, test_good])
+    policy = options.policy or (Policy("escape", 0.01) if test_defect.size else Policy("far", 0.01))
+    source_desc = f"{good_scores.size} good training images (out-of-sample)"
+    if dataset.test:
+        source_desc += f" + {test_good.size} good and {test_defect.size} defect test images"
+    cal = calibrate(good_all, test_defect, policy, source_desc)
+
+    report = FitReport(
+        options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers)},
+        training={
+            "root": str(dataset.root),
+            "n_images": n,
+            "data_sha256": data_digest(paths),
+            "fit_seconds": round(fit_seconds, 2),
+            "bank_size": k,
+            "patches": int(n * gh * gw),
+        },
+        calibration={**cal.summary(), "pixel_threshold_source": pixel_source},
+        thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},
+        scores={"good": cal.good, "defect": cal.defect},
+    )
+    return net, report

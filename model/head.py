@@ -1,0 +1,126 @@
+"""The anomaly head, two branches fused into one score, all plain tensor ops with fitted state in buffers
+(so the whole graph exports to ONNX/TensorRT):
+
+- patch branch (PatchCore): locally averaged multi-level patch embeddings -> Euclidean distance to the
+  nearest normal patch in a coreset memory bank -> anomaly map (upsampled, Gaussian-smoothed);
+- global branch: per-channel mean and std of the deepest levels -> Mahalanobis distance to the normal
+  images' distribution (shrunk covariance), which catches large, diffuse defects patches miss.
+
+Each branch is standardised by its own out-of-sample scores on good images, then the image score is
+`(1 - w) * max(patch map) + w * global`. The map is returned in the patch branch's standardised units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BANK_CHUNK = 8192  # bank rows per matmul: bounds the [patches x bank] distance block in memory
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(4.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class AnomalyHead(nn.Module):
+    """Memory-bank patch head plus global Gaussian head; see the module docstring."""
+
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        input_size: tuple[int, int],
+        bank_size: int,
+        grid_stride: int = 8,
+        sigma: float = 4.0,
+        global_levels: int = 2,
+        global_weight: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.input_size = tuple(input_size)
+        self.grid = (input_size[0] // grid_stride, input_size[1] // grid_stride)
+        self.global_levels = min(global_levels, len(channels))
+        self.global_weight = float(global_weight)
+        dim = sum(channels)
+        gdim = 2 * sum(channels[len(channels) - self.global_levels :])
+        self.register_buffer("level_scale", torch.ones(dim))
+        self.register_buffer("bank", torch.zeros(bank_size, dim))
+        self.register_buffer("bank_sq", torch.zeros(bank_size))
+        self.register_buffer("blur", gaussian_kernel1d(sigma))
+        self.register_buffer("g_mean", torch.zeros(gdim))
+        self.register_buffer("g_whiten", torch.eye(gdim))
+        # standardisation of each branch: (raw - loc) / scale
+        self.register_buffer("norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+    # -- patch branch ------------------------------------------------------------------------------
+    def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Backbone maps -> patch embeddings [B, D, gh, gw], level-scaled."""
+        out = []
+        for f in feats:
+            f = F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False)
+            if tuple(f.shape[-2:]) != self.grid:
+                if f.shape[-2] > self.grid[0]:
+                    f = F.adaptive_avg_pool2d(f, self.grid)
+                else:
+                    f = F.interpolate(f, size=self.grid, mode="bilinear", align_corners=False)
+            out.append(f)
+        emb = torch.cat(out, dim=1)
+        return emb * self.level_scale.view(1, -1, 1, 1)
+
+    def patch_distances(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embeddings [B, D, gh, gw] -> Euclidean distance to the nearest bank patch [B, gh, gw]."""
+        b, d, gh, gw = emb.shape
+        x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
+        xx = (x * x).sum(dim=1, keepdim=True)
+        best = None
+        for start in range(0, self.bank.shape[0], BANK_CHUNK):
+            bank = self.bank[start : start + BANK_CHUNK]
+            d2 = (xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)).amin(dim=1)
+            best = d2 if best is None else torch.minimum(best, d2)
+        return best.clamp_min(0.0).sqrt().reshape(b, gh, gw)
+
+    def to_map(self, dist: torch.Tensor) -> torch.Tensor:
+        """Patch distances [B, gh, gw] -> smoothed raw anomaly map [B, H, W] at the input size."""
+        m = F.interpolate(dist.unsqueeze(1), size=self.input_size, mode="bilinear", align_corners=False)
+        k = self.blur
+        r = k.numel() // 2
+        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        return m.squeeze(1)
+
+    # -- global branch -----------------------------------------------------------------------------
+    def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Per-channel mean and std of the deepest levels -> [B, G]."""
+        parts = []
+        for f in feats[len(feats) - self.global_levels :]:
+            mean = f.mean(dim=(2, 3))
+            var = (f * f).mean(dim=(2, 3)) - mean * mean
+            parts += [mean, var.clamp_min(1e-12).sqrt()]
+        return torch.cat(parts, dim=1)
+
+    def global_distance(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Mahalanobis distance [B] of pooled features to the normal distribution."""
+        z = (pooled - self.g_mean) @ self.g_whiten
+        return (z * z).sum(dim=1).sqrt()
+
+    # -- fused ---------------------------------------------------------------------------------------
+    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        amap = (raw_map - self.norm[0]) / self.norm[1]
+        patch = amap.flatten(1).amax(dim=1)
+        glob = (raw_global - self.norm[2]) / self.norm[3]
+        w = self.global_weight
+        return (1.0 - w) * patch + w * glob, amap
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        raw_map = self.to_map(self.patch_distances(self.embed(feats)))
+        return self.fuse(raw_map, self.global_distance(self.pool(feats)))
+
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Install fitted normal patch embeddings (level-scaled)."""
+        self.bank = bank.contiguous().float()
+        self.bank_sq = (self.bank * self.bank).sum(dim=1)

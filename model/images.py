@@ -1,0 +1,92 @@
+"""Reading images from disk or bytes, and the one preprocessing used in fitting and serving."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model.errors import InspectorError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
+
+
+def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+        return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise InspectorError(f"image {name}: {arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]} px is too small (needs at least 8x8)")
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3], honouring EXIF orientation; grayscale is replicated."""
+    path = Path(path)
+    if not path.is_file():
+        raise InspectorError(f"image {path}: no such file")
+    if path.stat().st_size == 0:
+        raise InspectorError(f"image {path}: the file is empty")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_rgb(img, str(path))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InspectorError(f"image {path}: cannot be decoded ({exc.__class__.__name__}); is it a PNG/JPEG/BMP/TIFF?") from None
+
+
+def decode_image(data: bytes, name: str = "payload") -> np.ndarray:
+    """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]."""
+    if not data:
+        raise InspectorError(f"image {name}: empty payload")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return _to_rgb(img, name)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); send JPEG or PNG bytes") from None
+
+
+def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a ground-truth mask as bool [H, W] (non-zero = defect), checking it matches its image."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            mask = np.asarray(ImageOps.exif_transpose(img).convert("L")) > 0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InspectorError(f"mask {path}: cannot be decoded ({exc.__class__.__name__})") from None
+    if mask.shape != shape:
+        raise InspectorError(f"mask {path}: {mask.shape[1]}x{mask.shape[0]} px but its image is {shape[1]}x{shape[0]}; masks must match their image")
+    return mask
+
+
+def preprocess(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> float32 [3, h, w] in [0, 1] at the model's input size (h, w)."""
+    h, w = size
+    interp = cv2.INTER_AREA if rgb.shape[0] > h and rgb.shape[1] > w else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (w, h), interpolation=interp)
+    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def resize_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an anomaly map [h, w] back to an image's (H, W)."""
+    if amap.shape == shape:
+        return amap
+    return cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in a folder (sorted; by suffix, case-insensitive)."""
+    folder = Path(folder)
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask"))

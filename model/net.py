@@ -1,0 +1,55 @@
+"""The whole scoring graph: image batch -> (image score, anomaly map). One module, so it exports whole."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from model.backbones import DEFAULT_BACKBONE, build_backbone, default_layers
+from model.head import AnomalyHead
+
+
+@dataclass
+class NetConfig:
+    """Everything needed to rebuild the graph before loading its tensors (stored in the manifest)."""
+
+    backbone: str = DEFAULT_BACKBONE
+    layers: tuple[int, ...] = ()
+    input_size: tuple[int, int] = (256, 256)
+    grid_stride: int = 8
+    sigma: float = 4.0
+    bank_size: int = 0
+    global_levels: int = 2
+    global_weight: float = 0.5
+    class_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetConfig:
+        d = dict(d)
+        d["layers"], d["input_size"] = tuple(d["layers"]), tuple(d["input_size"])
+        return cls(**d)
+
+
+class InspectorNet(nn.Module):
+    """x: float32 RGB [B, 3, H, W] in [0, 1] at `input_size` -> (score [B], anomaly map [B, H, W])."""
+
+    def __init__(self, config: NetConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        if not config.layers:
+            config.layers = default_layers(config.backbone)
+        self.backbone = build_backbone(config.backbone, config.layers or None, load_weights=load_weights)
+        config.layers = tuple(self.backbone.layers)
+        self.config = config
+        info = self.backbone.info
+        self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
+                                sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.backbone(x))
