@@ -1,0 +1,198 @@
+"""The result store: SQLite (WAL) rows are the source of truth, image files beside them.
+
+A record is written here before it is published; `published_at` stays NULL until the broker
+acknowledged it, so an outbox can resend after an outage or a crash. Schema changes go through
+numbered migrations (MIGRATIONS), applied in order on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model.errors import InspectorError
+
+DB_NAME = "inspections.sqlite"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE inspections (
+        inspection_id TEXT PRIMARY KEY,
+        ts TEXT NOT NULL,
+        station TEXT,
+        serial TEXT,
+        verdict TEXT NOT NULL,
+        score REAL,
+        threshold REAL,
+        model_id TEXT,
+        record TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        published_at TEXT
+    );
+    CREATE INDEX inspections_ts ON inspections(ts);
+    CREATE INDEX inspections_unpublished ON inspections(created_at) WHERE published_at IS NULL;
+    """,
+]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an id (ids come from the outside world)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
+    return cleaned or "_"
+
+
+class Store:
+    """Thread-safe single-connection store rooted at a data directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror})") from None
+        self.path = self.root / DB_NAME
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise InspectorError(f"store {self.path}: not a usable SQLite database ({exc})") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
+        for i in range(version, len(MIGRATIONS)):
+            # one script = one transaction: a crash mid-migration leaves the previous version intact
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- files ---------------------------------------------------------------------------------------
+    def image_path(self, record: dict[str, Any], kind: str) -> Path:
+        """Where an image of a record lives: images/YYYY-MM-DD/<id>_<kind>.png (always under the root)."""
+        day = str(record.get("timestamp", ""))[:10] or "undated"
+        return self.root / "images" / safe_name(day) / f"{safe_name(record['inspection_id'])}_{safe_name(kind)}.png"
+
+    def save_image(self, record: dict[str, Any], kind: str, rgb: np.ndarray) -> str:
+        path = self.image_path(record, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise InspectorError(f"store {self.root}: cannot write {path.name}; is the disk full?")
+        tmp.replace(path)
+        return str(path.relative_to(self.root))
+
+    # -- rows ------------------------------------------------------------------------------------------
+    def add(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None) -> bool:
+        """Store a record (and its images). Returns False if its inspection_id was already stored."""
+        record = dict(record)
+        paths = dict(record.get("images") or {})
+        for kind, rgb in (images or {}).items():
+            paths[kind] = self.save_image(record, kind, rgb)
+        record["images"] = paths
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO inspections (inspection_id, ts, station, serial, verdict, score, threshold, model_id, record, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["inspection_id"], record["timestamp"], record.get("station"), record.get("serial"), record["verdict"],
+                 record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
+                 json.dumps(record, ensure_ascii=False), _now()),
+            )
+        return cur.rowcount == 1
+
+    def get(self, inspection_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
+        return self._row(row) if row else None
+
+    @staticmethod
+    def _row(row: tuple) -> dict[str, Any]:
+        record = json.loads(row[0])
+        record["published_at"] = row[1]
+        return record
+
+    def records(self, start: str | None = None, end: str | None = None, station: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records with start <= timestamp < end (ISO 8601 UTC strings), oldest first."""
+        sql, args = "SELECT record, published_at FROM inspections WHERE 1=1", []
+        if start:
+            sql, args = sql + " AND ts >= ?", [*args, start]
+        if end:
+            sql, args = sql + " AND ts < ?", [*args, end]
+        if station:
+            sql, args = sql + " AND station = ?", [*args, station]
+        sql += " ORDER BY ts, inspection_id"
+        if limit:
+            sql, args = sql + " LIMIT ?", [*args, int(limit)]
+        with self._lock:
+            return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+
+    def unpublished(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The outbox: stored records the broker has not acknowledged, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record, published_at FROM inspections WHERE published_at IS NULL ORDER BY created_at LIMIT ?", (limit,)
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def mark_published(self, inspection_id: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE inspections SET published_at = ? WHERE inspection_id = ? AND published_at IS NULL", (_now(), inspection_id))
+
+    def prune(self, max_age_days: float | None = None, max_rows: int | None = None) -> int:
+        """Retention: delete published records older than max_age_days / beyond the newest max_rows, with their files."""
+        doomed: list[tuple[str, str]] = []
+        with self._lock:
+            if max_age_days is not None:
+                cutoff = (datetime.now(timezone.utc) - timedelta(days=max_age_days)).isoformat().replace("+00:00", "Z")
+                doomed += self._db.execute(
+                    "SELECT inspection_id, record FROM inspections WHERE ts < ? AND published_at IS NOT NULL", (cutoff,)).fetchall()
+            if max_rows is not None:
+                doomed += self._db.execute(
+                    "SELECT inspection_id, record FROM inspections WHERE published_at IS NOT NULL ORDER BY ts DESC LIMIT -1 OFFSET ?",
+                    (max_rows,)).fetchall()
+        ids = sorted({i for i, _ in doomed})
+        for _, rec in doomed:
+            for rel in (json.loads(rec).get("images") or {}).values():
+                p = (self.root / rel).resolve()
+                if self.root.resolve() in p.parents:
+                    p.unlink(missing_ok=True)
+        with self._tx():
+            self._db.executemany("DELETE FROM inspections WHERE inspection_id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
