@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.images import preprocess, read_image
 
@@ -27,7 +26,3 @@ def load_batches(
             loaded = list(pool.map(load, [paths[i] for i in idx]))
             yield idx, np.stack([x for x, _ in loaded]), [rgb for _, rgb in loaded]
 
-
-@torch.no_grad()
-def backbone_features(backbone: torch.nn.Module, batch: np.ndarray) -> list[torch.Tensor]:
-    return backbone(torch.from_numpy(batch))

@@ -15,11 +15,13 @@ from model.calibration import Policy, calibrate
 from model.coreset import greedy_coreset
 from model.data import Dataset
 from model.errors import InspectorError
-from model.extract import backbone_features, load_batches
+from model.extract import load_batches
 from model.head import AnomalyHead
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.progress import BarFactory, silent
+
+AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
 
 
 @dataclass
@@ -36,6 +38,8 @@ class FitOptions:
     global_weight: float = 0.5
     shrinkage: float = 0.01
     folds: int = 5
+    normalize_input: bool = True
+    augment: tuple[str, ...] = ()  # extra normal views for the bank and global model: hflip, vflip, rot180
     policy: Policy | None = None  # None: escape 1% when defects are available, else false alarms 1%
     seed: int = 0
     batch_size: int = 16
@@ -45,6 +49,9 @@ class FitOptions:
             raise InspectorError(f"--coreset {self.coreset_ratio}: give a fraction in (0, 1], e.g. 0.1")
         if self.input_size < 64 or self.input_size % 32:
             raise InspectorError(f"--size {self.input_size}: give a multiple of 32, at least 64 (e.g. 256)")
+        bad = [a for a in self.augment if a not in AUGMENTATIONS]
+        if bad:
+            raise InspectorError(f"--augment {bad[0]!r}: choose from {', '.join(AUGMENTATIONS)} (only views that are still good parts)")
         if not 0.0 <= self.global_weight <= 1.0:
             raise InspectorError(f"--global-weight {self.global_weight}: give a weight in [0, 1]")
 
@@ -80,18 +87,26 @@ def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.T
     return mean.float(), (evecs / evals.clamp_min(1e-12).sqrt()).float()
 
 
-def _oos_global(pooled: torch.Tensor, folds: int, shrinkage: float, seed: int) -> np.ndarray:
-    """Out-of-fold Mahalanobis distances of the training images (each scored by a model that never saw it)."""
-    n = pooled.shape[0]
+def _first_views(sources: list[int]) -> torch.Tensor:
+    """Row index of each source image's un-augmented view (its first occurrence), in source order."""
+    first: dict[int, int] = {}
+    for row, src in enumerate(sources):
+        first.setdefault(src, row)
+    return torch.tensor([first[i] for i in sorted(first)])
+
+
+def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor, folds: int, shrinkage: float, seed: int) -> np.ndarray:
+    """Out-of-fold Mahalanobis distances of the training images: each image is scored by a Gaussian
+    fitted without it (nor its augmented views)."""
+    n = first.numel()
     folds = max(2, min(folds, n))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    fold_of = torch.empty(n, dtype=torch.long)
+    fold_of[torch.randperm(n, generator=torch.Generator().manual_seed(seed))] = torch.arange(n) % folds
     out = torch.empty(n)
     for k in range(folds):
-        held = order[k::folds]
-        keep = torch.ones(n, dtype=torch.bool)
-        keep[held] = False
-        mean, w = _whitening(pooled[keep], shrinkage)
-        out[held] = (((pooled[held] - mean) @ w) ** 2).sum(dim=1).sqrt()
+        held = (fold_of == k).nonzero().squeeze(1)
+        mean, w = _whitening(pooled[fold_of[source] != k], shrinkage)
+        out[held] = (((pooled[first[held]] - mean) @ w) ** 2).sum(dim=1).sqrt()
     return out.numpy()
 
 
@@ -116,25 +131,29 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
-    config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size,
-                       grid_stride=options.grid_stride, sigma=options.sigma, global_weight=options.global_weight)
+    config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
+                       sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input)
     net = InspectorNet(config).eval()
     head = net.head
     paths = [s.path for s in dataset.train]
     if len(paths) < 2:
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
 
-    # 1. features of every good image
-    embs, pooled = [], []
+    # 1. features of every good image (and of its augmented views, which share its source id)
+    embs, pooled, sources = [], [], []
     bar = progress("features", len(paths))
-    for _, batch, _ in load_batches(paths, size, options.batch_size):
-        feats = backbone_features(net.backbone, batch)
-        embs.append(head.embed(feats).half())
-        pooled.append(head.pool(feats))
+    for idx, batch, _ in load_batches(paths, size, options.batch_size):
+        x = torch.from_numpy(batch)
+        for dims in [None, *(AUGMENTATIONS[a] for a in options.augment)]:
+            feats = net.features(x if dims is None else x.flip(dims))
+            embs.append(head.embed(feats).half())
+            pooled.append(head.pool(feats))
+            sources += idx
         bar.update(len(batch))
     bar.close()
-    emb, pooled_t = torch.cat(embs), torch.cat(pooled)
-    n, dim, gh, gw = emb.shape
+    emb, pooled_t, view_source = torch.cat(embs), torch.cat(pooled), torch.tensor(sources)
+    n = len(paths)
+    n_views, dim, gh, gw = emb.shape
 
     # 2. weigh each backbone level equally in patch distances
     scale = torch.empty(dim)
@@ -149,12 +168,11 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
 
     # 3. coreset memory bank (random subsample first if the patch pool is huge)
     patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
-    source = torch.arange(n).repeat_interleave(gh * gw)
+    source = view_source.repeat_interleave(gh * gw)
     if patches.shape[0] > options.max_patches:
         keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
         patches, source = patches[keep], source[keep]
-    k = max(1, int(round(options.coreset_ratio * n * gh * gw)))
-    k = min(k, patches.shape[0])
+    k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
     bar = progress("coreset", k)
     idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
     bar.close()
@@ -169,13 +187,15 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
     # 5. standardise each branch with out-of-sample scores on the good images
     bar = progress("calibration", n)
     raw_maps = []
+    first = _first_views(sources)
+    first_view = emb[first]
     for s in range(0, n, 8):
-        raw_maps.append(_self_excluded_maps(head, emb[s : s + 8], bank_source - s))
+        raw_maps.append(_self_excluded_maps(head, first_view[s : s + 8], bank_source - s))
         bar.update(min(8, n - s))
     bar.close()
     raw_maps_t = torch.cat(raw_maps)
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
-    glob_raw = _oos_global(pooled_t, options.folds, options.shrinkage, options.seed)
+    glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
     good_scores, good_maps = head.fuse(raw_maps_t, torch.from_numpy(glob_raw).float())
     good_scores = good_scores.numpy()

@@ -23,6 +23,7 @@ class NetConfig:
     bank_size: int = 0
     global_levels: int = 2
     global_weight: float = 0.5
+    normalize_input: bool = True
     class_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -33,6 +34,8 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> NetConfig:
         d = dict(d)
+        # Checkpoints written before input standardisation existed were fitted without it.
+        d.setdefault("normalize_input", False)
         d["layers"], d["input_size"] = tuple(d["layers"]), tuple(d["input_size"])
         return cls(**d)
 
@@ -51,5 +54,21 @@ class InspectorNet(nn.Module):
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone feature maps of a [0, 1] image batch, after per-image contrast standardisation."""
+        if self.config.normalize_input:
+            x = standardize(x)
+        return self.backbone(x)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.backbone(x))
+        return self.head(self.features(x))
+
+
+def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:
+    """Give each image the same mean (0.5) and contrast, so exposure and lighting drift are not anomalies.
+
+    Local contrast (the defects) is kept; only the image-wide gain and offset are removed.
+    """
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) / (var + 1e-6).sqrt() * std + 0.5

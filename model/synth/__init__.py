@@ -1,0 +1,34 @@
+"""Synthetic defects with exact pixel masks, made on good images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.errors import InspectorError
+from model.synth.blend import foreground_mask
+from model.synth.defects import DEFECTS
+
+DEFECT_TYPES = tuple(DEFECTS)
+
+
+def check_types(types: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if not types:
+        return DEFECT_TYPES
+    unknown = [t for t in types if t not in DEFECTS]
+    if unknown:
+        raise InspectorError(f"defect type {unknown[0]!r} is unknown: choose from {', '.join(DEFECT_TYPES)}")
+    return tuple(types)
+
+
+def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
+               foreground: np.ndarray | None = None, min_pixels: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels)."""
+    fn = DEFECTS[defect_type]
+    fg = foreground_mask(rgb) if foreground is None else foreground
+    for _ in range(8):
+        out, soft = fn(rgb, fg, rng, float(np.clip(severity, 0.05, 1.0)))
+        changed = np.abs(out.astype(np.int16) - rgb.astype(np.int16)).max(axis=2) > 2
+        mask = (soft > 0.25) & changed
+        if mask.sum() >= min_pixels:
+            return out, mask
+    return out, mask  # an unlucky draw: caller sees a (nearly) empty mask
