@@ -15,8 +15,20 @@ def _torch(path: Path, device: str) -> Engine:
     return TorchEngine(path, device=device)
 
 
-# artefact kind -> factory; exported formats register here (see exporters/)
-FACTORIES: dict[str, Callable[[Path, str], Engine]] = {"checkpoint": _torch}
+def _onnx(path: Path, device: str) -> Engine:
+    from inspector.engines.onnx_engine import OnnxEngine
+
+    return OnnxEngine(path, device=device)
+
+
+def _tensorrt(path: Path, device: str) -> Engine:
+    from inspector.engines.tensorrt_engine import TensorRTEngine
+
+    return TensorRTEngine(path, device="cuda" if device == "cpu" else device)  # "cpu" is the CLI default; engines only run on GPUs
+
+
+# artefact kind -> factory; exported formats (see exporters/) by file suffix
+FACTORIES: dict[str, Callable[[Path, str], Engine]] = {"checkpoint": _torch, "onnx": _onnx, "engine": _tensorrt, "plan": _tensorrt}
 
 
 def artefact_kind(path: Path) -> str:
@@ -26,11 +38,23 @@ def artefact_kind(path: Path) -> str:
     return path.suffix.lower().lstrip(".")
 
 
+def _exported_in(folder: Path) -> Path:
+    """A folder written by `inspector export` (no checkpoint manifest): its one exported model."""
+    found = sorted(p for p in folder.iterdir() if p.is_file() and artefact_kind(p) in FACTORIES)
+    if not found:
+        return folder  # not an export folder either: the checkpoint loader says what is missing
+    if len(found) > 1:
+        raise InspectorError(f"model {folder}: holds several exported models ({', '.join(p.name for p in found)}); give one file")
+    return found[0]
+
+
 def open_engine(path: str | Path, device: str = "cpu") -> Engine:
     """Open a checkpoint directory or exported model with the matching runtime."""
     path = Path(path)
     if not path.exists():
         raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
+    if path.is_dir() and not (path / "manifest.json").exists():
+        path = _exported_in(path)
     kind = artefact_kind(path)
     if kind not in FACTORIES:
         known = ", ".join(sorted(FACTORIES))

@@ -1,0 +1,56 @@
+"""Good images for INT8: calibration images, and different held-out good images to check the result on.
+
+Source: --calib DIR, else the training data recorded in the checkpoint. Held-out images come from its
+test/good folder when there is one: training images are in the memory bank (their nearest normal patch
+is almost themselves), so their scores react to rounding far more than a new part's would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.errors import InspectorError
+
+
+def _root(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | None) -> Path:
+    if calib is not None:
+        return Path(calib)
+    recorded = (ckpt_manifest.get("training") or {}).get("root")
+    candidates = [Path(recorded), ckpt / recorded, ckpt.parent / recorded] if recorded else []
+    root = next((c for c in candidates if c.is_dir()), None)
+    if root is None:
+        where = f"its training data {recorded!r} is not on this machine" if recorded else "it records no training data"
+        raise InspectorError(f"checkpoint {ckpt}: INT8 calibration needs good images and {where}; pass --calib DIR (good images)")
+    return root
+
+
+def _spread(paths: list[Path], n: int) -> list[Path]:
+    return paths[:: max(1, len(paths) // n)][:n]
+
+
+def image_sets(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | None, n_calib: int, n_holdout: int
+               ) -> tuple[list[Path], list[Path], str]:
+    """(calibration images, held-out check images, where the check images come from)."""
+    from model.data import load_dataset
+
+    root = _root(ckpt, ckpt_manifest, calib)
+    dataset = load_dataset(root)
+    train = [s.path for s in dataset.train]
+    test_good = [s.path for s in dataset.test if not s.is_defect]
+    if test_good:
+        return _spread(train, n_calib), _spread(test_good, n_holdout), f"{root}/test/good"
+    if len(train) < 2:
+        raise InspectorError(f"calibration: {len(train)} good image(s) in {root}; give at least 2 (ideally 64+) with --calib")
+    holdout = _spread(train, min(n_holdout, max(1, len(train) // 4)))
+    rest = [p for p in train if p not in set(holdout)]
+    return _spread(rest, n_calib), holdout, f"{root} (held out from calibration)"
+
+
+def load(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
+    """Preprocess images exactly as serving does -> float32 [N, 3, h, w]."""
+    from model.extract import load_batches
+
+    return np.concatenate([batch for _, batch, _ in load_batches(paths, size, batch_size=16)])

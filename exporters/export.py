@@ -1,0 +1,139 @@
+"""`export(checkpoint, formats, out)`: one checkpoint -> self-describing model files (+ JSON sidecars).
+
+The float32 graph is traced once and checked against torch; FP16, INT8 and TensorRT are derived from it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from exporters import calibration
+from exporters.manifest import build_manifest, write_sidecar
+from exporters.quantize import DRIFT_TOLERANCE
+from model.errors import InspectorError
+
+FILES = {
+    "onnx": "model.onnx",
+    "onnx-fp16": "model-fp16.onnx",
+    "onnx-int8": "model-int8.onnx",
+    "tensorrt-fp16": "model-fp16.engine",
+    "tensorrt-int8": "model-int8.engine",
+}
+FORMATS = tuple(FILES)
+N_CALIB, N_HOLDOUT = 64, 16
+
+
+@dataclass
+class Exported:
+    path: Path
+    manifest: dict[str, Any]
+    parity: float  # worst relative difference float32 ONNX vs torch on random inputs
+
+
+def _normalisation(net) -> dict[str, Any]:
+    info: dict[str, Any] = {"per_image_standardisation": bool(getattr(net.config, "normalize_input", False))}
+    bb = net.backbone
+    if hasattr(bb, "mean") and hasattr(bb, "std"):
+        info["mean"] = [round(float(v), 8) for v in bb.mean.flatten()]
+        info["std"] = [round(float(v), 8) for v in bb.std.flatten()]
+    return info
+
+
+def _check_target(out: Path, formats: list[str], force: bool) -> None:
+    bad = [f for f in formats if f not in FILES]
+    if bad or not formats:
+        raise InspectorError(f"--format {bad[0] if bad else ''!r}: choose from {', '.join(FORMATS)}")
+    if out.exists() and not out.is_dir():
+        raise InspectorError(f"--out {out}: is a file; give a directory")
+    taken = [FILES[f] for f in formats if (out / FILES[f]).exists()]
+    if taken and not force:
+        raise InspectorError(f"--out {out}: {taken[0]} is already there; pass --force to overwrite it")
+    if any(f.startswith("tensorrt") for f in formats):
+        from exporters.manifest import tensorrt_target
+
+        tensorrt_target()  # fail before the slow part when there is no GPU or TensorRT here
+
+
+def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: str | Path | None = None, force: bool = False,
+           int8_tolerance: float = DRIFT_TOLERANCE, log: Callable[[str], None] = lambda _: None) -> list[Exported]:
+    """Export the checkpoint `ckpt` in each of `formats` into the directory `out`; `log` receives progress lines.
+
+    `int8_tolerance`: mean score change on held-out good images (score units) the INT8 search accepts."""
+    from exporters.onnx_export import check_parity, export_onnx, output_names, toolchain
+    from model.checkpoint import load_checkpoint
+
+    formats = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
+    ckpt, out = Path(ckpt), Path(out)
+    _check_target(out, formats, force)
+    net, ckpt_manifest = load_checkpoint(ckpt)
+    h, w = net.config.input_size
+    calib_images = holdout = where = None
+    if any(f.endswith("int8") for f in formats):  # before the slow trace: missing calibration data fails fast
+        calib_paths, holdout_paths, where = calibration.image_sets(ckpt, ckpt_manifest, calib, N_CALIB, N_HOLDOUT)
+        log(f"INT8 calibration on {len(calib_paths)} good images, checked on {len(holdout_paths)} from {where}")
+        calib_images, holdout = calibration.load(calib_paths, (h, w)), calibration.load(holdout_paths, (h, w))
+    log(f"tracing {net.config.backbone} at {w}x{h} to ONNX (dynamic batch)")
+    fp32 = export_onnx(net)
+    parity = check_parity(net, fp32)
+    log(f"  float32 graph matches torch: worst relative difference {parity:.1e} at batch 1 and 3")
+    base = dict(ckpt=ckpt, ckpt_manifest=ckpt_manifest, normalisation=_normalisation(net), outputs=output_names(net), toolchain=toolchain())
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    for fmt in formats:
+        target = out / FILES[fmt]
+        if fmt.startswith("tensorrt"):
+            manifest = _tensorrt(fp32, fmt, target, (h, w), calib_images, base, log)
+        else:
+            manifest = _onnx(fp32, fmt, target, calib_images, (holdout, where), int8_tolerance, base, log)
+        done.append(Exported(target, manifest, parity))
+        log(f"  wrote {target} ({manifest['file_bytes'] / 1e6:.2f} MB)")
+    return done
+
+
+def _onnx(fp32: onnx.ModelProto, fmt: str, target: Path, calib_images, holdout: tuple, tolerance: float, base: dict, log) -> dict[str, Any]:
+    from exporters.onnx_export import embed_manifest
+
+    model, precision = fp32, {"compute": "float32"}
+    if fmt == "onnx-fp16":
+        from exporters.fp16 import convert_fp16
+
+        model, precision = convert_fp16(fp32)
+    elif fmt == "onnx-int8":
+        from exporters.quantize import quantize_int8
+
+        def show(t: dict) -> None:
+            log(f"  INT8 try with float32 stages {t['float32_stages'] or 'none'}: mean score change on held-out good images "
+                f"{t['holdout_mean_abs_score_change']:.4f}")
+
+        result = quantize_int8(fp32, calib_images, holdout[0], tolerance, progress=show)
+        model, precision = result.model, {**result.describe(), "holdout": f"{len(holdout[0])} good images from {holdout[1]}"}
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(fp32)
+    manifest = build_manifest(fmt, precision=precision, **base)
+    embed_manifest(model, manifest)
+    tmp = target.with_suffix(".tmp")
+    onnx.save(model, tmp)
+    tmp.replace(target)
+    return write_sidecar(target, manifest)
+
+
+def _tensorrt(fp32: onnx.ModelProto, fmt: str, target: Path, size, calib_images, base: dict, log) -> dict[str, Any]:
+    from exporters.tensorrt_build import build_engine
+
+    precision = fmt.split("-")[1]
+    weights = base["ckpt_manifest"]["files"]["model.safetensors"]
+    cache = target.with_name(f"{target.stem}.{weights[:12]}.calib")  # named by model: never reused for another
+    with tempfile.TemporaryDirectory(prefix="inspector-trt-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        onnx.save(fp32, src)
+        info = build_engine(src, target, precision, size, calib_images, cache, log=log)
+    manifest = build_manifest(fmt, precision=info, **base)
+    manifest["tensorrt"] = info.pop("target")
+    return write_sidecar(target, manifest)

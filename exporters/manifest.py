@@ -1,0 +1,151 @@
+"""Self-describing exported models: the export manifest, kept in ONNX metadata and in a JSON sidecar.
+
+Every exported file `X` has a sidecar `X.json` holding what a runtime needs without the checkpoint
+(input size and layout, normalisation, backbone, thresholds, class names, versions, checksums). ONNX files
+also carry the same manifest (less their own checksum) in `metadata_props["inspector.manifest"]`, so a lone
+.onnx is still self-describing. Thresholds stay outside the graph: change them in the sidecar (or the
+checkpoint, then re-export) without touching the model. TensorRT engines also record the GPU and TensorRT
+version they were built for; a runtime refuses any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from model.errors import InspectorError
+
+FORMAT = "inspector-export/1"
+METADATA_KEY = "inspector.manifest"
+# fields that identify the model: sidecar and embedded metadata must agree on them
+IDENTITY = ("kind", "net", "source")
+
+
+def sha256_file(path: Path) -> str:
+    """As model.checkpoint.sha256_file; repeated here so runtimes need not import torch through it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar_path(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
+
+
+def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normalisation: dict[str, Any] | None,
+                   outputs: list[str], toolchain: dict[str, str], precision: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest embedded in (and written next to) one exported model."""
+    net = ckpt_manifest["net"]
+    h, w = net["input_size"]
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "input": {"name": "image", "shape": ["batch", 3, h, w], "dtype": "float32", "layout": "NCHW", "color": "RGB",
+                  "range": [0.0, 1.0], "resize": "outside the graph (model.images.preprocess)",
+                  "normalisation": {"where": "inside the graph", **(normalisation or {})}},
+        "outputs": outputs,
+        "net": net,
+        "thresholds": ckpt_manifest["thresholds"],
+        "training": ckpt_manifest.get("training") or {},
+        "source": {"checkpoint": str(ckpt), "weights_sha256": ckpt_manifest["files"]["model.safetensors"],
+                   "manifest_sha256": ckpt_manifest.get("manifest_sha256")},
+        "package_version": ckpt_manifest.get("package_version"),
+        "toolchain": toolchain,
+        "precision": precision or {},
+    }
+
+
+def write_sidecar(model: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Seal `manifest` to the model file's bytes (sha256, size) and write `<model>.json`."""
+    manifest = {**manifest, "file": model.name, "file_sha256": sha256_file(model), "file_bytes": model.stat().st_size}
+    tmp = sidecar_path(model).with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(sidecar_path(model))
+    return manifest
+
+
+def _check_format(manifest: Any, where: str) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InspectorError(f"{where}: format {found!r}, expected {FORMAT!r}; re-export with this version's `inspector export`")
+    missing = [k for k in ("kind", "net", "thresholds", "source", "input") if k not in manifest]
+    if missing:
+        raise InspectorError(f"{where}: manifest lacks {missing[0]!r}; re-export with `inspector export`")
+    return manifest
+
+
+def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
+    """Read and check `<model>.json` against the model file's bytes; None when absent and not required."""
+    path = sidecar_path(model)
+    if not path.is_file():
+        if required:
+            raise InspectorError(f"model {model}: its manifest {path.name} is missing; copy it along or re-export with `inspector export`")
+        return None
+    try:
+        manifest = _check_format(json.loads(path.read_text()), f"manifest {path}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InspectorError(f"manifest {path}: not valid JSON ({exc.__class__.__name__}); re-export with `inspector export`") from None
+    if manifest.get("file_sha256") != sha256_file(model):
+        raise InspectorError(f"model {model}: sha256 does not match {path.name} (model and manifest come from different exports, "
+                             "or the file is truncated); copy both files from the same `inspector export`")
+    return manifest
+
+
+def from_metadata(props: dict[str, str], model: Path) -> dict[str, Any] | None:
+    """The manifest embedded in ONNX metadata_props, or None."""
+    text = props.get(METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        return _check_format(json.loads(text), f"model {model} (metadata)")
+    except json.JSONDecodeError:
+        raise InspectorError(f"model {model}: its embedded manifest is not valid JSON; re-export with `inspector export`") from None
+
+
+def resolve(model: Path, sidecar: dict[str, Any] | None, embedded: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest to run with: the sidecar (thresholds may be edited there) checked against the embedded copy."""
+    if sidecar is None and embedded is None:
+        raise InspectorError(f"model {model}: no inspector manifest (neither {sidecar_path(model).name} nor ONNX metadata); "
+                             "export it with `inspector export`")
+    if sidecar is not None and embedded is not None:
+        for key in IDENTITY:
+            if sidecar.get(key) != embedded.get(key):
+                raise InspectorError(f"model {model}: {sidecar_path(model).name} describes another model ({key!r} differs from the "
+                                     "ONNX metadata); copy both files from the same `inspector export`")
+    return sidecar if sidecar is not None else embedded
+
+
+def check_input_shape(manifest: dict[str, Any], graph_shape: list, model: Path) -> None:
+    """The graph's input [B, 3, H, W] must match the manifest's input size."""
+    h, w = manifest["net"]["input_size"]
+    if len(graph_shape) != 4 or list(graph_shape[1:]) != [3, h, w]:
+        raise InspectorError(f"model {model}: graph input is {list(graph_shape)} but its manifest says [batch, 3, {h}, {w}]; "
+                             "model and manifest do not belong together, re-export")
+
+
+def tensorrt_target() -> dict[str, str]:
+    """The GPU and TensorRT version here, which an engine must have been built for."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise InspectorError("TensorRT engines need the tensorrt package and an NVIDIA GPU: pip install 'inspector[tensorrt]'") from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InspectorError("TensorRT engines need an NVIDIA GPU, and torch sees none (CUDA unavailable)")
+    major, minor = torch.cuda.get_device_capability()
+    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "tensorrt": trt.__version__}
+
+
+def check_tensorrt_target(recorded: dict[str, str] | None, here: dict[str, str], model: Path) -> None:
+    """Refuse an engine built for another GPU or TensorRT version (engines are not portable)."""
+    if not recorded:
+        raise InspectorError(f"engine {model}: its manifest records no GPU/TensorRT version; rebuild it with `inspector export`")
+    for key, what in (("gpu", "GPU"), ("compute_capability", "compute capability"), ("tensorrt", "TensorRT version")):
+        if recorded.get(key) != here.get(key):
+            raise InspectorError(f"engine {model}: built for {what} {recorded.get(key)!r} but this machine has {here.get(key)!r}; "
+                                 "rebuild it here with `inspector export CKPT --format tensorrt-fp16|tensorrt-int8`")

@@ -1,0 +1,118 @@
+"""Parity of an exported model with the torch checkpoint it came from, on the same images.
+
+Differences are reported as max |diff| and max relative diff, where relative means |diff| / max(|torch|, 1):
+scores and maps are in units of the good-image spread, so values near 0 would make a plain ratio explode.
+With labelled images (MVTec layout test/good + test/<defect>) the image AUROC of both is compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.errors import InspectorError
+from model.progress import BarFactory, silent
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    score_rel: float | None  # max relative score difference
+    map_rel: float | None  # max relative anomaly-map difference
+    auroc: float  # max |change| of image AUROC (labelled data)
+    drift: float  # max mean |score difference| (used when the data has no defects)
+
+
+EXACT = Tolerance(score_rel=1e-4, map_rel=1e-3, auroc=0.001, drift=1e-4)
+REDUCED = Tolerance(score_rel=None, map_rel=None, auroc=0.005, drift=0.25)
+TOLERANCES = {"onnx": EXACT, "onnx-fp16": REDUCED, "onnx-int8": REDUCED, "tensorrt-fp16": REDUCED, "tensorrt-int8": REDUCED}
+
+
+def compare(reference, candidate, images: list[Path], labels: np.ndarray | None, kind: str, batch: int = 8,
+            progress=None) -> dict[str, Any]:
+    """Run two engines (HeadOutput producers) on the same images; differences, AUROCs and a verdict."""
+    from model.extract import load_batches
+    from model.metrics import roc_auc
+
+    if not images:
+        raise InspectorError("verify: no images to compare on")
+    size = tuple(reference.meta.input_size)
+    if tuple(candidate.meta.input_size) != size:
+        raise InspectorError(f"verify: the export takes {candidate.meta.input_size} but the checkpoint {size}; they are different models")
+    s_ref, s_got = [], []
+    map_abs = map_rel = 0.0
+    for _, x, _ in load_batches(images, size, batch_size=batch):
+        a, b = reference.infer(x), candidate.infer(x)
+        s_ref.append(a.score)
+        s_got.append(b.score)
+        d = np.abs(a.amap - b.amap)
+        map_abs = max(map_abs, float(d.max()))
+        map_rel = max(map_rel, float((d / np.maximum(np.abs(a.amap), 1.0)).max()))
+        if progress:
+            progress(len(x))
+    ref, got = np.concatenate(s_ref).astype(np.float64), np.concatenate(s_got).astype(np.float64)
+    d = np.abs(ref - got)
+    tol = TOLERANCES[kind]
+    report: dict[str, Any] = {
+        "kind": kind, "images": len(images), "batch": batch, "runtime": candidate.meta.runtime,
+        "score_max_abs": float(d.max()), "score_max_rel": float((d / np.maximum(np.abs(ref), 1.0)).max()),
+        "score_mean_abs": float(d.mean()), "map_max_abs": map_abs, "map_max_rel": map_rel,
+        "auroc_torch": None, "auroc_export": None, "auroc_change": None, "tolerance": asdict(tol),
+    }
+    if labels is not None and labels.any() and not labels.all():
+        report["defects"] = int(labels.sum())
+        report["auroc_torch"], report["auroc_export"] = roc_auc(labels, ref), roc_auc(labels, got)
+        report["auroc_change"] = report["auroc_export"] - report["auroc_torch"]
+    failures = []
+    if tol.score_rel is not None and report["score_max_rel"] > tol.score_rel:
+        failures.append(f"score relative difference {report['score_max_rel']:.2e} > {tol.score_rel:.0e}")
+    if tol.map_rel is not None and report["map_max_rel"] > tol.map_rel:
+        failures.append(f"map relative difference {report['map_max_rel']:.2e} > {tol.map_rel:.0e}")
+    if report["auroc_change"] is not None:
+        if abs(report["auroc_change"]) > tol.auroc:
+            failures.append(f"image AUROC change {report['auroc_change']:+.4f} beyond ±{tol.auroc}")
+    elif report["score_mean_abs"] > tol.drift:
+        failures.append(f"mean score change {report['score_mean_abs']:.4f} > {tol.drift} (no defects in the data for an AUROC)")
+    report["failures"] = failures
+    report["passed"] = not failures
+    return report
+
+
+def verify_export(checkpoint: str | Path, model: str | Path, data: str | Path, device: str = "cpu", batch: int = 8,
+                  progress: BarFactory = silent) -> dict[str, Any]:
+    """Compare the exported `model` with `checkpoint` on DATA (MVTec layout: its test set; else all its images)."""
+    from inspector.engines import open_engine
+    from model.data import load_dataset
+
+    dataset = load_dataset(data, require_train=False)
+    samples = dataset.test or dataset.train
+    if not samples:
+        raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF)")
+    reference, candidate = open_engine(checkpoint, "cpu"), open_engine(model, device)
+    if candidate.meta.model_id != reference.meta.model_id:
+        raise InspectorError(f"--verify: {model} was exported from another checkpoint (model id {candidate.meta.model_id}, "
+                             f"checkpoint {reference.meta.model_id})")
+    kind = candidate.meta.manifest["kind"]
+    labels = np.array([s.is_defect for s in samples])
+    bar = progress("verify", len(samples))
+    try:
+        return compare(reference, candidate, [s.path for s in samples], labels, kind, batch, bar.update)
+    finally:
+        bar.close()
+
+
+def format_report(r: dict[str, Any]) -> list[str]:
+    tol = r["tolerance"]
+    lines = [f"verify {r['kind']} on {r['images']} images" + (f" ({r['defects']} defect)" if r.get("defects") else "")
+             + f", batch {r['batch']}: torch vs {r['runtime']}",
+             f"  score  max |diff| {r['score_max_abs']:.2e}  max rel {r['score_max_rel']:.2e}  mean |diff| {r['score_mean_abs']:.2e}"
+             + (f"  (tolerance rel {tol['score_rel']:.0e})" if tol["score_rel"] is not None else ""),
+             f"  map    max |diff| {r['map_max_abs']:.2e}  max rel {r['map_max_rel']:.2e}"
+             + (f"  (tolerance rel {tol['map_rel']:.0e})" if tol["map_rel"] is not None else "")]
+    if r["auroc_change"] is not None:
+        lines.append(f"  image AUROC torch {r['auroc_torch']:.4f}  export {r['auroc_export']:.4f}  change {r['auroc_change']:+.4f}"
+                     f"  (tolerance ±{tol['auroc']})")
+    lines.append("  PASS" if r["passed"] else "  FAIL: " + "; ".join(r["failures"]))
+    return lines

@@ -1,0 +1,85 @@
+"""ONNX Runtime engine: CPU, CUDA or TensorRT execution provider, chosen by `device`.
+
+device: "cpu", "cuda[:N]" or "tensorrt[:N]". The provider asked for must be the one that runs:
+onnxruntime-gpu falls back to CPU silently when CUDA libraries are missing, so the session's real
+providers are checked and a fallback is an error. `meta.runtime` names the provider in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from exporters import manifest as export_manifest
+from inspector.engines.base import HeadOutput
+from inspector.engines.exported import check_batch, meta_from_export, split_outputs
+from model.errors import InspectorError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def _providers(device: str, model: Path, kind: str) -> list:
+    name, _, index = device.partition(":")
+    if name not in PROVIDERS or (index and not index.isdigit()):
+        raise InspectorError(f"--device {device!r}: an ONNX model runs on cpu, cuda[:N] or tensorrt[:N]")
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    gpu = {"device_id": int(index or 0)}
+    if name == "cuda":
+        return [("CUDAExecutionProvider", gpu)]
+    if kind == "onnx-int8":
+        raise InspectorError(f"model {model}: the INT8 ONNX is quantised for CPUs (uint8 activations, which TensorRT does not take); "
+                             "for TensorRT export --format tensorrt-int8")
+    cache = model.with_name(model.name + ".trt-cache")
+    cache.mkdir(exist_ok=True)
+    trt = {**gpu, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": "True"}
+    return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", gpu)]
+
+
+class OnnxEngine:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        sidecar = export_manifest.read_sidecar(path, required=False)
+        providers = _providers(device, path, (sidecar or {}).get("kind", ""))
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted not in ort.get_available_providers():
+            raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
+                                 "install onnxruntime-gpu for cuda/tensorrt, or use --device cpu")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between calls: on a small shared CPU, spinning threads slow down everything else
+        # (decoding, MQTT, another engine) for little gain here; measured with `inspector bench`
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+            raise InspectorError(f"model {path}: onnxruntime cannot load it ({first}); is the file complete? re-export it") from None
+        used = self.session.get_providers()
+        if used[0] != wanted:
+            raise InspectorError(f"model {path}: asked for {wanted} but onnxruntime runs {', '.join(used)} (a silent fallback); "
+                                 "fix the CUDA/TensorRT installation or use --device cpu")
+        embedded = export_manifest.from_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        manifest = export_manifest.resolve(path, sidecar, embedded)
+        graph_input = self.session.get_inputs()[0]
+        export_manifest.check_input_shape(manifest, graph_input.shape, path)
+        self.input_name = graph_input.name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = used
+        self.meta = meta_from_export(manifest, path, f"onnxruntime:{used[0]}:{manifest['kind']}")
+        self.warmup()
+
+    def infer(self, batch: np.ndarray) -> HeadOutput:
+        x = check_batch(batch, self.meta)
+        return split_outputs(self.session.run(self.output_names, {self.input_name: x}))
+
+    def warmup(self) -> None:
+        self.infer(np.zeros((1, 3, *self.meta.input_size), dtype=np.float32))
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,189 @@
+"""Export: ONNX FP32 / FP16 / INT8 of a real (tiny) model against torch, dynamic batch, manifests, graph surgery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from exporters.manifest import METADATA_KEY, sidecar_path
+from tests.exporters.helpers import INT8_TOLERANCE, exported
+from tests.synthetic import defect_image, good_image
+
+
+@pytest.fixture(scope="session")
+def exports(tiny_ckpt, tmp_path_factory):
+    return exported(tiny_ckpt, tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(scope="session")
+def batch8() -> np.ndarray:
+    """4 good and 4 defect images, preprocessed as in serving (64 px)."""
+    from model.images import preprocess
+
+    images = [good_image(900 + i) for i in range(4)] + [defect_image(900 + i)[0] for i in range(4)]
+    return np.stack([preprocess(im, (64, 64)) for im in images])
+
+
+@pytest.fixture(scope="session")
+def torch_out(tiny_ckpt, batch8):
+    from inspector.engines import open_engine
+
+    return open_engine(tiny_ckpt).infer(batch8)
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1.0)))
+
+
+def test_fp32_matches_torch_at_batch_1_and_8(exports, batch8, torch_out):
+    from inspector.engines import open_engine
+
+    engine = open_engine(exports["onnx"])
+    assert engine.meta.runtime == "onnxruntime:CPUExecutionProvider:onnx"
+    out8 = engine.infer(batch8)
+    assert out8.score.shape == (8,) and out8.amap.shape == (8, 64, 64)
+    assert _rel(torch_out.score, out8.score) < 1e-4
+    assert _rel(torch_out.amap, out8.amap) < 1e-3
+    for i in (0, 5):  # batch 1 gives the same as the same image inside a batch of 8
+        out1 = engine.infer(batch8[i : i + 1])
+        assert _rel(torch_out.score[i : i + 1], out1.score) < 1e-4
+    dim0 = onnx.load(str(exports["onnx"])).graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.dim_value  # a symbolic (dynamic) batch axis
+
+
+@pytest.mark.parametrize("kind", ["onnx-fp16", "onnx-int8"])
+def test_reduced_precision_keeps_scores_and_ranking(kind, exports, batch8, torch_out):
+    from inspector.engines import open_engine
+
+    out = open_engine(exports[kind]).infer(batch8)
+    tolerance = INT8_TOLERANCE if kind == "onnx-int8" else 0.25  # mean score change in score units (good-image spread)
+    assert np.abs(out.score - torch_out.score).mean() < tolerance
+    # planted defects still outrank good parts, as with torch
+    assert out.score[4:].min() > out.score[:4].max()
+    assert torch_out.score[4:].min() > torch_out.score[:4].max()
+
+
+def test_fp16_graph_keeps_head_in_float32(exports):
+    model = onnx.load(str(exports["onnx-fp16"]))
+    g = model.graph
+    assert g.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert all(o.type.tensor_type.elem_type == TensorProto.FLOAT for o in g.output)
+    types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    convs = [n for n in g.node if n.op_type == "Conv" and not n.name.endswith("_cast")]
+    assert sum(types.get(n.output[0]) == TensorProto.FLOAT16 for n in convs) >= len(convs) - 2  # all but the head's blur
+    for n in g.node:  # every matmul (patch distances, whitening) runs in float32
+        if n.op_type == "MatMul":
+            assert types.get(n.output[0]) == TensorProto.FLOAT, n.name
+
+
+def test_int8_graph_is_quantised_and_small(exports):
+    model = onnx.load(str(exports["onnx-int8"]))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") >= 10
+    assert not [n for n in model.graph.node if n.op_type in ("MatMulInteger", "QLinearMatMul")]
+    fp32_bytes = exports["onnx"].stat().st_size
+    assert exports["onnx-int8"].stat().st_size < 0.4 * fp32_bytes
+    info = json.loads(sidecar_path(exports["onnx-int8"]).read_text())["precision"]
+    assert info["holdout_mean_abs_score_change"] <= info["drift_tolerance"]
+    assert {c["name"] for c in info["compacted"]} >= {"head.bank"}  # stored as int8, computed in float32
+
+
+def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
+    ckpt_manifest = json.loads((tiny_ckpt / "manifest.json").read_text())
+    for kind, path in exports.items():
+        side = json.loads(sidecar_path(path).read_text())
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        embedded = json.loads(props[METADATA_KEY])
+        assert side["kind"] == embedded["kind"] == kind
+        assert side["thresholds"] == embedded["thresholds"] == ckpt_manifest["thresholds"]
+        assert embedded["source"]["weights_sha256"] == ckpt_manifest["files"]["model.safetensors"]
+        assert side["input"]["shape"] == ["batch", 3, 64, 64]
+        assert side["input"]["normalisation"]["mean"] == [0.5, 0.5, 0.5]
+        assert side["file_bytes"] == path.stat().st_size and "file_sha256" not in embedded
+        # the tracer's per-node notes (local paths, stack traces) are not shipped
+        assert not any(n.metadata_props for n in onnx.load(str(path)).graph.node)
+
+
+def test_three_outputs_are_exported_generically(tiny_ckpt):
+    """A model that also returns defect-type probabilities exports a third output, checked against torch."""
+    from exporters.onnx_export import check_parity, export_onnx, output_names
+    from model.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(tiny_ckpt)
+
+    class WithTypes(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner, self.config = net, net.config
+            self.classifier = torch.nn.Linear(3, 4)
+
+        def forward(self, x):
+            score, amap = self.inner(x)
+            feats = torch.stack([score, amap.mean(dim=(1, 2)), amap.amax(dim=(1, 2))], dim=1)
+            return score, amap, self.classifier(feats).softmax(dim=1)
+
+    model = WithTypes().eval()
+    assert output_names(model) == ["score", "amap", "type_probs"]
+    graph = export_onnx(model)
+    assert [o.name for o in graph.graph.output] == ["score", "amap", "type_probs"]
+    assert check_parity(model, graph) < 1e-4
+
+
+def test_split_reductions_is_exact_and_chains_axes():
+    from exporters.graph import split_reductions
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    axes = numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "axes")
+    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=0)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [axes]), opset_imports=[helper.make_opsetid("", 18)])
+    assert split_reductions(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["ReduceMean"] * 3
+    import onnxruntime as ort
+
+    data = np.random.default_rng(0).random((2, 3, 4, 5), dtype=np.float32)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": data})[0]
+    np.testing.assert_allclose(got, data.mean(axis=(1, 2, 3)), rtol=1e-6)
+
+
+def test_compact_initializers_scales_per_output_channel():
+    from exporters.graph import compact_initializers
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((64, 300)) * np.geomspace(1e-3, 10, 300)).astype(np.float32)  # columns of very different size
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [200, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [numpy_helper.from_array(w, "w")]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    done = compact_initializers(model, {"mm"}, "int8", min_elements=1000)
+    assert done and done[0]["name"] == "w"
+    import onnxruntime as ort
+
+    data = rng.standard_normal((200, 64)).astype(np.float32)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": data})[0]
+    ref = data @ w
+    # per-column scales: every output column keeps ~1% accuracy, its 10000x smaller columns included
+    rms = lambda a: np.sqrt((a**2).mean(axis=0))  # noqa: E731
+    assert np.max(rms(got - ref) / rms(ref)) < 0.02
+
+
+def test_clip_vit_backbone_exports_with_dynamic_batch():
+    """The open_clip ViT backbone (randomly initialised small config: no hub here) exports and matches torch
+    at batch 1 and 3 (attention layers must not freeze the batch size of the example)."""
+    pytest.importorskip("open_clip")
+    from exporters.graph import backbone_stages
+    from exporters.onnx_export import check_parity, export_onnx
+    from model.net import InspectorNet, NetConfig
+
+    net = InspectorNet(NetConfig(backbone="clip:ViT-S-32:", input_size=(224, 224), grid_stride=32, bank_size=50), load_weights=False)
+    torch.manual_seed(0)
+    net.head.set_bank(torch.randn(50, net.head.bank.shape[1]))
+    graph = export_onnx(net.eval())
+    assert check_parity(net, graph, batches=(1, 3)) < 1e-4
+    assert any("resblocks" in name for name, _ in backbone_stages(graph))  # INT8/FP16 regions found for ViTs too
