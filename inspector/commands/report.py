@@ -1,0 +1,105 @@
+"""`inspector report`: QA reports from the result store, as self-contained HTML and PDF.
+
+  inspector report --db STORE --from T1 [--to T2] --out DIR        a shift / lot report (and the worst parts' pages)
+  inspector report --db STORE --inspection ID [ID ...] --out DIR   one report per inspection
+
+Times are ISO 8601 (2026-11-26T06:00, 2026-11-26, ...); without an offset they are this machine's local time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from pathlib import Path
+
+from inspector.commands.common import print_json
+from model.errors import InspectorError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render inspection or shift reports (HTML, PDF) from the result store",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", required=True, metavar="STORE", help="the store's data directory (holding inspections.sqlite)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--from", dest="start", metavar="T1", help="shift report from this time (inclusive)")
+    what.add_argument("--inspection", nargs="+", metavar="ID", help="inspection report(s) for these inspection ids")
+    p.add_argument("--to", dest="end", metavar="T2", help="shift report up to this time (exclusive; default now)")
+    p.add_argument("--station", help="only this station's inspections (shift report)")
+    p.add_argument("--lang", default="en", help="report language: en, zh or es (default en)")
+    p.add_argument("--format", default="html,pdf", help="html, pdf or html,pdf (default)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the reports into (created if missing)")
+    p.add_argument("--worst", type=int, default=12, metavar="N", help="thumbnails of the N worst parts on a shift report (default 12)")
+    p.add_argument("--title", help="shift report title (default 'Shift report' in the chosen language)")
+    p.add_argument("--lot", help="lot / batch number to print on the shift report")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    p.set_defaults(func=run)
+
+
+def utc_time(text: str, option: str) -> str:
+    """An ISO 8601 time (local if no offset) as the store's UTC form, 2026-11-26T06:00:00.000Z."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
+    return iso_utc(t)
+
+
+def iso_utc(t: datetime) -> str:
+    """The store's timestamp form; a naive time is taken as local time."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def open_store(db: str):
+    from inspector.store import DB_NAME, Store
+
+    root = Path(db)
+    if root.is_file() and root.name == DB_NAME:
+        root = root.parent
+    if not (root / DB_NAME).is_file():
+        raise InspectorError(f"store {db}: no {DB_NAME} there; give --db the data directory the inspector writes to")
+    return Store(root)
+
+
+def run(args: argparse.Namespace) -> int:
+    import reports
+
+    if args.worst < 0:
+        raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
+    if args.end and not args.start:
+        raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
+    formats = tuple(f for f in args.format.split(",") if f.strip())
+    store = open_store(args.db)
+    try:
+        if args.inspection:
+            records = []
+            for iid in args.inspection:
+                record = store.get(iid)
+                if record is None:
+                    raise InspectorError(f"inspection {iid!r}: not in store {args.db}; give the inspection_id of a stored result")
+                records.append(record)
+            written = [reports.render_inspection(r, args.out, formats, args.lang, store.root) for r in records]
+            summary = {"inspections": [r["inspection_id"] for r in records]}
+        else:
+            start = utc_time(args.start, "--from")
+            end = utc_time(args.end, "--to") if args.end else iso_utc(datetime.now(timezone.utc))
+            if end <= start:
+                raise InspectorError(f"--from {args.start} .. --to {args.end}: the period is empty; --to must be later than --from")
+            records = store.records(start, end, station=args.station)
+            meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
+            written = [reports.render_shift(records, meta, args.out, formats, args.lang, store.root)]
+            fails = sum(r.get("verdict") == "FAIL" for r in records)
+            summary = {"start": start, "end": end, "inspections": len(records), "fail": fails}
+    except reports.ReportError as exc:
+        raise InspectorError(str(exc)) from None
+    finally:
+        store.close()
+    paths = [{k: str(v) for k, v in w.items()} for w in written]
+    if args.json:
+        print_json({**summary, "reports": paths})
+        return 0
+    if "start" in summary:
+        print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {summary['start']} to {summary['end']}")
+    for w in paths:
+        for path in w.values():
+            print(path)
+    return 0

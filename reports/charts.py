@@ -1,0 +1,275 @@
+"""Charts as small hand-written inline SVG: crisp in print, no JavaScript, no plotting library to import.
+
+Every label that could come from a record is escaped; colours are paired with line styles so charts
+still read in black-and-white print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from markupsafe import Markup, escape
+
+from reports.records import Subgroup
+
+W, H = 680, 250
+LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 46
+PASS_C, FAIL_C, INK, GRID, LIMIT_C, ACCENT = "#2e7d32", "#c62828", "#263238", "#cfd8dc", "#e65100", "#1565c0"
+Gettext = Callable[[str], str]
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
+    """About n round-numbered ticks covering [lo, hi] (whole numbers only with `integer`, for counts)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return [0.0]
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    raw = (hi - lo) / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw and not (integer and (m * mag) % 1))
+    first = math.floor(lo / step) * step
+    return [round(first + i * step, 10) for i in range(int(math.ceil((hi - first) / step)) + 1)]
+
+
+def fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+class Svg:
+    """An SVG document built element by element; attribute values and text are escaped."""
+
+    def __init__(self, title: str, width: int = W, height: int = H) -> None:
+        self.parts: list[str] = []
+        self.title, self.width, self.height = title, width, height
+
+    def add(self, tag: str, text: str | None = None, **attrs: object) -> None:
+        a = " ".join(f'{k.rstrip("_").replace("_", "-")}="{escape(v)}"' for k, v in attrs.items() if v is not None)
+        self.parts.append(f"<{tag} {a}>{escape(text)}</{tag}>" if text is not None else f"<{tag} {a}/>")
+
+    def text(self, x: float, y: float, text: str, anchor: str = "middle", size: int = 11, **attrs: object) -> None:
+        self.add("text", text, x=f"{x:.1f}", y=f"{y:.1f}", text_anchor=anchor, font_size=size, **attrs)
+
+    def markup(self) -> Markup:
+        body = "".join(self.parts)
+        return Markup(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} {self.height}" role="img"'
+                      f' font-family="sans-serif" fill="{INK}"><title>{escape(self.title)}</title>{body}</svg>')
+
+
+class Axes:
+    """Maps data to the plot area of an Svg and draws gridlines with labels."""
+
+    def __init__(self, svg: Svg, x0: float, x1: float, y0: float, y1: float) -> None:
+        self.svg, self.x0, self.x1, self.y0, self.y1 = svg, x0, x1 if x1 > x0 else x0 + 1, y0, y1 if y1 > y0 else y0 + 1
+        self.left, self.right, self.top, self.bottom = LEFT, svg.width - RIGHT, TOP, svg.height - BOTTOM
+
+    def x(self, v: float) -> float:
+        return self.left + (v - self.x0) / (self.x1 - self.x0) * (self.right - self.left)
+
+    def y(self, v: float) -> float:
+        return self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.bottom - self.top)
+
+    def y_grid(self, ticks: Sequence[float], label: Callable[[float], str] = fmt, title: str | None = None) -> None:
+        for t in ticks:
+            self.svg.add("line", x1=self.left, x2=self.right, y1=f"{self.y(t):.1f}", y2=f"{self.y(t):.1f}", stroke=GRID, stroke_width=1)
+            self.svg.text(self.left - 6, self.y(t) + 4, label(t), anchor="end", size=10)
+        if title:
+            self.svg.text(14, (self.top + self.bottom) / 2, title, size=11, transform=f"rotate(-90 14 {(self.top + self.bottom) / 2:.1f})")
+
+    def right_labels(self, ticks: Sequence[float], to_y: Callable[[float], float], label: Callable[[float], str], title: str) -> None:
+        for t in ticks:
+            self.svg.text(self.right + 6, to_y(t) + 4, label(t), anchor="start", size=10)
+        x = self.svg.width - 12
+        self.svg.text(x, (self.top + self.bottom) / 2, title, size=11, transform=f"rotate(90 {x} {(self.top + self.bottom) / 2:.1f})")
+
+    def frame(self, x_title: str | None = None) -> None:
+        self.svg.add("line", x1=self.left, x2=self.right, y1=self.bottom, y2=self.bottom, stroke=INK, stroke_width=1)
+        self.svg.add("line", x1=self.left, x2=self.left, y1=self.top, y2=self.bottom, stroke=INK, stroke_width=1)
+        if x_title:
+            self.svg.text((self.left + self.right) / 2, self.svg.height - 6, x_title, size=11)
+
+
+def text_width(text: str, size: int = 10) -> float:
+    """Rough rendered width: CJK characters are about twice as wide as Latin ones."""
+    return sum(size if ord(c) >= 0x2E80 else 0.6 * size for c in text)
+
+
+def legend(svg: Svg, items: Sequence[tuple[str, str, str | None]], x: float, y: float = 12) -> None:
+    """Items (label, colour, dash pattern or None for a filled box) in a row ending at x."""
+    for label, colour, dash in reversed(items):
+        x -= text_width(label) + 30
+        if dash is None:
+            svg.add("rect", x=f"{x:.1f}", y=y - 8, width=10, height=10, fill=colour)
+        else:
+            svg.add("line", x1=f"{x - 4:.1f}", x2=f"{x + 12:.1f}", y1=y - 3, y2=y - 3, stroke=colour, stroke_width=2, stroke_dasharray=dash or None)
+        svg.text(x + 15, y + 1, label, anchor="start", size=10)
+
+
+def pareto(counts: Sequence[tuple[str, int]], _: Gettext) -> Markup | None:
+    """Failed parts by defect type, largest first, with the cumulative share as a line."""
+    if not counts:
+        return None
+    svg = Svg(_("Pareto of failed parts by defect type"))
+    total = sum(c for _t, c in counts)
+    ticks = nice_ticks(0, max(c for _t, c in counts), integer=True)
+    ax = Axes(svg, 0, len(counts), 0, ticks[-1])
+    ax.y_grid(ticks, title=_("Parts"))
+    slot = (ax.right - ax.left) / len(counts)
+    cum, points = 0, []
+    for i, (name, count) in enumerate(counts):
+        cum += count
+        x = ax.left + i * slot
+        svg.add("rect", x=f"{x + slot * 0.15:.1f}", y=f"{ax.y(count):.1f}", width=f"{slot * 0.7:.1f}", height=f"{ax.bottom - ax.y(count):.1f}", fill=FAIL_C)
+        svg.text(x + slot / 2, ax.y(count) - 4, str(count), size=10)
+        label = name
+        while text_width(label) > slot - 4 and len(label) > 3:
+            label = label[:-2] + "…"
+        svg.text(x + slot / 2, ax.bottom + 14, label, size=10)
+        points.append((x + slot / 2, ax.bottom - cum / total * (ax.bottom - ax.top)))
+    svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in points), fill="none", stroke=INK, stroke_width=1.5, stroke_dasharray="5 3")
+    for x, y in points:
+        svg.add("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=2.5, fill=INK)
+    ax.right_labels([0, 25, 50, 75, 100], lambda v: ax.bottom - v / 100 * (ax.bottom - ax.top), lambda v: f"{v:.0f}%", _("Cumulative share"))
+    ax.frame()
+    legend(svg, [(_("Failed parts"), FAIL_C, None), (_("Cumulative share"), INK, "5 3")], ax.right)
+    return svg.markup()
+
+
+def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, bins: int = 30) -> Markup | None:
+    """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line."""
+    if not scores:
+        return None
+    values = [s for s, _v in scores] + list(thresholds)
+    lo, hi = min(values), max(values)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = (hi - lo) / bins
+    passed, failed = [0] * bins, [0] * bins
+    for s, verdict in scores:
+        i = min(int((s - lo) / width), bins - 1)
+        (failed if verdict == "FAIL" else passed)[i] += 1
+    svg = Svg(_("Score histogram with threshold"))
+    ticks = nice_ticks(0, max(p + f for p, f in zip(passed, failed, strict=True)), integer=True)
+    ax = Axes(svg, lo, hi, 0, ticks[-1])
+    ax.y_grid(ticks, title=_("Parts"))
+    for i in range(bins):
+        x0, x1 = ax.x(lo + i * width), ax.x(lo + (i + 1) * width)
+        for count, base, colour in ((passed[i], 0, PASS_C), (failed[i], passed[i], FAIL_C)):
+            if count:
+                svg.add("rect", x=f"{x0 + 0.5:.1f}", y=f"{ax.y(base + count):.1f}", width=f"{max(x1 - x0 - 1, 0.5):.1f}",
+                        height=f"{ax.y(base) - ax.y(base + count):.1f}", fill=colour)
+    for t in nice_ticks(lo, hi, 6):
+        if lo <= t <= hi:
+            svg.text(ax.x(t), ax.bottom + 14, fmt(t), size=10)
+    for t in thresholds[:3]:
+        svg.add("line", x1=f"{ax.x(t):.1f}", x2=f"{ax.x(t):.1f}", y1=ax.top, y2=ax.bottom, stroke=LIMIT_C, stroke_width=2, stroke_dasharray="6 3")
+        svg.text(ax.x(t) + 4, ax.top + 10, f"{_('Threshold')} {t:.3g}", anchor="start", size=10, fill=LIMIT_C)
+    ax.frame(_("Anomaly score"))
+    legend(svg, [(_("PASS"), PASS_C, None), (_("FAIL"), FAIL_C, None), (_("Threshold"), LIMIT_C, "6 3")], ax.right)
+    return svg.markup()
+
+
+def _time_label(t: datetime, width: timedelta, span: timedelta) -> str:
+    if width >= timedelta(days=1):
+        return t.strftime("%m-%d")
+    return t.strftime("%m-%d %H:%M") if span > timedelta(days=1) else t.strftime("%H:%M")
+
+
+def _x_time_labels(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float) -> None:
+    span = groups[-1].end - groups[0].start
+    every = max(1, math.ceil(len(groups) / 8))
+    for i, g in enumerate(groups):
+        if i % every == 0:
+            svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span), size=10)
+
+
+def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext) -> Markup | None:
+    """Fraction failed per time subgroup, with the centre line and 3-sigma limits for each subgroup's size."""
+    if not groups or p_bar is None or not any(g.n for g in groups):
+        return None
+    svg = Svg(_("Defect rate over time (p-chart)"))
+    top = max([g.p or 0.0 for g in groups] + [g.ucl or 0.0 for g in groups] + [p_bar * 1.5, 0.01])
+    ticks = nice_ticks(0, min(top * 1.05, 1.0))
+    ax = Axes(svg, 0, len(groups), 0, ticks[-1])
+    ax.y_grid(ticks, label=lambda v: f"{100 * v:.3g}%", title=_("Fraction failed"))
+    slot = (ax.right - ax.left) / len(groups)
+    svg.add("line", x1=ax.left, x2=ax.right, y1=f"{ax.y(p_bar):.1f}", y2=f"{ax.y(p_bar):.1f}", stroke=ACCENT, stroke_width=1.5)
+    for attr in ("ucl", "lcl"):
+        path = []
+        for i, g in enumerate(groups):
+            v = getattr(g, attr)
+            if v is None:
+                continue
+            x0, x1 = ax.left + i * slot, ax.left + (i + 1) * slot
+            path.append(f"M{x0:.1f},{ax.y(v):.1f}H{x1:.1f}")
+        if path:
+            svg.add("path", d="".join(path), fill="none", stroke=LIMIT_C, stroke_width=1.5, stroke_dasharray="6 3")
+    pts = [(ax.left + i * slot + slot / 2, ax.y(g.p), g) for i, g in enumerate(groups) if g.p is not None]
+    svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y, _g in pts), fill="none", stroke=INK, stroke_width=1.2)
+    for x, y, g in pts:
+        bad = g.out_of_control
+        svg.add("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=4.5 if bad else 3, fill=FAIL_C if bad else INK,
+                stroke="#000" if bad else None)
+    _x_time_labels(svg, ax, groups, slot)
+    ax.frame(_("Time (UTC)"))
+    legend(svg, [(_("Fraction failed"), INK, ""), (_("Mean"), ACCENT, ""), (_("Control limits (3σ)"), LIMIT_C, "6 3")], ax.right)
+    return svg.markup()
+
+
+def throughput(groups: Sequence[Subgroup], _: Gettext) -> Markup | None:
+    """Parts per subgroup as bars, median and 95th-percentile latency as lines on the right axis."""
+    if not groups or not any(g.n for g in groups):
+        return None
+    svg = Svg(_("Throughput and latency"))
+    ticks = nice_ticks(0, max(g.n for g in groups), integer=True)
+    ax = Axes(svg, 0, len(groups), 0, ticks[-1])
+    ax.y_grid(ticks, title=_("Parts per interval"))
+    slot = (ax.right - ax.left) / len(groups)
+    for i, g in enumerate(groups):
+        if g.n:
+            svg.add("rect", x=f"{ax.left + i * slot + slot * 0.15:.1f}", y=f"{ax.y(g.n):.1f}", width=f"{slot * 0.7:.1f}",
+                    height=f"{ax.bottom - ax.y(g.n):.1f}", fill="#90a4ae")
+    lat = [v for g in groups for v in (g.latency_median, g.latency_p95) if v is not None]
+    if lat:
+        lt = nice_ticks(0, max(lat), 5)
+
+        def ly(v: float) -> float:
+            return ax.bottom - v / lt[-1] * (ax.bottom - ax.top)
+
+        for attr, dash in (("latency_median", None), ("latency_p95", "4 3")):
+            pts = [(ax.left + i * slot + slot / 2, ly(getattr(g, attr))) for i, g in enumerate(groups) if getattr(g, attr) is not None]
+            svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in pts), fill="none", stroke=ACCENT, stroke_width=1.8,
+                    stroke_dasharray=dash)
+        ax.right_labels(lt, ly, fmt, _("Latency (ms)"))
+    _x_time_labels(svg, ax, groups, slot)
+    ax.frame(_("Time (UTC)"))
+    legend(svg, [(_("Parts"), "#90a4ae", None), (_("Median latency"), ACCENT, ""), (_("95th percentile"), ACCENT, "4 3")], ax.right)
+    return svg.markup()
+
+
+def score_gauge(score: float | None, threshold: float | None, verdict: str, _: Gettext) -> Markup | None:
+    """One horizontal bar: where the score sits against the threshold."""
+    if score is None:
+        return None
+    hi = max(score, threshold or score, 1e-9) * 1.25
+    lo = min(0.0, score, threshold if threshold is not None else 0.0)
+    svg = Svg(_("Score against threshold"), width=W, height=64)
+    ax = Axes(svg, lo, hi, 0, 1)
+    ax.top, ax.bottom = 16, 40
+    svg.add("rect", x=ax.left, y=ax.top, width=ax.right - ax.left, height=ax.bottom - ax.top, fill="#eceff1", stroke=GRID)
+    svg.add("rect", x=ax.left, y=ax.top, width=f"{max(ax.x(score) - ax.left, 1):.1f}", height=ax.bottom - ax.top,
+            fill=FAIL_C if verdict == "FAIL" else PASS_C)
+    svg.text(ax.left - 6, ax.bottom - 7, fmt(lo), anchor="end", size=10)
+    svg.text(min(ax.x(score), ax.right - 40) + 4, ax.top - 4, f"{_('Score')} {score:.4g}", anchor="start", size=11)
+    if threshold is not None:
+        svg.add("line", x1=f"{ax.x(threshold):.1f}", x2=f"{ax.x(threshold):.1f}", y1=ax.top - 4, y2=ax.bottom + 4, stroke=INK,
+                stroke_width=2.5, stroke_dasharray="4 2")
+        svg.text(ax.x(threshold), ax.bottom + 16, f"{_('Threshold')} {threshold:.4g}", size=11)
+    return svg.markup()

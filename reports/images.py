@@ -1,0 +1,42 @@
+"""Stored part images -> downscaled JPEG data URIs, so a report file carries its own pictures.
+
+Images are always decoded and re-encoded, never copied: whatever a path points at, only pixels
+reach the report, and a huge capture does not make a huge report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+FULL_PX = 900  # longest side of the part image and overlay on an inspection report
+THUMB_PX = 200  # longest side of a thumbnail on a shift report
+
+
+def resolve(path: str, store_root: str | Path | None) -> Path | None:
+    """The file behind a record's image path. With a store root, only files inside it (None for a path that leaves it)."""
+    if store_root is None:
+        return Path(path)
+    root = Path(store_root).resolve()
+    full = (root / path).resolve()  # an absolute path replaces root here and is then checked like any other
+    return full if root in full.parents else None
+
+
+def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FULL_PX, quality: int = 85) -> str | None:
+    """A JPEG data URI of a record's image, at most max_px on its longest side; None if missing or unreadable."""
+    path = resolve(image, store_root) if image else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (max_px, max_px))  # JPEG sources decode at reduced size directly
+            im = im.convert("RGB")
+            im.thumbnail((max_px, max_px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=quality)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

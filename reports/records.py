@@ -1,0 +1,262 @@
+"""Plain result records -> what a report shows. Records may be old or partial: every field is optional here."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+# Subgroup widths for the p-chart and throughput, smallest first: the first that gives at most MAX_SUBGROUPS wins.
+SUBGROUP_WIDTHS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 240, 480, 1440, 10080)]
+MAX_SUBGROUPS = 24
+
+
+def as_float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as an aware UTC datetime (naive ones are taken as UTC, as the store writes them)."""
+    text = as_text(value)
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+@dataclass
+class Defect:
+    type: str
+    confidence: float | None
+    box: tuple[int, int, int, int] | None
+    area_px: float | None
+    area_mm2: float | None
+    severity: str | None
+    peak: float | None
+
+
+@dataclass
+class Inspection:
+    """One record, normalised: wrong or missing values become None instead of errors."""
+
+    id: str
+    station: str | None
+    serial: str | None
+    timestamp: str | None
+    time: datetime | None
+    verdict: str
+    score: float | None
+    threshold: float | None
+    defect_type: str | None
+    type_confidence: float | None
+    defects: list[Defect]
+    width: int | None
+    height: int | None
+    image_sha256: str | None
+    model: dict[str, str | None]
+    timings_ms: dict[str, float]
+    images: dict[str, str]
+    source: str | None
+
+    @property
+    def margin(self) -> float | None:
+        """How far above (positive) or below the threshold the score is."""
+        return None if self.score is None or self.threshold is None else self.score - self.threshold
+
+    @property
+    def total_ms(self) -> float | None:
+        if "total" in self.timings_ms:
+            return self.timings_ms["total"]
+        return sum(self.timings_ms.values()) if self.timings_ms else None
+
+    @property
+    def primary_type(self) -> str:
+        """The defect type a failed part is counted under in the Pareto chart."""
+        return self.defect_type or next((d.type for d in self.defects if d.type), None) or "unclassified"
+
+
+def _box(value: Any) -> tuple[int, int, int, int] | None:
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        return None
+    nums = [as_float(v) for v in value]
+    return None if None in nums else tuple(int(v) for v in nums)  # type: ignore[return-value]
+
+
+def _defect(d: Any) -> Defect | None:
+    if not isinstance(d, dict):
+        return None
+    return Defect(type=as_text(d.get("type")) or "anomaly", confidence=as_float(d.get("confidence")), box=_box(d.get("box")),
+                  area_px=as_float(d.get("area_px")), area_mm2=as_float(d.get("area_mm2")), severity=as_text(d.get("severity")),
+                  peak=as_float(d.get("peak")))
+
+
+def inspection(record: dict[str, Any]) -> Inspection:
+    record = record if isinstance(record, dict) else {}
+    image = record.get("image") if isinstance(record.get("image"), dict) else {}
+    model = record.get("model") if isinstance(record.get("model"), dict) else {}
+    timings = record.get("timings_ms") if isinstance(record.get("timings_ms"), dict) else {}
+    images = record.get("images") if isinstance(record.get("images"), dict) else {}
+    defects = record.get("defects") if isinstance(record.get("defects"), list) else []
+    width, height = as_float(image.get("width")), as_float(image.get("height"))
+    return Inspection(
+        id=as_text(record.get("inspection_id")) or "unknown",
+        station=as_text(record.get("station")),
+        serial=as_text(record.get("serial")),
+        timestamp=as_text(record.get("timestamp")),
+        time=parse_time(record.get("timestamp")),
+        verdict=(as_text(record.get("verdict")) or "UNKNOWN").upper(),
+        score=as_float(record.get("score")),
+        threshold=as_float(record.get("threshold")),
+        defect_type=as_text(record.get("defect_type")),
+        type_confidence=as_float(record.get("type_confidence")),
+        defects=[d for d in map(_defect, defects) if d],
+        width=None if width is None else int(width),
+        height=None if height is None else int(height),
+        image_sha256=as_text(image.get("sha256")),
+        model={k: as_text(model.get(k)) for k in ("id", "backbone", "sha256", "runtime")},
+        timings_ms={str(k): v for k, v in ((k, as_float(v)) for k, v in timings.items()) if v is not None},
+        images={str(k): v for k, v in images.items() if isinstance(v, str) and v},
+        source=as_text(record.get("source")),
+    )
+
+
+@dataclass
+class Subgroup:
+    """One time bin: parts inspected, parts failed, and the p-chart limits for its size."""
+
+    start: datetime
+    end: datetime
+    n: int
+    fails: int
+    p: float | None
+    ucl: float | None
+    lcl: float | None
+    latency_median: float | None
+    latency_p95: float | None
+
+    @property
+    def out_of_control(self) -> bool:
+        return self.p is not None and self.ucl is not None and (self.p > self.ucl or self.p < (self.lcl or 0.0))
+
+
+@dataclass
+class ShiftStats:
+    total: int
+    verdicts: dict[str, int]
+    yield_pct: float | None
+    start: datetime | None
+    end: datetime | None
+    defect_types: list[tuple[str, int]]
+    scores: list[tuple[float, str]]
+    thresholds: list[float]
+    p_bar: float | None
+    subgroup_width: timedelta | None
+    subgroups: list[Subgroup]
+    parts_per_hour: float | None
+    latency: list[dict[str, Any]]
+    worst: list[Inspection]
+    models: list[tuple[dict[str, str | None], int]]
+    undated: int = 0
+
+    @property
+    def out_of_control(self) -> int:
+        return sum(g.out_of_control for g in self.subgroups)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _subgroup_width(span: timedelta) -> timedelta:
+    return next((w for w in SUBGROUP_WIDTHS if span / w <= MAX_SUBGROUPS), SUBGROUP_WIDTHS[-1])
+
+
+def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: float | None) -> tuple[timedelta, list[Subgroup]]:
+    width = _subgroup_width(max(end - start, timedelta(minutes=1)))
+    # bins aligned to whole multiples of the width from midnight, so hourly bins start on the hour
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    t = midnight + ((start - midnight) // width) * width
+    bins: list[list[Inspection]] = []
+    edges: list[datetime] = []
+    while t < end or not edges:
+        edges.append(t)
+        bins.append([])
+        t += width
+    for part in parts:
+        if part.time is not None and start <= part.time <= end:
+            bins[min(int((part.time - edges[0]) / width), len(bins) - 1)].append(part)
+    groups = []
+    for t0, members in zip(edges, bins, strict=True):
+        n = len(members)
+        fails = sum(m.verdict == "FAIL" for m in members)
+        p = fails / n if n else None
+        ucl = lcl = None
+        if n and p_bar is not None:
+            sigma = math.sqrt(p_bar * (1.0 - p_bar) / n)
+            ucl, lcl = min(1.0, p_bar + 3 * sigma), max(0.0, p_bar - 3 * sigma)
+        lat = [m.total_ms for m in members if m.total_ms is not None]
+        groups.append(Subgroup(t0, t0 + width, n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))
+    return width, groups
+
+
+def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12) -> ShiftStats:
+    """Everything the shift report shows, from normalised records in any order."""
+    verdicts = Counter(p.verdict for p in parts)
+    judged = verdicts.get("PASS", 0) + verdicts.get("FAIL", 0)
+    times = [p.time for p in parts if p.time is not None]
+    start = start or (min(times) if times else None)
+    end = end or (max(times) if times else None)
+    p_bar = verdicts.get("FAIL", 0) / judged if judged else None
+    width, groups = _subgroups(parts, start, end, p_bar) if start and end and end >= start else (None, [])
+    hours = (end - start).total_seconds() / 3600.0 if start and end else 0.0
+    stages: list[str] = []
+    for p in parts:
+        stages += [k for k in p.timings_ms if k not in stages]
+    latency = []
+    for stage in stages + (["total"] if "total" not in stages and stages else []):
+        vals = [p.total_ms if stage == "total" else p.timings_ms.get(stage) for p in parts]
+        vals = [v for v in vals if v is not None]
+        latency.append({"stage": stage, "median": percentile(vals, 50), "p95": percentile(vals, 95), "max": max(vals) if vals else None})
+    ranked = sorted((p for p in parts if p.score is not None), key=lambda p: (p.verdict != "FAIL", -(p.margin if p.margin is not None else p.score)))
+    models = Counter(tuple(sorted(p.model.items())) for p in parts if any(p.model.values()))
+    return ShiftStats(
+        total=len(parts),
+        verdicts=dict(verdicts.most_common()),
+        yield_pct=100.0 * verdicts.get("PASS", 0) / judged if judged else None,
+        start=start,
+        end=end,
+        defect_types=Counter(p.primary_type for p in parts if p.verdict == "FAIL").most_common(),
+        scores=[(p.score, p.verdict) for p in parts if p.score is not None],
+        thresholds=sorted({p.threshold for p in parts if p.threshold is not None}),
+        p_bar=p_bar,
+        subgroup_width=width,
+        subgroups=groups,
+        parts_per_hour=len(times) / hours if hours > 0 else None,
+        latency=latency,
+        worst=ranked[:worst_n],
+        models=[(dict(m), n) for m, n in models.most_common()],
+        undated=len(parts) - len(times),
+    )

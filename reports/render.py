@@ -1,0 +1,212 @@
+"""Records -> self-contained HTML (Jinja2, autoescaped) -> PDF (WeasyPrint, only data: URLs fetched).
+
+The HTML carries its CSS, charts (inline SVG) and images (JPEG data URIs), so it opens from a USB
+stick with no network; the PDF is rendered from the very same HTML string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from reports import charts
+from reports.errors import ReportError
+from reports.i18n import check_language, cjk_font, translations
+from reports.images import THUMB_PX, data_uri
+from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
+
+PACKAGE = Path(__file__).parent
+FORMATS = ("html", "pdf")
+WORST_N = 12
+MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the report says how many more
+# Record values shown translated when they are one of these (anything else is shown as it is, escaped).
+TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "low", "medium", "high", "anomaly", "unclassified",
+                     "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an id (ids come from the outside world)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))[:80] or "_"
+
+
+def inspection_filename(inspection_id: str) -> str:
+    return f"inspection-{safe_name(inspection_id)}"
+
+
+def translate_value(gettext: charts.Gettext, value: Any) -> Any:
+    """A record value in the report's language if it is one we know (never gettext() on arbitrary text: Jinja marks its result safe)."""
+    return gettext(value) if value in TRANSLATED_VALUES else value
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _fixed(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def _time(value: datetime | None, with_seconds: bool = True) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC" if with_seconds else "%Y-%m-%d %H:%M UTC")
+
+
+@cache
+def environment(lang: str) -> Environment:
+    """One Jinja2 environment per language (templates parsed once per process)."""
+    env = Environment(loader=FileSystemLoader(PACKAGE / "templates"), autoescape=True, undefined=StrictUndefined,
+                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    t = translations(lang)
+    env.install_gettext_translations(t, newstyle=True)
+    env.filters.update(num=_num, fixed=_fixed, time=_time, tv=lambda v: translate_value(t.gettext, v))
+    env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
+    return env
+
+
+def _formats(formats: Iterable[str]) -> tuple[str, ...]:
+    fmts = tuple(dict.fromkeys(f.strip().lower() for f in formats if f and f.strip()))
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise ReportError(f"report format {', '.join(bad) or '(none)'}: choose html, pdf or both (html,pdf)")
+    return fmts
+
+
+def _out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"report folder {out}: cannot be created ({exc.strerror}); choose a writable --out") from None
+    return out
+
+
+def _write(path: Path, data: bytes) -> Path:
+    """Write via a temporary file so a reader (or a USB copy) never sees half a report."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReportError(f"report {path}: cannot be written ({exc.strerror}); check the folder and free space") from None
+    return path
+
+
+def html_to_pdf(html: str) -> bytes:
+    """PDF bytes of a report's HTML. Only data: URLs are fetched: a record cannot make the renderer read files or the network."""
+    try:
+        from weasyprint import HTML
+        from weasyprint.urls import URLFetcher
+    except ImportError:
+        raise ReportError("PDF reports need WeasyPrint >= 68: pip install 'inspector[pdf]' (or use --format html)") from None
+    return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=["data"])).write_pdf()
+
+
+def _common(lang: str, formats: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "generated": _time(datetime.now(timezone.utc)),
+        # Chinese in the PDF needs a CJK font on this machine; say so in the report instead of printing boxes silently
+        "font_note": "pdf" in formats and lang == "zh" and cjk_font() is None,
+    }
+
+
+def _emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
+    paths = {}
+    if "html" in formats:
+        paths["html"] = _write(out / f"{name}.html", html.encode("utf-8"))
+    if "pdf" in formats:
+        paths["pdf"] = _write(out / f"{name}.pdf", html_to_pdf(html))
+    return paths
+
+
+def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, Any]]:
+    return [{"kind": kind, "path": part.images.get(kind), "uri": data_uri(part.images.get(kind), store_root)} for kind in ("image", "overlay")]
+
+
+def _inspection_page(part: Inspection, lang: str, store_root: str | Path | None, formats: tuple[str, ...]) -> str:
+    _ = translations(check_language(lang)).gettext
+    return environment(lang).get_template("inspection.html.j2").render(
+        i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _),
+        **_common(lang, formats))
+
+
+def inspection_html(record: dict[str, Any], lang: str = "en", store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",)) -> str:
+    return _inspection_page(inspection(record), lang, store_root, formats)
+
+
+def render_inspection(record: dict[str, Any], out_dir: str | Path, formats: Iterable[str] = FORMATS, lang: str = "en",
+                      store_root: str | Path | None = None) -> dict[str, Path]:
+    """Write inspection-<id>.html/.pdf for one result record; returns {format: path}."""
+    fmts = _formats(formats)
+    part = inspection(record)
+    html = _inspection_page(part, lang, store_root, fmts)
+    return _emit(inspection_filename(part.id), _out_dir(out_dir), html, fmts)
+
+
+def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested config -> (dotted key, compact value) rows."""
+    if isinstance(config, dict):
+        return [row for k, v in config.items() for row in _flatten(v, f"{prefix}{k}.")]
+    text = config if isinstance(config, str) else json.dumps(config, ensure_ascii=False, default=str)
+    return [(prefix.rstrip("."), text if len(text) <= 120 else text[:117] + "…")]
+
+
+def shift_name(meta: dict[str, Any]) -> str:
+    if meta.get("name"):
+        return safe_name(str(meta["name"]))
+    start, end = parse_time(meta.get("start")), parse_time(meta.get("end"))
+    if start and end:
+        return f"shift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    return "shift"
+
+
+def shift_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
+               store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None) -> str:
+    """The shift report's HTML. With `linked_dir`, the worst parts' own report pages are written there and the thumbnails link to them."""
+    meta = dict(meta or {})
+    _ = translations(check_language(lang)).gettext
+    parts = [inspection(r) for r in records]
+    worst_n = as_float(meta.get("worst_n"))
+    stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
+    worst = []
+    for part in stats.worst:
+        href = None
+        if linked_dir is not None:
+            href = f"{inspection_filename(part.id)}.html"
+            _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",)).encode("utf-8"))
+        rel = part.images.get("overlay") or part.images.get("image")
+        worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
+    failed = [p for p in parts if p.verdict == "FAIL"]
+    stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
+    svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _),
+           "histogram": charts.histogram(stats.scores, stats.thresholds, _),
+           "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _),
+           "throughput": charts.throughput(stats.subgroups, _)}
+    return environment(lang).get_template("shift.html.j2").render(
+        s=stats, charts=svg, worst=worst, failed=failed[:MAX_FAILED_ROWS], failed_more=max(0, len(failed) - MAX_FAILED_ROWS),
+        title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
+        config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats))
+
+
+def render_shift(records: list[dict[str, Any]], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
+                 lang: str = "en", store_root: str | Path | None = None) -> dict[str, Path]:
+    """Write a shift/lot report for `records`; returns {format: path}.
+
+    meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
+    config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem).
+    With HTML output, the worst parts' inspection pages are written beside it so the thumbnails link somewhere.
+    """
+    fmts = _formats(formats)
+    meta = dict(meta or {})
+    out = _out_dir(out_dir)
+    html = shift_html(records, meta, lang, store_root, fmts, linked_dir=out if "html" in fmts else None)
+    return _emit(shift_name(meta), out, html, fmts)

@@ -1,0 +1,90 @@
+"""The HTML reports in a real headless Chromium: they load offline with no console errors, show what they should, run no script."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageStat
+
+import reports
+
+from .browser import Chromium, chromium_binary
+from .conftest import XSS
+
+pytest.importorskip("websocket", reason="browser tests need websocket-client (the dev extra)")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    binary = chromium_binary()
+    if not binary:
+        pytest.skip("chromium is not installed (apt-get install chromium; see the Makefile's APT_PACKAGES)")
+    b = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def rendered(sample, failed_record, tmp_path_factory):
+    root, records = sample
+    out = tmp_path_factory.mktemp("browser_reports")
+    shift = reports.render_shift([*records, failed_record | {"inspection_id": "evil", "score": 99.0}], {"worst_n": 6}, out / "shift", formats=("html",),
+                                 store_root=root)
+    insp = reports.render_inspection(failed_record, out / "one", formats=("html",), lang="zh", store_root=root)
+    missing = reports.render_inspection({"inspection_id": "bare", "verdict": "FAIL", "images": {"image": "gone.png"}}, out / "bare",
+                                        formats=("html",))
+    return {"shift": shift["html"], "inspection": insp["html"], "bare": missing["html"]}
+
+
+def open_clean(browser, path):
+    page = browser.open(path.as_uri())
+    page.settle()
+    assert page.errors == [], page.errors
+    assert page.dialogs == []
+    assert page.eval("document.scripts.length") == 0
+    return page
+
+
+def check_screenshot(page, path):
+    page.screenshot(path)
+    with Image.open(path) as im:
+        assert im.width >= 1000 and im.height > 1000
+        assert ImageStat.Stat(im.convert("L")).stddev[0] > 20
+
+
+def test_inspection_report_in_chromium(browser, rendered, failed_record, tmp_path):
+    page = open_clean(browser, rendered["inspection"])
+    assert page.eval("document.documentElement.lang") == "zh"
+    assert page.eval("document.querySelector('h1').textContent") == "检测报告"
+    assert page.eval("document.getElementById('serial').textContent") == XSS  # shown as text, not run
+    assert page.eval("document.querySelector('#verdict .verdict').textContent") == "不合格"
+    assert page.eval("[...document.images].map(i => i.complete && i.naturalWidth > 0)") == [True, True]
+    assert page.eval("document.querySelectorAll('table.defects tbody tr').length") == len(failed_record["defects"])
+    assert page.eval("document.querySelectorAll('#signoff table tbody tr').length") == 2
+    # the images sit side by side and inside the page
+    boxes = page.eval("[...document.images].map(i => {const r = i.getBoundingClientRect(); return [r.left, r.right, r.top]})")
+    assert boxes[0][1] <= boxes[1][0] and abs(boxes[0][2] - boxes[1][2]) < 1 and boxes[1][1] <= 1100
+    check_screenshot(page, tmp_path / "inspection.png")
+    page.close()
+
+
+def test_shift_report_in_chromium_links_to_worst_parts(browser, rendered, tmp_path):
+    page = open_clean(browser, rendered["shift"])
+    assert page.eval("document.querySelector('h1').textContent") == "Shift report"
+    assert page.eval("document.querySelectorAll('svg.chart').length") == 4
+    assert page.eval("[...document.querySelectorAll('svg.chart')].every(s => s.getBoundingClientRect().height > 100)")
+    assert page.eval("document.querySelectorAll('.thumb img').length") == 6
+    assert page.eval("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    hrefs = page.eval("[...document.querySelectorAll('a.thumb')].map(a => a.href)")
+    assert len(hrefs) == 6 and any(h.endswith("inspection-evil.html") for h in hrefs)
+    check_screenshot(page, tmp_path / "shift.png")
+    page.close()
+    linked = open_clean(browser, rendered["shift"].parent / "inspection-evil.html")  # the hostile part's page, opened from the link
+    assert linked.eval("document.getElementById('serial').textContent") == XSS
+    linked.close()
+
+
+def test_report_without_images_in_chromium(browser, rendered):
+    page = open_clean(browser, rendered["bare"])
+    assert page.eval("document.images.length") == 0
+    assert page.eval("[...document.querySelectorAll('.missing')].map(e => e.innerText.split('\\n')[0])") == ["Image not available", "No image recorded"]
+    page.close()

@@ -1,0 +1,79 @@
+"""Inline SVG charts: well-formed, escaped, threshold and limits where the data puts them."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from reports import charts
+from reports.records import Subgroup
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def _(s: str) -> str:
+    return s
+
+
+def parse(markup) -> ET.Element:
+    return ET.fromstring(str(markup))
+
+
+def test_pareto_sorted_bars_and_cumulative_line_with_escaped_labels():
+    root = parse(charts.pareto([("<b>dent</b>", 6), ("scratch", 3), ("pit", 1)], _))
+    bars = root.findall(f"{NS}rect")[:3]
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[0] > heights[1] > heights[2] > 0
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert "<b>dent</b>" in texts  # parsed back from &lt;b&gt;: it was text, not markup
+    assert root.find(f"{NS}b") is None
+    line = root.find(f"{NS}polyline")
+    ys = [float(p.split(",")[1]) for p in line.get("points").split()]
+    assert ys == sorted(ys, reverse=True)  # cumulative share only rises
+    assert charts.pareto([], _) is None
+
+
+def test_histogram_draws_threshold_at_its_value():
+    scores = [(0.5 + 0.01 * i, "PASS") for i in range(100)] + [(3.0, "FAIL"), (4.0, "FAIL")]
+    root = parse(charts.histogram(scores, [2.0], _))
+    dashed = [ln for ln in root.iter(f"{NS}line") if ln.get("stroke") == charts.LIMIT_C and ln.get("y1") != ln.get("y2")]  # not the legend
+    assert len(dashed) == 1
+    x = float(dashed[0].get("x1"))
+    left, right = charts.LEFT, charts.W - charts.RIGHT
+    assert x == pytest.approx(left + (2.0 - 0.5) / (4.0 - 0.5) * (right - left), abs=0.2)
+    fills = {r.get("fill") for r in root.iter(f"{NS}rect")}
+    assert charts.PASS_C in fills and charts.FAIL_C in fills
+    assert charts.histogram([], [1.0], _) is None
+
+
+def test_p_chart_marks_out_of_control_points():
+    t0 = datetime(2026, 11, 26, 6, tzinfo=timezone.utc)
+    w = timedelta(hours=1)
+    groups = [Subgroup(t0, t0 + w, 100, 5, 0.05, 0.115, 0.0, None, None),
+              Subgroup(t0 + w, t0 + 2 * w, 0, 0, None, None, None, None, None),
+              Subgroup(t0 + 2 * w, t0 + 3 * w, 100, 30, 0.30, 0.115, 0.0, None, None)]
+    root = parse(charts.p_chart(groups, 0.05, _))
+    points = root.findall(f"{NS}circle")
+    assert len(points) == 2  # the empty hour has no point
+    assert [p.get("fill") for p in points] == [charts.INK, charts.FAIL_C]
+    assert charts.p_chart([], 0.1, _) is None
+
+
+def test_throughput_and_gauge():
+    t0 = datetime(2026, 11, 26, 6, tzinfo=timezone.utc)
+    w = timedelta(minutes=30)
+    groups = [Subgroup(t0 + i * w, t0 + (i + 1) * w, 10 * (i + 1), 0, 0.0, 0.0, 0.0, 20.0 + i, 30.0 + i) for i in range(4)]
+    root = parse(charts.throughput(groups, _))
+    assert len(root.findall(f"{NS}polyline")) == 2
+    assert "06:00" in [t.text for t in root.iter(f"{NS}text")]
+    gauge = parse(charts.score_gauge(3.0, 2.0, "FAIL", _))
+    assert any(r.get("fill") == charts.FAIL_C for r in gauge.iter(f"{NS}rect"))
+    assert charts.score_gauge(None, 2.0, "FAIL", _) is None
+
+
+def test_nice_ticks():
+    assert charts.nice_ticks(0, 11, integer=True) == [0, 5, 10, 15]
+    assert charts.nice_ticks(0, 0.2) == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
+    assert all(float(t).is_integer() for t in charts.nice_ticks(0, 3, integer=True))

@@ -1,0 +1,107 @@
+"""PDF reports (WeasyPrint), read back with poppler: pages, headings, the defect table, escaping, Chinese text."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+import reports
+from reports.i18n import cjk_font
+
+from .conftest import XSS, need
+
+pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
+
+
+def pdftext(path) -> str:
+    return subprocess.run([need("pdftotext"), "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def pages(path) -> int:
+    info = subprocess.run([need("pdfinfo"), str(path)], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
+
+
+def first_page_png(path, out_prefix):
+    from PIL import Image, ImageStat
+
+    subprocess.run([need("pdftoppm"), "-png", "-r", "40", "-f", "1", "-l", "1", "-singlefile", str(path), str(out_prefix)], check=True)
+    png = out_prefix.with_suffix(".png")
+    with Image.open(png) as im:
+        assert im.size[0] > 250 and im.size[1] > 350  # A4 portrait at 40 dpi is 331 x 468
+        assert im.size[1] > im.size[0]
+        assert ImageStat.Stat(im.convert("L")).stddev[0] > 10  # not a blank page
+    return png
+
+
+@pytest.fixture(scope="module")
+def inspection_pdf(sample, failed_record, tmp_path_factory):
+    root, _ = sample
+    out = reports.render_inspection(failed_record, tmp_path_factory.mktemp("pdf_insp"), formats=("pdf",), store_root=root)
+    return out["pdf"], failed_record
+
+
+def test_inspection_pdf_headings_defect_table_and_escaped_serial(inspection_pdf, tmp_path):
+    pdf, record = inspection_pdf
+    assert 1 <= pages(pdf) <= 2
+    text = pdftext(pdf)
+    for heading in ("Inspection report", "Images", "Defects", "Traceability", "Sign-off"):
+        assert heading in text
+    assert XSS in text  # the serial printed as text, exactly
+    assert record["model"]["sha256"] in text and record["image"]["sha256"] in text
+    rows = [ln for ln in text.splitlines() if re.match(r"\s*\d+\s+(scratch|dent|stain|crack|pit)\s+\d+%", ln)]
+    assert len(rows) == len(record["defects"])
+    for row, d in zip(rows, record["defects"], strict=True):
+        assert d["type"] in row and ", ".join(map(str, d["box"])) in row and str(d["area_px"]) in row and d["severity"] in row
+    first_page_png(pdf, tmp_path / "insp")
+
+
+def test_shift_pdf_sections_and_counts(sample, tmp_path):
+    root, records = sample
+    out = reports.render_shift(records, {"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T14:00:00Z"}, tmp_path, formats=("pdf",),
+                               store_root=root)
+    assert list(out) == ["pdf"] and not list(tmp_path.glob("*.html"))  # no HTML pages when only a PDF was asked for
+    text = pdftext(out["pdf"])
+    for heading in ("Shift report", "Totals and yield", "Failed parts by defect type", "Score distribution", "Defect rate over time",
+                    "Throughput and latency", "Worst parts", "Failed parts", "Model and configuration", "Sign-off"):
+        assert heading in text
+    n_fail = sum(r["verdict"] == "FAIL" for r in records)
+    assert re.search(rf"\b{len(records)}\b", text) and re.search(rf"FAIL\s+{n_fail}\b", text)
+    assert pages(out["pdf"]) >= 2
+    first_page_png(out["pdf"], tmp_path / "shift")
+
+
+def test_empty_shift_and_imageless_inspection_pdfs(tmp_path):
+    empty = reports.render_shift([], {"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T14:00:00Z"}, tmp_path, formats=("pdf",))
+    assert pages(empty["pdf"]) == 1 and "No inspections were recorded in this period." in pdftext(empty["pdf"])
+    bare = reports.render_inspection({"inspection_id": "bare", "verdict": "FAIL", "images": {"image": "missing.png"}}, tmp_path,
+                                     formats=("pdf",))
+    text = pdftext(bare["pdf"])
+    assert "Image not available" in text and "No image recorded" in text and "No localised defect region" in text
+
+
+def test_chinese_pdf_has_chinese_text(sample, failed_record, tmp_path):
+    if cjk_font() is None:
+        pytest.skip("no CJK font on this machine (apt-get install fonts-noto-cjk)")
+    root, _ = sample
+    out = reports.render_inspection(failed_record, tmp_path, formats=("pdf",), lang="zh", store_root=root)
+    text = pdftext(out["pdf"])
+    assert "检测报告" in text and "缺陷" in text and "签核" in text and XSS in text
+    assert "CJK" not in text  # no missing-font note
+    fonts = subprocess.run([need("pdffonts"), str(out["pdf"])], capture_output=True, text=True, check=True).stdout
+    assert "CJK" in fonts
+
+
+def test_pdf_renderer_fetches_nothing_but_data_urls(tmp_path):
+    from reports.render import html_to_pdf
+
+    secret = tmp_path / "secret.png"
+    from PIL import Image
+
+    Image.new("RGB", (50, 50), (255, 0, 0)).save(secret)
+    pdf = tmp_path / "x.pdf"
+    pdf.write_bytes(html_to_pdf(f'<p>x</p><img src="file://{secret}"><img src="http://127.0.0.1:9/x.png">'))
+    images = subprocess.run([need("pdfimages"), "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert len(images.strip().splitlines()) == 2  # the header lines only: no image was fetched

@@ -1,0 +1,93 @@
+"""Records -> report data: partial and malformed records, shift statistics, the p-chart limits."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from reports.records import inspection, parse_time, percentile, shift_stats
+
+
+def rec(i: int, verdict: str, minutes: float, score: float = 1.0, **extra) -> dict:
+    t = datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    return {"inspection_id": f"id{i}", "verdict": verdict, "score": score, "threshold": 2.0,
+            "timestamp": t.isoformat().replace("+00:00", "Z"), **extra}
+
+
+def test_partial_and_malformed_records_normalise_without_errors():
+    assert inspection({}).id == "unknown" and inspection({}).verdict == "UNKNOWN"
+    part = inspection({"inspection_id": 7, "verdict": "fail", "score": "nan", "threshold": "3.5", "timestamp": "yesterday",
+                       "defects": [{"type": "scratch", "box": [1, 2, "x", 4]}, "junk", {"box": [1, 2, 3, 4], "confidence": "0.5"}],
+                       "image": "not a dict", "model": {"id": "m1"}, "timings_ms": {"infer": 12, "bad": "slow"}, "images": {"image": 5}})
+    assert (part.id, part.verdict, part.score, part.threshold, part.time) == ("7", "FAIL", None, 3.5, None)
+    assert [(d.type, d.box, d.confidence) for d in part.defects] == [("scratch", None, None), ("anomaly", (1, 2, 3, 4), 0.5)]
+    assert part.model == {"id": "m1", "backbone": None, "sha256": None, "runtime": None}
+    assert part.timings_ms == {"infer": 12.0} and part.images == {} and part.width is None
+    assert part.primary_type == "scratch"
+
+
+def test_parse_time_accepts_the_store_form_and_offsets():
+    assert parse_time("2026-11-26T06:00:00.123Z") == datetime(2026, 11, 26, 6, 0, 0, 123000, tzinfo=timezone.utc)
+    assert parse_time("2026-11-26T08:00:00+02:00") == datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
+    assert parse_time("2026-11-26T06:00:00") == datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
+    assert parse_time("") is None and parse_time(None) is None and parse_time({"a": 1}) is None
+
+
+def test_shift_totals_pareto_worst_and_latency():
+    records = [rec(0, "PASS", 1, 0.5, timings_ms={"infer": 10, "decode": 2}),
+               rec(1, "FAIL", 2, 5.0, defect_type="dent"),
+               rec(2, "FAIL", 3, 3.0, defects=[{"type": "scratch"}]),
+               rec(3, "FAIL", 4, 9.0, defect_type="dent"),
+               rec(4, "PASS", 5, 1.9, timings_ms={"infer": 30, "decode": 4}),
+               {"inspection_id": "odd", "verdict": "REVIEW"}]
+    s = shift_stats([inspection(r) for r in records], worst_n=3)
+    assert s.total == 6 and s.verdicts == {"FAIL": 3, "PASS": 2, "REVIEW": 1}
+    assert s.yield_pct == pytest.approx(40.0)  # of the judged parts only
+    assert s.defect_types == [("dent", 2), ("scratch", 1)]
+    assert [p.id for p in s.worst] == ["id3", "id1", "id2"]
+    assert s.undated == 1
+    rows = {r["stage"]: r for r in s.latency}
+    assert rows["infer"]["median"] == 20.0 and rows["total"]["max"] == 34.0 and rows["decode"]["p95"] == pytest.approx(3.9)
+
+
+def test_p_chart_limits_follow_each_subgroup_size():
+    # 2 hours of parts: 30 in the first hour (3 failed), 10 in the second (5 failed)
+    records = [rec(i, "FAIL" if i < 3 else "PASS", i) for i in range(30)]
+    records += [rec(100 + i, "FAIL" if i < 5 else "PASS", 60 + 5 * i) for i in range(10)]
+    start = datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
+    s = shift_stats([inspection(r) for r in records], start, start + timedelta(hours=2))
+    p_bar = 8 / 40
+    assert s.p_bar == pytest.approx(p_bar)
+    assert s.subgroup_width == timedelta(minutes=5)
+    assert sum(g.n for g in s.subgroups) == 40 and len(s.subgroups) == 24
+    for g in s.subgroups:
+        if g.n:
+            sigma = math.sqrt(p_bar * (1 - p_bar) / g.n)
+            assert g.ucl == pytest.approx(min(1, p_bar + 3 * sigma)) and g.lcl == pytest.approx(max(0, p_bar - 3 * sigma))
+            assert g.p == pytest.approx(g.fails / g.n)
+        else:
+            assert g.p is None and g.ucl is None
+    assert s.out_of_control == 0
+
+
+def test_p_chart_flags_subgroups_above_and_below_the_limits():
+    # 200 parts with 2 failed in the first 5 minutes (below the LCL), 20 with 15 failed later (above the UCL)
+    records = [rec(i, "FAIL" if i < 2 else "PASS", i / 50) for i in range(200)]
+    records += [rec(1000 + i, "FAIL" if i < 15 else "PASS", 60 + i / 10) for i in range(20)]
+    records += [rec(2000, "PASS", 119)]
+    s = shift_stats([inspection(r) for r in records])
+    flagged = [(g.n, g.fails) for g in s.subgroups if g.out_of_control]
+    assert flagged == [(200, 2), (20, 15)]
+    assert s.out_of_control == 2
+
+
+def test_empty_shift():
+    s = shift_stats([])
+    assert (s.total, s.yield_pct, s.p_bar, s.subgroups, s.worst, s.latency) == (0, None, None, [], [], [])
+
+
+def test_percentile():
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([0.0, 10.0], 95) == pytest.approx(9.5)
