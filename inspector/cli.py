@@ -9,7 +9,7 @@ import sys
 
 from model.errors import InspectorError
 
-COMMANDS = ["fit", "inspect", "evaluate", "threshold"]
+COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export"]
 
 
 class _Parser(argparse.ArgumentParser):

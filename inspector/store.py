@@ -41,6 +41,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inspections_ts ON inspections(ts);
     CREATE INDEX inspections_unpublished ON inspections(created_at) WHERE published_at IS NULL;
     """,
+    # 2: the intake journal: work accepted (and acknowledged to the sender) but not yet stored as a result
+    """
+    CREATE TABLE pending (
+        inspection_id TEXT PRIMARY KEY,
+        accepted_at TEXT NOT NULL,
+        job TEXT NOT NULL,
+        image BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
@@ -127,6 +137,8 @@ class Store:
                  record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
                  json.dumps(record, ensure_ascii=False), _now()),
             )
+            # the result exists now, so its accepted job is done (same transaction: no crash window)
+            self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (record["inspection_id"],))
         return cur.rowcount == 1
 
     def get(self, inspection_id: str) -> dict[str, Any] | None:
@@ -170,6 +182,48 @@ class Store:
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():
             self._db.execute("UPDATE inspections SET published_at = ? WHERE inspection_id = ? AND published_at IS NULL", (_now(), inspection_id))
+
+    # -- the intake journal ------------------------------------------------------------------------------
+    def accept(self, inspection_id: str, job: dict[str, Any], image: bytes) -> bool:
+        """Journal accepted work (encoded image + metadata). False if that id is already pending."""
+        with self._tx():
+            cur = self._db.execute("INSERT OR IGNORE INTO pending (inspection_id, accepted_at, job, image) VALUES (?, ?, ?, ?)",
+                                   (inspection_id, _now(), json.dumps(job, ensure_ascii=False), image))
+        return cur.rowcount == 1
+
+    def is_pending(self, inspection_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone() is not None
+
+    def pending(self) -> list[tuple[str, dict[str, Any], int]]:
+        """Accepted work without a result, oldest first: (inspection_id, job, earlier attempts); images via pending_image."""
+        with self._lock:
+            rows = self._db.execute("SELECT inspection_id, job, attempts FROM pending ORDER BY accepted_at, rowid").fetchall()
+        return [(i, json.loads(j), a) for i, j, a in rows]
+
+    def pending_image(self, inspection_id: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT image FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def count_attempt(self, inspection_id: str) -> None:
+        """Count a recovery attempt, so a job that crashes the process every time can be given up."""
+        with self._tx():
+            self._db.execute("UPDATE pending SET attempts = attempts + 1 WHERE inspection_id = ?", (inspection_id,))
+
+    def drop_pending(self, inspection_id: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (inspection_id,))
+
+    def counts(self, records: bool = True) -> dict[str, int]:
+        """Row counts for health: unpublished records, pending jobs and (a full count, slower) all records."""
+        with self._lock:
+            q = self._db.execute
+            out = {"unpublished": q("SELECT COUNT(*) FROM inspections WHERE published_at IS NULL").fetchone()[0],
+                   "pending": q("SELECT COUNT(*) FROM pending").fetchone()[0]}
+            if records:
+                out["records"] = q("SELECT COUNT(*) FROM inspections").fetchone()[0]
+            return out
 
     def prune(self, max_age_days: float | None = None, max_rows: int | None = None) -> int:
         """Retention: delete published records older than max_age_days / beyond the newest max_rows, with their files."""

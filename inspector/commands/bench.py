@@ -1,0 +1,40 @@
+"""`inspector bench BENCH ...`: speed benchmarks; each prints medians/percentiles (ratios where a baseline runs).
+
+Each benchmark lives in its own module `inspector/commands/bench_<name>.py` exposing `register(subparsers)`
+(like a command) and is listed in BENCHES. DEFAULT_BENCH, when set, takes arguments that do not start
+with a benchmark's name (e.g. `inspector bench MODEL DATA`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHES = ["serve", "report", "model"]
+DEFAULT_BENCH: str | None = "model"  # a name from BENCHES
+
+
+def _parser() -> argparse.ArgumentParser:
+    from inspector.cli import _Parser
+
+    parser = _Parser(prog="inspector bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="bench", metavar="BENCH", parser_class=_Parser)
+    sub.required = True
+    for name in BENCHES:
+        importlib.import_module(f"inspector.commands.bench_{name}").register(sub)
+    return parser
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES), description=__doc__)
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="BENCH ...", help="the benchmark and its arguments")
+    p.format_help = lambda: _parser().format_help()  # `inspector bench --help` lists the benchmarks
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = list(args.args)
+    if DEFAULT_BENCH and argv and argv[0] not in BENCHES and not argv[0].startswith("-"):
+        argv.insert(0, DEFAULT_BENCH)
+    ns = _parser().parse_args(argv)
+    return int(ns.func(ns) or 0)

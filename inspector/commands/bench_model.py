@@ -1,0 +1,286 @@
+"""`inspector bench model CKPT DATA` (or `inspector bench CKPT DATA`): inference speed of every engine this
+machine can run, side by side with torch eager in the same run.
+
+For each engine and batch size: median and p99 latency per batch, images/s and the speed-up over torch
+eager (its median / this median); per engine: model file size and peak RSS of a fresh process that loads
+the engine and runs it. Engines are timed round-robin (one call each in turn), so load from other
+processes on a shared machine hits all of them alike; still, run it twice and compare.
+
+Exports compared: --exports FILES/DIRS, or (default) onnx, onnx-fp16 and onnx-int8 (and tensorrt-fp16/-int8
+where tensorrt and a GPU are present) written to a temporary folder first. Engines this machine lacks
+(CUDA or TensorRT execution providers, tensorrt, a GPU) are listed as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.commands.common import int_list, print_json
+from model.errors import InspectorError
+
+EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="latency, images/s, RSS and size of every engine vs torch eager", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint directory (torch eager baseline), or an exported model whose manifest names it")
+    p.add_argument("data", help="images to run (a folder, or MVTec layout)")
+    p.add_argument("--exports", nargs="+", metavar="PATH", help="exported models or folders of them (default: export to a temp folder)")
+    p.add_argument("--calib", metavar="DIR", help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
+    p.add_argument("--batches", type=int_list, default=(1, 8), help="batch sizes (default 1,8)")
+    p.add_argument("--runs", type=int, default=40, help="timed calls per engine and batch size (default 40)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--no-rss", action="store_true", help="skip the per-engine peak-RSS processes")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Candidate:
+    name: str
+    path: Path
+    device: str
+    kind: str
+    skipped: str | None = None
+    engine: Any = None
+    times: dict[int, list[float]] = field(default_factory=dict)
+
+
+def _exports_from(paths: list[str]) -> list[Path]:
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix in EXPORT_SUFFIXES)
+        elif p.is_file() and p.suffix in EXPORT_SUFFIXES:
+            found.append(p)
+        else:
+            raise InspectorError(f"--exports {p}: not an exported model (.onnx/.engine) or a folder of them")
+    if not found:
+        raise InspectorError(f"--exports {' '.join(paths)}: no .onnx/.engine files found")
+    return found
+
+
+def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> list[Path]:
+    from exporters.export import export
+    from exporters.manifest import tensorrt_target
+
+    formats = ["onnx", "onnx-fp16", "onnx-int8"]
+    try:
+        tensorrt_target()
+        formats += ["tensorrt-fp16", "tensorrt-int8"]
+    except InspectorError:
+        pass
+    log(f"exporting {', '.join(formats)} to a temporary folder ...")
+    return [r.path for r in export(ckpt, formats, folder, calib=calib, log=log)]
+
+
+def _candidates(ckpt: Path, exports: list[Path]) -> list[Candidate]:
+    import onnxruntime as ort
+
+    from exporters.manifest import read_sidecar, tensorrt_target
+
+    available = ort.get_available_providers()
+    out = [Candidate("torch eager", ckpt, "cpu", "checkpoint")]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out.append(Candidate("torch eager", ckpt, "cuda", "checkpoint"))
+    except ImportError:
+        pass
+    for path in exports:
+        kind = (read_sidecar(path, required=False) or {}).get("kind", path.suffix.lstrip("."))
+        if path.suffix == ".onnx":
+            out.append(Candidate("onnxruntime", path, "cpu", kind))
+            for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+                why = None if provider in available else f"{provider} not in this onnxruntime"
+                if device == "tensorrt" and kind == "onnx-int8":
+                    why = "CPU INT8 graph (uint8 activations); use the tensorrt-int8 engine"
+                out.append(Candidate("onnxruntime", path, device, kind, skipped=why))
+        else:
+            try:
+                tensorrt_target()
+                why = None
+            except InspectorError as exc:
+                why = str(exc)
+            out.append(Candidate("tensorrt", path, "cuda", kind, skipped=why))
+    return out
+
+
+def _file_bytes(path: Path) -> int:
+    return (path / "model.safetensors").stat().st_size if path.is_dir() else path.stat().st_size
+
+
+def _peak_rss(c: Candidate, images: list[str], batches: tuple[int, ...], threads: int | None) -> float | None:
+    """Peak RSS (MB) of a fresh process that opens this engine and runs each batch size twice."""
+    job = json.dumps({"path": str(c.path), "device": c.device, "images": images, "batches": list(batches), "threads": threads})
+    code = "from inspector.commands.bench_model import rss_probe; rss_probe()"
+    done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True, text=True, timeout=600)
+    try:
+        return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+    except (ValueError, KeyError, IndexError):
+        return None
+
+
+def rss_probe() -> None:
+    """Child side of _peak_rss: reads the job on stdin, prints {"peak_rss_mb": ...}.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec."""
+    from model.extract import load_batches
+
+    job = json.loads(sys.stdin.read())
+    engine = _open(Path(job["path"]), job["device"], job["threads"])
+    x = next(load_batches([Path(p) for p in job["images"]], engine.meta.input_size, batch_size=len(job["images"])))[1]
+    for b in job["batches"]:
+        for _ in range(2):
+            engine.infer(_batch(x, b))
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_rss_mb": hwm / 1024}))
+
+
+def _open(path: Path, device: str, threads: int | None):
+    if path.suffix == ".onnx":
+        from inspector.engines.onnx_engine import OnnxEngine
+
+        return OnnxEngine(path, device, threads=threads)
+    from inspector.engines import open_engine
+
+    return open_engine(path, device)
+
+
+def _batch(images: np.ndarray, b: int) -> np.ndarray:
+    return np.ascontiguousarray(np.resize(images, (b, *images.shape[1:])))  # repeats images when b > len(images)
+
+
+def measure(cands: list[Candidate], images: np.ndarray, batches: tuple[int, ...], runs: int, warmup: int) -> None:
+    live = [c for c in cands if c.engine is not None]
+    for b in batches:
+        x = _batch(images, b)
+        for c in live:
+            for _ in range(warmup):
+                c.engine.infer(x)
+            c.times[b] = []
+        for _ in range(runs):  # round-robin: each engine in turn, so background load is shared fairly
+            for c in live:
+                t = time.perf_counter()
+                c.engine.infer(x)
+                c.times[b].append((time.perf_counter() - t) * 1000.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.commands.common import tqdm_bars
+    from model.data import load_dataset
+    from model.extract import load_batches
+
+    if args.runs < 1 or any(b < 1 for b in args.batches):
+        raise InspectorError("--runs and --batches must be positive")
+    log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
+    ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]
+    if ckpt.is_file() or (ckpt.is_dir() and not (ckpt / "manifest.json").exists()):
+        from exporters.manifest import read_sidecar
+
+        exports = _exports_from([str(ckpt), *map(str, exports)])
+        source = Path((read_sidecar(exports[0], required=True) or {})["source"]["checkpoint"])
+        if not (source / "manifest.json").is_file():
+            raise InspectorError(f"{ckpt}: the torch baseline needs its checkpoint {source}, which is not here; "
+                                 "give the checkpoint as the first argument and the exports with --exports")
+        ckpt = source
+    elif exports:
+        exports = _exports_from([str(p) for p in exports])
+    dataset = load_dataset(args.data, require_train=False)
+    samples = dataset.test or dataset.train
+    if not samples:
+        raise InspectorError(f"data {args.data}: no images found")
+    picked = [str(s.path) for s in samples[:: max(1, len(samples) // 8)][:8]]
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
+        if not exports:
+            exports = _export_all(ckpt, Path(tmp), args.calib, log)
+        cands = _candidates(ckpt, exports)
+        for c in cands:
+            if c.skipped:
+                continue
+            try:
+                c.engine = _open(c.path, c.device, args.threads if c.path.suffix == ".onnx" else None)
+            except InspectorError as exc:
+                if c is cands[0]:
+                    raise  # no baseline, no ratios
+                c.skipped = str(exc)
+        base = cands[0].engine
+        images = next(load_batches([Path(p) for p in picked], base.meta.input_size, batch_size=len(picked)))[1]
+        log(f"timing {sum(c.engine is not None for c in cands)} engines round-robin: batches {list(args.batches)}, {args.runs} runs each")
+        measure(cands, images, tuple(args.batches), args.runs, args.warmup)
+        rss = {}
+        if not args.no_rss:
+            bar = tqdm_bars(not args.json)("peak RSS", sum(c.engine is not None for c in cands))
+            for c in cands:
+                if c.engine is not None:
+                    rss[id(c)] = _peak_rss(c, picked, tuple(args.batches), args.threads)
+                    bar.update(1)
+            bar.close()
+        report = _report(cands, rss, tuple(args.batches), args)
+    if args.json:
+        print_json(report)
+    else:
+        _print_table(report)
+    return 0
+
+
+def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    base = cands[0]
+    rows = []
+    for c in cands:
+        row: dict[str, Any] = {"engine": c.name, "kind": c.kind, "device": c.device, "path": str(c.path)}
+        if c.engine is None:
+            rows.append({**row, "skipped": c.skipped})
+            continue
+        row |= {"runtime": c.engine.meta.runtime, "file_mb": round(_file_bytes(c.path) / 1e6, 3),
+                "peak_rss_mb": round(rss[id(c)], 1) if rss.get(id(c)) else None, "batches": {}}
+        for b in batches:
+            t = np.asarray(c.times[b])
+            med = float(np.median(t))
+            row["batches"][str(b)] = {"median_ms": round(med, 3), "p99_ms": round(float(np.percentile(t, 99)), 3),
+                                      "images_per_s": round(b * 1000.0 / med, 2),
+                                      "speedup_vs_torch": round(float(np.median(base.times[b])) / med, 3)}
+        rows.append(row)
+    return {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "onnxruntime": ort.__version__,
+                        "python": platform.python_version()},
+            "runs": args.runs, "warmup": args.warmup, "threads": args.threads, "engines": rows}
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    rows = report["engines"]
+    batches = next((list(r["batches"]) for r in rows if "batches" in r), [])
+    head = f"{'engine':34} {'file MB':>8} {'RSS MB':>7}"
+    for b in batches:
+        head += f" | b{b}: {'median':>8} {'p99':>8} {'img/s':>7} {'x torch':>7}"
+    print(head)
+    for r in rows:
+        name = f"{r['engine']} {r['device']} {r['kind']}"
+        if "skipped" in r:
+            print(f"{name:34} skipped: {r['skipped']}")
+            continue
+        rss = f"{r['peak_rss_mb']:7.0f}" if r["peak_rss_mb"] else f"{'-':>7}"
+        line = f"{name:34} {r['file_mb']:8.2f} {rss}"
+        for b in batches:
+            s = r["batches"][b]
+            line += f" | {'':>4}{s['median_ms']:8.2f} {s['p99_ms']:8.2f} {s['images_per_s']:7.1f} {s['speedup_vs_torch']:6.2f}x"
+        print(line)
+    print(f"latency in ms per batch; {report['runs']} round-robin runs after {report['warmup']} warm-up calls; "
+          f"{report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")

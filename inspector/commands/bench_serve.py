@@ -1,0 +1,166 @@
+"""`inspector bench serve --config STATION.yaml`: drive a running daemon through its broker at a trigger rate.
+
+Publishes --count inputs at --rate per second (after --warmup ones that are not counted), each with its
+own inspection_id, and times trigger -> result at this client. Prints results per second over the run
+and p50/p90/p99 latency. Modes: `image` (raw bytes on <prefix>/image, the id in an MQTT 5 user
+property), `base64` (JSON trigger carrying the image), `capture` (JSON trigger: the station's camera).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import queue
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from inspector.commands.common import print_json
+from model.errors import InspectorError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="trigger->result latency and frames/s of a running daemon", description=__doc__)
+    p.add_argument("--config", required=True, help="the daemon's station config (broker, credentials, topic prefix)")
+    p.add_argument("--rate", type=float, default=10.0, help="inputs per second (default 10)")
+    p.add_argument("--count", type=int, default=200, help="timed inputs (default 200)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed inputs first, one at a time (default 5)")
+    p.add_argument("--mode", choices=("image", "base64", "capture"), default="image", help="how inputs are sent (default image)")
+    p.add_argument("--image", help="image file to send (default: a synthetic 256x256 PNG)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the last results (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _synthetic_png(size: int = 256) -> bytes:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = np.arange(size)
+    img = np.tile(0.5 + 0.08 * np.sin(2 * np.pi * x / 6.0), (size, 1)) + rng.normal(0, 0.02, (size, size))
+    ok, buf = cv2.imencode(".png", (np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return buf.tobytes()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str = "image", image: bytes | None = None,
+                timeout: float = 60.0) -> dict[str, Any]:
+    """Run the benchmark against the daemon configured by `cfg` (a StationConfig); returns the measurements."""
+    from inspector.mqtt import MqttClient, Topics
+
+    if rate <= 0 or count < 1:
+        raise InspectorError("bench serve: --rate must be > 0 and --count at least 1")
+    if mode == "image" and cfg.mqtt.protocol != "5":
+        mode = "base64"  # ids travel in user properties, which MQTT 3.1.1 lacks
+    topics = Topics(cfg.mqtt.prefix)
+    image = image if image is not None else _synthetic_png()
+    b64 = base64.b64encode(image).decode() if mode == "base64" else None
+    client = MqttClient(cfg.mqtt, f"inspector-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", persistent=False,
+                        subscriptions=[topics.result, topics.error])
+    client.start()
+    if not client.connected and not _wait(lambda: client.connected, 5):
+        client.stop(0)
+        raise InspectorError(f"bench serve: cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port} ({client.state})")
+    run = uuid.uuid4().hex[:8]
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    errors: dict[str, str] = {}  # id -> error message (rejected inputs: queue full, ...)
+
+    def send(ident: str) -> None:
+        if mode == "image":
+            client.publish(topics.image, image, qos=1, user={"inspection_id": ident})
+        else:
+            body: dict[str, Any] = {"inspection_id": ident, "serial": ident.replace("bench-", "B")}
+            if b64 is not None:
+                body["base64"] = b64
+            client.publish(topics.trigger, json.dumps(body), qos=1)
+        sent[ident] = time.monotonic()
+
+    def collect(until: float, want: set[str]) -> None:
+        while not want <= got.keys() and time.monotonic() < until:
+            try:
+                msg = client.inbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                body = json.loads(msg.payload)
+            except ValueError:
+                continue
+            ident = body.get("inspection_id")
+            if ident in sent and ident not in got:
+                got[ident] = msg.received
+                if msg.topic == topics.error:
+                    errors[ident] = body.get("error", "?")
+
+    try:
+        for i in range(warmup):
+            ident = f"bench-{run}-w{i}"
+            send(ident)
+            collect(time.monotonic() + timeout, {ident})
+        timed = [f"bench-{run}-{i}" for i in range(count)]
+        t0 = time.monotonic()
+        for i, ident in enumerate(timed):
+            due = t0 + i / rate
+            collect(due, set(timed))  # read results while waiting for the next send time
+            send(ident)
+        collect(time.monotonic() + timeout, set(timed))
+    finally:
+        client.stop(1)
+    done = [i for i in timed if i in got and i not in errors]
+    rejected = [errors[i] for i in timed if i in errors]
+    lat = [(got[i] - sent[i]) * 1000 for i in done]
+    if not lat:
+        hint = f"all {len(rejected)} rejected" if rejected else f"is `inspector serve` running for prefix {cfg.mqtt.prefix}?"
+        raise InspectorError(f"bench serve: no results within {timeout:.0f} s; {hint}")
+    first, last = min(sent[i] for i in timed), max(got[i] for i in done)
+    return {"mode": mode, "rate_target": rate, "sent": count, "results": len(done), "errors": len(rejected),
+            "lost": count - len(done) - len(rejected), "send_rate": round(count / max(max(sent[i] for i in timed) - first, 1e-9), 2),
+            "frames_per_s": round(len(done) / max(last - first, 1e-9), 2),
+            "latency_ms": {"p50": round(percentile(lat, 50), 1), "p90": round(percentile(lat, 90), 1), "p99": round(percentile(lat, 99), 1),
+                           "mean": round(statistics.fmean(lat), 1), "max": round(max(lat), 1)},
+            "error_samples": sorted(set(rejected))[:3]}
+
+
+def _wait(cond, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.config import load_config
+
+    cfg = load_config(args.config)
+    image = None
+    if args.image:
+        path = Path(args.image)
+        if not path.is_file():
+            raise InspectorError(f"--image {path}: no such file")
+        image = path.read_bytes()
+    out = bench_serve(cfg, rate=args.rate, count=args.count, warmup=args.warmup, mode=args.mode, image=image, timeout=args.timeout)
+    if args.json:
+        print_json(out)
+    else:
+        lat = out["latency_ms"]
+        print(f"{out['sent']} inputs ({out['mode']}) at {out['rate_target']:g}/s target ({out['send_rate']:g}/s sent): "
+              f"{out['results']} results, {out['errors']} errors, {out['lost']} lost")
+        print(f"throughput {out['frames_per_s']:.2f} frames/s; trigger->result latency p50 {lat['p50']:.1f} ms, "
+              f"p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+        for e in out["error_samples"]:
+            print(f"  error: {e}")
+    return 0 if out["lost"] == 0 and out["errors"] == 0 else 1

@@ -1,0 +1,78 @@
+"""`inspector export CKPT --format FORMAT[,FORMAT...] --out DIR [--verify DATA]`: self-describing model files.
+
+Formats: onnx (float32), onnx-fp16, onnx-int8 (CPU: static QDQ, calibrated on the checkpoint's good
+images or --calib DIR), tensorrt-fp16, tensorrt-int8 (NVIDIA GPU + tensorrt; an engine is tied to the GPU
+and TensorRT version it was built with). Each file gets a `<file>.json` manifest; thresholds live there,
+outside the graph. --verify DATA compares each export with torch on DATA (MVTec layout: its test set)
+and exits 1 past the tolerance it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from inspector.commands.common import print_json, tqdm_bars
+from model.errors import InspectorError
+
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
+
+
+def formats(text: str) -> list[str]:
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{bad[0] if bad else text!r}: choose from {', '.join(FORMATS)} (comma-separated for several)")
+    return names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (FP32/FP16/INT8) or TensorRT", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint directory from `inspector fit`")
+    p.add_argument("--format", required=True, type=formats, metavar="|".join(FORMATS), help="what to write (comma-separated for several)")
+    p.add_argument("--out", required=True, help="directory for the model files and their .json manifests")
+    p.add_argument("--calib", metavar="DIR", help="good images for INT8 calibration (default: the checkpoint's training data)")
+    p.add_argument("--int8-tolerance", type=float, default=None, metavar="UNITS",
+                   help="INT8: accepted mean score change on held-out good images, in score units (default 0.25)")
+    p.add_argument("--verify", metavar="DATA", help="compare with torch on these images (MVTec layout: its test set)")
+    p.add_argument("--device", default=None, help="device for --verify: cpu, cuda, tensorrt (default: cpu for ONNX, cuda for engines)")
+    p.add_argument("--force", action="store_true", help="overwrite existing exports in --out")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from exporters.export import export
+    from exporters.manifest import write_sidecar
+    from exporters.verify import format_report, verify_export
+
+    if args.device and not args.verify:
+        raise InspectorError("--device only applies with --verify")
+
+    def log(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr)
+
+    from exporters.quantize import DRIFT_TOLERANCE
+
+    tolerance = DRIFT_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
+    results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log)
+    summary, failed = [], False
+    for r in results:
+        m = r.manifest
+        item = {"model": str(r.path), "manifest": f"{r.path}.json", "kind": m["kind"], "bytes": m["file_bytes"],
+                "sha256": m["file_sha256"], "precision": m["precision"], "parity_random_inputs": r.parity}
+        if not args.json:
+            print(f"{r.path} ({m['file_bytes'] / 1e6:.2f} MB): {m['precision'].get('compute', '')}")
+        if args.verify:
+            device = args.device or ("cuda" if m["kind"].startswith("tensorrt") else "cpu")
+            item["verify"] = verify_export(args.checkpoint, r.path, args.verify, device=device, progress=tqdm_bars(not args.json))
+            write_sidecar(r.path, {**m, "verify": item["verify"]})
+            failed |= not item["verify"]["passed"]
+            if not args.json:
+                print("\n".join(format_report(item["verify"])))
+        summary.append(item)
+    if args.json:
+        print_json({"exports": summary})
+    return 1 if failed else 0

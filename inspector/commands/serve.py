@@ -1,0 +1,24 @@
+"""`inspector serve --config FILE`: run the station daemon (sources and MQTT in, results out, nothing lost)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the station daemon from a station config", description=__doc__)
+    p.add_argument("--config", required=True, help="station config YAML (see configs/station-*.yaml)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override daemon.log_level")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.config import load_config
+    from inspector.daemon import Daemon
+
+    cfg = load_config(args.config)
+    level = (args.log_level or cfg.daemon.log_level).upper()
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    return Daemon(cfg).run()

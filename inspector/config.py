@@ -1,0 +1,339 @@
+"""The station config: one YAML file per station, validated strictly before anything starts.
+
+A station file may name a defaults file (`extends: ../site.yaml`); the station's values are deep-merged
+over it, then the result is validated. Secrets never live in the file: `mqtt.password_env` names an
+environment variable. Errors are reported with the YAML file and line they came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from model.errors import InspectorError
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}$")  # station/serial/id: never a path, never a wildcard
+TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
+
+
+class Section(BaseModel):
+    """Shared base: strict types, unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# -- sources --------------------------------------------------------------------------------------------
+class Reconnect(Section):
+    initial_s: float = Field(0.5, gt=0, title="First retry delay", description="Seconds before the first reconnect attempt.")
+    max_s: float = Field(30.0, gt=0, title="Longest retry delay", description="Delays double after each failure up to this.")
+
+
+class _Capture(Section):
+    mode: Literal["trigger", "continuous"] = Field(
+        "trigger", title="When to inspect",
+        description="trigger: inspect a fresh frame on each MQTT trigger; continuous: inspect frames as they come.")
+    interval_s: float | None = Field(
+        None, gt=0, title="Continuous interval", description="In continuous mode, inspect at most one frame per this many seconds.")
+    capture_timeout_s: float = Field(2.0, gt=0, title="Capture timeout", description="How long a trigger waits for a fresh frame.")
+    reconnect: Reconnect = Field(default_factory=Reconnect, title="Reconnect", description="Backoff when the device drops.")
+
+
+class CameraSource(_Capture):
+    type: Literal["camera"] = Field(title="Source kind", description="A local camera through OpenCV.")
+    device: int | str = Field(0, title="Camera", description="OpenCV camera index (0, 1, ...) or device path (/dev/video0).")
+    width: int | None = Field(None, gt=0, title="Width", description="Requested frame width in px.")
+    height: int | None = Field(None, gt=0, title="Height", description="Requested frame height in px.")
+    fps: float | None = Field(None, gt=0, title="Frame rate", description="Requested camera frame rate.")
+
+
+class StreamSource(_Capture):
+    type: Literal["stream"] = Field(title="Source kind", description="A network stream through OpenCV/FFmpeg.")
+    url: str = Field(title="Stream URL", description="rtsp://, rtsps://, http:// or https:// (e.g. an MJPEG stream).")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^(rtsps?|https?)://[^\s]+$", v):
+            raise ValueError("give an rtsp://, rtsps://, http:// or https:// URL")
+        return v
+
+
+class VideoSource(_Capture):
+    type: Literal["video"] = Field(title="Source kind", description="A video file replayed as if it were a camera.")
+    path: str = Field(title="Video file", description="Path of the video file.")
+    fps: float | Literal["native", "max"] = Field(
+        "native", title="Replay rate", description="native: the file's own frame rate; max: as fast as the inspector takes frames; or a number.")
+    loop: bool = Field(True, title="Loop", description="Start again at the end of the file.")
+
+
+class FolderSource(Section):
+    type: Literal["folder"] = Field(title="Source kind", description="A watched folder: every new image file is inspected.")
+    path: str = Field(title="Folder", description="Folder to watch (not recursive).")
+    poll_s: float = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
+    settle_s: float = Field(0.2, ge=0, title="Settle time", description="A file is read once its size is unchanged this long.")
+    after: Literal["move", "delete", "keep"] = Field(
+        "move", title="After inspection", description="move: into <folder>/done; delete; keep (ids from path, size and time prevent repeats).")
+
+
+class MqttSource(Section):
+    type: Literal["mqtt"] = Field(title="Source kind", description="Images arrive over MQTT only (<prefix>/image or a trigger with an image).")
+
+
+Source = Annotated[CameraSource | StreamSource | VideoSource | FolderSource | MqttSource, Field(discriminator="type")]
+
+
+# -- the rest ---------------------------------------------------------------------------------------------
+class StationInfo(Section):
+    name: str = Field(title="Station id", description="Written into every record; letters, digits and . _ - : only.")
+    line: str | None = Field(None, title="Line", description="Production line name, for reports.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        if not SAFE_ID.match(v):
+            raise ValueError("use 1-64 letters, digits and . _ - : (no slashes or spaces)")
+        return v
+
+
+class ModelSection(Section):
+    path: str = Field(title="Model", description="Checkpoint directory from `inspector fit`, or an exported model file.")
+    device: str = Field("cpu", title="Device", description="Torch device for checkpoints: cpu or cuda.")
+    image_threshold: float | None = Field(None, title="Image threshold", description="Overrides the calibrated image threshold.")
+    pixel_threshold: float | None = Field(None, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
+    mm_per_px: float | None = Field(None, gt=0, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
+    batch_size: int = Field(8, ge=1, le=256, title="Largest batch", description="Frames that queue up are inspected together, up to this many.")
+    queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
+                            description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
+
+
+class Tls(Section):
+    ca_file: str | None = Field(None, title="CA certificates", description="PEM file of CAs to trust (default: the system's).")
+    cert_file: str | None = Field(None, title="Client certificate", description="PEM client certificate, for mutual TLS.")
+    key_file: str | None = Field(None, title="Client key", description="PEM key of the client certificate.")
+    insecure: bool = Field(False, title="Skip host name check", description="Do not check the broker's host name (never in production).")
+
+
+class MqttSection(Section):
+    host: str = Field("127.0.0.1", title="Broker host", description="MQTT broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, title="Broker port", description="1883 plain, 8883 TLS by convention.")
+    protocol: Literal["5", "3.1.1"] = Field("5", title="Protocol", description="MQTT protocol version.")
+    prefix: str = Field(title="Topic prefix", description="All topics live under it, e.g. factory/line1/station3.")
+    client_id: str | None = Field(None, title="Client id", description="Default: inspector-<station name>. Must be unique on the broker.")
+    username: str | None = Field(None, title="User name", description="Broker user name.")
+    password_env: str | None = Field(None, title="Password variable", description="Name of the environment variable holding the password.")
+    tls: Tls | None = Field(None, title="TLS", description="Connect with TLS (omit for a plain connection).")
+    keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="Seconds between pings; the last will fires after 1.5x this.")
+    session_expiry_s: int = Field(86400, ge=0, title="Session expiry",
+                                  description="How long the broker keeps triggers for this station while it is down (MQTT 5).")
+    connect_timeout_s: float = Field(10.0, gt=0, title="Connect timeout", description="How long the first connection may take at start.")
+    max_payload_bytes: int = Field(20_000_000, ge=1024, title="Largest payload", description="Bigger trigger/image payloads are rejected.")
+    allowed_dirs: list[str] = Field(default_factory=list, title="Readable folders",
+                                    description="Triggers may name image files under these folders only.")
+    allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
+    url_timeout_s: float = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or v.startswith("/") or v.endswith("/") or not TOPIC_LEVEL.match(v):
+            raise ValueError("give topic levels like factory/line1/station3 (no leading/trailing /, no + or #)")
+        return v
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError("give the NAME of an environment variable (the password itself never goes in the file)")
+        return v
+
+    def password(self) -> str | None:
+        """The password from its environment variable (read at connect time, never stored)."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise InspectorError(f"mqtt.password_env: environment variable {self.password_env} is not set; export it or remove password_env")
+        return value
+
+
+class Sparkplug(Section):
+    enabled: bool = Field(False, title="Sparkplug B", description="Also publish NBIRTH/DBIRTH/DDATA/NDEATH for SCADA hosts.")
+    group_id: str = Field("inspection", title="Group id", description="Sparkplug group id.")
+    edge_node_id: str | None = Field(None, title="Edge node id", description="Default: the station name.")
+    device_id: str = Field("inspector", title="Device id", description="Sparkplug device id of the inspector.")
+
+    @field_validator("group_id", "edge_node_id", "device_id")
+    @classmethod
+    def _level(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or not TOPIC_LEVEL.match(v)):
+            raise ValueError("one topic level: no /, + or #")
+        return v
+
+
+class Retention(Section):
+    max_age_days: float | None = Field(90.0, gt=0, title="Keep days", description="Published records older than this are deleted.")
+    max_rows: int | None = Field(None, gt=0, title="Keep rows", description="Keep at most this many published records.")
+    every_s: float = Field(3600.0, gt=0, title="Prune interval", description="Seconds between retention passes.")
+
+
+class StoreSection(Section):
+    data_dir: str = Field(title="Data directory", description="SQLite store, images, overlays and reports; the daemon writes nowhere else.")
+    save_images: Literal["all", "fail", "none"] = Field("all", title="Save images", description="Which inspected images to keep.")
+    save_overlays: Literal["all", "fail", "none"] = Field("fail", title="Save overlays", description="Which overlays to render and keep.")
+    retention: Retention = Field(default_factory=Retention, title="Retention", description="When stored results are deleted.")
+
+
+class HttpSection(Section):
+    enabled: bool = Field(True, title="HTTP", description="Serve /health and /metrics (Prometheus).")
+    host: str = Field("127.0.0.1", title="Bind address", description="Address to listen on.")
+    port: int = Field(9108, ge=0, le=65535, title="Port", description="Port to listen on (0: any free port).")
+
+
+class ReportsSection(Section):
+    on_fail: bool = Field(False, title="Report each FAIL", description="Render an inspection report for every FAIL.")
+    formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html"], title="Formats", description="Report formats.")
+    lang: str = Field("en", title="Language", description="Report language: en, zh or es.")
+
+
+class WatchdogSection(Section):
+    interval_s: float = Field(2.0, gt=0, title="Check interval", description="Seconds between watchdog checks.")
+    stall_s: float = Field(30.0, gt=0, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing).")
+
+
+class DaemonSection(Section):
+    drain_timeout_s: float = Field(30.0, ge=0, title="Drain timeout", description="On SIGTERM, how long to finish accepted work.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", title="Log level", description="Logging verbosity.")
+
+
+class StationConfig(Section):
+    station: StationInfo = Field(title="Station", description="Who this inspector is.")
+    model: ModelSection = Field(title="Model", description="What it runs.")
+    source: Source = Field(title="Source", description="Where frames come from.")
+    mqtt: MqttSection = Field(title="MQTT", description="The broker and topics.")
+    sparkplug: Sparkplug = Field(default_factory=Sparkplug, title="Sparkplug B", description="Optional SCADA output.")
+    store: StoreSection = Field(title="Store", description="Where results are kept.")
+    http: HttpSection = Field(default_factory=HttpSection, title="HTTP", description="Health and metrics endpoint.")
+    reports: ReportsSection = Field(default_factory=ReportsSection, title="Reports", description="Automatic reports.")
+    watchdog: WatchdogSection = Field(default_factory=WatchdogSection, title="Watchdog", description="Stuck-worker detection.")
+    daemon: DaemonSection = Field(default_factory=DaemonSection, title="Daemon", description="Process behaviour.")
+
+    @model_validator(mode="after")
+    def _folder_readable(self) -> StationConfig:
+        if isinstance(self.source, FolderSource) and Path(self.source.path).resolve() == Path(self.store.data_dir).resolve():
+            raise ValueError("source.path and store.data_dir must differ: the daemon would inspect its own images")
+        return self
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+Lines = dict[tuple, tuple[str, int]]
+
+
+def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = None) -> Lines:
+    """(key path) -> (file, line) for every key and item in a composed YAML document."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = (*path, k.value)
+            out[key] = (file, k.start_mark.line + 1)
+            _line_map(v, file, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[(*path, i)] = (file, v.start_mark.line + 1)
+            _line_map(v, file, (*path, i), out)
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[dict, Lines]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InspectorError(f"config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InspectorError(f"config {path}: cannot be read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise InspectorError(f"config {path}{line}: not valid YAML ({exc.problem}); fix the syntax there") from None
+    except yaml.YAMLError as exc:
+        raise InspectorError(f"config {path}: not valid YAML ({exc})") from None
+    if data is None:
+        data, node = {}, None
+    if not isinstance(data, dict):
+        raise InspectorError(f"config {path}: the top level must be a mapping of sections (station:, model:, ...)")
+    return data, (_line_map(node, str(path)) if node is not None else {})
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` over `base`: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Lines]:
+    """The merged mapping of a station file and the defaults it `extends`, with the line of every key."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise InspectorError(f"config {path}: `extends` loops back to itself; remove the cycle")
+    data, lines = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, lines
+    if not isinstance(parent, str):
+        raise InspectorError(f"config {path}: `extends` must be a file path")
+    base, base_lines = load_raw(path.parent / parent, (*_seen, path.resolve()))
+    return deep_merge(base, data), {**base_lines, **lines}
+
+
+def _locate(loc: tuple, lines: Lines, fallback: str) -> str:
+    """file:line of the deepest part of a pydantic error location found in the YAML (union tags are skipped)."""
+    found, path = None, ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+            found = lines[path]
+    return f"{found[0]}:{found[1]}" if found else fallback
+
+
+def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
+    """Validate a config file: (config, []) or (None, ["file:line: where: what", ...])."""
+    try:
+        data, lines = load_raw(path)
+    except InspectorError as exc:
+        return None, [str(exc)]
+    try:
+        return StationConfig.model_validate(data), []
+    except ValidationError as exc:
+        errors = []
+        kinds = {"camera", "stream", "video", "folder", "mqtt"}
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if len(loc) > 1 and loc[0] == "source" and loc[1] in kinds:
+                loc = (loc[0], *loc[2:])  # the union tag is not a YAML key
+            if err["type"].startswith("union_tag"):
+                loc = (*loc, "type")
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; `inspector config schema` lists every key)"
+            elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+                msg += f" (got {err['input']!r})"
+            errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
+        return None, errors
+
+
+def load_config(path: str | Path) -> StationConfig:
+    """The validated station config, or an InspectorError listing every problem with its line."""
+    config, errors = config_errors(path)
+    if config is None:
+        raise InspectorError(f"config {path}: {len(errors)} problem(s): " + "; ".join(errors))
+    return config

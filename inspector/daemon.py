@@ -1,0 +1,308 @@
+"""The station daemon: threads joined by bounded queues, a watchdog, an ordered start and shutdown.
+
+    source --> intake --(jobs, bounded: full = reject on the error topic)--> inference (owns the engine,
+    batches) --(results)--> sink (record -> store -> outbox -> Sparkplug -> report hooks)
+    watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, systemd pinged
+
+Start: store, broker (credentials and TLS checked: a refusal ends the start with one clear line), engine,
+workers, journal recovery, source, `online`. SIGTERM: the source stops, accepted work drains (up to
+daemon.drain_timeout_s; what is left stays in the journal for the next start), the broker acknowledges
+what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from inspector.config import StationConfig
+from inspector.health import HealthServer, Metrics
+from inspector.hooks import OnFail, OnShift, ReportHooks
+from inspector.intake import Intake
+from inspector.mqtt import OFFLINE, ONLINE, Message, MqttClient, Topics, Will
+from inspector.outbox import Outbox
+from inspector.pipeline import Inference, Sink
+from inspector.sources import open_source
+from inspector.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify, WatchdogSec) about readiness and liveness; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+    except OSError as exc:
+        log.debug("sd_notify(%s) failed: %s", state, exc)
+
+
+class Worker:
+    """`while not stop: step()` on a thread, with a heartbeat; an exception in one step is logged, not fatal."""
+
+    def __init__(self, name: str, step: Callable[[], None], on_start: Callable[[], Any] | None = None) -> None:
+        self.name, self.step, self.on_start = name, step, on_start
+        self.stop = threading.Event()
+        self.heartbeat = time.monotonic()
+        self.restarts = 0
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def start(self) -> None:
+        self.heartbeat = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
+            self.on_start = None  # once per daemon, not per restart
+        while not self.stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                self.step()
+            except Exception:
+                log.exception("%s: unexpected error; carrying on", self.name)
+                time.sleep(0.1)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class Daemon:
+    """One station. `run()` for the command line; `start()` / `shutdown()` for tests and embedding.
+
+    `inspector` may be given (an `api.Inspector`, e.g. shared by tests); `on_fail(record)` and
+    `on_shift_report(records, meta)` replace the default report renderers.
+    """
+
+    def __init__(self, cfg: StationConfig, *, inspector: Any = None, on_fail: OnFail | None = None, on_shift_report: OnShift | None = None) -> None:
+        self.cfg = cfg
+        self.topics = Topics(cfg.mqtt.prefix)
+        self.metrics = Metrics()
+        self.jobs: queue.Queue = queue.Queue(maxsize=cfg.model.queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=max(2 * cfg.model.batch_size, 16))
+        self._given_inspector, self._on_fail, self._on_shift = inspector, on_fail, on_shift_report
+        self.halt = threading.Event()  # set by SIGTERM/SIGINT or stop()
+        self.ready = False
+        self.problems: list[str] = []
+        self.workers: dict[str, Worker] = {}
+        self.started_at = time.monotonic()
+        self.store: Store | None = None
+        self.mqtt: MqttClient | None = None
+        self.sparkplug: Any = None
+        self.http: HealthServer | None = None
+        self.source: Any = None
+        self.inspector: Any = None
+
+    # -- start ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        self.store = Store(cfg.store.data_dir)
+        self.source = open_source(cfg.source)  # a missing video/folder is reported before anything connects
+        self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
+                             republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
+                             on_command=lambda cmd, corr: self.hooks.shift(cmd, corr))
+        self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
+        client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
+        self.mqtt = MqttClient(cfg.mqtt, client_id, will=Will(self.topics.status, OFFLINE), persistent=True,
+                               subscriptions=self.topics.subscriptions(), manual_ack=True, inbox=self.intake.inbox,
+                               on_connected=self._connected, on_overflow=self._overflow)
+        self.intake.mqtt = self.mqtt
+        self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
+        try:
+            self._start_rest(client_id)
+        except BaseException:
+            for part in (self.http, self.sparkplug, self.mqtt):
+                if part is not None:
+                    part.stop()
+            raise
+
+    def _start_rest(self, client_id: str) -> None:
+        from inspector.api import Inspector
+        from inspector.decision import DecisionConfig
+
+        cfg = self.cfg
+        decision = DecisionConfig(image_threshold=cfg.model.image_threshold, pixel_threshold=cfg.model.pixel_threshold, mm_per_px=cfg.model.mm_per_px)
+        engine = self._given_inspector.engine if self._given_inspector is not None else None
+        self.inspector = Inspector(engine, decision, cfg.station.name) if engine else Inspector.load(cfg.model.path, cfg.model.device, decision, cfg.station.name)
+        if cfg.sparkplug.enabled:
+            from inspector.sparkplug import SparkplugNode
+
+            self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb")
+            self.sparkplug.start()
+        self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
+        self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
+        self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
+        self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug)
+        if cfg.http.enabled:
+            self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics)
+            self.http.start()
+        self.hooks.start()
+        self.workers = {"sink": Worker("sink", self.sink.step), "inference": Worker("inference", self.inference.step),
+                        "intake": Worker("intake", self.intake.step, on_start=self.intake.recover)}
+        self.intake.beat = self.workers["intake"].beat
+        for w in self.workers.values():
+            w.start()
+        if self.source is not None:
+            self.source.start(self.intake.submit)
+        self.ready = True
+        if self.mqtt.connected:
+            self._connected()
+        self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._watchdog.start()
+        log.info("station %s ready: source %s, model %s, topics under %s", cfg.station.name, cfg.source.type,
+                 self.inspector.engine.meta.model_id, self.topics.prefix)
+
+    # -- MQTT glue --------------------------------------------------------------------------------------------
+    def publish(self, topic: str, payload: str | bytes, correlation: bytes | None = None) -> None:
+        self.mqtt.publish(topic, payload, qos=1, correlation=correlation)
+
+    def _connected(self) -> None:
+        if self.ready:  # `online` means able to inspect, not merely connected
+            self.mqtt.publish(self.topics.status, ONLINE, qos=1, retain=True)
+
+    def _overflow(self, msg: Message) -> None:
+        # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow
+        self.intake.reject(f"{msg.topic}: the station is overloaded ({self.intake.inbox.maxsize} inputs waiting); slow down",
+                           msg.topic, message=msg, reason="overloaded")
+
+    # -- health -----------------------------------------------------------------------------------------------
+    def _gauges(self, records: bool = False) -> dict[str, int]:
+        counts = self.store.counts(records) if self.store is not None else {}
+        m = self.metrics
+        m.set("inspector_queue_depth", self.jobs.qsize())
+        m.set("inspector_pending", counts.get("pending", 0))
+        m.set("inspector_unpublished", counts.get("unpublished", 0))
+        m.set("inspector_broker_connected", int(bool(self.mqtt and self.mqtt.connected)))
+        m.set("inspector_source_up", int(self.source is None or self.source.state in ("open", "watching")))
+        m.set("inspector_healthy", int(not self.problems))
+        return counts
+
+    def render_metrics(self) -> str:
+        self._gauges()
+        return self.metrics.render()
+
+    def health(self) -> dict[str, Any]:
+        counts = self._gauges(records=True)
+        broker = self.mqtt.state if self.mqtt else "not started"
+        source = self.source.state if self.source is not None else "mqtt only"
+        status = "failing" if self.problems or not self.ready else "ok"
+        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0):
+            status = "degraded"
+        now = time.monotonic()
+        return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
+                "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
+                "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
+                "rejected": self.metrics.total("inspector_rejected_total"),
+                "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}
+
+    # -- watchdog ---------------------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        wd = self.cfg.watchdog
+        while not self.halt.wait(wd.interval_s):
+            self.check()
+            if not self.problems:
+                sd_notify("WATCHDOG=1")  # withheld while failing, so systemd restarts a stuck process
+
+    def check(self) -> list[str]:
+        """Restart dead workers, replace a silent source, list what is stuck."""
+        now, stall, problems = time.monotonic(), self.cfg.watchdog.stall_s, []
+        for w in self.workers.values():
+            if w.stop.is_set():
+                continue
+            if not w.alive:
+                log.error("watchdog: worker %s died; restarting it", w.name)
+                w.restarts += 1
+                self.metrics.inc("inspector_worker_restarts_total", {"worker": w.name})
+                w.start()
+            elif now - w.heartbeat > stall:
+                problems.append(f"{w.name} silent for {now - w.heartbeat:.0f} s")
+        src = self.source
+        if src is not None and getattr(src, "_thread", None) is not None and src.state not in ("finished", "stopped") \
+                and now - src.heartbeat > stall and not self.halt.is_set():
+            log.error("watchdog: source %s silent for %.0f s; replacing it", src.name, now - src.heartbeat)
+            threading.Thread(target=src.stop, daemon=True).start()  # it may hang: do not wait on it
+            self.source = open_source(self.cfg.source)
+            self.intake.source = self.source
+            self.source.start(self.intake.submit)
+            self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
+        self.problems = problems
+        self._gauges()
+        return problems
+
+    # -- stop -------------------------------------------------------------------------------------------------
+    def _wait(self, done: Callable[[], bool], deadline: float) -> bool:
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def shutdown(self) -> None:
+        """Ordered stop: source, intake, drain inference and sink, broker acks, `offline`, disconnect."""
+        self.halt.set()
+        sd_notify("STOPPING=1")
+        deadline = time.monotonic() + self.cfg.daemon.drain_timeout_s
+        if self.source is not None:
+            self.source.stop()
+        if "intake" in self.workers:
+            self.workers["intake"].join(5)
+            # unfinished_tasks: queued or being worked on (task_done comes after the hand-over)
+            drained = self._wait(lambda: self.jobs.unfinished_tasks == 0 and self.results.unfinished_tasks == 0, deadline)
+            self.workers["inference"].join(5)
+            acked = self._wait(lambda: self.outbox.in_flight == 0 or not self.mqtt.connected, min(deadline, time.monotonic() + 5))
+            self.workers["sink"].join(5)
+            self.outbox.drain_acks()
+            left = self.store.counts(records=False)
+            log.info("drained: %s; %d job(s) left in the journal, %d result(s) not yet acknowledged%s", "complete" if drained else "timed out",
+                     left["pending"], left["unpublished"], "" if acked else " (they are re-sent at the next start)")
+            self.hooks.stop()
+        if self.sparkplug is not None:
+            self.sparkplug.stop()
+        if self.mqtt is not None:
+            if self.mqtt.connected:
+                self.mqtt.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            self.mqtt.stop(timeout=2)
+        if self.http is not None:
+            self.http.stop()
+        if self.inspector is not None and self._given_inspector is None:
+            self.inspector.engine.close()
+        if self.store is not None:
+            self.store.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+
+    def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, drain, stop. Returns the exit code."""
+        self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.halt.set())
+        sd_notify("READY=1")
+        while not self.halt.wait(1.0):
+            pass
+        log.info("stopping: draining accepted work")
+        self.shutdown()
+        return 0

@@ -1,0 +1,153 @@
+"""Counters, gauges and histograms in Prometheus text format, and the HTTP /health and /metrics endpoint."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from model.errors import InspectorError
+
+log = logging.getLogger(__name__)
+
+# name -> (type, help); every metric the daemon exports is declared here
+METRICS: dict[str, tuple[str, str]] = {
+    "inspector_frames_total": ("counter", "Frames accepted for inspection, by source kind."),
+    "inspector_frames_dropped_total": ("counter", "Live frames skipped in continuous mode because the inspector was busy."),
+    "inspector_rejected_total": ("counter", "Inputs rejected with a message on the error topic, by reason."),
+    "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
+    "inspector_published_total": ("counter", "Results the broker acknowledged."),
+    "inspector_worker_restarts_total": ("counter", "Workers restarted by the watchdog."),
+    "inspector_stage_seconds": ("histogram", "Seconds per stage: intake (arrival to accepted), queue (accepted to batch start), inference"
+                                " (per batch), store, publish (hand-over to broker ack), total (arrival to stored result)."),
+    "inspector_batch_size": ("histogram", "Frames per inference batch."),
+    "inspector_queue_depth": ("gauge", "Accepted frames waiting for inference."),
+    "inspector_pending": ("gauge", "Accepted jobs in the journal without a stored result."),
+    "inspector_unpublished": ("gauge", "Stored results the broker has not acknowledged (the outbox)."),
+    "inspector_broker_connected": ("gauge", "1 while connected to the MQTT broker."),
+    "inspector_source_up": ("gauge", "1 while the frame source is open or watching."),
+    "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
+}
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _labels(labels: dict[str, str] | None) -> Labels:
+    return tuple(sorted((labels or {}).items()))
+
+
+def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    items = labels + extra
+    if not items:
+        return ""
+    esc = (str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in items)
+    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(items, esc, strict=True)) + "}"
+
+
+class Metrics:
+    """One thread-safe registry; the daemon's single stats snapshot for /metrics and /health."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[Labels, float]] = {}
+        self._hist: dict[str, dict[Labels, list]] = {}  # [bucket counts..., sum, count]
+
+    def inc(self, name: str, labels: dict[str, str] | None = None, n: float = 1.0) -> None:
+        assert METRICS[name][0] == "counter", name
+        with self._lock:
+            series = self._values.setdefault(name, {})
+            key = _labels(labels)
+            series[key] = series.get(key, 0.0) + n
+
+    def set(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        assert METRICS[name][0] == "gauge", name
+        with self._lock:
+            self._values.setdefault(name, {})[_labels(labels)] = float(value)
+
+    def observe(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        assert METRICS[name][0] == "histogram", name
+        buckets = BATCH_BUCKETS if name == "inspector_batch_size" else LATENCY_BUCKETS
+        with self._lock:
+            h = self._hist.setdefault(name, {}).setdefault(_labels(labels), [0] * len(buckets) + [0.0, 0])
+            i = bisect.bisect_left(buckets, value)
+            if i < len(buckets):
+                h[i] += 1
+            h[-2] += value
+            h[-1] += 1
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        with self._lock:
+            if name in self._hist:
+                return float(self._hist[name].get(_labels(labels), [0])[-1])
+            return self._values.get(name, {}).get(_labels(labels), 0.0)
+
+    def total(self, name: str) -> float:
+        """A counter summed over all its labels."""
+        with self._lock:
+            return sum(self._values.get(name, {}).values())
+
+    def render(self) -> str:
+        lines = []
+        with self._lock:
+            for name, (kind, text) in METRICS.items():
+                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+                if kind == "histogram":
+                    buckets = BATCH_BUCKETS if name == "inspector_batch_size" else LATENCY_BUCKETS
+                    for labels, h in sorted(self._hist.get(name, {}).items()):
+                        cumulative = 0
+                        for edge, count in zip(buckets, h, strict=False):  # h ends with sum and count
+                            cumulative += count
+                            lines.append(f"{name}_bucket{_fmt(labels, (('le', repr(float(edge))),))} {cumulative}")
+                        lines.append(f"{name}_bucket{_fmt(labels, (('le', '+Inf'),))} {h[-1]}")
+                        lines.append(f"{name}_sum{_fmt(labels)} {h[-2]:.6f}")
+                        lines.append(f"{name}_count{_fmt(labels)} {h[-1]}")
+                else:
+                    for labels, v in sorted(self._values.get(name, {}).items()):
+                        lines.append(f"{name}{_fmt(labels)} {v:g}")
+        return "\n".join(lines) + "\n"
+
+
+class HealthServer:
+    """GET /health (JSON; 503 when failing) and GET /metrics (Prometheus text) on a background thread."""
+
+    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                if self.path.split("?")[0] == "/health":
+                    h = health()
+                    self._send(503 if h.get("status") == "failing" else 200, "application/json", json.dumps(h, indent=1).encode())
+                elif self.path.split("?")[0] == "/metrics":
+                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics().encode())
+                else:
+                    self._send(404, "text/plain", b"not found: try /health or /metrics\n")
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
+                pass
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise InspectorError(f"http {host}:{port}: cannot listen ({exc.strerror}); pick another http.port or set http.enabled: false") from None
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

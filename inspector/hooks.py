@@ -1,0 +1,119 @@
+"""Report hooks: an inspection report per FAIL and a shift report on command, rendered off the result path.
+
+The callables are pluggable (`on_fail(record)`, `on_shift_report(records, meta)`); by default they call the
+`reports` package, imported lazily so a station without it still inspects (it is logged once). Rendering
+(a PDF takes about a second) runs on this worker's thread; when its queue is full a FAIL report is skipped
+and counted: the record is in the store and its report can be rendered later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inspector.config import StationConfig
+from inspector.intake import ShiftReportCommand
+from inspector.store import Store
+
+log = logging.getLogger(__name__)
+
+OnFail = Callable[[dict[str, Any]], Any]
+OnShift = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
+
+
+class ReportHooks:
+    def __init__(self, cfg: StationConfig, store: Store, publish: Callable[..., Any], report_topic: str, error_topic: str,
+                 on_fail: OnFail | None = None, on_shift_report: OnShift | None = None) -> None:
+        self.cfg, self.store, self._publish = cfg, store, publish
+        self.report_topic, self.error_topic = report_topic, error_topic
+        self.out_dir = Path(cfg.store.data_dir) / "reports"
+        self._reports_checked = False
+        self._reports: Any = None
+        self.on_fail = on_fail if on_fail is not None else (self._default_fail if cfg.reports.on_fail else None)
+        self.on_shift_report = on_shift_report if on_shift_report is not None else self._default_shift
+        self.skipped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=256)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
+
+    # -- default renderers (the reports package, imported on first use) -----------------------------------
+    def _module(self) -> Any:
+        if not self._reports_checked:
+            self._reports_checked = True
+            try:
+                import reports
+
+                reports.render_inspection, reports.render_shift  # noqa: B018 (the API this module relies on)
+                self._reports = reports
+            except (ImportError, AttributeError) as exc:
+                log.warning("reports: the reports package is not usable (%s); automatic reports are off", exc)
+        return self._reports
+
+    def _default_fail(self, record: dict[str, Any]) -> Any:
+        mod = self._module()
+        if mod is None:
+            return None
+        rc = self.cfg.reports
+        day = str(record.get("timestamp", ""))[:10] or "undated"
+        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root)
+
+    def _default_shift(self, records: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
+        mod = self._module()
+        if mod is None:
+            raise RuntimeError("the reports package is not available on this station")
+        formats = meta.pop("formats", None) or self.cfg.reports.formats
+        lang = meta.pop("lang", None) or self.cfg.reports.lang
+        return mod.render_shift(records, meta, self.out_dir / "shifts", formats, lang, store_root=self.store.root)
+
+    # -- queueing -------------------------------------------------------------------------------------------
+    def fail(self, record: dict[str, Any]) -> None:
+        if self.on_fail is None:
+            return
+        try:
+            self._queue.put_nowait(("fail", record, None))
+        except queue.Full:
+            self.skipped += 1
+            log.warning("reports: busy; skipped the report of %s (render it later from the store)", record["inspection_id"])
+
+    def shift(self, cmd: ShiftReportCommand, correlation: bytes | None) -> None:
+        self._queue.put(("shift", cmd, correlation))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            try:
+                kind, item, corr = self._queue.get(timeout=0.3)
+            except queue.Empty:
+                continue
+            try:
+                if kind == "fail":
+                    self.on_fail(item)
+                else:
+                    self._shift_report(item, corr)
+            except Exception as exc:  # a report must never take the inspector down
+                log.exception("reports: %s report failed", kind)
+                if kind == "shift":
+                    self._publish(self.error_topic, json.dumps({"error": f"command: shift report failed ({exc})", "input": "command"}),
+                                  correlation=corr)
+
+    def _shift_report(self, cmd: ShiftReportCommand, corr: bytes | None) -> None:
+        records = self.store.records(cmd.start, cmd.end, station=self.cfg.station.name)
+        meta = {"station": self.cfg.station.name, "start": cmd.start, "end": cmd.end, "title": cmd.shift, "line": self.cfg.station.line,
+                "formats": cmd.formats, "lang": cmd.lang}
+        t0 = time.monotonic()
+        out = self.on_shift_report(records, meta)
+        files = {k: str(v) for k, v in out.items()} if isinstance(out, dict) else {}
+        body = {"command": "shift_report", "records": len(records), "files": files, "seconds": round(time.monotonic() - t0, 3)}
+        self._publish(self.report_topic, json.dumps(body), correlation=corr)

@@ -1,0 +1,364 @@
+"""The intake: every input (MQTT trigger, MQTT image, source frame) becomes an accepted Job or a rejection.
+
+Accepting means: the image decoded, its id is new, the inference queue has room, and the image is in the
+store's journal; only then is the MQTT message acknowledged. A rejection is one line on the error topic.
+Queue-full policy: reject (the sender is told and may retry), never drop silently and never block paho.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import queue
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from inspector.config import SAFE_ID, StationConfig
+from inspector.health import Metrics
+from inspector.mqtt import Message, MqttClient, Topics
+from inspector.sources import Frame
+from inspector.store import Store
+from model.errors import InspectorError
+from model.images import decode_image
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
+
+
+def _safe(value: str | None) -> str | None:
+    if value is not None and not SAFE_ID.match(value):
+        raise ValueError(f"{value[:80]!r} is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)")
+    return value
+
+
+class TriggerCommand(BaseModel):
+    """`<prefix>/trigger`: capture now (no image given), or inspect the image given by path, url or base64."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    inspection_id: str | None = Field(None, description="Your id for this inspection; repeats are answered from the store.")
+    serial: str | None = Field(None, description="Part serial number.")
+    capture: bool | None = Field(None, description="Capture from the station's camera (the default when no image is given).")
+    path: str | None = Field(None, description="Image file under one of mqtt.allowed_dirs.")
+    url: str | None = Field(None, description="http(s) URL of the image (when mqtt.allow_urls).")
+    base64: str | None = Field(None, description="The encoded image (JPEG/PNG) in base64.")
+
+    @field_validator("inspection_id", "serial")
+    @classmethod
+    def _ids(cls, v: str | None) -> str | None:
+        return _safe(v)
+
+    @model_validator(mode="after")
+    def _one_image(self) -> TriggerCommand:
+        given = [k for k in ("path", "url", "base64") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of path, url or base64, not {' and '.join(given)}")
+        if given and self.capture:
+            raise ValueError(f"capture: true and {given[0]} contradict each other; give one")
+        return self
+
+
+class ShiftReportCommand(BaseModel):
+    """`<prefix>/command`: {"command": "shift_report", "start": ISO time, "end": ISO time, ...}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    command: str
+    start: str | None = None
+    end: str | None = None
+    shift: str | None = None
+    formats: list[str] | None = None
+    lang: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v != "shift_report":
+            raise ValueError(f"unknown command {v[:40]!r}; known: shift_report")
+        return v
+
+
+def pydantic_line(exc: ValidationError, what: str) -> str:
+    """The first validation error as one line naming the field."""
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{what}: unknown field {where!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{what}: {where + ': ' if where else ''}{msg}"
+
+
+@dataclass
+class Job:
+    """Accepted work on its way to the engine."""
+
+    inspection_id: str
+    rgb: np.ndarray
+    serial: str | None
+    source: str
+    received: float  # time.monotonic() when the input arrived
+    accepted: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # when its inference batch began
+    correlation: bytes | None = None
+
+
+class Intake:
+    """Runs on its own thread: `step()` takes one input from `inbox` and accepts or rejects it."""
+
+    def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
+                 publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
+                 on_command: Callable[[ShiftReportCommand, bytes | None], None] | None = None) -> None:
+        self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
+        self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
+        self.mqtt: MqttClient | None = None
+        self.source = source
+        self._publish, self._republish, self._on_command = publish, republish, on_command
+        self._allowed = [Path(d).resolve() for d in cfg.mqtt.allowed_dirs]
+        self.stopping: Callable[[], bool] = lambda: False
+        self.beat: Callable[[], None] = lambda: None  # the worker's heartbeat, for long waits
+
+    # -- inputs from sources (their threads) ------------------------------------------------------------
+    def submit(self, frame: Frame) -> bool:
+        """Hand a source frame over: live frames that find no room are counted and skipped, files wait for room."""
+        try:
+            self.inbox.put(frame, block=frame.wait, timeout=0.5 if frame.wait else None)
+            return True
+        except queue.Full:
+            if not frame.wait:
+                self.metrics.inc("inspector_frames_dropped_total", {"reason": "busy"})
+            return False
+
+    # -- rejection ----------------------------------------------------------------------------------------
+    def reject(self, text: str, origin: str, *, message: Message | None = None, inspection_id: str | None = None,
+               serial: str | None = None, reason: str = "invalid") -> None:
+        """One line on the error topic for one rejected input (and the message acknowledged: it was answered)."""
+        log.warning("rejected %s: %s", origin, text)
+        self.metrics.inc("inspector_rejected_total", {"reason": reason})
+        body = {"error": text, "input": origin, "inspection_id": inspection_id, "serial": serial,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._publish(self.topics.error, json.dumps(body), correlation=message.correlation if message else None)
+        if message is not None and self.mqtt is not None:
+            self.mqtt.ack(message)
+
+    # -- the loop body --------------------------------------------------------------------------------
+    def step(self, timeout: float = 0.5) -> None:
+        try:
+            item = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if isinstance(item, Frame):
+            self._frame(item)
+        else:
+            self._message(item)
+
+    def _frame(self, frame: Frame) -> None:
+        if frame.inspection_id and self._answered(frame.inspection_id, None):
+            if frame.done:
+                frame.done(True)
+            return
+        while frame.wait and self.jobs.full() and not self.stopping():
+            self.beat()
+            time.sleep(0.005)  # files wait for room: they are durable, nobody needs an error for them
+        if self.jobs.full():
+            self.metrics.inc("inspector_frames_dropped_total", {"reason": "queue_full"})
+            return
+        try:
+            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source)
+        except InspectorError as exc:
+            self.reject(str(exc), frame.source, inspection_id=frame.inspection_id)
+            if frame.done:
+                frame.done(False)
+            return
+        self.accept(rgb, frame.encoded, frame.inspection_id, frame.serial, frame.source, time.monotonic(), done=frame.done)
+
+    def _message(self, msg: Message) -> None:
+        origin = msg.topic.removeprefix(self.topics.prefix + "/")
+        if len(msg.payload) > self.cfg.mqtt.max_payload_bytes:
+            return self.reject(f"{origin}: payload of {len(msg.payload)} bytes exceeds mqtt.max_payload_bytes "
+                               f"({self.cfg.mqtt.max_payload_bytes}); send a smaller image", origin, message=msg, reason="too_large")
+        if msg.topic == self.topics.command:
+            return self._command(msg)
+        if msg.topic == self.topics.trigger:
+            return self._trigger(msg)
+        if msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/"):
+            return self._image(msg, origin)
+        self.reject(f"{msg.topic}: not a topic this station handles", origin, message=msg)
+
+    def _json(self, msg: Message, origin: str) -> Any:
+        if not msg.payload:
+            raise InspectorError(f"{origin}: empty payload; send a JSON object")
+        try:
+            return json.loads(msg.payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InspectorError(f"{origin}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); send a JSON object") from None
+
+    def _trigger(self, msg: Message) -> None:
+        ident = serial = None
+        try:
+            data = self._json(msg, "trigger")
+            if isinstance(data, dict):  # for the error reply: echo ids only when they are safe
+                ident = data.get("inspection_id") if isinstance(data.get("inspection_id"), str) and SAFE_ID.match(data["inspection_id"]) else None
+                serial = data.get("serial") if isinstance(data.get("serial"), str) and SAFE_ID.match(data["serial"]) else None
+            else:
+                raise InspectorError('trigger: send a JSON object like {"serial": "A123"}')
+            try:
+                cmd = TriggerCommand.model_validate(data)
+            except ValidationError as exc:
+                raise InspectorError(pydantic_line(exc, "trigger")) from None
+            if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
+                return
+            encoded, rgb, source = self._trigger_image(cmd)
+        except InspectorError as exc:
+            return self.reject(str(exc), "trigger", message=msg, inspection_id=ident, serial=serial)
+        self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg)
+
+    def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
+        if cmd.base64 is not None:
+            try:
+                data = base64.b64decode(cmd.base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise InspectorError("trigger: base64 is not valid base64") from None
+            return data, decode_image(data, "trigger base64"), "mqtt:trigger"
+        if cmd.path is not None:
+            path = Path(cmd.path).resolve()
+            if not any(path.is_relative_to(d) for d in self._allowed):
+                raise InspectorError(f"trigger: path {cmd.path[:120]!r} is outside mqtt.allowed_dirs; list its folder there")
+            if not path.is_file():
+                raise InspectorError(f"trigger: path {cmd.path[:120]!r}: no such file")
+            if path.stat().st_size > self.cfg.mqtt.max_payload_bytes:
+                raise InspectorError(f"trigger: path {cmd.path[:120]!r} is larger than mqtt.max_payload_bytes")
+            data = path.read_bytes()
+            return data, decode_image(data, f"trigger path {path.name}"), f"path:{path.name}"
+        if cmd.url is not None:
+            return self._fetch(cmd.url)
+        if self.source is None or not self.source.can_capture:
+            kind = self.cfg.source.type
+            raise InspectorError(f"trigger: this station's source ({kind}) cannot capture; send an image (path, url or base64)"
+                                 f" or publish it on {self.topics.image}")
+        frame = self.source.capture()
+        return None, frame.rgb, frame.source
+
+    def _fetch(self, url: str) -> tuple[bytes, np.ndarray, str]:
+        if not self.cfg.mqtt.allow_urls:
+            raise InspectorError("trigger: url images are off; set mqtt.allow_urls: true or send base64")
+        if not url.startswith(("http://", "https://")):
+            raise InspectorError(f"trigger: url {url[:120]!r}: only http:// and https:// are fetched")
+        limit = self.cfg.mqtt.max_payload_bytes
+        try:
+            with urllib.request.urlopen(url, timeout=self.cfg.mqtt.url_timeout_s) as resp:  # noqa: S310 (scheme checked)
+                data = resp.read(limit + 1)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise InspectorError(f"trigger: url {url[:120]!r} cannot be fetched ({getattr(exc, 'reason', exc)})") from None
+        if len(data) > limit:
+            raise InspectorError(f"trigger: url {url[:120]!r} is larger than mqtt.max_payload_bytes ({limit})")
+        return data, decode_image(data, f"trigger url {url[:120]}"), "url"
+
+    def _image(self, msg: Message, origin: str) -> None:
+        suffix = msg.topic[len(self.topics.image) + 1:] or None
+        serial, ident = suffix or msg.user.get("serial"), msg.user.get("inspection_id")
+        for what, value in (("serial", serial), ("inspection_id", ident)):
+            try:
+                _safe(value)
+            except ValueError as exc:
+                return self.reject(f"{origin}: {what} {exc}", origin, message=msg)
+        if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
+            return
+        try:
+            rgb = decode_image(msg.payload, origin)
+        except InspectorError as exc:
+            return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
+        self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)
+
+    def _command(self, msg: Message) -> None:
+        try:
+            cmd = ShiftReportCommand.model_validate(self._json(msg, "command"))
+        except ValidationError as exc:
+            return self.reject(pydantic_line(exc, "command"), "command", message=msg)
+        except InspectorError as exc:
+            return self.reject(str(exc), "command", message=msg)
+        if self._on_command is None:
+            return self.reject("command: reports are not available on this station", "command", message=msg)
+        self._on_command(cmd, msg.correlation)
+        if self.mqtt is not None:
+            self.mqtt.ack(msg)
+
+    # -- acceptance -------------------------------------------------------------------------------------
+    def _answered(self, inspection_id: str, msg: Message | None) -> bool:
+        """A repeated id is answered from the store (or by the job already under way), never inspected twice."""
+        record = self.store.get(inspection_id)
+        if record is not None:
+            record.pop("published_at", None)
+            if msg is not None:
+                self._republish(record, msg.correlation)
+        elif not self.store.is_pending(inspection_id):
+            return False
+        if msg is not None and self.mqtt is not None:
+            self.mqtt.ack(msg)
+        return True
+
+    def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None) -> bool:
+        if not self.jobs.full():
+            return False
+        self.reject(f"{origin}: the inspection queue is full ({self.jobs.maxsize} waiting); slow the trigger rate, or raise"
+                    " model.queue_size if the line's bursts are legitimate", origin, message=msg, inspection_id=ident, serial=serial, reason="queue_full")
+        return True
+
+    def accept(self, rgb: np.ndarray, encoded: bytes | None, inspection_id: str | None, serial: str | None, source: str,
+               received: float, *, message: Message | None = None, done: Callable[[bool], None] | None = None) -> None:
+        """Journal, acknowledge and queue (the caller checked the id is new and the queue has room)."""
+        ident = inspection_id or uuid.uuid4().hex
+        if encoded is None:  # a captured frame: journal it losslessly, fast
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            encoded = buf.tobytes() if ok else b""
+        job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None)
+        meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None}
+        self.store.accept(ident, meta, encoded)
+        if message is not None and self.mqtt is not None:
+            self.mqtt.ack(message)  # now, and not before: the job survives a crash from here on
+        if done:
+            done(True)
+        self.jobs.put_nowait(job)  # room checked above; this thread is the only producer
+        self.metrics.inc("inspector_frames_total", {"source": source.split(":")[0]})
+        self.metrics.observe("inspector_stage_seconds", time.monotonic() - received, {"stage": "intake"})
+
+    def recover(self) -> int:
+        """Re-queue journaled jobs left by a previous run (blocking: they were accepted, they must not be rejected)."""
+        n = 0
+        for ident, meta, attempts in self.store.pending():  # images one at a time: a backlog may not fit in memory
+            if self.stopping():
+                break
+            if attempts >= MAX_ATTEMPTS:
+                self.store.drop_pending(ident)
+                self.reject(f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)", "recovery",
+                            inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
+                continue
+            self.store.count_attempt(ident)
+            try:
+                rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
+            except InspectorError as exc:
+                self.store.drop_pending(ident)
+                self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
+                continue
+            corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
+            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr)
+            while not self.stopping():
+                self.beat()
+                try:
+                    self.jobs.put(job, timeout=0.5)
+                    n += 1
+                    break
+                except queue.Full:
+                    continue
+        if n:
+            log.info("recovered %d accepted job(s) from the journal", n)
+        return n

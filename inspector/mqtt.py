@@ -1,0 +1,265 @@
+"""A thin MQTT client over paho-mqtt 2.x: connect (TLS, user/password, MQTT 5 or 3.1.1), publish, ack.
+
+paho runs its network loop on its own thread and reconnects with backoff. Nothing here runs work on
+that thread: incoming messages go onto `inbox`, broker acknowledgements of our publishes onto `acks`.
+The first connection is checked synchronously, so a wrong password or a TLS problem is one clear error
+at start instead of a restart loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from inspector.config import MqttSection
+from model.errors import InspectorError
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE = b"online", b"offline"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the station uses, built in one place from its prefix."""
+
+    prefix: str
+
+    @property
+    def trigger(self) -> str:
+        return f"{self.prefix}/trigger"
+
+    @property
+    def image(self) -> str:
+        return f"{self.prefix}/image"
+
+    @property
+    def command(self) -> str:
+        return f"{self.prefix}/command"
+
+    @property
+    def result(self) -> str:
+        return f"{self.prefix}/result"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def error(self) -> str:
+        return f"{self.prefix}/error"
+
+    @property
+    def report(self) -> str:
+        return f"{self.prefix}/report"
+
+    def subscriptions(self) -> list[str]:
+        """What the station listens to; `<prefix>/image/<serial>` carries the serial in the topic."""
+        return [self.trigger, self.image, f"{self.image}/+", self.command]
+
+    def publications(self) -> list[str]:
+        return [self.result, self.status, self.error, self.report]
+
+
+@dataclass
+class Message:
+    """An incoming message, detached from paho."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    user: dict[str, str] = field(default_factory=dict)
+    correlation: bytes | None = None
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+def _publish_properties(correlation: bytes | None, user: dict[str, str] | None) -> Properties | None:
+    if correlation is None and not user:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    if correlation is not None:
+        props.CorrelationData = correlation
+    if user:
+        props.UserProperty = list(user.items())
+    return props
+
+
+class MqttClient:
+    """One broker connection. `inbox` gets Messages, `acks` gets the mids the broker acknowledged."""
+
+    def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
+                 subscriptions: list[str] | None = None, manual_ack: bool = False, inbox: queue.Queue | None = None,
+                 on_connected: Callable[[], None] | None = None, on_overflow: Callable[[Message], None] | None = None) -> None:
+        self.cfg = cfg
+        self.where = f"mqtt {cfg.host}:{cfg.port}"
+        self.v5 = cfg.protocol == "5"
+        self.persistent = persistent
+        self.subscriptions = list(subscriptions or [])
+        self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=10_000)
+        self.acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.state = "not started"
+        self._on_connected = on_connected
+        self._on_overflow = on_overflow
+        self._first = threading.Event()
+        self._refusal: str | None = None
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
+                        clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls is not None:
+            try:
+                c.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise InspectorError(f"{self.where}: cannot load the TLS files in mqtt.tls ({exc}); check the paths and PEM format") from None
+            c.tls_insecure_set(cfg.tls.insecure)
+        if will is not None:
+            c.will_set(will.topic, will.payload, will.qos, will.retain)
+        c.reconnect_delay_set(1, 30)
+        c.max_inflight_messages_set(100)
+        c.on_connect, c.on_disconnect, c.on_connect_fail = self._connected, self._disconnected, self._connect_failed
+        c.on_message, c.on_publish = self._message, self._published
+        self._client = c
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def _connect_args(self) -> dict:
+        if not self.v5:
+            return {}
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s if self.persistent else 0
+        props.ReceiveMaximum = 100
+        return {"clean_start": not self.persistent, "properties": props}
+
+    def start(self) -> None:
+        """Connect, or raise InspectorError for errors that retrying cannot fix (TLS, credentials).
+
+        An unreachable broker is not fatal: paho keeps retrying in the background, and results wait in the store.
+        """
+        self.state = "connecting"
+        try:
+            self._client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, **self._connect_args())
+        except ssl.SSLCertVerificationError as exc:
+            raise InspectorError(f"{self.where}: TLS certificate rejected ({exc.verify_message}); check mqtt.tls.ca_file"
+                                 " and that the broker certificate names this host") from None
+        except ssl.SSLError as exc:
+            raise InspectorError(f"{self.where}: TLS handshake failed ({exc.reason or exc}); is this a TLS port, and are the"
+                                 " mqtt.tls files right?") from None
+        except ConnectionResetError:
+            if self.cfg.tls is None:
+                raise InspectorError(f"{self.where}: the broker reset the connection; is this a TLS port? then set mqtt.tls") from None
+            raise InspectorError(f"{self.where}: TLS handshake failed (the broker reset the connection); is this port a TLS"
+                                 " listener (8883 by convention)?") from None
+        except OSError as exc:
+            self.state = f"unreachable ({exc.strerror or exc})"
+            log.warning("%s: broker unreachable (%s); retrying in the background, results are kept until it is back",
+                        self.where, exc.strerror or exc)
+            self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, **self._connect_args())
+            self._client.loop_start()
+            return
+        self._client.loop_start()
+        if not self._first.wait(self.cfg.connect_timeout_s):
+            log.warning("%s: no answer to CONNECT within %.0f s; still trying", self.where, self.cfg.connect_timeout_s)
+        elif self._refusal is not None:
+            self.stop(timeout=0)
+            raise InspectorError(f"{self.where}: the broker refused the connection ({self._refusal}); check mqtt.username,"
+                                 " the password variable named by mqtt.password_env, and the broker's ACL")
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Wait up to `timeout` for queued publishes, then disconnect cleanly (no last will)."""
+        deadline = time.monotonic() + timeout
+        while self.connected and self._client._out_messages and time.monotonic() < deadline:  # paho has no public "queue empty"
+            time.sleep(0.02)
+        self.state = "stopping"
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.state = "stopped"
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    # -- paho callbacks (paho's thread: record and hand over, nothing more) ----------------------------
+    def _connected(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            text = str(reason)
+            if self._refusal != text:
+                log.error("%s: connection refused: %s", self.where, text)
+            self._refusal, self.state = text, f"refused: {text}"
+        else:
+            self._refusal, self.state = None, "connected"
+            log.info("%s: connected as %s", self.where, self._client._client_id.decode())
+            for topic in self.subscriptions:
+                client.subscribe(topic, qos=1)
+            if self._on_connected is not None:
+                self._on_connected()
+        self._first.set()
+
+    def _disconnected(self, client, userdata, flags, reason, properties) -> None:
+        if self.state == "stopping":
+            return
+        if self.state == "connected":
+            log.warning("%s: disconnected (%s); reconnecting", self.where, reason)
+        if not self.state.startswith("refused"):
+            self.state = f"disconnected ({reason})"
+
+    def _connect_failed(self, client, userdata) -> None:
+        if not self.state.startswith("connect failed"):
+            log.warning("%s: cannot connect; retrying with backoff", self.where)
+        self.state = "connect failed"
+
+    def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        user, corr = {}, None
+        props = getattr(msg, "properties", None)
+        if props is not None:
+            user = {str(k): str(v) for k, v in getattr(props, "UserProperty", []) or []}
+            corr = getattr(props, "CorrelationData", None)
+        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr)
+        try:
+            self.inbox.put_nowait(m)
+        except queue.Full:
+            if self._on_overflow is not None:
+                self._on_overflow(m)
+
+    def _published(self, client, userdata, mid, reason, properties) -> None:
+        if reason.is_failure:
+            log.error("%s: broker rejected publish %d (%s)", self.where, mid, reason)
+        else:
+            self.acks.put(mid)
+
+    # -- operations (any thread) -------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, correlation: bytes | None = None,
+                user: dict[str, str] | None = None) -> int:
+        """Queue a publish (sent now or after a reconnect); returns its mid, acknowledged later on `acks`.
+
+        MQTT 5 only: `correlation` (echoed from a request) and `user` properties; ignored on 3.1.1.
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=retain,
+                                    properties=_publish_properties(correlation, user) if self.v5 else None)
+        return info.mid
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge an incoming QoS 1 message (manual_ack): the sender's broker may now forget it."""
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    def will_set(self, will: Will) -> None:
+        """Change the last will used from the next connection on."""
+        self._client.will_set(will.topic, will.payload, will.qos, will.retain)

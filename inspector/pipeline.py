@@ -1,0 +1,152 @@
+"""Inference (owns the engine, batches what queued up) and the sink (decision record -> store -> publish).
+
+The sink is the store's single writer: a result is written (images, then the row, which also clears the
+job from the journal) before it is handed to the outbox, and it marks results published as the broker
+acknowledges them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from inspector.api import Inspector
+from inspector.config import StationConfig
+from inspector.health import Metrics
+from inspector.hooks import ReportHooks
+from inspector.intake import Job
+from inspector.outbox import Outbox
+from inspector.result import InspectionResult
+from inspector.store import Store
+from model.errors import InspectorError
+
+log = logging.getLogger(__name__)
+
+
+class Inference:
+    """One `step()`: take a job, plus whatever else is waiting (up to batch_size), inspect them together."""
+
+    def __init__(self, inspector: Inspector, jobs: queue.Queue[Job], results: queue.Queue, batch_size: int, metrics: Metrics) -> None:
+        self.inspector, self.jobs, self.results, self.batch_size, self.metrics = inspector, jobs, results, batch_size, metrics
+
+    def step(self, timeout: float = 0.5) -> None:
+        try:
+            batch = [self.jobs.get(timeout=timeout)]
+        except queue.Empty:
+            return
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.jobs.get_nowait())
+            except queue.Empty:
+                break
+        t0 = time.monotonic()
+        for job in batch:
+            job.started = t0
+            self.metrics.observe("inspector_stage_seconds", t0 - job.accepted, {"stage": "queue"})
+        self.metrics.observe("inspector_batch_size", len(batch))
+        for job, outcome in zip(batch, self._inspect(batch), strict=True):
+            self.results.put((job, outcome))  # bounded: a slow store slows inference, which fills the intake queue
+            self.jobs.task_done()  # counted only once its result is on the way: shutdown drains by these counts
+        self.metrics.observe("inspector_stage_seconds", time.monotonic() - t0, {"stage": "inference"})
+
+    def _inspect(self, batch: list[Job]) -> list[InspectionResult | str]:
+        """Results in order; a job that cannot be inspected gets its error text instead (the others still run)."""
+        try:
+            return self.inspector.inspect_batch([j.rgb for j in batch], serials=[j.serial for j in batch],
+                                                sources=[j.source for j in batch], ids=[j.inspection_id for j in batch])
+        except Exception:
+            if len(batch) == 1:
+                log.exception("inference failed for %s", batch[0].inspection_id)
+                return [f"inspection failed on {batch[0].source}; see the daemon log"]
+        out: list[InspectionResult | str] = []
+        for job in batch:  # isolate the job that broke the batch
+            try:
+                out.extend(self.inspector.inspect_batch([job.rgb], serials=[job.serial], sources=[job.source], ids=[job.inspection_id]))
+            except InspectorError as exc:
+                out.append(str(exc))
+            except Exception:
+                log.exception("inference failed for %s", job.inspection_id)
+                out.append(f"inspection failed on {job.source}; see the daemon log")
+        return out
+
+
+class Sink:
+    """One `step()`: store and publish one result; between results, process broker acks, the outbox and retention."""
+
+    def __init__(self, cfg: StationConfig, store: Store, results: queue.Queue, outbox: Outbox, metrics: Metrics, hooks: ReportHooks,
+                 publish: Callable[..., Any], error_topic: str, sparkplug: Any = None) -> None:
+        self.cfg, self.store, self.results, self.outbox, self.metrics, self.hooks = cfg, store, results, outbox, metrics, hooks
+        self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
+        self._next_resend = 0.0
+        self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
+
+    def step(self, timeout: float = 0.2) -> None:
+        try:
+            job, outcome = self.results.get(timeout=timeout)
+        except queue.Empty:
+            job = None
+        if job is not None:
+            try:
+                if isinstance(outcome, str):
+                    self.store.drop_pending(job.inspection_id)
+                    self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
+                    self._error(outcome, job)
+                else:
+                    self.handle(job, outcome)
+            except (InspectorError, OSError, sqlite3.Error) as exc:  # disk full, store broken: the job stays journaled
+                log.error("cannot store the result of %s (%s); it stays in the journal for the next start", job.inspection_id, exc)
+                self._error(f"result of {job.inspection_id} could not be stored ({exc}); it is retried at the next start", job)
+            finally:
+                self.results.task_done()
+        self.outbox.drain_acks()
+        now = time.monotonic()
+        if now >= self._next_resend and self.outbox.mqtt.connected:
+            self._next_resend = now + 2.0
+            self.outbox.resend()
+        if now >= self._next_prune:
+            self._next_prune = now + self.cfg.store.retention.every_s
+            self.prune()
+
+    def _error(self, text: str, job: Job) -> None:
+        body = {"error": text, "input": job.source, "inspection_id": job.inspection_id, "serial": job.serial}
+        self._publish(self.error_topic, json.dumps(body), correlation=job.correlation)
+
+    def _wanted(self, policy: str, verdict: str) -> bool:
+        return policy == "all" or (policy == "fail" and verdict == "FAIL")
+
+    def handle(self, job: Job, result: InspectionResult) -> dict[str, Any]:
+        t0 = time.monotonic()
+        record = result.to_record()
+        record["timings_ms"]["intake"] = round((job.accepted - job.received) * 1000, 3)
+        record["timings_ms"]["queue"] = round((job.started - job.accepted) * 1000, 3)
+        sc = self.cfg.store
+        if self._wanted(sc.save_images, result.verdict):
+            record["images"]["image"] = self.store.save_image(record, "image", job.rgb)
+        if self._wanted(sc.save_overlays, result.verdict):
+            record["images"]["overlay"] = self.store.save_image(record, "overlay", result.overlay(job.rgb))
+        record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
+        self.store.add(record)  # before publishing: the row is the truth, the outbox resends from it
+        t1 = time.monotonic()
+        self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
+        self.outbox.publish(record, job.correlation)
+        self.metrics.inc("inspector_verdicts_total", {"verdict": result.verdict})
+        self.metrics.observe("inspector_stage_seconds", t1 - job.received, {"stage": "total"})
+        if self.sparkplug is not None:
+            self.sparkplug.publish_result(record)
+        if result.verdict == "FAIL":
+            self.hooks.fail(record)
+        return record
+
+    def prune(self) -> int:
+        r = self.cfg.store.retention
+        if r.max_age_days is None and r.max_rows is None:
+            return 0
+        n = self.store.prune(r.max_age_days, r.max_rows)
+        if n:
+            log.info("retention: deleted %d published record(s) and their images", n)
+        return n

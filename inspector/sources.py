@@ -1,0 +1,332 @@
+"""Frame sources: OpenCV cameras, network streams, video files, watched folders.
+
+Live sources (camera, stream, a video replayed at a frame rate) read frames on their own thread and keep
+the newest one, so a trigger gets a frame taken after it arrived; when the device drops they reconnect
+with doubling backoff. A video replayed as fast as possible reads on demand. In continuous mode, and for
+folders, the source hands every frame to `submit(frame)`: live frames do not wait (the daemon counts what
+it could not take), files and fast video replays (`frame.wait`) wait for room.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource
+from model.errors import InspectorError
+from model.images import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """One image to inspect: pixels (RGB) or the encoded bytes they come from, plus where it came from."""
+
+    source: str
+    rgb: np.ndarray | None = None
+    encoded: bytes | None = None
+    serial: str | None = None
+    inspection_id: str | None = None
+    timestamp: float = field(default_factory=time.time)
+    wait: bool = False  # True: durable input (file, fast video replay) that waits for room instead of being skipped
+    done: Callable[[bool], None] | None = None  # called once the daemon accepted (True) or rejected (False) it
+
+
+Submit = Callable[[Frame], bool]
+
+
+def _safe_url(url: str) -> str:
+    """A URL without its credentials, for logs and records."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+class Backoff:
+    """Doubling delays between reconnect attempts, reset by a success."""
+
+    def __init__(self, cfg: Reconnect) -> None:
+        self.cfg, self.delay = cfg, cfg.initial_s
+
+    def next(self) -> float:
+        d, self.delay = self.delay, min(self.delay * 2, self.cfg.max_s)
+        return d
+
+    def reset(self) -> None:
+        self.delay = self.cfg.initial_s
+
+
+class OpenCVSource:
+    """Camera index/device, stream URL or video file through cv2.VideoCapture."""
+
+    def __init__(self, cfg: CameraSource | StreamSource | VideoSource) -> None:
+        self.cfg = cfg
+        self.state = "stopped"
+        self.reconnects = 0
+        self.heartbeat = time.monotonic()
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._latest: tuple[int, np.ndarray, float] | None = None  # (sequence number, BGR, wall time)
+        self._seq = 0
+        self._cap: cv2.VideoCapture | None = None
+        self._submit: Submit | None = None
+        self._thread: threading.Thread | None = None
+        self._read_lock = threading.Lock()
+        self._position = 0
+        if isinstance(cfg, CameraSource):
+            self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
+        elif isinstance(cfg, StreamSource):
+            self.name, self.live, self.period = f"stream:{_safe_url(cfg.url)}", True, 0.0
+        else:
+            self.name, self.live = f"video:{Path(cfg.path).name}", cfg.fps != "max"
+            self.period = 0.0  # set on open for "native"
+            if not Path(cfg.path).is_file():
+                raise InspectorError(f"source.path {cfg.path}: no such video file")
+
+    # -- device --------------------------------------------------------------------------------------------
+    def _open(self) -> cv2.VideoCapture | None:
+        cfg = self.cfg
+        if isinstance(cfg, CameraSource):
+            cap = cv2.VideoCapture(cfg.device)
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height), (cv2.CAP_PROP_FPS, cfg.fps)):
+                if value:
+                    cap.set(prop, value)
+        elif isinstance(cfg, StreamSource):
+            # bounded open/read times: a stalled stream must end in a reconnect, not a hung thread
+            cap = cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+        else:
+            cap = cv2.VideoCapture(cfg.path)
+            if cap.isOpened() and cfg.fps != "max":
+                fps = cap.get(cv2.CAP_PROP_FPS) if cfg.fps == "native" else float(cfg.fps)
+                self.period = 1.0 / fps if fps and fps > 0 else 1.0 / 25
+        if not cap.isOpened():
+            cap.release()
+            return None
+        return cap
+
+    def _read(self) -> np.ndarray | None:
+        """Next BGR frame, rewinding a looping video; None when the device gave nothing."""
+        if self._cap is None:
+            return None
+        ok, bgr = self._cap.read()
+        if not ok and isinstance(self.cfg, VideoSource) and self.cfg.loop and self._position > 0:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._position = 0
+            ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            return None
+        self._position += 1
+        return bgr
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait (interruptibly), still beating: a long backoff is not a stall."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            self.heartbeat = time.monotonic()
+            self._stop.wait(min(1.0, end - time.monotonic()))
+
+    def _frame(self, bgr: np.ndarray, ts: float) -> Frame:
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB) if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return Frame(source=self.name, rgb=rgb, timestamp=ts, wait=not self.live)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self, submit: Submit) -> None:
+        self._submit = submit
+        self._stop.clear()
+        if not self.live:
+            self._cap = self._open()
+            if self._cap is None:
+                raise InspectorError(f"source {self.name}: OpenCV cannot open {self.cfg.path}; is it a video file?")
+            self.state = "open"
+            if self.cfg.mode == "trigger":
+                return
+        self._thread = threading.Thread(target=self._run, name=f"source {self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = Backoff(self.cfg.reconnect)
+        next_due = time.monotonic()
+        last_submit = 0.0
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            if self._cap is None:
+                self.state = "connecting"
+                self._cap = self._open()
+                if self._cap is None:
+                    delay = backoff.next()
+                    self.state = f"reconnecting in {delay:.1f} s"
+                    log.warning("source %s: cannot open; retrying in %.1f s", self.name, delay)
+                    self._sleep(delay)
+                    continue
+                self.state = "open"
+            bgr = self._read()
+            if bgr is None:
+                if isinstance(self.cfg, VideoSource) and not self.cfg.loop:
+                    self.state = "finished"
+                    log.info("source %s: end of video", self.name)
+                    return
+                self._cap.release()
+                self._cap = None
+                self.reconnects += 1
+                delay = backoff.next()
+                self.state = f"reconnecting in {delay:.1f} s"
+                log.warning("source %s: no frame (device dropped?); reconnecting in %.1f s", self.name, delay)
+                self._sleep(delay)
+                continue
+            backoff.reset()
+            now = time.time()
+            with self._cond:
+                self._seq += 1
+                self._latest = (self._seq, bgr, now)
+                self._cond.notify_all()
+            interval = self.cfg.interval_s or 0.0
+            if self.cfg.mode == "continuous" and self._submit is not None and time.monotonic() - last_submit >= interval:
+                last_submit = time.monotonic()
+                frame = self._frame(bgr, now)
+                while not self._submit(frame) and frame.wait and not self._stop.is_set():
+                    self.heartbeat = time.monotonic()  # a file replayed as fast as possible waits for room: no frame skipped
+            if self.period:
+                next_due = max(next_due + self.period, time.monotonic() - self.period)
+                self._stop.wait(max(0.0, next_due - time.monotonic()))
+
+    def capture(self, timeout: float | None = None) -> Frame:
+        """A frame taken after this call (live), or the next frame of the file (video replayed as fast as possible)."""
+        timeout = self.cfg.capture_timeout_s if timeout is None else timeout
+        if not self.live:
+            with self._read_lock:
+                bgr = self._read()
+            if bgr is None:
+                raise InspectorError(f"source {self.name}: no more frames (end of video; set source.loop: true)")
+            return self._frame(bgr, time.time())
+        with self._cond:
+            start = self._seq
+            if not self._cond.wait_for(lambda: self._seq > start or self._stop.is_set(), timeout) or self._latest is None:
+                raise InspectorError(f"source {self.name}: no frame within {timeout:.1f} s ({self.state}); check the camera or stream")
+            _, bgr, ts = self._latest
+        return self._frame(bgr, ts)
+
+    @property
+    def can_capture(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=6)
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self.state = "stopped"
+
+
+class FolderWatcher:
+    """Polls a folder; each new image file, once its size settled, is submitted with its bytes."""
+
+    def __init__(self, cfg: FolderSource) -> None:
+        self.cfg = cfg
+        self.folder = Path(cfg.path)
+        if not self.folder.is_dir():
+            raise InspectorError(f"source.path {self.folder}: no such folder; create it or fix the path")
+        self.name = f"folder:{self.folder.name}"
+        self.state = "stopped"
+        self.reconnects = 0
+        self.heartbeat = time.monotonic()
+        self.can_capture = False
+        self._stop = threading.Event()
+        self._seen: set[Path] = set()
+        self._sizes: dict[Path, tuple[int, float]] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, submit: Submit) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(submit,), name=f"source {self.name}", daemon=True)
+        self._thread.start()
+        self.state = "watching"
+
+    def _ready(self, path: Path) -> int | None:
+        """The file's size once it stopped changing for settle_s, else None."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        now = time.monotonic()
+        size, since = self._sizes.get(path, (-1, now))
+        if st.st_size != size:
+            self._sizes[path] = (st.st_size, now)
+            return None if self.cfg.settle_s > 0 else st.st_size
+        return st.st_size if now - since >= self.cfg.settle_s else None
+
+    def _run(self, submit: Submit) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                entries = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            except OSError as exc:
+                self.state = f"unreadable ({exc.strerror})"
+                self._stop.wait(self.cfg.poll_s * 10)
+                continue
+            self.state = "watching"
+            for path in entries:
+                if path in self._seen or self._stop.is_set() or self._ready(path) is None:
+                    continue
+                try:
+                    data = path.read_bytes()
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue  # moved away meanwhile
+                except OSError as exc:
+                    log.error("source %s: cannot read %s (%s); skipping it until a restart", self.name, path.name, exc.strerror)
+                    self._seen.add(path)
+                    continue
+                self._seen.add(path)
+                self._sizes.pop(path, None)
+                # same file, same id: after a restart a file already inspected is recognised, not inspected twice
+                ident = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+                serial = path.stem if SAFE_ID.match(path.stem) else None
+                frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
+                              done=lambda ok, p=path: self._finish(p, ok))
+                while not self._stop.is_set() and not submit(frame):
+                    self.heartbeat = time.monotonic()  # waiting for room is not a stall
+            self._stop.wait(self.cfg.poll_s)
+
+    def _finish(self, path: Path, accepted: bool) -> None:
+        try:
+            if self.cfg.after == "delete" and accepted:
+                path.unlink(missing_ok=True)
+            elif self.cfg.after == "move" or (self.cfg.after == "delete" and not accepted):
+                target = self.folder / ("done" if accepted else "rejected")
+                target.mkdir(exist_ok=True)
+                path.replace(target / path.name)
+            else:
+                return  # keep: remembered in _seen
+        except OSError as exc:
+            log.error("source %s: cannot %s %s (%s)", self.name, self.cfg.after, path.name, exc.strerror)
+        self._seen.discard(path)
+
+    def capture(self, timeout: float | None = None) -> Frame:
+        raise InspectorError("trigger: this station's source is a watched folder and cannot capture; drop a file in it or send an image")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.state = "stopped"
+
+
+def open_source(cfg: CameraSource | StreamSource | VideoSource | FolderSource | MqttSource) -> OpenCVSource | FolderWatcher | None:
+    """The source for a config section; None when images only come over MQTT."""
+    if isinstance(cfg, MqttSource):
+        return None
+    if isinstance(cfg, FolderSource):
+        return FolderWatcher(cfg)
+    return OpenCVSource(cfg)

@@ -1,0 +1,122 @@
+"""Station configs: the examples validate, mistakes are reported with their file and line, secrets come from the environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import main
+from inspector.config import CameraSource, StationConfig, config_errors, deep_merge, load_config
+from model.errors import InspectorError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+BASE = """\
+station:
+  name: st1
+model:
+  path: /models/m.ckpt
+source:
+  type: camera
+  device: 0
+mqtt:
+  prefix: factory/line1/st1
+store:
+  data_dir: /var/lib/inspector/st1
+"""
+
+
+@pytest.mark.parametrize("kind", ["camera", "stream", "video", "folder", "mqtt"])
+def test_every_example_config_validates(kind, capsys):
+    path = CONFIGS / f"station-{kind}.yaml"
+    cfg = load_config(path)
+    assert cfg.source.type == kind
+    assert main(["config", "validate", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_errors_name_file_line_and_key(tmp_path, capsys):
+    bad = BASE.replace("  device: 0\n", "  device: 0\n  widht: 640\n").replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  batch_size: many\n")
+    bad += "mqtt_extra: 1\n"
+    f = tmp_path / "s.yaml"
+    f.write_text(bad)
+    cfg, errors = config_errors(f)
+    assert cfg is None
+    assert f"{f}:5: model.batch_size: Input should be a valid integer (got 'many')" in errors
+    assert f"{f}:9: source.widht: unknown key" in "\n".join(errors)
+    assert any(e.startswith(f"{f}:14: mqtt_extra: unknown key") for e in errors)
+    assert main(["config", "validate", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err and "Traceback" not in err
+    assert main(["config", "validate", str(f), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["valid"] is False
+    with pytest.raises(InspectorError, match=r"3 problem\(s\)"):
+        load_config(f)
+    assert main(["serve", "--config", str(f)]) == 2  # serve refuses with the same one-line summary
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ("station: [\n", ":2: not valid YAML"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    (BASE.replace("type: camera", "type: webcam"), ":6: source.type: Input tag 'webcam'"),
+    (BASE.replace("name: st1", "name: ../../etc"), ":2: station.name: use 1-64 letters"),
+    (BASE.replace("prefix: factory/line1/st1", "prefix: factory/#"), ":9: mqtt.prefix: give topic levels"),
+    (BASE + "http:\n  port: '9108'\n", ":13: http.port: Input should be a valid integer"),
+    (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /var/lib/inspector/st1"), "source.path and store.data_dir must differ"),
+    (BASE.replace("device: 0", "device: /dev/video2"), None),
+])
+def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    cfg, errors = config_errors(f)
+    if expect is None:
+        assert cfg is not None and not errors
+    else:
+        assert cfg is None and any(expect in e for e in errors), errors
+
+
+def test_station_overrides_deep_merge_over_defaults(tmp_path):
+    (tmp_path / "site.yaml").write_text(BASE + "mqtt:\n  host: broker.site\n  prefix: site/default\n  port: 8883\n"
+                                        "store:\n  data_dir: /d\n  save_images: fail\n")
+    (tmp_path / "st.yaml").write_text("extends: site.yaml\nmqtt:\n  prefix: site/line2/st9\nstore:\n  save_images: all\n  data_dir: /d9\n")
+    cfg = load_config(tmp_path / "st.yaml")
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.prefix) == ("broker.site", 8883, "site/line2/st9")
+    assert (cfg.store.save_images, cfg.store.data_dir) == ("all", "/d9")
+    assert isinstance(cfg.source, CameraSource) and cfg.source.device == 0
+    assert deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]}) == {"a": {"b": 3, "c": 2}, "l": [2]}
+    # an error inside the defaults file points at the defaults file
+    (tmp_path / "site.yaml").write_text((tmp_path / "site.yaml").read_text().replace("port: 8883", "port: eighty"))
+    _, errors = config_errors(tmp_path / "st.yaml")
+    assert any(e.startswith(f"{tmp_path / 'site.yaml'}:") and "mqtt.port" in e for e in errors), errors
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    assert "loops back" in config_errors(tmp_path / "loop.yaml")[1][0]
+
+
+def test_password_comes_from_the_environment(tmp_path, monkeypatch):
+    f = tmp_path / "s.yaml"
+    f.write_text(BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  username: st1\n  password_env: ST1_PW\n"))
+    cfg = load_config(f)
+    monkeypatch.delenv("ST1_PW", raising=False)
+    with pytest.raises(InspectorError, match="environment variable ST1_PW is not set"):
+        cfg.mqtt.password()
+    monkeypatch.setenv("ST1_PW", "s3cret")
+    assert cfg.mqtt.password() == "s3cret" and "s3cret" not in cfg.model_dump_json()
+    f.write_text(BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  password_env: 'hunter2!'\n"))
+    assert "NAME of an environment variable" in "\n".join(config_errors(f)[1])
+
+
+def test_schema_describes_every_field(capsys):
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    missing = []
+
+    def walk(node, where):
+        for name, prop in (node.get("properties") or {}).items():
+            if not prop.get("description"):
+                missing.append(f"{where}.{name}")
+    walk(schema, "station")
+    for name, d in schema["$defs"].items():
+        walk(d, name)
+    assert not missing, missing
+    assert StationConfig.model_fields["source"].discriminator == "type"

@@ -1,0 +1,319 @@
+"""The daemon in-process against a real Mosquitto: round trips per source kind, overload, outages, bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.inspector.conftest import png, running, wait_until, write_video
+from tests.synthetic import good_image
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# -- round trips, one per source kind ---------------------------------------------------------------------
+def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, tiny_inspector, good_png, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "part.png").write_bytes(good_png)
+    cfg = station(mqtt={"allowed_dirs": [str(shared)]})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        lst.publish("image/SN-1", good_png, correlation=b"c1")
+        lst.publish("image", good_png, user={"inspection_id": "id-2", "serial": "SN-2"})
+        lst.publish("trigger", json.dumps({"inspection_id": "id-3", "serial": "SN-3", "base64": base64.b64encode(good_png).decode()}))
+        lst.publish("trigger", json.dumps({"inspection_id": "id-4", "path": str(shared / "part.png")}))
+        results = wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("result"), 15, "4 results")
+        by_serial = {r["serial"]: r for r in results}
+        assert set(by_serial) == {"SN-1", "SN-2", "SN-3", None}
+        assert by_serial["SN-2"]["inspection_id"] == "id-2" and by_serial["SN-3"]["inspection_id"] == "id-3"
+        assert {r["inspection_id"] for r in results} >= {"id-2", "id-3", "id-4"}
+        assert next(c for p, c in lst.on("result") if json.loads(p)["serial"] == "SN-1") == b"c1"  # MQTT 5 correlation echoed
+        for r in results:
+            assert r["station"] == "st1" and r["verdict"] in ("PASS", "FAIL") and "total" in r["timings_ms"]
+            assert "base64" not in json.dumps(r) and (d.store.root / r["images"]["image"]).is_file()
+        # stored before published, and marked published once the broker acknowledged
+        wait_until(lambda: d.store.counts()["unpublished"] == 0, 5, "acks")
+        assert d.store.count() == 4
+        # a repeated id is answered from the store, not inspected again
+        lst.publish("trigger", json.dumps({"inspection_id": "id-3", "base64": base64.b64encode(good_png).decode()}))
+        wait_until(lambda: len(lst.json("result")) >= 5, 10, "repeat answered")
+        assert d.store.count() == 4 and d.metrics.total("inspector_frames_total") == 4
+    assert lst.on("status")[-1][0] == b"offline"  # graceful stop publishes offline itself
+
+
+def test_camera_source_round_trip(station, broker, listen, tiny_inspector, tmp_path):
+    # the camera source is OpenCV's VideoCapture; a video file stands in for the device
+    video = write_video(tmp_path / "cam.avi", n=50)
+    cfg = station(source={"type": "camera", "device": str(video)})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        for i in range(3):
+            lst.publish("trigger", json.dumps({"serial": f"CAM-{i}"}))
+        results = wait_until(lambda: len(lst.json("result")) >= 3 and lst.json("result"), 15, "3 camera results")
+    assert sorted(r["serial"] for r in results) == ["CAM-0", "CAM-1", "CAM-2"]
+    assert all(r["source"] == f"camera:{video}" for r in results) and not lst.on("error")
+
+
+def test_stream_source_round_trip(station, broker, listen, tiny_inspector, mjpeg):
+    cfg = station(source={"type": "stream", "url": mjpeg.url, "capture_timeout_s": 10.0})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        lst.publish("trigger", json.dumps({"serial": "S1", "inspection_id": "s-1"}))
+        r = wait_until(lambda: lst.json("result"), 20, "stream result")[0]
+    assert r["inspection_id"] == "s-1" and r["source"].startswith("stream:http://127.0.0.1") and r["image"]["width"] == 96
+
+
+def test_video_source_trigger_and_continuous(station, broker, listen, tiny_inspector, tmp_path):
+    video = write_video(tmp_path / "v.avi", n=12)
+    cfg = station(source={"type": "video", "path": str(video), "fps": "max", "mode": "trigger"})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        for i in range(3):
+            lst.publish("trigger", json.dumps({"inspection_id": f"v-{i}"}))
+        wait_until(lambda: len(lst.json("result")) >= 3, 15, "video trigger results")
+    assert {r["inspection_id"] for r in lst.json("result")} == {"v-0", "v-1", "v-2"}
+    # continuous, as fast as possible, no loop: every frame of the file is inspected, none skipped
+    cfg2 = station(source={"type": "video", "path": str(video), "fps": "max", "mode": "continuous", "loop": False},
+                   model={"queue_size": 2, "batch_size": 2}, store={"data_dir": str(tmp_path / "data2")})
+    lst2 = listen(broker.port, cfg2.mqtt.prefix)
+    with running(cfg2, tiny_inspector) as d:
+        wait_until(lambda: len(lst2.json("result")) >= 12, 20, "12 frames")
+        time.sleep(0.2)
+        assert d.metrics.total("inspector_frames_dropped_total") == 0
+    assert len(lst2.json("result")) == 12 and not lst2.on("error")
+
+
+def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_path, good_png):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cfg = station(source={"type": "folder", "path": str(incoming), "poll_s": 0.05, "settle_s": 0.05})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        for i in range(3):
+            (incoming / f"PART-{i}.png").write_bytes(good_png)
+        (incoming / "broken.png").write_bytes(good_png[:100])
+        wait_until(lambda: len(lst.json("result")) >= 3 and lst.on("error"), 15, "folder results")
+        wait_until(lambda: not list(incoming.glob("*.png")), 5, "files moved")
+    assert sorted(r["serial"] for r in lst.json("result")) == ["PART-0", "PART-1", "PART-2"]
+    assert sorted(p.name for p in (incoming / "done").iterdir()) == ["PART-0.png", "PART-1.png", "PART-2.png"]
+    assert [p.name for p in (incoming / "rejected").iterdir()] == ["broken.png"]
+    assert "broken.png" in lst.json("error")[0]["error"]
+
+
+# -- load, outages --------------------------------------------------------------------------------------------
+def test_full_queue_rejects_with_a_message(station, broker, listen, tiny_inspector, good_png):
+    cfg = station(model={"queue_size": 2, "batch_size": 1})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    b64 = base64.b64encode(good_png).decode()
+    with running(cfg, tiny_inspector) as d:
+        for i in range(40):
+            lst.publish("trigger", json.dumps({"inspection_id": f"q-{i}", "base64": b64}))
+        answered = lambda: lst.result_ids() | {e["inspection_id"] for e in lst.json("error")}  # noqa: E731
+        wait_until(lambda: len(answered()) == 40, 30, "every trigger answered")
+        errors = lst.json("error")
+    assert errors and all("queue is full" in e["error"] for e in errors)  # rejected, not dropped
+    assert lst.result_ids().isdisjoint(e["inspection_id"] for e in errors) and len(lst.result_ids()) >= 2
+    assert d.metrics.value("inspector_rejected_total", {"reason": "queue_full"}) == len(errors)
+
+
+def test_broker_killed_mid_burst_all_500_results_arrive(make_broker, station, listen, tiny_inspector, good_png, tmp_path):
+    """SIGKILL the broker with 250 triggers accepted and most of their results not yet made; 250 more after it is back.
+
+    A broker killed with SIGKILL loses what it acknowledged but had not yet written to subscribers; no publisher can
+    recover that. So the kill happens while inference is held (every result made so far delivered), after the broker
+    saved its sessions, so the consumer's subscription survives the kill, as with persistence on a real line.
+    """
+    broker = make_broker(extra=f"persistence true\npersistence_location {tmp_path}/\nautosave_interval 1\n")
+    cfg = station(mqtt={"protocol": "3.1.1", "port": broker.port})
+    b64 = base64.b64encode(good_png).decode()
+    lst = listen(broker.port, cfg.mqtt.prefix, client_id="results-consumer")
+    ids = [f"b-{i:03d}" for i in range(500)]
+
+    def send(batch):
+        infos = [lst.publish("trigger", json.dumps({"inspection_id": i, "serial": i, "base64": b64})) for i in batch]
+        for info in infos:
+            info.wait_for_publish(10)
+
+    with running(cfg, tiny_inspector) as d:
+        gate = threading.Event()
+        gate.set()
+        inspect = d.inference.inspector.inspect_batch
+        d.inference.inspector.inspect_batch = lambda *a, **k: gate.wait() and inspect(*a, **k)
+        send(ids[:50])
+        wait_until(lambda: len(lst.result_ids()) == 50, 30, "first 50 results")
+        gate.clear()  # hold inference: what follows is accepted but not yet inspected
+        send(ids[50:250])
+        wait_until(lambda: d.metrics.total("inspector_frames_total") == 250, 30, "250 accepted")
+        wait_until(lambda: d.store.counts()["unpublished"] == 0 and len(lst.result_ids()) == d.store.count(), 10, "quiet broker")
+        quiet, db = time.time(), tmp_path / "mosquitto.db"
+        wait_until(lambda: db.exists() and db.stat().st_mtime > quiet, 10, "a broker autosave of the quiet state")
+        broker.kill()  # SIGKILL
+        wait_until(lambda: not d.mqtt.connected, 5, "daemon to notice")
+        gate.set()
+        wait_until(lambda: d.store.count() == 250, 30, "inspection goes on while the broker is down")
+        assert d.store.counts()["unpublished"] > 0 and len(lst.result_ids()) < 250
+        broker.start()
+        wait_until(lambda: d.mqtt.connected and lst.client.is_connected(), 30, "reconnects")
+        send(ids[250:])
+        wait_until(lambda: lst.result_ids() >= set(ids), 90, "all 500 results")
+        wait_until(lambda: d.store.counts()["unpublished"] == 0, 10, "outbox empty")
+    assert lst.result_ids() == set(ids) and not lst.on("error")
+    assert d.metrics.value("inspector_batch_size") < 500  # batched: fewer forward passes than frames
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+def malformed_inputs(good_png: bytes, tmp_path: Path) -> list[tuple[str, bytes, dict | None]]:
+    """200 bad inputs: (topic, payload, user properties)."""
+    rng = np.random.default_rng(0)
+    jpg = cv2.imencode(".jpg", cv2.cvtColor(good_image(3), cv2.COLOR_RGB2BGR))[1].tobytes()
+    b64 = base64.b64encode(good_png).decode()
+    T = lambda d: json.dumps(d).encode()  # noqa: E731
+    bad: list[tuple[str, bytes, dict | None]] = []
+    bad += [("image", b"\xff\xd8\xff\xe0" + rng.bytes(int(rng.integers(10, 3000))), None) for _ in range(25)]  # corrupt JPEG
+    bad += [("image", jpg[: int(n)], None) for n in rng.integers(2, len(jpg) - 10, 25)]  # truncated JPEG
+    bad += [("trigger", T({"base64": base64.b64encode(jpg[: int(n)]).decode()}), None) for n in rng.integers(2, len(jpg) - 10, 10)]
+    bad += [("image", b"", None)] * 5 + [("trigger", b"", None)] * 5  # empty
+    bad += [("image", rng.bytes(120_000), None)] * 5 + [("trigger", T({"base64": "A" * 120_000}), None)] * 5  # oversized
+    bad += [("trigger", p, None) for p in (b"{", b"[1,2]", b"null", b'"text"', b"42", b"\xff\xfe\x00", b"{'single': 1}", b"trigger please",
+                                            b'{"serial": }', b"{}}", b"[]", b"true", b'{"a":1', b"\x00" * 10, b"<xml/>")] * 2  # bad JSON
+    evil = ["../../etc/passwd", "..", "a/b", "/abs", "C:\\windows\\system32", "$(rm -rf /)", "x" * 200, "with space", "nul\x00byte", "+", "#",
+            "new\nline", "../" * 20, "%2e%2e%2f", ".hidden"]
+    bad += [("trigger", T({"serial": s, "base64": b64}), None) for s in evil]  # unsafe serials
+    bad += [("trigger", T({"inspection_id": s, "base64": b64}), None) for s in evil[:10]]  # unsafe ids
+    bad += [("image/..", good_png, None), ("image", good_png, {"serial": "../../etc/passwd"}), ("image", good_png, {"inspection_id": "../x"})] * 2
+    bad += [("trigger", T({"serial": "OK1", "base64": b64, f"extra{i}": 1}), None) for i in range(10)]  # unknown fields
+    bad += [("trigger", T(d), None) for d in ({"serial": 123}, {"capture": "yes"}, {"base64": 5}, {"inspection_id": ["a"]}, {"path": None, "url": 3})] * 2
+    bad += [("trigger", T({"path": p}), None) for p in ("/etc/passwd", "../../etc/shadow", str(tmp_path / "nope.png"), "/proc/self/environ", "~/.ssh/id_rsa")]
+    bad += [("trigger", T({"url": u}), None) for u in ("file:///etc/passwd", "http://127.0.0.1:1/x.png", "gopher://x", "ftp://x/y.png", "javascript:alert(1)")]
+    bad += [("trigger", T({"base64": s}), None) for s in ("!!!", "abc", "====", "not base64 at all", "\u00e9\u00e9")]
+    bad += [("trigger", T({"base64": b64, "path": "/x.png"}), None), ("trigger", T({"capture": True, "base64": b64}), None)] * 3
+    bad += [("trigger", T({"capture": True}), None)] * 2  # an MQTT-only station cannot capture
+    bad += [("command", T({"command": "format_disk"}), None), ("command", b"{", None), ("command", T({"command": "shift_report", "x": 1}), None)]
+    bad += [("image", b"GIF89a" + rng.bytes(50), None), ("image", b"%PDF-1.4 " + rng.bytes(100), None)]
+    bad += [("image", good_png[: int(n)], None) for n in rng.integers(10, len(good_png) - 20, 11)]  # truncated PNG
+    return bad
+
+
+def test_200_malformed_inputs_each_answered_on_the_error_topic(station, broker, listen, tiny_inspector, good_png, tmp_path):
+    cfg = station(mqtt={"max_payload_bytes": 100_000}, store={"save_overlays": "all"})
+    bad = malformed_inputs(good_png, tmp_path)
+    assert len(bad) == 200
+    before = {p for p in tmp_path.rglob("*") if "broker" not in p.parts[len(tmp_path.parts)]}
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        for i, (topic, payload, user) in enumerate(bad):
+            lst.publish(topic, payload, correlation=f"bad-{i}".encode(), user=user)
+        wait_until(lambda: len(lst.on("error")) >= 200, 30, "200 errors")
+        time.sleep(0.3)
+        errors = lst.on("error")
+        assert len(errors) == 200 and not lst.on("result")
+        assert sorted(c for _, c in errors) == sorted(f"bad-{i}".encode() for i in range(200))  # one answer per input
+        for payload, corr in errors:
+            msg = json.loads(payload)["error"]
+            assert "\n" not in msg and "Traceback" not in msg and len(msg) < 400, (corr, msg)
+        # still serving
+        lst.publish("image/GOOD-1", good_png)
+        r = wait_until(lambda: lst.json("result"), 10, "a result after the bad inputs")[0]
+        assert r["serial"] == "GOOD-1" and d.health()["status"] == "ok"
+        assert d.workers["intake"].restarts == 0 and d.store.counts()["pending"] == 0
+    created = {p for p in tmp_path.rglob("*") if "broker" not in p.parts[len(tmp_path.parts)]} - before
+    data = Path(cfg.store.data_dir)
+    assert created and all(p == data or data in p.parents for p in created), sorted(map(str, created - {data}))[:5]
+    assert sorted(p.name for p in data.rglob("*.png")) == [f"{r['inspection_id']}_image.png", f"{r['inspection_id']}_overlay.png"]
+
+
+# -- health, metrics, hooks, watchdog, retention ---------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker killed on purpose
+def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_inspector, good_png, defect_png):
+    fails, shifts = [], []
+    cfg = station(watchdog={"interval_s": 0.2, "stall_s": 1.0}, store={"retention": {"max_rows": 2}})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector, on_fail=fails.append, on_shift_report=lambda recs, meta: shifts.append((recs, meta)) or {}) as d:
+        port = d.http.port
+        for i, payload in enumerate([good_png, defect_png, good_png]):
+            lst.publish(f"image/P{i}", payload)
+        results = wait_until(lambda: len(lst.json("result")) >= 3 and lst.json("result"), 15, "3 results")
+        verdicts = {r["serial"]: r["verdict"] for r in results}
+        assert verdicts["P1"] == "FAIL" and verdicts["P0"] == "PASS"
+        wait_until(lambda: [f["serial"] for f in fails] == ["P1"], 5, "on_fail hook")
+        code, body = http_get(port, "/health")
+        health = json.loads(body)
+        assert code == 200 and health["status"] == "ok" and health["broker"] == "connected" and health["records"] == 3
+        code, text = http_get(port, "/metrics")
+        text = text.decode()
+        for line in ('inspector_frames_total{source="mqtt"} 3', 'inspector_verdicts_total{verdict="FAIL"} 1', "inspector_broker_connected 1",
+                     "inspector_queue_depth 0", 'inspector_stage_seconds_count{stage="inference"}', 'inspector_stage_seconds_bucket{stage="total",le="+Inf"} 3'):
+            assert line in text, line
+        # shift report on command
+        lst.publish("command", json.dumps({"command": "shift_report", "start": "2000-01-01T00:00:00Z"}), correlation=b"rep")
+        wait_until(lambda: shifts and lst.on("report"), 5, "shift report")
+        assert len(shifts[0][0]) == 3 and shifts[0][1]["station"] == "st1" and lst.on("report")[0][1] == b"rep"
+        # retention keeps the newest 2 published records
+        wait_until(lambda: d.store.counts()["unpublished"] == 0, 5, "acks")
+        assert d.sink.prune() == 1 and d.store.count() == 2
+        # watchdog: a dead worker is restarted, a silent one makes /health fail
+        worker = d.workers["inference"]
+        worker.step = lambda: (_ for _ in ()).throw(SystemExit)  # kills its thread
+        wait_until(lambda: worker.restarts >= 1, 5, "restart")
+        worker.step = lambda: time.sleep(3)
+        wait_until(lambda: http_get(port, "/health")[0] == 503, 6, "failing health")
+        assert "inference silent" in json.loads(http_get(port, "/health")[1])["problems"][0]
+
+
+def test_reports_package_missing_is_tolerated(station, broker, listen, tiny_inspector, defect_png, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "reports", None)  # import reports -> ImportError
+    cfg = station(reports={"on_fail": True})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        lst.publish("image/D1", defect_png)
+        lst.publish("image/D2", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 2, 10, "results")
+        time.sleep(0.3)
+    assert [r["verdict"] for r in lst.json("result")] == ["FAIL", "FAIL"]
+    assert sum("reports package is not usable" in r.message for r in caplog.records) == 1  # logged once
+
+
+def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
+    import queue as q
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import MAX_ATTEMPTS, Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    store = Store(tmp_path / "data")
+    store.accept("ok-1", {"serial": "A"}, png(good_image(1)))
+    store.accept("bad-1", {"serial": "B"}, b"not an image")
+    store.accept("poison-1", {"serial": "C"}, png(good_image(2)))
+    for _ in range(MAX_ATTEMPTS):
+        store.count_attempt("poison-1")
+    sent = []
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+    jobs: q.Queue = q.Queue(10)
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda topic, body, correlation=None: sent.append((topic, json.loads(body))),
+                    republish=lambda r, c: None)
+    assert intake.recover() == 1
+    assert jobs.get_nowait().inspection_id == "ok-1"
+    assert sorted(b["inspection_id"] for _, b in sent) == ["bad-1", "poison-1"] and all(t == "p/error" for t, _ in sent)
+    assert store.pending() == [("ok-1", {"serial": "A"}, 1)]

@@ -1,0 +1,281 @@
+"""Engines on exported models: the CLI with ONNX files, provider checks, bad inputs, TensorRT (GPU only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from exporters.manifest import sidecar_path
+from inspector.cli import main
+from model.errors import InspectorError
+from tests.exporters.helpers import copy_export, exported
+
+
+@pytest.fixture(scope="session")
+def exports(tiny_ckpt, tmp_path_factory):
+    return exported(tiny_ckpt, tmp_path_factory.mktemp("exports"))
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _fails_with_one_line(capsys, *argv) -> str:
+    code, _, err = _cli(capsys, *argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_factories_by_suffix():
+    from inspector.engines import FACTORIES, artefact_kind
+
+    assert {"checkpoint", "onnx", "engine"} <= set(FACTORIES)
+    from pathlib import Path
+
+    assert artefact_kind(Path("x/model-int8.onnx")) == "onnx"
+    assert artefact_kind(Path("x/model-fp16.engine")) == "engine"
+
+
+def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
+    image = sorted((tiny_data / "test" / "blob").iterdir())[0]
+    code, out, _ = _cli(capsys, "inspect", tiny_ckpt, image, "--json")
+    reference = json.loads(out)
+    code, out, _ = _cli(capsys, "inspect", exports["onnx"], image, "--json")
+    record = json.loads(out)
+    assert code == 0 and record["model"]["id"] == reference["model"]["id"]
+    assert record["model"]["runtime"] == "onnxruntime:CPUExecutionProvider:onnx"
+    assert record["threshold"] == pytest.approx(reference["threshold"])
+    assert record["score"] == pytest.approx(reference["score"], rel=1e-4, abs=1e-4)
+    assert record["verdict"] == reference["verdict"]
+    # thresholds live outside the graph: editing the sidecar changes the verdict, not the score
+    model = copy_export(exports["onnx"], tmp_path / "edited")
+    side = json.loads(sidecar_path(model).read_text())
+    side["thresholds"]["image"] = record["score"] + 100.0
+    sidecar_path(model).write_text(json.dumps(side))
+    code, out, _ = _cli(capsys, "inspect", model, image, "--json")
+    edited = json.loads(out)
+    assert edited["verdict"] == "PASS" and edited["threshold"] == pytest.approx(record["score"] + 100.0)
+    assert edited["score"] == pytest.approx(record["score"])
+    # an export folder with one model works too
+    code, out, _ = _cli(capsys, "inspect", tmp_path / "edited", image, "--json")
+    assert code == 0 and json.loads(out)["threshold"] == pytest.approx(record["score"] + 100.0)
+
+
+def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
+    code, out, _ = _cli(capsys, "eval", tiny_ckpt, tiny_data, "--json")
+    ref = json.loads(out)
+    for kind in ("onnx", "onnx-int8"):
+        code, out, _ = _cli(capsys, "eval", exports[kind], tiny_data, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["model"]["runtime"].endswith(kind)
+        tolerance = 1e-4 if kind == "onnx" else 0.1
+        assert report["image_auroc"] == pytest.approx(ref["image_auroc"], abs=tolerance)
+        assert report["at_threshold"]["threshold"] == pytest.approx(ref["at_threshold"]["threshold"])
+
+
+def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    code, out, err = _cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--verify", tiny_data)
+    assert code == 0, err
+    assert "PASS" in out and "image AUROC torch" in out
+    side = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
+    assert side["verify"]["passed"] and side["verify"]["score_max_rel"] < 1e-4
+    from exporters import verify
+
+    strict = verify.Tolerance(score_rel=-1.0, map_rel=None, auroc=1.0, drift=1.0)  # nothing can pass this
+    monkeypatch.setitem(verify.TOLERANCES, "onnx", strict)
+    code, out, _ = _cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--force", "--verify", tiny_data)
+    assert code == 1 and "FAIL: score relative difference" in out
+
+
+def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_data):
+    line = _fails_with_one_line(capsys, "inspect", exports["onnx"], tiny_data / "test" / "good", "--device", "cuda")
+    assert "CUDAExecutionProvider" in line
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_silent_provider_fallback_is_detected(exports, monkeypatch):
+    """onnxruntime quietly runs on CPU when a GPU provider cannot start; the engine must refuse that."""
+    import onnxruntime as ort
+
+    from inspector.engines.onnx_engine import OnnxEngine
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    with pytest.raises(InspectorError, match="silent fallback"):
+        OnnxEngine(exports["onnx"], device="cuda")
+
+
+def test_missing_model_file(capsys, tmp_path, tiny_data):
+    line = _fails_with_one_line(capsys, "inspect", tmp_path / "nothing.onnx", tiny_data)
+    assert "no such file" in line
+
+
+def test_corrupt_model_files(capsys, exports, tmp_path, tiny_data):
+    image = sorted((tiny_data / "test" / "good").iterdir())[0]
+    truncated = copy_export(exports["onnx"], tmp_path / "truncated")
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    assert "sha256 does not match" in _fails_with_one_line(capsys, "inspect", truncated, image)
+    sidecar_path(truncated).unlink()  # without its manifest the runtime itself must say it cannot load it
+    assert "cannot load it" in _fails_with_one_line(capsys, "inspect", truncated, image)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model at all")
+    assert "cannot load it" in _fails_with_one_line(capsys, "inspect", garbage, image)
+    bad_json = copy_export(exports["onnx"], tmp_path / "badjson")
+    sidecar_path(bad_json).write_text("{ not json")
+    assert "not valid JSON" in _fails_with_one_line(capsys, "inspect", bad_json, image)
+
+
+def test_model_manifest_mismatch(capsys, exports, tmp_path, tiny_data):
+    image = sorted((tiny_data / "test" / "good").iterdir())[0]
+    # the sidecar of another export placed next to a model
+    model = copy_export(exports["onnx"], tmp_path / "swapped")
+    shutil.copy2(sidecar_path(exports["onnx-fp16"]), sidecar_path(model))
+    assert "different exports" in _fails_with_one_line(capsys, "inspect", model, image)
+    # a sidecar that matches the bytes but describes another model (edited input size)
+    model = copy_export(exports["onnx"], tmp_path / "edited")
+    side = json.loads(sidecar_path(model).read_text())
+    side["net"]["input_size"] = [128, 128]
+    sidecar_path(model).write_text(json.dumps(side))
+    assert "describes another model" in _fails_with_one_line(capsys, "inspect", model, image)
+
+
+def test_graph_input_size_must_match_manifest(exports, tmp_path):
+    """A model whose graph takes another size than its manifest says is refused on open."""
+    import onnx
+
+    from exporters.manifest import METADATA_KEY, write_sidecar
+
+    model_path = copy_export(exports["onnx"], tmp_path / "resized")
+    model = onnx.load(str(model_path))
+    props = {p.key: p.value for p in model.metadata_props}
+    manifest = json.loads(props[METADATA_KEY])
+    manifest["net"]["input_size"] = [128, 128]
+    for p in model.metadata_props:
+        if p.key == METADATA_KEY:
+            p.value = json.dumps(manifest)
+    onnx.save(model, str(model_path))
+    write_sidecar(model_path, manifest)
+    from inspector.engines import open_engine
+
+    with pytest.raises(InspectorError, match=r"graph input is \['batch', 3, 64, 64\].*128"):
+        open_engine(model_path)
+
+
+def test_wrong_input_size_at_inference(exports):
+    from inspector.engines import open_engine
+
+    engine = open_engine(exports["onnx-int8"])
+    with pytest.raises(InspectorError, match=r"does not fit \[batch, 3, 64, 64\]"):
+        engine.infer(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    with pytest.raises(InspectorError, match="does not fit"):
+        engine.infer(np.zeros((3, 64, 64), dtype=np.float32))
+
+
+def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
+    """An engine records its GPU and TensorRT version; another GPU (edited here in the sidecar) is refused."""
+    from exporters.manifest import check_tensorrt_target, write_sidecar
+
+    recorded = {"gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0", "tensorrt": "10.3.0"}
+    here = {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "tensorrt": "10.3.0"}
+    with pytest.raises(InspectorError, match="built for GPU 'NVIDIA A100-SXM4-80GB' but this machine has 'NVIDIA H100"):
+        check_tensorrt_target(recorded, here, tmp_path / "m.engine")
+    with pytest.raises(InspectorError, match="TensorRT version '10.0.1'"):
+        check_tensorrt_target({**here, "tensorrt": "10.0.1"}, here, tmp_path / "m.engine")
+    check_tensorrt_target(dict(here), here, tmp_path / "m.engine")  # the same target passes
+    # through the CLI: an engine file whose manifest names another GPU, on this machine
+    engine = tmp_path / "model-fp16.engine"
+    engine.write_bytes(b"\0" * 64)
+    write_sidecar(engine, {"format": "inspector-export/1", "kind": "tensorrt-fp16", "net": {"input_size": [64, 64]},
+                           "thresholds": {"image": 1.0, "pixel": 1.0}, "source": {}, "input": {}, "tensorrt": recorded})
+    line = _fails_with_one_line(capsys, "inspect", engine, sorted((tiny_data / "test" / "good").iterdir())[0], "--device", "cuda")
+    assert "TensorRT" in line or "built for GPU" in line
+
+
+def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
+    folder = exports["onnx"].parent
+    code, out, err = _cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
+                          "--batches", "1,2", "--no-rss", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    rows = {(r["engine"], r["device"], r["kind"]): r for r in report["engines"]}
+    base = rows["torch eager", "cpu", "checkpoint"]
+    assert base["batches"]["1"]["speedup_vs_torch"] == 1.0
+    for kind in ("onnx", "onnx-fp16", "onnx-int8"):
+        row = rows["onnxruntime", "cpu", kind]
+        for b in ("1", "2"):
+            stats = row["batches"][b]
+            assert 0 < stats["median_ms"] <= stats["p99_ms"] and stats["images_per_s"] > 0
+        assert row["file_mb"] > 0
+    assert rows["onnxruntime", "cuda", "onnx"]["skipped"]  # no CUDA provider on a CPU machine: listed, not hidden
+    # the table form, with peak RSS from a fresh process per engine, and the explicit `bench model` name
+    code, out, err = _cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", exports["onnx-int8"], "--runs", "2",
+                          "--warmup", "1", "--batches", "1")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "onnx-int8" in line)
+    rss = float(line.split()[4])
+    assert 20 < rss < 4000
+    # without --exports it exports the ONNX formats itself first
+    code, out, err = _cli(capsys, "bench", tiny_ckpt, tiny_data, "--runs", "1", "--warmup", "0", "--batches", "1", "--no-rss", "--json")
+    assert code == 0, err
+    kinds = {r["kind"] for r in json.loads(out)["engines"] if "batches" in r}
+    assert kinds == {"checkpoint", "onnx", "onnx-fp16", "onnx-int8"}
+
+
+@pytest.fixture(scope="session")
+def gpu_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pytest.skip("tensorrt is not installed (TensorRT tests need an NVIDIA GPU and `pip install tensorrt`)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch (TensorRT tests need an NVIDIA GPU)")
+
+
+@pytest.mark.parametrize("fmt", ["tensorrt-fp16", "tensorrt-int8"])
+def test_tensorrt_engine_matches_torch(gpu_tensorrt, fmt, tiny_ckpt, tiny_data, tmp_path):
+    from exporters.export import export
+    from exporters.verify import verify_export
+    from inspector.engines import open_engine
+
+    path = export(tiny_ckpt, fmt, tmp_path)[0].path
+    report = verify_export(tiny_ckpt, path, tiny_data, device="cuda")
+    assert report["score_mean_abs"] < 0.25 and report["passed"], report
+    engine = open_engine(path, "cuda")
+    x = np.random.default_rng(0).random((8, 3, 64, 64), dtype=np.float32)
+    out8 = engine.infer(x)
+    assert np.abs(engine.infer(x[:1]).score - out8.score[:1]).max() < 1e-2  # batch 1 and 8 agree
+    side = json.loads(sidecar_path(path).read_text())
+    side["tensorrt"]["gpu"] = "Some Other GPU"
+    sidecar_path(path).write_text(json.dumps(side))
+    with pytest.raises(InspectorError, match="built for GPU 'Some Other GPU'"):
+        open_engine(path, "cuda")
+
+
+def test_export_bad_inputs(capsys, tiny_ckpt, tmp_path):
+    from model.checkpoint import read_manifest, write_manifest
+
+    # INT8 without calibration data: the checkpoint's training folder is gone and no --calib
+    ckpt = tmp_path / "moved.ckpt"
+    shutil.copytree(tiny_ckpt, ckpt)
+    manifest = read_manifest(ckpt)
+    manifest["training"] = {**manifest["training"], "root": str(tmp_path / "gone")}
+    manifest["files"] = list(manifest["files"])
+    write_manifest(ckpt, manifest)
+    line = _fails_with_one_line(capsys, "export", ckpt, "--format", "onnx-int8", "--out", tmp_path / "e")
+    assert "pass --calib DIR" in line
+    assert "choose from" in _fails_with_one_line(capsys, "export", ckpt, "--format", "onnx-int4", "--out", tmp_path / "e")
+    assert "no such directory" in _fails_with_one_line(capsys, "export", tmp_path / "nope", "--format", "onnx", "--out", tmp_path / "e")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:  # no TensorRT here: said before any work, not a silent ONNX fallback
+        line = _fails_with_one_line(capsys, "export", ckpt, "--format", "tensorrt-fp16", "--out", tmp_path / "e")
+        assert "tensorrt" in line.lower()

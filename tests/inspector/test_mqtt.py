@@ -1,0 +1,136 @@
+"""The MQTT client against a real Mosquitto: topics, last will, credentials, TLS, an absent broker."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from inspector.config import MqttSection
+from inspector.mqtt import OFFLINE, MqttClient, Topics, Will
+from model.errors import InspectorError
+from tests.inspector.conftest import Broker, station_dict, wait_until
+
+
+def mqtt_cfg(port: int, **kw) -> MqttSection:
+    return MqttSection.model_validate({"port": port, "prefix": "t/s", "connect_timeout_s": 5.0, **kw})
+
+
+def test_topics_are_built_in_one_place():
+    t = Topics("factory/line1/station3")
+    assert t.subscriptions() == ["factory/line1/station3/trigger", "factory/line1/station3/image", "factory/line1/station3/image/+",
+                                 "factory/line1/station3/command"]
+    assert t.publications() == ["factory/line1/station3/result", "factory/line1/station3/status", "factory/line1/station3/error",
+                                "factory/line1/station3/report"]
+
+
+def test_last_will_offline_when_the_process_dies(broker, listen):
+    lst = listen(broker.port, "t/s")
+    script = ("import sys, time\nfrom inspector.config import MqttSection\nfrom inspector.mqtt import MqttClient, Will, OFFLINE, ONLINE\n"
+              f"c = MqttClient(MqttSection(port={broker.port}, prefix='t/s'), 'dying', will=Will('t/s/status', OFFLINE))\n"
+              "c.start(); c.publish('t/s/status', ONLINE, retain=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_until(lambda: [p for p, _ in lst.on("status")] == [b"online"], 30, "online")
+        proc.kill()
+        wait_until(lambda: [p for p, _ in lst.on("status")] == [b"online", b"offline"], 10, "last will")
+    finally:
+        proc.kill()
+        proc.wait()
+    late = listen(broker.port, "t/s")  # retained: a newcomer learns the station is offline
+    wait_until(lambda: late.on("status") == [(b"offline", None)], 5, "retained offline")
+
+
+@pytest.fixture
+def secured(make_broker, tmp_path):
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed (it comes with the mosquitto package)")
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "station", "right-password"], check=True, capture_output=True)
+    pw.chmod(0o644)
+    return make_broker(anonymous=False, extra=f"password_file {pw}")
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_wrong_password_is_one_clear_error(secured, monkeypatch, protocol):
+    monkeypatch.setenv("TEST_MQTT_PW", "wrong")
+    cfg = mqtt_cfg(secured.port, username="station", password_env="TEST_MQTT_PW", protocol=protocol)
+    with pytest.raises(InspectorError, match=r"refused the connection \(.*(password|[Nn]ot authori[sz]ed).*\); check mqtt.username"):
+        MqttClient(cfg, "c1").start()
+    monkeypatch.setenv("TEST_MQTT_PW", "right-password")
+    ok = MqttClient(cfg, "c2")
+    ok.start()
+    assert ok.connected and ok.state == "connected"
+    ok.stop()
+
+
+def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_path, monkeypatch, capsys):
+    from inspector.cli import main
+
+    monkeypatch.setenv("TEST_MQTT_PW", "wrong")
+    raw = station_dict(tmp_path, secured, tmp_path / "never-loaded.ckpt", mqtt={"username": "station", "password_env": "TEST_MQTT_PW"})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["serve", "--config", str(tmp_path / "s.yaml")]) == 2  # systemd: RestartPreventExitStatus=2, no restart loop
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: mqtt 127.0.0.1:") and "refused" in err[-1] and "Traceback" not in "\n".join(err)
+    monkeypatch.delenv("TEST_MQTT_PW")
+    assert main(["serve", "--config", str(tmp_path / "s.yaml")]) == 2
+    assert "environment variable TEST_MQTT_PW is not set" in capsys.readouterr().err
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_broker(make_broker, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make test certificates)")
+    d = tmp_path / "pki"
+    d.mkdir()
+    for name in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                 "-subj", f"/CN={name}", "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.crt"))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"), "-CAcreateserial",
+             "-days", "2", "-extfile", str(d / "ext"), "-out", str(d / "server.crt"))
+    for f in d.iterdir():
+        f.chmod(0o644)
+    b = make_broker(listener_extra=f"certfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}")
+    b.pki = d
+    return b
+
+
+def test_tls_right_ca_connects_wrong_ca_and_plain_port_fail_clearly(tls_broker, broker):
+    pki = tls_broker.pki
+    good = MqttClient(mqtt_cfg(tls_broker.port, tls={"ca_file": str(pki / "ca.crt")}), "tls-ok")
+    good.start()
+    assert good.connected
+    good.stop()
+    with pytest.raises(InspectorError, match=r"TLS certificate rejected \(.*\); check mqtt.tls.ca_file"):
+        MqttClient(mqtt_cfg(tls_broker.port, tls={"ca_file": str(pki / "other-ca.crt")}), "tls-bad").start()
+    with pytest.raises(InspectorError, match=r"TLS handshake failed"):
+        MqttClient(mqtt_cfg(broker.port, tls={"ca_file": str(pki / "ca.crt")}), "tls-plain").start()
+    with pytest.raises(InspectorError, match=r"cannot load the TLS files"):
+        MqttClient(mqtt_cfg(broker.port, tls={"ca_file": str(pki / "missing.crt")}), "tls-missing")
+
+
+def test_absent_broker_is_not_fatal_and_is_reached_when_it_comes(tmp_path, mosquitto_bin):
+    b = Broker(tmp_path / "late")
+    c = MqttClient(mqtt_cfg(b.port), "patient", will=Will("t/s/status", OFFLINE))
+    c.start()  # nothing listens yet: no exception, retries in the background
+    assert not c.connected and c.state.startswith("unreachable")
+    time.sleep(0.3)
+    b.start()
+    try:
+        wait_until(lambda: c.connected, 15, "connection once the broker is up")
+    finally:
+        c.stop()
+        b.kill()
+

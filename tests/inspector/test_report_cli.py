@@ -1,0 +1,93 @@
+"""`inspector report` and `inspector bench report` against a real store."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from inspector.cli import main
+from inspector.store import Store
+from reports.sample import make_records
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    """A store holding 60 inspections between 06:00 and 10:00 UTC on 2026-11-26, images on disk."""
+    root = tmp_path_factory.mktemp("cli_store")
+    store = Store(root)
+    records = make_records(60, root=root, hours=4.0, image_size=96, fail_rate=0.2, seed=11)
+    for r in records:
+        store.add(r)
+    store.close()
+    return root, records
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_shift_report_for_a_period(store_dir, tmp_path, capsys):
+    root, records = store_dir
+    out = run_json(capsys, "report", "--db", str(root), "--from", "2026-11-26T07:00Z", "--to", "2026-11-26T09:00:00+00:00",
+                   "--format", "html", "--out", str(tmp_path), "--worst", "3", "--json")
+    inside = [r for r in records if "2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00"]
+    assert out["inspections"] == len(inside) and out["fail"] == sum(r["verdict"] == "FAIL" for r in inside)
+    assert (out["start"], out["end"]) == ("2026-11-26T07:00:00.000Z", "2026-11-26T09:00:00.000Z")
+    html = tmp_path / "shift-20261126T0700-20261126T0900.html"
+    assert out["reports"] == [{"html": str(html)}]
+    text = html.read_text(encoding="utf-8")
+    assert f'<div class="v">{len(inside)}</div>' in text and text.count('class="thumb"') == 3
+    assert text.count("data:image/jpeg") == 3  # the thumbnails came from the store's image files
+    assert len(list(tmp_path.glob("inspection-*.html"))) == 3
+
+
+def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsys):
+    pytest.importorskip("weasyprint")
+    root, records = store_dir
+    ids = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"][:2]
+    assert main(["report", "--db", str(root / "inspections.sqlite"), "--inspection", *ids, "--lang", "zh", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(printed) == sorted(str(tmp_path / f"inspection-{i}.{ext}") for i in ids for ext in ("html", "pdf"))
+    assert "检测报告" in (tmp_path / f"inspection-{ids[0]}.html").read_text(encoding="utf-8")
+    assert (tmp_path / f"inspection-{ids[0]}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
+    root, _ = store_dir
+    out = run_json(capsys, "report", "--db", str(root), "--from", "2026-12-01", "--to", "2026-12-02", "--format", "html",
+                   "--out", str(tmp_path), "--json")
+    assert out["inspections"] == 0
+    assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000-20261202T0000.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--db", "{missing}", "--from", "2026-11-26"], r"store .*: no inspections.sqlite there"),
+    (["--db", "{root}", "--inspection", "nope"], r"inspection 'nope': not in store"),
+    (["--db", "{root}", "--from", "26/11/2026"], r"--from '26/11/2026': not a time"),
+    (["--db", "{root}", "--from", "2026-11-26T09:00Z", "--to", "2026-11-26T08:00Z"], r"the period is empty"),
+    (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),
+    (["--db", "{root}", "--from", "2026-11-26", "--lang", "fr"], r"language 'fr': choose one of en, zh, es"),
+    (["--db", "{root}", "--from", "2026-11-26", "--format", "html,docx"], r"report format docx"),
+    (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),
+    (["--db", "{root}"], r"one of the arguments --from --inspection is required"),
+])
+def test_bad_input_is_one_line_and_exit_2(store_dir, tmp_path, capsys, argv, message):
+    root, _ = store_dir
+    argv = [a.format(root=root, missing=tmp_path / "nowhere") for a in argv]
+    assert main(["report", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "nowhere").exists()  # a wrong --db is not created as a new store
+
+
+def test_bench_report_runs_and_reports_medians(capsys):
+    pytest.importorskip("weasyprint")
+    out = run_json(capsys, "bench", "report", "--n", "40", "--repeat", "1", "--image-size", "64", "--json")
+    assert out["n"] == 40
+    for key in ("store_query_s", "shift_html_s", "shift_html_pdf_s", "inspection_html_s", "inspection_pdf_s"):
+        assert out[key] > 0
+    assert out["shift_pdf_bytes"] > 10_000
+    assert out["shift_html_pdf_s"] >= out["shift_html_s"]

@@ -1,0 +1,128 @@
+"""Frame sources without a broker: video replay, capture freshness, folder watching, stream reconnects."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from inspector.config import FolderSource, StreamSource, VideoSource
+from inspector.sources import FolderWatcher, OpenCVSource, open_source
+from model.errors import InspectorError
+from tests.inspector.conftest import MJPEGServer, png, wait_until, write_video
+from tests.synthetic import good_image
+
+
+def bright_rows(rgb: np.ndarray) -> int:
+    """write_video marks frame i with 2*i white rows at the top."""
+    return int((rgb.mean(axis=(1, 2)) > 250).sum())
+
+
+def test_video_replayed_as_fast_as_possible_reads_every_frame_in_order(tmp_path):
+    video = write_video(tmp_path / "v.avi", n=6)
+    src = OpenCVSource(VideoSource(type="video", path=str(video), fps="max", loop=False))
+    src.start(lambda f: True)
+    assert [bright_rows(src.capture().rgb) // 2 for _ in range(6)] == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(InspectorError, match="end of video"):
+        src.capture()
+    src.stop()
+    looping = OpenCVSource(VideoSource(type="video", path=str(video), fps="max", loop=True))
+    looping.start(lambda f: True)
+    assert [bright_rows(looping.capture().rgb) // 2 for _ in range(8)] == [0, 1, 2, 3, 4, 5, 0, 1]
+    looping.stop()
+
+
+def test_video_continuous_submits_all_frames_and_waits_for_room(tmp_path):
+    video = write_video(tmp_path / "v.avi", n=10)
+    got, refusals = [], [0]
+
+    def submit(frame):
+        if refusals[0] < 3:  # the daemon is busy at first: the source must offer the same frame again
+            refusals[0] += 1
+            return False
+        got.append(bright_rows(frame.rgb) // 2)
+        return True
+
+    src = OpenCVSource(VideoSource(type="video", path=str(video), fps="max", loop=False, mode="continuous"))
+    src.start(submit)
+    wait_until(lambda: src.state == "finished", 10, "end of file")
+    assert got == list(range(10))
+
+
+def test_video_at_native_rate_behaves_like_a_camera(tmp_path):
+    video = write_video(tmp_path / "v.avi", n=50, fps=25.0)
+    src = OpenCVSource(VideoSource(type="video", path=str(video), fps="native"))
+    src.start(lambda f: True)
+    try:
+        first = src.capture()
+        t0 = time.time()
+        second = src.capture()  # a frame taken after the call, about one frame period later
+        assert second.timestamp > first.timestamp and second.timestamp >= t0
+        time.sleep(0.4)
+        assert 5 <= src._seq <= 30  # replayed at ~25 fps, not as fast as possible
+    finally:
+        src.stop()
+
+
+def test_missing_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(InspectorError, match="no such video file"):
+        open_source(VideoSource(type="video", path=str(tmp_path / "nope.mp4")))
+    with pytest.raises(InspectorError, match="no such folder"):
+        open_source(FolderSource(type="folder", path=str(tmp_path / "nope")))
+    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+    with pytest.raises(InspectorError, match="OpenCV cannot open"):
+        open_source(VideoSource(type="video", path=str(tmp_path / "fake.mp4"), fps="max")).start(lambda f: True)
+
+
+def test_folder_waits_for_files_to_settle_and_never_repeats(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames, lock = [], threading.Lock()
+
+    def submit(frame):
+        with lock:
+            frames.append(frame)
+        frame.done(True)
+        return True
+
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=0.3, after="keep"))
+    w.start(submit)
+    try:
+        data = png(good_image(1))
+        part = folder / "SN-7.png"
+        with open(part, "wb") as f:  # written slowly: must not be read half-written
+            for i in range(0, len(data), 4000):
+                f.write(data[i:i + 4000])
+                f.flush()
+                time.sleep(0.1)
+        (folder / "notes.txt").write_text("ignored")
+        wait_until(lambda: frames, 5, "the file")
+        time.sleep(0.4)
+        assert len(frames) == 1 and frames[0].encoded == data and frames[0].serial == "SN-7"
+        again = FolderWatcher(w.cfg)  # a restart sees the same file under the same id
+        seen = []
+        again.start(lambda f: seen.append(f) or True)
+        wait_until(lambda: seen, 5, "rescan")
+        again.stop()
+        assert seen[0].inspection_id == frames[0].inspection_id
+    finally:
+        w.stop()
+
+
+def test_stream_reconnects_with_backoff_after_the_camera_drops():
+    server = MJPEGServer().start()
+    src = OpenCVSource(StreamSource(type="stream", url=server.url, capture_timeout_s=10.0, reconnect={"initial_s": 0.2, "max_s": 1.0}))
+    src.start(lambda f: True)
+    try:
+        assert src.capture().rgb.shape == (96, 96, 3)
+        server.stop()
+        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the drop noticed")
+        with pytest.raises(InspectorError, match="no frame within"):
+            src.capture(timeout=0.3)
+        server.start()  # same port
+        assert src.capture(timeout=20).rgb.shape == (96, 96, 3) and src.reconnects >= 1
+    finally:
+        src.stop()
+        server.stop()

@@ -1,0 +1,39 @@
+"""The store's intake journal (migration 2): accepted work survives until its result is stored, in one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from inspector.store import DB_NAME, MIGRATIONS, Store
+
+
+def record(ident: str) -> dict:
+    return {"inspection_id": ident, "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS", "score": 0.1, "threshold": 1.0,
+            "station": "s", "model": {"id": "m"}}
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    db = sqlite3.connect(root / DB_NAME, isolation_level=None)
+    db.executescript(f"BEGIN;\n{MIGRATIONS[0]}\nPRAGMA user_version = 1;\nCOMMIT;")
+    db.execute("INSERT INTO inspections (inspection_id, ts, verdict, record, created_at) VALUES ('old', 't', 'PASS', '{}', 't')")
+    db.close()
+    store = Store(root)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    assert store.counts() == {"unpublished": 1, "pending": 0, "records": 1}
+
+
+def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
+    store = Store(tmp_path / "data")
+    assert store.accept("a", {"serial": "S1"}, b"img-a") and store.accept("b", {}, b"img-b")
+    assert not store.accept("a", {"serial": "other"}, b"x")  # already pending: the first one stands
+    assert store.pending() == [("a", {"serial": "S1"}, 0), ("b", {}, 0)] and store.pending_image("a") == b"img-a"
+    store.count_attempt("b")
+    assert store.add(record("a"))
+    assert store.pending() == [("b", {}, 1)] and not store.is_pending("a") and store.is_pending("b")
+    assert store.counts(records=False) == {"unpublished": 1, "pending": 1}
+    store.drop_pending("b")
+    assert store.pending() == [] and store.pending_image("b") is None
+    store.close()
+    assert Store(tmp_path / "data").get("a")["inspection_id"] == "a"  # durable across reopen
