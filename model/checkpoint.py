@@ -31,6 +31,11 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def _major(version: str) -> str:
+    """Major release of a version string ("0.3.1" -> "0"); checkpoints are compatible within one."""
+    return version.split("+")[0].split(".")[0].strip()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -82,6 +87,10 @@ def read_manifest(ckpt: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise InspectorError(f"checkpoint {path}: format {found!r}, expected {FORMAT!r}; re-create it with this version's `inspector fit`")
+    written, running = str(manifest.get("package_version", "")), package_version()
+    if _major(written) != _major(running):
+        raise InspectorError(f"checkpoint {path}: written by inspector {written or '(unknown)'}, this is {running}; "
+                             f"re-create it with `inspector fit` or use inspector {_major(written) or '?'}.x")
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise InspectorError(f"checkpoint {path}: edited by hand or corrupted (manifest hash mismatch); change thresholds with `inspector threshold`")
     files = manifest.get("files")

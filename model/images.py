@@ -21,10 +21,9 @@ def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8)
+        arr = np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+    else:
+        arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
         raise InspectorError(f"image {name}: {arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]} px is too small (needs at least 8x8)")
     return np.ascontiguousarray(arr)

@@ -115,4 +115,5 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
         j = keep.sum()  # interpolate the curve at exactly fpr_limit
         t = (fpr_limit - fpr[j - 1]) / (fpr[j] - fpr[j - 1])
         f, p = np.r_[f, fpr_limit], np.r_[p, pro[j - 1] + t * (pro[j] - pro[j - 1])]
-    return float(np.trapezoid(p, f) / fpr_limit)
+    # trapezoid rule by hand: np.trapezoid needs NumPy 2, np.trapz is gone from it
+    return float(np.sum(np.diff(f) * (p[1:] + p[:-1]) / 2.0) / fpr_limit)

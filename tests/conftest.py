@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Torch's thread pool fights itself on small shared CI boxes; one thread per process is faster there.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tests.synthetic import write_mvtec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -15,7 +15,8 @@ def tqdm_bars(enabled: bool = True):
     from tqdm import tqdm
 
     def make(desc: str, total: int):
-        return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        # disable=None is tqdm's 'off unless stderr is a terminal': no bar debris in logs or captured output
+        return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=None if enabled else True, dynamic_ncols=True)
 
     return make
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspector.api import Inspector
+    from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
     from model.images import list_images, read_image
 
@@ -34,6 +36,16 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(target, recursive=True) if target.is_dir() else [target]
     if not paths:
         raise InspectorError(f"folder {target}: no images (PNG/JPEG/BMP/TIFF) found")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise InspectorError(f"--threshold {args.threshold}: give a finite score")
+    if args.lang is not None and args.lang not in LANGUAGES:
+        raise InspectorError(f"--lang {args.lang}: choose one of {', '.join(LANGUAGES)}")
+    if args.overlays:
+        # fail once, before the model loads, rather than once per image
+        try:
+            Path(args.overlays).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InspectorError(f"--overlays {args.overlays}: cannot be used as a folder ({exc.strerror}); give a writable directory") from None
     insp = Inspector.load(args.model, device=args.device)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)

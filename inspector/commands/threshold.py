@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = Path(args.checkpoint)
     manifest = read_manifest(ckpt)
+    ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
+    for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
+        if value is not None and not np.isfinite(value):
+            raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
     scores = manifest.get("calibration_scores") or {}
     good, defect = np.asarray(scores.get("good", [])), np.asarray(scores.get("defect", []))
     policy = policy_from(args)

@@ -1,0 +1,89 @@
+"""The Python API: `Inspector.load(ckpt).inspect(image)` on the tiny fitted checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector import Inspector
+from model.errors import InspectorError
+
+
+@pytest.fixture(scope="module")
+def insp(tiny_ckpt) -> Inspector:
+    return Inspector.load(tiny_ckpt)
+
+
+def defect(tiny_data, i: int = 0):
+    return tiny_data / "test" / "blob" / f"{i:03d}.png", cv2.imread(str(tiny_data / "ground_truth" / "blob" / f"{i:03d}_mask.png"), 0) > 0
+
+
+def test_defect_fails_with_a_region_on_it(insp, tiny_data):
+    path, mask = defect(tiny_data, 1)
+    r = insp.inspect(path, serial="SN-1")
+    # calibrated for escape 1% on the 4 test defects: every one of them fails by construction
+    assert r.verdict == "FAIL" and r.score >= r.threshold
+    assert r.anomaly_map.shape == mask.shape == (96, 96)  # back at the image's own size, not the model's 64 px
+    assert r.regions
+    x, y, w, h = r.regions[0].box
+    assert mask[y : y + h, x : x + w].any()  # the largest region overlaps the planted blob
+    text = r.describe("en")
+    assert "SN-1" in text and "FAILED" in text and "\n" not in text
+    assert r.describe("zh") != text and r.describe("es") != text
+
+
+def test_good_part_passes_under_a_high_threshold(insp, tiny_data):
+    r = insp.with_thresholds(image=1e9).inspect(tiny_data / "test" / "good" / "000.png")
+    assert r.verdict == "PASS" and r.regions == [] and r.threshold == 1e9
+    assert "passed" in r.describe("en")
+
+
+def test_with_thresholds_keeps_earlier_overrides(insp):
+    both = insp.with_thresholds(image=3.0).with_thresholds(pixel=2.0)
+    assert (both.image_threshold, both.pixel_threshold) == (3.0, 2.0)
+    assert insp.image_threshold == insp.engine.meta.image_threshold  # the original is unchanged
+
+
+def test_path_bytes_and_array_inputs_agree(insp, tiny_data):
+    path, _ = defect(tiny_data, 2)
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    a, b, c = insp.inspect(path), insp.inspect(path.read_bytes()), insp.inspect(rgb)
+    assert a.score == pytest.approx(b.score, abs=1e-6) and a.score == pytest.approx(c.score, abs=1e-6)
+    assert a.image_sha256 == b.image_sha256  # both hash the file's bytes
+    gray = insp.inspect(rgb[..., 0])  # grayscale arrays are accepted (this texture is grey anyway)
+    assert gray.score == pytest.approx(a.score, abs=1e-4)
+    batch = insp.inspect_batch([path, rgb])
+    assert [r.score for r in batch] == pytest.approx([a.score, c.score], abs=1e-5)
+
+
+def test_record_is_json_and_follows_the_contract(insp, tiny_data):
+    path, _ = defect(tiny_data, 0)
+    rec = json.loads(json.dumps(insp.inspect(path, serial="S9", inspection_id="id-1").to_record()))
+    assert rec["inspection_id"] == "id-1" and rec["serial"] == "S9" and rec["verdict"] == "FAIL"
+    assert {"timestamp", "score", "threshold", "defects", "model", "timings_ms", "images", "source"} <= rec.keys()
+    assert rec["model"]["backbone"] == "efficientnet-lite0" and len(rec["model"]["sha256"]) == 64
+    d = rec["defects"][0]
+    assert {"type", "confidence", "box", "area_px", "severity"} <= d.keys() and d["area_px"] > 0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("missing.png", "no such file"),
+    (b"not an image", "cannot be decoded"),
+    (np.zeros((32, 32, 3), np.float32), "dtype float32"),
+    (np.zeros((32, 32, 4), np.uint8), r"shape \(32, 32, 4\)"),
+    (42, "type int"),
+])
+def test_bad_images_raise_clear_errors(insp, tmp_path, bad, match):
+    if isinstance(bad, str):
+        bad = tmp_path / bad
+    with pytest.raises(InspectorError, match=match):
+        insp.inspect(bad)
+
+
+def test_unknown_language(insp, tiny_data):
+    r = insp.inspect(tiny_data / "test" / "good" / "000.png")
+    with pytest.raises(InspectorError, match="choose one of en, zh, es"):
+        r.describe("fr")

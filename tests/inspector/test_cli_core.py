@@ -1,0 +1,188 @@
+"""`inspector fit / inspect / eval / threshold`: happy paths with --json, and every bad input ending in one
+line on stderr with exit code 2 (in-process for speed; a few through a real process to see the exit code)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from inspector.cli import main
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def console_script() -> list[str]:
+    """The installed `inspector` entry point next to this interpreter, else `python -m inspector`."""
+    script = Path(sys.executable).with_name("inspector")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "inspector"]
+
+
+def run_process(*argv, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*console_script(), *map(str, argv)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def good_only_ckpt(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
+    """`inspector fit` through the real console script on a plain folder of good images."""
+    root = tmp_path_factory.mktemp("cli_fit")
+    plain = root / "good_parts"
+    plain.mkdir()
+    for p in sorted((tiny_data / "train" / "good").iterdir())[:6]:
+        shutil.copy(p, plain / p.name)
+    proc = run_process("fit", plain, "--out", root / "good.ckpt", "--size", 64, "--coreset", 0.5, "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root / "good.ckpt", json.loads(proc.stdout)
+
+
+# ---- happy paths -----------------------------------------------------------------------------------
+
+
+def test_fit_json_and_good_only_calibration(good_only_ckpt):
+    ckpt, summary = good_only_ckpt
+    assert (ckpt / "manifest.json").is_file() and (ckpt / "model.safetensors").is_file()
+    assert summary["n_images"] == 6 and summary["bank_size"] > 0
+    assert summary["calibration"]["policy"]["kind"] == "far"  # no defects in a plain folder
+    assert set(summary["thresholds"]) >= {"image", "pixel"}
+
+
+def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):
+    out = tmp_path / "overlays"
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test", "--json", "--overlays", out)
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    assert doc["summary"]["images"] == doc["summary"]["inspected"] == 8 and doc["errors"] == []
+    by_source = {Path(r["source"]).relative_to(tiny_data / "test").as_posix(): r for r in doc["results"]}
+    assert all(by_source[f"blob/{i:03d}.png"]["verdict"] == "FAIL" for i in range(4))  # escape-calibrated on them
+    for rec in doc["results"]:
+        png = Path(rec["images"]["overlay"])
+        assert png.is_relative_to(out) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = cv2.imread(str(png))
+        assert img is not None and img.shape == (96, 96, 3)  # drawn on the original image
+    assert (out / "blob" / "000_overlay.png").is_file()  # the folder structure is kept
+
+
+def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
+    image = tiny_data / "test" / "blob" / "000.png"
+    rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")
+    assert rc == 0
+    rec = json.loads(stdout)
+    assert rec["verdict"] == "FAIL" and rec["serial"] == "P-7" and rec["defects"] and "P-7" in rec["description"]
+    rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--threshold", "1e9")
+    assert rc == 0 and stdout.startswith("PASS")
+
+
+def test_eval_json(capsys, tiny_ckpt, tiny_data):
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json")
+    assert rc == 0, err
+    report = json.loads(stdout)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100", "tpr_at_fpr_1",
+                "per_type_auroc", "n_good", "n_defect", "fit_seconds", "ms_per_image"):
+        assert key in report and report[key] is not None, key
+    assert (report["n_good"], report["n_defect"]) == (4, 4)
+    assert report["image_auroc"] > 0.9 and list(report["per_type_auroc"]) == ["blob"]
+    assert 0.0 <= report["aupro"] <= 1.0 and report["ms_per_image"] > 0
+    assert report["at_threshold"]["escape_rate"] == 0.0
+
+
+def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
+    shown = json.loads(stdout)
+    assert rc == 0 and shown["previous"] is None and shown["policy"]["kind"] == "escape"
+
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--set", "1e6", "--json")
+    assert rc == 0 and json.loads(stdout)["thresholds"]["image"] == 1e6
+    rc, stdout, _ = cli(capsys, "inspect", ckpt, tiny_data / "test" / "blob" / "000.png", "--json")
+    assert rc == 0 and json.loads(stdout)["verdict"] == "PASS"  # the re-sealed checkpoint loads and uses it
+
+    rc, stdout, _ = cli(capsys, "threshold", ckpt / "manifest.json", "--far", "0.0", "--json")  # manifest path works too
+    info = json.loads(stdout)
+    assert rc == 0 and info["far_on_calibration"] == 0.0 and info["policy"] == {"kind": "far", "target": 0.0}
+    assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
+
+
+def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
+    rc, _, err = cli(capsys, "threshold", good_only_ckpt[0], "--escape", "0.01")
+    assert_one_line_error(rc, err, "needs defect images")
+
+
+def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_ckpt)
+    assert_one_line_error(rc, err, "--force")
+
+
+# ---- bad input: one line, exit 2 -------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad(tmp_path, tiny_ckpt, tiny_data):
+    """Named bad inputs, created on demand."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "fake.png").write_bytes(b"\x89PNG but not really")
+    corrupt = shutil.copytree(tiny_ckpt, tmp_path / "corrupt.ckpt")
+    (corrupt / "manifest.json").write_text("{ truncated")
+    (tmp_path / "a_file").write_text("x")
+    return {"tmp": tmp_path, "ckpt": tiny_ckpt, "data": tiny_data, "image": tiny_data / "test" / "good" / "000.png"}
+
+
+CASES = {
+    "fit: missing data dir": (["fit", "{tmp}/nowhere", "--out", "{tmp}/o.ckpt"], ["nowhere", "no such folder"]),
+    "fit: empty data dir": (["fit", "{tmp}/empty", "--out", "{tmp}/o.ckpt"], ["empty", "no good images"]),
+    "fit: unknown backbone": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--backbone", "resnet50"], ["unknown backbone 'resnet50'"]),
+    "fit: coreset above 1": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "1.5"], ["--coreset 1.5"]),
+    "fit: coreset 0": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "0"], ["--coreset 0"]),
+    "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
+    "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
+    "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),
+    "inspect: corrupt image": (["inspect", "{ckpt}", "{tmp}/fake.png"], ["fake.png", "cannot be decoded"]),
+    "inspect: missing image": (["inspect", "{ckpt}", "{tmp}/nope.png"], ["nope.png"]),
+    "inspect: empty folder": (["inspect", "{ckpt}", "{tmp}/empty"], ["no images"]),
+    "inspect: corrupt checkpoint": (["inspect", "{tmp}/corrupt.ckpt", "{image}"], ["manifest.json", "not valid JSON"]),
+    "inspect: missing checkpoint": (["inspect", "{tmp}/none.ckpt", "{image}"], ["none.ckpt"]),
+    "inspect: image folder as checkpoint": (["inspect", "{tmp}/empty", "{image}"], ["no manifest.json"]),
+    "inspect: unknown language": (["inspect", "{ckpt}", "{image}", "--lang", "fr"], ["--lang fr"]),
+    "inspect: threshold not a number": (["inspect", "{ckpt}", "{image}", "--threshold", "nan"], ["--threshold nan"]),
+    "inspect: overlays path is a file": (["inspect", "{ckpt}", "{data}/test", "--overlays", "{tmp}/a_file"], ["--overlays"]),
+    "eval: missing data": (["eval", "{ckpt}", "{tmp}/nowhere"], ["nowhere"]),
+    "eval: no labelled test images": (["eval", "{ckpt}", "{data}/train/good"], ["no test/<type> folders"]),
+    "threshold: not a number": (["threshold", "{ckpt}", "--set", "nan"], ["--set nan"]),
+    "threshold: both set and policy": (["threshold", "{ckpt}", "--set", "1", "--far", "0.1"], ["not both"]),
+    "unknown command": (["frobnicate"], ["invalid choice"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_exit_2(capsys, bad, case):
+    argv, needles = CASES[case]
+    rc, stdout, err = cli(capsys, *(a.format(**bad) for a in argv))
+    assert_one_line_error(rc, err, *needles)
+
+
+def test_bad_input_through_a_real_process(bad):
+    """The console script and `python -m inspector`: exit code 2, one line, no traceback."""
+    proc = run_process("fit", bad["tmp"] / "nowhere", "--out", bad["tmp"] / "o.ckpt", cwd=bad["tmp"])
+    assert_one_line_error(proc.returncode, proc.stderr, "nowhere")
+    proc = subprocess.run([sys.executable, "-m", "inspector", "inspect", str(bad["tmp"] / "corrupt.ckpt"), str(bad["image"])],
+                          capture_output=True, text=True, cwd=bad["tmp"], timeout=300)
+    assert_one_line_error(proc.returncode, proc.stderr, "not valid JSON")
+    assert proc.stdout == ""

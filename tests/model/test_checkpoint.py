@@ -1,0 +1,140 @@
+"""Checkpoint directory: round trip, manifest contents, no pickle, and refusal of tampered or mismatched copies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, package_version, read_manifest, save_checkpoint, write_manifest
+from model.data import load_dataset
+from model.errors import InspectorError
+from model.evaluate import score_samples
+
+
+@pytest.fixture
+def ckpt_copy(tiny_ckpt, tmp_path):
+    return shutil.copytree(tiny_ckpt, tmp_path / "copy.ckpt")
+
+
+def test_loaded_model_reproduces_the_scores_it_had_when_fitted(tiny_ckpt, tiny_data):
+    """fit() scored the test images with the in-memory model before saving; the loaded one must agree."""
+    net, manifest = load_checkpoint(tiny_ckpt)
+    test = load_dataset(tiny_data).test
+    scores = score_samples(net, test).scores
+    labels = np.array([s.is_defect for s in test])
+    stored = manifest["calibration_scores"]
+    np.testing.assert_allclose(scores[labels], stored["defect"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores[~labels], stored["good"][-int((~labels).sum()):], rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_round_trip_is_exact(tiny_ckpt, tmp_path):
+    net, manifest = load_checkpoint(tiny_ckpt)
+    extra = {k: manifest[k] for k in ("thresholds", "calibration", "options")}
+    save_checkpoint(net, tmp_path / "again", extra)
+    net2, manifest2 = load_checkpoint(tmp_path / "again")
+    a, b = net.state_dict(), net2.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (s1, m1), (s2, m2) = net(x)[:2], net2(x)[:2]
+    assert torch.equal(s1, s2) and torch.equal(m1, m2)
+    assert s1.std() > 0  # a model that scores everything alike would pass trivially
+    assert manifest2["thresholds"] == manifest["thresholds"]
+
+
+def test_manifest_describes_the_model(tiny_ckpt):
+    m = json.loads((tiny_ckpt / MANIFEST).read_text())
+    assert m["net"]["backbone"] == "efficientnet-lite0"
+    assert m["net"]["input_size"] == [64, 64] and m["net"]["layers"]
+    assert "class_names" in m["net"]
+    assert set(m["thresholds"]) >= {"image", "pixel"} and all(np.isfinite(v) for v in m["thresholds"].values())
+    assert m["package_version"] == package_version()
+    for name, digest in m["files"].items():  # hashes checked here independently of the loader
+        assert hashlib.sha256((tiny_ckpt / name).read_bytes()).hexdigest() == digest
+
+
+def test_weights_are_safetensors_not_pickle(tiny_ckpt):
+    assert sorted(p.name for p in tiny_ckpt.iterdir()) == [MANIFEST, WEIGHTS]
+    raw = (tiny_ckpt / WEIGHTS).read_bytes()
+    assert not raw.startswith(b"\x80") and b"PK\x03\x04" not in raw[:64]  # neither pickle nor torch's zip format
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert tensors and all(set(v) == {"dtype", "shape", "data_offsets"} for v in tensors.values())
+    assert max(v["data_offsets"][1] for v in tensors.values()) == len(raw) - 8 - n  # nothing after the tensor data
+
+
+def _reseal(ckpt, **changes):
+    m = json.loads((ckpt / MANIFEST).read_text())
+    m.update(changes)
+    m["files"] = list(m["files"])
+    write_manifest(ckpt, m)
+
+
+def test_tampered_weights_are_refused(ckpt_copy):
+    raw = bytearray((ckpt_copy / WEIGHTS).read_bytes())
+    raw[-1] ^= 0x01  # one bit in the last tensor
+    (ckpt_copy / WEIGHTS).write_bytes(bytes(raw))
+    with pytest.raises(InspectorError, match="sha256 does not match"):
+        load_checkpoint(ckpt_copy)
+
+
+def test_hand_edited_manifest_is_refused(ckpt_copy):
+    m = json.loads((ckpt_copy / MANIFEST).read_text())
+    m["thresholds"]["image"] = -1.0
+    (ckpt_copy / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(InspectorError, match="manifest hash mismatch"):
+        load_checkpoint(ckpt_copy)
+
+
+def test_missing_files_are_refused(ckpt_copy, tmp_path):
+    (ckpt_copy / WEIGHTS).unlink()
+    with pytest.raises(InspectorError, match=f"{WEIGHTS} is missing"):
+        load_checkpoint(ckpt_copy)
+    (ckpt_copy / MANIFEST).unlink()
+    with pytest.raises(InspectorError, match=f"no {MANIFEST} inside"):
+        load_checkpoint(ckpt_copy)
+    with pytest.raises(InspectorError, match="no such directory"):
+        load_checkpoint(tmp_path / "never-written")
+
+
+def test_garbage_manifest_is_refused(ckpt_copy):
+    (ckpt_copy / MANIFEST).write_bytes(b"\x00\xffnot json")
+    with pytest.raises(InspectorError, match="not valid JSON"):
+        read_manifest(ckpt_copy)
+    (ckpt_copy / MANIFEST).write_text('{"format": "something-else/9"}')
+    with pytest.raises(InspectorError, match="format"):
+        read_manifest(ckpt_copy)
+
+
+def test_other_major_package_version_is_refused(ckpt_copy):
+    major = int(package_version().split(".")[0].split("+")[0])
+    _reseal(ckpt_copy, package_version=f"{major + 1}.0.0")
+    with pytest.raises(InspectorError) as exc:
+        load_checkpoint(ckpt_copy)
+    assert f"written by inspector {major + 1}.0.0" in str(exc.value)
+    _reseal(ckpt_copy, package_version=f"{major}.999.0")  # same major: accepted
+    load_checkpoint(ckpt_copy)
+
+
+def test_manifest_that_does_not_fit_the_weights_is_refused(ckpt_copy):
+    net = json.loads((ckpt_copy / MANIFEST).read_text())["net"]
+    _reseal(ckpt_copy, net={**net, "layers": [1, 2]})
+    with pytest.raises(InspectorError, match="weights do not fit"):
+        load_checkpoint(ckpt_copy)
+    _reseal(ckpt_copy, net={**net, "not_a_field": 1})
+    with pytest.raises(InspectorError, match="'net' section is invalid"):
+        load_checkpoint(ckpt_copy)
+
+
+def test_save_refuses_a_file_as_directory(tiny_ckpt, tmp_path):
+    net, manifest = load_checkpoint(tiny_ckpt)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InspectorError, match="is a file"):
+        save_checkpoint(net, tmp_path / "file", {})

@@ -1,0 +1,81 @@
+"""Dataset discovery: the MVTec AD layout and a plain folder; clear errors for empty or wrong paths."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from model.data import load_dataset
+from model.errors import InspectorError
+from tests.conftest import shared_dataset
+
+
+def _img(path, value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((16, 16, 3), value, np.uint8))
+
+
+def test_mvtec_layout(tiny_data):
+    ds = load_dataset(tiny_data)
+    assert len(ds.train) == 12 and all(not s.is_defect for s in ds.train)
+    assert [s.path.parent.name for s in ds.train] == ["good"] * 12
+    assert ds.defect_types == ["blob"]
+    good = [s for s in ds.test if not s.is_defect]
+    blob = [s for s in ds.test if s.is_defect]
+    assert len(good) == 4 and len(blob) == 4
+    assert all(s.mask_path is None for s in good)
+    for s in blob:  # each defect is paired with ITS mask
+        assert s.mask_path == tiny_data / "ground_truth" / "blob" / f"{s.path.stem}_mask.png"
+
+
+def test_mvtec_mask_suffixes_and_missing_masks(tmp_path):
+    _img(tmp_path / "train/good/0.png")
+    _img(tmp_path / "test/crack/0.png")
+    _img(tmp_path / "test/crack/1.png")
+    _img(tmp_path / "ground_truth/crack/0_mask.bmp")
+    ds = load_dataset(tmp_path)
+    masks = {s.path.name: s.mask_path for s in ds.test}
+    assert masks["0.png"].name == "0_mask.bmp"
+    assert masks["1.png"] is None
+
+
+def test_plain_folder_is_recursive_and_skips_non_images(tmp_path):
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "line2" / "b.jpg")
+    (tmp_path / "readme.txt").write_text("not an image")
+    ds = load_dataset(tmp_path)
+    assert [s.path.name for s in ds.train] == ["a.png", "b.jpg"]
+    assert ds.test == [] and ds.defect_types == []
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InspectorError) as exc:
+        load_dataset(tmp_path)
+    assert str(tmp_path) in str(exc.value) and "no good images" in str(exc.value)
+
+
+def test_mvtec_layout_without_good_training_images(tmp_path):
+    (tmp_path / "train" / "good").mkdir(parents=True)
+    _img(tmp_path / "test/good/0.png")
+    with pytest.raises(InspectorError) as exc:
+        load_dataset(tmp_path)
+    assert str(tmp_path / "train" / "good") in str(exc.value)
+    assert len(load_dataset(tmp_path, require_train=False).test) == 1  # eval needs no training images
+
+
+def test_missing_path_and_file_instead_of_folder(tmp_path):
+    with pytest.raises(InspectorError, match="no such folder"):
+        load_dataset(tmp_path / "nope")
+    _img(tmp_path / "x.png")
+    with pytest.raises(InspectorError, match="is a file"):
+        load_dataset(tmp_path / "x.png")
+
+
+@pytest.mark.data
+def test_real_magnetic_tile_layout():
+    root = shared_dataset("magnetic_tile")
+    ds = load_dataset(root)
+    assert len(ds.train) > 0 and ds.defect_types
+    defects = [s for s in ds.test if s.is_defect]
+    assert defects and sum(s.mask_path is not None for s in defects) / len(defects) > 0.9

@@ -1,0 +1,100 @@
+"""Fitting on the synthetic tiny data: defects outscore good parts, maps find them, thresholds are stored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.data import Dataset, load_dataset
+from model.errors import InspectorError
+from model.evaluate import metrics_report, score_samples
+from model.fit import FitOptions, fit
+from model.metrics import roc_auc
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_ckpt, tiny_data):
+    net, manifest = load_checkpoint(tiny_ckpt)
+    ds = load_dataset(tiny_data)
+    return net, manifest, ds, score_samples(net, ds.test, with_masks=True), score_samples(net, ds.train)
+
+
+def test_defects_score_above_good_parts(scored):
+    _, _, ds, test, _ = scored
+    labels = np.array([s.is_defect for s in ds.test])
+    assert roc_auc(labels, test.scores) > 0.9
+
+
+def test_training_images_score_below_defects(scored):
+    _, _, ds, test, train = scored
+    labels = np.array([s.is_defect for s in ds.test])
+    assert np.median(train.scores) < test.scores[labels].min()
+
+
+def test_maps_locate_the_planted_defects(scored):
+    _, _, ds, test, _ = scored
+    report = metrics_report(ds.test, test)
+    assert report["pixel_auroc"] > 0.85
+    labels = np.array([s.is_defect for s in ds.test])
+    hits = 0
+    for amap, mask in zip(test.maps[labels], test.masks[labels], strict=True):
+        y, x = np.unravel_index(np.argmax(amap), amap.shape)
+        ys, xs = np.nonzero(mask)
+        hits += (ys.min() - 8 <= y <= ys.max() + 8) and (xs.min() - 8 <= x <= xs.max() + 8)  # within one patch
+    assert hits >= 3
+
+
+def test_outputs_at_the_input_size(scored):
+    net, _, _, test, _ = scored
+    assert test.maps.shape[1:] == (64, 64)
+    with torch.no_grad():
+        score, amap = net(torch.rand(2, 3, 64, 64))[:2]
+    assert tuple(score.shape) == (2,) and tuple(amap.shape) == (2, 64, 64)
+
+
+def test_thresholds_and_training_record_are_stored(scored, tiny_data):
+    _, manifest, ds, test, _ = scored
+    thr = manifest["thresholds"]
+    assert np.isfinite(thr["image"]) and np.isfinite(thr["pixel"])
+    labels = np.array([s.is_defect for s in ds.test])
+    # escape policy 1% on 4 defects: none of them may pass
+    assert (test.scores[labels] >= thr["image"]).all()
+    t = manifest["training"]
+    assert t["n_images"] == 12 and t["root"] == str(tiny_data) and len(t["data_sha256"]) == 64
+    assert t["fit_seconds"] > 0
+    json.dumps(manifest)
+
+
+def _few(tiny_data, n: int) -> Dataset:
+    ds = load_dataset(tiny_data / "train" / "good")
+    return Dataset(ds.root, ds.train[:n])
+
+
+def test_fit_is_deterministic(tiny_data):
+    opts = dict(input_size=64, coreset_ratio=0.5, batch_size=8)
+    a, ra = fit(_few(tiny_data, 4), FitOptions(**opts))
+    b, rb = fit(_few(tiny_data, 4), FitOptions(**opts))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert ra.thresholds == rb.thresholds
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"coreset_ratio": 0.0}, "--coreset"),
+    ({"coreset_ratio": 1.5}, "--coreset"),
+    ({"input_size": 50}, "--size"),
+    ({"augment": ("rot90",)}, "--augment"),
+    ({"global_weight": 2.0}, "--global-weight"),
+])
+def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
+    with pytest.raises(InspectorError, match=match):
+        fit(_few(tiny_data, 4), FitOptions(**{"input_size": 64, **change}))
+
+
+def test_one_image_is_not_enough(tiny_data):
+    with pytest.raises(InspectorError, match="at least 2"):
+        fit(_few(tiny_data, 1), FitOptions(input_size=64))

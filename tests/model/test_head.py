@@ -1,0 +1,100 @@
+"""The anomaly head's tensor ops against brute-force references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import model.head as head_module
+from model.head import AnomalyHead, gaussian_kernel1d
+
+
+def make_head(channels=(4, 6), size=(32, 32), bank=50, **kw) -> AnomalyHead:
+    return AnomalyHead(channels, size, bank, **kw)
+
+
+def test_nearest_neighbour_distance_equals_cdist(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    head = make_head()
+    bank = torch.randn(50, 10, generator=g)
+    head.set_bank(bank)
+    emb = torch.randn(2, 10, 4, 4, generator=g)
+    ref = torch.cdist(emb.permute(0, 2, 3, 1).reshape(-1, 10).double(), bank.double()).amin(dim=1).reshape(2, 4, 4)
+    torch.testing.assert_close(head.patch_distances(emb).double(), ref, rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(head_module, "BANK_CHUNK", 7)  # several bank chunks: same minimum
+    torch.testing.assert_close(head.patch_distances(emb).double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_patch_in_the_bank_scores_about_zero():
+    g = torch.Generator().manual_seed(1)
+    head = make_head(bank=16)
+    emb = torch.randn(1, 10, 4, 4, generator=g) * 3.0
+    head.set_bank(emb.permute(0, 2, 3, 1).reshape(16, 10))
+    d = head.patch_distances(emb)
+    typical = torch.cdist(head.bank, head.bank).topk(2, largest=False).values[:, 1].min()  # nearest other patch
+    assert d.max() < 1e-2 * typical
+
+
+def test_embed_brings_every_level_to_the_grid_and_scales_it():
+    head = make_head(size=(64, 64))  # grid 8x8
+    feats = [torch.randn(2, 4, 16, 16), torch.randn(2, 6, 4, 4)]  # finer and coarser than the grid
+    head.level_scale = torch.arange(1.0, 11.0)
+    emb = head.embed(feats)
+    assert tuple(emb.shape) == (2, 10, 8, 8)
+    head.level_scale = torch.ones(10)
+    torch.testing.assert_close(head.embed(feats) * torch.arange(1.0, 11.0).view(1, -1, 1, 1), emb)
+    # a constant level stays constant whatever pooling and resizing does
+    const = head.embed([torch.full((1, 4, 16, 16), 2.0), torch.full((1, 6, 4, 4), -1.0)])
+    torch.testing.assert_close(const[:, :4], torch.full((1, 4, 8, 8), 2.0))
+    torch.testing.assert_close(const[:, 4:], torch.full((1, 6, 8, 8), -1.0))
+
+
+def test_map_is_upsampled_to_the_input_and_peaks_where_the_patch_is():
+    head = make_head(size=(64, 96), sigma=2.0)  # grid 8x12
+    dist = torch.zeros(1, 8, 12)
+    dist[0, 2, 9] = 5.0
+    amap = head.to_map(dist)
+    assert tuple(amap.shape) == (1, 64, 96)
+    y, x = divmod(int(amap[0].argmax()), 96)
+    assert abs(y - (2 * 8 + 3.5)) <= 2 and abs(x - (9 * 8 + 3.5)) <= 2  # centre of patch (2, 9), 8 px per patch
+    flat = head.to_map(torch.full((1, 8, 12), 3.0))
+    torch.testing.assert_close(flat, torch.full((1, 64, 96), 3.0))  # blur and borders keep a flat map flat
+
+
+def test_gaussian_kernel():
+    k = gaussian_kernel1d(4.0)
+    assert k.numel() == 2 * 16 + 1 and float(k.sum()) == pytest.approx(1.0)
+    torch.testing.assert_close(k, k.flip(0))
+    assert int(k.argmax()) == 16
+
+
+def test_global_distance_is_mahalanobis():
+    g = torch.Generator().manual_seed(2)
+    head = make_head()  # global branch over both levels: 2 * (4 + 6) = 20 dims
+    x = torch.randn(500, 20, generator=g) * torch.linspace(0.5, 3.0, 20)
+    mean = x.mean(0)
+    cov = torch.cov(x.T).double()
+    evals, evecs = torch.linalg.eigh(cov)
+    head.g_mean, head.g_whiten = mean, (evecs / evals.sqrt()).float()
+    q = torch.randn(3, 20, generator=g)
+    ref = torch.einsum("bi,ij,bj->b", (q - mean).double(), torch.linalg.inv(cov), (q - mean).double()).sqrt()
+    torch.testing.assert_close(head.global_distance(q).double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_pool_is_mean_and_std_of_the_deepest_levels():
+    head = make_head(channels=(3, 4, 5), global_levels=2)
+    feats = [torch.randn(2, c, 6, 6) for c in (3, 4, 5)]
+    pooled = head.pool(feats)
+    expected = torch.cat([feats[1].mean((2, 3)), feats[1].std((2, 3), unbiased=False),
+                          feats[2].mean((2, 3)), feats[2].std((2, 3), unbiased=False)], dim=1)
+    torch.testing.assert_close(pooled, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_standardises_each_branch_and_mixes_them():
+    head = make_head(global_weight=0.25)
+    head.norm = torch.tensor([1.0, 2.0, 10.0, 4.0])
+    raw_map = torch.zeros(1, 32, 32)
+    raw_map[0, 3, 4] = 9.0  # standardised peak (9 - 1) / 2 = 4
+    score, amap = head.fuse(raw_map, torch.tensor([18.0]))  # standardised global (18 - 10) / 4 = 2
+    assert float(score) == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
+    torch.testing.assert_close(amap, (raw_map - 1.0) / 2.0)

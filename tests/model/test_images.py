@@ -1,0 +1,160 @@
+"""Reading images: formats, bit depths, EXIF orientation, bad files; masks; preprocessing."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.errors import InspectorError
+from model.images import decode_image, list_images, preprocess, read_image, read_mask, resize_map
+
+
+def quadrants(h: int = 40, w: int = 24) -> np.ndarray:
+    """RGB image with four flat, very different quadrants, so orientation survives JPEG."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, : w // 2] = (255, 0, 0)
+    img[: h // 2, w // 2 :] = (0, 255, 0)
+    img[h // 2 :, : w // 2] = (0, 0, 255)
+    img[h // 2 :, w // 2 :] = (255, 255, 255)
+    return img
+
+
+def assert_close(a: np.ndarray, b: np.ndarray, tol: float) -> None:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < tol
+
+
+@pytest.mark.parametrize("orientation, expected", [
+    (1, lambda a: a),
+    (3, lambda a: np.rot90(a, 2)),
+    (6, lambda a: np.rot90(a, -1)),  # stored image must be turned 90 deg clockwise for display
+    (8, lambda a: np.rot90(a, 1)),
+])
+def test_exif_orientation_is_applied(tmp_path, orientation, expected):
+    stored = quadrants()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+    with Image.open(path) as check:  # the tag really is in the file
+        assert check.getexif().get(0x0112) == orientation
+    assert_close(read_image(path), expected(stored), tol=12)
+
+
+def test_sixteen_bit_png_keeps_its_gradient(tmp_path):
+    ramp = np.tile(np.linspace(1000, 4000, 64), (16, 1)).astype(np.uint16)  # 12-bit data in a 16-bit file
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), ramp)
+    with Image.open(path) as img:
+        assert img.mode.startswith("I")
+    rgb = read_image(path)
+    assert rgb.dtype == np.uint8 and rgb.shape == (16, 64, 3)
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    row = rgb[0, :, 0].astype(int)
+    assert (np.diff(row) >= 0).all() and row[0] <= 5 and row[-1] >= 250  # full range used, order kept
+    assert len(np.unique(row)) > 40  # not quantised to a handful of levels
+
+
+def test_tiny_sixteen_bit_image_is_refused(tmp_path):
+    path = tmp_path / "tiny16.png"
+    cv2.imwrite(str(path), np.arange(16, dtype=np.uint16).reshape(4, 4) * 1000)
+    with pytest.raises(InspectorError, match="too small"):
+        read_image(path)
+
+
+def test_grayscale_is_replicated(tmp_path):
+    gray = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    path = tmp_path / "g.png"
+    cv2.imwrite(str(path), gray)
+    rgb = read_image(path)
+    assert rgb.shape == (20, 30, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], gray)
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif", ".tiff", ".png"])
+def test_lossless_formats_round_trip(tmp_path, suffix):
+    rgb = np.random.default_rng(1).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    path = tmp_path / f"img{suffix}"
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(read_image(path), rgb)
+
+
+def test_rgba_and_palette_become_rgb(tmp_path):
+    rgba = np.zeros((12, 12, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png")[0, 0].tolist() == [200, 0, 0]
+    Image.fromarray(quadrants()).convert("P").save(tmp_path / "p.png")
+    assert_close(read_image(tmp_path / "p.png"), quadrants(), tol=3)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an image", "truncated"])
+def test_unreadable_files_raise_inspector_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "broken.png"
+    if content == "truncated":
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+        content = buf.getvalue()[: len(buf.getvalue()) // 2]
+    path.write_bytes(content)
+    with pytest.raises(InspectorError) as exc:
+        read_image(path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_missing_file_and_too_small_image(tmp_path):
+    with pytest.raises(InspectorError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InspectorError, match="too small"):
+        read_image(tmp_path / "small.png")
+
+
+def test_decode_image_bytes():
+    buf = io.BytesIO()
+    Image.fromarray(quadrants()).save(buf, "PNG")
+    np.testing.assert_array_equal(decode_image(buf.getvalue()), quadrants())
+    with pytest.raises(InspectorError, match="empty payload"):
+        decode_image(b"")
+    with pytest.raises(InspectorError, match="frame-7"):
+        decode_image(b"garbage", name="frame-7")
+
+
+def test_read_mask(tmp_path):
+    mask = np.zeros((10, 14), np.uint8)
+    mask[2:5, 3:9] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png", (10, 14)), mask > 0)
+    with pytest.raises(InspectorError) as exc:
+        read_mask(tmp_path / "m.png", (20, 28))  # a mask of another size than its image
+    assert "m.png" in str(exc.value) and "14x10" in str(exc.value)
+    (tmp_path / "bad_mask.png").write_bytes(b"nope")
+    with pytest.raises(InspectorError, match="bad_mask.png"):
+        read_mask(tmp_path / "bad_mask.png", (10, 14))
+
+
+def test_preprocess_and_resize_map():
+    rgb = np.full((50, 70, 3), 255, np.uint8)
+    rgb[:, :35] = 0
+    x = preprocess(rgb, (32, 48))
+    assert x.shape == (3, 32, 48) and x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert x[:, :, :20].max() == 0.0 and x[:, :, 28:].min() == 1.0  # left half dark, right half bright
+    small = preprocess(rgb[:10, :10], (32, 32))  # upsampling path
+    assert small.shape == (3, 32, 32)
+    amap = np.arange(16, dtype=np.float32).reshape(4, 4)
+    assert resize_map(amap, (4, 4)) is amap
+    assert resize_map(amap, (40, 20)).shape == (40, 20)
+
+
+def test_list_images(tmp_path):
+    for name in ("b.PNG", "a.jpg", "c.tif", "x_mask.png", "notes.txt", "d.JPEG"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "e.bmp").write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.tif", "d.JPEG"]
+    assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.jpg", "b.PNG", "c.tif", "d.JPEG", "e.bmp"]
