@@ -14,6 +14,7 @@ from model.backbones import DEFAULT_BACKBONE
 from model.calibration import Policy, calibrate
 from model.coreset import greedy_coreset
 from model.data import Dataset
+from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
 from model.head import AnomalyHead
@@ -41,6 +42,7 @@ class FitOptions:
     normalize_input: bool = True
     augment: tuple[str, ...] = ()  # extra normal views for the bank and global model: hflip, vflip, rot180
     policy: Policy | None = None  # None: escape 1% when defects are available, else false alarms 1%
+    defects: DefectLearning = field(default_factory=DefectLearning)  # learning from generated defects
     seed: int = 0
     batch_size: int = 16
 
@@ -54,6 +56,7 @@ class FitOptions:
             raise InspectorError(f"--augment {bad[0]!r}: choose from {', '.join(AUGMENTATIONS)} (only views that are still good parts)")
         if not 0.0 <= self.global_weight <= 1.0:
             raise InspectorError(f"--global-weight {self.global_weight}: give a weight in [0, 1]")
+        self.defects.validate()
 
 
 @dataclass
@@ -124,10 +127,30 @@ def _self_excluded_maps(head: AnomalyHead, emb: torch.Tensor, source: torch.Tens
     return torch.cat(maps)
 
 
-@torch.no_grad()
+@dataclass
+class GoodFit:
+    """What the good-only steps leave for the steps after them (learning from defects, calibration)."""
+
+    paths: list
+    first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
+    raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
+    glob_raw: np.ndarray  # their out-of-fold global distances [n]
+    rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
+    bank_size: int
+    started: float
+
+
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
     """Fit a model on `dataset.train` (good images) and calibrate it; see FitOptions for the knobs."""
     options.validate()
+    net, good = fit_good_only(dataset, options, progress, keep_images=options.defects.enabled)
+    return finish_fit(net, good, dataset, options, progress)
+
+
+@torch.no_grad()
+def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = silent,
+                  keep_images: bool = False) -> tuple[InspectorNet, GoodFit]:
+    """Memory bank, global Gaussian and the standardisation of both, from the good training images."""
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
@@ -140,10 +163,12 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
 
     # 1. features of every good image (and of its augmented views, which share its source id)
-    embs, pooled, sources = [], [], []
+    embs, pooled, sources, good_rgbs = [], [], [], []
     bar = progress("features", len(paths))
     for idx, batch, _ in load_batches(paths, size, options.batch_size):
         x = torch.from_numpy(batch)
+        if keep_images:
+            good_rgbs.append((batch.transpose(0, 2, 3, 1) * 255.0).round().astype(np.uint8))
         for dims in [None, *(AUGMENTATIONS[a] for a in options.augment)]:
             feats = net.features(x if dims is None else x.flip(dims))
             embs.append(head.embed(feats).half())
@@ -197,11 +222,24 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
-    good_scores, good_maps = head.fuse(raw_maps_t, torch.from_numpy(glob_raw).float())
+    return net, GoodFit(paths, first_view, raw_maps_t, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+
+
+@torch.no_grad()
+def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitOptions,
+               progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
+    """Learn from generated defects (if asked), then calibrate thresholds and write the report."""
+    head, n = net.head, len(good.paths)
+    seg_raw, learning = None, None
+    if options.defects.enabled:
+        zmaps = (good.raw_maps - head.norm[0]) / head.norm[1]
+        learning = learn_defects(net, good.rgbs, good.first_view, zmaps, options.defects, options.seed, progress)
+        seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
+    good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))
-    fit_seconds = time.perf_counter() - t0
+    fit_seconds = time.perf_counter() - good.started
 
     # 6. calibrate on held-out test images where the data has them
     test_good, test_defect, pixel_source = np.array([]), np.array([]), "good images (95th percentile of map maxima)"
@@ -226,10 +264,11 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
         training={
             "root": str(dataset.root),
             "n_images": n,
-            "data_sha256": data_digest(paths),
+            "data_sha256": data_digest(good.paths),
             "fit_seconds": round(fit_seconds, 2),
-            "bank_size": k,
-            "patches": int(n * gh * gw),
+            "bank_size": good.bank_size,
+            "patches": int(n * good.first_view.shape[2] * good.first_view.shape[3]),
+            **({"generated_defects": learning} if learning else {}),
         },
         calibration={**cal.summary(), "pixel_threshold_source": pixel_source},
         thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},

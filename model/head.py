@@ -8,6 +8,10 @@
 
 Each branch is standardised by its own out-of-sample scores on good images, then the image score is
 `(1 - w) * max(patch map) + w * global`. The map is returned in the patch branch's standardised units.
+
+Optionally a third, learnt branch (a small per-patch classifier trained on generated defects, see
+model/defect_learning.py) is blended into the patch map before the max: `seg_norm` holds its
+standardisation, the blend weight and the re-standardisation of the blended map.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class AnomalyHead(nn.Module):
         sigma: float = 4.0,
         global_levels: int = 2,
         global_weight: float = 0.5,
+        seg_hidden: int = 0,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
@@ -56,6 +61,9 @@ class AnomalyHead(nn.Module):
         self.register_buffer("g_whiten", torch.eye(gdim))
         # standardisation of each branch: (raw - loc) / scale
         self.register_buffer("norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        self.seg = seg_classifier(dim, seg_hidden) if seg_hidden > 0 else None
+        # learnt branch: (logit - loc) / scale, blend weight, then (blend - loc) / scale of the blended map
+        self.register_buffer("seg_norm", torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0]))
 
     # -- patch branch ------------------------------------------------------------------------------
     def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -108,19 +116,38 @@ class AnomalyHead(nn.Module):
         z = (pooled - self.g_mean) @ self.g_whiten
         return (z * z).sum(dim=1).sqrt()
 
+    # -- learnt branch -------------------------------------------------------------------------------
+    def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
+        """Defect logits of each patch, as a smoothed map [B, H, W] at the input size."""
+        return self.to_map(self.seg(emb).squeeze(1))
+
+    def blend(self, amap: torch.Tensor, seg_raw: torch.Tensor) -> torch.Tensor:
+        n = self.seg_norm
+        mixed = (1.0 - n[2]) * amap + n[2] * (seg_raw - n[0]) / n[1]
+        return (mixed - n[3]) / n[4]
+
     # -- fused ---------------------------------------------------------------------------------------
-    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         amap = (raw_map - self.norm[0]) / self.norm[1]
+        if seg_raw is not None:
+            amap = self.blend(amap, seg_raw)
         patch = amap.flatten(1).amax(dim=1)
         glob = (raw_global - self.norm[2]) / self.norm[3]
         w = self.global_weight
         return (1.0 - w) * patch + w * glob, amap
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        raw_map = self.to_map(self.patch_distances(self.embed(feats)))
-        return self.fuse(raw_map, self.global_distance(self.pool(feats)))
+        emb = self.embed(feats)
+        raw_map = self.to_map(self.patch_distances(emb))
+        seg_raw = self.seg_map(emb) if self.seg is not None else None
+        return self.fuse(raw_map, self.global_distance(self.pool(feats)), seg_raw)
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""
         self.bank = bank.contiguous().float()
         self.bank_sq = (self.bank * self.bank).sum(dim=1)
+
+
+def seg_classifier(dim: int, hidden: int) -> nn.Sequential:
+    """Per-patch defect classifier on the (level-scaled) embeddings: two 1x1 convolutions."""
+    return nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))

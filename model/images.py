@@ -7,12 +7,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from model.errors import InspectorError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
+
+
+def _load_strict(img: Image.Image) -> None:
+    # WeasyPrint switches truncated-image tolerance on process-wide when imported (the daemon renders
+    # reports in-process); a truncated part image must be rejected, not padded with grey and inspected.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    img.load()
 
 
 def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
@@ -38,7 +45,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InspectorError(f"image {path}: the file is empty")
     try:
         with Image.open(path) as img:
-            img.load()
+            _load_strict(img)
             return _to_rgb(img, str(path))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InspectorError(f"image {path}: cannot be decoded ({exc.__class__.__name__}); is it a PNG/JPEG/BMP/TIFF?") from None
@@ -50,7 +57,7 @@ def decode_image(data: bytes, name: str = "payload") -> np.ndarray:
         raise InspectorError(f"image {name}: empty payload")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
+            _load_strict(img)
             return _to_rgb(img, name)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); send JPEG or PNG bytes") from None

@@ -63,9 +63,15 @@ def poisson_paste(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> np.ndar
         return dst
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     h, w = dst.shape[:2]
-    if y0 < 2 or x0 < 2 or y1 > h - 2 or x1 > w - 2:
-        return alpha_blend(dst, src, cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), 1.0)
-    center = (int((x0 + x1 - 1) / 2), int((y0 + y1 - 1) / 2))
+    fallback = alpha_blend(dst, src, cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), 1.0)
+    pad = 3  # OpenCV places the mask's inner bounding box; a margin keeps that box away from the patch edge
+    y0, x0, y1, x1 = y0 - pad, x0 - pad, y1 + pad, x1 + pad
+    if y0 < 1 or x0 < 1 or y1 > h - 1 or x1 > w - 1:
+        return fallback
     patch, pm = src[y0:y1, x0:x1], m[y0:y1, x0:x1]
-    bgr = cv2.seamlessClone(np.ascontiguousarray(patch[..., ::-1]), np.ascontiguousarray(dst[..., ::-1]), pm, center, cv2.NORMAL_CLONE)
+    center = (x0 + (x1 - x0) // 2, y0 + (y1 - y0) // 2)
+    try:
+        bgr = cv2.seamlessClone(np.ascontiguousarray(patch[..., ::-1]), np.ascontiguousarray(dst[..., ::-1]), pm, center, cv2.NORMAL_CLONE)
+    except cv2.error:  # OpenCV rejects some placements near the border: blend instead of failing
+        return fallback
     return np.ascontiguousarray(bgr[..., ::-1])

@@ -45,7 +45,7 @@ def pit(rgb, fg, rng, severity):
     mask *= fg
     out = shade(rgb, mask, -rng.uniform(0.4, 0.85) * (0.4 + 0.6 * severity), rng)
     if rng.random() < 0.4:  # a specular rim around a blowhole
-        rim = np.clip(cv2.dilate(mask, np.ones((3, 3), np.uint8)) - mask, 0, 1)
+        rim = np.clip(cv2.dilate(mask, np.ones((3, 3), np.uint8)) - mask, 0, 1) * fg
         out = shade(out, rim, rng.uniform(0.1, 0.3), rng)
         mask = np.maximum(mask, rim)
     return out, mask
@@ -106,7 +106,7 @@ def fray(rgb, fg, rng, severity):
     pts = _edge_points(fg)
     i0 = int(rng.integers(len(pts)))
     span = int(rng.uniform(20, 60) * _scale(rgb) * (0.5 + severity))
-    for k in range(int(rng.integers(4, 9))):
+    for _ in range(int(rng.integers(4, 9))):
         x, y = pts[(i0 + int(rng.integers(0, max(span, 1)))) % len(pts)]
         r = rng.uniform(1.5, 5) * _scale(rgb) * (0.5 + severity)
         m = np.zeros(rgb.shape[:2], np.uint8)

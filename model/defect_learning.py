@@ -1,0 +1,188 @@
+"""Learning what defects look like from generated ones: a per-patch classifier on frozen features.
+
+Positives come from pixel-space synthetic defects (model/synth), optionally multiplied by the
+feature-space flow generator (model/flow.py), or, as the common baseline, from good patches plus
+Gaussian noise. The classifier's map is blended into the memory-bank map; the blend weight is chosen on
+generated validation defects made on held-out good images, never on real defects.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.errors import InspectorError
+from model.head import seg_classifier
+from model.metrics import average_precision, roc_auc
+from model.net import InspectorNet
+from model.progress import BarFactory, silent
+from model.synth import check_types, synthesize
+
+ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
+POSITIVE_COVER = 0.3  # a patch is a defect patch when the mask covers at least this fraction of it
+
+
+@dataclass
+class DefectLearning:
+    """How to learn from generated defects (all off by default: a good-only model)."""
+
+    synth: int = 0  # pixel-space synthetic defect images to train on
+    types: tuple[str, ...] = ()  # synthetic defect types (default: all)
+    feature_synth: bool = False  # add flow-generated defect features
+    noise: bool = False  # baseline: positives are good patches plus Gaussian noise
+    noise_scale: float = 1.0  # noise std per dimension, relative to the features' own std
+    hidden: int = 256
+    steps: int = 1500
+    flow_steps: int = 1500
+    flow_factor: float = 2.0  # generated features per synthetic defect feature
+
+    @property
+    def enabled(self) -> bool:
+        return self.synth > 0 or self.noise
+
+    def validate(self) -> None:
+        if self.synth < 0:
+            raise InspectorError(f"--synth {self.synth}: give a number of synthetic defect images (0 = none)")
+        if self.feature_synth and self.synth < 1:
+            raise InspectorError("--feature-synth learns from synthetic defect features: add --synth N (e.g. --synth 300)")
+        check_types(self.types)
+
+
+def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n defect images on the given good images -> (images uint8 [n,H,W,3], masks bool [n,H,W], type index [n])."""
+    imgs, masks, kinds = [], [], []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        k = i % len(types)
+        img, mask = synthesize(rgbs[int(rng.integers(len(rgbs)))], types[k], rng, float(rng.uniform(0.3, 0.9)))
+        imgs.append(img)
+        masks.append(mask)
+        kinds.append(k)
+    return np.stack(imgs), np.stack(masks), np.array(kinds)
+
+
+@torch.no_grad()
+def _embed(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> torch.Tensor:
+    out = []
+    for s in range(0, len(imgs), batch):
+        x = torch.from_numpy(imgs[s : s + batch]).permute(0, 3, 1, 2).float() / 255.0
+        out.append(net.head.embed(net.features(x)))
+    return torch.cat(out)
+
+
+def _cover(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
+    """Fraction of each grid cell the mask covers [n, gh, gw]."""
+    return torch.from_numpy(np.stack([cv2.resize(m.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA) for m in masks]))
+
+
+def _rows(emb: torch.Tensor) -> torch.Tensor:
+    return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float()
+
+
+def _train_classifier(pos: torch.Tensor, neg: torch.Tensor, hidden: int, steps: int, seed: int) -> torch.nn.Sequential:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mlp = torch.nn.Sequential(torch.nn.Linear(pos.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(mlp.parameters(), lr=1e-3, weight_decay=1e-4)
+    half = 256
+    with torch.enable_grad():
+        for _ in range(steps):
+            x = torch.cat([pos[torch.randint(0, pos.shape[0], (half,), generator=gen)],
+                           neg[torch.randint(0, neg.shape[0], (half,), generator=gen)]])
+            y = torch.cat([torch.ones(half), torch.zeros(half)])
+            loss = F.binary_cross_entropy_with_logits(mlp(x).flatten(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    # trained as linear layers (faster on vectors), run as 1x1 convolutions over the embedding map
+    clf = seg_classifier(pos.shape[1], hidden)
+    for conv, lin in ((clf[0], mlp[0]), (clf[2], mlp[2])):
+        conv.weight.copy_(lin.weight.detach()[:, :, None, None])
+        conv.bias.copy_(lin.bias.detach())
+    return clf.eval()
+
+
+@torch.no_grad()
+def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tensor, good_zmaps: torch.Tensor,
+                  options: DefectLearning, seed: int = 0, progress: BarFactory = silent) -> dict:
+    """Train and install the learnt branch of `net.head`.
+
+    good_rgbs: good training images at the input size [n,H,W,3] uint8; good_emb: their embeddings [n,D,gh,gw];
+    good_zmaps: their out-of-sample, standardised memory-bank maps [n,H,W]. Returns a summary for the manifest.
+    """
+    options.validate()
+    t0 = time.perf_counter()
+    head = net.head
+    n = len(good_rgbs)
+    if n < 4:
+        raise InspectorError(f"learning from generated defects needs at least 4 good images, got {n}")
+    held = np.arange(n) % 5 == 0
+    types = check_types(options.types)
+    grid = good_emb.shape[-2:]
+
+    bar = progress("generated defects", 4)
+    n_val = max(8, (options.synth or 64) // 4)
+    val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, types, seed + 1)
+    neg = [_rows(good_emb[torch.from_numpy(~held)])]
+    pos, pos_types = [], []
+    if options.synth:
+        imgs, masks, kinds = _synthesize_set(good_rgbs[~held], options.synth, types, seed)
+        emb = _embed(net, imgs)
+        cover = _cover(masks, grid).reshape(-1)
+        rows = _rows(emb)
+        pos.append(rows[cover >= POSITIVE_COVER])
+        pos_types.append(torch.from_numpy(kinds).repeat_interleave(grid[0] * grid[1])[cover >= POSITIVE_COVER])
+        neg.append(rows[cover == 0])
+    bar.update(1)
+    summary: dict = {"synth_images": options.synth, "types": list(types), "held_out_good": int(held.sum()), "val_images": n_val}
+    if options.feature_synth:
+        from model.flow import FeatureFlow
+
+        real, labels = torch.cat(pos), torch.cat(pos_types)
+        flow = FeatureFlow(real.shape[1], len(types), seed=seed)
+        losses = flow.train(real, labels, steps=options.flow_steps)
+        m = int(options.flow_factor * real.shape[0])
+        pick = torch.randint(0, real.shape[0], (m,), generator=torch.Generator().manual_seed(seed))
+        pos.append(flow.sample(m, labels[pick]))
+        summary["flow"] = {"trained_on": int(real.shape[0]), "generated": m, "final_loss": round(float(np.mean(losses[-100:])), 4)}
+    if options.noise:
+        goods = neg[0]
+        pick = torch.randint(0, goods.shape[0], (max(4096, sum(p.shape[0] for p in pos)),), generator=torch.Generator().manual_seed(seed))
+        pos.append(goods[pick] + torch.randn(pick.numel(), goods.shape[1]) * goods.std(0) * options.noise_scale)
+        summary["noise_scale"] = options.noise_scale
+    bar.update(1)
+    pos_t, neg_t = torch.cat(pos), torch.cat(neg)
+    clf = _train_classifier(pos_t, neg_t, options.hidden, options.steps, seed)
+    head.seg = clf
+    net.config.seg_hidden = options.hidden
+    summary.update(positives=int(pos_t.shape[0]), negatives=int(neg_t.shape[0]))
+    bar.update(1)
+
+    # standardise the learnt map on held-out good images, then choose the blend weight on generated defects
+    held_idx = torch.from_numpy(held)
+    seg_good = head.seg_map(good_emb[held_idx].float())
+    seg_max = seg_good.flatten(1).amax(1)
+    loc, scale = float(seg_max.mean()), max(float(seg_max.std()), 1e-6)
+    val_emb = _embed(net, val_imgs)
+    val_z = (head.to_map(head.patch_distances(val_emb)) - head.norm[0]) / head.norm[1]
+    zs = torch.cat([(seg_good - loc) / scale, (head.seg_map(val_emb) - loc) / scale])
+    zb = torch.cat([good_zmaps[held_idx], val_z])
+    masks = np.concatenate([np.zeros((int(held.sum()), *val_masks.shape[1:]), bool), val_masks])
+    labels = np.r_[np.zeros(int(held.sum())), np.ones(n_val)]
+    table = {}
+    for a in ALPHAS:
+        mixed = (1 - a) * zb + a * zs
+        table[a] = (average_precision(masks.ravel(), mixed.numpy().ravel()), roc_auc(labels, mixed.flatten(1).amax(1).numpy()))
+    alpha = max(ALPHAS, key=lambda a: sum(table[a]))
+    mixed_good = ((1 - alpha) * zb + alpha * zs)[: int(held.sum())].flatten(1).amax(1)
+    head.seg_norm = torch.tensor([loc, scale, alpha, float(mixed_good.mean()), max(float(mixed_good.std()), 1e-6)])
+    bar.update(1)
+    bar.close()
+    summary.update(alpha=alpha, validation={str(a): {"pixel_ap": round(p, 4), "image_auroc": round(r, 4)} for a, (p, r) in table.items()},
+                   seconds=round(time.perf_counter() - t0, 1))
+    return summary

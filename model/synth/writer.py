@@ -1,0 +1,113 @@
+"""Writing synthetic defect datasets (MVTec AD layout + labels JSON + contact sheet) from a folder of good images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from model.errors import InspectorError
+from model.images import list_images, read_image
+from model.progress import BarFactory, silent
+from model.synth import check_types, synthesize
+
+
+@dataclass
+class SynthRecord:
+    """One generated defect image: where it is, what it is, where it came from."""
+
+    image: str
+    mask: str
+    type: str
+    source: str
+    severity: float
+    area_px: int
+    box: list[int]  # x, y, w, h of the mask
+
+
+def readable_goods(good_dir: str | Path) -> list[Path]:
+    paths = list_images(good_dir) if Path(good_dir).is_dir() else []
+    if not paths:
+        raise InspectorError(f"good folder {good_dir}: no images (.png/.jpg/.bmp/.tif) found; point at a folder of good parts")
+    return paths
+
+
+def _read_good(path: Path, goods: list[Path]) -> np.ndarray:
+    """Read a good image; an unreadable one is replaced by the next readable one (and said so)."""
+    for candidate in [path, *(g for g in goods if g != path)]:
+        try:
+            return read_image(candidate)
+        except InspectorError as exc:
+            if candidate is path:
+                print(f"warning: skipping {exc}", file=sys.stderr)
+    raise InspectorError(f"good folder {path.parent}: none of the images can be read; give a folder of readable good images")
+
+
+def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
+                    severity: tuple[float, float] = (0.3, 0.9), progress: BarFactory = silent) -> list[SynthRecord]:
+    """Make `n` defect images from the good images in `good_dir`, round-robin over `types`, into `out`.
+
+    Deterministic for a seed: image i uses good image and defect type chosen by a generator seeded with (seed, i).
+    """
+    if n < 1:
+        raise InspectorError(f"--n {n}: give the number of defect images to make (at least 1)")
+    kinds = check_types(types)
+    goods = readable_goods(good_dir)
+    out = Path(out)
+    cache: dict[Path, np.ndarray] = {}
+    records: list[SynthRecord] = []
+    bar = progress("synthesising", n)
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        kind = kinds[i % len(kinds)]
+        src = goods[int(rng.integers(len(goods)))]
+        if src not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[src] = _read_good(src, goods)
+        sev = float(rng.uniform(*severity))
+        img, mask = synthesize(cache[src], kind, rng, sev)
+        name = f"{i:05d}"
+        img_path = out / "test" / kind / f"{name}.png"
+        mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(img_path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
+        x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(src),
+                                   round(sev, 3), int(mask.sum()), [x, y, w, h]))
+        bar.update(1)
+    bar.close()
+    labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "good_dir": str(good_dir),
+              "images": [asdict(r) for r in records]}
+    (out / "labels.json").write_text(json.dumps(labels, indent=1))
+    contact_sheet(out, records, out / "contact_sheet.png")
+    return records
+
+
+def contact_sheet(root: Path, records: list[SynthRecord], path: Path, per_type: int = 4, tile: int = 160) -> None:
+    """A grid for a person to eyeball: one row per type, each defect image beside its mask outline."""
+    by_type: dict[str, list[SynthRecord]] = {}
+    for r in records:
+        by_type.setdefault(r.type, []).append(r)
+    rows = []
+    for kind, recs in by_type.items():
+        cells = []
+        for r in recs[:per_type]:
+            img = cv2.resize(cv2.imread(str(root / r.image)), (tile, tile), interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(cv2.imread(str(root / r.mask), cv2.IMREAD_GRAYSCALE), (tile, tile), interpolation=cv2.INTER_NEAREST)
+            outlined = img.copy()
+            contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(outlined, contours, -1, (0, 0, 255), 1)
+            cells += [img, outlined]
+        while len(cells) < 2 * per_type:
+            cells.append(np.full((tile, tile, 3), 255, np.uint8))
+        label = np.full((tile, 110, 3), 255, np.uint8)
+        cv2.putText(label, kind, (6, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.hstack([label, *cells]))
+    cv2.imwrite(str(path), np.vstack(rows))

@@ -1,0 +1,103 @@
+"""Learning from generated defects: the learnt branch, the flow generator, the fused graph and the ablation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data import load_dataset
+from model.defect_learning import DefectLearning
+from model.errors import InspectorError
+from model.evaluate import metrics_report, score_samples
+from model.fit import FitOptions, fit
+from model.flow import FeatureFlow
+
+SMALL = dict(input_size=64, coreset_ratio=0.25, batch_size=8)
+
+
+def test_flow_learns_a_two_type_distribution():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 8, generator=gen) * 0.3 + torch.tensor([3.0] * 4 + [0.0] * 4)
+    b = torch.randn(2000, 8, generator=gen) * 0.3 - torch.tensor([3.0] * 4 + [0.0] * 4)
+    flow = FeatureFlow(8, 2, hidden=64, seed=0)
+    losses = flow.train(torch.cat([a, b]), torch.cat([torch.zeros(2000), torch.ones(2000)]).long(), steps=600, batch=128)
+    assert np.mean(losses[-50:]) < np.mean(losses[:50])
+    sa, sb = flow.sample(500, torch.zeros(500, dtype=torch.long)), flow.sample(500, torch.ones(500, dtype=torch.long))
+    # each type's samples land on its own mode, not the other's
+    assert (sa[:, :4].mean(1) > 1.5).float().mean() > 0.9
+    assert (sb[:, :4].mean(1) < -1.5).float().mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def learnt(tiny_data, tmp_path_factory):
+    net, report = fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=24, steps=150, flow_steps=100,
+                                                                                         feature_synth=True)))
+    out = tmp_path_factory.mktemp("learnt") / "ckpt"
+    save_checkpoint(net, out, {"options": report.options, "training": report.training, "calibration": report.calibration,
+                               "thresholds": report.thresholds, "calibration_scores": report.scores})
+    return net, report, out
+
+
+def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_data):
+    net, report, out = learnt
+    info = report.training["generated_defects"]
+    assert net.head.seg is not None and info["positives"] > 0 and info["flow"]["generated"] > 0
+    assert 0.0 <= info["alpha"] <= 1.0
+    loaded, _ = load_checkpoint(out)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), loaded(x)
+    assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
+    ds = load_dataset(tiny_data)
+    scored = score_samples(loaded, ds.test, with_masks=True)
+    assert metrics_report(ds.test, scored)["image_auroc"] > 0.9
+
+
+def test_blend_weight_changes_the_map(learnt):
+    net, _, _ = learnt
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        base = net(x)[1].clone()
+        saved = net.head.seg_norm.clone()
+        net.head.seg_norm[2] = 1.0 - float(saved[2]) if float(saved[2]) != 0.5 else 0.9
+        changed = net(x)[1]
+        net.head.seg_norm = saved
+    assert not torch.allclose(base, changed)
+
+
+def test_fused_model_exports_as_one_graph(learnt):
+    ort = pytest.importorskip("onnxruntime")
+    from exporters.onnx_export import export_onnx
+
+    net, _, _ = learnt
+    model = export_onnx(net.eval())
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    score, amap = sess.run(None, {sess.get_inputs()[0].name: x})[:2]
+    with torch.no_grad():
+        ts, tm = net(torch.from_numpy(x))
+    np.testing.assert_allclose(score, ts.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(amap, tm.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_bad_options():
+    with pytest.raises(InspectorError, match="--feature-synth"):
+        DefectLearning(feature_synth=True).validate()
+    with pytest.raises(InspectorError, match="--synth -1"):
+        DefectLearning(synth=-1).validate()
+    with pytest.raises(InspectorError, match="unknown"):
+        DefectLearning(synth=5, types=("dent",)).validate()
+
+
+def test_ablation_table(tiny_data, monkeypatch):
+    from model import ablation
+
+    small = {k: DefectLearning(**{**v.__dict__, "steps": 100, "flow_steps": 60}) for k, v in ablation.variants(16).items()}
+    monkeypatch.setattr(ablation, "variants", lambda synth: small)
+    rows = ablation.run_ablation(load_dataset(tiny_data), FitOptions(**SMALL), synth=16)
+    assert [r["variant"] for r in rows] == list(small)
+    for r in rows:
+        assert all(0.0 <= r[m] <= 1.0 for m in ("image_auroc", "pixel_auroc", "pixel_ap", "aupro"))
+    assert rows[0]["alpha"] is None and rows[1]["alpha"] is not None

@@ -1,0 +1,94 @@
+"""Pixel-space defect synthesis: masks, determinism, staying on the part, the writer and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from model.errors import InspectorError
+from model.synth import DEFECT_TYPES, check_types, synthesize
+from model.synth.writer import write_synthetic
+from tests.synthetic import good_image
+
+
+@pytest.mark.parametrize("kind", DEFECT_TYPES)
+def test_each_type_changes_exactly_its_mask(kind):
+    rgb = good_image(3, 128)
+    img, mask = synthesize(rgb, kind, np.random.default_rng(1), severity=0.8)
+    assert img.shape == rgb.shape and img.dtype == np.uint8
+    assert mask.dtype == bool and mask.sum() >= 6
+    changed = np.abs(img.astype(int) - rgb.astype(int)).max(axis=2) > 2
+    assert changed[mask].all()  # the mask marks only pixels that really changed
+
+
+def test_same_seed_same_defect_and_severity_scales_it():
+    rgb = good_image(4, 128)
+    a = synthesize(rgb, "stain", np.random.default_rng(7), 0.5)
+    b = synthesize(rgb, "stain", np.random.default_rng(7), 0.5)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    small = np.mean([synthesize(rgb, "pit", np.random.default_rng(s), 0.1)[1].sum() for s in range(8)])
+    large = np.mean([synthesize(rgb, "pit", np.random.default_rng(s), 1.0)[1].sum() for s in range(8)])
+    assert large > small
+
+
+def test_defects_stay_on_the_part():
+    rgb = np.zeros((128, 128, 3), np.uint8)  # dark background with a bright textured part in the middle
+    rgb[32:96, 32:96] = good_image(5, 64)
+    fg = np.zeros((128, 128), np.float32)
+    fg[32:96, 32:96] = 1.0
+    for kind in ("scratch", "crack", "pit", "stain", "texture"):
+        for seed in range(3):
+            _, mask = synthesize(rgb, kind, np.random.default_rng(seed), 0.7, foreground=fg)
+            assert not mask[fg == 0].any(), kind
+
+
+def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    recs = write_synthetic(good, tmp_path / "a", 10, ["scratch", "pit"], seed=3)
+    write_synthetic(good, tmp_path / "b", 10, ["scratch", "pit"], seed=3)
+    labels = json.loads((tmp_path / "a" / "labels.json").read_text())
+    assert len(labels["images"]) == 10 and {r["type"] for r in labels["images"]} == {"scratch", "pit"}
+    for r in recs:
+        img = cv2.imread(str(tmp_path / "a" / r.image))
+        mask = cv2.imread(str(tmp_path / "a" / r.mask), cv2.IMREAD_GRAYSCALE)
+        assert img.shape[:2] == mask.shape and (mask > 0).sum() == r.area_px > 0
+        assert np.array_equal(img, cv2.imread(str(tmp_path / "b" / r.image)))
+    assert cv2.imread(str(tmp_path / "a" / "contact_sheet.png")) is not None
+    # the written folder is a dataset the rest of the inspector reads
+    from model.data import load_dataset
+
+    assert len(load_dataset(tmp_path / "a", require_train=False).test) == 10
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InspectorError, match="unknown"):
+        check_types(["dent"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InspectorError, match="no images"):
+        write_synthetic(empty, tmp_path / "o", 5)
+    (empty / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InspectorError, match="none of the images can be read"):
+        write_synthetic(empty, tmp_path / "o", 5)
+    with pytest.raises(InspectorError, match="--n 0"):
+        write_synthetic(empty, tmp_path / "o", 0)
+
+
+@pytest.mark.parametrize("extra, message", [(["--n", "0"], "--n 0"), (["--types", "dent"], "'dent' is unknown"),
+                                           (["--severity", "2,3"], "--severity")])
+def test_cli_bad_inputs_are_one_line(tmp_path, extra, message):
+    good = tmp_path / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "a.png"), good_image(0, 64))
+    r = subprocess.run([sys.executable, "-m", "inspector", "synth", str(good), "--out", str(tmp_path / "o"), *extra],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
