@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,pdf,clip,dev
+EXTRAS ?= cpu,pdf,clip,dev,demo
 # System packages the tests use: a real MQTT broker, a headless browser, PDF tools and fonts.
 APT_PACKAGES ?= mosquitto chromium poppler-utils fonts-noto-cjk fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 gettext openssl
 

@@ -10,26 +10,17 @@ version they were built for; a runtime refuses any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from model.errors import InspectorError
+from model.hashing import sha256_file
 
 FORMAT = "inspector-export/1"
 METADATA_KEY = "inspector.manifest"
 # fields that identify the model: sidecar and embedded metadata must agree on them
 IDENTITY = ("kind", "net", "source")
-
-
-def sha256_file(path: Path) -> str:
-    """As model.checkpoint.sha256_file; repeated here so runtimes need not import torch through it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sidecar_path(model: Path) -> Path:

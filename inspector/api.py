@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.decision import DecisionConfig, decide
+from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_defect
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
@@ -43,8 +43,11 @@ class Inspector:
         return self.engine.meta.pixel_threshold if t is None else t
 
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Inspector:
-        """A copy that uses other thresholds (the graph is unchanged)."""
-        return Inspector(self.engine, replace(self.decision, image_threshold=image, pixel_threshold=pixel), self.station)
+        """A copy that uses other thresholds (the graph is unchanged); None keeps the current one."""
+        d = self.decision
+        image = d.image_threshold if image is None else image
+        pixel = d.pixel_threshold if pixel is None else pixel
+        return Inspector(self.engine, replace(d, image_threshold=image, pixel_threshold=pixel), self.station)
 
     @staticmethod
     def _load(image, name: str | None) -> tuple[np.ndarray, str, str]:
@@ -79,7 +82,7 @@ class Inspector:
         n = len(images)
         serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
         t0 = time.perf_counter()
-        loaded = [self._load(img, src) for img, src in zip(images, sources)]
+        loaded = [self._load(img, src) for img, src in zip(images, sources, strict=True)]
         t1 = time.perf_counter()
         meta = self.engine.meta
         batch = np.stack([preprocess(rgb, meta.input_size) for rgb, _, _ in loaded])
@@ -92,6 +95,9 @@ class Inspector:
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2])
             score = float(out.score[i])
             verdict, regions = decide(score, amap, self.image_threshold, self.pixel_threshold, self.decision)
+            probs_i = out.type_probs[i] if out.type_probs is not None and verdict == FAIL else None
+            defect_type, type_conf, type_probs = name_defect(probs_i, meta.class_names, self.decision)
+            apply_type(regions, defect_type, type_conf)
             timings = {"decode": (t1 - t0) * 1000 / n, "preprocess": (t2 - t1) * 1000 / n, "infer": (t3 - t2) * 1000 / n,
                        "decision": (time.perf_counter() - td) * 1000}
             results.append(InspectionResult(
@@ -109,5 +115,8 @@ class Inspector:
                 station=self.station,
                 serial=serials[i],
                 source=src,
+                defect_type=defect_type,
+                type_confidence=type_conf,
+                type_probs=type_probs,
             ))
         return results

@@ -9,7 +9,7 @@ import sys
 
 from model.errors import InspectorError
 
-COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export"]
+COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export", "synth", "demo"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -38,6 +38,7 @@ class DecisionConfig:
     max_regions: int = 20
     mm_per_px: float | None = None
     severity: SeverityRules = field(default_factory=SeverityRules)
+    unknown_cutoff: float = 0.5  # p(unknown) at or above this names the defect `unknown` (see model/types.py)
 
 
 @dataclass
@@ -98,3 +99,32 @@ def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_thresho
         peak = float(amap.max())
         regions = find_regions(amap, (peak + float(amap.min())) / 2.0, config)[:1]
     return verdict, regions
+
+
+def name_defect(type_probs: np.ndarray | None, class_names: tuple[str, ...] | list[str],
+                config: DecisionConfig) -> tuple[str | None, float | None, dict[str, float]]:
+    """Type probabilities [K + 1] (known types, then `unknown`) -> (type, its confidence, all probabilities).
+
+    `unknown` when p(unknown) reaches the cut-off; otherwise the likeliest known type, with its probability
+    among the known types as confidence. (None, None, {}) when the model names no types.
+    """
+    if type_probs is None or not len(class_names):
+        return None, None, {}
+    p = np.asarray(type_probs, dtype=np.float64).reshape(-1)
+    names = [*class_names, "unknown"]
+    if p.size != len(names):
+        return None, None, {}
+    probs = {n: round(float(v), 4) for n, v in zip(names, p, strict=True)}
+    if p[-1] >= config.unknown_cutoff:
+        return "unknown", round(float(p[-1]), 4), probs
+    known = p[:-1]
+    k = int(known.argmax())
+    return names[k], round(float(known[k] / max(known.sum(), 1e-12)), 4), probs
+
+
+def apply_type(regions: list[Region], defect_type: str | None, confidence: float | None) -> None:
+    """The type is named for the image from its most anomalous region's features; every region carries it."""
+    if defect_type is None:
+        return
+    for r in regions:
+        r.type, r.confidence = defect_type, confidence

@@ -15,6 +15,8 @@ TEXT = {
         "conf": " with {c:.0%} confidence",
         "severity": {"low": "low", "medium": "medium", "high": "high"},
         "anomaly": "an unclassified anomaly",
+        "unknown": "a defect of a type not seen before (unknown)",
+        "typed": "The defect looks like {type}{conf}.",
     },
     "zh": {
         "pass": "{part}检测合格：得分 {score:.2f} 低于阈值 {threshold:.2f}。",
@@ -26,6 +28,8 @@ TEXT = {
         "conf": "，置信度 {c:.0%}",
         "severity": {"low": "低", "medium": "中", "high": "高"},
         "anomaly": "未分类异常",
+        "unknown": "一种未见过的缺陷类型（未知）",
+        "typed": "缺陷类型判断为{type}{conf}。",
     },
     "es": {
         "pass": "{part} superó la inspección: la puntuación {score:.2f} está por debajo del umbral {threshold:.2f}.",
@@ -37,6 +41,8 @@ TEXT = {
         "conf": " con una confianza del {c:.0%}",
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
         "anomaly": "una anomalía sin clasificar",
+        "unknown": "un defecto de un tipo no visto antes (desconocido)",
+        "typed": "El defecto parece ser {type}{conf}.",
     },
 }
 LANGUAGES = tuple(TEXT)
@@ -55,10 +61,14 @@ def describe(result, lang: str = "en") -> str:
     parts = [t["fail"].format(part=part, score=result.score, threshold=result.threshold, ratio=ratio)]
     if not result.regions:
         parts.append(t["none"])
+        if getattr(result, "defect_type", None):
+            kind = t["unknown"] if result.defect_type == "unknown" else result.defect_type
+            conf = t["conf"].format(c=result.type_confidence) if result.type_confidence is not None else ""
+            parts.append(t["typed"].format(type=kind, conf=conf))
     else:
         r = result.regions[0]
         x, y, w, h = r.box
-        kind = t["anomaly"] if r.type in ("anomaly", "unknown") else r.type
+        kind = {"anomaly": t["anomaly"], "unknown": t["unknown"]}.get(r.type, r.type)
         conf = t["conf"].format(c=r.confidence) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         parts.append(t["regions"].format(n=len(result.regions), type=kind, severity=t["severity"][r.severity],

@@ -36,6 +36,7 @@ class InspectionResult:
     source: str | None = None
     defect_type: str | None = None
     type_confidence: float | None = None
+    type_probs: dict[str, float] = field(default_factory=dict)  # every known type and `unknown`, when the model names types
     images: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -54,6 +55,7 @@ class InspectionResult:
             "threshold": round(float(self.threshold), 6),
             "defect_type": self.defect_type,
             "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),
+            "type_probs": dict(self.type_probs),
             "defects": [
                 {"type": r.type, "confidence": r.confidence, "box": list(r.box), "area_px": r.area_px,
                  "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak}

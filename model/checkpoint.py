@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.errors import InspectorError
+from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
 
 FORMAT = "inspector-checkpoint/1"
@@ -34,14 +35,6 @@ def package_version() -> str:
 def _major(version: str) -> str:
     """Major release of a version string ("0.3.1" -> "0"); checkpoints are compatible within one."""
     return version.split("+")[0].split(".")[0].strip()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _manifest_digest(manifest: dict[str, Any]) -> str:

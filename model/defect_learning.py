@@ -123,15 +123,19 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
         raise InspectorError(f"learning from generated defects needs at least 4 good images, got {n}")
     held = np.arange(n) % 5 == 0
     types = check_types(options.types)
+    # Validation defects are of types the branch never trains on: the blend weight must reward what
+    # generalises to unseen kinds of defect (as real ones are), not how well it learnt the generator.
+    val_types = types[1::3] if len(types) >= 3 else types
+    train_types = tuple(t for t in types if t not in val_types) or types
     grid = good_emb.shape[-2:]
 
     bar = progress("generated defects", 4)
     n_val = max(8, (options.synth or 64) // 4)
-    val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, types, seed + 1)
+    val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1)
     neg = [_rows(good_emb[torch.from_numpy(~held)])]
     pos, pos_types = [], []
     if options.synth:
-        imgs, masks, kinds = _synthesize_set(good_rgbs[~held], options.synth, types, seed)
+        imgs, masks, kinds = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed)
         emb = _embed(net, imgs)
         cover = _cover(masks, grid).reshape(-1)
         rows = _rows(emb)
@@ -139,12 +143,13 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
         pos_types.append(torch.from_numpy(kinds).repeat_interleave(grid[0] * grid[1])[cover >= POSITIVE_COVER])
         neg.append(rows[cover == 0])
     bar.update(1)
-    summary: dict = {"synth_images": options.synth, "types": list(types), "held_out_good": int(held.sum()), "val_images": n_val}
+    summary: dict = {"synth_images": options.synth, "train_types": list(train_types), "val_types": list(val_types),
+                     "held_out_good": int(held.sum()), "val_images": n_val}
     if options.feature_synth:
         from model.flow import FeatureFlow
 
         real, labels = torch.cat(pos), torch.cat(pos_types)
-        flow = FeatureFlow(real.shape[1], len(types), seed=seed)
+        flow = FeatureFlow(real.shape[1], len(train_types), seed=seed)
         losses = flow.train(real, labels, steps=options.flow_steps)
         m = int(options.flow_factor * real.shape[0])
         pick = torch.randint(0, real.shape[0], (m,), generator=torch.Generator().manual_seed(seed))

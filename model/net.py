@@ -9,6 +9,7 @@ from torch import nn
 
 from model.backbones import DEFAULT_BACKBONE, build_backbone, default_layers
 from model.head import AnomalyHead
+from model.types import TypeHead
 
 
 @dataclass
@@ -24,7 +25,9 @@ class NetConfig:
     global_levels: int = 2
     global_weight: float = 0.5
     normalize_input: bool = True
-    class_names: list[str] = field(default_factory=list)
+    seg_hidden: int = 0  # > 0: a learnt defect-classifier branch (trained on generated defects) of this width
+    class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
+    type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,7 +55,15 @@ class InspectorNet(nn.Module):
         self.config = config
         info = self.backbone.info
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
-                                sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight)
+                                sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
+                                seg_hidden=config.seg_hidden)
+        self.types = self.build_types() if config.class_names else None
+
+    def build_types(self) -> TypeHead:
+        """The defect-type head for `config.class_names` (see model/types.py)."""
+        c = self.config
+        channels = self.backbone.info.channels
+        return TypeHead(sum(channels), len(c.class_names), c.type_text_dim, channels[-1] if c.type_text_dim else 0)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone feature maps of a [0, 1] image batch, after per-image contrast standardisation."""
@@ -60,8 +71,15 @@ class InspectorNet(nn.Module):
             x = standardize(x)
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """-> (score, amap), or (score, amap, type_probs [B, K + 1]: known types then `unknown`) with a type head."""
+        feats = self.features(x)
+        out = self.head(feats)
+        if self.types is None:
+            return out
+        score, amap = out[0], out[1]
+        tokens = feats[-1] if self.types.has_text else None
+        return score, amap, self.types(self.head.embed(feats), amap, tokens)
 
 
 def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:

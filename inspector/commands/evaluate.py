@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from inspector.commands.common import print_json, tqdm_bars
+from inspector.commands.types_eval import add_eval_args as add_type_args
 from model.errors import InspectorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on labelled test images", description=__doc__)
-    p.add_argument("model", help="checkpoint directory or exported model")
-    p.add_argument("data", help="MVTec AD layout folder with test/good and test/<defect type>")
+    p.add_argument("model", help="checkpoint directory or exported model (with --ablation: the data folder)")
+    p.add_argument("data", nargs="?", help="MVTec AD layout folder with test/good and test/<defect type>")
+    p.add_argument("--ablation", action="store_true",
+                   help="fit good-only / + pixel synthesis / + feature flow / + Gaussian noise on DATA's train images "
+                        "and compare them on its test images: `inspector eval DATA --ablation`")
+    p.add_argument("--synth", type=int, default=300, help="with --ablation: synthetic defect images per variant")
+    p.add_argument("--size", type=int, default=256, help="with --ablation: input size in px")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu")
+    add_type_args(p)
     p.set_defaults(func=run)
 
 
@@ -28,9 +37,12 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) ->
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     engine = open_engine(model, device=device)
+    type_rows = []  # score_samples runs one image at a time, in order: collect the type probabilities beside it
 
     def predict(batch):
         out = engine.infer(batch)
+        if out.type_probs is not None:
+            type_rows.append(out.type_probs)
         return out.score, out.amap
 
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True)
@@ -38,12 +50,48 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) ->
     manifest = engine.meta.manifest
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
+    if type_rows and engine.meta.class_names:
+        from inspector.commands.types_eval import report_from_probs
+
+        probs = np.concatenate(type_rows)
+        defects = [i for i, s in enumerate(dataset.test) if s.is_defect]
+        report.update(report_from_probs([dataset.test[i].defect_type for i in defects], probs[defects], list(engine.meta.class_names)))
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size)}
     return report
 
 
+def run_ablation(args: argparse.Namespace) -> int:
+    from model.ablation import METRICS, run_ablation
+    from model.data import load_dataset
+    from model.fit import FitOptions
+
+    rows = run_ablation(load_dataset(args.model), FitOptions(input_size=args.size, seed=0), synth=args.synth, progress=tqdm_bars())
+    if args.json:
+        print_json({"data": args.model, "synth": args.synth, "variants": rows})
+        return 0
+    header = ["variant".ljust(36), *(m.rjust(16) for m in METRICS), "fit s".rjust(7), "blend".rjust(6)]
+    print(" ".join(header))
+    for r in rows:
+        cells = [r["variant"].ljust(36), *(f"{r[m]:16.4f}" if r[m] is not None else " " * 15 + "-" for m in METRICS),
+                 f"{r['fit_seconds']:7.1f}", f"{r['alpha']:6.2f}" if r["alpha"] is not None else "     -"]
+        print(" ".join(cells))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.shots is not None:
+        from inspector.commands.types_eval import print_shots, run_shots
+
+        shots = run_shots(args, tqdm_bars())
+        print_json(shots) if args.json else print_shots(shots)
+        return 0
+    if args.ablation:
+        if args.data:
+            raise InspectorError("--ablation fits its own models: give only the data folder, `inspector eval DATA --ablation`")
+        return run_ablation(args)
+    if not args.data:
+        raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
     report = evaluate_model(args.model, args.data, args.device)
     if args.json:
         print_json(report)

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 from inspector.commands.common import add_policy_args, int_list, policy_from, print_json, tqdm_bars
+from inspector.commands.types_cli import add_fit_args as add_type_args
+from inspector.commands.types_cli import describe_fit as describe_types
+from inspector.commands.types_cli import fit_types_from_args, load_type_labels
 from model.errors import InspectorError
 
 
@@ -18,34 +21,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="input size in px (square, multiple of 32)")
     p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank")
     p.add_argument("--global-weight", type=float, default=None, help="weight of the global (whole-image) score, 0..1")
+    p.add_argument("--synth", type=int, default=0, metavar="N",
+                   help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
+    p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
+    p.add_argument("--feature-synth", action="store_true", help="also generate defect features with the flow-matching generator")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     add_policy_args(p)
+    add_type_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InspectorError(f"--out {out}: is a file; a checkpoint is a directory, give a new folder name")
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
     from model.checkpoint import save_checkpoint
     from model.data import load_dataset
+    from model.defect_learning import DefectLearning
     from model.fit import FitOptions, fit
 
     dataset = load_dataset(args.data)
-    options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args))
+    options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
+                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
+                                                types=tuple(t.strip() for t in args.synth_types.split(",") if t.strip())))
+    options.validate()
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
     if args.global_weight is not None:
         options.global_weight = args.global_weight
+    labels = load_type_labels(args)
     net, report = fit(dataset, options, progress=tqdm_bars())
+    types = fit_types_from_args(net, args, tqdm_bars(), labels)
     manifest = save_checkpoint(net, out, {
         "options": report.options, "training": report.training, "calibration": report.calibration,
-        "thresholds": report.thresholds, "calibration_scores": report.scores,
+        "thresholds": report.thresholds, "calibration_scores": report.scores, **({"types": types} if types else {}),
     })
     summary = {"checkpoint": str(out), "model_id": manifest["files"]["model.safetensors"][:12], **report.training,
-               "thresholds": report.thresholds, "calibration": report.calibration}
+               "thresholds": report.thresholds, "calibration": report.calibration, **({"types": types} if types else {})}
     if args.json:
         print_json(summary)
     else:
@@ -55,4 +71,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:.3g}; "
               f"on calibration data: false alarms {cal['far']:.1%}" + (f", escapes {cal['escape']:.1%})" if cal["escape"] is not None else ")"))
         print(f"  calibrated on {cal['source']}")
+        if types:
+            print(describe_types(types))
+        learnt = report.training.get("generated_defects")
+        if learnt:
+            print(f"  learnt branch: {learnt['positives']} defect / {learnt['negatives']} normal patch features, "
+                  f"blend weight {learnt['alpha']} (chosen on {learnt['val_images']} generated validation defects)")
     return 0

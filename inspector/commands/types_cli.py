@@ -1,0 +1,63 @@
+"""Defect-type options shared by `inspector fit` (--labels, --types) and `inspector eval` (--shots)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from model.errors import InspectorError
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("defect types (name each defect)")
+    g.add_argument("--labels", metavar="LABELS_DIR",
+                   help="labelled defects: <type>/ folders of images (optional <id>_mask.png or VOC <id>.xml beside each), "
+                        "or an MVTec layout's test/<type> folders")
+    g.add_argument("--types", default="", metavar="A,B,..", help="clip backbone without --labels: name these types from words alone")
+    g.add_argument("--part", default=None, help="what the part is, for CLIP prompts (e.g. 'magnetic tile'; default 'metal part')")
+    g.add_argument("--type-classifier", choices=("logreg", "prototype"), default="logreg", help="classifier on the pooled features")
+    g.add_argument("--unknown-rate", type=float, default=None,
+                   help="share of known-type defects allowed to come back `unknown` (sets its threshold; 0: never unknown; default 0.05)")
+
+
+def load_type_labels(args: argparse.Namespace):
+    """Read and check --labels before the (long) anomaly fit, so bad labels fail at once."""
+    if not args.labels:
+        return None
+    from model.labels import load_labels
+
+    return load_labels(args.labels)
+
+
+def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) -> dict[str, Any] | None:
+    """Add a type head to a fitted net from --labels / --types; -> the manifest's `types` section (None: no head)."""
+    from dataclasses import asdict
+
+    names = [t.strip() for t in (args.types or "").split(",") if t.strip()]
+    if not args.labels and not names:
+        return None
+    from model.fit_types import TypeOptions, fit_types, fit_zero_shot
+    from model.prompts import DEFAULT_PART, text_weights
+
+    part = args.part or DEFAULT_PART
+    is_clip = hasattr(net.backbone, "encode_text")
+    if not args.labels:
+        return asdict(fit_zero_shot(net, names, text_weights(net.backbone, names, part))) | {"part": part}
+    labels = labels or load_type_labels(args)
+    if names and sorted(names) != labels.types:
+        raise InspectorError(f"--types {','.join(names)} differs from the type folders in {args.labels} ({', '.join(labels.types)}); "
+                             "leave --types out with --labels")
+    options = TypeOptions(classifier=args.type_classifier)
+    if args.unknown_rate is not None:
+        options.unknown_rate = args.unknown_rate
+    tw = text_weights(net.backbone, labels.types, part) if is_clip else None
+    report = asdict(fit_types(net, labels, options, progress=progress, text_weights=tw))
+    return report | ({"part": part} if is_clip else {})
+
+
+def describe_fit(types: dict[str, Any]) -> str:
+    counts = ", ".join(f"{t} {n}" for t, n in types["counts"].items())
+    unk = types.get("unknown_threshold")
+    extra = f"; cross-validated accuracy {types['cv_accuracy']:.3f}" if types.get("cv_accuracy") is not None else ""
+    return (f"  defect types ({types['region']} pooling): {counts}{extra}; "
+            + ("`unknown` on" if unk is not None else "`unknown` off") + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))

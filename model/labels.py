@@ -1,0 +1,148 @@
+"""Labelled defect examples on disk: which type each image shows, and (optionally) where.
+
+Two layouts are read:
+
+- a labels folder: `LABELS_DIR/<type>/<id>.<png|jpg|...>`, with an optional pixel mask `<id>_mask.png`
+  or a Pascal VOC box file `<id>.xml` beside each image (a `good/` folder is not a defect type; skipped);
+- the MVTec AD layout: `test/<type>/<id>.png` with masks in `ground_truth/<type>/<id>_mask.png`.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.data import GOOD, load_dataset
+from model.errors import InspectorError
+from model.images import IMAGE_SUFFIXES, list_images, read_mask
+
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One defect example: its image, type, and where the defect is (a mask or a box file), if known."""
+
+    path: Path
+    type: str
+    mask_path: Path | None = None
+    boxes_path: Path | None = None
+
+
+@dataclass
+class LabelSet:
+    """Labelled defect examples, with their type names in a fixed (sorted) order."""
+
+    root: Path
+    types: list[str]
+    items: list[LabelledImage]
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Class index of each item, in `types` order."""
+        index = {t: i for i, t in enumerate(self.types)}
+        return np.array([index[it.type] for it in self.items], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(it.type for it in self.items)
+        return {t: c[t] for t in self.types}
+
+    def subset(self, indices) -> LabelSet:
+        """The same type list with only the chosen items (types keep their class index)."""
+        return LabelSet(self.root, list(self.types), [self.items[int(i)] for i in indices])
+
+
+def _beside(image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
+    for suffix in suffixes:
+        candidate = image.with_name(image.stem + stem_suffix + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_labels(path: str | Path) -> LabelSet:
+    """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InspectorError(f"labels {root}: no such folder; give a folder of <type>/ subfolders of defect images")
+    if (root / "test").is_dir():
+        dataset = load_dataset(root, require_train=False)
+        items = [LabelledImage(s.path, s.defect_type, s.mask_path) for s in dataset.test if s.is_defect]
+        if not items:
+            raise InspectorError(f"labels {root / 'test'}: no test/<type> folders with defect images (only good ones)")
+        return LabelSet(root, sorted({it.type for it in items}), items)
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != GOOD)
+    if not folders:
+        raise InspectorError(f"labels {root}: no <type>/ subfolders; put each defect type's images in a folder named after it")
+    items: list[LabelledImage] = []
+    for folder in folders:
+        images = list_images(folder)
+        if not images:
+            raise InspectorError(f"labels {folder}: no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}); "
+                                 "add examples of this type or remove the folder")
+        for image in images:
+            mask = _beside(image, "_mask", MASK_SUFFIXES)
+            boxes = _beside(image, "", (".xml",))
+            if boxes is not None:
+                parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
+            items.append(LabelledImage(image, folder.name, mask, boxes))
+    return LabelSet(root, [f.name for f in folders], items)
+
+
+def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:
+    """A Pascal VOC annotation -> ((width, height) or None, boxes as (xmin, ymin, xmax, ymax))."""
+
+    def bad(why: str) -> InspectorError:
+        return InspectorError(f"box file {path}: {why}; expected Pascal VOC XML (<object><bndbox><xmin>..</xmin>...)")
+
+    try:
+        tree = ET.parse(path).getroot()
+    except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise bad(f"not valid XML ({first})") from None
+    if tree.tag != "annotation":
+        raise bad(f"root element is <{tree.tag}>, not <annotation>")
+    size = None
+    size_el = tree.find("size")
+    try:
+        if size_el is not None and size_el.findtext("width") and size_el.findtext("height"):
+            size = (int(float(size_el.findtext("width"))), int(float(size_el.findtext("height"))))
+        boxes = []
+        for obj in tree.iter("object"):
+            bb = obj.find("bndbox")
+            if bb is None:
+                raise bad("an <object> has no <bndbox>")
+            coords = [bb.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+            if any(c is None for c in coords):
+                raise bad("a <bndbox> lacks one of xmin, ymin, xmax, ymax")
+            x0, y0, x1, y1 = (int(round(float(c))) for c in coords)
+            if x1 <= x0 or y1 <= y0:
+                raise bad(f"box ({x0}, {y0}, {x1}, {y1}) is empty (max <= min)")
+            boxes.append((x0, y0, x1, y1))
+    except ValueError:
+        raise bad("a size or box coordinate is not a number") from None
+    return size, boxes
+
+
+def read_region(item: LabelledImage, shape: tuple[int, int]) -> np.ndarray | None:
+    """Where the defect is, as bool [H, W] for an image of `shape` (H, W); None when the item has no mask or boxes.
+
+    Box coordinates are VOC's 1-based inclusive pixels; boxes reaching past the image are clipped, a box
+    file written for an image of another size is an error.
+    """
+    if item.mask_path is not None:
+        return read_mask(item.mask_path, shape)
+    if item.boxes_path is None:
+        return None
+    size, boxes = parse_voc(item.boxes_path)
+    h, w = shape
+    if size is not None and size != (w, h) and size != (0, 0):
+        raise InspectorError(f"box file {item.boxes_path}: written for a {size[0]}x{size[1]} image but {item.path.name} is {w}x{h}")
+    region = np.zeros(shape, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        region[max(y0 - 1, 0) : min(y1, h), max(x0 - 1, 0) : min(x1, w)] = True
+    return region

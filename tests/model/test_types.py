@@ -1,0 +1,244 @@
+"""The defect-type head: fitting from a few labelled examples, `unknown`, the one graph (save/load, ONNX),
+results and descriptions, eval metrics and k-shot curves. 64 px synthetic parts keep it quick."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.errors import InspectorError
+from tests.model.types_data import TYPES, typed_defect, write_labels, write_typed_mvtec
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def labels_dir(tmp_path_factory):
+    return write_labels(tmp_path_factory.mktemp("labels"), 6)
+
+
+@pytest.fixture(scope="module")
+def typed_ckpt(tiny_ckpt, labels_dir, tmp_path_factory):
+    """The tiny anomaly checkpoint plus a type head fitted on 6 examples of each of 3 types."""
+    from model.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+    from model.fit_types import fit_types
+    from model.labels import load_labels
+
+    net, manifest = load_checkpoint(tiny_ckpt)
+    report = fit_types(net, load_labels(labels_dir))
+    out = tmp_path_factory.mktemp("typed") / "typed.ckpt"
+    keep = {k: v for k, v in read_manifest(tiny_ckpt).items() if k in ("options", "training", "calibration", "thresholds")}
+    save_checkpoint(net, out, {**keep, "types": {"classes": report.classes, "region": report.region}})
+    return out
+
+
+def batch_of(kind: str, seeds: range) -> torch.Tensor:
+    from model.images import preprocess
+
+    return torch.from_numpy(np.stack([preprocess(typed_defect(kind, s)[0], (SIZE, SIZE)) for s in seeds]))
+
+
+def test_names_held_out_defects_in_one_graph(typed_ckpt):
+    from model.checkpoint import load_checkpoint
+
+    net, manifest = load_checkpoint(typed_ckpt)
+    assert manifest["net"]["class_names"] == sorted(TYPES) and float(net.types.mix) == 1.0  # map pooling: fitted on good images
+    correct, total = 0, 0
+    for k, kind in enumerate(sorted(TYPES)):
+        with torch.no_grad():
+            score, amap, probs = net(batch_of(kind, range(200, 206)))
+        assert probs.shape == (6, len(TYPES) + 1) and amap.shape == (6, SIZE, SIZE)
+        assert torch.allclose(probs.sum(dim=1), torch.ones(6), atol=1e-5)
+        correct += int((probs[:, :-1].argmax(dim=1) == k).sum())
+        total += 6
+    assert correct / total >= 0.8  # unseen examples of each type (chance: 1/3)
+
+
+def test_save_load_gives_identical_type_probs(typed_ckpt, tmp_path):
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    net, manifest = load_checkpoint(typed_ckpt)
+    x = batch_of("scratch", range(300, 302))
+    save_checkpoint(net, tmp_path / "again", {k: manifest[k] for k in ("thresholds", "training")})
+    again, _ = load_checkpoint(tmp_path / "again")
+    with torch.no_grad():
+        a, b = net(x)[2], again(x)[2]
+    assert torch.equal(a, b) and not torch.equal(again.types.weight, torch.zeros_like(again.types.weight))
+
+
+def test_onnx_export_carries_type_probs(typed_ckpt, tmp_path):
+    """`inspector export` of a checkpoint with types: a third graph output (parity-checked against torch in
+    export), and the ONNX engine names the same type as torch."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from exporters.export import export
+    from inspector.api import Inspector
+    from model.images import preprocess
+
+    (done,) = export(typed_ckpt, "onnx", tmp_path / "x")
+    assert [o.name for o in onnx.load(str(done.path)).graph.output] == ["score", "amap", "type_probs"] and done.parity < 1e-4
+    img = typed_defect("blob", 500)[0]
+    by_onnx, by_torch = Inspector.load(done.path), Inspector.load(typed_ckpt)
+    assert by_onnx.engine.meta.class_names == tuple(sorted(TYPES))
+    a, b = by_onnx.inspect(img), by_torch.inspect(img)
+    assert a.defect_type == b.defect_type and a.type_confidence == pytest.approx(b.type_confidence, abs=1e-4)
+    out = by_onnx.engine.infer(preprocess(img, (SIZE, SIZE))[None])
+    assert out.type_probs.shape == (1, len(TYPES) + 1)
+
+
+def test_whole_image_pooling_without_normal_reference(labels_dir):
+    """No good images (e.g. NEU): an unfitted anomaly head, the type head pools the whole image."""
+    from model.fit_types import fit_types
+    from model.labels import load_labels
+    from model.net import InspectorNet, NetConfig
+
+    net = InspectorNet(NetConfig(input_size=(SIZE, SIZE))).eval()
+    report = fit_types(net, load_labels(labels_dir))
+    assert report.region == "image" and float(net.types.mix) == 0.0
+    with torch.no_grad():
+        probs = net(batch_of("blob", range(200, 206)))[2]
+    assert (probs[:, :-1].argmax(dim=1) == sorted(TYPES).index("blob")).float().mean() >= 0.8
+    with pytest.raises(InspectorError, match="needs a model fitted on good images"):
+        from model.fit_types import TypeOptions
+
+        fit_types(net, load_labels(labels_dir), TypeOptions(region="map"))
+
+
+def test_unknown_type_and_switching_it_off(tiny_ckpt, tmp_path):
+    """A checkerboard patch, never labelled, comes back `unknown` more often than held-out known types."""
+    from model.checkpoint import load_checkpoint
+    from model.fit_types import TypeOptions, fit_types
+    from model.labels import load_labels
+
+    labels = load_labels(write_labels(tmp_path / "l", 8))
+    net, _ = load_checkpoint(tiny_ckpt)
+    report = fit_types(net, labels, TypeOptions(unknown_rate=0.1))
+    assert report.unknown_threshold is not None
+    with torch.no_grad():
+        novel = net(batch_of("grid", range(0, 8)))[2][:, -1]
+        known = torch.cat([net(batch_of(k, range(200, 204)))[2][:, -1] for k in TYPES])
+    assert float((novel >= 0.5).float().mean()) > float((known >= 0.5).float().mean())
+    fit_types(net, labels, TypeOptions(unknown_rate=0.0))
+    with torch.no_grad():
+        assert float(net(batch_of("grid", range(0, 4)))[2][:, -1].max()) == 0.0
+
+
+def test_prototype_classifier_and_bad_options(labels_dir, tiny_ckpt):
+    from model.checkpoint import load_checkpoint
+    from model.fit_types import TypeOptions, fit_types
+    from model.labels import load_labels
+
+    net, _ = load_checkpoint(tiny_ckpt)
+    fit_types(net, load_labels(labels_dir), TypeOptions(classifier="prototype"))
+    with torch.no_grad():
+        probs = net(batch_of("stain", range(200, 204)))[2]
+    assert (probs[:, :-1].argmax(1) == sorted(TYPES).index("stain")).float().mean() >= 0.75
+    for bad in (TypeOptions(classifier="svm"), TypeOptions(region="box"), TypeOptions(unknown_rate=1.5)):
+        with pytest.raises(InspectorError):
+            fit_types(net, load_labels(labels_dir), bad)
+
+
+def test_fitting_checks_masks_against_their_images(tiny_ckpt, tmp_path):
+    import cv2
+
+    from model.checkpoint import load_checkpoint
+    from model.fit_types import fit_types
+    from model.labels import load_labels
+
+    root = write_labels(tmp_path, 2, types=("blob", "scratch"))
+    cv2.imwrite(str(root / "scratch" / "001_mask.png"), np.zeros((40, 40), np.uint8))
+    net, _ = load_checkpoint(tiny_ckpt)
+    with pytest.raises(InspectorError, match=r"scratch/001_mask\.png: 40x40 px but its image is 96x96"):
+        fit_types(net, load_labels(root))
+
+
+def test_name_defect_applies_the_unknown_cutoff():
+    from inspector.decision import DecisionConfig, name_defect
+
+    names = ("blob", "scratch")
+    t, c, probs = name_defect(np.array([0.1, 0.6, 0.3]), names, DecisionConfig())
+    assert (t, c) == ("scratch", pytest.approx(0.6 / 0.7, abs=1e-4)) and set(probs) == {"blob", "scratch", "unknown"}
+    assert name_defect(np.array([0.1, 0.6, 0.3]), names, DecisionConfig(unknown_cutoff=0.25))[0] == "unknown"
+    assert name_defect(None, names, DecisionConfig()) == (None, None, {})
+
+
+def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path):
+    import cv2
+
+    from inspector.api import Inspector
+
+    insp = Inspector.load(typed_ckpt)
+    img, _ = typed_defect("scratch", 400)
+    path = tmp_path / "part.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    r = insp.inspect(path, serial="S1")
+    assert r.verdict == "FAIL" and r.defect_type in (*TYPES, "unknown") and 0.0 <= r.type_confidence <= 1.0
+    assert r.regions and all(reg.type == r.defect_type and reg.severity in ("low", "medium", "high") for reg in r.regions)
+    rec = r.to_record()
+    assert rec["defect_type"] == r.defect_type and abs(sum(rec["type_probs"].values()) - 1.0) < 1e-3
+    shown = {"unknown": {"en": "unknown", "zh": "未知", "es": "desconocido"}}.get(r.defect_type)
+    for lang in ("en", "zh", "es"):
+        text = r.describe(lang)
+        assert (shown[lang] if shown else r.defect_type) in text
+    code, out = run_cli(["inspect", str(typed_ckpt), str(path), "--json", "--lang", "es"])
+    record = json.loads(out)
+    assert code == 0 and record["description"] == insp.inspect(path).describe("es")
+    assert record["defect_type"] == r.defect_type and record["defects"][0]["type"] == r.defect_type
+
+
+def test_pass_parts_carry_no_type(typed_ckpt, tiny_data):
+    from inspector.api import Inspector
+
+    r = Inspector.load(typed_ckpt).with_thresholds(image=1e9).inspect(tiny_data / "test" / "good" / "000.png")
+    assert r.verdict == "PASS" and r.defect_type is None and r.to_record()["type_probs"] == {}
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    from io import StringIO
+
+    from inspector.cli import main
+
+    out = StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path):
+    data = write_typed_mvtec(tmp_path / "data")
+    ckpt = tmp_path / "m.ckpt"
+    code, _ = run_cli(["fit", str(data), "--out", str(ckpt), "--size", str(SIZE), "--coreset", "0.25", "--labels", str(data), "--json"])
+    assert code == 0
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["net"]["class_names"] == sorted(TYPES) and manifest["types"]["counts"] == dict.fromkeys(sorted(TYPES), 6)
+    code, out = run_cli(["eval", str(ckpt), str(data), "--json"])
+    report = json.loads(out)
+    assert code == 0 and report["type_accuracy"] >= 0.8  # fitted on these images: a sanity check of the plumbing
+    assert set(report["type_confusion"]) == set(TYPES) and sum(sum(r.values()) for r in report["type_confusion"].values()) == 18
+    assert 0.0 <= report["type_macro_f1"] <= 1.0
+
+
+def test_eval_shots_learning_curve_and_holdout(labels_dir):
+    code, out = run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "3", "--seeds", "2", "--size", str(SIZE),
+                         "--holdout", "--json"])
+    report = json.loads(out)
+    assert code == 0 and report["region"] == "image" and len(report["per_seed"]) == 2
+    assert report["type_accuracy"] >= 0.7 and sum(report["type_confusion"]["blob"].values()) == 2 * 3
+    assert set(report["holdout"]["per_type"]) == set(TYPES)
+    code, out = run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "all", "--folds", "3", "--seeds", "1",
+                         "--size", str(SIZE), "--json"])
+    assert code == 0 and json.loads(out)["folds"] == 3
+    assert run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "9", "--size", str(SIZE)])[0] == 2  # too few images
+
+
+def test_cli_fit_with_bad_labels_is_one_clear_error(tiny_data, tmp_path, capsys):
+    from inspector.cli import main
+
+    (tmp_path / "crack").mkdir()
+    assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--size", str(SIZE), "--labels", str(tmp_path)]) == 2
+    assert "crack: no images" in capsys.readouterr().err
