@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
                                                 types=tuple(t.strip() for t in args.synth_types.split(",") if t.strip())))
-    options.validate()
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
     if args.global_weight is not None:

@@ -101,3 +101,18 @@ def test_ablation_table(tiny_data, monkeypatch):
     for r in rows:
         assert all(0.0 <= r[m] <= 1.0 for m in ("image_auroc", "pixel_auroc", "pixel_ap", "aupro"))
     assert rows[0]["alpha"] is None and rows[1]["alpha"] is not None
+
+
+def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
+    import json
+
+    from inspector.cli import main
+
+    out = tmp_path / "ckpt"
+    assert main(["fit", str(tiny_data), "--out", str(out), "--size", "64", "--coreset", "0.25", "--synth", "12",
+                 "--synth-types", "pit,scratch,stain"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    learnt = manifest["training"]["generated_defects"]
+    assert learnt["synth_images"] == 12 and learnt["val_types"] == ["scratch"]
+    assert manifest["net"]["seg_hidden"] > 0
+    assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--feature-synth"]) == 2  # needs --synth
