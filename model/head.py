@@ -136,8 +136,9 @@ class AnomalyHead(nn.Module):
         w = self.global_weight
         return (1.0 - w) * patch + w * glob, amap
 
-    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.embed(feats)
+    def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
+        emb = self.embed(feats) if emb is None else emb
         raw_map = self.to_map(self.patch_distances(emb))
         seg_raw = self.seg_map(emb) if self.seg is not None else None
         return self.fuse(raw_map, self.global_distance(self.pool(feats)), seg_raw)

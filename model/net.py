@@ -74,12 +74,12 @@ class InspectorNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """-> (score, amap), or (score, amap, type_probs [B, K + 1]: known types then `unknown`) with a type head."""
         feats = self.features(x)
-        out = self.head(feats)
         if self.types is None:
-            return out
-        score, amap = out[0], out[1]
+            return self.head(feats)
+        emb = self.head.embed(feats)  # shared by both heads
+        score, amap = self.head(feats, emb)
         tokens = feats[-1] if self.types.has_text else None
-        return score, amap, self.types(self.head.embed(feats), amap, tokens)
+        return score, amap, self.types(emb, amap, tokens)
 
 
 def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:
