@@ -55,6 +55,6 @@ def policy_from(args: argparse.Namespace):
 
 
 def add_policy_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("calibration (default: escape 1%% with defect images, else false alarms 1%%)")
+    g = parser.add_argument_group("calibration (default: escape 1% with defect images, else false alarms 1%)")
     g.add_argument("--escape", type=fraction, metavar="RATE", help="target fraction of defects allowed to pass, e.g. 0.01")
     g.add_argument("--far", type=fraction, metavar="RATE", help="target fraction of good parts failed (false alarms), e.g. 0.01")
