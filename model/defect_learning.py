@@ -142,6 +142,9 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
         pos.append(rows[cover >= POSITIVE_COVER])
         pos_types.append(torch.from_numpy(kinds).repeat_interleave(grid[0] * grid[1])[cover >= POSITIVE_COVER])
         neg.append(rows[cover == 0])
+        if not pos[0].shape[0]:
+            raise InspectorError(f"--synth {options.synth}: no generated defect covers a whole feature patch at this input size; "
+                                 "make more (--synth) or use a larger --size")
     bar.update(1)
     summary: dict = {"synth_images": options.synth, "train_types": list(train_types), "val_types": list(val_types),
                      "held_out_good": int(held.sum()), "val_images": n_val}
