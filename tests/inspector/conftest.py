@@ -245,6 +245,8 @@ class Listener:
                                   protocol=paho.MQTTv5)
         self.client.on_message = self._message
         self.client.on_connect = self._connect
+        self.client.on_subscribe = self._subscribed
+        self._pending: set[int] = set()
         self.topics = (f"{prefix}/#", *extra_topics)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 300
@@ -253,10 +255,16 @@ class Listener:
         assert self.connected.wait(10), "test client could not connect"
 
     def _connect(self, client, userdata, flags, reason, properties) -> None:
-        for t in self.topics:
-            client.subscribe(t, qos=1)
-        time.sleep(0.05)
-        self.connected.set()
+        # ready only once the broker has acknowledged every subscription (else early messages are missed)
+        with self.lock:
+            for t in self.topics:
+                self._pending.add(client.subscribe(t, qos=1)[1])
+
+    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self.lock:
+            self._pending.discard(mid)
+            if not self._pending:
+                self.connected.set()
 
     def _message(self, client, userdata, msg) -> None:
         with self.lock:
