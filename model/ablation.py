@@ -18,7 +18,7 @@ import torch
 from model.data import Dataset
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
-from model.evaluate import Scored, _mask_at, metrics_report
+from model.evaluate import Scored, mask_at, metrics_report
 from model.extract import load_batches
 from model.fit import FitOptions, finish_fit, fit_good_only
 from model.net import InspectorNet
@@ -43,7 +43,7 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     bar = progress("test features", len(dataset.test))
     for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8):
         feats.append(net.features(torch.from_numpy(batch)))
-        masks += [_mask_at(dataset.test[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs)]
+        masks += [mask_at(dataset.test[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs)]
         bar.update(len(idx))
     bar.close()
     return feats, np.stack(masks)

@@ -28,7 +28,8 @@ class Scored:
     ms_per_image: list[float]
 
 
-def _mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """A sample's defect mask at the model input size (all False for good images or without a mask)."""
     if sample.mask_path is None:
         return np.zeros(size, dtype=bool)
     mask = read_mask(sample.mask_path, image_shape).astype(np.uint8)
@@ -52,7 +53,7 @@ def score_samples(
         scores.append(s.reshape(-1)[0])
         maps.append(m.reshape(size).astype(np.float32))
         if with_masks:
-            masks.append(_mask_at(samples[idx[0]], rgbs[0].shape[:2], size))
+            masks.append(mask_at(samples[idx[0]], rgbs[0].shape[:2], size))
         bar.update(1)
     bar.close()
     return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times)

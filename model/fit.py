@@ -178,7 +178,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     bar.close()
     emb, pooled_t, view_source = torch.cat(embs), torch.cat(pooled), torch.tensor(sources)
     n = len(paths)
-    n_views, dim, gh, gw = emb.shape
+    _, dim, gh, gw = emb.shape
 
     # 2. weigh each backbone level equally in patch distances
     scale = torch.empty(dim)
