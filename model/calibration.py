@@ -89,3 +89,31 @@ class Calibration:
 def calibrate(good: np.ndarray, defect: np.ndarray, policy: Policy, source: str) -> Calibration:
     thr = threshold_for(policy, good, defect)
     return Calibration([float(x) for x in good], [float(x) for x in defect], policy, thr, source)
+
+
+def cross_validated_rates(policy: Policy, good: np.ndarray, defect: np.ndarray, fixed_good: np.ndarray | None = None,
+                          folds: int = 5, seed: int = 0) -> dict | None:
+    """False-alarm and escape rates the policy would give on parts it was not calibrated on.
+
+    When the threshold was calibrated on the very images it is then judged on, its rates are met by
+    construction. Here each fold of `good` and `defect` is judged by a threshold calibrated on the other
+    folds (plus `fixed_good`, e.g. out-of-sample training scores, which are never judged).
+    None when there are too few images for two folds.
+    """
+    good, defect = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
+    fixed = np.asarray(fixed_good if fixed_good is not None else [], dtype=np.float64)
+    folds = min(folds, good.size, defect.size) if policy.kind == "escape" else min(folds, good.size)
+    if folds < 2:
+        return None  # too few images to hold any out
+    rng = np.random.default_rng(seed)
+    fold_g, fold_d = rng.permutation(good.size) % folds, rng.permutation(defect.size) % folds
+    alarms = escapes = 0
+    for k in range(folds):
+        thr = threshold_for(policy, np.concatenate([fixed, good[fold_g != k]]), defect[fold_d != k])
+        alarms += int((good[fold_g == k] >= thr).sum())
+        escapes += int((defect[fold_d == k] < thr).sum())
+    return {
+        "folds": folds,
+        "false_alarm_rate": round(alarms / good.size, 4) if good.size else None,
+        "escape_rate": round(escapes / defect.size, 4) if defect.size else None,
+    }

@@ -100,7 +100,19 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     assert (report["n_good"], report["n_defect"]) == (4, 4)
     assert report["image_auroc"] > 0.9 and list(report["per_type_auroc"]) == ["blob"]
     assert 0.0 <= report["aupro"] <= 1.0 and report["ms_per_image"] > 0
-    assert report["at_threshold"]["escape_rate"] == 0.0
+    at = report["at_threshold"]
+    assert at["escape_rate"] == 0.0 and at["calibrated_on_these_images"]  # tiny_ckpt was calibrated on tiny_data's test/
+    assert at["held_out"]["folds"] == 4 and at["held_out"]["policy"]["kind"] == "escape"
+    assert 0.0 <= at["held_out"]["false_alarm_rate"] <= 1.0 and 0.0 <= at["held_out"]["escape_rate"] <= 1.0
+
+
+def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_ckpt, tiny_data, tmp_path):
+    other = shutil.copytree(tiny_data, tmp_path / "other")
+    sorted((other / "test" / "good").iterdir())[0].unlink()
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, other, "--json")
+    assert rc == 0, err
+    at = json.loads(stdout)["at_threshold"]
+    assert at["calibrated_on_these_images"] is False and "held_out" not in at
 
 
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):

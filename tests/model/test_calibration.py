@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from model.calibration import Policy, calibrate, threshold_for
+from model.calibration import Policy, calibrate, cross_validated_rates, threshold_for
 from model.errors import InspectorError
 
 
@@ -120,3 +120,22 @@ def test_fit_calibrates_on_good_images_without_defects(tiny_data, tmp_path):
     assert report.scores["defect"] == [] and len(report.scores["good"]) == 6
     assert report.thresholds["image"] == pytest.approx(threshold_for(Policy("far", 0.01), np.array(report.scores["good"])))
     assert far(report.scores["good"], report.thresholds["image"]) == 0.0
+
+
+def test_held_out_rates_show_what_in_sample_calibration_hides():
+    # escape 0 must fail the defect at -1, so in sample every good part fails and no defect escapes;
+    # held out, -1 escapes in its own fold (a quarter of the defects) and only that fold's good part passes
+    good, defect = np.arange(4.0), np.array([-1.0, 10.0, 11.0, 12.0])
+    policy = Policy("escape", 0.0)
+    in_sample = threshold_for(policy, good, defect)
+    assert far(good, in_sample) == 1.0 and escape(defect, in_sample) == 0.0
+    for seed in range(5):
+        rates = cross_validated_rates(policy, good, defect, seed=seed)
+        assert rates == {"folds": 4, "false_alarm_rate": 0.75, "escape_rate": 0.25}
+
+
+def test_held_out_rates_use_fixed_scores_only_for_calibrating():
+    # the fixed good scores push every far threshold above 100: nothing held out can fail
+    rates = cross_validated_rates(Policy("far", 0.0), np.arange(10.0), np.array([50.0] * 4), fixed_good=np.array([100.0]))
+    assert rates["false_alarm_rate"] == 0.0 and rates["escape_rate"] == 1.0
+    assert cross_validated_rates(Policy("escape", 0.01), np.arange(10.0), np.array([50.0])) is None  # one defect: no fold to hold out
