@@ -74,7 +74,7 @@ def tiny_clip(monkeypatch):
 
 
 def test_clip_patch_maps_match_open_clip_intermediates(tiny_clip):
-    bb = build_backbone("clip:inspector-test-tiny:", (0, 1)).eval()
+    bb = build_backbone("clip:inspector-test-tiny:random", (0, 1)).eval()
     assert bb.info.channels == (64, 64) and bb.info.strides == (16, 16)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -87,14 +87,14 @@ def test_clip_patch_maps_match_open_clip_intermediates(tiny_clip):
 
 
 def test_clip_other_input_sizes_interpolate_positions(tiny_clip):
-    bb = build_backbone("clip:inspector-test-tiny:", (1,)).eval()
+    bb = build_backbone("clip:inspector-test-tiny:random", (1,)).eval()
     with torch.no_grad():
         (f,) = bb(torch.rand(1, 3, 96, 128))
     assert tuple(f.shape) == (1, 64, 6, 8)
 
 
 def test_clip_text_features(tiny_clip):
-    bb = build_backbone("clip:inspector-test-tiny:", (0, 1))
+    bb = build_backbone("clip:inspector-test-tiny:random", (0, 1))
     emb = bb.encode_text(["a scratch on a metal part", "a flawless metal part", "a crack"])
     assert tuple(emb.shape) == (3, 32)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
@@ -102,11 +102,11 @@ def test_clip_text_features(tiny_clip):
 
 
 def test_clip_default_layers_and_missing_weights(tiny_clip, tmp_path):
-    assert build_backbone("clip:inspector-test-tiny:").layers == (1,)  # a 2-block model: its last block
+    assert build_backbone("clip:inspector-test-tiny:random").layers == (1,)  # a 2-block model: its last block
     with pytest.raises(InspectorError, match="no such file"):
         build_backbone(f"clip:inspector-test-tiny:{tmp_path / 'missing.safetensors'}")
     with pytest.raises(InspectorError, match="choose block indices 0..1"):
-        build_backbone("clip:inspector-test-tiny:", (2,))
+        build_backbone("clip:inspector-test-tiny:random", (2,))
     with pytest.raises(InspectorError, match="unknown open_clip model"):
         build_backbone("clip:no-such-model:")
 
@@ -114,7 +114,7 @@ def test_clip_default_layers_and_missing_weights(tiny_clip, tmp_path):
 def test_clip_backbone_in_the_scoring_graph(tiny_clip):
     from model.net import InspectorNet, NetConfig
 
-    net = InspectorNet(NetConfig(backbone="clip:inspector-test-tiny:", layers=(0, 1), input_size=(64, 64), bank_size=10)).eval()
+    net = InspectorNet(NetConfig(backbone="clip:inspector-test-tiny:random", layers=(0, 1), input_size=(64, 64), bank_size=10)).eval()
     with torch.no_grad():
         score, amap = net(torch.rand(2, 3, 64, 64))[:2]
     assert tuple(score.shape) == (2,) and tuple(amap.shape) == (2, 64, 64)
