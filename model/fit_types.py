@@ -240,14 +240,21 @@ def resolve_region(net: InspectorNet, region: str) -> str:
     return region
 
 
-def install_head(net: InspectorNet, classes: list[str], text_dim: int = 0) -> TypeHead:
-    """(Re)build the net's type head for these classes; the config records what is needed to rebuild it."""
+def install_head(net: InspectorNet, classes: list[str], region: str = "auto",
+                 text_weights: torch.Tensor | None = None) -> tuple[TypeHead, str]:
+    """(Re)build the net's type head for these classes, pooling over `region` (resolved: "map" or "image") and,
+    given CLIP prompt embeddings [K, E], with prompt logits. The config records what is needed to rebuild it.
+    -> (head, resolved region)."""
     if UNKNOWN in classes:
         raise InspectorError(f"labels: a type may not be called {UNKNOWN!r} (reserved for defects unlike every known type)")
+    region = resolve_region(net, region)
     net.config.class_names = list(classes)
-    net.config.type_text_dim = text_dim
-    net.types = net.build_types()
-    return net.types
+    net.config.type_text_dim = 0 if text_weights is None else int(text_weights.shape[1])
+    head = net.types = net.build_types()
+    head.mix = torch.tensor(1.0 if region == "map" else 0.0)
+    if text_weights is not None:
+        set_clip_projection(net, head, text_weights)
+    return head, region
 
 
 @torch.no_grad()
@@ -256,13 +263,9 @@ def fit_types(net: InspectorNet, labels: LabelSet, options: TypeOptions | None =
     """Add a fitted type head to `net` for `labels`' types. `text_weights` [K, E]: CLIP prompt embeddings."""
     options = options or TypeOptions()
     options.validate()
-    region = resolve_region(net, options.region)
     counts = labels.counts()
-    head = install_head(net, labels.types, 0 if text_weights is None else int(text_weights.shape[1]))
-    head.mix = torch.tensor(1.0 if region == "map" else 0.0)
+    head, region = install_head(net, labels.types, options.region, text_weights)
     head.sharpness = torch.tensor(float(options.sharpness))
-    if text_weights is not None:
-        set_clip_projection(net, head, text_weights)
     feats = extract_features(net, head, labels, options.use_masks, options.batch_size, progress)
     y = torch.from_numpy(labels.targets)
     info = fit_head(head, feats, y, options)
@@ -286,9 +289,6 @@ def set_clip_projection(net: InspectorNet, head: TypeHead, text_weights: torch.T
 @torch.no_grad()
 def fit_zero_shot(net: InspectorNet, types: list[str], text_weights: torch.Tensor, region: str = "auto") -> TypeReport:
     """A type head that names defects from words alone (CLIP prompt ensembles); no `unknown` without examples."""
-    region = resolve_region(net, region)
-    head = install_head(net, list(types), int(text_weights.shape[1]))
-    head.mix = torch.tensor(1.0 if region == "map" else 0.0)
-    set_clip_projection(net, head, text_weights)
+    _, region = install_head(net, list(types), region, text_weights)
     return TypeReport(options={"zero_shot": True}, classes=list(types), counts=dict.fromkeys(types, 0), region=region,
                       unknown_threshold=None, text_mix=1.0)

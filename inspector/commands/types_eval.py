@@ -116,7 +116,7 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     """Learning curve for `--shots`: mean and spread over seeds of the type metrics on held-back images."""
     import torch
 
-    from model.fit_types import TypeFeatures, TypeOptions, fit_head, install_head, resolve_region, set_clip_projection
+    from model.fit_types import TypeFeatures, TypeOptions, extract_features, fit_head, install_head
     from model.labels import load_labels
     from model.prompts import text_weights
 
@@ -135,15 +135,8 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     if counts.min() < need:
         short = classes[int(counts.argmin())]
         raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; --shots {shots} needs at least {need} per type")
-    region = resolve_region(net, "auto")
-    clip = hasattr(net.backbone, "encode_text")
-    tw = text_weights(net.backbone, classes) if clip else None
-    head = install_head(net, classes, 0 if tw is None else int(tw.shape[1]))
-    head.mix = torch.tensor(1.0 if region == "map" else 0.0)
-    if tw is not None:
-        set_clip_projection(net, head, tw)
-    from model.fit_types import extract_features
-
+    tw = text_weights(net.backbone, classes) if hasattr(net.backbone, "encode_text") else None
+    head, region = install_head(net, classes, "auto", tw)
     options = TypeOptions()
     # scored images are pooled as served (the map only); fitted ones as `fit` pools them
     scored_feats = extract_features(net, head, labels, use_masks=False, progress=progress)
