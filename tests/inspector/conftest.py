@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,13 +21,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from inspector.demo.broker import find_mosquitto, free_port
 from tests.synthetic import defect_image, good_image
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -76,7 +70,7 @@ class Broker:
 
 @pytest.fixture(scope="session")
 def mosquitto_bin() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    path = find_mosquitto()
     if path is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto): MQTT integration tests need a real broker")
     os.environ["PATH"] = f"{os.path.dirname(path)}:{os.environ['PATH']}"
