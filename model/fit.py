@@ -25,6 +25,12 @@ from model.progress import BarFactory, silent
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
 
 
+def check_input_size(size: int) -> None:
+    """The backbones' deepest level has stride 32: the input side must be a multiple of it."""
+    if size < 64 or size % 32:
+        raise InspectorError(f"--size {size}: give a multiple of 32, at least 64 (e.g. 256)")
+
+
 @dataclass
 class FitOptions:
     """Fitting settings; every field is recorded in the checkpoint manifest."""
@@ -49,8 +55,7 @@ class FitOptions:
     def validate(self) -> None:
         if not 0.0 < self.coreset_ratio <= 1.0:
             raise InspectorError(f"--coreset {self.coreset_ratio}: give a fraction in (0, 1], e.g. 0.1")
-        if self.input_size < 64 or self.input_size % 32:
-            raise InspectorError(f"--size {self.input_size}: give a multiple of 32, at least 64 (e.g. 256)")
+        check_input_size(self.input_size)
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
             raise InspectorError(f"--augment {bad[0]!r}: choose from {', '.join(AUGMENTATIONS)} (only views that are still good parts)")
@@ -142,7 +147,6 @@ class GoodFit:
 
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
     """Fit a model on `dataset.train` (good images) and calibrate it; see FitOptions for the knobs."""
-    options.validate()
     net, good = fit_good_only(dataset, options, progress, keep_images=options.defects.enabled)
     return finish_fit(net, good, dataset, options, progress)
 
@@ -151,6 +155,7 @@ def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) ->
 def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = silent,
                   keep_images: bool = False) -> tuple[InspectorNet, GoodFit]:
     """Memory bank, global Gaussian and the standardisation of both, from the good training images."""
+    options.validate()
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)

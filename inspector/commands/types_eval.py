@@ -70,12 +70,12 @@ def report_from_probs(true: list[str], probs: np.ndarray, classes: list[str]) ->
 # -- k-shot learning curves -----------------------------------------------------------------------------
 def _open_net(model: str, size: int):
     from model.checkpoint import load_checkpoint
+    from model.fit import check_input_size
     from model.net import InspectorNet, NetConfig
 
     if Path(model).exists():
         return load_checkpoint(model)[0]
-    if size < 64 or size % 32:
-        raise InspectorError(f"--size {size}: give a multiple of 32, at least 64 (e.g. 224)")
+    check_input_size(size)
     return InspectorNet(NetConfig(backbone=model, input_size=(size, size))).eval()
 
 

@@ -116,3 +116,10 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
     assert learnt["synth_images"] == 12 and learnt["val_types"] == ["scratch"]
     assert manifest["net"]["seg_hidden"] > 0
     assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--feature-synth"]) == 2  # needs --synth
+
+
+def test_ablation_refuses_bad_fit_options_before_any_work(tiny_data):
+    from model.ablation import run_ablation
+
+    with pytest.raises(InspectorError, match="--size 50"):
+        run_ablation(load_dataset(tiny_data), FitOptions(input_size=50), synth=16)
