@@ -35,6 +35,11 @@ def fraction(text: str) -> float:
     return value
 
 
+def name_list(text: str | None) -> list[str]:
+    """A comma-separated option as its non-empty, stripped names ("crack, stain," -> ["crack", "stain"])."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inspector.commands.common import print_json, tqdm_bars
+from inspector.commands.common import name_list, print_json, tqdm_bars
 from model.errors import InspectorError
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
 
 
 def formats(text: str) -> list[str]:
-    names = [f.strip() for f in text.split(",") if f.strip()]
+    names = name_list(text)
     bad = [f for f in names if f not in FORMATS]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"{bad[0] if bad else text!r}: choose from {', '.join(FORMATS)} (comma-separated for several)")

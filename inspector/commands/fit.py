@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inspector.commands.common import add_policy_args, int_list, policy_from, print_json, tqdm_bars
+from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, tqdm_bars
 from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
-                                                types=tuple(t.strip() for t in args.synth_types.split(",") if t.strip())))
+                                                types=tuple(name_list(args.synth_types))))
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
     if args.global_weight is not None:

@@ -6,7 +6,7 @@ import argparse
 import time
 from collections import Counter
 
-from inspector.commands.common import print_json, tqdm_bars
+from inspector.commands.common import name_list, print_json, tqdm_bars
 from model.errors import InspectorError
 
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")
-    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    types = name_list(args.types)
     t0 = time.perf_counter()
     records = write_synthetic(args.good_dir, out, args.n, types, args.seed, _severity(args.severity), progress=tqdm_bars())
     seconds = time.perf_counter() - t0

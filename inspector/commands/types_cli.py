@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from inspector.commands.common import name_list
 from model.errors import InspectorError
 
 
@@ -33,7 +34,7 @@ def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) ->
     """Add a type head to a fitted net from --labels / --types; -> the manifest's `types` section (None: no head)."""
     from dataclasses import asdict
 
-    names = [t.strip() for t in (args.types or "").split(",") if t.strip()]
+    names = name_list(args.types)
     if not args.labels and not names:
         return None
     from model.fit_types import TypeOptions, fit_types, fit_zero_shot
