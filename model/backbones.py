@@ -94,10 +94,7 @@ class ClipViT(nn.Module):
 
     def __init__(self, model_name: str, weights: str, layers: tuple[int, ...], load_weights: bool = True) -> None:
         super().__init__()
-        try:
-            import open_clip
-        except ImportError:
-            raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
+        open_clip = _open_clip()
         if model_name not in open_clip.list_models():
             raise InspectorError(f"unknown open_clip model {model_name!r}: see open_clip.list_models()")
         if load_weights and not weights:
@@ -154,6 +151,15 @@ class ClipViT(nn.Module):
         return emb / emb.norm(dim=-1, keepdim=True)
 
 
+def _open_clip():
+    """The open_clip module, or one line saying how to install it."""
+    try:
+        import open_clip
+    except ImportError:
+        raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
+    return open_clip
+
+
 def _resize_pos_embed(pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Interpolate the ViT's learnt grid of position embeddings to an h x w token grid."""
     cls, grid = pos[:1], pos[1:]
@@ -182,10 +188,7 @@ def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weight
             raise InspectorError(f"backbone {spec!r}: write clip:<open_clip model name>:<weights path>")
         _, model_name, weights = parts
         if not layers:
-            try:
-                import open_clip
-            except ImportError:
-                raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
+            open_clip = _open_clip()
             depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"] if model_name in open_clip.list_models() else 4
             layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
         return ClipViT(model_name, weights, layers, load_weights=load_weights)
