@@ -21,7 +21,7 @@ from model.head import seg_classifier
 from model.metrics import average_precision, roc_auc
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
-from model.synth import check_types, synthesize
+from model.synth import check_types, draw, synthesize
 
 ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 POSITIVE_COVER = 0.3  # a patch is a defect patch when the mask covers at least this fraction of it
@@ -57,9 +57,9 @@ def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int)
     """n defect images on the given good images -> (images uint8 [n,H,W,3], masks bool [n,H,W], type index [n])."""
     imgs, masks, kinds = [], [], []
     for i in range(n):
-        rng = np.random.default_rng([seed, i])
+        rng, pick, sev = draw(seed, i, len(rgbs))
         k = i % len(types)
-        img, mask = synthesize(rgbs[int(rng.integers(len(rgbs)))], types[k], rng, float(rng.uniform(0.3, 0.9)))
+        img, mask = synthesize(rgbs[pick], types[k], rng, sev)
         imgs.append(img)
         masks.append(mask)
         kinds.append(k)

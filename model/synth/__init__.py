@@ -20,6 +20,18 @@ def check_types(types: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     return tuple(types)
 
 
+SEVERITY = (0.3, 0.9)
+
+
+def draw(seed: int, i: int, n_sources: int, severity: tuple[float, float] = SEVERITY) -> tuple[np.random.Generator, int, float]:
+    """Image i of a seeded set: (its generator, which good image it is made on, its severity).
+
+    The same (seed, i) gives the same choices wherever a set is made (`inspector synth`, `fit --synth`).
+    """
+    rng = np.random.default_rng([seed, i])
+    return rng, int(rng.integers(n_sources)), float(rng.uniform(*severity))
+
+
 def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
                foreground: np.ndarray | None = None, min_pixels: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels)."""

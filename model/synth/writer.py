@@ -13,7 +13,7 @@ import numpy as np
 from model.errors import InspectorError
 from model.images import list_images, read_image
 from model.progress import BarFactory, silent
-from model.synth import check_types, synthesize
+from model.synth import SEVERITY, check_types, draw, synthesize
 
 
 @dataclass
@@ -48,7 +48,7 @@ def _read_good(path: Path, goods: list[Path]) -> np.ndarray:
 
 
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
-                    severity: tuple[float, float] = (0.3, 0.9), progress: BarFactory = silent) -> list[SynthRecord]:
+                    severity: tuple[float, float] = SEVERITY, progress: BarFactory = silent) -> list[SynthRecord]:
     """Make `n` defect images from the good images in `good_dir`, round-robin over `types`, into `out`.
 
     Deterministic for a seed: image i uses good image and defect type chosen by a generator seeded with (seed, i).
@@ -62,14 +62,12 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     records: list[SynthRecord] = []
     bar = progress("synthesising", n)
     for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        kind = kinds[i % len(kinds)]
-        src = goods[int(rng.integers(len(goods)))]
+        rng, pick, sev = draw(seed, i, len(goods), severity)
+        kind, src = kinds[i % len(kinds)], goods[pick]
         if src not in cache:
             if len(cache) > 64:
                 cache.clear()
             cache[src] = _read_good(src, goods)
-        sev = float(rng.uniform(*severity))
         img, mask = synthesize(cache[src], kind, rng, sev)
         name = f"{i:05d}"
         img_path = out / "test" / kind / f"{name}.png"
