@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from exporters.manifest import sidecar_path
-from inspector.cli import main
 from model.errors import InspectorError
+from tests.cli import assert_one_line_error, cli
 from tests.exporters.helpers import copy_export, exported
 
 
@@ -19,18 +19,10 @@ def exports(tiny_ckpt, tmp_path_factory):
     return exported(tiny_ckpt, tmp_path_factory.mktemp("exports"))
 
 
-def _cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _fails_with_one_line(capsys, *argv) -> str:
-    code, _, err = _cli(capsys, *argv)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    assert "Traceback" not in err
-    return lines[0]
+    code, _, err = cli(capsys, *argv)
+    assert_one_line_error(code, err)
+    return err.strip()
 
 
 def test_factories_by_suffix():
@@ -45,9 +37,9 @@ def test_factories_by_suffix():
 
 def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     image = sorted((tiny_data / "test" / "blob").iterdir())[0]
-    code, out, _ = _cli(capsys, "inspect", tiny_ckpt, image, "--json")
+    code, out, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json")
     reference = json.loads(out)
-    code, out, _ = _cli(capsys, "inspect", exports["onnx"], image, "--json")
+    code, out, _ = cli(capsys, "inspect", exports["onnx"], image, "--json")
     record = json.loads(out)
     assert code == 0 and record["model"]["id"] == reference["model"]["id"]
     assert record["model"]["runtime"] == "onnxruntime:CPUExecutionProvider:onnx"
@@ -59,20 +51,20 @@ def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports
     side = json.loads(sidecar_path(model).read_text())
     side["thresholds"]["image"] = record["score"] + 100.0
     sidecar_path(model).write_text(json.dumps(side))
-    code, out, _ = _cli(capsys, "inspect", model, image, "--json")
+    code, out, _ = cli(capsys, "inspect", model, image, "--json")
     edited = json.loads(out)
     assert edited["verdict"] == "PASS" and edited["threshold"] == pytest.approx(record["score"] + 100.0)
     assert edited["score"] == pytest.approx(record["score"])
     # an export folder with one model works too
-    code, out, _ = _cli(capsys, "inspect", tmp_path / "edited", image, "--json")
+    code, out, _ = cli(capsys, "inspect", tmp_path / "edited", image, "--json")
     assert code == 0 and json.loads(out)["threshold"] == pytest.approx(record["score"] + 100.0)
 
 
 def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
-    code, out, _ = _cli(capsys, "eval", tiny_ckpt, tiny_data, "--json")
+    code, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json")
     ref = json.loads(out)
     for kind in ("onnx", "onnx-int8"):
-        code, out, _ = _cli(capsys, "eval", exports[kind], tiny_data, "--json")
+        code, out, _ = cli(capsys, "eval", exports[kind], tiny_data, "--json")
         report = json.loads(out)
         assert code == 0 and report["model"]["runtime"].endswith(kind)
         tolerance = 1e-4 if kind == "onnx" else 0.1
@@ -81,7 +73,7 @@ def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
 
 
 def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
-    code, out, err = _cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--verify", tiny_data)
+    code, out, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--verify", tiny_data)
     assert code == 0, err
     assert "PASS" in out and "image AUROC torch" in out
     side = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
@@ -90,7 +82,7 @@ def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, ti
 
     strict = verify.Tolerance(score_rel=-1.0, map_rel=None, auroc=1.0, drift=1.0)  # nothing can pass this
     monkeypatch.setitem(verify.TOLERANCES, "onnx", strict)
-    code, out, _ = _cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--force", "--verify", tiny_data)
+    code, out, _ = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--force", "--verify", tiny_data)
     assert code == 1 and "FAIL: score relative difference" in out
 
 
@@ -198,9 +190,9 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
     assert "TensorRT" in line or "built for GPU" in line
 
 
-def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
+def test_bench_modelcli(capsys, exports, tiny_ckpt, tiny_data):
     folder = exports["onnx"].parent
-    code, out, err = _cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
+    code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
                           "--batches", "1,2", "--no-rss", "--json")
     assert code == 0, err
     report = json.loads(out)
@@ -215,14 +207,14 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
         assert row["file_mb"] > 0
     assert rows["onnxruntime", "cuda", "onnx"]["skipped"]  # no CUDA provider on a CPU machine: listed, not hidden
     # the table form, with peak RSS from a fresh process per engine, and the explicit `bench model` name
-    code, out, err = _cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", exports["onnx-int8"], "--runs", "2",
+    code, out, err = cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", exports["onnx-int8"], "--runs", "2",
                           "--warmup", "1", "--batches", "1")
     assert code == 0, err
     line = next(line for line in out.splitlines() if "onnx-int8" in line)
     rss = float(line.split()[4])
     assert 20 < rss < 4000
     # without --exports it exports the ONNX formats itself first
-    code, out, err = _cli(capsys, "bench", tiny_ckpt, tiny_data, "--runs", "1", "--warmup", "0", "--batches", "1", "--no-rss", "--json")
+    code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--runs", "1", "--warmup", "0", "--batches", "1", "--no-rss", "--json")
     assert code == 0, err
     kinds = {r["kind"] for r in json.loads(out)["engines"] if "batches" in r}
     assert kinds == {"checkpoint", "onnx", "onnx-fp16", "onnx-int8"}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model.errors import InspectorError
+from tests.cli import cli
 from tests.model.types_data import TYPES, typed_defect, write_labels, write_typed_mvtec
 
 SIZE = 64
@@ -166,7 +167,7 @@ def test_name_defect_applies_the_unknown_cutoff():
     assert name_defect(None, names, DecisionConfig()) == (None, None, {})
 
 
-def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path):
+def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path, capsys):
     import cv2
 
     from inspector.api import Inspector
@@ -184,7 +185,7 @@ def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path):
     for lang in ("en", "zh", "es"):
         text = r.describe(lang)
         assert (shown[lang] if shown else r.defect_type) in text
-    code, out = run_cli(["inspect", str(typed_ckpt), str(path), "--json", "--lang", "es"])
+    code, out, _ = cli(capsys, "inspect", typed_ckpt, path, "--json", "--lang", "es")
     record = json.loads(out)
     assert code == 0 and record["description"] == insp.inspect(path).describe("es")
     assert record["defect_type"] == r.defect_type and record["defects"][0]["type"] == r.defect_type
@@ -197,43 +198,31 @@ def test_pass_parts_carry_no_type(typed_ckpt, tiny_data):
     assert r.verdict == "PASS" and r.defect_type is None and r.to_record()["type_probs"] == {}
 
 
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    import contextlib
-    from io import StringIO
-
-    from inspector.cli import main
-
-    out = StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(argv)
-    return code, out.getvalue()
-
-
-def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path):
+def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     data = write_typed_mvtec(tmp_path / "data")
     ckpt = tmp_path / "m.ckpt"
-    code, _ = run_cli(["fit", str(data), "--out", str(ckpt), "--size", str(SIZE), "--coreset", "0.25", "--labels", str(data), "--json"])
+    code, _, _ = cli(capsys, "fit", data, "--out", ckpt, "--size", SIZE, "--coreset", "0.25", "--labels", data, "--json")
     assert code == 0
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["class_names"] == sorted(TYPES) and manifest["types"]["counts"] == dict.fromkeys(sorted(TYPES), 6)
-    code, out = run_cli(["eval", str(ckpt), str(data), "--json"])
+    code, out, _ = cli(capsys, "eval", ckpt, data, "--json")
     report = json.loads(out)
     assert code == 0 and report["type_accuracy"] >= 0.8  # fitted on these images: a sanity check of the plumbing
     assert set(report["type_confusion"]) == set(TYPES) and sum(sum(r.values()) for r in report["type_confusion"].values()) == 18
     assert 0.0 <= report["type_macro_f1"] <= 1.0
 
 
-def test_eval_shots_learning_curve_and_holdout(labels_dir):
-    code, out = run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "3", "--seeds", "2", "--size", str(SIZE),
-                         "--holdout", "--json"])
+def test_eval_shots_learning_curve_and_holdout(labels_dir, capsys):
+    code, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels_dir, "--shots", "3", "--seeds", "2", "--size", SIZE,
+                       "--holdout", "--json")
     report = json.loads(out)
     assert code == 0 and report["region"] == "image" and len(report["per_seed"]) == 2
     assert report["type_accuracy"] >= 0.7 and sum(report["type_confusion"]["blob"].values()) == 2 * 3
     assert set(report["holdout"]["per_type"]) == set(TYPES)
-    code, out = run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "all", "--folds", "3", "--seeds", "1",
-                         "--size", str(SIZE), "--json"])
+    code, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels_dir, "--shots", "all", "--folds", "3", "--seeds", "1",
+                       "--size", SIZE, "--json")
     assert code == 0 and json.loads(out)["folds"] == 3
-    assert run_cli(["eval", "efficientnet-lite0", str(labels_dir), "--shots", "9", "--size", str(SIZE)])[0] == 2  # too few images
+    assert cli(capsys, "eval", "efficientnet-lite0", labels_dir, "--shots", "9", "--size", SIZE)[0] == 2  # too few images
 
 
 def test_cli_fit_with_bad_labels_is_one_clear_error(tiny_data, tmp_path, capsys):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model.errors import InspectorError
+from tests.cli import assert_one_line_error, cli
 from tests.model.types_data import TYPES, write_labels
 
 NAME = "inspector-tiny-test"
@@ -92,15 +93,13 @@ def test_labelled_examples_refine_prompt_weights(clip_net, tmp_path):
 def test_cli_fits_zero_shot_types_and_inspects_with_them(clip_net, tiny_data, tmp_path, capsys):
     import json
 
-    from inspector.cli import main
-
     out = tmp_path / "zs.ckpt"
-    rc = main(["fit", str(tiny_data), "--out", str(out), "--backbone", f"clip:{NAME}:random", "--size", str(SIZE),
-               "--types", "crack,stain", "--part", "tile", "--json"])
-    fitted = json.loads(capsys.readouterr().out)
+    rc, stdout, _ = cli(capsys, "fit", tiny_data, "--out", out, "--backbone", f"clip:{NAME}:random", "--size", SIZE,
+                        "--types", "crack,stain", "--part", "tile", "--json")
+    fitted = json.loads(stdout)
     assert rc == 0 and fitted["types"]["classes"] == ["crack", "stain"] and fitted["types"]["part"] == "tile"
-    rc = main(["inspect", str(out), str(tiny_data / "test" / "blob" / "000.png"), "--json"])
-    rec = json.loads(capsys.readouterr().out)
+    rc, stdout, _ = cli(capsys, "inspect", out, tiny_data / "test" / "blob" / "000.png", "--json")
+    rec = json.loads(stdout)
     assert rc == 0 and rec["model"]["backbone"] == f"clip:{NAME}:random"
     probs = rec["type_probs"]
     assert list(probs) == ["crack", "stain", "unknown"] and probs["unknown"] == 0.0  # zero-shot: never `unknown`
@@ -109,8 +108,5 @@ def test_cli_fits_zero_shot_types_and_inspects_with_them(clip_net, tiny_data, tm
 
 @pytest.mark.parametrize("spec, needle", [(f"clip:{NAME}:", "needs its weights"), (f"clip:{NAME}:/nonexistent.safetensors", "no such file")])
 def test_cli_refuses_clip_without_weights(clip_net, tiny_data, tmp_path, capsys, spec, needle):
-    from inspector.cli import main
-
-    rc = main(["fit", str(tiny_data), "--out", str(tmp_path / "x.ckpt"), "--backbone", spec, "--size", str(SIZE), "--types", "crack"])
-    err = capsys.readouterr().err
-    assert rc == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "x.ckpt", "--backbone", spec, "--size", SIZE, "--types", "crack")
+    assert_one_line_error(rc, err, needle)
