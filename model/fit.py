@@ -121,15 +121,7 @@ def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor,
 @torch.no_grad()
 def _self_excluded_maps(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """Raw anomaly maps of training images, each scored against the bank minus its own patches."""
-    maps = []
-    bank, bank_sq = head.bank, head.bank_sq
-    for i in range(emb.shape[0]):
-        x = emb[i].float().permute(1, 2, 0).reshape(-1, emb.shape[1])
-        d2 = (x * x).sum(1, keepdim=True) - 2.0 * x @ bank.T + bank_sq.unsqueeze(0)
-        d2[:, source == i] = float("inf")
-        dist = d2.amin(dim=1).clamp_min(0).sqrt().reshape(1, *emb.shape[2:])
-        maps.append(head.to_map(dist))
-    return torch.cat(maps)
+    return torch.cat([head.to_map(head.patch_distances(emb[i : i + 1].float(), exclude=source == i)) for i in range(emb.shape[0])])
 
 
 @dataclass

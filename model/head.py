@@ -80,15 +80,22 @@ class AnomalyHead(nn.Module):
         emb = torch.cat(out, dim=1)
         return emb * self.level_scale.view(1, -1, 1, 1)
 
-    def patch_distances(self, emb: torch.Tensor) -> torch.Tensor:
-        """Embeddings [B, D, gh, gw] -> Euclidean distance to the nearest bank patch [B, gh, gw]."""
+    def patch_distances(self, emb: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings [B, D, gh, gw] -> Euclidean distance to the nearest bank patch [B, gh, gw].
+
+        exclude: bool [bank] of rows to ignore (an image's own patches, when fitting scores it out-of-sample);
+        never set in the exported graph.
+        """
         b, d, gh, gw = emb.shape
         x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
         xx = (x * x).sum(dim=1, keepdim=True)
         best = None
         for start in range(0, self.bank.shape[0], BANK_CHUNK):
             bank = self.bank[start : start + BANK_CHUNK]
-            d2 = (xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)).amin(dim=1)
+            d2 = xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)
+            if exclude is not None:
+                d2 = d2.masked_fill(exclude[start : start + BANK_CHUNK].unsqueeze(0), float("inf"))
+            d2 = d2.amin(dim=1)
             best = d2 if best is None else torch.minimum(best, d2)
         return best.clamp_min(0.0).sqrt().reshape(b, gh, gw)
 
@@ -123,8 +130,7 @@ class AnomalyHead(nn.Module):
 
     def blend(self, amap: torch.Tensor, seg_raw: torch.Tensor) -> torch.Tensor:
         n = self.seg_norm
-        mixed = (1.0 - n[2]) * amap + n[2] * (seg_raw - n[0]) / n[1]
-        return (mixed - n[3]) / n[4]
+        return (mix(amap, (seg_raw - n[0]) / n[1], n[2]) - n[3]) / n[4]
 
     # -- fused ---------------------------------------------------------------------------------------
     def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,6 +153,11 @@ class AnomalyHead(nn.Module):
         """Install fitted normal patch embeddings (level-scaled)."""
         self.bank = bank.contiguous().float()
         self.bank_sq = (self.bank * self.bank).sum(dim=1)
+
+
+def mix(bank_z: torch.Tensor, seg_z: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """The blend of the standardised memory-bank and learnt maps, before its re-standardisation."""
+    return (1.0 - alpha) * bank_z + alpha * seg_z
 
 
 def seg_classifier(dim: int, hidden: int) -> nn.Sequential:

@@ -12,7 +12,7 @@ from model.checkpoint import load_checkpoint
 from model.data import Dataset, load_dataset
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
-from model.fit import FitOptions, fit
+from model.fit import FitOptions, fit, fit_good_only
 from model.metrics import roc_auc
 
 
@@ -81,6 +81,21 @@ def test_fit_is_deterministic(tiny_data):
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert ra.thresholds == rb.thresholds
+
+
+def test_good_images_are_scored_without_their_own_patches(tiny_data):
+    """The standardisation uses out-of-sample maps: each image's nearest normal patch comes from the other
+    images (all patches kept, so the brute-force reference is exact)."""
+    net, good = fit_good_only(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0))
+    head = net.head
+    emb = good.first_view.float()
+    patches = emb.permute(0, 2, 3, 1).reshape(4, -1, emb.shape[1]).double()
+    for i in range(4):
+        others = torch.cat([patches[j] for j in range(4) if j != i])
+        dist = torch.cdist(patches[i], others).amin(dim=1)
+        ref = head.to_map(dist.float().reshape(1, *emb.shape[2:]))
+        torch.testing.assert_close(good.raw_maps[i : i + 1], ref, rtol=1e-3, atol=1e-3)
+    assert float(head.to_map(head.patch_distances(emb[:1])).max()) < 1e-2 * float(good.raw_maps[0].mean())  # in-sample: ~0
 
 
 @pytest.mark.parametrize("change, match", [

@@ -23,6 +23,9 @@ def test_nearest_neighbour_distance_equals_cdist(monkeypatch):
     torch.testing.assert_close(head.patch_distances(emb).double(), ref, rtol=1e-4, atol=1e-4)
     monkeypatch.setattr(head_module, "BANK_CHUNK", 7)  # several bank chunks: same minimum
     torch.testing.assert_close(head.patch_distances(emb).double(), ref, rtol=1e-4, atol=1e-4)
+    exclude = torch.arange(50) % 3 == 0  # rows to ignore, across chunk boundaries
+    ref = torch.cdist(emb.permute(0, 2, 3, 1).reshape(-1, 10).double(), bank[~exclude].double()).amin(dim=1).reshape(2, 4, 4)
+    torch.testing.assert_close(head.patch_distances(emb, exclude=exclude).double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_a_patch_in_the_bank_scores_about_zero():
