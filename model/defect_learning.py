@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from model.errors import InspectorError
-from model.head import seg_classifier
+from model.head import mix, seg_classifier
 from model.metrics import average_precision, roc_auc
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
@@ -184,10 +184,10 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     labels = np.r_[np.zeros(int(held.sum())), np.ones(n_val)]
     table = {}
     for a in ALPHAS:
-        mixed = (1 - a) * zb + a * zs
+        mixed = mix(zb, zs, a)
         table[a] = (average_precision(masks.ravel(), mixed.numpy().ravel()), roc_auc(labels, mixed.flatten(1).amax(1).numpy()))
     alpha = max(ALPHAS, key=lambda a: sum(table[a]))
-    mixed_good = ((1 - alpha) * zb + alpha * zs)[: int(held.sum())].flatten(1).amax(1)
+    mixed_good = mix(zb, zs, alpha)[: int(held.sum())].flatten(1).amax(1)
     head.seg_norm = torch.tensor([loc, scale, alpha, float(mixed_good.mean()), max(float(mixed_good.std()), 1e-6)])
     bar.update(1)
     bar.close()

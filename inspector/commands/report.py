@@ -12,7 +12,7 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from inspector.commands.common import print_json
+from inspector.commands.common import name_list, print_json
 from model.errors import InspectorError
 
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
     if args.end and not args.start:
         raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
-    formats = tuple(f for f in args.format.split(",") if f.strip())
+    formats = tuple(name_list(args.format))
     store = open_store(args.db)
     try:
         if args.inspection:

@@ -184,7 +184,9 @@ def _pictures(out: Path, chosen: dict[str, Any], line: _Line, summary: DemoSumma
 
 
 def _calibration(ckpt: Path, summary: DemoSummary) -> None:
-    manifest = json.loads((ckpt / "manifest.json").read_text(encoding="utf-8"))
+    from model.checkpoint import read_manifest
+
+    manifest = read_manifest(ckpt)
     summary.threshold = manifest.get("thresholds", {}).get("image")
     pol = (manifest.get("calibration") or {}).get("policy") or {}
     summary.policy = f"{pol.get('kind', '?')} target {pol.get('target', 0):.0%}" if pol else ""

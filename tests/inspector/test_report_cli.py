@@ -57,8 +57,8 @@ def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsy
 
 def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     root, _ = store_dir
-    out = run_json(capsys, "report", "--db", str(root), "--from", "2026-12-01", "--to", "2026-12-02", "--format", "html",
-                   "--out", str(tmp_path), "--json")
+    out = run_json(capsys, "report", "--db", str(root), "--from", "2026-12-01", "--to", "2026-12-02", "--format", " html, ",
+                   "--out", str(tmp_path), "--json")  # spaces and empty names are dropped, as in the other list options
     assert out["inspections"] == 0
     assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000-20261202T0000.html").read_text(encoding="utf-8")
 
@@ -71,6 +71,7 @@ def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),
     (["--db", "{root}", "--from", "2026-11-26", "--lang", "fr"], r"language 'fr': choose one of en, zh, es"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", "html,docx"], r"report format docx"),
+    (["--db", "{root}", "--from", "2026-11-26", "--format", " , "], r"report format \(none\)"),
     (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),
     (["--db", "{root}"], r"one of the arguments --from --inspection is required"),
 ])
