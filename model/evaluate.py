@@ -14,7 +14,7 @@ import torch
 from model.data import Sample
 from model.extract import load_batches
 from model.images import read_mask
-from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, roc_auc, tpr_at_fpr
+from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, tpr_at_fpr
 from model.progress import BarFactory, silent
 
 
@@ -99,3 +99,8 @@ def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float
         "false_alarm_rate": _r(fail[~y].mean()) if (~y).any() else None,
         "escape_rate": _r((~fail[y]).mean()) if y.any() else None,
     }
+
+
+def pixel_threshold_report(masks: np.ndarray, maps: np.ndarray, threshold: float) -> dict[str, Any]:
+    """How the stored pixel threshold (defect regions) does on these images: pixel precision, recall, F1."""
+    return {"threshold": round(float(threshold), 6), **{k: _r(v) for k, v in precision_recall_f1(masks, maps >= threshold).items()}}

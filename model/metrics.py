@@ -66,6 +66,15 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return float(f1[i]), float(thr[i])
 
 
+def precision_recall_f1(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """Precision, recall and F1 of boolean predictions (None where undefined: nothing predicted or no positives)."""
+    labels, predicted = np.asarray(labels, dtype=bool).ravel(), np.asarray(predicted, dtype=bool).ravel()
+    tp = int((labels & predicted).sum())
+    n_pred, n_pos = int(predicted.sum()), int(labels.sum())
+    return {"precision": tp / n_pred if n_pred else None, "recall": tp / n_pos if n_pos else None,
+            "f1": 2 * tp / (n_pred + n_pos) if n_pred + n_pos else None}
+
+
 def fpr_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
     """Lowest false-positive rate among thresholds that catch at least `recall` of the positives."""
     fpr, tpr, _ = roc_curve(labels, scores)

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) -> dict:
     from inspector.engines import open_engine
     from model.data import load_dataset
-    from model.evaluate import metrics_report, score_samples, threshold_report
+    from model.evaluate import metrics_report, pixel_threshold_report, score_samples, threshold_report
 
     dataset = load_dataset(data, require_train=False)
     if not dataset.test:
@@ -52,6 +52,9 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) ->
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores))
+    if scored.masks is not None and scored.masks.any():
+        report["at_pixel_threshold"] = pixel_threshold_report(scored.masks, scored.maps, engine.meta.pixel_threshold)
+        report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, scored.masks, scored.maps))
     if type_rows and engine.meta.class_names:
         from inspector.commands.types_eval import report_from_probs
 
@@ -63,23 +66,39 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) ->
     return report
 
 
+def calibrated_here(manifest: dict, dataset) -> bool:
+    """Whether fitting calibrated the thresholds on this dataset's test images (same root and counts)."""
+    training, cal = manifest.get("training") or {}, manifest.get("calibration") or {}
+    y = np.array([s.is_defect for s in dataset.test])
+    root = Path(training.get("root") or "")  # as given to fit, maybe relative to another working directory
+    return (root.resolve() == dataset.root.resolve() or root.name == dataset.root.name) and (
+        int(cal.get("n_good") or 0) - int(training.get("n_images") or 0) == int((~y).sum()) and int(cal.get("n_defect") or 0) == int(y.sum()))
+
+
 def held_out_rates(manifest: dict, dataset, scores: np.ndarray) -> dict:
     """When the threshold was calibrated on these very test images, its rates on them are met by
     construction: say so, and add the rates the policy gives on folds it was not calibrated on."""
-    training, cal = manifest.get("training") or {}, manifest.get("calibration") or {}
-    n_train = int(training.get("n_images") or 0)
-    y = np.array([s.is_defect for s in dataset.test])
-    root = Path(training.get("root") or "")  # as given to fit, maybe relative to another working directory
-    same_data = (root.resolve() == dataset.root.resolve() or root.name == dataset.root.name) and (
-        int(cal.get("n_good") or 0) - n_train == int((~y).sum()) and int(cal.get("n_defect") or 0) == int(y.sum()))
-    if not same_data or not cal.get("policy"):
+    cal = manifest.get("calibration") or {}
+    if not calibrated_here(manifest, dataset) or not cal.get("policy"):
         return {"calibrated_on_these_images": False}
     from model.calibration import Policy, cross_validated_rates
 
-    policy = Policy(**cal["policy"])
+    y = np.array([s.is_defect for s in dataset.test])
+    n_train = int((manifest.get("training") or {}).get("n_images") or 0)
     train_good = np.asarray((manifest.get("calibration_scores") or {}).get("good", [])[:n_train])
-    rates = cross_validated_rates(policy, scores[~y], scores[y], train_good)
+    rates = cross_validated_rates(Policy(**cal["policy"]), scores[~y], scores[y], train_good)
     return {"calibrated_on_these_images": True, **({"held_out": {"policy": cal["policy"], **rates}} if rates else {})}
+
+
+def pixel_held_out(manifest: dict, dataset, masks: np.ndarray, maps: np.ndarray) -> dict:
+    """The same for the pixel threshold, when fitting chose it by F1-max on these images' masks."""
+    source = str((manifest.get("calibration") or {}).get("pixel_threshold_source", ""))
+    if not (source.startswith("test masks") and calibrated_here(manifest, dataset)):
+        return {"calibrated_on_these_images": False}
+    from model.calibration import cross_validated_pixel_threshold
+
+    held = cross_validated_pixel_threshold(masks, maps)
+    return {"calibrated_on_these_images": True, **({"held_out": held} if held else {})}
 
 
 def run_ablation(args: argparse.Namespace) -> int:
@@ -128,4 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if "held_out" in at:
         h = at["held_out"]
         print(f"  held out ({h['folds']} folds, recalibrated): false alarms {h['false_alarm_rate']}, escapes {h['escape_rate']}")
+    px = report.get("at_pixel_threshold")
+    if px:
+        print(f"  at pixel threshold {px['threshold']}: pixel precision {px['precision']}, recall {px['recall']}, F1 {px['f1']}"
+              + (" (chosen on these masks)" if px["calibrated_on_these_images"] else ""))
+        if "held_out" in px:
+            h = px["held_out"]
+            print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")
     return 0

@@ -89,6 +89,9 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     assert at["escape_rate"] == 0.0 and at["calibrated_on_these_images"]  # tiny_ckpt was calibrated on tiny_data's test/
     assert at["held_out"]["folds"] == 4 and at["held_out"]["policy"]["kind"] == "escape"
     assert 0.0 <= at["held_out"]["false_alarm_rate"] <= 1.0 and 0.0 <= at["held_out"]["escape_rate"] <= 1.0
+    px = report["at_pixel_threshold"]  # fit chose the pixel threshold by F1-max on the same test masks
+    assert px["calibrated_on_these_images"] and px["held_out"]["folds"] == 4
+    assert 0.0 < px["f1"] <= 1.0 and all(0.0 <= px["held_out"][k] <= 1.0 for k in ("precision", "recall", "f1"))
 
 
 def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_ckpt, tiny_data, tmp_path):
@@ -96,8 +99,9 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
     sorted((other / "test" / "good").iterdir())[0].unlink()
     rc, stdout, err = cli(capsys, "eval", tiny_ckpt, other, "--json")
     assert rc == 0, err
-    at = json.loads(stdout)["at_threshold"]
-    assert at["calibrated_on_these_images"] is False and "held_out" not in at
+    report = json.loads(stdout)
+    for at in (report["at_threshold"], report["at_pixel_threshold"]):
+        assert at["calibrated_on_these_images"] is False and "held_out" not in at
 
 
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):

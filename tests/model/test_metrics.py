@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, roc_auc, roc_curve, tpr_at_fpr
+from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, roc_curve, tpr_at_fpr
 
 # the classic four-sample example (scikit-learn's docs): hand-computed values below
 Y4 = np.array([0, 0, 1, 1])
@@ -218,3 +218,10 @@ def test_aupro_perfect_and_degenerate():
     assert np.isnan(aupro(np.zeros((1, 4, 4), bool), np.zeros((1, 4, 4))))
     with pytest.raises(ValueError):
         aupro(masks, np.zeros((2, 8, 9)))
+
+
+def test_precision_recall_f1_hand_computed():
+    labels = np.array([1, 1, 1, 0, 0, 0], dtype=bool)
+    assert precision_recall_f1(labels, np.array([1, 1, 0, 1, 0, 0], dtype=bool)) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 4 / 6}
+    assert precision_recall_f1(labels, np.zeros(6, dtype=bool)) == {"precision": None, "recall": 0.0, "f1": 0.0}
+    assert precision_recall_f1(np.zeros(6, dtype=bool), np.zeros(6, dtype=bool)) == {"precision": None, "recall": None, "f1": None}
