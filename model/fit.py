@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.backbones import DEFAULT_BACKBONE
 from model.calibration import Policy, calibrate
@@ -23,6 +24,7 @@ from model.net import InspectorNet, NetConfig
 from model.progress import BarFactory, silent
 
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
+POSITION_PRIOR = 8.0  # each cell's distance statistics are shrunk to the whole grid's, as if from this many more images
 
 
 def check_input_size(size: int) -> None:
@@ -41,6 +43,7 @@ class FitOptions:
     grid_stride: int = 8
     sigma: float = 4.0
     coreset_ratio: float = 0.01
+    position_norm: bool = True  # patch score standardised per grid cell (model/head.py)
     max_patches: int = 400_000
     global_weight: float = 0.5
     shrinkage: float = 0.01
@@ -119,9 +122,37 @@ def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor,
 
 
 @torch.no_grad()
-def _self_excluded_maps(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """Raw anomaly maps of training images, each scored against the bank minus its own patches."""
-    return torch.cat([head.to_map(head.patch_distances(emb[i : i + 1].float(), exclude=source == i)) for i in range(emb.shape[0])])
+def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Patch distances [n, gh, gw] of training images, each scored against the bank minus its own patches."""
+    return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=source == i) for i in range(emb.shape[0])])
+
+
+def _box3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of a [gh, gw] grid (edges replicated)."""
+    return F.avg_pool2d(F.pad(x[None, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0, 0]
+
+
+def position_stats(s1: torch.Tensor, s2: torch.Tensor, n: int, prior: float = POSITION_PRIOR) -> torch.Tensor:
+    """loc and scale [2, gh, gw] of patch distances per grid cell, from their sums and sums of squares
+    over n images: 3x3-smoothed, and shrunk towards the whole grid's values as if `prior` more images had
+    shown those (few images give noisy cells)."""
+    s1, s2 = s1.double(), s2.double()
+    cells = s1.numel()
+    mean, var = s1 / n, (s2 - s1 * s1 / n) / max(n - 1, 1)
+    g_mean = s1.sum() / (n * cells)
+    g_var = (s2.sum() - s1.sum() ** 2 / (n * cells)) / max(n * cells - 1, 1)
+    w = n / (n + prior)
+    loc = w * _box3(mean) + (1 - w) * g_mean
+    scale = (w * _box3(var.clamp_min(0)) + (1 - w) * g_var).clamp_min(1e-12).sqrt()
+    return torch.stack([loc, scale]).float()
+
+
+def _leave_one_out_position_max(head: AnomalyHead, dists: torch.Tensor) -> torch.Tensor:
+    """Each good image's position-standardised patch maximum [n], with cell statistics fitted without it."""
+    n = dists.shape[0]
+    d = dists.double()
+    s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
+    return torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1)) for i in range(n)])
 
 
 @dataclass
@@ -131,6 +162,7 @@ class GoodFit:
     paths: list
     first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
     raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
+    pos_max: torch.Tensor | None  # their out-of-sample position-standardised patch maxima [n] (position_norm)
     glob_raw: np.ndarray  # their out-of-fold global distances [n]
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
     bank_size: int
@@ -152,7 +184,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
-                       sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input)
+                       sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
+                       position_norm=options.position_norm)
     net = InspectorNet(config).eval()
     head = net.head
     paths = [s.path for s in dataset.train]
@@ -208,18 +241,25 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
 
     # 5. standardise each branch with out-of-sample scores on the good images
     bar = progress("calibration", n)
-    raw_maps = []
+    dists = []
     first = _first_views(sources)
     first_view = emb[first]
     for s in range(0, n, 8):
-        raw_maps.append(_self_excluded_maps(head, first_view[s : s + 8], bank_source - s))
+        dists.append(_self_excluded_distances(head, first_view[s : s + 8], bank_source - s))
         bar.update(min(8, n - s))
     bar.close()
-    raw_maps_t = torch.cat(raw_maps)
+    dists_t = torch.cat(dists)
+    raw_maps_t = head.to_map(dists_t)
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
-    return net, GoodFit(paths, first_view, raw_maps_t, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+    pos_max = None
+    if head.position_norm:
+        d = dists_t.double()
+        head.pos_stats = position_stats(d.sum(dim=0), (d * d).sum(dim=0), n)
+        pos_max = _leave_one_out_position_max(head, dists_t)
+        head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
+    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
 @torch.no_grad()
@@ -232,7 +272,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         zmaps = (good.raw_maps - head.norm[0]) / head.norm[1]
         learning = learn_defects(net, good.rgbs, good.first_view, zmaps, options.defects, options.seed, progress)
         seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
-    good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw)
+    good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw, good.pos_max)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))

@@ -12,6 +12,14 @@ Each branch is standardised by its own out-of-sample scores on good images, then
 Optionally a third, learnt branch (a small per-patch classifier trained on generated defects, see
 model/defect_learning.py) is blended into the patch map before the max: `seg_norm` holds its
 standardisation, the blend weight and the re-standardisation of the blended map.
+
+With `position_norm` the patch branch's *score* is taken from its own map instead: each patch distance is
+first standardised by the good images' distances at the same grid cell (`pos_stats`), and the maximum of
+that map by `pos_norm`. Parts framed the same way each time have places, such as their edges, where even
+good parts look unusual; there a distance counts for less than the same distance in a quiet place. Where
+framing varies, the cells' statistics even out and the score is the plain maximum again. The returned map
+(with the learnt branch blended in, if any) is unchanged: it is for finding the defect, the score for
+deciding.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class AnomalyHead(nn.Module):
         global_levels: int = 2,
         global_weight: float = 0.5,
         seg_hidden: int = 0,
+        position_norm: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
@@ -64,6 +73,11 @@ class AnomalyHead(nn.Module):
         self.seg = seg_classifier(dim, seg_hidden) if seg_hidden > 0 else None
         # learnt branch: (logit - loc) / scale, blend weight, then (blend - loc) / scale of the blended map
         self.register_buffer("seg_norm", torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0]))
+        self.position_norm = position_norm
+        if position_norm:
+            # per grid cell (distance - loc) / scale [2, gh, gw]; then (max of that map - loc) / scale
+            self.register_buffer("pos_stats", torch.stack([torch.zeros(self.grid), torch.ones(self.grid)]))
+            self.register_buffer("pos_norm", torch.tensor([0.0, 1.0]))
 
     # -- patch branch ------------------------------------------------------------------------------
     def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -108,6 +122,11 @@ class AnomalyHead(nn.Module):
         m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return m.squeeze(1)
 
+    def position_max(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch distances [B, gh, gw] standardised per grid cell -> max of their smoothed map [B]."""
+        stats = self.pos_stats if stats is None else stats
+        return self.to_map((dist - stats[0]) / stats[1]).flatten(1).amax(dim=1)
+
     # -- global branch -----------------------------------------------------------------------------
     def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Per-channel mean and std of the deepest levels -> [B, G]."""
@@ -133,11 +152,15 @@ class AnomalyHead(nn.Module):
         return (mix(amap, (seg_raw - n[0]) / n[1], n[2]) - n[3]) / n[4]
 
     # -- fused ---------------------------------------------------------------------------------------
-    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None,
+             pos_max: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         amap = (raw_map - self.norm[0]) / self.norm[1]
         if seg_raw is not None:
             amap = self.blend(amap, seg_raw)
-        patch = amap.flatten(1).amax(dim=1)
+        if pos_max is None:
+            patch = amap.flatten(1).amax(dim=1)
+        else:
+            patch = (pos_max - self.pos_norm[0]) / self.pos_norm[1]
         glob = (raw_global - self.norm[2]) / self.norm[3]
         w = self.global_weight
         return (1.0 - w) * patch + w * glob, amap
@@ -145,9 +168,10 @@ class AnomalyHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
         emb = self.embed(feats) if emb is None else emb
-        raw_map = self.to_map(self.patch_distances(emb))
+        dist = self.patch_distances(emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
-        return self.fuse(raw_map, self.global_distance(self.pool(feats)), seg_raw)
+        pos_max = self.position_max(dist) if self.position_norm else None
+        return self.fuse(self.to_map(dist), self.global_distance(self.pool(feats)), seg_raw, pos_max)
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="input size in px (square, multiple of 32)")
     p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank")
     p.add_argument("--global-weight", type=float, default=None, help="weight of the global (whole-image) score, 0..1")
+    p.add_argument("--no-position-norm", dest="position_norm", action="store_false",
+                   help="score patch distances as they are, not against the good parts' distances at the same place "
+                        "(for parts that are not framed the same way each time)")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
+                         position_norm=args.position_norm,
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
                                                 types=tuple(name_list(args.synth_types))))
     if args.coreset is not None:

@@ -33,7 +33,7 @@ def good_only_ckpt(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     plain.mkdir()
     for p in sorted((tiny_data / "train" / "good").iterdir())[:6]:
         shutil.copy(p, plain / p.name)
-    proc = run_process("fit", plain, "--out", root / "good.ckpt", "--size", 64, "--coreset", 0.5, "--json", cwd=root)
+    proc = run_process("fit", plain, "--out", root / "good.ckpt", "--size", 64, "--coreset", 0.5, "--no-position-norm", "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root / "good.ckpt", json.loads(proc.stdout)
 
@@ -47,6 +47,8 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
     assert summary["n_images"] == 6 and summary["bank_size"] > 0
     assert summary["calibration"]["policy"]["kind"] == "far"  # no defects in a plain folder
     assert set(summary["thresholds"]) >= {"image", "pixel"}
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["net"]["position_norm"] is False and manifest["options"]["position_norm"] is False
 
 
 def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):

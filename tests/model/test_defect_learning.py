@@ -44,6 +44,7 @@ def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_da
     net, report, out = learnt
     info = report.training["generated_defects"]
     assert net.head.seg is not None and info["positives"] > 0 and info["flow"]["generated"] > 0
+    assert net.config.position_norm  # the learnt branch shapes the map; the score stays position-normalised
     assert 0.0 <= info["alpha"] <= 1.0
     loaded, _ = load_checkpoint(out)
     x = torch.rand(2, 3, 64, 64)

@@ -12,7 +12,7 @@ from model.checkpoint import load_checkpoint
 from model.data import Dataset, load_dataset
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
-from model.fit import FitOptions, fit, fit_good_only
+from model.fit import FitOptions, fit, fit_good_only, position_stats
 from model.metrics import roc_auc
 
 
@@ -96,6 +96,45 @@ def test_good_images_are_scored_without_their_own_patches(tiny_data):
         ref = head.to_map(dist.float().reshape(1, *emb.shape[2:]))
         torch.testing.assert_close(good.raw_maps[i : i + 1], ref, rtol=1e-3, atol=1e-3)
     assert float(head.to_map(head.patch_distances(emb[:1])).max()) < 1e-2 * float(good.raw_maps[0].mean())  # in-sample: ~0
+
+
+def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():
+    g = torch.Generator().manual_seed(3)
+    d = torch.rand(6, 4, 5, generator=g, dtype=torch.float64) * 3.0
+    s1, s2 = d.sum(0), (d * d).sum(0)
+
+    def box(x):  # 3x3 mean, indices clamped at the edges
+        h, w = x.shape
+        return torch.tensor([[float(np.mean([x[min(max(i + a, 0), h - 1), min(max(j + b, 0), w - 1)] for a in (-1, 0, 1) for b in (-1, 0, 1)]))
+                              for j in range(w)] for i in range(h)], dtype=x.dtype)
+
+    loc, scale = position_stats(s1, s2, 6, prior=0.0).double()
+    torch.testing.assert_close(loc, box(d.mean(0)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scale, box(d.var(0)).sqrt(), rtol=1e-5, atol=1e-6)
+    loc, scale = position_stats(s1, s2, 6, prior=6.0).double()  # half weight on the whole grid's mean and variance
+    torch.testing.assert_close(loc, 0.5 * box(d.mean(0)) + 0.5 * d.mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scale, (0.5 * box(d.var(0)) + 0.5 * d.var()).sqrt(), rtol=1e-5, atol=1e-6)
+
+
+def test_position_norm_is_fitted_out_of_sample(tiny_data):
+    """The stored cell statistics come from the good images' self-excluded distances; each image's position
+    maximum (which standardises the patch score) uses statistics fitted without that image."""
+    from model.fit import _self_excluded_distances
+
+    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0))
+    head = net.head
+    assert net.config.position_norm and good.pos_max.shape == (5,)
+    cells = good.first_view.shape[2] * good.first_view.shape[3]
+    source = torch.arange(head.bank.shape[0]) // cells  # all patches kept, in image order
+    d = _self_excluded_distances(head, good.first_view, source).double()
+    torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5))
+    for i in range(5):
+        others = torch.cat([d[:i], d[i + 1 :]])
+        expected = head.position_max(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4))
+        torch.testing.assert_close(good.pos_max[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(head.pos_norm, torch.tensor([float(good.pos_max.mean()), float(good.pos_max.std())]))
+    plain, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, position_norm=False))
+    assert not plain.config.position_norm and not hasattr(plain.head, "pos_stats")
 
 
 @pytest.mark.parametrize("change, match", [

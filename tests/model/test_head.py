@@ -101,3 +101,37 @@ def test_fuse_standardises_each_branch_and_mixes_them():
     score, amap = head.fuse(raw_map, torch.tensor([18.0]))  # standardised global (18 - 10) / 4 = 2
     assert float(score) == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
     torch.testing.assert_close(amap, (raw_map - 1.0) / 2.0)
+
+
+def test_position_norm_discounts_distances_where_good_parts_are_always_far():
+    head = make_head(size=(32, 32), sigma=1.0, position_norm=True)  # grid 4x4
+    head.pos_stats = torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), 0.5)])
+    head.pos_stats[:, 0, 0] = torch.tensor([5.0, 2.0])  # an edge cell where good parts reach 5 +- 2
+    head.pos_norm = torch.tensor([1.0, 2.0])
+    at_edge, inside = torch.ones(1, 4, 4), torch.ones(1, 4, 4)
+    at_edge[0, 0, 0] = inside[0, 2, 2] = 6.0
+    assert float(head.position_max(at_edge)) < float(head.position_max(inside))
+    flat = head.position_max(torch.full((1, 4, 4), 3.0), torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), 0.5)]))
+    assert float(flat) == pytest.approx((3.0 - 1.0) / 0.5)  # the blur keeps a flat map flat
+    # the fused score takes the patch part from the position maximum, standardised by pos_norm; the map is the plain one
+    head.norm = torch.tensor([1.0, 2.0, 10.0, 4.0])
+    raw_map = torch.full((1, 32, 32), 3.0)
+    score, amap = head.fuse(raw_map, torch.tensor([18.0]), pos_max=torch.tensor([7.0]))
+    assert float(score) == pytest.approx(0.5 * (7.0 - 1.0) / 2.0 + 0.5 * 2.0)
+    torch.testing.assert_close(amap, (raw_map - 1.0) / 2.0)
+
+
+def test_position_norm_changes_the_score_not_the_map():
+    torch.manual_seed(0)
+    plain, positional = make_head(size=(32, 32)), make_head(size=(32, 32), position_norm=True)
+    bank = torch.randn(50, 10)
+    for h in (plain, positional):
+        h.set_bank(bank)
+    positional.pos_stats = torch.stack([torch.rand(4, 4) + 1.0, torch.rand(4, 4) + 0.5])
+    feats = [torch.randn(2, 4, 8, 8), torch.randn(2, 6, 4, 4)]
+    (s0, m0), (s1, m1) = plain(feats), positional(feats)
+    torch.testing.assert_close(m0, m1)
+    dist = plain.patch_distances(plain.embed(feats))
+    expected = 0.5 * positional.position_max(dist) + 0.5 * positional.global_distance(positional.pool(feats))
+    torch.testing.assert_close(s1, expected)
+    assert not torch.allclose(s0, s1)
