@@ -147,12 +147,17 @@ def position_stats(s1: torch.Tensor, s2: torch.Tensor, n: int, prior: float = PO
     return torch.stack([loc, scale]).float()
 
 
-def _leave_one_out_position_max(head: AnomalyHead, dists: torch.Tensor) -> torch.Tensor:
-    """Each good image's position-standardised patch maximum [n], with cell statistics fitted without it."""
+def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor) -> torch.Tensor:
+    """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw], and
+    its standardisation from each image's position maximum with statistics fitted without that image.
+    -> those leave-one-out maxima [n]."""
     n = dists.shape[0]
     d = dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
-    return torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1)) for i in range(n)])
+    head.pos_stats = position_stats(s1, s2, n)
+    pos_max = torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1)) for i in range(n)])
+    head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
+    return pos_max
 
 
 @dataclass
@@ -253,12 +258,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
-    pos_max = None
-    if head.position_norm:
-        d = dists_t.double()
-        head.pos_stats = position_stats(d.sum(dim=0), (d * d).sum(dim=0), n)
-        pos_max = _leave_one_out_position_max(head, dists_t)
-        head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
+    pos_max = _fit_position_norm(head, dists_t) if head.position_norm else None
     return net, GoodFit(paths, first_view, raw_maps_t, pos_max, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
