@@ -91,6 +91,11 @@ def calibrate(good: np.ndarray, defect: np.ndarray, policy: Policy, source: str)
     return Calibration([float(x) for x in good], [float(x) for x in defect], policy, thr, source)
 
 
+def _fold_of(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A random fold (0..folds-1) for each of n items, the folds as equal in size as n allows."""
+    return rng.permutation(n) % folds
+
+
 def cross_validated_rates(policy: Policy, good: np.ndarray, defect: np.ndarray, fixed_good: np.ndarray | None = None,
                           folds: int = 5, seed: int = 0) -> dict | None:
     """False-alarm and escape rates the policy would give on parts it was not calibrated on.
@@ -106,7 +111,7 @@ def cross_validated_rates(policy: Policy, good: np.ndarray, defect: np.ndarray, 
     if folds < 2:
         return None  # too few images to hold any out
     rng = np.random.default_rng(seed)
-    fold_g, fold_d = rng.permutation(good.size) % folds, rng.permutation(defect.size) % folds
+    fold_g, fold_d = _fold_of(good.size, folds, rng), _fold_of(defect.size, folds, rng)
     alarms = escapes = 0
     for k in range(folds):
         thr = threshold_for(policy, np.concatenate([fixed, good[fold_g != k]]), defect[fold_d != k])
@@ -136,7 +141,7 @@ def cross_validated_pixel_threshold(masks: np.ndarray, maps: np.ndarray, folds: 
     fold = np.empty(len(masks), dtype=np.int64)
     for group in (has_defect, ~has_defect):
         idx = np.flatnonzero(group)
-        fold[idx] = rng.permutation(idx.size) % folds
+        fold[idx] = _fold_of(idx.size, folds, rng)
     predicted = np.empty(masks.shape, dtype=bool)
     for k in range(folds):
         thr = f1_max(masks[fold != k].ravel(), maps[fold != k].ravel())[1]
