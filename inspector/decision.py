@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from model.data import UNKNOWN
+
 PASS, FAIL = "PASS", "FAIL"
 SEVERITIES = ("low", "medium", "high")
 
@@ -111,12 +113,12 @@ def name_defect(type_probs: np.ndarray | None, class_names: tuple[str, ...] | li
     if type_probs is None or not len(class_names):
         return None, None, {}
     p = np.asarray(type_probs, dtype=np.float64).reshape(-1)
-    names = [*class_names, "unknown"]
+    names = [*class_names, UNKNOWN]
     if p.size != len(names):
         return None, None, {}
     probs = {n: round(float(v), 4) for n, v in zip(names, p, strict=True)}
     if p[-1] >= config.unknown_cutoff:
-        return "unknown", round(float(p[-1]), 4), probs
+        return UNKNOWN, round(float(p[-1]), 4), probs
     known = p[:-1]
     k = int(known.argmax())
     return names[k], round(float(known[k] / max(known.sum(), 1e-12)), 4), probs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model.data import UNKNOWN
 from model.errors import InspectorError
 
 TEXT = {
@@ -62,13 +63,13 @@ def describe(result, lang: str = "en") -> str:
     if not result.regions:
         parts.append(t["none"])
         if getattr(result, "defect_type", None):
-            kind = t["unknown"] if result.defect_type == "unknown" else result.defect_type
+            kind = t["unknown"] if result.defect_type == UNKNOWN else result.defect_type
             conf = t["conf"].format(c=result.type_confidence) if result.type_confidence is not None else ""
             parts.append(t["typed"].format(type=kind, conf=conf))
     else:
         r = result.regions[0]
         x, y, w, h = r.box
-        kind = {"anomaly": t["anomaly"], "unknown": t["unknown"]}.get(r.type, r.type)
+        kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type, r.type)
         conf = t["conf"].format(c=r.confidence) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         parts.append(t["regions"].format(n=len(result.regions), type=kind, severity=t["severity"][r.severity],

@@ -9,6 +9,7 @@ from model.errors import InspectorError
 from model.images import list_images
 
 GOOD = "good"
+UNKNOWN = "unknown"  # the type of a defect unlike every known type (reserved)
 
 
 @dataclass(frozen=True)

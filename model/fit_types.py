@@ -18,12 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.data import UNKNOWN
 from model.errors import InspectorError
 from model.extract import load_batches
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
-from model.types import DISABLED, UNKNOWN, TypeHead, region_weights
+from model.types import DISABLED, TypeHead, region_weights
 
 CLASSIFIERS = ("logreg", "prototype")
 REGIONS = ("auto", "map", "image")

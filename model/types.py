@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-UNKNOWN = "unknown"
 DISABLED = 1e6  # an unknown-threshold no score reaches: `unknown` switched off
 
 

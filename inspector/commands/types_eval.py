@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from model.data import UNKNOWN
 from model.errors import InspectorError
-
-UNKNOWN = "unknown"
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
