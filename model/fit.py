@@ -289,7 +289,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         if scored.masks is not None and scored.masks.any():
             pixel_thr = f1_max(scored.masks.ravel(), scored.maps.ravel())[1]
             pixel_source = "test masks (pixel F1-max)"
-    good_all = np.concatenate([good_scores, test_good])
+    good_all = np.concatenate([good_scores, test_good])  # training first: eval reads the first n_images as those
     policy = options.policy or (Policy("escape", 0.01) if test_defect.size else Policy("far", 0.01))
     source_desc = f"{good_scores.size} good training images (out-of-sample)"
     if dataset.test:

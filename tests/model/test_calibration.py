@@ -97,11 +97,24 @@ def test_calibration_summary_reports_rates():
     json.dumps(s)
 
 
-def test_fit_calibrates_on_defects_when_the_data_has_them(tiny_ckpt):
+def test_fit_calibrates_on_defects_when_the_data_has_them(tiny_ckpt, tiny_data):
+    from model.checkpoint import load_checkpoint
+    from model.data import load_dataset
+    from model.evaluate import score_samples
+
     m = json.loads((tiny_ckpt / "manifest.json").read_text())
     cal, scores = m["calibration"], m["calibration_scores"]
     assert cal["policy"] == {"kind": "escape", "target": 0.01}
     assert len(scores["defect"]) == 4 and len(scores["good"]) == 12 + 4  # out-of-sample training + test good
+    # eval's held-out rates take the first training.n_images good scores as the training ones: the test
+    # images' own scores must come after them, in test order
+    test = load_dataset(tiny_data).test
+    net, _ = load_checkpoint(tiny_ckpt)
+    test_scores = score_samples(net.eval(), test).scores
+    good = np.array([not s.is_defect for s in test])
+    assert m["training"]["n_images"] == 12
+    assert np.allclose(scores["good"][12:], test_scores[good], atol=1e-4)
+    assert np.allclose(scores["defect"], test_scores[~good], atol=1e-4)
     expected = threshold_for(Policy("escape", 0.01), np.array(scores["good"]), np.array(scores["defect"]))
     assert m["thresholds"]["image"] == pytest.approx(expected)
     # the pixel threshold came from the test masks
