@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from model.data import UNKNOWN
+from model.label_names import UNKNOWN
 
 PASS, FAIL = "PASS", "FAIL"
 SEVERITIES = ("low", "medium", "high")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from model.data import UNKNOWN
 from model.errors import InspectorError
+from model.label_names import UNKNOWN
 
 TEXT = {
     "en": {

@@ -7,9 +7,7 @@ from pathlib import Path
 
 from model.errors import InspectorError
 from model.images import list_images
-
-GOOD = "good"
-UNKNOWN = "unknown"  # the type of a defect unlike every known type (reserved)
+from model.label_names import GOOD
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.data import UNKNOWN
 from model.errors import InspectorError
 from model.extract import load_batches
+from model.label_names import UNKNOWN
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
 from model.progress import BarFactory, silent

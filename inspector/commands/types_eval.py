@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from model.data import UNKNOWN
 from model.errors import InspectorError
+from model.label_names import UNKNOWN
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
