@@ -190,7 +190,7 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
     assert "TensorRT" in line or "built for GPU" in line
 
 
-def test_bench_modelcli(capsys, exports, tiny_ckpt, tiny_data):
+def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
     folder = exports["onnx"].parent
     code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
                           "--batches", "1,2", "--no-rss", "--json")
