@@ -44,6 +44,9 @@ class FitOptions:
     sigma: float = 4.0
     coreset_ratio: float = 0.01
     position_norm: bool = True  # patch score standardised per grid cell (model/head.py)
+    references: int = 0  # > 0: keep up to this many training images as references instead of a coreset bank
+    ref_k: int = 10  # references compared with each image
+    ref_radius: int = 1  # grid cells a patch may shift to find its match in a reference
     max_patches: int = 400_000
     global_weight: float = 0.5
     shrinkage: float = 0.01
@@ -62,6 +65,10 @@ class FitOptions:
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
             raise InspectorError(f"--augment {bad[0]!r}: choose from {', '.join(AUGMENTATIONS)} (only views that are still good parts)")
+        if self.references < 0 or 0 < self.references < 2 + len(self.augment):
+            raise InspectorError(f"--references {self.references}: give 0 (memory bank) or at least {2 + len(self.augment)} images, e.g. 256")
+        if self.references and self.defects.enabled:
+            raise InspectorError("--references with --synth: learning from generated defects needs the memory bank; drop one of them")
         if not 0.0 <= self.global_weight <= 1.0:
             raise InspectorError(f"--global-weight {self.global_weight}: give a weight in [0, 1]")
         self.defects.validate()
@@ -122,8 +129,14 @@ def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor,
 
 
 @torch.no_grad()
-def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """Patch distances [n, gh, gw] of training images, each scored against the bank minus its own patches."""
+def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor,
+                             key: torch.Tensor | None = None) -> torch.Tensor:
+    """Patch distances [n, gh, gw] of training images, each scored against the bank minus its own patches
+    (or, given their global keys, against the references minus its own views); `source` gives each bank
+    row's or reference's image, offset so that image i of `emb` is 0."""
+    if head.references:
+        exclude = source.unsqueeze(0) == torch.arange(emb.shape[0]).unsqueeze(1)
+        return head.reference_distances(emb.float(), key, exclude)
     return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=source == i) for i in range(emb.shape[0])])
 
 
@@ -190,7 +203,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     size = (options.input_size, options.input_size)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
-                       position_norm=options.position_norm)
+                       position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
+                       ref_radius=options.ref_radius)
     net = InspectorNet(config).eval()
     head = net.head
     paths = [s.path for s in dataset.train]
@@ -226,23 +240,32 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     head.level_scale = scale
     emb = (emb.float() * scale.view(1, dim, 1, 1)).half()
 
-    # 3. coreset memory bank (random subsample first if the patch pool is huge)
-    patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
-    source = view_source.repeat_interleave(gh * gw)
-    if patches.shape[0] > options.max_patches:
-        keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
-        patches, source = patches[keep], source[keep]
-    k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
-    bar = progress("coreset", k)
-    idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
-    bar.close()
-    head.set_bank(patches[idx].float())
-    bank_source = source[idx]
-    net.config.bank_size = k
-
-    # 4. global Gaussian on pooled statistics
+    # 3. global Gaussian on pooled statistics
     mean, whiten = _whitening(pooled_t, options.shrinkage)
     head.g_mean, head.g_whiten = mean, whiten
+    keys = head.global_key(pooled_t)
+
+    # 4. the patch branch's normal patches: reference images, or a coreset memory bank
+    if options.references:
+        ref_rows = greedy_coreset(keys, min(options.references, emb.shape[0]), proj_dim=keys.shape[1], seed=options.seed)
+        net.config.references = head.references = ref_rows.numel()
+        # when fitting scores an image without its own views, that many fewer references remain
+        net.config.ref_k = head.ref_k = max(1, min(options.ref_k, head.references - 1 - len(options.augment)))
+        head.ref_emb, head.ref_key = emb[ref_rows].contiguous(), keys[ref_rows].contiguous()
+        bank_source, k = view_source[ref_rows], 0
+    else:
+        patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
+        source = view_source.repeat_interleave(gh * gw)
+        if patches.shape[0] > options.max_patches:
+            keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
+            patches, source = patches[keep], source[keep]
+        k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
+        bar = progress("coreset", k)
+        idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
+        bar.close()
+        head.set_bank(patches[idx].float())
+        bank_source = source[idx]
+    net.config.bank_size = k
 
     # 5. standardise each branch with out-of-sample scores on the good images
     bar = progress("calibration", n)
@@ -250,7 +273,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     first = _first_views(sources)
     first_view = emb[first]
     for s in range(0, n, 8):
-        dists.append(_self_excluded_distances(head, first_view[s : s + 8], bank_source - s))
+        dists.append(_self_excluded_distances(head, first_view[s : s + 8], bank_source - s, keys[first[s : s + 8]]))
         bar.update(min(8, n - s))
     bar.close()
     dists_t = torch.cat(dists)

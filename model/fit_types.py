@@ -73,6 +73,8 @@ class TypeReport:
 
 def has_reference(net: InspectorNet) -> bool:
     """Whether the anomaly head was fitted on good images (so its map says where a defect is)."""
+    if net.config.references:
+        return bool(net.head.ref_emb.abs().sum() > 0)
     return net.config.bank_size > 0 and bool(net.head.bank.abs().sum() > 0)
 
 

@@ -20,6 +20,12 @@ good parts look unusual; there a distance counts for less than the same distance
 framing varies, the cells' statistics even out and the score is the plain maximum again. The returned map
 (with the learnt branch blended in, if any) is unchanged: it is for finding the defect, the score for
 deciding.
+
+With `references` > 0 the patch branch compares each image with its own closest normal images instead of
+a coreset bank (as SPADE does): the global branch's whitened statistics (`ref_key`) pick the `ref_k`
+nearest of the stored training images, and each patch is matched only against their patches within
+`ref_radius` grid cells of the same place (`ref_emb`, FP16). A thin crack is then judged against the
+same spot on similar parts, not against the nearest patch from anywhere.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class AnomalyHead(nn.Module):
         global_weight: float = 0.5,
         seg_hidden: int = 0,
         position_norm: bool = False,
+        references: int = 0,
+        ref_k: int = 10,
+        ref_radius: int = 1,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
@@ -78,6 +87,10 @@ class AnomalyHead(nn.Module):
             # per grid cell (distance - loc) / scale [2, gh, gw]; then (max of that map - loc) / scale
             self.register_buffer("pos_stats", torch.stack([torch.zeros(self.grid), torch.ones(self.grid)]))
             self.register_buffer("pos_norm", torch.tensor([0.0, 1.0]))
+        self.references, self.ref_k, self.ref_radius = references, ref_k, ref_radius
+        if references:
+            self.register_buffer("ref_emb", torch.zeros(references, dim, *self.grid, dtype=torch.float16))
+            self.register_buffer("ref_key", torch.zeros(references, gdim))
 
     # -- patch branch ------------------------------------------------------------------------------
     def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -113,6 +126,33 @@ class AnomalyHead(nn.Module):
             best = d2 if best is None else torch.minimum(best, d2)
         return best.clamp_min(0.0).sqrt().reshape(b, gh, gw)
 
+    def reference_distances(self, emb: torch.Tensor, key: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings [B, D, gh, gw] and global keys [B, G] -> distance of each patch to the nearest patch
+        within `ref_radius` cells of the same place in the `ref_k` nearest reference images [B, gh, gw].
+
+        exclude: bool [B, references] of reference images to skip (an image's own, when fitting scores it
+        out-of-sample); never set in the exported graph.
+        """
+        b, d, gh, gw = emb.shape
+        k, r = min(self.ref_k, self.references), self.ref_radius
+        # |key - ref|^2 less |key|^2, which ranks the same: without the image's own (often large) norm in the
+        # sum, float32 resolves near-ties finer, so torch and exported runtimes pick the same references
+        kd = (self.ref_key * self.ref_key).sum(dim=1) - 2.0 * key @ self.ref_key.t()
+        if exclude is not None:
+            kd = kd.masked_fill(exclude, float("inf"))
+        idx = kd.topk(k, dim=1, largest=False).indices.flatten()
+        refs = F.pad(self.ref_emb[idx].float(), (r, r, r, r), mode="replicate").reshape(b, k, d, gh + 2 * r, gw + 2 * r)
+        # |x - c|^2 = |x|^2 + |c|^2 - 2 x.c: one product per shift, no [B, K, D, gh, gw] difference tensors
+        refs_sq = (refs * refs).sum(dim=2)
+        x = emb.unsqueeze(1)
+        best = None
+        for dy in range(2 * r + 1):
+            for dx in range(2 * r + 1):
+                dot = (refs[..., dy : dy + gh, dx : dx + gw] * x).sum(dim=2)
+                d2 = (refs_sq[..., dy : dy + gh, dx : dx + gw] - 2.0 * dot).amin(dim=1)
+                best = d2 if best is None else torch.minimum(best, d2)
+        return (best + (emb * emb).sum(dim=1)).clamp_min(0.0).sqrt()
+
     def to_map(self, dist: torch.Tensor) -> torch.Tensor:
         """Patch distances [B, gh, gw] -> smoothed raw anomaly map [B, H, W] at the input size."""
         m = F.interpolate(dist.unsqueeze(1), size=self.input_size, mode="bilinear", align_corners=False)
@@ -137,9 +177,13 @@ class AnomalyHead(nn.Module):
             parts += [mean, var.clamp_min(1e-12).sqrt()]
         return torch.cat(parts, dim=1)
 
+    def global_key(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Whitened pooled features [B, G]: their norm is the global distance, and they pick references."""
+        return (pooled - self.g_mean) @ self.g_whiten
+
     def global_distance(self, pooled: torch.Tensor) -> torch.Tensor:
         """Mahalanobis distance [B] of pooled features to the normal distribution."""
-        z = (pooled - self.g_mean) @ self.g_whiten
+        z = self.global_key(pooled)
         return (z * z).sum(dim=1).sqrt()
 
     # -- learnt branch -------------------------------------------------------------------------------
@@ -168,10 +212,11 @@ class AnomalyHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
         emb = self.embed(feats) if emb is None else emb
-        dist = self.patch_distances(emb)
+        pooled = self.pool(feats)
+        dist = self.reference_distances(emb, self.global_key(pooled)) if self.references else self.patch_distances(emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
         pos_max = self.position_max(dist) if self.position_norm else None
-        return self.fuse(self.to_map(dist), self.global_distance(self.pool(feats)), seg_raw, pos_max)
+        return self.fuse(self.to_map(dist), self.global_distance(pooled), seg_raw, pos_max)
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""

@@ -26,6 +26,9 @@ class NetConfig:
     global_weight: float = 0.5
     normalize_input: bool = True
     position_norm: bool = False  # patch score standardised per grid cell (see model/head.py); older checkpoints: False
+    references: int = 0  # > 0: reference images stored for the patch branch instead of a coreset bank (model/head.py)
+    ref_k: int = 10
+    ref_radius: int = 1
     seg_hidden: int = 0  # > 0: a learnt defect-classifier branch (trained on generated defects) of this width
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
@@ -57,7 +60,8 @@ class InspectorNet(nn.Module):
         info = self.backbone.info
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
-                                seg_hidden=config.seg_hidden, position_norm=config.position_norm)
+                                seg_hidden=config.seg_hidden, position_norm=config.position_norm,
+                                references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius)
         self.types = self.build_types() if config.class_names else None
 
     def build_types(self) -> TypeHead:

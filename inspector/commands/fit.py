@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-position-norm", dest="position_norm", action="store_false",
                    help="score patch distances as they are, not against the good parts' distances at the same place "
                         "(for parts that are not framed the same way each time)")
+    p.add_argument("--references", type=int, default=0, metavar="N",
+                   help="keep up to N training images (e.g. 256) and compare each part with its closest ones, patch by "
+                        "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README)")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
-                         position_norm=args.position_norm,
+                         position_norm=args.position_norm, references=args.references,
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
                                                 types=tuple(name_list(args.synth_types))))
     if args.coreset is not None:
@@ -70,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cal = report.calibration
         print(f"fitted {report.training['n_images']} good images in {report.training['fit_seconds']:.1f} s -> {out}")
-        print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px, memory bank {report.training['bank_size']} patches")
+        patches = (f"{net.config.references} reference images" if net.config.references
+                   else f"memory bank {report.training['bank_size']} patches")
+        print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px, {patches}")
         print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:.3g}; "
               f"on calibration data: false alarms {cal['far']:.1%}" + (f", escapes {cal['escape']:.1%})" if cal["escape"] is not None else ")"))
         print(f"  calibrated on {cal['source']}")

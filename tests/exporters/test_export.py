@@ -190,3 +190,25 @@ def test_clip_vit_backbone_exports_with_dynamic_batch():
     graph = export_onnx(net.eval())
     assert check_parity(net, graph, batches=(1, 3)) < 1e-4
     assert any("resblocks" in name for name, _ in backbone_stages(graph))  # INT8/FP16 regions found for ViTs too
+
+
+def test_reference_model_round_trips_and_exports(tiny_data, tmp_path):
+    """A model fitted with references (gather of the nearest reference images, shifted minima) saves, loads
+    and exports to one ONNX graph that matches torch at batch 1 and 3."""
+    from exporters.onnx_export import check_parity, export_onnx
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.data import load_dataset
+    from model.fit import FitOptions, fit
+
+    net, report = fit(load_dataset(tiny_data), FitOptions(input_size=64, references=6, ref_k=3, batch_size=8))
+    save_checkpoint(net, tmp_path / "ref.ckpt", {"options": report.options, "training": report.training,
+                                                 "calibration": report.calibration, "thresholds": report.thresholds})
+    loaded, manifest = load_checkpoint(tmp_path / "ref.ckpt")
+    assert manifest["net"]["references"] == 6 and manifest["options"]["references"] == 6
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for a, b in zip(net(x), loaded(x), strict=True):
+            torch.testing.assert_close(a, b)
+    graph = export_onnx(loaded)
+    assert {"TopK", "GatherND"} <= {n.op_type for n in graph.graph.node}  # the references are chosen inside the graph
+    assert check_parity(loaded, graph) < 1e-4

@@ -51,6 +51,16 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
     assert manifest["net"]["position_norm"] is False and manifest["options"]["position_norm"] is False
 
 
+def test_fit_with_references(good_only_ckpt):
+    ckpt, _ = good_only_ckpt
+    plain = ckpt.parent / "good_parts"
+    proc = run_process("fit", plain, "--out", ckpt.parent / "ref.ckpt", "--size", 64, "--references", 4, cwd=ckpt.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 reference images" in proc.stdout
+    manifest = json.loads((ckpt.parent / "ref.ckpt" / "manifest.json").read_text())
+    assert manifest["net"]["references"] == 4 and manifest["net"]["bank_size"] == 0 and manifest["net"]["ref_k"] == 3
+
+
 def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):
     out = tmp_path / "overlays"
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test", "--json", "--overlays", out)
@@ -154,6 +164,9 @@ CASES = {
     "fit: unknown backbone": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--backbone", "resnet50"], ["unknown backbone 'resnet50'"]),
     "fit: coreset above 1": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "1.5"], ["--coreset 1.5"]),
     "fit: coreset 0": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "0"], ["--coreset 0"]),
+    "fit: one reference": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "1"], ["--references 1", "at least 2"]),
+    "fit: references with synth": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--synth", "10"],
+                                   ["--references with --synth"]),
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
     "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
     "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),

@@ -10,6 +10,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data import Dataset, load_dataset
+from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
 from model.fit import FitOptions, fit, fit_good_only, position_stats
@@ -137,12 +138,35 @@ def test_position_norm_is_fitted_out_of_sample(tiny_data):
     assert not plain.config.position_norm and not hasattr(plain.head, "pos_stats")
 
 
+def test_references_replace_the_bank_and_score_good_images_without_themselves(tiny_data):
+    """With references every good image is kept (5 <= the cap), and each is standardised by its distances to
+    the other references only; a reference scores about zero against itself."""
+    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, references=8, ref_k=2))
+    head = net.head
+    assert net.config.references == head.references == 5 and net.config.bank_size == 0 and net.config.ref_k == 2
+    emb = good.first_view.float()
+    torch.testing.assert_close(head.ref_emb.float(), emb)  # all kept, in image order
+    for i in range(5):
+        own = (torch.arange(5) == i).unsqueeze(0)
+        ref = head.to_map(head.reference_distances(emb[i : i + 1], head.ref_key[i : i + 1], own))
+        torch.testing.assert_close(good.raw_maps[i : i + 1], ref, rtol=1e-3, atol=1e-3)
+        assert float(head.reference_distances(emb[i : i + 1], head.ref_key[i : i + 1]).max()) < 1e-2
+    capped, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, references=3))
+    assert capped.config.references == 3 and capped.config.ref_k == 2  # one less than the references: its own is excluded
+    rows = [[bool(torch.equal(r, e)) for e in good.first_view] for r in capped.head.ref_emb]
+    assert all(sum(r) == 1 for r in rows) and len({r.index(True) for r in rows}) == 3  # 3 distinct training images
+
+
 @pytest.mark.parametrize("change, match", [
     ({"coreset_ratio": 0.0}, "--coreset"),
     ({"coreset_ratio": 1.5}, "--coreset"),
     ({"input_size": 50}, "--size"),
     ({"augment": ("rot90",)}, "--augment"),
     ({"global_weight": 2.0}, "--global-weight"),
+    ({"references": 1}, "--references 1: give 0"),
+    ({"references": -4}, "--references -4: give 0"),
+    ({"references": 2, "augment": ("hflip",)}, "at least 3 images"),
+    ({"references": 4, "defects": DefectLearning(synth=10)}, "--references with --synth"),
 ])
 def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
     with pytest.raises(InspectorError, match=match):

@@ -135,3 +135,39 @@ def test_position_norm_changes_the_score_not_the_map():
     expected = 0.5 * positional.position_max(dist) + 0.5 * positional.global_distance(positional.pool(feats))
     torch.testing.assert_close(s1, expected)
     assert not torch.allclose(s0, s1)
+
+
+def test_reference_distances_match_brute_force():
+    """Each patch's distance is the minimum over the k nearest references (by global key) and over the
+    cells within the radius of its own (clamped at the grid's edge); excluded references are skipped."""
+    g = torch.Generator().manual_seed(5)
+    head = make_head(size=(40, 48), references=6, ref_k=2, ref_radius=1)  # grid 5x6, dim 10, key dim 20
+    head.ref_emb = torch.randn(6, 10, 5, 6, generator=g).half()
+    head.ref_key = torch.randn(6, 20, generator=g)
+    emb, key = torch.randn(3, 10, 5, 6, generator=g), torch.randn(3, 20, generator=g)
+    exclude = torch.zeros(3, 6, dtype=torch.bool)
+    exclude[1, torch.cdist(key[1:2], head.ref_key).argmin()] = True  # image 1's nearest reference is its own
+
+    refs = head.ref_emb.double()
+    for ex in (None, exclude):
+        got = head.reference_distances(emb, key, ex).double()
+        for b in range(3):
+            kd = torch.cdist(key[b : b + 1], head.ref_key).squeeze(0)
+            if ex is not None:
+                kd[ex[b]] = float("inf")
+            near = kd.argsort()[:2]
+            for i in range(5):
+                for j in range(6):
+                    cand = refs[near][:, :, max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
+                    ref = (cand - emb[b, :, i, j].double().view(1, -1, 1, 1)).pow(2).sum(dim=1).min().sqrt()
+                    torch.testing.assert_close(got[b, i, j], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_head_scores_a_stored_image_about_zero():
+    g = torch.Generator().manual_seed(6)
+    head = make_head(size=(32, 32), references=3, ref_k=2)
+    head.ref_emb = (torch.randn(3, 10, 4, 4, generator=g) * 3.0).half()
+    head.ref_key = torch.randn(3, 20, generator=g)
+    own = head.reference_distances(head.ref_emb[1:2].float(), head.ref_key[1:2])
+    others = head.reference_distances(head.ref_emb[1:2].float(), head.ref_key[1:2], torch.tensor([[False, True, False]]))
+    assert float(own.max()) < 1e-2 * float(others.min())
