@@ -181,10 +181,10 @@ class AnomalyHead(nn.Module):
         """Whitened pooled features [B, G]: their norm is the global distance, and they pick references."""
         return (pooled - self.g_mean) @ self.g_whiten
 
-    def global_distance(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Mahalanobis distance [B] of pooled features to the normal distribution."""
-        z = self.global_key(pooled)
-        return (z * z).sum(dim=1).sqrt()
+    @staticmethod
+    def global_distance(key: torch.Tensor) -> torch.Tensor:
+        """Whitened pooled features [B, G] -> their Mahalanobis distance [B] to the normal distribution."""
+        return (key * key).sum(dim=1).sqrt()
 
     # -- learnt branch -------------------------------------------------------------------------------
     def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
@@ -212,11 +212,11 @@ class AnomalyHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
         emb = self.embed(feats) if emb is None else emb
-        pooled = self.pool(feats)
-        dist = self.reference_distances(emb, self.global_key(pooled)) if self.references else self.patch_distances(emb)
+        key = self.global_key(self.pool(feats))
+        dist = self.reference_distances(emb, key) if self.references else self.patch_distances(emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
         pos_max = self.position_max(dist) if self.position_norm else None
-        return self.fuse(self.to_map(dist), self.global_distance(pooled), seg_raw, pos_max)
+        return self.fuse(self.to_map(dist), self.global_distance(key), seg_raw, pos_max)
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""

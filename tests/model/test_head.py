@@ -81,7 +81,7 @@ def test_global_distance_is_mahalanobis():
     head.g_mean, head.g_whiten = mean, (evecs / evals.sqrt()).float()
     q = torch.randn(3, 20, generator=g)
     ref = torch.einsum("bi,ij,bj->b", (q - mean).double(), torch.linalg.inv(cov), (q - mean).double()).sqrt()
-    torch.testing.assert_close(head.global_distance(q).double(), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(head.global_distance(head.global_key(q)).double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_pool_is_mean_and_std_of_the_deepest_levels():
@@ -132,7 +132,7 @@ def test_position_norm_changes_the_score_not_the_map():
     (s0, m0), (s1, m1) = plain(feats), positional(feats)
     torch.testing.assert_close(m0, m1)
     dist = plain.patch_distances(plain.embed(feats))
-    expected = 0.5 * positional.position_max(dist) + 0.5 * positional.global_distance(positional.pool(feats))
+    expected = 0.5 * positional.position_max(dist) + 0.5 * positional.global_distance(positional.global_key(positional.pool(feats)))
     torch.testing.assert_close(s1, expected)
     assert not torch.allclose(s0, s1)
 
