@@ -33,6 +33,9 @@ def check_input_size(size: int) -> None:
         raise InspectorError(f"--size {size}: give a multiple of 32, at least 64 (e.g. 256)")
 
 
+MAX_REF_RADIUS = 4  # (2r + 1)^2 shifted comparisons per reference: beyond this a part is matched almost anywhere
+
+
 @dataclass
 class FitOptions:
     """Fitting settings; every field is recorded in the checkpoint manifest."""
@@ -67,6 +70,10 @@ class FitOptions:
             raise InspectorError(f"--augment {bad[0]!r}: choose from {', '.join(AUGMENTATIONS)} (only views that are still good parts)")
         if self.references < 0 or 0 < self.references < 2 + len(self.augment):
             raise InspectorError(f"--references {self.references}: give 0 (memory bank) or at least {2 + len(self.augment)} images, e.g. 256")
+        if self.ref_k < 1:
+            raise InspectorError(f"--ref-k {self.ref_k}: give at least 1 reference to compare with (e.g. 10)")
+        if not 0 <= self.ref_radius <= MAX_REF_RADIUS:
+            raise InspectorError(f"--ref-radius {self.ref_radius}: give 0 to {MAX_REF_RADIUS} grid cells (e.g. 1)")
         if self.references and self.defects.enabled:
             raise InspectorError("--references with --synth: learning from generated defects needs the memory bank; drop one of them")
         if not 0.0 <= self.global_weight <= 1.0:

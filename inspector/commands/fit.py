@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--references", type=int, default=0, metavar="N",
                    help="keep up to N training images (e.g. 256) and compare each part with its closest ones, patch by "
                         "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README)")
+    p.add_argument("--ref-k", type=int, default=None, metavar="K", help="with --references: how many closest references each part is compared with (default 10)")
+    p.add_argument("--ref-radius", type=int, default=None, metavar="R",
+                   help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
@@ -55,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
                          position_norm=args.position_norm, references=args.references,
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
                                                 types=tuple(name_list(args.synth_types))))
+    for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):
+        if value is not None and not args.references:
+            raise InspectorError(f"{flag} {value}: applies only with --references N (e.g. --references 256)")
+    if args.ref_k is not None:
+        options.ref_k = args.ref_k
+    if args.ref_radius is not None:
+        options.ref_radius = args.ref_radius
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
     if args.global_weight is not None:

@@ -54,11 +54,12 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
 def test_fit_with_references(good_only_ckpt):
     ckpt, _ = good_only_ckpt
     plain = ckpt.parent / "good_parts"
-    proc = run_process("fit", plain, "--out", ckpt.parent / "ref.ckpt", "--size", 64, "--references", 4, cwd=ckpt.parent)
+    proc = run_process("fit", plain, "--out", ckpt.parent / "ref.ckpt", "--size", 64, "--references", 4, "--ref-k", 2,
+                       "--ref-radius", 0, cwd=ckpt.parent)
     assert proc.returncode == 0, proc.stderr
     assert "4 reference images" in proc.stdout
-    manifest = json.loads((ckpt.parent / "ref.ckpt" / "manifest.json").read_text())
-    assert manifest["net"]["references"] == 4 and manifest["net"]["bank_size"] == 0 and manifest["net"]["ref_k"] == 3
+    net = json.loads((ckpt.parent / "ref.ckpt" / "manifest.json").read_text())["net"]
+    assert (net["references"], net["bank_size"], net["ref_k"], net["ref_radius"]) == (4, 0, 2, 0)
 
 
 def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):
@@ -167,6 +168,10 @@ CASES = {
     "fit: one reference": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "1"], ["--references 1", "at least 2"]),
     "fit: references with synth": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--synth", "10"],
                                    ["--references with --synth"]),
+    "fit: ref-k without references": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--ref-k", "5"],
+                                      ["--ref-k 5", "only with --references"]),
+    "fit: negative ref-radius": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--ref-radius", "-1"],
+                                 ["--ref-radius -1"]),
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
     "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
     "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),

@@ -167,6 +167,9 @@ def test_references_replace_the_bank_and_score_good_images_without_themselves(ti
     ({"references": -4}, "--references -4: give 0"),
     ({"references": 2, "augment": ("hflip",)}, "at least 3 images"),
     ({"references": 4, "defects": DefectLearning(synth=10)}, "--references with --synth"),
+    ({"references": 4, "ref_k": 0}, "--ref-k 0: give at least 1"),
+    ({"references": 4, "ref_radius": -1}, "--ref-radius -1: give 0 to 4"),
+    ({"references": 4, "ref_radius": 5}, "--ref-radius 5: give 0 to 4"),
 ])
 def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
     with pytest.raises(InspectorError, match=match):

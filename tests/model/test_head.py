@@ -137,11 +137,12 @@ def test_position_norm_changes_the_score_not_the_map():
     assert not torch.allclose(s0, s1)
 
 
-def test_reference_distances_match_brute_force():
+@pytest.mark.parametrize("r", [0, 1, 2])
+def test_reference_distances_match_brute_force(r):
     """Each patch's distance is the minimum over the k nearest references (by global key) and over the
     cells within the radius of its own (clamped at the grid's edge); excluded references are skipped."""
     g = torch.Generator().manual_seed(5)
-    head = make_head(size=(40, 48), references=6, ref_k=2, ref_radius=1)  # grid 5x6, dim 10, key dim 20
+    head = make_head(size=(40, 48), references=6, ref_k=2, ref_radius=r)  # grid 5x6, dim 10, key dim 20
     head.ref_emb = torch.randn(6, 10, 5, 6, generator=g).half()
     head.ref_key = torch.randn(6, 20, generator=g)
     emb, key = torch.randn(3, 10, 5, 6, generator=g), torch.randn(3, 20, generator=g)
@@ -158,7 +159,7 @@ def test_reference_distances_match_brute_force():
             near = kd.argsort()[:2]
             for i in range(5):
                 for j in range(6):
-                    cand = refs[near][:, :, max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
+                    cand = refs[near][:, :, max(i - r, 0) : i + r + 1, max(j - r, 0) : j + r + 1]
                     ref = (cand - emb[b, :, i, j].double().view(1, -1, 1, 1)).pow(2).sum(dim=1).min().sqrt()
                     torch.testing.assert_close(got[b, i, j], ref, rtol=1e-4, atol=1e-4)
 
