@@ -104,3 +104,17 @@ def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float
 def pixel_threshold_report(masks: np.ndarray, maps: np.ndarray, threshold: float) -> dict[str, Any]:
     """How the stored pixel threshold (defect regions) does on these images: pixel precision, recall, F1."""
     return {"threshold": round(float(threshold), 6), **{k: _r(v) for k, v in precision_recall_f1(masks, maps >= threshold).items()}}
+
+
+def overlap_report(train: list[Sample], test: list[Sample], scores: np.ndarray, progress: BarFactory = silent) -> dict[str, Any]:
+    """Test images that are other captures of training images (model/overlap.py), and image AUROC without them."""
+    from model.overlap import TWIN_RANK, TWIN_RATIO, find_twins
+
+    twin_of = find_twins([s.path for s in train], [s.path for s in test], progress)
+    twin, y = twin_of >= 0, np.array([s.is_defect for s in test])
+    rest = ~twin
+    auroc = roc_auc(y[rest], scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None
+    return {"rule": f"nearest training image < {TWIN_RATIO} x the {TWIN_RANK}th nearest", "good_twins": int((twin & ~y).sum()),
+            "defect_twins": int((twin & y).sum()), "image_auroc_without_twins": _r(auroc),
+            "pairs": [{"test": str(test[i].path), "type": test[i].defect_type, "train": str(train[twin_of[i]].path)}
+                      for i in np.flatnonzero(twin)]}

@@ -10,6 +10,7 @@ import numpy as np
 from inspector.commands.common import print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from model.errors import InspectorError
+from model.label_names import GOOD
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,14 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="with --ablation: input size in px")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="skip the check for test images that are other captures of training images (saves a backbone pass)")
     add_type_args(p)
     p.set_defaults(func=run)
 
 
-def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) -> dict:
+def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, overlap: bool = True) -> dict:
     from inspector.engines import open_engine
     from model.data import load_dataset
-    from model.evaluate import metrics_report, pixel_threshold_report, score_samples, threshold_report
+    from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
 
     dataset = load_dataset(data, require_train=False)
     if not dataset.test:
@@ -61,6 +64,8 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None) ->
         probs = np.concatenate(type_rows)
         defects = [i for i, s in enumerate(dataset.test) if s.is_defect]
         report.update(report_from_probs([dataset.test[i].defect_type for i in defects], probs[defects], list(engine.meta.class_names)))
+    if overlap and dataset.train:
+        report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, progress or tqdm_bars())
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size)}
     return report
@@ -132,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ablation(args)
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
-    report = evaluate_model(args.model, args.data, args.device)
+    report = evaluate_model(args.model, args.data, args.device, overlap=args.overlap)
     if args.json:
         print_json(report)
         return 0
@@ -154,4 +159,10 @@ def run(args: argparse.Namespace) -> int:
         if "held_out" in px:
             h = px["held_out"]
             print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")
+    ov = report.get("train_overlap")
+    if ov and ov["pairs"]:
+        print(f"  note: {ov['good_twins']} good and {ov['defect_twins']} defect test images look like other captures of training "
+              f"images; image AUROC without them {ov['image_auroc_without_twins']}, closer to what new parts will see")
+        for pair in [p for p in ov["pairs"] if p["type"] != GOOD][:5]:
+            print(f"    {pair['type']} {pair['test']} is like good training image {pair['train']}: mislabelled or contaminated?")
     return 0

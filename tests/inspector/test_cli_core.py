@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.cli import assert_one_line_error, cli
@@ -102,6 +103,8 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     assert at["escape_rate"] == 0.0 and at["calibrated_on_these_images"]  # tiny_ckpt was calibrated on tiny_data's test/
     assert at["held_out"]["folds"] == 4 and at["held_out"]["policy"]["kind"] == "escape"
     assert 0.0 <= at["held_out"]["false_alarm_rate"] <= 1.0 and 0.0 <= at["held_out"]["escape_rate"] <= 1.0
+    overlap = report["train_overlap"]  # the synthetic parts are all different
+    assert (overlap["good_twins"], overlap["defect_twins"], overlap["pairs"], overlap["image_auroc_without_twins"]) == (0, 0, [], None)
     px = report["at_pixel_threshold"]  # fit chose the pixel threshold by F1-max on the same test masks
     assert px["calibrated_on_these_images"] and px["held_out"]["folds"] == 4
     assert 0.0 < px["f1"] <= 1.0 and all(0.0 <= px["held_out"][k] <= 1.0 for k in ("precision", "recall", "f1"))
@@ -115,6 +118,24 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
     report = json.loads(stdout)
     for at in (report["at_threshold"], report["at_pixel_threshold"]):
         assert at["calibrated_on_these_images"] is False and "held_out" not in at
+
+
+def test_eval_names_test_images_that_are_other_captures_of_training_images(capsys, tiny_ckpt, tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    part = cv2.imread(str(data / "train" / "good" / "003.png")).astype(np.float32)
+    cv2.imwrite(str(data / "test" / "good" / "000.png"), np.clip(part * 0.8 + 20, 0, 255).astype(np.uint8))  # relit
+    shutil.copy(data / "train" / "good" / "005.png", data / "test" / "blob" / "000.png")  # a "defect" that is a good part
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, data, "--json")
+    assert rc == 0, err
+    overlap = json.loads(stdout)["train_overlap"]
+    pairs = {(Path(p["test"]).relative_to(data).as_posix(), Path(p["train"]).name) for p in overlap["pairs"]}
+    assert pairs == {("test/good/000.png", "003.png"), ("test/blob/000.png", "005.png")}
+    assert (overlap["good_twins"], overlap["defect_twins"]) == (1, 1) and overlap["image_auroc_without_twins"] is not None
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data)
+    assert rc == 0 and "1 good and 1 defect test images look like other captures" in stdout
+    assert "blob " + str(data / "test" / "blob" / "000.png") + " is like good training image" in stdout
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    assert rc == 0 and "train_overlap" not in json.loads(stdout)
 
 
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):

@@ -1,0 +1,75 @@
+"""Test images that are other captures of training images ("twins"), which make metrics look better than a
+new part would score.
+
+A public dataset's split, or a QA engineer's own, can put two photographs of one part on both sides: the
+same tile under another light, a second frame from the line camera. The model has then seen that part, and
+its good test images pass more easily than new parts will; and a defect image whose part is among the
+good training images points at a mislabelled or contaminated training set. An image counts as a twin when
+its nearest training image is clearly nearer than its `TWIN_RANK`-th nearest (nearest < `TWIN_RATIO` x
+that one, a ratio test as in Lowe's matching): captures of one part are far closer to each other than any
+two different parts, whatever the scale of the distances, and up to `TWIN_RANK` - 1 captures of the part
+may be in the training set. Images are compared by the default backbone's features, contrast-standardised and averaged
+over an 8 x 8 grid of cells, place by place, so this works the same for any model being evaluated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.backbones import DEFAULT_BACKBONE, build_backbone
+from model.extract import load_batches
+from model.net import standardize
+from model.progress import BarFactory, silent
+
+TWIN_RATIO = 0.75
+TWIN_RANK = 4
+CELLS = 8
+SIZE = (256, 256)
+
+
+@torch.no_grad()
+def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFactory = silent) -> list[torch.Tensor]:
+    """Per image and backbone level: features averaged over CELLS x CELLS cells -> [N, C, CELLS, CELLS] per level."""
+    levels: list[list[torch.Tensor]] = []
+    bar = progress("overlap", len(paths))
+    for _, batch, _ in load_batches(paths, SIZE, batch_size=16):
+        feats = backbone(standardize(torch.from_numpy(batch)))
+        levels.append([F.adaptive_avg_pool2d(f, CELLS) for f in feats])
+        bar.update(len(batch))
+    bar.close()
+    return [torch.cat(parts) for parts in zip(*levels)]
+
+
+def twins(train: list[torch.Tensor], test: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:
+    """For each test image the index of its training twin, or -1 [N_test], from `descriptors` of both sets.
+
+    Each level is scaled by the training images' total variance at that level, so every level counts alike.
+    """
+    n_test = test[0].shape[0]
+    found = np.full(n_test, -1)
+    if train[0].shape[0] < rank:
+        return found
+    scales = [1.0 / t.var(dim=0).sum().clamp_min(1e-12).sqrt() for t in train]
+    a = torch.cat([t * s for t, s in zip(train, scales)], dim=1)
+    b = torch.cat([t * s for t, s in zip(test, scales)], dim=1)
+    for i in range(n_test):
+        d = (a - b[i]).pow(2).sum(dim=1).sqrt().mean(dim=(1, 2))  # mean over cells of the same-place distance
+        near = d.topk(rank, largest=False)
+        if near.values[0] < ratio * near.values[-1]:
+            found[i] = int(near.indices[0])
+    return found
+
+
+def find_twins(train_paths: list[Path], test_paths: list[Path], progress: BarFactory = silent) -> np.ndarray:
+    """For each test image the index of the training image it is another capture of, or -1 [N_test]; none
+    when there are fewer than `TWIN_RANK` training images."""
+    if len(train_paths) < TWIN_RANK or not test_paths:
+        return np.full(len(test_paths), -1)
+    backbone = build_backbone(DEFAULT_BACKBONE).eval()
+    both = descriptors(list(train_paths) + list(test_paths), backbone, progress)
+    n = len(train_paths)
+    return twins([d[:n] for d in both], [d[n:] for d in both])

@@ -1,0 +1,61 @@
+"""Finding test images that are other captures of training images (model/overlap.py)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from model.overlap import TWIN_RANK, find_twins, twins
+from tests.synthetic import defect_image, good_image
+
+
+def _levels(n: int, g: torch.Generator) -> list[torch.Tensor]:
+    return [torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 6, 8, 8, generator=g) * 5.0]
+
+
+def _near(levels: list[torch.Tensor], i: int, g: torch.Generator) -> list[torch.Tensor]:
+    return [t[i : i + 1] + 0.05 * t[i : i + 1].std() * torch.randn(t[i : i + 1].shape, generator=g) for t in levels]
+
+
+def test_a_second_capture_is_a_twin_and_a_new_part_is_not():
+    g = torch.Generator().manual_seed(0)
+    train = _levels(8, g)
+    test = [torch.cat(parts) for parts in zip(_near(train, 2, g), _levels(1, g), _near(train, 5, g))]
+    assert twins(train, test).tolist() == [2, -1, 5]
+
+
+def test_up_to_rank_minus_one_captures_of_a_part_may_be_in_training():
+    g = torch.Generator().manual_seed(1)
+    train, part = _levels(10, g), _levels(1, g)
+
+    def capture_into(i: int) -> None:
+        for t, c in zip(train, _near(part, 0, g)):
+            t[i] = c[0]
+
+    for i in range(TWIN_RANK - 1):
+        capture_into(i)
+    test = _near(part, 0, g)
+    assert twins(train, test)[0] in range(TWIN_RANK - 1)
+    capture_into(TWIN_RANK - 1)  # one capture more than the rule allows: the part no longer stands out
+    assert twins(train, test)[0] == -1
+
+
+def test_too_few_training_images_find_nothing():
+    g = torch.Generator().manual_seed(2)
+    train = _levels(TWIN_RANK - 1, g)
+    assert twins(train, _near(train, 0, g)).tolist() == [-1]
+
+
+def test_a_relit_copy_of_a_training_image_is_found_through_the_backbone(tmp_path):
+    """The real backbone on files: another capture (other gain, offset and noise) of training image 3 is its
+    twin; a new good part and a defect image are not."""
+    for i in range(8):
+        cv2.imwrite(str(tmp_path / f"train{i}.png"), good_image(i))
+    rng = np.random.default_rng(0)
+    relit = np.clip(good_image(3).astype(np.float32) * 0.8 + 20 + rng.normal(0, 3, (96, 96, 1)), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "relit.png"), relit)
+    cv2.imwrite(str(tmp_path / "new.png"), good_image(900))
+    cv2.imwrite(str(tmp_path / "defect.png"), defect_image(0)[0])
+    found = find_twins([tmp_path / f"train{i}.png" for i in range(8)], [tmp_path / n for n in ("relit.png", "new.png", "defect.png")])
+    assert found.tolist() == [3, -1, -1]
