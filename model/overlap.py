@@ -8,8 +8,8 @@ good training images points at a mislabelled or contaminated training set. An im
 its nearest training image is clearly nearer than its `TWIN_RANK`-th nearest (nearest < `TWIN_RATIO` x
 that one, a ratio test as in Lowe's matching): captures of one part are far closer to each other than any
 two different parts, whatever the scale of the distances, and up to `TWIN_RANK` - 1 captures of the part
-may be in the training set. Images are compared by the default backbone's features, contrast-standardised and averaged
-over an 8 x 8 grid of cells, place by place, so this works the same for any model being evaluated.
+may be in the training set. Images are compared by the default backbone's features, contrast-standardised
+and averaged over an 8 x 8 grid of cells, place by place, so this works the same for any model evaluated.
 """
 
 from __future__ import annotations

@@ -65,7 +65,10 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         defects = [i for i, s in enumerate(dataset.test) if s.is_defect]
         report.update(report_from_probs([dataset.test[i].defect_type for i in defects], probs[defects], list(engine.meta.class_names)))
     if overlap and dataset.train:
-        report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, progress or tqdm_bars())
+        try:
+            report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, progress or tqdm_bars())
+        except InspectorError as e:  # a bad training image must not cost the metrics already computed
+            report["train_overlap"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size)}
     return report
@@ -159,8 +162,10 @@ def run(args: argparse.Namespace) -> int:
         if "held_out" in px:
             h = px["held_out"]
             print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")
-    ov = report.get("train_overlap")
-    if ov and ov["pairs"]:
+    ov = report.get("train_overlap") or {}
+    if "skipped" in ov:
+        print(f"  overlap check skipped: {ov['skipped']}")
+    if ov.get("pairs"):
         print(f"  note: {ov['good_twins']} good and {ov['defect_twins']} defect test images look like other captures of training "
               f"images; image AUROC without them {ov['image_auroc_without_twins']}, closer to what new parts will see")
         for pair in [p for p in ov["pairs"] if p["type"] != GOOD][:5]:

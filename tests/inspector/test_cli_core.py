@@ -136,6 +136,10 @@ def test_eval_names_test_images_that_are_other_captures_of_training_images(capsy
     assert "blob " + str(data / "test" / "blob" / "000.png") + " is like good training image" in stdout
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
     assert rc == 0 and "train_overlap" not in json.loads(stdout)
+    (data / "train" / "good" / "007.png").write_bytes(b"not an image")  # the check is skipped, the metrics kept
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, data, "--json")
+    report = json.loads(stdout)
+    assert rc == 0 and "007.png" in report["train_overlap"]["skipped"] and report["image_auroc"] is not None, err
 
 
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):
