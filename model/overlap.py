@@ -44,24 +44,48 @@ def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFacto
     return [torch.cat(parts) for parts in zip(*levels)]
 
 
-def twins(train: list[torch.Tensor], test: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:
-    """For each test image the index of its training twin, or -1 [N_test], from `descriptors` of both sets.
-
-    Each level is scaled by the training images' total variance at that level, so every level counts alike.
-    """
-    n_test = test[0].shape[0]
-    found = np.full(n_test, -1)
-    if train[0].shape[0] < rank:
-        return found
+def _distances(train: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Tensor:
+    """[N_other, N_train] distances between `descriptors`: each level scaled by the training images' total
+    variance there (so every level counts alike), then the mean over cells of the same-place distance."""
     scales = [1.0 / t.var(dim=0).sum().clamp_min(1e-12).sqrt() for t in train]
     a = torch.cat([t * s for t, s in zip(train, scales)], dim=1)
-    b = torch.cat([t * s for t, s in zip(test, scales)], dim=1)
-    for i in range(n_test):
-        d = (a - b[i]).pow(2).sum(dim=1).sqrt().mean(dim=(1, 2))  # mean over cells of the same-place distance
-        near = d.topk(rank, largest=False)
-        if near.values[0] < ratio * near.values[-1]:
-            found[i] = int(near.indices[0])
+    b = torch.cat([t * s for t, s in zip(other, scales)], dim=1)
+    return torch.stack([(a - b[i]).pow(2).sum(dim=1).sqrt().mean(dim=(1, 2)) for i in range(b.shape[0])])
+
+
+def twins(train: list[torch.Tensor], test: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:
+    """For each test image the index of its training twin, or -1 [N_test], from `descriptors` of both sets."""
+    found = np.full(test[0].shape[0], -1)
+    if train[0].shape[0] < rank:
+        return found
+    near = _distances(train, test).topk(rank, dim=1, largest=False)
+    hit = (near.values[:, 0] < ratio * near.values[:, -1]).numpy()
+    found[hit] = near.indices[:, 0].numpy()[hit]
     return found
+
+
+def part_groups(images: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:
+    """A part id per image [N], from `descriptors` of one set: an image and each of its `rank` - 1 nearest
+    others that is nearer than `ratio` x its `rank`-th nearest are captures of one part (joined transitively)."""
+    n = images[0].shape[0]
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = i = parent[parent[i]]
+        return i
+
+    if n > rank:
+        d = _distances(images, images)
+        d.fill_diagonal_(float("inf"))
+        near = d.topk(rank, dim=1, largest=False)
+        for i, j in (near.values[:, : rank - 1] < ratio * near.values[:, -1:]).nonzero().tolist():
+            parent[root(i)] = root(int(near.indices[i, j]))
+    return np.array([root(i) for i in range(n)])
+
+
+def _descriptors_of(paths: list[Path], progress: BarFactory) -> list[torch.Tensor]:
+    return descriptors(paths, build_backbone(DEFAULT_BACKBONE).eval(), progress)
 
 
 def find_twins(train_paths: list[Path], test_paths: list[Path], progress: BarFactory = silent) -> np.ndarray:
@@ -69,7 +93,11 @@ def find_twins(train_paths: list[Path], test_paths: list[Path], progress: BarFac
     when there are fewer than `TWIN_RANK` training images."""
     if len(train_paths) < TWIN_RANK or not test_paths:
         return np.full(len(test_paths), -1)
-    backbone = build_backbone(DEFAULT_BACKBONE).eval()
-    both = descriptors(list(train_paths) + list(test_paths), backbone, progress)
+    both = _descriptors_of(list(train_paths) + list(test_paths), progress)
     n = len(train_paths)
     return twins([d[:n] for d in both], [d[n:] for d in both])
+
+
+def find_parts(paths: list[Path], progress: BarFactory = silent) -> np.ndarray:
+    """A part id per image [N]: images that are captures of one part share it (see `part_groups`)."""
+    return part_groups(_descriptors_of(list(paths), progress))

@@ -26,11 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="skip the check for test images that are other captures of training images (saves a backbone pass)")
+    p.add_argument("--new-parts", nargs="?", type=int, const=5, default=None, metavar="FOLDS",
+                   help="also refit the model's settings on all but a fold of the training parts (captures of one part kept "
+                        "together) and score the held-out parts against the test defects: how it does on parts it has never "
+                        "seen (default 5 folds; costs that many fits)")
     add_type_args(p)
     p.set_defaults(func=run)
 
 
-def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, overlap: bool = True) -> dict:
+def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, overlap: bool = True,
+                   new_parts: int | None = None) -> dict:
     from inspector.engines import open_engine
     from model.data import load_dataset
     from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
@@ -40,6 +45,8 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images")
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
+    if new_parts is not None and not dataset.train:
+        raise InspectorError(f"data {data}: --new-parts refits on train/good, which has no images")
     engine = open_engine(model, device=device)
     type_rows = []  # score_samples runs one image at a time, in order: collect the type probabilities beside it
 
@@ -69,6 +76,11 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
             report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, progress or tqdm_bars())
         except InspectorError as e:  # a bad training image must not cost the metrics already computed
             report["train_overlap"] = {"skipped": str(e)}
+    if new_parts is not None:
+        from model.new_parts import new_parts_report, options_from_manifest
+
+        report["new_parts"] = new_parts_report(dataset, options_from_manifest(manifest.get("options"), model), new_parts,
+                                               progress or tqdm_bars())
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size)}
     return report
@@ -140,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ablation(args)
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
-    report = evaluate_model(args.model, args.data, args.device, overlap=args.overlap)
+    report = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)
     if args.json:
         print_json(report)
         return 0
@@ -170,4 +182,9 @@ def run(args: argparse.Namespace) -> int:
               f"images; image AUROC without them {ov['image_auroc_without_twins']}, closer to what new parts will see")
         for pair in [p for p in ov["pairs"] if p["type"] != GOOD][:5]:
             print(f"    {pair['type']} {pair['test']} is like good training image {pair['train']}: mislabelled or contaminated?")
+    npt = report.get("new_parts")
+    if npt:
+        print(f"  new parts ({npt['folds']} folds over {npt['parts']} training parts, {npt['n_good']} good images held out, "
+              f"refitted with this model's settings): image AUROC {npt['image_auroc']} (per fold "
+              f"{', '.join(map(str, npt['image_auroc_per_fold']))}), false alarms at 99% recall {npt['fpr_at_recall_99']}")
     return 0

@@ -142,6 +142,23 @@ def test_eval_names_test_images_that_are_other_captures_of_training_images(capsy
     assert rc == 0 and "007.png" in report["train_overlap"]["skipped"] and report["image_auroc"] is not None, err
 
 
+def test_eval_new_parts_refits_the_models_settings_on_held_out_training_parts(capsys, tiny_ckpt, tiny_data, tmp_path):
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap", "--new-parts", "2")
+    assert rc == 0, err
+    new = json.loads(stdout)["new_parts"]
+    assert (new["folds"], new["n_good"], new["n_defect"]) == (2, 12, 4) and 2 <= new["parts"] <= 12
+    assert len(new["image_auroc_per_fold"]) == 2 and 0.0 <= new["image_auroc"] <= 1.0
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap", "--new-parts", "2")
+    assert rc == 0 and f"new parts (2 folds over {new['parts']} training parts, 12 good images held out" in stdout
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap", "--new-parts", "13")
+    assert rc == 2 and f"{new['parts']} distinct part(s)" in err and "--new-parts 13 needs at least 13" in err
+    assert len(err.strip().splitlines()) == 1
+    no_train = shutil.copytree(tiny_data, tmp_path / "data")
+    shutil.rmtree(no_train / "train")
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, no_train, "--new-parts")
+    assert rc == 2 and "--new-parts refits on train/good, which has no images" in err
+
+
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from model.overlap import TWIN_RANK, find_twins, twins
+from model.overlap import TWIN_RANK, find_twins, part_groups, twins
 from tests.synthetic import defect_image, good_image
 
 
@@ -59,3 +59,15 @@ def test_a_relit_copy_of_a_training_image_is_found_through_the_backbone(tmp_path
     cv2.imwrite(str(tmp_path / "defect.png"), defect_image(0)[0])
     found = find_twins([tmp_path / f"train{i}.png" for i in range(8)], [tmp_path / n for n in ("relit.png", "new.png", "defect.png")])
     assert found.tolist() == [3, -1, -1]
+
+
+def test_captures_of_one_part_share_a_part_id_and_other_parts_stand_alone():
+    g = torch.Generator().manual_seed(3)
+    base = _levels(9, g)
+    # images 9-11 are further captures of image 0 (up to TWIN_RANK - 1 others of it), image 12 of image 4
+    extra = [_near(base, 0, g), _near(base, 0, g), _near(base, 0, g), _near(base, 4, g)]
+    images = [torch.cat([t, *(e[lvl] for e in extra)]) for lvl, t in enumerate(base)]
+    parts = part_groups(images)
+    assert len({parts[i] for i in (0, 9, 10, 11)}) == 1 and parts[4] == parts[12]
+    others = [parts[i] for i in (1, 2, 3, 5, 6, 7, 8)] + [parts[0], parts[4]]
+    assert len(set(others)) == len(others)

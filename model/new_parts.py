@@ -1,0 +1,95 @@
+"""How a model's fit settings do on parts they have never seen: cross-validation over the training parts.
+
+A test set's good images may be other captures of training parts (model/overlap.py), and then its metrics
+flatter the model. Here the training images are grouped into parts (captures of one part stay together),
+the parts are dealt into folds, and for each fold a model is fitted with the same settings on the other
+folds' images; the held-out good images (new parts, every one) are scored against the test set's defect
+images. Only the anomaly model is refitted: a defect-type head is not part of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.data import Dataset, Sample
+from model.defect_learning import DefectLearning
+from model.errors import InspectorError
+from model.extract import load_batches
+from model.fit import FitOptions, fit
+from model.metrics import fpr_at_recall, roc_auc, tpr_at_fpr
+from model.net import InspectorNet
+from model.progress import BarFactory, silent
+
+
+def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOptions:
+    """The FitOptions a checkpoint was fitted with (its manifest's `options`)."""
+    if not options:
+        raise InspectorError(f"model {model}: its manifest records no fit options; refitting needs a checkpoint from `inspector fit`")
+    known = {f.name for f in fields(FitOptions)}
+    kw = {k: v for k, v in options.items() if k in known}
+    for name in ("layers", "augment"):
+        if name in kw:
+            kw[name] = tuple(kw[name])
+    if isinstance(kw.get("defects"), dict):
+        d = dict(kw["defects"])
+        d["types"] = tuple(d.get("types", ()))
+        kw["defects"] = DefectLearning(**{k: v for k, v in d.items() if k in {f.name for f in fields(DefectLearning)}})
+    kw.pop("policy", None)  # the refits' thresholds are never used: only their scores are ranked
+    return FitOptions(**kw)
+
+
+def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """A fold per image [N]: whole parts are dealt round-robin, in a seeded random order, into `folds` folds."""
+    ids = np.unique(parts)
+    order = np.random.default_rng(seed).permutation(ids)
+    fold_of = {int(p): i % folds for i, p in enumerate(order)}
+    return np.array([fold_of[int(p)] for p in parts])
+
+
+@torch.no_grad()
+def _scores(net: InspectorNet, samples: list[Sample]) -> np.ndarray:
+    out = []
+    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16):
+        out.append(net(torch.from_numpy(batch))[0].reshape(-1).numpy())
+    return np.concatenate(out)
+
+
+def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, progress: BarFactory = silent,
+                     parts: np.ndarray | None = None) -> dict[str, Any]:
+    """Image-level metrics of `options` on held-out training parts against the test defects, per fold and
+    averaged over folds. `parts` (a part id per training image) defaults to `model.overlap.find_parts`."""
+    defects = [s for s in dataset.test if s.is_defect]
+    if not defects:
+        raise InspectorError(f"data {dataset.root}: the new-parts check scores held-out good parts against test/<defect> images; there are none")
+    if folds < 2:
+        raise InspectorError(f"--new-parts {folds}: give at least 2 folds (e.g. 5)")
+    if parts is None:
+        from model.overlap import find_parts
+
+        parts = find_parts([s.path for s in dataset.train], progress)
+    n_parts = len(np.unique(parts))
+    if n_parts < folds:
+        raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")
+    fold_of = part_folds(parts, folds, options.seed)
+    t0 = time.perf_counter()
+    rows = []
+    bar = progress("new parts", folds)
+    for k in range(folds):
+        train = [s for s, f in zip(dataset.train, fold_of) if f != k]
+        held = [s for s, f in zip(dataset.train, fold_of) if f == k]
+        net, _ = fit(Dataset(dataset.root, train, []), options)
+        s = _scores(net.eval(), held + defects)
+        y = np.r_[np.zeros(len(held), bool), np.ones(len(defects), bool)]
+        rows.append({"image_auroc": roc_auc(y, s), "fpr_at_recall_99": fpr_at_recall(y, s, 0.99),
+                     "tpr_at_fpr_1": tpr_at_fpr(y, s, 0.01)})
+        bar.update(1)
+    bar.close()
+    mean = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in ("image_auroc", "fpr_at_recall_99", "tpr_at_fpr_1")}
+    return {"folds": folds, "parts": n_parts, "n_good": len(dataset.train), "n_defect": len(defects), **mean,
+            "image_auroc_per_fold": [round(float(r["image_auroc"]), 4) for r in rows],
+            "seconds": round(time.perf_counter() - t0, 1)}

@@ -1,0 +1,69 @@
+"""Cross-validation over training parts (model/new_parts.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+import model.new_parts as new_parts
+from model.data import load_dataset
+from model.defect_learning import DefectLearning
+from model.errors import InspectorError
+from model.fit import FitOptions
+from model.new_parts import new_parts_report, options_from_manifest, part_folds
+
+SMALL = {"input_size": 64, "coreset_ratio": 0.25, "batch_size": 8}
+
+
+def test_part_folds_keep_each_part_whole_and_spread_parts_evenly():
+    parts = np.array([7, 7, 7, 3, 3, 9, 1, 1, 5, 2, 2, 2])
+    fold = part_folds(parts, 3)
+    for p in np.unique(parts):
+        assert len(set(fold[parts == p])) == 1
+    per_fold = [len(set(parts[fold == k])) for k in range(3)]
+    assert sorted(per_fold) == [2, 2, 2]
+
+
+def test_fit_options_come_back_from_a_manifest_as_fitted():
+    opts = FitOptions(input_size=64, references=8, ref_radius=0, augment=("hflip",), layers=(2, 3),
+                      defects=DefectLearning(synth=4, types=("scratch",)))
+    stored = json.loads(json.dumps({**asdict(opts), "policy": {"kind": "escape", "target": 0.01}, "unknown_later_field": 1}))
+    back = options_from_manifest(stored, "m.ckpt")
+    assert back == opts  # tuples restored, nested settings rebuilt, the policy and unknown keys dropped
+    with pytest.raises(InspectorError, match="m.ckpt: its manifest records no fit options"):
+        options_from_manifest(None, "m.ckpt")
+
+
+def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(tiny_data, monkeypatch):
+    dataset = load_dataset(tiny_data)
+    parts = np.array([0, 0, 1, 1, 2, 3, 4, 4, 5, 6, 7, 8])  # pretend pairs of images are captures of one part
+    fitted_on = []
+    real_fit = new_parts.fit
+
+    def spy(ds, options):
+        fitted_on.append({s.path for s in ds.train})
+        return real_fit(ds, options)
+
+    monkeypatch.setattr(new_parts, "fit", spy)
+    report = new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts)
+    fold = part_folds(parts, 3)
+    for k, seen in enumerate(fitted_on):
+        held = {s.path for s, f in zip(dataset.train, fold) if f == k}
+        assert held and not held & seen and len(seen) + len(held) == len(dataset.train)
+    assert report["folds"] == 3 and report["parts"] == 9 and report["n_good"] == 12 and report["n_defect"] == 4
+    assert len(report["image_auroc_per_fold"]) == 3 and report["image_auroc"] >= 0.9
+
+
+def test_bad_requests_say_what_is_missing(tiny_data):
+    dataset = load_dataset(tiny_data)
+    parts = np.arange(len(dataset.train)) // 6  # two parts only
+    with pytest.raises(InspectorError, match="2 distinct part.*--new-parts 3 needs at least 3"):
+        new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts)
+    with pytest.raises(InspectorError, match="--new-parts 1: give at least 2 folds"):
+        new_parts_report(dataset, FitOptions(**SMALL), folds=1, parts=parts)
+    dataset.test = [s for s in dataset.test if not s.is_defect]
+    with pytest.raises(InspectorError, match="test/<defect> images; there are none"):
+        new_parts_report(dataset, FitOptions(**SMALL), folds=2, parts=parts)
