@@ -47,7 +47,14 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     if new_parts is not None and not dataset.train:
         raise InspectorError(f"data {data}: --new-parts refits on train/good, which has no images")
+    if new_parts is not None and new_parts < 2:
+        raise InspectorError(f"--new-parts {new_parts}: give at least 2 folds (e.g. 5)")
     engine = open_engine(model, device=device)
+    manifest = engine.meta.manifest
+    if new_parts is not None:  # checked before scoring, so a bad request costs no time
+        from model.new_parts import new_parts_report, options_from_manifest
+
+        refit_options = options_from_manifest(manifest.get("options"), model)
     type_rows = []  # score_samples runs one image at a time, in order: collect the type probabilities beside it
 
     def predict(batch):
@@ -58,7 +65,6 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True)
     report = metrics_report(dataset.test, scored)
-    manifest = engine.meta.manifest
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores))
@@ -77,10 +83,10 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         except InspectorError as e:  # a bad training image must not cost the metrics already computed
             report["train_overlap"] = {"skipped": str(e)}
     if new_parts is not None:
-        from model.new_parts import new_parts_report, options_from_manifest
-
-        report["new_parts"] = new_parts_report(dataset, options_from_manifest(manifest.get("options"), model), new_parts,
-                                               progress or tqdm_bars())
+        try:
+            report["new_parts"] = new_parts_report(dataset, refit_options, new_parts, progress or tqdm_bars())
+        except InspectorError as e:  # e.g. fewer parts than folds: found only now, and the metrics above are kept
+            report["new_parts"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size)}
     return report
@@ -182,8 +188,10 @@ def run(args: argparse.Namespace) -> int:
               f"images; image AUROC without them {ov['image_auroc_without_twins']}, closer to what new parts will see")
         for pair in [p for p in ov["pairs"] if p["type"] != GOOD][:5]:
             print(f"    {pair['type']} {pair['test']} is like good training image {pair['train']}: mislabelled or contaminated?")
-    npt = report.get("new_parts")
-    if npt:
+    npt = report.get("new_parts") or {}
+    if "skipped" in npt:
+        print(f"  new-parts check skipped: {npt['skipped']}")
+    elif npt:
         print(f"  new parts ({npt['folds']} folds over {npt['parts']} training parts, {npt['n_good']} good images held out, "
               f"refitted with this model's settings): image AUROC {npt['image_auroc']} (per fold "
               f"{', '.join(map(str, npt['image_auroc_per_fold']))}), false alarms at 99% recall {npt['fpr_at_recall_99']}")
