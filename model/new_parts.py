@@ -43,6 +43,11 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
     return FitOptions(**kw)
 
 
+def check_folds(folds: int) -> None:
+    if folds < 2:
+        raise InspectorError(f"--new-parts {folds}: give at least 2 folds (e.g. 5)")
+
+
 def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """A fold per image [N]: whole parts are dealt round-robin, in a seeded random order, into `folds` folds."""
     ids = np.unique(parts)
@@ -66,8 +71,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     defects = [s for s in dataset.test if s.is_defect]
     if not defects:
         raise InspectorError(f"data {dataset.root}: the new-parts check scores held-out good parts against test/<defect> images; there are none")
-    if folds < 2:
-        raise InspectorError(f"--new-parts {folds}: give at least 2 folds (e.g. 5)")
+    check_folds(folds)
     if parts is None:
         from model.overlap import find_parts
 

@@ -45,15 +45,14 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images")
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
-    if new_parts is not None and not dataset.train:
-        raise InspectorError(f"data {data}: --new-parts refits on train/good, which has no images")
-    if new_parts is not None and new_parts < 2:
-        raise InspectorError(f"--new-parts {new_parts}: give at least 2 folds (e.g. 5)")
     engine = open_engine(model, device=device)
     manifest = engine.meta.manifest
     if new_parts is not None:  # checked before scoring, so a bad request costs no time
-        from model.new_parts import new_parts_report, options_from_manifest
+        from model.new_parts import check_folds, new_parts_report, options_from_manifest
 
+        if not dataset.train:
+            raise InspectorError(f"data {data}: --new-parts refits on train/good, which has no images")
+        check_folds(new_parts)
         refit_options = options_from_manifest(manifest.get("options"), model)
     type_rows = []  # score_samples runs one image at a time, in order: collect the type probabilities beside it
 
