@@ -106,11 +106,11 @@ def pixel_threshold_report(masks: np.ndarray, maps: np.ndarray, threshold: float
     return {"threshold": round(float(threshold), 6), **{k: _r(v) for k, v in precision_recall_f1(masks, maps >= threshold).items()}}
 
 
-def overlap_report(train: list[Sample], test: list[Sample], scores: np.ndarray, progress: BarFactory = silent) -> dict[str, Any]:
-    """Test images that are other captures of training images (model/overlap.py), and image AUROC without them."""
-    from model.overlap import TWIN_RANK, TWIN_RATIO, find_twins
+def overlap_report(train: list[Sample], test: list[Sample], scores: np.ndarray, twin_of: np.ndarray) -> dict[str, Any]:
+    """Test images that are other captures of training images (`twin_of`, from model/overlap.py), and image
+    AUROC without them."""
+    from model.overlap import TWIN_RANK, TWIN_RATIO
 
-    twin_of = find_twins([s.path for s in train], [s.path for s in test], progress)
     twin, y = twin_of >= 0, np.array([s.is_defect for s in test])
     rest = ~twin
     auroc = roc_auc(y[rest], scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None

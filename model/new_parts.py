@@ -64,6 +64,10 @@ def _scores(net: InspectorNet, samples: list[Sample]) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _prefixed(progress: BarFactory, prefix: str) -> BarFactory:
+    return lambda desc, total: progress(prefix + desc, total)
+
+
 def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, progress: BarFactory = silent,
                      parts: np.ndarray | None = None) -> dict[str, Any]:
     """Image-level metrics of `options` on held-out training parts against the test defects, per fold and
@@ -86,7 +90,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     for k in range(folds):
         train = [s for s, f in zip(dataset.train, fold_of) if f != k]
         held = [s for s, f in zip(dataset.train, fold_of) if f == k]
-        net, _ = fit(Dataset(dataset.root, train, []), options)
+        net, _ = fit(Dataset(dataset.root, train, []), options, _prefixed(progress, f"new parts {k + 1}/{folds}: "))
         s = _scores(net.eval(), held + defects)
         y = np.r_[np.zeros(len(held), bool), np.ones(len(defects), bool)]
         rows.append({"image_auroc": roc_auc(y, s), "fpr_at_recall_99": fpr_at_recall(y, s, 0.99),

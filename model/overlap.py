@@ -84,20 +84,11 @@ def part_groups(images: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int
     return np.array([root(i) for i in range(n)])
 
 
-def _descriptors_of(paths: list[Path], progress: BarFactory) -> list[torch.Tensor]:
+def describe(paths: list[Path], progress: BarFactory = silent) -> list[torch.Tensor]:
+    """`descriptors` by the default backbone, whatever model is being evaluated."""
     return descriptors(paths, build_backbone(DEFAULT_BACKBONE).eval(), progress)
-
-
-def find_twins(train_paths: list[Path], test_paths: list[Path], progress: BarFactory = silent) -> np.ndarray:
-    """For each test image the index of the training image it is another capture of, or -1 [N_test]; none
-    when there are fewer than `TWIN_RANK` training images."""
-    if len(train_paths) < TWIN_RANK or not test_paths:
-        return np.full(len(test_paths), -1)
-    both = _descriptors_of(list(train_paths) + list(test_paths), progress)
-    n = len(train_paths)
-    return twins([d[:n] for d in both], [d[n:] for d in both])
 
 
 def find_parts(paths: list[Path], progress: BarFactory = silent) -> np.ndarray:
     """A part id per image [N]: images that are captures of one part share it (see `part_groups`)."""
-    return part_groups(_descriptors_of(list(paths), progress))
+    return part_groups(describe(list(paths), progress))

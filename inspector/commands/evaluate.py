@@ -76,14 +76,23 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         probs = np.concatenate(type_rows)
         defects = [i for i, s in enumerate(dataset.test) if s.is_defect]
         report.update(report_from_probs([dataset.test[i].defect_type for i in defects], probs[defects], list(engine.meta.class_names)))
+    train_descriptors = None  # one backbone pass over the training images serves both checks below
     if overlap and dataset.train:
+        from model.overlap import describe, twins
+
+        n = len(dataset.train)
         try:
-            report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, progress or tqdm_bars())
+            both = describe([s.path for s in dataset.train + dataset.test], progress or tqdm_bars())
+            train_descriptors = [d[:n] for d in both]
+            report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, twins(train_descriptors, [d[n:] for d in both]))
         except InspectorError as e:  # a bad training image must not cost the metrics already computed
             report["train_overlap"] = {"skipped": str(e)}
     if new_parts is not None:
+        from model.overlap import part_groups
+
+        parts = part_groups(train_descriptors) if train_descriptors is not None else None
         try:
-            report["new_parts"] = new_parts_report(dataset, refit_options, new_parts, progress or tqdm_bars())
+            report["new_parts"] = new_parts_report(dataset, refit_options, new_parts, progress or tqdm_bars(), parts)
         except InspectorError as e:  # e.g. fewer parts than folds: found only now, and the metrics above are kept
             report["new_parts"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,

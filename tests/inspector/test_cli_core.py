@@ -162,6 +162,19 @@ def test_eval_new_parts_refits_the_models_settings_on_held_out_training_parts(ca
     assert rc == 2 and "--new-parts refits on train/good, which has no images" in err
 
 
+def test_eval_with_both_checks_describes_the_images_once(capsys, tiny_ckpt, tiny_data, monkeypatch):
+    import model.overlap as overlap
+
+    passes, real = [], overlap.descriptors
+    monkeypatch.setattr(overlap, "descriptors", lambda paths, *a, **k: passes.append(len(paths)) or real(paths, *a, **k))
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--new-parts", "2")
+    report = json.loads(stdout)
+    assert rc == 0 and "train_overlap" in report, err
+    assert passes == [report["new_parts"]["n_good"] + report["n_good"] + report["n_defect"]]  # training and test images, one pass
+    train = sorted((tiny_data / "train" / "good").iterdir())
+    assert report["new_parts"]["parts"] == len(set(overlap.find_parts(train)))  # the same parts as a pass of their own
+
+
 def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_path):
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")

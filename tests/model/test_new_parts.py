@@ -14,6 +14,7 @@ from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.fit import FitOptions
 from model.new_parts import new_parts_report, options_from_manifest, part_folds
+from model.progress import silent
 
 SMALL = {"input_size": 64, "coreset_ratio": 0.25, "batch_size": 8}
 
@@ -43,18 +44,20 @@ def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(
     fitted_on = []
     real_fit = new_parts.fit
 
-    def spy(ds, options):
+    def spy(ds, options, progress):
         fitted_on.append({s.path for s in ds.train})
-        return real_fit(ds, options)
+        return real_fit(ds, options, progress)
 
+    bars = []
     monkeypatch.setattr(new_parts, "fit", spy)
-    report = new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts)
+    report = new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts, progress=lambda desc, total: bars.append(desc) or silent(desc, total))
     fold = part_folds(parts, 3)
     for k, seen in enumerate(fitted_on):
         held = {s.path for s, f in zip(dataset.train, fold) if f == k}
         assert held and not held & seen and len(seen) + len(held) == len(dataset.train)
     assert report["folds"] == 3 and report["parts"] == 9 and report["n_good"] == 12 and report["n_defect"] == 4
     assert len(report["image_auroc_per_fold"]) == 3 and report["image_auroc"] >= 0.9
+    assert "new parts 3/3: features" in bars  # each refit's own steps show which fold they belong to
 
 
 def test_bad_requests_say_what_is_missing(tiny_data):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from model.overlap import TWIN_RANK, find_twins, part_groups, twins
+from model.overlap import TWIN_RANK, describe, part_groups, twins
 from tests.synthetic import defect_image, good_image
 
 
@@ -57,7 +57,8 @@ def test_a_relit_copy_of_a_training_image_is_found_through_the_backbone(tmp_path
     cv2.imwrite(str(tmp_path / "relit.png"), relit)
     cv2.imwrite(str(tmp_path / "new.png"), good_image(900))
     cv2.imwrite(str(tmp_path / "defect.png"), defect_image(0)[0])
-    found = find_twins([tmp_path / f"train{i}.png" for i in range(8)], [tmp_path / n for n in ("relit.png", "new.png", "defect.png")])
+    train = describe([tmp_path / f"train{i}.png" for i in range(8)])
+    found = twins(train, describe([tmp_path / n for n in ("relit.png", "new.png", "defect.png")]))
     assert found.tolist() == [3, -1, -1]
 
 
