@@ -221,8 +221,9 @@ class MqttClient:
             self.state = f"disconnected ({reason})"
 
     def _connect_failed(self, client, userdata) -> None:
-        if not self.state.startswith("connect failed"):
-            log.warning("%s: cannot connect; retrying with backoff", self.where)
+        if self.state.startswith(("unreachable", "connect failed")):
+            return  # still down: keep the reason start() found and logged
+        log.warning("%s: cannot connect; retrying with backoff", self.where)
         self.state = "connect failed"
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
