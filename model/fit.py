@@ -50,6 +50,7 @@ class FitOptions:
     references: int = 0  # > 0: keep up to this many training images as references instead of a coreset bank
     ref_k: int = 10  # references compared with each image
     ref_radius: int = 1  # grid cells a patch may shift to find its match in a reference
+    peers: int = 20  # score offset by the out-of-sample scores of this many most similar training images (0: off)
     max_patches: int = 400_000
     global_weight: float = 0.5
     shrinkage: float = 0.01
@@ -76,6 +77,8 @@ class FitOptions:
             raise InspectorError(f"--ref-radius {self.ref_radius}: give 0 to {MAX_REF_RADIUS} grid cells (e.g. 1)")
         if self.references and self.defects.enabled:
             raise InspectorError("--references with --synth: learning from generated defects needs the memory bank; drop one of them")
+        if self.peers < 0:
+            raise InspectorError(f"--peers {self.peers}: give 0 (off) or how many similar training images to judge a part against (e.g. 20)")
         if not 0.0 <= self.global_weight <= 1.0:
             raise InspectorError(f"--global-weight {self.global_weight}: give a weight in [0, 1]")
         self.defects.validate()
@@ -180,6 +183,15 @@ def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor) -> torch.Tensor:
     return pos_max
 
 
+def _fit_peers(head: AnomalyHead, pooled: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Store the good images' standardised pooled statistics [n, G] and out-of-sample scores [n] as the
+    peers each part is judged against. -> each good image's own peer offset, from the others only [n]."""
+    loc, scale = pooled.mean(dim=0), pooled.std(dim=0).clamp_min(1e-6)
+    head.peer_stats = torch.stack([loc, scale])
+    head.peer_key, head.peer_score = (pooled - loc) / scale, scores.float()
+    return head.peer_offset(pooled, exclude=torch.eye(pooled.shape[0], dtype=torch.bool))
+
+
 @dataclass
 class GoodFit:
     """What the good-only steps leave for the steps after them (learning from defects, calibration)."""
@@ -188,6 +200,7 @@ class GoodFit:
     first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
     raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
     pos_max: torch.Tensor | None  # their out-of-sample position-standardised patch maxima [n] (position_norm)
+    pooled: torch.Tensor  # their pooled statistics [n, G] (un-augmented view)
     glob_raw: np.ndarray  # their out-of-fold global distances [n]
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
     bank_size: int
@@ -208,15 +221,16 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
+    paths = [s.path for s in dataset.train]
+    peers = min(options.peers, len(paths) - 1)  # each training image is later judged against the others only
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
-                       ref_radius=options.ref_radius)
-    net = InspectorNet(config).eval()
-    head = net.head
-    paths = [s.path for s in dataset.train]
+                       ref_radius=options.ref_radius, peers=max(peers, 0), peer_images=len(paths) if peers > 0 else 0)
     if len(paths) < 2:
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
+    net = InspectorNet(config).eval()
+    head = net.head
 
     # 1. features of every good image (and of its augmented views, which share its source id)
     embs, pooled, sources, good_rgbs = [], [], [], []
@@ -289,7 +303,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
     pos_max = _fit_position_norm(head, dists_t) if head.position_norm else None
-    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, pooled_t[first], glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
 @torch.no_grad()
@@ -303,6 +317,8 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         learning = learn_defects(net, good.rgbs, good.first_view, zmaps, options.defects, options.seed, progress)
         seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
     good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw, good.pos_max)
+    if head.peers:
+        good_scores = good_scores - _fit_peers(head, good.pooled, good_scores)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))

@@ -26,6 +26,12 @@ a coreset bank (as SPADE does): the global branch's whitened statistics (`ref_ke
 nearest of the stored training images, and each patch is matched only against their patches within
 `ref_radius` grid cells of the same place (`ref_emb`, FP16). A thin crack is then judged against the
 same spot on similar parts, not against the nearest patch from anywhere.
+
+With `peers` > 0 the fused score is then offset by what good parts like this one score: the mean
+out-of-sample score (`peer_score`) of the `peers` training images whose pooled statistics, standardised
+per dimension (`peer_key`, `peer_stats`), are nearest. An unusual but good kind of part (another shape,
+another finish) scores high against the whole set, and so do the training images of its kind, so it is
+judged against them; a defect on a common kind of part keeps its margin.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class AnomalyHead(nn.Module):
         references: int = 0,
         ref_k: int = 10,
         ref_radius: int = 1,
+        peers: int = 0,
+        peer_images: int = 0,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
@@ -91,6 +99,12 @@ class AnomalyHead(nn.Module):
         if references:
             self.register_buffer("ref_emb", torch.zeros(references, dim, *self.grid, dtype=torch.float16))
             self.register_buffer("ref_key", torch.zeros(references, gdim))
+        self.peers = peers
+        if peers:
+            self.register_buffer("peer_key", torch.zeros(peer_images, gdim))
+            self.register_buffer("peer_score", torch.zeros(peer_images))
+            # per-dimension (loc, scale) of the training images' pooled statistics [2, G]
+            self.register_buffer("peer_stats", torch.stack([torch.zeros(gdim), torch.ones(gdim)]))
 
     # -- patch branch ------------------------------------------------------------------------------
     def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -186,6 +200,20 @@ class AnomalyHead(nn.Module):
         """Whitened pooled features [B, G] -> their Mahalanobis distance [B] to the normal distribution."""
         return (key * key).sum(dim=1).sqrt()
 
+    def peer_offset(self, pooled: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled statistics [B, G] -> mean `peer_score` of the `peers` nearest training images [B].
+
+        exclude: bool [B, peer_images] of training images to skip (an image's own, when fitting scores it
+        out-of-sample); never set in the exported graph.
+        """
+        z = (pooled - self.peer_stats[0]) / self.peer_stats[1]
+        # |z - key|^2 less |z|^2 ranks the same, and float32 resolves near-ties finer without it (see references)
+        d = (self.peer_key * self.peer_key).sum(dim=1) - 2.0 * z @ self.peer_key.t()
+        if exclude is not None:
+            d = d.masked_fill(exclude, float("inf"))
+        idx = d.topk(self.peers, dim=1, largest=False).indices
+        return self.peer_score[idx].mean(dim=1)
+
     # -- learnt branch -------------------------------------------------------------------------------
     def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
         """Defect logits of each patch, as a smoothed map [B, H, W] at the input size."""
@@ -212,11 +240,15 @@ class AnomalyHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
         emb = self.embed(feats) if emb is None else emb
-        key = self.global_key(self.pool(feats))
+        pooled = self.pool(feats)
+        key = self.global_key(pooled)
         dist = self.reference_distances(emb, key) if self.references else self.patch_distances(emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
         pos_max = self.position_max(dist) if self.position_norm else None
-        return self.fuse(self.to_map(dist), self.global_distance(key), seg_raw, pos_max)
+        score, amap = self.fuse(self.to_map(dist), self.global_distance(key), seg_raw, pos_max)
+        if self.peers:
+            score = score - self.peer_offset(pooled)
+        return score, amap
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""

@@ -29,6 +29,8 @@ class NetConfig:
     references: int = 0  # > 0: reference images stored for the patch branch instead of a coreset bank (model/head.py)
     ref_k: int = 10
     ref_radius: int = 1
+    peers: int = 0  # > 0: the score is offset by that many most similar training images' scores (model/head.py)
+    peer_images: int = 0  # training images stored for that
     seg_hidden: int = 0  # > 0: a learnt defect-classifier branch (trained on generated defects) of this width
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
@@ -61,7 +63,8 @@ class InspectorNet(nn.Module):
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
                                 seg_hidden=config.seg_hidden, position_norm=config.position_norm,
-                                references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius)
+                                references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
+                                peers=config.peers, peer_images=config.peer_images)
         self.types = self.build_types() if config.class_names else None
 
     def build_types(self) -> TypeHead:

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-k", type=int, default=None, metavar="K", help="with --references: how many closest references each part is compared with (default 10)")
     p.add_argument("--ref-radius", type=int, default=None, metavar="R",
                    help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")
+    p.add_argument("--peers", type=int, default=None, metavar="K",
+                   help="judge each part's score against the K training images most like it (default 20; 0: against all alike)")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         options.ref_k = args.ref_k
     if args.ref_radius is not None:
         options.ref_radius = args.ref_radius
+    if args.peers is not None:
+        options.peers = args.peers
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
     if args.global_weight is not None:

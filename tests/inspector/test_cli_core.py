@@ -230,6 +230,7 @@ CASES = {
                                       ["--ref-k 5", "only with --references"]),
     "fit: negative ref-radius": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--ref-radius", "-1"],
                                  ["--ref-radius -1"]),
+    "fit: negative peers": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--peers", "-2"], ["--peers -2", "give 0 (off)"]),
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
     "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
     "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),

@@ -157,6 +157,22 @@ def test_references_replace_the_bank_and_score_good_images_without_themselves(ti
     assert all(sum(r) == 1 for r in rows) and len({r.index(True) for r in rows}) == 3  # 3 distinct training images
 
 
+def test_peers_are_the_good_images_and_each_is_judged_without_itself(tiny_data):
+    """The stored peers are the training images' standardised pooled statistics and out-of-sample scores;
+    each image's own calibration score is offset by its nearest *other* images only."""
+    data = _few(tiny_data, 5)
+    net, report = fit(data, FitOptions(input_size=64, peers=2))
+    head, plain = net.head, fit(data, FitOptions(input_size=64, peers=0))
+    assert (net.config.peers, net.config.peer_images) == (2, 5) and plain[0].config.peers == 0
+    raw = torch.tensor(plain[1].scores["good"][:5])  # the same model's out-of-sample scores, before the offset
+    torch.testing.assert_close(head.peer_score, raw.float(), rtol=1e-5, atol=1e-5)
+    key = head.peer_key
+    d = torch.cdist(key, key).fill_diagonal_(float("inf"))
+    expected = raw - raw[d.topk(2, largest=False).indices].mean(1).double()
+    np.testing.assert_allclose(report.scores["good"][:5], expected.numpy(), rtol=1e-4, atol=1e-4)
+    assert fit_good_only(data, FitOptions(input_size=64, peers=9))[0].config.peers == 4  # capped at the others
+
+
 @pytest.mark.parametrize("change, match", [
     ({"coreset_ratio": 0.0}, "--coreset"),
     ({"coreset_ratio": 1.5}, "--coreset"),
@@ -170,6 +186,7 @@ def test_references_replace_the_bank_and_score_good_images_without_themselves(ti
     ({"references": 4, "ref_k": 0}, "--ref-k 0: give at least 1"),
     ({"references": 4, "ref_radius": -1}, "--ref-radius -1: give 0 to 4"),
     ({"references": 4, "ref_radius": 5}, "--ref-radius 5: give 0 to 4"),
+    ({"peers": -1}, "--peers -1: give 0"),
 ])
 def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
     with pytest.raises(InspectorError, match=match):

@@ -172,3 +172,20 @@ def test_reference_head_scores_a_stored_image_about_zero():
     own = head.reference_distances(head.ref_emb[1:2].float(), head.ref_key[1:2])
     others = head.reference_distances(head.ref_emb[1:2].float(), head.ref_key[1:2], torch.tensor([[False, True, False]]))
     assert float(own.max()) < 1e-2 * float(others.min())
+
+
+def test_peer_offset_is_the_mean_score_of_the_nearest_standardised_training_images():
+    g = torch.Generator().manual_seed(8)
+    head = make_head(peers=2, peer_images=6)  # pooled statistics of channels (4, 6): G = 20
+    pooled = torch.randn(6, 20, generator=g) * 3.0 + 1.0
+    loc, scale = pooled.mean(0), pooled.std(0)
+    head.peer_stats, head.peer_key = torch.stack([loc, scale]), (pooled - loc) / scale
+    head.peer_score = torch.randn(6, generator=g)
+    query = torch.randn(3, 20, generator=g) * 3.0 + 1.0
+    nearest = torch.cdist((query - loc) / scale, head.peer_key).topk(2, largest=False).indices
+    torch.testing.assert_close(head.peer_offset(query), head.peer_score[nearest].mean(1))
+    own = torch.eye(6, dtype=torch.bool)[:3]  # query rows 0-2 are training images 0-2, skipped for themselves
+    d = torch.cdist(head.peer_key[:3], head.peer_key).masked_fill(own, float("inf"))
+    expected = head.peer_score[d.topk(2, largest=False).indices].mean(1)
+    torch.testing.assert_close(head.peer_offset(pooled[:3], own), expected)
+    assert not hasattr(make_head(), "peer_key")  # peers = 0: no buffers, the fused score as it is
