@@ -222,11 +222,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
     paths = [s.path for s in dataset.train]
-    peers = min(options.peers, len(paths) - 1)  # each training image is later judged against the others only
+    peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
-                       ref_radius=options.ref_radius, peers=max(peers, 0), peer_images=len(paths) if peers > 0 else 0)
+                       ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0)
     if len(paths) < 2:
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
     net = InspectorNet(config).eval()

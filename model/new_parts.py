@@ -32,6 +32,7 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
         raise InspectorError(f"model {model}: its manifest records no fit options; refitting needs a checkpoint from `inspector fit`")
     known = {f.name for f in fields(FitOptions)}
     kw = {k: v for k, v in options.items() if k in known}
+    kw.setdefault("peers", 0)  # checkpoints from before --peers were fitted without it
     for name in ("layers", "augment"):
         if name in kw:
             kw[name] = tuple(kw[name])

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-radius", type=int, default=None, metavar="R",
                    help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")
     p.add_argument("--peers", type=int, default=None, metavar="K",
-                   help="judge each part's score against the K training images most like it (default 20; 0: against all alike)")
+                   help="judge each part's score against the K training images most like it (default 20; 0 turns it off)")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
