@@ -149,12 +149,7 @@ class AnomalyHead(nn.Module):
         """
         b, d, gh, gw = emb.shape
         k, r = min(self.ref_k, self.references), self.ref_radius
-        # |key - ref|^2 less |key|^2, which ranks the same: without the image's own (often large) norm in the
-        # sum, float32 resolves near-ties finer, so torch and exported runtimes pick the same references
-        kd = (self.ref_key * self.ref_key).sum(dim=1) - 2.0 * key @ self.ref_key.t()
-        if exclude is not None:
-            kd = kd.masked_fill(exclude, float("inf"))
-        idx = kd.topk(k, dim=1, largest=False).indices.flatten()
+        idx = nearest_rows(key, self.ref_key, k, exclude).flatten()
         refs = F.pad(self.ref_emb[idx].float(), (r, r, r, r), mode="replicate").reshape(b, k, d, gh + 2 * r, gw + 2 * r)
         # |x - c|^2 = |x|^2 + |c|^2 - 2 x.c: one product per shift, no [B, K, D, gh, gw] difference tensors
         refs_sq = (refs * refs).sum(dim=2)
@@ -207,12 +202,7 @@ class AnomalyHead(nn.Module):
         out-of-sample); never set in the exported graph.
         """
         z = (pooled - self.peer_stats[0]) / self.peer_stats[1]
-        # |z - key|^2 less |z|^2 ranks the same, and float32 resolves near-ties finer without it (see references)
-        d = (self.peer_key * self.peer_key).sum(dim=1) - 2.0 * z @ self.peer_key.t()
-        if exclude is not None:
-            d = d.masked_fill(exclude, float("inf"))
-        idx = d.topk(self.peers, dim=1, largest=False).indices
-        return self.peer_score[idx].mean(dim=1)
+        return self.peer_score[nearest_rows(z, self.peer_key, self.peers, exclude)].mean(dim=1)
 
     # -- learnt branch -------------------------------------------------------------------------------
     def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
@@ -254,6 +244,18 @@ class AnomalyHead(nn.Module):
         """Install fitted normal patch embeddings (level-scaled)."""
         self.bank = bank.contiguous().float()
         self.bank_sq = (self.bank * self.bank).sum(dim=1)
+
+
+def nearest_rows(query: torch.Tensor, rows: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices [B, k] of the k rows [N, G] nearest (Euclidean) to each query [B, G]; `exclude` [B, N] skips rows.
+
+    Ranked by |row|^2 - 2 query.row, which orders like |query - row|^2: without the query's own (often
+    large) norm in the sum, float32 resolves near-ties finer, so torch and exported runtimes pick the same rows.
+    """
+    d = (rows * rows).sum(dim=1) - 2.0 * query @ rows.t()
+    if exclude is not None:
+        d = d.masked_fill(exclude, float("inf"))
+    return d.topk(k, dim=1, largest=False).indices
 
 
 def mix(bank_z: torch.Tensor, seg_z: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
