@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.backbones import DEFAULT_BACKBONE
 from model.calibration import Policy, calibrate
@@ -18,13 +17,12 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.head import AnomalyHead
+from model.head import AnomalyHead, position_stats
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.progress import BarFactory, silent
 
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
-POSITION_PRIOR = 8.0  # each cell's distance statistics are shrunk to the whole grid's, as if from this many more images
 
 
 def check_input_size(size: int) -> None:
@@ -51,6 +49,7 @@ class FitOptions:
     ref_k: int = 10  # references compared with each image
     ref_radius: int = 1  # grid cells a patch may shift to find its match in a reference
     peers: int = 20  # score offset by the out-of-sample scores of this many most similar training images (0: off)
+    peer_position: bool = True  # with peers and position_norm: the cell statistics come from those images too
     max_patches: int = 400_000
     global_weight: float = 0.5
     shrinkage: float = 0.01
@@ -150,46 +149,39 @@ def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch
     return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=source == i) for i in range(emb.shape[0])])
 
 
-def _box3(x: torch.Tensor) -> torch.Tensor:
-    """3x3 mean of a [gh, gw] grid (edges replicated)."""
-    return F.avg_pool2d(F.pad(x[None, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0, 0]
-
-
-def position_stats(s1: torch.Tensor, s2: torch.Tensor, n: int, prior: float = POSITION_PRIOR) -> torch.Tensor:
-    """loc and scale [2, gh, gw] of patch distances per grid cell, from their sums and sums of squares
-    over n images: 3x3-smoothed, and shrunk towards the whole grid's values as if `prior` more images had
-    shown those (few images give noisy cells)."""
-    s1, s2 = s1.double(), s2.double()
-    cells = s1.numel()
-    mean, var = s1 / n, (s2 - s1 * s1 / n) / max(n - 1, 1)
-    g_mean = s1.sum() / (n * cells)
-    g_var = (s2.sum() - s1.sum() ** 2 / (n * cells)) / max(n * cells - 1, 1)
-    w = n / (n + prior)
-    loc = w * _box3(mean) + (1 - w) * g_mean
-    scale = (w * _box3(var.clamp_min(0)) + (1 - w) * g_var).clamp_min(1e-12).sqrt()
-    return torch.stack([loc, scale]).float()
-
-
-def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor) -> torch.Tensor:
-    """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw], and
-    its standardisation from each image's position maximum with statistics fitted without that image.
+def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw] (and,
+    with `peer_position`, keep those for each image's peers, found by its pooled statistics [n, G]), and its
+    standardisation from each image's position maximum with statistics fitted without that image.
     -> those leave-one-out maxima [n]."""
     n = dists.shape[0]
     d = dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
-    head.pos_stats = position_stats(s1, s2, n)
-    pos_max = torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1)) for i in range(n)])
+    head.pos_stats = position_stats(s1, s2, n).float()
+    if head.peer_position:
+        head.peer_dist = dists.float()
+        peer = d[head.peer_rows(pooled, exclude=torch.eye(n, dtype=torch.bool))]
+        pos_max = head.position_max(dists, position_stats(peer.sum(dim=1), (peer * peer).sum(dim=1), peer.shape[1]).float())
+    else:
+        pos_max = torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1).float())
+                             for i in range(n)])
     head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
     return pos_max
 
 
-def _fit_peers(head: AnomalyHead, pooled: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Store the good images' standardised pooled statistics [n, G] and out-of-sample scores [n] as the
-    peers each part is judged against. -> each good image's own peer offset, from the others only [n]."""
+def _fit_peer_keys(head: AnomalyHead, pooled: torch.Tensor) -> None:
+    """Store the good images' pooled statistics [n, G], standardised per dimension, as the keys that find
+    each part's peers."""
     loc, scale = pooled.mean(dim=0), pooled.std(dim=0).clamp_min(1e-6)
     head.peer_stats = torch.stack([loc, scale])
-    head.peer_key, head.peer_score = (pooled - loc) / scale, scores.float()
-    return head.peer_offset(pooled, exclude=torch.eye(pooled.shape[0], dtype=torch.bool))
+    head.peer_key = (pooled - loc) / scale
+
+
+def _fit_peer_scores(head: AnomalyHead, pooled: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Store the good images' out-of-sample scores [n] as what their peers score.
+    -> each good image's own peer offset, from the others only [n]."""
+    head.peer_score = scores.float()
+    return head.peer_offset(head.peer_rows(pooled, exclude=torch.eye(pooled.shape[0], dtype=torch.bool)))
 
 
 @dataclass
@@ -226,7 +218,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
-                       ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0)
+                       ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
+                       peer_position=bool(peers and options.position_norm and options.peer_position))
     if len(paths) < 2:
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
     net = InspectorNet(config).eval()
@@ -302,7 +295,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
-    pos_max = _fit_position_norm(head, dists_t) if head.position_norm else None
+    if head.peers:
+        _fit_peer_keys(head, pooled_t[first])
+    pos_max = _fit_position_norm(head, dists_t, pooled_t[first]) if head.position_norm else None
     return net, GoodFit(paths, first_view, raw_maps_t, pos_max, pooled_t[first], glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
@@ -318,7 +313,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
     good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw, good.pos_max)
     if head.peers:
-        good_scores = good_scores - _fit_peers(head, good.pooled, good_scores)
+        good_scores = good_scores - _fit_peer_scores(head, good.pooled, good_scores)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))

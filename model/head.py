@@ -31,7 +31,10 @@ With `peers` > 0 the fused score is then offset by what good parts like this one
 out-of-sample score (`peer_score`) of the `peers` training images whose pooled statistics, standardised
 per dimension (`peer_key`, `peer_stats`), are nearest. An unusual but good kind of part (another shape,
 another finish) scores high against the whole set, and so do the training images of its kind, so it is
-judged against them; a defect on a common kind of part keeps its margin.
+judged against them; a defect on a common kind of part keeps its margin. With `peer_position` as well,
+the position normalisation's cell statistics come from those same training images' out-of-sample patch
+distances (`peer_dist`) instead of from every training image: a tall, narrow tile squashed to the input
+size has its edges in other cells than a square one, and is standardised by tiles framed like it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BANK_CHUNK = 8192  # bank rows per matmul: bounds the [patches x bank] distance block in memory
+POSITION_PRIOR = 8.0  # position statistics are shrunk towards the whole grid as if this many more images showed it
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
@@ -71,6 +75,7 @@ class AnomalyHead(nn.Module):
         ref_radius: int = 1,
         peers: int = 0,
         peer_images: int = 0,
+        peer_position: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
@@ -105,6 +110,9 @@ class AnomalyHead(nn.Module):
             self.register_buffer("peer_score", torch.zeros(peer_images))
             # per-dimension (loc, scale) of the training images' pooled statistics [2, G]
             self.register_buffer("peer_stats", torch.stack([torch.zeros(gdim), torch.ones(gdim)]))
+        self.peer_position = bool(peers and position_norm and peer_position)
+        if self.peer_position:
+            self.register_buffer("peer_dist", torch.zeros(peer_images, *self.grid))  # their out-of-sample patch distances
 
     # -- patch branch ------------------------------------------------------------------------------
     def embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -172,9 +180,15 @@ class AnomalyHead(nn.Module):
         return m.squeeze(1)
 
     def position_max(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch distances [B, gh, gw] standardised per grid cell -> max of their smoothed map [B]."""
+        """Patch distances [B, gh, gw] standardised per grid cell by `stats` (loc, scale) [2, gh, gw] or, one
+        pair per image, [B, 2, gh, gw] -> max of their smoothed map [B]."""
         stats = self.pos_stats if stats is None else stats
-        return self.to_map((dist - stats[0]) / stats[1]).flatten(1).amax(dim=1)
+        return self.to_map((dist - stats.select(-3, 0)) / stats.select(-3, 1)).flatten(1).amax(dim=1)
+
+    def peer_position_stats(self, rows: torch.Tensor) -> torch.Tensor:
+        """Indices [B, K] of each image's peers -> cell statistics of their patch distances [B, 2, gh, gw]."""
+        d = self.peer_dist[rows]
+        return position_stats(d.sum(dim=1), (d * d).sum(dim=1), rows.shape[1])
 
     # -- global branch -----------------------------------------------------------------------------
     def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -195,14 +209,18 @@ class AnomalyHead(nn.Module):
         """Whitened pooled features [B, G] -> their Mahalanobis distance [B] to the normal distribution."""
         return (key * key).sum(dim=1).sqrt()
 
-    def peer_offset(self, pooled: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled statistics [B, G] -> mean `peer_score` of the `peers` nearest training images [B].
+    def peer_rows(self, pooled: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled statistics [B, G] -> indices [B, peers] of the nearest training images (standardised statistics).
 
         exclude: bool [B, peer_images] of training images to skip (an image's own, when fitting scores it
         out-of-sample); never set in the exported graph.
         """
         z = (pooled - self.peer_stats[0]) / self.peer_stats[1]
-        return self.peer_score[nearest_rows(z, self.peer_key, self.peers, exclude)].mean(dim=1)
+        return nearest_rows(z, self.peer_key, self.peers, exclude)
+
+    def peer_offset(self, rows: torch.Tensor) -> torch.Tensor:
+        """Indices [B, K] of each image's peers -> their mean out-of-sample score [B]."""
+        return self.peer_score[rows].mean(dim=1)
 
     # -- learnt branch -------------------------------------------------------------------------------
     def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
@@ -234,16 +252,41 @@ class AnomalyHead(nn.Module):
         key = self.global_key(pooled)
         dist = self.reference_distances(emb, key) if self.references else self.patch_distances(emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
-        pos_max = self.position_max(dist) if self.position_norm else None
+        rows = self.peer_rows(pooled) if self.peers else None
+        pos_max = None
+        if self.position_norm:
+            pos_max = self.position_max(dist, self.peer_position_stats(rows) if self.peer_position else None)
         score, amap = self.fuse(self.to_map(dist), self.global_distance(key), seg_raw, pos_max)
-        if self.peers:
-            score = score - self.peer_offset(pooled)
+        if rows is not None:
+            score = score - self.peer_offset(rows)
         return score, amap
 
     def set_bank(self, bank: torch.Tensor) -> None:
         """Install fitted normal patch embeddings (level-scaled)."""
         self.bank = bank.contiguous().float()
         self.bank_sq = (self.bank * self.bank).sum(dim=1)
+
+
+def _box3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of grids [..., gh, gw] (edges replicated)."""
+    lead = x.shape[:-2]
+    y = F.avg_pool2d(F.pad(x.reshape(-1, 1, *x.shape[-2:]), (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return y.reshape(*lead, *x.shape[-2:])
+
+
+def position_stats(s1: torch.Tensor, s2: torch.Tensor, n: int, prior: float = POSITION_PRIOR) -> torch.Tensor:
+    """loc and scale [..., 2, gh, gw] of patch distances per grid cell, from their sums and sums of squares
+    [..., gh, gw] over n images: 3x3-smoothed, and shrunk towards the whole grid's values as if `prior` more
+    images had shown those (few images give noisy cells). Computed in the sums' dtype."""
+    cells = s1.shape[-2] * s1.shape[-1]
+    mean, var = s1 / n, (s2 - s1 * s1 / n) / max(n - 1, 1)
+    t1, t2 = s1.sum(dim=(-2, -1), keepdim=True), s2.sum(dim=(-2, -1), keepdim=True)
+    g_mean = t1 / (n * cells)
+    g_var = (t2 - t1 * t1 / (n * cells)) / max(n * cells - 1, 1)
+    w = n / (n + prior)
+    loc = w * _box3(mean) + (1 - w) * g_mean
+    scale = (w * _box3(var.clamp_min(0)) + (1 - w) * g_var).clamp_min(1e-12).sqrt()
+    return torch.stack([loc, scale], dim=-3)
 
 
 def nearest_rows(query: torch.Tensor, rows: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -31,6 +31,7 @@ class NetConfig:
     ref_radius: int = 1
     peers: int = 0  # > 0: the score is offset by that many most similar training images' scores (model/head.py)
     peer_images: int = 0  # training images stored for that
+    peer_position: bool = False  # position normalisation from those images' patch distances (model/head.py)
     seg_hidden: int = 0  # > 0: a learnt defect-classifier branch (trained on generated defects) of this width
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
@@ -64,7 +65,8 @@ class InspectorNet(nn.Module):
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
                                 seg_hidden=config.seg_hidden, position_norm=config.position_norm,
                                 references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
-                                peers=config.peers, peer_images=config.peer_images)
+                                peers=config.peers, peer_images=config.peer_images,
+                                peer_position=config.peer_position)
         self.types = self.build_types() if config.class_names else None
 
     def build_types(self) -> TypeHead:

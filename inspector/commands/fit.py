@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")
     p.add_argument("--peers", type=int, default=None, metavar="K",
                    help="judge each part's score against the K training images most like it (default 20; 0 turns it off)")
+    p.add_argument("--no-peer-position", dest="peer_position", action="store_false",
+                   help="with peers: standardise patch distances by every training image's distances at the same place, "
+                        "not by those of the K images most like the part")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
-                         position_norm=args.position_norm, references=args.references,
+                         position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
                                                 types=tuple(name_list(args.synth_types))))
     for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):

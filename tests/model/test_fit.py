@@ -13,7 +13,8 @@ from model.data import Dataset, load_dataset
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
-from model.fit import FitOptions, fit, fit_good_only, position_stats
+from model.fit import FitOptions, fit, fit_good_only
+from model.head import position_stats
 from model.metrics import roc_auc
 
 
@@ -115,6 +116,12 @@ def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():
     loc, scale = position_stats(s1, s2, 6, prior=6.0).double()  # half weight on the whole grid's mean and variance
     torch.testing.assert_close(loc, 0.5 * box(d.mean(0)) + 0.5 * d.mean(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(scale, (0.5 * box(d.var(0)) + 0.5 * d.var()).sqrt(), rtol=1e-5, atol=1e-6)
+    # a batch of sums (one image's peers each) gives each item's own statistics, stacked
+    d2 = d.flip(1) + 1.0
+    batch = position_stats(torch.stack([s1, d2.sum(0)]), torch.stack([s2, (d2 * d2).sum(0)]), 6)
+    assert batch.shape == (2, 2, 4, 5)
+    torch.testing.assert_close(batch[1], position_stats(d2.sum(0), (d2 * d2).sum(0), 6))
+    torch.testing.assert_close(batch[0], position_stats(s1, s2, 6))
 
 
 def test_position_norm_is_fitted_out_of_sample(tiny_data):
@@ -122,20 +129,43 @@ def test_position_norm_is_fitted_out_of_sample(tiny_data):
     maximum (which standardises the patch score) uses statistics fitted without that image."""
     from model.fit import _self_excluded_distances
 
-    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0))
+    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=0))
     head = net.head
-    assert net.config.position_norm and good.pos_max.shape == (5,)
+    assert net.config.position_norm and not net.config.peer_position and good.pos_max.shape == (5,)
     cells = good.first_view.shape[2] * good.first_view.shape[3]
     source = torch.arange(head.bank.shape[0]) // cells  # all patches kept, in image order
     d = _self_excluded_distances(head, good.first_view, source).double()
-    torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5))
+    torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())
     for i in range(5):
         others = torch.cat([d[:i], d[i + 1 :]])
-        expected = head.position_max(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4))
+        expected = head.position_max(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4).float())
         torch.testing.assert_close(good.pos_max[i : i + 1], expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(head.pos_norm, torch.tensor([float(good.pos_max.mean()), float(good.pos_max.std())]))
     plain, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, position_norm=False))
     assert not plain.config.position_norm and not hasattr(plain.head, "pos_stats")
+
+
+def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data):
+    """With peers (the default) each good image's position maximum uses the cell statistics of its peers
+    (its nearest *other* images by the peer key), whose self-excluded distances are kept for inference."""
+    from model.fit import _self_excluded_distances
+
+    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2))
+    head = net.head
+    assert net.config.peer_position and head.peer_position
+    cells = good.first_view.shape[2] * good.first_view.shape[3]
+    d = _self_excluded_distances(head, good.first_view, torch.arange(head.bank.shape[0]) // cells).double()
+    torch.testing.assert_close(head.peer_dist, d.float())
+    torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())  # kept for reference
+    nearest = torch.cdist(head.peer_key, head.peer_key).fill_diagonal_(float("inf")).topk(2, largest=False).indices
+    for i in range(5):
+        peers = d[nearest[i]]
+        expected = head.position_max(d[i : i + 1].float(), position_stats(peers.sum(0), (peers * peers).sum(0), 2).float())
+        torch.testing.assert_close(good.pos_max[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(head.pos_norm, torch.tensor([float(good.pos_max.mean()), float(good.pos_max.std())]))
+    for off in ({"peer_position": False}, {"position_norm": False}):
+        other, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2, **off))
+        assert other.config.peers == 2 and not other.config.peer_position and not hasattr(other.head, "peer_dist")
 
 
 def test_references_replace_the_bank_and_score_good_images_without_themselves(tiny_data):
@@ -161,7 +191,7 @@ def test_peers_are_the_good_images_and_each_is_judged_without_itself(tiny_data):
     """The stored peers are the training images' standardised pooled statistics and out-of-sample scores;
     each image's own calibration score is offset by its nearest *other* images only."""
     data = _few(tiny_data, 5)
-    net, report = fit(data, FitOptions(input_size=64, peers=2))
+    net, report = fit(data, FitOptions(input_size=64, peers=2, peer_position=False))
     head, plain = net.head, fit(data, FitOptions(input_size=64, peers=0))
     assert (net.config.peers, net.config.peer_images) == (2, 5) and plain[0].config.peers == 0
     raw = torch.tensor(plain[1].scores["good"][:5])  # the same model's out-of-sample scores, before the offset

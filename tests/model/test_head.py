@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import model.head as head_module
-from model.head import AnomalyHead, gaussian_kernel1d
+from model.head import AnomalyHead, gaussian_kernel1d, position_stats
 
 
 def make_head(channels=(4, 6), size=(32, 32), bank=50, **kw) -> AnomalyHead:
@@ -183,9 +183,52 @@ def test_peer_offset_is_the_mean_score_of_the_nearest_standardised_training_imag
     head.peer_score = torch.randn(6, generator=g)
     query = torch.randn(3, 20, generator=g) * 3.0 + 1.0
     nearest = torch.cdist((query - loc) / scale, head.peer_key).topk(2, largest=False).indices
-    torch.testing.assert_close(head.peer_offset(query), head.peer_score[nearest].mean(1))
+    torch.testing.assert_close(head.peer_rows(query).sort(1).values, nearest.sort(1).values)
+    torch.testing.assert_close(head.peer_offset(head.peer_rows(query)), head.peer_score[nearest].mean(1))
     own = torch.eye(6, dtype=torch.bool)[:3]  # query rows 0-2 are training images 0-2, skipped for themselves
     d = torch.cdist(head.peer_key[:3], head.peer_key).masked_fill(own, float("inf"))
     expected = head.peer_score[d.topk(2, largest=False).indices].mean(1)
-    torch.testing.assert_close(head.peer_offset(pooled[:3], own), expected)
+    torch.testing.assert_close(head.peer_offset(head.peer_rows(pooled[:3], own)), expected)
     assert not hasattr(make_head(), "peer_key")  # peers = 0: no buffers, the fused score as it is
+    assert not make_head(peers=2, peer_images=6, peer_position=True).peer_position  # needs position_norm too
+
+
+def test_peer_position_standardises_each_image_by_its_peers_cells():
+    """With peer_position the patch score's cell statistics are those of the image's own peers' distances
+    (`position_stats` over them), not the stored ones of every training image; the map is unchanged."""
+    g = torch.Generator().manual_seed(9)
+    head = make_head(size=(32, 32), sigma=1.0, position_norm=True, peers=2, peer_images=5, peer_position=True)
+    plain = make_head(size=(32, 32), sigma=1.0, position_norm=True)
+    head.peer_key, head.peer_score = torch.randn(5, 20, generator=g), torch.randn(5, generator=g)
+    head.peer_dist = torch.rand(5, 4, 4, generator=g) * 2.0 + 1.0
+    head.peer_dist[3:, 0, 0] += 6.0  # training images 3 and 4 are always far at the edge cell
+    head.pos_stats = position_stats(head.peer_dist.sum(0), (head.peer_dist ** 2).sum(0), 5)
+    for h in (head, plain):
+        h.set_bank(torch.randn(50, 10, generator=g))
+        h.pos_stats = head.pos_stats
+    emb = torch.randn(2, 10, 4, 4, generator=g)
+    dist = head.patch_distances(emb)
+    rows = torch.tensor([[3, 4], [0, 1]])  # image 0's peers are the two far at the edge, image 1's two others
+    stats = head.peer_position_stats(rows)
+    for i in range(2):
+        d = head.peer_dist[rows[i]]
+        torch.testing.assert_close(stats[i], position_stats(d.sum(0), (d * d).sum(0), 2))
+        torch.testing.assert_close(head.position_max(dist[i : i + 1], stats[i]), head.position_max(dist, stats)[i : i + 1])
+    assert float(stats[0, 0, 0, 0]) > float(stats[1, 0, 0, 0]) + 0.5  # the edge cell's loc follows the peers (smoothed, shrunk)
+    # forward: the peers found from the pooled statistics pick the cell statistics and the offset
+    feats = [torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 6, 4, 4, generator=g)]
+    pooled = head.pool(feats)
+    head.peer_stats = torch.stack([torch.zeros(20), torch.ones(20)])  # keys are the pooled statistics themselves
+    head.peer_key = torch.stack([pooled[0] + 0.01, pooled[0] - 0.01, pooled[1] + 0.01, pooled[1] - 0.01, pooled[0] + 100.0])
+    rows = head.peer_rows(pooled)
+    assert sorted(rows[0].tolist()) == [0, 1] and sorted(rows[1].tolist()) == [2, 3]
+    emb = head.embed(feats)
+    dist = head.patch_distances(emb)
+    score, amap = head(feats)
+    plain.norm = head.norm
+    expected, plain_map = plain.fuse(plain.to_map(dist), plain.global_distance(plain.global_key(pooled)), None,
+                                     head.position_max(dist, head.peer_position_stats(rows)))
+    torch.testing.assert_close(score, expected - head.peer_offset(rows))
+    torch.testing.assert_close(amap, plain_map)
+    other, _ = plain.fuse(plain.to_map(dist), plain.global_distance(plain.global_key(pooled)), None, head.position_max(dist))
+    assert not torch.allclose(expected, other)  # the stored statistics of every training image would score otherwise

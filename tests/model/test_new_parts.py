@@ -34,6 +34,10 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     stored = json.loads(json.dumps({**asdict(opts), "policy": {"kind": "escape", "target": 0.01}, "unknown_later_field": 1}))
     back = options_from_manifest(stored, "m.ckpt")
     assert back == opts  # tuples restored, nested settings rebuilt, the policy and unknown keys dropped
+    assert back.peers == 20 and back.peer_position
+    stored.pop("peer_position")
+    back = options_from_manifest(stored, "m.ckpt")
+    assert back.peers == 20 and not back.peer_position  # fitted with peers but before their position statistics
     stored.pop("peers")
     assert options_from_manifest(stored, "m.ckpt").peers == 0  # fitted before --peers existed: refitted without it
     with pytest.raises(InspectorError, match="m.ckpt: its manifest records no fit options"):
