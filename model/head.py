@@ -33,8 +33,8 @@ per dimension (`peer_key`, `peer_stats`), are nearest. An unusual but good kind 
 another finish) scores high against the whole set, and so do the training images of its kind, so it is
 judged against them; a defect on a common kind of part keeps its margin. With `peer_position` as well,
 the position normalisation's cell statistics come from those same training images' out-of-sample patch
-distances (`peer_dist`) instead of from every training image: a tall, narrow tile squashed to the input
-size has its edges in other cells than a square one, and is standardised by tiles framed like it.
+distances (`peer_dist`) instead of from every training image: places where good parts of its kind always
+differ (edges, chamfers, which land in other cells for another shape) count for less.
 """
 
 from __future__ import annotations
@@ -186,9 +186,9 @@ class AnomalyHead(nn.Module):
         return self.to_map((dist - stats.select(-3, 0)) / stats.select(-3, 1)).flatten(1).amax(dim=1)
 
     def peer_position_stats(self, rows: torch.Tensor) -> torch.Tensor:
-        """Indices [B, K] of each image's peers -> cell statistics of their patch distances [B, 2, gh, gw]."""
+        """Indices [B, peers] of each image's peers -> cell statistics of their patch distances [B, 2, gh, gw]."""
         d = self.peer_dist[rows]
-        return position_stats(d.sum(dim=1), (d * d).sum(dim=1), rows.shape[1])
+        return position_stats(d.sum(dim=1), (d * d).sum(dim=1), self.peers)
 
     # -- global branch -----------------------------------------------------------------------------
     def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
