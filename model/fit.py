@@ -149,19 +149,18 @@ def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch
     return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=source == i) for i in range(emb.shape[0])])
 
 
-def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.Tensor | None) -> torch.Tensor:
     """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw] (and,
-    with `peer_position`, keep those for each image's peers, found by its pooled statistics [n, G]), and its
-    standardisation from each image's position maximum with statistics fitted without that image.
-    -> those leave-one-out maxima [n]."""
+    with `peer_position`, keep those for the images' peers: `peer_rows` [n, peers], each image's *other*
+    nearest images), and its standardisation from each image's position maximum with statistics fitted
+    without that image. -> those leave-one-out maxima [n]."""
     n = dists.shape[0]
     d = dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
     head.pos_stats = position_stats(s1, s2, n).float()
     if head.peer_position:
         head.peer_dist = dists.float()
-        peer = d[head.peer_rows(pooled, exclude=torch.eye(n, dtype=torch.bool))]
-        pos_max = head.position_max(dists, position_stats(peer.sum(dim=1), (peer * peer).sum(dim=1), peer.shape[1]).float())
+        pos_max = head.position_max(dists, head.peer_position_stats(peer_rows))  # as the graph computes them
     else:
         pos_max = torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1).float())
                              for i in range(n)])
@@ -169,19 +168,20 @@ def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, pooled: torch.Ten
     return pos_max
 
 
-def _fit_peer_keys(head: AnomalyHead, pooled: torch.Tensor) -> None:
+def _fit_peer_keys(head: AnomalyHead, pooled: torch.Tensor) -> torch.Tensor:
     """Store the good images' pooled statistics [n, G], standardised per dimension, as the keys that find
-    each part's peers."""
+    each part's peers. -> each good image's peers among the *other* good images [n, peers]."""
     loc, scale = pooled.mean(dim=0), pooled.std(dim=0).clamp_min(1e-6)
     head.peer_stats = torch.stack([loc, scale])
     head.peer_key = (pooled - loc) / scale
+    return head.peer_rows(pooled, exclude=torch.eye(pooled.shape[0], dtype=torch.bool))
 
 
-def _fit_peer_scores(head: AnomalyHead, pooled: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def _fit_peer_scores(head: AnomalyHead, peer_rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Store the good images' out-of-sample scores [n] as what their peers score.
-    -> each good image's own peer offset, from the others only [n]."""
+    -> each good image's own peer offset, from its `peer_rows` [n, peers] (the others only) [n]."""
     head.peer_score = scores.float()
-    return head.peer_offset(head.peer_rows(pooled, exclude=torch.eye(pooled.shape[0], dtype=torch.bool)))
+    return head.peer_offset(peer_rows)
 
 
 @dataclass
@@ -192,7 +192,7 @@ class GoodFit:
     first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
     raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
     pos_max: torch.Tensor | None  # their out-of-sample position-standardised patch maxima [n] (position_norm)
-    pooled: torch.Tensor  # their pooled statistics [n, G] (un-augmented view)
+    peer_rows: torch.Tensor | None  # each one's peers among the other good images [n, peers] (peers > 0)
     glob_raw: np.ndarray  # their out-of-fold global distances [n]
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
     bank_size: int
@@ -295,10 +295,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
-    if head.peers:
-        _fit_peer_keys(head, pooled_t[first])
-    pos_max = _fit_position_norm(head, dists_t, pooled_t[first]) if head.position_norm else None
-    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, pooled_t[first], glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+    peer_rows = _fit_peer_keys(head, pooled_t[first]) if head.peers else None
+    pos_max = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
+    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
 @torch.no_grad()
@@ -313,7 +312,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
     good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw, good.pos_max)
     if head.peers:
-        good_scores = good_scores - _fit_peer_scores(head, good.pooled, good_scores)
+        good_scores = good_scores - _fit_peer_scores(head, good.peer_rows, good_scores)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))
