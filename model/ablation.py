@@ -31,6 +31,7 @@ def variants(synth: int) -> dict[str, DefectLearning]:
     return {
         "good only": DefectLearning(),
         f"+ pixel synthesis ({synth} images)": DefectLearning(synth=synth),
+        "+ pixel synthesis, blend chosen on generated defects": DefectLearning(synth=synth, blend=None),
         "+ pixel synthesis + feature flow": DefectLearning(synth=synth, feature_synth=True),
         "+ Gaussian feature noise": DefectLearning(noise=True),
     }

@@ -40,6 +40,7 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
     if isinstance(kw.get("defects"), dict):
         d = dict(kw["defects"])
         d["types"] = tuple(d.get("types", ()))
+        d.setdefault("blend", None)  # before --blend, the weight was always chosen on generated validation defects
         kw["defects"] = DefectLearning(**{k: v for k, v in d.items() if k in {f.name for f in fields(DefectLearning)}})
     kw.pop("policy", None)  # the refits' thresholds are never used: only their scores are ranked
     return FitOptions(**kw)

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
     p.add_argument("--feature-synth", action="store_true", help="also generate defect features with the flow-matching generator")
+    p.add_argument("--blend", default=None, metavar="W",
+                   help="with --synth: the learnt map's weight in the map, 0-1 (default 0.2), or 'auto' to choose it on "
+                        "generated validation defects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
@@ -62,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
                          defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
-                                                types=tuple(name_list(args.synth_types))))
+                                                types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
+    if args.blend is not None and not args.synth:
+        raise InspectorError(f"--blend {args.blend}: weighs the branch learnt from generated defects; add --synth N (e.g. --synth 1000)")
     for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):
         if value is not None and not args.references:
             raise InspectorError(f"{flag} {value}: applies only with --references N (e.g. --references 256)")
@@ -101,5 +106,20 @@ def run(args: argparse.Namespace) -> int:
         learnt = report.training.get("generated_defects")
         if learnt:
             print(f"  learnt branch: {learnt['positives']} defect / {learnt['negatives']} normal patch features, "
-                  f"blend weight {learnt['alpha']} (chosen on {learnt['val_images']} generated validation defects)")
+                  f"blend weight {learnt['alpha']}" + (f" (chosen on {learnt['val_images']} generated validation defects)"
+                                                       if learnt.get("alpha_from") == "validation" else ""))
     return 0
+
+
+def _blend(value: str | None) -> float | None:
+    """--blend: None -> the default weight, 'auto' -> None (choose on validation defects), else a number."""
+    from model.defect_learning import BLEND
+
+    if value is None:
+        return BLEND
+    if value == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InspectorError(f"--blend {value}: give the learnt map's weight, from 0 to 1, or 'auto'") from None

@@ -15,9 +15,11 @@ import cv2
 import numpy as np
 
 from model.errors import InspectorError
-from model.synth import DEFECT_TYPES, synthesize
+from model.synth import DEFECT_TYPES, NEEDS_DONOR, synthesize
 
 TEXTURE = "skimage.data.brick (CC0)"
+# the demo's kinds of defect: a transplant (another part's surface) is left out, as each part is made alone
+DEMO_DEFECTS = tuple(t for t in DEFECT_TYPES if t not in NEEDS_DONOR)
 MIN_CONTRAST = 15.0  # mean grey-level change under a defect's mask: fainter draws are not "visible defects"
 TINT = np.array([1.0, 0.95, 0.86], np.float32)  # a warm glaze, so the parts are colour images
 
@@ -104,7 +106,7 @@ def write_training_set(maker: PartMaker, root: Path, sizes: Sizes) -> Path:
         _write(root / "train" / "good" / f"{i:04d}.png", maker.good())
     for i in range(sizes.calib_good):
         _write(root / "test" / "good" / f"{i:04d}.png", maker.good())
-    for t in DEFECT_TYPES:
+    for t in DEMO_DEFECTS:
         for i in range(sizes.calib_per_type):
             image, mask = maker.defect(t)
             _write(root / "test" / t / f"{i:04d}.png", image)
@@ -114,7 +116,7 @@ def write_training_set(maker: PartMaker, root: Path, sizes: Sizes) -> Path:
 
 def write_line_parts(maker: PartMaker, root: Path, sizes: Sizes, seed: int) -> list[LinePart]:
     """The held-out parts that run down the line, in a shuffled order, with serials and truth (labels.json)."""
-    truths = ["good"] * sizes.line_good + [t for t in DEFECT_TYPES for _ in range(sizes.line_per_type)]
+    truths = ["good"] * sizes.line_good + [t for t in DEMO_DEFECTS for _ in range(sizes.line_per_type)]
     np.random.default_rng(seed + 1).shuffle(truths)
     parts = []
     for i, truth in enumerate(truths):

@@ -20,7 +20,6 @@ from inspector.demo import product
 from inspector.demo.product import LinePart, Sizes
 from inspector.demo.summary import DemoSummary, latency, score_line, table
 from model.errors import InspectorError
-from model.synth import DEFECT_TYPES
 
 MARKER = ".inspector-demo"  # only a folder holding this is ever emptied by the demo
 
@@ -144,8 +143,8 @@ def _product(out: Path, sizes: Sizes, seed: int, say: Callable[[str], None]) -> 
     (out / "pictures").mkdir()
     sheet = product.contact_sheet(parts, out / "pictures" / "parts.png")
     n_def = sum(p.is_defect for p in parts)
-    say(f"  {sizes.train} good parts to fit on, {sizes.calib_good} good + {sizes.calib_per_type * len(DEFECT_TYPES)} defective"
-        f" ({', '.join(DEFECT_TYPES)}) to calibrate: {data}")
+    say(f"  {sizes.train} good parts to fit on, {sizes.calib_good} good + {sizes.calib_per_type * len(product.DEMO_DEFECTS)} defective"
+        f" ({', '.join(product.DEMO_DEFECTS)}) to calibrate: {data}")
     say(f"  {len(parts)} held-out parts for the line ({len(parts) - n_def} good, {n_def} defective), as a video ({codec}): {video}")
     return _Line(data, parts, video, sheet)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from model.errors import InspectorError
@@ -9,6 +11,7 @@ from model.synth.blend import foreground_mask
 from model.synth.defects import DEFECTS
 
 DEFECT_TYPES = tuple(DEFECTS)
+NEEDS_DONOR = frozenset({"transplant"})
 
 
 def check_types(types: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -32,10 +35,21 @@ def draw(seed: int, i: int, n_sources: int, severity: tuple[float, float] = SEVE
     return rng, int(rng.integers(n_sources)), float(rng.uniform(*severity))
 
 
+def donor_index(n_sources: int, pick: int, defect_type: str, rng: np.random.Generator) -> int | None:
+    """Which other good image a `transplant` on image `pick` takes its surface from; None for other types or one image."""
+    if defect_type not in NEEDS_DONOR or n_sources < 2:
+        return None
+    return (pick + 1 + int(rng.integers(n_sources - 1))) % n_sources
+
+
 def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
-               foreground: np.ndarray | None = None, min_pixels: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels)."""
-    fn = DEFECTS[defect_type]
+               foreground: np.ndarray | None = None, min_pixels: int = 6,
+               donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels).
+
+    donor: another good image, the source of a `transplant` (other types ignore it).
+    """
+    fn = partial(DEFECTS[defect_type], donor=donor) if defect_type in NEEDS_DONOR else DEFECTS[defect_type]
     fg = foreground_mask(rgb) if foreground is None else foreground
     for _ in range(8):
         out, soft = fn(rgb, fg, rng, float(np.clip(severity, 0.05, 1.0)))

@@ -152,7 +152,27 @@ def cutpaste(rgb, fg, rng, severity):
     return poisson_paste(rgb, src, mask), mask
 
 
+def transplant(rgb, fg, rng, severity, donor=None):
+    """A large region (a band along a side, or a blob) of another good part's surface, re-lit to this one's level.
+
+    Each side of the seam looks normal on its own; only the mismatch with the rest of the part is a defect,
+    as where a surface was ground, coated or lit unevenly. Without a donor, the part itself turned upside down.
+    """
+    h, w = rgb.shape[:2]
+    src = np.ascontiguousarray(rgb[::-1, ::-1] if donor is None else donor)
+    src = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR) if src.shape[:2] != (h, w) else src
+    if rng.random() < 0.5:
+        src = np.ascontiguousarray(src[:, ::-1])
+    coverage = rng.uniform(0.05, 0.4) * (0.5 + 0.5 * severity)
+    mask = shapes.side_band((h, w), rng, coverage) if rng.random() < 0.5 else shapes.perlin_mask((h, w), rng, coverage)
+    mask = mask * fg
+    src = src.astype(np.float32)
+    gain, shift = rng.uniform(0.6, 1.5), rng.uniform(-30, 30) * (0.5 + 0.5 * severity)
+    relit = (src - src.mean()) * gain + rgb.mean() + shift
+    return alpha_blend(rgb, relit, mask, 1.0), mask
+
+
 DEFECTS: dict[str, DefectFn] = {
     "scratch": scratch, "crack": crack, "pit": pit, "stain": stain,
-    "chip": chip, "fray": fray, "texture": texture, "cutpaste": cutpaste,
+    "chip": chip, "fray": fray, "texture": texture, "cutpaste": cutpaste, "transplant": transplant,
 }

@@ -98,3 +98,17 @@ def blob(shape: tuple[int, int], rng: np.random.Generator, radius: float, irregu
     cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 255, cv2.LINE_AA)
     soft = cv2.GaussianBlur(canvas.astype(np.float32) / 255.0, (0, 0), max(0.5, radius * 0.15))
     return np.clip(soft, 0, 1)
+
+
+def side_band(shape: tuple[int, int], rng: np.random.Generator, depth: float) -> np.ndarray:
+    """A band along one random side, `depth` (fraction of the image) deep, with a gently wavy inner edge."""
+    h, w = shape
+    side = int(rng.integers(4))
+    long_, across = (w, h) if side % 2 == 0 else (h, w)
+    knots = int(rng.integers(2, 6))
+    edge = np.interp(np.arange(long_), np.linspace(0, long_, knots), (depth + rng.uniform(-0.1, 0.1, knots)) * across)
+    band = (np.arange(across)[:, None] < edge[None, :]).astype(np.float32)  # [across, long]: side at row 0
+    band = band if side % 2 == 0 else band.T
+    if side >= 2:
+        band = band[::-1, ::-1]
+    return cv2.GaussianBlur(np.ascontiguousarray(band), (0, 0), rng.uniform(0.5, 2.5))

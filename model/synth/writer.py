@@ -13,7 +13,7 @@ import numpy as np
 from model.errors import InspectorError
 from model.images import list_images, read_image
 from model.progress import BarFactory, silent
-from model.synth import SEVERITY, check_types, draw, synthesize
+from model.synth import SEVERITY, check_types, donor_index, draw, synthesize
 
 
 @dataclass
@@ -64,11 +64,13 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     for i in range(n):
         rng, pick, sev = draw(seed, i, len(goods), severity)
         kind, src = kinds[i % len(kinds)], goods[pick]
-        if src not in cache:
-            if len(cache) > 64:
-                cache.clear()
-            cache[src] = _read_good(src, goods)
-        img, mask = synthesize(cache[src], kind, rng, sev)
+        d = donor_index(len(goods), pick, kind, rng)
+        if len(cache) > 64:
+            cache.clear()
+        for path in (src,) if d is None else (src, goods[d]):
+            if path not in cache:
+                cache[path] = _read_good(path, goods)
+        img, mask = synthesize(cache[src], kind, rng, sev, donor=None if d is None else cache[goods[d]])
         name = f"{i:05d}"
         img_path = out / "test" / kind / f"{name}.png"
         mask_path = out / "ground_truth" / kind / f"{name}_mask.png"

@@ -8,7 +8,7 @@ import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import load_dataset
-from model.defect_learning import DefectLearning
+from model.defect_learning import ALPHAS, BLEND, DefectLearning
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
 from model.fit import FitOptions, fit
@@ -90,6 +90,8 @@ def test_bad_options():
         DefectLearning(synth=-1).validate()
     with pytest.raises(InspectorError, match="unknown"):
         DefectLearning(synth=5, types=("dent",)).validate()
+    with pytest.raises(InspectorError, match="--blend 1.5"):
+        DefectLearning(synth=5, blend=1.5).validate()
 
 
 def test_ablation_table(tiny_data, monkeypatch):
@@ -117,6 +119,16 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
     assert learnt["synth_images"] == 12 and learnt["val_types"] == ["scratch"]
     assert manifest["net"]["seg_hidden"] > 0
     assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--feature-synth"]) == 2  # needs --synth
+    # the default blend weight is fixed; 'auto' chooses it on the generated validation defects
+    assert learnt["alpha"] == BLEND and learnt["alpha_from"] == "fixed"
+    assert float(load_checkpoint(out)[0].head.seg_norm[2]) == pytest.approx(BLEND)
+    auto = tmp_path / "auto"
+    assert main(["fit", str(tiny_data), "--out", str(auto), "--size", "64", "--coreset", "0.25", "--synth", "12",
+                 "--synth-types", "transplant", "--blend", "auto"]) == 0
+    chosen = json.loads((auto / "manifest.json").read_text())["training"]["generated_defects"]
+    assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS
+    for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--blend", "0.3"]):
+        assert main(["fit", str(tiny_data), "--out", str(tmp_path / "y"), *bad]) == 2
 
 
 def test_ablation_refuses_bad_fit_options_before_any_work(tiny_data):

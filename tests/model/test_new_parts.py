@@ -40,6 +40,9 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     assert back.peers == 20 and not back.peer_position  # fitted with peers but before their position statistics
     stored.pop("peers")
     assert options_from_manifest(stored, "m.ckpt").peers == 0  # fitted before --peers existed: refitted without it
+    assert back.defects.blend == 0.2
+    stored["defects"].pop("blend")
+    assert options_from_manifest(stored, "m.ckpt").defects.blend is None  # before --blend: chosen on validation defects
     with pytest.raises(InspectorError, match="m.ckpt: its manifest records no fit options"):
         options_from_manifest(None, "m.ckpt")
 

@@ -47,6 +47,31 @@ def test_defects_stay_on_the_part():
             assert not mask[fg == 0].any(), kind
 
 
+def test_transplant_fills_its_region_with_the_donors_surface():
+    rgb = good_image(1, 128)
+    donor = np.random.default_rng(0).integers(60, 200, (128, 128, 3)).astype(np.uint8)  # a surface unlike rgb's
+    for seed in range(4):
+        img, mask = synthesize(rgb, "transplant", np.random.default_rng(seed), 0.8, donor=donor)
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        out, d, own = (a[..., 0][inner].astype(float) for a in (img, donor, rgb))
+        flipped = donor[:, ::-1, 0][inner].astype(float)  # the donor may be mirrored left-right
+        from_donor = max(np.corrcoef(out, d)[0, 1], np.corrcoef(out, flipped)[0, 1])
+        assert inner.sum() > 100 and from_donor > 0.9 and abs(np.corrcoef(out, own)[0, 1]) < 0.3
+
+
+def test_side_band_runs_along_exactly_one_side():
+    from model.synth.shapes import side_band
+
+    sides = set()
+    for seed in range(12):
+        band = side_band((64, 96), np.random.default_rng(seed), 0.3) > 0.5
+        edges = {"top": band[0].all(), "bottom": band[-1].all(), "left": band[:, 0].all(), "right": band[:, -1].all()}
+        touching = [k for k, v in edges.items() if v]
+        assert len(touching) == 1 and 0.1 < band.mean() < 0.5
+        sides.add(touching[0])
+    assert sides == {"top", "bottom", "left", "right"}
+
+
 def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
     good = tmp_path / "good"
     good.mkdir()
@@ -66,6 +91,11 @@ def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
     from model.data import load_dataset
 
     assert len(load_dataset(tmp_path / "a", require_train=False).test) == 10
+    # a transplant takes another good image's surface, the same one for the same seed
+    one = write_synthetic(good, tmp_path / "t1", 3, ["transplant"], seed=5)
+    write_synthetic(good, tmp_path / "t2", 3, ["transplant"], seed=5)
+    for r in one:
+        assert np.array_equal(cv2.imread(str(tmp_path / "t1" / r.image)), cv2.imread(str(tmp_path / "t2" / r.image))) and r.area_px > 0
 
 
 def test_bad_inputs(tmp_path):
