@@ -28,6 +28,7 @@ from model.synth import check_types, donor_index, draw, synthesize
 ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 BLEND = 0.2  # the learnt map's default weight: a minority voice next to the memory bank
 POSITIVE_COVER = 0.3  # a patch is a defect patch when the mask covers at least this fraction of it
+MAX_NORMAL_ROWS = 200_000  # normal patches kept from the generated images (the good images add their own)
 
 
 @dataclass
@@ -91,6 +92,27 @@ def _rows(emb: torch.Tensor) -> torch.Tensor:
     return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float()
 
 
+def _patch_rows(net: InspectorNet, imgs: np.ndarray, masks: np.ndarray, kinds: np.ndarray, grid: tuple[int, int],
+                seed: int, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embed generated defect images batch by batch -> (defect patch rows, normal patch rows, defect rows' type).
+
+    Only the rows training uses are kept, and at most MAX_NORMAL_ROWS normal ones (a random share of each
+    batch): holding every image's embedding map and its copies got `--synth 2000` killed at 24 GB (256 px).
+    """
+    keep = min(1.0, MAX_NORMAL_ROWS / (len(imgs) * grid[0] * grid[1]))
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg, types = [], [], []
+    for s in range(0, len(imgs), batch):
+        rows = _rows(_embed(net, imgs[s : s + batch]))
+        cover = _cover(masks[s : s + batch], grid).reshape(-1)
+        hit = cover >= POSITIVE_COVER
+        pos.append(rows[hit])
+        types.append(torch.from_numpy(kinds[s : s + batch]).repeat_interleave(grid[0] * grid[1])[hit])
+        normal = (cover == 0) & (torch.rand(cover.shape, generator=gen) < keep)
+        neg.append(rows[normal])
+    return torch.cat(pos), torch.cat(neg), torch.cat(types)
+
+
 def _train_classifier(pos: torch.Tensor, neg: torch.Tensor, hidden: int, steps: int, seed: int) -> torch.nn.Sequential:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -143,12 +165,10 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     pos, pos_types = [], []
     if options.synth:
         imgs, masks, kinds = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed)
-        emb = _embed(net, imgs)
-        cover = _cover(masks, grid).reshape(-1)
-        rows = _rows(emb)
-        pos.append(rows[cover >= POSITIVE_COVER])
-        pos_types.append(torch.from_numpy(kinds).repeat_interleave(grid[0] * grid[1])[cover >= POSITIVE_COVER])
-        neg.append(rows[cover == 0])
+        rows_pos, rows_neg, kinds_pos = _patch_rows(net, imgs, masks, kinds, grid, seed)
+        pos.append(rows_pos)
+        pos_types.append(kinds_pos)
+        neg.append(rows_neg)
         if not pos[0].shape[0]:
             raise InspectorError(f"--synth {options.synth}: no generated defect covers a whole feature patch at this input size; "
                                  "make more (--synth) or use a larger --size")
@@ -183,10 +203,13 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     seg_good = head.seg_map(good_emb[held_idx].float())
     seg_max = seg_good.flatten(1).amax(1)
     loc, scale = float(seg_max.mean()), max(float(seg_max.std()), 1e-6)
-    val_emb = _embed(net, val_imgs)
-    val_z = (head.to_map(head.patch_distances(val_emb)) - head.norm[0]) / head.norm[1]
-    zs = torch.cat([(seg_good - loc) / scale, (head.seg_map(val_emb) - loc) / scale])
-    zb = torch.cat([good_zmaps[held_idx], val_z])
+    val_z, val_seg = [], []
+    for s in range(0, n_val, 16):  # in batches: all validation images' patch distances at once take GBs
+        emb = _embed(net, val_imgs[s : s + 16])
+        val_z.append((head.to_map(head.patch_distances(emb)) - head.norm[0]) / head.norm[1])
+        val_seg.append(head.seg_map(emb))
+    zs = torch.cat([(seg_good - loc) / scale, (torch.cat(val_seg) - loc) / scale])
+    zb = torch.cat([good_zmaps[held_idx], *val_z])
     masks = np.concatenate([np.zeros((int(held.sum()), *val_masks.shape[1:]), bool), val_masks])
     labels = np.r_[np.zeros(int(held.sum())), np.ones(n_val)]
     table = {}

@@ -83,6 +83,25 @@ def test_fused_model_exports_as_one_graph(learnt):
     np.testing.assert_allclose(amap, tm.numpy(), rtol=1e-4, atol=1e-3)
 
 
+def test_patch_rows_keep_every_defect_patch_and_cap_the_normal_ones(learnt, monkeypatch):
+    from model import defect_learning
+
+    net, _, _ = learnt
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (20, 64, 64, 3), dtype=np.uint8)
+    masks = np.zeros((20, 64, 64), bool)
+    masks[:, :32, :32] = True  # a quarter of every image
+    grid = tuple(net.head.embed(net.features(torch.zeros(1, 3, 64, 64))).shape[-2:])
+    cells = grid[0] * grid[1]
+    pos, neg, kinds = defect_learning._patch_rows(net, imgs, masks, np.arange(20) % 3, grid, seed=0)
+    cover = defect_learning._cover(masks, grid).reshape(-1)
+    assert len(pos) == len(kinds) == int((cover >= defect_learning.POSITIVE_COVER).sum())
+    assert len(neg) == int((cover == 0).sum())  # under the cap: every normal patch
+    monkeypatch.setattr(defect_learning, "MAX_NORMAL_ROWS", 20 * cells // 10)
+    pos_capped, neg_capped, _ = defect_learning._patch_rows(net, imgs, masks, np.arange(20) % 3, grid, seed=0)
+    assert torch.equal(pos_capped, pos) and 0 < len(neg_capped) < len(neg) / 4
+
+
 def test_bad_options():
     with pytest.raises(InspectorError, match="--feature-synth"):
         DefectLearning(feature_synth=True).validate()
