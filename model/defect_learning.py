@@ -11,6 +11,7 @@ choice favours the learnt map more than real defects bear (it chose 0.6 on magne
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -75,12 +76,14 @@ def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int)
 
 
 @torch.no_grad()
-def _embed(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> torch.Tensor:
-    out = []
+def _embed_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Embeddings of uint8 images [n,H,W,3], a batch at a time: (which images, their embeddings [b,D,gh,gw]).
+
+    Never all at once: every image's embedding map costs GBs for a thousand generated images.
+    """
     for s in range(0, len(imgs), batch):
         x = torch.from_numpy(imgs[s : s + batch]).permute(0, 3, 1, 2).float() / 255.0
-        out.append(net.head.embed(net.features(x)))
-    return torch.cat(out)
+        yield slice(s, s + batch), net.head.embed(net.features(x))
 
 
 def _cover(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
@@ -93,7 +96,7 @@ def _rows(emb: torch.Tensor) -> torch.Tensor:
 
 
 def _patch_rows(net: InspectorNet, imgs: np.ndarray, masks: np.ndarray, kinds: np.ndarray, grid: tuple[int, int],
-                seed: int, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Embed generated defect images batch by batch -> (defect patch rows, normal patch rows, defect rows' type).
 
     Only the rows training uses are kept, and at most MAX_NORMAL_ROWS normal ones (a random share of each
@@ -102,12 +105,12 @@ def _patch_rows(net: InspectorNet, imgs: np.ndarray, masks: np.ndarray, kinds: n
     keep = min(1.0, MAX_NORMAL_ROWS / (len(imgs) * grid[0] * grid[1]))
     gen = torch.Generator().manual_seed(seed)
     pos, neg, types = [], [], []
-    for s in range(0, len(imgs), batch):
-        rows = _rows(_embed(net, imgs[s : s + batch]))
-        cover = _cover(masks[s : s + batch], grid).reshape(-1)
+    for part, emb in _embed_batches(net, imgs):
+        rows = _rows(emb)
+        cover = _cover(masks[part], grid).reshape(-1)
         hit = cover >= POSITIVE_COVER
         pos.append(rows[hit])
-        types.append(torch.from_numpy(kinds[s : s + batch]).repeat_interleave(grid[0] * grid[1])[hit])
+        types.append(torch.from_numpy(kinds[part]).repeat_interleave(grid[0] * grid[1])[hit])
         normal = (cover == 0) & (torch.rand(cover.shape, generator=gen) < keep)
         neg.append(rows[normal])
     return torch.cat(pos), torch.cat(neg), torch.cat(types)
@@ -204,8 +207,7 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     seg_max = seg_good.flatten(1).amax(1)
     loc, scale = float(seg_max.mean()), max(float(seg_max.std()), 1e-6)
     val_z, val_seg = [], []
-    for s in range(0, n_val, 16):  # in batches: all validation images' patch distances at once take GBs
-        emb = _embed(net, val_imgs[s : s + 16])
+    for _, emb in _embed_batches(net, val_imgs):  # so the patch distances are never all in memory either
         val_z.append((head.to_map(head.patch_distances(emb)) - head.norm[0]) / head.norm[1])
         val_seg.append(head.seg_map(emb))
     zs = torch.cat([(seg_good - loc) / scale, (torch.cat(val_seg) - loc) / scale])
