@@ -1,9 +1,11 @@
 """Does learning from generated defects help? One dataset, one run, one table.
 
 Variants, each fitted on the dataset's good training images and scored on its labelled test images:
-good-only; + pixel-space synthesis; + pixel-space synthesis and feature-space (flow) generation;
-+ Gaussian feature noise (the common baseline). Fitting never sees the test images. The good-only fit and
-the test images' backbone features are computed once and shared: variants differ only in the learnt branch.
+good-only; + pixel-space synthesis learnt by the whole-image branch, and by the per-patch classifier (at
+the fixed weight and at the one generated defects choose); + pixel-space synthesis and feature-space
+(flow) generation; + Gaussian feature noise (the common baseline); the last three per patch. Fitting never
+sees the test images. The good-only fit and the test images' backbone features are computed once and
+shared: variants differ only in the learnt branch.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ METRICS = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro", "fpr_at_recall_99"
 def variants(synth: int) -> dict[str, DefectLearning]:
     return {
         "good only": DefectLearning(),
-        f"+ pixel synthesis ({synth} images)": DefectLearning(synth=synth),
-        "+ pixel synthesis, blend chosen on generated defects": DefectLearning(synth=synth, blend=None),
-        "+ pixel synthesis + feature flow": DefectLearning(synth=synth, feature_synth=True),
-        "+ Gaussian feature noise": DefectLearning(noise=True),
+        f"+ pixel synthesis ({synth} images), whole-image branch": DefectLearning(synth=synth),
+        "+ pixel synthesis, per-patch branch": DefectLearning(synth=synth, head="patch"),
+        "+ pixel synthesis, per-patch, blend chosen on generated defects": DefectLearning(synth=synth, head="patch", blend=None),
+        "+ pixel synthesis + feature flow, per-patch": DefectLearning(synth=synth, head="patch", feature_synth=True),
+        "+ Gaussian feature noise, per-patch": DefectLearning(noise=True, head="patch"),
     }
 
 

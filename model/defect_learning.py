@@ -1,9 +1,10 @@
-"""Learning what defects look like from generated ones: a per-patch classifier on frozen features.
+"""Learning what defects look like from generated ones, on frozen features.
 
-Positives come from pixel-space synthetic defects (model/synth), optionally multiplied by the
-feature-space flow generator (model/flow.py), or, as the common baseline, from good patches plus
-Gaussian noise. The classifier's map is blended into the memory-bank map with a fixed weight (BLEND), or
-with one chosen on generated validation defects made on held-out good images (`blend=None`); never on real
+The learnt branch is either a network that sees the whole image (`ContextSegmenter`, the default), trained
+on the generated images' embedding maps and masks, or a per-patch classifier, whose positives come from
+pixel-space synthetic defects (model/synth), optionally multiplied by the feature-space flow generator
+(model/flow.py), or, as the common baseline, from good patches plus Gaussian noise. The branch's map is
+blended into the memory-bank map with a fixed weight (BLEND), or with one chosen on generated validation defects made on held-out good images (`blend=None`); never on real
 defects. Generated defects are easy for a branch trained on generated defects, even of other types, so that
 choice favours the learnt map more than real defects bear (it chose 0.6 on magnetic tile, where 0.1-0.3 help).
 """
@@ -20,16 +21,18 @@ import torch
 import torch.nn.functional as F
 
 from model.errors import InspectorError
-from model.head import mix, seg_classifier
+from model.head import ContextSegmenter, mix, seg_classifier
 from model.metrics import average_precision, roc_auc
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
-from model.synth import check_types, donor_index, draw, synthesize
+from model.synth import REGION_TYPES, check_types, donor_index, draw, synthesize
 
 ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 BLEND = 0.2  # the learnt map's default weight: a minority voice next to the memory bank
 POSITIVE_COVER = 0.3  # a patch is a defect patch when the mask covers at least this fraction of it
 MAX_NORMAL_ROWS = 200_000  # normal patches kept from the generated images (the good images add their own)
+HEADS = ("context", "patch")
+CONTEXT_WIDTH = 64
 
 
 @dataclass
@@ -37,11 +40,12 @@ class DefectLearning:
     """How to learn from generated defects (all off by default: a good-only model)."""
 
     synth: int = 0  # pixel-space synthetic defect images to train on
-    types: tuple[str, ...] = ()  # synthetic defect types (default: all)
+    types: tuple[str, ...] = ()  # synthetic defect types (default: the region types for the context head, else all)
     feature_synth: bool = False  # add flow-generated defect features
     noise: bool = False  # baseline: positives are good patches plus Gaussian noise
     noise_scale: float = 1.0  # noise std per dimension, relative to the features' own std
-    hidden: int = 256
+    head: str = "context"  # the learnt branch: "context" (sees the whole image) or "patch" (one patch at a time)
+    hidden: int = 256  # the per-patch classifier's width
     steps: int = 1500
     flow_steps: int = 1500
     flow_factor: float = 2.0  # generated features per synthetic defect feature
@@ -57,6 +61,11 @@ class DefectLearning:
         if self.feature_synth and self.synth < 1:
             raise InspectorError("--feature-synth learns from synthetic defect features: add --synth N (e.g. --synth 300)")
         check_types(self.types)
+        if self.head not in HEADS:
+            raise InspectorError(f"--synth-head {self.head}: choose {' or '.join(HEADS)}")
+        if self.head == "context" and (self.feature_synth or self.noise):
+            raise InspectorError("generated defect features are single patches, which only the per-patch branch learns from: "
+                                 "add --synth-head patch")
         if self.blend is not None and not 0.0 <= self.blend <= 1.0:
             raise InspectorError(f"--blend {self.blend}: give the learnt map's weight, from 0 to 1")
 
@@ -133,10 +142,111 @@ def _train_classifier(pos: torch.Tensor, neg: torch.Tensor, hidden: int, steps: 
             opt.step()
     # trained as linear layers (faster on vectors), run as 1x1 convolutions over the embedding map
     clf = seg_classifier(pos.shape[1], hidden)
-    for conv, lin in ((clf[0], mlp[0]), (clf[2], mlp[2])):
-        conv.weight.copy_(lin.weight.detach()[:, :, None, None])
-        conv.bias.copy_(lin.bias.detach())
+    with torch.no_grad():
+        for conv, lin in ((clf[0], mlp[0]), (clf[2], mlp[2])):
+            conv.weight.copy_(lin.weight[:, :, None, None])
+            conv.bias.copy_(lin.bias)
     return clf.eval()
+
+
+def _context_cells(net: InspectorNet, seg: ContextSegmenter, imgs: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated images -> the context network's input cells [n, D, h, w] (half) and the masks' cover of each [n, h, w]."""
+    cells, covers = [], []
+    with torch.no_grad():
+        for part, emb in _embed_batches(net, imgs):
+            x = seg.prepare(emb)
+            cells.append(x.half())
+            covers.append(_cover(masks[part], tuple(x.shape[-2:])))
+    return torch.cat(cells), torch.cat(covers)
+
+
+def _train_context(seg: ContextSegmenter, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int, batch: int = 32) -> None:
+    """Fit `seg` to the cells' defect cover (soft targets) with random left-right flips; x [n, D, h, w], y [n, h, w]."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(seg.parameters(), lr=1e-3, weight_decay=1e-2)
+    seg.train()
+    with torch.enable_grad():
+        for _ in range(steps):
+            i = torch.randint(0, x.shape[0], (batch,), generator=gen)
+            xb, yb = x[i].float(), y[i]
+            if torch.rand(1, generator=gen).item() < 0.5:
+                xb, yb = xb.flip(-1), yb.flip(-1)
+            loss = F.binary_cross_entropy_with_logits(seg(xb, prepared=True).squeeze(1), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    seg.eval()
+
+
+def _learn_context(net: InspectorNet, good_emb: torch.Tensor, imgs: np.ndarray, masks: np.ndarray, steps: int,
+                   seed: int) -> dict:
+    """Train the whole-image branch on the generated images and the good ones (all cells normal); install it."""
+    torch.manual_seed(seed)
+    seg = ContextSegmenter(good_emb.shape[1], CONTEXT_WIDTH)
+    good = torch.cat([seg.prepare(good_emb[s : s + 16].float()) for s in range(0, good_emb.shape[0], 16)])
+    std = good.std(dim=(0, 2, 3))
+    seg.loc, seg.scale = good.mean(dim=(0, 2, 3)), std.clamp_min(1e-3 * float(std.mean()))
+    cells, cover = _context_cells(net, seg, imgs, masks)
+    x = torch.cat([good.half(), cells])
+    y = torch.cat([torch.zeros(good.shape[0], *good.shape[-2:]), cover])
+    _train_context(seg, x, y, steps, seed)
+    net.head.seg = seg
+    net.config.seg_hidden, net.config.seg_context = CONTEXT_WIDTH, True
+    return {"training_images": int(x.shape[0]), "defect_cells": int((cover >= POSITIVE_COVER).sum())}
+
+
+def _learn_patches(net: InspectorNet, good_emb: torch.Tensor, held: np.ndarray, generated: tuple | None,
+                   grid: tuple[int, int], options: DefectLearning, n_types: int, seed: int) -> dict:
+    """Train the per-patch classifier on generated defect patches (and flow features or noise, if asked); install it."""
+    neg = [_rows(good_emb[torch.from_numpy(~held)])]
+    pos, pos_types, summary = [], [], {}
+    if generated is not None:
+        rows_pos, rows_neg, kinds_pos = _patch_rows(net, *generated, grid, seed)
+        if not rows_pos.shape[0]:
+            raise InspectorError(f"--synth {options.synth}: no generated defect covers a whole feature patch at this input size; "
+                                 "make more (--synth) or use a larger --size")
+        pos.append(rows_pos)
+        pos_types.append(kinds_pos)
+        neg.append(rows_neg)
+    if options.feature_synth:
+        from model.flow import FeatureFlow
+
+        real, labels = torch.cat(pos), torch.cat(pos_types)
+        flow = FeatureFlow(real.shape[1], n_types, seed=seed)
+        losses = flow.train(real, labels, steps=options.flow_steps)
+        m = int(options.flow_factor * real.shape[0])
+        pick = torch.randint(0, real.shape[0], (m,), generator=torch.Generator().manual_seed(seed))
+        pos.append(flow.sample(m, labels[pick]))
+        summary["flow"] = {"trained_on": int(real.shape[0]), "generated": m, "final_loss": round(float(np.mean(losses[-100:])), 4)}
+    if options.noise:
+        goods = neg[0]
+        pick = torch.randint(0, goods.shape[0], (max(4096, sum(p.shape[0] for p in pos)),), generator=torch.Generator().manual_seed(seed))
+        pos.append(goods[pick] + torch.randn(pick.numel(), goods.shape[1]) * goods.std(0) * options.noise_scale)
+        summary["noise_scale"] = options.noise_scale
+    pos_t, neg_t = torch.cat(pos), torch.cat(neg)
+    net.head.seg = _train_classifier(pos_t, neg_t, options.hidden, options.steps, seed)
+    net.config.seg_hidden, net.config.seg_context = options.hidden, False
+    return {**summary, "positives": int(pos_t.shape[0]), "negatives": int(neg_t.shape[0])}
+
+
+def _choose_blend(net: InspectorNet, good_zs: torch.Tensor, good_zb: torch.Tensor, val_imgs: np.ndarray,
+                  val_masks: np.ndarray, loc: float, scale: float) -> tuple[float, dict]:
+    """The ALPHAS weight with the best pixel AP plus image AUROC on held-out good and generated validation images."""
+    head = net.head
+    val_z, val_seg = [], []
+    for _, emb in _embed_batches(net, val_imgs):  # so the patch distances are never all in memory either
+        val_z.append((head.to_map(head.patch_distances(emb)) - head.norm[0]) / head.norm[1])
+        val_seg.append(head.seg_map(emb))
+    zs = torch.cat([good_zs, (torch.cat(val_seg) - loc) / scale])
+    zb = torch.cat([good_zb, *val_z])
+    n_good = good_zs.shape[0]
+    masks = np.concatenate([np.zeros((n_good, *val_masks.shape[1:]), bool), val_masks])
+    labels = np.r_[np.zeros(n_good), np.ones(len(val_imgs))]
+    table = {}
+    for a in ALPHAS:
+        mixed = mix(zb, zs, a)
+        table[a] = (average_precision(masks.ravel(), mixed.numpy().ravel()), roc_auc(labels, mixed.flatten(1).amax(1).numpy()))
+    return max(ALPHAS, key=lambda a: sum(table[a])), table
 
 
 @torch.no_grad()
@@ -154,76 +264,43 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     if n < 4:
         raise InspectorError(f"learning from generated defects needs at least 4 good images, got {n}")
     held = np.arange(n) % 5 == 0
-    types = check_types(options.types)
+    # The whole-image branch is there for what no patch shows, a region unlike the rest of the part; small local
+    # defects are the memory bank's, and training it on them as well cost real cracks (0.86 -> 0.79 pixel AUROC).
+    types = check_types(options.types) if options.types or options.head == "patch" else tuple(sorted(REGION_TYPES))
+    choose = options.blend is None
     # Validation defects are of types the branch never trains on: the blend weight must reward what
     # generalises to unseen kinds of defect (as real ones are), not how well it learnt the generator.
-    val_types = types[1::3] if len(types) >= 3 else types
+    val_types = (types[1::3] if len(types) >= 3 else types) if choose else ()
     train_types = tuple(t for t in types if t not in val_types) or types
     grid = good_emb.shape[-2:]
 
     bar = progress("generated defects", 4)
-    n_val = max(8, (options.synth or 64) // 4)
-    val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1)
-    neg = [_rows(good_emb[torch.from_numpy(~held)])]
-    pos, pos_types = [], []
-    if options.synth:
-        imgs, masks, kinds = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed)
-        rows_pos, rows_neg, kinds_pos = _patch_rows(net, imgs, masks, kinds, grid, seed)
-        pos.append(rows_pos)
-        pos_types.append(kinds_pos)
-        neg.append(rows_neg)
-        if not pos[0].shape[0]:
-            raise InspectorError(f"--synth {options.synth}: no generated defect covers a whole feature patch at this input size; "
-                                 "make more (--synth) or use a larger --size")
+    summary: dict = {"synth_images": options.synth, "head": options.head, "train_types": list(train_types),
+                     "held_out_good": int(held.sum())}
+    if choose:
+        n_val = max(8, (options.synth or 64) // 4)
+        val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1)
+        summary.update(val_types=list(val_types), val_images=n_val)
+    generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed) if options.synth else None
     bar.update(1)
-    summary: dict = {"synth_images": options.synth, "train_types": list(train_types), "val_types": list(val_types),
-                     "held_out_good": int(held.sum()), "val_images": n_val}
-    if options.feature_synth:
-        from model.flow import FeatureFlow
-
-        real, labels = torch.cat(pos), torch.cat(pos_types)
-        flow = FeatureFlow(real.shape[1], len(train_types), seed=seed)
-        losses = flow.train(real, labels, steps=options.flow_steps)
-        m = int(options.flow_factor * real.shape[0])
-        pick = torch.randint(0, real.shape[0], (m,), generator=torch.Generator().manual_seed(seed))
-        pos.append(flow.sample(m, labels[pick]))
-        summary["flow"] = {"trained_on": int(real.shape[0]), "generated": m, "final_loss": round(float(np.mean(losses[-100:])), 4)}
-    if options.noise:
-        goods = neg[0]
-        pick = torch.randint(0, goods.shape[0], (max(4096, sum(p.shape[0] for p in pos)),), generator=torch.Generator().manual_seed(seed))
-        pos.append(goods[pick] + torch.randn(pick.numel(), goods.shape[1]) * goods.std(0) * options.noise_scale)
-        summary["noise_scale"] = options.noise_scale
-    bar.update(1)
-    pos_t, neg_t = torch.cat(pos), torch.cat(neg)
-    clf = _train_classifier(pos_t, neg_t, options.hidden, options.steps, seed)
-    head.seg = clf
-    net.config.seg_hidden = options.hidden
-    summary.update(positives=int(pos_t.shape[0]), negatives=int(neg_t.shape[0]))
-    bar.update(1)
-
-    # standardise the learnt map on held-out good images, then choose the blend weight on generated defects
+    if options.head == "context":
+        summary.update(_learn_context(net, good_emb[torch.from_numpy(~held)], *generated[:2], options.steps, seed))
+    else:
+        summary.update(_learn_patches(net, good_emb, held, generated, grid, options, len(train_types), seed))
+    bar.update(2)
+    # standardise the learnt map on held-out good images, then (if asked) choose the blend weight on generated defects
     held_idx = torch.from_numpy(held)
     seg_good = head.seg_map(good_emb[held_idx].float())
     seg_max = seg_good.flatten(1).amax(1)
     loc, scale = float(seg_max.mean()), max(float(seg_max.std()), 1e-6)
-    val_z, val_seg = [], []
-    for _, emb in _embed_batches(net, val_imgs):  # so the patch distances are never all in memory either
-        val_z.append((head.to_map(head.patch_distances(emb)) - head.norm[0]) / head.norm[1])
-        val_seg.append(head.seg_map(emb))
-    zs = torch.cat([(seg_good - loc) / scale, (torch.cat(val_seg) - loc) / scale])
-    zb = torch.cat([good_zmaps[held_idx], *val_z])
-    masks = np.concatenate([np.zeros((int(held.sum()), *val_masks.shape[1:]), bool), val_masks])
-    labels = np.r_[np.zeros(int(held.sum())), np.ones(n_val)]
-    table = {}
-    for a in ALPHAS:
-        mixed = mix(zb, zs, a)
-        table[a] = (average_precision(masks.ravel(), mixed.numpy().ravel()), roc_auc(labels, mixed.flatten(1).amax(1).numpy()))
-    alpha = max(ALPHAS, key=lambda a: sum(table[a])) if options.blend is None else options.blend
-    mixed_good = mix(zb, zs, alpha)[: int(held.sum())].flatten(1).amax(1)
+    zs, zb = (seg_good - loc) / scale, good_zmaps[held_idx]
+    alpha = options.blend
+    if choose:
+        alpha, table = _choose_blend(net, zs, zb, val_imgs, val_masks, loc, scale)
+        summary["validation"] = {str(a): {"pixel_ap": round(p, 4), "image_auroc": round(r, 4)} for a, (p, r) in table.items()}
+    mixed_good = mix(zb, zs, alpha).flatten(1).amax(1)
     head.seg_norm = torch.tensor([loc, scale, alpha, float(mixed_good.mean()), max(float(mixed_good.std()), 1e-6)])
     bar.update(1)
     bar.close()
-    summary.update(alpha=alpha, alpha_from="validation" if options.blend is None else "fixed",
-                   validation={str(a): {"pixel_ap": round(p, 4), "image_auroc": round(r, 4)} for a, (p, r) in table.items()},
-                   seconds=round(time.perf_counter() - t0, 1))
+    summary.update(alpha=alpha, alpha_from="validation" if choose else "fixed", seconds=round(time.perf_counter() - t0, 1))
     return summary

@@ -9,9 +9,10 @@
 Each branch is standardised by its own out-of-sample scores on good images, then the image score is
 `(1 - w) * max(patch map) + w * global`. The map is returned in the patch branch's standardised units.
 
-Optionally a third, learnt branch (a small per-patch classifier trained on generated defects, see
-model/defect_learning.py) is blended into the patch map before the max: `seg_norm` holds its
-standardisation, the blend weight and the re-standardisation of the blended map.
+Optionally a third, learnt branch trained on generated defects (see model/defect_learning.py), either a
+per-patch classifier or a small encoder-decoder that sees the whole image (`ContextSegmenter`), is blended
+into the patch map before the max: `seg_norm` holds its standardisation, the blend weight and the
+re-standardisation of the blended map.
 
 With `position_norm` the patch branch's *score* is taken from its own map instead: each patch distance is
 first standardised by the good images' distances at the same grid cell (`pos_stats`), and the maximum of
@@ -69,6 +70,7 @@ class AnomalyHead(nn.Module):
         global_levels: int = 2,
         global_weight: float = 0.5,
         seg_hidden: int = 0,
+        seg_context: bool = False,
         position_norm: bool = False,
         references: int = 0,
         ref_k: int = 10,
@@ -92,7 +94,9 @@ class AnomalyHead(nn.Module):
         self.register_buffer("g_whiten", torch.eye(gdim))
         # standardisation of each branch: (raw - loc) / scale
         self.register_buffer("norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
-        self.seg = seg_classifier(dim, seg_hidden) if seg_hidden > 0 else None
+        self.seg: nn.Module | None = None
+        if seg_hidden > 0:
+            self.seg = ContextSegmenter(dim, seg_hidden) if seg_context else seg_classifier(dim, seg_hidden)
         # learnt branch: (logit - loc) / scale, blend weight, then (blend - loc) / scale of the blended map
         self.register_buffer("seg_norm", torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0]))
         self.position_norm = position_norm
@@ -309,3 +313,41 @@ def mix(bank_z: torch.Tensor, seg_z: torch.Tensor, alpha: float | torch.Tensor) 
 def seg_classifier(dim: int, hidden: int) -> nn.Sequential:
     """Per-patch defect classifier on the (level-scaled) embeddings: two 1x1 convolutions."""
     return nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+
+
+class ContextSegmenter(nn.Module):
+    """Learnt defect logits [B, 1, gh', gw'] from patch embeddings [B, D, gh, gw], each cell judged with the whole
+    image in view: the embeddings at half their grid, standardised per channel (`loc`, `scale`) and paired with
+    their difference from the image's mean, go through two stride-2 stages and back, with the deepest stage's
+    mean as a global input. A region ground or lit unlike the rest of this part (each side normal on its own)
+    is then marked inside, not only at its edge, which no per-patch classifier or memory bank can do.
+    """
+
+    def __init__(self, dim: int, width: int = 64) -> None:
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.inp = nn.Sequential(nn.Conv2d(2 * dim, 2 * width, 1), nn.ReLU(), nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU())
+        self.down1 = _down(width)
+        self.down2 = _down(width)
+        self.glob = nn.Linear(width, width)
+        self.out = nn.Sequential(nn.Conv2d(4 * width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 1))
+
+    def prepare(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embeddings -> the network's input cells, unstandardised [B, D, gh', gw'] (what training stores)."""
+        return F.avg_pool2d(emb, 2, ceil_mode=True)
+
+    def forward(self, emb: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        x = emb if prepared else self.prepare(emb)
+        z = (x - self.loc.view(1, -1, 1, 1)) / self.scale.view(1, -1, 1, 1)
+        a = self.inp(torch.cat([z, z - z.mean(dim=(2, 3), keepdim=True)], dim=1))
+        b = self.down1(a)
+        c = self.down2(b)
+        size = a.shape[-2:]
+        g = self.glob(c.mean(dim=(2, 3)))[:, :, None, None].expand_as(a)
+        up = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (b, c)]
+        return self.out(torch.cat([a, *up, g], dim=1))
+
+
+def _down(width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(width, width, 3, padding=1, stride=2), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())

@@ -41,6 +41,7 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
         d = dict(kw["defects"])
         d["types"] = tuple(d.get("types", ()))
         d.setdefault("blend", None)  # before --blend, the weight was always chosen on generated validation defects
+        d.setdefault("head", "patch")  # and before --synth-head, the branch was a per-patch classifier
         kw["defects"] = DefectLearning(**{k: v for k, v in d.items() if k in {f.name for f in fields(DefectLearning)}})
     kw.pop("policy", None)  # the refits' thresholds are never used: only their scores are ranked
     return FitOptions(**kw)

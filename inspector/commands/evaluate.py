@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="checkpoint directory or exported model (with --ablation: the data folder)")
     p.add_argument("data", nargs="?", help="MVTec AD layout folder with test/good and test/<defect type>")
     p.add_argument("--ablation", action="store_true",
-                   help="fit good-only / + pixel synthesis / + feature flow / + Gaussian noise on DATA's train images "
-                        "and compare them on its test images: `inspector eval DATA --ablation`")
+                   help="fit good-only / + pixel synthesis (whole-image and per-patch branch) / + feature flow / "
+                        "+ Gaussian noise on DATA's train images and compare them on its test images: "
+                        "`inspector eval DATA --ablation`")
     p.add_argument("--synth", type=int, default=300, help="with --ablation: synthetic defect images per variant")
     p.add_argument("--size", type=int, default=256, help="with --ablation: input size in px")
     p.add_argument("--json", action="store_true", help="print one JSON object")

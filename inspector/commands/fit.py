@@ -37,8 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "not by those of the K images most like the part")
     p.add_argument("--synth", type=int, default=0, metavar="N",
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
-    p.add_argument("--synth-types", default="", help="comma-separated synthetic defect types (default: all)")
-    p.add_argument("--feature-synth", action="store_true", help="also generate defect features with the flow-matching generator")
+    p.add_argument("--synth-types", default="",
+                   help="comma-separated synthetic defect types (default: transplant for the whole-image branch, all for --synth-head patch)")
+    p.add_argument("--synth-head", default="context", choices=("context", "patch"),
+                   help="with --synth: the learnt branch sees the whole image (context, default) or one patch at a time (patch)")
+    p.add_argument("--feature-synth", action="store_true",
+                   help="also generate defect features with the flow-matching generator (with --synth-head patch)")
     p.add_argument("--blend", default=None, metavar="W",
                    help="with --synth: the learnt map's weight in the map, 0-1 (default 0.2), or 'auto' to choose it on "
                         "generated validation defects")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
-                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth,
+                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth, head=args.synth_head,
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
     if args.blend is not None and not args.synth:
         raise InspectorError(f"--blend {args.blend}: weighs the branch learnt from generated defects; add --synth N (e.g. --synth 1000)")
@@ -105,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
             print(describe_types(types))
         learnt = report.training.get("generated_defects")
         if learnt:
-            print(f"  learnt branch: {learnt['positives']} defect / {learnt['negatives']} normal patch features, "
-                  f"blend weight {learnt['alpha']}" + (f" (chosen on {learnt['val_images']} generated validation defects)"
+            trained = (f"{learnt['training_images']} images ({learnt['defect_cells']} defect cells), whole-image"
+                       if learnt.get("head") == "context" else f"{learnt['positives']} defect / {learnt['negatives']} normal patch features,")
+            print(f"  learnt branch: {trained} blend weight {learnt['alpha']}" + (f" (chosen on {learnt['val_images']} generated validation defects)"
                                                        if learnt.get("alpha_from") == "validation" else ""))
     return 0
 

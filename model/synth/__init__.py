@@ -12,6 +12,9 @@ from model.synth.defects import DEFECTS
 
 DEFECT_TYPES = tuple(DEFECTS)
 NEEDS_DONOR = frozenset({"transplant"})
+# Types that replace a whole region: every pixel in it is defective, also where the new surface happens to
+# match the old one's value, so the mask is the region, not the pixels that changed.
+REGION_TYPES = frozenset({"transplant"})
 
 
 def check_types(types: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -45,7 +48,8 @@ def donor_index(n_sources: int, pick: int, defect_type: str, rng: np.random.Gene
 def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
                foreground: np.ndarray | None = None, min_pixels: int = 6,
                donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels).
+    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels, or of the
+    replaced region for REGION_TYPES).
 
     donor: another good image, the source of a `transplant` (other types ignore it).
     """
@@ -53,8 +57,10 @@ def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, seve
     fg = foreground_mask(rgb) if foreground is None else foreground
     for _ in range(8):
         out, soft = fn(rgb, fg, rng, float(np.clip(severity, 0.05, 1.0)))
-        changed = np.abs(out.astype(np.int16) - rgb.astype(np.int16)).max(axis=2) > 2
-        mask = (soft > 0.25) & changed
+        if defect_type in REGION_TYPES:
+            mask = soft > 0.5
+        else:
+            mask = (soft > 0.25) & (np.abs(out.astype(np.int16) - rgb.astype(np.int16)).max(axis=2) > 2)
         if mask.sum() >= min_pixels:
             return out, mask
     return out, mask  # an unlucky draw: caller sees a (nearly) empty mask

@@ -157,17 +157,21 @@ def transplant(rgb, fg, rng, severity, donor=None):
 
     Each side of the seam looks normal on its own; only the mismatch with the rest of the part is a defect,
     as where a surface was ground, coated or lit unevenly. Without a donor, the part itself turned upside down.
+    Size and mismatch are drawn over their full range whatever the severity: with them scaled down, the
+    whole-image branch learnt from these found real uneven bands less well (model/defect_learning.py).
     """
     h, w = rgb.shape[:2]
     src = np.ascontiguousarray(rgb[::-1, ::-1] if donor is None else donor)
     src = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR) if src.shape[:2] != (h, w) else src
-    if rng.random() < 0.5:
-        src = np.ascontiguousarray(src[:, ::-1])
-    coverage = rng.uniform(0.05, 0.4) * (0.5 + 0.5 * severity)
+    for axis in (0, 1):
+        if rng.random() < 0.5:
+            src = np.flip(src, axis)
+    src = np.ascontiguousarray(src)
+    coverage = rng.uniform(0.08, 0.45)
     mask = shapes.side_band((h, w), rng, coverage) if rng.random() < 0.5 else shapes.perlin_mask((h, w), rng, coverage)
     mask = mask * fg
     src = src.astype(np.float32)
-    gain, shift = rng.uniform(0.6, 1.5), rng.uniform(-30, 30) * (0.5 + 0.5 * severity)
+    gain, shift = rng.uniform(0.6, 1.5), rng.uniform(-30, 30)
     relit = (src - src.mean()) * gain + rgb.mean() + shift
     return alpha_blend(rgb, relit, mask, 1.0), mask
 

@@ -8,11 +8,14 @@ import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import load_dataset
-from model.defect_learning import ALPHAS, BLEND, DefectLearning
+from model.defect_learning import ALPHAS, BLEND, DefectLearning, _train_classifier, _train_context
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
 from model.fit import FitOptions, fit
 from model.flow import FeatureFlow
+from model.head import ContextSegmenter
+from model.metrics import roc_auc
+from model.synth import DEFECT_TYPES
 
 SMALL = dict(input_size=64, coreset_ratio=0.25, batch_size=8)
 
@@ -30,10 +33,11 @@ def test_flow_learns_a_two_type_distribution():
     assert (sb[:, :4].mean(1) < -1.5).float().mean() > 0.9
 
 
-@pytest.fixture(scope="module")
-def learnt(tiny_data, tmp_path_factory):
-    net, report = fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=24, steps=150, flow_steps=100,
-                                                                                         feature_synth=True)))
+@pytest.fixture(scope="module", params=["patch", "context"])
+def learnt(request, tiny_data, tmp_path_factory):
+    extra = {"feature_synth": True, "flow_steps": 100} if request.param == "patch" else {}
+    options = FitOptions(**SMALL, defects=DefectLearning(synth=24, steps=150, head=request.param, **extra))
+    net, report = fit(load_dataset(tiny_data), options)
     out = tmp_path_factory.mktemp("learnt") / "ckpt"
     save_checkpoint(net, out, {"options": report.options, "training": report.training, "calibration": report.calibration,
                                "thresholds": report.thresholds, "calibration_scores": report.scores})
@@ -43,7 +47,12 @@ def learnt(tiny_data, tmp_path_factory):
 def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_data):
     net, report, out = learnt
     info = report.training["generated_defects"]
-    assert net.head.seg is not None and info["positives"] > 0 and info["flow"]["generated"] > 0
+    if net.config.seg_context:  # by default it learns region defects only; local ones are the memory bank's
+        assert isinstance(net.head.seg, ContextSegmenter) and info["head"] == "context" and info["defect_cells"] > 0
+        assert info["train_types"] == ["transplant"]
+    else:
+        assert info["head"] == "patch" and info["positives"] > 0 and info["flow"]["generated"] > 0
+        assert info["train_types"] == list(DEFECT_TYPES)
     assert net.config.position_norm  # the learnt branch shapes the map; the score stays position-normalised
     assert 0.0 <= info["alpha"] <= 1.0
     loaded, _ = load_checkpoint(out)
@@ -102,9 +111,50 @@ def test_patch_rows_keep_every_defect_patch_and_cap_the_normal_ones(learnt, monk
     assert torch.equal(pos_capped, pos) and 0 < len(neg_capped) < len(neg) / 4
 
 
+def _surfaces(n: int, band: bool, gen: torch.Generator, d: int = 8, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells [n, d, size, size] of one random surface per image; with `band`, a band along the top or bottom
+    (1-3 rows) of a second surface drawn from the same distribution, and that band as the target [n, size, size]."""
+    cells = torch.randn(n, d, 1, 1, generator=gen).repeat(1, 1, size, size)
+    target = torch.zeros(n, size, size)
+    if band:
+        other = torch.randn(n, d, generator=gen)
+        depth = torch.randint(1, 4, (n,), generator=gen)
+        for i in range(n):
+            rows = slice(0, int(depth[i])) if i % 2 else slice(size - int(depth[i]), size)
+            cells[i, :, rows] = other[i, :, None, None]
+            target[i, rows] = 1.0
+    return cells + 0.1 * torch.randn(cells.shape, generator=gen), target
+
+
+def test_whole_image_branch_finds_the_inside_of_a_band_that_no_patch_classifier_can():
+    gen = torch.Generator().manual_seed(0)
+    good, zero = _surfaces(200, False, gen)
+    bands, target = _surfaces(200, True, gen)
+    seg = ContextSegmenter(8, 16)
+    _train_context(seg, torch.cat([good, bands]).half(), torch.cat([zero, target]), steps=400, seed=0)
+    test, test_target = _surfaces(40, True, gen)
+    with torch.no_grad():
+        logits = seg(test, prepared=True)[:, 0]
+    within = [roc_auc(t.flatten().numpy(), m.flatten().numpy()) for t, m in zip(test_target, logits)]
+    assert np.mean(within) > 0.9
+    # every cell on its own is an ordinary surface: a per-patch classifier on the same data is near chance
+    rows = lambda c: c.permute(0, 2, 3, 1).reshape(-1, 8)  # noqa: E731
+    clf = _train_classifier(rows(bands)[target.flatten() > 0], rows(torch.cat([good, bands]))[torch.cat([zero, target]).flatten() == 0],
+                            hidden=32, steps=400, seed=0)
+    with torch.no_grad():
+        patch = clf(test)[:, 0]
+    assert np.mean([roc_auc(t.flatten().numpy(), m.flatten().numpy()) for t, m in zip(test_target, patch)]) < 0.7
+
+
 def test_bad_options():
     with pytest.raises(InspectorError, match="--feature-synth"):
         DefectLearning(feature_synth=True).validate()
+    with pytest.raises(InspectorError, match="--synth-head patch"):
+        DefectLearning(synth=5, feature_synth=True).validate()
+    with pytest.raises(InspectorError, match="--synth-head patch"):
+        DefectLearning(noise=True).validate()
+    with pytest.raises(InspectorError, match="--synth-head pixel"):
+        DefectLearning(synth=5, head="pixel").validate()
     with pytest.raises(InspectorError, match="--synth -1"):
         DefectLearning(synth=-1).validate()
     with pytest.raises(InspectorError, match="unknown"):
@@ -135,18 +185,23 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
                  "--synth-types", "pit,scratch,stain"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     learnt = manifest["training"]["generated_defects"]
-    assert learnt["synth_images"] == 12 and learnt["val_types"] == ["scratch"]
-    assert manifest["net"]["seg_hidden"] > 0
+    # a fixed weight needs no validation defects, so every type is trained on
+    assert learnt["synth_images"] == 12 and learnt["train_types"] == ["pit", "scratch", "stain"] and "val_types" not in learnt
+    assert learnt["head"] == "context" and manifest["net"]["seg_hidden"] > 0 and manifest["net"]["seg_context"]
     assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--feature-synth"]) == 2  # needs --synth
-    # the default blend weight is fixed; 'auto' chooses it on the generated validation defects
+    # the default blend weight is fixed
     assert learnt["alpha"] == BLEND and learnt["alpha_from"] == "fixed"
     assert float(load_checkpoint(out)[0].head.seg_norm[2]) == pytest.approx(BLEND)
+    # 'auto' chooses the weight on generated validation defects; --synth-head patch is the per-patch classifier
     auto = tmp_path / "auto"
     assert main(["fit", str(tiny_data), "--out", str(auto), "--size", "64", "--coreset", "0.25", "--synth", "12",
-                 "--synth-types", "transplant", "--blend", "auto"]) == 0
-    chosen = json.loads((auto / "manifest.json").read_text())["training"]["generated_defects"]
-    assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS
-    for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--blend", "0.3"]):
+                 "--synth-types", "transplant", "--blend", "auto", "--synth-head", "patch"]) == 0
+    manifest = json.loads((auto / "manifest.json").read_text())
+    chosen = manifest["training"]["generated_defects"]
+    assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS and chosen["val_types"] == ["transplant"]
+    assert chosen["head"] == "patch" and not manifest["net"]["seg_context"]
+    for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--blend", "0.3"],
+                ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"]):
         assert main(["fit", str(tiny_data), "--out", str(tmp_path / "y"), *bad]) == 2
 
 

@@ -43,6 +43,9 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     assert back.defects.blend == 0.2
     stored["defects"].pop("blend")
     assert options_from_manifest(stored, "m.ckpt").defects.blend is None  # before --blend: chosen on validation defects
+    assert back.defects.head == "context"
+    stored["defects"].pop("head")
+    assert options_from_manifest(stored, "m.ckpt").defects.head == "patch"  # before --synth-head: a per-patch classifier
     with pytest.raises(InspectorError, match="m.ckpt: its manifest records no fit options"):
         options_from_manifest(None, "m.ckpt")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from model.errors import InspectorError
-from model.synth import DEFECT_TYPES, check_types, synthesize
+from model.synth import DEFECT_TYPES, REGION_TYPES, check_types, synthesize
 from model.synth.writer import write_synthetic
 from tests.synthetic import good_image
 
@@ -23,7 +23,10 @@ def test_each_type_changes_exactly_its_mask(kind):
     assert img.shape == rgb.shape and img.dtype == np.uint8
     assert mask.dtype == bool and mask.sum() >= 6
     changed = np.abs(img.astype(int) - rgb.astype(int)).max(axis=2) > 2
-    assert changed[mask].all()  # the mask marks only pixels that really changed
+    if kind in REGION_TYPES:  # the mask is the replaced region, a few of whose pixels may keep their value
+        assert changed[mask].mean() > 0.8 and changed[~mask].mean() < 0.05
+    else:
+        assert changed[mask].all()  # the mask marks only pixels that really changed
 
 
 def test_same_seed_same_defect_and_severity_scales_it():
@@ -41,7 +44,7 @@ def test_defects_stay_on_the_part():
     rgb[32:96, 32:96] = good_image(5, 64)
     fg = np.zeros((128, 128), np.float32)
     fg[32:96, 32:96] = 1.0
-    for kind in ("scratch", "crack", "pit", "stain", "texture"):
+    for kind in ("scratch", "crack", "pit", "stain", "texture", "transplant"):
         for seed in range(3):
             _, mask = synthesize(rgb, kind, np.random.default_rng(seed), 0.7, foreground=fg)
             assert not mask[fg == 0].any(), kind
@@ -53,10 +56,23 @@ def test_transplant_fills_its_region_with_the_donors_surface():
     for seed in range(4):
         img, mask = synthesize(rgb, "transplant", np.random.default_rng(seed), 0.8, donor=donor)
         inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        out, d, own = (a[..., 0][inner].astype(float) for a in (img, donor, rgb))
-        flipped = donor[:, ::-1, 0][inner].astype(float)  # the donor may be mirrored left-right
-        from_donor = max(np.corrcoef(out, d)[0, 1], np.corrcoef(out, flipped)[0, 1])
+        out, own = (a[..., 0][inner].astype(float) for a in (img, rgb))
+        views = (donor, donor[:, ::-1], donor[::-1], donor[::-1, ::-1])  # the donor may be mirrored either way
+        from_donor = max(np.corrcoef(out, v[..., 0][inner].astype(float))[0, 1] for v in views)
         assert inner.sum() > 100 and from_donor > 0.9 and abs(np.corrcoef(out, own)[0, 1]) < 0.3
+
+
+def test_transplant_mask_is_the_whole_region():
+    """Where the new surface happens to match the old value, the pixel is still inside the replaced region."""
+    rgb, donor = (np.random.default_rng(s).integers(60, 200, (128, 128, 1)).repeat(3, axis=2).astype(np.uint8) for s in (1, 2))
+    unchanged_inside = 0
+    for seed in range(4):
+        img, mask = synthesize(rgb, "transplant", np.random.default_rng(seed), 0.5, donor=donor)
+        same = np.abs(img.astype(int) - rgb.astype(int)).max(axis=2) <= 2
+        unchanged_inside += int((mask & same).sum())
+        closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
+        assert mask.sum() > 500 and (closed & ~mask).sum() < 0.01 * mask.sum()  # solid, not speckled
+    assert unchanged_inside > 0
 
 
 def test_side_band_runs_along_exactly_one_side():
