@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
     p.add_argument("--synth-types", default="",
                    help="comma-separated synthetic defect types (default: transplant for the whole-image branch, all for --synth-head patch)")
-    p.add_argument("--synth-head", default="context", choices=("context", "patch"),
+    p.add_argument("--synth-head", default=None, choices=("context", "patch"),
                    help="with --synth: the learnt branch sees the whole image (context, default) or one patch at a time (patch)")
     p.add_argument("--feature-synth", action="store_true",
                    help="also generate defect features with the flow-matching generator (with --synth-head patch)")
@@ -68,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
-                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth, head=args.synth_head,
+                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
-    if args.blend is not None and not args.synth:
-        raise InspectorError(f"--blend {args.blend}: weighs the branch learnt from generated defects; add --synth N (e.g. --synth 1000)")
+    for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None)):
+        if value is not None and not args.synth:
+            raise InspectorError(f"{flag} {value}: applies only when learning from generated defects; add --synth N (e.g. --synth 1000)")
     for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):
         if value is not None and not args.references:
             raise InspectorError(f"{flag} {value}: applies only with --references N (e.g. --references 256)")

@@ -201,7 +201,8 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
     assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS and chosen["val_types"] == ["transplant"]
     assert chosen["head"] == "patch" and not manifest["net"]["seg_context"]
     for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--blend", "0.3"],
-                ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"]):
+                ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"], ["--synth-head", "patch"],
+                ["--synth-types", "crack"]):
         assert main(["fit", str(tiny_data), "--out", str(tmp_path / "y"), *bad]) == 2
 
 
