@@ -4,9 +4,10 @@ The learnt branch is either a network that sees the whole image (`ContextSegment
 on the generated images' embedding maps and masks, or a per-patch classifier, whose positives come from
 pixel-space synthetic defects (model/synth), optionally multiplied by the feature-space flow generator
 (model/flow.py), or, as the common baseline, from good patches plus Gaussian noise. The branch's map is
-blended into the memory-bank map with a fixed weight (BLEND), or with one chosen on generated validation defects made on held-out good images (`blend=None`); never on real
-defects. Generated defects are easy for a branch trained on generated defects, even of other types, so that
-choice favours the learnt map more than real defects bear (it chose 0.6 on magnetic tile, where 0.1-0.3 help).
+blended into the memory-bank map with a fixed weight (BLEND), or with one chosen on generated validation
+defects made on held-out good images (`blend=None`); never on real defects. Generated defects are easy for a
+branch trained on generated defects, even of other types, so that choice favours the learnt map more than
+real defects bear (it chose 0.6 on magnetic tile, where 0.1-0.3 help).
 """
 
 from __future__ import annotations
@@ -152,11 +153,10 @@ def _train_classifier(pos: torch.Tensor, neg: torch.Tensor, hidden: int, steps: 
 def _context_cells(net: InspectorNet, seg: ContextSegmenter, imgs: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated images -> the context network's input cells [n, D, h, w] (half) and the masks' cover of each [n, h, w]."""
     cells, covers = [], []
-    with torch.no_grad():
-        for part, emb in _embed_batches(net, imgs):
-            x = seg.prepare(emb)
-            cells.append(x.half())
-            covers.append(_cover(masks[part], tuple(x.shape[-2:])))
+    for part, emb in _embed_batches(net, imgs):
+        x = seg.prepare(emb)
+        cells.append(x.half())
+        covers.append(_cover(masks[part], tuple(x.shape[-2:])))
     return torch.cat(cells), torch.cat(covers)
 
 
@@ -195,13 +195,15 @@ def _learn_context(net: InspectorNet, good_emb: torch.Tensor, imgs: np.ndarray, 
     return {"training_images": int(x.shape[0]), "defect_cells": int((cover >= POSITIVE_COVER).sum())}
 
 
-def _learn_patches(net: InspectorNet, good_emb: torch.Tensor, held: np.ndarray, generated: tuple | None,
-                   grid: tuple[int, int], options: DefectLearning, n_types: int, seed: int) -> dict:
-    """Train the per-patch classifier on generated defect patches (and flow features or noise, if asked); install it."""
-    neg = [_rows(good_emb[torch.from_numpy(~held)])]
+def _learn_patches(net: InspectorNet, good_emb: torch.Tensor, generated: tuple | None, options: DefectLearning,
+                   n_types: int, seed: int) -> dict:
+    """Train the per-patch classifier on generated defect patches (and flow features or noise, if asked); install it.
+
+    good_emb: the good images it may learn from (not the held-out ones)."""
+    neg = [_rows(good_emb)]
     pos, pos_types, summary = [], [], {}
     if generated is not None:
-        rows_pos, rows_neg, kinds_pos = _patch_rows(net, *generated, grid, seed)
+        rows_pos, rows_neg, kinds_pos = _patch_rows(net, *generated, tuple(good_emb.shape[-2:]), seed)
         if not rows_pos.shape[0]:
             raise InspectorError(f"--synth {options.synth}: no generated defect covers a whole feature patch at this input size; "
                                  "make more (--synth) or use a larger --size")
@@ -264,6 +266,7 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     if n < 4:
         raise InspectorError(f"learning from generated defects needs at least 4 good images, got {n}")
     held = np.arange(n) % 5 == 0
+    held_idx = torch.from_numpy(held)
     # The whole-image branch is there for what no patch shows, a region unlike the rest of the part; small local
     # defects are the memory bank's, and training it on them as well cost real cracks (0.86 -> 0.79 pixel AUROC).
     types = check_types(options.types) if options.types or options.head == "patch" else tuple(sorted(REGION_TYPES))
@@ -272,7 +275,6 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     # generalises to unseen kinds of defect (as real ones are), not how well it learnt the generator.
     val_types = (types[1::3] if len(types) >= 3 else types) if choose else ()
     train_types = tuple(t for t in types if t not in val_types) or types
-    grid = good_emb.shape[-2:]
 
     bar = progress("generated defects", 4)
     summary: dict = {"synth_images": options.synth, "head": options.head, "train_types": list(train_types),
@@ -284,12 +286,11 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed) if options.synth else None
     bar.update(1)
     if options.head == "context":
-        summary.update(_learn_context(net, good_emb[torch.from_numpy(~held)], *generated[:2], options.steps, seed))
+        summary.update(_learn_context(net, good_emb[~held_idx], *generated[:2], options.steps, seed))
     else:
-        summary.update(_learn_patches(net, good_emb, held, generated, grid, options, len(train_types), seed))
+        summary.update(_learn_patches(net, good_emb[~held_idx], generated, options, len(train_types), seed))
     bar.update(2)
     # standardise the learnt map on held-out good images, then (if asked) choose the blend weight on generated defects
-    held_idx = torch.from_numpy(held)
     seg_good = head.seg_map(good_emb[held_idx].float())
     seg_max = seg_good.flatten(1).amax(1)
     loc, scale = float(seg_max.mean()), max(float(seg_max.std()), 1e-6)

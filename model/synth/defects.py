@@ -166,7 +166,6 @@ def transplant(rgb, fg, rng, severity, donor=None):
     for axis in (0, 1):
         if rng.random() < 0.5:
             src = np.flip(src, axis)
-    src = np.ascontiguousarray(src)
     coverage = rng.uniform(0.08, 0.45)
     mask = shapes.side_band((h, w), rng, coverage) if rng.random() < 0.5 else shapes.perlin_mask((h, w), rng, coverage)
     mask = mask * fg
