@@ -12,7 +12,8 @@ Each branch is standardised by its own out-of-sample scores on good images, then
 Optionally a third, learnt branch trained on generated defects (see model/defect_learning.py), either a
 per-patch classifier or a small encoder-decoder that sees the whole image (`ContextSegmenter`), is blended
 into the patch map before the max: `seg_norm` holds its standardisation, the blend weight and the
-re-standardisation of the blended map.
+re-standardisation of the blended map. With `seg_gate` only the learnt map's excess over what most good
+pixels show is blended in, so where it has nothing to say (a thin crack it never learnt) it adds no noise.
 
 With `position_norm` the patch branch's *score* is taken from its own map instead: each patch distance is
 first standardised by the good images' distances at the same grid cell (`pos_stats`), and the maximum of
@@ -71,6 +72,7 @@ class AnomalyHead(nn.Module):
         global_weight: float = 0.5,
         seg_hidden: int = 0,
         seg_context: bool = False,
+        seg_gate: bool = False,
         position_norm: bool = False,
         references: int = 0,
         ref_k: int = 10,
@@ -97,8 +99,10 @@ class AnomalyHead(nn.Module):
         self.seg: nn.Module | None = None
         if seg_hidden > 0:
             self.seg = ContextSegmenter(dim, seg_hidden) if seg_context else seg_classifier(dim, seg_hidden)
-        # learnt branch: (logit - loc) / scale, blend weight, then (blend - loc) / scale of the blended map
+        # learnt branch: (logit - loc) / scale (with seg_gate: its positive part), blend weight, then
+        # (blend - loc) / scale of the blended map
         self.register_buffer("seg_norm", torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0]))
+        self.seg_gate = seg_gate
         self.position_norm = position_norm
         if position_norm:
             # per grid cell (distance - loc) / scale [2, gh, gw]; then (max of that map - loc) / scale
@@ -231,9 +235,14 @@ class AnomalyHead(nn.Module):
         """Defect logits of each patch, as a smoothed map [B, H, W] at the input size."""
         return self.to_map(self.seg(emb).squeeze(1))
 
+    def seg_evidence(self, seg_raw: torch.Tensor) -> torch.Tensor:
+        """The learnt map in the units it is blended in: standardised, and with `seg_gate` only its excess."""
+        z = (seg_raw - self.seg_norm[0]) / self.seg_norm[1]
+        return z.clamp_min(0.0) if self.seg_gate else z
+
     def blend(self, amap: torch.Tensor, seg_raw: torch.Tensor) -> torch.Tensor:
         n = self.seg_norm
-        return (mix(amap, (seg_raw - n[0]) / n[1], n[2]) - n[3]) / n[4]
+        return (mix(amap, self.seg_evidence(seg_raw), n[2]) - n[3]) / n[4]
 
     # -- fused ---------------------------------------------------------------------------------------
     def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None,

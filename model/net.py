@@ -34,6 +34,7 @@ class NetConfig:
     peer_position: bool = False  # position normalisation from those images' patch distances (model/head.py)
     seg_hidden: int = 0  # > 0: a learnt defect-classifier branch (trained on generated defects) of this width
     seg_context: bool = False  # that branch sees the whole image (model/head.py ContextSegmenter), not one patch
+    seg_gate: bool = False  # only its excess over good pixels is blended in (model/head.py); older checkpoints: False
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
 
@@ -64,7 +65,7 @@ class InspectorNet(nn.Module):
         info = self.backbone.info
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
-                                seg_hidden=config.seg_hidden, seg_context=config.seg_context, position_norm=config.position_norm,
+                                seg_hidden=config.seg_hidden, seg_context=config.seg_context, seg_gate=config.seg_gate, position_norm=config.position_norm,
                                 references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
                                 peers=config.peers, peer_images=config.peer_images,
                                 peer_position=config.peer_position)

@@ -10,7 +10,7 @@ images. Only the anomaly model is refitted: a defect-type head is not part of it
 from __future__ import annotations
 
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,10 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     if n_parts < folds:
         raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")
     fold_of = part_folds(parts, folds, options.seed)
+    if options.position_norm:
+        # the score is then the memory bank's and the global branch's alone: a learnt branch would only shape
+        # the refits' maps, which are never looked at, and cost minutes per fold
+        options = replace(options, defects=DefectLearning())
     t0 = time.perf_counter()
     rows = []
     bar = progress("new parts", folds)

@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-peer-position", dest="peer_position", action="store_false",
                    help="with peers: standardise patch distances by every training image's distances at the same place, "
                         "not by those of the K images most like the part")
-    p.add_argument("--synth", type=int, default=0, metavar="N",
-                   help="learn from N synthetic defect images made on the good ones (a learnt branch fused with the memory bank)")
+    p.add_argument("--synth", type=int, default=None, metavar="N",
+                   help="learn from N synthetic defect images made on the good ones, a learnt branch that sharpens the map "
+                        "(default 1000, about 3 min; 0: good images only, seconds; with --references: 0)")
     p.add_argument("--synth-types", default="",
                    help="comma-separated synthetic defect types (default: transplant for the whole-image branch, all for --synth-head patch)")
     p.add_argument("--synth-head", default=None, choices=("context", "patch"),
@@ -44,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-synth", action="store_true",
                    help="also generate defect features with the flow-matching generator (with --synth-head patch)")
     p.add_argument("--blend", default=None, metavar="W",
-                   help="with --synth: the learnt map's weight in the map, 0-1 (default 0.2), or 'auto' to choose it on "
-                        "generated validation defects")
+                   help="with --synth: the weight of the learnt map's excess over good pixels in the map, 0-1 (default 0.5), "
+                        "or 'auto' to choose it on generated validation defects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
@@ -62,17 +63,20 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
     from model.checkpoint import save_checkpoint
     from model.data import load_dataset
-    from model.defect_learning import DefectLearning
+    from model.defect_learning import DEFAULT_SYNTH, DefectLearning
     from model.fit import FitOptions, fit
 
     dataset = load_dataset(args.data)
+    # --references keeps whole training images instead of a bank, and learns from none of the generated ones
+    synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
-                         defects=DefectLearning(synth=args.synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
+                         defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
     for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None)):
-        if value is not None and not args.synth:
-            raise InspectorError(f"{flag} {value}: applies only when learning from generated defects; add --synth N (e.g. --synth 1000)")
+        if value is not None and not synth:
+            raise InspectorError(f"{flag} {value}: applies only when learning from generated defects, which --synth 0 and "
+                                 "--references turn off; drop one or the other")
     for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):
         if value is not None and not args.references:
             raise InspectorError(f"{flag} {value}: applies only with --references N (e.g. --references 256)")

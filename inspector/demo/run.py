@@ -209,9 +209,11 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
     t = time.monotonic()
     # --labels: the calibration defects' type folders also teach the model to name each defect.
     # --escape 0.05: the threshold may let 5% of the calibration defects pass, so that one faint draw does not
-    # pull it below many good parts (with the default 1%, the faintest calibration defect sets it)
+    # pull it below many good parts (with the default 1%, the faintest calibration defect sets it).
+    # --synth 0: the demo's defects come from the very generator the learnt branch would train on, which would
+    # flatter it, and it would take minutes of a demo that otherwise takes one
     cli(["fit", str(line.data), "--out", str(ckpt), "--size", str(scale.model_px), "--seed", str(opts.seed), "--labels", str(line.data),
-         "--escape", "0.05"], say)
+         "--escape", "0.05", "--synth", "0"], say)
     steps["fit"] = time.monotonic() - t
     t = time.monotonic()
     cli(["export", str(ckpt), "--format", "onnx", "--out", str(onnx_path.parent)], say)

@@ -34,7 +34,8 @@ def good_only_ckpt(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     plain.mkdir()
     for p in sorted((tiny_data / "train" / "good").iterdir())[:6]:
         shutil.copy(p, plain / p.name)
-    proc = run_process("fit", plain, "--out", root / "good.ckpt", "--size", 64, "--coreset", 0.5, "--no-position-norm", "--json", cwd=root)
+    proc = run_process("fit", plain, "--out", root / "good.ckpt", "--size", 64, "--coreset", 0.5, "--no-position-norm", "--synth", 0, "--json",
+                       cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root / "good.ckpt", json.loads(proc.stdout)
 

@@ -77,6 +77,38 @@ def test_blend_weight_changes_the_map(learnt):
     assert not torch.allclose(base, changed)
 
 
+def test_learnt_map_adds_only_its_excess_over_good_pixels(learnt):
+    net, _, out = learnt
+    head = net.head
+    assert head.seg_gate and load_checkpoint(out)[0].head.seg_gate
+    gate = float(head.seg_norm[0])
+    amap = torch.randn(1, 8, 8)
+    under = gate - 0.1 - torch.rand(1, 8, 8)
+    far_under = torch.full_like(under, gate - 50.0)
+    assert torch.equal(head.blend(amap, under), head.blend(amap, far_under))  # under the gate: nothing added
+    over = head.blend(amap, torch.full_like(under, gate + 1.0))
+    assert (over > head.blend(amap, under)).all()
+    head.seg_gate = False  # checkpoints from before the gate blend the whole learnt map
+    try:
+        assert not torch.equal(head.blend(amap, under), head.blend(amap, far_under))
+    finally:
+        head.seg_gate = True
+
+
+def test_learnt_branch_shapes_the_map_not_the_score(learnt):
+    net, _, _ = learnt
+    x = torch.rand(2, 3, 64, 64)
+    seg = net.head.seg
+    with torch.no_grad():
+        score, amap = net(x)
+        net.head.seg = None
+        try:
+            plain_score, plain_map = net(x)
+        finally:
+            net.head.seg = seg
+    assert torch.equal(score, plain_score) and not torch.allclose(amap, plain_map)
+
+
 def test_fused_model_exports_as_one_graph(learnt):
     ort = pytest.importorskip("onnxruntime")
     from exporters.onnx_export import export_onnx
@@ -200,10 +232,29 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
     chosen = manifest["training"]["generated_defects"]
     assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS and chosen["val_types"] == ["transplant"]
     assert chosen["head"] == "patch" and not manifest["net"]["seg_context"]
-    for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--blend", "0.3"],
-                ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"], ["--synth-head", "patch"],
-                ["--synth-types", "crack"]):
+    for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--synth", "0", "--blend", "0.3"],
+                ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"], ["--synth", "0", "--synth-head", "patch"],
+                ["--synth-types", "crack", "--references", "4"]):
         assert main(["fit", str(tiny_data), "--out", str(tmp_path / "y"), *bad]) == 2
+
+
+def test_cli_fit_learns_from_generated_defects_unless_told_not_to(tiny_data, tmp_path, monkeypatch):
+    import json
+
+    from inspector.cli import main
+    from model import defect_learning
+
+    monkeypatch.setattr(defect_learning, "DEFAULT_SYNTH", 12)  # the real default, 1000, takes half a minute here
+
+    def learnt(*flags: str) -> dict | None:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        assert main(["fit", str(tiny_data), "--out", str(out), "--size", "64", "--coreset", "0.25", *flags]) == 0
+        return json.loads((out / "manifest.json").read_text())["training"].get("generated_defects")
+
+    default = learnt()
+    assert default["synth_images"] == 12 and default["head"] == "context" and default["alpha"] == BLEND
+    assert learnt("--synth", "0") is None
+    assert learnt("--references", "4", "--ref-k", "2") is None  # references learn from no generated defects
 
 
 def test_ablation_refuses_bad_fit_options_before_any_work(tiny_data):

@@ -10,7 +10,7 @@ import pytest
 
 import model.new_parts as new_parts
 from model.data import load_dataset
-from model.defect_learning import DefectLearning
+from model.defect_learning import BLEND, DefectLearning
 from model.errors import InspectorError
 from model.fit import FitOptions
 from model.new_parts import new_parts_report, options_from_manifest, part_folds
@@ -40,7 +40,7 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     assert back.peers == 20 and not back.peer_position  # fitted with peers but before their position statistics
     stored.pop("peers")
     assert options_from_manifest(stored, "m.ckpt").peers == 0  # fitted before --peers existed: refitted without it
-    assert back.defects.blend == 0.2
+    assert back.defects.blend == BLEND
     stored["defects"].pop("blend")
     assert options_from_manifest(stored, "m.ckpt").defects.blend is None  # before --blend: chosen on validation defects
     assert back.defects.head == "context"
@@ -58,11 +58,13 @@ def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(
 
     def spy(ds, options, progress):
         fitted_on.append({s.path for s in ds.train})
+        assert not options.defects.enabled  # the learnt branch shapes only the map, never the score it would rank
         return real_fit(ds, options, progress)
 
     bars = []
     monkeypatch.setattr(new_parts, "fit", spy)
-    report = new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts, progress=lambda desc, total: bars.append(desc) or silent(desc, total))
+    options = FitOptions(**SMALL, defects=DefectLearning(synth=8))
+    report = new_parts_report(dataset, options, folds=3, parts=parts, progress=lambda desc, total: bars.append(desc) or silent(desc, total))
     fold = part_folds(parts, 3)
     for k, seen in enumerate(fitted_on):
         held = {s.path for s, f in zip(dataset.train, fold) if f == k}

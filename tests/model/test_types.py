@@ -201,7 +201,7 @@ def test_pass_parts_carry_no_type(typed_ckpt, tiny_data):
 def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     data = write_typed_mvtec(tmp_path / "data")
     ckpt = tmp_path / "m.ckpt"
-    code, _, _ = cli(capsys, "fit", data, "--out", ckpt, "--size", SIZE, "--coreset", "0.25", "--labels", data, "--json")
+    code, _, _ = cli(capsys, "fit", data, "--out", ckpt, "--size", SIZE, "--coreset", "0.25", "--labels", data, "--synth", "0", "--json")
     assert code == 0
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["class_names"] == sorted(TYPES) and manifest["types"]["counts"] == dict.fromkeys(sorted(TYPES), 6)

@@ -95,7 +95,7 @@ def test_cli_fits_zero_shot_types_and_inspects_with_them(clip_net, tiny_data, tm
 
     out = tmp_path / "zs.ckpt"
     rc, stdout, _ = cli(capsys, "fit", tiny_data, "--out", out, "--backbone", f"clip:{NAME}:random", "--size", SIZE,
-                        "--types", "crack,stain", "--part", "tile", "--json")
+                        "--types", "crack,stain", "--part", "tile", "--synth", "0", "--json")
     fitted = json.loads(stdout)
     assert rc == 0 and fitted["types"]["classes"] == ["crack", "stain"] and fitted["types"]["part"] == "tile"
     rc, stdout, _ = cli(capsys, "inspect", out, tiny_data / "test" / "blob" / "000.png", "--json")
