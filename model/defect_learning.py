@@ -15,7 +15,7 @@ real defects bear.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -164,8 +164,10 @@ def _context_cells(net: InspectorNet, seg: ContextSegmenter, imgs: np.ndarray, m
     return torch.cat(cells), torch.cat(covers)
 
 
-def _train_context(seg: ContextSegmenter, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int, batch: int = 32) -> None:
-    """Fit `seg` to the cells' defect cover (soft targets) with random left-right flips; x [n, D, h, w], y [n, h, w]."""
+def _train_context(seg: ContextSegmenter, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int, batch: int = 32,
+                   tick: Callable[[int], None] = lambda n: None) -> None:
+    """Fit `seg` to the cells' defect cover (soft targets) with random left-right flips; x [n, D, h, w], y [n, h, w].
+    `tick(1)` after each step: the default fit spends most of its time here."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(seg.parameters(), lr=1e-3, weight_decay=1e-2)
     seg.train()
@@ -179,11 +181,12 @@ def _train_context(seg: ContextSegmenter, x: torch.Tensor, y: torch.Tensor, step
             opt.zero_grad()
             loss.backward()
             opt.step()
+            tick(1)
     seg.eval()
 
 
 def _learn_context(net: InspectorNet, good_emb: torch.Tensor, imgs: np.ndarray, masks: np.ndarray, steps: int,
-                   seed: int) -> dict:
+                   seed: int, tick: Callable[[int], None]) -> dict:
     """Train the whole-image branch on the generated images and the good ones (all cells normal); install it."""
     torch.manual_seed(seed)
     seg = ContextSegmenter(good_emb.shape[1], CONTEXT_WIDTH)
@@ -193,7 +196,7 @@ def _learn_context(net: InspectorNet, good_emb: torch.Tensor, imgs: np.ndarray, 
     cells, cover = _context_cells(net, seg, imgs, masks)
     x = torch.cat([good.half(), cells])
     y = torch.cat([torch.zeros(good.shape[0], *good.shape[-2:]), cover])
-    _train_context(seg, x, y, steps, seed)
+    _train_context(seg, x, y, steps, seed, tick=tick)
     net.head.seg = seg
     net.config.seg_hidden, net.config.seg_context = CONTEXT_WIDTH, True
     return {"training_images": int(x.shape[0]), "defect_cells": int((cover >= POSITIVE_COVER).sum())}
@@ -280,7 +283,8 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     val_types = (types[1::3] if len(types) >= 3 else types) if choose else ()
     train_types = tuple(t for t in types if t not in val_types) or types
 
-    bar = progress("generated defects", 4)
+    train_units = options.steps if options.head == "context" else 1
+    bar = progress("generated defects", train_units + 2)
     summary: dict = {"synth_images": options.synth, "head": options.head, "train_types": list(train_types),
                      "held_out_good": int(held.sum())}
     if choose:
@@ -290,10 +294,10 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed) if options.synth else None
     bar.update(1)
     if options.head == "context":
-        summary.update(_learn_context(net, good_emb[~held_idx], *generated[:2], options.steps, seed))
+        summary.update(_learn_context(net, good_emb[~held_idx], *generated[:2], options.steps, seed, bar.update))
     else:
         summary.update(_learn_patches(net, good_emb[~held_idx], generated, options, len(train_types), seed))
-    bar.update(2)
+        bar.update(1)
     # Standardise the learnt map on held-out good images: its scale is the spread of their maxima, and it counts
     # from the level GATE_QUANTILE of their pixels stay under; then (if asked) choose the blend weight.
     seg_good = head.seg_map(good_emb[held_idx].float())

@@ -262,3 +262,21 @@ def test_ablation_refuses_bad_fit_options_before_any_work(tiny_data):
 
     with pytest.raises(InspectorError, match="--size 50"):
         run_ablation(load_dataset(tiny_data), FitOptions(input_size=50), synth=16)
+
+
+def test_training_the_whole_image_branch_moves_its_progress_bar_step_by_step(tiny_data):
+    bars: dict[str, list] = {}
+
+    class Recorder:
+        def __init__(self, desc: str, total: int) -> None:
+            self.total, self.steps = total, bars.setdefault(desc, [total])
+
+        def update(self, n: int = 1) -> None:
+            self.steps.append(n)
+
+        def close(self) -> None:
+            pass
+
+    fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=8, steps=20)), progress=Recorder)
+    total, *updates = bars["generated defects"]
+    assert total == 22 and sum(updates) == total and len(updates) == 22  # generation, 20 steps, standardisation
