@@ -269,7 +269,7 @@ def test_training_the_whole_image_branch_moves_its_progress_bar_step_by_step(tin
 
     class Recorder:
         def __init__(self, desc: str, total: int) -> None:
-            self.total, self.steps = total, bars.setdefault(desc, [total])
+            self.steps = bars.setdefault(desc, [total])
 
         def update(self, n: int = 1) -> None:
             self.steps.append(n)
