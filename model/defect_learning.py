@@ -90,14 +90,20 @@ def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int)
 
 
 @torch.no_grad()
-def _embed_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Embeddings of uint8 images [n,H,W,3], a batch at a time: (which images, their embeddings [b,D,gh,gw]).
+def _feature_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> Iterator[tuple[slice, list[torch.Tensor], torch.Tensor]]:
+    """Features of uint8 images [n,H,W,3], a batch at a time: (which images, backbone maps, embeddings [b,D,gh,gw]).
 
     Never all at once: every image's embedding map costs GBs for a thousand generated images.
     """
     for s in range(0, len(imgs), batch):
-        x = torch.from_numpy(imgs[s : s + batch]).permute(0, 3, 1, 2).float() / 255.0
-        yield slice(s, s + batch), net.head.embed(net.features(x))
+        feats = net.features(torch.from_numpy(imgs[s : s + batch]).permute(0, 3, 1, 2).float() / 255.0)
+        yield slice(s, s + batch), feats, net.head.embed(feats)
+
+
+def _embed_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(which images, their embeddings) a batch at a time, as `_feature_batches`."""
+    for part, _, emb in _feature_batches(net, imgs, batch):
+        yield part, emb
 
 
 def _cover(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
@@ -243,8 +249,8 @@ def _choose_blend(net: InspectorNet, good_zs: torch.Tensor, good_zb: torch.Tenso
     """The ALPHAS weight with the best pixel AP plus image AUROC on held-out good and generated validation images."""
     head = net.head
     val_z, val_seg = [], []
-    for _, emb in _embed_batches(net, val_imgs):  # so the patch distances are never all in memory either
-        val_z.append((head.to_map(head.patch_distances(emb)) - head.norm[0]) / head.norm[1])
+    for _, feats, emb in _feature_batches(net, val_imgs):  # so the patch distances are never all in memory either
+        val_z.append(head.bank_branch(feats, emb)[0])
         val_seg.append(head.seg_map(emb))
     zs = torch.cat([good_zs, head.seg_evidence(torch.cat(val_seg))])
     zb = torch.cat([good_zb, *val_z])
@@ -264,7 +270,8 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     """Train and install the learnt branch of `net.head`.
 
     good_rgbs: good training images at the input size [n,H,W,3] uint8; good_emb: their embeddings [n,D,gh,gw];
-    good_zmaps: their out-of-sample, standardised memory-bank maps [n,H,W]. Returns a summary for the manifest.
+    good_zmaps: their out-of-sample patch-branch maps as the head shows them (`standardise_bank`) [n,H,W].
+    Returns a summary for the manifest.
     """
     options.validate()
     t0 = time.perf_counter()

@@ -45,6 +45,7 @@ class FitOptions:
     sigma: float = 4.0
     coreset_ratio: float = 0.01
     position_norm: bool = True  # patch score standardised per grid cell (model/head.py)
+    position_map: bool = True  # with peer_position, the map is standardised by the peers' cell statistics too
     references: int = 0  # > 0: keep up to this many training images as references instead of a coreset bank
     ref_k: int = 10  # references compared with each image
     ref_radius: int = 1  # grid cells a patch may shift to find its match in a reference
@@ -152,20 +153,21 @@ def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch
 def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.Tensor | None) -> torch.Tensor:
     """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw] (and,
     with `peer_position`, keep those for the images' peers: `peer_rows` [n, peers], each image's *other*
-    nearest images), and its standardisation from each image's position maximum with statistics fitted
-    without that image. -> those leave-one-out maxima [n]."""
+    nearest images), and its standardisation from each image's positional map's maximum with statistics
+    fitted without that image. -> those leave-one-out positional maps [n, H, W]."""
     n = dists.shape[0]
     d = dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
     head.pos_stats = position_stats(s1, s2, n).float()
     if head.peer_position:
         head.peer_dist = dists.float()
-        pos_max = head.position_max(dists, head.peer_position_stats(peer_rows))  # as the graph computes them
+        pos_maps = head.positional_map(dists, head.peer_position_stats(peer_rows))  # as the graph computes them
     else:
-        pos_max = torch.cat([head.position_max(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1).float())
-                             for i in range(n)])
+        pos_maps = torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1).float())
+                              for i in range(n)])
+    pos_max = pos_maps.flatten(1).amax(dim=1)
     head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
-    return pos_max
+    return pos_maps
 
 
 def _fit_peer_keys(head: AnomalyHead, pooled: torch.Tensor) -> torch.Tensor:
@@ -191,7 +193,7 @@ class GoodFit:
     paths: list
     first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
     raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
-    pos_max: torch.Tensor | None  # their out-of-sample position-standardised patch maxima [n] (position_norm)
+    pos_maps: torch.Tensor | None  # their out-of-sample positional maps [n, H, W] (position_norm)
     peer_rows: torch.Tensor | None  # each one's peers among the other good images [n, peers] (peers > 0)
     glob_raw: np.ndarray  # their out-of-fold global distances [n]
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
@@ -215,11 +217,12 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     size = (options.input_size, options.input_size)
     paths = [s.path for s in dataset.train]
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
+    peer_position = bool(peers and options.position_norm and options.peer_position)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
-                       peer_position=bool(peers and options.position_norm and options.peer_position))
+                       peer_position=peer_position, position_map=peer_position and options.position_map)
     if len(paths) < 2:
         raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
     net = InspectorNet(config).eval()
@@ -296,8 +299,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
     peer_rows = _fit_peer_keys(head, pooled_t[first]) if head.peers else None
-    pos_max = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
-    return net, GoodFit(paths, first_view, raw_maps_t, pos_max, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+    pos_maps = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
+    return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
 
 
 @torch.no_grad()
@@ -306,11 +309,11 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     """Learn from generated defects (if asked), then calibrate thresholds and write the report."""
     head, n = net.head, len(good.paths)
     seg_raw, learning = None, None
+    bank, patch = head.standardise_bank(good.raw_maps, good.pos_maps)
     if options.defects.enabled:
-        zmaps = (good.raw_maps - head.norm[0]) / head.norm[1]
-        learning = learn_defects(net, good.rgbs, good.first_view, zmaps, options.defects, options.seed, progress)
+        learning = learn_defects(net, good.rgbs, good.first_view, bank, options.defects, options.seed, progress)
         seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
-    good_scores, good_maps = head.fuse(good.raw_maps, torch.from_numpy(good.glob_raw).float(), seg_raw, good.pos_max)
+    good_scores, good_maps = head.fuse(bank, patch, torch.from_numpy(good.glob_raw).float(), seg_raw)
     if head.peers:
         good_scores = good_scores - _fit_peer_scores(head, good.peer_rows, good_scores)
     good_scores = good_scores.numpy()

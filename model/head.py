@@ -19,9 +19,8 @@ With `position_norm` the patch branch's *score* is taken from its own map instea
 first standardised by the good images' distances at the same grid cell (`pos_stats`), and the maximum of
 that map by `pos_norm`. Parts framed the same way each time have places, such as their edges, where even
 good parts look unusual; there a distance counts for less than the same distance in a quiet place. Where
-framing varies, the cells' statistics even out and the score is the plain maximum again. The returned map
-(with the learnt branch blended in, if any) is unchanged: it is for finding the defect, the score for
-deciding.
+framing varies, the cells' statistics even out and the score is the plain maximum again. The returned
+map is the raw patch distances' (standardised by `norm`), unless `position_map` (below).
 
 With `references` > 0 the patch branch compares each image with its own closest normal images instead of
 a coreset bank (as SPADE does): the global branch's whitened statistics (`ref_key`) pick the `ref_k`
@@ -36,7 +35,10 @@ another finish) scores high against the whole set, and so do the training images
 judged against them; a defect on a common kind of part keeps its margin. With `peer_position` as well,
 the position normalisation's cell statistics come from those same training images' out-of-sample patch
 distances (`peer_dist`) instead of from every training image: places where good parts of its kind always
-differ (edges, chamfers, which land in other cells for another shape) count for less.
+differ (edges, chamfers, which land in other cells for another shape) count for less. With `position_map`
+too, the returned map is that positional map (standardised by `pos_norm`, then blended with the learnt
+branch, if any), so the map shows where the score comes from. Only with peers: cell statistics of every
+training image, which mixes kinds of part, located defects less well than the raw map on magnetic tiles.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class AnomalyHead(nn.Module):
         seg_context: bool = False,
         seg_gate: bool = False,
         position_norm: bool = False,
+        position_map: bool = False,
         references: int = 0,
         ref_k: int = 10,
         ref_radius: int = 1,
@@ -119,6 +122,7 @@ class AnomalyHead(nn.Module):
             # per-dimension (loc, scale) of the training images' pooled statistics [2, G]
             self.register_buffer("peer_stats", torch.stack([torch.zeros(gdim), torch.ones(gdim)]))
         self.peer_position = bool(peers and position_norm and peer_position)
+        self.position_map = bool(self.peer_position and position_map)
         if self.peer_position:
             self.register_buffer("peer_dist", torch.zeros(peer_images, *self.grid))  # their out-of-sample patch distances
 
@@ -187,11 +191,35 @@ class AnomalyHead(nn.Module):
         m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return m.squeeze(1)
 
-    def position_max(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+    def positional_map(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
         """Patch distances [B, gh, gw] standardised per grid cell by `stats` (loc, scale) [2, gh, gw] or, one
-        pair per image, [B, 2, gh, gw] -> max of their smoothed map [B]."""
+        pair per image, [B, 2, gh, gw] -> their smoothed map [B, H, W]."""
         stats = self.pos_stats if stats is None else stats
-        return self.to_map((dist - stats.select(-3, 0)) / stats.select(-3, 1)).flatten(1).amax(dim=1)
+        return self.to_map((dist - stats.select(-3, 0)) / stats.select(-3, 1))
+
+    def standardise_bank(self, raw_map: torch.Tensor | None, pos_map: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The patch branch's raw map [B, H, W] (unused with `position_map`) and positional map (`position_norm`,
+        else None) -> (the map it shows, before any learnt blend, in good images' units; its patch score [B],
+        or None when that is the maximum of the blended map)."""
+        if pos_map is None:
+            return (raw_map - self.norm[0]) / self.norm[1], None
+        patch = (pos_map.flatten(1).amax(dim=1) - self.pos_norm[0]) / self.pos_norm[1]
+        if self.position_map:
+            return (pos_map - self.pos_norm[0]) / self.pos_norm[1], patch
+        return (raw_map - self.norm[0]) / self.norm[1], patch
+
+    def bank_branch(self, feats: list[torch.Tensor], emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """Backbone maps and their embeddings -> (the patch branch's standardised map and score, as
+        `standardise_bank` gives them; the global key [B, G]; the peers' rows [B, peers] or None)."""
+        pooled = self.pool(feats)
+        key = self.global_key(pooled)
+        dist = self.reference_distances(emb, key) if self.references else self.patch_distances(emb)
+        rows = self.peer_rows(pooled) if self.peers else None
+        pos_map = None
+        if self.position_norm:
+            pos_map = self.positional_map(dist, self.peer_position_stats(rows) if self.peer_position else None)
+        bank, patch = self.standardise_bank(None if self.position_map else self.to_map(dist), pos_map)
+        return bank, patch, key, rows
 
     def peer_position_stats(self, rows: torch.Tensor) -> torch.Tensor:
         """Indices [B, peers] of each image's peers -> cell statistics of their patch distances [B, 2, gh, gw]."""
@@ -245,15 +273,13 @@ class AnomalyHead(nn.Module):
         return (mix(amap, self.seg_evidence(seg_raw), n[2]) - n[3]) / n[4]
 
     # -- fused ---------------------------------------------------------------------------------------
-    def fuse(self, raw_map: torch.Tensor, raw_global: torch.Tensor, seg_raw: torch.Tensor | None = None,
-             pos_max: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        amap = (raw_map - self.norm[0]) / self.norm[1]
-        if seg_raw is not None:
-            amap = self.blend(amap, seg_raw)
-        if pos_max is None:
+    def fuse(self, bank: torch.Tensor, patch: torch.Tensor | None, raw_global: torch.Tensor,
+             seg_raw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch branch's standardised map and score (`standardise_bank`), the raw global distance [B] and
+        the learnt logits map -> (score [B], map [B, H, W])."""
+        amap = bank if seg_raw is None else self.blend(bank, seg_raw)
+        if patch is None:
             patch = amap.flatten(1).amax(dim=1)
-        else:
-            patch = (pos_max - self.pos_norm[0]) / self.pos_norm[1]
         glob = (raw_global - self.norm[2]) / self.norm[3]
         w = self.global_weight
         return (1.0 - w) * patch + w * glob, amap
@@ -261,15 +287,9 @@ class AnomalyHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone maps (and their embeddings, when the caller has them already) -> (score [B], map [B, H, W])."""
         emb = self.embed(feats) if emb is None else emb
-        pooled = self.pool(feats)
-        key = self.global_key(pooled)
-        dist = self.reference_distances(emb, key) if self.references else self.patch_distances(emb)
+        bank, patch, key, rows = self.bank_branch(feats, emb)
         seg_raw = self.seg_map(emb) if self.seg is not None else None
-        rows = self.peer_rows(pooled) if self.peers else None
-        pos_max = None
-        if self.position_norm:
-            pos_max = self.position_max(dist, self.peer_position_stats(rows) if self.peer_position else None)
-        score, amap = self.fuse(self.to_map(dist), self.global_distance(key), seg_raw, pos_max)
+        score, amap = self.fuse(bank, patch, self.global_distance(key), seg_raw)
         if rows is not None:
             score = score - self.peer_offset(rows)
         return score, amap

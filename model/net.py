@@ -26,6 +26,7 @@ class NetConfig:
     global_weight: float = 0.5
     normalize_input: bool = True
     position_norm: bool = False  # patch score standardised per grid cell (see model/head.py); older checkpoints: False
+    position_map: bool = False  # with peer_position, the map is standardised so too (model/head.py); older checkpoints: False
     references: int = 0  # > 0: reference images stored for the patch branch instead of a coreset bank (model/head.py)
     ref_k: int = 10
     ref_radius: int = 1
@@ -65,7 +66,8 @@ class InspectorNet(nn.Module):
         info = self.backbone.info
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,
                                 sigma=config.sigma, global_levels=config.global_levels, global_weight=config.global_weight,
-                                seg_hidden=config.seg_hidden, seg_context=config.seg_context, seg_gate=config.seg_gate, position_norm=config.position_norm,
+                                seg_hidden=config.seg_hidden, seg_context=config.seg_context, seg_gate=config.seg_gate,
+                                position_norm=config.position_norm, position_map=config.position_map,
                                 references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
                                 peers=config.peers, peer_images=config.peer_images,
                                 peer_position=config.peer_position)

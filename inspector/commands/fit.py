@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-position-norm", dest="position_norm", action="store_false",
                    help="score patch distances as they are, not against the good parts' distances at the same place "
                         "(for parts that are not framed the same way each time)")
+    p.add_argument("--no-position-map", dest="position_map", action="store_false",
+                   help="with peer position statistics: show the map of the patch distances as they are; only the score "
+                        "is standardised at each place")
     p.add_argument("--references", type=int, default=0, metavar="N",
                    help="keep up to N training images (e.g. 256) and compare each part with its closest ones, patch by "
                         "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README)")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     # --references keeps whole training images instead of a bank, and learns from none of the generated ones
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
-                         position_norm=args.position_norm, peer_position=args.peer_position, references=args.references,
+                         position_norm=args.position_norm, position_map=args.position_map, peer_position=args.peer_position, references=args.references,
                          defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
     for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None)):

@@ -51,19 +51,21 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
     assert set(summary["thresholds"]) >= {"image", "pixel"}
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["position_norm"] is False and manifest["options"]["position_norm"] is False
+    assert manifest["net"]["position_map"] is False  # nothing to show it by
 
 
 def test_fit_with_references(good_only_ckpt):
     ckpt, _ = good_only_ckpt
     plain = ckpt.parent / "good_parts"
     proc = run_process("fit", plain, "--out", ckpt.parent / "ref.ckpt", "--size", 64, "--references", 4, "--ref-k", 2,
-                       "--ref-radius", 0, "--no-peer-position", cwd=ckpt.parent)
+                       "--ref-radius", 0, "--no-peer-position", "--no-position-map", cwd=ckpt.parent)
     assert proc.returncode == 0, proc.stderr
     assert "4 reference images" in proc.stdout
     manifest = json.loads((ckpt.parent / "ref.ckpt" / "manifest.json").read_text())
     net = manifest["net"]
     assert (net["references"], net["bank_size"], net["ref_k"], net["ref_radius"]) == (4, 0, 2, 0)
     assert net["peers"] == 5 and net["position_norm"] and not net["peer_position"] and not manifest["options"]["peer_position"]
+    assert not net["position_map"] and not manifest["options"]["position_map"]
 
 
 def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):

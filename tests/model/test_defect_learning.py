@@ -54,6 +54,7 @@ def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_da
         assert info["head"] == "patch" and info["positives"] > 0 and info["flow"]["generated"] > 0
         assert info["train_types"] == list(DEFECT_TYPES)
     assert net.config.position_norm  # the learnt branch shapes the map; the score stays position-normalised
+    assert net.config.position_map  # blended into the positional map, which the score's maximum comes from
     assert 0.0 <= info["alpha"] <= 1.0
     loaded, _ = load_checkpoint(out)
     x = torch.rand(2, 3, 64, 64)

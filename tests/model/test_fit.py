@@ -16,6 +16,7 @@ from model.evaluate import metrics_report, score_samples
 from model.fit import FitOptions, fit, fit_good_only
 from model.head import position_stats
 from model.metrics import roc_auc
+from model.net import NetConfig
 
 
 @pytest.fixture(scope="module")
@@ -125,34 +126,38 @@ def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():
 
 
 def test_position_norm_is_fitted_out_of_sample(tiny_data):
-    """The stored cell statistics come from the good images' self-excluded distances; each image's position
-    maximum (which standardises the patch score) uses statistics fitted without that image."""
+    """The stored cell statistics come from the good images' self-excluded distances; each image's positional
+    map (whose maximum standardises the patch score) uses statistics fitted without that image."""
     from model.fit import _self_excluded_distances
 
     net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=0))
     head = net.head
-    assert net.config.position_norm and not net.config.peer_position and good.pos_max.shape == (5,)
+    assert net.config.position_norm and not net.config.peer_position and not net.config.position_map  # that needs peers
+    assert good.pos_maps.shape == (5, 64, 64)
     cells = good.first_view.shape[2] * good.first_view.shape[3]
     source = torch.arange(head.bank.shape[0]) // cells  # all patches kept, in image order
     d = _self_excluded_distances(head, good.first_view, source).double()
     torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())
     for i in range(5):
         others = torch.cat([d[:i], d[i + 1 :]])
-        expected = head.position_max(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4).float())
-        torch.testing.assert_close(good.pos_max[i : i + 1], expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(head.pos_norm, torch.tensor([float(good.pos_max.mean()), float(good.pos_max.std())]))
+        expected = head.positional_map(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4).float())
+        torch.testing.assert_close(good.pos_maps[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    pos_max = good.pos_maps.flatten(1).amax(1)
+    torch.testing.assert_close(head.pos_norm, torch.tensor([float(pos_max.mean()), float(pos_max.std())]))
     plain, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, position_norm=False))
-    assert not plain.config.position_norm and not hasattr(plain.head, "pos_stats")
+    assert not plain.config.position_norm and not plain.config.position_map and not hasattr(plain.head, "pos_stats")
 
 
 def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data):
-    """With peers (the default) each good image's position maximum uses the cell statistics of its peers
+    """With peers (the default) each good image's positional map uses the cell statistics of its peers
     (its nearest *other* images by the peer key), whose self-excluded distances are kept for inference."""
     from model.fit import _self_excluded_distances
 
     net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2))
     head = net.head
-    assert net.config.peer_position and head.peer_position
+    assert net.config.peer_position and head.peer_position and net.config.position_map and head.position_map
+    old = NetConfig.from_dict({k: v for k, v in net.config.to_dict().items() if k != "position_map"})
+    assert old.peer_position and not old.position_map  # checkpoints from before it keep showing the raw map
     cells = good.first_view.shape[2] * good.first_view.shape[3]
     d = _self_excluded_distances(head, good.first_view, torch.arange(head.bank.shape[0]) // cells).double()
     torch.testing.assert_close(head.peer_dist, d.float())
@@ -160,12 +165,14 @@ def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data
     nearest = torch.cdist(head.peer_key, head.peer_key).fill_diagonal_(float("inf")).topk(2, largest=False).indices
     for i in range(5):
         peers = d[nearest[i]]
-        expected = head.position_max(d[i : i + 1].float(), position_stats(peers.sum(0), (peers * peers).sum(0), 2).float())
-        torch.testing.assert_close(good.pos_max[i : i + 1], expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(head.pos_norm, torch.tensor([float(good.pos_max.mean()), float(good.pos_max.std())]))
+        expected = head.positional_map(d[i : i + 1].float(), position_stats(peers.sum(0), (peers * peers).sum(0), 2).float())
+        torch.testing.assert_close(good.pos_maps[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    pos_max = good.pos_maps.flatten(1).amax(1)
+    torch.testing.assert_close(head.pos_norm, torch.tensor([float(pos_max.mean()), float(pos_max.std())]))
     for off in ({"peer_position": False}, {"position_norm": False}):
         other, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2, **off))
         assert other.config.peers == 2 and not other.config.peer_position and not hasattr(other.head, "peer_dist")
+        assert not other.config.position_map
 
 
 def test_references_replace_the_bank_and_score_good_images_without_themselves(tiny_data):

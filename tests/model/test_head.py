@@ -13,6 +13,10 @@ def make_head(channels=(4, 6), size=(32, 32), bank=50, **kw) -> AnomalyHead:
     return AnomalyHead(channels, size, bank, **kw)
 
 
+def position_max(head: AnomalyHead, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+    return head.positional_map(dist, stats).flatten(1).amax(dim=1)
+
+
 def test_nearest_neighbour_distance_equals_cdist(monkeypatch):
     g = torch.Generator().manual_seed(0)
     head = make_head()
@@ -98,7 +102,7 @@ def test_fuse_standardises_each_branch_and_mixes_them():
     head.norm = torch.tensor([1.0, 2.0, 10.0, 4.0])
     raw_map = torch.zeros(1, 32, 32)
     raw_map[0, 3, 4] = 9.0  # standardised peak (9 - 1) / 2 = 4
-    score, amap = head.fuse(raw_map, torch.tensor([18.0]))  # standardised global (18 - 10) / 4 = 2
+    score, amap = head.fuse(*head.standardise_bank(raw_map, None), torch.tensor([18.0]))  # standardised global (18 - 10) / 4 = 2
     assert float(score) == pytest.approx(0.75 * 4.0 + 0.25 * 2.0)
     torch.testing.assert_close(amap, (raw_map - 1.0) / 2.0)
 
@@ -110,15 +114,19 @@ def test_position_norm_discounts_distances_where_good_parts_are_always_far():
     head.pos_norm = torch.tensor([1.0, 2.0])
     at_edge, inside = torch.ones(1, 4, 4), torch.ones(1, 4, 4)
     at_edge[0, 0, 0] = inside[0, 2, 2] = 6.0
-    assert float(head.position_max(at_edge)) < float(head.position_max(inside))
-    flat = head.position_max(torch.full((1, 4, 4), 3.0), torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), 0.5)]))
+    assert float(position_max(head, at_edge)) < float(position_max(head, inside))
+    flat = position_max(head, torch.full((1, 4, 4), 3.0), torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), 0.5)]))
     assert float(flat) == pytest.approx((3.0 - 1.0) / 0.5)  # the blur keeps a flat map flat
-    # the fused score takes the patch part from the position maximum, standardised by pos_norm; the map is the plain one
+    # the fused score takes the patch part from the positional map's maximum, standardised by pos_norm; the map
+    # is the plain one, or with position_map that positional map
     head.norm = torch.tensor([1.0, 2.0, 10.0, 4.0])
-    raw_map = torch.full((1, 32, 32), 3.0)
-    score, amap = head.fuse(raw_map, torch.tensor([18.0]), pos_max=torch.tensor([7.0]))
-    assert float(score) == pytest.approx(0.5 * (7.0 - 1.0) / 2.0 + 0.5 * 2.0)
-    torch.testing.assert_close(amap, (raw_map - 1.0) / 2.0)
+    raw_map, pos_map = torch.full((1, 32, 32), 3.0), torch.full((1, 32, 32), 2.0)
+    pos_map[0, 5, 6] = 7.0
+    for shown, expected_map in ((False, (raw_map - 1.0) / 2.0), (True, (pos_map - 1.0) / 2.0)):
+        head.position_map = shown
+        score, amap = head.fuse(*head.standardise_bank(raw_map, pos_map), torch.tensor([18.0]))
+        assert float(score) == pytest.approx(0.5 * (7.0 - 1.0) / 2.0 + 0.5 * 2.0)
+        torch.testing.assert_close(amap, expected_map)
 
 
 def test_position_norm_changes_the_score_not_the_map():
@@ -132,9 +140,31 @@ def test_position_norm_changes_the_score_not_the_map():
     (s0, m0), (s1, m1) = plain(feats), positional(feats)
     torch.testing.assert_close(m0, m1)
     dist = plain.patch_distances(plain.embed(feats))
-    expected = 0.5 * positional.position_max(dist) + 0.5 * positional.global_distance(positional.global_key(positional.pool(feats)))
+    expected = 0.5 * position_max(positional, dist) + 0.5 * positional.global_distance(positional.global_key(positional.pool(feats)))
     torch.testing.assert_close(s1, expected)
     assert not torch.allclose(s0, s1)
+
+
+def test_position_map_shows_where_the_score_comes_from():
+    """With position_map the map is the positional map (peers' cell statistics) standardised by pos_norm:
+    its peak is the patch score. Without it the map is the raw one and the score the same."""
+    g = torch.Generator().manual_seed(0)
+    assert not make_head(position_norm=True, position_map=True).position_map  # needs peer position statistics
+    head = make_head(size=(32, 32), position_norm=True, peers=2, peer_images=3, peer_position=True, position_map=True, global_weight=0.0)
+    head.set_bank(torch.randn(50, 10, generator=g))
+    head.peer_key, head.peer_dist = torch.randn(3, 20, generator=g), torch.rand(3, 4, 4, generator=g) + 1.0
+    head.pos_norm = torch.tensor([0.5, 2.0])
+    head.norm = torch.tensor([3.0, 0.25, 0.0, 1.0])  # the raw map's standardisation: unused by this map
+    feats = [torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 6, 4, 4, generator=g)]
+    score, amap = head(feats)
+    dist = head.patch_distances(head.embed(feats))
+    stats = head.peer_position_stats(head.peer_rows(head.pool(feats)))
+    torch.testing.assert_close(amap, (head.positional_map(dist, stats) - 0.5) / 2.0)
+    torch.testing.assert_close(score, amap.flatten(1).amax(dim=1))  # peer_score is 0: no offset
+    head.position_map = False
+    score_plain, amap_plain = head(feats)
+    torch.testing.assert_close(score_plain, score)
+    torch.testing.assert_close(amap_plain, (head.to_map(dist) - 3.0) / 0.25)
 
 
 @pytest.mark.parametrize("r", [0, 1, 2])
@@ -213,7 +243,7 @@ def test_peer_position_standardises_each_image_by_its_peers_cells():
     for i in range(2):
         d = head.peer_dist[rows[i]]
         torch.testing.assert_close(stats[i], position_stats(d.sum(0), (d * d).sum(0), 2))
-        torch.testing.assert_close(head.position_max(dist[i : i + 1], stats[i]), head.position_max(dist, stats)[i : i + 1])
+        torch.testing.assert_close(position_max(head, dist[i : i + 1], stats[i]), position_max(head, dist, stats)[i : i + 1])
     assert float(stats[0, 0, 0, 0]) > float(stats[1, 0, 0, 0]) + 0.5  # the edge cell's loc follows the peers (smoothed, shrunk)
     # forward: the peers found from the pooled statistics pick the cell statistics and the offset
     feats = [torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 6, 4, 4, generator=g)]
@@ -226,9 +256,9 @@ def test_peer_position_standardises_each_image_by_its_peers_cells():
     dist = head.patch_distances(emb)
     score, amap = head(feats)
     plain.norm = head.norm
-    expected, plain_map = plain.fuse(plain.to_map(dist), plain.global_distance(plain.global_key(pooled)), None,
-                                     head.position_max(dist, head.peer_position_stats(rows)))
+    glob = plain.global_distance(plain.global_key(pooled))
+    expected, plain_map = plain.fuse(*plain.standardise_bank(plain.to_map(dist), head.positional_map(dist, head.peer_position_stats(rows))), glob)
     torch.testing.assert_close(score, expected - head.peer_offset(rows))
     torch.testing.assert_close(amap, plain_map)
-    other, _ = plain.fuse(plain.to_map(dist), plain.global_distance(plain.global_key(pooled)), None, head.position_max(dist))
+    other, _ = plain.fuse(*plain.standardise_bank(plain.to_map(dist), head.positional_map(dist)), glob)
     assert not torch.allclose(expected, other)  # the stored statistics of every training image would score otherwise
