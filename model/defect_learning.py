@@ -100,12 +100,6 @@ def _feature_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> It
         yield slice(s, s + batch), feats, net.head.embed(feats)
 
 
-def _embed_batches(net: InspectorNet, imgs: np.ndarray, batch: int = 16) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(which images, their embeddings) a batch at a time, as `_feature_batches`."""
-    for part, _, emb in _feature_batches(net, imgs, batch):
-        yield part, emb
-
-
 def _cover(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """Fraction of each grid cell the mask covers [n, gh, gw]."""
     return torch.from_numpy(np.stack([cv2.resize(m.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA) for m in masks]))
@@ -125,7 +119,7 @@ def _patch_rows(net: InspectorNet, imgs: np.ndarray, masks: np.ndarray, kinds: n
     keep = min(1.0, MAX_NORMAL_ROWS / (len(imgs) * grid[0] * grid[1]))
     gen = torch.Generator().manual_seed(seed)
     pos, neg, types = [], [], []
-    for part, emb in _embed_batches(net, imgs):
+    for part, _, emb in _feature_batches(net, imgs):
         rows = _rows(emb)
         cover = _cover(masks[part], grid).reshape(-1)
         hit = cover >= POSITIVE_COVER
@@ -163,7 +157,7 @@ def _train_classifier(pos: torch.Tensor, neg: torch.Tensor, hidden: int, steps: 
 def _context_cells(net: InspectorNet, seg: ContextSegmenter, imgs: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated images -> the context network's input cells [n, D, h, w] (half) and the masks' cover of each [n, h, w]."""
     cells, covers = [], []
-    for part, emb in _embed_batches(net, imgs):
+    for part, _, emb in _feature_batches(net, imgs):
         x = seg.prepare(emb)
         cells.append(x.half())
         covers.append(_cover(masks[part], tuple(x.shape[-2:])))

@@ -201,10 +201,8 @@ class AnomalyHead(nn.Module):
         """The patch branch's raw map [B, H, W] (unused with `position_map`) and positional map (`position_norm`,
         else None) -> (the map it shows, before any learnt blend, in good images' units; its patch score [B],
         or None when that is the maximum of the blended map)."""
-        if pos_map is None:
-            return (raw_map - self.norm[0]) / self.norm[1], None
-        patch = (pos_map.flatten(1).amax(dim=1) - self.pos_norm[0]) / self.pos_norm[1]
-        if self.position_map:
+        patch = None if pos_map is None else (pos_map.flatten(1).amax(dim=1) - self.pos_norm[0]) / self.pos_norm[1]
+        if self.position_map:  # implies position_norm, so pos_map is given
             return (pos_map - self.pos_norm[0]) / self.pos_norm[1], patch
         return (raw_map - self.norm[0]) / self.norm[1], patch
 
