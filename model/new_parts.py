@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.calibration import Policy
 from model.data import Dataset, Sample
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
@@ -44,7 +45,11 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
         d.setdefault("blend", None)  # before --blend, the weight was always chosen on generated validation defects
         d.setdefault("head", "patch")  # and before --synth-head, the branch was a per-patch classifier
         kw["defects"] = DefectLearning(**{k: v for k, v in d.items() if k in {f.name for f in fields(DefectLearning)}})
-    kw.pop("policy", None)  # the refits' thresholds are never used: only their scores are ranked
+    # the refits have no defects to calibrate on: they keep a false-alarm target, and an escape target becomes
+    # the default false-alarm one
+    policy = kw.pop("policy", None)
+    if policy and policy.get("kind") == "far":
+        kw["policy"] = Policy(**policy)
     return FitOptions(**kw)
 
 
@@ -76,7 +81,8 @@ def _prefixed(progress: BarFactory, prefix: str) -> BarFactory:
 def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, progress: BarFactory = silent,
                      parts: np.ndarray | None = None) -> dict[str, Any]:
     """Image-level metrics of `options` on held-out training parts against the test defects, per fold and
-    averaged over folds. `parts` (a part id per training image) defaults to `model.overlap.find_parts`."""
+    averaged over folds, and the false-alarm and escape rates at each refit's own threshold (calibrated, with
+    no defects to hand, for a false-alarm target). `parts` (a part id per training image) defaults to `model.overlap.find_parts`."""
     defects = [s for s in dataset.test if s.is_defect]
     if not defects:
         raise InspectorError(f"data {dataset.root}: the new-parts check scores held-out good parts against test/<defect> images; there are none")
@@ -99,14 +105,22 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     for k in range(folds):
         train = [s for s, f in zip(dataset.train, fold_of) if f != k]
         held = [s for s, f in zip(dataset.train, fold_of) if f == k]
-        net, _ = fit(Dataset(dataset.root, train, []), options, _prefixed(progress, f"new parts {k + 1}/{folds}: "))
+        net, fitted = fit(Dataset(dataset.root, train, []), options, _prefixed(progress, f"new parts {k + 1}/{folds}: "))
         s = _scores(net.eval(), held + defects)
         y = np.r_[np.zeros(len(held), bool), np.ones(len(defects), bool)]
+        failed = s >= fitted.thresholds["image"]  # the verdict rule (inspector.decision)
+        policy = fitted.options["policy"]
         rows.append({"image_auroc": roc_auc(y, s), "fpr_at_recall_99": fpr_at_recall(y, s, 0.99),
-                     "tpr_at_fpr_1": tpr_at_fpr(y, s, 0.01)})
+                     "tpr_at_fpr_1": tpr_at_fpr(y, s, 0.01),
+                     "false_alarm_rate": float(failed[~y].mean()), "escape_rate": float(1.0 - failed[y].mean())})
         bar.update(1)
     bar.close()
-    mean = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in ("image_auroc", "fpr_at_recall_99", "tpr_at_fpr_1")}
-    return {"folds": folds, "parts": n_parts, "n_good": len(dataset.train), "n_defect": len(defects), **mean,
+    mean = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+    return {"folds": folds, "parts": n_parts, "n_good": len(dataset.train), "n_defect": len(defects),
+            **{key: mean[key] for key in ("image_auroc", "fpr_at_recall_99", "tpr_at_fpr_1")},
             "image_auroc_per_fold": [round(float(r["image_auroc"]), 4) for r in rows],
+            # what a station fitted from good images alone gets on new parts at its own calibrated threshold
+            "good_only_threshold": {"policy": policy, "false_alarm_rate": mean["false_alarm_rate"],
+                                    "false_alarm_rate_per_fold": [round(r["false_alarm_rate"], 4) for r in rows],
+                                    "escape_rate": mean["escape_rate"]},
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -204,4 +204,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  new parts ({npt['folds']} folds over {npt['parts']} training parts, {npt['n_good']} good images held out, "
               f"refitted with this model's settings): image AUROC {npt['image_auroc']} (per fold "
               f"{', '.join(map(str, npt['image_auroc_per_fold']))}), false alarms at 99% recall {npt['fpr_at_recall_99']}")
+        g = npt["good_only_threshold"]
+        print(f"    fitted from good images alone for {g['policy']['target']:.1%} false alarms, each refit failed "
+              f"{g['false_alarm_rate']:.1%} of the new good parts and passed {g['escape_rate']:.1%} of the defects")
     return 0

@@ -153,8 +153,10 @@ def test_eval_new_parts_refits_the_models_settings_on_held_out_training_parts(ca
     new = json.loads(stdout)["new_parts"]
     assert (new["folds"], new["n_good"], new["n_defect"]) == (2, 12, 4) and 2 <= new["parts"] <= 12
     assert len(new["image_auroc_per_fold"]) == 2 and 0.0 <= new["image_auroc"] <= 1.0
+    assert new["good_only_threshold"]["policy"] == {"kind": "far", "target": 0.01}  # the checkpoint's escape policy needs defects
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap", "--new-parts", "2")
     assert rc == 0 and f"new parts (2 folds over {new['parts']} training parts, 12 good images held out" in stdout
+    assert "fitted from good images alone for 1.0% false alarms, each refit failed" in stdout
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap", "--new-parts", "13")
     report = json.loads(stdout)  # more folds than parts shows only once the parts are found: the metrics are kept
     assert rc == 0 and report["image_auroc"] is not None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import model.new_parts as new_parts
+from model.calibration import Policy
 from model.data import load_dataset
 from model.defect_learning import BLEND, DefectLearning
 from model.errors import InspectorError
@@ -33,7 +34,7 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
                       defects=DefectLearning(synth=4, types=("scratch",)))
     stored = json.loads(json.dumps({**asdict(opts), "policy": {"kind": "escape", "target": 0.01}, "unknown_later_field": 1}))
     back = options_from_manifest(stored, "m.ckpt")
-    assert back == opts  # tuples restored, nested settings rebuilt, the policy and unknown keys dropped
+    assert back == opts  # tuples restored, nested settings rebuilt, unknown keys and the escape policy dropped (the refits have no defects)
     assert back.peers == 20 and back.peer_position
     stored.pop("peer_position")
     back = options_from_manifest(stored, "m.ckpt")
@@ -46,6 +47,7 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     assert back.defects.head == "context"
     stored["defects"].pop("head")
     assert options_from_manifest(stored, "m.ckpt").defects.head == "patch"  # before --synth-head: a per-patch classifier
+    assert options_from_manifest({**stored, "policy": {"kind": "far", "target": 0.002}}, "m.ckpt").policy == Policy("far", 0.002)
     with pytest.raises(InspectorError, match="m.ckpt: its manifest records no fit options"):
         options_from_manifest(None, "m.ckpt")
 
@@ -71,7 +73,19 @@ def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(
         assert held and not held & seen and len(seen) + len(held) == len(dataset.train)
     assert report["folds"] == 3 and report["parts"] == 9 and report["n_good"] == 12 and report["n_defect"] == 4
     assert len(report["image_auroc_per_fold"]) == 3 and report["image_auroc"] >= 0.9
+    rates = report["good_only_threshold"]
+    assert rates["policy"] == {"kind": "far", "target": 0.01} and len(rates["false_alarm_rate_per_fold"]) == 3
+    assert rates["escape_rate"] < 0.5  # obvious defects fail even at a threshold set for few false alarms
     assert "new parts 3/3: features" in bars  # each refit's own steps show which fold they belong to
+
+
+def test_a_looser_false_alarm_target_fails_more_new_good_parts_and_passes_fewer_defects(tiny_data):
+    dataset = load_dataset(tiny_data)
+    parts = np.arange(len(dataset.train))
+    strict, loose = (new_parts_report(dataset, FitOptions(**SMALL, policy=Policy("far", t)), folds=2, parts=parts)["good_only_threshold"]
+                     for t in (0.0, 0.6))
+    assert loose["policy"]["target"] == 0.6 and loose["false_alarm_rate"] > strict["false_alarm_rate"]
+    assert loose["escape_rate"] <= strict["escape_rate"]
 
 
 def test_bad_requests_say_what_is_missing(tiny_data):
