@@ -26,6 +26,20 @@ class Policy:
             raise InspectorError(f"calibration target {self.target}: give a rate in [0, 1), e.g. 0.01")
 
 
+def unresolved_note(policy: Policy, n_good: int, n_defect: int) -> str | None:
+    """One line when the calibration images are too few to resolve the policy's target (a 1 % target takes
+    100 of them): the threshold then only clears the most extreme one, and the rate on new parts is unknown."""
+    if policy.target <= 0.0:
+        return None  # "none at all" is what clearing every calibration image means
+    need = int(np.ceil(1.0 / policy.target - 1e-9))
+    have, what = (n_good, "good") if policy.kind == "far" else (n_defect, "defect")
+    if have >= need:
+        return None
+    rate = "false-alarm" if policy.kind == "far" else "escape"
+    return (f"{have} {what} calibration images cannot resolve a {policy.target:.3g} {rate} target (that takes {need}): "
+            f"the threshold only clears the most extreme of them; add {what} images, or measure the rate on new ones with `inspector eval`")
+
+
 def threshold_for(policy: Policy, good: np.ndarray, defect: np.ndarray | None = None) -> float:
     """The threshold meeting the policy on the given calibration scores.
 
@@ -83,6 +97,7 @@ class Calibration:
             "n_defect": int(d.size),
             "far": float((g >= self.threshold).mean()) if g.size else None,
             "escape": float((d < self.threshold).mean()) if d.size else None,
+            "note": unresolved_note(self.policy, int(g.size), int(d.size)),
         }
 
 

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:.3g}; "
               f"on calibration data: false alarms {cal['far']:.1%}" + (f", escapes {cal['escape']:.1%})" if cal["escape"] is not None else ")"))
         print(f"  calibrated on {cal['source']}")
+        if cal["note"]:
+            print(f"  note: {cal['note']}")
         if types:
             print(describe_types(types))
         learnt = report.training.get("generated_defects")

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.calibration import threshold_for
+    from model.calibration import Policy, threshold_for, unresolved_note
     from model.checkpoint import read_manifest, write_manifest
 
     ckpt = Path(args.checkpoint)
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             "far_on_calibration": float((good >= new["image"]).mean()) if good.size else None,
             "escape_on_calibration": float((defect < new["image"]).mean()) if defect.size else None,
             "policy": cal.get("policy")}
+    # a threshold --set by hand answers to no policy
+    info["note"] = unresolved_note(Policy(**info["policy"]), good.size, defect.size) if info["policy"] and args.value is None else None
     if args.json:
         print_json(info)
     else:
@@ -67,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
         if info["escape_on_calibration"] is not None:
             print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
+        if info["note"]:
+            print(f"  note: {info['note']}")
     return 0

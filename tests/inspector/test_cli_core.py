@@ -48,6 +48,7 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
     assert (ckpt / "manifest.json").is_file() and (ckpt / "model.safetensors").is_file()
     assert summary["n_images"] == 6 and summary["bank_size"] > 0
     assert summary["calibration"]["policy"]["kind"] == "far"  # no defects in a plain folder
+    assert "6 good calibration images cannot resolve a 0.01 false-alarm target" in summary["calibration"]["note"]
     assert set(summary["thresholds"]) >= {"image", "pixel"}
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["position_norm"] is False and manifest["options"]["position_norm"] is False
@@ -187,9 +188,12 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
     shown = json.loads(stdout)
     assert rc == 0 and shown["previous"] is None and shown["policy"]["kind"] == "escape"
+    assert shown["note"].startswith("4 defect calibration images cannot resolve a 0.01 escape target")
+    rc, stdout, _ = cli(capsys, "threshold", ckpt)
+    assert rc == 0 and "  note: 4 defect calibration images cannot resolve" in stdout
 
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--set", "1e6", "--json")
-    assert rc == 0 and json.loads(stdout)["thresholds"]["image"] == 1e6
+    assert rc == 0 and json.loads(stdout)["thresholds"]["image"] == 1e6 and json.loads(stdout)["note"] is None
     rc, stdout, _ = cli(capsys, "inspect", ckpt, tiny_data / "test" / "blob" / "000.png", "--json")
     assert rc == 0 and json.loads(stdout)["verdict"] == "PASS"  # the re-sealed checkpoint loads and uses it
 

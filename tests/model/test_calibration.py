@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from model.calibration import Policy, calibrate, cross_validated_pixel_threshold, cross_validated_rates, threshold_for
+from model.calibration import Policy, calibrate, cross_validated_pixel_threshold, cross_validated_rates, threshold_for, unresolved_note
 from model.errors import InspectorError
 
 
@@ -95,6 +95,16 @@ def test_calibration_summary_reports_rates():
     assert s["threshold"] == 14.5 and s["escape"] == pytest.approx(1 / 3) and s["far"] == 0.0
     assert s["n_good"] == 10 and s["n_defect"] == 3 and s["policy"] == {"kind": "escape", "target": 0.34}
     json.dumps(s)
+
+
+def test_too_few_calibration_images_for_the_target_are_named():
+    note = unresolved_note(Policy("far", 0.01), 6, 0)
+    assert note.startswith("6 good calibration images cannot resolve a 0.01 false-alarm target (that takes 100)")
+    assert unresolved_note(Policy("far", 0.01), 100, 0) is None
+    assert "4 defect calibration images" in unresolved_note(Policy("escape", 0.05), 1000, 4)
+    assert unresolved_note(Policy("escape", 0.05), 3, 20) is None  # the good images do not count for escapes
+    assert unresolved_note(Policy("far", 0.0), 3, 0) is None  # no false alarms at all: clearing every image is the target
+    assert "cannot resolve" in calibrate(np.arange(6.0), np.array([]), Policy("far", 0.01), "constructed").summary()["note"]
 
 
 def test_fit_calibrates_on_defects_when_the_data_has_them(tiny_ckpt, tiny_data):
