@@ -200,6 +200,8 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     rc, stdout, _ = cli(capsys, "threshold", ckpt / "manifest.json", "--far", "0.0", "--json")  # manifest path works too
     info = json.loads(stdout)
     assert rc == 0 and info["far_on_calibration"] == 0.0 and info["policy"] == {"kind": "far", "target": 0.0}
+    assert info["note"] is None  # 12 + 4 good images resolve "no false alarms"; the fit's escape note is gone too
+    assert json.loads((ckpt / "manifest.json").read_text())["calibration"]["note"] is None
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
 
 
