@@ -48,19 +48,16 @@ def run(args: argparse.Namespace) -> int:
     policy_now = manifest.get("calibration", {}).get("policy")
     # a threshold --set by hand answers to no policy
     note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now and args.value is None else None
+    far = float((good >= new["image"]).mean()) if good.size else None
+    escape = float((defect < new["image"]).mean()) if defect.size else None
     changed = new != old
     if changed:
         manifest["thresholds"] = new
-        manifest["calibration"] = {**manifest.get("calibration", {}), "threshold": new["image"],
-                                   "far": float((good >= new["image"]).mean()) if good.size else None,
-                                   "escape": float((defect < new["image"]).mean()) if defect.size else None, "note": note}
+        manifest["calibration"] = {**manifest.get("calibration", {}), "threshold": new["image"], "far": far, "escape": escape, "note": note}
         manifest["files"] = list(manifest["files"])
         write_manifest(ckpt, manifest)
-    cal = manifest.get("calibration", {})
     info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None,
-            "far_on_calibration": float((good >= new["image"]).mean()) if good.size else None,
-            "escape_on_calibration": float((defect < new["image"]).mean()) if defect.size else None,
-            "policy": cal.get("policy"), "note": note}
+            "far_on_calibration": far, "escape_on_calibration": escape, "policy": policy_now, "note": note}
     if args.json:
         print_json(info)
     else:
