@@ -20,7 +20,8 @@ from model.extract import load_batches
 from model.head import AnomalyHead, position_stats
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
-from model.progress import BarFactory, silent
+from model.overlap import cell_means, part_groups
+from model.progress import Bar, BarFactory, silent
 
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
 
@@ -123,14 +124,17 @@ def _first_views(sources: list[int]) -> torch.Tensor:
     return torch.tensor([first[i] for i in sorted(first)])
 
 
-def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor, folds: int, shrinkage: float, seed: int) -> np.ndarray:
+def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor, folds: int, shrinkage: float, seed: int,
+                owners: torch.Tensor | None = None) -> np.ndarray:
     """Out-of-fold Mahalanobis distances of the training images: each image is scored by a Gaussian
-    fitted without it (nor its augmented views)."""
-    n = first.numel()
+    fitted without it (nor its augmented views, nor, given `owners` [n], the images it shares an owner with)."""
+    owners = torch.arange(first.numel()) if owners is None else owners
+    n = int(owners.max()) + 1
     folds = max(2, min(folds, n))
     fold_of = torch.empty(n, dtype=torch.long)
     fold_of[torch.randperm(n, generator=torch.Generator().manual_seed(seed))] = torch.arange(n) % folds
-    out = torch.empty(n)
+    fold_of = fold_of[owners]
+    out = torch.empty(first.numel())
     for k in range(folds):
         held = (fold_of == k).nonzero().squeeze(1)
         mean, w = _whitening(pooled[fold_of[source] != k], shrinkage)
@@ -139,15 +143,57 @@ def _oos_global(pooled: torch.Tensor, source: torch.Tensor, first: torch.Tensor,
 
 
 @torch.no_grad()
-def _self_excluded_distances(head: AnomalyHead, emb: torch.Tensor, source: torch.Tensor,
-                             key: torch.Tensor | None = None) -> torch.Tensor:
-    """Patch distances [n, gh, gw] of training images, each scored against the bank minus its own patches
-    (or, given their global keys, against the references minus its own views); `source` gives each bank
-    row's or reference's image, offset so that image i of `emb` is 0."""
+def _excluded_distances(head: AnomalyHead, emb: torch.Tensor, bank_owner: torch.Tensor, owners: torch.Tensor,
+                        key: torch.Tensor | None = None) -> torch.Tensor:
+    """Patch distances [n, gh, gw] of training images, each scored against the bank rows (or, given their global
+    keys, the references) of other owners only: `bank_owner` gives each row's, `owners` [n] each image's (its
+    own index to leave out its own patches; a part id to leave out the other captures of its part too)."""
     if head.references:
-        exclude = source.unsqueeze(0) == torch.arange(emb.shape[0]).unsqueeze(1)
-        return head.reference_distances(emb.float(), key, exclude)
-    return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=source == i) for i in range(emb.shape[0])])
+        return head.reference_distances(emb.float(), key, bank_owner.unsqueeze(0) == owners.unsqueeze(1))
+    return torch.cat([head.patch_distances(emb[i : i + 1].float(), exclude=bank_owner == owners[i]) for i in range(emb.shape[0])])
+
+
+def _oos_distances(head: AnomalyHead, emb: torch.Tensor, keys: torch.Tensor, bank_owner: torch.Tensor,
+                   owners: torch.Tensor, bar: Bar) -> torch.Tensor:
+    """`_excluded_distances` of good images, 8 at a time."""
+    out = []
+    for s in range(0, emb.shape[0], 8):
+        out.append(_excluded_distances(head, emb[s : s + 8], bank_owner, owners[s : s + 8], keys[s : s + 8]))
+        bar.update(out[-1].shape[0])
+    bar.close()
+    return torch.cat(out)
+
+
+def _part_owners(parts: np.ndarray, peers: int) -> torch.Tensor | None:
+    """Whom each training image is scored without for calibration, as consecutive ids [n]: its whole part (the
+    other captures of it, `model.overlap.part_groups`) where the part holds at most half the images and the
+    rest still give it its peers, else itself alone. None when no image has another capture to leave out."""
+    n = parts.size
+    _, part, counts = np.unique(parts, return_inverse=True, return_counts=True)
+    size = counts[part]
+    whole = (size > 1) & (2 * size <= n) & (n - size >= max(peers, 1))
+    if not whole.any():
+        return None
+    return torch.from_numpy(np.unique(np.where(whole, part, counts.size + np.arange(n)), return_inverse=True)[1].reshape(-1))
+
+
+def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, owners: torch.Tensor,
+                        pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The good images' distances with their part left out [n, gh, gw] -> (raw maps [n, H, W], or None where the
+    graph does not use them; positional maps or None; peer rows or None), as a new part of its kind gets them
+    from the fitted head: peers, and cell statistics of the stored `self_dists`, from other parts only."""
+    same = owners.unsqueeze(0) == owners.unsqueeze(1)
+    rows = head.peer_rows(pooled, exclude=same) if head.peers else None
+    pos_maps = None
+    if head.peer_position:
+        pos_maps = head.positional_map(dists, head.peer_position_stats(rows))
+    elif head.position_norm:
+        d = self_dists.double()
+        s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
+        pos_maps = torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[same[i]].sum(dim=0), s2 - (d[same[i]] ** 2).sum(dim=0),
+                                                                                  len(owners) - int(same[i].sum())).float())
+                              for i in range(len(owners))])
+    return None if head.position_map else head.to_map(dists), pos_maps, rows
 
 
 def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.Tensor | None) -> torch.Tensor:
@@ -187,6 +233,22 @@ def _fit_peer_scores(head: AnomalyHead, peer_rows: torch.Tensor, scores: torch.T
 
 
 @dataclass
+class WithoutParts:
+    """The good images' out-of-sample inputs to the score again, each image now scored without the other
+    captures of its part too (where there are some). Self-exclusion leaves those in the bank, the global
+    Gaussian and the peers, so a training image scores like its own twin and the calibration scores, which
+    stand for new parts, come out too low and too alike: a good-only threshold then sits low (on magnetic
+    tiles' new parts, 2.2 % false alarms for 1 % targeted). The model itself keeps the self-excluded
+    statistics (excluding parts there ranked new parts worse)."""
+
+    images: int  # how many good images are scored without the other captures of their part
+    raw_maps: torch.Tensor | None
+    pos_maps: torch.Tensor | None
+    peer_rows: torch.Tensor | None
+    glob_raw: np.ndarray
+
+
+@dataclass
 class GoodFit:
     """What the good-only steps leave for the steps after them (learning from defects, calibration)."""
 
@@ -199,6 +261,7 @@ class GoodFit:
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
     bank_size: int
     started: float
+    without_parts: WithoutParts | None = None  # the calibration's inputs where some images are captures of one part
 
 
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
@@ -229,7 +292,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     head = net.head
 
     # 1. features of every good image (and of its augmented views, which share its source id)
-    embs, pooled, sources, good_rgbs = [], [], [], []
+    embs, pooled, sources, good_rgbs, descs = [], [], [], [], []
     bar = progress("features", len(paths))
     for idx, batch, _ in load_batches(paths, size, options.batch_size):
         x = torch.from_numpy(batch)
@@ -237,6 +300,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
             good_rgbs.append((batch.transpose(0, 2, 3, 1) * 255.0).round().astype(np.uint8))
         for dims in [None, *(AUGMENTATIONS[a] for a in options.augment)]:
             feats = net.features(x if dims is None else x.flip(dims))
+            if dims is None:
+                descs.append(cell_means(feats))
             embs.append(head.embed(feats).half())
             pooled.append(head.pool(feats))
             sources += idx
@@ -285,22 +350,29 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     net.config.bank_size = k
 
     # 5. standardise each branch with out-of-sample scores on the good images
-    bar = progress("calibration", n)
-    dists = []
     first = _first_views(sources)
-    first_view = emb[first]
-    for s in range(0, n, 8):
-        dists.append(_self_excluded_distances(head, first_view[s : s + 8], bank_source - s, keys[first[s : s + 8]]))
-        bar.update(min(8, n - s))
-    bar.close()
-    dists_t = torch.cat(dists)
+    first_view, first_keys = emb[first], keys[first]
+    dists_t = _oos_distances(head, first_view, first_keys, bank_source, torch.arange(n), progress("calibration", n))
     raw_maps_t = head.to_map(dists_t)
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
     peer_rows = _fit_peer_keys(head, pooled_t[first]) if head.peers else None
     pos_maps = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
-    return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None, k, t0)
+
+    # 6. the same scores with each multi-capture part left out whole, for calibration (see `WithoutParts`); parts
+    # by the twin rule of `eval`, on this model's own features
+    owners = _part_owners(part_groups([torch.cat(level) for level in zip(*descs)]), head.peers)
+    without = None
+    if owners is not None:
+        grouped = (torch.bincount(owners)[owners] > 1).nonzero().squeeze(1)  # the others' distances stay as they are
+        d = dists_t.clone()
+        d[grouped] = _oos_distances(head, first_view[grouped], first_keys[grouped], owners[bank_source], owners[grouped],
+                                    progress("calibration by part", grouped.numel()))
+        without = WithoutParts(grouped.numel(), *_part_excluded_maps(head, d, dists_t, owners, pooled_t[first]),
+                               _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
+    return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
+                        k, t0, without)
 
 
 @torch.no_grad()
@@ -316,12 +388,17 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     good_scores, good_maps = head.fuse(bank, patch, torch.from_numpy(good.glob_raw).float(), seg_raw)
     if head.peers:
         good_scores = good_scores - _fit_peer_scores(head, good.peer_rows, good_scores)
+    if good.without_parts is not None:  # calibrate on the scores that stand for new parts
+        w = good.without_parts
+        good_scores, good_maps = head.fuse(*head.standardise_bank(w.raw_maps, w.pos_maps), torch.from_numpy(w.glob_raw).float(), seg_raw)
+        if head.peers:
+            good_scores = good_scores - head.peer_offset(w.peer_rows)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
     pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))
     fit_seconds = time.perf_counter() - good.started
 
-    # 6. calibrate on held-out test images where the data has them
+    # 7. calibrate on held-out test images where the data has them
     test_good, test_defect, pixel_source = np.array([]), np.array([]), "good images (95th percentile of map maxima)"
     if dataset.test:
         from model.evaluate import score_samples
@@ -334,7 +411,8 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             pixel_source = "test masks (pixel F1-max)"
     good_all = np.concatenate([good_scores, test_good])  # training first: eval reads the first n_images as those
     policy = options.policy or (Policy("escape", 0.01) if test_defect.size else Policy("far", 0.01))
-    source_desc = f"{good_scores.size} good training images (out-of-sample)"
+    source_desc = f"{good_scores.size} good training images (out-of-sample"
+    source_desc += f"; {good.without_parts.images} of them captures of one part, each scored without the others)" if good.without_parts else ")"
     if dataset.test:
         source_desc += f" + {test_good.size} good and {test_defect.size} defect test images"
     cal = calibrate(good_all, test_defect, policy, source_desc)

@@ -144,8 +144,8 @@ class AnomalyHead(nn.Module):
     def patch_distances(self, emb: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings [B, D, gh, gw] -> Euclidean distance to the nearest bank patch [B, gh, gw].
 
-        exclude: bool [bank] of rows to ignore (an image's own patches, when fitting scores it out-of-sample);
-        never set in the exported graph.
+        exclude: bool [bank] of rows to ignore (an image's own patches, or its part's, when fitting scores it
+        out-of-sample); never set in the exported graph.
         """
         b, d, gh, gw = emb.shape
         x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
@@ -164,8 +164,8 @@ class AnomalyHead(nn.Module):
         """Embeddings [B, D, gh, gw] and global keys [B, G] -> distance of each patch to the nearest patch
         within `ref_radius` cells of the same place in the `ref_k` nearest reference images [B, gh, gw].
 
-        exclude: bool [B, references] of reference images to skip (an image's own, when fitting scores it
-        out-of-sample); never set in the exported graph.
+        exclude: bool [B, references] of reference images to skip (an image's own, or its part's, when fitting
+        scores it out-of-sample); never set in the exported graph.
         """
         b, d, gh, gw = emb.shape
         k, r = min(self.ref_k, self.references), self.ref_radius
@@ -246,8 +246,8 @@ class AnomalyHead(nn.Module):
     def peer_rows(self, pooled: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled statistics [B, G] -> indices [B, peers] of the nearest training images (standardised statistics).
 
-        exclude: bool [B, peer_images] of training images to skip (an image's own, when fitting scores it
-        out-of-sample); never set in the exported graph.
+        exclude: bool [B, peer_images] of training images to skip (an image's own, or its part's, when fitting
+        scores it out-of-sample); never set in the exported graph.
         """
         z = (pooled - self.peer_stats[0]) / self.peer_stats[1]
         return nearest_rows(z, self.peer_key, self.peers, exclude)

@@ -37,20 +37,24 @@ def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFacto
     levels: list[list[torch.Tensor]] = []
     bar = progress("overlap", len(paths))
     for _, batch, _ in load_batches(paths, SIZE, batch_size=16):
-        feats = backbone(standardize(torch.from_numpy(batch)))
-        levels.append([F.adaptive_avg_pool2d(f, CELLS) for f in feats])
+        levels.append(cell_means(backbone(standardize(torch.from_numpy(batch)))))
         bar.update(len(batch))
     bar.close()
     return [torch.cat(parts) for parts in zip(*levels)]
+
+
+def cell_means(feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Backbone maps -> each level averaged over CELLS x CELLS cells (an image's descriptor, level by level)."""
+    return [F.adaptive_avg_pool2d(f, CELLS) for f in feats]
 
 
 def _distances(train: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Tensor:
     """[N_other, N_train] distances between `descriptors`: each level scaled by the training images' total
     variance there (so every level counts alike), then the mean over cells of the same-place distance."""
     scales = [1.0 / t.var(dim=0).sum().clamp_min(1e-12).sqrt() for t in train]
-    a = torch.cat([t * s for t, s in zip(train, scales)], dim=1)
-    b = torch.cat([t * s for t, s in zip(other, scales)], dim=1)
-    return torch.stack([(a - b[i]).pow(2).sum(dim=1).sqrt().mean(dim=(1, 2)) for i in range(b.shape[0])])
+    a = torch.cat([t * s for t, s in zip(train, scales)], dim=1).flatten(2).permute(2, 0, 1)  # [cells, N, C]
+    b = torch.cat([t * s for t, s in zip(other, scales)], dim=1).flatten(2).permute(2, 0, 1)
+    return torch.cdist(b, a, compute_mode="donot_use_mm_for_euclid_dist").mean(dim=0)
 
 
 def twins(train: list[torch.Tensor], test: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:

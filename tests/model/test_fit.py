@@ -128,7 +128,7 @@ def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():
 def test_position_norm_is_fitted_out_of_sample(tiny_data):
     """The stored cell statistics come from the good images' self-excluded distances; each image's positional
     map (whose maximum standardises the patch score) uses statistics fitted without that image."""
-    from model.fit import _self_excluded_distances
+    from model.fit import _excluded_distances
 
     net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=0))
     head = net.head
@@ -136,7 +136,7 @@ def test_position_norm_is_fitted_out_of_sample(tiny_data):
     assert good.pos_maps.shape == (5, 64, 64)
     cells = good.first_view.shape[2] * good.first_view.shape[3]
     source = torch.arange(head.bank.shape[0]) // cells  # all patches kept, in image order
-    d = _self_excluded_distances(head, good.first_view, source).double()
+    d = _excluded_distances(head, good.first_view, source, torch.arange(5)).double()
     torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())
     for i in range(5):
         others = torch.cat([d[:i], d[i + 1 :]])
@@ -151,7 +151,7 @@ def test_position_norm_is_fitted_out_of_sample(tiny_data):
 def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data):
     """With peers (the default) each good image's positional map uses the cell statistics of its peers
     (its nearest *other* images by the peer key), whose self-excluded distances are kept for inference."""
-    from model.fit import _self_excluded_distances
+    from model.fit import _excluded_distances
 
     net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2))
     head = net.head
@@ -159,7 +159,7 @@ def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data
     old = NetConfig.from_dict({k: v for k, v in net.config.to_dict().items() if k != "position_map"})
     assert old.peer_position and not old.position_map  # checkpoints from before it keep showing the raw map
     cells = good.first_view.shape[2] * good.first_view.shape[3]
-    d = _self_excluded_distances(head, good.first_view, torch.arange(head.bank.shape[0]) // cells).double()
+    d = _excluded_distances(head, good.first_view, torch.arange(head.bank.shape[0]) // cells, torch.arange(5)).double()
     torch.testing.assert_close(head.peer_dist, d.float())
     torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())  # kept for reference
     nearest = torch.cdist(head.peer_key, head.peer_key).fill_diagonal_(float("inf")).topk(2, largest=False).indices
@@ -233,3 +233,42 @@ def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
 def test_one_image_is_not_enough(tiny_data):
     with pytest.raises(InspectorError, match="at least 2"):
         fit(_few(tiny_data, 1), FitOptions(input_size=64))
+
+
+def test_part_owners_leave_out_whole_parts_only_where_the_rest_still_suffice():
+    from model.fit import _part_owners
+
+    assert _part_owners(np.arange(6), peers=2) is None  # no image has another capture
+    owners = _part_owners(np.array([7, 7, 3, 4, 5, 6]), peers=2)
+    assert owners[0] == owners[1] and len(set(owners[1:].tolist())) == 5
+    assert sorted(set(owners.tolist())) == list(range(5))  # consecutive ids
+    assert _part_owners(np.array([1, 1, 1, 1, 2, 3]), peers=2) is None  # a part of more than half the images
+    assert _part_owners(np.array([1, 1, 2, 3]), peers=3) is None  # the others could not give it 3 peers
+    mixed = _part_owners(np.array([1, 1, 2, 2, 2, 3, 4, 5]), peers=6)  # without the 3-capture part, 5 images: fewer than 6
+    assert mixed[0] == mixed[1] and len(set(mixed[2:].tolist())) == 6
+
+
+def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path):
+    """Two captures of one part in the training images: self-exclusion still compares each with the other (a
+    near-zero distance, an optimistic calibration score); the calibration scores each without its part, as a
+    new part, and says how many images that concerns."""
+    import shutil
+
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
+        shutil.copy(p, tmp_path / p.name)
+    shutil.copy(tmp_path / "000.png", tmp_path / "000_again.png")
+    data = load_dataset(tmp_path)
+    names = [s.path.name for s in data.train]
+    twins = [names.index("000.png"), names.index("000_again.png")]
+    options = FitOptions(input_size=64, coreset_ratio=1.0, peers=2)
+    net, good = fit_good_only(data, options)
+    w = good.without_parts
+    assert w is not None and w.images >= 2 and w.peer_rows.shape == good.peer_rows.shape  # synthetic tiles may pair up too
+    assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
+    assert twins[1] in good.peer_rows[twins[0]].tolist()  # self-exclusion lets the other capture be a peer
+    own, alone = good.pos_maps.flatten(1).amax(1), w.pos_maps.flatten(1).amax(1)
+    assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55 here)
+    _, report = fit(data, options)
+    assert f"{w.images} of them captures of one part" in report.calibration["source"]
+    _, few = fit(_few(tiny_data, 4), options)  # too few images for the twin rule to find a part
+    assert "captures of one part" not in few.calibration["source"]
