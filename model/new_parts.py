@@ -26,6 +26,8 @@ from model.metrics import fpr_at_recall, roc_auc, tpr_at_fpr
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
 
+CHECKED_RATES = (0.5, 0.2, 0.1, 0.05)  # false-alarm rates a good-only calibration is checked at (1 % is in the policy)
+
 
 def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOptions:
     """The FitOptions a checkpoint was fitted with (its manifest's `options`)."""
@@ -110,17 +112,22 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
         y = np.r_[np.zeros(len(held), bool), np.ones(len(defects), bool)]
         failed = s >= fitted.thresholds["image"]  # the verdict rule (inspector.decision)
         policy = fitted.options["policy"]
+        calibration = np.asarray(fitted.scores["good"])  # the refit's training images, as it calibrates on them
         rows.append({"image_auroc": roc_auc(y, s), "fpr_at_recall_99": fpr_at_recall(y, s, 0.99),
                      "tpr_at_fpr_1": tpr_at_fpr(y, s, 0.01),
-                     "false_alarm_rate": float(failed[~y].mean()), "escape_rate": float(1.0 - failed[y].mean())})
+                     "false_alarm_rate": float(failed[~y].mean()), "escape_rate": float(1.0 - failed[y].mean()),
+                     "observed": [float((s[~y] >= np.quantile(calibration, 1.0 - r)).mean()) for r in CHECKED_RATES]})
         bar.update(1)
     bar.close()
-    mean = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+    mean = {key: np.round(np.mean([r[key] for r in rows], axis=0), 4).tolist() for key in rows[0]}
     return {"folds": folds, "parts": n_parts, "n_good": len(dataset.train), "n_defect": len(defects),
             **{key: mean[key] for key in ("image_auroc", "fpr_at_recall_99", "tpr_at_fpr_1")},
             "image_auroc_per_fold": [round(float(r["image_auroc"]), 4) for r in rows],
             # what a station fitted from good images alone gets on new parts at its own calibrated threshold
             "good_only_threshold": {"policy": policy, "false_alarm_rate": mean["false_alarm_rate"],
                                     "false_alarm_rate_per_fold": [round(r["false_alarm_rate"], 4) for r in rows],
-                                    "escape_rate": mean["escape_rate"]},
+                                    "escape_rate": mean["escape_rate"],
+                                    # do the calibration scores stand for new parts? thresholds at their quantiles,
+                                    # meant to fail these shares of good parts, and what they failed of the new ones
+                                    "check": {"intended": list(CHECKED_RATES), "observed": mean["observed"]}},
             "seconds": round(time.perf_counter() - t0, 1)}

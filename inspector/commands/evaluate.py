@@ -207,4 +207,7 @@ def run(args: argparse.Namespace) -> int:
         g = npt["good_only_threshold"]
         print(f"    fitted from good images alone for {g['policy']['target']:.1%} false alarms, each refit failed "
               f"{g['false_alarm_rate']:.1%} of the new good parts and passed {g['escape_rate']:.1%} of the defects")
+        c = g["check"]
+        print(f"    thresholds meant to fail {'/'.join(f'{r:.0%}' for r in c['intended'])} of good parts failed "
+              f"{'/'.join(f'{r:.1%}' for r in c['observed'])} of the new ones")
     return 0

@@ -158,6 +158,8 @@ def test_eval_new_parts_refits_the_models_settings_on_held_out_training_parts(ca
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap", "--new-parts", "2")
     assert rc == 0 and f"new parts (2 folds over {new['parts']} training parts, 12 good images held out" in stdout
     assert "fitted from good images alone for 1.0% false alarms, each refit failed" in stdout
+    observed = "/".join(f"{r:.1%}" for r in new["good_only_threshold"]["check"]["observed"])
+    assert f"thresholds meant to fail 50%/20%/10%/5% of good parts failed {observed} of the new ones" in stdout
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap", "--new-parts", "13")
     report = json.loads(stdout)  # more folds than parts shows only once the parts are found: the metrics are kept
     assert rc == 0 and report["image_auroc"] is not None

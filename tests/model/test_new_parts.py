@@ -76,6 +76,9 @@ def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(
     rates = report["good_only_threshold"]
     assert rates["policy"] == {"kind": "far", "target": 0.01} and len(rates["false_alarm_rate_per_fold"]) == 3
     assert rates["escape_rate"] < 0.5  # obvious defects fail even at a threshold set for few false alarms
+    check = rates["check"]
+    assert check["intended"] == [0.5, 0.2, 0.1, 0.05] and len(check["observed"]) == 4
+    assert check["observed"][0] > 0 and check["observed"] == sorted(check["observed"], reverse=True)  # higher thresholds fail fewer
     assert "new parts 3/3: features" in bars  # each refit's own steps show which fold they belong to
 
 
