@@ -248,10 +248,12 @@ def test_part_owners_leave_out_whole_parts_only_where_the_rest_still_suffice():
     assert mixed[0] == mixed[1] and len(set(mixed[2:].tolist())) == 6
 
 
-def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path):
+@pytest.mark.parametrize("kw", [{"peers": 2}, {"peers": 0}, {"peers": 0, "position_norm": False},
+                                {"peers": 0, "references": 8, "ref_k": 2}], ids=["peers", "position", "raw", "references"])
+def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path, kw):
     """Two captures of one part in the training images: self-exclusion still compares each with the other (a
     near-zero distance, an optimistic calibration score); the calibration scores each without its part, as a
-    new part, and says how many images that concerns."""
+    new part, in every form of the patch branch, and says how many images that concerns."""
     import shutil
 
     for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
@@ -260,15 +262,17 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     data = load_dataset(tmp_path)
     names = [s.path.name for s in data.train]
     twins = [names.index("000.png"), names.index("000_again.png")]
-    options = FitOptions(input_size=64, coreset_ratio=1.0, peers=2)
+    options = FitOptions(input_size=64, coreset_ratio=1.0, **kw)
     net, good = fit_good_only(data, options)
     w = good.without_parts
-    assert w is not None and w.images >= 2 and w.peer_rows.shape == good.peer_rows.shape  # synthetic tiles may pair up too
-    assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
-    assert twins[1] in good.peer_rows[twins[0]].tolist()  # self-exclusion lets the other capture be a peer
-    own, alone = good.pos_maps.flatten(1).amax(1), w.pos_maps.flatten(1).amax(1)
-    assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55 here)
+    assert w is not None and w.images >= 2  # synthetic tiles may pair up too
+    if kw["peers"]:
+        assert w.peer_rows.shape == good.peer_rows.shape and twins[1] in good.peer_rows[twins[0]].tolist()
+        assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
+    own, alone = ((m.pos_maps if m.pos_maps is not None else m.raw_maps).flatten(1).amax(1) for m in (good, w))
+    assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55-1.8 here)
+    assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
     _, report = fit(data, options)
     assert f"{w.images} of them captures of one part" in report.calibration["source"]
-    _, few = fit(_few(tiny_data, 4), options)  # too few images for the twin rule to find a part
+    _, few = fit(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
     assert "captures of one part" not in few.calibration["source"]
