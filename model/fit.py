@@ -96,13 +96,33 @@ class FitReport:
     scores: dict[str, list[float]] = field(default_factory=dict)
 
 
+def _file_sha256(path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).digest()
+
+
 def data_digest(paths: list) -> str:
     """sha256 over the training files' contents, in order: identifies the data a model was fitted on."""
     h = hashlib.sha256()
     for p in paths:
-        with open(p, "rb") as f:
-            h.update(hashlib.sha256(f.read()).digest())
+        h.update(_file_sha256(p))
     return h.hexdigest()
+
+
+def distinct_files(paths: list) -> tuple[list, list[tuple[str, str]]]:
+    """`paths` without byte-identical copies, the first of each kept -> (kept, [(copy, the kept file), ...]).
+    A copy adds nothing to the bank, and as its twin's nearest neighbour it would make both look far more
+    normal out-of-sample than any part is, skewing every statistic fitted from those scores."""
+    first: dict[bytes, object] = {}
+    kept, copies = [], []
+    for p in paths:
+        digest = _file_sha256(p)
+        if digest in first:
+            copies.append((str(p), str(first[digest])))
+        else:
+            first[digest] = p
+            kept.append(p)
+    return kept, copies
 
 
 def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,6 +282,7 @@ class GoodFit:
     bank_size: int
     started: float
     without_parts: WithoutParts | None = None  # the calibration's inputs where some images are captures of one part
+    copies: list[tuple[str, str]] = field(default_factory=list)  # training files left out as byte-identical copies
 
 
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
@@ -278,7 +299,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
-    paths = [s.path for s in dataset.train]
+    paths, copies = distinct_files([s.path for s in dataset.train])
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
@@ -287,7 +308,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
                        peer_position=peer_position, position_map=peer_position and options.position_map)
     if len(paths) < 2:
-        raise InspectorError(f"data {dataset.root}: {len(paths)} good image(s); fitting needs at least 2 (ideally 50+)")
+        dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
+        raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
     net = InspectorNet(config).eval()
     head = net.head
 
@@ -372,7 +394,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         without = WithoutParts(grouped.numel(), *_part_excluded_maps(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
-                        k, t0, without)
+                        k, t0, without, copies)
 
 
 @torch.no_grad()
@@ -422,6 +444,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         training={
             "root": str(dataset.root),
             "n_images": n,
+            **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": data_digest(good.paths),
             "fit_seconds": round(fit_seconds, 2),
             "bank_size": good.bank_size,

@@ -115,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  calibrated on {cal['source']}")
         if cal["note"]:
             print(f"  note: {cal['note']}")
+        copies = report.training.get("copies_left_out")
+        if copies:
+            print(f"  note: {len(copies)} training image(s) are byte-identical copies of others and were left out, "
+                  f"e.g. {copies[0]['file']} (a copy of {copies[0]['copy_of']})")
         if types:
             print(describe_types(types))
         learnt = report.training.get("generated_defects")

@@ -212,6 +212,18 @@ def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
     assert_one_line_error(rc, err, "needs defect images")
 
 
+def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:4]:
+        shutil.copy(p, data / p.name)
+    shutil.copy(data / "002.png", data / "002_again.png")
+    rc, stdout, err = cli(capsys, "fit", data, "--out", tmp_path / "c.ckpt", "--size", "64", "--synth", "0")
+    assert rc == 0, err
+    assert "fitted 4 good images" in stdout
+    assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (a copy of {data / '002.png'})" in stdout
+
+
 def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_ckpt)
     assert_one_line_error(rc, err, "--force")

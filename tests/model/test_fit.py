@@ -230,9 +230,32 @@ def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
         fit(_few(tiny_data, 4), FitOptions(**{"input_size": 64, **change}))
 
 
-def test_one_image_is_not_enough(tiny_data):
+def test_one_image_is_not_enough(tiny_data, tmp_path):
     with pytest.raises(InspectorError, match="at least 2"):
         fit(_few(tiny_data, 1), FitOptions(input_size=64))
+    one = tiny_data / "train" / "good" / "000.png"
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(one.read_bytes())
+    with pytest.raises(InspectorError, match=r"1 distinct good image\(s\) \(1 byte-identical copies not counted\); fitting needs at least 2"):
+        fit(load_dataset(tmp_path), FitOptions(input_size=64))
+
+
+def test_byte_identical_copies_are_fitted_once(tiny_data, tmp_path):
+    """A copied file would be its twin's nearest neighbour: both would look far more normal out-of-sample than
+    any part is. It is left out, and the report names it; the model equals the one fitted without the copy."""
+    import shutil
+
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:5]:
+        shutil.copy(p, tmp_path / p.name)
+    options = FitOptions(input_size=64, coreset_ratio=0.5, peers=2)
+    plain, plain_report = fit(load_dataset(tmp_path), options)
+    shutil.copy(tmp_path / "001.png", tmp_path / "001_copy.png")
+    net, report = fit(load_dataset(tmp_path), options)
+    assert report.training["n_images"] == 5 and "copies_left_out" not in plain_report.training
+    assert report.training["copies_left_out"] == [{"file": str(tmp_path / "001_copy.png"), "copy_of": str(tmp_path / "001.png")}]
+    assert report.training["data_sha256"] == plain_report.training["data_sha256"] and report.thresholds == plain_report.thresholds
+    sa, sb = net.state_dict(), plain.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_part_owners_leave_out_whole_parts_only_where_the_rest_still_suffice():
@@ -252,13 +275,16 @@ def test_part_owners_leave_out_whole_parts_only_where_the_rest_still_suffice():
                                 {"peers": 0, "references": 8, "ref_k": 2}], ids=["peers", "position", "raw", "references"])
 def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path, kw):
     """Two captures of one part in the training images: self-exclusion still compares each with the other (a
-    near-zero distance, an optimistic calibration score); the calibration scores each without its part, as a
+    distance near zero, an optimistic calibration score); the calibration scores each without its part, as a
     new part, in every form of the patch branch, and says how many images that concerns."""
     import shutil
 
     for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
         shutil.copy(p, tmp_path / p.name)
-    shutil.copy(tmp_path / "000.png", tmp_path / "000_again.png")
+    import cv2
+
+    again = cv2.imread(str(tmp_path / "000.png")).astype(np.int16) + 3  # the same part under a little more light
+    cv2.imwrite(str(tmp_path / "000_again.png"), np.clip(again, 0, 255).astype(np.uint8))
     data = load_dataset(tmp_path)
     names = [s.path.name for s in data.train]
     twins = [names.index("000.png"), names.index("000_again.png")]
