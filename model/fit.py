@@ -17,6 +17,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
+from model.hashing import sha256_file
 from model.head import AnomalyHead, position_stats
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
@@ -96,33 +97,22 @@ class FitReport:
     scores: dict[str, list[float]] = field(default_factory=dict)
 
 
-def _file_sha256(path) -> bytes:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).digest()
-
-
-def data_digest(paths: list) -> str:
-    """sha256 over the training files' contents, in order: identifies the data a model was fitted on."""
-    h = hashlib.sha256()
+def distinct_files(paths: list) -> tuple[list, list[tuple[str, str]], str]:
+    """`paths` without byte-identical copies, the first of each kept -> (kept, [(copy, the kept file), ...], sha256
+    over the kept files' contents in order, which identifies the data a model was fitted on). A copy adds
+    nothing to the bank, and as its twin's nearest neighbour it would make both look far more normal
+    out-of-sample than any part is, skewing every statistic fitted from those scores."""
+    first: dict[str, Any] = {}
+    kept, copies, h = [], [], hashlib.sha256()
     for p in paths:
-        h.update(_file_sha256(p))
-    return h.hexdigest()
-
-
-def distinct_files(paths: list) -> tuple[list, list[tuple[str, str]]]:
-    """`paths` without byte-identical copies, the first of each kept -> (kept, [(copy, the kept file), ...]).
-    A copy adds nothing to the bank, and as its twin's nearest neighbour it would make both look far more
-    normal out-of-sample than any part is, skewing every statistic fitted from those scores."""
-    first: dict[bytes, object] = {}
-    kept, copies = [], []
-    for p in paths:
-        digest = _file_sha256(p)
+        digest = sha256_file(p)
         if digest in first:
             copies.append((str(p), str(first[digest])))
         else:
             first[digest] = p
             kept.append(p)
-    return kept, copies
+            h.update(bytes.fromhex(digest))
+    return kept, copies, h.hexdigest()
 
 
 def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +187,16 @@ def _part_owners(parts: np.ndarray, peers: int) -> torch.Tensor | None:
     return torch.from_numpy(np.unique(np.where(whole, part, counts.size + np.arange(n)), return_inverse=True)[1].reshape(-1))
 
 
+def _left_out_positional_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, leave_out: torch.Tensor) -> torch.Tensor:
+    """Each good image's distances [n, gh, gw] as its positional map [n, H, W], standardised by cell statistics of
+    the stored `self_dists` without the images `leave_out` [n, n] marks for it (itself, or its whole part)."""
+    d = self_dists.double()
+    s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
+    return torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[out].sum(dim=0), s2 - (d[out] ** 2).sum(dim=0),
+                                                                          len(d) - int(out.sum())).float())
+                      for i, out in enumerate(leave_out)])
+
+
 def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, owners: torch.Tensor,
                         pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """The good images' distances with their part left out [n, gh, gw] -> (raw maps [n, H, W], or None where the
@@ -208,11 +208,7 @@ def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torc
     if head.peer_position:
         pos_maps = head.positional_map(dists, head.peer_position_stats(rows))
     elif head.position_norm:
-        d = self_dists.double()
-        s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
-        pos_maps = torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[same[i]].sum(dim=0), s2 - (d[same[i]] ** 2).sum(dim=0),
-                                                                                  len(owners) - int(same[i].sum())).float())
-                              for i in range(len(owners))])
+        pos_maps = _left_out_positional_maps(head, dists, self_dists, same)
     return None if head.position_map else head.to_map(dists), pos_maps, rows
 
 
@@ -229,8 +225,7 @@ def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.
         head.peer_dist = dists.float()
         pos_maps = head.positional_map(dists, head.peer_position_stats(peer_rows))  # as the graph computes them
     else:
-        pos_maps = torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[i], s2 - d[i] ** 2, n - 1).float())
-                              for i in range(n)])
+        pos_maps = _left_out_positional_maps(head, dists, dists, torch.eye(n, dtype=torch.bool))
     pos_max = pos_maps.flatten(1).amax(dim=1)
     head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
     return pos_maps
@@ -281,6 +276,7 @@ class GoodFit:
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
     bank_size: int
     started: float
+    data_sha256: str  # of the fitted files (`distinct_files`)
     without_parts: WithoutParts | None = None  # the calibration's inputs where some images are captures of one part
     copies: list[tuple[str, str]] = field(default_factory=list)  # training files left out as byte-identical copies
 
@@ -299,7 +295,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
-    paths, copies = distinct_files([s.path for s in dataset.train])
+    paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train])
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
@@ -394,7 +390,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         without = WithoutParts(grouped.numel(), *_part_excluded_maps(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
-                        k, t0, without, copies)
+                        k, t0, data_sha256, without, copies)
 
 
 @torch.no_grad()
@@ -445,7 +441,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             "root": str(dataset.root),
             "n_images": n,
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
-            "data_sha256": data_digest(good.paths),
+            "data_sha256": good.data_sha256,
             "fit_seconds": round(fit_seconds, 2),
             "bank_size": good.bank_size,
             "patches": int(n * good.first_view.shape[2] * good.first_view.shape[3]),
