@@ -279,10 +279,10 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     new part, in every form of the patch branch, and says how many images that concerns."""
     import shutil
 
-    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
-        shutil.copy(p, tmp_path / p.name)
     import cv2
 
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
+        shutil.copy(p, tmp_path / p.name)
     again = cv2.imread(str(tmp_path / "000.png")).astype(np.int16) + 3  # the same part under a little more light
     cv2.imwrite(str(tmp_path / "000_again.png"), np.clip(again, 0, 255).astype(np.uint8))
     data = load_dataset(tmp_path)
