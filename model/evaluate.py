@@ -38,23 +38,27 @@ def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int])
 
 @torch.no_grad()
 def score_samples(
-    predict, samples: list[Sample], size: tuple[int, int] | None = None, progress: BarFactory = silent, with_masks: bool = False
+    predict, samples: list[Sample], size: tuple[int, int] | None = None, progress: BarFactory = silent, with_masks: bool = False,
+    batch_size: int = 1,
 ) -> Scored:
-    """Run `predict` (a torch module or engine: batch -> (scores, maps)) on each sample at batch 1, timing it."""
+    """Run `predict` (a torch module or engine: batch -> (scores, maps)) on the samples, timing each batch.
+
+    Batch 1 (the default) gives the latency `eval` reports; `fit` calibrates in larger batches (its times are
+    per image, amortised)."""
     if size is None:
         size = tuple(predict.config.input_size)
     scores, maps, masks, times = [], [], [], []
     bar = progress("scoring", len(samples))
-    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=1):
+    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=batch_size):
         t = time.perf_counter()
         out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
         s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
-        times.append((time.perf_counter() - t) * 1000.0)
-        scores.append(s.reshape(-1)[0])
-        maps.append(m.reshape(size).astype(np.float32))
+        times.append((time.perf_counter() - t) * 1000.0 / len(idx))
+        scores.extend(s.reshape(-1))
+        maps.extend(m.reshape(-1, *size).astype(np.float32))
         if with_masks:
-            masks.append(mask_at(samples[idx[0]], rgbs[0].shape[:2], size))
-        bar.update(1)
+            masks.extend(mask_at(samples[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs))
+        bar.update(len(idx))
     bar.close()
     return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times)
 

@@ -421,7 +421,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     if dataset.test:
         from model.evaluate import score_samples
 
-        scored = score_samples(net, dataset.test, progress=progress, with_masks=True)
+        scored = score_samples(net, dataset.test, progress=progress, with_masks=True, batch_size=16)
         labels = np.array([s.is_defect for s in dataset.test])
         test_good, test_defect = scored.scores[~labels], scored.scores[labels]
         if scored.masks is not None and scored.masks.any():

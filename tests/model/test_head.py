@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import model.head as head_module
-from model.head import AnomalyHead, gaussian_kernel1d, position_stats
+from model.head import AnomalyHead, ContextSegmenter, gaussian_kernel1d, position_stats
 
 
 def make_head(channels=(4, 6), size=(32, 32), bank=50, **kw) -> AnomalyHead:
@@ -262,3 +262,26 @@ def test_peer_position_standardises_each_image_by_its_peers_cells():
     torch.testing.assert_close(amap, plain_map)
     other, _ = plain.fuse(*plain.standardise_bank(plain.to_map(dist), head.positional_map(dist)), glob)
     assert not torch.allclose(expected, other)  # the stored statistics of every training image would score otherwise
+
+
+@pytest.mark.parametrize("grid", [(6, 10), (1, 3)])
+def test_context_segmenter_trains_on_the_same_function_it_exports(grid):
+    """`train_logits` (training's cheaper form) must give the exported `forward`'s logits and gradients."""
+    torch.manual_seed(0)
+    seg = ContextSegmenter(12, 8).double()  # float64: the two forms differ only by rounding
+    seg.loc.normal_()
+    seg.scale.uniform_(0.5, 2.0)
+    with torch.no_grad():  # biases away from zero, so a term dropped at the border would show
+        for p in seg.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(3, 12, *grid, dtype=torch.float64)
+    outs, grads = [], []
+    for logits in (lambda: seg(x, prepared=True), lambda: seg.train_logits(x.contiguous(memory_format=torch.channels_last))):
+        seg.zero_grad()
+        out = logits()
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in seg.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
