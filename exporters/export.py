@@ -108,7 +108,7 @@ def _onnx(fp32: onnx.ModelProto, fmt: str, target: Path, calib_images, holdout: 
         from exporters.quantize import quantize_int8
 
         def show(t: dict) -> None:
-            log(f"  INT8 try with float32 stages {t['float32_stages'] or 'none'}: mean score change on held-out good images "
+            log(f"  INT8 try with float32 stages {t['float32_stages'] or 'none'}, {t['weight_bits']}-bit weights: mean score change on held-out good images "
                 f"{t['holdout_mean_abs_score_change']:.4f}")
 
         result = quantize_int8(fp32, calib_images, holdout[0], tolerance, progress=show)

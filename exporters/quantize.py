@@ -8,6 +8,11 @@ calibrated on good images, with a self-check that scores stay where float32 puts
   quantiser starts with the whole backbone in int8 and, while the mean score change on held-out good
   images exceeds the tolerance, keeps one more stage (from the input side) in float32. Calibration
   ranges are computed once and reused for each try.
+- On x86 CPUs without VNNI, onnxruntime multiplies uint8 activations by int8 weights with an instruction
+  whose 16-bit sums saturate; there the full-range weights move scores by several units. Each stage count
+  is therefore tried with full-range weights, then with 7-bit ones (`reduce_range`), which cannot saturate.
+  The drift is measured on the machine that exports: a model quantised at full range on a VNNI CPU may
+  drift on one without VNNI.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class Int8Result:
 
     def describe(self) -> dict:
         return {"compute": "backbone int8 (QDQ, per-channel weights) except float32 stages; head float32",
-                "float32_stages": self.float_stages, "holdout_mean_abs_score_change": round(self.drift, 5),
+                "weight_bits": self.tries[-1]["weight_bits"], "float32_stages": self.float_stages, "holdout_mean_abs_score_change": round(self.drift, 5),
                 "drift_tolerance": self.tolerance, "tries": self.tries, "compacted": self.compacted}
 
 
@@ -85,21 +90,24 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
         onnx.save(fp32, src)
         for k in range(limit + 1):
             exclude = keep | {n for _, nodes in stages[:k] for n in nodes}
-            logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger; library code stays quiet
-            try:
-                quantize_static(str(src), str(out), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=sorted(exclude),
-                                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
-            finally:
-                logging.disable(logging.NOTSET)
-            model = onnx.load(str(out))
-            compacted = compact_initializers(model, exclude, "int8")
-            drift = float(np.mean(np.abs(_scores(model, holdout) - reference)))
-            float_stages = [name for name, _ in stages[:k]]
-            tries.append({"float32_stages": float_stages, "holdout_mean_abs_score_change": round(drift, 5)})
-            if progress:
-                progress(tries[-1])
-            if drift <= tolerance:
-                return Int8Result(model, float_stages, drift, compacted, tolerance, tries)
+            for reduce_range in (False, True):
+                logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger; library code stays quiet
+                try:
+                    quantize_static(str(src), str(out), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
+                                    reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                    nodes_to_exclude=sorted(exclude), calibrate_method=CalibrationMethod.MinMax,
+                                    calibration_cache_path=str(cache))
+                finally:
+                    logging.disable(logging.NOTSET)
+                model = onnx.load(str(out))
+                compacted = compact_initializers(model, exclude, "int8")
+                drift = float(np.mean(np.abs(_scores(model, holdout) - reference)))
+                float_stages = [name for name, _ in stages[:k]]
+                tries.append({"float32_stages": float_stages, "weight_bits": 7 if reduce_range else 8,
+                              "holdout_mean_abs_score_change": round(drift, 5)})
+                if progress:
+                    progress(tries[-1])
+                if drift <= tolerance:
+                    return Int8Result(model, float_stages, drift, compacted, tolerance, tries)
     raise InspectorError(f"INT8: scores still move by {drift:.3f} on held-out good images with {limit} of {len(stages)} backbone stages "
                          f"in float32 (tolerance {tolerance}); use --format onnx-fp16 for this model")

@@ -97,6 +97,33 @@ def test_int8_graph_is_quantised_and_small(exports):
     assert {c["name"] for c in info["compacted"]} >= {"head.bank"}  # stored as int8, computed in float32
 
 
+def test_int8_tries_7_bit_weights_where_full_range_drifts(tiny_ckpt, batch8, monkeypatch):
+    """Full-range weights saturate on x86 CPUs without VNNI: the quantiser must then try 7-bit ones before
+    keeping more stages in float32."""
+    import onnxruntime.quantization as ortq
+
+    from exporters import quantize
+    from exporters.onnx_export import export_onnx
+    from model.checkpoint import load_checkpoint
+
+    fp32 = export_onnx(load_checkpoint(tiny_ckpt)[0])
+    asked, real_quantize, real_scores = [], ortq.quantize_static, quantize._scores
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["reduce_range"])
+        return real_quantize(*args, **kwargs)
+
+    def scores(model, images):  # as on such a CPU: the full-range model drifts far
+        return real_scores(model, images) + (5.0 if asked and not asked[-1] else 0.0)
+
+    monkeypatch.setattr(ortq, "quantize_static", spy)
+    monkeypatch.setattr(quantize, "_scores", scores)
+    result = quantize.quantize_int8(fp32, batch8, batch8, INT8_TOLERANCE)
+    assert asked == [False, True]
+    assert [(t["float32_stages"], t["weight_bits"]) for t in result.tries] == [([], 8), ([], 7)]
+    assert result.float_stages == [] and result.describe()["weight_bits"] == 7
+
+
 def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
     ckpt_manifest = json.loads((tiny_ckpt / "manifest.json").read_text())
     for kind, path in exports.items():
