@@ -15,6 +15,47 @@ from tests.synthetic import write_mvtec
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trace_each_model_once():
+    """Tracing a model to ONNX takes 20-30 s here, and the same module (weights, buffers, settings) gives the
+    same graph: each distinct model is traced once per test run. `export` checks every graph against torch
+    (`check_parity`), so a wrong cache entry would fail there, not pass."""
+    import hashlib
+    import io
+    import pickle
+
+    import onnx
+    import torch
+
+    from exporters import onnx_export
+
+    class Fingerprint(pickle.Pickler):
+        def persistent_id(self, obj):  # tensors by content: torch's own pickling embeds a random id
+            if isinstance(obj, torch.Tensor):
+                return str(obj.dtype), tuple(obj.shape), hashlib.sha256(obj.detach().cpu().flatten().numpy().tobytes()).hexdigest()
+            return None
+
+    real, graphs = onnx_export.export_onnx, {}
+
+    def export_onnx(net):
+        buf = io.BytesIO()
+        try:
+            Fingerprint(buf).dump(net.eval().cpu())
+        except Exception:  # e.g. a module class defined inside a test does not pickle: trace it every time
+            return real(net)
+        key = hashlib.sha256(buf.getvalue()).hexdigest()
+        if key not in graphs:
+            graphs[key] = real(net).SerializeToString()
+        model = onnx.ModelProto()
+        model.ParseFromString(graphs[key])  # a private copy: callers edit the graph in place
+        return model
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(onnx_export, "export_onnx", export_onnx)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return write_mvtec(tmp_path_factory.mktemp("tiny_mvtec"))

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated synthetic defect types (default: transplant for the whole-image branch, all for --synth-head patch)")
     p.add_argument("--synth-head", default=None, choices=("context", "patch"),
                    help="with --synth: the learnt branch sees the whole image (context, default) or one patch at a time (patch)")
+    p.add_argument("--synth-steps", type=int, default=None, metavar="S",
+                   help="with --synth: training steps of the learnt branch (default 1500; fewer fit faster and learn less)")
     p.add_argument("--feature-synth", action="store_true",
                    help="also generate defect features with the flow-matching generator (with --synth-head patch)")
     p.add_argument("--blend", default=None, metavar="W",
@@ -76,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
                          position_norm=args.position_norm, position_map=args.position_map, peer_position=args.peer_position, references=args.references,
                          defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
-    for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None)):
+    if args.synth_steps is not None:
+        options.defects.steps = args.synth_steps
+    for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None),
+                        ("--synth-steps", args.synth_steps)):
         if value is not None and not synth:
             raise InspectorError(f"{flag} {value}: applies only when learning from generated defects, which --synth 0 and "
                                  "--references turn off; drop one or the other")

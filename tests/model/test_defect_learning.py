@@ -215,9 +215,10 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
 
     out = tmp_path / "ckpt"
     assert main(["fit", str(tiny_data), "--out", str(out), "--size", "64", "--coreset", "0.25", "--synth", "12",
-                 "--synth-types", "pit,scratch,stain"]) == 0
+                 "--synth-types", "pit,scratch,stain", "--synth-steps", "150"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     learnt = manifest["training"]["generated_defects"]
+    assert manifest["options"]["defects"]["steps"] == 150
     # a fixed weight needs no validation defects, so every type is trained on
     assert learnt["synth_images"] == 12 and learnt["train_types"] == ["pit", "scratch", "stain"] and "val_types" not in learnt
     assert learnt["head"] == "context" and manifest["net"]["seg_hidden"] > 0 and manifest["net"]["seg_context"]
@@ -228,14 +229,14 @@ def test_cli_fit_with_synth_records_the_learnt_branch(tiny_data, tmp_path):
     # 'auto' chooses the weight on generated validation defects; --synth-head patch is the per-patch classifier
     auto = tmp_path / "auto"
     assert main(["fit", str(tiny_data), "--out", str(auto), "--size", "64", "--coreset", "0.25", "--synth", "12",
-                 "--synth-types", "transplant", "--blend", "auto", "--synth-head", "patch"]) == 0
+                 "--synth-types", "transplant", "--blend", "auto", "--synth-head", "patch", "--synth-steps", "150"]) == 0
     manifest = json.loads((auto / "manifest.json").read_text())
     chosen = manifest["training"]["generated_defects"]
     assert chosen["alpha_from"] == "validation" and chosen["alpha"] in ALPHAS and chosen["val_types"] == ["transplant"]
     assert chosen["head"] == "patch" and not manifest["net"]["seg_context"]
     for bad in (["--synth", "12", "--blend", "-1"], ["--synth", "12", "--blend", "half"], ["--synth", "0", "--blend", "0.3"],
                 ["--synth", "12", "--feature-synth"], ["--synth", "12", "--synth-head", "pixel"], ["--synth", "0", "--synth-head", "patch"],
-                ["--synth-types", "crack", "--references", "4"]):
+                ["--synth-types", "crack", "--references", "4"], ["--synth", "12", "--synth-steps", "0"], ["--synth", "0", "--synth-steps", "100"]):
         assert main(["fit", str(tiny_data), "--out", str(tmp_path / "y"), *bad]) == 2
 
 
@@ -252,7 +253,7 @@ def test_cli_fit_learns_from_generated_defects_unless_told_not_to(tiny_data, tmp
         assert main(["fit", str(tiny_data), "--out", str(out), "--size", "64", "--coreset", "0.25", *flags]) == 0
         return json.loads((out / "manifest.json").read_text())["training"].get("generated_defects")
 
-    default = learnt()
+    default = learnt("--synth-steps", "100")
     assert default["synth_images"] == 12 and default["head"] == "context" and default["alpha"] == BLEND
     assert learnt("--synth", "0") is None
     assert learnt("--references", "4", "--ref-k", "2") is None  # references learn from no generated defects
