@@ -24,10 +24,15 @@ def trace_each_model_once():
     import io
     import pickle
 
-    import onnx
     import torch
 
-    from exporters import onnx_export
+    try:
+        import onnx
+
+        from exporters import onnx_export
+    except ImportError:  # no ONNX extra installed: the export tests skip themselves
+        yield
+        return
 
     class Fingerprint(pickle.Pickler):
         def persistent_id(self, obj):  # tensors by content: torch's own pickling embeds a random id
