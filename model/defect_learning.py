@@ -64,7 +64,7 @@ class DefectLearning:
         if self.synth < 0:
             raise InspectorError(f"--synth {self.synth}: give a number of synthetic defect images (0 = none)")
         if self.steps < 1:
-            raise InspectorError(f"--synth-steps {self.steps}: give a positive number of training steps (default 1500)")
+            raise InspectorError(f"--synth-steps {self.steps}: give a positive number of training steps (default {DefectLearning.steps})")
         if self.feature_synth and self.synth < 1:
             raise InspectorError("--feature-synth learns from synthetic defect features: add --synth N (e.g. --synth 300)")
         check_types(self.types)
