@@ -17,6 +17,7 @@ from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
 from model.errors import InspectorError
+from model.folders import writable_folder
 
 FILES = {
     "onnx": "model.onnx",
@@ -49,8 +50,7 @@ def _check_target(out: Path, formats: list[str], force: bool) -> None:
     bad = [f for f in formats if f not in FILES]
     if bad or not formats:
         raise InspectorError(f"--format {bad[0] if bad else ''!r}: choose from {', '.join(FORMATS)}")
-    if out.exists() and not out.is_dir():
-        raise InspectorError(f"--out {out}: is a file; give a directory")
+    writable_folder(out, keep=False)
     taken = [FILES[f] for f in formats if (out / FILES[f]).exists()]
     if taken and not force:
         raise InspectorError(f"--out {out}: {taken[0]} is already there; pass --force to overwrite it")

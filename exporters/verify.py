@@ -80,16 +80,23 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     return report
 
 
-def verify_export(checkpoint: str | Path, model: str | Path, data: str | Path, device: str = "cpu", batch: int = 8,
-                  progress: BarFactory = silent) -> dict[str, Any]:
-    """Compare the exported `model` with `checkpoint` on DATA (MVTec layout: its test set; else all its images)."""
-    from inspector.engines import open_engine
+def verify_samples(data: str | Path) -> list:
+    """The images --verify compares on: DATA's test set (MVTec layout), else all its images; one-line error if none."""
     from model.data import load_dataset
 
     dataset = load_dataset(data, require_train=False)
     samples = dataset.test or dataset.train
     if not samples:
         raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF)")
+    return samples
+
+
+def verify_export(checkpoint: str | Path, model: str | Path, data: str | Path, device: str = "cpu", batch: int = 8,
+                  progress: BarFactory = silent) -> dict[str, Any]:
+    """Compare the exported `model` with `checkpoint` on DATA (MVTec layout: its test set; else all its images)."""
+    from inspector.engines import open_engine
+
+    samples = verify_samples(data)
     reference, candidate = open_engine(checkpoint, "cpu"), open_engine(model, device)
     if candidate.meta.model_id != reference.meta.model_id:
         raise InspectorError(f"--verify: {model} was exported from another checkpoint (model id {candidate.meta.model_id}, "

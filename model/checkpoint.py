@@ -48,8 +48,11 @@ def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
     manifest["manifest_sha256"] = _manifest_digest(manifest)
     tmp = ckpt / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(ckpt / MANIFEST)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        tmp.replace(ckpt / MANIFEST)
+    except OSError as exc:
+        raise InspectorError(f"checkpoint {ckpt}: cannot be written ({exc.strerror or exc}); copy it to a writable folder") from None
     return manifest
 
 

@@ -27,10 +27,13 @@ from model.progress import Bar, BarFactory, silent
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
 
 
+MAX_INPUT_SIZE = 1024  # patches grow with the side squared: 252 images at 1024 px give 4.1 M of 472 floats (7.8 GB)
+
+
 def check_input_size(size: int) -> None:
     """The backbones' deepest level has stride 32: the input side must be a multiple of it."""
-    if size < 64 or size % 32:
-        raise InspectorError(f"--size {size}: give a multiple of 32, at least 64 (e.g. 256)")
+    if size < 64 or size > MAX_INPUT_SIZE or size % 32:
+        raise InspectorError(f"--size {size}: give a multiple of 32 from 64 to {MAX_INPUT_SIZE} (e.g. 256)")
 
 
 MAX_REF_RADIUS = 4  # (2r + 1)^2 shifted comparisons per reference: beyond this a part is matched almost anywhere

@@ -45,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from exporters.export import export
     from exporters.manifest import write_sidecar
-    from exporters.verify import format_report, verify_export
+    from exporters.verify import format_report, verify_export, verify_samples
 
     if args.device and not args.verify:
         raise InspectorError("--device only applies with --verify")
+    if args.verify:
+        verify_samples(args.verify)  # a wrong path fails now, not after the exports
 
     def log(line: str) -> None:
         if not args.json:

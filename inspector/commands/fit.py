@@ -10,6 +10,7 @@ from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
 from model.errors import InspectorError
+from model.folders import writable_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--out {out}: is a file; a checkpoint is a directory, give a new folder name")
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
+    writable_folder(out, keep=False)
     from model.checkpoint import save_checkpoint
     from model.data import load_dataset
     from model.defect_learning import DEFAULT_SYNTH, DefectLearning

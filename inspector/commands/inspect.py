@@ -9,6 +9,7 @@ from pathlib import Path
 
 from inspector.commands.common import print_json
 from model.errors import InspectorError
+from model.folders import writable_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--lang {args.lang}: choose one of {', '.join(LANGUAGES)}")
     if args.overlays:
         # fail once, before the model loads, rather than once per image
-        try:
-            Path(args.overlays).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InspectorError(f"--overlays {args.overlays}: cannot be used as a folder ({exc.strerror}); give a writable directory") from None
+        writable_folder(args.overlays, "--overlays")
     insp = Inspector.load(args.model, device=args.device)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)

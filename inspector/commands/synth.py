@@ -8,6 +8,7 @@ from collections import Counter
 
 from inspector.commands.common import name_list, print_json, tqdm_bars
 from model.errors import InspectorError
+from model.folders import writable_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from model.synth.writer import write_synthetic
 
     out = Path(args.out)
+    writable_folder(out, keep=False)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")
     types = name_list(args.types)

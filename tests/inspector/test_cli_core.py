@@ -207,6 +207,17 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
 
 
+def test_threshold_that_cannot_be_written_keeps_the_checkpoint(capsys, tiny_ckpt, tmp_path):
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
+    before = (ckpt / "manifest.json").read_text()
+    (ckpt / "manifest.json.tmp").mkdir()  # where the new manifest is written first; a folder makes that fail, even as root
+    rc, _, err = cli(capsys, "threshold", ckpt, "--set", "1e6")
+    assert_one_line_error(rc, err, "t.ckpt", "cannot be written")
+    assert (ckpt / "manifest.json").read_text() == before
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
+    assert rc == 0 and json.loads(stdout)["thresholds"]["image"] != 1e6
+
+
 def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
     rc, _, err = cli(capsys, "threshold", good_only_ckpt[0], "--escape", "0.01")
     assert_one_line_error(rc, err, "needs defect images")
@@ -241,6 +252,9 @@ def bad(tmp_path, tiny_ckpt, tiny_data):
     corrupt = shutil.copytree(tiny_ckpt, tmp_path / "corrupt.ckpt")
     (corrupt / "manifest.json").write_text("{ truncated")
     (tmp_path / "a_file").write_text("x")
+    (tmp_path / "three").mkdir()
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:3]:
+        shutil.copy(p, tmp_path / "three" / p.name)
     return {"tmp": tmp_path, "ckpt": tiny_ckpt, "data": tiny_data, "image": tiny_data / "test" / "good" / "000.png"}
 
 
@@ -259,7 +273,11 @@ CASES = {
                                  ["--ref-radius -1"]),
     "fit: negative peers": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--peers", "-2"], ["--peers -2", "give 0 (off)"]),
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
+    "fit: size too large": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "100000"], ["--size 100000", "from 64 to 1024"]),
     "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
+    "fit: too few images for generated defects": (["fit", "{tmp}/three", "--out", "{tmp}/o.ckpt", "--size", "64"],
+                                                   ["at least 4 good images, got 3", "--synth 0"]),
+    "fit: out under a file": (["fit", "{data}", "--out", "{tmp}/a_file/o.ckpt"], ["--out", "a_file/o.ckpt", "cannot be written"]),
     "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),
     "inspect: corrupt image": (["inspect", "{ckpt}", "{tmp}/fake.png"], ["fake.png", "cannot be decoded"]),
     "inspect: missing image": (["inspect", "{ckpt}", "{tmp}/nope.png"], ["nope.png"]),
@@ -270,6 +288,10 @@ CASES = {
     "inspect: unknown language": (["inspect", "{ckpt}", "{image}", "--lang", "fr"], ["--lang fr"]),
     "inspect: threshold not a number": (["inspect", "{ckpt}", "{image}", "--threshold", "nan"], ["--threshold nan"]),
     "inspect: overlays path is a file": (["inspect", "{ckpt}", "{data}/test", "--overlays", "{tmp}/a_file"], ["--overlays"]),
+    "inspect: overlays under a file": (["inspect", "{ckpt}", "{image}", "--overlays", "{tmp}/a_file/o"], ["--overlays", "cannot be written"]),
+    "export: out under a file": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/a_file/x"], ["--out", "cannot be written"]),
+    "synth: out is a file": (["synth", "{data}/train/good", "--out", "{tmp}/a_file"], ["--out", "is a file"]),
+    "synth: out under a file": (["synth", "{data}/train/good", "--out", "{tmp}/a_file/o"], ["--out", "cannot be written"]),
     "eval: missing data": (["eval", "{ckpt}", "{tmp}/nowhere"], ["nowhere"]),
     "eval: no labelled test images": (["eval", "{ckpt}", "{data}/train/good"], ["no test/<type> folders"]),
     "threshold: not a number": (["threshold", "{ckpt}", "--set", "nan"], ["--set nan"]),
@@ -283,6 +305,12 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad, case):
     argv, needles = CASES[case]
     rc, stdout, err = cli(capsys, *(a.format(**bad) for a in argv))
     assert_one_line_error(rc, err, *needles)
+
+
+def test_export_checks_its_verify_data_before_exporting(capsys, bad):
+    rc, _, err = cli(capsys, "export", bad["ckpt"], "--format", "onnx", "--out", bad["tmp"] / "ex", "--verify", bad["tmp"] / "empty")
+    assert_one_line_error(rc, err, "--verify", "no images found")
+    assert not (bad["tmp"] / "ex").exists()
 
 
 def test_bad_input_through_a_real_process(bad):
