@@ -14,7 +14,7 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.images import decode_image, preprocess, read_image, resize_map
+from model.images import array_to_rgb, decode_image, preprocess, read_image, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray"
 
@@ -62,16 +62,9 @@ class Inspector:
             data = bytes(image)
             return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"
         if isinstance(image, np.ndarray):
-            arr = image
-            if arr.dtype != np.uint8:
-                raise InspectorError(f"image array: dtype {arr.dtype}; give uint8 RGB [H, W, 3] or grayscale [H, W]")
-            if arr.ndim == 2:
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
-                raise InspectorError(f"image array: shape {arr.shape}; give RGB [H, W, 3] of at least 8x8")
-            arr = np.ascontiguousarray(arr)
-            return arr, hashlib.sha256(arr.tobytes()).hexdigest(), name or "array"
-        raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8 array")
+            rgb = array_to_rgb(image)
+            return rgb, hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), name or "array"
+        raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
 
     def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
         """Inspect one image (path, encoded bytes, or RGB uint8 array)."""

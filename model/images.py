@@ -22,13 +22,34 @@ def _load_strict(img: Image.Image) -> None:
     img.load()
 
 
+def _stretch(arr: np.ndarray) -> np.ndarray:
+    """A high-bit-depth image spread over 0-255 by its own range (a flat one -> zeros), as uint8."""
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    return (np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
+    """An image array read as its file would be: uint8, or uint16 stretched like 16-bit files; grayscale [H, W] or
+    [H, W, 1] replicated, an alpha channel dropped -> RGB uint8 [H, W, 3]."""
+    shape = arr.shape
+    if arr.dtype == np.uint16:
+        arr = _stretch(arr)
+    elif arr.dtype != np.uint8:
+        raise InspectorError(f"image {name}: dtype {arr.dtype}; give uint8 or uint16 pixels (scale floats to 0-255 first)")
+    if arr.ndim == 3 and arr.shape[2] in (1, 4):
+        arr = arr[..., 0] if arr.shape[2] == 1 else arr[..., :3]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
+        raise InspectorError(f"image {name}: shape {shape}; give RGB [H, W, 3], RGBA or grayscale [H, W] of at least 8x8")
+    return np.ascontiguousarray(arr)
+
+
 def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        arr = np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
+        arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
     else:
         arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:

@@ -57,6 +57,15 @@ def test_path_bytes_and_array_inputs_agree(insp, tiny_data):
     assert gray.score == pytest.approx(a.score, abs=1e-4)
     batch = insp.inspect_batch([path, rgb])
     assert [r.score for r in batch] == pytest.approx([a.score, c.score], abs=1e-5)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])  # read as a PNG with alpha would be
+    assert insp.inspect(rgba).score == pytest.approx(c.score, abs=1e-6)
+    mono16 = rgb[..., 0].astype(np.uint16) * 256 + 128  # a 16-bit camera frame: stretched to its range, like 16-bit files
+    assert insp.inspect(mono16).score == pytest.approx(insp.inspect(_stretched(rgb[..., 0])).score, abs=1e-6)
+
+
+def _stretched(gray: np.ndarray) -> np.ndarray:
+    g = gray.astype(np.float64)
+    return ((g - g.min()) / (g.max() - g.min()) * 255.0).astype(np.uint8)
 
 
 def test_record_is_json_and_follows_the_contract(insp, tiny_data):
@@ -73,7 +82,8 @@ def test_record_is_json_and_follows_the_contract(insp, tiny_data):
     ("missing.png", "no such file"),
     (b"not an image", "cannot be decoded"),
     (np.zeros((32, 32, 3), np.float32), "dtype float32"),
-    (np.zeros((32, 32, 4), np.uint8), r"shape \(32, 32, 4\)"),
+    (np.zeros((32, 32, 5), np.uint8), r"shape \(32, 32, 5\)"),
+    (np.zeros((4, 32), np.uint16), r"shape \(4, 32\);"),
     (42, "type int"),
 ])
 def test_bad_images_raise_clear_errors(insp, tmp_path, bad, match):
