@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +50,19 @@ def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
     manifest["manifest_sha256"] = _manifest_digest(manifest)
     tmp = ckpt / (MANIFEST + ".tmp")
-    try:
+    with _writing(ckpt):
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         tmp.replace(ckpt / MANIFEST)
-    except OSError as exc:
-        raise InspectorError(f"checkpoint {ckpt}: cannot be written ({exc.strerror or exc}); copy it to a writable folder") from None
     return manifest
+
+
+@contextmanager
+def _writing(ckpt: Path) -> Iterator[None]:
+    """A checkpoint that cannot be written (read-only, disk full) ends in one line; the old manifest stays whole."""
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        raise InspectorError(f"checkpoint {ckpt}: cannot be written ({getattr(exc, 'strerror', None) or exc}); free space or choose a writable folder") from None
 
 
 def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +72,8 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
         raise InspectorError(f"checkpoint {ckpt}: is a file; give a directory path for --out")
     ckpt.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    save_file(state, str(ckpt / WEIGHTS), metadata={"format": FORMAT})
+    with _writing(ckpt):
+        save_file(state, str(ckpt / WEIGHTS), metadata={"format": FORMAT})
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
     return write_manifest(ckpt, manifest)
 

@@ -25,8 +25,6 @@ from model.overlap import cell_means, part_groups
 from model.progress import Bar, BarFactory, silent
 
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
-
-
 MAX_INPUT_SIZE = 1024  # patches grow with the side squared: 252 images at 1024 px give 4.1 M of 472 floats (7.8 GB)
 
 

@@ -138,3 +138,10 @@ def test_save_refuses_a_file_as_directory(tiny_ckpt, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InspectorError, match="is a file"):
         save_checkpoint(net, tmp_path / "file", {})
+
+
+def test_save_that_cannot_write_is_one_line(tiny_ckpt, tmp_path):
+    net, _ = load_checkpoint(tiny_ckpt)
+    (tmp_path / "c" / "model.safetensors").mkdir(parents=True)  # the weights cannot be written there, even as root
+    with pytest.raises(InspectorError, match="checkpoint .*c: cannot be written"):
+        save_checkpoint(net, tmp_path / "c", {})
