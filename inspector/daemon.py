@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from inspector.config import StationConfig
+from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Intake
@@ -121,6 +122,8 @@ class Daemon:
         cfg = self.cfg
         self.store = Store(cfg.store.data_dir)
         self.source = open_source(cfg.source)  # a missing video/folder is reported before anything connects
+        if self._given_inspector is None:
+            locate_model(cfg.model.path)  # so is a missing or unknown model (loading it comes after the broker)
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
                              on_command=lambda cmd, corr: self.hooks.shift(cmd, corr))

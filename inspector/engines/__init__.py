@@ -48,8 +48,9 @@ def _exported_in(folder: Path) -> Path:
     return found[0]
 
 
-def open_engine(path: str | Path, device: str = "cpu") -> Engine:
-    """Open a checkpoint directory or exported model with the matching runtime."""
+def locate_model(path: str | Path) -> tuple[Path, str]:
+    """A checkpoint directory or exported model (or a folder holding one export) -> (its path, its kind), without
+    loading it: the cheap checks, so that a daemon can make them before it connects to anything."""
     path = Path(path)
     if not path.exists():
         raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
@@ -59,7 +60,13 @@ def open_engine(path: str | Path, device: str = "cpu") -> Engine:
     if kind not in FACTORIES:
         known = ", ".join(sorted(FACTORIES))
         raise InspectorError(f"model {path}: unknown model kind {kind!r}; give one of: {known}")
+    return path, kind
+
+
+def open_engine(path: str | Path, device: str = "cpu") -> Engine:
+    """Open a checkpoint directory or exported model with the matching runtime."""
+    path, kind = locate_model(path)
     return FACTORIES[kind](path, device)
 
 
-__all__ = ["Engine", "HeadOutput", "ModelMeta", "open_engine", "FACTORIES"]
+__all__ = ["Engine", "HeadOutput", "ModelMeta", "locate_model", "open_engine", "FACTORIES"]

@@ -317,3 +317,15 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert jobs.get_nowait().inspection_id == "ok-1"
     assert sorted(b["inspection_id"] for _, b in sent) == ["bad-1", "poison-1"] and all(t == "p/error" for t, _ in sent)
     assert store.pending() == [("ok-1", {"serial": "A"}, 1)]
+
+
+@pytest.mark.parametrize("name, message", [("nowhere.onnx", "no such file"), ("notes.txt", "unknown model kind")])
+def test_a_bad_model_path_is_reported_before_connecting(station, tmp_path, name, message):
+    from inspector.daemon import Daemon
+    from model.errors import InspectorError
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    d = Daemon(station(model={"path": str(tmp_path / name)}))
+    with pytest.raises(InspectorError, match=f"{name}: {message}"):
+        d.start()
+    assert d.mqtt is None  # it never reached the broker
