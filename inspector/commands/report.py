@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             start = utc_time(args.start, "--from")
             end = utc_time(args.end, "--to") if args.end else iso_utc(datetime.now(timezone.utc))
             if end <= start:
-                raise InspectorError(f"--from {args.start} .. --to {args.end}: the period is empty; --to must be later than --from")
+                to = args.end or f"now ({end})"
+                raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
             records = store.records(start, end, station=args.station)
             meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
             written = [reports.render_shift(records, meta, args.out, formats, args.lang, store.root)]

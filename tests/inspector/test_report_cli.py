@@ -68,6 +68,7 @@ def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     (["--db", "{root}", "--inspection", "nope"], r"inspection 'nope': not in store"),
     (["--db", "{root}", "--from", "26/11/2026"], r"--from '26/11/2026': not a time"),
     (["--db", "{root}", "--from", "2026-11-26T09:00Z", "--to", "2026-11-26T08:00Z"], r"the period is empty"),
+    (["--db", "{root}", "--from", "2999-01-01"], r"--to now \(\d{4}-.*\): the period is empty"),
     (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),
     (["--db", "{root}", "--from", "2026-11-26", "--lang", "fr"], r"language 'fr': choose one of en, zh, es"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", "html,docx"], r"report format docx"),
