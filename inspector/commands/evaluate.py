@@ -173,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['n_good']} good, {report['n_defect']} defect test images; model {report['model']['id']} ({report['model']['runtime']})")
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100", "tpr_at_fpr_1", "ms_per_image", "fit_seconds"):
-        print(f"  {key:18} {report[key]}")
+        value = report[key]
+        if value is None:
+            value = "- (no defect pixels in ground_truth masks)" if key in ("pixel_auroc", "aupro") else "-"
+        print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
     at = report["at_threshold"]

@@ -126,6 +126,16 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
         assert at["calibrated_on_these_images"] is False and "held_out" not in at
 
 
+def test_eval_without_masks_says_why_pixel_metrics_are_missing(capsys, tiny_ckpt, tiny_data, tmp_path):
+    other = shutil.copytree(tiny_data, tmp_path / "other")
+    shutil.rmtree(other / "ground_truth")
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap")
+    assert rc == 0, err
+    assert "  pixel_auroc        - (no defect pixels in ground_truth masks)" in stdout.splitlines()
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap", "--json")
+    assert json.loads(stdout)["pixel_auroc"] is None and json.loads(stdout)["image_auroc"] is not None
+
+
 def test_eval_names_test_images_that_are_other_captures_of_training_images(capsys, tiny_ckpt, tiny_data, tmp_path):
     data = shutil.copytree(tiny_data, tmp_path / "data")
     part = cv2.imread(str(data / "train" / "good" / "003.png")).astype(np.float32)
