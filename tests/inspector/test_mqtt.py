@@ -68,11 +68,12 @@ def test_wrong_password_is_one_clear_error(secured, monkeypatch, protocol):
     ok.stop()
 
 
-def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_path, monkeypatch, capsys):
+def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_path, tiny_ckpt, monkeypatch, capsys):
     from inspector.cli import main
 
     monkeypatch.setenv("TEST_MQTT_PW", "wrong")
-    raw = station_dict(tmp_path, secured, tmp_path / "never-loaded.ckpt", mqtt={"username": "station", "password_env": "TEST_MQTT_PW"})
+    # the model path must exist (serve checks it first) but is never loaded: the broker refuses before that
+    raw = station_dict(tmp_path, secured, tiny_ckpt, mqtt={"username": "station", "password_env": "TEST_MQTT_PW"})
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
     assert main(["serve", "--config", str(tmp_path / "s.yaml")]) == 2  # systemd: RestartPreventExitStatus=2, no restart loop
     err = capsys.readouterr().err.strip().splitlines()
