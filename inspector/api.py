@@ -63,7 +63,7 @@ class Inspector:
             return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"
         if isinstance(image, np.ndarray):
             rgb = array_to_rgb(image)
-            return rgb, hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), name or "array"
+            return rgb, hashlib.sha256(image.tobytes()).hexdigest(), name or "array"
         raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
 
     def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:

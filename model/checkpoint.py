@@ -70,9 +70,9 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
     ckpt = Path(ckpt)
     if ckpt.exists() and not ckpt.is_dir():
         raise InspectorError(f"checkpoint {ckpt}: is a file; give a directory path for --out")
-    ckpt.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     with _writing(ckpt):
+        ckpt.mkdir(parents=True, exist_ok=True)
         save_file(state, str(ckpt / WEIGHTS), metadata={"format": FORMAT})
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
     return write_manifest(ckpt, manifest)

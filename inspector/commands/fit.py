@@ -63,8 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InspectorError(f"--out {out}: is a file; a checkpoint is a directory, give a new folder name")
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
     writable_folder(out, keep=False)

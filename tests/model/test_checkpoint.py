@@ -140,8 +140,10 @@ def test_save_refuses_a_file_as_directory(tiny_ckpt, tmp_path):
         save_checkpoint(net, tmp_path / "file", {})
 
 
-def test_save_that_cannot_write_is_one_line(tiny_ckpt, tmp_path):
+@pytest.mark.parametrize("target", ["c", "f/c"])
+def test_save_that_cannot_write_is_one_line(tiny_ckpt, tmp_path, target):
     net, _ = load_checkpoint(tiny_ckpt)
     (tmp_path / "c" / "model.safetensors").mkdir(parents=True)  # the weights cannot be written there, even as root
+    (tmp_path / "f").write_text("x")  # nor can a folder be made under a file
     with pytest.raises(InspectorError, match="checkpoint .*c: cannot be written"):
-        save_checkpoint(net, tmp_path / "c", {})
+        save_checkpoint(net, tmp_path / target, {})
