@@ -102,7 +102,7 @@ class StationInfo(Section):
 
 class ModelSection(Section):
     path: str = Field(title="Model", description="Checkpoint directory from `inspector fit`, or an exported model file.")
-    device: str = Field("cpu", title="Device", description="Torch device for checkpoints: cpu or cuda.")
+    device: str = Field("cpu", title="Device", description="Where the model runs: cpu or cuda[:N]; for ONNX models also tensorrt[:N]. TensorRT engines run on cuda.")
     image_threshold: float | None = Field(None, title="Image threshold", description="Overrides the calibrated image threshold.")
     pixel_threshold: float | None = Field(None, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
     mm_per_px: float | None = Field(None, gt=0, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")

@@ -76,3 +76,20 @@ def test_cli_and_reports_start_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_every_command_option_says_what_it_does():
+    import argparse
+
+    from inspector.cli import build_parser
+
+    def parsers(p: argparse.ArgumentParser):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    silent = [f"{p.prog} {'/'.join(a.option_strings) or a.dest}" for p in parsers(build_parser()) for a in p._actions
+              if not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert silent == []

@@ -9,6 +9,8 @@ from typing import Any
 
 from model.errors import InspectorError
 
+DEVICE_HELP = "where the model runs: cpu or cuda[:N] (checkpoints, ONNX), tensorrt[:N] (ONNX via TensorRT); engines run on cuda"
+
 
 def tqdm_bars(enabled: bool = True):
     """A progress-bar factory for model code (bars on stderr; nothing when disabled or not a terminal)."""

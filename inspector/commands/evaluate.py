@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.commands.common import print_json, tqdm_bars
+from inspector.commands.common import DEVICE_HELP, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from model.errors import InspectorError
 from model.label_names import GOOD
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synth", type=int, default=300, help="with --ablation: synthetic defect images per variant")
     p.add_argument("--size", type=int, default=256, help="with --ablation: input size in px")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="skip the check for test images that are other captures of training images (saves a backbone pass)")
     p.add_argument("--new-parts", nargs="?", type=int, const=5, default=None, metavar="FOLDS",

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blend", default=None, metavar="W",
                    help="with --synth: the weight of the learnt map's excess over good pixels in the map, 0-1 (default 0.5), "
                         "or 'auto' to choose it on generated validation defects")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the coreset, the out-of-sample folds, the generated defects and the learnt branch (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     add_policy_args(p)

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from inspector.commands.common import print_json
+from inspector.commands.common import DEVICE_HELP, print_json
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="image threshold to use instead of the calibrated one")
     p.add_argument("--lang", default=None, help="also print a plain-language summary: en, zh or es")
     p.add_argument("--serial", help="part serial number to record (single image)")
-    p.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=run)
 
 

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint directory")
     p.add_argument("--set", type=float, dest="value", help="set the image threshold to this score")
     p.add_argument("--pixel", type=float, help="set the pixel (region) threshold")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the thresholds as JSON")
     add_policy_args(p)
     p.set_defaults(func=run)
 

@@ -9,12 +9,26 @@ import torch
 
 from inspector.engines.base import HeadOutput, ModelMeta
 from model.checkpoint import WEIGHTS, load_checkpoint
+from model.errors import InspectorError
+
+
+def torch_device(device: str) -> torch.device:
+    """`--device` for a checkpoint -> a torch device this machine has, or one line saying why not."""
+    name, colon, index = device.partition(":")
+    if name not in ("cpu", "cuda") or (colon and not index.isdigit()):
+        raise InspectorError(f"--device {device!r}: a checkpoint runs on cpu or cuda[:N] (tensorrt is for exported ONNX models)")
+    if name == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(index or 0) >= count:
+            raise InspectorError(f"--device {device}: this torch sees {count} CUDA GPU(s); use --device cpu"
+                                 + ("" if count else ", or install a CUDA build of torch"))
+    return torch.device(device)
 
 
 class TorchEngine:
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.device = torch_device(device)  # before loading: a wrong device should not wait for the weights
         self.net, manifest = load_checkpoint(path)
-        self.device = torch.device(device)
         self.net.to(self.device)
         self.meta = ModelMeta.from_manifest(manifest, str(path), f"torch-{self.device.type}", WEIGHTS)
         self.warmup()

@@ -91,6 +91,12 @@ def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_data):
     assert "CUDAExecutionProvider" in line
 
 
+@pytest.mark.parametrize("device", ["gpu", "tensorrt", "cuda:x", "cuda:99"])
+def test_checkpoint_on_a_device_it_cannot_use(capsys, tiny_ckpt, tiny_data, device):
+    line = _fails_with_one_line(capsys, "inspect", tiny_ckpt, tiny_data / "test" / "good", "--device", device)
+    assert device in line and ("a checkpoint runs on cpu or cuda[:N]" in line or "use --device cpu" in line)
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_silent_provider_fallback_is_detected(exports, monkeypatch):
     """onnxruntime quietly runs on CPU when a GPU provider cannot start; the engine must refuse that."""
