@@ -54,10 +54,8 @@ class Inspector:
         """-> (RGB uint8, sha256 of the source bytes or pixels, source name)."""
         if isinstance(image, (str, Path)):
             path = Path(image)
-            if not path.is_file():
-                raise InspectorError(f"image {path}: no such file")
-            data = path.read_bytes()
-            return read_image(path), hashlib.sha256(data).hexdigest(), name or str(path)
+            rgb = read_image(path)  # first: it names a missing or unreadable file
+            return rgb, hashlib.sha256(path.read_bytes()).hexdigest(), name or str(path)
         if isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
             return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"
@@ -67,12 +65,14 @@ class Inspector:
         raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
 
     def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
-        """Inspect one image (path, encoded bytes, or RGB uint8 array)."""
+        """Inspect one image: a path, encoded bytes, or a uint8/uint16 array (grey, RGB or RGBA)."""
         return self.inspect_batch([image], serials=[serial], sources=[source], ids=[inspection_id])[0]
 
     def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:
-        """Inspect several images in one forward pass."""
+        """Inspect several images in one forward pass (none: no results)."""
         n = len(images)
+        if not n:
+            return []
         serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
         t0 = time.perf_counter()
         loaded = [self._load(img, src) for img, src in zip(images, sources, strict=True)]

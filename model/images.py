@@ -60,6 +60,8 @@ def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 [H, W, 3], honouring EXIF orientation; grayscale is replicated."""
     path = Path(path)
+    if path.is_dir():
+        raise InspectorError(f"image {path}: is a folder; give an image file")
     if not path.is_file():
         raise InspectorError(f"image {path}: no such file")
     if path.stat().st_size == 0:

@@ -80,6 +80,7 @@ def test_record_is_json_and_follows_the_contract(insp, tiny_data):
 
 @pytest.mark.parametrize("bad, match", [
     ("missing.png", "no such file"),
+    ("", "is a folder; give an image file"),
     (b"not an image", "cannot be decoded"),
     (np.zeros((32, 32, 3), np.float32), "dtype float32"),
     (np.zeros((32, 32, 5), np.uint8), r"shape \(32, 32, 5\)"),
@@ -91,6 +92,10 @@ def test_bad_images_raise_clear_errors(insp, tmp_path, bad, match):
         bad = tmp_path / bad
     with pytest.raises(InspectorError, match=match):
         insp.inspect(bad)
+
+
+def test_an_empty_batch_has_no_results(insp):
+    assert insp.inspect_batch([]) == []
 
 
 def test_unknown_language(insp, tiny_data):
