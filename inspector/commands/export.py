@@ -45,18 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from exporters.export import export
     from exporters.manifest import write_sidecar
+    from exporters.quantize import DRIFT_TOLERANCE
     from exporters.verify import format_report, verify_export, verify_samples
+    from inspector.engines.base import parse_device
 
     if args.device and not args.verify:
         raise InspectorError("--device only applies with --verify")
+    if args.device:
+        parse_device(args.device)  # like the two checks below: fail now, not after the exports
+    if args.int8_tolerance is not None and not args.int8_tolerance > 0:
+        raise InspectorError(f"--int8-tolerance {args.int8_tolerance}: give the accepted mean score change, a positive number (default {DRIFT_TOLERANCE})")
     if args.verify:
-        verify_samples(args.verify)  # a wrong path fails now, not after the exports
+        verify_samples(args.verify)
 
     def log(line: str) -> None:
         if not args.json:
             print(line, file=sys.stderr)
-
-    from exporters.quantize import DRIFT_TOLERANCE
 
     tolerance = DRIFT_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
     results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log)

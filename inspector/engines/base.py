@@ -10,6 +10,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from model.errors import InspectorError
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def parse_device(device: str, allowed: tuple[str, ...] = DEVICES, what: str = "a model", hint: str = "") -> tuple[str, int]:
+    """`--device` text -> (name, index), or one line naming the devices `allowed` (e.g. "cuda:1" -> ("cuda", 1))."""
+    name, colon, index = device.partition(":")
+    if name not in allowed or (colon and not index.isdigit()):
+        choices = " or ".join(a if a == "cpu" else f"{a}[:N]" for a in allowed)
+        raise InspectorError(f"--device {device!r}: {what} runs on {choices}{hint}")
+    return name, int(index or 0)
+
 
 @dataclass
 class HeadOutput:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters import manifest as export_manifest
-from inspector.engines.base import HeadOutput
+from inspector.engines.base import HeadOutput, parse_device
 from inspector.engines.exported import check_batch, meta_from_export, split_outputs
 from model.errors import InspectorError
 
@@ -20,12 +20,10 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 
 
 def _providers(device: str, model: Path, kind: str) -> list:
-    name, _, index = device.partition(":")
-    if name not in PROVIDERS or (index and not index.isdigit()):
-        raise InspectorError(f"--device {device!r}: an ONNX model runs on cpu, cuda[:N] or tensorrt[:N]")
+    name, index = parse_device(device, tuple(PROVIDERS), "an ONNX model")
     if name == "cpu":
         return ["CPUExecutionProvider"]
-    gpu = {"device_id": int(index or 0)}
+    gpu = {"device_id": index}
     if name == "cuda":
         return [("CUDAExecutionProvider", gpu)]
     if kind == "onnx-int8":

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters import manifest as export_manifest
-from inspector.engines.base import HeadOutput
+from inspector.engines.base import HeadOutput, parse_device
 from inspector.engines.exported import check_batch, meta_from_export, split_outputs
 from model.errors import InspectorError
 
@@ -21,13 +21,11 @@ class TensorRTEngine:
     def __init__(self, path: str | Path, device: str = "cuda") -> None:
         path = Path(path)
         manifest = export_manifest.read_sidecar(path, required=True)
-        name, _, index = device.partition(":")
-        if name not in ("cuda", "tensorrt") or (index and not index.isdigit()):
-            raise InspectorError(f"--device {device!r}: a TensorRT engine runs on cuda[:N] (for CPUs export an .onnx)")
+        _, index = parse_device(device, ("cuda", "tensorrt"), "a TensorRT engine", " (for CPUs export an .onnx)")
         import torch
 
         self.torch = torch
-        self.device = torch.device("cuda", int(index or 0)) if torch.cuda.is_available() else None
+        self.device = torch.device("cuda", index) if torch.cuda.is_available() else None
         if self.device is not None:
             torch.cuda.set_device(self.device)
         export_manifest.check_tensorrt_target(manifest.get("tensorrt"), export_manifest.tensorrt_target(), path)

@@ -7,19 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inspector.engines.base import HeadOutput, ModelMeta
+from inspector.engines.base import HeadOutput, ModelMeta, parse_device
 from model.checkpoint import WEIGHTS, load_checkpoint
 from model.errors import InspectorError
 
 
 def torch_device(device: str) -> torch.device:
     """`--device` for a checkpoint -> a torch device this machine has, or one line saying why not."""
-    name, colon, index = device.partition(":")
-    if name not in ("cpu", "cuda") or (colon and not index.isdigit()):
-        raise InspectorError(f"--device {device!r}: a checkpoint runs on cpu or cuda[:N] (tensorrt is for exported ONNX models)")
+    name, index = parse_device(device, ("cpu", "cuda"), "a checkpoint", " (tensorrt is for exported ONNX models)")
     if name == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if int(index or 0) >= count:
+        if index >= count:
             raise InspectorError(f"--device {device}: this torch sees {count} CUDA GPU(s); use --device cpu"
                                  + ("" if count else ", or install a CUDA build of torch"))
     return torch.device(device)

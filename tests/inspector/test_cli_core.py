@@ -317,9 +317,15 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad, case):
     assert_one_line_error(rc, err, *needles)
 
 
-def test_export_checks_its_verify_data_before_exporting(capsys, bad):
-    rc, _, err = cli(capsys, "export", bad["ckpt"], "--format", "onnx", "--out", bad["tmp"] / "ex", "--verify", bad["tmp"] / "empty")
-    assert_one_line_error(rc, err, "--verify", "no images found")
+@pytest.mark.parametrize("extra, needles", [
+    (["--verify", "{tmp}/empty"], ["--verify", "no images found"]),
+    (["--verify", "{data}", "--device", "gpu"], ["--device 'gpu'", "cpu or cuda[:N] or tensorrt[:N]"]),
+    (["--int8-tolerance", "0"], ["--int8-tolerance 0.0", "positive"]),
+    (["--int8-tolerance", "nan"], ["--int8-tolerance nan", "positive"]),
+])
+def test_export_checks_its_options_before_exporting(capsys, bad, extra, needles):
+    rc, _, err = cli(capsys, "export", bad["ckpt"], "--format", "onnx", "--out", bad["tmp"] / "ex", *(a.format(**bad) for a in extra))
+    assert_one_line_error(rc, err, *needles)
     assert not (bad["tmp"] / "ex").exists()
 
 
