@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inspector.engines.base import DEVICES, parse_device
 from model.errors import InspectorError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}$")  # station/serial/id: never a path, never a wildcard
@@ -109,6 +110,15 @@ class ModelSection(Section):
     batch_size: int = Field(8, ge=1, le=256, title="Largest batch", description="Frames that queue up are inspected together, up to this many.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        try:
+            parse_device(v)
+        except InspectorError:
+            raise ValueError(f"{v!r}: use {', '.join(DEVICES)}, or cuda:N / tensorrt:N for GPU N") from None
+        return v
 
 
 class Tls(Section):

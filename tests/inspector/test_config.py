@@ -65,6 +65,8 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE + "http:\n  port: '9108'\n", ":13: http.port: Input should be a valid integer"),
     (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /var/lib/inspector/st1"), "source.path and store.data_dir must differ"),
     (BASE.replace("device: 0", "device: /dev/video2"), None),
+    (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  device: gpu\n"), ":5: model.device: 'gpu': use cpu, cuda, tensorrt"),
+    (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  device: cuda:1\n"), None),
 ])
 def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
     f = tmp_path / "s.yaml"
