@@ -66,24 +66,24 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InspectorError(f"image {path}: no such file")
     if path.stat().st_size == 0:
         raise InspectorError(f"image {path}: the file is empty")
-    try:
-        with Image.open(path) as img:
-            _load_strict(img)
-            return _to_rgb(img, str(path))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InspectorError(f"image {path}: cannot be decoded ({exc.__class__.__name__}); is it a PNG/JPEG/BMP/TIFF?") from None
+    return _decode(path, str(path), "is it a PNG/JPEG/BMP/TIFF?")
 
 
 def decode_image(data: bytes, name: str = "payload") -> np.ndarray:
     """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]."""
     if not data:
         raise InspectorError(f"image {name}: empty payload")
+    return _decode(io.BytesIO(data), name, "send JPEG or PNG bytes")
+
+
+def _decode(source: Path | io.BytesIO, name: str, hint: str) -> np.ndarray:
+    """A file or in-memory image, fully and strictly decoded -> RGB uint8; one line naming `name` if it cannot be."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(source) as img:
             _load_strict(img)
             return _to_rgb(img, name)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); send JPEG or PNG bytes") from None
+        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); {hint}") from None
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
