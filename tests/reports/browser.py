@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -29,8 +30,11 @@ class Chromium:
 
         self._websocket = websocket
         self.timeout = timeout
+        # Chromium keeps its singleton socket in a folder under TMPDIR and leaves it behind when terminated.
+        tmp = user_data_dir / "tmp"
+        tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp)})
         port_file = user_data_dir / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (port_file.is_file() and port_file.read_text().strip()):
