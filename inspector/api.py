@@ -14,7 +14,7 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.images import array_to_rgb, decode_image, preprocess, read_image, resize_map
+from model.images import array_to_rgb, decode_image, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray"
 
@@ -53,9 +53,8 @@ class Inspector:
     def _load(image, name: str | None) -> tuple[np.ndarray, str, str]:
         """-> (RGB uint8, sha256 of the source bytes or pixels, source name)."""
         if isinstance(image, (str, Path)):
-            path = Path(image)
-            rgb = read_image(path)  # first: it names a missing or unreadable file
-            return rgb, hashlib.sha256(path.read_bytes()).hexdigest(), name or str(path)
+            rgb, data = read_image_bytes(image)
+            return rgb, hashlib.sha256(data).hexdigest(), name or str(image)
         if isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
             return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"

@@ -59,14 +59,25 @@ def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 [H, W, 3], honouring EXIF orientation; grayscale is replicated."""
+    return read_image_bytes(path)[0]
+
+
+def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
+    """read_image's RGB and the file's bytes as decoded, read once: a file replaced meanwhile cannot mismatch its hash."""
     path = Path(path)
     if path.is_dir():
         raise InspectorError(f"image {path}: is a folder; give an image file")
-    if not path.is_file():
+    if not path.exists():
         raise InspectorError(f"image {path}: no such file")
-    if path.stat().st_size == 0:
+    if not path.is_file():
+        raise InspectorError(f"image {path}: is not a regular file; give an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InspectorError(f"image {path}: cannot be read ({exc.strerror or exc}); check the file's permissions") from None
+    if not data:
         raise InspectorError(f"image {path}: the file is empty")
-    return _decode(path, str(path), "is it a PNG/JPEG/BMP/TIFF?")
+    return _decode(io.BytesIO(data), str(path), "is it a PNG/JPEG/BMP/TIFF?"), data
 
 
 def decode_image(data: bytes, name: str = "payload") -> np.ndarray:

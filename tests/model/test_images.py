@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -112,6 +113,13 @@ def test_missing_file_and_too_small_image(tmp_path):
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(InspectorError, match="too small"):
         read_image(tmp_path / "small.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_is_refused_not_read(tmp_path):
+    os.mkfifo(tmp_path / "camera.png")  # reading it would wait for a writer forever
+    with pytest.raises(InspectorError, match="camera.png: is not a regular file"):
+        read_image(tmp_path / "camera.png")
 
 
 def test_decode_image_bytes():
