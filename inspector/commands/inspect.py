@@ -1,9 +1,10 @@
-"""`inspector inspect MODEL IMAGE_OR_DIR`: verdict, score and defect regions for each image."""
+"""`inspector inspect MODEL IMAGE_OR_DIR...`: verdict, score and defect regions for each image."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from model.folders import writable_folder
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="inspect an image or a folder of images", description=__doc__)
     p.add_argument("model", help="checkpoint directory or exported model")
-    p.add_argument("images", help="an image file or a folder (searched recursively)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files and/or folders (searched recursively), e.g. parts/*.png")
     p.add_argument("--json", action="store_true", help="print result records as JSON")
     p.add_argument("--overlays", metavar="OUTDIR", help="write an overlay PNG per image here")
     p.add_argument("--threshold", type=float, help="image threshold to use instead of the calibrated one")
@@ -29,14 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from inspector.api import Inspector
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
-    from model.images import list_images, read_image
+    from model.images import read_image
 
-    target = Path(args.images)
-    if not target.exists():
-        raise InspectorError(f"image {target}: no such file or folder")
-    paths = list_images(target, recursive=True) if target.is_dir() else [target]
-    if not paths:
-        raise InspectorError(f"folder {target}: no images (PNG/JPEG/BMP/TIFF) found")
+    paths, base = _images(args.images)
+    single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise InspectorError(f"--threshold {args.threshold}: give a finite score")
     if args.lang is not None and args.lang not in LANGUAGES:
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             r = insp.inspect(path, serial=args.serial if len(paths) == 1 else None)
             if args.overlays:
-                rel = path.relative_to(target) if target.is_dir() else Path(path.name)
+                rel = Path(os.path.relpath(os.path.abspath(path), base))
                 out = Path(args.overlays) / rel.with_name(rel.stem + "_overlay.png")
                 r.images["overlay"] = str(save_png(r.overlay(read_image(path)), out))
         except InspectorError as exc:
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 print("      " + r.describe(args.lang))
     if args.json:
         records = [r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}) for r in results]
-        if target.is_file():
+        if single:
             if records:
                 print_json(records[0])
         else:
@@ -80,3 +78,21 @@ def run(args: argparse.Namespace) -> int:
         n_fail = sum(r.verdict == "FAIL" for r in results)
         print(f"{len(results)} inspected: {len(results) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
     return 2 if errors else 0
+
+
+def _images(targets: list[str]) -> tuple[list[Path], str]:
+    """The images to inspect, each once, in the order given (folders sorted, recursively), and the folder their
+    overlays' paths are kept relative to: the deepest one holding every target, so that no two overlays collide.
+    A missing target or an image-less folder is an error before anything is inspected."""
+    from model.images import list_images
+
+    found: dict[str, Path] = {}
+    for t in map(Path, targets):
+        if not t.exists():
+            raise InspectorError(f"image {t}: no such file or folder")
+        images = list_images(t, recursive=True) if t.is_dir() else [t]
+        if not images:
+            raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
+        found.update((os.path.abspath(p), p) for p in images if os.path.abspath(p) not in found)
+    base = os.path.commonpath([os.path.abspath(t if Path(t).is_dir() else Path(t).parent) for t in targets])
+    return list(found.values()), base

@@ -85,6 +85,22 @@ def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_pat
     assert (out / "blob" / "000_overlay.png").is_file()  # the folder structure is kept
 
 
+def test_inspect_several_files_and_folders(capsys, tiny_ckpt, tiny_data, tmp_path):
+    blob, good = tiny_data / "test" / "blob", tiny_data / "test" / "good"
+    files = sorted(blob.glob("*.png"))[:2]  # as a shell expands blob/*.png
+    out = tmp_path / "overlays"
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, *files, good, files[0], "--json", "--overlays", out)
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    sources = [Path(r["source"]) for r in doc["results"]]
+    assert sources[:2] == files and len(sources) == len(set(sources)) == doc["summary"]["images"] == 2 + len(list(good.glob("*.png")))
+    # overlays keep their paths below the deepest folder holding every target, so same-named images do not collide
+    assert (out / "blob" / "000_overlay.png").is_file() and (out / "good" / f"{sorted(good.glob('*.png'))[0].stem}_overlay.png").is_file()
+    # a missing one is named before anything is inspected
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, files[0], tmp_path / "nope.png")
+    assert rc == 2 and stdout == "" and "nope.png: no such file or folder" in err
+
+
 def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "blob" / "000.png"
     rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")
