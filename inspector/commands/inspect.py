@@ -93,6 +93,7 @@ def _images(targets: list[str]) -> tuple[list[Path], str]:
         images = list_images(t, recursive=True) if t.is_dir() else [t]
         if not images:
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
-        found.update((os.path.abspath(p), p) for p in images if os.path.abspath(p) not in found)
-    base = os.path.commonpath([os.path.abspath(t if Path(t).is_dir() else Path(t).parent) for t in targets])
+        for p in images:
+            found.setdefault(os.path.abspath(p), p)
+    base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets)])
     return list(found.values()), base
