@@ -77,20 +77,20 @@ def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
         raise InspectorError(f"image {path}: cannot be read ({exc.strerror or exc}); check the file's permissions") from None
     if not data:
         raise InspectorError(f"image {path}: the file is empty")
-    return _decode(io.BytesIO(data), str(path), "is it a PNG/JPEG/BMP/TIFF?"), data
+    return _decode(data, str(path), "is it a PNG/JPEG/BMP/TIFF?"), data
 
 
 def decode_image(data: bytes, name: str = "payload") -> np.ndarray:
     """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]."""
     if not data:
         raise InspectorError(f"image {name}: empty payload")
-    return _decode(io.BytesIO(data), name, "send JPEG or PNG bytes")
+    return _decode(data, name, "send JPEG or PNG bytes")
 
 
-def _decode(source: Path | io.BytesIO, name: str, hint: str) -> np.ndarray:
-    """A file or in-memory image, fully and strictly decoded -> RGB uint8; one line naming `name` if it cannot be."""
+def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
+    """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
     try:
-        with Image.open(source) as img:
+        with Image.open(io.BytesIO(data)) as img:
             _load_strict(img)
             return _to_rgb(img, name)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

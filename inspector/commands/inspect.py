@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.api import Inspector
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
-    from model.images import read_image
+    from model.images import read_image_bytes
 
     paths, base = _images(args.images)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
@@ -48,11 +48,16 @@ def run(args: argparse.Namespace) -> int:
     results, errors = [], []
     for path in paths:
         try:
-            r = insp.inspect(path, serial=args.serial if len(paths) == 1 else None)
+            serial = args.serial if len(paths) == 1 else None
             if args.overlays:
+                # the file is read once: the overlay is drawn on the very bytes that were scored and hashed
+                rgb, data = read_image_bytes(path)
+                r = insp.inspect(data, serial=serial, source=str(path))
                 rel = Path(os.path.relpath(os.path.abspath(path), base))
                 out = Path(args.overlays) / rel.with_name(rel.stem + "_overlay.png")
-                r.images["overlay"] = str(save_png(r.overlay(read_image(path)), out))
+                r.images["overlay"] = str(save_png(r.overlay(rgb), out))
+            else:
+                r = insp.inspect(path, serial=serial)
         except InspectorError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             print(f"error: {exc}", file=sys.stderr)
