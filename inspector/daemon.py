@@ -32,6 +32,7 @@ from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
 from inspector.sources import open_source
 from inspector.store import Store
+from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,11 @@ class Daemon:
         cfg = self.cfg
         decision = DecisionConfig(image_threshold=cfg.model.image_threshold, pixel_threshold=cfg.model.pixel_threshold, mm_per_px=cfg.model.mm_per_px)
         engine = self._given_inspector.engine if self._given_inspector is not None else None
-        self.inspector = Inspector(engine, decision, cfg.station.name) if engine else Inspector.load(cfg.model.path, cfg.model.device, decision, cfg.station.name)
+        try:
+            self.inspector = Inspector(engine, decision, cfg.station.name) if engine else Inspector.load(cfg.model.path, cfg.model.device, decision, cfg.station.name)
+        except InspectorError as exc:
+            # the engines word a missing device for the CLI's option; here it came from the station config
+            raise InspectorError(str(exc).replace("--device", "model.device")) from None
         if cfg.sparkplug.enabled:
             from inspector.sparkplug import SparkplugNode
 

@@ -329,3 +329,14 @@ def test_a_bad_model_path_is_reported_before_connecting(station, tmp_path, name,
     with pytest.raises(InspectorError, match=f"{name}: {message}"):
         d.start()
     assert d.mqtt is None  # it never reached the broker
+
+
+def test_a_device_the_machine_lacks_is_named_by_its_config_key(station):
+    from inspector.daemon import Daemon
+    from model.errors import InspectorError
+
+    d = Daemon(station(model={"device": "cuda:63"}))
+    with pytest.raises(InspectorError) as err:
+        d.start()
+    assert "model.device cuda:63: this torch sees" in str(err.value) and "use model.device cpu" in str(err.value)
+    assert "--device" not in str(err.value)
