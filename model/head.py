@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BANK_CHUNK = 8192  # bank rows per matmul: bounds the [patches x bank] distance block in memory
+BANK_CHUNK = 1024  # bank rows per matmul: small enough that the [patches x rows] distance block stays in cache
 POSITION_PRIOR = 8.0  # position statistics are shrunk towards the whole grid as if this many more images showed it
 
 
