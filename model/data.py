@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:
     return None
 
 
+def _refuse_labelled(root: Path) -> None:
+    """A plain folder is read as good images, so one holding an MVTec AD layout (its ground_truth/ masks, or
+    good/ beside folders of defect images) would silently teach the model its defects: refuse it, naming the folder."""
+    for here, subs, _ in os.walk(root):
+        subs.sort()
+        d = Path(here)
+        if "ground_truth" in subs:
+            raise InspectorError(f"data {root}: {d} is an MVTec AD layout (it has ground_truth/), whose defects "
+                                 "would be learnt as good; give that folder itself, or a folder of good images only")
+        others = [s for s in subs if s != GOOD and list_images(d / s, recursive=True)] if GOOD in subs else []
+        if others:
+            raise InspectorError(f"data {root}: {d} holds {GOOD}/ beside {', '.join(s + '/' for s in others)}, whose "
+                                 f"images would be learnt as good; give {d / GOOD}, or the MVTec AD layout's root folder")
+
+
 def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
     root = Path(path)
@@ -62,6 +78,8 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                     test.append(Sample(p, type_dir.name, mask))
         dataset = Dataset(root, train, test)
     else:
+        if require_train:
+            _refuse_labelled(root)
         dataset = Dataset(root, [Sample(p) for p in list_images(root, recursive=True)])
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root

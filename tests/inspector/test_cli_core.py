@@ -281,12 +281,15 @@ def bad(tmp_path, tiny_ckpt, tiny_data):
     (tmp_path / "three").mkdir()
     for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:3]:
         shutil.copy(p, tmp_path / "three" / p.name)
+    shutil.copytree(tiny_data, tmp_path / "site" / "line1")
     return {"tmp": tmp_path, "ckpt": tiny_ckpt, "data": tiny_data, "image": tiny_data / "test" / "good" / "000.png"}
 
 
 CASES = {
     "fit: missing data dir": (["fit", "{tmp}/nowhere", "--out", "{tmp}/o.ckpt"], ["nowhere", "no such folder"]),
     "fit: empty data dir": (["fit", "{tmp}/empty", "--out", "{tmp}/o.ckpt"], ["empty", "no good images"]),
+    "fit: the folder above a layout": (["fit", "{tmp}/site", "--out", "{tmp}/o.ckpt"], ["line1 is an MVTec AD layout", "give that folder"]),
+    "fit: a layout's test folder": (["fit", "{data}/test", "--out", "{tmp}/o.ckpt"], ["good/ beside blob/", "test/good"]),
     "fit: unknown backbone": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--backbone", "resnet50"], ["unknown backbone 'resnet50'"]),
     "fit: coreset above 1": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "1.5"], ["--coreset 1.5"]),
     "fit: coreset 0": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--coreset", "0"], ["--coreset 0"]),

@@ -49,6 +49,29 @@ def test_plain_folder_is_recursive_and_skips_non_images(tmp_path):
     assert ds.test == [] and ds.defect_types == []
 
 
+def test_a_plain_folder_holding_labelled_images_is_refused(tmp_path):
+    """Read as good images, these would teach the model their defects: each refusal names the folder to give."""
+    _img(tmp_path / "site/line1/train/good/0.png")
+    _img(tmp_path / "site/line1/test/crack/0.png")
+    _img(tmp_path / "site/line1/ground_truth/crack/0_mask.png")
+    with pytest.raises(InspectorError, match=f"{tmp_path / 'site/line1'} is an MVTec AD layout"):
+        load_dataset(tmp_path / "site")
+    _img(tmp_path / "site/line1/test/good/0.png")
+    with pytest.raises(InspectorError) as exc:
+        load_dataset(tmp_path / "site/line1/test")
+    assert "good/ beside crack/" in str(exc.value) and f"give {tmp_path / 'site/line1/test/good'}" in str(exc.value)
+    assert len(load_dataset(tmp_path / "site/line1").train) == 1  # the layout's root is read as one
+    assert len(load_dataset(tmp_path / "site/line1/test", require_train=False).train) == 2  # benches and checks time any image
+
+
+def test_good_beside_folders_without_images_is_a_plain_folder(tmp_path):
+    _img(tmp_path / "good/0.png")
+    _img(tmp_path / "good/1.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/readme.txt").write_text("not an image")
+    assert [s.path.name for s in load_dataset(tmp_path).train] == ["0.png", "1.png"]
+
+
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InspectorError) as exc:
         load_dataset(tmp_path)
