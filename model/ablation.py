@@ -20,7 +20,7 @@ import torch
 from model.data import Dataset
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
-from model.evaluate import Scored, mask_at, metrics_report
+from model.evaluate import Scored, known_pixels, mask_at, metrics_report
 from model.extract import load_batches
 from model.fit import FitOptions, finish_fit, fit_good_only
 from model.net import InspectorNet
@@ -72,7 +72,7 @@ def run_ablation(dataset: Dataset, options: FitOptions, synth: int = 300, progre
         fit_seconds = base_seconds + time.perf_counter() - t
         with torch.no_grad():
             out = [net.head(f) for f in feats]
-        scored = Scored(torch.cat([s for s, _ in out]).double().numpy(), torch.cat([m for _, m in out]).numpy(), masks, [])
+        scored = Scored(torch.cat([s for s, _ in out]).double().numpy(), torch.cat([m for _, m in out]).numpy(), masks, [], known_pixels(dataset.test))
         metrics = metrics_report(dataset.test, scored)
         rows.append({"variant": name, **{k: metrics.get(k) for k in METRICS},
                      "fit_seconds": round(fit_seconds, 1),

@@ -26,6 +26,17 @@ class Scored:
     maps: np.ndarray
     masks: np.ndarray | None
     ms_per_image: list[float]
+    known: np.ndarray | None = None  # bool [N]: whose pixels are known (good images, defects with a mask); None: all
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(masks, maps) of the images whose pixels are known, for pixel metrics and thresholds: a defect without
+        a mask would count its defect pixels as normal. None without masks, or without a known defect pixel."""
+        if self.masks is None:
+            return None
+        masks, maps = self.masks, self.maps
+        if self.known is not None and not self.known.all():
+            masks, maps = masks[self.known], maps[self.known]
+        return (masks, maps) if masks.any() else None
 
 
 def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -34,6 +45,11 @@ def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int])
         return np.zeros(size, dtype=bool)
     mask = read_mask(sample.mask_path, image_shape).astype(np.uint8)
     return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def known_pixels(samples: list[Sample]) -> np.ndarray:
+    """bool [N]: whether each sample's defect pixels are known (a good image, or a defect with its mask)."""
+    return np.array([not s.is_defect or s.mask_path is not None for s in samples])
 
 
 @torch.no_grad()
@@ -60,7 +76,8 @@ def score_samples(
             masks.extend(mask_at(samples[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs))
         bar.update(len(idx))
     bar.close()
-    return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times)
+    return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times,
+                  known_pixels(samples) if with_masks else None)
 
 
 def _r(x: float) -> float | None:
@@ -84,12 +101,16 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
         "per_type_auroc": {t: _r(roc_auc(np.r_[np.zeros((~y).sum()), np.ones((types == t).sum())], np.r_[s[~y], s[types == t]]))
                            for t in sorted(set(types[y]))},
     }
-    if scored.masks is not None and scored.masks.any():
-        report["pixel_auroc"] = _r(roc_auc(scored.masks.ravel(), scored.maps.ravel()))
-        report["pixel_ap"] = _r(average_precision(scored.masks.ravel(), scored.maps.ravel()))
-        report["aupro"] = _r(aupro(scored.masks, scored.maps, 0.3))
+    pixels = scored.pixels()
+    if pixels is not None:
+        masks, maps = pixels
+        report["pixel_auroc"] = _r(roc_auc(masks.ravel(), maps.ravel()))
+        report["pixel_ap"] = _r(average_precision(masks.ravel(), maps.ravel()))
+        report["aupro"] = _r(aupro(masks, maps, 0.3))
     else:
         report["pixel_auroc"] = report["pixel_ap"] = report["aupro"] = None
+    if scored.known is not None:  # left out of the pixel metrics
+        report["defects_without_masks"] = int((~scored.known).sum())
     report["ms_per_image"] = round(statistics.median(scored.ms_per_image), 2) if scored.ms_per_image else None
     return report
 

@@ -425,8 +425,9 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         scored = score_samples(net, dataset.test, progress=progress, with_masks=True, batch_size=16)
         labels = np.array([s.is_defect for s in dataset.test])
         test_good, test_defect = scored.scores[~labels], scored.scores[labels]
-        if scored.masks is not None and scored.masks.any():
-            pixel_thr = f1_max(scored.masks.ravel(), scored.maps.ravel())[1]
+        pixels = scored.pixels()
+        if pixels is not None:
+            pixel_thr = f1_max(pixels[0].ravel(), pixels[1].ravel())[1]
             pixel_source = "test masks (pixel F1-max)"
     good_all = np.concatenate([good_scores, test_good])  # training first: eval reads the first n_images as those
     policy = options.policy or (Policy("escape", 0.01) if test_defect.size else Policy("far", 0.01))

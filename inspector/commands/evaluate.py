@@ -68,9 +68,10 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores))
-    if scored.masks is not None and scored.masks.any():
-        report["at_pixel_threshold"] = pixel_threshold_report(scored.masks, scored.maps, engine.meta.pixel_threshold)
-        report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, scored.masks, scored.maps))
+    pixels = scored.pixels()
+    if pixels is not None:
+        report["at_pixel_threshold"] = pixel_threshold_report(*pixels, engine.meta.pixel_threshold)
+        report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, *pixels))
     if type_rows and engine.meta.class_names:
         from inspector.commands.types_eval import report_from_probs
 

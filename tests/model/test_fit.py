@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,6 +61,21 @@ def test_maps_locate_the_planted_defects(scored):
         ys, xs = np.nonzero(mask)
         hits += (ys.min() - 8 <= y <= ys.max() + 8) and (xs.min() - 8 <= x <= xs.max() + 8)  # within one patch
     assert hits >= 3
+
+
+def test_a_defect_without_its_mask_is_left_out_of_the_pixel_metrics(scored):
+    """Its mask reads all normal, which would count its defect pixels as false alarms."""
+    net, _, ds, test, _ = scored
+    i = next(k for k, s in enumerate(ds.test) if s.is_defect)
+    samples = list(ds.test)
+    samples[i] = replace(samples[i], mask_path=None)
+    unmasked = score_samples(net, samples, with_masks=True)
+    assert not unmasked.masks[i].any()
+    report = metrics_report(samples, unmasked)
+    keep = np.arange(len(samples)) != i
+    assert report["defects_without_masks"] == 1 and metrics_report(ds.test, test)["defects_without_masks"] == 0
+    assert report["pixel_auroc"] == round(roc_auc(test.masks[keep].ravel(), test.maps[keep].ravel()), 4)
+    assert report["pixel_auroc"] != round(roc_auc(unmasked.masks.ravel(), unmasked.maps.ravel()), 4)
 
 
 def test_outputs_at_the_input_size(scored):
