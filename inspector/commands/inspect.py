@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files and/or folders (searched recursively), e.g. parts/*.png")
     p.add_argument("--json", action="store_true", help="print result records as JSON")
-    p.add_argument("--overlays", metavar="OUTDIR", help="write an overlay PNG per image here")
+    p.add_argument("--overlays", metavar="OUTDIR", help="write an overlay PNG per image here (images under it are not inspected, so it may sit in an inspected folder)")
     p.add_argument("--threshold", type=float, help="image threshold to use instead of the calibrated one")
     p.add_argument("--lang", default=None, help="also print a plain-language summary: en, zh or es")
     p.add_argument("--serial", help="part serial number to record (single image)")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.overlay import save_png
     from model.images import read_image_bytes
 
-    paths, base = _images(args.images)
+    paths, base = _images(args.images, skip=args.overlays)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise InspectorError(f"--threshold {args.threshold}: give a finite score")
@@ -85,17 +85,21 @@ def run(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-def _images(targets: list[str]) -> tuple[list[Path], str]:
+def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str]:
     """The images to inspect, each once, in the order given (folders sorted, recursively), and the folder their
     overlays' paths are kept relative to: the deepest one holding every target, so that no two overlays collide.
-    A missing target or an image-less folder is an error before anything is inspected."""
+    A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
+    run's overlays. A missing target or an image-less folder is an error before anything is inspected."""
     from model.images import list_images
 
+    skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
         images = list_images(t, recursive=True) if t.is_dir() else [t]
+        if skip and t.is_dir():
+            images = [p for p in images if os.path.commonpath([os.path.abspath(p), skip]) != skip]
         if not images:
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
         for p in images:

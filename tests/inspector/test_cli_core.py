@@ -85,6 +85,16 @@ def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_pat
     assert (out / "blob" / "000_overlay.png").is_file()  # the folder structure is kept
 
 
+def test_overlays_inside_the_inspected_folder_are_not_inspected_on_the_next_run(capsys, tiny_ckpt, tiny_data, tmp_path):
+    parts = shutil.copytree(tiny_data / "test", tmp_path / "parts")
+    n = len(list(parts.rglob("*.png")))
+    for _ in range(2):
+        rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json", "--overlays", parts / "overlays")
+        assert rc == 0, err
+        assert json.loads(stdout)["summary"]["inspected"] == n
+    assert len(list((parts / "overlays").rglob("*.png"))) == n and not list(parts.rglob("*_overlay_overlay.png"))
+
+
 def test_inspect_several_files_and_folders(capsys, tiny_ckpt, tiny_data, tmp_path):
     blob, good = tiny_data / "test" / "blob", tiny_data / "test" / "good"
     files = sorted(blob.glob("*.png"))[:2]  # as a shell expands blob/*.png
