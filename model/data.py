@@ -69,7 +69,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     if not root.is_dir():
         raise InspectorError(f"data {root}: is a file; give a folder of images or an MVTec AD layout folder")
     if (root / "train").is_dir() or (root / "test").is_dir():
-        train = [Sample(p) for p in list_images(root / "train" / GOOD)] if (root / "train" / GOOD).is_dir() else []
+        train = [Sample(p) for p in list_images(root / "train" / GOOD, recursive=True)] if (root / "train" / GOOD).is_dir() else []
         test: list[Sample] = []
         if (root / "test").is_dir():
             for type_dir in sorted(d for d in (root / "test").iterdir() if d.is_dir()):

@@ -29,6 +29,14 @@ def test_mvtec_layout(tiny_data):
         assert s.mask_path == tiny_data / "ground_truth" / "blob" / f"{s.path.stem}_mask.png"
 
 
+def test_mvtec_good_training_images_may_sit_in_subfolders(tmp_path):
+    """Good parts are often kept by lot or day: train/good is read like a plain folder."""
+    _img(tmp_path / "train/good/day1/0.png")
+    _img(tmp_path / "train/good/day2/0.png")
+    _img(tmp_path / "train/good/1.png")
+    assert [s.path.relative_to(tmp_path / "train/good").as_posix() for s in load_dataset(tmp_path).train] == ["1.png", "day1/0.png", "day2/0.png"]
+
+
 def test_mvtec_mask_suffixes_and_missing_masks(tmp_path):
     _img(tmp_path / "train/good/0.png")
     _img(tmp_path / "test/crack/0.png")
