@@ -37,6 +37,15 @@ def test_mvtec_good_training_images_may_sit_in_subfolders(tmp_path):
     assert [s.path.relative_to(tmp_path / "train/good").as_posix() for s in load_dataset(tmp_path).train] == ["1.png", "day1/0.png", "day2/0.png"]
 
 
+@pytest.mark.parametrize("folder", ["test/Good", "train/GOOD"])
+def test_a_good_folder_named_in_another_case_is_refused(tmp_path, folder):
+    """test/Good would count its parts as a defect type; train/GOOD would not be read."""
+    _img(tmp_path / "train/good/0.png")
+    _img(tmp_path / folder / "1.png")
+    with pytest.raises(InspectorError, match=f"{tmp_path / folder} must be named good"):
+        load_dataset(tmp_path)
+
+
 def test_mvtec_mask_suffixes_and_missing_masks(tmp_path):
     _img(tmp_path / "train/good/0.png")
     _img(tmp_path / "test/crack/0.png")
