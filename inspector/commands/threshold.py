@@ -1,4 +1,4 @@
-"""`inspector threshold CKPT`: show or change a checkpoint's thresholds without refitting."""
+"""`inspector threshold CKPT|EXPORT`: show or change a checkpoint's or an export's thresholds without refitting."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from model.errors import InspectorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("threshold", help="show or change a checkpoint's thresholds", description=__doc__)
-    p.add_argument("checkpoint", help="checkpoint directory")
+    p = sub.add_parser("threshold", help="show or change a checkpoint's or an export's thresholds", description=__doc__)
+    p.add_argument("checkpoint", metavar="MODEL", help="checkpoint directory, or an exported model file (its .json manifest beside it)")
     p.add_argument("--set", type=float, dest="value", help="set the image threshold to this score")
     p.add_argument("--pixel", type=float, help="set the pixel (region) threshold")
     p.add_argument("--json", action="store_true", help="print the thresholds as JSON")
@@ -26,11 +26,13 @@ def run(args: argparse.Namespace) -> int:
     from model.checkpoint import read_manifest, write_manifest
 
     ckpt = Path(args.checkpoint)
-    manifest = read_manifest(ckpt)
-    ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
         if value is not None and not np.isfinite(value):
             raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
+    if ckpt.is_file() and ckpt.name != "manifest.json":
+        return _run_export(args, ckpt)
+    manifest = read_manifest(ckpt)
+    ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
     scores = manifest.get("calibration_scores") or {}
     good, defect = np.asarray(scores.get("good", [])), np.asarray(scores.get("defect", []))
     policy = policy_from(args)
@@ -69,4 +71,34 @@ def run(args: argparse.Namespace) -> int:
             print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
         if info["note"]:
             print(f"  note: {info['note']}")
+        if changed:
+            print("  exports made before keep the thresholds they were exported with: "
+                  "set them there too (`inspector threshold EXPORT --set ...`) or export again")
+    return 0
+
+
+def _run_export(args: argparse.Namespace, model: Path) -> int:
+    """An export's thresholds live in its manifest beside it: --set and --pixel change them there. A policy
+    needs the calibration scores, which stay in the checkpoint."""
+    from exporters.manifest import read_sidecar, sidecar_path, write_sidecar
+
+    side = read_sidecar(model, required=True)
+    policy = policy_from(args)
+    if policy is not None:
+        flag = f"--{policy.kind} {policy.target}"
+        raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "
+                             f"{side['source']['checkpoint']} {flag}`, then --set that threshold here")
+    old = dict(side["thresholds"])
+    new = {**old, **({"image": args.value} if args.value is not None else {}), **({"pixel": args.pixel} if args.pixel is not None else {})}
+    changed = new != old
+    if changed:
+        try:
+            write_sidecar(model, {**side, "thresholds": new})
+        except OSError as exc:
+            raise InspectorError(f"manifest {sidecar_path(model)}: cannot be written ({exc.strerror or exc}); "
+                                 "check the folder's permissions") from None
+    if args.json:
+        print_json({"export": str(model), "thresholds": new, "previous": old if changed else None})
+    else:
+        print(f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({'changed' if changed else 'unchanged'})")
     return 0

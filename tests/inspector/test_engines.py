@@ -72,6 +72,23 @@ def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
         assert report["at_threshold"]["threshold"] == pytest.approx(ref["at_threshold"]["threshold"])
 
 
+def test_threshold_on_an_export_changes_what_it_decides(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
+    """A QA engineer re-thresholds the model the line runs, not only its checkpoint."""
+    onnx = copy_export(exports["onnx"], tmp_path / "e")
+    image = tiny_data / "test" / "blob" / "000.png"
+    code, out, _ = cli(capsys, "inspect", onnx, image, "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "FAIL"
+    before = json.loads(sidecar_path(onnx).read_text())["thresholds"]
+    code, out, _ = cli(capsys, "threshold", onnx, "--set", "1e6", "--json")
+    assert code == 0 and json.loads(out) == {"export": str(onnx), "thresholds": {**before, "image": 1e6}, "previous": before}
+    code, out, _ = cli(capsys, "inspect", onnx, image, "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "PASS" and json.loads(out)["threshold"] == 1e6  # the edited manifest still loads
+    line = _fails_with_one_line(capsys, "threshold", onnx, "--escape", "0.01")
+    assert f"run `inspector threshold {tiny_ckpt} --escape 0.01`, then --set that threshold here" in line
+    code, out, _ = cli(capsys, "threshold", tiny_ckpt, "--json")
+    assert json.loads(out)["thresholds"] == before  # the checkpoint is untouched
+
+
 def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
     code, out, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--verify", tiny_data)
     assert code == 0, err
