@@ -87,6 +87,9 @@ def test_threshold_on_an_export_changes_what_it_decides(capsys, exports, tiny_ck
     assert f"run `inspector threshold {tiny_ckpt} --escape 0.01`, then --set that threshold here" in line
     code, out, _ = cli(capsys, "threshold", tiny_ckpt, "--json")
     assert json.loads(out)["thresholds"] == before  # the checkpoint is untouched
+    sidecar_path(onnx).with_suffix(".tmp").mkdir()  # where the new manifest is written first; a folder makes that fail
+    line = _fails_with_one_line(capsys, "threshold", onnx, "--set", "2")
+    assert "model.onnx.json: cannot be written" in line and json.loads(sidecar_path(onnx).read_text())["thresholds"]["image"] == 1e6
 
 
 def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
