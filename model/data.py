@@ -61,6 +61,14 @@ def _refuse_labelled(root: Path) -> None:
                                  f"images would be learnt as good; give {d / GOOD}, or the MVTec AD layout's root folder")
 
 
+def _refuse_misnamed_good(root: Path) -> None:
+    """test/Good would be read as a defect type, and train/Good not at all."""
+    for split in (root / "train", root / "test"):
+        for d in sorted(split.iterdir()) if split.is_dir() else ():
+            if d.is_dir() and d.name != GOOD and d.name.lower() == GOOD:
+                raise InspectorError(f"data {root}: {d} must be named {GOOD} (lower case) to hold good images; rename it")
+
+
 def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
     root = Path(path)
@@ -69,10 +77,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     if not root.is_dir():
         raise InspectorError(f"data {root}: is a file; give a folder of images or an MVTec AD layout folder")
     if (root / "train").is_dir() or (root / "test").is_dir():
-        for split in (root / "train", root / "test"):
-            odd = sorted(d for d in (split.iterdir() if split.is_dir() else ()) if d.is_dir() and d.name != GOOD and d.name.lower() == GOOD)
-            if odd:  # test/Good would be read as a defect type, train/Good not at all
-                raise InspectorError(f"data {root}: {odd[0]} must be named {GOOD} (lower case) to hold good images; rename it")
+        _refuse_misnamed_good(root)
         train = [Sample(p) for p in list_images(root / "train" / GOOD, recursive=True)] if (root / "train" / GOOD).is_dir() else []
         test: list[Sample] = []
         if (root / "test").is_dir():

@@ -89,7 +89,11 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
         raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "
                              f"{side['source']['checkpoint']} {flag}`, then --set that threshold here")
     old = dict(side["thresholds"])
-    new = {**old, **({"image": args.value} if args.value is not None else {}), **({"pixel": args.pixel} if args.pixel is not None else {})}
+    new = dict(old)
+    if args.value is not None:
+        new["image"] = args.value
+    if args.pixel is not None:
+        new["pixel"] = args.pixel
     changed = new != old
     if changed:
         try:
