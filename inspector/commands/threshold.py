@@ -39,14 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if policy is not None and args.value is not None:
         raise InspectorError("give either --set or --escape/--far, not both")
     old = dict(manifest["thresholds"])
-    new = dict(old)
-    if args.value is not None:
-        new["image"] = args.value
-    elif policy is not None:
+    new = _given(old, args)
+    if policy is not None:  # never with --set (refused above)
         new["image"] = threshold_for(policy, good, defect)
         manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
-    if args.pixel is not None:
-        new["pixel"] = args.pixel
     policy_now = manifest.get("calibration", {}).get("policy")
     # a threshold --set by hand answers to no policy
     note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now and args.value is None else None
@@ -63,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        verb = "changed" if changed else "unchanged"
-        print(f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({verb})")
+        print(_headline(new, changed))
         if info["far_on_calibration"] is not None:
             print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
         if info["escape_on_calibration"] is not None:
@@ -89,11 +84,7 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
         raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "
                              f"{side['source']['checkpoint']} {flag}`, then --set that threshold here")
     old = dict(side["thresholds"])
-    new = dict(old)
-    if args.value is not None:
-        new["image"] = args.value
-    if args.pixel is not None:
-        new["pixel"] = args.pixel
+    new = _given(old, args)
     changed = new != old
     if changed:
         try:
@@ -104,5 +95,19 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
     if args.json:
         print_json({"export": str(model), "thresholds": new, "previous": old if changed else None})
     else:
-        print(f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({'changed' if changed else 'unchanged'})")
+        print(_headline(new, changed))
     return 0
+
+
+def _given(old: dict, args: argparse.Namespace) -> dict:
+    """The thresholds with those given by hand (--set, --pixel) in place."""
+    new = dict(old)
+    if args.value is not None:
+        new["image"] = args.value
+    if args.pixel is not None:
+        new["pixel"] = args.pixel
+    return new
+
+
+def _headline(new: dict, changed: bool) -> str:
+    return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({'changed' if changed else 'unchanged'})"
