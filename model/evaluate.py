@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import cv2
@@ -28,9 +29,11 @@ class Scored:
     ms_per_image: list[float]
     known: np.ndarray | None = None  # bool [N]: whose pixels are known (good images, defects with a mask); None: all
 
+    @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(masks, maps) of the images whose pixels are known, for pixel metrics and thresholds: a defect without
-        a mask would count its defect pixels as normal. None without masks, or without a known defect pixel."""
+        a mask would count its defect pixels as normal. None without masks, or without a known defect pixel.
+        Cached: leaving images out copies the maps, and `eval` asks twice."""
         if self.masks is None:
             return None
         masks, maps = self.masks, self.maps
@@ -101,7 +104,7 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
         "per_type_auroc": {t: _r(roc_auc(np.r_[np.zeros((~y).sum()), np.ones((types == t).sum())], np.r_[s[~y], s[types == t]]))
                            for t in sorted(set(types[y]))},
     }
-    pixels = scored.pixels()
+    pixels = scored.pixels
     if pixels is not None:
         masks, maps = pixels
         report["pixel_auroc"] = _r(roc_auc(masks.ravel(), maps.ravel()))

@@ -425,7 +425,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         scored = score_samples(net, dataset.test, progress=progress, with_masks=True, batch_size=16)
         labels = np.array([s.is_defect for s in dataset.test])
         test_good, test_defect = scored.scores[~labels], scored.scores[labels]
-        pixels = scored.pixels()
+        pixels = scored.pixels
         if pixels is not None:
             pixel_thr = f1_max(pixels[0].ravel(), pixels[1].ravel())[1]
             pixel_source = "test masks (pixel F1-max)"

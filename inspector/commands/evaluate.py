@@ -68,7 +68,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores))
-    pixels = scored.pixels()
+    pixels = scored.pixels
     if pixels is not None:
         report["at_pixel_threshold"] = pixel_threshold_report(*pixels, engine.meta.pixel_threshold)
         report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, *pixels))
