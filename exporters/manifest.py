@@ -78,6 +78,8 @@ def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
         return None
     try:
         manifest = _check_format(json.loads(path.read_text()), f"manifest {path}")
+    except OSError as exc:
+        raise InspectorError(f"manifest {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InspectorError(f"manifest {path}: not valid JSON ({exc.__class__.__name__}); re-export with `inspector export`") from None
     if manifest.get("file_sha256") != sha256_file(model):

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from model.errors import InspectorError
 from model.hashing import sha256_file
@@ -49,11 +51,22 @@ def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest = dict(manifest)
     manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
     manifest["manifest_sha256"] = _manifest_digest(manifest)
-    tmp = ckpt / (MANIFEST + ".tmp")
     with _writing(ckpt):
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        tmp.replace(ckpt / MANIFEST)
+        _replace(ckpt / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write through a temporary file of this process's own (two writers at once must not share one), so a
+    reader never sees half a file; the file's mode follows the umask, as any file the user writes."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        if tmp.is_file():
+            tmp.unlink()
+        raise
 
 
 @contextmanager
@@ -73,7 +86,9 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     with _writing(ckpt):
         ckpt.mkdir(parents=True, exist_ok=True)
-        save_file(state, str(ckpt / WEIGHTS), metadata={"format": FORMAT})
+        # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
+        # user (configs/inspector.service) could not load the checkpoint
+        _replace(ckpt / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
     return write_manifest(ckpt, manifest)
 
@@ -88,6 +103,8 @@ def read_manifest(ckpt: str | Path) -> dict[str, Any]:
         raise InspectorError(f"checkpoint {ckpt}: no {MANIFEST} inside; is this a directory written by `inspector fit`?")
     try:
         manifest = json.loads(path.read_text())
+    except OSError as exc:
+        raise InspectorError(f"checkpoint {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InspectorError(f"checkpoint {path}: not valid JSON ({exc.__class__.__name__}); re-create it with `inspector fit`") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

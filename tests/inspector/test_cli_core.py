@@ -4,6 +4,7 @@ line on stderr with exit code 2 (in-process for speed; a few through a real proc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
 def test_threshold_that_cannot_be_written_keeps_the_checkpoint(capsys, tiny_ckpt, tmp_path):
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
     before = (ckpt / "manifest.json").read_text()
-    (ckpt / "manifest.json.tmp").mkdir()  # where the new manifest is written first; a folder makes that fail, even as root
+    (ckpt / f"manifest.json.{os.getpid()}.tmp").mkdir()  # where this process writes the new manifest first; a folder makes that fail, even as root
     rc, _, err = cli(capsys, "threshold", ckpt, "--set", "1e6")
     assert_one_line_error(rc, err, "t.ckpt", "cannot be written")
     assert (ckpt / "manifest.json").read_text() == before

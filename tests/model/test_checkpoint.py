@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import struct
 
 import numpy as np
@@ -15,6 +17,7 @@ from model.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, package_version
 from model.data import load_dataset
 from model.errors import InspectorError
 from model.evaluate import score_samples
+from model.hashing import sha256_file
 
 
 @pytest.fixture
@@ -46,6 +49,24 @@ def test_save_load_round_trip_is_exact(tiny_ckpt, tmp_path):
     assert torch.equal(s1, s2) and torch.equal(m1, m2)
     assert s1.std() > 0  # a model that scores everything alike would pass trivially
     assert manifest2["thresholds"] == manifest["thresholds"]
+
+
+def test_files_are_readable_as_the_umask_allows(tiny_ckpt, tmp_path):
+    """A daemon running as another user (configs/inspector.service) must be able to load the checkpoint."""
+    net, manifest = load_checkpoint(tiny_ckpt)
+    before = os.umask(0o022)
+    try:
+        save_checkpoint(net, tmp_path / "shared", {k: manifest[k] for k in ("thresholds", "calibration", "options")})
+    finally:
+        os.umask(before)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "shared").iterdir()} == {WEIGHTS: 0o644, MANIFEST: 0o644}
+
+
+def test_an_unreadable_file_is_named_in_one_line(ckpt_copy):
+    (ckpt_copy / WEIGHTS).unlink()
+    (ckpt_copy / WEIGHTS).mkdir()  # unreadable even as root
+    with pytest.raises(InspectorError, match=rf"{WEIGHTS}: cannot be read \(Is a directory\); check its permissions"):
+        sha256_file(ckpt_copy / WEIGHTS)
 
 
 def test_manifest_describes_the_model(tiny_ckpt):
