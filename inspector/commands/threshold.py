@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError("give either --set or --escape/--far, not both")
     old = dict(manifest["thresholds"])
     new = _given(old, args)
+    policy_before = manifest.get("calibration", {}).get("policy")
     if policy is not None:  # never with --set (refused above)
         new["image"] = threshold_for(policy, good, defect)
         manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     far = float((good >= new["image"]).mean()) if good.size else None
     escape = float((defect < new["image"]).mean()) if defect.size else None
     changed = new != old
-    if changed:
+    if changed or policy_now != policy_before:  # a new policy is kept even where it lands on the same threshold
         manifest["thresholds"] = new
         manifest["calibration"] = {**manifest.get("calibration", {}), "threshold": new["image"], "far": far, "escape": escape, "note": note}
         manifest["files"] = list(manifest["files"])

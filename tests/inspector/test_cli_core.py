@@ -257,6 +257,18 @@ def test_threshold_that_cannot_be_written_keeps_the_checkpoint(capsys, tiny_ckpt
     assert rc == 0 and json.loads(stdout)["thresholds"]["image"] != 1e6
 
 
+def test_threshold_policy_is_kept_even_where_the_threshold_stays(capsys, tiny_ckpt, tmp_path):
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
+    before = json.loads(stdout)
+    assert rc == 0 and before["policy"] == {"kind": "escape", "target": 0.01}
+    # 4 calibration defects cannot tell a 1 % from a 20 % escape target: the same threshold, another policy
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--escape", "0.2", "--json")
+    assert rc == 0 and json.loads(stdout)["thresholds"] == before["thresholds"]
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
+    assert rc == 0 and json.loads(stdout)["policy"] == {"kind": "escape", "target": 0.2}
+
+
 def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
     rc, _, err = cli(capsys, "threshold", good_only_ckpt[0], "--escape", "0.01")
     assert_one_line_error(rc, err, "needs defect images")
