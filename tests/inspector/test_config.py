@@ -67,6 +67,9 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE.replace("device: 0", "device: /dev/video2"), None),
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  device: gpu\n"), ":5: model.device: 'gpu': use cpu, cuda, tensorrt"),
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  device: cuda:1\n"), None),
+    (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  image_threshold: .nan\n"), "model.image_threshold: Input should be a finite number"),
+    (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  mm_per_px: .inf\n"), "model.mm_per_px: Input should be a finite number"),
+    (BASE + "reports:\n  lang: fr\n", "reports.lang: Input should be 'en', 'zh' or 'es'"),
 ])
 def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
     f = tmp_path / "s.yaml"
@@ -122,3 +125,12 @@ def test_schema_describes_every_field(capsys):
         walk(d, name)
     assert not missing, missing
     assert StationConfig.model_fields["source"].discriminator == "type"
+
+
+def test_report_languages_are_the_ones_reports_render():
+    from typing import get_args
+
+    from inspector.config import ReportsSection
+    from reports import LANGUAGES
+
+    assert set(get_args(ReportsSection.model_fields["lang"].annotation)) == set(LANGUAGES)
