@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inspector.config import SAFE_ID, StationConfig
 from inspector.health import Metrics
 from inspector.mqtt import Message, MqttClient, Topics
+from inspector.result import parse_utc
 from inspector.sources import Frame
 from inspector.store import Store
 from model.errors import InspectorError
@@ -86,6 +87,21 @@ class ShiftReportCommand(BaseModel):
         if v != "shift_report":
             raise ValueError(f"unknown command {v[:40]!r}; known: shift_report")
         return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        """The store's UTC form, since the store compares times as text: "04:00+01:00" is 03:00Z."""
+        try:
+            return None if v is None else parse_utc(v)
+        except ValueError:
+            raise ValueError(f"{v[:40]!r} is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z") from None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShiftReportCommand:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError(f"start {self.start} is not before end {self.end}")
+        return self
 
 
 def pydantic_line(exc: ValidationError, what: str) -> str:

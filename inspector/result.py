@@ -12,7 +12,21 @@ from inspector.decision import Region
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(timezone.utc))
+
+
+def iso_utc(t: datetime) -> str:
+    """The store's timestamp form, 2026-11-26T06:00:00.000Z; a naive time is taken as local time."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> str:
+    """An ISO 8601 time (local if no offset) in the store's form, which sorts as text; ValueError if it is not one
+    (or out of the calendar's range)."""
+    try:
+        return iso_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
 
 
 @dataclass

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inspector.commands.common import name_list, print_json
+from inspector.result import iso_utc, parse_utc
 from model.errors import InspectorError
 
 
@@ -38,15 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def utc_time(text: str, option: str) -> str:
     """An ISO 8601 time (local if no offset) as the store's UTC form, 2026-11-26T06:00:00.000Z."""
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_utc(text)
     except ValueError:
         raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
-    return iso_utc(t)
-
-
-def iso_utc(t: datetime) -> str:
-    """The store's timestamp form; a naive time is taken as local time."""
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def open_store(db: str):

@@ -340,3 +340,17 @@ def test_a_device_the_machine_lacks_is_named_by_its_config_key(station):
         d.start()
     assert "model.device cuda:63: this torch sees" in str(err.value) and "use model.device cpu" in str(err.value)
     assert "--device" not in str(err.value)
+
+
+def test_shift_report_command_times_are_the_stores_utc_form():
+    """The store compares its UTC timestamps as text, so a command's times must be turned into that form first."""
+    from pydantic import ValidationError
+
+    from inspector.intake import ShiftReportCommand
+
+    cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T04:00+01:00", "end": "2026-12-03T05:00Z"})
+    assert (cmd.start, cmd.end) == ("2026-12-03T03:00:00.000Z", "2026-12-03T05:00:00.000Z")
+    for start, end, problem in (("garbage", None, "'garbage' is not a time"), ("0001-01-01T00:00+05:00", None, "is not a time"),
+                                ("2026-12-03T06:00Z", "2026-12-03T05:00Z", "is not before end")):
+        with pytest.raises(ValidationError, match=problem):
+            ShiftReportCommand.model_validate({"command": "shift_report", "start": start, "end": end})
