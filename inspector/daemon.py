@@ -280,6 +280,8 @@ class Daemon:
             # unfinished_tasks: queued or being worked on (task_done comes after the hand-over)
             drained = self._wait(lambda: self.jobs.unfinished_tasks == 0 and self.results.unfinished_tasks == 0, deadline)
             self.workers["inference"].join(5)
+            if not drained:
+                self.intake.release_unstarted()
             acked = self._wait(lambda: self.outbox.in_flight == 0 or not self.mqtt.connected, min(deadline, time.monotonic() + 5))
             self.workers["sink"].join(5)
             self.outbox.drain_acks()

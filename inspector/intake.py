@@ -126,6 +126,7 @@ class Job:
     accepted: float = field(default_factory=time.monotonic)
     started: float = 0.0  # when its inference batch began
     correlation: bytes | None = None
+    recovered: bool = False  # from the journal, with this run's recovery attempt counted
 
 
 class Intake:
@@ -366,7 +367,7 @@ class Intake:
                 self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
                 continue
             corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
-            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr)
+            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True)
             while not self.stopping():
                 self.beat()
                 try:
@@ -375,6 +376,24 @@ class Intake:
                     break
                 except queue.Full:
                     continue
+            else:  # stopped before it was queued: no attempt was made
+                self.store.uncount_attempts([ident])
         if n:
             log.info("recovered %d accepted job(s) from the journal", n)
         return n
+
+    def release_unstarted(self) -> int:
+        """After a drain that timed out: take back the queued jobs no batch started (they stay journaled) and
+        un-count the recovery attempts of those recovered, since a graceful stop is no crash: counted, three
+        stops with a full queue gave a job up and lost it."""
+        ids = []
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            self.jobs.task_done()
+            if job.recovered:
+                ids.append(job.inspection_id)
+        self.store.uncount_attempts(ids)
+        return len(ids)

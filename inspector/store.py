@@ -211,6 +211,11 @@ class Store:
         with self._tx():
             self._db.execute("UPDATE pending SET attempts = attempts + 1 WHERE inspection_id = ?", (inspection_id,))
 
+    def uncount_attempts(self, inspection_ids: list[str]) -> None:
+        """Take back the recovery attempts of jobs that never ran (the daemon stopped before they did)."""
+        with self._tx():
+            self._db.executemany("UPDATE pending SET attempts = MAX(attempts - 1, 0) WHERE inspection_id = ?", [(i,) for i in inspection_ids])
+
     def drop_pending(self, inspection_id: str) -> None:
         with self._tx():
             self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (inspection_id,))

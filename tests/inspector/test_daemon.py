@@ -319,6 +319,32 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert store.pending() == [("ok-1", {"serial": "A"}, 1)]
 
 
+def test_a_graceful_stop_before_a_recovered_job_ran_is_no_attempt(tmp_path):
+    """Jobs a stop leaves unstarted (queued, or still waiting to be) must not use up their recovery attempts."""
+    import queue as q
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    store = Store(tmp_path / "data")
+    for i in range(3):
+        store.accept(f"job-{i}", {"serial": str(i)}, png(good_image(i)))
+    store.count_attempt("job-2")  # one earlier run crashed on it
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+    jobs: q.Queue = q.Queue(1)
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None)
+    calls = iter([False, False, False, True, True])  # job-0 checks twice and is queued; the stop comes while job-1 waits for room
+    intake.stopping = lambda: next(calls)
+    assert intake.recover() == 1
+    assert [a for _, _, a in store.pending()] == [1, 0, 1]  # job-0 queued (counted), job-1 never queued
+    assert intake.release_unstarted() == 1 and jobs.empty() and jobs.unfinished_tasks == 0
+    assert [a for _, _, a in store.pending()] == [0, 0, 1]  # the crash's attempt is kept
+
+
 @pytest.mark.parametrize("name, message", [("nowhere.onnx", "no such file"), ("notes.txt", "unknown model kind")])
 def test_a_bad_model_path_is_reported_before_connecting(station, tmp_path, name, message):
     from inspector.daemon import Daemon
