@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from inspector.commands.common import DEVICE_HELP, print_json
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     insp = Inspector.load(args.model, device=args.device)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)
+    overlay_names = _overlay_names(paths, base) if args.overlays else {}
     results, errors = [], []
     for path in paths:
         try:
@@ -53,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 # the file is read once: the overlay is drawn on the very bytes that were scored and hashed
                 rgb, data = read_image_bytes(path)
                 r = insp.inspect(data, serial=serial, source=str(path))
-                rel = Path(os.path.relpath(os.path.abspath(path), base))
-                out = Path(args.overlays) / rel.with_name(rel.stem + "_overlay.png")
-                r.images["overlay"] = str(save_png(r.overlay(rgb), out))
+                r.images["overlay"] = str(save_png(r.overlay(rgb), Path(args.overlays) / overlay_names[path]))
             else:
                 r = insp.inspect(path, serial=serial)
         except InspectorError as exc:
@@ -83,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
         n_fail = sum(r.verdict == "FAIL" for r in results)
         print(f"{len(results)} inspected: {len(results) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
     return 2 if errors else 0
+
+
+def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:
+    """Each image's overlay path below the overlays folder, as the image's below `base`: `part1_overlay.png`,
+    or `part1_png_overlay.png` and `part1_jpg_overlay.png` where two images share a name but not a suffix."""
+    rels = {p: Path(os.path.relpath(os.path.abspath(p), base)) for p in paths}
+    shared = Counter(r.with_suffix("") for r in rels.values())
+    return {p: r.with_name(r.stem + (f"_{r.suffix[1:]}" if shared[r.with_suffix("")] > 1 else "") + "_overlay.png") for p, r in rels.items()}
 
 
 def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str]:

@@ -96,6 +96,18 @@ def test_overlays_inside_the_inspected_folder_are_not_inspected_on_the_next_run(
     assert len(list((parts / "overlays").rglob("*.png"))) == n and not list(parts.rglob("*_overlay_overlay.png"))
 
 
+def test_images_sharing_a_name_but_not_a_suffix_get_an_overlay_each(capsys, tiny_ckpt, tiny_data, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    shutil.copy(tiny_data / "test" / "blob" / "000.png", parts / "part1.png")
+    cv2.imwrite(str(parts / "part1.jpg"), cv2.imread(str(tiny_data / "test" / "good" / "000.png")))
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json", "--overlays", tmp_path / "ov")
+    assert rc == 0, err
+    overlays = {Path(r["source"]).name: Path(r["images"]["overlay"]).name for r in json.loads(stdout)["results"]}
+    assert overlays == {"part1.jpg": "part1_jpg_overlay.png", "part1.png": "part1_png_overlay.png"}
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == sorted(overlays.values())
+
+
 def test_inspect_several_files_and_folders(capsys, tiny_ckpt, tiny_data, tmp_path):
     blob, good = tiny_data / "test" / "blob", tiny_data / "test" / "good"
     files = sorted(blob.glob("*.png"))[:2]  # as a shell expands blob/*.png
