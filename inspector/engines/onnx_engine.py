@@ -29,8 +29,7 @@ def _providers(device: str, model: Path, kind: str) -> list:
     if kind == "onnx-int8":
         raise InspectorError(f"model {model}: the INT8 ONNX is quantised for CPUs (uint8 activations, which TensorRT does not take); "
                              "for TensorRT export --format tensorrt-int8")
-    cache = model.with_name(model.name + ".trt-cache")
-    cache.mkdir(exist_ok=True)
+    cache = model.with_name(model.name + ".trt-cache")  # made once the provider is known to be there
     trt = {**gpu, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": "True"}
     return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", gpu)]
 
@@ -46,6 +45,13 @@ class OnnxEngine:
         if wanted not in ort.get_available_providers():
             raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
                                  "install onnxruntime-gpu for cuda/tensorrt, or use --device cpu")
+        if wanted == PROVIDERS["tensorrt"]:
+            cache = Path(providers[0][1]["trt_engine_cache_path"])
+            try:
+                cache.mkdir(exist_ok=True)
+            except OSError as exc:  # e.g. a model under /opt, read-only to the daemon (ProtectSystem=strict)
+                raise InspectorError(f"model {path}: TensorRT's engine cache {cache} cannot be made ({exc.strerror or exc}); "
+                                     "put the model in a folder the station can write, or make that folder once as its owner") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # no busy-waiting between calls: on a small shared CPU, spinning threads slow down everything else

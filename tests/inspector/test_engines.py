@@ -118,6 +118,22 @@ def test_checkpoint_on_a_device_it_cannot_use(capsys, tiny_ckpt, tiny_data, devi
     assert device in line and needle in line
 
 
+def test_tensorrt_engine_cache_is_made_only_where_tensorrt_runs(capsys, exports, tiny_data, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from inspector.engines.onnx_engine import OnnxEngine
+
+    onnx = copy_export(exports["onnx"], tmp_path / "e")
+    cache = onnx.with_name(onnx.name + ".trt-cache")
+    line = _fails_with_one_line(capsys, "inspect", onnx, tiny_data / "test" / "good", "--device", "tensorrt")
+    assert "TensorrtExecutionProvider" in line and not cache.exists()  # refused, with nothing left beside the model
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", *real])
+    cache.write_text("")  # the cache cannot be made there, as in a read-only folder (even as root)
+    with pytest.raises(InspectorError, match=r"TensorRT's engine cache .*trt-cache cannot be made \(File exists\); put the model"):
+        OnnxEngine(onnx, device="tensorrt")
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_silent_provider_fallback_is_detected(exports, monkeypatch):
     """onnxruntime quietly runs on CPU when a GPU provider cannot start; the engine must refuse that."""
