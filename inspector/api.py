@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from dataclasses import replace
@@ -44,6 +45,9 @@ class Inspector:
 
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Inspector:
         """A copy that uses other thresholds (the graph is unchanged); None keeps the current one."""
+        for name, value in (("image", image), ("pixel", pixel)):
+            if value is not None and not math.isfinite(value):  # NaN would PASS every part
+                raise InspectorError(f"{name} threshold {value}: give a finite score")
         d = self.decision
         image = d.image_threshold if image is None else image
         pixel = d.pixel_threshold if pixel is None else pixel

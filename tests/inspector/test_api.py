@@ -47,6 +47,12 @@ def test_with_thresholds_keeps_earlier_overrides(insp):
     assert insp.image_threshold == insp.engine.meta.image_threshold  # the original is unchanged
 
 
+def test_with_thresholds_refuses_a_threshold_that_is_not_finite(insp):
+    for given in ({"image": float("nan")}, {"pixel": float("inf")}):  # NaN would PASS every part
+        with pytest.raises(InspectorError, match="threshold (nan|inf): give a finite score"):
+            insp.with_thresholds(**given)
+
+
 def test_path_bytes_and_array_inputs_agree(insp, tiny_data):
     path, _ = defect(tiny_data, 2)
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
