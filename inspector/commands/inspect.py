@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--threshold {args.threshold}: give a finite score")
     if args.lang is not None and args.lang not in LANGUAGES:
         raise InspectorError(f"--lang {args.lang}: choose one of {', '.join(LANGUAGES)}")
+    if args.serial is not None and len(paths) > 1:
+        raise InspectorError(f"--serial {args.serial}: names one part, and {len(paths)} images were given; inspect them one at a time, "
+                             "or record serials through the daemon")
     if args.overlays:
         # fail once, before the model loads, rather than once per image
         writable_folder(args.overlays, "--overlays")
@@ -50,14 +53,13 @@ def run(args: argparse.Namespace) -> int:
     results, errors = [], []
     for path in paths:
         try:
-            serial = args.serial if len(paths) == 1 else None
             if args.overlays:
                 # the file is read once: the overlay is drawn on the very bytes that were scored and hashed
                 rgb, data = read_image_bytes(path)
-                r = insp.inspect(data, serial=serial, source=str(path))
+                r = insp.inspect(data, serial=args.serial, source=str(path))
                 r.images["overlay"] = str(save_png(r.overlay(rgb), Path(args.overlays) / overlay_names[path]))
             else:
-                r = insp.inspect(path, serial=serial)
+                r = insp.inspect(path, serial=args.serial)
         except InspectorError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             print(f"error: {exc}", file=sys.stderr)

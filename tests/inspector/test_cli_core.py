@@ -96,6 +96,12 @@ def test_overlays_inside_the_inspected_folder_are_not_inspected_on_the_next_run(
     assert len(list((parts / "overlays").rglob("*.png"))) == n and not list(parts.rglob("*_overlay_overlay.png"))
 
 
+def test_one_serial_for_several_images_is_refused(capsys, tiny_ckpt, tiny_data):
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test" / "good", "--serial", "P-7")
+    assert_one_line_error(rc, err, "--serial P-7: names one part, and 4 images were given")
+    assert stdout == ""
+
+
 def test_images_sharing_a_name_but_not_a_suffix_get_an_overlay_each(capsys, tiny_ckpt, tiny_data, tmp_path):
     parts = tmp_path / "parts"
     parts.mkdir()
