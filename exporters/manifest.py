@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import InspectorError
+from model.folders import replace_file
 from model.hashing import sha256_file
 
 FORMAT = "inspector-export/1"
@@ -53,9 +54,7 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
 def write_sidecar(model: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Seal `manifest` to the model file's bytes (sha256, size) and write `<model>.json`."""
     manifest = {**manifest, "file": model.name, "file_sha256": sha256_file(model), "file_bytes": model.stat().st_size}
-    tmp = sidecar_path(model).with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(sidecar_path(model))
+    replace_file(sidecar_path(model), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
 
 

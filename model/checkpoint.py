@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from model.errors import InspectorError
+from model.folders import replace_file
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
 
@@ -52,21 +52,8 @@ def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
     manifest["manifest_sha256"] = _manifest_digest(manifest)
     with _writing(ckpt):
-        _replace(ckpt / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        replace_file(ckpt / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write through a temporary file of this process's own (two writers at once must not share one), so a
-    reader never sees half a file; the file's mode follows the umask, as any file the user writes."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError:
-        if tmp.is_file():
-            tmp.unlink()
-        raise
 
 
 @contextmanager
@@ -88,7 +75,7 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
         ckpt.mkdir(parents=True, exist_ok=True)
         # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
         # user (configs/inspector.service) could not load the checkpoint
-        _replace(ckpt / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
+        replace_file(ckpt / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
     return write_manifest(ckpt, manifest)
 

@@ -1,7 +1,8 @@
-"""Output folders, checked before any long work: a bad --out should cost seconds, not a fit."""
+"""Output folders and files: folders checked before any long work (a bad --out should cost seconds, not a fit), files written whole."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,16 @@ def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) ->
         for p in made:  # deepest first
             p.rmdir()
     return out
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write through a temporary file of this process's own (two writers at once must not share one), so a
+    reader never sees half a file; the file's mode follows the umask, as any file the user writes."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        if tmp.is_file():
+            tmp.unlink()
+        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_threshold_on_an_export_changes_what_it_decides(capsys, exports, tiny_ck
     assert f"run `inspector threshold {tiny_ckpt} --escape 0.01`, then --set that threshold here" in line
     code, out, _ = cli(capsys, "threshold", tiny_ckpt, "--json")
     assert json.loads(out)["thresholds"] == before  # the checkpoint is untouched
-    sidecar_path(onnx).with_suffix(".tmp").mkdir()  # where the new manifest is written first; a folder makes that fail
+    sidecar_path(onnx).with_name(f"{sidecar_path(onnx).name}.{os.getpid()}.tmp").mkdir()  # where this process writes the new manifest first; a folder makes that fail
     line = _fails_with_one_line(capsys, "threshold", onnx, "--set", "2")
     assert "model.onnx.json: cannot be written" in line and json.loads(sidecar_path(onnx).read_text())["thresholds"]["image"] == 1e6
 
