@@ -191,7 +191,17 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def _subgroup_width(span: timedelta) -> timedelta:
-    return next((w for w in SUBGROUP_WIDTHS if span / w <= MAX_SUBGROUPS), SUBGROUP_WIDTHS[-1])
+    # beyond the widest width, whole multiples of it: a report over years still has at most MAX_SUBGROUPS
+    widest = SUBGROUP_WIDTHS[-1]
+    return next((w for w in SUBGROUP_WIDTHS if span / w <= MAX_SUBGROUPS), widest * math.ceil(span / widest / MAX_SUBGROUPS))
+
+
+def _plus(t: datetime, width: timedelta) -> datetime:
+    """t + width, held at the calendar's last instant (a report may run --to 9999-12-31)."""
+    try:
+        return t + width
+    except OverflowError:
+        return t.max.replace(tzinfo=t.tzinfo)
 
 
 def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: float | None) -> tuple[timedelta, list[Subgroup]]:
@@ -199,12 +209,8 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
     # bins aligned to whole multiples of the width from midnight, so hourly bins start on the hour
     midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
     t = midnight + ((start - midnight) // width) * width
-    bins: list[list[Inspection]] = []
-    edges: list[datetime] = []
-    while t < end or not edges:
-        edges.append(t)
-        bins.append([])
-        t += width
+    edges = [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
+    bins: list[list[Inspection]] = [[] for _ in edges]
     for part in parts:
         if part.time is not None and start <= part.time <= end:
             bins[min(int((part.time - edges[0]) / width), len(bins) - 1)].append(part)
@@ -218,7 +224,7 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
             sigma = math.sqrt(p_bar * (1.0 - p_bar) / n)
             ucl, lcl = min(1.0, p_bar + 3 * sigma), max(0.0, p_bar - 3 * sigma)
         lat = [m.total_ms for m in members if m.total_ms is not None]
-        groups.append(Subgroup(t0, t0 + width, n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))
+        groups.append(Subgroup(t0, _plus(t0, width), n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))
     return width, groups
 
 

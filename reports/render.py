@@ -160,12 +160,16 @@ def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), text if len(text) <= 120 else text[:117] + "…")]
 
 
+def _stamp(t: datetime) -> str:
+    return f"{t.year:04d}{t:%m%dT%H%M}"  # %Y writes year 1 as "1" on glibc
+
+
 def shift_name(meta: dict[str, Any]) -> str:
     if meta.get("name"):
         return safe_name(str(meta["name"]))
     start, end = parse_time(meta.get("start")), parse_time(meta.get("end"))
     if start and end:
-        return f"shift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+        return f"shift-{_stamp(start)}-{_stamp(end)}"
     return "shift"
 
 

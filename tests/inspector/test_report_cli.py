@@ -63,6 +63,14 @@ def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000-20261202T0000.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("start, end, name", [("2026-11-26Z", "9999-12-31T23:59:59Z", "shift-20261126T0000-99991231T2359.html"),
+                                              ("0001-01-02Z", "2026-11-27Z", "shift-00010102T0000-20261127T0000.html")])
+def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end, name):
+    root, records = store_dir  # a traceback, and a year 1 named "shift-10102T0000-..." before
+    out = run_json(capsys, "report", "--db", str(root), "--from", start, "--to", end, "--format", "html", "--out", str(tmp_path), "--json")
+    assert out["inspections"] == len(records) and out["reports"] == [{"html": str(tmp_path / name)}]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--db", "{missing}", "--from", "2026-11-26"], r"store .*: no inspections.sqlite there"),
     (["--db", "{root}", "--inspection", "nope"], r"inspection 'nope': not in store"),

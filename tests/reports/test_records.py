@@ -91,3 +91,16 @@ def test_empty_shift():
 def test_percentile():
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([0.0, 10.0], 95) == pytest.approx(9.5)
+
+
+@pytest.mark.parametrize("start, end", [
+    (datetime(2026, 11, 26, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),  # traceback before
+    (datetime(1, 1, 2, tzinfo=timezone.utc), datetime(2026, 11, 27, tzinfo=timezone.utc)),  # 105,000 weekly subgroups before
+    (datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 11, 27, tzinfo=timezone.utc)),
+])
+def test_a_period_of_years_keeps_a_readable_p_chart(start, end):
+    records = [rec(i, "FAIL" if i % 4 == 0 else "PASS", 10 * i) for i in range(40)]  # 2026-11-26 06:00 to 12:30
+    s = shift_stats([inspection(r) for r in records], start, end)
+    assert 1 <= len(s.subgroups) <= 24 and sum(g.n for g in s.subgroups) == 40 and sum(g.fails for g in s.subgroups) == 10
+    assert s.subgroups[0].start <= start and s.subgroups[-1].end >= end
+    assert s.subgroup_width >= timedelta(weeks=1)
