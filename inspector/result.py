@@ -65,8 +65,8 @@ class InspectionResult:
             "serial": self.serial,
             "timestamp": self.timestamp,
             "verdict": self.verdict,
-            "score": round(float(self.score), 6),
-            "threshold": round(float(self.threshold), 6),
+            "score": float(self.score),  # unrounded: a PASS one millionth below the threshold must not read as equal
+            "threshold": float(self.threshold),
             "defect_type": self.defect_type,
             "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),
             "type_probs": dict(self.type_probs),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -82,6 +83,14 @@ def test_record_is_json_and_follows_the_contract(insp, tiny_data):
     assert rec["model"]["backbone"] == "efficientnet-lite0" and len(rec["model"]["sha256"]) == 64
     d = rec["defects"][0]
     assert {"type", "confidence", "box", "area_px", "severity"} <= d.keys() and d["area_px"] > 0
+
+
+def test_the_record_agrees_with_the_verdict_at_the_threshold(insp, tiny_data):
+    path, _ = defect(tiny_data, 0)
+    score = float(insp.inspect(path).score)
+    for threshold, verdict in [(math.nextafter(score, math.inf), "PASS"), (score, "FAIL")]:
+        rec = json.loads(json.dumps(insp.with_thresholds(image=threshold).inspect(path).to_record()))
+        assert rec["verdict"] == verdict and (rec["score"] >= rec["threshold"]) == (verdict == "FAIL")  # both read equal before
 
 
 @pytest.mark.parametrize("bad, match", [
