@@ -43,7 +43,8 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         "net": net,
         "thresholds": ckpt_manifest["thresholds"],
         "training": ckpt_manifest.get("training") or {},
-        "source": {"checkpoint": str(ckpt), "weights_sha256": ckpt_manifest["files"]["model.safetensors"],
+        "source": {"checkpoint": str(Path(ckpt).resolve()),  # absolute: `bench` finds it from any folder
+                   "weights_sha256": ckpt_manifest["files"]["model.safetensors"],
                    "manifest_sha256": ckpt_manifest.get("manifest_sha256")},
         "package_version": ckpt_manifest.get("package_version"),
         "toolchain": toolchain,

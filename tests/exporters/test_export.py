@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -138,6 +139,14 @@ def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
         assert side["file_bytes"] == path.stat().st_size and "file_sha256" not in embedded
         # the tracer's per-node notes (local paths, stack traces) are not shipped
         assert not any(n.metadata_props for n in onnx.load(str(path)).graph.node)
+
+
+def test_the_source_checkpoint_is_recorded_absolute(tiny_ckpt, monkeypatch):
+    from exporters.manifest import build_manifest
+
+    monkeypatch.chdir(tiny_ckpt.parent)  # exported as `inspector export <name> ...` from its folder
+    manifest = build_manifest("onnx", Path(tiny_ckpt.name), json.loads((tiny_ckpt / "manifest.json").read_text()), None, ["score"], {})
+    assert manifest["source"]["checkpoint"] == str(tiny_ckpt.resolve())  # was the relative name: `bench` elsewhere lost it
 
 
 def test_three_outputs_are_exported_generically(tiny_ckpt):
