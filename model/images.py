@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from model.errors import InspectorError
 
@@ -33,12 +33,12 @@ def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
     """An image array read as its file would be: uint8, or uint16 stretched like 16-bit files; grayscale [H, W] or
     [H, W, 1] replicated, an alpha channel dropped -> RGB uint8 [H, W, 3]."""
     shape = arr.shape
-    if arr.dtype == np.uint16:
-        arr = _stretch(arr)
-    elif arr.dtype != np.uint8:
+    if arr.dtype not in (np.uint8, np.uint16):
         raise InspectorError(f"image {name}: dtype {arr.dtype}; give uint8 or uint16 pixels (scale floats to 0-255 first)")
     if arr.ndim == 3 and arr.shape[2] in (1, 4):
-        arr = arr[..., 0] if arr.shape[2] == 1 else arr[..., :3]
+        arr = arr[..., 0] if arr.shape[2] == 1 else arr[..., :3]  # before the stretch: alpha is no brightness
+    if arr.dtype == np.uint16:
+        arr = _stretch(arr)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
@@ -46,12 +46,35 @@ def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _to_rgb(img: Image.Image, name: str) -> np.ndarray:
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
-    else:
-        arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+# EXIF orientation -> the turn that shows the image upright, as ImageOps.exif_transpose makes it
+_UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+            6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def _sixteen_bit_colour(img: Image.Image) -> bool:
+    """Colour with 16 bits per channel, which Pillow decodes to its top 8 bits (a 12-bit camera's frame reads
+    nearly black); asked before decoding, while the tiles still name their raw mode."""
+    raw = [t.args[0] if isinstance(t.args, tuple) and t.args else t.args for t in img.tile]
+    return img.mode in ("RGB", "RGBA") and any(";16" in str(r) for r in raw)
+
+
+def _sixteen_bit_rgb(data: bytes, img: Image.Image) -> np.ndarray | None:
+    """A 16-bit colour PNG/TIFF decoded whole by OpenCV, upright, alpha dropped, stretched as 16-bit grey is."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # IMREAD_UNCHANGED ignores EXIF orientation
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return None
+    arr = _UPRIGHT.get(img.getexif().get(ExifTags.Base.Orientation, 1), lambda a: a)(arr[..., 2::-1])
+    return _stretch(arr)
+
+
+def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) -> np.ndarray:
+    arr = _sixteen_bit_rgb(sixteen_bit_data, img) if sixteen_bit_data else None
+    if arr is None:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
+        else:
+            arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
         raise InspectorError(f"image {name}: {arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]} px is too small (needs at least 8x8)")
     return np.ascontiguousarray(arr)
@@ -91,8 +114,9 @@ def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
     """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            _load_strict(img)
-            return _to_rgb(img, name)
+            deep = _sixteen_bit_colour(img)
+            _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
+            return _to_rgb(img, name, data if deep else None)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); {hint}") from None
 

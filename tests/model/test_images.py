@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 
 from model.errors import InspectorError
-from model.images import decode_image, list_images, preprocess, read_image, read_mask, resize_map
+from model.images import array_to_rgb, decode_image, list_images, preprocess, read_image, read_mask, resize_map
 
 
 def quadrants(h: int = 40, w: int = 24) -> np.ndarray:
@@ -58,6 +60,44 @@ def test_sixteen_bit_png_keeps_its_gradient(tmp_path):
     row = rgb[0, :, 0].astype(int)
     assert (np.diff(row) >= 0).all() and row[0] <= 5 and row[-1] >= 250  # full range used, order kept
     assert len(np.unique(row)) > 40  # not quantised to a handful of levels
+
+
+def png_with_orientation(encoded: bytes, orientation: int) -> bytes:
+    """A PNG with an eXIf chunk after IHDR (OpenCV writes 16-bit colour but no EXIF)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = exif.tobytes()[6:]  # the chunk holds the TIFF structure without the "Exif\0\0" prefix
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    return encoded[:33] + chunk + encoded[33:]  # signature (8) + IHDR (25)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_colour_keeps_every_bit(tmp_path, suffix, channels):
+    rgb12 = (quadrants().astype(np.uint16) * 16)  # 12-bit colour data in a 16-bit file: at most 4080
+    rgb12[0, 0] = (7, 9, 11)
+    stored = rgb12 if channels == 3 else np.dstack([rgb12, np.full(rgb12.shape[:2], 65535, np.uint16)])
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(stored[..., [2, 1, 0, 3][:channels]]))  # OpenCV writes BGR(A)
+    rgb = decode_image(buf.tobytes())
+    expected = ((rgb12 - 7.0) / (4080 - 7.0) * 255.0).astype(np.uint8)  # stretched over all channels, like 16-bit grey
+    assert np.array_equal(rgb, expected)  # Pillow alone read the top 8 bits: every pixel 0-15
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_colour_is_turned_upright_as_eight_bit_is(orientation):
+    stored = quadrants()
+    stored[0, 0] = (0, 0, 0)  # the stretch maps 0..255 x 257 back onto 0..255
+    ok, buf8 = cv2.imencode(".png", stored[..., ::-1])
+    ok, buf16 = cv2.imencode(".png", np.ascontiguousarray(stored[..., ::-1].astype(np.uint16) * 257))
+    upright8 = decode_image(png_with_orientation(buf8.tobytes(), orientation))  # Pillow's exif_transpose
+    upright16 = decode_image(png_with_orientation(buf16.tobytes(), orientation))
+    assert upright16.shape == upright8.shape and np.abs(upright16.astype(int) - upright8).max() <= 1
+
+
+def test_a_sixteen_bit_rgba_array_is_stretched_without_its_alpha():
+    rgb = quadrants().astype(np.uint16) * 16
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 65535, np.uint16)])
+    assert np.array_equal(array_to_rgb(rgba), array_to_rgb(rgb))  # alpha at 65535 compressed the colours to 0-15
 
 
 def test_tiny_sixteen_bit_image_is_refused(tmp_path):
