@@ -24,7 +24,7 @@ from typing import Any
 
 from inspector.config import StationConfig
 from inspector.engines import locate_model
-from inspector.health import HealthServer, Metrics
+from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Intake
 from inspector.mqtt import OFFLINE, ONLINE, Message, MqttClient, Topics, Will
@@ -103,6 +103,7 @@ class Daemon:
         self.cfg = cfg
         self.topics = Topics(cfg.mqtt.prefix)
         self.metrics = Metrics()
+        self.trouble = StoreTrouble()  # shared by intake (journal writes) and sink (result writes), shown on /health
         self.jobs: queue.Queue = queue.Queue(maxsize=cfg.model.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=max(2 * cfg.model.batch_size, 16))
         self._given_inspector, self._on_fail, self._on_shift = inspector, on_fail, on_shift_report
@@ -127,7 +128,7 @@ class Daemon:
             locate_model(cfg.model.path)  # so is a missing or unknown model (loading it comes after the broker)
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
-                             on_command=lambda cmd, corr: self.hooks.shift(cmd, corr))
+                             on_command=lambda cmd, corr: self.hooks.shift(cmd, corr), trouble=self.trouble)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         self.mqtt = MqttClient(cfg.mqtt, client_id, will=Will(self.topics.status, OFFLINE), persistent=True,
@@ -163,7 +164,8 @@ class Daemon:
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
-        self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug)
+        self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug,
+                         self.trouble)
         if cfg.http.enabled:
             self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics)
             self.http.start()
@@ -217,11 +219,11 @@ class Daemon:
         broker = self.mqtt.state if self.mqtt else "not started"
         source = self.source.state if self.source is not None else "mqtt only"
         status = "failing" if self.problems or not self.ready else "ok"
-        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0):
+        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error):
             status = "degraded"
         now = time.monotonic()
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
-                "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
+                "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
                 "rejected": self.metrics.total("inspector_rejected_total"),
                 "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}

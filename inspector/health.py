@@ -22,6 +22,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
     "inspector_published_total": ("counter", "Results the broker acknowledged."),
     "inspector_worker_restarts_total": ("counter", "Workers restarted by the watchdog."),
+    "inspector_store_failures_total": ("counter", "Inputs that could not be journaled and results that could not be stored (disk full, store broken)."),
     "inspector_stage_seconds": ("histogram", "Seconds per stage: intake (arrival to accepted), queue (accepted to batch start), inference"
                                 " (per batch), store, publish (hand-over to broker ack), total (arrival to stored result)."),
     "inspector_batch_size": ("histogram", "Frames per inference batch."),
@@ -48,6 +49,27 @@ def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
         return ""
     esc = (str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in items)
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(items, esc, strict=True)) + "}"
+
+
+class StoreTrouble:
+    """Why the store last failed to take a write, if it has not taken one since, and which inspected results wait
+    unstored in the journal (for the next start), so that a repeat of their id is answered with why."""
+
+    MAX_IDS = 100_000
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.unstored: dict[str, str] = {}
+
+    def failed(self, text: str, inspection_id: str | None = None) -> None:
+        self.error = text
+        if inspection_id is not None:
+            self.unstored[inspection_id] = text
+            if len(self.unstored) > self.MAX_IDS:
+                self.unstored.pop(next(iter(self.unstored)))
+
+    def health(self) -> dict[str, Any]:
+        return {"error": self.error, "unstored": len(self.unstored)}
 
 
 class Metrics:

@@ -12,6 +12,7 @@ import binascii
 import json
 import logging
 import queue
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inspector.config import SAFE_ID, StationConfig
-from inspector.health import Metrics
+from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
 from inspector.result import parse_utc
 from inspector.sources import Frame
@@ -134,8 +135,9 @@ class Intake:
 
     def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
                  publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
-                 on_command: Callable[[ShiftReportCommand, bytes | None], None] | None = None) -> None:
+                 on_command: Callable[[ShiftReportCommand, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
+        self.trouble = trouble or StoreTrouble()
         self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
         self.mqtt: MqttClient | None = None
         self.source = source
@@ -319,6 +321,9 @@ class Intake:
                 self._republish(record, msg.correlation)
         elif not self.store.is_pending(inspection_id):
             return False
+        elif inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored for the next start
+            self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored")
+            return True
         if msg is not None and self.mqtt is not None:
             self.mqtt.ack(msg)
         return True
@@ -339,7 +344,16 @@ class Intake:
             encoded = buf.tobytes() if ok else b""
         job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None)
         meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None}
-        self.store.accept(ident, meta, encoded)
+        try:
+            self.store.accept(ident, meta, encoded)
+        except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it
+            text = f"{source}: could not be journaled ({exc}); it was not accepted, send it again once the store takes writes"
+            self.trouble.failed(text)
+            self.metrics.inc("inspector_store_failures_total")
+            self.reject(text, source, message=message, inspection_id=inspection_id, serial=serial, reason="store_failed")
+            if done:
+                done(False)
+            return
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)  # now, and not before: the job survives a crash from here on
         if done:

@@ -17,7 +17,7 @@ from typing import Any
 
 from inspector.api import Inspector
 from inspector.config import StationConfig
-from inspector.health import Metrics
+from inspector.health import Metrics, StoreTrouble
 from inspector.hooks import ReportHooks
 from inspector.intake import Job
 from inspector.outbox import Outbox
@@ -79,8 +79,9 @@ class Sink:
     """One `step()`: store and publish one result; between results, process broker acks, the outbox and retention."""
 
     def __init__(self, cfg: StationConfig, store: Store, results: queue.Queue, outbox: Outbox, metrics: Metrics, hooks: ReportHooks,
-                 publish: Callable[..., Any], error_topic: str, sparkplug: Any = None) -> None:
+                 publish: Callable[..., Any], error_topic: str, sparkplug: Any = None, trouble: StoreTrouble | None = None) -> None:
         self.cfg, self.store, self.results, self.outbox, self.metrics, self.hooks = cfg, store, results, outbox, metrics, hooks
+        self.trouble = trouble or StoreTrouble()
         self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
@@ -98,9 +99,13 @@ class Sink:
                     self._error(outcome, job)
                 else:
                     self.handle(job, outcome)
+                    self.trouble.error = None  # the store takes writes again
             except (InspectorError, OSError, sqlite3.Error) as exc:  # disk full, store broken: the job stays journaled
                 log.error("cannot store the result of %s (%s); it stays in the journal for the next start", job.inspection_id, exc)
-                self._error(f"result of {job.inspection_id} could not be stored ({exc}); it is retried at the next start", job)
+                text = f"result of {job.inspection_id} could not be stored ({exc}); it is retried at the next start"
+                self.trouble.failed(text, job.inspection_id)
+                self.metrics.inc("inspector_store_failures_total")
+                self._error(text, job)
             finally:
                 self.results.task_done()
         self.outbox.drain_acks()

@@ -133,6 +133,42 @@ def test_full_queue_rejects_with_a_message(station, broker, listen, tiny_inspect
     assert d.metrics.value("inspector_rejected_total", {"reason": "queue_full"}) == len(errors)
 
 
+def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen, tiny_inspector, good_png, monkeypatch):
+    import sqlite3
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    b64 = base64.b64encode(good_png).decode()
+    trigger = lambda ident: lst.publish("trigger", json.dumps({"inspection_id": ident, "base64": b64}))  # noqa: E731
+    errors_for = lambda ident: [e["error"] for e in lst.json("error") if e["inspection_id"] == ident]  # noqa: E731
+    health = lambda d: json.loads(http_get(d.http.port, "/health")[1])  # noqa: E731
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with running(cfg, tiny_inspector) as d:
+        real_add, real_accept = d.store.add, d.store.accept
+        monkeypatch.setattr(d.store, "add", full)
+        trigger("u-1")
+        wait_until(lambda: errors_for("u-1"), 10, "u-1's store error")
+        assert "could not be stored (database or disk is full)" in errors_for("u-1")[0]
+        h = health(d)
+        assert h["status"] == "degraded" and h["store"]["unstored"] == 1 and "disk is full" in h["store"]["error"]  # "ok" before
+        trigger("u-1")  # the line asks again: answered with why (before: acknowledged, and nothing came)
+        wait_until(lambda: len(errors_for("u-1")) == 2, 10, "the repeat answered")
+        assert errors_for("u-1")[1] == errors_for("u-1")[0] and d.store.is_pending("u-1")  # still journaled for the next start
+        monkeypatch.setattr(d.store, "accept", full)  # the journal cannot take the input either
+        trigger("u-2")
+        wait_until(lambda: errors_for("u-2"), 10, "u-2's journal error")
+        assert "could not be journaled" in errors_for("u-2")[0] and not d.store.is_pending("u-2")  # before: no answer at all
+        monkeypatch.setattr(d.store, "add", real_add)
+        monkeypatch.setattr(d.store, "accept", real_accept)
+        trigger("u-2")  # sent again, as told
+        wait_until(lambda: "u-2" in lst.result_ids(), 10, "u-2's result")
+        assert health(d)["status"] == "ok" and health(d)["store"] == {"error": None, "unstored": 1}
+        assert d.metrics.total("inspector_store_failures_total") == 2 and "u-1" not in lst.result_ids()
+
+
 def test_broker_killed_mid_burst_all_500_results_arrive(make_broker, station, listen, tiny_inspector, good_png, tmp_path):
     """SIGKILL the broker with 250 triggers accepted and most of their results not yet made; 250 more after it is back.
 
