@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.result import iso_utc, utc_now
 from model.errors import InspectorError
 
 DB_NAME = "inspections.sqlite"
@@ -52,10 +53,6 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def safe_name(text: str) -> str:
@@ -135,7 +132,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record["inspection_id"], record["timestamp"], record.get("station"), record.get("serial"), record["verdict"],
                  record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
-                 json.dumps(record, ensure_ascii=False), _now()),
+                 json.dumps(record, ensure_ascii=False), utc_now()),
             )
             # the result exists now, so its accepted job is done (same transaction: no crash window)
             self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (record["inspection_id"],))
@@ -181,14 +178,14 @@ class Store:
 
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():
-            self._db.execute("UPDATE inspections SET published_at = ? WHERE inspection_id = ? AND published_at IS NULL", (_now(), inspection_id))
+            self._db.execute("UPDATE inspections SET published_at = ? WHERE inspection_id = ? AND published_at IS NULL", (utc_now(), inspection_id))
 
     # -- the intake journal ------------------------------------------------------------------------------
     def accept(self, inspection_id: str, job: dict[str, Any], image: bytes) -> bool:
         """Journal accepted work (encoded image + metadata). False if that id is already pending."""
         with self._tx():
             cur = self._db.execute("INSERT OR IGNORE INTO pending (inspection_id, accepted_at, job, image) VALUES (?, ?, ?, ?)",
-                                   (inspection_id, _now(), json.dumps(job, ensure_ascii=False), image))
+                                   (inspection_id, utc_now(), json.dumps(job, ensure_ascii=False), image))
         return cur.rowcount == 1
 
     def is_pending(self, inspection_id: str) -> bool:
@@ -235,7 +232,7 @@ class Store:
         doomed: list[tuple[str, str]] = []
         with self._lock:
             if max_age_days is not None:
-                cutoff = (datetime.now(timezone.utc) - timedelta(days=max_age_days)).isoformat().replace("+00:00", "Z")
+                cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(days=max_age_days))  # the stored form: compared as text
                 doomed += self._db.execute(
                     "SELECT inspection_id, record FROM inspections WHERE ts < ? AND published_at IS NOT NULL", (cutoff,)).fetchall()
             if max_rows is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 from inspector.store import DB_NAME, MIGRATIONS, Store
 
@@ -37,3 +38,23 @@ def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
     assert store.pending() == [] and store.pending_image("b") is None
     store.close()
     assert Store(tmp_path / "data").get("a")["inspection_id"] == "a"  # durable across reopen
+
+
+def test_retention_by_age_deletes_old_published_records_with_their_files(tmp_path):
+    import numpy as np
+
+    from inspector.result import iso_utc
+
+    store = Store(tmp_path / "data")
+    now = datetime.now(timezone.utc)
+    ages = {"old": 3.0, "edge": 2.0 + 1 / 86400, "young": 1.0, "unsent": 5.0}  # days
+    for ident, days in ages.items():
+        rec = record(ident) | {"timestamp": iso_utc(now - timedelta(days=days))}
+        rec["images"] = {"image": store.save_image(rec, "image", np.zeros((8, 8, 3), np.uint8))}
+        assert store.add(rec)
+        if ident != "unsent":
+            store.mark_published(ident)
+    files = {i: store.root / store.get(i)["images"]["image"] for i in ages}
+    assert store.prune(max_age_days=2) == 2  # "unsent" is older, but the broker has not acknowledged it: it stays
+    assert {i for i in ages if store.get(i)} == {"young", "unsent"}
+    assert not files["old"].exists() and not files["edge"].exists() and files["young"].exists()
