@@ -18,7 +18,8 @@ import numpy as np
 
 from model.data import GOOD, load_dataset
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, list_images, read_mask
+from model.images import IMAGE_SUFFIXES, list_images, read_image, read_mask
+from model.label_names import UNKNOWN
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
 
@@ -66,6 +67,14 @@ def _beside(image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | 
 
 def load_labels(path: str | Path) -> LabelSet:
     """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
+    labels = _load_labels(Path(path))
+    if UNKNOWN in labels.types:
+        raise InspectorError(f"labels {labels.root}: a type may not be called {UNKNOWN!r} (reserved for defects unlike every known "
+                             "type); rename that folder")
+    return labels
+
+
+def _load_labels(path: Path) -> LabelSet:
     root = Path(path)
     if not root.is_dir():
         raise InspectorError(f"labels {root}: no such folder; give a folder of <type>/ subfolders of defect images")
@@ -91,6 +100,12 @@ def load_labels(path: str | Path) -> LabelSet:
                 parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
             items.append(LabelledImage(image, folder.name, mask, boxes))
     return LabelSet(root, [f.name for f in folders], items)
+
+
+def check_images(labels: LabelSet) -> None:
+    """Decode every labelled image and read its mask or boxes at its size, so that a bad one fails before fitting."""
+    for item in labels.items:
+        read_region(item, read_image(item.path).shape[:2])
 
 
 def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:

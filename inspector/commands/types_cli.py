@@ -16,18 +16,43 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
                         "or an MVTec layout's test/<type> folders")
     g.add_argument("--types", default="", metavar="A,B,..", help="clip backbone without --labels: name these types from words alone")
     g.add_argument("--part", default=None, help="what the part is, for CLIP prompts (e.g. 'magnetic tile'; default 'metal part')")
-    g.add_argument("--type-classifier", choices=("logreg", "prototype"), default="logreg", help="classifier on the pooled features")
+    g.add_argument("--type-classifier", choices=("logreg", "prototype"), default=None, help="classifier on the pooled features (default logreg)")
     g.add_argument("--unknown-rate", type=float, default=None,
                    help="share of known-type defects allowed to come back `unknown` (sets its threshold; 0: never unknown; default 0.05)")
 
 
 def load_type_labels(args: argparse.Namespace):
-    """Read and check --labels before the (long) anomaly fit, so bad labels fail at once."""
+    """Read and check --labels (every image and its mask or boxes) and the type options before the (long)
+    anomaly fit, so that bad ones fail at once; -> the labels, or None without --labels."""
+    names = name_list(args.types)
+    if not args.labels and not names:
+        for flag, value in (("--part", args.part), ("--type-classifier", args.type_classifier), ("--unknown-rate", args.unknown_rate)):
+            if value is not None:
+                raise InspectorError(f"{flag} {value}: applies only when naming defect types, with --labels (or --types and a clip backbone)")
+        return None
+    type_options(args).validate()
     if not args.labels:
         return None
-    from model.labels import load_labels
+    from model.labels import check_images, load_labels
 
-    return load_labels(args.labels)
+    labels = load_labels(args.labels)
+    if len(labels.types) < 2:
+        raise InspectorError(f"labels {args.labels}: one defect type ({labels.types[0]}); naming types needs examples of at least two "
+                             "to tell apart: add another type's folder, or leave --labels out")
+    if names and sorted(names) != labels.types:
+        raise InspectorError(f"--types {','.join(names)} differs from the type folders in {args.labels} ({', '.join(labels.types)}); "
+                             "leave --types out with --labels")
+    check_images(labels)
+    return labels
+
+
+def type_options(args: argparse.Namespace):
+    from model.fit_types import TypeOptions
+
+    options = TypeOptions(classifier=args.type_classifier or "logreg")
+    if args.unknown_rate is not None:
+        options.unknown_rate = args.unknown_rate
+    return options
 
 
 def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) -> dict[str, Any] | None:
@@ -37,7 +62,7 @@ def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) ->
     names = name_list(args.types)
     if not args.labels and not names:
         return None
-    from model.fit_types import TypeOptions, fit_types, fit_zero_shot
+    from model.fit_types import fit_types, fit_zero_shot
     from model.prompts import DEFAULT_PART, text_weights
 
     part = args.part or DEFAULT_PART
@@ -45,14 +70,8 @@ def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) ->
     if not args.labels:
         return asdict(fit_zero_shot(net, names, text_weights(net.backbone, names, part))) | {"part": part}
     labels = labels or load_type_labels(args)
-    if names and sorted(names) != labels.types:
-        raise InspectorError(f"--types {','.join(names)} differs from the type folders in {args.labels} ({', '.join(labels.types)}); "
-                             "leave --types out with --labels")
-    options = TypeOptions(classifier=args.type_classifier)
-    if args.unknown_rate is not None:
-        options.unknown_rate = args.unknown_rate
     tw = text_weights(net.backbone, labels.types, part) if is_clip else None
-    report = asdict(fit_types(net, labels, options, progress=progress, text_weights=tw))
+    report = asdict(fit_types(net, labels, type_options(args), progress=progress, text_weights=tw))
     return report | ({"part": part} if is_clip else {})
 
 

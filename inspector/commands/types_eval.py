@@ -126,14 +126,18 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
         raise InspectorError(f"--shots {shots}: give a number of examples per type (e.g. 5) or 'all'")
     if args.seeds < 1 or (shots == "all" and args.folds < 2):
         raise InspectorError("--seeds must be >= 1 and --folds >= 2")
-    net = _open_net(args.model, args.size)
     labels = load_labels(args.data)
     classes, y = labels.types, labels.targets
+    least = 3 if args.holdout else 2  # with one type held out, the head must still tell two apart
+    if len(classes) < least:
+        raise InspectorError(f"data {args.data}: {len(classes)} defect type(s) ({', '.join(classes)}); --shots"
+                             f"{' --holdout' if args.holdout else ''} needs at least {least}")
     counts = np.bincount(y, minlength=len(classes))
     need = args.folds if shots == "all" else int(shots) + 1
     if counts.min() < need:
         short = classes[int(counts.argmin())]
         raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; --shots {shots} needs at least {need} per type")
+    net = _open_net(args.model, args.size)
     tw = text_weights(net.backbone, classes) if hasattr(net.backbone, "encode_text") else None
     head, region = install_head(net, classes, "auto", tw)
     options = TypeOptions()

@@ -231,3 +231,62 @@ def test_cli_fit_with_bad_labels_is_one_clear_error(tiny_data, tmp_path, capsys)
     (tmp_path / "crack").mkdir()
     assert main(["fit", str(tiny_data), "--out", str(tmp_path / "x"), "--size", str(SIZE), "--labels", str(tmp_path)]) == 2
     assert "crack: no images" in capsys.readouterr().err
+
+
+def _one_type(root):
+    write_labels(root, 3, types=("blob",))
+
+
+def _unknown_folder(root):
+    import shutil
+
+    write_labels(root, 3, types=("blob", "scratch"))
+    shutil.move(root / "scratch", root / "unknown")
+
+
+def _wrong_mask(root):
+    import cv2
+
+    write_labels(root, 3, types=("blob", "scratch"))
+    cv2.imwrite(str(root / "scratch" / "001_mask.png"), np.zeros((40, 40), np.uint8))
+
+
+def _undecodable(root):
+    write_labels(root, 3, types=("blob", "scratch"))
+    (root / "blob" / "zz.png").write_bytes(b"not a png")
+
+
+@pytest.mark.parametrize("make, extra, message", [
+    (_one_type, [], "one defect type (blob); naming types needs examples of at least two"),  # all `unknown` before
+    (_unknown_folder, [], "a type may not be called 'unknown'"),
+    (_wrong_mask, [], "scratch/001_mask.png: 40x40 px but its image is"),
+    (_undecodable, [], "zz.png: cannot be decoded"),
+    (lambda root: write_labels(root, 3, types=("blob", "scratch")), ["--unknown-rate", "1.5"], "unknown rate 1.5"),
+    (lambda root: write_labels(root, 3, types=("blob", "scratch")), ["--types", "blob"], "--types blob differs from the type folders"),
+    (None, ["--unknown-rate", "0.1"], "--unknown-rate 0.1: applies only when naming defect types"),  # silently ignored before
+    (None, ["--type-classifier", "prototype"], "--type-classifier prototype: applies only"),
+])
+def test_bad_labels_and_type_options_fail_before_the_anomaly_fit(tiny_data, tmp_path, capsys, monkeypatch, make, extra, message):
+    import model.fit
+    from tests.cli import assert_one_line_error
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the anomaly fit ran before the labels were checked")
+
+    monkeypatch.setattr(model.fit, "fit", no_fit)
+    labels = ["--labels", tmp_path / "labels"] if make else []
+    if make:
+        make(tmp_path / "labels")
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "x", "--size", SIZE, "--synth", "0", *labels, *extra)
+    assert_one_line_error(rc, err, message)
+    assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("types, holdout, message", [(("blob",), False, "1 defect type(s) (blob); --shots needs at least 2"),
+                                                     (("blob", "scratch"), True, "--shots --holdout needs at least 3")])
+def test_eval_shots_needs_types_to_tell_apart(tmp_path, capsys, types, holdout, message):
+    from tests.cli import assert_one_line_error
+
+    root = write_labels(tmp_path / "labels", 3, types=types)
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", root, "--shots", "1", "--size", SIZE, *(["--holdout"] if holdout else []))
+    assert_one_line_error(rc, err, message)  # a traceback, or every held-out type `unknown`, before
