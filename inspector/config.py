@@ -22,25 +22,29 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}$")  # station/serial/i
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
 
 
-class Section(BaseModel):
-    """Shared base: strict types, unknown keys are errors (a typo must not be silently ignored)."""
+MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them) and beyond any sensible setting
+Seconds = Annotated[float, Field(le=MAX_SECONDS)]
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+class Section(BaseModel):
+    """Shared base: strict types, unknown keys are errors (a typo must not be silently ignored), no .inf or .nan."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 # -- sources --------------------------------------------------------------------------------------------
 class Reconnect(Section):
-    initial_s: float = Field(0.5, gt=0, title="First retry delay", description="Seconds before the first reconnect attempt.")
-    max_s: float = Field(30.0, gt=0, title="Longest retry delay", description="Delays double after each failure up to this.")
+    initial_s: Seconds = Field(0.5, gt=0, title="First retry delay", description="Seconds before the first reconnect attempt.")
+    max_s: Seconds = Field(30.0, gt=0, title="Longest retry delay", description="Delays double after each failure up to this.")
 
 
 class _Capture(Section):
     mode: Literal["trigger", "continuous"] = Field(
         "trigger", title="When to inspect",
         description="trigger: inspect a fresh frame on each MQTT trigger; continuous: inspect frames as they come.")
-    interval_s: float | None = Field(
+    interval_s: Seconds | None = Field(
         None, gt=0, title="Continuous interval", description="In continuous mode, inspect at most one frame per this many seconds.")
-    capture_timeout_s: float = Field(2.0, gt=0, title="Capture timeout", description="How long a trigger waits for a fresh frame.")
+    capture_timeout_s: Seconds = Field(2.0, gt=0, title="Capture timeout", description="How long a trigger waits for a fresh frame.")
     reconnect: Reconnect = Field(default_factory=Reconnect, title="Reconnect", description="Backoff when the device drops.")
 
 
@@ -75,8 +79,8 @@ class VideoSource(_Capture):
 class FolderSource(Section):
     type: Literal["folder"] = Field(title="Source kind", description="A watched folder: every new image file is inspected.")
     path: str = Field(title="Folder", description="Folder to watch (not recursive).")
-    poll_s: float = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
-    settle_s: float = Field(0.2, ge=0, title="Settle time", description="A file is read once its size is unchanged this long.")
+    poll_s: Seconds = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
+    settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size is unchanged this long.")
     after: Literal["move", "delete", "keep"] = Field(
         "move", title="After inspection", description="move: into <folder>/done; delete; keep (ids from path, size and time prevent repeats).")
 
@@ -138,14 +142,14 @@ class MqttSection(Section):
     password_env: str | None = Field(None, title="Password variable", description="Name of the environment variable holding the password.")
     tls: Tls | None = Field(None, title="TLS", description="Connect with TLS (omit for a plain connection).")
     keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="Seconds between pings; the last will fires after 1.5x this.")
-    session_expiry_s: int = Field(86400, ge=0, title="Session expiry",
+    session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1, title="Session expiry",
                                   description="How long the broker keeps triggers for this station while it is down (MQTT 5).")
-    connect_timeout_s: float = Field(10.0, gt=0, title="Connect timeout", description="How long the first connection may take at start.")
+    connect_timeout_s: Seconds = Field(10.0, gt=0, title="Connect timeout", description="How long the first connection may take at start.")
     max_payload_bytes: int = Field(20_000_000, ge=1024, title="Largest payload", description="Bigger trigger/image payloads are rejected.")
     allowed_dirs: list[str] = Field(default_factory=list, title="Readable folders",
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
-    url_timeout_s: float = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL.")
+    url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL.")
 
     @field_validator("prefix")
     @classmethod
@@ -186,9 +190,9 @@ class Sparkplug(Section):
 
 
 class Retention(Section):
-    max_age_days: float | None = Field(90.0, gt=0, title="Keep days", description="Published records older than this are deleted.")
+    max_age_days: float | None = Field(90.0, gt=0, le=100 * 365, title="Keep days", description="Published records older than this are deleted.")
     max_rows: int | None = Field(None, gt=0, title="Keep rows", description="Keep at most this many published records.")
-    every_s: float = Field(3600.0, gt=0, title="Prune interval", description="Seconds between retention passes.")
+    every_s: Seconds = Field(3600.0, gt=0, title="Prune interval", description="Seconds between retention passes.")
 
 
 class StoreSection(Section):
@@ -211,12 +215,12 @@ class ReportsSection(Section):
 
 
 class WatchdogSection(Section):
-    interval_s: float = Field(2.0, gt=0, title="Check interval", description="Seconds between watchdog checks.")
-    stall_s: float = Field(30.0, gt=0, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing).")
+    interval_s: Seconds = Field(2.0, gt=0, title="Check interval", description="Seconds between watchdog checks.")
+    stall_s: Seconds = Field(30.0, gt=0, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing).")
 
 
 class DaemonSection(Section):
-    drain_timeout_s: float = Field(30.0, ge=0, title="Drain timeout", description="On SIGTERM, how long to finish accepted work.")
+    drain_timeout_s: Seconds = Field(30.0, ge=0, title="Drain timeout", description="On SIGTERM, how long to finish accepted work.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", title="Log level", description="Logging verbosity.")
 
 
@@ -249,6 +253,9 @@ def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = 
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = (*path, k.value)
+            if key in out and k.value != "<<":  # PyYAML lets the last one win, silently
+                raise InspectorError(f"config {file}:{k.start_mark.line + 1}: {'.'.join(map(str, key))} is given twice "
+                                     f"(also on line {out[key][1]}); keep one")
             out[key] = (file, k.start_mark.line + 1)
             _line_map(v, file, key, out)
     elif isinstance(node, yaml.SequenceNode):
@@ -256,6 +263,14 @@ def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = 
             out[(*path, i)] = (file, v.start_mark.line + 1)
             _line_map(v, file, (*path, i), out)
     return out
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, but 1e-3 and 2E5 are numbers (1.1 wants 1.0e-3), as a user expects."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
 
 
 def _read_yaml(path: Path) -> tuple[dict, Lines]:
@@ -266,8 +281,8 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InspectorError(f"config {path}: cannot be read ({exc})") from None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -337,6 +352,8 @@ def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
                 msg = "unknown key (check the spelling; `inspector config schema` lists every key)"
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
                 msg += f" (got {err['input']!r})"
+                if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
+                    msg += f"; YAML read it as a number: quote it, '{err['input']}'"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
 

@@ -70,6 +70,14 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  image_threshold: .nan\n"), "model.image_threshold: Input should be a finite number"),
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  mm_per_px: .inf\n"), "model.mm_per_px: Input should be a finite number"),
     (BASE + "reports:\n  lang: fr\n", "reports.lang: Input should be 'en', 'zh' or 'es'"),
+    # before: validated, then the folder source's thread died (OverflowError) and nothing was inspected
+    (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /in\n  poll_s: .inf"), ":8: source.poll_s: Input should be a finite number"),
+    (BASE + "watchdog:\n  stall_s: 1e10\n", ":13: watchdog.stall_s: Input should be less than or equal to 2592000"),
+    (BASE + "store:\n  data_dir: /tmp/a\n", ":12: store is given twice (also on line 10); keep one"),  # the last won, silently
+    (BASE.replace("  device: 0\n", "  device: 0\n  device: 1\n"), ":8: source.device is given twice (also on line 7)"),
+    (BASE + "watchdog:\n  interval_s: 2e-1\n", None),  # a string before: "not a valid number"
+    (BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  protocol: 5\n"),
+     "mqtt.protocol: Input should be '5' or '3.1.1' (got 5); YAML read it as a number: quote it, '5'"),
 ])
 def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
     f = tmp_path / "s.yaml"
@@ -82,8 +90,9 @@ def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
 
 
 def test_station_overrides_deep_merge_over_defaults(tmp_path):
-    (tmp_path / "site.yaml").write_text(BASE + "mqtt:\n  host: broker.site\n  prefix: site/default\n  port: 8883\n"
-                                        "store:\n  data_dir: /d\n  save_images: fail\n")
+    (tmp_path / "site.yaml").write_text(BASE.replace("mqtt:\n", "mqtt:\n  host: broker.site\n  port: 8883\n")
+                                        .replace("prefix: factory/line1/st1", "prefix: site/default")
+                                        .replace("data_dir: /var/lib/inspector/st1", "data_dir: /d\n  save_images: fail"))
     (tmp_path / "st.yaml").write_text("extends: site.yaml\nmqtt:\n  prefix: site/line2/st9\nstore:\n  save_images: all\n  data_dir: /d9\n")
     cfg = load_config(tmp_path / "st.yaml")
     assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.prefix) == ("broker.site", 8883, "site/line2/st9")
