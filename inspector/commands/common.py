@@ -49,6 +49,17 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 2,3,4") from None
 
 
+def seed(text: str) -> int:
+    """--seed: a whole number from 0 to 2**32 - 1, as NumPy and torch take it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 0 to {2**32 - 1}")
+    return value
+
+
 def policy_from(args: argparse.Namespace):
     from model.calibration import Policy
 

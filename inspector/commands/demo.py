@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from inspector.commands.common import seed
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a whole demo station offline: fit, export, serve over MQTT, store, reports",
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo-output", help="folder for everything the demo writes (default ./demo-output)")
     p.add_argument("--quick", action="store_true", help="reduced mode: tiny images and few parts (well under a minute; used by the tests)")
     p.add_argument("--no-mqtt", dest="mqtt", action="store_false", help="do not start mosquitto; the daemon's video source runs by itself")
-    p.add_argument("--seed", type=int, default=0, help="seed for the parts and defects (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the parts and defects (default 0)")
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, tqdm_bars
+from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, seed, tqdm_bars
 from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blend", default=None, metavar="W",
                    help="with --synth: the weight of the learnt map's excess over good pixels in the map, 0-1 (default 0.5), "
                         "or 'auto' to choose it on generated validation defects")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="random seed of the coreset, the out-of-sample folds, the generated defects and the learnt branch (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")

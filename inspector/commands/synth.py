@@ -6,7 +6,7 @@ import argparse
 import time
 from collections import Counter
 
-from inspector.commands.common import name_list, print_json, tqdm_bars
+from inspector.commands.common import name_list, print_json, seed, tqdm_bars
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder to write test/<type>, ground_truth/<type>, labels.json, contact_sheet.png")
     p.add_argument("--n", type=int, default=100, help="number of defect images")
     p.add_argument("--types", default="", help=f"comma-separated defect types (default all: {','.join(DEFECT_TYPES)})")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed and good images give the same defects (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed: the same seed and good images give the same defects (default 0)")
     p.add_argument("--severity", default="0.3,0.9", help="severity range lo,hi in (0, 1]")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -369,6 +369,10 @@ CASES = {
     "threshold: not a number": (["threshold", "{ckpt}", "--set", "nan"], ["--set nan"]),
     "threshold: both set and policy": (["threshold", "{ckpt}", "--set", "1", "--far", "0.1"], ["not both"]),
     "unknown command": (["frobnicate"], ["invalid choice"]),
+    # a negative seed was a traceback (in fit after minutes of fitting; demo left its --out behind)
+    "fit: negative seed": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--seed", "-1"], ["--seed", "'-1': give a whole number from 0"]),
+    "synth: negative seed": (["synth", "{data}", "--out", "{tmp}/s", "--seed", "-1"], ["--seed", "'-1'"]),
+    "demo: negative seed": (["demo", "--quick", "--out", "{tmp}/d", "--seed", "-1"], ["--seed", "'-1'"]),
 }
 
 
