@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--types", default="", help=f"comma-separated defect types (default all: {','.join(DEFECT_TYPES)})")
     p.add_argument("--seed", type=seed, default=0, help="random seed: the same seed and good images give the same defects (default 0)")
     p.add_argument("--severity", default="0.3,0.9", help="severity range lo,hi in (0, 1]")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder (an earlier synth output there is replaced)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")
     types = name_list(args.types)
     t0 = time.perf_counter()
-    records = write_synthetic(args.good_dir, out, args.n, types, args.seed, _severity(args.severity), progress=tqdm_bars())
+    records = write_synthetic(args.good_dir, out, args.n, types, args.seed, _severity(args.severity), progress=tqdm_bars(),
+                              replace=args.force)
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "n": len(records), "seconds": round(seconds, 2), "by_type": dict(Counter(r.type for r in records)),
                "labels": str(out / "labels.json"), "contact_sheet": str(out / "contact_sheet.png")}

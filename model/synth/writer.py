@@ -36,20 +36,49 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
     return paths
 
 
-def _read_good(path: Path, goods: list[Path]) -> np.ndarray:
-    """Read a good image; an unreadable one is replaced by the next readable one (and said so)."""
+MIN_SIDE = 16  # px: below this the generators have no room to draw a defect
+
+
+def _read_good(path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
+    """(the image used, its RGB): an unreadable or too small good image is replaced by the next usable one (and said so)."""
     for candidate in [path, *(g for g in goods if g != path)]:
         try:
-            return read_image(candidate)
+            rgb = read_image(candidate)
+            if min(rgb.shape[:2]) < MIN_SIDE:
+                raise InspectorError(f"image {candidate}: {rgb.shape[1]}x{rgb.shape[0]} px is too small to draw defects on "
+                                     f"(needs at least {MIN_SIDE}x{MIN_SIDE})")
+            return candidate, rgb
         except InspectorError as exc:
             if candidate is path:
                 print(f"warning: skipping {exc}", file=sys.stderr)
-    raise InspectorError(f"good folder {path.parent}: none of the images can be read; give a folder of readable good images")
+    raise InspectorError(f"good folder {path.parent}: none of the images can be used (unreadable, or smaller than {MIN_SIDE}x{MIN_SIDE} px); "
+                         "give a folder of readable good images")
+
+
+def remove_previous(out: Path) -> int:
+    """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
+    so the folder holds only what the new labels.json lists; files it did not write stay. -> files deleted."""
+    try:
+        old = json.loads((out / "labels.json").read_text())
+        listed = [r[key] for r in old["images"] for key in ("image", "mask")] if old.get("generator") == "inspector synth" else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    root, n = out.resolve(), 0
+    for rel in listed:
+        path = (out / str(rel)).resolve()
+        if path.is_relative_to(root) and path.is_file():  # a hand-edited labels.json must not reach outside --out
+            path.unlink()
+            n += 1
+    for folder in sorted({p.parent for p in (out / str(rel) for rel in listed)}, reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return n
 
 
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
-                    severity: tuple[float, float] = SEVERITY, progress: BarFactory = silent) -> list[SynthRecord]:
-    """Make `n` defect images from the good images in `good_dir`, round-robin over `types`, into `out`.
+                    severity: tuple[float, float] = SEVERITY, progress: BarFactory = silent, replace: bool = False) -> list[SynthRecord]:
+    """Make `n` defect images from the good images in `good_dir`, round-robin over `types`, into `out`; with
+    `replace`, an earlier output there is removed first (else its images would mix in, unlisted in labels.json).
 
     Deterministic for a seed: image i uses good image and defect type chosen by a generator seeded with (seed, i).
     """
@@ -58,7 +87,9 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     kinds = check_types(types)
     goods = readable_goods(good_dir)
     out = Path(out)
-    cache: dict[Path, np.ndarray] = {}
+    if replace:
+        remove_previous(out)
+    cache: dict[Path, tuple[Path, np.ndarray]] = {}
     records: list[SynthRecord] = []
     bar = progress("synthesising", n)
     for i in range(n):
@@ -70,7 +101,8 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
         for path in (src,) if d is None else (src, goods[d]):
             if path not in cache:
                 cache[path] = _read_good(path, goods)
-        img, mask = synthesize(cache[src], kind, rng, sev, donor=None if d is None else cache[goods[d]])
+        used, rgb = cache[src]
+        img, mask = synthesize(rgb, kind, rng, sev, donor=None if d is None else cache[goods[d]][1])
         name = f"{i:05d}"
         img_path = out / "test" / kind / f"{name}.png"
         mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
@@ -79,7 +111,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
         cv2.imwrite(str(img_path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
         x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(src),
+        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used),
                                    round(sev, 3), int(mask.sum()), [x, y, w, h]))
         bar.update(1)
     bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -122,7 +123,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InspectorError, match="no images"):
         write_synthetic(empty, tmp_path / "o", 5)
     (empty / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(InspectorError, match="none of the images can be read"):
+    with pytest.raises(InspectorError, match="none of the images can be used"):
         write_synthetic(empty, tmp_path / "o", 5)
     with pytest.raises(InspectorError, match="--n 0"):
         write_synthetic(empty, tmp_path / "o", 0)
@@ -138,3 +139,32 @@ def test_cli_bad_inputs_are_one_line(tmp_path, extra, message):
                        capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unusable_good_images_are_skipped_and_the_used_one_is_named(tmp_path, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "a.png"), good_image(0, 96))
+    (good / "b.png").write_bytes(b"not a png")
+    cv2.imwrite(str(good / "c.png"), good_image(1, 96)[:8, :8])  # readable, too small to draw on: a cv2 traceback before
+    recs = write_synthetic(good, tmp_path / "o", 12, ["scratch", "cutpaste"], seed=1)
+    assert {Path(r.source).name for r in recs} == {"a.png"}  # before: the unreadable image was named as the source
+    err = capsys.readouterr().err
+    assert "b.png: cannot be decoded" in err and "c.png: 8x8 px is too small" in err
+
+
+def test_force_replaces_an_earlier_output(tmp_path, capsys):
+    from tests.cli import cli
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    out = tmp_path / "out"
+    assert cli(capsys, "synth", good, "--out", out, "--n", "6", "--types", "scratch,stain")[0] == 0
+    (out / "notes.txt").write_text("mine")
+    assert cli(capsys, "synth", good, "--out", out, "--n", "2", "--types", "pit", "--force")[0] == 0
+    labels = json.loads((out / "labels.json").read_text())
+    on_disk = sorted(p.relative_to(out).as_posix() for p in (out / "test").rglob("*.png"))
+    assert on_disk == sorted(r["image"] for r in labels["images"]) == ["test/pit/00000.png", "test/pit/00001.png"]  # 6 more before
+    assert not (out / "test" / "scratch").exists() and (out / "notes.txt").read_text() == "mine"  # what synth did not write stays
