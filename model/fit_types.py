@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from model.errors import InspectorError
 from model.extract import load_batches
+from model.hashing import sha256_file
 from model.label_names import UNKNOWN
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
@@ -69,6 +70,7 @@ class TypeReport:
     cv_accuracy: float | None = None
     text_mix: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    fitted_images: list[str] = field(default_factory=list)  # sha256[:16] of each labelled image file, so eval can tell
 
 
 def has_reference(net: InspectorNet) -> bool:
@@ -274,7 +276,7 @@ def fit_types(net: InspectorNet, labels: LabelSet, options: TypeOptions | None =
     info = fit_head(head, feats, y, options)
     return TypeReport(options=asdict(options), classes=list(labels.types), counts=counts, region=region,
                       unknown_threshold=info["unknown_threshold"], cv_accuracy=info["cv_accuracy"],
-                      text_mix=info.get("text_mix"))
+                      text_mix=info.get("text_mix"), fitted_images=[sha256_file(it.path)[:16] for it in labels.items])
 
 
 def set_clip_projection(net: InspectorNet, head: TypeHead, text_weights: torch.Tensor) -> None:

@@ -74,10 +74,13 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, *pixels))
     if type_rows and engine.meta.class_names:
         from inspector.commands.types_eval import report_from_probs
+        from model.hashing import sha256_file
 
         probs = np.concatenate(type_rows)
         defects = [i for i, s in enumerate(dataset.test) if s.is_defect]
         report.update(report_from_probs([dataset.test[i].defect_type for i in defects], probs[defects], list(engine.meta.class_names)))
+        fitted = set((manifest.get("types") or {}).get("fitted_images") or ())
+        report["types_fitted_on_these_images"] = sum(sha256_file(dataset.test[i].path)[:16] in fitted for i in defects)
     train_descriptors = None  # one backbone pass over the training images serves both checks below
     if overlap and dataset.train:
         from model.overlap import describe, twins
@@ -180,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
+    if "type_accuracy" in report:
+        k = report["types_fitted_on_these_images"]
+        print(f"  type accuracy {report['type_accuracy']}, macro F1 {report['type_macro_f1']}"
+              + (f" (the type head was fitted on {k} of these {report['n_defect']} defect images)" if k else ""))
     at = report["at_threshold"]
     print(f"  at threshold {at['threshold']}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
           + (" (calibrated on these images)" if at["calibrated_on_these_images"] else ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -208,6 +209,14 @@ def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     code, out, _ = cli(capsys, "eval", ckpt, data, "--json")
     report = json.loads(out)
     assert code == 0 and report["type_accuracy"] >= 0.8  # fitted on these images: a sanity check of the plumbing
+    assert report["types_fitted_on_these_images"] == 18 == report["n_defect"]  # and eval says so (it did not)
+    code, out, _ = cli(capsys, "eval", ckpt, data)
+    assert "(the type head was fitted on 18 of these 18 defect images)" in out
+    fresh = write_typed_mvtec(tmp_path / "fresh")
+    for kind in TYPES:  # other defects of the same kinds in place of the fitted ones (their masks do not matter here)
+        for i in range(100, 106):
+            cv2.imwrite(str(fresh / "test" / kind / f"{i:03d}.png"), typed_defect(kind, 300 + i)[0][..., ::-1])
+    assert json.loads(cli(capsys, "eval", ckpt, fresh, "--json")[1])["types_fitted_on_these_images"] == 0
     assert set(report["type_confusion"]) == set(TYPES) and sum(sum(r.values()) for r in report["type_confusion"].values()) == 18
     assert 0.0 <= report["type_macro_f1"] <= 1.0
 
