@@ -37,6 +37,12 @@ class Reconnect(Section):
     initial_s: Seconds = Field(0.5, gt=0, title="First retry delay", description="Seconds before the first reconnect attempt.")
     max_s: Seconds = Field(30.0, gt=0, title="Longest retry delay", description="Delays double after each failure up to this.")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Reconnect:
+        if self.initial_s > self.max_s:
+            raise ValueError(f"initial_s {self.initial_s} is above max_s {self.max_s}; the first delay cannot exceed the longest")
+        return self
+
 
 class _Capture(Section):
     mode: Literal["trigger", "continuous"] = Field(
@@ -74,6 +80,13 @@ class VideoSource(_Capture):
     fps: float | Literal["native", "max"] = Field(
         "native", title="Replay rate", description="native: the file's own frame rate; max: as fast as the inspector takes frames; or a number.")
     loop: bool = Field(True, title="Loop", description="Start again at the end of the file.")
+
+    @field_validator("fps")
+    @classmethod
+    def _rate(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and not 0 < v <= 1000:
+            raise ValueError("give a replay rate above 0 and at most 1000 frames/s, or native or max")
+        return v
 
 
 class FolderSource(Section):
@@ -149,7 +162,7 @@ class MqttSection(Section):
     allowed_dirs: list[str] = Field(default_factory=list, title="Readable folders",
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
-    url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL.")
+    url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
 
     @field_validator("prefix")
     @classmethod

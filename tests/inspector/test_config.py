@@ -75,7 +75,10 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE + "watchdog:\n  stall_s: 1e10\n", ":13: watchdog.stall_s: Input should be less than or equal to 2592000"),
     (BASE + "store:\n  data_dir: /tmp/a\n", ":12: store is given twice (also on line 10); keep one"),  # the last won, silently
     (BASE.replace("  device: 0\n", "  device: 0\n  device: 1\n"), ":8: source.device is given twice (also on line 7)"),
-    (BASE + "watchdog:\n  interval_s: 2e-1\n", None),  # a string before: "not a valid number"
+    (BASE + "watchdog:\n  interval_s: 2e-1\n", None),
+    # before: valid, then the replay fell back to 25 fps; the delays went up, not down
+    (BASE.replace("type: camera\n  device: 0", "type: video\n  path: /v.mp4\n  fps: 0"), ":8: source.fps: give a replay rate above 0"),
+    (BASE.replace("device: 0", "device: 0\n  reconnect: {initial_s: 5, max_s: 1}"), ":8: source.reconnect: initial_s 5.0 is above max_s 1.0"),  # a string before: "not a valid number"
     (BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  protocol: 5\n"),
      "mqtt.protocol: Input should be '5' or '3.1.1' (got 5); YAML read it as a number: quote it, '5'"),
 ])
