@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,7 @@ from model.images import decode_image
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
+FRAME_SLOTS = 4  # source frames waiting in the inbox at once (MQTT inputs have the rest)
 
 
 def _safe(value: str | None) -> str | None:
@@ -68,6 +70,8 @@ class TriggerCommand(BaseModel):
             raise ValueError(f"give one of path, url or base64, not {' and '.join(given)}")
         if given and self.capture:
             raise ValueError(f"capture: true and {given[0]} contradict each other; give one")
+        if not given and self.capture is False:
+            raise ValueError("capture: false and no image (path, url or base64): nothing to inspect; give an image or drop capture")
         return self
 
 
@@ -139,6 +143,7 @@ class Intake:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
         self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
+        self._frame_slots = threading.BoundedSemaphore(FRAME_SLOTS)
         self.mqtt: MqttClient | None = None
         self.source = source
         self._publish, self._republish, self._on_command = publish, republish, on_command
@@ -148,14 +153,18 @@ class Intake:
 
     # -- inputs from sources (their threads) ------------------------------------------------------------
     def submit(self, frame: Frame) -> bool:
-        """Hand a source frame over: live frames that find no room are counted and skipped, files wait for room."""
-        try:
-            self.inbox.put(frame, block=frame.wait, timeout=0.5 if frame.wait else None)
-            return True
-        except queue.Full:
-            if not frame.wait:
-                self.metrics.inc("inspector_frames_dropped_total", {"reason": "busy"})
-            return False
+        """Hand a source frame over: live frames that find no room are counted and skipped, files wait for room.
+        At most FRAME_SLOTS source frames wait in the inbox: a video replayed at `fps: max` filled all 10,000 of its
+        slots (gigabytes of frames), and MQTT triggers then found none."""
+        if self._frame_slots.acquire(timeout=0.5) if frame.wait else self._frame_slots.acquire(blocking=False):
+            try:
+                self.inbox.put(frame, block=frame.wait, timeout=0.5 if frame.wait else None)
+                return True
+            except queue.Full:
+                self._frame_slots.release()
+        if not frame.wait:
+            self.metrics.inc("inspector_frames_dropped_total", {"reason": "busy"})
+        return False
 
     # -- rejection ----------------------------------------------------------------------------------------
     def reject(self, text: str, origin: str, *, message: Message | None = None, inspection_id: str | None = None,
@@ -176,6 +185,7 @@ class Intake:
         except queue.Empty:
             return
         if isinstance(item, Frame):
+            self._frame_slots.release()
             self._frame(item)
         else:
             self._message(item)
@@ -192,7 +202,8 @@ class Intake:
             self.metrics.inc("inspector_frames_dropped_total", {"reason": "queue_full"})
             return
         try:
-            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source)
+            # encoded frames are files from a watched folder
+            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF image?")
         except InspectorError as exc:
             self.reject(str(exc), frame.source, inspection_id=frame.inspection_id)
             if frame.done:
@@ -272,12 +283,19 @@ class Intake:
             raise InspectorError("trigger: url images are off; set mqtt.allow_urls: true or send base64")
         if not url.startswith(("http://", "https://")):
             raise InspectorError(f"trigger: url {url[:120]!r}: only http:// and https:// are fetched")
-        limit = self.cfg.mqtt.max_payload_bytes
+        limit, timeout = self.cfg.mqtt.max_payload_bytes, self.cfg.mqtt.url_timeout_s
+        deadline, chunks, size = time.monotonic() + timeout, [], 0
         try:
-            with urllib.request.urlopen(url, timeout=self.cfg.mqtt.url_timeout_s) as resp:  # noqa: S310 (scheme checked)
-                data = resp.read(limit + 1)
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked)
+                # the timeout bounds each read, not the download: a server sending a byte at a time held the intake
+                while size <= limit and (chunk := resp.read1(1 << 16)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise InspectorError(f"trigger: url {url[:120]!r} took longer than mqtt.url_timeout_s ({timeout:g} s)")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise InspectorError(f"trigger: url {url[:120]!r} cannot be fetched ({getattr(exc, 'reason', exc)})") from None
+        data = b"".join(chunks)
         if len(data) > limit:
             raise InspectorError(f"trigger: url {url[:120]!r} is larger than mqtt.max_payload_bytes ({limit})")
         return data, decode_image(data, f"trigger url {url[:120]}"), "url"
@@ -352,7 +370,7 @@ class Intake:
             self.metrics.inc("inspector_store_failures_total")
             self.reject(text, source, message=message, inspection_id=inspection_id, serial=serial, reason="store_failed")
             if done:
-                done(False)
+                done(None)  # not taken, not bad: a file stays where it is, for another try
             return
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)  # now, and not before: the job survives a crash from here on

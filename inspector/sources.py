@@ -39,7 +39,8 @@ class Frame:
     inspection_id: str | None = None
     timestamp: float = field(default_factory=time.time)
     wait: bool = False  # True: durable input (file, fast video replay) that waits for room instead of being skipped
-    done: Callable[[bool], None] | None = None  # called once the daemon accepted (True) or rejected (False) it
+    # called once the daemon accepted (True) or rejected (False) it, or could not take it now (None: the store failed)
+    done: Callable[[bool | None], None] | None = None
 
 
 Submit = Callable[[Frame], bool]
@@ -141,12 +142,12 @@ class OpenCVSource:
     def start(self, submit: Submit) -> None:
         self._submit = submit
         self._stop.clear()
-        if not self.live:
+        if isinstance(self.cfg, VideoSource):  # a file that cannot be opened now never will be: no retrying
             self._cap = self._open()
             if self._cap is None:
                 raise InspectorError(f"source {self.name}: OpenCV cannot open {self.cfg.path}; is it a video file?")
             self.state = "open"
-            if self.cfg.mode == "trigger":
+            if not self.live and self.cfg.mode == "trigger":
                 return
         self._thread = threading.Thread(target=self._run, name=f"source {self.name}", daemon=True)
         self._thread.start()
@@ -170,8 +171,7 @@ class OpenCVSource:
             bgr = self._read()
             if bgr is None:
                 if isinstance(self.cfg, VideoSource) and not self.cfg.loop:
-                    self.state = "finished"
-                    log.info("source %s: end of video", self.name)
+                    self._finished()
                     return
                 self._cap.release()
                 self._cap = None
@@ -197,18 +197,30 @@ class OpenCVSource:
                 next_due = max(next_due + self.period, time.monotonic() - self.period)
                 self._stop.wait(max(0.0, next_due - time.monotonic()))
 
+    def _finished(self) -> None:
+        with self._cond:
+            if self.state != "finished":
+                log.info("source %s: end of video", self.name)
+            self.state = "finished"
+            self._cond.notify_all()  # a trigger waiting for the next frame is answered now
+
     def capture(self, timeout: float | None = None) -> Frame:
         """A frame taken after this call (live), or the next frame of the file (video replayed as fast as possible)."""
         timeout = self.cfg.capture_timeout_s if timeout is None else timeout
+        end = f"source {self.name}: no more frames (end of video; set source.loop: true)"
         if not self.live:
             with self._read_lock:
                 bgr = self._read()
             if bgr is None:
-                raise InspectorError(f"source {self.name}: no more frames (end of video; set source.loop: true)")
+                self._finished()
+                raise InspectorError(end)
             return self._frame(bgr, time.time())
         with self._cond:
             start = self._seq
-            if not self._cond.wait_for(lambda: self._seq > start or self._stop.is_set(), timeout) or self._latest is None:
+            done = lambda: self._seq > start or self._stop.is_set() or self.state == "finished"  # noqa: E731
+            if not self._cond.wait_for(done, timeout) or self._seq == start:
+                if self.state == "finished":
+                    raise InspectorError(end)
                 raise InspectorError(f"source {self.name}: no frame within {timeout:.1f} s ({self.state}); check the camera or stream")
             _, bgr, ts = self._latest
         return self._frame(bgr, ts)
@@ -229,6 +241,9 @@ class OpenCVSource:
         self.state = "stopped"
 
 
+STORE_RETRY_S = 5.0  # a file the store could not take is tried again after this long
+
+
 class FolderWatcher:
     """Polls a folder; each new image file, once its size settled, is submitted with its bytes."""
 
@@ -243,7 +258,10 @@ class FolderWatcher:
         self.heartbeat = time.monotonic()
         self.can_capture = False
         self._stop = threading.Event()
-        self._seen: set[Path] = set()
+        # path -> (size, mtime_ns) when read: a file rewritten under the same name is a new part
+        self._seen: dict[Path, tuple[int, int]] = {}
+        self._retry_at: dict[Path, float] = {}  # files the store could not take yet
+        self._problem: str | None = None  # a file that cannot be moved or deleted after inspection, shown as the state
         self._sizes: dict[Path, tuple[int, float]] = {}
         self._thread: threading.Thread | None = None
 
@@ -266,6 +284,16 @@ class FolderWatcher:
             return None if self.cfg.settle_s > 0 else st.st_size
         return st.st_size if now - since >= self.cfg.settle_s else None
 
+    def _unchanged(self, path: Path) -> bool:
+        """Seen before and not rewritten since (or gone)."""
+        if path not in self._seen:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return True
+        return (st.st_size, st.st_mtime_ns) == self._seen[path]
+
     def _run(self, submit: Submit) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
@@ -275,9 +303,10 @@ class FolderWatcher:
                 self.state = f"unreadable ({exc.strerror})"
                 self._stop.wait(self.cfg.poll_s * 10)
                 continue
-            self.state = "watching"
+            self.state = self._problem or "watching"
             for path in entries:
-                if path in self._seen or self._stop.is_set() or self._ready(path) is None:
+                if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
+                        or self._ready(path) is None:
                     continue
                 try:
                     data = path.read_bytes()
@@ -285,33 +314,46 @@ class FolderWatcher:
                 except FileNotFoundError:
                     continue  # moved away meanwhile
                 except OSError as exc:
-                    log.error("source %s: cannot read %s (%s); skipping it until a restart", self.name, path.name, exc.strerror)
-                    self._seen.add(path)
+                    log.error("source %s: cannot read %s (%s); skipping it until it changes", self.name, path.name, exc.strerror)
+                    self._seen[path] = (-1, -1)
                     continue
-                self._seen.add(path)
+                self._seen[path] = (st.st_size, st.st_mtime_ns)
                 self._sizes.pop(path, None)
+                self._retry_at.pop(path, None)
                 # same file, same id: after a restart a file already inspected is recognised, not inspected twice
                 ident = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
                 serial = path.stem if SAFE_ID.match(path.stem) else None
+                if serial is None:
+                    log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
+                                self.name, path.name)
                 frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
                               done=lambda ok, p=path: self._finish(p, ok))
                 while not self._stop.is_set() and not submit(frame):
                     self.heartbeat = time.monotonic()  # waiting for room is not a stall
             self._stop.wait(self.cfg.poll_s)
 
-    def _finish(self, path: Path, accepted: bool) -> None:
+    def _finish(self, path: Path, accepted: bool | None) -> None:
+        if accepted is None:  # the store could not take it: the file stays, and is tried again
+            self._seen.pop(path, None)
+            self._retry_at[path] = time.monotonic() + STORE_RETRY_S
+            return
+        verb = "delete" if self.cfg.after == "delete" and accepted else "move"
         try:
-            if self.cfg.after == "delete" and accepted:
+            if verb == "delete":
                 path.unlink(missing_ok=True)
-            elif self.cfg.after == "move" or (self.cfg.after == "delete" and not accepted):
+            elif self.cfg.after == "move" or self.cfg.after == "delete":
                 target = self.folder / ("done" if accepted else "rejected")
                 target.mkdir(exist_ok=True)
                 path.replace(target / path.name)
             else:
-                return  # keep: remembered in _seen
+                return  # keep: remembered in _seen until it changes
         except OSError as exc:
-            log.error("source %s: cannot %s %s (%s)", self.name, self.cfg.after, path.name, exc.strerror)
-        self._seen.discard(path)
+            # remembered, so not read again every poll; the state (and /health) says why it is still there
+            self._problem = f"cannot {verb} {path.name} ({exc.strerror}); check the folder's permissions"
+            log.error("source %s: %s", self.name, self._problem)
+            return
+        self._problem = None
+        self._seen.pop(path, None)
 
     def capture(self, timeout: float | None = None) -> Frame:
         raise InspectorError("trigger: this station's source is a watched folder and cannot capture; drop a file in it or send an image")

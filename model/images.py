@@ -103,11 +103,11 @@ def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
     return _decode(data, str(path), "is it a PNG/JPEG/BMP/TIFF?"), data
 
 
-def decode_image(data: bytes, name: str = "payload") -> np.ndarray:
-    """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]."""
+def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or PNG bytes") -> np.ndarray:
+    """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]; `hint` ends the error line of bytes that are none."""
     if not data:
         raise InspectorError(f"image {name}: empty payload")
-    return _decode(data, name, "send JPEG or PNG bytes")
+    return _decode(data, name, hint)
 
 
 def _decode(data: bytes, name: str, hint: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from model.errors import InspectorError
 from tests.inspector.conftest import png, running, wait_until, write_video
 from tests.synthetic import good_image
 
@@ -416,3 +417,68 @@ def test_shift_report_command_times_are_the_stores_utc_form():
                                 ("2026-12-03T06:00Z", "2026-12-03T05:00Z", "is not before end")):
         with pytest.raises(ValidationError, match=problem):
             ShiftReportCommand.model_validate({"command": "shift_report", "start": start, "end": end})
+
+
+def _intake(tmp_path, **mqtt):
+    import queue as q
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p", **mqtt}, "store": {"data_dir": str(tmp_path / "data")}})
+    return Intake(cfg, Store(tmp_path / "data"), q.Queue(2), Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None)
+
+
+def test_source_frames_take_few_inbox_slots(tmp_path):
+    from inspector.intake import FRAME_SLOTS
+    from inspector.sources import Frame
+
+    intake, rgb = _intake(tmp_path), good_image(1)
+    assert all(intake.submit(Frame("video:v", rgb=rgb, wait=True)) for _ in range(FRAME_SLOTS))
+    assert not intake.submit(Frame("video:v", rgb=rgb, wait=True))  # a fast replay waits (the source offers it again)
+    assert not intake.submit(Frame("camera:0", rgb=rgb))  # a live frame is skipped and counted
+    assert intake.inbox.qsize() == FRAME_SLOTS  # before: up to 10,000 frames, and MQTT inputs then found no room
+    assert intake.metrics.value("inspector_frames_dropped_total", {"reason": "busy"}) == 1
+    intake.step(timeout=0.1)  # one taken: a slot is free again
+    assert intake.submit(Frame("video:v", rgb=rgb, wait=True))
+
+
+def test_a_url_that_trickles_is_given_up_at_the_timeout(tmp_path):
+    import http.server
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(40):  # a byte every 0.1 s: each read is quick, the whole takes 4 s
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    intake = _intake(tmp_path, allow_urls=True, url_timeout_s=0.5)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(InspectorError, match=r"took longer than mqtt.url_timeout_s \(0.5 s\)"):
+            intake._fetch(f"http://127.0.0.1:{server.server_address[1]}/part.png")
+        assert time.monotonic() - t0 < 2.0  # before: 4 s, then "cannot be decoded"
+    finally:
+        server.shutdown()
+
+
+def test_a_trigger_with_capture_false_and_no_image_is_refused():
+    from pydantic import ValidationError
+
+    from inspector.intake import TriggerCommand
+
+    with pytest.raises(ValidationError, match="capture: false and no image"):  # before: it captured anyway
+        TriggerCommand.model_validate({"serial": "K1", "capture": False})
+    assert TriggerCommand.model_validate({"capture": False, "path": "/x.png"}).path == "/x.png"

@@ -126,3 +126,101 @@ def test_stream_reconnects_with_backoff_after_the_camera_drops():
     finally:
         src.stop()
         server.stop()
+
+
+def watcher(folder, after: str, submitted: list, outcome=True) -> FolderWatcher:
+    def submit(frame):
+        submitted.append(frame)
+        frame.done(outcome(frame) if callable(outcome) else outcome)
+        return True
+
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=0.0, after=after))
+    w.start(submit)
+    return w
+
+
+def test_folder_keep_inspects_a_file_rewritten_under_its_name(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames: list = []
+    w = watcher(folder, "keep", frames)
+    try:
+        part = folder / "current.png"
+        for i in range(3):  # each a new part in the same file name (before: only the first was inspected)
+            part.write_bytes(png(good_image(i)))
+            wait_until(lambda i=i: len(frames) == i + 1, 5, f"version {i}")
+            time.sleep(0.2)
+        assert len({f.inspection_id for f in frames}) == 3 and len(frames) == 3  # and none twice
+    finally:
+        w.stop()
+
+
+def test_folder_file_the_store_could_not_take_stays_and_is_retried(tmp_path, monkeypatch):
+    import inspector.sources
+
+    monkeypatch.setattr(inspector.sources, "STORE_RETRY_S", 0.3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames: list = []
+    w = watcher(folder, "move", frames, outcome=lambda f: None if len(frames) == 1 else True)  # the first try: store full
+    try:
+        (folder / "P1.png").write_bytes(png(good_image(1)))
+        wait_until(lambda: len(frames) == 2, 5, "a second try")
+        wait_until(lambda: (folder / "done" / "P1.png").exists(), 5, "moved to done/")
+        assert not (folder / "rejected").exists()  # before: moved to rejected/ and never tried again
+    finally:
+        w.stop()
+
+
+def test_folder_file_that_cannot_be_moved_is_read_once_and_shown(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "done").write_text("a file where the done/ folder should be")
+    frames: list = []
+    w = watcher(folder, "move", frames)
+    try:
+        (folder / "P3.png").write_bytes(png(good_image(3)))
+        wait_until(lambda: frames, 5, "the file")
+        wait_until(lambda: w.state.startswith("cannot move P3.png"), 5, "the state")
+        time.sleep(0.4)
+        assert len(frames) == 1  # before: read and inspected again every poll
+    finally:
+        w.stop()
+
+
+def test_folder_file_without_a_serial_is_said(tmp_path, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames: list = []
+    w = watcher(folder, "keep", frames)
+    try:
+        (folder / "SN 001.png").write_bytes(png(good_image(3)))
+        wait_until(lambda: frames, 5, "the file")
+    finally:
+        w.stop()
+    assert frames[0].serial is None and any("SN 001.png is inspected without a serial" in r.message for r in caplog.records)
+
+
+def test_a_video_that_is_no_video_fails_at_start_at_any_rate(tmp_path):
+    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+    src = open_source(VideoSource(type="video", path=str(tmp_path / "fake.mp4")))  # native rate: retried forever before
+    with pytest.raises(InspectorError, match="OpenCV cannot open"):
+        src.start(lambda f: True)
+    src.stop()
+
+
+@pytest.mark.parametrize("fps", ["max", "native"])
+def test_an_exhausted_video_says_so_at_once(tmp_path, fps):
+    video = write_video(tmp_path / "v.avi", n=3, fps=50.0)
+    src = OpenCVSource(VideoSource(type="video", path=str(video), fps=fps, loop=False, capture_timeout_s=5.0))
+    src.start(lambda f: True)
+    try:
+        wait_until(lambda: src.state == "finished" or fps == "max", 5, "the end")
+        for _ in range(3 if fps == "max" else 0):
+            src.capture()
+        t0 = time.monotonic()
+        with pytest.raises(InspectorError, match="end of video"):  # native: waited capture_timeout_s for "no frame" before
+            src.capture()
+        assert time.monotonic() - t0 < 1.0 and src.state == "finished"  # max: read "open" before
+    finally:
+        src.stop()
