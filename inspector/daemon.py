@@ -195,8 +195,9 @@ class Daemon:
 
     def _overflow(self, msg: Message) -> None:
         # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow
+        ident, serial = self.intake.ids_of(msg)
         self.intake.reject(f"{msg.topic}: the station is overloaded ({self.intake.inbox.maxsize} inputs waiting); slow down",
-                           msg.topic, message=msg, reason="overloaded")
+                           msg.topic, message=msg, inspection_id=ident, serial=serial, reason="overloaded")
 
     # -- health -----------------------------------------------------------------------------------------------
     def _gauges(self, records: bool = False) -> dict[str, int]:

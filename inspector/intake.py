@@ -47,6 +47,11 @@ def _safe(value: str | None) -> str | None:
     return value
 
 
+def _echoed(value: Any) -> str | None:
+    """A value from the outside world that may be echoed in an error reply: a safe id, else None."""
+    return value if isinstance(value, str) and SAFE_ID.match(value) else None
+
+
 class TriggerCommand(BaseModel):
     """`<prefix>/trigger`: capture now (no image given), or inspect the image given by path, url or base64."""
 
@@ -236,11 +241,9 @@ class Intake:
         ident = serial = None
         try:
             data = self._json(msg, "trigger")
-            if isinstance(data, dict):  # for the error reply: echo ids only when they are safe
-                ident = data.get("inspection_id") if isinstance(data.get("inspection_id"), str) and SAFE_ID.match(data["inspection_id"]) else None
-                serial = data.get("serial") if isinstance(data.get("serial"), str) and SAFE_ID.match(data["serial"]) else None
-            else:
+            if not isinstance(data, dict):
                 raise InspectorError('trigger: send a JSON object like {"serial": "A123"}')
+            ident, serial = _echoed(data.get("inspection_id")), _echoed(data.get("serial"))
             try:
                 cmd = TriggerCommand.model_validate(data)
             except ValidationError as exc:
@@ -328,6 +331,19 @@ class Intake:
         self._on_command(cmd, msg.correlation)
         if self.mqtt is not None:
             self.mqtt.ack(msg)
+
+    def ids_of(self, msg: Message) -> tuple[str | None, str | None]:
+        """(inspection_id, serial) a trigger or image message carries, for an error reply that cannot wait for the
+        intake (the inbox is full): only safe ids."""
+        if msg.topic == self.topics.trigger:
+            try:
+                data = json.loads(msg.payload)
+            except ValueError:
+                return None, None
+            return (_echoed(data.get("inspection_id")), _echoed(data.get("serial"))) if isinstance(data, dict) else (None, None)
+        if msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/"):
+            return _echoed(msg.user.get("inspection_id")), _echoed(msg.topic[len(self.topics.image) + 1:] or msg.user.get("serial"))
+        return None, None
 
     # -- acceptance -------------------------------------------------------------------------------------
     def _answered(self, inspection_id: str, msg: Message | None) -> bool:

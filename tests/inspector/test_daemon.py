@@ -482,3 +482,14 @@ def test_a_trigger_with_capture_false_and_no_image_is_refused():
     with pytest.raises(ValidationError, match="capture: false and no image"):  # before: it captured anyway
         TriggerCommand.model_validate({"serial": "K1", "capture": False})
     assert TriggerCommand.model_validate({"capture": False, "path": "/x.png"}).path == "/x.png"
+
+
+def test_an_overloaded_station_echoes_the_ids_it_refuses(tmp_path):
+    from inspector.mqtt import Message
+
+    intake = _intake(tmp_path)
+    msg = lambda topic, payload=b"", **user: Message(topic, payload, 1, 0, user=user)  # noqa: E731
+    assert intake.ids_of(msg("p/trigger", b'{"inspection_id": "T-1", "serial": "S 1"}')) == ("T-1", None)  # unsafe: not echoed
+    assert intake.ids_of(msg("p/image/SN-9", b"\x89PNG", inspection_id="I-2")) == ("I-2", "SN-9")
+    assert intake.ids_of(msg("p/image", b"\x89PNG", serial="SN-3")) == (None, "SN-3")
+    assert intake.ids_of(msg("p/trigger", b"not json")) == intake.ids_of(msg("p/command", b"{}")) == (None, None)
