@@ -115,6 +115,10 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
                                    round(sev, 3), int(mask.sum()), [x, y, w, h]))
         bar.update(1)
     bar.close()
+    empty = [r for r in records if r.area_px == 0]
+    if empty:  # e.g. a crack or cut-paste on a flat, featureless image changes nothing
+        print(f"warning: {len(empty)} of {len(records)} generated images have an empty mask (no visible defect), e.g. {empty[0].image} "
+              f"({empty[0].type}); they are listed in labels.json with area_px 0: drop them or use other types", file=sys.stderr)
     labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "good_dir": str(good_dir),
               "images": [asdict(r) for r in records]}
     (out / "labels.json").write_text(json.dumps(labels, indent=1))

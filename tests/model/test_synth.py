@@ -168,3 +168,12 @@ def test_force_replaces_an_earlier_output(tmp_path, capsys):
     on_disk = sorted(p.relative_to(out).as_posix() for p in (out / "test").rglob("*.png"))
     assert on_disk == sorted(r["image"] for r in labels["images"]) == ["test/pit/00000.png", "test/pit/00001.png"]  # 6 more before
     assert not (out / "test" / "scratch").exists() and (out / "notes.txt").read_text() == "mine"  # what synth did not write stays
+
+
+def test_an_empty_mask_is_warned_about(tmp_path, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "flat.png"), np.full((96, 96, 3), 128, np.uint8))  # cut-paste of a flat image changes nothing
+    recs = write_synthetic(good, tmp_path / "o", 2, ["cutpaste"], seed=0)
+    assert any(r.area_px == 0 for r in recs)
+    assert "have an empty mask (no visible defect)" in capsys.readouterr().err  # silent before
