@@ -174,6 +174,6 @@ def test_an_empty_mask_is_warned_about(tmp_path, capsys):
     good = tmp_path / "good"
     good.mkdir()
     cv2.imwrite(str(good / "flat.png"), np.full((96, 96, 3), 128, np.uint8))  # cut-paste of a flat image changes nothing
-    recs = write_synthetic(good, tmp_path / "o", 2, ["cutpaste"], seed=0)
+    recs = write_synthetic(good, tmp_path / "o", 8, ["cutpaste"], seed=0)
     assert any(r.area_px == 0 for r in recs)
     assert "have an empty mask (no visible defect)" in capsys.readouterr().err  # silent before
