@@ -128,6 +128,13 @@ def test_stream_reconnects_with_backoff_after_the_camera_drops():
         server.stop()
 
 
+def drop(path, data: bytes) -> None:
+    """Put a file in a watched folder whole (settle_s is 0 in these tests: a half-written file would be read)."""
+    tmp = path.parent.parent / f".{path.name}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 def watcher(folder, after: str, submitted: list, outcome=True) -> FolderWatcher:
     def submit(frame):
         submitted.append(frame)
@@ -147,7 +154,7 @@ def test_folder_keep_inspects_a_file_rewritten_under_its_name(tmp_path):
     try:
         part = folder / "current.png"
         for i in range(3):  # each a new part in the same file name (before: only the first was inspected)
-            part.write_bytes(png(good_image(i)))
+            drop(part, png(good_image(i)))
             wait_until(lambda i=i: len(frames) == i + 1, 5, f"version {i}")
             time.sleep(0.2)
         assert len({f.inspection_id for f in frames}) == 3 and len(frames) == 3  # and none twice
@@ -164,7 +171,7 @@ def test_folder_file_the_store_could_not_take_stays_and_is_retried(tmp_path, mon
     frames: list = []
     w = watcher(folder, "move", frames, outcome=lambda f: None if len(frames) == 1 else True)  # the first try: store full
     try:
-        (folder / "P1.png").write_bytes(png(good_image(1)))
+        drop(folder / "P1.png", png(good_image(1)))
         wait_until(lambda: len(frames) == 2, 5, "a second try")
         wait_until(lambda: (folder / "done" / "P1.png").exists(), 5, "moved to done/")
         assert not (folder / "rejected").exists()  # before: moved to rejected/ and never tried again
@@ -179,7 +186,7 @@ def test_folder_file_that_cannot_be_moved_is_read_once_and_shown(tmp_path):
     frames: list = []
     w = watcher(folder, "move", frames)
     try:
-        (folder / "P3.png").write_bytes(png(good_image(3)))
+        drop(folder / "P3.png", png(good_image(3)))
         wait_until(lambda: frames, 5, "the file")
         wait_until(lambda: w.state.startswith("cannot move P3.png"), 5, "the state")
         time.sleep(0.4)
@@ -194,7 +201,7 @@ def test_folder_file_without_a_serial_is_said(tmp_path, caplog):
     frames: list = []
     w = watcher(folder, "keep", frames)
     try:
-        (folder / "SN 001.png").write_bytes(png(good_image(3)))
+        drop(folder / "SN 001.png", png(good_image(3)))
         wait_until(lambda: frames, 5, "the file")
     finally:
         w.stop()
