@@ -12,8 +12,15 @@ import onnx
 from exporters.graph import compact_initializers, float_nodes, to_float16
 
 
+def _transposed_matmuls(model: onnx.ModelProto) -> set[str]:
+    """MatMuls fed by a Transpose (a ViT's attention): onnxruntime 1.32's NchwcTransformer segfaults while
+    opening a graph where both are float16, so these stay float32 (EfficientNet has none)."""
+    transposed = {o for n in model.graph.node if n.op_type == "Transpose" for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type == "MatMul" and transposed.intersection(n.input)}
+
+
 def convert_fp16(fp32: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
-    keep = float_nodes(fp32)
+    keep = float_nodes(fp32) | _transposed_matmuls(fp32)
     model = to_float16(fp32, keep)
     compacted = compact_initializers(model, keep, "float16")
     return model, {"compute": "backbone float16, other nodes float32", "float32_nodes": len(keep), "compacted": compacted}
