@@ -43,6 +43,9 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         "net": net,
         "thresholds": ckpt_manifest["thresholds"],
         "training": ckpt_manifest.get("training") or {},
+        # so that `eval` of the export, as of its checkpoint, says where its thresholds were calibrated
+        "calibration": ckpt_manifest.get("calibration") or {},
+        "calibration_scores": ckpt_manifest.get("calibration_scores") or {},
         "source": {"checkpoint": str(Path(ckpt).resolve()),  # absolute: `bench` finds it from any folder
                    "weights_sha256": ckpt_manifest["files"]["model.safetensors"],
                    "manifest_sha256": ckpt_manifest.get("manifest_sha256")},

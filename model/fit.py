@@ -440,7 +440,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     report = FitReport(
         options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers)},
         training={
-            "root": str(dataset.root),
+            "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
             "n_images": n,
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": good.data_sha256,

@@ -41,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     old = dict(manifest["thresholds"])
     new = _given(old, args)
     policy_before = manifest.get("calibration", {}).get("policy")
+    manifest["calibration"] = _by_hand(manifest.get("calibration", {}), old, new)
     if policy is not None:  # never with --set (refused above)
         new["image"] = threshold_for(policy, good, defect)
         manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
     policy_now = manifest.get("calibration", {}).get("policy")
-    # a threshold --set by hand answers to no policy
-    note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now and args.value is None else None
+    note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now else None
     far = float((good >= new["image"]).mean()) if good.size else None
     escape = float((defect < new["image"]).mean()) if defect.size else None
     changed = new != old
@@ -89,7 +89,7 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
     changed = new != old
     if changed:
         try:
-            write_sidecar(model, {**side, "thresholds": new})
+            write_sidecar(model, {**side, "thresholds": new, "calibration": _by_hand(side.get("calibration") or {}, old, new)})
         except OSError as exc:
             raise InspectorError(f"manifest {sidecar_path(model)}: cannot be written ({exc.strerror or exc}); "
                                  "check the folder's permissions") from None
@@ -98,6 +98,16 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
     else:
         print(_headline(new, changed))
     return 0
+
+
+def _by_hand(calibration: dict, old: dict, new: dict) -> dict:
+    """A threshold set by hand answers to no policy, and was chosen on no images (eval then says neither)."""
+    calibration = dict(calibration)
+    if new["image"] != old["image"]:
+        calibration["policy"] = None
+    if new.get("pixel") != old.get("pixel"):
+        calibration["pixel_threshold_source"] = "set by hand"
+    return calibration
 
 
 def _given(old: dict, args: argparse.Namespace) -> dict:

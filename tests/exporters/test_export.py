@@ -144,6 +144,18 @@ def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
         assert not any(n.metadata_props for n in onnx.load(str(path)).graph.node)
 
 
+def test_eval_of_an_export_says_where_its_thresholds_were_calibrated(exports, tiny_ckpt, tiny_data, capsys):
+    from tests.cli import cli
+
+    reports = {}
+    for name, model in (("checkpoint", tiny_ckpt), ("onnx", exports["onnx"])):
+        rc, out, err = cli(capsys, "eval", model, tiny_data, "--json", "--no-overlap")
+        assert rc == 0, err
+        reports[name] = json.loads(out)
+    for key in ("at_threshold", "at_pixel_threshold"):  # the export said "not calibrated here" and dropped the held-out rates
+        assert reports["onnx"][key]["calibrated_on_these_images"] and reports["onnx"][key]["held_out"] == reports["checkpoint"][key]["held_out"]
+
+
 def test_the_source_checkpoint_is_recorded_absolute(tiny_ckpt, monkeypatch):
     from exporters.manifest import build_manifest
 

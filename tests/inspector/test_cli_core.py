@@ -251,8 +251,12 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
 
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--set", "1e6", "--json")
     assert rc == 0 and json.loads(stdout)["thresholds"]["image"] == 1e6 and json.loads(stdout)["note"] is None
+    assert json.loads(stdout)["policy"] is None  # set by hand: no policy (the old one was still reported)
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--pixel", "1e6")
     assert rc == 0 and "exports made before keep the thresholds they were exported with" in stdout
+    rc, stdout, _ = cli(capsys, "eval", ckpt, tiny_data, "--json", "--no-overlap")
+    report = json.loads(stdout)  # neither threshold was calibrated on these images any more
+    assert not report["at_threshold"]["calibrated_on_these_images"] and not report["at_pixel_threshold"]["calibrated_on_these_images"]
     rc, stdout, _ = cli(capsys, "inspect", ckpt, tiny_data / "test" / "blob" / "000.png", "--json")
     assert rc == 0 and json.loads(stdout)["verdict"] == "PASS"  # the re-sealed checkpoint loads and uses it
 
