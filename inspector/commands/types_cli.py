@@ -25,13 +25,16 @@ def load_type_labels(args: argparse.Namespace):
     """Read and check --labels (every image and its mask or boxes) and the type options before the (long)
     anomaly fit, so that bad ones fail at once; -> the labels, or None without --labels."""
     names = name_list(args.types)
+    if args.types.strip() and not names:
+        raise InspectorError(f"--types {args.types!r}: no type names; give them comma-separated, e.g. crack,scratch")
     if not args.labels and not names:
         for flag, value in (("--part", args.part), ("--type-classifier", args.type_classifier), ("--unknown-rate", args.unknown_rate)):
             if value is not None:
                 raise InspectorError(f"{flag} {value}: applies only when naming defect types, with --labels (or --types and a clip backbone)")
         return None
     type_options(args).validate()
-    if not args.labels:
+    if not args.labels:  # zero-shot: the type names are all there is
+        _check_zero_shot(names, args)
         return None
     from model.labels import check_images, load_labels
 
@@ -44,6 +47,24 @@ def load_type_labels(args: argparse.Namespace):
                              "leave --types out with --labels")
     check_images(labels)
     return labels
+
+
+def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
+    from model.label_names import GOOD, UNKNOWN
+
+    if not str(getattr(args, "backbone", "")).startswith("clip:"):
+        raise InspectorError(f"--types {args.types}: naming defects from words needs the clip backbone (clip:<model>:<weights>); "
+                             "with this backbone give labelled examples with --labels")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    reserved = [n for n in names if n in (GOOD, UNKNOWN)]
+    if twice or reserved or len(names) < 2:
+        why = (f"{', '.join(twice)} given twice" if twice else f"{reserved[0]!r} is not a defect type" if reserved
+               else "one type; naming types needs at least two to tell apart")
+        raise InspectorError(f"--types {args.types}: {why}")
+    for flag, value in (("--type-classifier", args.type_classifier), ("--unknown-rate", args.unknown_rate)):
+        if value is not None:
+            raise InspectorError(f"{flag} {value}: applies only with --labels (types named from words alone have no classifier "
+                                 "or `unknown` threshold to fit)")
 
 
 def type_options(args: argparse.Namespace):

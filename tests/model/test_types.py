@@ -274,6 +274,13 @@ def _undecodable(root):
     (lambda root: write_labels(root, 3, types=("blob", "scratch")), ["--types", "blob"], "--types blob differs from the type folders"),
     (None, ["--unknown-rate", "0.1"], "--unknown-rate 0.1: applies only when naming defect types"),  # silently ignored before
     (None, ["--type-classifier", "prototype"], "--type-classifier prototype: applies only"),
+    # zero-shot names: before, the first only after the anomaly fit; the rest fitted silently
+    (None, ["--types", "crack,stain"], "naming defects from words needs the clip backbone"),
+    (None, ["--types", ",", "--backbone", "clip:ViT-S-32:random"], "--types ',': no type names"),
+    (None, ["--types", "crack", "--backbone", "clip:ViT-S-32:random"], "one type; naming types needs at least two"),
+    (None, ["--types", "crack,crack", "--backbone", "clip:ViT-S-32:random"], "crack given twice"),
+    (None, ["--types", "crack,good", "--backbone", "clip:ViT-S-32:random"], "'good' is not a defect type"),
+    (None, ["--types", "crack,stain", "--backbone", "clip:ViT-S-32:random", "--unknown-rate", "0.2"], "--unknown-rate 0.2: applies only with --labels"),
 ])
 def test_bad_labels_and_type_options_fail_before_the_anomaly_fit(tiny_data, tmp_path, capsys, monkeypatch, make, extra, message):
     import model.fit

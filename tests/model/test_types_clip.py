@@ -108,5 +108,5 @@ def test_cli_fits_zero_shot_types_and_inspects_with_them(clip_net, tiny_data, tm
 
 @pytest.mark.parametrize("spec, needle", [(f"clip:{NAME}:", "needs its weights"), (f"clip:{NAME}:/nonexistent.safetensors", "no such file")])
 def test_cli_refuses_clip_without_weights(clip_net, tiny_data, tmp_path, capsys, spec, needle):
-    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "x.ckpt", "--backbone", spec, "--size", SIZE, "--types", "crack")
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "x.ckpt", "--backbone", spec, "--size", SIZE, "--types", "crack,stain")
     assert_one_line_error(rc, err, needle)
