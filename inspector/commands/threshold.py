@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
         if value is not None and not np.isfinite(value):
             raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
+    if ckpt.is_dir() and not (ckpt / "manifest.json").exists():  # a folder holding one export, as inspect and eval take it
+        from inspector.engines import locate_model
+
+        ckpt = locate_model(ckpt)[0]
     if ckpt.is_file() and ckpt.name != "manifest.json":
         return _run_export(args, ckpt)
     manifest = read_manifest(ckpt)

@@ -84,6 +84,9 @@ def test_threshold_on_an_export_changes_what_it_decides(capsys, exports, tiny_ck
     assert code == 0 and json.loads(out) == {"export": str(onnx), "thresholds": {**before, "image": 1e6}, "previous": before}
     code, out, _ = cli(capsys, "inspect", onnx, image, "--json")
     assert code == 0 and json.loads(out)["verdict"] == "PASS" and json.loads(out)["threshold"] == 1e6  # the edited manifest still loads
+    code, out, _ = cli(capsys, "threshold", onnx.parent, "--set", "2e6", "--json")  # the folder, as inspect takes it ("no manifest.json" before)
+    assert code == 0 and json.loads(out)["thresholds"]["image"] == 2e6
+    code, out, _ = cli(capsys, "threshold", onnx, "--set", "1e6", "--json")
     line = _fails_with_one_line(capsys, "threshold", onnx, "--escape", "0.01")
     assert f"run `inspector threshold {tiny_ckpt} --escape 0.01`, then --set that threshold here" in line
     code, out, _ = cli(capsys, "threshold", tiny_ckpt, "--json")
