@@ -55,24 +55,22 @@ def _read_good(path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
                          "give a folder of readable good images")
 
 
-def remove_previous(out: Path) -> int:
+def remove_previous(out: Path) -> None:
     """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
-    so the folder holds only what the new labels.json lists; files it did not write stay. -> files deleted."""
+    so the folder holds only what the new labels.json lists; files it did not write stay."""
     try:
         old = json.loads((out / "labels.json").read_text())
         listed = [r[key] for r in old["images"] for key in ("image", "mask")] if old.get("generator") == "inspector synth" else []
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
-    root, n = out.resolve(), 0
-    for rel in listed:
-        path = (out / str(rel)).resolve()
-        if path.is_relative_to(root) and path.is_file():  # a hand-edited labels.json must not reach outside --out
+        return
+    root = out.resolve()
+    paths = [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
+    for path in paths:
+        if path.is_file():
             path.unlink()
-            n += 1
-    for folder in sorted({p.parent for p in (out / str(rel) for rel in listed)}, reverse=True):
+    for folder in sorted({p.parent for p in paths}, reverse=True):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    return n
 
 
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
