@@ -55,6 +55,16 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _utc(timestamp: Any) -> Any:
+    """The record's time in the store's UTC form, which periods are selected by as text (without an offset it is
+    UTC, as reports read it); as given if it is no time."""
+    try:
+        t = datetime.fromisoformat(str(timestamp).strip().replace("Z", "+00:00"))
+        return iso_utc(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
+    except (ValueError, OverflowError):
+        return timestamp
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of an id (ids come from the outside world)."""
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
@@ -130,7 +140,7 @@ class Store:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO inspections (inspection_id, ts, station, serial, verdict, score, threshold, model_id, record, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record["inspection_id"], record["timestamp"], record.get("station"), record.get("serial"), record["verdict"],
+                (record["inspection_id"], _utc(record["timestamp"]), record.get("station"), record.get("serial"), record["verdict"],
                  record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
                  json.dumps(record, ensure_ascii=False), utc_now()),
             )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-from reports.records import Subgroup
+from reports.records import Subgroup, apart
 
 W, H = 680, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 46
@@ -267,9 +267,9 @@ def score_gauge(score: float | None, threshold: float | None, verdict: str, _: G
     svg.add("rect", x=ax.left, y=ax.top, width=f"{max(ax.x(score) - ax.left, 1):.1f}", height=ax.bottom - ax.top,
             fill=FAIL_C if verdict == "FAIL" else PASS_C)
     svg.text(ax.left - 6, ax.bottom - 7, fmt(lo), anchor="end", size=10)
-    svg.text(min(ax.x(score), ax.right - 40) + 4, ax.top - 4, f"{_('Score')} {score:.4g}", anchor="start", size=11)
+    svg.text(min(ax.x(score), ax.right - 40) + 4, ax.top - 4, f"{_('Score')} {apart(score, threshold)}", anchor="start", size=11)
     if threshold is not None:
         svg.add("line", x1=f"{ax.x(threshold):.1f}", x2=f"{ax.x(threshold):.1f}", y1=ax.top - 4, y2=ax.bottom + 4, stroke=INK,
                 stroke_width=2.5, stroke_dasharray="4 2")
-        svg.text(ax.x(threshold), ax.bottom + 16, f"{_('Threshold')} {threshold:.4g}", size=11)
+        svg.text(ax.x(threshold), ax.bottom + 16, f"{_('Threshold')} {apart(threshold, score)}", size=11)
     return svg.markup()

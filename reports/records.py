@@ -13,6 +13,16 @@ SUBGROUP_WIDTHS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 240
 MAX_SUBGROUPS = 24
 
 
+def apart(value: float, other: float | None, digits: int = 4) -> str:
+    """`value` with the fewest significant digits (at least `digits`) that tell it from `other`, so that a
+    score just below its threshold never reads as equal to it; give both the same `other` pair, swapped."""
+    text = f"{value:.{digits}g}"
+    while other is not None and value != other and digits < 17 and text == f"{other:.{digits}g}":
+        digits += 1
+        text = f"{value:.{digits}g}"
+    return text
+
+
 def as_float(value: Any) -> float | None:
     try:
         f = float(value)
@@ -218,10 +228,11 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
     for t0, members in zip(edges, bins, strict=True):
         n = len(members)
         fails = sum(m.verdict == "FAIL" for m in members)
-        p = fails / n if n else None
+        judged = sum(m.verdict in ("PASS", "FAIL") for m in members)  # as p_bar counts them: a REVIEW part is neither
+        p = fails / judged if judged else None
         ucl = lcl = None
-        if n and p_bar is not None:
-            sigma = math.sqrt(p_bar * (1.0 - p_bar) / n)
+        if judged and p_bar is not None:
+            sigma = math.sqrt(p_bar * (1.0 - p_bar) / judged)
             ucl, lcl = min(1.0, p_bar + 3 * sigma), max(0.0, p_bar - 3 * sigma)
         lat = [m.total_ms for m in members if m.total_ms is not None]
         groups.append(Subgroup(t0, _plus(t0, width), n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))

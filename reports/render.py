@@ -7,6 +7,7 @@ stick with no network; the PDF is rendered from the very same HTML string.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -21,14 +22,14 @@ from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
 from reports.images import THUMB_PX, data_uri
-from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
+from reports.records import Inspection, apart, as_float, as_text, inspection, parse_time, shift_stats
 
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
 WORST_N = 12
 MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the report says how many more
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
-TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "low", "medium", "high", "anomaly", "unclassified",
+TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination")
 
 
@@ -50,8 +51,15 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def _fixed(value: float | None, digits: int = 1, suffix: str = "") -> str:
+def _fixed(value: float | None, digits: int = 1, suffix: str = "", floor: bool = False) -> str:
+    """`floor`: rounded down, so that a yield of 99.95 % reads 99.9 %, never 100.0 % while parts failed."""
+    if value is not None and floor:
+        value = math.floor(value * 10**digits) / 10**digits
     return "—" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def _apart(value: float | None, other: float | None) -> str:
+    return "—" if value is None else apart(value, other)
 
 
 def _time(value: datetime | None, with_seconds: bool = True) -> str:
@@ -67,7 +75,7 @@ def environment(lang: str) -> Environment:
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     t = translations(lang)
     env.install_gettext_translations(t, newstyle=True)
-    env.filters.update(num=_num, fixed=_fixed, time=_time, tv=lambda v: translate_value(t.gettext, v))
+    env.filters.update(num=_num, apart=_apart, fixed=_fixed, time=_time, tv=lambda v: translate_value(t.gettext, v))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
 
@@ -168,8 +176,9 @@ def shift_name(meta: dict[str, Any]) -> str:
     if meta.get("name"):
         return safe_name(str(meta["name"]))
     start, end = parse_time(meta.get("start")), parse_time(meta.get("end"))
-    if start and end:
-        return f"shift-{_stamp(start)}-{_stamp(end)}"
+    if start and end:  # with the station, so that two stations' reports of one shift do not overwrite each other
+        station = f"-{safe_name(str(meta['station']))}" if meta.get("station") else ""
+        return f"shift{station}-{_stamp(start)}-{_stamp(end)}"
     return "shift"
 
 

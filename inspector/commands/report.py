@@ -57,6 +57,7 @@ def open_store(db: str):
 
 def run(args: argparse.Namespace) -> int:
     import reports
+    from reports.records import inspection
 
     if args.worst < 0:
         raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             records = store.records(start, end, station=args.station)
             meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
             written = [reports.render_shift(records, meta, args.out, formats, args.lang, store.root)]
-            fails = sum(r.get("verdict") == "FAIL" for r in records)
+            fails = sum(inspection(r).verdict == "FAIL" for r in records)  # as the report counts them ("fail" too)
             summary = {"start": start, "end": end, "inspections": len(records), "fail": fails}
     except reports.ReportError as exc:
         raise InspectorError(str(exc)) from None

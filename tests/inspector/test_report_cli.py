@@ -101,3 +101,13 @@ def test_bench_report_runs_and_reports_medians(capsys):
         assert out[key] > 0
     assert out["shift_pdf_bytes"] > 10_000
     assert out["shift_html_pdf_s"] >= out["shift_html_s"]
+
+
+def test_the_printed_fail_count_is_the_reports(tmp_path, capsys):
+    store = Store(tmp_path / "db")
+    for i, verdict in enumerate(("FAIL", "fail", "PASS")):  # a record written by another tool, in lower case
+        store.add({"inspection_id": f"v{i}", "timestamp": f"2026-11-26T06:0{i}:00.000Z", "verdict": verdict, "score": 1.0, "threshold": 0.5})
+    store.close()
+    out = run_json(capsys, "report", "--db", str(tmp_path / "db"), "--from", "2026-11-26T06:00Z", "--to", "2026-11-26T07:00Z",
+                   "--format", "html", "--out", str(tmp_path / "o"), "--json")
+    assert out["fail"] == 2  # 1 before, beside "Failed 2" in the report

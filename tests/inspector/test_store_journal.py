@@ -58,3 +58,10 @@ def test_retention_by_age_deletes_old_published_records_with_their_files(tmp_pat
     assert store.prune(max_age_days=2) == 2  # "unsent" is older, but the broker has not acknowledged it: it stays
     assert {i for i in ages if store.get(i)} == {"young", "unsent"}
     assert not files["old"].exists() and not files["edge"].exists() and files["young"].exists()
+
+
+def test_a_record_time_with_an_offset_is_selected_by_its_utc_time(tmp_path):
+    store = Store(tmp_path / "data")
+    store.add(record("tz") | {"timestamp": "2026-01-02T05:30:00+02:00"})  # 03:30Z
+    assert [r["inspection_id"] for r in store.records("2026-01-02T03:00:00.000Z", "2026-01-02T04:00:00.000Z")] == ["tz"]
+    assert store.records("2026-01-02T05:00:00.000Z", "2026-01-02T06:00:00.000Z") == []  # compared as text before

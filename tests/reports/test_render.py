@@ -157,3 +157,47 @@ def test_missing_cjk_font_is_stated_in_a_chinese_pdf(failed_record, monkeypatch)
     assert 'id="font-note"' in inspection_html(failed_record, "zh", formats=("pdf",))
     assert 'id="font-note"' not in inspection_html(failed_record, "zh", formats=("html",))  # a browser brings its own fonts
     assert 'id="font-note"' not in inspection_html(failed_record, "en", formats=("pdf",))
+
+
+def _rec(i: int, verdict: str, score: float, threshold: float = 4.2, **extra) -> dict:
+    return {"inspection_id": f"2026112706{i:04d}-part{i:04d}", "verdict": verdict, "score": score, "threshold": threshold,
+            "timestamp": f"2026-11-27T06:{i % 60:02d}:00.000Z", "station": "s1", **extra}
+
+
+def test_a_pass_just_below_its_threshold_never_reads_equal_to_it():
+    html = inspection_html(_rec(1, "PASS", 4.1999995))
+    assert "<td>4.199999</td>" in html and "<td>4.2</td>" in html  # both read 4.2 before
+    gauge = re.search(r"Score ([0-9.]+)", html).group(1)
+    assert float(gauge) < 4.2 and "Threshold 4.2" in html
+
+
+def test_yield_never_rounds_up_to_100_while_a_part_failed():
+    records = [_rec(i, "PASS", 1.0) for i in range(2000)] + [_rec(2000, "FAIL", 9.0)]
+    assert '<div class="v" id="yield">99.9%</div>' in shift_html(records, {})  # 100.0% before
+
+
+def test_worst_parts_are_told_apart_and_unknown_types_translated():
+    records = [_rec(1, "FAIL", 9.0, defect_type="unknown"), _rec(2, "FAIL", 8.0, defect_type="unknown")]
+    html = shift_html(records, {}, lang="zh")
+    assert "20261127060001-part0001" in html and "20261127060002-part0002" in html  # both labelled "202611270600" before
+    assert "未知类型" in html and ">unknown<" not in html
+
+
+def test_unjudged_parts_stay_out_of_the_p_chart_subgroups():
+    from reports.records import inspection, shift_stats
+
+    records = [_rec(i, v, 1.0, timestamp="2026-11-27T06:00:00.000Z") for i, v in enumerate(("FAIL", "REVIEW", "PASS", "PASS"))]
+    g = shift_stats([inspection(r) for r in records]).subgroups[0]
+    assert g.n == 4 and g.p == 1 / 3  # as p-bar counts: 1 of 3 judged (1 of 4 before)
+
+
+def test_two_stations_shift_reports_get_their_own_files(tmp_path):
+    meta = {"start": "2026-11-27T06:00:00.000Z", "end": "2026-11-27T07:00:00.000Z"}
+    a = reports.render_shift([_rec(1, "PASS", 1.0)], {**meta, "station": "line1"}, tmp_path, ("html",))
+    b = reports.render_shift([_rec(2, "PASS", 1.0)], {**meta, "station": "line2"}, tmp_path, ("html",))
+    assert a["html"] != b["html"] and a["html"].exists() and b["html"].exists()  # the second overwrote the first before
+
+
+def test_the_inspection_page_names_the_type_the_shift_report_counts():
+    html = inspection_html(_rec(1, "FAIL", 9.0, defects=[{"type": "anomaly", "box": [1, 2, 3, 4]}]))
+    assert re.search(r"Defect type</th><td>anomaly", html)  # "—" before, while the shift report said "anomaly"
