@@ -183,6 +183,7 @@ class ShiftStats:
     worst: list[Inspection]
     models: list[tuple[dict[str, str | None], int]]
     undated: int = 0
+    unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
 
     @property
     def out_of_control(self) -> int:
@@ -266,7 +267,7 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         start=start,
         end=end,
         defect_types=Counter(p.primary_type for p in parts if p.verdict == "FAIL").most_common(),
-        scores=[(p.score, p.verdict) for p in parts if p.score is not None],
+        scores=[(p.score, p.verdict) for p in parts if p.score is not None and p.verdict in ("PASS", "FAIL")],
         thresholds=sorted({p.threshold for p in parts if p.threshold is not None}),
         p_bar=p_bar,
         subgroup_width=width,
@@ -276,4 +277,5 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         worst=ranked[:worst_n],
         models=[(dict(m), n) for m, n in models.most_common()],
         undated=len(parts) - len(times),
+        unjudged=len(parts) - judged,
     )

@@ -30,7 +30,8 @@ WORST_N = 12
 MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the report says how many more
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "high", "anomaly", "unclassified",
-                     "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination")
+                     "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
+                     "decode", "preprocess", "infer", "decision", "intake", "queue", "total")  # the stages of timings_ms
 
 
 def safe_name(text: str) -> str:

@@ -201,3 +201,18 @@ def test_two_stations_shift_reports_get_their_own_files(tmp_path):
 def test_the_inspection_page_names_the_type_the_shift_report_counts():
     html = inspection_html(_rec(1, "FAIL", 9.0, defects=[{"type": "anomaly", "box": [1, 2, 3, 4]}]))
     assert re.search(r"Defect type</th><td>anomaly", html)  # "—" before, while the shift report said "anomaly"
+
+
+def test_stage_names_and_units_are_translated():
+    rec = _rec(1, "FAIL", 9.0, timings_ms={"decode": 1.5, "infer": 20.0}, image={"width": 96, "height": 96})
+    shift, page = shift_html([rec], {}, lang="zh"), inspection_html(rec, lang="zh")
+    assert "<td>推理</td>" in shift and "<td>infer</td>" not in shift  # English in a Chinese report before
+    assert "推理 20.0 毫秒" in page and "96 × 96 像素" in page
+
+
+def test_parts_neither_pass_nor_fail_are_said_to_be_out_of_the_yield():
+    from reports.records import inspection, shift_stats
+
+    records = [_rec(0, "FAIL", 9.0), _rec(1, "REVIEW", 1.0), _rec(2, "PASS", 1.0)]
+    assert [v for _, v in shift_stats([inspection(r) for r in records]).scores] == ["FAIL", "PASS"]  # REVIEW drawn as PASS before
+    assert "1 parts were neither PASS nor FAIL" in shift_html(records, {})
