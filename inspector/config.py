@@ -121,9 +121,9 @@ class StationInfo(Section):
 class ModelSection(Section):
     path: str = Field(title="Model", description="Checkpoint directory from `inspector fit`, or an exported model file.")
     device: str = Field("cpu", title="Device", description="Where the model runs: cpu or cuda[:N]; for ONNX models also tensorrt[:N]. TensorRT engines run on cuda.")
-    image_threshold: float | None = Field(None, allow_inf_nan=False, title="Image threshold", description="Overrides the calibrated image threshold.")
-    pixel_threshold: float | None = Field(None, allow_inf_nan=False, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
-    mm_per_px: float | None = Field(None, gt=0, allow_inf_nan=False, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
+    image_threshold: float | None = Field(None, title="Image threshold", description="Overrides the calibrated image threshold.")
+    pixel_threshold: float | None = Field(None, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
+    mm_per_px: float | None = Field(None, gt=0, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
     batch_size: int = Field(8, ge=1, le=256, title="Largest batch", description="Frames that queue up are inspected together, up to this many.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")

@@ -74,8 +74,7 @@ def load_labels(path: str | Path) -> LabelSet:
     return labels
 
 
-def _load_labels(path: Path) -> LabelSet:
-    root = Path(path)
+def _load_labels(root: Path) -> LabelSet:
     if not root.is_dir():
         raise InspectorError(f"labels {root}: no such folder; give a folder of <type>/ subfolders of defect images")
     if (root / "test").is_dir():
