@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-from reports.records import Subgroup, apart
+from reports.numbers import STYLES, Numbers
+from reports.records import Subgroup
 
 W, H = 680, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 46
 PASS_C, FAIL_C, INK, GRID, LIMIT_C, ACCENT = "#2e7d32", "#c62828", "#263238", "#cfd8dc", "#e65100", "#1565c0"
 Gettext = Callable[[str], str]
+ENGLISH = STYLES["en"]
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
@@ -31,16 +33,6 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw and not (integer and (m * mag) % 1))
     first = math.floor(lo / step) * step
     return [round(first + i * step, 10) for i in range(int(math.ceil((hi - first) / step)) + 1)]
-
-
-def fmt(v: float) -> str:
-    if v == 0:
-        return "0"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 10:
-        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
-    return f"{v:.3g}"
 
 
 class Svg:
@@ -76,7 +68,7 @@ class Axes:
     def y(self, v: float) -> float:
         return self.bottom - (v - self.y0) / (self.y1 - self.y0) * (self.bottom - self.top)
 
-    def y_grid(self, ticks: Sequence[float], label: Callable[[float], str] = fmt, title: str | None = None) -> None:
+    def y_grid(self, ticks: Sequence[float], label: Callable[[float], str], title: str | None = None) -> None:
         for t in ticks:
             self.svg.add("line", x1=self.left, x2=self.right, y1=f"{self.y(t):.1f}", y2=f"{self.y(t):.1f}", stroke=GRID, stroke_width=1)
             self.svg.text(self.left - 6, self.y(t) + 4, label(t), anchor="end", size=10)
@@ -112,7 +104,7 @@ def legend(svg: Svg, items: Sequence[tuple[str, str, str | None]], x: float, y: 
         svg.text(x + 15, y + 1, label, anchor="start", size=10)
 
 
-def pareto(counts: Sequence[tuple[str, int]], _: Gettext) -> Markup | None:
+def pareto(counts: Sequence[tuple[str, int]], _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
     """Failed parts by defect type, largest first, with the cumulative share as a line."""
     if not counts:
         return None
@@ -120,14 +112,14 @@ def pareto(counts: Sequence[tuple[str, int]], _: Gettext) -> Markup | None:
     total = sum(c for _t, c in counts)
     ticks = nice_ticks(0, max(c for _t, c in counts), integer=True)
     ax = Axes(svg, 0, len(counts), 0, ticks[-1])
-    ax.y_grid(ticks, title=_("Parts"))
+    ax.y_grid(ticks, num.tick, title=_("Parts"))
     slot = (ax.right - ax.left) / len(counts)
     cum, points = 0, []
     for i, (name, count) in enumerate(counts):
         cum += count
         x = ax.left + i * slot
         svg.add("rect", x=f"{x + slot * 0.15:.1f}", y=f"{ax.y(count):.1f}", width=f"{slot * 0.7:.1f}", height=f"{ax.bottom - ax.y(count):.1f}", fill=FAIL_C)
-        svg.text(x + slot / 2, ax.y(count) - 4, str(count), size=10)
+        svg.text(x + slot / 2, ax.y(count) - 4, num.count(count), size=10)
         label = name
         while text_width(label) > slot - 4 and len(label) > 3:
             label = label[:-2] + "…"
@@ -136,13 +128,13 @@ def pareto(counts: Sequence[tuple[str, int]], _: Gettext) -> Markup | None:
     svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in points), fill="none", stroke=INK, stroke_width=1.5, stroke_dasharray="5 3")
     for x, y in points:
         svg.add("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=2.5, fill=INK)
-    ax.right_labels([0, 25, 50, 75, 100], lambda v: ax.bottom - v / 100 * (ax.bottom - ax.top), lambda v: f"{v:.0f}%", _("Cumulative share"))
+    ax.right_labels([0, 25, 50, 75, 100], lambda v: ax.bottom - v / 100 * (ax.bottom - ax.top), lambda v: num.percent(v, 0), _("Cumulative share"))
     ax.frame()
     legend(svg, [(_("Failed parts"), FAIL_C, None), (_("Cumulative share"), INK, "5 3")], ax.right)
     return svg.markup()
 
 
-def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, bins: int = 30) -> Markup | None:
+def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, num: Numbers = ENGLISH, bins: int = 30) -> Markup | None:
     """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line."""
     if not scores:
         return None
@@ -158,7 +150,7 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
     svg = Svg(_("Score histogram with threshold"))
     ticks = nice_ticks(0, max(p + f for p, f in zip(passed, failed, strict=True)), integer=True)
     ax = Axes(svg, lo, hi, 0, ticks[-1])
-    ax.y_grid(ticks, title=_("Parts"))
+    ax.y_grid(ticks, num.tick, title=_("Parts"))
     for i in range(bins):
         x0, x1 = ax.x(lo + i * width), ax.x(lo + (i + 1) * width)
         for count, base, colour in ((passed[i], 0, PASS_C), (failed[i], passed[i], FAIL_C)):
@@ -167,10 +159,17 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
                         height=f"{ax.y(base) - ax.y(base + count):.1f}", fill=colour)
     for t in nice_ticks(lo, hi, 6):
         if lo <= t <= hi:
-            svg.text(ax.x(t), ax.bottom + 14, fmt(t), size=10)
-    for t in thresholds[:3]:
-        svg.add("line", x1=f"{ax.x(t):.1f}", x2=f"{ax.x(t):.1f}", y1=ax.top, y2=ax.bottom, stroke=LIMIT_C, stroke_width=2, stroke_dasharray="6 3")
-        svg.text(ax.x(t) + 4, ax.top + 10, f"{_('Threshold')} {t:.3g}", anchor="start", size=10, fill=LIMIT_C)
+            svg.text(ax.x(t), ax.bottom + 14, num.tick(t), size=10)
+    row_ends: list[float] = []  # where each row of threshold labels ends: close thresholds' labels go on separate rows
+    for t in sorted(thresholds[:3]):
+        x = ax.x(t)
+        svg.add("line", x1=f"{x:.1f}", x2=f"{x:.1f}", y1=ax.top, y2=ax.bottom, stroke=LIMIT_C, stroke_width=2, stroke_dasharray="6 3")
+        label = f"{_('Threshold')} {num.significant(t)}"
+        width = text_width(label)
+        start = x + 4 if x + 4 + width <= ax.right else x - 4 - width  # left of its line at the right edge
+        row = next((i for i, end in enumerate(row_ends) if end + 4 < start), len(row_ends))
+        row_ends[row:row + 1] = [start + width]
+        svg.text(start, ax.top + 10 + 12 * row, label, anchor="start", size=10, fill=LIMIT_C)
     ax.frame(_("Anomaly score"))
     legend(svg, [(_("PASS"), PASS_C, None), (_("FAIL"), FAIL_C, None), (_("Threshold"), LIMIT_C, "6 3")], ax.right)
     return svg.markup()
@@ -190,7 +189,7 @@ def _x_time_labels(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float) 
             svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span), size=10)
 
 
-def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext) -> Markup | None:
+def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
     """Fraction failed per time subgroup, with the centre line and 3-sigma limits for each subgroup's size."""
     if not groups or p_bar is None or not any(g.n for g in groups):
         return None
@@ -198,7 +197,7 @@ def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext) -> Mark
     top = max([g.p or 0.0 for g in groups] + [g.ucl or 0.0 for g in groups] + [p_bar * 1.5, 0.01])
     ticks = nice_ticks(0, min(top * 1.05, 1.0))
     ax = Axes(svg, 0, len(groups), 0, ticks[-1])
-    ax.y_grid(ticks, label=lambda v: f"{100 * v:.3g}%", title=_("Fraction failed"))
+    ax.y_grid(ticks, label=lambda v: num.significant(100 * v, 3) + num.percent_sign, title=_("Fraction failed"))
     slot = (ax.right - ax.left) / len(groups)
     svg.add("line", x1=ax.left, x2=ax.right, y1=f"{ax.y(p_bar):.1f}", y2=f"{ax.y(p_bar):.1f}", stroke=ACCENT, stroke_width=1.5)
     for attr in ("ucl", "lcl"):
@@ -223,14 +222,14 @@ def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext) -> Mark
     return svg.markup()
 
 
-def throughput(groups: Sequence[Subgroup], _: Gettext) -> Markup | None:
+def throughput(groups: Sequence[Subgroup], _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
     """Parts per subgroup as bars, median and 95th-percentile latency as lines on the right axis."""
     if not groups or not any(g.n for g in groups):
         return None
     svg = Svg(_("Throughput and latency"))
     ticks = nice_ticks(0, max(g.n for g in groups), integer=True)
     ax = Axes(svg, 0, len(groups), 0, ticks[-1])
-    ax.y_grid(ticks, title=_("Parts per interval"))
+    ax.y_grid(ticks, num.tick, title=_("Parts per interval"))
     slot = (ax.right - ax.left) / len(groups)
     for i, g in enumerate(groups):
         if g.n:
@@ -247,14 +246,14 @@ def throughput(groups: Sequence[Subgroup], _: Gettext) -> Markup | None:
             pts = [(ax.left + i * slot + slot / 2, ly(getattr(g, attr))) for i, g in enumerate(groups) if getattr(g, attr) is not None]
             svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in pts), fill="none", stroke=ACCENT, stroke_width=1.8,
                     stroke_dasharray=dash)
-        ax.right_labels(lt, ly, fmt, _("Latency (ms)"))
+        ax.right_labels(lt, ly, num.tick, _("Latency (ms)"))
     _x_time_labels(svg, ax, groups, slot)
     ax.frame(_("Time (UTC)"))
     legend(svg, [(_("Parts"), "#90a4ae", None), (_("Median latency"), ACCENT, ""), (_("95th percentile"), ACCENT, "4 3")], ax.right)
     return svg.markup()
 
 
-def score_gauge(score: float | None, threshold: float | None, verdict: str, _: Gettext) -> Markup | None:
+def score_gauge(score: float | None, threshold: float | None, verdict: str, _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
     """One horizontal bar: where the score sits against the threshold."""
     if score is None:
         return None
@@ -266,10 +265,10 @@ def score_gauge(score: float | None, threshold: float | None, verdict: str, _: G
     svg.add("rect", x=ax.left, y=ax.top, width=ax.right - ax.left, height=ax.bottom - ax.top, fill="#eceff1", stroke=GRID)
     svg.add("rect", x=ax.left, y=ax.top, width=f"{max(ax.x(score) - ax.left, 1):.1f}", height=ax.bottom - ax.top,
             fill=FAIL_C if verdict == "FAIL" else PASS_C)
-    svg.text(ax.left - 6, ax.bottom - 7, fmt(lo), anchor="end", size=10)
-    svg.text(min(ax.x(score), ax.right - 40) + 4, ax.top - 4, f"{_('Score')} {apart(score, threshold)}", anchor="start", size=11)
+    svg.text(ax.left - 6, ax.bottom - 7, num.tick(lo), anchor="end", size=10)
+    svg.text(min(ax.x(score), ax.right - 40) + 4, ax.top - 4, f"{_('Score')} {num.apart(score, threshold)}", anchor="start", size=11)
     if threshold is not None:
         svg.add("line", x1=f"{ax.x(threshold):.1f}", x2=f"{ax.x(threshold):.1f}", y1=ax.top - 4, y2=ax.bottom + 4, stroke=INK,
                 stroke_width=2.5, stroke_dasharray="4 2")
-        svg.text(ax.x(threshold), ax.bottom + 16, f"{_('Threshold')} {apart(threshold, score)}", size=11)
+        svg.text(ax.x(threshold), ax.bottom + 16, f"{_('Threshold')} {num.apart(threshold, score)}", size=11)
     return svg.markup()

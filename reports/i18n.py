@@ -113,12 +113,17 @@ def cjk_font() -> str | None:
 
 
 def source_messages() -> list[str]:
-    """Every msgid the templates and chart code pass to _(), plus record values shown translated (for the catalog check)."""
+    """Every msgid the templates and chart code pass to _() or ngettext(), plus record values shown translated (for the catalog check)."""
     import re
 
     from reports.render import TRANSLATED_VALUES
 
-    pattern = re.compile(r"""\b_\(\s*(["'])((?:\\.|(?!\1).)*)\1""")
+    string = r"""(["'])((?:\\.|(?!\{0}).)*)\{0}"""
+    single = re.compile(r"\b_\(\s*" + string.format(1))
+    plural = re.compile(r"\bngettext\(\s*" + string.format(1) + r"\s*,\s*" + string.format(3))
     files = [*sorted((Path(__file__).parent / "templates").glob("*.j2")), Path(__file__).parent / "charts.py"]
-    found = [ast.literal_eval(q + m + q) for f in files for q, m in pattern.findall(f.read_text(encoding="utf-8"))]
+    texts = [f.read_text(encoding="utf-8") for f in files]
+    found = [ast.literal_eval(q + m + q) for t in texts for q, m in single.findall(t)]
+    # a plural message is keyed as parse_po keys it: singular NUL plural
+    found += [ast.literal_eval(q1 + s + q1) + "\0" + ast.literal_eval(q2 + p + q2) for t in texts for q1, s, q2, p in plural.findall(t)]
     return list(dict.fromkeys([*found, *TRANSLATED_VALUES]))

@@ -7,7 +7,6 @@ stick with no network; the PDF is rendered from the very same HTML string.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -22,7 +21,8 @@ from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
 from reports.images import THUMB_PX, data_uri
-from reports.records import Inspection, apart, as_float, as_text, inspection, parse_time, shift_stats
+from reports.numbers import STYLES
+from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
 
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
@@ -48,21 +48,6 @@ def translate_value(gettext: charts.Gettext, value: Any) -> Any:
     return gettext(value) if value in TRANSLATED_VALUES else value
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
-
-
-def _fixed(value: float | None, digits: int = 1, suffix: str = "", floor: bool = False) -> str:
-    """`floor`: rounded down, so that a yield of 99.95 % reads 99.9 %, never 100.0 % while parts failed."""
-    if value is not None and floor:
-        value = math.floor(value * 10**digits) / 10**digits
-    return "—" if value is None else f"{value:,.{digits}f}{suffix}"
-
-
-def _apart(value: float | None, other: float | None) -> str:
-    return "—" if value is None else apart(value, other)
-
-
 def _time(value: datetime | None, with_seconds: bool = True) -> str:
     if value is None:
         return "—"
@@ -76,7 +61,9 @@ def environment(lang: str) -> Environment:
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     t = translations(lang)
     env.install_gettext_translations(t, newstyle=True)
-    env.filters.update(num=_num, apart=_apart, fixed=_fixed, time=_time, tv=lambda v: translate_value(t.gettext, v))
+    num = STYLES[lang]
+    env.filters.update(num=num.significant, apart=num.apart, fixed=num.fixed, percent=num.percent, count=num.count, time=_time,
+                       tv=lambda v: translate_value(t.gettext, v))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
 
@@ -144,7 +131,7 @@ def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, A
 def _inspection_page(part: Inspection, lang: str, store_root: str | Path | None, formats: tuple[str, ...]) -> str:
     _ = translations(check_language(lang)).gettext
     return environment(lang).get_template("inspection.html.j2").render(
-        i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _),
+        i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _, STYLES[lang]),
         **_common(lang, formats))
 
 
@@ -201,10 +188,11 @@ def shift_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
     failed = [p for p in parts if p.verdict == "FAIL"]
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
-    svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _),
-           "histogram": charts.histogram(stats.scores, stats.thresholds, _),
-           "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _),
-           "throughput": charts.throughput(stats.subgroups, _)}
+    num = STYLES[lang]
+    svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
+           "histogram": charts.histogram(stats.scores, stats.thresholds, _, num),
+           "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num),
+           "throughput": charts.throughput(stats.subgroups, _, num)}
     return environment(lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed[:MAX_FAILED_ROWS], failed_more=max(0, len(failed) - MAX_FAILED_ROWS),
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),

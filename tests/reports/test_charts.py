@@ -77,3 +77,25 @@ def test_nice_ticks():
     assert charts.nice_ticks(0, 11, integer=True) == [0, 5, 10, 15]
     assert charts.nice_ticks(0, 0.2) == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
     assert all(float(t).is_integer() for t in charts.nice_ticks(0, 3, integer=True))
+
+
+def test_close_thresholds_labels_do_not_overlap_and_stay_inside_the_plot():
+    scores = [(0.5 + 0.01 * i, "PASS") for i in range(100)] + [(3.0, "FAIL")]
+    root = parse(charts.histogram(scores, [2.0, 2.01, 2.02], _))
+    labels = [t for t in root.iter(f"{NS}text") if (t.text or "").startswith("Threshold ")]
+    assert sorted(t.text for t in labels) == ["Threshold 2", "Threshold 2.01", "Threshold 2.02"]
+    assert len({t.get("y") for t in labels}) == 3  # one row each: all three sat on one line before
+    edge = parse(charts.histogram(scores, [3.0], _))
+    label = next(t for t in edge.iter(f"{NS}text") if (t.text or "").startswith("Threshold "))
+    assert float(label.get("x")) + charts.text_width(label.text) <= charts.W - charts.RIGHT  # it ran off the plot before
+
+
+def test_chart_numbers_follow_the_language():
+    from reports.numbers import STYLES
+
+    groups = [Subgroup(datetime(2026, 11, 27, h, tzinfo=timezone.utc), datetime(2026, 11, 27, h + 1, tzinfo=timezone.utc), n=12000,
+                       fails=30, p=0.0025, ucl=None, lcl=None, latency_median=1500.5, latency_p95=2500.0) for h in range(3)]
+    texts = [t.text for t in parse(charts.throughput(groups, _, STYLES["es"])).iter(f"{NS}text")]
+    assert "10.000" in texts and "2500" in texts and "10,000" not in texts  # CLDR: Spanish groups with a point, from five digits up
+    gauge = [t.text for t in parse(charts.score_gauge(123456.7, 4.25, "FAIL", _, STYLES["es"])).iter(f"{NS}text")]
+    assert "Score 123.500" in gauge and "Threshold 4,25" in gauge  # "1.235e+05" and "4.25" before

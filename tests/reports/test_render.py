@@ -215,4 +215,14 @@ def test_parts_neither_pass_nor_fail_are_said_to_be_out_of_the_yield():
 
     records = [_rec(0, "FAIL", 9.0), _rec(1, "REVIEW", 1.0), _rec(2, "PASS", 1.0)]
     assert [v for _, v in shift_stats([inspection(r) for r in records]).scores] == ["FAIL", "PASS"]  # REVIEW drawn as PASS before
-    assert "1 parts were neither PASS nor FAIL" in shift_html(records, {})
+    assert "1 part was neither PASS nor FAIL; it is" in shift_html(records, {})
+
+
+def test_counts_agree_in_number_and_are_grouped_as_the_language_groups():
+    one = shift_html([_rec(0, "FAIL", 9.0), _rec(1, "REVIEW", 1.0), _rec(2, "PASS", 1.0, timestamp="not a time")], {})
+    assert "1 record has no valid timestamp; it is" in one and "1 records" not in one
+    records = [_rec(i, "FAIL" if i % 400 == 0 else "PASS", 4.0 + i / 10_000) for i in range(12_345)]
+    en, es = shift_html(records, {}), shift_html(records, {}, lang="es")
+    assert '<div class="v">12,345</div>' in en and '<div class="v">12.345</div>' in es  # 12345 beside "2,500" parts per hour before
+    assert re.search(r'id="yield">99,7\xa0%<', es)
+    assert "e+" not in inspection_html(_rec(1, "FAIL", 123456.7)).split("<svg")[0]  # the score read 1.235e+05

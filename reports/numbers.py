@@ -1,0 +1,57 @@
+"""Numbers written the way each report language writes them (separators as in Unicode CLDR), never in e-notation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from reports.records import apart
+
+
+@dataclass(frozen=True)
+class Numbers:
+    group: str = ","
+    decimal: str = "."
+    min_grouping: int = 4  # digits an integer part needs before it is grouped (CLDR: Spanish groups from 10.000)
+    percent_sign: str = "%"
+
+    def _local(self, plain: str) -> str:
+        """Python's plain '-12345.678' in this language."""
+        sign, body = ("-", plain[1:]) if plain.startswith("-") else ("", plain)
+        whole, dot, frac = body.partition(".")
+        if whole.isdigit() and len(whole) >= self.min_grouping:
+            whole = f"{int(whole):,}".replace(",", self.group)
+        return sign + whole + (self.decimal + frac if dot else "")
+
+    def fixed(self, value: float | None, digits: int = 1, floor: bool = False) -> str:
+        """`floor`: rounded down, so that a yield of 99.95 % reads 99.9 %, never 100.0 % while parts failed."""
+        if value is None:
+            return "—"
+        if floor:
+            value = math.floor(value * 10**digits) / 10**digits
+        return self._local(f"{value:.{digits}f}")
+
+    def percent(self, value: float | None, digits: int = 1, floor: bool = False) -> str:
+        """`value` already in percent."""
+        return "—" if value is None else self.fixed(value, digits, floor) + self.percent_sign
+
+    def count(self, value: int | None) -> str:
+        return "—" if value is None else self._local(str(int(value)))
+
+    def significant(self, value: float | None, digits: int = 4) -> str:
+        """`digits` significant digits, written out in full (120000, not 1.2e+05; 0.00001234, not 1.234e-05)."""
+        return "—" if value is None else self._local(format(Decimal(f"{value:.{digits}g}"), "f"))
+
+    def tick(self, value: float) -> str:
+        """A chart's axis label: whole numbers from 10 up, three significant digits below."""
+        if abs(value) >= 10:
+            return self.fixed(value, 0 if float(value).is_integer() or abs(value) >= 1000 else 1)
+        return self.significant(value, 3) if value else "0"
+
+    def apart(self, value: float | None, other: float | None) -> str:
+        """`value` with the digits that tell it from `other` (records.apart), written out in full."""
+        return "—" if value is None else self._local(format(Decimal(apart(value, other)), "f"))
+
+
+STYLES = {"en": Numbers(), "zh": Numbers(), "es": Numbers(group=".", decimal=",", min_grouping=5, percent_sign="\u00a0%")}
