@@ -28,6 +28,9 @@ class Tolerance:
 EXACT = Tolerance(score_rel=1e-4, map_rel=1e-3, auroc=0.001, drift=1e-4)
 REDUCED = Tolerance(score_rel=None, map_rel=None, auroc=0.005, drift=0.25)
 TOLERANCES = {"onnx": EXACT, "onnx-fp16": REDUCED, "onnx-int8": REDUCED, "tensorrt-fp16": REDUCED, "tensorrt-int8": REDUCED}
+# On a small test set one good/defect pair swapped by rounding moves the AUROC by 1 / (good x defect images),
+# more than the tolerance below 200 pairs: that many swaps are always allowed.
+SWAPPED_PAIRS = 2
 
 
 def compare(reference, candidate, images: list[Path], labels: np.ndarray | None, kind: str, batch: int = 8,
@@ -63,6 +66,8 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     }
     if labels is not None and labels.any() and not labels.all():
         report["defects"] = int(labels.sum())
+        pairs = report["defects"] * (len(labels) - report["defects"])
+        report["tolerance"]["auroc"] = max(tol.auroc, SWAPPED_PAIRS / pairs)
         report["auroc_torch"], report["auroc_export"] = roc_auc(labels, ref), roc_auc(labels, got)
         report["auroc_change"] = report["auroc_export"] - report["auroc_torch"]
     failures = []
@@ -71,8 +76,8 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     if tol.map_rel is not None and report["map_max_rel"] > tol.map_rel:
         failures.append(f"map relative difference {report['map_max_rel']:.2e} > {tol.map_rel:.0e}")
     if report["auroc_change"] is not None:
-        if abs(report["auroc_change"]) > tol.auroc:
-            failures.append(f"image AUROC change {report['auroc_change']:+.4f} beyond ±{tol.auroc}")
+        if abs(report["auroc_change"]) > report["tolerance"]["auroc"]:
+            failures.append(f"image AUROC change {report['auroc_change']:+.4f} beyond ±{report['tolerance']['auroc']:.4g}")
     elif report["score_mean_abs"] > tol.drift:
         failures.append(f"mean score change {report['score_mean_abs']:.4f} > {tol.drift} (no defects in the data for an AUROC)")
     report["failures"] = failures
@@ -120,6 +125,6 @@ def format_report(r: dict[str, Any]) -> list[str]:
              + (f"  (tolerance rel {tol['map_rel']:.0e})" if tol["map_rel"] is not None else "")]
     if r["auroc_change"] is not None:
         lines.append(f"  image AUROC torch {r['auroc_torch']:.4f}  export {r['auroc_export']:.4f}  change {r['auroc_change']:+.4f}"
-                     f"  (tolerance ±{tol['auroc']})")
+                     f"  (tolerance ±{tol['auroc']:.4g})")
     lines.append("  PASS" if r["passed"] else "  FAIL: " + "; ".join(r["failures"]))
     return lines

@@ -281,3 +281,39 @@ def test_reference_model_round_trips_and_exports(tiny_data, tmp_path):
     graph = export_onnx(loaded)
     assert {"TopK", "GatherND"} <= {n.op_type for n in graph.graph.node}  # the references are chosen inside the graph
     assert check_parity(loaded, graph) < 1e-4
+
+
+class _Scripted:
+    """An engine that answers the scores it is given, in the order compare() asks for them."""
+
+    def __init__(self, scores):
+        from types import SimpleNamespace
+
+        self.scores, self.at = np.asarray(scores, dtype=np.float32), 0
+        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted")
+
+    def infer(self, x):
+        from types import SimpleNamespace
+
+        s = self.scores[self.at:self.at + len(x)]
+        self.at += len(x)
+        return SimpleNamespace(score=s, amap=np.zeros((len(x), 32, 32), np.float32))
+
+
+def test_verify_allows_one_swapped_pair_on_a_small_test_set(tmp_path):
+    from PIL import Image
+
+    from exporters.verify import compare
+
+    paths = []
+    for i in range(28):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(paths[-1])
+    labels = np.array([False] * 10 + [True] * 18)  # 180 good/defect pairs: one swap moves the AUROC by 0.0056
+    ref = [float(i) for i in range(10)] + [9.5] + [20.0 + i for i in range(17)]
+    swapped = ref[:9] + [9.6] + ref[10:]  # the best-scored good image now outscores one defect
+    r = compare(_Scripted(ref), _Scripted(swapped), paths, labels, "onnx-fp16")
+    assert r["auroc_change"] == pytest.approx(-1 / 180) and r["passed"], r["failures"]  # failed against ±0.005 before
+    many = [30.0 + i for i in range(10)] + ref[10:]  # every good image above most defects: a real loss
+    r = compare(_Scripted(ref), _Scripted(many), paths, labels, "onnx-fp16")
+    assert not r["passed"] and "image AUROC change" in r["failures"][0]
