@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,30 @@ from inspector.result import InspectionResult
 from model.errors import InspectorError
 from model.images import array_to_rgb, decode_image, preprocess, read_image_bytes, resize_map
 
-ImageInput = "str | Path | bytes | np.ndarray"
+ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
+
+
+class LoadedImage(NamedTuple):
+    """An image decoded once: its RGB pixels, the sha256 of its source bytes (or pixels) and its source's name."""
+
+    rgb: np.ndarray
+    sha256: str
+    source: str
+
+
+def load_image(image, name: str | None = None) -> LoadedImage:
+    """Decode a path, encoded bytes or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is."""
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, Path)):
+        rgb, data = read_image_bytes(image)
+        return LoadedImage(rgb, hashlib.sha256(data).hexdigest(), name or str(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        return LoadedImage(decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes")
+    if isinstance(image, np.ndarray):
+        return LoadedImage(array_to_rgb(image), hashlib.sha256(image.tobytes()).hexdigest(), name or "array")
+    raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
 
 
 class Inspector:
@@ -53,22 +77,8 @@ class Inspector:
         pixel = d.pixel_threshold if pixel is None else pixel
         return Inspector(self.engine, replace(d, image_threshold=image, pixel_threshold=pixel), self.station)
 
-    @staticmethod
-    def _load(image, name: str | None) -> tuple[np.ndarray, str, str]:
-        """-> (RGB uint8, sha256 of the source bytes or pixels, source name)."""
-        if isinstance(image, (str, Path)):
-            rgb, data = read_image_bytes(image)
-            return rgb, hashlib.sha256(data).hexdigest(), name or str(image)
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            data = bytes(image)
-            return decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes"
-        if isinstance(image, np.ndarray):
-            rgb = array_to_rgb(image)
-            return rgb, hashlib.sha256(image.tobytes()).hexdigest(), name or "array"
-        raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
-
     def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
-        """Inspect one image: a path, encoded bytes, or a uint8/uint16 array (grey, RGB or RGBA)."""
+        """Inspect one image: a path, encoded bytes, a uint8/uint16 array (grey, RGB or RGBA) or a LoadedImage."""
         return self.inspect_batch([image], serials=[serial], sources=[source], ids=[inspection_id])[0]
 
     def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:
@@ -78,7 +88,7 @@ class Inspector:
             return []
         serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
         t0 = time.perf_counter()
-        loaded = [self._load(img, src) for img, src in zip(images, sources, strict=True)]
+        loaded = [load_image(img, src) for img, src in zip(images, sources, strict=True)]
         t1 = time.perf_counter()
         meta = self.engine.meta
         batch = np.stack([preprocess(rgb, meta.input_size) for rgb, _, _ in loaded])

@@ -29,10 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.api import Inspector
+    from inspector.api import Inspector, load_image
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
-    from model.images import read_image_bytes
 
     paths, base = _images(args.images, skip=args.overlays)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
@@ -53,13 +52,11 @@ def run(args: argparse.Namespace) -> int:
     results, errors = [], []
     for path in paths:
         try:
+            # decoded once: the overlay is drawn on the very pixels that were scored and hashed
+            image = load_image(path)
+            r = insp.inspect(image, serial=args.serial)
             if args.overlays:
-                # the file is read once: the overlay is drawn on the very bytes that were scored and hashed
-                rgb, data = read_image_bytes(path)
-                r = insp.inspect(data, serial=args.serial, source=str(path))
-                r.images["overlay"] = str(save_png(r.overlay(rgb), Path(args.overlays) / overlay_names[path]))
-            else:
-                r = insp.inspect(path, serial=args.serial)
+                r.images["overlay"] = str(save_png(r.overlay(image.rgb), Path(args.overlays) / overlay_names[path]))
         except InspectorError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             print(f"error: {exc}", file=sys.stderr)

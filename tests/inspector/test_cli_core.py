@@ -70,10 +70,16 @@ def test_fit_with_references(good_only_ckpt):
     assert not net["position_map"] and not manifest["options"]["position_map"]
 
 
-def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):
+def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    import model.images
+
+    decoded = []
+    real = model.images._decode
+    monkeypatch.setattr(model.images, "_decode", lambda data, *a: decoded.append(1) or real(data, *a))
     out = tmp_path / "overlays"
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test", "--json", "--overlays", out)
     assert rc == 0, err
+    assert len(decoded) == 8  # each file decoded once (twice before: for the overlay, then for scoring)
     doc = json.loads(stdout)
     assert doc["summary"]["images"] == doc["summary"]["inspected"] == 8 and doc["errors"] == []
     by_source = {Path(r["source"]).relative_to(tiny_data / "test").as_posix(): r for r in doc["results"]}
