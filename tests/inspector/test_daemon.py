@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -49,6 +50,8 @@ def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, 
         for r in results:
             assert r["station"] == "st1" and r["verdict"] in ("PASS", "FAIL") and "total" in r["timings_ms"]
             assert "base64" not in json.dumps(r) and (d.store.root / r["images"]["image"]).is_file()
+            stored = cv2.cvtColor(cv2.imread(str(d.store.root / r["images"]["image"])), cv2.COLOR_BGR2RGB)
+            assert hashlib.sha256(np.ascontiguousarray(stored).tobytes()).hexdigest() == r["image"]["sha256"]  # as the README says
         # stored before published, and marked published once the broker acknowledged
         wait_until(lambda: d.store.counts()["unpublished"] == 0, 5, "acks")
         assert d.store.count() == 4
