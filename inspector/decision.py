@@ -92,7 +92,7 @@ def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> 
 
 def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float, config: DecisionConfig) -> tuple[str, list[Region]]:
     """Verdict by the image threshold; regions only for failed parts (a PASS has no defects to show)."""
-    verdict = FAIL if score >= image_threshold else PASS
+    verdict = PASS if score < image_threshold else FAIL  # a NaN score (a broken model) fails: never let an unjudged part through
     if verdict == PASS:
         return verdict, []
     regions = find_regions(amap, pixel_threshold, config)

@@ -1,6 +1,6 @@
 """Thresholds from score distributions: a target escape rate (missed defects) or false-alarm rate.
 
-Applied outside the graph: the verdict is `score >= threshold`, so a threshold can change without refitting.
+Applied outside the graph: the verdict is FAIL unless `score < threshold` (NaN fails), so a threshold can change without refitting.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ class Policy:
 def unresolved_note(policy: Policy, n_good: int, n_defect: int) -> str | None:
     """One line when the calibration images are too few to resolve the policy's target (a 1 % target takes
     100 of them): the threshold then only clears the most extreme one, and the rate on new parts is unknown."""
-    if policy.target <= 0.0:
-        return None  # "none at all" is what clearing every calibration image means
-    need = int(np.ceil(1.0 / policy.target - 1e-9))
     have, what = (n_good, "good") if policy.kind == "far" else (n_defect, "defect")
+    rate = "false-alarm" if policy.kind == "far" else "escape"
+    if policy.target <= 0.0:  # "none at all" is what clearing every calibration image means, and all it can promise
+        return (f"a 0 {rate} target clears all {have} {what} calibration images, which bounds the rate on new parts only "
+                f"below {min(3.0 / have, 1.0):.2g} (95% confidence); add {what} images to tighten it") if have else None
+    need = int(np.ceil(1.0 / policy.target - 1e-9))
     if have >= need:
         return None
-    rate = "false-alarm" if policy.kind == "far" else "escape"
     return (f"{have} {what} calibration images cannot resolve a {policy.target:.3g} {rate} target (that takes {need}): "
             f"the threshold only clears the most extreme of them; add {what} images, or measure the rate on new ones with `inspector eval`")
 
@@ -54,17 +55,18 @@ def threshold_for(policy: Policy, good: np.ndarray, defect: np.ndarray | None = 
         raise InspectorError("calibration needs at least one good image score")
     d = np.sort(np.asarray(defect if defect is not None else [], dtype=np.float64))
     everything = np.concatenate([good, d])
+    if not np.isfinite(everything).all():  # np.sort puts NaN last, where it would become the threshold and pass every part
+        raise InspectorError(f"calibration: {int((~np.isfinite(everything)).sum())} of {everything.size} scores are NaN or "
+                             "infinity; the model is broken for those images: refit, or export in float32")
     if policy.kind == "escape":
         if d.size == 0:
             raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
-        allowed = int(np.floor(policy.target * d.size + 1e-9))  # defects that may score below the threshold
+        allowed = min(int(np.floor(policy.target * d.size + 1e-9)), d.size - 1)  # defects that may score below the threshold
         at = d[allowed]  # this defect must still fail: the threshold is at most its score
         lower = everything[everything < at]
         below = lower.max() if lower.size else at - _margin(at)
         return float((at + below) / 2.0)
-    allowed = int(np.floor(policy.target * good.size + 1e-9))  # good parts that may score at/above it
-    if allowed >= good.size:
-        return float(good[0])
+    allowed = min(int(np.floor(policy.target * good.size + 1e-9)), good.size - 1)  # good parts that may score at/above it
     # this good part and every lower one must pass, so the threshold lies strictly above it; ties with it
     # among the top scores would otherwise fail more good parts than allowed
     above = good[::-1][allowed]
@@ -95,7 +97,7 @@ class Calibration:
             "source": self.source,
             "n_good": int(g.size),
             "n_defect": int(d.size),
-            "far": float((g >= self.threshold).mean()) if g.size else None,
+            "far": float((~(g < self.threshold)).mean()) if g.size else None,  # failed as decide() fails them, NaN included
             "escape": float((d < self.threshold).mean()) if d.size else None,
             "note": unresolved_note(self.policy, int(g.size), int(d.size)),
         }
@@ -130,7 +132,7 @@ def cross_validated_rates(policy: Policy, good: np.ndarray, defect: np.ndarray, 
     alarms = escapes = 0
     for k in range(folds):
         thr = threshold_for(policy, np.concatenate([fixed, good[fold_g != k]]), defect[fold_d != k])
-        alarms += int((good[fold_g == k] >= thr).sum())
+        alarms += int((~(good[fold_g == k] < thr)).sum())
         escapes += int((defect[fold_d == k] < thr).sum())
     return {
         "folds": folds,

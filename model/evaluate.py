@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from model.data import Sample
+from model.errors import InspectorError
 from model.extract import load_batches
 from model.images import read_mask
 from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, tpr_at_fpr
@@ -79,8 +80,13 @@ def score_samples(
             masks.extend(mask_at(samples[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs))
         bar.update(len(idx))
     bar.close()
-    return Scored(np.asarray(scores, dtype=np.float64), np.stack(maps), np.stack(masks) if with_masks else None, times,
-                  known_pixels(samples) if with_masks else None)
+    scores_, maps_ = np.asarray(scores, dtype=np.float64), np.stack(maps)
+    broken = ~(np.isfinite(scores_) & np.isfinite(maps_.reshape(len(maps_), -1)).all(axis=1))
+    if broken.any():  # every metric and threshold taken over them would mean nothing (a NaN score compares as neither)
+        raise InspectorError(f"the model scored {int(broken.sum())} of {len(samples)} images as NaN or infinity (first: "
+                             f"{samples[int(np.argmax(broken))].path}); its numbers cannot be trusted: refit, or export in float32 "
+                             "(float16 can overflow)")
+    return Scored(scores_, maps_, np.stack(masks) if with_masks else None, times, known_pixels(samples) if with_masks else None)
 
 
 def _r(x: float) -> float | None:
@@ -115,7 +121,22 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
     if scored.known is not None:  # left out of the pixel metrics
         report["defects_without_masks"] = int((~scored.known).sum())
     report["ms_per_image"] = round(statistics.median(scored.ms_per_image), 2) if scored.ms_per_image else None
+    notes = resolution_notes(int((~y).sum()), int(y.sum()))
+    if notes:
+        report["notes"] = notes
     return report
+
+
+def resolution_notes(n_good: int, n_defect: int) -> list[str]:
+    """What a small test set cannot measure: 99 % recall takes 100 defect images, a 1 % false-alarm rate 100 good ones."""
+    notes = []
+    if 0 < n_defect < 100:
+        notes.append(f"fpr_at_recall_99: {n_defect} defect images cannot resolve 99% recall (that takes 100): "
+                     "it is the false-alarm rate at 100% recall here")
+    if 0 < n_good < 100 and n_defect:
+        notes.append(f"tpr_at_fpr_1: {n_good} good images cannot resolve a 1% false-alarm rate (that takes 100): "
+                     "it is the detection rate at no false alarm here")
+    return notes
 
 
 def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float) -> dict[str, Any]:

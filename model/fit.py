@@ -17,7 +17,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.hashing import sha256_file
+from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
@@ -449,7 +449,8 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             "patches": int(n * good.first_view.shape[2] * good.first_view.shape[3]),
             **({"generated_defects": learning} if learning else {}),
         },
-        calibration={**cal.summary(), "pixel_threshold_source": pixel_source},
+        calibration={**cal.summary(), "pixel_threshold_source": pixel_source,  # the test set, so eval knows it by content
+                     **({"test_sha256": labelled_set_sha256((s.path, s.defect_type) for s in dataset.test)} if dataset.test else {})},
         thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},
         scores={"good": cal.good, "defect": cal.defect},
     )

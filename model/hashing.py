@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from model.errors import InspectorError
@@ -17,4 +18,13 @@ def sha256_file(path: str | Path) -> str:
                 h.update(block)
     except OSError as exc:
         raise InspectorError(f"file {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    return h.hexdigest()
+
+
+def labelled_set_sha256(items: Iterable[tuple[str | Path, str]]) -> str:
+    """One sha256 of labelled files, in any order and under any names: whether two folders hold the same images
+    with the same labels (e.g. the test images a checkpoint was calibrated on)."""
+    h = hashlib.sha256()
+    for line in sorted(f"{sha256_file(path)} {label}" for path, label in items):
+        h.update(line.encode() + b"\n")
     return h.hexdigest()

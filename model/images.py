@@ -122,11 +122,13 @@ def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a ground-truth mask as bool [H, W] (non-zero = defect), checking it matches its image."""
+    """Read a ground-truth mask as bool [H, W], checking it matches its image. Defect: above mid-grey in a 0/255
+    mask (a JPEG's compression noise around 0 and 255 stays on its side), non-zero in a 0/1 or label-index one."""
     path = Path(path)
     try:
         with Image.open(path) as img:
-            mask = np.asarray(ImageOps.exif_transpose(img).convert("L")) > 0
+            grey = np.asarray(ImageOps.exif_transpose(img).convert("L"))
+            mask = grey > (127 if grey.max() > 127 else 0)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InspectorError(f"mask {path}: cannot be decoded ({exc.__class__.__name__})") from None
     if mask.shape != shape:

@@ -31,7 +31,7 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     labels, scores = _check(labels, scores)
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # last index of each distinct score (np.diff: inf - inf is NaN, not a tie)
     tp = np.cumsum(y)[last]
     fp = (last + 1) - tp
     n_pos, n_neg = max(int(labels.sum()), 1), max(int((~labels).sum()), 1)
@@ -46,7 +46,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
         return float("nan")
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]
     tp = np.cumsum(y)[last].astype(np.float64)
     precision = tp / (last + 1)
     recall = tp / n_pos
@@ -115,7 +115,7 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     scores, fp_w, pro_w = maps.ravel(), (~masks).ravel() / n_bg, weights.ravel() / n_regions
     order = np.argsort(-scores, kind="mergesort")
     s = scores[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]
     fpr = np.r_[0.0, np.cumsum(fp_w[order])[last]]
     pro = np.r_[0.0, np.cumsum(pro_w[order])[last]]
     keep = fpr <= fpr_limit

@@ -67,11 +67,12 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     report = metrics_report(dataset.test, scored)
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
-    report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores))
+    here = calibrated_here(manifest, dataset)
+    report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores, here))
     pixels = scored.pixels
     if pixels is not None:
         report["at_pixel_threshold"] = pixel_threshold_report(*pixels, engine.meta.pixel_threshold)
-        report["at_pixel_threshold"].update(pixel_held_out(manifest, dataset, *pixels))
+        report["at_pixel_threshold"].update(pixel_held_out(manifest, here, *pixels))
     if type_rows and engine.meta.class_names:
         from inspector.commands.types_eval import report_from_probs
         from model.hashing import sha256_file
@@ -106,19 +107,24 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
 
 def calibrated_here(manifest: dict, dataset) -> bool:
-    """Whether fitting calibrated the thresholds on this dataset's test images (same root and counts)."""
+    """Whether fitting calibrated the thresholds on this dataset's test images: the same files with the same labels
+    (checkpoints from before 2026-12-03 record no digest: the same folder name and counts)."""
     training, cal = manifest.get("training") or {}, manifest.get("calibration") or {}
+    if cal.get("test_sha256"):
+        from model.hashing import labelled_set_sha256
+
+        return cal["test_sha256"] == labelled_set_sha256((s.path, s.defect_type) for s in dataset.test)
     y = np.array([s.is_defect for s in dataset.test])
     root = Path(training.get("root") or "")  # as given to fit, maybe relative to another working directory
     return (root.resolve() == dataset.root.resolve() or root.name == dataset.root.name) and (
         int(cal.get("n_good") or 0) - int(training.get("n_images") or 0) == int((~y).sum()) and int(cal.get("n_defect") or 0) == int(y.sum()))
 
 
-def held_out_rates(manifest: dict, dataset, scores: np.ndarray) -> dict:
+def held_out_rates(manifest: dict, dataset, scores: np.ndarray, here: bool) -> dict:
     """When the threshold was calibrated on these very test images, its rates on them are met by
-    construction: say so, and add the rates the policy gives on folds it was not calibrated on."""
+    construction: say so, and add the rates the policy gives on folds it was not calibrated on. `here`: calibrated_here()."""
     cal = manifest.get("calibration") or {}
-    if not calibrated_here(manifest, dataset) or not cal.get("policy"):
+    if not here or not cal.get("policy"):
         return {"calibrated_on_these_images": False}
     from model.calibration import Policy, cross_validated_rates
 
@@ -129,10 +135,10 @@ def held_out_rates(manifest: dict, dataset, scores: np.ndarray) -> dict:
     return {"calibrated_on_these_images": True, **({"held_out": {"policy": cal["policy"], **rates}} if rates else {})}
 
 
-def pixel_held_out(manifest: dict, dataset, masks: np.ndarray, maps: np.ndarray) -> dict:
+def pixel_held_out(manifest: dict, here: bool, masks: np.ndarray, maps: np.ndarray) -> dict:
     """The same for the pixel threshold, when fitting chose it by F1-max on these images' masks."""
     source = str((manifest.get("calibration") or {}).get("pixel_threshold_source", ""))
-    if not (source.startswith("test masks") and calibrated_here(manifest, dataset)):
+    if not (source.startswith("test masks") and here):
         return {"calibrated_on_these_images": False}
     from model.calibration import cross_validated_pixel_threshold
 
@@ -183,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
     if "type_accuracy" in report:
         k = report["types_fitted_on_these_images"]
         print(f"  type accuracy {report['type_accuracy']}, macro F1 {report['type_macro_f1']}"

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
     policy_now = manifest.get("calibration", {}).get("policy")
     note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now else None
-    far = float((good >= new["image"]).mean()) if good.size else None
+    far = float((~(good < new["image"])).mean()) if good.size else None
     escape = float((defect < new["image"]).mean()) if defect.size else None
     changed = new != old
     if changed or policy_now != policy_before:  # a new policy is kept even where it lands on the same threshold

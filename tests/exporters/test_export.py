@@ -317,3 +317,19 @@ def test_verify_allows_one_swapped_pair_on_a_small_test_set(tmp_path):
     many = [30.0 + i for i in range(10)] + ref[10:]  # every good image above most defects: a real loss
     r = compare(_Scripted(ref), _Scripted(many), paths, labels, "onnx-fp16")
     assert not r["passed"] and "image AUROC change" in r["failures"][0]
+
+
+def test_verify_fails_an_export_that_scores_nan(tmp_path):
+    from PIL import Image
+
+    from exporters.verify import compare
+
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(paths[-1])
+    labels = np.array([False] * 3 + [True] * 3)
+    ref = [0.0, 1.0, 2.0, 5.0, 6.0, 7.0]
+    r = compare(_Scripted(ref), _Scripted(ref[:5] + [float("nan")]), paths, labels, "onnx-fp16")
+    assert not r["passed"] and r["failures"][0] == "1 scores and 0 map values are NaN or infinity in the export"  # passed before
+    json.dumps(r, allow_nan=False)  # the sidecar stays valid JSON

@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from model.calibration import Policy, calibrate, cross_validated_pixel_threshold, cross_validated_rates, threshold_for, unresolved_note
+from model.calibration import (
+    Calibration,
+    Policy,
+    calibrate,
+    cross_validated_pixel_threshold,
+    cross_validated_rates,
+    threshold_for,
+    unresolved_note,
+)
 from model.errors import InspectorError
 
 
@@ -103,7 +111,9 @@ def test_too_few_calibration_images_for_the_target_are_named():
     assert unresolved_note(Policy("far", 0.01), 100, 0) is None
     assert "4 defect calibration images" in unresolved_note(Policy("escape", 0.05), 1000, 4)
     assert unresolved_note(Policy("escape", 0.05), 3, 20) is None  # the good images do not count for escapes
-    assert unresolved_note(Policy("far", 0.0), 3, 0) is None  # no false alarms at all: clearing every image is the target
+    zero = unresolved_note(Policy("escape", 0.0), 100, 3)  # 3 of 3 defects caught says little about new parts (None before)
+    assert zero.startswith("a 0 escape target clears all 3 defect calibration images") and "below 1 (95% confidence)" in zero
+    assert "below 0.03" in unresolved_note(Policy("far", 0.0), 100, 0)
     assert "cannot resolve" in calibrate(np.arange(6.0), np.array([]), Policy("far", 0.01), "constructed").summary()["note"]
 
 
@@ -174,3 +184,74 @@ def test_held_out_pixel_threshold_shows_what_in_sample_f1_hides():
     held = cross_validated_pixel_threshold(masks, maps)
     assert held == {"folds": 4, "precision": 1.0, "recall": 0.75, "f1": round(12 / 14, 4)}
     assert cross_validated_pixel_threshold(masks[:1], maps[:1]) is None  # one defect image: nothing to hold out
+
+
+def test_nan_scores_never_become_a_threshold_and_fail_their_parts():
+    good = np.r_[np.arange(300.0), np.nan]  # np.sort puts NaN last: a NaN threshold passed every part before
+    for policy, defect in ((Policy("far", 0.0), None), (Policy("escape", 0.9), np.r_[np.arange(10.0) + 400, [np.nan] * 3])):
+        with pytest.raises(InspectorError, match=r"calibration: \d of \d+ scores are NaN or infinity"):
+            threshold_for(policy, good, defect)
+    from inspector.decision import DecisionConfig, decide
+
+    assert decide(float("nan"), np.zeros((8, 8), np.float32), 1.0, 1.0, DecisionConfig())[0] == "FAIL"  # PASS before
+    cal = Calibration([1.0] * 99 + [float("nan")], [20.0, float("nan")], Policy("escape", 0.01), 15.0, "constructed")
+    assert cal.summary()["far"] == pytest.approx(0.01) and cal.summary()["escape"] == 0.0  # as decide() judges NaN (far 0.0 before)
+
+
+def test_a_target_just_below_one_is_met_not_an_index_error():
+    good, defect = np.arange(100.0), np.arange(100.0) + 50
+    thr = threshold_for(Policy("escape", 0.999999999999), good, defect)  # IndexError before
+    assert (defect >= thr).sum() >= 1
+    thr = threshold_for(Policy("far", 0.999999999999), good, defect)
+    assert (good >= thr).sum() == 99  # every good part failed before (the threshold sat on the lowest score)
+
+
+def test_eval_knows_its_calibration_images_by_content_not_by_folder_name(tmp_path):
+    import shutil
+
+    import cv2
+
+    from inspector.commands.evaluate import calibrated_here
+    from model.data import load_dataset
+    from model.hashing import labelled_set_sha256
+
+    root = tmp_path / "bottle"
+    for folder, n in (("train/good", 2), ("test/good", 3), ("test/crack", 2)):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(root / folder / f"{i}.png"), np.full((8, 8), 40 * i + len(folder), np.uint8))
+    data = load_dataset(root)
+    manifest = {"calibration": {"test_sha256": labelled_set_sha256((s.path, s.defect_type) for s in data.test)}}
+    moved = shutil.copytree(root, tmp_path / "bottle_2024")
+    assert calibrated_here(manifest, load_dataset(moved))  # False before: another folder name
+    cv2.imwrite(str(moved / "test" / "good" / "new.png"), np.full((8, 8), 7, np.uint8))
+    assert not calibrated_here(manifest, load_dataset(moved))
+    shutil.move(moved / "test" / "crack" / "0.png", moved / "test" / "good" / "0b.png")  # a relabelled image
+    (moved / "test" / "good" / "new.png").unlink()
+    assert not calibrated_here(manifest, load_dataset(moved))
+
+
+def test_eval_says_what_a_small_test_set_cannot_measure():
+    from model.evaluate import resolution_notes
+
+    notes = resolution_notes(40, 12)
+    assert notes[0].startswith("fpr_at_recall_99: 12 defect images cannot resolve 99% recall") and "tpr_at_fpr_1: 40 good" in notes[1]
+    assert resolution_notes(243, 191) == [] and resolution_notes(40, 0) == []
+
+
+def test_nan_scores_stop_eval_with_the_image_named(tmp_path):
+    import cv2
+
+    from model.data import Sample
+    from model.evaluate import score_samples
+
+    samples = []
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8), 50 * i, np.uint8))
+        samples.append(Sample(tmp_path / f"{i}.png"))
+
+    def predict(batch):  # a model whose float16 overflowed on the second image
+        return np.array([np.nan if b.mean() > 0.1 and b.mean() < 0.3 else 1.0 for b in batch]), np.zeros((len(batch), 16, 16))
+
+    with pytest.raises(InspectorError, match=r"1 of 3 images as NaN or infinity \(first: .*1\.png\)"):
+        score_samples(predict, samples, size=(16, 16))

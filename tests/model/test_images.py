@@ -185,6 +185,22 @@ def test_read_mask(tmp_path):
         read_mask(tmp_path / "bad_mask.png", (10, 14))
 
 
+def test_a_jpeg_mask_keeps_its_shape_and_index_masks_their_labels(tmp_path):
+    from scipy import ndimage
+
+    mask = np.zeros((128, 128), np.uint8)
+    mask[20:60, 30:90] = 255
+    mask[80:100, 10:40] = 255
+    cv2.imwrite(str(tmp_path / "m.jpg"), mask, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    got = read_mask(tmp_path / "m.jpg", mask.shape)
+    assert (got != (mask > 0)).mean() < 0.002  # compression noise read as defect before: 16 regions, not 2
+    assert ndimage.label(got, np.ones((3, 3)))[1] == 2
+    labels = np.zeros((10, 14), np.uint8)
+    labels[1:3, 1:3], labels[5:8, 5:9] = 1, 2  # a label-index mask: every non-zero pixel is a defect
+    cv2.imwrite(str(tmp_path / "index.png"), labels)
+    np.testing.assert_array_equal(read_mask(tmp_path / "index.png", (10, 14)), labels > 0)
+
+
 def test_preprocess_and_resize_map():
     rgb = np.full((50, 70, 3), 255, np.uint8)
     rgb[:, :35] = 0

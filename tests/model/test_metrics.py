@@ -225,3 +225,13 @@ def test_precision_recall_f1_hand_computed():
     assert precision_recall_f1(labels, np.array([1, 1, 0, 1, 0, 0], dtype=bool)) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 4 / 6}
     assert precision_recall_f1(labels, np.zeros(6, dtype=bool)) == {"precision": None, "recall": 0.0, "f1": 0.0}
     assert precision_recall_f1(np.zeros(6, dtype=bool), np.zeros(6, dtype=bool)) == {"precision": None, "recall": None, "f1": None}
+
+
+def test_infinite_scores_tie_like_any_other():
+    from sklearn.metrics import average_precision_score
+
+    y, s = np.array([1, 0, 0, 1]), np.array([np.inf, np.inf, 0.1, 0.2])
+    assert average_precision(y, s) == pytest.approx(7 / 12)  # 0.833 before: inf - inf is NaN, which split the tie
+    assert average_precision(y, s) == pytest.approx(average_precision_score(y, np.where(np.isinf(s), 1e9, s)))
+    fpr, tpr, _ = roc_curve(y, s)
+    assert len(fpr) == 4  # (0, 0), the tie, 0.2, 0.1
