@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 from model.errors import InspectorError
 from model.label_names import UNKNOWN
+from reports.numbers import STYLES
 
 TEXT = {
     "en": {
-        "pass": "{part} passed inspection: score {score:.2f} is below the threshold {threshold:.2f}.",
-        "fail": "{part} FAILED inspection: score {score:.2f} is above the threshold {threshold:.2f} ({ratio:.1f}x the margin of a good part).",
+        "pass": "{part} passed inspection: score {score} is below the threshold {threshold}.",
+        "fail": "{part} FAILED inspection: score {score} is at or above the threshold {threshold} ({ratio}x the margin of a good part).",
+        "fail_nan": "{part} FAILED inspection: the model gave no valid score (NaN), so the part is failed to be safe; check the model.",
         "part": "Part {serial}",
         "part_anon": "The part",
         "none": "No localised defect region was found; the part differs from good parts overall.",
-        "regions": "{n} defect region(s) found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct:.2f}% of the image){conf}.",
+        "regions": "{n} defect regions found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
+        "region": "1 defect region found: {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
         "conf": " with {c:.0%} confidence",
         "severity": {"low": "low", "medium": "medium", "high": "high"},
         "anomaly": "an unclassified anomaly",
@@ -20,12 +25,14 @@ TEXT = {
         "typed": "The defect looks like {type}{conf}.",
     },
     "zh": {
-        "pass": "{part}检测合格：得分 {score:.2f} 低于阈值 {threshold:.2f}。",
-        "fail": "{part}检测不合格：得分 {score:.2f} 高于阈值 {threshold:.2f}（为合格件裕度的 {ratio:.1f} 倍）。",
+        "pass": "{part}检测合格：得分 {score} 低于阈值 {threshold}。",
+        "fail": "{part}检测不合格：得分 {score} 达到或高于阈值 {threshold}（为合格件裕度的 {ratio} 倍）。",
+        "fail_nan": "{part}检测不合格：模型未给出有效得分（NaN），为安全起见判为不合格；请检查模型。",
         "part": "零件 {serial} ",
         "part_anon": "该零件",
         "none": "未发现局部缺陷区域；零件整体与合格件存在差异。",
-        "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct:.2f}%）{conf}。",
+        "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
+        "region": "发现 1 个缺陷区域：{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
         "conf": "，置信度 {c:.0%}",
         "severity": {"low": "低", "medium": "中", "high": "高"},
         "anomaly": "未分类异常",
@@ -33,12 +40,14 @@ TEXT = {
         "typed": "缺陷类型判断为{type}{conf}。",
     },
     "es": {
-        "pass": "{part} superó la inspección: la puntuación {score:.2f} está por debajo del umbral {threshold:.2f}.",
-        "fail": "{part} NO superó la inspección: la puntuación {score:.2f} supera el umbral {threshold:.2f} ({ratio:.1f} veces el margen de una pieza buena).",
+        "pass": "{part} superó la inspección: la puntuación {score} está por debajo del umbral {threshold}.",
+        "fail": "{part} NO superó la inspección: la puntuación {score} alcanza o supera el umbral {threshold} ({ratio} veces el margen de una pieza buena).",
+        "fail_nan": "{part} NO superó la inspección: el modelo no dio una puntuación válida (NaN), así que se rechaza por seguridad; revise el modelo.",
         "part": "La pieza {serial}",
         "part_anon": "La pieza",
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",
-        "regions": "Se encontraron {n} región(es) con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct:.2f}% de la imagen){conf}.",
+        "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
+        "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
         "conf": " con una confianza del {c:.0%}",
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
         "anomaly": "una anomalía sin clasificar",
@@ -55,11 +64,15 @@ def describe(result, lang: str = "en") -> str:
         raise InspectorError(f"language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     t = TEXT[lang]
     part = t["part"].format(serial=result.serial) if result.serial else t["part_anon"]
+    num = STYLES[lang]  # numbers as the language writes them, with the digits that tell the score from the threshold
+    score, threshold = num.apart(result.score, result.threshold), num.apart(result.threshold, result.score)
     if result.verdict == "PASS":
-        return t["pass"].format(part=part, score=result.score, threshold=result.threshold)
+        return t["pass"].format(part=part, score=score, threshold=threshold)
+    if not math.isfinite(result.score):
+        return t["fail_nan"].format(part=part)
     margin = abs(result.threshold) if result.threshold else 1.0
-    ratio = 1.0 + (result.score - result.threshold) / margin
-    parts = [t["fail"].format(part=part, score=result.score, threshold=result.threshold, ratio=ratio)]
+    ratio = num.fixed(1.0 + (result.score - result.threshold) / margin, 1)
+    parts = [t["fail"].format(part=part, score=score, threshold=threshold, ratio=ratio)]
     if not result.regions:
         parts.append(t["none"])
         if getattr(result, "defect_type", None):
@@ -72,6 +85,7 @@ def describe(result, lang: str = "en") -> str:
         kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type, r.type)
         conf = t["conf"].format(c=r.confidence) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
-        parts.append(t["regions"].format(n=len(result.regions), type=kind, severity=t["severity"][r.severity],
-                                         x=x, y=y, w=w, h=h, area=r.area_px, pct=pct, conf=conf))
+        parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
+            n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
+            pct=num.percent(pct, 2), conf=conf))
     return (" " if lang != "zh" else "").join(parts)

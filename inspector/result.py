@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -65,7 +66,9 @@ class InspectionResult:
             "serial": self.serial,
             "timestamp": self.timestamp,
             "verdict": self.verdict,
-            "score": float(self.score),  # unrounded: a PASS one millionth below the threshold must not read as equal
+            # unrounded: a PASS one millionth below the threshold must not read as equal; a NaN (a broken model,
+            # judged FAIL) is null, since JSON has no NaN and consumers parse strictly
+            "score": float(self.score) if math.isfinite(self.score) else None,
             "threshold": float(self.threshold),
             "defect_type": self.defect_type,
             "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),

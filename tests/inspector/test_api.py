@@ -117,3 +117,21 @@ def test_unknown_language(insp, tiny_data):
     r = insp.inspect(tiny_data / "test" / "good" / "000.png")
     with pytest.raises(InspectorError, match="choose one of en, zh, es"):
         r.describe("fr")
+
+
+def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
+    from inspector.decision import Region
+    from inspector.result import InspectionResult
+
+    def result(score, regions=()):
+        return InspectionResult(inspection_id="x", verdict="PASS" if score < 4.2 else "FAIL", score=score, threshold=4.2, pixel_threshold=1.0,
+                                regions=list(regions), anomaly_map=np.zeros((100, 200)), image_shape=(100, 200), image_sha256="0",
+                                model={}, timings_ms={})
+
+    assert "score 4.199999 is below the threshold 4.2" in result(4.1999995).describe("en")  # "4.20 is below the threshold 4.20" before
+    assert "4,199999" in result(4.1999995).describe("es")
+    one = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12000, peak=9.0, mean=5.0, severity="high")]).describe("en")
+    assert "1 defect region found: " in one and "12,000 px (60.00% of the image)" in one  # "1 defect region(s) found" before
+    nan = result(float("nan"))
+    assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
+    json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON
