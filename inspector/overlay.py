@@ -26,10 +26,26 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     for r in regions:
         x, y, w, h = r.box
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
-    scale = max(0.4, min(out.shape[:2]) / 600)
-    cv2.rectangle(out, (0, 0), (out.shape[1], int(28 * scale) + 4), colour, -1)
-    cv2.putText(out, verdict, (4, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), max(1, thick), cv2.LINE_AA)
+    _label(out, verdict, colour, thick, [r.box for r in regions], norm)
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+
+
+def _label(out: np.ndarray, verdict: str, colour: tuple[int, int, int], thick: int, boxes: list, norm: np.ndarray) -> None:
+    """The verdict in a tag sized to its text, in the corner that hides no defect box (else the least heat):
+    a banner across the top hid defects there (a 64 px image lost its top quarter)."""
+    height, width = out.shape[:2]
+    scale = max(0.4, min(height, width) / 600)
+    (tw, th), base = cv2.getTextSize(verdict, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, max(1, thick))
+    w, h = min(tw + 8, width), min(th + base + 8, height)
+    corners = [(0, 0), (width - w, 0), (0, height - h), (width - w, height - h)]
+
+    def hides(x: int, y: int) -> bool:
+        return any(x < bx + bw and bx < x + w and y < by + bh and by < y + h for bx, by, bw, bh in boxes)
+
+    clear = [c for c in corners if not hides(*c)]
+    x, y = clear[0] if clear else min(corners, key=lambda c: float(norm[c[1]:c[1] + h, c[0]:c[0] + w].mean()))
+    cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, -1)
+    cv2.putText(out, verdict, (x + 4, y + 4 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), max(1, thick), cv2.LINE_AA)
 
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:

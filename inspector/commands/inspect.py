@@ -89,7 +89,16 @@ def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:
     or `part1_png_overlay.png` and `part1_jpg_overlay.png` where two images share a name but not a suffix."""
     rels = {p: Path(os.path.relpath(os.path.abspath(p), base)) for p in paths}
     shared = Counter(r.with_suffix("") for r in rels.values())
-    return {p: r.with_name(r.stem + (f"_{r.suffix[1:]}" if shared[r.with_suffix("")] > 1 else "") + "_overlay.png") for p, r in rels.items()}
+    names, taken = {}, set()
+    for p, r in rels.items():
+        stem = r.stem + (f"_{r.suffix[1:]}" if shared[r.with_suffix("")] > 1 else "")
+        name, k = r.with_name(f"{stem}_overlay.png"), 1
+        while name in taken:  # x.png beside x.jpg and x_png.png would share x_png_overlay.png: a FAIL's record showed a PASS
+            k += 1
+            name = r.with_name(f"{stem}_{k}_overlay.png")
+        names[p] = name
+        taken.add(name)
+    return names
 
 
 def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str]:

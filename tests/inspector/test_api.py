@@ -135,3 +135,16 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     nan = result(float("nan"))
     assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
     json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON
+
+
+def test_the_verdict_tag_never_covers_a_defect_box():
+    from inspector.decision import Region
+    from inspector.overlay import COLOURS, render_overlay
+
+    amap = np.zeros((64, 64), np.float32)
+    amap[2:10, 0:20] = 5.0
+    out = render_overlay(np.full((64, 64, 3), 128, np.uint8), amap, 1.0, "FAIL", [Region(box=(0, 0, 20, 16), area_px=160, peak=5.0, mean=4.0, severity="high")])
+    fail_rgb = COLOURS["FAIL"][::-1]
+    tag = np.all(out == fail_rgb, axis=2)
+    assert tag[1:15, 1:19].sum() == 0  # inside the box outline; a full-width banner hid the box and the defect before
+    assert tag[:20, 40:].sum() > 300  # the tag went to the free corner at the top right

@@ -113,10 +113,11 @@ def test_images_sharing_a_name_but_not_a_suffix_get_an_overlay_each(capsys, tiny
     parts.mkdir()
     shutil.copy(tiny_data / "test" / "blob" / "000.png", parts / "part1.png")
     cv2.imwrite(str(parts / "part1.jpg"), cv2.imread(str(tiny_data / "test" / "good" / "000.png")))
+    shutil.copy(tiny_data / "test" / "good" / "001.png", parts / "part1_png.png")  # its overlay name was part1.png's too
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json", "--overlays", tmp_path / "ov")
     assert rc == 0, err
     overlays = {Path(r["source"]).name: Path(r["images"]["overlay"]).name for r in json.loads(stdout)["results"]}
-    assert overlays == {"part1.jpg": "part1_jpg_overlay.png", "part1.png": "part1_png_overlay.png"}
+    assert overlays == {"part1.jpg": "part1_jpg_overlay.png", "part1.png": "part1_png_overlay.png", "part1_png.png": "part1_png_2_overlay.png"}
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == sorted(overlays.values())
 
 
