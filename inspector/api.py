@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_defect
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.images import array_to_rgb, decode_image, preprocess, read_image_bytes, resize_map
+from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
 
@@ -30,7 +31,7 @@ class LoadedImage(NamedTuple):
 
 
 def load_image(image, name: str | None = None) -> LoadedImage:
-    """Decode a path, encoded bytes or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is."""
+    """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is."""
     if isinstance(image, LoadedImage):
         return image
     if isinstance(image, (str, Path)):
@@ -41,7 +42,10 @@ def load_image(image, name: str | None = None) -> LoadedImage:
         return LoadedImage(decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes")
     if isinstance(image, np.ndarray):
         return LoadedImage(array_to_rgb(image), hashlib.sha256(image.tobytes()).hexdigest(), name or "array")
-    raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes or a uint8/uint16 array")
+    if isinstance(image, Image.Image):
+        rgb = pil_to_rgb(image, name or "PIL image")
+        return LoadedImage(rgb, hashlib.sha256(rgb.tobytes()).hexdigest(), name or "PIL image")
+    raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes, a PIL image or a uint8/uint16 array")
 
 
 class Inspector:
@@ -78,7 +82,7 @@ class Inspector:
         return Inspector(self.engine, replace(d, image_threshold=image, pixel_threshold=pixel), self.station)
 
     def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
-        """Inspect one image: a path, encoded bytes, a uint8/uint16 array (grey, RGB or RGBA) or a LoadedImage."""
+        """Inspect one image: a path, encoded bytes, a PIL image, a uint8/uint16 array (grey, RGB or RGBA) or a LoadedImage."""
         return self.inspect_batch([image], serials=[serial], sources=[source], ids=[inspection_id])[0]
 
     def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:

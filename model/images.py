@@ -23,10 +23,18 @@ def _load_strict(img: Image.Image) -> None:
 
 
 def _stretch(arr: np.ndarray) -> np.ndarray:
-    """A high-bit-depth image spread over 0-255 by its own range (a flat one -> zeros), as uint8."""
+    """A high-bit-depth image spread over 0-255 by its own range (a flat one -> zeros), as uint8. The range leaves
+    out the most extreme 0.01 % of pixels at each end, so that a hot or dead sensor pixel does not squeeze the
+    part into a few grey levels; NaN (a height map's missing points) is drawn black."""
     arr = arr.astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    return (np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    finite = np.isfinite(arr)
+    values = arr[finite] if not finite.all() else arr.ravel()
+    if values.size == 0:
+        raise ValueError("no pixel has a value (all NaN)")
+    k = values.size // 10_000
+    lo, hi = (float(values.min()), float(values.max())) if k == 0 else np.partition(values, (k, values.size - 1 - k))[[k, -1 - k]]
+    out = np.zeros_like(arr) if hi <= lo else np.clip((arr - lo) / (hi - lo) * 255.0, 0.0, 255.0)
+    return np.where(finite, out, 0.0).astype(np.uint8)
 
 
 def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
@@ -80,6 +88,14 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
     return np.ascontiguousarray(arr)
 
 
+def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
+    """A Pillow image as a file of it is read: upright by its EXIF orientation, 16-bit grey stretched -> RGB uint8."""
+    try:
+        return _to_rgb(img, name)
+    except (OSError, ValueError) as exc:
+        raise InspectorError(f"image {name}: cannot be converted ({exc.__class__.__name__}: {' '.join(str(exc).split())[:100]})") from None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 [H, W, 3], honouring EXIF orientation; grayscale is replicated."""
     return read_image_bytes(path)[0]
@@ -114,11 +130,19 @@ def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
     """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:  # only the first would be inspected, and a defect on another page passed unseen
+                raise InspectorError(f"image {name}: holds {frames} frames or pages; save each as its own image")
             deep = _sixteen_bit_colour(img)
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
             return _to_rgb(img, name, data if deep else None)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}); {hint}") from None
+    except Image.DecompressionBombError:
+        raise InspectorError(f"image {name}: over {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} million pixels, the most "
+                             "it decodes; crop or downscale it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # Pillow's reason ("image file is truncated"), on one line; "cannot identify" names only a buffer object
+        why = "" if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split())[:100]
+        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {hint}") from None
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -151,8 +175,13 @@ def resize_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files in a folder (sorted; by suffix, case-insensitive)."""
+def is_mask_name(path: Path) -> bool:
+    """`<id>_mask.png`: a ground-truth mask (MVTec AD), beside its image in a labels folder."""
+    return path.stem.endswith("_mask")
+
+
+def list_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> list[Path]:
+    """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`."""
     folder = Path(folder)
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask"))
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and (masks or not is_mask_name(p)))

@@ -106,16 +106,21 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     overlays' paths are kept relative to: the deepest one holding every target, so that no two overlays collide.
     A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
     run's overlays. A missing target or an image-less folder is an error before anything is inspected."""
-    from model.images import list_images
+    from model.images import is_mask_name, list_images
 
     skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
-        images = list_images(t, recursive=True) if t.is_dir() else [t]
+        images = list_images(t, recursive=True, masks=True) if t.is_dir() else [t]
         if skip and t.is_dir():
             images = [p for p in images if os.path.commonpath([os.path.abspath(p), skip]) != skip]
+        if t.is_dir() and any(map(is_mask_name, images)):  # left out as everywhere else, but not silently
+            masks = [p for p in images if is_mask_name(p)]
+            images = [p for p in images if not is_mask_name(p)]
+            print(f"note: {len(masks)} image(s) in {t} named *_mask (ground-truth masks, e.g. {masks[0].name}) are not "
+                  "inspected; give them by name to inspect them", file=sys.stderr)
         if not images:
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
         for p in images:

@@ -148,3 +148,22 @@ def test_the_verdict_tag_never_covers_a_defect_box():
     tag = np.all(out == fail_rgb, axis=2)
     assert tag[1:15, 1:19].sum() == 0  # inside the box outline; a full-width banner hid the box and the defect before
     assert tag[:20, 40:].sum() > 300  # the tag went to the free corner at the top right
+
+
+def test_a_pil_image_is_inspected_upright_like_its_file(insp, tiny_data):
+    from PIL import Image
+
+    path = tiny_data / "test" / "blob" / "001.png"
+    with Image.open(path) as img:
+        img.load()
+        r = insp.inspect(img)  # refused before: "give a path, encoded bytes or a uint8/uint16 array"
+        assert r.score == pytest.approx(insp.inspect(path).score, abs=1e-5) and r.source == "PIL image"
+        wide = img.crop((0, 0, 96, 64))
+        exif = wide.getexif()
+        exif[0x0112] = 6  # stored turned a quarter: inspected as the camera meant it, 64 wide and 96 high
+        buf = __import__("io").BytesIO()
+        wide.save(buf, "PNG", exif=exif)
+    with Image.open(buf) as turned:
+        assert insp.inspect(turned).anomaly_map.shape == insp.inspect(buf.getvalue()).anomaly_map.shape == (96, 64)
+    with pytest.raises(InspectorError, match="give a path, encoded bytes, a PIL image or a uint8/uint16 array"):
+        insp.inspect([1, 2, 3])

@@ -137,6 +137,18 @@ def test_inspect_several_files_and_folders(capsys, tiny_ckpt, tiny_data, tmp_pat
     assert rc == 2 and stdout == "" and "nope.png: no such file or folder" in err
 
 
+def test_masks_in_an_inspected_folder_are_named_not_skipped_silently(capsys, tiny_ckpt, tiny_data, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for name in ("a.png", "a_mask.png", "face_mask.png"):
+        shutil.copy(tiny_data / "test" / "good" / "000.png", parts / name)
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json")
+    assert rc == 0 and json.loads(stdout)["summary"]["images"] == 1
+    assert "note: 2 image(s) in " in err and "named *_mask" in err and "give them by name" in err  # nothing said before
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts / "face_mask.png", "--json")
+    assert rc == 0 and json.loads(stdout)["verdict"] in ("PASS", "FAIL") and err == ""
+
+
 def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "blob" / "000.png"
     rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")
@@ -270,8 +282,8 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     rc, stdout, _ = cli(capsys, "threshold", ckpt / "manifest.json", "--far", "0.0", "--json")  # manifest path works too
     info = json.loads(stdout)
     assert rc == 0 and info["far_on_calibration"] == 0.0 and info["policy"] == {"kind": "far", "target": 0.0}
-    assert info["note"] is None  # 12 + 4 good images resolve "no false alarms"; the fit's escape note is gone too
-    assert json.loads((ckpt / "manifest.json").read_text())["calibration"]["note"] is None
+    assert info["note"].startswith("a 0 false-alarm target clears all 16 good calibration images")  # what "none" promises
+    assert json.loads((ckpt / "manifest.json").read_text())["calibration"]["note"] == info["note"]  # the fit's escape note is gone
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
 
 

@@ -201,6 +201,35 @@ def test_a_jpeg_mask_keeps_its_shape_and_index_masks_their_labels(tmp_path):
     np.testing.assert_array_equal(read_mask(tmp_path / "index.png", (10, 14)), labels > 0)
 
 
+def _encoded(fmt: str, *frames: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buf, fmt, save_all=len(images) > 1, append_images=images[1:])
+    return buf.getvalue()
+
+
+def test_pages_missing_points_and_hot_pixels():
+    good, bad = np.full((16, 16), 100, np.uint8), np.full((16, 16), 250, np.uint8)
+    for fmt in ("TIFF", "GIF"):  # only the first page was inspected before: a defect on the second passed
+        with pytest.raises(InspectorError, match="holds 2 frames or pages; save each as its own image"):
+            decode_image(_encoded(fmt, good, bad), "pages")
+    height = np.tile(np.linspace(0.0, 50.0, 64, dtype=np.float32), (16, 1))
+    height[3, 5] = np.nan  # a 3D sensor's missing point: it made the whole image one flat value before
+    rgb = decode_image(_encoded("TIFF", height), "height")
+    assert rgb[3, 5, 0] == 0 and rgb[0, -1, 0] == 255 and len(np.unique(rgb[..., 0])) > 50
+    with pytest.raises(InspectorError, match=r"no pixel has a value \(all NaN\)"):
+        decode_image(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)), "blank")
+    twelve = np.tile(np.linspace(200, 800, 200), (100, 1)).astype(np.uint16)
+    twelve[50, 50] = 65535  # one hot pixel squeezed the part into 3 grey levels before
+    assert len(np.unique(array_to_rgb(twelve)[..., 0])) >= 190
+
+
+def test_a_truncated_file_says_why(tmp_path):
+    data = _encoded("PNG", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    with pytest.raises(InspectorError, match=r"cannot be decoded \(OSError: image file is truncated\)"):
+        decode_image(data[: len(data) // 2], "half")
+
+
 def test_preprocess_and_resize_map():
     rgb = np.full((50, 70, 3), 255, np.uint8)
     rgb[:, :35] = 0
