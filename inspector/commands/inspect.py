@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
 
-    paths, base = _images(args.images, skip=args.overlays)
+    paths, base, notes = _images(args.images, skip=args.overlays)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise InspectorError(f"--threshold {args.threshold}: give a finite score")
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         # fail once, before the model loads, rather than once per image
         writable_folder(args.overlays, "--overlays")
     insp = Inspector.load(args.model, device=args.device)
+    for note in notes:  # once the model is known to load: an error stays the only line
+        print(note, file=sys.stderr)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)
     overlay_names = _overlay_names(paths, base) if args.overlays else {}
@@ -101,15 +103,17 @@ def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:
     return names
 
 
-def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str]:
+def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str, list[str]]:
     """The images to inspect, each once, in the order given (folders sorted, recursively), and the folder their
     overlays' paths are kept relative to: the deepest one holding every target, so that no two overlays collide.
     A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
-    run's overlays. A missing target or an image-less folder is an error before anything is inspected."""
+    run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
+    on what was left out."""
     from model.images import is_mask_name, list_images
 
     skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
+    notes: list[str] = []
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
@@ -119,11 +123,11 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
         if t.is_dir() and any(map(is_mask_name, images)):  # left out as everywhere else, but not silently
             masks = [p for p in images if is_mask_name(p)]
             images = [p for p in images if not is_mask_name(p)]
-            print(f"note: {len(masks)} image(s) in {t} named *_mask (ground-truth masks, e.g. {masks[0].name}) are not "
-                  "inspected; give them by name to inspect them", file=sys.stderr)
+            notes.append(f"note: {len(masks)} image(s) in {t} named *_mask (ground-truth masks, e.g. {masks[0].name}) are not "
+                         "inspected; give them by name to inspect them")
         if not images:
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)
     base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets)])
-    return list(found.values()), base
+    return list(found.values()), base, notes
