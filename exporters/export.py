@@ -118,10 +118,7 @@ def _onnx(fp32: onnx.ModelProto, fmt: str, target: Path, calib_images, holdout: 
         model.CopyFrom(fp32)
     manifest = build_manifest(fmt, precision=precision, **base)
     embed_manifest(model, manifest)
-    tmp = target.with_suffix(".tmp")
-    onnx.save(model, tmp)
-    tmp.replace(target)
-    return write_sidecar(target, manifest)
+    return write_sidecar(target, manifest, model.SerializeToString())
 
 
 def _tensorrt(fp32: onnx.ModelProto, fmt: str, target: Path, size, calib_images, base: dict, log) -> dict[str, Any]:

@@ -10,12 +10,13 @@ version they were built for; a runtime refuses any other.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from model.errors import InspectorError
-from model.folders import replace_file
+from model.folders import replace_files
 from model.hashing import sha256_file
 
 FORMAT = "inspector-export/1"
@@ -55,10 +56,13 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
     }
 
 
-def write_sidecar(model: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Seal `manifest` to the model file's bytes (sha256, size) and write `<model>.json`."""
-    manifest = {**manifest, "file": model.name, "file_sha256": sha256_file(model), "file_bytes": model.stat().st_size}
-    replace_file(sidecar_path(model), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+def write_sidecar(model: Path, manifest: dict[str, Any], data: bytes | None = None) -> dict[str, Any]:
+    """Seal `manifest` to the model file's bytes (sha256, size) and write `<model>.json`; with `data`, the model
+    file's new bytes, both are replaced at once (an interrupted `export --force` left a model its sidecar refused)."""
+    digest, size = (hashlib.sha256(data).hexdigest(), len(data)) if data is not None else (sha256_file(model), model.stat().st_size)
+    manifest = {**manifest, "file": model.name, "file_sha256": digest, "file_bytes": size}
+    sidecar = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    replace_files({model: data, sidecar_path(model): sidecar} if data is not None else {sidecar_path(model): sidecar})
     return manifest
 
 

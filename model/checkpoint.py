@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from model.errors import InspectorError
-from model.folders import replace_file
+from model.folders import replace_files
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
 
@@ -46,13 +46,17 @@ def _manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def write_manifest(ckpt: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Hash every file the manifest lists, seal the manifest with its own digest, and write it."""
+def write_manifest(ckpt: Path, manifest: dict[str, Any], new_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Hash every file the manifest lists, seal the manifest with its own digest, and write it together with
+    `new_files` (name -> bytes, hashed as given): all of them replace the old ones at once, or none does."""
+    new_files = new_files or {}
     manifest = dict(manifest)
-    manifest["files"] = {name: sha256_file(ckpt / name) for name in sorted(manifest.get("files") or [WEIGHTS])}
+    manifest["files"] = {name: hashlib.sha256(new_files[name]).hexdigest() if name in new_files else sha256_file(ckpt / name)
+                         for name in sorted(manifest.get("files") or [WEIGHTS])}
     manifest["manifest_sha256"] = _manifest_digest(manifest)
     with _writing(ckpt):
-        replace_file(ckpt / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        replace_files({**{ckpt / name: data for name, data in new_files.items()},
+                       ckpt / MANIFEST: (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()})
     return manifest
 
 
@@ -73,11 +77,10 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     with _writing(ckpt):
         ckpt.mkdir(parents=True, exist_ok=True)
-        # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
-        # user (configs/inspector.service) could not load the checkpoint
-        replace_file(ckpt / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
-    return write_manifest(ckpt, manifest)
+    # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
+    # user (configs/inspector.service) could not load the checkpoint
+    return write_manifest(ckpt, manifest, {WEIGHTS: safetensors_bytes(state, metadata={"format": FORMAT})})
 
 
 def read_manifest(ckpt: str | Path) -> dict[str, Any]:

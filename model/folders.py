@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from model.errors import InspectorError
@@ -28,14 +31,34 @@ def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) ->
     return out
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Write through a temporary file of this process's own (two writers at once must not share one), so a
-    reader never sees half a file; the file's mode follows the umask, as any file the user writes."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def replace_files(files: dict[Path, bytes]) -> None:
+    """Write files whole, and files that belong together (weights and the manifest hashing them) at once: each
+    goes to a temporary file of this process's own first (two writers must not share one), then all are renamed
+    into place with Ctrl-C and SIGTERM held back, so a reader never sees half a file and an interrupted or failed
+    write leaves the old set whole (an interrupted `fit --force` left new weights under the old manifest, and
+    neither model loaded). No temporary file is left behind; modes follow the umask, as any file the user writes."""
+    tmps = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp") for path in files}
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError:
-        if tmp.is_file():
-            tmp.unlink()
-        raise
+        for path, data in files.items():
+            tmps[path].write_bytes(data)
+        with _signals_held():
+            for path, tmp in tmps.items():
+                tmp.replace(path)
+    finally:
+        for tmp in tmps.values():
+            if tmp.is_file():
+                tmp.unlink()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends (on POSIX; elsewhere the block is just very short)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    block = hasattr(signal, "pthread_sigmask")
+    if block:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        if block:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)

@@ -168,3 +168,27 @@ def test_save_that_cannot_write_is_one_line(tiny_ckpt, tmp_path, target):
     (tmp_path / "f").write_text("x")  # nor can a folder be made under a file
     with pytest.raises(InspectorError, match="checkpoint .*c: cannot be written"):
         save_checkpoint(net, tmp_path / target, {})
+
+
+@pytest.mark.parametrize("how", ["disk full", "ctrl-c"])
+def test_an_interrupted_save_leaves_the_old_checkpoint_whole(ckpt_copy, monkeypatch, how):
+    from pathlib import Path
+
+    net, manifest = load_checkpoint(ckpt_copy)
+    before = sha256_file(ckpt_copy / WEIGHTS)
+    with torch.no_grad():
+        next(p for p in net.parameters() if p.dtype.is_floating_point).add_(1.0)  # other weights: a refit
+    if how == "disk full":
+        (ckpt_copy / f"{MANIFEST}.{os.getpid()}.tmp").mkdir()  # the manifest cannot be staged
+        error = InspectorError
+    else:
+        real = Path.write_bytes
+        monkeypatch.setattr(Path, "write_bytes", lambda self, data: (_ for _ in ()).throw(KeyboardInterrupt)
+                            if self.name.startswith(MANIFEST) else real(self, data))
+        error = KeyboardInterrupt
+    with pytest.raises(error):
+        save_checkpoint(net, ckpt_copy, {k: manifest[k] for k in ("thresholds", "calibration", "options")})
+    monkeypatch.undo()
+    assert sha256_file(ckpt_copy / WEIGHTS) == before  # replaced before the manifest was: neither model loaded
+    load_checkpoint(ckpt_copy)
+    assert not list(ckpt_copy.glob(f"{WEIGHTS}.*.tmp"))
