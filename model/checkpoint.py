@@ -105,7 +105,8 @@ def read_manifest(ckpt: str | Path) -> dict[str, Any]:
         raise InspectorError(f"checkpoint {path}: written by inspector {written or '(unknown)'}, this is {running}; "
                              f"re-create it with `inspector fit` or use inspector {_major(written) or '?'}.x")
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
-        raise InspectorError(f"checkpoint {path}: edited by hand or corrupted (manifest hash mismatch); change thresholds with `inspector threshold`")
+        raise InspectorError(f"checkpoint {path}: edited by hand or corrupted (manifest hash mismatch); put back the {MANIFEST} "
+                             "it was written with (thresholds change only through `inspector threshold`), or fit again")
     files = manifest.get("files")
     if not isinstance(files, dict) or WEIGHTS not in files:
         raise InspectorError(f"checkpoint {path}: lists no {WEIGHTS}; re-create it with `inspector fit`")
@@ -126,7 +127,10 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
         config = NetConfig.from_dict(manifest["net"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
-    net = InspectorNet(config, load_weights=False)
+    try:
+        net = InspectorNet(config, load_weights=False)
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. an input size written as text
+        raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
     try:
         state = load_file(str(root / WEIGHTS))
     except (SafetensorError, OSError) as exc:

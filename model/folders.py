@@ -62,3 +62,23 @@ def _signals_held() -> Iterator[None]:
     finally:
         if block:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a folder (flock on the folder itself, so no lock file is left in it) while a
+    manifest in it is read, changed and written; waits for another holder. A no-op where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise InspectorError(f"{folder}: cannot be opened ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -22,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.calibration import Policy, threshold_for, unresolved_note
-    from model.checkpoint import read_manifest, write_manifest
+    from model.folders import folder_lock
 
     ckpt = Path(args.checkpoint)
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
@@ -33,8 +32,18 @@ def run(args: argparse.Namespace) -> int:
         from inspector.engines import locate_model
 
         ckpt = locate_model(ckpt)[0]
+    # read, change and write under the folder's lock: two changes at once each kept the manifest they had read, and one was lost
     if ckpt.is_file() and ckpt.name != "manifest.json":
-        return _run_export(args, ckpt)
+        with folder_lock(ckpt.parent):
+            return _run_export(args, ckpt)
+    with folder_lock(ckpt if ckpt.is_dir() else ckpt.parent):
+        return _run_checkpoint(args, ckpt)
+
+
+def _run_checkpoint(args: argparse.Namespace, ckpt: Path) -> int:
+    from model.calibration import Policy, threshold_for, unresolved_note
+    from model.checkpoint import read_manifest, write_manifest
+
     manifest = read_manifest(ckpt)
     ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
     scores = manifest.get("calibration_scores") or {}

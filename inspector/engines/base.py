@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,20 +49,42 @@ class ModelMeta:
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], path: str, runtime: str, weights_file: str) -> ModelMeta:
-        net = manifest["net"]
-        sha = manifest["files"][weights_file]
-        return cls(
-            model_id=sha[:12],
-            backbone=net["backbone"],
-            input_size=tuple(net["input_size"]),
-            image_threshold=float(manifest["thresholds"]["image"]),
-            pixel_threshold=float(manifest["thresholds"]["pixel"]),
-            sha256=sha,
-            path=path,
-            runtime=runtime,
-            class_names=tuple(net.get("class_names") or ()),
-            manifest=manifest,
-        )
+        try:
+            net = manifest["net"]
+            sha = manifest["files"][weights_file]
+            image, pixel = thresholds_of(manifest, f"checkpoint {path}")
+            return cls(
+                model_id=sha[:12],
+                backbone=net["backbone"],
+                input_size=tuple(int(v) for v in net["input_size"]),
+                image_threshold=image,
+                pixel_threshold=pixel,
+                sha256=sha,
+                path=path,
+                runtime=runtime,
+                class_names=tuple(net.get("class_names") or ()),
+                manifest=manifest,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InspectorError(f"checkpoint {path}: {manifest_problem(exc)}; re-create it with `inspector fit`") from None
+
+
+def manifest_problem(exc: Exception) -> str:
+    return f"its manifest lacks the field {exc}" if isinstance(exc, KeyError) else f"its manifest holds an invalid value ({exc})"
+
+
+def thresholds_of(manifest: dict[str, Any], where: str) -> tuple[float, float]:
+    """The manifest's (image, pixel) thresholds, which may be edited by hand: finite numbers, or one clear line."""
+    try:
+        image, pixel = float(manifest["thresholds"]["image"]), float(manifest["thresholds"]["pixel"])
+    except (KeyError, TypeError, ValueError):
+        raise InspectorError(f"{where}: its thresholds (image, pixel) are missing or not numbers; "
+                             "set them with `inspector threshold MODEL --set SCORE --pixel VALUE`") from None
+    for name, value in (("image", image), ("pixel", pixel)):
+        if not math.isfinite(value):  # Infinity passed every part, NaN failed every one
+            raise InspectorError(f"{where}: the {name} threshold is {value}, not a finite number; "
+                                 f"set it with `inspector threshold MODEL --{'set' if name == 'image' else 'pixel'} VALUE`")
+    return image, pixel
 
 
 class Engine(Protocol):

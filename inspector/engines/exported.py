@@ -7,19 +7,20 @@ from typing import Any
 
 import numpy as np
 
-from inspector.engines.base import HeadOutput, ModelMeta
+from inspector.engines.base import HeadOutput, ModelMeta, manifest_problem, thresholds_of
 from model.errors import InspectorError
 
 
 def meta_from_export(manifest: dict[str, Any], path: Path, runtime: str) -> ModelMeta:
-    net, thresholds = manifest["net"], manifest["thresholds"]
+    image, pixel = thresholds_of(manifest, f"model {path}")
     try:
+        net = manifest["net"]
         return ModelMeta(
             model_id=manifest["source"]["weights_sha256"][:12],  # same id as the checkpoint it came from
             backbone=net["backbone"],
             input_size=tuple(int(v) for v in net["input_size"]),
-            image_threshold=float(thresholds["image"]),
-            pixel_threshold=float(thresholds["pixel"]),
+            image_threshold=image,
+            pixel_threshold=pixel,
             sha256=manifest.get("file_sha256", ""),
             path=str(path),
             runtime=runtime,
@@ -27,7 +28,7 @@ def meta_from_export(manifest: dict[str, Any], path: Path, runtime: str) -> Mode
             manifest=manifest,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise InspectorError(f"model {path}: manifest field {exc} is missing or invalid; re-export with `inspector export`") from None
+        raise InspectorError(f"model {path}: {manifest_problem(exc)}; export it again with `inspector export`") from None
 
 
 def check_batch(batch: np.ndarray, meta: ModelMeta) -> np.ndarray:

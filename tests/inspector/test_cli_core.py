@@ -426,3 +426,27 @@ def test_bad_input_through_a_real_process(bad):
                           capture_output=True, text=True, cwd=bad["tmp"], timeout=300)
     assert_one_line_error(proc.returncode, proc.stderr, "not valid JSON")
     assert proc.stdout == ""
+
+
+def test_two_threshold_changes_at_once_are_both_kept(tiny_ckpt, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import model.checkpoint
+    from inspector.cli import main
+
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "ck")
+    real = model.checkpoint.read_manifest
+
+    def slow_read(path):  # each change reads, then thinks: the other's write lands in between without a lock
+        manifest = real(path)
+        time.sleep(0.5)
+        return manifest
+
+    monkeypatch.setattr(model.checkpoint, "read_manifest", slow_read)
+    runs = [threading.Thread(target=main, args=(["threshold", str(ckpt), *change, "--json"],)) for change in (["--set", "7.5"], ["--pixel", "3.5"])]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert json.loads((ckpt / "manifest.json").read_text())["thresholds"] == {"image": 7.5, "pixel": 3.5}  # one was lost before

@@ -59,6 +59,18 @@ def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports
     # an export folder with one model works too
     code, out, _ = cli(capsys, "inspect", tmp_path / "edited", image, "--json")
     assert code == 0 and json.loads(out)["threshold"] == pytest.approx(record["score"] + 100.0)
+    # an edit that is no finite number is refused (Infinity passed every part, NaN failed every one)
+    for value, needle in (("Infinity", "the image threshold is inf"), ('"abc"', "thresholds (image, pixel) are missing or not numbers")):
+        sidecar_path(model).write_text(json.dumps(side).replace(f'"image": {json.dumps(side["thresholds"]["image"])}', f'"image": {value}'))
+        assert needle in _fails_with_one_line(capsys, "inspect", model, image, "--json")
+    from inspector.engines.base import ModelMeta
+
+    good = {"net": {"backbone": "b", "input_size": [64, 64]}, "files": {"w": "0" * 64}, "thresholds": {"image": 1.0, "pixel": 2.0}}
+    assert ModelMeta.from_manifest(good, "ck", "torch-cpu", "w").input_size == (64, 64)
+    for broken, needle in (({**good, "thresholds": None}, "missing or not numbers"), ({**good, "net": {"backbone": "b"}}, "lacks the field 'input_size'"),
+                           ({**good, "net": {"backbone": "b", "input_size": "ab"}}, "invalid value")):  # tracebacks before
+        with pytest.raises(InspectorError, match=needle):
+            ModelMeta.from_manifest(broken, "ck", "torch-cpu", "w")
 
 
 def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
