@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
+    if out.is_dir() and not (out / "manifest.json").exists():
+        other = next(iter(sorted(out.iterdir())), None)
+        if other is not None:  # a data or export folder: the checkpoint would sit among its files, and --force cannot mean it
+            raise InspectorError(f"--out {out}: holds other files ({other.name}) and no checkpoint; give a new or empty folder")
     writable_folder(out, keep=False)
     from model.checkpoint import save_checkpoint
     from model.data import load_dataset

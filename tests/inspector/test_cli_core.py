@@ -330,6 +330,9 @@ def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
 def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_ckpt)
     assert_one_line_error(rc, err, "--force")
+    for force in ((), ("--force",)):  # into the data folder itself: written there before, even without --force
+        rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_data / "train" / "good", *force)
+        assert_one_line_error(rc, err, "holds other files (000.png) and no checkpoint; give a new or empty folder")
 
 
 # ---- bad input: one line, exit 2 -------------------------------------------------------------------
