@@ -8,7 +8,11 @@ with a benchmark's name (e.g. `inspector bench MODEL DATA`).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+from pathlib import Path
+
+from model.errors import InspectorError
 
 BENCHES = ["serve", "report", "model"]
 DEFAULT_BENCH: str | None = "model"  # a name from BENCHES
@@ -35,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     argv = list(args.args)
     if DEFAULT_BENCH and argv and argv[0] not in BENCHES and not argv[0].startswith("-"):
+        near = difflib.get_close_matches(argv[0], BENCHES, n=1)
+        if near and not Path(argv[0]).exists():  # `bench reprot` said "data 5: no such folder"
+            raise InspectorError(f"bench {argv[0]}: no such benchmark; did you mean `inspector bench {near[0]}`?")
         argv.insert(0, DEFAULT_BENCH)
     ns = _parser().parse_args(argv)
     return int(ns.func(ns) or 0)

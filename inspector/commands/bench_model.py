@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.commands.common import int_list, print_json
+from inspector.commands.common import at_least, int_list, print_json
 from model.errors import InspectorError
 
 EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exports", nargs="+", metavar="PATH", help="exported models or folders of them (default: export to a temp folder)")
     p.add_argument("--calib", metavar="DIR", help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
     p.add_argument("--batches", type=int_list, default=(1, 8), help="batch sizes (default 1,8)")
-    p.add_argument("--runs", type=int, default=40, help="timed calls per engine and batch size (default 40)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--runs", type=at_least(1), default=40, help="timed calls per engine and batch size (default 40)")
+    p.add_argument("--warmup", type=at_least(0), default=5, help="untimed calls first (default 5)")
+    p.add_argument("--threads", type=at_least(1), default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     p.add_argument("--no-rss", action="store_true", help="skip the per-engine peak-RSS processes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -187,8 +187,8 @@ def run(args: argparse.Namespace) -> int:
     from model.data import load_dataset
     from model.extract import load_batches
 
-    if args.runs < 1 or any(b < 1 for b in args.batches):
-        raise InspectorError("--runs and --batches must be positive")
+    if any(b < 1 for b in args.batches):
+        raise InspectorError(f"--batches {','.join(map(str, args.batches))}: batch sizes must be at least 1")
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
     ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]
     if ckpt.is_file() or (ckpt.is_dir() and not (ckpt / "manifest.json").exists()):

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import print_json
+from inspector.commands.common import at_least, print_json
 from model.errors import InspectorError
 
 SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
@@ -25,10 +25,10 @@ SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="time shift and inspection report rendering (HTML, PDF)", description=__doc__)
-    p.add_argument("--n", type=int, default=1000, help="inspections in the shift (default 1000)")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; medians are reported (default 3)")
+    p.add_argument("--n", type=at_least(1), default=1000, help="inspections in the shift (default 1000)")
+    p.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per measurement; medians are reported (default 3)")
     p.add_argument("--lang", default="en", help="report language: en, zh or es")
-    p.add_argument("--image-size", type=int, default=512, metavar="PX", help="side of the synthetic part images (default 512)")
+    p.add_argument("--image-size", type=at_least(32), default=512, metavar="PX", help="side of the synthetic part images (default 512)")
     p.add_argument("--keep", metavar="DIR", help="keep the store and reports in this folder instead of a temporary one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -88,10 +88,10 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1 or args.repeat < 1 or args.image_size < 32:
-        raise InspectorError(f"--n {args.n} --repeat {args.repeat} --image-size {args.image_size}: give n, repeat >= 1 and an image size >= 32")
     if args.keep:
         work = Path(args.keep)
+        if work.exists() and not work.is_dir():
+            raise InspectorError(f"--keep {work}: is a file; give a new or empty folder")
         if work.exists() and any(work.iterdir()):
             raise InspectorError(f"--keep {work}: folder is not empty; give a new or empty folder")
         result = bench(args.n, args.repeat, args.lang, work, args.image_size)

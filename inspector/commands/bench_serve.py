@@ -2,7 +2,8 @@
 
 Publishes --count inputs at --rate per second (after --warmup ones that are not counted), each with its
 own inspection_id, and times trigger -> result at this client. Prints results per second over the run
-and p50/p90/p99 latency. Modes: `image` (raw bytes on <prefix>/image, the id in an MQTT 5 user
+and p50/p90/p99 latency, and p50 as a ratio of the baseline: the station's model alone in this process,
+timed first on the same image. Modes: `image` (raw bytes on <prefix>/image, the id in an MQTT 5 user
 property), `base64` (JSON trigger carrying the image), `capture` (JSON trigger: the station's camera).
 """
 
@@ -19,19 +20,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import print_json
+from inspector.commands.common import at_least, positive_number, print_json
 from model.errors import InspectorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="trigger->result latency and frames/s of a running daemon", description=__doc__)
     p.add_argument("--config", required=True, help="the daemon's station config (broker, credentials, topic prefix)")
-    p.add_argument("--rate", type=float, default=10.0, help="inputs per second (default 10)")
-    p.add_argument("--count", type=int, default=200, help="timed inputs (default 200)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed inputs first, one at a time (default 5)")
+    p.add_argument("--rate", type=positive_number, default=10.0, help="inputs per second (default 10)")
+    p.add_argument("--count", type=at_least(1), default=200, help="timed inputs (default 200)")
+    p.add_argument("--warmup", type=at_least(0), default=5, help="untimed inputs first, one at a time (default 5)")
     p.add_argument("--mode", choices=("image", "base64", "capture"), default="image", help="how inputs are sent (default image)")
     p.add_argument("--image", help="image file to send (default: a synthetic 256x256 PNG)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the last results (default 60)")
+    p.add_argument("--timeout", type=positive_number, default=60.0, help="seconds to wait for the last results (default 60)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip timing the station's model alone in this process first (the baseline the latency is compared with)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -122,8 +125,8 @@ def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str
     rejected = [errors[i] for i in timed if i in errors]
     lat = [(got[i] - sent[i]) * 1000 for i in done]
     if not lat:
-        hint = f"all {len(rejected)} rejected" if rejected else f"is `inspector serve` running for prefix {cfg.mqtt.prefix}?"
-        raise InspectorError(f"bench serve: no results within {timeout:.0f} s; {hint}")
+        hint = f"all {len(rejected)} rejected, e.g. {rejected[0]}" if rejected else f"is `inspector serve` running for prefix {cfg.mqtt.prefix}?"
+        raise InspectorError(f"bench serve: no results within {timeout:g} s; {hint}")
     first, last = min(sent[i] for i in timed), max(got[i] for i in done)
     return {"mode": mode, "rate_target": rate, "sent": count, "results": len(done), "errors": len(rejected),
             "lost": count - len(done) - len(rejected), "send_rate": round(count / max(max(sent[i] for i in timed) - first, 1e-9), 2),
@@ -131,6 +134,21 @@ def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str
             "latency_ms": {"p50": round(percentile(lat, 50), 1), "p90": round(percentile(lat, 90), 1), "p99": round(percentile(lat, 99), 1),
                            "mean": round(statistics.fmean(lat), 1), "max": round(max(lat), 1)},
             "error_samples": sorted(set(rejected))[:3]}
+
+
+def engine_alone(cfg: Any, image: bytes, runs: int = 15) -> float:
+    """Median ms of the station's own model inspecting `image` in this process, before the run: the baseline the
+    daemon's trigger-to-result latency is compared with (its ratio is what MQTT, queueing and storing add)."""
+    from inspector.api import Inspector
+
+    insp = Inspector.load(cfg.model.path, cfg.model.device)
+    insp.inspect(image)  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        insp.inspect(image)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
 
 
 def _wait(cond, seconds: float) -> bool:
@@ -152,7 +170,11 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise InspectorError(f"--image {path}: no such file")
         image = path.read_bytes()
+    engine = None if args.no_baseline else engine_alone(cfg, image or _synthetic_png())
     out = bench_serve(cfg, rate=args.rate, count=args.count, warmup=args.warmup, mode=args.mode, image=image, timeout=args.timeout)
+    if engine is not None:
+        out["engine_alone_ms"] = round(engine, 1)
+        out["p50_vs_engine_alone"] = round(out["latency_ms"]["p50"] / max(engine, 1e-9), 2)
     if args.json:
         print_json(out)
     else:
@@ -161,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
               f"{out['results']} results, {out['errors']} errors, {out['lost']} lost")
         print(f"throughput {out['frames_per_s']:.2f} frames/s; trigger->result latency p50 {lat['p50']:.1f} ms, "
               f"p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+        if engine is not None:
+            print(f"baseline: the station's model alone in this process (decode, infer, decide) {engine:.1f} ms median; "
+                  f"p50 is {out['p50_vs_engine_alone']:.2f}x that")
         for e in out["error_samples"]:
             print(f"  error: {e}")
     return 0 if out["lost"] == 0 and out["errors"] == 0 else 1

@@ -1,4 +1,4 @@
-"""`inspector bench serve` against a daemon through a real broker: every input answered, latencies ordered."""
+"""`inspector bench serve` against a daemon through a real broker: every input answered, latencies ordered; bad bench arguments."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import yaml
 
 from inspector.cli import main
 from inspector.commands.bench_serve import bench_serve, percentile
+from tests.cli import assert_one_line_error, cli
 from tests.inspector.conftest import running, station_dict
 
 
@@ -37,8 +38,23 @@ def test_bench_serve_cli(tmp_path, broker, tiny_ckpt, tiny_inspector, capsys):
         assert main(["bench", "serve", "--config", str(tmp_path / "s.yaml"), "--count", "10", "--rate", "50", "--warmup", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["results"] == 10 and out["latency_ms"]["p99"] >= out["latency_ms"]["p50"]
+    assert out["engine_alone_ms"] > 0 and out["p50_vs_engine_alone"] == pytest.approx(out["latency_ms"]["p50"] / out["engine_alone_ms"], rel=0.02)
     # nothing listening on that prefix: a clear error, not a hang
     raw["mqtt"]["prefix"] = "nobody/home"
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
-    assert main(["bench", "serve", "--config", str(tmp_path / "s.yaml"), "--count", "2", "--warmup", "0", "--timeout", "1"]) == 2
+    assert main(["bench", "serve", "--config", str(tmp_path / "s.yaml"), "--count", "2", "--warmup", "0", "--timeout", "1", "--no-baseline"]) == 2
     assert "no results within 1 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reprot", "--n", "5"], "bench reprot: no such benchmark; did you mean `inspector bench report`?"),  # "data 5: no such folder"
+    (["serve", "--config", "c.yaml", "--rate", "nan"], "--rate: 'nan': give a number above 0"),  # accepted before
+    (["serve", "--config", "c.yaml", "--timeout", "0"], "--timeout: '0': give a number above 0"),
+    (["serve", "--config", "c.yaml", "--warmup", "-4"], "--warmup: '-4': give a whole number of at least 0"),
+    (["model", "ck", "data", "--threads", "0"], "--threads: '0': give a whole number of at least 1"),
+    (["model", "ck", "data", "--batches", ","], "--batches: ',': give comma-separated integers"),  # an empty table before
+    (["report", "--keep", "__file__"], "is a file; give a new or empty folder"),  # a traceback before
+])
+def test_bench_bad_arguments_are_one_line(capsys, argv, needle):
+    rc, _, err = cli(capsys, "bench", *[__file__ if a == "__file__" else a for a in argv])
+    assert_one_line_error(rc, err, needle)
