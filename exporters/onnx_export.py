@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 from contextlib import redirect_stdout
 
@@ -57,8 +58,13 @@ def export_onnx(net: torch.nn.Module) -> onnx.ModelProto:
             program = torch.onnx.export(net, (example,), input_names=["image"], output_names=names, opset_version=OPSET,
                                         dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
     except Exception as exc:  # the exporter raises many types; one line is what the user needs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InspectorError(f"ONNX export of {net.config.backbone} failed: {first}") from None
+        cause = exc
+        while cause is not None:  # Ctrl-C inside the tracer comes back wrapped in the exporter's own error
+            if isinstance(cause, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            cause = cause.__cause__ or cause.__context__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the exporter colours its messages even into a file
+        raise InspectorError(f"ONNX export of {net.config.backbone} failed: {text.splitlines()[0] if text else exc.__class__.__name__}") from None
     model = program.model_proto
     split_reductions(model)
     return model

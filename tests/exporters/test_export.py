@@ -333,3 +333,24 @@ def test_verify_fails_an_export_that_scores_nan(tmp_path):
     r = compare(_Scripted(ref), _Scripted(ref[:5] + [float("nan")]), paths, labels, "onnx-fp16")
     assert not r["passed"] and r["failures"][0] == "1 scores and 0 map values are NaN or infinity in the export"  # passed before
     json.dumps(r, allow_nan=False)  # the sidecar stays valid JSON
+
+
+def test_a_failed_trace_is_one_clean_line_and_ctrl_c_stays_ctrl_c(tiny_ckpt, monkeypatch):
+    from exporters.onnx_export import export_onnx
+    from model.checkpoint import load_checkpoint
+    from model.errors import InspectorError
+
+    net, _ = load_checkpoint(tiny_ckpt)
+
+    def interrupted(*a, **k):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("\x1b[96mThis is step 2/3\x1b[0m of exporting") from exc
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # reported as "ONNX export ... failed" before
+        export_onnx(net)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("\x1b[96mstep 2/3\x1b[0m failed\nmore")))
+    with pytest.raises(InspectorError, match=r"failed: step 2/3 failed$"):
+        export_onnx(net)
