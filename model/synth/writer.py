@@ -55,6 +55,44 @@ def _read_good(path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
                          "give a folder of readable good images")
 
 
+def _synthesize_all(goods: list[Path], kinds: list[str], out: Path, n: int, seed: int, severity: tuple[float, float],
+                    cache: dict, records: list[SynthRecord], written: list[Path], bar) -> None:
+    """The generation loop of write_synthetic: appends to `records`, and each file it starts to `written`."""
+    for i in range(n):
+        rng, pick, sev = draw(seed, i, len(goods), severity)
+        kind, src = kinds[i % len(kinds)], goods[pick]
+        d = donor_index(len(goods), pick, kind, rng)
+        if len(cache) > 64:
+            cache.clear()
+        for path in (src,) if d is None else (src, goods[d]):
+            if path not in cache:
+                cache[path] = _read_good(path, goods)
+        used, rgb = cache[src]
+        img, mask = synthesize(rgb, kind, rng, sev, donor=None if d is None else cache[goods[d]][1])
+        name = f"{i:05d}"
+        img_path = out / "test" / kind / f"{name}.png"
+        mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, pixels in ((img_path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)), (mask_path, mask.astype(np.uint8) * 255)):
+            written.append(path)
+            if not cv2.imwrite(str(path), pixels):
+                raise InspectorError(f"--out {out}: cannot write {path.name}; is the disk full?")
+        x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used),
+                                   round(sev, 3), int(mask.sum()), [x, y, w, h]))
+        bar.update(1)
+
+
+def _remove(paths: list[Path], out: Path) -> None:
+    """Delete files this run wrote and the folders under `out` they leave empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in paths} | {p.parent.parent for p in paths}, reverse=True):
+        if folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def remove_previous(out: Path) -> None:
     """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
     so the folder holds only what the new labels.json lists; files it did not write stay."""
@@ -65,12 +103,7 @@ def remove_previous(out: Path) -> None:
         return
     root = out.resolve()
     paths = [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
-    for path in paths:
-        if path.is_file():
-            path.unlink()
-    for folder in sorted({p.parent for p in paths}, reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    _remove([p for p in paths if p.is_file()], root)
 
 
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
@@ -89,30 +122,15 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
         remove_previous(out)
     cache: dict[Path, tuple[Path, np.ndarray]] = {}
     records: list[SynthRecord] = []
+    written: list[Path] = []
     bar = progress("synthesising", n)
-    for i in range(n):
-        rng, pick, sev = draw(seed, i, len(goods), severity)
-        kind, src = kinds[i % len(kinds)], goods[pick]
-        d = donor_index(len(goods), pick, kind, rng)
-        if len(cache) > 64:
-            cache.clear()
-        for path in (src,) if d is None else (src, goods[d]):
-            if path not in cache:
-                cache[path] = _read_good(path, goods)
-        used, rgb = cache[src]
-        img, mask = synthesize(rgb, kind, rng, sev, donor=None if d is None else cache[goods[d]][1])
-        name = f"{i:05d}"
-        img_path = out / "test" / kind / f"{name}.png"
-        mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
-        img_path.parent.mkdir(parents=True, exist_ok=True)
-        mask_path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(img_path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
-        x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used),
-                                   round(sev, 3), int(mask.sum()), [x, y, w, h]))
-        bar.update(1)
+    try:
+        _synthesize_all(goods, kinds, out, n, seed, severity, cache, records, written, bar)
+    except BaseException:  # Ctrl-C, a full disk: a half-written set without labels.json looked like a dataset to eval
+        _remove(written, out)
+        raise
     bar.close()
+
     empty = [r for r in records if r.area_px == 0]
     if empty:  # e.g. a crack or cut-paste on a flat, featureless image changes nothing
         print(f"warning: {len(empty)} of {len(records)} generated images have an empty mask (no visible defect), e.g. {empty[0].image} "

@@ -177,3 +177,27 @@ def test_an_empty_mask_is_warned_about(tmp_path, capsys):
     recs = write_synthetic(good, tmp_path / "o", 8, ["cutpaste"], seed=0)
     assert any(r.area_px == 0 for r in recs)
     assert "have an empty mask (no visible defect)" in capsys.readouterr().err  # silent before
+
+
+def test_an_interrupted_run_leaves_no_half_dataset(tmp_path, monkeypatch):
+    import model.synth.writer as writer
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    real, calls = writer.synthesize, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(writer, "synthesize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic(good, out, 10, ["scratch"], seed=0)
+    assert sorted(p.name for p in out.rglob("*")) == ["notes.txt"]  # 3 images and masks were left, no labels.json
