@@ -54,6 +54,8 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
     path = Path(path)
     if not path.exists():
         raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
+    if path.is_file() and path.name == "manifest.json":  # a checkpoint's manifest names its checkpoint, as `threshold` takes it
+        path = path.parent
     if path.is_dir() and not (path / "manifest.json").exists():
         path = _exported_in(path)
     kind = artefact_kind(path)

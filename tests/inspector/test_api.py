@@ -167,3 +167,8 @@ def test_a_pil_image_is_inspected_upright_like_its_file(insp, tiny_data):
         assert insp.inspect(turned).anomaly_map.shape == insp.inspect(buf.getvalue()).anomaly_map.shape == (96, 64)
     with pytest.raises(InspectorError, match="give a path, encoded bytes, a PIL image or a uint8/uint16 array"):
         insp.inspect([1, 2, 3])
+
+
+def test_a_checkpoints_manifest_path_opens_the_checkpoint(insp, tiny_ckpt, tiny_data):
+    image = tiny_data / "test" / "good" / "000.png"
+    assert Inspector.load(tiny_ckpt / "manifest.json").inspect(image).score == pytest.approx(insp.inspect(image).score)  # refused before
