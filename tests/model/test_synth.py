@@ -89,11 +89,17 @@ def test_side_band_runs_along_exactly_one_side():
     assert sides == {"top", "bottom", "left", "right"}
 
 
-def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
+def _goods(tmp_path: Path, n: int) -> Path:
+    """A folder of n textured 96 px good images."""
     good = tmp_path / "good"
     good.mkdir()
-    for i in range(3):
+    for i in range(n):
         cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    return good
+
+
+def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
+    good = _goods(tmp_path, 3)
     recs = write_synthetic(good, tmp_path / "a", 10, ["scratch", "pit"], seed=3)
     write_synthetic(good, tmp_path / "b", 10, ["scratch", "pit"], seed=3)
     labels = json.loads((tmp_path / "a" / "labels.json").read_text())
@@ -156,10 +162,7 @@ def test_unusable_good_images_are_skipped_and_the_used_one_is_named(tmp_path, ca
 def test_force_replaces_an_earlier_output(tmp_path, capsys):
     from tests.cli import cli
 
-    good = tmp_path / "good"
-    good.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    good = _goods(tmp_path, 2)
     out = tmp_path / "out"
     assert cli(capsys, "synth", good, "--out", out, "--n", "6", "--types", "scratch,stain")[0] == 0
     (out / "notes.txt").write_text("mine")
@@ -182,10 +185,7 @@ def test_an_empty_mask_is_warned_about(tmp_path, capsys):
 def test_an_interrupted_run_leaves_no_half_dataset(tmp_path, monkeypatch):
     import model.synth.writer as writer
 
-    good = tmp_path / "good"
-    good.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(good / f"{i}.png"), good_image(i, 96))
+    good = _goods(tmp_path, 3)
     out = tmp_path / "o"
     out.mkdir()
     (out / "notes.txt").write_text("the user's")
