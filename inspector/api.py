@@ -128,5 +128,21 @@ class Inspector:
                 defect_type=defect_type,
                 type_confidence=type_conf,
                 type_probs=type_probs,
+                warnings=[w for w in (unlike_training(rgb.shape[:2], (meta.manifest.get("training") or {}).get("image_size")),) if w],
             ))
         return results
+
+
+def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:
+    """A warning when an image's size or shape is far from every training image's (more than twice or half their
+    sides, or a width/height ratio 25 % beyond theirs): a camera's resolution, crop or orientation has changed,
+    and the model judges a part it was never shown. None for checkpoints that record no sizes."""
+    if not sizes:
+        return None
+    h, w = shape
+    (w_lo, h_lo), (w_hi, h_hi), (a_lo, a_hi) = sizes["min"], sizes["max"], sizes["aspect"]
+    if w_lo / 2 <= w <= w_hi * 2 and h_lo / 2 <= h <= h_hi * 2 and a_lo / 1.25 <= w / h <= a_hi * 1.25:
+        return None
+    seen = f"{w_lo}x{h_lo}" if (w_lo, h_lo) == (w_hi, h_hi) else f"{w_lo}x{h_lo} to {w_hi}x{h_hi}"
+    return (f"image {w}x{h} px is unlike the training images ({seen} px); check the camera's resolution, crop and "
+            "orientation, or fit on images like it")

@@ -53,6 +53,7 @@ class InspectionResult:
     type_confidence: float | None = None
     type_probs: dict[str, float] = field(default_factory=dict)  # every known type and `unknown`, when the model names types
     images: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. an image unlike the training images
 
     @property
     def defects(self) -> list[Region]:
@@ -83,6 +84,7 @@ class InspectionResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "images": dict(self.images),
             "source": self.source,
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
     def describe(self, lang: str = "en") -> str:

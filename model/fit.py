@@ -280,6 +280,7 @@ class GoodFit:
     data_sha256: str  # of the fitted files (`distinct_files`)
     without_parts: WithoutParts | None = None  # the calibration's inputs where some images are captures of one part
     copies: list[tuple[str, str]] = field(default_factory=list)  # training files left out as byte-identical copies
+    image_size: dict | None = None  # the training images' sizes (image_size_summary), so inspection can flag a part unlike them
 
 
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
@@ -311,9 +312,10 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     head = net.head
 
     # 1. features of every good image (and of its augmented views, which share its source id)
-    embs, pooled, sources, good_rgbs, descs = [], [], [], [], []
+    embs, pooled, sources, good_rgbs, descs, shapes = [], [], [], [], [], []
     bar = progress("features", len(paths))
-    for idx, batch, _ in load_batches(paths, size, options.batch_size):
+    for idx, batch, originals in load_batches(paths, size, options.batch_size):
+        shapes += [rgb.shape[:2] for rgb in originals]
         x = torch.from_numpy(batch)
         if keep_images:
             good_rgbs.append((batch.transpose(0, 2, 3, 1) * 255.0).round().astype(np.uint8))
@@ -391,7 +393,15 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         without = WithoutParts(grouped.numel(), *_part_excluded_maps(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
-                        k, t0, data_sha256, without, copies)
+                        k, t0, data_sha256, without, copies, image_size_summary(shapes))
+
+
+def image_size_summary(shapes: list[tuple[int, int]]) -> dict:
+    """(height, width) of each training image -> {"min": [w, h], "max": [w, h], "aspect": [lowest, highest w/h]}."""
+    w, h = np.array([s[1] for s in shapes]), np.array([s[0] for s in shapes])
+    aspect = w / h
+    return {"min": [int(w.min()), int(h.min())], "max": [int(w.max()), int(h.max())],
+            "aspect": [round(float(aspect.min()), 4), round(float(aspect.max()), 4)]}
 
 
 @torch.no_grad()
@@ -444,6 +454,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             "n_images": n,
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": good.data_sha256,
+            **({"image_size": good.image_size} if good.image_size else {}),
             "fit_seconds": round(fit_seconds, 2),
             "bank_size": good.bank_size,
             "patches": int(n * good.first_view.shape[2] * good.first_view.shape[3]),

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             for reg in r.regions:
                 x, y, w, h = reg.box
                 print(f"        {reg.type} {reg.severity:6} box x={x} y={y} w={w} h={h}  area {reg.area_px} px")
+            for warning in r.warnings:
+                print(f"        warning: {warning}")
             if args.lang:
                 print("      " + r.describe(args.lang))
     if args.json:

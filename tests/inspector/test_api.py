@@ -172,3 +172,17 @@ def test_a_pil_image_is_inspected_upright_like_its_file(insp, tiny_data):
 def test_a_checkpoints_manifest_path_opens_the_checkpoint(insp, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "good" / "000.png"
     assert Inspector.load(tiny_ckpt / "manifest.json").inspect(image).score == pytest.approx(insp.inspect(image).score)  # refused before
+
+
+def test_an_image_unlike_the_training_images_is_flagged(insp, tiny_data):
+    from inspector.api import unlike_training
+
+    sizes = insp.engine.meta.manifest["training"]["image_size"]
+    assert sizes == {"min": [96, 96], "max": [96, 96], "aspect": [1.0, 1.0]}
+    assert insp.inspect(tiny_data / "test" / "good" / "000.png").warnings == []
+    wide = np.tile(cv2.imread(str(tiny_data / "test" / "good" / "000.png")), (1, 3, 1))  # a camera cropped otherwise: 288x96
+    r = insp.inspect(wide)
+    assert r.warnings == ["image 288x96 px is unlike the training images (96x96 px); check the camera's resolution, crop and "
+                          "orientation, or fit on images like it"] and r.to_record()["warnings"] == r.warnings  # judged silently before
+    assert unlike_training((100, 100), None) is None  # a checkpoint that records no sizes
+    assert unlike_training((250, 400), {"min": [120, 240], "max": [600, 290], "aspect": [0.43, 2.45]}) is None  # tiles of many sizes
