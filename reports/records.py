@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -83,6 +83,7 @@ class Inspection:
     timings_ms: dict[str, float]
     images: dict[str, str]
     source: str | None
+    warnings: list[str] = field(default_factory=list)  # as the inspector wrote them (English)
 
     @property
     def margin(self) -> float | None:
@@ -143,6 +144,7 @@ def inspection(record: dict[str, Any]) -> Inspection:
         timings_ms={str(k): v for k, v in ((k, as_float(v)) for k, v in timings.items()) if v is not None},
         images={str(k): v for k, v in images.items() if isinstance(v, str) and v},
         source=as_text(record.get("source")),
+        warnings=[w for w in map(as_text, record.get("warnings") if isinstance(record.get("warnings"), list) else []) if w],
     )
 
 

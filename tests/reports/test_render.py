@@ -226,3 +226,9 @@ def test_counts_agree_in_number_and_are_grouped_as_the_language_groups():
     assert '<div class="v">12,345</div>' in en and '<div class="v">12.345</div>' in es  # 12345 beside "2,500" parts per hour before
     assert re.search(r'id="yield">99,7\xa0%<', es)
     assert "e+" not in inspection_html(_rec(1, "FAIL", 123456.7)).split("<svg")[0]  # the score read 1.235e+05
+
+
+def test_a_records_warnings_are_on_its_page():
+    html = inspection_html(_rec(1, "FAIL", 9.0, warnings=["image 288x96 px is unlike the training images (96x96 px)"]), lang="es")
+    assert "Advertencia: image 288x96 px is unlike the training images" in html  # not shown before
+    assert "Advertencia" not in inspection_html(_rec(1, "FAIL", 9.0, warnings="not a list"), lang="es")
