@@ -100,7 +100,9 @@ class Inspector:
         out = self.engine.infer(batch)
         t3 = time.perf_counter()
         results = []
+        sizes = (meta.manifest.get("training") or {}).get("image_size")
         for i, (rgb, digest, src) in enumerate(loaded):
+            unlike = unlike_training(rgb.shape[:2], sizes)
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2])
             score = float(out.score[i])
@@ -128,7 +130,7 @@ class Inspector:
                 defect_type=defect_type,
                 type_confidence=type_conf,
                 type_probs=type_probs,
-                warnings=[w for w in (unlike_training(rgb.shape[:2], (meta.manifest.get("training") or {}).get("image_size")),) if w],
+                warnings=[unlike] if unlike else [],
             ))
         return results
 

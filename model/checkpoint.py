@@ -125,11 +125,8 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     root = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
     try:
         config = NetConfig.from_dict(manifest["net"])
+        net = InspectorNet(config, load_weights=False)  # fails too on values of the wrong type, e.g. an input size as text
     except (KeyError, TypeError, ValueError) as exc:
-        raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
-    try:
-        net = InspectorNet(config, load_weights=False)
-    except (KeyError, TypeError, ValueError) as exc:  # e.g. an input size written as text
         raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
     try:
         state = load_file(str(root / WEIGHTS))
