@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "+ Gaussian noise on DATA's train images and compare them on its test images: "
                         "`inspector eval DATA --ablation`")
     p.add_argument("--synth", type=int, default=300, help="with --ablation: synthetic defect images per variant")
-    p.add_argument("--size", type=int, default=256, help="with --ablation: input size in px")
+    p.add_argument("--size", type=int, default=256, help="input size in px where eval fits its own models: with --ablation, "
+                   "and with --shots on a backbone name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
