@@ -20,6 +20,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_frames_dropped_total": ("counter", "Live frames skipped in continuous mode because the inspector was busy."),
     "inspector_rejected_total": ("counter", "Inputs rejected with a message on the error topic, by reason."),
     "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
+    "inspector_warnings_total": ("counter", "Results that carry a warning (e.g. an image unlike the training images)."),
     "inspector_published_total": ("counter", "Results the broker acknowledged."),
     "inspector_worker_restarts_total": ("counter", "Workers restarted by the watchdog."),
     "inspector_store_failures_total": ("counter", "Inputs that could not be journaled and results that could not be stored (disk full, store broken)."),

@@ -85,6 +85,7 @@ class Sink:
         self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
+        self._last_warning: str | None = None
 
     def step(self, timeout: float = 0.2) -> None:
         try:
@@ -145,6 +146,11 @@ class Sink:
             self.sparkplug.publish_result(record)
         if result.verdict == "FAIL":
             self.hooks.fail(record)
+        for warning in result.warnings:
+            self.metrics.inc("inspector_warnings_total")
+            if warning != self._last_warning:  # in the log once per change, not once per part
+                log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
+                self._last_warning = warning
         return record
 
     def prune(self) -> int:

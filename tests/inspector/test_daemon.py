@@ -28,6 +28,20 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def test_an_image_unlike_the_training_images_is_flagged_and_logged_once(station, broker, listen, tiny_inspector, caplog):
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    wide = png(np.tile(good_image(7), (1, 3, 1)))  # the camera's crop changed: 3 times wider than every training image
+    with caplog.at_level("WARNING", logger="inspector.pipeline"), running(cfg, tiny_inspector) as d:
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        for i in range(3):
+            lst.publish("image", wide, user={"inspection_id": f"w{i}"})
+        results = wait_until(lambda: len(lst.json("result")) >= 3 and lst.json("result"), 15, "3 results")
+        assert all("unlike the training images" in r["warnings"][0] for r in results)  # judged silently before
+        assert d.metrics.total("inspector_warnings_total") == 3
+    assert sum("unlike the training images" in r.getMessage() for r in caplog.records) == 1  # once per change, not per part
+
+
 # -- round trips, one per source kind ---------------------------------------------------------------------
 def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, tiny_inspector, good_png, tmp_path):
     shared = tmp_path / "shared"
