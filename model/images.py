@@ -12,6 +12,7 @@ from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 from model.errors import InspectorError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
 
 
@@ -131,7 +132,9 @@ def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             frames = getattr(img, "n_frames", 1)
-            if frames > 1:  # only the first would be inspected, and a defect on another page passed unseen
+            # only the first would be inspected, and a defect on another page passed unseen; a camera's MPO JPEG
+            # (an HDR gain map, a preview) is one picture with extras, and its first frame is the picture
+            if frames > 1 and img.format in PAGED_FORMATS:
                 raise InspectorError(f"image {name}: holds {frames} frames or pages; save each as its own image")
             deep = _sixteen_bit_colour(img)
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way

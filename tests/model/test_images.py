@@ -210,9 +210,11 @@ def _encoded(fmt: str, *frames: np.ndarray) -> bytes:
 
 def test_pages_missing_points_and_hot_pixels():
     good, bad = np.full((16, 16), 100, np.uint8), np.full((16, 16), 250, np.uint8)
-    for fmt in ("TIFF", "GIF"):  # only the first page was inspected before: a defect on the second passed
+    for fmt in ("TIFF", "GIF", "PNG"):  # only the first page was inspected before: a defect on the second passed
         with pytest.raises(InspectorError, match="holds 2 frames or pages; save each as its own image"):
             decode_image(_encoded(fmt, good, bad), "pages")
+    rgb = decode_image(_encoded("MPO", np.dstack([good] * 3), np.dstack([bad] * 3)), "camera.jpg")  # a JPEG with a gain map
+    assert abs(int(rgb[8, 8, 0]) - 100) <= 2  # its first frame is the picture
     height = np.tile(np.linspace(0.0, 50.0, 64, dtype=np.float32), (16, 1))
     height[3, 5] = np.nan  # a 3D sensor's missing point: it made the whole image one flat value before
     rgb = decode_image(_encoded("TIFF", height), "height")
