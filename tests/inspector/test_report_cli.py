@@ -101,6 +101,7 @@ def test_bench_report_runs_and_reports_medians(capsys):
         assert out[key] > 0
     assert out["shift_pdf_bytes"] > 10_000
     assert out["shift_html_pdf_s"] >= out["shift_html_s"]
+    assert out["shift_pdf_vs_html"] == pytest.approx(out["shift_html_pdf_s"] / out["shift_html_s"], rel=0.01)  # the same run's baseline
 
 
 def test_the_printed_fail_count_is_the_reports(tmp_path, capsys):
