@@ -130,7 +130,7 @@ def _tensorrt(fp32: onnx.ModelProto, fmt: str, target: Path, size, calib_images,
     with tempfile.TemporaryDirectory(prefix="inspector-trt-") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(fp32, src)
-        info = build_engine(src, target, precision, size, calib_images, cache, log=log)
+        data, info = build_engine(src, precision, size, calib_images, cache, log=log)
     manifest = build_manifest(fmt, precision=info, **base)
     manifest["tensorrt"] = info.pop("target")
-    return write_sidecar(target, manifest)
+    return write_sidecar(target, manifest, data)

@@ -70,9 +70,10 @@ def _pin_float32(trt, network, keep: set[str], tensors: set[str]) -> int:
     return pinned
 
 
-def build_engine(onnx_path: Path, engine_path: Path, precision: str, input_size: tuple[int, int],
+def build_engine(onnx_path: Path, precision: str, input_size: tuple[int, int],
                  calib_images: np.ndarray | None, cache: Path, log: Callable[[str], None] = lambda _: None) -> dict:
-    """Build and write the engine; return what was built (precision details and the GPU/TensorRT target)."""
+    """Build the engine -> (its bytes, what was built: precision details and the GPU/TensorRT target); the caller
+    writes the bytes together with their sidecar."""
     target = tensorrt_target()
     import tensorrt as trt
 
@@ -114,8 +115,5 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, input_size:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise InspectorError(f"TensorRT could not build the {precision} engine (see the TensorRT log above)")
-    tmp = engine_path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(serialized))
-    tmp.replace(engine_path)
-    return {"compute": f"backbone {precision}, {pinned} head layers float32", "max_batch": MAX_BATCH, "opt_batch": OPT_BATCH,
+    return bytes(serialized), {"compute": f"backbone {precision}, {pinned} head layers float32", "max_batch": MAX_BATCH, "opt_batch": OPT_BATCH,
             "calibration_cache": cache.name if precision == "int8" else None, "target": target}

@@ -31,9 +31,9 @@ class LoadedImage(NamedTuple):
 
 
 def load_image(image, name: str | None = None) -> LoadedImage:
-    """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is."""
+    """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is (under `name`, if given)."""
     if isinstance(image, LoadedImage):
-        return image
+        return image._replace(source=name) if name else image
     if isinstance(image, (str, Path)):
         rgb, data = read_image_bytes(image)
         return LoadedImage(rgb, hashlib.sha256(data).hexdigest(), name or str(image))

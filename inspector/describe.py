@@ -18,7 +18,7 @@ TEXT = {
         "none": "No localised defect region was found; the part differs from good parts overall.",
         "regions": "{n} defect regions found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
         "region": "1 defect region found: {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
-        "conf": " with {c:.0%} confidence",
+        "conf": " with {c} confidence",
         "severity": {"low": "low", "medium": "medium", "high": "high"},
         "anomaly": "an unclassified anomaly",
         "unknown": "a defect of a type not seen before (unknown)",
@@ -33,7 +33,7 @@ TEXT = {
         "none": "未发现局部缺陷区域；零件整体与合格件存在差异。",
         "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
         "region": "发现 1 个缺陷区域：{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
-        "conf": "，置信度 {c:.0%}",
+        "conf": "，置信度 {c}",
         "severity": {"low": "低", "medium": "中", "high": "高"},
         "anomaly": "未分类异常",
         "unknown": "一种未见过的缺陷类型（未知）",
@@ -48,7 +48,7 @@ TEXT = {
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",
         "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
         "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
-        "conf": " con una confianza del {c:.0%}",
+        "conf": " con una confianza del {c}",
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
         "anomaly": "una anomalía sin clasificar",
         "unknown": "un defecto de un tipo no visto antes (desconocido)",
@@ -77,13 +77,13 @@ def describe(result, lang: str = "en") -> str:
         parts.append(t["none"])
         if getattr(result, "defect_type", None):
             kind = t["unknown"] if result.defect_type == UNKNOWN else result.defect_type
-            conf = t["conf"].format(c=result.type_confidence) if result.type_confidence is not None else ""
+            conf = t["conf"].format(c=num.percent(100 * result.type_confidence, 0)) if result.type_confidence is not None else ""
             parts.append(t["typed"].format(type=kind, conf=conf))
     else:
         r = result.regions[0]
         x, y, w, h = r.box
         kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type, r.type)
-        conf = t["conf"].format(c=r.confidence) if r.confidence is not None else ""
+        conf = t["conf"].format(c=num.percent(100 * r.confidence, 0)) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
             n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,16 +53,21 @@ def replace_files(files: dict[Path, bytes]) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block ends (on POSIX; elsewhere the block is just very short)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    block = hasattr(signal, "pthread_sigmask")
-    if block:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Ctrl-C and SIGTERM wait until the block ends. Their handlers are swapped for ones that only note the signal
+    (masking it would hold it back from this thread only, and another thread of torch's or tqdm's takes it);
+    Python runs handlers in the main thread, so elsewhere the block is just very short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {sig: signal.signal(sig, lambda number, _frame: caught.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if block:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 @contextmanager

@@ -34,6 +34,8 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
         raise ValueError("no pixel has a value (all NaN)")
     k = values.size // 10_000
     lo, hi = (float(values.min()), float(values.max())) if k == 0 else np.partition(values, (k, values.size - 1 - k))[[k, -1 - k]]
+    if hi <= lo:  # a flat part whose only detail is in those few pixels (a small defect): keep it
+        lo, hi = float(values.min()), float(values.max())
     out = np.zeros_like(arr) if hi <= lo else np.clip((arr - lo) / (hi - lo) * 255.0, 0.0, 255.0)
     return np.where(finite, out, 0.0).astype(np.uint8)
 
@@ -89,8 +91,17 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
     return np.ascontiguousarray(arr)
 
 
+def _one_page(img: Image.Image, name: str) -> None:
+    """Refuse an image of several pages: only the first would be inspected, and a defect on another passed
+    unseen. A camera's MPO JPEG (an HDR gain map, a preview) is one picture with extras: its first frame is it."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format in PAGED_FORMATS:
+        raise InspectorError(f"image {name}: holds {frames} frames or pages; save each as its own image")
+
+
 def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
     """A Pillow image as a file of it is read: upright by its EXIF orientation, 16-bit grey stretched -> RGB uint8."""
+    _one_page(img, name)
     try:
         return _to_rgb(img, name)
     except (OSError, ValueError) as exc:
@@ -131,18 +142,16 @@ def _decode(data: bytes, name: str, hint: str) -> np.ndarray:
     """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            frames = getattr(img, "n_frames", 1)
-            # only the first would be inspected, and a defect on another page passed unseen; a camera's MPO JPEG
-            # (an HDR gain map, a preview) is one picture with extras, and its first frame is the picture
-            if frames > 1 and img.format in PAGED_FORMATS:
-                raise InspectorError(f"image {name}: holds {frames} frames or pages; save each as its own image")
+            _one_page(img, name)
             deep = _sixteen_bit_colour(img)
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
             return _to_rgb(img, name, data if deep else None)
     except Image.DecompressionBombError:
         raise InspectorError(f"image {name}: over {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} million pixels, the most "
                              "it decodes; crop or downscale it") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except InspectorError:
+        raise
+    except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         # Pillow's reason ("image file is truncated"), on one line; "cannot identify" names only a buffer object
         why = "" if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split())[:100]
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {hint}") from None
@@ -156,7 +165,9 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         with Image.open(path) as img:
             grey = np.asarray(ImageOps.exif_transpose(img).convert("L"))
             mask = grey > (127 if grey.max() > 127 else 0)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except InspectorError:
+        raise
+    except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         raise InspectorError(f"mask {path}: cannot be decoded ({exc.__class__.__name__})") from None
     if mask.shape != shape:
         raise InspectorError(f"mask {path}: {mask.shape[1]}x{mask.shape[0]} px but its image is {shape[1]}x{shape[0]}; masks must match their image")

@@ -40,8 +40,12 @@ class Numbers:
         return "—" if value is None else self._local(str(int(value)))
 
     def significant(self, value: float | None, digits: int = 4) -> str:
-        """`digits` significant digits, written out in full (120000, not 1.2e+05; 0.00001234, not 1.234e-05)."""
-        return "—" if value is None else self._local(format(Decimal(f"{value:.{digits}g}"), "f"))
+        """`digits` significant digits, or every integer digit, written out in full (123457, not 1.235e+05; 0.00001234,
+        not 1.234e-05)."""
+        if value is None:
+            return "—"
+        digits = max(digits, len(str(int(abs(value)))))  # every integer digit: a rounded 123500 would look exact
+        return self._local(format(Decimal(f"{value:.{digits}g}"), "f"))
 
     def tick(self, value: float) -> str:
         """A chart's axis label: whole numbers from 10 up, three significant digits below."""

@@ -14,8 +14,9 @@ MAX_SUBGROUPS = 24
 
 
 def apart(value: float, other: float | None, digits: int = 4) -> str:
-    """`value` with the fewest significant digits (at least `digits`) that tell it from `other`, so that a
-    score just below its threshold never reads as equal to it; give both the same `other` pair, swapped."""
+    """`value` with the fewest significant digits (at least `digits`, and every integer digit) that tell it from
+    `other`, so that a score just below its threshold never reads as equal to it; give both the same `other` pair, swapped."""
+    digits = max(digits, len(str(int(abs(value)))) if math.isfinite(value) else digits)  # 123456.7 reads 123457, never 123500
     text = f"{value:.{digits}g}"
     while other is not None and value != other and digits < 17 and text == f"{other:.{digits}g}":
         digits += 1

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from model.folders import folder_lock
 
     ckpt = Path(args.checkpoint)
+    if not ckpt.exists():  # before the lock, which would only say the folder cannot be opened
+        raise InspectorError(f"checkpoint {ckpt}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
         if value is not None and not np.isfinite(value):
             raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
@@ -97,8 +99,11 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
         flag = f"--{policy.kind} {policy.target}"
         raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "
                              f"{side['source']['checkpoint']} {flag}`, then --set that threshold here")
-    old = dict(side["thresholds"])
+    old = dict(side["thresholds"]) if isinstance(side.get("thresholds"), dict) else {}  # a broken one is what --set mends
     new = _given(old, args)
+    if not all(isinstance(new.get(k), (int, float)) for k in ("image", "pixel")):
+        raise InspectorError(f"export {model}: its thresholds are missing or not numbers; give both, "
+                             f"`inspector threshold {model} --set SCORE --pixel VALUE`")
     changed = new != old
     if changed:
         try:
@@ -116,7 +121,7 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
 def _by_hand(calibration: dict, old: dict, new: dict) -> dict:
     """A threshold set by hand answers to no policy, and was chosen on no images (eval then says neither)."""
     calibration = dict(calibration)
-    if new["image"] != old["image"]:
+    if new["image"] != old.get("image"):
         calibration["policy"] = None
     if new.get("pixel") != old.get("pixel"):
         calibration["pixel_threshold_source"] = "set by hand"

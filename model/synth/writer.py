@@ -95,15 +95,20 @@ def _remove(paths: list[Path], out: Path) -> None:
 
 def remove_previous(out: Path) -> None:
     """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
-    so the folder holds only what the new labels.json lists; files it did not write stay."""
+    then that labels.json and contact sheet (a new run that fails leaves no list of files gone); files it did
+    not write stay."""
     try:
         old = json.loads((out / "labels.json").read_text())
-        listed = [r[key] for r in old["images"] for key in ("image", "mask")] if old.get("generator") == "inspector synth" else []
-    except (OSError, ValueError, KeyError, TypeError):
+        if old.get("generator") != "inspector synth":
+            return
+        listed = [r[key] for r in old["images"] for key in ("image", "mask")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
     root = out.resolve()
     paths = [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
     _remove([p for p in paths if p.is_file()], root)
+    for name in ("labels.json", "contact_sheet.png"):
+        (out / name).unlink(missing_ok=True)
 
 
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,

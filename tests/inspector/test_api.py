@@ -132,6 +132,9 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     assert "4,199999" in result(4.1999995).describe("es")
     one = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12000, peak=9.0, mean=5.0, severity="high")]).describe("en")
     assert "1 defect region found: " in one and "12,000 px (60.00% of the image)" in one  # "1 defect region(s) found" before
+    big = result(123456.7, [Region(box=(1, 2, 3, 4), area_px=5, peak=9.0, mean=5.0, severity="high", confidence=0.87)])
+    assert "score 123,457 is at or above" in big.describe("en")  # 123,500: rounded, yet it looked exact
+    assert "confianza del 87\xa0%" in big.describe("es")  # "87%" beside "60,00 %"
     nan = result(float("nan"))
     assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
     json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON
@@ -186,3 +189,11 @@ def test_an_image_unlike_the_training_images_is_flagged(insp, tiny_data):
                           "orientation, or fit on images like it"] and r.to_record()["warnings"] == r.warnings  # judged silently before
     assert unlike_training((100, 100), None) is None  # a checkpoint that records no sizes
     assert unlike_training((250, 400), {"min": [120, 240], "max": [600, 290], "aspect": [0.43, 2.45]}) is None  # tiles of many sizes
+
+
+def test_a_loaded_image_keeps_the_source_it_is_given(insp, tiny_data):
+    from inspector.api import load_image
+
+    image = load_image(tiny_data / "test" / "good" / "000.png")
+    assert insp.inspect(image, source="cam3/part-17").source == "cam3/part-17"  # the file's path before
+    assert insp.inspect(image).source == str(tiny_data / "test" / "good" / "000.png")

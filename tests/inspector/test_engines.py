@@ -63,6 +63,11 @@ def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports
     for value, needle in (("Infinity", "the image threshold is inf"), ('"abc"', "thresholds (image, pixel) are missing or not numbers")):
         sidecar_path(model).write_text(json.dumps(side).replace(f'"image": {json.dumps(side["thresholds"]["image"])}', f'"image": {value}'))
         assert needle in _fails_with_one_line(capsys, "inspect", model, image, "--json")
+    sidecar_path(model).write_text(json.dumps({**side, "thresholds": None}))  # what inspect says to run mends it (a traceback)
+    assert "give both" in _fails_with_one_line(capsys, "threshold", model, "--set", "5")
+    code, out, _ = cli(capsys, "threshold", model, "--set", "5", "--pixel", "2", "--json")
+    assert code == 0 and json.loads(out)["thresholds"] == {"image": 5.0, "pixel": 2.0}
+    assert "no such file or directory" in _fails_with_one_line(capsys, "threshold", tmp_path / "nope", "--set", "1")
     from inspector.engines.base import ModelMeta
 
     good = {"net": {"backbone": "b", "input_size": [64, 64]}, "files": {"w": "0" * 64}, "thresholds": {"image": 1.0, "pixel": 2.0}}

@@ -192,3 +192,33 @@ def test_an_interrupted_save_leaves_the_old_checkpoint_whole(ckpt_copy, monkeypa
     assert sha256_file(ckpt_copy / WEIGHTS) == before  # replaced before the manifest was: neither model loaded
     load_checkpoint(ckpt_copy)
     assert not list(ckpt_copy.glob(f"{WEIGHTS}.*.tmp"))
+
+
+def test_ctrl_c_between_the_renames_waits_until_both_are_done(ckpt_copy, monkeypatch):
+    import signal
+    import threading
+    from pathlib import Path
+
+    net, manifest = load_checkpoint(ckpt_copy)
+    with torch.no_grad():
+        next(p for p in net.parameters() if p.dtype.is_floating_point).add_(1.0)
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait)  # as torch's and tqdm's threads: the kernel may hand Ctrl-C to this one
+    busy.start()
+    real = Path.replace
+
+    def replace(self, target):
+        if Path(target).name == WEIGHTS:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right as the weights land, before the manifest does
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # it still stops the fit, once both files are in place
+            save_checkpoint(net, ckpt_copy, {k: manifest[k] for k in ("thresholds", "calibration", "options")})
+    finally:
+        stop.set()
+        busy.join()
+    monkeypatch.undo()
+    reloaded, _ = load_checkpoint(ckpt_copy)  # the new weights under the old manifest before: neither loaded
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), net.state_dict().values(), strict=True))

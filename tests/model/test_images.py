@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from model.errors import InspectorError
-from model.images import array_to_rgb, decode_image, list_images, preprocess, read_image, read_mask, resize_map
+from model.images import array_to_rgb, decode_image, list_images, pil_to_rgb, preprocess, read_image, read_mask, resize_map
 
 
 def quadrants(h: int = 40, w: int = 24) -> np.ndarray:
@@ -221,6 +221,12 @@ def test_pages_missing_points_and_hot_pixels():
     assert rgb[3, 5, 0] == 0 and rgb[0, -1, 0] == 255 and len(np.unique(rgb[..., 0])) > 50
     with pytest.raises(InspectorError, match=r"no pixel has a value \(all NaN\)"):
         decode_image(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)), "blank")
+    with Image.open(io.BytesIO(_encoded("TIFF", good, bad))) as paged:  # the same as a PIL image: page 1 was inspected
+        with pytest.raises(InspectorError, match="holds 2 frames"):
+            pil_to_rgb(paged, "paged")
+    flat = np.full((100, 200), 1000, np.uint16)
+    flat[50:53, 50:53] = 3000  # a 9-pixel defect, under 0.01 % of the pixels: the trimmed range was empty, all black
+    assert array_to_rgb(flat)[51, 51, 0] == 255 and array_to_rgb(flat)[0, 0, 0] == 0
     twelve = np.tile(np.linspace(200, 800, 200), (100, 1)).astype(np.uint16)
     twelve[50, 50] = 65535  # one hot pixel squeezed the part into 3 grey levels before
     assert len(np.unique(array_to_rgb(twelve)[..., 0])) >= 190
@@ -230,6 +236,13 @@ def test_a_truncated_file_says_why(tmp_path):
     data = _encoded("PNG", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
     with pytest.raises(InspectorError, match=r"cannot be decoded \(OSError: image file is truncated\)"):
         decode_image(data[: len(data) // 2], "half")
+    rng = np.random.default_rng(0)
+    pages = [rng.integers(0, 255, (64, 64, 3), np.uint8) for _ in range(3)]
+    for fmt in ("GIF", "TIFF", "WEBP", "PNG"):  # struct.error, IndexError or TypeError tracebacks before, depending on the cut
+        whole = _encoded(fmt, *pages)
+        for cut in range(20, len(whole), max(1, len(whole) // 200)):
+            with pytest.raises(InspectorError):
+                decode_image(whole[:cut], f"cut.{fmt.lower()}")
 
 
 def test_preprocess_and_resize_map():

@@ -201,3 +201,15 @@ def test_an_interrupted_run_leaves_no_half_dataset(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_synthetic(good, out, 10, ["scratch"], seed=0)
     assert sorted(p.name for p in out.rglob("*")) == ["notes.txt"]  # 3 images and masks were left, no labels.json
+
+
+def test_a_failed_force_run_leaves_no_stale_list(tmp_path, monkeypatch):
+    import model.synth.writer as writer
+
+    good = _goods(tmp_path, 2)
+    out = tmp_path / "o"
+    write_synthetic(good, out, 4, ["scratch"], seed=0)
+    monkeypatch.setattr(writer, "synthesize", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic(good, out, 4, ["pit"], seed=0, replace=True)
+    assert not (out / "labels.json").exists() and not (out / "contact_sheet.png").exists()  # it listed 4 images gone

@@ -98,4 +98,4 @@ def test_chart_numbers_follow_the_language():
     texts = [t.text for t in parse(charts.throughput(groups, _, STYLES["es"])).iter(f"{NS}text")]
     assert "10.000" in texts and "2500" in texts and "10,000" not in texts  # CLDR: Spanish groups with a point, from five digits up
     gauge = [t.text for t in parse(charts.score_gauge(123456.7, 4.25, "FAIL", _, STYLES["es"])).iter(f"{NS}text")]
-    assert "Score 123.500" in gauge and "Threshold 4,25" in gauge  # "1.235e+05" and "4.25" before
+    assert "Score 123.457" in gauge and "Threshold 4,25" in gauge  # "1.235e+05" and "4.25" before; every integer digit kept
