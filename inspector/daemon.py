@@ -311,11 +311,14 @@ class Daemon:
     def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain, stop. Returns the exit code."""
         self.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.halt.set())
-        sd_notify("READY=1")
-        while not self.halt.wait(1.0):
-            pass
-        log.info("stopping: draining accepted work")
-        self.shutdown()
+        before = {sig: signal.signal(sig, lambda *_: self.halt.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            sd_notify("READY=1")
+            while not self.halt.wait(1.0):
+                pass
+            log.info("stopping: draining accepted work")
+            self.shutdown()
+        finally:  # a process that goes on (tests, an embedding program) gets its own Ctrl-C back
+            for sig, handler in before.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         return 0

@@ -213,10 +213,12 @@ def test_ctrl_c_between_the_renames_waits_until_both_are_done(ckpt_copy, monkeyp
         return real(self, target)
 
     monkeypatch.setattr(Path, "replace", replace)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever an earlier test left
     try:
         with pytest.raises(KeyboardInterrupt):  # it still stops the fit, once both files are in place
             save_checkpoint(net, ckpt_copy, {k: manifest[k] for k in ("thresholds", "calibration", "options")})
     finally:
+        signal.signal(signal.SIGINT, before)
         stop.set()
         busy.join()
     monkeypatch.undo()
