@@ -40,12 +40,9 @@ class Numbers:
         return "—" if value is None else self._local(str(int(value)))
 
     def significant(self, value: float | None, digits: int = 4) -> str:
-        """`digits` significant digits, or every integer digit, written out in full (123457, not 1.235e+05; 0.00001234,
-        not 1.234e-05)."""
-        if value is None:
-            return "—"
-        digits = max(digits, len(str(int(abs(value)))))  # every integer digit: a rounded 123500 would look exact
-        return self._local(format(Decimal(f"{value:.{digits}g}"), "f"))
+        """`digits` significant digits, or every integer digit (records.apart), written out in full (123457, not
+        1.235e+05; 0.00001234, not 1.234e-05)."""
+        return "—" if value is None else self._written(apart(value, None, digits))
 
     def tick(self, value: float) -> str:
         """A chart's axis label: whole numbers from 10 up, three significant digits below."""
@@ -55,7 +52,11 @@ class Numbers:
 
     def apart(self, value: float | None, other: float | None) -> str:
         """`value` with the digits that tell it from `other` (records.apart), written out in full."""
-        return "—" if value is None else self._local(format(Decimal(apart(value, other)), "f"))
+        return "—" if value is None else self._written(apart(value, other))
+
+    def _written(self, text: str) -> str:
+        """A number as Python's g-format gave it, without its exponent and in this language."""
+        return self._local(format(Decimal(text), "f"))
 
 
 STYLES = {"en": Numbers(), "zh": Numbers(), "es": Numbers(group=".", decimal=",", min_grouping=5, percent_sign="\u00a0%")}
