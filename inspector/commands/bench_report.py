@@ -10,7 +10,6 @@ timed in the same run, is the baseline its PDF is compared with.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import at_least, print_json
+from inspector.commands.common import at_least, median_seconds, print_json
 from model.errors import InspectorError
 
 SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
@@ -33,15 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", metavar="DIR", help="keep the store and reports in this folder instead of a temporary one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
-
-
-def _median(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> dict[str, Any]:
@@ -68,14 +58,14 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
         return lambda: reports.render_inspection(store.get(failed["inspection_id"]), out / "inspection", formats, lang, store.root)
 
     try:
-        cold = _median(one(("html", "pdf")), 1)  # imports WeasyPrint, loads fonts, parses templates
+        cold = median_seconds(one(("html", "pdf")), 1)  # imports WeasyPrint, loads fonts, parses templates
         result = {
             "n": n, "repeat": repeat, "lang": lang, "image_size": image_size, "setup_s": round(setup_s, 2), "cold_first_inspection_s": round(cold, 3),
-            "store_query_s": _median(lambda: store.records(start, end), repeat),
-            "shift_html_s": _median(shift(("html",)), repeat),
-            "shift_html_pdf_s": _median(shift(("html", "pdf")), repeat),
-            "inspection_html_s": _median(one(("html",)), repeat),
-            "inspection_pdf_s": _median(one(("pdf",)), repeat),
+            "store_query_s": median_seconds(lambda: store.records(start, end), repeat),
+            "shift_html_s": median_seconds(shift(("html",)), repeat),
+            "shift_html_pdf_s": median_seconds(shift(("html", "pdf")), repeat),
+            "inspection_html_s": median_seconds(one(("html",)), repeat),
+            "inspection_pdf_s": median_seconds(one(("pdf",)), repeat),
         }
     except reports.ReportError as exc:
         raise InspectorError(str(exc)) from None

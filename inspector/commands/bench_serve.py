@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import at_least, positive_number, print_json
+from inspector.commands.common import at_least, median_seconds, positive_number, print_json
 from model.errors import InspectorError
 
 
@@ -144,12 +144,7 @@ def engine_alone(cfg: Any, image: bytes, runs: int = 15) -> float:
 
     insp = Inspector.load(cfg.model.path, cfg.model.device)
     insp.inspect(image)  # warm-up
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        insp.inspect(image)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return 1000.0 * median_seconds(lambda: insp.inspect(image), runs)
 
 
 def _wait(cond, seconds: float) -> bool:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from model.errors import InspectorError
@@ -104,3 +107,13 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("calibration (default: escape 1% with defect images, else false alarms 1%)")
     g.add_argument("--escape", type=fraction, metavar="RATE", help="target fraction of defects allowed to pass, e.g. 0.01")
     g.add_argument("--far", type=fraction, metavar="RATE", help="target fraction of good parts failed (false alarms), e.g. 0.01")
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of `repeat` calls of `fn`, in seconds (the benchmarks' timing loop)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
