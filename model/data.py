@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import InspectorError
-from model.images import list_images
+from model.images import broken_links_note, list_images, scan_images
 from model.label_names import GOOD
 
 
@@ -31,6 +31,7 @@ class Dataset:
     root: Path
     train: list[Sample]
     test: list[Sample] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was left out, to be said (broken links)
 
     @property
     def defect_types(self) -> list[str]:
@@ -78,18 +79,25 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         raise InspectorError(f"data {root}: is a file; give a folder of images or an MVTec AD layout folder")
     if (root / "train").is_dir() or (root / "test").is_dir():
         _refuse_misnamed_good(root)
-        train = [Sample(p) for p in list_images(root / "train" / GOOD, recursive=True)] if (root / "train" / GOOD).is_dir() else []
+        notes: list[str] = []
+        good = root / "train" / GOOD
+        scan = scan_images(good, recursive=True) if good.is_dir() else None
+        train = [Sample(p) for p in scan.images] if scan else []
+        notes += broken_links_note(scan, good) if scan else []
         test: list[Sample] = []
         if (root / "test").is_dir():
             for type_dir in sorted(d for d in (root / "test").iterdir() if d.is_dir()):
-                for p in list_images(type_dir):
+                scan = scan_images(type_dir)
+                notes += broken_links_note(scan, type_dir)
+                for p in scan.images:
                     mask = _mask_for(root, type_dir.name, p) if type_dir.name != GOOD else None
                     test.append(Sample(p, type_dir.name, mask))
-        dataset = Dataset(root, train, test)
+        dataset = Dataset(root, train, test, notes)
     else:
         if require_train:
             _refuse_labelled(root)
-        dataset = Dataset(root, [Sample(p) for p in list_images(root, recursive=True)])
+        scan = scan_images(root, recursive=True)
+        dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root
         raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF); put good parts there")

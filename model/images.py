@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -14,6 +17,10 @@ from model.errors import InspectorError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
+# Pillow's warnings were printed raw before a verdict: a frame up to 2 x MAX_IMAGE_PIXELS is read on purpose, and
+# its UserWarnings say it read a damaged file's metadata as far as it could (a corrupt EXIF reads upright as stored).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def _load_strict(img: Image.Image) -> None:
@@ -194,8 +201,46 @@ def is_mask_name(path: Path) -> bool:
     return path.stem.endswith("_mask")
 
 
+@dataclass
+class Scan:
+    """A folder's image files, and its symbolic links that lead nowhere (left out, to be said)."""
+
+    images: list[Path] = field(default_factory=list)
+    broken_links: list[Path] = field(default_factory=list)
+
+
+def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> Scan:
+    """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`.
+    Recursively, linked folders are followed (a station's folder often links its days' folders), each real
+    folder once, so a link back up the tree is no loop."""
+    scan, seen = Scan(), set()
+    for here, subs, files in os.walk(folder, followlinks=True) if recursive else [next(os.walk(folder), (folder, [], []))]:
+        if recursive:
+            real = os.path.realpath(here)
+            if real in seen:
+                subs.clear()
+                continue
+            seen.add(real)
+            subs.sort()  # a folder reached twice (itself and by a link) is read by the path met first
+        for name in files:
+            p = Path(here) / name
+            if p.is_symlink() and not p.exists():
+                scan.broken_links.append(p)
+            elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)):
+                scan.images.append(p)
+    scan.images.sort()
+    scan.broken_links.sort()
+    return scan
+
+
 def list_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> list[Path]:
-    """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`."""
-    folder = Path(folder)
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and (masks or not is_mask_name(p)))
+    """scan_images' image files."""
+    return scan_images(folder, recursive, masks).images
+
+
+def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
+    """The note (without a "note: " prefix) that says which links were left out of a folder's images, if any."""
+    if not scan.broken_links:
+        return []
+    n, first = len(scan.broken_links), scan.broken_links[0]
+    return [f"{n} link(s) in {folder} lead nowhere and were left out (e.g. {first} -> {os.readlink(first)})"]

@@ -66,6 +66,8 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True)
     report = metrics_report(dataset.test, scored)
+    if dataset.notes:
+        report["notes"] = dataset.notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     here = calibrated_here(manifest, dataset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, seed, tqdm_bars
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from model.fit import FitOptions, fit
 
     dataset = load_dataset(args.data)
+    for note in dataset.notes:  # now, not after minutes of fitting
+        print(f"note: {note}", file=sys.stderr)
     # --references keeps whole training images instead of a bank, and learns from none of the generated ones
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),

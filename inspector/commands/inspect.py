@@ -111,7 +111,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
     run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
     on what was left out."""
-    from model.images import is_mask_name, list_images
+    from model.images import broken_links_note, is_mask_name, scan_images
 
     skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
@@ -119,7 +119,9 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
-        images = list_images(t, recursive=True, masks=True) if t.is_dir() else [t]
+        scan = scan_images(t, recursive=True, masks=True) if t.is_dir() else None
+        images = scan.images if scan else [t]
+        notes += [f"note: {n}" for n in broken_links_note(scan, t)] if scan else []
         if skip and t.is_dir():
             images = [p for p in images if os.path.commonpath([os.path.abspath(p), skip]) != skip]
         if t.is_dir() and any(map(is_mask_name, images)):  # left out as everywhere else, but not silently

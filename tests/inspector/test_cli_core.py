@@ -149,6 +149,16 @@ def test_masks_in_an_inspected_folder_are_named_not_skipped_silently(capsys, tin
     assert rc == 0 and json.loads(stdout)["verdict"] in ("PASS", "FAIL") and err == ""
 
 
+def test_links_to_nothing_in_an_inspected_folder_are_said(capsys, tiny_ckpt, tiny_data, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "linked").symlink_to(tiny_data / "test" / "good")
+    (parts / "gone.png").symlink_to(tmp_path / "deleted.png")
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json")
+    assert rc == 0 and json.loads(stdout)["summary"]["images"] == len(list((tiny_data / "test" / "good").glob("*.png")))
+    assert f"note: 1 link(s) in {parts} lead nowhere and were left out (e.g. {parts / 'gone.png'} -> " in err
+
+
 def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "blob" / "000.png"
     rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")

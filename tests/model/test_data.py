@@ -37,6 +37,19 @@ def test_mvtec_good_training_images_may_sit_in_subfolders(tmp_path):
     assert [s.path.relative_to(tmp_path / "train/good").as_posix() for s in load_dataset(tmp_path).train] == ["1.png", "day1/0.png", "day2/0.png"]
 
 
+def test_links_to_nothing_are_noted_where_the_dataset_is_read(tmp_path):
+    _img(tmp_path / "lot/0.png")
+    _img(tmp_path / "mt/train/good/0.png")
+    _img(tmp_path / "mt/test/crack/0.png")
+    (tmp_path / "mt/train/good/day2").symlink_to(tmp_path / "lot")  # followed
+    (tmp_path / "mt/train/good/day3").symlink_to(tmp_path / "unmounted")
+    (tmp_path / "mt/test/crack/1.png").symlink_to(tmp_path / "deleted.png")
+    ds = load_dataset(tmp_path / "mt")
+    assert [s.path.name for s in ds.train] == ["0.png", "0.png"] and len(ds.test) == 1
+    assert len(ds.notes) == 2 and "day3 -> " in ds.notes[0] and "1.png -> " in ds.notes[1]
+    assert load_dataset(tmp_path / "lot").notes == []
+
+
 @pytest.mark.parametrize("folder", ["test/Good", "train/GOOD"])
 def test_a_good_folder_named_in_another_case_is_refused(tmp_path, folder):
     """test/Good would count its parts as a defect type; train/GOOD would not be read."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -13,7 +15,18 @@ import pytest
 from PIL import Image
 
 from model.errors import InspectorError
-from model.images import array_to_rgb, decode_image, list_images, pil_to_rgb, preprocess, read_image, read_mask, resize_map
+from model.images import (
+    array_to_rgb,
+    broken_links_note,
+    decode_image,
+    list_images,
+    pil_to_rgb,
+    preprocess,
+    read_image,
+    read_mask,
+    resize_map,
+    scan_images,
+)
 
 
 def quadrants(h: int = 40, w: int = 24) -> np.ndarray:
@@ -46,6 +59,27 @@ def test_exif_orientation_is_applied(tmp_path, orientation, expected):
     with Image.open(path) as check:  # the tag really is in the file
         assert check.getexif().get(0x0112) == orientation
     assert_close(read_image(path), expected(stored), tol=12)
+
+
+def test_damaged_exif_is_read_without_pillows_warning_on_stderr(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010E] = 6, "part 17, line 3"
+    buf = io.BytesIO()
+    Image.fromarray(quadrants()).save(buf, "JPEG", exif=exif.tobytes())
+    data = bytearray(buf.getvalue())
+    tiff = data.index(b"Exif\x00\x00") + 6
+    order = "<" if data[tiff:tiff + 2] == b"II" else ">"
+    ifd = tiff + struct.unpack(order + "I", data[tiff + 4:tiff + 8])[0]
+    for k in range(struct.unpack(order + "H", data[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack(order + "H", data[entry:entry + 2])[0] == 0x010E:
+            data[entry + 4:entry + 8] = struct.pack(order + "I", 100_000)  # the description's length: past the file's end
+    path = tmp_path / "damaged_exif.jpg"
+    path.write_bytes(data)
+    code = f"from model.images import read_image; print(read_image({str(path)!r}).shape)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert run.stdout.split() == ["(24,", "40,", "3)"]  # still turned upright
 
 
 def test_sixteen_bit_png_keeps_its_gradient(tmp_path):
@@ -266,3 +300,22 @@ def test_list_images(tmp_path):
     (tmp_path / "sub" / "e.bmp").write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.tif", "d.JPEG"]
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.jpg", "b.PNG", "c.tif", "d.JPEG", "e.bmp"]
+
+
+def test_linked_folders_are_read_once_and_links_to_nothing_are_said(tmp_path):
+    days, station = tmp_path / "nas" / "monday", tmp_path / "station"
+    days.mkdir(parents=True)
+    station.mkdir()
+    (days / "m.png").write_bytes(b"x")
+    (station / "own.png").write_bytes(b"x")
+    (station / "monday").symlink_to(days)  # a station's folder linking its days' folders: its images were skipped
+    (station / "again").symlink_to(days)
+    (days / "up").symlink_to(station)  # a link back up the tree: no endless walk
+    (station / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (station / "old_day").symlink_to(tmp_path / "unmounted")
+    scan = scan_images(station, recursive=True)
+    assert [p.relative_to(station).as_posix() for p in scan.images] == ["again/m.png", "own.png"]
+    assert [p.name for p in scan.broken_links] == ["gone.png", "old_day"]
+    note = broken_links_note(scan, station)[0]
+    assert note.startswith(f"2 link(s) in {station} lead nowhere") and "deleted.png" in note
+    assert broken_links_note(scan_images(days), days) == [] and [p.name for p in list_images(days)] == ["m.png"]
