@@ -48,8 +48,7 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path) -> int:
 
     manifest = read_manifest(ckpt)
     ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
-    scores = manifest.get("calibration_scores") or {}
-    good, defect = np.asarray(scores.get("good", [])), np.asarray(scores.get("defect", []))
+    good, defect = _calibration_scores(manifest, ckpt)
     policy = policy_from(args)
     if policy is not None and args.value is not None:
         raise InspectorError("give either --set or --escape/--far, not both")
@@ -86,6 +85,30 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path) -> int:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
     return 0
+
+
+def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The good and defect calibration scores, after checking the manifest's calibration sections have the shape
+    fit writes: a resealed manifest with a malformed one was a traceback, and is one line naming the field."""
+    def bad(field: str, want: str) -> InspectorError:
+        return InspectorError(f"checkpoint {ckpt}: manifest field {field} is not {want}; re-create it with `inspector fit`")
+
+    calibration, scores = manifest.get("calibration", {}), manifest.get("calibration_scores") or {}
+    if not isinstance(calibration, dict):
+        raise bad("calibration", "an object")
+    policy = calibration.get("policy")
+    if policy is not None and not (isinstance(policy, dict) and policy.get("kind") in ("escape", "far")
+                                   and isinstance(policy.get("target"), (int, float)) and 0 <= policy["target"] < 1):
+        raise bad("calibration.policy", 'null or {"kind": "escape" or "far", "target": a rate in [0, 1)}')
+    if not isinstance(scores, dict):
+        raise bad("calibration_scores", "an object")
+    found = []
+    for kind in ("good", "defect"):
+        values = scores.get(kind, [])
+        if not (isinstance(values, list) and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
+            raise bad(f"calibration_scores.{kind}", "a list of finite numbers")
+        found.append(np.asarray(values, dtype=np.float64))
+    return found[0], found[1]
 
 
 def _run_export(args: argparse.Namespace, model: Path) -> int:

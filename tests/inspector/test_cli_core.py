@@ -297,6 +297,21 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
 
 
+@pytest.mark.parametrize("field, value", [
+    ("calibration", ["escape", 0.01]), ("calibration", {"policy": {"kind": "escapes", "target": 0.01}}),
+    ("calibration", {"policy": {"kind": "far", "target": "1%"}}), ("calibration_scores", [1.0, 2.0]),
+    ("calibration_scores", {"good": "0.1, 0.2"}), ("calibration_scores", {"good": [0.1, None]}),
+])
+def test_threshold_on_a_resealed_malformed_calibration_names_the_field(capsys, tiny_ckpt, tmp_path, field, value):
+    from model.checkpoint import write_manifest
+
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    write_manifest(ckpt, {**manifest, field: value, "files": list(manifest["files"])})  # resealed: it loads
+    rc, _, err = cli(capsys, "threshold", ckpt, "--far", "0.05")
+    assert_one_line_error(rc, err, f"checkpoint {ckpt}: manifest field {field}", "re-create it with `inspector fit`")
+
+
 def test_threshold_that_cannot_be_written_keeps_the_checkpoint(capsys, tiny_ckpt, tmp_path):
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "t.ckpt")
     before = (ckpt / "manifest.json").read_text()
