@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", default=None, help="also print a plain-language summary: en, zh or es")
     p.add_argument("--serial", help="part serial number to record (single image)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when a part FAILs, 0 when all PASS, as `git diff --exit-code` does (2 stays an error)")
     p.set_defaults(func=run)
 
 
@@ -85,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     elif len(paths) > 1:
         n_fail = sum(r.verdict == "FAIL" for r in results)
         print(f"{len(results)} inspected: {len(results) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
-    return 2 if errors else 0
+    if errors:
+        return 2
+    return 1 if args.exit_code and any(r.verdict == "FAIL" for r in results) else 0
 
 
 def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:

@@ -159,6 +159,20 @@ def test_links_to_nothing_in_an_inspected_folder_are_said(capsys, tiny_ckpt, tin
     assert f"note: 1 link(s) in {parts} lead nowhere and were left out (e.g. {parts / 'gone.png'} -> " in err
 
 
+def test_exit_code_says_whether_a_part_failed(capsys, tiny_ckpt, tiny_data):
+    defect, good = tiny_data / "test" / "blob" / "000.png", tiny_data / "test" / "good" / "000.png"
+    verdicts = {}
+    for image in (defect, good):
+        rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json")
+        verdicts[image] = json.loads(stdout)["verdict"]
+        assert rc == 0  # without the flag a FAIL is an answer, not an error
+    assert verdicts == {defect: "FAIL", good: "PASS"}
+    assert cli(capsys, "inspect", tiny_ckpt, defect, "--exit-code")[0] == 1
+    assert cli(capsys, "inspect", tiny_ckpt, good, "--exit-code")[0] == 0
+    assert cli(capsys, "inspect", tiny_ckpt, good, defect, "--exit-code", "--json")[0] == 1
+    assert cli(capsys, "inspect", tiny_ckpt, good, tiny_data / "nope.png", "--exit-code")[0] == 2
+
+
 def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "blob" / "000.png"
     rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")
