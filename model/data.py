@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import InspectorError
-from model.images import broken_links_note, list_images, scan_images
+from model.images import broken_links_note, list_images, scan_images, walk_folders
 from model.label_names import GOOD
 
 
@@ -50,8 +49,7 @@ def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:
 def _refuse_labelled(root: Path) -> None:
     """A plain folder is read as good images, so one holding an MVTec AD layout (its ground_truth/ masks, or
     good/ beside folders of defect images) would silently teach the model its defects: refuse it, naming the folder."""
-    for here, subs, _ in os.walk(root):
-        subs.sort()
+    for here, subs, _ in walk_folders(root):  # as the images are found: a linked layout would be learnt too
         d = Path(here)
         if "ground_truth" in subs:
             raise InspectorError(f"data {root}: {d} is an MVTec AD layout (it has ground_truth/), whose defects "

@@ -209,25 +209,33 @@ class Scan:
     broken_links: list[Path] = field(default_factory=list)
 
 
+def walk_folders(folder: str | Path):
+    """os.walk top-down, sorted, following linked folders (a station's folder often links its days' folders), each
+    real folder once, so a link back up the tree is no loop."""
+    seen = set()
+    for here, subs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            subs.clear()
+            continue
+        seen.add(real)
+        subs.sort()  # a folder reached twice (itself and by a link) is read by the path met first
+        yield here, subs, files
+
+
 def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> Scan:
-    """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`.
-    Recursively, linked folders are followed (a station's folder often links its days' folders), each real
-    folder once, so a link back up the tree is no loop."""
-    scan, seen = Scan(), set()
-    for here, subs, files in os.walk(folder, followlinks=True) if recursive else [next(os.walk(folder), (folder, [], []))]:
-        if recursive:
-            real = os.path.realpath(here)
-            if real in seen:
-                subs.clear()
-                continue
-            seen.add(real)
-            subs.sort()  # a folder reached twice (itself and by a link) is read by the path met first
+    """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`;
+    recursively as walk_folders reads it."""
+    scan = Scan()
+    for here, _, files in walk_folders(folder):
         for name in files:
             p = Path(here) / name
             if p.is_symlink() and not p.exists():
                 scan.broken_links.append(p)
             elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)):
                 scan.images.append(p)
+        if not recursive:
+            break
     scan.images.sort()
     scan.broken_links.sort()
     return scan

@@ -92,6 +92,10 @@ def test_a_plain_folder_holding_labelled_images_is_refused(tmp_path):
     assert "good/ beside crack/" in str(exc.value) and f"give {tmp_path / 'site/line1/test/good'}" in str(exc.value)
     assert len(load_dataset(tmp_path / "site/line1").train) == 1  # the layout's root is read as one
     assert len(load_dataset(tmp_path / "site/line1/test", require_train=False).train) == 2  # benches and checks time any image
+    (tmp_path / "station").mkdir()
+    (tmp_path / "station/line1").symlink_to(tmp_path / "site/line1")  # read through its link as well, so refused as well
+    with pytest.raises(InspectorError, match=f"{tmp_path / 'station/line1'} is an MVTec AD layout"):
+        load_dataset(tmp_path / "station")
 
 
 def test_good_beside_folders_without_images_is_a_plain_folder(tmp_path):
