@@ -213,6 +213,8 @@ class StoreSection(Section):
     save_images: Literal["all", "fail", "none"] = Field("all", title="Save images", description="Which inspected images to keep.")
     save_overlays: Literal["all", "fail", "none"] = Field("fail", title="Save overlays", description="Which overlays to render and keep.")
     retention: Retention = Field(default_factory=Retention, title="Retention", description="When stored results are deleted.")
+    min_free_mb: int = Field(1024, ge=0, title="Keep free (MB)",
+                             description="Below this much free disk, images and overlays are not saved (results still are); 0: off.")
 
 
 class HttpSection(Section):

@@ -118,6 +118,8 @@ class Daemon:
         self.http: HealthServer | None = None
         self.source: Any = None
         self.inspector: Any = None
+        self.outbox: Outbox | None = None
+        self.sink: Sink | None = None
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -220,10 +222,15 @@ class Daemon:
         broker = self.mqtt.state if self.mqtt else "not started"
         source = self.source.state if self.source is not None else "mqtt only"
         status = "failing" if self.problems or not self.ready else "ok"
-        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error):
+        refused = self.outbox.refusing() if self.outbox is not None else None
+        sink = self.sink
+        disk = {"free_mb": sink.disk_free_mb, "images": "not saved (below store.min_free_mb)" if sink.disk_low else "saved"} if sink else None
+        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
+                               or refused or (sink and sink.disk_low)):
             status = "degraded"
         now = time.monotonic()
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
+                **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
                 "rejected": self.metrics.total("inspector_rejected_total"),

@@ -24,6 +24,7 @@ from inspector.config import MqttSection
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
+MAX_QUEUED = 10_000  # messages paho holds for the broker (about 20 MB of results); see MqttClient.publish
 
 ONLINE, OFFLINE = b"online", b"offline"
 
@@ -103,7 +104,8 @@ def _publish_properties(correlation: bytes | None, user: dict[str, str] | None) 
 
 
 class MqttClient:
-    """One broker connection. `inbox` gets Messages, `acks` gets the mids the broker acknowledged."""
+    """One broker connection. `inbox` gets Messages, `acks` gets the mids the broker acknowledged, `refused` the
+    (mid, reason) of publishes it refused (e.g. an ACL that forbids the topic)."""
 
     def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
                  subscriptions: list[str] | None = None, manual_ack: bool = False, inbox: queue.Queue | None = None,
@@ -115,11 +117,13 @@ class MqttClient:
         self.subscriptions = list(subscriptions or [])
         self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=10_000)
         self.acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.refused: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self.state = "not started"
         self._on_connected = on_connected
         self._on_overflow = on_overflow
         self._first = threading.Event()
         self._refusal: str | None = None
+        self._queue_full = False
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
                         clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
@@ -133,8 +137,11 @@ class MqttClient:
             c.tls_insecure_set(cfg.tls.insecure)
         if will is not None:
             c.will_set(will.topic, will.payload, will.qos, will.retain)
-        c.reconnect_delay_set(1, 30)
+        c.reconnect_delay_set(1, 10)  # at most 10 s: a 15 s outage cost 31 s offline at 30
         c.max_inflight_messages_set(100)
+        # paho's queue of unsent messages grows through an outage; beyond this a result waits in the store instead
+        # (the outbox hands it over again once connected) and other messages are dropped, said in the log
+        c.max_queued_messages_set(MAX_QUEUED)
         c.on_connect, c.on_disconnect, c.on_connect_fail = self._connected, self._disconnected, self._connect_failed
         c.on_message, c.on_publish = self._message, self._published
         self._client = c
@@ -242,18 +249,26 @@ class MqttClient:
     def _published(self, client, userdata, mid, reason, properties) -> None:
         if reason.is_failure:
             log.error("%s: broker rejected publish %d (%s)", self.where, mid, reason)
+            self.refused.put((mid, str(reason)))
         else:
             self.acks.put(mid)
 
     # -- operations (any thread) -------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, correlation: bytes | None = None,
                 user: dict[str, str] | None = None) -> int:
-        """Queue a publish (sent now or after a reconnect); returns its mid, acknowledged later on `acks`.
+        """Queue a publish (sent now or after a reconnect); returns its mid, acknowledged later on `acks`, or None
+        when MAX_QUEUED messages already wait for the broker (nothing is queued then).
 
         MQTT 5 only: `correlation` (echoed from a request) and `user` properties; ignored on 3.1.1.
         """
         info = self._client.publish(topic, payload, qos=qos, retain=retain,
                                     properties=_publish_properties(correlation, user) if self.v5 else None)
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            if not self._queue_full:
+                log.warning("%s: %d messages wait for the broker; results wait in the store, others are dropped", self.where, MAX_QUEUED)
+            self._queue_full = True
+            return None
+        self._queue_full = False
         return info.mid
 
     def ack(self, message: Message) -> None:

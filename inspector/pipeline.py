@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from inspector.api import Inspector
@@ -85,7 +88,11 @@ class Sink:
         self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
+        self._pruned = 0  # records deleted in this retention pass so far (it runs a chunk per step)
         self._last_warning: str | None = None
+        self._next_disk_check = 0.0
+        self.disk_free_mb: int | None = None
+        self.disk_low = False  # below store.min_free_mb: images are not saved, so that results still can be
 
     def step(self, timeout: float = 0.2) -> None:
         try:
@@ -115,8 +122,8 @@ class Sink:
             self._next_resend = now + 2.0
             self.outbox.resend()
         if now >= self._next_prune:
-            self._next_prune = now + self.cfg.store.retention.every_s
-            self.prune()
+            # one chunk per step, so results keep being stored and published through a long pass
+            self._next_prune = now + (0.0 if self.prune_chunk() else self.cfg.store.retention.every_s)
 
     def _error(self, text: str, job: Job) -> None:
         body = {"error": text, "input": job.source, "inspection_id": job.inspection_id, "serial": job.serial}
@@ -131,10 +138,13 @@ class Sink:
         record["timings_ms"]["intake"] = round((job.accepted - job.received) * 1000, 3)
         record["timings_ms"]["queue"] = round((job.started - job.accepted) * 1000, 3)
         sc = self.cfg.store
-        if self._wanted(sc.save_images, result.verdict):
+        room = self._room_for_images()
+        if room and self._wanted(sc.save_images, result.verdict):
             record["images"]["image"] = self.store.save_image(record, "image", job.rgb)
-        if self._wanted(sc.save_overlays, result.verdict):
+        if room and self._wanted(sc.save_overlays, result.verdict):
             record["images"]["overlay"] = self.store.save_image(record, "overlay", result.overlay(job.rgb))
+        if not room and (self._wanted(sc.save_images, result.verdict) or self._wanted(sc.save_overlays, result.verdict)):
+            self.metrics.inc("inspector_images_skipped_total")
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
         self.store.add(record)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
@@ -153,11 +163,61 @@ class Sink:
                 self._last_warning = warning
         return record
 
-    def prune(self) -> int:
+    def _room_for_images(self) -> bool:
+        """False while the store's disk has less than store.min_free_mb free (checked every 5 s): a full disk
+        would refuse the results themselves, so their images give way first."""
+        now = time.monotonic()
+        if now >= self._next_disk_check:
+            self._next_disk_check = now + 5.0
+            try:
+                self.disk_free_mb = shutil.disk_usage(self.store.root).free // 2**20
+            except OSError:
+                return not self.disk_low
+            low = self.disk_free_mb < self.cfg.store.min_free_mb
+            if low != self.disk_low:
+                (log.error if low else log.info)("store %s: %d MB free, %s store.min_free_mb (%d MB); images and overlays are %s",
+                                                 self.store.root, self.disk_free_mb, "below" if low else "back above",
+                                                 self.cfg.store.min_free_mb, "not saved" if low else "saved again")
+            self.disk_low = low
+        return not self.disk_low
+
+    def prune_chunk(self) -> int:
+        """One chunk of the retention pass (Store.prune); when a pass ends, old reports go too and the total is logged."""
         r = self.cfg.store.retention
         if r.max_age_days is None and r.max_rows is None:
             return 0
         n = self.store.prune(r.max_age_days, r.max_rows)
-        if n:
-            log.info("retention: deleted %d published record(s) and their images", n)
+        self._pruned += n
+        if not n:
+            reports = prune_files(self.hooks.out_dir, r.max_age_days) if r.max_age_days is not None else 0
+            if self._pruned or reports:
+                log.info("retention: deleted %d published record(s) with their images, and %d report file(s)", self._pruned, reports)
+            self._pruned = 0
         return n
+
+    def prune(self) -> int:
+        """A whole retention pass at once (the daemon runs it a chunk per step instead)."""
+        total = 0
+        while n := self.prune_chunk():
+            total += n
+        return total
+
+
+def prune_files(folder: Path, max_age_days: float) -> int:
+    """Delete files under `folder` last written more than max_age_days ago, and the folders that leaves empty."""
+    cutoff, n = time.time() - max_age_days * 86400.0, 0
+    for here, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            p = Path(here) / name
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    n += 1
+            except OSError:
+                continue
+        if Path(here) != folder:
+            try:
+                Path(here).rmdir()  # only when empty
+            except OSError:
+                pass
+    return n

@@ -127,6 +127,28 @@ def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.T
     return mean.float(), (evecs / evals.clamp_min(1e-12).sqrt()).float()
 
 
+CHUNK = 64  # images at a time where a step's scratch memory grows with the batch (maps: about 5 MB per image)
+
+
+def in_chunks(fn, *batched: torch.Tensor) -> torch.Tensor:
+    """fn over `batched` tensors' first dimension, CHUNK images at a time, joined: as fn over all at once."""
+    n = batched[0].shape[0]
+    return torch.cat([fn(*(t[s : s + CHUNK] for t in batched)) for s in range(0, n, CHUNK)]) if n else fn(*batched)
+
+
+def _level_variance(emb: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The sum over channels start..stop of each channel's variance over all images and grid cells (unbiased, as
+    torch.var), accumulated CHUNK images at a time in float64 instead of from a float32 copy of the whole level."""
+    s1 = torch.zeros(stop - start, dtype=torch.float64)
+    s2 = torch.zeros_like(s1)
+    for r in range(0, len(emb), CHUNK):
+        x = emb[r : r + CHUNK, start:stop].double()
+        s1 += x.sum(dim=(0, 2, 3))
+        s2 += (x * x).sum(dim=(0, 2, 3))
+    m = emb.shape[0] * emb.shape[2] * emb.shape[3]
+    return ((s2 - s1 * s1 / m) / max(m - 1, 1)).sum().float()
+
+
 def _first_views(sources: list[int]) -> torch.Tensor:
     """Row index of each source image's un-augmented view (its first occurrence), in source order."""
     first: dict[int, int] = {}
@@ -207,10 +229,10 @@ def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torc
     rows = head.peer_rows(pooled, exclude=same) if head.peers else None
     pos_maps = None
     if head.peer_position:
-        pos_maps = head.positional_map(dists, head.peer_position_stats(rows))
+        pos_maps = in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, rows)
     elif head.position_norm:
         pos_maps = _left_out_positional_maps(head, dists, self_dists, same)
-    return None if head.position_map else head.to_map(dists), pos_maps, rows
+    return None if head.position_map else in_chunks(head.to_map, dists), pos_maps, rows
 
 
 def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.Tensor | None) -> torch.Tensor:
@@ -224,7 +246,7 @@ def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.
     head.pos_stats = position_stats(s1, s2, n).float()
     if head.peer_position:
         head.peer_dist = dists.float()
-        pos_maps = head.positional_map(dists, head.peer_position_stats(peer_rows))  # as the graph computes them
+        pos_maps = in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, peer_rows)  # as the graph does
     else:
         pos_maps = _left_out_positional_maps(head, dists, dists, torch.eye(n, dtype=torch.bool))
     pos_max = pos_maps.flatten(1).amax(dim=1)
@@ -311,8 +333,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     net = InspectorNet(config).eval()
     head = net.head
 
-    # 1. features of every good image (and of its augmented views, which share its source id)
-    embs, pooled, sources, good_rgbs, descs, shapes = [], [], [], [], [], []
+    # 1. features of every good image (and of its augmented views, which share its source id), written into one
+    # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
+    emb, row, pooled, sources, good_rgbs, descs, shapes = None, 0, [], [], [], [], []
     bar = progress("features", len(paths))
     for idx, batch, originals in load_batches(paths, size, options.batch_size):
         shapes += [rgb.shape[:2] for rgb in originals]
@@ -323,12 +346,16 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
             feats = net.features(x if dims is None else x.flip(dims))
             if dims is None:
                 descs.append(cell_means(feats))
-            embs.append(head.embed(feats).half())
+            e = head.embed(feats).half()
+            if emb is None:
+                emb = torch.empty((len(paths) * (1 + len(options.augment)), *e.shape[1:]), dtype=torch.half)
+            emb[row : row + len(e)] = e
+            row += len(e)
             pooled.append(head.pool(feats))
             sources += idx
         bar.update(len(batch))
     bar.close()
-    emb, pooled_t, view_source = torch.cat(embs), torch.cat(pooled), torch.tensor(sources)
+    pooled_t, view_source = torch.cat(pooled), torch.tensor(sources)
     n = len(paths)
     _, dim, gh, gw = emb.shape
 
@@ -336,12 +363,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     scale = torch.empty(dim)
     start = 0
     for ch in net.backbone.info.channels:
-        level = emb[:, start : start + ch].float()
-        var = level.permute(1, 0, 2, 3).reshape(ch, -1).var(dim=1).sum()
-        scale[start : start + ch] = 1.0 / var.clamp_min(1e-12).sqrt()
+        scale[start : start + ch] = 1.0 / _level_variance(emb, start, start + ch).clamp_min(1e-12).sqrt()
         start += ch
     head.level_scale = scale
-    emb = (emb.float() * scale.view(1, dim, 1, 1)).half()
+    for r in range(0, len(emb), CHUNK):  # in place, a chunk at a time: a float32 copy of all of it took 4x its memory
+        emb[r : r + CHUNK] = (emb[r : r + CHUNK].float() * scale.view(1, dim, 1, 1)).half()
 
     # 3. global Gaussian on pooled statistics
     mean, whiten = _whitening(pooled_t, options.shrinkage)
@@ -357,11 +383,13 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         head.ref_emb, head.ref_key = emb[ref_rows].contiguous(), keys[ref_rows].contiguous()
         bank_source, k = view_source[ref_rows], 0
     else:
-        patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
         source = view_source.repeat_interleave(gh * gw)
-        if patches.shape[0] > options.max_patches:
-            keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
-            patches, source = patches[keep], source[keep]
+        if source.numel() > options.max_patches:  # the kept patches gathered alone, not from a copy of every patch
+            keep = torch.randperm(source.numel(), generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
+            cell = keep % (gh * gw)
+            patches, source = emb[keep // (gh * gw), :, cell // gw, cell % gw], source[keep]
+        else:
+            patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
         k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
         bar = progress("coreset", k)
         idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
@@ -372,9 +400,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
 
     # 5. standardise each branch with out-of-sample scores on the good images
     first = _first_views(sources)
-    first_view, first_keys = emb[first], keys[first]
+    first_view = emb if len(first) == len(emb) else emb[first]  # without augmentation the same rows: no copy
+    first_keys = keys[first]
+    del emb
     dists_t = _oos_distances(head, first_view, first_keys, bank_source, torch.arange(n), progress("calibration", n))
-    raw_maps_t = head.to_map(dists_t)
+    raw_maps_t = in_chunks(head.to_map, dists_t)
     patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)

@@ -54,7 +54,10 @@ def _distances(train: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Te
     scales = [1.0 / t.var(dim=0).sum().clamp_min(1e-12).sqrt() for t in train]
     a = torch.cat([t * s for t, s in zip(train, scales)], dim=1).flatten(2).permute(2, 0, 1)  # [cells, N, C]
     b = torch.cat([t * s for t, s in zip(other, scales)], dim=1).flatten(2).permute(2, 0, 1)
-    return torch.cdist(b, a, compute_mode="donot_use_mm_for_euclid_dist").mean(dim=0)
+    # a block of `other` rows at a time: all at once held [cells, N_other, N_train] (12 GB for 5,000 images)
+    rows = max(1, 2**24 // (a.shape[0] * max(a.shape[1], 1)))
+    return torch.cat([torch.cdist(b[:, r : r + rows], a, compute_mode="donot_use_mm_for_euclid_dist").mean(dim=0)
+                      for r in range(0, b.shape[1], rows)] or [torch.empty(0, a.shape[1])])
 
 
 def twins(train: list[torch.Tensor], test: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int = TWIN_RANK) -> np.ndarray:

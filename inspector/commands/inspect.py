@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)
     overlay_names = _overlay_names(paths, base) if args.overlays else {}
-    results, errors = [], []
+    records, verdicts, errors = [], [], []  # not the results: each holds its full-size map (48 MB at 12 MP)
     for path in paths:
         try:
             # decoded once: the overlay is drawn on the very pixels that were scored and hashed
@@ -65,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
             errors.append({"path": str(path), "error": str(exc)})
             print(f"error: {exc}", file=sys.stderr)
             continue
-        results.append(r)
-        if not args.json:
+        verdicts.append(r.verdict)
+        if args.json:
+            records.append(r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}))
+        else:
             print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {len(r.regions):2}  {path}")
             for reg in r.regions:
                 x, y, w, h = reg.box
@@ -75,21 +77,19 @@ def run(args: argparse.Namespace) -> int:
                 print(f"        warning: {warning}")
             if args.lang:
                 print("      " + r.describe(args.lang))
+    n_fail = verdicts.count("FAIL")
     if args.json:
-        records = [r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}) for r in results]
         if single:
             if records:
                 print_json(records[0])
         else:
-            n_fail = sum(r.verdict == "FAIL" for r in results)
             print_json({"results": records, "errors": errors,
-                        "summary": {"images": len(paths), "inspected": len(results), "fail": n_fail, "pass": len(results) - n_fail}})
+                        "summary": {"images": len(paths), "inspected": len(verdicts), "fail": n_fail, "pass": len(verdicts) - n_fail}})
     elif len(paths) > 1:
-        n_fail = sum(r.verdict == "FAIL" for r in results)
-        print(f"{len(results)} inspected: {len(results) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
+        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
     if errors:
         return 2
-    return 1 if args.exit_code and any(r.verdict == "FAIL" for r in results) else 0
+    return 1 if args.exit_code and n_fail else 0
 
 
 def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:

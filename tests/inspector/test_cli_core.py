@@ -173,6 +173,29 @@ def test_exit_code_says_whether_a_part_failed(capsys, tiny_ckpt, tiny_data):
     assert cli(capsys, "inspect", tiny_ckpt, good, tiny_data / "nope.png", "--exit-code")[0] == 2
 
 
+@pytest.mark.parametrize("json_out", [True, False])
+def test_inspecting_a_folder_does_not_keep_each_result(capsys, tiny_ckpt, tiny_data, monkeypatch, json_out):
+    """Each result holds a full-size map (48 MB at 12 MP): a folder of them filled memory before the last was printed."""
+    import gc
+    import weakref
+
+    from inspector.api import Inspector
+
+    inspect, alive = Inspector.inspect, []
+
+    def tracked(self, image, **kw):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in refs))
+        r = inspect(self, image, **kw)
+        refs.append(weakref.ref(r))
+        return r
+
+    refs: list = []
+    monkeypatch.setattr(Inspector, "inspect", tracked)
+    rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test", *(["--json"] if json_out else []))
+    assert rc == 0 and len(alive) == 8 and max(alive) <= 1, alive  # at most the one being printed
+
+
 def test_inspect_single_image_json_and_text(capsys, tiny_ckpt, tiny_data):
     image = tiny_data / "test" / "blob" / "000.png"
     rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json", "--serial", "P-7", "--lang", "en")

@@ -187,6 +187,69 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
         assert d.metrics.total("inspector_store_failures_total") == 2 and "u-1" not in lst.result_ids()
 
 
+def test_a_result_the_broker_refuses_is_offered_again_and_shown(make_broker, station, listen, tiny_inspector, good_png, tmp_path,
+                                                               monkeypatch):
+    """A refused result was held as handed over for good: never offered again, and /health said ok."""
+    import signal
+
+    from inspector import outbox
+
+    monkeypatch.setattr(outbox, "REFUSED_RETRY_S", 1.0)
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny test/+/result\n")
+    broker = make_broker(extra=f"acl_file {acl}")
+    cfg = station(mqtt={"port": broker.port})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        lst.publish("image/R1", good_png)
+        wait_until(lambda: d.metrics.total("inspector_publish_refused_total") >= 2, 15, "refused, and refused again when offered again")
+        health = d.health()
+        assert health["status"] == "degraded" and "authori" in health["publish_refused"].lower(), health
+        assert d.store.counts()["unpublished"] == 1 and not lst.on("result")
+        acl.write_text("topic readwrite #\n")
+        broker.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL
+        wait_until(lambda: d.store.counts()["unpublished"] == 0 and lst.on("result"), 15, "published once the broker allows it")
+        wait_until(lambda: d.health()["status"] == "ok", 5, "healthy again")
+    assert [r["serial"] for r in lst.json("result")] == ["R1"]
+
+
+def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, listen, tiny_inspector, defect_png, monkeypatch):
+    """A full disk would refuse the results themselves: below store.min_free_mb their images give way."""
+    from inspector import pipeline
+
+    usage, free = pipeline.shutil.disk_usage, {"mb": 100}
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda p: usage(p)._replace(free=free["mb"] * 2**20))
+    cfg = station(store={"min_free_mb": 500})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        lst.publish("image/D1", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
+        assert lst.json("result")[0]["verdict"] == "FAIL" and lst.json("result")[0]["images"] == {}
+        health = d.health()
+        assert health["status"] == "degraded" and health["disk"] == {"free_mb": 100, "images": "not saved (below store.min_free_mb)"}
+        assert d.metrics.total("inspector_images_skipped_total") == 1 and d.store.count() == 1
+        free["mb"] = 10_000
+        d.sink._next_disk_check = 0.0
+        lst.publish("image/D2", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 2, 15, "a second result")
+        assert set(lst.json("result")[1]["images"]) == {"image", "overlay"} and d.health()["status"] == "ok"
+
+
+def test_retention_deletes_old_report_files(tmp_path):
+    import os
+
+    from inspector.pipeline import prune_files
+
+    old, new = tmp_path / "reports" / "2026-01-01" / "a.html", tmp_path / "reports" / "shifts" / "b.pdf"
+    for p in (old, new):
+        p.parent.mkdir(parents=True)
+        p.write_text("x")
+    week_ago = time.time() - 7 * 86400
+    os.utime(old, (week_ago, week_ago))
+    assert prune_files(tmp_path / "reports", 2) == 1
+    assert not old.parent.exists() and new.exists() and (tmp_path / "reports").is_dir()
+
+
 def test_broker_killed_mid_burst_all_500_results_arrive(make_broker, station, listen, tiny_inspector, good_png, tmp_path):
     """SIGKILL the broker with 250 triggers accepted and most of their results not yet made; 250 more after it is back.
 

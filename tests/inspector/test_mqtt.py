@@ -135,3 +135,29 @@ def test_absent_broker_is_not_fatal_and_is_reached_when_it_comes(tmp_path, mosqu
         c.stop()
         b.kill()
 
+
+
+def test_through_a_long_outage_results_wait_in_the_store_not_in_paho(make_broker, tmp_path, monkeypatch):
+    """paho's queue of unsent messages had no bound: a days-long outage held every result in memory."""
+    from inspector import mqtt
+    from inspector.health import Metrics
+    from inspector.outbox import Outbox
+    from inspector.store import Store
+
+    monkeypatch.setattr(mqtt, "MAX_QUEUED", 3)
+    broker = make_broker()
+    broker.kill()
+    client = MqttClient(mqtt_cfg(broker.port), "queued")
+    store = Store(tmp_path / "data")
+    box = Outbox(store, client, "t/s/result", Metrics())
+    for i in range(5):
+        record = {"inspection_id": f"q{i}", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS", "score": 0.1, "threshold": 1.0}
+        assert store.add(record)
+        box.publish(record)
+    assert box.in_flight == 3 and client.publish("t/s/error", "x") is None  # paho holds 3; the others wait in the store only
+    broker.start()
+    client.start()
+    try:
+        wait_until(lambda: (box.drain_acks(), box.resend(), store.counts()["unpublished"] == 0)[-1], 20, "all five published")
+    finally:
+        client.stop()

@@ -65,3 +65,17 @@ def test_a_record_time_with_an_offset_is_selected_by_its_utc_time(tmp_path):
     store.add(record("tz") | {"timestamp": "2026-01-02T05:30:00+02:00"})  # 03:30Z
     assert [r["inspection_id"] for r in store.records("2026-01-02T03:00:00.000Z", "2026-01-02T04:00:00.000Z")] == ["tz"]
     assert store.records("2026-01-02T05:00:00.000Z", "2026-01-02T06:00:00.000Z") == []  # compared as text before
+
+
+def test_retention_runs_in_chunks_and_keeps_the_record_count(tmp_path):
+    """All at once, a million rows took 51 s and 0.9 GB under the store's lock, while the daemon stored nothing."""
+    store = Store(tmp_path / "data")
+    for i in range(2500):
+        assert store.add(record(f"r{i:04d}") | {"timestamp": f"2026-01-02T03:{i // 60 % 60:02d}:{i % 60:02d}.{i // 3600:03d}Z"})
+        store.mark_published(f"r{i:04d}")
+    assert store.add(record("unsent")) and store.counts()["records"] == 2501
+    assert [store.prune(max_rows=100, limit=1000) for _ in range(4)] == [1000, 1000, 400, 0]
+    assert store.counts()["records"] == 101 == store.count()  # the kept count follows adds and deletes
+    kept = {r["inspection_id"] for r in store.records("2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z")}
+    assert "unsent" in kept and "r2499" in kept and "r2399" not in kept
+    assert store.add(record("late")) and store.counts()["records"] == 102 == store.count()
