@@ -136,6 +136,16 @@ def in_chunks(fn, *batched: torch.Tensor) -> torch.Tensor:
     return torch.cat([fn(*(t[s : s + CHUNK] for t in batched)) for s in range(0, n, CHUNK)]) if n else fn(*batched)
 
 
+def patch_rows(emb: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Embeddings [N, D, gh, gw] as patch rows [N * gh * gw, D] (image by image, row-major cells), or only `rows` of
+    them, gathered alone rather than from a copy of every patch."""
+    if rows is None:
+        return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+    cells = emb.shape[2] * emb.shape[3]
+    cell = rows % cells
+    return emb[rows // cells, :, cell // emb.shape[3], cell % emb.shape[3]]
+
+
 def _level_variance(emb: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """The sum over channels start..stop of each channel's variance over all images and grid cells (unbiased, as
     torch.var), accumulated CHUNK images at a time in float64 instead of from a float32 copy of the whole level."""
@@ -384,12 +394,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         bank_source, k = view_source[ref_rows], 0
     else:
         source = view_source.repeat_interleave(gh * gw)
-        if source.numel() > options.max_patches:  # the kept patches gathered alone, not from a copy of every patch
+        keep = None
+        if source.numel() > options.max_patches:
             keep = torch.randperm(source.numel(), generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
-            cell = keep % (gh * gw)
-            patches, source = emb[keep // (gh * gw), :, cell // gw, cell % gw], source[keep]
-        else:
-            patches = emb.permute(0, 2, 3, 1).reshape(-1, dim)
+            source = source[keep]
+        patches = patch_rows(emb, keep)
         k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
         bar = progress("coreset", k)
         idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)

@@ -28,6 +28,7 @@ from model.progress import BarFactory, silent
 TWIN_RATIO = 0.75
 TWIN_RANK = 4
 CELLS = 8
+BLOCK_FLOATS = 2**24  # distances computed at once in _distances (64 MB)
 SIZE = (256, 256)
 
 
@@ -55,7 +56,7 @@ def _distances(train: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Te
     a = torch.cat([t * s for t, s in zip(train, scales)], dim=1).flatten(2).permute(2, 0, 1)  # [cells, N, C]
     b = torch.cat([t * s for t, s in zip(other, scales)], dim=1).flatten(2).permute(2, 0, 1)
     # a block of `other` rows at a time: all at once held [cells, N_other, N_train] (12 GB for 5,000 images)
-    rows = max(1, 2**24 // (a.shape[0] * max(a.shape[1], 1)))
+    rows = max(1, BLOCK_FLOATS // (a.shape[0] * max(a.shape[1], 1)))
     return torch.cat([torch.cdist(b[:, r : r + rows], a, compute_mode="donot_use_mm_for_euclid_dist").mean(dim=0)
                       for r in range(0, b.shape[1], rows)] or [torch.empty(0, a.shape[1])])
 

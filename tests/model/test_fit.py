@@ -14,10 +14,10 @@ from model.data import Dataset, load_dataset
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.evaluate import metrics_report, score_samples
-from model.fit import FitOptions, fit, fit_good_only
+from model.fit import CHUNK, FitOptions, _level_variance, fit, fit_good_only, in_chunks, patch_rows
 from model.head import position_stats
 from model.metrics import roc_auc
-from model.net import NetConfig
+from model.net import InspectorNet, NetConfig
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +329,18 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     assert f"{w.images} of them captures of one part" in report.calibration["source"]
     _, few = fit(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
     assert "captures of one part" not in few.calibration["source"]
+
+
+def test_fits_memory_savers_compute_what_the_whole_arrays_did():
+    """fit writes embeddings into one float16 buffer and works through it in chunks (1000 images: 10.7 to 4.0 GiB)."""
+    g = torch.Generator().manual_seed(0)
+    emb = (torch.randn(2 * CHUNK + 5, 7, 4, 3, generator=g) * 3 + 1).half()
+    whole = emb[:, 2:6].float().permute(1, 0, 2, 3).reshape(4, -1).var(dim=1).sum()
+    assert torch.allclose(_level_variance(emb, 2, 6), whole, rtol=1e-5)
+    rows = torch.randperm(emb.shape[0] * 12, generator=g)[:50]
+    assert torch.equal(patch_rows(emb, rows), emb.permute(0, 2, 3, 1).reshape(-1, 7)[rows])
+    assert torch.equal(patch_rows(emb), emb.permute(0, 2, 3, 1).reshape(-1, 7))
+    net = InspectorNet(NetConfig(backbone="efficientnet-lite0", input_size=(64, 64))).eval()
+    dists = torch.rand(2 * CHUNK + 5, 8, 8, generator=g)
+    assert torch.allclose(in_chunks(net.head.to_map, dists), net.head.to_map(dists), atol=1e-6)
+    assert in_chunks(net.head.to_map, dists[:0]).shape[0] == 0

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import torch
 
+from model import overlap
 from model.overlap import TWIN_RANK, describe, part_groups, twins
 from tests.synthetic import defect_image, good_image
 
@@ -72,3 +73,14 @@ def test_captures_of_one_part_share_a_part_id_and_other_parts_stand_alone():
     assert len({parts[i] for i in (0, 9, 10, 11)}) == 1 and parts[4] == parts[12]
     others = [parts[i] for i in (1, 2, 3, 5, 6, 7, 8)] + [parts[0], parts[4]]
     assert len(set(others)) == len(others)
+
+
+def test_distances_in_row_blocks_are_the_whole_matrix(monkeypatch):
+    """The part check held [cells, N, N] at once: 12 GB for 5,000 training images."""
+    g = torch.Generator().manual_seed(0)
+    train = [torch.randn(9, 3, 8, 8, generator=g), torch.randn(9, 5, 8, 8, generator=g)]
+    other = [torch.randn(7, 3, 8, 8, generator=g), torch.randn(7, 5, 8, 8, generator=g)]
+    whole = overlap._distances(train, other)
+    monkeypatch.setattr(overlap, "BLOCK_FLOATS", 64 * 9 * 2)  # two rows of `other` at a time
+    assert torch.allclose(overlap._distances(train, other), whole, rtol=0, atol=1e-6) and whole.shape == (7, 9)
+    assert overlap._distances(train, [t[:0] for t in other]).shape == (0, 9)
