@@ -6,6 +6,8 @@ stick with no network; the PDF is rendered from the very same HTML string.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -27,7 +29,7 @@ from reports.records import Inspection, as_float, as_text, inspection, parse_tim
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
 WORST_N = 12
-MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the report says how many more
+MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the highest-scoring, and a CSV of all
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
@@ -170,12 +172,39 @@ def shift_name(meta: dict[str, Any]) -> str:
     return "shift"
 
 
-def shift_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
+def shift_html(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
                store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None) -> str:
     """The shift report's HTML. With `linked_dir`, the worst parts' own report pages are written there and the thumbnails link to them."""
-    meta = dict(meta or {})
+    return _shift_page([inspection(r) for r in records], dict(meta or {}), lang, store_root, formats, linked_dir)
+
+
+def failed_rows(parts: list[Inspection]) -> tuple[list[Inspection], int]:
+    """The failed parts the report's table lists, in time order, and how many it leaves out: beyond MAX_FAILED_ROWS,
+    those with the highest score relative to their threshold (the first ones by time covered 36 minutes of a shift)."""
+    failed = [p for p in parts if p.verdict == "FAIL"]
+    if len(failed) <= MAX_FAILED_ROWS:
+        return failed, 0
+    rank = sorted(range(len(failed)), key=lambda i: -(failed[i].margin if failed[i].margin is not None else failed[i].score or 0.0))
+    return [failed[i] for i in sorted(rank[:MAX_FAILED_ROWS])], len(failed) - MAX_FAILED_ROWS
+
+
+def failed_csv(parts: list[Inspection]) -> bytes:
+    """Every failed part, one row each, for the list a report table cannot hold (machine-readable: the records'
+    timestamps, dot decimals)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["timestamp", "inspection_id", "serial", "station", "score", "threshold", "defect_type", "regions"])
+    for p in parts:
+        if p.verdict == "FAIL":
+            out.writerow([p.timestamp or "", p.id, p.serial or "", p.station or "",
+                          "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), p.primary_type,
+                          len(p.defects)])
+    return buf.getvalue().encode("utf-8")
+
+
+def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_root: str | Path | None, formats: tuple[str, ...],
+                linked_dir: Path | None, failed_file: str | None = None) -> str:
     _ = translations(check_language(lang)).gettext
-    parts = [inspection(r) for r in records]
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
     worst = []
@@ -186,7 +215,7 @@ def shift_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None
             _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",)).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
-    failed = [p for p in parts if p.verdict == "FAIL"]
+    failed, failed_more = failed_rows(parts)
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
     num = STYLES[lang]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
@@ -194,14 +223,15 @@ def shift_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None
            "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num),
            "throughput": charts.throughput(stats.subgroups, _, num)}
     return environment(lang).get_template("shift.html.j2").render(
-        s=stats, charts=svg, worst=worst, failed=failed[:MAX_FAILED_ROWS], failed_more=max(0, len(failed) - MAX_FAILED_ROWS),
+        s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file,
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats))
 
 
 def render_shift(records: list[dict[str, Any]], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
                  lang: str = "en", store_root: str | Path | None = None) -> dict[str, Path]:
-    """Write a shift/lot report for `records`; returns {format: path}.
+    """Write a shift/lot report for `records`; returns {format: path}, with "csv" (every failed part) where there are
+    more than the report's table lists (MAX_FAILED_ROWS).
 
     meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
     config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem).
@@ -210,5 +240,11 @@ def render_shift(records: list[dict[str, Any]], meta: dict[str, Any] | None, out
     fmts = _formats(formats)
     meta = dict(meta or {})
     out = _out_dir(out_dir)
-    html = shift_html(records, meta, lang, store_root, fmts, linked_dir=out if "html" in fmts else None)
-    return _emit(shift_name(meta), out, html, fmts)
+    parts = [inspection(r) for r in records]
+    name = shift_name(meta)
+    failed_file = f"{name}-failed.csv" if failed_rows(parts)[1] else None  # the whole list, where the table shows part of it
+    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file)
+    paths = _emit(name, out, html, fmts)
+    if failed_file:
+        paths["csv"] = _write(out / failed_file, failed_csv(parts))
+    return paths

@@ -232,3 +232,32 @@ def test_a_records_warnings_are_on_its_page():
     html = inspection_html(_rec(1, "FAIL", 9.0, warnings=["image 288x96 px is unlike the training images (96x96 px)"]), lang="es")
     assert "Advertencia: image 288x96 px is unlike the training images" in html  # not shown before
     assert "Advertencia" not in inspection_html(_rec(1, "FAIL", 9.0, warnings="not a list"), lang="es")
+
+
+def test_a_shift_with_more_failed_parts_than_the_table_lists_names_the_worst_and_writes_them_all(tmp_path):
+    """The table listed the first 200 by time: 36 minutes of a 2,983-FAIL shift, not the worst parts."""
+    import csv
+
+    from reports.render import MAX_FAILED_ROWS
+
+    n = MAX_FAILED_ROWS + 50
+    records = [_rec(i, "FAIL", 5.0 + (i * 37 % n) / 10, timestamp=f"2026-11-27T{6 + i // 60:02d}:{i % 60:02d}:00.000Z")
+               for i in range(n)] + [_rec(9999, "PASS", 1.0)]
+    out = reports.render_shift(records, {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tmp_path, ("html",))
+    assert set(out) == {"html", "csv"} and out["csv"].name == "shift-20261127T0600-20261127T1400-failed.csv"
+    html = out["html"].read_text(encoding="utf-8")
+    table = html[html.index('<table class="failed">'):]
+    table = table[:table.index("</table>")]
+    listed = re.findall(r"<tr><td>(2026-11-27 \d\d:\d\d:\d\d) UTC</td>", table)
+    assert len(listed) == len(re.findall("<tr><td>", table)) == MAX_FAILED_ROWS
+    scores = sorted((r["score"] for r in records if r["verdict"] == "FAIL"), reverse=True)
+    shown = [float(s) for s in re.findall(r'<td class="num">([0-9.]+)</td><td>', table)]
+    assert sorted(shown, reverse=True) == scores[:MAX_FAILED_ROWS]  # the highest-scoring, not the first by time
+    assert listed == sorted(listed)  # in time order
+    assert "The 200 failed parts with the highest score relative to their threshold, in time order." in html
+    assert f"… and 50 more failed parts, with lower scores; every failed part is listed in {out['csv'].name} beside this report." in html
+    rows = list(csv.DictReader(out["csv"].open(encoding="utf-8")))
+    assert len(rows) == n and {r["inspection_id"] for r in rows} == {r["inspection_id"] for r in records[:n]}
+    assert float(rows[1]["score"]) == records[1]["score"] and rows[0]["timestamp"] == records[0]["timestamp"]
+    few = reports.render_shift(records[:10], {}, tmp_path / "few", ("html",))
+    assert set(few) == {"html"} and "failed parts with the highest score" not in few["html"].read_text(encoding="utf-8")
