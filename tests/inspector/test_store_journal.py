@@ -79,3 +79,19 @@ def test_retention_runs_in_chunks_and_keeps_the_record_count(tmp_path):
     kept = {r["inspection_id"] for r in store.records("2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z")}
     assert "unsent" in kept and "r2499" in kept and "r2399" not in kept
     assert store.add(record("late")) and store.counts()["records"] == 102 == store.count()
+
+
+def test_reading_a_shift_does_not_wait_for_the_writer(tmp_path):
+    """A shift report's read held the writer's lock: 144,000 rows kept the daemon from storing results for 2 s."""
+    import threading
+
+    store = Store(tmp_path / "data with space#1")
+    for i in range(3):
+        store.add(record(f"s{i}") | {"timestamp": f"2026-01-02T03:04:0{i}.000Z"})
+    got: list = []
+    with store._lock:  # as while the daemon's writer is inside a transaction
+        reader = threading.Thread(target=lambda: got.append(store.records("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z")))
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive()
+    assert [r["inspection_id"] for r in got[0]] == ["s0", "s1", "s2"]
