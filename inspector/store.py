@@ -164,6 +164,11 @@ class Store:
 
     def records(self, start: str | None = None, end: str | None = None, station: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Records with start <= timestamp < end (ISO 8601 UTC strings), oldest first."""
+        return list(self.iter_records(start, end, station, limit))
+
+    def iter_records(self, start: str | None = None, end: str | None = None, station: str | None = None,
+                     limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """`records`, decoded one at a time (a shift's 144,000 decoded records took 680 MB at once)."""
         sql, args = "SELECT record, published_at FROM inspections WHERE 1=1", []
         if start:
             sql, args = sql + " AND ts >= ?", [*args, start]
@@ -178,10 +183,9 @@ class Store:
         # and the daemon stored no result meanwhile (WAL lets one writer and readers go on together)
         reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            cur, out = reader.execute(sql, args), []
+            cur = reader.execute(sql, args)
             while rows := cur.fetchmany(1000):
-                out += [self._row(r) for r in rows]
-            return out
+                yield from (self._row(r) for r in rows)
         finally:
             reader.close()
 

@@ -175,7 +175,12 @@ def shift_name(meta: dict[str, Any]) -> str:
 def shift_html(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
                store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None) -> str:
     """The shift report's HTML. With `linked_dir`, the worst parts' own report pages are written there and the thumbnails link to them."""
-    return _shift_page([inspection(r) for r in records], dict(meta or {}), lang, store_root, formats, linked_dir)
+    return _shift_page(_parts(records), dict(meta or {}), lang, store_root, formats, linked_dir)
+
+
+def _parts(records: Iterable[dict[str, Any] | Inspection]) -> list[Inspection]:
+    """Records normalised (those already normalised, e.g. by a caller that streamed them from a store, as they are)."""
+    return [r if isinstance(r, Inspection) else inspection(r) for r in records]
 
 
 def failed_rows(parts: list[Inspection]) -> tuple[list[Inspection], int]:
@@ -228,9 +233,9 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
         config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats))
 
 
-def render_shift(records: list[dict[str, Any]], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
+def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
                  lang: str = "en", store_root: str | Path | None = None) -> dict[str, Path]:
-    """Write a shift/lot report for `records`; returns {format: path}, with "csv" (every failed part) where there are
+    """Write a shift/lot report for `records` (dicts, or `reports.records.inspection` of them); returns {format: path}, with "csv" (every failed part) where there are
     more than the report's table lists (MAX_FAILED_ROWS).
 
     meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
@@ -240,7 +245,7 @@ def render_shift(records: list[dict[str, Any]], meta: dict[str, Any] | None, out
     fmts = _formats(formats)
     meta = dict(meta or {})
     out = _out_dir(out_dir)
-    parts = [inspection(r) for r in records]
+    parts = _parts(records)
     name = shift_name(meta)
     failed_file = f"{name}-failed.csv" if failed_rows(parts)[1] else None  # the whole list, where the table shows part of it
     html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file)

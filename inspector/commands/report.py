@@ -81,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
             if end <= start:
                 to = args.end or f"now ({end})"
                 raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
-            records = store.records(start, end, station=args.station)
+            parts = [inspection(r) for r in store.iter_records(start, end, station=args.station)]  # each record decoded, then let go
             meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
-            written = [reports.render_shift(records, meta, args.out, formats, args.lang, store.root)]
-            fails = sum(inspection(r).verdict == "FAIL" for r in records)  # as the report counts them ("fail" too)
-            summary = {"start": start, "end": end, "inspections": len(records), "fail": fails}
+            written = [reports.render_shift(parts, meta, args.out, formats, args.lang, store.root)]
+            fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)
+            summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails}
     except reports.ReportError as exc:
         raise InspectorError(str(exc)) from None
     finally:

@@ -573,3 +573,24 @@ def test_an_overloaded_station_echoes_the_ids_it_refuses(tmp_path):
     assert intake.ids_of(msg("p/image/SN-9", b"\x89PNG", inspection_id="I-2")) == ("I-2", "SN-9")
     assert intake.ids_of(msg("p/image", b"\x89PNG", serial="SN-3")) == (None, "SN-3")
     assert intake.ids_of(msg("p/trigger", b"not json")) == intake.ids_of(msg("p/command", b"{}")) == (None, None)
+
+
+def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path):
+    """The daemon's own renderer gets the records normalised one by one (a 144,000-part shift's decoded records took 0.9 GB)."""
+    from inspector.hooks import ReportHooks
+    from inspector.intake import ShiftReportCommand
+    from inspector.store import Store
+
+    cfg = station()
+    store = Store(cfg.store.data_dir)
+    for i, verdict in enumerate(["PASS", "FAIL", "PASS"]):
+        store.add({"inspection_id": f"h{i}", "timestamp": f"2026-12-03T06:0{i}:00.000Z", "verdict": verdict, "score": float(i),
+                   "threshold": 1.5, "station": cfg.station.name})
+    sent = []
+    hooks = ReportHooks(cfg, store, lambda topic, body, **kw: sent.append((topic, json.loads(body))), "rep", "err")
+    cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00:00Z", "end": "2026-12-03T07:00:00Z"})
+    hooks._shift_report(cmd, None)
+    topic, body = sent[0]
+    assert topic == "rep" and body["records"] == 3 and set(body["files"]) == {"html"}
+    html = Path(body["files"]["html"]).read_text(encoding="utf-8")
+    assert '<div class="v">1</div>' in html and "2026-12-03 06:01:00 UTC" in html  # one FAIL, listed
