@@ -148,15 +148,25 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
         i = min(int((s - lo) / width), bins - 1)
         (failed if verdict == "FAIL" else passed)[i] += 1
     svg = Svg(_("Score histogram with threshold"))
-    ticks = nice_ticks(0, max(p + f for p, f in zip(passed, failed, strict=True)), integer=True)
-    ax = Axes(svg, lo, hi, 0, ticks[-1])
-    ax.y_grid(ticks, num.tick, title=_("Parts"))
+    tallest = max(p + f for p, f in zip(passed, failed, strict=True))
+    # a log scale where a bin of failed parts would be under 1 % of the tallest bar: a shift's 3,000 FAILs beside
+    # 40,000 PASSes in one bin were slivers no one could read
+    log = any(0 < f < tallest / 100 for f in failed)
+    if log:
+        counts = [0] + [10**k for k in range(math.ceil(math.log10(tallest)) + 1)]
+        height = lambda c: math.log10(c + 1)  # noqa: E731
+        ax = Axes(svg, lo, hi, 0, height(counts[-1]))
+        ax.y_grid([height(c) for c in counts], lambda v: num.tick(round(10**v - 1)), title=_("Parts (log scale)"))
+    else:
+        ticks, height = nice_ticks(0, tallest, integer=True), float
+        ax = Axes(svg, lo, hi, 0, ticks[-1])
+        ax.y_grid(ticks, num.tick, title=_("Parts"))
     for i in range(bins):
         x0, x1 = ax.x(lo + i * width), ax.x(lo + (i + 1) * width)
         for count, base, colour in ((passed[i], 0, PASS_C), (failed[i], passed[i], FAIL_C)):
             if count:
-                svg.add("rect", x=f"{x0 + 0.5:.1f}", y=f"{ax.y(base + count):.1f}", width=f"{max(x1 - x0 - 1, 0.5):.1f}",
-                        height=f"{ax.y(base) - ax.y(base + count):.1f}", fill=colour)
+                svg.add("rect", x=f"{x0 + 0.5:.1f}", y=f"{ax.y(height(base + count)):.1f}", width=f"{max(x1 - x0 - 1, 0.5):.1f}",
+                        height=f"{ax.y(height(base)) - ax.y(height(base + count)):.1f}", fill=colour)
     for t in nice_ticks(lo, hi, 6):
         if lo <= t <= hi:
             svg.text(ax.x(t), ax.bottom + 14, num.tick(t), size=10)

@@ -48,6 +48,18 @@ def test_histogram_draws_threshold_at_its_value():
     assert charts.histogram([], [1.0], _) is None
 
 
+def test_a_few_failed_parts_beside_many_passed_ones_stay_visible():
+    """A shift's 3,000 FAILs beside 40,000 PASSes in one bin were slivers no one could read: the count axis turns log."""
+    scores = [(1.0, "PASS")] * 40_000 + [(1.5, "PASS")] * 20_000 + [(3.0 + i / 1000, "FAIL") for i in range(300)]
+    root = parse(charts.histogram(scores, [2.0], _))
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert "Parts (log scale)" in texts and {"0", "1", "10", "100", "1,000", "10,000", "100,000"} <= set(texts)
+    bars = {r.get("fill"): float(r.get("height")) for r in root.iter(f"{NS}rect") if r.get("fill") in (charts.PASS_C, charts.FAIL_C)}
+    assert bars[charts.FAIL_C] > 0.3 * bars[charts.PASS_C]  # about 75 FAILs a bin on a log axis: near half of 20,000 PASSes
+    few = [(1.0, "PASS")] * 50 + [(3.0, "FAIL")] * 5
+    assert "Parts (log scale)" not in [t.text for t in parse(charts.histogram(few, [2.0], _)).iter(f"{NS}text")]
+
+
 def test_p_chart_marks_out_of_control_points():
     t0 = datetime(2026, 11, 26, 6, tzinfo=timezone.utc)
     w = timedelta(hours=1)
