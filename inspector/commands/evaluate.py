@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fit good-only / + pixel synthesis (whole-image and per-patch branch) / + feature flow / "
                         "+ Gaussian noise on DATA's train images and compare them on its test images: "
                         "`inspector eval DATA --ablation`")
-    p.add_argument("--synth", type=int, default=300, help="with --ablation: synthetic defect images per variant")
-    p.add_argument("--size", type=int, default=256, help="input size in px where eval fits its own models: with --ablation, "
-                   "and with --shots on a backbone name")
+    p.add_argument("--synth", type=int, default=None, help="with --ablation: synthetic defect images per variant (default 300)")
+    p.add_argument("--size", type=int, default=None, help="input size in px where eval fits its own models: with --ablation, "
+                   "and with --shots on a backbone name (default 256)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
@@ -167,7 +167,24 @@ def run_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_idle_options(args: argparse.Namespace) -> None:
+    """An option its mode does not use was accepted and ignored (e.g. --size without --ablation): say so instead."""
+    given = {"--synth": args.synth, "--size": args.size, "--seeds": args.seeds, "--folds": args.folds,
+             "--holdout": args.holdout or None, "--new-parts": args.new_parts}
+    used = {"--synth": args.ablation, "--size": args.ablation or args.shots is not None, "--seeds": args.shots is not None,
+            "--folds": args.shots == "all", "--holdout": args.shots is not None,
+            "--new-parts": not args.ablation and args.shots is None}
+    for flag, value in given.items():
+        if value is not None and not used[flag]:
+            where = {"--synth": "--ablation", "--size": "--ablation or --shots", "--folds": "--shots all",
+                     "--new-parts": "a model's evaluation (not --ablation or --shots)"}.get(flag, "--shots")
+            raise InspectorError(f"{flag}{'' if value is True else f' {value}'}: applies only with {where}; drop it")
+    args.synth = 300 if args.synth is None else args.synth
+    args.size = 256 if args.size is None else args.size
+
+
 def run(args: argparse.Namespace) -> int:
+    _refuse_idle_options(args)
     if args.shots is not None:
         from inspector.commands.types_eval import print_shots, run_shots
 

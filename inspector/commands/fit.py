@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--ref-k", args.ref_k), ("--ref-radius", args.ref_radius)):
         if value is not None and not args.references:
             raise InspectorError(f"{flag} {value}: applies only with --references N (e.g. --references 256)")
+    if args.ref_k is not None and args.references and args.ref_k > args.references - 1:
+        raise InspectorError(f"--ref-k {args.ref_k}: at most --references - 1 ({args.references - 1}), since each training image "
+                             "is scored without itself")
+    if not args.peer_position and args.peers == 0:
+        raise InspectorError("--no-peer-position: applies only with peers, which --peers 0 turns off; drop one or the other")
     if args.ref_k is not None:
         options.ref_k = args.ref_k
     if args.ref_radius is not None:

@@ -23,8 +23,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("defect types")
     g.add_argument("--shots", default=None, metavar="K|all",
                    help="fit the type head on K labelled examples per type from DATA and score the rest ('all': cross-validation)")
-    g.add_argument("--seeds", type=int, default=5, help="--shots: repetitions with different example draws (default 5)")
-    g.add_argument("--folds", type=int, default=10, help="--shots all: cross-validation folds (default 10)")
+    g.add_argument("--seeds", type=int, default=None, help="--shots: repetitions with different example draws (default 5)")
+    g.add_argument("--folds", type=int, default=None, help="--shots all: cross-validation folds (default 10)")
     g.add_argument("--holdout", action="store_true", help="--shots: also hold each type out of fitting and count how often it comes back `unknown`")
 
 
@@ -120,8 +120,13 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     from model.prompts import text_weights
 
     shots = str(args.shots)
+    args.seeds = 5 if args.seeds is None else args.seeds
+    args.folds = 10 if args.folds is None else args.folds
     if not args.data:
         raise InspectorError("--shots: give MODEL (checkpoint or backbone name) and DATA (labelled defect types)")
+    if Path(args.model).is_file():
+        raise InspectorError(f"--shots on {args.model}: an export's type head cannot be refitted; give its checkpoint folder "
+                             "(from `inspector fit`) or a backbone name (e.g. efficientnet-lite0)")
     if shots != "all" and not (shots.isdigit() and int(shots) >= 1):
         raise InspectorError(f"--shots {shots}: give a number of examples per type (e.g. 5) or 'all'")
     if args.seeds < 1 or (shots == "all" and args.folds < 2):

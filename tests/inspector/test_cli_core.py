@@ -409,6 +409,7 @@ def bad(tmp_path, tiny_ckpt, tiny_data):
     corrupt = shutil.copytree(tiny_ckpt, tmp_path / "corrupt.ckpt")
     (corrupt / "manifest.json").write_text("{ truncated")
     (tmp_path / "a_file").write_text("x")
+    (tmp_path / "model.onnx").write_bytes(b"not checked: refused by kind")
     (tmp_path / "three").mkdir()
     for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:3]:
         shutil.copy(p, tmp_path / "three" / p.name)
@@ -455,6 +456,20 @@ CASES = {
     "eval: missing data": (["eval", "{ckpt}", "{tmp}/nowhere"], ["nowhere"]),
     "eval: no labelled test images": (["eval", "{ckpt}", "{data}/train/good"], ["no test/<type> folders"]),
     "threshold: not a number": (["threshold", "{ckpt}", "--set", "nan"], ["--set nan"]),
+    # options their mode does not use were accepted and ignored
+    "eval: --size without --ablation": (["eval", "{ckpt}", "{data}", "--size", "128"], ["--size 128", "only with --ablation or --shots"]),
+    "eval: --synth without --ablation": (["eval", "{ckpt}", "{data}", "--synth", "10"], ["--synth 10", "only with --ablation"]),
+    "eval: --seeds without --shots": (["eval", "{ckpt}", "{data}", "--seeds", "3"], ["--seeds 3", "only with --shots"]),
+    "eval: --holdout without --shots": (["eval", "{ckpt}", "{data}", "--holdout"], ["--holdout:", "only with --shots"]),
+    "eval: --shots on an export": (["eval", "{tmp}/model.onnx", "{data}", "--shots", "2"], ["an export's type head cannot be refitted"]),
+    "export: --calib without int8": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/x", "--calib", "{data}"],
+                                     ["--calib", "only to --format onnx-int8 or tensorrt-int8"]),
+    "export: --int8-tolerance without onnx-int8": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/x", "--int8-tolerance", "0.5"],
+                                                   ["--int8-tolerance 0.5", "only to --format onnx-int8"]),
+    "fit: ref-k beyond the references": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "4", "--ref-k", "10"],
+                                         ["--ref-k 10", "at most --references - 1 (3)"]),
+    "fit: no-peer-position without peers": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--peers", "0", "--no-peer-position"],
+                                            ["--no-peer-position", "--peers 0"]),
     "threshold: both set and policy": (["threshold", "{ckpt}", "--set", "1", "--far", "0.1"], ["not both"]),
     "unknown command": (["frobnicate"], ["invalid choice"]),
     # a negative seed was a traceback (in fit after minutes of fitting; demo left its --out behind)
