@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also generate defect features with the flow-matching generator (with --synth-head patch)")
     p.add_argument("--blend", default=None, metavar="W",
                    help="with --synth: the weight of the learnt map's excess over good pixels in the map, 0-1 (default 0.5), "
-                        "or 'auto' to choose it on generated validation defects")
+                        "or 'auto' to choose it on generated defects of types it does not train on (of the same types "
+                        "when fewer than three --synth-types are given)")
     p.add_argument("--seed", type=seed, default=0,
                    help="random seed of the coreset, the out-of-sample folds, the generated defects and the learnt branch (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
