@@ -63,7 +63,7 @@ class ReportHooks:
         day = str(record.get("timestamp", ""))[:10] or "undated"
         return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root)
 
-    def _default_shift(self, records: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
+    def _default_shift(self, records: list[Any], meta: dict[str, Any]) -> Any:  # normalised records (see _shift_report)
         mod = self._module()
         if mod is None:
             raise RuntimeError("the reports package is not available on this station")

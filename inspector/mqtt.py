@@ -24,7 +24,7 @@ from inspector.config import MqttSection
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
-MAX_QUEUED = 10_000  # messages paho holds for the broker (about 20 MB of results); see MqttClient.publish
+MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
 
 ONLINE, OFFLINE = b"online", b"offline"
 
@@ -255,7 +255,7 @@ class MqttClient:
 
     # -- operations (any thread) -------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, correlation: bytes | None = None,
-                user: dict[str, str] | None = None) -> int:
+                user: dict[str, str] | None = None) -> int | None:
         """Queue a publish (sent now or after a reconnect); returns its mid, acknowledged later on `acks`, or None
         when MAX_QUEUED messages already wait for the broker (nothing is queued then).
 

@@ -20,6 +20,9 @@ from inspector.store import Store
 
 log = logging.getLogger(__name__)
 REFUSED_RETRY_S = 60.0  # a result the broker refused (e.g. by its ACL) is offered again after this long
+# results handed to paho and not yet acknowledged: beyond this, through a long outage, they wait in the store (paho's
+# own limit, mqtt.MAX_QUEUED, is higher, so that `online` and error replies still go out after the outage)
+MAX_HANDED = 10_000
 
 
 class Outbox:
@@ -32,10 +35,12 @@ class Outbox:
         self.refusal: tuple[str, float] | None = None  # the broker's last reason for refusing a result, and when
 
     def publish(self, record: dict[str, Any], correlation: bytes | None = None) -> None:
-        """Hand a stored record to paho (sent now, or after the next reconnect). While paho's queue is full it
-        stays in the store only, and `resend` hands it over later."""
+        """Hand a stored record to paho (sent now, or after the next reconnect). While MAX_HANDED wait for the
+        broker it stays in the store only, and `resend` hands it over later."""
         payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         with self._lock:  # held across publish: an ack must not arrive before its mid is known
+            if len(self._by_mid) >= MAX_HANDED:
+                return
             mid = self.mqtt.publish(self.topic, payload, qos=1, correlation=correlation)
             if mid is not None:
                 self._by_mid[mid] = (record["inspection_id"], time.monotonic())
@@ -53,6 +58,7 @@ class Outbox:
                 return n
             entry = self._release(mid)
             if entry is not None:  # acks of status/error messages carry mids we did not track
+                self._refused.pop(entry[0], None)
                 self.store.mark_published(entry[0])
                 self.metrics.inc("inspector_published_total")
                 self.metrics.observe("inspector_stage_seconds", time.monotonic() - entry[1], {"stage": "publish"})
@@ -81,7 +87,7 @@ class Outbox:
 
     def resend(self, limit: int = 1000) -> int:
         """Hand over stored results that no publish in this process covers (left by an earlier run, refused by the
-        broker more than REFUSED_RETRY_S ago, or kept back while paho's queue was full)."""
+        broker more than REFUSED_RETRY_S ago, or kept back while MAX_HANDED waited)."""
         n, now = 0, time.monotonic()
         for record in self.store.unpublished(limit):
             refused = self._refused.get(record["inspection_id"])

@@ -122,8 +122,9 @@ class Sink:
             self._next_resend = now + 2.0
             self.outbox.resend()
         if now >= self._next_prune:
-            # one chunk per step, so results keep being stored and published through a long pass
-            self._next_prune = now + (0.0 if self.prune_chunk() else self.cfg.store.retention.every_s)
+            self._next_prune = now + self.cfg.store.retention.every_s  # first: a chunk that fails is retried then, not at once
+            if self.prune_chunk():  # one chunk per step, so results keep being stored and published through a long pass
+                self._next_prune = now
 
     def _error(self, text: str, job: Job) -> None:
         body = {"error": text, "input": job.source, "inspection_id": job.inspection_id, "serial": job.serial}

@@ -146,6 +146,11 @@ def patch_rows(emb: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Ten
     return emb[rows // cells, :, cell // emb.shape[3], cell % emb.shape[3]]
 
 
+def _peer_positional_maps(head: AnomalyHead, dists: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Each image's positional map [n, H, W], standardised by its peers' (`rows` [n, peers]) cell statistics."""
+    return in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, rows)
+
+
 def _level_variance(emb: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """The sum over channels start..stop of each channel's variance over all images and grid cells (unbiased, as
     torch.var), accumulated CHUNK images at a time in float64 instead of from a float32 copy of the whole level."""
@@ -239,7 +244,7 @@ def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torc
     rows = head.peer_rows(pooled, exclude=same) if head.peers else None
     pos_maps = None
     if head.peer_position:
-        pos_maps = in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, rows)
+        pos_maps = _peer_positional_maps(head, dists, rows)
     elif head.position_norm:
         pos_maps = _left_out_positional_maps(head, dists, self_dists, same)
     return None if head.position_map else in_chunks(head.to_map, dists), pos_maps, rows
@@ -256,7 +261,7 @@ def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.
     head.pos_stats = position_stats(s1, s2, n).float()
     if head.peer_position:
         head.peer_dist = dists.float()
-        pos_maps = in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, peer_rows)  # as the graph does
+        pos_maps = _peer_positional_maps(head, dists, peer_rows)  # as the graph computes them
     else:
         pos_maps = _left_out_positional_maps(head, dists, dists, torch.eye(n, dtype=torch.bool))
     pos_max = pos_maps.flatten(1).amax(dim=1)

@@ -230,8 +230,9 @@ def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False
     for here, _, files in walk_folders(folder):
         for name in files:
             p = Path(here) / name
-            if p.is_symlink() and not p.exists():
-                scan.broken_links.append(p)
+            if p.is_symlink() and not p.exists():  # an image's, or a folder's (no suffix); not an editor's lock file
+                if not name.startswith(".") and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
+                    scan.broken_links.append(p)
             elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)):
                 scan.images.append(p)
         if not recursive:

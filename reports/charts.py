@@ -149,8 +149,9 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
         (failed if verdict == "FAIL" else passed)[i] += 1
     svg = Svg(_("Score histogram with threshold"))
     tallest = max(p + f for p, f in zip(passed, failed, strict=True))
-    # a log scale where a bin of failed parts would be under 1 % of the tallest bar: a shift's 3,000 FAILs beside
-    # 40,000 PASSes in one bin were slivers no one could read
+    # a log scale where a bin of failed parts would be under 1 % of the tallest bar: a shift's FAILs, a few hundred a
+    # bin beside 40,000 PASSes in the tallest, were slivers no one could read. There the two stand side by side,
+    # each from zero (stacked on a log axis, a FAIL segment's height would say nothing of its count).
     log = any(0 < f < tallest / 100 for f in failed)
     if log:
         counts = [0] + [10**k for k in range(math.ceil(math.log10(tallest)) + 1)]
@@ -163,9 +164,12 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
         ax.y_grid(ticks, num.tick, title=_("Parts"))
     for i in range(bins):
         x0, x1 = ax.x(lo + i * width), ax.x(lo + (i + 1) * width)
-        for count, base, colour in ((passed[i], 0, PASS_C), (failed[i], passed[i], FAIL_C)):
+        mid = (x0 + x1) / 2
+        bars = ([(passed[i], 0, x0, mid, PASS_C), (failed[i], 0, mid, x1, FAIL_C)] if log
+                else [(passed[i], 0, x0, x1, PASS_C), (failed[i], passed[i], x0, x1, FAIL_C)])
+        for count, base, left, right, colour in bars:
             if count:
-                svg.add("rect", x=f"{x0 + 0.5:.1f}", y=f"{ax.y(height(base + count)):.1f}", width=f"{max(x1 - x0 - 1, 0.5):.1f}",
+                svg.add("rect", x=f"{left + 0.5:.1f}", y=f"{ax.y(height(base + count)):.1f}", width=f"{max(right - left - 1, 0.5):.1f}",
                         height=f"{ax.y(height(base)) - ax.y(height(base + count)):.1f}", fill=colour)
     for t in nice_ticks(lo, hi, 6):
         if lo <= t <= hi:

@@ -189,8 +189,17 @@ def failed_rows(parts: list[Inspection]) -> tuple[list[Inspection], int]:
     failed = [p for p in parts if p.verdict == "FAIL"]
     if len(failed) <= MAX_FAILED_ROWS:
         return failed, 0
-    rank = sorted(range(len(failed)), key=lambda i: -(failed[i].margin if failed[i].margin is not None else failed[i].score or 0.0))
+    def severity(p: Inspection) -> tuple[int, float]:  # by margin; without a threshold by score; without either last
+        return (0, -p.margin) if p.margin is not None else (1, -p.score) if p.score is not None else (2, 0.0)
+
+    rank = sorted(range(len(failed)), key=lambda i: severity(failed[i]))
     return [failed[i] for i in sorted(rank[:MAX_FAILED_ROWS])], len(failed) - MAX_FAILED_ROWS
+
+
+def _cell(text: str | None) -> str:
+    """A text cell a spreadsheet shows as text: a serial from the line such as `=HYPERLINK(...)` would run as a formula."""
+    text = text or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def failed_csv(parts: list[Inspection]) -> bytes:
@@ -201,14 +210,14 @@ def failed_csv(parts: list[Inspection]) -> bytes:
     out.writerow(["timestamp", "inspection_id", "serial", "station", "score", "threshold", "defect_type", "regions"])
     for p in parts:
         if p.verdict == "FAIL":
-            out.writerow([p.timestamp or "", p.id, p.serial or "", p.station or "",
-                          "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), p.primary_type,
+            out.writerow([_cell(p.timestamp), _cell(p.id), _cell(p.serial), _cell(p.station),
+                          "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), _cell(p.primary_type),
                           len(p.defects)])
     return buf.getvalue().encode("utf-8")
 
 
 def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_root: str | Path | None, formats: tuple[str, ...],
-                linked_dir: Path | None, failed_file: str | None = None) -> str:
+                linked_dir: Path | None, failed_file: str | None = None, rows: tuple[list[Inspection], int] | None = None) -> str:
     _ = translations(check_language(lang)).gettext
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
@@ -220,7 +229,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
             _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",)).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
-    failed, failed_more = failed_rows(parts)
+    failed, failed_more = rows or failed_rows(parts)
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
     num = STYLES[lang]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
@@ -247,8 +256,9 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     out = _out_dir(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
-    failed_file = f"{name}-failed.csv" if failed_rows(parts)[1] else None  # the whole list, where the table shows part of it
-    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file)
+    rows = failed_rows(parts)
+    failed_file = f"{name}-failed.csv" if rows[1] else None  # the whole list, where the table shows part of it
+    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file, rows)
     paths = _emit(name, out, html, fmts)
     if failed_file:
         paths["csv"] = _write(out / failed_file, failed_csv(parts))

@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError("--device only applies with --verify")
     if args.device:
         parse_device(args.device)  # like the two checks below: fail now, not after the exports
+    if args.int8_tolerance is not None and not args.int8_tolerance > 0:
+        raise InspectorError(f"--int8-tolerance {args.int8_tolerance}: give the accepted mean score change, a positive number (default {DRIFT_TOLERANCE})")
     int8 = [f for f in args.format if f.endswith("int8")]
     for flag, value, used, which in (("--calib", args.calib, bool(int8), "onnx-int8 or tensorrt-int8"),
                                      ("--int8-tolerance", args.int8_tolerance, "onnx-int8" in int8, "onnx-int8")):
         if value is not None and not used:
             raise InspectorError(f"{flag} {value}: applies only to --format {which}; drop it")
-    if args.int8_tolerance is not None and not args.int8_tolerance > 0:
-        raise InspectorError(f"--int8-tolerance {args.int8_tolerance}: give the accepted mean score change, a positive number (default {DRIFT_TOLERANCE})")
     if args.verify:
         verify_samples(args.verify)
 

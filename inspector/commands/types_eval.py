@@ -124,7 +124,7 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     args.folds = 10 if args.folds is None else args.folds
     if not args.data:
         raise InspectorError("--shots: give MODEL (checkpoint or backbone name) and DATA (labelled defect types)")
-    if Path(args.model).is_file():
+    if Path(args.model).is_file() and Path(args.model).name != "manifest.json":  # a checkpoint's manifest opens it
         raise InspectorError(f"--shots on {args.model}: an export's type head cannot be refitted; give its checkpoint folder "
                              "(from `inspector fit`) or a backbone name (e.g. efficientnet-lite0)")
     if shots != "all" and not (shots.isdigit() and int(shots) >= 1):

@@ -594,3 +594,31 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
     assert topic == "rep" and body["records"] == 3 and set(body["files"]) == {"html"}
     html = Path(body["files"]["html"]).read_text(encoding="utf-8")
     assert '<div class="v">1</div>' in html and "2026-12-03 06:01:00 UTC" in html  # one FAIL, listed
+
+
+def test_a_failing_retention_step_waits_for_its_interval(station):
+    """A chunked pass retried a failing prune on every step: a traceback three times a second."""
+    import queue
+    import sqlite3
+    from types import SimpleNamespace
+
+    from inspector.health import Metrics
+    from inspector.pipeline import Sink
+    from inspector.store import Store
+
+    cfg = station(store={"retention": {"max_rows": 1, "every_s": 3600}})
+    store, calls = Store(cfg.store.data_dir), []
+
+    def locked(*args, **kwargs):
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    store.prune = locked
+    idle = SimpleNamespace(drain_acks=lambda: 0, resend=lambda: 0, mqtt=SimpleNamespace(connected=False))
+    sink = Sink(cfg, store, queue.Queue(), idle, Metrics(), None, lambda *a, **k: None, "err")
+    sink._next_prune = 0.0
+    with pytest.raises(sqlite3.OperationalError):
+        sink.step(timeout=0.01)
+    sink.step(timeout=0.01)
+    sink.step(timeout=0.01)
+    assert len(calls) == 1

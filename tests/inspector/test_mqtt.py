@@ -139,12 +139,13 @@ def test_absent_broker_is_not_fatal_and_is_reached_when_it_comes(tmp_path, mosqu
 
 def test_through_a_long_outage_results_wait_in_the_store_not_in_paho(make_broker, tmp_path, monkeypatch):
     """paho's queue of unsent messages had no bound: a days-long outage held every result in memory."""
-    from inspector import mqtt
+    from inspector import mqtt, outbox
     from inspector.health import Metrics
     from inspector.outbox import Outbox
     from inspector.store import Store
 
-    monkeypatch.setattr(mqtt, "MAX_QUEUED", 3)
+    monkeypatch.setattr(outbox, "MAX_HANDED", 3)
+    monkeypatch.setattr(mqtt, "MAX_QUEUED", 4)
     broker = make_broker()
     broker.kill()
     client = MqttClient(mqtt_cfg(broker.port), "queued")
@@ -154,7 +155,9 @@ def test_through_a_long_outage_results_wait_in_the_store_not_in_paho(make_broker
         record = {"inspection_id": f"q{i}", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS", "score": 0.1, "threshold": 1.0}
         assert store.add(record)
         box.publish(record)
-    assert box.in_flight == 3 and client.publish("t/s/error", "x") is None  # paho holds 3; the others wait in the store only
+    assert box.in_flight == 3  # paho holds 3; the others wait in the store only
+    assert client.publish("t/s/status", "online") is not None  # room is left for status and replies: `online` was lost
+    assert client.publish("t/s/error", "x") is None  # paho's own limit
     broker.start()
     client.start()
     try:

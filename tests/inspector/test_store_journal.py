@@ -79,6 +79,11 @@ def test_retention_runs_in_chunks_and_keeps_the_record_count(tmp_path):
     kept = {r["inspection_id"] for r in store.records("2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z")}
     assert "unsent" in kept and "r2499" in kept and "r2399" not in kept
     assert store.add(record("late")) and store.counts()["records"] == 102 == store.count()
+    other = sqlite3.connect(store.path)  # a delete the store did not make (by hand, another tool)
+    other.execute("DELETE FROM inspections WHERE inspection_id = 'late'")
+    other.commit()
+    other.close()
+    assert store.prune(max_rows=100) == 0 and store.counts()["records"] == 101 == store.count()  # recounted once a pass
 
 
 def test_reading_a_shift_does_not_wait_for_the_writer(tmp_path):

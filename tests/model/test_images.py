@@ -313,6 +313,8 @@ def test_linked_folders_are_read_once_and_links_to_nothing_are_said(tmp_path):
     (days / "up").symlink_to(station)  # a link back up the tree: no endless walk
     (station / "gone.png").symlink_to(tmp_path / "deleted.png")
     (station / "old_day").symlink_to(tmp_path / "unmounted")
+    (station / ".#own.png").symlink_to("root@host.1234")  # an editor's lock, not an image
+    (station / "notes.txt").symlink_to(tmp_path / "gone.txt")
     scan = scan_images(station, recursive=True)
     assert [p.relative_to(station).as_posix() for p in scan.images] == ["again/m.png", "own.png"]
     assert [p.name for p in scan.broken_links] == ["gone.png", "old_day"]

@@ -56,6 +56,12 @@ def test_a_few_failed_parts_beside_many_passed_ones_stay_visible():
     assert "Parts (log scale)" in texts and {"0", "1", "10", "100", "1,000", "10,000", "100,000"} <= set(texts)
     bars = {r.get("fill"): float(r.get("height")) for r in root.iter(f"{NS}rect") if r.get("fill") in (charts.PASS_C, charts.FAIL_C)}
     assert bars[charts.FAIL_C] > 0.3 * bars[charts.PASS_C]  # about 75 FAILs a bin on a log axis: near half of 20,000 PASSes
+    # FAILs in a bin of many PASSes stand beside them from zero, not stacked on top as a sliver
+    mixed = [(1.0, "PASS")] * 40_000 + [(1.0, "FAIL")] * 300 + [(3.0, "FAIL")] * 5
+    rects = list(parse(charts.histogram(mixed, [2.0], _)).iter(f"{NS}rect"))
+    first = {fill: min((r for r in rects if r.get("fill") == fill), key=lambda r: float(r.get("x"))) for fill in (charts.PASS_C, charts.FAIL_C)}
+    passed, failed = (float(first[c].get("height")) for c in (charts.PASS_C, charts.FAIL_C))
+    assert failed > 0.4 * passed  # log(301) / log(40,001) = 0.54; stacked, it was 0.1 px
     few = [(1.0, "PASS")] * 50 + [(3.0, "FAIL")] * 5
     assert "Parts (log scale)" not in [t.text for t in parse(charts.histogram(few, [2.0], _)).iter(f"{NS}text")]
 

@@ -261,3 +261,19 @@ def test_a_shift_with_more_failed_parts_than_the_table_lists_names_the_worst_and
     assert float(rows[1]["score"]) == records[1]["score"] and rows[0]["timestamp"] == records[0]["timestamp"]
     few = reports.render_shift(records[:10], {}, tmp_path / "few", ("html",))
     assert set(few) == {"html"} and "failed parts with the highest score" not in few["html"].read_text(encoding="utf-8")
+
+
+def test_the_failed_parts_csv_keeps_a_serial_from_running_as_a_formula(tmp_path):
+    import csv
+
+    from reports.records import inspection
+    from reports.render import MAX_FAILED_ROWS, failed_rows
+
+    records = [_rec(i, "FAIL", 5.0 + i / 100) for i in range(MAX_FAILED_ROWS + 2)]
+    records[0]["serial"] = '=HYPERLINK("http://x","open")'
+    records[1]["score"] = None  # ranked last, not above every part with a margin
+    out = reports.render_shift(records, {}, tmp_path, ("html",))
+    rows = list(csv.DictReader(out["csv"].open(encoding="utf-8")))
+    assert rows[0]["serial"] == "'" + records[0]["serial"] and rows[1]["score"] == ""
+    shown, more = failed_rows([inspection(r) for r in records])
+    assert more == 2 and records[1]["inspection_id"] not in {p.id for p in shown}
