@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +210,7 @@ class Scan:
     broken_links: list[Path] = field(default_factory=list)
 
 
-def walk_folders(folder: str | Path):
+def walk_folders(folder: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk top-down, sorted, following linked folders (a station's folder often links its days' folders), each
     real folder once, so a link back up the tree is no loop."""
     seen = set()
