@@ -90,6 +90,8 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path) -> int:
 def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndarray]:
     """The good and defect calibration scores, after checking the manifest's calibration sections have the shape
     fit writes: a resealed manifest with a malformed one was a traceback, and is one line naming the field."""
+    from model.calibration import Policy
+
     def bad(field: str, want: str) -> InspectorError:
         return InspectorError(f"checkpoint {ckpt}: manifest field {field} is not {want}; re-create it with `inspector fit`")
 
@@ -97,9 +99,11 @@ def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndar
     if not isinstance(calibration, dict):
         raise bad("calibration", "an object")
     policy = calibration.get("policy")
-    if policy is not None and not (isinstance(policy, dict) and policy.get("kind") in ("escape", "far")
-                                   and isinstance(policy.get("target"), (int, float)) and 0 <= policy["target"] < 1):
-        raise bad("calibration.policy", 'null or {"kind": "escape" or "far", "target": a rate in [0, 1)}')
+    if policy is not None:
+        try:
+            Policy(**policy)  # its own checks: the kind, and a rate in [0, 1)
+        except (TypeError, InspectorError):  # not an object, other fields, or a target that is no number
+            raise bad("calibration.policy", 'null or {"kind": "escape" or "far", "target": a rate in [0, 1)}') from None
     if not isinstance(scores, dict):
         raise bad("calibration_scores", "an object")
     found = []
