@@ -217,7 +217,7 @@ def failed_csv(parts: list[Inspection]) -> bytes:
 
 
 def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_root: str | Path | None, formats: tuple[str, ...],
-                linked_dir: Path | None, failed_file: str | None = None, rows: tuple[list[Inspection], int] | None = None) -> str:
+                linked_dir: Path | None, failed_file: str | None = None) -> str:
     _ = translations(check_language(lang)).gettext
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
@@ -229,7 +229,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
             _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",)).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
-    failed, failed_more = rows or failed_rows(parts)
+    failed, failed_more = failed_rows(parts)
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
     num = STYLES[lang]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
@@ -256,9 +256,9 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     out = _out_dir(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
-    rows = failed_rows(parts)
-    failed_file = f"{name}-failed.csv" if rows[1] else None  # the whole list, where the table shows part of it
-    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file, rows)
+    more = sum(p.verdict == "FAIL" for p in parts) > MAX_FAILED_ROWS
+    failed_file = f"{name}-failed.csv" if more else None  # the whole list, where the table shows part of it
+    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file)
     paths = _emit(name, out, html, fmts)
     if failed_file:
         paths["csv"] = _write(out / failed_file, failed_csv(parts))
