@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -227,6 +228,25 @@ class ReportsSection(Section):
     on_fail: bool = Field(False, title="Report each FAIL", description="Render an inspection report for every FAIL.")
     formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html"], title="Formats", description="Report formats.")
     lang: Literal["en", "zh", "es"] = Field("en", title="Language", description="Report language: en, zh or es.")
+    timezone: str = Field("local", title="Time zone", description="Zone the reports show times in, and of shift_report command "
+                          "times without an offset: an IANA name (Europe/Berlin), UTC, or local (this machine's zone). Records keep UTC.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        zone_of(v)
+        return v
+
+
+def zone_of(name: str) -> tzinfo | None:
+    """A config's time zone resolved (None: this machine's, by the C library's rules); ValueError naming it if unknown."""
+    from reports.errors import ReportError
+    from reports.zones import zone
+
+    try:
+        return zone(name)
+    except ReportError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class WatchdogSection(Section):

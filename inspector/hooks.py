@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.config import StationConfig
+from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
 from inspector.store import Store
 
@@ -33,6 +33,7 @@ class ReportHooks:
         self.cfg, self.store, self._publish = cfg, store, publish
         self.report_topic, self.error_topic = report_topic, error_topic
         self.out_dir = Path(cfg.store.data_dir) / "reports"
+        self._zone = zone_of(cfg.reports.timezone)
         self._reports_checked = False
         self._reports: Any = None
         self.on_fail = on_fail if on_fail is not None else (self._default_fail if cfg.reports.on_fail else None)
@@ -60,8 +61,9 @@ class ReportHooks:
         if mod is None:
             return None
         rc = self.cfg.reports
-        day = str(record.get("timestamp", ""))[:10] or "undated"
-        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root)
+        t = mod.records.parse_time(record.get("timestamp"))
+        day = t.astimezone(self._zone).strftime("%Y-%m-%d") if t else "undated"  # the day on the reports' clock
+        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root, tz=rc.timezone)
 
     def _default_shift(self, records: list[Any], meta: dict[str, Any]) -> Any:  # normalised records (see _shift_report)
         mod = self._module()
@@ -69,7 +71,7 @@ class ReportHooks:
             raise RuntimeError("the reports package is not available on this station")
         formats = meta.pop("formats", None) or self.cfg.reports.formats
         lang = meta.pop("lang", None) or self.cfg.reports.lang
-        return mod.render_shift(records, meta, self.out_dir / "shifts", formats, lang, store_root=self.store.root)
+        return mod.render_shift(records, meta, self.out_dir / "shifts", formats, lang, store_root=self.store.root, tz=self.cfg.reports.timezone)
 
     # -- queueing -------------------------------------------------------------------------------------------
     def fail(self, record: dict[str, Any]) -> None:

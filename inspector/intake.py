@@ -25,9 +25,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from inspector.config import SAFE_ID, StationConfig
+from inspector.config import SAFE_ID, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
 from inspector.result import parse_utc
@@ -100,10 +100,11 @@ class ShiftReportCommand(BaseModel):
 
     @field_validator("start", "end")
     @classmethod
-    def _time(cls, v: str | None) -> str | None:
-        """The store's UTC form, since the store compares times as text: "04:00+01:00" is 03:00Z."""
+    def _time(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """The store's UTC form, since the store compares times as text: "04:00+01:00" is 03:00Z. A time without an
+        offset is on the clock of the context's "zone" (the station's `reports.timezone`)."""
         try:
-            return None if v is None else parse_utc(v)
+            return None if v is None else parse_utc(v, (info.context or {}).get("zone"))
         except ValueError:
             raise ValueError(f"{v[:40]!r} is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z") from None
 
@@ -153,6 +154,7 @@ class Intake:
         self.source = source
         self._publish, self._republish, self._on_command = publish, republish, on_command
         self._allowed = [Path(d).resolve() for d in cfg.mqtt.allowed_dirs]
+        self._zone = zone_of(cfg.reports.timezone)
         self.stopping: Callable[[], bool] = lambda: False
         self.beat: Callable[[], None] = lambda: None  # the worker's heartbeat, for long waits
 
@@ -321,7 +323,7 @@ class Intake:
 
     def _command(self, msg: Message) -> None:
         try:
-            cmd = ShiftReportCommand.model_validate(self._json(msg, "command"))
+            cmd = ShiftReportCommand.model_validate(self._json(msg, "command"), context={"zone": self._zone})
         except ValidationError as exc:
             return self.reject(pydantic_line(exc, "command"), "command", message=msg)
         except InspectorError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,12 @@ def iso_utc(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_utc(text: str) -> str:
-    """An ISO 8601 time (local if no offset) in the store's form, which sorts as text; ValueError if it is not one
-    (or out of the calendar's range)."""
+def parse_utc(text: str, zone: tzinfo | None = None) -> str:
+    """An ISO 8601 time in the store's form, which sorts as text; without an offset it is on `zone`'s clock (None:
+    this machine's). ValueError if it is not one (or out of the calendar's range)."""
     try:
-        return iso_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return iso_utc(t if t.tzinfo or zone is None else t.replace(tzinfo=zone))
     except OverflowError:
         raise ValueError(f"{text!r} is out of range") from None
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from markupsafe import Markup, escape
 
 from reports.numbers import STYLES, Numbers
 from reports.records import Subgroup
+from reports.zones import Zone, zone_label
 
 W, H = 680, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 46
@@ -189,21 +190,24 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
     return svg.markup()
 
 
-def _time_label(t: datetime, width: timedelta, span: timedelta) -> str:
+def _time_label(t: datetime, width: timedelta, span: timedelta, z: Zone) -> str:
+    t = t.astimezone(z)
     if width >= timedelta(days=1):
         return t.strftime("%m-%d")
     return t.strftime("%m-%d %H:%M") if span > timedelta(days=1) else t.strftime("%H:%M")
 
 
-def _x_time_labels(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float) -> None:
+def _x_time_axis(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float, _: Gettext, z: Zone) -> None:
+    """Time labels under the subgroups on the zone's clock, and the axis titled with the zone."""
     span = groups[-1].end - groups[0].start
     every = max(1, math.ceil(len(groups) / 8))
     for i, g in enumerate(groups):
         if i % every == 0:
-            svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span), size=10)
+            svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span, z), size=10)
+    ax.frame(_("Time (%(zone)s)") % {"zone": zone_label(z, groups[0].start)})
 
 
-def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
+def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext, num: Numbers = ENGLISH, z: Zone = timezone.utc) -> Markup | None:
     """Fraction failed per time subgroup, with the centre line and 3-sigma limits for each subgroup's size."""
     if not groups or p_bar is None or not any(g.n for g in groups):
         return None
@@ -230,13 +234,12 @@ def p_chart(groups: Sequence[Subgroup], p_bar: float | None, _: Gettext, num: Nu
         bad = g.out_of_control
         svg.add("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=4.5 if bad else 3, fill=FAIL_C if bad else INK,
                 stroke="#000" if bad else None)
-    _x_time_labels(svg, ax, groups, slot)
-    ax.frame(_("Time (UTC)"))
+    _x_time_axis(svg, ax, groups, slot, _, z)
     legend(svg, [(_("Fraction failed"), INK, ""), (_("Mean"), ACCENT, ""), (_("Control limits (3σ)"), LIMIT_C, "6 3")], ax.right)
     return svg.markup()
 
 
-def throughput(groups: Sequence[Subgroup], _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
+def throughput(groups: Sequence[Subgroup], _: Gettext, num: Numbers = ENGLISH, z: Zone = timezone.utc) -> Markup | None:
     """Parts per subgroup as bars, median and 95th-percentile latency as lines on the right axis."""
     if not groups or not any(g.n for g in groups):
         return None
@@ -261,8 +264,7 @@ def throughput(groups: Sequence[Subgroup], _: Gettext, num: Numbers = ENGLISH) -
             svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in pts), fill="none", stroke=ACCENT, stroke_width=1.8,
                     stroke_dasharray=dash)
         ax.right_labels(lt, ly, num.tick, _("Latency (ms)"))
-    _x_time_labels(svg, ax, groups, slot)
-    ax.frame(_("Time (UTC)"))
+    _x_time_axis(svg, ax, groups, slot, _, z)
     legend(svg, [(_("Parts"), "#90a4ae", None), (_("Median latency"), ACCENT, ""), (_("95th percentile"), ACCENT, "4 3")], ax.right)
     return svg.markup()
 

@@ -25,6 +25,7 @@ from reports.i18n import check_language, cjk_font, translations
 from reports.images import THUMB_PX, data_uri
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
+from reports.zones import Zone, zone
 
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
@@ -50,10 +51,11 @@ def translate_value(gettext: charts.Gettext, value: Any) -> Any:
     return gettext(value) if value in TRANSLATED_VALUES else value
 
 
-def _time(value: datetime | None, with_seconds: bool = True) -> str:
+def _time(value: datetime | None, z: Zone = timezone.utc, with_seconds: bool = True) -> str:
+    """A time on the report's clock, its zone's abbreviation beside it (CET or CEST, as the date has it)."""
     if value is None:
         return "—"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC" if with_seconds else "%Y-%m-%d %H:%M UTC")
+    return value.astimezone(z).strftime("%Y-%m-%d %H:%M:%S %Z" if with_seconds else "%Y-%m-%d %H:%M %Z")
 
 
 @cache
@@ -109,9 +111,10 @@ def html_to_pdf(html: str) -> bytes:
     return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=["data"])).write_pdf()
 
 
-def _common(lang: str, formats: tuple[str, ...]) -> dict[str, Any]:
+def _common(lang: str, formats: tuple[str, ...], z: Zone) -> dict[str, Any]:
     return {
-        "generated": _time(datetime.now(timezone.utc)),
+        "zone": z,
+        "generated": _time(datetime.now(timezone.utc), z),
         # Chinese in the PDF needs a CJK font on this machine; say so in the report instead of printing boxes silently
         "font_note": "pdf" in formats and lang == "zh" and cjk_font() is None,
     }
@@ -130,23 +133,25 @@ def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, A
     return [{"kind": kind, "path": part.images.get(kind), "uri": data_uri(part.images.get(kind), store_root)} for kind in ("image", "overlay")]
 
 
-def _inspection_page(part: Inspection, lang: str, store_root: str | Path | None, formats: tuple[str, ...]) -> str:
+def _inspection_page(part: Inspection, lang: str, store_root: str | Path | None, formats: tuple[str, ...], z: Zone) -> str:
     _ = translations(check_language(lang)).gettext
     return environment(lang).get_template("inspection.html.j2").render(
         i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _, STYLES[lang]),
-        **_common(lang, formats))
+        **_common(lang, formats, z))
 
 
-def inspection_html(record: dict[str, Any], lang: str = "en", store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",)) -> str:
-    return _inspection_page(inspection(record), lang, store_root, formats)
+def inspection_html(record: dict[str, Any], lang: str = "en", store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",),
+                    tz: str | None = "UTC") -> str:
+    return _inspection_page(inspection(record), lang, store_root, formats, zone(tz))
 
 
 def render_inspection(record: dict[str, Any], out_dir: str | Path, formats: Iterable[str] = FORMATS, lang: str = "en",
-                      store_root: str | Path | None = None) -> dict[str, Path]:
-    """Write inspection-<id>.html/.pdf for one result record; returns {format: path}."""
+                      store_root: str | Path | None = None, tz: str | None = "UTC") -> dict[str, Path]:
+    """Write inspection-<id>.html/.pdf for one result record; returns {format: path}. `tz`: the zone its times are
+    shown in (an IANA name such as Europe/Berlin, "UTC" or "local"; records keep UTC)."""
     fmts = _formats(formats)
     part = inspection(record)
-    html = _inspection_page(part, lang, store_root, fmts)
+    html = _inspection_page(part, lang, store_root, fmts, zone(tz))
     return _emit(inspection_filename(part.id), _out_dir(out_dir), html, fmts)
 
 
@@ -173,9 +178,10 @@ def shift_name(meta: dict[str, Any]) -> str:
 
 
 def shift_html(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
-               store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None) -> str:
+               store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None,
+               tz: str | None = "UTC") -> str:
     """The shift report's HTML. With `linked_dir`, the worst parts' own report pages are written there and the thumbnails link to them."""
-    return _shift_page(_parts(records), dict(meta or {}), lang, store_root, formats, linked_dir)
+    return _shift_page(_parts(records), dict(meta or {}), lang, store_root, formats, linked_dir, zone(tz))
 
 
 def _parts(records: Iterable[dict[str, Any] | Inspection]) -> list[Inspection]:
@@ -217,7 +223,7 @@ def failed_csv(parts: list[Inspection]) -> bytes:
 
 
 def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_root: str | Path | None, formats: tuple[str, ...],
-                linked_dir: Path | None, failed_file: str | None = None) -> str:
+                linked_dir: Path | None, z: Zone, failed_file: str | None = None) -> str:
     _ = translations(check_language(lang)).gettext
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
@@ -226,7 +232,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
         href = None
         if linked_dir is not None:
             href = f"{inspection_filename(part.id)}.html"
-            _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",)).encode("utf-8"))
+            _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",), z).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
     failed, failed_more = failed_rows(parts)
@@ -234,31 +240,33 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
     num = STYLES[lang]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
            "histogram": charts.histogram(stats.scores, stats.thresholds, _, num),
-           "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num),
-           "throughput": charts.throughput(stats.subgroups, _, num)}
+           "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num, z),
+           "throughput": charts.throughput(stats.subgroups, _, num, z)}
     return environment(lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file,
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
-        config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats))
+        config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats, z))
 
 
 def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
-                 lang: str = "en", store_root: str | Path | None = None) -> dict[str, Path]:
+                 lang: str = "en", store_root: str | Path | None = None, tz: str | None = "UTC") -> dict[str, Path]:
     """Write a shift/lot report for `records` (dicts, or `reports.records.inspection` of them); returns {format: path}, with "csv" (every failed part) where there are
     more than the report's table lists (MAX_FAILED_ROWS).
 
     meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
     config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem).
+    `tz`: the zone the report's times are shown in (an IANA name such as Europe/Berlin, "UTC" or "local").
     With HTML output, the worst parts' inspection pages are written beside it so the thumbnails link somewhere.
     """
     fmts = _formats(formats)
+    z = zone(tz)
     meta = dict(meta or {})
     out = _out_dir(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
     more = sum(p.verdict == "FAIL" for p in parts) > MAX_FAILED_ROWS
     failed_file = f"{name}-failed.csv" if more else None  # the whole list, where the table shows part of it
-    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, failed_file)
+    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, z, failed_file)
     paths = _emit(name, out, html, fmts)
     if failed_file:
         paths["csv"] = _write(out / failed_file, failed_csv(parts))

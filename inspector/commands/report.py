@@ -3,13 +3,14 @@
   inspector report --db STORE --from T1 [--to T2] --out DIR        a shift / lot report (and the worst parts' pages)
   inspector report --db STORE --inspection ID [ID ...] --out DIR   one report per inspection
 
-Times are ISO 8601 (2026-11-26T06:00, 2026-11-26, ...); without an offset they are this machine's local time.
+Times are ISO 8601 (2026-11-26T06:00, 2026-11-26, ...); without an offset they are on the --tz clock (default:
+this machine's zone), and the reports show every time on that clock, its zone named (records keep UTC).
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
 from inspector.commands.common import name_list, print_json
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="end", metavar="T2", help="shift report up to this time (exclusive; default now)")
     p.add_argument("--station", help="only this station's inspections (shift report)")
     p.add_argument("--lang", default="en", help="report language: en, zh or es (default en)")
+    p.add_argument("--tz", default="local", metavar="ZONE",
+                   help="time zone of the reports' times and of --from/--to without an offset: an IANA name such as "
+                        "Europe/Berlin, UTC, or local (default: this machine's zone)")
     p.add_argument("--format", default="html,pdf", help="html, pdf or html,pdf (default)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the reports into (created if missing)")
     p.add_argument("--worst", type=int, default=12, metavar="N", help="thumbnails of the N worst parts on a shift report (default 12)")
@@ -36,10 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def utc_time(text: str, option: str) -> str:
-    """An ISO 8601 time (local if no offset) as the store's UTC form, 2026-11-26T06:00:00.000Z."""
+def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
+    """An ISO 8601 time (on the zone's clock if it has no offset; None: this machine's) as the store's UTC form,
+    2026-11-26T06:00:00.000Z."""
     try:
-        return parse_utc(text)
+        return parse_utc(text, z)
     except ValueError:
         raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
 
@@ -58,12 +63,17 @@ def open_store(db: str):
 def run(args: argparse.Namespace) -> int:
     import reports
     from reports.records import inspection
+    from reports.zones import zone
 
     if args.worst < 0:
         raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
     if args.end and not args.start:
         raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
     formats = tuple(name_list(args.format))
+    try:
+        z = zone(args.tz)
+    except reports.ReportError as exc:
+        raise InspectorError(f"--tz: {exc}") from None
     store = open_store(args.db)
     try:
         if args.inspection:
@@ -73,17 +83,17 @@ def run(args: argparse.Namespace) -> int:
                 if record is None:
                     raise InspectorError(f"inspection {iid!r}: not in store {args.db}; give the inspection_id of a stored result")
                 records.append(record)
-            written = [reports.render_inspection(r, args.out, formats, args.lang, store.root) for r in records]
+            written = [reports.render_inspection(r, args.out, formats, args.lang, store.root, tz=args.tz) for r in records]
             summary = {"inspections": [r["inspection_id"] for r in records]}
         else:
-            start = utc_time(args.start, "--from")
-            end = utc_time(args.end, "--to") if args.end else iso_utc(datetime.now(timezone.utc))
+            start = utc_time(args.start, "--from", z)
+            end = utc_time(args.end, "--to", z) if args.end else iso_utc(datetime.now(timezone.utc))
             if end <= start:
                 to = args.end or f"now ({end})"
                 raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
             parts = [inspection(r) for r in store.iter_records(start, end, station=args.station)]  # each record decoded, then let go
             meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
-            written = [reports.render_shift(parts, meta, args.out, formats, args.lang, store.root)]
+            written = [reports.render_shift(parts, meta, args.out, formats, args.lang, store.root, tz=args.tz)]
             fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)
             summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails}
     except reports.ReportError as exc:

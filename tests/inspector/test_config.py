@@ -70,6 +70,8 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  image_threshold: .nan\n"), "model.image_threshold: Input should be a finite number"),
     (BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  mm_per_px: .inf\n"), "model.mm_per_px: Input should be a finite number"),
     (BASE + "reports:\n  lang: fr\n", "reports.lang: Input should be 'en', 'zh' or 'es'"),
+    (BASE + "reports:\n  timezone: CEST\n", ":13: reports.timezone: time zone 'CEST': unknown; give an IANA name such as Europe/Berlin"),
+    (BASE + "reports:\n  timezone: Europe/Berlin\n", None),
     # before: validated, then the folder source's thread died (OverflowError) and nothing was inspected
     (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /in\n  poll_s: .inf"), ":8: source.poll_s: Input should be a finite number"),
     (BASE + "watchdog:\n  stall_s: 1e10\n", ":13: watchdog.stall_s: Input should be less than or equal to 2592000"),

@@ -487,12 +487,16 @@ def test_a_device_the_machine_lacks_is_named_by_its_config_key(station):
 
 def test_shift_report_command_times_are_the_stores_utc_form():
     """The store compares its UTC timestamps as text, so a command's times must be turned into that form first."""
+    from zoneinfo import ZoneInfo
+
     from pydantic import ValidationError
 
     from inspector.intake import ShiftReportCommand
 
     cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T04:00+01:00", "end": "2026-12-03T05:00Z"})
     assert (cmd.start, cmd.end) == ("2026-12-03T03:00:00.000Z", "2026-12-03T05:00:00.000Z")
+    berlin = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00"}, context={"zone": ZoneInfo("Europe/Berlin")})
+    assert berlin.start == "2026-12-03T05:00:00.000Z"  # without an offset: the station's reports.timezone
     for start, end, problem in (("garbage", None, "'garbage' is not a time"), ("0001-01-01T00:00+05:00", None, "is not a time"),
                                 ("2026-12-03T06:00Z", "2026-12-03T05:00Z", "is not before end")):
         with pytest.raises(ValidationError, match=problem):
@@ -581,7 +585,7 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
     from inspector.intake import ShiftReportCommand
     from inspector.store import Store
 
-    cfg = station()
+    cfg = station(reports={"timezone": "UTC"})
     store = Store(cfg.store.data_dir)
     for i, verdict in enumerate(["PASS", "FAIL", "PASS"]):
         store.add({"inspection_id": f"h{i}", "timestamp": f"2026-12-03T06:0{i}:00.000Z", "verdict": verdict, "score": float(i),
@@ -594,6 +598,18 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
     assert topic == "rep" and body["records"] == 3 and set(body["files"]) == {"html"}
     html = Path(body["files"]["html"]).read_text(encoding="utf-8")
     assert '<div class="v">1</div>' in html and "2026-12-03 06:01:00 UTC" in html  # one FAIL, listed
+
+
+def test_fail_reports_are_filed_under_the_day_on_the_reports_clock(station, tmp_path):
+    """23:30Z on 3 December is the morning of the 4th in Tokyo: the FAIL's report goes in that day's folder, its time in JST."""
+    from inspector.hooks import ReportHooks
+    from inspector.store import Store
+
+    cfg = station(reports={"timezone": "Asia/Tokyo", "on_fail": True})
+    hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda *a, **kw: None, "rep", "err")
+    out = hooks.on_fail({"inspection_id": "late", "timestamp": "2026-12-03T23:30:00.000Z", "verdict": "FAIL", "score": 2.0, "threshold": 1.0})
+    assert out["html"].parent.name == "2026-12-04"
+    assert "2026-12-04 08:30:00 JST" in out["html"].read_text(encoding="utf-8")
 
 
 def test_a_failing_retention_step_waits_for_its_interval(station):

@@ -44,6 +44,19 @@ def test_shift_report_for_a_period(store_dir, tmp_path, capsys):
     assert len(list(tmp_path.glob("inspection-*.html"))) == 3
 
 
+@pytest.mark.parametrize("tz, start, end", [("Europe/Berlin", "2026-11-26T08:00", "2026-11-26T10:00"),
+                                             ("local", "2026-11-26T12:30", "2026-11-26T14:30")])  # local: $TZ, Asia/Kolkata
+def test_times_without_an_offset_and_the_report_are_on_the_zones_clock(store_dir, tmp_path, capsys, monkeypatch, tz, start, end):
+    root, records = store_dir
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    out = run_json(capsys, "report", "--db", str(root), "--tz", tz, "--from", start, "--to", end, "--format", "html",
+                   "--out", str(tmp_path), "--json")
+    assert (out["start"], out["end"]) == ("2026-11-26T07:00:00.000Z", "2026-11-26T09:00:00.000Z")
+    assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" for r in records)
+    text = (tmp_path / "shift-20261126T0700-20261126T0900.html").read_text(encoding="utf-8")
+    assert ("2026-11-26 08:00 CET" if tz == "Europe/Berlin" else "2026-11-26 12:30 IST") in text and "UTC" not in text
+
+
 def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsys):
     pytest.importorskip("weasyprint")
     root, records = store_dir
@@ -79,6 +92,7 @@ def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end,
     (["--db", "{root}", "--from", "2999-01-01"], r"--to now \(\d{4}-.*\): the period is empty"),
     (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),
     (["--db", "{root}", "--from", "2026-11-26", "--lang", "fr"], r"language 'fr': choose one of en, zh, es"),
+    (["--db", "{root}", "--from", "2026-11-26", "--tz", "CEST"], r"--tz: time zone 'CEST': unknown; give an IANA name"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", "html,docx"], r"report format docx"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", " , "], r"report format \(none\)"),
     (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),

@@ -136,11 +136,28 @@ def test_empty_shift_renders_a_clear_report(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [({"formats": ("docx",)}, "report format docx"), ({"formats": ()}, "report format"),
-                                             ({"lang": "fr"}, "language 'fr'")])
+                                             ({"lang": "fr"}, "language 'fr'"), ({"tz": "Mars/Olympus"}, "time zone 'Mars/Olympus': unknown")])
 def test_bad_arguments_raise_one_line_errors(kwargs, message, tmp_path):
     with pytest.raises(reports.ReportError, match=re.escape(message)) as err:
         reports.render_inspection({"inspection_id": "a"}, tmp_path, **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_times_are_on_the_zones_clock_through_a_change_of_daylight_saving(tmp_path):
+    """A plant's QA reads its own clock: in Berlin, 00:30Z on the night the clocks go back is 02:30 CEST, and 01:30Z is
+    02:30 again, CET. Records keep UTC; every time in the report names its zone."""
+    records = [{"inspection_id": f"p{i}", "timestamp": t, "verdict": "FAIL", "score": 2.0 + i, "threshold": 1.0}
+               for i, t in enumerate(["2026-10-25T00:30:00.000Z", "2026-10-25T01:30:00.000Z"])]
+    meta = {"start": "2026-10-25T00:00:00Z", "end": "2026-10-25T02:00:00Z"}
+    html = reports.render_shift(records, meta, tmp_path / "berlin", formats=("html",), tz="Europe/Berlin")["html"].read_text(encoding="utf-8")
+    assert "2026-10-25 02:00 CEST – 2026-10-25 03:00 CET" in html  # the period
+    assert "<td>2026-10-25 02:30:00 CEST</td>" in html and "<td>2026-10-25 02:30:00 CET</td>" in html  # the failed parts
+    assert "Time (Europe/Berlin)" in html and ">02:00<" in html  # the time charts' axis and first subgroup
+    assert "UTC" not in html
+    default = reports.render_shift(records, meta, tmp_path / "utc", formats=("html",))["html"].read_text(encoding="utf-8")
+    assert "<td>2026-10-25 00:30:00 UTC</td>" in default and "Time (UTC)" in default and "CET" not in default
+    page = reports.render_inspection(records[0], tmp_path / "chicago", ("html",), tz="America/Chicago")["html"].read_text(encoding="utf-8")
+    assert "2026-10-24 19:30:00 CDT" in page and "UTC" not in page
 
 
 def test_unwritable_output_folder_is_a_clear_error(tmp_path):
