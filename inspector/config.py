@@ -11,10 +11,10 @@ import os
 import re
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from inspector.engines.base import DEVICES, parse_device
 from model.errors import InspectorError
@@ -231,11 +231,35 @@ class ReportsSection(Section):
     timezone: str = Field("local", title="Time zone", description="Zone the reports show times in, and of shift_report command "
                           "times without an offset: an IANA name (Europe/Berlin), UTC, or local (this machine's zone). Records keep UTC.")
 
+    organisation: str | None = Field(None, title="Organisation", description="Company and site, printed at the head of every "
+                                     "report (and of each later PDF page).")
+    document: str | None = Field(None, title="Document number", description="The controlled form's number and revision "
+                                 "(e.g. QF-7.5-03 rev. B), printed at the head of every report and of each later PDF page.")
+    logo: str | None = Field(None, title="Logo", description="A PNG, JPEG or SVG file (under 2 MB) shown at the head of every report.")
+    _letterhead: Any = PrivateAttr(None)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
         zone_of(v)
         return v
+
+    @model_validator(mode="after")
+    def _read_letterhead(self) -> ReportsSection:
+        """The logo is read (and checked) once, here: a missing file is a config mistake, found before the station starts."""
+        from reports.errors import ReportError
+        from reports.letterhead import letterhead
+
+        try:
+            self._letterhead = letterhead(self.organisation, self.document, self.logo)
+        except ReportError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def letterhead(self) -> Any:
+        """The reports' `reports.letterhead.Letterhead`."""
+        return self._letterhead
 
 
 def zone_of(name: str) -> tzinfo | None:

@@ -63,15 +63,18 @@ class ReportHooks:
         rc = self.cfg.reports
         t = mod.records.parse_time(record.get("timestamp"))
         day = t.astimezone(self._zone).strftime("%Y-%m-%d") if t else "undated"  # the day on the reports' clock
-        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root, tz=rc.timezone)
+        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root, tz=rc.timezone,
+                                     letterhead=rc.letterhead)
 
     def _default_shift(self, records: list[Any], meta: dict[str, Any]) -> Any:  # normalised records (see _shift_report)
         mod = self._module()
         if mod is None:
             raise RuntimeError("the reports package is not available on this station")
-        formats = meta.pop("formats", None) or self.cfg.reports.formats
-        lang = meta.pop("lang", None) or self.cfg.reports.lang
-        return mod.render_shift(records, meta, self.out_dir / "shifts", formats, lang, store_root=self.store.root, tz=self.cfg.reports.timezone)
+        rc = self.cfg.reports
+        formats = meta.pop("formats", None) or rc.formats
+        lang = meta.pop("lang", None) or rc.lang
+        return mod.render_shift(records, meta, self.out_dir / "shifts", formats, lang, store_root=self.store.root, tz=rc.timezone,
+                                letterhead=rc.letterhead)
 
     # -- queueing -------------------------------------------------------------------------------------------
     def fail(self, record: dict[str, Any]) -> None:

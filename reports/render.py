@@ -11,6 +11,7 @@ import io
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,7 @@ from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
 from reports.images import THUMB_PX, data_uri
+from reports.letterhead import Letterhead
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
 from reports.zones import Zone, zone
@@ -111,13 +113,27 @@ def html_to_pdf(html: str) -> bytes:
     return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=["data"])).write_pdf()
 
 
-def _common(lang: str, formats: tuple[str, ...], z: Zone) -> dict[str, Any]:
-    return {
-        "zone": z,
-        "generated": _time(datetime.now(timezone.utc), z),
-        # Chinese in the PDF needs a CJK font on this machine; say so in the report instead of printing boxes silently
-        "font_note": "pdf" in formats and lang == "zh" and cjk_font() is None,
-    }
+@dataclass(frozen=True)
+class Page:
+    """What every page of one rendering shares: language, output formats, clock and letterhead."""
+
+    lang: str
+    formats: tuple[str, ...]
+    zone: Zone
+    letterhead: Letterhead | None = None
+
+    @classmethod
+    def of(cls, lang: str, formats: Iterable[str], tz: str | None, letterhead: Letterhead | None) -> Page:
+        return cls(check_language(lang), _formats(formats), zone(tz), letterhead or None)
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone,
+            "letterhead": self.letterhead,
+            "generated": _time(datetime.now(timezone.utc), self.zone),
+            # Chinese in the PDF needs a CJK font on this machine; say so in the report instead of printing boxes silently
+            "font_note": "pdf" in self.formats and self.lang == "zh" and cjk_font() is None,
+        }
 
 
 def _emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
@@ -133,26 +149,27 @@ def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, A
     return [{"kind": kind, "path": part.images.get(kind), "uri": data_uri(part.images.get(kind), store_root)} for kind in ("image", "overlay")]
 
 
-def _inspection_page(part: Inspection, lang: str, store_root: str | Path | None, formats: tuple[str, ...], z: Zone) -> str:
-    _ = translations(check_language(lang)).gettext
-    return environment(lang).get_template("inspection.html.j2").render(
-        i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _, STYLES[lang]),
-        **_common(lang, formats, z))
+def _inspection_page(part: Inspection, store_root: str | Path | None, page: Page) -> str:
+    _ = translations(page.lang).gettext
+    return environment(page.lang).get_template("inspection.html.j2").render(
+        i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _, STYLES[page.lang]),
+        **page.context())
 
 
 def inspection_html(record: dict[str, Any], lang: str = "en", store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",),
-                    tz: str | None = "UTC") -> str:
-    return _inspection_page(inspection(record), lang, store_root, formats, zone(tz))
+                    tz: str | None = "UTC", letterhead: Letterhead | None = None) -> str:
+    return _inspection_page(inspection(record), store_root, Page.of(lang, formats, tz, letterhead))
 
 
 def render_inspection(record: dict[str, Any], out_dir: str | Path, formats: Iterable[str] = FORMATS, lang: str = "en",
-                      store_root: str | Path | None = None, tz: str | None = "UTC") -> dict[str, Path]:
+                      store_root: str | Path | None = None, tz: str | None = "UTC", letterhead: Letterhead | None = None) -> dict[str, Path]:
     """Write inspection-<id>.html/.pdf for one result record; returns {format: path}. `tz`: the zone its times are
-    shown in (an IANA name such as Europe/Berlin, "UTC" or "local"; records keep UTC)."""
-    fmts = _formats(formats)
+    shown in (an IANA name such as Europe/Berlin, "UTC" or "local"; records keep UTC); `letterhead`: see
+    `reports.letterhead`."""
+    page = Page.of(lang, formats, tz, letterhead)
     part = inspection(record)
-    html = _inspection_page(part, lang, store_root, fmts, zone(tz))
-    return _emit(inspection_filename(part.id), _out_dir(out_dir), html, fmts)
+    html = _inspection_page(part, store_root, page)
+    return _emit(inspection_filename(part.id), _out_dir(out_dir), html, page.formats)
 
 
 def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -179,9 +196,9 @@ def shift_name(meta: dict[str, Any]) -> str:
 
 def shift_html(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",
                store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",), linked_dir: Path | None = None,
-               tz: str | None = "UTC") -> str:
+               tz: str | None = "UTC", letterhead: Letterhead | None = None) -> str:
     """The shift report's HTML. With `linked_dir`, the worst parts' own report pages are written there and the thumbnails link to them."""
-    return _shift_page(_parts(records), dict(meta or {}), lang, store_root, formats, linked_dir, zone(tz))
+    return _shift_page(_parts(records), dict(meta or {}), store_root, Page.of(lang, formats, tz, letterhead), linked_dir)
 
 
 def _parts(records: Iterable[dict[str, Any] | Inspection]) -> list[Inspection]:
@@ -222,9 +239,9 @@ def failed_csv(parts: list[Inspection]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_root: str | Path | None, formats: tuple[str, ...],
-                linked_dir: Path | None, z: Zone, failed_file: str | None = None) -> str:
-    _ = translations(check_language(lang)).gettext
+def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str | Path | None, page: Page,
+                linked_dir: Path | None, failed_file: str | None = None) -> str:
+    _, z = translations(page.lang).gettext, page.zone
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
     worst = []
@@ -232,42 +249,43 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], lang: str, store_
         href = None
         if linked_dir is not None:
             href = f"{inspection_filename(part.id)}.html"
-            _write(linked_dir / href, _inspection_page(part, lang, store_root, ("html",), z).encode("utf-8"))
+            _write(linked_dir / href, _inspection_page(part, store_root, replace(page, formats=("html",))).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
     failed, failed_more = failed_rows(parts)
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
-    num = STYLES[lang]
+    num = STYLES[page.lang]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
            "histogram": charts.histogram(stats.scores, stats.thresholds, _, num),
            "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num, z),
            "throughput": charts.throughput(stats.subgroups, _, num, z)}
-    return environment(lang).get_template("shift.html.j2").render(
+    return environment(page.lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file,
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
-        config=_flatten(meta["config"]) if meta.get("config") else [], **_common(lang, formats, z))
+        config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
 
 
 def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
-                 lang: str = "en", store_root: str | Path | None = None, tz: str | None = "UTC") -> dict[str, Path]:
+                 lang: str = "en", store_root: str | Path | None = None, tz: str | None = "UTC",
+                 letterhead: Letterhead | None = None) -> dict[str, Path]:
     """Write a shift/lot report for `records` (dicts, or `reports.records.inspection` of them); returns {format: path}, with "csv" (every failed part) where there are
     more than the report's table lists (MAX_FAILED_ROWS).
 
     meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
     config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem).
-    `tz`: the zone the report's times are shown in (an IANA name such as Europe/Berlin, "UTC" or "local").
+    `tz`: the zone the report's times are shown in (an IANA name such as Europe/Berlin, "UTC" or "local");
+    `letterhead`: see `reports.letterhead`.
     With HTML output, the worst parts' inspection pages are written beside it so the thumbnails link somewhere.
     """
-    fmts = _formats(formats)
-    z = zone(tz)
+    page = Page.of(lang, formats, tz, letterhead)
     meta = dict(meta or {})
     out = _out_dir(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
     more = sum(p.verdict == "FAIL" for p in parts) > MAX_FAILED_ROWS
     failed_file = f"{name}-failed.csv" if more else None  # the whole list, where the table shows part of it
-    html = _shift_page(parts, meta, lang, store_root, fmts, out if "html" in fmts else None, z, failed_file)
-    paths = _emit(name, out, html, fmts)
+    html = _shift_page(parts, meta, store_root, page, out if "html" in page.formats else None, failed_file)
+    paths = _emit(name, out, html, page.formats)
     if failed_file:
         paths["csv"] = _write(out / failed_file, failed_csv(parts))
     return paths

@@ -2,16 +2,21 @@
 
   inspector report --db STORE --from T1 [--to T2] --out DIR        a shift / lot report (and the worst parts' pages)
   inspector report --db STORE --inspection ID [ID ...] --out DIR   one report per inspection
+  inspector report --config STATION.yaml --from T1 --out DIR       that station's store and report settings
 
 Times are ISO 8601 (2026-11-26T06:00, 2026-11-26, ...); without an offset they are on the --tz clock (default:
 this machine's zone), and the reports show every time on that clock, its zone named (records keep UTC).
+With --config, the station's store, name and `reports` settings (language, formats, zone, letterhead) are the
+defaults; an option given here wins.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
+from typing import Any
 
 from inspector.commands.common import name_list, print_json
 from inspector.result import iso_utc, parse_utc
@@ -21,21 +26,25 @@ from model.errors import InspectorError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render inspection or shift reports (HTML, PDF) from the result store",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", required=True, metavar="STORE", help="the store's data directory (holding inspections.sqlite)")
+    p.add_argument("--db", metavar="STORE", help="the store's data directory (holding inspections.sqlite); or give --config")
+    p.add_argument("--config", metavar="STATION.yaml", help="a station config: its store, station name and report settings")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--from", dest="start", metavar="T1", help="shift report from this time (inclusive)")
     what.add_argument("--inspection", nargs="+", metavar="ID", help="inspection report(s) for these inspection ids")
     p.add_argument("--to", dest="end", metavar="T2", help="shift report up to this time (exclusive; default now)")
     p.add_argument("--station", help="only this station's inspections (shift report)")
-    p.add_argument("--lang", default="en", help="report language: en, zh or es (default en)")
-    p.add_argument("--tz", default="local", metavar="ZONE",
+    p.add_argument("--lang", help="report language: en, zh or es (default en)")
+    p.add_argument("--tz", metavar="ZONE",
                    help="time zone of the reports' times and of --from/--to without an offset: an IANA name such as "
                         "Europe/Berlin, UTC, or local (default: this machine's zone)")
-    p.add_argument("--format", default="html,pdf", help="html, pdf or html,pdf (default)")
+    p.add_argument("--format", help="html, pdf or html,pdf (default)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the reports into (created if missing)")
     p.add_argument("--worst", type=int, default=12, metavar="N", help="thumbnails of the N worst parts on a shift report (default 12)")
     p.add_argument("--title", help="shift report title (default 'Shift report' in the chosen language)")
     p.add_argument("--lot", help="lot / batch number to print on the shift report")
+    p.add_argument("--organisation", metavar="TEXT", help="company and site at the head of the reports")
+    p.add_argument("--document", metavar="TEXT", help="the controlled form's number and revision, e.g. 'QF-7.5-03 rev. B'")
+    p.add_argument("--logo", metavar="FILE", help="a PNG, JPEG or SVG logo (under 2 MB) at the head of the reports")
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")
     p.set_defaults(func=run)
 
@@ -60,6 +69,46 @@ def open_store(db: str):
     return Store(root)
 
 
+@dataclass
+class Settings:
+    """What the reports are rendered with: the options given, else the station config's, else the defaults."""
+
+    db: str
+    station: str | None
+    lang: str
+    tz: str
+    formats: tuple[str, ...]
+    letterhead: Any
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    from reports import ReportError
+    from reports.letterhead import letterhead
+
+    rc = station = None
+    if args.config:
+        from inspector.config import load_config
+
+        cfg = load_config(args.config)
+        rc, station = cfg.reports, cfg.station.name
+        db = args.db or cfg.store.data_dir
+    elif args.db:
+        db = args.db
+    else:
+        raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")
+
+    def pick(option: Any, key: str, default: Any) -> Any:
+        return option if option is not None else getattr(rc, key) if rc is not None else default
+
+    try:
+        head = letterhead(pick(args.organisation, "organisation", None), pick(args.document, "document", None), pick(args.logo, "logo", None))
+    except ReportError as exc:
+        raise InspectorError(str(exc)) from None
+    formats = name_list(args.format) if args.format is not None else pick(None, "formats", ["html", "pdf"])
+    return Settings(str(db), args.station if args.station is not None else station, pick(args.lang, "lang", "en"),
+                    pick(args.tz, "timezone", "local"), tuple(formats), head)
+
+
 def run(args: argparse.Namespace) -> int:
     import reports
     from reports.records import inspection
@@ -69,21 +118,22 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
     if args.end and not args.start:
         raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
-    formats = tuple(name_list(args.format))
+    opts = settings(args)
     try:
-        z = zone(args.tz)
+        z = zone(opts.tz)
     except reports.ReportError as exc:
         raise InspectorError(f"--tz: {exc}") from None
-    store = open_store(args.db)
+    store = open_store(opts.db)
+    style = {"formats": opts.formats, "lang": opts.lang, "store_root": store.root, "tz": opts.tz, "letterhead": opts.letterhead}
     try:
         if args.inspection:
             records = []
             for iid in args.inspection:
                 record = store.get(iid)
                 if record is None:
-                    raise InspectorError(f"inspection {iid!r}: not in store {args.db}; give the inspection_id of a stored result")
+                    raise InspectorError(f"inspection {iid!r}: not in store {opts.db}; give the inspection_id of a stored result")
                 records.append(record)
-            written = [reports.render_inspection(r, args.out, formats, args.lang, store.root, tz=args.tz) for r in records]
+            written = [reports.render_inspection(r, args.out, **style) for r in records]
             summary = {"inspections": [r["inspection_id"] for r in records]}
         else:
             start = utc_time(args.start, "--from", z)
@@ -91,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
             if end <= start:
                 to = args.end or f"now ({end})"
                 raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
-            parts = [inspection(r) for r in store.iter_records(start, end, station=args.station)]  # each record decoded, then let go
-            meta = {"start": start, "end": end, "station": args.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
-            written = [reports.render_shift(parts, meta, args.out, formats, args.lang, store.root, tz=args.tz)]
+            parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
+            meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
+            written = [reports.render_shift(parts, meta, args.out, **style)]
             fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)
             summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails}
     except reports.ReportError as exc:

@@ -601,15 +601,17 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
 
 
 def test_fail_reports_are_filed_under_the_day_on_the_reports_clock(station, tmp_path):
-    """23:30Z on 3 December is the morning of the 4th in Tokyo: the FAIL's report goes in that day's folder, its time in JST."""
+    """23:30Z on 3 December is the morning of the 4th in Tokyo: the FAIL's report goes in that day's folder, its time in JST,
+    under the station's letterhead."""
     from inspector.hooks import ReportHooks
     from inspector.store import Store
 
-    cfg = station(reports={"timezone": "Asia/Tokyo", "on_fail": True})
+    cfg = station(reports={"timezone": "Asia/Tokyo", "on_fail": True, "organisation": "ACME Plant 2", "document": "QF-8"})
     hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda *a, **kw: None, "rep", "err")
     out = hooks.on_fail({"inspection_id": "late", "timestamp": "2026-12-03T23:30:00.000Z", "verdict": "FAIL", "score": 2.0, "threshold": 1.0})
     assert out["html"].parent.name == "2026-12-04"
-    assert "2026-12-04 08:30:00 JST" in out["html"].read_text(encoding="utf-8")
+    html = out["html"].read_text(encoding="utf-8")
+    assert "2026-12-04 08:30:00 JST" in html and '<div class="org">ACME Plant 2</div>' in html and "QF-8" in html  # and its letterhead
 
 
 def test_a_failing_retention_step_waits_for_its_interval(station):

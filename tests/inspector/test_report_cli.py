@@ -57,6 +57,30 @@ def test_times_without_an_offset_and_the_report_are_on_the_zones_clock(store_dir
     assert ("2026-11-26 08:00 CET" if tz == "Europe/Berlin" else "2026-11-26 12:30 IST") in text and "UTC" not in text
 
 
+def test_a_station_config_gives_the_store_and_the_report_settings(store_dir, tmp_path, capsys):
+    """`--config`: the station's store, name and `reports` section (language, zone, formats, letterhead); options win."""
+    root, records = store_dir
+    (tmp_path / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+    config = tmp_path / "station.yaml"
+    config.write_text(f"""station: {{name: line1-station3}}
+model: {{path: /models/m.ckpt}}
+source: {{type: mqtt}}
+mqtt: {{prefix: factory/line1/station3}}
+store: {{data_dir: {root}}}
+reports: {{lang: es, timezone: Europe/Berlin, formats: [html], organisation: ACME Plant 2, document: QF-7.5-03, logo: {tmp_path / 'logo.svg'}}}
+""")
+    out = run_json(capsys, "report", "--config", str(config), "--from", "2026-11-26T08:00", "--to", "2026-11-26T10:00",
+                   "--out", str(tmp_path / "a"), "--json")
+    assert out["start"] == "2026-11-26T07:00:00.000Z" and set(out["reports"][0]) == {"html"}
+    assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" and r["station"] == "line1-station3" for r in records)
+    text = (tmp_path / "a" / "shift-line1-station3-20261126T0700-20261126T0900.html").read_text(encoding="utf-8")
+    assert "Informe de turno" in text and "08:00 CET" in text and "ACME Plant 2" in text and "data:image/svg+xml;base64," in text
+    out = run_json(capsys, "report", "--config", str(config), "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T10:00Z", "--lang", "en",
+                   "--tz", "UTC", "--organisation", "Other Co", "--logo", "", "--out", str(tmp_path / "b"), "--json")
+    text = (tmp_path / "b" / "shift-line1-station3-20261126T0800-20261126T1000.html").read_text(encoding="utf-8")
+    assert "Shift report" in text and "08:00 UTC" in text and "Other Co" in text and "QF-7.5-03" in text and "data:image/svg" not in text
+
+
 def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsys):
     pytest.importorskip("weasyprint")
     root, records = store_dir
@@ -97,6 +121,9 @@ def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end,
     (["--db", "{root}", "--from", "2026-11-26", "--format", " , "], r"report format \(none\)"),
     (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),
     (["--db", "{root}"], r"one of the arguments --from --inspection is required"),
+    (["--from", "2026-11-26"], r"no store given: give --db STORE \(the data directory\) or --config STATION.yaml"),
+    (["--db", "{root}", "--from", "2026-11-26", "--logo", "{missing}"], r"report logo .*nowhere: cannot be read \(No such file"),
+    (["--config", "{missing}", "--from", "2026-11-26"], r"config .*nowhere"),
 ])
 def test_bad_input_is_one_line_and_exit_2(store_dir, tmp_path, capsys, argv, message):
     root, _ = store_dir

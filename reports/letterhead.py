@@ -1,0 +1,63 @@
+"""The letterhead of a controlled QA document: the organisation, its logo, and the form's number and revision.
+
+Shown at the top of the first page; in the PDF the organisation and the form number head every later page too,
+so a report needs no editing before it is filed.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports.errors import ReportError
+
+MAX_LOGO_BYTES = 2 * 1024 * 1024  # an embedded logo is copied into every report
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class Letterhead:
+    organisation: str | None = None  # company and site, e.g. "ACME Motors, Plant 2"
+    document: str | None = None  # the form's number and revision, e.g. "QF-7.5-03 rev. B"
+    logo: str | None = None  # a data: URI (see `letterhead`)
+
+    def __bool__(self) -> bool:
+        return bool(self.organisation or self.document or self.logo)
+
+
+def _logo_type(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in data[:4096].lower()):
+        return "image/svg+xml"  # shown as an <img>, so a script inside it never runs
+    return None
+
+
+def _text(value: str | None, what: str) -> str | None:
+    text = " ".join(str(value).split()) if value is not None else ""
+    if len(text) > MAX_TEXT:
+        raise ReportError(f"report {what} of {len(text)} characters: keep it to {MAX_TEXT}")
+    return text or None
+
+
+def letterhead(organisation: str | None = None, document: str | None = None, logo: str | Path | None = None) -> Letterhead:
+    """A letterhead, its logo file (PNG, JPEG or SVG) read and embedded; ReportError naming what is wrong."""
+    uri = None
+    if logo is not None and str(logo).strip():
+        path = Path(logo).expanduser()
+        try:
+            size = path.stat().st_size
+            if size > MAX_LOGO_BYTES:
+                raise ReportError(f"report logo {logo}: {size / 1e6:.1f} MB; give a logo file under {MAX_LOGO_BYTES // 2**20} MB")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ReportError(f"report logo {logo}: cannot be read ({exc.strerror}); give a PNG, JPEG or SVG file") from None
+        kind = _logo_type(data)
+        if kind is None:
+            raise ReportError(f"report logo {logo}: not a PNG, JPEG or SVG file; convert it to one of these")
+        uri = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+    return Letterhead(_text(organisation, "organisation"), _text(document, "document number"), uri)

@@ -1,0 +1,73 @@
+"""The letterhead of a controlled QA document: organisation, logo and form number on every report, in HTML and PDF."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+
+import pytest
+from PIL import Image
+
+import reports
+from reports.letterhead import MAX_LOGO_BYTES, letterhead
+
+from .conftest import XSS, need
+
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="40" height="10"><rect width="40" height="10"/></svg>'
+
+
+def png_logo(path):
+    buf = io.BytesIO()
+    Image.new("RGB", (60, 20), (200, 30, 30)).save(buf, "PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_letterhead_heads_the_html_reports_escaped(sample, failed_record, tmp_path):
+    root, records = sample
+    head = letterhead(organisation=f"ACME {XSS}", document="QF-7.5-03 rev. B", logo=png_logo(tmp_path / "logo.png"))
+    out = reports.render_shift(records, {}, tmp_path / "shift", ("html",), store_root=root, letterhead=head)
+    html = out["html"].read_text(encoding="utf-8")
+    block = re.search(r'<div class="letterhead" id="letterhead">(.*?)\n</div>', html, re.S).group(1)
+    assert "ACME &lt;script&gt;alert(1)&lt;/script&gt;" in block and XSS not in html
+    assert '<span class="doc-id">QF-7.5-03 rev. B</span>' in block and 'src="data:image/png;base64,' in block
+    page = reports.render_inspection(failed_record, tmp_path / "one", ("html",), store_root=root, lang="es",
+                                     letterhead=letterhead(document="QF-8"))["html"].read_text(encoding="utf-8")
+    assert "Documento: <span class=\"doc-id\">QF-8</span>" in page and "<img class=\"logo\"" not in page
+    plain = reports.render_inspection(failed_record, tmp_path / "plain", ("html",), store_root=root)["html"].read_text(encoding="utf-8")
+    assert 'id="letterhead"' not in plain
+
+
+def test_pdf_pages_after_the_first_carry_organisation_and_form_number(sample, tmp_path):
+    pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
+    root, records = sample
+    (tmp_path / "logo.svg").write_bytes(SVG)
+    head = letterhead(organisation="ACME Motors, Plant 2", document="QF-7.5-03 rev. B", logo=tmp_path / "logo.svg")
+    pdf = reports.render_shift(records, {}, tmp_path, ("pdf",), store_root=root, letterhead=head)["pdf"]
+    pages = subprocess.run([need("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout.split("\f")
+    pages = [p for p in pages if p.strip()]
+    assert len(pages) >= 2
+    assert all("ACME Motors, Plant 2" in p and "QF-7.5-03 rev. B" in p for p in pages)  # the letterhead, then each page's head
+    assert pages[0].count("QF-7.5-03 rev. B") == 1  # the first page's own letterhead, not a running head beside it
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, r"report logo .*missing.png: cannot be read \(No such file or directory\)"),
+    (b"GIF89a....", r"report logo .*: not a PNG, JPEG or SVG file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(MAX_LOGO_BYTES), r"report logo .*: 2.1 MB; give a logo file under 2 MB"),
+])
+def test_a_bad_logo_is_a_one_line_error(tmp_path, content, message):
+    path = tmp_path / ("missing.png" if content is None else "logo.bin")
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(reports.ReportError, match=message) as err:
+        letterhead(logo=path)
+    assert "\n" not in str(err.value)
+
+
+def test_texts_are_one_line_and_bounded():
+    assert letterhead(organisation="  ACME\n Plant 2 ", document="") == letterhead(organisation="ACME Plant 2")
+    assert not letterhead()
+    with pytest.raises(reports.ReportError, match="report organisation of 201 characters: keep it to 200"):
+        letterhead(organisation="x" * 201)
