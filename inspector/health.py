@@ -29,6 +29,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_stage_seconds": ("histogram", "Seconds per stage: intake (arrival to accepted), queue (accepted to batch start), inference"
                                 " (per batch), store, publish (hand-over to broker ack), total (arrival to stored result)."),
     "inspector_batch_size": ("histogram", "Frames per inference batch."),
+    "inspector_score_margin": ("histogram", "Image score minus the threshold it was judged at, by verdict (the model's units: about the standard"
+                               " deviations of good parts' scores). Good parts' margins creeping towards 0 show a drifting line,"
+                               " light or camera before the false alarms do."),
     "inspector_queue_depth": ("gauge", "Accepted frames waiting for inference."),
     "inspector_pending": ("gauge", "Accepted jobs in the journal without a stored result."),
     "inspector_unpublished": ("gauge", "Stored results the broker has not acknowledged (the outbox)."),
@@ -38,6 +41,8 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MARGIN_BUCKETS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+BUCKETS = {"inspector_batch_size": BATCH_BUCKETS, "inspector_score_margin": MARGIN_BUCKETS}  # any other histogram: LATENCY_BUCKETS
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -97,7 +102,7 @@ class Metrics:
 
     def observe(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
         assert METRICS[name][0] == "histogram", name
-        buckets = BATCH_BUCKETS if name == "inspector_batch_size" else LATENCY_BUCKETS
+        buckets = BUCKETS.get(name, LATENCY_BUCKETS)
         with self._lock:
             h = self._hist.setdefault(name, {}).setdefault(_labels(labels), [0] * len(buckets) + [0.0, 0])
             i = bisect.bisect_left(buckets, value)
@@ -123,7 +128,7 @@ class Metrics:
             for name, (kind, text) in METRICS.items():
                 lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
                 if kind == "histogram":
-                    buckets = BATCH_BUCKETS if name == "inspector_batch_size" else LATENCY_BUCKETS
+                    buckets = BUCKETS.get(name, LATENCY_BUCKETS)
                     for labels, h in sorted(self._hist.get(name, {}).items()):
                         cumulative = 0
                         for edge, count in zip(buckets, h, strict=False):  # h ends with sum and count

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import shutil
@@ -152,6 +153,9 @@ class Sink:
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
         self.outbox.publish(record, job.correlation)
         self.metrics.inc("inspector_verdicts_total", {"verdict": result.verdict})
+        margin = result.score - result.threshold
+        if math.isfinite(margin):  # a NaN score FAILs with no margin to show
+            self.metrics.observe("inspector_score_margin", margin, {"verdict": result.verdict})
         self.metrics.observe("inspector_stage_seconds", t1 - job.received, {"stage": "total"})
         if self.sparkplug is not None:
             self.sparkplug.publish_result(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -376,8 +377,12 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
         code, text = http_get(port, "/metrics")
         text = text.decode()
         for line in ('inspector_frames_total{source="mqtt"} 3', 'inspector_verdicts_total{verdict="FAIL"} 1', "inspector_broker_connected 1",
-                     "inspector_queue_depth 0", 'inspector_stage_seconds_count{stage="inference"}', 'inspector_stage_seconds_bucket{stage="total",le="+Inf"} 3'):
+                     "inspector_queue_depth 0", 'inspector_stage_seconds_count{stage="inference"}', 'inspector_stage_seconds_bucket{stage="total",le="+Inf"} 3',
+                     'inspector_score_margin_count{verdict="PASS"} 2', 'inspector_score_margin_bucket{verdict="FAIL",le="-8.0"} 0'):
             assert line in text, line
+        fail = next(r for r in results if r["verdict"] == "FAIL")  # the margin it was judged with, for drift dashboards
+        margin_sum = re.search(r'inspector_score_margin_sum\{verdict="FAIL"\} (\S+)', text).group(1)
+        assert float(margin_sum) == pytest.approx(fail["score"] - fail["threshold"], abs=1e-5) and fail["score"] > fail["threshold"]
         # shift report on command
         lst.publish("command", json.dumps({"command": "shift_report", "start": "2000-01-01T00:00:00Z"}), correlation=b"rep")
         wait_until(lambda: shifts and lst.on("report"), 5, "shift report")
