@@ -18,11 +18,11 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 system-deps:
-	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-		if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
-	else echo "not root: skipping apt packages ($(APT_PACKAGES)); tests needing them will skip"; fi
+	@missing=""; if command -v dpkg >/dev/null; then for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; fi; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "not root: not installing$$missing (apt packages); the tests needing them will skip"; fi
 
 test: setup system-deps
 	$(PY) -m pytest -q

@@ -34,6 +34,8 @@ class ReportHooks:
         self.report_topic, self.error_topic = report_topic, error_topic
         self.out_dir = Path(cfg.store.data_dir) / "reports"
         self._zone = zone_of(cfg.reports.timezone)
+        if "pdf" in cfg.reports.formats and (cfg.reports.on_fail or on_shift_report is None):
+            self._check_pdf()
         self._reports_checked = False
         self._reports: Any = None
         self.on_fail = on_fail if on_fail is not None else (self._default_fail if cfg.reports.on_fail else None)
@@ -42,6 +44,19 @@ class ReportHooks:
         self._queue: queue.Queue = queue.Queue(maxsize=256)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
+
+    @staticmethod
+    def _check_pdf() -> None:
+        """Said at start, not at the first FAIL: every PDF report would fail on this station."""
+        try:
+            from reports import ReportError
+            from reports.render import pdf_renderer
+        except ImportError:
+            return  # the reports package itself: said when it is first used
+        try:
+            pdf_renderer()
+        except ReportError as exc:
+            log.warning("reports: %s; reports.formats asks for pdf, so those reports will fail until it is installed", exc)
 
     # -- default renderers (the reports package, imported on first use) -----------------------------------
     def _module(self) -> Any:

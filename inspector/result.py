@@ -24,8 +24,10 @@ def iso_utc(t: datetime) -> str:
 def parse_utc(text: str, zone: tzinfo | None = None) -> str:
     """An ISO 8601 time in the store's form, which sorts as text; without an offset it is on `zone`'s clock (None:
     this machine's). ValueError if it is not one (or out of the calendar's range)."""
+    from reports.zones import iso_datetime
+
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        t = iso_datetime(text)
         return iso_utc(t if t.tzinfo or zone is None else t.replace(tzinfo=zone))
     except OverflowError:
         raise ValueError(f"{text!r} is out of range") from None

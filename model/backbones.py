@@ -156,7 +156,7 @@ def _open_clip():
     try:
         import open_clip
     except ImportError:
-        raise InspectorError("the clip backbone needs open_clip: pip install 'inspector[clip]'") from None
+        raise InspectorError("the clip backbone needs open_clip: pip install 'inspector-edge[clip]'") from None
     return open_clip
 
 

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from model.errors import InspectorError
+from model.errors import DIST, InspectorError
 from model.folders import replace_files
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
@@ -31,7 +31,7 @@ def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("inspector")
+        return version(DIST)
     except PackageNotFoundError:
         return "0+unknown"
 

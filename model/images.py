@@ -73,7 +73,8 @@ _UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[
 def _sixteen_bit_colour(img: Image.Image) -> bool:
     """Colour with 16 bits per channel, which Pillow decodes to its top 8 bits (a 12-bit camera's frame reads
     nearly black); asked before decoding, while the tiles still name their raw mode."""
-    raw = [t.args[0] if isinstance(t.args, tuple) and t.args else t.args for t in img.tile]
+    args = [t[3] for t in img.tile]  # (codec, extents, offset, args): a named tuple from Pillow 11, a plain one before
+    raw = [a[0] if isinstance(a, tuple) and a else a for a in args]
     return img.mode in ("RGB", "RGBA") and any(";16" in str(r) for r in raw)
 
 

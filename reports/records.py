@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from reports.zones import iso_datetime
+
 # Subgroup widths for the p-chart and throughput, smallest first: the first that gives at most MAX_SUBGROUPS wins.
 SUBGROUP_WIDTHS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 240, 480, 1440, 10080)]
 MAX_SUBGROUPS = 24
@@ -45,8 +47,8 @@ def parse_time(value: Any) -> datetime | None:
     if not text:
         return None
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        t = iso_datetime(text)
+    except (ValueError, OverflowError):
         return None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 

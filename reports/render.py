@@ -36,6 +36,7 @@ MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this t
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
+                     "texture", "cutpaste", "transplant",  # the generated defects' types (`inspector synth`, the demo)
                      "decode", "preprocess", "infer", "decision", "intake", "queue", "total")  # the stages of timings_ms
 
 
@@ -103,14 +104,20 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def html_to_pdf(html: str) -> bytes:
-    """PDF bytes of a report's HTML. Only data: URLs are fetched: a record cannot make the renderer read files or the network."""
+def pdf_renderer() -> tuple[Any, Any]:
+    """WeasyPrint's (HTML, URLFetcher), or a ReportError saying how to install it."""
     try:
         from weasyprint import HTML
         from weasyprint.urls import URLFetcher
     except ImportError:
-        raise ReportError("PDF reports need WeasyPrint >= 68: pip install 'inspector[pdf]' (or use --format html)") from None
-    return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=["data"])).write_pdf()
+        raise ReportError("PDF reports need WeasyPrint >= 68: pip install 'inspector-edge[pdf]' (or use --format html)") from None
+    return HTML, URLFetcher
+
+
+def html_to_pdf(html: str) -> bytes:
+    """PDF bytes of a report's HTML. Only data: URLs are fetched: a record cannot make the renderer read files or the network."""
+    html_doc, fetcher = pdf_renderer()
+    return html_doc(string=html, url_fetcher=fetcher(allowed_protocols=["data"])).write_pdf()
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,10 @@ class Page:
 
     @classmethod
     def of(cls, lang: str, formats: Iterable[str], tz: str | None, letterhead: Letterhead | None) -> Page:
-        return cls(check_language(lang), _formats(formats), zone(tz), letterhead or None)
+        page = cls(check_language(lang), _formats(formats), zone(tz), letterhead or None)
+        if "pdf" in page.formats:
+            pdf_renderer()  # before anything is written: without it, a run of HTML then failed at its first PDF
+        return page
 
     def context(self) -> dict[str, Any]:
         return {

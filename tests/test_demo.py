@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", params=["mqtt", "no-mqtt"])
 def demo(request, tmp_path_factory) -> dict:
     """One reduced demo run per mode: its output folder, printed text and summary."""
-    pytest.importorskip("skimage", reason="the demo's texture ships in scikit-image: pip install 'inspector[demo]'")
+    pytest.importorskip("skimage", reason="the demo's texture ships in scikit-image: pip install 'inspector-edge[demo]'")
     if request.param == "mqtt" and find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto); the broker variant needs it")
     out = tmp_path_factory.mktemp(f"demo-{request.param}") / "demo-output"

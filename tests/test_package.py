@@ -35,7 +35,7 @@ def test_versions_agree(pyproject):
     from inspector.version import __version__
     from model.checkpoint import package_version
 
-    assert __version__ == pyproject["project"]["version"] == version("inspector") == package_version()
+    assert __version__ == pyproject["project"]["version"] == version("inspector-edge") == package_version()
 
 
 def test_extras(pyproject):

@@ -56,7 +56,7 @@ def load_texture() -> np.ndarray:
     try:
         from skimage import data
     except ImportError:
-        raise InspectorError("the demo needs scikit-image (its CC0 texture images): pip install 'inspector[demo]'") from None
+        raise InspectorError("the demo needs scikit-image (its CC0 texture images): pip install 'inspector-edge[demo]'") from None
     return data.brick().astype(np.float32)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from exporters import manifest as export_manifest
 from inspector.engines.base import HeadOutput, parse_device
 from inspector.engines.exported import check_batch, meta_from_export, split_outputs
-from model.errors import InspectorError
+from model.errors import InspectorError, need
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -36,7 +36,7 @@ def _providers(device: str, model: Path, kind: str) -> list:
 
 class OnnxEngine:
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
-        import onnxruntime as ort
+        ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
         sidecar = export_manifest.read_sidecar(path, required=False)

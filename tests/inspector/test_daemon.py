@@ -619,6 +619,20 @@ def test_fail_reports_are_filed_under_the_day_on_the_reports_clock(station, tmp_
     assert "2026-12-04 08:30:00 JST" in html and '<div class="org">ACME Plant 2</div>' in html and "QF-8" in html  # and its letterhead
 
 
+def test_a_station_without_weasyprint_is_told_at_start_that_its_pdf_reports_will_fail(station, monkeypatch, caplog):
+    import sys
+
+    from inspector.hooks import ReportHooks
+    from inspector.store import Store
+
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    for formats, warned in ((["html"], False), (["html", "pdf"], True)):
+        caplog.clear()
+        cfg = station(reports={"on_fail": True, "formats": formats})
+        ReportHooks(cfg, Store(cfg.store.data_dir), lambda *a, **kw: None, "rep", "err")
+        assert ("PDF reports need WeasyPrint" in caplog.text and "those reports will fail" in caplog.text) == warned, caplog.text
+
+
 def test_a_failing_retention_step_waits_for_its_interval(station):
     """A chunked pass retried a failing prune on every step: a traceback three times a second."""
     import queue

@@ -335,3 +335,17 @@ def test_export_bad_inputs(capsys, tiny_ckpt, tmp_path):
     except ImportError:  # no TensorRT here: said before any work, not a silent ONNX fallback
         line = _fails_with_one_line(capsys, "export", ckpt, "--format", "tensorrt-fp16", "--out", tmp_path / "e")
         assert "tensorrt" in line.lower()
+
+
+@pytest.mark.parametrize("missing, command", [("onnxscript", "export"), ("onnx", "bench"), ("onnxruntime", "inspect")])
+def test_a_missing_onnx_extra_is_named_in_one_line(capsys, monkeypatch, exports, tiny_ckpt, tiny_data, tmp_path, missing, command):
+    """Installed without the cpu/gpu extra, these were ModuleNotFoundError tracebacks."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed: importing it raises ImportError
+    argv = {"export": ["export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "x"],
+            "bench": ["bench", "model", tiny_ckpt, tiny_data],
+            "inspect": ["inspect", exports["onnx"], tiny_data / "test" / "good"]}[command]
+    code, _, err = cli(capsys, *argv)
+    purpose = {"export": "ONNX export", "bench": "bench model", "inspect": f"ONNX model {exports['onnx'].name}"}[command]
+    assert_one_line_error(code, err, f"{purpose} needs the {missing} package: pip install 'inspector-edge[cpu]' (or [gpu]")

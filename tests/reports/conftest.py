@@ -30,5 +30,6 @@ def failed_record(sample) -> dict:
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if not path:
-        pytest.skip(f"{tool} is not installed (apt-get install poppler-utils / chromium; see the Makefile's APT_PACKAGES)")
+        package = {"msgfmt": "gettext", "chromium": "chromium"}.get(tool, "poppler-utils")
+        pytest.skip(f"{tool} is not installed (apt-get install {package}; see the Makefile's APT_PACKAGES)")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -104,3 +105,23 @@ def test_a_period_of_years_keeps_a_readable_p_chart(start, end):
     assert 1 <= len(s.subgroups) <= 24 and sum(g.n for g in s.subgroups) == 40 and sum(g.fails for g in s.subgroups) == 10
     assert s.subgroups[0].start <= start and s.subgroups[-1].end >= end
     assert s.subgroup_width >= timedelta(weeks=1)
+
+
+@pytest.mark.parametrize("text", ["2026-11-26T06:00+0100", "2026-11-26T06:00:00.12Z", "2026-11-26T06:00:00.1234567Z", "20261126T0600",
+                                  "2026-11-26", "2026-11-26 06:00", "2026-11-26T06:00:05-05:30", "2026-11-26T06:00z", "2026-11-26Z",
+                                  "2026-11-26T23:59:59,5+00:00"])
+def test_times_read_as_python_311_reads_them_on_310_too(text):
+    """3.10's fromisoformat reads only isoformat()'s own output: `--from 2026-11-26T06:00+0100` was refused there."""
+    from reports.zones import iso_datetime, parse_iso
+
+    expected = datetime.fromisoformat(text.replace("z", "Z").replace("2026-11-26Z", "2026-11-26T00:00Z")) if sys.version_info >= (3, 11) else None
+    assert parse_iso(text) == iso_datetime(text) and (expected is None or parse_iso(text) == expected)
+    assert (parse_iso(text).utcoffset() is None) == (text[-1] not in "zZ" and "+" not in text and "-05" not in text)
+
+
+@pytest.mark.parametrize("text", ["26/11/2026", "2026-13-01", "2026-11-26T25:00", "2026-11-26T06:00+1", "yesterday", ""])
+def test_what_is_not_a_time_stays_refused(text):
+    from reports.zones import parse_iso
+
+    with pytest.raises(ValueError):
+        parse_iso(text)

@@ -294,3 +294,15 @@ def test_the_failed_parts_csv_keeps_a_serial_from_running_as_a_formula(tmp_path)
     assert rows[0]["serial"] == "'" + records[0]["serial"] and rows[1]["score"] == ""
     shown, more = failed_rows([inspection(r) for r in records])
     assert more == 2 and records[1]["inspection_id"] not in {p.id for p in shown}
+
+
+def test_without_weasyprint_a_pdf_run_writes_nothing_and_says_how_to_install_it(sample, tmp_path, monkeypatch):
+    """It wrote the HTML and the worst parts' pages (13 files), then failed at the PDF."""
+    import sys
+
+    root, records = sample
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    with pytest.raises(reports.ReportError, match=re.escape("PDF reports need WeasyPrint >= 68: pip install 'inspector-edge[pdf]'")):
+        reports.render_shift(records, {}, tmp_path / "out", ("html", "pdf"), store_root=root)
+    assert not (tmp_path / "out").exists()
+    assert reports.render_shift(records, {}, tmp_path / "html", ("html",), store_root=root)["html"].is_file()
