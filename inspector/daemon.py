@@ -33,6 +33,7 @@ from inspector.pipeline import Inference, Sink
 from inspector.sources import open_source
 from inspector.store import Store
 from model.errors import InspectorError
+from model.folders import hold_folder
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Daemon:
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
         self.store: Store | None = None
+        self._store_lock: int | None = None
         self.mqtt: MqttClient | None = None
         self.sparkplug: Any = None
         self.http: HealthServer | None = None
@@ -125,6 +127,19 @@ class Daemon:
     def start(self) -> None:
         cfg = self.cfg
         self.store = Store(cfg.store.data_dir)
+        try:  # two daemons on one store re-sent each other's results under both prefixes and shared one journal
+            self._store_lock = hold_folder(self.store.root, f"store {cfg.store.data_dir}: another inspector serve is using it; stop that one, "
+                                                            "or give this station its own store.data_dir")
+            self._start_parts()
+        except BaseException:
+            for part in (self.http, self.sparkplug, self.mqtt):
+                if part is not None:
+                    part.stop()
+            self._close_store()
+            raise
+
+    def _start_parts(self) -> None:
+        cfg = self.cfg
         self.source = open_source(cfg.source)  # a missing video/folder is reported before anything connects
         if self._given_inspector is None:
             locate_model(cfg.model.path)  # so is a missing or unknown model (loading it comes after the broker)
@@ -138,13 +153,7 @@ class Daemon:
                                on_connected=self._connected, on_overflow=self._overflow)
         self.intake.mqtt = self.mqtt
         self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
-        try:
-            self._start_rest(client_id)
-        except BaseException:
-            for part in (self.http, self.sparkplug, self.mqtt):
-                if part is not None:
-                    part.stop()
-            raise
+        self._start_rest(client_id)
 
     def _start_rest(self, client_id: str) -> None:
         from inspector.api import Inspector
@@ -309,8 +318,14 @@ class Daemon:
             self.http.stop()
         if self.inspector is not None and self._given_inspector is None:
             self.inspector.engine.close()
+        self._close_store()
+
+    def _close_store(self) -> None:
         if self.store is not None:
             self.store.close()
+        if self._store_lock is not None:
+            os.close(self._store_lock)
+            self._store_lock = None
 
     def stop(self) -> None:
         self.halt.set()

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as load_bytes
 from safetensors.torch import save as safetensors_bytes
 
 from model.errors import DIST, InspectorError
-from model.folders import replace_files
+from model.folders import folder_lock, replace_files
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
 
@@ -79,22 +79,37 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
         ckpt.mkdir(parents=True, exist_ok=True)
     manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
     # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
-    # user (configs/inspector.service) could not load the checkpoint
-    return write_manifest(ckpt, manifest, {WEIGHTS: safetensors_bytes(state, metadata={"format": FORMAT})})
+    # user (configs/inspector.service) could not load the checkpoint. Under the folder's lock, as `inspector
+    # threshold` changes a manifest: its read-change-write could otherwise seal the old manifest over new weights.
+    data = safetensors_bytes(state, metadata={"format": FORMAT})
+    with folder_lock(ckpt):
+        return write_manifest(ckpt, manifest, {WEIGHTS: data})
 
 
 def read_manifest(ckpt: str | Path) -> dict[str, Any]:
     """Read and verify a checkpoint's manifest and file hashes; raise InspectorError naming the problem."""
-    ckpt = Path(ckpt)
+    return _read_verified(ckpt)[0]
+
+
+def _manifest_path(ckpt: Path) -> Path:
     if not ckpt.exists():
         raise InspectorError(f"checkpoint {ckpt}: no such directory; create one with `inspector fit`")
     path = ckpt / MANIFEST if ckpt.is_dir() else ckpt
     if not path.is_file() or path.name != MANIFEST:
         raise InspectorError(f"checkpoint {ckpt}: no {MANIFEST} inside; is this a directory written by `inspector fit`?")
+    return path
+
+
+def _read_raw(path: Path) -> bytes:
     try:
-        manifest = json.loads(path.read_text())
+        return path.read_bytes()
     except OSError as exc:
         raise InspectorError(f"checkpoint {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+
+
+def _parse_manifest(path: Path, text: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InspectorError(f"checkpoint {path}: not valid JSON ({exc.__class__.__name__}); re-create it with `inspector fit`") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -110,18 +125,42 @@ def read_manifest(ckpt: str | Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or WEIGHTS not in files:
         raise InspectorError(f"checkpoint {path}: lists no {WEIGHTS}; re-create it with `inspector fit`")
-    for name, digest in files.items():
-        f = path.parent / name
-        if not f.is_file():
-            raise InspectorError(f"checkpoint {path.parent}: {name} is missing; copy the whole directory")
-        if sha256_file(f) != digest:
-            raise InspectorError(f"checkpoint {f}: sha256 does not match the manifest (tampered or truncated copy)")
     return manifest
+
+
+def _read_verified(ckpt: str | Path, attempts: int = 3) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(manifest, {file name: its bytes}), each file read once and hashed as read, so what is loaded is what was
+    verified: hashing the weights and then opening them again paired a `fit --force` landing in between with the
+    old manifest. A checkpoint rewritten while it is read is read again."""
+    path = _manifest_path(Path(ckpt))
+    for _ in range(attempts):
+        text = _read_raw(path)
+        manifest, files = _parse_manifest(path, text), {}
+        for name, digest in manifest["files"].items():
+            f = path.parent / name
+            try:
+                data = f.read_bytes()
+            except FileNotFoundError:
+                data = None
+            except OSError as exc:
+                raise InspectorError(f"checkpoint {f}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+            if data is not None and hashlib.sha256(data).hexdigest() == digest:
+                files[name] = data
+                continue
+            if _read_raw(path) != text:
+                break  # rewritten meanwhile (fit, threshold): read the new one
+            if data is None:
+                raise InspectorError(f"checkpoint {path.parent}: {name} is missing; copy the whole directory")
+            raise InspectorError(f"checkpoint {f}: sha256 does not match the manifest (tampered or truncated copy)")
+        else:
+            return manifest, files
+    raise InspectorError(f"checkpoint {path.parent}: it changed while being read (being written by `inspector fit` or `threshold`?); "
+                         "try again when that is done")
 
 
 def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     """Load and verify a checkpoint directory -> (network in eval mode, manifest)."""
-    manifest = read_manifest(ckpt)
+    manifest, files = _read_verified(ckpt)
     root = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
     try:
         config = NetConfig.from_dict(manifest["net"])
@@ -129,7 +168,7 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     except (KeyError, TypeError, ValueError) as exc:
         raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
     try:
-        state = load_file(str(root / WEIGHTS))
+        state = load_bytes(files[WEIGHTS])  # the bytes whose hash was checked
     except (SafetensorError, OSError) as exc:
         raise InspectorError(f"checkpoint {root / WEIGHTS}: cannot be read ({exc})") from None
     expected = net.state_dict()

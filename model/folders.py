@@ -70,6 +70,25 @@ def _signals_held() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
+def hold_folder(folder: Path, busy: str) -> int | None:
+    """An exclusive lock on a folder, held until the returned descriptor is closed (None where flock is missing);
+    InspectorError `busy` at once if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise InspectorError(f"{folder}: cannot be opened ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InspectorError(busy) from None
+    return fd
+
+
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a folder (flock on the folder itself, so no lock file is left in it) while a

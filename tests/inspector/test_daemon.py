@@ -619,6 +619,20 @@ def test_fail_reports_are_filed_under_the_day_on_the_reports_clock(station, tmp_
     assert "2026-12-04 08:30:00 JST" in html and '<div class="org">ACME Plant 2</div>' in html and "QF-8" in html  # and its letterhead
 
 
+def test_a_second_daemon_on_the_same_store_is_refused_and_the_store_is_free_after_the_first_stops(station, tiny_inspector):
+    """It started, shared the journal and re-sent the first station's results under its own prefix."""
+    from inspector.daemon import Daemon
+
+    cfg = station()
+    with running(cfg, tiny_inspector):
+        other = station(station={"name": "st2"}, mqtt={"prefix": "test/other"})
+        with pytest.raises(InspectorError, match=r"store .*data: another inspector serve is using it; stop that one, or give this "
+                                                 r"station its own store.data_dir"):
+            Daemon(other, inspector=tiny_inspector).start()
+    with running(cfg, tiny_inspector) as d:  # released at shutdown
+        assert d.ready or d.store is not None
+
+
 def test_a_station_without_weasyprint_is_told_at_start_that_its_pdf_reports_will_fail(station, monkeypatch, caplog):
     import sys
 

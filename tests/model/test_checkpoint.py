@@ -224,3 +224,29 @@ def test_ctrl_c_between_the_renames_waits_until_both_are_done(ckpt_copy, monkeyp
     monkeypatch.undo()
     reloaded, _ = load_checkpoint(ckpt_copy)  # the new weights under the old manifest before: neither loaded
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), net.state_dict().values(), strict=True))
+
+
+def test_a_checkpoint_rewritten_while_it_loads_is_read_again_never_paired_with_the_old_manifest(ckpt_copy, tmp_path, monkeypatch):
+    """`fit --force` landing between the manifest's check and the weights' load paired new weights with the old
+    manifest (its thresholds and model id): 85 of 333 loads in a race. The weights are now loaded from the bytes hashed."""
+    from pathlib import Path
+
+    from model.folders import replace_files
+
+    net, manifest = load_checkpoint(ckpt_copy)
+    with torch.no_grad():
+        next(iter(net.parameters())).add_(0.5)
+    refit = save_checkpoint(net, tmp_path / "refit", {k: manifest[k] for k in ("thresholds", "calibration", "options")})
+    assert refit["files"][WEIGHTS] != manifest["files"][WEIGHTS]
+    read_bytes, swapped = Path.read_bytes, []
+
+    def fit_lands_meanwhile(path):
+        if path.name == WEIGHTS and not swapped:
+            swapped.append(path)
+            replace_files({ckpt_copy / n: (tmp_path / "refit" / n).read_bytes() for n in (WEIGHTS, MANIFEST)})
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", fit_lands_meanwhile)
+    net2, manifest2 = load_checkpoint(ckpt_copy)
+    assert swapped and manifest2["files"] == refit["files"]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True))
