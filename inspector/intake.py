@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from inspector.config import SAFE_ID, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
-from inspector.result import parse_utc
+from inspector.result import iso_utc, parse_utc
 from inspector.sources import Frame
 from inspector.store import Store
 from model.errors import InspectorError
@@ -138,6 +139,7 @@ class Job:
     started: float = 0.0  # when its inference batch began
     correlation: bytes | None = None
     recovered: bool = False  # from the journal, with this run's recovery attempt counted
+    timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
 
 
 class Intake:
@@ -216,7 +218,8 @@ class Intake:
             if frame.done:
                 frame.done(False)
             return
-        self.accept(rgb, frame.encoded, frame.inspection_id, frame.serial, frame.source, time.monotonic(), done=frame.done)
+        self.accept(rgb, frame.encoded, frame.inspection_id, frame.serial, frame.source, time.monotonic(), done=frame.done,
+                    captured=frame.timestamp)
 
     def _message(self, msg: Message) -> None:
         origin = msg.topic.removeprefix(self.topics.prefix + "/")
@@ -372,14 +375,20 @@ class Intake:
         return True
 
     def accept(self, rgb: np.ndarray, encoded: bytes | None, inspection_id: str | None, serial: str | None, source: str,
-               received: float, *, message: Message | None = None, done: Callable[[bool], None] | None = None) -> None:
-        """Journal, acknowledge and queue (the caller checked the id is new and the queue has room)."""
+               received: float, *, message: Message | None = None, done: Callable[[bool], None] | None = None,
+               captured: float | None = None) -> None:
+        """Journal, acknowledge and queue (the caller checked the id is new and the queue has room). `captured`: the
+        frame's capture time (epoch seconds); else the input's arrival is the part's time."""
         ident = inspection_id or uuid.uuid4().hex
         if encoded is None:  # a captured frame: journal it losslessly, fast
             ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
             encoded = buf.tobytes() if ok else b""
-        job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None)
-        meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None}
+        wall = captured if captured is not None else time.time() - (time.monotonic() - received)
+        job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None,
+                  timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)))
+        # the time travels with the journal: a job recovered after a crash is a part of then, not of the restart
+        meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None,
+                "timestamp": job.timestamp}
         try:
             self.store.accept(ident, meta, encoded)
         except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it
@@ -417,7 +426,8 @@ class Intake:
                 self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
                 continue
             corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
-            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True)
+            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True,
+                      timestamp=meta.get("timestamp"))
             while not self.stopping():
                 self.beat()
                 try:

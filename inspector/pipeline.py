@@ -137,6 +137,8 @@ class Sink:
     def handle(self, job: Job, result: InspectionResult) -> dict[str, Any]:
         t0 = time.monotonic()
         record = result.to_record()
+        if job.timestamp:  # the part's time (captured, arrived), not the inference's: a queue or a restart comes between
+            record["timestamp"] = job.timestamp
         record["timings_ms"]["intake"] = round((job.accepted - job.received) * 1000, 3)
         record["timings_ms"]["queue"] = round((job.started - job.accepted) * 1000, 3)
         sc = self.cfg.store

@@ -441,6 +441,36 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert store.pending() == [("ok-1", {"serial": "A"}, 1)]
 
 
+def test_a_part_keeps_the_time_it_arrived_through_the_journal_and_into_its_record(tmp_path, station, tiny_inspector):
+    """Records were stamped when inferred: a queue's seconds late, and jobs recovered after a crash at the restart
+    (half a minute later in the audit, so across a shift's end they fell into the next shift's report)."""
+    import queue as q
+    from datetime import datetime, timezone
+
+    from inspector.health import Metrics
+    from inspector.intake import Intake, Job
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    cfg = station()
+    store = Store(cfg.store.data_dir)
+    jobs: q.Queue = q.Queue(10)
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None)
+    intake.accept(good_image(1), png(good_image(1)), "arrived-5s-ago", "S1", "mqtt:image", time.monotonic() - 5.0)
+    intake.accept(good_image(2), None, "captured", "S2", "camera:0", time.monotonic(), captured=1_700_000_000.25)
+    first, second = jobs.get_nowait(), jobs.get_nowait()
+    arrived = datetime.fromisoformat(first.timestamp.replace("Z", "+00:00"))
+    assert abs((datetime.now(timezone.utc) - arrived).total_seconds() - 5.0) < 1.0
+    assert second.timestamp == "2023-11-14T22:13:20.250Z"  # a camera frame: its capture time
+    again: q.Queue = q.Queue(10)  # a crash, then the next start recovers both from the journal
+    assert Intake(cfg, store, again, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None).recover() == 2
+    assert [again.get_nowait().timestamp for _ in range(2)] == [first.timestamp, second.timestamp]
+    store.close()
+    with running(cfg, tiny_inspector) as d:
+        job = Job("late", good_image(3), "S3", "mqtt:image", time.monotonic(), timestamp="2026-12-03T05:59:59.900Z")
+        assert d.sink.handle(job, tiny_inspector.inspect(good_image(3)))["timestamp"] == "2026-12-03T05:59:59.900Z"
+
+
 def test_a_graceful_stop_before_a_recovered_job_ran_is_no_attempt(tmp_path):
     """Jobs a stop leaves unstarted (queued, or still waiting to be) must not use up their recovery attempts."""
     import queue as q
