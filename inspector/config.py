@@ -94,7 +94,7 @@ class FolderSource(Section):
     type: Literal["folder"] = Field(title="Source kind", description="A watched folder: every new image file is inspected.")
     path: str = Field(title="Folder", description="Folder to watch (not recursive).")
     poll_s: Seconds = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
-    settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size is unchanged this long.")
+    settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size and time are unchanged this long. Hidden files (.name) are partial writes and are never read.")
     after: Literal["move", "delete", "keep"] = Field(
         "move", title="After inspection", description="move: into <folder>/done; delete; keep (ids from path, size and time prevent repeats).")
 

@@ -262,7 +262,7 @@ class FolderWatcher:
         self._seen: dict[Path, tuple[int, int]] = {}
         self._retry_at: dict[Path, float] = {}  # files the store could not take yet
         self._problem: str | None = None  # a file that cannot be moved or deleted after inspection, shown as the state
-        self._sizes: dict[Path, tuple[int, float]] = {}
+        self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
 
     def start(self, submit: Submit) -> None:
@@ -272,17 +272,26 @@ class FolderWatcher:
         self.state = "watching"
 
     def _ready(self, path: Path) -> int | None:
-        """The file's size once it stopped changing for settle_s, else None."""
+        """The file's size once it (its size, time and inode: a new file under an old name is a new file) stopped
+        changing for settle_s, else None."""
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
         now = time.monotonic()
-        size, since = self._sizes.get(path, (-1, now))
-        if st.st_size != size:
-            self._sizes[path] = (st.st_size, now)
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        known, since = self._sizes.get(path, (None, now))
+        if key != known:
+            self._sizes[path] = (key, now)
             return None if self.cfg.settle_s > 0 else st.st_size
         return st.st_size if now - since >= self.cfg.settle_s else None
+
+    def _forget_gone(self, present: set[Path]) -> None:
+        """What is remembered of files no longer there: a stale entry made a new file of the same name and size look
+        settled at once, and the memory grew with every file ever seen."""
+        for memory in (self._sizes, self._retry_at, self._seen):
+            for path in [p for p in memory if p not in present]:
+                del memory[path]
 
     def _unchanged(self, path: Path) -> bool:
         """Seen before and not rewritten since (or gone)."""
@@ -298,12 +307,15 @@ class FolderWatcher:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             try:
-                entries = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                # hidden files are partial writes by convention (rsync's .name.XXXXXX, a writer's .tmp_1.jpg renamed when done)
+                entries = sorted(p for p in self.folder.iterdir()
+                                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
             except OSError as exc:
                 self.state = f"unreadable ({exc.strerror})"
                 self._stop.wait(self.cfg.poll_s * 10)
                 continue
             self.state = self._problem or "watching"
+            self._forget_gone(set(entries))
             for path in entries:
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
@@ -347,6 +359,10 @@ class FolderWatcher:
                 path.replace(target / path.name)
             else:
                 return  # keep: remembered in _seen until it changes
+        except FileNotFoundError:
+            log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
+            self._seen.pop(path, None)
+            return
         except OSError as exc:
             # remembered, so not read again every poll; the state (and /health) says why it is still there
             self._problem = f"cannot {verb} {path.name} ({exc.strerror}); check the folder's permissions"

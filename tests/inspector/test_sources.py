@@ -111,6 +111,31 @@ def test_folder_waits_for_files_to_settle_and_never_repeats(tmp_path):
         w.stop()
 
 
+def test_a_new_file_under_a_name_seen_before_waits_to_settle_and_hidden_files_are_left_alone(tmp_path):
+    """A writer staging each part as stage.png, then renaming it: the second stage.png (same name, same size) was taken
+    as settled at once, from the first one's memory, and inspected half-way (serial "stage")."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames: list = []
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=1.0, after="move"))
+    w.start(lambda f: frames.append(f) or f.done(True) or True)
+    try:
+        data = png(good_image(1))
+        for i in (1, 2):
+            stage = folder / "stage.png"
+            stage.write_bytes(data)
+            (folder / f".tmp_{i}.png").write_bytes(data)  # a partial write by convention: never read
+            time.sleep(0.5)  # shorter than settle_s
+            assert [f.source for f in frames] == [f"folder:P{k}.png" for k in range(1, i)]
+            stage.replace(folder / f"P{i}.png")
+            wait_until(lambda i=i: len(frames) == i, 5, f"P{i}")
+        time.sleep(0.2)
+        assert [f.serial for f in frames] == ["P1", "P2"] and sorted(p.name for p in folder.glob(".tmp_*")) == [".tmp_1.png", ".tmp_2.png"]
+        assert not w._sizes and not w._seen  # nothing kept of files gone
+    finally:
+        w.stop()
+
+
 def test_stream_reconnects_with_backoff_after_the_camera_drops():
     server = MJPEGServer().start()
     src = OpenCVSource(StreamSource(type="stream", url=server.url, capture_timeout_s=10.0, reconnect={"initial_s": 0.2, "max_s": 1.0}))
