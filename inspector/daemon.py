@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from inspector.config import StationConfig
@@ -36,6 +37,24 @@ from model.errors import InspectorError
 from model.folders import hold_folder
 
 log = logging.getLogger(__name__)
+
+
+def model_files(path: str) -> list[Path]:
+    """The files whose change means the model on disk is not the one loaded: a checkpoint's manifest (which seals
+    its weights), an export and its sidecar."""
+    p = Path(path)
+    return [p / "manifest.json"] if p.is_dir() else [p, p.with_name(p.name + ".json")]
+
+
+def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
+    def stamp(f: Path) -> tuple[int, int] | None:
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    return tuple(stamp(f) for f in files)
 
 
 def sd_notify(state: str) -> None:
@@ -115,6 +134,8 @@ class Daemon:
         self.started_at = time.monotonic()
         self.store: Store | None = None
         self._store_lock: int | None = None
+        self._model_files: list[Path] = []
+        self._model_stamp: tuple = ()
         self.mqtt: MqttClient | None = None
         self.sparkplug: Any = None
         self.http: HealthServer | None = None
@@ -172,6 +193,8 @@ class Daemon:
 
             self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb")
             self.sparkplug.start()
+        self._model_files = model_files(self.inspector.engine.meta.path)
+        self._model_stamp = files_stamp(self._model_files)
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
@@ -234,16 +257,30 @@ class Daemon:
         refused = self.outbox.refusing() if self.outbox is not None else None
         sink = self.sink
         disk = {"free_mb": sink.disk_free_mb, "images": "not saved (below store.min_free_mb)" if sink.disk_low else "saved"} if sink else None
+        model = self._model_health()
         if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
-                               or refused or (sink and sink.disk_low)):
+                               or refused or (sink and sink.disk_low) or (model or {}).get("changed_on_disk")):
             status = "degraded"
         now = time.monotonic()
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
+                **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
                 "rejected": self.metrics.total("inspector_rejected_total"),
                 "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}
+
+    def _model_health(self) -> dict[str, Any] | None:
+        """The model and thresholds parts are judged with, and whether its files changed since they were loaded:
+        `inspector threshold`, a refit or a re-export takes effect at the next start, not before."""
+        if self.inspector is None:
+            return None
+        meta = self.inspector.engine.meta
+        out: dict[str, Any] = {"id": meta.model_id, "path": meta.path, "image_threshold": self.inspector.image_threshold,
+                               "pixel_threshold": self.inspector.pixel_threshold}
+        if files_stamp(self._model_files) != self._model_stamp:
+            out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); restart to use them"
+        return out
 
     # -- watchdog ---------------------------------------------------------------------------------------------
     def _watch(self) -> None:

@@ -663,6 +663,26 @@ def test_a_second_daemon_on_the_same_store_is_refused_and_the_store_is_free_afte
         assert d.ready or d.store is not None
 
 
+def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_awaiting_a_restart(station, tiny_ckpt, tmp_path, capsys):
+    """`inspector threshold` on a served checkpoint took effect at the next start, and nothing said so."""
+    import shutil
+
+    from inspector.api import Inspector
+    from inspector.cli import main
+
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "served.ckpt")
+    cfg = station(model={"path": str(ckpt)})
+    with running(cfg, Inspector.load(ckpt)) as d:
+        model = d.health()["model"]
+        assert model["image_threshold"] == d.inspector.image_threshold and model["id"] == d.inspector.engine.meta.model_id
+        assert "changed_on_disk" not in model
+        assert main(["threshold", str(ckpt), "--set", "123.5"]) == 0
+        health = d.health()
+        assert health["model"]["image_threshold"] != 123.5  # still the loaded one, until a restart
+        assert "restart to use them" in health["model"]["changed_on_disk"] and health["status"] == "degraded"
+    capsys.readouterr()
+
+
 def test_a_station_without_weasyprint_is_told_at_start_that_its_pdf_reports_will_fail(station, monkeypatch, caplog):
     import sys
 
