@@ -104,8 +104,12 @@ class ShiftReportCommand(BaseModel):
     def _time(cls, v: str | None, info: ValidationInfo) -> str | None:
         """The store's UTC form, since the store compares times as text: "04:00+01:00" is 03:00Z. A time without an
         offset is on the clock of the context's "zone" (the station's `reports.timezone`)."""
+        from reports.zones import LocalTimeError
+
         try:
             return None if v is None else parse_utc(v, (info.context or {}).get("zone"))
+        except LocalTimeError:
+            raise
         except ValueError:
             raise ValueError(f"{v[:40]!r} is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z") from None
 

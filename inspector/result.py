@@ -24,11 +24,11 @@ def iso_utc(t: datetime) -> str:
 def parse_utc(text: str, zone: tzinfo | None = None) -> str:
     """An ISO 8601 time in the store's form, which sorts as text; without an offset it is on `zone`'s clock (None:
     this machine's). ValueError if it is not one (or out of the calendar's range)."""
-    from reports.zones import iso_datetime
+    from reports.zones import iso_datetime, on_clock
 
     try:
         t = iso_datetime(text)
-        return iso_utc(t if t.tzinfo or zone is None else t.replace(tzinfo=zone))
+        return iso_utc(t if t.tzinfo else on_clock(t, zone))
     except OverflowError:
         raise ValueError(f"{text!r} is out of range") from None
 

@@ -28,6 +28,26 @@ def _key(text: str) -> ZoneInfo | None:
         return None
 
 
+class LocalTimeError(ValueError):
+    """A wall-clock time the zone skips or repeats: the hour the clocks go forward or back."""
+
+
+def on_clock(t: datetime, z: Zone) -> datetime:
+    """A naive wall-clock time placed in zone `z`; LocalTimeError where the clocks change and the time names no
+    instant, or two (None: this machine's zone, by the C library's rules, unchecked)."""
+    if z is None:
+        return t.astimezone()
+    first, second = t.replace(tzinfo=z, fold=0), t.replace(tzinfo=z, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    name = zone_label(z, first)
+    if first.astimezone(timezone.utc).astimezone(z).replace(tzinfo=None) != t:
+        raise LocalTimeError(f"{t:%Y-%m-%dT%H:%M} does not exist in {name} (the clocks go forward then); give a time outside "
+                             "that hour, or an offset")
+    raise LocalTimeError(f"{t:%Y-%m-%dT%H:%M} happens twice in {name} (the clocks go back then); give an offset: "
+                         f"{first.isoformat(timespec='minutes')} or {second.isoformat(timespec='minutes')}")
+
+
 def iso_datetime(text: str) -> datetime:
     """An ISO 8601 date or time as a datetime (aware when it has an offset); ValueError if it is not one."""
     text = text.strip()

@@ -52,8 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
     """An ISO 8601 time (on the zone's clock if it has no offset; None: this machine's) as the store's UTC form,
     2026-11-26T06:00:00.000Z."""
+    from reports.zones import LocalTimeError
+
     try:
         return parse_utc(text, z)
+    except LocalTimeError as exc:
+        raise InspectorError(f"{option} {text!r}: {exc}") from None
     except ValueError:
         raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
 

@@ -532,6 +532,8 @@ def test_shift_report_command_times_are_the_stores_utc_form():
     assert (cmd.start, cmd.end) == ("2026-12-03T03:00:00.000Z", "2026-12-03T05:00:00.000Z")
     berlin = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00"}, context={"zone": ZoneInfo("Europe/Berlin")})
     assert berlin.start == "2026-12-03T05:00:00.000Z"  # without an offset: the station's reports.timezone
+    with pytest.raises(ValidationError, match="2026-10-25T02:30 happens twice in Europe/Berlin"):
+        ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-10-25T02:30"}, context={"zone": ZoneInfo("Europe/Berlin")})
     for start, end, problem in (("garbage", None, "'garbage' is not a time"), ("0001-01-01T00:00+05:00", None, "is not a time"),
                                 ("2026-12-03T06:00Z", "2026-12-03T05:00Z", "is not before end")):
         with pytest.raises(ValidationError, match=problem):

@@ -117,6 +117,12 @@ def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end,
     (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),
     (["--db", "{root}", "--from", "2026-11-26", "--lang", "fr"], r"language 'fr': choose one of en, zh, es"),
     (["--db", "{root}", "--from", "2026-11-26", "--tz", "CEST"], r"--tz: time zone 'CEST': unknown; give an IANA name"),
+    # the hour the clocks skip, and the one they repeat: before, a window of the wrong length, silently
+    (["--db", "{root}", "--from", "2026-03-08T02:30", "--tz", "America/New_York"],
+     r"--from '2026-03-08T02:30': 2026-03-08T02:30 does not exist in America/New_York \(the clocks go forward then\)"),
+    (["--db", "{root}", "--from", "2026-11-01T00:00", "--to", "2026-11-01T01:30", "--tz", "America/New_York"],
+     r"--to '2026-11-01T01:30': .* happens twice in America/New_York \(the clocks go back then\); give an offset: "
+     r"2026-11-01T01:30-04:00 or 2026-11-01T01:30-05:00"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", "html,docx"], r"report format docx"),
     (["--db", "{root}", "--from", "2026-11-26", "--format", " , "], r"report format \(none\)"),
     (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),
