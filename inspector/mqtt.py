@@ -24,6 +24,8 @@ from inspector.config import MqttSection
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason
+QUICK_DROP_S = 2.0
 MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
 
 ONLINE, OFFLINE = b"online", b"offline"
@@ -123,6 +125,8 @@ class MqttClient:
         self._on_overflow = on_overflow
         self._first = threading.Event()
         self._refusal: str | None = None
+        self._connected_at = 0.0
+        self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
         self._queue_full = False
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
@@ -211,7 +215,7 @@ class MqttClient:
                 log.error("%s: connection refused: %s", self.where, text)
             self._refusal, self.state = text, f"refused: {text}"
         else:
-            self._refusal, self.state = None, "connected"
+            self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
             log.info("%s: connected as %s", self.where, self._client._client_id.decode())
             for topic in self.subscriptions:
                 client.subscribe(topic, qos=1)
@@ -222,10 +226,27 @@ class MqttClient:
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:
         if self.state == "stopping":
             return
+        if self._taken_over(reason):
+            return
         if self.state == "connected":
             log.warning("%s: disconnected (%s); reconnecting", self.where, reason)
         if not self.state.startswith("refused"):
             self.state = f"disconnected ({reason})"
+
+    def _taken_over(self, reason) -> bool:
+        """Another client with this client id: the broker drops one of the two each time the other connects, and
+        both go on reconnecting for ever. Said once, by name, and kept in the state that /health shows."""
+        now = time.monotonic()
+        if getattr(reason, "value", None) == SESSION_TAKEN_OVER or (self.state == "connected" and now - self._connected_at < QUICK_DROP_S):
+            self._quick_drops = [t for t in self._quick_drops if now - t < 60.0] + [now]
+        if len(self._quick_drops) < 3:
+            return False
+        text = (f"client id {self._client._client_id.decode()} is in use by another client (the broker dropped this one "
+                f"{len(self._quick_drops)} times in a minute); give each station its own station.name or mqtt.client_id")
+        if not self.state.startswith("client id"):
+            log.error("%s: %s", self.where, text)
+        self.state = text
+        return True
 
     def _connect_failed(self, client, userdata) -> None:
         if self.state.startswith(("unreachable", "connect failed")):

@@ -164,3 +164,25 @@ def test_through_a_long_outage_results_wait_in_the_store_not_in_paho(make_broker
         wait_until(lambda: (box.drain_acks(), box.resend(), store.counts()["unpublished"] == 0)[-1], 20, "all five published")
     finally:
         client.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever(broker, protocol, caplog):
+    """Two stations with one name took the client id from each other about once a second, and said only
+    'disconnected (Unspecified error); reconnecting'."""
+    a, b = MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-id"), MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-id")
+    a.start()
+    b.start()
+    try:
+        named = lambda: [c.state for c in (a, b) if c.state.startswith("client id dup-id is in use by another client")]  # noqa: E731
+        wait_until(named, 30, "the clash named")
+        assert "give each station its own station.name or mqtt.client_id" in named()[0]
+        assert sum("client id dup-id is in use" in r.message for r in caplog.records) <= 2  # once per client, not per drop
+    finally:
+        a.stop()
+        b.stop()
+    lone = MqttClient(mqtt_cfg(broker.port, protocol=protocol), "lone-id")
+    lone.start()
+    time.sleep(1.5)
+    assert lone.state == "connected"
+    lone.stop()
