@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub.required = True
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not)")
     v.add_argument("file", help="station config YAML")
+    v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
+                   "model loads on model.device, the source folder or video exists, the store folder is writable, the HTTP port is free")
     v.add_argument("--json", action="store_true", help="print {valid, errors} as JSON")
     v.set_defaults(func=validate)
     s = csub.add_parser("schema", help="print the JSON schema of station configs (every key, with its description)")
@@ -25,6 +27,9 @@ def validate(args: argparse.Namespace) -> int:
     from inspector.config import config_errors
 
     cfg, errors = config_errors(args.file)
+    if cfg is not None and args.here:
+        errors = machine_problems(cfg)
+        cfg = None if errors else cfg
     if args.json:
         print_json({"file": args.file, "valid": cfg is not None, "errors": errors})
     elif cfg is None:
@@ -35,6 +40,37 @@ def validate(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
               f" topics under {cfg.mqtt.prefix})")
     return 0 if cfg is not None else 1
+
+
+def machine_problems(cfg) -> list[str]:
+    """What would stop `inspector serve` from starting this config on this machine (one line each)."""
+    import os
+    import socket
+    from pathlib import Path
+
+    from inspector.api import Inspector
+    from inspector.sources import open_source
+    from model.errors import InspectorError
+
+    problems = []
+    for check in (lambda: Inspector.load(cfg.model.path, cfg.model.device), lambda: open_source(cfg.source)):
+        try:
+            check()
+        except InspectorError as exc:
+            problems.append(str(exc).replace("--device", "model.device"))
+    folder = Path(cfg.store.data_dir).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"store.data_dir {cfg.store.data_dir}: {existing} is not a folder this user can write to; choose another or fix its permissions")
+    if cfg.http.enabled and cfg.http.port:
+        with socket.socket(socket.AF_INET6 if ":" in cfg.http.host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it
+            try:
+                s.bind((cfg.http.host, cfg.http.port))
+            except OSError as exc:
+                problems.append(f"http {cfg.http.host}:{cfg.http.port}: cannot listen ({exc.strerror}); is this station already running, "
+                                "or does another program use the port?")
+    return problems
 
 
 def schema(args: argparse.Namespace) -> int:

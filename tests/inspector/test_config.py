@@ -149,3 +149,32 @@ def test_report_languages_are_the_ones_reports_render():
     from reports import LANGUAGES
 
     assert set(get_args(ReportsSection.model_fields["lang"].annotation)) == set(LANGUAGES)
+
+
+def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckpt, capsys):
+    """`config validate` said valid to a missing model, a missing folder, an unwritable store and a busy port."""
+    import socket
+
+    (tmp_path / "in").mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    good = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "folder", "path": str(tmp_path / "in")},
+            "mqtt": {"prefix": "f/st1"}, "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
+    bad = deep_merge(good, {"model": {"path": str(tmp_path / "nowhere.ckpt")}, "source": {"path": str(tmp_path / "gone")},
+                            "store": {"data_dir": str(blocker / "data")}, "http": {"port": busy.getsockname()[1]}})
+    try:
+        for name, config in (("good", good), ("bad", bad)):
+            (tmp_path / f"{name}.yaml").write_text(json.dumps(config))
+        assert main(["config", "validate", str(tmp_path / "bad.yaml")]) == 0  # the file itself is fine
+        assert main(["config", "validate", "--here", str(tmp_path / "good.yaml")]) == 0
+        capsys.readouterr()
+        assert main(["config", "validate", "--here", "--json", str(tmp_path / "bad.yaml")]) == 1
+        errors = json.loads(capsys.readouterr().out)["errors"]
+    finally:
+        busy.close()
+    assert len(errors) == 4, errors
+    assert "nowhere.ckpt: no such file or directory" in errors[0] and "source.path" in errors[1] and "no such folder" in errors[1]
+    assert "a-file is not a folder this user can write to" in errors[2] and "cannot listen" in errors[3]
