@@ -191,7 +191,8 @@ def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _stamp(t: datetime) -> str:
-    return f"{t.year:04d}{t:%m%dT%H%M}"  # %Y writes year 1 as "1" on glibc
+    """UTC, and says so: the report inside shows its own zone's clock."""
+    return f"{t.year:04d}{t.astimezone(timezone.utc):%m%dT%H%M}Z"  # %Y writes year 1 as "1" on glibc
 
 
 def shift_name(meta: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ def test_shift_report_for_a_period(store_dir, tmp_path, capsys):
     inside = [r for r in records if "2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00"]
     assert out["inspections"] == len(inside) and out["fail"] == sum(r["verdict"] == "FAIL" for r in inside)
     assert (out["start"], out["end"]) == ("2026-11-26T07:00:00.000Z", "2026-11-26T09:00:00.000Z")
-    html = tmp_path / "shift-20261126T0700-20261126T0900.html"
+    html = tmp_path / "shift-20261126T0700Z-20261126T0900Z.html"
     assert out["reports"] == [{"html": str(html)}]
     text = html.read_text(encoding="utf-8")
     assert f'<div class="v">{len(inside)}</div>' in text and text.count('class="thumb"') == 3
@@ -53,7 +53,7 @@ def test_times_without_an_offset_and_the_report_are_on_the_zones_clock(store_dir
                    "--out", str(tmp_path), "--json")
     assert (out["start"], out["end"]) == ("2026-11-26T07:00:00.000Z", "2026-11-26T09:00:00.000Z")
     assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" for r in records)
-    text = (tmp_path / "shift-20261126T0700-20261126T0900.html").read_text(encoding="utf-8")
+    text = (tmp_path / "shift-20261126T0700Z-20261126T0900Z.html").read_text(encoding="utf-8")
     assert ("2026-11-26 08:00 CET" if tz == "Europe/Berlin" else "2026-11-26 12:30 IST") in text and "UTC" not in text
 
 
@@ -73,11 +73,11 @@ reports: {{lang: es, timezone: Europe/Berlin, formats: [html], organisation: ACM
                    "--out", str(tmp_path / "a"), "--json")
     assert out["start"] == "2026-11-26T07:00:00.000Z" and set(out["reports"][0]) == {"html"}
     assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" and r["station"] == "line1-station3" for r in records)
-    text = (tmp_path / "a" / "shift-line1-station3-20261126T0700-20261126T0900.html").read_text(encoding="utf-8")
+    text = (tmp_path / "a" / "shift-line1-station3-20261126T0700Z-20261126T0900Z.html").read_text(encoding="utf-8")
     assert "Informe de turno" in text and "08:00 CET" in text and "ACME Plant 2" in text and "data:image/svg+xml;base64," in text
     out = run_json(capsys, "report", "--config", str(config), "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T10:00Z", "--lang", "en",
                    "--tz", "UTC", "--organisation", "Other Co", "--logo", "", "--out", str(tmp_path / "b"), "--json")
-    text = (tmp_path / "b" / "shift-line1-station3-20261126T0800-20261126T1000.html").read_text(encoding="utf-8")
+    text = (tmp_path / "b" / "shift-line1-station3-20261126T0800Z-20261126T1000Z.html").read_text(encoding="utf-8")
     assert "Shift report" in text and "08:00 UTC" in text and "Other Co" in text and "QF-7.5-03" in text and "data:image/svg" not in text
 
 
@@ -97,11 +97,11 @@ def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     out = run_json(capsys, "report", "--db", str(root), "--from", "2026-12-01", "--to", "2026-12-02", "--format", " html, ",
                    "--out", str(tmp_path), "--json")  # spaces and empty names are dropped, as in the other list options
     assert out["inspections"] == 0
-    assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000-20261202T0000.html").read_text(encoding="utf-8")
+    assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000Z-20261202T0000Z.html").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("start, end, name", [("2026-11-26Z", "9999-12-31T23:59:59Z", "shift-20261126T0000-99991231T2359.html"),
-                                              ("0001-01-02Z", "2026-11-27Z", "shift-00010102T0000-20261127T0000.html")])
+@pytest.mark.parametrize("start, end, name", [("2026-11-26Z", "9999-12-31T23:59:59Z", "shift-20261126T0000Z-99991231T2359Z.html"),
+                                              ("0001-01-02Z", "2026-11-27Z", "shift-00010102T0000Z-20261127T0000Z.html")])
 def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end, name):
     root, records = store_dir  # a traceback, and a year 1 named "shift-10102T0000-..." before
     out = run_json(capsys, "report", "--db", str(root), "--from", start, "--to", end, "--format", "html", "--out", str(tmp_path), "--json")

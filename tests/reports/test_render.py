@@ -108,7 +108,7 @@ def test_shift_html_sections_links_and_worst_pages(sample, tmp_path):
     out = reports.render_shift(records, {"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T14:00:00Z", "worst_n": 5,
                                          "config": {"decision": {"min_region_px": 16}}, "lot": "L-42"},
                                tmp_path, formats=("html",), store_root=root)
-    assert out["html"].name == "shift-20261126T0600-20261126T1400.html"
+    assert out["html"].name == "shift-20261126T0600Z-20261126T1400Z.html"
     html = out["html"].read_text(encoding="utf-8")
     for section in ("totals", "pareto", "scores", "p-chart", "throughput", "worst", "failed", "model", "signoff"):
         assert f'id="{section}"' in html
@@ -261,7 +261,7 @@ def test_a_shift_with_more_failed_parts_than_the_table_lists_names_the_worst_and
     records = [_rec(i, "FAIL", 5.0 + (i * 37 % n) / 10, timestamp=f"2026-11-27T{6 + i // 60:02d}:{i % 60:02d}:00.000Z")
                for i in range(n)] + [_rec(9999, "PASS", 1.0)]
     out = reports.render_shift(records, {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tmp_path, ("html",))
-    assert set(out) == {"html", "csv"} and out["csv"].name == "shift-20261127T0600-20261127T1400-failed.csv"
+    assert set(out) == {"html", "csv"} and out["csv"].name == "shift-20261127T0600Z-20261127T1400Z-failed.csv"
     html = out["html"].read_text(encoding="utf-8")
     table = html[html.index('<table class="failed">'):]
     table = table[:table.index("</table>")]
