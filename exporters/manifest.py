@@ -132,7 +132,7 @@ def tensorrt_target() -> dict[str, str]:
     try:
         import tensorrt as trt
     except ImportError:
-        raise InspectorError("TensorRT engines need the tensorrt package and an NVIDIA GPU: pip install 'inspector-edge[tensorrt]'") from None
+        raise InspectorError("TensorRT engines need the tensorrt package and an NVIDIA GPU: pip install 'inspector-edge[gpu,tensorrt]'") from None
     import torch
 
     if not torch.cuda.is_available():

@@ -34,9 +34,10 @@ from inspector.pipeline import Inference, Sink
 from inspector.sources import open_source
 from inspector.store import Store
 from model.errors import InspectorError
-from model.folders import hold_folder
+from model.folders import hold_lock_file
 
 log = logging.getLogger(__name__)
+LOCK_FILE = ".serve.lock"  # in store.data_dir, held while a daemon runs on it
 
 
 def model_files(path: str) -> list[Path]:
@@ -147,10 +148,18 @@ class Daemon:
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.cfg
-        self.store = Store(cfg.store.data_dir)
-        try:  # two daemons on one store re-sent each other's results under both prefixes and shared one journal
-            self._store_lock = hold_folder(self.store.root, f"store {cfg.store.data_dir}: another inspector serve is using it; stop that one, "
-                                                            "or give this station its own store.data_dir")
+        root = Path(cfg.store.data_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InspectorError(f"store {root}: cannot create the data directory ({exc.strerror})") from None
+        # before the store is opened (a second daemon migrated its schema, then was refused): two daemons on one store
+        # re-sent each other's results under both prefixes and shared one journal. A file, not the folder, which
+        # `inspector threshold` locks when an export lives there.
+        self._store_lock = hold_lock_file(root / LOCK_FILE, f"store {root}: another inspector serve is using it; stop that one, "
+                                                              "or give this station its own store.data_dir")
+        try:
+            self.store = Store(root)
             self._start_parts()
         except BaseException:
             for part in (self.http, self.sparkplug, self.mqtt):
@@ -183,6 +192,9 @@ class Daemon:
         cfg = self.cfg
         decision = DecisionConfig(image_threshold=cfg.model.image_threshold, pixel_threshold=cfg.model.pixel_threshold, mm_per_px=cfg.model.mm_per_px)
         engine = self._given_inspector.engine if self._given_inspector is not None else None
+        # stamped before loading: a threshold written during the load is then seen as a change
+        self._model_files = model_files(engine.meta.path if engine else str(locate_model(cfg.model.path)[0]))
+        self._model_stamp = files_stamp(self._model_files)
         try:
             self.inspector = Inspector(engine, decision, cfg.station.name) if engine else Inspector.load(cfg.model.path, cfg.model.device, decision, cfg.station.name)
         except InspectorError as exc:
@@ -193,8 +205,6 @@ class Daemon:
 
             self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb")
             self.sparkplug.start()
-        self._model_files = model_files(self.inspector.engine.meta.path)
-        self._model_stamp = files_stamp(self._model_files)
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
@@ -325,7 +335,14 @@ class Daemon:
         return True
 
     def shutdown(self) -> None:
-        """Ordered stop: source, intake, drain inference and sink, broker acks, `offline`, disconnect."""
+        """Ordered stop: source, intake, drain inference and sink, broker acks, `offline`, disconnect; the store and
+        its lock are let go whatever fails on the way."""
+        try:
+            self._stop_parts()
+        finally:
+            self._close_store()
+
+    def _stop_parts(self) -> None:
         self.halt.set()
         sd_notify("STOPPING=1")
         deadline = time.monotonic() + self.cfg.daemon.drain_timeout_s
@@ -355,14 +372,15 @@ class Daemon:
             self.http.stop()
         if self.inspector is not None and self._given_inspector is None:
             self.inspector.engine.close()
-        self._close_store()
 
     def _close_store(self) -> None:
-        if self.store is not None:
-            self.store.close()
-        if self._store_lock is not None:
-            os.close(self._store_lock)
-            self._store_lock = None
+        try:
+            if self.store is not None:
+                self.store.close()
+        finally:
+            if self._store_lock is not None:
+                os.close(self._store_lock)
+                self._store_lock = None
 
     def stop(self) -> None:
         self.halt.set()

@@ -235,14 +235,23 @@ class MqttClient:
 
     def _taken_over(self, reason) -> bool:
         """Another client with this client id: the broker drops one of the two each time the other connects, and
-        both go on reconnecting for ever. Said once, by name, and kept in the state that /health shows."""
+        both go on reconnecting for ever. Said once, by name, and kept in the state that /health shows. MQTT 5 says
+        so (reason 0x8E); on 3.1.1 three drops within QUICK_DROP_S of connecting in a minute make it likely."""
         now = time.monotonic()
-        if getattr(reason, "value", None) == SESSION_TAKEN_OVER or (self.state == "connected" and now - self._connected_at < QUICK_DROP_S):
-            self._quick_drops = [t for t in self._quick_drops if now - t < 60.0] + [now]
-        if len(self._quick_drops) < 3:
+        lasted = now - self._connected_at if self.state == "connected" else None
+        if lasted is not None and lasted > 60.0:
+            self._quick_drops = []  # a connection that held: whatever dropped it before is over
+        certain = getattr(reason, "value", None) == SESSION_TAKEN_OVER
+        if certain or (lasted is not None and lasted < QUICK_DROP_S):
+            self._quick_drops.append(now)
+        self._quick_drops = [t for t in self._quick_drops if now - t < 60.0]
+        if not certain and len(self._quick_drops) < 3:
             return False
-        text = (f"client id {self._client._client_id.decode()} is in use by another client (the broker dropped this one "
-                f"{len(self._quick_drops)} times in a minute); give each station its own station.name or mqtt.client_id")
+        client_id = self._client._client_id.decode()
+        text = (f"client id {client_id} is in use by another client (the broker said so)" if certain else
+                f"client id {client_id} is probably in use by another client (the broker dropped this one "
+                f"{len(self._quick_drops)} times in a minute, each within {QUICK_DROP_S:g} s of connecting)")
+        text += "; give each station its own station.name or mqtt.client_id"
         if not self.state.startswith("client id"):
             log.error("%s: %s", self.where, text)
         self.state = text

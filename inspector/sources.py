@@ -289,9 +289,9 @@ class FolderWatcher:
     def _forget_gone(self, present: set[Path]) -> None:
         """What is remembered of files no longer there: a stale entry made a new file of the same name and size look
         settled at once, and the memory grew with every file ever seen."""
-        for memory in (self._sizes, self._retry_at, self._seen):
-            for path in [p for p in memory if p not in present]:
-                del memory[path]
+        for memory in (self._sizes, self._retry_at, self._seen):  # _finish changes two of them from the intake's thread:
+            for path in [p for p in list(memory) if p not in present]:  # list() copies at once, under the GIL
+                memory.pop(path, None)
 
     def _unchanged(self, path: Path) -> bool:
         """Seen before and not rewritten since (or gone)."""

@@ -58,8 +58,10 @@ MIGRATIONS: list[str] = [
 def _utc(timestamp: Any) -> Any:
     """The record's time in the store's UTC form, which periods are selected by as text (without an offset it is
     UTC, as reports read it); as given if it is no time."""
+    from reports.zones import iso_datetime
+
     try:
-        t = datetime.fromisoformat(str(timestamp).strip().replace("Z", "+00:00"))
+        t = iso_datetime(str(timestamp))
         return iso_utc(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
     except (ValueError, OverflowError):
         return timestamp

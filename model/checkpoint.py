@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +129,15 @@ def _parse_manifest(path: Path, text: bytes) -> dict[str, Any]:
     return manifest
 
 
+def _rewritten(path: Path, text: bytes) -> bool:
+    """Whether the manifest changed from `text`, now or within a moment: a writer renames the weights in just before
+    the manifest, and a reader between the two renames saw new weights under the old manifest."""
+    if _read_raw(path) != text:
+        return True
+    time.sleep(0.2)
+    return _read_raw(path) != text
+
+
 def _read_verified(ckpt: str | Path, attempts: int = 3) -> tuple[dict[str, Any], dict[str, bytes]]:
     """(manifest, {file name: its bytes}), each file read once and hashed as read, so what is loaded is what was
     verified: hashing the weights and then opening them again paired a `fit --force` landing in between with the
@@ -147,8 +157,8 @@ def _read_verified(ckpt: str | Path, attempts: int = 3) -> tuple[dict[str, Any],
             if data is not None and hashlib.sha256(data).hexdigest() == digest:
                 files[name] = data
                 continue
-            if _read_raw(path) != text:
-                break  # rewritten meanwhile (fit, threshold): read the new one
+            if _rewritten(path, text):
+                break  # read the new one
             if data is None:
                 raise InspectorError(f"checkpoint {path.parent}: {name} is missing; copy the whole directory")
             raise InspectorError(f"checkpoint {f}: sha256 does not match the manifest (tampered or truncated copy)")

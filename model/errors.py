@@ -23,3 +23,9 @@ def need(module: str, extra: str, purpose: str) -> ModuleType:
     except ImportError:
         also = " (or [gpu] on a machine with an NVIDIA GPU)" if extra == "cpu" else ""
         raise InspectorError(f"{purpose} needs the {module} package: pip install '{DIST}[{extra}]'{also}") from None
+
+
+def need_onnx(purpose: str) -> None:
+    """What exporting to ONNX and running it take (the cpu or gpu extra), checked before long work starts."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        need(module, "cpu", purpose)

@@ -70,40 +70,41 @@ def _signals_held() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
-def hold_folder(folder: Path, busy: str) -> int | None:
-    """An exclusive lock on a folder, held until the returned descriptor is closed (None where flock is missing);
-    InspectorError `busy` at once if another process holds it."""
+def _flock(path: Path, wait: bool, flags: int = os.O_RDONLY) -> int | None:
+    """A descriptor of `path` holding an exclusive flock (None where flock is missing); BlockingIOError if another
+    process holds it and `wait` is False."""
     try:
         import fcntl
     except ImportError:  # Windows
         return None
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
-        raise InspectorError(f"{folder}: cannot be opened ({exc.strerror or exc})") from None
+        raise InspectorError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BaseException:
         os.close(fd)
-        raise InspectorError(busy) from None
+        raise
     return fd
+
+
+def hold_lock_file(path: Path, busy: str) -> int | None:
+    """An exclusive lock on the file `path` (created if missing), held until the returned descriptor is closed;
+    InspectorError `busy` at once if another process holds it."""
+    try:
+        return _flock(path, wait=False, flags=os.O_RDWR | os.O_CREAT)
+    except BlockingIOError:
+        raise InspectorError(busy) from None
 
 
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a folder (flock on the folder itself, so no lock file is left in it) while a
     manifest in it is read, changed and written; waits for another holder. A no-op where flock is missing."""
+    fd = _flock(folder, wait=True)
     try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError as exc:
-        raise InspectorError(f"{folder}: cannot be opened ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from reports.zones import iso_datetime
@@ -220,10 +220,12 @@ def _plus(t: datetime, width: timedelta) -> datetime:
         return t.max.replace(tzinfo=t.tzinfo)
 
 
-def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: float | None) -> tuple[timedelta, list[Subgroup]]:
+def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: float | None,
+               zone: tzinfo | None) -> tuple[timedelta, list[Subgroup]]:
     width = _subgroup_width(max(end - start, timedelta(minutes=1)))
-    # bins aligned to whole multiples of the width from midnight, so hourly bins start on the hour
-    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    # bins aligned to whole multiples of the width from midnight on the report's clock, so hourly bins start on the
+    # hour and daily ones at the plant's midnight
+    midnight = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     t = midnight + ((start - midnight) // width) * width
     edges = [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
     bins: list[list[Inspection]] = [[] for _ in edges]
@@ -245,15 +247,16 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
     return width, groups
 
 
-def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12) -> ShiftStats:
-    """Everything the shift report shows, from normalised records in any order."""
+def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12,
+                zone: tzinfo | None = timezone.utc) -> ShiftStats:
+    """Everything the shift report shows, from normalised records in any order; time bins on `zone`'s clock."""
     verdicts = Counter(p.verdict for p in parts)
     judged = verdicts.get("PASS", 0) + verdicts.get("FAIL", 0)
     times = [p.time for p in parts if p.time is not None]
     start = start or (min(times) if times else None)
     end = end or (max(times) if times else None)
     p_bar = verdicts.get("FAIL", 0) / judged if judged else None
-    width, groups = _subgroups(parts, start, end, p_bar) if start and end and end >= start else (None, [])
+    width, groups = _subgroups(parts, start, end, p_bar, zone) if start and end and end >= start else (None, [])
     hours = (end - start).total_seconds() / 3600.0 if start and end else 0.0
     stages: list[str] = []
     for p in parts:

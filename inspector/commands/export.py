@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from inspector.commands.common import name_list, print_json, tqdm_bars
-from model.errors import InspectorError, need
+from model.errors import InspectorError, need_onnx
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
 
@@ -43,8 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for module in ("onnx", "onnxscript", "onnxruntime"):  # before exporters, which import onnx
-        need(module, "cpu", "ONNX export")
+    need_onnx("ONNX export")  # before exporters, which import onnx
     from exporters.export import export
     from exporters.manifest import write_sidecar
     from exporters.quantize import DRIFT_TOLERANCE

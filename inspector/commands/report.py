@@ -102,12 +102,16 @@ def settings(args: argparse.Namespace) -> Settings:
         raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")
 
     def pick(option: Any, key: str, default: Any) -> Any:
-        return option if option is not None else getattr(rc, key) if rc is not None else default
+        """The option given, else what the config writes (not its defaults, which are the daemon's), else ours."""
+        return option if option is not None else getattr(rc, key) if rc is not None and key in rc.model_fields_set else default
 
-    try:
-        head = letterhead(pick(args.organisation, "organisation", None), pick(args.document, "document", None), pick(args.logo, "logo", None))
-    except ReportError as exc:
-        raise InspectorError(str(exc)) from None
+    if rc is not None and args.organisation is None and args.document is None and args.logo is None:
+        head = rc.letterhead  # read and checked with the config
+    else:
+        try:
+            head = letterhead(pick(args.organisation, "organisation", None), pick(args.document, "document", None), pick(args.logo, "logo", None))
+        except ReportError as exc:
+            raise InspectorError(str(exc)) from None
     formats = name_list(args.format) if args.format is not None else pick(None, "formats", ["html", "pdf"])
     return Settings(str(db), args.station if args.station is not None else station, pick(args.lang, "lang", "en"),
                     pick(args.tz, "timezone", "local"), tuple(formats), head)

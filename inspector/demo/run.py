@@ -194,7 +194,15 @@ def _calibration(ckpt: Path, summary: DemoSummary) -> None:
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSummary:
     """The five steps; returns the summary (also written to <out>/summary.json)."""
     from inspector.demo.station import serve, station_config
+    from model.errors import need_onnx
+    from reports import ReportError
+    from reports.render import pdf_renderer
 
+    need_onnx("the demo")  # before minutes of work: it exports its station to ONNX and renders PDF reports
+    try:
+        pdf_renderer()
+    except ReportError as exc:
+        raise InspectorError(f"the demo: {exc}") from None
     t_all = time.monotonic()
     scale = QUICK if opts.quick else FULL
     out = prepare_out(Path(opts.out))

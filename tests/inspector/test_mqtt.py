@@ -174,10 +174,10 @@ def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever
     a.start()
     b.start()
     try:
-        named = lambda: [c.state for c in (a, b) if c.state.startswith("client id dup-id is in use by another client")]  # noqa: E731
+        named = lambda: [c.state for c in (a, b) if c.state.startswith("client id dup-id is")]  # noqa: E731
         wait_until(named, 30, "the clash named")
-        assert "give each station its own station.name or mqtt.client_id" in named()[0]
-        assert sum("client id dup-id is in use" in r.message for r in caplog.records) <= 2  # once per client, not per drop
+        assert "in use by another client" in named()[0] and "give each station its own station.name or mqtt.client_id" in named()[0]
+        assert sum("client id dup-id is" in r.message for r in caplog.records) <= 2  # once per client, not per drop
     finally:
         a.stop()
         b.stop()
@@ -186,3 +186,21 @@ def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever
     time.sleep(1.5)
     assert lone.state == "connected"
     lone.stop()
+
+
+def test_drops_of_a_flaky_link_long_ago_are_not_a_client_id_clash(monkeypatch):
+    """Once three quick drops had been seen, every later drop, even hours later, was called a clash."""
+    import inspector.mqtt as m
+
+    c = MqttClient(mqtt_cfg(1883), "flaky")
+    clock = [1000.0]
+    monkeypatch.setattr(m.time, "monotonic", lambda: clock[0])
+    for _ in range(3):  # three drops within a second of connecting: named
+        c._connected(None, None, None, type("R", (), {"is_failure": False})(), None)
+        clock[0] += 0.5
+        c._disconnected(None, None, None, "Unspecified error", None)
+    assert c.state.startswith("client id flaky is probably in use")
+    c._connected(None, None, None, type("R", (), {"is_failure": False})(), None)
+    clock[0] += 7200.0  # two hours connected, then an ordinary drop
+    c._disconnected(None, None, None, "Keep alive timeout", None)
+    assert c.state == "disconnected (Keep alive timeout)"

@@ -250,3 +250,26 @@ def test_a_checkpoint_rewritten_while_it_loads_is_read_again_never_paired_with_t
     net2, manifest2 = load_checkpoint(ckpt_copy)
     assert swapped and manifest2["files"] == refit["files"]
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True))
+
+
+def test_a_load_between_a_writers_two_renames_waits_for_the_manifest(ckpt_copy, tmp_path, monkeypatch):
+    """The weights are renamed in just before the manifest: a reader in between saw the new weights under the old
+    manifest and called the checkpoint tampered (fatal for a daemon starting)."""
+    import threading
+    from pathlib import Path
+
+    net, manifest = load_checkpoint(ckpt_copy)
+    with torch.no_grad():
+        next(iter(net.parameters())).add_(0.5)
+    refit = save_checkpoint(net, tmp_path / "refit", {k: manifest[k] for k in ("thresholds", "calibration", "options")})
+    read_bytes, done = Path.read_bytes, []
+
+    def half_written(path):
+        if path.name == WEIGHTS and not done:
+            done.append(path)
+            (ckpt_copy / WEIGHTS).write_bytes((tmp_path / "refit" / WEIGHTS).read_bytes())  # the first rename only
+            threading.Timer(0.05, lambda: (ckpt_copy / MANIFEST).write_bytes((tmp_path / "refit" / MANIFEST).read_bytes())).start()
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", half_written)
+    assert load_checkpoint(ckpt_copy)[1]["files"] == refit["files"]

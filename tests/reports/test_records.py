@@ -125,3 +125,16 @@ def test_what_is_not_a_time_stays_refused(text):
 
     with pytest.raises(ValueError):
         parse_iso(text)
+
+
+def test_daily_bins_start_at_midnight_on_the_reports_clock():
+    """Bins were cut at UTC midnight and labelled on the plant's clock: in Chicago, days ran 18:00 to 18:00."""
+    from zoneinfo import ZoneInfo
+
+    chicago = ZoneInfo("America/Chicago")
+    start = datetime(2026, 11, 20, tzinfo=chicago)
+    parts = [inspection({"inspection_id": str(i), "timestamp": (start + timedelta(hours=5 + 24 * i)).isoformat(), "verdict": "PASS"})
+             for i in range(10)]
+    stats = shift_stats(parts, start, start + timedelta(days=10), zone=chicago)
+    assert stats.subgroup_width == timedelta(days=1)
+    assert [g.start.astimezone(chicago).hour for g in stats.subgroups] == [0] * 10 and all(g.n == 1 for g in stats.subgroups)
