@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from inspector.engines.base import DEVICES, parse_device
 from model.errors import InspectorError
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}$")  # station/serial/id: never a path, never a wildcard
+SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}\Z")  # station/serial/id: never a path, never a wildcard
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
 
 
@@ -126,6 +126,9 @@ class ModelSection(Section):
     pixel_threshold: float | None = Field(None, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
     mm_per_px: float | None = Field(None, gt=0, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
     batch_size: int = Field(8, ge=1, le=256, title="Largest batch", description="Frames that queue up are inspected together, up to this many.")
+    max_image_pixels: int = Field(50_000_000, ge=1, le=400_000_000, title="Largest image",
+                                  description="Images over this many pixels (width x height) are refused from their header, "
+                                              "before decoding: a 0.4 MB PNG can decode to 1.2 GB. 50 million covers an 8K sensor.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
 

@@ -42,6 +42,8 @@ class ReportHooks:
         self.on_shift_report = on_shift_report if on_shift_report is not None else self._default_shift
         self.skipped = 0
         self._queue: queue.Queue = queue.Queue(maxsize=256)
+        self._shift_lock = threading.Lock()
+        self._shifts_waiting = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
 
@@ -102,7 +104,19 @@ class ReportHooks:
             log.warning("reports: busy; skipped the report of %s (render it later from the store)", record["inspection_id"])
 
     def shift(self, cmd: ShiftReportCommand, correlation: bytes | None) -> None:
-        self._queue.put(("shift", cmd, correlation))
+        """Queue a shift report; one waits at most (on the intake's thread, a burst of 400 blocked every part for
+        minutes): a further request is answered on the error topic."""
+        with self._shift_lock:
+            busy = self._shifts_waiting >= 1
+            if not busy:
+                try:
+                    self._queue.put_nowait(("shift", cmd, correlation))
+                    self._shifts_waiting += 1
+                except queue.Full:
+                    busy = True
+        if busy:
+            self._publish(self.error_topic, json.dumps({"error": "command: a shift report is already waiting to be rendered; ask again "
+                                                                 "when its reply comes", "input": "command"}), correlation=correlation)
 
     def start(self) -> None:
         self._thread.start()
@@ -121,6 +135,8 @@ class ReportHooks:
                 if kind == "fail":
                     self.on_fail(item)
                 else:
+                    with self._shift_lock:
+                        self._shifts_waiting -= 1
                     self._shift_report(item, corr)
             except Exception as exc:  # a report must never take the inspector down
                 log.exception("reports: %s report failed", kind)

@@ -161,6 +161,7 @@ class Intake:
         self._publish, self._republish, self._on_command = publish, republish, on_command
         self._allowed = [Path(d).resolve() for d in cfg.mqtt.allowed_dirs]
         self._zone = zone_of(cfg.reports.timezone)
+        self._max_pixels = cfg.model.max_image_pixels
         self.stopping: Callable[[], bool] = lambda: False
         self.beat: Callable[[], None] = lambda: None  # the worker's heartbeat, for long waits
 
@@ -216,7 +217,7 @@ class Intake:
             return
         try:
             # encoded frames are files from a watched folder
-            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF image?")
+            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF image?", self._max_pixels)
         except InspectorError as exc:
             self.reject(str(exc), frame.source, inspection_id=frame.inspection_id)
             if frame.done:
@@ -227,6 +228,16 @@ class Intake:
 
     def _message(self, msg: Message) -> None:
         origin = msg.topic.removeprefix(self.topics.prefix + "/")
+        try:
+            self._dispatch(msg, origin)
+        except Exception as exc:  # noqa: BLE001 (any input the handlers did not foresee)
+            # answered and acknowledged all the same: unacknowledged, 100 such messages filled the broker's window
+            # (ReceiveMaximum), and the persistent session brought them back after every restart
+            log.exception("%s: input not handled", origin)
+            self.reject(f"{origin}: could not be handled ({exc.__class__.__name__}); see the station's log", origin, message=msg,
+                        reason="unhandled")
+
+    def _dispatch(self, msg: Message, origin: str) -> None:
         if len(msg.payload) > self.cfg.mqtt.max_payload_bytes:
             return self.reject(f"{origin}: payload of {len(msg.payload)} bytes exceeds mqtt.max_payload_bytes "
                                f"({self.cfg.mqtt.max_payload_bytes}); send a smaller image", origin, message=msg, reason="too_large")
@@ -245,6 +256,8 @@ class Intake:
             return json.loads(msg.payload.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InspectorError(f"{origin}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); send a JSON object") from None
+        except RecursionError:
+            raise InspectorError(f"{origin}: JSON nested too deeply; send a flat JSON object") from None
 
     def _trigger(self, msg: Message) -> None:
         ident = serial = None
@@ -270,7 +283,7 @@ class Intake:
                 data = base64.b64decode(cmd.base64, validate=True)
             except (binascii.Error, ValueError):
                 raise InspectorError("trigger: base64 is not valid base64") from None
-            return data, decode_image(data, "trigger base64"), "mqtt:trigger"
+            return data, decode_image(data, "trigger base64", max_pixels=self._max_pixels), "mqtt:trigger"
         if cmd.path is not None:
             path = Path(cmd.path).resolve()
             if not any(path.is_relative_to(d) for d in self._allowed):
@@ -280,7 +293,7 @@ class Intake:
             if path.stat().st_size > self.cfg.mqtt.max_payload_bytes:
                 raise InspectorError(f"trigger: path {cmd.path[:120]!r} is larger than mqtt.max_payload_bytes")
             data = path.read_bytes()
-            return data, decode_image(data, f"trigger path {path.name}"), f"path:{path.name}"
+            return data, decode_image(data, f"trigger path {path.name}", max_pixels=self._max_pixels), f"path:{path.name}"
         if cmd.url is not None:
             return self._fetch(cmd.url)
         if self.source is None or not self.source.can_capture:
@@ -310,7 +323,7 @@ class Intake:
         data = b"".join(chunks)
         if len(data) > limit:
             raise InspectorError(f"trigger: url {url[:120]!r} is larger than mqtt.max_payload_bytes ({limit})")
-        return data, decode_image(data, f"trigger url {url[:120]}"), "url"
+        return data, decode_image(data, f"trigger url {url[:120]}", max_pixels=self._max_pixels), "url"
 
     def _image(self, msg: Message, origin: str) -> None:
         suffix = msg.topic[len(self.topics.image) + 1:] or None
@@ -323,7 +336,7 @@ class Intake:
         if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
             return
         try:
-            rgb = decode_image(msg.payload, origin)
+            rgb = decode_image(msg.payload, origin, max_pixels=self._max_pixels)
         except InspectorError as exc:
             return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
         self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)

@@ -21,6 +21,7 @@ import numpy as np
 
 from inspector.result import iso_utc, utc_now
 from model.errors import InspectorError
+from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
 
@@ -65,12 +66,6 @@ def _utc(timestamp: Any) -> Any:
         return iso_utc(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
     except (ValueError, OverflowError):
         return timestamp
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of an id (ids come from the outside world)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
-    return cleaned or "_"
 
 
 class Store:

@@ -25,6 +25,7 @@ from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
 from reports.images import THUMB_PX, data_uri
 from reports.letterhead import Letterhead
+from reports.names import safe_name
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
 from reports.zones import Zone, zone
@@ -38,11 +39,6 @@ TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "hig
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
                      "texture", "cutpaste", "transplant",  # the generated defects' types (`inspector synth`, the demo)
                      "decode", "preprocess", "infer", "decision", "intake", "queue", "total")  # the stages of timings_ms
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of an id (ids come from the outside world)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))[:80] or "_"
 
 
 def inspection_filename(inspection_id: str) -> str:

@@ -178,3 +178,9 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
     assert len(errors) == 4, errors
     assert "nowhere.ckpt: no such file or directory" in errors[0] and "source.path" in errors[1] and "no such folder" in errors[1]
     assert "a-file is not a folder this user can write to" in errors[2] and "cannot listen" in errors[3]
+
+
+def test_an_id_with_a_trailing_newline_is_not_safe():
+    from inspector.config import SAFE_ID
+
+    assert SAFE_ID.match("LOT7.P1") and not SAFE_ID.match("NL\n")  # `$` matched before a final newline: "X\n" became X_

@@ -329,6 +329,28 @@ def malformed_inputs(good_png: bytes, tmp_path: Path) -> list[tuple[str, bytes, 
     return bad
 
 
+def test_inputs_no_handler_foresaw_are_answered_and_acknowledged(station, broker, listen, tiny_inspector, good_png, tmp_path, caplog):
+    """Deep JSON (RecursionError), a path with NUL (ValueError) or too long a name (OSError) went unanswered and
+    unacknowledged: 100 of them filled the broker's window, and the persistent session replayed them at every start."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    cfg = station(mqtt={"allowed_dirs": [str(allowed)]}, model={"max_image_pixels": 1_000_000})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    poison = [("trigger", b"[" * 50_000), ("command", b'{"a":' * 20_000), ("trigger", json.dumps({"path": str(allowed / "a\x00b.png")}).encode()),
+              ("trigger", json.dumps({"path": str(allowed / ("x" * 300 + ".png"))}).encode())]
+    big = cv2.imencode(".png", np.zeros((1100, 1000), np.uint8))[1].tobytes()  # over this station's limit: refused undecoded
+    poison.append(("image", big))
+    with running(cfg, tiny_inspector):
+        for i, (topic, payload) in enumerate(poison):
+            lst.publish(topic, payload, correlation=f"p-{i}".encode())
+        wait_until(lambda: len(lst.on("error")) >= len(poison), 15, "every input answered")
+        assert sorted(c for _, c in lst.on("error")) == [f"p-{i}".encode() for i in range(len(poison))]
+        assert all("\n" not in json.loads(body)["error"] for body, _ in lst.on("error"))
+        assert any("1000 x 1100 px is over the 1 million pixels" in json.loads(body)["error"] for body, _ in lst.on("error"))
+        lst.publish("image/GOOD-2", good_png)
+        assert wait_until(lambda: lst.json("result"), 10, "served after them")[0]["serial"] == "GOOD-2"
+
+
 def test_200_malformed_inputs_each_answered_on_the_error_topic(station, broker, listen, tiny_inspector, good_png, tmp_path):
     cfg = station(mqtt={"max_payload_bytes": 100_000}, store={"save_overlays": "all"})
     bad = malformed_inputs(good_png, tmp_path)
@@ -728,3 +750,27 @@ def test_a_failing_retention_step_waits_for_its_interval(station):
     sink.step(timeout=0.01)
     sink.step(timeout=0.01)
     assert len(calls) == 1
+
+
+def test_a_burst_of_shift_report_commands_is_answered_not_queued_behind_the_parts(station, tmp_path):
+    """400 commands filled a 256-deep queue with a blocking put on the intake's thread: no part was answered for minutes."""
+    from inspector.hooks import ReportHooks
+    from inspector.intake import ShiftReportCommand
+    from inspector.store import Store
+
+    cfg = station()
+    sent = []
+    hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda topic, body, **kw: sent.append((topic, json.loads(body), kw)), "rep", "err",
+                        on_shift_report=lambda recs, meta: {})
+    cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00Z"})
+    start = time.monotonic()
+    for i in range(400):  # not started: the first waits, every other one is answered at once
+        hooks.shift(cmd, f"c{i}".encode())
+    assert time.monotonic() - start < 5
+    refused = [kw["correlation"] for topic, body, kw in sent if topic == "err" and "already waiting" in body["error"]]
+    assert len(refused) == 399 and refused[0] == b"c1"
+    hooks.start()
+    wait_until(lambda: any(t == "rep" for t, _, _ in sent), 5, "the waiting one rendered")
+    hooks.shift(cmd, b"after")  # and once it ran, the next is taken
+    wait_until(lambda: sum(t == "rep" for t, _, _ in sent) == 2, 5, "the next one")
+    hooks.stop()

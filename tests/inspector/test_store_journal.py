@@ -100,3 +100,15 @@ def test_reading_a_shift_does_not_wait_for_the_writer(tmp_path):
         reader.join(5)
         assert not reader.is_alive()
     assert [r["inspection_id"] for r in got[0]] == ["s0", "s1", "s2"]
+
+
+def test_ids_that_clean_to_one_name_keep_their_own_image_files(tmp_path):
+    """LOT7.P1, LOT7_P1 and LOT7:P1 were all stored as LOT7_P1_image.png: each part's evidence overwrote the other's."""
+    import numpy as np
+
+    store = Store(tmp_path)
+    paths = {}
+    for i, ident in enumerate(("LOT7.P1", "LOT7_P1", "LOT7:P1")):
+        record = {"inspection_id": ident, "timestamp": "2026-12-03T06:00:00.000Z"}
+        paths[ident] = store.save_image(record, "image", np.full((4, 4, 3), i * 50, np.uint8))
+    assert len(set(paths.values())) == 3 and paths["LOT7_P1"].endswith("LOT7_P1_image.png")

@@ -245,7 +245,7 @@ def _encoded(fmt: str, *frames: np.ndarray) -> bytes:
 def test_pages_missing_points_and_hot_pixels():
     good, bad = np.full((16, 16), 100, np.uint8), np.full((16, 16), 250, np.uint8)
     for fmt in ("TIFF", "GIF", "PNG"):  # only the first page was inspected before: a defect on the second passed
-        with pytest.raises(InspectorError, match="holds 2 frames or pages; save each as its own image"):
+        with pytest.raises(InspectorError, match="holds several frames or pages; save each as its own image"):
             decode_image(_encoded(fmt, good, bad), "pages")
     rgb = decode_image(_encoded("MPO", np.dstack([good] * 3), np.dstack([bad] * 3)), "camera.jpg")  # a JPEG with a gain map
     assert abs(int(rgb[8, 8, 0]) - 100) <= 2  # its first frame is the picture
@@ -256,7 +256,7 @@ def test_pages_missing_points_and_hot_pixels():
     with pytest.raises(InspectorError, match=r"no pixel has a value \(all NaN\)"):
         decode_image(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)), "blank")
     with Image.open(io.BytesIO(_encoded("TIFF", good, bad))) as paged:  # the same as a PIL image: page 1 was inspected
-        with pytest.raises(InspectorError, match="holds 2 frames"):
+        with pytest.raises(InspectorError, match="holds several frames"):
             pil_to_rgb(paged, "paged")
     flat = np.full((100, 200), 1000, np.uint16)
     flat[50:53, 50:53] = 3000  # a 9-pixel defect, under 0.01 % of the pixels: the trimmed range was empty, all black
@@ -321,3 +321,15 @@ def test_linked_folders_are_read_once_and_links_to_nothing_are_said(tmp_path):
     note = broken_links_note(scan, station)[0]
     assert note.startswith(f"2 link(s) in {station} lead nowhere") and "deleted.png" in note
     assert broken_links_note(scan_images(days), days) == [] and [p.name for p in list_images(days)] == ["m.png"]
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header():
+    """A 0.4 MB PNG decoded to 1.2 GB before anything looked at its size."""
+    buf = io.BytesIO()
+    Image.new("L", (6000, 5000)).save(buf, "PNG")
+    data = buf.getvalue()
+    assert len(data) < 100_000
+    with pytest.raises(InspectorError, match=r"image bomb.png: 6000 x 5000 px is over the 20 million pixels this station takes "
+                                             r"\(model.max_image_pixels\)"):
+        decode_image(data, "bomb.png", max_pixels=20_000_000)
+    assert decode_image(data, "ok.png", max_pixels=30_000_000).shape == (5000, 6000, 3)
