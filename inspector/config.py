@@ -97,6 +97,7 @@ class FolderSource(Section):
     settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size and time are unchanged this long. Hidden files (.name) are partial writes and are never read.")
     after: Literal["move", "delete", "keep"] = Field(
         "move", title="After inspection", description="move: into <folder>/done; delete; keep (ids from path, size and time prevent repeats).")
+    max_file_bytes: int = Field(50_000_000, ge=1, title="Largest file", description="Files over this size are set aside as rejected, unread.")
 
 
 class MqttSource(Section):
@@ -375,8 +376,9 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Line
     parent = data.pop("extends", None)
     if parent is None:
         return data, lines
-    if not isinstance(parent, str):
-        raise InspectorError(f"config {path}: `extends` must be a file path")
+    if not isinstance(parent, str) or not parent.endswith((".yaml", ".yml")):
+        # any file was read and its lines printed back as unknown keys (`extends: /etc/shadow`)
+        raise InspectorError(f"config {path}: `extends` must name a .yaml or .yml file")
     base, base_lines = load_raw(path.parent / parent, (*_seen, path.resolve()))
     return deep_merge(base, data), {**base_lines, **lines}
 
@@ -412,7 +414,8 @@ def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; `inspector config schema` lists every key)"
-            elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+            elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
+                # (a password pasted where its variable's name goes is not printed back)
                 msg += f" (got {err['input']!r})"
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
                     msg += f"; YAML read it as a number: quote it, '{err['input']}'"

@@ -39,6 +39,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_source_up": ("gauge", "1 while the frame source is open or watching."),
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
 }
+HTTP_TIMEOUT_S = 10.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MARGIN_BUCKETS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -148,6 +149,8 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str]) -> None:
         class Handler(BaseHTTPRequestHandler):
+            timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
+
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 if self.path.split("?")[0] == "/health":
                     h = health()
@@ -172,6 +175,8 @@ class HealthServer:
         except OSError as exc:
             raise InspectorError(f"http {host}:{port}: cannot listen ({exc.strerror}); pick another http.port or set http.enabled: false") from None
         self.server.daemon_threads = True
+        # a client that went away is not a traceback on stderr
+        self.server.handle_error = lambda request, address: log.debug("http: client %s dropped", address)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 

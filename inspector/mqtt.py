@@ -139,6 +139,10 @@ class MqttClient:
             except (OSError, ssl.SSLError) as exc:
                 raise InspectorError(f"{self.where}: cannot load the TLS files in mqtt.tls ({exc}); check the paths and PEM format") from None
             c.tls_insecure_set(cfg.tls.insecure)
+            if cfg.tls.insecure:
+                log.warning("%s: mqtt.tls.insecure: the broker's host name is not checked; anyone in the path can pose as it", self.where)
+        elif cfg.username is not None and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("%s: the password goes over the network unencrypted; set mqtt.tls", self.where)
         if will is not None:
             c.will_set(will.topic, will.payload, will.qos, will.retain)
         c.reconnect_delay_set(1, 10)  # at most 10 s: a 15 s outage cost 31 s offline at 30

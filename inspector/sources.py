@@ -9,6 +9,7 @@ it could not take), files and fast video replays (`frame.wait`) wait for room.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
@@ -293,6 +294,20 @@ class FolderWatcher:
             for path in [p for p in list(memory) if p not in present]:  # list() copies at once, under the GIL
                 memory.pop(path, None)
 
+    def _too_big(self, path: Path) -> bool:
+        """A file over source.max_file_bytes is set aside unread (a 2 GB file was read whole before it was refused)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return True
+        if st.st_size <= self.cfg.max_file_bytes:
+            return False
+        self._seen[path] = (st.st_size, st.st_mtime_ns)  # with after: keep, said once, not at every poll
+        log.error("source %s: %s is %d bytes, over source.max_file_bytes (%d); set aside as rejected, unread",
+                  self.name, path.name, st.st_size, self.cfg.max_file_bytes)
+        self._finish(path, False)
+        return True
+
     def _unchanged(self, path: Path) -> bool:
         """Seen before and not rewritten since (or gone)."""
         if path not in self._seen:
@@ -308,8 +323,9 @@ class FolderWatcher:
             self.heartbeat = time.monotonic()
             try:
                 # hidden files are partial writes by convention (rsync's .name.XXXXXX, a writer's .tmp_1.jpg renamed when done)
+                # and links are not followed: one to a file elsewhere had it read and stored as a part
                 entries = sorted(p for p in self.folder.iterdir()
-                                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+                                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_symlink() and p.is_file())
             except OSError as exc:
                 self.state = f"unreadable ({exc.strerror})"
                 self._stop.wait(self.cfg.poll_s * 10)
@@ -319,6 +335,8 @@ class FolderWatcher:
             for path in entries:
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
+                    continue
+                if self._too_big(path):
                     continue
                 try:
                     data = path.read_bytes()
@@ -356,6 +374,8 @@ class FolderWatcher:
             elif self.cfg.after == "move" or self.cfg.after == "delete":
                 target = self.folder / ("done" if accepted else "rejected")
                 target.mkdir(exist_ok=True)
+                if target.is_symlink() or not target.is_dir():  # a link put there moved parts, overwriting, anywhere it led
+                    raise OSError(errno.ENOTDIR, f"{target.name} is not a real folder")
                 path.replace(target / path.name)
             else:
                 return  # keep: remembered in _seen until it changes

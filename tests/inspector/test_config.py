@@ -184,3 +184,13 @@ def test_an_id_with_a_trailing_newline_is_not_safe():
     from inspector.config import SAFE_ID
 
     assert SAFE_ID.match("LOT7.P1") and not SAFE_ID.match("NL\n")  # `$` matched before a final newline: "X\n" became X_
+
+
+def test_config_errors_echo_no_password_and_extends_reads_only_yaml(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: /etc/passwd\n" + BASE)
+    cfg, errors = config_errors(tmp_path / "a.yaml")
+    assert cfg is None and len(errors) == 1 and "`extends` must name a .yaml or .yml file" in errors[0], errors
+    assert ":0:0:" not in errors[0]  # /etc/passwd's lines were printed as unknown keys
+    (tmp_path / "b.yaml").write_text(BASE.replace("prefix: factory/line1/st1", "prefix: factory/line1/st1\n  password_env: hunter2-secret!"))
+    cfg, errors = config_errors(tmp_path / "b.yaml")
+    assert cfg is None and any("mqtt.password_env: give the NAME" in e for e in errors) and not any("hunter2" in e for e in errors), errors

@@ -774,3 +774,23 @@ def test_a_burst_of_shift_report_commands_is_answered_not_queued_behind_the_part
     hooks.shift(cmd, b"after")  # and once it ran, the next is taken
     wait_until(lambda: sum(t == "rep" for t, _, _ in sent) == 2, 5, "the next one")
     hooks.stop()
+
+
+def test_an_idle_http_client_is_let_go(monkeypatch):
+    """Half-sent requests held a thread and a descriptor each, for ever: 1,017 of them stopped /health and the store."""
+    import socket
+
+    import inspector.health as health
+
+    monkeypatch.setattr(health, "HTTP_TIMEOUT_S", 0.5)
+    server = health.HealthServer("127.0.0.1", 0, lambda: {"status": "ok"}, lambda: "")
+    server.start()
+    try:
+        idle = socket.create_connection(("127.0.0.1", server.port))
+        idle.sendall(b"GET /health HTTP/1.1\r\n")  # and nothing more
+        idle.settimeout(5)
+        start = time.monotonic()
+        assert idle.recv(100) == b"" and time.monotonic() - start < 4  # closed by the server after its timeout
+        assert http_get(server.port, "/health")[0] == 200
+    finally:
+        server.stop()

@@ -256,3 +256,28 @@ def test_an_exhausted_video_says_so_at_once(tmp_path, fps):
         assert time.monotonic() - t0 < 1.0 and src.state == "finished"  # max: read "open" before
     finally:
         src.stop()
+
+
+def test_links_and_oversized_files_in_a_watched_folder_are_not_read_and_done_must_be_a_real_folder(tmp_path):
+    """A link to a file elsewhere was read and stored as a part; `done` made a link moved parts, overwriting, where it
+    led; a 2 GB file was read whole before it was refused."""
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    secret = elsewhere / "secret.png"
+    secret.write_bytes(png(good_image(1)))
+    (folder / "linked.png").symlink_to(secret)
+    (folder / "done").symlink_to(elsewhere)
+    (folder / "huge.png").write_bytes(b"\x89PNG" + bytes(200_000))
+    frames: list = []
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=0.0, after="move", max_file_bytes=100_000))
+    w.start(lambda f: frames.append(f) or f.done(True) or True)
+    try:
+        wait_until(lambda: (folder / "rejected" / "huge.png").exists(), 5, "the big file set aside")
+        drop(folder / "P1.png", png(good_image(2)))
+        wait_until(lambda: frames, 5, "P1")
+        wait_until(lambda: "not a real folder" in w.state, 5, "the linked done folder refused")
+    finally:
+        w.stop()
+    assert [f.serial for f in frames] == ["P1"] and (folder / "P1.png").exists()  # kept where it was, not moved through the link
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["secret.png"]
