@@ -34,10 +34,8 @@ from inspector.pipeline import Inference, Sink
 from inspector.sources import open_source
 from inspector.store import Store
 from model.errors import InspectorError
-from model.folders import hold_lock_file
 
 log = logging.getLogger(__name__)
-LOCK_FILE = ".serve.lock"  # in store.data_dir, held while a daemon runs on it
 
 
 def model_files(path: str) -> list[Path]:
@@ -134,7 +132,6 @@ class Daemon:
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
         self.store: Store | None = None
-        self._store_lock: int | None = None
         self._model_files: list[Path] = []
         self._model_stamp: tuple = ()
         self.mqtt: MqttClient | None = None
@@ -147,19 +144,8 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        cfg = self.cfg
-        root = Path(cfg.store.data_dir)
+        self.store = Store(self.cfg.store.data_dir, exclusive=True)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InspectorError(f"store {root}: cannot create the data directory ({exc.strerror})") from None
-        # before the store is opened (a second daemon migrated its schema, then was refused): two daemons on one store
-        # re-sent each other's results under both prefixes and shared one journal. A file, not the folder, which
-        # `inspector threshold` locks when an export lives there.
-        self._store_lock = hold_lock_file(root / LOCK_FILE, f"store {root}: another inspector serve is using it; stop that one, "
-                                                              "or give this station its own store.data_dir")
-        try:
-            self.store = Store(root)
             self._start_parts()
         except BaseException:
             for part in (self.http, self.sparkplug, self.mqtt):
@@ -374,13 +360,8 @@ class Daemon:
             self.inspector.engine.close()
 
     def _close_store(self) -> None:
-        try:
-            if self.store is not None:
-                self.store.close()
-        finally:
-            if self._store_lock is not None:
-                os.close(self._store_lock)
-                self._store_lock = None
+        if self.store is not None:
+            self.store.close()  # and its lock
 
     def stop(self) -> None:
         self.halt.set()

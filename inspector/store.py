@@ -8,6 +8,7 @@ numbered migrations (MIGRATIONS), applied in order on open.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ import numpy as np
 
 from inspector.result import iso_utc, utc_now
 from model.errors import InspectorError
+from model.folders import hold_lock_file
 from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
+LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
 
 MIGRATIONS: list[str] = [
     """
@@ -71,12 +74,18 @@ def _utc(timestamp: Any) -> Any:
 class Store:
     """Thread-safe single-connection store rooted at a data directory."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, exclusive: bool = False) -> None:
+        """`exclusive`: the daemon's store, which no other daemon may open while this one holds it (two on one store
+        re-sent each other's results under both prefixes and shared one journal); taken before the database is
+        opened (a second daemon migrated its schema, then was refused), on a file, not the folder, which
+        `inspector threshold` locks when an export lives there."""
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror})") from None
+        self._held = hold_lock_file(self.root / LOCK_FILE, f"store {self.root}: another inspector serve is using it; stop that one, "
+                                                             "or give this station its own store.data_dir") if exclusive else None
         self.path = self.root / DB_NAME
         self._lock = threading.RLock()
         self._records: int | None = None  # counted once a retention pass, kept by add and prune: COUNT(*) took 19 ms per 1M rows
@@ -86,8 +95,12 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise InspectorError(f"store {self.path}: not a usable SQLite database ({exc})") from None
+        except BaseException as exc:
+            if self._held is not None:
+                os.close(self._held)
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise InspectorError(f"store {self.path}: not a usable SQLite database ({exc})") from None
+            raise
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -285,5 +298,10 @@ class Store:
         return len(ids)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        try:
+            with self._lock:
+                self._db.close()
+        finally:
+            if self._held is not None:
+                os.close(self._held)
+                self._held = None

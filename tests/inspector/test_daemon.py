@@ -687,7 +687,7 @@ def test_a_second_daemon_on_the_same_store_is_refused_and_the_store_is_free_afte
         with folder_lock(Path(cfg.store.data_dir)):  # `inspector threshold` of an export kept there waited for ever
             pass
     with running(cfg, tiny_inspector) as d:  # released at shutdown
-        assert d._store_lock is not None
+        assert d.store._held is not None
 
 
 def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_awaiting_a_restart(station, tiny_ckpt, tmp_path, capsys):
