@@ -263,12 +263,14 @@ def _choose_blend(net: InspectorNet, good_zs: torch.Tensor, good_zb: torch.Tenso
 
 
 @torch.no_grad()
-def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tensor, good_zmaps: torch.Tensor,
+def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tensor,
+                  good_zmaps: Callable[[torch.Tensor], torch.Tensor],
                   options: DefectLearning, seed: int = 0, progress: BarFactory = silent) -> dict:
     """Train and install the learnt branch of `net.head`.
 
     good_rgbs: good training images at the input size [n,H,W,3] uint8; good_emb: their embeddings [n,D,gh,gw];
-    good_zmaps: their out-of-sample patch-branch maps as the head shows them (`standardise_bank`) [n,H,W].
+    good_zmaps: rows [k] (of the n) -> their out-of-sample patch-branch maps as the head shows them
+    (`standardise_bank`) [k,H,W], made on demand (all n at once would be 256 KB an image at 256 px).
     Returns a summary for the manifest.
     """
     options.validate()
@@ -310,7 +312,7 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     gate = float(np.quantile(seg_good.numpy().ravel(), GATE_QUANTILE))
     head.seg_norm = torch.tensor([gate, max(float(seg_max.std()), 1e-6), 0.0, 0.0, 1.0])
     head.seg_gate = net.config.seg_gate = True
-    zs, zb = head.seg_evidence(seg_good), good_zmaps[held_idx]
+    zs, zb = head.seg_evidence(seg_good), good_zmaps(held_idx)
     alpha = options.blend
     if choose:
         alpha, table = _choose_blend(net, zs, zb, val_imgs, val_masks)

@@ -128,6 +128,8 @@ def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.T
 
 
 CHUNK = 64  # images at a time where a step's scratch memory grows with the batch (maps: about 5 MB per image)
+# Fitting keeps the good images' patch distances per grid cell (4 KB an image at 256 px) and makes the full-size maps
+# from them a chunk at a time where a step needs them: kept whole, the maps took about 1.5 MB an image.
 
 
 def in_chunks(fn, *batched: torch.Tensor) -> torch.Tensor:
@@ -146,9 +148,14 @@ def patch_rows(emb: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Ten
     return emb[rows // cells, :, cell // emb.shape[3], cell % emb.shape[3]]
 
 
-def _peer_positional_maps(head: AnomalyHead, dists: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Each image's positional map [n, H, W], standardised by its peers' (`rows` [n, peers]) cell statistics."""
-    return in_chunks(lambda d, r: head.positional_map(d, head.peer_position_stats(r)), dists, rows)
+def _peer_position_cells(head: AnomalyHead, dists: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Each image's distances [n, gh, gw] standardised by its peers' (`rows` [n, peers]) cell statistics."""
+    return in_chunks(lambda d, r: head.position_cells(d, head.peer_position_stats(r)), dists, rows)
+
+
+def map_maxima(head: AnomalyHead, cells: torch.Tensor) -> torch.Tensor:
+    """The maximum of each image's smoothed map [n] from its grid cells [n, gh, gw], a chunk of maps at a time."""
+    return in_chunks(lambda c: head.to_map(c).flatten(1).amax(dim=1), cells)
 
 
 def _level_variance(emb: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -225,48 +232,48 @@ def _part_owners(parts: np.ndarray, peers: int) -> torch.Tensor | None:
     return torch.from_numpy(np.unique(np.where(whole, part, counts.size + np.arange(n)), return_inverse=True)[1].reshape(-1))
 
 
-def _left_out_positional_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, leave_out: torch.Tensor) -> torch.Tensor:
-    """Each good image's distances [n, gh, gw] as its positional map [n, H, W], standardised by cell statistics of
-    the stored `self_dists` without the images `leave_out` [n, n] marks for it (itself, or its whole part)."""
+def _left_out_position_cells(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, leave_out: torch.Tensor) -> torch.Tensor:
+    """Each good image's distances [n, gh, gw] standardised by cell statistics of the stored `self_dists` without
+    the images `leave_out` [n, n] marks for it (itself, or its whole part)."""
     d = self_dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
-    return torch.cat([head.positional_map(dists[i : i + 1], position_stats(s1 - d[out].sum(dim=0), s2 - (d[out] ** 2).sum(dim=0),
-                                                                          len(d) - int(out.sum())).float())
+    return torch.cat([head.position_cells(dists[i : i + 1], position_stats(s1 - d[out].sum(dim=0), s2 - (d[out] ** 2).sum(dim=0),
+                                                                           len(d) - int(out.sum())).float())
                       for i, out in enumerate(leave_out)])
 
 
-def _part_excluded_maps(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, owners: torch.Tensor,
-                        pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """The good images' distances with their part left out [n, gh, gw] -> (raw maps [n, H, W], or None where the
-    graph does not use them; positional maps or None; peer rows or None), as a new part of its kind gets them
-    from the fitted head: peers, and cell statistics of the stored `self_dists`, from other parts only."""
+def _part_excluded_cells(head: AnomalyHead, dists: torch.Tensor, self_dists: torch.Tensor, owners: torch.Tensor,
+                         pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The good images' distances with their part left out [n, gh, gw] -> (those distances, or None where the graph
+    does not map them raw; them standardised per cell, or None; peer rows or None), as a new part of its kind gets
+    them from the fitted head: peers, and cell statistics of the stored `self_dists`, from other parts only."""
     same = owners.unsqueeze(0) == owners.unsqueeze(1)
     rows = head.peer_rows(pooled, exclude=same) if head.peers else None
-    pos_maps = None
+    pos_cells = None
     if head.peer_position:
-        pos_maps = _peer_positional_maps(head, dists, rows)
+        pos_cells = _peer_position_cells(head, dists, rows)
     elif head.position_norm:
-        pos_maps = _left_out_positional_maps(head, dists, self_dists, same)
-    return None if head.position_map else in_chunks(head.to_map, dists), pos_maps, rows
+        pos_cells = _left_out_position_cells(head, dists, self_dists, same)
+    return None if head.position_map else dists, pos_cells, rows
 
 
 def _fit_position_norm(head: AnomalyHead, dists: torch.Tensor, peer_rows: torch.Tensor | None) -> torch.Tensor:
     """Set the patch score's cell statistics from the good images' self-excluded distances [n, gh, gw] (and,
     with `peer_position`, keep those for the images' peers: `peer_rows` [n, peers], each image's *other*
     nearest images), and its standardisation from each image's positional map's maximum with statistics
-    fitted without that image. -> those leave-one-out positional maps [n, H, W]."""
+    fitted without that image. -> those leave-one-out standardised distances [n, gh, gw]."""
     n = dists.shape[0]
     d = dists.double()
     s1, s2 = d.sum(dim=0), (d * d).sum(dim=0)
     head.pos_stats = position_stats(s1, s2, n).float()
     if head.peer_position:
         head.peer_dist = dists.float()
-        pos_maps = _peer_positional_maps(head, dists, peer_rows)  # as the graph computes them
+        pos_cells = _peer_position_cells(head, dists, peer_rows)  # as the graph computes them
     else:
-        pos_maps = _left_out_positional_maps(head, dists, dists, torch.eye(n, dtype=torch.bool))
-    pos_max = pos_maps.flatten(1).amax(dim=1)
+        pos_cells = _left_out_position_cells(head, dists, dists, torch.eye(n, dtype=torch.bool))
+    pos_max = map_maxima(head, pos_cells)
     head.pos_norm = torch.tensor([float(pos_max.mean()), max(float(pos_max.std()), 1e-6)])
-    return pos_maps
+    return pos_cells
 
 
 def _fit_peer_keys(head: AnomalyHead, pooled: torch.Tensor) -> torch.Tensor:
@@ -295,8 +302,8 @@ class WithoutParts:
     statistics (excluding parts there ranked new parts worse)."""
 
     images: int  # how many good images are scored without the other captures of their part
-    raw_maps: torch.Tensor | None
-    pos_maps: torch.Tensor | None
+    raw_cells: torch.Tensor | None
+    pos_cells: torch.Tensor | None
     peer_rows: torch.Tensor | None
     glob_raw: np.ndarray
 
@@ -307,8 +314,8 @@ class GoodFit:
 
     paths: list
     first_view: torch.Tensor  # embeddings of each good image (un-augmented view) [n, D, gh, gw], half
-    raw_maps: torch.Tensor  # their out-of-sample raw memory-bank maps [n, H, W]
-    pos_maps: torch.Tensor | None  # their out-of-sample positional maps [n, H, W] (position_norm)
+    raw_cells: torch.Tensor  # their out-of-sample patch distances [n, gh, gw] (`bank_maps` makes the maps)
+    pos_cells: torch.Tensor | None  # the same standardised per cell [n, gh, gw] (position_norm)
     peer_rows: torch.Tensor | None  # each one's peers among the other good images [n, peers] (peers > 0)
     glob_raw: np.ndarray  # their out-of-fold global distances [n]
     rgbs: np.ndarray | None  # the good images at the input size [n, H, W, 3] uint8, when kept
@@ -418,12 +425,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     first_keys = keys[first]
     del emb
     dists_t = _oos_distances(head, first_view, first_keys, bank_source, torch.arange(n), progress("calibration", n))
-    raw_maps_t = in_chunks(head.to_map, dists_t)
-    patch_raw = raw_maps_t.flatten(1).amax(dim=1).numpy()
+    patch_raw = map_maxima(head, dists_t).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
     peer_rows = _fit_peer_keys(head, pooled_t[first]) if head.peers else None
-    pos_maps = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
+    pos_cells = _fit_position_norm(head, dists_t, peer_rows) if head.position_norm else None
 
     # 6. the same scores with each multi-capture part left out whole, for calibration (see `WithoutParts`); parts
     # by the twin rule of `eval`, on this model's own features
@@ -434,9 +440,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         d = dists_t.clone()
         d[grouped] = _oos_distances(head, first_view[grouped], first_keys[grouped], owners[bank_source], owners[grouped],
                                     progress("calibration by part", grouped.numel()))
-        without = WithoutParts(grouped.numel(), *_part_excluded_maps(head, d, dists_t, owners, pooled_t[first]),
+        without = WithoutParts(grouped.numel(), *_part_excluded_cells(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
-    return net, GoodFit(paths, first_view, raw_maps_t, pos_maps, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
+    return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
                         k, t0, data_sha256, without, copies, image_size_summary(shapes))
 
 
@@ -448,27 +454,47 @@ def image_size_summary(shapes: list[tuple[int, int]]) -> dict:
             "aspect": [round(float(aspect.min()), 4), round(float(aspect.max()), 4)]}
 
 
+def bank_maps(head: AnomalyHead, raw_cells: torch.Tensor | None, pos_cells: torch.Tensor | None,
+              rows: Any = slice(None)) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The patch branch's map and score (`standardise_bank`) of the good images `rows`, from their cells (`GoodFit`)."""
+    raw = None if head.position_map else head.to_map(raw_cells[rows])
+    return head.standardise_bank(raw, None if pos_cells is None else head.to_map(pos_cells[rows]))
+
+
+def _fused_good(head: AnomalyHead, raw_cells: torch.Tensor | None, pos_cells: torch.Tensor | None, glob_raw: np.ndarray,
+                seg_cells: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The good images' fused scores [n] and the maxima of their maps [n] (`head.fuse`), CHUNK maps at a time."""
+    glob = torch.from_numpy(glob_raw).float()
+    scores, maxima = [], []
+    for s in range(0, len(glob), CHUNK):
+        rows = slice(s, s + CHUNK)
+        seg = None if seg_cells is None else head.to_map(seg_cells[rows])
+        score, amap = head.fuse(*bank_maps(head, raw_cells, pos_cells, rows), glob[rows], seg)
+        scores.append(score)
+        maxima.append(amap.flatten(1).amax(dim=1))
+    return torch.cat(scores), torch.cat(maxima)
+
+
 @torch.no_grad()
 def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitOptions,
                progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
     """Learn from generated defects (if asked), then calibrate thresholds and write the report."""
-    head, n = net.head, len(good.paths)
-    seg_raw, learning = None, None
-    bank, patch = head.standardise_bank(good.raw_maps, good.pos_maps)
+    head, seg_cells, learning = net.head, None, None
     if options.defects.enabled:
-        learning = learn_defects(net, good.rgbs, good.first_view, bank, options.defects, options.seed, progress)
-        seg_raw = torch.cat([head.seg_map(good.first_view[s : s + 16].float()) for s in range(0, n, 16)])
-    good_scores, good_maps = head.fuse(bank, patch, torch.from_numpy(good.glob_raw).float(), seg_raw)
+        learning = learn_defects(net, good.rgbs, good.first_view, lambda rows: bank_maps(head, good.raw_cells, good.pos_cells, rows)[0],
+                                 options.defects, options.seed, progress)
+        seg_cells = torch.cat([head.seg_cells(good.first_view[s : s + 16].float()) for s in range(0, len(good.paths), 16)])
+    good_scores, map_max = _fused_good(head, good.raw_cells, good.pos_cells, good.glob_raw, seg_cells)
     if head.peers:
         good_scores = good_scores - _fit_peer_scores(head, good.peer_rows, good_scores)
     if good.without_parts is not None:  # calibrate on the scores that stand for new parts
         w = good.without_parts
-        good_scores, good_maps = head.fuse(*head.standardise_bank(w.raw_maps, w.pos_maps), torch.from_numpy(w.glob_raw).float(), seg_raw)
+        good_scores, map_max = _fused_good(head, w.raw_cells, w.pos_cells, w.glob_raw, seg_cells)
         if head.peers:
             good_scores = good_scores - head.peer_offset(w.peer_rows)
     good_scores = good_scores.numpy()
     # a region is where the map exceeds what 95% of good parts reach anywhere
-    pixel_thr = float(np.quantile(good_maps.flatten(1).amax(dim=1).numpy(), 0.95))
+    pixel_thr = float(np.quantile(map_max.numpy(), 0.95))
     fit_seconds = time.perf_counter() - good.started
 
     # 7. calibrate on held-out test images where the data has them
@@ -495,13 +521,13 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers)},
         training={
             "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
-            "n_images": n,
+            "n_images": len(good.paths),
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": good.data_sha256,
             **({"image_size": good.image_size} if good.image_size else {}),
             "fit_seconds": round(fit_seconds, 2),
             "bank_size": good.bank_size,
-            "patches": int(n * good.first_view.shape[2] * good.first_view.shape[3]),
+            "patches": int(len(good.paths) * good.first_view.shape[2] * good.first_view.shape[3]),
             **({"generated_defects": learning} if learning else {}),
         },
         calibration={**cal.summary(), "pixel_threshold_source": pixel_source,  # the test set, so eval knows it by content

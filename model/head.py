@@ -191,11 +191,15 @@ class AnomalyHead(nn.Module):
         m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return m.squeeze(1)
 
-    def positional_map(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+    def position_cells(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
         """Patch distances [B, gh, gw] standardised per grid cell by `stats` (loc, scale) [2, gh, gw] or, one
-        pair per image, [B, 2, gh, gw] -> their smoothed map [B, H, W]."""
+        pair per image, [B, 2, gh, gw] (default: the fitted `pos_stats`)."""
         stats = self.pos_stats if stats is None else stats
-        return self.to_map((dist - stats.select(-3, 0)) / stats.select(-3, 1))
+        return (dist - stats.select(-3, 0)) / stats.select(-3, 1)
+
+    def positional_map(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """`position_cells` as a smoothed map [B, H, W]."""
+        return self.to_map(self.position_cells(dist, stats))
 
     def standardise_bank(self, raw_map: torch.Tensor | None, pos_map: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The patch branch's raw map [B, H, W] (unused with `position_map`) and positional map (`position_norm`,
@@ -257,9 +261,13 @@ class AnomalyHead(nn.Module):
         return self.peer_score[rows].mean(dim=1)
 
     # -- learnt branch -------------------------------------------------------------------------------
+    def seg_cells(self, emb: torch.Tensor) -> torch.Tensor:
+        """Defect logits of each patch [B, gh, gw]."""
+        return self.seg(emb).squeeze(1)
+
     def seg_map(self, emb: torch.Tensor) -> torch.Tensor:
-        """Defect logits of each patch, as a smoothed map [B, H, W] at the input size."""
-        return self.to_map(self.seg(emb).squeeze(1))
+        """`seg_cells` as a smoothed map [B, H, W] at the input size."""
+        return self.to_map(self.seg_cells(emb))
 
     def seg_evidence(self, seg_raw: torch.Tensor) -> torch.Tensor:
         """The learnt map in the units it is blended in: standardised, and with `seg_gate` only its excess."""

@@ -123,9 +123,8 @@ def test_good_images_are_scored_without_their_own_patches(tiny_data):
     for i in range(4):
         others = torch.cat([patches[j] for j in range(4) if j != i])
         dist = torch.cdist(patches[i], others).amin(dim=1)
-        ref = head.to_map(dist.float().reshape(1, *emb.shape[2:]))
-        torch.testing.assert_close(good.raw_maps[i : i + 1], ref, rtol=1e-3, atol=1e-3)
-    assert float(head.to_map(head.patch_distances(emb[:1])).max()) < 1e-2 * float(good.raw_maps[0].mean())  # in-sample: ~0
+        torch.testing.assert_close(good.raw_cells[i], dist.float().reshape(emb.shape[2:]), rtol=1e-3, atol=1e-3)
+    assert float(head.patch_distances(emb[:1]).max()) < 1e-2 * float(good.raw_cells[0].mean())  # in-sample: ~0
 
 
 def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():
@@ -160,16 +159,16 @@ def test_position_norm_is_fitted_out_of_sample(tiny_data):
     net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=0))
     head = net.head
     assert net.config.position_norm and not net.config.peer_position and not net.config.position_map  # that needs peers
-    assert good.pos_maps.shape == (5, 64, 64)
+    assert good.pos_cells.shape == good.raw_cells.shape == (5, *good.first_view.shape[2:])
     cells = good.first_view.shape[2] * good.first_view.shape[3]
     source = torch.arange(head.bank.shape[0]) // cells  # all patches kept, in image order
     d = _excluded_distances(head, good.first_view, source, torch.arange(5)).double()
     torch.testing.assert_close(head.pos_stats, position_stats(d.sum(0), (d * d).sum(0), 5).float())
     for i in range(5):
         others = torch.cat([d[:i], d[i + 1 :]])
-        expected = head.positional_map(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4).float())
-        torch.testing.assert_close(good.pos_maps[i : i + 1], expected, rtol=1e-4, atol=1e-4)
-    pos_max = good.pos_maps.flatten(1).amax(1)
+        expected = head.position_cells(d[i : i + 1].float(), position_stats(others.sum(0), (others * others).sum(0), 4).float())
+        torch.testing.assert_close(good.pos_cells[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    pos_max = head.to_map(good.pos_cells).flatten(1).amax(1)
     torch.testing.assert_close(head.pos_norm, torch.tensor([float(pos_max.mean()), float(pos_max.std())]))
     plain, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, position_norm=False))
     assert not plain.config.position_norm and not plain.config.position_map and not hasattr(plain.head, "pos_stats")
@@ -192,9 +191,9 @@ def test_peer_position_statistics_come_from_each_images_nearest_others(tiny_data
     nearest = torch.cdist(head.peer_key, head.peer_key).fill_diagonal_(float("inf")).topk(2, largest=False).indices
     for i in range(5):
         peers = d[nearest[i]]
-        expected = head.positional_map(d[i : i + 1].float(), position_stats(peers.sum(0), (peers * peers).sum(0), 2).float())
-        torch.testing.assert_close(good.pos_maps[i : i + 1], expected, rtol=1e-4, atol=1e-4)
-    pos_max = good.pos_maps.flatten(1).amax(1)
+        expected = head.position_cells(d[i : i + 1].float(), position_stats(peers.sum(0), (peers * peers).sum(0), 2).float())
+        torch.testing.assert_close(good.pos_cells[i : i + 1], expected, rtol=1e-4, atol=1e-4)
+    pos_max = head.to_map(good.pos_cells).flatten(1).amax(1)
     torch.testing.assert_close(head.pos_norm, torch.tensor([float(pos_max.mean()), float(pos_max.std())]))
     for off in ({"peer_position": False}, {"position_norm": False}):
         other, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, peers=2, **off))
@@ -212,8 +211,8 @@ def test_references_replace_the_bank_and_score_good_images_without_themselves(ti
     torch.testing.assert_close(head.ref_emb.float(), emb)  # all kept, in image order
     for i in range(5):
         own = (torch.arange(5) == i).unsqueeze(0)
-        ref = head.to_map(head.reference_distances(emb[i : i + 1], head.ref_key[i : i + 1], own))
-        torch.testing.assert_close(good.raw_maps[i : i + 1], ref, rtol=1e-3, atol=1e-3)
+        ref = head.reference_distances(emb[i : i + 1], head.ref_key[i : i + 1], own)
+        torch.testing.assert_close(good.raw_cells[i : i + 1], ref, rtol=1e-3, atol=1e-3)
         assert float(head.reference_distances(emb[i : i + 1], head.ref_key[i : i + 1]).max()) < 1e-2
     capped, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, references=3))
     assert capped.config.references == 3 and capped.config.ref_k == 2  # one less than the references: its own is excluded
@@ -322,7 +321,7 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     if kw["peers"]:
         assert w.peer_rows.shape == good.peer_rows.shape and twins[1] in good.peer_rows[twins[0]].tolist()
         assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
-    own, alone = ((m.pos_maps if m.pos_maps is not None else m.raw_maps).flatten(1).amax(1) for m in (good, w))
+    own, alone = (net.head.to_map(m.pos_cells if m.pos_cells is not None else m.raw_cells).flatten(1).amax(1) for m in (good, w))
     assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55-1.8 here)
     assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
     _, report = fit(data, options)
@@ -344,3 +343,27 @@ def test_fits_memory_savers_compute_what_the_whole_arrays_did():
     dists = torch.rand(2 * CHUNK + 5, 8, 8, generator=g)
     assert torch.allclose(in_chunks(net.head.to_map, dists), net.head.to_map(dists), atol=1e-6)
     assert in_chunks(net.head.to_map, dists[:0]).shape[0] == 0
+
+
+def test_fit_makes_the_good_images_maps_from_their_cells_a_chunk_at_a_time(tiny_data, monkeypatch):
+    """fit keeps grid cells, not full-size maps (about 1.5 MB an image at 256 px); the scores and map maxima it
+    makes from them a chunk at a time are those of the whole maps."""
+    import model.fit as fit_module
+    from model.fit import _fused_good, bank_maps, map_maxima
+
+    monkeypatch.setattr(fit_module, "CHUNK", 2)
+    for kw in ({"peers": 2}, {"peers": 0}, {"peers": 0, "position_norm": False}):
+        net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, **kw))
+        head = net.head
+        assert good.raw_cells.shape == (5, *good.first_view.shape[2:])
+        pos = None if good.pos_cells is None else head.to_map(good.pos_cells)
+        bank, patch = head.standardise_bank(head.to_map(good.raw_cells), pos)
+        torch.testing.assert_close(map_maxima(head, good.raw_cells), head.to_map(good.raw_cells).flatten(1).amax(1))
+        torch.testing.assert_close(bank_maps(head, good.raw_cells, good.pos_cells, torch.tensor([3, 1]))[0], bank[[3, 1]])
+        head.seg_norm, head.seg_gate = torch.tensor([0.2, 1.5, 0.5, 0.1, 2.0]), True
+        seg_cells = torch.rand(5, *good.first_view.shape[2:], generator=torch.Generator().manual_seed(1))
+        for seg in (None, seg_cells):
+            scores, maxima = _fused_good(head, good.raw_cells, good.pos_cells, good.glob_raw, seg)
+            whole_scores, whole_map = head.fuse(bank, patch, torch.from_numpy(good.glob_raw).float(), None if seg is None else head.to_map(seg))
+            torch.testing.assert_close(scores, whole_scores)
+            torch.testing.assert_close(maxima, whole_map.flatten(1).amax(1))
