@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from model.errors import InspectorError
+from model.errors import InspectorError, denied
 
 COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export", "synth", "demo"]
 
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:  # one a command did not foresee (Path.exists raises it since Python 3.11)
+        print(f"error: {denied(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from model.errors import InspectorError
+from model.folders import replace_files
 
 COLOURS = {"PASS": (40, 160, 40), "FAIL": (40, 40, 220)}  # BGR
 
@@ -54,6 +55,11 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InspectorError(f"overlay folder {path.parent}: cannot be created ({exc.strerror})") from None
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise InspectorError(f"overlay {path}: cannot be written; check the folder is writable")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InspectorError(f"overlay {path}: cannot be encoded as PNG ({rgb.shape}, {rgb.dtype})")
+    try:
+        replace_files({path: png.tobytes()})  # whole; over another user's file in a shared folder too (imwrite warned, then failed)
+    except OSError as exc:
+        raise InspectorError(f"overlay {path}: cannot be written ({exc.strerror}); check the folder is writable") from None
     return path

@@ -302,11 +302,19 @@ class FolderWatcher:
             return True
         if st.st_size <= self.cfg.max_file_bytes:
             return False
-        self._seen[path] = (st.st_size, st.st_mtime_ns)  # with after: keep, said once, not at every poll
-        log.error("source %s: %s is %d bytes, over source.max_file_bytes (%d); set aside as rejected, unread",
-                  self.name, path.name, st.st_size, self.cfg.max_file_bytes)
-        self._finish(path, False)
+        self._set_aside(path, f"is {st.st_size} bytes, over source.max_file_bytes ({self.cfg.max_file_bytes})")
         return True
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        """A file that is no part image: moved to rejected/ unread (with after: keep, left and remembered until it
+        changes), said once; an unreadable one was retried, and logged, at every poll."""
+        try:
+            st = path.stat()
+            self._seen[path] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            self._seen[path] = (-1, -1)
+        log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
+        self._finish(path, False)
 
     def _unchanged(self, path: Path) -> bool:
         """Seen before and not rewritten since (or gone)."""
@@ -344,8 +352,7 @@ class FolderWatcher:
                 except FileNotFoundError:
                     continue  # moved away meanwhile
                 except OSError as exc:
-                    log.error("source %s: cannot read %s (%s); skipping it until it changes", self.name, path.name, exc.strerror)
-                    self._seen[path] = (-1, -1)
+                    self._set_aside(path, f"cannot be read ({exc.strerror})")
                     continue
                 self._seen[path] = (st.st_size, st.st_mtime_ns)
                 self._sizes.pop(path, None)

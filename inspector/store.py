@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from inspector.result import iso_utc, utc_now
-from model.errors import InspectorError
+from model.errors import InspectorError, user_name
 from model.folders import hold_lock_file
 from reports.names import safe_name
 
@@ -59,6 +59,30 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _files(root: Path) -> list[Path]:
+    return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
+
+
+def unwritable(root: str | Path) -> list[Path]:
+    """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
+    return [f for f in [*_files(Path(root)), Path(root) / LOCK_FILE] if f.exists() and not os.access(f, os.W_OK)]
+
+
+def _denied(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite failed for want of access (it names no errno)."""
+    return any(t in str(exc) for t in ("readonly", "unable to open", "read-only"))
+
+
+def _connect_readonly(uri: str) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+    try:
+        db.execute("PRAGMA user_version").fetchone()  # a WAL store without access to its -shm fails here, not at connect
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def _utc(timestamp: Any) -> Any:
     """The record's time in the store's UTC form, which periods are selected by as text (without an offset it is
     UTC, as reports read it); as given if it is no time."""
@@ -74,22 +98,31 @@ def _utc(timestamp: Any) -> Any:
 class Store:
     """Thread-safe single-connection store rooted at a data directory."""
 
-    def __init__(self, root: str | Path, exclusive: bool = False) -> None:
+    def __init__(self, root: str | Path, exclusive: bool = False, readonly: bool = False) -> None:
         """`exclusive`: the daemon's store, which no other daemon may open while this one holds it (two on one store
         re-sent each other's results under both prefixes and shared one journal); taken before the database is
         opened (a second daemon migrated its schema, then was refused), on a file, not the folder, which
-        `inspector threshold` locks when an export lives there."""
+        `inspector threshold` locks when an export lives there. `readonly`: a reader's (`inspector report`), which
+        writes nothing, needs no write access and migrates no schema (see `_open_readonly`)."""
         self.root = Path(root)
+        self.path = self.root / DB_NAME
+        self._uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        self._lock = threading.RLock()
+        self._records: int | None = None  # counted once a retention pass, kept by add and prune: COUNT(*) took 19 ms per 1M rows
+        self._rows_cutoff: tuple[str, str] | None = None  # (ts, id) of the newest record max_rows leaves out, for a pass
+        self._held = None
+        if readonly:
+            self._db = self._open_readonly()
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror})") from None
+        # SQLite opens a file this user may not write read-only, unsaid: the daemon was ready, then refused every part
+        if exclusive and (files := unwritable(self.root)):
+            raise InspectorError(self._cannot_write(", ".join(f.name for f in files)))
         self._held = hold_lock_file(self.root / LOCK_FILE, f"store {self.root}: another inspector serve is using it; stop that one, "
                                                              "or give this station its own store.data_dir") if exclusive else None
-        self.path = self.root / DB_NAME
-        self._lock = threading.RLock()
-        self._records: int | None = None  # counted once a retention pass, kept by add and prune: COUNT(*) took 19 ms per 1M rows
-        self._rows_cutoff: tuple[str, str] | None = None  # (ts, id) of the newest record max_rows leaves out, for a pass
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -99,8 +132,50 @@ class Store:
             if self._held is not None:
                 os.close(self._held)
             if isinstance(exc, sqlite3.DatabaseError):
-                raise InspectorError(f"store {self.path}: not a usable SQLite database ({exc})") from None
+                raise InspectorError(self._unusable(exc)) from None
             raise
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> str:
+        return self._cannot_write(DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})"
+
+    def _cannot_write(self, what: str) -> str:
+        return (f"store {self.root}: this user ({user_name()}) cannot write {what}; give it the data directory (e.g. "
+                f"chown -R {user_name()} {self.root}), or run as the user that owns it")
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL store needs its shared-memory file (`-shm`), which only a user who may write
+        the folder can create: while the daemon runs it is there; after a clean stop it is gone, and then, with no
+        changes waiting in the `-wal` file, the database is read as it stands (`immutable`)."""
+        _, wal, shm = _files(self.root)
+        try:
+            if not self.path.is_file():
+                raise InspectorError(f"store {self.root}: no {DB_NAME} there; give the data directory the inspector writes to")
+            waiting = wal.exists() and wal.stat().st_size > 0 and not shm.exists()
+        except OSError as exc:
+            raise InspectorError(f"store {self.root}: cannot be read ({exc.strerror}); give this user ({user_name()}) read access to it") from None
+        try:
+            db = _connect_readonly(self._uri)
+        except sqlite3.DatabaseError as exc:
+            if not _denied(exc) or shm.exists() or waiting:
+                raise InspectorError(self._unreadable(exc, waiting)) from None
+            self._uri += "&immutable=1"
+            try:
+                db = _connect_readonly(self._uri)
+            except sqlite3.DatabaseError as exc:
+                raise InspectorError(self._unreadable(exc, False)) from None
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            db.close()
+            raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
+        return db
+
+    def _unreadable(self, exc: sqlite3.DatabaseError, waiting: bool) -> str:
+        if not _denied(exc):
+            return f"store {self.path}: not a usable SQLite database ({exc})"
+        if waiting:
+            return (f"store {self.path}: this user ({user_name()}) cannot read it while {DB_NAME}-wal holds changes not yet written "
+                    "into it; run as the station's user, or start the station once")
+        return f"store {self.path}: this user ({user_name()}) cannot read it; give it read access to {self.root} and the files in it"
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -192,7 +267,7 @@ class Store:
             sql, args = sql + " LIMIT ?", [*args, int(limit)]
         # on a read-only connection of its own, outside the writer's lock: a shift's 144,000 rows held it for 2 s,
         # and the daemon stored no result meanwhile (WAL lets one writer and readers go on together)
-        reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        reader = sqlite3.connect(self._uri, uri=True, timeout=30)
         try:
             cur = reader.execute(sql, args)
             while rows := cur.fetchmany(1000):

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as safetensors_bytes
 
-from model.errors import DIST, InspectorError
+from model.errors import DIST, InspectorError, user_name
 from model.folders import folder_lock, replace_files
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
@@ -67,7 +67,9 @@ def _writing(ckpt: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, SafetensorError) as exc:
-        raise InspectorError(f"checkpoint {ckpt}: cannot be written ({getattr(exc, 'strerror', None) or exc}); free space or choose a writable folder") from None
+        fix = (f"run as its owner, or give this user ({user_name()}) write access to it" if isinstance(exc, PermissionError)
+               else "free space or choose a writable folder")
+        raise InspectorError(f"checkpoint {ckpt}: cannot be written ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
 
 
 def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,11 @@ def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:
     folder = root / "ground_truth" / defect_type
     for suffix in (".png", ".bmp", ".tif", ".jpg"):
         candidate = folder / f"{image.stem}_mask{suffix}"
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as exc:
+            raise InspectorError(f"masks {folder}: cannot be read ({exc.strerror}); give this user read access to it") from None
     return None
 
 

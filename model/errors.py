@@ -29,3 +29,21 @@ def need_onnx(purpose: str) -> None:
     """What exporting to ONNX and running it take (the cpu or gpu extra), checked before long work starts."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
         need(module, "cpu", purpose)
+
+
+def user_name() -> str:
+    """This process's user, as an error names who lacks access."""
+    import os
+
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):  # Windows; a uid without a name (containers)
+        return f"uid {os.geteuid()}" if hasattr(os, "geteuid") else "this user"
+
+
+def denied(exc: PermissionError, what: str) -> str:
+    """One line for a permission error on `what`, naming the file and the user."""
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
+    return f"{what}: permission denied{where}; give this user ({user_name()}) access to it and its folder, or run as one who has it"

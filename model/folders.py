@@ -37,11 +37,14 @@ def replace_files(files: dict[Path, bytes]) -> None:
     goes to a temporary file of this process's own first (two writers must not share one), then all are renamed
     into place with Ctrl-C and SIGTERM held back, so a reader never sees half a file and an interrupted or failed
     write leaves the old set whole (an interrupted `fit --force` left new weights under the old manifest, and
-    neither model loaded). No temporary file is left behind; modes follow the umask, as any file the user writes."""
+    neither model loaded). No temporary file is left behind. A file replaced keeps its mode and group (a root
+    `threshold --set` under umask 077 left the daemon a checkpoint it could not read, found at its next start); a new
+    one's follow the umask, as any file the user writes."""
     tmps = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp") for path in files}
     try:
         for path, data in files.items():
             tmps[path].write_bytes(data)
+            _keep_access(path, tmps[path])
         with _signals_held():
             for path, tmp in tmps.items():
                 tmp.replace(path)
@@ -49,6 +52,20 @@ def replace_files(files: dict[Path, bytes]) -> None:
         for tmp in tmps.values():
             if tmp.is_file():
                 tmp.unlink()
+
+
+def _keep_access(old: Path, new: Path) -> None:
+    """Give `new` the mode and group of `old`, where there is an `old` (the group only where this user may set it)."""
+    try:
+        st = old.stat()
+    except FileNotFoundError:
+        return
+    os.chmod(new, st.st_mode & 0o7777)
+    if hasattr(os, "chown"):
+        try:
+            os.chown(new, -1, st.st_gid)
+        except PermissionError:
+            pass
 
 
 @contextmanager

@@ -220,11 +220,17 @@ class Scan:
     broken_links: list[Path] = field(default_factory=list)
 
 
+def _unreadable_folder(exc: OSError) -> None:
+    """os.walk skips a folder it cannot list, unsaid: a fit or an evaluation then ran on part of the data."""
+    raise InspectorError(f"folder {exc.filename}: cannot be read ({exc.strerror}); give this user read access to it, or move it "
+                         "out of the folder given")
+
+
 def walk_folders(folder: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk top-down, sorted, following linked folders (a station's folder often links its days' folders), each
     real folder once, so a link back up the tree is no loop."""
     seen = set()
-    for here, subs, files in os.walk(folder, followlinks=True):
+    for here, subs, files in os.walk(folder, followlinks=True, onerror=_unreadable_folder):
         real = os.path.realpath(here)
         if real in seen:
             subs.clear()

@@ -86,3 +86,19 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is not present (real-data tests need ../shared/data)")
     return path
+
+
+@pytest.fixture
+def public_dir():
+    """A folder other users can reach (pytest's own are private to this user), for `tests.access`."""
+    import shutil
+    import stat
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="inspector-access-"))
+    top.chmod(0o755)
+    yield top
+    for p in [top, *top.rglob("*")]:
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(stat.S_IRWXU)
+    shutil.rmtree(top)

@@ -51,6 +51,7 @@ def machine_problems(cfg) -> list[str]:
     from inspector.api import Inspector
     from inspector.engines import locate_model
     from inspector.sources import open_source
+    from inspector.store import unwritable
     from model.errors import InspectorError, need
 
     def model() -> None:
@@ -72,6 +73,9 @@ def machine_problems(cfg) -> list[str]:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"store.data_dir {cfg.store.data_dir}: {existing} is not a folder this user can write to; choose another or fix its permissions")
+    elif files := unwritable(folder):
+        problems.append(f"store.data_dir {cfg.store.data_dir}: this user cannot write {', '.join(f.name for f in files)}; give it the "
+                        "data directory (chown -R), or run as the user that owns it")
     if cfg.http.enabled and cfg.http.port:
         with socket.socket(socket.AF_INET6 if ":" in cfg.http.host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it

@@ -66,11 +66,7 @@ def open_store(db: str):
     from inspector.store import DB_NAME, Store
 
     root = Path(db)
-    if root.is_file() and root.name == DB_NAME:
-        root = root.parent
-    if not (root / DB_NAME).is_file():
-        raise InspectorError(f"store {db}: no {DB_NAME} there; give --db the data directory the inspector writes to")
-    return Store(root)
+    return Store(root.parent if root.name == DB_NAME else root, readonly=True)  # the file itself given
 
 
 @dataclass

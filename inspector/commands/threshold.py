@@ -6,12 +6,13 @@ the files changed)."""
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from inspector.commands.common import add_policy_args, policy_from, print_json
-from model.errors import InspectorError
+from model.errors import InspectorError, denied
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,20 +29,28 @@ def run(args: argparse.Namespace) -> int:
     from model.folders import folder_lock
 
     ckpt = Path(args.checkpoint)
-    if not ckpt.exists():  # before the lock, which would only say the folder cannot be opened
+    try:
+        exists = ckpt.exists()
+        export_folder = exists and ckpt.is_dir() and not (ckpt / "manifest.json").exists()
+    except PermissionError as exc:
+        raise InspectorError(denied(exc, f"checkpoint {ckpt}")) from None
+    if not exists:  # before the lock, which would only say the folder cannot be opened
         raise InspectorError(f"checkpoint {ckpt}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
         if value is not None and not np.isfinite(value):
             raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
-    if ckpt.is_dir() and not (ckpt / "manifest.json").exists():  # a folder holding one export, as inspect and eval take it
+    if export_folder:  # a folder holding one export, as inspect and eval take it
         from inspector.engines import locate_model
 
         ckpt = locate_model(ckpt)[0]
-    # read, change and write under the folder's lock: two changes at once each kept the manifest they had read, and one was lost
+    # read, change and write under the folder's lock: two changes at once each kept the manifest they had read, and one
+    # was lost; only showing them takes none (it would need to open a folder a reader may only pass through)
+    changes = args.value is not None or args.pixel is not None or policy_from(args) is not None
+    lock = folder_lock if changes else lambda _folder: nullcontext()
     if ckpt.is_file() and ckpt.name != "manifest.json":
-        with folder_lock(ckpt.parent):
+        with lock(ckpt.parent):
             return _run_export(args, ckpt)
-    with folder_lock(ckpt if ckpt.is_dir() else ckpt.parent):
+    with lock(ckpt if ckpt.is_dir() else ckpt.parent):
         return _run_checkpoint(args, ckpt)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inspector.engines.base import Engine, HeadOutput, ModelMeta
-from model.errors import InspectorError
+from model.errors import InspectorError, denied
 
 
 def _torch(path: Path, device: str) -> Engine:
@@ -52,12 +52,15 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
     """A checkpoint directory or exported model (or a folder holding one export) -> (its path, its kind), without
     loading it: the cheap checks, so that a daemon can make them before it connects to anything."""
     path = Path(path)
-    if not path.exists():
-        raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
-    if path.is_file() and path.name == "manifest.json":  # a checkpoint's manifest names its checkpoint, as `threshold` takes it
-        path = path.parent
-    if path.is_dir() and not (path / "manifest.json").exists():
-        path = _exported_in(path)
+    try:
+        if not path.exists():
+            raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
+        if path.is_file() and path.name == "manifest.json":  # a checkpoint's manifest names its checkpoint, as `threshold` takes it
+            path = path.parent
+        if path.is_dir() and not (path / "manifest.json").exists():
+            path = _exported_in(path)
+    except PermissionError as exc:  # Path.exists raises it from Python 3.11 on, where it said False before
+        raise InspectorError(denied(exc, f"model {path}")) from None
     kind = artefact_kind(path)
     if kind not in FACTORIES:
         known = ", ".join(sorted(FACTORIES))

@@ -51,7 +51,8 @@ class OnnxEngine:
                 cache.mkdir(exist_ok=True)
             except OSError as exc:  # e.g. a model under /opt, read-only to the daemon (ProtectSystem=strict)
                 raise InspectorError(f"model {path}: TensorRT's engine cache {cache} cannot be made ({exc.strerror or exc}); "
-                                     "put the model in a folder the station can write, or make that folder once as its owner") from None
+                                     "put the model in a folder the station can write, or make that folder once, owned by the station's user "
+                                     "(e.g. install -d -o inspector CACHE)") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # no busy-waiting between calls: on a small shared CPU, spinning threads slow down everything else

@@ -25,3 +25,22 @@ def test_a_file_in_the_way_is_one_line(tmp_path, target, message):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InspectorError, match=re.escape(f"--flag {tmp_path / target}: {message}")):
         writable_folder(tmp_path / target, "--flag")
+
+
+def test_a_replaced_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path):
+    """A root `inspector threshold --set` under umask 077 made the daemon's readable manifest 0600 root's."""
+    import os
+
+    from model.folders import replace_files
+
+    kept, new = tmp_path / "manifest.json", tmp_path / "new.json"
+    kept.write_text("{}")
+    kept.chmod(0o644)
+    old = os.umask(0o077)
+    try:
+        replace_files({kept: b'{"a": 1}', new: b"{}"})
+    finally:
+        os.umask(old)
+    assert kept.read_bytes() == b'{"a": 1}' and oct(kept.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(new.stat().st_mode & 0o777) == oct(0o600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "new.json"]
