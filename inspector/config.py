@@ -419,6 +419,8 @@ def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
                 msg += f" (got {err['input']!r})"
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
                     msg += f"; YAML read it as a number: quote it, '{err['input']}'"
+                elif err["type"] == "string_type" and isinstance(err["input"], (int, float)):  # e.g. a name 1e5, or 0123
+                    msg += "; YAML read it as a number: put it in quotes"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
 

@@ -164,6 +164,8 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 raise InspectorError(self._unreadable(exc, False)) from None
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        # an older store is read as it is: readers use the inspections table only, as version 1 made it (a migration
+        # that changes it must refuse older versions here)
         if version > len(MIGRATIONS):
             db.close()
             raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
@@ -304,10 +306,13 @@ class Store:
             return self._db.execute("SELECT 1 FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone() is not None
 
     def pending(self) -> list[tuple[str, dict[str, Any], int]]:
-        """Accepted work without a result, oldest first: (inspection_id, job, earlier attempts); images via pending_image."""
+        """Accepted work without a result, oldest first: (inspection_id, job, earlier attempts); images via pending_image.
+        A job journaled before jobs carried their capture time has its arrival time as its `timestamp` (else a
+        recovered part was stamped with the restart)."""
         with self._lock:
-            rows = self._db.execute("SELECT inspection_id, job, attempts FROM pending ORDER BY accepted_at, rowid").fetchall()
-        return [(i, json.loads(j), a) for i, j, a in rows]
+            rows = self._db.execute("SELECT inspection_id, job, attempts, accepted_at FROM pending ORDER BY accepted_at, rowid").fetchall()
+        jobs = [(i, json.loads(j), a, t) for i, j, a, t in rows]
+        return [(i, {**job, "timestamp": job.get("timestamp") or t}, a) for i, job, a, t in jobs]
 
     def pending_image(self, inspection_id: str) -> bytes | None:
         with self._lock:

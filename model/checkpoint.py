@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,11 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     """Load and verify a checkpoint directory -> (network in eval mode, manifest)."""
     manifest, files = _read_verified(ckpt)
     root = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    known = {f.name for f in fields(NetConfig)}
+    unknown = sorted(set(manifest.get("net") or {}) - known) if isinstance(manifest.get("net"), dict) else []
+    if unknown:
+        raise InspectorError(f"checkpoint {root}: written by a newer inspector (its model has settings this one does not know: "
+                             f"{', '.join(unknown)}); upgrade inspector to load it")
     try:
         config = NetConfig.from_dict(manifest["net"])
         net = InspectorNet(config, load_weights=False)  # fails too on values of the wrong type, e.g. an input size as text
@@ -184,8 +190,11 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     except (SafetensorError, OSError) as exc:
         raise InspectorError(f"checkpoint {root / WEIGHTS}: cannot be read ({exc})") from None
     expected = net.state_dict()
+    if "head.seg_norm" not in state and not config.seg_hidden:  # added to every model on 2026-11-26; unused without a learnt branch
+        state["head.seg_norm"] = expected["head.seg_norm"]
     bad = sorted(set(state) ^ set(expected)) or [k for k in state if state[k].shape != expected[k].shape]
     if bad:
-        raise InspectorError(f"checkpoint {root}: weights do not fit backbone {config.backbone} (first mismatch: {bad[0]}); the manifest and {WEIGHTS} come from different models")
+        raise InspectorError(f"checkpoint {root}: weights do not fit its manifest's model (first mismatch: {bad[0]}); the manifest and "
+                             f"{WEIGHTS} come from different models, or from an inspector version this one cannot read: fit again")
     net.load_state_dict(state)
     return net.eval(), manifest

@@ -35,6 +35,8 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
         raise InspectorError(f"model {model}: its manifest records no fit options; refitting needs a checkpoint from `inspector fit`")
     known = {f.name for f in fields(FitOptions)}
     kw = {k: v for k, v in options.items() if k in known}
+    kw.setdefault("normalize_input", False)  # checkpoints from before input standardisation were fitted without it,
+    kw.setdefault("position_norm", False)  # and those from before position normalisation without that
     kw.setdefault("peers", 0)  # checkpoints from before --peers were fitted without it
     kw.setdefault("peer_position", False)  # nor did those from before peer position statistics use them
     kw.setdefault("position_map", False)  # nor those from before the position-standardised map

@@ -109,9 +109,15 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     return report
 
 
-def calibrated_here(manifest: dict, dataset) -> bool:
+UNRECORDED = " (this model does not record what it was calibrated on: evaluate its checkpoint to know whether on these images)"
+
+
+def calibrated_here(manifest: dict, dataset) -> bool | None:
     """Whether fitting calibrated the thresholds on this dataset's test images: the same files with the same labels
-    (checkpoints from before 2026-12-03 record no digest: the same folder name and counts)."""
+    (checkpoints from before 2026-12-03 record no digest: the same folder name and counts); None when the manifest
+    does not say how it was calibrated (exports made before their manifests carried it)."""
+    if "calibration" not in manifest:
+        return None
     training, cal = manifest.get("training") or {}, manifest.get("calibration") or {}
     if cal.get("test_sha256"):
         from model.hashing import labelled_set_sha256
@@ -128,7 +134,7 @@ def held_out_rates(manifest: dict, dataset, scores: np.ndarray, here: bool) -> d
     construction: say so, and add the rates the policy gives on folds it was not calibrated on. `here`: calibrated_here()."""
     cal = manifest.get("calibration") or {}
     if not here or not cal.get("policy"):
-        return {"calibrated_on_these_images": False}
+        return {"calibrated_on_these_images": None if here is None else False}
     from model.calibration import Policy, cross_validated_rates
 
     y = np.array([s.is_defect for s in dataset.test])
@@ -142,7 +148,7 @@ def pixel_held_out(manifest: dict, here: bool, masks: np.ndarray, maps: np.ndarr
     """The same for the pixel threshold, when fitting chose it by F1-max on these images' masks."""
     source = str((manifest.get("calibration") or {}).get("pixel_threshold_source", ""))
     if not (source.startswith("test masks") and here):
-        return {"calibrated_on_these_images": False}
+        return {"calibrated_on_these_images": None if here is None else False}
     from model.calibration import cross_validated_pixel_threshold
 
     held = cross_validated_pixel_threshold(masks, maps)
@@ -217,14 +223,14 @@ def run(args: argparse.Namespace) -> int:
               + (f" (the type head was fitted on {k} of these {report['n_defect']} defect images)" if k else ""))
     at = report["at_threshold"]
     print(f"  at threshold {at['threshold']}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
-          + (" (calibrated on these images)" if at["calibrated_on_these_images"] else ""))
+          + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], ""))
     if "held_out" in at:
         h = at["held_out"]
         print(f"  held out ({h['folds']} folds, recalibrated): false alarms {h['false_alarm_rate']}, escapes {h['escape_rate']}")
     px = report.get("at_pixel_threshold")
     if px:
         print(f"  at pixel threshold {px['threshold']}: pixel precision {px['precision']}, recall {px['recall']}, F1 {px['f1']}"
-              + (" (chosen on these masks)" if px["calibrated_on_these_images"] else ""))
+              + {True: " (chosen on these masks)", None: UNRECORDED}.get(px["calibrated_on_these_images"], ""))
         if "held_out" in px:
             h = px["held_out"]
             print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")

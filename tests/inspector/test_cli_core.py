@@ -237,6 +237,24 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
         assert at["calibrated_on_these_images"] is False and "held_out" not in at
 
 
+def test_eval_of_a_model_that_records_no_calibration_does_not_call_it_uncalibrated(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """Exports made before their manifests carried `calibration` read as 'not calibrated on these images', so their
+    in-sample rates were shown as honest ones."""
+    from model.checkpoint import MANIFEST, write_manifest
+
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "old.ckpt")
+    manifest = json.loads((ckpt / MANIFEST).read_text())
+    manifest.pop("calibration")
+    write_manifest(ckpt, {**manifest, "files": list(manifest["files"])})
+    rc, stdout, err = cli(capsys, "eval", ckpt, tiny_data, "--json", "--no-overlap")
+    assert rc == 0, err
+    report = json.loads(stdout)
+    for at in (report["at_threshold"], report["at_pixel_threshold"]):
+        assert at["calibrated_on_these_images"] is None and "held_out" not in at
+    rc, stdout, err = cli(capsys, "eval", ckpt, tiny_data, "--no-overlap")
+    assert rc == 0 and stdout.count("does not record what it was calibrated on") == 2, err
+
+
 def test_eval_without_masks_says_why_pixel_metrics_are_missing(capsys, tiny_ckpt, tiny_data, tmp_path):
     other = shutil.copytree(tiny_data, tmp_path / "other")
     shutil.rmtree(other / "ground_truth")

@@ -84,6 +84,8 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE.replace("device: 0", "device: 0\n  reconnect: {initial_s: 5, max_s: 1}"), ":8: source.reconnect: initial_s 5.0 is above max_s 1.0"),  # a string before: "not a valid number"
     (BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  protocol: 5\n"),
      "mqtt.protocol: Input should be '5' or '3.1.1' (got 5); YAML read it as a number: quote it, '5'"),
+    # a name the loader of 2026-11-26 read as text
+    (BASE.replace("name: st1", "name: 1e5"), ":2: station.name: Input should be a valid string (got 100000.0); YAML read it as a number: put it in quotes"),
 ])
 def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
     f = tmp_path / "s.yaml"

@@ -27,12 +27,16 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
 
 def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
     store = Store(tmp_path / "data")
-    assert store.accept("a", {"serial": "S1"}, b"img-a") and store.accept("b", {}, b"img-b")
+    at = "2026-12-03T06:00:00.000Z"
+    assert store.accept("a", {"serial": "S1", "timestamp": at}, b"img-a") and store.accept("b", {}, b"img-b")
     assert not store.accept("a", {"serial": "other"}, b"x")  # already pending: the first one stands
-    assert store.pending() == [("a", {"serial": "S1"}, 0), ("b", {}, 0)] and store.pending_image("a") == b"img-a"
+    (arrived,) = store._db.execute("SELECT accepted_at FROM pending WHERE inspection_id = 'b'").fetchone()
+    # a job journaled before jobs carried their time is stamped with its arrival, not with the restart that recovers it
+    assert store.pending() == [("a", {"serial": "S1", "timestamp": at}, 0), ("b", {"timestamp": arrived}, 0)]
+    assert store.pending_image("a") == b"img-a"
     store.count_attempt("b")
     assert store.add(record("a"))
-    assert store.pending() == [("b", {}, 1)] and not store.is_pending("a") and store.is_pending("b")
+    assert store.pending() == [("b", {"timestamp": arrived}, 1)] and not store.is_pending("a") and store.is_pending("b")
     assert store.counts(records=False) == {"unpublished": 1, "pending": 1}
     store.drop_pending("b")
     assert store.pending() == [] and store.pending_image("b") is None

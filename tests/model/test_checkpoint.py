@@ -149,9 +149,33 @@ def test_manifest_that_does_not_fit_the_weights_is_refused(ckpt_copy):
     _reseal(ckpt_copy, net={**net, "layers": [1, 2]})
     with pytest.raises(InspectorError, match="weights do not fit"):
         load_checkpoint(ckpt_copy)
-    _reseal(ckpt_copy, net={**net, "not_a_field": 1})
+    _reseal(ckpt_copy, net={**net, "input_size": "big"})
     with pytest.raises(InspectorError, match="'net' section is invalid"):
         load_checkpoint(ckpt_copy)
+    _reseal(ckpt_copy, net={**net, "not_a_field": 1, "another": 2})  # from a later version: upgrading helps, refitting does not
+    with pytest.raises(InspectorError, match=r"written by a newer inspector \(its model has settings this one does not know: "
+                                             r"another, not_a_field\); upgrade inspector to load it"):
+        load_checkpoint(ckpt_copy)
+
+
+def test_a_model_from_before_the_learnt_branch_buffer_loads_as_it_scored(ckpt_copy, tiny_data):
+    """Every model has carried `head.seg_norm` since the project's first day; the earliest checkpoints lack it, and were
+    refused as 'from different models'. Without a learnt branch it is unused."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.synthetic import defect_image
+
+    net, _ = load_checkpoint(ckpt_copy)
+    assert not net.config.seg_hidden
+    state = load_file(ckpt_copy / WEIGHTS)
+    del state["head.seg_norm"]
+    save_file(state, ckpt_copy / WEIGHTS)
+    _reseal(ckpt_copy)
+    old, _ = load_checkpoint(ckpt_copy)
+    x = torch.from_numpy(np.stack([defect_image(1, 64)[0], defect_image(2, 64)[0]]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    with torch.no_grad():
+        for a, b in zip(net(x), old(x)):
+            assert torch.equal(a, b)
 
 
 def test_save_refuses_a_file_as_directory(tiny_ckpt, tmp_path):

@@ -41,6 +41,9 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     assert back.peers == 20 and not back.peer_position  # fitted with peers but before their position statistics
     stored.pop("peers")
     assert options_from_manifest(stored, "m.ckpt").peers == 0  # fitted before --peers existed: refitted without it
+    assert back.position_norm and back.normalize_input
+    old = options_from_manifest({k: v for k, v in stored.items() if k not in ("position_norm", "normalize_input")}, "m.ckpt")
+    assert not old.position_norm and not old.normalize_input  # fitted before either existed: refitted without, as it ran
     assert back.defects.blend == BLEND
     stored["defects"].pop("blend")
     assert options_from_manifest(stored, "m.ckpt").defects.blend is None  # before --blend: chosen on validation defects
