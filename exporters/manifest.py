@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model.errors import InspectorError
+from model.errors import InspectorError, write_fix
 from model.folders import replace_files
 from model.hashing import sha256_file
 
@@ -62,7 +62,10 @@ def write_sidecar(model: Path, manifest: dict[str, Any], data: bytes | None = No
     digest, size = (hashlib.sha256(data).hexdigest(), len(data)) if data is not None else (sha256_file(model), model.stat().st_size)
     manifest = {**manifest, "file": model.name, "file_sha256": digest, "file_bytes": size}
     sidecar = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    replace_files({model: data, sidecar_path(model): sidecar} if data is not None else {sidecar_path(model): sidecar})
+    try:
+        replace_files({model: data, sidecar_path(model): sidecar} if data is not None else {sidecar_path(model): sidecar})
+    except OSError as exc:  # the files before stay whole
+        raise InspectorError(f"export {model}: cannot be written ({exc.strerror or exc}); {write_fix(exc)}") from None
     return manifest
 
 

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from model.errors import InspectorError, denied
+from model.errors import InspectorError, denied, write_fix
 
 COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export", "synth", "demo"]
 
@@ -35,9 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except PermissionError as exc:  # one a command did not foresee (Path.exists raises it since Python 3.11)
         print(f"error: {denied(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # likewise, e.g. a disk that filled up
+        print(f"error: {exc.filename or 'a file'}: {exc.strerror or exc}; {write_fix(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

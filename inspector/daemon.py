@@ -252,9 +252,12 @@ class Daemon:
         status = "failing" if self.problems or not self.ready else "ok"
         refused = self.outbox.refusing() if self.outbox is not None else None
         sink = self.sink
-        disk = {"free_mb": sink.disk_free_mb, "images": "not saved (below store.min_free_mb)" if sink.disk_low else "saved"} if sink else None
+        disk = {"free_mb": sink.disk_free_mb, "images": "not saved (disk full or below store.min_free_mb)" if sink.disk_low else "saved"} \
+            if sink else None
         model = self._model_health()
+        # results left unstored wait in the journal for the next start: degraded until then, not only until a later one is stored
         if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
+                               or self.trouble.unstored
                                or refused or (sink and sink.disk_low) or (model or {}).get("changed_on_disk")):
             status = "degraded"
         now = time.monotonic()
@@ -294,6 +297,7 @@ class Daemon:
                 continue
             if not w.alive:
                 log.error("watchdog: worker %s died; restarting it", w.name)
+                problems.append(f"{w.name} died and was restarted ({w.restarts + 1} times so far)")
                 w.restarts += 1
                 self.metrics.inc("inspector_worker_restarts_total", {"worker": w.name})
                 w.start()

@@ -23,7 +23,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_warnings_total": ("counter", "Results that carry a warning (e.g. an image unlike the training images)."),
     "inspector_published_total": ("counter", "Results the broker acknowledged."),
     "inspector_publish_refused_total": ("counter", "Results the broker refused (e.g. by its ACL); each is offered again a minute later."),
-    "inspector_images_skipped_total": ("counter", "Results stored without their images, the disk being below store.min_free_mb."),
+    "inspector_images_skipped_total": ("counter", "Results stored without their images: the disk below store.min_free_mb, or the images not writable."),
     "inspector_worker_restarts_total": ("counter", "Workers restarted by the watchdog."),
     "inspector_store_failures_total": ("counter", "Inputs that could not be journaled and results that could not be stored (disk full, store broken)."),
     "inspector_stage_seconds": ("histogram", "Seconds per stage: intake (arrival to accepted), queue (accepted to batch start), inference"

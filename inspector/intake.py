@@ -430,34 +430,43 @@ class Intake:
         for ident, meta, attempts in self.store.pending():  # images one at a time: a backlog may not fit in memory
             if self.stopping():
                 break
-            if attempts >= MAX_ATTEMPTS:
-                self.store.drop_pending(ident)
-                self.reject(f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)", "recovery",
-                            inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
-                continue
-            self.store.count_attempt(ident)
             try:
-                rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
-            except InspectorError as exc:
-                self.store.drop_pending(ident)
-                self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
-                continue
-            corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
-            job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True,
-                      timestamp=meta.get("timestamp"))
-            while not self.stopping():
-                self.beat()
-                try:
-                    self.jobs.put(job, timeout=0.5)
-                    n += 1
-                    break
-                except queue.Full:
-                    continue
-            else:  # stopped before it was queued: no attempt was made
-                self.store.uncount_attempts([ident])
+                n += self._recover(ident, meta, attempts)
+            except (OSError, sqlite3.Error) as exc:  # a full disk: it stays journaled, not the intake dead at every start
+                self.trouble.failed(f"store: cannot recover {ident} ({exc}); it stays in the journal")
+                log.error("store: cannot recover %s (%s); it stays in the journal", ident, exc)
         if n:
             log.info("recovered %d accepted job(s) from the journal", n)
         return n
+
+    def _recover(self, ident: str, meta: dict, attempts: int) -> int:
+        if attempts >= MAX_ATTEMPTS:
+            self.store.drop_pending(ident)
+            self.reject(f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)", "recovery",
+                        inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
+            return 0
+        try:
+            self.store.count_attempt(ident)
+        except (OSError, sqlite3.Error) as exc:  # recovered uncounted rather than not at all
+            log.error("store: cannot count the recovery attempt of %s (%s); recovering it uncounted", ident, exc)
+        try:
+            rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
+        except InspectorError as exc:
+            self.store.drop_pending(ident)
+            self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
+            return 0
+        corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
+        job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True,
+                  timestamp=meta.get("timestamp"))
+        while not self.stopping():
+            self.beat()
+            try:
+                self.jobs.put(job, timeout=0.5)
+                return 1
+            except queue.Full:
+                continue
+        self.store.uncount_attempts([ident])  # stopped before it was queued: no attempt was made
+        return 0
 
     def release_unstarted(self) -> int:
         """After a drain that timed out: take back the queued jobs no batch started (they stay journaled) and

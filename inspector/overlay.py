@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.errors import InspectorError
+from model.errors import InspectorError, write_fix
 from model.folders import replace_files
 
 COLOURS = {"PASS": (40, 160, 40), "FAIL": (40, 40, 220)}  # BGR
@@ -61,5 +61,5 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     try:
         replace_files({path: png.tobytes()})  # whole; over another user's file in a shared folder too (imwrite warned, then failed)
     except OSError as exc:
-        raise InspectorError(f"overlay {path}: cannot be written ({exc.strerror}); check the folder is writable") from None
+        raise InspectorError(f"overlay {path}: cannot be written ({exc.strerror}); {write_fix(exc)}") from None
     return path

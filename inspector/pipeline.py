@@ -115,6 +115,11 @@ class Sink:
                 self.trouble.failed(text, job.inspection_id)
                 self.metrics.inc("inspector_store_failures_total")
                 self._error(text, job)
+                if job.recovered:  # the store failed, the daemon did not: three such starts gave the part up, and lost it
+                    try:
+                        self.store.uncount_attempts([job.inspection_id])
+                    except (OSError, sqlite3.Error):
+                        pass
             finally:
                 self.results.task_done()
         self.outbox.drain_acks()
@@ -144,9 +149,9 @@ class Sink:
         sc = self.cfg.store
         room = self._room_for_images()
         if room and self._wanted(sc.save_images, result.verdict):
-            record["images"]["image"] = self.store.save_image(record, "image", job.rgb)
+            room = self._save_image(record, "image", job.rgb)
         if room and self._wanted(sc.save_overlays, result.verdict):
-            record["images"]["overlay"] = self.store.save_image(record, "overlay", result.overlay(job.rgb))
+            room = self._save_image(record, "overlay", result.overlay(job.rgb))
         if not room and (self._wanted(sc.save_images, result.verdict) or self._wanted(sc.save_overlays, result.verdict)):
             self.metrics.inc("inspector_images_skipped_total")
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
@@ -169,6 +174,18 @@ class Sink:
                 log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
                 self._last_warning = warning
         return record
+
+    def _save_image(self, record: dict[str, Any], kind: str, rgb: Any) -> bool:
+        """Save one of a record's images; False if it could not be (a full image folder, which may be another disk than
+        the store's: it failed the result, and the part's verdict waited for a restart), and none for 5 s then."""
+        try:
+            record["images"][kind] = self.store.save_image(record, kind, rgb)
+            return True
+        except (InspectorError, OSError) as exc:
+            if not self.disk_low:
+                log.error("store %s: %s; results are stored without images and overlays until it can be written", self.store.root, exc)
+            self.disk_low, self._next_disk_check = True, time.monotonic() + 5.0
+            return False
 
     def _room_for_images(self) -> bool:
         """False while the store's disk has less than store.min_free_mb free (checked every 5 s): a full disk

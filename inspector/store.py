@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,12 +22,15 @@ import cv2
 import numpy as np
 
 from inspector.result import iso_utc, utc_now
-from model.errors import InspectorError, user_name
+from model.errors import InspectorError, RetryLater, user_name
 from model.folders import hold_lock_file
 from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
 LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
+# the WAL is cut back to this after a checkpoint: a reader holding a snapshot let it grow to 20 MB (images pass through
+# the journal), and it kept that size for good
+WAL_LIMIT = 8 * 2**20
 
 MIGRATIONS: list[str] = [
     """
@@ -127,16 +131,29 @@ class Store:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._migrate()
         except BaseException as exc:
             if self._held is not None:
                 os.close(self._held)
             if isinstance(exc, sqlite3.DatabaseError):
-                raise InspectorError(self._unusable(exc)) from None
+                raise self._unusable(exc) from None
             raise
 
-    def _unusable(self, exc: sqlite3.DatabaseError) -> str:
-        return self._cannot_write(DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})"
+    def _unusable(self, exc: sqlite3.DatabaseError) -> InspectorError:
+        if full := self._disk_full(exc):
+            return full
+        return InspectorError(self._cannot_write(DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})")
+
+    def _disk_full(self, exc: sqlite3.DatabaseError) -> RetryLater | None:
+        """A full disk reads as 'disk I/O error' too: said so, not as a broken database (which invited deleting it)."""
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return None
+        if "full" not in str(exc) and free >= 2**20:
+            return None
+        return RetryLater(f"store {self.path}: the disk holding it is full ({free // 2**20} MB free; {exc}); free space, then start again")
 
     def _cannot_write(self, what: str) -> str:
         return (f"store {self.root}: this user ({user_name()}) cannot write {what}; give it the data directory (e.g. "
@@ -172,6 +189,8 @@ class Store:
         return db
 
     def _unreadable(self, exc: sqlite3.DatabaseError, waiting: bool) -> str:
+        if full := self._disk_full(exc):
+            return str(full)
         if not _denied(exc):
             return f"store {self.path}: not a usable SQLite database ({exc})"
         if waiting:

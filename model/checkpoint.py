@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as safetensors_bytes
 
-from model.errors import DIST, InspectorError, user_name
+from model.errors import DIST, InspectorError, write_fix
 from model.folders import folder_lock, replace_files
 from model.hashing import sha256_file
 from model.net import InspectorNet, NetConfig
@@ -68,8 +68,7 @@ def _writing(ckpt: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, SafetensorError) as exc:
-        fix = (f"run as its owner, or give this user ({user_name()}) write access to it" if isinstance(exc, PermissionError)
-               else "free space or choose a writable folder")
+        fix = write_fix(exc) if isinstance(exc, OSError) else "free space or choose a writable folder"
         raise InspectorError(f"checkpoint {ckpt}: cannot be written ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
 
 

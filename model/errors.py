@@ -15,6 +15,14 @@ class InspectorError(Exception):
     The message names the input and says what to do; it is shown without a traceback.
     """
 
+    exit_code = 2  # systemd's unit does not restart on it: restarting cannot mend a config
+
+
+class RetryLater(InspectorError):
+    """A condition that may pass by itself (a full disk): exit code 75 (EX_TEMPFAIL), which the unit restarts on."""
+
+    exit_code = 75
+
 
 def need(module: str, extra: str, purpose: str) -> ModuleType:
     """`module` imported, or an InspectorError naming the extra that installs it."""
@@ -47,3 +55,14 @@ def denied(exc: PermissionError, what: str) -> str:
     """One line for a permission error on `what`, naming the file and the user."""
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
     return f"{what}: permission denied{where}; give this user ({user_name()}) access to it and its folder, or run as one who has it"
+
+
+def write_fix(exc: OSError) -> str:
+    """What to do about a file that could not be written, from why."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space, then run it again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"give this user ({user_name()}) write access to it, or choose another folder"
+    return "check the folder and the disk"

@@ -54,17 +54,23 @@ def run(args: argparse.Namespace) -> int:
         insp = insp.with_thresholds(image=args.threshold)
     overlay_names = _overlay_names(paths, base) if args.overlays else {}
     records, verdicts, errors = [], [], []  # not the results: each holds its full-size map (48 MB at 12 MP)
+    overlays_failed = False
     for path in paths:
         try:
             # decoded once: the overlay is drawn on the very pixels that were scored and hashed
             image = load_image(path)
             r = insp.inspect(image, serial=args.serial)
-            if args.overlays:
-                r.images["overlay"] = str(save_png(r.overlay(image.rgb), Path(args.overlays) / overlay_names[path]))
         except InspectorError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             print(f"error: {exc}", file=sys.stderr)
             continue
+        if args.overlays and not overlays_failed:  # a verdict stands without its overlay (a full disk lost both)
+            try:
+                r.images["overlay"] = str(save_png(r.overlay(image.rgb), Path(args.overlays) / overlay_names[path]))
+            except InspectorError as exc:
+                overlays_failed = True  # said once, not once per image
+                errors.append({"path": str(path), "error": str(exc)})
+                print(f"error: {exc}; no further overlays are written", file=sys.stderr)
         verdicts.append(r.verdict)
         if args.json:
             records.append(r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}))
@@ -86,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
             print_json({"results": records, "errors": errors,
                         "summary": {"images": len(paths), "inspected": len(verdicts), "fail": n_fail, "pass": len(verdicts) - n_fail}})
     elif len(paths) > 1:
-        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {len(errors)} unreadable" if errors else ""))
+        unread = len(paths) - len(verdicts)
+        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {unread} unreadable" if unread else ""))
     if errors:
         return 2
     return 1 if args.exit_code and n_fail else 0

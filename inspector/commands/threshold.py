@@ -130,7 +130,7 @@ def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndar
 def _run_export(args: argparse.Namespace, model: Path) -> int:
     """An export's thresholds live in its manifest beside it: --set and --pixel change them there. A policy
     needs the calibration scores, which stay in the checkpoint."""
-    from exporters.manifest import read_sidecar, sidecar_path, write_sidecar
+    from exporters.manifest import read_sidecar, write_sidecar
 
     side = read_sidecar(model, required=True)
     policy = policy_from(args)
@@ -145,11 +145,7 @@ def _run_export(args: argparse.Namespace, model: Path) -> int:
                              f"`inspector threshold {model} --set SCORE --pixel VALUE`")
     changed = new != old
     if changed:
-        try:
-            write_sidecar(model, {**side, "thresholds": new, "calibration": _by_hand(side.get("calibration") or {}, old, new)})
-        except OSError as exc:
-            raise InspectorError(f"manifest {sidecar_path(model)}: cannot be written ({exc.strerror or exc}); "
-                                 "check the folder's permissions") from None
+        write_sidecar(model, {**side, "thresholds": new, "calibration": _by_hand(side.get("calibration") or {}, old, new)})
     if args.json:
         print_json({"export": str(model), "thresholds": new, "previous": old if changed else None})
     else:

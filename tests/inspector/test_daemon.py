@@ -184,7 +184,8 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
         monkeypatch.setattr(d.store, "accept", real_accept)
         trigger("u-2")  # sent again, as told
         wait_until(lambda: "u-2" in lst.result_ids(), 10, "u-2's result")
-        assert health(d)["status"] == "ok" and health(d)["store"] == {"error": None, "unstored": 1}
+        # u-1 waits in the journal for the next start: degraded until then (it read ok once another result was stored)
+        assert health(d)["status"] == "degraded" and health(d)["store"] == {"error": None, "unstored": 1}
         assert d.metrics.total("inspector_store_failures_total") == 2 and "u-1" not in lst.result_ids()
 
 
@@ -227,7 +228,7 @@ def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, 
         wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
         assert lst.json("result")[0]["verdict"] == "FAIL" and lst.json("result")[0]["images"] == {}
         health = d.health()
-        assert health["status"] == "degraded" and health["disk"] == {"free_mb": 100, "images": "not saved (below store.min_free_mb)"}
+        assert health["status"] == "degraded" and health["disk"] == {"free_mb": 100, "images": "not saved (disk full or below store.min_free_mb)"}
         assert d.metrics.total("inspector_images_skipped_total") == 1 and d.store.count() == 1
         free["mb"] = 10_000
         d.sink._next_disk_check = 0.0
@@ -460,7 +461,70 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert intake.recover() == 1
     assert jobs.get_nowait().inspection_id == "ok-1"
     assert sorted(b["inspection_id"] for _, b in sent) == ["bad-1", "poison-1"] and all(t == "p/error" for t, _ in sent)
-    assert store.pending() == [("ok-1", {"serial": "A"}, 1)]
+    assert [(i, job["serial"], a) for i, job, a in store.pending()] == [("ok-1", "A", 1)]
+
+
+def test_a_full_disk_neither_kills_recovery_nor_uses_up_a_recovered_parts_attempts(tmp_path, station, tiny_inspector, good_png,
+                                                                                 monkeypatch):
+    """The intake died at every start on a full disk (its recovery could not count an attempt), answering nothing while
+    /health read ok; and each start whose result could not be stored counted one, so the third gave the part up."""
+    import queue as q
+    import sqlite3
+
+    from inspector.health import Metrics, StoreTrouble
+    from inspector.intake import MAX_ATTEMPTS, Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    cfg = station()
+    store = Store(cfg.store.data_dir)
+    store.accept("kept-1", {"serial": "K"}, good_png)
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "count_attempt", full)
+    jobs: q.Queue = q.Queue(10)
+    trouble = StoreTrouble()
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None, trouble=trouble)
+    assert intake.recover() == 1 and jobs.get_nowait().inspection_id == "kept-1"  # recovered uncounted
+    monkeypatch.undo()
+    store.close()
+    for _ in range(MAX_ATTEMPTS + 1):  # starts whose result cannot be stored: the part waits, it is not given up
+        monkeypatch.setattr(Store, "add", full)
+        with running(cfg, tiny_inspector) as d:
+            wait_until(lambda: d.metrics.total("inspector_store_failures_total") == 1 and [a for _, _, a in d.store.pending()] == [0],
+                       15, "the store failure, its attempt taken back")
+            assert d.health()["status"] == "degraded"
+        monkeypatch.undo()
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: d.store.get("kept-1") is not None, 15, "stored once the disk has room")
+        assert d.store.get("kept-1")["serial"] == "K" and not d.store.pending()
+
+
+def test_images_that_cannot_be_written_leave_the_result_stored_without_them(station, broker, listen, tiny_inspector, defect_png,
+                                                                            monkeypatch):
+    """An image folder on a full disk (maybe not the store's) failed the whole result: it waited for a restart."""
+    from model.errors import InspectorError
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        real = d.store.save_image
+
+        def full(record, kind, rgb):
+            raise InspectorError(f"store {d.store.root}: cannot write {kind}.png; is the disk full?")
+
+        monkeypatch.setattr(d.store, "save_image", full)
+        lst.publish("image/D1", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
+        assert lst.json("result")[0]["images"] == {} and not lst.json("error") and d.store.count() == 1
+        assert d.metrics.total("inspector_images_skipped_total") == 1 and d.health()["disk"]["images"].startswith("not saved")
+        monkeypatch.setattr(d.store, "save_image", real)
+        d.sink._next_disk_check = 0.0
+        lst.publish("image/D2", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 2, 15, "a second result")
+        assert set(lst.json("result")[1]["images"]) == {"image", "overlay"}
 
 
 def test_a_part_keeps_the_time_it_arrived_through_the_journal_and_into_its_record(tmp_path, station, tiny_inspector):

@@ -1,0 +1,101 @@
+"""A disk that fills up: one line that says so (not a broken database, not a traceback), outputs already made kept,
+and a station that may start again by itself once there is room."""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+from collections import namedtuple
+
+import pytest
+
+import inspector.store as store_module
+from inspector.store import Store
+from model.errors import InspectorError, RetryLater
+from tests.cli import assert_one_line_error, cli
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_a_store_on_a_full_disk_says_so_and_asks_for_a_restart_later(tmp_path, monkeypatch, capsys):
+    """SQLite says 'disk I/O error' on a full disk too: it read as 'not a usable SQLite database', which invited deleting
+    the store, and exit code 2, on which the unit does not restart the station once there is room."""
+    Store(tmp_path / "data").close()
+
+    def connect(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", connect)
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 4096))
+    with pytest.raises(RetryLater) as exc:
+        Store(tmp_path / "data", exclusive=True)
+    assert str(exc.value).startswith(f"store {tmp_path / 'data' / 'inspections.sqlite'}: the disk holding it is full (0 MB free; "
+                                     "disk I/O error); free space, then start again")
+    with pytest.raises(InspectorError, match="the disk holding it is full"):
+        Store(tmp_path / "data", readonly=True)
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda p: Usage(10**9, 0, 10**9))
+    with pytest.raises(InspectorError, match=r"not a usable SQLite database \(disk I/O error\)"):  # with room, it is the file
+        Store(tmp_path / "data", exclusive=True)
+
+
+def test_a_condition_that_may_pass_exits_75_for_the_unit_to_restart(monkeypatch, capsys):
+    import inspector.commands.threshold as threshold
+
+    def full(_args):
+        raise RetryLater("store /var/lib/inspector/st3/inspections.sqlite: the disk holding it is full")
+
+    monkeypatch.setattr(threshold, "run", full)
+    rc, _, err = cli(capsys, "threshold", "x")
+    assert rc == 75 and err.startswith("error: store /var/lib/inspector/st3") and len(err.splitlines()) == 1
+    service = (store_module.Path(__file__).parents[2] / "configs" / "inspector.service").read_text()
+    assert "Restart=on-failure" in service and "RestartPreventExitStatus=2\n" in service
+
+
+def test_an_os_error_no_command_foresaw_is_one_line(monkeypatch, capsys):
+    import inspector.commands.threshold as threshold
+
+    def full(_args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/exports/line3.onnx")
+
+    monkeypatch.setattr(threshold, "run", full)
+    rc, _, err = cli(capsys, "threshold", "x")
+    assert_one_line_error(rc, err, "/srv/exports/line3.onnx: No space left on device; free space, then run it again")
+
+
+def test_an_export_written_onto_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path, monkeypatch):
+    import exporters.manifest as manifest
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"old model")
+    manifest.write_sidecar(model, {"format": manifest.FORMAT, "thresholds": {"image": 1.0}})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full(files):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest, "replace_files", full)
+    with pytest.raises(InspectorError) as exc:  # was a traceback, exit 1
+        manifest.write_sidecar(model, {"format": manifest.FORMAT, "thresholds": {"image": 2.0}}, b"new model")
+    assert str(exc.value) == f"export {model}: cannot be written (No space left on device); free space, then run it again"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overlays_that_cannot_be_written_leave_the_verdicts(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    """A full overlay folder made every image 'unreadable' and printed no verdict; with --exit-code a FAIL read 2."""
+    import inspector.overlay as overlay
+
+    calls = []
+
+    def full(rgb, path):
+        calls.append(path)
+        raise InspectorError(f"overlay {path}: cannot be written (No space left on device); free space, then run it again")
+
+    monkeypatch.setattr(overlay, "save_png", full)
+    images = [tiny_data / "test" / "blob" / "000.png", tiny_data / "test" / "good" / "000.png"]
+    rc, out, err = cli(capsys, "inspect", tiny_ckpt, *images, "--overlays", tmp_path / "ov", "--json")
+    report = json.loads(out)
+    assert rc == 2 and [r["verdict"] for r in report["results"]] == ["FAIL", "PASS"] and len(calls) == 1
+    assert report["summary"] == {"images": 2, "inspected": 2, "fail": 1, "pass": 1}
+    assert [e["path"] for e in report["errors"]] == [str(images[0])] and err.count("error: ") == 1
+    assert "no further overlays are written" in err
