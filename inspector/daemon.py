@@ -141,6 +141,7 @@ class Daemon:
         self.inspector: Any = None
         self.outbox: Outbox | None = None
         self.sink: Sink | None = None
+        self.hooks: ReportHooks | None = None
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -256,14 +257,16 @@ class Daemon:
             if sink else None
         model = self._model_health()
         # results left unstored wait in the journal for the next start: degraded until then, not only until a later one is stored
+        reports = {"failed": self.hooks.failed, "error": self.hooks.last_error} if self.hooks is not None else None
         if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
-                               or self.trouble.unstored
+                               or self.trouble.unstored or (reports or {}).get("error")
                                or refused or (sink and sink.disk_low) or (model or {}).get("changed_on_disk")):
             status = "degraded"
         now = time.monotonic()
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
+                **({"reports": reports} if reports and reports["failed"] else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
                 "rejected": self.metrics.total("inspector_rejected_total"),

@@ -41,6 +41,8 @@ class ReportHooks:
         self.on_fail = on_fail if on_fail is not None else (self._default_fail if cfg.reports.on_fail else None)
         self.on_shift_report = on_shift_report if on_shift_report is not None else self._default_shift
         self.skipped = 0
+        self.failed = 0  # reports that could not be rendered or written (e.g. a full disk): on /health, not only in the log
+        self.last_error: str | None = None  # the last one's reason, until a report succeeds again
         self._queue: queue.Queue = queue.Queue(maxsize=256)
         self._shift_lock = threading.Lock()
         self._shifts_waiting = 0
@@ -138,8 +140,16 @@ class ReportHooks:
                     with self._shift_lock:
                         self._shifts_waiting -= 1
                     self._shift_report(item, corr)
+                self.last_error = None
             except Exception as exc:  # a report must never take the inspector down
-                log.exception("reports: %s report failed", kind)
+                self.failed += 1
+                what = f"{kind} report" + (f" of {item['inspection_id']}" if kind == "fail" else "")
+                self.last_error = f"{what} failed ({exc})"
+                # a known cause (the reports package's own errors, a full disk) is one line: a traceback per part before
+                if isinstance(exc, OSError) or type(exc).__module__.startswith("reports."):
+                    log.error("reports: %s", self.last_error)
+                else:
+                    log.exception("reports: %s failed", what)
                 if kind == "shift":
                     self._publish(self.error_topic, json.dumps({"error": f"command: shift report failed ({exc})", "input": "command"}),
                                   correlation=corr)

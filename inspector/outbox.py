@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -33,6 +34,8 @@ class Outbox:
         self._handed: set[str] = set()  # ids paho holds in this process
         self._refused: dict[str, float] = {}  # id -> when the broker last refused it (retried after REFUSED_RETRY_S)
         self.refusal: tuple[str, float] | None = None  # the broker's last reason for refusing a result, and when
+        # acknowledged by the broker, not yet marked so in the store (a full disk): not re-sent every 2 s meanwhile
+        self._unmarked: set[str] = set()
 
     def publish(self, record: dict[str, Any], correlation: bytes | None = None) -> None:
         """Hand a stored record to paho (sent now, or after the next reconnect). While MAX_HANDED wait for the
@@ -50,6 +53,9 @@ class Outbox:
         """Mark what the broker acknowledged as published, and let go of what it refused, to be retried (call
         from the store's writer thread)."""
         self._drain_refusals()
+        for ident in list(self._unmarked):
+            if not self._mark(ident):
+                break
         n = 0
         while True:
             try:
@@ -59,10 +65,21 @@ class Outbox:
             entry = self._release(mid)
             if entry is not None:  # acks of status/error messages carry mids we did not track
                 self._refused.pop(entry[0], None)
-                self.store.mark_published(entry[0])
+                self._mark(entry[0])
                 self.metrics.inc("inspector_published_total")
                 self.metrics.observe("inspector_stage_seconds", time.monotonic() - entry[1], {"stage": "publish"})
                 n += 1
+
+    def _mark(self, ident: str) -> bool:
+        try:
+            self.store.mark_published(ident)
+        except (OSError, sqlite3.Error) as exc:
+            if not self._unmarked:
+                log.error("outbox: cannot mark results as published (%s); they are not sent again meanwhile", exc)
+            self._unmarked.add(ident)
+            return False
+        self._unmarked.discard(ident)
+        return True
 
     def _release(self, mid: int) -> tuple[str, float] | None:
         with self._lock:
@@ -91,7 +108,8 @@ class Outbox:
         n, now = 0, time.monotonic()
         for record in self.store.unpublished(limit):
             refused = self._refused.get(record["inspection_id"])
-            if record["inspection_id"] in self._handed or (refused is not None and now - refused < REFUSED_RETRY_S):
+            if record["inspection_id"] in self._handed or record["inspection_id"] in self._unmarked \
+                    or (refused is not None and now - refused < REFUSED_RETRY_S):
                 continue
             self._refused.pop(record["inspection_id"], None)
             record.pop("published_at", None)

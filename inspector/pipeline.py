@@ -123,6 +123,7 @@ class Sink:
             finally:
                 self.results.task_done()
         self.outbox.drain_acks()
+        self._room_for_images()  # every 5 s between parts too: /health read ok on a full disk until a part came
         now = time.monotonic()
         if now >= self._next_resend and self.outbox.mqtt.connected:
             self._next_resend = now + 2.0

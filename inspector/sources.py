@@ -243,6 +243,7 @@ class OpenCVSource:
 
 
 STORE_RETRY_S = 5.0  # a file the store could not take is tried again after this long
+MOVE_RETRY_S = 5.0  # a file that could not be moved after inspection is tried again after this long
 
 
 class FolderWatcher:
@@ -263,6 +264,8 @@ class FolderWatcher:
         self._seen: dict[Path, tuple[int, int]] = {}
         self._retry_at: dict[Path, float] = {}  # files the store could not take yet
         self._problem: str | None = None  # a file that cannot be moved or deleted after inspection, shown as the state
+        self._unmoved: dict[Path, bool] = {}  # those files (and whether accepted), tried again every MOVE_RETRY_S
+        self._move_retry_at = 0.0
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
 
@@ -340,6 +343,10 @@ class FolderWatcher:
                 continue
             self.state = self._problem or "watching"
             self._forget_gone(set(entries))
+            if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
+                self._move_retry_at = time.monotonic() + MOVE_RETRY_S
+                for path, accepted in list(self._unmoved.items()):
+                    self._finish(path, accepted)
             for path in entries:
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
@@ -389,13 +396,19 @@ class FolderWatcher:
         except FileNotFoundError:
             log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
             self._seen.pop(path, None)
+            self._unmoved.pop(path, None)
             return
         except OSError as exc:
-            # remembered, so not read again every poll; the state (and /health) says why it is still there
-            self._problem = f"cannot {verb} {path.name} ({exc.strerror}); check the folder's permissions"
-            log.error("source %s: %s", self.name, self._problem)
+            # remembered, so not read again every poll, and tried again later; the state (and /health) says why it is still there
+            fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions"
+            problem = f"cannot {verb} {path.name} ({exc.strerror}); {fix}"
+            if path not in self._unmoved:
+                log.error("source %s: %s", self.name, problem)
+            self._problem, self._unmoved[path] = problem, accepted
             return
-        self._problem = None
+        self._unmoved.pop(path, None)
+        if not self._unmoved:  # healthy again only once every file is where it belongs
+            self._problem = None
         self._seen.pop(path, None)
 
     def capture(self, timeout: float | None = None) -> Frame:

@@ -224,6 +224,7 @@ def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, 
     cfg = station(store={"min_free_mb": 500})
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: d.health()["status"] == "degraded" and d.health()["disk"]["free_mb"] == 100, 10, "seen before any part came")
         lst.publish("image/D1", defect_png)
         wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
         assert lst.json("result")[0]["verdict"] == "FAIL" and lst.json("result")[0]["images"] == {}
@@ -235,6 +236,31 @@ def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, 
         lst.publish("image/D2", defect_png)
         wait_until(lambda: len(lst.json("result")) == 2, 15, "a second result")
         assert set(lst.json("result")[1]["images"]) == {"image", "overlay"} and d.health()["status"] == "ok"
+
+
+def test_a_fail_report_that_cannot_be_written_is_on_health_in_one_line(station, broker, listen, tiny_inspector, defect_png, caplog):
+    """A full reports folder logged a traceback per FAIL while /health read ok, and no report was written."""
+    import errno
+
+    calls = []
+
+    def on_fail(record):
+        calls.append(record["inspection_id"])
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device", "reports/2026-12-03/x.pdf")
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector, on_fail=on_fail) as d:
+        lst.publish("image/D1", defect_png)
+        wait_until(lambda: d.hooks.failed == 1, 15, "the failed report")
+        health = d.health()
+        assert health["status"] == "degraded" and health["reports"]["failed"] == 1
+        assert health["reports"]["error"].startswith(f"fail report of {calls[0]} failed ([Errno 28] No space left on device")
+        assert [r.exc_info for r in caplog.records if r.name == "inspector.hooks"] == [None]  # one line, no traceback
+        lst.publish("image/D2", defect_png)
+        wait_until(lambda: len(calls) == 2 and d.health()["status"] == "ok", 15, "a later report written: healthy again")
+        assert d.health()["reports"] == {"failed": 1, "error": None}
 
 
 def test_retention_deletes_old_report_files(tmp_path):

@@ -204,3 +204,43 @@ def test_drops_of_a_flaky_link_long_ago_are_not_a_client_id_clash(monkeypatch):
     clock[0] += 7200.0  # two hours connected, then an ordinary drop
     c._disconnected(None, None, None, "Keep alive timeout", None)
     assert c.state == "disconnected (Keep alive timeout)"
+
+
+def test_a_result_the_broker_acknowledged_is_not_sent_again_while_the_store_cannot_mark_it(tmp_path, monkeypatch):
+    """On a full disk marking a result published failed: a traceback every 2 s, and every such result re-sent to the
+    line's consumers every 2 s (6 copies each in 15 s)."""
+    import json
+    import queue
+    import sqlite3
+
+    from inspector.health import Metrics
+    from inspector.outbox import Outbox
+    from inspector.store import Store
+
+    class Client:
+        connected = True
+
+        def __init__(self):
+            self.acks, self.refused, self.sent = queue.Queue(), queue.Queue(), []
+
+        def publish(self, topic, payload, qos=1, correlation=None):
+            self.sent.append(json.loads(payload)["inspection_id"])
+            return len(self.sent)
+
+    store, client = Store(tmp_path / "data"), Client()
+    box = Outbox(store, client, "t/s/result", Metrics())
+    record = {"inspection_id": "a1", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "FAIL", "score": 2.0, "threshold": 1.0}
+    store.add(record)
+    box.publish(record)
+    real = store.mark_published
+
+    def full(ident):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "mark_published", full)
+    client.acks.put(1)
+    assert box.drain_acks() == 1  # no exception
+    assert box.resend() == 0 and client.sent == ["a1"]  # acknowledged: not sent again
+    monkeypatch.setattr(store, "mark_published", real)
+    box.drain_acks()
+    assert store.counts()["unpublished"] == 0 and box.resend() == 0 and client.sent == ["a1"]

@@ -204,7 +204,10 @@ def test_folder_file_the_store_could_not_take_stays_and_is_retried(tmp_path, mon
         w.stop()
 
 
-def test_folder_file_that_cannot_be_moved_is_read_once_and_shown(tmp_path):
+def test_folder_file_that_cannot_be_moved_is_read_once_shown_and_moved_once_it_can_be(tmp_path, monkeypatch):
+    import inspector.sources as sources
+
+    monkeypatch.setattr(sources, "MOVE_RETRY_S", 0.1)
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "done").write_text("a file where the done/ folder should be")
@@ -216,6 +219,9 @@ def test_folder_file_that_cannot_be_moved_is_read_once_and_shown(tmp_path):
         wait_until(lambda: w.state.startswith("cannot move P3.png"), 5, "the state")
         time.sleep(0.4)
         assert len(frames) == 1  # before: read and inspected again every poll
+        (folder / "done").unlink()  # e.g. room on the disk again: before, it stayed for good and the state read ok at the next file
+        wait_until(lambda: (folder / "done" / "P3.png").exists() and w.state == "watching", 5, "moved on a later try")
+        assert len(frames) == 1
     finally:
         w.stop()
 
