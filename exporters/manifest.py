@@ -65,7 +65,8 @@ def write_sidecar(model: Path, manifest: dict[str, Any], data: bytes | None = No
     try:
         replace_files({model: data, sidecar_path(model): sidecar} if data is not None else {sidecar_path(model): sidecar})
     except OSError as exc:  # the files before stay whole
-        raise InspectorError(f"export {model}: cannot be written ({exc.strerror or exc}); {write_fix(exc)}") from None
+        what = model if data is not None else sidecar_path(model)
+        raise InspectorError(f"export {what}: cannot be written ({exc.strerror or exc}); {write_fix(exc)}") from None
     return manifest
 
 

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from model.errors import InspectorError, denied, write_fix
+from model.errors import InspectorError, RetryLater, denied, write_fix
 
 COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve", "config", "export", "synth", "demo"]
 
@@ -36,17 +36,26 @@ def main(argv: list[str] | None = None) -> int:
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except PermissionError as exc:  # one a command did not foresee (Path.exists raises it since Python 3.11)
+    except BrokenPipeError:  # `inspector eval --json | head`: the reader has all it wanted
+        return 0
+    except PermissionError as exc:  # one a command did not foresee (Path.exists raises it, unlike os.path.exists)
         print(f"error: {denied(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
         return 2
     except OSError as exc:  # likewise, e.g. a disk that filled up
-        print(f"error: {exc.filename or 'a file'}: {exc.strerror or exc}; {write_fix(exc)}", file=sys.stderr)
-        return 2
+        what = f"{exc.filename}: {exc.strerror or exc}; {write_fix(exc)}" if exc.filename else f"{exc}; {write_fix(exc)}"
+        print(f"error: {what}", file=sys.stderr)
+        return os_exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def os_exit_code(exc: OSError) -> int:
+    """2 for what someone must fix (permissions), else 75: a full disk, EIO, EMFILE or a stale NFS handle may pass, and
+    the unit restarts on 75 (on 2 it does not; 1 is `inspect --exit-code`'s FAIL)."""
+    import errno
+
+    return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else RetryLater.exit_code
 
 
 if __name__ == "__main__":

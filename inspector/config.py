@@ -417,10 +417,11 @@ def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
                 msg += f" (got {err['input']!r})"
+                read_as = "true/false" if isinstance(err["input"], bool) else "a number"  # `name: no`, `name: 1e5`, or 0123
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
-                    msg += f"; YAML read it as a number: quote it, '{err['input']}'"
-                elif err["type"] == "string_type" and isinstance(err["input"], (int, float)):  # e.g. a name 1e5, or 0123
-                    msg += "; YAML read it as a number: put it in quotes"
+                    msg += f"; YAML read it as {read_as}: quote it, '{err['input']}'"
+                elif err["type"] == "string_type" and isinstance(err["input"], (int, float)):
+                    msg += f"; YAML read it as {read_as}: put it in quotes"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
 

@@ -37,6 +37,8 @@ from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
+RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
+
 
 def model_files(path: str) -> list[Path]:
     """The files whose change means the model on disk is not the one loaded: a checkpoint's manifest (which seals
@@ -79,6 +81,7 @@ class Worker:
         self.stop = threading.Event()
         self.heartbeat = time.monotonic()
         self.restarts = 0
+        self.restarted_at: float | None = None  # monotonic
         self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
@@ -253,20 +256,23 @@ class Daemon:
         status = "failing" if self.problems or not self.ready else "ok"
         refused = self.outbox.refusing() if self.outbox is not None else None
         sink = self.sink
-        disk = {"free_mb": sink.disk_free_mb, "images": "not saved (disk full or below store.min_free_mb)" if sink.disk_low else "saved"} \
-            if sink else None
+        disk = {"free_mb": sink.disk_free_mb, "images": sink.images_off or "saved"} if sink else None
         model = self._model_health()
-        # results left unstored wait in the journal for the next start: degraded until then, not only until a later one is stored
+        # results left unstored wait in the journal: degraded until they are stored, not only until a later one is
         reports = {"failed": self.hooks.failed, "error": self.hooks.last_error} if self.hooks is not None else None
         if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
-                               or self.trouble.unstored or (reports or {}).get("error")
-                               or refused or (sink and sink.disk_low) or (model or {}).get("changed_on_disk")):
+                               or self.trouble.unstored or (self.hooks and self.hooks.recent_error)
+                               or refused or (sink and sink.images_off) or (model or {}).get("changed_on_disk")):
             status = "degraded"
         now = time.monotonic()
+        restarted = {n: f"died and was restarted {now - w.restarted_at:.0f} s ago ({w.restarts} times so far)"
+                     for n, w in self.workers.items() if w.restarted_at is not None and now - w.restarted_at < RESTART_SHOWN_S}
+        if status == "ok" and restarted:
+            status = "degraded"
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
-                **({"reports": reports} if reports and reports["failed"] else {}),
+                **({"reports": reports} if reports and reports["failed"] else {}), **({"restarted": restarted} if restarted else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
                 "rejected": self.metrics.total("inspector_rejected_total"),
@@ -298,10 +304,9 @@ class Daemon:
         for w in self.workers.values():
             if w.stop.is_set():
                 continue
-            if not w.alive:
+            if not w.alive:  # restarted, so not a problem (that withholds the watchdog ping): degraded for a while
                 log.error("watchdog: worker %s died; restarting it", w.name)
-                problems.append(f"{w.name} died and was restarted ({w.restarts + 1} times so far)")
-                w.restarts += 1
+                w.restarts, w.restarted_at = w.restarts + 1, now
                 self.metrics.inc("inspector_worker_restarts_total", {"worker": w.name})
                 w.start()
             elif now - w.heartbeat > stall:

@@ -62,7 +62,7 @@ def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
 
 class StoreTrouble:
     """Why the store last failed to take a write, if it has not taken one since, and which inspected results wait
-    unstored in the journal (for the next start), so that a repeat of their id is answered with why."""
+    unstored in the journal (tried again), so that a repeat of their id is answered with why."""
 
     MAX_IDS = 100_000
 
@@ -76,6 +76,11 @@ class StoreTrouble:
             self.unstored[inspection_id] = text
             if len(self.unstored) > self.MAX_IDS:
                 self.unstored.pop(next(iter(self.unstored)))
+
+    def stored(self, inspection_id: str) -> None:
+        """A result the store refused was stored after all."""
+        self.unstored.pop(inspection_id, None)
+        self.error = None
 
     def health(self) -> dict[str, Any]:
         return {"error": self.error, "unstored": len(self.unstored)}

@@ -23,6 +23,8 @@ from inspector.store import Store
 
 log = logging.getLogger(__name__)
 
+FAILED_SHOWN_S = 3600.0  # a failed report keeps /health degraded this long, unless one succeeds first
+
 OnFail = Callable[[dict[str, Any]], Any]
 OnShift = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
 
@@ -43,6 +45,7 @@ class ReportHooks:
         self.skipped = 0
         self.failed = 0  # reports that could not be rendered or written (e.g. a full disk): on /health, not only in the log
         self.last_error: str | None = None  # the last one's reason, until a report succeeds again
+        self._failed_at = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=256)
         self._shift_lock = threading.Lock()
         self._shifts_waiting = 0
@@ -127,6 +130,12 @@ class ReportHooks:
         self._stop.set()
         self._thread.join(timeout)
 
+    @property
+    def recent_error(self) -> str | None:
+        """The last failure's reason while it is recent: on a line that rarely FAILs, the next report that could show
+        the cause gone may be hours away."""
+        return self.last_error if self.last_error and time.monotonic() - self._failed_at < FAILED_SHOWN_S else None
+
     def _run(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
             try:
@@ -144,7 +153,7 @@ class ReportHooks:
             except Exception as exc:  # a report must never take the inspector down
                 self.failed += 1
                 what = f"{kind} report" + (f" of {item['inspection_id']}" if kind == "fail" else "")
-                self.last_error = f"{what} failed ({exc})"
+                self.last_error, self._failed_at = f"{what} failed ({exc})", time.monotonic()
                 # a known cause (the reports package's own errors, a full disk) is one line: a traceback per part before
                 if isinstance(exc, OSError) or type(exc).__module__.startswith("reports."):
                     log.error("reports: %s", self.last_error)

@@ -377,7 +377,7 @@ class Intake:
                 self._republish(record, msg.correlation)
         elif not self.store.is_pending(inspection_id):
             return False
-        elif inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored for the next start
+        elif inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored
             self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored")
             return True
         if msg is not None and self.mqtt is not None:
@@ -409,12 +409,14 @@ class Intake:
         try:
             self.store.accept(ident, meta, encoded)
         except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it
+            self.metrics.inc("inspector_store_failures_total")
+            if done:  # a watched file: not taken, not bad; it stays where it is and its source tries it again (no error each time)
+                self.trouble.failed(f"{source}: could not be journaled ({exc}); it stays in the folder and is tried again")
+                done(None)
+                return
             text = f"{source}: could not be journaled ({exc}); it was not accepted, send it again once the store takes writes"
             self.trouble.failed(text)
-            self.metrics.inc("inspector_store_failures_total")
             self.reject(text, source, message=message, inspection_id=inspection_id, serial=serial, reason="store_failed")
-            if done:
-                done(None)  # not taken, not bad: a file stays where it is, for another try
             return
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)  # now, and not before: the job survives a crash from here on
@@ -433,8 +435,9 @@ class Intake:
             try:
                 n += self._recover(ident, meta, attempts)
             except (OSError, sqlite3.Error) as exc:  # a full disk: it stays journaled, not the intake dead at every start
-                self.trouble.failed(f"store: cannot recover {ident} ({exc}); it stays in the journal")
-                log.error("store: cannot recover %s (%s); it stays in the journal", ident, exc)
+                text = f"store: cannot recover {ident} ({exc}); it stays in the journal"
+                self.trouble.failed(text)
+                log.error(text)
         if n:
             log.info("recovered %d accepted job(s) from the journal", n)
         return n

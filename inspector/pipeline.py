@@ -31,6 +31,9 @@ from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
+STORE_RETRY_S = 5.0  # a result the store refused is offered to it again after this long
+UNSTORED_KEPT = 32  # results held in memory for that (each holds its frame); older ones wait in the journal for the next start
+
 
 class Inference:
     """One `step()`: take a job, plus whatever else is waiting (up to batch_size), inspect them together."""
@@ -92,8 +95,12 @@ class Sink:
         self._pruned = 0  # records deleted in this retention pass so far (it runs a chunk per step)
         self._last_warning: str | None = None
         self._next_disk_check = 0.0
+        self._unstored: dict[str, tuple[Job, InspectionResult]] = {}  # oldest first
+        self._next_store_retry = 0.0
         self.disk_free_mb: int | None = None
         self.disk_low = False  # below store.min_free_mb: images are not saved, so that results still can be
+        self.images_failed: str | None = None  # why image files could not be written with room on the disk (another disk, permissions)
+        self._next_image_try = 0.0
 
     def step(self, timeout: float = 0.2) -> None:
         try:
@@ -110,19 +117,23 @@ class Sink:
                     self.handle(job, outcome)
                     self.trouble.error = None  # the store takes writes again
             except (InspectorError, OSError, sqlite3.Error) as exc:  # disk full, store broken: the job stays journaled
-                log.error("cannot store the result of %s (%s); it stays in the journal for the next start", job.inspection_id, exc)
-                text = f"result of {job.inspection_id} could not be stored ({exc}); it is retried at the next start"
+                log.error("cannot store the result of %s (%s); it is tried again while it stays in the journal", job.inspection_id, exc)
+                text = f"result of {job.inspection_id} could not be stored ({exc}); it is tried again every {STORE_RETRY_S:g} s" \
+                       " and at the next start, and published once stored"
                 self.trouble.failed(text, job.inspection_id)
                 self.metrics.inc("inspector_store_failures_total")
                 self._error(text, job)
+                if not isinstance(outcome, str):
+                    self._hold(job, outcome)
                 if job.recovered:  # the store failed, the daemon did not: three such starts gave the part up, and lost it
                     try:
                         self.store.uncount_attempts([job.inspection_id])
-                    except (OSError, sqlite3.Error):
-                        pass
+                    except (OSError, sqlite3.Error) as again:  # said, so that a part given up later can be explained
+                        log.error("cannot take back the recovery attempt of %s (%s)", job.inspection_id, again)
             finally:
                 self.results.task_done()
         self.outbox.drain_acks()
+        self._store_again()
         self._room_for_images()  # every 5 s between parts too: /health read ok on a full disk until a part came
         now = time.monotonic()
         if now >= self._next_resend and self.outbox.mqtt.connected:
@@ -132,6 +143,28 @@ class Sink:
             self._next_prune = now + self.cfg.store.retention.every_s  # first: a chunk that fails is retried then, not at once
             if self.prune_chunk():  # one chunk per step, so results keep being stored and published through a long pass
                 self._next_prune = now
+
+    def _hold(self, job: Job, result: InspectionResult) -> None:
+        self._unstored[job.inspection_id] = (job, result)
+        self._next_store_retry = time.monotonic() + STORE_RETRY_S
+        while len(self._unstored) > UNSTORED_KEPT:
+            del self._unstored[next(iter(self._unstored))]
+
+    def _store_again(self) -> None:
+        """Results the store refused are offered again every STORE_RETRY_S, oldest first: a disk with room again gives the
+        line their verdicts now, not at the next start."""
+        if not self._unstored or time.monotonic() < self._next_store_retry:
+            return
+        self._next_store_retry = time.monotonic() + STORE_RETRY_S
+        while self._unstored:
+            ident, (job, result) = next(iter(self._unstored.items()))
+            try:
+                self.handle(job, result)
+            except (InspectorError, OSError, sqlite3.Error):
+                return  # still refused: the next try in STORE_RETRY_S
+            del self._unstored[ident]
+            self.trouble.stored(ident)
+            log.info("stored the result of %s, which the store had refused", ident)
 
     def _error(self, text: str, job: Job) -> None:
         body = {"error": text, "input": job.source, "inspection_id": job.inspection_id, "serial": job.serial}
@@ -176,17 +209,27 @@ class Sink:
                 self._last_warning = warning
         return record
 
+    @property
+    def images_off(self) -> str | None:
+        """Why images and overlays are not saved now, if they are not."""
+        if self.disk_low:
+            return f"not saved (free space below store.min_free_mb, {self.cfg.store.min_free_mb} MB)"
+        return f"not saved ({self.images_failed})" if self.images_failed else None
+
     def _save_image(self, record: dict[str, Any], kind: str, rgb: Any) -> bool:
         """Save one of a record's images; False if it could not be (a full image folder, which may be another disk than
         the store's: it failed the result, and the part's verdict waited for a restart), and none for 5 s then."""
         try:
             record["images"][kind] = self.store.save_image(record, kind, rgb)
-            return True
         except (InspectorError, OSError) as exc:
-            if not self.disk_low:
-                log.error("store %s: %s; results are stored without images and overlays until it can be written", self.store.root, exc)
-            self.disk_low, self._next_disk_check = True, time.monotonic() + 5.0
+            if self.images_failed is None:  # said once, not at every try
+                log.error("store %s: %s; results are stored without images and overlays until they can be written", self.store.root, exc)
+            self.images_failed, self._next_image_try = str(exc), time.monotonic() + 5.0
             return False
+        if self.images_failed is not None:
+            log.info("store %s: images and overlays are saved again", self.store.root)
+            self.images_failed = None
+        return True
 
     def _room_for_images(self) -> bool:
         """False while the store's disk has less than store.min_free_mb free (checked every 5 s): a full disk
@@ -197,14 +240,13 @@ class Sink:
             try:
                 self.disk_free_mb = shutil.disk_usage(self.store.root).free // 2**20
             except OSError:
-                return not self.disk_low
-            low = self.disk_free_mb < self.cfg.store.min_free_mb
-            if low != self.disk_low:
+                self.disk_free_mb = None
+            if self.disk_free_mb is not None and (low := self.disk_free_mb < self.cfg.store.min_free_mb) != self.disk_low:
                 (log.error if low else log.info)("store %s: %d MB free, %s store.min_free_mb (%d MB); images and overlays are %s",
                                                  self.store.root, self.disk_free_mb, "below" if low else "back above",
                                                  self.cfg.store.min_free_mb, "not saved" if low else "saved again")
-            self.disk_low = low
-        return not self.disk_low
+                self.disk_low = low
+        return not self.disk_low and (self.images_failed is None or now >= self._next_image_try)
 
     def prune_chunk(self) -> int:
         """One chunk of the retention pass (Store.prune); when a pass ends, old reports go too and the total is logged."""

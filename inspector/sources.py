@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -346,7 +347,11 @@ class FolderWatcher:
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, accepted in list(self._unmoved.items()):
-                    self._finish(path, accepted)
+                    if os.path.lexists(path):
+                        self._finish(path, accepted)
+                    else:
+                        log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
+                        self._settled(path)
             for path in entries:
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
@@ -395,9 +400,6 @@ class FolderWatcher:
                 return  # keep: remembered in _seen until it changes
         except FileNotFoundError:
             log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
-            self._seen.pop(path, None)
-            self._unmoved.pop(path, None)
-            return
         except OSError as exc:
             # remembered, so not read again every poll, and tried again later; the state (and /health) says why it is still there
             fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions"
@@ -406,8 +408,12 @@ class FolderWatcher:
                 log.error("source %s: %s", self.name, problem)
             self._problem, self._unmoved[path] = problem, accepted
             return
+        self._settled(path)
+
+    def _settled(self, path: Path) -> None:
+        """`path` is moved, deleted or gone: healthy again once every file is where it belongs."""
         self._unmoved.pop(path, None)
-        if not self._unmoved:  # healthy again only once every file is where it belongs
+        if not self._unmoved:
             self._problem = None
         self._seen.pop(path, None)
 

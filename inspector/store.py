@@ -67,6 +67,11 @@ def _files(root: Path) -> list[Path]:
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
 
 
+def cannot_write(root: Path, what: str) -> str:
+    return (f"store {root}: this user ({user_name()}) cannot write {what}; give it the data directory (e.g. "
+            f"chown -R {user_name()} {root}), or run as the user that owns it")
+
+
 def unwritable(root: str | Path) -> list[Path]:
     """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
     return [f for f in [*_files(Path(root)), Path(root) / LOCK_FILE] if f.exists() and not os.access(f, os.W_OK)]
@@ -124,7 +129,7 @@ class Store:
             raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror})") from None
         # SQLite opens a file this user may not write read-only, unsaid: the daemon was ready, then refused every part
         if exclusive and (files := unwritable(self.root)):
-            raise InspectorError(self._cannot_write(", ".join(f.name for f in files)))
+            raise InspectorError(cannot_write(self.root, ", ".join(f.name for f in files)))
         self._held = hold_lock_file(self.root / LOCK_FILE, f"store {self.root}: another inspector serve is using it; stop that one, "
                                                              "or give this station its own store.data_dir") if exclusive else None
         try:
@@ -143,7 +148,7 @@ class Store:
     def _unusable(self, exc: sqlite3.DatabaseError) -> InspectorError:
         if full := self._disk_full(exc):
             return full
-        return InspectorError(self._cannot_write(DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})")
+        return InspectorError(cannot_write(self.root, DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})")
 
     def _disk_full(self, exc: sqlite3.DatabaseError) -> RetryLater | None:
         """A full disk reads as 'disk I/O error' too: said so, not as a broken database (which invited deleting it)."""
@@ -155,9 +160,6 @@ class Store:
             return None
         return RetryLater(f"store {self.path}: the disk holding it is full ({free // 2**20} MB free; {exc}); free space, then start again")
 
-    def _cannot_write(self, what: str) -> str:
-        return (f"store {self.root}: this user ({user_name()}) cannot write {what}; give it the data directory (e.g. "
-                f"chown -R {user_name()} {self.root}), or run as the user that owns it")
 
     def _open_readonly(self) -> sqlite3.Connection:
         """A read-only connection. A WAL store needs its shared-memory file (`-shm`), which only a user who may write

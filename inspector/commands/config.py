@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not)")
     v.add_argument("file", help="station config YAML")
     v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
-                   "model loads on model.device, the source folder or video exists, the store folder is writable, the HTTP port is free")
+                   "model loads on model.device, the source folder or video exists, the store folder is writable with store.min_free_mb free, the HTTP port is free")
     v.add_argument("--json", action="store_true", help="print {valid, errors} as JSON")
     v.set_defaults(func=validate)
     s = csub.add_parser("schema", help="print the JSON schema of station configs (every key, with its description)")
@@ -45,13 +45,14 @@ def validate(args: argparse.Namespace) -> int:
 def machine_problems(cfg) -> list[str]:
     """What would stop `inspector serve` from starting this config on this machine (one line each)."""
     import os
+    import shutil
     import socket
     from pathlib import Path
 
     from inspector.api import Inspector
     from inspector.engines import locate_model
     from inspector.sources import open_source
-    from inspector.store import unwritable
+    from inspector.store import cannot_write, unwritable
     from model.errors import InspectorError, need
 
     def model() -> None:
@@ -74,8 +75,10 @@ def machine_problems(cfg) -> list[str]:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"store.data_dir {cfg.store.data_dir}: {existing} is not a folder this user can write to; choose another or fix its permissions")
     elif files := unwritable(folder):
-        problems.append(f"store.data_dir {cfg.store.data_dir}: this user cannot write {', '.join(f.name for f in files)}; give it the "
-                        "data directory (chown -R), or run as the user that owns it")
+        problems.append(f"store.data_dir: {cannot_write(folder, ', '.join(f.name for f in files))}")
+    if (free_mb := shutil.disk_usage(existing).free // 2**20) < cfg.store.min_free_mb:
+        problems.append(f"store.data_dir {cfg.store.data_dir}: {free_mb} MB free, below store.min_free_mb ({cfg.store.min_free_mb} MB): "
+                        "results would be stored without their images; free space, or store the data on another disk")
     if cfg.http.enabled and cfg.http.port:
         with socket.socket(socket.AF_INET6 if ":" in cfg.http.host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it

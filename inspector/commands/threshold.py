@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inspector.commands.common import add_policy_args, policy_from, print_json
 from model.errors import InspectorError, denied
+
+if TYPE_CHECKING:
+    from model.calibration import Policy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,23 +49,23 @@ def run(args: argparse.Namespace) -> int:
         ckpt = locate_model(ckpt)[0]
     # read, change and write under the folder's lock: two changes at once each kept the manifest they had read, and one
     # was lost; only showing them takes none (it would need to open a folder a reader may only pass through)
-    changes = args.value is not None or args.pixel is not None or policy_from(args) is not None
+    policy = policy_from(args)
+    changes = args.value is not None or args.pixel is not None or policy is not None
     lock = folder_lock if changes else lambda _folder: nullcontext()
     if ckpt.is_file() and ckpt.name != "manifest.json":
         with lock(ckpt.parent):
-            return _run_export(args, ckpt)
+            return _run_export(args, ckpt, policy)
     with lock(ckpt if ckpt.is_dir() else ckpt.parent):
-        return _run_checkpoint(args, ckpt)
+        return _run_checkpoint(args, ckpt, policy)
 
 
-def _run_checkpoint(args: argparse.Namespace, ckpt: Path) -> int:
+def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None) -> int:
     from model.calibration import Policy, threshold_for, unresolved_note
     from model.checkpoint import read_manifest, write_manifest
 
     manifest = read_manifest(ckpt)
     ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
     good, defect = _calibration_scores(manifest, ckpt)
-    policy = policy_from(args)
     if policy is not None and args.value is not None:
         raise InspectorError("give either --set or --escape/--far, not both")
     old = dict(manifest["thresholds"])
@@ -127,13 +131,12 @@ def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndar
     return found[0], found[1]
 
 
-def _run_export(args: argparse.Namespace, model: Path) -> int:
+def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) -> int:
     """An export's thresholds live in its manifest beside it: --set and --pixel change them there. A policy
     needs the calibration scores, which stay in the checkpoint."""
     from exporters.manifest import read_sidecar, write_sidecar
 
     side = read_sidecar(model, required=True)
-    policy = policy_from(args)
     if policy is not None:
         flag = f"--{policy.kind} {policy.target}"
         raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "

@@ -59,7 +59,7 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
             path = path.parent
         if path.is_dir() and not (path / "manifest.json").exists():
             path = _exported_in(path)
-    except PermissionError as exc:  # Path.exists raises it from Python 3.11 on, where it said False before
+    except PermissionError as exc:  # Path.exists raises it, unlike os.path.exists
         raise InspectorError(denied(exc, f"model {path}")) from None
     kind = artefact_kind(path)
     if kind not in FACTORIES:

@@ -86,6 +86,7 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
      "mqtt.protocol: Input should be '5' or '3.1.1' (got 5); YAML read it as a number: quote it, '5'"),
     # a name the loader of 2026-11-26 read as text
     (BASE.replace("name: st1", "name: 1e5"), ":2: station.name: Input should be a valid string (got 100000.0); YAML read it as a number: put it in quotes"),
+    (BASE.replace("name: st1", "name: no"), ":2: station.name: Input should be a valid string (got False); YAML read it as true/false: put"),
 ])
 def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
     f = tmp_path / "s.yaml"
@@ -180,6 +181,10 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
     assert len(errors) == 4, errors
     assert "nowhere.ckpt: no such file or directory" in errors[0] and "source.path" in errors[1] and "no such folder" in errors[1]
     assert "a-file is not a folder this user can write to" in errors[2] and "cannot listen" in errors[3]
+    (tmp_path / "full.yaml").write_text(json.dumps(deep_merge(good, {"store": {"min_free_mb": 2**40}})))  # more than any disk here
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "full.yaml")]) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert len(errors) == 1 and "MB free, below store.min_free_mb" in errors[0], errors
 
 
 def test_an_id_with_a_trailing_newline_is_not_safe():

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector import pipeline
 from model.errors import InspectorError
 from tests.inspector.conftest import png, running, wait_until, write_video
 from tests.synthetic import good_image
@@ -136,6 +137,38 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     assert "broken.png" in lst.json("error")[0]["error"]
 
 
+
+def test_a_watched_file_the_journal_refuses_waits_in_its_folder_unanswered(station, broker, listen, tiny_inspector, tmp_path,
+                                                                          good_png, monkeypatch):
+    """It was answered 'send it again' on the error topic, every 5 s, while its folder already sent it again by itself."""
+    import sqlite3
+
+    import inspector.sources
+
+    monkeypatch.setattr(inspector.sources, "STORE_RETRY_S", 0.2)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cfg = station(source={"type": "folder", "path": str(incoming), "poll_s": 0.05, "settle_s": 0.05})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    tries: list[str] = []
+
+    def full(ident, *args, **kwargs):
+        tries.append(ident)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with running(cfg, tiny_inspector) as d:
+        real_accept = d.store.accept
+        monkeypatch.setattr(d.store, "accept", full)
+        (incoming / "PART-7.png").write_bytes(good_png)
+        wait_until(lambda: len(tries) >= 3, 10, "three tries of the file")
+        health = json.loads(http_get(d.http.port, "/health")[1])
+        assert health["status"] == "degraded" and "stays in the folder" in health["store"]["error"]
+        assert (incoming / "PART-7.png").exists() and not lst.on("error")
+        monkeypatch.setattr(d.store, "accept", real_accept)
+        wait_until(lambda: lst.result_ids(), 10, "its result once the journal takes it")
+        wait_until(lambda: (incoming / "done" / "PART-7.png").exists(), 5, "moved to done/")
+    assert [r["serial"] for r in lst.json("result")] == ["PART-7"] and not lst.on("error")
+
 # -- load, outages --------------------------------------------------------------------------------------------
 def test_full_queue_rejects_with_a_message(station, broker, listen, tiny_inspector, good_png):
     cfg = station(model={"queue_size": 2, "batch_size": 1})
@@ -165,6 +198,7 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
+    monkeypatch.setattr(pipeline, "STORE_RETRY_S", 0.5)
     with running(cfg, tiny_inspector) as d:
         real_add, real_accept = d.store.add, d.store.accept
         monkeypatch.setattr(d.store, "add", full)
@@ -175,18 +209,22 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
         assert h["status"] == "degraded" and h["store"]["unstored"] == 1 and "disk is full" in h["store"]["error"]  # "ok" before
         trigger("u-1")  # the line asks again: answered with why (before: acknowledged, and nothing came)
         wait_until(lambda: len(errors_for("u-1")) == 2, 10, "the repeat answered")
-        assert errors_for("u-1")[1] == errors_for("u-1")[0] and d.store.is_pending("u-1")  # still journaled for the next start
+        assert errors_for("u-1")[1] == errors_for("u-1")[0] and d.store.is_pending("u-1")  # still journaled
         monkeypatch.setattr(d.store, "accept", full)  # the journal cannot take the input either
         trigger("u-2")
         wait_until(lambda: errors_for("u-2"), 10, "u-2's journal error")
         assert "could not be journaled" in errors_for("u-2")[0] and not d.store.is_pending("u-2")  # before: no answer at all
+        time.sleep(1.2)  # two more tries of u-1 while the store still refuses: no more errors for it
+        assert len(errors_for("u-1")) == 2 and d.store.is_pending("u-1") and "u-1" not in lst.result_ids()
         monkeypatch.setattr(d.store, "add", real_add)
         monkeypatch.setattr(d.store, "accept", real_accept)
         trigger("u-2")  # sent again, as told
         wait_until(lambda: "u-2" in lst.result_ids(), 10, "u-2's result")
-        # u-1 waits in the journal for the next start: degraded until then (it read ok once another result was stored)
-        assert health(d)["status"] == "degraded" and health(d)["store"] == {"error": None, "unstored": 1}
-        assert d.metrics.total("inspector_store_failures_total") == 2 and "u-1" not in lst.result_ids()
+        # u-1 is stored and published while the daemon runs (before: only at the next start, degraded until then)
+        wait_until(lambda: "u-1" in lst.result_ids(), 10, "u-1's result, once the store takes writes")
+        assert not d.store.is_pending("u-1") and d.store.get("u-1")["verdict"] in ("PASS", "FAIL")
+        assert health(d)["store"] == {"error": None, "unstored": 0}
+        assert d.metrics.total("inspector_store_failures_total") == 2 and len(errors_for("u-1")) == 2
 
 
 def test_a_result_the_broker_refuses_is_offered_again_and_shown(make_broker, station, listen, tiny_inspector, good_png, tmp_path,
@@ -229,7 +267,7 @@ def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, 
         wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
         assert lst.json("result")[0]["verdict"] == "FAIL" and lst.json("result")[0]["images"] == {}
         health = d.health()
-        assert health["status"] == "degraded" and health["disk"] == {"free_mb": 100, "images": "not saved (disk full or below store.min_free_mb)"}
+        assert health["status"] == "degraded" and health["disk"] == {"free_mb": 100, "images": "not saved (free space below store.min_free_mb, 500 MB)"}
         assert d.metrics.total("inspector_images_skipped_total") == 1 and d.store.count() == 1
         free["mb"] = 10_000
         d.sink._next_disk_check = 0.0
@@ -238,7 +276,8 @@ def test_a_nearly_full_disk_keeps_results_without_their_images(station, broker, 
         assert set(lst.json("result")[1]["images"]) == {"image", "overlay"} and d.health()["status"] == "ok"
 
 
-def test_a_fail_report_that_cannot_be_written_is_on_health_in_one_line(station, broker, listen, tiny_inspector, defect_png, caplog):
+def test_a_fail_report_that_cannot_be_written_is_on_health_in_one_line(station, broker, listen, tiny_inspector, defect_png, caplog,
+                                                                      monkeypatch):
     """A full reports folder logged a traceback per FAIL while /health read ok, and no report was written."""
     import errno
 
@@ -258,6 +297,9 @@ def test_a_fail_report_that_cannot_be_written_is_on_health_in_one_line(station, 
         assert health["status"] == "degraded" and health["reports"]["failed"] == 1
         assert health["reports"]["error"].startswith(f"fail report of {calls[0]} failed ([Errno 28] No space left on device")
         assert [r.exc_info for r in caplog.records if r.name == "inspector.hooks"] == [None]  # one line, no traceback
+        monkeypatch.setattr("inspector.hooks.FAILED_SHOWN_S", 0.0)  # an hour on, with no FAIL since: degraded for ever before
+        assert d.health()["status"] == "ok" and d.health()["reports"]["error"].startswith("fail report of")
+        monkeypatch.setattr("inspector.hooks.FAILED_SHOWN_S", 3600.0)
         lst.publish("image/D2", defect_png)
         wait_until(lambda: len(calls) == 2 and d.health()["status"] == "ok", 15, "a later report written: healthy again")
         assert d.health()["reports"] == {"failed": 1, "error": None}
@@ -443,6 +485,9 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
         worker = d.workers["inference"]
         worker.step = lambda: (_ for _ in ()).throw(SystemExit)  # kills its thread
         wait_until(lambda: worker.restarts >= 1, 5, "restart")
+        time.sleep(2 * cfg.watchdog.interval_s)  # it read ok one interval later: a monitor polling slowly never saw it
+        h = json.loads(http_get(port, "/health")[1])
+        assert h["status"] == "degraded" and "died and was restarted" in h["restarted"]["inference"]
         worker.step = lambda: time.sleep(3)
         wait_until(lambda: http_get(port, "/health")[0] == 503, 6, "failing health")
         assert "inference silent" in json.loads(http_get(port, "/health")[1])["problems"][0]
@@ -529,7 +574,7 @@ def test_a_full_disk_neither_kills_recovery_nor_uses_up_a_recovered_parts_attemp
 
 
 def test_images_that_cannot_be_written_leave_the_result_stored_without_them(station, broker, listen, tiny_inspector, defect_png,
-                                                                            monkeypatch):
+                                                                            monkeypatch, caplog):
     """An image folder on a full disk (maybe not the store's) failed the whole result: it waited for a restart."""
     from model.errors import InspectorError
 
@@ -545,12 +590,17 @@ def test_images_that_cannot_be_written_leave_the_result_stored_without_them(stat
         lst.publish("image/D1", defect_png)
         wait_until(lambda: len(lst.json("result")) == 1, 15, "a result")
         assert lst.json("result")[0]["images"] == {} and not lst.json("error") and d.store.count() == 1
-        assert d.metrics.total("inspector_images_skipped_total") == 1 and d.health()["disk"]["images"].startswith("not saved")
-        monkeypatch.setattr(d.store, "save_image", real)
-        d.sink._next_disk_check = 0.0
+        assert d.metrics.total("inspector_images_skipped_total") == 1 and "cannot write image.png" in d.health()["disk"]["images"]
+        d.sink._next_disk_check = d.sink._next_image_try = 0.0  # the free-space check finds room: it said "saved again", wrongly
         lst.publish("image/D2", defect_png)
         wait_until(lambda: len(lst.json("result")) == 2, 15, "a second result")
-        assert set(lst.json("result")[1]["images"]) == {"image", "overlay"}
+        assert lst.json("result")[1]["images"] == {} and d.health()["status"] == "degraded"
+        assert "saved again" not in caplog.text and caplog.text.count("until they can be written") == 1  # said once
+        monkeypatch.setattr(d.store, "save_image", real)
+        d.sink._next_image_try = 0.0
+        lst.publish("image/D3", defect_png)
+        wait_until(lambda: len(lst.json("result")) == 3, 15, "a third result")
+        assert set(lst.json("result")[2]["images"]) == {"image", "overlay"} and d.health()["disk"]["images"] == "saved"
 
 
 def test_a_part_keeps_the_time_it_arrived_through_the_journal_and_into_its_record(tmp_path, station, tiny_inspector):

@@ -13,7 +13,7 @@ import pytest
 import inspector.store as store_module
 from inspector.store import Store
 from model.errors import InspectorError, RetryLater
-from tests.cli import assert_one_line_error, cli
+from tests.cli import cli
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -52,15 +52,25 @@ def test_a_condition_that_may_pass_exits_75_for_the_unit_to_restart(monkeypatch,
     assert "Restart=on-failure" in service and "RestartPreventExitStatus=2\n" in service
 
 
-def test_an_os_error_no_command_foresaw_is_one_line(monkeypatch, capsys):
+@pytest.mark.parametrize(("exc", "code", "line"), [
+    (OSError(errno.ENOSPC, "No space left on device", "/srv/exports/line3.onnx"), 75,  # a full disk may pass: the unit restarts
+     "error: /srv/exports/line3.onnx: No space left on device; free space, then run it again"),
+    (OSError(errno.EROFS, "Read-only file system", "/srv/exports"), 2, "error: /srv/exports: Read-only file system; give this user"),
+    (OSError(errno.EIO, "Input/output error"), 75, "error: [Errno 5] Input/output error; check the folder and the disk"),  # no "a file"
+    (TimeoutError("timed out"), 75, "error: timed out; check the folder and the disk"),
+    (BrokenPipeError(errno.EPIPE, "Broken pipe"), 0, None),  # `inspector eval --json | head`: quiet, as before the catch-all
+])
+def test_an_os_error_no_command_foresaw_is_one_line(monkeypatch, capsys, exc, code, line):
+    """A full disk or a failing one was exit 2, which the unit never restarts on; a broken pipe said `a file: Broken pipe`."""
     import inspector.commands.threshold as threshold
 
-    def full(_args):
-        raise OSError(errno.ENOSPC, "No space left on device", "/srv/exports/line3.onnx")
+    def fail(_args):
+        raise exc
 
-    monkeypatch.setattr(threshold, "run", full)
+    monkeypatch.setattr(threshold, "run", fail)
     rc, _, err = cli(capsys, "threshold", "x")
-    assert_one_line_error(rc, err, "/srv/exports/line3.onnx: No space left on device; free space, then run it again")
+    assert rc == code and "Traceback" not in err
+    assert (err.splitlines() == [] if line is None else len(err.splitlines()) == 1 and err.startswith(line)), err
 
 
 def test_an_export_written_onto_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path, monkeypatch):

@@ -226,6 +226,25 @@ def test_folder_file_that_cannot_be_moved_is_read_once_shown_and_moved_once_it_c
         w.stop()
 
 
+
+def test_a_file_that_could_not_be_moved_and_was_taken_away_by_hand_leaves_no_problem(tmp_path, monkeypatch):
+    """The state kept saying `cannot move P4.png` (and /health degraded) until some other file was moved."""
+    import inspector.sources as sources
+
+    monkeypatch.setattr(sources, "MOVE_RETRY_S", 0.1)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "done").write_text("a file where the done/ folder should be")
+    frames: list = []
+    w = watcher(folder, "move", frames)
+    try:
+        drop(folder / "P4.png", png(good_image(4)))
+        wait_until(lambda: w.state.startswith("cannot move P4.png"), 5, "the state")
+        (folder / "P4.png").unlink()
+        wait_until(lambda: w.state == "watching", 5, "the problem gone with the file")
+    finally:
+        w.stop()
+
 def test_folder_file_without_a_serial_is_said(tmp_path, caplog):
     folder = tmp_path / "in"
     folder.mkdir()
