@@ -32,7 +32,8 @@ from model.errors import InspectorError
 log = logging.getLogger(__name__)
 
 STORE_RETRY_S = 5.0  # a result the store refused is offered to it again after this long
-UNSTORED_KEPT = 32  # results held in memory for that (each holds its frame); older ones wait in the journal for the next start
+UNSTORED_KEPT = 32  # results held in memory for that, the newest (each holds its frame and map; older ones wait in the
+UNSTORED_BYTES = 512 * 2**20  # journal for the next start), and at most this many bytes of them (but one)
 
 
 class Inference:
@@ -147,7 +148,8 @@ class Sink:
     def _hold(self, job: Job, result: InspectionResult) -> None:
         self._unstored[job.inspection_id] = (job, result)
         self._next_store_retry = time.monotonic() + STORE_RETRY_S
-        while len(self._unstored) > UNSTORED_KEPT:
+        held = lambda: sum(j.rgb.nbytes + r.anomaly_map.nbytes for j, r in self._unstored.values())  # noqa: E731
+        while len(self._unstored) > 1 and (len(self._unstored) > UNSTORED_KEPT or held() > UNSTORED_BYTES):
             del self._unstored[next(iter(self._unstored))]
 
     def _store_again(self) -> None:

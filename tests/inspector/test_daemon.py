@@ -138,6 +138,25 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
 
 
 
+
+def test_results_held_for_another_store_try_are_bounded_by_count_and_bytes(monkeypatch):
+    """Each holds its frame and map: 32 frames of 50 MP would have held 4.8 GB."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(pipeline, "UNSTORED_KEPT", 4)
+    monkeypatch.setattr(pipeline, "UNSTORED_BYTES", 3000)
+    sink = pipeline.Sink.__new__(pipeline.Sink)  # only its holding is tested here
+    sink._unstored = {}
+    hold = lambda ident, n: sink._hold(SimpleNamespace(inspection_id=ident, rgb=np.zeros(n, np.uint8)),  # noqa: E731
+                                       SimpleNamespace(anomaly_map=np.zeros(0, np.float32)))
+    for i in range(6):
+        hold(f"s{i}", 500)
+    assert list(sink._unstored) == ["s2", "s3", "s4", "s5"]  # the newest 4
+    hold("big", 2000)
+    assert list(sink._unstored) == ["s4", "s5", "big"]  # 3000 bytes
+    hold("huge", 10_000)
+    assert list(sink._unstored) == ["huge"]  # the newest is always held
+
 def test_a_watched_file_the_journal_refuses_waits_in_its_folder_unanswered(station, broker, listen, tiny_inspector, tmp_path,
                                                                           good_png, monkeypatch):
     """It was answered 'send it again' on the error topic, every 5 s, while its folder already sent it again by itself."""
