@@ -1,9 +1,10 @@
 """`inspector bench BENCH ...`: speed benchmarks; each prints medians/percentiles (ratios where a baseline runs).
 
-Each benchmark lives in its own module `inspector/commands/bench_<name>.py` exposing `register(subparsers)`
-(like a command) and is listed in BENCHES. DEFAULT_BENCH, when set, takes arguments that do not start
-with a benchmark's name (e.g. `inspector bench MODEL DATA`).
+`inspector bench CKPT DATA` is short for `inspector bench model CKPT DATA`.
 """
+
+# Each benchmark lives in inspector/commands/bench_<name>.py with `register(subparsers)`, listed in BENCHES;
+# DEFAULT_BENCH takes arguments that do not start with a benchmark's name.
 
 from __future__ import annotations
 

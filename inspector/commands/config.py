@@ -37,8 +37,9 @@ def validate(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
         print(f"{args.file}: {len(errors)} problem(s)", file=sys.stderr)
     else:
+        here = f"; this machine can run it (the model loads on {cfg.model.device}, source, store and port checked)" if args.here else ""
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
-              f" topics under {cfg.mqtt.prefix})")
+              f" topics under {cfg.mqtt.prefix}){here}")
     return 0 if cfg is not None else 1
 
 

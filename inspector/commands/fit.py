@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0|1|2 or clip:<model>:<weights path>")
     p.add_argument("--layers", type=int_list, default=(), help="backbone feature levels, e.g. 2,3,4 (default per backbone)")
-    p.add_argument("--size", type=int, default=256, help="input size in px (square, a multiple of 32 from 64 to 1024)")
-    p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank")
-    p.add_argument("--global-weight", type=float, default=None, help="weight of the global (whole-image) score, 0..1")
+    p.add_argument("--size", type=int, default=256, help="input size in px (square, a multiple of 32 from 64 to 1024; default 256)")
+    p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank (default 0.01)")
+    p.add_argument("--global-weight", type=float, default=None, help="weight of the global (whole-image) score, 0..1 (default 0.5)")
     p.add_argument("--no-position-norm", dest="position_norm", action="store_false",
                    help="score patch distances as they are, not against the good parts' distances at the same place "
                         "(for parts that are not framed the same way each time)")

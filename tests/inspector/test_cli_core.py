@@ -548,3 +548,15 @@ def test_two_threshold_changes_at_once_are_both_kept(tiny_ckpt, tmp_path, monkey
     for t in runs:
         t.join()
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"] == {"image": 7.5, "pixel": 3.5}  # one was lost before
+
+
+def test_fit_help_states_the_defaults_fit_uses(capsys):
+    from inspector.cli import main
+    from model.fit import FitOptions
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--coreset", FitOptions.coreset_ratio), ("--global-weight", FitOptions.global_weight)):
+        entry = text.rsplit(f"{flag} ", 1)[1].split(" --")[0]  # its help, after the usage line
+        assert f"(default {default})" in entry, (flag, default, entry)
