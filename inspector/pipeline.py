@@ -32,8 +32,9 @@ from model.errors import InspectorError
 log = logging.getLogger(__name__)
 
 STORE_RETRY_S = 5.0  # a result the store refused is offered to it again after this long
-UNSTORED_KEPT = 32  # results held in memory for that, the newest (each holds its frame and map; older ones wait in the
-UNSTORED_BYTES = 512 * 2**20  # journal for the next start), and at most this many bytes of them (but one)
+# the newest results held in memory for that (each holds its frame and map): at most this many, and this many bytes
+# (the newest is always held); older ones wait in the journal for the next start
+UNSTORED_KEPT, UNSTORED_BYTES = 32, 512 * 2**20
 
 
 class Inference:
