@@ -258,16 +258,14 @@ class Daemon:
         sink = self.sink
         disk = {"free_mb": sink.disk_free_mb, "images": sink.images_off or "saved"} if sink else None
         model = self._model_health()
-        # results left unstored wait in the journal: degraded until they are stored, not only until a later one is
         reports = {"failed": self.hooks.failed, "error": self.hooks.last_error} if self.hooks is not None else None
-        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
-                               or self.trouble.unstored or (self.hooks and self.hooks.recent_error)
-                               or refused or (sink and sink.images_off) or (model or {}).get("changed_on_disk")):
-            status = "degraded"
         now = time.monotonic()
         restarted = {n: f"died and was restarted {now - w.restarted_at:.0f} s ago ({w.restarts} times so far)"
                      for n, w in self.workers.items() if w.restarted_at is not None and now - w.restarted_at < RESTART_SHOWN_S}
-        if status == "ok" and restarted:
+        # results left unstored wait in the journal: degraded until they are stored, not only until a later one is
+        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
+                               or self.trouble.unstored or (self.hooks and self.hooks.recent_error) or restarted
+                               or refused or (sink and sink.images_off) or (model or {}).get("changed_on_disk")):
             status = "degraded"
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
                 **({"model": model} if model else {}),

@@ -35,6 +35,7 @@ STORE_RETRY_S = 5.0  # a result the store refused is offered to it again after t
 # the newest results held in memory for that (each holds its frame and map): at most this many, and this many bytes
 # (the newest is always held); older ones wait in the journal for the next start
 UNSTORED_KEPT, UNSTORED_BYTES = 32, 512 * 2**20
+STORE_ERRORS = (InspectorError, OSError, sqlite3.Error)  # a full disk, a broken store: the job stays journaled
 
 
 class Inference:
@@ -118,7 +119,7 @@ class Sink:
                 else:
                     self.handle(job, outcome)
                     self.trouble.error = None  # the store takes writes again
-            except (InspectorError, OSError, sqlite3.Error) as exc:  # disk full, store broken: the job stays journaled
+            except STORE_ERRORS as exc:
                 log.error("cannot store the result of %s (%s); it is tried again while it stays in the journal", job.inspection_id, exc)
                 text = f"result of {job.inspection_id} could not be stored ({exc}); it is tried again every {STORE_RETRY_S:g} s" \
                        " and at the next start, and published once stored"
@@ -163,7 +164,7 @@ class Sink:
             ident, (job, result) = next(iter(self._unstored.items()))
             try:
                 self.handle(job, result)
-            except (InspectorError, OSError, sqlite3.Error):
+            except STORE_ERRORS:
                 return  # still refused: the next try in STORE_RETRY_S
             del self._unstored[ident]
             self.trouble.stored(ident)

@@ -347,11 +347,7 @@ class FolderWatcher:
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, accepted in list(self._unmoved.items()):
-                    if os.path.lexists(path):
-                        self._finish(path, accepted)
-                    else:
-                        log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
-                        self._settled(path)
+                    self._finish(path, accepted)
             for path in entries:
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
@@ -391,6 +387,8 @@ class FolderWatcher:
             if verb == "delete":
                 path.unlink(missing_ok=True)
             elif self.cfg.after == "move" or self.cfg.after == "delete":
+                if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
+                    raise FileNotFoundError(path)
                 target = self.folder / ("done" if accepted else "rejected")
                 target.mkdir(exist_ok=True)
                 if target.is_symlink() or not target.is_dir():  # a link put there moved parts, overwriting, anywhere it led

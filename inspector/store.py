@@ -160,7 +160,6 @@ class Store:
             return None
         return RetryLater(f"store {self.path}: the disk holding it is full ({free // 2**20} MB free; {exc}); free space, then start again")
 
-
     def _open_readonly(self) -> sqlite3.Connection:
         """A read-only connection. A WAL store needs its shared-memory file (`-shm`), which only a user who may write
         the folder can create: while the daemon runs it is there; after a clean stop it is gone, and then, with no
