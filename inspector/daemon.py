@@ -2,7 +2,7 @@
 
     source --> intake --(jobs, bounded: full = reject on the error topic)--> inference (owns the engine,
     batches) --(results)--> sink (record -> store -> outbox -> Sparkplug -> report hooks)
-    watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, systemd pinged
+    watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, the status, systemd pinged
 
 Start: store, broker (credentials and TLS checked: a refusal ends the start with one clear line), engine,
 workers, journal recovery, source, `online`. SIGTERM: the source stops, accepted work drains (up to
@@ -28,7 +28,7 @@ from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Intake
-from inspector.mqtt import OFFLINE, ONLINE, Message, MqttClient, Topics, Will
+from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
 from inspector.sources import open_source
@@ -131,6 +131,8 @@ class Daemon:
         self._given_inspector, self._on_fail, self._on_shift = inspector, on_fail, on_shift_report
         self.halt = threading.Event()  # set by SIGTERM/SIGINT or stop()
         self.ready = False
+        self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
+        self._status_sent: bytes | None = None
         self.problems: list[str] = []
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
@@ -224,8 +226,18 @@ class Daemon:
         self.mqtt.publish(topic, payload, qos=1, correlation=correlation)
 
     def _connected(self) -> None:
-        if self.ready:  # `online` means able to inspect, not merely connected
-            self.mqtt.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        self._publish_status(again=True)
+
+    def _publish_status(self, again: bool = False) -> None:
+        """The retained status, when it changed (`again`: after a reconnect): `online` means able to inspect, not merely
+        connected, and `degraded` that the store refuses writes, so the line sees it without polling /health."""
+        with self._status_lock:
+            if not self.ready or self.halt.is_set():
+                return
+            status = DEGRADED if self.trouble.error else ONLINE
+            if again or status != self._status_sent:
+                self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
+                self._status_sent = status
 
     def _overflow(self, msg: Message) -> None:
         # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow
@@ -320,6 +332,8 @@ class Daemon:
             self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
         self.problems = problems
         self._gauges()
+        if self.mqtt is not None and self.mqtt.connected:
+            self._publish_status()
         return problems
 
     # -- stop -------------------------------------------------------------------------------------------------
@@ -361,8 +375,9 @@ class Daemon:
         if self.sparkplug is not None:
             self.sparkplug.stop()
         if self.mqtt is not None:
-            if self.mqtt.connected:
-                self.mqtt.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            with self._status_lock:  # halt is set: no status after this one
+                if self.mqtt.connected:
+                    self.mqtt.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             self.mqtt.stop(timeout=2)
         if self.http is not None:
             self.http.stop()

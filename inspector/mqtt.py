@@ -29,6 +29,7 @@ QUICK_DROP_S = 2.0
 MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
 
 ONLINE, OFFLINE = b"online", b"offline"
+DEGRADED = b"degraded"  # retained while the store refuses writes: inputs are answered on the error topic, results wait
 
 
 @dataclass(frozen=True)

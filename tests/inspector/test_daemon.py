@@ -226,6 +226,8 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
         assert "could not be stored (database or disk is full)" in errors_for("u-1")[0]
         h = health(d)
         assert h["status"] == "degraded" and h["store"]["unstored"] == 1 and "disk is full" in h["store"]["error"]  # "ok" before
+        # the retained status says so too (it stayed `online`), for a line that does not poll /health
+        wait_until(lambda: lst.on("status")[-1][0] == b"degraded", 5, "status degraded")
         trigger("u-1")  # the line asks again: answered with why (before: acknowledged, and nothing came)
         wait_until(lambda: len(errors_for("u-1")) == 2, 10, "the repeat answered")
         assert errors_for("u-1")[1] == errors_for("u-1")[0] and d.store.is_pending("u-1")  # still journaled
@@ -243,6 +245,7 @@ def test_a_store_that_fails_writes_is_answered_and_shown(station, broker, listen
         wait_until(lambda: "u-1" in lst.result_ids(), 10, "u-1's result, once the store takes writes")
         assert not d.store.is_pending("u-1") and d.store.get("u-1")["verdict"] in ("PASS", "FAIL")
         assert health(d)["store"] == {"error": None, "unstored": 0}
+        wait_until(lambda: lst.on("status")[-1][0] == b"online", 5, "status online again")
         assert d.metrics.total("inspector_store_failures_total") == 2 and len(errors_for("u-1")) == 2
 
 
