@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.global_weight is not None:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)
+    check_room(out, len(dataset.train), options)
     net, report = fit(dataset, options, progress=tqdm_bars())
     types = fit_types_from_args(net, args, tqdm_bars(), labels)
     manifest = save_checkpoint(net, out, {
@@ -147,6 +149,30 @@ def run(args: argparse.Namespace) -> int:
             print(f"  learnt branch: {trained} blend weight {learnt['alpha']}" + (f" (chosen on {learnt['val_images']} generated validation defects)"
                                                        if learnt.get("alpha_from") == "validation" else ""))
     return 0
+
+
+def checkpoint_mb(n_images: int, options) -> float:
+    """An upper estimate of the checkpoint's size in MB (about twice the sizes measured): the weights (an EfficientNet-Lite's
+    20 MB, or a CLIP weights file), the kept patches (the bank, or whole reference images), and each image's peer rows."""
+    cells = (options.input_size // options.grid_stride) ** 2
+    # bytes a kept patch takes at 1,024 channels: references are stored in float16 (lite0 has 472 channels)
+    kept = options.references * cells * 2 if options.references else options.coreset_ratio * n_images * cells * 4
+    weights = 64.0
+    if options.backbone.startswith("clip:"):
+        path = Path(options.backbone.split(":", 2)[-1])
+        weights += path.stat().st_size / 2**20 if path.is_file() else 0.0
+    return weights + (kept * 1024 + n_images * (cells * 8 + 8192)) / 2**20
+
+
+def check_room(out: Path, n_images: int, options) -> None:
+    """--out's disk must hold the checkpoint: said in seconds, not after minutes of fitting (the write then failed
+    in one line, the old checkpoint whole). Beside an old one, since that stays until the new one is written."""
+    need = checkpoint_mb(n_images, options)
+    where = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(where).free / 2**20
+    if free < need:
+        raise InspectorError(f"--out {out}: {free:.0f} MB free on its disk, and a checkpoint of {n_images} images needs up to "
+                             f"about {need:.0f} MB; free space or choose another folder")
 
 
 def _blend(value: str | None) -> float | None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -413,6 +414,24 @@ def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
     for force in ((), ("--force",)):  # into the data folder itself: written there before, even without --force
         rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_data / "train" / "good", *force)
         assert_one_line_error(rc, err, "holds other files (000.png) and no checkpoint; give a new or empty folder")
+
+
+def test_fit_says_at_once_when_the_checkpoint_would_not_fit_on_the_disk(capsys, tiny_data, tmp_path, monkeypatch):
+    """It said so after minutes of fitting, when the write failed."""
+    import inspector.commands.fit as fit_command
+    from model.fit import FitOptions
+
+    real = shutil.disk_usage
+    fitted = []
+    monkeypatch.setattr(fit_command, "shutil", SimpleNamespace(disk_usage=lambda p: real(p)._replace(free=50 * 2**20)))
+    monkeypatch.setattr("model.fit.fit", lambda *a, **k: fitted.append(1))
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "new" / "c.ckpt", "--size", "64", "--synth", "0")
+    assert_one_line_error(rc, err, f"--out {tmp_path / 'new' / 'c.ckpt'}: 50 MB free on its disk, and a checkpoint of")
+    assert "free space or choose another folder" in err and not fitted and not (tmp_path / "new").exists()
+    # the estimate stays above what the default writes (24 MB for 252 images at 256 px) and grows with what is kept
+    assert 24 < fit_command.checkpoint_mb(252, FitOptions()) < 100
+    assert fit_command.checkpoint_mb(252, FitOptions(references=256)) > 250  # 248 MB measured
+    assert fit_command.checkpoint_mb(3000, FitOptions(input_size=512)) > fit_command.checkpoint_mb(3000, FitOptions())
 
 
 # ---- bad input: one line, exit 2 -------------------------------------------------------------------
