@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, seed, tqdm_bars
 from inspector.commands.types_cli import add_fit_args as add_type_args
@@ -13,6 +14,9 @@ from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
 from model.errors import InspectorError
 from model.folders import writable_folder
+
+if TYPE_CHECKING:
+    from model.fit import FitOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def checkpoint_mb(n_images: int, options) -> float:
+def checkpoint_mb(n_images: int, options: FitOptions) -> float:
     """An upper estimate of the checkpoint's size in MB (about twice the sizes measured): the weights (an EfficientNet-Lite's
     20 MB, or a CLIP weights file), the kept patches (the bank, or whole reference images), and each image's peer rows."""
     cells = (options.input_size // options.grid_stride) ** 2
@@ -164,7 +168,7 @@ def checkpoint_mb(n_images: int, options) -> float:
     return weights + (kept * 1024 + n_images * (cells * 8 + 8192)) / 2**20
 
 
-def check_room(out: Path, n_images: int, options) -> None:
+def check_room(out: Path, n_images: int, options: FitOptions) -> None:
     """--out's disk must hold the checkpoint: said in seconds, not after minutes of fitting (the write then failed
     in one line, the old checkpoint whole). Beside an old one, since that stays until the new one is written."""
     need = checkpoint_mb(n_images, options)
