@@ -171,6 +171,7 @@ def checkpoint_mb(n_images: int, options: FitOptions) -> float:
 def check_room(out: Path, n_images: int, options: FitOptions) -> None:
     """--out's disk must hold the checkpoint: said in seconds, not after minutes of fitting (the write then failed
     in one line, the old checkpoint whole). Beside an old one, since that stays until the new one is written."""
+    options.validate()  # a bad option is named as such, not as the room it would take (--size 100000: 86 GB)
     need = checkpoint_mb(n_images, options)
     where = next(p for p in (out, *out.parents) if p.exists())
     free = shutil.disk_usage(where).free / 2**20
