@@ -178,15 +178,20 @@ def default_layers(spec: str) -> tuple[int, ...]:
     return (2, 3, 4)
 
 
+def clip_spec(spec: str) -> tuple[str, str]:
+    """`clip:<model>:<weights path>` -> (model name, weights path)."""
+    parts = spec.split(":", 2)
+    if len(parts) != 3 or not parts[1]:
+        raise InspectorError(f"backbone {spec!r}: write clip:<open_clip model name>:<weights path>")
+    return parts[1], parts[2]
+
+
 def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weights: bool = True) -> nn.Module:
     """Build a backbone from its spec string: `efficientnet-lite0` or `clip:<model>:<weights path>`."""
     if spec in EFFICIENTNET_LITE:
         return EfficientNetLite(spec, layers or default_layers(spec), load_weights=load_weights)
     if spec.startswith("clip:"):
-        parts = spec.split(":", 2)
-        if len(parts) != 3 or not parts[1]:
-            raise InspectorError(f"backbone {spec!r}: write clip:<open_clip model name>:<weights path>")
-        _, model_name, weights = parts
+        model_name, weights = clip_spec(spec)
         if not layers:
             open_clip = _open_clip()
             depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"] if model_name in open_clip.list_models() else 4

@@ -161,9 +161,11 @@ def checkpoint_mb(n_images: int, options: FitOptions) -> float:
     cells = (options.input_size // options.grid_stride) ** 2
     # bytes a kept patch takes at 1,024 channels: references are stored in float16 (lite0 has 472 channels)
     kept = options.references * cells * 2 if options.references else options.coreset_ratio * n_images * cells * 4
+    from model.backbones import clip_spec
+
     weights = 64.0
     if options.backbone.startswith("clip:"):
-        path = Path(options.backbone.split(":", 2)[-1])
+        path = Path(clip_spec(options.backbone)[1])
         weights += path.stat().st_size / 2**20 if path.is_file() else 0.0
     return weights + (kept * 1024 + n_images * (cells * 8 + 8192)) / 2**20
 
