@@ -5,7 +5,8 @@
     watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, the status, systemd pinged
 
 Start: store, broker (credentials and TLS checked: a refusal ends the start with one clear line), engine,
-workers, journal recovery, source, `online`. SIGTERM: the source stops, accepted work drains (up to
+workers, journal recovery, source, `online`. SIGHUP: the model is loaded again beside the one in use and swapped in
+between batches (a model that fails to load leaves the old one serving). SIGTERM: the source stops, accepted work drains (up to
 daemon.drain_timeout_s; what is left stays in the journal for the next start), the broker acknowledges
 what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
 """
@@ -23,7 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.config import StationConfig
+import numpy as np
+
+from inspector.api import Inspector
+from inspector.config import ModelSection, StationConfig, load_config
+from inspector.decision import DecisionConfig
 from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
@@ -31,12 +36,14 @@ from inspector.intake import Intake
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
+from inspector.result import utc_now
 from inspector.sources import open_source
 from inspector.store import Store
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
+RESTART_AT_START = ("queue_size", "max_image_pixels")  # model settings a reload cannot apply: the queue and intake are built
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
 
@@ -56,6 +63,10 @@ def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
         return st.st_mtime_ns, st.st_size
 
     return tuple(stamp(f) for f in files)
+
+
+def decision_of(section: ModelSection) -> DecisionConfig:
+    return DecisionConfig(image_threshold=section.image_threshold, pixel_threshold=section.pixel_threshold, mm_per_px=section.mm_per_px)
 
 
 def sd_notify(state: str) -> None:
@@ -118,11 +129,13 @@ class Daemon:
     """One station. `run()` for the command line; `start()` / `shutdown()` for tests and embedding.
 
     `inspector` may be given (an `api.Inspector`, e.g. shared by tests); `on_fail(record)` and
-    `on_shift_report(records, meta)` replace the default report renderers.
+    `on_shift_report(records, meta)` replace the default report renderers. `config_path`, the file `cfg` came from,
+    is read again by `reload()`.
     """
 
-    def __init__(self, cfg: StationConfig, *, inspector: Any = None, on_fail: OnFail | None = None, on_shift_report: OnShift | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: StationConfig, *, inspector: Any = None, on_fail: OnFail | None = None, on_shift_report: OnShift | None = None,
+                 config_path: str | Path | None = None) -> None:
+        self.cfg, self.config_path = cfg, config_path
         self.topics = Topics(cfg.mqtt.prefix)
         self.metrics = Metrics()
         self.trouble = StoreTrouble()  # shared by intake (journal writes) and sink (result writes), shown on /health
@@ -144,6 +157,11 @@ class Daemon:
         self.http: HealthServer | None = None
         self.source: Any = None
         self.inspector: Any = None
+        self._owns_engine = inspector is None  # a given inspector's engine is its owner's to close
+        self._model_lock = threading.Lock()  # the engine in use is swapped or closed under it, never both at once
+        self._reloading = threading.Lock()  # one reload at a time
+        self.loaded_at = ""
+        self.last_reload: dict[str, Any] | None = None
         self.outbox: Outbox | None = None
         self.sink: Sink | None = None
         self.hooks: ReportHooks | None = None
@@ -178,20 +196,15 @@ class Daemon:
         self._start_rest(client_id)
 
     def _start_rest(self, client_id: str) -> None:
-        from inspector.api import Inspector
-        from inspector.decision import DecisionConfig
-
         cfg = self.cfg
-        decision = DecisionConfig(image_threshold=cfg.model.image_threshold, pixel_threshold=cfg.model.pixel_threshold, mm_per_px=cfg.model.mm_per_px)
-        engine = self._given_inspector.engine if self._given_inspector is not None else None
-        # stamped before loading: a threshold written during the load is then seen as a change
-        self._model_files = model_files(engine.meta.path if engine else str(locate_model(cfg.model.path)[0]))
-        self._model_stamp = files_stamp(self._model_files)
-        try:
-            self.inspector = Inspector(engine, decision, cfg.station.name) if engine else Inspector.load(cfg.model.path, cfg.model.device, decision, cfg.station.name)
-        except InspectorError as exc:
-            # the engines word a missing device for the CLI's option; here it came from the station config
-            raise InspectorError(str(exc).replace("--device", "model.device")) from None
+        if self._given_inspector is not None:
+            engine = self._given_inspector.engine
+            self._model_files = model_files(engine.meta.path)
+            self._model_stamp = files_stamp(self._model_files)
+            self.inspector = Inspector(engine, decision_of(cfg.model), cfg.station.name)
+        else:
+            self.inspector, self._model_files, self._model_stamp = self._load(cfg.model)
+        self.loaded_at = utc_now()
         if cfg.sparkplug.enabled:
             from inspector.sparkplug import SparkplugNode
 
@@ -290,15 +303,86 @@ class Daemon:
 
     def _model_health(self) -> dict[str, Any] | None:
         """The model and thresholds parts are judged with, and whether its files changed since they were loaded:
-        `inspector threshold`, a refit or a re-export takes effect at the next start, not before."""
+        `inspector threshold`, a refit or a re-export takes effect at a reload or the next start, not before."""
         if self.inspector is None:
             return None
         meta = self.inspector.engine.meta
         out: dict[str, Any] = {"id": meta.model_id, "path": meta.path, "image_threshold": self.inspector.image_threshold,
-                               "pixel_threshold": self.inspector.pixel_threshold}
+                               "pixel_threshold": self.inspector.pixel_threshold, "loaded_at": self.loaded_at}
         if files_stamp(self._model_files) != self._model_stamp:
-            out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); restart to use them"
+            out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP) or restart to use them"
+        if self.last_reload is not None:
+            out["last_reload"] = self.last_reload
         return out
+
+    # -- reload -----------------------------------------------------------------------------------------------
+    def _load(self, section: ModelSection) -> tuple[Inspector, list[Path], tuple]:
+        """Open the model `section` names, with its thresholds, and stamp the files /health compares with what is on disk."""
+        # stamped before loading: a threshold written during the load is then seen as a change
+        files = model_files(str(locate_model(section.path)[0]))
+        stamp = files_stamp(files)
+        try:
+            inspector = Inspector.load(section.path, section.device, decision_of(section), self.cfg.station.name)
+        except InspectorError as exc:
+            # the engines word a missing device for the CLI's option; here it came from the station config
+            raise InspectorError(str(exc).replace("--device", "model.device")) from None
+        return inspector, files, stamp
+
+    def reload(self) -> bool:
+        """Load the model again and swap it in between batches (SIGHUP, `systemctl reload`): `inspector threshold`, a
+        refit or a re-export then takes effect without a stop. With the config file `serve` was started from, its
+        `model` section is read again too (but `queue_size`, `max_image_pixels` and the other sections take a restart).
+        The new model inspects a blank image before it is swapped in; whatever fails is logged and shown on /health
+        (`model.last_reload`), and parts go on with the model in use."""
+        if not self.ready or self.halt.is_set():
+            return False
+        if not self._reloading.acquire(blocking=False):
+            log.warning("reload: one is already running; this request is ignored")
+            return False
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        was, new = self.inspector, None
+        try:
+            section, later = self._reread_model_section()
+            new, files, stamp = self._load(section)
+            new.inspect(np.full((64, 64, 3), 128, np.uint8))  # a model that cannot run must not replace one that can
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the station down
+            if new is not None:
+                new.engine.close()
+            reason = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed; parts go on with model %s: %s", was.engine.meta.model_id, reason)
+            self.last_reload = {"ok": False, "at": utc_now(), "error": reason}
+            self.metrics.inc("inspector_model_reloads_total", {"outcome": "failed"})
+            return False
+        else:
+            with self._model_lock:
+                if self.halt.is_set():  # stopping: the engine in use was, or will be, closed by the stop
+                    new.engine.close()
+                    return False
+                self.inference.swap(new, section.batch_size)
+                self.inspector, owned, self._owns_engine = new, self._owns_engine, True
+                self._model_files, self._model_stamp, self.loaded_at = files, stamp, utc_now()
+                self.cfg = self.cfg.model_copy(update={"model": section})
+            if owned:
+                was.engine.close()
+            m = new.engine.meta
+            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s", m.model_id, was.engine.meta.model_id,
+                     new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "")
+            self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {})}
+            self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
+            return True
+        finally:
+            if not self.halt.is_set():  # STOPPING=1 may have been sent meanwhile
+                sd_notify("READY=1")
+            self._reloading.release()
+
+    def _reread_model_section(self) -> tuple[ModelSection, list[str]]:
+        """The config file's model section as a reload applies it, and what else changed there (applied at the next start)."""
+        if self.config_path is None:
+            return self.cfg.model, []
+        new = load_config(self.config_path)
+        later = [name for name in StationConfig.model_fields if name != "model" and getattr(new, name) != getattr(self.cfg, name)]
+        later += [f"model.{k}" for k in RESTART_AT_START if getattr(new.model, k) != getattr(self.cfg.model, k)]
+        return new.model.model_copy(update={k: getattr(self.cfg.model, k) for k in RESTART_AT_START}), later
 
     # -- watchdog ---------------------------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -381,8 +465,9 @@ class Daemon:
             self.mqtt.stop(timeout=2)
         if self.http is not None:
             self.http.stop()
-        if self.inspector is not None and self._given_inspector is None:
-            self.inspector.engine.close()
+        with self._model_lock:
+            if self.inspector is not None and self._owns_engine:
+                self.inspector.engine.close()
 
     def _close_store(self) -> None:
         if self.store is not None:
@@ -395,6 +480,8 @@ class Daemon:
         """Start, serve until SIGTERM/SIGINT, drain, stop. Returns the exit code."""
         self.start()
         before = {sig: signal.signal(sig, lambda *_: self.halt.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            before[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, name="reload", daemon=True).start())
         try:
             sd_notify("READY=1")
             while not self.halt.wait(1.0):

@@ -25,6 +25,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_publish_refused_total": ("counter", "Results the broker refused (e.g. by its ACL); each is offered again a minute later."),
     "inspector_images_skipped_total": ("counter", "Results stored without their images: the disk below store.min_free_mb, or the images not writable."),
     "inspector_worker_restarts_total": ("counter", "Workers restarted by the watchdog."),
+    "inspector_model_reloads_total": ("counter", "Model reloads (SIGHUP) by outcome: ok, or failed with the model in use kept."),
     "inspector_store_failures_total": ("counter", "Inputs that could not be journaled and results that could not be stored (disk full, store broken)."),
     "inspector_stage_seconds": ("histogram", "Seconds per stage: intake (arrival to accepted), queue (accepted to batch start), inference"
                                 " (per batch), store, publish (hand-over to broker ack), total (arrival to stored result)."),

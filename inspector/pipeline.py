@@ -14,6 +14,7 @@ import os
 import queue
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,11 @@ class Inference:
 
     def __init__(self, inspector: Inspector, jobs: queue.Queue[Job], results: queue.Queue, batch_size: int, metrics: Metrics) -> None:
         self.inspector, self.jobs, self.results, self.batch_size, self.metrics = inspector, jobs, results, batch_size, metrics
+        self._lock = threading.Lock()  # held over a batch, so a reloaded model is swapped in between batches
+
+    def swap(self, inspector: Inspector, batch_size: int) -> None:
+        with self._lock:
+            self.inspector, self.batch_size = inspector, batch_size
 
     def step(self, timeout: float = 0.5) -> None:
         try:
@@ -59,7 +65,9 @@ class Inference:
             job.started = t0
             self.metrics.observe("inspector_stage_seconds", t0 - job.accepted, {"stage": "queue"})
         self.metrics.observe("inspector_batch_size", len(batch))
-        for job, outcome in zip(batch, self._inspect(batch), strict=True):
+        with self._lock:
+            outcomes = self._inspect(batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
             self.results.put((job, outcome))  # bounded: a slow store slows inference, which fills the intake queue
             self.jobs.task_done()  # counted only once its result is on the way: shutdown drains by these counts
         self.metrics.observe("inspector_stage_seconds", time.monotonic() - t0, {"stage": "inference"})

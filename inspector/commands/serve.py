@@ -1,4 +1,6 @@
-"""`inspector serve --config FILE`: run the station daemon (sources and MQTT in, results out, nothing lost)."""
+"""`inspector serve --config FILE`: run the station daemon (sources and MQTT in, results out, nothing lost).
+
+SIGHUP (`systemctl reload`) loads the model and the file's `model` section again, without a stop."""
 
 from __future__ import annotations
 
@@ -21,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     level = (args.log_level or cfg.daemon.log_level).upper()
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    return Daemon(cfg).run()
+    return Daemon(cfg, config_path=args.config).run()

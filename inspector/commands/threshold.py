@@ -1,7 +1,7 @@
 """`inspector threshold CKPT|EXPORT`: show or change a checkpoint's or an export's thresholds without refitting.
 
-A running `inspector serve` keeps the thresholds it loaded: restart it to use new ones (its /health says when
-the files changed)."""
+A running `inspector serve` keeps the thresholds it loaded: reload it (SIGHUP, `systemctl reload`) or restart it
+to use new ones (its /health says when the files changed)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,140 @@
+"""A running station takes a new threshold, model or config model section on reload (SIGHUP), between batches,
+and keeps the model it has when the new one cannot be loaded."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+import yaml
+
+from inspector.api import Inspector
+from inspector.cli import main
+from inspector.config import StationConfig
+from tests.inspector.conftest import running, station_dict, wait_until
+
+
+@pytest.fixture
+def served(tiny_ckpt, tmp_path):
+    """A copy of the tiny checkpoint that a test may change under the running station."""
+    return shutil.copytree(tiny_ckpt, tmp_path / "served.ckpt")
+
+
+def send(lst, good_png: bytes, ids: list[str]) -> None:
+    b64 = base64.b64encode(good_png).decode()
+    for info in [lst.publish("trigger", json.dumps({"inspection_id": i, "base64": b64})) for i in ids]:
+        info.wait_for_publish(10)
+
+
+def results(lst) -> dict[str, dict]:
+    return {r["inspection_id"]: r for r in lst.json("result")}
+
+
+def test_a_new_threshold_is_used_after_a_reload_and_parts_sent_meanwhile_are_all_answered(station, served, listen, good_png, capsys):
+    """`inspector threshold` on a served checkpoint took a restart; the line stopped for it."""
+    cfg = station(model={"path": str(served), "batch_size": 2})
+    lst = listen(cfg.mqtt.port, cfg.mqtt.prefix)
+    with running(cfg, Inspector.load(served)) as d:
+        old = d.inspector.image_threshold
+        assert main(["threshold", str(served), "--set", "123.5"]) == 0
+        assert "changed_on_disk" in d.health()["model"]
+        burst = [f"r-{i:03d}" for i in range(60)]
+        sender = threading.Thread(target=send, args=(lst, good_png, burst))
+        sender.start()
+        wait_until(lambda: len(results(lst)) >= 5, 60, "first results")
+        assert d.reload() is True
+        sender.join(60)
+        wait_until(lambda: set(burst) <= lst.result_ids(), 120, "every part of the burst")
+        got = results(lst)
+        thresholds = [got[i]["threshold"] for i in burst]
+        assert thresholds[0] == pytest.approx(old) and thresholds[-1] == 123.5
+        switched = thresholds.index(123.5)
+        assert 0 < switched and set(thresholds[switched:]) == {123.5}, "a part judged with the old threshold after the new one"
+        model = d.health()["model"]
+        assert model["image_threshold"] == 123.5 and "changed_on_disk" not in model and d.health()["status"] == "ok"
+        assert model["last_reload"]["ok"] is True and model["last_reload"]["model"] == model["id"]
+        assert "inspector_model_reloads_total{outcome=\"ok\"} 1" in d.render_metrics()
+    assert not lst.on("error")
+    capsys.readouterr()
+
+
+def test_a_tampered_model_is_refused_on_reload_and_the_loaded_one_goes_on_inspecting(station, served, listen, good_png):
+    cfg = station(model={"path": str(served)})
+    lst = listen(cfg.mqtt.port, cfg.mqtt.prefix)
+    with running(cfg, Inspector.load(served)) as d:
+        model_id = d.inspector.engine.meta.model_id
+        weights = served / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+        assert d.reload() is False
+        health = d.health()
+        assert health["model"]["last_reload"]["ok"] is False and "sha256" in health["model"]["last_reload"]["error"].lower()
+        assert health["model"]["id"] == model_id
+        send(lst, good_png, ["after-failed-reload"])
+        got = wait_until(lambda: results(lst).get("after-failed-reload"), 60, "a result after the failed reload")
+        assert got["model"]["id"] == model_id
+        assert "inspector_model_reloads_total{outcome=\"failed\"} 1" in d.render_metrics()
+
+
+def test_reload_reads_the_config_files_model_section_and_names_what_takes_a_restart(tmp_path, broker, served, tiny_ckpt, caplog):
+    raw = station_dict(tmp_path, broker, served)
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = StationConfig.model_validate(raw)
+    with running(cfg, Inspector.load(served), config_path=path) as d:
+        raw["model"]["image_threshold"] = 7.25
+        raw["model"]["queue_size"] = 5
+        raw["mqtt"]["keepalive_s"] = 9
+        path.write_text(yaml.safe_dump(raw))
+        with caplog.at_level("INFO", logger="inspector.daemon"):
+            assert d.reload() is True
+        assert d.inspector.image_threshold == 7.25 and d.cfg.model.queue_size == 1000
+        assert d.health()["model"]["last_reload"]["restart_needed_for"] == ["mqtt", "model.queue_size"]
+        assert "mqtt, model.queue_size changed and take effect at the next start" in caplog.text
+
+        raw["model"]["image_treshold"] = 1.0  # a typo: the whole file is refused, the station keeps what it has
+        path.write_text(yaml.safe_dump(raw))
+        assert d.reload() is False
+        assert "image_treshold" in d.health()["model"]["last_reload"]["error"] and d.inspector.image_threshold == 7.25
+
+        del raw["model"]["image_treshold"]
+        raw["model"]["path"] = str(tmp_path / "nowhere.ckpt")
+        path.write_text(yaml.safe_dump(raw))
+        assert d.reload() is False
+        assert "nowhere.ckpt" in d.health()["model"]["last_reload"]["error"]
+
+        raw["model"]["path"] = str(tiny_ckpt)  # another model: its files are the ones watched from now on
+        path.write_text(yaml.safe_dump(raw))
+        assert d.reload() is True
+        assert d.health()["model"]["path"] == str(tiny_ckpt) and "changed_on_disk" not in d.health()["model"]
+
+
+@pytest.mark.slow
+def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_png):
+    raw = station_dict(tmp_path, broker, served)
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    log = tmp_path / "daemon.log"
+    lst = listen(broker.port, raw["mqtt"]["prefix"])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "inspector", "serve", "--config", str(path)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert main(["threshold", str(served), "--set", "42.0"]) == 0
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded: model" in log.read_text() or proc.poll() is not None, 60, "the reload")
+        send(lst, good_png, ["after-sighup"])
+        got = wait_until(lambda: results(lst).get("after-sighup"), 60, "a result after SIGHUP")
+        assert got["threshold"] == 42.0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
