@@ -5,7 +5,7 @@
     watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, the status, systemd pinged
 
 Start: store, broker (credentials and TLS checked: a refusal ends the start with one clear line), engine,
-workers, journal recovery, source, `online`. SIGHUP: the model is loaded again beside the one in use and swapped in
+workers, journal recovery, source, `online`. SIGHUP or a `reload` command: the model is loaded again beside the one in use and swapped in
 between batches (a model that fails to load leaves the old one serving). SIGTERM: the source stops, accepted work drains (up to
 daemon.drain_timeout_s; what is left stays in the journal for the next start), the broker acknowledges
 what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
@@ -13,6 +13,7 @@ what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redel
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -32,7 +33,7 @@ from inspector.decision import DecisionConfig
 from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
-from inspector.intake import Intake
+from inspector.intake import Intake, ReloadCommand, ShiftReportCommand
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
@@ -185,7 +186,7 @@ class Daemon:
             locate_model(cfg.model.path)  # so is a missing or unknown model (loading it comes after the broker)
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
-                             on_command=lambda cmd, corr: self.hooks.shift(cmd, corr), trouble=self.trouble)
+                             on_command=self._command, trouble=self.trouble)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         self.mqtt = MqttClient(cfg.mqtt, client_id, will=Will(self.topics.status, OFFLINE), persistent=True,
@@ -252,6 +253,21 @@ class Daemon:
                 self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
                 self._status_sent = status
 
+    def _command(self, cmd: ShiftReportCommand | ReloadCommand, correlation: bytes | None) -> None:
+        if isinstance(cmd, ShiftReportCommand):
+            self.hooks.shift(cmd, correlation)
+        else:  # off the intake's thread, which parts wait on
+            threading.Thread(target=self._reload_and_reply, args=(correlation,), name="reload", daemon=True).start()
+
+    def _reload_and_reply(self, correlation: bytes | None) -> None:
+        """A reload asked for over MQTT: its outcome on `report`, or why it failed on `error`."""
+        outcome = self.reload()
+        if outcome["ok"]:
+            self.publish(self.topics.report, json.dumps({"command": "reload", **outcome}), correlation)
+        else:
+            self.publish(self.topics.error, json.dumps({"error": f"command: reload failed; parts go on with model {outcome['model']}: "
+                                                                 f"{outcome['error']}", "input": "command"}), correlation)
+
     def _overflow(self, msg: Message) -> None:
         # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow
         ident, serial = self.intake.ids_of(msg)
@@ -310,7 +326,7 @@ class Daemon:
         out: dict[str, Any] = {"id": meta.model_id, "path": meta.path, "image_threshold": self.inspector.image_threshold,
                                "pixel_threshold": self.inspector.pixel_threshold, "loaded_at": self.loaded_at}
         if files_stamp(self._model_files) != self._model_stamp:
-            out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP) or restart to use them"
+            out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP or a reload command) or restart to use them"
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
         return out
@@ -328,19 +344,21 @@ class Daemon:
             raise InspectorError(str(exc).replace("--device", "model.device")) from None
         return inspector, files, stamp
 
-    def reload(self) -> bool:
-        """Load the model again and swap it in between batches (SIGHUP, `systemctl reload`): `inspector threshold`, a
-        refit or a re-export then takes effect without a stop. With the config file `serve` was started from, its
-        `model` section is read again too (but `queue_size`, `max_image_pixels` and the other sections take a restart).
-        The new model inspects a blank image before it is swapped in; whatever fails is logged and shown on /health
-        (`model.last_reload`), and parts go on with the model in use."""
+    def reload(self) -> dict[str, Any]:
+        """Load the model again and swap it in between batches (SIGHUP, `systemctl reload`, or a `reload` command):
+        `inspector threshold`, a refit or a re-export then takes effect without a stop. With the config file `serve` was
+        started from, its `model` section is read again too (but `queue_size`, `max_image_pixels` and the other sections
+        take a restart). The new model inspects a blank image before it is swapped in; whatever fails is logged and shown
+        on /health (`model.last_reload`), and parts go on with the model in use. Returns the outcome: `ok`, `model`
+        (the one now in use) and `was`, or `error`."""
+        was = self.inspector
         if not self.ready or self.halt.is_set():
-            return False
+            return {"ok": False, "model": was.engine.meta.model_id if was else None, "error": "the station is starting or stopping"}
         if not self._reloading.acquire(blocking=False):
             log.warning("reload: one is already running; this request is ignored")
-            return False
+            return {"ok": False, "model": was.engine.meta.model_id, "error": "a reload is already running; ask again when it has replied"}
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        was, new = self.inspector, None
+        new = None
         try:
             section, later = self._reread_model_section()
             new, files, stamp = self._load(section)
@@ -352,12 +370,12 @@ class Daemon:
             log.error("reload failed; parts go on with model %s: %s", was.engine.meta.model_id, reason)
             self.last_reload = {"ok": False, "at": utc_now(), "error": reason}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "failed"})
-            return False
+            return {**self.last_reload, "model": was.engine.meta.model_id}
         else:
             with self._model_lock:
                 if self.halt.is_set():  # stopping: the engine in use was, or will be, closed by the stop
                     new.engine.close()
-                    return False
+                    return {"ok": False, "model": was.engine.meta.model_id, "error": "the station is stopping"}
                 self.inference.swap(new, section.batch_size)
                 self.inspector, owned, self._owns_engine = new, self._owns_engine, True
                 self._model_files, self._model_stamp, self.loaded_at = files, stamp, utc_now()
@@ -369,7 +387,7 @@ class Daemon:
                      new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "")
             self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
-            return True
+            return {**self.last_reload, "was": was.engine.meta.model_id, "image_threshold": new.image_threshold}
         finally:
             if not self.halt.is_set():  # STOPPING=1 may have been sent meanwhile
                 sd_notify("READY=1")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -81,6 +81,16 @@ class TriggerCommand(BaseModel):
         return self
 
 
+COMMANDS = ("shift_report", "reload")
+
+
+class ReloadCommand(BaseModel):
+    """`<prefix>/command`: {"command": "reload"}: load the model again, as SIGHUP does."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    command: Literal["reload"]
+
+
 class ShiftReportCommand(BaseModel):
     """`<prefix>/command`: {"command": "shift_report", "start": ISO time, "end": ISO time, ...}."""
 
@@ -96,7 +106,7 @@ class ShiftReportCommand(BaseModel):
     @classmethod
     def _known(cls, v: str) -> str:
         if v != "shift_report":
-            raise ValueError(f"unknown command {v[:40]!r}; known: shift_report")
+            raise ValueError(f"unknown command {v[:40]!r}; known: {', '.join(COMMANDS)}")
         return v
 
     @field_validator("start", "end")
@@ -151,7 +161,7 @@ class Intake:
 
     def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
                  publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
-                 on_command: Callable[[ShiftReportCommand, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
+                 on_command: Callable[[ShiftReportCommand | ReloadCommand, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
         self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
@@ -343,13 +353,15 @@ class Intake:
 
     def _command(self, msg: Message) -> None:
         try:
-            cmd = ShiftReportCommand.model_validate(self._json(msg, "command"), context={"zone": self._zone})
+            data = self._json(msg, "command")
+            kind = ReloadCommand if isinstance(data, dict) and data.get("command") == "reload" else ShiftReportCommand
+            cmd = kind.model_validate(data, context={"zone": self._zone})
         except ValidationError as exc:
             return self.reject(pydantic_line(exc, "command"), "command", message=msg)
         except InspectorError as exc:
             return self.reject(str(exc), "command", message=msg)
         if self._on_command is None:
-            return self.reject("command: reports are not available on this station", "command", message=msg)
+            return self.reject("command: this station takes no commands", "command", message=msg)
         self._on_command(cmd, msg.correlation)
         if self.mqtt is not None:
             self.mqtt.ack(msg)

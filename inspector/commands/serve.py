@@ -1,6 +1,6 @@
 """`inspector serve --config FILE`: run the station daemon (sources and MQTT in, results out, nothing lost).
 
-SIGHUP (`systemctl reload`) loads the model and the file's `model` section again, without a stop."""
+SIGHUP (`systemctl reload`) or an MQTT `{"command": "reload"}` loads the model and the file's `model` section again, without a stop."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_a_new_threshold_is_used_after_a_reload_and_parts_sent_meanwhile_are_all
         sender = threading.Thread(target=send, args=(lst, good_png, burst))
         sender.start()
         wait_until(lambda: len(results(lst)) >= 5, 60, "first results")
-        assert d.reload() is True
+        assert d.reload()["ok"] is True
         sender.join(60)
         wait_until(lambda: set(burst) <= lst.result_ids(), 120, "every part of the burst")
         got = results(lst)
@@ -71,7 +71,7 @@ def test_a_tampered_model_is_refused_on_reload_and_the_loaded_one_goes_on_inspec
         model_id = d.inspector.engine.meta.model_id
         weights = served / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-        assert d.reload() is False
+        assert d.reload()["ok"] is False
         health = d.health()
         assert health["model"]["last_reload"]["ok"] is False and "sha256" in health["model"]["last_reload"]["error"].lower()
         assert health["model"]["id"] == model_id
@@ -79,6 +79,39 @@ def test_a_tampered_model_is_refused_on_reload_and_the_loaded_one_goes_on_inspec
         got = wait_until(lambda: results(lst).get("after-failed-reload"), 60, "a result after the failed reload")
         assert got["model"]["id"] == model_id
         assert "inspector_model_reloads_total{outcome=\"failed\"} 1" in d.render_metrics()
+
+
+def test_a_reload_command_over_mqtt_replies_with_its_outcome(station, served, listen, good_png):
+    """A line controller that pushed a new threshold had no way to apply it but a shell on the box (SIGHUP)."""
+    cfg = station(model={"path": str(served)})
+    lst = listen(cfg.mqtt.port, cfg.mqtt.prefix)
+    with running(cfg, Inspector.load(served)) as d:
+        model_id = d.inspector.engine.meta.model_id
+        assert main(["threshold", str(served), "--set", "77.0"]) == 0
+        lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r1")
+        (body, corr), = wait_until(lambda: lst.on("report"), 60, "the reload's reply")
+        reply = json.loads(body)
+        assert corr == b"r1" and reply["command"] == "reload" and reply["ok"] is True and reply["image_threshold"] == 77.0
+        assert reply["was"] == model_id and reply["model"] == d.health()["model"]["id"]
+        send(lst, good_png, ["after-command"])
+        assert wait_until(lambda: results(lst).get("after-command"), 60, "a result after the reload")["threshold"] == 77.0
+
+        with d._reloading:  # one reload at a time: a second is answered at once, not queued
+            lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r2")
+            (body, corr), = wait_until(lambda: lst.on("error"), 60, "the busy reply")
+        assert corr == b"r2" and "already running" in json.loads(body)["error"]
+
+        weights = served / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+        lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r3")
+        wait_until(lambda: len(lst.on("error")) == 2, 60, "the failed reload's reply")
+        body, corr = lst.on("error")[1]
+        error = json.loads(body)["error"]
+        assert corr == b"r3" and error.startswith(f"command: reload failed; parts go on with model {reply['model']}: ") and "sha256" in error.lower()
+        lst.publish("command", json.dumps({"command": "reload", "model": "other.ckpt"}))
+        wait_until(lambda: len(lst.on("error")) == 3, 60, "the bad command's reply")
+        assert json.loads(lst.on("error")[2][0])["error"] == "command: unknown field 'model'"
+        assert len(lst.on("report")) == 1 and d.health()["model"]["id"] == reply["model"]
 
 
 def test_reload_reads_the_config_files_model_section_and_names_what_takes_a_restart(tmp_path, broker, served, tiny_ckpt, caplog):
@@ -92,25 +125,25 @@ def test_reload_reads_the_config_files_model_section_and_names_what_takes_a_rest
         raw["mqtt"]["keepalive_s"] = 9
         path.write_text(yaml.safe_dump(raw))
         with caplog.at_level("INFO", logger="inspector.daemon"):
-            assert d.reload() is True
+            assert d.reload()["ok"] is True
         assert d.inspector.image_threshold == 7.25 and d.cfg.model.queue_size == 1000
         assert d.health()["model"]["last_reload"]["restart_needed_for"] == ["mqtt", "model.queue_size"]
         assert "mqtt, model.queue_size changed and take effect at the next start" in caplog.text
 
         raw["model"]["image_treshold"] = 1.0  # a typo: the whole file is refused, the station keeps what it has
         path.write_text(yaml.safe_dump(raw))
-        assert d.reload() is False
+        assert d.reload()["ok"] is False
         assert "image_treshold" in d.health()["model"]["last_reload"]["error"] and d.inspector.image_threshold == 7.25
 
         del raw["model"]["image_treshold"]
         raw["model"]["path"] = str(tmp_path / "nowhere.ckpt")
         path.write_text(yaml.safe_dump(raw))
-        assert d.reload() is False
+        assert d.reload()["ok"] is False
         assert "nowhere.ckpt" in d.health()["model"]["last_reload"]["error"]
 
         raw["model"]["path"] = str(tiny_ckpt)  # another model: its files are the ones watched from now on
         path.write_text(yaml.safe_dump(raw))
-        assert d.reload() is True
+        assert d.reload()["ok"] is True
         assert d.health()["model"]["path"] == str(tiny_ckpt) and "changed_on_disk" not in d.health()["model"]
 
 
