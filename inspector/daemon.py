@@ -352,11 +352,12 @@ class Daemon:
         on /health (`model.last_reload`), and parts go on with the model in use. Returns the outcome: `ok`, `model`
         (the one now in use) and `was`, or `error`."""
         was = self.inspector
+        was_id = was.engine.meta.model_id if was is not None else None
         if not self.ready or self.halt.is_set():
-            return {"ok": False, "model": was.engine.meta.model_id if was else None, "error": "the station is starting or stopping"}
+            return {"ok": False, "model": was_id, "error": "the station is starting or stopping"}
         if not self._reloading.acquire(blocking=False):
             log.warning("reload: one is already running; this request is ignored")
-            return {"ok": False, "model": was.engine.meta.model_id, "error": "a reload is already running; ask again when it has replied"}
+            return {"ok": False, "model": was_id, "error": "a reload is already running; ask again when it has replied"}
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         new = None
         try:
@@ -367,15 +368,15 @@ class Daemon:
             if new is not None:
                 new.engine.close()
             reason = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
-            log.error("reload failed; parts go on with model %s: %s", was.engine.meta.model_id, reason)
+            log.error("reload failed; parts go on with model %s: %s", was_id, reason)
             self.last_reload = {"ok": False, "at": utc_now(), "error": reason}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "failed"})
-            return {**self.last_reload, "model": was.engine.meta.model_id}
+            return {**self.last_reload, "model": was_id}
         else:
             with self._model_lock:
                 if self.halt.is_set():  # stopping: the engine in use was, or will be, closed by the stop
                     new.engine.close()
-                    return {"ok": False, "model": was.engine.meta.model_id, "error": "the station is stopping"}
+                    return {"ok": False, "model": was_id, "error": "the station is stopping"}
                 self.inference.swap(new, section.batch_size)
                 self.inspector, owned, self._owns_engine = new, self._owns_engine, True
                 self._model_files, self._model_stamp, self.loaded_at = files, stamp, utc_now()
@@ -383,11 +384,11 @@ class Daemon:
             if owned:
                 was.engine.close()
             m = new.engine.meta
-            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s", m.model_id, was.engine.meta.model_id,
+            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s", m.model_id, was_id,
                      new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "")
             self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
-            return {**self.last_reload, "was": was.engine.meta.model_id, "image_threshold": new.image_threshold}
+            return {**self.last_reload, "was": was_id, "image_threshold": new.image_threshold}
         finally:
             if not self.halt.is_set():  # STOPPING=1 may have been sent meanwhile
                 sd_notify("READY=1")
