@@ -155,15 +155,21 @@ def pixel_threshold_report(masks: np.ndarray, maps: np.ndarray, threshold: float
     return {"threshold": round(float(threshold), 6), **{k: _r(v) for k, v in precision_recall_f1(masks, maps >= threshold).items()}}
 
 
-def overlap_report(train: list[Sample], test: list[Sample], scores: np.ndarray, twin_of: np.ndarray) -> dict[str, Any]:
-    """Test images that are other captures of training images (`twin_of`, from model/overlap.py), and image
-    AUROC without them."""
+def overlap_report(train: list[Sample], test: list[Sample], scored: Scored, twin_of: np.ndarray) -> dict[str, Any]:
+    """Test images that are other captures of training images (`twin_of`, from model/overlap.py), and image and
+    pixel AUROC without them: a stored capture of the same part scores low all over, so both flatter."""
     from model.overlap import TWIN_RANK, TWIN_RATIO
 
     twin, y = twin_of >= 0, np.array([s.is_defect for s in test])
     rest = ~twin
-    auroc = roc_auc(y[rest], scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None
+    auroc = roc_auc(y[rest], scored.scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None
+    pixel = None
+    if twin.any() and scored.masks is not None:
+        keep = rest if scored.known is None else rest & scored.known
+        masks = scored.masks[keep]
+        if masks.any() and not masks.all():
+            pixel = roc_auc(masks.ravel(), scored.maps[keep].ravel())
     return {"rule": f"nearest training image < {TWIN_RATIO} x the {TWIN_RANK}th nearest", "good_twins": int((twin & ~y).sum()),
-            "defect_twins": int((twin & y).sum()), "image_auroc_without_twins": _r(auroc),
+            "defect_twins": int((twin & y).sum()), "image_auroc_without_twins": _r(auroc), "pixel_auroc_without_twins": _r(pixel),
             "pairs": [{"test": str(test[i].path), "type": test[i].defect_type, "train": str(train[twin_of[i]].path)}
                       for i in np.flatnonzero(twin)]}

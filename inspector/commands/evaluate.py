@@ -93,7 +93,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         try:
             both = describe([s.path for s in dataset.train + dataset.test], progress or tqdm_bars())
             train_descriptors = [d[:n] for d in both]
-            report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored.scores, twins(train_descriptors, [d[n:] for d in both]))
+            report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored, twins(train_descriptors, [d[n:] for d in both]))
         except InspectorError as e:  # a bad training image must not cost the metrics already computed
             report["train_overlap"] = {"skipped": str(e)}
     if new_parts is not None:
@@ -239,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  overlap check skipped: {ov['skipped']}")
     if ov.get("pairs"):
         print(f"  note: {ov['good_twins']} good and {ov['defect_twins']} defect test images look like other captures of training "
-              f"images; image AUROC without them {ov['image_auroc_without_twins']}, closer to what new parts will see")
+              f"images; without them image AUROC {ov['image_auroc_without_twins']}, pixel AUROC "
+              f"{ov['pixel_auroc_without_twins']}, closer to what new parts will see")
         for pair in [p for p in ov["pairs"] if p["type"] != GOOD][:5]:
             print(f"    {pair['type']} {pair['test']} is like good training image {pair['train']}: mislabelled or contaminated?")
     npt = report.get("new_parts") or {}

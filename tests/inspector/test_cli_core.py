@@ -222,7 +222,8 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     assert at["held_out"]["folds"] == 4 and at["held_out"]["policy"]["kind"] == "escape"
     assert 0.0 <= at["held_out"]["false_alarm_rate"] <= 1.0 and 0.0 <= at["held_out"]["escape_rate"] <= 1.0
     overlap = report["train_overlap"]  # the synthetic parts are all different
-    assert (overlap["good_twins"], overlap["defect_twins"], overlap["pairs"], overlap["image_auroc_without_twins"]) == (0, 0, [], None)
+    assert (overlap["good_twins"], overlap["defect_twins"], overlap["pairs"]) == (0, 0, [])
+    assert overlap["image_auroc_without_twins"] is None and overlap["pixel_auroc_without_twins"] is None
     px = report["at_pixel_threshold"]  # fit chose the pixel threshold by F1-max on the same test masks
     assert px["calibrated_on_these_images"] and px["held_out"]["folds"] == 4
     assert 0.0 < px["f1"] <= 1.0 and all(0.0 <= px["held_out"][k] <= 1.0 for k in ("precision", "recall", "f1"))
@@ -276,9 +277,11 @@ def test_eval_names_test_images_that_are_other_captures_of_training_images(capsy
     overlap = json.loads(stdout)["train_overlap"]
     pairs = {(Path(p["test"]).relative_to(data).as_posix(), Path(p["train"]).name) for p in overlap["pairs"]}
     assert pairs == {("test/good/000.png", "003.png"), ("test/blob/000.png", "005.png")}
-    assert (overlap["good_twins"], overlap["defect_twins"]) == (1, 1) and overlap["image_auroc_without_twins"] is not None
+    assert (overlap["good_twins"], overlap["defect_twins"]) == (1, 1)
+    assert 0.0 <= overlap["image_auroc_without_twins"] <= 1.0 and 0.0 <= overlap["pixel_auroc_without_twins"] <= 1.0
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data)
     assert rc == 0 and "1 good and 1 defect test images look like other captures" in stdout
+    assert f"pixel AUROC {overlap['pixel_auroc_without_twins']}, closer to what new parts" in stdout
     assert "blob " + str(data / "test" / "blob" / "000.png") + " is like good training image" in stdout
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
     assert rc == 0 and "train_overlap" not in json.loads(stdout)

@@ -84,3 +84,27 @@ def test_distances_in_row_blocks_are_the_whole_matrix(monkeypatch):
     monkeypatch.setattr(overlap, "BLOCK_FLOATS", 64 * 9 * 2)  # two rows of `other` at a time
     assert torch.allclose(overlap._distances(train, other), whole, rtol=0, atol=1e-6) and whole.shape == (7, 9)
     assert overlap._distances(train, [t[:0] for t in other]).shape == (0, 9)
+
+
+def test_overlap_report_leaves_twins_out_of_image_and_pixel_auroc():
+    from pathlib import Path
+
+    from model.data import Sample
+    from model.evaluate import Scored, overlap_report
+
+    test = [
+        Sample(Path("g0.png")),
+        Sample(Path("g1.png")),
+        Sample(Path("d0.png"), "blob", Path("d0_mask.png")),
+        Sample(Path("d1.png"), "blob"),
+    ]  # d1 has no mask: its pixels are unknown
+    maps = np.array([[[0.0, 0.0]], [[3.0, 5.0]], [[4.0, 2.0]], [[9.0, 9.0]]], dtype=np.float32)  # [N, 1, 2]
+    masks = np.array([[[0, 0]], [[0, 0]], [[1, 0]], [[0, 0]]], dtype=bool)
+    scored = Scored(np.array([0.0, 3.0, 2.0, 9.0]), maps, masks, [1.0], np.array([True, True, True, False]))
+    report = overlap_report([Sample(Path("t0.png"))], test, scored, np.array([0, -1, -1, -1]))
+    # without g0 (a twin): image scores good 3 against defects 2 and 9 -> 0.5; known pixels normal {3, 5, 2} against
+    # defect {4} -> 2 of 3 pairs; with g0 both would read higher (0.75, 0.8)
+    assert (report["good_twins"], report["defect_twins"]) == (1, 0)
+    assert report["image_auroc_without_twins"] == 0.5 and report["pixel_auroc_without_twins"] == round(2 / 3, 4)
+    no_twins = overlap_report([Sample(Path("t0.png"))], test, scored, np.full(4, -1))
+    assert no_twins["image_auroc_without_twins"] is None and no_twins["pixel_auroc_without_twins"] is None
