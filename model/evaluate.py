@@ -32,15 +32,20 @@ class Scored:
 
     @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(masks, maps) of the images whose pixels are known, for pixel metrics and thresholds: a defect without
-        a mask would count its defect pixels as normal. None without masks, or without a known defect pixel.
+        """`pixels_of` all images, for pixel metrics and thresholds; None also without a known defect pixel.
         Cached: leaving images out copies the maps, and `eval` asks twice."""
+        pixels = self.pixels_of()
+        return pixels if pixels is not None and pixels[0].any() else None
+
+    def pixels_of(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(masks, maps) of the images (of `among`, bool [N], when given) whose pixels are known: a defect without a
+        mask would count its defect pixels as normal. None without masks."""
         if self.masks is None:
             return None
-        masks, maps = self.masks, self.maps
-        if self.known is not None and not self.known.all():
-            masks, maps = masks[self.known], maps[self.known]
-        return (masks, maps) if masks.any() else None
+        keep = self.known
+        if among is not None:
+            keep = among if keep is None else among & keep
+        return (self.masks, self.maps) if keep is None or keep.all() else (self.masks[keep], self.maps[keep])
 
 
 def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -163,12 +168,8 @@ def overlap_report(train: list[Sample], test: list[Sample], scored: Scored, twin
     twin, y = twin_of >= 0, np.array([s.is_defect for s in test])
     rest = ~twin
     auroc = roc_auc(y[rest], scored.scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None
-    pixel = None
-    if twin.any() and scored.masks is not None:
-        keep = rest if scored.known is None else rest & scored.known
-        masks = scored.masks[keep]
-        if masks.any() and not masks.all():
-            pixel = roc_auc(masks.ravel(), scored.maps[keep].ravel())
+    pixels = scored.pixels_of(rest) if twin.any() else None
+    pixel = roc_auc(pixels[0].ravel(), pixels[1].ravel()) if pixels is not None else None  # NaN (-> None) without both kinds
     return {"rule": f"nearest training image < {TWIN_RATIO} x the {TWIN_RANK}th nearest", "good_twins": int((twin & ~y).sum()),
             "defect_twins": int((twin & y).sum()), "image_auroc_without_twins": _r(auroc), "pixel_auroc_without_twins": _r(pixel),
             "pairs": [{"test": str(test[i].path), "type": test[i].defect_type, "train": str(train[twin_of[i]].path)}
