@@ -167,9 +167,10 @@ def overlap_report(train: list[Sample], test: list[Sample], scored: Scored, twin
 
     twin, y = twin_of >= 0, np.array([s.is_defect for s in test])
     rest = ~twin
-    auroc = roc_auc(y[rest], scored.scores[rest]) if twin.any() and y[rest].any() and (~y[rest]).any() else None
+    # roc_auc is NaN (-> None) where the rest lacks good or defect images, or normal or defect pixels
+    auroc = roc_auc(y[rest], scored.scores[rest]) if twin.any() else None
     pixels = scored.pixels_of(rest) if twin.any() else None
-    pixel = roc_auc(pixels[0].ravel(), pixels[1].ravel()) if pixels is not None else None  # NaN (-> None) without both kinds
+    pixel = roc_auc(pixels[0].ravel(), pixels[1].ravel()) if pixels is not None else None
     return {"rule": f"nearest training image < {TWIN_RATIO} x the {TWIN_RANK}th nearest", "good_twins": int((twin & ~y).sum()),
             "defect_twins": int((twin & y).sum()), "image_auroc_without_twins": _r(auroc), "pixel_auroc_without_twins": _r(pixel),
             "pairs": [{"test": str(test[i].path), "type": test[i].defect_type, "train": str(train[twin_of[i]].path)}

@@ -106,5 +106,8 @@ def test_overlap_report_leaves_twins_out_of_image_and_pixel_auroc():
     # defect {4} -> 2 of 3 pairs; with g0 both would read higher (0.75, 0.8)
     assert (report["good_twins"], report["defect_twins"]) == (1, 0)
     assert report["image_auroc_without_twins"] == 0.5 and report["pixel_auroc_without_twins"] == round(2 / 3, 4)
+    both_good = overlap_report([Sample(Path("t0.png"))], test, scored, np.array([0, 0, -1, -1]))
+    # no good image left: no image AUROC; d0's own normal pixel {2} still stands against its defect pixel {4}
+    assert both_good["image_auroc_without_twins"] is None and both_good["pixel_auroc_without_twins"] == 1.0
     no_twins = overlap_report([Sample(Path("t0.png"))], test, scored, np.full(4, -1))
     assert no_twins["image_auroc_without_twins"] is None and no_twins["pixel_auroc_without_twins"] is None
