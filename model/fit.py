@@ -47,6 +47,7 @@ class FitOptions:
     grid_stride: int = 8
     sigma: float = 4.0
     coreset_ratio: float = 0.01
+    neighbours: int = 3  # a patch's distance is the mean over this many nearest bank patches (memory bank only)
     position_norm: bool = True  # patch score standardised per grid cell (model/head.py)
     position_map: bool = True  # with peer_position, the map is standardised by the peers' cell statistics too
     references: int = 0  # > 0: keep up to this many training images as references instead of a coreset bank
@@ -66,6 +67,8 @@ class FitOptions:
     batch_size: int = 16
 
     def validate(self) -> None:
+        if self.neighbours < 1:
+            raise InspectorError(f"--neighbours {self.neighbours}: give at least 1 bank patch to measure a patch against (e.g. 3)")
         if not 0.0 < self.coreset_ratio <= 1.0:
             raise InspectorError(f"--coreset {self.coreset_ratio}: give a fraction in (0, 1], e.g. 0.1")
         check_input_size(self.input_size)
@@ -351,7 +354,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
-                       peer_position=peer_position, position_map=peer_position and options.position_map)
+                       peer_position=peer_position, position_map=peer_position and options.position_map,
+                       neighbours=1 if options.references else options.neighbours)
     if len(paths) < 2:
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")

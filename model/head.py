@@ -1,8 +1,9 @@
 """The anomaly head, two branches fused into one score, all plain tensor ops with fitted state in buffers
 (so the whole graph exports to ONNX/TensorRT):
 
-- patch branch (PatchCore): locally averaged multi-level patch embeddings -> Euclidean distance to the
-  nearest normal patch in a coreset memory bank -> anomaly map (upsampled, Gaussian-smoothed);
+- patch branch (PatchCore): locally averaged multi-level patch embeddings -> mean Euclidean distance to the
+  `neighbours` nearest normal patches in a coreset memory bank -> anomaly map (upsampled, Gaussian-smoothed);
+  more than one neighbour keeps a patch that happens to lie near one stray bank row from reading as normal;
 - global branch: per-channel mean and std of the deepest levels -> Mahalanobis distance to the normal
   images' distribution (shrunk covariance), which catches large, diffuse defects patches miss.
 
@@ -83,12 +84,14 @@ class AnomalyHead(nn.Module):
         peers: int = 0,
         peer_images: int = 0,
         peer_position: bool = False,
+        neighbours: int = 1,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
         self.grid = (input_size[0] // grid_stride, input_size[1] // grid_stride)
         self.global_levels = min(global_levels, len(channels))
         self.global_weight = float(global_weight)
+        self.neighbours = int(neighbours)
         dim = sum(channels)
         gdim = 2 * sum(channels[len(channels) - self.global_levels :])
         self.register_buffer("level_scale", torch.ones(dim))
@@ -142,12 +145,13 @@ class AnomalyHead(nn.Module):
         return emb * self.level_scale.view(1, -1, 1, 1)
 
     def patch_distances(self, emb: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Embeddings [B, D, gh, gw] -> Euclidean distance to the nearest bank patch [B, gh, gw].
+        """Embeddings [B, D, gh, gw] -> mean Euclidean distance to the `neighbours` nearest bank patches [B, gh, gw].
 
         exclude: bool [bank] of rows to ignore (an image's own patches, or its part's, when fitting scores it
-        out-of-sample); never set in the exported graph.
+        out-of-sample); never set in the exported graph. Fewer rows left than `neighbours`: the mean over those.
         """
         b, d, gh, gw = emb.shape
+        k = min(self.neighbours, self.bank.shape[0])
         x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
         xx = (x * x).sum(dim=1, keepdim=True)
         best = None
@@ -156,9 +160,15 @@ class AnomalyHead(nn.Module):
             d2 = xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)
             if exclude is not None:
                 d2 = d2.masked_fill(exclude[start : start + BANK_CHUNK].unsqueeze(0), float("inf"))
-            d2 = d2.amin(dim=1)
-            best = d2 if best is None else torch.minimum(best, d2)
-        return best.clamp_min(0.0).sqrt().reshape(b, gh, gw)
+            d2 = _smallest(d2, k)
+            best = d2 if best is None else _smallest(torch.cat([best, d2], dim=1), k)
+        dist = best.clamp_min(0.0).sqrt()
+        if k == 1:
+            return dist.reshape(b, gh, gw)
+        if exclude is None:
+            return dist.mean(dim=1).reshape(b, gh, gw)
+        kept = torch.isfinite(dist)  # no row left at all: inf, as with one neighbour
+        return (dist.where(kept, 0.0).sum(dim=1) / kept.sum(dim=1)).nan_to_num(nan=math.inf).reshape(b, gh, gw)
 
     def reference_distances(self, emb: torch.Tensor, key: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings [B, D, gh, gw] and global keys [B, G] -> distance of each patch to the nearest patch
@@ -326,6 +336,11 @@ def position_stats(s1: torch.Tensor, s2: torch.Tensor, n: int, prior: float = PO
     loc = w * _box3(mean) + (1 - w) * g_mean
     scale = (w * _box3(var.clamp_min(0)) + (1 - w) * g_var).clamp_min(1e-12).sqrt()
     return torch.stack([loc, scale], dim=-3)
+
+
+def _smallest(d: torch.Tensor, k: int) -> torch.Tensor:
+    """The k smallest values of each row [N, M] -> [N, min(k, M)] (k = 1: the minimum, cheaper than top-k)."""
+    return d.amin(dim=1, keepdim=True) if k == 1 else d.topk(min(k, d.shape[1]), dim=1, largest=False).values
 
 
 def nearest_rows(query: torch.Tensor, rows: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ class NetConfig:
     grid_stride: int = 8
     sigma: float = 4.0
     bank_size: int = 0
+    neighbours: int = 1  # bank patches whose distances are averaged (model/head.py); older checkpoints: 1
     global_levels: int = 2
     global_weight: float = 0.5
     normalize_input: bool = True
@@ -73,7 +74,7 @@ class InspectorNet(nn.Module):
                                 position_norm=config.position_norm, position_map=config.position_map,
                                 references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
                                 peers=config.peers, peer_images=config.peer_images,
-                                peer_position=config.peer_position)
+                                peer_position=config.peer_position, neighbours=config.neighbours)
         self.types = self.build_types() if config.class_names else None
 
     def build_types(self) -> TypeHead:

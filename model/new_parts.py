@@ -40,6 +40,7 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
     kw.setdefault("peers", 0)  # checkpoints from before --peers were fitted without it
     kw.setdefault("peer_position", False)  # nor did those from before peer position statistics use them
     kw.setdefault("position_map", False)  # nor those from before the position-standardised map
+    kw.setdefault("neighbours", 1)  # and those from before --neighbours measured against the nearest bank patch only
     for name in ("layers", "augment"):
         if name in kw:
             kw[name] = tuple(kw[name])

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int_list, default=(), help="backbone feature levels, e.g. 2,3,4 (default per backbone)")
     p.add_argument("--size", type=int, default=256, help="input size in px (square, a multiple of 32 from 64 to 1024; default 256)")
     p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank (default 0.01)")
+    p.add_argument("--neighbours", type=int, default=None, metavar="K",
+                   help="a patch's distance is its mean distance to the K nearest bank patches (default 3; 1: the nearest only)")
     p.add_argument("--global-weight", type=float, default=None, help="weight of the global (whole-image) score, 0..1 (default 0.5)")
     p.add_argument("--no-position-norm", dest="position_norm", action="store_false",
                    help="score patch distances as they are, not against the good parts' distances at the same place "
@@ -115,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
         options.peers = args.peers
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
+    if args.neighbours is not None:
+        if args.references:
+            raise InspectorError(f"--neighbours {args.neighbours}: applies only to the memory bank, which --references replaces; drop one of them")
+        options.neighbours = args.neighbours
+    elif args.references:
+        options.neighbours = 1  # recorded as it is used: references match each patch with its nearest only
     if args.global_weight is not None:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)

@@ -55,6 +55,7 @@ def test_fit_json_and_good_only_calibration(good_only_ckpt):
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["position_norm"] is False and manifest["options"]["position_norm"] is False
     assert manifest["net"]["position_map"] is False  # nothing to show it by
+    assert manifest["net"]["neighbours"] == manifest["options"]["neighbours"] == 3
 
 
 def test_fit_with_references(good_only_ckpt):
@@ -69,6 +70,7 @@ def test_fit_with_references(good_only_ckpt):
     assert (net["references"], net["bank_size"], net["ref_k"], net["ref_radius"]) == (4, 0, 2, 0)
     assert net["peers"] == 5 and net["position_norm"] and not net["peer_position"] and not manifest["options"]["peer_position"]
     assert not net["position_map"] and not manifest["options"]["position_map"]
+    assert net["neighbours"] == manifest["options"]["neighbours"] == 1  # references match the nearest patch only
 
 
 def test_inspect_folder_json_with_overlays(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
@@ -472,6 +474,9 @@ CASES = {
                                       ["--ref-k 5", "only with --references"]),
     "fit: negative ref-radius": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--ref-radius", "-1"],
                                  ["--ref-radius -1"]),
+    "fit: no neighbours": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--neighbours", "0"], ["--neighbours 0", "at least 1"]),
+    "fit: neighbours with references": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--references", "8", "--neighbours", "3"],
+                                        ["--neighbours 3", "which --references replaces"]),
     "fit: negative peers": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--peers", "-2"], ["--peers -2", "give 0 (off)"]),
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
     "fit: size too large": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "100000"], ["--size 100000", "from 64 to 1024"]),

@@ -178,6 +178,15 @@ def test_a_model_from_before_the_learnt_branch_buffer_loads_as_it_scored(ckpt_co
             assert torch.equal(a, b)
 
 
+def test_a_model_from_before_neighbours_measures_against_the_nearest_bank_patch():
+    from model.net import NetConfig
+
+    stored = NetConfig(bank_size=4, neighbours=3).to_dict()
+    assert NetConfig.from_dict(stored).neighbours == 3
+    del stored["neighbours"]
+    assert NetConfig.from_dict(stored).neighbours == 1  # as it was fitted and calibrated
+
+
 def test_save_refuses_a_file_as_directory(tiny_ckpt, tmp_path):
     net, manifest = load_checkpoint(tiny_ckpt)
     (tmp_path / "file").write_text("x")

@@ -113,18 +113,23 @@ def test_fit_is_deterministic(tiny_data):
     assert ra.thresholds == rb.thresholds
 
 
-def test_good_images_are_scored_without_their_own_patches(tiny_data):
-    """The standardisation uses out-of-sample maps: each image's nearest normal patch comes from the other
+@pytest.mark.parametrize("k", [1, 3])
+def test_good_images_are_scored_without_their_own_patches(tiny_data, k):
+    """The standardisation uses out-of-sample maps: each image's nearest normal patches come from the other
     images (all patches kept, so the brute-force reference is exact)."""
-    net, good = fit_good_only(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0))
+    net, good = fit_good_only(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0, neighbours=k))
     head = net.head
+    assert head.neighbours == k
     emb = good.first_view.float()
     patches = emb.permute(0, 2, 3, 1).reshape(4, -1, emb.shape[1]).double()
     for i in range(4):
         others = torch.cat([patches[j] for j in range(4) if j != i])
-        dist = torch.cdist(patches[i], others).amin(dim=1)
+        dist = torch.cdist(patches[i], others).topk(k, dim=1, largest=False).values.mean(dim=1)
         torch.testing.assert_close(good.raw_cells[i], dist.float().reshape(emb.shape[2:]), rtol=1e-3, atol=1e-3)
-    assert float(head.patch_distances(emb[:1]).max()) < 1e-2 * float(good.raw_cells[0].mean())  # in-sample: ~0
+    in_sample = head.patch_distances(emb[:1])
+    assert (in_sample < good.raw_cells[:1]).all()  # its own patches are among the nearest
+    if k == 1:
+        assert float(in_sample.max()) < 1e-2 * float(good.raw_cells[0].mean())  # its own patch: ~0
 
 
 def test_position_stats_are_smoothed_cell_statistics_shrunk_to_the_grid():

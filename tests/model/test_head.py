@@ -32,6 +32,34 @@ def test_nearest_neighbour_distance_equals_cdist(monkeypatch):
     torch.testing.assert_close(head.patch_distances(emb, exclude=exclude).double(), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_neighbours_average_the_distances_to_the_k_nearest_bank_patches(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    head = make_head(neighbours=3)
+    bank = torch.randn(50, 10, generator=g)
+    head.set_bank(bank)
+    emb = torch.randn(2, 10, 4, 4, generator=g)
+    x = emb.permute(0, 2, 3, 1).reshape(-1, 10).double()
+
+    def ref(rows: torch.Tensor, k: int = 3) -> torch.Tensor:
+        return torch.cdist(x, rows.double()).topk(k, dim=1, largest=False).values.mean(dim=1).reshape(2, 4, 4)
+
+    torch.testing.assert_close(head.patch_distances(emb).double(), ref(bank), rtol=1e-4, atol=1e-4)
+    nearest = make_head()
+    nearest.set_bank(bank)
+    assert (head.patch_distances(emb) > nearest.patch_distances(emb)).all()  # a mean of three, not the nearest
+    monkeypatch.setattr(head_module, "BANK_CHUNK", 7)  # the three nearest found across chunks
+    torch.testing.assert_close(head.patch_distances(emb).double(), ref(bank), rtol=1e-4, atol=1e-4)
+    exclude = torch.arange(50) % 3 == 0
+    torch.testing.assert_close(head.patch_distances(emb, exclude=exclude).double(), ref(bank[~exclude]), rtol=1e-4, atol=1e-4)
+    # fewer rows left than neighbours: the mean over those; none left: infinitely far, as with one neighbour
+    two = torch.arange(50) >= 2
+    torch.testing.assert_close(head.patch_distances(emb, exclude=two).double(), ref(bank[:2], 2), rtol=1e-4, atol=1e-4)
+    assert torch.isinf(head.patch_distances(emb, exclude=torch.ones(50, dtype=torch.bool))).all()
+    small = make_head(bank=2, neighbours=3)  # a bank smaller than neighbours: all of it
+    small.set_bank(bank[:2])
+    torch.testing.assert_close(small.patch_distances(emb).double(), ref(bank[:2], 2), rtol=1e-4, atol=1e-4)
+
+
 def test_a_patch_in_the_bank_scores_about_zero():
     g = torch.Generator().manual_seed(1)
     head = make_head(bank=16)

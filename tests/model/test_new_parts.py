@@ -35,7 +35,8 @@ def test_fit_options_come_back_from_a_manifest_as_fitted():
     stored = json.loads(json.dumps({**asdict(opts), "policy": {"kind": "escape", "target": 0.01}, "unknown_later_field": 1}))
     back = options_from_manifest(stored, "m.ckpt")
     assert back == opts  # tuples restored, nested settings rebuilt, unknown keys and the escape policy dropped (the refits have no defects)
-    assert back.peers == 20 and back.peer_position
+    assert back.peers == 20 and back.peer_position and back.neighbours == 3
+    assert options_from_manifest({k: v for k, v in stored.items() if k != "neighbours"}, "m.ckpt").neighbours == 1  # before --neighbours
     stored.pop("peer_position")
     back = options_from_manifest(stored, "m.ckpt")
     assert back.peers == 20 and not back.peer_position  # fitted with peers but before their position statistics
