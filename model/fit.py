@@ -525,7 +525,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     cal = calibrate(good_all, test_defect, policy, source_desc)
 
     report = FitReport(
-        options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers)},
+        options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers), "neighbours": net.config.neighbours},
         training={
             "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
             "n_images": len(good.paths),

@@ -163,8 +163,6 @@ class AnomalyHead(nn.Module):
             d2 = _smallest(d2, k)
             best = d2 if best is None else _smallest(torch.cat([best, d2], dim=1), k)
         dist = best.clamp_min(0.0).sqrt()
-        if k == 1:
-            return dist.reshape(b, gh, gw)
         if exclude is None:
             return dist.mean(dim=1).reshape(b, gh, gw)
         kept = torch.isfinite(dist)  # no row left at all: inf, as with one neighbour

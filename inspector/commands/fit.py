@@ -121,8 +121,6 @@ def run(args: argparse.Namespace) -> int:
         if args.references:
             raise InspectorError(f"--neighbours {args.neighbours}: applies only to the memory bank, which --references replaces; drop one of them")
         options.neighbours = args.neighbours
-    elif args.references:
-        options.neighbours = 1  # recorded as it is used: references match each patch with its nearest only
     if args.global_weight is not None:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)
