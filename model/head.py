@@ -151,7 +151,6 @@ class AnomalyHead(nn.Module):
         out-of-sample); never set in the exported graph. Fewer rows left than `neighbours`: the mean over those.
         """
         b, d, gh, gw = emb.shape
-        k = min(self.neighbours, self.bank.shape[0])
         x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
         xx = (x * x).sum(dim=1, keepdim=True)
         best = None
@@ -160,8 +159,8 @@ class AnomalyHead(nn.Module):
             d2 = xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)
             if exclude is not None:
                 d2 = d2.masked_fill(exclude[start : start + BANK_CHUNK].unsqueeze(0), float("inf"))
-            d2 = _smallest(d2, k)
-            best = d2 if best is None else _smallest(torch.cat([best, d2], dim=1), k)
+            d2 = _smallest(d2, self.neighbours)
+            best = d2 if best is None else _smallest(torch.cat([best, d2], dim=1), self.neighbours)
         dist = best.clamp_min(0.0).sqrt()
         if exclude is None:
             return dist.mean(dim=1).reshape(b, gh, gw)
