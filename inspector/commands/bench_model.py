@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        _print_table(report)
+        print_table(report)
     return 0
 
 
@@ -265,7 +265,7 @@ def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args) -
             "runs": args.runs, "warmup": args.warmup, "threads": args.threads, "engines": rows}
 
 
-def _print_table(report: dict[str, Any]) -> None:
+def print_table(report: dict[str, Any]) -> None:
     rows = report["engines"]
     batches = next((list(r["batches"]) for r in rows if "batches" in r), [])
     head = f"{'engine':34} {'file MB':>8} {'RSS MB':>7}"

@@ -7,6 +7,9 @@ providers are checked and a fallback is an error. `meta.runtime` names the provi
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +27,38 @@ def _providers(device: str, model: Path, kind: str) -> list:
     if name == "cpu":
         return ["CPUExecutionProvider"]
     gpu = {"device_id": index}
+    # float32, not TF32 (onnxruntime's default for float32 convolutions and matrix products): with TF32, scores on an
+    # H200 were up to 0.34 (mean 0.006) from torch's on the CPU, where the thresholds were calibrated
+    cuda = ("CUDAExecutionProvider", {**gpu, "use_tf32": "0"})
     if name == "cuda":
-        return [("CUDAExecutionProvider", gpu)]
+        return [cuda]
     if kind == "onnx-int8":
         raise InspectorError(f"model {model}: the INT8 ONNX is quantised for CPUs (uint8 activations, which TensorRT does not take); "
                              "for TensorRT export --format tensorrt-int8")
     cache = model.with_name(model.name + ".trt-cache")  # made once the provider is known to be there
     trt = {**gpu, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": "True"}
-    return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", gpu)]
+    return [("TensorrtExecutionProvider", trt), cuda]
+
+
+def _session(ort, path: Path, options, providers: list, wanted: str):
+    """An InferenceSession that runs `wanted` first, or one line saying why not."""
+    # onnxruntime's Python side print()s its warnings and a provider's failure to start; stdout may be carrying --json
+    with contextlib.redirect_stdout(sys.stderr):
+        if wanted != PROVIDERS["cpu"] and hasattr(ort, "preload_dlls"):  # onnxruntime-gpu 1.21+
+            ort.preload_dlls()  # CUDA and cuDNN from pip's nvidia-* wheels are found only once loaded
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+            raise InspectorError(f"model {path}: onnxruntime cannot load it ({first}); is the file complete? re-export it") from None
+    used = session.get_providers()
+    if used[0] == wanted:
+        return session
+    if wanted == PROVIDERS["tensorrt"] and used[0] == PROVIDERS["cuda"]:  # onnxruntime-gpu without libnvinfer
+        raise InspectorError(f"model {path}: onnxruntime cannot start its TensorrtExecutionProvider here (it runs {', '.join(used)} instead); "
+                             "install TensorRT (pip install tensorrt, whose CUDA major version matches onnxruntime-gpu's) or use --device cuda")
+    raise InspectorError(f"model {path}: asked for {wanted} but onnxruntime runs {', '.join(used)} (a silent fallback); "
+                         "fix the CUDA/TensorRT installation or use --device cpu")
 
 
 class OnnxEngine:
@@ -45,8 +72,10 @@ class OnnxEngine:
         if wanted not in ort.get_available_providers():
             raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
                                  "install onnxruntime-gpu for cuda/tensorrt, or use --device cpu")
+        made = None  # the engine cache folder made here, removed again if TensorRT does not run after all
         if wanted == PROVIDERS["tensorrt"]:
             cache = Path(providers[0][1]["trt_engine_cache_path"])
+            made = None if cache.exists() else cache
             try:
                 cache.mkdir(exist_ok=True)
             except OSError as exc:  # e.g. a model under /opt, read-only to the daemon (ProtectSystem=strict)
@@ -61,22 +90,19 @@ class OnnxEngine:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
-            raise InspectorError(f"model {path}: onnxruntime cannot load it ({first}); is the file complete? re-export it") from None
-        used = self.session.get_providers()
-        if used[0] != wanted:
-            raise InspectorError(f"model {path}: asked for {wanted} but onnxruntime runs {', '.join(used)} (a silent fallback); "
-                                 "fix the CUDA/TensorRT installation or use --device cpu")
+            self.session = _session(ort, path, options, providers, wanted)
+        except InspectorError:
+            if made is not None:  # onnxruntime-gpu lists TensorRT even where libnvinfer is missing
+                shutil.rmtree(made, ignore_errors=True)
+            raise
         embedded = export_manifest.from_metadata(self.session.get_modelmeta().custom_metadata_map, path)
         manifest = export_manifest.resolve(path, sidecar, embedded)
         graph_input = self.session.get_inputs()[0]
         export_manifest.check_input_shape(manifest, graph_input.shape, path)
         self.input_name = graph_input.name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.providers = used
-        self.meta = meta_from_export(manifest, path, f"onnxruntime:{used[0]}:{manifest['kind']}")
+        self.providers = self.session.get_providers()
+        self.meta = meta_from_export(manifest, path, f"onnxruntime:{self.providers[0]}:{manifest['kind']}")
         self.warmup()
 
     def infer(self, batch: np.ndarray) -> HeadOutput:

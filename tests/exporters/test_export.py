@@ -189,6 +189,13 @@ def test_three_outputs_are_exported_generically(tiny_ckpt):
     assert check_parity(model, graph) < 1e-4
 
 
+def _one_node_model(node, x, y, initializer):
+    # IR version 10, not this onnx's newest: an onnxruntime older than onnx refuses newer IR versions
+    # (onnx 1.23.1 writes 14, onnxruntime 1.30 reads up to 13; seen on a GPU machine's image)
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], [initializer]), opset_imports=[helper.make_opsetid("", 18)],
+                             ir_version=10)
+
+
 def test_split_reductions_is_exact_and_chains_axes():
     from exporters.graph import split_reductions
 
@@ -196,7 +203,7 @@ def test_split_reductions_is_exact_and_chains_axes():
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     axes = numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "axes")
     node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=0)
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [axes]), opset_imports=[helper.make_opsetid("", 18)])
+    model = _one_node_model(node, x, y, axes)
     assert split_reductions(model) == 1
     assert [n.op_type for n in model.graph.node] == ["ReduceMean"] * 3
     import onnxruntime as ort
@@ -214,8 +221,7 @@ def test_compact_initializers_scales_per_output_channel():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [200, 64])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [numpy_helper.from_array(w, "w")]),
-                              opset_imports=[helper.make_opsetid("", 18)])
+    model = _one_node_model(node, x, y, numpy_helper.from_array(w, "w"))
     done = compact_initializers(model, {"mm"}, "int8", min_elements=1000)
     assert done and done[0]["name"] == "w"
     import onnxruntime as ort

@@ -26,6 +26,19 @@ def _fails_with_one_line(capsys, *argv) -> str:
     return err.strip()
 
 
+def _runs_on_cuda(provider: str = "torch") -> bool:
+    """Whether this machine has a CUDA GPU for torch, and (provider given) this onnxruntime lists that provider."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    if provider == "torch":
+        return True
+    import onnxruntime as ort
+
+    return provider in ort.get_available_providers()
+
+
 def test_factories_by_suffix():
     from inspector.engines import FACTORIES, artefact_kind
 
@@ -128,6 +141,8 @@ def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, ti
 
 
 def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_data):
+    if _runs_on_cuda("CUDAExecutionProvider"):
+        pytest.skip("CUDA runs here (test_onnx_on_cuda_matches_cpu covers it)")
     line = _fails_with_one_line(capsys, "inspect", exports["onnx"], tiny_data / "test" / "good", "--device", "cuda")
     assert "CUDAExecutionProvider" in line
 
@@ -146,19 +161,71 @@ def test_tensorrt_engine_cache_is_made_only_where_tensorrt_runs(capsys, exports,
 
     onnx = copy_export(exports["onnx"], tmp_path / "e")
     cache = onnx.with_name(onnx.name + ".trt-cache")
-    line = _fails_with_one_line(capsys, "inspect", onnx, tiny_data / "test" / "good", "--device", "tensorrt")
-    assert "TensorrtExecutionProvider" in line and not cache.exists()  # refused, with nothing left beside the model
+    code, _, err = cli(capsys, "inspect", onnx, tiny_data / "test" / "good", "--device", "tensorrt")
+    if code == 0:  # TensorRT runs here: its engines are cached beside the model
+        assert cache.is_dir() and any(cache.iterdir())
+        shutil.rmtree(cache)
+    else:  # refused (onnxruntime-gpu lists TensorRT even without libnvinfer), with nothing left beside the model
+        assert_one_line_error(code, err)
+        assert "TensorrtExecutionProvider" in err and not cache.exists()
     real = ort.get_available_providers()
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", *real])
+
+    class CudaInstead:  # what onnxruntime-gpu does where libnvinfer is missing (seen on an H200 machine)
+        def __init__(self, *args, **kwargs):
+            print("*************** EP Error ***************")  # onnxruntime's own print(), to stdout
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    with monkeypatch.context() as m:
+        m.setattr(ort, "InferenceSession", CudaInstead)
+        with pytest.raises(InspectorError, match=r"cannot start its TensorrtExecutionProvider here .* or use --device cuda"):
+            OnnxEngine(onnx, device="tensorrt")
+    assert not cache.exists()  # the cache folder made for it is gone again
+    assert "EP Error" in capsys.readouterr().err
     cache.write_text("")  # the cache cannot be made there, as in a read-only folder (even as root)
     with pytest.raises(InspectorError, match=r"TensorRT's engine cache .*trt-cache cannot be made \(File exists\); put the model"):
         OnnxEngine(onnx, device="tensorrt")
+
+
+def test_gpu_providers_run_float32_not_tf32(tmp_path):
+    from inspector.engines.onnx_engine import _providers
+    from inspector.engines.torch_engine import float32_on_cuda
+
+    assert _providers("cuda:1", tmp_path / "m.onnx", "onnx") == [("CUDAExecutionProvider", {"device_id": 1, "use_tf32": "0"})]
+    trt, cuda = _providers("tensorrt", tmp_path / "m.onnx", "onnx-fp16")
+    assert "use_tf32" not in trt[1] and cuda == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": "0"})
+    import torch
+
+    float32_on_cuda()  # settable without a GPU; torch's own API check guards the names
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):
+        assert conv.fp32_precision == "ieee" and torch.backends.cuda.matmul.fp32_precision == "ieee"
+
+
+def test_onnxruntime_prints_keep_off_stdout(capsys, exports, tiny_data, monkeypatch):
+    """onnxruntime print()s a provider's failure to stdout (seen with TensorRT missing): --json must stay JSON."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    def noisy(*args, **kwargs):
+        print("*************** EP Error ***************")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", noisy)
+    code, out, err = cli(capsys, "inspect", exports["onnx"], sorted((tiny_data / "test" / "good").iterdir())[0], "--json")
+    assert code == 0 and json.loads(out)["verdict"] in ("PASS", "FAIL") and "EP Error" in err
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_silent_provider_fallback_is_detected(exports, monkeypatch):
     """onnxruntime quietly runs on CPU when a GPU provider cannot start; the engine must refuse that."""
     import onnxruntime as ort
+
+    if _runs_on_cuda("CUDAExecutionProvider"):
+        pytest.skip("CUDA runs here, so there is no fallback to provoke")
 
     from inspector.engines.onnx_engine import OnnxEngine
 
@@ -269,7 +336,9 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
             stats = row["batches"][b]
             assert 0 < stats["median_ms"] <= stats["p99_ms"] and stats["images_per_s"] > 0
         assert row["file_mb"] > 0
-    assert rows["onnxruntime", "cuda", "onnx"]["skipped"]  # no CUDA provider on a CPU machine: listed, not hidden
+    # no CUDA provider on a CPU machine: listed, not hidden; timed beside the rest where CUDA runs
+    assert ("batches" in rows["onnxruntime", "cuda", "onnx"]) == _runs_on_cuda("CUDAExecutionProvider")
+    assert (("torch eager", "cuda", "checkpoint") in rows) == _runs_on_cuda()
     # the table form, with peak RSS from a fresh process per engine, and the explicit `bench model` name
     code, out, err = cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", exports["onnx-int8"], "--runs", "2",
                           "--warmup", "1", "--batches", "1")
@@ -282,6 +351,34 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
     assert code == 0, err
     kinds = {r["kind"] for r in json.loads(out)["engines"] if "batches" in r}
     assert kinds == {"checkpoint", "onnx", "onnx-fp16", "onnx-int8"}
+
+
+def _same_outputs(a, b, score_tol: float) -> None:
+    assert np.abs(a.score - b.score).max() < score_tol * max(1.0, float(np.abs(b.score).max()))
+    assert np.abs(a.amap - b.amap).max() < score_tol * max(1.0, float(np.abs(b.amap).max()))
+
+
+def test_checkpoint_on_cuda_matches_cpu(tiny_ckpt):
+    if not _runs_on_cuda():
+        pytest.skip("no CUDA GPU visible to torch")
+    from inspector.engines import open_engine
+
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    gpu = open_engine(tiny_ckpt, "cuda")
+    assert gpu.meta.runtime == "torch-cuda"
+    _same_outputs(gpu.infer(x), open_engine(tiny_ckpt, "cpu").infer(x), 1e-3)
+
+
+@pytest.mark.parametrize("kind, tol", [("onnx", 1e-3), ("onnx-fp16", 5e-2)])
+def test_onnx_on_cuda_matches_cpu(exports, kind, tol):
+    if not _runs_on_cuda("CUDAExecutionProvider"):
+        pytest.skip("no CUDA GPU, or this onnxruntime lacks CUDAExecutionProvider (pip install onnxruntime-gpu)")
+    from inspector.engines import open_engine
+
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    gpu = open_engine(exports[kind], "cuda")
+    assert gpu.meta.runtime.startswith("onnxruntime:CUDAExecutionProvider")
+    _same_outputs(gpu.infer(x), open_engine(exports[kind], "cpu").infer(x), tol)
 
 
 @pytest.fixture(scope="session")
