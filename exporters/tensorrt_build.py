@@ -1,7 +1,7 @@
 """ONNX -> TensorRT engine with the `tensorrt` Python API (imported only here, only when asked for).
 
 - FP16: the backbone runs in float16; nodes outside it (the head's distances, whitening, blur) are
-  pinned to float32 with precision constraints, as in the ONNX FP16 export.
+  pinned to float32 (not TF32) with precision constraints, as in the ONNX FP16 export.
 - INT8: implicit quantisation calibrated on good images (entropy calibrator) with a calibration cache
   next to the engine, named by the model's weights hash so it is reused only for the same model; the
   head is again pinned to float32, and FP16 is allowed for layers without an INT8 kernel.
@@ -111,6 +111,8 @@ def build_engine(onnx_path: Path, precision: str, input_size: tuple[int, int],
     tensors = {o for n in model.graph.node if n.name in keep for o in n.output}
     pinned = _pin_float32(trt, network, keep, tensors)
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    if hasattr(trt.BuilderFlag, "TF32"):  # float32 layers may run as TF32 by default: pinned means float32, as on CUDA
+        config.clear_flag(trt.BuilderFlag.TF32)
     log(f"  building TensorRT {trt.__version__} {precision} engine on {target['gpu']} ({pinned} layers pinned to float32)")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
