@@ -28,13 +28,9 @@ def float32_on_cuda() -> None:
 
     With TF32, scores on an H200 were up to 0.53 (mean 0.005) from the same checkpoint's on the CPU, where the
     thresholds were calibrated (434 magnetic_tile images)."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if hasattr(conv, "fp32_precision"):  # torch 2.9+: mixing this with the older flags is an error there
-        conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    # the older flags, not torch 2.9's fp32_precision: torch.export reads these, and fails once the two APIs disagree
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 class TorchEngine:

@@ -198,10 +198,14 @@ def test_gpu_providers_run_float32_not_tf32(tmp_path):
     assert "use_tf32" not in trt[1] and cuda == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": "0"})
     import torch
 
-    float32_on_cuda()  # settable without a GPU; torch's own API check guards the names
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if hasattr(conv, "fp32_precision"):
-        assert conv.fp32_precision == "ieee" and torch.backends.cuda.matmul.fp32_precision == "ieee"
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        float32_on_cuda()  # settable without a GPU
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        # an export after it still traces (torch 2.9's fp32_precision API beside the older flags broke torch.export)
+        torch.export.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 8, 8),))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_onnxruntime_prints_keep_off_stdout(capsys, exports, tiny_data, monkeypatch):
