@@ -272,8 +272,10 @@ def print_table(report: dict[str, Any]) -> None:
     for b in batches:
         head += f" | b{b}: {'median':>8} {'p99':>8} {'img/s':>7} {'x torch':>7}"
     print(head)
-    for r in rows:
-        name = f"{r['engine']} {r['device']} {r['kind']}"
+    names = [f"{r['engine']} {r['device']} {r['kind']}" for r in rows]
+    for r, name in zip(rows, names):
+        if names.count(name) > 1:  # two exports of one kind (e.g. two checkpoints' onnx): tell them apart
+            name += f" {r['path']}"
         if "skipped" in r:
             print(f"{name:34} skipped: {r['skipped']}")
             continue

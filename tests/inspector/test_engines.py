@@ -325,7 +325,7 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
     assert "TensorRT" in line or "built for GPU" in line
 
 
-def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
+def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     folder = exports["onnx"].parent
     code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
                           "--batches", "1,2", "--no-rss", "--json")
@@ -343,13 +343,17 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data):
     # no CUDA provider on a CPU machine: listed, not hidden; timed beside the rest where CUDA runs
     assert ("batches" in rows["onnxruntime", "cuda", "onnx"]) == _runs_on_cuda("CUDAExecutionProvider")
     assert (("torch eager", "cuda", "checkpoint") in rows) == _runs_on_cuda()
-    # the table form, with peak RSS from a fresh process per engine, and the explicit `bench model` name
-    code, out, err = cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", exports["onnx-int8"], "--runs", "2",
+    # the table form, with peak RSS from a fresh process per engine, and the explicit `bench model` name; two
+    # exports of one kind (another copy here) are told apart by their paths
+    int8 = exports["onnx-int8"]
+    other = copy_export(int8, tmp_path / "other")
+    code, out, err = cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--exports", int8, other, "--runs", "2",
                           "--warmup", "1", "--batches", "1")
     assert code == 0, err
-    line = next(line for line in out.splitlines() if "onnx-int8" in line)
-    rss = float(line.split()[4])
-    assert 20 < rss < 4000
+    lines = [line for line in out.splitlines() if line.startswith("onnxruntime cpu onnx-int8")]
+    assert [line.split()[3] for line in lines] == [str(int8), str(other)]
+    for line in lines:
+        assert 20 < float(line.split()[5]) < 4000  # peak RSS, MB
     # without --exports it exports the ONNX formats itself first
     code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--runs", "1", "--warmup", "0", "--batches", "1", "--no-rss", "--json")
     assert code == 0, err
