@@ -16,13 +16,46 @@ from model.errors import InspectorError
 DEVICE_HELP = "where the model runs: cpu or cuda[:N] (checkpoints, ONNX), tensorrt[:N] (ONNX via TensorRT); engines run on cuda"
 
 
+LOG_EVERY_S = 30.0
+
+
+class LogLines:
+    """Progress for a log (stderr not a terminal): a line once `every` seconds have passed without one (`last` holds
+    when the last came, shared by one command's steps), and a step's end if it took that long, so a fit in a job's
+    log is never minutes of silence and a short run prints nothing."""
+
+    def __init__(self, desc: str, total: int, every: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic,
+                 last: list[float] | None = None) -> None:
+        self.desc, self.total, self.n, self.every, self.clock = desc, total, 0, every, clock
+        self.start = clock()
+        self.last = last if last is not None else [self.start]
+
+    def _say(self, text: str, now: float) -> None:
+        print(f"{self.desc}: {text}", file=sys.stderr, flush=True)
+        self.last[0] = now
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = self.clock()
+        if now - self.last[0] >= self.every:
+            self._say(f"{self.n}/{self.total} ({now - self.start:.0f} s)", now)
+
+    def close(self) -> None:
+        now = self.clock()
+        if now - self.start >= self.every:
+            self._say(f"done, {self.n}/{self.total} in {now - self.start:.0f} s", now)
+
+
 def tqdm_bars(enabled: bool = True):
-    """A progress-bar factory for model code (bars on stderr; nothing when disabled or not a terminal)."""
+    """A progress-bar factory for model code: bars on a terminal's stderr, `LogLines` on any other, none when disabled."""
     from tqdm import tqdm
 
+    last = [time.monotonic()]
+
     def make(desc: str, total: int):
-        # disable=None is tqdm's 'off unless stderr is a terminal': no bar debris in logs or captured output
-        return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=None if enabled else True, dynamic_ncols=True)
+        if enabled and not sys.stderr.isatty():  # no bar debris in logs or captured output
+            return LogLines(desc, total, LOG_EVERY_S, last=last)
+        return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
     return make
 

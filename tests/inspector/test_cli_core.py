@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -587,3 +588,36 @@ def test_fit_help_states_the_defaults_fit_uses(capsys):
     for flag, default in (("--coreset", FitOptions.coreset_ratio), ("--global-weight", FitOptions.global_weight)):
         entry = text.rsplit(f"{flag} ", 1)[1].split(" --")[0]  # its help, after the usage line
         assert f"(default {default})" in entry, (flag, default, entry)
+
+
+def test_progress_in_a_log_is_a_line_now_and_then(capsys):
+    from inspector.commands.common import LogLines
+
+    now = [0.0]
+    bar = LogLines("features", 10, every=30, clock=lambda: now[0])
+    for t in (10, 20, 31, 40, 62):
+        now[0] = t
+        bar.update()
+    now[0] = 70
+    bar.close()
+    assert capsys.readouterr().err.splitlines() == ["features: 3/10 (31 s)", "features: 5/10 (62 s)", "features: done, 5/10 in 70 s"]
+    # steps shorter than that print nothing, unless together they have been silent for that long
+    last = [now[0]]
+    for desc, t in (("coreset", 90), ("calibration", 101)):
+        step = LogLines(desc, 5, every=30, clock=lambda: now[0], last=last)
+        now[0] = t
+        step.update(5)
+        step.close()
+    assert capsys.readouterr().err.splitlines() == ["calibration: 5/5 (11 s)"]
+
+
+def test_a_command_logging_to_a_file_says_its_steps(capsys, tiny_data, tmp_path, monkeypatch):
+    """stderr here is not a terminal (as in a job's log): no bars, but lines (every 30 s; every step here)."""
+    from inspector.commands import common
+
+    monkeypatch.setattr(common, "LOG_EVERY_S", 0.0)
+    code, out, err = cli(capsys, "synth", tiny_data / "train" / "good", "--out", tmp_path / "s", "--n", "3")
+    assert code == 0, err
+    steps = [re.sub(r"\d+ s\b", "T s", line) for line in err.splitlines()]
+    assert steps == ["synthesising: 1/3 (T s)", "synthesising: 2/3 (T s)", "synthesising: 3/3 (T s)", "synthesising: done, 3/3 in T s"]
+    assert "\r" not in err and "wrote 3 defect images" in out
