@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import InspectorError
-from model.images import broken_links_note, list_images, scan_images, walk_folders
+from model.images import broken_links_note, defect_label, list_images, scan_images, walk_folders
 from model.label_names import GOOD
 
 
@@ -63,6 +63,17 @@ def _refuse_labelled(root: Path) -> None:
                                  f"images would be learnt as good; give {d / GOOD}, or the MVTec AD layout's root folder")
 
 
+def _refuse_defect_labels(root: Path, images: list[Path]) -> None:
+    """Images with a mask or box file beside them are labelled defects (a `fit --labels` folder): learnt as good,
+    they would pass."""
+    for image in images:
+        label = defect_label(image)
+        if label is not None:
+            raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
+                                 "labelled defects, which would be learnt as good; give a folder of good images (defect "
+                                 "examples go to fit --labels)")
+
+
 def _refuse_misnamed_good(root: Path) -> None:
     """test/Good would be read as a defect type, and train/Good not at all."""
     for split in (root / "train", root / "test"):
@@ -98,6 +109,8 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         if require_train:
             _refuse_labelled(root)
         scan = scan_images(root, recursive=True)
+        if require_train:
+            _refuse_defect_labels(root, scan.images)
         dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root

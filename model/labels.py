@@ -18,10 +18,8 @@ import numpy as np
 
 from model.data import GOOD, load_dataset
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, list_images, read_image, read_mask
+from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, beside, list_images, read_image, read_mask
 from model.label_names import UNKNOWN
-
-MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
 
 
 @dataclass(frozen=True)
@@ -57,14 +55,6 @@ class LabelSet:
         return LabelSet(self.root, list(self.types), [self.items[int(i)] for i in indices])
 
 
-def _beside(image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
-    for suffix in suffixes:
-        candidate = image.with_name(image.stem + stem_suffix + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def load_labels(path: str | Path) -> LabelSet:
     """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
     labels = _load_labels(Path(path))
@@ -93,8 +83,8 @@ def _load_labels(root: Path) -> LabelSet:
             raise InspectorError(f"labels {folder}: no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}); "
                                  "add examples of this type or remove the folder")
         for image in images:
-            mask = _beside(image, "_mask", MASK_SUFFIXES)
-            boxes = _beside(image, "", (".xml",))
+            mask = beside(image, "_mask", MASK_SUFFIXES)
+            boxes = beside(image, "", (".xml",))
             if boxes is not None:
                 parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
             items.append(LabelledImage(image, folder.name, mask, boxes))

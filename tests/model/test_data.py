@@ -8,6 +8,7 @@ import pytest
 
 from model.data import load_dataset
 from model.errors import InspectorError
+from tests.cli import assert_one_line_error, cli
 from tests.conftest import shared_dataset
 
 
@@ -96,6 +97,25 @@ def test_a_plain_folder_holding_labelled_images_is_refused(tmp_path):
     (tmp_path / "station/line1").symlink_to(tmp_path / "site/line1")  # read through its link as well, so refused as well
     with pytest.raises(InspectorError, match=f"{tmp_path / 'station/line1'} is an MVTec AD layout"):
         load_dataset(tmp_path / "station")
+
+
+def test_a_plain_folder_of_labelled_defects_is_refused(tmp_path, capsys):
+    """A `fit --labels` folder (type folders whose images have masks or VOC box files beside them, as NEU's have):
+    learnt as good, its defects would pass."""
+    _img(tmp_path / "crazing/crazing_1.jpg")
+    _img(tmp_path / "scratches/scratches_1.jpg")
+    (tmp_path / "scratches/scratches_1.xml").write_text("<annotation><object><name>scratches</name></object></annotation>")
+    with pytest.raises(InspectorError, match=r"scratches_1.jpg has a defect label beside it \(scratches_1.xml\).*fit --labels"):
+        load_dataset(tmp_path)
+    assert len(load_dataset(tmp_path, require_train=False).train) == 2  # benches and checks time any image
+    (tmp_path / "scratches/scratches_1.xml").rename(tmp_path / "scratches/notes.xml")  # not an image's label
+    _img(tmp_path / "crazing/crazing_1_mask.png", 255)
+    with pytest.raises(InspectorError, match=r"crazing_1.jpg has a defect label beside it \(crazing_1_mask.png\)"):
+        load_dataset(tmp_path)
+    # through the CLI: one line, before any fitting
+    assert_one_line_error(*cli(capsys, "fit", tmp_path, "--out", tmp_path / "ck")[::2], "crazing_1_mask.png", "fit --labels")
+    (tmp_path / "crazing/crazing_1_mask.png").unlink()
+    assert len(load_dataset(tmp_path).train) == 2
 
 
 def test_good_beside_folders_without_images_is_a_plain_folder(tmp_path):
