@@ -39,6 +39,8 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         "kind": kind,
         "input": {"name": "image", "shape": ["batch", 3, h, w], "dtype": "float32", "layout": "NCHW", "color": "RGB",
                   "range": [0.0, 1.0], "resize": "outside the graph (model.images.preprocess)",
+                  # the part of each image to resize (x, y, width, height in its pixels), cropped before: null for all of it
+                  "crop": net.get("roi"),
                   "normalisation": {"where": "inside the graph", **(normalisation or {})}},
         "outputs": outputs,
         "net": net,

@@ -13,8 +13,10 @@ from model.folders import replace_files
 COLOURS = {"PASS": (40, 160, 40), "FAIL": (40, 40, 220)}  # BGR
 
 
-def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, verdict: str, regions: list) -> np.ndarray:
-    """RGB uint8 image with the map (from half the pixel threshold upwards) blended in, boxes and a verdict banner."""
+def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, verdict: str, regions: list,
+                   roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """RGB uint8 image with the map (from half the pixel threshold upwards) blended in, boxes and a verdict banner;
+    outside a region of interest, which the model does not inspect, the image is dimmed."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     lo = pixel_threshold - 0.5 * abs(pixel_threshold) - 1.0
     hi = max(float(amap.max()), pixel_threshold + 1.0)
@@ -22,6 +24,11 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.55 * norm)[..., None]
     out = (bgr * (1.0 - alpha) + heat * alpha).astype(np.uint8)
+    if roi is not None:
+        x, y, w, h = roi
+        inside = out[y : y + h, x : x + w].copy()
+        out //= 3
+        out[y : y + h, x : x + w] = inside
     colour = COLOURS.get(verdict, (200, 200, 200))
     thick = max(1, round(min(out.shape[:2]) / 300))
     for r in regions:

@@ -77,6 +77,9 @@ class Inference:
         try:
             return self.inspector.inspect_batch([j.rgb for j in batch], serials=[j.serial for j in batch],
                                                 sources=[j.source for j in batch], ids=[j.inspection_id for j in batch])
+        except InspectorError as exc:  # e.g. a frame that does not contain the model's region of interest
+            if len(batch) == 1:
+                return [str(exc)]
         except Exception:
             if len(batch) == 1:
                 log.exception("inference failed for %s", batch[0].inspection_id)

@@ -57,6 +57,7 @@ class InspectionResult:
     type_probs: dict[str, float] = field(default_factory=dict)  # every known type and `unknown`, when the model names types
     images: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. an image unlike the training images
+    roi: tuple[int, int, int, int] | None = None  # the part of the image the model inspected (x, y, w, h); None: all
 
     @property
     def defects(self) -> list[Region]:
@@ -98,4 +99,4 @@ class InspectionResult:
     def overlay(self, rgb: np.ndarray) -> np.ndarray:
         from inspector.overlay import render_overlay
 
-        return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions)
+        return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions, self.roi)

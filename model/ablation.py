@@ -45,9 +45,10 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     size = tuple(net.config.input_size)
     feats, masks = [], []
     bar = progress("test features", len(dataset.test))
-    for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8):
+    roi = net.config.roi
+    for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8, roi=roi):
         feats.append(net.features(torch.from_numpy(batch)))
-        masks += [mask_at(dataset.test[i], rgb.shape[:2], size) for i, rgb in zip(idx, rgbs)]
+        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, roi) for i, rgb in zip(idx, rgbs)]
         bar.update(len(idx))
     bar.close()
     return feats, np.stack(masks)

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from model.images import preprocess, read_image
+from model.images import Roi, preprocess, read_image
 
 
 def load_batches(
-    paths: Sequence[Path], size: tuple[int, int], batch_size: int = 16, workers: int = 4
+    paths: Sequence[Path], size: tuple[int, int], batch_size: int = 16, workers: int = 4, roi: Roi | None = None
 ) -> Iterator[tuple[list[int], np.ndarray, list[np.ndarray]]]:
-    """Yield (indices, preprocessed batch [B, 3, h, w], original RGB images), decoding in threads."""
+    """Yield (indices, preprocessed batch [B, 3, h, w] of each image's region of interest, whole RGB images),
+    decoding in threads."""
 
     def load(p: Path) -> tuple[np.ndarray, np.ndarray]:
         rgb = read_image(p)
-        return preprocess(rgb, size), rgb
+        return preprocess(rgb, size, roi, str(p)), rgb
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), batch_size):

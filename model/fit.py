@@ -19,6 +19,7 @@ from model.errors import InspectorError
 from model.extract import load_batches
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
+from model.images import Roi, check_roi
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.overlap import cell_means, part_groups
@@ -65,8 +66,11 @@ class FitOptions:
     defects: DefectLearning = field(default_factory=DefectLearning)  # learning from generated defects
     seed: int = 0
     batch_size: int = 16
+    roi: Roi | None = None  # the part of each image to inspect (x, y, w, h in pixels); None: the whole image
 
     def validate(self) -> None:
+        if self.roi is not None:
+            self.roi = check_roi(self.roi)
         if self.neighbours < 1:
             raise InspectorError(f"--neighbours {self.neighbours}: give at least 1 bank patch to measure a patch against (e.g. 3)")
         if not 0.0 < self.coreset_ratio <= 1.0:
@@ -355,7 +359,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
                        peer_position=peer_position, position_map=peer_position and options.position_map,
-                       neighbours=1 if options.references else options.neighbours)
+                       neighbours=1 if options.references else options.neighbours, roi=options.roi)
     if len(paths) < 2:
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
@@ -366,7 +370,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
     emb, row, pooled, sources, good_rgbs, descs, shapes = None, 0, [], [], [], [], []
     bar = progress("features", len(paths))
-    for idx, batch, originals in load_batches(paths, size, options.batch_size):
+    for idx, batch, originals in load_batches(paths, size, options.batch_size, roi=options.roi):
         shapes += [rgb.shape[:2] for rgb in originals]
         x = torch.from_numpy(batch)
         if keep_images:

@@ -9,6 +9,7 @@ from torch import nn
 
 from model.backbones import DEFAULT_BACKBONE, build_backbone, default_layers
 from model.head import AnomalyHead
+from model.images import roi_from
 from model.types import TypeHead
 
 
@@ -39,10 +40,15 @@ class NetConfig:
     seg_gate: bool = False  # only its excess over good pixels is blended in (model/head.py); older checkpoints: False
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
+    roi: tuple[int, int, int, int] | None = None  # the part of each image the graph is given (model/images.py crop)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
+        if self.roi is None:  # left out, so that a version without regions of interest still reads the checkpoint
+            del d["roi"]
+        else:  # and with one it refuses it (an unknown field) rather than judge whole images
+            d["roi"] = list(self.roi)
         return d
 
     @classmethod
@@ -51,6 +57,8 @@ class NetConfig:
         # Checkpoints written before input standardisation existed were fitted without it.
         d.setdefault("normalize_input", False)
         d["layers"], d["input_size"] = tuple(d["layers"]), tuple(d["input_size"])
+        if d.get("roi") is not None:
+            d["roi"] = roi_from(d["roi"])
         return cls(**d)
 
 

@@ -41,8 +41,8 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
     kw.setdefault("peer_position", False)  # nor did those from before peer position statistics use them
     kw.setdefault("position_map", False)  # nor those from before the position-standardised map
     kw.setdefault("neighbours", 1)  # and those from before --neighbours measured against the nearest bank patch only
-    for name in ("layers", "augment"):
-        if name in kw:
+    for name in ("layers", "augment", "roi"):
+        if kw.get(name) is not None:
             kw[name] = tuple(kw[name])
     if isinstance(kw.get("defects"), dict):
         d = dict(kw["defects"])
@@ -74,7 +74,7 @@ def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _scores(net: InspectorNet, samples: list[Sample]) -> np.ndarray:
     out = []
-    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16):
+    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16, roi=net.config.roi):
         out.append(net(torch.from_numpy(batch))[0].reshape(-1).numpy())
     return np.concatenate(out)
 
@@ -95,7 +95,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     if parts is None:
         from model.overlap import find_parts
 
-        parts = find_parts([s.path for s in dataset.train], progress)
+        parts = find_parts([s.path for s in dataset.train], progress, options.roi)
     n_parts = len(np.unique(parts))
     if n_parts < folds:
         raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")

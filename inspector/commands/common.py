@@ -89,6 +89,16 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def roi(text: str) -> tuple[int, int, int, int]:
+    """--roi X,Y,W,H: a region of interest in pixels (model.images.check_roi)."""
+    from model.images import ROI_HINT, check_roi
+
+    try:
+        return check_roi(tuple(int(v) for v in text.split(",")))
+    except (ValueError, InspectorError):
+        raise argparse.ArgumentTypeError(f"{text!r}: {ROI_HINT}") from None
+
+
 def at_least(minimum: int):
     """An argparse type: a whole number >= `minimum` (counts, repeats, threads)."""
     def parse(text: str) -> int:

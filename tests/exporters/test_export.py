@@ -296,7 +296,7 @@ class _Scripted:
         from types import SimpleNamespace
 
         self.scores, self.at = np.asarray(scores, dtype=np.float32), 0
-        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted")
+        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", roi=None)
 
     def infer(self, x):
         from types import SimpleNamespace
