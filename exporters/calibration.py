@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from model.errors import InspectorError
-from model.images import Roi
+from model.framing import Framing
 
 
 def _root(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | None) -> Path:
@@ -50,8 +50,8 @@ def image_sets(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | No
     return _spread(rest, n_calib), holdout, f"{root} (held out from calibration)"
 
 
-def load(paths: list[Path], size: tuple[int, int], roi: Roi | None = None) -> np.ndarray:
+def load(paths: list[Path], size: tuple[int, int], framing: Framing | None = None) -> np.ndarray:
     """Preprocess images exactly as serving does -> float32 [N, 3, h, w]."""
     from model.extract import load_batches
 
-    return np.concatenate([batch for _, batch, _ in load_batches(paths, size, batch_size=16, roi=roi)])
+    return np.concatenate([batch for _, batch, _ in load_batches(paths, size, batch_size=16, framing=framing)])

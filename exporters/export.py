@@ -77,7 +77,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     if any(f.endswith("int8") for f in formats):  # before the slow trace: missing calibration data fails fast
         calib_paths, holdout_paths, where = calibration.image_sets(ckpt, ckpt_manifest, calib, N_CALIB, N_HOLDOUT)
         log(f"INT8 calibration on {len(calib_paths)} good images, checked on {len(holdout_paths)} from {where}")
-        calib_images, holdout = (calibration.load(paths, (h, w), net.config.roi) for paths in (calib_paths, holdout_paths))
+        calib_images, holdout = (calibration.load(paths, (h, w), net.config.framing) for paths in (calib_paths, holdout_paths))
     log(f"tracing {net.config.backbone} at {w}x{h} to ONNX (dynamic batch)")
     fp32 = export_onnx(net)
     parity = check_parity(net, fp32)

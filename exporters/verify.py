@@ -44,13 +44,13 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     size = tuple(reference.meta.input_size)
     if tuple(candidate.meta.input_size) != size:
         raise InspectorError(f"verify: the export takes {candidate.meta.input_size} but the checkpoint {size}; they are different models")
-    if candidate.meta.roi != reference.meta.roi:
-        raise InspectorError(f"verify: the export inspects the region {candidate.meta.roi} but the checkpoint {reference.meta.roi}; "
-                             "they are different models")
+    if candidate.meta.framing != reference.meta.framing:
+        raise InspectorError(f"verify: the export frames images otherwise than the checkpoint (region {candidate.meta.framing.roi} "
+                             f"against {reference.meta.framing.roi}); they are different models")
     s_ref, s_got = [], []
     map_abs = map_rel = 0.0
     map_broken = 0  # NaN or infinite map values of the export: they compare as no difference at all
-    for _, x, _ in load_batches(images, size, batch_size=batch, roi=reference.meta.roi):
+    for _, x, _ in load_batches(images, size, batch_size=batch, framing=reference.meta.framing):
         a, b = reference.infer(x), candidate.infer(x)
         s_ref.append(a.score)
         s_got.append(b.score)

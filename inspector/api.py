@@ -17,7 +17,8 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.images import array_to_rgb, decode_image, pil_to_rgb, place_map, preprocess, read_image_bytes, resize_map
+from model.framing import place_map, weak_match
+from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
 
@@ -95,21 +96,23 @@ class Inspector:
         loaded = [load_image(img, src) for img, src in zip(images, sources, strict=True)]
         t1 = time.perf_counter()
         meta = self.engine.meta
-        batch = np.stack([preprocess(rgb, meta.input_size, meta.roi, src) for rgb, _, src in loaded])
+        located = [meta.framing.located(rgb, src) for rgb, _, src in loaded]
+        batch = np.stack([preprocess(rgb, meta.input_size, box, src) for (rgb, _, src), (box, _) in zip(loaded, located, strict=True)])
         t2 = time.perf_counter()
         out = self.engine.infer(batch)
         t3 = time.perf_counter()
         results = []
         sizes = (meta.manifest.get("training") or {}).get("image_size")
         for i, (rgb, digest, src) in enumerate(loaded):
-            unlike = unlike_training(rgb.shape[:2], sizes)
+            box, match = located[i]
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak_match(match)) if w]
             td = time.perf_counter()
-            amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if meta.roi is None else (meta.roi[3], meta.roi[2]))
+            amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])
             verdict, regions = decide(score, amap, self.image_threshold, self.pixel_threshold, self.decision)
-            if meta.roi is not None:  # regions were found within the region of interest, as the model saw it
-                regions = [replace(r, box=(r.box[0] + meta.roi[0], r.box[1] + meta.roi[1], *r.box[2:])) for r in regions]
-                amap = place_map(amap, rgb.shape[:2], meta.roi)
+            if box is not None:  # regions were found within the region of interest, as the model saw it
+                regions = [replace(r, box=(r.box[0] + box[0], r.box[1] + box[1], *r.box[2:])) for r in regions]
+                amap = place_map(amap, rgb.shape[:2], box)
             probs_i = out.type_probs[i] if out.type_probs is not None and verdict == FAIL else None
             defect_type, type_conf, type_probs = name_defect(probs_i, meta.class_names, self.decision)
             apply_type(regions, defect_type, type_conf)
@@ -133,8 +136,8 @@ class Inspector:
                 defect_type=defect_type,
                 type_confidence=type_conf,
                 type_probs=type_probs,
-                warnings=[unlike] if unlike else [],
-                roi=meta.roi,
+                warnings=warnings,
+                roi=box,
             ))
         return results
 

@@ -45,10 +45,10 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     size = tuple(net.config.input_size)
     feats, masks = [], []
     bar = progress("test features", len(dataset.test))
-    roi = net.config.roi
-    for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8, roi=roi):
+    framing = net.config.framing
+    for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8, framing=framing):
         feats.append(net.features(torch.from_numpy(batch)))
-        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, roi) for i, rgb in zip(idx, rgbs)]
+        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, framing.box(rgb)) for i, rgb in zip(idx, rgbs)]
         bar.update(len(idx))
     bar.close()
     return feats, np.stack(masks)

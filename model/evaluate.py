@@ -15,7 +15,8 @@ import torch
 from model.data import Sample
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.images import Roi, crop, read_mask
+from model.framing import Framing, Roi, crop
+from model.images import read_mask
 from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, tpr_at_fpr
 from model.progress import BarFactory, silent
 
@@ -48,12 +49,12 @@ class Scored:
         return (self.masks, self.maps) if keep is None or keep.all() else (self.masks[keep], self.maps[keep])
 
 
-def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int], roi: Roi | None = None) -> np.ndarray:
-    """A sample's defect mask over the region of interest (the whole image without one) at the model input size (all
+def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int], box: Roi | None = None) -> np.ndarray:
+    """A sample's defect mask over the region `box` the model saw (None: the whole image) at the model input size (all
     False for good images or without a mask)."""
     if sample.mask_path is None:
         return np.zeros(size, dtype=bool)
-    mask = crop(read_mask(sample.mask_path, image_shape), roi, str(sample.mask_path)).astype(np.uint8)
+    mask = crop(read_mask(sample.mask_path, image_shape), box, str(sample.mask_path)).astype(np.uint8)
     return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
@@ -65,18 +66,18 @@ def known_pixels(samples: list[Sample]) -> np.ndarray:
 @torch.no_grad()
 def score_samples(
     predict, samples: list[Sample], size: tuple[int, int] | None = None, progress: BarFactory = silent, with_masks: bool = False,
-    batch_size: int = 1, roi: Roi | None = None,
+    batch_size: int = 1, framing: Framing | None = None,
 ) -> Scored:
     """Run `predict` (a torch module or engine: batch -> (scores, maps)) on the samples, timing each batch. `size`
-    and `roi` are the engine's input size and region of interest; without a size, a torch module's own are used.
+    and `framing` are the engine's input size and framing; without a size, a torch module's own are used.
 
     Batch 1 (the default) gives the latency `eval` reports; `fit` calibrates in larger batches (its times are
     per image, amortised)."""
     if size is None:
-        size, roi = tuple(predict.config.input_size), predict.config.roi
+        size, framing = tuple(predict.config.input_size), predict.config.framing
     scores, maps, masks, times = [], [], [], []
     bar = progress("scoring", len(samples))
-    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=batch_size, roi=roi):
+    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing):
         t = time.perf_counter()
         out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
         s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
@@ -84,7 +85,7 @@ def score_samples(
         scores.extend(s.reshape(-1))
         maps.extend(m.reshape(-1, *size).astype(np.float32))
         if with_masks:
-            masks.extend(mask_at(samples[i], rgb.shape[:2], size, roi) for i, rgb in zip(idx, rgbs))
+            masks.extend(mask_at(samples[i], rgb.shape[:2], size, framing.box(rgb) if framing else None) for i, rgb in zip(idx, rgbs))
         bar.update(len(idx))
     bar.close()
     scores_, maps_ = np.asarray(scores, dtype=np.float64), np.stack(maps)

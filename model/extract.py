@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from model.images import Roi, preprocess, read_image
+from model.framing import Framing
+from model.images import preprocess, read_image
 
 
 def load_batches(
-    paths: Sequence[Path], size: tuple[int, int], batch_size: int = 16, workers: int = 4, roi: Roi | None = None
+    paths: Sequence[Path], size: tuple[int, int], batch_size: int = 16, workers: int = 4, framing: Framing | None = None
 ) -> Iterator[tuple[list[int], np.ndarray, list[np.ndarray]]]:
-    """Yield (indices, preprocessed batch [B, 3, h, w] of each image's region of interest, whole RGB images),
-    decoding in threads."""
+    """Yield (indices, preprocessed batch [B, 3, h, w] of each image's region of interest under `framing`, whole RGB
+    images), decoding in threads."""
 
     def load(p: Path) -> tuple[np.ndarray, np.ndarray]:
         rgb = read_image(p)
-        return preprocess(rgb, size, roi, str(p)), rgb
+        return preprocess(rgb, size, framing.box(rgb, str(p)) if framing else None, str(p)), rgb
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), batch_size):

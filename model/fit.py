@@ -17,9 +17,10 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
+from model.framing import Framing, Roi, check_roi, weak_match
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
-from model.images import Roi, check_roi
+from model.images import read_image
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.overlap import cell_means, part_groups
@@ -67,10 +68,14 @@ class FitOptions:
     seed: int = 0
     batch_size: int = 16
     roi: Roi | None = None  # the part of each image to inspect (x, y, w, h in pixels); None: the whole image
+    locate: int = 0  # > 0: that region follows the part, found within this many px of its place in the first image
 
     def validate(self) -> None:
         if self.roi is not None:
             self.roi = check_roi(self.roi)
+        if self.locate < 0 or (self.locate and self.roi is None):
+            raise InspectorError(f"--locate {self.locate}: give how many px the part may sit from its place in the first "
+                                 "training image (e.g. 40), with the --roi that frames it there")
         if self.neighbours < 1:
             raise InspectorError(f"--neighbours {self.neighbours}: give at least 1 bank patch to measure a patch against (e.g. 3)")
         if not 0.0 < self.coreset_ratio <= 1.0:
@@ -354,15 +359,17 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train])
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
+    if len(paths) < 2:
+        dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
+        raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
+    # the first training image is the reference whose region every other image's part is found by (--locate)
+    framing = Framing.fitted(options.roi, options.locate, read_image(paths[0]) if options.locate else None, str(paths[0]))
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
                        peer_position=peer_position, position_map=peer_position and options.position_map,
-                       neighbours=1 if options.references else options.neighbours, roi=options.roi)
-    if len(paths) < 2:
-        dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
-        raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
+                       neighbours=1 if options.references else options.neighbours, **framing.to_net())
     net = InspectorNet(config).eval()
     head = net.head
 
@@ -370,8 +377,12 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
     emb, row, pooled, sources, good_rgbs, descs, shapes = None, 0, [], [], [], [], []
     bar = progress("features", len(paths))
-    for idx, batch, originals in load_batches(paths, size, options.batch_size, roi=options.roi):
+    for idx, batch, originals in load_batches(paths, size, options.batch_size, framing=framing):
         shapes += [rgb.shape[:2] for rgb in originals]
+        for i, rgb in zip(idx, originals, strict=True):  # a part the reference does not find would be learnt as good
+            weak = weak_match(framing.located(rgb)[1])
+            if weak:
+                raise InspectorError(f"image {paths[i]}: {weak}; remove it from the good images, or widen --locate")
         x = torch.from_numpy(batch)
         if keep_images:
             good_rgbs.append((batch.transpose(0, 2, 3, 1) * 255.0).round().astype(np.uint8))

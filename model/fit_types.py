@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from model.errors import InspectorError
 from model.extract import load_batches
+from model.framing import crop
 from model.hashing import sha256_file
-from model.images import crop
 from model.label_names import UNKNOWN
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
@@ -102,10 +102,10 @@ def _mask_weights(region: np.ndarray | None, grid: tuple[int, int], map_w: torch
 def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_masks: bool = True,
                      batch_size: int = 16, progress: BarFactory = silent) -> TypeFeatures:
     """Run the labelled images through the frozen network and pool them as `head` pools (its mix, sharpness)."""
-    size, roi = tuple(net.config.input_size), net.config.roi
+    size, framing = tuple(net.config.input_size), net.config.framing
     raws, embs = [], []
     bar = progress("type features", len(labels.items))
-    for idx, batch, rgbs in load_batches([it.path for it in labels.items], size, batch_size, roi=roi):
+    for idx, batch, rgbs in load_batches([it.path for it in labels.items], size, batch_size, framing=framing):
         feats = net.features(torch.from_numpy(batch))
         amap = net.head(feats)[1]
         emb = net.head.embed(feats)
@@ -115,7 +115,7 @@ def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_ma
             map_w = region_weights(amap, grid, head.mix, head.sharpness)
             tok_w = region_weights(amap, tgrid, head.mix, head.sharpness)
             regions = [read_region(labels.items[i], rgb.shape[:2]) for i, rgb in zip(idx, rgbs, strict=True)]
-            regions = [None if r is None else crop(r, roi) for r in regions]
+            regions = [None if r is None else crop(r, framing.box(rgb)) for r, rgb in zip(regions, rgbs, strict=True)]
             weights = torch.stack([_mask_weights(r, grid, w) for r, w in zip(regions, map_w, strict=True)])
             tok_weights = torch.stack([_mask_weights(r, tgrid, w) for r, w in zip(regions, tok_w, strict=True)])
         else:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from model.errors import InspectorError
+from model.framing import Roi, crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
@@ -192,45 +193,10 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-Roi = tuple[int, int, int, int]  # a region of interest: left, top, width, height in source pixels
-MIN_ROI_SIDE = 16
-ROI_HINT = (f"give X,Y,W,H in pixels of the training images (left, top, width, height; W and H at least {MIN_ROI_SIDE}), "
-            "e.g. 100,50,640,480")
-
-
-def check_roi(roi: Roi) -> Roi:
-    """A region of interest as four whole numbers, at least MIN_ROI_SIDE px wide and high; else one line."""
-    values = tuple(roi)
-    if len(values) != 4 or not all(isinstance(v, int) for v in values) or values[0] < 0 or values[1] < 0 \
-            or values[2] < MIN_ROI_SIDE or values[3] < MIN_ROI_SIDE:
-        raise InspectorError(f"region of interest {','.join(map(str, values))}: {ROI_HINT}")
-    return values
-
-
-def roi_from(values) -> Roi:
-    """A manifest's stored region of interest (a list of four numbers); ValueError or TypeError when it is not one."""
-    roi = tuple(int(v) for v in values)
-    if len(roi) != 4:
-        raise ValueError(f"roi {values!r} is not four numbers")
-    return roi
-
-
-def crop(rgb: np.ndarray, roi: Roi | None, name: str = "array") -> np.ndarray:
-    """The part of an image [H, W, ...] the model inspects; the whole image without a region of interest."""
-    if roi is None:
-        return rgb
-    x, y, w, h = roi
-    if x + w > rgb.shape[1] or y + h > rgb.shape[0]:
-        raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px does not contain the model's region of interest "
-                             f"{x},{y},{w},{h} (left, top, width, height); check the camera's resolution and framing, "
-                             "or fit with a --roi that lies inside every image")
-    return rgb[y : y + h, x : x + w]
-
-
-def preprocess(rgb: np.ndarray, size: tuple[int, int], roi: Roi | None = None, name: str = "array") -> np.ndarray:
-    """RGB uint8 [H, W, 3] -> float32 [3, h, w] in [0, 1] at the model's input size (h, w), of the region of interest
-    when the model has one."""
-    rgb = crop(rgb, roi, name)
+def preprocess(rgb: np.ndarray, size: tuple[int, int], box: Roi | None = None, name: str = "array") -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> float32 [3, h, w] in [0, 1] at the model's input size (h, w), of the region `box` (the
+    model's region of interest in this image, model.framing) when given."""
+    rgb = crop(rgb, box, name)
     h, w = size
     interp = cv2.INTER_AREA if rgb.shape[0] > h and rgb.shape[1] > w else cv2.INTER_LINEAR
     resized = cv2.resize(rgb, (w, h), interpolation=interp)
@@ -242,15 +208,6 @@ def resize_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if amap.shape == shape:
         return amap
     return cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def place_map(amap: np.ndarray, shape: tuple[int, int], roi: Roi) -> np.ndarray:
-    """A region of interest's map [h, w] at its place in the whole image (H, W); the rest, not inspected, holds the
-    map's least value."""
-    x, y, w, h = roi
-    full = np.full(shape, float(amap.min()), dtype=amap.dtype)
-    full[y : y + h, x : x + w] = amap
-    return full
 
 
 def is_mask_name(path: Path) -> bool:

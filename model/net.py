@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from model.backbones import DEFAULT_BACKBONE, build_backbone, default_layers
+from model.framing import Framing
 from model.head import AnomalyHead
-from model.images import roi_from
 from model.types import TypeHead
 
 
@@ -40,16 +40,26 @@ class NetConfig:
     seg_gate: bool = False  # only its excess over good pixels is blended in (model/head.py); older checkpoints: False
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
-    roi: tuple[int, int, int, int] | None = None  # the part of each image the graph is given (model/images.py crop)
+    roi: tuple[int, int, int, int] | None = None  # the part of each image the graph is given (model/framing.py)
+    locate: int = 0  # > 0: that region follows the part, found within this many px by matching `template`
+    template: str = ""  # the training reference's region, grey, as a base64 PNG at 1/template_step scale
+    template_step: int = 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
-        if self.roi is None:  # left out, so that a version without regions of interest still reads the checkpoint
-            del d["roi"]
-        else:  # and with one it refuses it (an unknown field) rather than judge whole images
+        # left out when unused, so that a version without them still reads the checkpoint; with them it refuses it
+        # (unknown fields) rather than judge whole frames
+        for name, unused in (("roi", None), ("locate", 0), ("template", ""), ("template_step", 1)):
+            if d[name] == unused:
+                del d[name]
+        if self.roi is not None:
             d["roi"] = list(self.roi)
         return d
+
+    @property
+    def framing(self) -> Framing:
+        return Framing.of(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> NetConfig:
@@ -58,7 +68,7 @@ class NetConfig:
         d.setdefault("normalize_input", False)
         d["layers"], d["input_size"] = tuple(d["layers"]), tuple(d["input_size"])
         if d.get("roi") is not None:
-            d["roi"] = roi_from(d["roi"])
+            d["roi"] = Framing.of(d).roi
         return cls(**d)
 
 

@@ -22,6 +22,7 @@ from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.extract import load_batches
 from model.fit import FitOptions, fit
+from model.framing import Framing
 from model.metrics import fpr_at_recall, roc_auc, tpr_at_fpr
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
@@ -74,7 +75,7 @@ def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _scores(net: InspectorNet, samples: list[Sample]) -> np.ndarray:
     out = []
-    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16, roi=net.config.roi):
+    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16, framing=net.config.framing):
         out.append(net(torch.from_numpy(batch))[0].reshape(-1).numpy())
     return np.concatenate(out)
 
@@ -95,7 +96,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     if parts is None:
         from model.overlap import find_parts
 
-        parts = find_parts([s.path for s in dataset.train], progress, options.roi)
+        parts = find_parts([s.path for s in dataset.train], progress, Framing(options.roi))  # unlocated: no template yet
     n_parts = len(np.unique(parts))
     if n_parts < folds:
         raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from model.backbones import DEFAULT_BACKBONE, build_backbone
 from model.extract import load_batches
-from model.images import Roi
+from model.framing import Framing
 from model.net import standardize
 from model.progress import BarFactory, silent
 
@@ -34,12 +34,13 @@ SIZE = (256, 256)
 
 
 @torch.no_grad()
-def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFactory = silent, roi: Roi | None = None) -> list[torch.Tensor]:
+def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFactory = silent,
+                framing: Framing | None = None) -> list[torch.Tensor]:
     """Per image (its region of interest, when given) and backbone level: features averaged over CELLS x CELLS cells
     -> [N, C, CELLS, CELLS] per level."""
     levels: list[list[torch.Tensor]] = []
     bar = progress("overlap", len(paths))
-    for _, batch, _ in load_batches(paths, SIZE, batch_size=16, roi=roi):
+    for _, batch, _ in load_batches(paths, SIZE, batch_size=16, framing=framing):
         levels.append(cell_means(backbone(standardize(torch.from_numpy(batch)))))
         bar.update(len(batch))
     bar.close()
@@ -94,11 +95,11 @@ def part_groups(images: list[torch.Tensor], ratio: float = TWIN_RATIO, rank: int
     return np.array([root(i) for i in range(n)])
 
 
-def describe(paths: list[Path], progress: BarFactory = silent, roi: Roi | None = None) -> list[torch.Tensor]:
+def describe(paths: list[Path], progress: BarFactory = silent, framing: Framing | None = None) -> list[torch.Tensor]:
     """`descriptors` by the default backbone, whatever model is being evaluated (of the part of each image it sees)."""
-    return descriptors(paths, build_backbone(DEFAULT_BACKBONE).eval(), progress, roi)
+    return descriptors(paths, build_backbone(DEFAULT_BACKBONE).eval(), progress, framing)
 
 
-def find_parts(paths: list[Path], progress: BarFactory = silent, roi: Roi | None = None) -> np.ndarray:
+def find_parts(paths: list[Path], progress: BarFactory = silent, framing: Framing | None = None) -> np.ndarray:
     """A part id per image [N]: images that are captures of one part share it (see `part_groups`)."""
-    return part_groups(describe(list(paths), progress, roi))
+    return part_groups(describe(list(paths), progress, framing))

@@ -144,7 +144,7 @@ def rss_probe() -> None:
 
     job = json.loads(sys.stdin.read())
     engine = _open(Path(job["path"]), job["device"], job["threads"])
-    x = next(load_batches([Path(p) for p in job["images"]], engine.meta.input_size, batch_size=len(job["images"]), roi=engine.meta.roi))[1]
+    x = next(load_batches([Path(p) for p in job["images"]], engine.meta.input_size, batch_size=len(job["images"]), framing=engine.meta.framing))[1]
     for b in job["batches"]:
         for _ in range(2):
             engine.infer(_batch(x, b))
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                     raise  # no baseline, no ratios
                 c.skipped = str(exc)
         base = cands[0].engine
-        images = next(load_batches([Path(p) for p in picked], base.meta.input_size, batch_size=len(picked), roi=base.meta.roi))[1]
+        images = next(load_batches([Path(p) for p in picked], base.meta.input_size, batch_size=len(picked), framing=base.meta.framing))[1]
         log(f"timing {sum(c.engine is not None for c in cands)} engines round-robin: batches {list(args.batches)}, {args.runs} runs each")
         measure(cands, images, tuple(args.batches), args.runs, args.warmup)
         rss = {}

@@ -90,8 +90,8 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def roi(text: str) -> tuple[int, int, int, int]:
-    """--roi X,Y,W,H: a region of interest in pixels (model.images.check_roi)."""
-    from model.images import ROI_HINT, check_roi
+    """--roi X,Y,W,H: a region of interest in pixels (model.framing.check_roi)."""
+    from model.framing import ROI_HINT, check_roi
 
     try:
         return check_roi(tuple(int(v) for v in text.split(",")))

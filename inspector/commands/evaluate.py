@@ -65,7 +65,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         return out.score, out.amap
 
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True,
-                           roi=engine.meta.roi)
+                           framing=engine.meta.framing)
     report = metrics_report(dataset.test, scored)
     if dataset.notes:
         report["notes"] = dataset.notes + report.get("notes", [])
@@ -92,7 +92,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
         n = len(dataset.train)
         try:
-            both = describe([s.path for s in dataset.train + dataset.test], progress or tqdm_bars(), engine.meta.roi)
+            both = describe([s.path for s in dataset.train + dataset.test], progress or tqdm_bars(), engine.meta.framing)
             train_descriptors = [d[:n] for d in both]
             report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored, twins(train_descriptors, [d[n:] for d in both]))
         except InspectorError as e:  # a bad training image must not cost the metrics already computed
@@ -106,7 +106,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         except InspectorError as e:  # e.g. fewer parts than folds: found only now, and the metrics above are kept
             report["new_parts"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
-                       "input_size": list(engine.meta.input_size), **({"roi": list(engine.meta.roi)} if engine.meta.roi else {})}
+                       "input_size": list(engine.meta.input_size), **engine.meta.framing.summary()}
     return report
 
 

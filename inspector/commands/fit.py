@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspector.commands.common import add_policy_args, int_list, name_list, policy_from, print_json, roi, seed, tqdm_bars
+from inspector.commands.common import add_policy_args, at_least, int_list, name_list, policy_from, print_json, roi, seed, tqdm_bars
 from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int_list, default=(), help="backbone feature levels, e.g. 2,3,4 (default per backbone)")
     p.add_argument("--roi", type=roi, default=None, metavar="X,Y,W,H",
                    help="inspect only this region of every image (left, top, width, height in pixels; default: all of it)")
+    p.add_argument("--locate", type=at_least(1), default=0, metavar="PX",
+                   help="with --roi: the region follows the part, found within PX pixels of where it is in the first training image")
     p.add_argument("--size", type=int, default=256, help="input size in px (square, a multiple of 32 from 64 to 1024; default 256)")
     p.add_argument("--coreset", type=float, default=None, help="fraction of normal patches kept in the memory bank (default 0.01)")
     p.add_argument("--neighbours", type=int, default=None, metavar="K",
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, position_map=args.position_map, peer_position=args.peer_position, references=args.references,
-                         roi=args.roi, defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
+                         roi=args.roi, locate=args.locate, defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
     if args.synth_steps is not None:
         options.defects.steps = args.synth_steps
@@ -142,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fitted {report.training['n_images']} good images in {report.training['fit_seconds']:.1f} s -> {out}")
         patches = (f"{net.config.references} reference images" if net.config.references
                    else f"memory bank {report.training['bank_size']} patches")
-        region = "" if options.roi is None else " of the region {},{},{},{}".format(*options.roi)
-        print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px{region}, {patches}")
+        print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px{net.config.framing.describe()}, "
+              f"{patches}")
         print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:.3g}; "
               f"on calibration data: false alarms {cal['far']:.1%}" + (f", escapes {cal['escape']:.1%})" if cal["escape"] is not None else ")"))
         print(f"  calibrated on {cal['source']}")

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from model.errors import InspectorError
-from model.images import Roi, roi_from
+from model.framing import Framing
 
 DEVICES = ("cpu", "cuda", "tensorrt")
 
@@ -47,7 +47,7 @@ class ModelMeta:
     runtime: str
     class_names: tuple[str, ...] = ()
     manifest: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    roi: Roi | None = None  # the part of each image the model is given (model.images.crop)
+    framing: Framing = field(default_factory=Framing)  # the part of each image the model is given (model.framing)
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], path: str, runtime: str, weights_file: str) -> ModelMeta:
@@ -66,14 +66,10 @@ class ModelMeta:
                 runtime=runtime,
                 class_names=tuple(net.get("class_names") or ()),
                 manifest=manifest,
-                roi=roi_of(net),
+                framing=Framing.of(net),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InspectorError(f"checkpoint {path}: {manifest_problem(exc)}; re-create it with `inspector fit`") from None
-
-
-def roi_of(net: dict[str, Any]) -> Roi | None:
-    return None if net.get("roi") is None else roi_from(net["roi"])
 
 
 def manifest_problem(exc: Exception) -> str:

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from inspector.engines.base import HeadOutput, ModelMeta, manifest_problem, roi_of, thresholds_of
+from inspector.engines.base import HeadOutput, ModelMeta, manifest_problem, thresholds_of
 from model.errors import InspectorError
+from model.framing import Framing
 
 
 def meta_from_export(manifest: dict[str, Any], path: Path, runtime: str) -> ModelMeta:
@@ -26,7 +27,7 @@ def meta_from_export(manifest: dict[str, Any], path: Path, runtime: str) -> Mode
             runtime=runtime,
             class_names=tuple(net.get("class_names") or ()),
             manifest=manifest,
-            roi=roi_of(net),
+            framing=Framing.of(net),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InspectorError(f"model {path}: {manifest_problem(exc)}; export it again with `inspector export`") from None

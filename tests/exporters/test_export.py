@@ -15,6 +15,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from exporters.manifest import METADATA_KEY, sidecar_path
+from model.framing import Framing
 from tests.exporters.helpers import INT8_TOLERANCE, exported
 from tests.synthetic import defect_image, good_image
 
@@ -296,7 +297,7 @@ class _Scripted:
         from types import SimpleNamespace
 
         self.scores, self.at = np.asarray(scores, dtype=np.float32), 0
-        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", roi=None)
+        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", framing=Framing())
 
     def infer(self, x):
         from types import SimpleNamespace

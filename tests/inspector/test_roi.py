@@ -15,7 +15,7 @@ from inspector.api import Inspector
 from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 from tests.inspector.conftest import png, running, wait_until
-from tests.synthetic import defect_image
+from tests.synthetic import defect_image, good_image
 
 ROI = (20, 12, 96, 96)  # the tiny dataset's 96 px images, placed here in each frame
 FRAME = (120, 130)  # h, w
@@ -55,7 +55,7 @@ def models(tiny_data, framed_data, tmp_path_factory) -> tuple[Path, Path]:
 
 def test_the_region_model_judges_a_frame_as_the_plain_model_judges_the_part_in_it(models):
     plain, roi = (Inspector.load(m) for m in models)
-    assert roi.engine.meta.roi == ROI and plain.engine.meta.roi is None
+    assert roi.engine.meta.framing.roi == ROI and plain.engine.meta.framing.roi is None
     assert roi.image_threshold == pytest.approx(plain.image_threshold, abs=1e-5)
     assert roi.pixel_threshold == pytest.approx(plain.pixel_threshold, abs=1e-5)
     x, y, w, h = ROI
@@ -106,7 +106,7 @@ def test_the_onnx_export_crops_as_its_checkpoint_does(models, tmp_path):
     (done,) = export(models[1], ["onnx"], tmp_path)
     assert json.loads(done.path.with_name(done.path.name + ".json").read_text())["input"]["crop"] == list(ROI)
     onnx, ckpt = Inspector.load(done.path), Inspector.load(models[1])
-    assert onnx.engine.meta.roi == ROI
+    assert onnx.engine.meta.framing.roi == ROI
     image = frame(defect_image(5)[0], 7)
     a, b = ckpt.inspect(image), onnx.inspect(image)
     assert b.score == pytest.approx(a.score, abs=1e-3) and b.anomaly_map.shape == FRAME
@@ -151,3 +151,101 @@ def test_the_daemon_answers_a_frame_without_the_region_on_the_error_topic(statio
         assert results[0]["inspection_id"] == "framed" and results[0]["verdict"] == "FAIL"
         assert results[0]["image"]["width"] == FRAME[1]
         assert d.metrics.total("inspector_rejected_total") == 1
+
+
+# -- --locate: the region follows a part that sits a little differently in each frame -----------------------------
+PART = 72  # px: a part with a dark border and a bright mark in one corner, so that it is found to the pixel
+NOMINAL = (30, 26, PART, PART)
+LOCATE_FRAME = (130, 140)
+
+
+def marked(rgb: np.ndarray) -> np.ndarray:
+    out = cv2.resize(rgb, (PART, PART), interpolation=cv2.INTER_AREA)
+    out[:3], out[-3:], out[:, :3], out[:, -3:] = 20, 20, 20, 20
+    out[6:10, 6:22], out[6:22, 6:10] = 250, 250
+    return out
+
+
+def placed(part: np.ndarray, dx: int, dy: int, seed: int) -> np.ndarray:
+    """`part` at NOMINAL shifted by (dx, dy) on a dark, noisy belt."""
+    rng = np.random.default_rng(seed)
+    out = rng.integers(30, 60, (*LOCATE_FRAME, 3), dtype=np.uint8)
+    x, y = NOMINAL[0] + dx, NOMINAL[1] + dy
+    out[y : y + PART, x : x + PART] = part
+    return out
+
+
+def test_the_located_region_follows_the_part_to_the_pixel():
+    from model.framing import Framing, weak_match
+
+    framing = Framing.fitted(NOMINAL, 15, placed(marked(good_image(0)), 0, 0, 0), "reference")
+    for i, (dx, dy) in enumerate([(0, 0), (5, -7), (-15, 15), (9, 3), (-4, -11)]):
+        box, match = framing.located(placed(marked(good_image(50 + i)), dx, dy, i), "frame")
+        assert box == (NOMINAL[0] + dx, NOMINAL[1] + dy, PART, PART) and match > 0.8 and weak_match(match) is None
+    _, match = framing.located(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 9))  # no part on the belt
+    assert "only weakly" in weak_match(match)
+    big = Framing.fitted((10, 5, 300, 200), 20, cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300)), "big")
+    assert big.step == 3  # matched at a third of the size: found to within the step
+    box, _ = big.located(np.roll(cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300)), (9, -12), axis=(0, 1)))
+    assert abs(box[0] - (10 - 12)) <= 3 and abs(box[1] - (5 + 9)) <= 3
+    with pytest.raises(InspectorError, match="nearly flat"):
+        Framing.fitted((0, 0, 20, 20), 5, np.full((40, 40, 3), 100, np.uint8), "flat.png")
+    with pytest.raises(InspectorError, match="template cannot be decoded"):
+        Framing((0, 0, 20, 20), 5, "not a PNG").located(np.zeros((40, 40, 3), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def located_models(tmp_path_factory) -> tuple[Path, Path]:
+    """(a model of marked parts, one of the same parts each shifted on a belt, fitted with --roi and --locate)."""
+    from inspector.cli import main
+
+    root = tmp_path_factory.mktemp("locate")
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        part = marked(good_image(i))
+        dx, dy = (int(v) for v in rng.integers(-12, 13, 2)) if i else (0, 0)  # the first, the reference, where the region is
+        for name, img in (("plain", part), ("belt", placed(part, dx, dy, i))):
+            (root / name).mkdir(exist_ok=True)
+            cv2.imwrite(str(root / name / f"{i:03d}.png"), img)
+    args = ("--size", 64, "--coreset", 0.25, "--synth", 0)
+    assert main([str(a) for a in ("fit", root / "plain", "--out", root / "plain.ckpt", *args)]) == 0
+    assert main([str(a) for a in ("fit", root / "belt", "--out", root / "belt.ckpt", *args,
+                                  "--roi", ",".join(map(str, NOMINAL)), "--locate", 14)]) == 0
+    return root / "plain.ckpt", root / "belt.ckpt"
+
+
+def test_a_located_model_judges_a_shifted_part_as_the_plain_model_judges_the_part(located_models, tmp_path):
+    plain, belt = (Inspector.load(m) for m in located_models)
+    assert belt.image_threshold == pytest.approx(plain.image_threshold, abs=1e-5)
+    for i, (dx, dy) in enumerate([(7, -9), (-13, 4)]):
+        part = marked(defect_image(i)[0])
+        a, b = plain.inspect(part), belt.inspect(placed(part, dx, dy, 20 + i))
+        x, y = NOMINAL[0] + dx, NOMINAL[1] + dy
+        assert b.roi == (x, y, PART, PART) and not b.warnings
+        assert b.score == pytest.approx(a.score, abs=1e-4)
+        np.testing.assert_allclose(b.anomaly_map[y : y + PART, x : x + PART], a.anomaly_map, atol=1e-4)
+        assert [r.box for r in b.regions] == [(r.box[0] + x, r.box[1] + y, *r.box[2:]) for r in a.regions]
+    empty = belt.inspect(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 5))
+    assert "matched its reference only weakly" in empty.warnings[0]
+    # the ONNX export finds the part as its checkpoint does
+    from exporters.export import export
+
+    (done,) = export(located_models[1], ["onnx"], tmp_path)
+    sidecar = json.loads(done.path.with_name(done.path.name + ".json").read_text())
+    assert sidecar["input"]["crop"] == list(NOMINAL) and sidecar["input"]["locate"] == 14 and sidecar["net"]["template"]
+    frame_ = placed(marked(defect_image(3)[0]), 11, 6, 30)
+    c, d = belt.inspect(frame_), Inspector.load(done.path).inspect(frame_)
+    assert d.roi == c.roi == (NOMINAL[0] + 11, NOMINAL[1] + 6, PART, PART) and d.score == pytest.approx(c.score, abs=1e-3)
+    assert belt.engine.meta.framing.summary() == {"roi": list(NOMINAL), "locate": 14}  # as `eval --json` names it
+
+
+def test_fit_refuses_what_cannot_be_located(capsys, located_models, tmp_path):
+    belt = located_models[1].parent / "belt"
+    rc, _, err = cli(capsys, "fit", belt, "--out", tmp_path / "m", "--locate", 10)
+    assert_one_line_error(rc, err, "--locate 10", "--roi")
+    data = tmp_path / "data"
+    shutil.copytree(belt, data)
+    cv2.imwrite(str(data / "005.png"), placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 5))  # an empty belt
+    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "m", "--roi", ",".join(map(str, NOMINAL)), "--locate", 14, "--synth", 0)
+    assert_one_line_error(rc, err, "005.png", "only weakly", "--locate")
+    assert not (tmp_path / "m").exists()
