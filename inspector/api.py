@@ -17,7 +17,7 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.framing import place_map, weak_match
+from model.framing import place_map
 from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
@@ -104,8 +104,8 @@ class Inspector:
         results = []
         sizes = (meta.manifest.get("training") or {}).get("image_size")
         for i, (rgb, digest, src) in enumerate(loaded):
-            box, match = located[i]
-            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak_match(match)) if w]
+            box, weak = located[i]
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak) if w]
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])

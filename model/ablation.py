@@ -48,7 +48,7 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     framing = net.config.framing
     for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8, framing=framing):
         feats.append(net.features(torch.from_numpy(batch)))
-        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, framing.box(rgb)) for i, rgb in zip(idx, rgbs)]
+        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, framing.box_of(rgb)) for i, rgb in zip(idx, rgbs)]
         bar.update(len(idx))
     bar.close()
     return feats, np.stack(masks)

@@ -85,7 +85,7 @@ def score_samples(
         scores.extend(s.reshape(-1))
         maps.extend(m.reshape(-1, *size).astype(np.float32))
         if with_masks:
-            masks.extend(mask_at(samples[i], rgb.shape[:2], size, framing.box(rgb) if framing else None) for i, rgb in zip(idx, rgbs))
+            masks.extend(mask_at(samples[i], rgb.shape[:2], size, framing.box_of(rgb) if framing else None) for i, rgb in zip(idx, rgbs))
         bar.update(len(idx))
     bar.close()
     scores_, maps_ = np.asarray(scores, dtype=np.float64), np.stack(maps)

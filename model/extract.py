@@ -20,7 +20,7 @@ def load_batches(
 
     def load(p: Path) -> tuple[np.ndarray, np.ndarray]:
         rgb = read_image(p)
-        return preprocess(rgb, size, framing.box(rgb, str(p)) if framing else None, str(p)), rgb
+        return preprocess(rgb, size, framing.box_of(rgb, str(p)) if framing else None, str(p)), rgb
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), batch_size):

@@ -17,7 +17,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.framing import Framing, Roi, check_roi, weak_match
+from model.framing import Framing, Roi, check_roi
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
 from model.images import read_image
@@ -36,6 +36,7 @@ def check_input_size(size: int) -> None:
         raise InspectorError(f"--size {size}: give a multiple of 32 from 64 to {MAX_INPUT_SIZE} (e.g. 256)")
 
 
+LOCATE_REFERENCES = 100  # training images whose aligned edges make the --locate template
 MAX_REF_RADIUS = 4  # (2r + 1)^2 shifted comparisons per reference: beyond this a part is matched almost anywhere
 
 
@@ -362,8 +363,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     if len(paths) < 2:
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
-    # the first training image is the reference whose region every other image's part is found by (--locate)
-    framing = Framing.fitted(options.roi, options.locate, read_image(paths[0]) if options.locate else None, str(paths[0]))
+    # --locate: the first training image's region, and the images spread over the rest, make the template
+    references = paths[:: max(1, len(paths) // LOCATE_REFERENCES)][:LOCATE_REFERENCES] if options.locate else []
+    framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references))
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
@@ -379,8 +381,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     bar = progress("features", len(paths))
     for idx, batch, originals in load_batches(paths, size, options.batch_size, framing=framing):
         shapes += [rgb.shape[:2] for rgb in originals]
-        for i, rgb in zip(idx, originals, strict=True):  # a part the reference does not find would be learnt as good
-            weak = weak_match(framing.located(rgb)[1])
+        for i, rgb in zip(idx, originals, strict=True):  # a part the template does not find would be learnt as good
+            weak = framing.located(rgb)[1]
             if weak:
                 raise InspectorError(f"image {paths[i]}: {weak}; remove it from the good images, or widen --locate")
         x = torch.from_numpy(batch)

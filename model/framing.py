@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -18,8 +19,7 @@ Roi = tuple[int, int, int, int]  # a region of interest: left, top, width, heigh
 MIN_ROI_SIDE = 16
 ROI_HINT = (f"give X,Y,W,H in pixels of the training images (left, top, width, height; W and H at least {MIN_ROI_SIDE}), "
             "e.g. 100,50,640,480")
-TEMPLATE_SIDE = 128  # the reference region is matched at about this size: the search stays a few ms a frame
-WEAK_MATCH = 0.5  # a best match below this (normalised correlation) means the part is missing or unlike the reference
+TEMPLATE_SIDE = 256  # the template is matched at no more than this size: the search stays a few ms a frame
 
 
 def check_roi(roi: Roi) -> Roi:
@@ -55,15 +55,31 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
 
 
+def _edges(grey: np.ndarray, step: int) -> np.ndarray:
+    """Gradient magnitude at 1/step scale: a part's outline and marks count, its grey level and lighting do not."""
+    small = cv2.resize(grey, (grey.shape[1] // step, grey.shape[0] // step), interpolation=cv2.INTER_AREA) if step > 1 else grey
+    g = cv2.GaussianBlur(small.astype(np.float32), (0, 0), 0.7)
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+
+def _encode(edges: np.ndarray) -> str:
+    """A template as a base64 8-bit PNG (scaled to its maximum: normalised correlation ignores the scale)."""
+    ok, png = cv2.imencode(".png", np.round(edges * (255.0 / max(float(edges.max()), 1e-6))).astype(np.uint8))
+    return base64.b64encode(png.tobytes()).decode("ascii")
+
+
 @dataclass(frozen=True)
 class Framing:
-    """The region of interest (None: whole frames) and, with `margin` > 0, the reference region's grey template (a PNG,
-    base64, at 1/`step` scale) that each frame's region is found by within `margin` px of `roi`."""
+    """The region of interest (None: whole frames) and, with `margin` > 0, how each frame's region is found: the edge
+    template of `box` (the region with some context around it, in the reference image's pixels; a base64 PNG at
+    1/`step` scale) is matched within `margin` px, and a best match below `weak` means the part was not found."""
 
     roi: Roi | None = None
     margin: int = 0
     template: str = ""
     step: int = 1
+    box: Roi | None = None
+    weak: float = 0.0
 
     @classmethod
     def of(cls, net: Any) -> Framing:
@@ -75,23 +91,44 @@ class Framing:
         roi = tuple(int(v) for v in roi)
         if len(roi) != 4:
             raise ValueError(f"roi {roi!r} is not four numbers")
-        return cls(roi, int(get("locate", 0) or 0), str(get("template", "") or ""), int(get("template_step", 1) or 1))
+        loc = get("locator") or {}
+        box = tuple(int(v) for v in loc["box"]) if loc.get("box") else None
+        if int(get("locate", 0) or 0) and (box is None or len(box) != 4 or not loc.get("template")):
+            raise ValueError("locate is set without its locator (template, box)")
+        return cls(roi, int(get("locate", 0) or 0), str(loc.get("template", "")), int(loc.get("step", 1)), box,
+                   float(loc.get("weak", 0.0)))
 
     @classmethod
-    def fitted(cls, roi: Roi | None, margin: int, reference: np.ndarray, name: str) -> Framing:
-        """The framing fit gives a model: with a margin, the reference image's region becomes the template."""
+    def fitted(cls, roi: Roi | None, margin: int, references: Callable[[], Iterable[tuple[np.ndarray, str]]]) -> Framing:
+        """The framing fit gives a model from reference images (`references()` yields (RGB, name) afresh for each of its
+        three passes, so that they need not all be held at once). With a margin, the first image's
+        region (and some context, so that the part's outline is inside it) is found in the others, and the template
+        becomes their mean edges there, aligned: what the parts share (outline, marks) stays, their own texture fades."""
         if roi is None or not margin:
             return cls(roi)
-        region = _grey(crop(reference, roi, name))
-        step = max(1, math.ceil(max(roi[2], roi[3]) / TEMPLATE_SIDE))
-        small = cv2.resize(region, (max(1, roi[2] // step), max(1, roi[3] // step)), interpolation=cv2.INTER_AREA)
-        if float(small.std()) < 2.0:
+        first, name = next(iter(references()))
+        x, y, w, h = roi
+        crop(first, roi, name)
+        pad = max(4, math.ceil(0.1 * max(w, h)))
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        box = (x0, y0, min(first.shape[1], x + w + pad) - x0, min(first.shape[0], y + h + pad) - y0)
+        step = max(1, math.ceil(max(box[2], box[3]) / TEMPLATE_SIDE))
+        edges = _edges(_grey(crop(first, box, name)), step)
+        if float(edges.mean()) < 1.0:
             raise InspectorError(f"--locate {margin}: the region {','.join(map(str, roi))} of {name} is nearly flat, with nothing to "
                                  "find the part by; give a --roi that includes the part's edges, or drop --locate")
-        ok, png = cv2.imencode(".png", small)
-        if not ok:
-            raise InspectorError(f"--locate: the region of {name} cannot be encoded")
-        return cls(roi, margin, base64.b64encode(png.tobytes()).decode("ascii"), step)
+        framing = cls(roi, margin, _encode(edges), step, box)
+        for _ in range(2):  # a second pass aligns to the first mean, which no longer favours the first image's texture
+            total = np.zeros_like(edges)
+            count = 0
+            for rgb, ref_name in references():
+                dx, dy, _ = framing._match(rgb, ref_name)
+                total += _edges(_grey(crop(rgb, (x0 + dx, y0 + dy, box[2], box[3]), ref_name)), step)
+                count += 1
+            framing = cls(roi, margin, _encode(total / count), step, box)
+        scores = [framing._match(rgb, ref_name)[2] for rgb, ref_name in references()]
+        # half the typical match: a frame below it shows far less of what the training parts share
+        return cls(roi, margin, framing.template, step, box, round(0.5 * float(np.median(scores)), 4))
 
     def summary(self) -> dict[str, Any]:
         """For reports: the region and the locating margin, when the model has a region."""
@@ -105,27 +142,37 @@ class Framing:
 
     def to_net(self) -> dict[str, Any]:
         """Its NetConfig fields."""
-        return {"roi": self.roi, "locate": self.margin, "template": self.template, "template_step": self.step}
+        locator = {"template": self.template, "step": self.step, "box": list(self.box), "weak": self.weak} if self.margin else {}
+        return {"roi": self.roi, "locate": self.margin, "locator": locator}
 
-    def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | None, float | None]:
-        """This image's region (None: all of it) and, when the part is searched for, how well it matched (-1 to 1)."""
+    def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | None, str | None]:
+        """This image's region (None: all of it) and a warning when the part was found only weakly."""
         if self.roi is None or not self.margin:
             return self.roi, None
+        dx, dy, score = self._match(rgb, name)
         x, y, w, h = self.roi
-        height, width = rgb.shape[:2]
-        x0, y0 = max(0, x - self.margin), max(0, y - self.margin)
-        x1, y1 = min(width, x + w + self.margin), min(height, y + h + self.margin)
-        tpl = self._template
-        s = self.step
-        if (x1 - x0) // s < tpl.shape[1] or (y1 - y0) // s < tpl.shape[0]:
-            crop(rgb, self.roi, name)  # the one-line error: the frame cannot hold the region
-        window = cv2.resize(_grey(rgb[y0:y1, x0:x1]), ((x1 - x0) // s, (y1 - y0) // s), interpolation=cv2.INTER_AREA)
-        scores = cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
-        bx, by = max(0, min(x0 + mx * s, width - w)), max(0, min(y0 + my * s, height - h))
-        return (bx, by, w, h), float(best)
+        box = (max(0, min(x + dx, rgb.shape[1] - w)), max(0, min(y + dy, rgb.shape[0] - h)), w, h)
+        if score >= self.weak:
+            return box, None
+        # no score in the text: the daemon logs a warning once per change of text, not once per part
+        return box, ("the part matched the training parts' template only weakly within the --locate margin; it may be "
+                     "missing, turned or out of place")
 
-    def box(self, rgb: np.ndarray, name: str = "array") -> Roi | None:
+    def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float]:
+        """(dx, dy, normalised correlation) of the best place for the template within the margin."""
+        bx, by, bw, bh = self.box
+        height, width = rgb.shape[:2]
+        x0, y0 = max(0, bx - self.margin), max(0, by - self.margin)
+        x1, y1 = min(width, bx + bw + self.margin), min(height, by + bh + self.margin)
+        tpl, s = self._template, self.step
+        if (x1 - x0) // s < tpl.shape[1] or (y1 - y0) // s < tpl.shape[0]:
+            crop(rgb, self.roi, name)  # the one-line error when the frame cannot hold the region
+            return 0, 0, -1.0  # it holds the region but not the context around it: not found
+        scores = cv2.matchTemplate(_edges(_grey(rgb[y0:y1, x0:x1]), s), tpl, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
+        return x0 + mx * s - bx, y0 + my * s - by, float(best)
+
+    def box_of(self, rgb: np.ndarray, name: str = "array") -> Roi | None:
         return self.located(rgb, name)[0]
 
     @cached_property
@@ -136,13 +183,4 @@ class Framing:
             tpl = None
         if tpl is None:
             raise InspectorError("the model's --locate template cannot be decoded; fit the model again")
-        return tpl
-
-
-def weak_match(score: float | None) -> str | None:
-    """A warning when the part was found only weakly (missing, turned, or another part)."""
-    if score is None or score >= WEAK_MATCH:
-        return None
-    # no score in the text: the daemon logs a warning once per change of text, not once per part
-    return (f"the part matched its reference only weakly (below {WEAK_MATCH}) within the --locate margin; it may be "
-            "missing, turned or out of place")
+        return tpl.astype(np.float32)

@@ -41,16 +41,15 @@ class NetConfig:
     class_names: list[str] = field(default_factory=list)  # known defect types: non-empty adds the type head
     type_text_dim: int = 0  # CLIP joint-space width when the type head has prompt (text) weights
     roi: tuple[int, int, int, int] | None = None  # the part of each image the graph is given (model/framing.py)
-    locate: int = 0  # > 0: that region follows the part, found within this many px by matching `template`
-    template: str = ""  # the training reference's region, grey, as a base64 PNG at 1/template_step scale
-    template_step: int = 1
+    locate: int = 0  # > 0: that region follows the part, found within this many px by `locator` (model/framing.py)
+    locator: dict = field(default_factory=dict)  # the template and how it is matched
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
         # left out when unused, so that a version without them still reads the checkpoint; with them it refuses it
         # (unknown fields) rather than judge whole frames
-        for name, unused in (("roi", None), ("locate", 0), ("template", ""), ("template_step", 1)):
+        for name, unused in (("roi", None), ("locate", 0), ("locator", {})):
             if d[name] == unused:
                 del d[name]
         if self.roi is not None:

@@ -176,22 +176,24 @@ def placed(part: np.ndarray, dx: int, dy: int, seed: int) -> np.ndarray:
 
 
 def test_the_located_region_follows_the_part_to_the_pixel():
-    from model.framing import Framing, weak_match
+    from model.framing import Framing
 
-    framing = Framing.fitted(NOMINAL, 15, placed(marked(good_image(0)), 0, 0, 0), "reference")
+    shifts = [(0, 0), (3, -4), (-8, 2), (12, 9), (-2, -13)]  # the training parts; the first is where the region is
+    framing = Framing.fitted(NOMINAL, 15, lambda: ((placed(marked(good_image(k)), dx, dy, k), f"{k}.png") for k, (dx, dy) in enumerate(shifts)))
     for i, (dx, dy) in enumerate([(0, 0), (5, -7), (-15, 15), (9, 3), (-4, -11)]):
-        box, match = framing.located(placed(marked(good_image(50 + i)), dx, dy, i), "frame")
-        assert box == (NOMINAL[0] + dx, NOMINAL[1] + dy, PART, PART) and match > 0.8 and weak_match(match) is None
-    _, match = framing.located(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 9))  # no part on the belt
-    assert "only weakly" in weak_match(match)
-    big = Framing.fitted((10, 5, 300, 200), 20, cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300)), "big")
-    assert big.step == 3  # matched at a third of the size: found to within the step
-    box, _ = big.located(np.roll(cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300)), (9, -12), axis=(0, 1)))
-    assert abs(box[0] - (10 - 12)) <= 3 and abs(box[1] - (5 + 9)) <= 3
+        box, weak = framing.located(placed(marked(good_image(50 + i)), dx, dy, i), "frame")
+        assert box == (NOMINAL[0] + dx, NOMINAL[1] + dy, PART, PART) and weak is None
+    _, weak = framing.located(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 9))  # no part on the belt
+    assert "only weakly" in weak
+    big_part = cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300))
+    big = Framing.fitted((50, 40, 300, 200), 20, lambda: [(big_part, "big")])
+    assert big.step == 2  # matched at half the size: found to within the step
+    box, weak = big.located(np.roll(big_part, (9, -13), axis=(0, 1)))
+    assert abs(box[0] - (50 - 13)) <= 2 and abs(box[1] - (40 + 9)) <= 2 and weak is None
     with pytest.raises(InspectorError, match="nearly flat"):
-        Framing.fitted((0, 0, 20, 20), 5, np.full((40, 40, 3), 100, np.uint8), "flat.png")
+        Framing.fitted((0, 0, 20, 20), 5, lambda: [(np.full((40, 40, 3), 100, np.uint8), "flat.png")])
     with pytest.raises(InspectorError, match="template cannot be decoded"):
-        Framing((0, 0, 20, 20), 5, "not a PNG").located(np.zeros((40, 40, 3), np.uint8))
+        Framing((0, 0, 20, 20), 5, "not a PNG", 1, (0, 0, 24, 24)).located(np.zeros((40, 40, 3), np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -226,13 +228,13 @@ def test_a_located_model_judges_a_shifted_part_as_the_plain_model_judges_the_par
         np.testing.assert_allclose(b.anomaly_map[y : y + PART, x : x + PART], a.anomaly_map, atol=1e-4)
         assert [r.box for r in b.regions] == [(r.box[0] + x, r.box[1] + y, *r.box[2:]) for r in a.regions]
     empty = belt.inspect(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 5))
-    assert "matched its reference only weakly" in empty.warnings[0]
+    assert "only weakly" in empty.warnings[0]
     # the ONNX export finds the part as its checkpoint does
     from exporters.export import export
 
     (done,) = export(located_models[1], ["onnx"], tmp_path)
     sidecar = json.loads(done.path.with_name(done.path.name + ".json").read_text())
-    assert sidecar["input"]["crop"] == list(NOMINAL) and sidecar["input"]["locate"] == 14 and sidecar["net"]["template"]
+    assert sidecar["input"]["crop"] == list(NOMINAL) and sidecar["input"]["locate"] == 14 and sidecar["net"]["locator"]["template"]
     frame_ = placed(marked(defect_image(3)[0]), 11, 6, 30)
     c, d = belt.inspect(frame_), Inspector.load(done.path).inspect(frame_)
     assert d.roi == c.roi == (NOMINAL[0] + 11, NOMINAL[1] + 6, PART, PART) and d.score == pytest.approx(c.score, abs=1e-3)
