@@ -54,4 +54,4 @@ def load(paths: list[Path], size: tuple[int, int], framing: Framing | None = Non
     """Preprocess images exactly as serving does -> float32 [N, 3, h, w]."""
     from model.extract import load_batches
 
-    return np.concatenate([batch for _, batch, _ in load_batches(paths, size, batch_size=16, framing=framing)])
+    return np.concatenate([batch for _, batch, _, _ in load_batches(paths, size, batch_size=16, framing=framing)])

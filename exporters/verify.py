@@ -50,7 +50,7 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     s_ref, s_got = [], []
     map_abs = map_rel = 0.0
     map_broken = 0  # NaN or infinite map values of the export: they compare as no difference at all
-    for _, x, _ in load_batches(images, size, batch_size=batch, framing=reference.meta.framing):
+    for _, x, _, _ in load_batches(images, size, batch_size=batch, framing=reference.meta.framing):
         a, b = reference.infer(x), candidate.infer(x)
         s_ref.append(a.score)
         s_got.append(b.score)

@@ -46,9 +46,9 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     feats, masks = [], []
     bar = progress("test features", len(dataset.test))
     framing = net.config.framing
-    for idx, batch, rgbs in load_batches([s.path for s in dataset.test], size, batch_size=8, framing=framing):
+    for idx, batch, rgbs, located in load_batches([s.path for s in dataset.test], size, batch_size=8, framing=framing):
         feats.append(net.features(torch.from_numpy(batch)))
-        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, framing.box_of(rgb)) for i, rgb in zip(idx, rgbs)]
+        masks += [mask_at(dataset.test[i], rgb.shape[:2], size, box) for i, rgb, (box, _) in zip(idx, rgbs, located)]
         bar.update(len(idx))
     bar.close()
     return feats, np.stack(masks)

@@ -77,7 +77,7 @@ def score_samples(
         size, framing = tuple(predict.config.input_size), predict.config.framing
     scores, maps, masks, times = [], [], [], []
     bar = progress("scoring", len(samples))
-    for idx, batch, rgbs in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing):
+    for idx, batch, rgbs, located in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing):
         t = time.perf_counter()
         out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
         s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
@@ -85,7 +85,7 @@ def score_samples(
         scores.extend(s.reshape(-1))
         maps.extend(m.reshape(-1, *size).astype(np.float32))
         if with_masks:
-            masks.extend(mask_at(samples[i], rgb.shape[:2], size, framing.box_of(rgb) if framing else None) for i, rgb in zip(idx, rgbs))
+            masks.extend(mask_at(samples[i], rgb.shape[:2], size, box) for i, rgb, (box, _) in zip(idx, rgbs, located))
         bar.update(len(idx))
     bar.close()
     scores_, maps_ = np.asarray(scores, dtype=np.float64), np.stack(maps)

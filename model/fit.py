@@ -379,10 +379,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
     emb, row, pooled, sources, good_rgbs, descs, shapes = None, 0, [], [], [], [], []
     bar = progress("features", len(paths))
-    for idx, batch, originals in load_batches(paths, size, options.batch_size, framing=framing):
+    for idx, batch, originals, located in load_batches(paths, size, options.batch_size, framing=framing):
         shapes += [rgb.shape[:2] for rgb in originals]
-        for i, rgb in zip(idx, originals, strict=True):  # a part the template does not find would be learnt as good
-            weak = framing.located(rgb)[1]
+        for i, (_, weak) in zip(idx, located, strict=True):  # a part the template does not find would be learnt as good
             if weak:
                 raise InspectorError(f"image {paths[i]}: {weak}; remove it from the good images, or widen --locate")
         x = torch.from_numpy(batch)

@@ -105,7 +105,7 @@ def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_ma
     size, framing = tuple(net.config.input_size), net.config.framing
     raws, embs = [], []
     bar = progress("type features", len(labels.items))
-    for idx, batch, rgbs in load_batches([it.path for it in labels.items], size, batch_size, framing=framing):
+    for idx, batch, rgbs, located in load_batches([it.path for it in labels.items], size, batch_size, framing=framing):
         feats = net.features(torch.from_numpy(batch))
         amap = net.head(feats)[1]
         emb = net.head.embed(feats)
@@ -115,7 +115,7 @@ def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_ma
             map_w = region_weights(amap, grid, head.mix, head.sharpness)
             tok_w = region_weights(amap, tgrid, head.mix, head.sharpness)
             regions = [read_region(labels.items[i], rgb.shape[:2]) for i, rgb in zip(idx, rgbs, strict=True)]
-            regions = [None if r is None else crop(r, framing.box_of(rgb)) for r, rgb in zip(regions, rgbs, strict=True)]
+            regions = [None if r is None else crop(r, box) for r, (box, _) in zip(regions, located, strict=True)]
             weights = torch.stack([_mask_weights(r, grid, w) for r, w in zip(regions, map_w, strict=True)])
             tok_weights = torch.stack([_mask_weights(r, tgrid, w) for r, w in zip(regions, tok_w, strict=True)])
         else:

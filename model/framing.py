@@ -172,9 +172,6 @@ class Framing:
         _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
         return x0 + mx * s - bx, y0 + my * s - by, float(best)
 
-    def box_of(self, rgb: np.ndarray, name: str = "array") -> Roi | None:
-        return self.located(rgb, name)[0]
-
     @cached_property
     def _template(self) -> np.ndarray:
         try:

@@ -75,7 +75,7 @@ def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _scores(net: InspectorNet, samples: list[Sample]) -> np.ndarray:
     out = []
-    for _, batch, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16, framing=net.config.framing):
+    for _, batch, _, _ in load_batches([s.path for s in samples], tuple(net.config.input_size), batch_size=16, framing=net.config.framing):
         out.append(net(torch.from_numpy(batch))[0].reshape(-1).numpy())
     return np.concatenate(out)
 

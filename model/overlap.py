@@ -40,7 +40,7 @@ def descriptors(paths: list[Path], backbone: torch.nn.Module, progress: BarFacto
     -> [N, C, CELLS, CELLS] per level."""
     levels: list[list[torch.Tensor]] = []
     bar = progress("overlap", len(paths))
-    for _, batch, _ in load_batches(paths, SIZE, batch_size=16, framing=framing):
+    for _, batch, _, _ in load_batches(paths, SIZE, batch_size=16, framing=framing):
         levels.append(cell_means(backbone(standardize(torch.from_numpy(batch)))))
         bar.update(len(batch))
     bar.close()
