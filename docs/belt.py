@@ -46,11 +46,11 @@ def make(src: Path, out: Path) -> None:
 
 
 def check(out: Path) -> None:
-    from model.framing import Framing
+    from model.framing import Framing, reference_paths
     from model.images import read_image
 
     train = sorted((out / "belt/train/good").iterdir())
-    refs = train[:: max(1, len(train) // 100)][:100]  # as `fit` takes them
+    refs = reference_paths(train)  # as `fit` takes them
     framing = Framing.fitted(ROI, MARGIN, lambda: ((read_image(p), str(p)) for p in refs))
     errors, weak = [], 0
     for name, (dx, dy) in json.loads((out / "offsets.json").read_text()).items():

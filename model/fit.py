@@ -17,7 +17,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.framing import Framing, Roi, check_roi
+from model.framing import Framing, Roi, check_roi, reference_paths
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
 from model.images import read_image
@@ -36,7 +36,6 @@ def check_input_size(size: int) -> None:
         raise InspectorError(f"--size {size}: give a multiple of 32 from 64 to {MAX_INPUT_SIZE} (e.g. 256)")
 
 
-LOCATE_REFERENCES = 100  # training images whose aligned edges make the --locate template
 MAX_REF_RADIUS = 4  # (2r + 1)^2 shifted comparisons per reference: beyond this a part is matched almost anywhere
 
 
@@ -364,7 +363,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
     # --locate: the first training image's region, and the images spread over the rest, make the template
-    references = paths[:: max(1, len(paths) // LOCATE_REFERENCES)][:LOCATE_REFERENCES] if options.locate else []
+    references = reference_paths(paths) if options.locate else []
     framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references))
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,

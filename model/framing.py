@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,6 +20,7 @@ Roi = tuple[int, int, int, int]  # a region of interest: left, top, width, heigh
 MIN_ROI_SIDE = 16
 ROI_HINT = (f"give X,Y,W,H in pixels of the training images (left, top, width, height; W and H at least {MIN_ROI_SIDE}), "
             "e.g. 100,50,640,480")
+REFERENCES = 100  # training images whose aligned edges make the --locate template
 TEMPLATE_SIDE = 256  # the template is matched at no more than this size: the search stays a few ms a frame
 
 
@@ -49,6 +51,11 @@ def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi) -> np.ndarray:
     full = np.full(shape, float(amap.min()), dtype=amap.dtype)
     full[y : y + h, x : x + w] = amap
     return full
+
+
+def reference_paths(paths: list[Path]) -> list[Path]:
+    """The training images a --locate template is made from: the first (where the region is) and others spread evenly."""
+    return paths[:: max(1, len(paths) // REFERENCES)][:REFERENCES]
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
