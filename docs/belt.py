@@ -1,11 +1,14 @@
 """Parts on a belt, from an MVTec-AD-layout dataset: how `fit --roi --locate` copes with parts that stop a little
-differently each time (README, "Fit your own station").
+differently each time, and how `fit --ignore` copes with a code printed on every part (README, "Fit your own station").
 
-    python docs/belt.py make ../shared/data/magnetic_tile /tmp/belt   # /tmp/belt/plain, /tmp/belt/belt, offsets.json
+    python docs/belt.py make ../shared/data/magnetic_tile /tmp/belt   # plain/, belt/, stamped/, smudged/, offsets.json
     python docs/belt.py check /tmp/belt                                # how exactly --locate finds each part
 
 `make` resizes every image (and mask) to PART px; `plain/` keeps them so, `belt/` places each at NOMINAL shifted by up to
-JITTER px (the first training image unshifted: it is the reference) in a FRAME px frame of dark belt noise.
+JITTER px (the first training image unshifted: it is the reference) in a FRAME px frame of dark belt noise, and
+`stamped/` marks a Data Matrix-like code, another on every part, at CODE (x, y, w, h), which covers what
+is under it: the masks leave it out, and the defect images it covers whole are left out; `smudged/` holds the good
+test parts of `stamped/` with the right half of their code missing (a printer running dry), no defect of the part.
 """
 
 from __future__ import annotations
@@ -20,10 +23,32 @@ import numpy as np
 
 PART, FRAME, JITTER, NOMINAL = 160, 240, 20, 40
 ROI, MARGIN = (NOMINAL, NOMINAL, PART, PART), 24
+CODE = (118, 6, 36, 36)  # a Data Matrix-like code: 16 x 16 modules of 2 px in a 2 px light quiet zone
+
+
+def stamp(part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The part with a code marked at CODE, another on every part, as parts carry for traceability: a solid L (left
+    and bottom), a dotted top and right, random modules inside."""
+    modules = rng.integers(0, 2, (16, 16)).astype(bool)
+    modules[:, 0] = modules[-1, :] = True
+    modules[0, :] = modules[:, -1] = np.arange(16) % 2 == 0
+    x, y, w, h = CODE
+    code = np.full((h, w), 220, np.uint8)
+    code[2:-2, 2:-2] = np.where(np.kron(modules, np.ones((2, 2), bool)), 25, 220)
+    out = part.copy()
+    out[y : y + h, x : x + w] = code[..., None] if out.ndim == 3 else code
+    return out
+
+
+def covered(shape: tuple[int, ...]) -> np.ndarray:
+    x, y, w, h = CODE
+    inside = np.zeros(shape[:2], bool)
+    inside[y : y + h, x : x + w] = True
+    return inside
 
 
 def make(src: Path, out: Path) -> None:
-    rng = np.random.default_rng(0)
+    rng, codes = np.random.default_rng(0), np.random.default_rng(1)  # two: the belt's offsets stay as they were
     first = sorted(p for p in (src / "train/good").iterdir() if p.is_file())[0]
     offsets = {}
     for img in sorted(p for p in src.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".bmp") and "ground_truth" not in p.parts):
@@ -39,10 +64,21 @@ def make(src: Path, out: Path) -> None:
                           np.zeros((FRAME, FRAME), np.uint8)))
         for path, part, frame in pairs:
             frame[NOMINAL + dy : NOMINAL + dy + PART, NOMINAL + dx : NOMINAL + dx + PART] = part
-            for kind, image in (("plain", part), ("belt", frame)):
+            # a mask's defect under the code is covered by it: not there to be found
+            printed = stamp(part, codes) if "ground_truth" not in path.parts else np.where(covered(part.shape), 0, part)
+            for kind, image in (("plain", part), ("belt", frame), ("stamped", printed)):
                 (out / kind / path).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(out / kind / path), image)
+            if rel.parts[:2] == ("test", "good") and path == rel:  # the same good parts, their codes half printed
+                x, y, w, h = CODE
+                printed[y + 2 : y + h - 2, x + w // 2 : x + w - 2] = 220
+                (out / "smudged").mkdir(exist_ok=True)
+                cv2.imwrite(str(out / "smudged" / rel.name), printed)
     (out / "offsets.json").write_text(json.dumps(offsets))
+    for mask in (out / "stamped/ground_truth").rglob("*_mask.png"):  # a defect the code covers whole is not there
+        if not cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).any():
+            mask.unlink()
+            (out / "stamped/test" / mask.parent.name / mask.name.replace("_mask", "")).unlink()
 
 
 def check(out: Path) -> None:

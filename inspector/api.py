@@ -138,6 +138,7 @@ class Inspector:
                 type_probs=type_probs,
                 warnings=warnings,
                 roi=box,
+                ignored=meta.framing.ignored,
             ))
         return results
 

@@ -14,9 +14,10 @@ COLOURS = {"PASS": (40, 160, 40), "FAIL": (40, 40, 220)}  # BGR
 
 
 def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, verdict: str, regions: list,
-                   roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                   roi: tuple[int, int, int, int] | None = None, ignored: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 image with the map (from half the pixel threshold upwards) blended in, boxes and a verdict banner;
-    outside a region of interest, which the model does not inspect, the image is dimmed."""
+    outside a region of interest and in don't-care pixels (`ignored`, bool [H, W]), which the model does not
+    inspect, the image is dimmed."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     lo = pixel_threshold - 0.5 * abs(pixel_threshold) - 1.0
     hi = max(float(amap.max()), pixel_threshold + 1.0)
@@ -29,6 +30,8 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
         inside = out[y : y + h, x : x + w].copy()
         out //= 3
         out[y : y + h, x : x + w] = inside
+    if ignored is not None:
+        out[ignored] //= 3
     colour = COLOURS.get(verdict, (200, 200, 200))
     thick = max(1, round(min(out.shape[:2]) / 300))
     for r in regions:

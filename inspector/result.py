@@ -58,6 +58,8 @@ class InspectionResult:
     images: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. an image unlike the training images
     roi: tuple[int, int, int, int] | None = None  # the part of the image the model inspected (x, y, w, h); None: all
+    # don't-care pixels (fit --ignore) at the model's input size, over `roi` (model.framing.ignored_in spreads them)
+    ignored: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def defects(self) -> list[Region]:
@@ -98,5 +100,7 @@ class InspectionResult:
 
     def overlay(self, rgb: np.ndarray) -> np.ndarray:
         from inspector.overlay import render_overlay
+        from model.framing import ignored_in
 
-        return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions, self.roi)
+        ignored = None if self.ignored is None else ignored_in(self.ignored, self.image_shape, self.roi)
+        return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions, self.roi, ignored)

@@ -299,6 +299,12 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
         val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1)
         summary.update(val_types=list(val_types), val_images=n_val)
     generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed) if options.synth else None
+    if head.keep is not None:  # the graph hides don't-care pixels (--ignore): a defect drawn there is not to be found
+        inspected = head.keep.numpy() > 0.5
+        if choose:
+            val_masks &= inspected
+        if generated is not None:
+            generated[1][...] &= inspected
     bar.update(1)
     if options.head == "context":
         summary.update(_learn_context(net, good_emb[~held_idx], *generated[:2], options.steps, seed, bar.update))

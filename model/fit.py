@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from model.extract import load_batches
 from model.framing import Framing, Roi, check_roi, reference_paths
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
+from model.ignore import ignore_mask, parse_ignore
 from model.images import read_image
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
@@ -69,10 +71,13 @@ class FitOptions:
     batch_size: int = 16
     roi: Roi | None = None  # the part of each image to inspect (x, y, w, h in pixels); None: the whole image
     locate: int = 0  # > 0: that region follows the part, found within this many px of its place in the first image
+    ignore: tuple[str, ...] = ()  # don't-care regions: rectangles X,Y,W,H or mask images, in training images' pixels
 
     def validate(self) -> None:
         if self.roi is not None:
             self.roi = check_roi(self.roi)
+        # mask paths made absolute: `eval --new-parts` refits from these options, perhaps from another folder
+        self.ignore = tuple(str(spec.resolve()) if isinstance(spec := parse_ignore(text), Path) else text for text in self.ignore)
         if self.locate < 0 or (self.locate and self.roi is None):
             raise InspectorError(f"--locate {self.locate}: give how many px the part may sit from its place in the first "
                                  "training image (e.g. 40), with the --roi that frames it there")
@@ -365,6 +370,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     # --locate: the first training image's region, and the images spread over the rest, make the template
     references = reference_paths(paths) if options.locate else []
     framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references))
+    if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
+        frame_shape = read_image(paths[0]).shape[:2]
+        framing = framing.with_ignore(ignore_mask(options.ignore, frame_shape, options.roi, size), frame_shape)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
@@ -383,7 +391,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         for i, (_, weak) in zip(idx, located, strict=True):  # a part the template does not find would be learnt as good
             if weak:
                 raise InspectorError(f"image {paths[i]}: {weak}; remove it from the good images, or widen --locate")
-        x = torch.from_numpy(batch)
+        x = net.hide(torch.from_numpy(batch))  # before any flip, which would move what is hidden
         if keep_images:
             good_rgbs.append((batch.transpose(0, 2, 3, 1) * 255.0).round().astype(np.uint8))
         for dims in [None, *(AUGMENTATIONS[a] for a in options.augment)]:

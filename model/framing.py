@@ -1,12 +1,13 @@
 """Which part of each frame the model is given: all of it, a fixed region of interest, or a region that follows the
-part (found by matching the training reference's region within a margin around its place)."""
+part (found by matching the training reference's region within a margin around its place); and, within that,
+don't-care regions (`--ignore`, model/ignore.py) the graph hides before it looks."""
 
 from __future__ import annotations
 
 import base64
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi) -> np.ndarray:
     return full
 
 
+def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | None) -> np.ndarray:
+    """A don't-care mask at the input size (`Framing.ignored`) in an image of `shape` (H, W) whose region is `box`
+    (None: all of it), bool [H, W]."""
+    x, y, w, h = box if box is not None else (0, 0, shape[1], shape[0])
+    full = np.zeros(shape, bool)
+    full[y : y + h, x : x + w] = cv2.resize(ignored.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return full
+
+
 def reference_paths(paths: list[Path]) -> list[Path]:
     """The training images a --locate template is made from: the first (where the region is) and others spread evenly."""
     return paths[:: max(1, len(paths) // REFERENCES)][:REFERENCES]
@@ -71,15 +81,32 @@ def _edges(grey: np.ndarray, step: int) -> np.ndarray:
 
 def _encode(edges: np.ndarray) -> str:
     """A template as a base64 8-bit PNG (scaled to its maximum: normalised correlation ignores the scale)."""
-    ok, png = cv2.imencode(".png", np.round(edges * (255.0 / max(float(edges.max()), 1e-6))).astype(np.uint8))
-    return base64.b64encode(png.tobytes()).decode("ascii")
+    return png_b64(np.round(edges * (255.0 / max(float(edges.max()), 1e-6))).astype(np.uint8))
+
+
+def png_b64(grey: np.ndarray) -> str:
+    """A uint8 image [H, W] as base64 PNG text, for a manifest."""
+    return base64.b64encode(cv2.imencode(".png", grey)[1].tobytes()).decode("ascii")
+
+
+def png_from_b64(text: str, what: str) -> np.ndarray:
+    """`png_b64`'s inverse; a damaged one is refused in one line naming `what`."""
+    try:
+        grey = cv2.imdecode(np.frombuffer(base64.b64decode(text, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+    except ValueError:
+        grey = None
+    if grey is None:
+        raise InspectorError(f"the model's {what} cannot be decoded; fit the model again")
+    return grey
 
 
 @dataclass(frozen=True)
 class Framing:
     """The region of interest (None: whole frames) and, with `margin` > 0, how each frame's region is found: the edge
     template of `box` (the region with some context around it, in the reference image's pixels; a base64 PNG at
-    1/`step` scale) is matched within `margin` px, and a best match below `weak` means the part was not found."""
+    1/`step` scale) is matched within `margin` px, and a best match below `weak` means the part was not found.
+    `ignore` (a base64 PNG at the input size, non-zero: don't care) is what the graph hides of what it is given;
+    without a region, it was drawn on frames of `frame` (width, height), and every image must have that size."""
 
     roi: Roi | None = None
     margin: int = 0
@@ -87,14 +114,20 @@ class Framing:
     step: int = 1
     box: Roi | None = None
     weak: float = 0.0
+    ignore: str = ""
+    frame: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, net: Any) -> Framing:
         """A model's framing, from its NetConfig or its manifest's `net` section; ValueError when malformed."""
         get = net.get if isinstance(net, dict) else lambda k, d=None: getattr(net, k, d)
+        ignore = get("ignore") or {}
+        frame = tuple(int(v) for v in ignore["frame"]) if ignore.get("frame") else None
+        if frame is not None and len(frame) != 2:
+            raise ValueError(f"ignore frame {frame!r} is not two numbers")
         roi = get("roi")
         if roi is None:
-            return cls()
+            return cls(ignore=str(ignore.get("mask", "")), frame=frame)
         roi = tuple(int(v) for v in roi)
         if len(roi) != 4:
             raise ValueError(f"roi {roi!r} is not four numbers")
@@ -103,7 +136,7 @@ class Framing:
         if int(get("locate", 0) or 0) and (box is None or len(box) != 4 or not loc.get("template")):
             raise ValueError("locate is set without its locator (template, box)")
         return cls(roi, int(get("locate", 0) or 0), str(loc.get("template", "")), int(loc.get("step", 1)), box,
-                   float(loc.get("weak", 0.0)))
+                   float(loc.get("weak", 0.0)), str(ignore.get("mask", "")))
 
     @classmethod
     def fitted(cls, roi: Roi | None, margin: int, references: Callable[[], Iterable[tuple[np.ndarray, str]]]) -> Framing:
@@ -137,23 +170,47 @@ class Framing:
         # half the typical match: a frame below it shows far less of what the training parts share
         return cls(roi, margin, framing.template, step, box, round(0.5 * float(np.median(scores)), 4))
 
+    def with_ignore(self, ignored: np.ndarray, frame_shape: tuple[int, int]) -> Framing:
+        """This framing with a don't-care mask (bool, at the input size) drawn on frames of `frame_shape` (H, W)."""
+        return replace(self, ignore=png_b64(ignored.astype(np.uint8) * 255),
+                       frame=None if self.roi is not None else (frame_shape[1], frame_shape[0]))
+
     def summary(self) -> dict[str, Any]:
-        """For reports: the region and the locating margin, when the model has a region."""
-        return {} if self.roi is None else {"roi": list(self.roi), **({"locate": self.margin} if self.margin else {})}
+        """For reports: the region and the locating margin, when the model has a region; the share it ignores."""
+        out = {} if self.roi is None else {"roi": list(self.roi), **({"locate": self.margin} if self.margin else {})}
+        return {**out, "ignored": round(self.ignored_share, 4)} if self.ignore else out
 
     def describe(self) -> str:
-        if self.roi is None:
-            return ""
-        where = ",".join(map(str, self.roi))
-        return f" of the region {where}" + (f" (following the part within {self.margin} px)" if self.margin else "")
+        where = ""
+        if self.roi is not None:
+            where = f" of the region {','.join(map(str, self.roi))}" + (f" (following the part within {self.margin} px)" if self.margin else "")
+        return where + (f", {self.ignored_share:.0%} of it ignored" if self.ignore else "")
 
     def to_net(self) -> dict[str, Any]:
         """Its NetConfig fields."""
         locator = {"template": self.template, "step": self.step, "box": list(self.box), "weak": self.weak} if self.margin else {}
-        return {"roi": self.roi, "locate": self.margin, "locator": locator}
+        ignore = {"mask": self.ignore, **({"frame": list(self.frame)} if self.frame else {})} if self.ignore else {}
+        return {"roi": self.roi, "locate": self.margin, "locator": locator, "ignore": ignore}
+
+    def keep(self) -> np.ndarray | None:
+        """float32 [h, w] at the input size: 1 where the graph looks, 0 where `--ignore` hides; None without."""
+        return None if self.ignored is None else (~self.ignored).astype(np.float32)
+
+    @property
+    def ignored_share(self) -> float:
+        return 0.0 if self.ignored is None else float(self.ignored.mean())
+
+    @cached_property
+    def ignored(self) -> np.ndarray | None:
+        """bool [h, w] at the input size: the don't-care pixels (`--ignore`); None without."""
+        return png_from_b64(self.ignore, "--ignore mask") > 0 if self.ignore else None
 
     def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | None, str | None]:
         """This image's region (None: all of it) and a warning when the part was found only weakly."""
+        if self.frame is not None and (rgb.shape[1], rgb.shape[0]) != self.frame:
+            w, h = self.frame
+            raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px, but the model's --ignore regions are drawn on "
+                                 f"{w}x{h} px images; give images of that size (the camera's frame), or fit with a --roi")
         if self.roi is None or not self.margin:
             return self.roi, None
         dx, dy, score = self._match(rgb, name)
@@ -181,10 +238,4 @@ class Framing:
 
     @cached_property
     def _template(self) -> np.ndarray:
-        try:
-            tpl = cv2.imdecode(np.frombuffer(base64.b64decode(self.template, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
-        except ValueError:
-            tpl = None
-        if tpl is None:
-            raise InspectorError("the model's --locate template cannot be decoded; fit the model again")
-        return tpl.astype(np.float32)
+        return png_from_b64(self.template, "--locate template").astype(np.float32)

@@ -124,6 +124,9 @@ class AnomalyHead(nn.Module):
             self.register_buffer("peer_score", torch.zeros(peer_images))
             # per-dimension (loc, scale) of the training images' pooled statistics [2, G]
             self.register_buffer("peer_stats", torch.stack([torch.zeros(gdim), torch.ones(gdim)]))
+        # [H, W]: 1 where the map counts, 0 in don't-care regions (`--ignore`; set by InspectorNet, not saved: the
+        # manifest holds it)
+        self.register_buffer("keep", None, persistent=False)
         self.peer_position = bool(peers and position_norm and peer_position)
         self.position_map = bool(self.peer_position and position_map)
         if self.peer_position:
@@ -190,12 +193,15 @@ class AnomalyHead(nn.Module):
         return (best + (emb * emb).sum(dim=1)).clamp_min(0.0).sqrt()
 
     def to_map(self, dist: torch.Tensor) -> torch.Tensor:
-        """Patch distances [B, gh, gw] -> smoothed raw anomaly map [B, H, W] at the input size."""
+        """Patch distances [B, gh, gw] -> smoothed raw anomaly map [B, H, W] at the input size; in don't-care pixels
+        its least value, so that nothing there is marked or scored (every map and maximum is made here)."""
         m = F.interpolate(dist.unsqueeze(1), size=self.input_size, mode="bilinear", align_corners=False)
         k = self.blur
         r = k.numel() // 2
         m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
         m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        if self.keep is not None:
+            m = m * self.keep + m.amin(dim=(2, 3), keepdim=True) * (1.0 - self.keep)
         return m.squeeze(1)
 
     def position_cells(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:

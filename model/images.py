@@ -176,8 +176,8 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) ->
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {hint}") from None
 
 
-def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a ground-truth mask as bool [H, W], checking it matches its image. Defect: above mid-grey in a 0/255
+def read_mask(path: str | Path, shape: tuple[int, int] | None) -> np.ndarray:
+    """Read a ground-truth mask as bool [H, W], checking it matches its image (of `shape`, unless None). Defect: above mid-grey in a 0/255
     mask (a JPEG's compression noise around 0 and 255 stays on its side), non-zero in a 0/1 or label-index one."""
     path = Path(path)
     try:
@@ -188,7 +188,7 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         raise
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         raise InspectorError(f"mask {path}: cannot be decoded ({exc.__class__.__name__})") from None
-    if mask.shape != shape:
+    if shape is not None and mask.shape != shape:
         raise InspectorError(f"mask {path}: {mask.shape[1]}x{mask.shape[0]} px but its image is {shape[1]}x{shape[0]}; masks must match their image")
     return mask
 

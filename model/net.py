@@ -43,13 +43,14 @@ class NetConfig:
     roi: tuple[int, int, int, int] | None = None  # the part of each image the graph is given (model/framing.py)
     locate: int = 0  # > 0: that region follows the part, found within this many px by `locator` (model/framing.py)
     locator: dict = field(default_factory=dict)  # the template and how it is matched
+    ignore: dict = field(default_factory=dict)  # don't-care regions the graph hides (model/ignore.py, model/framing.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
         # left out when unused, so that a version without them still reads the checkpoint; with them it refuses it
         # (unknown fields) rather than judge whole frames
-        for name, unused in (("roi", None), ("locate", 0), ("locator", {})):
+        for name, unused in (("roi", None), ("locate", 0), ("locator", {}), ("ignore", {})):
             if d[name] == unused:
                 del d[name]
         if self.roi is not None:
@@ -92,6 +93,9 @@ class InspectorNet(nn.Module):
                                 references=config.references, ref_k=config.ref_k, ref_radius=config.ref_radius,
                                 peers=config.peers, peer_images=config.peer_images,
                                 peer_position=config.peer_position, neighbours=config.neighbours)
+        keep = config.framing.keep()
+        if keep is not None:
+            self.head.keep = torch.from_numpy(keep)
         self.types = self.build_types() if config.class_names else None
 
     def build_types(self) -> TypeHead:
@@ -101,10 +105,20 @@ class InspectorNet(nn.Module):
         return TypeHead(sum(channels), len(c.class_names), c.type_text_dim, channels[-1] if c.type_text_dim else 0)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Backbone feature maps of a [0, 1] image batch, after per-image contrast standardisation."""
+        """Backbone feature maps of a [0, 1] image batch, after `hide` and per-image contrast standardisation."""
+        x = self.hide(x)
         if self.config.normalize_input:
             x = standardize(x)
         return self.backbone(x)
+
+    def hide(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch with its don't-care pixels (`--ignore`) in each image's mean colour of the rest: whatever shows
+        there (a date code, a label) never reaches the backbone, and the fill has no edge that changes with exposure."""
+        keep = self.head.keep
+        if keep is None:
+            return x
+        fill = (x * keep).sum(dim=(2, 3), keepdim=True) / keep.sum()
+        return x * keep + fill * (1.0 - keep)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """-> (score, amap), or (score, amap, type_probs [B, K + 1]: known types then `unknown`) with a type head."""

@@ -42,7 +42,7 @@ def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOpti
     kw.setdefault("peer_position", False)  # nor did those from before peer position statistics use them
     kw.setdefault("position_map", False)  # nor those from before the position-standardised map
     kw.setdefault("neighbours", 1)  # and those from before --neighbours measured against the nearest bank patch only
-    for name in ("layers", "augment", "roi"):
+    for name in ("layers", "augment", "roi", "ignore"):
         if kw.get(name) is not None:
             kw[name] = tuple(kw[name])
     if isinstance(kw.get("defects"), dict):

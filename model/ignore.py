@@ -1,0 +1,66 @@
+"""Don't-care regions (`fit --ignore`): parts of the inspected view that the model neither learns nor judges, such as a
+printed date code, a label or a hole the background shows through. Given as rectangles or mask images in the
+training images' pixels; kept as one mask at the model's input size (model.framing), which the graph fills with the
+rest of the image's mean colour before its backbone sees it, and in whose pixels its map reads its least value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from model.errors import InspectorError
+from model.framing import Roi, crop
+from model.images import read_mask
+
+IGNORE_HINT = ("give X,Y,W,H (a rectangle: left, top, width, height in pixels of the training images) or the path of a "
+               "mask image of their size (white: ignore), e.g. 20,300,120,40")
+MIN_KEPT = 0.05  # of the view: below this there is too little left to judge a part by
+
+
+def parse_ignore(text: str) -> tuple[int, int, int, int] | Path:
+    """One --ignore value: a rectangle X,Y,W,H (W, H at least 1) or a mask image's path; else one line."""
+    parts = text.split(",")
+    if len(parts) == 4 and all(p.strip().lstrip("-").isdigit() for p in parts):
+        x, y, w, h = (int(p) for p in parts)
+        if x < 0 or y < 0 or w < 1 or h < 1:
+            raise InspectorError(f"--ignore {text}: {IGNORE_HINT}")
+        return x, y, w, h
+    path = Path(text)
+    if not path.is_file():
+        raise InspectorError(f"--ignore {text}: no such mask image; {IGNORE_HINT}")
+    return path
+
+
+def ignore_mask(specs: Sequence[str], frame_shape: tuple[int, int], roi: Roi | None, size: tuple[int, int]) -> np.ndarray:
+    """The don't-care regions `specs`, drawn on frames of `frame_shape` (H, W), as a bool mask [h, w] at the input
+    `size` of the view the model is given (the region `roi`, else the frame). An input pixel any part of which is
+    ignored, or next to one, is ignored."""
+    height, width = frame_shape
+    full = np.zeros(frame_shape, bool)
+    for text in specs:
+        spec = parse_ignore(text)
+        if isinstance(spec, Path):
+            mask = read_mask(spec, None)
+            if mask.shape != frame_shape:
+                raise InspectorError(f"--ignore {text}: {mask.shape[1]}x{mask.shape[0]} px, but the training images are "
+                                     f"{width}x{height} px; draw the mask on a training image")
+            full |= mask
+            continue
+        x, y, w, h = spec
+        if x + w > width or y + h > height:
+            raise InspectorError(f"--ignore {text}: the rectangle reaches beyond the {width}x{height} px training images; {IGNORE_HINT}")
+        full[y : y + h, x : x + w] = True
+    view = crop(full, roi, "--ignore mask")
+    small = cv2.resize(view.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA) > 0
+    # one input pixel more all round: resizing a frame by interpolation reads its neighbours too (model.images.preprocess)
+    small = cv2.dilate(small.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    where = "the region of interest" if roi is not None else "the image"
+    if not small.any():
+        raise InspectorError(f"--ignore {' '.join(specs)}: covers nothing of {where}; give regions inside it")
+    if 1.0 - small.mean() < MIN_KEPT:
+        raise InspectorError(f"--ignore {' '.join(specs)}: leaves {1.0 - small.mean():.1%} of {where} to inspect; "
+                             f"ignore less (at least {MIN_KEPT:.0%} must stay)")
+    return small

@@ -1,0 +1,174 @@
+"""Don't-care regions (`fit --ignore`): what shows there (a printed code that differs on every part) is neither learnt
+nor judged, in fit, inspect, exports and overlays; the rest is inspected as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.api import Inspector
+from model.errors import InspectorError
+from tests.cli import assert_one_line_error, cli
+from tests.synthetic import defect_image, good_image
+
+CODE = (58, 4, 34, 16)  # x, y, w, h in the tiny dataset's 96 px images: where each part carries its own printed code
+ARGS = ("--size", 64, "--coreset", 0.25)
+
+
+def stamped(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """The part with a code printed in CODE, another on every part (dark digits on a light label)."""
+    out = rgb.copy()
+    x, y, w, h = CODE
+    label = np.full((h, w, 3), 235, np.uint8)
+    digits = "".join(str(d) for d in np.random.default_rng(seed).integers(0, 10, 4))
+    cv2.putText(label, digits, (1, h - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (20, 20, 20), 1)
+    out[y : y + h, x : x + w] = label
+    return out
+
+
+def code_pixels(shape: tuple[int, int]) -> np.ndarray:
+    x, y, w, h = CODE
+    inside = np.zeros(shape, bool)
+    inside[y : y + h, x : x + w] = True
+    return inside
+
+
+@pytest.fixture(scope="module")
+def stamped_data(tiny_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("stamped") / "data"
+    shutil.copytree(tiny_data, root)
+    for i, path in enumerate(sorted(p for p in root.rglob("*.png") if "ground_truth" not in p.parts)):
+        cv2.imwrite(str(path), stamped(cv2.imread(str(path)), i))
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(stamped_data, tmp_path_factory) -> tuple[Path, Path]:
+    """(a model of the stamped parts, the same with the code ignored and a learnt branch, which hides it too)."""
+    from inspector.cli import main
+
+    out = tmp_path_factory.mktemp("ignore_models")
+    assert main([str(a) for a in ("fit", stamped_data, "--out", out / "plain", *ARGS, "--synth", 0)]) == 0
+    assert main([str(a) for a in ("fit", stamped_data, "--out", out / "ignore", *ARGS, "--synth", 24, "--synth-steps", 30,
+                                  "--ignore", ",".join(map(str, CODE)))]) == 0
+    return out / "plain", out / "ignore"
+
+
+def test_what_shows_in_an_ignored_region_changes_nothing(models):
+    plain, ignoring = (Inspector.load(m) for m in models)
+    assert 0.05 < ignoring.engine.meta.framing.ignored_share < 0.2
+    for seed in range(3):
+        for part, verdict in ((good_image(40 + seed), "PASS"), (defect_image(seed)[0], "FAIL")):
+            a, b = (ignoring.inspect(stamped(part, s)) for s in (100 + seed, 200 + seed))
+            assert b.score == pytest.approx(a.score, abs=1e-5) and a.verdict == verdict
+            np.testing.assert_allclose(b.anomaly_map, a.anomaly_map, atol=1e-5)
+            assert a.anomaly_map[code_pixels(a.anomaly_map.shape)].max() <= a.anomaly_map.min() + 1e-3  # never marked
+            assert not any(r.box[0] >= CODE[0] and r.box[1] + r.box[3] <= CODE[1] + CODE[3] for r in a.regions)
+    # the plain model judges the code, so the test above could fail
+    c, d = (plain.inspect(stamped(good_image(40), s)) for s in (100, 200))
+    assert abs(c.score - d.score) > 1e-3
+    # a smudge on the code is not a defect; the same smudge on the part is
+    part = stamped(good_image(45), 300)
+    smudged, beside = part.copy(), part.copy()
+    x, y, w, h = CODE
+    smudged[y + 2 : y + h - 2, x + 4 : x + 20] = 0
+    beside[y + 40 : y + 52, x + 4 : x + 20] = 0
+    base, on_code, off_code = (ignoring.inspect(img) for img in (part, smudged, beside))
+    assert on_code.score == pytest.approx(base.score, abs=1e-5)
+    assert off_code.score > base.score + 1.0 and off_code.verdict == "FAIL"
+
+
+def test_the_onnx_export_hides_the_region_as_its_checkpoint_does(models, tmp_path):
+    from exporters.export import export
+
+    (done,) = export(models[1], ["onnx"], tmp_path)
+    net = json.loads(done.path.with_name(done.path.name + ".json").read_text())["net"]
+    assert net["ignore"]["mask"] and net["ignore"]["frame"] == [96, 96]
+    onnx, ckpt = Inspector.load(done.path), Inspector.load(models[1])
+    for seed in (1, 2):
+        image = stamped(defect_image(seed)[0], 500 + seed)
+        a, b = ckpt.inspect(image), onnx.inspect(image)
+        assert b.score == pytest.approx(a.score, abs=1e-3)
+        np.testing.assert_allclose(b.anomaly_map, a.anomaly_map, atol=2e-3)
+
+
+def test_the_overlay_dims_the_ignored_region(models):
+    from inspector.overlay import render_overlay
+    from model.framing import ignored_in
+
+    image = stamped(defect_image(1)[0], 9)
+    r = Inspector.load(models[1]).inspect(image)
+    ignored = ignored_in(r.ignored, r.image_shape, r.roi)
+    assert ignored[code_pixels(ignored.shape)].all() and ignored.mean() < 0.2
+    plain = render_overlay(image, r.anomaly_map, r.pixel_threshold, r.verdict, r.regions)
+    dimmed = r.overlay(image)
+    np.testing.assert_array_equal(dimmed[ignored], plain[ignored] // 3)
+    np.testing.assert_array_equal(dimmed[~ignored], plain[~ignored])
+
+
+def test_a_mask_image_and_a_region_of_interest(stamped_data, tmp_path):
+    """A mask image ignores as the same rectangle does; with --roi the mask is cut as the frames are."""
+    from inspector.cli import main
+    from model.framing import ignored_in
+
+    mask = np.zeros((96, 96), np.uint8)
+    mask[code_pixels(mask.shape)] = 255
+    cv2.imwrite(str(tmp_path / "code.png"), mask)
+    args = [str(a) for a in ("fit", stamped_data, *ARGS, "--synth", 0)]
+    assert main([*args, "--out", str(tmp_path / "rect"), "--ignore", ",".join(map(str, CODE))]) == 0
+    assert main([*args, "--out", str(tmp_path / "mask"), "--ignore", str(tmp_path / "code.png")]) == 0
+    rect, masked = (Inspector.load(tmp_path / m) for m in ("rect", "mask"))
+    assert masked.engine.meta.framing == rect.engine.meta.framing
+    image = stamped(defect_image(3)[0], 7)
+    assert masked.inspect(image).score == pytest.approx(rect.inspect(image).score, abs=1e-6)
+    # a region of interest that holds the code: the mask is the code's place within it; the frame may be any size
+    assert main([*args, "--out", str(tmp_path / "roi"), "--roi", "8,0,88,88", "--ignore", str(tmp_path / "code.png")]) == 0
+    roi = Inspector.load(tmp_path / "roi")
+    assert roi.engine.meta.framing.frame is None
+    a, b = (roi.inspect(np.pad(stamped(good_image(60), s), ((0, 20), (0, 30), (0, 0)))) for s in (1, 2))
+    assert b.score == pytest.approx(a.score, abs=1e-5) and a.anomaly_map.shape == (116, 126)
+    ignored = ignored_in(a.ignored, a.image_shape, a.roi)
+    assert ignored[code_pixels((116, 126))].all() and not ignored[:, :8].any()
+
+
+def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, stamped_data, tmp_path):
+    out = tmp_path / "m"
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((50, 60), np.uint8))
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    for bad, needles in (("1,2,3", ("--ignore 1,2,3", "no such mask image", "X,Y,W,H")),
+                         ("0,0,0,10", ("--ignore 0,0,0,10", "X,Y,W,H")),
+                         ("90,0,10,10", ("--ignore 90,0,10,10", "beyond the 96x96 px training images")),
+                         ("0,0,96,96", ("leaves 0.0% of the image to inspect",)),
+                         (str(tmp_path / "small.png"), ("small.png", "60x50 px, but the training images are 96x96 px")),
+                         (str(tmp_path / "junk.png"), ("junk.png", "cannot be decoded"))):
+        rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--synth", 0, f"--ignore={bad}")
+        assert_one_line_error(rc, err, *needles)
+    rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--roi", "0,30,60,60", "--ignore", ",".join(map(str, CODE)))
+    assert_one_line_error(rc, err, "covers nothing of the region of interest")
+    assert not out.exists()
+    # without a region, the mask is drawn on frames of one size: another is refused, in fit and in inspect
+    other = stamped_data.parent / "other"
+    shutil.copytree(stamped_data / "train" / "good", other)
+    cv2.imwrite(str(other / "005.png"), np.zeros((80, 96, 3), np.uint8))
+    rc, _, err = cli(capsys, "fit", other, "--out", out, *ARGS, "--synth", 0, "--ignore", ",".join(map(str, CODE)))
+    assert_one_line_error(rc, err, "005.png", "96x80 px, but the model's --ignore regions are drawn on 96x96 px images")
+    with pytest.raises(InspectorError, match="96x80 px, but the model's --ignore regions"):
+        Inspector.load(models[1]).inspect(np.zeros((80, 96, 3), np.uint8))
+
+
+def test_a_checkpoint_without_ignored_regions_keeps_its_manifest_as_before(models):
+    from model.framing import Framing
+    from model.net import NetConfig
+    from model.new_parts import options_from_manifest
+
+    assert "ignore" not in NetConfig().to_dict()  # a version without --ignore still reads a model that has none
+    manifest = json.loads((models[1] / "manifest.json").read_text())
+    assert Framing.of(NetConfig.from_dict(manifest["net"])).ignore == manifest["net"]["ignore"]["mask"]
+    assert options_from_manifest(manifest["options"], "m").ignore == (",".join(map(str, CODE)),)  # --new-parts refits
+    with pytest.raises(InspectorError, match="--ignore mask cannot be decoded"):
+        Framing(ignore="not a PNG").keep()
