@@ -18,7 +18,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.framing import Framing, Roi, check_roi, reference_paths
+from model.framing import Framing, Roi, check_roi, crop, reference_paths
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
 from model.ignore import ignore_mask, parse_ignore
@@ -371,8 +371,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     references = reference_paths(paths) if options.locate else []
     framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references))
     if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
-        frame_shape = read_image(paths[0]).shape[:2]
-        framing = framing.with_ignore(ignore_mask(options.ignore, frame_shape, options.roi, size), frame_shape)
+        first = read_image(paths[0])
+        crop(first, options.roi, str(paths[0]))  # the one-line error for a region beyond it, before the mask's
+        framing = framing.with_ignore(ignore_mask(options.ignore, first.shape[:2], options.roi, size), first.shape[:2])
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,

@@ -117,7 +117,7 @@ class InspectorNet(nn.Module):
         keep = self.head.keep
         if keep is None:
             return x
-        fill = (x * keep).sum(dim=(2, 3), keepdim=True) / keep.sum()
+        fill = (x * keep).mean(dim=(2, 3), keepdim=True) / keep.mean()  # means, not sums: no float16 overflow in an engine
         return x * keep + fill * (1.0 - keep)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -150,6 +150,8 @@ def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, s
         assert_one_line_error(rc, err, *needles)
     rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--roi", "0,30,60,60", "--ignore", ",".join(map(str, CODE)))
     assert_one_line_error(rc, err, "covers nothing of the region of interest")
+    rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--roi", "50,0,60,60", "--ignore", ",".join(map(str, CODE)))
+    assert_one_line_error(rc, err, "train/good/000.png", "does not contain the model's region of interest")
     assert not out.exists()
     # without a region, the mask is drawn on frames of one size: another is refused, in fit and in inspect
     other = stamped_data.parent / "other"
