@@ -30,6 +30,7 @@ class Scored:
     masks: np.ndarray | None
     ms_per_image: list[float]
     known: np.ndarray | None = None  # bool [N]: whose pixels are known (good images, defects with a mask); None: all
+    inspected: np.ndarray | None = None  # bool [h, w]: the pixels the model judges (not --ignore's); None: all
 
     @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -38,15 +39,23 @@ class Scored:
         pixels = self.pixels_of()
         return pixels if pixels is not None and pixels[0].any() else None
 
-    def pixels_of(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """(masks, maps) of the images (of `among`, bool [N], when given) whose pixels are known: a defect without a
-        mask would count its defect pixels as normal. None without masks."""
+    def images_of(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(masks, maps) [n, h, w] of the images (of `among`, bool [N], when given) whose pixels are known: a defect
+        without a mask would count its defect pixels as normal. None without masks."""
         if self.masks is None:
             return None
         keep = self.known
         if among is not None:
             keep = among if keep is None else among & keep
         return (self.masks, self.maps) if keep is None or keep.all() else (self.masks[keep], self.maps[keep])
+
+    def pixels_of(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """`images_of`, with only the pixels the model judges ([n, k] where --ignore hides some): a defect under a
+        don't-care region is not asked for, and its normal pixels are not normal by merit."""
+        images = self.images_of(among)
+        if images is None or self.inspected is None:
+            return images
+        return images[0][:, self.inspected], images[1][:, self.inspected]
 
 
 def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int], box: Roi | None = None) -> np.ndarray:
@@ -94,7 +103,9 @@ def score_samples(
         raise InspectorError(f"the model scored {int(broken.sum())} of {len(samples)} images as NaN or infinity (first: "
                              f"{samples[int(np.argmax(broken))].path}); its numbers cannot be trusted: refit, or export in float32 "
                              "(float16 can overflow)")
-    return Scored(scores_, maps_, np.stack(masks) if with_masks else None, times, known_pixels(samples) if with_masks else None)
+    inspected = None if framing is None or framing.ignored is None else ~framing.ignored
+    return Scored(scores_, maps_, np.stack(masks) if with_masks else None, times, known_pixels(samples) if with_masks else None,
+                  inspected)
 
 
 def _r(x: float) -> float | None:
@@ -123,7 +134,7 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
         masks, maps = pixels
         report["pixel_auroc"] = _r(roc_auc(masks.ravel(), maps.ravel()))
         report["pixel_ap"] = _r(average_precision(masks.ravel(), maps.ravel()))
-        report["aupro"] = _r(aupro(masks, maps, 0.3))
+        report["aupro"] = _r(aupro(*scored.images_of(), 0.3, scored.inspected))
     else:
         report["pixel_auroc"] = report["pixel_ap"] = report["aupro"] = None
     if scored.known is not None:  # left out of the pixel metrics

@@ -88,16 +88,20 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:
     return float(tpr[fpr <= max_fpr + 1e-12].max())
 
 
-def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
+def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3, valid: np.ndarray | None = None) -> float:
     """Area under the per-region-overlap curve up to `fpr_limit`, normalised to [0, 1] (MVTec AD).
 
     Each connected defect region counts equally, whatever its size; the false-positive rate is over
-    all defect-free pixels. Computed exactly by sorting pixels once.
+    all defect-free pixels. Computed exactly by sorting pixels once. `valid` (bool, [H, W] or like `masks`): the
+    pixels that count at all (the rest, not inspected, is neither defect nor normal).
     """
     masks = np.asarray(masks).astype(bool)
     maps = np.asarray(maps, dtype=np.float64)
     if masks.shape != maps.shape:
         raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
+    if valid is not None:
+        valid = np.broadcast_to(valid, masks.shape)
+        masks, maps = masks & valid, np.where(valid, maps, -np.inf)  # below every threshold: never a false positive
     weights = np.zeros(masks.shape, dtype=np.float64)
     n_regions = 0
     for i in range(masks.shape[0]):
@@ -109,10 +113,11 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
         w[1:] = 1.0 / sizes[1:]
         weights[i] = w[labelled]
         n_regions += n
-    n_bg = int((~masks).sum())
+    background = ~masks if valid is None else ~masks & valid
+    n_bg = int(background.sum())
     if n_regions == 0 or n_bg == 0:
         return float("nan")
-    scores, fp_w, pro_w = maps.ravel(), (~masks).ravel() / n_bg, weights.ravel() / n_regions
+    scores, fp_w, pro_w = maps.ravel(), background.ravel() / n_bg, weights.ravel() / n_regions
     order = np.argsort(-scores, kind="mergesort")
     s = scores[order]
     last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]

@@ -136,6 +136,27 @@ def test_a_mask_image_and_a_region_of_interest(stamped_data, tmp_path):
     assert ignored[code_pixels((116, 126))].all() and not ignored[:, :8].any()
 
 
+def test_eval_leaves_the_ignored_pixels_out_of_the_pixel_metrics(capsys, models, stamped_data, tmp_path):
+    """Defect masks that reach into the ignored region, or that stop at it, read alike: a defect pixel there is not asked for."""
+    reports = []
+    for name, value in (("into", 255), ("beside", 0)):
+        data = tmp_path / name
+        shutil.copytree(stamped_data, data)
+        for mask in (data / "ground_truth").rglob("*.png"):
+            m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+            m[code_pixels(m.shape)] = value
+            cv2.imwrite(str(mask), m)
+        rc, out, err = cli(capsys, "eval", models[1], data, "--json", "--no-overlap")
+        assert rc == 0, err
+        reports.append(json.loads(out))
+    for key in ("pixel_auroc", "pixel_ap", "aupro"):
+        assert reports[0][key] == reports[1][key], key
+    assert reports[0]["at_pixel_threshold"] == reports[1]["at_pixel_threshold"]
+    # for the model that judges the code, the two differ, so the test above could fail
+    judged = [json.loads(cli(capsys, "eval", models[0], tmp_path / n, "--json", "--no-overlap")[1])["pixel_auroc"] for n in ("into", "beside")]
+    assert abs(judged[0] - judged[1]) > 1e-3
+
+
 def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, stamped_data, tmp_path):
     out = tmp_path / "m"
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((50, 60), np.uint8))

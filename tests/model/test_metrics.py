@@ -200,6 +200,20 @@ def test_aupro_matches_threshold_by_threshold_reference(seed):
         assert aupro(masks, maps, limit) == pytest.approx(brute_aupro(masks, maps, limit), abs=1e-10)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_aupro_over_valid_pixels_equals_aupro_of_those_pixels_alone(seed):
+    """Pixels outside `valid` (an --ignore region) count neither as defect nor as normal, whatever they hold."""
+    rng = np.random.default_rng(seed)
+    masks = rng.random((3, 12, 16)) > 0.8
+    maps = np.round(rng.random(masks.shape) + 0.5 * masks, 2)
+    valid = np.zeros((12, 16), bool)
+    valid[:, :10] = True
+    expected = aupro(masks[..., :10], maps[..., :10], 0.3)
+    masks[..., 10:], maps[..., 10:] = True, 5.0  # what the invalid pixels hold changes nothing
+    assert aupro(masks, maps, 0.3, valid) == pytest.approx(expected, abs=1e-12)
+    assert aupro(masks, maps, 0.3) != pytest.approx(expected, abs=1e-3)
+
+
 def test_aupro_limit_interpolates_inside_a_segment():
     """FPR jumps from 0.2 to 0.4 in one threshold step: the curve must be cut exactly at 0.3, not at 0.2 or 0.4."""
     masks = np.zeros((1, 1, 12), bool)
