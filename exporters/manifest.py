@@ -40,8 +40,9 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         "input": {"name": "image", "shape": ["batch", 3, h, w], "dtype": "float32", "layout": "NCHW", "color": "RGB",
                   "range": [0.0, 1.0], "resize": "outside the graph (model.images.preprocess)",
                   # the part of each image to resize (x, y, width, height in its pixels), cropped before: null for all
-                  # of it; with `locate` > 0 px it follows the part, found by matching net.locator's template (model.framing)
-                  "crop": net.get("roi"), "locate": net.get("locate", 0),
+                  # of it; with `locate` > 0 px it follows the part, found by matching net.locator's template (model.framing),
+                  # and with `turn` > 0 degrees it turns with it and is cut upright
+                  "crop": net.get("roi"), "locate": net.get("locate", 0), "turn": net.get("turn", 0.0),
                   "normalisation": {"where": "inside the graph", **(normalisation or {})}},
         "outputs": outputs,
         "net": net,

@@ -17,7 +17,7 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.framing import place_map
+from model.framing import box_in_frame, place_map
 from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
@@ -111,7 +111,7 @@ class Inspector:
             score = float(out.score[i])
             verdict, regions = decide(score, amap, self.image_threshold, self.pixel_threshold, self.decision)
             if box is not None:  # regions were found within the region of interest, as the model saw it
-                regions = [replace(r, box=(r.box[0] + box[0], r.box[1] + box[1], *r.box[2:])) for r in regions]
+                regions = [replace(r, box=box_in_frame(r.box, box, rgb.shape[:2])) for r in regions]
                 amap = place_map(amap, rgb.shape[:2], box)
             probs_i = out.type_probs[i] if out.type_probs is not None and verdict == FAIL else None
             defect_type, type_conf, type_probs = name_defect(probs_i, meta.class_names, self.decision)

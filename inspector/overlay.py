@@ -9,12 +9,13 @@ import numpy as np
 
 from model.errors import InspectorError, write_fix
 from model.folders import replace_files
+from model.framing import Box, Roi, region_mask
 
 COLOURS = {"PASS": (40, 160, 40), "FAIL": (40, 40, 220)}  # BGR
 
 
 def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, verdict: str, regions: list,
-                   roi: tuple[int, int, int, int] | None = None, ignored: np.ndarray | None = None) -> np.ndarray:
+                   roi: Roi | Box | None = None, ignored: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 image with the map (from half the pixel threshold upwards) blended in, boxes and a verdict banner;
     outside a region of interest and in don't-care pixels (`ignored`, bool [H, W]), which the model does not
     inspect, the image is dimmed."""
@@ -26,10 +27,8 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     alpha = (0.55 * norm)[..., None]
     out = (bgr * (1.0 - alpha) + heat * alpha).astype(np.uint8)
     if roi is not None:
-        x, y, w, h = roi
-        inside = out[y : y + h, x : x + w].copy()
-        out //= 3
-        out[y : y + h, x : x + w] = inside
+        outside = ~region_mask(out.shape[:2], roi)
+        out[outside] //= 3
     if ignored is not None:
         out[ignored] //= 3
     colour = COLOURS.get(verdict, (200, 200, 200))

@@ -57,7 +57,7 @@ class InspectionResult:
     type_probs: dict[str, float] = field(default_factory=dict)  # every known type and `unknown`, when the model names types
     images: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. an image unlike the training images
-    roi: tuple[int, int, int, int] | None = None  # the part of the image the model inspected (x, y, w, h); None: all
+    roi: tuple | None = None  # the part of the image the model inspected (x, y, w, h[, angle]: model.framing.Box); None: all
     # don't-care pixels (fit --ignore) at the model's input size, over `roi` (model.framing.ignored_in spreads them)
     ignored: np.ndarray | None = field(default=None, repr=False)
 

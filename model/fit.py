@@ -18,7 +18,7 @@ from model.data import Dataset
 from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.framing import Framing, Roi, check_roi, crop, reference_paths
+from model.framing import MAX_TURN, Framing, Roi, check_roi, crop, reference_paths
 from model.hashing import labelled_set_sha256, sha256_file
 from model.head import AnomalyHead, position_stats
 from model.ignore import ignore_mask, parse_ignore
@@ -72,6 +72,7 @@ class FitOptions:
     roi: Roi | None = None  # the part of each image to inspect (x, y, w, h in pixels); None: the whole image
     locate: int = 0  # > 0: that region follows the part, found within this many px of its place in the first image
     ignore: tuple[str, ...] = ()  # don't-care regions: rectangles X,Y,W,H or mask images, in training images' pixels
+    turn: float = 0.0  # > 0: with locate, the part may also turn this many degrees either way
 
     def validate(self) -> None:
         if self.roi is not None:
@@ -81,6 +82,9 @@ class FitOptions:
         if self.locate < 0 or (self.locate and self.roi is None):
             raise InspectorError(f"--locate {self.locate}: give how many px the part may sit from its place in the first "
                                  "training image (e.g. 40), with the --roi that frames it there")
+        if not 0 <= self.turn <= MAX_TURN or (self.turn and not self.locate):
+            raise InspectorError(f"--turn {self.turn:g}: give how many degrees (up to {MAX_TURN}) the part may turn either way "
+                                 "from the first training image's pose (e.g. 10), with --roi and --locate")
         if self.neighbours < 1:
             raise InspectorError(f"--neighbours {self.neighbours}: give at least 1 bank patch to measure a patch against (e.g. 3)")
         if not 0.0 < self.coreset_ratio <= 1.0:
@@ -369,7 +373,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
     # --locate: the first training image's region, and the images spread over the rest, make the template
     references = reference_paths(paths) if options.locate else []
-    framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references))
+    framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references), options.turn)
     if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
         first = read_image(paths[0])
         crop(first, options.roi, str(paths[0]))  # the one-line error for a region beyond it, before the mask's

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -23,6 +23,48 @@ ROI_HINT = (f"give X,Y,W,H in pixels of the training images (left, top, width, h
             "e.g. 100,50,640,480")
 REFERENCES = 100  # training images whose aligned edges make the --locate template
 TEMPLATE_SIDE = 256  # the template is matched at no more than this size: the search stays a few ms a frame
+TURN_STEP = 2.0  # degrees between the angles --turn tries first (then refined to a quarter of that)
+MAX_TURN = 45
+
+
+class Box(NamedTuple):
+    """Where a frame's region is: the rectangle `x, y, w, h` turned by `angle` degrees (counter-clockwise as shown)
+    about its own centre (`--turn`); a plain region of interest is one at angle 0."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    angle: float = 0.0
+
+
+def _rotation(angle: float) -> np.ndarray:
+    """2x2: a turn by `angle` degrees, counter-clockwise as shown (y down), as cv2.getRotationMatrix2D turns."""
+    a = math.radians(angle)
+    return np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+
+
+def _affine(box: Roi | Box) -> np.ndarray:
+    """2x3: the region's pixel (u, v) -> its place in the frame."""
+    x, y, w, h = box[:4]
+    rot = _rotation(box[4] if len(box) > 4 else 0.0)
+    centre = np.array([x + w / 2.0, y + h / 2.0])
+    return np.hstack([rot, (centre - rot @ np.array([w / 2.0, h / 2.0]))[:, None]])
+
+
+def turned(box: Roi | Box | None) -> bool:
+    return box is not None and len(box) > 4 and box[4] != 0.0
+
+
+def corners(box: Roi | Box) -> np.ndarray:
+    """[4, 2] float: the region's corners (x, y) in the frame."""
+    w, h = box[2], box[3]
+    return np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float) @ _affine(box).T
+
+
+def _warp_flags(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """A mask (bool) as uint8 with nearest-neighbour sampling, anything else as it is with bilinear."""
+    return (image.astype(np.uint8), cv2.INTER_NEAREST) if image.dtype == bool else (image, cv2.INTER_LINEAR)
 
 
 def check_roi(roi: Roi) -> Roi:
@@ -34,32 +76,66 @@ def check_roi(roi: Roi) -> Roi:
     return values
 
 
-def crop(rgb: np.ndarray, box: Roi | None, name: str = "array") -> np.ndarray:
-    """The part `box` of an image [H, W, ...]; the whole image for None."""
+def crop(rgb: np.ndarray, box: Roi | Box | None, name: str = "array") -> np.ndarray:
+    """The part `box` of an image [H, W, ...] (turned upright, for a turned Box); the whole image for None."""
     if box is None:
         return rgb
-    x, y, w, h = box
-    if x < 0 or y < 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]:
+    x, y, w, h = box[:4]
+    inside = corners(box).mean(axis=0) if turned(box) else None
+    if (x < 0 or y < 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]) if inside is None else \
+            not (0 <= inside[0] < rgb.shape[1] and 0 <= inside[1] < rgb.shape[0]):
         raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px does not contain the model's region of interest "
                              f"{x},{y},{w},{h} (left, top, width, height); check the camera's resolution and framing, "
                              "or fit with a --roi that lies inside every image")
-    return rgb[y : y + h, x : x + w]
+    if inside is None:
+        return rgb[y : y + h, x : x + w]
+    image, interp = _warp_flags(rgb)
+    out = cv2.warpAffine(image, _affine(box), (w, h), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return out > 0 if rgb.dtype == bool else out
 
 
-def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi) -> np.ndarray:
+def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
     """A region's map [h, w] at its place in the whole image (H, W); the rest, not inspected, holds the map's least value."""
-    x, y, w, h = box
+    if turned(box):
+        return cv2.warpAffine(amap, _affine(box), (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=float(amap.min()))
+    x, y, w, h = box[:4]
     full = np.full(shape, float(amap.min()), dtype=amap.dtype)
     full[y : y + h, x : x + w] = amap
     return full
 
 
-def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | None) -> np.ndarray:
+def box_in_frame(inner: Roi, box: Roi | Box, shape: tuple[int, int]) -> Roi:
+    """A box (x, y, w, h) found in a region's own pixels, as the box that holds it in the whole image (H, W)."""
+    if not turned(box):
+        return inner[0] + box[0], inner[1] + box[1], inner[2], inner[3]
+    pts = corners(Box(*inner)) @ _affine(box)[:, :2].T + _affine(box)[:, 2]
+    x0, y0 = np.clip(np.floor(pts.min(axis=0)), 0, None).astype(int)
+    x1, y1 = np.minimum(np.ceil(pts.max(axis=0)), (shape[1], shape[0])).astype(int)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def region_mask(shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
+    """bool [H, W]: the pixels of an image of `shape` that `box` covers."""
+    mask = np.zeros(shape, np.uint8)
+    if turned(box):
+        cv2.fillConvexPoly(mask, np.round(corners(box) - 0.5).astype(np.int32), 1)  # corners at pixel edges, not centres
+    else:
+        x, y, w, h = box[:4]
+        mask[y : y + h, x : x + w] = 1
+    return mask > 0
+
+
+def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | Box | None) -> np.ndarray:
     """A don't-care mask at the input size (`Framing.ignored`) in an image of `shape` (H, W) whose region is `box`
     (None: all of it), bool [H, W]."""
-    x, y, w, h = box if box is not None else (0, 0, shape[1], shape[0])
+    box = box if box is not None else (0, 0, shape[1], shape[0])
+    at_size = cv2.resize(ignored.astype(np.uint8), box[2:4], interpolation=cv2.INTER_NEAREST) > 0
+    if turned(box):
+        return cv2.warpAffine(at_size.astype(np.uint8), _affine(box), (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
+    x, y, w, h = box[:4]
     full = np.zeros(shape, bool)
-    full[y : y + h, x : x + w] = cv2.resize(ignored.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    full[y : y + h, x : x + w] = at_size
     return full
 
 
@@ -104,7 +180,8 @@ def png_from_b64(text: str, what: str) -> np.ndarray:
 class Framing:
     """The region of interest (None: whole frames) and, with `margin` > 0, how each frame's region is found: the edge
     template of `box` (the region with some context around it, in the reference image's pixels; a base64 PNG at
-    1/`step` scale) is matched within `margin` px, and a best match below `weak` means the part was not found.
+    1/`step` scale) is matched within `margin` px and, with `turn` > 0, within that many degrees either way; a best
+    match below `weak` means the part was not found.
     `ignore` (a base64 PNG at the input size, non-zero: don't care) is what the graph hides of what it is given;
     without a region, it was drawn on frames of `frame` (width, height), and every image must have that size."""
 
@@ -116,6 +193,7 @@ class Framing:
     weak: float = 0.0
     ignore: str = ""
     frame: tuple[int, int] | None = None
+    turn: float = 0.0
 
     @classmethod
     def of(cls, net: Any) -> Framing:
@@ -136,10 +214,11 @@ class Framing:
         if int(get("locate", 0) or 0) and (box is None or len(box) != 4 or not loc.get("template")):
             raise ValueError("locate is set without its locator (template, box)")
         return cls(roi, int(get("locate", 0) or 0), str(loc.get("template", "")), int(loc.get("step", 1)), box,
-                   float(loc.get("weak", 0.0)), str(ignore.get("mask", "")))
+                   float(loc.get("weak", 0.0)), str(ignore.get("mask", "")), turn=float(get("turn", 0.0) or 0.0))
 
     @classmethod
-    def fitted(cls, roi: Roi | None, margin: int, references: Callable[[], Iterable[tuple[np.ndarray, str]]]) -> Framing:
+    def fitted(cls, roi: Roi | None, margin: int, references: Callable[[], Iterable[tuple[np.ndarray, str]]],
+               turn: float = 0.0) -> Framing:
         """The framing fit gives a model from reference images (`references()` yields (RGB, name) afresh for each of its
         three passes, so that they need not all be held at once). With a margin, the first image's
         region (and some context, so that the part's outline is inside it) is found in the others, and the template
@@ -157,18 +236,18 @@ class Framing:
         if float(edges.mean()) < 1.0:
             raise InspectorError(f"--locate {margin}: the region {','.join(map(str, roi))} of {name} is nearly flat, with nothing to "
                                  "find the part by; give a --roi that includes the part's edges, or drop --locate")
-        framing = cls(roi, margin, _encode(edges), step, box)
+        framing = cls(roi, margin, _encode(edges), step, box, turn=turn)
         for _ in range(2):  # a second pass aligns to the first mean, which no longer favours the first image's texture
             total = np.zeros_like(edges)
             count = 0
             for rgb, ref_name in references():
-                dx, dy, _ = framing._match(rgb, ref_name)
-                total += _edges(_grey(crop(rgb, (x0 + dx, y0 + dy, box[2], box[3]), ref_name)), step)
+                dx, dy, angle, _ = framing._match(rgb, ref_name)
+                total += _edges(_grey(crop(rgb, Box(x0 + dx, y0 + dy, box[2], box[3], angle), ref_name)), step)
                 count += 1
-            framing = cls(roi, margin, _encode(total / count), step, box)
-        scores = [framing._match(rgb, ref_name)[2] for rgb, ref_name in references()]
+            framing = replace(framing, template=_encode(total / count))
+        scores = [framing._match(rgb, ref_name)[3] for rgb, ref_name in references()]
         # half the typical match: a frame below it shows far less of what the training parts share
-        return cls(roi, margin, framing.template, step, box, round(0.5 * float(np.median(scores)), 4))
+        return replace(framing, weak=round(0.5 * float(np.median(scores)), 4))
 
     def with_ignore(self, ignored: np.ndarray, frame_shape: tuple[int, int]) -> Framing:
         """This framing with a don't-care mask (bool, at the input size) drawn on frames of `frame_shape` (H, W)."""
@@ -177,20 +256,22 @@ class Framing:
 
     def summary(self) -> dict[str, Any]:
         """For reports: the region and the locating margin, when the model has a region; the share it ignores."""
-        out = {} if self.roi is None else {"roi": list(self.roi), **({"locate": self.margin} if self.margin else {})}
+        out = {} if self.roi is None else {"roi": list(self.roi), **({"locate": self.margin} if self.margin else {}),
+                                           **({"turn": self.turn} if self.turn else {})}
         return {**out, "ignored": round(self.ignored_share, 4)} if self.ignore else out
 
     def describe(self) -> str:
         where = ""
         if self.roi is not None:
-            where = f" of the region {','.join(map(str, self.roi))}" + (f" (following the part within {self.margin} px)" if self.margin else "")
+            turn = f" and {self.turn:g} degrees" if self.turn else ""
+            where = f" of the region {','.join(map(str, self.roi))}" + (f" (following the part within {self.margin} px{turn})" if self.margin else "")
         return where + (f", {self.ignored_share:.0%} of it ignored" if self.ignore else "")
 
     def to_net(self) -> dict[str, Any]:
         """Its NetConfig fields."""
         locator = {"template": self.template, "step": self.step, "box": list(self.box), "weak": self.weak} if self.margin else {}
         ignore = {"mask": self.ignore, **({"frame": list(self.frame)} if self.frame else {})} if self.ignore else {}
-        return {"roi": self.roi, "locate": self.margin, "locator": locator, "ignore": ignore}
+        return {"roi": self.roi, "locate": self.margin, "locator": locator, "ignore": ignore, "turn": self.turn}
 
     def keep(self) -> np.ndarray | None:
         """float32 [h, w] at the input size: 1 where the graph looks, 0 where `--ignore` hides; None without."""
@@ -205,25 +286,33 @@ class Framing:
         """bool [h, w] at the input size: the don't-care pixels (`--ignore`); None without."""
         return png_from_b64(self.ignore, "--ignore mask") > 0 if self.ignore else None
 
-    def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | None, str | None]:
-        """This image's region (None: all of it) and a warning when the part was found only weakly."""
+    def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | Box | None, str | None]:
+        """This image's region (None: all of it; a Box when the part is turned) and a warning when the part was found
+        only weakly."""
         if self.frame is not None and (rgb.shape[1], rgb.shape[0]) != self.frame:
             w, h = self.frame
             raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px, but the model's --ignore regions are drawn on "
                                  f"{w}x{h} px images; give images of that size (the camera's frame), or fit with a --roi")
         if self.roi is None or not self.margin:
             return self.roi, None
-        dx, dy, score = self._match(rgb, name)
+        dx, dy, angle, score = self._match(rgb, name)
         x, y, w, h = self.roi
-        box = (max(0, min(x + dx, rgb.shape[1] - w)), max(0, min(y + dy, rgb.shape[0] - h)), w, h)
+        if angle:  # the region turns with the part about the template's centre, and is cut upright
+            bx, by, bw, bh = self.box
+            pivot = np.array([bx + bw / 2.0, by + bh / 2.0])
+            centre = _rotation(angle) @ (np.array([x + w / 2.0, y + h / 2.0]) - pivot) + pivot + (dx, dy)
+            box = Box(int(round(centre[0] - w / 2.0)), int(round(centre[1] - h / 2.0)), w, h, angle)
+        else:
+            box = (max(0, min(x + dx, rgb.shape[1] - w)), max(0, min(y + dy, rgb.shape[0] - h)), w, h)
         if score >= self.weak:
             return box, None
         # no score in the text: the daemon logs a warning once per change of text, not once per part
         return box, ("the part matched the training parts' template only weakly within the --locate margin; it may be "
                      "missing, turned or out of place")
 
-    def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float]:
-        """(dx, dy, normalised correlation) of the best place for the template within the margin."""
+    def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float, float]:
+        """(dx, dy, angle, normalised correlation) of the best place for the template within the margin (and turn):
+        the template's box, shifted by (dx, dy) and turned by `angle` degrees about its centre."""
         bx, by, bw, bh = self.box
         height, width = rgb.shape[:2]
         x0, y0 = max(0, bx - self.margin), max(0, by - self.margin)
@@ -231,10 +320,34 @@ class Framing:
         tpl, s = self._template, self.step
         if (x1 - x0) // s < tpl.shape[1] or (y1 - y0) // s < tpl.shape[0]:
             crop(rgb, self.roi, name)  # the one-line error when the frame cannot hold the region
-            return 0, 0, -1.0  # it holds the region but not the context around it: not found
-        scores = cv2.matchTemplate(_edges(_grey(rgb[y0:y1, x0:x1]), s), tpl, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
-        return x0 + mx * s - bx, y0 + my * s - by, float(best)
+            return 0, 0, 0.0, -1.0  # it holds the region but not the context around it: not found
+        window = _grey(rgb[y0:y1, x0:x1])
+        pivot = np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])
+
+        def at(angle: float) -> tuple[float, np.ndarray]:
+            """The best correlation with the window turned back by `angle`, and the template box's centre in the frame."""
+            upright = window if not angle else cv2.warpAffine(
+                window, cv2.getRotationMatrix2D(tuple(pivot), -angle, 1.0), window.shape[::-1], flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE)
+            scores = cv2.matchTemplate(_edges(upright, s), tpl, cv2.TM_CCOEFF_NORMED)
+            _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
+            centre = np.array([mx * s + bw / 2.0, my * s + bh / 2.0])
+            return float(best), _rotation(angle) @ (centre - pivot) + pivot + (x0, y0)
+
+        angle = 0.0
+        if not self.turn:
+            best, centre = at(angle)
+        else:  # every TURN_STEP degrees, then halving the step twice about the best
+            angles = np.linspace(-self.turn, self.turn, 2 * math.ceil(self.turn / TURN_STEP) + 1)
+            step = float(angles[1] - angles[0])
+            found = {float(a): at(float(a)) for a in angles}
+            for _ in range(2):
+                step /= 2
+                top = max(found, key=lambda a: found[a][0])
+                found.update({a: at(a) for a in (top - step, top + step) if abs(a) <= self.turn and a not in found})
+            angle = max(found, key=lambda a: found[a][0])
+            best, centre = found[angle]
+        return int(round(centre[0] - bw / 2.0)) - bx, int(round(centre[1] - bh / 2.0)) - by, round(angle, 3), best
 
     @cached_property
     def _template(self) -> np.ndarray:

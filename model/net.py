@@ -44,13 +44,14 @@ class NetConfig:
     locate: int = 0  # > 0: that region follows the part, found within this many px by `locator` (model/framing.py)
     locator: dict = field(default_factory=dict)  # the template and how it is matched
     ignore: dict = field(default_factory=dict)  # don't-care regions the graph hides (model/ignore.py, model/framing.py)
+    turn: float = 0.0  # > 0: with `locate`, the region turns with the part within this many degrees (model/framing.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
         # left out when unused, so that a version without them still reads the checkpoint; with them it refuses it
         # (unknown fields) rather than judge whole frames
-        for name, unused in (("roi", None), ("locate", 0), ("locator", {}), ("ignore", {})):
+        for name, unused in (("roi", None), ("locate", 0), ("locator", {}), ("ignore", {}), ("turn", 0.0)):
             if d[name] == unused:
                 del d[name]
         if self.roi is not None:

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inspect only this region of every image (left, top, width, height in pixels; default: all of it)")
     p.add_argument("--locate", type=at_least(1), default=0, metavar="PX",
                    help="with --roi: the region follows the part, found within PX pixels of where it is in the first training image")
+    p.add_argument("--turn", type=float, default=0.0, metavar="DEG",
+                   help="with --locate: the part may also turn up to DEG degrees either way from the first training image's pose")
     p.add_argument("--ignore", action="append", default=[], metavar="X,Y,W,H|MASK",
                    help="a don't-care region, neither learnt nor judged (a printed code, a label): a rectangle in pixels of the "
                         "training images, or a mask image of their size (white: ignore); repeat for more")
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, position_map=args.position_map, peer_position=args.peer_position, references=args.references,
-                         roi=args.roi, locate=args.locate, ignore=tuple(args.ignore), defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
+                         roi=args.roi, locate=args.locate, turn=args.turn, ignore=tuple(args.ignore), defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
                                                 types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
     if args.synth_steps is not None:
         options.defects.steps = args.synth_steps

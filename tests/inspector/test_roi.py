@@ -251,3 +251,97 @@ def test_fit_refuses_what_cannot_be_located(capsys, located_models, tmp_path):
     rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "m", "--roi", ",".join(map(str, NOMINAL)), "--locate", 14, "--synth", 0)
     assert_one_line_error(rc, err, "005.png", "only weakly", "--locate")
     assert not (tmp_path / "m").exists()
+
+
+# -- --turn: the region also turns with a part that lands turned a little --------------------------------------------
+def turned_on_belt(part: np.ndarray, dx: int, dy: int, angle: float, seed: int) -> np.ndarray:
+    """`part` turned by `angle` degrees (counter-clockwise as shown) about its centre, at NOMINAL shifted by (dx, dy)."""
+    rng = np.random.default_rng(seed)
+    out = rng.integers(30, 60, (*LOCATE_FRAME, *part.shape[2:]), dtype=np.uint8)
+    m = cv2.getRotationMatrix2D((PART / 2, PART / 2), angle, 1.0)
+    m[:, 2] += (NOMINAL[0] + dx, NOMINAL[1] + dy)
+    size = (LOCATE_FRAME[1], LOCATE_FRAME[0])
+    inside = cv2.warpAffine(np.ones((PART, PART), np.float32), m, size) > 0.5
+    out[inside] = cv2.warpAffine(part, m, size)[inside]
+    return out
+
+
+def test_the_turned_region_follows_a_turned_part():
+    from model.framing import Box, Framing
+
+    poses = [(0, 0, 0.0), (4, -3, 6.0), (-6, 5, -9.0), (8, 7, 3.0), (-3, -8, -4.0)]  # the first is where the region is
+    framing = Framing.fitted(NOMINAL, 15, lambda: ((turned_on_belt(marked(good_image(k)), *pose, k), f"{k}.png")
+                                                   for k, pose in enumerate(poses)), turn=12)
+    for i, (dx, dy, angle) in enumerate([(0, 0, 0.0), (5, -7, 10.0), (-9, 6, -7.5), (3, 3, 2.0)]):
+        box, weak = framing.located(turned_on_belt(marked(good_image(50 + i)), dx, dy, angle, i), "frame")
+        assert weak is None and abs((box.angle if isinstance(box, Box) else 0.0) - angle) <= 0.75
+        assert abs(box[0] - NOMINAL[0] - dx) <= 1 and abs(box[1] - NOMINAL[1] - dy) <= 1
+    # without --turn, the best place for a part turned by 10 degrees matches it far worse
+    still = Framing.fitted(NOMINAL, 15, lambda: ((turned_on_belt(marked(good_image(k)), *pose[:2], 0.0, k), f"{k}.png")
+                                                 for k, pose in enumerate(poses)))
+    frame = turned_on_belt(marked(good_image(60)), 5, -7, 10.0, 1)
+    assert framing._match(frame, "frame")[3] > still._match(frame, "frame")[3] + 0.1
+
+
+def test_a_turned_model_cuts_the_part_upright_and_places_its_findings_in_the_frame(tmp_path):
+    from inspector.cli import main
+    from model.framing import Box, crop
+
+    rng = np.random.default_rng(2)
+    for i in range(14):
+        dx, dy = (int(v) for v in rng.integers(-8, 9, 2)) if i else (0, 0)
+        angle = float(rng.uniform(-10, 10)) if i else 0.0
+        (tmp_path / "belt").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "belt" / f"{i:03d}.png"), turned_on_belt(marked(good_image(i)), dx, dy, angle, i))
+    assert main([str(a) for a in ("fit", tmp_path / "belt", "--out", tmp_path / "m", "--size", 64, "--coreset", 0.25,
+                                  "--synth", 0, "--roi", ",".join(map(str, NOMINAL)), "--locate", 12, "--turn", 12)]) == 0
+    insp = Inspector.load(tmp_path / "m")
+    assert insp.engine.meta.framing.summary() == {"roi": list(NOMINAL), "locate": 12, "turn": 12.0}
+    for i, (dx, dy, angle) in enumerate([(6, -5, 8.0), (-7, 4, -9.0)]):
+        # a turned part is judged as the same part lying straight: cut upright, its map placed back turned
+        for part, verdict in ((marked(defect_image(i)[0]), "FAIL"), (marked(good_image(70 + i)), "PASS")):
+            a = insp.inspect(turned_on_belt(part, dx, dy, angle, 40 + i))
+            b = insp.inspect(turned_on_belt(part, dx, dy, 0.0, 40 + i))
+            assert isinstance(a.roi, Box) and abs(a.roi.angle - angle) <= 0.75 and a.verdict == b.verdict == verdict
+            assert a.score == pytest.approx(b.score, abs=max(1.5, 0.1 * abs(b.score)))
+            if verdict == "FAIL":
+                upright = [crop(r.anomaly_map.astype(np.float32), r.roi)[4:-4, 4:-4].ravel() for r in (a, b)]
+                assert np.corrcoef(*upright)[0, 1] > 0.9
+    # the ONNX export turns as its checkpoint does
+    from exporters.export import export
+
+    (done,) = export(tmp_path / "m", ["onnx"], tmp_path / "onnx")
+    assert json.loads(done.path.with_name(done.path.name + ".json").read_text())["input"]["turn"] == 12.0
+    frame_ = turned_on_belt(marked(defect_image(5)[0]), 4, 6, -6.0, 60)
+    c, d = insp.inspect(frame_), Inspector.load(done.path).inspect(frame_)
+    assert d.roi == c.roi and abs(c.roi.angle + 6.0) <= 0.75 and d.score == pytest.approx(c.score, abs=1e-3)
+
+def test_a_turned_region_maps_its_pixels_and_boxes_into_the_frame():
+    from model.framing import Box, box_in_frame, crop, ignored_in, place_map, region_mask
+
+    box, shape = Box(40, 30, 60, 40, 30.0), (120, 150)
+    amap = np.zeros((40, 60), np.float32)
+    amap[10, 50] = 1.0  # a hot pixel 20 px right of and 10 px above the region's centre
+    full = place_map(amap, shape, box)
+    a = np.radians(30.0)  # counter-clockwise as shown (y down): right turns up, up turns left
+    expected = np.array([70.0, 50.0]) + 20 * np.array([np.cos(a), -np.sin(a)]) + 10 * np.array([-np.sin(a), -np.cos(a)])
+    y, x = np.unravel_index(np.argmax(full), shape)
+    assert np.hypot(x - expected[0], y - expected[1]) <= 1.0
+    assert full.min() == amap.min() and (full[~region_mask(shape, box)] == 0).all()
+    back = crop(full, box)  # cut upright again: the pixel comes back where it was
+    assert back.shape == amap.shape and np.unravel_index(np.argmax(back), back.shape) == (10, 50)
+    bx, by, bw, bh = box_in_frame((48, 8, 4, 4), box, shape)  # the box around the hot pixel holds it in the frame
+    assert bx <= x < bx + bw and by <= y < by + bh and bw <= 7 and bh <= 7
+    ignored = np.zeros((8, 12), bool)  # at the model's input size: its cell (2, 10) is the region's 50-55, 10-15
+    ignored[2, 10] = True
+    ys, xs = np.nonzero(ignored_in(ignored, shape, box))
+    assert np.hypot(xs.mean() - expected[0], ys.mean() - expected[1]) <= 3.0 and len(xs) in range(20, 30)
+
+
+def test_turn_needs_locate_and_a_sensible_angle(capsys, located_models, tmp_path):
+    belt = located_models[1].parent / "belt"
+    for args in (("--turn", 10), ("--roi", ",".join(map(str, NOMINAL)), "--locate", 14, "--turn", 60),
+                 ("--roi", ",".join(map(str, NOMINAL)), "--locate", 14, "--turn", -1)):
+        rc, _, err = cli(capsys, "fit", belt, "--out", tmp_path / "m", *args)
+        assert_one_line_error(rc, err, "--turn", "--locate")
+    assert not (tmp_path / "m").exists()
