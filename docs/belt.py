@@ -41,13 +41,6 @@ def stamp(part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def covered(shape: tuple[int, ...]) -> np.ndarray:
-    x, y, w, h = CODE
-    inside = np.zeros(shape[:2], bool)
-    inside[y : y + h, x : x + w] = True
-    return inside
-
-
 def on_belt(part: np.ndarray, belt: np.ndarray, dx: int, dy: int, angle: float) -> np.ndarray:
     """`part` turned by `angle` degrees (counter-clockwise as shown) about its centre, at NOMINAL + (dx, dy) on `belt`."""
     m = cv2.getRotationMatrix2D((PART / 2, PART / 2), angle, 1.0)
@@ -60,6 +53,8 @@ def on_belt(part: np.ndarray, belt: np.ndarray, dx: int, dy: int, angle: float) 
 
 
 def make(src: Path, out: Path) -> None:
+    from model.framing import region_mask
+
     # one generator each: the belt's offsets stay as they were before codes and turns were added
     rng, codes, turns = np.random.default_rng(0), np.random.default_rng(1), np.random.default_rng(2)
     first = sorted(p for p in (src / "train/good").iterdir() if p.is_file())[0]
@@ -80,7 +75,7 @@ def make(src: Path, out: Path) -> None:
             lying = on_belt(part, frame, dx, dy, angle)
             frame[NOMINAL + dy : NOMINAL + dy + PART, NOMINAL + dx : NOMINAL + dx + PART] = part
             # a mask's defect under the code is covered by it: not there to be found
-            printed = stamp(part, codes) if "ground_truth" not in path.parts else np.where(covered(part.shape), 0, part)
+            printed = stamp(part, codes) if "ground_truth" not in path.parts else np.where(region_mask(part.shape[:2], CODE), 0, part)
             for kind, image in (("plain", part), ("belt", frame), ("stamped", printed), ("turned", lying)):
                 (out / kind / path).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(out / kind / path), image)

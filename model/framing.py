@@ -59,7 +59,13 @@ def turned(box: Roi | Box | None) -> bool:
 def corners(box: Roi | Box) -> np.ndarray:
     """[4, 2] float: the region's corners (x, y) in the frame."""
     w, h = box[2], box[3]
-    return np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float) @ _affine(box).T
+    return _in_frame(np.array([[0, 0], [w, 0], [w, h], [0, h]], float), box)
+
+
+def _in_frame(points: np.ndarray, box: Roi | Box) -> np.ndarray:
+    """Points [N, 2] (x, y) in the region's own pixels -> in the frame."""
+    a = _affine(box)
+    return points @ a[:, :2].T + a[:, 2]
 
 
 def _warp_flags(image: np.ndarray) -> tuple[np.ndarray, int]:
@@ -81,13 +87,17 @@ def crop(rgb: np.ndarray, box: Roi | Box | None, name: str = "array") -> np.ndar
     if box is None:
         return rgb
     x, y, w, h = box[:4]
-    inside = corners(box).mean(axis=0) if turned(box) else None
-    if (x < 0 or y < 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]) if inside is None else \
-            not (0 <= inside[0] < rgb.shape[1] and 0 <= inside[1] < rgb.shape[0]):
-        raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px does not contain the model's region of interest "
+    height, width = rgb.shape[:2]
+    if turned(box):  # a turned region's corners may leave the frame (they are filled from its edge); its centre may not
+        cx, cy = corners(box).mean(axis=0)
+        outside = not (0 <= cx < width and 0 <= cy < height)
+    else:
+        outside = x < 0 or y < 0 or x + w > width or y + h > height
+    if outside:
+        raise InspectorError(f"image {name}: {width}x{height} px does not contain the model's region of interest "
                              f"{x},{y},{w},{h} (left, top, width, height); check the camera's resolution and framing, "
                              "or fit with a --roi that lies inside every image")
-    if inside is None:
+    if not turned(box):
         return rgb[y : y + h, x : x + w]
     image, interp = _warp_flags(rgb)
     out = cv2.warpAffine(image, _affine(box), (w, h), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
@@ -95,12 +105,16 @@ def crop(rgb: np.ndarray, box: Roi | Box | None, name: str = "array") -> np.ndar
 
 
 def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
-    """A region's map [h, w] at its place in the whole image (H, W); the rest, not inspected, holds the map's least value."""
+    """A region's map (or mask) [h, w] at its place in the whole image (H, W); the rest, not inspected, holds the
+    map's least value (False for a mask)."""
+    least = 0.0 if amap.dtype == bool else float(amap.min())
     if turned(box):
-        return cv2.warpAffine(amap, _affine(box), (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=float(amap.min()))
+        image, interp = _warp_flags(amap)
+        out = cv2.warpAffine(image, _affine(box), (shape[1], shape[0]), flags=interp, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=least)
+        return out > 0 if amap.dtype == bool else out
     x, y, w, h = box[:4]
-    full = np.full(shape, float(amap.min()), dtype=amap.dtype)
+    full = np.full(shape, least, dtype=amap.dtype)
     full[y : y + h, x : x + w] = amap
     return full
 
@@ -109,34 +123,22 @@ def box_in_frame(inner: Roi, box: Roi | Box, shape: tuple[int, int]) -> Roi:
     """A box (x, y, w, h) found in a region's own pixels, as the box that holds it in the whole image (H, W)."""
     if not turned(box):
         return inner[0] + box[0], inner[1] + box[1], inner[2], inner[3]
-    pts = corners(Box(*inner)) @ _affine(box)[:, :2].T + _affine(box)[:, 2]
+    pts = _in_frame(corners(Box(*inner)), box)
     x0, y0 = np.clip(np.floor(pts.min(axis=0)), 0, None).astype(int)
     x1, y1 = np.minimum(np.ceil(pts.max(axis=0)), (shape[1], shape[0])).astype(int)
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
 def region_mask(shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
-    """bool [H, W]: the pixels of an image of `shape` that `box` covers."""
-    mask = np.zeros(shape, np.uint8)
-    if turned(box):
-        cv2.fillConvexPoly(mask, np.round(corners(box) - 0.5).astype(np.int32), 1)  # corners at pixel edges, not centres
-    else:
-        x, y, w, h = box[:4]
-        mask[y : y + h, x : x + w] = 1
-    return mask > 0
+    """bool [H, W]: the pixels of an image of `shape` that `box` covers (where `place_map` puts a region's map)."""
+    return place_map(np.ones((box[3], box[2]), bool), shape, box)
 
 
 def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | Box | None) -> np.ndarray:
     """A don't-care mask at the input size (`Framing.ignored`) in an image of `shape` (H, W) whose region is `box`
     (None: all of it), bool [H, W]."""
     box = box if box is not None else (0, 0, shape[1], shape[0])
-    at_size = cv2.resize(ignored.astype(np.uint8), box[2:4], interpolation=cv2.INTER_NEAREST) > 0
-    if turned(box):
-        return cv2.warpAffine(at_size.astype(np.uint8), _affine(box), (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
-    x, y, w, h = box[:4]
-    full = np.zeros(shape, bool)
-    full[y : y + h, x : x + w] = at_size
-    return full
+    return place_map(cv2.resize(ignored.astype(np.uint8), box[2:4], interpolation=cv2.INTER_NEAREST) > 0, shape, box)
 
 
 def reference_paths(paths: list[Path]) -> list[Path]:

@@ -13,6 +13,7 @@ import pytest
 
 from inspector.api import Inspector
 from model.errors import InspectorError
+from model.framing import region_mask
 from tests.cli import assert_one_line_error, cli
 from tests.synthetic import defect_image, good_image
 
@@ -29,13 +30,6 @@ def stamped(rgb: np.ndarray, seed: int) -> np.ndarray:
     cv2.putText(label, digits, (1, h - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (20, 20, 20), 1)
     out[y : y + h, x : x + w] = label
     return out
-
-
-def code_pixels(shape: tuple[int, int]) -> np.ndarray:
-    x, y, w, h = CODE
-    inside = np.zeros(shape, bool)
-    inside[y : y + h, x : x + w] = True
-    return inside
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +61,7 @@ def test_what_shows_in_an_ignored_region_changes_nothing(models):
             a, b = (ignoring.inspect(stamped(part, s)) for s in (100 + seed, 200 + seed))
             assert b.score == pytest.approx(a.score, abs=1e-5) and a.verdict == verdict
             np.testing.assert_allclose(b.anomaly_map, a.anomaly_map, atol=1e-5)
-            assert a.anomaly_map[code_pixels(a.anomaly_map.shape)].max() <= a.anomaly_map.min() + 1e-3  # never marked
+            assert a.anomaly_map[region_mask(a.anomaly_map.shape, CODE)].max() <= a.anomaly_map.min() + 1e-3  # never marked
             assert not any(r.box[0] >= CODE[0] and r.box[1] + r.box[3] <= CODE[1] + CODE[3] for r in a.regions)
     # the plain model judges the code, so the test above could fail
     c, d = (plain.inspect(stamped(good_image(40), s)) for s in (100, 200))
@@ -104,7 +98,7 @@ def test_the_overlay_dims_the_ignored_region(models):
     image = stamped(defect_image(1)[0], 9)
     r = Inspector.load(models[1]).inspect(image)
     ignored = ignored_in(r.ignored, r.image_shape, r.roi)
-    assert ignored[code_pixels(ignored.shape)].all() and ignored.mean() < 0.2
+    assert ignored[region_mask(ignored.shape, CODE)].all() and ignored.mean() < 0.2
     plain = render_overlay(image, r.anomaly_map, r.pixel_threshold, r.verdict, r.regions)
     dimmed = r.overlay(image)
     np.testing.assert_array_equal(dimmed[ignored], plain[ignored] // 3)
@@ -117,7 +111,7 @@ def test_a_mask_image_and_a_region_of_interest(stamped_data, tmp_path):
     from model.framing import ignored_in
 
     mask = np.zeros((96, 96), np.uint8)
-    mask[code_pixels(mask.shape)] = 255
+    mask[region_mask(mask.shape, CODE)] = 255
     cv2.imwrite(str(tmp_path / "code.png"), mask)
     args = [str(a) for a in ("fit", stamped_data, *ARGS, "--synth", 0)]
     assert main([*args, "--out", str(tmp_path / "rect"), "--ignore", ",".join(map(str, CODE))]) == 0
@@ -133,7 +127,7 @@ def test_a_mask_image_and_a_region_of_interest(stamped_data, tmp_path):
     a, b = (roi.inspect(np.pad(stamped(good_image(60), s), ((0, 20), (0, 30), (0, 0)))) for s in (1, 2))
     assert b.score == pytest.approx(a.score, abs=1e-5) and a.anomaly_map.shape == (116, 126)
     ignored = ignored_in(a.ignored, a.image_shape, a.roi)
-    assert ignored[code_pixels((116, 126))].all() and not ignored[:, :8].any()
+    assert ignored[region_mask((116, 126), CODE)].all() and not ignored[:, :8].any()
 
 
 def test_eval_leaves_the_ignored_pixels_out_of_the_pixel_metrics(capsys, models, stamped_data, tmp_path):
@@ -144,7 +138,7 @@ def test_eval_leaves_the_ignored_pixels_out_of_the_pixel_metrics(capsys, models,
         shutil.copytree(stamped_data, data)
         for mask in (data / "ground_truth").rglob("*.png"):
             m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
-            m[code_pixels(m.shape)] = value
+            m[region_mask(m.shape, CODE)] = value
             cv2.imwrite(str(mask), m)
         rc, out, err = cli(capsys, "eval", models[1], data, "--json", "--no-overlap")
         assert rc == 0, err
