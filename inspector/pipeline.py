@@ -74,26 +74,22 @@ class Inference:
 
     def _inspect(self, batch: list[Job]) -> list[InspectionResult | str]:
         """Results in order; a job that cannot be inspected gets its error text instead (the others still run)."""
-        try:
-            return self.inspector.inspect_batch([j.rgb for j in batch], serials=[j.serial for j in batch],
-                                                sources=[j.source for j in batch], ids=[j.inspection_id for j in batch])
-        except InspectorError as exc:  # e.g. a frame that does not contain the model's region of interest
-            if len(batch) == 1:
-                return [str(exc)]
-        except Exception:
-            if len(batch) == 1:
-                log.exception("inference failed for %s", batch[0].inspection_id)
-                return [f"inspection failed on {batch[0].source}; see the daemon log"]
-        out: list[InspectionResult | str] = []
-        for job in batch:  # isolate the job that broke the batch
+        if len(batch) > 1:
             try:
-                out.extend(self.inspector.inspect_batch([job.rgb], serials=[job.serial], sources=[job.source], ids=[job.inspection_id]))
-            except InspectorError as exc:
-                out.append(str(exc))
-            except Exception:
-                log.exception("inference failed for %s", job.inspection_id)
-                out.append(f"inspection failed on {job.source}; see the daemon log")
-        return out
+                return self.inspector.inspect_batch([j.rgb for j in batch], serials=[j.serial for j in batch],
+                                                    sources=[j.source for j in batch], ids=[j.inspection_id for j in batch])
+            except Exception:  # each job is run again alone below, which says what broke
+                pass
+        return [self._inspect_one(job) for job in batch]  # a single job, or isolating the one that broke the batch
+
+    def _inspect_one(self, job: Job) -> InspectionResult | str:
+        try:
+            return self.inspector.inspect_batch([job.rgb], serials=[job.serial], sources=[job.source], ids=[job.inspection_id])[0]
+        except InspectorError as exc:  # e.g. a frame that does not contain the model's region of interest
+            return str(exc)
+        except Exception:
+            log.exception("inference failed for %s", job.inspection_id)
+            return f"inspection failed on {job.source}; see the daemon log"
 
 
 class Sink:
