@@ -166,12 +166,16 @@ def marked(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def placed(part: np.ndarray, dx: int, dy: int, seed: int) -> np.ndarray:
-    """`part` at NOMINAL shifted by (dx, dy) on a dark, noisy belt."""
+def placed(part: np.ndarray, dx: int, dy: int, seed: int, angle: float = 0.0) -> np.ndarray:
+    """`part` at NOMINAL shifted by (dx, dy) on a dark, noisy belt, turned by `angle` degrees (counter-clockwise as
+    shown) about its centre."""
     rng = np.random.default_rng(seed)
-    out = rng.integers(30, 60, (*LOCATE_FRAME, 3), dtype=np.uint8)
-    x, y = NOMINAL[0] + dx, NOMINAL[1] + dy
-    out[y : y + PART, x : x + PART] = part
+    out = rng.integers(30, 60, (*LOCATE_FRAME, *part.shape[2:]), dtype=np.uint8)
+    m = cv2.getRotationMatrix2D((PART / 2, PART / 2), angle, 1.0)
+    m[:, 2] += (NOMINAL[0] + dx, NOMINAL[1] + dy)
+    size = (LOCATE_FRAME[1], LOCATE_FRAME[0])
+    inside = cv2.warpAffine(np.ones((PART, PART), np.float32), m, size) > 0.5
+    out[inside] = cv2.warpAffine(part, m, size)[inside]
     return out
 
 
@@ -254,32 +258,20 @@ def test_fit_refuses_what_cannot_be_located(capsys, located_models, tmp_path):
 
 
 # -- --turn: the region also turns with a part that lands turned a little --------------------------------------------
-def turned_on_belt(part: np.ndarray, dx: int, dy: int, angle: float, seed: int) -> np.ndarray:
-    """`part` turned by `angle` degrees (counter-clockwise as shown) about its centre, at NOMINAL shifted by (dx, dy)."""
-    rng = np.random.default_rng(seed)
-    out = rng.integers(30, 60, (*LOCATE_FRAME, *part.shape[2:]), dtype=np.uint8)
-    m = cv2.getRotationMatrix2D((PART / 2, PART / 2), angle, 1.0)
-    m[:, 2] += (NOMINAL[0] + dx, NOMINAL[1] + dy)
-    size = (LOCATE_FRAME[1], LOCATE_FRAME[0])
-    inside = cv2.warpAffine(np.ones((PART, PART), np.float32), m, size) > 0.5
-    out[inside] = cv2.warpAffine(part, m, size)[inside]
-    return out
-
-
 def test_the_turned_region_follows_a_turned_part():
     from model.framing import Box, Framing
 
     poses = [(0, 0, 0.0), (4, -3, 6.0), (-6, 5, -9.0), (8, 7, 3.0), (-3, -8, -4.0)]  # the first is where the region is
-    framing = Framing.fitted(NOMINAL, 15, lambda: ((turned_on_belt(marked(good_image(k)), *pose, k), f"{k}.png")
+    framing = Framing.fitted(NOMINAL, 15, lambda: ((placed(marked(good_image(k)), *pose[:2], k, pose[2]), f"{k}.png")
                                                    for k, pose in enumerate(poses)), turn=12)
     for i, (dx, dy, angle) in enumerate([(0, 0, 0.0), (5, -7, 10.0), (-9, 6, -7.5), (3, 3, 2.0)]):
-        box, weak = framing.located(turned_on_belt(marked(good_image(50 + i)), dx, dy, angle, i), "frame")
+        box, weak = framing.located(placed(marked(good_image(50 + i)), dx, dy, i, angle), "frame")
         assert weak is None and abs((box.angle if isinstance(box, Box) else 0.0) - angle) <= 0.75
         assert abs(box[0] - NOMINAL[0] - dx) <= 1 and abs(box[1] - NOMINAL[1] - dy) <= 1
     # without --turn, the best place for a part turned by 10 degrees matches it far worse
-    still = Framing.fitted(NOMINAL, 15, lambda: ((turned_on_belt(marked(good_image(k)), *pose[:2], 0.0, k), f"{k}.png")
+    still = Framing.fitted(NOMINAL, 15, lambda: ((placed(marked(good_image(k)), *pose[:2], k), f"{k}.png")
                                                  for k, pose in enumerate(poses)))
-    frame = turned_on_belt(marked(good_image(60)), 5, -7, 10.0, 1)
+    frame = placed(marked(good_image(60)), 5, -7, 1, 10.0)
     assert framing._match(frame, "frame")[3] > still._match(frame, "frame")[3] + 0.1
 
 
@@ -292,7 +284,7 @@ def test_a_turned_model_cuts_the_part_upright_and_places_its_findings_in_the_fra
         dx, dy = (int(v) for v in rng.integers(-8, 9, 2)) if i else (0, 0)
         angle = float(rng.uniform(-10, 10)) if i else 0.0
         (tmp_path / "belt").mkdir(exist_ok=True)
-        cv2.imwrite(str(tmp_path / "belt" / f"{i:03d}.png"), turned_on_belt(marked(good_image(i)), dx, dy, angle, i))
+        cv2.imwrite(str(tmp_path / "belt" / f"{i:03d}.png"), placed(marked(good_image(i)), dx, dy, i, angle))
     assert main([str(a) for a in ("fit", tmp_path / "belt", "--out", tmp_path / "m", "--size", 64, "--coreset", 0.25,
                                   "--synth", 0, "--roi", ",".join(map(str, NOMINAL)), "--locate", 12, "--turn", 12)]) == 0
     insp = Inspector.load(tmp_path / "m")
@@ -300,8 +292,8 @@ def test_a_turned_model_cuts_the_part_upright_and_places_its_findings_in_the_fra
     for i, (dx, dy, angle) in enumerate([(6, -5, 8.0), (-7, 4, -9.0)]):
         # a turned part is judged as the same part lying straight: cut upright, its map placed back turned
         for part, verdict in ((marked(defect_image(i)[0]), "FAIL"), (marked(good_image(70 + i)), "PASS")):
-            a = insp.inspect(turned_on_belt(part, dx, dy, angle, 40 + i))
-            b = insp.inspect(turned_on_belt(part, dx, dy, 0.0, 40 + i))
+            a = insp.inspect(placed(part, dx, dy, 40 + i, angle))
+            b = insp.inspect(placed(part, dx, dy, 40 + i, 0.0))
             assert isinstance(a.roi, Box) and abs(a.roi.angle - angle) <= 0.75 and a.verdict == b.verdict == verdict
             assert a.score == pytest.approx(b.score, abs=max(1.5, 0.1 * abs(b.score)))
             if verdict == "FAIL":
@@ -312,7 +304,7 @@ def test_a_turned_model_cuts_the_part_upright_and_places_its_findings_in_the_fra
 
     (done,) = export(tmp_path / "m", ["onnx"], tmp_path / "onnx")
     assert json.loads(done.path.with_name(done.path.name + ".json").read_text())["input"]["turn"] == 12.0
-    frame_ = turned_on_belt(marked(defect_image(5)[0]), 4, 6, -6.0, 60)
+    frame_ = placed(marked(defect_image(5)[0]), 4, 6, 60, -6.0)
     c, d = insp.inspect(frame_), Inspector.load(done.path).inspect(frame_)
     assert d.roi == c.roi and abs(c.roi.angle + 6.0) <= 0.75 and d.score == pytest.approx(c.score, abs=1e-3)
 
