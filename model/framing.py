@@ -185,7 +185,8 @@ class Framing:
     1/`step` scale) is matched within `margin` px and, with `turn` > 0, within that many degrees either way; a best
     match below `weak` means the part was not found.
     `ignore` (a base64 PNG at the input size, non-zero: don't care) is what the graph hides of what it is given;
-    without a region, it was drawn on frames of `frame` (width, height), and every image must have that size."""
+    without a region, it was drawn on frames of `frame` (width, height), and every image must have that size;
+    `fill_around`: the graph fills it from the pixels around it (model.net.fill_around), else with the mean colour."""
 
     roi: Roi | None = None
     margin: int = 0
@@ -196,6 +197,7 @@ class Framing:
     ignore: str = ""
     frame: tuple[int, int] | None = None
     turn: float = 0.0
+    fill_around: bool = False
 
     @classmethod
     def of(cls, net: Any) -> Framing:
@@ -206,8 +208,9 @@ class Framing:
         if frame is not None and len(frame) != 2:
             raise ValueError(f"ignore frame {frame!r} is not two numbers")
         roi = get("roi")
+        fill_around = bool(get("fill_around", False))
         if roi is None:
-            return cls(ignore=str(ignore.get("mask", "")), frame=frame)
+            return cls(ignore=str(ignore.get("mask", "")), frame=frame, fill_around=fill_around)
         roi = tuple(int(v) for v in roi)
         if len(roi) != 4:
             raise ValueError(f"roi {roi!r} is not four numbers")
@@ -216,7 +219,7 @@ class Framing:
         if int(get("locate", 0) or 0) and (box is None or len(box) != 4 or not loc.get("template")):
             raise ValueError("locate is set without its locator (template, box)")
         return cls(roi, int(get("locate", 0) or 0), str(loc.get("template", "")), int(loc.get("step", 1)), box,
-                   float(loc.get("weak", 0.0)), str(ignore.get("mask", "")), turn=float(get("turn", 0.0) or 0.0))
+                   float(loc.get("weak", 0.0)), str(ignore.get("mask", "")), turn=float(get("turn", 0.0) or 0.0), fill_around=fill_around)
 
     @classmethod
     def fitted(cls, roi: Roi | None, margin: int, references: Callable[[], Iterable[tuple[np.ndarray, str]]],
@@ -254,7 +257,7 @@ class Framing:
     def with_ignore(self, ignored: np.ndarray, frame_shape: tuple[int, int]) -> Framing:
         """This framing with a don't-care mask (bool, at the input size) drawn on frames of `frame_shape` (H, W)."""
         return replace(self, ignore=png_b64(ignored.astype(np.uint8) * 255),
-                       frame=None if self.roi is not None else (frame_shape[1], frame_shape[0]))
+                       frame=None if self.roi is not None else (frame_shape[1], frame_shape[0]), fill_around=True)
 
     def summary(self) -> dict[str, Any]:
         """For reports: the region and the locating margin, when the model has a region; the share it ignores."""
@@ -273,7 +276,8 @@ class Framing:
         """Its NetConfig fields."""
         locator = {"template": self.template, "step": self.step, "box": list(self.box), "weak": self.weak} if self.margin else {}
         ignore = {"mask": self.ignore, **({"frame": list(self.frame)} if self.frame else {})} if self.ignore else {}
-        return {"roi": self.roi, "locate": self.margin, "locator": locator, "ignore": ignore, "turn": self.turn}
+        return {"roi": self.roi, "locate": self.margin, "locator": locator, "ignore": ignore, "turn": self.turn,
+                "fill_around": self.fill_around}
 
     def keep(self) -> np.ndarray | None:
         """float32 [h, w] at the input size: 1 where the graph looks, 0 where `--ignore` hides; None without."""

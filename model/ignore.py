@@ -1,7 +1,7 @@
 """Don't-care regions (`fit --ignore`): parts of the inspected view that the model neither learns nor judges, such as a
 printed date code, a label or a hole the background shows through. Given as rectangles or mask images in the
-training images' pixels; kept as one mask at the model's input size (model.framing), which the graph fills with the
-rest of the image's mean colour before its backbone sees it, and in whose pixels its map reads its least value."""
+training images' pixels; kept as one mask at the model's input size (model.framing), which the graph fills from the
+pixels around it before its backbone sees it (model.net.fill_around), and in whose pixels its map reads its least value."""
 
 from __future__ import annotations
 

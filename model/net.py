@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.backbones import DEFAULT_BACKBONE, build_backbone, default_layers
@@ -45,13 +47,15 @@ class NetConfig:
     locator: dict = field(default_factory=dict)  # the template and how it is matched
     ignore: dict = field(default_factory=dict)  # don't-care regions the graph hides (model/ignore.py, model/framing.py)
     turn: float = 0.0  # > 0: with `locate`, the region turns with the part within this many degrees (model/framing.py)
+    fill_around: bool = False  # `ignore` is filled from the pixels around it; False: the rest's mean colour (older models)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"], d["input_size"] = list(self.layers), list(self.input_size)
         # left out when unused, so that a version without them still reads the checkpoint; with them it refuses it
         # (unknown fields) rather than judge whole frames
-        for name, unused in (("roi", None), ("locate", 0), ("locator", {}), ("ignore", {}), ("turn", 0.0)):
+        for name, unused in (("roi", None), ("locate", 0), ("locator", {}), ("ignore", {}), ("turn", 0.0),
+                             ("fill_around", False)):
             if d[name] == unused:
                 del d[name]
         if self.roi is not None:
@@ -113,12 +117,16 @@ class InspectorNet(nn.Module):
         return self.backbone(x)
 
     def hide(self, x: torch.Tensor) -> torch.Tensor:
-        """The batch with its don't-care pixels (`--ignore`) in each image's mean colour of the rest: whatever shows
-        there (a date code, a label) never reaches the backbone, and the fill has no edge that changes with exposure."""
+        """The batch with its don't-care pixels (`--ignore`) filled from the pixels around them (`fill_around`), so that
+        whatever shows there (a date code, a label) never reaches the backbone and the fill leaves no edge of its own."""
         keep = self.head.keep
         if keep is None:
             return x
-        fill = (x * keep).mean(dim=(2, 3), keepdim=True) / keep.mean()  # means, not sums: no float16 overflow in an engine
+        if self.config.fill_around:
+            return fill_around(x, keep)
+        # models fitted before fill_around learnt this fill: the rest of each image's mean colour (means, not sums: no
+        # float16 overflow in an engine)
+        fill = (x * keep).mean(dim=(2, 3), keepdim=True) / keep.mean()
         return x * keep + fill * (1.0 - keep)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -130,6 +138,26 @@ class InspectorNet(nn.Module):
         score, amap = self.head(feats, emb)
         tokens = feats[-1] if self.types.has_text else None
         return score, amap, self.types(emb, amap, tokens)
+
+
+def fill_around(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`x` [B, C, H, W] with its pixels where `keep` [H, W] is 0 filled smoothly from the kept pixels around them
+    (push-pull: the kept pixels are averaged down a pyramid of halvings, then each hole takes the coarser level's
+    estimate, upsampled). Kept pixels are returned as they are, so filling twice changes nothing."""
+    h, w = keep.shape
+    levels = max(1, math.ceil(math.log2(max(h, w))))
+    colour, weight = x * keep, keep[None, None]
+    pad = (0, 2**levels - w, 0, 2**levels - h)
+    if any(pad):  # zeros of weight 0: every pooling window is whole
+        colour, weight = F.pad(colour, pad), F.pad(weight, pad)
+    pyramid = [(colour, weight)]
+    for _ in range(levels):
+        colour, weight = F.avg_pool2d(colour, 2), F.avg_pool2d(weight, 2)
+        pyramid.append((colour, weight))
+    out = colour / weight.clamp_min(1e-6)  # 1 x 1: the mean of what is kept
+    for colour, weight in reversed(pyramid[:-1]):
+        out = colour + (1.0 - weight) * F.interpolate(out, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return out[..., :h, :w]
 
 
 def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pytest
 
 from inspector.api import Inspector
 from model.errors import InspectorError
-from model.framing import region_mask
+from model.framing import Framing, region_mask
 from tests.cli import assert_one_line_error, cli
 from tests.synthetic import defect_image, good_image
 
@@ -179,13 +179,50 @@ def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, s
 
 
 def test_a_checkpoint_without_ignored_regions_keeps_its_manifest_as_before(models):
-    from model.framing import Framing
     from model.net import NetConfig
     from model.new_parts import options_from_manifest
 
-    assert "ignore" not in NetConfig().to_dict()  # a version without --ignore still reads a model that has none
+    assert not {"ignore", "fill_around"} & NetConfig().to_dict().keys()  # a version without --ignore still reads a model that has none
     manifest = json.loads((models[1] / "manifest.json").read_text())
     assert Framing.of(NetConfig.from_dict(manifest["net"])).ignore == manifest["net"]["ignore"]["mask"]
     assert options_from_manifest(manifest["options"], "m").ignore == (",".join(map(str, CODE)),)  # --new-parts refits
     with pytest.raises(InspectorError, match="--ignore mask cannot be decoded"):
         Framing(ignore="not a PNG").keep()
+
+
+def test_the_fill_follows_the_pixels_around_it():
+    """What is hidden takes the colour around it, so the fill leaves no edge where the part's shade runs across it; kept
+    pixels stay as they are, and filling twice changes nothing (fit hides once before its flips, the graph again)."""
+    import torch
+
+    from model.net import fill_around
+
+    for h, w in ((64, 64), (40, 72)):
+        ramp = torch.linspace(0.0, 1.0, w).expand(2, 3, h, w).clone()
+        ramp[1] = 1.0 - ramp[1]
+        keep = torch.ones(h, w)
+        keep[10:30, w // 4 : w // 2] = 0.0
+        out = fill_around(ramp, keep)
+        assert torch.equal(out * keep, ramp * keep)
+        assert torch.allclose(fill_around(out, keep), out, atol=1e-6)
+        hole = keep == 0
+        mean_fill = (ramp * keep).mean(dim=(2, 3), keepdim=True) / keep.mean()
+        assert (out - ramp)[..., hole].abs().max() < 0.1 < (mean_fill - ramp).expand_as(ramp)[..., hole].abs().max()
+
+
+def test_a_model_fitted_with_the_mean_fill_keeps_it(models):
+    """Models of the version before `fill_around` learnt a mean-coloured fill; they are judged with it still, and a new
+    model's field makes that version refuse it rather than fill it wrongly (an unknown NetConfig field)."""
+    import torch
+
+    from model.net import InspectorNet, NetConfig
+
+    net = json.loads((models[1] / "manifest.json").read_text())["net"]
+    assert net["fill_around"] is True
+    older = {k: v for k, v in net.items() if k != "fill_around"}
+    image = torch.rand(1, 3, *net["input_size"])
+    fills = [InspectorNet(NetConfig.from_dict(d), load_weights=False).hide(image) for d in (net, older)]
+    keep = torch.from_numpy(Framing.of(net).keep())
+    mean = (image * keep).mean(dim=(2, 3), keepdim=True) / keep.mean()
+    torch.testing.assert_close(fills[1], image * keep + mean * (1 - keep))
+    assert not torch.allclose(fills[0], fills[1], atol=1e-2)
