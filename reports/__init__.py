@@ -1,7 +1,8 @@
-"""Inspection and shift reports from plain result records (Jinja2 -> HTML, WeasyPrint -> PDF). Never imports torch.
+"""Inspection, shift and validation reports (Jinja2 -> HTML, WeasyPrint -> PDF). Never imports torch.
 
     render_inspection(record, out_dir, formats=("html", "pdf"), lang="en", store_root=None, tz="UTC", letterhead=None) -> {format: Path}
     render_shift(records, meta, out_dir, formats=("html", "pdf"), lang="en", store_root=None, tz="UTC", letterhead=None) -> {format: Path}
+    render_validation(run, out_dir, formats=("html", "pdf"), lang="en", tz="UTC", letterhead=None) -> {format: Path}
 
 `tz` is the zone times are shown in (an IANA name, "UTC" or "local"; the API's default is UTC, the CLI's and the
 daemon's the machine's zone); `letterhead` a `reports.letterhead.letterhead(organisation, document, logo)`.
@@ -17,8 +18,9 @@ from typing import Any
 
 from reports.errors import ReportError
 
-__all__ = ["FORMATS", "LANGUAGES", "ReportError", "render_inspection", "render_shift"]
-_LAZY = {"FORMATS": "reports.render", "render_inspection": "reports.render", "render_shift": "reports.render", "LANGUAGES": "reports.i18n"}
+__all__ = ["FORMATS", "LANGUAGES", "ReportError", "render_inspection", "render_shift", "render_validation"]
+_LAZY = {"FORMATS": "reports.render", "render_inspection": "reports.render", "render_shift": "reports.render", "LANGUAGES": "reports.i18n",
+         "render_validation": "reports.validation"}
 
 
 def __getattr__(name: str) -> Any:

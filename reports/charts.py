@@ -135,8 +135,10 @@ def pareto(counts: Sequence[tuple[str, int]], _: Gettext, num: Numbers = ENGLISH
     return svg.markup()
 
 
-def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, num: Numbers = ENGLISH, bins: int = 30) -> Markup | None:
-    """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line."""
+def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, num: Numbers = ENGLISH, bins: int = 30,
+              classes: tuple[str, str] | None = None, title: str | None = None) -> Markup | None:
+    """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line. `classes`: the
+    legend's names of the two kinds (default PASS and FAIL; a score's kind is "FAIL" or anything else)."""
     if not scores:
         return None
     values = [s for s, _v in scores] + list(thresholds)
@@ -148,7 +150,7 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
     for s, verdict in scores:
         i = min(int((s - lo) / width), bins - 1)
         (failed if verdict == "FAIL" else passed)[i] += 1
-    svg = Svg(_("Score histogram with threshold"))
+    svg = Svg(title or _("Score histogram with threshold"))
     tallest = max(p + f for p, f in zip(passed, failed, strict=True))
     # a log scale where a bin of failed parts would be under 1 % of the tallest bar: a shift's FAILs, a few hundred a
     # bin beside 40,000 PASSes in the tallest, were slivers no one could read. There the two stand side by side,
@@ -186,7 +188,33 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
         row_ends[row:row + 1] = [start + width]
         svg.text(start, ax.top + 10 + 12 * row, label, anchor="start", size=10, fill=LIMIT_C)
     ax.frame(_("Anomaly score"))
-    legend(svg, [(_("PASS"), PASS_C, None), (_("FAIL"), FAIL_C, None), (_("Threshold"), LIMIT_C, "6 3")], ax.right)
+    passed_name, failed_name = classes or (_("PASS"), _("FAIL"))
+    legend(svg, [(passed_name, PASS_C, None), (failed_name, FAIL_C, None), (_("Threshold"), LIMIT_C, "6 3")], ax.right)
+    return svg.markup()
+
+
+def roc(fpr: Sequence[float], tpr: Sequence[float], point: tuple[float, float] | None, _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
+    """The ROC curve (detection rate against false-alarm rate, both in %), chance as a dashed diagonal, and the
+    stored threshold's operating point."""
+    if len(fpr) < 2:
+        return None
+    svg = Svg(_("ROC curve"), height=300)
+    ax = Axes(svg, 0, 100, 0, 100)
+    ticks = [0, 20, 40, 60, 80, 100]
+    ax.y_grid(ticks, lambda v: num.percent(v, 0), title=_("Defects caught"))
+    for t in ticks:
+        svg.text(ax.x(t), ax.bottom + 14, num.percent(t, 0), size=10)
+    svg.add("line", x1=ax.x(0), x2=ax.x(100), y1=ax.y(0), y2=ax.y(100), stroke=GRID, stroke_width=1.5, stroke_dasharray="4 3")
+    svg.add("polyline", points=" ".join(f"{ax.x(100 * f):.1f},{ax.y(100 * t):.1f}" for f, t in zip(fpr, tpr, strict=True)),
+            fill="none", stroke=ACCENT, stroke_width=2)
+    items = [(_("ROC curve"), ACCENT, ""), (_("Chance"), GRID, "4 3")]
+    if point is not None:
+        x, y = ax.x(100 * point[0]), ax.y(100 * point[1])
+        svg.add("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=5, fill=LIMIT_C, stroke=INK)
+        svg.text(x + 8, y + 14, _("Threshold"), anchor="start", size=10, fill=LIMIT_C)
+        items.append((_("Threshold"), LIMIT_C, None))
+    ax.frame(_("Good parts failed (false alarms)"))
+    legend(svg, items, ax.right)
     return svg.markup()
 
 

@@ -10,6 +10,7 @@ import base64
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 FULL_PX = 900  # longest side of the part image and overlay on an inspection report
@@ -33,10 +34,18 @@ def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FUL
     try:
         with Image.open(path) as im:
             im.draft("RGB", (max_px, max_px))  # JPEG sources decode at reduced size directly
-            im = im.convert("RGB")
-            im.thumbnail((max_px, max_px), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=quality)
+            return _jpeg_uri(im.convert("RGB"), max_px, quality)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def array_uri(rgb: np.ndarray, max_px: int = THUMB_PX, quality: int = 85) -> str:
+    """A JPEG data URI of an RGB uint8 array [H, W, 3], at most max_px on its longest side."""
+    return _jpeg_uri(Image.fromarray(rgb, "RGB"), max_px, quality)
+
+
+def _jpeg_uri(im: Image.Image, max_px: int, quality: int) -> str:
+    im.thumbnail((max_px, max_px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

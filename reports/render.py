@@ -79,7 +79,7 @@ def _formats(formats: Iterable[str]) -> tuple[str, ...]:
     return fmts
 
 
-def _out_dir(out_dir: str | Path) -> Path:
+def out_folder(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ class Page:
         }
 
 
-def _emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
+def emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
     paths = {}
     if "html" in formats:
         paths["html"] = _write(out / f"{name}.html", html.encode("utf-8"))
@@ -175,7 +175,7 @@ def render_inspection(record: dict[str, Any], out_dir: str | Path, formats: Iter
     page = Page.of(lang, formats, tz, letterhead)
     part = inspection(record)
     html = _inspection_page(part, store_root, page)
-    return _emit(inspection_filename(part.id), _out_dir(out_dir), html, page.formats)
+    return emit(inspection_filename(part.id), out_folder(out_dir), html, page.formats)
 
 
 def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -287,13 +287,13 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     """
     page = Page.of(lang, formats, tz, letterhead)
     meta = dict(meta or {})
-    out = _out_dir(out_dir)
+    out = out_folder(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
     more = sum(p.verdict == "FAIL" for p in parts) > MAX_FAILED_ROWS
     failed_file = f"{name}-failed.csv" if more else None  # the whole list, where the table shows part of it
     html = _shift_page(parts, meta, store_root, page, out if "html" in page.formats else None, failed_file)
-    paths = _emit(name, out, html, page.formats)
+    paths = emit(name, out, html, page.formats)
     if failed_file:
         paths["csv"] = _write(out / failed_file, failed_csv(parts))
     return paths

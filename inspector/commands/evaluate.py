@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inspector.commands.common import DEVICE_HELP, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
+from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, report_style, write_report
 from model.errors import InspectorError
 from model.label_names import GOOD
+
+if TYPE_CHECKING:  # imported where used: `inspector --help` loads no torch
+    from inspector.engines.base import ModelMeta
+    from model.data import Dataset
+    from model.evaluate import Scored
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "together) and score the held-out parts against the test defects: how it does on parts it has never "
                         "seen (default 5 folds; costs that many fits)")
     add_type_args(p)
+    add_report_args(p)
     p.set_defaults(func=run)
 
 
+@dataclass
+class Evaluation:
+    """`inspector eval`'s JSON object (`report`), and what it was computed from: the data set, its test images' scores
+    and maps, and the model's metadata."""
+
+    report: dict
+    dataset: Dataset
+    scored: Scored
+    meta: ModelMeta
+
+
 def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, overlap: bool = True,
-                   new_parts: int | None = None) -> dict:
+                   new_parts: int | None = None) -> Evaluation:
     from inspector.engines import open_engine
     from model.data import load_dataset
     from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
@@ -107,7 +127,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
             report["new_parts"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size), **engine.meta.framing.summary()}
-    return report
+    return Evaluation(report, dataset, scored, engine.meta)
 
 
 UNRECORDED = " (this model does not record what it was calibrated on: evaluate its checkpoint to know whether on these images)"
@@ -177,15 +197,20 @@ def run_ablation(args: argparse.Namespace) -> int:
 def _refuse_idle_options(args: argparse.Namespace) -> None:
     """An option its mode does not use was accepted and ignored (e.g. --size without --ablation): say so instead."""
     given = {"--synth": args.synth, "--size": args.size, "--seeds": args.seeds, "--folds": args.folds,
-             "--holdout": args.holdout or None, "--new-parts": args.new_parts}
+             "--holdout": args.holdout or None, "--new-parts": args.new_parts, "--report": args.report}
     used = {"--synth": args.ablation, "--size": args.ablation or args.shots is not None, "--seeds": args.shots is not None,
             "--folds": args.shots == "all", "--holdout": args.shots is not None,
             "--new-parts": not args.ablation and args.shots is None}
+    used["--report"] = used["--new-parts"]
+    model_eval = "a model's evaluation (not --ablation or --shots)"
     for flag, value in given.items():
         if value is not None and not used[flag]:
             where = {"--synth": "--ablation", "--size": "--ablation or --shots", "--folds": "--shots all",
-                     "--new-parts": "a model's evaluation (not --ablation or --shots)"}.get(flag, "--shots")
+                     "--new-parts": model_eval, "--report": model_eval}.get(flag, "--shots")
             raise InspectorError(f"{flag}{'' if value is True else f' {value}'}: applies only with {where}; drop it")
+    for name in REPORT_OPTIONS:
+        if getattr(args, name) is not None and args.report is None:
+            raise InspectorError(f"--{name}: applies only with --report DIR; add it or drop --{name}")
     args.synth = 300 if args.synth is None else args.synth
     args.size = 256 if args.size is None else args.size
 
@@ -204,7 +229,11 @@ def run(args: argparse.Namespace) -> int:
         return run_ablation(args)
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
-    report = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)
+    style = report_style(args)
+    evaluation = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)
+    report = evaluation.report
+    if style is not None:
+        report["validation_report"] = write_report(evaluation, args, style)
     if args.json:
         print_json(report)
         return 0
@@ -257,4 +286,6 @@ def run(args: argparse.Namespace) -> int:
         c = g["check"]
         print(f"    thresholds meant to fail {'/'.join(f'{r:.0%}' for r in c['intended'])} of good parts failed "
               f"{'/'.join(f'{r:.1%}' for r in c['observed'])} of the new ones")
+    for path in (report.get("validation_report") or {}).values():
+        print(f"  validation report: {path}")
     return 0

@@ -232,6 +232,41 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     assert 0.0 < px["f1"] <= 1.0 and all(0.0 <= px["held_out"][k] <= 1.0 for k in ("precision", "recall", "f1"))
 
 
+def test_eval_report_shows_what_the_stored_threshold_does_on_these_images(capsys, tiny_ckpt, tiny_data, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from model.data import load_dataset
+    from model.hashing import labelled_set_sha256
+
+    def validation(ckpt, out):
+        rc, stdout, err = cli(capsys, "eval", ckpt, tiny_data, "--json", "--no-overlap", "--report", out, "--format", "html")
+        assert rc == 0, err
+        report = json.loads(stdout)
+        html = Path(report["validation_report"]["html"]).read_text(encoding="utf-8")
+        return report, {name: re.search(rf'<section[^>]*id="{name}".*?</section>', html, re.S).group(0)
+                        for name in ("decision", "escapes", "false-alarms", "traceability")}
+
+    report, html = validation(tiny_ckpt, tmp_path / "as_fitted")  # calibrated on these test images: no escape, and it says so
+    assert report["at_threshold"]["escape_rate"] == 0.0 and "No defect image passed." in html["escapes"]
+    assert 'id="calibrated-here"' in html["decision"] and '<div class="v" id="caught">4 / 4</div>' in html["decision"]
+    test = load_dataset(tiny_data).test
+    assert labelled_set_sha256((s.path, s.defect_type) for s in test) in html["traceability"]
+
+    lenient = shutil.copytree(tiny_ckpt, tmp_path / "lenient.ckpt")
+    assert cli(capsys, "threshold", lenient, "--set", "1e9")[0] == 0  # now every part passes: each defect escapes
+    report, html = validation(lenient, tmp_path / "lenient")
+    assert report["at_threshold"]["escape_rate"] == 1.0 and '<div class="v" id="caught">0 / 4</div>' in html["decision"]
+    assert "No good image failed." in html["false-alarms"] and 'id="calibrated-here"' not in html["decision"]
+    uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html["escapes"])
+    assert len(uris) == 4 and html["escapes"].count('class="mono">test/blob/') == 4
+    for uri in uris:  # each an overlay at the model's input size
+        with Image.open(io.BytesIO(base64.b64decode(uri))) as im:
+            assert im.size == (64, 64)
+
+
 def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_ckpt, tiny_data, tmp_path):
     other = shutil.copytree(tiny_data, tmp_path / "other")
     sorted((other / "test" / "good").iterdir())[0].unlink()
@@ -507,6 +542,14 @@ CASES = {
     "eval: --synth without --ablation": (["eval", "{ckpt}", "{data}", "--synth", "10"], ["--synth 10", "only with --ablation"]),
     "eval: --seeds without --shots": (["eval", "{ckpt}", "{data}", "--seeds", "3"], ["--seeds 3", "only with --shots"]),
     "eval: --holdout without --shots": (["eval", "{ckpt}", "{data}", "--holdout"], ["--holdout:", "only with --shots"]),
+    "eval: --lang without --report": (["eval", "{ckpt}", "{data}", "--lang", "zh"], ["--lang", "only with --report"]),
+    "eval: --report with --shots": (["eval", "{ckpt}", "{data}", "--shots", "2", "--report", "{tmp}/r"],
+                                    ["--report", "only with a model's evaluation"]),
+    # checked before any image is scored
+    "eval: report in an unknown language": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--lang", "fr"], ["language 'fr'"]),
+    "eval: report in an unknown format": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--format", "docx"], ["report format docx"]),
+    "eval: report folder under a file": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/a_file/r"], ["a_file/r", "cannot be created"]),
+    "eval: report logo missing": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--logo", "{tmp}/logo.png"], ["logo.png", "cannot be read"]),
     "eval: --shots on an export": (["eval", "{tmp}/model.onnx", "{data}", "--shots", "2"], ["an export's type head cannot be refitted"]),
     "export: --calib without int8": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/x", "--calib", "{data}"],
                                      ["--calib", "only to --format onnx-int8 or tensorrt-int8"]),

@@ -88,3 +88,25 @@ def test_report_without_images_in_chromium(browser, rendered):
     assert page.eval("document.images.length") == 0
     assert page.eval("[...document.querySelectorAll('.missing')].map(e => e.innerText.split('\\n')[0])") == ["Image not available", "No image recorded"]
     page.close()
+
+
+def test_validation_report_in_chromium(browser, tmp_path):
+    import numpy as np
+
+    from reports.images import array_uri
+    from reports.validation import render_validation
+
+    from .test_validation import run_of
+
+    run = run_of([0.0, 0.4, 1.6, 2.0, 0.3, 3.0], ["good", "good", "good", "crack", "crack", "pit"])
+    run.names[4] = f"test/crack/{XSS}.png"
+    run.thumbnails = {4: array_uri(np.full((40, 60, 3), 128, np.uint8)), 2: array_uri(np.zeros((40, 60, 3), np.uint8))}
+    page = open_clean(browser, render_validation(run, tmp_path, formats=("html",), lang="es")["html"])
+    assert page.eval("document.querySelector('h1').textContent") == "Informe de validación del modelo"
+    assert page.eval("document.querySelectorAll('svg.chart').length") == 2
+    assert page.eval("[...document.querySelectorAll('svg.chart')].every(s => s.getBoundingClientRect().height > 100)")
+    assert page.eval("[...document.images].map(i => i.complete && i.naturalWidth > 0)") == [True, True]
+    assert page.eval("document.querySelector('#escapes .thumb .mono').textContent") == f"test/crack/{XSS}.png"
+    assert page.eval("document.querySelectorAll('#signoff .box').length") == 3
+    check_screenshot(page, tmp_path / "validation.png")
+    page.close()

@@ -1,0 +1,136 @@
+"""The validation report of a model on labelled test images (`inspector eval MODEL DATA --report DIR`): what QA reads
+and signs before a station's model goes into production.
+
+It states what the stored threshold does on these images (each rate with its 95 % Wilson interval, so that 0 escapes
+out of 50 reads as "up to 7 %", not as "none will escape"), per defect type, the threshold-free metrics, the score
+distribution and ROC curve, every escaped defect and the worst false alarms as overlays, and what the numbers rest
+on (model and data digests, whether the threshold was chosen on these very images, test images that are other
+captures of training images).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reports import charts
+from reports.i18n import translations
+from reports.letterhead import Letterhead
+from reports.names import safe_name
+from reports.numbers import STYLES
+from reports.render import Page, emit, environment, out_folder, translate_value
+
+GOOD = "good"
+EXAMPLES = 12  # escaped defects and false alarms shown, each
+
+
+@dataclass
+class ValidationRun:
+    """One evaluation, as the report needs it. `report`: `inspector eval --json`'s object; per test image (in one
+    order): `names` (its path under the data folder), `labels` ("good" or its defect type) and `scores`."""
+
+    report: dict[str, Any]
+    data: str
+    data_sha256: str
+    model_sha256: str
+    names: list[str]
+    labels: list[str]
+    scores: np.ndarray
+    threshold: float
+    thumbnails: dict[int, str | None] = field(default_factory=dict)  # test image index -> overlay data URI
+
+    @property
+    def defect(self) -> np.ndarray:
+        return np.array([label != GOOD for label in self.labels])
+
+    @property
+    def failed(self) -> np.ndarray:
+        return self.scores >= self.threshold
+
+    def examples(self, n: int = EXAMPLES) -> tuple[list[int], list[int]]:
+        """(escapes: defects that passed, lowest score first; false alarms: good images that failed, highest first),
+        at most `n` each: the images whose overlays the report shows."""
+        d, f = self.defect, self.failed
+        escapes = sorted(np.flatnonzero(d & ~f), key=lambda i: self.scores[i])
+        alarms = sorted(np.flatnonzero(~d & f), key=lambda i: -self.scores[i])
+        return [int(i) for i in escapes[:n]], [int(i) for i in alarms[:n]]
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion k / n (None for n = 0): unlike k / n ± 1.96 sd it stays inside
+    [0, 1] and is not empty at k = 0, where it reads about 3.8 / (n + 3.8)."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # at k = 0 and k = n the bound is 0 or 1 exactly, which rounding can miss by an ulp
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
+
+
+def rate(k: int, n: int) -> dict[str, Any]:
+    """A count out of a total, in percent with its 95 % interval (None where n = 0)."""
+    ci = wilson(k, n)
+    return {"k": k, "n": n, "pct": 100 * k / n if n else None, "low": 100 * ci[0] if ci else None, "high": 100 * ci[1] if ci else None}
+
+
+def roc_points(defect: np.ndarray, scores: np.ndarray) -> tuple[list[float], list[float]]:
+    """The ROC curve's corners: (false-alarm rates, detection rates) from the strictest threshold to the loosest; tied
+    scores move together, as one threshold passes or fails them all."""
+    order = np.argsort(-scores, kind="stable")
+    s, d = scores[order], defect[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the end of each run of equal scores
+    tp, fp = np.cumsum(d)[last], np.cumsum(~d)[last]
+    n_def, n_good = max(int(d.sum()), 1), max(int((~d).sum()), 1)
+    return [0.0, *(fp / n_good).tolist()], [0.0, *(tp / n_def).tolist()]
+
+
+def per_type(run: ValidationRun) -> list[dict[str, Any]]:
+    """Each defect type: how many of its images the threshold catches, and its AUROC against the good images."""
+    auroc = run.report.get("per_type_auroc") or {}
+    labels, failed = np.array(run.labels), run.failed
+    return [{"type": t, "caught": rate(int(failed[labels == t].sum()), int((labels == t).sum())), "auroc": auroc.get(t)}
+            for t in sorted(set(run.labels) - {GOOD})]
+
+
+def validation_name(run: ValidationRun) -> str:
+    """validation-<model id>-<data folder>: one file per model and data set, so that another data set's does not overwrite it."""
+    model = (run.report.get("model") or {}).get("id") or "model"
+    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}"
+
+
+def _examples(run: ValidationRun, indices: Iterable[int]) -> list[dict[str, Any]]:
+    return [{"name": run.names[i], "label": run.labels[i], "score": float(run.scores[i]), "uri": run.thumbnails.get(i)} for i in indices]
+
+
+def validation_html(run: ValidationRun, page: Page) -> str:
+    _ = translations(page.lang).gettext
+    num = STYLES[page.lang]
+    d, f = run.defect, run.failed
+    escapes, alarms = run.examples()
+    fpr, tpr = roc_points(d, run.scores)
+    point = (float(f[~d].mean()), float(f[d].mean())) if d.any() and (~d).any() else None
+    svg = {"histogram": charts.histogram([(float(s), "FAIL" if bad else "PASS") for s, bad in zip(run.scores, d, strict=True)],
+                                         [run.threshold], _, num, classes=(_("Good images"), _("Defect images")),
+                                         title=_("Scores of good and defect images")),
+           "roc": charts.roc(fpr, tpr, point, _, num)}
+    return environment(page.lang).get_template("validation.html.j2").render(
+        r=run.report, run=run, charts=svg,
+        confusion={"good_pass": int((~d & ~f).sum()), "good_fail": int((~d & f).sum()),
+                   "defect_pass": int((d & ~f).sum()), "defect_fail": int((d & f).sum())},
+        false_alarms=rate(int((~d & f).sum()), int((~d).sum())), escape=rate(int((d & ~f).sum()), int(d.sum())),
+        types=[dict(row, label=translate_value(_, row["type"])) for row in per_type(run)],
+        escapes=_examples(run, escapes), n_escapes=int((d & ~f).sum()), alarms=_examples(run, alarms), n_alarms=int((~d & f).sum()),
+        **page.context())
+
+
+def render_validation(run: ValidationRun, out_dir: str | Path, formats: Iterable[str] = ("html", "pdf"), lang: str = "en",
+                      tz: str | None = "UTC", letterhead: Letterhead | None = None) -> dict[str, Path]:
+    """Write validation-<model id>-<data>.html/.pdf; returns {format: path}."""
+    page = Page.of(lang, formats, tz, letterhead)
+    return emit(validation_name(run), out_folder(out_dir), validation_html(run, page), page.formats)

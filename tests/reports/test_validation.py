@@ -1,0 +1,128 @@
+"""The validation report (`inspector eval --report`): its interval and ROC arithmetic, which images it shows, and the
+rendered HTML and PDF."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from reports.images import array_uri
+from reports.letterhead import letterhead
+from reports.render import Page
+from reports.validation import ValidationRun, rate, render_validation, roc_points, validation_html, validation_name, wilson
+
+from .conftest import XSS, need
+from .test_render import refs
+
+
+def test_wilson_interval_against_published_values():
+    # Newcombe (1998), table I: 0/10, 1/29 and 81/263 with their 95 % Wilson intervals
+    for k, n, low, high in ((0, 10, 0.0, 0.2775), (1, 29, 0.0061, 0.1718), (81, 263, 0.2553, 0.3662)):
+        lo, hi = wilson(k, n)
+        assert (round(lo, 4), round(hi, 4)) == (low, high), (k, n)
+    lo, hi = wilson(50, 50)
+    assert hi == 1.0 and 0.92 < lo < 0.93
+    assert wilson(0, 0) is None and rate(0, 0) == {"k": 0, "n": 0, "pct": None, "low": None, "high": None}
+    assert rate(1, 4)["pct"] == 25.0
+
+
+def test_roc_points_move_tied_scores_together_and_their_area_is_the_auroc():
+    fpr, tpr = roc_points(np.array([True, True, False, False]), np.array([3.0, 2.0, 2.0, 1.0]))
+    assert (fpr, tpr) == ([0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0])  # the tie at 2 is one step, not two
+    from model.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.4
+    s = np.round(rng.normal(y * 1.2, 1.0), 1)  # rounded: many ties
+    fpr, tpr = roc_points(y, s)
+    assert fpr[-1] == tpr[-1] == 1.0
+    area = float(np.sum(np.diff(fpr) * (np.array(tpr[1:]) + np.array(tpr[:-1])) / 2))
+    assert area == pytest.approx(roc_auc(y, s), abs=1e-12)
+
+
+def run_of(scores: list[float], labels: list[str], threshold: float = 1.0, **report) -> ValidationRun:
+    n_good = labels.count("good")
+    base = {"n_good": n_good, "n_defect": len(labels) - n_good, "image_auroc": 0.9, "image_ap": 0.8, "f1_max": 0.7,
+            "fpr_at_recall_99": 0.5, "tpr_at_fpr_1": 0.25, "pixel_auroc": None, "aupro": None, "ms_per_image": 12.5,
+            "fit_seconds": None, "per_type_auroc": {t: 0.75 for t in set(labels) - {"good"}},
+            "at_threshold": {"threshold": threshold, "calibrated_on_these_images": False},
+            "model": {"id": "abc123", "backbone": "efficientnet-lite0", "runtime": "onnx-cpu", "input_size": [64, 64]}}
+    return ValidationRun(report={**base, **report}, data="data/line1", data_sha256="d" * 64, model_sha256="m" * 64,
+                         names=[f"test/{label}/{i:03d}.png" for i, label in enumerate(labels)], labels=labels,
+                         scores=np.array(scores, dtype=float), threshold=threshold)
+
+
+def test_examples_are_every_escape_lowest_first_and_the_worst_false_alarms():
+    run = run_of([0.2, 1.5, 0.9, 0.1, 3.0, 2.0, 1.0, 0.5], ["crack", "crack", "pit", "pit", "good", "good", "good", "good"])
+    escapes, alarms = run.examples()
+    assert escapes == [3, 0, 2] and alarms == [4, 5, 6]  # a score at the threshold fails
+    assert run.examples(n=1) == ([3], [4])
+
+
+def section(html: str, name: str) -> str:
+    return re.search(rf'<section[^>]*id="{name}".*?</section>', html, re.S).group(0)
+
+
+def test_html_counts_rates_types_and_thumbnails_agree_with_the_scores():
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    labels = ["good"] * 20 + ["crack"] * 6 + ["pit"] * 4
+    scores = [0.0] * 18 + [1.5, 2.5] + [2.0] * 5 + [0.5] + [3.0] * 3 + [0.2]
+    run = run_of(scores, labels)
+    run.names[25] = f"test/crack/{XSS}.png"
+    run.thumbnails = {25: array_uri(rgb)}
+    html = validation_html(run, Page.of("en", ("html",), "UTC", None))
+    r = refs(html)
+    assert "script" not in r.tags and XSS not in html and "&lt;script&gt;" in html
+    decision = section(html, "decision")
+    assert '<div class="v" id="caught">8 / 10</div>' in decision and "20.0%" in decision and "10.0%" in decision
+    lo, hi = wilson(2, 20)
+    assert f"10.0% <span class=\"muted\">({100 * lo:.1f}% – {100 * hi:.1f}%)" in decision
+    types = section(html, "types")
+    assert re.search(r"crack</td><td class=\"num\">6</td><td class=\"num\">5</td>", types)
+    assert re.search(r"pit</td><td class=\"num\">4</td><td class=\"num\">3</td>", types)
+    escapes, alarms = section(html, "escapes"), section(html, "false-alarms")
+    assert escapes.count('class="thumb"') == 2 and alarms.count('class="thumb"') == 2
+    assert escapes.count("data:image/jpeg;base64,") == 1 and "Image not available" in escapes  # the other has no thumbnail
+    assert escapes.index("pit") < escapes.index("crack")  # lowest score first
+    assert html.count("<svg") == 2 and "Approved for production" in html
+    assert validation_name(run) == "validation-abc123-line1"
+
+
+def test_a_threshold_chosen_on_these_images_says_so_with_the_held_out_rates():
+    held = {"policy": {"kind": "escape", "target": 0.01}, "folds": 5, "false_alarm_rate": 0.391, "escape_rate": 0.0157}
+    run = run_of([0.0, 2.0, 2.0, 0.5], ["good", "good", "crack", "crack"],
+                 at_threshold={"threshold": 1.0, "calibrated_on_these_images": True, "held_out": held})
+    html = validation_html(run, Page.of("es", ("html",), "UTC", None))
+    note = re.search(r'id="calibrated-here">(.*?)</p>', html, re.S).group(1)
+    assert "4 de 5" in note and "39,1" in note and "1,6" in note  # Spanish decimals
+    assert 'id="calibrated-here"' not in validation_html(run_of([0.0, 2.0], ["good", "crack"]), Page.of("en", ("html",), "UTC", None))
+
+
+def test_pdf_in_chinese_with_letterhead(tmp_path):
+    pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
+    import subprocess
+
+    from reports.i18n import cjk_font
+
+    run = run_of([0.0, 0.3, 1.2, 2.0, 0.4], ["good", "good", "good", "crack", "crack"])
+    head = letterhead("ACME Motors, Plant 2", "QF-8.2-11 rev. C")
+    paths = render_validation(run, tmp_path, formats=("html", "pdf"), lang="zh", letterhead=head)
+    assert sorted(paths) == ["html", "pdf"] and paths["pdf"].name == "validation-abc123-line1.pdf"
+    text = subprocess.run([need("pdftotext"), "-layout", str(paths["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
+    assert "QF-8.2-11 rev. C" in text and "m" * 64 in text.replace("\n", "").replace(" ", "")
+    if cjk_font():
+        assert "模型验证报告" in text and "批准投产" in text
+
+
+def test_new_parts_and_twins_notes_appear_only_when_eval_measured_them():
+    plain = validation_html(run_of([0.0, 2.0], ["good", "crack"]), Page.of("en", ("html",), "UTC", None))
+    assert 'id="new-parts"' not in plain and 'id="twins"' not in plain
+    run = run_of([0.0, 2.0], ["good", "crack"], new_parts={"folds": 5, "image_auroc": 0.8667},
+                 train_overlap={"good_twins": 176, "defect_twins": 2, "image_auroc_without_twins": 0.9488})
+    html = validation_html(run, Page.of("en", ("html",), "UTC", None))
+    assert re.search(r'id="new-parts">[^<]*\(5 folds\), image AUROC was 0\.8667', html)
+    assert re.search(r'id="twins">176 good and 2 defect[^<]*AUROC is 0\.9488', html)
+    skipped = run_of([0.0, 2.0], ["good", "crack"], new_parts={"skipped": "fewer parts than folds"})
+    assert 'id="new-parts"' not in validation_html(skipped, Page.of("en", ("html",), "UTC", None))
