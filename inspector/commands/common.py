@@ -46,6 +46,13 @@ class LogLines:
             self._say(f"done, {self.n}/{self.total} in {now - self.start:.0f} s", now)
 
 
+def add_letterhead_args(p: argparse._ActionsContainer, when: str = "") -> None:
+    """--organisation, --document and --logo: the letterhead of a command's reports (`when`: a condition its help names)."""
+    p.add_argument("--organisation", metavar="TEXT", help=f"{when}company and site at the head of the reports")
+    p.add_argument("--document", metavar="TEXT", help=f"{when}the controlled form's number and revision, e.g. 'QF-7.5-03 rev. B'")
+    p.add_argument("--logo", metavar="FILE", help=f"{when}a PNG, JPEG or SVG logo (under 2 MB) at the head of the reports")
+
+
 def tqdm_bars(enabled: bool = True):
     """A progress-bar factory for model code: bars on a terminal's stderr, `LogLines` on any other, none when disabled."""
     from tqdm import tqdm

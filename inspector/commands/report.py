@@ -18,7 +18,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import name_list, print_json
+from inspector.commands.common import add_letterhead_args, name_list, print_json
 from inspector.result import iso_utc, parse_utc
 from model.errors import InspectorError
 
@@ -42,9 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--worst", type=int, default=12, metavar="N", help="thumbnails of the N worst parts on a shift report (default 12)")
     p.add_argument("--title", help="shift report title (default 'Shift report' in the chosen language)")
     p.add_argument("--lot", help="lot / batch number to print on the shift report")
-    p.add_argument("--organisation", metavar="TEXT", help="company and site at the head of the reports")
-    p.add_argument("--document", metavar="TEXT", help="the controlled form's number and revision, e.g. 'QF-7.5-03 rev. B'")
-    p.add_argument("--logo", metavar="FILE", help="a PNG, JPEG or SVG logo (under 2 MB) at the head of the reports")
+    add_letterhead_args(p)
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")
     p.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from inspector.commands.common import add_letterhead_args, name_list
 from model.errors import InspectorError
 from model.label_names import GOOD
 
@@ -20,9 +21,7 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lang", help="with --report: en, zh or es (default en)")
     g.add_argument("--format", help="with --report: html, pdf or html,pdf (default)")
     g.add_argument("--tz", metavar="ZONE", help="with --report: the zone of its date, an IANA name, UTC or local (default local)")
-    g.add_argument("--organisation", metavar="TEXT", help="with --report: company and site at its head")
-    g.add_argument("--document", metavar="TEXT", help="with --report: the controlled form's number and revision")
-    g.add_argument("--logo", metavar="FILE", help="with --report: a PNG, JPEG or SVG logo (under 2 MB)")
+    add_letterhead_args(g, "with --report: ")
 
 
 REPORT_OPTIONS = ("lang", "format", "tz", "organisation", "document", "logo")
@@ -33,7 +32,6 @@ def report_style(args: argparse.Namespace) -> dict[str, Any] | None:
     (evaluate.py refuses its options without it)."""
     if args.report is None:
         return None
-    from inspector.commands.common import name_list
     from reports import ReportError
     from reports.letterhead import letterhead
     from reports.render import Page, out_folder
