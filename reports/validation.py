@@ -112,6 +112,8 @@ def validation_html(run: ValidationRun, page: Page) -> str:
     _ = translations(page.lang).gettext
     num = STYLES[page.lang]
     d, f = run.defect, run.failed
+    c = {"good_pass": int((~d & ~f).sum()), "good_fail": int((~d & f).sum()), "defect_pass": int((d & ~f).sum()),
+         "defect_fail": int((d & f).sum())}
     escapes, alarms = run.examples()
     fpr, tpr = roc_points(d, run.scores)
     point = (float(f[~d].mean()), float(f[d].mean())) if d.any() and (~d).any() else None
@@ -121,11 +123,9 @@ def validation_html(run: ValidationRun, page: Page) -> str:
            "roc": charts.roc(fpr, tpr, point, _, num)}
     return environment(page.lang).get_template("validation.html.j2").render(
         r=run.report, run=run, charts=svg,
-        confusion={"good_pass": int((~d & ~f).sum()), "good_fail": int((~d & f).sum()),
-                   "defect_pass": int((d & ~f).sum()), "defect_fail": int((d & f).sum())},
-        false_alarms=rate(int((~d & f).sum()), int((~d).sum())), escape=rate(int((d & ~f).sum()), int(d.sum())),
+        confusion=c, false_alarms=rate(c["good_fail"], int((~d).sum())), escape=rate(c["defect_pass"], int(d.sum())),
         types=[dict(row, label=translate_value(_, row["type"])) for row in per_type(run)],
-        escapes=_examples(run, escapes), n_escapes=int((d & ~f).sum()), alarms=_examples(run, alarms), n_alarms=int((~d & f).sum()),
+        escapes=_examples(run, escapes), n_escapes=c["defect_pass"], alarms=_examples(run, alarms), n_alarms=c["good_fail"],
         **page.context())
 
 
