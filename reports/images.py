@@ -41,7 +41,7 @@ def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FUL
 
 def array_uri(rgb: np.ndarray, max_px: int = THUMB_PX, quality: int = 85) -> str:
     """A JPEG data URI of an RGB uint8 array [H, W, 3], at most max_px on its longest side."""
-    return _jpeg_uri(Image.fromarray(rgb, "RGB"), max_px, quality)
+    return _jpeg_uri(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)), max_px, quality)
 
 
 def _jpeg_uri(im: Image.Image, max_px: int, quality: int) -> str:

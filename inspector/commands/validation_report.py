@@ -74,6 +74,7 @@ def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | 
 
 
 def write_report(evaluation: Evaluation, args: argparse.Namespace, style: dict[str, Any]) -> dict[str, str]:
+    """Render the evaluation's validation report into --report; returns {format: path}."""
     from model.hashing import labelled_set_sha256
     from reports import ReportError
     from reports.validation import ValidationRun, render_validation
