@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from model.errors import InspectorError
+from model.hashing import labelled_set_sha256
 from model.images import broken_links_note, defect_label, list_images, scan_images, walk_folders
 from model.label_names import GOOD
 
@@ -35,6 +37,12 @@ class Dataset:
     @property
     def defect_types(self) -> list[str]:
         return sorted({s.defect_type for s in self.test if s.is_defect})
+
+    @cached_property
+    def test_sha256(self) -> str:
+        """One sha256 of the test images with their labels (model.hashing.labelled_set_sha256): what `fit` calibrated
+        on, and what `eval` judged. Read once: the test images are not changed after it is taken."""
+        return labelled_set_sha256((s.path, s.defect_type) for s in self.test)
 
 
 def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:

@@ -19,7 +19,7 @@ from model.defect_learning import DefectLearning, learn_defects
 from model.errors import InspectorError
 from model.extract import load_batches
 from model.framing import MAX_TURN, Framing, Roi, check_roi, crop, reference_paths
-from model.hashing import labelled_set_sha256, sha256_file
+from model.hashing import sha256_file
 from model.head import AnomalyHead, position_stats
 from model.ignore import ignore_mask, parse_ignore
 from model.images import read_image
@@ -566,7 +566,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             **({"generated_defects": learning} if learning else {}),
         },
         calibration={**cal.summary(), "pixel_threshold_source": pixel_source,  # the test set, so eval knows it by content
-                     **({"test_sha256": labelled_set_sha256((s.path, s.defect_type) for s in dataset.test)} if dataset.test else {})},
+                     **({"test_sha256": dataset.test_sha256} if dataset.test else {})},
         thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},
         scores={"good": cal.good, "defect": cal.defect},
     )

@@ -141,9 +141,7 @@ def calibrated_here(manifest: dict, dataset) -> bool | None:
         return None
     training, cal = manifest.get("training") or {}, manifest.get("calibration") or {}
     if cal.get("test_sha256"):
-        from model.hashing import labelled_set_sha256
-
-        return cal["test_sha256"] == labelled_set_sha256((s.path, s.defect_type) for s in dataset.test)
+        return cal["test_sha256"] == dataset.test_sha256
     y = np.array([s.is_defect for s in dataset.test])
     root = Path(training.get("root") or "")  # as given to fit, maybe relative to another working directory
     return (root.resolve() == dataset.root.resolve() or root.name == dataset.root.name) and (

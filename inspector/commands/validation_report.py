@@ -75,13 +75,12 @@ def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | 
 
 def write_report(evaluation: Evaluation, args: argparse.Namespace, style: dict[str, Any]) -> dict[str, str]:
     """Render the evaluation's validation report into --report; returns {format: path}."""
-    from model.hashing import labelled_set_sha256
     from reports import ReportError
     from reports.validation import ValidationRun, render_validation
 
     test, root = evaluation.dataset.test, evaluation.dataset.root
     run = ValidationRun(report=evaluation.report, data=args.data, model_sha256=evaluation.meta.sha256,
-                        data_sha256=labelled_set_sha256((s.path, s.defect_type) for s in test),
+                        data_sha256=evaluation.dataset.test_sha256,
                         names=[str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path) for s in test],
                         labels=[s.defect_type if s.is_defect else GOOD for s in test], scores=evaluation.scored.scores,
                         threshold=evaluation.meta.image_threshold)
