@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from model.errors import InspectorError, RetryLater, denied, write_fix
@@ -13,6 +14,12 @@ COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "bench", "serve
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # "--roi -1,40,160,160" is a value, not an option: before 3.13 argparse took only "-1" or "-1.5" for numbers, so
+        # the region's own range check never saw it (3.13 matches any "-" and digit start, as this does)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise InspectorError(f"{self.prog}: {message} (see {self.prog} --help)")
 

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from model.errors import InspectorError
-from model.hashing import labelled_set_sha256
+from model.hashing import digest_set_sha256, sha256_file
 from model.images import broken_links_note, defect_label, list_images, scan_images, walk_folders
 from model.label_names import GOOD
 
@@ -39,10 +39,15 @@ class Dataset:
         return sorted({s.defect_type for s in self.test if s.is_defect})
 
     @cached_property
+    def test_digests(self) -> list[str]:
+        """Each test image file's sha256, in order. Read once: the test images are not changed after it is taken."""
+        return [sha256_file(s.path) for s in self.test]
+
+    @property
     def test_sha256(self) -> str:
         """One sha256 of the test images with their labels (model.hashing.labelled_set_sha256): what `fit` calibrated
-        on, and what `eval` judged. Read once: the test images are not changed after it is taken."""
-        return labelled_set_sha256((s.path, s.defect_type) for s in self.test)
+        on, and what `eval` judged."""
+        return digest_set_sha256(zip(self.test_digests, (s.defect_type for s in self.test), strict=True))
 
 
 def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -351,16 +351,30 @@ class GoodFit:
     image_size: dict | None = None  # the training images' sizes (image_size_summary), so inspection can flag a part unlike them
 
 
-def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent) -> tuple[InspectorNet, FitReport]:
-    """Fit a model on `dataset.train` (good images) and calibrate it; see FitOptions for the knobs."""
-    net, good = fit_good_only(dataset, options, progress, keep_images=options.defects.enabled)
+def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent,
+        framing: Framing | None = None) -> tuple[InspectorNet, FitReport]:
+    """Fit a model on `dataset.train` (good images) and calibrate it; see FitOptions for the knobs, and
+    `fit_good_only` for `framing`."""
+    options = framed(options, framing)
+    net, good = fit_good_only(dataset, options, progress, keep_images=options.defects.enabled, framing=framing)
     return finish_fit(net, good, dataset, options, progress)
+
+
+def framed(options: FitOptions, framing: Framing | None) -> FitOptions:
+    """`options` with the region settings of a given `framing` (a copy; as they are without one). Its --ignore mask
+    is already drawn: the files it was drawn from are not read again (they may have moved or changed since)."""
+    if framing is None:
+        return options
+    return replace(options, roi=framing.roi, locate=framing.margin, turn=framing.turn, ignore=())
 
 
 @torch.no_grad()
 def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = silent,
-                  keep_images: bool = False) -> tuple[InspectorNet, GoodFit]:
-    """Memory bank, global Gaussian and the standardisation of both, from the good training images."""
+                  keep_images: bool = False, framing: Framing | None = None) -> tuple[InspectorNet, GoodFit]:
+    """Memory bank, global Gaussian and the standardisation of both, from the good training images. `framing`: a
+    model's own (region, locator, don't-care mask), used as it is, so that a refit (`eval --new-parts`) judges what
+    that model judges; without it, one is made from `options` and the images (the locator from the first of them)."""
+    options = framed(options, framing)
     options.validate()
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
@@ -371,13 +385,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     if len(paths) < 2:
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
-    # --locate: the first training image's region, and the images spread over the rest, make the template
-    references = reference_paths(paths) if options.locate else []
-    framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references), options.turn)
-    if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
-        first = read_image(paths[0])
-        crop(first, options.roi, str(paths[0]))  # the one-line error for a region beyond it, before the mask's
-        framing = framing.with_ignore(ignore_mask(options.ignore, first.shape[:2], options.roi, size), first.shape[:2])
+    if framing is None:
+        framing = _new_framing(paths, options, size)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
@@ -481,6 +490,18 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                         k, t0, data_sha256, without, copies, image_size_summary(shapes))
 
 
+def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Framing:
+    """The framing `options` ask for, made from the training images `paths`."""
+    # --locate: the first training image's region, and the images spread over the rest, make the template
+    references = reference_paths(paths) if options.locate else []
+    framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references), options.turn)
+    if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
+        first = read_image(paths[0])
+        crop(first, options.roi, str(paths[0]))  # the one-line error for a region beyond it, before the mask's
+        framing = framing.with_ignore(ignore_mask(options.ignore, first.shape[:2], options.roi, size), first.shape[:2])
+    return framing
+
+
 def image_size_summary(shapes: list[tuple[int, int]]) -> dict:
     """(height, width) of each training image -> {"min": [w, h], "max": [w, h], "aspect": [lowest, highest w/h]}."""
     w, h = np.array([s[1] for s in shapes]), np.array([s[0] for s in shapes])
@@ -566,7 +587,8 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             **({"generated_defects": learning} if learning else {}),
         },
         calibration={**cal.summary(), "pixel_threshold_source": pixel_source,  # the test set, so eval knows it by content
-                     **({"test_sha256": dataset.test_sha256} if dataset.test else {})},
+                     **({"test_sha256": dataset.test_sha256, "test_images": [d[:16] for d in dataset.test_digests]}
+                        if dataset.test else {})},
         thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},
         scores={"good": cal.good, "defect": cal.defect},
     )

@@ -136,9 +136,10 @@ def pareto(counts: Sequence[tuple[str, int]], _: Gettext, num: Numbers = ENGLISH
 
 
 def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, num: Numbers = ENGLISH, bins: int = 30,
-              classes: tuple[str, str] | None = None, title: str | None = None) -> Markup | None:
+              classes: tuple[str, str] | None = None, title: str | None = None, axis: tuple[str, str] | None = None) -> Markup | None:
     """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line. `classes`: the
-    legend's names of the two kinds (default PASS and FAIL; a score's kind is "FAIL" or anything else)."""
+    legend's names of the two kinds (default PASS and FAIL; a score's kind is "FAIL" or anything else); `axis`: what is
+    counted, on a linear and on a log scale (default parts)."""
     if not scores:
         return None
     values = [s for s, _v in scores] + list(thresholds)
@@ -160,11 +161,11 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
         counts = [0] + [10**k for k in range(math.ceil(math.log10(tallest)) + 1)]
         height = lambda c: math.log10(c + 1)  # noqa: E731
         ax = Axes(svg, lo, hi, 0, height(counts[-1]))
-        ax.y_grid([height(c) for c in counts], lambda v: num.tick(round(10**v - 1)), title=_("Parts (log scale)"))
+        ax.y_grid([height(c) for c in counts], lambda v: num.tick(round(10**v - 1)), title=axis[1] if axis else _("Parts (log scale)"))
     else:
         ticks, height = nice_ticks(0, tallest, integer=True), float
         ax = Axes(svg, lo, hi, 0, ticks[-1])
-        ax.y_grid(ticks, num.tick, title=_("Parts"))
+        ax.y_grid(ticks, num.tick, title=axis[0] if axis else _("Parts"))
     for i in range(bins):
         x0, x1 = ax.x(lo + i * width), ax.x(lo + (i + 1) * width)
         mid = (x0 + x1) / 2

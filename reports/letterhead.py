@@ -7,8 +7,12 @@ so a report needs no editing before it is filed.
 from __future__ import annotations
 
 import base64
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
+
+from PIL import Image, ImageFile
 
 from reports.errors import ReportError
 
@@ -37,6 +41,22 @@ def _logo_type(data: bytes) -> str | None:
     return None
 
 
+def _decodes(data: bytes, kind: str) -> bool:
+    """Whether a logo file reads whole: a raster one decodes, an SVG one parses with an <svg> root."""
+    try:
+        if kind == "image/svg+xml":
+            return ElementTree.fromstring(data).tag.rsplit("}", 1)[-1] == "svg"
+        truncated_ok, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False  # WeasyPrint turns it on
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
+        return True
+    except (ElementTree.ParseError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
 def _text(value: str | None, what: str) -> str | None:
     text = " ".join(str(value).split()) if value is not None else ""
     if len(text) > MAX_TEXT:
@@ -59,5 +79,7 @@ def letterhead(organisation: str | None = None, document: str | None = None, log
         kind = _logo_type(data)
         if kind is None:
             raise ReportError(f"report logo {logo}: not a PNG, JPEG or SVG file; convert it to one of these")
+        if not _decodes(data, kind):  # found now, not by the PDF renderer after the work the report shows
+            raise ReportError(f"report logo {logo}: cannot be decoded (damaged or cut short); export the logo again")
         uri = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
     return Letterhead(_text(organisation, "organisation"), _text(document, "document number"), uri)

@@ -36,6 +36,18 @@ class Numbers:
         """`value` already in percent."""
         return "—" if value is None else self.fixed(value, digits, floor) + self.percent_sign
 
+    def share(self, value: float | None, digits: int = 1) -> str:
+        """A percentage of a count: it reads 0 or 100 only when it is exactly that, so that 1 escape in 2,500 shows as
+        0.1 %, not as 0.0 % (none), and 2,499 caught of 2,500 as 99.9 %, not 100.0 % (all)."""
+        if value is None:
+            return "—"
+        step = 10.0**-digits
+        if 0 < value < step:
+            value = step
+        elif 100 - step < value < 100:
+            value = 100 - step
+        return self.percent(value, digits)
+
     def count(self, value: int | None) -> str:
         return "—" if value is None else self._local(str(int(value)))
 

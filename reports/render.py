@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ FORMATS = ("html", "pdf")
 WORST_N = 12
 MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the highest-scoring, and a CSV of all
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
-TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "low", "medium", "high", "anomaly", "unclassified",
+TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
                      "texture", "cutpaste", "transplant",  # the generated defects' types (`inspector synth`, the demo)
                      "decode", "preprocess", "infer", "decision", "intake", "queue", "total")  # the stages of timings_ms
@@ -65,7 +66,7 @@ def environment(lang: str) -> Environment:
     t = translations(lang)
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
-    env.filters.update(num=num.significant, apart=num.apart, fixed=num.fixed, percent=num.percent, count=num.count, time=_time,
+    env.filters.update(num=num.significant, apart=num.apart, fixed=num.fixed, percent=num.percent, share=num.share, count=num.count, time=_time,
                        tv=lambda v: translate_value(t.gettext, v))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
@@ -79,12 +80,18 @@ def _formats(formats: Iterable[str]) -> tuple[str, ...]:
     return fmts
 
 
-def out_folder(out_dir: str | Path) -> Path:
+def out_folder(out_dir: str | Path, option: str = "--out") -> Path:
+    """The report folder, made if need be and tried with a file, so that a folder that cannot take the report is found
+    before the work that fills it."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"report folder {out}: is a file; choose a folder for {option}")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as exc:
-        raise ReportError(f"report folder {out}: cannot be created ({exc.strerror}); choose a writable --out") from None
+        raise ReportError(f"report folder {out}: cannot be written ({exc.strerror}); choose a writable {option}") from None
     return out
 
 
@@ -143,12 +150,12 @@ class Page:
 
 
 def emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
-    paths = {}
-    if "html" in formats:
-        paths["html"] = _write(out / f"{name}.html", html.encode("utf-8"))
+    """Write <name>.html and/or .pdf. The PDF is rendered before either is written, so a rendering that fails never
+    leaves a new HTML beside an older PDF of the same name."""
+    data = {"html": html.encode("utf-8")} if "html" in formats else {}
     if "pdf" in formats:
-        paths["pdf"] = _write(out / f"{name}.pdf", html_to_pdf(html))
-    return paths
+        data["pdf"] = html_to_pdf(html)
+    return {fmt: _write(out / f"{name}.{fmt}", blob) for fmt, blob in data.items()}
 
 
 def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, Any]]:

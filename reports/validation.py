@@ -10,6 +10,7 @@ captures of training images).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ class ValidationRun:
     scores: np.ndarray
     threshold: float
     thumbnails: dict[int, str | None] = field(default_factory=dict)  # test image index -> overlay data URI
+    # what the report names for traceability: the model file's path, runtime, kind ("checkpoint" or an export's, e.g.
+    # "onnx-fp32"), weights_sha256 (its checkpoint's weights, whose first 12 digits are the model id), version,
+    # framing (Framing.summary()), pixel_threshold, types_cv_accuracy
+    trace: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the data set's reading left out (broken links), as eval says it
 
     @property
     def defect(self) -> np.ndarray:
@@ -99,9 +105,11 @@ def per_type(run: ValidationRun) -> list[dict[str, Any]]:
 
 
 def validation_name(run: ValidationRun) -> str:
-    """validation-<model id>-<data folder>: one file per model and data set, so that another data set's does not overwrite it."""
+    """validation-<model id>-<data folder>-<key>: the key digests the model file, the test set and the threshold, so a
+    report is rewritten only by the same evaluation, never by another model file, data set or threshold's."""
     model = (run.report.get("model") or {}).get("id") or "model"
-    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}"
+    key = hashlib.sha256(f"{run.model_sha256} {run.data_sha256} {run.threshold!r}".encode()).hexdigest()[:8]
+    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}"
 
 
 def _examples(run: ValidationRun, indices: Iterable[int]) -> list[dict[str, Any]]:
@@ -119,7 +127,7 @@ def validation_html(run: ValidationRun, page: Page) -> str:
     point = (float(f[~d].mean()), float(f[d].mean())) if d.any() and (~d).any() else None
     svg = {"histogram": charts.histogram([(float(s), "FAIL" if bad else "PASS") for s, bad in zip(run.scores, d, strict=True)],
                                          [run.threshold], _, num, classes=(_("Good images"), _("Defect images")),
-                                         title=_("Scores of good and defect images")),
+                                         title=_("Scores of good and defect images"), axis=(_("Images"), _("Images (log scale)"))),
            "roc": charts.roc(fpr, tpr, point, _, num)}
     return environment(page.lang).get_template("validation.html.j2").render(
         r=run.report, run=run, charts=svg,

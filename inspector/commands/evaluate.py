@@ -11,7 +11,7 @@ import numpy as np
 
 from inspector.commands.common import DEVICE_HELP, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
-from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, report_style, write_report
+from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, drop_unused_folder, report_style, write_report
 from model.errors import InspectorError
 from model.label_names import GOOD
 
@@ -92,6 +92,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     here = calibrated_here(manifest, dataset)
+    report["at_threshold"].update(threshold_origin(manifest.get("calibration") or {}, dataset))
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores, here))
     pixels = scored.pixels
     if pixels is not None:
@@ -122,7 +123,8 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
         parts = part_groups(train_descriptors) if train_descriptors is not None else None
         try:
-            report["new_parts"] = new_parts_report(dataset, refit_options, new_parts, progress or tqdm_bars(), parts)
+            report["new_parts"] = new_parts_report(dataset, refit_options, new_parts, progress or tqdm_bars(), parts,
+                                                   framing=engine.meta.framing)
         except InspectorError as e:  # e.g. fewer parts than folds: found only now, and the metrics above are kept
             report["new_parts"] = {"skipped": str(e)}
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
@@ -146,6 +148,16 @@ def calibrated_here(manifest: dict, dataset) -> bool | None:
     root = Path(training.get("root") or "")  # as given to fit, maybe relative to another working directory
     return (root.resolve() == dataset.root.resolve() or root.name == dataset.root.name) and (
         int(cal.get("n_good") or 0) - int(training.get("n_images") or 0) == int((~y).sum()) and int(cal.get("n_defect") or 0) == int(y.sum()))
+
+
+def threshold_origin(calibration: dict, dataset) -> dict:
+    """What the stored threshold answers to: the policy it was chosen for (None: set by hand), and how many of these
+    test images it was chosen on (models fitted before 2026-12-05 record only the whole set's digest)."""
+    out = {"policy": calibration.get("policy")} if "policy" in calibration else {}
+    if "test_images" in calibration:
+        chosen_on = set(calibration["test_images"])
+        out["test_images_calibrated_on"] = sum(d[:16] in chosen_on for d in dataset.test_digests)
+    return out
 
 
 def held_out_rates(manifest: dict, dataset, scores: np.ndarray, here: bool) -> dict:
@@ -172,6 +184,13 @@ def pixel_held_out(manifest: dict, here: bool, masks: np.ndarray, maps: np.ndarr
 
     held = cross_validated_pixel_threshold(masks, maps)
     return {"calibrated_on_these_images": True, **({"held_out": held} if held else {})}
+
+
+def policy_text(at: dict) -> str:
+    if "policy" not in at:
+        return ""
+    p = at["policy"]
+    return " (set by hand)" if p is None else f" (chosen for at most {100 * p['target']:g}% {'escapes' if p['kind'] == 'escape' else 'false alarms'})"
 
 
 def run_ablation(args: argparse.Namespace) -> int:
@@ -228,7 +247,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
     style = report_style(args)
-    evaluation = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)
+    try:
+        evaluation = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)
+    except BaseException:
+        drop_unused_folder(args)
+        raise
     report = evaluation.report
     if style is not None:
         report["validation_report"] = write_report(evaluation, args, style)
@@ -250,8 +273,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  type accuracy {report['type_accuracy']}, macro F1 {report['type_macro_f1']}"
               + (f" (the type head was fitted on {k} of these {report['n_defect']} defect images)" if k else ""))
     at = report["at_threshold"]
-    print(f"  at threshold {at['threshold']}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
-          + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], ""))
+    among = at.get("test_images_calibrated_on")
+    partly = f" (calibrated on {among} of these {len(evaluation.dataset.test)} images)" if among and not at["calibrated_on_these_images"] else ""
+    print(f"  at threshold {at['threshold']}{policy_text(at)}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
+          + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], partly))
     if "held_out" in at:
         h = at["held_out"]
         print(f"  held out ({h['folds']} folds, recalibrated): false alarms {h['false_alarm_rate']}, escapes {h['escape_rate']}")

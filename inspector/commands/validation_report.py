@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,15 +38,26 @@ def report_style(args: argparse.Namespace) -> dict[str, Any] | None:
     from reports.letterhead import letterhead
     from reports.render import Page, out_folder
 
-    style = {"lang": args.lang or "en", "formats": tuple(name_list(args.format)) if args.format else ("html", "pdf"),
+    if not args.report.strip():
+        raise InspectorError("--report '': give the folder to write the validation report into")
+    style = {"lang": args.lang or "en", "formats": tuple(name_list(args.format)) if args.format is not None else ("html", "pdf"),
              "tz": args.tz or "local"}
+    new_folder = not Path(args.report).exists()
     try:
         style["letterhead"] = letterhead(args.organisation, args.document, args.logo)
         Page.of(style["lang"], style["formats"], style["tz"], style["letterhead"])
-        out_folder(args.report)
+        out_folder(args.report, "--report")
     except ReportError as exc:
         raise InspectorError(str(exc)) from None
+    args.report_folder_made = new_folder
     return style
+
+
+def drop_unused_folder(args: argparse.Namespace) -> None:
+    """The check above made --report's folder; an evaluation that failed after it leaves nothing there, not even it."""
+    if getattr(args, "report_folder_made", False):
+        with contextlib.suppress(OSError):
+            Path(args.report).rmdir()  # only while empty
 
 
 def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | None]:
@@ -75,15 +88,21 @@ def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | 
 
 def write_report(evaluation: Evaluation, args: argparse.Namespace, style: dict[str, Any]) -> dict[str, str]:
     """Render the evaluation's validation report into --report; returns {format: path}."""
+    from inspector.version import __version__
     from reports import ReportError
     from reports.validation import ValidationRun, render_validation
 
-    test, root = evaluation.dataset.test, evaluation.dataset.root
-    run = ValidationRun(report=evaluation.report, data=args.data, model_sha256=evaluation.meta.sha256,
+    test, root, meta = evaluation.dataset.test, evaluation.dataset.root, evaluation.meta
+    source = meta.manifest.get("source") or {}  # an export's: the checkpoint it came from
+    trace = {"path": str(Path(meta.path).resolve()), "runtime": meta.runtime, "kind": meta.manifest.get("kind") or "checkpoint",
+             "weights_sha256": source.get("weights_sha256") or meta.sha256, "version": __version__,
+             "framing": meta.framing.summary(), "pixel_threshold": meta.pixel_threshold,
+             "types_cv_accuracy": (meta.manifest.get("types") or {}).get("cv_accuracy")}
+    run = ValidationRun(report=evaluation.report, data=str(root.resolve()), model_sha256=meta.sha256,
                         data_sha256=evaluation.dataset.test_sha256,
                         names=[str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path) for s in test],
                         labels=[s.defect_type if s.is_defect else GOOD for s in test], scores=evaluation.scored.scores,
-                        threshold=evaluation.meta.image_threshold)
+                        threshold=meta.image_threshold, trace=trace, notes=list(evaluation.dataset.notes))
     escapes, alarms = run.examples()
     run.thumbnails = overlay_uris(evaluation, escapes + alarms)
     try:

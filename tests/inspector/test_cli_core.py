@@ -252,6 +252,7 @@ def test_eval_report_shows_what_the_stored_threshold_does_on_these_images(capsys
     report, html = validation(tiny_ckpt, tmp_path / "as_fitted")  # calibrated on these test images: no escape, and it says so
     assert report["at_threshold"]["escape_rate"] == 0.0 and "No defect image passed." in html["escapes"]
     assert 'id="calibrated-here"' in html["decision"] and '<div class="v" id="caught">4 / 4</div>' in html["decision"]
+    assert re.search(r'id="policy">The threshold was chosen for at most [\d.]+% escapes', html["decision"])
     test = load_dataset(tiny_data).test
     assert labelled_set_sha256((s.path, s.defect_type) for s in test) in html["traceability"]
 
@@ -260,6 +261,7 @@ def test_eval_report_shows_what_the_stored_threshold_does_on_these_images(capsys
     report, html = validation(lenient, tmp_path / "lenient")
     assert report["at_threshold"]["escape_rate"] == 1.0 and '<div class="v" id="caught">0 / 4</div>' in html["decision"]
     assert "No good image failed." in html["false-alarms"] and 'id="calibrated-here"' not in html["decision"]
+    assert "set by hand" in html["decision"] and report["at_threshold"]["policy"] is None
     uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html["escapes"])
     assert len(uris) == 4 and html["escapes"].count('class="mono">test/blob/') == 4
     for uri in uris:  # each an overlay at the model's input size
@@ -275,6 +277,15 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
     report = json.loads(stdout)
     for at in (report["at_threshold"], report["at_pixel_threshold"]):
         assert at["calibrated_on_these_images"] is False and "held_out" not in at
+    # but every image it has was among those the threshold was chosen on, and eval says so
+    assert report["at_threshold"]["test_images_calibrated_on"] == report["n_good"] + report["n_defect"]
+    assert "calibrated on 7 of these 7 images" in cli(capsys, "eval", tiny_ckpt, other)[1]
+
+
+def test_a_failed_eval_leaves_no_report_folder_behind(capsys, tiny_ckpt, tmp_path):
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, tmp_path / "no_such_data", "--report", tmp_path / "new" / "qa")
+    assert rc == 2 and "no_such_data" in err
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "qa").exists()  # the folder it made for the report
 
 
 def test_eval_of_a_model_that_records_no_calibration_does_not_call_it_uncalibrated(capsys, tiny_ckpt, tiny_data, tmp_path):
@@ -548,7 +559,12 @@ CASES = {
     # checked before any image is scored
     "eval: report in an unknown language": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--lang", "fr"], ["language 'fr'"]),
     "eval: report in an unknown format": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--format", "docx"], ["report format docx"]),
-    "eval: report folder under a file": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/a_file/r"], ["a_file/r", "cannot be created"]),
+    "eval: report folder under a file": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/a_file/r"], ["a_file/r", "cannot be written", "--report"]),
+    "eval: report folder is a file": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/a_file"], ["a_file", "is a file", "--report"]),
+    "fit: a region written with a minus": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--roi", "-1,40,160,160"],
+                                           ["--roi", "'-1,40,160,160'", "X,Y,W,H"]),  # argparse took it for an option
+    "eval: report folder empty": (["eval", "{ckpt}", "{data}", "--report", ""], ["--report ''", "give the folder"]),
+    "eval: report format empty": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--format", ""], ["report format (none)"]),
     "eval: report logo missing": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--logo", "{tmp}/logo.png"], ["logo.png", "cannot be read"]),
     "eval: --shots on an export": (["eval", "{tmp}/model.onnx", "{data}", "--shots", "2"], ["an export's type head cannot be refitted"]),
     "export: --calib without int8": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/x", "--calib", "{data}"],

@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -56,9 +57,16 @@ def test_pdf_pages_after_the_first_carry_organisation_and_form_number(sample, tm
     (None, r"report logo .*missing.png: cannot be read \(No such file or directory\)"),
     (b"GIF89a....", r"report logo .*: not a PNG, JPEG or SVG file"),
     (b"\x89PNG\r\n\x1a\n" + bytes(MAX_LOGO_BYTES), r"report logo .*: 2.1 MB; give a logo file under 2 MB"),
+    ("cut", r"report logo .*: cannot be decoded \(damaged or cut short\); export the logo again"),
+    (b"<svg", r"report logo .*: cannot be decoded"),
+    (b"<?xml version='1.0'?><html><svg/></html>", r"report logo .*: cannot be decoded"),  # not an SVG document
 ])
 def test_a_bad_logo_is_a_one_line_error(tmp_path, content, message):
     path = tmp_path / ("missing.png" if content is None else "logo.bin")
+    if content == "cut":  # a PNG whose copy was cut short
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "PNG")
+        content = buf.getvalue()[:200]
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(reports.ReportError, match=message) as err:

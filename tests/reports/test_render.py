@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import reports
-from reports.render import inspection_html, shift_html
+from reports.render import emit, inspection_html, out_folder, shift_html
 
 from .conftest import XSS
 
@@ -163,8 +163,26 @@ def test_times_are_on_the_zones_clock_through_a_change_of_daylight_saving(tmp_pa
 def test_unwritable_output_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(reports.ReportError, match="report folder .*cannot be created"):
+    with pytest.raises(reports.ReportError, match="report folder .*cannot be written"):
         reports.render_shift([], {}, blocker / "sub", formats=("html",))
+    with pytest.raises(reports.ReportError, match="report folder .*file: is a file; choose a folder for --report"):
+        out_folder(blocker, "--report")
+    assert out_folder(tmp_path / "a" / "b", "--report").is_dir() and not list((tmp_path / "a" / "b").iterdir())  # its try left nothing
+
+
+def test_a_pdf_that_fails_leaves_the_earlier_html_and_pdf_as_they_were(tmp_path, monkeypatch):
+    import reports.render
+
+    monkeypatch.setattr(reports.render, "html_to_pdf", lambda html: b"%PDF old " + html.encode())
+    emit("r", tmp_path, "<p>old</p>", ("html", "pdf"))
+
+    def broken(html):
+        raise reports.ReportError("the renderer failed")
+
+    monkeypatch.setattr(reports.render, "html_to_pdf", broken)
+    with pytest.raises(reports.ReportError):
+        emit("r", tmp_path, "<p>new</p>", ("html", "pdf"))
+    assert (tmp_path / "r.html").read_text() == "<p>old</p>" and b"old" in (tmp_path / "r.pdf").read_bytes()
 
 
 def test_missing_cjk_font_is_stated_in_a_chinese_pdf(failed_record, monkeypatch):

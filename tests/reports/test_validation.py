@@ -87,7 +87,60 @@ def test_html_counts_rates_types_and_thumbnails_agree_with_the_scores():
     assert escapes.count("data:image/jpeg;base64,") == 1 and "Image not available" in escapes  # the other has no thumbnail
     assert escapes.index("pit") < escapes.index("crack")  # lowest score first
     assert html.count("<svg") == 2 and "Approved for production" in html
-    assert validation_name(run) == "validation-abc123-line1"
+    assert validation_name(run).startswith("validation-abc123-line1-")
+
+
+def test_each_model_file_test_set_and_threshold_gets_its_own_file():
+    labels = ["good", "crack"]
+    name = validation_name(run_of([0.0, 2.0], labels))
+    assert validation_name(run_of([0.5, 3.0], labels)) == name  # the same evaluation rewrites its own report
+    others = [run_of([0.0, 2.0], labels, threshold=1.5), run_of([0.0, 2.0], labels), run_of([0.0, 2.0], labels)]
+    others[1].model_sha256, others[2].data_sha256 = "e" * 64, "f" * 64  # an export of the model; another test set
+    assert len({name, *(validation_name(o) for o in others)}) == 4
+
+
+def test_a_rate_reads_none_or_all_only_when_it_is():
+    labels = ["good"] * 10 + ["crack"] * 2500
+    html = validation_html(run_of([0.0] * 10 + [0.5] + [2.0] * 2499, labels), Page.of("en", ("html",), "UTC", None))
+    decision, types = section(html, "decision"), section(html, "types")
+    assert 'id="escape-rate">0.1%<' in decision and '<div class="kpi fail"><div class="v" id="escape-rate">' in decision
+    assert re.search(r"crack</td><td class=\"num\">2,500</td><td class=\"num\">2,499</td><td>99\.9%", types)
+    none_failed = section(validation_html(run_of([0.0, 2.0], ["good", "crack"]), Page.of("en", ("html",), "UTC", None)), "decision")
+    assert 'id="escape-rate">0.0%<' in none_failed and '<div class="kpi"><div class="v" id="escape-rate">' in none_failed
+
+
+def test_the_threshold_says_what_it_was_chosen_for_and_on_which_of_these_images():
+    en = Page.of("en", ("html",), "UTC", None)
+
+    def decision(**at):
+        run = run_of([0.0, 2.0, 2.0, 0.5], ["good", "good", "crack", "crack"],
+                     at_threshold={"threshold": 1.0, "calibrated_on_these_images": False, **at})
+        return " ".join(section(validation_html(run, en), "decision").split())
+
+    assert "chosen for at most 0.5% escapes" in decision(policy={"kind": "escape", "target": 0.005})
+    assert "chosen for at most 1.0% false alarms" in decision(policy={"kind": "far", "target": 0.01})
+    assert "set by hand" in decision(policy=None)
+    assert 'id="policy"' not in decision()  # a model that does not record it
+    partly = decision(policy={"kind": "escape", "target": 0.01}, test_images_calibrated_on=3)
+    assert re.search(r'id="calibrated-partly">3 of these 4 test images were among those it was chosen on', partly)
+    assert "calibrated-partly" not in decision(test_images_calibrated_on=0)
+
+
+def test_notes_are_in_the_report_language_and_traceability_names_the_file_that_was_judged():
+    run = run_of([0.0, 2.0, 2.0], ["good", "crack", "crack"], defects_without_masks=1, type_accuracy=1.0, type_macro_f1=1.0,
+                 types_fitted_on_these_images=2, notes=["fpr_at_recall_99: English from eval --json"])
+    run.trace = {"path": "/models/line1/model.onnx", "kind": "onnx-fp32", "weights_sha256": "w" * 64, "version": "9.9",
+                 "framing": {"roi": [4, 8, 32, 32], "locate": 6, "ignored": 0.125}, "pixel_threshold": 0.75,
+                 "types_cv_accuracy": 0.72}
+    run.notes = ["1 broken link left out"]
+    zh = validation_html(run, Page.of("zh", ("html",), "UTC", None))
+    assert "fpr_at_recall_99" not in zh and "需要 100 张" in zh and "1 broken link left out" in zh
+    assert "2 张缺陷图像中有 1 张没有掩码" in zh and "72.0%" in zh
+    trace = section(validation_html(run, Page.of("en", ("html",), "UTC", None)), "traceability")
+    assert "/models/line1/model.onnx" in trace and "onnx-fp32" in trace and "inspector 9.9" in trace
+    assert re.search(r'id="weights-sha256">w{64}<', trace) and re.search(r'id="file-sha256">m{64}<', trace)
+    assert re.search(r'id="pixel-threshold">0\.75<', trace)
+    assert "region 4,8,32,32; follows the part within 6 px; 12.5% of it ignored" in trace
 
 
 def test_a_threshold_chosen_on_these_images_says_so_with_the_held_out_rates():
@@ -109,7 +162,7 @@ def test_pdf_in_chinese_with_letterhead(tmp_path):
     run = run_of([0.0, 0.3, 1.2, 2.0, 0.4], ["good", "good", "good", "crack", "crack"])
     head = letterhead("ACME Motors, Plant 2", "QF-8.2-11 rev. C")
     paths = render_validation(run, tmp_path, formats=("html", "pdf"), lang="zh", letterhead=head)
-    assert sorted(paths) == ["html", "pdf"] and paths["pdf"].name == "validation-abc123-line1.pdf"
+    assert sorted(paths) == ["html", "pdf"] and paths["pdf"].name == validation_name(run) + ".pdf"
     text = subprocess.run([need("pdftotext"), "-layout", str(paths["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
     assert "QF-8.2-11 rev. C" in text and "m" * 64 in text.replace("\n", "").replace(" ", "")
     if cjk_font():
