@@ -21,8 +21,10 @@ from model.hashing import sha256_file
 
 FORMAT = "inspector-export/1"
 METADATA_KEY = "inspector.manifest"
-# fields that identify the model: sidecar and embedded metadata must agree on them
-IDENTITY = ("kind", "net", "source")
+# fields that identify the model: sidecar and embedded metadata must agree on them. `input` too: its crop, locate and
+# turn repeat net's (the runtime reads net's), so an edit there changed nothing and must not pass as if it did; every
+# export's manifest has had `input` (`_check_format` requires it), written alike to both copies
+IDENTITY = ("kind", "input", "net", "source")
 
 
 def sidecar_path(model: Path) -> Path:

@@ -94,14 +94,20 @@ def crop(rgb: np.ndarray, box: Roi | Box | None, name: str = "array") -> np.ndar
     else:
         outside = x < 0 or y < 0 or x + w > width or y + h > height
     if outside:
-        raise InspectorError(f"image {name}: {width}x{height} px does not contain the model's region of interest "
-                             f"{x},{y},{w},{h} (left, top, width, height); check the camera's resolution and framing, "
-                             "or fit with a --roi that lies inside every image")
+        raise _not_inside(name, (width, height), box)
     if not turned(box):
         return rgb[y : y + h, x : x + w]
     image, interp = _warp_flags(rgb)
     out = cv2.warpAffine(image, _affine(box), (w, h), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     return out > 0 if rgb.dtype == bool else out
+
+
+def _not_inside(name: str, size: tuple[int, int], box: Roi | Box) -> InspectorError:
+    """The one-line error of an image of `size` (width, height) that does not contain the region `box`."""
+    x, y, w, h = box[:4]
+    return InspectorError(f"image {name}: {size[0]}x{size[1]} px does not contain the model's region of interest "
+                          f"{x},{y},{w},{h} (left, top, width, height); check the camera's resolution and framing, "
+                          "or fit with a --roi that lies inside every image")
 
 
 def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
@@ -136,9 +142,31 @@ def region_mask(shape: tuple[int, int], box: Roi | Box) -> np.ndarray:
 
 def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | Box | None) -> np.ndarray:
     """A don't-care mask at the input size (`Framing.ignored`) in an image of `shape` (H, W) whose region is `box`
-    (None: all of it), bool [H, W]."""
+    (None: all of it), bool [H, W]: the pixels that the map, brought to the image as inspection brings it (resize_map,
+    then place_map), reads from don't-care pixels alone, so that each holds exactly the map's least value. A mask
+    resized on its own (nearest) took in a row that the map's interpolation mixes with inspected pixels; what `--ignore`
+    asked for stays inside, since the mask at the input size holds a pixel more all round (model.ignore)."""
+    from model.images import resize_map  # here: model.images imports this module
+
     box = box if box is not None else (0, 0, shape[1], shape[0])
-    return place_map(cv2.resize(ignored.astype(np.uint8), box[2:4], interpolation=cv2.INTER_NEAREST) > 0, shape, box)
+    share = place_map(resize_map(ignored.astype(np.float32), (box[3], box[2])), shape, box)
+    return (share >= 1.0 - 1e-6) & region_mask(shape, box)  # 1e-6: float rounding of interpolation weights that sum to 1
+
+
+def locate_warning(roi: Roi, margin: int, frame: tuple[int, int], turn: float = 0.0) -> str | None:
+    """A warning when `--locate margin` cannot move the region `roi` within frames of `frame` (H, W) as given: the region
+    fills them, or the margin is more than the room around it. None where it can (or turns, which it can in place)."""
+    x, y, w, h = roi
+    height, width = frame
+    if turn or x + w > width or y + h > height:  # a region beyond the frame is fit's one-line error
+        return None
+    room = max(x, y, width - x - w, height - y - h)
+    where = f"the region {x},{y},{w},{h} of the {width}x{height} px training images"
+    if not room:
+        return f"--locate {margin}: {where} fills them, so it cannot move; drop --locate, or give a --roi smaller than the images"
+    if margin > room:
+        return f"--locate {margin}: {where} can move at most {room} px within them; give --locate {room} or less"
+    return None
 
 
 def reference_paths(paths: list[Path]) -> list[Path]:
@@ -295,10 +323,7 @@ class Framing:
     def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | Box | None, str | None]:
         """This image's region (None: all of it; a Box when the part is turned) and a warning when the part was found
         only weakly."""
-        if self.frame is not None and (rgb.shape[1], rgb.shape[0]) != self.frame:
-            w, h = self.frame
-            raise InspectorError(f"image {name}: {rgb.shape[1]}x{rgb.shape[0]} px, but the model's --ignore regions are drawn on "
-                                 f"{w}x{h} px images; give images of that size (the camera's frame), or fit with a --roi")
+        self._check_ignore_frame((rgb.shape[1], rgb.shape[0]), name)
         if self.roi is None or not self.margin:
             return self.roi, None
         dx, dy, angle, score = self._match(rgb, name)
@@ -316,15 +341,43 @@ class Framing:
         return box, ("the part matched the training parts' template only weakly within the --locate margin; it may be "
                      "missing, turned or out of place")
 
+    def check_size(self, size: tuple[int, int], name: str) -> None:
+        """The one-line error `located` and `crop` give an image of `size` (width, height) too small for the region, or
+        of another size than the --ignore mask's frame, wherever the part lies in it: for checks before any image is
+        read. (A turned part's region may still leave a frame that holds it upright.)"""
+        self._check_ignore_frame(size, name)
+        if self.roi is None:
+            return
+        x, y, w, h = self.roi
+        if x + w <= size[0] and y + h <= size[1]:
+            return
+        # located: the region follows the part, kept inside the frame, where the frame holds the template's search
+        if not (self.margin and w <= size[0] and h <= size[1] and self._searchable(*self._window(size))):
+            raise _not_inside(name, size, self.roi)
+
+    def _check_ignore_frame(self, size: tuple[int, int], name: str) -> None:
+        if self.frame is not None and size != self.frame:
+            w, h = self.frame
+            raise InspectorError(f"image {name}: {size[0]}x{size[1]} px, but the model's --ignore regions are drawn on "
+                                 f"{w}x{h} px images; give images of that size (the camera's frame), or fit with a --roi")
+
+    def _window(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): where the template is searched in a frame of `size` (width, height)."""
+        bx, by, bw, bh = self.box
+        return (max(0, bx - self.margin), max(0, by - self.margin),
+                min(size[0], bx + bw + self.margin), min(size[1], by + bh + self.margin))
+
+    def _searchable(self, x0: int, y0: int, x1: int, y1: int) -> bool:
+        """Whether the window holds the template (at its step)."""
+        return (x1 - x0) // self.step >= self._template.shape[1] and (y1 - y0) // self.step >= self._template.shape[0]
+
     def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float, float]:
         """(dx, dy, angle, normalised correlation) of the best place for the template within the margin (and turn):
         the template's box, shifted by (dx, dy) and turned by `angle` degrees about its centre."""
         bx, by, bw, bh = self.box
-        height, width = rgb.shape[:2]
-        x0, y0 = max(0, bx - self.margin), max(0, by - self.margin)
-        x1, y1 = min(width, bx + bw + self.margin), min(height, by + bh + self.margin)
+        x0, y0, x1, y1 = self._window((rgb.shape[1], rgb.shape[0]))
         tpl, s = self._template, self.step
-        if (x1 - x0) // s < tpl.shape[1] or (y1 - y0) // s < tpl.shape[0]:
+        if not self._searchable(x0, y0, x1, y1):
             crop(rgb, self.roi, name)  # the one-line error when the frame cannot hold the region
             return 0, 0, 0.0, -1.0  # it holds the region but not the context around it: not found
         window = _grey(rgb[y0:y1, x0:x1])

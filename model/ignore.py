@@ -34,6 +34,16 @@ def parse_ignore(text: str) -> tuple[int, int, int, int] | Path:
     return path
 
 
+def _read(path: Path, text: str) -> np.ndarray:
+    """The mask image `path` (given as `text`), bool; a file that is no image is named as the --ignore it came from."""
+    try:
+        return read_mask(path, None)
+    except InspectorError as exc:  # "mask PATH: cannot be decoded (...)": the reason, under the option's name
+        reason = str(exc).removeprefix(f"mask {path}: ")
+        raise InspectorError(f"--ignore {text}: {reason}; give a mask image (PNG, BMP or TIFF; white: ignore) of the training "
+                             "images' size, or a rectangle X,Y,W,H") from None
+
+
 def ignore_mask(specs: Sequence[str], frame_shape: tuple[int, int], roi: Roi | None, size: tuple[int, int]) -> np.ndarray:
     """The don't-care regions `specs`, drawn on frames of `frame_shape` (H, W), as a bool mask [h, w] at the input
     `size` of the view the model is given (the region `roi`, else the frame). An input pixel any part of which is
@@ -43,7 +53,7 @@ def ignore_mask(specs: Sequence[str], frame_shape: tuple[int, int], roi: Roi | N
     for text in specs:
         spec = parse_ignore(text)
         if isinstance(spec, Path):
-            mask = read_mask(spec, None)
+            mask = _read(spec, text)
             if mask.shape != frame_shape:
                 raise InspectorError(f"--ignore {text}: {mask.shape[1]}x{mask.shape[0]} px, but the training images are "
                                      f"{width}x{height} px; draw the mask on a training image")

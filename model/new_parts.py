@@ -85,10 +85,13 @@ def _prefixed(progress: BarFactory, prefix: str) -> BarFactory:
 
 
 def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, progress: BarFactory = silent,
-                     parts: np.ndarray | None = None) -> dict[str, Any]:
+                     parts: np.ndarray | None = None, framing: Framing | None = None) -> dict[str, Any]:
     """Image-level metrics of `options` on held-out training parts against the test defects, per fold and
     averaged over folds, and the false-alarm and escape rates at each refit's own threshold (calibrated, with
-    no defects to hand, for a false-alarm target). `parts` (a part id per training image) defaults to `model.overlap.find_parts`."""
+    no defects to hand, for a false-alarm target). `parts` (a part id per training image) defaults to `model.overlap.find_parts`.
+    `framing`: the model's own (its region, --locate template and --ignore mask), which every refit then uses as it is;
+    made afresh, a fold without the first training image would place the region on another and judge another view,
+    and an --ignore mask would be drawn again from files that may have changed or moved since."""
     defects = [s for s in dataset.test if s.is_defect]
     if not defects:
         raise InspectorError(f"data {dataset.root}: the new-parts check scores held-out good parts against test/<defect> images; there are none")
@@ -96,7 +99,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     if parts is None:
         from model.overlap import find_parts
 
-        parts = find_parts([s.path for s in dataset.train], progress, Framing(options.roi))  # unlocated: no template yet
+        parts = find_parts([s.path for s in dataset.train], progress, framing or Framing(options.roi))  # unlocated without a model's
     n_parts = len(np.unique(parts))
     if n_parts < folds:
         raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")
@@ -111,7 +114,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     for k in range(folds):
         train = [s for s, f in zip(dataset.train, fold_of) if f != k]
         held = [s for s, f in zip(dataset.train, fold_of) if f == k]
-        net, fitted = fit(Dataset(dataset.root, train, []), options, _prefixed(progress, f"new parts {k + 1}/{folds}: "))
+        net, fitted = fit(Dataset(dataset.root, train, []), options, _prefixed(progress, f"new parts {k + 1}/{folds}: "), framing=framing)
         s = _scores(net.eval(), held + defects)
         y = np.r_[np.zeros(len(held), bool), np.ones(len(defects), bool)]
         failed = s >= fitted.thresholds["image"]  # the verdict rule (inspector.decision)

@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)
     check_room(out, len(dataset.train), options)
+    if options.locate and dataset.train:
+        warn_locate(dataset.train[0].path, options)
     net, report = fit(dataset, options, progress=tqdm_bars())
     types = fit_types_from_args(net, args, tqdm_bars(), labels)
     manifest = save_checkpoint(net, out, {
@@ -196,6 +198,21 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
     if free < need:
         raise InspectorError(f"--out {out}: {free:.0f} MB free on its disk, and a checkpoint of {n_images} images needs up to "
                              f"about {need:.0f} MB; free space or choose another folder")
+
+
+def warn_locate(first: Path, options: FitOptions) -> None:
+    """Say so (not an error: the model still works) when --locate cannot move the region within the first training
+    image, which the region is given in."""
+    from model.framing import locate_warning
+    from model.images import read_image
+
+    try:
+        shape = read_image(first).shape[:2]
+    except InspectorError:
+        return  # fit names the image in its own error
+    warning = locate_warning(options.roi, options.locate, shape, options.turn)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _blend(value: str | None) -> float | None:

@@ -60,56 +60,71 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None) -> int:
-    from model.calibration import Policy, threshold_for, unresolved_note
     from model.checkpoint import read_manifest, write_manifest
 
     manifest = read_manifest(ckpt)
     ckpt = ckpt if ckpt.is_dir() else ckpt.parent  # also given as .../manifest.json
-    good, defect = _calibration_scores(manifest, ckpt)
-    if policy is not None and args.value is not None:
-        raise InspectorError("give either --set or --escape/--far, not both")
+    good, defect = _calibration_scores(manifest, f"checkpoint {ckpt}", "re-create it with `inspector fit`")
     old = dict(manifest["thresholds"])
-    new = _given(old, args)
-    policy_before = manifest.get("calibration", {}).get("policy")
-    manifest["calibration"] = _by_hand(manifest.get("calibration", {}), old, new)
-    if policy is not None:  # never with --set (refused above)
-        new["image"] = threshold_for(policy, good, defect)
-        manifest["calibration"] = {**manifest.get("calibration", {}), "policy": {"kind": policy.kind, "target": policy.target}}
-    policy_now = manifest.get("calibration", {}).get("policy")
-    note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now else None
-    far = float((~(good < new["image"])).mean()) if good.size else None
-    escape = float((defect < new["image"]).mean()) if defect.size else None
+    new, calibration, info = _recalibrated(old, manifest.get("calibration", {}), good, defect, args, policy)
     changed = new != old
-    if changed or policy_now != policy_before:  # a new policy is kept even where it lands on the same threshold
-        manifest["thresholds"] = new
-        manifest["calibration"] = {**manifest.get("calibration", {}), "threshold": new["image"], "far": far, "escape": escape, "note": note}
+    if calibration is not None:
+        manifest["thresholds"], manifest["calibration"] = new, calibration
         manifest["files"] = list(manifest["files"])
         write_manifest(ckpt, manifest)
-    info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None,
-            "far_on_calibration": far, "escape_on_calibration": escape, "policy": policy_now, "note": note}
+    info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None, **info}
     if args.json:
         print_json(info)
     else:
-        print(_headline(new, changed))
-        if info["far_on_calibration"] is not None:
-            print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
-        if info["escape_on_calibration"] is not None:
-            print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
-        if info["note"]:
-            print(f"  note: {info['note']}")
+        _print(info, new, changed, good, defect)
         if changed:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
     return 0
 
 
-def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndarray]:
+def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.ndarray, args: argparse.Namespace,
+                  policy: Policy | None) -> tuple[dict, dict | None, dict]:
+    """The thresholds with --set, --pixel or a policy (on the calibration scores `good`, `defect`) applied -> (them,
+    the calibration section to write, None when nothing is to be written, and what they do on the scores)."""
+    from model.calibration import Policy, threshold_for, unresolved_note
+
+    if policy is not None and args.value is not None:
+        raise InspectorError("give either --set or --escape/--far, not both")
+    new = _given(old, args)
+    policy_before = calibration.get("policy")
+    calibration = _by_hand(calibration, old, new)
+    if policy is not None:  # never with --set (refused above)
+        new["image"] = threshold_for(policy, good, defect)
+        calibration = {**calibration, "policy": {"kind": policy.kind, "target": policy.target}}
+    policy_now = calibration.get("policy")
+    note = unresolved_note(Policy(**policy_now), good.size, defect.size) if policy_now else None
+    known = isinstance(new.get("image"), (int, float))  # an export's broken thresholds: refused by the caller
+    far = float((~(good < new["image"])).mean()) if good.size and known else None
+    escape = float((defect < new["image"]).mean()) if defect.size and known else None
+    info = {"far_on_calibration": far, "escape_on_calibration": escape, "policy": policy_now, "note": note}
+    if new == old and policy_now == policy_before:  # a new policy is kept even where it lands on the same threshold
+        return new, None, info
+    return new, {**calibration, "threshold": new["image"], "far": far, "escape": escape, "note": note}, info
+
+
+def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray) -> None:
+    print(_headline(new, changed))
+    if info["far_on_calibration"] is not None:
+        print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
+    if info["escape_on_calibration"] is not None:
+        print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
+    if info["note"]:
+        print(f"  note: {info['note']}")
+
+
+def _calibration_scores(manifest: dict, where: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
     """The good and defect calibration scores, after checking the manifest's calibration sections have the shape
     fit writes: a resealed manifest with a malformed one was a traceback, and is one line naming the field."""
     from model.calibration import Policy
 
     def bad(field: str, want: str) -> InspectorError:
-        return InspectorError(f"checkpoint {ckpt}: manifest field {field} is not {want}; re-create it with `inspector fit`")
+        return InspectorError(f"{where}: manifest field {field} is not {want}; {fix}")
 
     calibration, scores = manifest.get("calibration", {}), manifest.get("calibration_scores") or {}
     if not isinstance(calibration, dict):
@@ -132,25 +147,31 @@ def _calibration_scores(manifest: dict, ckpt: Path) -> tuple[np.ndarray, np.ndar
 
 
 def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) -> int:
-    """An export's thresholds live in its manifest beside it: --set and --pixel change them there. A policy
-    needs the calibration scores, which stay in the checkpoint."""
+    """An export's thresholds live in its manifest beside it: --set and --pixel change them there, and so does a
+    policy, on the calibration scores the manifest carries (its checkpoint's, copied at export: those of the model
+    the export was made from, even where that checkpoint was refitted since)."""
     from exporters.manifest import read_sidecar, write_sidecar
 
     side = read_sidecar(model, required=True)
-    if policy is not None:
-        flag = f"--{policy.kind} {policy.target}"
-        raise InspectorError(f"{flag} on export {model}: its calibration scores stay in its checkpoint; run `inspector threshold "
-                             f"{side['source']['checkpoint']} {flag}`, then --set that threshold here")
     old = dict(side["thresholds"]) if isinstance(side.get("thresholds"), dict) else {}  # a broken one is what --set mends
-    new = _given(old, args)
+    good, defect = _calibration_scores(side, f"export {model}", "export it again with `inspector export`")
+    if policy is not None and not good.size and not defect.size:  # exported before the manifest carried them
+        flag = f"--{policy.kind} {policy.target}"
+        raise InspectorError(f"{flag} on export {model}: its manifest carries no calibration scores (exported before they were "
+                             f"copied into it); export it again, or run `inspector threshold {side['source']['checkpoint']} "
+                             f"{flag}`, then --set that threshold here")
+    new, calibration, info = _recalibrated(old, side.get("calibration") or {}, good, defect, args, policy)
     if not all(isinstance(new.get(k), (int, float)) for k in ("image", "pixel")):
         raise InspectorError(f"export {model}: its thresholds are missing or not numbers; give both, "
                              f"`inspector threshold {model} --set SCORE --pixel VALUE`")
     changed = new != old
-    if changed:
-        write_sidecar(model, {**side, "thresholds": new, "calibration": _by_hand(side.get("calibration") or {}, old, new)})
+    if calibration is not None:
+        write_sidecar(model, {**side, "thresholds": new, "calibration": calibration})
+    shown = {"export": str(model), "thresholds": new, "previous": old if changed else None, **(info if policy is not None else {})}
     if args.json:
-        print_json({"export": str(model), "thresholds": new, "previous": old if changed else None})
+        print_json(shown)
+    elif policy is not None:
+        _print(info, new, changed, good, defect)
     else:
         print(_headline(new, changed))
     return 0

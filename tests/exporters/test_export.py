@@ -145,6 +145,59 @@ def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
         assert not any(n.metadata_props for n in onnx.load(str(path)).graph.node)
 
 
+def test_a_sidecar_whose_input_was_edited_is_refused(exports, tmp_path):
+    """The crop, locate and turn in `input` repeat net's, which the runtime reads: an edit there changed nothing and
+    passed; now it is caught like one to net. An export without them (from before --roi) loads as it did."""
+    from exporters.manifest import write_sidecar
+    from exporters.onnx_export import embed_manifest
+    from inspector.api import Inspector
+    from model.errors import InspectorError
+    from tests.exporters.helpers import copy_export
+
+    model = copy_export(exports["onnx"], tmp_path / "e")
+    side = json.loads(sidecar_path(model).read_text())
+    for key, value in (("crop", [0, 0, 32, 32]), ("locate", 8), ("turn", 5.0)):
+        sidecar_path(model).write_text(json.dumps({**side, "input": {**side["input"], key: value}}))
+        with pytest.raises(InspectorError, match="model.onnx.json describes another model \\('input' differs"):
+            Inspector.load(model)
+    older = {**side, "input": {k: v for k, v in side["input"].items() if k not in ("crop", "locate", "turn")}}
+    graph = onnx.load(str(model))
+    embed_manifest(graph, {k: v for k, v in older.items() if k not in ("file", "file_sha256", "file_bytes")})
+    write_sidecar(model, older, graph.SerializeToString())
+    assert Inspector.load(model).engine.meta.framing.roi is None
+
+
+def test_threshold_calibrates_an_export_on_the_scores_it_carries(capsys, exports, tiny_ckpt, tmp_path):
+    """--far and --escape on an export use the calibration scores its manifest carries (its checkpoint's, copied at
+    export), as its checkpoint would, and write the result where --set does; it said the scores stayed in the checkpoint."""
+    import shutil
+
+    from inspector.api import Inspector
+    from tests.cli import assert_one_line_error, cli
+    from tests.exporters.helpers import copy_export
+
+    model = copy_export(exports["onnx"], tmp_path / "e")
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "c.ckpt")
+    for target in (("--far", "0.25"), ("--escape", "0.5")):
+        rc, out, err = cli(capsys, "threshold", model, *target, "--json")
+        assert rc == 0, err
+        got = json.loads(out)
+        want = json.loads(cli(capsys, "threshold", ckpt, *target, "--json")[1])
+        assert got["previous"] is not None and got["thresholds"] == want["thresholds"] != got["previous"]
+        for key in ("policy", "far_on_calibration", "escape_on_calibration", "note"):
+            assert got[key] == want[key], key
+        side = json.loads(sidecar_path(model).read_text())
+        checkpoint = json.loads((ckpt / "manifest.json").read_text())
+        assert side["thresholds"] == checkpoint["thresholds"] and side["calibration"] == checkpoint["calibration"]
+    assert Inspector.load(model).image_threshold == got["thresholds"]["image"]  # the sidecar still loads, with it
+    rc, out, _ = cli(capsys, "threshold", model, "--far", "0.25")
+    assert rc == 0 and "good calibration images: false alarms" in out
+    # an export made before its manifest carried the scores
+    sidecar_path(model).write_text(json.dumps({k: v for k, v in side.items() if k != "calibration_scores"}))
+    rc, _, err = cli(capsys, "threshold", model, "--far", "0.1")
+    assert_one_line_error(rc, err, "carries no calibration scores", "export it again", f"inspector threshold {tiny_ckpt} --far 0.1")
+
+
 def test_eval_of_an_export_says_where_its_thresholds_were_calibrated(exports, tiny_ckpt, tiny_data, capsys):
     from tests.cli import cli
 

@@ -105,6 +105,26 @@ def test_the_overlay_dims_the_ignored_region(models):
     np.testing.assert_array_equal(dimmed[~ignored], plain[~ignored])
 
 
+def test_the_ignored_pixels_hold_the_maps_least_value_at_the_images_size(models):
+    """Where the map is brought to the image's size (resized, placed in the frame, turned back), the pixels named
+    ignored there read exactly its least value: a mask resized on its own took in a row the map's interpolation mixes."""
+    from model.framing import Box, ignored_in, place_map
+    from model.images import resize_map
+
+    r = Inspector.load(models[1]).inspect(stamped(defect_image(2)[0], 3))
+    ignored = ignored_in(r.ignored, r.image_shape, r.roi)
+    assert ignored[region_mask(ignored.shape, CODE)].all()  # what --ignore asked for, all of it
+    assert (r.anomaly_map[ignored] == r.anomaly_map.min()).all()
+    small = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    hidden = np.zeros((64, 64), bool)
+    hidden[5:17, 30:50] = True
+    small[hidden] = small.min()  # as the graph leaves its map (model.head)
+    for box in ((7, 5, 90, 70), Box(20, 15, 90, 70, 17.0)):  # a region, a turned one
+        full = place_map(resize_map(small, (70, 90)), (120, 130), box)
+        ignored = ignored_in(hidden, (120, 130), box)
+        assert ignored.sum() > 100 and (full[ignored] == full.min()).all()
+
+
 def test_a_mask_image_and_a_region_of_interest(stamped_data, tmp_path):
     """A mask image ignores as the same rectangle does; with --roi the mask is cut as the frames are."""
     from inspector.cli import main
@@ -160,7 +180,7 @@ def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, s
                          ("90,0,10,10", ("--ignore 90,0,10,10", "beyond the 96x96 px training images")),
                          ("0,0,96,96", ("leaves 0.0% of the image to inspect",)),
                          (str(tmp_path / "small.png"), ("small.png", "60x50 px, but the training images are 96x96 px")),
-                         (str(tmp_path / "junk.png"), ("junk.png", "cannot be decoded"))):
+                         (str(tmp_path / "junk.png"), (f"--ignore {tmp_path / 'junk.png'}: cannot be decoded", "give a mask image"))):
         rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--synth", 0, f"--ignore={bad}")
         assert_one_line_error(rc, err, *needles)
     rc, _, err = cli(capsys, "fit", stamped_data, "--out", out, *ARGS, "--roi", "0,30,60,60", "--ignore", ",".join(map(str, CODE)))

@@ -62,10 +62,11 @@ def test_held_out_parts_are_never_fitted_on_and_obvious_defects_rank_above_them(
     fitted_on = []
     real_fit = new_parts.fit
 
-    def spy(ds, options, progress):
+    def spy(ds, options, progress, framing=None):
         fitted_on.append({s.path for s in ds.train})
         assert not options.defects.enabled  # the learnt branch shapes only the map, never the score it would rank
-        return real_fit(ds, options, progress)
+        assert framing is None  # none given: each refit makes its own from the options
+        return real_fit(ds, options, progress, framing)
 
     bars = []
     monkeypatch.setattr(new_parts, "fit", spy)
@@ -105,3 +106,41 @@ def test_bad_requests_say_what_is_missing(tiny_data):
     dataset.test = [s for s in dataset.test if not s.is_defect]
     with pytest.raises(InspectorError, match="test/<defect> images; there are none"):
         new_parts_report(dataset, FitOptions(**SMALL), folds=2, parts=parts)
+
+
+def test_every_refit_frames_the_part_as_the_model_does(tmp_path, monkeypatch):
+    """The model's own framing (its region, --locate template and --ignore mask) goes to each refit as it is: a fold
+    without the first training image, where the region was given, frames the part as the model does (made afresh, it
+    took another image's place, or found the part only weakly), and the mask's file is not read again (here: gone)."""
+    import cv2
+
+    from model.fit import fit
+    from model.framing import Framing
+    from tests.inspector.test_roi import NOMINAL, marked, placed
+    from tests.synthetic import defect_image, good_image
+
+    rng = np.random.default_rng(3)
+    for sub, n, image in (("train/good", 8, lambda i: marked(good_image(i))), ("test/good", 2, lambda i: marked(good_image(80 + i))),
+                          ("test/blob", 2, lambda i: marked(defect_image(i)[0]))):
+        (tmp_path / sub).mkdir(parents=True)
+        for i in range(n):
+            dx, dy = (int(v) for v in rng.integers(-10, 11, 2)) if i or sub != "train/good" else (0, 0)
+            cv2.imwrite(str(tmp_path / sub / f"{i:03d}.png"), placed(image(i), dx, dy, 40 + i))
+    dataset = load_dataset(tmp_path)
+    mask = np.zeros((64, 64), bool)
+    mask[2:10, 40:60] = True
+    framing = Framing.fitted(NOMINAL, 14, lambda: ((cv2.imread(str(s.path))[..., ::-1], str(s.path)) for s in dataset.train))
+    framing = framing.with_ignore(mask, (130, 140))
+    options = FitOptions(**SMALL, roi=NOMINAL, locate=14, ignore=(str(tmp_path / "moved_away.png"),))
+    framed = []
+
+    def spy(ds, opts, progress, **kw):
+        net, report = fit(ds, opts, progress, **kw)
+        framed.append((dataset.train[0].path in {s.path for s in ds.train}, net.config.framing))
+        return net, report
+
+    monkeypatch.setattr(new_parts, "fit", spy)
+    report = new_parts_report(dataset, options, folds=2, parts=np.arange(8), framing=framing)
+    assert len(report["image_auroc_per_fold"]) == 2
+    assert sorted(first for first, _ in framed) == [False, True]  # one refit lacks the first image
+    assert all(f == framing for _, f in framed)
