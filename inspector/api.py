@@ -109,7 +109,7 @@ class Inspector:
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])
-            verdict, regions = decide(score, amap, self.image_threshold, self.pixel_threshold, self.decision)
+            verdict, regions = decide(score, judged(amap, meta.framing.ignored), self.image_threshold, self.pixel_threshold, self.decision)
             if box is not None:  # regions were found within the region of interest, as the model saw it
                 regions = [replace(r, box=box_in_frame(r.box, box, rgb.shape[:2])) for r in regions]
                 amap = place_map(amap, rgb.shape[:2], box)
@@ -141,6 +141,14 @@ class Inspector:
                 ignored=meta.framing.ignored,
             ))
         return results
+
+
+def judged(amap: np.ndarray, ignored: np.ndarray | None) -> np.ndarray:
+    """The map as regions are found in it: don't-care pixels (`--ignore`, at the input size) never part of one. They
+    hold the map's least value, which a part failed all over (a missing part) still has above the pixel threshold."""
+    if ignored is None:
+        return amap
+    return np.where(resize_map(ignored.astype(np.float32), amap.shape) >= 1.0 - 1e-6, -np.inf, amap).astype(np.float32)
 
 
 def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:

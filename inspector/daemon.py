@@ -363,7 +363,8 @@ class Daemon:
         try:
             section, later = self._reread_model_section()
             new, files, stamp = self._load(section)
-            new.inspect(np.full((64, 64, 3), 128, np.uint8))  # a model that cannot run must not replace one that can
+            width, height = new.engine.meta.framing.least_frame()  # a framed model refuses a frame without its region
+            new.inspect(np.full((height, width, 3), 128, np.uint8))  # a model that cannot run must not replace one that can
         except Exception as exc:  # noqa: BLE001 - a reload must never take the station down
             if new is not None:
                 new.engine.close()

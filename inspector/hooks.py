@@ -19,6 +19,7 @@ from typing import Any
 
 from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
+from inspector.result import utc_now
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,12 @@ class ReportHooks:
 
     def _shift_report(self, cmd: ShiftReportCommand, corr: bytes | None) -> None:
         t0 = time.monotonic()  # the reply's seconds include reading the records (half the time at 144,000)
-        rows = self.store.iter_records(cmd.start, cmd.end, station=self.cfg.station.name)
+        end = cmd.end or utc_now()  # "so far": named by its end, so the next one does not overwrite it
+        rows = self.store.iter_records(cmd.start, end, station=self.cfg.station.name)
         mod = self._module() if self.on_shift_report == self._default_shift else None
         # the built-in renderer takes them normalised, each decoded record let go (at 144,000: 0.9 GB less at the peak)
         records = [mod.records.inspection(r) for r in rows] if mod is not None else list(rows)
-        meta = {"station": self.cfg.station.name, "start": cmd.start, "end": cmd.end, "title": cmd.shift, "line": self.cfg.station.line,
+        meta = {"station": self.cfg.station.name, "start": cmd.start, "end": end, "title": cmd.shift, "line": self.cfg.station.line,
                 "formats": cmd.formats, "lang": cmd.lang}
         out = self.on_shift_report(records, meta)
         files = {k: str(v) for k, v in out.items()} if isinstance(out, dict) else {}

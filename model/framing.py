@@ -287,6 +287,16 @@ class Framing:
         return replace(self, ignore=png_b64(ignored.astype(np.uint8) * 255),
                        frame=None if self.roi is not None else (frame_shape[1], frame_shape[0]), fill_around=True)
 
+    def least_frame(self) -> tuple[int, int]:
+        """(width, height) of the smallest frame this framing takes (a reload's trial image): the --ignore mask's frame,
+        or one that just holds the region; 64 px a side without either."""
+        if self.frame is not None:
+            return self.frame
+        if self.roi is not None:
+            x, y, w, h = self.roi[:4]
+            return x + w, y + h
+        return 64, 64
+
     def summary(self) -> dict[str, Any]:
         """For reports: the region and the locating margin, when the model has a region; the share it ignores."""
         out = {} if self.roi is None else {"roi": list(self.roi), **({"locate": self.margin} if self.margin else {}),

@@ -63,6 +63,7 @@ def drop_unused_folder(args: argparse.Namespace) -> None:
 def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | None]:
     """The overlays (map, regions, verdict) of these test images at the model's input size, as JPEG data URIs; an image
     that cannot be read again gets None (the report says so) rather than costing the report."""
+    from inspector.api import judged
     from inspector.decision import DecisionConfig, find_regions
     from inspector.overlay import render_overlay
     from model.extract import load_batches
@@ -78,7 +79,7 @@ def overlay_uris(evaluation: Evaluation, indices: list[int]) -> dict[int, str | 
                 rgb = np.ascontiguousarray((x.transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8))
                 amap = scored.maps[i]
                 verdict = "FAIL" if scored.scores[i] >= meta.image_threshold else "PASS"
-                regions = find_regions(amap, meta.pixel_threshold, DecisionConfig()) if verdict == "FAIL" else []
+                regions = find_regions(judged(amap, meta.framing.ignored), meta.pixel_threshold, DecisionConfig()) if verdict == "FAIL" else []
                 overlay = render_overlay(rgb, amap, meta.pixel_threshold, verdict, regions, ignored=meta.framing.ignored)
                 uris[i] = array_uri(overlay, max_px=2 * THUMB_PX)
     except InspectorError:

@@ -500,6 +500,9 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
         lst.publish("command", json.dumps({"command": "shift_report", "start": "2000-01-01T00:00:00Z"}), correlation=b"rep")
         wait_until(lambda: shifts and lst.on("report"), 5, "shift report")
         assert len(shifts[0][0]) == 3 and shifts[0][1]["station"] == "st1" and lst.on("report")[0][1] == b"rep"
+        from reports.render import shift_name  # a report "so far" ends now, and is named so (not "shift", each overwriting the last)
+
+        assert shift_name(shifts[0][1]).startswith("shift-st1-20000101T0000Z-")
         # retention keeps the newest 2 published records
         wait_until(lambda: d.store.counts()["unpublished"] == 0, 5, "acks")
         assert d.sink.prune() == 1 and d.store.count() == 2

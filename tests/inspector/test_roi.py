@@ -193,6 +193,7 @@ def test_the_daemon_answers_a_frame_without_the_region_on_the_error_topic(statio
         assert results[0]["inspection_id"] == "framed" and results[0]["verdict"] == "FAIL"
         assert results[0]["image"]["width"] == FRAME[1]
         assert d.metrics.total("inspector_rejected_total") == 1
+        assert d.reload()["ok"] is True  # its trial frame holds the region (a 64 px one did not: no framed model reloaded)
 
 
 # -- --locate: the region follows a part that sits a little differently in each frame -----------------------------
