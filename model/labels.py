@@ -148,5 +148,8 @@ def read_region(item: LabelledImage, shape: tuple[int, int]) -> np.ndarray | Non
         raise InspectorError(f"box file {item.boxes_path}: written for a {size[0]}x{size[1]} image but {item.path.name} is {w}x{h}")
     region = np.zeros(shape, dtype=bool)
     for x0, y0, x1, y1 in boxes:
+        if x0 > w or y0 > h or x1 < 1 or y1 < 1:  # clipped, it would mark nothing: a box of another image
+            raise InspectorError(f"box file {item.boxes_path}: box {x0},{y0},{x1},{y1} lies outside {item.path.name} ({w}x{h}); "
+                                 "fix the box or the file it names")
         region[max(y0 - 1, 0) : min(y1, h), max(x0 - 1, 0) : min(x1, w)] = True
     return region

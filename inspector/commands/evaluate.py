@@ -213,6 +213,8 @@ def run_ablation(args: argparse.Namespace) -> int:
 
 def _refuse_idle_options(args: argparse.Namespace) -> None:
     """An option its mode does not use was accepted and ignored (e.g. --size without --ablation): say so instead."""
+    if args.ablation and args.shots is not None:
+        raise InspectorError(f"--ablation with --shots {args.shots}: two modes of eval; drop one")
     given = {"--synth": args.synth, "--size": args.size, "--seeds": args.seeds, "--folds": args.folds,
              "--holdout": args.holdout or None, "--new-parts": args.new_parts, "--report": args.report}
     used = {"--synth": args.ablation, "--size": args.ablation or args.shots is not None, "--seeds": args.shots is not None,

@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if args.global_weight is not None:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)
+    if labels is not None:
+        refuse_labels_in_training(Path(args.labels), dataset)
     check_room(out, len(dataset.train), options)
     if options.locate and dataset.train:
         warn_locate(dataset.train[0].path, options)
@@ -198,6 +200,16 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
     if free < need:
         raise InspectorError(f"--out {out}: {free:.0f} MB free on its disk, and a checkpoint of {n_images} images needs up to "
                              f"about {need:.0f} MB; free space or choose another folder")
+
+
+def refuse_labels_in_training(labels: Path, dataset) -> None:
+    """Labelled defects that are also among the good training images would be learnt as normal (a labels folder given
+    as the data too, with no masks beside its images to stop it)."""
+    root = labels.resolve()
+    inside = [s.path for s in dataset.train if s.path.resolve().is_relative_to(root)]
+    if inside:
+        raise InspectorError(f"--labels {labels}: {len(inside)} of its images are among the good training images ({inside[0]}); "
+                             "give the labelled defects a folder of their own, outside the data folder")
 
 
 def warn_locate(first: Path, options: FitOptions) -> None:

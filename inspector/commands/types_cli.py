@@ -100,5 +100,7 @@ def describe_fit(types: dict[str, Any]) -> str:
     counts = ", ".join(f"{t} {n}" for t, n in types["counts"].items())
     unk = types.get("unknown_threshold")
     extra = f"; cross-validated accuracy {types['cv_accuracy']:.3f}" if types.get("cv_accuracy") is not None else ""
+    single = [t for t, n in types["counts"].items() if n < 2]
+    off = f"`unknown` off: {single[0]} has one example, and it needs 2 of each type" if single else "`unknown` off"
     return (f"  defect types ({types['region']} pooling): {counts}{extra}; "
-            + ("`unknown` on" if unk is not None else "`unknown` off") + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))
+            + ("`unknown` on" if unk is not None else off) + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))

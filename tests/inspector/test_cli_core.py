@@ -460,6 +460,26 @@ def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
     assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (a copy of {data / '002.png'})" in stdout
 
 
+def test_fit_refuses_labelled_defects_that_are_also_its_good_images(capsys, tmp_path):
+    from tests.synthetic import defect_image
+
+    for t in ("crack", "stain"):  # images alone, no masks beside them: read as a plain folder of good parts too
+        (tmp_path / "parts" / t).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "parts" / t / f"{i}.png"), defect_image(i)[0])
+    rc, _, err = cli(capsys, "fit", tmp_path / "parts", "--out", tmp_path / "m", "--labels", tmp_path / "parts", "--size", "64")
+    assert_one_line_error(rc, err, "--labels", "6 of its images are among the good training images", "a folder of their own")
+    assert not (tmp_path / "m").exists()
+
+
+def test_fit_says_why_unknown_is_off():
+    from inspector.commands.types_cli import describe_fit
+
+    fitted = {"region": "mask", "unknown_threshold": None, "cv_accuracy": None}
+    assert "`unknown` off: crack has one example, and it needs 2 of each type" in describe_fit({**fitted, "counts": {"break": 5, "crack": 1}})
+    assert describe_fit({**fitted, "counts": {"break": 5, "crack": 2}}).endswith("`unknown` off")  # --unknown-rate 0
+
+
 def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tiny_ckpt)
     assert_one_line_error(rc, err, "--force")
@@ -553,6 +573,7 @@ CASES = {
     "eval: --synth without --ablation": (["eval", "{ckpt}", "{data}", "--synth", "10"], ["--synth 10", "only with --ablation"]),
     "eval: --seeds without --shots": (["eval", "{ckpt}", "{data}", "--seeds", "3"], ["--seeds 3", "only with --shots"]),
     "eval: --holdout without --shots": (["eval", "{ckpt}", "{data}", "--holdout"], ["--holdout:", "only with --shots"]),
+    "eval: --ablation with --shots": (["eval", "{data}", "--ablation", "--shots", "2"], ["--ablation with --shots 2", "drop one"]),
     "eval: --lang without --report": (["eval", "{ckpt}", "{data}", "--lang", "zh"], ["--lang", "only with --report"]),
     "eval: --report with --shots": (["eval", "{ckpt}", "{data}", "--shots", "2", "--report", "{tmp}/r"],
                                     ["--report", "only with a model's evaluation"]),

@@ -74,6 +74,16 @@ def test_box_file_for_another_image_size(tmp_path):
         read_region(load_labels(tmp_path).items[0], (96, 96))
 
 
+@pytest.mark.parametrize("box", [(300, 10, 400, 40), (-50, -40, -10, -5)])
+def test_a_box_outside_its_image_is_refused(tmp_path, box):
+    write_labels(tmp_path, 1, types=("blob",), masks=False)
+    (tmp_path / "blob" / "000.xml").write_text(VOC.format(w=96, h=96, x0=box[0], y0=box[1], x1=box[2], y1=box[3]))
+    with pytest.raises(InspectorError, match=r"000\.xml: box .* lies outside 000\.png \(96x96\)"):
+        read_region(load_labels(tmp_path).items[0], (96, 96))
+    (tmp_path / "blob" / "000.xml").write_text(VOC.format(w=96, h=96, x0=90, y0=90, x1=120, y1=120))  # past the edge: clipped
+    assert read_region(load_labels(tmp_path).items[0], (96, 96)).sum() == 7 * 7
+
+
 def test_missing_or_empty_labels_folder(tmp_path):
     with pytest.raises(InspectorError, match="no such folder"):
         load_labels(tmp_path / "nope")
