@@ -73,7 +73,7 @@ def _load_labels(root: Path) -> LabelSet:
         if not items:
             raise InspectorError(f"labels {root / 'test'}: no test/<type> folders with defect images (only good ones)")
         return LabelSet(root, sorted({it.type for it in items}), items)
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != GOOD)
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name.lower() != GOOD)
     if not folders:
         raise InspectorError(f"labels {root}: no <type>/ subfolders; put each defect type's images in a folder named after it")
     items: list[LabelledImage] = []

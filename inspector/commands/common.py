@@ -86,6 +86,14 @@ def name_list(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def names_given(text: str | None, flag: str) -> list[str]:
+    """name_list, each name once, refusing a value that names nothing (" , "), which read as not given."""
+    names = list(dict.fromkeys(name_list(text)))
+    if text and not names:
+        raise InspectorError(f"{flag} {text!r}: no names; give them comma-separated, e.g. crack,scratch")
+    return names
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspector.commands.common import add_policy_args, at_least, int_list, name_list, policy_from, print_json, roi, seed, tqdm_bars
+from inspector.commands.common import (
+    add_policy_args,
+    at_least,
+    int_list,
+    names_given,
+    policy_from,
+    print_json,
+    roi,
+    seed,
+    tqdm_bars,
+)
 from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
 from inspector.commands.types_cli import fit_types_from_args, load_type_labels
@@ -102,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
                          position_norm=args.position_norm, position_map=args.position_map, peer_position=args.peer_position, references=args.references,
                          roi=args.roi, locate=args.locate, turn=args.turn, ignore=tuple(args.ignore), defects=DefectLearning(synth=synth, feature_synth=args.feature_synth, head=args.synth_head or "context",
-                                                types=tuple(name_list(args.synth_types)), blend=_blend(args.blend)))
+                                                types=tuple(names_given(args.synth_types, "--synth-types")), blend=_blend(args.blend)))
     if args.synth_steps is not None:
         options.defects.steps = args.synth_steps
     for flag, value in (("--blend", args.blend), ("--synth-head", args.synth_head), ("--synth-types", args.synth_types or None),

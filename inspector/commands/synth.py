@@ -6,7 +6,7 @@ import argparse
 import time
 from collections import Counter
 
-from inspector.commands.common import name_list, print_json, seed, tqdm_bars
+from inspector.commands.common import names_given, print_json, seed, tqdm_bars
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     writable_folder(out, keep=False)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")
-    types = name_list(args.types)
+    types = names_given(args.types, "--types")
     t0 = time.perf_counter()
     records = write_synthetic(args.good_dir, out, args.n, types, args.seed, _severity(args.severity), progress=tqdm_bars(),
                               replace=args.force)

@@ -573,6 +573,8 @@ CASES = {
     "eval: --synth without --ablation": (["eval", "{ckpt}", "{data}", "--synth", "10"], ["--synth 10", "only with --ablation"]),
     "eval: --seeds without --shots": (["eval", "{ckpt}", "{data}", "--seeds", "3"], ["--seeds 3", "only with --shots"]),
     "eval: --holdout without --shots": (["eval", "{ckpt}", "{data}", "--holdout"], ["--holdout:", "only with --shots"]),
+    "synth: --types naming nothing": (["synth", "{data}/train/good", "--out", "{tmp}/s", "--n", "2", "--types", " , "], ["--types ' , '", "no names"]),
+    "fit: --synth-types naming nothing": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--synth-types", " , "], ["--synth-types ' , '", "no names"]),
     "eval: --ablation with --shots": (["eval", "{data}", "--ablation", "--shots", "2"], ["--ablation with --shots 2", "drop one"]),
     "eval: --lang without --report": (["eval", "{ckpt}", "{data}", "--lang", "zh"], ["--lang", "only with --report"]),
     "eval: --report with --shots": (["eval", "{ckpt}", "{data}", "--shots", "2", "--report", "{tmp}/r"],

@@ -16,8 +16,9 @@ VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>1</depth
 
 def test_folder_layout_with_masks_and_boxes(tmp_path):
     write_labels(tmp_path, 2, types=("scratch", "blob"))
-    (tmp_path / "good").mkdir()  # not a defect type
-    cv2.imwrite(str(tmp_path / "good" / "a.png"), np.zeros((96, 96, 3), np.uint8))
+    for good in ("good", "GOOD"):  # not a defect type, however it is written
+        (tmp_path / good).mkdir()
+        cv2.imwrite(str(tmp_path / good / "a.png"), np.zeros((96, 96, 3), np.uint8))
     (tmp_path / "blob" / "000_mask.png").unlink()
     (tmp_path / "blob" / "000.xml").write_text(VOC.format(w=96, h=96, x0=11, y0=21, x1=30, y1=40))
     labels = load_labels(tmp_path)
