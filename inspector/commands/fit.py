@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         options.global_weight = args.global_weight
     labels = load_type_labels(args)
     if labels is not None:
-        refuse_labels_in_training(Path(args.labels), dataset)
+        refuse_labels_in_training(args.labels, [it.path for it in labels.items], dataset)
     check_room(out, len(dataset.train), options)
     if options.locate and dataset.train:
         warn_locate(dataset.train[0].path, options)
@@ -212,11 +212,11 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
                              f"about {need:.0f} MB; free space or choose another folder")
 
 
-def refuse_labels_in_training(labels: Path, dataset) -> None:
-    """Labelled defects that are also among the good training images would be learnt as normal (a labels folder given
-    as the data too, with no masks beside its images to stop it)."""
-    root = labels.resolve()
-    inside = [s.path for s in dataset.train if s.path.resolve().is_relative_to(root)]
+def refuse_labels_in_training(labels: str, labelled: list[Path], dataset) -> None:
+    """Labelled defects that are also among the good training images would be learnt as normal (a plain labels folder
+    given as the data too, with no masks beside its images to stop it; an MVTec AD layout's test/<type> are not)."""
+    defects = {p.resolve() for p in labelled}
+    inside = [s.path for s in dataset.train if s.path.resolve() in defects]
     if inside:
         raise InspectorError(f"--labels {labels}: {len(inside)} of its images are among the good training images ({inside[0]}); "
                              "give the labelled defects a folder of their own, outside the data folder")
