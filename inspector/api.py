@@ -17,7 +17,7 @@ from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_de
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
-from model.framing import box_in_frame, place_map
+from model.framing import box_in_frame, ignored_in, place_map
 from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
@@ -148,7 +148,7 @@ def judged(amap: np.ndarray, ignored: np.ndarray | None) -> np.ndarray:
     hold the map's least value, which a part failed all over (a missing part) still has above the pixel threshold."""
     if ignored is None:
         return amap
-    return np.where(resize_map(ignored.astype(np.float32), amap.shape) >= 1.0 - 1e-6, -np.inf, amap).astype(np.float32)
+    return np.where(ignored_in(ignored, amap.shape, None), -np.inf, amap).astype(np.float32)
 
 
 def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:

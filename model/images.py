@@ -69,6 +69,18 @@ def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
 # EXIF orientation -> the turn that shows the image upright, as ImageOps.exif_transpose makes it
 _UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
             6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+SIDEWAYS = (5, 6, 7, 8)  # the orientations among them that swap width and height
+
+
+def upright_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) of an image as read (upright by its EXIF orientation), from its header alone; None where it
+    cannot be opened (reading it names why)."""
+    try:
+        with Image.open(path) as img:
+            size, orientation = img.size, img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # anything Pillow raises on a damaged file
+        return None
+    return (size[1], size[0]) if orientation in SIDEWAYS else size
 
 
 def _sixteen_bit_colour(img: Image.Image) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from inspector.commands.common import name_list, print_json, tqdm_bars
 from model.errors import InspectorError, need_onnx
@@ -96,6 +95,7 @@ def check_verify_sizes(checkpoint: str, data: str, samples: list) -> None:
     before anything is written, where a mismatch found by the comparison left an export that only --force replaced."""
     from model.checkpoint import read_manifest
     from model.framing import Framing
+    from model.images import upright_size
 
     try:
         framing = Framing.of(read_manifest(checkpoint)["net"])
@@ -103,23 +103,10 @@ def check_verify_sizes(checkpoint: str, data: str, samples: list) -> None:
         return  # the export names what is wrong with the checkpoint
     if framing.roi is None and framing.frame is None:
         return
-    for size, path in {_upright_size(s.path): s.path for s in reversed(samples)}.items():  # the first image of each size
+    for size, path in {upright_size(s.path): s.path for s in reversed(samples)}.items():  # the first image of each size
         if size is not None:
             try:
                 framing.check_size(size, str(path))
             except InspectorError as exc:
                 raise InspectorError(f"--verify {data}: {exc}") from None
 
-
-def _upright_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of an image as read (upright by its EXIF orientation), from its header; None where it cannot
-    be opened (the comparison names it)."""
-    from PIL import ExifTags, Image
-
-    try:
-        with Image.open(path) as img:
-            size = img.size
-            sideways = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
-    except Exception:  # anything Pillow raises on a damaged file: left to the comparison's one-line error
-        return None
-    return (size[1], size[0]) if sideways else size
