@@ -154,6 +154,18 @@ class Job:
     correlation: bytes | None = None
     recovered: bool = False  # from the journal, with this run's recovery attempt counted
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
+    refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
+
+
+def set_aside(store: Store, inspection_id: str, text: str) -> str:
+    """`text`, the reason an accepted job gets no result, with where its image is now kept (Store.set_aside): said
+    on the error topic, so that the part can be found and inspected again."""
+    try:
+        kept = store.set_aside(inspection_id, text)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("store: cannot set aside %s (%s); it stays in the journal and is tried again at the next start", inspection_id, exc)
+        return f"{text}; its image stays in the journal ({exc})"
+    return f"{text}; its image is kept at {kept}" if kept else text
 
 
 class Intake:
@@ -234,7 +246,7 @@ class Intake:
                 frame.done(False)
             return
         self.accept(rgb, frame.encoded, frame.inspection_id, frame.serial, frame.source, time.monotonic(), done=frame.done,
-                    captured=frame.timestamp)
+                    refused=frame.refused, captured=frame.timestamp)
 
     def _message(self, msg: Message) -> None:
         origin = msg.topic.removeprefix(self.topics.prefix + "/")
@@ -405,7 +417,7 @@ class Intake:
 
     def accept(self, rgb: np.ndarray, encoded: bytes | None, inspection_id: str | None, serial: str | None, source: str,
                received: float, *, message: Message | None = None, done: Callable[[bool], None] | None = None,
-               captured: float | None = None) -> None:
+               refused: Callable[[], None] | None = None, captured: float | None = None) -> None:
         """Journal, acknowledge and queue (the caller checked the id is new and the queue has room). `captured`: the
         frame's capture time (epoch seconds); else the input's arrival is the part's time."""
         ident = inspection_id or uuid.uuid4().hex
@@ -414,7 +426,7 @@ class Intake:
             encoded = buf.tobytes() if ok else b""
         wall = captured if captured is not None else time.time() - (time.monotonic() - received)
         job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None,
-                  timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)))
+                  timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)), refused=refused)
         # the time travels with the journal: a job recovered after a crash is a part of then, not of the restart
         meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None,
                 "timestamp": job.timestamp}
@@ -456,9 +468,8 @@ class Intake:
 
     def _recover(self, ident: str, meta: dict, attempts: int) -> int:
         if attempts >= MAX_ATTEMPTS:
-            self.store.drop_pending(ident)
-            self.reject(f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)", "recovery",
-                        inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
+            text = f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)"
+            self.reject(set_aside(self.store, ident, text), "recovery", inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
             return 0
         try:
             self.store.count_attempt(ident)
@@ -467,8 +478,7 @@ class Intake:
         try:
             rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
         except InspectorError as exc:
-            self.store.drop_pending(ident)
-            self.reject(str(exc), "recovery", inspection_id=ident, serial=meta.get("serial"))
+            self.reject(set_aside(self.store, ident, str(exc)), "recovery", inspection_id=ident, serial=meta.get("serial"))
             return 0
         corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
         job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True,

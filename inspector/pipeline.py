@@ -24,10 +24,10 @@ from inspector.api import Inspector
 from inspector.config import StationConfig
 from inspector.health import Metrics, StoreTrouble
 from inspector.hooks import ReportHooks
-from inspector.intake import Job
+from inspector.intake import Job, set_aside
 from inspector.outbox import Outbox
 from inspector.result import InspectionResult
-from inspector.store import Store
+from inspector.store import REFUSED_DIR, Store
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,10 @@ class Sink:
         if job is not None:
             try:
                 if isinstance(outcome, str):
-                    self.store.drop_pending(job.inspection_id)
                     self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
-                    self._error(outcome, job)
+                    self._error(set_aside(self.store, job.inspection_id, outcome), job)
+                    if job.refused:
+                        job.refused()
                 else:
                     self.handle(job, outcome)
                     self.trouble.error = None  # the store takes writes again
@@ -267,9 +268,11 @@ class Sink:
         n = self.store.prune(r.max_age_days, r.max_rows)
         self._pruned += n
         if not n:
-            reports = prune_files(self.hooks.out_dir, r.max_age_days) if r.max_age_days is not None else 0
-            if self._pruned or reports:
-                log.info("retention: deleted %d published record(s) with their images, and %d report file(s)", self._pruned, reports)
+            old = (prune_files(self.hooks.out_dir, r.max_age_days), prune_files(self.store.root / REFUSED_DIR, r.max_age_days)) \
+                if r.max_age_days is not None else (0, 0)
+            if self._pruned or any(old):
+                log.info("retention: deleted %d published record(s) with their images, %d report file(s) and %d file(s) of refused inputs",
+                         self._pruned, *old)
             self._pruned = 0
         return n
 

@@ -43,6 +43,7 @@ class Frame:
     wait: bool = False  # True: durable input (file, fast video replay) that waits for room instead of being skipped
     # called once the daemon accepted (True) or rejected (False) it, or could not take it now (None: the store failed)
     done: Callable[[bool | None], None] | None = None
+    refused: Callable[[], None] | None = None  # called if, accepted, it gets no result (its inspection failed)
 
 
 Submit = Callable[[Frame], bool]
@@ -372,7 +373,7 @@ class FolderWatcher:
                     log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
                                 self.name, path.name)
                 frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
-                              done=lambda ok, p=path: self._finish(p, ok))
+                              done=lambda ok, p=path: self._finish(p, ok), refused=lambda p=path, s=st: self._refused(p, s))
                 while not self._stop.is_set() and not submit(frame):
                     self.heartbeat = time.monotonic()  # waiting for room is not a stall
             self._stop.wait(self.cfg.poll_s)
@@ -389,11 +390,7 @@ class FolderWatcher:
             elif self.cfg.after == "move" or self.cfg.after == "delete":
                 if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
                     raise FileNotFoundError(path)
-                target = self.folder / ("done" if accepted else "rejected")
-                target.mkdir(exist_ok=True)
-                if target.is_symlink() or not target.is_dir():  # a link put there moved parts, overwriting, anywhere it led
-                    raise OSError(errno.ENOTDIR, f"{target.name} is not a real folder")
-                path.replace(target / path.name)
+                path.replace(self._subfolder("done" if accepted else "rejected") / path.name)
             else:
                 return  # keep: remembered in _seen until it changes
         except FileNotFoundError:
@@ -407,6 +404,33 @@ class FolderWatcher:
             self._problem, self._unmoved[path] = problem, accepted
             return
         self._settled(path)
+
+    def _subfolder(self, name: str) -> Path:
+        """done/ or rejected/, made if need be; a link put there moved parts, overwriting, anywhere it led."""
+        target = self.folder / name
+        target.mkdir(exist_ok=True)
+        if target.is_symlink() or not target.is_dir():
+            raise OSError(errno.ENOTDIR, f"{target.name} is not a real folder")
+        return target
+
+    def _refused(self, path: Path, st: os.stat_result) -> None:
+        """Accepted, then not inspected (e.g. the frame lacks the model's region): moved on from done/ to rejected/,
+        where files no result was made of belong (the store keeps its image in refused/ as well)."""
+        if path in self._unmoved:  # not moved yet: when it is, to rejected/
+            self._unmoved[path] = False
+            return
+        if self.cfg.after != "move":
+            return  # deleted (the store's copy remains) or kept in place
+        done = self.folder / "done" / path.name
+        try:
+            now = done.stat()
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                return  # a later file of the same name took its place in done/
+            done.replace(self._subfolder("rejected") / path.name)
+        except FileNotFoundError:
+            return  # taken away from done/ by hand
+        except OSError as exc:
+            log.error("source %s: cannot move done/%s to rejected/ (%s)", self.name, path.name, exc.strerror)
 
     def _settled(self, path: Path) -> None:
         """`path` is moved, deleted or gone: healthy again once every file is where it belongs."""

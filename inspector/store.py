@@ -23,7 +23,7 @@ import numpy as np
 
 from inspector.result import iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, user_name
-from model.folders import hold_lock_file
+from model.folders import hold_lock_file, replace_files
 from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
@@ -31,6 +31,8 @@ LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
 # the WAL is cut back to this after a checkpoint: a reader holding a snapshot let it grow to 20 MB (images pass through
 # the journal), and it kept that size for good
 WAL_LIMIT = 8 * 2**20
+REFUSED_DIR = "refused"  # accepted inputs no result was made of, kept with why (see Store.set_aside)
+_SUFFIXES = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 
 MIGRATIONS: list[str] = [
     """
@@ -338,6 +340,25 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT image FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return bytes(row[0]) if row else None
+
+    def set_aside(self, inspection_id: str, reason: str) -> str | None:
+        """Move an accepted job that gets no result (its inspection failed, it was given up) from the journal to
+        refused/<day>/<id>.<ext>, its bytes as they came, with <id>.json saying where from and why: deleted from the
+        journal, such a part's image was lost (a watched folder's file was moved to done/ or deleted). Returns the
+        image's path under the store, None when the id is not journaled; an OSError leaves it journaled."""
+        with self._lock:
+            row = self._db.execute("SELECT job, image, accepted_at FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
+        if row is None:
+            return None
+        meta, image = json.loads(row[0]), bytes(row[1])
+        day = str(meta.get("timestamp") or row[2])[:10] or "undated"
+        suffix = next((ext for magic, ext in _SUFFIXES.items() if image.startswith(magic)), ".bin")
+        path = self.root / REFUSED_DIR / safe_name(day) / f"{safe_name(inspection_id)}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        why = {"inspection_id": inspection_id, **meta, "reason": reason, "set_aside_at": utc_now()}
+        replace_files({path: image, path.with_suffix(".json"): json.dumps(why, ensure_ascii=False, indent=1).encode()})
+        self.drop_pending(inspection_id)
+        return str(path.relative_to(self.root))
 
     def count_attempt(self, inspection_id: str) -> None:
         """Count a recovery attempt, so a job that crashes the process every time can be given up."""

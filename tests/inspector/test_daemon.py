@@ -558,6 +558,11 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert jobs.get_nowait().inspection_id == "ok-1"
     assert sorted(b["inspection_id"] for _, b in sent) == ["bad-1", "poison-1"] and all(t == "p/error" for t, _ in sent)
     assert [(i, job["serial"], a) for i, job, a in store.pending()] == [("ok-1", "A", 1)]
+    # neither is lost with its journal entry: both wait in refused/, as they came, and their errors say where
+    kept = {b["inspection_id"]: b["error"].rsplit("its image is kept at ", 1)[1] for _, b in sent}
+    assert (store.root / kept["poison-1"]).read_bytes() == png(good_image(2)) and kept["poison-1"].endswith(".png")
+    assert (store.root / kept["bad-1"]).read_bytes() == b"not an image" and kept["bad-1"].endswith(".bin")
+    assert json.loads((store.root / kept["bad-1"]).with_suffix(".json").read_text())["serial"] == "B"
 
 
 def test_a_full_disk_neither_kills_recovery_nor_uses_up_a_recovered_parts_attempts(tmp_path, station, tiny_inspector, good_png,
@@ -915,6 +920,29 @@ def test_a_failing_retention_step_waits_for_its_interval(station):
     sink.step(timeout=0.01)
     sink.step(timeout=0.01)
     assert len(calls) == 1
+
+
+def test_retention_deletes_old_refused_inputs(station, tmp_path):
+    import os
+    import queue
+    from types import SimpleNamespace
+
+    from inspector.health import Metrics
+    from inspector.pipeline import Sink
+    from inspector.store import Store
+
+    cfg = station(store={"retention": {"max_age_days": 2}})
+    store = Store(cfg.store.data_dir)
+    for ident in ("old", "new"):
+        store.accept(ident, {"timestamp": "2026-12-01T00:00:00.000Z"}, b"BMx")
+        store.set_aside(ident, "test")
+    week_ago = time.time() - 7 * 86400
+    for name in ("old.bmp", "old.json"):
+        os.utime(store.root / "refused/2026-12-01" / name, (week_ago, week_ago))
+    hooks = SimpleNamespace(out_dir=tmp_path / "reports")
+    sink = Sink(cfg, store, queue.Queue(), SimpleNamespace(), Metrics(), hooks, lambda *a, **k: None, "err")
+    assert sink.prune() == 0  # no records
+    assert sorted(p.name for p in (store.root / "refused/2026-12-01").iterdir()) == ["new.bmp", "new.json"]
 
 
 def test_a_burst_of_shift_report_commands_is_answered_not_queued_behind_the_parts(station, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.api import Inspector
+from inspector.store import Store
 from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 from tests.inspector.conftest import png, running, wait_until
@@ -194,6 +195,29 @@ def test_the_daemon_answers_a_frame_without_the_region_on_the_error_topic(statio
         assert results[0]["image"]["width"] == FRAME[1]
         assert d.metrics.total("inspector_rejected_total") == 1
         assert d.reload()["ok"] is True  # its trial frame holds the region (a 64 px one did not: no framed model reloaded)
+    # accepted, then not inspected: its image is not lost with the journal entry, and the error says where it is
+    kept = errors[0]["error"].rsplit("its image is kept at ", 1)[1]
+    store = Path(cfg.store.data_dir)
+    assert kept.startswith("refused/") and (store / kept).read_bytes() == png(defect_image(0)[0])
+    why = json.loads((store / kept).with_suffix(".json").read_text())
+    assert why["inspection_id"] == "small" and why["source"] == "mqtt:image" and "region of interest" in why["reason"]
+    journal = Store(store, readonly=True)
+    assert journal.counts()["pending"] == 0
+    journal.close()
+
+
+def test_a_watched_file_without_the_region_ends_in_rejected_not_done(station, broker, listen, models, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cfg = station(model={"path": str(models[1])}, source={"type": "folder", "path": str(incoming), "poll_s": 0.05, "settle_s": 0.05})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, Inspector.load(models[1])):
+        (incoming / "SMALL-1.png").write_bytes(png(defect_image(0)[0]))
+        (incoming / "FRAMED-1.png").write_bytes(png(frame(defect_image(0)[0], 1)))
+        wait_until(lambda: lst.json("error") and lst.json("result"), 15, "an error and a result")
+        wait_until(lambda: (incoming / "rejected" / "SMALL-1.png").exists(), 5, "the refused file moved on to rejected/")
+    assert [p.name for p in (incoming / "done").iterdir()] == ["FRAMED-1.png"]
+    assert lst.json("error")[0]["serial"] == "SMALL-1"
 
 
 # -- --locate: the region follows a part that sits a little differently in each frame -----------------------------
@@ -232,6 +256,10 @@ def test_the_located_region_follows_the_part_to_the_pixel():
         assert box == (NOMINAL[0] + dx, NOMINAL[1] + dy, PART, PART) and weak is None
     _, weak = framing.located(placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 9))  # no part on the belt
     assert "only weakly" in weak
+    from reports.i18n import translations
+    from reports.warnings import translate_warning
+
+    assert translate_warning(translations("es").gettext, weak).startswith("La pieza coincidió solo débilmente")  # in a report's language
     big_part = cv2.resize(placed(marked(good_image(1)), 0, 0, 1), (400, 300))
     big = Framing.fitted((50, 40, 300, 200), 20, lambda: [(big_part, "big")])
     assert big.step == 2  # matched at half the size: found to within the step

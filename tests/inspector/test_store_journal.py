@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from inspector.store import DB_NAME, MIGRATIONS, Store
 
@@ -116,3 +119,22 @@ def test_ids_that_clean_to_one_name_keep_their_own_image_files(tmp_path):
         record = {"inspection_id": ident, "timestamp": "2026-12-03T06:00:00.000Z"}
         paths[ident] = store.save_image(record, "image", np.full((4, 4, 3), i * 50, np.uint8))
     assert len(set(paths.values())) == 3 and paths["LOT7_P1"].endswith("LOT7_P1_image.png")
+
+
+def test_an_input_set_aside_keeps_its_bytes_and_why_and_leaves_the_journal(tmp_path):
+    store = Store(tmp_path / "data")
+    store.accept("j-1", {"serial": "S1", "source": "folder:S1.jpg", "timestamp": "2026-12-05T01:02:03.000Z"}, b"\xff\xd8\xff rest")
+    assert store.set_aside("j-1", "no region") == "refused/2026-12-05/j-1.jpg"
+    assert (store.root / "refused/2026-12-05/j-1.jpg").read_bytes() == b"\xff\xd8\xff rest"
+    why = json.loads((store.root / "refused/2026-12-05/j-1.json").read_text())
+    assert why["serial"] == "S1" and why["source"] == "folder:S1.jpg" and why["reason"] == "no region"
+    assert store.pending() == [] and store.set_aside("j-1", "again") is None  # gone from the journal; nothing twice
+
+
+def test_an_input_that_cannot_be_set_aside_stays_in_the_journal(tmp_path):
+    store = Store(tmp_path / "data")
+    store.accept("j-2", {"serial": "S2"}, b"\x89PNG...")
+    (store.root / "refused").write_text("a file where the folder goes")
+    with pytest.raises(OSError):
+        store.set_aside("j-2", "no region")
+    assert store.pending_image("j-2") == b"\x89PNG..."
