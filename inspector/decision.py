@@ -97,9 +97,13 @@ def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_thresho
         return verdict, []
     regions = find_regions(amap, pixel_threshold, config)
     if not regions:
-        # the part failed on its overall appearance: show where the map peaks, at half its height above the minimum
+        # the part failed on its overall appearance: show where the map peaks, at half its height above the minimum;
+        # graded by how far the score passed its threshold, since that half height, not a threshold, sets its size
+        # and margin (a faint map's region read "high")
         peak = float(amap.max())
         regions = find_regions(amap, (peak + float(amap.min())) / 2.0, config)[:1]
+        for r in regions:
+            r.severity = config.severity.grade(score - image_threshold, 0.0)
     return verdict, regions
 
 

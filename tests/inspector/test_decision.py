@@ -61,3 +61,13 @@ def test_a_failed_part_without_a_region_above_the_pixel_threshold_shows_its_peak
     amap[40:50, 10:20] = 1.0  # below the pixel threshold 3.0
     verdict, regions = decide(7.0, amap, 5.0, 3.0, DecisionConfig())
     assert verdict == FAIL and [r.box for r in regions] == [(10, 40, 10, 10)]
+
+
+def test_a_part_failed_on_its_whole_appearance_is_graded_by_its_score():
+    """No pixel over the pixel threshold: the region shown is where the map peaks, at half its height, so its size and
+    margin say nothing; how far the score passed the image threshold does (a faint map's region read "high")."""
+    amap = np.zeros((100, 100), np.float32)
+    amap[20:60, 20:60] = 0.5  # 16 % of the image, far below the pixel threshold
+    for score, grade in ((1.2, "low"), (2.5, "medium"), (4.5, "high")):
+        verdict, regions = decide(score, amap, 1.0, 2.0, DecisionConfig())
+        assert verdict == FAIL and [(r.box, r.severity) for r in regions] == [((20, 20, 40, 40), grade)]
