@@ -113,7 +113,7 @@ def cjk_font() -> str | None:
 
 
 def source_messages() -> list[str]:
-    """Every msgid the templates, chart and validation code pass to _() or ngettext(), plus record values shown translated (for the catalog check)."""
+    """Every msgid the templates, chart, validation and warnings code pass to _() or ngettext(), plus record values shown translated (for the catalog check)."""
     import re
 
     from reports.render import TRANSLATED_VALUES
@@ -122,7 +122,7 @@ def source_messages() -> list[str]:
     single = re.compile(r"\b_\(\s*" + string.format(1))
     plural = re.compile(r"\bngettext\(\s*" + string.format(1) + r"\s*,\s*" + string.format(3))
     here = Path(__file__).parent
-    files = [*sorted((here / "templates").glob("*.j2")), here / "charts.py", here / "validation.py"]
+    files = [*sorted((here / "templates").glob("*.j2")), here / "charts.py", here / "validation.py", here / "warnings.py"]
     texts = [f.read_text(encoding="utf-8") for f in files]
     found = [ast.literal_eval(q + m + q) for t in texts for q, m in single.findall(t)]
     # a plural message is keyed as parse_po keys it: singular NUL plural

@@ -29,6 +29,7 @@ from reports.letterhead import Letterhead
 from reports.names import safe_name
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
+from reports.warnings import translate_warning
 from reports.zones import Zone, zone
 
 PACKAGE = Path(__file__).parent
@@ -67,7 +68,7 @@ def environment(lang: str) -> Environment:
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
     env.filters.update(num=num.significant, apart=num.apart, fixed=num.fixed, percent=num.percent, share=num.share, count=num.count, time=_time,
-                       tv=lambda v: translate_value(t.gettext, v))
+                       tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
 

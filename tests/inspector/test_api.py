@@ -188,6 +188,13 @@ def test_an_image_unlike_the_training_images_is_flagged(insp, tiny_data):
     assert r.warnings == ["image 288x96 px is unlike the training images (96x96 px); check the camera's resolution, crop and "
                           "orientation, or fit on images like it"] and r.to_record()["warnings"] == r.warnings  # judged silently before
     assert unlike_training((100, 100), None) is None  # a checkpoint that records no sizes
+    from reports.i18n import translations
+    from reports.warnings import translate_warning
+
+    # a report in Chinese reads it in Chinese (it would stay English if this text and the report's pattern drifted apart)
+    assert translate_warning(translations("zh").gettext, r.warnings[0]).startswith("图像 288x96 像素与训练图像（96x96 像素）不同")
+    seen = unlike_training((900, 100), {"min": [120, 240], "max": [600, 290], "aspect": [0.43, 2.45]})
+    assert "(120x240–600x290 px)" in translate_warning(translations("en").gettext, seen)
     assert unlike_training((250, 400), {"min": [120, 240], "max": [600, 290], "aspect": [0.43, 2.45]}) is None  # tiles of many sizes
 
 

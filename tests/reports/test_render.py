@@ -263,9 +263,12 @@ def test_counts_agree_in_number_and_are_grouped_as_the_language_groups():
     assert "e+" not in inspection_html(_rec(1, "FAIL", 123456.7)).split("<svg")[0]  # the score read 1.235e+05
 
 
-def test_a_records_warnings_are_on_its_page():
-    html = inspection_html(_rec(1, "FAIL", 9.0, warnings=["image 288x96 px is unlike the training images (96x96 px)"]), lang="es")
-    assert "Advertencia: image 288x96 px is unlike the training images" in html  # not shown before
+def test_a_records_warnings_are_on_its_page_in_its_language():
+    known = ("image 288x96 px is unlike the training images (96x96 px); check the camera's resolution, crop and orientation, "
+             "or fit on images like it")
+    html = inspection_html(_rec(1, "FAIL", 9.0, warnings=[known, "a warning of a later version <b>"]), lang="es")
+    assert "Advertencia: La imagen de 288x96 px no se parece a las de entrenamiento (96x96 px)" in html  # English before
+    assert "Advertencia: a warning of a later version &lt;b&gt;" in html  # one it does not know: as written, escaped
     assert "Advertencia" not in inspection_html(_rec(1, "FAIL", 9.0, warnings="not a list"), lang="es")
 
 
