@@ -355,10 +355,31 @@ class Store:
         suffix = next((ext for magic, ext in _SUFFIXES.items() if image.startswith(magic)), ".bin")
         path = self.root / REFUSED_DIR / safe_name(day) / f"{safe_name(inspection_id)}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        why = {"inspection_id": inspection_id, **meta, "reason": reason, "set_aside_at": utc_now()}
+        why = {"inspection_id": inspection_id, **meta, "reason": reason, "set_aside_at": utc_now(), "file": str(path.relative_to(self.root))}
         replace_files({path: image, path.with_suffix(".json"): json.dumps(why, ensure_ascii=False, indent=1).encode()})
         self.drop_pending(inspection_id)
-        return str(path.relative_to(self.root))
+        return why["file"]
+
+    def refused(self, start: str | None, end: str | None, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """Inputs set aside (`set_aside`) whose part time is in [start, end) (UTC, the stored form; None: open): how
+        many, and the first `limit` of them in time order, each as its JSON says (with `file`, its image under the store)."""
+        start, end = start or "", end or "~"  # "~" sorts after every time
+        try:
+            days = sorted(d for d in (self.root / REFUSED_DIR).iterdir() if start[:10] <= d.name <= end[:10] and d.is_dir())
+        except OSError:
+            return 0, []
+        found = []
+        for day in days:
+            for path in day.glob("*.json"):
+                try:
+                    why = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                when = _utc(why.get("timestamp")) if isinstance(why, dict) else None
+                if isinstance(when, str) and start <= when < end:
+                    found.append({**why, "timestamp": when})
+        found.sort(key=lambda w: w["timestamp"])
+        return len(found), found[:limit]
 
     def count_attempt(self, inspection_id: str) -> None:
         """Count a recovery attempt, so a job that crashes the process every time can be given up."""

@@ -144,10 +144,12 @@ def run(args: argparse.Namespace) -> int:
                 to = args.end or f"now ({end})"
                 raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
-            meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot}
+            count, items = store.refused(start, end)
+            meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot,
+                    "not_inspected": {"count": count, "items": items}}
             written = [reports.render_shift(parts, meta, args.out, **style)]
             fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)
-            summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails}
+            summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails, "not_inspected": count}
     except reports.ReportError as exc:
         raise InspectorError(str(exc)) from None
     finally:
@@ -157,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({**summary, "reports": paths})
         return 0
     if "start" in summary:
-        print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {summary['start']} to {summary['end']}")
+        skipped = f"; {summary['not_inspected']} input(s) not inspected" if summary["not_inspected"] else ""
+        print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {summary['start']} to {summary['end']}{skipped}")
     for w in paths:
         for path in w.values():
             print(path)

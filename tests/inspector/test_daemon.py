@@ -819,6 +819,8 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
     for i, verdict in enumerate(["PASS", "FAIL", "PASS"]):
         store.add({"inspection_id": f"h{i}", "timestamp": f"2026-12-03T06:0{i}:00.000Z", "verdict": verdict, "score": float(i),
                    "threshold": 1.5, "station": cfg.station.name})
+    store.accept("no-region", {"serial": "NR-1", "timestamp": "2026-12-03T06:30:00.000Z"}, b"\x89PNG")
+    store.set_aside("no-region", "does not contain the model's region of interest")
     sent = []
     hooks = ReportHooks(cfg, store, lambda topic, body, **kw: sent.append((topic, json.loads(body))), "rep", "err")
     cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00:00Z", "end": "2026-12-03T07:00:00Z"})
@@ -827,6 +829,7 @@ def test_the_built_in_shift_report_renders_the_stores_records(station, tmp_path)
     assert topic == "rep" and body["records"] == 3 and set(body["files"]) == {"html"}
     html = Path(body["files"]["html"]).read_text(encoding="utf-8")
     assert '<div class="v">1</div>' in html and "2026-12-03 06:01:00 UTC" in html  # one FAIL, listed
+    assert "1 input was accepted but could not be inspected" in html and "<td>NR-1</td>" in html  # and the part nobody judged
 
 
 def test_fail_reports_are_filed_under_the_day_on_the_reports_clock(station, tmp_path):

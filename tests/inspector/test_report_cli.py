@@ -100,6 +100,33 @@ def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
     assert "No inspections were recorded" in (tmp_path / "shift-20261201T0000Z-20261202T0000Z.html").read_text(encoding="utf-8")
 
 
+def test_inputs_accepted_but_never_inspected_are_named_in_the_shift_report(tmp_path, capsys):
+    """They are in no record: a shift report that left them out let QA sign off a shift with parts nobody judged."""
+    import reports.render
+
+    store = Store(tmp_path / "data")
+    store.add(make_records(1, seed=3)[0] | {"timestamp": "2026-12-05T07:00:00.000Z"})
+    times = {"in-1": "2026-12-05T06:10:00.000Z", "in-2": "2026-12-05T06:00:00.000Z", "in-3": "2026-12-05T07:59:00.000Z",
+             "late": "2026-12-05T08:00:00.000Z", "day-before": "2026-12-04T23:00:00.000Z"}
+    for ident, at in times.items():
+        store.accept(ident, {"serial": f"S-{ident}", "source": "folder:x.png", "timestamp": at}, b"\x89PNG")
+        store.set_aside(ident, "frame 64x64 px does not contain the model's region of interest <here>")
+    store.close()
+    out = run_json(capsys, "report", "--db", str(tmp_path / "data"), "--from", "2026-12-05T06:00Z", "--to", "2026-12-05T08:00Z",
+                   "--format", "html", "--out", str(tmp_path / "r"), "--json", "--lang", "es")
+    assert (out["inspections"], out["not_inspected"]) == (1, 3)
+    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z.html").read_text(encoding="utf-8")
+    rows = re.findall(r"<td>(S-[\w-]+)</td>", html.split('id="not-inspected"')[1])
+    assert rows == ["S-in-2", "S-in-1", "S-in-3"]  # in time order; the period's end and the day before left out
+    assert "3 entradas se aceptaron pero no pudieron inspeccionarse" in html and "region of interest &lt;here&gt;" in html
+    assert "refused/2026-12-05/in-1.png" in html
+    count, first = Store(tmp_path / "data", readonly=True).refused("2026-12-05T06:00:00.000Z", "2026-12-05T08:00:00.000Z", limit=2)
+    assert (count, [w["inspection_id"] for w in first]) == (3, ["in-2", "in-1"])
+    html = reports.render.shift_html([], {"not_inspected": {"count": count, "items": first}})
+    assert "The first 2 of them, in time order." in html and "No inspections were recorded" in html
+    assert "not-inspected" not in reports.render.shift_html([], {"not_inspected": {"count": "x", "items": None}})  # malformed: none
+
+
 @pytest.mark.parametrize("start, end, name", [("2026-11-26Z", "9999-12-31T23:59:59Z", "shift-20261126T0000Z-99991231T2359Z.html"),
                                               ("0001-01-02Z", "2026-11-27Z", "shift-00010102T0000Z-20261127T0000Z.html")])
 def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end, name):
