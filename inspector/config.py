@@ -226,6 +226,8 @@ class HttpSection(Section):
     enabled: bool = Field(True, title="HTTP", description="Serve /health and /metrics (Prometheus).")
     host: str = Field("127.0.0.1", title="Bind address", description="Address to listen on.")
     port: int = Field(9108, ge=0, le=65535, title="Port", description="Port to listen on (0: any free port).")
+    live: bool = Field(True, title="Live view", description="Serve a page at / with the latest part, its overlay and the counts "
+                                                            "since start (whoever reaches http.host sees the parts).")
 
 
 class ReportsSection(Section):

@@ -34,6 +34,7 @@ from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Intake, ReloadCommand, ShiftReportCommand
+from inspector.live import LiveView
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
@@ -156,6 +157,7 @@ class Daemon:
         self.mqtt: MqttClient | None = None
         self.sparkplug: Any = None
         self.http: HealthServer | None = None
+        self.live: LiveView | None = None
         self.source: Any = None
         self.inspector: Any = None
         self._owns_engine = inspector is None  # a given inspector's engine is its owner's to close
@@ -214,10 +216,11 @@ class Daemon:
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
+        self.live = LiveView(cfg, self.health) if cfg.http.enabled and cfg.http.live else None
         self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug,
-                         self.trouble)
+                         self.trouble, self.live)
         if cfg.http.enabled:
-            self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics)
+            self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics, self.live.page if self.live else None)
             self.http.start()
         self.hooks.start()
         self.workers = {"sink": Worker("sink", self.sink.step), "inference": Worker("inference", self.inference.step),

@@ -151,20 +151,33 @@ class Metrics:
 
 
 class HealthServer:
-    """GET /health (JSON; 503 when failing) and GET /metrics (Prometheus text) on a background thread."""
+    """GET /health (JSON; 503 when failing), GET /metrics (Prometheus text) and, given `live`, GET / (an HTML page)
+    on a background thread."""
 
-    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str]) -> None:
+    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str],
+                 live: Callable[[], bytes] | None = None) -> None:
+        routes = ["/health", "/metrics"] + (["/"] if live else [])
+
         class Handler(BaseHTTPRequestHandler):
             timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
 
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                if self.path.split("?")[0] == "/health":
+                path = self.path.split("?")[0]
+                if path == "/health":
                     h = health()
                     self._send(503 if h.get("status") == "failing" else 200, "application/json", json.dumps(h, indent=1).encode())
-                elif self.path.split("?")[0] == "/metrics":
+                elif path == "/metrics":
                     self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics().encode())
+                elif path == "/" and live is not None:
+                    try:
+                        page = live()
+                    except Exception:  # a page that cannot be drawn is the viewer's trouble, not the line's
+                        log.exception("http: the live view failed")
+                        self._send(500, "text/plain", b"the live view failed; see the daemon log\n")
+                        return
+                    self._send(200, "text/html; charset=utf-8", page)
                 else:
-                    self._send(404, "text/plain", b"not found: try /health or /metrics\n")
+                    self._send(404, "text/plain", f"not found: try {' or '.join(routes)}\n".encode())
 
             def _send(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)

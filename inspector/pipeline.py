@@ -25,6 +25,7 @@ from inspector.config import StationConfig
 from inspector.health import Metrics, StoreTrouble
 from inspector.hooks import ReportHooks
 from inspector.intake import Job, set_aside
+from inspector.live import LiveView
 from inspector.outbox import Outbox
 from inspector.result import InspectionResult
 from inspector.store import REFUSED_DIR, Store
@@ -96,8 +97,10 @@ class Sink:
     """One `step()`: store and publish one result; between results, process broker acks, the outbox and retention."""
 
     def __init__(self, cfg: StationConfig, store: Store, results: queue.Queue, outbox: Outbox, metrics: Metrics, hooks: ReportHooks,
-                 publish: Callable[..., Any], error_topic: str, sparkplug: Any = None, trouble: StoreTrouble | None = None) -> None:
+                 publish: Callable[..., Any], error_topic: str, sparkplug: Any = None, trouble: StoreTrouble | None = None,
+                 live: LiveView | None = None) -> None:
         self.cfg, self.store, self.results, self.outbox, self.metrics, self.hooks = cfg, store, results, outbox, metrics, hooks
+        self.live = live
         self.trouble = trouble or StoreTrouble()
         self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
         self._next_resend = 0.0
@@ -212,6 +215,8 @@ class Sink:
         self.metrics.observe("inspector_stage_seconds", t1 - job.received, {"stage": "total"})
         if self.sparkplug is not None:
             self.sparkplug.publish_result(record)
+        if self.live is not None:
+            self.live.add(job.rgb, result, record)
         if result.verdict == "FAIL":
             self.hooks.fail(record)
         for warning in result.warnings:

@@ -40,7 +40,8 @@ MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this t
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
                      "texture", "cutpaste", "transplant",  # the generated defects' types (`inspector synth`, the demo)
-                     "decode", "preprocess", "infer", "decision", "intake", "queue", "total")  # the stages of timings_ms
+                     "decode", "preprocess", "infer", "decision", "intake", "queue", "total",  # the stages of timings_ms
+                     "ok", "degraded", "failing")  # the daemon's status (the live view)
 
 
 def inspection_filename(inspection_id: str) -> str:
@@ -279,6 +280,21 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file, skipped=not_inspected(meta),
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
+
+
+def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: str | None = None, lang: str = "en",
+              tz: str | None = "UTC", refresh_s: int = 2) -> str:
+    """The daemon's live view (`inspector serve`, GET /): the newest of `records` (newest first) with `overlay` (a data
+    URI), the others as a table, and the counts and status of `health` (the daemon's /health object); it reloads
+    itself every `refresh_s` seconds."""
+    page = Page.of(lang, ("html",), tz, None)
+    parts = [inspection(r) for r in records]
+    verdicts = health.get("verdicts") or {}
+    return environment(page.lang).get_template("live.html.j2").render(
+        latest=parts[0] if parts else None, recent=parts, overlay=overlay, refresh_s=refresh_s, station=as_text(health.get("station")),
+        status=as_text(health.get("status")), model_id=as_text((health.get("model") or {}).get("id")),
+        passed=int(as_float(verdicts.get("PASS")) or 0), failed=int(as_float(verdicts.get("FAIL")) or 0),
+        rejected=int(as_float(health.get("rejected")) or 0), **page.context())
 
 
 def not_inspected(meta: dict[str, Any]) -> dict[str, Any] | None:

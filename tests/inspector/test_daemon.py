@@ -472,6 +472,30 @@ def test_200_malformed_inputs_each_answered_on_the_error_topic(station, broker, 
 
 # -- health, metrics, hooks, watchdog, retention ---------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker killed on purpose
+def test_the_live_view_shows_the_latest_part_its_overlay_and_the_counts(station, broker, listen, tiny_inspector, good_png, defect_png):
+    """A page at / for the people at the line (a smart camera's web view): held in memory, so it shows the overlay
+    even where the store keeps no images."""
+    cfg = station(store={"save_images": "none", "save_overlays": "none"}, reports={"lang": "zh", "timezone": "UTC"})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        code, body = http_get(d.http.port, "/")
+        assert code == 200 and 'id="no-part"' in body.decode()
+        for serial, payload in (("P-GOOD", good_png), ("P-BAD", defect_png)):
+            lst.publish(f"image/{serial}", payload)
+            wait_until(lambda s=serial: s in {r["serial"] for r in lst.json("result")}, 15, f"{serial}'s result")
+        wait_until(lambda: "P-BAD" in http_get(d.http.port, "/")[1].decode(), 5, "the page shows the latest part")
+        page = http_get(d.http.port, "/")[1].decode()
+    assert '<span class="verdict FAIL">不合格</span>' in page and '<td id="serial">P-BAD</td>' in page  # in the station's language
+    uri = re.search(r'<img src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    overlay = cv2.imdecode(np.frombuffer(base64.b64decode(uri), np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape[:2] == cv2.imdecode(np.frombuffer(defect_png, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+    assert len(re.findall(r"<tr><td>2\d{3}-", page)) == 2  # both parts in the table, newest first
+    assert page.index("P-BAD</td><td>不合格") < page.index("P-GOOD</td><td>合格")
+    assert '<div class="v" id="inspected">2</div>' in page and '<meta http-equiv="refresh" content="2">' in page
+    with running(station(http={"port": 0, "live": False}), tiny_inspector) as d:
+        assert http_get(d.http.port, "/")[0] == 404 and http_get(d.http.port, "/health")[0] == 200
+
+
 def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_inspector, good_png, defect_png):
     fails, shifts = [], []
     cfg = station(watchdog={"interval_s": 0.2, "stall_s": 1.0}, store={"retention": {"max_rows": 2}})

@@ -110,3 +110,30 @@ def test_validation_report_in_chromium(browser, tmp_path):
     assert page.eval("document.querySelectorAll('#signoff .box').length") == 3
     check_screenshot(page, tmp_path / "validation.png")
     page.close()
+
+
+def test_the_daemons_live_view_in_chromium(browser, sample, failed_record, tmp_path):
+    import numpy as np
+
+    from reports.images import array_uri
+    from reports.render import live_html
+
+    _, records = sample
+    health = {"status": "degraded", "station": "st-9", "verdicts": {"PASS": 17, "FAIL": 3}, "rejected": 1, "model": {"id": "abc123"}}
+    overlay = array_uri(np.full((120, 160, 3), 90, np.uint8), 960)
+    path = tmp_path / "live.html"
+    path.write_text(live_html([failed_record, *records[:5]], health, overlay, lang="es"), encoding="utf-8")
+    page = open_clean(browser, path)
+    assert page.eval("document.getElementById('serial').textContent") == XSS  # shown as text, not run
+    assert page.eval("document.getElementById('status').textContent") == "degradado"
+    assert page.eval("document.querySelector('#verdict .verdict').textContent") == "RECHAZADA"
+    assert page.eval("[...document.images].map(i => [i.complete, i.naturalWidth])") == [[True, 160]]
+    assert page.eval("document.querySelectorAll('#recent tbody tr').length") == 6
+    assert page.eval("document.querySelector('meta[http-equiv=refresh]').content") == "2"
+    page.close()
+    empty = tmp_path / "empty.html"
+    empty.write_text(live_html([], {"status": "ok"}), encoding="utf-8")
+    page = open_clean(browser, empty)
+    assert page.eval("document.getElementById('no-part').textContent").startswith("No part has been inspected")
+    assert page.eval("document.getElementById('inspected').textContent") == "0"
+    page.close()
