@@ -222,6 +222,7 @@ class Daemon:
         if cfg.http.enabled:
             self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics, self.live.page if self.live else None)
             self.http.start()
+            log.info("http: /health and /metrics%s on http://%s:%d/", " and the live view" if self.live else "", cfg.http.host, self.http.port)
         self.hooks.start()
         self.workers = {"sink": Worker("sink", self.sink.step), "inference": Worker("inference", self.inference.step),
                         "intake": Worker("intake", self.intake.step, on_start=self.intake.recover)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -117,6 +118,14 @@ def test_reports_html_and_pdf(demo):
         if shutil.which("pdftotext"):
             text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
             assert heading in text
+
+
+def test_the_live_view_was_served_and_saved(demo):
+    s = demo["summary"]
+    assert re.search(r"live view: http://127\.0\.0\.1:\d+/ while the station runs", demo["text"])
+    page = Path(s["artefacts"]["live_view"]).read_text(encoding="utf-8")
+    assert "<h1>Live view</h1>" in page and "tile-station" in page and "data:image/jpeg" in page  # the last part's overlay
+    assert f'<div class="v" id="inspected">{s["n_records"]}</div>' in page
 
 
 def test_pictures_are_images(demo):

@@ -254,7 +254,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
     steps["reports"] = time.monotonic() - t
     _pictures(out, chosen, line, summary)
     summary.artefacts.update(checkpoint=str(ckpt), onnx=str(onnx_path), video=str(line.video), store=str(station_dir / "inspections.sqlite"),
-                             daemon_log=str(out / "daemon.log"), station_config=str(out / "station.yaml"),
+                             daemon_log=str(out / "daemon.log"), station_config=str(out / "station.yaml"), live_view=str(out / "live.html"),
                              labels=str(out / "data" / "line" / "labels.json"))
     _calibration(ckpt, summary)
     score_line(summary, run.records, run.frame_of, line.parts)

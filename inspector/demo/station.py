@@ -52,7 +52,7 @@ def station_config(out: Path, model: Path, video: Path, mqtt_port: int, with_mqt
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "prefix": PREFIX, "client_id": f"inspector-demo-{uuid.uuid4().hex[:6]}",
                  "keepalive_s": 10, "connect_timeout_s": 5.0},
         "store": {"data_dir": str(out / "station"), "save_images": "all", "save_overlays": "fail"},
-        "http": {"enabled": False},
+        "http": {"host": "127.0.0.1", "port": 0},  # any free port: the live view while it runs, saved as live.html at the end
         "daemon": {"drain_timeout_s": 60.0},
     }
 
@@ -182,6 +182,7 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
     try:
         daemon.start()
         live = LiveLine(n)
+        live.stream.write(f"  live view: http://127.0.0.1:{daemon.http.port}/ while the station runs (saved as {out / 'live.html'})\n")
         if with_mqtt:
             published, errors = _plc(cfg, n, serials, daemon, live, deadline)
         while daemon.store.count() + len(errors) < n:
@@ -190,6 +191,7 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
             live.show(daemon.store.records)
             time.sleep(0.1)
         live.show(daemon.store.records, final=True)
+        (out / "live.html").write_bytes(daemon.live.page())
     finally:
         daemon.shutdown()
         undo()
