@@ -299,6 +299,19 @@ class Store:
         finally:
             reader.close()
 
+    def add_review(self, inspection_id: str, review: dict[str, Any]) -> dict[str, Any] | None:
+        """Append a QA review to a stored record's `reviews` (the last one stands; earlier ones stay as its history).
+        What the machine said (verdict, score, defects) is not changed. Returns the record, None if there is none."""
+        with self._tx():
+            row = self._db.execute("SELECT record FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
+            if row is None:
+                return None
+            record = json.loads(row[0])
+            earlier = record.get("reviews") if isinstance(record.get("reviews"), list) else []
+            record["reviews"] = [*earlier, review]
+            self._db.execute("UPDATE inspections SET record = ? WHERE inspection_id = ?", (json.dumps(record, ensure_ascii=False), inspection_id))
+        return record
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]

@@ -64,6 +64,21 @@ class Defect:
     peak: float | None
 
 
+OUTCOMES = ("false_alarm", "escape", "confirmed", "reviewed")  # a QA review's reading of the machine's verdict
+
+
+@dataclass
+class Review:
+    """The last QA review of a part (`inspector review`), as the record keeps it."""
+
+    outcome: str
+    truth: str | None
+    type: str | None
+    by: str | None
+    note: str | None
+    time: datetime | None
+
+
 @dataclass
 class Inspection:
     """One record, normalised: wrong or missing values become None instead of errors."""
@@ -87,6 +102,7 @@ class Inspection:
     images: dict[str, str]
     source: str | None
     warnings: list[str] = field(default_factory=list)  # as the inspector wrote them (English)
+    review: Review | None = None
 
     @property
     def margin(self) -> float | None:
@@ -120,6 +136,15 @@ def _defect(d: Any) -> Defect | None:
                   peak=as_float(d.get("peak")))
 
 
+def _review(reviews: Any) -> Review | None:
+    """The last well-formed review of a record's `reviews`."""
+    for r in reversed(reviews if isinstance(reviews, list) else []):
+        if isinstance(r, dict) and r.get("outcome") in OUTCOMES:
+            return Review(outcome=r["outcome"], truth=as_text(r.get("truth")), type=as_text(r.get("type")), by=as_text(r.get("by")),
+                          note=as_text(r.get("note")), time=parse_time(r.get("at")))
+    return None
+
+
 def inspection(record: dict[str, Any]) -> Inspection:
     record = record if isinstance(record, dict) else {}
     image = record.get("image") if isinstance(record.get("image"), dict) else {}
@@ -148,6 +173,7 @@ def inspection(record: dict[str, Any]) -> Inspection:
         images={str(k): v for k, v in images.items() if isinstance(v, str) and v},
         source=as_text(record.get("source")),
         warnings=[w for w in map(as_text, record.get("warnings") if isinstance(record.get("warnings"), list) else []) if w],
+        review=_review(record.get("reviews")),
     )
 
 
@@ -189,6 +215,7 @@ class ShiftStats:
     models: list[tuple[dict[str, str | None], int]]
     undated: int = 0
     unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
+    reviews: dict[str, int] = field(default_factory=dict)  # QA reviews by outcome (OUTCOMES order)
 
     @property
     def out_of_control(self) -> int:
@@ -286,4 +313,5 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         models=[(dict(m), n) for m, n in models.most_common()],
         undated=len(parts) - len(times),
         unjudged=len(parts) - judged,
+        reviews={o: n for o in OUTCOMES if (n := sum(p.review is not None and p.review.outcome == o for p in parts))},
     )

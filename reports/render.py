@@ -246,12 +246,12 @@ def failed_csv(parts: list[Inspection]) -> bytes:
     timestamps, dot decimals)."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(["timestamp", "inspection_id", "serial", "station", "score", "threshold", "defect_type", "regions"])
+    out.writerow(["timestamp", "inspection_id", "serial", "station", "score", "threshold", "defect_type", "regions", "review"])
     for p in parts:
         if p.verdict == "FAIL":
             out.writerow([_cell(p.timestamp), _cell(p.id), _cell(p.serial), _cell(p.station),
                           "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), _cell(p.primary_type),
-                          len(p.defects)])
+                          len(p.defects), p.review.outcome if p.review else ""])
     return buf.getvalue().encode("utf-8")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +187,69 @@ def test_the_printed_fail_count_is_the_reports(tmp_path, capsys):
     out = run_json(capsys, "report", "--db", str(tmp_path / "db"), "--from", "2026-11-26T06:00Z", "--to", "2026-11-26T07:00Z",
                    "--format", "html", "--out", str(tmp_path / "o"), "--json")
     assert out["fail"] == 2  # 1 before, beside "Failed 2" in the report
+
+
+# -- inspector review: QA's verdict beside the machine's -------------------------------------------------------------------
+
+@pytest.fixture
+def reviewed_store(tmp_path):
+    """A store of its own (reviews change records): two FAILs and two PASSes in one hour."""
+    root = tmp_path / "data"
+    store = Store(root)
+    records = make_records(40, root=root, hours=1.0, image_size=64, fail_rate=0.3, seed=5)
+    for r in records:
+        store.add(r)
+    store.close()
+    fails = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"]
+    passes = [r["inspection_id"] for r in records if r["verdict"] == "PASS"]
+    return root, records, fails[:2], passes[:2]
+
+
+def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(reviewed_store, tmp_path, capsys):
+    root, records, fails, passes = reviewed_store
+    out = run_json(capsys, "review", "--db", str(root), fails[0], "--truth", "good", "--by", "A. Li", "--note", "glare <b>", "--json")
+    assert [(r["inspection_id"], r["verdict"], r["outcome"], r["by"]) for r in out["reviews"]] == [(fails[0], "FAIL", "false_alarm", "A. Li")]
+    assert main(["review", "--db", str(root), passes[0], "--truth", "defect", "--type", "crack"]) == 0
+    assert capsys.readouterr().out.strip() == f"{passes[0]}: PASS, reviewed as defect (crack): escape"
+    run_json(capsys, "review", "--db", str(root), fails[1], fails[1], "--truth", "defect", "--json")  # an id given twice: reviewed once
+    run_json(capsys, "review", "--db", str(root), fails[1], "--truth", "good", "--json")  # a second look: it stands, the first stays
+    store = Store(root, readonly=True)
+    before = {r["inspection_id"]: r for r in records}
+    for ident in (fails[0], passes[0], fails[1]):
+        after = store.get(ident)
+        assert {k: v for k, v in after.items() if k not in ("reviews", "published_at")} == before[ident]  # what the machine said, unchanged
+    assert [r["outcome"] for r in store.get(fails[1])["reviews"]] == ["confirmed", "false_alarm"]
+    store.close()
+    start, end = records[0]["timestamp"][:16], "2999-01-01"
+    shift = run_json(capsys, "report", "--db", str(root), "--from", start, "--to", end, "--format", "html", "--out", str(tmp_path / "r"),
+                     "--json", "--lang", "zh")
+    html = Path(shift["reports"][0]["html"]).read_text(encoding="utf-8")
+    table = html.split('id="reviews"')[1].split("</table>")[0]
+    assert re.findall(r"<td>(\w+)</td><td class=\"num\">(\d+)</td>", table) == [("误报", "2"), ("漏检", "1")]
+    assert html.split('id="failed"')[1].count("<td>误报</td>") == 2
+    run_json(capsys, "report", "--db", str(root), "--inspection", fails[0], "--format", "html", "--out", str(tmp_path / "i"), "--json")
+    page = next((tmp_path / "i").glob("inspection-*.html")).read_text(encoding="utf-8")
+    review = page.split('id="review"')[1].split("</section>")[0]
+    assert "<strong>False alarm</strong>" in review and "A. Li" in review and "glare &lt;b&gt;" in review
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{fail}", "nope", "--truth", "good"], r"inspection 'nope': not in store .*\(nothing was written\)"),
+    (["{fail}", "--truth", "good", "--type", "crack"], r"--type names a defect's type: give it with --truth defect"),
+    (["{fail}", "--truth", "defect", "--note", "  "], r"--note is empty"),
+    (["{fail}", "--truth", "maybe"], r"argument --truth: invalid choice: 'maybe'"),
+    (["{fail}", "--truth", "good", "--db", "{missing}"], r"store .*nowhere: no inspections.sqlite there"),
+    (["{fail}", "--truth", "good", "--db", ""], r"no store given"),
+])
+def test_review_bad_input_is_one_line_and_writes_nothing(reviewed_store, tmp_path, capsys, argv, message):
+    from tests.cli import assert_one_line_error
+
+    root, _, fails, _ = reviewed_store
+    argv = [a.format(fail=fails[0], missing=tmp_path / "nowhere") for a in argv]
+    rc = main(["review", *(["--db", str(root)] if "--db" not in argv else []), *argv])
+    err = capsys.readouterr().err
+    assert_one_line_error(rc, err)
+    assert re.search(message, err), err
+    store = Store(root, readonly=True)
+    assert "reviews" not in store.get(fails[0])
+    store.close()
