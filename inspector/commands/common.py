@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from model.errors import InspectorError
@@ -175,3 +176,14 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def open_store(db: str | Path, readonly: bool = True) -> Any:
+    """The result store at `db` (its data directory, or the inspections.sqlite in it); never a new, empty one."""
+    from inspector.store import DB_NAME, Store
+
+    root = Path(db)
+    root = root.parent if root.name == DB_NAME else root
+    if not readonly and not (root / DB_NAME).is_file():  # a reader says the same itself
+        raise InspectorError(f"store {root}: no {DB_NAME} there; give the data directory the inspector writes to")
+    return Store(root, readonly=readonly)

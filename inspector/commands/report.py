@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import add_letterhead_args, name_list, print_json
+from inspector.commands.common import add_letterhead_args, name_list, open_store, print_json
 from inspector.result import iso_utc, parse_utc
 from model.errors import InspectorError
 
@@ -58,13 +57,6 @@ def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
         raise InspectorError(f"{option} {text!r}: {exc}") from None
     except ValueError:
         raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
-
-
-def open_store(db: str):
-    from inspector.store import DB_NAME, Store
-
-    root = Path(db)
-    return Store(root.parent if root.name == DB_NAME else root, readonly=True)  # the file itself given
 
 
 @dataclass

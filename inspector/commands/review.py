@@ -12,10 +12,9 @@ verdicts. Every id is checked before any is written.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from inspector.commands.common import print_json
+from inspector.commands.common import open_store, print_json
 from inspector.result import utc_now
 from model.errors import InspectorError, user_name
 
@@ -49,8 +48,6 @@ def _text(value: str | None, option: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.store import DB_NAME, Store
-
     if args.defect_type is not None and args.truth != "defect":
         raise InspectorError("--type names a defect's type: give it with --truth defect, or leave it out")
     defect_type, by, note = _text(args.defect_type, "--type"), _text(args.by, "--by") or user_name(), _text(args.note, "--note")
@@ -62,17 +59,13 @@ def run(args: argparse.Namespace) -> int:
         db = args.db
     else:
         raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")
-    root = os.fspath(db)
-    root = os.path.dirname(root) if os.path.basename(root) == DB_NAME else root
-    if not os.path.isfile(os.path.join(root, DB_NAME)):
-        raise InspectorError(f"store {root}: no {DB_NAME} there; give the data directory the inspector writes to")
-    store = Store(root)
+    store = open_store(db, readonly=False)
     try:
         ids = list(dict.fromkeys(args.ids))
         records = {i: store.get(i) for i in ids}
         missing = [i for i, r in records.items() if r is None]
         if missing:
-            raise InspectorError(f"inspection {missing[0]!r}: not in store {root}; give the inspection_id of a stored result (nothing was written)")
+            raise InspectorError(f"inspection {missing[0]!r}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
         done: list[dict[str, Any]] = []
         for ident, record in records.items():
             verdict = str(record.get("verdict", "")).upper()
