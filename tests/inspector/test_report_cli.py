@@ -233,8 +233,39 @@ def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(r
     assert "<strong>False alarm</strong>" in review and "A. Li" in review and "glare &lt;b&gt;" in review
 
 
+def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_reads(reviewed_store, tmp_path, capsys):
+    from model.labels import load_labels
+
+    root, records, fails, passes = reviewed_store
+    by_id = {r["inspection_id"]: r for r in records}
+    main(["review", "--db", str(root), fails[0], "--truth", "good"])
+    main(["review", "--db", str(root), passes[0], "--truth", "defect", "--type", "crack"])
+    main(["review", "--db", str(root), fails[1], "--truth", "defect"])  # confirmed: the type the model named
+    main(["review", "--db", str(root), passes[1], "--truth", "defect"])  # an escape without a type: nothing to learn it as
+    capsys.readouterr()
+    out = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "x"), "--json")
+    machine_type = by_id[fails[1]]["defect_type"]
+    assert out["copied"] == dict(sorted({"good": 1, "crack": 1, machine_type: 1}.items()))
+    assert out["skipped"] == {"a defect without a type (review it with --type)": 1}
+    copied = tmp_path / "x" / "good" / f"{fails[0]}.png"
+    assert copied.read_bytes() == (root / by_id[fails[0]]["images"]["image"]).read_bytes()
+    labels = load_labels(tmp_path / "x")  # good/ is not a type
+    assert sorted(labels.types) == sorted({"crack", machine_type})
+    (root / by_id[passes[0]]["images"]["image"]).unlink()  # a store that keeps no images of PASSes
+    again = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "y"), "--json")
+    assert "crack" not in again["copied"] and again["skipped"]["no stored image (store.save_images)"] == 1
+    first = min(by_id[i]["timestamp"] for i in (*fails, *passes))
+    before = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "z"), "--to", first, "--json")
+    assert before["copied"] == {} and before["skipped"] == {}  # --to: parts inspected before it only
+
+
 @pytest.mark.parametrize("argv, message", [
     (["{fail}", "nope", "--truth", "good"], r"inspection 'nope': not in store .*\(nothing was written\)"),
+    (["{fail}"], r"give the inspection ids and --truth good\|defect, or --export DIR"),
+    (["{fail}", "--truth", "good", "--from", "2026-11-26"], r"--from and --to choose the parts --export copies"),
+    (["{fail}", "--export", "{missing}"], r"--export copies what was reviewed: give it without ids"),
+    (["--export", "{fail_file}"], r"--export .*: is not a new or empty folder"),
+    (["--export", "{missing}", "--from", "yesterday"], r"--from 'yesterday': not a time"),
     (["{fail}", "--truth", "good", "--type", "crack"], r"--type names a defect's type: give it with --truth defect"),
     (["{fail}", "--truth", "defect", "--note", "  "], r"--note is empty"),
     (["{fail}", "--truth", "maybe"], r"argument --truth: invalid choice: 'maybe'"),
@@ -245,7 +276,8 @@ def test_review_bad_input_is_one_line_and_writes_nothing(reviewed_store, tmp_pat
     from tests.cli import assert_one_line_error
 
     root, _, fails, _ = reviewed_store
-    argv = [a.format(fail=fails[0], missing=tmp_path / "nowhere") for a in argv]
+    (tmp_path / "a-file").write_text("x")
+    argv = [a.format(fail=fails[0], missing=tmp_path / "nowhere", fail_file=tmp_path / "a-file") for a in argv]
     rc = main(["review", *(["--db", str(root)] if "--db" not in argv else []), *argv])
     err = capsys.readouterr().err
     assert_one_line_error(rc, err)
