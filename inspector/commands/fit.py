@@ -26,6 +26,7 @@ from model.errors import InspectorError
 from model.folders import writable_folder
 
 if TYPE_CHECKING:
+    from model.data import Dataset, Sample
     from model.fit import FitOptions
 
 
@@ -83,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "when fewer than three --synth-types are given)")
     p.add_argument("--seed", type=seed, default=0,
                    help="random seed of the coreset, the out-of-sample folds, the generated defects and the learnt branch (default 0)")
+    p.add_argument("--add-good", action="append", default=[], metavar="DIR",
+                   help="a folder of more good images to fit on beside DATA's, e.g. the good/ of `inspector review --export` "
+                        "(false alarms QA found good); repeatable")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     add_policy_args(p)
@@ -105,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from model.fit import FitOptions, fit
 
     dataset = load_dataset(args.data)
+    dataset.train += more_good(args.add_good, dataset)
     for note in dataset.notes:  # now, not after minutes of fitting
         print(f"note: {note}", file=sys.stderr)
     # --references keeps whole training images instead of a bank, and learns from none of the generated ones
@@ -210,6 +215,27 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
     if free < need:
         raise InspectorError(f"--out {out}: {free:.0f} MB free on its disk, and a checkpoint of {n_images} images needs up to "
                              f"about {need:.0f} MB; free space or choose another folder")
+
+
+def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
+    """The images of each --add-good folder (not its subfolders), as training samples; none may be one of DATA's test
+    images, on which the model is calibrated and judged."""
+    from model.data import Sample
+    from model.images import scan_images
+
+    tests = {s.path.resolve() for s in dataset.test}
+    out = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise InspectorError(f"--add-good {folder}: {'is a file' if folder.exists() else 'no such folder'}; give a folder of good images")
+        images = scan_images(folder).images
+        if not images:
+            raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF) in it; give a folder of good images")
+        if inside := [p for p in images if p.resolve() in tests]:
+            raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images, which calibrate and judge the "
+                                 "model; give images from elsewhere")
+        out += [Sample(p) for p in images]
+    return out
 
 
 def refuse_labels_in_training(labels: str, labelled: list[Path], dataset) -> None:

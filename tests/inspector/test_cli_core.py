@@ -460,6 +460,29 @@ def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
     assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (a copy of {data / '002.png'})" in stdout
 
 
+def test_fit_adds_good_images_from_other_folders(capsys, tiny_data, tmp_path):
+    """The loop QA closes: false alarms exported by `inspector review --export` join the training set."""
+    data, extra = tmp_path / "data", tmp_path / "reviewed" / "good"
+    data.mkdir()
+    extra.mkdir(parents=True)
+    goods = sorted((tiny_data / "train" / "good").glob("*.png"))
+    for p in goods[:4]:
+        shutil.copy(p, data / p.name)
+    for p in goods[4:6]:
+        shutil.copy(p, extra / f"f-{p.name}")
+    (extra / "sub").mkdir()
+    shutil.copy(goods[6], extra / "sub" / "not-read.png")  # its subfolders are not read
+    rc, stdout, err = cli(capsys, "fit", data, "--out", tmp_path / "c.ckpt", "--size", "64", "--synth", "0", "--add-good", extra, "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["n_images"] == 6
+    for bad, needle in ((tmp_path / "nowhere", "no such folder"), (extra / "sub" / "not-read.png", "is a file"),
+                        (tmp_path / "reviewed", "no images (PNG/JPEG/BMP/TIFF) in it"), (tiny_data / "test" / "good", "is one of DATA's test images")):
+        rc, _, err = cli(capsys, "fit", tiny_data if "test" in str(bad) else data, "--out", tmp_path / "d.ckpt", "--size", "64", "--synth", "0",
+                         "--add-good", bad)
+        assert_one_line_error(rc, err, f"--add-good {bad}", needle)
+    assert not (tmp_path / "d.ckpt").exists()
+
+
 def test_fit_refuses_labelled_defects_that_are_also_its_good_images(capsys, tmp_path):
     from tests.synthetic import defect_image
 
