@@ -364,7 +364,8 @@ class Store:
         if row is None:
             return None
         meta, image = json.loads(row[0]), bytes(row[1])
-        day = str(meta.get("timestamp") or row[2])[:10] or "undated"
+        meta["timestamp"] = meta.get("timestamp") or row[2]  # a job journaled before jobs carried their time: its arrival
+        day = str(meta["timestamp"])[:10] or "undated"
         suffix = next((ext for magic, ext in _SUFFIXES.items() if image.startswith(magic)), ".bin")
         path = self.root / REFUSED_DIR / safe_name(day) / f"{safe_name(inspection_id)}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,8 @@ class Defect:
     peak: float | None
 
 
-OUTCOMES = ("false_alarm", "escape", "confirmed", "reviewed")  # a QA review's reading of the machine's verdict
+# a QA review's reading of the machine's verdict (reviewed_*: of a verdict neither PASS nor FAIL)
+OUTCOMES = ("false_alarm", "escape", "confirmed", "reviewed_good", "reviewed_defect")
 
 
 @dataclass

@@ -278,6 +278,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
            "throughput": charts.throughput(stats.subgroups, _, num, z)}
     return environment(page.lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file, skipped=not_inspected(meta),
+        escapes=[p for p in parts if p.review is not None and p.review.outcome == "escape"][:MAX_FAILED_ROWS],
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
 
@@ -289,10 +290,12 @@ def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: st
     itself every `refresh_s` seconds."""
     page = Page.of(lang, ("html",), tz, None)
     parts = [inspection(r) for r in records]
-    verdicts = health.get("verdicts") or {}
+    health = health if isinstance(health, dict) else {}
+    verdicts = health.get("verdicts") if isinstance(health.get("verdicts"), dict) else {}
+    model = health.get("model") if isinstance(health.get("model"), dict) else {}
     return environment(page.lang).get_template("live.html.j2").render(
         latest=parts[0] if parts else None, recent=parts, overlay=overlay, refresh_s=refresh_s, station=as_text(health.get("station")),
-        status=as_text(health.get("status")), model_id=as_text((health.get("model") or {}).get("id")),
+        status=as_text(health.get("status")), model_id=as_text(model.get("id")),
         passed=int(as_float(verdicts.get("PASS")) or 0), failed=int(as_float(verdicts.get("FAIL")) or 0),
         rejected=int(as_float(health.get("rejected")) or 0), **page.context())
 

@@ -219,11 +219,12 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
 
 def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
     """The images of each --add-good folder (not its subfolders), as training samples; none may be one of DATA's test
-    images, on which the model is calibrated and judged."""
+    images (by content: a copy elsewhere too), on which the model is calibrated and judged."""
     from model.data import Sample
+    from model.hashing import sha256_file
     from model.images import scan_images
 
-    tests = {s.path.resolve() for s in dataset.test}
+    tests = set(dataset.test_digests) if folders else set()
     out = []
     for folder in map(Path, folders):
         if not folder.is_dir():
@@ -231,9 +232,9 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
         images = scan_images(folder).images
         if not images:
             raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF) in it; give a folder of good images")
-        if inside := [p for p in images if p.resolve() in tests]:
-            raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images, which calibrate and judge the "
-                                 "model; give images from elsewhere")
+        if inside := [p for p in images if sha256_file(p) in tests]:
+            raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images (or a copy), which calibrate and "
+                                 "judge the model; give images from elsewhere")
         out += [Sample(p) for p in images]
     return out
 

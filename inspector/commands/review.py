@@ -25,6 +25,7 @@ from inspector.result import utc_now
 from model.errors import InspectorError, user_name
 
 OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
+NOT_TYPES = ("good", "unknown", "unclassified", "anomaly")  # what the model or the reports call parts, not a defect type
 MAX_TEXT = 500  # characters of --by and --note kept in a record
 
 
@@ -46,9 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _text(value: str | None, option: str) -> str | None:
+    """One line of printable text (newlines and tabs read as spaces, control characters dropped)."""
     if value is None:
         return None
-    text = " ".join(value.split())
+    text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
     if not text:
         raise InspectorError(f"{option} is empty; give a value or leave {option} out")
     if len(text) > MAX_TEXT:
@@ -76,18 +78,21 @@ def run(args: argparse.Namespace) -> int:
     if args.defect_type is not None and args.truth != "defect":
         raise InspectorError("--type names a defect's type: give it with --truth defect, or leave it out")
     defect_type, by, note = _text(args.defect_type, "--type"), _text(args.by, "--by") or user_name(), _text(args.note, "--note")
+    if defect_type is not None and defect_type.lower() in NOT_TYPES:
+        raise InspectorError(f"--type {defect_type}: not a defect type; name the defect (e.g. crack), or leave --type out")
     store = open_store(_store_of(args), readonly=False)
     try:
         ids = list(dict.fromkeys(args.ids))
         records = {i: store.get(i) for i in ids}
         missing = [i for i, r in records.items() if r is None]
         if missing:
-            raise InspectorError(f"inspection {missing[0]!r}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
+            named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
         done: list[dict[str, Any]] = []
         for ident, record in records.items():
             verdict = str(record.get("verdict", "")).upper()
             review = {"truth": args.truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,
-                      "outcome": OUTCOMES.get((verdict, args.truth), "reviewed")}
+                      "outcome": OUTCOMES.get((verdict, args.truth), f"reviewed_{args.truth}")}
             store.add_review(ident, review)
             done.append({"inspection_id": ident, **review})
     finally:
@@ -116,8 +121,12 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.export)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InspectorError(f"--export {out}: is not a new or empty folder; give one, so that no earlier export mixes in")
+    if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        raise InspectorError(f"--export {out}: {file} is a file; give a folder path")
     start = utc_time(args.start, "--from") if args.start else None
     end = utc_time(args.end, "--to") if args.end else None
+    if start and end and end <= start:
+        raise InspectorError(f"--from {args.start} .. --to {args.end}: the period is empty; --to must be later than --from")
     store = open_store(_store_of(args))
     copied: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
@@ -147,8 +156,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"copied {sum(copied.values())} reviewed part image(s) into {out}: "
-          + (", ".join(f"{k} {n}" for k, n in sorted(copied.items())) or "none"))
+    if copied:
+        print(f"copied {sum(copied.values())} reviewed part image(s) into {out}: " + ", ".join(f"{k} {n}" for k, n in sorted(copied.items())))
+    else:
+        print(f"no reviewed part image to copy into {out}" + ("" if out.exists() else " (not made)"))
     for why, n in skipped.items():
         print(f"skipped {n}: {why}")
     return 0

@@ -200,6 +200,9 @@ def reviewed_store(tmp_path):
     for r in records:
         store.add(r)
     store.close()
+    store = Store(root)
+    store.add({**records[-1], "inspection_id": "held-1", "verdict": "REVIEW", "images": {}})  # a verdict neither PASS nor FAIL
+    store.close()
     fails = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"]
     passes = [r["inspection_id"] for r in records if r["verdict"] == "PASS"]
     return root, records, fails[:2], passes[:2]
@@ -213,6 +216,8 @@ def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(r
     assert capsys.readouterr().out.strip() == f"{passes[0]}: PASS, reviewed as defect (crack): escape"
     run_json(capsys, "review", "--db", str(root), fails[1], fails[1], "--truth", "defect", "--json")  # an id given twice: reviewed once
     run_json(capsys, "review", "--db", str(root), fails[1], "--truth", "good", "--json")  # a second look: it stands, the first stays
+    held = run_json(capsys, "review", "--db", str(root), "held-1", "--truth", "defect", "--type", "pit\n\x1b[31m", "--json")
+    assert held["reviews"][0]["outcome"] == "reviewed_defect" and held["reviews"][0]["type"] == "pit [31m"  # one printable line
     store = Store(root, readonly=True)
     before = {r["inspection_id"]: r for r in records}
     for ident in (fails[0], passes[0], fails[1]):
@@ -225,8 +230,10 @@ def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(r
                      "--json", "--lang", "zh")
     html = Path(shift["reports"][0]["html"]).read_text(encoding="utf-8")
     table = html.split('id="reviews"')[1].split("</table>")[0]
-    assert re.findall(r"<td>(\w+)</td><td class=\"num\">(\d+)</td>", table) == [("误报", "2"), ("漏检", "1")]
-    assert html.split('id="failed"')[1].count("<td>误报</td>") == 2
+    assert re.findall(r"<td>(\S+)</td><td class=\"num\">(\d+)</td>", table) == [("误报", "2"), ("漏检", "1"), ("已复核：缺陷", "1")]
+    assert html.split('id="failed"')[1].split("</section>")[0].count("<td>误报</td>") == 2
+    escapes = html.split('id="escapes"')[1].split("</section>")[0]  # the escaped PASS is in no failed-parts list: named here
+    assert escapes.count("<tr><td>") == 1 and "裂纹" in escapes
     run_json(capsys, "report", "--db", str(root), "--inspection", fails[0], "--format", "html", "--out", str(tmp_path / "i"), "--json")
     page = next((tmp_path / "i").glob("inspection-*.html")).read_text(encoding="utf-8")
     review = page.split('id="review"')[1].split("</section>")[0]
@@ -260,7 +267,10 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["{fail}", "nope", "--truth", "good"], r"inspection 'nope': not in store .*\(nothing was written\)"),
+    (["{fail}", "nope", "x/../y", "--truth", "good"], r"inspection 'nope', 'x/../y': not in store .*\(nothing was written\)"),
+    (["{fail}", "--truth", "defect", "--type", "Good"], r"--type Good: not a defect type; name the defect"),
+    (["--export", "{missing}", "--from", "2026-11-27", "--to", "2026-11-26"], r"the period is empty"),
+    (["--export", "{fail_file}/sub"], r"--export .*a-file/sub: .*a-file is a file; give a folder path"),
     (["{fail}"], r"give the inspection ids and --truth good\|defect, or --export DIR"),
     (["{fail}", "--truth", "good", "--from", "2026-11-26"], r"--from and --to choose the parts --export copies"),
     (["{fail}", "--export", "{missing}"], r"--export copies what was reviewed: give it without ids"),

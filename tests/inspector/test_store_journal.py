@@ -129,6 +129,11 @@ def test_an_input_set_aside_keeps_its_bytes_and_why_and_leaves_the_journal(tmp_p
     why = json.loads((store.root / "refused/2026-12-05/j-1.json").read_text())
     assert why["serial"] == "S1" and why["source"] == "folder:S1.jpg" and why["reason"] == "no region"
     assert store.pending() == [] and store.set_aside("j-1", "again") is None  # gone from the journal; nothing twice
+    store.accept("old-1", {"serial": "S0"}, b"BM..")  # journaled before jobs carried their time: listed by its arrival
+    (arrived,) = store._db.execute("SELECT accepted_at FROM pending WHERE inspection_id = 'old-1'").fetchone()
+    store.set_aside("old-1", "given up")
+    count, items = store.refused(None, None)
+    assert count == 2 and {i["inspection_id"]: i["timestamp"] for i in items}["old-1"] == arrived
 
 
 def test_an_input_that_cannot_be_set_aside_stays_in_the_journal(tmp_path):

@@ -327,3 +327,11 @@ def test_without_weasyprint_a_pdf_run_writes_nothing_and_says_how_to_install_it(
         reports.render_shift(records, {}, tmp_path / "out", ("html", "pdf"), store_root=root)
     assert not (tmp_path / "out").exists()
     assert reports.render_shift(records, {}, tmp_path / "html", ("html",), store_root=root)["html"].is_file()
+
+
+def test_the_live_view_takes_malformed_health_and_records():
+    from reports.render import live_html
+
+    for health in (None, {"model": "abc"}, {"verdicts": [1, 2], "rejected": "x"}, {}):
+        html = live_html([{"verdict": None}, "junk"], health, lang="zh")  # a page, never a traceback in the daemon's HTTP thread
+        assert '<div class="v" id="inspected">0</div>' in html and "<h1>实时视图</h1>" in html
