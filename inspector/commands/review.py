@@ -136,7 +136,7 @@ def _export(args: argparse.Namespace) -> int:
             if part.review is None:
                 continue
             kind = "good" if part.review.truth == "good" else part.review.type or (part.defect_type if part.verdict == "FAIL" else None)
-            if not kind or kind in ("unknown", "unclassified"):
+            if not kind or (kind != "good" and kind.lower() in NOT_TYPES):
                 skipped["a defect without a type (review it with --type)"] += 1
                 continue
             image = resolve(part.images["image"], store.root) if part.images.get("image") else None
