@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -33,12 +34,13 @@ from inspector.decision import DecisionConfig
 from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
-from inspector.intake import Intake, ReloadCommand, ShiftReportCommand
+from inspector.intake import Command, Intake, ReviewCommand, ShiftReportCommand
 from inspector.live import LiveView
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
 from inspector.result import utc_now
+from inspector.review import review_parts
 from inspector.sources import open_source
 from inspector.store import Store
 from model.errors import InspectorError
@@ -257,11 +259,24 @@ class Daemon:
                 self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
                 self._status_sent = status
 
-    def _command(self, cmd: ShiftReportCommand | ReloadCommand, correlation: bytes | None) -> None:
+    def _command(self, cmd: Command, correlation: bytes | None) -> None:
         if isinstance(cmd, ShiftReportCommand):
             self.hooks.shift(cmd, correlation)
+        elif isinstance(cmd, ReviewCommand):  # one row written: on the intake's thread
+            self._review(cmd, correlation)
         else:  # off the intake's thread, which parts wait on
             threading.Thread(target=self._reload_and_reply, args=(correlation,), name="reload", daemon=True).start()
+
+    def _review(self, cmd: ReviewCommand, correlation: bytes | None) -> None:
+        """A QA review sent over MQTT (e.g. from a rework station's terminal): recorded as `inspector review` does it,
+        answered on `report`, or why not on `error`."""
+        try:
+            (done,) = review_parts(self.store, [cmd.inspection_id], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
+        except (InspectorError, OSError, sqlite3.Error) as exc:
+            self.publish(self.topics.error, json.dumps({"error": f"command: review not recorded: {exc}", "input": "command",
+                                                        "inspection_id": cmd.inspection_id}), correlation)
+            return
+        self.publish(self.topics.report, json.dumps({"command": "review", **done}), correlation)
 
     def _reload_and_reply(self, correlation: bytes | None) -> None:
         """A reload asked for over MQTT: its outcome on `report`, or why it failed on `error`."""

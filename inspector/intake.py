@@ -81,7 +81,20 @@ class TriggerCommand(BaseModel):
         return self
 
 
-COMMANDS = ("shift_report", "reload")
+COMMANDS = ("shift_report", "reload", "review")
+
+
+class ReviewCommand(BaseModel):
+    """`<prefix>/command`: {"command": "review", "inspection_id": ..., "truth": "good" | "defect", "by": ..., "type", "note"}:
+    QA's verdict on a stored result, as `inspector review` records it (who reviewed it is required here)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    command: Literal["review"]
+    inspection_id: str = Field(min_length=1, max_length=128)
+    truth: Literal["good", "defect"]
+    by: str
+    type: str | None = None
+    note: str | None = None
 
 
 class ReloadCommand(BaseModel):
@@ -130,6 +143,9 @@ class ShiftReportCommand(BaseModel):
         return self
 
 
+Command = ShiftReportCommand | ReloadCommand | ReviewCommand
+
+
 def pydantic_line(exc: ValidationError, what: str) -> str:
     """The first validation error as one line naming the field."""
     err = exc.errors(include_url=False)[0]
@@ -173,7 +189,7 @@ class Intake:
 
     def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
                  publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
-                 on_command: Callable[[ShiftReportCommand | ReloadCommand, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
+                 on_command: Callable[[Command, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
         self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
@@ -366,7 +382,8 @@ class Intake:
     def _command(self, msg: Message) -> None:
         try:
             data = self._json(msg, "command")
-            kind = ReloadCommand if isinstance(data, dict) and data.get("command") == "reload" else ShiftReportCommand
+            kinds = {"reload": ReloadCommand, "review": ReviewCommand}
+            kind = kinds.get(data.get("command"), ShiftReportCommand) if isinstance(data, dict) else ShiftReportCommand
             cmd = kind.model_validate(data, context={"zone": self._zone})
         except ValidationError as exc:
             return self.reject(pydantic_line(exc, "command"), "command", message=msg)

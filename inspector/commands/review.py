@@ -18,15 +18,10 @@ set's train/good. Parts without a stored image (store.save_images) or a defect t
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from inspector.commands.common import open_store, print_json
-from inspector.result import utc_now
+from inspector.review import NOT_TYPES, review_parts
 from model.errors import InspectorError, user_name
-
-OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
-NOT_TYPES = ("good", "unknown", "unclassified", "anomaly")  # what the model or the reports call parts, not a defect type
-MAX_TEXT = 500  # characters of --by and --note kept in a record
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,18 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _text(value: str | None, option: str) -> str | None:
-    """One line of printable text (newlines and tabs read as spaces, control characters dropped)."""
-    if value is None:
-        return None
-    text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
-    if not text:
-        raise InspectorError(f"{option} is empty; give a value or leave {option} out")
-    if len(text) > MAX_TEXT:
-        raise InspectorError(f"{option} is {len(text)} characters long; keep it to {MAX_TEXT}")
-    return text
-
-
 def _store_of(args: argparse.Namespace) -> str:
     if args.config:
         from inspector.config import load_config
@@ -75,26 +58,9 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError("--from and --to choose the parts --export copies; give --export DIR, or leave them out")
     if not args.ids or args.truth is None:
         raise InspectorError("give the inspection ids and --truth good|defect, or --export DIR")
-    if args.defect_type is not None and args.truth != "defect":
-        raise InspectorError("--type names a defect's type: give it with --truth defect, or leave it out")
-    defect_type, by, note = _text(args.defect_type, "--type"), _text(args.by, "--by") or user_name(), _text(args.note, "--note")
-    if defect_type is not None and defect_type.lower() in NOT_TYPES:
-        raise InspectorError(f"--type {defect_type}: not a defect type; name the defect (e.g. crack), or leave --type out")
     store = open_store(_store_of(args), readonly=False)
     try:
-        ids = list(dict.fromkeys(args.ids))
-        records = {i: store.get(i) for i in ids}
-        missing = [i for i, r in records.items() if r is None]
-        if missing:
-            named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
-        done: list[dict[str, Any]] = []
-        for ident, record in records.items():
-            verdict = str(record.get("verdict", "")).upper()
-            review = {"truth": args.truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,
-                      "outcome": OUTCOMES.get((verdict, args.truth), f"reviewed_{args.truth}")}
-            store.add_review(ident, review)
-            done.append({"inspection_id": ident, **review})
+        done = review_parts(store, args.ids, args.truth, args.defect_type, user_name() if args.by is None else args.by, args.note)
     finally:
         store.close()
     if args.json:

@@ -496,6 +496,34 @@ def test_the_live_view_shows_the_latest_part_its_overlay_and_the_counts(station,
         assert http_get(d.http.port, "/")[0] == 404 and http_get(d.http.port, "/health")[0] == 200
 
 
+def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, listen, tiny_inspector, defect_png):
+    """A rework station's terminal tells the line what a FAILed part really was, without a shell on the box."""
+    from inspector.store import Store
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        lst.publish("image/RW-1", defect_png, user={"inspection_id": "rw-1"})
+        assert wait_until(lambda: lst.json("result"), 15, "a result")[0]["verdict"] == "FAIL"
+        ask = {"command": "review", "inspection_id": "rw-1", "truth": "good", "by": "QA 2", "note": "dust\non the lens"}
+        lst.publish("command", json.dumps(ask), correlation=b"v1")
+        (body, corr), = wait_until(lambda: lst.on("report"), 15, "the review's reply")
+        reply = json.loads(body)
+        assert corr == b"v1" and (reply["command"], reply["inspection_id"], reply["outcome"], reply["note"]) == \
+            ("review", "rw-1", "false_alarm", "dust on the lens")
+        for bad, needle in (({**ask, "inspection_id": "nope"}, "inspection 'nope': not in store"),
+                            ({**ask, "type": "crack"}, "type names a defect's type: give it with truth defect"),
+                            ({k: v for k, v in ask.items() if k != "by"}, "command: by: Field required"),
+                            ({**ask, "truth": "maybe"}, "truth")):
+            n = len(lst.on("error"))
+            lst.publish("command", json.dumps(bad))
+            wait_until(lambda n=n: len(lst.on("error")) > n, 15, f"the reply to {bad}")
+            assert needle in lst.json("error")[-1]["error"], lst.json("error")[-1]
+    store = Store(cfg.store.data_dir, readonly=True)
+    assert [r["by"] for r in store.get("rw-1")["reviews"]] == ["QA 2"]  # the refused ones wrote nothing
+    store.close()
+
+
 def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_inspector, good_png, defect_png):
     fails, shifts = [], []
     cfg = station(watchdog={"interval_s": 0.2, "stall_s": 1.0}, store={"retention": {"max_rows": 2}})

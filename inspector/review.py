@@ -1,0 +1,48 @@
+"""QA reviews of stored results: what the part really was, beside what the machine said (`inspector review`, and
+the `review` command on `<prefix>/command`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspector.result import utc_now
+from model.errors import InspectorError
+
+OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
+NOT_TYPES = ("good", "unknown", "unclassified", "anomaly")  # what the model or the reports call parts, not a defect type
+MAX_TEXT = 500  # characters of a reviewer's name or note kept in a record
+
+
+def one_line(value: str | None, what: str) -> str | None:
+    """One line of printable text (newlines and tabs read as spaces, control characters dropped); None stays None."""
+    if value is None:
+        return None
+    text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
+    if not text:
+        raise InspectorError(f"{what} is empty; give a value or leave {what} out")
+    if len(text) > MAX_TEXT:
+        raise InspectorError(f"{what} is {len(text)} characters long; keep it to {MAX_TEXT}")
+    return text
+
+
+def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None, by: str | None, note: str | None,
+                 names: tuple[str, str, str, str] = ("--type", "--by", "--note", "--truth")) -> list[dict[str, Any]]:
+    """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each
+    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note and truth, for its error messages."""
+    if defect_type is not None and truth != "defect":
+        raise InspectorError(f"{names[0]} names a defect's type: give it with {names[3]} defect, or leave it out")
+    defect_type, by, note = one_line(defect_type, names[0]), one_line(by, names[1]), one_line(note, names[2])
+    if defect_type is not None and defect_type.lower() in NOT_TYPES:
+        raise InspectorError(f"{names[0]} {defect_type}: not a defect type; name the defect (e.g. crack), or leave it out")
+    records = {i: store.get(i) for i in dict.fromkeys(ids)}
+    if missing := [i for i, r in records.items() if r is None]:
+        named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
+    done = []
+    for ident, record in records.items():
+        verdict = str(record.get("verdict", "")).upper()
+        review = {"truth": truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,
+                  "outcome": OUTCOMES.get((verdict, truth), f"reviewed_{truth}")}
+        store.add_review(ident, review)
+        done.append({"inspection_id": ident, **review})
+    return done
