@@ -382,8 +382,8 @@ class Intake:
     def _command(self, msg: Message) -> None:
         try:
             data = self._json(msg, "command")
-            kinds = {"reload": ReloadCommand, "review": ReviewCommand}
-            kind = kinds.get(data.get("command"), ShiftReportCommand) if isinstance(data, dict) else ShiftReportCommand
+            name = data.get("command") if isinstance(data, dict) else None
+            kind = {"reload": ReloadCommand, "review": ReviewCommand}.get(name, ShiftReportCommand) if isinstance(name, str) else ShiftReportCommand
             cmd = kind.model_validate(data, context={"zone": self._zone})
         except ValidationError as exc:
             return self.reject(pydantic_line(exc, "command"), "command", message=msg)

@@ -496,7 +496,7 @@ def test_the_live_view_shows_the_latest_part_its_overlay_and_the_counts(station,
         assert http_get(d.http.port, "/")[0] == 404 and http_get(d.http.port, "/health")[0] == 200
 
 
-def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, listen, tiny_inspector, defect_png):
+def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, listen, tiny_inspector, defect_png, caplog):
     """A rework station's terminal tells the line what a FAILed part really was, without a shell on the box."""
     from inspector.store import Store
 
@@ -514,11 +514,13 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
         for bad, needle in (({**ask, "inspection_id": "nope"}, "inspection 'nope': not in store"),
                             ({**ask, "type": "crack"}, "type names a defect's type: give it with truth defect"),
                             ({k: v for k, v in ask.items() if k != "by"}, "command: by: Field required"),
-                            ({**ask, "truth": "maybe"}, "truth")):
+                            ({**ask, "truth": "maybe"}, "truth"),
+                            ({"command": ["review"]}, "command: command: Input should be a valid string")):  # not a handler's crash
             n = len(lst.on("error"))
             lst.publish("command", json.dumps(bad))
             wait_until(lambda n=n: len(lst.on("error")) > n, 15, f"the reply to {bad}")
             assert needle in lst.json("error")[-1]["error"], lst.json("error")[-1]
+    assert "input not handled" not in caplog.text
     store = Store(cfg.store.data_dir, readonly=True)
     assert [r["by"] for r in store.get("rw-1")["reviews"]] == ["QA 2"]  # the refused ones wrote nothing
     store.close()
