@@ -109,4 +109,3 @@ def check_verify_sizes(checkpoint: str, data: str, samples: list) -> None:
                 framing.check_size(size, str(path))
             except InspectorError as exc:
                 raise InspectorError(f"--verify {data}: {exc}") from None
-
