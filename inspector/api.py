@@ -19,6 +19,7 @@ from inspector.result import InspectionResult
 from model.errors import InspectorError
 from model.framing import box_in_frame, ignored_in, place_map
 from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
+from model.quality import WARNINGS, quality_causes, quality_stats
 
 ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
 
@@ -98,14 +99,17 @@ class Inspector:
         meta = self.engine.meta
         located = [meta.framing.located(rgb, src) for rgb, _, src in loaded]
         batch = np.stack([preprocess(rgb, meta.input_size, box, src) for (rgb, _, src), (box, _) in zip(loaded, located, strict=True)])
+        training = meta.manifest.get("training") or {}
+        sizes, quality = training.get("image_size"), training.get("image_quality")
+        stats = quality_stats(batch) if quality else None
         t2 = time.perf_counter()
         out = self.engine.infer(batch)
         t3 = time.perf_counter()
         results = []
-        sizes = (meta.manifest.get("training") or {}).get("image_size")
         for i, (rgb, digest, src) in enumerate(loaded):
             box, weak = located[i]
-            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak) if w]
+            seen = [WARNINGS[c] for c in quality_causes(stats[i], quality)] if quality else []
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak, *seen) if w]
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])

@@ -67,9 +67,15 @@ def describe(result, lang: str = "en") -> str:
     num = STYLES[lang]  # numbers as the language writes them, with the digits that tell the score from the threshold
     score, threshold = num.apart(result.score, result.threshold), num.apart(result.threshold, result.score)
     if result.verdict == "PASS":
-        return t["pass"].format(part=part, score=score, threshold=threshold)
-    if not math.isfinite(result.score):
-        return t["fail_nan"].format(part=part)
+        parts = [t["pass"].format(part=part, score=score, threshold=threshold)]
+    elif not math.isfinite(result.score):
+        parts = [t["fail_nan"].format(part=part)]
+    else:
+        parts = _failed(result, t, num, part, score, threshold)
+    return (" " if lang != "zh" else "").join(parts + _warnings(result.warnings, lang))
+
+
+def _failed(result, t: dict, num, part: str, score: str, threshold: str) -> list[str]:
     margin = abs(result.threshold) if result.threshold else 1.0
     ratio = num.fixed(1.0 + (result.score - result.threshold) / margin, 1)
     parts = [t["fail"].format(part=part, score=score, threshold=threshold, ratio=ratio)]
@@ -88,4 +94,16 @@ def describe(result, lang: str = "en") -> str:
         parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
             n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
             pct=num.percent(pct, 2), conf=conf))
-    return (" " if lang != "zh" else "").join(parts)
+    return parts
+
+
+def _warnings(warnings: list[str], lang: str) -> list[str]:
+    """Each of the result's warnings in `lang`, as the reports show them: a FAIL a dark or blurred frame caused reads
+    as the camera's fault, not the part's."""
+    if not warnings:
+        return []
+    from reports.i18n import translations
+    from reports.warnings import translate_warning
+
+    gettext = translations(lang).gettext
+    return [f"{gettext('Warning')}: {translate_warning(gettext, w)}" for w in warnings]

@@ -19,6 +19,7 @@ from model.framing import Framing, Roi, crop
 from model.images import read_mask
 from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, tpr_at_fpr
 from model.progress import BarFactory, silent
+from model.quality import quality_stats
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Scored:
     ms_per_image: list[float]
     known: np.ndarray | None = None  # bool [N]: whose pixels are known (good images, defects with a mask); None: all
     inspected: np.ndarray | None = None  # bool [h, w]: the pixels the model judges (not --ignore's); None: all
+    quality: np.ndarray | None = None  # [N, 4] model.quality.quality_stats of each image as the model saw it
 
     @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -84,9 +86,10 @@ def score_samples(
     per image, amortised)."""
     if size is None:
         size, framing = tuple(predict.config.input_size), predict.config.framing
-    scores, maps, masks, times = [], [], [], []
+    scores, maps, masks, times, quality = [], [], [], [], []
     bar = progress("scoring", len(samples))
     for idx, batch, rgbs, located in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing):
+        quality.append(quality_stats(batch))
         t = time.perf_counter()
         out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
         s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
@@ -105,7 +108,7 @@ def score_samples(
                              "(float16 can overflow)")
     inspected = None if framing is None or framing.ignored is None else ~framing.ignored
     return Scored(scores_, maps_, np.stack(masks) if with_masks else None, times, known_pixels(samples) if with_masks else None,
-                  inspected)
+                  inspected, np.concatenate(quality))
 
 
 def _r(x: float) -> float | None:

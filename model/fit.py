@@ -27,6 +27,7 @@ from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.overlap import cell_means, part_groups
 from model.progress import Bar, BarFactory, silent
+from model.quality import quality_stats, quality_summary
 
 AUGMENTATIONS = {"hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}
 MAX_INPUT_SIZE = 1024  # patches grow with the side squared: 252 images at 1024 px give 4.1 M of 472 floats (7.8 GB)
@@ -349,6 +350,7 @@ class GoodFit:
     without_parts: WithoutParts | None = None  # the calibration's inputs where some images are captures of one part
     copies: list[tuple[str, str]] = field(default_factory=list)  # training files left out as byte-identical copies
     image_size: dict | None = None  # the training images' sizes (image_size_summary), so inspection can flag a part unlike them
+    image_quality: dict | None = None  # the range of their light, contrast and focus (model.quality), likewise
 
 
 def fit(dataset: Dataset, options: FitOptions, progress: BarFactory = silent,
@@ -398,10 +400,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
 
     # 1. features of every good image (and of its augmented views, which share its source id), written into one
     # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
-    emb, row, pooled, sources, good_rgbs, descs, shapes = None, 0, [], [], [], [], []
+    emb, row, pooled, sources, good_rgbs, descs, shapes, quality = None, 0, [], [], [], [], [], []
     bar = progress("features", len(paths))
     for idx, batch, originals, located in load_batches(paths, size, options.batch_size, framing=framing):
         shapes += [rgb.shape[:2] for rgb in originals]
+        quality.append(quality_stats(batch))
         for i, (_, weak) in zip(idx, located, strict=True):  # a part the template does not find would be learnt as good
             if weak:
                 raise InspectorError(f"image {paths[i]}: {weak}; remove it from the good images, or widen --locate")
@@ -487,7 +490,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         without = WithoutParts(grouped.numel(), *_part_excluded_cells(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
-                        k, t0, data_sha256, without, copies, image_size_summary(shapes))
+                        k, t0, data_sha256, without, copies, image_size_summary(shapes), quality_summary(np.concatenate(quality)))
 
 
 def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Framing:
@@ -581,6 +584,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": good.data_sha256,
             **({"image_size": good.image_size} if good.image_size else {}),
+            **({"image_quality": good.image_quality} if good.image_quality else {}),
             "fit_seconds": round(fit_seconds, 2),
             "bank_size": good.bank_size,
             "patches": int(len(good.paths) * good.first_view.shape[2] * good.first_view.shape[3]),

@@ -1,7 +1,7 @@
 """The inspector's per-part warnings, which records carry in English, read back in a report's language.
 
 A warning is matched whole against the texts the inspector writes (`inspector.api.unlike_training`,
-`model.framing.Framing.located`); one it does not know is shown as written.
+`model.framing.Framing.located`, `model.quality.WARNINGS`); one it does not know is shown as written.
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"the part matched the training parts' template only weakly within the --locate margin; it may be missing, "
                 r"turned or out of place"),
      _("The part matched the training parts' template only weakly within the --locate margin; it may be missing, turned or out of place")),
+    # model.quality.WARNINGS, as the inspector writes them, capitalised
+    *((re.compile(re.escape(message[0].lower() + message[1:])), message) for message in (
+        _("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera"),
+        _("Image is overexposed: far more of it is clipped white than in any training image; check the light and the exposure"),
+        _("Image has almost no contrast against the training images (no part, a blank frame, fog or glare); check the camera and what it sees"),
+        _("Image is blurrier than the training images; check the focus, and for motion blur or a dirty lens"),
+    )),
 )
 
 

@@ -61,6 +61,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     from inspector.engines import open_engine
     from model.data import load_dataset
     from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
+    from model.quality import quality_report
 
     dataset = load_dataset(data, require_train=False)
     if not dataset.test:
@@ -91,6 +92,9 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         report["notes"] = dataset.notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
+    if quality := (manifest.get("training") or {}).get("image_quality"):
+        report["image_quality"] = quality_report([s.is_defect for s in dataset.test], [str(s.path) for s in dataset.test],
+                                                 scored.quality, quality)
     here = calibrated_here(manifest, dataset)
     report["at_threshold"].update(threshold_origin(manifest.get("calibration") or {}, dataset))
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores, here))
@@ -289,6 +293,11 @@ def run(args: argparse.Namespace) -> int:
         if "held_out" in px:
             h = px["held_out"]
             print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")
+    if q := report.get("image_quality"):
+        n = q["good"] + q["defect"]
+        print(f"  image quality: {n} of {len(evaluation.dataset.test)} test images would be warned about"
+              + (f" ({', '.join(f'{c} {k}' for c, k in q['causes'].items())}; {q['good']} good, {q['defect']} defective; "
+                 f"first: {q['examples'][0]['file']}): check them, or fit on images like them" if n else " (light, exposure, focus)"))
     ov = report.get("train_overlap") or {}
     if "skipped" in ov:
         print(f"  overlap check skipped: {ov['skipped']}")

@@ -198,6 +198,24 @@ def test_an_image_unlike_the_training_images_is_flagged(insp, tiny_data):
     assert unlike_training((250, 400), {"min": [120, 240], "max": [600, 290], "aspect": [0.43, 2.45]}) is None  # tiles of many sizes
 
 
+def test_a_frame_spoiled_by_the_camera_or_the_light_is_named(insp, tiny_data, monkeypatch):
+    from model.quality import STATS, WARNINGS
+
+    training = insp.engine.meta.manifest["training"]
+    assert set(training["image_quality"]) == set(STATS)  # fit keeps the good images' range
+    good = cv2.imread(str(tiny_data / "test" / "good" / "000.png"))
+    assert insp.inspect(good).warnings == []
+    dark = insp.inspect(np.zeros_like(good))  # failed before too, blaming the part ("blob", its regions)
+    assert dark.verdict == "FAIL" and dark.warnings == [WARNINGS["dark"]] and dark.to_record()["warnings"] == dark.warnings
+    assert dark.describe("en").endswith(" Warning: Image is much darker than the training images (no light, a covered lens or too "
+                                        "short an exposure); check the light and the camera")  # blamed on the part alone before
+    assert dark.describe("zh").endswith("警告: 图像比训练图像暗得多（无光照、镜头被遮挡或曝光时间过短）；请检查光源和相机")
+    assert insp.inspect(np.full_like(good, 128)).warnings == [WARNINGS["blank"]]
+    assert [r.warnings for r in insp.inspect_batch([good, np.full_like(good, 255)])] == [[], [WARNINGS["overexposed"]]]
+    monkeypatch.delitem(training, "image_quality")  # a model fitted before the range was kept
+    assert insp.inspect(np.zeros_like(good)).warnings == []
+
+
 def test_a_loaded_image_keeps_the_source_it_is_given(insp, tiny_data):
     from inspector.api import load_image
 

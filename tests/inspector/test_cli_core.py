@@ -230,6 +230,19 @@ def test_eval_json(capsys, tiny_ckpt, tiny_data):
     px = report["at_pixel_threshold"]  # fit chose the pixel threshold by F1-max on the same test masks
     assert px["calibrated_on_these_images"] and px["held_out"]["folds"] == 4
     assert 0.0 < px["f1"] <= 1.0 and all(0.0 <= px["held_out"][k] <= 1.0 for k in ("precision", "recall", "f1"))
+    assert report["image_quality"] == {"good": 0, "defect": 0, "causes": {}, "examples": []}  # no test image blamed on the camera
+
+
+def test_eval_names_test_images_the_quality_check_would_warn_about(capsys, tiny_ckpt, tiny_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    cv2.imwrite(str(data / "test" / "good" / "dark.png"), np.zeros((96, 96, 3), np.uint8))
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    assert rc == 0, err
+    quality = json.loads(stdout)["image_quality"]
+    assert quality == {"good": 1, "defect": 0, "causes": {"dark": 1}, "examples": [{"file": str(data / "test" / "good" / "dark.png"), "cause": "dark"}]}
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+    assert "image quality: 1 of 9 test images would be warned about (dark 1; 1 good, 0 defective; first: " in stdout
 
 
 def test_eval_report_shows_what_the_stored_threshold_does_on_these_images(capsys, tiny_ckpt, tiny_data, tmp_path):

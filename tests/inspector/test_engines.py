@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -68,6 +69,10 @@ def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports
     code, out, _ = cli(capsys, "inspect", model, image, "--json")
     edited = json.loads(out)
     assert edited["verdict"] == "PASS" and edited["threshold"] == pytest.approx(record["score"] + 100.0)
+    dark = tmp_path / "dark.png"  # the training images' range travels in the sidecar: an export names a dark frame too
+    cv2.imwrite(str(dark), np.zeros((96, 96, 3), np.uint8))
+    code, out, _ = cli(capsys, "inspect", exports["onnx"], dark, "--json")
+    assert code == 0 and json.loads(out)["warnings"][0].startswith("image is much darker than the training images")
     assert edited["score"] == pytest.approx(record["score"])
     # an export folder with one model works too
     code, out, _ = cli(capsys, "inspect", tmp_path / "edited", image, "--json")

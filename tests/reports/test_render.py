@@ -272,6 +272,21 @@ def test_a_records_warnings_are_on_its_page_in_its_language():
     assert "Advertencia" not in inspection_html(_rec(1, "FAIL", 9.0, warnings="not a list"), lang="es")
 
 
+def test_the_image_quality_warnings_read_in_each_language():
+    """reports.warnings keeps its own copy of model.quality's texts (reports imports no model code): each must match."""
+    from model.quality import WARNINGS
+    from reports.i18n import translations
+    from reports.warnings import translate_warning
+
+    for text in WARNINGS.values():
+        en = translate_warning(translations("en").gettext, text)
+        assert en == text[0].upper() + text[1:]
+        for lang in ("zh", "es"):
+            assert translate_warning(translations(lang).gettext, text) not in (text, en), (lang, text)
+    html = inspection_html(_rec(1, "FAIL", 9.0, warnings=[WARNINGS["blurred"]]), lang="zh")
+    assert "图像比训练图像模糊；请检查对焦" in html
+
+
 def test_a_shift_with_more_failed_parts_than_the_table_lists_names_the_worst_and_writes_them_all(tmp_path):
     """The table listed the first 200 by time: 36 minutes of a 2,983-FAIL shift, not the worst parts."""
     import csv

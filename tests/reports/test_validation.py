@@ -171,11 +171,16 @@ def test_pdf_in_chinese_with_letterhead(tmp_path):
 
 def test_new_parts_and_twins_notes_appear_only_when_eval_measured_them():
     plain = validation_html(run_of([0.0, 2.0], ["good", "crack"]), Page.of("en", ("html",), "UTC", None))
-    assert 'id="new-parts"' not in plain and 'id="twins"' not in plain
+    assert 'id="new-parts"' not in plain and 'id="twins"' not in plain and 'id="image-quality"' not in plain
     run = run_of([0.0, 2.0], ["good", "crack"], new_parts={"folds": 5, "image_auroc": 0.8667},
                  train_overlap={"good_twins": 176, "defect_twins": 2, "image_auroc_without_twins": 0.9488})
     html = validation_html(run, Page.of("en", ("html",), "UTC", None))
     assert re.search(r'id="new-parts">[^<]*\(5 folds\), image AUROC was 0\.8667', html)
     assert re.search(r'id="twins">176 good and 2 defect[^<]*AUROC is 0\.9488', html)
+    none = run_of([0.0, 2.0], ["good", "crack"], image_quality={"good": 0, "defect": 0, "causes": {}, "examples": []})
+    assert 'id="image-quality"' not in validation_html(none, Page.of("en", ("html",), "UTC", None))
+    warned = run_of([0.0, 2.0], ["good", "crack"], image_quality={"good": 3, "defect": 1, "causes": {"dark": 4}, "examples": []})
+    assert re.search(r'id="image-quality">3 good and 1 defect test images are darker', validation_html(warned, Page.of("en", ("html",), "UTC", None)))
+    assert "张良品和" in validation_html(warned, Page.of("zh", ("html",), "UTC", None))
     skipped = run_of([0.0, 2.0], ["good", "crack"], new_parts={"skipped": "fewer parts than folds"})
     assert 'id="new-parts"' not in validation_html(skipped, Page.of("en", ("html",), "UTC", None))
