@@ -30,6 +30,7 @@ from inspector.outbox import Outbox
 from inspector.result import InspectionResult
 from inspector.store import REFUSED_DIR, Store
 from model.errors import InspectorError
+from reports.warnings import warning_kind
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class Sink:
         if result.verdict == "FAIL":
             self.hooks.fail(record)
         for warning in result.warnings:
-            self.metrics.inc("inspector_warnings_total")
+            self.metrics.inc("inspector_warnings_total", {"kind": warning_kind(warning) or "other"})
             if warning != self._last_warning:  # in the log once per change, not once per part
                 log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
                 self._last_warning = warning

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+from reports.warnings import warning_kind
 from reports.zones import iso_datetime
 
 # Subgroup widths for the p-chart and throughput, smallest first: the first that gives at most MAX_SUBGROUPS wins.
@@ -217,6 +218,7 @@ class ShiftStats:
     undated: int = 0
     unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
     reviews: dict[str, int] = field(default_factory=dict)  # QA reviews by outcome (OUTCOMES order)
+    warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (a warning as written, parts with one of its kind, failed)
 
     @property
     def out_of_control(self) -> int:
@@ -315,4 +317,16 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         undated=len(parts) - len(times),
         unjudged=len(parts) - judged,
         reviews={o: n for o in OUTCOMES if (n := sum(p.review is not None and p.review.outcome == o for p in parts))},
+        warnings=warning_counts(parts),
     )
+
+
+def warning_counts(parts: list[Inspection]) -> list[tuple[str, int, int]]:
+    """(the first text of each kind of warning, parts that carry one, of them failed), most parts first."""
+    kinds: dict[str, list] = {}
+    for p in parts:
+        for text in dict.fromkeys(p.warnings):
+            row = kinds.setdefault(warning_kind(text) or text, [text, 0, 0])
+            row[1] += 1
+            row[2] += p.verdict == "FAIL"
+    return sorted((tuple(row) for row in kinds.values()), key=lambda row: -row[1])

@@ -7,8 +7,10 @@ A warning is matched whole against the texts the inspector writes (`inspector.ap
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from reports.charts import Gettext
+if TYPE_CHECKING:  # reports.records counts warnings by kind, and charts imports records
+    from reports.charts import Gettext
 
 
 def _(message: str) -> str:
@@ -17,26 +19,32 @@ def _(message: str) -> str:
 
 
 _SIZE = r"\d+x\d+"
-KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(rf"image (?P<size>{_SIZE}) px is unlike the training images \((?P<lo>{_SIZE})(?: to (?P<hi>{_SIZE}))? px\); "
-                r"check the camera's resolution, crop and orientation, or fit on images like it"),
+# kind (a metric's label, the shift report's row), the text as the inspector writes it, the catalog message
+KNOWN: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("size", re.compile(rf"image (?P<size>{_SIZE}) px is unlike the training images \((?P<lo>{_SIZE})(?: to (?P<hi>{_SIZE}))? px\); "
+                        r"check the camera's resolution, crop and orientation, or fit on images like it"),
      _("Image %(size)s px is unlike the training images (%(seen)s px); check the camera's resolution, crop and orientation, or fit on images like it")),
-    (re.compile(r"the part matched the training parts' template only weakly within the --locate margin; it may be missing, "
-                r"turned or out of place"),
+    ("locate", re.compile(r"the part matched the training parts' template only weakly within the --locate margin; it may be missing, "
+                          r"turned or out of place"),
      _("The part matched the training parts' template only weakly within the --locate margin; it may be missing, turned or out of place")),
     # model.quality.WARNINGS, as the inspector writes them, capitalised
-    *((re.compile(re.escape(message[0].lower() + message[1:])), message) for message in (
-        _("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera"),
-        _("Image is overexposed: far more of it is clipped white than in any training image; check the light and the exposure"),
-        _("Image has almost no contrast against the training images (no part, a blank frame, fog or glare); check the camera and what it sees"),
-        _("Image is blurrier than the training images; check the focus, and for motion blur or a dirty lens"),
+    *((kind, re.compile(re.escape(message[0].lower() + message[1:])), message) for kind, message in (
+        ("dark", _("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera")),
+        ("overexposed", _("Image is overexposed: far more of it is clipped white than in any training image; check the light and the exposure")),
+        ("blank", _("Image has almost no contrast against the training images (no part, a blank frame, fog or glare); check the camera and what it sees")),
+        ("blurred", _("Image is blurrier than the training images; check the focus, and for motion blur or a dirty lens")),
     )),
 )
 
 
+def warning_kind(text: str) -> str | None:
+    """What kind of warning the inspector wrote (`KNOWN`'s first column), None for a text it does not know."""
+    return next((kind for kind, pattern, _ in KNOWN if pattern.fullmatch(text)), None)
+
+
 def translate_warning(gettext: Gettext, text: str) -> str:
     """`text` in the report's language where it is a warning the inspector writes, else as it is."""
-    for pattern, message in KNOWN:
+    for _kind, pattern, message in KNOWN:
         if m := pattern.fullmatch(text):
             found = m.groupdict()
             found["seen"] = "–".join(filter(None, (found.get("lo"), found.get("hi"))))

@@ -18,6 +18,7 @@ import pytest
 
 from inspector import pipeline
 from model.errors import InspectorError
+from model.quality import WARNINGS
 from tests.inspector.conftest import png, running, wait_until, write_video
 from tests.synthetic import good_image
 
@@ -38,9 +39,14 @@ def test_an_image_unlike_the_training_images_is_flagged_and_logged_once(station,
         wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
         for i in range(3):
             lst.publish("image", wide, user={"inspection_id": f"w{i}"})
-        results = wait_until(lambda: len(lst.json("result")) >= 3 and lst.json("result"), 15, "3 results")
-        assert all("unlike the training images" in r["warnings"][0] for r in results)  # judged silently before
-        assert d.metrics.total("inspector_warnings_total") == 3
+        lst.publish("image", png(np.zeros((96, 96, 3), np.uint8)), user={"inspection_id": "dark"})  # the light failed
+        results = wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("result"), 15, "4 results")
+        by_id = {r["inspection_id"]: r["warnings"] for r in results}
+        assert all("unlike the training images" in by_id[f"w{i}"][0] for i in range(3))  # judged silently before
+        assert by_id["dark"] == [WARNINGS["dark"]]  # FAIL, and blamed on the part alone before
+        assert d.metrics.total("inspector_warnings_total") == 4
+        metrics = d.metrics.render()
+        assert 'inspector_warnings_total{kind="size"} 3' in metrics and 'inspector_warnings_total{kind="dark"} 1' in metrics
     assert sum("unlike the training images" in r.getMessage() for r in caplog.records) == 1  # once per change, not per part
 
 
