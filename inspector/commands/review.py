@@ -11,8 +11,9 @@ machine said is not changed. Shift and inspection reports show them: false alarm
 verdicts. Every id is checked before any is written.
 
 --export copies the stored image of each reviewed part into DIR/good/ or DIR/<defect type>/ (the review's type,
-else the one the model named), the layout `inspector fit --labels` reads; its good/ images can join a training
-set's train/good. Parts without a stored image (store.save_images) or a defect type are counted, not copied.
+else the one the model named; one folder whatever its case, spelt as first met), the layout `inspector fit --labels`
+reads; its good/ images can join a training set's train/good. Parts without a stored image (store.save_images) or
+a defect type are counted, not copied.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def _export(args: argparse.Namespace) -> int:
     store = open_store(_store_of(args))
     copied: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    spelled: dict[str, str] = {}  # each type's first spelling: "Crack" and "crack" were two classes to fit --labels
     try:
         for record in store.iter_records(start, end):
             part = inspection(record)
@@ -109,7 +111,7 @@ def _export(args: argparse.Namespace) -> int:
             if image is None or not image.is_file():
                 skipped["no stored image (store.save_images)"] += 1
                 continue
-            folder = out / ("good" if kind == "good" else safe_name(kind))
+            folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(kind.lower(), kind)))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(image, folder / f"{safe_name(part.id)}{image.suffix}")

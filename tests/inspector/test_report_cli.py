@@ -258,6 +258,11 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
     assert copied.read_bytes() == (root / by_id[fails[0]]["images"]["image"]).read_bytes()
     labels = load_labels(tmp_path / "x")  # good/ is not a type
     assert sorted(labels.types) == sorted({"crack", machine_type})
+    main(["review", "--db", str(root), fails[1], "--truth", "defect", "--type", "CRACK"])  # typed otherwise: one class still
+    capsys.readouterr()
+    cased = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "c"), "--json")
+    first = "crack" if by_id[passes[0]]["timestamp"] < by_id[fails[1]]["timestamp"] else "CRACK"  # spelt as first met
+    assert cased["copied"] == {first: 2, "good": 1} and sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted([first, "good"])
     (root / by_id[passes[0]]["images"]["image"]).unlink()  # a store that keeps no images of PASSes
     again = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "y"), "--json")
     assert "crack" not in again["copied"] and again["skipped"]["no stored image (store.save_images)"] == 1
