@@ -132,6 +132,11 @@ class ModelSection(Section):
                                               "before decoding: a 0.4 MB PNG can decode to 1.2 GB. 50 million covers an 8K sensor.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
+    verify_good: list[str] = Field([], title="Good verification images",
+                                   description="Images of good parts the model must PASS when the station starts and before a "
+                                               "reloaded model replaces the one in use; a failure stops the start or the reload.")
+    verify_defect: list[str] = Field([], title="Defect verification images",
+                                     description="Images of defective parts the model must FAIL, checked with verify_good.")
 
     @field_validator("device")
     @classmethod

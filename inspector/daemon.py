@@ -43,6 +43,7 @@ from inspector.result import utc_now
 from inspector.review import review_parts
 from inspector.sources import open_source
 from inspector.store import Store
+from inspector.verification import verify
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class Daemon:
         self._model_lock = threading.Lock()  # the engine in use is swapped or closed under it, never both at once
         self._reloading = threading.Lock()  # one reload at a time
         self.loaded_at = ""
+        self.verified: dict[str, int] | None = None  # the verification images the model in use judged right
         self.last_reload: dict[str, Any] | None = None
         self.outbox: Outbox | None = None
         self.sink: Sink | None = None
@@ -209,6 +211,10 @@ class Daemon:
             self.inspector = Inspector(engine, decision_of(cfg.model), cfg.station.name)
         else:
             self.inspector, self._model_files, self._model_stamp = self._load(cfg.model)
+        self.verified = verify(self.inspector, cfg.model.verify_good, cfg.model.verify_defect)  # before anything is judged
+        if self.verified:
+            log.info("verified: model %s passed %d good and failed %d defect verification images", self.inspector.engine.meta.model_id,
+                     self.verified["good"], self.verified["defect"])
         self.loaded_at = utc_now()
         if cfg.sparkplug.enabled:
             from inspector.sparkplug import SparkplugNode
@@ -346,6 +352,8 @@ class Daemon:
                                "pixel_threshold": self.inspector.pixel_threshold, "loaded_at": self.loaded_at}
         if files_stamp(self._model_files) != self._model_stamp:
             out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP or a reload command) or restart to use them"
+        if self.verified is not None:
+            out["verified"] = self.verified
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
         return out
@@ -384,6 +392,7 @@ class Daemon:
             new, files, stamp = self._load(section)
             width, height = new.engine.meta.framing.least_frame()  # a framed model refuses a frame without its region
             new.inspect(np.full((height, width, 3), 128, np.uint8))  # a model that cannot run must not replace one that can
+            verified = verify(new, section.verify_good, section.verify_defect)  # nor one that misjudges a known part
         except Exception as exc:  # noqa: BLE001 - a reload must never take the station down
             if new is not None:
                 new.engine.close()
@@ -399,7 +408,7 @@ class Daemon:
                     return {"ok": False, "model": was_id, "error": "the station is stopping"}
                 self.inference.swap(new, section.batch_size)
                 self.inspector, owned, self._owns_engine = new, self._owns_engine, True
-                self._model_files, self._model_stamp, self.loaded_at = files, stamp, utc_now()
+                self._model_files, self._model_stamp, self.loaded_at, self.verified = files, stamp, utc_now(), verified
                 self.cfg = self.cfg.model_copy(update={"model": section})
             if owned:
                 was.engine.close()

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not)")
     v.add_argument("file", help="station config YAML")
     v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
-                   "model loads on model.device, the source folder or video exists, the store folder is writable with store.min_free_mb free, the HTTP port is free")
+                   "model loads on model.device and judges model.verify_good / verify_defect right, the source folder or video exists, the store folder is writable with store.min_free_mb free, the HTTP port is free")
     v.add_argument("--json", action="store_true", help="print {valid, errors} as JSON")
     v.set_defaults(func=validate)
     s = csub.add_parser("schema", help="print the JSON schema of station configs (every key, with its description)")
@@ -37,7 +37,9 @@ def validate(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
         print(f"{args.file}: {len(errors)} problem(s)", file=sys.stderr)
     else:
-        here = f"; this machine can run it (the model loads on {cfg.model.device}, source, store and port checked)" if args.here else ""
+        n = len(cfg.model.verify_good) + len(cfg.model.verify_defect)
+        judged = f" and judges its {n} verification images right" if n and not cfg.model.device.startswith("tensorrt") else ""
+        here = f"; this machine can run it (the model loads on {cfg.model.device}{judged}, source, store and port checked)" if args.here else ""
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
               f" topics under {cfg.mqtt.prefix}){here}")
     return 0 if cfg is not None else 1
@@ -51,9 +53,11 @@ def machine_problems(cfg) -> list[str]:
     from pathlib import Path
 
     from inspector.api import Inspector
+    from inspector.daemon import decision_of
     from inspector.engines import locate_model
     from inspector.sources import open_source
     from inspector.store import cannot_write, unwritable
+    from inspector.verification import verify
     from model.errors import InspectorError, need
 
     def model() -> None:
@@ -63,7 +67,11 @@ def machine_problems(cfg) -> list[str]:
                 raise InspectorError("model.device tensorrt: onnxruntime here has no TensorRT provider; install onnxruntime-gpu "
                                      "and TensorRT, or use cuda or cpu")
             return
-        Inspector.load(cfg.model.path, cfg.model.device).engine.close()
+        inspector = Inspector.load(cfg.model.path, cfg.model.device, decision_of(cfg.model))
+        try:
+            verify(inspector, cfg.model.verify_good, cfg.model.verify_defect)
+        finally:
+            inspector.engine.close()
 
     problems = []
     for check in (model, lambda: open_source(cfg.source)):

@@ -187,6 +187,28 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
     assert len(errors) == 1 and "MB free, below store.min_free_mb" in errors[0], errors
 
 
+def test_validate_here_judges_the_verification_images(tmp_path, tiny_ckpt, tiny_data, capsys):
+    good, defect = str(tiny_data / "test" / "good" / "000.png"), str(tiny_data / "test" / "blob" / "000.png")
+    base = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt), "verify_good": [good], "verify_defect": [defect]},
+            "source": {"type": "mqtt"}, "mqtt": {"prefix": "f/st1"}, "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
+    (tmp_path / "right.yaml").write_text(json.dumps(base))
+    assert main(["config", "validate", "--here", str(tmp_path / "right.yaml")]) == 0
+    assert "the model loads on cpu and judges its 2 verification images right" in capsys.readouterr().out
+    swapped = deep_merge(base, {"model": {"verify_good": [defect], "verify_defect": [good]}})
+    (tmp_path / "swapped.yaml").write_text(json.dumps(swapped))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "swapped.yaml")]) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert len(errors) == 1 and f"misjudged 2 of its 2 verification images: model.verify_good {defect} FAIL" in errors[0], errors
+    assert errors[0].endswith("(and 1 more); fix the model or its threshold, or the images listed")
+    strict = deep_merge(base, {"model": {"image_threshold": -1e6}})  # the config's own threshold is the one judged with
+    (tmp_path / "strict.yaml").write_text(json.dumps(strict))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "strict.yaml")]) == 1
+    assert "model.verify_good" in json.loads(capsys.readouterr().out)["errors"][0]
+    (tmp_path / "typed.yaml").write_text(json.dumps(deep_merge(base, {"model": {"verify_good": good}})))
+    assert main(["config", "validate", "--json", str(tmp_path / "typed.yaml")]) == 1  # a path, not a list of them
+    assert "verify_good" in json.loads(capsys.readouterr().out)["errors"][0]
+
+
 def test_an_id_with_a_trailing_newline_is_not_safe():
     from inspector.config import SAFE_ID
 

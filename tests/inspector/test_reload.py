@@ -17,6 +17,7 @@ import yaml
 from inspector.api import Inspector
 from inspector.cli import main
 from inspector.config import StationConfig
+from model.errors import InspectorError
 from tests.inspector.conftest import running, station_dict, wait_until
 
 
@@ -112,6 +113,31 @@ def test_a_reload_command_over_mqtt_replies_with_its_outcome(station, served, li
         wait_until(lambda: len(lst.on("error")) == 3, 60, "the bad command's reply")
         assert json.loads(lst.on("error")[2][0])["error"] == "command: unknown field 'model'"
         assert len(lst.on("report")) == 1 and d.health()["model"]["id"] == reply["model"]
+
+
+def test_a_model_that_misjudges_a_verification_image_neither_starts_nor_replaces_the_one_in_use(station, served, tiny_ckpt, tiny_data,
+                                                                                               listen, good_png):
+    """The known-good / known-bad check: a threshold raised past a known defect reached the line at the next reload."""
+    good, defect = str(tiny_data / "test" / "good" / "000.png"), str(tiny_data / "test" / "blob" / "000.png")
+    cfg = station(model={"path": str(served), "verify_good": [good], "verify_defect": [defect]})
+    lst = listen(cfg.mqtt.port, cfg.mqtt.prefix)
+    with running(cfg, Inspector.load(served)) as d:
+        threshold = d.inspector.image_threshold
+        assert d.health()["model"]["verified"] == {"good": 1, "defect": 1}
+        assert main(["threshold", str(served), "--set", "1e6"]) == 0  # every part would pass
+        outcome = d.reload()
+        assert outcome["ok"] is False and d.inspector.image_threshold == threshold
+        assert f"misjudged 1 of its 2 verification images: model.verify_defect {defect} PASS at score" in outcome["error"]
+        send(lst, good_png, ["after"])
+        assert wait_until(lambda: results(lst).get("after"), 60, "a result with the model in use")["threshold"] == threshold
+    swapped = station(model={"path": str(tiny_ckpt), "verify_good": [defect]})
+    with pytest.raises(InspectorError, match=rf"misjudged 1 of its 1 verification images: model.verify_good {defect} FAIL"):
+        with running(swapped, Inspector.load(tiny_ckpt)):
+            pass
+    missing = station(model={"path": str(tiny_ckpt), "verify_defect": [str(tiny_data / "nope.png")]})
+    with pytest.raises(InspectorError, match=r"^model.verify_defect: .*nope.png"):
+        with running(missing, Inspector.load(tiny_ckpt)):
+            pass
 
 
 def test_reload_reads_the_config_files_model_section_and_names_what_takes_a_restart(tmp_path, broker, served, tiny_ckpt, caplog):
