@@ -182,6 +182,8 @@ class Daemon:
             for part in (self.http, self.sparkplug, self.mqtt):
                 if part is not None:
                     part.stop()
+            if self.inspector is not None and self._owns_engine:  # e.g. loaded, then misjudged a verification image
+                self.inspector.engine.close()
             self._close_store()
             raise
 

@@ -107,7 +107,7 @@ class Sink:
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
         self._pruned = 0  # records deleted in this retention pass so far (it runs a chunk per step)
-        self._last_warning: str | None = None
+        self._last_warnings: tuple[str, ...] = ()  # the last part's: a part may carry two, each logged once per change
         self._next_disk_check = 0.0
         self._unstored: dict[str, tuple[Job, InspectionResult]] = {}  # oldest first
         self._next_store_retry = 0.0
@@ -222,9 +222,10 @@ class Sink:
             self.hooks.fail(record)
         for warning in result.warnings:
             self.metrics.inc("inspector_warnings_total", {"kind": warning_kind(warning) or "other"})
-            if warning != self._last_warning:  # in the log once per change, not once per part
+            if warning not in self._last_warnings:  # in the log once per change, not once per part
                 log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
-                self._last_warning = warning
+        if result.warnings:
+            self._last_warnings = tuple(result.warnings)
         return record
 
     @property

@@ -16,6 +16,7 @@ STATS = ("brightness", "contrast", "white", "sharpness")
 WHITE = 250 / 255  # a grey level at or above this is clipped by the exposure
 # how far beyond the training range a frame must lie to be named (see the module's docstring)
 BLANK_CONTRAST = 0.5  # x the least contrast of a training image
+FLAT = 0.1  # x the least contrast: below it a frame is blank even where it lacks fine detail (a constant frame has none)
 DARK_BRIGHTNESS = 0.5  # x the least brightness
 WHITE_EXTRA = 0.1  # clipped white over this much more of the frame than the most of a training image, and twice it
 BLUR_SHARPNESS = 0.7  # x the least sharpness
@@ -53,14 +54,18 @@ def quality_causes(stats: np.ndarray, summary: dict | None) -> list[str]:
     if not summary:
         return []
     brightness, contrast, white, sharpness = stats
+    lo = {name: summary[name][0] for name in STATS if name in summary}  # a hand-edited range may lack one: not judged
+    hi = {name: summary[name][1] for name in STATS if name in summary}
     # one cause each: a frame too dark or clipped white has neither the contrast nor the detail to judge
-    if brightness < DARK_BRIGHTNESS * summary["brightness"][0]:
+    if "brightness" in lo and brightness < DARK_BRIGHTNESS * lo["brightness"]:
         return ["dark"]
-    if white > max(summary["white"][1] + WHITE_EXTRA, 2 * summary["white"][1]):
+    if "white" in hi and white > max(hi["white"] + WHITE_EXTRA, 2 * hi["white"]):
         return ["overexposed"]
-    if contrast < BLANK_CONTRAST * summary["contrast"][0]:
-        return ["blank"]
-    return ["blurred"] if sharpness < BLUR_SHARPNESS * summary["sharpness"][0] else []
+    blurred = "sharpness" in lo and sharpness < BLUR_SHARPNESS * lo["sharpness"]
+    if "contrast" in lo and contrast < BLANK_CONTRAST * lo["contrast"]:
+        # strong blur flattens a fine texture too, but leaves some contrast; a blank frame keeps its noise's detail
+        return ["blurred"] if blurred and contrast >= FLAT * lo["contrast"] else ["blank"]
+    return ["blurred"] if blurred else []
 
 
 def quality_report(labels: list[bool], files: list[str], stats: np.ndarray, summary: dict) -> dict:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from reports.warnings import warning_kind
 from reports.zones import iso_datetime
 
 # Subgroup widths for the p-chart and throughput, smallest first: the first that gives at most MAX_SUBGROUPS wins.
@@ -218,7 +217,7 @@ class ShiftStats:
     undated: int = 0
     unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
     reviews: dict[str, int] = field(default_factory=dict)  # QA reviews by outcome (OUTCOMES order)
-    warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (a warning as written, parts with one of its kind, failed)
+    warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (a warning as written, parts with it, failed)
 
     @property
     def out_of_control(self) -> int:
@@ -322,11 +321,12 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
 
 
 def warning_counts(parts: list[Inspection]) -> list[tuple[str, int, int]]:
-    """(the first text of each kind of warning, parts that carry one, of them failed), most parts first."""
-    kinds: dict[str, list] = {}
+    """(a warning's text, parts that carry it, of them failed), most parts first: one row per text, so that a size
+    warning names the size its parts had."""
+    rows: dict[str, list] = {}
     for p in parts:
         for text in dict.fromkeys(p.warnings):
-            row = kinds.setdefault(warning_kind(text) or text, [text, 0, 0])
+            row = rows.setdefault(text, [text, 0, 0])
             row[1] += 1
             row[2] += p.verdict == "FAIL"
-    return sorted((tuple(row) for row in kinds.values()), key=lambda row: -row[1])
+    return sorted((tuple(row) for row in rows.values()), key=lambda row: -row[1])

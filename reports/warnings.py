@@ -7,10 +7,8 @@ A warning is matched whole against the texts the inspector writes (`inspector.ap
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # reports.records counts warnings by kind, and charts imports records
-    from reports.charts import Gettext
+from reports.charts import Gettext
 
 
 def _(message: str) -> str:

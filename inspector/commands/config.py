@@ -37,8 +37,10 @@ def validate(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
         print(f"{args.file}: {len(errors)} problem(s)", file=sys.stderr)
     else:
-        n = len(cfg.model.verify_good) + len(cfg.model.verify_defect)
-        judged = f" and judges its {n} verification images right" if n and not cfg.model.device.startswith("tensorrt") else ""
+        n, judged = len(cfg.model.verify_good) + len(cfg.model.verify_defect), ""
+        if n:
+            judged = (f"; its {n} verification images are there, judged when serve has built its TensorRT engines"
+                      if cfg.model.device.startswith("tensorrt") else f" and judges its {n} verification images right")
         here = f"; this machine can run it (the model loads on {cfg.model.device}{judged}, source, store and port checked)" if args.here else ""
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
               f" topics under {cfg.mqtt.prefix}){here}")
@@ -57,7 +59,7 @@ def machine_problems(cfg) -> list[str]:
     from inspector.engines import locate_model
     from inspector.sources import open_source
     from inspector.store import cannot_write, unwritable
-    from inspector.verification import verify
+    from inspector.verification import FIELDS, verify
     from model.errors import InspectorError, need
 
     def model() -> None:
@@ -66,6 +68,9 @@ def machine_problems(cfg) -> list[str]:
             if "TensorrtExecutionProvider" not in need("onnxruntime", "gpu", "model.device tensorrt").get_available_providers():
                 raise InspectorError("model.device tensorrt: onnxruntime here has no TensorRT provider; install onnxruntime-gpu "
                                      "and TensorRT, or use cuda or cpu")
+            for field, paths in zip(FIELDS, (cfg.model.verify_good, cfg.model.verify_defect), strict=True):  # judged by serve
+                if missing := [p for p in paths if not Path(p).is_file()]:
+                    raise InspectorError(f"{field}: {missing[0]}: no such file; give images of parts that exist")
             return
         inspector = Inspector.load(cfg.model.path, cfg.model.device, decision_of(cfg.model))
         try:

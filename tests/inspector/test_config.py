@@ -209,6 +209,24 @@ def test_validate_here_judges_the_verification_images(tmp_path, tiny_ckpt, tiny_
     assert "verify_good" in json.loads(capsys.readouterr().out)["errors"][0]
 
 
+def test_validate_here_on_tensorrt_finds_the_verification_images_it_cannot_judge(tmp_path, tiny_ckpt, tiny_data, capsys, monkeypatch):
+    """TensorRT engines are built by serve, so --here judged nothing there, nor said that an image was missing."""
+    import types
+
+    import model.errors
+
+    monkeypatch.setattr(model.errors, "need", lambda *a: types.SimpleNamespace(get_available_providers=lambda: ["TensorrtExecutionProvider"]))
+    good = str(tiny_data / "test" / "good" / "000.png")
+    base = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt), "device": "tensorrt", "verify_good": [good]},
+            "source": {"type": "mqtt"}, "mqtt": {"prefix": "f/st1"}, "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
+    (tmp_path / "there.yaml").write_text(json.dumps(base))
+    assert main(["config", "validate", "--here", str(tmp_path / "there.yaml")]) == 0
+    assert "its 1 verification images are there, judged when serve has built its TensorRT engines" in capsys.readouterr().out
+    (tmp_path / "gone.yaml").write_text(json.dumps(deep_merge(base, {"model": {"verify_defect": [str(tmp_path / "gone.png")]}})))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "gone.yaml")]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == [f"model.verify_defect: {tmp_path / 'gone.png'}: no such file; give images of parts that exist"]
+
+
 def test_an_id_with_a_trailing_newline_is_not_safe():
     from inspector.config import SAFE_ID
 

@@ -34,20 +34,25 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 def test_an_image_unlike_the_training_images_is_flagged_and_logged_once(station, broker, listen, tiny_inspector, caplog):
     cfg = station()
     lst = listen(broker.port, cfg.mqtt.prefix)
-    wide = png(np.tile(good_image(7), (1, 3, 1)))  # the camera's crop changed: 3 times wider than every training image
+    wide = np.tile(good_image(7), (1, 3, 1))  # the camera's crop changed: 3 times wider than every training image
     with caplog.at_level("WARNING", logger="inspector.pipeline"), running(cfg, tiny_inspector) as d:
         wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
         for i in range(3):
-            lst.publish("image", wide, user={"inspection_id": f"w{i}"})
-        lst.publish("image", png(np.zeros((96, 96, 3), np.uint8)), user={"inspection_id": "dark"})  # the light failed
-        results = wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("result"), 15, "4 results")
+            lst.publish("image", png(wide), user={"inspection_id": f"w{i}"})
+        for i in range(3):  # and then the light failed too: two warnings on each part
+            lst.publish("image", png(wide // 40), user={"inspection_id": f"wd{i}"})
+        lst.publish("image", png(np.zeros((96, 96, 3), np.uint8)), user={"inspection_id": "dark"})
+        results = wait_until(lambda: len(lst.json("result")) >= 7 and lst.json("result"), 30, "7 results")
         by_id = {r["inspection_id"]: r["warnings"] for r in results}
         assert all("unlike the training images" in by_id[f"w{i}"][0] for i in range(3))  # judged silently before
+        assert all(by_id[f"wd{i}"] == [by_id["w0"][0], WARNINGS["dark"]] for i in range(3))
         assert by_id["dark"] == [WARNINGS["dark"]]  # FAIL, and blamed on the part alone before
-        assert d.metrics.total("inspector_warnings_total") == 4
+        assert d.metrics.total("inspector_warnings_total") == 10
         metrics = d.metrics.render()
-        assert 'inspector_warnings_total{kind="size"} 3' in metrics and 'inspector_warnings_total{kind="dark"} 1' in metrics
-    assert sum("unlike the training images" in r.getMessage() for r in caplog.records) == 1  # once per change, not per part
+        assert 'inspector_warnings_total{kind="size"} 6' in metrics and 'inspector_warnings_total{kind="dark"} 4' in metrics
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("unlike the training images" in m for m in logged) == 1  # once per change, not per part
+    assert sum("much darker" in m for m in logged) == 1  # two warnings a part alternated, and each was logged for every part
 
 
 # -- round trips, one per source kind ---------------------------------------------------------------------

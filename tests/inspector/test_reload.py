@@ -17,6 +17,7 @@ import yaml
 from inspector.api import Inspector
 from inspector.cli import main
 from inspector.config import StationConfig
+from inspector.daemon import Daemon
 from model.errors import InspectorError
 from tests.inspector.conftest import running, station_dict, wait_until
 
@@ -131,9 +132,10 @@ def test_a_model_that_misjudges_a_verification_image_neither_starts_nor_replaces
         send(lst, good_png, ["after"])
         assert wait_until(lambda: results(lst).get("after"), 60, "a result with the model in use")["threshold"] == threshold
     swapped = station(model={"path": str(tiny_ckpt), "verify_good": [defect]})
+    daemon = Daemon(swapped)  # loads its own model, as `serve` does
     with pytest.raises(InspectorError, match=rf"misjudged 1 of its 1 verification images: model.verify_good {defect} FAIL"):
-        with running(swapped, Inspector.load(tiny_ckpt)):
-            pass
+        daemon.start()
+    assert daemon.inspector.engine.net is None  # the engine it loaded is closed, not held until exit
     missing = station(model={"path": str(tiny_ckpt), "verify_defect": [str(tiny_data / "nope.png")]})
     with pytest.raises(InspectorError, match=r"^model.verify_defect: .*nope.png"):
         with running(missing, Inspector.load(tiny_ckpt)):

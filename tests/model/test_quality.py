@@ -66,6 +66,16 @@ def test_a_defect_is_not_blamed_on_the_camera():
     stripes = quality_summary(quality_stats(batch([good_image(i) for i in range(12)])))
     assert all(causes(defect_image(i)[0], stripes) == [] for i in range(6))
     assert all(causes(good_image(500 + i), stripes) == [] for i in range(6))
+    # blur that flattens a fine texture is still blur ("blank" before); a constant frame is blank
+    assert [causes(cv2.GaussianBlur(good_image(500), (0, 0), sigma), stripes) for sigma in (2.0, 3.0)] == [["blurred"]] * 2
+    assert causes(np.full((96, 96, 3), 128, np.uint8), stripes) == ["blank"]
+
+
+def test_a_range_lacking_a_statistic_judges_the_others():
+    """A hand-edited manifest: every inspection raised KeyError before."""
+    summary = {"brightness": [0.4, 0.6], "contrast": [0.1, 0.3]}
+    stats = quality_stats(batch([np.zeros((96, 96, 3), np.uint8), part(1)]))
+    assert quality_causes(stats[0], summary) == ["dark"] and quality_causes(stats[1], summary) == []
 
 
 def test_a_model_without_a_range_warns_of_nothing():

@@ -272,21 +272,22 @@ def test_a_records_warnings_are_on_its_page_in_its_language():
     assert "Advertencia" not in inspection_html(_rec(1, "FAIL", 9.0, warnings="not a list"), lang="es")
 
 
-def test_a_shift_counts_its_parts_warnings_by_kind():
+def test_a_shift_counts_the_parts_that_carry_each_warning():
     from model.quality import WARNINGS
 
     size = "image {} px is unlike the training images (96x96 px); check the camera's resolution, crop and orientation, or fit on images like it"
     records = ([_rec(i, "FAIL", 9.0, warnings=[WARNINGS["dark"], WARNINGS["dark"]]) for i in range(5)]  # one part, one count
                + [_rec(10, "PASS", 1.0, warnings=[WARNINGS["dark"]]), _rec(11, "FAIL", 9.0, warnings=[size.format("288x96")]),
-                  _rec(12, "PASS", 1.0, warnings=[size.format("96x300")]), _rec(13, "PASS", 1.0)])
+                  _rec(12, "PASS", 1.0, warnings=[size.format("288x96")]), _rec(13, "PASS", 1.0, warnings=[size.format("96x300")]),
+                  _rec(14, "PASS", 1.0)])
     html = shift_html(records, {})
     rows = re.findall(r"<tr><td>([^<]*)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>",
                       html[html.index('id="warnings"'):html.index("</table>", html.index('id="warnings"'))])
+    unlike = "px is unlike the training images (96x96 px); check the camera&#39;s resolution, crop and orientation, or fit on images like it"
     assert rows == [("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light "
-                     "and the camera", "6", "5"), ("Image 288x96 px is unlike the training images (96x96 px); check the camera&#39;s "
-                     "resolution, crop and orientation, or fit on images like it", "2", "1")]  # two sizes, one kind
+                     "and the camera", "6", "5"), (f"Image 288x96 {unlike}", "2", "1"), (f"Image 96x300 {unlike}", "1", "0")]
     assert "review it before it is scrapped" in html and "报废前请复核" in shift_html(records, {}, lang="zh")
-    assert 'id="warnings"' not in shift_html([_rec(13, "PASS", 1.0)], {})
+    assert 'id="warnings"' not in shift_html([_rec(14, "PASS", 1.0)], {})
 
 
 def test_the_image_quality_warnings_read_in_each_language():
