@@ -1,7 +1,7 @@
 """Image quality: whether a frame shows the part as the training images did (light, exposure, focus).
 
-A blank, dark, overexposed or blurred frame scores far above the threshold, so it fails, but its regions and defect
-type then blame the part for what the camera or the light did. `fit` records the range of four statistics over the
+A blank, dark, overexposed or blurred frame scored far above the threshold on every model measured, so it failed, but
+its regions and defect type then blamed the part for what the camera or the light did. `fit` records the range of four statistics over the
 good images, at the model's input (the region of interest, resized), and each inspection names the cause when a frame
 lies well outside that range. The margins are wide on purpose: only a fault of the camera or the light should cross
 them, not a defect (none of magnetic_tile's 434 test tiles, nor of NEU's classes against their own range, does).
@@ -31,9 +31,9 @@ WARNINGS = {
 
 def quality_stats(batch: np.ndarray) -> np.ndarray:
     """A preprocessed batch [N, 3, h, w] in [0, 1] -> [N, 4]: each image's mean grey level, its contrast (the grey
-    levels' standard deviation over their mean, which dimming the light keeps),
-    its share of clipped white pixels, and its sharpness: the fine detail (the grey image less its blur at 1 px) as a
-    share of all its contrast, which the light's level does not change either."""
+    levels' standard deviation over their mean, which dimming the light keeps), its share of clipped white pixels, and
+    its sharpness: the fine detail (the grey image less its blur at 1 px) as a share of all its contrast, which the
+    light's level does not change either."""
     rows = []
     for image in batch:
         grey = np.ascontiguousarray(image.mean(axis=0), dtype=np.float32)
