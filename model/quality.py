@@ -9,6 +9,8 @@ them, not a defect (none of magnetic_tile's 434 test tiles, nor of NEU's classes
 
 from __future__ import annotations
 
+from collections import Counter
+
 import cv2
 import numpy as np
 
@@ -72,8 +74,5 @@ def quality_report(labels: list[bool], files: list[str], stats: np.ndarray, summ
     """How many labelled test images (`labels`: defect or not) inspection would warn about, by cause, with the first
     few: a real defect should not be blamed on the light or the focus, nor a good part fail for them unseen."""
     warned = [(f, c, d) for f, row, d in zip(files, stats, labels, strict=True) for c in quality_causes(row, summary)]
-    causes: dict[str, int] = {}
-    for _, c, _ in warned:
-        causes[c] = causes.get(c, 0) + 1
-    return {"good": sum(not d for *_, d in warned), "defect": sum(d for *_, d in warned), "causes": causes,
-            "examples": [{"file": f, "cause": c} for f, c, _ in warned[:5]]}
+    return {"good": sum(not d for *_, d in warned), "defect": sum(d for *_, d in warned),
+            "causes": dict(Counter(c for _, c, _ in warned)), "examples": [{"file": f, "cause": c} for f, c, _ in warned[:5]]}

@@ -35,16 +35,25 @@ KNOWN: tuple[tuple[str, re.Pattern[str], str], ...] = (
 )
 
 
+def _known(text: str) -> tuple[str, re.Match[str], str] | None:
+    """(kind, match, catalog message) of the KNOWN warning `text` is, None for a text the inspector does not write."""
+    for kind, pattern, message in KNOWN:
+        if m := pattern.fullmatch(text):
+            return kind, m, message
+    return None
+
+
 def warning_kind(text: str) -> str | None:
     """What kind of warning the inspector wrote (`KNOWN`'s first column), None for a text it does not know."""
-    return next((kind for kind, pattern, _ in KNOWN if pattern.fullmatch(text)), None)
+    known = _known(text)
+    return known[0] if known else None
 
 
 def translate_warning(gettext: Gettext, text: str) -> str:
     """`text` in the report's language where it is a warning the inspector writes, else as it is."""
-    for _kind, pattern, message in KNOWN:
-        if m := pattern.fullmatch(text):
-            found = m.groupdict()
-            found["seen"] = "–".join(filter(None, (found.get("lo"), found.get("hi"))))
-            return gettext(message) % found
-    return text
+    if (known := _known(text)) is None:
+        return text
+    _kind, m, message = known
+    found = m.groupdict()
+    found["seen"] = "–".join(filter(None, (found.get("lo"), found.get("hi"))))
+    return gettext(message) % found
