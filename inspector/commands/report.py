@@ -59,6 +59,15 @@ def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
         raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
 
 
+def utc_period(start: str | None, end: str | None, z: tzinfo | None = None, until_now: bool = False) -> tuple[str | None, str | None]:
+    """--from and --to as utc_time's form (either may be absent; `until_now`: no --to is now), refused when empty."""
+    t0 = utc_time(start, "--from", z) if start else None
+    t1 = utc_time(end, "--to", z) if end else iso_utc(datetime.now(timezone.utc)) if until_now else None
+    if t0 and t1 and t1 <= t0:
+        raise InspectorError(f"--from {start} .. --to {end or f'now ({t1})'}: the period is empty; --to must be later than --from")
+    return t0, t1
+
+
 @dataclass
 class Settings:
     """What the reports are rendered with: the options given, else the station config's, else the defaults."""
@@ -130,11 +139,7 @@ def run(args: argparse.Namespace) -> int:
             written = [reports.render_inspection(r, args.out, **style) for r in records]
             summary = {"inspections": [r["inspection_id"] for r in records]}
         else:
-            start = utc_time(args.start, "--from", z)
-            end = utc_time(args.end, "--to", z) if args.end else iso_utc(datetime.now(timezone.utc))
-            if end <= start:
-                to = args.end or f"now ({end})"
-                raise InspectorError(f"--from {args.start} .. --to {to}: the period is empty; --to must be later than --from")
+            start, end = utc_period(args.start, args.end, z, until_now=True)
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
             count, items = store.refused(start, end)
             meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot,

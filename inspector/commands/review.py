@@ -78,7 +78,7 @@ def _export(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
-    from inspector.commands.report import utc_time
+    from inspector.commands.report import utc_period
     from reports.images import resolve
     from reports.names import safe_name
     from reports.records import inspection
@@ -90,10 +90,7 @@ def _export(args: argparse.Namespace) -> int:
         raise InspectorError(f"--export {out}: is not a new or empty folder; give one, so that no earlier export mixes in")
     if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
         raise InspectorError(f"--export {out}: {file} is a file; give a folder path")
-    start = utc_time(args.start, "--from") if args.start else None
-    end = utc_time(args.end, "--to") if args.end else None
-    if start and end and end <= start:
-        raise InspectorError(f"--from {args.start} .. --to {args.end}: the period is empty; --to must be later than --from")
+    start, end = utc_period(args.start, args.end)
     store = open_store(_store_of(args))
     copied: Counter[str] = Counter()
     skipped: Counter[str] = Counter()

@@ -240,6 +240,13 @@ def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(r
     assert "<strong>False alarm</strong>" in review and "A. Li" in review and "glare &lt;b&gt;" in review
 
 
+def test_every_outcome_a_review_writes_is_one_the_reports_read():
+    from inspector.review import OUTCOMES as WRITTEN
+    from reports.records import OUTCOMES as READ  # a review of any other outcome would be left out of the reports
+
+    assert set(WRITTEN.values()) | {f"reviewed_{truth}" for truth in ("good", "defect")} == set(READ)
+
+
 def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_reads(reviewed_store, tmp_path, capsys):
     from model.labels import load_labels
 
