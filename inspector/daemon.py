@@ -331,11 +331,17 @@ class Daemon:
         restarted = {n: f"died and was restarted {now - w.restarted_at:.0f} s ago ({w.restarts} times so far)"
                      for n, w in self.workers.items() if w.restarted_at is not None and now - w.restarted_at < RESTART_SHOWN_S}
         # results left unstored wait in the journal: degraded until they are stored, not only until a later one is
-        if status == "ok" and (broker != "connected" or self.metrics.value("inspector_source_up") == 0 or self.trouble.error
-                               or self.trouble.unstored or (self.hooks and self.hooks.recent_error) or restarted
-                               or refused or (sink and sink.images_off) or (model or {}).get("changed_on_disk")):
+        concerns = [why for cond, why in (
+            (broker != "connected", f"broker {broker}"), (self.metrics.value("inspector_source_up") == 0, f"source {source}"),
+            (self.trouble.error, "the store refuses writes"), (self.trouble.unstored, "results wait to be stored"),
+            (self.hooks and self.hooks.recent_error, "a report failed"), (restarted, "a worker was restarted"),
+            (refused, "the broker refuses results"), (sink and sink.images_off, "images are not saved"),
+            ((model or {}).get("changed_on_disk"), "the model's files changed since it was loaded"),
+            (((model or {}).get("last_reload") or {}).get("ok") is False, "the last reload failed")) if cond]
+        if status == "ok" and concerns:
             status = "degraded"
-        return {"status": status, "station": self.cfg.station.name, "problems": self.problems, "broker": broker, "source": source,
+        return {"status": status, "station": self.cfg.station.name, "problems": self.problems,
+                **({"degraded": concerns} if status == "degraded" else {}), "broker": broker, "source": source,
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 **({"reports": reports} if reports and reports["failed"] else {}), **({"restarted": restarted} if restarted else {}),

@@ -162,7 +162,14 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server API): uptime monitors ask with HEAD
+                self._respond(head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._respond()
+
+            def _respond(self, head: bool = False) -> None:
+                self._head = head
                 path = self.path.split("?")[0]
                 if path == "/health":
                     h = health()
@@ -185,7 +192,8 @@ class HealthServer:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not self._head:
+                    self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
                 pass

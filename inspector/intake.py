@@ -96,6 +96,13 @@ class ReviewCommand(BaseModel):
     type: str | None = None
     note: str | None = None
 
+    @field_validator("by")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip() or not any(c.isprintable() and not c.isspace() for c in v):  # as review.one_line reads it
+            raise ValueError("is empty; name who reviewed the part")
+        return v
+
 
 class ReloadCommand(BaseModel):
     """`<prefix>/command`: {"command": "reload"}: load the model again, as SIGHUP does."""
@@ -112,8 +119,8 @@ class ShiftReportCommand(BaseModel):
     start: str | None = None
     end: str | None = None
     shift: str | None = None
-    formats: list[str] | None = None
-    lang: str | None = None
+    formats: list[Literal["html", "pdf"]] | None = None  # as the config's reports section: a typo is this command's error, not the station's
+    lang: Literal["en", "zh", "es"] | None = None
 
     @field_validator("command")
     @classmethod
@@ -153,7 +160,8 @@ def pydantic_line(exc: ValidationError, what: str) -> str:
     if err["type"] == "extra_forbidden":
         return f"{what}: unknown field {where!r}"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{what}: {where + ': ' if where else ''}{msg}"
+    named = where and not (where == what and err["type"] == "value_error")  # not "command: command: unknown command ..."
+    return f"{what}: {where + ': ' if named else ''}{msg}"
 
 
 @dataclass
@@ -317,21 +325,16 @@ class Intake:
 
     def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
         if cmd.base64 is not None:
-            try:
-                data = base64.b64decode(cmd.base64, validate=True)
+            text = cmd.base64
+            if text.startswith("data:") and ";base64," in text[:100]:  # a data URI, as a browser or a web tool writes it
+                text = text.split(",", 1)[1]
+            try:  # line breaks, as base64 tools wrap it at 76 characters
+                data = base64.b64decode("".join(text.split()), validate=True)
             except (binascii.Error, ValueError):
-                raise InspectorError("trigger: base64 is not valid base64") from None
+                raise InspectorError("trigger: base64 is not valid base64; send the image's bytes base64-encoded (RFC 4648)") from None
             return data, decode_image(data, "trigger base64", max_pixels=self._max_pixels), "mqtt:trigger"
         if cmd.path is not None:
-            path = Path(cmd.path).resolve()
-            if not any(path.is_relative_to(d) for d in self._allowed):
-                raise InspectorError(f"trigger: path {cmd.path[:120]!r} is outside mqtt.allowed_dirs; list its folder there")
-            if not path.is_file():
-                raise InspectorError(f"trigger: path {cmd.path[:120]!r}: no such file")
-            if path.stat().st_size > self.cfg.mqtt.max_payload_bytes:
-                raise InspectorError(f"trigger: path {cmd.path[:120]!r} is larger than mqtt.max_payload_bytes")
-            data = path.read_bytes()
-            return data, decode_image(data, f"trigger path {path.name}", max_pixels=self._max_pixels), f"path:{path.name}"
+            return self._read_path(cmd.path)
         if cmd.url is not None:
             return self._fetch(cmd.url)
         if self.source is None or not self.source.can_capture:
@@ -340,6 +343,25 @@ class Intake:
                                  f" or publish it on {self.topics.image}")
         frame = self.source.capture()
         return None, frame.rgb, frame.source
+
+    def _read_path(self, given: str) -> tuple[bytes, np.ndarray, str]:
+        named = f"trigger: path {given[:120]!r}"
+        try:
+            path = Path(given).resolve()
+            if not any(path.is_relative_to(d) for d in self._allowed):
+                raise InspectorError(f"{named} is outside mqtt.allowed_dirs; list its folder there")
+            if path.is_dir():
+                raise InspectorError(f"{named} is a folder; name an image file in it")
+            if not path.is_file():
+                raise InspectorError(f"{named}: no such file")
+            if path.stat().st_size > self.cfg.mqtt.max_payload_bytes:
+                raise InspectorError(f"{named} is larger than mqtt.max_payload_bytes")
+            data = path.read_bytes()
+        except ValueError:  # a NUL byte, or a name this file system cannot encode
+            raise InspectorError(f"{named} is not a valid file name") from None
+        except OSError as exc:
+            raise InspectorError(f"{named} cannot be read ({exc.strerror or exc})") from None
+        return data, decode_image(data, f"trigger path {path.name}", max_pixels=self._max_pixels), f"path:{path.name}"
 
     def _fetch(self, url: str) -> tuple[bytes, np.ndarray, str]:
         if not self.cfg.mqtt.allow_urls:
@@ -374,7 +396,7 @@ class Intake:
         if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
             return
         try:
-            rgb = decode_image(msg.payload, origin, max_pixels=self._max_pixels)
+            rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
         except InspectorError as exc:
             return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
         self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)

@@ -5,6 +5,8 @@ own inspection_id, and times trigger -> result at this client. Prints results pe
 and p50/p90/p99 latency, and p50 as a ratio of the baseline: the station's model alone in this process,
 timed first on the same image. Modes: `image` (raw bytes on <prefix>/image, the id in an MQTT 5 user
 property), `base64` (JSON trigger carrying the image), `capture` (JSON trigger: the station's camera).
+The station inspects and stores them as parts (inspection ids bench-<run>-N): they count in its shift reports,
+so bench a test station, or a line's before production starts.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str
             "frames_per_s": round(len(done) / max(last - first, 1e-9), 2),
             "latency_ms": {"p50": round(percentile(lat, 50), 1), "p90": round(percentile(lat, 90), 1), "p99": round(percentile(lat, 99), 1),
                            "mean": round(statistics.fmean(lat), 1), "max": round(max(lat), 1)},
-            "error_samples": sorted(set(rejected))[:3]}
+            "error_samples": sorted(set(rejected))[:3], "stored_as": f"bench-{run}-*"}
 
 
 def engine_alone(cfg: Any, image: bytes, runs: int = 15) -> float:
@@ -189,4 +191,5 @@ def run(args: argparse.Namespace) -> int:
                   f"p50 is {out['p50_vs_engine_alone']:.2f}x that")
         for e in out["error_samples"]:
             print(f"  error: {e}")
+        print(f"note: the station stored these parts as {out['stored_as']}; they count in its shift reports")
     return 0 if out["lost"] == 0 and out["errors"] == 0 else 1

@@ -84,6 +84,10 @@ def machine_problems(cfg) -> list[str]:
             check()
         except InspectorError as exc:
             problems.append(str(exc).replace("--device", "model.device"))
+    for d in cfg.mqtt.allowed_dirs:  # else every path trigger would be answered "no such file"
+        if not Path(d).is_dir() or not os.access(d, os.R_OK | os.X_OK):
+            problems.append(f"mqtt.allowed_dirs {d}: {'no such folder' if not Path(d).exists() else 'not a folder this user can read'};"
+                            " create it, fix its permissions or the path")
     folder = Path(cfg.store.data_dir).absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):

@@ -21,6 +21,11 @@ def run(args: argparse.Namespace) -> int:
     from inspector.daemon import Daemon
 
     cfg = load_config(args.config)
-    level = (args.log_level or cfg.daemon.log_level).upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    configure_logging((args.log_level or cfg.daemon.log_level).upper())
     return Daemon(cfg, config_path=args.config).run()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # WeasyPrint's step-by-step lines ("Step 4 - Creating layout") were half the station's log
+    logging.getLogger("weasyprint.progress").setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)

@@ -24,6 +24,8 @@ def test_bench_serve_measures_a_running_daemon(station, tiny_inspector, mode):
     with running(cfg, tiny_inspector) as d:
         out = bench_serve(cfg, rate=40.0, count=30, warmup=2, mode=mode)
         assert d.store.count() == 32  # warm-up + timed, each inspected once
+        run = out["stored_as"].removesuffix("*")  # as the note tells the user
+        assert all(r["inspection_id"].startswith(run) for r in d.store.iter_records("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"))
     assert (out["sent"], out["results"], out["errors"], out["lost"], out["mode"]) == (30, 30, 0, 0, mode)
     lat = out["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and out["frames_per_s"] > 0

@@ -167,7 +167,8 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
     good = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "folder", "path": str(tmp_path / "in")},
             "mqtt": {"prefix": "f/st1"}, "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
     bad = deep_merge(good, {"model": {"path": str(tmp_path / "nowhere.ckpt")}, "source": {"path": str(tmp_path / "gone")},
-                            "store": {"data_dir": str(blocker / "data")}, "http": {"port": busy.getsockname()[1]}})
+                            "store": {"data_dir": str(blocker / "data")}, "http": {"port": busy.getsockname()[1]},
+                            "mqtt": {"allowed_dirs": [str(tmp_path / "in"), str(tmp_path / "shared")]}})
     try:
         for name, config in (("good", good), ("bad", bad)):
             (tmp_path / f"{name}.yaml").write_text(json.dumps(config))
@@ -178,9 +179,10 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
         errors = json.loads(capsys.readouterr().out)["errors"]
     finally:
         busy.close()
-    assert len(errors) == 4, errors
+    assert len(errors) == 5, errors
     assert "nowhere.ckpt: no such file or directory" in errors[0] and "source.path" in errors[1] and "no such folder" in errors[1]
-    assert "a-file is not a folder this user can write to" in errors[2] and "cannot listen" in errors[3]
+    assert errors[2] == f"mqtt.allowed_dirs {tmp_path / 'shared'}: no such folder; create it, fix its permissions or the path"
+    assert "a-file is not a folder this user can write to" in errors[3] and "cannot listen" in errors[4]
     (tmp_path / "full.yaml").write_text(json.dumps(deep_merge(good, {"store": {"min_free_mb": 2**40}})))  # more than any disk here
     assert main(["config", "validate", "--here", "--json", str(tmp_path / "full.yaml")]) == 1
     errors = json.loads(capsys.readouterr().out)["errors"]

@@ -23,9 +23,9 @@ from tests.inspector.conftest import png, running, wait_until, write_video
 from tests.synthetic import good_image
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
+def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method), timeout=5) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -66,7 +66,8 @@ def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, 
         wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
         lst.publish("image/SN-1", good_png, correlation=b"c1")
         lst.publish("image", good_png, user={"inspection_id": "id-2", "serial": "SN-2"})
-        lst.publish("trigger", json.dumps({"inspection_id": "id-3", "serial": "SN-3", "base64": base64.b64encode(good_png).decode()}))
+        wrapped = "data:image/png;base64," + base64.encodebytes(good_png).decode()  # a data URI, in lines of 76 (the base64 tool's)
+        lst.publish("trigger", json.dumps({"inspection_id": "id-3", "serial": "SN-3", "base64": wrapped}))
         lst.publish("trigger", json.dumps({"inspection_id": "id-4", "path": str(shared / "part.png")}))
         results = wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("result"), 15, "4 results")
         by_serial = {r["serial"]: r for r in results}
@@ -448,7 +449,13 @@ def test_inputs_no_handler_foresaw_are_answered_and_acknowledged(station, broker
         wait_until(lambda: len(lst.on("error")) >= len(poison), 15, "every input answered")
         assert sorted(c for _, c in lst.on("error")) == [f"p-{i}".encode() for i in range(len(poison))]
         assert all("\n" not in json.loads(body)["error"] for body, _ in lst.on("error"))
-        assert any("1000 x 1100 px is over the 1 million pixels" in json.loads(body)["error"] for body, _ in lst.on("error"))
+        said = {c: json.loads(body)["error"] for body, c in lst.on("error")}
+        assert "1000 x 1100 px is over the 1 million pixels" in said[b"p-4"]
+        assert said[b"p-2"].endswith("a\\x00b.png' is not a valid file name"), said[b"p-2"]
+        assert said[b"p-3"].endswith("cannot be read (File name too long)"), said[b"p-3"]
+        lst.publish("trigger", json.dumps({"path": str(allowed)}), correlation=b"dir")
+        wait_until(lambda: b"dir" in {c for _, c in lst.on("error")}, 5, "a folder answered")
+        assert json.loads(next(b for b, c in lst.on("error") if c == b"dir"))["error"].endswith("is a folder; name an image file in it")
         lst.publish("image/GOOD-2", good_png)
         assert wait_until(lambda: lst.json("result"), 10, "served after them")[0]["serial"] == "GOOD-2"
 
@@ -491,6 +498,7 @@ def test_the_live_view_shows_the_latest_part_its_overlay_and_the_counts(station,
     with running(cfg, tiny_inspector) as d:
         code, body = http_get(d.http.port, "/")
         assert code == 200 and 'id="no-part"' in body.decode()
+        assert [http_get(d.http.port, p, "HEAD") for p in ("/", "/health", "/nope")] == [(200, b""), (200, b""), (404, b"")]  # not 501
         for serial, payload in (("P-GOOD", good_png), ("P-BAD", defect_png)):
             lst.publish(f"image/{serial}", payload)
             wait_until(lambda s=serial: s in {r["serial"] for r in lst.json("result")}, 15, f"{serial}'s result")
@@ -525,12 +533,15 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
         for bad, needle in (({**ask, "inspection_id": "nope"}, "inspection 'nope': not in store"),
                             ({**ask, "type": "crack"}, "type names a defect's type: give it with truth defect"),
                             ({k: v for k, v in ask.items() if k != "by"}, "command: by: Field required"),
+                            ({**ask, "by": " \u0000"}, "command: by: is empty; name who reviewed the part"),
                             ({**ask, "truth": "maybe"}, "truth"),
-                            ({"command": ["review"]}, "command: command: Input should be a valid string")):  # not a handler's crash
+                            ({"command": ["review"]}, "command: command: Input should be a valid string"),  # not a handler's crash
+                            ({"command": "explode"}, "command: unknown command 'explode'; known: ")):
             n = len(lst.on("error"))
             lst.publish("command", json.dumps(bad))
             wait_until(lambda n=n: len(lst.on("error")) > n, 15, f"the reply to {bad}")
             assert needle in lst.json("error")[-1]["error"], lst.json("error")[-1]
+        assert lst.json("error")[-1]["error"].startswith("command: unknown")  # said once
     assert "input not handled" not in caplog.text
     store = Store(cfg.store.data_dir, readonly=True)
     assert [r["by"] for r in store.get("rw-1")["reviews"]] == ["QA 2"]  # the refused ones wrote nothing
@@ -795,6 +806,13 @@ def test_shift_report_command_times_are_the_stores_utc_form():
                                 ("2026-12-03T06:00Z", "2026-12-03T05:00Z", "is not before end")):
         with pytest.raises(ValidationError, match=problem):
             ShiftReportCommand.model_validate({"command": "shift_report", "start": start, "end": end})
+    from inspector.intake import pydantic_line
+
+    for extra, problem in (({"lang": "de"}, "command: lang: Input should be 'en', 'zh' or 'es'"),
+                           ({"formats": ["docx"]}, "command: formats.0: Input should be 'html' or 'pdf'")):
+        with pytest.raises(ValidationError) as err:  # a typo is this command's error, not a failed report on /health
+            ShiftReportCommand.model_validate({"command": "shift_report", **extra})
+        assert pydantic_line(err.value, "command") == problem
 
 
 def _intake(tmp_path, **mqtt):
@@ -945,6 +963,7 @@ def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_await
         health = d.health()
         assert health["model"]["image_threshold"] != 123.5  # still the loaded one, until a restart
         assert "restart to use them" in health["model"]["changed_on_disk"] and health["status"] == "degraded"
+        assert health["degraded"] == ["the model's files changed since it was loaded"]  # the reason, beside the status
     capsys.readouterr()
 
 

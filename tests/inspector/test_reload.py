@@ -77,6 +77,7 @@ def test_a_tampered_model_is_refused_on_reload_and_the_loaded_one_goes_on_inspec
         health = d.health()
         assert health["model"]["last_reload"]["ok"] is False and "sha256" in health["model"]["last_reload"]["error"].lower()
         assert health["model"]["id"] == model_id
+        assert health["status"] == "degraded" and "the last reload failed" in health["degraded"]  # "ok" before: nobody saw it
         send(lst, good_png, ["after-failed-reload"])
         got = wait_until(lambda: results(lst).get("after-failed-reload"), 60, "a result after the failed reload")
         assert got["model"]["id"] == model_id

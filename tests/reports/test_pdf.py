@@ -105,3 +105,20 @@ def test_pdf_renderer_fetches_nothing_but_data_urls(tmp_path):
     pdf.write_bytes(html_to_pdf(f'<p>x</p><img src="file://{secret}"><img src="http://127.0.0.1:9/x.png">'))
     images = subprocess.run([need("pdfimages"), "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     assert len(images.strip().splitlines()) == 2  # the header lines only: no image was fetched
+
+
+def test_a_station_logs_no_weasyprint_steps_at_info(failed_record, tmp_path, caplog):
+    import logging
+
+    from inspector.commands.serve import configure_logging
+
+    progress = logging.getLogger("weasyprint.progress")
+    try:
+        for level, steps in (("DEBUG", True), ("INFO", False)):
+            configure_logging(level)
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                reports.render_inspection(failed_record, tmp_path / level, formats=("pdf",))
+            assert any(r.name == "weasyprint.progress" for r in caplog.records) is steps
+    finally:
+        progress.setLevel(logging.NOTSET)

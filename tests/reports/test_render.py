@@ -135,6 +135,16 @@ def test_empty_shift_renders_a_clear_report(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [out["html"].name]
 
 
+def test_shift_reports_of_other_periods_and_stations_are_named_apart():
+    from reports.render import shift_name
+
+    names = [shift_name(m) for m in ({"start": "2026-11-26T06:00Z", "end": "2026-11-26T14:00Z", "station": "st3"},
+                                      {"start": "2026-11-26T06:00Z", "end": "2026-11-26T14:00Z"},
+                                      {"end": "2026-11-26T14:00:05Z"}, {"end": "2026-11-26T14:00:40Z"}, {"name": "lot7"}, {})]
+    assert names == ["shift-st3-20261126T0600Z-20261126T1400Z", "shift-20261126T0600Z-20261126T1400Z",
+                     "shift-until-20261126T140005Z", "shift-until-20261126T140040Z", "lot7", "shift"]
+
+
 @pytest.mark.parametrize("kwargs, message", [({"formats": ("docx",)}, "report format docx"), ({"formats": ()}, "report format"),
                                              ({"lang": "fr"}, "language 'fr'"), ({"tz": "Mars/Olympus"}, "time zone 'Mars/Olympus': unknown")])
 def test_bad_arguments_raise_one_line_errors(kwargs, message, tmp_path):
