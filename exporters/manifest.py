@@ -3,7 +3,8 @@
 Every exported file `X` has a sidecar `X.json` holding what a runtime needs without the checkpoint
 (input size and layout, normalisation, backbone, thresholds, class names, versions, checksums). ONNX files
 also carry the same manifest (less their own checksum) in `metadata_props["inspector.manifest"]`, so a lone
-.onnx is still self-describing. Thresholds stay outside the graph: change them in the sidecar (or the
+.onnx still says what it is; a runtime refuses it without its sidecar, which holds the thresholds in use (the
+embedded copy has those of its export). Thresholds stay outside the graph: change them in the sidecar (or the
 checkpoint, then re-export) without touching the model. TensorRT engines also record the GPU and TensorRT
 version they were built for; a runtime refuses any other.
 """
@@ -91,7 +92,8 @@ def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
     path = sidecar_path(model)
     if not path.is_file():
         if required:
-            raise InspectorError(f"model {model}: its manifest {path.name} is missing; copy it along or re-export with `inspector export`")
+            raise InspectorError(f"model {model}: its manifest {path.name} is missing (it holds the thresholds); copy it along "
+                                 "or re-export with `inspector export`")
         return None
     try:
         manifest = _check_format(json.loads(path.read_text()), f"manifest {path}")

@@ -276,9 +276,7 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     options.validate()
     t0 = time.perf_counter()
     head = net.head
-    n = len(good_rgbs)
-    if n < 4:
-        raise InspectorError(f"learning from generated defects needs at least 4 good images, got {n}: add good images, or fit with --synth 0")
+    n = len(good_rgbs)  # at least model.fit.MIN_GOOD: one held out in every five
     held = np.arange(n) % 5 == 0
     held_idx = torch.from_numpy(held)
     # The whole-image branch is there for what no patch shows, a region unlike the rest of the part; small local

@@ -42,6 +42,11 @@ def check_input_size(size: int) -> None:
 MAX_REF_RADIUS = 4  # (2r + 1)^2 shifted comparisons per reference: beyond this a part is matched almost anywhere
 
 
+# Each training image is scored by a model of the others: of 2 images, each against one (a Gaussian of a single
+# image), and new parts then scored about -1e13 against that scale, a black frame PASS; of 3, random noise PASSed.
+MIN_GOOD = 5
+
+
 @dataclass
 class FitOptions:
     """Fitting settings; every field is recorded in the checkpoint manifest."""
@@ -384,9 +389,12 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train])
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
-    if len(paths) < 2:
+    if len(paths) < MIN_GOOD:
         dropped = f" ({len(copies)} byte-identical copies not counted)" if copies else ""
-        raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least 2 (ideally 50+)")
+        raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least {MIN_GOOD} "
+                             "(ideally 50+); add good images")
+    if options.policy is not None and options.policy.kind == "escape" and not any(s.is_defect for s in dataset.test):  # now, not after the fit
+        raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
     if framing is None:
         framing = _new_framing(paths, options, size)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,

@@ -116,6 +116,23 @@ def hold_lock_file(path: Path, busy: str) -> int | None:
 
 
 @contextmanager
+def output_lock(out: Path, what: str) -> Iterator[None]:
+    """Refuse at once a second command writing to `out` while this one does (its lock file, `.<name>.lock` beside
+    `out`, is removed again)."""
+    lock = out.absolute().parent / f".{out.name}.lock"
+    if not (lock.parent.is_dir() and os.access(lock.parent, os.W_OK | os.X_OK)):  # the command's own checks say what is wrong
+        yield
+        return
+    fd = hold_lock_file(lock, f"--out {out}: another {what} is writing there; wait for it to finish, or give another --out")
+    try:
+        yield
+    finally:
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # while held: a command that opened it meanwhile is refused, one after finds none
+            os.close(fd)
+
+
+@contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a folder (flock on the folder itself, so no lock file is left in it) while a
     manifest in it is read, changed and written; waits for another holder. A no-op where flock is missing."""

@@ -104,12 +104,13 @@ def per_type(run: ValidationRun) -> list[dict[str, Any]]:
             for t in sorted(set(run.labels) - {GOOD})]
 
 
-def validation_name(run: ValidationRun) -> str:
-    """validation-<model id>-<data folder>-<key>: the key digests the model file, the test set and the threshold, so a
-    report is rewritten only by the same evaluation, never by another model file, data set or threshold's."""
+def validation_name(run: ValidationRun, lang: str = "en") -> str:
+    """validation-<model id>-<data folder>-<key>[-<lang>]: the key digests the model file, the test set and the
+    threshold, so a report is rewritten only by the same evaluation in the same language, never by another model file,
+    data set or threshold's, nor by its own in another language."""
     model = (run.report.get("model") or {}).get("id") or "model"
     key = hashlib.sha256(f"{run.model_sha256} {run.data_sha256} {run.threshold!r}".encode()).hexdigest()[:8]
-    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}"
+    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}" + (f"-{lang}" if lang != "en" else "")
 
 
 def _examples(run: ValidationRun, indices: Iterable[int]) -> list[dict[str, Any]]:
@@ -139,6 +140,6 @@ def validation_html(run: ValidationRun, page: Page) -> str:
 
 def render_validation(run: ValidationRun, out_dir: str | Path, formats: Iterable[str] = ("html", "pdf"), lang: str = "en",
                       tz: str | None = "UTC", letterhead: Letterhead | None = None) -> dict[str, Path]:
-    """Write validation-<model id>-<data>.html/.pdf; returns {format: path}."""
+    """Write validation_name's .html/.pdf; returns {format: path}."""
     page = Page.of(lang, formats, tz, letterhead)
-    return emit(validation_name(run), out_folder(out_dir), validation_html(run, page), page.formats)
+    return emit(validation_name(run, page.lang), out_folder(out_dir), validation_html(run, page), page.formats)

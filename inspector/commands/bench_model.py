@@ -74,6 +74,19 @@ def _exports_from(paths: list[str]) -> list[Path]:
     return found
 
 
+def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
+    """Each export must be of this checkpoint's weights: else its ratio compares two models, not two runtimes."""
+    from exporters.manifest import read_sidecar
+    from model.checkpoint import read_manifest
+
+    weights = read_manifest(ckpt)["files"]["model.safetensors"]
+    for e in exports:
+        source = (read_sidecar(e, required=True) or {}).get("source") or {}
+        if source.get("weights_sha256") != weights:
+            raise InspectorError(f"--exports {e}: exported from another model ({source.get('checkpoint', 'unknown')}), not {ckpt}; "
+                                 "give that model's checkpoint, or export this one")
+
+
 def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> list[Path]:
     from exporters.export import export
     from exporters.manifest import tensorrt_target
@@ -203,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt = source
     elif exports:
         exports = _exports_from([str(p) for p in exports])
+    _check_exported_from(ckpt, exports)
     dataset = load_dataset(args.data, require_train=False)
     samples = dataset.test or dataset.train
     if not samples:

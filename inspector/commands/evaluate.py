@@ -265,10 +265,13 @@ def run(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"{report['n_good']} good, {report['n_defect']} defect test images; model {report['model']['id']} ({report['model']['runtime']})")
+    unmasked = report.get("defects_without_masks") or 0
+    no_pixels = (f"- (none of the {unmasked} defect images has a ground_truth mask)" if unmasked and unmasked == report["n_defect"]
+                 else "- (no defect pixels in ground_truth masks)")
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100", "tpr_at_fpr_1", "ms_per_image", "fit_seconds"):
         value = report[key]
         if value is None:
-            value = "- (no defect pixels in ground_truth masks)" if key in ("pixel_auroc", "aupro") else "-"
+            value = no_pixels if key in ("pixel_auroc", "aupro") else "-"
         print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
@@ -280,7 +283,9 @@ def run(args: argparse.Namespace) -> int:
               + (f" (the type head was fitted on {k} of these {report['n_defect']} defect images)" if k else ""))
     at = report["at_threshold"]
     among = at.get("test_images_calibrated_on")
-    partly = f" (calibrated on {among} of these {len(evaluation.dataset.test)} images)" if among and not at["calibrated_on_these_images"] else ""
+    # a threshold set by hand answers to no calibration images, whatever the fit's were
+    partly = (f" (calibrated on {among} of these {len(evaluation.dataset.test)} images)"
+              if among and at.get("policy") and not at["calibrated_on_these_images"] else "")
     print(f"  at threshold {at['threshold']}{policy_text(at)}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
           + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], partly))
     if "held_out" in at:

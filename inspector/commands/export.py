@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from inspector.commands.common import name_list, print_json, tqdm_bars
 from model.errors import InspectorError, need_onnx
@@ -43,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from model.folders import output_lock
+
+    with output_lock(Path(args.out), "export"):  # two exports to one --out each said done, its files the later one's
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     need_onnx("ONNX export")  # before exporters, which import onnx
     from exporters.export import export
     from exporters.manifest import write_sidecar

@@ -95,7 +95,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from model.folders import output_lock
+
     out = Path(args.out)
+    with output_lock(out, "fit"):  # a second fit to the same --out, started meanwhile, overwrote this one's checkpoint
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
     if out.is_dir() and not (out / "manifest.json").exists():

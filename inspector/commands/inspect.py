@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                         "summary": {"images": len(paths), "inspected": len(verdicts), "fail": n_fail, "pass": len(verdicts) - n_fail}})
     elif len(paths) > 1:
         unread = len(paths) - len(verdicts)
-        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {unread} unreadable" if unread else ""))
+        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {unread} not inspected (see the errors above)" if unread else ""))
     if errors:
         return 2
     return 1 if args.exit_code and n_fail else 0

@@ -96,6 +96,8 @@ class OnnxEngine:
                 shutil.rmtree(made, ignore_errors=True)
             raise
         embedded = export_manifest.from_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        if sidecar is None and embedded is not None:  # the graph's copy has the thresholds of its export, not those set since
+            export_manifest.read_sidecar(path, required=True)
         manifest = export_manifest.resolve(path, sidecar, embedded)
         graph_input = self.session.get_inputs()[0]
         export_manifest.check_input_shape(manifest, graph_input.shape, path)

@@ -30,7 +30,13 @@ class SynthRecord:
 
 
 def readable_goods(good_dir: str | Path) -> list[Path]:
-    paths = list_images(good_dir) if Path(good_dir).is_dir() else []
+    """The good images in `good_dir` and its subfolders (as `fit` reads a plain folder)."""
+    folder = Path(good_dir)
+    if not folder.is_dir():
+        raise InspectorError(f"good folder {good_dir}: {'is a file' if folder.exists() else 'no such folder'}; point at a folder of good parts")
+    if (folder / "train" / "good").is_dir():  # its test/ defects must not be taken for good parts
+        raise InspectorError(f"good folder {good_dir}: holds the MVTec AD layout; give its good images, {folder / 'train' / 'good'}")
+    paths = list_images(folder, recursive=True)
     if not paths:
         raise InspectorError(f"good folder {good_dir}: no images (.png/.jpg/.bmp/.tif) found; point at a folder of good parts")
     return paths

@@ -136,6 +136,11 @@ def test_inspect_several_files_and_folders(capsys, tiny_ckpt, tiny_data, tmp_pat
     assert sources[:2] == files and len(sources) == len(set(sources)) == doc["summary"]["images"] == 2 + len(list(good.glob("*.png")))
     # overlays keep their paths below the deepest folder holding every target, so same-named images do not collide
     assert (out / "blob" / "000_overlay.png").is_file() and (out / "good" / f"{sorted(good.glob('*.png'))[0].stem}_overlay.png").is_file()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, *files, broken)
+    assert rc == 2 and "broken.png: cannot be decoded" in err
+    assert stdout.splitlines()[-1].endswith("FAIL, 1 not inspected (see the errors above)")  # "unreadable" also counted readable ones
     # a missing one is named before anything is inspected
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, files[0], tmp_path / "nope.png")
     assert rc == 2 and stdout == "" and "nope.png: no such file or folder" in err
@@ -293,6 +298,10 @@ def test_eval_on_other_images_does_not_claim_in_sample_calibration(capsys, tiny_
     # but every image it has was among those the threshold was chosen on, and eval says so
     assert report["at_threshold"]["test_images_calibrated_on"] == report["n_good"] + report["n_defect"]
     assert "calibrated on 7 of these 7 images" in cli(capsys, "eval", tiny_ckpt, other)[1]
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "by-hand.ckpt")
+    assert cli(capsys, "threshold", ckpt, "--set", "1.5")[0] == 0
+    said = cli(capsys, "eval", ckpt, other)[1]  # a threshold set by hand was calibrated on nothing
+    assert "at threshold 1.5 (set by hand): " in said and "calibrated on" not in said.split("at threshold")[1].splitlines()[0]
 
 
 def test_a_failed_eval_leaves_no_report_folder_behind(capsys, tiny_ckpt, tmp_path):
@@ -324,9 +333,14 @@ def test_eval_without_masks_says_why_pixel_metrics_are_missing(capsys, tiny_ckpt
     shutil.rmtree(other / "ground_truth")
     rc, stdout, err = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap")
     assert rc == 0, err
-    assert "  pixel_auroc        - (no defect pixels in ground_truth masks)" in stdout.splitlines()
+    n = json.loads(cli(capsys, "eval", tiny_ckpt, other, "--no-overlap", "--json")[1])["n_defect"]
+    assert f"  pixel_auroc        - (none of the {n} defect images has a ground_truth mask)" in stdout.splitlines()
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap", "--json")
     assert json.loads(stdout)["pixel_auroc"] is None and json.loads(stdout)["image_auroc"] is not None
+    shutil.copytree(tiny_data / "ground_truth", other / "ground_truth")
+    for mask in (other / "ground_truth").rglob("*.png"):  # masks there, each blank
+        cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))
+    assert "  pixel_auroc        - (no defect pixels in ground_truth masks)" in cli(capsys, "eval", tiny_ckpt, other, "--no-overlap")[1].splitlines()
 
 
 def test_eval_names_test_images_that_are_other_captures_of_training_images(capsys, tiny_ckpt, tiny_data, tmp_path):
@@ -461,15 +475,31 @@ def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
     assert_one_line_error(rc, err, "needs defect images")
 
 
+def test_a_second_fit_or_export_to_the_same_out_is_refused_at_once(capsys, tiny_data, tiny_ckpt, tmp_path):
+    from model.folders import hold_lock_file
+
+    fd = hold_lock_file(tmp_path / ".m.ckpt.lock", "held")  # as a fit or export writing to m.ckpt meanwhile holds it
+    try:
+        rc, _, err = cli(capsys, "fit", tiny_data / "train" / "good", "--out", tmp_path / "m.ckpt", "--synth", "0", "--size", "64")
+        assert_one_line_error(rc, err, "--out", "m.ckpt: another fit is writing there; wait for it to finish, or give another --out")
+        rc, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "m.ckpt")
+        assert_one_line_error(rc, err, "m.ckpt: another export is writing there")
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "m.ckpt").exists()  # both refused before writing anything
+    rc, _, _ = cli(capsys, "fit", tiny_data / "train" / "good", "--out", tmp_path / "m.ckpt", "--synth", "0", "--size", "64")
+    assert rc == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]  # no lock file left
+
+
 def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:4]:
+    for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:5]:
         shutil.copy(p, data / p.name)
     shutil.copy(data / "002.png", data / "002_again.png")
     rc, stdout, err = cli(capsys, "fit", data, "--out", tmp_path / "c.ckpt", "--size", "64", "--synth", "0")
     assert rc == 0, err
-    assert "fitted 4 good images" in stdout
+    assert "fitted 5 good images" in stdout
     assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (a copy of {data / '002.png'})" in stdout
 
 
@@ -588,8 +618,8 @@ CASES = {
     "fit: bad size": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "50"], ["--size 50"]),
     "fit: size too large": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--size", "100000"], ["--size 100000", "from 64 to 1024"]),
     "fit: bad option value": (["fit", "{data}", "--out", "{tmp}/o.ckpt", "--layers", "a,b"], ["--layers"]),
-    "fit: too few images for generated defects": (["fit", "{tmp}/three", "--out", "{tmp}/o.ckpt", "--size", "64"],
-                                                   ["at least 4 good images, got 3", "--synth 0"]),
+    "fit: too few images": (["fit", "{tmp}/three", "--out", "{tmp}/o.ckpt", "--size", "64"],
+                            ["3 distinct good image(s); fitting needs at least 5", "add good images"]),
     "fit: out under a file": (["fit", "{data}", "--out", "{tmp}/a_file/o.ckpt"], ["--out", "a_file/o.ckpt", "cannot be written"]),
     "inspect: non-image file": (["inspect", "{ckpt}", "{tmp}/notes.txt"], ["notes.txt", "cannot be decoded"]),
     "inspect: corrupt image": (["inspect", "{ckpt}", "{tmp}/fake.png"], ["fake.png", "cannot be decoded"]),

@@ -259,6 +259,9 @@ def test_corrupt_model_files(capsys, exports, tmp_path, tiny_data):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model at all")
     assert "cannot load it" in _fails_with_one_line(capsys, "inspect", garbage, image)
+    lone = copy_export(exports["onnx"], tmp_path / "lone")
+    sidecar_path(lone).unlink()  # the graph's own copy of the manifest has the export's thresholds, perhaps changed since
+    assert "its manifest model.onnx.json is missing (it holds the thresholds); copy it along" in _fails_with_one_line(capsys, "inspect", lone, image)
     bad_json = copy_export(exports["onnx"], tmp_path / "badjson")
     sidecar_path(bad_json).write_text("{ not json")
     assert "not valid JSON" in _fails_with_one_line(capsys, "inspect", bad_json, image)
@@ -359,6 +362,14 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     assert [line.split()[3] for line in lines] == [str(int8), str(other)]
     for line in lines:
         assert 20 < float(line.split()[5]) < 4000  # peak RSS, MB
+    # an export of other weights would time another model: refused before any timing
+    from exporters.manifest import read_sidecar, write_sidecar
+
+    mixed = copy_export(exports["onnx"], tmp_path / "mixed")
+    manifest = read_sidecar(mixed, required=True)
+    write_sidecar(mixed, {**manifest, "source": {**manifest["source"], "weights_sha256": "0" * 64, "checkpoint": "/elsewhere/m.ckpt"}})
+    line = _fails_with_one_line(capsys, "bench", tiny_ckpt, tiny_data, "--exports", mixed, "--runs", "1")
+    assert f"--exports {mixed}: exported from another model (/elsewhere/m.ckpt), not {tiny_ckpt}" in line
     # without --exports it exports the ONNX formats itself first
     code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--runs", "1", "--warmup", "0", "--batches", "1", "--no-rss", "--json")
     assert code == 0, err

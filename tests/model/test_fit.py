@@ -106,8 +106,8 @@ def _few(tiny_data, n: int) -> Dataset:
 
 def test_fit_is_deterministic(tiny_data):
     opts = dict(input_size=64, coreset_ratio=0.5, batch_size=8)
-    a, ra = fit(_few(tiny_data, 4), FitOptions(**opts))
-    b, rb = fit(_few(tiny_data, 4), FitOptions(**opts))
+    a, ra = fit(_few(tiny_data, 5), FitOptions(**opts))
+    b, rb = fit(_few(tiny_data, 5), FitOptions(**opts))
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert ra.thresholds == rb.thresholds
@@ -117,13 +117,13 @@ def test_fit_is_deterministic(tiny_data):
 def test_good_images_are_scored_without_their_own_patches(tiny_data, k):
     """The standardisation uses out-of-sample maps: each image's nearest normal patches come from the other
     images (all patches kept, so the brute-force reference is exact)."""
-    net, good = fit_good_only(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0, neighbours=k))
+    net, good = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, neighbours=k))
     head = net.head
     assert head.neighbours == k
     emb = good.first_view.float()
-    patches = emb.permute(0, 2, 3, 1).reshape(4, -1, emb.shape[1]).double()
-    for i in range(4):
-        others = torch.cat([patches[j] for j in range(4) if j != i])
+    patches = emb.permute(0, 2, 3, 1).reshape(5, -1, emb.shape[1]).double()
+    for i in range(5):
+        others = torch.cat([patches[j] for j in range(5) if j != i])
         dist = torch.cdist(patches[i], others).topk(k, dim=1, largest=False).values.mean(dim=1)
         torch.testing.assert_close(good.raw_cells[i], dist.float().reshape(emb.shape[2:]), rtol=1e-3, atol=1e-3)
     in_sample = head.patch_distances(emb[:1])
@@ -258,16 +258,24 @@ def test_peers_are_the_good_images_and_each_is_judged_without_itself(tiny_data):
 ])
 def test_bad_options_are_refused_before_any_work(tiny_data, change, match):
     with pytest.raises(InspectorError, match=match):
-        fit(_few(tiny_data, 4), FitOptions(**{"input_size": 64, **change}))
+        fit(_few(tiny_data, 5), FitOptions(**{"input_size": 64, **change}))
 
 
-def test_one_image_is_not_enough(tiny_data, tmp_path):
-    with pytest.raises(InspectorError, match="at least 2"):
-        fit(_few(tiny_data, 1), FitOptions(input_size=64))
-    one = tiny_data / "train" / "good" / "000.png"
-    for name in ("a.png", "b.png"):
-        (tmp_path / name).write_bytes(one.read_bytes())
-    with pytest.raises(InspectorError, match=r"1 distinct good image\(s\) \(1 byte-identical copies not counted\); fitting needs at least 2"):
+def test_an_escape_target_without_defect_images_is_refused_before_any_work(tiny_data, monkeypatch):
+    from model.calibration import Policy
+
+    monkeypatch.setattr("model.fit.load_batches", lambda *a, **k: pytest.fail("fitted first"))
+    with pytest.raises(InspectorError, match="calibration policy 'escape' needs defect images"):
+        fit(_few(tiny_data, 5), FitOptions(input_size=64, policy=Policy("escape", 0.01)))
+
+
+def test_four_images_are_not_enough(tiny_data, tmp_path):
+    with pytest.raises(InspectorError, match="4 distinct good image\\(s\\); fitting needs at least 5 \\(ideally 50\\+\\); add good images"):
+        fit(_few(tiny_data, 4), FitOptions(input_size=64))
+    for i, src in enumerate(sorted((tiny_data / "train" / "good").glob("*.png"))[:4]):
+        (tmp_path / f"{i}.png").write_bytes(src.read_bytes())
+    (tmp_path / "copy.png").write_bytes(src.read_bytes())
+    with pytest.raises(InspectorError, match=r"4 distinct good image\(s\) \(1 byte-identical copies not counted\); fitting needs at least 5"):
         fit(load_dataset(tmp_path), FitOptions(input_size=64))
 
 
@@ -331,7 +339,7 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
     _, report = fit(data, options)
     assert f"{w.images} of them captures of one part" in report.calibration["source"]
-    _, few = fit(_few(tiny_data, 4), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
+    _, few = fit(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
     assert "captures of one part" not in few.calibration["source"]
 
 

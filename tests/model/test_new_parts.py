@@ -10,7 +10,7 @@ import pytest
 
 import model.new_parts as new_parts
 from model.calibration import Policy
-from model.data import load_dataset
+from model.data import Dataset, load_dataset
 from model.defect_learning import BLEND, DefectLearning
 from model.errors import InspectorError
 from model.fit import FitOptions
@@ -103,6 +103,9 @@ def test_bad_requests_say_what_is_missing(tiny_data):
         new_parts_report(dataset, FitOptions(**SMALL), folds=3, parts=parts)
     with pytest.raises(InspectorError, match="--new-parts 1: give at least 2 folds"):
         new_parts_report(dataset, FitOptions(**SMALL), folds=1, parts=parts)
+    few = Dataset(dataset.root, dataset.train[:8], dataset.test)  # a refit of 4: fit refuses it, so it is said first
+    with pytest.raises(InspectorError, match="a refit without a fold's parts keeps 4 good image\\(s\\), and fitting needs at least 5"):
+        new_parts_report(few, FitOptions(**SMALL), folds=2, parts=np.arange(8))
     dataset.test = [s for s in dataset.test if not s.is_defect]
     with pytest.raises(InspectorError, match="test/<defect> images; there are none"):
         new_parts_report(dataset, FitOptions(**SMALL), folds=2, parts=parts)
@@ -120,7 +123,7 @@ def test_every_refit_frames_the_part_as_the_model_does(tmp_path, monkeypatch):
     from tests.synthetic import defect_image, good_image
 
     rng = np.random.default_rng(3)
-    for sub, n, image in (("train/good", 8, lambda i: marked(good_image(i))), ("test/good", 2, lambda i: marked(good_image(80 + i))),
+    for sub, n, image in (("train/good", 10, lambda i: marked(good_image(i))), ("test/good", 2, lambda i: marked(good_image(80 + i))),
                           ("test/blob", 2, lambda i: marked(defect_image(i)[0]))):
         (tmp_path / sub).mkdir(parents=True)
         for i in range(n):
@@ -140,7 +143,7 @@ def test_every_refit_frames_the_part_as_the_model_does(tmp_path, monkeypatch):
         return net, report
 
     monkeypatch.setattr(new_parts, "fit", spy)
-    report = new_parts_report(dataset, options, folds=2, parts=np.arange(8), framing=framing)
+    report = new_parts_report(dataset, options, folds=2, parts=np.arange(10), framing=framing)
     assert len(report["image_auroc_per_fold"]) == 2
     assert sorted(first for first, _ in framed) == [False, True]  # one refit lacks the first image
     assert all(f == framing for _, f in framed)

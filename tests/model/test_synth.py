@@ -133,6 +133,19 @@ def test_bad_inputs(tmp_path):
         write_synthetic(empty, tmp_path / "o", 5)
     with pytest.raises(InspectorError, match="--n 0"):
         write_synthetic(empty, tmp_path / "o", 0)
+    with pytest.raises(InspectorError, match="good folder .*nowhere: no such folder; point at a folder of good parts"):
+        write_synthetic(tmp_path / "nowhere", tmp_path / "o", 5)
+    (empty / "train" / "good").mkdir(parents=True)
+    with pytest.raises(InspectorError, match="holds the MVTec AD layout; give its good images, .*train/good"):
+        write_synthetic(empty, tmp_path / "o", 5)
+
+
+def test_good_images_in_subfolders_are_used_as_fit_reads_them(tmp_path):
+    good = tmp_path / "good"
+    (good / "line2").mkdir(parents=True)
+    cv2.imwrite(str(good / "line2" / "a.png"), good_image(0, 64))
+    recs = write_synthetic(good, tmp_path / "o", 2, ["scratch"], seed=1)
+    assert {Path(r.source).name for r in recs} == {"a.png"}
 
 
 @pytest.mark.parametrize("extra, message", [(["--n", "0"], "--n 0"), (["--types", "dent"], "'dent' is unknown"),

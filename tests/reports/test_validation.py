@@ -97,6 +97,7 @@ def test_each_model_file_test_set_and_threshold_gets_its_own_file():
     others = [run_of([0.0, 2.0], labels, threshold=1.5), run_of([0.0, 2.0], labels), run_of([0.0, 2.0], labels)]
     others[1].model_sha256, others[2].data_sha256 = "e" * 64, "f" * 64  # an export of the model; another test set
     assert len({name, *(validation_name(o) for o in others)}) == 4
+    assert validation_name(run_of([0.0, 2.0], labels), "zh") == f"{name}-zh"  # not over the English one QA may have signed
 
 
 def test_a_rate_reads_none_or_all_only_when_it_is():
@@ -162,7 +163,7 @@ def test_pdf_in_chinese_with_letterhead(tmp_path):
     run = run_of([0.0, 0.3, 1.2, 2.0, 0.4], ["good", "good", "good", "crack", "crack"])
     head = letterhead("ACME Motors, Plant 2", "QF-8.2-11 rev. C")
     paths = render_validation(run, tmp_path, formats=("html", "pdf"), lang="zh", letterhead=head)
-    assert sorted(paths) == ["html", "pdf"] and paths["pdf"].name == validation_name(run) + ".pdf"
+    assert sorted(paths) == ["html", "pdf"] and paths["pdf"].name == validation_name(run, "zh") + ".pdf"
     text = subprocess.run([need("pdftotext"), "-layout", str(paths["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
     assert "QF-8.2-11 rev. C" in text and "m" * 64 in text.replace("\n", "").replace(" ", "")
     if cjk_font():
