@@ -40,7 +40,7 @@ from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topic
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
 from inspector.result import utc_now
-from inspector.review import review_parts
+from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
 from inspector.store import Store
 from inspector.verification import verify
@@ -279,10 +279,11 @@ class Daemon:
         """A QA review sent over MQTT (e.g. from a rework station's terminal): recorded as `inspector review` does it,
         answered on `report`, or why not on `error`."""
         try:
-            (done,) = review_parts(self.store, [cmd.inspection_id], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
+            ident = cmd.inspection_id or ids_of_serials(self.store, [cmd.serial or ""])[0]
+            (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
         except (InspectorError, OSError, sqlite3.Error) as exc:
             self.publish(self.topics.error, json.dumps({"error": f"command: review not recorded: {exc}", "input": "command",
-                                                        "inspection_id": cmd.inspection_id}), correlation)
+                                                        "inspection_id": cmd.inspection_id, "serial": cmd.serial}), correlation)
             return
         self.publish(self.topics.report, json.dumps({"command": "review", **done}), correlation)
 

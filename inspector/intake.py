@@ -85,12 +85,14 @@ COMMANDS = ("shift_report", "reload", "review")
 
 
 class ReviewCommand(BaseModel):
-    """`<prefix>/command`: {"command": "review", "inspection_id": ..., "truth": "good" | "defect", "by": ..., "type", "note"}:
-    QA's verdict on a stored result, as `inspector review` records it (who reviewed it is required here)."""
+    """`<prefix>/command`: {"command": "review", "inspection_id": ... or "serial": ..., "truth": "good" | "defect", "by": ...,
+    "type", "note"}: QA's verdict on a stored result (a serial's: its last inspection), as `inspector review` records it
+    (who reviewed it is required here)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     command: Literal["review"]
-    inspection_id: str = Field(min_length=1, max_length=128)
+    inspection_id: str | None = Field(None, min_length=1, max_length=128)
+    serial: str | None = Field(None, min_length=1, max_length=128)
     truth: Literal["good", "defect"]
     by: str
     type: str | None = None
@@ -102,6 +104,12 @@ class ReviewCommand(BaseModel):
         if not v.strip() or not any(c.isprintable() and not c.isspace() for c in v):  # as review.one_line reads it
             raise ValueError("is empty; name who reviewed the part")
         return v
+
+    @model_validator(mode="after")
+    def _one_part(self) -> ReviewCommand:
+        if (self.inspection_id is None) == (self.serial is None):
+            raise ValueError("give the part's inspection_id or its serial (one of them)")
+        return self
 
 
 class ReloadCommand(BaseModel):

@@ -25,6 +25,15 @@ def one_line(value: str | None, what: str) -> str | None:
     return text
 
 
+def ids_of_serials(store: Any, serials: list[str]) -> list[str]:
+    """Each serial's last inspection (a part inspected again is reviewed as last seen); all found, or an error naming those not."""
+    found = {s: store.latest_of_serial(s) for s in dict.fromkeys(serials)}
+    if missing := [s for s, i in found.items() if i is None]:
+        named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InspectorError(f"serial {named}: no inspection of it in store {store.root}; check the serial (nothing was written)")
+    return list(found.values())
+
+
 def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None, by: str | None, note: str | None,
                  names: tuple[str, str, str, str] = ("--type", "--by", "--note", "--truth")) -> list[dict[str, Any]]:
     """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each

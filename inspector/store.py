@@ -208,6 +208,8 @@ class Store:
         for i in range(version, len(MIGRATIONS)):
             # one script = one transaction: a crash mid-migration leaves the previous version intact
             self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
+        # QA finds a part by its serial (`latest_of_serial`); an index, not a schema version, so an older inspector still opens the store
+        self._db.execute("CREATE INDEX IF NOT EXISTS inspections_serial ON inspections(serial, ts)")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -265,6 +267,13 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return self._row(row) if row else None
+
+    def latest_of_serial(self, serial: str) -> str | None:
+        """The inspection_id of the last inspection of the part `serial` (by capture time), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT inspection_id FROM inspections WHERE serial = ? ORDER BY ts DESC, created_at DESC LIMIT 1",
+                                   (serial,)).fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def _row(row: tuple) -> dict[str, Any]:

@@ -3,6 +3,7 @@
   inspector review --db STORE ID [ID ...] --truth good                 a FAIL that was a good part: a false alarm
   inspector review --db STORE ID --truth defect --type crack --by "A. Li" --note "edge, 2 mm"
   inspector review --config STATION.yaml ID --truth defect              a PASS that was defective: an escape
+  inspector review --db STORE --serial SN-1042 --truth good             by the part's serial: its last inspection
 
   inspector review --db STORE --export DIR [--from T1] [--to T2]     the reviewed parts' images, to fit with
 
@@ -21,14 +22,15 @@ from __future__ import annotations
 import argparse
 
 from inspector.commands.common import open_store, print_json
-from inspector.review import NOT_TYPES, review_parts
+from inspector.review import NOT_TYPES, ids_of_serials, review_parts
 from model.errors import InspectorError, user_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="record a QA review (good or defect) of stored results", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ids", nargs="*", metavar="ID", help="inspection ids of stored results")
+    p.add_argument("ids", nargs="*", metavar="ID", help="inspection ids of stored results (with --serial: part serials)")
+    p.add_argument("--serial", action="store_true", help="the IDs are part serials: each one's last inspection is reviewed")
     p.add_argument("--db", metavar="STORE", help="the store's data directory (holding inspections.sqlite); or give --config")
     p.add_argument("--config", metavar="STATION.yaml", help="a station config: its store")
     p.add_argument("--truth", choices=("good", "defect"), help="what the part really is")
@@ -57,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
         return _export(args)
     if args.start or args.end:
         raise InspectorError("--from and --to choose the parts --export copies; give --export DIR, or leave them out")
+    if args.serial and not args.ids:
+        raise InspectorError("--serial: give the parts' serials, e.g. inspector review --db STORE --serial SN-1042 --truth good")
     if not args.ids or args.truth is None:
         raise InspectorError("give the inspection ids and --truth good|defect, or --export DIR")
     store = open_store(_store_of(args), readonly=False)
     try:
-        done = review_parts(store, args.ids, args.truth, args.defect_type, user_name() if args.by is None else args.by, args.note)
+        ids = ids_of_serials(store, args.ids) if args.serial else args.ids
+        done = review_parts(store, ids, args.truth, args.defect_type, user_name() if args.by is None else args.by, args.note)
     finally:
         store.close()
     if args.json:
@@ -83,8 +88,8 @@ def _export(args: argparse.Namespace) -> int:
     from reports.names import safe_name
     from reports.records import inspection
 
-    if args.ids or args.truth or args.defect_type or args.by or args.note:
-        raise InspectorError("--export copies what was reviewed: give it without ids, --truth, --type, --by or --note")
+    if args.ids or args.truth or args.defect_type or args.by or args.note or args.serial:
+        raise InspectorError("--export copies what was reviewed: give it without ids, --serial, --truth, --type, --by or --note")
     out = Path(args.export)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InspectorError(f"--export {out}: is not a new or empty folder; give one, so that no earlier export mixes in")

@@ -536,15 +536,22 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
                             ({**ask, "by": " \u0000"}, "command: by: is empty; name who reviewed the part"),
                             ({**ask, "truth": "maybe"}, "truth"),
                             ({"command": ["review"]}, "command: command: Input should be a valid string"),  # not a handler's crash
-                            ({"command": "explode"}, "command: unknown command 'explode'; known: ")):
+                            ({"command": "explode"}, "command: unknown command 'explode'; known: "),
+                            ({**ask, "serial": "RW-1"}, "command: give the part's inspection_id or its serial (one of them)"),
+                            ({**ask, "inspection_id": None, "serial": "RW-9"}, "serial 'RW-9': no inspection of it in store")):
             n = len(lst.on("error"))
             lst.publish("command", json.dumps(bad))
             wait_until(lambda n=n: len(lst.on("error")) > n, 15, f"the reply to {bad}")
-            assert needle in lst.json("error")[-1]["error"], lst.json("error")[-1]
-        assert lst.json("error")[-1]["error"].startswith("command: unknown")  # said once
+            said = lst.json("error")[-1]["error"]
+            assert needle in said and "command: command: unknown" not in said, said  # the topic named once
+        assert said.startswith("command: review not recorded: serial")
+        by_serial = {k: v for k, v in ask.items() if k != "inspection_id"} | {"serial": "RW-1", "truth": "defect"}
+        lst.publish("command", json.dumps(by_serial), correlation=b"v2")  # the rework station scanned the part's serial
+        wait_until(lambda: len(lst.on("report")) > 1, 15, "the serial's review")
+        assert (lst.json("report")[-1]["inspection_id"], lst.json("report")[-1]["outcome"]) == ("rw-1", "confirmed")
     assert "input not handled" not in caplog.text
     store = Store(cfg.store.data_dir, readonly=True)
-    assert [r["by"] for r in store.get("rw-1")["reviews"]] == ["QA 2"]  # the refused ones wrote nothing
+    assert [r["by"] for r in store.get("rw-1")["reviews"]] == ["QA 2", "QA 2"]  # the refused ones wrote nothing
     store.close()
 
 

@@ -240,6 +240,22 @@ def test_reviews_are_kept_beside_the_machines_verdict_and_shown_in_the_reports(r
     assert "<strong>False alarm</strong>" in review and "A. Li" in review and "glare &lt;b&gt;" in review
 
 
+def test_a_part_is_reviewed_by_its_serial_as_last_inspected(reviewed_store, capsys):
+    """QA at a rework station has the part and its serial, not the inspection id."""
+    root, records, fails, _ = reviewed_store
+    first = next(r for r in records if r["inspection_id"] == fails[0])
+    store = Store(root)
+    store.add({**first, "inspection_id": "again-1", "timestamp": "2999-01-01T00:00:00.000Z", "verdict": "PASS"})  # inspected again
+    store.close()
+    out = run_json(capsys, "review", "--db", str(root), "--serial", first["serial"], "--truth", "defect", "--json")
+    assert [(r["inspection_id"], r["outcome"]) for r in out["reviews"]] == [("again-1", "escape")]
+    rc = main(["review", "--db", str(root), "--serial", first["serial"], "SN-NOWHERE", "--truth", "good"])
+    assert rc == 2 and "serial 'SN-NOWHERE': no inspection of it in store" in capsys.readouterr().err
+    store = Store(root, readonly=True)
+    assert len(store.get("again-1")["reviews"]) == 1 and "reviews" not in store.get(fails[0])  # nothing written by the refused one
+    store.close()
+
+
 def test_every_outcome_a_review_writes_is_one_the_reports_read():
     from inspector.review import OUTCOMES as WRITTEN
     from reports.records import OUTCOMES as READ  # a review of any other outcome would be left out of the reports
@@ -291,6 +307,8 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
     (["{fail}", "--truth", "good", "--type", "crack"], r"--type names a defect's type: give it with --truth defect"),
     (["{fail}", "--truth", "defect", "--note", "  "], r"--note is empty"),
     (["{fail}", "--truth", "maybe"], r"argument --truth: invalid choice: 'maybe'"),
+    (["--serial", "--truth", "good"], r"--serial: give the parts' serials"),
+    (["--serial", "--export", "{missing}"], r"--export copies what was reviewed: give it without ids, --serial"),
     (["{fail}", "--truth", "good", "--db", "{missing}"], r"store .*nowhere: no inspections.sqlite there"),
     (["{fail}", "--truth", "good", "--db", ""], r"no store given"),
 ])

@@ -26,6 +26,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
     store = Store(root)
     assert store.schema_version == len(MIGRATIONS) >= 2
     assert store.counts() == {"unpublished": 1, "pending": 0, "records": 1}
+    plan = store._db.execute("EXPLAIN QUERY PLAN SELECT inspection_id FROM inspections WHERE serial = ? ORDER BY ts DESC", ("x",)).fetchall()
+    assert "inspections_serial" in str(plan)  # an older store gets the serial index too, with no new schema version
 
 
 def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
