@@ -118,17 +118,13 @@ def from_metadata(props: dict[str, str], model: Path) -> dict[str, Any] | None:
         raise InspectorError(f"model {model}: its embedded manifest is not valid JSON; re-export with `inspector export`") from None
 
 
-def resolve(model: Path, sidecar: dict[str, Any] | None, embedded: dict[str, Any] | None) -> dict[str, Any]:
-    """The manifest to run with: the sidecar (thresholds may be edited there) checked against the embedded copy."""
-    if sidecar is None and embedded is None:
-        raise InspectorError(f"model {model}: no inspector manifest (neither {sidecar_path(model).name} nor ONNX metadata); "
-                             "export it with `inspector export`")
-    if sidecar is not None and embedded is not None:
-        for key in IDENTITY:
-            if sidecar.get(key) != embedded.get(key):
-                raise InspectorError(f"model {model}: {sidecar_path(model).name} describes another model ({key!r} differs from the "
-                                     "ONNX metadata); copy both files from the same `inspector export`")
-    return sidecar if sidecar is not None else embedded
+def resolve(model: Path, sidecar: dict[str, Any], embedded: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest to run with: the sidecar (thresholds may be edited there), checked against the embedded copy."""
+    for key in IDENTITY if embedded is not None else ():
+        if sidecar.get(key) != embedded.get(key):
+            raise InspectorError(f"model {model}: {sidecar_path(model).name} describes another model ({key!r} differs from the "
+                                 "ONNX metadata); copy both files from the same `inspector export`")
+    return sidecar
 
 
 def check_input_shape(manifest: dict[str, Any], graph_shape: list, model: Path) -> None:

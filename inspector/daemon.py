@@ -279,7 +279,7 @@ class Daemon:
         """A QA review sent over MQTT (e.g. from a rework station's terminal): recorded as `inspector review` does it,
         answered on `report`, or why not on `error`."""
         try:
-            ident = cmd.inspection_id or ids_of_serials(self.store, [cmd.serial or ""])[0]
+            ident = cmd.inspection_id or ids_of_serials(self.store, [str(cmd.serial)])[0]  # one of them, as ReviewCommand checks
             (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
         except (InspectorError, OSError, sqlite3.Error) as exc:
             self.publish(self.topics.error, json.dumps({"error": f"command: review not recorded: {exc}", "input": "command",

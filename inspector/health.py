@@ -153,7 +153,7 @@ class Metrics:
 
 class HealthServer:
     """GET /health (JSON; 503 when failing), GET /metrics (Prometheus text) and, given `live`, GET / (an HTML page)
-    on a background thread."""
+    on a background thread; HEAD on each answers as GET would, without the body."""
 
     def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str],
                  live: Callable[[], bytes] | None = None) -> None:

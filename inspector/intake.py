@@ -101,7 +101,7 @@ class ReviewCommand(BaseModel):
     @field_validator("by")
     @classmethod
     def _named(cls, v: str) -> str:
-        if not v.strip() or not any(c.isprintable() and not c.isspace() for c in v):  # as review.one_line reads it
+        if not any(c.isprintable() and not c.isspace() for c in v):  # as review.one_line reads it
             raise ValueError("is empty; name who reviewed the part")
         return v
 
@@ -367,6 +367,8 @@ class Intake:
             data = path.read_bytes()
         except ValueError:  # a NUL byte, or a name this file system cannot encode
             raise InspectorError(f"{named} is not a valid file name") from None
+        except RuntimeError:  # Python 3.11's resolve() on a loop of links
+            raise InspectorError(f"{named} is a loop of symbolic links; name an image file") from None
         except OSError as exc:
             raise InspectorError(f"{named} cannot be read ({exc.strerror or exc})") from None
         return data, decode_image(data, f"trigger path {path.name}", max_pixels=self._max_pixels), f"path:{path.name}"

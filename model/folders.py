@@ -117,18 +117,27 @@ def hold_lock_file(path: Path, busy: str) -> int | None:
 
 @contextmanager
 def output_lock(out: Path, what: str) -> Iterator[None]:
-    """Refuse at once a second command writing to `out` while this one does (its lock file, `.<name>.lock` beside
-    `out`, is removed again)."""
-    lock = out.absolute().parent / f".{out.name}.lock"
+    """Refuse at once a second command writing to `out` while this one does. Its lock file, `.<name>.lock` beside
+    `out`, is removed again; where `out`'s parent does not exist yet, none is taken."""
+    target = out.resolve()
+    lock = target.parent / f".{target.name}.lock"
     if not (lock.parent.is_dir() and os.access(lock.parent, os.W_OK | os.X_OK)):  # the command's own checks say what is wrong
         yield
         return
-    fd = hold_lock_file(lock, f"--out {out}: another {what} is writing there; wait for it to finish, or give another --out")
+    busy = f"--out {out}: another {what} is writing there; wait for it to finish, or give another --out"
+    while True:
+        fd = hold_lock_file(lock, busy)
+        try:  # locked the file now at that path, not one its last holder removed meanwhile
+            if fd is None or os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
     try:
         yield
     finally:
         if fd is not None:
-            lock.unlink(missing_ok=True)  # while held: a command that opened it meanwhile is refused, one after finds none
+            lock.unlink(missing_ok=True)
             os.close(fd)
 
 

@@ -207,11 +207,11 @@ def shift_name(meta: dict[str, Any]) -> str:
     # with the station, so that two stations' reports of one shift do not overwrite each other; a report of
     # everything up to now (no start) is named by its end, so that the next one does not overwrite it either
     station = f"-{safe_name(str(meta['station']))}" if meta.get("station") else ""
-    if not (start or end):
-        return f"shift{station}"
-    if not start:  # to the second: reports "so far" may be asked for minutes apart
+    if start and end:
+        return f"shift{station}-{_stamp(start)}-{_stamp(end)}"
+    if end:  # to the second: reports "so far" may be asked for minutes apart
         return f"shift{station}-until-{_stamp(end)[:-1]}{end.astimezone(timezone.utc):%S}Z"
-    return f"shift{station}-{'-'.join(_stamp(t) for t in (start, end) if t)}"
+    return f"shift{station}"
 
 
 def shift_html(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, lang: str = "en",

@@ -79,9 +79,14 @@ def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
     from exporters.manifest import read_sidecar
     from model.checkpoint import read_manifest
 
+    if not exports:
+        return
     weights = read_manifest(ckpt)["files"]["model.safetensors"]
     for e in exports:
-        source = (read_sidecar(e, required=True) or {}).get("source") or {}
+        try:
+            source = (read_sidecar(e, required=True) or {}).get("source") or {}
+        except InspectorError:
+            continue  # opening it fails the same way: listed as skipped, with why
         if source.get("weights_sha256") != weights:
             raise InspectorError(f"--exports {e}: exported from another model ({source.get('checkpoint', 'unknown')}), not {ckpt}; "
                                  "give that model's checkpoint, or export this one")

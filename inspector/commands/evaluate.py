@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     among = at.get("test_images_calibrated_on")
     # a threshold set by hand answers to no calibration images, whatever the fit's were
     partly = (f" (calibrated on {among} of these {len(evaluation.dataset.test)} images)"
-              if among and at.get("policy") and not at["calibrated_on_these_images"] else "")
+              if among and at.get("policy", True) and not at["calibrated_on_these_images"] else "")
     print(f"  at threshold {at['threshold']}{policy_text(at)}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
           + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], partly))
     if "held_out" in at:

@@ -61,8 +61,8 @@ def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
 
 def utc_period(start: str | None, end: str | None, z: tzinfo | None = None, until_now: bool = False) -> tuple[str | None, str | None]:
     """--from and --to as utc_time's form (either may be absent; `until_now`: no --to is now), refused when empty."""
-    t0 = utc_time(start, "--from", z) if start else None
-    t1 = utc_time(end, "--to", z) if end else iso_utc(datetime.now(timezone.utc)) if until_now else None
+    t0 = utc_time(start, "--from", z) if start is not None else None  # "" (a script's unset $START) is no time, not "ever"
+    t1 = utc_time(end, "--to", z) if end is not None else iso_utc(datetime.now(timezone.utc)) if until_now else None
     if t0 and t1 and t1 <= t0:
         raise InspectorError(f"--from {start} .. --to {end or f'now ({t1})'}: the period is empty; --to must be later than --from")
     return t0, t1

@@ -66,8 +66,9 @@ class OnnxEngine:
         ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
-        sidecar = export_manifest.read_sidecar(path, required=False)
-        providers = _providers(device, path, (sidecar or {}).get("kind", ""))
+        # required: the graph's own copy of the manifest has its export's thresholds, not those set since
+        sidecar = export_manifest.read_sidecar(path, required=True)
+        providers = _providers(device, path, sidecar.get("kind", ""))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if wanted not in ort.get_available_providers():
             raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
@@ -96,8 +97,6 @@ class OnnxEngine:
                 shutil.rmtree(made, ignore_errors=True)
             raise
         embedded = export_manifest.from_metadata(self.session.get_modelmeta().custom_metadata_map, path)
-        if sidecar is None and embedded is not None:  # the graph's copy has the thresholds of its export, not those set since
-            export_manifest.read_sidecar(path, required=True)
         manifest = export_manifest.resolve(path, sidecar, embedded)
         graph_input = self.session.get_inputs()[0]
         export_manifest.check_input_shape(manifest, graph_input.shape, path)

@@ -30,13 +30,13 @@ class SynthRecord:
 
 
 def readable_goods(good_dir: str | Path) -> list[Path]:
-    """The good images in `good_dir` and its subfolders (as `fit` reads a plain folder)."""
+    """The good images in `good_dir` (not its subfolders, where an earlier set of generated defects may lie)."""
     folder = Path(good_dir)
     if not folder.is_dir():
         raise InspectorError(f"good folder {good_dir}: {'is a file' if folder.exists() else 'no such folder'}; point at a folder of good parts")
     if (folder / "train" / "good").is_dir():  # its test/ defects must not be taken for good parts
         raise InspectorError(f"good folder {good_dir}: holds the MVTec AD layout; give its good images, {folder / 'train' / 'good'}")
-    paths = list_images(folder, recursive=True)
+    paths = list_images(folder)
     if not paths:
         raise InspectorError(f"good folder {good_dir}: no images (.png/.jpg/.bmp/.tif) found; point at a folder of good parts")
     return paths

@@ -586,6 +586,9 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
         from reports.render import shift_name  # a report "so far" ends now, and is named so (not "shift", each overwriting the last)
 
         assert shift_name(shifts[0][1]).startswith("shift-st1-20000101T0000Z-")
+        lst.publish("command", json.dumps({"command": "shift_report"}))  # everything so far: named by its end, not "shift"
+        wait_until(lambda: len(shifts) > 1, 5, "a second shift report")
+        assert re.fullmatch(r"shift-st1-until-\d{8}T\d{6}Z", shift_name(shifts[1][1])), shift_name(shifts[1][1])
         # retention keeps the newest 2 published records
         wait_until(lambda: d.store.counts()["unpublished"] == 0, 5, "acks")
         assert d.sink.prune() == 1 and d.store.count() == 2

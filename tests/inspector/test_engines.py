@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from exporters.manifest import sidecar_path
+from exporters.manifest import read_sidecar, sidecar_path, write_sidecar
 from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 from tests.exporters.helpers import copy_export, exported
@@ -254,10 +254,9 @@ def test_corrupt_model_files(capsys, exports, tmp_path, tiny_data):
     truncated = copy_export(exports["onnx"], tmp_path / "truncated")
     truncated.write_bytes(truncated.read_bytes()[:5000])
     assert "sha256 does not match" in _fails_with_one_line(capsys, "inspect", truncated, image)
-    sidecar_path(truncated).unlink()  # without its manifest the runtime itself must say it cannot load it
-    assert "cannot load it" in _fails_with_one_line(capsys, "inspect", truncated, image)
-    garbage = tmp_path / "garbage.onnx"
+    garbage = tmp_path / "garbage.onnx"  # with a manifest sealed to its bytes, the runtime itself must say it cannot load it
     garbage.write_bytes(b"not a model at all")
+    write_sidecar(garbage, read_sidecar(exports["onnx"], required=True))
     assert "cannot load it" in _fails_with_one_line(capsys, "inspect", garbage, image)
     lone = copy_export(exports["onnx"], tmp_path / "lone")
     sidecar_path(lone).unlink()  # the graph's own copy of the manifest has the export's thresholds, perhaps changed since
@@ -363,8 +362,6 @@ def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     for line in lines:
         assert 20 < float(line.split()[5]) < 4000  # peak RSS, MB
     # an export of other weights would time another model: refused before any timing
-    from exporters.manifest import read_sidecar, write_sidecar
-
     mixed = copy_export(exports["onnx"], tmp_path / "mixed")
     manifest = read_sidecar(mixed, required=True)
     write_sidecar(mixed, {**manifest, "source": {**manifest["source"], "weights_sha256": "0" * 64, "checkpoint": "/elsewhere/m.ckpt"}})

@@ -140,6 +140,7 @@ def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end,
     (["--db", "{missing}", "--from", "2026-11-26"], r"store .*: no inspections.sqlite there"),
     (["--db", "{root}", "--inspection", "nope"], r"inspection 'nope': not in store"),
     (["--db", "{root}", "--from", "26/11/2026"], r"--from '26/11/2026': not a time"),
+    (["--db", "{root}", "--from", ""], r"--from '': not a time"),  # a script's unset $START: not a report of everything
     (["--db", "{root}", "--from", "2026-11-26T09:00Z", "--to", "2026-11-26T08:00Z"], r"the period is empty"),
     (["--db", "{root}", "--from", "2999-01-01"], r"--to now \(\d{4}-.*\): the period is empty"),
     (["--db", "{root}", "--to", "2026-11-26T08:00Z", "--inspection", "x"], r"--to needs --from"),

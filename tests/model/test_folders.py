@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,20 @@ def test_a_replaced_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path
     assert kept.read_bytes() == b'{"a": 1}' and oct(kept.stat().st_mode & 0o777) == oct(0o644)
     assert oct(new.stat().st_mode & 0o777) == oct(0o600)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "new.json"]
+
+
+def test_an_output_lock_is_named_for_the_folder_itself(tmp_path, monkeypatch):
+    """`--out .` took its name from '' (a `..lock` one level up, shared by every folder there)."""
+    from model.folders import output_lock
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    with output_lock(Path("."), "fit"):
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".a.lock"]
+        with output_lock(tmp_path / "b", "fit"):  # another folder: no conflict
+            pass
+        with pytest.raises(InspectorError, match=r"--out \.\./a: another fit is writing there"):
+            with output_lock(Path("../a"), "fit"):
+                pass
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # removed after

@@ -140,14 +140,6 @@ def test_bad_inputs(tmp_path):
         write_synthetic(empty, tmp_path / "o", 5)
 
 
-def test_good_images_in_subfolders_are_used_as_fit_reads_them(tmp_path):
-    good = tmp_path / "good"
-    (good / "line2").mkdir(parents=True)
-    cv2.imwrite(str(good / "line2" / "a.png"), good_image(0, 64))
-    recs = write_synthetic(good, tmp_path / "o", 2, ["scratch"], seed=1)
-    assert {Path(r.source).name for r in recs} == {"a.png"}
-
-
 @pytest.mark.parametrize("extra, message", [(["--n", "0"], "--n 0"), (["--types", "dent"], "'dent' is unknown"),
                                            (["--severity", "2,3"], "--severity")])
 def test_cli_bad_inputs_are_one_line(tmp_path, extra, message):
