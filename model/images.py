@@ -162,7 +162,7 @@ def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or P
     """Decode image bytes (JPEG/PNG/...) as RGB uint8 [H, W, 3]; `hint` ends the error line of bytes that are none;
     an image of more than `max_pixels` is refused from its header, before it is decoded."""
     if not data:
-        raise InspectorError(f"image {name}: empty payload")
+        raise InspectorError(f"image {name}: empty payload (0 bytes); {hint}")
     return _decode(data, name, hint, max_pixels)
 
 

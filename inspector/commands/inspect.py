@@ -134,12 +134,17 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
         images = scan.images if scan else [t]
         notes += [f"note: {n}" for n in broken_links_note(scan, t)] if scan else []
         if skip and t.is_dir():
+            if os.path.commonpath([os.path.abspath(t), skip]) == skip:  # said so, not "no images found"
+                raise InspectorError(f"--overlays {skip}: holds the folder {t} being inspected; write the overlays to another folder")
             images = [p for p in images if os.path.commonpath([os.path.abspath(p), skip]) != skip]
-        if t.is_dir() and any(map(is_mask_name, images)):  # left out as everywhere else, but not silently
-            masks = [p for p in images if is_mask_name(p)]
-            images = [p for p in images if not is_mask_name(p)]
-            notes.append(f"note: {len(masks)} image(s) in {t} named *_mask (ground-truth masks, e.g. {masks[0].name}) are not "
-                         "inspected; give them by name to inspect them")
+        # masks, left out as everywhere else, and overlays an earlier run wrote here: not parts, but not left out silently
+        for suffix, what, left_out in (("_mask", "ground-truth masks", is_mask_name), ("_overlay", "overlays of an earlier run",
+                                                                                        lambda p: p.stem.endswith("_overlay"))):
+            named = [p for p in images if left_out(p)] if t.is_dir() else []
+            if named:
+                images = [p for p in images if not left_out(p)]
+                notes.append(f"note: {len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
+                             "inspected; give them by name to inspect them")
         if not images:
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
         for p in images:

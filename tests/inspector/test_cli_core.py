@@ -156,6 +156,12 @@ def test_masks_in_an_inspected_folder_are_named_not_skipped_silently(capsys, tin
     assert "note: 2 image(s) in " in err and "named *_mask" in err and "give them by name" in err  # nothing said before
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts / "face_mask.png", "--json")
     assert rc == 0 and json.loads(stdout)["verdict"] in ("PASS", "FAIL") and err == ""
+    rc, _, err = cli(capsys, "inspect", tiny_ckpt, parts, "--overlays", parts)
+    assert_one_line_error(rc, err, f"--overlays {parts}: holds the folder {parts} being inspected; write the overlays to another folder")
+    assert cli(capsys, "inspect", tiny_ckpt, parts, "--overlays", parts / "ov")[0] == 0  # overlays written among the parts
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json")  # a later run without --overlays: not parts
+    assert rc == 0 and json.loads(stdout)["summary"]["images"] == 1
+    assert "note: 1 image(s) in " in err and "named *_overlay (overlays of an earlier run, e.g. a_overlay.png)" in err
 
 
 def test_links_to_nothing_in_an_inspected_folder_are_said(capsys, tiny_ckpt, tiny_data, tmp_path):

@@ -200,7 +200,7 @@ def test_decode_image_bytes():
     buf = io.BytesIO()
     Image.fromarray(quadrants()).save(buf, "PNG")
     np.testing.assert_array_equal(decode_image(buf.getvalue()), quadrants())
-    with pytest.raises(InspectorError, match="empty payload"):
+    with pytest.raises(InspectorError, match=r"empty payload \(0 bytes\); send JPEG or PNG bytes"):  # with the fix, as every error
         decode_image(b"")
     with pytest.raises(InspectorError, match="frame-7"):
         decode_image(b"garbage", name="frame-7")
