@@ -10,6 +10,7 @@ it could not take), files and fast video replays (`frame.wait`) wait for room.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import logging
 import os
@@ -390,7 +391,7 @@ class FolderWatcher:
             elif self.cfg.after == "move" or self.cfg.after == "delete":
                 if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
                     raise FileNotFoundError(path)
-                path.replace(self._subfolder("done" if accepted else "rejected") / path.name)
+                path.replace(_free_name(self._subfolder("done" if accepted else "rejected"), path.name))
             else:
                 return  # keep: remembered in _seen until it changes
         except FileNotFoundError:
@@ -421,12 +422,11 @@ class FolderWatcher:
             return
         if self.cfg.after != "move":
             return  # deleted (the store's copy remains) or kept in place
-        done = self.folder / "done" / path.name
-        try:
-            now = done.stat()
-            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                return  # a later file of the same name took its place in done/
-            done.replace(self._subfolder("rejected") / path.name)
+        try:  # the file moved there: of its name, or numbered beside an earlier file of that name (`_free_name`)
+            done = next((p for p in _named_like(self.folder / "done", path.name) if _unchanged(p, st)), None)
+            if done is None:
+                return  # taken away from done/ by hand
+            done.replace(_free_name(self._subfolder("rejected"), done.name))
         except FileNotFoundError:
             return  # taken away from done/ by hand
         except OSError as exc:
@@ -456,3 +456,25 @@ def open_source(cfg: CameraSource | StreamSource | VideoSource | FolderSource | 
     if isinstance(cfg, FolderSource):
         return FolderWatcher(cfg)
     return OpenCVSource(cfg)
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `folder/<stem>-2<suffix>` and so on where a file of that name is there: a camera that writes
+    each part to the same file name had each one replace the last in done/."""
+    target, stem, suffix, n = folder / name, Path(name).stem, Path(name).suffix, 2
+    while os.path.lexists(target):
+        target, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return target
+
+
+def _unchanged(path: Path, st: os.stat_result) -> bool:
+    """Whether `path` is still the file `st` was taken of, moved (a move keeps its size and time)."""
+    now = path.stat()
+    return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def _named_like(folder: Path, name: str) -> list[Path]:
+    """The files `_free_name` may have given `name` in `folder`, newest number first."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    numbered = [p for p in folder.glob(f"{glob.escape(stem)}-*{glob.escape(suffix)}") if p.name[len(stem) + 1 : len(p.name) - len(suffix)].isdigit()]
+    return sorted(numbered, key=lambda p: -int(p.name[len(stem) + 1 : len(p.name) - len(suffix)])) + [folder / name]

@@ -216,7 +216,14 @@ def test_a_watched_file_without_the_region_ends_in_rejected_not_done(station, br
         (incoming / "FRAMED-1.png").write_bytes(png(frame(defect_image(0)[0], 1)))
         wait_until(lambda: lst.json("error") and lst.json("result"), 15, "an error and a result")
         wait_until(lambda: (incoming / "rejected" / "SMALL-1.png").exists(), 5, "the refused file moved on to rejected/")
-    assert [p.name for p in (incoming / "done").iterdir()] == ["FRAMED-1.png"]
+        # a camera that writes each part to the same file name: none replaces the last in done/ or rejected/
+        (incoming / "SMALL-1.png").write_bytes(png(defect_image(1)[0]))
+        (incoming / "FRAMED-1.png").write_bytes(png(frame(defect_image(1)[0], 1)))
+        wait_until(lambda: len(lst.json("error")) > 1 and len(lst.json("result")) > 1, 15, "the second of each")
+        wait_until(lambda: (incoming / "rejected" / "SMALL-1-2.png").exists(), 5, "the second refused file beside the first")
+    assert sorted(p.name for p in (incoming / "done").iterdir()) == ["FRAMED-1-2.png", "FRAMED-1.png"]
+    assert sorted(p.name for p in (incoming / "rejected").iterdir()) == ["SMALL-1-2.png", "SMALL-1.png"]
+    assert (incoming / "rejected" / "SMALL-1-2.png").read_bytes() == png(defect_image(1)[0])
     assert lst.json("error")[0]["serial"] == "SMALL-1"
 
 
