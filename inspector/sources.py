@@ -269,6 +269,7 @@ class FolderWatcher:
         self._problem: str | None = None  # a file that cannot be moved or deleted after inspection, shown as the state
         self._unmoved: dict[Path, bool] = {}  # those files (and whether accepted), tried again every MOVE_RETRY_S
         self._move_retry_at = 0.0
+        self._numbered: dict[Path, int] = {}  # done/ or rejected/ path -> the last number given to a file of that name
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
 
@@ -391,7 +392,7 @@ class FolderWatcher:
             elif self.cfg.after == "move" or self.cfg.after == "delete":
                 if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
                     raise FileNotFoundError(path)
-                path.replace(_free_name(self._subfolder("done" if accepted else "rejected"), path.name))
+                path.replace(self._free_name(self._subfolder("done" if accepted else "rejected"), path.name))
             else:
                 return  # keep: remembered in _seen until it changes
         except FileNotFoundError:
@@ -405,6 +406,20 @@ class FolderWatcher:
             self._problem, self._unmoved[path] = problem, accepted
             return
         self._settled(path)
+
+    def _free_name(self, folder: Path, name: str) -> Path:
+        """`folder/name`, or `folder/<stem>-2<suffix>` and so on where a file of that name is there: a camera that
+        writes each part to one file name had each replace the last in done/. Numbering goes on from the last given,
+        so the ten-thousandth such file is not found by trying nine thousand names."""
+        stem, suffix = Path(name).stem, Path(name).suffix
+        n = self._numbered.get(folder / name, 1)
+        target = folder / (name if n == 1 else f"{stem}-{n}{suffix}")
+        while os.path.lexists(target):
+            n += 1
+            target = folder / f"{stem}-{n}{suffix}"
+        if n > 1:
+            self._numbered[folder / name] = n
+        return target
 
     def _subfolder(self, name: str) -> Path:
         """done/ or rejected/, made if need be; a link put there moved parts, overwriting, anywhere it led."""
@@ -426,7 +441,7 @@ class FolderWatcher:
             done = next((p for p in _named_like(self.folder / "done", path.name) if _unchanged(p, st)), None)
             if done is None:
                 return  # taken away from done/ by hand
-            done.replace(_free_name(self._subfolder("rejected"), done.name))
+            done.replace(self._free_name(self._subfolder("rejected"), path.name))
         except FileNotFoundError:
             return  # taken away from done/ by hand
         except OSError as exc:
@@ -474,7 +489,7 @@ def _unchanged(path: Path, st: os.stat_result) -> bool:
 
 
 def _named_like(folder: Path, name: str) -> list[Path]:
-    """The files `_free_name` may have given `name` in `folder`, newest number first."""
+    """The files `FolderWatcher._free_name` may have given `name` in `folder`, newest number first."""
     stem, suffix = Path(name).stem, Path(name).suffix
     numbered = [p for p in folder.glob(f"{glob.escape(stem)}-*{glob.escape(suffix)}") if p.name[len(stem) + 1 : len(p.name) - len(suffix)].isdigit()]
     return sorted(numbered, key=lambda p: -int(p.name[len(stem) + 1 : len(p.name) - len(suffix)])) + [folder / name]
