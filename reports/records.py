@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -252,17 +253,13 @@ def _plus(t: datetime, width: timedelta) -> datetime:
 def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: float | None,
                zone: tzinfo | None) -> tuple[timedelta, list[Subgroup]]:
     width = _subgroup_width(max(end - start, timedelta(minutes=1)))
-    # bins aligned to whole multiples of the width from midnight on the report's clock, so hourly bins start on the
-    # hour and daily ones at the plant's midnight
-    midnight = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    t = midnight + ((start - midnight) // width) * width
-    edges = [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
+    edges = _edges(start, end, width, zone)
     bins: list[list[Inspection]] = [[] for _ in edges]
     for part in parts:
         if part.time is not None and start <= part.time <= end:
-            bins[min(int((part.time - edges[0]) / width), len(bins) - 1)].append(part)
+            bins[max(0, bisect.bisect_right(edges, part.time) - 1)].append(part)
     groups = []
-    for t0, members in zip(edges, bins, strict=True):
+    for i, (t0, members) in enumerate(zip(edges, bins, strict=True)):
         n = len(members)
         fails = sum(m.verdict == "FAIL" for m in members)
         judged = sum(m.verdict in ("PASS", "FAIL") for m in members)  # as p_bar counts them: a REVIEW part is neither
@@ -272,8 +269,29 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
             sigma = math.sqrt(p_bar * (1.0 - p_bar) / judged)
             ucl, lcl = min(1.0, p_bar + 3 * sigma), max(0.0, p_bar - 3 * sigma)
         lat = [m.total_ms for m in members if m.total_ms is not None]
-        groups.append(Subgroup(t0, _plus(t0, width), n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))
+        t1 = edges[i + 1] if i + 1 < len(edges) else _plus(t0, width)
+        groups.append(Subgroup(t0, t1, n, fails, p, ucl, lcl, percentile(lat, 50), percentile(lat, 95)))
     return width, groups
+
+
+def _edges(start: datetime, end: datetime, width: timedelta, zone: tzinfo | None) -> list[datetime]:
+    """Where the time bins start, as real instants: whole multiples of the width from midnight on the report's clock,
+    so hourly bins start on the hour and daily ones at the plant's midnight. Bins under a day are steps of real
+    time (the hour the clocks go back is two bins, each labelled with its own start); days are the calendar's."""
+    midnight = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    if width < timedelta(days=1):
+        first = midnight.astimezone(timezone.utc)  # arithmetic on an aware time in a zone is on its wall clock
+        t = first + ((start - first) // width) * width
+        return [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
+    edges = [midnight.astimezone(timezone.utc)]
+    while True:
+        try:
+            nxt = (midnight + len(edges) * width).astimezone(timezone.utc)
+        except OverflowError:  # a report may run --to 9999-12-31
+            return edges
+        if nxt >= end:
+            return edges
+        edges.append(nxt)
 
 
 def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12,

@@ -138,3 +138,23 @@ def test_daily_bins_start_at_midnight_on_the_reports_clock():
     stats = shift_stats(parts, start, start + timedelta(days=10), zone=chicago)
     assert stats.subgroup_width == timedelta(days=1)
     assert [g.start.astimezone(chicago).hour for g in stats.subgroups] == [0] * 10 and all(g.n == 1 for g in stats.subgroups)
+
+
+@pytest.mark.parametrize("hours", [4, 24 * 20])
+def test_time_bins_hold_the_parts_of_their_own_span_when_the_clocks_go_back(hours):
+    """Bins were stepped on the wall clock and filled by real time: after 25 October in Berlin every label read an hour
+    late, and the last one lay past the period's end."""
+    from zoneinfo import ZoneInfo
+
+    start = datetime(2026, 10, 25, 0, 0, tzinfo=timezone.utc) - timedelta(hours=hours / 2)
+    end = start + timedelta(hours=hours)
+    times = [start + timedelta(minutes=7 * i) for i in range(int(hours * 60 / 7))]
+    parts = [inspection({"inspection_id": f"p{i}", "timestamp": t.isoformat(), "verdict": "PASS", "score": 0.0, "threshold": 1.0})
+             for i, t in enumerate(times)]
+    groups = shift_stats(parts, start, end, zone=ZoneInfo("Europe/Berlin")).subgroups
+    for g, following in zip(groups, groups[1:] + [None]):
+        assert g.n == sum(g.start <= t < g.end for t in times) or following is None  # the last bin also takes the period's end
+        assert following is None or g.end == following.start
+    assert groups[0].start <= start and groups[-1].start < end and sum(g.n for g in groups) == len(times)
+    if hours > 48:  # days on the plant's calendar: each bin starts at its midnight
+        assert {g.start.astimezone(ZoneInfo("Europe/Berlin")).time().isoformat() for g in groups} == {"00:00:00"}
