@@ -37,6 +37,8 @@ def load_image(image, name: str | None = None) -> LoadedImage:
     if isinstance(image, LoadedImage):
         return image._replace(source=name) if name else image
     if isinstance(image, (str, Path)):
+        if not str(image):
+            raise InspectorError("image '': an empty path; give an image file")
         rgb, data = read_image_bytes(image)
         return LoadedImage(rgb, hashlib.sha256(data).hexdigest(), name or str(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -76,6 +78,8 @@ class Inspector:
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Inspector:
         """A copy that uses other thresholds (the graph is unchanged); None keeps the current one."""
         for name, value in (("image", image), ("pixel", pixel)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+                raise InspectorError(f"{name} threshold {value!r}: give a number")
             if value is not None and not math.isfinite(value):  # NaN would PASS every part
                 raise InspectorError(f"{name} threshold {value}: give a finite score")
         d = self.decision
@@ -89,9 +93,14 @@ class Inspector:
 
     def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:
         """Inspect several images in one forward pass (none: no results)."""
+        if isinstance(images, (str, Path, bytes, np.ndarray, Image.Image)):  # one image, iterated by character or row
+            raise InspectorError(f"inspect_batch: give a list of images, not one {type(images).__name__}; or call inspect()")
         n = len(images)
         if not n:
             return []
+        for name, given in (("serials", serials), ("sources", sources), ("ids", ids)):
+            if given is not None and len(given) != n:
+                raise InspectorError(f"inspect_batch: {len(given)} {name} for {n} images; give one for each image, or none")
         serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
         t0 = time.perf_counter()
         loaded = [load_image(img, src) for img, src in zip(images, sources, strict=True)]

@@ -71,24 +71,35 @@ def describe(result, lang: str = "en") -> str:
     elif not math.isfinite(result.score):
         parts = [t["fail_nan"].format(part=part)]
     else:
-        parts = _failed(result, t, num, part, score, threshold)
+        parts = _failed(result, t, num, part, score, threshold, _type_names(lang))
     return (" " if lang != "zh" else "").join(parts + _warnings(result.warnings, lang))
 
 
-def _failed(result, t: dict, num, part: str, score: str, threshold: str) -> list[str]:
+def _type_names(lang: str):
+    """A defect type's name in `lang` where the reports translate it (crack: 裂纹, grieta); others as they are."""
+    if lang == "en":
+        return lambda name: name
+    from reports.i18n import translations
+    from reports.render import translate_value
+
+    gettext = translations(lang).gettext
+    return lambda name: translate_value(gettext, name)
+
+
+def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_name) -> list[str]:
     margin = abs(result.threshold) if result.threshold else 1.0
     ratio = num.fixed(1.0 + (result.score - result.threshold) / margin, 1)
     parts = [t["fail"].format(part=part, score=score, threshold=threshold, ratio=ratio)]
     if not result.regions:
         parts.append(t["none"])
         if getattr(result, "defect_type", None):
-            kind = t["unknown"] if result.defect_type == UNKNOWN else result.defect_type
+            kind = t["unknown"] if result.defect_type == UNKNOWN else type_name(result.defect_type)
             conf = t["conf"].format(c=num.percent(100 * result.type_confidence, 0)) if result.type_confidence is not None else ""
             parts.append(t["typed"].format(type=kind, conf=conf))
     else:
         r = result.regions[0]
         x, y, w, h = r.box
-        kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type, r.type)
+        kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type) or type_name(r.type)
         conf = t["conf"].format(c=num.percent(100 * r.confidence, 0)) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
@@ -106,4 +117,5 @@ def _warnings(warnings: list[str], lang: str) -> list[str]:
     from reports.warnings import translate_warning
 
     gettext = translations(lang).gettext
-    return [f"{gettext('Warning')}: {translate_warning(gettext, w)}" for w in warnings]
+    end = "。" if lang == "zh" else "."  # each a sentence: they ran together ("... like it Warning: ...")
+    return [f"{gettext('Warning')}: {text}{'' if text.endswith(('.', '。')) else end}" for text in (translate_warning(gettext, w) for w in warnings)]

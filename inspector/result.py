@@ -99,8 +99,15 @@ class InspectionResult:
         return describe(self, lang)
 
     def overlay(self, rgb: np.ndarray) -> np.ndarray:
+        """The heat map, regions and verdict drawn on `rgb`, the very image inspected (RGB uint8 [H, W, 3])."""
         from inspector.overlay import render_overlay
+        from model.errors import InspectorError
         from model.framing import ignored_in
+
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != (*self.image_shape, 3):
+            got = f"a {rgb.dtype} array of {rgb.shape}" if isinstance(rgb, np.ndarray) else f"a {type(rgb).__name__}"
+            raise InspectorError(f"overlay: give the inspected image's RGB pixels, uint8 {(*self.image_shape, 3)}, not {got} "
+                                 "(e.g. inspector.api.load_image(path).rgb)")
 
         ignored = None if self.ignored is None else ignored_in(self.ignored, self.image_shape, self.roi)
         return render_overlay(rgb, self.anomaly_map, self.pixel_threshold, self.verdict, self.regions, self.roi, ignored)

@@ -75,6 +75,8 @@ def environment(lang: str) -> Environment:
 
 
 def _formats(formats: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(formats, str):  # "pdf" read as the formats p, d and f; "html,pdf" as the config writes it
+        formats = formats.split(",")
     fmts = tuple(dict.fromkeys(f.strip().lower() for f in formats if f and f.strip()))
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
@@ -331,6 +333,9 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     """
     page = Page.of(lang, formats, tz, letterhead)
     meta = dict(meta or {})
+    for key in ("start", "end"):  # a time that cannot be read was dropped, and the period became the records' span
+        if meta.get(key) is not None and parse_time(meta[key]) is None:
+            raise ReportError(f"{key} {str(meta[key])[:40]!r}: not a time; give ISO 8601, e.g. 2026-11-26T06:00Z")
     out = out_folder(out_dir)
     parts = _parts(records)
     name = shift_name(meta)

@@ -109,6 +109,21 @@ def test_bad_images_raise_clear_errors(insp, tmp_path, bad, match):
         insp.inspect(bad)
 
 
+def test_bad_arguments_raise_clear_errors(insp, tiny_data):
+    """Each raised IndexError, ValueError, TypeError or a cv2.error of several lines."""
+    path = tiny_data / "test" / "good" / "000.png"
+    r = insp.inspect(path)
+    for call, match in [(lambda: insp.inspect(""), "image '': an empty path"),
+                        (lambda: insp.inspect_batch([path, path], serials=["x"]), "1 serials for 2 images; give one for each"),
+                        (lambda: insp.inspect_batch([path, path], sources=["x"]), "1 sources for 2 images"),
+                        (lambda: insp.inspect_batch(str(path)), "give a list of images, not one str"),
+                        (lambda: insp.with_thresholds(image="4"), "image threshold '4': give a number"),
+                        (lambda: r.overlay(np.zeros((10, 10, 3), np.uint8)), r"overlay: give the inspected image's RGB pixels, uint8 \(\d+, \d+, 3\)"),
+                        (lambda: r.overlay(str(path)), "not a str")]:
+        with pytest.raises(InspectorError, match=match):
+            call()
+
+
 def test_an_empty_batch_has_no_results(insp):
     assert insp.inspect_batch([]) == []
 
@@ -135,6 +150,9 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     big = result(123456.7, [Region(box=(1, 2, 3, 4), area_px=5, peak=9.0, mean=5.0, severity="high", confidence=0.87)])
     assert "score 123,457 is at or above" in big.describe("en")  # 123,500: rounded, yet it looked exact
     assert "confianza del 87\xa0%" in big.describe("es")  # "87%" beside "60,00 %"
+    crack = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12, peak=9.0, mean=5.0, severity="low", type="crack")])
+    assert "：裂纹（严重程度：低）" in crack.describe("zh") and ": grieta (gravedad baja)" in crack.describe("es")  # as the reports name it
+    assert ": crack (low severity)" in crack.describe("en")
     nan = result(float("nan"))
     assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
     json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON
@@ -208,8 +226,10 @@ def test_a_frame_spoiled_by_the_camera_or_the_light_is_named(insp, tiny_data, mo
     dark = insp.inspect(np.zeros_like(good))  # failed before too, blaming the part ("blob", its regions)
     assert dark.verdict == "FAIL" and dark.warnings == [WARNINGS["dark"]] and dark.to_record()["warnings"] == dark.warnings
     assert dark.describe("en").endswith(" Warning: Image is much darker than the training images (no light, a covered lens or too "
-                                        "short an exposure); check the light and the camera")  # blamed on the part alone before
-    assert dark.describe("zh").endswith("警告: 图像比训练图像暗得多（无光照、镜头被遮挡或曝光时间过短）；请检查光源和相机")
+                                        "short an exposure); check the light and the camera.")  # blamed on the part alone before
+    assert dark.describe("zh").endswith("警告: 图像比训练图像暗得多（无光照、镜头被遮挡或曝光时间过短）；请检查光源和相机。")
+    two = insp.inspect(np.zeros((40, 40, 3), np.uint8))  # small and dark: each warning its own sentence, not run together
+    assert len(two.warnings) >= 2 and "or fit on images like it. Warning: " in two.describe("en"), two.describe("en")
     assert insp.inspect(np.full_like(good, 128)).warnings == [WARNINGS["blank"]]
     assert [r.warnings for r in insp.inspect_batch([good, np.full_like(good, 255)])] == [[], [WARNINGS["overexposed"]]]
     monkeypatch.delitem(training, "image_quality")  # a model fitted before the range was kept

@@ -153,6 +153,13 @@ def test_bad_arguments_raise_one_line_errors(kwargs, message, tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_formats_as_one_string_and_a_bad_period_time(tmp_path):
+    out = reports.render_shift([], {"start": "2026-11-26T06:00Z", "end": "2026-11-26T14:00Z"}, tmp_path, formats="html")
+    assert sorted(out) == ["html"]  # "html" was the formats h, t, m and l
+    with pytest.raises(reports.ReportError, match="start 'yesterday': not a time; give ISO 8601"):  # dropped before: another period
+        reports.render_shift([], {"start": "yesterday"}, tmp_path, formats=("html",))
+
+
 def test_times_are_on_the_zones_clock_through_a_change_of_daylight_saving(tmp_path):
     """A plant's QA reads its own clock: in Berlin, 00:30Z on the night the clocks go back is 02:30 CEST, and 01:30Z is
     02:30 again, CET. Records keep UTC; every time in the report names its zone."""
