@@ -108,9 +108,24 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
             arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
         else:
             arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+    return _checked(arr, name)
+
+
+def _checked(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
         raise InspectorError(f"image {name}: {arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]} px is too small (needs at least 8x8)")
     return np.ascontiguousarray(arr)
+
+
+def _float_colour_tiff(data: bytes) -> np.ndarray | None:
+    """A colour TIFF of float samples (a measuring camera's, or a processed image), which Pillow cannot open, read by
+    OpenCV and stretched as a float grey one is -> RGB uint8; None for anything else."""
+    if not data.startswith((b"II*\x00", b"MM\x00*")):
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype not in (np.float32, np.float64):
+        return None
+    return _stretch(arr[..., 2::-1])
 
 
 def _one_page(img: Image.Image, name: str) -> None:
@@ -182,6 +197,13 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) ->
                              "it decodes; crop or downscale it") from None
     except InspectorError:
         raise
+    except UnidentifiedImageError:
+        if (arr := _float_colour_tiff(data)) is None:
+            raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {hint}") from None
+        if max_pixels is not None and arr.shape[0] * arr.shape[1] > max_pixels:
+            raise InspectorError(f"image {name}: {arr.shape[1]} x {arr.shape[0]} px is over the {max_pixels / 1e6:g} million pixels "
+                                 "this station takes (model.max_image_pixels); send a smaller image or raise the limit") from None
+        return _checked(arr, name)
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         # Pillow's reason ("image file is truncated"), on one line; "cannot identify" names only a buffer object
         why = "" if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split())[:100]

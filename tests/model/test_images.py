@@ -333,3 +333,16 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header():
                                              r"\(model.max_image_pixels\)"):
         decode_image(data, "bomb.png", max_pixels=20_000_000)
     assert decode_image(data, "ok.png", max_pixels=30_000_000).shape == (5000, 6000, 3)
+
+
+def test_a_colour_tiff_of_float_samples_is_read_as_a_grey_one_is():
+    """Pillow cannot open one: 'cannot be decoded' though the README reads float images, grey or colour."""
+    rgb = np.zeros((16, 24, 3), np.float32)
+    rgb[..., 0] = np.linspace(0.0, 4.0, 24, dtype=np.float32)  # red rises left to right, green and blue stay 0
+    ok, data = cv2.imencode(".tiff", rgb[..., ::-1])  # OpenCV writes BGR
+    assert ok
+    out = decode_image(data.tobytes(), "measured.tif")
+    assert out.dtype == np.uint8 and out.shape == (16, 24, 3)
+    assert out[0, -1, 0] == 255 and out[0, 0, 0] == 0 and out[..., 1:].max() == 0  # its own range, channels in order
+    with pytest.raises(InspectorError, match="cannot be decoded"):
+        decode_image(b"II*\x00" + bytes(40), "broken.tif")
