@@ -182,10 +182,12 @@ def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path, caps
     assert r.regions and all(reg.type == r.defect_type and reg.severity in ("low", "medium", "high") for reg in r.regions)
     rec = r.to_record()
     assert rec["defect_type"] == r.defect_type and abs(sum(rec["type_probs"].values()) - 1.0) < 1e-3
-    shown = {"unknown": {"en": "unknown", "zh": "未知", "es": "desconocido"}}.get(r.defect_type)
-    for lang in ("en", "zh", "es"):
-        text = r.describe(lang)
-        assert (shown[lang] if shown else r.defect_type) in text
+    from reports.i18n import translations
+    from reports.render import translate_value
+
+    for lang in ("en", "zh", "es"):  # the type's name as the reports give it (scratch: 划痕, rayón)
+        shown = {"unknown": {"en": "unknown", "zh": "未知", "es": "desconocido"}}.get(r.defect_type, {}).get(lang)
+        assert (shown or translate_value(translations(lang).gettext, r.defect_type)) in r.describe(lang)
     code, out, _ = cli(capsys, "inspect", typed_ckpt, path, "--json", "--lang", "es")
     record = json.loads(out)
     assert code == 0 and record["description"] == insp.inspect(path).describe("es")
