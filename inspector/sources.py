@@ -438,7 +438,7 @@ class FolderWatcher:
         if self.cfg.after != "move":
             return  # deleted (the store's copy remains) or kept in place
         try:  # the file moved there: of its name, or numbered beside an earlier file of that name (`_free_name`)
-            done = next((p for p in _named_like(self.folder / "done", path.name) if _unchanged(p, st)), None)
+            done = next((p for p in _named_like(self.folder / "done", path.name) if _same_file(p, st)), None)
             if done is None:
                 return  # taken away from done/ by hand
             done.replace(self._free_name(self._subfolder("rejected"), path.name))
@@ -473,16 +473,7 @@ def open_source(cfg: CameraSource | StreamSource | VideoSource | FolderSource | 
     return OpenCVSource(cfg)
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """`folder/name`, or `folder/<stem>-2<suffix>` and so on where a file of that name is there: a camera that writes
-    each part to the same file name had each one replace the last in done/."""
-    target, stem, suffix, n = folder / name, Path(name).stem, Path(name).suffix, 2
-    while os.path.lexists(target):
-        target, n = folder / f"{stem}-{n}{suffix}", n + 1
-    return target
-
-
-def _unchanged(path: Path, st: os.stat_result) -> bool:
+def _same_file(path: Path, st: os.stat_result) -> bool:
     """Whether `path` is still the file `st` was taken of, moved (a move keeps its size and time)."""
     now = path.stat()
     return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
@@ -491,5 +482,5 @@ def _unchanged(path: Path, st: os.stat_result) -> bool:
 def _named_like(folder: Path, name: str) -> list[Path]:
     """The files `FolderWatcher._free_name` may have given `name` in `folder`, newest number first."""
     stem, suffix = Path(name).stem, Path(name).suffix
-    numbered = [p for p in folder.glob(f"{glob.escape(stem)}-*{glob.escape(suffix)}") if p.name[len(stem) + 1 : len(p.name) - len(suffix)].isdigit()]
-    return sorted(numbered, key=lambda p: -int(p.name[len(stem) + 1 : len(p.name) - len(suffix)])) + [folder / name]
+    number = {p: p.name[len(stem) + 1 : len(p.name) - len(suffix)] for p in folder.glob(f"{glob.escape(stem)}-*{glob.escape(suffix)}")}
+    return sorted((p for p, n in number.items() if n.isdigit()), key=lambda p: -int(number[p])) + [folder / name]
