@@ -67,3 +67,12 @@ def test_parse_po_multiline_plural_and_fuzzy_free():
     assert catalog["ab"] == "xy" and "empty" not in catalog
     t = gettext.GNUTranslations(__import__("io").BytesIO(compile_mo(catalog)))
     assert t.gettext("ab") == "xy" and t.ngettext("one", "many", 1) == "uno" and t.ngettext("one", "many", 5) == "muchos"
+
+
+def test_spanish_text_writes_a_percentage_as_its_numbers_do():
+    """'intervalo del 95%' stood beside '0,0 %' (Spanish sets a space, not to be broken, before the sign)."""
+    messages = parse_po((LOCALES / "es" / "LC_MESSAGES" / "reports.po").read_text(encoding="utf-8"))
+    from reports.numbers import STYLES
+
+    assert STYLES["es"].percent_sign == "\u00a0%"
+    assert not [m for m in messages.values() if re.search(r"\d%", m)]
