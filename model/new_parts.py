@@ -21,8 +21,9 @@ from model.data import Dataset, Sample
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
 from model.extract import load_batches
-from model.fit import MIN_GOOD, FitOptions, distinct_files, fit
+from model.fit import MIN_GOOD, FitOptions, fit
 from model.framing import Framing
+from model.hashing import sha256_file
 from model.metrics import fpr_at_recall, roc_auc, tpr_at_fpr
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
@@ -104,8 +105,8 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     if n_parts < folds:
         raise InspectorError(f"data {dataset.root}: {n_parts} distinct part(s) among the training images; --new-parts {folds} needs at least {folds} (fewer folds, or more parts)")
     fold_of = part_folds(parts, folds, options.seed)
-    # as fit counts them: byte-identical copies once
-    kept = min(len(distinct_files([s.path for s, f in zip(dataset.train, fold_of) if f != k])[0]) for k in range(folds))
+    digests = [sha256_file(s.path) for s in dataset.train]  # each file read once; fit counts byte-identical copies once
+    kept = min(len({d for d, f in zip(digests, fold_of) if f != k}) for k in range(folds))
     if kept < MIN_GOOD:
         raise InspectorError(f"data {dataset.root}: a refit without a fold's parts keeps {kept} good image(s), and fitting needs at least "
                              f"{MIN_GOOD}; fewer folds, or more images")
