@@ -25,6 +25,8 @@ TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
 
 MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them) and beyond any sensible setting
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
+ReportFormat = Literal["html", "pdf"]  # as the reports package renders them (the config's and the shift_report command's)
+ReportLang = Literal["en", "zh", "es"]
 
 
 class Section(BaseModel):
@@ -237,8 +239,8 @@ class HttpSection(Section):
 
 class ReportsSection(Section):
     on_fail: bool = Field(False, title="Report each FAIL", description="Render an inspection report for every FAIL.")
-    formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html"], title="Formats", description="Report formats.")
-    lang: Literal["en", "zh", "es"] = Field("en", title="Language", description="Report language: en, zh or es.")
+    formats: list[ReportFormat] = Field(default_factory=lambda: ["html"], title="Formats", description="Report formats.")
+    lang: ReportLang = Field("en", title="Language", description="Report language: en, zh or es.")
     timezone: str = Field("local", title="Time zone", description="Zone the reports show times in, and of shift_report command "
                           "times without an offset: an IANA name (Europe/Berlin), UTC, or local (this machine's zone). Records keep UTC.")
 

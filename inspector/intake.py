@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from inspector.config import SAFE_ID, StationConfig, zone_of
+from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
 from inspector.result import iso_utc, parse_utc
@@ -127,8 +127,8 @@ class ShiftReportCommand(BaseModel):
     start: str | None = None
     end: str | None = None
     shift: str | None = None
-    formats: list[Literal["html", "pdf"]] | None = None  # as the config's reports section: a typo is this command's error, not the station's
-    lang: Literal["en", "zh", "es"] | None = None
+    formats: list[ReportFormat] | None = None  # as the config's: a typo is this command's error, not the station's
+    lang: ReportLang | None = None
 
     @field_validator("command")
     @classmethod
