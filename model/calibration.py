@@ -74,6 +74,29 @@ def threshold_for(policy: Policy, good: np.ndarray, defect: np.ndarray | None = 
     return float((above + (higher.min() if higher.size else above + _margin(above))) / 2.0)
 
 
+COSTLY = 0.10  # a calibration rate over this is named with what the other policy would cost
+OTHER_TARGET = 0.05
+
+
+def trade_off_note(good: np.ndarray, defect: np.ndarray, threshold: float, model: str) -> str | None:
+    """One line where `threshold` fails many good calibration images or lets many defects pass, with what a 5 %
+    target of the other kind would cost on the same images: `fit` printed "false alarms 71.5%" in brackets, and
+    nothing said it could be traded."""
+    g, d = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
+    if not g.size or not d.size:
+        return None
+    far, escape = float((~(g < threshold)).mean()), float((d < threshold).mean())
+    if far > COSTLY:
+        other = threshold_for(Policy("far", OTHER_TARGET), g, d)
+        return (f"this threshold fails {far:.1%} of the good calibration images; `inspector threshold {model} --far {OTHER_TARGET:g}` "
+                f"would fail at most {OTHER_TARGET:.0%} of them and let {float((d < other).mean()):.1%} of the defect ones pass")
+    if escape > COSTLY:
+        other = threshold_for(Policy("escape", OTHER_TARGET), g, d)
+        return (f"this threshold lets {escape:.1%} of the defect calibration images pass; `inspector threshold {model} --escape "
+                f"{OTHER_TARGET:g}` would let at most {OTHER_TARGET:.0%} pass and fail {float((~(g < other)).mean()):.1%} of the good ones")
+    return None
+
+
 def _margin(score: float) -> float:
     """Distance to keep from a lone extreme calibration score."""
     return max(abs(score) * 0.05, 1e-6)

@@ -566,6 +566,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
 
     # 7. calibrate on held-out test images where the data has them
     test_good, test_defect, pixel_source = np.array([]), np.array([]), "good images (95th percentile of map maxima)"
+    started = time.perf_counter()
     if dataset.test:
         from model.evaluate import score_samples
 
@@ -579,7 +580,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     good_all = np.concatenate([good_scores, test_good])  # training first: eval reads the first n_images as those
     policy = options.policy or (Policy("escape", 0.01) if test_defect.size else Policy("far", 0.01))
     source_desc = f"{good_scores.size} good training images (out-of-sample"
-    source_desc += f"; {good.without_parts.images} of them captures of one part, each scored without the others)" if good.without_parts else ")"
+    source_desc += f"; {good.without_parts.images} of them from parts captured more than once, each scored without its part's other captures)" if good.without_parts else ")"
     if dataset.test:
         source_desc += f" + {test_good.size} good and {test_defect.size} defect test images"
     cal = calibrate(good_all, test_defect, policy, source_desc)
@@ -594,6 +595,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
             **({"image_size": good.image_size} if good.image_size else {}),
             **({"image_quality": good.image_quality} if good.image_quality else {}),
             "fit_seconds": round(fit_seconds, 2),
+            **({"calibration_seconds": round(time.perf_counter() - started, 2)} if dataset.test else {}),
             "bank_size": good.bank_size,
             "patches": int(len(good.paths) * good.first_view.shape[2] * good.first_view.shape[3]),
             **({"generated_defects": learning} if learning else {}),

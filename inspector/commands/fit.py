@@ -110,6 +110,9 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         if other is not None:  # a data or export folder: the checkpoint would sit among its files, and --force cannot mean it
             raise InspectorError(f"--out {out}: holds other files ({other.name}) and no checkpoint; give a new or empty folder")
     writable_folder(out, keep=False)
+    import numpy as np
+
+    from model.calibration import trade_off_note
     from model.checkpoint import save_checkpoint
     from model.data import load_dataset
     from model.defect_learning import DEFAULT_SYNTH, DefectLearning
@@ -172,7 +175,10 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         print_json(summary)
     else:
         cal = report.calibration
-        print(f"fitted {report.training['n_images']} good images in {report.training['fit_seconds']:.1f} s -> {out}")
+        scoring = report.training.get("calibration_seconds")
+        print(f"fitted {report.training['n_images']} good images in {report.training['fit_seconds']:.1f} s"
+              + (f" (+ {scoring:.1f} s scoring the {len(dataset.test)} test images for the threshold)" if scoring is not None else "")
+              + f" -> {out}")
         patches = (f"{net.config.references} reference images" if net.config.references
                    else f"memory bank {report.training['bank_size']} patches")
         print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px{net.config.framing.describe()}, "
@@ -182,6 +188,9 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         print(f"  calibrated on {cal['source']}")
         if cal["note"]:
             print(f"  note: {cal['note']}")
+        trade = trade_off_note(np.asarray(report.scores["good"]), np.asarray(report.scores["defect"]), report.thresholds["image"], str(out))
+        if trade:
+            print(f"  note: {trade}")
         copies = report.training.get("copies_left_out")
         if copies:
             print(f"  note: {len(copies)} training image(s) are byte-identical copies of others and were left out, "

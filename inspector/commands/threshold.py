@@ -76,7 +76,7 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None)
     if args.json:
         print_json(info)
     else:
-        _print(info, new, changed, good, defect)
+        _print(info, new, changed, good, defect, str(ckpt))
         if changed:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
@@ -108,7 +108,9 @@ def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.nda
     return new, {**calibration, "threshold": new["image"], "far": far, "escape": escape, "note": note}, info
 
 
-def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray) -> None:
+def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str) -> None:
+    from model.calibration import trade_off_note
+
     print(_headline(new, changed))
     if info["far_on_calibration"] is not None:
         print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
@@ -116,6 +118,9 @@ def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.nd
         print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
     if info["note"]:
         print(f"  note: {info['note']}")
+    trade = trade_off_note(good, defect, new["image"], model) if isinstance(new.get("image"), (int, float)) else None
+    if trade:
+        print(f"  note: {trade}")
 
 
 def _calibration_scores(manifest: dict, where: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +176,7 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
     if args.json:
         print_json(shown)
     elif policy is not None:
-        _print(info, new, changed, good, defect)
+        _print(info, new, changed, good, defect, str(model))
     else:
         print(_headline(new, changed))
     return 0

@@ -436,6 +436,9 @@ def test_threshold_show_set_and_recalibrate(capsys, tiny_ckpt, tiny_data, tmp_pa
     assert info["note"].startswith("a 0 false-alarm target clears all 16 good calibration images")  # what "none" promises
     assert json.loads((ckpt / "manifest.json").read_text())["calibration"]["note"] == info["note"]  # the fit's escape note is gone
     assert json.loads((ckpt / "manifest.json").read_text())["thresholds"]["image"] == info["thresholds"]["image"]
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--set", "-1e6")  # every part FAILs: said, with the way out
+    assert rc == 0 and (f"  note: this threshold fails 100.0% of the good calibration images; `inspector threshold {ckpt} --far 0.05` "
+                        "would fail at most 5% of them") in stdout
 
 
 @pytest.mark.parametrize("field, value", [

@@ -14,6 +14,7 @@ from model.calibration import (
     cross_validated_pixel_threshold,
     cross_validated_rates,
     threshold_for,
+    trade_off_note,
     unresolved_note,
 )
 from model.errors import InspectorError
@@ -255,3 +256,18 @@ def test_nan_scores_stop_eval_with_the_image_named(tmp_path):
 
     with pytest.raises(InspectorError, match=r"1 of 3 images as NaN or infinity \(first: .*1\.png\)"):
         score_samples(predict, samples, size=(16, 16))
+
+
+def test_a_costly_threshold_is_named_with_what_the_other_target_would_cost():
+    good, defect = np.arange(100.0), np.arange(50.0, 150.0)  # overlapping: escape 1% fails about half the good ones
+    thr = threshold_for(Policy("escape", 0.01), good, defect)
+    note = trade_off_note(good, defect, thr, "ck")
+    assert note.startswith("this threshold fails 49.0% of the good calibration images")
+    assert "`inspector threshold ck --far 0.05` would fail at most 5% of them and let 45.0% of the defect ones pass" in note
+    thr = threshold_for(Policy("far", 0.01), good, defect)
+    note = trade_off_note(good, defect, thr, "ck")
+    assert note.startswith("this threshold lets 49.0% of the defect calibration images pass")
+    assert "--escape 0.05` would let at most 5% pass and fail 45.0% of the good ones" in note
+    # separable scores, or no defect images to trade against: nothing to say
+    assert trade_off_note(np.arange(10.0), np.arange(20.0, 30.0), 15.0, "ck") is None
+    assert trade_off_note(good, np.array([]), 50.0, "ck") is None

@@ -338,9 +338,9 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55-1.8 here)
     assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
     _, report = fit(data, options)
-    assert f"{w.images} of them captures of one part" in report.calibration["source"]
+    assert f"{w.images} of them from parts captured more than once" in report.calibration["source"]
     _, few = fit(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
-    assert "captures of one part" not in few.calibration["source"]
+    assert "captured more than once" not in few.calibration["source"]
 
 
 def test_fits_memory_savers_compute_what_the_whole_arrays_did():
