@@ -169,6 +169,8 @@ def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float
         "threshold": round(float(threshold), 6),
         "false_alarm_rate": _r(fail[~y].mean()) if (~y).any() else None,
         "escape_rate": _r((~fail[y]).mean()) if y.any() else None,
+        "false_alarms": int(fail[~y].sum()), "n_good": int((~y).sum()),
+        "escapes": int((~fail[y]).sum()), "n_defect": int(y.sum()),
     }
 
 

@@ -286,11 +286,12 @@ def run(args: argparse.Namespace) -> int:
     # a threshold set by hand answers to no calibration images, whatever the fit's were
     partly = (f" (calibrated on {among} of these {len(evaluation.dataset.test)} images)"
               if among and at.get("policy", True) and not at["calibrated_on_these_images"] else "")
-    print(f"  at threshold {at['threshold']}{policy_text(at)}: false alarms {at['false_alarm_rate']}, escapes {at['escape_rate']}"
+    print(f"  at threshold {at['threshold']}{policy_text(at)}: false alarms {_share(at['false_alarms'], at['n_good'], 'good')}, "
+          f"escapes {_share(at['escapes'], at['n_defect'], 'defect')}"
           + {True: " (calibrated on these images)", None: UNRECORDED}.get(at["calibrated_on_these_images"], partly))
     if "held_out" in at:
         h = at["held_out"]
-        print(f"  held out ({h['folds']} folds, recalibrated): false alarms {h['false_alarm_rate']}, escapes {h['escape_rate']}")
+        print(f"  held out ({h['folds']} folds, recalibrated): false alarms {_pct(h['false_alarm_rate'])}, escapes {_pct(h['escape_rate'])}")
     px = report.get("at_pixel_threshold")
     if px:
         print(f"  at pixel threshold {px['threshold']}: pixel precision {px['precision']}, recall {px['recall']}, F1 {px['f1']}"
@@ -328,3 +329,12 @@ def run(args: argparse.Namespace) -> int:
     for path in (report.get("validation_report") or {}).values():
         print(f"  validation report: {path}")
     return 0
+
+
+def _pct(rate: float | None) -> str:
+    """A rate as the other commands print it (fit, threshold: "false alarms 46.5%"), not as a fraction."""
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def _share(count: int, n: int, of: str) -> str:
+    return f"{count / n:.1%} ({count} of {n} {of})" if n else "-"
