@@ -107,6 +107,16 @@ def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
     return manifest
 
 
+def check_verified(manifest: dict[str, Any], model: Path) -> None:
+    """An export that failed `export --verify` stays on disk under its name (to be looked at); a station must not
+    run it unawares: 3 of 24 verdicts differed from its checkpoint's, a blowhole among them PASSed."""
+    verify = manifest.get("verify")
+    if isinstance(verify, dict) and verify.get("passed") is False:
+        why = "; ".join(map(str, verify.get("failures") or [])) or "see its manifest"
+        raise InspectorError(f"model {model}: failed its verification at export ({why}); export again (e.g. --format onnx-fp16), "
+                             f"or delete the \"verify\" entry from {sidecar_path(model).name} to run it regardless")
+
+
 def from_metadata(props: dict[str, str], model: Path) -> dict[str, Any] | None:
     """The manifest embedded in ONNX metadata_props, or None."""
     text = props.get(METADATA_KEY)

@@ -90,6 +90,11 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
             failures.append(f"image AUROC change {report['auroc_change']:+.4f} beyond ±{report['tolerance']['auroc']:.4g}")
     elif report["score_mean_abs"] > tol.drift:
         failures.append(f"mean score change {report['score_mean_abs']:.4f} > {tol.drift} (no defects in the data for an AUROC)")
+    # a QA engineer's question: does any part get another verdict? Said, not judged: a part scored on the threshold
+    # flips under any rounding, and the AUROC above is what a reduced precision must keep
+    thr = reference.meta.image_threshold
+    differ = np.flatnonzero((ref >= thr) != ~(got < thr))  # NaN fails, as decide() fails it
+    report["verdicts"] = {"threshold": thr, "differ": int(differ.size), "examples": [str(images[i]) for i in differ[:3]]}
     report["failures"] = failures
     report["passed"] = not failures
     return report
@@ -136,5 +141,11 @@ def format_report(r: dict[str, Any]) -> list[str]:
     if r["auroc_change"] is not None:
         lines.append(f"  image AUROC torch {r['auroc_torch']:.4f}  export {r['auroc_export']:.4f}  change {r['auroc_change']:+.4f}"
                      f"  (tolerance ±{tol['auroc']:.4g})")
+    elif tol["score_rel"] is None:  # judged by the drift alone, as the docs say
+        lines.append(f"  mean score change {r['score_mean_abs']:.4f}  (tolerance {tol['drift']:g}; no defect images for an AUROC)")
+    v = r.get("verdicts")
+    if v:
+        lines.append(f"  verdicts at threshold {v['threshold']:.4f}: " + (f"{v['differ']} of {r['images']} differ (first: {', '.join(v['examples'])})"
+                                                                          if v["differ"] else f"all {r['images']} agree"))
     lines.append("  PASS" if r["passed"] else "  FAIL: " + "; ".join(r["failures"]))
     return lines

@@ -68,6 +68,7 @@ class OnnxEngine:
         path = Path(path)
         # required: the graph's own copy of the manifest has its export's thresholds, not those set since
         sidecar = export_manifest.read_sidecar(path, required=True)
+        export_manifest.check_verified(sidecar, path)
         providers = _providers(device, path, sidecar.get("kind", ""))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if wanted not in ort.get_available_providers():

@@ -21,6 +21,7 @@ class TensorRTEngine:
     def __init__(self, path: str | Path, device: str = "cuda") -> None:
         path = Path(path)
         manifest = export_manifest.read_sidecar(path, required=True)
+        export_manifest.check_verified(manifest, path)
         _, index = parse_device(device, ("cuda", "tensorrt"), "a TensorRT engine", " (for CPUs export an .onnx)")
         import torch
 

@@ -346,11 +346,11 @@ def test_reference_model_round_trips_and_exports(tiny_data, tmp_path):
 class _Scripted:
     """An engine that answers the scores it is given, in the order compare() asks for them."""
 
-    def __init__(self, scores):
+    def __init__(self, scores, threshold=9.55):
         from types import SimpleNamespace
 
         self.scores, self.at = np.asarray(scores, dtype=np.float32), 0
-        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", framing=Framing())
+        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", framing=Framing(), image_threshold=threshold)
 
     def infer(self, x):
         from types import SimpleNamespace
@@ -363,7 +363,7 @@ class _Scripted:
 def test_verify_allows_one_swapped_pair_on_a_small_test_set(tmp_path):
     from PIL import Image
 
-    from exporters.verify import compare
+    from exporters.verify import compare, format_report
 
     paths = []
     for i in range(28):
@@ -374,6 +374,9 @@ def test_verify_allows_one_swapped_pair_on_a_small_test_set(tmp_path):
     swapped = ref[:9] + [9.6] + ref[10:]  # the best-scored good image now outscores one defect
     r = compare(_Scripted(ref), _Scripted(swapped), paths, labels, "onnx-fp16")
     assert r["auroc_change"] == pytest.approx(-1 / 180) and r["passed"], r["failures"]  # failed against ±0.005 before
+    assert r["verdicts"] == {"threshold": 9.55, "differ": 1, "examples": [str(paths[9])]}  # said, though it passes
+    assert format_report(r)[-2] == f"  verdicts at threshold 9.5500: 1 of 28 differ (first: {paths[9]})"
+    assert compare(_Scripted(ref), _Scripted(ref), paths, labels, "onnx-fp16")["verdicts"]["differ"] == 0
     many = [30.0 + i for i in range(10)] + ref[10:]  # every good image above most defects: a real loss
     r = compare(_Scripted(ref), _Scripted(many), paths, labels, "onnx-fp16")
     assert not r["passed"] and "image AUROC change" in r["failures"][0]
@@ -392,6 +395,7 @@ def test_verify_fails_an_export_that_scores_nan(tmp_path):
     ref = [0.0, 1.0, 2.0, 5.0, 6.0, 7.0]
     r = compare(_Scripted(ref), _Scripted(ref[:5] + [float("nan")]), paths, labels, "onnx-fp16")
     assert not r["passed"] and r["failures"][0] == "1 scores and 0 map values are NaN or infinity in the export"  # passed before
+    assert r["verdicts"]["differ"] == 1  # NaN FAILs, as decide() fails it
     json.dumps(r, allow_nan=False)  # the sidecar stays valid JSON
 
 

@@ -143,6 +143,13 @@ def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, ti
     monkeypatch.setitem(verify.TOLERANCES, "onnx", strict)
     code, out, _ = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--force", "--verify", tiny_data)
     assert code == 1 and "FAIL: score relative difference" in out
+    # kept to be looked at, but no station runs it unawares; deleting the entry is the deliberate way to
+    image = sorted((tiny_data / "test" / "good").iterdir())[0]
+    line = _fails_with_one_line(capsys, "inspect", tmp_path / "e" / "model.onnx", image)
+    assert "failed its verification at export (score relative difference" in line and 'delete the "verify" entry from model.onnx.json' in line
+    side = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
+    (tmp_path / "e" / "model.onnx.json").write_text(json.dumps({k: v for k, v in side.items() if k != "verify"}))
+    assert cli(capsys, "inspect", tmp_path / "e" / "model.onnx", image)[0] == 0
 
 
 def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_data):
