@@ -52,16 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     need_onnx("ONNX export")  # before exporters, which import onnx
-    from exporters.export import export
+    from exporters.export import FILES, export
     from exporters.manifest import write_sidecar
     from exporters.quantize import DRIFT_TOLERANCE
     from exporters.verify import format_report, verify_export, verify_samples
     from inspector.engines.base import parse_device
+    from inspector.engines.onnx_engine import providers_for
 
     if args.device and not args.verify:
         raise InspectorError("--device only applies with --verify")
     if args.device:
-        parse_device(args.device)  # like the two checks below: fail now, not after the exports
+        parse_device(args.device)  # like the checks below: fail now, not after the exports
+        for fmt in (f for f in args.format if f.startswith("onnx")):  # the provider, and INT8 ONNX on TensorRT
+            providers_for(args.device, Path(args.out) / FILES[fmt], fmt)
     if args.int8_tolerance is not None and not args.int8_tolerance > 0:
         raise InspectorError(f"--int8-tolerance {args.int8_tolerance}: give the accepted mean score change, a positive number (default {DRIFT_TOLERANCE})")
     int8 = [f for f in args.format if f.endswith("int8")]

@@ -40,6 +40,18 @@ def _providers(device: str, model: Path, kind: str) -> list:
     return [("TensorrtExecutionProvider", trt), cuda]
 
 
+def providers_for(device: str, model: Path, kind: str) -> list:
+    """The onnxruntime providers that run `kind` on `device`, or one line saying why this machine cannot: also asked
+    by `export --verify --device` before it spends minutes on exports it then could not verify."""
+    ort = need("onnxruntime", "cpu", f"ONNX model {model.name}")
+    providers = _providers(device, model, kind)
+    wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    if wanted not in ort.get_available_providers():
+        raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
+                             "install onnxruntime-gpu for cuda/tensorrt, or use --device cpu")
+    return providers
+
+
 def _session(ort, path: Path, options, providers: list, wanted: str):
     """An InferenceSession that runs `wanted` first, or one line saying why not."""
     # onnxruntime's Python side print()s its warnings and a provider's failure to start; stdout may be carrying --json
@@ -69,11 +81,8 @@ class OnnxEngine:
         # required: the graph's own copy of the manifest has its export's thresholds, not those set since
         sidecar = export_manifest.read_sidecar(path, required=True)
         export_manifest.check_verified(sidecar, path)
-        providers = _providers(device, path, sidecar.get("kind", ""))
+        providers = providers_for(device, path, sidecar.get("kind", ""))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
-        if wanted not in ort.get_available_providers():
-            raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
-                                 "install onnxruntime-gpu for cuda/tensorrt, or use --device cpu")
         made = None  # the engine cache folder made here, removed again if TensorRT does not run after all
         if wanted == PROVIDERS["tensorrt"]:
             cache = Path(providers[0][1]["trt_engine_cache_path"])

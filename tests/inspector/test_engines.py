@@ -152,11 +152,18 @@ def test_export_cli_verify_passes_and_fails_past_tolerance(capsys, tiny_ckpt, ti
     assert cli(capsys, "inspect", tmp_path / "e" / "model.onnx", image)[0] == 0
 
 
-def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_data):
+def test_cuda_request_without_cuda_is_refused(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     if _runs_on_cuda("CUDAExecutionProvider"):
         pytest.skip("CUDA runs here (test_onnx_on_cuda_matches_cpu covers it)")
     line = _fails_with_one_line(capsys, "inspect", exports["onnx"], tiny_data / "test" / "good", "--device", "cuda")
     assert "CUDAExecutionProvider" in line
+    # export --verify asks the same before it traces (about 30 s), and writes nothing
+    out = tmp_path / "e"
+    line = _fails_with_one_line(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", out, "--verify", tiny_data, "--device", "cuda")
+    assert "this onnxruntime has no CUDAExecutionProvider" in line and not out.exists()
+    line = _fails_with_one_line(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", out, "--verify", tiny_data,
+                                "--device", "tensorrt")
+    assert "the INT8 ONNX is quantised for CPUs" in line and not out.exists()
 
 
 @pytest.mark.parametrize("device, needle", [("gpu", "a checkpoint runs on cpu or cuda[:N]"), ("tensorrt", "tensorrt is for exported ONNX"),
