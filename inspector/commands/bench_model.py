@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int_list, default=(1, 8), help="batch sizes (default 1,8)")
     p.add_argument("--runs", type=at_least(1), default=40, help="timed calls per engine and batch size (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed calls first (default 5)")
-    p.add_argument("--threads", type=at_least(1), default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--threads", type=at_least(1), default=None, help="intra-op threads of torch and onnxruntime (default: each one's choice); on a loaded machine "
+                   "--threads 1 keeps torch's threads from waiting on each other")
     p.add_argument("--no-rss", action="store_true", help="skip the per-engine peak-RSS processes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -178,6 +179,10 @@ def _open(path: Path, device: str, threads: int | None):
         return OnnxEngine(path, device, threads=threads)
     from inspector.engines import open_engine
 
+    if threads is not None:  # torch too: under load its 2 threads waited on each other, and its speed-ups read 12-76x
+        import torch
+
+        torch.set_num_threads(threads)
     return open_engine(path, device)
 
 
@@ -201,6 +206,16 @@ def measure(cands: list[Candidate], images: np.ndarray, batches: tuple[int, ...]
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run(args)
+    finally:  # --threads sets torch's for the process, and the CLI also runs in-process (the tests, the API)
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     from inspector.commands.common import tqdm_bars
     from model.data import load_dataset
     from model.extract import load_batches
@@ -235,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
             if c.skipped:
                 continue
             try:
-                c.engine = _open(c.path, c.device, args.threads if c.path.suffix == ".onnx" else None)
+                c.engine = _open(c.path, c.device, args.threads)
             except InspectorError as exc:
                 if c is cands[0]:
                     raise  # no baseline, no ratios

@@ -346,11 +346,16 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
     assert "TensorRT" in line or "built for GPU" in line
 
 
-def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
-    folder = exports["onnx"].parent
+def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    import torch
+
+    folder, before, asked = exports["onnx"].parent, torch.get_num_threads(), []
+    set_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: asked.append(n) or set_threads(n))
     code, out, err = cli(capsys, "bench", tiny_ckpt, tiny_data, "--exports", folder, "--runs", "3", "--warmup", "1",
-                          "--batches", "1,2", "--no-rss", "--json")
+                          "--batches", "1,2", "--no-rss", "--json", "--threads", "1")
     assert code == 0, err
+    assert asked[0] == 1 and torch.get_num_threads() == before  # torch's too, and given back after
     report = json.loads(out)
     rows = {(r["engine"], r["device"], r["kind"]): r for r in report["engines"]}
     base = rows["torch eager", "cpu", "checkpoint"]
