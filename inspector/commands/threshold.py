@@ -172,13 +172,12 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
     changed = new != old
     if calibration is not None:
         write_sidecar(model, {**side, "thresholds": new, "calibration": calibration})
-    shown = {"export": str(model), "thresholds": new, "previous": old if changed else None, **(info if policy is not None else {})}
+    # what the checkpoint's report says, from the calibration scores the export carries
+    shown = {"export": str(model), "thresholds": new, "previous": old if changed else None, **info}
     if args.json:
         print_json(shown)
-    elif policy is not None:
-        _print(info, new, changed, good, defect, str(model))
     else:
-        print(_headline(new, changed))
+        _print(info, new, changed, good, defect, str(model))
     return 0
 
 

@@ -192,6 +192,9 @@ def test_threshold_calibrates_an_export_on_the_scores_it_carries(capsys, exports
     assert Inspector.load(model).image_threshold == got["thresholds"]["image"]  # the sidecar still loads, with it
     rc, out, _ = cli(capsys, "threshold", model, "--far", "0.25")
     assert rc == 0 and "good calibration images: false alarms" in out
+    shown, of_ckpt = (json.loads(cli(capsys, "threshold", m, "--json")[1]) for m in (model, ckpt))  # shown alike
+    assert set(shown) - {"export"} == set(of_ckpt) - {"checkpoint"} and shown["far_on_calibration"] is not None
+    assert "good calibration images: false alarms" in cli(capsys, "threshold", model)[1]  # the headline alone before
     # an export made before its manifest carried the scores
     sidecar_path(model).write_text(json.dumps({k: v for k, v in side.items() if k != "calibration_scores"}))
     rc, _, err = cli(capsys, "threshold", model, "--far", "0.1")
