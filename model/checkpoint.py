@@ -94,10 +94,17 @@ def read_manifest(ckpt: str | Path) -> dict[str, Any]:
     return _read_verified(ckpt)[0]
 
 
+EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
+
+
 def _manifest_path(ckpt: Path) -> Path:
     if not ckpt.exists():
         raise InspectorError(f"checkpoint {ckpt}: no such directory; create one with `inspector fit`")
     path = ckpt / MANIFEST if ckpt.is_dir() else ckpt
+    model = ckpt.with_suffix("") if ckpt.suffix == ".json" else ckpt  # an export's manifest is <model>.json
+    if ckpt.is_file() and model.suffix in EXPORT_SUFFIXES:
+        raise InspectorError(f"checkpoint {ckpt}: is an exported model or its manifest, not a checkpoint; give the checkpoint "
+                             f"directory written by `inspector fit` (the export's manifest names it under source.checkpoint)")
     if not path.is_file() or path.name != MANIFEST:
         raise InspectorError(f"checkpoint {ckpt}: no {MANIFEST} inside; is this a directory written by `inspector fit`?")
     return path

@@ -38,6 +38,13 @@ def artefact_kind(path: Path) -> str:
     return path.suffix.lower().lstrip(".")
 
 
+def model_of_manifest(path: Path) -> Path:
+    """An export's manifest (`model.onnx.json`) names its model, as a checkpoint's manifest names its checkpoint: it was
+    "unknown model kind 'json'" to inspect, and "its manifest model.onnx.json.json is missing" to threshold."""
+    model = path.with_suffix("")
+    return model if path.suffix == ".json" and artefact_kind(model) in FACTORIES and model.is_file() else path
+
+
 def _exported_in(folder: Path) -> Path:
     """A folder written by `inspector export` (no checkpoint manifest): its one exported model."""
     found = sorted(p for p in folder.iterdir() if p.is_file() and artefact_kind(p) in FACTORIES)
@@ -57,6 +64,7 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
             raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
         if path.is_file() and path.name == "manifest.json":  # a checkpoint's manifest names its checkpoint, as `threshold` takes it
             path = path.parent
+        path = model_of_manifest(path)
         if path.is_dir() and not (path / "manifest.json").exists():
             path = _exported_in(path)
     except PermissionError as exc:  # Path.exists raises it, unlike os.path.exists

@@ -124,6 +124,13 @@ def test_threshold_on_an_export_changes_what_it_decides(capsys, exports, tiny_ck
     assert code == 0 and json.loads(out)["verdict"] == "PASS" and json.loads(out)["threshold"] == 1e6  # the edited manifest still loads
     code, out, _ = cli(capsys, "threshold", onnx.parent, "--set", "2e6", "--json")  # the folder, as inspect takes it ("no manifest.json" before)
     assert code == 0 and json.loads(out)["thresholds"]["image"] == 2e6
+    code, out, _ = cli(capsys, "threshold", sidecar_path(onnx), "--set", "3e6", "--json")  # its manifest, as a checkpoint's is taken
+    assert code == 0 and json.loads(out)["thresholds"]["image"] == 3e6 and json.loads(out)["export"] == str(onnx)
+    code, out, _ = cli(capsys, "inspect", sidecar_path(onnx), image, "--json")  # "unknown model kind 'json'" before
+    assert code == 0 and json.loads(out)["threshold"] == 3e6
+    for given in (onnx, sidecar_path(onnx)):  # an export is no checkpoint to export from
+        line = _fails_with_one_line(capsys, "export", given, "--format", "onnx", "--out", tmp_path / "again")
+        assert "is an exported model or its manifest, not a checkpoint" in line and "source.checkpoint" in line
     code, out, _ = cli(capsys, "threshold", onnx, "--escape", "0.01", "--json")  # on the scores its sidecar carries
     assert code == 0 and json.loads(out)["policy"] == {"kind": "escape", "target": 0.01}
     code, out, _ = cli(capsys, "threshold", onnx, "--set", "1e6", "--json")
