@@ -30,6 +30,14 @@ FORMATS = tuple(FILES)
 N_CALIB, N_HOLDOUT = 64, 16
 
 
+class ExportStopped(InspectorError):
+    """A format failed after others were written: they stay, and are named (with --json, as JSON too)."""
+
+    def __init__(self, message: str, written: list[Exported]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 @dataclass
 class Exported:
     path: Path
@@ -87,10 +95,15 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     done = []
     for fmt in formats:
         target = out / FILES[fmt]
-        if fmt.startswith("tensorrt"):
-            manifest = _tensorrt(fp32, fmt, target, (h, w), calib_images, base, log)
-        else:
-            manifest = _onnx(fp32, fmt, target, calib_images, (holdout, where), int8_tolerance, base, log)
+        try:
+            if fmt.startswith("tensorrt"):
+                manifest = _tensorrt(fp32, fmt, target, (h, w), calib_images, base, log)
+            else:
+                manifest = _onnx(fp32, fmt, target, calib_images, (holdout, where), int8_tolerance, base, log)
+        except InspectorError as exc:
+            if not done:
+                raise
+            raise ExportStopped(f"{exc} (written before it: {', '.join(str(d.path) for d in done)})", done) from None
         done.append(Exported(target, manifest, parity))
         log(f"  wrote {target} ({manifest['file_bytes'] / 1e6:.2f} MB)")
     return done

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     need_onnx("ONNX export")  # before exporters, which import onnx
-    from exporters.export import FILES, export
+    from exporters.export import FILES, ExportStopped, export
     from exporters.manifest import write_sidecar
     from exporters.quantize import DRIFT_TOLERANCE
     from exporters.verify import format_report, verify_export, verify_samples
@@ -80,12 +80,15 @@ def _run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     tolerance = DRIFT_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
-    results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log)
+    try:
+        results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log)
+    except ExportStopped as exc:
+        if args.json:  # a machine reading stdout learns what was written, not only an empty output
+            print_json({"exports": [_item(r) for r in exc.written], "error": str(exc)})
+        raise
     summary, failed = [], False
     for r in results:
-        m = r.manifest
-        item = {"model": str(r.path), "manifest": f"{r.path}.json", "kind": m["kind"], "bytes": m["file_bytes"],
-                "sha256": m["file_sha256"], "precision": m["precision"], "parity_random_inputs": r.parity}
+        m, item = r.manifest, _item(r)
         if not args.json:
             print(f"{r.path} ({m['file_bytes'] / 1e6:.2f} MB): {m['precision'].get('compute', '')}")
         if args.verify:
@@ -99,6 +102,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"exports": summary})
     return 1 if failed else 0
+
+
+def _item(r) -> dict:
+    m = r.manifest
+    return {"model": str(r.path), "manifest": f"{r.path}.json", "kind": m["kind"], "bytes": m["file_bytes"],
+            "sha256": m["file_sha256"], "precision": m["precision"], "parity_random_inputs": r.parity}
 
 
 def check_verify_sizes(checkpoint: str, data: str, samples: list) -> None:

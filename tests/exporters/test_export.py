@@ -423,3 +423,24 @@ def test_a_failed_trace_is_one_clean_line_and_ctrl_c_stays_ctrl_c(tiny_ckpt, mon
     monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("\x1b[96mstep 2/3\x1b[0m failed\nmore")))
     with pytest.raises(InspectorError, match=r"failed: step 2/3 failed$"):
         export_onnx(net)
+
+
+def test_an_export_stopped_part_way_names_what_it_wrote(capsys, tiny_ckpt, tmp_path, monkeypatch):
+    """The float32 model is written, then INT8 gives up: said in the error and, with --json, as JSON on stdout
+    (it was empty, though model.onnx and its manifest were on disk)."""
+    import exporters.quantize
+    from model.errors import InspectorError
+    from tests.cli import cli
+
+    def give_up(*_args, **_kwargs):
+        raise InspectorError("INT8: scores still move by 0.196; use --format onnx-fp16")
+
+    monkeypatch.setattr(exporters.quantize, "quantize_int8", give_up)
+    out = tmp_path / "e"
+    rc, stdout, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--out", out, "--json")
+    assert rc == 2 and f"(written before it: {out / 'model.onnx'})" in err
+    said = json.loads(stdout)
+    assert [e["model"] for e in said["exports"]] == [str(out / "model.onnx")] and said["error"].startswith("INT8: scores still move")
+    assert (out / "model.onnx").is_file() and not (out / "model-int8.onnx").exists()
+    rc, stdout, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", tmp_path / "f", "--json")
+    assert rc == 2 and stdout == "" and "written before it" not in err  # nothing written: the plain error
