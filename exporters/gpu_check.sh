@@ -18,6 +18,10 @@ DATA=${2:?usage: exporters/gpu_check.sh CKPT DATA [OUT]}
 OUT=${3:-gpu-check}
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 RUNS=${RUNS:-100}
+if ! command -v nvidia-smi >/dev/null || ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  echo "exporters/gpu_check.sh: needs an NVIDIA GPU that torch ($PY) can use (nvidia-smi and torch.cuda.is_available()); run it on the GPU machine" >&2
+  exit 1
+fi
 mkdir -p "$OUT"
 
 {

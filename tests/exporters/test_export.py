@@ -444,3 +444,13 @@ def test_an_export_stopped_part_way_names_what_it_wrote(capsys, tiny_ckpt, tmp_p
     assert (out / "model.onnx").is_file() and not (out / "model-int8.onnx").exists()
     rc, stdout, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", tmp_path / "f", "--json")
     assert rc == 2 and stdout == "" and "written before it" not in err  # nothing written: the plain error
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the script runs for real")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["bash", str(root / "exporters" / "gpu_check.sh"), "ckpt", "data", str(tmp_path / "out")],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PY": sys.executable}, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "needs an NVIDIA GPU" in proc.stderr  # a traceback before
+    assert not (tmp_path / "out").exists()
