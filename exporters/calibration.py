@@ -47,7 +47,8 @@ def image_sets(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | No
         raise InspectorError(f"calibration: {len(train)} good image(s) in {root}; give at least 2 (ideally 64+) with --calib")
     holdout = _spread(train, min(n_holdout, max(1, len(train) // 4)))
     rest = [p for p in train if p not in set(holdout)]
-    return _spread(rest, n_calib), holdout, f"{root} (held out from calibration)"
+    few = f"; only {len(holdout)}: the INT8 check is rough, give 64+ good images with --calib" if len(holdout) < n_holdout else ""
+    return _spread(rest, n_calib), holdout, f"{root} (held out from calibration{few})"
 
 
 def load(paths: list[Path], size: tuple[int, int], framing: Framing | None = None) -> np.ndarray:

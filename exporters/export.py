@@ -68,6 +68,23 @@ def _check_target(out: Path, formats: list[str], force: bool) -> None:
         tensorrt_target()  # fail before the slow part when there is no GPU or TensorRT here
 
 
+def _note_other_models(out: Path, formats: list[str], weights: str, log: Callable[[str], None]) -> None:
+    """Exports of another checkpoint that stay beside these (a folder is what `bench` and `inspect` take): said, not
+    silently mixed."""
+    from exporters.manifest import read_sidecar
+
+    for fmt, name in FILES.items():
+        if fmt in formats or not (out / name).is_file():
+            continue
+        try:
+            source = (read_sidecar(out / name, required=False) or {}).get("source") or {}
+        except InspectorError:
+            continue  # unreadable: not this export's business
+        if source.get("weights_sha256") not in (None, weights):
+            log(f"note: --out {out} also holds {name}, exported from another checkpoint ({source.get('checkpoint')}); "
+                "keep each model's exports in a folder of its own")
+
+
 def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: str | Path | None = None, force: bool = False,
            int8_tolerance: float = DRIFT_TOLERANCE, log: Callable[[str], None] = lambda _: None) -> list[Exported]:
     """Export the checkpoint `ckpt` in each of `formats` into the directory `out`; `log` receives progress lines.
@@ -80,6 +97,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     ckpt, out = Path(ckpt), Path(out)
     _check_target(out, formats, force)
     net, ckpt_manifest = load_checkpoint(ckpt)
+    _note_other_models(out, formats, ckpt_manifest["files"]["model.safetensors"], log)
     h, w = net.config.input_size
     calib_images = holdout = where = None
     if any(f.endswith("int8") for f in formats):  # before the slow trace: missing calibration data fails fast

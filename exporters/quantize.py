@@ -43,7 +43,7 @@ class Int8Result:
     tries: list[dict] = field(default_factory=list)
 
     def describe(self) -> dict:
-        return {"compute": "backbone int8 (QDQ, per-channel weights) except float32 stages; head float32",
+        return {"compute": "backbone int8 (QDQ, per-channel weights)" + (" except float32 stages" if self.float_stages else "") + "; head float32",
                 "weight_bits": self.tries[-1]["weight_bits"], "float32_stages": self.float_stages, "holdout_mean_abs_score_change": round(self.drift, 5),
                 "drift_tolerance": self.tolerance, "tries": self.tries, "compacted": self.compacted}
 

@@ -96,12 +96,16 @@ def names_given(text: str | None, flag: str) -> list[str]:
 
 
 def int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers, each once: "1,,8" and "8,1,8" were taken (the second printed two columns for three)."""
     try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in text.split(","))
     except ValueError:
         values = ()
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 2,3,4")
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {twice} is given twice; give each once")
     return values
 
 

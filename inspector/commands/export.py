@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         parse_device(args.device)  # like the checks below: fail now, not after the exports
         for fmt in (f for f in args.format if f.startswith("onnx")):  # the provider, and INT8 ONNX on TensorRT
             providers_for(args.device, Path(args.out) / FILES[fmt], fmt)
-    if args.int8_tolerance is not None and not args.int8_tolerance > 0:
+    if args.int8_tolerance is not None and not 0 < args.int8_tolerance < float("inf"):  # inf skipped the check
         raise InspectorError(f"--int8-tolerance {args.int8_tolerance}: give the accepted mean score change, a positive number (default {DRIFT_TOLERANCE})")
     int8 = [f for f in args.format if f.endswith("int8")]
     for flag, value, used, which in (("--calib", args.calib, bool(int8), "onnx-int8 or tensorrt-int8"),

@@ -100,6 +100,8 @@ def test_int8_graph_is_quantised_and_small(exports):
     info = json.loads(sidecar_path(exports["onnx-int8"]).read_text())["precision"]
     assert info["holdout_mean_abs_score_change"] <= info["drift_tolerance"]
     assert {c["name"] for c in info["compacted"]} >= {"head.bank"}  # stored as int8, computed in float32
+    # "except float32 stages" only where some are (it was said of none)
+    assert ("except float32 stages" in info["compute"]) == bool(info["float32_stages"])
 
 
 def test_int8_tries_7_bit_weights_where_full_range_drifts(tiny_ckpt, batch8, monkeypatch):
@@ -454,3 +456,36 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PY": sys.executable}, timeout=120)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "needs an NVIDIA GPU" in proc.stderr  # a traceback before
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_check_on_few_held_out_images_says_it_is_rough(tmp_path):
+    from PIL import Image
+
+    from exporters.calibration import image_sets
+
+    for i in range(7):
+        Image.fromarray(np.full((8, 8), 30 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    calib, holdout, where = image_sets(tmp_path, {}, tmp_path, 64, 16)
+    assert len(holdout) == 1 and len(calib) == 6  # a plain folder of 7: one held out, unsaid before
+    assert where.endswith("(held out from calibration; only 1: the INT8 check is rough, give 64+ good images with --calib)")
+
+
+def test_export_beside_another_models_exports_says_so(tiny_ckpt, exports, tmp_path):
+    import shutil
+
+    from exporters.export import export
+    from exporters.manifest import sidecar_path
+
+    out = tmp_path / "e"
+    out.mkdir()
+    for f in (exports["onnx-fp16"], sidecar_path(exports["onnx-fp16"])):
+        shutil.copy2(f, out / f.name)
+    side = json.loads(sidecar_path(out / "model-fp16.onnx").read_text())
+    side["source"]["weights_sha256"] = "0" * 64  # as another checkpoint's export
+    sidecar_path(out / "model-fp16.onnx").write_text(json.dumps(side))
+    said = []
+    export(tiny_ckpt, "onnx", out, log=said.append)
+    assert any(line.startswith(f"note: --out {out} also holds model-fp16.onnx, exported from another checkpoint") for line in said)
+    said.clear()
+    export(tiny_ckpt, "onnx", tmp_path / "f", log=said.append)
+    assert not any("also holds" in line for line in said)

@@ -58,6 +58,8 @@ def test_bench_serve_cli(tmp_path, broker, tiny_ckpt, tiny_inspector, capsys):
     (["serve", "--config", "c.yaml", "--warmup", "-4"], "--warmup: '-4': give a whole number of at least 0"),
     (["model", "ck", "data", "--threads", "0"], "--threads: '0': give a whole number of at least 1"),
     (["model", "ck", "data", "--batches", ","], "--batches: ',': give comma-separated integers"),  # an empty table before
+    (["model", "ck", "data", "--batches", "1,,8"], "--batches: '1,,8': give comma-separated integers"),  # taken as 1,8 before
+    (["model", "ck", "data", "--batches", "8,1,8"], "--batches: '8,1,8': 8 is given twice; give each once"),  # two columns for three
     (["report", "--keep", "__file__"], "is a file; give a new or empty folder"),  # a traceback before
 ])
 def test_bench_bad_arguments_are_one_line(capsys, argv, needle):

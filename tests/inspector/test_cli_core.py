@@ -698,6 +698,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad, case):
     (["--verify", "{data}", "--device", "gpu"], ["--device 'gpu'", "cpu or cuda[:N] or tensorrt[:N]"]),
     (["--int8-tolerance", "0"], ["--int8-tolerance 0.0", "positive"]),
     (["--int8-tolerance", "nan"], ["--int8-tolerance nan", "positive"]),
+    (["--int8-tolerance", "inf"], ["--int8-tolerance inf", "positive"]),  # skipped the check before
 ])
 def test_export_checks_its_options_before_exporting(capsys, bad, extra, needles):
     rc, _, err = cli(capsys, "export", bad["ckpt"], "--format", "onnx", "--out", bad["tmp"] / "ex", *(a.format(**bad) for a in extra))
