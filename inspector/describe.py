@@ -11,7 +11,7 @@ from reports.numbers import STYLES
 TEXT = {
     "en": {
         "pass": "{part} passed inspection: score {score} is below the threshold {threshold}.",
-        "fail": "{part} FAILED inspection: score {score} is at or above the threshold {threshold} ({ratio}x the margin of a good part).",
+        "fail": "{part} FAILED inspection: score {score} is at or above the threshold {threshold} (by {diff}).",
         "fail_nan": "{part} FAILED inspection: the model gave no valid score (NaN), so the part is failed to be safe; check the model.",
         "part": "Part {serial}",
         "part_anon": "The part",
@@ -26,7 +26,7 @@ TEXT = {
     },
     "zh": {
         "pass": "{part}检测合格：得分 {score} 低于阈值 {threshold}。",
-        "fail": "{part}检测不合格：得分 {score} 达到或高于阈值 {threshold}（为合格件裕度的 {ratio} 倍）。",
+        "fail": "{part}检测不合格：得分 {score} 达到或高于阈值 {threshold}（高出 {diff}）。",
         "fail_nan": "{part}检测不合格：模型未给出有效得分（NaN），为安全起见判为不合格；请检查模型。",
         "part": "零件 {serial} ",
         "part_anon": "该零件",
@@ -41,7 +41,7 @@ TEXT = {
     },
     "es": {
         "pass": "{part} superó la inspección: la puntuación {score} está por debajo del umbral {threshold}.",
-        "fail": "{part} NO superó la inspección: la puntuación {score} alcanza o supera el umbral {threshold} ({ratio} veces el margen de una pieza buena).",
+        "fail": "{part} NO superó la inspección: la puntuación {score} alcanza o supera el umbral {threshold} (lo supera en {diff}).",
         "fail_nan": "{part} NO superó la inspección: el modelo no dio una puntuación válida (NaN), así que se rechaza por seguridad; revise el modelo.",
         "part": "La pieza {serial}",
         "part_anon": "La pieza",
@@ -87,9 +87,9 @@ def _type_names(lang: str):
 
 
 def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_name) -> list[str]:
-    margin = abs(result.threshold) if result.threshold else 1.0
-    ratio = num.fixed(1.0 + (result.score - result.threshold) / margin, 1)
-    parts = [t["fail"].format(part=part, score=score, threshold=threshold, ratio=ratio)]
+    # by how much, not a ratio: "3.3x the margin of a good part" meant nothing beside a threshold near or below 0
+    diff = num.significant(result.score - result.threshold, 3)
+    parts = [t["fail"].format(part=part, score=score, threshold=threshold, diff=diff)]
     if not result.regions:
         parts.append(t["none"])
         if getattr(result, "defect_type", None):

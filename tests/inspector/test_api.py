@@ -147,6 +147,8 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     assert "4,199999" in result(4.1999995).describe("es")
     one = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12000, peak=9.0, mean=5.0, severity="high")]).describe("en")
     assert "1 defect region found: " in one and "12,000 px (60.00% of the image)" in one  # "1 defect region(s) found" before
+    assert "score 9 is at or above the threshold 4.2 (by 4.8)." in one  # "(3.1x the margin of a good part)" before
+    assert "（高出 4.8）" in result(9.0).describe("zh") and "(lo supera en 4,8)" in result(9.0).describe("es")
     big = result(123456.7, [Region(box=(1, 2, 3, 4), area_px=5, peak=9.0, mean=5.0, severity="high", confidence=0.87)])
     assert "score 123,457 is at or above" in big.describe("en")  # 123,500: rounded, yet it looked exact
     assert "confianza del 87\xa0%" in big.describe("es")  # "87%" beside "60,00 %"

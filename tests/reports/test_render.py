@@ -255,6 +255,10 @@ def test_two_stations_shift_reports_get_their_own_files(tmp_path):
 def test_the_inspection_page_names_the_type_the_shift_report_counts():
     html = inspection_html(_rec(1, "FAIL", 9.0, defects=[{"type": "anomaly", "box": [1, 2, 3, 4]}]))
     assert re.search(r"Defect type</th><td>anomaly", html)  # "—" before, while the shift report said "anomaly"
+    # a region's peak is on the map's scale: a peak of -0.5 beside a threshold of 1.7 read as a contradiction
+    assert "Peak: the anomaly map's highest value in the region, on the map's own scale, not the score's." in html
+    assert "峰值：该区域内异常图的最高值" in inspection_html(_rec(1, "FAIL", 9.0, defects=[{"type": "anomaly", "box": [1, 2, 3, 4]}]), lang="zh")
+    assert "Peak:" not in inspection_html(_rec(1, "PASS", 0.1))
 
 
 def test_stage_names_and_units_are_translated():
