@@ -339,14 +339,18 @@ class FolderWatcher:
             try:
                 # hidden files are partial writes by convention (rsync's .name.XXXXXX, a writer's .tmp_1.jpg renamed when done)
                 # and links are not followed: one to a file elsewhere had it read and stored as a part
-                entries = sorted(p for p in self.folder.iterdir()
-                                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_symlink() and p.is_file())
+                named = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                links = [p for p in named if p.is_symlink()]
+                entries = [p for p in named if not p.is_symlink() and p.is_file()]
             except OSError as exc:
                 self.state = f"unreadable ({exc.strerror})"
                 self._stop.wait(self.cfg.poll_s * 10)
                 continue
             self.state = self._problem or "watching"
-            self._forget_gone(set(entries))
+            self._forget_gone(set(entries) | set(links))
+            for path in links:  # set aside, said: it sat in the folder for good, and nothing said why
+                if path not in self._seen and path not in self._unmoved:
+                    self._set_aside(path, "is a link, which a watched folder does not follow; copy or move the image itself in")
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, accepted in list(self._unmoved.items()):

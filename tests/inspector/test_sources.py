@@ -287,6 +287,7 @@ def test_links_and_oversized_files_in_a_watched_folder_are_not_read_and_done_mus
     w.start(lambda f: frames.append(f) or f.done(True) or True)
     try:
         wait_until(lambda: (folder / "rejected" / "huge.png").exists(), 5, "the big file set aside")
+        wait_until(lambda: (folder / "rejected" / "linked.png").is_symlink(), 5, "the link set aside, unread")  # left, unsaid, before
         drop(folder / "P1.png", png(good_image(2)))
         wait_until(lambda: frames, 5, "P1")
         wait_until(lambda: "not a real folder" in w.state, 5, "the linked done folder refused")
