@@ -214,6 +214,11 @@ class Sink:
         if math.isfinite(margin):  # a NaN score FAILs with no margin to show
             self.metrics.observe("inspector_score_margin", margin, {"verdict": result.verdict})
         self.metrics.observe("inspector_stage_seconds", t1 - job.received, {"stage": "total"})
+        # a line a part: at the terminal or in journalctl, a station that inspects said nothing until it stopped
+        kind = f", {result.defect_type}" if result.verdict == "FAIL" and getattr(result, "defect_type", None) else ""
+        log.info("%s %s (%s, %s): score %.4g, threshold %.4g, %d region(s)%s%s", result.verdict, job.serial or "-", job.inspection_id,
+                 job.source, result.score, result.threshold, len(result.regions), kind,
+                 f", {len(result.warnings)} warning(s)" if result.warnings else "")
         if self.sparkplug is not None:
             self.sparkplug.publish_result(record)
         if self.live is not None:

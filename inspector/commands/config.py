@@ -27,11 +27,12 @@ def validate(args: argparse.Namespace) -> int:
     from inspector.config import config_errors
 
     cfg, errors = config_errors(args.file)
+    notes = []
     if cfg is not None and args.here:
-        errors = machine_problems(cfg)
+        errors, notes = machine_problems(cfg), machine_notes(cfg)
         cfg = None if errors else cfg
     if args.json:
-        print_json({"file": args.file, "valid": cfg is not None, "errors": errors})
+        print_json({"file": args.file, "valid": cfg is not None, "errors": errors, **({"notes": notes} if args.here else {})})
     elif cfg is None:
         for e in errors:
             print(e, file=sys.stderr)
@@ -44,7 +45,29 @@ def validate(args: argparse.Namespace) -> int:
         here = f"; this machine can run it (the model loads on {cfg.model.device}{judged}, source, store and port checked)" if args.here else ""
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
               f" topics under {cfg.mqtt.prefix}){here}")
+    for note in notes if not args.json else ():
+        print(f"note: {note}", file=sys.stderr if cfg is None else sys.stdout)
     return 0 if cfg is not None else 1
+
+
+def machine_notes(cfg) -> list[str]:
+    """What would not stop `serve` but a user should know before the line starts: "this machine can run it" was said
+    with the broker down, and relative paths are read from the folder serve starts in, which systemd sets to /."""
+    import os
+    import socket
+
+    notes = []
+    try:
+        socket.create_connection((cfg.mqtt.host, cfg.mqtt.port), timeout=3).close()
+    except OSError as exc:
+        notes.append(f"broker {cfg.mqtt.host}:{cfg.mqtt.port} does not answer now ({exc.strerror or exc}); serve would start "
+                     "degraded and keep trying: start the broker (e.g. mosquitto -c configs/mosquitto.conf) or fix mqtt.host/port")
+    fields = {"model.path": cfg.model.path, "source.path": getattr(cfg.source, "path", None), "store.data_dir": cfg.store.data_dir}
+    relative = [f for f, v in fields.items() if isinstance(v, str) and v and "://" not in v and not os.path.isabs(v)]
+    if relative:
+        notes.append(f"{', '.join(relative)} {'is' if len(relative) == 1 else 'are'} relative: read from the folder serve starts in ({os.getcwd()} here); "
+                     "under systemd give absolute paths")
+    return notes
 
 
 def machine_problems(cfg) -> list[str]:

@@ -189,6 +189,35 @@ def test_validate_here_finds_what_serve_would_refuse_at_start(tmp_path, tiny_ckp
     assert len(errors) == 1 and "MB free, below store.min_free_mb" in errors[0], errors
 
 
+def test_validate_here_notes_a_silent_broker_and_relative_paths(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    """"This machine can run it" was said with the broker down (serve then started degraded), and nothing said that
+    relative paths are read from the folder serve starts in."""
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: refused
+    base = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "mqtt"},
+            "mqtt": {"prefix": "f/st1", "host": "127.0.0.1", "port": closed.getsockname()[1]}, "store": {"data_dir": "data"},
+            "http": {"port": 0}}
+    try:
+        (tmp_path / "down.yaml").write_text(json.dumps(base))
+        assert main(["config", "validate", "--here", "--json", "down.yaml"]) == 0  # notes, not problems
+        notes = json.loads(capsys.readouterr().out)["notes"]
+        assert notes[0].startswith(f"broker 127.0.0.1:{closed.getsockname()[1]} does not answer now (Connection refused)")
+        assert notes[1] == f"store.data_dir is relative: read from the folder serve starts in ({tmp_path} here); under systemd give absolute paths"
+        up = deep_merge(base, {"mqtt": {"port": listening.getsockname()[1]}, "store": {"data_dir": str(tmp_path / "data")}})
+        (tmp_path / "up.yaml").write_text(json.dumps(up))
+        assert main(["config", "validate", "--here", "up.yaml"]) == 0
+        assert "note:" not in capsys.readouterr().out
+    finally:
+        listening.close()
+        closed.close()
+
+
 def test_validate_here_judges_the_verification_images(tmp_path, tiny_ckpt, tiny_data, capsys):
     good, defect = str(tiny_data / "test" / "good" / "000.png"), str(tiny_data / "test" / "blob" / "000.png")
     base = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt), "verify_good": [good], "verify_defect": [defect]},

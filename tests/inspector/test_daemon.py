@@ -55,6 +55,19 @@ def test_an_image_unlike_the_training_images_is_flagged_and_logged_once(station,
     assert sum("much darker" in m for m in logged) == 1  # two warnings a part alternated, and each was logged for every part
 
 
+def test_each_part_is_one_line_in_the_log(station, broker, listen, tiny_inspector, good_png, defect_png, caplog):
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with caplog.at_level("INFO", logger="inspector.pipeline"), running(cfg, tiny_inspector):
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        lst.publish("image", good_png, user={"inspection_id": "g1", "serial": "S-1"})
+        lst.publish("image", defect_png, user={"inspection_id": "d1"})
+        wait_until(lambda: len(lst.json("result")) >= 2, 30, "2 results")
+    parts = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("PASS ", "FAIL "))]
+    assert len(parts) == 2, parts  # nothing a part before, at the default level
+    assert parts[0].startswith("PASS S-1 (g1, mqtt:image): score ") and parts[1].startswith("FAIL - (d1, mqtt:image): score ")
+
+
 # -- round trips, one per source kind ---------------------------------------------------------------------
 def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, tiny_inspector, good_png, tmp_path):
     shared = tmp_path / "shared"
