@@ -66,6 +66,16 @@ class Numbers:
         """`value` with the digits that tell it from `other` (records.apart), written out in full."""
         return "—" if value is None else self._written(apart(value, other))
 
+    def column(self, value: float | None, other: float | None, digits: int = 2) -> str:
+        """A score in a table's column: `digits` decimals, so that a column reads alike (8.234 stood over 34.25 and 20.1),
+        or as many as tell it from its threshold `other` where that many do not."""
+        if value is None:
+            return "—"
+        text = f"{value:.{digits}f}"
+        if other is not None and value != other and text == f"{other:.{digits}f}":
+            return self.apart(value, other)
+        return self._local(text)
+
     def _written(self, text: str) -> str:
         """A number as Python's g-format gave it, without its exponent and in this language."""
         return self._local(format(Decimal(text), "f"))

@@ -68,7 +68,7 @@ def environment(lang: str) -> Environment:
     t = translations(lang)
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
-    env.filters.update(num=num.significant, apart=num.apart, fixed=num.fixed, percent=num.percent, share=num.share, count=num.count, time=_time,
+    env.filters.update(num=num.significant, apart=num.apart, column=num.column, fixed=num.fixed, percent=num.percent, share=num.share, count=num.count, time=_time,
                        tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env

@@ -223,6 +223,24 @@ def test_a_pass_just_below_its_threshold_never_reads_equal_to_it():
     assert float(gauge) < 4.2 and "Threshold 4.2" in html
 
 
+def test_a_slow_rate_of_parts_keeps_its_digits():
+    records = [_rec(i, "PASS", 1.0) for i in range(10)]
+    html = shift_html(records, {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T23:00:00Z"})  # 10 parts in 17 hours
+    assert re.search(r'<div class="v">0\.59</div><div class="l">Parts per hour', html)  # "1" before
+    html = shift_html(records + [_rec(10, "PASS", 1.0, timestamp="2026-11-27T06:00:01.000Z")], {})  # 11 in 9 min 1 s
+    assert re.search(r'<div class="v">73</div><div class="l">Parts per hour', html)
+
+
+def test_a_column_of_scores_reads_alike():
+    from reports.numbers import STYLES
+
+    records = [_rec(i, "FAIL", v) for i, v in enumerate((8.234, 34.25, 20.1))] + [_rec(3, "FAIL", 4.2000001)]
+    html = shift_html(records, {})
+    for text in ("8.23", "34.25", "20.10", "4.2000001"):  # 8.234 over 34.25 and 20.1 before; at the threshold, the digits that tell
+        assert f'<td class="num">{text}</td>' in html, text
+    assert STYLES["es"].column(1234.5, 4.2) == "1234,50" and STYLES["en"].column(None, 1.0) == "—"
+
+
 def test_yield_never_rounds_up_to_100_while_a_part_failed():
     records = [_rec(i, "PASS", 1.0) for i in range(2000)] + [_rec(2000, "FAIL", 9.0)]
     html = shift_html(records, {})
