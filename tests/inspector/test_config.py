@@ -53,7 +53,9 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["valid"] is False
     with pytest.raises(InspectorError, match=r"3 problem\(s\)"):
         load_config(f)
-    assert main(["serve", "--config", str(f)]) == 2  # serve refuses with the same one-line summary
+    assert main(["serve", "--config", str(f)]) == 2  # serve refuses, a problem a line as validate prints them (one line before)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: config {f}: 3 problems:" and err[1].startswith(f"  {f}:") and len(err) == 4
 
 
 @pytest.mark.parametrize(("text", "expect"), [
