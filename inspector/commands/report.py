@@ -157,8 +157,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if "start" in summary:
         skipped = f"; {summary['not_inspected']} input(s) not inspected" if summary["not_inspected"] else ""
-        print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {summary['start']} to {summary['end']}{skipped}")
+        print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {_in_zone(summary['start'], z)} to "
+              f"{_in_zone(summary['end'], z)}{skipped}")
     for w in paths:
         for path in w.values():
             print(path)
     return 0
+
+
+def _in_zone(stamp: str, z) -> str:
+    """A UTC record time as the report's zone reads it, with the UTC one beside it: --tz Europe/Berlin --from 06:00
+    was echoed as 05:00:00.000Z, and the file is named by the UTC time."""
+    from datetime import datetime, timezone
+
+    from reports.zones import zone_label
+
+    if z is timezone.utc:
+        return stamp
+    at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return f"{at.astimezone(z):%Y-%m-%d %H:%M:%S} {zone_label(z, at)} ({stamp})"

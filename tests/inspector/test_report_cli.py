@@ -56,6 +56,10 @@ def test_times_without_an_offset_and_the_report_are_on_the_zones_clock(store_dir
     assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" for r in records)
     text = (tmp_path / "shift-20261126T0700Z-20261126T0900Z.html").read_text(encoding="utf-8")
     assert ("2026-11-26 08:00 CET" if tz == "Europe/Berlin" else "2026-11-26 12:30 IST") in text and "UTC" not in text
+    rc = main(["report", "--db", str(root), "--tz", tz, "--from", start, "--to", end, "--format", "html", "--out", str(tmp_path / "text")])
+    said = capsys.readouterr().out
+    local = "2026-11-26 08:00:00 Europe/Berlin" if tz == "Europe/Berlin" else "2026-11-26 12:30:00 Asia/Kolkata"
+    assert rc == 0 and f"from {local} (2026-11-26T07:00:00.000Z) to " in said  # the UTC time alone before
 
 
 def test_a_station_config_gives_the_store_and_the_report_settings(store_dir, tmp_path, capsys):
