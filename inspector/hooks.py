@@ -152,14 +152,16 @@ class ReportHooks:
                     self._shift_report(item, corr)
                 self.last_error = None
             except Exception as exc:  # a report must never take the inspector down
-                self.failed += 1
                 what = f"{kind} report" + (f" of {item['inspection_id']}" if kind == "fail" else "")
-                self.last_error, self._failed_at = f"{what} failed ({exc})", time.monotonic()
+                error = f"{what} failed ({exc})"
                 # a known cause (the reports package's own errors, a full disk) is one line: a traceback per part before
                 if isinstance(exc, OSError) or type(exc).__module__.startswith("reports."):
-                    log.error("reports: %s", self.last_error)
+                    log.error("reports: %s", error)
                 else:
                     log.exception("reports: %s failed", what)
+                # counted once said: a reader of the count (/health, a test) finds the log line there
+                self.last_error, self._failed_at = error, time.monotonic()
+                self.failed += 1
                 if kind == "shift":
                     self._publish(self.error_topic, json.dumps({"error": f"command: shift report failed ({exc})", "input": "command"}),
                                   correlation=corr)
