@@ -39,9 +39,10 @@ def _severity(text: str) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from model.synth.writer import write_synthetic
+    from model.synth.writer import check_out, write_synthetic
 
     out = Path(args.out)
+    check_out(args.good_dir, out)  # before "not empty; pass --force", which would then write there
     writable_folder(out, keep=False)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from model.errors import InspectorError
-from model.images import list_images, read_image
+from model.images import IMAGE_SUFFIXES, list_images, read_image
 from model.progress import BarFactory, silent
 from model.synth import SEVERITY, check_types, donor_index, draw, synthesize
 
@@ -36,10 +36,31 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
         raise InspectorError(f"good folder {good_dir}: {'is a file' if folder.exists() else 'no such folder'}; point at a folder of good parts")
     if (folder / "train" / "good").is_dir():  # its test/ defects must not be taken for good parts
         raise InspectorError(f"good folder {good_dir}: holds the MVTec AD layout; give its good images, {folder / 'train' / 'good'}")
+    if _is_synth_output(folder):  # its contact sheet and defects would be drawn on as good parts
+        raise InspectorError(f"good folder {good_dir}: is an `inspector synth` output (it has its labels.json); point at a folder of good parts")
     paths = list_images(folder)
     if not paths:
-        raise InspectorError(f"good folder {good_dir}: no images (.png/.jpg/.bmp/.tif) found; point at a folder of good parts")
+        raise InspectorError(f"good folder {good_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; point at a folder of good parts")
+    from model.data import _refuse_defect_labels
+
+    _refuse_defect_labels(folder, paths)  # as fit refuses them: a folder of labelled defects is no source of good parts
     return paths
+
+
+def _is_synth_output(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "labels.json").read_text()).get("generator") == "inspector synth"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_out(good_dir: str | Path, out: str | Path) -> None:
+    """--out must not lie in the good folder: fit reads a good folder with its subfolders, and learnt the generated
+    defects (and the contact sheet) as good parts."""
+    good, target = Path(good_dir).resolve(), Path(out).resolve()
+    if target == good or target.is_relative_to(good):
+        raise InspectorError(f"--out {out}: lies in the good folder {good_dir}, where fit would learn the generated defects as "
+                             "good parts; write them to a folder of their own")
 
 
 MIN_SIDE = 16  # px: below this the generators have no room to draw a defect
@@ -127,6 +148,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     if n < 1:
         raise InspectorError(f"--n {n}: give the number of defect images to make (at least 1)")
     kinds = check_types(types)
+    check_out(good_dir, out)
     goods = readable_goods(good_dir)
     out = Path(out)
     if replace:

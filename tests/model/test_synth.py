@@ -140,6 +140,24 @@ def test_bad_inputs(tmp_path):
         write_synthetic(empty, tmp_path / "o", 5)
 
 
+
+def test_out_in_the_good_folder_a_synth_output_or_labelled_defects_are_refused(tmp_path):
+    """fit learnt generated defects written into the good folder as good parts (and synth drew on its contact sheet)."""
+    good = _goods(tmp_path, 3)
+    for out in (good, good / "synth"):
+        with pytest.raises(InspectorError, match="lies in the good folder .*where fit would learn the generated defects as good parts"):
+            write_synthetic(good, out, 2)
+    r = subprocess.run([sys.executable, "-m", "inspector", "synth", str(good), "--out", str(good), "--force"], capture_output=True, text=True)
+    assert r.returncode == 2 and "lies in the good folder" in r.stderr  # not "not empty; pass --force", which then wrote there
+    write_synthetic(good, tmp_path / "syn", 2)
+    (tmp_path / "syn" / "a.png").write_bytes(cv2.imencode(".png", good_image(0, 64))[1].tobytes())
+    with pytest.raises(InspectorError, match="is an `inspector synth` output"):
+        write_synthetic(tmp_path / "syn", tmp_path / "o2", 2)
+    (good / "0.xml").write_text("<annotation/>")  # a labelled defect, as fit --labels takes it
+    with pytest.raises(InspectorError, match="has a defect label beside it"):
+        write_synthetic(good, tmp_path / "o3", 2)
+
+
 @pytest.mark.parametrize("extra, message", [(["--n", "0"], "--n 0"), (["--types", "dent"], "'dent' is unknown"),
                                            (["--severity", "2,3"], "--severity")])
 def test_cli_bad_inputs_are_one_line(tmp_path, extra, message):
