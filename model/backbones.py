@@ -5,7 +5,9 @@ Normalisation happens inside the module (buffers), so exported graphs take plain
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +97,7 @@ class ClipViT(nn.Module):
     def __init__(self, model_name: str, weights: str, layers: tuple[int, ...], load_weights: bool = True) -> None:
         super().__init__()
         open_clip = _open_clip()
-        if model_name not in open_clip.list_models():
-            raise InspectorError(f"unknown open_clip model {model_name!r}: see open_clip.list_models()")
+        _check_plain_vit(open_clip, model_name)
         if load_weights and not weights:
             raise InspectorError(f"backbone clip:{model_name}: needs its weights: clip:{model_name}:/path/to/weights.safetensors "
                                  f"(clip:{model_name}:{RANDOM_WEIGHTS} builds untrained weights, for tests only)")
@@ -104,9 +105,13 @@ class ClipViT(nn.Module):
             raise InspectorError(f"CLIP weights {weights}: no such file; give a local .safetensors/.bin/.pt path")
         pretrained = weights if (load_weights and weights != RANDOM_WEIGHTS) else None
         try:
-            clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
-        except (RuntimeError, ValueError) as exc:
-            raise InspectorError(f"CLIP weights {weights} do not fit {model_name}: {str(exc).splitlines()[0]}") from None
+            with _quiet_open_clip():
+                clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise InspectorError(f"CLIP weights {weights} do not fit {model_name}: {_first_reason(exc)}") from None
+        except Exception as exc:  # safetensors' and pickle's own errors for a truncated or foreign file were tracebacks
+            raise InspectorError(f"CLIP weights {weights}: cannot be read as a weights file ({type(exc).__name__}: {_first_reason(exc)}); "
+                                 "give the model's .safetensors, .bin or .pt file, complete") from None
         clip.eval()
         self.clip = clip
         self.tokenizer_name = model_name
@@ -149,6 +154,39 @@ class ClipViT(nn.Module):
         tokens = open_clip.get_tokenizer(self.tokenizer_name)(prompts)
         emb = self.clip.encode_text(tokens)
         return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def _check_plain_vit(open_clip, model_name: str) -> None:
+    """The backbone reads patch tokens from a plain ViT's blocks: open_clip's ResNet, ConvNeXt and timm towers
+    (RN50, convnext_*, SigLIP, EVA) were tracebacks."""
+    if model_name not in open_clip.list_models():
+        raise InspectorError(f"unknown open_clip model {model_name!r}: see open_clip.list_models()")
+    vision = (open_clip.get_model_config(model_name) or {}).get("vision_cfg") or {}
+    if not isinstance(vision.get("layers"), int) or vision.get("timm_model_name"):
+        tower = vision.get("timm_model_name") or ("a ResNet" if isinstance(vision.get("layers"), (list, tuple)) else "not a plain ViT")
+        raise InspectorError(f"open_clip model {model_name}: its image tower is {tower}; the clip backbone takes open_clip's own "
+                             "ViT models, e.g. ViT-B-16, ViT-B-32, ViT-L-14")
+
+
+def _first_reason(exc: BaseException) -> str:
+    """The line of an exception's text that says why: torch's state-dict errors begin "Error(s) in loading state_dict"."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading"):
+        return lines[1][:200]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs "No pretrained weights loaded" on the root logger for untrained weights, asked for on purpose."""
+    root = logging.getLogger()
+    quiet = logging.Filter()
+    quiet.filter = lambda record: "No pretrained weights loaded" not in record.getMessage()  # type: ignore[method-assign]
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def _open_clip():
@@ -194,7 +232,8 @@ def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weight
         model_name, weights = clip_spec(spec)
         if not layers:
             open_clip = _open_clip()
-            depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"] if model_name in open_clip.list_models() else 4
+            _check_plain_vit(open_clip, model_name)
+            depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"]
             layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
         return ClipViT(model_name, weights, layers, load_weights=load_weights)
     known = ", ".join([*EFFICIENTNET_LITE, "clip:<model>:<weights>"])

@@ -290,7 +290,7 @@ def set_clip_projection(net: InspectorNet, head: TypeHead, text_weights: torch.T
     head.ln_bias = visual.ln_post.bias.detach().clone().float()
     head.proj = visual.proj.detach().clone().float()
     head.text_weights = text_weights.detach().clone().float()
-    head.text_mix = torch.tensor([1.0, float(net.backbone.clip.logit_scale.exp().clamp(max=100.0))])
+    head.text_mix = torch.tensor([1.0, float(net.backbone.clip.logit_scale.detach().exp().clamp(max=100.0))])
 
 
 @torch.no_grad()

@@ -127,6 +127,32 @@ def test_clip_default_layers_and_missing_weights(tiny_clip, tmp_path):
         build_backbone("clip:no-such-model:")
 
 
+
+@pytest.mark.parametrize("name, tower", [("RN50", "a ResNet"), ("convnext_tiny", "convnext_tiny"), ("ViT-B-16-SigLIP", "vit_base_patch16_siglip")])
+def test_clip_towers_that_are_not_plain_vits_are_one_line(tiny_clip, name, tower):
+    """A TypeError or KeyError traceback before; checked from the config, before any model is built."""
+    for layers in (None, (0,)):
+        with pytest.raises(InspectorError, match=f"open_clip model {name}: its image tower is {tower}.*takes open_clip's own ViT models"):
+            build_backbone(f"clip:{name}:random", layers)
+
+
+def test_a_broken_clip_weights_file_is_one_line_and_quiet_random_weights(tiny_clip, tmp_path, caplog):
+    for name, data in (("empty.safetensors", b""), ("garbage.pt", b"\x80\x02not a pickle at all")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InspectorError, match=f"CLIP weights .*{name}: cannot be read as a weights file .*complete"):
+            build_backbone(f"clip:inspector-test-tiny:{tmp_path / name}", (0,))
+    other = build_backbone("clip:inspector-test-tiny:random", (0,)).clip.state_dict()
+    other["visual.conv1.weight"] = torch.zeros(3, 3, 3, 3)  # another model's weights: the reason, not "Error(s) in loading"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in other.items()}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InspectorError, match=r"do not fit inspector-test-tiny: size mismatch for visual\.conv1\.weight"):
+        build_backbone(f"clip:inspector-test-tiny:{tmp_path / 'other.safetensors'}", (0,))
+    with caplog.at_level("WARNING"):
+        build_backbone("clip:inspector-test-tiny:random", (0,))
+    assert "No pretrained weights loaded" not in caplog.text  # asked for on purpose
+
+
 def test_clip_backbone_in_the_scoring_graph(tiny_clip):
     from model.net import InspectorNet, NetConfig
 
