@@ -236,5 +236,12 @@ def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weight
             depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"]
             layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
         return ClipViT(model_name, weights, layers, load_weights=load_weights)
-    known = ", ".join([*EFFICIENTNET_LITE, "clip:<model>:<weights>"])
-    raise InspectorError(f"unknown backbone {spec!r}: choose one of {known}")
+    check_backbone_name(spec)
+    raise AssertionError(spec)  # unreachable: check_backbone_name raised
+
+
+def check_backbone_name(spec: str) -> None:
+    """The spec's form, before anything is built: `efficientnet-lite0..2` or `clip:...`."""
+    if spec not in EFFICIENTNET_LITE and not spec.startswith("clip:"):
+        known = ", ".join([*EFFICIENTNET_LITE, "clip:<model>:<weights>"])
+        raise InspectorError(f"unknown backbone {spec!r}: choose one of {known}")

@@ -252,8 +252,8 @@ def install_head(net: InspectorNet, classes: list[str], region: str = "auto",
     """(Re)build the net's type head for these classes, pooling over `region` (resolved: "map" or "image") and,
     given CLIP prompt embeddings [K, E], with prompt logits. The config records what is needed to rebuild it.
     -> (head, resolved region)."""
-    if UNKNOWN in classes:
-        raise InspectorError(f"labels: a type may not be called {UNKNOWN!r} (reserved for defects unlike every known type)")
+    if any(c.lower() == UNKNOWN for c in classes):
+        raise InspectorError(f"labels: a type may not be called {UNKNOWN!r}, in any case (reserved for defects unlike every known type)")
     region = resolve_region(net, region)
     net.config.class_names = list(classes)
     net.config.type_text_dim = 0 if text_weights is None else int(text_weights.shape[1])

@@ -58,8 +58,8 @@ class LabelSet:
 def load_labels(path: str | Path) -> LabelSet:
     """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
     labels = _load_labels(Path(path))
-    if UNKNOWN in labels.types:
-        raise InspectorError(f"labels {labels.root}: a type may not be called {UNKNOWN!r} (reserved for defects unlike every known "
+    if any(t.lower() == UNKNOWN for t in labels.types):  # "Unknown" sat beside `unknown` in type_probs
+        raise InspectorError(f"labels {labels.root}: a type may not be called {UNKNOWN!r}, in any case (reserved for defects unlike every known "
                              "type); rename that folder")
     return labels
 

@@ -50,13 +50,15 @@ def load_type_labels(args: argparse.Namespace):
 
 
 def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
+    from model.backbones import check_backbone_name
     from model.label_names import GOOD, UNKNOWN
 
-    if not str(getattr(args, "backbone", "")).startswith("clip:"):
+    check_backbone_name(str(args.backbone))  # `--backbone clip`: that, not "needs the clip backbone", is the mistake
+    if not str(args.backbone).startswith("clip:"):
         raise InspectorError(f"--types {args.types}: naming defects from words needs the clip backbone (clip:<model>:<weights>); "
                              "with this backbone give labelled examples with --labels")
     twice = sorted({n for n in names if names.count(n) > 1})
-    reserved = [n for n in names if n in (GOOD, UNKNOWN)]
+    reserved = [n for n in names if n.lower() in (GOOD, UNKNOWN)]  # "Unknown" sat beside `unknown` in type_probs
     if twice or reserved or len(names) < 2:
         why = (f"{', '.join(twice)} given twice" if twice else f"{reserved[0]!r} is not a defect type" if reserved
                else "one type; naming types needs at least two to tell apart")
@@ -101,6 +103,7 @@ def describe_fit(types: dict[str, Any]) -> str:
     unk = types.get("unknown_threshold")
     extra = f"; cross-validated accuracy {types['cv_accuracy']:.3f}" if types.get("cv_accuracy") is not None else ""
     single = [t for t, n in types["counts"].items() if n < 2]
-    off = f"`unknown` off: {single[0]} has one example, and it needs 2 of each type" if single else "`unknown` off"
+    off = ("`unknown` off: named from words, with no examples to set its threshold" if not any(types["counts"].values())
+           else f"`unknown` off: {single[0]} has one example, and it needs 2 of each type" if single else "`unknown` off")
     return (f"  defect types ({types['region']} pooling): {counts}{extra}; "
             + ("`unknown` on" if unk is not None else off) + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))

@@ -557,6 +557,8 @@ def test_fit_says_why_unknown_is_off():
     fitted = {"region": "mask", "unknown_threshold": None, "cv_accuracy": None}
     assert "`unknown` off: crack has one example, and it needs 2 of each type" in describe_fit({**fitted, "counts": {"break": 5, "crack": 1}})
     assert describe_fit({**fitted, "counts": {"break": 5, "crack": 2}}).endswith("`unknown` off")  # --unknown-rate 0
+    zero_shot = describe_fit({**fitted, "counts": {"crack": 0, "scratch": 0}})  # "crack has one example" before
+    assert "`unknown` off: named from words, with no examples to set its threshold" in zero_shot
 
 
 def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):

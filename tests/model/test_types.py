@@ -255,6 +255,13 @@ def _unknown_folder(root):
     shutil.move(root / "scratch", root / "unknown")
 
 
+def _capital_unknown_folder(root):
+    import shutil
+
+    write_labels(root, 3, types=("blob", "scratch"))
+    shutil.move(root / "scratch", root / "Unknown")
+
+
 def _wrong_mask(root):
     import cv2
 
@@ -282,6 +289,9 @@ def _undecodable(root):
     (None, ["--types", "crack", "--backbone", "clip:ViT-S-32:random"], "one type; naming types needs at least two"),
     (None, ["--types", "crack,crack", "--backbone", "clip:ViT-S-32:random"], "crack given twice"),
     (None, ["--types", "crack,good", "--backbone", "clip:ViT-S-32:random"], "'good' is not a defect type"),
+    (None, ["--types", "crack,Unknown", "--backbone", "clip:ViT-S-32:random"], "'Unknown' is not a defect type"),  # taken before
+    (None, ["--types", "crack,stain", "--backbone", "clip"], "unknown backbone 'clip'"),  # "needs the clip backbone" before
+    (_capital_unknown_folder, [], "a type may not be called 'unknown', in any case"),
     (None, ["--types", "crack,stain", "--backbone", "clip:ViT-S-32:random", "--unknown-rate", "0.2"], "--unknown-rate 0.2: applies only with --labels"),
 ])
 def test_bad_labels_and_type_options_fail_before_the_anomaly_fit(tiny_data, tmp_path, capsys, monkeypatch, make, extra, message):
