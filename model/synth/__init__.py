@@ -15,6 +15,7 @@ NEEDS_DONOR = frozenset({"transplant"})
 # Types that replace a whole region: every pixel in it is defective, also where the new surface happens to
 # match the old one's value, so the mask is the region, not the pixels that changed.
 REGION_TYPES = frozenset({"transplant"})
+SEVERITY_FREE = frozenset({"transplant"})  # drawn over its full range whatever the severity (see defects.transplant)
 
 
 def check_types(types: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

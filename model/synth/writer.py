@@ -13,7 +13,7 @@ import numpy as np
 from model.errors import InspectorError
 from model.images import IMAGE_SUFFIXES, list_images, read_image
 from model.progress import BarFactory, silent
-from model.synth import SEVERITY, check_types, donor_index, draw, synthesize
+from model.synth import SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, synthesize
 
 
 @dataclass
@@ -24,7 +24,7 @@ class SynthRecord:
     mask: str
     type: str
     source: str
-    severity: float
+    severity: float | None  # None: a type drawn over its full range whatever the severity (SEVERITY_FREE)
     area_px: int
     box: list[int]  # x, y, w, h of the mask
 
@@ -107,7 +107,7 @@ def _synthesize_all(goods: list[Path], kinds: list[str], out: Path, n: int, seed
                 raise InspectorError(f"--out {out}: cannot write {path.name}; is the disk full?")
         x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
         records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used),
-                                   round(sev, 3), int(mask.sum()), [x, y, w, h]))
+                                   None if kind in SEVERITY_FREE else round(sev, 3), int(mask.sum()), [x, y, w, h]))
         bar.update(1)
 
 

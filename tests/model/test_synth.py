@@ -114,8 +114,10 @@ def test_writer_layout_labels_contact_sheet_and_determinism(tmp_path):
     from model.data import load_dataset
 
     assert len(load_dataset(tmp_path / "a", require_train=False).test) == 10
+    assert all(r["severity"] is not None for r in labels["images"])
     # a transplant takes another good image's surface, the same one for the same seed
     one = write_synthetic(good, tmp_path / "t1", 3, ["transplant"], seed=5)
+    assert all(r.severity is None for r in one)  # drawn over its full range: 0.096 and 0.996 were recorded for one image
     write_synthetic(good, tmp_path / "t2", 3, ["transplant"], seed=5)
     for r in one:
         assert np.array_equal(cv2.imread(str(tmp_path / "t1" / r.image)), cv2.imread(str(tmp_path / "t2" / r.image))) and r.area_px > 0
