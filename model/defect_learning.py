@@ -198,6 +198,10 @@ def _learn_context(net: InspectorNet, good_emb: torch.Tensor, imgs: np.ndarray, 
     std = good.std(dim=(0, 2, 3))
     seg.loc, seg.scale = good.mean(dim=(0, 2, 3)), std.clamp_min(1e-3 * float(std.mean()))
     cells, cover = _context_cells(net, seg, imgs, masks)
+    if not (cover >= POSITIVE_COVER).any():  # it learnt "no defect anywhere" and was blended in at 0.9
+        raise InspectorError(f"--synth: none of the {len(imgs)} generated defects covers {POSITIVE_COVER:.0%} of a cell of the whole-image "
+                             f"branch ({cover.shape[-2]}x{cover.shape[-1]} cells): they are too thin for it; generate region-sized "
+                             "types (--synth-types transplant, the default; or stain, texture), or use --synth-head patch")
     x = torch.cat([good.half(), cells])
     y = torch.cat([torch.zeros(good.shape[0], *good.shape[-2:]), cover])
     _train_context(seg, x, y, steps, seed, tick=tick)

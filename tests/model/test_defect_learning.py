@@ -282,3 +282,13 @@ def test_training_the_whole_image_branch_moves_its_progress_bar_step_by_step(tin
     fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=8, steps=20)), progress=Recorder)
     total, *updates = bars["generated defects"]
     assert total == 22 and sum(updates) == total and len(updates) == 22  # generation, 20 steps, standardisation
+
+
+def test_generated_defects_too_thin_for_the_whole_image_branch_are_refused(tiny_data, monkeypatch):
+    """`--synth-types crack` marked no cell: the branch learnt "no defect anywhere", and was blended in at 0.9."""
+    import model.defect_learning as dl
+
+    real = dl._context_cells
+    monkeypatch.setattr(dl, "_context_cells", lambda *a: (real(*a)[0], torch.zeros_like(real(*a)[1])))
+    with pytest.raises(InspectorError, match=r"none of the 4 generated defects covers 30% of a cell .*--synth-head patch"):
+        fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=4, steps=5)))
