@@ -231,6 +231,8 @@ def _refuse_idle_options(args: argparse.Namespace) -> None:
             where = {"--synth": "--ablation", "--size": "--ablation or --shots", "--folds": "--shots all",
                      "--new-parts": model_eval, "--report": model_eval}.get(flag, "--shots")
             raise InspectorError(f"{flag}{'' if value is True else f' {value}'}: applies only with {where}; drop it")
+    if args.size is not None and args.shots is not None and Path(args.model).exists():  # silently ignored before
+        raise InspectorError(f"--size {args.size}: applies only with a backbone name; checkpoint {args.model} keeps its own input size; drop it")
     for name in REPORT_OPTIONS:
         if getattr(args, name) is not None and args.report is None:
             raise InspectorError(f"--{name}: applies only with --report DIR; add it or drop --{name}")

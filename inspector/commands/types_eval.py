@@ -141,7 +141,9 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     need = args.folds if shots == "all" else int(shots) + 1
     if counts.min() < need:
         short = classes[int(counts.argmin())]
-        raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; --shots {shots} needs at least {need} per type")
+        per = f"--shots all with --folds {args.folds} needs at least {need} per type; lower --folds" if shots == "all" \
+            else f"--shots {shots} needs at least {need} per type (the shots and one to score)"
+        raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; {per}")
     net = _open_net(args.model, args.size)
     tw = text_weights(net.backbone, classes) if hasattr(net.backbone, "encode_text") else None
     head, region = install_head(net, classes, "auto", tw)
@@ -174,7 +176,9 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
                 confusion.setdefault(t, {}).setdefault(q, 0)
                 confusion[t][q] += v
     keys = ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate")
-    out: dict[str, Any] = {"mode": "shots", "shots": shots, "seeds": args.seeds, "folds": args.folds if shots == "all" else None,
+    # --shots 3 is the number 3, not "3"
+    out: dict[str, Any] = {"mode": "shots", "shots": shots if shots == "all" else int(shots), "seeds": args.seeds,
+                           "folds": args.folds if shots == "all" else None,
                            "region": region, "classes": classes, "counts": dict(zip(classes, counts.tolist(), strict=True))}
     for key in keys:
         vals = [r[key] for r in runs]

@@ -670,6 +670,8 @@ CASES = {
     "eval: report folder empty": (["eval", "{ckpt}", "{data}", "--report", ""], ["--report ''", "give the folder"]),
     "eval: report format empty": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--format", ""], ["report format (none)"]),
     "eval: report logo missing": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--logo", "{tmp}/logo.png"], ["logo.png", "cannot be read"]),
+    "eval: --size with a checkpoint's --shots": (["eval", "{ckpt}", "{data}", "--shots", "2", "--size", "224"],
+                                                 ["--size 224", "applies only with a backbone name"]),  # ignored before
     "eval: --shots on an export": (["eval", "{tmp}/model.onnx", "{data}", "--shots", "2"], ["an export's type head cannot be refitted"]),
     "export: --calib without int8": (["export", "{ckpt}", "--format", "onnx", "--out", "{tmp}/x", "--calib", "{data}"],
                                      ["--calib", "only to --format onnx-int8 or tensorrt-int8"]),
