@@ -280,9 +280,15 @@ def run(args: argparse.Namespace) -> int:
     for note in report.get("notes", []):
         print(f"  note: {note}")
     if "type_accuracy" in report:
-        k = report["types_fitted_on_these_images"]
-        print(f"  type accuracy {report['type_accuracy']}, macro F1 {report['type_macro_f1']}"
-              + (f" (the type head was fitted on {k} of these {report['n_defect']} defect images)" if k else ""))
+        k, scored, novel = report["types_fitted_on_these_images"], report["type_images_scored"], report.get("types_not_known")
+        if scored:
+            print(f"  type accuracy {report['type_accuracy']}, macro F1 {report['type_macro_f1']} on the {scored} defect images of the "
+                  "model's types" + (f" (the type head was fitted on {k} of the {report['n_defect']} defect images)" if k else ""))
+        else:  # "type accuracy None, macro F1 None" before, with no reason
+            print(f"  type accuracy: none of the defect images is of a type the model names ({', '.join(report['type_classes'])})")
+        if novel:
+            print(f"  types the model does not know, left out of those: {', '.join(f'{t} {n}' for t, n in novel.items())}; "
+                  f"{report['novel_types_unknown_rate']:.0%} of them named unknown")
     at = report["at_threshold"]
     among = at.get("test_images_calibrated_on")
     # a threshold set by hand answers to no calibration images, whatever the fit's were
@@ -340,3 +346,4 @@ def _pct(rate: float | None) -> str:
 
 def _share(count: int, n: int, of: str) -> str:
     return f"{count / n:.1%} ({count} of {n} {of})" if n else "-"
+

@@ -10,6 +10,7 @@ the whole image.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,10 @@ def report_from_probs(true: list[str], probs: np.ndarray, classes: list[str]) ->
     out["type_accuracy_open_set"], out["type_unknown_rate"] = opened["type_accuracy"], opened["type_unknown_rate"]
     out["type_confusion"] = opened["type_confusion"]
     novel = [open_[i] for i, c in enumerate(true) if c not in classes]
+    out["type_classes"], out["type_images_scored"] = list(classes), len(known)
     if novel:
         out["novel_types_unknown_rate"] = round(float(np.mean([p == UNKNOWN for p in novel])), 4)
+        out["types_not_known"] = dict(Counter(c for c in true if c not in classes))  # left out of the metrics above, and said
     return out
 
 

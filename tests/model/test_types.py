@@ -4,6 +4,8 @@ results and descriptions, eval metrics and k-shot curves. 64 px synthetic parts 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import cv2
 import numpy as np
@@ -213,7 +215,7 @@ def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     assert code == 0 and report["type_accuracy"] >= 0.8  # fitted on these images: a sanity check of the plumbing
     assert report["types_fitted_on_these_images"] == 18 == report["n_defect"]  # and eval says so (it did not)
     code, out, _ = cli(capsys, "eval", ckpt, data)
-    assert "(the type head was fitted on 18 of these 18 defect images)" in out
+    assert "on the 18 defect images of the model's types (the type head was fitted on 18 of the 18 defect images)" in out
     fresh = write_typed_mvtec(tmp_path / "fresh")
     for kind in TYPES:  # other defects of the same kinds in place of the fitted ones (their masks do not matter here)
         for i in range(100, 106):
@@ -221,6 +223,16 @@ def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     assert json.loads(cli(capsys, "eval", ckpt, fresh, "--json")[1])["types_fitted_on_these_images"] == 0
     assert set(report["type_confusion"]) == set(TYPES) and sum(sum(r.values()) for r in report["type_confusion"].values()) == 18
     assert 0.0 <= report["type_macro_f1"] <= 1.0
+    # a type the model does not know: left out of the metrics, and said (silently before)
+    (fresh / "test" / "dent").mkdir()
+    cv2.imwrite(str(fresh / "test" / "dent" / "000.png"), typed_defect(TYPES[0], 900)[0][..., ::-1])
+    code, out, _ = cli(capsys, "eval", ckpt, fresh, "--no-overlap")
+    assert code == 0 and "on the 18 defect images of the model's types" in out
+    assert re.search(r"types the model does not know, left out of those: dent 1; \d+% of them named unknown", out)
+    for kind in TYPES:
+        shutil.rmtree(fresh / "test" / kind)
+    code, out, _ = cli(capsys, "eval", ckpt, fresh, "--no-overlap")  # "type accuracy None, macro F1 None" before
+    assert code == 0 and f"type accuracy: none of the defect images is of a type the model names ({', '.join(sorted(TYPES))})" in out
 
 
 def test_eval_shots_learning_curve_and_holdout(labels_dir, capsys):
