@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ class LabelSet:
     root: Path
     types: list[str]
     items: list[LabelledImage]
+    notes: list[str] = field(default_factory=list)  # files that look like labels but were not taken as such
 
     @property
     def targets(self) -> np.ndarray:
@@ -66,8 +67,12 @@ def load_labels(path: str | Path) -> LabelSet:
 
 def _load_labels(root: Path) -> LabelSet:
     if not root.is_dir():
-        raise InspectorError(f"labels {root}: no such folder; give a folder of <type>/ subfolders of defect images")
+        raise InspectorError(f"labels {root}: {'is a file' if root.exists() else 'no such folder'}; give a folder of <type>/ "
+                             "subfolders of defect images")
     if (root / "test").is_dir():
+        for d in sorted((root / "test").iterdir()):  # load_dataset leaves an empty type out: said of a labels folder, and here
+            if d.is_dir() and d.name != GOOD and not list_images(d):
+                raise InspectorError(f"labels {d}: no images; add examples of this type or remove the folder")
         dataset = load_dataset(root, require_train=False)
         items = [LabelledImage(s.path, s.defect_type, s.mask_path) for s in dataset.test if s.is_defect]
         if not items:
@@ -77,18 +82,48 @@ def _load_labels(root: Path) -> LabelSet:
     if not folders:
         raise InspectorError(f"labels {root}: no <type>/ subfolders; put each defect type's images in a folder named after it")
     items: list[LabelledImage] = []
+    notes: list[str] = []
     for folder in folders:
         images = list_images(folder)
         if not images:
-            raise InspectorError(f"labels {folder}: no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}); "
-                                 "add examples of this type or remove the folder")
+            nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and list_images(d, recursive=True)), None)
+            where = f"its subfolder {nested.name}/ has some, but subfolders are not searched: put them in {folder.name}/ itself" \
+                if nested else f"add examples of this type ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}) or remove the folder"
+            raise InspectorError(f"labels {folder}: no images; {where}")
         for image in images:
             mask = beside(image, "_mask", MASK_SUFFIXES)
             boxes = beside(image, "", (".xml",))
             if boxes is not None:
                 parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
             items.append(LabelledImage(image, folder.name, mask, boxes))
-    return LabelSet(root, [f.name for f in folders], items)
+        notes += _stray_labels(folder, images)
+    _refuse_one_image_of_two_types(root, items)
+    return LabelSet(root, [f.name for f in folders], items, notes)
+
+
+def _stray_labels(folder: Path, images: list[Path]) -> list[str]:
+    """Masks and box files of no image, and images named like a mask: a misnamed mask was learnt as one more example
+    of its type, and a mask or box file whose image was renamed was dropped, unsaid."""
+    stems = {p.stem for p in images}
+    notes = [f"{p}: a mask of no image here (its image would be {p.stem[:-5]}.<png|jpg|...>); it is not used"
+             for p in list_images(folder, masks=True) if p.stem.endswith("_mask") and p.stem[:-5] not in stems]
+    notes += [f"{p}: a box file of no image here; it is not used" for p in sorted(folder.glob("*.xml")) if p.stem not in stems]
+    notes += [f"{p}: named like a mask, but masks are named <image>_mask.png; it is used as one more {folder.name} image"
+              for p in images if p.stem.lower().endswith(("-mask", " mask", ".mask"))]
+    return notes
+
+
+def _refuse_one_image_of_two_types(root: Path, items: list[LabelledImage]) -> None:
+    """The same picture in two type folders teaches the head that it is both."""
+    from model.hashing import sha256_file
+
+    seen: dict[str, LabelledImage] = {}
+    for item in items:
+        digest = sha256_file(item.path)
+        other = seen.setdefault(digest, item)
+        if other.type != item.type:
+            raise InspectorError(f"labels {root}: {item.path} and {other.path} are the same image, labelled {item.type} and {other.type}; "
+                                 "keep it in one type's folder")
 
 
 def check_images(labels: LabelSet) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from inspector.commands.common import name_list
@@ -46,6 +47,8 @@ def load_type_labels(args: argparse.Namespace):
         raise InspectorError(f"--types {','.join(names)} differs from the type folders in {args.labels} ({', '.join(labels.types)}); "
                              "leave --types out with --labels")
     check_images(labels)
+    for note in labels.notes:
+        print(f"note: {note}", file=sys.stderr)
     return labels
 
 

@@ -332,3 +332,34 @@ def test_eval_shots_needs_types_to_tell_apart(tmp_path, capsys, types, holdout, 
     root = write_labels(tmp_path / "labels", 3, types=types)
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", root, "--shots", "1", "--size", SIZE, *(["--holdout"] if holdout else []))
     assert_one_line_error(rc, err, message)  # a traceback, or every held-out type `unknown`, before
+
+
+def test_labels_that_were_silently_wrong_are_said(tmp_path):
+    """A misnamed mask learnt as an example, a mask or box file of no image dropped, images one folder down not found,
+    the same image in two type folders, an empty test/<type> of an MVTec layout: each said now."""
+    from model.labels import load_labels
+
+    root = write_labels(tmp_path / "l", 3, types=("blob", "scratch"))
+    shutil.copy(root / "blob" / "000_mask.png", root / "blob" / "009_mask.png")  # its image renamed away
+    (root / "blob" / "017.xml").write_text("<annotation/>")
+    shutil.copy(root / "blob" / "001_mask.png", root / "blob" / "001-mask.png")  # a mask misnamed
+    notes = load_labels(root).notes
+    assert any(n.endswith("009_mask.png: a mask of no image here (its image would be 009.<png|jpg|...>); it is not used") for n in notes)
+    assert any(n.endswith("017.xml: a box file of no image here; it is not used") for n in notes)
+    assert any("001-mask.png: named like a mask, but masks are named <image>_mask.png; it is used as one more blob image" in n for n in notes)
+    assert load_labels(write_labels(tmp_path / "clean", 2, types=("blob", "scratch"))).notes == []
+    shutil.copy(root / "blob" / "002.png", root / "scratch" / "102.png")
+    with pytest.raises(InspectorError, match=r"102\.png and .*002\.png are the same image, labelled scratch and blob"):
+        load_labels(root)
+    nested = write_labels(tmp_path / "n", 2, types=("blob", "scratch"))
+    (nested / "scratch" / "batch1").mkdir()
+    for f in (nested / "scratch").glob("*.png"):
+        f.rename(nested / "scratch" / "batch1" / f.name)
+    with pytest.raises(InspectorError, match="scratch: no images; its subfolder batch1/ has some, but subfolders are not searched"):
+        load_labels(nested)
+    with pytest.raises(InspectorError, match="labels .*000.png: is a file"):
+        load_labels(nested / "blob" / "000.png")
+    mvtec = write_typed_mvtec(tmp_path / "m")
+    (mvtec / "test" / "dent").mkdir()
+    with pytest.raises(InspectorError, match=r"labels .*test/dent: no images"):  # left out unsaid before
+        load_labels(mvtec)
