@@ -46,6 +46,11 @@ def donor_index(n_sources: int, pick: int, defect_type: str, rng: np.random.Gene
     return (pick + 1 + int(rng.integers(n_sources - 1))) % n_sources
 
 
+def is_grey(rgb: np.ndarray) -> bool:
+    """A grey image replicated to RGB (as images are read), not a colour one."""
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
 def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
                foreground: np.ndarray | None = None, min_pixels: int = 6,
                donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +61,11 @@ def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, seve
     """
     fn = partial(DEFECTS[defect_type], donor=donor) if defect_type in NEEDS_DONOR else DEFECTS[defect_type]
     fg = foreground_mask(rgb) if foreground is None else foreground
+    grey = is_grey(rgb)
     for _ in range(8):
         out, soft = fn(rgb, fg, rng, float(np.clip(severity, 0.05, 1.0)))
+        if grey:  # a grey camera's defects are grey: chips' and frays' noise was drawn per channel, a colour no real defect has
+            out = np.repeat(np.round(out.mean(axis=2, keepdims=True)), 3, axis=2).astype(rgb.dtype)
         if defect_type in REGION_TYPES:
             mask = soft > 0.5
         else:

@@ -13,7 +13,7 @@ import numpy as np
 from model.errors import InspectorError
 from model.images import IMAGE_SUFFIXES, list_images, read_image
 from model.progress import BarFactory, silent
-from model.synth import SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, synthesize
+from model.synth import SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
 
 
 @dataclass
@@ -101,7 +101,8 @@ def _synthesize_all(goods: list[Path], kinds: list[str], out: Path, n: int, seed
         mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
         img_path.parent.mkdir(parents=True, exist_ok=True)
         mask_path.parent.mkdir(parents=True, exist_ok=True)
-        for path, pixels in ((img_path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)), (mask_path, mask.astype(np.uint8) * 255)):
+        stored = img[..., 0] if is_grey(rgb) else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)  # a grey part stays a grey file
+        for path, pixels in ((img_path, stored), (mask_path, mask.astype(np.uint8) * 255)):
             written.append(path)
             if not cv2.imwrite(str(path), pixels):
                 raise InspectorError(f"--out {out}: cannot write {path.name}; is the disk full?")

@@ -53,7 +53,7 @@ def test_defects_stay_on_the_part():
 
 def test_transplant_fills_its_region_with_the_donors_surface():
     rgb = good_image(1, 128)
-    donor = np.random.default_rng(0).integers(60, 200, (128, 128, 3)).astype(np.uint8)  # a surface unlike rgb's
+    donor = np.repeat(np.random.default_rng(0).integers(60, 200, (128, 128, 1)).astype(np.uint8), 3, axis=2)  # grey, as rgb, unlike it
     for seed in range(4):
         img, mask = synthesize(rgb, "transplant", np.random.default_rng(seed), 0.8, donor=donor)
         inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -238,3 +238,20 @@ def test_a_failed_force_run_leaves_no_stale_list(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_synthetic(good, out, 4, ["pit"], seed=0, replace=True)
     assert not (out / "labels.json").exists() and not (out / "contact_sheet.png").exists()  # it listed 4 images gone
+
+
+def test_a_grey_part_gets_grey_defects_in_grey_files(tmp_path):
+    """Chips' and frays' noise was drawn per channel: a grey tile came out RGB, coloured only where the defect was."""
+    grey = np.repeat(good_image(3, 96)[..., :1], 3, axis=2)
+    for kind in ("chip", "fray"):
+        img, _ = synthesize(grey, kind, np.random.default_rng(2), 0.9)
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all(), kind
+    colour = good_image(3, 96).copy()
+    colour[..., 0] //= 2  # a tinted part keeps its colour
+    img, _ = synthesize(colour, "chip", np.random.default_rng(2), 0.9)
+    assert not (img[..., 0] == img[..., 2]).all()
+    good = tmp_path / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "g.png"), grey[..., 0])
+    rec = write_synthetic(good, tmp_path / "o", 2, ["chip"])[0]
+    assert cv2.imread(str(tmp_path / "o" / rec.image), cv2.IMREAD_UNCHANGED).ndim == 2
