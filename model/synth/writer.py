@@ -151,6 +151,9 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     kinds = check_types(types)
     check_out(good_dir, out)
     goods = readable_goods(good_dir)
+    if "transplant" in kinds and len(goods) < 2:
+        print(f"warning: good folder {good_dir} has one image: a transplant takes its surface from the part itself, turned, not "
+              "from another part; add good images", file=sys.stderr)
     out = Path(out)
     if replace:
         remove_previous(out)

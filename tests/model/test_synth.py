@@ -255,3 +255,8 @@ def test_a_grey_part_gets_grey_defects_in_grey_files(tmp_path):
     cv2.imwrite(str(good / "g.png"), grey[..., 0])
     rec = write_synthetic(good, tmp_path / "o", 2, ["chip"])[0]
     assert cv2.imread(str(tmp_path / "o" / rec.image), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+def test_a_transplant_from_a_single_good_image_is_warned_about(tmp_path, capsys):
+    write_synthetic(_goods(tmp_path, 1), tmp_path / "o", 1, ["transplant"])
+    assert "has one image: a transplant takes its surface from the part itself" in capsys.readouterr().err
