@@ -226,18 +226,16 @@ def clip_spec(spec: str) -> tuple[str, str]:
 
 def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weights: bool = True) -> nn.Module:
     """Build a backbone from its spec string: `efficientnet-lite0` or `clip:<model>:<weights path>`."""
+    check_backbone_name(spec)
     if spec in EFFICIENTNET_LITE:
         return EfficientNetLite(spec, layers or default_layers(spec), load_weights=load_weights)
-    if spec.startswith("clip:"):
-        model_name, weights = clip_spec(spec)
-        if not layers:
-            open_clip = _open_clip()
-            _check_plain_vit(open_clip, model_name)
-            depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"]
-            layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
-        return ClipViT(model_name, weights, layers, load_weights=load_weights)
-    check_backbone_name(spec)
-    raise AssertionError(spec)  # unreachable: check_backbone_name raised
+    model_name, weights = clip_spec(spec)
+    if not layers:
+        open_clip = _open_clip()
+        _check_plain_vit(open_clip, model_name)
+        depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"]
+        layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
+    return ClipViT(model_name, weights, layers, load_weights=load_weights)
 
 
 def check_backbone_name(spec: str) -> None:

@@ -76,7 +76,7 @@ def _refuse_labelled(root: Path) -> None:
                                  f"images would be learnt as good; give {d / GOOD}, or the MVTec AD layout's root folder")
 
 
-def _refuse_defect_labels(root: Path, images: list[Path]) -> None:
+def refuse_defect_labels(root: Path, images: list[Path]) -> None:
     """Images with a mask or box file beside them are labelled defects (a `fit --labels` folder): learnt as good,
     they would pass."""
     for image in images:
@@ -123,7 +123,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
             _refuse_labelled(root)
         scan = scan_images(root, recursive=True)
         if require_train:
-            _refuse_defect_labels(root, scan.images)
+            refuse_defect_labels(root, scan.images)
         dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root

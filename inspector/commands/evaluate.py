@@ -346,4 +346,3 @@ def _pct(rate: float | None) -> str:
 
 def _share(count: int, n: int, of: str) -> str:
     return f"{count / n:.1%} ({count} of {n} {of})" if n else "-"
-

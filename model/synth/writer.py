@@ -41,9 +41,9 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
     paths = list_images(folder)
     if not paths:
         raise InspectorError(f"good folder {good_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; point at a folder of good parts")
-    from model.data import _refuse_defect_labels
+    from model.data import refuse_defect_labels
 
-    _refuse_defect_labels(folder, paths)  # as fit refuses them: a folder of labelled defects is no source of good parts
+    refuse_defect_labels(folder, paths)  # as fit refuses them: a folder of labelled defects is no source of good parts
     return paths
 
 
