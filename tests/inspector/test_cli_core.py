@@ -542,10 +542,10 @@ def test_fit_adds_good_images_from_other_folders(capsys, tiny_data, tmp_path):
 def test_fit_refuses_labelled_defects_that_are_also_its_good_images(capsys, tmp_path):
     from tests.synthetic import defect_image
 
-    for t in ("crack", "stain"):  # images alone, no masks beside them: read as a plain folder of good parts too
+    for k, t in enumerate(("crack", "stain")):  # images alone, no masks beside them: read as a plain folder of good parts too
         (tmp_path / "parts" / t).mkdir(parents=True)
         for i in range(3):
-            cv2.imwrite(str(tmp_path / "parts" / t / f"{i}.png"), defect_image(i)[0])
+            cv2.imwrite(str(tmp_path / "parts" / t / f"{i}.png"), defect_image(10 * k + i)[0])  # another picture per type
     rc, _, err = cli(capsys, "fit", tmp_path / "parts", "--out", tmp_path / "m", "--labels", tmp_path / "parts", "--size", "64")
     assert_one_line_error(rc, err, "--labels", "6 of its images are among the good training images", "a folder of their own")
     assert not (tmp_path / "m").exists()
