@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and not used:
             raise InspectorError(f"{flag} {value}: applies only to --format {which}; drop it")
     if args.verify:
-        check_verify_sizes(args.checkpoint, args.verify, verify_samples(args.verify))
+        check_verify_images(args.checkpoint, args.verify, verify_samples(args.verify))
 
     def log(line: str) -> None:
         if not args.json:
@@ -110,13 +110,18 @@ def _item(r) -> dict:
             "sha256": m["file_sha256"], "precision": m["precision"], "parity_random_inputs": r.parity}
 
 
-def check_verify_sizes(checkpoint: str, data: str, samples: list) -> None:
-    """--verify's images must each hold the checkpoint's region (`Framing.check_size`): checked from their headers
-    before anything is written, where a mismatch found by the comparison left an export that only --force replaced."""
+def check_verify_images(checkpoint: str, data: str, samples: list) -> None:
+    """--verify's images must each decode and hold the checkpoint's region (`Framing.check_size`): checked before
+    anything is written, where a bad one found by the comparison left an export that only --force replaced."""
     from model.checkpoint import read_manifest
     from model.framing import Framing
-    from model.images import upright_size
+    from model.images import read_image, upright_size
 
+    for s in samples:  # a second or two for a test set of hundreds, against an export's minute
+        try:
+            read_image(s.path)
+        except InspectorError as exc:
+            raise InspectorError(f"--verify {data}: {exc}; remove or replace that image") from None
     try:
         framing = Framing.of(read_manifest(checkpoint)["net"])
     except (InspectorError, KeyError, TypeError, ValueError):

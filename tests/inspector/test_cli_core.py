@@ -596,6 +596,8 @@ def bad(tmp_path, tiny_ckpt, tiny_data):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "fake.png").write_bytes(b"\x89PNG but not really")
+    (tmp_path / "undecodable").mkdir()
+    (tmp_path / "undecodable" / "fake.png").write_bytes(b"\x89PNG but not really")
     corrupt = shutil.copytree(tiny_ckpt, tmp_path / "corrupt.ckpt")
     (corrupt / "manifest.json").write_text("{ truncated")
     (tmp_path / "a_file").write_text("x")
@@ -699,6 +701,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad, case):
 
 @pytest.mark.parametrize("extra, needles", [
     (["--verify", "{tmp}/empty"], ["--verify", "no images found"]),
+    (["--verify", "{tmp}/undecodable"], ["--verify", "fake.png", "remove or replace that image"]),  # after the export before
     (["--verify", "{data}", "--device", "gpu"], ["--device 'gpu'", "cpu or cuda[:N] or tensorrt[:N]"]),
     (["--int8-tolerance", "0"], ["--int8-tolerance 0.0", "positive"]),
     (["--int8-tolerance", "nan"], ["--int8-tolerance nan", "positive"]),
