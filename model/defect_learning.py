@@ -293,7 +293,7 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     train_types = tuple(t for t in types if t not in val_types) or types
 
     train_units = options.steps if options.head == "context" else 1
-    bar = progress("generated defects", train_units + 2)
+    bar = progress("learning from generated defects (steps)", train_units + 2)
     summary: dict = {"synth_images": options.synth, "head": options.head, "train_types": list(train_types),
                      "held_out_good": int(held.sum())}
     if choose:

@@ -280,7 +280,7 @@ def test_training_the_whole_image_branch_moves_its_progress_bar_step_by_step(tin
             pass
 
     fit(load_dataset(tiny_data), FitOptions(**SMALL, defects=DefectLearning(synth=8, steps=20)), progress=Recorder)
-    total, *updates = bars["generated defects"]
+    total, *updates = bars["learning from generated defects (steps)"]  # "generated defects: 949/1502" read as a count of defects
     assert total == 22 and sum(updates) == total and len(updates) == 22  # generation, 20 steps, standardisation
 
 
