@@ -123,6 +123,10 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
     on what was left out."""
     from model.images import broken_links_note, is_mask_name, scan_images
+    from model.synth.writer import CONTACT_SHEET, is_synth_output
+
+    def contact_sheet(path: Path) -> bool:  # a synth output's overview of its defects, no part: it was inspected with them
+        return path.name == CONTACT_SHEET and is_synth_output(path.parent)
 
     skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
@@ -139,7 +143,8 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             images = [p for p in images if os.path.commonpath([os.path.abspath(p), skip]) != skip]
         # masks, left out as everywhere else, and overlays an earlier run wrote here: not parts, but not left out silently
         for suffix, what, left_out in (("_mask", "ground-truth masks", is_mask_name), ("_overlay", "overlays of an earlier run",
-                                                                                        lambda p: p.stem.endswith("_overlay"))):
+                                                                                        lambda p: p.stem.endswith("_overlay")),
+                                       (CONTACT_SHEET, "the contact sheet of an `inspector synth` output", contact_sheet)):
             named = [p for p in images if left_out(p)] if t.is_dir() else []
             if named:
                 images = [p for p in images if not left_out(p)]
@@ -151,3 +156,4 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             found.setdefault(os.path.abspath(p), p)
     base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets)])
     return list(found.values()), base, notes
+

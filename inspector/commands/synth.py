@@ -39,7 +39,7 @@ def _severity(text: str) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from model.synth.writer import check_out, write_synthetic
+    from model.synth.writer import CONTACT_SHEET, check_out, write_synthetic
 
     out = Path(args.out)
     check_out(args.good_dir, out)  # before "not empty; pass --force", which would then write there
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                               replace=args.force)
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "n": len(records), "seconds": round(seconds, 2), "by_type": dict(Counter(r.type for r in records)),
-               "labels": str(out / "labels.json"), "contact_sheet": str(out / "contact_sheet.png")}
+               "labels": str(out / "labels.json"), "contact_sheet": str(out / CONTACT_SHEET)}
     if args.json:
         print_json(summary)
     else:

@@ -36,7 +36,7 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
         raise InspectorError(f"good folder {good_dir}: {'is a file' if folder.exists() else 'no such folder'}; point at a folder of good parts")
     if (folder / "train" / "good").is_dir():  # its test/ defects must not be taken for good parts
         raise InspectorError(f"good folder {good_dir}: holds the MVTec AD layout; give its good images, {folder / 'train' / 'good'}")
-    if _is_synth_output(folder):  # its contact sheet and defects would be drawn on as good parts
+    if is_synth_output(folder):  # its contact sheet and defects would be drawn on as good parts
         raise InspectorError(f"good folder {good_dir}: is an `inspector synth` output (it has its labels.json); point at a folder of good parts")
     paths = list_images(folder)
     if not paths:
@@ -47,7 +47,8 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
     return paths
 
 
-def _is_synth_output(folder: Path) -> bool:
+def is_synth_output(folder: Path) -> bool:
+    """A folder `inspector synth` wrote (its labels.json says so)."""
     try:
         return json.loads((folder / "labels.json").read_text()).get("generator") == "inspector synth"
     except (OSError, ValueError, AttributeError):
@@ -63,6 +64,7 @@ def check_out(good_dir: str | Path, out: str | Path) -> None:
                              "good parts; write them to a folder of their own")
 
 
+CONTACT_SHEET = "contact_sheet.png"
 MIN_SIDE = 16  # px: below this the generators have no room to draw a defect
 
 
@@ -135,7 +137,7 @@ def remove_previous(out: Path) -> None:
     root = out.resolve()
     paths = [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
     _remove([p for p in paths if p.is_file()], root)
-    for name in ("labels.json", "contact_sheet.png"):
+    for name in ("labels.json", CONTACT_SHEET):
         (out / name).unlink(missing_ok=True)
 
 
@@ -175,7 +177,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "good_dir": str(good_dir),
               "images": [asdict(r) for r in records]}
     (out / "labels.json").write_text(json.dumps(labels, indent=1))
-    contact_sheet(out, records, out / "contact_sheet.png")
+    contact_sheet(out, records, out / CONTACT_SHEET)
     return records
 
 

@@ -162,6 +162,11 @@ def test_masks_in_an_inspected_folder_are_named_not_skipped_silently(capsys, tin
     rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json")  # a later run without --overlays: not parts
     assert rc == 0 and json.loads(stdout)["summary"]["images"] == 1
     assert "note: 1 image(s) in " in err and "named *_overlay (overlays of an earlier run, e.g. a_overlay.png)" in err
+    shutil.copy(parts / "a.png", parts / "contact_sheet.png")
+    assert json.loads(cli(capsys, "inspect", tiny_ckpt, parts, "--json")[1])["summary"]["images"] == 2  # a part of that name
+    (parts / "labels.json").write_text(json.dumps({"generator": "inspector synth", "images": []}))
+    rc, stdout, err = cli(capsys, "inspect", tiny_ckpt, parts, "--json")  # a synth output's: inspected with its defects before
+    assert rc == 0 and json.loads(stdout)["summary"]["images"] == 1 and "the contact sheet of an `inspector synth` output" in err
 
 
 def test_links_to_nothing_in_an_inspected_folder_are_said(capsys, tiny_ckpt, tiny_data, tmp_path):
