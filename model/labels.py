@@ -95,6 +95,10 @@ def _load_labels(root: Path) -> LabelSet:
             boxes = beside(image, "", (".xml",))
             if boxes is not None:
                 parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
+                names = sorted(set(_voc_names(boxes)))
+                if names and folder.name not in names:  # one filed in the wrong folder was taught as the folder's, unsaid
+                    notes.append(f"{boxes}: its boxes are named {', '.join(names)}, none {folder.name}, but it is in "
+                                 f"{folder.name}/; the folder's type is used")
             items.append(LabelledImage(image, folder.name, mask, boxes))
         notes += _stray_labels(folder, images)
     _refuse_one_image_of_two_types(root, items)
@@ -124,6 +128,11 @@ def _refuse_one_image_of_two_types(root: Path, items: list[LabelledImage]) -> No
         if other.type != item.type:
             raise InspectorError(f"labels {root}: {item.path} and {other.path} are the same image, labelled {item.type} and {other.type}; "
                                  "keep it in one type's folder")
+
+
+def _voc_names(path: Path) -> list[str]:
+    """The <object><name> texts of a Pascal VOC file parse_voc has read."""
+    return [(o.findtext("name") or "").strip() for o in ET.parse(path).getroot().iter("object") if (o.findtext("name") or "").strip()]
 
 
 def check_images(labels: LabelSet) -> None:

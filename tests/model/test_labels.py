@@ -30,6 +30,9 @@ def test_folder_layout_with_masks_and_boxes(tmp_path):
     assert region.sum() == 20 * 20 and region[20, 10] and not region[19, 10]  # VOC pixels are 1-based inclusive
     masked = labels.items[1]
     assert masked.mask_path is not None and read_region(masked, (96, 96)).any()
+    assert labels.notes == [f"{tmp_path / 'blob' / '000.xml'}: its boxes are named x, none blob, but it is in blob/; the folder's type is used"]
+    (tmp_path / "blob" / "000.xml").write_text(VOC.format(w=96, h=96, x0=11, y0=21, x1=30, y1=40).replace(">x<", ">blob<"))
+    assert load_labels(tmp_path).notes == []  # named as its folder: nothing to say
 
 
 def test_mvtec_layout_is_accepted(tiny_data):
