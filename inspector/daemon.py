@@ -39,7 +39,7 @@ from inspector.live import LiveView
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
 from inspector.outbox import Outbox
 from inspector.pipeline import Inference, Sink
-from inspector.result import utc_now
+from inspector.result import error_payload, utc_now
 from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
 from inspector.store import Store
@@ -282,8 +282,8 @@ class Daemon:
             ident = cmd.inspection_id or ids_of_serials(self.store, [str(cmd.serial)])[0]  # one of them, as ReviewCommand checks
             (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
         except (InspectorError, OSError, sqlite3.Error) as exc:
-            self.publish(self.topics.error, json.dumps({"error": f"command: review not recorded: {exc}", "input": "command",
-                                                        "inspection_id": cmd.inspection_id, "serial": cmd.serial}), correlation)
+            self.publish(self.topics.error, error_payload(f"command: review not recorded: {exc}", "command", cmd.inspection_id, cmd.serial,
+                                                          command="review"), correlation)
             return
         self.publish(self.topics.report, json.dumps({"command": "review", **done}), correlation)
 
@@ -293,8 +293,8 @@ class Daemon:
         if outcome["ok"]:
             self.publish(self.topics.report, json.dumps({"command": "reload", **outcome}), correlation)
         else:
-            self.publish(self.topics.error, json.dumps({"error": f"command: reload failed; parts go on with model {outcome['model']}: "
-                                                                 f"{outcome['error']}", "input": "command"}), correlation)
+            self.publish(self.topics.error, error_payload(f"command: reload failed; parts go on with model {outcome['model']}: "
+                                                          f"{outcome['error']}", "command", command="reload"), correlation)
 
     def _overflow(self, msg: Message) -> None:
         # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow

@@ -19,7 +19,7 @@ from typing import Any
 
 from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
-from inspector.result import utc_now
+from inspector.result import error_payload, utc_now
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,8 @@ class ReportHooks:
                 except queue.Full:
                     busy = True
         if busy:
-            self._publish(self.error_topic, json.dumps({"error": "command: a shift report is already waiting to be rendered; ask again "
-                                                                 "when its reply comes", "input": "command"}), correlation=correlation)
+            self._publish(self.error_topic, error_payload("command: a shift report is already waiting to be rendered; ask again when "
+                                                          "its reply comes", "command", command="shift_report"), correlation=correlation)
 
     def start(self) -> None:
         self._thread.start()
@@ -163,7 +163,7 @@ class ReportHooks:
                 self.last_error, self._failed_at = error, time.monotonic()
                 self.failed += 1
                 if kind == "shift":
-                    self._publish(self.error_topic, json.dumps({"error": f"command: shift report failed ({exc})", "input": "command"}),
+                    self._publish(self.error_topic, error_payload(f"command: shift report failed ({exc})", "command", command="shift_report"),
                                   correlation=corr)
 
     def _shift_report(self, cmd: ShiftReportCommand, corr: bytes | None) -> None:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
-from inspector.result import iso_utc, parse_utc
+from inspector.result import error_payload, iso_utc, parse_utc
 from inspector.sources import Frame
 from inspector.store import Store
 from model.errors import InspectorError
@@ -240,9 +240,7 @@ class Intake:
         """One line on the error topic for one rejected input (and the message acknowledged: it was answered)."""
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
-        body = {"error": text, "input": origin, "inspection_id": inspection_id, "serial": serial,
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self._publish(self.topics.error, json.dumps(body), correlation=message.correlation if message else None)
+        self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial), correlation=message.correlation if message else None)
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)
 
@@ -292,14 +290,21 @@ class Intake:
                         reason="unhandled")
 
     def _dispatch(self, msg: Message, origin: str) -> None:
+        is_image = msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/")
+        serial = (msg.topic[len(self.topics.image) + 1:] or None) if is_image else None  # named in the error, as in the result
         if len(msg.payload) > self.cfg.mqtt.max_payload_bytes:
             return self.reject(f"{origin}: payload of {len(msg.payload)} bytes exceeds mqtt.max_payload_bytes "
-                               f"({self.cfg.mqtt.max_payload_bytes}); send a smaller image", origin, message=msg, reason="too_large")
+                               f"({self.cfg.mqtt.max_payload_bytes}); send a smaller image", origin, message=msg, reason="too_large",
+                               serial=serial)
+        if msg.retain and (is_image or msg.topic == self.topics.trigger):  # the contract: never retained
+            return self.reject(f"{origin}: a retained message, which the broker hands over again at every start (each time a new "
+                               "part); publish without retain, and clear this one with an empty retained message", origin, message=msg,
+                               serial=serial)
         if msg.topic == self.topics.command:
             return self._command(msg)
         if msg.topic == self.topics.trigger:
             return self._trigger(msg)
-        if msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/"):
+        if is_image:
             return self._image(msg, origin)
         self.reject(f"{msg.topic}: not a topic this station handles", origin, message=msg)
 

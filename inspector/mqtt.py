@@ -85,6 +85,7 @@ class Message:
     user: dict[str, str] = field(default_factory=dict)
     correlation: bytes | None = None
     received: float = field(default_factory=time.monotonic)
+    retain: bool = False  # a retained copy the broker delivers on subscribing
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ class MqttClient:
         if props is not None:
             user = {str(k): str(v) for k, v in getattr(props, "UserProperty", []) or []}
             corr = getattr(props, "CorrelationData", None)
-        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr)
+        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr, retain=bool(msg.retain))
         try:
             self.inbox.put_nowait(m)
         except queue.Full:

@@ -7,7 +7,6 @@ acknowledges them.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,7 +26,7 @@ from inspector.hooks import ReportHooks
 from inspector.intake import Job, set_aside
 from inspector.live import LiveView
 from inspector.outbox import Outbox
-from inspector.result import InspectionResult
+from inspector.result import InspectionResult, error_payload
 from inspector.store import REFUSED_DIR, Store
 from model.errors import InspectorError
 from reports.warnings import warning_kind
@@ -183,8 +182,8 @@ class Sink:
             log.info("stored the result of %s, which the store had refused", ident)
 
     def _error(self, text: str, job: Job) -> None:
-        body = {"error": text, "input": job.source, "inspection_id": job.inspection_id, "serial": job.serial}
-        self._publish(self.error_topic, json.dumps(body), correlation=job.correlation)
+        log.warning("not inspected: %s (%s)", job.inspection_id, text)  # in the log too, as rejections at intake are
+        self._publish(self.error_topic, error_payload(text, job.source, job.inspection_id, job.serial), correlation=job.correlation)
 
     def _wanted(self, policy: str, verdict: str) -> bool:
         return policy == "all" or (policy == "fail" and verdict == "FAIL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
@@ -14,6 +15,12 @@ from inspector.decision import Region
 
 def utc_now() -> str:
     return iso_utc(datetime.now(timezone.utc))
+
+
+def error_payload(text: str, origin: str, inspection_id: str | None = None, serial: str | None = None, **extra: Any) -> str:
+    """The error topic's JSON, one shape for every rejected input and failed command: rejections at intake, failed
+    inspections, reviews and reloads each had their own (some without the time, the id or the serial)."""
+    return json.dumps({"error": text, "input": origin, "inspection_id": inspection_id, "serial": serial, "timestamp": utc_now(), **extra})
 
 
 def iso_utc(t: datetime) -> str:

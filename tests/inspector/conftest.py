@@ -264,7 +264,8 @@ class Listener:
         with self.lock:
             self.messages.append((msg.topic, bytes(msg.payload), getattr(msg.properties, "CorrelationData", None)))
 
-    def publish(self, topic: str, payload: bytes | str, correlation: bytes | None = None, user: dict | None = None, qos: int = 1):
+    def publish(self, topic: str, payload: bytes | str, correlation: bytes | None = None, user: dict | None = None, qos: int = 1,
+                retain: bool = False):
         props = None
         if correlation is not None or user:
             props = Properties(PacketTypes.PUBLISH)
@@ -272,7 +273,7 @@ class Listener:
                 props.CorrelationData = correlation
             if user:
                 props.UserProperty = list(user.items())
-        return self.client.publish(f"{self.prefix}/{topic}", payload, qos=qos, properties=props)
+        return self.client.publish(f"{self.prefix}/{topic}", payload, qos=qos, properties=props, retain=retain)
 
     def on(self, topic: str) -> list[tuple[bytes, Any]]:
         with self.lock:

@@ -68,6 +68,33 @@ def test_each_part_is_one_line_in_the_log(station, broker, listen, tiny_inspecto
     assert parts[0].startswith("PASS S-1 (g1, mqtt:image): score ") and parts[1].startswith("FAIL - (d1, mqtt:image): score ")
 
 
+def test_retained_inputs_are_refused_and_every_error_has_one_shape(station, broker, listen, tiny_inspector, good_png):
+    """A retained trigger was inspected again at every start, each time a new part; errors came in four shapes (some
+    without the time, the id or the serial)."""
+    import re
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    lst.publish("trigger", json.dumps({"serial": "RET", "base64": base64.b64encode(good_png).decode()}), retain=True).wait_for_publish()
+    lst.publish("image/RET2", good_png, retain=True).wait_for_publish()
+    try:
+        with running(cfg, tiny_inspector):
+            wait_until(lambda: len(lst.json("error")) >= 2, 15, "the retained inputs refused")
+            lst.publish("command", json.dumps({"command": "review", "inspection_id": "nope", "truth": "good", "by": "qa"}))
+            wait_until(lambda: len(lst.json("error")) >= 3, 15, "the failed review")
+            time.sleep(0.5)
+            assert lst.json("result") == []  # neither inspected
+        errors = lst.json("error")
+        assert all("a retained message, which the broker hands over again at every start" in e["error"] for e in errors[:2])
+        assert {e["serial"] for e in errors[:2]} == {None, "RET2"} and errors[2]["command"] == "review"
+        for e in errors:
+            assert {"error", "input", "inspection_id", "serial", "timestamp"} <= set(e), e
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["timestamp"]), e  # as the records write it
+    finally:
+        for topic in ("trigger", "image/RET2"):  # the broker would keep them
+            lst.publish(topic, b"", retain=True).wait_for_publish()
+
+
 # -- round trips, one per source kind ---------------------------------------------------------------------
 def test_mqtt_source_round_trip_image_trigger_and_path(station, broker, listen, tiny_inspector, good_png, tmp_path):
     shared = tmp_path / "shared"
