@@ -79,15 +79,28 @@ class ReportHooks:
                 log.warning("reports: the reports package is not usable (%s); automatic reports are off", exc)
         return self._reports
 
+    def _fail_folder(self, mod: Any, record: dict[str, Any]) -> Path:
+        t = mod.records.parse_time(record.get("timestamp"))
+        return self.out_dir / (t.astimezone(self._zone).strftime("%Y-%m-%d") if t else "undated")  # the day on the reports' clock
+
+    def report_links(self, record: dict[str, Any]) -> dict[str, str]:
+        """Where this FAIL's report will be written, relative to the store as its image links are: the contract's "links
+        to stored images and reports" (a record published before its report is rendered named none). None for a
+        renderer of the caller's own."""
+        mod = self._module() if self.on_fail == self._default_fail and record.get("verdict") == "FAIL" else None
+        if mod is None:
+            return {}
+        name = mod.render.inspection_filename(record["inspection_id"])
+        folder = self._fail_folder(mod, record).relative_to(self.store.root)
+        return {fmt: (folder / f"{name}.{fmt}").as_posix() for fmt in self.cfg.reports.formats}
+
     def _default_fail(self, record: dict[str, Any]) -> Any:
         mod = self._module()
         if mod is None:
             return None
         rc = self.cfg.reports
-        t = mod.records.parse_time(record.get("timestamp"))
-        day = t.astimezone(self._zone).strftime("%Y-%m-%d") if t else "undated"  # the day on the reports' clock
-        return mod.render_inspection(record, self.out_dir / day, rc.formats, rc.lang, store_root=self.store.root, tz=rc.timezone,
-                                     letterhead=rc.letterhead)
+        return mod.render_inspection(record, self._fail_folder(mod, record), rc.formats, rc.lang, store_root=self.store.root,
+                                     tz=rc.timezone, letterhead=rc.letterhead)
 
     def _default_shift(self, records: list[Any], meta: dict[str, Any]) -> Any:  # normalised records (see _shift_report)
         mod = self._module()

@@ -204,6 +204,8 @@ class Sink:
         if not room and (self._wanted(sc.save_images, result.verdict) or self._wanted(sc.save_overlays, result.verdict)):
             self.metrics.inc("inspector_images_skipped_total")
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
+        if links := self.hooks.report_links(record):
+            record["reports"] = links
         self.store.add(record)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})

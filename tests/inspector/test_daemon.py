@@ -647,8 +647,8 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
 def test_reports_package_missing_is_tolerated(station, broker, listen, tiny_inspector, defect_png, monkeypatch, caplog):
     import sys
 
+    cfg = station(reports={"on_fail": True})  # first: the config's letterhead check imports reports (the test ran only after one that had)
     monkeypatch.setitem(sys.modules, "reports", None)  # import reports -> ImportError
-    cfg = station(reports={"on_fail": True})
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector):
         lst.publish("image/D1", defect_png)
@@ -1015,6 +1015,21 @@ def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_await
         assert "restart to use them" in health["model"]["changed_on_disk"] and health["status"] == "degraded"
         assert health["degraded"] == ["the model's files changed since it was loaded"]  # the reason, beside the status
     capsys.readouterr()
+
+
+def test_a_fail_result_links_to_its_report(station, broker, listen, tiny_inspector, defect_png, good_png):
+    """The contract's "links to stored images and reports": the record was published before its report was rendered, and
+    named none."""
+    cfg = station(reports={"on_fail": True})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        lst.publish("image/D1", defect_png, user={"inspection_id": "d1"})
+        lst.publish("image/G1", good_png, user={"inspection_id": "g1"})
+        results = {r["inspection_id"]: r for r in wait_until(lambda: len(lst.json("result")) == 2 and lst.json("result"), 15, "results")}
+        link = results["d1"]["reports"]["html"]
+        assert link.startswith("reports/") and link.endswith("/inspection-d1.html") and "reports" not in results["g1"]
+        wait_until(lambda: (Path(cfg.store.data_dir) / link).is_file(), 15, "the report where its link says")
+        assert d.store.get("d1")["reports"] == {"html": link}  # stored as published
 
 
 def test_a_station_without_weasyprint_is_told_at_start_that_its_pdf_reports_will_fail(station, monkeypatch, caplog):
