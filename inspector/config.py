@@ -171,7 +171,7 @@ class MqttSection(Section):
                                   description="How long the broker keeps triggers for this station while it is down (MQTT 5).")
     connect_timeout_s: Seconds = Field(10.0, gt=0, title="Connect timeout", description="How long the first connection may take at start.")
     max_payload_bytes: int = Field(20_000_000, ge=1024, title="Largest payload", description="Bigger trigger/image payloads are rejected.")
-    allowed_dirs: list[str] = Field(default_factory=list, title="Readable folders",
+    allowed_dirs: list[str] = Field([], title="Readable folders",
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
     url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
@@ -239,7 +239,7 @@ class HttpSection(Section):
 
 class ReportsSection(Section):
     on_fail: bool = Field(False, title="Report each FAIL", description="Render an inspection report for every FAIL.")
-    formats: list[ReportFormat] = Field(default_factory=lambda: ["html"], title="Formats", description="Report formats.")
+    formats: list[ReportFormat] = Field(["html"], title="Formats", description="Report formats.")  # a default the schema shows
     lang: ReportLang = Field("en", title="Language", description="Report language: en, zh or es.")
     timezone: str = Field("local", title="Time zone", description="Zone the reports show times in, and of shift_report command "
                           "times without an offset: an IANA name (Europe/Berlin), UTC, or local (this machine's zone). Records keep UTC.")

@@ -347,8 +347,8 @@ class Daemon:
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 **({"reports": reports} if reports and reports["failed"] else {}), **({"restarted": restarted} if restarted else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
-                "verdicts": {v: self.metrics.value("inspector_verdicts_total", {"verdict": v}) for v in ("PASS", "FAIL")},
-                "rejected": self.metrics.total("inspector_rejected_total"),
+                "verdicts": {v: int(self.metrics.value("inspector_verdicts_total", {"verdict": v})) for v in ("PASS", "FAIL")},  # counts
+                "rejected": int(self.metrics.total("inspector_rejected_total")),
                 "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}
 
     def _model_health(self) -> dict[str, Any] | None:

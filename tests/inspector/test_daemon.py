@@ -186,7 +186,7 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     assert sorted(r["serial"] for r in lst.json("result")) == ["PART-0", "PART-1", "PART-2"]
     assert sorted(p.name for p in (incoming / "done").iterdir()) == ["PART-0.png", "PART-1.png", "PART-2.png"]
     assert [p.name for p in (incoming / "rejected").iterdir()] == ["broken.png"]
-    assert "broken.png" in lst.json("error")[0]["error"]
+    assert "broken.png" in lst.json("error")[0]["error"] and lst.json("error")[0]["serial"] == "broken"  # null before
 
 
 
@@ -238,6 +238,8 @@ def test_a_watched_file_the_journal_refuses_waits_in_its_folder_unanswered(stati
         monkeypatch.setattr(d.store, "accept", real_accept)
         wait_until(lambda: lst.result_ids(), 10, "its result once the journal takes it")
         wait_until(lambda: (incoming / "done" / "PART-7.png").exists(), 5, "moved to done/")
+        health = json.loads(http_get(d.http.port, "/health")[1])
+        assert sum(health["verdicts"].values()) == 1 and all(type(n) is int for n in (*health["verdicts"].values(), health["rejected"]))  # 1.0
     assert [r["serial"] for r in lst.json("result")] == ["PART-7"] and not lst.on("error")
 
 # -- load, outages --------------------------------------------------------------------------------------------
