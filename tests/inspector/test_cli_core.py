@@ -803,7 +803,7 @@ def test_inspect_counts_the_files_decoding_in_its_decode_time(capsys, tiny_ckpt,
 
     import inspector.api
 
-    real = inspector.api.load_image
-    monkeypatch.setattr(inspector.api, "load_image", lambda *a, **k: time.sleep(0.05) or real(*a, **k))  # a slow decoder, 50 ms
+    real = inspector.api.read_image_bytes
+    monkeypatch.setattr(inspector.api, "read_image_bytes", lambda *a, **k: time.sleep(0.05) or real(*a, **k))  # a slow decoder, 50 ms
     rc, out, _ = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test" / "good" / "000.png", "--json")
     assert rc == 0 and json.loads(out)["timings_ms"]["decode"] >= 50
