@@ -85,8 +85,8 @@ class ReportHooks:
 
     def report_links(self, record: dict[str, Any]) -> dict[str, str]:
         """Where this FAIL's report will be written, relative to the store as its image links are: the contract's "links
-        to stored images and reports" (a record published before its report is rendered named none). None for a
-        renderer of the caller's own."""
+        to stored images and reports" (a record published before its report is rendered named none). None ({}) for a
+        PASS, or for a renderer of the caller's own."""
         mod = self._module() if self.on_fail == self._default_fail and record.get("verdict") == "FAIL" else None
         if mod is None:
             return {}
