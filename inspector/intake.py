@@ -417,15 +417,18 @@ class Intake:
         self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)
 
     def _command(self, msg: Message) -> None:
+        ids: dict[str, str | None] = {}
         try:
             data = self._json(msg, "command")
             name = data.get("command") if isinstance(data, dict) else None
+            if isinstance(data, dict):  # a review's part, echoed when the command is refused (null before)
+                ids = {"inspection_id": _echoed(data.get("inspection_id")), "serial": _echoed(data.get("serial"))}
             kind = {"reload": ReloadCommand, "review": ReviewCommand}.get(name, ShiftReportCommand) if isinstance(name, str) else ShiftReportCommand
             cmd = kind.model_validate(data, context={"zone": self._zone})
         except ValidationError as exc:
-            return self.reject(pydantic_line(exc, "command"), "command", message=msg)
+            return self.reject(pydantic_line(exc, "command"), "command", message=msg, **ids)
         except InspectorError as exc:
-            return self.reject(str(exc), "command", message=msg)
+            return self.reject(str(exc), "command", message=msg, **ids)
         if self._on_command is None:
             return self.reject("command: this station takes no commands", "command", message=msg)
         self._on_command(cmd, msg.correlation)

@@ -586,6 +586,8 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
             wait_until(lambda n=n: len(lst.on("error")) > n, 15, f"the reply to {bad}")
             said = lst.json("error")[-1]["error"]
             assert needle in said and "command: command: unknown" not in said, said  # the topic named once
+            if needle == "command: by: Field required":  # the part named, as a refused review's reply (null before)
+                assert lst.json("error")[-1]["inspection_id"] == "rw-1"
         assert said.startswith("command: review not recorded: serial")
         by_serial = {k: v for k, v in ask.items() if k != "inspection_id"} | {"serial": "RW-1", "truth": "defect"}
         lst.publish("command", json.dumps(by_serial), correlation=b"v2")  # the rework station scanned the part's serial
