@@ -187,6 +187,12 @@ class Daemon:
             self._close_store()
             raise
 
+    def _answer_set_aside(self, source: Any) -> None:
+        """A watched folder's file set aside unread (a link, too big, unreadable) is answered on the error topic, as every
+        rejected input is (the contract); it was only logged."""
+        if hasattr(source, "on_set_aside"):
+            source.on_set_aside = lambda text, serial: self.intake.reject(text, source.name, serial=serial, reason="set_aside")
+
     def _start_parts(self) -> None:
         cfg = self.cfg
         self.source = open_source(cfg.source)  # a missing video/folder is reported before anything connects
@@ -196,6 +202,7 @@ class Daemon:
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
                              on_command=self._command, trouble=self.trouble)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
+        self._answer_set_aside(self.source)
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         self.mqtt = MqttClient(cfg.mqtt, client_id, will=Will(self.topics.status, OFFLINE), persistent=True,
                                subscriptions=self.topics.subscriptions(), manual_ack=True, inbox=self.intake.inbox,
@@ -469,6 +476,7 @@ class Daemon:
             threading.Thread(target=src.stop, daemon=True).start()  # it may hang: do not wait on it
             self.source = open_source(self.cfg.source)
             self.intake.source = self.source
+            self._answer_set_aside(self.source)
             self.source.start(self.intake.submit)
             self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
         self.problems = problems

@@ -272,6 +272,8 @@ class FolderWatcher:
         self._numbered: dict[Path, int] = {}  # done/ or rejected/ path -> the last number given to a file of that name
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
+        # told of each file set aside unread (the daemon answers it on the error topic): only logged before
+        self.on_set_aside: Callable[[str, str | None], None] | None = None
 
     def start(self, submit: Submit) -> None:
         self._stop.clear()
@@ -321,6 +323,8 @@ class FolderWatcher:
         except OSError:
             self._seen[path] = (-1, -1)
         log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
+        if self.on_set_aside is not None:
+            self.on_set_aside(f"{path.name} {why}; set aside in rejected/", path.stem if SAFE_ID.match(path.stem) else None)
         self._finish(path, False)
 
     def _unchanged(self, path: Path) -> bool:

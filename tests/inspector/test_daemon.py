@@ -181,12 +181,16 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
         for i in range(3):
             (incoming / f"PART-{i}.png").write_bytes(good_png)
         (incoming / "broken.png").write_bytes(good_png[:100])
-        wait_until(lambda: len(lst.json("result")) >= 3 and lst.on("error"), 15, "folder results")
+        (tmp_path / "elsewhere.png").write_bytes(good_png)
+        (incoming / "LINK-1.png").symlink_to(tmp_path / "elsewhere.png")
+        wait_until(lambda: len(lst.json("result")) >= 3 and len(lst.on("error")) >= 2, 15, "folder results")
         wait_until(lambda: not list(incoming.glob("*.png")), 5, "files moved")
     assert sorted(r["serial"] for r in lst.json("result")) == ["PART-0", "PART-1", "PART-2"]
     assert sorted(p.name for p in (incoming / "done").iterdir()) == ["PART-0.png", "PART-1.png", "PART-2.png"]
-    assert [p.name for p in (incoming / "rejected").iterdir()] == ["broken.png"]
-    assert "broken.png" in lst.json("error")[0]["error"] and lst.json("error")[0]["serial"] == "broken"  # null before
+    assert sorted(p.name for p in (incoming / "rejected").iterdir()) == ["LINK-1.png", "broken.png"]
+    errors = {e["serial"]: e for e in lst.json("error")}  # each with its serial (null before)
+    assert "broken.png" in errors["broken"]["error"]
+    assert errors["LINK-1"]["error"].startswith("LINK-1.png is a link, which a watched folder does not follow")  # only logged before
 
 
 
