@@ -71,13 +71,13 @@ def _check_target(out: Path, formats: list[str], force: bool) -> None:
 def _note_other_models(out: Path, formats: list[str], weights: str, log: Callable[[str], None]) -> None:
     """Exports of another checkpoint that stay beside these (a folder is what `bench` and `inspect` take): said, not
     silently mixed."""
-    from exporters.manifest import read_sidecar
+    from exporters.manifest import export_source
 
     for fmt, name in FILES.items():
         if fmt in formats or not (out / name).is_file():
             continue
         try:
-            source = (read_sidecar(out / name, required=False) or {}).get("source") or {}
+            source = export_source(out / name, required=False)
         except InspectorError:
             continue  # unreadable: not this export's business
         if source.get("weights_sha256") not in (None, weights):

@@ -107,6 +107,11 @@ def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
     return manifest
 
 
+def export_source(model: Path, required: bool = True) -> dict[str, Any]:
+    """The checkpoint an export was made from, as its sidecar records it (`checkpoint`, `weights_sha256`); {} if unknown."""
+    return (read_sidecar(model, required) or {}).get("source") or {}
+
+
 def check_verified(manifest: dict[str, Any], model: Path) -> None:
     """An export that failed `export --verify` stays on disk under its name (to be looked at); a station must not
     run it unawares: 3 of 24 verdicts differed from its checkpoint's, a blowhole among them PASSed."""

@@ -94,8 +94,7 @@ def _load_labels(root: Path) -> LabelSet:
             mask = beside(image, "_mask", MASK_SUFFIXES)
             boxes = beside(image, "", (".xml",))
             if boxes is not None:
-                parse_voc(boxes)  # fail now, naming the file, rather than halfway through fitting
-                names = sorted(set(_voc_names(boxes)))
+                names = sorted(set(_read_voc(boxes)[2]))  # read now, to fail naming the file rather than halfway through fitting
                 if names and folder.name not in names:  # one filed in the wrong folder was taught as the folder's, unsaid
                     notes.append(f"{boxes}: its boxes are named {', '.join(names)}, none {folder.name}, but it is in "
                                  f"{folder.name}/; the folder's type is used")
@@ -130,11 +129,6 @@ def _refuse_one_image_of_two_types(root: Path, items: list[LabelledImage]) -> No
                                  "keep it in one type's folder")
 
 
-def _voc_names(path: Path) -> list[str]:
-    """The <object><name> texts of a Pascal VOC file parse_voc has read."""
-    return [(o.findtext("name") or "").strip() for o in ET.parse(path).getroot().iter("object") if (o.findtext("name") or "").strip()]
-
-
 def check_images(labels: LabelSet) -> None:
     """Decode every labelled image and read its mask or boxes at its size, so that a bad one fails before fitting."""
     for item in labels.items:
@@ -143,6 +137,11 @@ def check_images(labels: LabelSet) -> None:
 
 def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:
     """A Pascal VOC annotation -> ((width, height) or None, boxes as (xmin, ymin, xmax, ymax))."""
+    return _read_voc(path)[:2]
+
+
+def _read_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]], list[str]]:
+    """parse_voc's size and boxes, and the objects' <name> texts (the types the file names)."""
 
     def bad(why: str) -> InspectorError:
         return InspectorError(f"box file {path}: {why}; expected Pascal VOC XML (<object><bndbox><xmin>..</xmin>...)")
@@ -173,7 +172,8 @@ def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, 
             boxes.append((x0, y0, x1, y1))
     except ValueError:
         raise bad("a size or box coordinate is not a number") from None
-    return size, boxes
+    names = [text for text in ((o.findtext("name") or "").strip() for o in tree.iter("object")) if text]
+    return size, boxes, names
 
 
 def read_region(item: LabelledImage, shape: tuple[int, int]) -> np.ndarray | None:

@@ -77,7 +77,7 @@ def _exports_from(paths: list[str]) -> list[Path]:
 
 def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
     """Each export must be of this checkpoint's weights: else its ratio compares two models, not two runtimes."""
-    from exporters.manifest import read_sidecar
+    from exporters.manifest import export_source
     from model.checkpoint import read_manifest
 
     if not exports:
@@ -85,7 +85,7 @@ def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
     weights = read_manifest(ckpt)["files"]["model.safetensors"]
     for e in exports:
         try:
-            source = (read_sidecar(e, required=True) or {}).get("source") or {}
+            source = export_source(e)
         except InspectorError:
             continue  # opening it fails the same way: listed as skipped, with why
         if source.get("weights_sha256") != weights:
@@ -226,10 +226,10 @@ def _run(args: argparse.Namespace) -> int:
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
     ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]
     if ckpt.is_file() or (ckpt.is_dir() and not (ckpt / "manifest.json").exists()):
-        from exporters.manifest import read_sidecar
+        from exporters.manifest import export_source
 
         exports = _exports_from([str(ckpt), *map(str, exports)])
-        source = Path((read_sidecar(exports[0], required=True) or {})["source"]["checkpoint"])
+        source = Path(export_source(exports[0])["checkpoint"])
         if not (source / "manifest.json").is_file():
             raise InspectorError(f"{ckpt}: the torch baseline needs its checkpoint {source}, which is not here; "
                                  "give the checkpoint as the first argument and the exports with --exports")
