@@ -185,9 +185,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) ->
     """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if max_pixels is not None and img.width * img.height > max_pixels:  # a 0.4 MB PNG decoded to 1.2 GB
-                raise InspectorError(f"image {name}: {img.width} x {img.height} px is over the {max_pixels / 1e6:g} million pixels "
-                                     "this station takes (model.max_image_pixels); send a smaller image or raise the limit")
+            _within(img.width, img.height, max_pixels, name)  # from the header: a 0.4 MB PNG decoded to 1.2 GB
             _one_page(img, name)
             deep = _sixteen_bit_colour(img)
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
@@ -200,14 +198,17 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) ->
     except UnidentifiedImageError:
         if (arr := _float_colour_tiff(data)) is None:
             raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {hint}") from None
-        if max_pixels is not None and arr.shape[0] * arr.shape[1] > max_pixels:
-            raise InspectorError(f"image {name}: {arr.shape[1]} x {arr.shape[0]} px is over the {max_pixels / 1e6:g} million pixels "
-                                 "this station takes (model.max_image_pixels); send a smaller image or raise the limit") from None
+        _within(arr.shape[1], arr.shape[0], max_pixels, name)
         return _checked(arr, name)
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
-        # Pillow's reason ("image file is truncated"), on one line; "cannot identify" names only a buffer object
-        why = "" if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split())[:100]
+        why = " ".join(str(exc).split())[:100]  # Pillow's reason ("image file is truncated"), on one line
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {hint}") from None
+
+
+def _within(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise InspectorError(f"image {name}: {width} x {height} px is over the {max_pixels / 1e6:g} million pixels "
+                             "this station takes (model.max_image_pixels); send a smaller image or raise the limit")
 
 
 def read_mask(path: str | Path, shape: tuple[int, int] | None) -> np.ndarray:
