@@ -322,9 +322,10 @@ class FolderWatcher:
             self._seen[path] = (st.st_size, st.st_mtime_ns)
         except OSError:
             self._seen[path] = (-1, -1)
-        log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
-        if self.on_set_aside is not None:
+        if self.on_set_aside is not None:  # the daemon answers it on the error topic and logs it there: once, not twice
             self.on_set_aside(f"{path.name} {why}; set aside in rejected/", path.stem if SAFE_ID.match(path.stem) else None)
+        else:
+            log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
         self._finish(path, False)
 
     def _unchanged(self, path: Path) -> bool:

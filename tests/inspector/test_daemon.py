@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -172,7 +173,8 @@ def test_video_source_trigger_and_continuous(station, broker, listen, tiny_inspe
     assert len(lst2.json("result")) == 12 and not lst2.on("error")
 
 
-def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_path, good_png):
+def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_path, good_png, caplog):
+    caplog.set_level(logging.INFO)
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     cfg = station(source={"type": "folder", "path": str(incoming), "poll_s": 0.05, "settle_s": 0.05})
@@ -191,6 +193,7 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     errors = {e["serial"]: e for e in lst.json("error")}  # each with its serial (null before)
     assert "broken.png" in errors["broken"]["error"]
     assert errors["LINK-1"]["error"].startswith("LINK-1.png is a link, which a watched folder does not follow")  # only logged before
+    assert len([r for r in caplog.records if "LINK-1.png is a link" in r.getMessage()]) == 1  # the source and the daemon each logged it
 
 
 
