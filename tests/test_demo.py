@@ -16,6 +16,7 @@ import pytest
 
 from inspector.cli import main
 from inspector.demo.broker import find_mosquitto
+from tests.cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -148,8 +149,7 @@ def test_refuses_a_folder_it_did_not_write(tmp_path, capsys):
 def test_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    assert main(["demo", "--quick", "--out", str(f)]) == 2
-    assert "is a file" in capsys.readouterr().err
+    assert_one_line_error(main(["demo", "--quick", "--out", str(f)]), capsys.readouterr().err, str(f), "is a file")
 
 
 def test_a_folder_from_an_earlier_demo_is_emptied(tmp_path):
@@ -170,5 +170,5 @@ def test_the_demo_says_what_is_missing_before_any_work(tmp_path, capsys, monkeyp
     from inspector.cli import main
 
     monkeypatch.setitem(sys.modules, missing, None)
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
-    assert says in capsys.readouterr().err and not (tmp_path / "demo").exists()
+    assert_one_line_error(main(["demo", "--out", str(tmp_path / "demo")]), capsys.readouterr().err, says)
+    assert not (tmp_path / "demo").exists()

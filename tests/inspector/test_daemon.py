@@ -907,14 +907,20 @@ def test_source_frames_take_few_inbox_slots(tmp_path):
 def test_a_url_that_trickles_is_given_up_at_the_timeout(tmp_path):
     import http.server
 
+    sent_all = threading.Event()
+
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
             self.send_response(200)
             self.end_headers()
-            for _ in range(40):  # a byte every 0.1 s: each read is quick, the whole takes 4 s
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(0.1)
+            try:
+                for _ in range(40):  # a byte every 0.1 s: each read is quick, the whole takes 4 s
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                return  # the station hung up
+            sent_all.set()
 
         def log_message(self, *args):
             pass
@@ -923,10 +929,9 @@ def test_a_url_that_trickles_is_given_up_at_the_timeout(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     intake = _intake(tmp_path, allow_urls=True, url_timeout_s=0.5)
     try:
-        t0 = time.monotonic()
         with pytest.raises(InspectorError, match=r"took longer than mqtt.url_timeout_s \(0.5 s\)"):
             intake._fetch(f"http://127.0.0.1:{server.server_address[1]}/part.png")
-        assert time.monotonic() - t0 < 2.0  # before: 4 s, then "cannot be decoded"
+        assert not sent_all.is_set()  # given up while it trickled; before: read whole (4 s), then "cannot be decoded"
     finally:
         server.shutdown()
 
@@ -1119,10 +1124,10 @@ def test_a_burst_of_shift_report_commands_is_answered_not_queued_behind_the_part
     hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda topic, body, **kw: sent.append((topic, json.loads(body), kw)), "rep", "err",
                         on_shift_report=lambda recs, meta: {})
     cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00Z"})
-    start = time.monotonic()
-    for i in range(400):  # not started: the first waits, every other one is answered at once
-        hooks.shift(cmd, f"c{i}".encode())
-    assert time.monotonic() - start < 5
+    burst = threading.Thread(target=lambda: [hooks.shift(cmd, f"c{i}".encode()) for i in range(400)], daemon=True)
+    burst.start()  # not started: the first waits, every other one is answered at once
+    burst.join(30)
+    assert not burst.is_alive()  # before: blocked for good on the 257th, a full queue nobody took from
     refused = [kw["correlation"] for topic, body, kw in sent if topic == "err" and "already waiting" in body["error"]]
     assert len(refused) == 399 and refused[0] == b"c1"
     hooks.start()
@@ -1145,8 +1150,7 @@ def test_an_idle_http_client_is_let_go(monkeypatch):
         idle = socket.create_connection(("127.0.0.1", server.port))
         idle.sendall(b"GET /health HTTP/1.1\r\n")  # and nothing more
         idle.settimeout(5)
-        start = time.monotonic()
-        assert idle.recv(100) == b"" and time.monotonic() - start < 4  # closed by the server after its timeout
+        assert idle.recv(100) == b""  # closed by the server after its timeout (recv raises after 5 s otherwise)
         assert http_get(server.port, "/health")[0] == 200
     finally:
         server.stop()

@@ -336,8 +336,9 @@ def test_wrong_input_size_at_inference(exports):
         engine.infer(np.zeros((3, 64, 64), dtype=np.float32))
 
 
-def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
+def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data, monkeypatch):
     """An engine records its GPU and TensorRT version; another GPU (edited here in the sidecar) is refused."""
+    import exporters.manifest as export_manifest
     from exporters.manifest import check_tensorrt_target, write_sidecar
 
     recorded = {"gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0", "tensorrt": "10.3.0"}
@@ -352,8 +353,9 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data):
     engine.write_bytes(b"\0" * 64)
     write_sidecar(engine, {"format": "inspector-export/1", "kind": "tensorrt-fp16", "net": {"input_size": [64, 64]},
                            "thresholds": {"image": 1.0, "pixel": 1.0}, "source": {}, "input": {}, "tensorrt": recorded})
+    monkeypatch.setattr(export_manifest, "tensorrt_target", lambda: here)  # an H100 with TensorRT, on any machine
     line = _fails_with_one_line(capsys, "inspect", engine, sorted((tiny_data / "test" / "good").iterdir())[0], "--device", "cuda")
-    assert "TensorRT" in line or "built for GPU" in line
+    assert "built for GPU 'NVIDIA A100-SXM4-80GB' but this machine has 'NVIDIA H100 80GB HBM3'" in line
 
 
 def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 from inspector.cli import main
 from inspector.store import Store
 from reports.sample import make_records
+from tests.cli import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +256,7 @@ def test_a_part_is_reviewed_by_its_serial_as_last_inspected(reviewed_store, caps
     out = run_json(capsys, "review", "--db", str(root), "--serial", first["serial"], "--truth", "defect", "--json")
     assert [(r["inspection_id"], r["outcome"]) for r in out["reviews"]] == [("again-1", "escape")]
     rc = main(["review", "--db", str(root), "--serial", first["serial"], "SN-NOWHERE", "--truth", "good"])
-    assert rc == 2 and "serial 'SN-NOWHERE': no inspection of it in store" in capsys.readouterr().err
+    assert_one_line_error(rc, capsys.readouterr().err, "serial 'SN-NOWHERE': no inspection of it in store")
     store = Store(root, readonly=True)
     assert len(store.get("again-1")["reviews"]) == 1 and "reviews" not in store.get(fails[0])  # nothing written by the refused one
     store.close()

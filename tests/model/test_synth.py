@@ -14,6 +14,7 @@ import pytest
 from model.errors import InspectorError
 from model.synth import DEFECT_TYPES, REGION_TYPES, check_types, synthesize
 from model.synth.writer import write_synthetic
+from tests.cli import assert_one_line_error
 from tests.synthetic import good_image
 
 
@@ -150,7 +151,7 @@ def test_out_in_the_good_folder_a_synth_output_or_labelled_defects_are_refused(t
         with pytest.raises(InspectorError, match="lies in the good folder .*where fit would learn the generated defects as good parts"):
             write_synthetic(good, out, 2)
     r = subprocess.run([sys.executable, "-m", "inspector", "synth", str(good), "--out", str(good), "--force"], capture_output=True, text=True)
-    assert r.returncode == 2 and "lies in the good folder" in r.stderr  # not "not empty; pass --force", which then wrote there
+    assert_one_line_error(r.returncode, r.stderr, "lies in the good folder")  # not "not empty; pass --force", which then wrote there
     write_synthetic(good, tmp_path / "syn", 2)
     (tmp_path / "syn" / "a.png").write_bytes(cv2.imencode(".png", good_image(0, 64))[1].tobytes())
     with pytest.raises(InspectorError, match="is an `inspector synth` output"):
