@@ -183,9 +183,12 @@ def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever
         b.stop()
     lone = MqttClient(mqtt_cfg(broker.port, protocol=protocol), "lone-id")
     lone.start()
-    time.sleep(1.5)
-    assert lone.state == "connected"
-    lone.stop()
+    try:
+        wait_until(lambda: lone.state == "connected", 15, "the lone client connected")
+        time.sleep(1.5)  # and it stays so: no clash to name
+        assert lone.state == "connected"
+    finally:
+        lone.stop()
 
 
 def test_drops_of_a_flaky_link_long_ago_are_not_a_client_id_clash(monkeypatch):
@@ -206,41 +209,40 @@ def test_drops_of_a_flaky_link_long_ago_are_not_a_client_id_clash(monkeypatch):
     assert c.state == "disconnected (Keep alive timeout)"
 
 
-def test_a_result_the_broker_acknowledged_is_not_sent_again_while_the_store_cannot_mark_it(tmp_path, monkeypatch):
+def test_a_result_the_broker_acknowledged_is_not_sent_again_while_the_store_cannot_mark_it(tmp_path, monkeypatch, broker, listen):
     """On a full disk marking a result published failed: a traceback every 2 s, and every such result re-sent to the
     line's consumers every 2 s (6 copies each in 15 s)."""
-    import json
-    import queue
     import sqlite3
 
     from inspector.health import Metrics
     from inspector.outbox import Outbox
     from inspector.store import Store
 
-    class Client:
-        connected = True
+    lst = listen(broker.port, "t/s")
+    client = MqttClient(mqtt_cfg(broker.port), "outbox-ack")
+    client.start()
+    store = Store(tmp_path / "data")
+    try:
+        wait_until(lambda: client.connected, 15, "connected")
+        box = Outbox(store, client, "t/s/result", Metrics())
+        record = {"inspection_id": "a1", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "FAIL", "score": 2.0, "threshold": 1.0}
+        store.add(record)
+        box.publish(record)
+        wait_until(lambda: not client.acks.empty(), 10, "the broker's acknowledgement")
+        real = store.mark_published
 
-        def __init__(self):
-            self.acks, self.refused, self.sent = queue.Queue(), queue.Queue(), []
+        def full(ident):
+            raise sqlite3.OperationalError("database or disk is full")
 
-        def publish(self, topic, payload, qos=1, correlation=None):
-            self.sent.append(json.loads(payload)["inspection_id"])
-            return len(self.sent)
-
-    store, client = Store(tmp_path / "data"), Client()
-    box = Outbox(store, client, "t/s/result", Metrics())
-    record = {"inspection_id": "a1", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "FAIL", "score": 2.0, "threshold": 1.0}
-    store.add(record)
-    box.publish(record)
-    real = store.mark_published
-
-    def full(ident):
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(store, "mark_published", full)
-    client.acks.put(1)
-    assert box.drain_acks() == 1  # no exception
-    assert box.resend() == 0 and client.sent == ["a1"]  # acknowledged: not sent again
-    monkeypatch.setattr(store, "mark_published", real)
-    box.drain_acks()
-    assert store.counts()["unpublished"] == 0 and box.resend() == 0 and client.sent == ["a1"]
+        monkeypatch.setattr(store, "mark_published", full)
+        assert box.drain_acks() == 1  # no exception
+        assert box.resend() == 0  # acknowledged: not sent again
+        monkeypatch.setattr(store, "mark_published", real)
+        box.drain_acks()
+        assert store.counts()["unpublished"] == 0 and box.resend() == 0
+        wait_until(lambda: lst.json("result"), 10, "the result")
+        time.sleep(0.3)  # a copy sent again would have arrived by now, on loopback
+        assert [r["inspection_id"] for r in lst.json("result")] == ["a1"]
+    finally:
+        client.stop()
+        store.close()

@@ -92,9 +92,11 @@ def test_escape_needs_defects_and_far_needs_good():
         threshold_for(Policy("far", 0.01), np.array([]))
 
 
-@pytest.mark.parametrize("kind, target", [("recall", 0.01), ("far", 1.0), ("escape", -0.1)])
-def test_bad_policy_is_refused(kind, target):
-    with pytest.raises(InspectorError):
+@pytest.mark.parametrize("kind, target, says", [("recall", 0.01, "calibration policy 'recall': use 'escape' or 'far'"),
+                                                 ("far", 1.0, r"calibration target 1.0: give a rate in \[0, 1\)"),
+                                                 ("escape", -0.1, r"calibration target -0.1: give a rate in \[0, 1\)")])
+def test_bad_policy_is_refused(kind, target, says):
+    with pytest.raises(InspectorError, match=says):
         Policy(kind, target)
 
 
@@ -138,6 +140,9 @@ def test_fit_calibrates_on_defects_when_the_data_has_them(tiny_ckpt, tiny_data):
     assert np.allclose(scores["defect"], test_scores[~good], atol=1e-4)
     expected = threshold_for(Policy("escape", 0.01), np.array(scores["good"]), np.array(scores["defect"]))
     assert m["thresholds"]["image"] == pytest.approx(expected)
+    # and by hand: 1 % of 4 defects allows none to escape, and the threshold fails no good part it need not
+    thr, below = m["thresholds"]["image"], [g for g in scores["good"] if g < min(scores["defect"])]
+    assert escape(scores["defect"], thr) == 0 and (not below or thr > max(below))
     # the pixel threshold came from the test masks
     assert "masks" in cal["pixel_threshold_source"]
 

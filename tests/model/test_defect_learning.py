@@ -41,13 +41,14 @@ def learnt(request, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("learnt") / "ckpt"
     save_checkpoint(net, out, {"options": report.options, "training": report.training, "calibration": report.calibration,
                                "thresholds": report.thresholds, "calibration_scores": report.scores})
-    return net, report, out
+    return net, report, out, request.param
 
 
 def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_data):
-    net, report, out = learnt
+    net, report, out, head = learnt
     info = report.training["generated_defects"]
-    if net.config.seg_context:  # by default it learns region defects only; local ones are the memory bank's
+    assert net.config.seg_context == (head == "context")  # the head asked for, not the other silently
+    if head == "context":  # by default it learns region defects only; local ones are the memory bank's
         assert isinstance(net.head.seg, ContextSegmenter) and info["head"] == "context" and info["defect_cells"] > 0
         assert info["train_types"] == ["transplant"]
     else:
@@ -67,7 +68,7 @@ def test_learnt_branch_is_in_the_model_and_survives_a_checkpoint(learnt, tiny_da
 
 
 def test_blend_weight_changes_the_map(learnt):
-    net, _, _ = learnt
+    net, _, _, _ = learnt
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         base = net(x)[1].clone()
@@ -79,7 +80,7 @@ def test_blend_weight_changes_the_map(learnt):
 
 
 def test_learnt_map_adds_only_its_excess_over_good_pixels(learnt):
-    net, _, out = learnt
+    net, _, out, _ = learnt
     head = net.head
     assert head.seg_gate and load_checkpoint(out)[0].head.seg_gate
     gate = float(head.seg_norm[0])
@@ -97,7 +98,7 @@ def test_learnt_map_adds_only_its_excess_over_good_pixels(learnt):
 
 
 def test_learnt_branch_shapes_the_map_not_the_score(learnt):
-    net, _, _ = learnt
+    net, _, _, _ = learnt
     x = torch.rand(2, 3, 64, 64)
     seg = net.head.seg
     with torch.no_grad():
@@ -114,7 +115,7 @@ def test_fused_model_exports_as_one_graph(learnt):
     ort = pytest.importorskip("onnxruntime")
     from exporters.onnx_export import export_onnx
 
-    net, _, _ = learnt
+    net, _, _, _ = learnt
     model = export_onnx(net.eval())
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
@@ -128,7 +129,7 @@ def test_fused_model_exports_as_one_graph(learnt):
 def test_patch_rows_keep_every_defect_patch_and_cap_the_normal_ones(learnt, monkeypatch):
     from model import defect_learning
 
-    net, _, _ = learnt
+    net, _, _, _ = learnt
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 255, (20, 64, 64, 3), dtype=np.uint8)
     masks = np.zeros((20, 64, 64), bool)
@@ -205,6 +206,8 @@ def test_ablation_table(tiny_data, monkeypatch):
     assert [r["variant"] for r in rows] == list(small)
     for r in rows:
         assert all(0.0 <= r[m] <= 1.0 for m in ("image_auroc", "pixel_auroc", "pixel_ap", "aupro"))
+        assert r["image_auroc"] > 0.9 and r["pixel_auroc"] > 0.8  # these synthetic defects are easy: 1.0 and 0.94-1.0
+    assert all(r["pixel_auroc"] != rows[0]["pixel_auroc"] for r in rows[1:])  # each variant's branch made its own map
     assert rows[0]["alpha"] is None and rows[1]["alpha"] is not None
 
 

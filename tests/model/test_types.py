@@ -141,8 +141,10 @@ def test_prototype_classifier_and_bad_options(labels_dir, tiny_ckpt):
     with torch.no_grad():
         probs = net(batch_of("stain", range(200, 204)))[2]
     assert (probs[:, :-1].argmax(1) == sorted(TYPES).index("stain")).float().mean() >= 0.75
-    for bad in (TypeOptions(classifier="svm"), TypeOptions(region="box"), TypeOptions(unknown_rate=1.5)):
-        with pytest.raises(InspectorError):
+    for bad, says in ((TypeOptions(classifier="svm"), "type classifier 'svm': choose one of"),
+                      (TypeOptions(region="box"), "type region 'box': choose one of"),
+                      (TypeOptions(unknown_rate=1.5), r"unknown rate 1.5: give a fraction in \[0, 1\)")):
+        with pytest.raises(InspectorError, match=says):
             fit_types(net, load_labels(labels_dir), bad)
 
 
