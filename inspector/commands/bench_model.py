@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.commands.common import at_least, int_list, print_json
+from inspector.commands.common import at_least, int_list, model_first, print_json
 from model.errors import InspectorError, need_onnx
 
 EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -222,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if any(b < 1 for b in args.batches):
         raise InspectorError(f"--batches {','.join(map(str, args.batches))}: batch sizes must be at least 1")
+    model_first("bench model", args.checkpoint, args.data)
     need_onnx("bench model")  # it exports and runs ONNX Runtime beside torch
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
     ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]

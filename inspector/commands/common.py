@@ -182,6 +182,26 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _is_model(path: Path) -> bool:
+    from inspector.engines import FACTORIES, artefact_kind
+
+    try:
+        return (path / "manifest.json").is_file() if path.is_dir() else path.is_file() and artefact_kind(path) in FACTORIES
+    except OSError:
+        return False
+
+
+def model_first(command: str, model: str | Path, *others: str | Path) -> None:
+    """The model and the images given the other way round were named by what went wrong next ("folder mt.ckpt: no images",
+    "--exports good: no .onnx files"): say the order instead."""
+    if _is_model(Path(model)):
+        return
+    for other in others:
+        if _is_model(Path(other)):
+            order = " ".join(map(str, [other, model, *(o for o in others if o != other)]))
+            raise InspectorError(f"{command}: {other} is the model and {model} is not; give the model first: `inspector {command} {order}`")
+
+
 def open_store(db: str | Path, readonly: bool = True) -> Any:
     """The result store at `db` (its data directory, or the inspections.sqlite in it); never a new, empty one."""
     from inspector.store import DB_NAME, Store

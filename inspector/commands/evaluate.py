@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.commands.common import DEVICE_HELP, print_json, tqdm_bars
+from inspector.commands.common import DEVICE_HELP, model_first, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, drop_unused_folder, report_style, write_report
 from model.errors import InspectorError
@@ -254,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ablation(args)
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
+    model_first("eval", args.model, args.data)
     style = report_style(args)
     try:
         evaluation = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from inspector.commands.common import DEVICE_HELP, print_json
+from inspector.commands.common import DEVICE_HELP, model_first, print_json
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
 
+    model_first("inspect", args.model, *args.images)
     paths, base, notes = _images(args.images, skip=args.overlays)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
     if args.threshold is not None and not math.isfinite(args.threshold):

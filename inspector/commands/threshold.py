@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--set", args.value), ("--pixel", args.pixel)):
         if value is not None and not np.isfinite(value):
             raise InspectorError(f"{flag} {value}: give a finite score, e.g. the one `inspector threshold {ckpt}` shows")
-    if export_folder or ckpt.suffix == ".json":  # a folder holding one export, or its manifest, as inspect and eval take them
+    if export_folder or ckpt.is_file():  # a folder holding one export, or its manifest, as inspect and eval take them; an image
         from inspector.engines import locate_model
 
         ckpt = locate_model(ckpt)[0]

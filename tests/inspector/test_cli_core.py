@@ -811,3 +811,17 @@ def test_inspect_counts_the_files_decoding_in_its_decode_time(capsys, tiny_ckpt,
     monkeypatch.setattr(inspector.api, "read_image_bytes", lambda *a, **k: time.sleep(0.05) or real(*a, **k))  # a slow decoder, 50 ms
     rc, out, _ = cli(capsys, "inspect", tiny_ckpt, tiny_data / "test" / "good" / "000.png", "--json")
     assert rc == 0 and json.loads(out)["timings_ms"]["decode"] >= 50
+
+
+def test_the_model_and_its_images_the_other_way_round_are_named(capsys, tiny_ckpt, tiny_data):
+    """"folder CKPT: no images", "data CKPT: no test/<type> folders", "--exports DATA: no .onnx files" (never given) and
+    "its manifest x.png.json is missing" named what went wrong next, not the order or the image."""
+    image = sorted((tiny_data / "test" / "good").iterdir())[0]
+    for command, given, fixed in (("inspect", (image, image, tiny_ckpt), (tiny_ckpt, image, image)),
+                                  ("eval", (tiny_data, tiny_ckpt), (tiny_ckpt, tiny_data)),
+                                  ("bench", (tiny_data, tiny_ckpt), (tiny_ckpt, tiny_data))):
+        rc, _, err = cli(capsys, command, *given)
+        shown = "bench model" if command == "bench" else command
+        assert_one_line_error(rc, err, f"{tiny_ckpt} is the model", f"`inspector {shown} {' '.join(map(str, fixed))}`")
+    rc, _, err = cli(capsys, "threshold", image)
+    assert_one_line_error(rc, err, f"model {image}: is an image, not a model")
