@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,8 +89,8 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True,
                            framing=engine.meta.framing)
     report = metrics_report(dataset.test, scored)
-    if dataset.notes:
-        report["notes"] = dataset.notes + report.get("notes", [])
+    if notes := dataset.notes + labelled_twice(dataset):
+        report["notes"] = notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
     if quality := (manifest.get("training") or {}).get("image_quality"):
@@ -154,13 +155,25 @@ def calibrated_here(manifest: dict, dataset) -> bool | None:
         int(cal.get("n_good") or 0) - int(training.get("n_images") or 0) == int((~y).sum()) and int(cal.get("n_defect") or 0) == int(y.sum()))
 
 
+def labelled_twice(dataset) -> list[str]:
+    """A note for each test image whose very bytes are also under another label (a good image copied into a defect
+    folder): it counted as both, moving every metric, and nothing said so."""
+    seen: dict[str, list] = {}
+    for sample, digest in zip(dataset.test, dataset.test_digests, strict=True):
+        seen.setdefault(digest, []).append(sample)
+    return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
+            f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
+            for same in seen.values() if len({s.defect_type for s in same}) > 1]
+
+
 def threshold_origin(calibration: dict, dataset) -> dict:
     """What the stored threshold answers to: the policy it was chosen for (None: set by hand), and how many of these
     test images it was chosen on (models fitted before 2026-12-05 record only the whole set's digest)."""
     out = {"policy": calibration.get("policy")} if "policy" in calibration else {}
-    if "test_images" in calibration:
-        chosen_on = set(calibration["test_images"])
-        out["test_images_calibrated_on"] = sum(d[:16] in chosen_on for d in dataset.test_digests)
+    if "test_images" in calibration:  # each calibration image counts as often as it was calibrated on: a copy of it
+        # under another label is not (it counted twice, "calibrated on 31 of these 31" where 30 were)
+        chosen_on = Counter(calibration["test_images"]) & Counter(d[:16] for d in dataset.test_digests)
+        out["test_images_calibrated_on"] = sum(chosen_on.values())
     return out
 
 

@@ -825,3 +825,19 @@ def test_the_model_and_its_images_the_other_way_round_are_named(capsys, tiny_ckp
         assert_one_line_error(rc, err, f"{tiny_ckpt} is the model", f"`inspector {shown} {' '.join(map(str, fixed))}`")
     rc, _, err = cli(capsys, "threshold", image)
     assert_one_line_error(rc, err, f"model {image}: is an image, not a model")
+
+
+def test_an_image_under_two_labels_is_named_and_counted_once_as_calibrated_on(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """A good test image copied into a defect folder counted as both, unsaid, and as calibrated on twice."""
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    good = sorted((data / "test" / "good").iterdir())[0]
+    shutil.copy(good, data / "test" / "blob" / "copied.png")
+    rc, stdout, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    assert rc == 0, err
+    report = json.loads(stdout)
+    copied = str(data / "test" / "blob" / "copied.png")
+    assert [n for n in report["notes"] if "the same image" in n] == [
+        f"the same image is labelled blob and good: {copied}, {good}; keep it under its true label only"]
+    assert (report["n_good"] + report["n_defect"], report["at_threshold"]["test_images_calibrated_on"]) == (9, 8)
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+    assert rc == 0 and "(calibrated on 8 of these 9 images)" in stdout
