@@ -55,6 +55,7 @@ class Region:
     type: str = "anomaly"
     confidence: float | None = None
     area_mm2: float | None = None
+    located_by: str = "pixel_threshold"  # or "map_peak": no pixel reached the pixel threshold (see decide)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -103,7 +104,7 @@ def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_thresho
         peak = float(amap.max())
         regions = find_regions(amap, (peak + float(amap.min())) / 2.0, config)[:1]
         for r in regions:
-            r.severity = config.severity.grade(score - image_threshold, 0.0)
+            r.severity, r.located_by = config.severity.grade(score - image_threshold, 0.0), "map_peak"
     return verdict, regions
 
 

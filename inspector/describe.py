@@ -23,6 +23,7 @@ TEXT = {
         "anomaly": "an unclassified anomaly",
         "unknown": "a defect of a type not seen before (unknown)",
         "typed": "The defect looks like {type}{conf}.",
+        "peak": "No pixel reached the pixel threshold: the region is where the anomaly map peaks, and the part differs from good parts overall.",
     },
     "zh": {
         "pass": "{part}检测合格：得分 {score} 低于阈值 {threshold}。",
@@ -38,6 +39,7 @@ TEXT = {
         "anomaly": "未分类异常",
         "unknown": "一种未见过的缺陷类型（未知）",
         "typed": "缺陷类型判断为{type}{conf}。",
+        "peak": "没有像素达到像素阈值：该区域为异常图的峰值处，零件整体与合格件存在差异。",
     },
     "es": {
         "pass": "{part} superó la inspección: la puntuación {score} está por debajo del umbral {threshold}.",
@@ -53,6 +55,7 @@ TEXT = {
         "anomaly": "una anomalía sin clasificar",
         "unknown": "un defecto de un tipo no visto antes (desconocido)",
         "typed": "El defecto parece ser {type}{conf}.",
+        "peak": "Ningún píxel alcanzó el umbral de píxel: la región es donde el mapa de anomalías alcanza su máximo, y la pieza difiere en conjunto de las piezas buenas.",
     },
 }
 LANGUAGES = tuple(TEXT)
@@ -105,6 +108,8 @@ def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_na
         parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
             n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
             pct=num.percent(pct, 2), conf=conf))
+        if r.located_by == "map_peak":
+            parts.append(t["peak"])
     return parts
 
 

@@ -89,7 +89,7 @@ class InspectionResult:
             "type_probs": dict(self.type_probs),
             "defects": [
                 {"type": r.type, "confidence": r.confidence, "box": list(r.box), "area_px": r.area_px,
-                 "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak}
+                 "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak, "located_by": r.located_by}
                 for r in self.regions
             ],
             "image": {"width": self.image_shape[1], "height": self.image_shape[0], "sha256": self.image_sha256},

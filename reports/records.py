@@ -63,6 +63,7 @@ class Defect:
     area_mm2: float | None
     severity: str | None
     peak: float | None
+    located_by: str | None = None  # "map_peak": no pixel reached the pixel threshold (records from before: None)
 
 
 # a QA review's reading of the machine's verdict (reviewed_*: of a verdict neither PASS nor FAIL)
@@ -135,7 +136,7 @@ def _defect(d: Any) -> Defect | None:
         return None
     return Defect(type=as_text(d.get("type")) or "anomaly", confidence=as_float(d.get("confidence")), box=_box(d.get("box")),
                   area_px=as_float(d.get("area_px")), area_mm2=as_float(d.get("area_mm2")), severity=as_text(d.get("severity")),
-                  peak=as_float(d.get("peak")))
+                  peak=as_float(d.get("peak")), located_by=as_text(d.get("located_by")))
 
 
 def _review(reviews: Any) -> Review | None:

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {len(r.regions):2}  {path}")
             for reg in r.regions:
                 x, y, w, h = reg.box
-                print(f"        {reg.type} {reg.severity:6} box x={x} y={y} w={w} h={h}  area {reg.area_px} px")
+                peak = "  (where the map peaks: no pixel reached the pixel threshold)" if reg.located_by == "map_peak" else ""
+                print(f"        {reg.type} {reg.severity:6} box x={x} y={y} w={w} h={h}  area {reg.area_px} px{peak}")
             for warning in r.warnings:
                 print(f"        warning: {warning}")
             if args.lang:

@@ -154,7 +154,10 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     assert "confianza del 87\xa0%" in big.describe("es")  # "87%" beside "60,00 %"
     crack = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12, peak=9.0, mean=5.0, severity="low", type="crack")])
     assert "：裂纹（严重程度：低）" in crack.describe("zh") and ": grieta (gravedad baja)" in crack.describe("es")  # as the reports name it
-    assert ": crack (low severity)" in crack.describe("en")
+    assert ": crack (low severity)" in crack.describe("en") and "pixel threshold" not in crack.describe("en")
+    peak = result(9.0, [Region(box=(1, 2, 3, 4), area_px=12, peak=0.3, mean=0.2, severity="low", located_by="map_peak")])
+    assert "No pixel reached the pixel threshold: the region is where the anomaly map peaks" in peak.describe("en")  # unsaid before
+    assert "没有像素达到像素阈值" in peak.describe("zh") and "Ningún píxel alcanzó el umbral de píxel" in peak.describe("es")
     nan = result(float("nan"))
     assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
     json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON

@@ -841,3 +841,15 @@ def test_an_image_under_two_labels_is_named_and_counted_once_as_calibrated_on(ca
     assert (report["n_good"] + report["n_defect"], report["at_threshold"]["test_images_calibrated_on"]) == (9, 8)
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
     assert rc == 0 and "(calibrated on 8 of these 9 images)" in stdout
+
+
+def test_a_failed_part_with_no_pixel_over_the_pixel_threshold_shows_its_peak_as_such(capsys, tiny_ckpt, tiny_data, tmp_path):
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "no-pixel.ckpt")
+    assert cli(capsys, "threshold", ckpt, "--pixel", "1e30")[0] == 0
+    defect = sorted((tiny_data / "test" / "blob").glob("*.png"))[0]
+    rc, stdout, err = cli(capsys, "inspect", ckpt, defect)
+    assert rc == 0 and "FAIL" in stdout and "(where the map peaks: no pixel reached the pixel threshold)" in stdout, err
+    rc, stdout, _ = cli(capsys, "inspect", ckpt, defect, "--json")
+    assert [d["located_by"] for d in json.loads(stdout)["defects"]] == ["map_peak"]
+    rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, defect, "--json")
+    assert {d["located_by"] for d in json.loads(stdout)["defects"]} == {"pixel_threshold"}

@@ -60,7 +60,9 @@ def test_a_failed_part_without_a_region_above_the_pixel_threshold_shows_its_peak
     amap = np.zeros((64, 64), np.float32)
     amap[40:50, 10:20] = 1.0  # below the pixel threshold 3.0
     verdict, regions = decide(7.0, amap, 5.0, 3.0, DecisionConfig())
-    assert verdict == FAIL and [r.box for r in regions] == [(10, 40, 10, 10)]
+    assert verdict == FAIL and [(r.box, r.located_by) for r in regions] == [((10, 40, 10, 10), "map_peak")]  # said (unmarked before)
+    assert regions[0].to_dict()["located_by"] == "map_peak"
+    assert [r.located_by for r in decide(7.0, amap, 5.0, 0.5, DecisionConfig())[1]] == ["pixel_threshold"]
 
 
 def test_a_part_failed_on_its_whole_appearance_is_graded_by_its_score():

@@ -410,3 +410,12 @@ def test_the_live_view_takes_malformed_health_and_records():
     for health in (None, {"model": "abc"}, {"verdicts": [1, 2], "rejected": "x"}, {}):
         html = live_html([{"verdict": None}, "junk"], health, lang="zh")  # a page, never a traceback in the daemon's HTTP thread
         assert '<div class="v" id="inspected">0</div>' in html and "<h1>实时视图</h1>" in html
+
+
+def test_a_region_found_where_the_map_peaks_is_said_to_be_so(failed_record):
+    """With no pixel over the pixel threshold, the region shown is the map's peak: a report gave it as a located defect."""
+    assert 'id="map-peak"' not in inspection_html(failed_record)
+    peak = dict(failed_record, defects=[dict(failed_record["defects"][0], located_by="map_peak")])
+    for lang, says in (("en", "No pixel reached the pixel threshold"), ("zh", "没有像素达到像素阈值"), ("es", "Ningún píxel alcanzó")):
+        page = inspection_html(peak, lang)
+        assert 'id="map-peak"' in page and says in page
