@@ -95,6 +95,9 @@ def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.nda
     policy_before = calibration.get("policy")
     calibration = _by_hand(calibration, old, new)
     if policy is not None:  # never with --set (refused above)
+        if policy.kind == "escape" and not defect.size:  # "needs defect images (test/<type> folders)": threshold takes no folder
+            raise InspectorError(f"--escape {policy.target}: this model was calibrated on good images only, so no defect scores "
+                                 "are stored to set an escape rate on; use --far, or refit on data with test/<type> folders")
         new["image"] = threshold_for(policy, good, defect)
         calibration = {**calibration, "policy": {"kind": policy.kind, "target": policy.target}}
     policy_now = calibration.get("policy")

@@ -490,7 +490,8 @@ def test_threshold_policy_is_kept_even_where_the_threshold_stays(capsys, tiny_ck
 
 def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
     rc, _, err = cli(capsys, "threshold", good_only_ckpt[0], "--escape", "0.01")
-    assert_one_line_error(rc, err, "needs defect images")
+    # "needs defect images (test/<type> folders)" before, to a command that takes no folder
+    assert_one_line_error(rc, err, "--escape 0.01: this model was calibrated on good images only", "use --far, or refit")
 
 
 def test_a_second_fit_or_export_to_the_same_out_is_refused_at_once(capsys, tiny_data, tiny_ckpt, tmp_path):
