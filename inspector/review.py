@@ -35,9 +35,12 @@ def ids_of_serials(store: Any, serials: list[str]) -> list[str]:
 
 
 def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None, by: str | None, note: str | None,
-                 names: tuple[str, str, str, str] = ("--type", "--by", "--note", "--truth")) -> list[dict[str, Any]]:
+                 names: tuple[str, str, str, str] = ("--type", "--by", "--note", "--truth"),
+                 done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each
-    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note and truth, for its error messages."""
+    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note and truth, for its error messages.
+    `done`: a list the reviews are added to as each is written, so that a caller whose write fails (SQLite's error
+    is raised as it is) can say which were kept."""
     if defect_type is not None and truth != "defect":
         raise InspectorError(f"{names[0]} names a defect's type: give it with {names[3]} defect, or leave it out")
     defect_type, by, note = one_line(defect_type, names[0]), one_line(by, names[1]), one_line(note, names[2])
@@ -47,7 +50,7 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
     if missing := [i for i, r in records.items() if r is None]:
         named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
-    done = []
+    done = [] if done is None else done
     for ident, record in records.items():
         verdict = str(record.get("verdict", "")).upper()
         review = {"truth": truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,

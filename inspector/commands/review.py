@@ -20,10 +20,14 @@ a defect type are counted, not copied.
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 from inspector.commands.common import open_store, print_json
 from inspector.review import NOT_TYPES, ids_of_serials, review_parts
-from model.errors import InspectorError, user_name
+from model.errors import InspectorError, RetryLater, user_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +58,70 @@ def _store_of(args: argparse.Namespace) -> str:
     raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")
 
 
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write says so
+        return False
+
+
+def _owner(path: Path) -> str:
+    """Who owns `path` (the station's user, who may write its store), as a fix can name them."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (ImportError, KeyError, OSError):
+        return "the user that owns it"
+
+
+def _read_only(root: Path, what: str, owner: str) -> str:
+    if _read_only_fs(root):
+        return (f"store {root}: cannot be written (its file system is mounted read-only); run review where the store can be written, "
+                "e.g. on the station")
+    return (f"store {root}: cannot be written (read-only to this user, {user_name()}: {what}); run review as the station's user "
+            f"({owner}), or give {user_name()} write access to them")
+
+
+def check_writable(db: str | Path) -> None:
+    """Refuse, before anything is read, a store this user cannot write: SQLite opens it read-only without a word, and
+    the first review failed with a traceback (`attempt to write a readonly database`). The folder counts only when
+    SQLite must create its -wal or -shm file there (they are there while the station runs)."""
+    from inspector.store import DB_NAME
+
+    root = Path(db)
+    root = root.parent if root.name == DB_NAME else root
+    database, wal, shm = (root / (DB_NAME + s) for s in ("", "-wal", "-shm"))
+    try:
+        if not database.is_file():
+            return  # open_store says so
+        files = [f for f in (database, wal, shm) if f.exists()]
+        if len(files) < 3:
+            files.insert(0, root)
+        locked = [f for f in files if not os.access(f, os.W_OK)]
+    except OSError:
+        return  # a folder this user cannot enter: open_store names it
+    if locked:
+        raise InspectorError(_read_only(root, ", ".join("its folder" if f == root else f.name for f in locked), _owner(database)) +
+                             " (nothing was written)")
+
+
+def not_written(root: Path, exc: sqlite3.DatabaseError, done: list[dict[str, Any]]) -> InspectorError:
+    """One line for a review SQLite would not write, saying which ones were kept before it."""
+    from inspector.store import DB_NAME
+
+    kept = f" (the first {len(done)} were written: {', '.join(r['inspection_id'] for r in done[:5])}{' ...' if len(done) > 5 else ''})" \
+        if done else " (nothing was written)"
+    text = str(exc)
+    if any(t in text for t in ("readonly", "read-only", "unable to open")):
+        return InspectorError(_read_only(root, DB_NAME, _owner(root / DB_NAME)) + kept)
+    if "full" in text:
+        return RetryLater(f"store {root}: cannot be written (the disk holding it is full); free space, then review again" + kept)
+    if "locked" in text or "busy" in text:
+        return RetryLater(f"store {root}: cannot be written (another program held it locked for 30 s); review again" + kept)
+    return InspectorError(f"store {root}: cannot be written ({text}); check its disk, or restore it from a backup" + kept)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.export is not None:
         return _export(args)
@@ -63,10 +131,15 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError("--serial: give the parts' serials, e.g. inspector review --db STORE --serial SN-1042 --truth good")
     if not args.ids or args.truth is None:
         raise InspectorError("give the inspection ids and --truth good|defect, or --export DIR")
-    store = open_store(_store_of(args), readonly=False)
+    db = _store_of(args)
+    check_writable(db)
+    store = open_store(db, readonly=False)
+    done: list[dict[str, Any]] = []
     try:
         ids = ids_of_serials(store, args.ids) if args.serial else args.ids
-        done = review_parts(store, ids, args.truth, args.defect_type, user_name() if args.by is None else args.by, args.note)
+        review_parts(store, ids, args.truth, args.defect_type, user_name() if args.by is None else args.by, args.note, done=done)
+    except sqlite3.DatabaseError as exc:  # SQLite opens a store it may not write read-only, unsaid: the first write fails
+        raise not_written(store.root, exc, done) from None
     finally:
         store.close()
     if args.json:
