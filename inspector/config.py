@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from inspector.engines.base import DEVICES, parse_device
-from model.errors import InspectorError
+from model.errors import InspectorError, user_name
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}\Z")  # station/serial/id: never a path, never a wildcard
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
@@ -345,13 +345,20 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[
                               list("-+0123456789."))
 
 
+class Unreadable(InspectorError):
+    """A config file that cannot be read at all (missing, a folder, no access): bad input, not a config with problems."""
+
+
 def _read_yaml(path: Path) -> tuple[dict, Lines]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InspectorError(f"config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InspectorError(f"config {path}: cannot be read ({exc})") from None
+        raise Unreadable(f"config {path}: no such file; check the path (configs/station-*.yaml are examples)") from None
+    except OSError as exc:  # its strerror, not str(exc), which named the file a second time
+        raise Unreadable(f"config {path}: cannot be read ({exc.strerror or exc}); give the path of a station config "
+                         f"this user ({user_name()}) may read") from None
+    except UnicodeDecodeError as exc:
+        raise InspectorError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
         node = yaml.compose(text, Loader=_Loader)
@@ -388,7 +395,10 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Line
     if not isinstance(parent, str) or not parent.endswith((".yaml", ".yml")):
         # any file was read and its lines printed back as unknown keys (`extends: /etc/shadow`)
         raise InspectorError(f"config {path}: `extends` must name a .yaml or .yml file")
-    base, base_lines = load_raw(path.parent / parent, (*_seen, path.resolve()))
+    try:
+        base, base_lines = load_raw(path.parent / parent, (*_seen, path.resolve()))
+    except Unreadable as exc:  # the file given was read: what it extends is one of its problems
+        raise InspectorError(f"{exc} (extended by {path})") from None
     return deep_merge(base, data), {**base_lines, **lines}
 
 
@@ -402,11 +412,14 @@ def _locate(loc: tuple, lines: Lines, fallback: str) -> str:
     return f"{found[0]}:{found[1]}" if found else fallback
 
 
-def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
-    """Validate a config file: (config, []) or (None, ["file:line: where: what", ...])."""
+def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationConfig | None, list[str]]:
+    """Validate a config file: (config, []) or (None, ["file:line: where: what", ...]). A file that cannot be read at
+    all is one of them too, unless `unreadable`: then it raises `Unreadable` (bad input, not an invalid config)."""
     try:
         data, lines = load_raw(path)
     except InspectorError as exc:
+        if unreadable and isinstance(exc, Unreadable):
+            raise
         return None, [str(exc)]
     try:
         return StationConfig.model_validate(data), []
@@ -435,9 +448,20 @@ def config_errors(path: str | Path) -> tuple[StationConfig | None, list[str]]:
         return None, errors
 
 
+def named(path: str | Path, error: str) -> str:
+    """One of `config_errors`'s errors, naming the file once (it was said twice: "config X: config X: no such file"):
+    an error reading a file names that file already ("config X: ...", X the file given or one it extends); a key's
+    starts with its file and line ("X:5: model.path: ...")."""
+    if error.startswith("config "):
+        return error
+    return f"config {error}" if error.startswith(f"{path}:") else f"config {path}: {error}"
+
+
 def load_config(path: str | Path) -> StationConfig:
     """The validated station config, or an InspectorError listing every problem with its line."""
     config, errors = config_errors(path)
     if config is None:
+        if len(errors) == 1:
+            raise InspectorError(named(path, errors[0]))
         raise InspectorError(f"config {path}: {len(errors)} problem(s): " + "; ".join(errors))
     return config

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="validate station configs, print the config schema", description=__doc__)
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=type(p))
     csub.required = True
-    v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not)")
+    v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not, 2 when the file cannot be read)")
     v.add_argument("file", help="station config YAML")
     v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
                    "model loads on model.device and judges model.verify_good / verify_defect right, the source folder or video exists, the store folder is writable with store.min_free_mb free, the HTTP port is free")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def validate(args: argparse.Namespace) -> int:
     from inspector.config import config_errors
 
-    cfg, errors = config_errors(args.file)
+    cfg, errors = config_errors(args.file, unreadable=True)  # no file to validate: bad input, one line and exit 2
     notes = []
     if cfg is not None and args.here:
         errors, notes = machine_problems(cfg), machine_notes(cfg)

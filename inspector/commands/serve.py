@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.config import config_errors
+    from inspector.config import config_errors, named
     from inspector.daemon import Daemon
 
     cfg, errors = config_errors(args.config)
     if cfg is None:  # each on its own line, as `config validate` prints them: five joined by "; " were one line of 600 characters
-        raise InspectorError(f"config {args.config}: {errors[0]}" if len(errors) == 1 else
+        raise InspectorError(named(args.config, errors[0]) if len(errors) == 1 else
                              f"config {args.config}: {len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
     configure_logging((args.log_level or cfg.daemon.log_level).upper())
     return Daemon(cfg, config_path=args.config).run()

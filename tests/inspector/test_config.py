@@ -274,3 +274,35 @@ def test_config_errors_echo_no_password_and_extends_reads_only_yaml(tmp_path):
     (tmp_path / "b.yaml").write_text(BASE.replace("prefix: factory/line1/st1", "prefix: factory/line1/st1\n  password_env: hunter2-secret!"))
     cfg, errors = config_errors(tmp_path / "b.yaml")
     assert cfg is None and any("mqtt.password_env: give the NAME" in e for e in errors) and not any("hunter2" in e for e in errors), errors
+
+
+def test_a_config_that_cannot_be_read_is_one_line_naming_it_once(tmp_path, capsys):
+    """`serve --config nonexist.yaml` said `config nonexist.yaml: config nonexist.yaml: no such file`; `config validate`
+    of a missing file exited 1, as for a config with problems: there is no file to validate (bad input, exit 2)."""
+    from tests.cli import assert_one_line_error, cli
+
+    missing = tmp_path / "nonexist.yaml"
+    for argv in (["serve", "--config", missing], ["config", "validate", missing], ["config", "validate", "--json", missing],
+                 ["review", "--config", missing, "some-id", "--truth", "good"], ["bench", "serve", "--config", missing]):
+        rc, out, err = cli(capsys, *argv)
+        assert_one_line_error(rc, err, f"config {missing}: no such file; check the path")
+        assert err.count(str(missing)) == 1 and out == "", err
+    with pytest.raises(InspectorError) as exc:
+        load_config(missing)
+    assert str(exc.value).count(str(missing)) == 1
+    rc, _, err = cli(capsys, "config", "validate", tmp_path)  # a folder: its reason, not Python's text naming it again
+    assert_one_line_error(rc, err, f"config {tmp_path}: cannot be read (Is a directory)")
+    assert err.count(str(tmp_path)) == 1
+
+    # readable, with one problem: serve names the file once, with the line; validate keeps exit 1 for a config with problems
+    for text, needle in (("station: [\n", ":2: not valid YAML"), (BASE.replace("name: st1", "name: ../x"), ":2: station.name: use 1-64")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        rc, _, err = cli(capsys, "serve", "--config", bad)
+        assert_one_line_error(rc, err, f"config {bad}{needle}")
+        assert err.count(str(bad)) == 1, err
+        assert cli(capsys, "config", "validate", bad)[0] == 1
+    # what a readable file extends is one of its problems (exit 1), said with the file that names it
+    (tmp_path / "st.yaml").write_text("extends: gone.yaml\n")
+    rc, _, err = cli(capsys, "config", "validate", tmp_path / "st.yaml")
+    assert rc == 1 and f"config {tmp_path / 'gone.yaml'}: no such file" in err and f"(extended by {tmp_path / 'st.yaml'})" in err, err
