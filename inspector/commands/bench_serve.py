@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import queue
 import statistics
@@ -61,10 +62,46 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str = "image", image: bytes | None = None,
-                timeout: float = 60.0) -> dict[str, Any]:
-    """Run the benchmark against the daemon configured by `cfg` (a StationConfig); returns the measurements."""
+class _Held(logging.Filter):
+    """Keeps back the MQTT client's log lines while bench serve connects: "broker unreachable; retrying in the
+    background, results are kept until it is back" is how the station rides out an outage, and was printed just
+    before bench serve gave up (two lines saying opposite things); why it could not connect is in its one error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def connect(cfg: Any, wait_s: float = 5.0) -> Any:
+    """A client connected to the station's broker and subscribed to its results and errors, or an InspectorError at
+    once: a benchmark without its broker measures nothing, so it does not retry in the background as the station does."""
     from inspector.mqtt import MqttClient, Topics
+
+    topics = Topics(cfg.mqtt.prefix)
+    client = MqttClient(cfg.mqtt, f"inspector-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", persistent=False,
+                        subscriptions=[topics.result, topics.error])
+    log, held = logging.getLogger("inspector.mqtt"), _Held()
+    log.addFilter(held)
+    try:
+        client.start()  # raises for what retrying cannot mend (TLS, credentials)
+        # refused at once (nothing listens there): no wait; else the broker may still be answering
+        if not client.state.startswith("unreachable") and not client.connected:
+            _wait(lambda: client.connected or not client.state.startswith("connecting"), wait_s)
+        if not client.connected:
+            why = client.state.removeprefix("unreachable ").strip("()") if client.state.startswith("unreachable") else \
+                f"no answer within {cfg.mqtt.connect_timeout_s + wait_s:g} s" if client.state == "connecting" else client.state
+            client.stop(0)
+            raise InspectorError(f"bench serve: broker {cfg.mqtt.host}:{cfg.mqtt.port}: cannot connect ({why}); start it (e.g. "
+                                 "mosquitto -c configs/mosquitto.conf) or fix mqtt.host and mqtt.port in the station config; nothing was sent")
+    finally:
+        log.removeFilter(held)
+    return client
+
+
+def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str = "image", image: bytes | None = None,
+                timeout: float = 60.0, client: Any = None) -> dict[str, Any]:
+    """Run the benchmark against the daemon configured by `cfg` (a StationConfig); returns the measurements.
+    `client`: one from `connect` (stopped here when done); by default it connects first."""
+    from inspector.mqtt import Topics
 
     if rate <= 0 or count < 1:
         raise InspectorError("bench serve: --rate must be > 0 and --count at least 1")
@@ -73,12 +110,7 @@ def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str
     topics = Topics(cfg.mqtt.prefix)
     image = image if image is not None else _synthetic_png()
     b64 = base64.b64encode(image).decode() if mode == "base64" else None
-    client = MqttClient(cfg.mqtt, f"inspector-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", persistent=False,
-                        subscriptions=[topics.result, topics.error])
-    client.start()
-    if not client.connected and not _wait(lambda: client.connected, 5):
-        client.stop(0)
-        raise InspectorError(f"bench serve: cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port} ({client.state})")
+    client = client if client is not None else connect(cfg)
     run = uuid.uuid4().hex[:8]
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
@@ -168,13 +200,18 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise InspectorError(f"--image {path}: no such file")
         image = path.read_bytes()
+    client = connect(cfg)  # first: without its broker there is nothing to measure, and the baseline took seconds before saying so
     engine = None
     if not args.no_baseline:
         try:
             engine = engine_alone(cfg, image or _synthetic_png())
         except InspectorError as exc:  # the daemon's model may live on another machine: the run goes on without the ratio
             print(f"note: no baseline ({exc}); the latency is reported alone", file=sys.stderr)
-    out = bench_serve(cfg, rate=args.rate, count=args.count, warmup=args.warmup, mode=args.mode, image=image, timeout=args.timeout)
+        except BaseException:
+            client.stop(0)
+            raise
+    out = bench_serve(cfg, rate=args.rate, count=args.count, warmup=args.warmup, mode=args.mode, image=image, timeout=args.timeout,
+                      client=client)
     if engine is not None:
         out["engine_alone_ms"] = round(engine, 1)
         out["p50_vs_engine_alone"] = round(out["latency_ms"]["p50"] / max(engine, 1e-9), 2)

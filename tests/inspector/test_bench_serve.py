@@ -51,6 +51,29 @@ def test_bench_serve_cli(tmp_path, broker, tiny_ckpt, tiny_inspector, capsys):
     assert "note: no baseline (model " in err and "no results within 1 s" in err
 
 
+def test_bench_serve_without_its_broker_says_one_thing_and_stops(tmp_path, tiny_ckpt, capsys):
+    """Nothing listening on the broker's port: "broker unreachable; retrying in the background, results are kept until
+    it is back" was printed, then "error: bench serve: cannot reach the broker 127.0.0.1:P (stopped)", after the
+    baseline had timed the model. A benchmark without its broker measures nothing: one line naming it and the fix."""
+    import subprocess
+    import sys
+
+    from inspector.demo.broker import free_port
+
+    port = free_port()  # nothing listens there
+    raw = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "mqtt"},
+           "mqtt": {"host": "127.0.0.1", "port": port, "prefix": "bench/nobody"}, "store": {"data_dir": str(tmp_path / "data")}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    argv = ["bench", "serve", "--config", str(tmp_path / "s.yaml"), "--count", "2", "--warmup", "0"]
+    # in a process of its own, as a user runs it: the MQTT client's log lines reach stderr there (pytest takes them here)
+    p = subprocess.run([sys.executable, "-m", "inspector", *argv], capture_output=True, text=True)
+    needles = (f"bench serve: broker 127.0.0.1:{port}: cannot connect (Connection refused); start it", "mqtt.host and mqtt.port")
+    assert_one_line_error(p.returncode, p.stderr, *needles)
+    assert "retrying" not in p.stderr and "baseline" not in p.stderr and p.stdout == ""
+    rc, out, err = cli(capsys, *argv, "--no-baseline")
+    assert_one_line_error(rc, err, *needles)
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["reprot", "--n", "5"], "bench reprot: no such benchmark; did you mean `inspector bench report`?"),  # "data 5: no such folder"
     (["serve", "--config", "c.yaml", "--rate", "nan"], "--rate: 'nan': give a number above 0"),  # accepted before
