@@ -69,7 +69,17 @@ def _files(root: Path) -> list[Path]:
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
 
 
+def read_only_fs(folder: Path) -> bool:
+    """Whether `folder` lies on a file system mounted read-only (where no chown helps)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write says so
+        return False
+
+
 def cannot_write(root: Path, what: str) -> str:
+    if read_only_fs(root):  # "give it the data directory (chown -R ...)" before, which cannot help
+        return f"store {root}: cannot be written (its file system is mounted read-only); give a data directory on a writable disk"
     return (f"store {root}: this user ({user_name()}) cannot write {what}; give it the data directory (e.g. "
             f"chown -R {user_name()} {root}), or run as the user that owns it")
 

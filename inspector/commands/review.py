@@ -58,13 +58,6 @@ def _store_of(args: argparse.Namespace) -> str:
     raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")
 
 
-def _read_only_fs(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs (Windows): the write says so
-        return False
-
-
 def _owner(path: Path) -> str:
     """Who owns `path` (the station's user, who may write its store), as a fix can name them."""
     try:
@@ -76,7 +69,9 @@ def _owner(path: Path) -> str:
 
 
 def _read_only(root: Path, what: str, owner: str) -> str:
-    if _read_only_fs(root):
+    from inspector.store import read_only_fs
+
+    if read_only_fs(root):
         return (f"store {root}: cannot be written (its file system is mounted read-only); run review where the store can be written, "
                 "e.g. on the station")
     return (f"store {root}: cannot be written (read-only to this user, {user_name()}: {what}); run review as the station's user "

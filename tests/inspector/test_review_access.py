@@ -14,6 +14,7 @@ import pytest
 
 from inspector.cli import main
 from inspector.store import Store
+from model.errors import InspectorError
 from reports.sample import make_records
 from tests.access import cli_as_other_user, needs_fork, read_only
 from tests.cli import assert_one_line_error, cli
@@ -86,5 +87,7 @@ def test_a_store_on_a_read_only_file_system_is_one_line(tmp_path):
             assert_one_line_error(p.returncode, p.stderr, f"store {mnt / 'data'}: cannot be written (its file system is mounted read-only)",
                                   "run review where the store can be written")
         assert reviews(mnt / "data", records[0]["inspection_id"]) == []
+        with pytest.raises(InspectorError, match=r"\(its file system is mounted read-only\); give a data directory on a writable disk"):
+            Store(mnt / "data", exclusive=True)  # the station's own: "chown -R" before, which cannot help
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
