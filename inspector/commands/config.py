@@ -67,7 +67,33 @@ def machine_notes(cfg) -> list[str]:
     if relative:
         notes.append(f"{', '.join(relative)} {'is' if len(relative) == 1 else 'are'} relative: read from the folder serve starts in ({os.getcwd()} here); "
                      "under systemd give absolute paths")
+    if costly := threshold_note(cfg):
+        notes.append(costly)
     return notes
+
+
+def threshold_note(cfg) -> str | None:
+    """A threshold that fails most good parts (or passes most defects) on its own calibration images: `fit` said so
+    once, and then "this machine can run it" let the line start scrapping good parts."""
+    import numpy as np
+
+    from exporters.manifest import read_sidecar
+    from inspector.engines import locate_model
+    from model.calibration import trade_off_note
+    from model.checkpoint import read_manifest
+    from model.errors import InspectorError
+
+    try:
+        path, kind = locate_model(cfg.model.path)
+        manifest = read_manifest(path) if kind == "checkpoint" else read_sidecar(path, required=True) or {}
+        threshold = float(cfg.model.image_threshold if cfg.model.image_threshold is not None else manifest["thresholds"]["image"])
+        scores = manifest.get("calibration_scores") or {}
+        note = trade_off_note(np.asarray(scores.get("good", []), float), np.asarray(scores.get("defect", []), float), threshold, str(path))
+    except (InspectorError, KeyError, TypeError, ValueError):
+        return None  # a model that does not load is a problem, said by machine_problems
+    if note and cfg.model.image_threshold is not None:
+        return f"model.image_threshold {cfg.model.image_threshold:g} (over the model's): {note.removeprefix('this threshold ')}; set by the config, so change it there"
+    return f"model {path}: {note}" if note else None
 
 
 def machine_problems(cfg) -> list[str]:

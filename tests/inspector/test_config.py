@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,18 @@ def test_validate_here_notes_a_silent_broker_and_relative_paths(tmp_path, tiny_c
         (tmp_path / "up.yaml").write_text(json.dumps(up))
         assert main(["config", "validate", "--here", "up.yaml"]) == 0
         assert "note:" not in capsys.readouterr().out
+        # a threshold that would scrap every good part: "this machine can run it", unqualified, before
+        (tmp_path / "low.yaml").write_text(json.dumps(deep_merge(up, {"model": {"image_threshold": -1e9}})))
+        assert main(["config", "validate", "--here", "low.yaml"]) == 0
+        assert "note: model.image_threshold -1e+09 (over the model's): fails 100.0% of the good calibration images;" \
+            in capsys.readouterr().out
+        low = shutil.copytree(tiny_ckpt, tmp_path / "low.ckpt")
+        assert main(["threshold", str(low), "--set", "-1e9"]) == 0
+        (tmp_path / "low2.yaml").write_text(json.dumps(deep_merge(up, {"model": {"path": str(low)}})))
+        capsys.readouterr()
+        assert main(["config", "validate", "--here", "low2.yaml"]) == 0
+        assert f"note: model {low}: this threshold fails 100.0% of the good calibration images; `inspector threshold {low} --far 0.05`" \
+            in capsys.readouterr().out
     finally:
         listening.close()
         closed.close()
