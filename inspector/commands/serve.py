@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(named(args.config, errors[0]) if len(errors) == 1 else
                              f"config {args.config}: {len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
     configure_logging((args.log_level or cfg.daemon.log_level).upper())
+    from inspector.commands.config import threshold_note
+
+    if costly := threshold_note(cfg):  # said in the log, where the line's people look when the station FAILs every part
+        logging.getLogger("inspector.serve").warning(costly)
     return Daemon(cfg, config_path=args.config).run()
 
 

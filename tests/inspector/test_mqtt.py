@@ -68,7 +68,7 @@ def test_wrong_password_is_one_clear_error(secured, monkeypatch, protocol):
     ok.stop()
 
 
-def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_path, tiny_ckpt, monkeypatch, capsys):
+def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_path, tiny_ckpt, monkeypatch, capsys, caplog):
     from inspector.cli import main
 
     monkeypatch.setenv("TEST_MQTT_PW", "wrong")
@@ -80,7 +80,15 @@ def test_serve_with_a_wrong_password_exits_2_without_a_traceback(secured, tmp_pa
     assert err[-1].startswith("error: mqtt 127.0.0.1:") and "refused" in err[-1] and "Traceback" not in "\n".join(err)
     monkeypatch.delenv("TEST_MQTT_PW")
     assert main(["serve", "--config", str(tmp_path / "s.yaml")]) == 2
-    assert "environment variable TEST_MQTT_PW is not set" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "environment variable TEST_MQTT_PW is not set" in err and not [r for r in caplog.records if r.name == "inspector.serve"]
+    # a threshold that would fail every good part is said in the log as the station starts (only by `fit` before)
+    raw["model"]["image_threshold"] = -1e9
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["serve", "--config", str(tmp_path / "s.yaml")]) == 2
+    said = [r for r in caplog.records if r.name == "inspector.serve"]
+    assert [r.levelname for r in said] == ["WARNING"]
+    assert said[0].getMessage().startswith("model.image_threshold -1e+09 (over the model's): fails 100.0% of the good calibration images")
 
 
 def _openssl(*args: str) -> None:
