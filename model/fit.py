@@ -22,7 +22,7 @@ from model.framing import MAX_TURN, Framing, Roi, check_roi, crop, reference_pat
 from model.hashing import sha256_file
 from model.head import AnomalyHead, position_stats
 from model.ignore import ignore_mask, parse_ignore
-from model.images import read_image
+from model.images import preprocess, read_image, read_image_header
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.overlap import cell_means, part_groups
@@ -125,22 +125,77 @@ class FitReport:
     scores: dict[str, list[float]] = field(default_factory=dict)
 
 
-def distinct_files(paths: list) -> tuple[list, list[tuple[str, str]], str]:
+def distinct_files(paths: list, root: Path | None = None) -> tuple[list, list[tuple[str, str]], str]:
     """`paths` without byte-identical copies, the first of each kept -> (kept, [(copy, the kept file), ...], sha256
     over the kept files' contents in order, which identifies the data a model was fitted on). A copy adds
     nothing to the bank, and as its twin's nearest neighbour it would make both look far more normal
-    out-of-sample than any part is, skewing every statistic fitted from those scores."""
+    out-of-sample than any part is, skewing every statistic fitted from those scores. Given the data's `root`, each
+    file's header is checked as it is read for its digest (`read_image_header`), and the files that cannot be used
+    are named together in one line, before any fitting: one unreadable file at a time cost a rerun each."""
     first: dict[str, Any] = {}
     kept, copies, h = [], [], hashlib.sha256()
+    problems: list[tuple[Any, InspectorError]] = []
     for p in paths:
-        digest = sha256_file(p)
+        if root is None:
+            digest = sha256_file(p)
+        else:
+            try:
+                digest = hashlib.sha256(read_image_header(p)).hexdigest()
+            except InspectorError as exc:
+                problems.append((p, exc))
+                continue
         if digest in first:
             copies.append((str(p), str(first[digest])))
         else:
             first[digest] = p
             kept.append(p)
             h.update(bytes.fromhex(digest))
+    if problems:  # the run stops here: decoded whole, the others name any damaged body too, in this one line
+        bad = {q for q, _ in problems}
+        problems += _load_problems([p for p in paths if p not in bad])
+        order = {p: i for i, p in enumerate(paths)}
+        raise unusable_images(sorted(problems, key=lambda pe: order[pe[0]]), len(paths), root)
     return kept, copies, h.hexdigest()
+
+
+SHOWN_PROBLEMS = 3  # unusable training images named in the error line; the count says how many there are in all
+
+
+def unusable_images(problems: list[tuple[Any, InspectorError]], total: int, root: Path | None) -> InspectorError:
+    """One line for the training images that cannot be used: how many, and the first few, each with its own error's
+    reason (the words read_image gives it alone)."""
+    def shown(path: Any, exc: InspectorError) -> str:
+        path = Path(path)
+        try:
+            named = path.relative_to(root) if root is not None else path
+        except ValueError:  # an --add-good folder's
+            named = path
+        reason = str(exc).removeprefix(f"image {path}: ")
+        return f"{named} ({reason})"
+
+    listed = ", ".join(shown(p, e) for p, e in problems[:SHOWN_PROBLEMS])
+    more = f", and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    where = f"data {root}: " if root is not None else ""
+    return InspectorError(f"{where}{len(problems)} of {total} training images cannot be used: {listed}{more}; "
+                          f"remove or replace {'it' if len(problems) == 1 else 'them'}")
+
+
+def _load_problems(paths: list, size: tuple[int, int] | None = None, framing: Framing | None = None) -> list[tuple[Any, InspectorError]]:
+    """Each of `paths` loaded as the feature pass loads it (decoded whole, and given the input `size`, framed and
+    resized), in threads -> the ones that fail, with their errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(p: Any) -> InspectorError | None:
+        try:
+            rgb = read_image(p)
+            if size is not None:
+                preprocess(rgb, size, framing.located(rgb, str(p))[0] if framing else None, str(p))
+        except InspectorError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return [(p, exc) for p, exc in zip(paths, pool.map(problem, paths), strict=True) if exc is not None]
 
 
 def _whitening(x: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -386,7 +441,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
-    paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train])
+    paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root)
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     if len(paths) < MIN_GOOD:
@@ -410,7 +465,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     # float16 buffer: the patch embeddings are most of fit's memory (about 1 MB per image at 256 px)
     emb, row, pooled, sources, good_rgbs, descs, shapes, quality = None, 0, [], [], [], [], [], []
     bar = progress("features", len(paths))
-    for idx, batch, originals, located in load_batches(paths, size, options.batch_size, framing=framing):
+    for idx, batch, originals, located in _each_batch(load_batches(paths, size, options.batch_size, framing=framing),
+                                                      paths, size, framing, dataset.root):
         shapes += [rgb.shape[:2] for rgb in originals]
         quality.append(quality_stats(batch))
         for i, (_, weak) in zip(idx, located, strict=True):  # a part the template does not find would be learnt as good
@@ -473,6 +529,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         head.set_bank(patches[idx].float())
         bank_source = source[idx]
     net.config.bank_size = k
+    if not options.references and head.neighbours > k:  # more neighbours than the bank holds: the mean is over all
+        net.config.neighbours = head.neighbours = k  # of it, in the graph and any export too; the manifest says so
 
     # 5. standardise each branch with out-of-sample scores on the good images
     first = _first_views(sources)
@@ -499,6 +557,22 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
                         k, t0, data_sha256, without, copies, image_size_summary(shapes), quality_summary(np.concatenate(quality)))
+
+
+def _each_batch(batches: Any, paths: list, size: tuple[int, int], framing: Framing, root: Path) -> Any:
+    """load_batches' batches; where an image fails to load (a damaged body the header check cannot see), the
+    images not yet loaded are all checked, and those that fail are named together (`unusable_images`)."""
+    done = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except InspectorError as exc:
+            problems = _load_problems(paths[done:], size, framing)
+            raise (unusable_images(problems, len(paths), root) if problems else exc) from None
+        done += len(batch[0])
+        yield batch
 
 
 def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Framing:
@@ -586,7 +660,9 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     cal = calibrate(good_all, test_defect, policy, source_desc)
 
     report = FitReport(
-        options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers), "neighbours": net.config.neighbours},
+        # the values used, where the data capped them (neighbours: the bank's size; peers: the other training images)
+        options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers), "neighbours": net.config.neighbours,
+                 "peers": net.config.peers},
         training={
             "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
             "n_images": len(good.paths),

@@ -16,7 +16,8 @@ from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 from model.errors import InspectorError
 from model.framing import Roi, crop
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
 # Pillow's warnings were printed raw before a verdict: a frame up to 2 x MAX_IMAGE_PIXELS is read on purpose, and
@@ -32,6 +33,15 @@ def _load_strict(img: Image.Image) -> None:
     img.load()
 
 
+class NoPixelValue(ValueError):
+    """A float image whose every pixel is NaN: nothing to inspect (the format was read; the camera wrote no value)."""
+
+
+def _no_value(name: str, fmt: str | None) -> InspectorError:
+    what = f"a float {fmt}" if fmt else "a float image"
+    return InspectorError(f"image {name}: {what} with no pixel value (all NaN); check the camera's export")
+
+
 def _stretch(arr: np.ndarray) -> np.ndarray:
     """A high-bit-depth image spread over 0-255 by its own range (a flat one -> zeros), as uint8. The range leaves
     out the most extreme 0.01 % of pixels at each end, so that a hot or dead sensor pixel does not squeeze the
@@ -40,7 +50,7 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     finite = np.isfinite(arr)
     values = arr[finite] if not finite.all() else arr.ravel()
     if values.size == 0:
-        raise ValueError("no pixel has a value (all NaN)")
+        raise NoPixelValue("no pixel has a value (all NaN)")
     k = values.size // 10_000
     lo, hi = (float(values.min()), float(values.max())) if k == 0 else np.partition(values, (k, values.size - 1 - k))[[k, -1 - k]]
     if hi <= lo:  # a flat part whose only detail is in those few pixels (a small defect): keep it
@@ -111,16 +121,32 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
     return _checked(arr, name)
 
 
+MIN_SIDE = 8  # px: the least width and height an image may have
+
+
+def _big_enough(width: int, height: int, name: str) -> None:
+    """Refuse an image under MIN_SIDE px wide or high, naming the side (a 2 x 40000 px line was "too small (needs
+    at least 8x8)", which read as if it were small all round)."""
+    short = [f"{n} px {side}" for n, side in ((width, "wide"), (height, "high")) if n < MIN_SIDE]
+    if short:
+        raise InspectorError(f"image {name}: {width}x{height} px (width x height) is too small: it is {' and '.join(short)}; "
+                             f"needs at least {MIN_SIDE} px each side")
+
+
 def _checked(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise InspectorError(f"image {name}: {arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]} px is too small (needs at least 8x8)")
+    _big_enough(arr.shape[1] if arr.ndim > 1 else 0, arr.shape[0], name)
+    if arr.ndim != 3:
+        raise InspectorError(f"image {name}: shape {arr.shape}; give RGB or grayscale pixels")
     return np.ascontiguousarray(arr)
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
 def _float_colour_tiff(data: bytes) -> np.ndarray | None:
     """A colour TIFF of float samples (a measuring camera's, or a processed image), which Pillow cannot open, read by
     OpenCV and stretched as a float grey one is -> RGB uint8; None for anything else."""
-    if not data.startswith((b"II*\x00", b"MM\x00*")):
+    if not data.startswith(TIFF_MAGIC):
         return None
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype not in (np.float32, np.float64):
@@ -146,6 +172,8 @@ def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
     _one_page(img, name)
     try:
         return _to_rgb(img, name)
+    except NoPixelValue:
+        raise _no_value(name, img.format) from None
     except (OSError, ValueError) as exc:
         raise InspectorError(f"image {name}: cannot be converted ({exc.__class__.__name__}: {' '.join(str(exc).split())[:100]})") from None
 
@@ -155,8 +183,25 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_bytes(path)[0]
 
 
+FILE_HINT = "is it a PNG/JPEG/BMP/TIFF?"  # ends the error line of a file whose format is not recognised
+
+
 def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
     """read_image's RGB and the file's bytes as decoded, read once: a file replaced meanwhile cannot mismatch its hash."""
+    data = _file_bytes(path)
+    return _decode(data, str(path), FILE_HINT), data
+
+
+def read_image_header(path: str | Path) -> bytes:
+    """The file's bytes, once what its header tells is checked as read_image checks it (the same one-line
+    InspectorError: not an image format, empty, under 8 px a side, several pages, over the pixel limit), without
+    decoding its pixels: a damaged body is found only when it is read. For checking many files cheaply."""
+    data = _file_bytes(path)
+    _decode(data, str(path), FILE_HINT, header_only=True)
+    return data
+
+
+def _file_bytes(path: str | Path) -> bytes:
     path = Path(path)
     if path.is_dir():
         raise InspectorError(f"image {path}: is a folder; give an image file")
@@ -170,7 +215,7 @@ def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
         raise InspectorError(f"image {path}: cannot be read ({exc.strerror or exc}); check the file's permissions") from None
     if not data:
         raise InspectorError(f"image {path}: the file is empty")
-    return _decode(data, str(path), "is it a PNG/JPEG/BMP/TIFF?"), data
+    return data
 
 
 def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or PNG bytes", max_pixels: int | None = None) -> np.ndarray:
@@ -181,12 +226,18 @@ def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or P
     return _decode(data, name, hint, max_pixels)
 
 
-def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) -> np.ndarray:
-    """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be."""
+def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, header_only: bool = False) -> np.ndarray | None:
+    """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be.
+    `hint` ends the line only where the format is not recognised; header_only: only the header is checked (None)."""
+    fmt = None  # Pillow's name of the format, once recognised
     try:
         with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
             _within(img.width, img.height, max_pixels, name)  # from the header: a 0.4 MB PNG decoded to 1.2 GB
             _one_page(img, name)
+            if header_only:
+                _big_enough(*_header_size(img), name)
+                return None
             deep = _sixteen_bit_colour(img)
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
             return _to_rgb(img, name, data if deep else None)
@@ -195,14 +246,32 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None) ->
                              "it decodes; crop or downscale it") from None
     except InspectorError:
         raise
+    except NoPixelValue:
+        raise _no_value(name, fmt) from None
     except UnidentifiedImageError:
-        if (arr := _float_colour_tiff(data)) is None:
+        if header_only and data.startswith(TIFF_MAGIC):
+            return None  # perhaps a colour TIFF of float samples, which only decoding tells (_float_colour_tiff)
+        try:
+            arr = _float_colour_tiff(data)
+        except NoPixelValue:
+            raise _no_value(name, "TIFF") from None
+        if arr is None:
             raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {hint}") from None
         _within(arr.shape[1], arr.shape[0], max_pixels, name)
         return _checked(arr, name)
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         why = " ".join(str(exc).split())[:100]  # Pillow's reason ("image file is truncated"), on one line
-        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {hint}") from None
+        # a format recognised but not decoded is a damaged file of it: asking which format it is would mislead
+        fix = f"the {fmt} data is damaged or cut short; save or send it again" if fmt else hint
+        raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {fix}") from None
+
+
+def _header_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) upright by the EXIF orientation, from the header: a PNG whose EXIF comes after its pixels
+    would be decoded whole to find it, and is taken as stored (decoding it names the sides upright)."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return img.size
+    return (img.size[1], img.size[0]) if img.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS else img.size
 
 
 def _within(width: int, height: int, max_pixels: int | None, name: str) -> None:

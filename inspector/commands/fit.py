@@ -148,6 +148,9 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     if args.ref_radius is not None:
         options.ref_radius = args.ref_radius
     if args.peers is not None:
+        if args.peers > len(dataset.train) - 1:  # each training image is judged against the others only
+            raise InspectorError(f"--peers {args.peers}: at most {len(dataset.train) - 1}, since each of the {len(dataset.train)} "
+                                 "training images is judged against the others; give fewer, or 0 to turn peers off")
         options.peers = args.peers
     if args.coreset is not None:
         options.coreset_ratio = args.coreset
@@ -164,6 +167,12 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     if options.locate and dataset.train:
         warn_locate(dataset.train[0].path, options)
     net, report = fit(dataset, options, progress=tqdm_bars())
+    for flag, asked, used, why in (
+            ("--neighbours", args.neighbours, report.options["neighbours"], f"the memory bank holds {report.training['bank_size']} patches"),
+            ("--peers", args.peers, report.options["peers"], f"{report.training['n_images']} distinct training images leave "
+                                                             f"{report.options['peers']} others to each")):
+        if asked is not None and used < asked:  # the value used is the one recorded, and what the model and its exports do
+            print(f"note: {flag} {asked}: {why}, so {used} were used (recorded in the manifest)", file=sys.stderr)
     types = fit_types_from_args(net, args, tqdm_bars(), labels)
     manifest = save_checkpoint(net, out, {
         "options": report.options, "training": report.training, "calibration": report.calibration,
@@ -239,12 +248,21 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
     from model.data import Sample
     from model.hashing import sha256_file
     from model.images import scan_images
+    from model.label_names import GOOD
 
     tests = set(dataset.test_digests) if folders else set()
     out = []
+    # DATA's own good images: all of a plain folder (subfolders too), or an MVTec AD layout's train/good
+    trained = dataset.root / "train" / GOOD if (dataset.root / "train").is_dir() else dataset.root
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise InspectorError(f"--add-good {folder}: {'is a file' if folder.exists() else 'no such folder'}; give a folder of good images")
+        if folder.resolve() in (dataset.root.resolve(), trained.resolve()):
+            raise InspectorError(f"--add-good {folder}: is the same folder as DATA ({dataset.root}), whose images are fitted "
+                                 "already; give a folder of other good images, or drop --add-good")
+        if folder.resolve().is_relative_to(trained.resolve()):
+            raise InspectorError(f"--add-good {folder}: lies inside DATA's good images ({trained}), which are fitted already, "
+                                 "its subfolders too; give a folder outside it, or drop --add-good")
         images = scan_images(folder).images
         if not images:
             raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF) in it; give a folder of good images")

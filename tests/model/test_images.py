@@ -23,6 +23,7 @@ from model.images import (
     pil_to_rgb,
     preprocess,
     read_image,
+    read_image_header,
     read_mask,
     resize_map,
     scan_images,
@@ -253,7 +254,7 @@ def test_pages_missing_points_and_hot_pixels():
     height[3, 5] = np.nan  # a 3D sensor's missing point: it made the whole image one flat value before
     rgb = decode_image(_encoded("TIFF", height), "height")
     assert rgb[3, 5, 0] == 0 and rgb[0, -1, 0] == 255 and len(np.unique(rgb[..., 0])) > 50
-    with pytest.raises(InspectorError, match=r"no pixel has a value \(all NaN\)"):
+    with pytest.raises(InspectorError, match=r"blank: a float TIFF with no pixel value \(all NaN\); check the camera's export"):
         decode_image(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)), "blank")
     with Image.open(io.BytesIO(_encoded("TIFF", good, bad))) as paged:  # the same as a PIL image: page 1 was inspected
         with pytest.raises(InspectorError, match="holds several frames"):
@@ -346,3 +347,73 @@ def test_a_colour_tiff_of_float_samples_is_read_as_a_grey_one_is():
     assert out[0, -1, 0] == 255 and out[0, 0, 0] == 0 and out[..., 1:].max() == 0  # its own range, channels in order
     with pytest.raises(InspectorError, match="cannot be decoded"):
         decode_image(b"II*\x00" + bytes(40), "broken.tif")
+
+
+def test_an_all_nan_tiff_is_named_a_tiff_not_asked_whether_it_is_one(tmp_path):
+    """It said "cannot be decoded (ValueError: no pixel has a value (all NaN)); is it a PNG/JPEG/BMP/TIFF?" of a
+    TIFF; a colour one raised a bare ValueError (a traceback)."""
+    grey = tmp_path / "grey.tif"
+    grey.write_bytes(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)))
+    ok, colour = cv2.imencode(".tiff", np.full((16, 16, 3), np.nan, np.float32))
+    assert ok
+    (tmp_path / "colour.tif").write_bytes(colour.tobytes())
+    for path in (grey, tmp_path / "colour.tif"):
+        with pytest.raises(InspectorError) as exc:
+            read_image(path)
+        assert str(exc.value) == f"image {path}: a float TIFF with no pixel value (all NaN); check the camera's export"
+
+
+def test_the_format_hint_is_given_only_where_the_format_is_not_recognised(tmp_path):
+    (tmp_path / "text.png").write_bytes(b"hello, not an image")
+    with pytest.raises(InspectorError, match=r"text.png: cannot be decoded \(UnidentifiedImageError\); is it a PNG/JPEG/BMP/TIFF\?$"):
+        read_image(tmp_path / "text.png")
+    data = _encoded("PNG", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InspectorError, match=r"half.png: cannot be decoded \(OSError: image file is truncated\); the PNG data is "
+                                             r"damaged or cut short") as exc:
+        read_image(tmp_path / "half.png")
+    assert "is it a" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("shape", "side"), [((40000, 2), "it is 2 px wide;"), ((3, 500), "it is 3 px high;"),
+                                              ((1, 1), "it is 1 px wide and 1 px high;")])
+def test_a_too_small_image_names_the_side_that_is(tmp_path, shape, side):
+    """A 2 x 40000 px image was "2x40000 px is too small (needs at least 8x8)", as if it were small all round."""
+    path = tmp_path / "line.png"
+    Image.fromarray(np.zeros(shape, np.uint8)).save(path)
+    w, h = shape[1], shape[0]
+    for read in (read_image, read_image_header):
+        with pytest.raises(InspectorError) as exc:
+            read(path)
+        assert str(exc.value) == (f"image {path}: {w}x{h} px (width x height) is too small: {side} needs at least 8 px each side")
+
+
+def test_the_header_check_refuses_what_reading_refuses_without_decoding(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(good)
+    assert read_image_header(good) == good.read_bytes()
+    (tmp_path / "text.png").write_bytes(b"hello")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name, why in (("text.png", "cannot be decoded"), ("empty.png", "the file is empty"), ("nope.png", "no such file")):
+        with pytest.raises(InspectorError, match=f"{name}: {why}"):
+            read_image_header(tmp_path / name)
+    (tmp_path / "pages.tif").write_bytes(_encoded("TIFF", np.zeros((16, 16), np.uint8), np.ones((16, 16), np.uint8)))
+    with pytest.raises(InspectorError, match="pages.tif: holds several frames"):
+        read_image_header(tmp_path / "pages.tif")
+    nan = tmp_path / "nan.tif"  # what only decoding finds passes the header check
+    nan.write_bytes(_encoded("TIFF", np.full((16, 16), np.nan, np.float32)))
+    assert read_image_header(nan) == nan.read_bytes()
+
+
+def test_a_gif_in_a_folder_is_read_as_when_it_is_named(tmp_path):
+    """A .gif named directly was inspected, but left out of a folder scan (6 of 7 images inspected); an animated
+    one is refused either way (README: PNG/JPEG/BMP/TIFF, an animated GIF/WebP refused)."""
+    still = tmp_path / "still.gif"
+    Image.fromarray(quadrants()).save(still)
+    (tmp_path / "a.png").write_bytes(_encoded("PNG", quadrants()))
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "still.gif"]
+    assert read_image(still).shape == (40, 24, 3)
+    (tmp_path / "moving.gif").write_bytes(_encoded("GIF", np.zeros((16, 16), np.uint8), np.full((16, 16), 255, np.uint8)))
+    assert "moving.gif" in [p.name for p in list_images(tmp_path)]
+    with pytest.raises(InspectorError, match="moving.gif: holds several frames or pages"):
+        read_image(tmp_path / "moving.gif")
