@@ -72,6 +72,7 @@ class TypeReport:
     text_mix: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     fitted_images: list[str] = field(default_factory=list)  # sha256[:16] of each labelled image file, so eval can tell
+    scores: list[float] = field(default_factory=list)  # each labelled image's anomaly score, in the same order
 
 
 def has_reference(net: InspectorNet) -> bool:
@@ -87,6 +88,7 @@ class TypeFeatures:
 
     raw: torch.Tensor
     image_emb: torch.Tensor | None = None
+    scores: torch.Tensor | None = None  # [N] the images' anomaly scores, as inspection gives them
 
 
 def _mask_weights(region: np.ndarray | None, grid: tuple[int, int], map_w: torch.Tensor) -> torch.Tensor:
@@ -103,11 +105,12 @@ def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_ma
                      batch_size: int = 16, progress: BarFactory = silent) -> TypeFeatures:
     """Run the labelled images through the frozen network and pool them as `head` pools (its mix, sharpness)."""
     size, framing = tuple(net.config.input_size), net.config.framing
-    raws, embs = [], []
+    raws, embs, scores = [], [], []
     bar = progress("type features", len(labels.items))
     for idx, batch, rgbs, located in load_batches([it.path for it in labels.items], size, batch_size, framing=framing):
         feats = net.features(torch.from_numpy(batch))
-        amap = net.head(feats)[1]
+        score, amap = net.head(feats)[:2]
+        scores.append(score)
         emb = net.head.embed(feats)
         weights = tok_weights = None
         if use_masks and float(head.mix) > 0:
@@ -126,7 +129,7 @@ def extract_features(net: InspectorNet, head: TypeHead, labels: LabelSet, use_ma
             embs.append(head.image_embedding(feats[-1], amap, tok_weights))
         bar.update(len(idx))
     bar.close()
-    return TypeFeatures(torch.cat(raws), torch.cat(embs) if embs else None)
+    return TypeFeatures(torch.cat(raws), torch.cat(embs) if embs else None, torch.cat(scores))
 
 
 # -- classifier ------------------------------------------------------------------------------------------
@@ -278,7 +281,8 @@ def fit_types(net: InspectorNet, labels: LabelSet, options: TypeOptions | None =
     info = fit_head(head, feats, y, options)
     return TypeReport(options=asdict(options), classes=list(labels.types), counts=counts, region=region,
                       unknown_threshold=info["unknown_threshold"], cv_accuracy=info["cv_accuracy"],
-                      text_mix=info.get("text_mix"), fitted_images=[sha256_file(it.path)[:16] for it in labels.items])
+                      text_mix=info.get("text_mix"), fitted_images=[sha256_file(it.path)[:16] for it in labels.items],
+                      scores=[round(float(s), 6) for s in feats.scores])
 
 
 def set_clip_projection(net: InspectorNet, head: TypeHead, text_weights: torch.Tensor) -> None:

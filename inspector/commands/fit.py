@@ -21,7 +21,7 @@ from inspector.commands.common import (
 )
 from inspector.commands.types_cli import add_fit_args as add_type_args
 from inspector.commands.types_cli import describe_fit as describe_types
-from inspector.commands.types_cli import fit_types_from_args, load_type_labels
+from inspector.commands.types_cli import fit_types_from_args, labelled_pass_note, load_type_labels
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -206,6 +206,8 @@ def _run(args: argparse.Namespace, out: Path) -> int:
                   f"e.g. {copies[0]['file']} (a copy of {copies[0]['copy_of']})")
         if types:
             print(describe_types(types))
+            if passing := labelled_pass_note(types, report.thresholds["image"]):
+                print(f"  note: {passing}")
         learnt = report.training.get("generated_defects")
         if learnt:
             trained = (f"{learnt['training_images']} images ({learnt['defect_cells']} defect cells), whole-image"

@@ -101,6 +101,18 @@ def fit_types_from_args(net, args: argparse.Namespace, progress, labels=None) ->
     return report | ({"part": part} if is_clip else {})
 
 
+def labelled_pass_note(types: dict[str, Any], threshold: float) -> str | None:
+    """How many of the --labels examples, all defects, score under the image threshold and would PASS: --labels names
+    types and sets no threshold, and a fit whose threshold passed 14 of its 18 labelled defects said nothing of it."""
+    scores = [s for s in types.get("scores") or [] if s is not None]
+    passing = sum(s < threshold for s in scores)
+    if not passing:
+        return None
+    return (f"{passing} of the {len(scores)} labelled defect images (--labels) score below the threshold {threshold:.4g} and would "
+            "PASS: --labels names defect types but sets no threshold; to calibrate on such defects, give them as DATA's "
+            "test/<type> folders (MVTec AD layout), or set one with `inspector threshold`")
+
+
 def describe_fit(types: dict[str, Any]) -> str:
     counts = ", ".join(f"{t} {n}" for t, n in types["counts"].items())
     unk = types.get("unknown_threshold")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from inspector.commands.types_cli import labelled_pass_note
 from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 from tests.model.types_data import TYPES, typed_defect, write_labels, write_typed_mvtec
@@ -212,6 +213,11 @@ def test_cli_fit_with_labels_then_eval_reports_type_metrics(tmp_path, capsys):
     assert code == 0
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["net"]["class_names"] == sorted(TYPES) and manifest["types"]["counts"] == dict.fromkeys(sorted(TYPES), 6)
+    # the labelled images' scores are kept, as inspection scores them (here the same 18 the threshold was calibrated on)
+    assert sorted(manifest["types"]["scores"]) == pytest.approx(sorted(manifest["calibration_scores"]["defect"]), abs=1e-4)
+    assert labelled_pass_note(manifest["types"], manifest["thresholds"]["image"]) is None  # all 18 fail: nothing to say
+    note = labelled_pass_note(manifest["types"], sorted(manifest["types"]["scores"])[3] + 1e-9)
+    assert note.startswith("4 of the 18 labelled defect images (--labels) score below the threshold") and "would PASS" in note
     code, out, _ = cli(capsys, "eval", ckpt, data, "--json")
     report = json.loads(out)
     assert code == 0 and report["type_accuracy"] >= 0.8  # fitted on these images: a sanity check of the plumbing
