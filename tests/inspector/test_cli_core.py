@@ -351,6 +351,11 @@ def test_eval_without_masks_says_why_pixel_metrics_are_missing(capsys, tiny_ckpt
     rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap", "--json")
     assert json.loads(stdout)["pixel_auroc"] is None and json.loads(stdout)["image_auroc"] is not None
     shutil.copytree(tiny_data / "ground_truth", other / "ground_truth")
+    next((other / "ground_truth").rglob("*.png")).unlink()  # one defect without its mask: left out of the pixel metrics, said
+    stdout = cli(capsys, "eval", tiny_ckpt, other, "--no-overlap")[1]
+    assert f"  note: pixel_auroc and aupro are on the {n - 1} defect images with a ground_truth mask; 1 has none and is left out" in stdout
+    shutil.rmtree(other / "ground_truth")
+    shutil.copytree(tiny_data / "ground_truth", other / "ground_truth")
     for mask in (other / "ground_truth").rglob("*.png"):  # masks there, each blank
         cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))
     assert "  pixel_auroc        - (no defect pixels in ground_truth masks)" in cli(capsys, "eval", tiny_ckpt, other, "--no-overlap")[1].splitlines()
