@@ -161,8 +161,8 @@ def distinct_files(paths: list, root: Path | None = None) -> tuple[list, list[tu
 SHOWN_PROBLEMS = 3  # unusable training images named in the error line; the count says how many there are in all
 
 
-def unusable_images(problems: list[tuple[Any, InspectorError]], total: int, root: Path | None) -> InspectorError:
-    """One line for the training images that cannot be used: how many, and the first few, each with its own error's
+def unusable_images(problems: list[tuple[Any, InspectorError]], total: int, root: Path | None, what: str = "training") -> InspectorError:
+    """One line for the training (or test) images that cannot be used: how many, and the first few, each with its own error's
     reason (the words read_image gives it alone)."""
     def shown(path: Any, exc: InspectorError) -> str:
         path = Path(path)
@@ -176,8 +176,19 @@ def unusable_images(problems: list[tuple[Any, InspectorError]], total: int, root
     listed = ", ".join(shown(p, e) for p, e in problems[:SHOWN_PROBLEMS])
     more = f", and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
     where = f"data {root}: " if root is not None else ""
-    return InspectorError(f"{where}{len(problems)} of {total} training images cannot be used: {listed}{more}; "
+    return InspectorError(f"{where}{len(problems)} of {total} {what} images cannot be used: {listed}{more}; "
                           f"remove or replace {'it' if len(problems) == 1 else 'them'}")
+
+
+def _header_problems(paths: list) -> list[tuple[Any, InspectorError]]:
+    """Each of `paths` whose header read_image_header refuses, with its error."""
+    problems = []
+    for p in paths:
+        try:
+            read_image_header(p)
+        except InspectorError as exc:
+            problems.append((p, exc))
+    return problems
 
 
 def _load_problems(paths: list, size: tuple[int, int] | None = None, framing: Framing | None = None) -> list[tuple[Any, InspectorError]]:
@@ -442,6 +453,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
     paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root)
+    if problems := _header_problems([s.path for s in dataset.test]):  # calibration reads them after the fit: found minutes late
+        raise unusable_images(problems, len(dataset.test), dataset.root, "test")
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     if len(paths) < MIN_GOOD:

@@ -114,3 +114,21 @@ def test_neighbours_beyond_the_bank_are_capped_said_and_recorded_as_used(capsys,
         net.head.neighbours = 100000  # what was asked: the mean over the whole bank all the same
         asked = net(x)[0]
     torch.testing.assert_close(used, asked)
+
+
+def test_an_unreadable_test_image_is_named_before_fitting(capsys, tmp_path, tiny_data, monkeypatch):
+    """Calibration reads test/ after the fit: a broken test image cost the whole fit first."""
+    import shutil
+
+    import model.fit
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    (data / "test" / "good" / "broken.png").write_bytes(b"not an image at all")
+
+    def no_fitting(*_a, **_k):
+        raise AssertionError("the feature pass started")
+
+    monkeypatch.setattr(model.fit, "load_batches", no_fitting)
+    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "m", *FAST)
+    assert_one_line_error(rc, err, f"data {data}: 1 of 9 test images cannot be used: test/good/broken.png (cannot be decoded",
+                          "; remove or replace it")
