@@ -7,7 +7,6 @@ from pathlib import Path
 
 from inspector.engines.base import Engine, HeadOutput, ModelMeta
 from model.errors import InspectorError, denied
-from model.images import IMAGE_SUFFIXES
 
 
 def _torch(path: Path, device: str) -> Engine:
@@ -71,6 +70,8 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
     except PermissionError as exc:  # Path.exists raises it, unlike os.path.exists
         raise InspectorError(denied(exc, f"model {path}")) from None
     kind = artefact_kind(path)
+    from model.images import IMAGE_SUFFIXES  # here: importing the engines loads no image libraries
+
     if kind not in FACTORIES and path.suffix.lower() in IMAGE_SUFFIXES:
         raise InspectorError(f"model {path}: is an image, not a model; give a checkpoint from `inspector fit` or an exported model")
     if kind not in FACTORIES:
