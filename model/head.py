@@ -61,6 +61,16 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def smoothing_matrix(cells: int, pixels: int, kernel: torch.Tensor) -> torch.Tensor:
+    """[pixels, cells]: bilinear upsampling (align_corners=False) of a line of cells to pixels, then the Gaussian
+    `kernel` with replicated edges, as one linear map (made in float64 from the same ops, so only rounding differs)."""
+    eye = torch.eye(cells, dtype=torch.float64, device=kernel.device).view(cells, 1, 1, cells)  # one line per cell
+    up = F.interpolate(eye, size=(1, pixels), mode="bilinear", align_corners=False)
+    r = kernel.numel() // 2
+    smooth = F.conv2d(F.pad(up, (r, r, 0, 0), mode="replicate"), kernel.double().view(1, 1, 1, -1))
+    return smooth.view(cells, pixels).t().float().contiguous()
+
+
 class AnomalyHead(nn.Module):
     """Memory-bank patch head plus global Gaussian head; see the module docstring."""
 
@@ -98,6 +108,11 @@ class AnomalyHead(nn.Module):
         self.register_buffer("bank", torch.zeros(bank_size, dim))
         self.register_buffer("bank_sq", torch.zeros(bank_size))
         self.register_buffer("blur", gaussian_kernel1d(sigma))
+        # to_map's upsample-and-blur per axis, for the grid and the whole-image learnt branch's half grid (derived
+        # from `blur`, so not saved)
+        for axis in (0, 1):
+            for cells in {self.grid[axis], math.ceil(self.grid[axis] / 2)}:
+                self.register_buffer(f"_smoothing{axis}_{cells}", self.smoothing(axis, cells), persistent=False)
         self.register_buffer("g_mean", torch.zeros(gdim))
         self.register_buffer("g_whiten", torch.eye(gdim))
         # standardisation of each branch: (raw - loc) / scale
@@ -155,16 +170,17 @@ class AnomalyHead(nn.Module):
         """
         b, d, gh, gw = emb.shape
         x = emb.permute(0, 2, 3, 1).reshape(b * gh * gw, d)
-        xx = (x * x).sum(dim=1, keepdim=True)
         best = None
         for start in range(0, self.bank.shape[0], BANK_CHUNK):
-            bank = self.bank[start : start + BANK_CHUNK]
-            d2 = xx - 2.0 * (x @ bank.t()) + self.bank_sq[start : start + BANK_CHUNK].unsqueeze(0)
+            # |b|^2 - 2 x.b ranks the rows as |x - b|^2 does: the patch's own |x|^2 is added to the k kept values
+            # only, one pass fewer over the [patches x rows] block (not addmm: as an exported Gemm it crashes
+            # onnxruntime 1.32's NchwcTransformer in CLIP FP16 graphs)
+            d2 = self.bank_sq[start : start + BANK_CHUNK] - 2.0 * (x @ self.bank[start : start + BANK_CHUNK].t())
             if exclude is not None:
                 d2 = d2.masked_fill(exclude[start : start + BANK_CHUNK].unsqueeze(0), float("inf"))
             d2 = _smallest(d2, self.neighbours)
             best = d2 if best is None else _smallest(torch.cat([best, d2], dim=1), self.neighbours)
-        dist = best.clamp_min(0.0).sqrt()
+        dist = (best + (x * x).sum(dim=1, keepdim=True)).clamp_min(0.0).sqrt()
         if exclude is None:
             return dist.mean(dim=1).reshape(b, gh, gw)
         kept = torch.isfinite(dist)  # no row left at all: inf, as with one neighbour
@@ -195,14 +211,21 @@ class AnomalyHead(nn.Module):
     def to_map(self, dist: torch.Tensor) -> torch.Tensor:
         """Patch distances [B, gh, gw] -> smoothed raw anomaly map [B, H, W] at the input size; in don't-care pixels
         its least value, so that nothing there is marked or scored (every map and maximum is made here)."""
-        m = F.interpolate(dist.unsqueeze(1), size=self.input_size, mode="bilinear", align_corners=False)
-        k = self.blur
-        r = k.numel() // 2
-        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-        m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        # upsampling and blur are linear and act on each axis alone: two small matrix products instead of a
+        # full-size 1-channel resize and two 33-tap convolutions, which both torch and onnxruntime run slowly
+        m = self.smoothing(0, dist.shape[-2]) @ dist @ self.smoothing(1, dist.shape[-1])
         if self.keep is not None:
-            m = m * self.keep + m.amin(dim=(2, 3), keepdim=True) * (1.0 - self.keep)
-        return m.squeeze(1)
+            m = m * self.keep + m.amin(dim=(1, 2), keepdim=True) * (1.0 - self.keep)
+        return m
+
+    def smoothing(self, axis: int, cells: int) -> torch.Tensor:
+        """`smoothing_matrix` of that many cells along `axis` (0: [H, cells], to multiply from the left; 1: [cells, W],
+        from the right): the buffer made for the grid when there is one, else made now (another grid)."""
+        made = getattr(self, f"_smoothing{axis}_{cells}", None)
+        if made is not None:
+            return made
+        m = smoothing_matrix(cells, self.input_size[axis], self.blur)
+        return m if axis == 0 else m.t().contiguous()
 
     def position_cells(self, dist: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
         """Patch distances [B, gh, gw] standardised per grid cell by `stats` (loc, scale) [2, gh, gw] or, one
