@@ -1,0 +1,89 @@
+"""The intake's parsing of triggers and commands at their edges (inspector/intake.py): which payloads are
+refused, with which one-line reply, and how command times become the store's UTC form."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from inspector.intake import ReviewCommand, ShiftReportCommand, TriggerCommand, _echoed, pydantic_line
+from reports.zones import LocalTimeError
+
+
+def refusal(model, data: dict, what: str, **kw) -> str:
+    with pytest.raises(ValidationError) as exc:
+        model.model_validate(data, **kw)
+    return pydantic_line(exc.value, what)
+
+
+@pytest.mark.parametrize("data", [{}, {"capture": True}, {"capture": False, "path": "/x.png"}, {"url": "http://h/x.png"},
+                                  {"inspection_id": "a" * 64, "serial": "S-1:2.3", "base64": "AA=="}])
+def test_triggers_that_name_at_most_one_image_are_taken(data):
+    assert TriggerCommand.model_validate(data).model_dump(exclude_unset=True) == data
+
+
+@pytest.mark.parametrize("data, line", [
+    ({"path": "/x.png", "url": "http://h/x.png"}, "trigger: give one of path, url or base64, not path and url"),
+    ({"path": "/x.png", "capture": True}, "trigger: capture: true and path contradict each other; give one"),
+    ({"capture": False}, "trigger: capture: false and no image (path, url or base64): nothing to inspect; give an image or drop capture"),
+    ({"inspection_id": "../etc"}, "trigger: inspection_id: '../etc' is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)"),
+    ({"serial": "a b"}, "trigger: serial: 'a b' is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)"),
+    ({"paht": "/x.png"}, "trigger: unknown field 'paht'"),
+    ({"capture": "true"}, "trigger: capture: Input should be a valid boolean"),  # strict: a string is no boolean
+])
+def test_triggers_refused_with_one_line_naming_the_field(data, line):
+    assert refusal(TriggerCommand, data, "trigger") == line
+
+
+def test_only_safe_ids_are_echoed():
+    assert _echoed("S-1") == "S-1"
+    assert _echoed("a/b") is None and _echoed(7) is None and _echoed(None) is None
+
+
+@pytest.mark.parametrize("data", [{"inspection_id": "i1"}, {"inspection_id": "i" * 128}, {"serial": "s"}, {"serial": "s" * 128}])
+def test_a_review_names_one_part_and_who_reviewed_it(data):
+    cmd = ReviewCommand.model_validate({"command": "review", "truth": "good", "by": "QA Anna", **data})
+    assert (cmd.inspection_id, cmd.serial) == (data.get("inspection_id"), data.get("serial"))
+
+
+@pytest.mark.parametrize("data, line", [
+    ({"inspection_id": "i1", "serial": "s1"}, "command: give the part's inspection_id or its serial (one of them)"),
+    ({}, "command: give the part's inspection_id or its serial (one of them)"),
+    ({"inspection_id": "i1", "by": " \t"}, "command: by: is empty; name who reviewed the part"),
+    ({"inspection_id": "i1", "by": "\x00\u200b"}, "command: by: is empty; name who reviewed the part"),  # nothing printable
+    ({"inspection_id": ""}, "command: inspection_id: String should have at least 1 character"),
+    ({"serial": "s" * 129}, "command: serial: String should have at most 128 characters"),
+    ({"serial": ""}, "command: serial: String should have at least 1 character"),
+    ({"inspection_id": "i" * 129}, "command: inspection_id: String should have at most 128 characters"),
+])
+def test_reviews_refused(data, line):
+    assert refusal(ReviewCommand, {"command": "review", "truth": "defect", "by": "QA", **data}, "command") == line
+
+
+def test_a_shift_report_time_becomes_the_stores_utc_form():
+    berlin = {"zone": ZoneInfo("Europe/Berlin")}
+    cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-11-26T04:00+01:00", "end": "2026-11-26T06:00"},
+                                            context=berlin)
+    assert (cmd.start, cmd.end) == ("2026-11-26T03:00:00.000Z", "2026-11-26T05:00:00.000Z")  # CET is UTC+1 in November
+    assert ShiftReportCommand.model_validate({"command": "shift_report"}).start is None
+
+
+@pytest.mark.parametrize("data, line", [
+    ({"command": "shift_reprot"}, "command: unknown command 'shift_reprot'; known: shift_report, reload, review"),
+    ({"command": 5}, "command: command: Input should be a valid string"),  # not the value check: the field is named
+    ({"command": "shift_report", "start": "tomorrow"}, "command: start: 'tomorrow' is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z"),
+    ({"command": "shift_report", "start": "2026-11-26T06:00Z", "end": "2026-11-26T06:00Z"},
+     "command: start 2026-11-26T06:00:00.000Z is not before end 2026-11-26T06:00:00.000Z"),
+])
+def test_shift_reports_refused(data, line):
+    assert refusal(ShiftReportCommand, data, "command") == line
+
+
+def test_a_wall_clock_time_the_clocks_skip_is_refused_not_dropped():
+    # 02:30 on 2026-03-29 does not exist in Berlin: refused, never read as "no start"
+    with pytest.raises(ValidationError) as exc:
+        ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-03-29T02:30"}, context={"zone": ZoneInfo("Europe/Berlin")})
+    assert "does not exist in Europe/Berlin" in pydantic_line(exc.value, "command")
+    assert isinstance(exc.value.errors()[0]["ctx"]["error"], LocalTimeError)

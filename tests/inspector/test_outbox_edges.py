@@ -1,0 +1,98 @@
+"""The outbox's bookkeeping at its edges (inspector/outbox.py), against a real Mosquitto: every result the broker
+acknowledged while the store could not mark it is marked at the next drain, and each acknowledgement is counted."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from inspector.config import MqttSection
+from inspector.health import Metrics
+from inspector.mqtt import MqttClient
+from inspector.outbox import Outbox
+from inspector.store import Store
+from tests.inspector.conftest import wait_until
+
+
+def mqtt_cfg(port: int) -> MqttSection:
+    return MqttSection.model_validate({"port": port, "prefix": "t/s", "connect_timeout_s": 5.0})
+
+
+def record(ident: str) -> dict:
+    return {"inspection_id": ident, "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS", "score": 0.5, "threshold": 1.0}
+
+
+def test_all_results_acknowledged_during_a_full_disk_are_marked_when_it_clears(tmp_path, monkeypatch, broker):
+    """Marking stopped at the first result it could mark: the others stayed unmarked (and unsent) one drain each."""
+    client = MqttClient(mqtt_cfg(broker.port), "outbox-edges")
+    client.start()
+    store = Store(tmp_path / "data")
+    metrics = Metrics()
+    try:
+        wait_until(lambda: client.connected, 15, "connected")
+        box = Outbox(store, client, "t/s/result", metrics)
+        for ident in ("a1", "a2", "a3"):
+            store.add(record(ident))
+            box.publish(record(ident))
+        wait_until(lambda: client.acks.qsize() == 3, 10, "three acknowledgements")
+        real = store.mark_published
+
+        def full(ident):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(store, "mark_published", full)
+        assert box.drain_acks() == 3 and store.counts()["unpublished"] == 3
+        monkeypatch.setattr(store, "mark_published", real)
+        box.drain_acks()  # one drain, no new acknowledgements: all three marked
+        assert store.counts()["unpublished"] == 0 and box.resend() == 0 and box.in_flight == 0
+        # each acknowledgement counted once, with its publish latency observed
+        assert metrics.total("inspector_published_total") == 3
+        assert metrics.value("inspector_stage_seconds", {"stage": "publish"}) == 3
+    finally:
+        client.stop()
+        store.close()
+
+
+def test_a_refused_result_waits_before_it_is_offered_again(tmp_path, monkeypatch, make_broker):
+    """The broker's ACL refuses the result topic: offering it again at every resend (each 2 s) floods a broker that
+    will refuse it again; it waits REFUSED_RETRY_S (60 s), and /health names the reason meanwhile."""
+    from inspector import outbox
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny t/s/result\n")
+    broker = make_broker(extra=f"acl_file {acl}")
+    client = MqttClient(mqtt_cfg(broker.port), "outbox-refused")
+    client.start()
+    store = Store(tmp_path / "data")
+    try:
+        wait_until(lambda: client.connected, 15, "connected")
+        box = Outbox(store, client, "t/s/result", Metrics())
+        store.add(record("r1"))
+        box.publish(record("r1"))
+        wait_until(lambda: client.refused.qsize() == 1, 10, "the broker's refusal")
+        assert box.drain_acks() == 0 and box.in_flight == 0 and store.counts()["unpublished"] == 1
+        assert box.refusing() is not None and "authori" in box.refusing().lower()
+        assert box.resend() == 0  # refused just now: not offered again yet
+        monkeypatch.setattr(outbox, "REFUSED_RETRY_S", 0.0)
+        assert box.resend() == 1 and box.refusing() is None  # once the wait is over, it is offered again
+    finally:
+        client.stop()
+        store.close()
+
+
+def test_a_result_left_by_an_earlier_run_is_sent_as_it_was_stored(tmp_path, broker, listen):
+    """The store's bookkeeping column (published_at) is no part of the result: consumers get the record as stored."""
+    store = Store(tmp_path / "data")
+    store.add(record("left1"))  # stored, never handed over: the process stopped before publishing
+    lst = listen(broker.port, "t/s")
+    client = MqttClient(mqtt_cfg(broker.port), "outbox-resend")
+    client.start()
+    try:
+        wait_until(lambda: client.connected, 15, "connected")
+        box = Outbox(store, client, "t/s/result", Metrics())
+        assert box.resend() == 1 and box.resend() == 0  # handed over once: paho holds it until acknowledged
+        wait_until(lambda: lst.json("result"), 10, "the result")
+        [got] = lst.json("result")
+        assert "published_at" not in got and {k: got[k] for k in record("left1")} == record("left1")
+    finally:
+        client.stop()
+        store.close()
