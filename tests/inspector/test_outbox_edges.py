@@ -4,6 +4,10 @@ acknowledged while the store could not mark it is marked at the next drain, and 
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from inspector.config import MqttSection
 from inspector.health import Metrics
@@ -21,24 +25,33 @@ def record(ident: str) -> dict:
     return {"inspection_id": ident, "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS", "score": 0.5, "threshold": 1.0}
 
 
-def test_all_results_acknowledged_during_a_full_disk_are_marked_when_it_clears(tmp_path, monkeypatch, broker):
-    """Marking stopped at the first result it could mark: the others stayed unmarked (and unsent) one drain each."""
-    client = MqttClient(mqtt_cfg(broker.port), "outbox-edges")
+@contextmanager
+def outbox_on(port: int, data: Path, name: str, metrics: Metrics | None = None) -> Iterator[tuple[MqttClient, Store, Outbox]]:
+    """A client connected to the broker at `port`, a store in `data` and the outbox between them; stopped and closed after."""
+    client = MqttClient(mqtt_cfg(port), name)
     client.start()
-    store = Store(tmp_path / "data")
-    metrics = Metrics()
+    store = Store(data)
     try:
         wait_until(lambda: client.connected, 15, "connected")
-        box = Outbox(store, client, "t/s/result", metrics)
+        yield client, store, Outbox(store, client, "t/s/result", metrics or Metrics())
+    finally:
+        client.stop()
+        store.close()
+
+
+def full(ident):
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_all_results_acknowledged_during_a_full_disk_are_marked_when_it_clears(tmp_path, monkeypatch, broker):
+    """Marking stopped at the first result it could mark: the others stayed unmarked (and unsent) one drain each."""
+    metrics = Metrics()
+    with outbox_on(broker.port, tmp_path / "data", "outbox-edges", metrics) as (client, store, box):
         for ident in ("a1", "a2", "a3"):
             store.add(record(ident))
             box.publish(record(ident))
         wait_until(lambda: client.acks.qsize() == 3, 10, "three acknowledgements")
         real = store.mark_published
-
-        def full(ident):
-            raise sqlite3.OperationalError("database or disk is full")
-
         monkeypatch.setattr(store, "mark_published", full)
         assert box.drain_acks() == 3 and store.counts()["unpublished"] == 3
         monkeypatch.setattr(store, "mark_published", real)
@@ -47,9 +60,26 @@ def test_all_results_acknowledged_during_a_full_disk_are_marked_when_it_clears(t
         # each acknowledgement counted once, with its publish latency observed
         assert metrics.total("inspector_published_total") == 3
         assert metrics.value("inspector_stage_seconds", {"stage": "publish"}) == 3
-    finally:
-        client.stop()
-        store.close()
+
+
+def test_a_result_the_broker_acknowledged_is_not_sent_again_while_the_store_cannot_mark_it(tmp_path, monkeypatch, broker, listen):
+    """On a full disk marking a result published failed: a traceback every 2 s, and every such result re-sent to the
+    line's consumers every 2 s (6 copies each in 15 s)."""
+    lst = listen(broker.port, "t/s")
+    with outbox_on(broker.port, tmp_path / "data", "outbox-ack") as (client, store, box):
+        store.add(record("a1"))
+        box.publish(record("a1"))
+        wait_until(lambda: not client.acks.empty(), 10, "the broker's acknowledgement")
+        real = store.mark_published
+        monkeypatch.setattr(store, "mark_published", full)
+        assert box.drain_acks() == 1  # no exception
+        assert box.resend() == 0  # acknowledged: not sent again
+        monkeypatch.setattr(store, "mark_published", real)
+        box.drain_acks()
+        assert store.counts()["unpublished"] == 0 and box.resend() == 0
+        wait_until(lambda: lst.json("result"), 10, "the result")
+        time.sleep(0.3)  # a copy sent again would have arrived by now, on loopback
+        assert [r["inspection_id"] for r in lst.json("result")] == ["a1"]
 
 
 def test_a_refused_result_waits_before_it_is_offered_again(tmp_path, monkeypatch, make_broker):
@@ -60,12 +90,7 @@ def test_a_refused_result_waits_before_it_is_offered_again(tmp_path, monkeypatch
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite #\ntopic deny t/s/result\n")
     broker = make_broker(extra=f"acl_file {acl}")
-    client = MqttClient(mqtt_cfg(broker.port), "outbox-refused")
-    client.start()
-    store = Store(tmp_path / "data")
-    try:
-        wait_until(lambda: client.connected, 15, "connected")
-        box = Outbox(store, client, "t/s/result", Metrics())
+    with outbox_on(broker.port, tmp_path / "data", "outbox-refused") as (client, store, box):
         store.add(record("r1"))
         box.publish(record("r1"))
         wait_until(lambda: client.refused.qsize() == 1, 10, "the broker's refusal")
@@ -74,25 +99,14 @@ def test_a_refused_result_waits_before_it_is_offered_again(tmp_path, monkeypatch
         assert box.resend() == 0  # refused just now: not offered again yet
         monkeypatch.setattr(outbox, "REFUSED_RETRY_S", 0.0)
         assert box.resend() == 1 and box.refusing() is None  # once the wait is over, it is offered again
-    finally:
-        client.stop()
-        store.close()
 
 
 def test_a_result_left_by_an_earlier_run_is_sent_as_it_was_stored(tmp_path, broker, listen):
     """The store's bookkeeping column (published_at) is no part of the result: consumers get the record as stored."""
-    store = Store(tmp_path / "data")
-    store.add(record("left1"))  # stored, never handed over: the process stopped before publishing
     lst = listen(broker.port, "t/s")
-    client = MqttClient(mqtt_cfg(broker.port), "outbox-resend")
-    client.start()
-    try:
-        wait_until(lambda: client.connected, 15, "connected")
-        box = Outbox(store, client, "t/s/result", Metrics())
+    with outbox_on(broker.port, tmp_path / "data", "outbox-resend") as (_, store, box):
+        store.add(record("left1"))  # stored, never handed over: the process stopped before publishing
         assert box.resend() == 1 and box.resend() == 0  # handed over once: paho holds it until acknowledged
         wait_until(lambda: lst.json("result"), 10, "the result")
         [got] = lst.json("result")
         assert "published_at" not in got and {k: got[k] for k in record("left1")} == record("left1")
-    finally:
-        client.stop()
-        store.close()
