@@ -65,7 +65,8 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def _files(root: Path) -> list[Path]:
+def db_files(root: Path) -> list[Path]:
+    """The store's SQLite database and its -wal and -shm files, there or not."""
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
 
 
@@ -86,7 +87,7 @@ def cannot_write(root: Path, what: str) -> str:
 
 def unwritable(root: str | Path) -> list[Path]:
     """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
-    return [f for f in [*_files(Path(root)), Path(root) / LOCK_FILE] if f.exists() and not os.access(f, os.W_OK)]
+    return [f for f in [*db_files(Path(root)), Path(root) / LOCK_FILE] if f.exists() and not os.access(f, os.W_OK)]
 
 
 def _denied(exc: sqlite3.DatabaseError) -> bool:
@@ -176,7 +177,7 @@ class Store:
         """A read-only connection. A WAL store needs its shared-memory file (`-shm`), which only a user who may write
         the folder can create: while the daemon runs it is there; after a clean stop it is gone, and then, with no
         changes waiting in the `-wal` file, the database is read as it stands (`immutable`)."""
-        _, wal, shm = _files(self.root)
+        _, wal, shm = db_files(self.root)
         try:
             if not self.path.is_file():
                 raise InspectorError(f"store {self.root}: no {DB_NAME} there; give the data directory the inspector writes to")

@@ -82,11 +82,11 @@ def check_writable(db: str | Path) -> None:
     """Refuse, before anything is read, a store this user cannot write: SQLite opens it read-only without a word, and
     the first review failed with a traceback (`attempt to write a readonly database`). The folder counts only when
     SQLite must create its -wal or -shm file there (they are there while the station runs)."""
-    from inspector.store import DB_NAME
+    from inspector.store import DB_NAME, db_files
 
     root = Path(db)
     root = root.parent if root.name == DB_NAME else root
-    database, wal, shm = (root / (DB_NAME + s) for s in ("", "-wal", "-shm"))
+    database, wal, shm = db_files(root)
     try:
         if not database.is_file():
             return  # open_store says so
