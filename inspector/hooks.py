@@ -186,10 +186,10 @@ class ReportHooks:
         mod = self._module() if self.on_shift_report == self._default_shift else None
         # the built-in renderer takes them normalised, each decoded record let go (at 144,000: 0.9 GB less at the peak)
         records = [mod.records.inspection(r) for r in rows] if mod is not None else list(rows)
-        count, items = self.store.refused(cmd.start, end)
         meta = {"station": self.cfg.station.name, "start": cmd.start, "end": end, "title": cmd.shift, "line": self.cfg.station.line,
-                "formats": cmd.formats, "lang": cmd.lang, "not_inspected": {"count": count, "items": items}}
+                "formats": cmd.formats, "lang": cmd.lang, **self.store.unjudged(cmd.start, end)}
         out = self.on_shift_report(records, meta)
         files = {k: str(v) for k, v in out.items()} if isinstance(out, dict) else {}
-        body = {"command": "shift_report", "records": len(records), "files": files, "seconds": round(time.monotonic() - t0, 3)}
+        body = {"command": "shift_report", "records": len(records), "not_inspected": meta["not_inspected"]["count"],
+                "refused_on_arrival": meta["refused_on_arrival"]["count"], "files": files, "seconds": round(time.monotonic() - t0, 3)}
         self._publish(self.report_topic, json.dumps(body), correlation=corr)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
-from inspector.result import error_payload, iso_utc, parse_utc
+from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame
 from inspector.store import Store
 from model.errors import InspectorError
@@ -236,11 +236,19 @@ class Intake:
 
     # -- rejection ----------------------------------------------------------------------------------------
     def reject(self, text: str, origin: str, *, message: Message | None = None, inspection_id: str | None = None,
-               serial: str | None = None, reason: str = "invalid") -> None:
-        """One line on the error topic for one rejected input (and the message acknowledged: it was answered)."""
+               serial: str | None = None, reason: str = "invalid", part: bool | None = None) -> None:
+        """One line on the error topic for one rejected input (and the message acknowledged: it was answered). `part`:
+        whether the input was a part to inspect (None: a message on the image or trigger topic), which the store then
+        keeps for the shift report (a part refused on arrival is in no record)."""
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
         self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial), correlation=message.correlation if message else None)
+        if part if part is not None else message is not None and self.topics.is_part(message.topic):
+            try:
+                self.store.note_refusal({"timestamp": utc_now(), "source": origin, "inspection_id": inspection_id, "serial": serial,
+                                         "reason": text, "kind": reason})
+            except OSError as exc:  # it was answered on the error topic all the same
+                log.error("store: cannot keep the refusal of %s for the shift report (%s)", origin, exc)
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)
 
@@ -271,7 +279,7 @@ class Intake:
             # encoded frames are files from a watched folder
             rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF image?", self._max_pixels)
         except InspectorError as exc:
-            self.reject(str(exc), frame.source, inspection_id=frame.inspection_id, serial=frame.serial)  # as its result would name it
+            self.reject(str(exc), frame.source, inspection_id=frame.inspection_id, serial=frame.serial, part=True)  # as its result would name it
             if frame.done:
                 frame.done(False)
             return
@@ -290,7 +298,7 @@ class Intake:
                         reason="unhandled")
 
     def _dispatch(self, msg: Message, origin: str) -> None:
-        is_image = msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/")
+        is_image = self.topics.is_image(msg.topic)
         serial = (msg.topic[len(self.topics.image) + 1:] or None) if is_image else None  # named in the error, as in the result
         if len(msg.payload) > self.cfg.mqtt.max_payload_bytes:
             return self.reject(f"{origin}: payload of {len(msg.payload)} bytes exceeds mqtt.max_payload_bytes "
@@ -444,7 +452,7 @@ class Intake:
             except ValueError:
                 return None, None
             return (_echoed(data.get("inspection_id")), _echoed(data.get("serial"))) if isinstance(data, dict) else (None, None)
-        if msg.topic == self.topics.image or msg.topic.startswith(self.topics.image + "/"):
+        if self.topics.is_image(msg.topic):
             return _echoed(msg.user.get("inspection_id")), _echoed(msg.topic[len(self.topics.image) + 1:] or msg.user.get("serial"))
         return None, None
 
@@ -459,7 +467,8 @@ class Intake:
         elif not self.store.is_pending(inspection_id):
             return False
         elif inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored
-            self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored")
+            self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored",
+                        part=False)  # inspected: its result waits
             return True
         if msg is not None and self.mqtt is not None:
             self.mqtt.ack(msg)
@@ -497,7 +506,7 @@ class Intake:
                 return
             text = f"{source}: could not be journaled ({exc}); it was not accepted, send it again once the store takes writes"
             self.trouble.failed(text)
-            self.reject(text, source, message=message, inspection_id=inspection_id, serial=serial, reason="store_failed")
+            self.reject(text, source, message=message, inspection_id=inspection_id, serial=serial, reason="store_failed", part=True)
             return
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)  # now, and not before: the job survives a crash from here on

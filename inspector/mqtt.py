@@ -46,6 +46,14 @@ class Topics:
     def image(self) -> str:
         return f"{self.prefix}/image"
 
+    def is_image(self, topic: str) -> bool:
+        """The image topic, or one of its serial subtopics (<prefix>/image/<serial>)."""
+        return topic == self.image or topic.startswith(self.image + "/")
+
+    def is_part(self, topic: str) -> bool:
+        """A topic whose every message is a part to inspect: the image topics and the trigger."""
+        return topic == self.trigger or self.is_image(topic)
+
     @property
     def command(self) -> str:
         return f"{self.prefix}/command"

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,7 @@ LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
 # the journal), and it kept that size for good
 WAL_LIMIT = 8 * 2**20
 REFUSED_DIR = "refused"  # accepted inputs no result was made of, kept with why (see Store.set_aside)
+ARRIVALS_FILE = "on-arrival.jsonl"  # refused/<day>/: inputs refused on arrival, one JSON line each (see Store.note_refusal)
 _SUFFIXES = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 
 MIGRATIONS: list[str] = [
@@ -130,6 +132,7 @@ class Store:
         self.path = self.root / DB_NAME
         self._uri = f"{self.path.resolve().as_uri()}?mode=ro"
         self._lock = threading.RLock()
+        self._append_lock = threading.Lock()  # refusals come from the intake, the MQTT client's and the sources' threads
         self._records: int | None = None  # counted once a retention pass, kept by add and prune: COUNT(*) took 19 ms per 1M rows
         self._rows_cutoff: tuple[str, str] | None = None  # (ts, id) of the newest record max_rows leaves out, for a pass
         self._held = None
@@ -394,16 +397,18 @@ class Store:
         self.drop_pending(inspection_id)
         return why["file"]
 
+    def _refused_days(self, start: str, end: str) -> list[Path]:
+        try:
+            return sorted(d for d in (self.root / REFUSED_DIR).iterdir() if start[:10] <= d.name <= end[:10] and d.is_dir())
+        except OSError:
+            return []
+
     def refused(self, start: str | None, end: str | None, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
         """Inputs set aside (`set_aside`) whose part time is in [start, end) (UTC, the stored form; None: open): how
         many, and the first `limit` of them in time order, each as its JSON says (with `file`, its image under the store)."""
         start, end = start or "", end or "~"  # "~" sorts after every time
-        try:
-            days = sorted(d for d in (self.root / REFUSED_DIR).iterdir() if start[:10] <= d.name <= end[:10] and d.is_dir())
-        except OSError:
-            return 0, []
         found = []
-        for day in days:
+        for day in self._refused_days(start, end):
             for path in day.glob("*.json"):
                 try:
                     why = json.loads(path.read_text(encoding="utf-8"))
@@ -414,6 +419,46 @@ class Store:
                     found.append({**why, "timestamp": when})
         found.sort(key=lambda w: w["timestamp"])
         return len(found), found[:limit]
+
+    def note_refusal(self, entry: dict[str, Any]) -> None:
+        """Keep an input refused on arrival (never accepted, so no image of it is kept; its sender was answered on the
+        error topic) as one line of refused/<day>/on-arrival.jsonl, filed by its `timestamp` (the stored form), so
+        that a shift report counts it. An OSError is the caller's."""
+        path = self.root / REFUSED_DIR / safe_name(str(entry["timestamp"])[:10]) / ARRIVALS_FILE
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._append_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(line)
+
+    def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Inputs refused on arrival (`note_refusal`) whose time is in [start, end) (as `refused`): how many of each
+        `kind` (most first), and the first `limit` of them in time order. A line cut short (a crash mid-write) is skipped."""
+        start, end = start or "", end or "~"
+        found = []
+        for day in self._refused_days(start, end):
+            try:
+                lines = (day / ARRIVALS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                when = _utc(entry.get("timestamp")) if isinstance(entry, dict) else None
+                if isinstance(when, str) and start <= when < end:
+                    found.append({**entry, "timestamp": when})
+        found.sort(key=lambda e: e["timestamp"])
+        return dict(Counter(str(e.get("kind") or "invalid") for e in found).most_common()), found[:limit]
+
+    def unjudged(self, start: str | None, end: str | None) -> dict[str, dict[str, Any]]:
+        """A shift report's meta for the inputs of [start, end) in no record: those accepted but never inspected
+        (`refused`) and those refused on arrival (`refused_on_arrival`)."""
+        count, items = self.refused(start, end)
+        kinds, first = self.refused_on_arrival(start, end)
+        return {"not_inspected": {"count": count, "items": items},
+                "refused_on_arrival": {"count": sum(kinds.values()), "kinds": kinds, "items": first}}
 
     def count_attempt(self, inspection_id: str) -> None:
         """Count a recovery attempt, so a job that crashes the process every time can be given up."""

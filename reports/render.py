@@ -284,6 +284,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
            "throughput": charts.throughput(stats.subgroups, _, num, z)}
     return environment(page.lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file, skipped=not_inspected(meta),
+        refused=not_inspected(meta, "refused_on_arrival"),
         escapes=[p for p in parts if p.review is not None and p.review.outcome == "escape"][:MAX_FAILED_ROWS],
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
@@ -306,16 +307,18 @@ def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: st
         rejected=int(as_float(health.get("rejected")) or 0), **page.context())
 
 
-def not_inspected(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """meta["not_inspected"] ({"count": n, "items": [...]}, as a store's `refused` lists inputs accepted but never
-    inspected) for the page; None where there are none, or it is malformed."""
-    given = meta.get("not_inspected")
+def not_inspected(meta: dict[str, Any], key: str = "not_inspected") -> dict[str, Any] | None:
+    """meta[key] ({"count": n, "items": [...]}, as a store's `refused` lists inputs accepted but never inspected and its
+    `refused_on_arrival` those refused at once, with "kinds": {kind: n} too) for the page; None where there are none, or
+    it is malformed."""
+    given = meta.get(key)
     count = as_float(given.get("count")) if isinstance(given, dict) else None
     if not count or count < 1:
         return None
     items = [i for i in given.get("items") or [] if isinstance(i, dict)] if isinstance(given.get("items"), list) else []
     rows = [{"time": parse_time(i.get("timestamp")), **{k: as_text(i.get(k)) for k in ("serial", "source", "reason", "file")}} for i in items]
-    return {"count": int(count), "rows": rows}
+    kinds = given.get("kinds") if isinstance(given.get("kinds"), dict) else {}
+    return {"count": int(count), "rows": rows, "kinds": [(str(k), int(f)) for k, n in kinds.items() if (f := as_float(n) or 0) >= 1]}
 
 
 def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
@@ -326,7 +329,9 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
 
     meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
     config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem), not_inspected
-    ({"count": n, "items": [{timestamp, serial, source, reason, file}, ...]}: inputs accepted but never inspected).
+    ({"count": n, "items": [{timestamp, serial, source, reason, file}, ...]}: inputs accepted but never inspected),
+    refused_on_arrival ({"count": n, "kinds": {kind: n}, "items": [{timestamp, serial, source, reason}, ...]}: inputs
+    refused at once, e.g. an image that cannot be decoded, none of them in a record).
     `tz`: the zone the report's times are shown in (an IANA name such as Europe/Berlin, "UTC" or "local");
     `letterhead`: see `reports.letterhead`.
     With HTML output, the worst parts' inspection pages are written beside it so the thumbnails link somewhere.

@@ -141,12 +141,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             start, end = utc_period(args.start, args.end, z, until_now=True)
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
-            count, items = store.refused(start, end)
+            unjudged = store.unjudged(start, end)
             meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot,
-                    "not_inspected": {"count": count, "items": items}}
+                    **unjudged}
             written = [reports.render_shift(parts, meta, args.out, **style)]
             fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)
-            summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails, "not_inspected": count}
+            summary = {"start": start, "end": end, "inspections": len(parts), "fail": fails,
+                       **{k: v["count"] for k, v in unjudged.items()}}
     except reports.ReportError as exc:
         raise InspectorError(str(exc)) from None
     finally:
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({**summary, "reports": paths})
         return 0
     if "start" in summary:
-        skipped = f"; {summary['not_inspected']} input(s) not inspected" if summary["not_inspected"] else ""
+        skipped = f"; {summary['not_inspected']} input(s) accepted but not inspected" if summary["not_inspected"] else ""
+        skipped += f"; {summary['refused_on_arrival']} refused on arrival" if summary["refused_on_arrival"] else ""
         print(f"{summary['inspections']} inspections ({summary['fail']} FAIL) from {_in_zone(summary['start'], z)} to "
               f"{_in_zone(summary['end'], z)}{skipped}")
     for w in paths:

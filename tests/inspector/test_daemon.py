@@ -194,6 +194,13 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     assert "broken.png" in errors["broken"]["error"]
     assert errors["LINK-1"]["error"].startswith("LINK-1.png is a link, which a watched folder does not follow")  # only logged before
     assert len([r for r in caplog.records if "LINK-1.png is a link" in r.getMessage()]) == 1  # the source and the daemon each logged it
+    from inspector.store import Store
+
+    store = Store(cfg.store.data_dir, readonly=True)
+    kinds, first = store.refused_on_arrival(None, None)  # both kept for the shift report, each by its cause
+    store.close()
+    assert kinds == {"invalid": 1, "set_aside": 1}
+    assert sorted((e["serial"], e["source"]) for e in first) == [("LINK-1", "folder:incoming"), ("broken", "folder:broken.png")]
 
 
 
@@ -531,6 +538,14 @@ def test_200_malformed_inputs_each_answered_on_the_error_topic(station, broker, 
         r = wait_until(lambda: lst.json("result"), 10, "a result after the bad inputs")[0]
         assert r["serial"] == "GOOD-1" and d.health()["status"] == "ok"
         assert d.workers["intake"].restarts == 0 and d.store.counts()["pending"] == 0
+        # the parts among them are in no record: kept for the shift report, which counts them (the 3 commands are no parts)
+        kinds, first = d.store.refused_on_arrival(None, None, limit=500)
+        assert kinds == {"invalid": 187, "too_large": 10} and {e["source"] for e in first} == {"trigger", "image", "image/.."}
+        assert sum(e["serial"] == "../../etc/passwd" for e in first) == 0 and sum(e["source"] == "image/.." for e in first) == 2
+        lst.publish("command", json.dumps({"command": "shift_report", "start": "2000-01-01T00:00:00Z", "formats": ["html"]}), correlation=b"rep")
+        reply = wait_until(lambda: lst.json("report"), 15, "the shift report")[0]
+        assert (reply["records"], reply["refused_on_arrival"], reply["not_inspected"]) == (1, 197, 0)
+        assert "197 inputs were refused on arrival" in Path(reply["files"]["html"]).read_text(encoding="utf-8")
     created = {p for p in tmp_path.rglob("*") if "broker" not in p.parts[len(tmp_path.parts)]} - before
     data = Path(cfg.store.data_dir)
     assert created and all(p == data or data in p.parents for p in created), sorted(map(str, created - {data}))[:5]

@@ -133,6 +133,29 @@ def test_inputs_accepted_but_never_inspected_are_named_in_the_shift_report(tmp_p
     assert "not-inspected" not in reports.render.shift_html([], {"not_inspected": {"count": "x", "items": None}})  # malformed: none
 
 
+def test_inputs_refused_on_arrival_are_counted_by_cause_in_the_shift_report(tmp_path, capsys):
+    """An image that cannot be decoded is in no record either: it was only answered on the error topic and /health."""
+    store = Store(tmp_path / "data")
+    store.add(make_records(1, seed=3)[0] | {"timestamp": "2026-12-05T07:00:00.000Z"})
+    for i, kind in enumerate(["invalid", "invalid", "queue_full", "something_new"]):
+        store.note_refusal({"timestamp": f"2026-12-05T06:0{i}:00.000Z", "source": "image", "serial": f"R-{i}", "kind": kind,
+                            "reason": f"image: <cause {i}>"})
+    store.close()
+    argv = ["report", "--db", str(tmp_path / "data"), "--from", "2026-12-05T06:00Z", "--to", "2026-12-05T08:00Z", "--format", "html",
+            "--out", str(tmp_path / "r")]
+    out = run_json(capsys, *argv, "--json", "--lang", "es")
+    assert (out["inspections"], out["not_inspected"], out["refused_on_arrival"]) == (1, 0, 4)
+    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z.html").read_text(encoding="utf-8")
+    section = html.split('id="refused-on-arrival"')[1]
+    assert "4 entradas fueron rechazadas al llegar" in section and 'id="not-inspected"' not in html
+    causes = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td></tr>", section)
+    assert causes == [("Entrada no válida o ilegible", "2"), ("Cola de inspección llena", "1"), ("something_new", "1")]
+    assert re.findall(r"<td>(R-\d)</td>", section) == ["R-0", "R-1", "R-2", "R-3"] and "&lt;cause 3&gt;" in section
+    assert main(argv) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("1 inspections (0 FAIL) from ") and first_line.endswith("; 4 refused on arrival"), first_line
+
+
 @pytest.mark.parametrize("start, end, name", [("2026-11-26Z", "9999-12-31T23:59:59Z", "shift-20261126T0000Z-99991231T2359Z.html"),
                                               ("0001-01-02Z", "2026-11-27Z", "shift-00010102T0000Z-20261127T0000Z.html")])
 def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end, name):

@@ -138,6 +138,51 @@ def test_an_input_set_aside_keeps_its_bytes_and_why_and_leaves_the_journal(tmp_p
     assert count == 2 and {i["inspection_id"]: i["timestamp"] for i in items}["old-1"] == arrived
 
 
+def test_inputs_refused_on_arrival_are_kept_by_day_and_counted_by_cause(tmp_path):
+    store = Store(tmp_path / "data")
+    refusals = [("2026-12-05T07:59:59.999Z", "queue_full", "S3"), ("2026-12-05T06:00:00.000Z", "invalid", "S1"),
+                ("2026-12-04T23:59:00.000Z", "invalid", "day-before"), ("2026-12-05T08:00:00.000Z", "invalid", "at-the-end"),
+                ("2026-12-05T06:30:00+01:00", "too_large", "S2")]  # 05:30 UTC: before the period, though filed under the 5th
+    for at, kind, serial in refusals:
+        store.note_refusal({"timestamp": at, "source": "image", "serial": serial, "reason": f"{serial} refused", "kind": kind})
+    arrivals = store.root / "refused" / "2026-12-05" / "on-arrival.jsonl"
+    with arrivals.open("a", encoding="utf-8") as f:
+        f.write('[1, 2]\n{"timestamp": "not a time", "kind": "invalid"}\n{"timestamp": "2026-12-05T07:00:00.000Z"}\n{"timestamp": "2026-12-05T07:')
+    assert sorted(p.name for p in (store.root / "refused").iterdir()) == ["2026-12-04", "2026-12-05"]
+    kinds, first = store.refused_on_arrival("2026-12-05T06:00:00.000Z", "2026-12-05T08:00:00.000Z", limit=2)
+    assert kinds == {"invalid": 2, "queue_full": 1}  # a line without its kind counts as invalid; the line cut short is skipped
+    assert [e.get("serial") for e in first] == ["S1", None]  # in time order
+    kinds, every = store.refused_on_arrival(None, None)
+    assert sum(kinds.values()) == len(every) == 7 and every[0]["timestamp"] == "2026-12-04T23:59:00.000Z"
+    assert every[-1]["timestamp"] == "not a time"  # counted where the period is open, placed in none
+    assert every[1]["timestamp"] == "2026-12-05T05:30:00.000Z"  # in the store's form
+    store.accept("j-1", {"serial": "A1", "timestamp": "2026-12-05T07:00:00.000Z"}, b"\x89PNG")
+    store.set_aside("j-1", "no region")
+    assert store.refused_on_arrival("2026-12-06", None) == ({}, [])
+    unjudged = store.unjudged("2026-12-05T06:00:00.000Z", "2026-12-05T08:00:00.000Z")
+    assert unjudged["not_inspected"]["count"] == 1 and unjudged["refused_on_arrival"]["count"] == 3
+    assert unjudged["refused_on_arrival"]["kinds"] == {"invalid": 2, "queue_full": 1}
+
+
+def test_a_refusal_the_store_cannot_keep_is_still_answered(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+
+    store = Store(tmp_path / "data")
+    (store.root / "refused").write_text("a file where the folder goes")
+    sent, counted = [], []
+    intake = Intake.__new__(Intake)  # only its rejection is tested here
+    intake.store, intake.topics, intake.mqtt = store, Topics("t"), None
+    intake.metrics = SimpleNamespace(inc=lambda name, labels: counted.append(labels["reason"]))
+    intake._publish = lambda topic, payload, correlation=None: sent.append((topic, json.loads(payload)["serial"]))
+    intake.reject("image: cannot be decoded", "image", serial="S1", part=True)
+    intake.reject("command: unknown command", "command")
+    assert sent == [("t/error", "S1"), ("t/error", None)] and counted == ["invalid", "invalid"]
+    assert "cannot keep the refusal of image for the shift report" in caplog.text
+
+
 def test_an_input_that_cannot_be_set_aside_stays_in_the_journal(tmp_path):
     store = Store(tmp_path / "data")
     store.accept("j-2", {"serial": "S2"}, b"\x89PNG...")
