@@ -191,7 +191,8 @@ class Daemon:
         """A watched folder's file set aside unread (a link, too big, unreadable) is answered on the error topic, as every
         rejected input is (the contract); it was only logged."""
         if hasattr(source, "on_set_aside"):
-            source.on_set_aside = lambda text, serial: self.intake.reject(text, source.name, serial=serial, reason="set_aside", part=True)
+            # named as the file's frame would have been (its result's `source`), not as the folder
+            source.on_set_aside = lambda text, origin, serial: self.intake.reject(text, origin, serial=serial, reason="set_aside", part=True)
 
     def _start_parts(self) -> None:
         cfg = self.cfg

@@ -273,7 +273,7 @@ class FolderWatcher:
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
         # told of each file set aside unread (the daemon answers it on the error topic): only logged before
-        self.on_set_aside: Callable[[str, str | None], None] | None = None
+        self.on_set_aside: Callable[[str, str, str | None], None] | None = None  # (text, the file as a frame's source, serial)
 
     def start(self, submit: Submit) -> None:
         self._stop.clear()
@@ -323,7 +323,7 @@ class FolderWatcher:
         except OSError:
             self._seen[path] = (-1, -1)
         if self.on_set_aside is not None:  # the daemon answers it on the error topic and logs it there: once, not twice
-            self.on_set_aside(f"{path.name} {why}; set aside in rejected/", path.stem if SAFE_ID.match(path.stem) else None)
+            self.on_set_aside(f"{path.name} {why}; set aside in rejected/", f"folder:{path.name}", path.stem if SAFE_ID.match(path.stem) else None)
         else:
             log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
         self._finish(path, False)

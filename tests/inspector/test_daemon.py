@@ -192,6 +192,7 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     assert sorted(p.name for p in (incoming / "rejected").iterdir()) == ["LINK-1.png", "broken.png"]
     errors = {e["serial"]: e for e in lst.json("error")}  # each with its serial (null before)
     assert "broken.png" in errors["broken"]["error"]
+    assert (errors["broken"]["input"], errors["LINK-1"]["input"]) == ("folder:broken.png", "folder:LINK-1.png")  # as a result names its file
     assert errors["LINK-1"]["error"].startswith("LINK-1.png is a link, which a watched folder does not follow")  # only logged before
     assert len([r for r in caplog.records if "LINK-1.png is a link" in r.getMessage()]) == 1  # the source and the daemon each logged it
     from inspector.store import Store
@@ -200,7 +201,7 @@ def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_p
     kinds, first = store.refused_on_arrival(None, None)  # both kept for the shift report, each by its cause
     store.close()
     assert kinds == {"invalid": 1, "set_aside": 1}
-    assert sorted((e["serial"], e["source"]) for e in first) == [("LINK-1", "folder:incoming"), ("broken", "folder:broken.png")]
+    assert sorted((e["serial"], e["source"]) for e in first) == [("LINK-1", "folder:LINK-1.png"), ("broken", "folder:broken.png")]
 
 
 
