@@ -8,14 +8,16 @@ differently each time, and how `fit --ignore` copes with a code printed on every
 JITTER px (the first training image unshifted: it is the reference) in a FRAME px frame of dark belt noise, `turned/`
 the same, each also turned up to TURN degrees either way about its centre, and
 `stamped/` marks a Data Matrix-like code, another on every part, at CODE (x, y, w, h), which covers what
-is under it: the masks leave it out, and the defect images it covers whole are left out; `smudged/` holds the good
-test parts of `stamped/` with the right half of their code missing (a printer running dry), no defect of the part.
+is under it: the masks leave it out, and the defect images it covers whole are left out; `smudged/` is a test set
+(`test/`, `ground_truth/`) of `stamped/`'s defect parts and its good parts with the right half of their code missing
+(a printer running dry), no defect of the part: `inspector eval STAMPED_MODEL /tmp/belt/smudged --no-overlap`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -82,13 +84,17 @@ def make(src: Path, out: Path) -> None:
             if rel.parts[:2] == ("test", "good") and path == rel:  # the same good parts, their codes half printed
                 x, y, w, h = CODE
                 printed[y + 2 : y + h - 2, x + w // 2 : x + w - 2] = 220
-                (out / "smudged").mkdir(exist_ok=True)
-                cv2.imwrite(str(out / "smudged" / rel.name), printed)
+                (out / "smudged" / rel.parent).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(out / "smudged" / rel), printed)
     (out / "offsets.json").write_text(json.dumps(offsets))
     for mask in (out / "stamped/ground_truth").rglob("*_mask.png"):  # a defect the code covers whole is not there
         if not cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).any():
             mask.unlink()
             (out / "stamped/test" / mask.parent.name / mask.name.replace("_mask", "")).unlink()
+    for kind in (d for d in (out / "stamped/test").iterdir() if d.name != "good"):  # smudged/: a test set of its own
+        shutil.copytree(kind, out / "smudged/test" / kind.name, dirs_exist_ok=True)
+        if (out / "stamped/ground_truth" / kind.name).is_dir():
+            shutil.copytree(out / "stamped/ground_truth" / kind.name, out / "smudged/ground_truth" / kind.name, dirs_exist_ok=True)
 
 
 def check(out: Path, kind: str = "belt") -> None:

@@ -288,7 +288,7 @@ class Daemon:
         answered on `report`, or why not on `error`."""
         try:
             ident = cmd.inspection_id or ids_of_serials(self.store, [str(cmd.serial)])[0]  # one of them, as ReviewCommand checks
-            (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth"))
+            (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth", "serial"))
         except (InspectorError, OSError, sqlite3.Error) as exc:
             self.publish(self.topics.error, error_payload(f"command: review not recorded: {exc}", "command", cmd.inspection_id, cmd.serial,
                                                           command="review"), correlation)

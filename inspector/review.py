@@ -35,10 +35,10 @@ def ids_of_serials(store: Any, serials: list[str]) -> list[str]:
 
 
 def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None, by: str | None, note: str | None,
-                 names: tuple[str, str, str, str] = ("--type", "--by", "--note", "--truth"),
+                 names: tuple[str, str, str, str, str] = ("--type", "--by", "--note", "--truth", "--serial"),
                  done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each
-    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note and truth, for its error messages.
+    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note, truth and serial, for its error messages.
     `done`: a list the reviews are added to as each is written, so that a caller whose write fails (SQLite's error
     is raised as it is) can say which were kept."""
     if defect_type is not None and truth != "defect":
@@ -49,6 +49,9 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
     records = {i: store.get(i) for i in dict.fromkeys(ids)}
     if missing := [i for i, r in records.items() if r is None]:
         named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        if serial := next((i for i in missing if store.latest_of_serial(i)), None):  # a serial given as an id
+            raise InspectorError(f"inspection {named}: not in store {store.root}, but {serial!r} is a part's serial; give {names[4]} to "
+                                 "review its last inspection (nothing was written)")
         raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
     done = [] if done is None else done
     for ident, record in records.items():

@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         copies = report.training.get("copies_left_out")
         if copies:
             print(f"  note: {len(copies)} training image(s) are byte-identical copies of others and were left out, "
-                  f"e.g. {copies[0]['file']} (a copy of {copies[0]['copy_of']})")
+                  f"e.g. {copies[0]['file']} (the same bytes as {copies[0]['copy_of']}, which was kept)")
         if types:
             print(describe_types(types))
             if passing := labelled_pass_note(types, report.thresholds["image"]):

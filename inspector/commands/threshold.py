@@ -76,7 +76,7 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None)
     if args.json:
         print_json(info)
     else:
-        _print(info, new, changed, good, defect, str(ckpt))
+        _print(info, new, changed, good, defect, str(ckpt), written=calibration is not None)
         if changed:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
@@ -111,10 +111,11 @@ def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.nda
     return new, {**calibration, "threshold": new["image"], "far": far, "escape": escape, "note": note}, info
 
 
-def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str) -> None:
+def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str, written: bool) -> None:
+    """`written`: the manifest was rewritten, if not for a threshold then for the policy it now answers to."""
     from model.calibration import trade_off_note
 
-    print(_headline(new, changed))
+    print(_headline(new, changed, info["policy"] if written and not changed else None))
     if info["far_on_calibration"] is not None:
         print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
     if info["escape_on_calibration"] is not None:
@@ -180,7 +181,7 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
     if args.json:
         print_json(shown)
     else:
-        _print(info, new, changed, good, defect, str(model))
+        _print(info, new, changed, good, defect, str(model), written=calibration is not None)
     return 0
 
 
@@ -204,5 +205,8 @@ def _given(old: dict, args: argparse.Namespace) -> dict:
     return new
 
 
-def _headline(new: dict, changed: bool) -> str:
-    return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({'changed' if changed else 'unchanged'})"
+def _headline(new: dict, changed: bool, policy: dict | None = None) -> str:
+    """`policy`: the one the unchanged threshold now answers to (--escape 0.005 landed where 0.01 had: "unchanged" alone
+    hid that the manifest was rewritten)."""
+    state = "changed" if changed else "unchanged" + (f"; it now answers to --{policy['kind']} {policy['target']}" if policy else "")
+    return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({state})"

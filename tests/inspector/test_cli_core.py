@@ -491,6 +491,10 @@ def test_threshold_policy_is_kept_even_where_the_threshold_stays(capsys, tiny_ck
     assert rc == 0 and json.loads(stdout)["thresholds"] == before["thresholds"]
     rc, stdout, _ = cli(capsys, "threshold", ckpt, "--json")
     assert rc == 0 and json.loads(stdout)["policy"] == {"kind": "escape", "target": 0.2}
+    rc, stdout, _ = cli(capsys, "threshold", ckpt, "--escape", "0.1")  # the text says the manifest changed ("unchanged" alone before)
+    assert rc == 0 and stdout.splitlines()[0].endswith("(unchanged; it now answers to --escape 0.1)"), stdout
+    rc, stdout, _ = cli(capsys, "threshold", ckpt)
+    assert rc == 0 and stdout.splitlines()[0].endswith("(unchanged)"), stdout  # shown, not rewritten
 
 
 def test_threshold_escape_needs_defect_scores(capsys, good_only_ckpt):
@@ -524,7 +528,7 @@ def test_fit_says_which_copies_it_left_out(capsys, tiny_data, tmp_path):
     rc, stdout, err = cli(capsys, "fit", data, "--out", tmp_path / "c.ckpt", "--size", "64", "--synth", "0")
     assert rc == 0, err
     assert "fitted 5 good images" in stdout
-    assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (a copy of {data / '002.png'})" in stdout
+    assert f"note: 1 training image(s) are byte-identical copies of others and were left out, e.g. {data / '002_again.png'} (the same bytes as {data / '002.png'}, which was kept)" in stdout
 
 
 def test_fit_adds_good_images_from_other_folders(capsys, tiny_data, tmp_path):

@@ -325,6 +325,7 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
 
 @pytest.mark.parametrize("argv, message", [
     (["{fail}", "nope", "x/../y", "--truth", "good"], r"inspection 'nope', 'x/../y': not in store .*\(nothing was written\)"),
+    (["{fail}", "{fail_serial}", "--truth", "good"], r"inspection '[^']+': not in store .*, but '[^']+' is a part's serial; give --serial to review"),
     (["{fail}", "--truth", "defect", "--type", "Good"], r"--type Good: not a defect type; name the defect"),
     (["--export", "{missing}", "--from", "2026-11-27", "--to", "2026-11-26"], r"the period is empty"),
     (["--export", "{fail_file}/sub"], r"--export .*a-file/sub: .*a-file is a file; give a folder path"),
@@ -346,7 +347,10 @@ def test_review_bad_input_is_one_line_and_writes_nothing(reviewed_store, tmp_pat
 
     root, _, fails, _ = reviewed_store
     (tmp_path / "a-file").write_text("x")
-    argv = [a.format(fail=fails[0], missing=tmp_path / "nowhere", fail_file=tmp_path / "a-file") for a in argv]
+    store = Store(root, readonly=True)
+    serial = store.get(fails[0])["serial"]
+    store.close()
+    argv = [a.format(fail=fails[0], missing=tmp_path / "nowhere", fail_file=tmp_path / "a-file", fail_serial=serial) for a in argv]
     rc = main(["review", *(["--db", str(root)] if "--db" not in argv else []), *argv])
     err = capsys.readouterr().err
     assert_one_line_error(rc, err)
