@@ -156,6 +156,19 @@ class Tls(Section):
     key_file: str | None = Field(None, title="Client key", description="PEM key of the client certificate.")
     insecure: bool = Field(False, title="Skip host name check", description="Do not check the broker's host name (never in production).")
 
+    def check_files(self) -> None:
+        """InspectorError naming the key of a file that is missing or that this user cannot read: ssl's own error named
+        no file ("No such file or directory"). `serve` checks this before it creates its store, `config validate --here` too."""
+        for key in ("ca_file", "cert_file", "key_file"):
+            if (path := getattr(self, key)) is None:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                why = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
+                raise InspectorError(f"mqtt.tls.{key} {path}: {why}; fix the path, or let this user ({user_name()}) read it") from None
+
 
 class MqttSection(Section):
     host: str = Field("127.0.0.1", title="Broker host", description="MQTT broker host name or address.")

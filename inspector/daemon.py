@@ -4,8 +4,9 @@
     batches) --(results)--> sink (record -> store -> outbox -> Sparkplug -> report hooks)
     watchdog: every few seconds: gauges, dead workers restarted, a silent source replaced, the status, systemd pinged
 
-Start: store, broker (credentials and TLS checked: a refusal ends the start with one clear line), engine,
-workers, journal recovery, source, `online`. SIGHUP or a `reload` command: the model is loaded again beside the one in use and swapped in
+Start: the cheap checks (source, model, password variable, TLS files), store, broker (credentials checked), engine,
+workers, journal recovery, source, `online`; a refusal ends the start with one clear line (and before the store, leaves
+none behind). SIGHUP or a `reload` command: the model is loaded again beside the one in use and swapped in
 between batches (a model that fails to load leaves the old one serving). SIGTERM: the source stops, accepted work drains (up to
 daemon.drain_timeout_s; what is left stays in the journal for the next start), the broker acknowledges
 what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
@@ -43,7 +44,7 @@ from inspector.result import error_payload, utc_now
 from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
 from inspector.store import Store
-from inspector.verification import verify
+from inspector.verification import FIELDS, verify
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,22 @@ def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
 
 def decision_of(section: ModelSection) -> DecisionConfig:
     return DecisionConfig(image_threshold=section.image_threshold, pixel_threshold=section.pixel_threshold, mm_per_px=section.mm_per_px)
+
+
+def broker_client(cfg: StationConfig, **kw: Any) -> MqttClient:
+    """The station's broker client, built, not connected: building it reads the password variable and loads the TLS
+    files, and refuses what is wrong there. `serve` builds it before it creates its store; `config validate --here`
+    builds one through this same function, so the two cannot disagree."""
+    if cfg.mqtt.tls is not None:
+        cfg.mqtt.tls.check_files()
+    return MqttClient(cfg.mqtt, cfg.mqtt.client_id or f"inspector-{cfg.station.name}", **kw)
+
+
+def check_verification_files(section: ModelSection) -> None:
+    """A verification image that is not there, said before anything is created or loaded (`verify` would say it after)."""
+    for field, paths in zip(FIELDS, (section.verify_good, section.verify_defect), strict=True):
+        if missing := [p for p in paths if not Path(p).is_file()]:
+            raise InspectorError(f"{field}: {missing[0]}: no such file; give images of parts that exist")
 
 
 def sd_notify(state: str) -> None:
@@ -175,8 +192,9 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        self.store = Store(self.cfg.store.data_dir, exclusive=True)
         try:
+            self._check_start()
+            self.store = Store(self.cfg.store.data_dir, exclusive=True)
             self._start_parts()
         except BaseException:
             for part in (self.http, self.sparkplug, self.mqtt):
@@ -194,20 +212,27 @@ class Daemon:
             # named as the file's frame would have been (its result's `source`), not as the folder
             source.on_set_aside = lambda text, origin, serial: self.intake.reject(text, origin, serial=serial, reason="set_aside", part=True)
 
+    def _check_start(self) -> None:
+        """The cheap checks that refuse a start (a missing source, model or verification image, a password variable not
+        set, a TLS file missing), before the store is created: a refused start left an empty store, which `inspector
+        report` then reported on. Nothing connects here; loading the model comes after the broker."""
+        cfg = self.cfg
+        self.source = open_source(cfg.source)
+        if self._given_inspector is None:
+            locate_model(cfg.model.path)
+        check_verification_files(cfg.model)
+        self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE), persistent=True, subscriptions=self.topics.subscriptions(),
+                                  manual_ack=True, on_connected=self._connected, on_overflow=self._overflow)
+
     def _start_parts(self) -> None:
         cfg = self.cfg
-        self.source = open_source(cfg.source)  # a missing video/folder is reported before anything connects
-        if self._given_inspector is None:
-            locate_model(cfg.model.path)  # so is a missing or unknown model (loading it comes after the broker)
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
                              on_command=self._command, trouble=self.trouble)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         self._answer_set_aside(self.source)
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
-        self.mqtt = MqttClient(cfg.mqtt, client_id, will=Will(self.topics.status, OFFLINE), persistent=True,
-                               subscriptions=self.topics.subscriptions(), manual_ack=True, inbox=self.intake.inbox,
-                               on_connected=self._connected, on_overflow=self._overflow)
+        self.mqtt.inbox = self.intake.inbox  # built before the store and the intake; nothing arrives before start()
         self.intake.mqtt = self.mqtt
         self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
         self._start_rest(client_id)

@@ -74,6 +74,7 @@ class _Held(logging.Filter):
 def connect(cfg: Any, wait_s: float = 5.0) -> Any:
     """A client connected to the station's broker and subscribed to its results and errors, or an InspectorError at
     once: a benchmark without its broker measures nothing, so it does not retry in the background as the station does."""
+    from inspector.commands.config import broker_hint
     from inspector.mqtt import MqttClient, Topics
 
     topics = Topics(cfg.mqtt.prefix)
@@ -90,8 +91,8 @@ def connect(cfg: Any, wait_s: float = 5.0) -> Any:
             why = client.state.removeprefix("unreachable ").strip("()") if client.state.startswith("unreachable") else \
                 f"no answer within {cfg.mqtt.connect_timeout_s + wait_s:g} s" if client.state == "connecting" else client.state
             client.stop(0)
-            raise InspectorError(f"bench serve: broker {cfg.mqtt.host}:{cfg.mqtt.port}: cannot connect ({why}); start it (e.g. "
-                                 "mosquitto -c configs/mosquitto.conf) or fix mqtt.host and mqtt.port in the station config; nothing was sent")
+            raise InspectorError(f"bench serve: broker {cfg.mqtt.host}:{cfg.mqtt.port}: cannot connect ({why}); {broker_hint(cfg)} "
+                                 "or fix mqtt.host and mqtt.port in the station config; nothing was sent")
     finally:
         log.removeFilter(held)
     return client

@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not, 2 when the file cannot be read)")
     v.add_argument("file", help="station config YAML")
     v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
-                   "model loads on model.device and judges model.verify_good / verify_defect right, the source folder or video exists, the store folder is writable with store.min_free_mb free, the HTTP port is free")
+                   "model loads on model.device and judges model.verify_good / verify_defect right, the source folder exists or the video "
+                   "opens (a camera or stream is not opened), the password variable is set and the mqtt.tls files load, the store "
+                   "folder is writable with store.min_free_mb free, the HTTP port is free")
     v.add_argument("--json", action="store_true", help="print {valid, errors} as JSON")
     v.set_defaults(func=validate)
     s = csub.add_parser("schema", help="print the JSON schema of station configs (every key, with its description)")
@@ -42,12 +44,37 @@ def validate(args: argparse.Namespace) -> int:
         if n:
             judged = (f"; its {n} verification images are there, judged when serve has built its TensorRT engines"
                       if cfg.model.device.startswith("tensorrt") else f" and judges its {n} verification images right")
-        here = f"; this machine can run it (the model loads on {cfg.model.device}{judged}, source, store and port checked)" if args.here else ""
+        here = f"; this machine can run it ({checked(cfg, judged)})" if args.here else ""
         print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
               f" topics under {cfg.mqtt.prefix}){here}")
     for note in notes if not args.json else ():
         print(f"note: {note}", file=sys.stderr if cfg is None else sys.stdout)
     return 0 if cfg is not None else 1
+
+
+def checked(cfg, judged: str) -> str:
+    """What --here checked, truthfully for each source: a camera or stream is not opened (serve keeps retrying one that
+    does not open, and a camera the running station holds must not be taken from it), so it is not called checked."""
+    from inspector.sources import open_source
+
+    source = {"folder": "source folder", "video": "source video"}.get(cfg.source.type)
+    password = cfg.mqtt.username is not None and cfg.mqtt.password_env  # read by the broker client only with a user name
+    parts = [p for p in (source, "MQTT password variable" if password else None, "mqtt.tls files" if cfg.mqtt.tls else None,
+                         "store", "port" if cfg.http.enabled and cfg.http.port else None) if p]
+    said = f"the model loads on {cfg.model.device}{judged}, {', '.join(parts[:-1])}{' and ' if len(parts) > 1 else ''}{parts[-1]} checked"
+    if cfg.source.type in ("camera", "stream"):
+        said += f"; source {open_source(cfg.source).name} not opened by --here"
+    return said
+
+
+def broker_hint(cfg) -> str:
+    """How to start a broker for this config: configs/mosquitto.conf needs its password file and certificates first (and
+    logs to syslog), so on a fresh machine `mosquitto -c` with it exited 13 with nothing on screen."""
+    production = "configs/mosquitto.conf is the production one and needs its password file and certificates first"
+    if cfg.mqtt.host in ("127.0.0.1", "localhost", "::1") and cfg.mqtt.tls is None:
+        # mosquitto 2 with no config file listens on this host only and lets anyone in, which is what a try needs
+        return f"start the broker (to try it: mosquitto -p {cfg.mqtt.port} on this host; {production})"
+    return f"start the broker at {cfg.mqtt.host}:{cfg.mqtt.port} ({production})"
 
 
 def machine_notes(cfg) -> list[str]:
@@ -61,7 +88,7 @@ def machine_notes(cfg) -> list[str]:
         socket.create_connection((cfg.mqtt.host, cfg.mqtt.port), timeout=3).close()
     except OSError as exc:
         notes.append(f"broker {cfg.mqtt.host}:{cfg.mqtt.port} does not answer now ({exc.strerror or exc}); serve would start "
-                     "degraded and keep trying: start the broker (e.g. mosquitto -c configs/mosquitto.conf) or fix mqtt.host/port")
+                     f"degraded and keep trying: {broker_hint(cfg)} or fix mqtt.host/port")
     fields = {"model.path": cfg.model.path, "source.path": getattr(cfg.source, "path", None), "store.data_dir": cfg.store.data_dir}
     relative = [f for f, v in fields.items() if isinstance(v, str) and v and "://" not in v and not os.path.isabs(v)]
     if relative:
@@ -69,7 +96,25 @@ def machine_notes(cfg) -> list[str]:
                      "under systemd give absolute paths")
     if costly := threshold_note(cfg):
         notes.append(costly)
+    if camera := camera_note(cfg):
+        notes.append(camera)
     return notes
+
+
+def camera_note(cfg) -> str | None:
+    """A camera whose device node is not there: serve starts and keeps retrying it, so it is no problem, but --here
+    does not open a camera (the running station may hold it) and must not let "can run it" read as "the camera is there"."""
+    import os
+    import sys
+
+    if cfg.source.type != "camera" or not sys.platform.startswith("linux"):
+        return None
+    device = cfg.source.device
+    node = f"/dev/video{device}" if isinstance(device, int) else device if device.startswith("/dev/") else None
+    if node is None or os.path.exists(node):
+        return None
+    return (f"source.device {device}: {node} does not exist on this machine; serve would start and keep trying to open it "
+            "(/health says source reconnecting): connect the camera or fix source.device")
 
 
 def threshold_note(cfg) -> str | None:
@@ -104,11 +149,11 @@ def machine_problems(cfg) -> list[str]:
     from pathlib import Path
 
     from inspector.api import Inspector
-    from inspector.daemon import decision_of
+    from inspector.daemon import broker_client, check_verification_files, decision_of
     from inspector.engines import locate_model
     from inspector.sources import open_source
     from inspector.store import cannot_write, unwritable
-    from inspector.verification import FIELDS, verify
+    from inspector.verification import verify
     from model.errors import InspectorError, need
 
     def model() -> None:
@@ -117,9 +162,7 @@ def machine_problems(cfg) -> list[str]:
             if "TensorrtExecutionProvider" not in need("onnxruntime", "gpu", "model.device tensorrt").get_available_providers():
                 raise InspectorError("model.device tensorrt: onnxruntime here has no TensorRT provider; install onnxruntime-gpu "
                                      "and TensorRT, or use cuda or cpu")
-            for field, paths in zip(FIELDS, (cfg.model.verify_good, cfg.model.verify_defect), strict=True):  # judged by serve
-                if missing := [p for p in paths if not Path(p).is_file()]:
-                    raise InspectorError(f"{field}: {missing[0]}: no such file; give images of parts that exist")
+            check_verification_files(cfg.model)  # judged by serve
             return
         inspector = Inspector.load(cfg.model.path, cfg.model.device, decision_of(cfg.model))
         try:
@@ -127,8 +170,20 @@ def machine_problems(cfg) -> list[str]:
         finally:
             inspector.engine.close()
 
+    def source() -> None:
+        src = open_source(cfg.source)  # a folder or video file that is not there
+        if cfg.source.type == "video":  # serve refuses one OpenCV cannot open; a camera or stream it retries, so not opened here
+            import cv2
+
+            cap = cv2.VideoCapture(cfg.source.path)
+            opened = cap.isOpened()
+            cap.release()
+            if not opened:
+                raise InspectorError(f"source {src.name}: OpenCV cannot open {cfg.source.path}; is it a video file?")
+
     problems = []
-    for check in (model, lambda: open_source(cfg.source)):
+    # the broker client as serve builds it before its store: the password variable, the mqtt.tls files (nothing connects)
+    for check in (model, source, lambda: broker_client(cfg)):
         try:
             check()
         except InspectorError as exc:

@@ -67,7 +67,8 @@ def test_bench_serve_without_its_broker_says_one_thing_and_stops(tmp_path, tiny_
     argv = ["bench", "serve", "--config", str(tmp_path / "s.yaml"), "--count", "2", "--warmup", "0"]
     # in a process of its own, as a user runs it: the MQTT client's log lines reach stderr there (pytest takes them here)
     p = subprocess.run([sys.executable, "-m", "inspector", *argv], capture_output=True, text=True)
-    needles = (f"bench serve: broker 127.0.0.1:{port}: cannot connect (Connection refused); start it", "mqtt.host and mqtt.port")
+    needles = (f"bench serve: broker 127.0.0.1:{port}: cannot connect (Connection refused); start the broker (to try it: mosquitto -p {port} on this host;",
+               "mqtt.host and mqtt.port")
     assert_one_line_error(p.returncode, p.stderr, *needles)
     assert "retrying" not in p.stderr and "baseline" not in p.stderr and p.stdout == ""
     rc, out, err = cli(capsys, *argv, "--no-baseline")

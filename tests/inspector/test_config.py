@@ -273,6 +273,82 @@ def test_validate_here_on_tensorrt_finds_the_verification_images_it_cannot_judge
     assert json.loads(capsys.readouterr().out)["errors"] == [f"model.verify_defect: {tmp_path / 'gone.png'}: no such file; give images of parts that exist"]
 
 
+def test_validate_here_refuses_what_serve_refuses_of_the_broker_and_opens_no_camera(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    """--here said "this machine can run it (... source, store and port checked)" of a copy of station-camera.yaml; serve
+    then refused the unset password variable, and no camera had been opened nor was there one."""
+    monkeypatch.delenv("INSPECTOR_TEST_PW", raising=False)
+    camera = "/dev/inspector-test-no-camera"
+    base = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "camera", "device": camera},
+            "mqtt": {"prefix": "f/st1", "username": "station3", "password_env": "INSPECTOR_TEST_PW"},
+            "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
+    (tmp_path / "camera.yaml").write_text(json.dumps(base))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "camera.yaml")]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == [
+        "mqtt.password_env: environment variable INSPECTOR_TEST_PW is not set; export it or remove password_env"]
+    assert main(["serve", "--config", str(tmp_path / "camera.yaml")]) == 2  # the same line as serve's
+    assert capsys.readouterr().err.strip().endswith("environment variable INSPECTOR_TEST_PW is not set; export it or remove password_env")
+
+    monkeypatch.setenv("INSPECTOR_TEST_PW", "secret")
+    assert main(["config", "validate", "--here", str(tmp_path / "camera.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "(the model loads on cpu, MQTT password variable and store checked; source camera:/dev/inspector-test-no-camera not opened by --here)" in out
+    assert f"note: source.device {camera}: {camera} does not exist on this machine; serve would start and keep trying" in out
+
+    pem = tmp_path / "not-a-cert.pem"
+    pem.write_text("not PEM")
+    for tls, error in (({"ca_file": str(tmp_path / "gone.crt")}, f"mqtt.tls.ca_file {tmp_path / 'gone.crt'}: no such file; fix the path"),
+                       ({"cert_file": str(pem), "key_file": str(pem)}, "cannot load the TLS files in mqtt.tls")):  # as serve loads them
+        (tmp_path / "tls.yaml").write_text(json.dumps(deep_merge(base, {"mqtt": {"tls": tls}})))
+        assert main(["config", "validate", "--here", "--json", str(tmp_path / "tls.yaml")]) == 1
+        errors = json.loads(capsys.readouterr().out)["errors"]
+        assert len(errors) == 1 and error in errors[0], errors
+
+    (tmp_path / "video.yaml").write_text(json.dumps({**base, "source": {"type": "video", "path": str(pem)}}))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "video.yaml")]) == 1  # serve refuses it at start
+    assert json.loads(capsys.readouterr().out)["errors"] == [f"source video:not-a-cert.pem: OpenCV cannot open {pem}; is it a video file?"]
+
+
+def test_validate_here_broker_hint_starts_a_broker_serve_connects_to(tmp_path, tiny_ckpt, capsys, monkeypatch, mosquitto_bin):
+    """The hint was `mosquitto -c configs/mosquitto.conf`, which on a fresh machine exits 13 (no password file, no
+    certificates) with nothing on screen; the command now given is run here, and the station's client connects to it."""
+    import re
+    import shlex
+    import socket
+    import subprocess
+
+    from inspector.daemon import broker_client
+    from inspector.demo.broker import free_port
+    from tests.inspector.conftest import wait_until
+
+    monkeypatch.setenv("INSPECTOR_TEST_PW", "secret")
+    port = free_port()
+    cfg = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "mqtt"},
+           "mqtt": {"prefix": "f/st1", "port": port, "username": "station3", "password_env": "INSPECTOR_TEST_PW", "connect_timeout_s": 5},
+           "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}}
+    (tmp_path / "s.yaml").write_text(json.dumps(cfg))
+    assert main(["config", "validate", "--here", "--json", str(tmp_path / "s.yaml")]) == 0
+    note = json.loads(capsys.readouterr().out)["notes"][0]
+    assert "mosquitto -c" not in note and "configs/mosquitto.conf is the production one and needs its password file and certificates first" in note
+    command = re.search(r"to try it: (mosquitto -p \d+) on this host", note).group(1)
+    proc = subprocess.Popen(shlex.split(command.replace("mosquitto", mosquitto_bin, 1)), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    def answers() -> bool:
+        with socket.socket() as s:
+            return proc.poll() is not None or s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(answers, 10, "the hinted broker")
+        assert proc.poll() is None, "the hinted command exited"
+        assert main(["config", "validate", "--here", "--json", str(tmp_path / "s.yaml")]) == 0
+        assert not json.loads(capsys.readouterr().out)["notes"]
+        client = broker_client(load_config(tmp_path / "s.yaml"))
+        client.start()  # raises if the broker refused the station's user and password
+        assert client.connected
+        client.stop()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_an_id_with_a_trailing_newline_is_not_safe():
     from inspector.config import SAFE_ID
 

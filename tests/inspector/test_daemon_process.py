@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from inspector.sparkplug import decode_payload
@@ -84,3 +85,30 @@ def test_sigkill_mid_burst_then_sigterm_drain(tmp_path, broker, listen, tiny_ckp
         wait_until(lambda: lst.result_ids() >= set(drain), 60, "the rest of the second burst")
         assert d.store.counts()["pending"] == 0
     assert not lst.on("error")
+
+
+@pytest.mark.parametrize("refused, said", [
+    ({"model": {"path": "/nowhere/station3.ckpt"}}, "error: model /nowhere/station3.ckpt: no such file or directory;"),
+    ({"mqtt": {"username": "station3", "password_env": "INSPECTOR_TEST_UNSET"}},
+     "error: mqtt.password_env: environment variable INSPECTOR_TEST_UNSET is not set; export it or remove password_env"),
+    ({"mqtt": {"tls": {"ca_file": "/nowhere/ca.crt"}}}, "error: mqtt.tls.ca_file /nowhere/ca.crt: no such file;"),
+    ({"model": {"verify_good": ["/nowhere/good.png"]}}, "error: model.verify_good: /nowhere/good.png: no such file;"),
+])
+def test_a_refused_start_leaves_no_store_behind(tmp_path, tiny_ckpt, refused, said):
+    """serve with a missing model exited 2 but first created and locked its store; `inspector report` then found that
+    empty store and wrote an empty report instead of saying there was none."""
+    import os
+
+    from inspector.config import deep_merge
+    from inspector.demo.broker import free_port
+
+    data = tmp_path / "var" / "station3"
+    raw = deep_merge({"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "mqtt"},
+                      "mqtt": {"prefix": "f/st1", "port": free_port()}, "store": {"data_dir": str(data)}, "http": {"port": 0}}, refused)
+    (tmp_path / "station.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "INSPECTOR_TEST_UNSET"}
+    done = subprocess.run([sys.executable, "-m", "inspector", "serve", "--config", str(tmp_path / "station.yaml")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(said) and len(done.stderr.splitlines()) == 1, done.stderr
+    assert not (tmp_path / "var").exists()
