@@ -242,7 +242,8 @@ class Intake:
         keeps for the shift report (a part refused on arrival is in no record)."""
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
-        self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial), correlation=message.correlation if message else None)
+        self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial, **self._command_key(message)),
+                      correlation=message.correlation if message else None)
         if part if part is not None else message is not None and self.topics.is_part(message.topic):
             try:
                 self.store.note_refusal({"timestamp": utc_now(), "source": origin, "inspection_id": inspection_id, "serial": serial,
@@ -251,6 +252,20 @@ class Intake:
                 log.error("store: cannot keep the refusal of %s for the shift report (%s)", origin, exc)
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)
+
+    def _command_key(self, message: Message | None) -> dict[str, str | None]:
+        """{"command": name} for a reply to an input on the command topic, as the README promises for every one (the
+        refusals at intake had none): the command's name when the payload names a known one, else None."""
+        if message is None or message.topic != self.topics.command:
+            return {}
+        name = None
+        if len(message.payload) <= self.cfg.mqtt.max_payload_bytes:  # a bigger one is refused unread
+            try:
+                data = json.loads(message.payload.decode("utf-8"))
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply: its refusal says which
+                data = None
+            name = data.get("command") if isinstance(data, dict) else None
+        return {"command": name if isinstance(name, str) and name in COMMANDS else None}
 
     # -- the loop body --------------------------------------------------------------------------------
     def step(self, timeout: float = 0.5) -> None:
@@ -304,10 +319,16 @@ class Intake:
             return self.reject(f"{origin}: payload of {len(msg.payload)} bytes exceeds mqtt.max_payload_bytes "
                                f"({self.cfg.mqtt.max_payload_bytes}); send a smaller image", origin, message=msg, reason="too_large",
                                serial=serial)
-        if msg.retain and (is_image or msg.topic == self.topics.trigger):  # the contract: never retained
-            return self.reject(f"{origin}: a retained message, which the broker hands over again at every start (each time a new "
-                               "part); publish without retain, and clear this one with an empty retained message", origin, message=msg,
-                               serial=serial)
+        # the contract: never retained (a retained reload or review, too, ran again at every start)
+        if msg.retain and (self.topics.is_part(msg.topic) or msg.topic == self.topics.command):
+            if not msg.payload:  # the MQTT idiom for clearing a retained message (as the refusal below asks): nothing to answer
+                log.info("%s: an empty retained message cleared a retained one; nothing to do", origin)
+                if self.mqtt is not None:
+                    self.mqtt.ack(msg)
+                return None
+            again = " (each time a new part)" if self.topics.is_part(msg.topic) else ""
+            return self.reject(f"{origin}: a retained message, which the broker hands over again at every start{again}; publish "
+                               "without retain, and clear this one with an empty retained message", origin, message=msg, serial=serial)
         if msg.topic == self.topics.command:
             return self._command(msg)
         if msg.topic == self.topics.trigger:
@@ -341,7 +362,7 @@ class Intake:
                 return
             encoded, rgb, source = self._trigger_image(cmd)
         except InspectorError as exc:
-            return self.reject(str(exc), "trigger", message=msg, inspection_id=ident, serial=serial)
+            return self._refuse(str(exc), "trigger", msg, ident, serial)
         self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg)
 
     def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
@@ -421,8 +442,18 @@ class Intake:
         try:
             rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
         except InspectorError as exc:
-            return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
+            return self._refuse(str(exc), origin, msg, ident, serial)
         self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)
+
+    def _refuse(self, text: str, origin: str, msg: Message, ident: str | None, serial: str | None) -> None:
+        """Refuse a trigger or image that is no valid part. An empty one on MQTT 3.1.1 may be the clearing of a retained
+        message (see _dispatch), which the broker hands to a live subscriber without its retain flag: it is answered,
+        since it may be a part sent empty, but not kept as a part refused on arrival, since most likely none arrived.
+        On MQTT 5 (Retain As Published) a clearing is told apart, and an empty message is a refused part."""
+        if msg.payload or self.cfg.mqtt.protocol == "5":
+            return self.reject(text, origin, message=msg, inspection_id=ident, serial=serial)
+        return self.reject(f"{text} (or, if it cleared a retained message, ignore this: MQTT 3.1.1 cannot tell the two apart)", origin,
+                           message=msg, inspection_id=ident, serial=serial, part=False)
 
     def _command(self, msg: Message) -> None:
         ids: dict[str, str | None] = {}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from inspector.config import MqttSection
 from model.errors import InspectorError
@@ -93,7 +94,7 @@ class Message:
     user: dict[str, str] = field(default_factory=dict)
     correlation: bytes | None = None
     received: float = field(default_factory=time.monotonic)
-    retain: bool = False  # a retained copy the broker delivers on subscribing
+    retain: bool = False  # published retained (on MQTT 3.1.1 only a copy the broker delivers on subscribing shows it)
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,13 @@ class MqttClient:
             self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
             log.info("%s: connected as %s", self.where, self._client._client_id.decode())
             for topic in self.subscriptions:
-                client.subscribe(topic, qos=1)
+                # MQTT 5: Retain As Published, since the broker otherwise clears the retain flag of a message it hands
+                # to a live subscriber, and a retained trigger sent while the station ran was inspected as a part
+                # (refused only at the next start); 3.1.1 has no such option
+                if self.v5:
+                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                else:
+                    client.subscribe(topic, qos=1)
             if self._on_connected is not None:
                 self._on_connected()
         self._first.set()

@@ -1,8 +1,10 @@
 """The intake's parsing of triggers and commands at their edges (inspector/intake.py): which payloads are
-refused, with which one-line reply, and how command times become the store's UTC form."""
+refused, with which one-line reply (and, for a command, which name it carries), and how command times become the
+store's UTC form."""
 
 from __future__ import annotations
 
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,6 +12,7 @@ from pydantic import ValidationError
 
 from inspector.intake import ReviewCommand, ShiftReportCommand, TriggerCommand, _echoed, pydantic_line
 from reports.zones import LocalTimeError
+from tests.inspector.conftest import running, wait_until
 
 
 def refusal(model, data: dict, what: str, **kw) -> str:
@@ -87,3 +90,32 @@ def test_a_wall_clock_time_the_clocks_skip_is_refused_not_dropped():
         ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-03-29T02:30"}, context={"zone": ZoneInfo("Europe/Berlin")})
     assert "does not exist in Europe/Berlin" in pydantic_line(exc.value, "command")
     assert isinstance(exc.value.errors()[0]["ctx"]["error"], LocalTimeError)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_every_error_reply_to_a_command_names_it(station, broker, listen, tiny_inspector, protocol):
+    """The README promises "command" in the error reply to a command; refusals at intake had none (only a review
+    of an unknown id carried it)."""
+    cfg = station(mqtt={"protocol": protocol})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    sent = [  # payload, the name its reply carries
+        ({"command": "review", "inspection_id": "abc123", "truth": "good"}, "review"),  # no `by`
+        ({"command": "review", "inspection_id": "abc123", "truth": "good", "by": "qa", "colour": "red"}, "review"),
+        ({"command": "reload", "now": True}, "reload"),
+        ({"command": "shift_report", "start": "tomorrow"}, "shift_report"),
+        ({"command": "shift_reprot"}, None),
+        ({"command": 5}, None),
+        ({"command": ["review"]}, None),
+        (["review"], None),
+        ('{"command": "review"', None),  # bad JSON
+        ("", None),
+        ({"command": "review", "inspection_id": "nope", "truth": "good", "by": "qa"}, "review"),  # refused by the store, as before
+    ]
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        for payload, _ in sent:
+            lst.publish("command", payload if isinstance(payload, str) else json.dumps(payload))
+        errors = wait_until(lambda: len(lst.json("error")) >= len(sent) and lst.json("error"), 15, "every command answered")
+    assert [e.get("command", "missing") for e in errors] == [name for _, name in sent], errors
+    assert errors[0]["error"] == "command: by: Field required" and errors[0]["inspection_id"] == "abc123"  # the other keys as they were
+    assert all(e["input"] == "command" and {"error", "inspection_id", "serial", "timestamp"} <= set(e) for e in errors)

@@ -215,3 +215,28 @@ def test_drops_of_a_flaky_link_long_ago_are_not_a_client_id_clash(monkeypatch):
     clock[0] += 7200.0  # two hours connected, then an ordinary drop
     c._disconnected(None, None, None, "Keep alive timeout", None)
     assert c.state == "disconnected (Keep alive timeout)"
+
+
+@pytest.mark.parametrize("protocol, flagged", [("5", True), ("3.1.1", False)])
+def test_a_live_retained_message_keeps_its_retain_flag_on_mqtt_5(broker, listen, protocol, flagged):
+    """The broker clears the retain flag of a message it hands to a live subscriber unless the subscription asks
+    for Retain As Published (MQTT 5 only): a retained trigger sent while the station ran was inspected as a part."""
+    c = MqttClient(mqtt_cfg(broker.port, protocol=protocol), f"rap-{protocol}", subscriptions=["t/s/trigger"])
+    c.start()
+    try:
+        lst = listen(broker.port, "t/s")
+        # subscribed once a live message comes through: a retained one sent before would come flagged on subscribing
+        wait_until(lambda: (lst.publish("trigger", b"ping").wait_for_publish(), time.sleep(0.05), not c.inbox.empty())[-1], 10, "subscribed")
+        def arrived():  # the next message but the pings (some may still be on their way)
+            while not c.inbox.empty():
+                if (m := c.inbox.get_nowait()).payload != b"ping":
+                    return m
+            return None
+
+        lst.publish("trigger", b"{}", retain=True).wait_for_publish()
+        got = wait_until(arrived, 10, "the trigger")
+        assert (got.topic, got.payload, got.retain) == ("t/s/trigger", b"{}", flagged)
+        lst.publish("trigger", b"", retain=True).wait_for_publish()  # cleared, and handed over as it was published
+        assert wait_until(arrived, 10, "the clearing").retain is flagged
+    finally:
+        c.stop()
