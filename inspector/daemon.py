@@ -43,7 +43,7 @@ from inspector.pipeline import Inference, Sink
 from inspector.result import error_payload, utc_now
 from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
-from inspector.store import Store
+from inspector.store import DB_NAME, Store, discard_new
 from inspector.verification import FIELDS, verify
 from model.errors import InspectorError
 
@@ -192,9 +192,11 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
+        root = Path(self.cfg.store.data_dir)
+        made, fresh = not root.exists(), not (root / DB_NAME).exists()
         try:
             self._check_start()
-            self.store = Store(self.cfg.store.data_dir, exclusive=True)
+            self.store = Store(root, exclusive=True)
             self._start_parts()
         except BaseException:
             for part in (self.http, self.sparkplug, self.mqtt):
@@ -202,7 +204,12 @@ class Daemon:
                     part.stop()
             if self.inspector is not None and self._owns_engine:  # e.g. loaded, then misjudged a verification image
                 self.inspector.engine.close()
+            # a start refused after the store was made (the broker refused the password, the model did not load, the port
+            # was taken): a new store with nothing in it goes again
+            unused = fresh and self.store is not None and not any(self.store.counts().values())
             self._close_store()
+            if unused:
+                discard_new(root, made)
             raise
 
     def _answer_set_aside(self, source: Any) -> None:

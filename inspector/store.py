@@ -72,6 +72,18 @@ def db_files(root: Path) -> list[Path]:
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
 
 
+def discard_new(root: Path, made: bool) -> None:
+    """Remove a store a refused start created and wrote nothing to (its database, lock file, and its folder when `made`
+    it): left behind, `inspector report` found it and wrote an empty report, where it had said there was no store."""
+    for f in [*db_files(root), root / LOCK_FILE]:
+        f.unlink(missing_ok=True)
+    if made:
+        try:
+            root.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def read_only_fs(folder: Path) -> bool:
     """Whether `folder` lies on a file system mounted read-only (where no chown helps)."""
     try:

@@ -112,3 +112,37 @@ def test_a_refused_start_leaves_no_store_behind(tmp_path, tiny_ckpt, refused, sa
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(said) and len(done.stderr.splitlines()) == 1, done.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_a_start_refused_after_the_store_was_made_removes_only_a_new_empty_store(tmp_path, tiny_ckpt):
+    """The HTTP port taken is found after the store is made: a new, empty store goes again; one with records stays."""
+    import socket
+
+    from inspector.demo.broker import free_port
+    from inspector.store import Store
+    from reports.sample import make_records
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        for data, kept in ((tmp_path / "var" / "new", False), (tmp_path / "old", True)):
+            if kept:
+                store = Store(data)
+                store.add(make_records(1, seed=1)[0])
+                store.close()
+            raw = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "mqtt"},
+                   "mqtt": {"prefix": "f/st1", "port": free_port()}, "store": {"data_dir": str(data)},
+                   "http": {"host": "127.0.0.1", "port": taken.getsockname()[1]}}
+            (tmp_path / "station.yaml").write_text(yaml.safe_dump(raw))
+            done = subprocess.run([sys.executable, "-m", "inspector", "serve", "--config", str(tmp_path / "station.yaml")],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2 and "cannot listen" in done.stderr.splitlines()[-1], done.stderr
+            if kept:
+                store = Store(data, readonly=True)
+                assert store.count() == 1
+                store.close()
+            else:
+                assert not (tmp_path / "var" / "new").exists() and (tmp_path / "var").is_dir()  # only what it made
+    finally:
+        taken.close()
