@@ -327,8 +327,10 @@ class Intake:
                     self.mqtt.ack(msg)
                 return None
             again = " (each time a new part)" if self.topics.is_part(msg.topic) else ""
+            ident, named = self.ids_of(msg)  # the part's ids, as every refusal names them
             return self.reject(f"{origin}: a retained message, which the broker hands over again at every start{again}; publish "
-                               "without retain, and clear this one with an empty retained message", origin, message=msg, serial=serial)
+                               "without retain, and clear this one with an empty retained message", origin, message=msg,
+                               inspection_id=ident, serial=named)
         if msg.topic == self.topics.command:
             return self._command(msg)
         if msg.topic == self.topics.trigger:
@@ -475,12 +477,12 @@ class Intake:
             self.mqtt.ack(msg)
 
     def ids_of(self, msg: Message) -> tuple[str | None, str | None]:
-        """(inspection_id, serial) a trigger or image message carries, for an error reply that cannot wait for the
-        intake (the inbox is full): only safe ids."""
+        """(inspection_id, serial) a trigger or image message carries, for an error reply that reads no further (the
+        inbox is full, the message was retained): only safe ids."""
         if msg.topic == self.topics.trigger:
             try:
                 data = json.loads(msg.payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None, None
             return (_echoed(data.get("inspection_id")), _echoed(data.get("serial"))) if isinstance(data, dict) else (None, None)
         if self.topics.is_image(msg.topic):

@@ -76,8 +76,9 @@ class Topics:
         return f"{self.prefix}/report"
 
     def subscriptions(self) -> list[str]:
-        """What the station listens to; `<prefix>/image/<serial>` carries the serial in the topic."""
-        return [self.trigger, self.image, f"{self.image}/+", self.command]
+        """What the station listens to; `<prefix>/image/<serial>` carries the serial in the topic. `image/#` (which takes
+        `image` too): a serial with a slash (image/LOT7/SN9) matched no subscription and was lost unanswered; now refused."""
+        return [self.trigger, f"{self.image}/#", self.command]
 
     def publications(self) -> list[str]:
         return [self.result, self.status, self.error, self.report]

@@ -5,6 +5,7 @@ store's UTC form."""
 from __future__ import annotations
 
 import json
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -119,3 +120,18 @@ def test_every_error_reply_to_a_command_names_it(station, broker, listen, tiny_i
     assert [e.get("command", "missing") for e in errors] == [name for _, name in sent], errors
     assert errors[0]["error"] == "command: by: Field required" and errors[0]["inspection_id"] == "abc123"  # the other keys as they were
     assert all(e["input"] == "command" and {"error", "inspection_id", "serial", "timestamp"} <= set(e) for e in errors)
+
+
+def test_a_serial_with_a_slash_in_the_image_topic_is_refused_not_lost(station, broker, listen, tiny_inspector, good_png):
+    """The station listened to image/+ only: image/LOT7/SN9 matched nothing and went unanswered."""
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        lst.publish("image/LOT7/SN9", good_png, correlation=b"slash")
+        lst.publish("image", good_png, correlation=b"plain")  # the bare topic still taken (once: image/# covers it)
+        wait_until(lambda: lst.on("error") and lst.on("result"), 15, "both answered")
+        time.sleep(0.5)  # a second delivery of the bare topic would have arrived by now
+    (body, corr), = lst.on("error")
+    assert corr == b"slash" and "serial 'LOT7/SN9' is not allowed" in json.loads(body)["error"], body
+    assert [c for _, c in lst.on("result")] == [b"plain"]

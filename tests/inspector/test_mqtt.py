@@ -22,8 +22,7 @@ def mqtt_cfg(port: int, **kw) -> MqttSection:
 
 def test_topics_are_built_in_one_place():
     t = Topics("factory/line1/station3")
-    assert t.subscriptions() == ["factory/line1/station3/trigger", "factory/line1/station3/image", "factory/line1/station3/image/+",
-                                 "factory/line1/station3/command"]
+    assert t.subscriptions() == ["factory/line1/station3/trigger", "factory/line1/station3/image/#", "factory/line1/station3/command"]
     assert t.publications() == ["factory/line1/station3/result", "factory/line1/station3/status", "factory/line1/station3/error",
                                 "factory/line1/station3/report"]
 

@@ -20,8 +20,9 @@ def test_a_retained_part_sent_while_running_is_refused_and_its_clearing_taken_si
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector) as d:
         wait_until(lambda: online(lst), 5, "status online")
-        lst.publish("trigger", json.dumps({"serial": "RET", "base64": base64.b64encode(good_png).decode()}), retain=True)
-        lst.publish("image/RET2", good_png, retain=True)
+        lst.publish("trigger", json.dumps({"serial": "RET", "inspection_id": "ret-1", "base64": base64.b64encode(good_png).decode()}),
+                    retain=True)
+        lst.publish("image/RET2", good_png, retain=True, user={"inspection_id": "ret-2"})
         wait_until(lambda: len(lst.json("error")) >= 2, 15, "the retained inputs refused")
         lst.publish("trigger", b"", retain=True)  # clearing them, as the refusal says
         lst.publish("image/RET2", b"", retain=True)
@@ -31,6 +32,7 @@ def test_a_retained_part_sent_while_running_is_refused_and_its_clearing_taken_si
         errors = lst.json("error")
         assert lst.json("result") == []  # neither retained part inspected
         assert all("a retained message, which the broker hands over again at every start" in e["error"] for e in errors[:2])
+        assert [(e["inspection_id"], e["serial"]) for e in errors[:2]] == [("ret-1", "RET"), ("ret-2", "RET2")]  # named, as every refusal
         assert errors[2]["error"] == "trigger: empty payload; send a JSON object"  # on MQTT 5 no clearing, so no hint
         assert errors[3]["serial"] == "RET2" and "empty" not in errors[3]["error"]
         assert len(errors) == 4
