@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -93,7 +94,8 @@ def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> 
 
 def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float, config: DecisionConfig) -> tuple[str, list[Region]]:
     """Verdict by the image threshold; regions only for failed parts (a PASS has no defects to show)."""
-    verdict = PASS if score < image_threshold else FAIL  # a NaN score (a broken model) fails: never let an unjudged part through
+    # a NaN or infinite score (a broken model) fails: never let an unjudged part through (-inf passed, published as null)
+    verdict = PASS if math.isfinite(score) and score < image_threshold else FAIL
     if verdict == PASS:
         return verdict, []
     regions = find_regions(amap, pixel_threshold, config)

@@ -12,7 +12,7 @@ TEXT = {
     "en": {
         "pass": "{part} passed inspection: score {score} is below the threshold {threshold}.",
         "fail": "{part} FAILED inspection: score {score} is at or above the threshold {threshold} (by {diff}).",
-        "fail_nan": "{part} FAILED inspection: the model gave no valid score (NaN), so the part is failed to be safe; check the model.",
+        "fail_nan": "{part} FAILED inspection: the model gave no valid score (NaN or infinite), so the part is failed to be safe; check the model.",
         "part": "Part {serial}",
         "part_anon": "The part",
         "none": "No localised defect region was found; the part differs from good parts overall.",
@@ -28,7 +28,7 @@ TEXT = {
     "zh": {
         "pass": "{part}检测合格：得分 {score} 低于阈值 {threshold}。",
         "fail": "{part}检测不合格：得分 {score} 达到或高于阈值 {threshold}（高出 {diff}）。",
-        "fail_nan": "{part}检测不合格：模型未给出有效得分（NaN），为安全起见判为不合格；请检查模型。",
+        "fail_nan": "{part}检测不合格：模型未给出有效得分（NaN 或无穷大），为安全起见判为不合格；请检查模型。",
         "part": "零件 {serial} ",
         "part_anon": "该零件",
         "none": "未发现局部缺陷区域；零件整体与合格件存在差异。",
@@ -44,7 +44,7 @@ TEXT = {
     "es": {
         "pass": "{part} superó la inspección: la puntuación {score} está por debajo del umbral {threshold}.",
         "fail": "{part} NO superó la inspección: la puntuación {score} alcanza o supera el umbral {threshold} (lo supera en {diff}).",
-        "fail_nan": "{part} NO superó la inspección: el modelo no dio una puntuación válida (NaN), así que se rechaza por seguridad; revise el modelo.",
+        "fail_nan": "{part} NO superó la inspección: el modelo no dio una puntuación válida (NaN o infinita), así que se rechaza por seguridad; revise el modelo.",
         "part": "La pieza {serial}",
         "part_anon": "La pieza",
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",

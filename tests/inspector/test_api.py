@@ -159,7 +159,7 @@ def test_describe_tells_score_from_threshold_agrees_in_number_and_fails_a_nan():
     assert "No pixel reached the pixel threshold: the region is where the anomaly map peaks" in peak.describe("en")  # unsaid before
     assert "没有像素达到像素阈值" in peak.describe("zh") and "Ningún píxel alcanzó el umbral de píxel" in peak.describe("es")
     nan = result(float("nan"))
-    assert nan.verdict == "FAIL" and "no valid score (NaN)" in nan.describe("en") and nan.to_record()["score"] is None
+    assert nan.verdict == "FAIL" and "no valid score (NaN or infinite)" in nan.describe("en") and nan.to_record()["score"] is None
     json.dumps(nan.to_record(), allow_nan=False)  # "score": NaN is not JSON
 
 

@@ -87,3 +87,10 @@ def test_decision_apply_type_names_every_region():
     assert [(r.type, r.confidence) for r in regions] == [("anomaly", None)] * 2
     apply_type(regions, "scratch", 0.9)
     assert [(r.type, r.confidence) for r in regions] == [("scratch", 0.9)] * 2
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("-inf"), float("inf")])
+def test_a_score_that_is_no_number_fails(score):
+    """-inf was below every threshold: a broken model's part passed, its score published as null."""
+    verdict, regions = decide(score, np.zeros((8, 8), np.float32), 0.0, 1.0, DecisionConfig())
+    assert verdict == FAIL and len(regions) == 1
