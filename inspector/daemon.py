@@ -38,7 +38,7 @@ from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Command, Intake, ReviewCommand, ShiftReportCommand
 from inspector.live import LiveView
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
-from inspector.outbox import Outbox
+from inspector.outbox import Outbox, Repeats
 from inspector.pipeline import Inference, Sink
 from inspector.result import error_payload, utc_now
 from inspector.review import ids_of_serials, review_parts
@@ -233,9 +233,10 @@ class Daemon:
 
     def _start_parts(self) -> None:
         cfg = self.cfg
+        self.repeats = Repeats()  # repeats of ids under way: remembered by the intake, answered by the outbox or the sink
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
-                             on_command=self._command, trouble=self.trouble)
+                             on_command=self._command, trouble=self.trouble, repeats=self.repeats)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         self._answer_set_aside(self.source)
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
@@ -263,7 +264,7 @@ class Daemon:
 
             self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb")
             self.sparkplug.start()
-        self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics)
+        self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics, self.repeats)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
         self.live = LiveView(cfg, self.health) if cfg.http.enabled and cfg.http.live else None

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Topics
+from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame
 from inspector.store import Store
@@ -205,9 +206,11 @@ class Intake:
 
     def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
                  publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
-                 on_command: Callable[[Command, bytes | None], None] | None = None, trouble: StoreTrouble | None = None) -> None:
+                 on_command: Callable[[Command, bytes | None], None] | None = None, trouble: StoreTrouble | None = None,
+                 repeats: Repeats | None = None) -> None:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
+        self.repeats = repeats if repeats is not None else Repeats()  # shared with the outbox and the sink, which answer them
         self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
         self._frame_slots = threading.BoundedSemaphore(FRAME_SLOTS)
         self.mqtt: MqttClient | None = None
@@ -491,21 +494,48 @@ class Intake:
 
     # -- acceptance -------------------------------------------------------------------------------------
     def _answered(self, inspection_id: str, msg: Message | None) -> bool:
-        """A repeated id is answered from the store (or by the job already under way), never inspected twice."""
+        """A repeated id is answered from the store, never inspected twice; a repeat of one whose job is under way,
+        when that job ends (`_await`)."""
+        pending = self.store.is_pending(inspection_id)  # first: a job stored between the two looks is then found stored, not new
         record = self.store.get(inspection_id)
+        if record is None and pending and msg is not None:
+            return self._await(inspection_id, msg)
         if record is not None:
             record.pop("published_at", None)
             if msg is not None:
                 self._republish(record, msg.correlation)
-        elif not self.store.is_pending(inspection_id):
+        elif not pending:
             return False
-        elif inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored
-            self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored",
-                        part=False)  # inspected: its result waits
+        elif inspection_id in self.trouble.unstored:  # a frame's repeat: inspected, but its result waits unstored
+            self.reject(self.trouble.unstored[inspection_id], "store", inspection_id=inspection_id, reason="unstored", part=False)
             return True
         if msg is not None and self.mqtt is not None:
             self.mqtt.ack(msg)
         return True
+
+    def _await(self, inspection_id: str, msg: Message) -> bool:
+        """A repeat of an id whose job is under way is remembered (`repeats`), to get what the job's end publishes: its
+        result once more, or the error it got instead, each with this repeat's correlation data (acknowledged and
+        dropped, such a repeat was never answered). False: a new part (its job was set aside meanwhile)."""
+        kept = self.repeats.add(inspection_id, msg.correlation)
+        if self.store.is_pending(inspection_id):  # still under way: the sink takes the repeats after the job ends, so this one too
+            if inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored: said now, published once stored
+                self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored",
+                            part=False)
+            elif not kept:
+                origin = msg.topic.removeprefix(self.topics.prefix + "/")
+                self.reject(f"{origin}: {inspection_id} is being inspected, and too many repeats of it wait for its result to answer "
+                            "this one with it too; its result is published under its inspection_id", origin, message=msg,
+                            inspection_id=inspection_id, reason="repeats", part=False)
+            elif self.mqtt is not None:
+                self.mqtt.ack(msg)
+            return True
+        # the job ended between the looks and may have taken its repeats before this one came: answered here unless it took it
+        if kept and not self.repeats.drop(inspection_id, msg.correlation):
+            if self.mqtt is not None:
+                self.mqtt.ack(msg)
+            return True
+        return self._answered(inspection_id, msg)  # pending no more (only this thread journals): from the store, or a new part
 
     def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None) -> bool:
         if not self.jobs.full():

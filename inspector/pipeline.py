@@ -124,7 +124,9 @@ class Sink:
             try:
                 if isinstance(outcome, str):
                     self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
-                    self._error(set_aside(self.store, job.inspection_id, outcome), job)
+                    text = set_aside(self.store, job.inspection_id, outcome)
+                    self._error(text, job)
+                    self._answer_repeats(text, job)
                     if job.refused:
                         job.refused()
                 else:
@@ -185,6 +187,13 @@ class Sink:
         log.warning("not inspected: %s (%s)", job.inspection_id, text)  # in the log too, as rejections at intake are
         self._publish(self.error_topic, error_payload(text, job.source, job.inspection_id, job.serial), correlation=job.correlation)
 
+    def _answer_repeats(self, text: str, job: Job) -> None:
+        """A job that ends without a result: the repeats of its id that came meanwhile get the answer it got."""
+        if repeats := self.outbox.repeats.take(job.inspection_id):
+            payload = error_payload(text, job.source, job.inspection_id, job.serial)
+            for correlation in repeats:
+                self._publish(self.error_topic, payload, correlation=correlation)
+
     def _wanted(self, policy: str, verdict: str) -> bool:
         return policy == "all" or (policy == "fail" and verdict == "FAIL")
 
@@ -206,7 +215,7 @@ class Sink:
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
         if links := self.hooks.report_links(record):
             record["reports"] = links
-        self.store.add(record)  # before publishing: the row is the truth, the outbox resends from it
+        self.store.add(record, correlation=job.correlation)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
         self.outbox.publish(record, job.correlation)

@@ -64,6 +64,11 @@ MIGRATIONS: list[str] = [
         attempts INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3: the MQTT 5 correlation data of the input a result answers, kept beside the record (which is the published contract):
+    # a result re-sent after an outage or a restart went out without it, and the sender could not match it
+    """
+    ALTER TABLE inspections ADD COLUMN correlation BLOB;
+    """,
 ]
 
 
@@ -268,8 +273,9 @@ class Store:
         return str(path.relative_to(self.root))
 
     # -- rows ------------------------------------------------------------------------------------------
-    def add(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None) -> bool:
-        """Store a record (and its images). Returns False if its inspection_id was already stored."""
+    def add(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None, correlation: bytes | None = None) -> bool:
+        """Store a record (and its images), with the correlation data its publish echoes. Returns False if its
+        inspection_id was already stored."""
         record = dict(record)
         paths = dict(record.get("images") or {})
         for kind, rgb in (images or {}).items():
@@ -277,11 +283,11 @@ class Store:
         record["images"] = paths
         with self._tx():
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO inspections (inspection_id, ts, station, serial, verdict, score, threshold, model_id, record, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO inspections (inspection_id, ts, station, serial, verdict, score, threshold, model_id, record, created_at,"
+                " correlation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record["inspection_id"], _utc(record["timestamp"]), record.get("station"), record.get("serial"), record["verdict"],
                  record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
-                 json.dumps(record, ensure_ascii=False), utc_now()),
+                 json.dumps(record, ensure_ascii=False), utc_now(), correlation),
             )
             # the result exists now, so its accepted job is done (same transaction: no crash window)
             self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (record["inspection_id"],))
@@ -351,13 +357,13 @@ class Store:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
 
-    def unpublished(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The outbox: stored records the broker has not acknowledged, oldest first."""
+    def unpublished(self, limit: int = 100) -> list[tuple[dict[str, Any], bytes | None]]:
+        """The outbox: stored records the broker has not acknowledged, oldest first, each with its correlation data."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT record, published_at FROM inspections WHERE published_at IS NULL ORDER BY created_at LIMIT ?", (limit,)
+                "SELECT record, published_at, correlation FROM inspections WHERE published_at IS NULL ORDER BY created_at LIMIT ?", (limit,)
             ).fetchall()
-        return [self._row(r) for r in rows]
+        return [(self._row(r), None if r[2] is None else bytes(r[2])) for r in rows]
 
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():

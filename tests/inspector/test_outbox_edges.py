@@ -3,6 +3,7 @@ acknowledged while the store could not mark it is marked at the next drain, and 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -110,3 +111,34 @@ def test_a_result_left_by_an_earlier_run_is_sent_as_it_was_stored(tmp_path, brok
         wait_until(lambda: lst.json("result"), 10, "the result")
         [got] = lst.json("result")
         assert "published_at" not in got and {k: got[k] for k in record("left1")} == record("left1")
+
+
+def test_a_result_resent_keeps_its_correlation_data_also_from_a_new_store_and_outbox(tmp_path, broker, listen):
+    """A stored result re-sent (after an outage, after a restart) went out without the CorrelationData of the input it
+    answers: the re-send read the record only."""
+    lst = listen(broker.port, "t/s")
+    with outbox_on(broker.port, tmp_path / "data", "outbox-corr") as (_, store, box):
+        store.add(record("c1"), correlation=b"\x00corr-1")  # stored, not handed over: the broker was down
+        store.add(record("c0"))  # an input without correlation data
+        assert box.resend() == 2
+        wait_until(lambda: len(lst.on("result")) == 2, 10, "both results")
+    # never marked published (the process went before it drained the acks): a new one finds both in the store
+    with outbox_on(broker.port, tmp_path / "data", "outbox-corr-again") as (_, store, box):
+        assert box.resend() == 2
+        wait_until(lambda: len(lst.on("result")) == 4, 10, "both results again")
+    got = sorted((json.loads(p)["inspection_id"], c) for p, c in lst.on("result"))
+    assert got == [("c0", None), ("c0", None), ("c1", b"\x00corr-1"), ("c1", b"\x00corr-1")]
+    assert all(json.loads(p) == record(json.loads(p)["inspection_id"]) | {"images": {}} for p, _ in lst.on("result"))
+
+
+def test_repeats_waiting_for_a_result_get_a_copy_each_when_it_is_handed_over(tmp_path, broker, listen):
+    lst = listen(broker.port, "t/s")
+    with outbox_on(broker.port, tmp_path / "data", "outbox-repeats") as (client, store, box):
+        assert box.repeats.add("r1", b"f2") and box.repeats.add("r1", None)
+        store.add(record("r1"), correlation=b"f1")
+        box.publish(record("r1"), b"f1")
+        wait_until(lambda: len(lst.on("result")) == 3, 10, "three copies")
+        assert sorted(c or b"" for _, c in lst.on("result")) == [b"", b"f1", b"f2"] and box.repeats.take("r1") == []
+        wait_until(lambda: client.acks.qsize() == 3, 10, "three acknowledgements")
+        box.drain_acks()
+        assert store.counts()["unpublished"] == 0 and box.in_flight == 0 and box.resend() == 0

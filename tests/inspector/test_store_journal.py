@@ -30,6 +30,29 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
     assert "inspections_serial" in str(plan)  # an older store gets the serial index too, with no new schema version
 
 
+def test_a_version_2_store_is_migrated_and_keeps_correlation_data_beside_its_records(tmp_path):
+    """Migration 3: a result keeps the correlation data its publish echoes (its re-send lost it), beside the record, which
+    is the published contract; a result stored before it has none, and an older store still opens."""
+    root = tmp_path / "data"
+    root.mkdir()
+    db = sqlite3.connect(root / DB_NAME, isolation_level=None)
+    db.executescript(f"BEGIN;\n{MIGRATIONS[0]}\n{MIGRATIONS[1]}\nPRAGMA user_version = 2;\nCOMMIT;")
+    db.execute("INSERT INTO inspections (inspection_id, ts, verdict, record, created_at) VALUES ('old', 't', 'PASS', ?, '2000-01-01T00:00:00Z')",
+               (json.dumps(record("old")),))
+    db.execute("INSERT INTO pending (inspection_id, accepted_at, job, image) VALUES ('p', 't', '{\"correlation\": \"6b31\"}', x'00')")
+    db.close()
+    store = Store(root)
+    assert store.schema_version == len(MIGRATIONS) >= 3
+    assert store.unpublished() == [(record("old") | {"published_at": None}, None)] and store.is_pending("p")
+    assert store.add(record("new"), correlation=b"\x00k1")
+    store.close()
+    again = Store(root)
+    assert [(r["inspection_id"], c) for r, c in again.unpublished()] == [("old", None), ("new", b"\x00k1")]
+    assert "correlation" not in again.get("new")
+    again.mark_published("new")
+    assert [r["inspection_id"] for r, _ in again.unpublished()] == ["old"]
+
+
 def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
     store = Store(tmp_path / "data")
     at = "2026-12-03T06:00:00.000Z"
