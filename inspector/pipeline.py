@@ -29,7 +29,6 @@ from inspector.outbox import Outbox
 from inspector.result import InspectionResult, error_payload
 from inspector.store import REFUSED_DIR, Store
 from model.errors import InspectorError
-from reports.warnings import warning_kind
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +234,8 @@ class Sink:
             self.live.add(job.rgb, result, record)
         if result.verdict == "FAIL":
             self.hooks.fail(record)
-        for warning in result.warnings:
-            self.metrics.inc("inspector_warnings_total", {"kind": warning_kind(warning) or "other"})
+        for warning, kind in zip(result.warnings, record.get("warning_kinds", []), strict=True):
+            self.metrics.inc("inspector_warnings_total", {"kind": kind})
             if warning not in self._last_warnings:  # in the log once per change, not once per part
                 log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
         if result.warnings:

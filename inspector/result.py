@@ -23,6 +23,16 @@ def error_payload(text: str, origin: str, inspection_id: str | None = None, seri
     return json.dumps({"error": text, "input": origin, "inspection_id": inspection_id, "serial": serial, "timestamp": utc_now(), **extra})
 
 
+def warning_kinds(warnings: list[str]) -> list[str]:
+    """Each warning's kind (size, locate, dark, overexposed, blank, blurred, or other), for a line's software that
+    must not parse English: records carried the texts alone."""
+    try:
+        from reports.warnings import warning_kind
+    except ImportError:  # the reports package left out: the texts still say it
+        return ["other"] * len(warnings)
+    return [warning_kind(w) or "other" for w in warnings]
+
+
 def iso_utc(t: datetime) -> str:
     """The store's timestamp form, 2026-11-26T06:00:00.000Z; a naive time is taken as local time."""
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -97,7 +107,7 @@ class InspectionResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "images": dict(self.images),
             "source": self.source,
-            **({"warnings": list(self.warnings)} if self.warnings else {}),
+            **({"warnings": list(self.warnings), "warning_kinds": warning_kinds(self.warnings)} if self.warnings else {}),
         }
 
     def describe(self, lang: str = "en") -> str:

@@ -61,3 +61,13 @@ def test_result_error_payload_shape():
 def test_result_overlay_draws_on_the_inspected_image():
     out = _result().overlay(np.zeros((4, 6, 3), np.uint8))
     assert isinstance(out, np.ndarray) and out.shape == (4, 6, 3) and out.dtype == np.uint8
+
+
+def test_a_records_warnings_carry_their_kinds_for_software_that_cannot_read_english():
+    from model.quality import WARNINGS
+
+    texts = [WARNINGS["dark"], "image 640x480 px is unlike the training images (256x256 px); check the camera's resolution, crop and orientation, or fit on images like it",
+             "something new"]
+    rec = _result(warnings=texts).to_record()
+    assert rec["warnings"] == texts and rec["warning_kinds"] == ["dark", "size", "other"]
+    assert "warning_kinds" not in _result().to_record()  # as "warnings": only when there are any
