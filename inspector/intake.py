@@ -64,11 +64,19 @@ class TriggerCommand(BaseModel):
     path: str | None = Field(None, description="Image file under one of mqtt.allowed_dirs.")
     url: str | None = Field(None, description="http(s) URL of the image (when mqtt.allow_urls).")
     base64: str | None = Field(None, description="The encoded image (JPEG/PNG) in base64.")
+    captured_at: str | None = Field(None, description="When the given image was taken (ISO 8601; without an offset on "
+                                    "reports.timezone's clock): the part's time, else when the trigger reached the station.")
 
     @field_validator("inspection_id", "serial")
     @classmethod
     def _ids(cls, v: str | None) -> str | None:
         return _safe(v)
+
+    @field_validator("captured_at")
+    @classmethod
+    def _captured(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # the part's time: parts that waited at the broker through an outage took the time the station read them
+        return None if v is None else stored_time(v, (info.context or {}).get("zone"))
 
     @model_validator(mode="after")
     def _one_image(self) -> TriggerCommand:
@@ -79,7 +87,27 @@ class TriggerCommand(BaseModel):
             raise ValueError(f"capture: true and {given[0]} contradict each other; give one")
         if not given and self.capture is False:
             raise ValueError("capture: false and no image (path, url or base64): nothing to inspect; give an image or drop capture")
+        if not given and self.captured_at is not None:
+            raise ValueError("captured_at dates an image the trigger gives (path, url or base64); a capture is timed by the station")
         return self
+
+
+def stored_time(value: str, zone: Any) -> str:
+    """A time a command or input gives, in the store's UTC form, since the store compares times as text: "04:00+01:00"
+    is 03:00Z. A time without an offset is on `zone`'s clock (the station's `reports.timezone`)."""
+    from reports.zones import LocalTimeError
+
+    try:
+        return parse_utc(value, zone)
+    except LocalTimeError:  # a wall-clock time the clocks skip or repeat: its own message says which
+        raise
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z") from None
+
+
+def epoch(stored: str) -> float:
+    """A time in the store's form as epoch seconds."""
+    return datetime.fromisoformat(stored.replace("Z", "+00:00")).timestamp()
 
 
 COMMANDS = ("shift_report", "reload", "review")
@@ -141,16 +169,7 @@ class ShiftReportCommand(BaseModel):
     @field_validator("start", "end")
     @classmethod
     def _time(cls, v: str | None, info: ValidationInfo) -> str | None:
-        """The store's UTC form, since the store compares times as text: "04:00+01:00" is 03:00Z. A time without an
-        offset is on the clock of the context's "zone" (the station's `reports.timezone`)."""
-        from reports.zones import LocalTimeError
-
-        try:
-            return None if v is None else parse_utc(v, (info.context or {}).get("zone"))
-        except LocalTimeError:
-            raise
-        except ValueError:
-            raise ValueError(f"{v[:40]!r} is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z") from None
+        return None if v is None else stored_time(v, (info.context or {}).get("zone"))
 
     @model_validator(mode="after")
     def _ordered(self) -> ShiftReportCommand:
@@ -360,7 +379,7 @@ class Intake:
                 raise InspectorError('trigger: send a JSON object like {"serial": "A123"}')
             ident, serial = _echoed(data.get("inspection_id")), _echoed(data.get("serial"))
             try:
-                cmd = TriggerCommand.model_validate(data)
+                cmd = TriggerCommand.model_validate(data, context={"zone": self._zone})
             except ValidationError as exc:
                 raise InspectorError(pydantic_line(exc, "trigger")) from None
             if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
@@ -368,7 +387,8 @@ class Intake:
             encoded, rgb, source = self._trigger_image(cmd)
         except InspectorError as exc:
             return self._refuse(str(exc), "trigger", msg, ident, serial)
-        self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg)
+        self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg,
+                    captured=epoch(cmd.captured_at) if cmd.captured_at else None)
 
     def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
         if cmd.base64 is not None:
@@ -442,13 +462,17 @@ class Intake:
                 _safe(value)
             except ValueError as exc:
                 return self.reject(f"{origin}: {what} {exc}", origin, message=msg)
+        try:
+            captured = msg.user.get("captured_at") and epoch(stored_time(msg.user["captured_at"], self._zone))
+        except ValueError as exc:
+            return self.reject(f"{origin}: captured_at {exc}", origin, message=msg, inspection_id=ident, serial=serial)
         if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
             return
         try:
             rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
         except InspectorError as exc:
             return self._refuse(str(exc), origin, msg, ident, serial)
-        self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg)
+        self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg, captured=captured or None)
 
     def _refuse(self, text: str, origin: str, msg: Message, ident: str | None, serial: str | None) -> None:
         """Refuse a trigger or image that is no valid part. An empty one on MQTT 3.1.1 may be the clearing of a retained

@@ -29,6 +29,8 @@ def test_triggers_that_name_at_most_one_image_are_taken(data):
 
 
 @pytest.mark.parametrize("data, line", [
+    ({"captured_at": "2026-12-05T06:00Z"}, "trigger: captured_at dates an image the trigger gives (path, url or base64); a capture is timed by the station"),
+    ({"base64": "AA==", "captured_at": "yesterday"}, "trigger: captured_at: 'yesterday' is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z"),
     ({"path": "/x.png", "url": "http://h/x.png"}, "trigger: give one of path, url or base64, not path and url"),
     ({"path": "/x.png", "capture": True}, "trigger: capture: true and path contradict each other; give one"),
     ({"capture": False}, "trigger: capture: false and no image (path, url or base64): nothing to inspect; give an image or drop capture"),
@@ -135,3 +137,28 @@ def test_a_serial_with_a_slash_in_the_image_topic_is_refused_not_lost(station, b
     (body, corr), = lst.on("error")
     assert corr == b"slash" and "serial 'LOT7/SN9' is not allowed" in json.loads(body)["error"], body
     assert [c for _, c in lst.on("result")] == [b"plain"]
+
+
+def test_a_part_given_its_capture_time_keeps_it(station, broker, listen, tiny_inspector, good_png):
+    """Parts that waited at the broker through an outage took the time the station read them, perhaps in the next shift."""
+    import base64
+
+    from inspector.result import utc_now
+
+    cfg = station(reports={"timezone": "Europe/Berlin"})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    b64 = base64.b64encode(good_png).decode()
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        lst.publish("trigger", json.dumps({"serial": "T1", "base64": b64, "captured_at": "2026-12-05T06:00:00.250+01:00"}))
+        lst.publish("trigger", json.dumps({"serial": "T2", "base64": b64, "captured_at": "2026-12-05T06:00"}))  # the station's clock
+        lst.publish("image/I1", good_png, user={"captured_at": "2026-12-05T04:59:59Z"})
+        lst.publish("image/I2", good_png, user={"captured_at": "soon"})
+        before = utc_now()
+        lst.publish("image/I3", good_png)
+        wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("error"), 15, "four results and one error")
+    times = {r["serial"]: r["timestamp"] for r in lst.json("result")}
+    assert (times["T1"], times["T2"], times["I1"]) == ("2026-12-05T05:00:00.250Z", "2026-12-05T05:00:00.000Z", "2026-12-05T04:59:59.000Z")
+    assert times["I3"] >= before  # no time given: when it reached the station
+    (error,) = lst.json("error")
+    assert error["serial"] == "I2" and error["error"] == "image/I2: captured_at 'soon' is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z"
