@@ -229,7 +229,7 @@ class Daemon:
             locate_model(cfg.model.path)
         check_verification_files(cfg.model)
         self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE), persistent=True, subscriptions=self.topics.subscriptions(),
-                                  manual_ack=True, on_connected=self._connected, on_overflow=self._overflow)
+                                  retired=self.topics.retired(), manual_ack=True, on_connected=self._connected, on_overflow=self._overflow)
 
     def _start_parts(self) -> None:
         cfg = self.cfg

@@ -350,9 +350,10 @@ class Intake:
                 return None
             again = " (each time a new part)" if self.topics.is_part(msg.topic) else ""
             ident, named = self.ids_of(msg)  # the part's ids, as every refusal names them
+            # on 3.1.1 the broker sends it again at every subscribe (each reconnect): a part counted once per reconnect
             return self.reject(f"{origin}: a retained message, which the broker hands over again at every start{again}; publish "
                                "without retain, and clear this one with an empty retained message", origin, message=msg,
-                               inspection_id=ident, serial=named)
+                               inspection_id=ident, serial=named, part=None if self.cfg.mqtt.protocol == "5" else False)
         if msg.topic == self.topics.command:
             return self._command(msg)
         if msg.topic == self.topics.trigger:

@@ -80,6 +80,10 @@ class Topics:
         `image` too): a serial with a slash (image/LOT7/SN9) matched no subscription and was lost unanswered; now refused."""
         return [self.trigger, f"{self.image}/#", self.command]
 
+    def retired(self) -> list[str]:
+        """Filters stations before `image/#` subscribed to, which their persistent sessions keep."""
+        return [self.image, f"{self.image}/+"]
+
     def publications(self) -> list[str]:
         return [self.result, self.status, self.error, self.report]
 
@@ -122,13 +126,17 @@ class MqttClient:
     (mid, reason) of publishes it refused (e.g. an ACL that forbids the topic)."""
 
     def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
-                 subscriptions: list[str] | None = None, manual_ack: bool = False, inbox: queue.Queue | None = None,
-                 on_connected: Callable[[], None] | None = None, on_overflow: Callable[[Message], None] | None = None) -> None:
+                 subscriptions: list[str] | None = None, retired: list[str] | None = None, manual_ack: bool = False,
+                 inbox: queue.Queue | None = None, on_connected: Callable[[], None] | None = None,
+                 on_overflow: Callable[[Message], None] | None = None) -> None:
+        """`retired`: filters an earlier version subscribed to, dropped at each connect: a persistent session keeps
+        them, and the broker sends a message once for each filter it matches."""
         self.cfg = cfg
         self.where = f"mqtt {cfg.host}:{cfg.port}"
         self.v5 = cfg.protocol == "5"
         self.persistent = persistent
         self.subscriptions = list(subscriptions or [])
+        self.retired = list(retired or [])
         self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=10_000)
         self.acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.refused: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
@@ -163,6 +171,7 @@ class MqttClient:
         # (the outbox hands it over again once connected) and other messages are dropped, said in the log
         c.max_queued_messages_set(MAX_QUEUED)
         c.on_connect, c.on_disconnect, c.on_connect_fail = self._connected, self._disconnected, self._connect_failed
+        c.on_subscribe = self._subscribed
         c.on_message, c.on_publish = self._message, self._published
         self._client = c
 
@@ -233,17 +242,25 @@ class MqttClient:
         else:
             self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
             log.info("%s: connected as %s", self.where, self._client._client_id.decode())
+            if self.retired:
+                client.unsubscribe(self.retired)
             for topic in self.subscriptions:
                 # MQTT 5: Retain As Published, since the broker otherwise clears the retain flag of a message it hands
                 # to a live subscriber, and a retained trigger sent while the station ran was inspected as a part
-                # (refused only at the next start); 3.1.1 has no such option
+                # (refused only at the next start); one left at the broker is sent when the subscription is new only
+                # (Retain Handling 1): it was refused, and counted as a refused part, at every reconnect. 3.1.1 has neither.
                 if self.v5:
-                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=1))
                 else:
                     client.subscribe(topic, qos=1)
             if self._on_connected is not None:
                 self._on_connected()
         self._first.set()
+
+    def _subscribed(self, client, userdata, mid, reasons, properties) -> None:
+        # a subscription the broker refused (its ACL) was silent: the station sat online and received nothing
+        if refused := [str(r) for r in reasons if r.is_failure]:
+            log.error("%s: the broker refused a subscription (%s); check its ACL for this client's topics", self.where, ", ".join(refused))
 
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:
         if self.state == "stopping":

@@ -239,3 +239,35 @@ def test_a_live_retained_message_keeps_its_retain_flag_on_mqtt_5(broker, listen,
         assert wait_until(arrived, 10, "the clearing").retain is flagged
     finally:
         c.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_station_upgraded_from_image_plus_gets_each_image_once_and_a_retained_one_once(broker, listen, protocol):
+    """Its persistent session kept the old `image` and `image/+` filters beside `image/#`, and the broker sent each
+    image once per matching filter (one part inspected twice); a retained trigger came again at every reconnect."""
+    topics = Topics("t/up")
+    cfg = mqtt_cfg(broker.port, protocol=protocol, prefix="t/up")
+    old = MqttClient(cfg, f"up-{protocol}", subscriptions=[topics.trigger, topics.image, f"{topics.image}/+"])  # as before image/#
+    old.start()
+    wait_until(lambda: old.connected, 5, "the old station connected")
+    time.sleep(0.3)  # its SUBACKs
+    old.stop()
+    lst = listen(broker.port, "t/up")
+    lst.publish("trigger", b'{"serial": "R1"}', retain=True).wait_for_publish()  # left at the broker
+    new = MqttClient(cfg, f"up-{protocol}", subscriptions=topics.subscriptions(), retired=topics.retired())
+    try:
+        for run in range(2):  # a start, then a reconnect on the same session
+            new.start()
+            wait_until(lambda: new.connected, 5, "connected")
+            wait_until(lambda run=run: (lst.publish("image/SN1", f"ping{run}".encode()).wait_for_publish(), time.sleep(0.2), not new.inbox.empty())[-1],
+                       10, "subscribed")
+            time.sleep(0.5)  # a second copy of the ping, or of the retained trigger, would have come by now
+            got = [new.inbox.get_nowait() for _ in range(new.inbox.qsize())]
+            pings = [m for m in got if m.topic == "t/up/image/SN1"]
+            assert len({m.payload for m in pings}) == len(pings), [(m.topic, m.payload) for m in got]  # each image once
+            retained = [m for m in got if m.topic == "t/up/trigger"]
+            if protocol == "5":  # sent when the subscription is new only (Retain Handling 1)
+                assert len(retained) == (1 if run == 0 else 0), run
+            new.stop()
+    finally:
+        lst.publish("trigger", b"", retain=True).wait_for_publish()
