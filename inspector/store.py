@@ -64,11 +64,6 @@ MIGRATIONS: list[str] = [
         attempts INTEGER NOT NULL DEFAULT 0
     );
     """,
-    # 3: the MQTT 5 correlation data of the input a result answers, kept beside the record (which is the published contract):
-    # a result re-sent after an outage or a restart went out without it, and the sender could not match it
-    """
-    ALTER TABLE inspections ADD COLUMN correlation BLOB;
-    """,
 ]
 
 
@@ -241,6 +236,11 @@ class Store:
             self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
         # QA finds a part by its serial (`latest_of_serial`); an index, not a schema version, so an older inspector still opens the store
         self._db.execute("CREATE INDEX IF NOT EXISTS inspections_serial ON inspections(serial, ts)")
+        # the MQTT 5 correlation data of the input a result answers, beside the record (the published contract): a result
+        # re-sent after an outage or a restart went out without it. A column added where missing, not a schema version,
+        # for the same reason (older inspectors name the columns they write)
+        if "correlation" not in {row[1] for row in self._db.execute("PRAGMA table_info(inspections)")}:
+            self._db.execute("ALTER TABLE inspections ADD COLUMN correlation BLOB")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:

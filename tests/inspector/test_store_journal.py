@@ -30,9 +30,10 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
     assert "inspections_serial" in str(plan)  # an older store gets the serial index too, with no new schema version
 
 
-def test_a_version_2_store_is_migrated_and_keeps_correlation_data_beside_its_records(tmp_path):
-    """Migration 3: a result keeps the correlation data its publish echoes (its re-send lost it), beside the record, which
-    is the published contract; a result stored before it has none, and an older store still opens."""
+def test_a_version_2_store_gets_correlation_data_beside_its_records_and_keeps_its_version(tmp_path):
+    """A result keeps the correlation data its publish echoes (its re-send lost it), beside the record, which is the
+    published contract; a result stored before has none. A column, not a schema version: an older inspector (version 2)
+    still opens the store, reads it and writes to it."""
     root = tmp_path / "data"
     root.mkdir()
     db = sqlite3.connect(root / DB_NAME, isolation_level=None)
@@ -42,7 +43,7 @@ def test_a_version_2_store_is_migrated_and_keeps_correlation_data_beside_its_rec
     db.execute("INSERT INTO pending (inspection_id, accepted_at, job, image) VALUES ('p', 't', '{\"correlation\": \"6b31\"}', x'00')")
     db.close()
     store = Store(root)
-    assert store.schema_version == len(MIGRATIONS) >= 3
+    assert store.schema_version == len(MIGRATIONS) == 2
     assert store.unpublished() == [(record("old") | {"published_at": None}, None)] and store.is_pending("p")
     assert store.add(record("new"), correlation=b"\x00k1")
     store.close()
@@ -51,6 +52,12 @@ def test_a_version_2_store_is_migrated_and_keeps_correlation_data_beside_its_rec
     assert "correlation" not in again.get("new")
     again.mark_published("new")
     assert [r["inspection_id"] for r, _ in again.unpublished()] == ["old"]
+    again.close()
+    older = sqlite3.connect(root / DB_NAME, isolation_level=None)  # as the inspector before it wrote a record
+    older.execute("INSERT INTO inspections (inspection_id, ts, verdict, record, created_at) VALUES ('v2', 't', 'PASS', ?, 't')",
+                  (json.dumps(record("v2")),))
+    older.close()
+    assert ("v2", None) in [(r["inspection_id"], c) for r, c in Store(root).unpublished()]
 
 
 def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
