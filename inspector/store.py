@@ -7,6 +7,7 @@ numbered migrations (MIGRATIONS), applied in order on open.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shutil
@@ -453,22 +454,27 @@ class Store:
         """Inputs refused on arrival (`note_refusal`) whose time is in [start, end) (as `refused`): how many of each
         `kind` (most first), and the first `limit` of them in time order. A line cut short (a crash mid-write) is skipped."""
         start, end = start or "", end or "~"
-        found = []
-        for day in self._refused_days(start, end):
-            try:
-                lines = (day / ARRIVALS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                continue
-            for line in lines:
+        kinds: Counter[str] = Counter()
+
+        def entries() -> Iterator[dict[str, Any]]:  # line by line: a shift of 500,000 refusals held 0.7 GB as a list
+            for day in self._refused_days(start, end):
                 try:
-                    entry = json.loads(line)
-                except ValueError:
+                    f = (day / ARRIVALS_FILE).open(encoding="utf-8", errors="replace")
+                except OSError:
                     continue
-                when = _utc(entry.get("timestamp")) if isinstance(entry, dict) else None
-                if isinstance(when, str) and start <= when < end:
-                    found.append({**entry, "timestamp": when})
-        found.sort(key=lambda e: e["timestamp"])
-        return dict(Counter(str(e.get("kind") or "invalid") for e in found).most_common()), found[:limit]
+                with f:
+                    for line in f:
+                        try:
+                            entry = json.loads(line)
+                        except ValueError:
+                            continue
+                        when = _utc(entry.get("timestamp")) if isinstance(entry, dict) else None
+                        if isinstance(when, str) and start <= when < end:
+                            kinds[str(entry.get("kind") or "invalid")] += 1
+                            yield {**entry, "timestamp": when}
+
+        first = heapq.nsmallest(limit, entries(), key=lambda e: e["timestamp"])
+        return dict(kinds.most_common()), first
 
     def unjudged(self, start: str | None, end: str | None) -> dict[str, dict[str, Any]]:
         """A shift report's meta for the inputs of [start, end) in no record: those accepted but never inspected
