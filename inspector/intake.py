@@ -41,6 +41,7 @@ from model.images import decode_image
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
 FRAME_SLOTS = 4  # source frames waiting in the inbox at once (MQTT inputs have the rest)
+AHEAD_S = 300.0  # a given capture time this far ahead of the station's clock is refused: the sender's clock is wrong
 
 
 def _safe(value: str | None) -> str | None:
@@ -383,13 +384,28 @@ class Intake:
                 cmd = TriggerCommand.model_validate(data, context={"zone": self._zone})
             except ValidationError as exc:
                 raise InspectorError(pydantic_line(exc, "trigger")) from None
+            captured = self._captured(cmd.captured_at, "trigger")
             if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
                 return
             encoded, rgb, source = self._trigger_image(cmd)
         except InspectorError as exc:
             return self._refuse(str(exc), "trigger", msg, ident, serial)
-        self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg,
-                    captured=epoch(cmd.captured_at) if cmd.captured_at else None)
+        self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg, captured=captured)
+
+    def _captured(self, stored: str | None, origin: str) -> float | None:
+        """A given capture time as epoch seconds, refused where it would file the part wrongly: ahead of the station's
+        clock (a later shift), or older than retention keeps records (one dated 2000 was deleted within the hour)."""
+        if stored is None:
+            return None
+        t, now = epoch(stored), time.time()
+        if t > now + AHEAD_S:
+            raise InspectorError(f"{origin}: captured_at {stored} is ahead of the station's clock ({utc_now()}); set the sender's "
+                                 "clock, or leave captured_at out")
+        days = self.cfg.store.retention.max_age_days
+        if days is not None and t < now - days * 86400:
+            raise InspectorError(f"{origin}: captured_at {stored} is older than store.retention.max_age_days ({days:g}), so its "
+                                 "record would be deleted at once; check the sender's clock, or leave captured_at out")
+        return t
 
     def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
         if cmd.base64 is not None:
@@ -464,16 +480,18 @@ class Intake:
             except ValueError as exc:
                 return self.reject(f"{origin}: {what} {exc}", origin, message=msg)
         try:
-            captured = msg.user.get("captured_at") and epoch(stored_time(msg.user["captured_at"], self._zone))
+            captured = self._captured(stored_time(msg.user["captured_at"], self._zone) if msg.user.get("captured_at") else None, origin)
         except ValueError as exc:
             return self.reject(f"{origin}: captured_at {exc}", origin, message=msg, inspection_id=ident, serial=serial)
+        except InspectorError as exc:
+            return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
         if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
             return
         try:
             rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
         except InspectorError as exc:
             return self._refuse(str(exc), origin, msg, ident, serial)
-        self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg, captured=captured or None)
+        self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg, captured=captured)
 
     def _refuse(self, text: str, origin: str, msg: Message, ident: str | None, serial: str | None) -> None:
         """Refuse a trigger or image that is no valid part. An empty one on MQTT 3.1.1 may be the clearing of a retained

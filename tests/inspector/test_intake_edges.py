@@ -154,11 +154,17 @@ def test_a_part_given_its_capture_time_keeps_it(station, broker, listen, tiny_in
         lst.publish("trigger", json.dumps({"serial": "T2", "base64": b64, "captured_at": "2026-12-05T06:00"}))  # the station's clock
         lst.publish("image/I1", good_png, user={"captured_at": "2026-12-05T04:59:59Z"})
         lst.publish("image/I2", good_png, user={"captured_at": "soon"})
+        lst.publish("image/I4", good_png, user={"captured_at": "2000-01-01T08:00Z"})  # a PLC whose clock was reset
+        lst.publish("trigger", json.dumps({"serial": "T5", "base64": b64, "captured_at": "2999-01-01T08:00Z"}))
         before = utc_now()
         lst.publish("image/I3", good_png)
-        wait_until(lambda: len(lst.json("result")) >= 4 and lst.json("error"), 15, "four results and one error")
+        wait_until(lambda: len(lst.json("result")) >= 4 and len(lst.json("error")) >= 3, 15, "four results and three errors")
     times = {r["serial"]: r["timestamp"] for r in lst.json("result")}
     assert (times["T1"], times["T2"], times["I1"]) == ("2026-12-05T05:00:00.250Z", "2026-12-05T05:00:00.000Z", "2026-12-05T04:59:59.000Z")
     assert times["I3"] >= before  # no time given: when it reached the station
-    (error,) = lst.json("error")
-    assert error["serial"] == "I2" and error["error"] == "image/I2: captured_at 'soon' is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z"
+    errors = {e["serial"]: e["error"] for e in lst.json("error")}
+    assert errors["I2"] == "image/I2: captured_at 'soon' is not a time; use ISO 8601, e.g. 2026-11-26T06:00Z"
+    # filed in no shift it belongs to: deleted at the next retention pass, or in a later shift
+    assert errors["I4"].startswith("image/I4: captured_at 2000-01-01T08:00:00.000Z is older than store.retention.max_age_days (90)")
+    assert errors["T5"].startswith("trigger: captured_at 2999-01-01T08:00:00.000Z is ahead of the station's clock (")
+    assert sorted(times) == ["I1", "I3", "T1", "T2"]
