@@ -166,8 +166,9 @@ class Tls(Section):
                 with open(path, "rb"):
                     pass
             except OSError as exc:
-                why = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
-                raise InspectorError(f"mqtt.tls.{key} {path}: {why}; fix the path, or let this user ({user_name()}) read it") from None
+                why = "no such file; fix the path" if isinstance(exc, FileNotFoundError) else \
+                    f"cannot be read ({exc.strerror or exc}); let this user ({user_name()}) read it"
+                raise InspectorError(f"mqtt.tls.{key} {path}: {why}") from None
 
 
 class MqttSection(Section):

@@ -95,6 +95,11 @@ class OpenCVSource:
             self.period = 0.0  # set on open for "native"
             if not Path(cfg.path).is_file():
                 raise InspectorError(f"source.path {cfg.path}: no such video file")
+            probe = cv2.VideoCapture(cfg.path)  # said before serve makes its store and loads its model, as --here says it
+            opened = probe.isOpened()
+            probe.release()
+            if not opened:
+                raise InspectorError(f"source {self.name}: OpenCV cannot open {cfg.path}; is it a video file?")
 
     # -- device --------------------------------------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture | None:

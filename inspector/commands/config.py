@@ -170,20 +170,10 @@ def machine_problems(cfg) -> list[str]:
         finally:
             inspector.engine.close()
 
-    def source() -> None:
-        src = open_source(cfg.source)  # a folder or video file that is not there
-        if cfg.source.type == "video":  # serve refuses one OpenCV cannot open; a camera or stream it retries, so not opened here
-            import cv2
-
-            cap = cv2.VideoCapture(cfg.source.path)
-            opened = cap.isOpened()
-            cap.release()
-            if not opened:
-                raise InspectorError(f"source {src.name}: OpenCV cannot open {cfg.source.path}; is it a video file?")
-
     problems = []
     # the broker client as serve builds it before its store: the password variable, the mqtt.tls files (nothing connects)
-    for check in (model, source, lambda: broker_client(cfg)):
+    # a folder or video file that is not there, a video OpenCV cannot open (a camera or stream serve retries: not opened)
+    for check in (model, lambda: open_source(cfg.source), lambda: broker_client(cfg)):
         try:
             check()
         except InspectorError as exc:

@@ -301,7 +301,7 @@ def test_validate_here_refuses_what_serve_refuses_of_the_broker_and_opens_no_cam
         (tmp_path / "tls.yaml").write_text(json.dumps(deep_merge(base, {"mqtt": {"tls": tls}})))
         assert main(["config", "validate", "--here", "--json", str(tmp_path / "tls.yaml")]) == 1
         errors = json.loads(capsys.readouterr().out)["errors"]
-        assert len(errors) == 1 and error in errors[0], errors
+        assert len(errors) == 1 and error in errors[0] and "read it" not in errors[0], errors  # a missing file is no permission
 
     (tmp_path / "video.yaml").write_text(json.dumps({**base, "source": {"type": "video", "path": str(pem)}}))
     assert main(["config", "validate", "--here", "--json", str(tmp_path / "video.yaml")]) == 1  # serve refuses it at start

@@ -93,6 +93,7 @@ def test_sigkill_mid_burst_then_sigterm_drain(tmp_path, broker, listen, tiny_ckp
      "error: mqtt.password_env: environment variable INSPECTOR_TEST_UNSET is not set; export it or remove password_env"),
     ({"mqtt": {"tls": {"ca_file": "/nowhere/ca.crt"}}}, "error: mqtt.tls.ca_file /nowhere/ca.crt: no such file;"),
     ({"model": {"verify_good": ["/nowhere/good.png"]}}, "error: model.verify_good: /nowhere/good.png: no such file;"),
+    ({"source": {"type": "video", "path": __file__}}, "error: source video:test_daemon_process.py: OpenCV cannot open"),  # a store before
 ])
 def test_a_refused_start_leaves_no_store_behind(tmp_path, tiny_ckpt, refused, said):
     """serve with a missing model exited 2 but first created and locked its store; `inspector report` then found that
