@@ -248,7 +248,11 @@ def test_folder_file_without_a_serial_is_said(tmp_path, caplog):
 
 def test_a_video_that_is_no_video_fails_at_start_at_any_rate(tmp_path):
     (tmp_path / "fake.mp4").write_bytes(b"not a video")
-    src = open_source(VideoSource(type="video", path=str(tmp_path / "fake.mp4")))  # native rate: retried forever before
+    with pytest.raises(InspectorError, match="OpenCV cannot open"):  # when the source is made: before serve makes its store
+        open_source(VideoSource(type="video", path=str(tmp_path / "fake.mp4")))
+    video = write_video(tmp_path / "v.avi", n=3, fps=50.0)
+    src = open_source(VideoSource(type="video", path=str(video)))  # native rate: retried forever before
+    video.write_bytes(b"not a video any more")  # replaced before it started
     with pytest.raises(InspectorError, match="OpenCV cannot open"):
         src.start(lambda f: True)
     src.stop()
