@@ -93,7 +93,10 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     # a QA engineer's question: does any part get another verdict? Said, not judged: a part scored on the threshold
     # flips under any rounding, and the AUROC above is what a reduced precision must keep
     thr = reference.meta.image_threshold
-    differ = np.flatnonzero((ref >= thr) != ~(got < thr))  # NaN fails, as decide() fails it
+    def fails(scores: np.ndarray) -> np.ndarray:  # as decide() judges them: a NaN or infinite score fails
+        return ~(np.isfinite(scores) & (scores < thr))
+
+    differ = np.flatnonzero(fails(ref) != fails(got))
     report["verdicts"] = {"threshold": thr, "differ": int(differ.size), "examples": [str(images[i]) for i in differ[:3]]}
     report["failures"] = failures
     report["passed"] = not failures

@@ -404,6 +404,8 @@ def test_verify_fails_an_export_that_scores_nan(tmp_path):
     r = compare(_Scripted(ref), _Scripted(ref[:5] + [float("nan")]), paths, labels, "onnx-fp16")
     assert not r["passed"] and r["failures"][0] == "1 scores and 0 map values are NaN or infinity in the export"  # passed before
     assert r["verdicts"]["differ"] == 1  # NaN FAILs, as decide() fails it
+    r = compare(_Scripted(ref), _Scripted(ref[:2] + [float("-inf")] + ref[3:]), paths, labels, "onnx-fp16")
+    assert r["verdicts"]["differ"] == 1  # -inf FAILs too (it passed, below every threshold)
     json.dumps(r, allow_nan=False)  # the sidecar stays valid JSON
 
 
