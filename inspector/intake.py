@@ -541,7 +541,9 @@ class Intake:
         when that job ends (`_await`)."""
         pending = self.store.is_pending(inspection_id)  # first: a job stored between the two looks is then found stored, not new
         record = self.store.get(inspection_id)
-        if record is None and pending and msg is not None:
+        # a repeat without correlation data (every one on MQTT 3.1.1) has nothing to match but the inspection_id, which
+        # the first's result carries: acknowledged, not answered with a copy of it
+        if record is None and pending and msg is not None and msg.correlation is not None:
             return self._await(inspection_id, msg)
         if record is not None:
             record.pop("published_at", None)

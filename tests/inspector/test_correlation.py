@@ -7,6 +7,7 @@ import base64
 import json
 import queue
 import threading
+import time
 
 import pytest
 
@@ -168,3 +169,24 @@ def test_a_repeat_whose_job_is_stored_between_the_intakes_looks_is_not_inspected
 
     monkeypatch.setattr(store, "get", get_as_the_job_ends)
     assert intake._answered("j1", Message("p/trigger", b"{}", 1, 1, correlation=b"f2")) and republished == [b"f2"]
+
+
+def test_a_repeat_without_correlation_data_gets_no_copy_of_the_result(station, broker, listen, tiny_inspector, good_png, monkeypatch):
+    """It has nothing to match a reply by but the inspection_id the first's result carries (every repeat on 3.1.1)."""
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    payload = json.dumps({"inspection_id": "dup-0", "base64": base64.b64encode(good_png).decode()})
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        gate = held(monkeypatch, d)
+        lst.publish("trigger", payload, correlation=b"f1")
+        wait_until(lambda: d.metrics.total("inspector_frames_total") == 1, 10, "the first accepted")
+        lst.publish("trigger", payload)
+        lst.publish("trigger", json.dumps({"capture": False}), correlation=b"mark")
+        wait_until(lambda: [c for _, c in lst.on("error")] == [b"mark"], 10, "the marker refused")
+        gate.set()
+        wait_until(lambda: lst.on("result"), 15, "the result")
+        wait_until(lambda: d.store.counts()["unpublished"] == 0, 10, "acknowledged")
+        time.sleep(0.5)  # a copy for the repeat would have come by now
+        assert d.store.count() == 1
+    assert [c for _, c in lst.on("result")] == [b"f1"]
