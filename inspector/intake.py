@@ -551,12 +551,16 @@ class Intake:
                 self._republish(record, msg.correlation)
         elif not pending:
             return False
-        elif inspection_id in self.trouble.unstored:  # a frame's repeat: inspected, but its result waits unstored
-            self.reject(self.trouble.unstored[inspection_id], "store", inspection_id=inspection_id, reason="unstored", part=False)
+        elif inspection_id in self.trouble.unstored:
+            self._unstored(inspection_id, msg)
             return True
         if msg is not None and self.mqtt is not None:
             self.mqtt.ack(msg)
         return True
+
+    def _unstored(self, inspection_id: str, msg: Message | None) -> None:
+        """A repeat of a part that was inspected, but whose result waits unstored: answered with why, and acknowledged."""
+        self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored", part=False)
 
     def _await(self, inspection_id: str, msg: Message) -> bool:
         """A repeat of an id whose job is under way is remembered (`repeats`), to get what the job's end publishes: its
@@ -564,9 +568,8 @@ class Intake:
         dropped, such a repeat was never answered). False: a new part (its job was set aside meanwhile)."""
         kept = self.repeats.add(inspection_id, msg.correlation)
         if self.store.is_pending(inspection_id):  # still under way: the sink takes the repeats after the job ends, so this one too
-            if inspection_id in self.trouble.unstored:  # inspected, but its result waits unstored: said now, published once stored
-                self.reject(self.trouble.unstored[inspection_id], "store", message=msg, inspection_id=inspection_id, reason="unstored",
-                            part=False)
+            if inspection_id in self.trouble.unstored:  # said now, and published once stored
+                self._unstored(inspection_id, msg)
             elif not kept:
                 origin = msg.topic.removeprefix(self.topics.prefix + "/")
                 self.reject(f"{origin}: {inspection_id} is being inspected, and too many repeats of it wait for its result to answer "

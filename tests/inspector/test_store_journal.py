@@ -220,3 +220,25 @@ def test_an_input_that_cannot_be_set_aside_stays_in_the_journal(tmp_path):
     with pytest.raises(OSError):
         store.set_aside("j-2", "no region")
     assert store.pending_image("j-2") == b"\x89PNG..."
+
+
+def test_a_repeat_without_correlation_data_of_a_part_whose_result_waits_unstored_is_answered_and_acknowledged(tmp_path):
+    """It was answered on the error topic but never acknowledged: redelivered at every start, and holding the window."""
+    from types import SimpleNamespace
+
+    from inspector.health import StoreTrouble
+    from inspector.intake import Intake
+    from inspector.mqtt import Message, Topics
+
+    store = Store(tmp_path / "data")
+    store.accept("u-1", {"serial": "S1"}, b"\x89PNG")
+    sent, acked = [], []
+    intake = Intake.__new__(Intake)  # only its answer to a repeat is tested here
+    intake.store, intake.topics, intake.trouble = store, Topics("t"), StoreTrouble()
+    intake.trouble.failed("result of u-1 could not be stored (disk full)", "u-1")
+    intake.mqtt = SimpleNamespace(ack=acked.append)
+    intake.metrics = SimpleNamespace(inc=lambda name, labels: None)
+    intake._publish = lambda topic, payload, correlation=None: sent.append(json.loads(payload)["error"])
+    msg = Message("t/trigger", b"{}", 1, 7)
+    assert intake._answered("u-1", msg)
+    assert sent == ["result of u-1 could not be stored (disk full)"] and acked == [msg]
