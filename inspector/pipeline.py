@@ -123,9 +123,7 @@ class Sink:
             try:
                 if isinstance(outcome, str):
                     self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
-                    text = set_aside(self.store, job.inspection_id, outcome)
-                    self._error(text, job)
-                    self._answer_repeats(text, job)
+                    self._error(set_aside(self.store, job.inspection_id, outcome), job, ended=True)
                     if job.refused:
                         job.refused()
                 else:
@@ -182,16 +180,13 @@ class Sink:
             self.trouble.stored(ident)
             log.info("stored the result of %s, which the store had refused", ident)
 
-    def _error(self, text: str, job: Job) -> None:
+    def _error(self, text: str, job: Job, ended: bool = False) -> None:
+        """`text` on the error topic for `job`; `ended`: the job ends here without a result, so the repeats of its id
+        that came meanwhile get the same answer."""
         log.warning("not inspected: %s (%s)", job.inspection_id, text)  # in the log too, as rejections at intake are
-        self._publish(self.error_topic, error_payload(text, job.source, job.inspection_id, job.serial), correlation=job.correlation)
-
-    def _answer_repeats(self, text: str, job: Job) -> None:
-        """A job that ends without a result: the repeats of its id that came meanwhile get the answer it got."""
-        if repeats := self.outbox.repeats.take(job.inspection_id):
-            payload = error_payload(text, job.source, job.inspection_id, job.serial)
-            for correlation in repeats:
-                self._publish(self.error_topic, payload, correlation=correlation)
+        payload = error_payload(text, job.source, job.inspection_id, job.serial)
+        for correlation in (job.correlation, *(self.outbox.repeats.take(job.inspection_id) if ended else ())):
+            self._publish(self.error_topic, payload, correlation=correlation)
 
     def _wanted(self, policy: str, verdict: str) -> bool:
         return policy == "all" or (policy == "fail" and verdict == "FAIL")
