@@ -73,10 +73,15 @@ def db_files(root: Path) -> list[Path]:
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
 
 
+def daemon_files(root: Path) -> list[Path]:
+    """The files a daemon keeps under `root`: the database, its journal, and its lock, there or not."""
+    return [*db_files(root), root / LOCK_FILE]
+
+
 def discard_new(root: Path, made: bool) -> None:
     """Remove a store a refused start created and wrote nothing to (its database, lock file, and its folder when `made`
     it): left behind, `inspector report` found it and wrote an empty report, where it had said there was no store."""
-    for f in [*db_files(root), root / LOCK_FILE]:
+    for f in daemon_files(root):
         f.unlink(missing_ok=True)
     if made:
         try:
@@ -102,7 +107,7 @@ def cannot_write(root: Path, what: str) -> str:
 
 def unwritable(root: str | Path) -> list[Path]:
     """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
-    return [f for f in [*db_files(Path(root)), Path(root) / LOCK_FILE] if f.exists() and not os.access(f, os.W_OK)]
+    return [f for f in daemon_files(Path(root)) if f.exists() and not os.access(f, os.W_OK)]
 
 
 def _denied(exc: sqlite3.DatabaseError) -> bool:
