@@ -37,7 +37,7 @@ from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Command, Intake, ReviewCommand, ShiftReportCommand
 from inspector.live import LiveView
-from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Topics, Will
+from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Reply, Topics, Will
 from inspector.outbox import Outbox, Repeats
 from inspector.pipeline import Inference, Sink
 from inspector.result import error_payload, utc_now
@@ -235,7 +235,7 @@ class Daemon:
         cfg = self.cfg
         self.repeats = Repeats()  # repeats of ids under way: remembered by the intake, answered by the outbox or the sink
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
-                             republish=lambda record, corr: self.outbox.publish(record, corr), source=self.source,
+                             republish=lambda record, reply: self.outbox.publish(record, reply), source=self.source,
                              on_command=self._command, trouble=self.trouble, repeats=self.repeats)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         self._answer_set_aside(self.source)
@@ -291,8 +291,8 @@ class Daemon:
                  self.inspector.engine.meta.model_id, self.topics.prefix)
 
     # -- MQTT glue --------------------------------------------------------------------------------------------
-    def publish(self, topic: str, payload: str | bytes, correlation: bytes | None = None) -> None:
-        self.mqtt.publish(topic, payload, qos=1, correlation=correlation)
+    def publish(self, topic: str, payload: str | bytes, reply: Reply | None = None) -> None:
+        self.mqtt.publish(topic, payload, qos=1, reply=reply)
 
     def _connected(self) -> None:
         self._publish_status(again=True)
@@ -308,15 +308,15 @@ class Daemon:
                 self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
                 self._status_sent = status
 
-    def _command(self, cmd: Command, correlation: bytes | None) -> None:
+    def _command(self, cmd: Command, reply: Reply | None) -> None:
         if isinstance(cmd, ShiftReportCommand):
-            self.hooks.shift(cmd, correlation)
+            self.hooks.shift(cmd, reply)
         elif isinstance(cmd, ReviewCommand):  # one row written: on the intake's thread
-            self._review(cmd, correlation)
+            self._review(cmd, reply)
         else:  # off the intake's thread, which parts wait on
-            threading.Thread(target=self._reload_and_reply, args=(correlation,), name="reload", daemon=True).start()
+            threading.Thread(target=self._reload_and_reply, args=(reply,), name="reload", daemon=True).start()
 
-    def _review(self, cmd: ReviewCommand, correlation: bytes | None) -> None:
+    def _review(self, cmd: ReviewCommand, reply: Reply | None) -> None:
         """A QA review sent over MQTT (e.g. from a rework station's terminal): recorded as `inspector review` does it,
         answered on `report`, or why not on `error`."""
         try:
@@ -324,18 +324,18 @@ class Daemon:
             (done,) = review_parts(self.store, [ident], cmd.truth, cmd.type, cmd.by, cmd.note, ("type", "by", "note", "truth", "serial"))
         except (InspectorError, OSError, sqlite3.Error) as exc:
             self.publish(self.topics.error, error_payload(f"command: review not recorded: {exc}", "command", cmd.inspection_id, cmd.serial,
-                                                          command="review"), correlation)
+                                                          command="review"), reply)
             return
-        self.publish(self.topics.report, json.dumps({"command": "review", **done}), correlation)
+        self.publish(self.topics.report, json.dumps({"command": "review", **done}), reply)
 
-    def _reload_and_reply(self, correlation: bytes | None) -> None:
+    def _reload_and_reply(self, reply: Reply | None) -> None:
         """A reload asked for over MQTT: its outcome on `report`, or why it failed on `error`."""
         outcome = self.reload()
         if outcome["ok"]:
-            self.publish(self.topics.report, json.dumps({"command": "reload", **outcome}), correlation)
+            self.publish(self.topics.report, json.dumps({"command": "reload", **outcome}), reply)
         else:
             self.publish(self.topics.error, error_payload(f"command: reload failed; parts go on with model {outcome['model']}: "
-                                                          f"{outcome['error']}", "command", command="reload"), correlation)
+                                                          f"{outcome['error']}", "command", command="reload"), reply)
 
     def _overflow(self, msg: Message) -> None:
         # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow

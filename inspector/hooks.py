@@ -19,6 +19,7 @@ from typing import Any
 
 from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
+from inspector.mqtt import Reply
 from inspector.result import error_payload, utc_now
 from inspector.store import Store
 
@@ -122,20 +123,20 @@ class ReportHooks:
             self.skipped += 1
             log.warning("reports: busy; skipped the report of %s (render it later from the store)", record["inspection_id"])
 
-    def shift(self, cmd: ShiftReportCommand, correlation: bytes | None) -> None:
+    def shift(self, cmd: ShiftReportCommand, reply: Reply | None) -> None:
         """Queue a shift report; one waits at most (on the intake's thread, a burst of 400 blocked every part for
         minutes): a further request is answered on the error topic."""
         with self._shift_lock:
             busy = self._shifts_waiting >= 1
             if not busy:
                 try:
-                    self._queue.put_nowait(("shift", cmd, correlation))
+                    self._queue.put_nowait(("shift", cmd, reply))
                     self._shifts_waiting += 1
                 except queue.Full:
                     busy = True
         if busy:
             self._publish(self.error_topic, error_payload("command: a shift report is already waiting to be rendered; ask again when "
-                                                          "its reply comes", "command", command="shift_report"), correlation=correlation)
+                                                          "its reply comes", "command", command="shift_report"), reply=reply)
 
     def start(self) -> None:
         self._thread.start()
@@ -153,7 +154,7 @@ class ReportHooks:
     def _run(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
             try:
-                kind, item, corr = self._queue.get(timeout=0.3)
+                kind, item, reply = self._queue.get(timeout=0.3)
             except queue.Empty:
                 continue
             try:
@@ -162,7 +163,7 @@ class ReportHooks:
                 else:
                     with self._shift_lock:
                         self._shifts_waiting -= 1
-                    self._shift_report(item, corr)
+                    self._shift_report(item, reply)
                 self.last_error = None
             except Exception as exc:  # a report must never take the inspector down
                 what = f"{kind} report" + (f" of {item['inspection_id']}" if kind == "fail" else "")
@@ -177,9 +178,9 @@ class ReportHooks:
                 self.failed += 1
                 if kind == "shift":
                     self._publish(self.error_topic, error_payload(f"command: shift report failed ({exc})", "command", command="shift_report"),
-                                  correlation=corr)
+                                  reply=reply)
 
-    def _shift_report(self, cmd: ShiftReportCommand, corr: bytes | None) -> None:
+    def _shift_report(self, cmd: ShiftReportCommand, reply: Reply | None) -> None:
         t0 = time.monotonic()  # the reply's seconds include reading the records (half the time at 144,000)
         end = cmd.end or utc_now()  # "so far": named by its end, so the next one does not overwrite it
         rows = self.store.iter_records(cmd.start, end, station=self.cfg.station.name)
@@ -192,4 +193,4 @@ class ReportHooks:
         files = {k: str(v) for k, v in out.items()} if isinstance(out, dict) else {}
         body = {"command": "shift_report", "records": len(records), "not_inspected": meta["not_inspected"]["count"],
                 "refused_on_arrival": meta["refused_on_arrival"]["count"], "files": files, "seconds": round(time.monotonic() - t0, 3)}
-        self._publish(self.report_topic, json.dumps(body), correlation=corr)
+        self._publish(self.report_topic, json.dumps(body), reply=reply)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
-from inspector.mqtt import Message, MqttClient, Topics
+from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame
@@ -204,7 +204,7 @@ class Job:
     received: float  # time.monotonic() when the input arrived
     accepted: float = field(default_factory=time.monotonic)
     started: float = 0.0  # when its inference batch began
-    correlation: bytes | None = None
+    reply: Reply | None = None  # where its answer goes besides the contract topic (MQTT 5)
     recovered: bool = False  # from the journal, with this run's recovery attempt counted
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
     refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
@@ -225,8 +225,8 @@ class Intake:
     """Runs on its own thread: `step()` takes one input from `inbox` and accepts or rejects it."""
 
     def __init__(self, cfg: StationConfig, store: Store, jobs: queue.Queue[Job], metrics: Metrics, topics: Topics, *,
-                 publish: Callable[..., Any], republish: Callable[[dict, bytes | None], None], source: Any = None,
-                 on_command: Callable[[Command, bytes | None], None] | None = None, trouble: StoreTrouble | None = None,
+                 publish: Callable[..., Any], republish: Callable[[dict, Reply | None], None], source: Any = None,
+                 on_command: Callable[[Command, Reply | None], None] | None = None, trouble: StoreTrouble | None = None,
                  repeats: Repeats | None = None) -> None:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
@@ -266,7 +266,7 @@ class Intake:
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
         self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial, **self._command_key(message)),
-                      correlation=message.correlation if message else None)
+                      reply=message.reply if message else None)
         if part if part is not None else message is not None and self.topics.is_part(message.topic):
             try:
                 self.store.note_refusal({"timestamp": utc_now(), "source": origin, "inspection_id": inspection_id, "serial": serial,
@@ -518,7 +518,7 @@ class Intake:
             return self.reject(str(exc), "command", message=msg, **ids)
         if self._on_command is None:
             return self.reject("command: this station takes no commands", "command", message=msg)
-        self._on_command(cmd, msg.correlation)
+        self._on_command(cmd, msg.reply)
         if self.mqtt is not None:
             self.mqtt.ack(msg)
 
@@ -541,14 +541,14 @@ class Intake:
         when that job ends (`_await`)."""
         pending = self.store.is_pending(inspection_id)  # first: a job stored between the two looks is then found stored, not new
         record = self.store.get(inspection_id)
-        # a repeat without correlation data (every one on MQTT 3.1.1) has nothing to match but the inspection_id, which
-        # the first's result carries: acknowledged, not answered with a copy of it
-        if record is None and pending and msg is not None and msg.correlation is not None:
+        # a repeat without correlation data or a Response Topic (every one on MQTT 3.1.1) has nothing to match but the
+        # inspection_id, which the first's result carries: acknowledged, not answered with a copy of it
+        if record is None and pending and msg is not None and msg.reply is not None:
             return self._await(inspection_id, msg)
         if record is not None:
             record.pop("published_at", None)
             if msg is not None:
-                self._republish(record, msg.correlation)
+                self._republish(record, msg.reply)
         elif not pending:
             return False
         elif inspection_id in self.trouble.unstored:
@@ -564,9 +564,9 @@ class Intake:
 
     def _await(self, inspection_id: str, msg: Message) -> bool:
         """A repeat of an id whose job is under way is remembered (`repeats`), to get what the job's end publishes: its
-        result once more, or the error it got instead, each with this repeat's correlation data (acknowledged and
+        result once more, or the error it got instead, each with this repeat's `reply` (acknowledged and
         dropped, such a repeat was never answered). False: a new part (its job was set aside meanwhile)."""
-        kept = self.repeats.add(inspection_id, msg.correlation)
+        kept = self.repeats.add(inspection_id, msg.reply)
         if self.store.is_pending(inspection_id):  # still under way: the sink takes the repeats after the job ends, so this one too
             if inspection_id in self.trouble.unstored:  # said now, and published once stored
                 self._unstored(inspection_id, msg)
@@ -579,7 +579,7 @@ class Intake:
                 self.mqtt.ack(msg)
             return True
         # the job ended between the looks and may have taken its repeats before this one came: answered here unless it took it
-        if kept and not self.repeats.drop(inspection_id, msg.correlation):
+        if kept and not self.repeats.drop(inspection_id, msg.reply):
             if self.mqtt is not None:
                 self.mqtt.ack(msg)
             return True
@@ -602,11 +602,10 @@ class Intake:
             ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
             encoded = buf.tobytes() if ok else b""
         wall = captured if captured is not None else time.time() - (time.monotonic() - received)
-        job = Job(ident, rgb, serial, source, received, correlation=message.correlation if message else None,
+        job = Job(ident, rgb, serial, source, received, reply=message.reply if message else None,
                   timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)), refused=refused)
         # the time travels with the journal: a job recovered after a crash is a part of then, not of the restart
-        meta = {"serial": serial, "source": source, "correlation": job.correlation.hex() if job.correlation else None,
-                "timestamp": job.timestamp}
+        meta = {"serial": serial, "source": source, **(job.reply or Reply()).to_meta(), "timestamp": job.timestamp}
         try:
             self.store.accept(ident, meta, encoded)
         except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it
@@ -657,8 +656,7 @@ class Intake:
         except InspectorError as exc:
             self.reject(set_aside(self.store, ident, str(exc)), "recovery", inspection_id=ident, serial=meta.get("serial"))
             return 0
-        corr = bytes.fromhex(meta["correlation"]) if meta.get("correlation") else None
-        job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), correlation=corr, recovered=True,
+        job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), reply=Reply.from_meta(meta), recovered=True,
                   timestamp=meta.get("timestamp"))
         while not self.stopping():
             self.beat()

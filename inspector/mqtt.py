@@ -100,6 +100,30 @@ class Message:
     correlation: bytes | None = None
     received: float = field(default_factory=time.monotonic)
     retain: bool = False  # published retained (on MQTT 3.1.1 only a copy the broker delivers on subscribing shows it)
+    response_topic: str | None = None  # MQTT 5, where the sender also wants its answer (checked by MqttClient)
+
+    @property
+    def reply(self) -> Reply | None:
+        """Where the answer to this message goes besides its contract topic, if the sender said (MQTT 5)."""
+        return Reply(self.correlation, self.response_topic) if self.correlation is not None or self.response_topic else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an answer echoes from the MQTT 5 input it answers: the input's correlation data, and its Response Topic,
+    which gets a copy of the answer besides the contract topic (result, report or error) that every answer goes to."""
+
+    correlation: bytes | None = None
+    topic: str | None = None
+
+    def to_meta(self) -> dict[str, str | None]:
+        """JSON-able, for the journal."""
+        return {"correlation": self.correlation.hex() if self.correlation is not None else None, "response_topic": self.topic}
+
+    @staticmethod
+    def from_meta(meta: dict) -> Reply | None:
+        corr, topic = meta.get("correlation"), meta.get("response_topic")
+        return Reply(bytes.fromhex(corr) if corr else None, topic or None) if corr or topic else None
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,8 @@ class Will:
     retain: bool = True
 
 
-def _publish_properties(correlation: bytes | None, user: dict[str, str] | None) -> Properties | None:
+def _publish_properties(reply: Reply | None, user: dict[str, str] | None) -> Properties | None:
+    correlation = reply.correlation if reply is not None else None
     if correlation is None and not user:
         return None
     props = Properties(PacketTypes.PUBLISH)
@@ -148,6 +173,7 @@ class MqttClient:
         self._connected_at = 0.0
         self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
         self._queue_full = False
+        self._bad_response_topics: set[str] = set()
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
                         clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
@@ -303,17 +329,34 @@ class MqttClient:
         self.state = "connect failed"
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
-        user, corr = {}, None
+        user, corr, response = {}, None, None
         props = getattr(msg, "properties", None)
         if props is not None:
             user = {str(k): str(v) for k, v in getattr(props, "UserProperty", []) or []}
             corr = getattr(props, "CorrelationData", None)
-        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr, retain=bool(msg.retain))
+            response = self._response_topic(getattr(props, "ResponseTopic", None), msg.topic)
+        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response)
         try:
             self.inbox.put_nowait(m)
         except queue.Full:
             if self._on_overflow is not None:
                 self._on_overflow(m)
+
+    def _response_topic(self, topic: str | None, came_on: str) -> str | None:
+        """A message's Response Topic, or None (said in the log, once per topic) where no answer can go to it: a filter, not a
+        topic (publishing to it fails), or a topic this client takes inputs from (its answer would come back as an input)."""
+        if not topic:
+            return None
+        why = ("is a filter (it has + or #)" if "+" in topic or "#" in topic or "\0" in topic else
+               "is a topic this station takes inputs from" if any(paho.topic_matches_sub(s, topic) for s in self.subscriptions) else None)
+        if why is None:
+            return topic
+        if topic not in self._bad_response_topics:
+            if len(self._bad_response_topics) < 100:
+                self._bad_response_topics.add(topic)
+            log.warning("%s: a message on %s asks for its answer on %r, which %s; it is answered on the station's topics only",
+                        self.where, came_on, topic, why)
+        return None
 
     def _published(self, client, userdata, mid, reason, properties) -> None:
         if reason.is_failure:
@@ -323,21 +366,24 @@ class MqttClient:
             self.acks.put(mid)
 
     # -- operations (any thread) -------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, correlation: bytes | None = None,
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, reply: Reply | None = None,
                 user: dict[str, str] | None = None) -> int | None:
         """Queue a publish (sent now or after a reconnect); returns its mid, acknowledged later on `acks`, or None
         when MAX_QUEUED messages already wait for the broker (nothing is queued then).
 
-        MQTT 5 only: `correlation` (echoed from a request) and `user` properties; ignored on 3.1.1.
+        MQTT 5 only (ignored on 3.1.1): `reply`, the correlation data echoed from the input this answers, and a copy to
+        its Response Topic (not tracked: the answer on `topic` is the one the station re-sends); `user` properties.
         """
-        info = self._client.publish(topic, payload, qos=qos, retain=retain,
-                                    properties=_publish_properties(correlation, user) if self.v5 else None)
+        props = _publish_properties(reply, user) if self.v5 else None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
             if not self._queue_full:
                 log.warning("%s: %d messages wait for the broker; results wait in the store, others are dropped", self.where, MAX_QUEUED)
             self._queue_full = True
             return None
         self._queue_full = False
+        if self.v5 and reply is not None and reply.topic and reply.topic != topic:
+            self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
         return info.mid
 
     def ack(self, message: Message) -> None:

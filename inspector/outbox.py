@@ -3,8 +3,9 @@
 paho keeps every QoS 1 message it was handed until the broker acknowledges it, across reconnects, so
 within one process a result is handed over once. Rows still unacknowledged from an earlier process
 (a crash, a kill) are handed over again at start. Consumers drop duplicates by `inspection_id`. A result goes out
-with the MQTT 5 correlation data of the input it answers, kept in the store beside it, re-sent or not; repeats of its
-`inspection_id` that came while it was inspected (`Repeats`) get a copy each, with their own.
+with the MQTT 5 correlation data of the input it answers, and a copy to that input's Response Topic, both kept in the
+store beside it, re-sent or not; repeats of its `inspection_id` that came while it was inspected (`Repeats`) get a copy
+each, with their own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from inspector.health import Metrics
-from inspector.mqtt import MqttClient
+from inspector.mqtt import MqttClient, Reply
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,34 +32,34 @@ REPEAT_IDS_KEPT = 1000  # inspection_ids with repeats remembered at once: a job 
 
 
 class Repeats:
-    """The correlation data of repeats of an inspection_id that came while its job was under way (intake's thread),
+    """Where repeats of an inspection_id that came while its job was under way want their answer (intake's thread),
     taken when that job ends (the sink's): acknowledged and dropped before, such a repeat was never answered."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, list[bytes | None]] = {}
+        self._by_id: dict[str, list[Reply | None]] = {}
 
-    def add(self, inspection_id: str, correlation: bytes | None) -> bool:
+    def add(self, inspection_id: str, reply: Reply | None) -> bool:
         """Remember a repeat; False (not remembered) beyond REPEATS_KEPT for the id or REPEAT_IDS_KEPT ids."""
         with self._lock:
             waiting = self._by_id.get(inspection_id)
             if len(waiting) >= REPEATS_KEPT if waiting is not None else len(self._by_id) >= REPEAT_IDS_KEPT:
                 return False
-            self._by_id.setdefault(inspection_id, []).append(correlation)
+            self._by_id.setdefault(inspection_id, []).append(reply)
             return True
 
-    def drop(self, inspection_id: str, correlation: bytes | None) -> bool:
+    def drop(self, inspection_id: str, reply: Reply | None) -> bool:
         """Forget one remembered repeat; False if it was taken already (and so answered)."""
         with self._lock:
             waiting = self._by_id.get(inspection_id, [])
-            if correlation not in waiting:
+            if reply not in waiting:
                 return False
-            waiting.remove(correlation)
+            waiting.remove(reply)
             if not waiting:
                 del self._by_id[inspection_id]
             return True
 
-    def take(self, inspection_id: str) -> list[bytes | None]:
+    def take(self, inspection_id: str) -> list[Reply | None]:
         """The remembered repeats of an id, forgotten here: each is answered once, by whoever takes it."""
         with self._lock:
             return self._by_id.pop(inspection_id, [])
@@ -76,20 +77,20 @@ class Outbox:
         # acknowledged by the broker, not yet marked so in the store (a full disk): not re-sent every 2 s meanwhile
         self._unmarked: set[str] = set()
 
-    def publish(self, record: dict[str, Any], correlation: bytes | None = None) -> None:
+    def publish(self, record: dict[str, Any], reply: Reply | None = None) -> None:
         """Hand a stored record to paho (sent now, or after the next reconnect), and a copy for each repeat of its id
         waiting in `repeats`. While MAX_HANDED wait for the broker it stays in the store only (the repeats wait
         with it), and `resend` hands it over later."""
         payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         ident = record["inspection_id"]
         with self._lock:  # held across publish: an ack must not arrive before its mid is known
-            if len(self._by_mid) >= MAX_HANDED or not self._hand(ident, payload, correlation):
+            if len(self._by_mid) >= MAX_HANDED or not self._hand(ident, payload, reply):
                 return
             for again in self.repeats.take(ident):  # tracked as the first is: a stop waits for their acks too
                 self._hand(ident, payload, again)
 
-    def _hand(self, ident: str, payload: str, correlation: bytes | None) -> bool:
-        mid = self.mqtt.publish(self.topic, payload, qos=1, correlation=correlation)
+    def _hand(self, ident: str, payload: str, reply: Reply | None) -> bool:
+        mid = self.mqtt.publish(self.topic, payload, qos=1, reply=reply)
         if mid is None:
             return False
         self._by_mid[mid] = (ident, time.monotonic())
@@ -153,14 +154,14 @@ class Outbox:
         """Hand over stored results that no publish in this process covers (left by an earlier run, refused by the
         broker more than REFUSED_RETRY_S ago, or kept back while MAX_HANDED waited)."""
         n, now = 0, time.monotonic()
-        for record, correlation in self.store.unpublished(limit):
+        for record, reply in self.store.unpublished(limit):
             refused = self._refused.get(record["inspection_id"])
             if record["inspection_id"] in self._handed or record["inspection_id"] in self._unmarked \
                     or (refused is not None and now - refused < REFUSED_RETRY_S):
                 continue
             self._refused.pop(record["inspection_id"], None)
             record.pop("published_at", None)
-            self.publish(record, correlation)
+            self.publish(record, reply)
             n += 1
         if n:
             log.info("outbox: re-sending %d stored result(s) the broker had not acknowledged", n)

@@ -185,8 +185,8 @@ class Sink:
         that came meanwhile get the same answer."""
         log.warning("not inspected: %s (%s)", job.inspection_id, text)  # in the log too, as rejections at intake are
         payload = error_payload(text, job.source, job.inspection_id, job.serial)
-        for correlation in (job.correlation, *(self.outbox.repeats.take(job.inspection_id) if ended else ())):
-            self._publish(self.error_topic, payload, correlation=correlation)
+        for reply in (job.reply, *(self.outbox.repeats.take(job.inspection_id) if ended else ())):
+            self._publish(self.error_topic, payload, reply=reply)
 
     def _wanted(self, policy: str, verdict: str) -> bool:
         return policy == "all" or (policy == "fail" and verdict == "FAIL")
@@ -209,10 +209,10 @@ class Sink:
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
         if links := self.hooks.report_links(record):
             record["reports"] = links
-        self.store.add(record, correlation=job.correlation)  # before publishing: the row is the truth, the outbox resends from it
+        self.store.add(record, reply=job.reply)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
-        self.outbox.publish(record, job.correlation)
+        self.outbox.publish(record, job.reply)
         self.metrics.inc("inspector_verdicts_total", {"verdict": result.verdict})
         margin = result.score - result.threshold
         if math.isfinite(margin):  # a NaN score FAILs with no margin to show

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.mqtt import Reply
 from inspector.result import iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, user_name
 from model.folders import hold_lock_file, replace_files
@@ -242,11 +243,13 @@ class Store:
             self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
         # QA finds a part by its serial (`latest_of_serial`); an index, not a schema version, so an older inspector still opens the store
         self._db.execute("CREATE INDEX IF NOT EXISTS inspections_serial ON inspections(serial, ts)")
-        # the MQTT 5 correlation data of the input a result answers, beside the record (the published contract): a result
-        # re-sent after an outage or a restart went out without it. A column added where missing, not a schema version,
-        # for the same reason (older inspectors name the columns they write)
-        if "correlation" not in {row[1] for row in self._db.execute("PRAGMA table_info(inspections)")}:
-            self._db.execute("ALTER TABLE inspections ADD COLUMN correlation BLOB")
+        # the MQTT 5 correlation data and Response Topic of the input a result answers, beside the record (the published
+        # contract): a result re-sent after an outage or a restart went out without them. Columns added where missing, not
+        # a schema version, for the same reason (older inspectors name the columns they write)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(inspections)")}
+        for column, kind in (("correlation", "BLOB"), ("response_topic", "TEXT")):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -279,8 +282,8 @@ class Store:
         return str(path.relative_to(self.root))
 
     # -- rows ------------------------------------------------------------------------------------------
-    def add(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None, correlation: bytes | None = None) -> bool:
-        """Store a record (and its images), with the correlation data its publish echoes. Returns False if its
+    def add(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None, reply: Reply | None = None) -> bool:
+        """Store a record (and its images), with where its publish answers (`reply`). Returns False if its
         inspection_id was already stored."""
         record = dict(record)
         paths = dict(record.get("images") or {})
@@ -290,10 +293,10 @@ class Store:
         with self._tx():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO inspections (inspection_id, ts, station, serial, verdict, score, threshold, model_id, record, created_at,"
-                " correlation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " correlation, response_topic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record["inspection_id"], _utc(record["timestamp"]), record.get("station"), record.get("serial"), record["verdict"],
                  record.get("score"), record.get("threshold"), (record.get("model") or {}).get("id"),
-                 json.dumps(record, ensure_ascii=False), utc_now(), correlation),
+                 json.dumps(record, ensure_ascii=False), utc_now(), reply and reply.correlation, reply and reply.topic),
             )
             # the result exists now, so its accepted job is done (same transaction: no crash window)
             self._db.execute("DELETE FROM pending WHERE inspection_id = ?", (record["inspection_id"],))
@@ -363,13 +366,14 @@ class Store:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
 
-    def unpublished(self, limit: int = 100) -> list[tuple[dict[str, Any], bytes | None]]:
-        """The outbox: stored records the broker has not acknowledged, oldest first, each with its correlation data."""
+    def unpublished(self, limit: int = 100) -> list[tuple[dict[str, Any], Reply | None]]:
+        """The outbox: stored records the broker has not acknowledged, oldest first, each with where it answers."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT record, published_at, correlation FROM inspections WHERE published_at IS NULL ORDER BY created_at LIMIT ?", (limit,)
+                "SELECT record, published_at, correlation, response_topic FROM inspections WHERE published_at IS NULL"
+                " ORDER BY created_at LIMIT ?", (limit,)
             ).fetchall()
-        return [(self._row(r), None if r[2] is None else bytes(r[2])) for r in rows]
+        return [(self._row(r), Reply(None if r[2] is None else bytes(r[2]), r[3]) if r[2] is not None or r[3] else None) for r in rows]
 
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():

@@ -228,7 +228,8 @@ def running(cfg, inspector, **kw) -> Iterator[Any]:
 
 
 class Listener:
-    """A test-side MQTT 5 client: collects everything under the station prefix; publishes with correlation data."""
+    """A test-side MQTT 5 client: collects everything under the station prefix (and `extra_topics`); publishes with
+    correlation data and a Response Topic."""
 
     def __init__(self, port: int, prefix: str, extra_topics: tuple[str, ...] = (), client_id: str | None = None) -> None:
         self.prefix = prefix
@@ -265,14 +266,16 @@ class Listener:
             self.messages.append((msg.topic, bytes(msg.payload), getattr(msg.properties, "CorrelationData", None)))
 
     def publish(self, topic: str, payload: bytes | str, correlation: bytes | None = None, user: dict | None = None, qos: int = 1,
-                retain: bool = False):
+                retain: bool = False, response_topic: str | None = None):
         props = None
-        if correlation is not None or user:
+        if correlation is not None or user or response_topic:
             props = Properties(PacketTypes.PUBLISH)
             if correlation is not None:
                 props.CorrelationData = correlation
             if user:
                 props.UserProperty = list(user.items())
+            if response_topic:
+                props.ResponseTopic = response_topic
         return self.client.publish(f"{self.prefix}/{topic}", payload, qos=qos, properties=props, retain=retain)
 
     def on(self, topic: str) -> list[tuple[bytes, Any]]:

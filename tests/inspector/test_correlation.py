@@ -15,7 +15,7 @@ from inspector import outbox
 from inspector.config import StationConfig
 from inspector.health import Metrics
 from inspector.intake import Intake
-from inspector.mqtt import Message, Topics
+from inspector.mqtt import Message, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.store import Store
 from model.errors import InspectorError
@@ -116,10 +116,10 @@ def test_repeats_of_a_part_that_gets_no_result_get_its_error_and_too_many_are_re
 
 
 @pytest.mark.parametrize(("end", "taken_first", "expected"), [
-    ("stored", True, (True, [b"f2"], [])),  # its publish took none: the intake answers it from the store
-    ("stored", False, (True, [], [b"f2"])),  # its publish took it too
+    ("stored", True, (True, [Reply(b"f2")], [])),  # its publish took none: the intake answers it from the store
+    ("stored", False, (True, [], [Reply(b"f2")])),  # its publish took it too
     ("set_aside", True, (False, [], [])),  # the sink's error reply took none: inspected as a new part, as after a set-aside
-    ("set_aside", False, (True, [], [b"f2"])),  # the sink's error reply took it too
+    ("set_aside", False, (True, [], [Reply(b"f2")])),  # the sink's error reply took it too
 ])
 def test_a_repeat_whose_job_ends_as_it_is_remembered_is_answered_once(tmp_path, monkeypatch, end, taken_first, expected):
     """The job ends between the intake's look at the journal and its remembering the repeat, and the sink takes the
@@ -168,7 +168,7 @@ def test_a_repeat_whose_job_is_stored_between_the_intakes_looks_is_not_inspected
         return found
 
     monkeypatch.setattr(store, "get", get_as_the_job_ends)
-    assert intake._answered("j1", Message("p/trigger", b"{}", 1, 1, correlation=b"f2")) and republished == [b"f2"]
+    assert intake._answered("j1", Message("p/trigger", b"{}", 1, 1, correlation=b"f2")) and republished == [Reply(b"f2")]
 
 
 def test_a_repeat_without_correlation_data_gets_no_copy_of_the_result(station, broker, listen, tiny_inspector, good_png, monkeypatch):

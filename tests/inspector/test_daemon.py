@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from inspector import pipeline
+from inspector.mqtt import Reply
 from model.errors import InspectorError
 from model.quality import WARNINGS
 from tests.inspector.conftest import png, running, wait_until, write_video
@@ -705,7 +706,7 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
                                         "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
     jobs: q.Queue = q.Queue(10)
-    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda topic, body, correlation=None: sent.append((topic, json.loads(body))),
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda topic, body, reply=None: sent.append((topic, json.loads(body))),
                     republish=lambda r, c: None)
     assert intake.recover() == 1
     assert jobs.get_nowait().inspection_id == "ok-1"
@@ -1140,11 +1141,11 @@ def test_a_burst_of_shift_report_commands_is_answered_not_queued_behind_the_part
     hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda topic, body, **kw: sent.append((topic, json.loads(body), kw)), "rep", "err",
                         on_shift_report=lambda recs, meta: {})
     cmd = ShiftReportCommand.model_validate({"command": "shift_report", "start": "2026-12-03T06:00Z"})
-    burst = threading.Thread(target=lambda: [hooks.shift(cmd, f"c{i}".encode()) for i in range(400)], daemon=True)
+    burst = threading.Thread(target=lambda: [hooks.shift(cmd, Reply(f"c{i}".encode())) for i in range(400)], daemon=True)
     burst.start()  # not started: the first waits, every other one is answered at once
     burst.join(30)
     assert not burst.is_alive()  # before: blocked for good on the 257th, a full queue nobody took from
-    refused = [kw["correlation"] for topic, body, kw in sent if topic == "err" and "already waiting" in body["error"]]
+    refused = [kw["reply"].correlation for topic, body, kw in sent if topic == "err" and "already waiting" in body["error"]]
     assert len(refused) == 399 and refused[0] == b"c1"
     hooks.start()
     wait_until(lambda: any(t == "rep" for t, _, _ in sent), 5, "the waiting one rendered")

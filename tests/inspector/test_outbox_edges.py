@@ -12,7 +12,7 @@ from pathlib import Path
 
 from inspector.config import MqttSection
 from inspector.health import Metrics
-from inspector.mqtt import MqttClient
+from inspector.mqtt import MqttClient, Reply
 from inspector.outbox import Outbox
 from inspector.store import Store
 from tests.inspector.conftest import wait_until
@@ -118,7 +118,7 @@ def test_a_result_resent_keeps_its_correlation_data_also_from_a_new_store_and_ou
     answers: the re-send read the record only."""
     lst = listen(broker.port, "t/s")
     with outbox_on(broker.port, tmp_path / "data", "outbox-corr") as (_, store, box):
-        store.add(record("c1"), correlation=b"\x00corr-1")  # stored, not handed over: the broker was down
+        store.add(record("c1"), reply=Reply(b"\x00corr-1"))  # stored, not handed over: the broker was down
         store.add(record("c0"))  # an input without correlation data
         assert box.resend() == 2
         wait_until(lambda: len(lst.on("result")) == 2, 10, "both results")
@@ -134,9 +134,9 @@ def test_a_result_resent_keeps_its_correlation_data_also_from_a_new_store_and_ou
 def test_repeats_waiting_for_a_result_get_a_copy_each_when_it_is_handed_over(tmp_path, broker, listen):
     lst = listen(broker.port, "t/s")
     with outbox_on(broker.port, tmp_path / "data", "outbox-repeats") as (client, store, box):
-        assert box.repeats.add("r1", b"f2") and box.repeats.add("r1", None)
-        store.add(record("r1"), correlation=b"f1")
-        box.publish(record("r1"), b"f1")
+        assert box.repeats.add("r1", Reply(b"f2")) and box.repeats.add("r1", None)
+        store.add(record("r1"), reply=Reply(b"f1"))
+        box.publish(record("r1"), Reply(b"f1"))
         wait_until(lambda: len(lst.on("result")) == 3, 10, "three copies")
         assert sorted(c or b"" for _, c in lst.on("result")) == [b"", b"f1", b"f2"] and box.repeats.take("r1") == []
         wait_until(lambda: client.acks.qsize() == 3, 10, "three acknowledgements")

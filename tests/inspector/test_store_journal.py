@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from inspector.mqtt import Reply
 from inspector.store import DB_NAME, MIGRATIONS, Store
 
 
@@ -45,10 +46,10 @@ def test_a_version_2_store_gets_correlation_data_beside_its_records_and_keeps_it
     store = Store(root)
     assert store.schema_version == len(MIGRATIONS) == 2
     assert store.unpublished() == [(record("old") | {"published_at": None}, None)] and store.is_pending("p")
-    assert store.add(record("new"), correlation=b"\x00k1")
+    assert store.add(record("new"), reply=Reply(b"\x00k1"))
     store.close()
     again = Store(root)
-    assert [(r["inspection_id"], c) for r, c in again.unpublished()] == [("old", None), ("new", b"\x00k1")]
+    assert [(r["inspection_id"], c) for r, c in again.unpublished()] == [("old", None), ("new", Reply(b"\x00k1"))]
     assert "correlation" not in again.get("new")
     again.mark_published("new")
     assert [r["inspection_id"] for r, _ in again.unpublished()] == ["old"]
@@ -206,7 +207,7 @@ def test_a_refusal_the_store_cannot_keep_is_still_answered(tmp_path, caplog):
     intake = Intake.__new__(Intake)  # only its rejection is tested here
     intake.store, intake.topics, intake.mqtt = store, Topics("t"), None
     intake.metrics = SimpleNamespace(inc=lambda name, labels: counted.append(labels["reason"]))
-    intake._publish = lambda topic, payload, correlation=None: sent.append((topic, json.loads(payload)["serial"]))
+    intake._publish = lambda topic, payload, reply=None: sent.append((topic, json.loads(payload)["serial"]))
     intake.reject("image: cannot be decoded", "image", serial="S1", part=True)
     intake.reject("command: unknown command", "command")
     assert sent == [("t/error", "S1"), ("t/error", None)] and counted == ["invalid", "invalid"]
@@ -238,7 +239,7 @@ def test_a_repeat_without_correlation_data_of_a_part_whose_result_waits_unstored
     intake.trouble.failed("result of u-1 could not be stored (disk full)", "u-1")
     intake.mqtt = SimpleNamespace(ack=acked.append)
     intake.metrics = SimpleNamespace(inc=lambda name, labels: None)
-    intake._publish = lambda topic, payload, correlation=None: sent.append(json.loads(payload)["error"])
+    intake._publish = lambda topic, payload, reply=None: sent.append(json.loads(payload)["error"])
     msg = Message("t/trigger", b"{}", 1, 7)
     assert intake._answered("u-1", msg)
     assert sent == ["result of u-1 could not be stored (disk full)"] and acked == [msg]

@@ -1,0 +1,100 @@
+"""MQTT 5 request/response: an input that names a Response Topic gets its answer there too (with its correlation data),
+besides the contract topic every answer goes to; a Response Topic no answer can go to is ignored (against a real
+Mosquitto, with the tiny model)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+
+from inspector.config import StationConfig
+from inspector.health import Metrics
+from inspector.intake import Intake
+from inspector.mqtt import Reply, Topics
+from inspector.store import Store
+from tests.inspector.conftest import running, wait_until
+from tests.inspector.test_outbox_edges import outbox_on, record
+
+
+def test_results_errors_and_command_replies_also_go_to_the_response_topic(station, broker, listen, tiny_inspector, good_png):
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix, extra_topics=("hmi/#",))
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        b64 = base64.b64encode(good_png).decode()
+        lst.publish("trigger", json.dumps({"inspection_id": "rt-1", "base64": b64}), correlation=b"t1", response_topic="hmi/answers")
+        lst.publish("image/SN-7", good_png, response_topic="hmi/no-correlation")
+        lst.publish("trigger", "{not json", correlation=b"bad", response_topic="hmi/answers")
+        lst.publish("command", json.dumps({"command": "shift_report", "start": "2000-01-01T00:00:00Z", "formats": ["html"]}),
+                    correlation=b"rep", response_topic="hmi/answers")
+        wait_until(lambda: len(lst.on("hmi/answers")) == 3 and lst.on("hmi/no-correlation"), 20, "the answers on the response topics")
+        answers = {c: json.loads(p) for p, c in lst.on("hmi/answers")}
+        assert answers[b"t1"]["inspection_id"] == "rt-1" and answers[b"t1"]["verdict"] == "PASS"
+        assert "trigger" in answers[b"bad"]["error"] and answers[b"rep"]["command"] == "shift_report"
+        [(payload, corr)] = lst.on("hmi/no-correlation")
+        assert corr is None and json.loads(payload)["serial"] == "SN-7"
+        # the contract topics still carry every answer, with the same correlation data
+        assert sorted(c or b"" for _, c in lst.on("result")) == [b"", b"t1"] and lst.on("error")[0][1] == b"bad"
+        assert lst.on("report")[0][1] == b"rep"
+        # a repeat of a stored id is answered from the store on its own response topic
+        lst.publish("trigger", json.dumps({"inspection_id": "rt-1", "base64": b64}), correlation=b"t2", response_topic="hmi/again")
+        [(again, corr)] = wait_until(lambda: lst.on("hmi/again"), 10, "the repeat's answer")
+        assert corr == b"t2" and json.loads(again)["inspection_id"] == "rt-1"
+
+
+def test_a_response_topic_no_answer_can_go_to_is_ignored(station, broker, listen, tiny_inspector, good_png, caplog):
+    """A filter (publishing to it raised in paho, on the thread that answers) and the station's own input topics (its
+    answer would come back as an input: a result on the trigger topic is a refused trigger)."""
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    b64 = base64.b64encode(good_png).decode()
+    with caplog.at_level(logging.WARNING, logger="inspector.mqtt"), running(cfg, tiny_inspector) as d:
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        for i, topic in enumerate(("hmi/#", "hmi/+/x", f"{cfg.mqtt.prefix}/trigger", f"{cfg.mqtt.prefix}/image/SN", f"{cfg.mqtt.prefix}/command")):
+            lst.publish("trigger", json.dumps({"inspection_id": f"ig-{i}", "base64": b64}), correlation=f"c{i}".encode(), response_topic=topic)
+        wait_until(lambda: len(lst.on("result")) == 5, 20, "every result")
+        wait_until(lambda: d.store.counts()["unpublished"] == 0, 10, "acknowledged")
+        assert sorted(c for _, c in lst.on("result")) == [b"c0", b"c1", b"c2", b"c3", b"c4"]
+        assert not lst.on("error") and not lst.on("image/SN") and not lst.on("command")
+        assert [json.loads(p)["inspection_id"] for p, _ in lst.on("trigger")] == [f"ig-{i}" for i in range(5)]  # only the triggers sent
+        assert d.health()["status"] == "ok" and all(w.restarts == 0 for w in d.workers.values())
+    said = [r.getMessage() for r in caplog.records if "asks for its answer on" in r.getMessage()]
+    assert len(said) == 5 and "is a filter" in said[0] and "takes inputs from" in said[2]
+
+
+def test_a_result_resent_after_a_restart_still_goes_to_its_response_topic(tmp_path, broker, listen):
+    lst = listen(broker.port, "t/s", extra_topics=("hmi/#",))
+    with outbox_on(broker.port, tmp_path / "data", "outbox-rt") as (_, store, box):
+        store.add(record("r1"), reply=Reply(b"k1", "hmi/r"))  # stored, not handed over: the broker was down
+        store.add(record("r2"), reply=Reply(None, "hmi/r"))
+    with outbox_on(broker.port, tmp_path / "data", "outbox-rt-again") as (_, store, box):
+        assert box.resend() == 2
+        wait_until(lambda: len(lst.on("hmi/r")) == 2 and len(lst.on("result")) == 2, 10, "both results, twice each")
+    assert sorted((json.loads(p)["inspection_id"], c) for p, c in lst.on("hmi/r")) == [("r1", b"k1"), ("r2", None)]
+
+
+def test_a_journaled_job_keeps_its_response_topic_through_a_restart(tmp_path):
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+    store = Store(tmp_path / "data")
+    jobs: queue.Queue = queue.Queue(4)
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None)
+    from tests.inspector.conftest import png
+    from tests.synthetic import good_image
+
+    for ident, reply in (("a", Reply(b"\x00x", "hmi/a")), ("b", Reply(None, "hmi/b")), ("c", None)):
+        message = None
+        if reply is not None:
+            from inspector.mqtt import Message
+
+            message = Message("p/trigger", b"{}", 0, 1, correlation=reply.correlation, response_topic=reply.topic)
+        intake.accept(good_image(1), png(good_image(1)), ident, None, "trigger", 0.0, message=message)
+    assert [jobs.get_nowait().reply for _ in range(3)] == [Reply(b"\x00x", "hmi/a"), Reply(None, "hmi/b"), None]
+    store.close()
+    again: queue.Queue = queue.Queue(4)
+    Intake(cfg, Store(tmp_path / "data"), again, Metrics(), Topics("p"), publish=lambda *a, **k: None,
+           republish=lambda r, c: None).recover()
+    assert {j.inspection_id: j.reply for j in (again.get_nowait() for _ in range(3))} == {
+        "a": Reply(b"\x00x", "hmi/a"), "b": Reply(None, "hmi/b"), "c": None}
