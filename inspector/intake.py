@@ -259,14 +259,16 @@ class Intake:
 
     # -- rejection ----------------------------------------------------------------------------------------
     def reject(self, text: str, origin: str, *, message: Message | None = None, inspection_id: str | None = None,
-               serial: str | None = None, reason: str = "invalid", part: bool | None = None) -> None:
+               serial: str | None = None, reason: str = "invalid", part: bool | None = None, replies: tuple[Reply | None, ...] = ()) -> None:
         """One line on the error topic for one rejected input (and the message acknowledged: it was answered). `part`:
         whether the input was a part to inspect (None: a message on the image or trigger topic), which the store then
-        keeps for the shift report (a part refused on arrival is in no record)."""
+        keeps for the shift report (a part refused on arrival is in no record). `replies`: where a journaled job's
+        answer goes (its input's, its repeats'), when there is no message."""
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
-        self._publish(self.topics.error, error_payload(text, origin, inspection_id, serial, **self._command_key(message)),
-                      reply=message.reply if message else None)
+        payload = error_payload(text, origin, inspection_id, serial, **self._command_key(message))
+        for reply in replies or (message.reply if message else None,):
+            self._publish(self.topics.error, payload, reply=reply)
         if part if part is not None else message is not None and self.topics.is_part(message.topic):
             try:
                 self.store.note_refusal({"timestamp": utc_now(), "source": origin, "inspection_id": inspection_id, "serial": serial,
@@ -575,8 +577,8 @@ class Intake:
                 self.reject(f"{origin}: {inspection_id} is being inspected, and too many repeats of it wait for its result to answer "
                             "this one with it too; its result is published under its inspection_id", origin, message=msg,
                             inspection_id=inspection_id, reason="repeats", part=False)
-            elif self.mqtt is not None:
-                self.mqtt.ack(msg)
+            else:
+                self._journal_repeat(inspection_id, msg)
             return True
         # the job ended between the looks and may have taken its repeats before this one came: answered here unless it took it
         if kept and not self.repeats.drop(inspection_id, msg.reply):
@@ -584,6 +586,16 @@ class Intake:
                 self.mqtt.ack(msg)
             return True
         return self._answered(inspection_id, msg)  # pending no more (only this thread journals): from the store, or a new part
+
+    def _journal_repeat(self, inspection_id: str, msg: Message) -> None:
+        """A remembered repeat journaled beside its job, then acknowledged: a crash before the job ends leaves it
+        answered after the restart, not dropped with the memory that held it."""
+        try:
+            self.store.keep_repeat(inspection_id, msg.reply or Reply())
+        except (OSError, sqlite3.Error) as exc:  # still answered when the job ends, unless the station stops first
+            log.error("store: cannot journal a repeat of %s (%s); it is answered unless the station stops first", inspection_id, exc)
+        if self.mqtt is not None:
+            self.mqtt.ack(msg)
 
     def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None) -> bool:
         if not self.jobs.full():
@@ -643,9 +655,12 @@ class Intake:
         return n
 
     def _recover(self, ident: str, meta: dict, attempts: int) -> int:
+        # the job's own answer, and its repeats' (journaled while it was under way), as it came
+        replies = (Reply.from_meta(meta), *(Reply.from_meta(r) for r in meta.get("repeats") or ()))
         if attempts >= MAX_ATTEMPTS:
             text = f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)"
-            self.reject(set_aside(self.store, ident, text), "recovery", inspection_id=ident, serial=meta.get("serial"), reason="gave_up")
+            self.reject(set_aside(self.store, ident, text), "recovery", inspection_id=ident, serial=meta.get("serial"), reason="gave_up",
+                        replies=replies)
             return 0
         try:
             self.store.count_attempt(ident)
@@ -654,9 +669,11 @@ class Intake:
         try:
             rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
         except InspectorError as exc:
-            self.reject(set_aside(self.store, ident, str(exc)), "recovery", inspection_id=ident, serial=meta.get("serial"))
+            self.reject(set_aside(self.store, ident, str(exc)), "recovery", inspection_id=ident, serial=meta.get("serial"), replies=replies)
             return 0
-        job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), reply=Reply.from_meta(meta), recovered=True,
+        for again in replies[1:]:  # taken, as a repeat remembered in this run is, by whoever ends the job
+            self.repeats.add(ident, again)
+        job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), reply=replies[0], recovered=True,
                   timestamp=meta.get("timestamp"))
         while not self.stopping():
             self.beat()

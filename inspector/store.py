@@ -387,6 +387,18 @@ class Store:
                                    (inspection_id, utc_now(), json.dumps(job, ensure_ascii=False), image))
         return cur.rowcount == 1
 
+    def keep_repeat(self, inspection_id: str, reply: Reply) -> bool:
+        """Journal, beside a pending job, where a repeat of its id wants its answer: recovered with the job after a
+        crash (held in memory only, such a repeat went unanswered). False if the job is not pending."""
+        with self._tx():
+            row = self._db.execute("SELECT job FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
+            if row is None:
+                return False
+            job = json.loads(row[0])
+            job["repeats"] = [*job.get("repeats", []), reply.to_meta()]
+            self._db.execute("UPDATE pending SET job = ? WHERE inspection_id = ?", (json.dumps(job, ensure_ascii=False), inspection_id))
+        return True
+
     def is_pending(self, inspection_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone() is not None

@@ -98,3 +98,37 @@ def test_a_journaled_job_keeps_its_response_topic_through_a_restart(tmp_path):
            republish=lambda r, c: None).recover()
     assert {j.inspection_id: j.reply for j in (again.get_nowait() for _ in range(3))} == {
         "a": Reply(b"\x00x", "hmi/a"), "b": Reply(None, "hmi/b"), "c": None}
+
+
+def test_a_repeat_of_a_job_under_way_is_journaled_and_answered_after_a_crash(tmp_path):
+    """Held in memory only, a repeat that came while its part was inspected went unanswered when the station stopped
+    first (it had been acknowledged); journaled beside the job, it is remembered again when the job is recovered, and
+    answered with it, also when the job is given up."""
+    from inspector.intake import MAX_ATTEMPTS
+    from inspector.mqtt import Message
+    from tests.inspector.conftest import png
+    from tests.synthetic import good_image
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+
+    def intake(sent: list) -> Intake:
+        return Intake(cfg, Store(tmp_path / "data"), queue.Queue(4), Metrics(), Topics("p"), republish=lambda r, c: None,
+                      publish=lambda topic, body, reply=None: sent.append((json.loads(body)["inspection_id"], reply)))
+
+    first = intake([])
+    for ident in ("j1", "j2"):
+        first.accept(good_image(1), png(good_image(1)), ident, None, "trigger", 0.0,
+                     message=Message("p/trigger", b"{}", 0, 1, correlation=f"{ident}-a".encode()))
+        assert first._answered(ident, Message("p/trigger", b"{}", 0, 2, correlation=f"{ident}-b".encode(), response_topic="hmi/b"))
+    assert first._answered("j1", Message("p/trigger", b"{}", 0, 3))  # nothing to answer it by: acknowledged only
+    first.store.close()
+    for _ in range(MAX_ATTEMPTS):  # j2 stopped the station at every start
+        Store(tmp_path / "data").count_attempt("j2")
+    sent: list = []
+    after = intake(sent)
+    assert after.recover() == 1
+    job = after.jobs.get_nowait()
+    assert (job.inspection_id, job.reply) == ("j1", Reply(b"j1-a"))
+    assert after.repeats.take("j1") == [Reply(b"j1-b", "hmi/b")]
+    assert sent == [("j2", Reply(b"j2-a")), ("j2", Reply(b"j2-b", "hmi/b"))]  # given up: the error goes to both
