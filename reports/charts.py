@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from markupsafe import Markup, escape
 
-from reports.numbers import STYLES, Numbers
+from reports.numbers import STYLES, Numbers, nearest
 from reports.records import Subgroup
 from reports.zones import Zone, zone_label
 
@@ -137,7 +137,8 @@ def pareto(counts: Sequence[tuple[str, int]], _: Gettext, num: Numbers = ENGLISH
 
 def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], _: Gettext, num: Numbers = ENGLISH, bins: int = 30,
               classes: tuple[str, str] | None = None, title: str | None = None, axis: tuple[str, str] | None = None) -> Markup | None:
-    """Score distribution, passed and failed parts stacked, with each threshold in use as a vertical line. `classes`: the
+    """Score distribution, passed and failed parts stacked, with the thresholds in use as vertical lines (the first three
+    of `thresholds`: give them most used first), each labelled apart from every score and other threshold. `classes`: the
     legend's names of the two kinds (default PASS and FAIL; a score's kind is "FAIL" or anything else); `axis`: what is
     counted, on a linear and on a log scale (default parts)."""
     if not scores:
@@ -182,7 +183,7 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
     for t in sorted(thresholds[:3]):
         x = ax.x(t)
         svg.add("line", x1=f"{x:.1f}", x2=f"{x:.1f}", y1=ax.top, y2=ax.bottom, stroke=LIMIT_C, stroke_width=2, stroke_dasharray="6 3")
-        label = f"{_('Threshold')} {num.significant(t)}"
+        label = f"{_('Threshold')} {num.apart(t, nearest(t, values))}"  # never the same text as a score or another threshold
         width = text_width(label)
         start = x + 4 if x + 4 + width <= ax.right else x - 4 - width  # left of its line at the right edge
         row = next((i for i, end in enumerate(row_ends) if end + 4 < start), len(row_ends))

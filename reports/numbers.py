@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from reports.records import apart
+
+
+def nearest(value: float, others: Iterable[float]) -> float | None:
+    """The one of `others` closest to `value` and not equal to it (None if there is none): what `value` must be told from."""
+    return min((o for o in others if o != value), key=lambda o: abs(o - value), default=None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,14 @@ class Numbers:
     def percent(self, value: float | None, digits: int = 1, floor: bool = False) -> str:
         """`value` already in percent."""
         return "—" if value is None else self.fixed(value, digits, floor) + self.percent_sign
+
+    def target(self, value: float | None, digits: int = 1) -> str:
+        """A percentage someone chose (a threshold policy's target): every decimal it was given, at least `digits`, so
+        that a target of 0.04 % never reads 0.0 %."""
+        if value is None:
+            return "—"
+        exponent = Decimal(f"{value:.10g}").normalize().as_tuple().exponent
+        return self.percent(value, max(digits, -exponent if isinstance(exponent, int) else digits))
 
     def share(self, value: float | None, digits: int = 1) -> str:
         """A percentage of a count: it reads 0 or 100 only when it is exactly that, so that 1 escape in 2,500 shows as
@@ -65,6 +79,11 @@ class Numbers:
     def apart(self, value: float | None, other: float | None) -> str:
         """`value` with the digits that tell it from `other` (records.apart), written out in full."""
         return "—" if value is None else self._written(apart(value, other))
+
+    def distinct(self, values: Sequence[float]) -> list[str]:
+        """Each of `values` with the digits that tell it from the nearest other: two thresholds, 5.638108 and 5.63849, both
+        read 5.638 as `significant` writes them."""
+        return [self.apart(v, nearest(v, values)) for v in values]
 
     def column(self, value: float | None, other: float | None, digits: int = 2) -> str:
         """A score in a table's column: `digits` decimals, so that a column reads alike (8.234 stood over 34.25 and 20.1),

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from reports.zones import Zone, zone
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
 WORST_N = 12
-MAX_FAILED_ROWS = 200  # the failed-parts table of a shift report; beyond this the highest-scoring, and a CSV of all
+MAX_FAILED_ROWS = 200  # the failed-parts and escapes tables of a shift report; beyond this a part of them, and a CSV of all
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
@@ -68,7 +69,8 @@ def environment(lang: str) -> Environment:
     t = translations(lang)
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
-    env.filters.update(num=num.significant, apart=num.apart, column=num.column, fixed=num.fixed, percent=num.percent, share=num.share, count=num.count, time=_time,
+    env.filters.update(num=num.significant, apart=num.apart, distinct=num.distinct, column=num.column, fixed=num.fixed, percent=num.percent,
+                       share=num.share, target=num.target, count=num.count, time=_time,
                        tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
@@ -247,46 +249,62 @@ def _cell(text: str | None) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def failed_csv(parts: list[Inspection]) -> bytes:
-    """Every failed part, one row each, for the list a report table cannot hold (machine-readable: the records'
-    timestamps, dot decimals)."""
+def escapes(parts: list[Inspection]) -> list[Inspection]:
+    """The parts a QA review found defective after they passed (in the records' order)."""
+    return [p for p in parts if p.review is not None and p.review.outcome == "escape"]
+
+
+def parts_csv(parts: list[Inspection]) -> bytes:
+    """These parts, one row each, for the list a report table cannot hold (machine-readable: the records' timestamps,
+    dot decimals); with the review's type, name and note, which the escapes table shows."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(["timestamp", "inspection_id", "serial", "station", "score", "threshold", "defect_type", "regions", "review"])
+    out.writerow(["timestamp", "inspection_id", "serial", "station", "verdict", "score", "threshold", "defect_type", "regions", "review",
+                  "review_type", "reviewed_by", "review_note"])
     for p in parts:
-        if p.verdict == "FAIL":
-            out.writerow([_cell(p.timestamp), _cell(p.id), _cell(p.serial), _cell(p.station),
-                          "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), _cell(p.primary_type),
-                          len(p.defects), p.review.outcome if p.review else ""])
+        r = p.review
+        out.writerow([_cell(p.timestamp), _cell(p.id), _cell(p.serial), _cell(p.station), _cell(p.verdict),
+                      "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), _cell(p.primary_type),
+                      len(p.defects), r.outcome if r else "", _cell(r.type) if r else "", _cell(r.by) if r else "", _cell(r.note) if r else ""])
     return buf.getvalue().encode("utf-8")
 
 
+def worst_page_name(part: Inspection, shift: str) -> str:
+    """A worst part's page beside its shift report: named by the shift too (the dot is in no safe_name), so that it
+    never overwrites that part's own inspection report, nor another shift report's page of it (in its language)."""
+    return f"{inspection_filename(part.id)}.{shift}.html"
+
+
 def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str | Path | None, page: Page,
-                linked_dir: Path | None, failed_file: str | None = None) -> str:
+                linked_dir: Path | None, files: dict[str, str] | None = None) -> str:
+    """`files`: {"failed": name, "escapes": name} of the CSVs written beside the report, where its tables list part of them."""
     _, z = translations(page.lang).gettext, page.zone
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)),
                         z)
-    worst = []
+    worst, shift = [], shift_name(meta)
     for part in stats.worst:
         href = None
         if linked_dir is not None:
-            href = f"{inspection_filename(part.id)}.html"
+            href = worst_page_name(part, shift)
             _write(linked_dir / href, _inspection_page(part, store_root, replace(page, formats=("html",))).encode("utf-8"))
         rel = part.images.get("overlay") or part.images.get("image")
         worst.append({"i": part, "uri": data_uri(rel, store_root, max_px=THUMB_PX, quality=80), "href": href})
     failed, failed_more = failed_rows(parts)
+    escaped = escapes(parts)  # beyond the table's rows, in the CSV: 50 of 250 escapes were in no table and no file
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
     num = STYLES[page.lang]
+    # the most used first: the chart draws three, and stats.thresholds (sorted) gave it the lowest three
+    used = [t for t, _n in Counter(p.threshold for p in parts if p.threshold is not None).most_common()]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
-           "histogram": charts.histogram(stats.scores, stats.thresholds, _, num),
+           "histogram": charts.histogram(stats.scores, used, _, num),
            "p_chart": charts.p_chart(stats.subgroups, stats.p_bar, _, num, z),
            "throughput": charts.throughput(stats.subgroups, _, num, z)}
     return environment(page.lang).get_template("shift.html.j2").render(
-        s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=failed_file, skipped=not_inspected(meta),
-        refused=not_inspected(meta, "refused_on_arrival"),
-        escapes=[p for p in parts if p.review is not None and p.review.outcome == "escape"][:MAX_FAILED_ROWS],
-        title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), stations=sorted(stations),
+        s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=(files or {}).get("failed"),
+        skipped=not_inspected(meta), refused=not_inspected(meta, "refused_on_arrival"), escapes=escaped[:MAX_FAILED_ROWS],
+        escapes_more=max(0, len(escaped) - MAX_FAILED_ROWS), escapes_file=(files or {}).get("escapes"),
+        title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), line=as_text(meta.get("line")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
 
 
@@ -324,17 +342,17 @@ def not_inspected(meta: dict[str, Any], key: str = "not_inspected") -> dict[str,
 def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str, Any] | None, out_dir: str | Path, formats: Iterable[str] = FORMATS,
                  lang: str = "en", store_root: str | Path | None = None, tz: str | None = "UTC",
                  letterhead: Letterhead | None = None) -> dict[str, Path]:
-    """Write a shift/lot report for `records` (dicts, or `reports.records.inspection` of them); returns {format: path}, with "csv" (every failed part) where there are
-    more than the report's table lists (MAX_FAILED_ROWS).
+    """Write a shift/lot report for `records` (dicts, or `reports.records.inspection` of them); returns {format: path}, with "csv"
+    (every failed part) and "escapes_csv" (every escape) where there are more than the report's tables list (MAX_FAILED_ROWS).
 
-    meta (all optional): start, end (ISO 8601; the period, else the records' span), station, title, lot,
+    meta (all optional): start, end (ISO 8601; the period, else the records' span), station, line (the station's production line), title, lot,
     config (dict shown as "config used"), worst_n (thumbnails, default 12), name (file name stem), not_inspected
     ({"count": n, "items": [{timestamp, serial, source, reason, file}, ...]}: inputs accepted but never inspected),
     refused_on_arrival ({"count": n, "kinds": {kind: n}, "items": [{timestamp, serial, source, reason}, ...]}: inputs
     refused at once, e.g. an image that cannot be decoded, none of them in a record).
     `tz`: the zone the report's times are shown in (an IANA name such as Europe/Berlin, "UTC" or "local");
     `letterhead`: see `reports.letterhead`.
-    With HTML output, the worst parts' inspection pages are written beside it so the thumbnails link somewhere.
+    With HTML output, the worst parts' inspection pages are written beside it (worst_page_name) so the thumbnails link somewhere.
     """
     page = Page.of(lang, formats, tz, letterhead)
     meta = dict(meta or {})
@@ -344,10 +362,11 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     out = out_folder(out_dir)
     parts = _parts(records)
     name = shift_name(meta)
-    more = sum(p.verdict == "FAIL" for p in parts) > MAX_FAILED_ROWS
-    failed_file = f"{name}-failed.csv" if more else None  # the whole list, where the table shows part of it
-    html = _shift_page(parts, meta, store_root, page, out if "html" in page.formats else None, failed_file)
+    # the whole list, where a table shows part of it
+    lists = {"failed": [p for p in parts if p.verdict == "FAIL"], "escapes": escapes(parts)}
+    files = {k: f"{name}-{k}.csv" for k, listed in lists.items() if len(listed) > MAX_FAILED_ROWS}
+    html = _shift_page(parts, meta, store_root, page, out if "html" in page.formats else None, files)
     paths = emit(name, out, html, page.formats)
-    if failed_file:
-        paths["csv"] = _write(out / failed_file, failed_csv(parts))
+    for k, file in files.items():
+        paths[{"failed": "csv", "escapes": "escapes_csv"}[k]] = _write(out / file, parts_csv(lists[k]))
     return paths

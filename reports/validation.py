@@ -23,7 +23,7 @@ from reports import charts
 from reports.i18n import translations
 from reports.letterhead import Letterhead
 from reports.names import safe_name
-from reports.numbers import STYLES
+from reports.numbers import STYLES, nearest
 from reports.render import Page, emit, environment, out_folder, translate_value
 
 GOOD = "good"
@@ -135,6 +135,7 @@ def validation_html(run: ValidationRun, page: Page) -> str:
         confusion=c, false_alarms=rate(c["good_fail"], int((~d).sum())), escape=rate(c["defect_pass"], int(d.sum())),
         types=[dict(row, label=translate_value(_, row["type"])) for row in per_type(run)],
         escapes=_examples(run, escapes), n_escapes=c["defect_pass"], alarms=_examples(run, alarms), n_alarms=c["good_fail"],
+        threshold_near=nearest(run.threshold, run.scores.tolist()),  # an escape at 8.979477 read "8.979", as the threshold 8.97948
         **page.context())
 
 

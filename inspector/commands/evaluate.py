@@ -168,10 +168,12 @@ def labelled_twice(dataset) -> list[str]:
 
 def threshold_origin(calibration: dict, dataset) -> dict:
     """What the stored threshold answers to: the policy it was chosen for (None: set by hand), and how many of these
-    test images it was chosen on (models fitted before 2026-12-05 record only the whole set's digest)."""
+    test images it was chosen on (models fitted before 2026-12-05 record only the whole set's digest). A threshold set
+    by hand was chosen on none: the images kept are the fit's, and counting them had the report say both."""
     out = {"policy": calibration.get("policy")} if "policy" in calibration else {}
-    if "test_images" in calibration:  # each calibration image counts as often as it was calibrated on: a copy of it
-        # under another label is not (it counted twice, "calibrated on 31 of these 31" where 30 were)
+    if "test_images" in calibration and out.get("policy", True) is not None:
+        # each calibration image counts as often as it was calibrated on: a copy of it under another label is not (it
+        # counted twice, "calibrated on 31 of these 31" where 30 were)
         chosen_on = Counter(calibration["test_images"]) & Counter(d[:16] for d in dataset.test_digests)
         out["test_images_calibrated_on"] = sum(chosen_on.values())
     return out

@@ -74,6 +74,7 @@ class Settings:
 
     db: str
     station: str | None
+    line: str | None  # the station's production line (config station.line, "for reports"), printed on the shift report
     lang: str
     tz: str
     formats: tuple[str, ...]
@@ -84,12 +85,12 @@ def settings(args: argparse.Namespace) -> Settings:
     from reports import ReportError
     from reports.letterhead import letterhead
 
-    rc = station = None
+    rc = station = line = None
     if args.config:
         from inspector.config import load_config
 
         cfg = load_config(args.config)
-        rc, station = cfg.reports, cfg.station.name
+        rc, station, line = cfg.reports, cfg.station.name, cfg.station.line
         db = args.db or cfg.store.data_dir
     elif args.db:
         db = args.db
@@ -108,7 +109,9 @@ def settings(args: argparse.Namespace) -> Settings:
         except ReportError as exc:
             raise InspectorError(str(exc)) from None
     formats = name_list(args.format) if args.format is not None else pick(None, "formats", ["html", "pdf"])
-    return Settings(str(db), args.station if args.station is not None else station, pick(args.lang, "lang", "en"),
+    # the config's line is its station's: not printed over another station's parts
+    return Settings(str(db), args.station if args.station is not None else station, line if args.station in (None, station) else None,
+                    pick(args.lang, "lang", "en"),
                     pick(args.tz, "timezone", "local"), tuple(formats), head)
 
 
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             start, end = utc_period(args.start, args.end, z, until_now=True)
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
             unjudged = store.unjudged(start, end)
-            meta = {"start": start, "end": end, "station": opts.station, "worst_n": args.worst, "title": args.title, "lot": args.lot,
+            meta = {"start": start, "end": end, "station": opts.station, "line": opts.line, "worst_n": args.worst, "title": args.title, "lot": args.lot,
                     **unjudged}
             written = [reports.render_shift(parts, meta, args.out, **style)]
             fails = sum(p.verdict == "FAIL" for p in parts)  # as the report counts them ("fail" too)

@@ -75,10 +75,10 @@ def test_shift_report_in_chromium_links_to_worst_parts(browser, rendered, tmp_pa
     assert page.eval("document.querySelectorAll('.thumb img').length") == 6
     assert page.eval("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     hrefs = page.eval("[...document.querySelectorAll('a.thumb')].map(a => a.href)")
-    assert len(hrefs) == 6 and any(h.endswith("inspection-evil.html") for h in hrefs)
+    assert len(hrefs) == 6 and any(h.endswith("inspection-evil.shift.html") for h in hrefs)
     check_screenshot(page, tmp_path / "shift.png")
     page.close()
-    linked = open_clean(browser, rendered["shift"].parent / "inspection-evil.html")  # the hostile part's page, opened from the link
+    linked = open_clean(browser, rendered["shift"].parent / "inspection-evil.shift.html")  # the hostile part's page, opened from the link
     assert linked.eval("document.getElementById('serial').textContent") == XSS
     linked.close()
 

@@ -122,3 +122,54 @@ def test_a_station_logs_no_weasyprint_steps_at_info(failed_record, tmp_path, cap
             assert any(r.name == "weasyprint.progress" for r in caplog.records) is steps
     finally:
         progress.setLevel(logging.NOTSET)
+
+
+LONG_SERIAL, LONG_STATION = "SN2026LOT7734" + "X" * 51, "LINE7CELL12ENDKONTROLLEGEHAEUSEOBERSEITE" + "Y" * 24  # 64 each, no break
+
+
+def test_long_serials_and_stations_keep_every_column_on_the_page(sample, tmp_path):
+    """A 64-character serial or station (both allowed) widened the tables past the A4 page: the failed-parts and escapes
+    tables lost score, defect type, QA review, name and comments, and the inspection report's serial ran off the paper."""
+    import json
+
+    root, records = sample
+    parts = [dict(r, serial=LONG_SERIAL, station=LONG_STATION) for r in records[:40]]
+    escaped = next(p for p in parts if p["verdict"] == "PASS")
+    escaped["reviews"] = [{"outcome": "escape", "truth": "defect", "type": "scratch", "by": "Ana", "note": "audit",
+                           "at": escaped["timestamp"]}]
+    out = reports.render_shift(parts, {"name": "long"}, tmp_path, formats=("pdf",), store_root=root)
+    text = pdftext(out["pdf"])
+    headers = [" ".join(ln.split()) for ln in text.splitlines() if re.match(r"\s*Time\s+Serial\s+Station", ln)]
+    assert len(headers) >= 2 and all("Score Defect" in h for h in headers)  # the failed parts' table (and its repeats), the escapes'
+    assert all(h.endswith("QA") for h in headers[:-1]) and headers[-1].endswith("Name Comments")  # "QA review" on two lines
+    assert re.search(r"\bscratch\s+Ana\s+audit\b", text)  # the escape's row: its type, reviewer and note
+    inspection = reports.render_inspection(parts[0], tmp_path, formats=("pdf",), store_root=root)
+    boxes = subprocess.run([need("pdftotext"), "-bbox", str(inspection["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
+    right = max(float(x) for x in re.findall(r'xMax="([\d.]+)"', boxes))
+    assert right <= 595.3 - 13 * 72 / 25.4 + 0.5, json.dumps(right)  # inside the right margin of 13 mm
+
+
+def page_texts(path) -> list[str]:
+    return [subprocess.run([need("pdftotext"), "-f", str(i), "-l", str(i), "-layout", str(path), "-"], capture_output=True, text=True,
+                           check=True).stdout for i in range(1, pages(path) + 1)]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh", "es"])
+def test_every_page_says_what_is_signed(sample, tmp_path, lang):
+    """The running footer named only the report's kind: a separated sign-off page was tied to no part and no shift."""
+    from reports.i18n import translations
+
+    if lang == "zh" and cjk_font() is None:
+        pytest.skip("no CJK font on this machine (apt-get install fonts-noto-cjk)")
+    _ = translations(lang).gettext
+    root, records = sample
+    part = next(r for r in records if r["verdict"] == "FAIL" and len(r["defects"]) >= 2)
+    inspection = reports.render_inspection(part, tmp_path, formats=("pdf",), lang=lang, store_root=root)
+    subject = f"{_('Serial')}: {part['serial']} · {_('Inspection ID')}: {part['inspection_id']}"
+    texts = page_texts(inspection["pdf"])
+    assert len(texts) >= 2 and all(subject in t for t in texts), subject
+    shift = reports.render_shift(records, {"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T14:00:00Z", "station": "line1-station3"},
+                                 tmp_path, formats=("pdf",), lang=lang, store_root=root)
+    subject = f"{_('Station')}: line1-station3 · {_('Period')}: 2026-11-26 06:00 UTC – 2026-11-26 14:00 UTC"
+    texts = page_texts(shift["pdf"])
+    assert len(texts) >= 2 and all(subject in t for t in texts), subject

@@ -419,3 +419,98 @@ def test_a_region_found_where_the_map_peaks_is_said_to_be_so(failed_record):
     for lang, says in (("en", "No pixel reached the pixel threshold"), ("zh", "没有像素达到像素阈值"), ("es", "Ningún píxel alcanzó")):
         page = inspection_html(peak, lang)
         assert 'id="map-peak"' in page and says in page
+
+
+def test_escapes_beyond_the_table_are_counted_and_every_one_is_written_to_a_csv(tmp_path):
+    """The escapes table kept the first 200 of 250 and said nothing: 50 escaped parts were in no table and no file."""
+    import csv
+
+    from reports.render import MAX_FAILED_ROWS
+
+    n = MAX_FAILED_ROWS + 50
+    review = {"outcome": "escape", "truth": "defect", "type": "scratch", "by": "QA", "note": "found at final audit"}
+    records = [_rec(i, "PASS", 1.0, timestamp=f"2026-11-27T{6 + i // 60:02d}:{i % 60:02d}:00.000Z", reviews=[review]) for i in range(n)]
+    out = reports.render_shift(records, {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tmp_path, ("html",))
+    assert set(out) == {"html", "escapes_csv"} and out["escapes_csv"].name == "shift-20261127T0600Z-20261127T1400Z-escapes.csv"
+    html = out["html"].read_text(encoding="utf-8")
+    assert section_of(html, "escapes").count("<tr><td>") == MAX_FAILED_ROWS
+    assert f"… and 50 more escapes; every escape is listed in {out['escapes_csv'].name} beside this report." in html
+    rows = list(csv.DictReader(out["escapes_csv"].open(encoding="utf-8")))
+    assert [r["inspection_id"] for r in rows] == [r["inspection_id"] for r in records]
+    assert rows[-1]["review"] == "escape" and rows[-1]["review_note"] == "found at final audit" and rows[-1]["verdict"] == "PASS"
+    assert "… and 50 more escapes (see the inspection store)." in shift_html(records, {})  # no file beside an HTML string
+    assert "escapes-more" not in shift_html(records[:MAX_FAILED_ROWS], {})
+
+
+def section_of(html: str, name: str) -> str:
+    return re.search(rf'<section[^>]*id="{name}".*?</section>', html, re.S).group(0)
+
+
+def test_two_thresholds_in_one_shift_print_apart_and_the_chart_draws_the_most_used():
+    """5.638107657 and 5.63849 both read 5.638 ("More than one threshold was in use: 5.638; 5.638"); and the chart,
+    which draws three, drew the lowest three of four, not the ones most parts were judged at."""
+    records = [_rec(i, "PASS", 5.0, threshold=5.638107657) for i in range(3)] + [_rec(3, "PASS", 5.0, threshold=5.63849)]
+    html = shift_html(records, {})
+    assert "More than one threshold was in use during this period: 5.6381; 5.6385." in html
+    assert "<p>Threshold: 5.6381, 5.6385</p>" in html
+    assert "Threshold 5.6381</text>" in html and "Threshold 5.6385</text>" in html  # the histogram's labels
+    used = [_rec(i, "PASS", 5.0, threshold=t) for i, t in enumerate([1.0, 2.0, 3.0] + [9.0] * 5)]
+    chart = section_of(shift_html(used, {}), "scores")
+    assert "Threshold 9</text>" in chart and chart.count("stroke-dasharray=\"6 3\"") - 1 == 3  # the lines (and the legend's)
+
+
+def test_a_failed_part_never_reads_as_none_failed():
+    """One FAIL in 3,000 read "FAIL 1 0.0%"."""
+    records = [_rec(i, "PASS", 1.0) for i in range(2999)] + [_rec(2999, "FAIL", 9.0)]
+    verdicts = section_of(shift_html(records, {}), "totals").split('<table class="verdicts">')[1].split("</table>")[0]
+    assert '<td>FAIL</td><td class="num">1</td><td class="num">0.1%</td>' in verdicts
+    assert '<td>PASS</td><td class="num">2,999</td><td class="num">99.9%</td>' in verdicts
+    one_in_30000 = shift_html([_rec(i, "PASS", 1.0) for i in range(29999)] + [_rec(29999, "FAIL", 9.0)], {"start": "2026-11-27T06:00:00Z",
+                                                                                                       "end": "2026-11-27T07:00:00Z"})
+    assert "Mean fraction failed 0.01%" in one_in_30000
+
+
+def test_a_shift_report_never_overwrites_an_inspection_report_or_another_shift_reports_pages(sample, tmp_path, capsys):
+    """Its worst parts' pages were inspection-<id>.html: a shift report (CLI) replaced a filed inspection report's HTML
+    in its own language and zone, and each daemon shift report (all in one folder) rewrote the pages older ones link to."""
+    import json
+
+    from inspector.cli import main
+    from inspector.store import Store
+
+    root, records = sample
+    store = Store(tmp_path / "store")
+    for r in records[:20]:
+        store.add(r)
+    store.close()
+    worst = max(records[:20], key=lambda r: r["score"] - r["threshold"])["inspection_id"]  # on the shift report too
+    db, qa = str(tmp_path / "store"), tmp_path / "qa"
+    assert main(["report", "--db", db, "--inspection", worst, "--lang", "zh", "--format", "html", "--out", str(qa)]) == 0
+    filed = (qa / f"inspection-{worst}.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", "--db", db, "--from", "2026-11-26T06:00Z", "--tz", "UTC", "--format", "html", "--out", str(qa), "--json"]) == 0
+    shift = Path(json.loads(capsys.readouterr().out)["reports"][0]["html"])
+    assert (qa / f"inspection-{worst}.html").read_text(encoding="utf-8") == filed  # the filed report, as it was
+    links = [u for t, u in refs(shift.read_text(encoding="utf-8")).urls if t == "a"]
+    assert len(links) == 12 and all((qa / u).is_file() for u in links) and any(worst in u for u in links)
+    # the daemon's: two shift reports in one folder, in two languages; each one's links open its own pages
+    shifts = tmp_path / "shifts"
+    first = reports.render_shift(records[:20], {"start": "2026-11-26T06:00Z", "end": "2026-11-26T07:00Z"}, shifts, ("html",), "zh", root)
+    reports.render_shift(records[:20], {"start": "2026-11-26T06:00Z", "end": "2026-11-26T08:00Z"}, shifts, ("html",), "en", root)
+    links = [u for t, u in refs(first["html"].read_text(encoding="utf-8")).urls if t == "a"]
+    assert links and all('<html lang="zh">' in (shifts / u).read_text(encoding="utf-8") for u in links)
+
+
+def test_the_station_line_is_on_the_shift_report():
+    """The daemon passed station.line ("Production line name, for reports") and no template printed it."""
+    html = shift_html([_rec(1, "PASS", 1.0)], {"station": "s1", "line": "Line 7"}, lang="es")
+    assert re.search(r'id="period">.*Línea: Line 7', html, re.S)
+    assert "Line 7" not in shift_html([_rec(1, "PASS", 1.0)], {})
+
+
+def test_refusal_reasons_are_marked_as_the_stations_english_words_in_other_languages():
+    """The daemon's English reason stood untranslated, unmarked, in a zh or es report."""
+    refused = {"count": 1, "items": [{"timestamp": "2026-11-27T06:00:00Z", "serial": "SN-1", "reason": "cannot be decoded"}]}
+    assert "<th>Reason</th>" in shift_html([], {"refused_on_arrival": refused})
+    assert "<th>原因 (工位的英文原文)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="zh")
+    assert "<th>Motivo (texto original de la estación, en inglés)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="es")

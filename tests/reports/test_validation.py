@@ -185,3 +185,66 @@ def test_new_parts_and_twins_notes_appear_only_when_eval_measured_them():
     assert "张良品和" in validation_html(warned, Page.of("zh", ("html",), "UTC", None))
     skipped = run_of([0.0, 2.0], ["good", "crack"], new_parts={"skipped": "fewer parts than folds"})
     assert 'id="new-parts"' not in validation_html(skipped, Page.of("en", ("html",), "UTC", None))
+
+
+def test_pixel_figures_chosen_on_these_masks_say_so_with_the_held_out_ones():
+    """eval printed "(chosen on these masks)" and the held-out figures; the report printed the in-sample precision alone
+    (0.583 where held out it was 0.058)."""
+    px = {"threshold": 10.03, "precision": 0.5833, "recall": 0.2409, "f1": 0.3409, "calibrated_on_these_images": True,
+          "held_out": {"folds": 4, "precision": 0.0576, "recall": 0.3097, "f1": 0.0972}}
+    en = Page.of("en", ("html",), "UTC", None)
+    metrics = " ".join(section(validation_html(run_of([0.0, 2.0], ["good", "crack"], at_pixel_threshold=px), en), "metrics").split())
+    assert "precision 0.583, recall 0.241, F1 0.341 <strong>(the pixel threshold was chosen on these masks, so these figures flatter it)" in metrics
+    assert re.search(r'id="pixel-held-out">precision 0\.058, recall 0\.310, F1 0\.097 \(chosen again on 3 of 4 folds', metrics)
+    elsewhere = section(validation_html(run_of([0.0, 2.0], ["good", "crack"], at_pixel_threshold={**px, "calibrated_on_these_images": False}),
+                                        en), "metrics")
+    assert "precision 0.583" in elsewhere and "flatter" not in elsewhere and "pixel-held-out" not in elsewhere
+    zh = validation_html(run_of([0.0, 2.0], ["good", "crack"], at_pixel_threshold=px), Page.of("zh", ("html",), "UTC", None))
+    assert "像素阈值是在这些掩码上选定的" in zh and "精确率 0.058" in zh
+
+
+def test_a_threshold_set_by_hand_is_never_said_to_be_chosen_on_these_images():
+    """"set by hand … not chosen for a target rate" stood over "8 of these 8 test images were among those it was chosen
+    on": the count was of the fit's calibration images, which a threshold set by hand does not answer to."""
+    from types import SimpleNamespace
+
+    from inspector.commands.evaluate import threshold_origin
+
+    run = run_of([0.0, 2.0], ["good", "crack"], at_threshold={"threshold": 1.0, "calibrated_on_these_images": False, "policy": None,
+                                                             "test_images_calibrated_on": 2})
+    decision = section(validation_html(run, Page.of("en", ("html",), "UTC", None)), "decision")
+    assert "set by hand" in decision and "calibrated-partly" not in decision
+    data = SimpleNamespace(test_digests=["a" * 64, "b" * 64])
+    calibration = {"policy": {"kind": "escape", "target": 0.01}, "test_images": ["a" * 16, "b" * 16]}
+    assert threshold_origin(calibration, data) == {"policy": calibration["policy"], "test_images_calibrated_on": 2}
+    assert threshold_origin({**calibration, "policy": None}, data) == {"policy": None}
+    assert threshold_origin({"test_images": ["a" * 16]}, data) == {"test_images_calibrated_on": 1}  # no policy recorded: counted
+
+
+def test_an_escape_just_below_the_threshold_never_reads_equal_to_it():
+    """Threshold 8.97948, an escaped defect at 8.979477882: "8.979" both, in the KPI, the chart and the thumbnail."""
+    run = run_of([0.0, 8.979477882, 9.5], ["good", "blob", "blob"], threshold=8.97948)
+    html = validation_html(run, Page.of("en", ("html",), "UTC", None))
+    assert '<div class="v" id="threshold">8.97948</div>' in html
+    assert "Threshold 8.97948</text>" in section(html, "scores")
+    assert "<strong>blob</strong> 8.979478</div>" in section(html, "escapes")
+
+
+def test_a_small_target_rate_keeps_its_digits():
+    """--far 0.0004 read "chosen for at most 0.0% false alarms"; a held-out rate of 1 in 2,500 read 0.0 % too."""
+    held = {"policy": {"kind": "far", "target": 0.0004}, "folds": 5, "false_alarm_rate": 0.0004, "escape_rate": 0.0}
+    run = run_of([0.0, 2.0], ["good", "crack"], at_threshold={"threshold": 1.0, "calibrated_on_these_images": True, "held_out": held,
+                                                            "policy": held["policy"]})
+    decision = section(validation_html(run, Page.of("es", ("html",), "UTC", None)), "decision")
+    assert "como máximo un 0,04\u00a0% de falsas alarmas" in decision
+    assert re.search(r"falsas alarmas 0,1\u00a0% y escapes 0,0\u00a0%", decision)  # 1 in 2,500, and none
+    assert "at most 1.0% escapes" in validation_html(run_of([0.0, 2.0], ["good", "crack"], at_threshold={
+        "threshold": 1.0, "calibrated_on_these_images": False, "policy": {"kind": "escape", "target": 0.01}}), Page.of("en", ("html",), "UTC", None))
+
+
+def test_the_data_sets_notes_are_marked_as_evals_english_words_in_other_languages():
+    """"1 link(s) in data2/test/good lead nowhere…" stood in a Chinese report as if it were the report's own text."""
+    run = run_of([0.0, 2.0], ["good", "crack"])
+    run.notes = ["1 link(s) in data2/test/good lead nowhere and were left out"]
+    assert '<p class="note">1 link(s) in data2' in validation_html(run, Page.of("en", ("html",), "UTC", None))
+    assert '<p class="note">inspector eval 的英文原文: 1 link(s) in data2' in validation_html(run, Page.of("zh", ("html",), "UTC", None))
