@@ -169,6 +169,7 @@ class Daemon:
         self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
         self._status_sent: bytes | None = None
         self.problems: list[str] = []
+        self._reopen_failed: str | None = None  # why the watchdog could not reopen a source it replaced (tried again at each check)
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
         self.store: Store | None = None
@@ -299,11 +300,12 @@ class Daemon:
 
     def _publish_status(self, again: bool = False) -> None:
         """The retained status, when it changed (`again`: after a reconnect): `online` means able to inspect, not merely
-        connected, and `degraded` that the store refuses writes, so the line sees it without polling /health."""
+        connected, and `degraded` that the store refuses writes or the source (camera, stream, folder) gives no frames, so
+        the line sees it without polling /health (a PLC that gates its triggers on it kept triggering a dead camera)."""
         with self._status_lock:
             if not self.ready or self.halt.is_set():
                 return
-            status = DEGRADED if self.trouble.error else ONLINE
+            status = DEGRADED if self.trouble.error or not self._source_up() else ONLINE
             if again or status != self._status_sent:
                 self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
                 self._status_sent = status
@@ -351,9 +353,13 @@ class Daemon:
         m.set("inspector_pending", counts.get("pending", 0))
         m.set("inspector_unpublished", counts.get("unpublished", 0))
         m.set("inspector_broker_connected", int(bool(self.mqtt and self.mqtt.connected)))
-        m.set("inspector_source_up", int(self.source is None or self.source.state in ("open", "watching")))
+        m.set("inspector_source_up", int(self._source_up()))
+        m.set("inspector_source_reconnects", self.source.reconnects if self.source is not None else 0)
         m.set("inspector_healthy", int(not self.problems))
         return counts
+
+    def _source_up(self) -> bool:
+        return self.source is None or self.source.state in ("open", "watching")
 
     def render_metrics(self) -> str:
         self._gauges()
@@ -504,20 +510,31 @@ class Daemon:
             elif now - w.heartbeat > stall:
                 problems.append(f"{w.name} silent for {now - w.heartbeat:.0f} s")
         src = self.source
-        if src is not None and getattr(src, "_thread", None) is not None and src.state not in ("finished", "stopped") \
-                and now - src.heartbeat > stall and not self.halt.is_set():
-            log.error("watchdog: source %s silent for %.0f s; replacing it", src.name, now - src.heartbeat)
-            threading.Thread(target=src.stop, daemon=True).start()  # it may hang: do not wait on it
-            self.source = open_source(self.cfg.source)
-            self.intake.source = self.source
-            self._answer_set_aside(self.source)
-            self.source.start(self.intake.submit)
-            self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
+        silent = src is not None and getattr(src, "_thread", None) is not None and src.state not in ("finished", "stopped") \
+            and now - src.heartbeat > stall
+        if (silent or self._reopen_failed is not None) and not self.halt.is_set():
+            if silent:
+                log.error("watchdog: source %s silent for %.0f s; replacing it", src.name, now - src.heartbeat)
+                threading.Thread(target=src.stop, daemon=True).start()  # it may hang: do not wait on it
+            try:
+                self._replace_source()
+                self._reopen_failed = None
+            except InspectorError as exc:  # e.g. its folder or video gone: raised, it ended the watchdog for good
+                if self._reopen_failed != str(exc):
+                    log.error("watchdog: %s; trying again at each check (the status is degraded meanwhile)", exc)
+                self._reopen_failed = str(exc)
         self.problems = problems
         self._gauges()
         if self.mqtt is not None and self.mqtt.connected:
             self._publish_status()
         return problems
+
+    def _replace_source(self) -> None:
+        source = open_source(self.cfg.source)
+        self.source = self.intake.source = source
+        self._answer_set_aside(source)
+        source.start(self.intake.submit)
+        self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
 
     # -- stop -------------------------------------------------------------------------------------------------
     def _wait(self, done: Callable[[], bool], deadline: float) -> bool:

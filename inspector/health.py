@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # name -> (type, help); every metric the daemon exports is declared here
 METRICS: dict[str, tuple[str, str]] = {
     "inspector_frames_total": ("counter", "Frames accepted for inspection, by source kind."),
-    "inspector_frames_dropped_total": ("counter", "Live frames skipped in continuous mode because the inspector was busy."),
+    "inspector_frames_dropped_total": ("counter", "Live frames skipped in continuous mode: the inspector was busy (queue_full, busy), or beyond 10 a minute refused (refused)."),
     "inspector_rejected_total": ("counter", "Inputs rejected with a message on the error topic, by reason."),
     "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
     "inspector_warnings_total": ("counter", "Warnings on results, by kind: size (an image unlike the training images' size), locate,"
@@ -39,6 +39,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_unpublished": ("gauge", "Stored results the broker has not acknowledged (the outbox)."),
     "inspector_broker_connected": ("gauge", "1 while connected to the MQTT broker."),
     "inspector_source_up": ("gauge", "1 while the frame source is open or watching."),
+    "inspector_source_reconnects": ("gauge", "Times the frame source (camera, stream) dropped and was reopened since it started."),
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
 }
 HTTP_TIMEOUT_S = 10.0

@@ -33,7 +33,7 @@ from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
-from inspector.sources import Frame
+from inspector.sources import Frame, SourceStopped
 from inspector.store import Store
 from model.errors import InspectorError
 from model.images import decode_image
@@ -207,6 +207,7 @@ class Job:
     reply: Reply | None = None  # where its answer goes besides the contract topic (MQTT 5)
     recovered: bool = False  # from the journal, with this run's recovery attempt counted
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
+    live: bool = False  # a frame of a live source in continuous mode: one of a stream, not a part someone sent
     refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
 
 
@@ -324,7 +325,7 @@ class Intake:
                 frame.done(False)
             return
         self.accept(rgb, frame.encoded, frame.inspection_id, frame.serial, frame.source, time.monotonic(), done=frame.done,
-                    refused=frame.refused, captured=frame.timestamp)
+                    refused=frame.refused, captured=frame.timestamp, live=not frame.wait)
 
     def _message(self, msg: Message) -> None:
         origin = msg.topic.removeprefix(self.topics.prefix + "/")
@@ -390,6 +391,9 @@ class Intake:
             if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
                 return
             encoded, rgb, source = self._trigger_image(cmd)
+        except SourceStopped as exc:  # unacknowledged: the broker hands it to the next start (it was refused as a camera fault)
+            log.info("%s", exc)
+            return
         except InspectorError as exc:
             return self._refuse(str(exc), "trigger", msg, ident, serial)
         self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg, captured=captured)
@@ -606,7 +610,7 @@ class Intake:
 
     def accept(self, rgb: np.ndarray, encoded: bytes | None, inspection_id: str | None, serial: str | None, source: str,
                received: float, *, message: Message | None = None, done: Callable[[bool], None] | None = None,
-               refused: Callable[[], None] | None = None, captured: float | None = None) -> None:
+               refused: Callable[[], None] | None = None, captured: float | None = None, live: bool = False) -> None:
         """Journal, acknowledge and queue (the caller checked the id is new and the queue has room). `captured`: the
         frame's capture time (epoch seconds); else the input's arrival is the part's time."""
         ident = inspection_id or uuid.uuid4().hex
@@ -615,7 +619,7 @@ class Intake:
             encoded = buf.tobytes() if ok else b""
         wall = captured if captured is not None else time.time() - (time.monotonic() - received)
         job = Job(ident, rgb, serial, source, received, reply=message.reply if message else None,
-                  timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)), refused=refused)
+                  timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)), refused=refused, live=live)
         # the time travels with the journal: a job recovered after a crash is a part of then, not of the restart
         meta = {"serial": serial, "source": source, **(job.reply or Reply()).to_meta(), "timestamp": job.timestamp}
         try:

@@ -7,6 +7,7 @@ acknowledges them.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ from model.errors import InspectorError
 log = logging.getLogger(__name__)
 
 STORE_RETRY_S = 5.0  # a result the store refused is offered to it again after this long
+LIVE_REFUSALS_KEPT, LIVE_REFUSAL_WINDOW_S = 10, 60.0  # refused live frames set aside (image kept, error said) a minute
 # the newest results held in memory for that (each holds its frame and map): at most this many, and this many bytes
 # (the newest is always held); older ones wait in the journal for the next start
 UNSTORED_KEPT, UNSTORED_BYTES = 32, 512 * 2**20
@@ -92,6 +94,34 @@ class Inference:
             return f"inspection failed on {job.source}; see the daemon log"
 
 
+class LiveRefusals:
+    """How many refused frames of a live source in continuous mode are set aside (image kept, error published): a camera
+    whose frames the model cannot take (a changed resolution, an empty belt with `--locate`) wrote two files and an error
+    for each of 30 frames a second. Beyond LIVE_REFUSALS_KEPT a minute, they are dropped, counted, and said once."""
+
+    def __init__(self) -> None:
+        self._kept: collections.deque[float] = collections.deque()
+        self._dropped = 0
+
+    def keep(self) -> bool:
+        now = time.monotonic()
+        while self._kept and now - self._kept[0] > LIVE_REFUSAL_WINDOW_S:
+            self._kept.popleft()
+        if len(self._kept) >= LIVE_REFUSALS_KEPT:
+            if not self._dropped:
+                log.warning("more than %d live frames a minute are refused; the rest are dropped unkept until fewer are "
+                            "(inspector_frames_dropped_total{reason=\"refused\"})", LIVE_REFUSALS_KEPT)
+            self._dropped += 1
+            return False
+        self._kept.append(now)
+        return True
+
+    def dropped_note(self) -> str:
+        """For the next error kept: how many were dropped since the last (then forgotten)."""
+        n, self._dropped = self._dropped, 0
+        return f" ({n} more live frames refused since the last one said were dropped, not kept)" if n else ""
+
+
 class Sink:
     """One `step()`: store and publish one result; between results, process broker acks, the outbox and retention."""
 
@@ -108,6 +138,7 @@ class Sink:
         self._last_warnings: tuple[str, ...] = ()  # the last part's: a part may carry two, each logged once per change
         self._next_disk_check = 0.0
         self._unstored: dict[str, tuple[Job, InspectionResult]] = {}  # oldest first
+        self.live_refusals = LiveRefusals()
         self._next_store_retry = 0.0
         self.disk_free_mb: int | None = None
         self.disk_low = False  # below store.min_free_mb: images are not saved, so that results still can be
@@ -123,7 +154,11 @@ class Sink:
             try:
                 if isinstance(outcome, str):
                     self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
-                    self._error(set_aside(self.store, job.inspection_id, outcome), job, ended=True)
+                    if job.live and not self.live_refusals.keep():
+                        self.store.drop_pending(job.inspection_id)
+                        self.metrics.inc("inspector_frames_dropped_total", {"reason": "refused"})
+                    else:
+                        self._error(set_aside(self.store, job.inspection_id, outcome + (self.live_refusals.dropped_note() if job.live else "")), job, ended=True)
                     if job.refused:
                         job.refused()
                 else:

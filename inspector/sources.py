@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -50,9 +51,20 @@ class Frame:
 Submit = Callable[[Frame], bool]
 
 
+class SourceStopped(InspectorError):
+    """A capture cut short because the source is stopping (the station shuts down): no fault of the camera, and the
+    trigger that asked is left for the next start rather than answered."""
+
+
 def _safe_url(url: str) -> str:
-    """A URL without its credentials, for logs and records."""
-    return re.sub(r"//[^/@]*@", "//", url)
+    """A URL without its credentials (all the user info: a password may hold an `@`) or query (a token), for logs and
+    records."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//.*@", "//", url.split("?", 1)[0])
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
 
 
 class Backoff:
@@ -85,6 +97,7 @@ class OpenCVSource:
         self._submit: Submit | None = None
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
+        self._retry_at = 0.0  # when a reconnecting source tries again (monotonic)
         self._position = 0
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
@@ -97,9 +110,14 @@ class OpenCVSource:
                 raise InspectorError(f"source.path {cfg.path}: no such video file")
             probe = cv2.VideoCapture(cfg.path)  # said before serve makes its store and loads its model, as --here says it
             opened = probe.isOpened()
+            # one that opens but decodes nothing (no frames, a codec OpenCV lacks) passed, then said "set source.loop"
+            readable = opened and probe.read()[0]
             probe.release()
             if not opened:
                 raise InspectorError(f"source {self.name}: OpenCV cannot open {cfg.path}; is it a video file?")
+            if not readable:
+                raise InspectorError(f"source {self.name}: no frame of {cfg.path} can be decoded; is it empty, cut short, or in a codec "
+                                     "this OpenCV lacks? Re-encode it (e.g. MJPG or H.264)")
 
     # -- device --------------------------------------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture | None:
@@ -172,21 +190,21 @@ class OpenCVSource:
                 self._cap = self._open()
                 if self._cap is None:
                     delay = backoff.next()
-                    self.state = f"reconnecting in {delay:.1f} s"
+                    self.state, self._retry_at = f"reconnecting in {delay:.1f} s", time.monotonic() + delay
                     log.warning("source %s: cannot open; retrying in %.1f s", self.name, delay)
                     self._sleep(delay)
                     continue
                 self.state = "open"
-            bgr = self._read()
+            with self._read_lock:
+                bgr = self._read()
             if bgr is None:
                 if isinstance(self.cfg, VideoSource) and not self.cfg.loop:
                     self._finished()
                     return
-                self._cap.release()
-                self._cap = None
+                self._release()
                 self.reconnects += 1
                 delay = backoff.next()
-                self.state = f"reconnecting in {delay:.1f} s"
+                self.state, self._retry_at = f"reconnecting in {delay:.1f} s", time.monotonic() + delay
                 log.warning("source %s: no frame (device dropped?); reconnecting in %.1f s", self.name, delay)
                 self._sleep(delay)
                 continue
@@ -217,17 +235,26 @@ class OpenCVSource:
         """A frame taken after this call (live), or the next frame of the file (video replayed as fast as possible)."""
         timeout = self.cfg.capture_timeout_s if timeout is None else timeout
         end = f"source {self.name}: no more frames (end of video; set source.loop: true)"
+        stopping = SourceStopped(f"source {self.name}: the station is stopping; the trigger is taken at the next start")
         if not self.live:
             with self._read_lock:
+                if self._stop.is_set():
+                    raise stopping
                 bgr = self._read()
             if bgr is None:
                 self._finished()
                 raise InspectorError(end)
             return self._frame(bgr, time.time())
+        wait = self._retry_at - time.monotonic()
+        if self.state.startswith("reconnecting") and wait > timeout:  # each trigger waited its whole timeout in turn, parts behind it too
+            raise InspectorError(f"source {self.name}: not delivering frames (the next reconnect is in {wait:.1f} s); check the camera "
+                                 "or stream")
         with self._cond:
             start = self._seq
             done = lambda: self._seq > start or self._stop.is_set() or self.state == "finished"  # noqa: E731
             if not self._cond.wait_for(done, timeout) or self._seq == start:
+                if self._stop.is_set():
+                    raise stopping
                 if self.state == "finished":
                     raise InspectorError(end)
                 raise InspectorError(f"source {self.name}: no frame within {timeout:.1f} s ({self.state}); check the camera or stream")
@@ -238,24 +265,42 @@ class OpenCVSource:
     def can_capture(self) -> bool:
         return True
 
+    def _release(self) -> None:
+        """Let the device go, never while a read is inside it (that crashed the process: a stop during a capture)."""
+        with self._read_lock:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+
     def stop(self) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=6)
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+            if self._thread.is_alive():  # hung inside the device: abandoned with it, not freed under it
+                log.error("source %s: its reader did not stop within 6 s; leaving the device to it", self.name)
+                self.state = "stopped"
+                return
+        self._release()
         self.state = "stopped"
 
 
 STORE_RETRY_S = 5.0  # a file the store could not take is tried again after this long
 MOVE_RETRY_S = 5.0  # a file that could not be moved after inspection is tried again after this long
+# a file cut short (no PNG IEND, no JPEG EOI, shorter than its BMP header says) is still being written while it changed
+# within settle_s + this: read again later (it was refused as damaged and moved to rejected/ while the writer wrote on)
+INCOMPLETE_WAIT_S = 5.0
+COARSE_TIME_S = 2.0  # file times may be this coarse (FAT: 2 s, many shares: 1 s): a rewrite within it may keep the time
+# after: keep looks at every kept file at least this often while the folder's time is unchanged (an in-place rewrite
+# keeps it), and every poll at those read within RECENT_S (a writer that rewrote its file in place does so again)
+RESCAN_S = 2.0
+RECENT_S = 60.0
 
 
 class FolderWatcher:
-    """Polls a folder; each new image file, once its size settled, is submitted with its bytes."""
+    """Polls a folder; each new image file, once its size settled and its bytes are whole, is submitted with its bytes,
+    under an id from its path, size, time and bytes."""
 
     def __init__(self, cfg: FolderSource) -> None:
         self.cfg = cfg
@@ -268,12 +313,18 @@ class FolderWatcher:
         self.heartbeat = time.monotonic()
         self.can_capture = False
         self._stop = threading.Event()
-        # path -> (size, mtime_ns) when read: a file rewritten under the same name is a new part
-        self._seen: dict[Path, tuple[int, int]] = {}
-        self._retry_at: dict[Path, float] = {}  # files the store could not take yet
+        # path -> (size, mtime_ns, inode) when read: a file rewritten under the same name is a new part
+        self._seen: dict[Path, tuple[int, int, int]] = {}
+        self._retry_at: dict[Path, float] = {}  # files the store could not take yet, or still being written
         self._problem: str | None = None  # a file that cannot be moved or deleted after inspection, shown as the state
-        self._unmoved: dict[Path, bool] = {}  # those files (and whether accepted), tried again every MOVE_RETRY_S
+        # those files (whether accepted, and the file as read), tried again every MOVE_RETRY_S
+        self._unmoved: dict[Path, tuple[bool, _Read | None]] = {}
         self._move_retry_at = 0.0
+        # after: keep skips polls in which nothing can have changed (`_nothing_new`): 3000 kept files cost 22 % of a core idle
+        self._folder_time = (-1, 0.0)  # the folder's mtime_ns and when (monotonic) it was first seen so
+        self._full_at = float("-inf")  # when the last poll that looked at every file began
+        self._rescan = False  # a file finished since then (its memory may be gone: it is read again)
+        self._recent: dict[Path, float] = {}  # files read, and when: looked at every poll for RECENT_S
         self._numbered: dict[Path, int] = {}  # done/ or rejected/ path -> the last number given to a file of that name
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
@@ -304,7 +355,7 @@ class FolderWatcher:
     def _forget_gone(self, present: set[Path]) -> None:
         """What is remembered of files no longer there: a stale entry made a new file of the same name and size look
         settled at once, and the memory grew with every file ever seen."""
-        for memory in (self._sizes, self._retry_at, self._seen):  # _finish changes two of them from the intake's thread:
+        for memory in (self._sizes, self._retry_at, self._seen, self._recent):  # _finish changes two from the intake's thread:
             for path in [p for p in list(memory) if p not in present]:  # list() copies at once, under the GIL
                 memory.pop(path, None)
 
@@ -322,11 +373,11 @@ class FolderWatcher:
     def _set_aside(self, path: Path, why: str) -> None:
         """A file that is no part image: moved to rejected/ unread (with after: keep, left and remembered until it
         changes), said once; an unreadable one was retried, and logged, at every poll."""
+        self._sizes.pop(path, None)  # settled: after: keep would otherwise look at every file every poll for it
         try:
-            st = path.stat()
-            self._seen[path] = (st.st_size, st.st_mtime_ns)
+            self._seen[path] = _key(path.stat())
         except OSError:
-            self._seen[path] = (-1, -1)
+            self._seen[path] = (-1, -1, -1)
         if self.on_set_aside is not None:  # the daemon answers it on the error topic and logs it there: once, not twice
             self.on_set_aside(f"{path.name} {why}; set aside in rejected/", f"folder:{path.name}", path.stem if SAFE_ID.match(path.stem) else None)
         else:
@@ -341,12 +392,34 @@ class FolderWatcher:
             st = path.stat()
         except OSError:
             return True
-        return (st.st_size, st.st_mtime_ns) == self._seen[path]
+        return _key(st) == self._seen.get(path)
+
+    def _nothing_new(self) -> bool:
+        """after: keep: whether this poll may skip looking at every file, as nothing can have changed. A new, removed or
+        renamed file changes the folder's time (which may be COARSE_TIME_S coarse); a rewrite in place does not, so the
+        files read within RECENT_S are looked at every poll, and all at least every RESCAN_S."""
+        now, mtime = time.monotonic(), self.folder.stat().st_mtime_ns
+        if mtime != self._folder_time[0]:
+            self._folder_time = (mtime, now)
+        if self.cfg.after == "keep" and not (self._rescan or self._sizes or self._retry_at or self._unmoved) \
+                and now - self._full_at < RESCAN_S and self._full_at - self._folder_time[1] >= COARSE_TIME_S:
+            for path, read_at in list(self._recent.items()):
+                if now - read_at > RECENT_S:
+                    self._recent.pop(path, None)
+                elif not self._unchanged(path):
+                    break
+            else:
+                return True
+        self._full_at, self._rescan = now, False
+        return False
 
     def _run(self, submit: Submit) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             try:
+                if self._nothing_new():
+                    self._stop.wait(self.cfg.poll_s)
+                    continue
                 # hidden files are partial writes by convention (rsync's .name.XXXXXX, a writer's .tmp_1.jpg renamed when done)
                 # and links are not followed: one to a file elsewhere had it read and stored as a part
                 named = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
@@ -363,63 +436,85 @@ class FolderWatcher:
                     self._set_aside(path, "is a link, which a watched folder does not follow; copy or move the image itself in")
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
-                for path, accepted in list(self._unmoved.items()):
-                    self._finish(path, accepted)
+                for path, (accepted, read) in list(self._unmoved.items()):
+                    self._finish(path, accepted, read)
             for path in entries:
+                self.heartbeat = time.monotonic()  # per file: the watchdog replaced a healthy watcher in a long backlog
                 if self._stop.is_set() or self._retry_at.get(path, 0.0) > time.monotonic() or self._unchanged(path) \
                         or self._ready(path) is None:
                     continue
                 if self._too_big(path):
                     continue
                 try:
-                    data = path.read_bytes()
-                    st = path.stat()
+                    with path.open("rb") as f:
+                        data = f.read()
+                        st = os.fstat(f.fileno())  # after the read: any later change shows in _finish's check
                 except FileNotFoundError:
                     continue  # moved away meanwhile
                 except OSError as exc:
                     self._set_aside(path, f"cannot be read ({exc.strerror})")
                     continue
-                self._seen[path] = (st.st_size, st.st_mtime_ns)
+                # measured on this clock, not against the file's time: a share's clock may be off by minutes
+                changed_at = self._sizes.get(path, (None, 0.0))[1]
+                if _cut_short(data) and time.monotonic() - changed_at < self.cfg.settle_s + INCOMPLETE_WAIT_S:
+                    # still being written, by a writer slower than settle_s: read again in a while, not every poll (it may be
+                    # large, and on a share)
+                    self._retry_at[path] = time.monotonic() + INCOMPLETE_WAIT_S / 5
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                # whole seconds (a coarse file system, or times copied with the file) or a write just before the read: a
+                # rewrite of the same size may keep the time, so _finish compares the bytes as well
+                coarse = st.st_mtime_ns % 1_000_000_000 == 0 or time.time_ns() - st.st_mtime_ns < COARSE_TIME_S * 1e9
+                read = _Read(_key(st), digest, coarse)
+                self._seen[path], self._recent[path] = read.key, time.monotonic()
                 self._sizes.pop(path, None)
                 self._retry_at.pop(path, None)
-                # same file, same id: after a restart a file already inspected is recognised, not inspected twice
-                ident = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+                # same file, same id: after a restart a file already inspected is recognised, not inspected twice; its bytes
+                # too: a part written under the name, size and time of an earlier one (a coarse share, `cp -p`) was taken
+                # for a repeat and never inspected
+                ident = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{digest}".encode()).hexdigest()[:24]
                 serial = path.stem if SAFE_ID.match(path.stem) else None
                 if serial is None:
                     log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
                                 self.name, path.name)
                 frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
-                              done=lambda ok, p=path: self._finish(p, ok), refused=lambda p=path, s=st: self._refused(p, s))
+                              done=lambda ok, p=path, r=read: self._finish(p, ok, r), refused=lambda p=path, r=read: self._refused(p, r))
                 while not self._stop.is_set() and not submit(frame):
                     self.heartbeat = time.monotonic()  # waiting for room is not a stall
             self._stop.wait(self.cfg.poll_s)
 
-    def _finish(self, path: Path, accepted: bool | None) -> None:
+    def _finish(self, path: Path, accepted: bool | None, read: _Read | None = None) -> None:
+        """Moves or deletes the file as `after` says, only if it is still the one `read` (a file set aside unread: None):
+        one written under its name since was moved or deleted uninspected; it is left to be read as a part of its own."""
+        self._rescan = True  # its memory may go (see below): after: keep looks at every file at the next poll
         if accepted is None:  # the store could not take it: the file stays, and is tried again
             self._seen.pop(path, None)
             self._retry_at[path] = time.monotonic() + STORE_RETRY_S
             return
+        if self.cfg.after == "keep":
+            return  # remembered in _seen until it changes
         verb = "delete" if self.cfg.after == "delete" and accepted else "move"
         try:
-            if verb == "delete":
+            if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
+                raise FileNotFoundError(path)
+            if read is not None and not _same_file(path, read):
+                log.info("source %s: %s was written again before the part read from it could be %sd; the new file is read "
+                         "as a part of its own", self.name, path.name, verb)
+            elif verb == "delete":
                 path.unlink(missing_ok=True)
-            elif self.cfg.after == "move" or self.cfg.after == "delete":
-                if not os.path.lexists(path):  # taken away by hand (a bad done/ would fail the move before it said so)
-                    raise FileNotFoundError(path)
-                path.replace(self._free_name(self._subfolder("done" if accepted else "rejected"), path.name))
             else:
-                return  # keep: remembered in _seen until it changes
+                path.replace(self._free_name(self._subfolder("done" if accepted else "rejected"), path.name))
         except FileNotFoundError:
-            log.info("source %s: %s was taken away before it could be moved", self.name, path.name)
+            log.info("source %s: %s was taken away before it could be %sd", self.name, path.name, verb)
         except OSError as exc:
             # remembered, so not read again every poll, and tried again later; the state (and /health) says why it is still there
             fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions"
             problem = f"cannot {verb} {path.name} ({exc.strerror}); {fix}"
             if path not in self._unmoved:
                 log.error("source %s: %s", self.name, problem)
-            self._problem, self._unmoved[path] = problem, accepted
+            self._problem, self._unmoved[path] = problem, (accepted, read)
             return
-        self._settled(path)
+        self._settled(path, read)
 
     def _free_name(self, folder: Path, name: str) -> Path:
         """`folder/name`, or `folder/<stem>-2<suffix>` and so on where a file of that name is there: a camera that
@@ -443,16 +538,16 @@ class FolderWatcher:
             raise OSError(errno.ENOTDIR, f"{target.name} is not a real folder")
         return target
 
-    def _refused(self, path: Path, st: os.stat_result) -> None:
+    def _refused(self, path: Path, read: _Read) -> None:
         """Accepted, then not inspected (e.g. the frame lacks the model's region): moved on from done/ to rejected/,
         where files no result was made of belong (the store keeps its image in refused/ as well)."""
-        if path in self._unmoved:  # not moved yet: when it is, to rejected/
-            self._unmoved[path] = False
+        if self._unmoved.get(path, (None, None))[1] is read:  # not moved yet: when it is, to rejected/
+            self._unmoved[path] = (False, read)
             return
         if self.cfg.after != "move":
             return  # deleted (the store's copy remains) or kept in place
-        try:  # the file moved there: of its name, or numbered beside an earlier file of that name (`_free_name`)
-            done = next((p for p in _named_like(self.folder / "done", path.name) if _same_file(p, st)), None)
+        try:  # the file moved there: of its name, or numbered beside an earlier or later file of that name (`_free_name`)
+            done = next((p for p in _named_like(self.folder / "done", path.name) if _same_file(p, read)), None)
             if done is None:
                 return  # taken away from done/ by hand
             done.replace(self._free_name(self._subfolder("rejected"), path.name))
@@ -461,12 +556,15 @@ class FolderWatcher:
         except OSError as exc:
             log.error("source %s: cannot move done/%s to rejected/ (%s)", self.name, path.name, exc.strerror)
 
-    def _settled(self, path: Path) -> None:
-        """`path` is moved, deleted or gone: healthy again once every file is where it belongs."""
-        self._unmoved.pop(path, None)
+    def _settled(self, path: Path, read: _Read | None = None) -> None:
+        """The file `read` at `path` is moved, deleted or gone: healthy again once every file is where it belongs. What
+        is remembered of a newer file read under its name since stays (it would be read twice)."""
+        if self._unmoved.get(path, (None, read))[1] is read:
+            self._unmoved.pop(path, None)
         if not self._unmoved:
             self._problem = None
-        self._seen.pop(path, None)
+        if read is None or self._seen.get(path) == read.key:
+            self._seen.pop(path, None)
 
     def capture(self, timeout: float | None = None) -> Frame:
         raise InspectorError("trigger: this station's source is a watched folder and cannot capture; drop a file in it or send an image")
@@ -487,10 +585,40 @@ def open_source(cfg: CameraSource | StreamSource | VideoSource | FolderSource | 
     return OpenCVSource(cfg)
 
 
-def _same_file(path: Path, st: os.stat_result) -> bool:
-    """Whether `path` is still the file `st` was taken of, moved (a move keeps its size and time)."""
-    now = path.stat()
-    return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+@dataclass(frozen=True)
+class _Read:
+    """A watched file as it was read: only that file is moved or deleted after its inspection."""
+
+    key: tuple[int, int, int]  # size, mtime_ns, inode
+    digest: str  # sha256 of its bytes
+    coarse: bool  # its time could hide a rewrite of the same size: compare the bytes too
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _same_file(path: Path, read: _Read) -> bool:
+    """Whether `path` is still the file `read` was taken of, or it moved (a move keeps size, time and inode)."""
+    if _key(path.lstat()) != read.key:
+        return False
+    return not read.coarse or hashlib.sha256(path.read_bytes()).hexdigest() == read.digest
+
+
+def _cut_short(data: bytes) -> bool:
+    """Whether the bytes end before their format says the image does: PNG's IEND chunk, JPEG's EOI marker (either with
+    padding after it), the file size in a BMP or WebP header; or there are none yet. Other formats do not say."""
+    if not data:
+        return True
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+    if data.startswith(b"\xff\xd8"):
+        return not data.rstrip(b"\x00\xff").endswith(b"\xff\xd9")
+    if data.startswith(b"BM") and len(data) >= 6:
+        return len(data) < int.from_bytes(data[2:6], "little")
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
+    return False
 
 
 def _named_like(folder: Path, name: str) -> list[Path]:

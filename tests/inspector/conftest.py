@@ -162,6 +162,7 @@ class MJPEGServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.frames = [cv2.imencode(".jpg", cv2.cvtColor(good_image(i), cv2.COLOR_RGB2BGR))[1].tobytes() for i in range(5)]
+        self.period = 0.04  # seconds between frames (a slow camera: longer)
         self.port = 0
         server = self
 
@@ -176,7 +177,7 @@ class MJPEGServer:
                         jpg = server.frames[i % len(server.frames)]
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
                         i += 1
-                        time.sleep(0.04)
+                        time.sleep(server.period)
                 except OSError:
                     pass
 

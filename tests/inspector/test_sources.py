@@ -144,7 +144,7 @@ def test_stream_reconnects_with_backoff_after_the_camera_drops():
         assert src.capture().rgb.shape == (96, 96, 3)
         server.stop()
         wait_until(lambda: src.state.startswith("reconnecting"), 15, "the drop noticed")
-        with pytest.raises(InspectorError, match="no frame within"):
+        with pytest.raises(InspectorError, match="no frame within|not delivering frames"):
             src.capture(timeout=0.3)
         server.start()  # same port
         assert src.capture(timeout=20).rgb.shape == (96, 96, 3) and src.reconnects >= 1

@@ -1,0 +1,190 @@
+"""OpenCV sources (camera, stream, video) at their edges: a stop during a capture, a source that cannot deliver, a video
+that decodes nothing, credentials in a stream's URL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.config import StreamSource, VideoSource
+from inspector.sources import OpenCVSource, SourceStopped, _safe_url
+from model.errors import InspectorError
+from tests.inspector.conftest import MJPEGServer, running, wait_until
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("rtsp://admin:p@ss@cam1/stream", "rtsp://cam1/stream"),  # ffmpeg takes the last @: the first left "ss@cam1"
+    ("http://u:pw@10.0.0.5:8080/v.mjpg?token=SECRET42", "http://10.0.0.5:8080/v.mjpg?…"),
+    ("rtsp://cam1:554/h264", "rtsp://cam1:554/h264"),
+])
+def test_a_stream_url_is_shown_without_credentials_or_query(url, shown):
+    assert _safe_url(url) == shown
+
+
+def test_a_video_that_opens_but_decodes_no_frame_is_refused_at_start(tmp_path):
+    path = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    writer.release()  # a container with no frame: opened, then "no more frames; set source.loop: true" with loop on
+    assert cv2.VideoCapture(str(path)).isOpened()
+    with pytest.raises(InspectorError, match="no frame of .* can be decoded"):
+        OpenCVSource(VideoSource(type="video", path=str(path), loop=True))
+
+
+def test_a_trigger_during_a_long_reconnect_wait_is_refused_at_once():
+    """Each capture waited its whole timeout behind a dead camera, and every part after it waited too."""
+    server = MJPEGServer().start()
+    src = OpenCVSource(StreamSource(type="stream", url=server.url, reconnect={"initial_s": 60.0, "max_s": 60.0}))
+    src.start(lambda f: True)
+    try:
+        src.capture(timeout=20)
+        server.stop()
+        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the drop noticed")
+        with pytest.raises(InspectorError, match=r"not delivering frames \(the next reconnect is in"):
+            src.capture(timeout=5)
+    finally:
+        src.stop()
+
+
+def test_a_stop_during_a_capture_says_so_and_blames_no_camera():
+    server = MJPEGServer().start()
+    src = OpenCVSource(StreamSource(type="stream", url=server.url, capture_timeout_s=30))
+    src.start(lambda f: True)
+    try:
+        src.capture()
+        server.period = 60.0  # a slow camera: the next frame is a minute away
+        time.sleep(0.2)
+        stopper = __import__("threading").Timer(0.5, src.stop)
+        stopper.start()
+        with pytest.raises(SourceStopped, match="the station is stopping"):
+            src.capture()
+    finally:
+        src.stop()
+        server.stop()
+
+
+def test_a_stop_while_a_video_frame_is_read_does_not_crash_the_process(tmp_path):
+    """The device was released under a read in progress (a trigger's capture at fps: max): a segmentation fault."""
+    path = tmp_path / "big.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (2400, 1600))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        writer.write(rng.integers(0, 255, (1600, 2400, 3), dtype=np.uint8))
+    writer.release()
+    script = textwrap.dedent(f"""
+        import threading, time
+        from inspector.config import VideoSource
+        from inspector.sources import OpenCVSource
+        from model.errors import InspectorError
+        for _ in range(8):
+            src = OpenCVSource(VideoSource(type="video", path={str(path)!r}, fps="max", mode="trigger", loop=True))
+            src.start(lambda f: True)
+            def read():
+                try:
+                    while True:
+                        src.capture()
+                except InspectorError:
+                    pass
+            t = threading.Thread(target=read)
+            t.start()
+            time.sleep(0.15)
+            src.stop()
+            t.join(10)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
+
+
+def test_a_trigger_cut_short_by_a_stop_is_not_refused_but_taken_at_the_next_start(station, broker, listen, tiny_inspector):
+    """Answered `no frame within 10 s; check the camera` (a healthy camera) and acknowledged, it was lost."""
+    server = MJPEGServer().start()
+    cfg = station(source={"type": "stream", "url": server.url, "mode": "trigger", "capture_timeout_s": 30})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    try:
+        with running(cfg, tiny_inspector) as d:
+            wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 10, "status online")
+            server.period = 60.0
+            time.sleep(0.2)
+            lst.publish("trigger", json.dumps({"inspection_id": "cut-1"}))
+            wait_until(lambda: d.intake.inbox.qsize() == 0, 5, "the trigger taken")
+            time.sleep(0.5)  # waiting for the slow camera's next frame
+        assert not lst.on("error") and not lst.on("result")
+        server.period = 0.04
+        with running(cfg, tiny_inspector):
+            got = wait_until(lambda: lst.json("result"), 20, "the trigger redelivered and inspected")
+        assert [r["inspection_id"] for r in got] == ["cut-1"] and not lst.on("error")
+    finally:
+        server.stop()
+
+
+def test_the_status_is_degraded_while_the_camera_gives_no_frames(station, broker, listen, tiny_inspector):
+    """`online` stayed retained through a camera outage (/health said degraded): a PLC gating its triggers on the
+    status kept triggering a dead camera."""
+    server = MJPEGServer().start()
+    cfg = station(source={"type": "stream", "url": server.url, "mode": "trigger", "reconnect": {"initial_s": 0.2, "max_s": 0.5}})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    try:
+        with running(cfg, tiny_inspector) as d:
+            status = lambda: lst.on("status")[-1][0] if lst.on("status") else None  # noqa: E731
+            wait_until(lambda: status() == b"online", 10, "status online")
+            server.stop()
+            wait_until(lambda: status() == b"degraded", 15, "status degraded with the camera gone")
+            assert d.health()["status"] == "degraded" and d.metrics.value("inspector_source_up") == 0
+            server.start()
+            wait_until(lambda: status() == b"online", 15, "status online again")
+            assert d.metrics.value("inspector_source_reconnects") >= 1
+    finally:
+        server.stop()
+
+
+def test_a_source_the_watchdog_cannot_reopen_is_tried_again_and_the_watchdog_lives_on(station, broker, listen, tiny_inspector, tmp_path):
+    """open_source raised in the watchdog's thread (the folder gone when a silent watcher was replaced), which ended it:
+    no more status, no worker restarts, no systemd ping."""
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cfg = station(source={"type": "folder", "path": str(folder), "poll_s": 0.05}, watchdog={"interval_s": 0.2, "stall_s": 1.0})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        status = lambda: lst.on("status")[-1][0] if lst.on("status") else None  # noqa: E731
+        wait_until(lambda: status() == b"online", 10, "status online")
+        hung = d.source
+        hung._stop.set()  # its thread ends without saying so: silent, as a hung one is
+        hung._thread.join(5)
+        shutil.rmtree(folder)
+        wait_until(lambda: d._reopen_failed is not None, 10, "the replacement refused")
+        assert "no such folder" in d._reopen_failed
+        wait_until(lambda: status() == b"degraded", 10, "status degraded")
+        folder.mkdir()
+        wait_until(lambda: d.source is not hung and d.source.state == "watching", 10, "the source reopened")
+        wait_until(lambda: status() == b"online", 10, "status online again")
+        assert d._watchdog.is_alive() and d._reopen_failed is None
+
+
+def test_refused_frames_of_a_live_source_are_kept_at_most_ten_a_minute(station, broker, listen, tiny_inspector, tmp_path):
+    """A camera whose frames the model cannot take wrote an image and a JSON under refused/ and an error for each frame:
+    418 files in 10 s at 30 frames a second."""
+    from pathlib import Path
+
+    from inspector.pipeline import LIVE_REFUSALS_KEPT
+
+    path = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (8, 6))
+    for i in range(10):
+        writer.write(np.full((6, 8, 3), 20 * i, np.uint8))
+    writer.release()
+    cfg = station(source={"type": "video", "path": str(path), "fps": 30, "loop": True, "mode": "continuous"})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: d.metrics.value("inspector_frames_dropped_total", {"reason": "refused"}) >= 20, 30, "refused frames dropped")
+    kept = list((Path(cfg.store.data_dir) / "refused").rglob("*.json"))
+    assert len(kept) == LIVE_REFUSALS_KEPT and len(lst.on("error")) == LIVE_REFUSALS_KEPT
+    assert all(e["input"] == "video:tiny.avi" for e in lst.json("error"))
