@@ -390,7 +390,7 @@ class Intake:
             captured = self._captured(cmd.captured_at, "trigger")
             if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
                 return
-            encoded, rgb, source = self._trigger_image(cmd)
+            encoded, rgb, source = self._trigger_image(cmd, msg.received)
         except SourceStopped as exc:  # unacknowledged: the broker hands it to the next start (it was refused as a camera fault)
             log.info("%s", exc)
             return
@@ -413,7 +413,7 @@ class Intake:
                                  "record would be deleted at once; check the sender's clock, or leave captured_at out")
         return t
 
-    def _trigger_image(self, cmd: TriggerCommand) -> tuple[bytes | None, np.ndarray, str]:
+    def _trigger_image(self, cmd: TriggerCommand, received: float) -> tuple[bytes | None, np.ndarray, str]:
         if cmd.base64 is not None:
             text = cmd.base64
             if text.startswith("data:") and ";base64," in text[:100]:  # a data URI, as a browser or a web tool writes it
@@ -431,6 +431,10 @@ class Intake:
             kind = self.cfg.source.type
             raise InspectorError(f"trigger: this station's source ({kind}) cannot capture; send an image (path, url or base64)"
                                  f" or publish it on {self.topics.image}")
+        waited, limit = time.monotonic() - received, self.cfg.source.capture_timeout_s
+        if waited > limit:  # behind a slow input: the camera shows what is there now, perhaps the next part, under this serial
+            raise InspectorError(f"trigger: waited {waited:.1f} s for its turn, longer than source.capture_timeout_s ({limit:g} s), so "
+                                 "the camera may no longer show its part; trigger again")
         frame = self.source.capture()
         return None, frame.rgb, frame.source
 

@@ -188,3 +188,35 @@ def test_refused_frames_of_a_live_source_are_kept_at_most_ten_a_minute(station, 
     kept = list((Path(cfg.store.data_dir) / "refused").rglob("*.json"))
     assert len(kept) == LIVE_REFUSALS_KEPT and len(lst.on("error")) == LIVE_REFUSALS_KEPT
     assert all(e["input"] == "video:tiny.avi" for e in lst.json("error"))
+
+
+def test_a_capture_trigger_that_waited_behind_other_inputs_is_refused_not_given_a_later_part(tmp_path):
+    """Behind a slow input (a URL fetch, a full queue), a trigger's frame was taken seconds after it came: the camera
+    showed what was there then, perhaps the next part, under this trigger's serial."""
+    import queue
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Message, Topics
+    from inspector.store import Store
+
+    server = MJPEGServer().start()
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "mqtt": {"prefix": "p"},
+                                        "source": {"type": "stream", "url": server.url, "mode": "trigger", "capture_timeout_s": 2},
+                                        "store": {"data_dir": str(tmp_path / "data")}})
+    sent: list = []
+    src = OpenCVSource(cfg.source)
+    src.start(lambda f: True)
+    intake = Intake(cfg, Store(tmp_path / "data"), queue.Queue(4), Metrics(), Topics("p"), source=src, republish=lambda r, c: None,
+                    publish=lambda topic, body, reply=None: sent.append(json.loads(body)))
+    try:
+        src.capture(timeout=20)
+        now = time.monotonic()
+        intake._trigger(Message("p/trigger", json.dumps({"serial": "LATE-1"}).encode(), 0, 1, received=now - 5.0))
+        intake._trigger(Message("p/trigger", json.dumps({"serial": "ON-TIME-1"}).encode(), 0, 2, received=now))
+    finally:
+        src.stop()
+        server.stop()
+    assert [(e["serial"], "for its turn" in e["error"]) for e in sent] == [("LATE-1", True)]
+    assert intake.jobs.get_nowait().serial == "ON-TIME-1"
