@@ -189,6 +189,18 @@ class MqttSection(Section):
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
     url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
+    response_topics: list[str] = Field([], title="Response topics",
+                                       description="MQTT 5: filters (e.g. hmi/#) of the Response Topics an input may name to get a copy "
+                                                   "of its answer there; others are ignored (grant the station's broker user these).")
+
+    @field_validator("response_topics")
+    @classmethod
+    def _filters(cls, v: list[str]) -> list[str]:
+        for f in v:
+            levels = f.split("/")
+            if not f or "\0" in f or any(("+" in lv or "#" in lv) and lv not in ("+", "#") for lv in levels) or "#" in levels[:-1]:
+                raise ValueError(f"{f!r} is not a topic filter; give levels like hmi/+/replies or hmi/#")
+        return v
 
     @field_validator("prefix")
     @classmethod

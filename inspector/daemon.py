@@ -169,6 +169,7 @@ class Daemon:
         self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
         self._status_sent: bytes | None = None
         self.problems: list[str] = []
+        self._source_lock = threading.Lock()  # the watchdog's replacement of a source against the stop
         self._reopen_failed: str | None = None  # why the watchdog could not reopen a source it replaced (tried again at each check)
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
@@ -359,7 +360,7 @@ class Daemon:
         return counts
 
     def _source_up(self) -> bool:
-        return self.source is None or self.source.state in ("open", "watching")
+        return self.source is None or self.source.delivering
 
     def render_metrics(self) -> str:
         self._gauges()
@@ -380,7 +381,7 @@ class Daemon:
                      for n, w in self.workers.items() if w.restarted_at is not None and now - w.restarted_at < RESTART_SHOWN_S}
         # results left unstored wait in the journal: degraded until they are stored, not only until a later one is
         concerns = [why for cond, why in (
-            (broker != "connected", f"broker {broker}"), (self.metrics.value("inspector_source_up") == 0, f"source {source}"),
+            (broker != "connected", f"broker {broker}"), (source not in ("open", "watching", "mqtt only"), f"source {source}"),
             (self.trouble.error, "the store refuses writes"), (self.trouble.unstored, "results wait to be stored"),
             (self.hooks and self.hooks.recent_error, "a report failed"), (restarted, "a worker was restarted"),
             (refused, "the broker refuses results"), (sink and sink.images_off, "images are not saved"),
@@ -530,10 +531,13 @@ class Daemon:
         return problems
 
     def _replace_source(self) -> None:
-        source = open_source(self.cfg.source)
-        self.source = self.intake.source = source
-        self._answer_set_aside(source)
-        source.start(self.intake.submit)
+        with self._source_lock:  # a source started after the stop took the old one would never be stopped
+            if self.halt.is_set():
+                return
+            source = open_source(self.cfg.source)
+            self.source = self.intake.source = source
+            self._answer_set_aside(source)
+            source.start(self.intake.submit)
         self.metrics.inc("inspector_worker_restarts_total", {"worker": "source"})
 
     # -- stop -------------------------------------------------------------------------------------------------
@@ -556,8 +560,10 @@ class Daemon:
         self.halt.set()
         sd_notify("STOPPING=1")
         deadline = time.monotonic() + self.cfg.daemon.drain_timeout_s
-        if self.source is not None:
-            self.source.stop()
+        with self._source_lock:
+            source = self.source
+        if source is not None:
+            source.stop()
         if "intake" in self.workers:
             self.workers["intake"].join(5)
             # unfinished_tasks: queued or being worked on (task_done comes after the hand-over)

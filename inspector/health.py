@@ -38,7 +38,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_pending": ("gauge", "Accepted jobs in the journal without a stored result."),
     "inspector_unpublished": ("gauge", "Stored results the broker has not acknowledged (the outbox)."),
     "inspector_broker_connected": ("gauge", "1 while connected to the MQTT broker."),
-    "inspector_source_up": ("gauge", "1 while the frame source is open or watching."),
+    "inspector_source_up": ("gauge", "1 while the frame source can deliver frames (open, or watching its folder)."),
     "inspector_source_reconnects": ("gauge", "Times the frame source (camera, stream) dropped and was reopened since it started."),
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
 }

@@ -33,7 +33,7 @@ from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
-from inspector.sources import Frame, SourceStopped
+from inspector.sources import Frame
 from inspector.store import Store
 from model.errors import InspectorError
 from model.images import decode_image
@@ -306,7 +306,8 @@ class Intake:
             self._message(item)
 
     def _frame(self, frame: Frame) -> None:
-        if frame.inspection_id and self._answered(frame.inspection_id, None):
+        # after: keep re-reads every kept file at a start: one an earlier version inspected is known by its id from then
+        if frame.inspection_id and (self._answered(frame.inspection_id, None) or (frame.known_as and self._answered(frame.known_as, None))):
             if frame.done:
                 frame.done(True)
             return
@@ -391,9 +392,6 @@ class Intake:
             if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
                 return
             encoded, rgb, source = self._trigger_image(cmd, msg.received)
-        except SourceStopped as exc:  # unacknowledged: the broker hands it to the next start (it was refused as a camera fault)
-            log.info("%s", exc)
-            return
         except InspectorError as exc:
             return self._refuse(str(exc), "trigger", msg, ident, serial)
         self.accept(rgb, encoded, cmd.inspection_id, cmd.serial, source, msg.received, message=msg, captured=captured)
@@ -599,7 +597,7 @@ class Intake:
         """A remembered repeat journaled beside its job, then acknowledged: a crash before the job ends leaves it
         answered after the restart, not dropped with the memory that held it."""
         try:
-            self.store.keep_repeat(inspection_id, msg.reply or Reply())
+            self.store.keep_repeat(inspection_id, msg.reply)
         except (OSError, sqlite3.Error) as exc:  # still answered when the job ends, unless the station stops first
             log.error("store: cannot journal a repeat of %s (%s); it is answered unless the station stops first", inspection_id, exc)
         if self.mqtt is not None:

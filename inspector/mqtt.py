@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from inspector.config import MqttSection
+from inspector.result import Reply
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
@@ -106,24 +107,6 @@ class Message:
     def reply(self) -> Reply | None:
         """Where the answer to this message goes besides its contract topic, if the sender said (MQTT 5)."""
         return Reply(self.correlation, self.response_topic) if self.correlation is not None or self.response_topic else None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What an answer echoes from the MQTT 5 input it answers: the input's correlation data, and its Response Topic,
-    which gets a copy of the answer besides the contract topic (result, report or error) that every answer goes to."""
-
-    correlation: bytes | None = None
-    topic: str | None = None
-
-    def to_meta(self) -> dict[str, str | None]:
-        """JSON-able, for the journal."""
-        return {"correlation": self.correlation.hex() if self.correlation is not None else None, "response_topic": self.topic}
-
-    @staticmethod
-    def from_meta(meta: dict) -> Reply | None:
-        corr, topic = meta.get("correlation"), meta.get("response_topic")
-        return Reply(bytes.fromhex(corr) if corr else None, topic or None) if corr or topic else None
 
 
 @dataclass(frozen=True)
@@ -343,12 +326,18 @@ class MqttClient:
                 self._on_overflow(m)
 
     def _response_topic(self, topic: str | None, came_on: str) -> str | None:
-        """A message's Response Topic, or None (said in the log, once per topic) where no answer can go to it: a filter, not a
-        topic (publishing to it fails), or a topic this client takes inputs from (its answer would come back as an input)."""
+        """A message's Response Topic, or None (said in the log, once per topic) where its answer may not go there: only
+        topics under `mqtt.response_topics` get a copy (any sender could name any topic, and a broker whose ACL refuses it
+        may drop the station's connection), never a filter (publishing to it raised), a system topic or one under the
+        station's prefix (its input topics would take the answer as an input, its output topics carry a contract)."""
         if not topic:
             return None
+        prefix = self.cfg.prefix
         why = ("is a filter (it has + or #)" if "+" in topic or "#" in topic or "\0" in topic else
-               "is a topic this station takes inputs from" if any(paho.topic_matches_sub(s, topic) for s in self.subscriptions) else None)
+               "is a system topic" if topic.startswith("$") else
+               "is under the station's prefix, where its own topics are" if topic == prefix or topic.startswith(prefix + "/") else
+               "matches no filter in mqtt.response_topics" if not any(paho.topic_matches_sub(f, topic) for f in self.cfg.response_topics)
+               else None)
         if why is None:
             return topic
         if topic not in self._bad_response_topics:

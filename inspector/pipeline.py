@@ -153,11 +153,11 @@ class Sink:
         if job is not None:
             try:
                 if isinstance(outcome, str):
-                    self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
                     if job.live and not self.live_refusals.keep():
                         self.store.drop_pending(job.inspection_id)
                         self.metrics.inc("inspector_frames_dropped_total", {"reason": "refused"})
                     else:
+                        self.metrics.inc("inspector_rejected_total", {"reason": "inspection_failed"})
                         self._error(set_aside(self.store, job.inspection_id, outcome + (self.live_refusals.dropped_note() if job.live else "")), job, ended=True)
                     if job.refused:
                         job.refused()

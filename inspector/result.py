@@ -50,6 +50,24 @@ def parse_utc(text: str, zone: tzinfo | None = None) -> str:
         raise ValueError(f"{text!r} is out of range") from None
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What an answer echoes from the MQTT 5 input it answers: the input's correlation data, and its Response Topic,
+    which gets a copy of the answer besides the contract topic (result, report or error) that every answer goes to."""
+
+    correlation: bytes | None = None
+    topic: str | None = None
+
+    def to_meta(self) -> dict[str, str | None]:
+        """JSON-able, for the journal."""
+        return {"correlation": self.correlation.hex() if self.correlation is not None else None, "response_topic": self.topic}
+
+    @staticmethod
+    def from_meta(meta: dict) -> Reply | None:
+        corr, topic = meta.get("correlation"), meta.get("response_topic")
+        return Reply(bytes.fromhex(corr) if corr else None, topic or None) if corr or topic else None
+
+
 @dataclass
 class InspectionResult:
     """One inspected part. `anomaly_map` is at the original image size (not part of the JSON record)."""

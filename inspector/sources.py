@@ -41,6 +41,7 @@ class Frame:
     encoded: bytes | None = None
     serial: str | None = None
     inspection_id: str | None = None
+    known_as: str | None = None  # the id an earlier version gave it (a watched file): inspected then, not inspected again
     timestamp: float = field(default_factory=time.time)
     wait: bool = False  # True: durable input (file, fast video replay) that waits for room instead of being skipped
     # called once the daemon accepted (True) or rejected (False) it, or could not take it now (None: the store failed)
@@ -49,11 +50,6 @@ class Frame:
 
 
 Submit = Callable[[Frame], bool]
-
-
-class SourceStopped(InspectorError):
-    """A capture cut short because the source is stopping (the station shuts down): no fault of the camera, and the
-    trigger that asked is left for the next start rather than answered."""
 
 
 def _safe_url(url: str) -> str:
@@ -235,7 +231,9 @@ class OpenCVSource:
         """A frame taken after this call (live), or the next frame of the file (video replayed as fast as possible)."""
         timeout = self.cfg.capture_timeout_s if timeout is None else timeout
         end = f"source {self.name}: no more frames (end of video; set source.loop: true)"
-        stopping = SourceStopped(f"source {self.name}: the station is stopping; the trigger is taken at the next start")
+        # answered, not left for the next start: redelivered then, it would capture whatever part is there by then
+        stopping = InspectorError(f"source {self.name} was stopped (the station is stopping, or replaced it) before a frame came; "
+                                  "trigger again")
         if not self.live:
             with self._read_lock:
                 if self._stop.is_set():
@@ -264,6 +262,11 @@ class OpenCVSource:
     @property
     def can_capture(self) -> bool:
         return True
+
+    @property
+    def delivering(self) -> bool:
+        """Whether frames can come now (the status reads `degraded` while they cannot)."""
+        return self.state == "open"
 
     def _release(self) -> None:
         """Let the device go, never while a read is inside it (that crashed the process: a stop during a capture)."""
@@ -465,19 +468,21 @@ class FolderWatcher:
                 # whole seconds (a coarse file system, or times copied with the file) or a write just before the read: a
                 # rewrite of the same size may keep the time, so _finish compares the bytes as well
                 coarse = st.st_mtime_ns % 1_000_000_000 == 0 or time.time_ns() - st.st_mtime_ns < COARSE_TIME_S * 1e9
-                read = _Read(_key(st), digest, coarse)
+                read = _Read(_key(st), digest, coarse, st.st_ctime_ns)
                 self._seen[path], self._recent[path] = read.key, time.monotonic()
                 self._sizes.pop(path, None)
                 self._retry_at.pop(path, None)
                 # same file, same id: after a restart a file already inspected is recognised, not inspected twice; its bytes
                 # too: a part written under the name, size and time of an earlier one (a coarse share, `cp -p`) was taken
                 # for a repeat and never inspected
-                ident = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{digest}".encode()).hexdigest()[:24]
+                named = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+                ident = hashlib.sha256(f"{named}|{digest}".encode()).hexdigest()[:24]
                 serial = path.stem if SAFE_ID.match(path.stem) else None
                 if serial is None:
                     log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
                                 self.name, path.name)
                 frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
+                              known_as=f"f-{hashlib.sha256(named.encode()).hexdigest()[:24]}",
                               done=lambda ok, p=path, r=read: self._finish(p, ok, r), refused=lambda p=path, r=read: self._refused(p, r))
                 while not self._stop.is_set() and not submit(frame):
                     self.heartbeat = time.monotonic()  # waiting for room is not a stall
@@ -566,6 +571,11 @@ class FolderWatcher:
         if read is None or self._seen.get(path) == read.key:
             self._seen.pop(path, None)
 
+    @property
+    def delivering(self) -> bool:
+        """Whether files are taken now: a file that cannot be moved after inspection is said in the state, but others still come."""
+        return self.state != "stopped" and not self.state.startswith("unreadable")
+
     def capture(self, timeout: float | None = None) -> Frame:
         raise InspectorError("trigger: this station's source is a watched folder and cannot capture; drop a file in it or send an image")
 
@@ -592,6 +602,7 @@ class _Read:
     key: tuple[int, int, int]  # size, mtime_ns, inode
     digest: str  # sha256 of its bytes
     coarse: bool  # its time could hide a rewrite of the same size: compare the bytes too
+    ctime: int  # a rewrite (or `cp -p`) changes it, whatever it keeps: unchanged, the bytes need no second read
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:
@@ -599,10 +610,12 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
 
 
 def _same_file(path: Path, read: _Read) -> bool:
-    """Whether `path` is still the file `read` was taken of, or it moved (a move keeps size, time and inode)."""
-    if _key(path.lstat()) != read.key:
+    """Whether `path` is still the file `read` was taken of, or it moved (a move keeps size, time and inode; it may
+    change the ctime, so a moved file with a coarse time has its bytes compared)."""
+    st = path.lstat()
+    if _key(st) != read.key:
         return False
-    return not read.coarse or hashlib.sha256(path.read_bytes()).hexdigest() == read.digest
+    return st.st_ctime_ns == read.ctime or not read.coarse or hashlib.sha256(path.read_bytes()).hexdigest() == read.digest
 
 
 def _cut_short(data: bytes) -> bool:

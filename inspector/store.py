@@ -23,8 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.mqtt import Reply
-from inspector.result import iso_utc, utc_now
+from inspector.result import Reply, iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, user_name
 from model.folders import hold_lock_file, replace_files
 from reports.names import safe_name

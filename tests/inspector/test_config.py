@@ -395,3 +395,13 @@ def test_a_config_that_cannot_be_read_is_one_line_naming_it_once(tmp_path, capsy
     (tmp_path / "st.yaml").write_text("extends: gone.yaml\n")
     rc, _, err = cli(capsys, "config", "validate", tmp_path / "st.yaml")
     assert rc == 1 and f"config {tmp_path / 'gone.yaml'}: no such file" in err and f"(extended by {tmp_path / 'st.yaml'})" in err, err
+
+
+@pytest.mark.parametrize("bad", ["hmi/#/x", "hmi/a+", "", "hmi/#x"])
+def test_response_topics_must_be_topic_filters(bad):
+    from pydantic import ValidationError
+
+    base = {"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"}, "store": {"data_dir": "d"}}
+    assert StationConfig.model_validate({**base, "mqtt": {"prefix": "p", "response_topics": ["hmi/+/replies", "hmi/#"]}})
+    with pytest.raises(ValidationError, match="is not a topic filter"):
+        StationConfig.model_validate({**base, "mqtt": {"prefix": "p", "response_topics": [bad]}})

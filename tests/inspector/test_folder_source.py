@@ -230,3 +230,67 @@ def test_after_keep_an_idle_folder_is_not_looked_at_file_by_file_yet_every_chang
         assert [f.serial for f in frames[-3:]] == ["new", "P3", "P3"] and len({f.inspection_id for f in frames}) == 53
     finally:
         w.stop()
+
+
+def test_a_kept_file_an_earlier_version_inspected_is_not_inspected_again_after_the_upgrade(tmp_path):
+    """The id gained a hash of the bytes: at the first start after the upgrade, after: keep re-read every kept file,
+    found none of their old ids, and inspected each again under a new one (duplicate results, double counts)."""
+    import hashlib
+    import queue
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    put(folder / "part.bmp", encoded(1))
+    st = (folder / "part.bmp").stat()
+    old = "f-" + hashlib.sha256(f"{(folder / 'part.bmp').resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    store = Store(tmp_path / "data")
+    store.add({"inspection_id": old, "timestamp": "2026-12-01T00:00:00.000Z", "verdict": "PASS"})  # the earlier version's result
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "mqtt": {"prefix": "p"},
+                                        "source": {"type": "folder", "path": str(folder)}, "store": {"data_dir": str(tmp_path / "data")}})
+    jobs: queue.Queue = queue.Queue(4)
+    intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None)
+    frames: list = []
+    w = watcher(folder, "keep", frames, outcome=lambda f: None)
+    try:
+        wait_until(lambda: frames, 5, "the kept file read")
+    finally:
+        w.stop()
+    [frame] = frames
+    assert frame.inspection_id != old and frame.known_as == old
+    answered = []
+    frame.done = answered.append
+    intake._frame(frame)
+    assert answered == [True] and jobs.empty()  # known: not inspected again
+
+
+def test_a_folder_with_a_file_it_cannot_move_still_delivers(tmp_path):
+    """The status read `degraded` (and inspector_source_up 0) for one file that could not be moved, while files kept
+    coming; an unreadable folder delivers nothing."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder)))
+    w.state = "cannot move a.png (Permission denied); check the folder's permissions"
+    assert w.delivering
+    w.state = "unreadable (Permission denied)"
+    assert not w.delivering
+
+
+def test_an_unchanged_file_is_moved_without_reading_its_bytes_again(tmp_path, monkeypatch):
+    """A time of whole seconds, or one just before the read, had every fresh file read and hashed a second time on the
+    intake's thread (up to source.max_file_bytes, maybe from a share): an unchanged ctime rules a rewrite out."""
+    path = tmp_path / "part.bmp"
+    put(path, encoded(1))
+    with path.open("rb") as f:
+        data, st = f.read(), os.fstat(f.fileno())
+    read = sources._Read(sources._key(st), __import__("hashlib").sha256(data).hexdigest(), True, st.st_ctime_ns)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read again"))
+    assert sources._same_file(path, read)
+    put(path, encoded(2), in_place=True)  # same size, time and inode: the bytes tell
+    monkeypatch.undo()
+    assert not sources._same_file(path, read)

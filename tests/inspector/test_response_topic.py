@@ -1,6 +1,6 @@
-"""MQTT 5 request/response: an input that names a Response Topic gets its answer there too (with its correlation data),
-besides the contract topic every answer goes to; a Response Topic no answer can go to is ignored (against a real
-Mosquitto, with the tiny model)."""
+"""MQTT 5 request/response: an input that names a Response Topic under `mqtt.response_topics` gets its answer there too
+(with its correlation data), besides the contract topic every answer goes to; any other Response Topic is ignored
+(against a real Mosquitto, with the tiny model)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.inspector.test_outbox_edges import outbox_on, record
 
 
 def test_results_errors_and_command_replies_also_go_to_the_response_topic(station, broker, listen, tiny_inspector, good_png):
-    cfg = station()
+    cfg = station(mqtt={"response_topics": ["hmi/#"]})
     lst = listen(broker.port, cfg.mqtt.prefix, extra_topics=("hmi/#",))
     with running(cfg, tiny_inspector):
         wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
@@ -44,24 +44,30 @@ def test_results_errors_and_command_replies_also_go_to_the_response_topic(statio
         assert corr == b"t2" and json.loads(again)["inspection_id"] == "rt-1"
 
 
-def test_a_response_topic_no_answer_can_go_to_is_ignored(station, broker, listen, tiny_inspector, good_png, caplog):
-    """A filter (publishing to it raised in paho, on the thread that answers) and the station's own input topics (its
-    answer would come back as an input: a result on the trigger topic is a refused trigger)."""
-    cfg = station()
-    lst = listen(broker.port, cfg.mqtt.prefix)
+def test_a_response_topic_the_answer_may_not_go_to_is_ignored(station, broker, listen, tiny_inspector, good_png, caplog):
+    """A filter (publishing to it raised in paho, on the thread that answers), the station's own topics (an input topic
+    took the answer as an input; an error landed on the result topic, a result on the status topic PLCs gate on), a
+    system topic, and any topic outside mqtt.response_topics (a broker whose ACL refuses it may drop the station)."""
+    cfg = station(mqtt={"response_topics": ["hmi/#", "$SYS/#"]})
+    p = cfg.mqtt.prefix
+    lst = listen(broker.port, p, extra_topics=("other/#",))
     b64 = base64.b64encode(good_png).decode()
+    topics = ("hmi/#", "hmi/+/x", f"{p}/trigger", f"{p}/image/SN", f"{p}/command", f"{p}/status", f"{p}/error", "$SYS/x", "other/x")
     with caplog.at_level(logging.WARNING, logger="inspector.mqtt"), running(cfg, tiny_inspector) as d:
         wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
-        for i, topic in enumerate(("hmi/#", "hmi/+/x", f"{cfg.mqtt.prefix}/trigger", f"{cfg.mqtt.prefix}/image/SN", f"{cfg.mqtt.prefix}/command")):
+        for i, topic in enumerate(topics):
             lst.publish("trigger", json.dumps({"inspection_id": f"ig-{i}", "base64": b64}), correlation=f"c{i}".encode(), response_topic=topic)
-        wait_until(lambda: len(lst.on("result")) == 5, 20, "every result")
+        wait_until(lambda: len(lst.on("result")) == len(topics), 20, "every result")
         wait_until(lambda: d.store.counts()["unpublished"] == 0, 10, "acknowledged")
-        assert sorted(c for _, c in lst.on("result")) == [b"c0", b"c1", b"c2", b"c3", b"c4"]
-        assert not lst.on("error") and not lst.on("image/SN") and not lst.on("command")
-        assert [json.loads(p)["inspection_id"] for p, _ in lst.on("trigger")] == [f"ig-{i}" for i in range(5)]  # only the triggers sent
+        assert sorted(c for _, c in lst.on("result")) == [f"c{i}".encode() for i in range(len(topics))]
+        assert not lst.on("error") and not lst.on("image/SN") and not lst.on("command") and not lst.on("other/x")
+        assert [s for s, _ in lst.on("status")] == [b"online"]
+        assert [json.loads(m)["inspection_id"] for m, _ in lst.on("trigger")] == [f"ig-{i}" for i in range(len(topics))]  # only those sent
         assert d.health()["status"] == "ok" and all(w.restarts == 0 for w in d.workers.values())
     said = [r.getMessage() for r in caplog.records if "asks for its answer on" in r.getMessage()]
-    assert len(said) == 5 and "is a filter" in said[0] and "takes inputs from" in said[2]
+    assert [w.split("which ")[1].split(";")[0] for w in said] == [
+        "is a filter (it has + or #)"] * 2 + ["is under the station's prefix, where its own topics are"] * 5 + [
+        "is a system topic", "matches no filter in mqtt.response_topics"]
 
 
 def test_a_result_resent_after_a_restart_still_goes_to_its_response_topic(tmp_path, broker, listen):
