@@ -44,9 +44,8 @@ def holding(folder: Path, after: str, frames: list, settle_s: float = 0.0) -> Fo
     return w
 
 
-def test_a_part_with_the_name_size_and_time_of_an_earlier_one_is_a_new_part_and_an_unchanged_file_keeps_its_id(tmp_path):
-    """Its id was path, size and time only: the intake took the second part for a repeat, moved it to done/ and never
-    inspected it."""
+def two_parts_under_one_name(tmp_path: Path) -> tuple[Path, list]:
+    """Parts 1 and 2 written in turn as in/part.bmp, with the same size and time, each read and moved to done/."""
     folder = tmp_path / "in"
     folder.mkdir()
     frames: list = []
@@ -57,6 +56,13 @@ def test_a_part_with_the_name_size_and_time_of_an_earlier_one_is_a_new_part_and_
             wait_until(lambda i=i: len(frames) == i and not (folder / "part.bmp").exists(), 5, f"part {i} read and moved")
     finally:
         w.stop()
+    return folder, frames
+
+
+def test_a_part_with_the_name_size_and_time_of_an_earlier_one_is_a_new_part_and_an_unchanged_file_keeps_its_id(tmp_path):
+    """Its id was path, size and time only: the intake took the second part for a repeat, moved it to done/ and never
+    inspected it."""
+    folder, frames = two_parts_under_one_name(tmp_path)
     assert [f.encoded for f in frames] == [encoded(1), encoded(2)] and frames[0].inspection_id != frames[1].inspection_id
     kept = tmp_path / "kept"  # after a restart, the same file is still the same part
     kept.mkdir()
@@ -103,16 +109,7 @@ def test_only_the_file_read_is_moved_or_deleted_a_newer_one_under_its_name_is_re
 
 
 def test_a_refused_part_moves_from_done_to_rejected_not_a_later_file_of_its_name_size_and_time(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    frames: list = []
-    w = watcher(folder, "move", frames)
-    try:
-        for i in (1, 2):
-            put(folder / "part.bmp", encoded(i))
-            wait_until(lambda i=i: len(frames) == i and not (folder / "part.bmp").exists(), 5, f"part {i} read and moved")
-    finally:
-        w.stop()
+    folder, frames = two_parts_under_one_name(tmp_path)
     frames[0].refused()  # part 1 accepted, then not inspected
     assert (folder / "rejected" / "part.bmp").read_bytes() == encoded(1)
     assert [p.read_bytes() for p in (folder / "done").iterdir()] == [encoded(2)]
