@@ -112,6 +112,8 @@ class InspectionResult:
             # judged FAIL) is null, since JSON has no NaN and consumers parse strictly
             "score": float(self.score) if math.isfinite(self.score) else None,
             "threshold": float(self.threshold),
+            # what drew `defects`: a region table is checked against it, and `threshold --pixel` changes it without a refit
+            "pixel_threshold": float(self.pixel_threshold) if math.isfinite(self.pixel_threshold) else None,
             "defect_type": self.defect_type,
             "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),
             "type_probs": dict(self.type_probs),

@@ -106,6 +106,7 @@ class Inspection:
     source: str | None
     warnings: list[str] = field(default_factory=list)  # as the inspector wrote them (English)
     review: Review | None = None
+    pixel_threshold: float | None = None  # what drew the defect regions (records before 2026-12-05 lack it)
 
     @property
     def margin(self) -> float | None:
@@ -165,6 +166,7 @@ def inspection(record: dict[str, Any]) -> Inspection:
         verdict=(as_text(record.get("verdict")) or "UNKNOWN").upper(),
         score=as_float(record.get("score")),
         threshold=as_float(record.get("threshold")),
+        pixel_threshold=as_float(record.get("pixel_threshold")),
         defect_type=as_text(record.get("defect_type")),
         type_confidence=as_float(record.get("type_confidence")),
         defects=[d for d in map(_defect, defects) if d],

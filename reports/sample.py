@@ -105,7 +105,7 @@ def make_records(n: int, root: str | Path | None = None, start: datetime | None 
         record = {
             "inspection_id": iid, "station": station, "serial": f"SN-{t:%y%m%d}-{k:05d}",
             "timestamp": t.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "verdict": "FAIL" if fail else "PASS", "score": round(score, 6), "threshold": THRESHOLD,
+            "verdict": "FAIL" if fail else "PASS", "score": round(score, 6), "threshold": THRESHOLD, "pixel_threshold": THRESHOLD,
             "defect_type": kinds[0] if kinds else None, "type_confidence": defects[0]["confidence"] if defects else None,
             "defects": defects,
             "image": {"width": image_size, "height": image_size, "sha256": hashlib.sha256(iid.encode()).hexdigest()},  # of the image file, when one is written

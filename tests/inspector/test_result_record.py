@@ -71,3 +71,10 @@ def test_a_records_warnings_carry_their_kinds_for_software_that_cannot_read_engl
     rec = _result(warnings=texts).to_record()
     assert rec["warnings"] == texts and rec["warning_kinds"] == ["dark", "size", "other"]
     assert "warning_kinds" not in _result().to_record()  # as "warnings": only when there are any
+
+
+def test_the_record_carries_the_pixel_threshold_that_drew_its_regions():
+    """A QA engineer checking a region table (each region's peak) had no pixel threshold to check it against, and one
+    changed by `threshold --pixel` left no trace in the records."""
+    assert _result(pixel_threshold=0.75).to_record()["pixel_threshold"] == 0.75
+    assert _result(pixel_threshold=float("nan")).to_record()["pixel_threshold"] is None  # JSON has no NaN

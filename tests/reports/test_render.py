@@ -514,3 +514,12 @@ def test_refusal_reasons_are_marked_as_the_stations_english_words_in_other_langu
     assert "<th>Reason</th>" in shift_html([], {"refused_on_arrival": refused})
     assert "<th>原因 (工位的英文原文)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="zh")
     assert "<th>Motivo (texto original de la estación, en inglés)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="es")
+
+
+def test_the_inspection_report_gives_the_pixel_threshold_its_regions_were_drawn_at(sample, failed_record):
+    """Each region's peak was printed with nothing to check it against."""
+    root, _ = sample
+    html = inspection_html(dict(failed_record, pixel_threshold=3.25), store_root=root)
+    assert re.search(r'id="pixel-threshold">Pixel threshold: 3\.25<', html)
+    assert 'id="pixel-threshold"' not in inspection_html({k: v for k, v in failed_record.items() if k != "pixel_threshold"}, store_root=root)
+    assert "像素阈值: 3.25<" in inspection_html(dict(failed_record, pixel_threshold=3.25), store_root=root, lang="zh")
