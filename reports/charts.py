@@ -220,20 +220,23 @@ def roc(fpr: Sequence[float], tpr: Sequence[float], point: tuple[float, float] |
     return svg.markup()
 
 
-def _time_label(t: datetime, width: timedelta, span: timedelta, z: Zone) -> str:
+def _time_label(t: datetime, width: timedelta, span: timedelta, z: Zone, zoned: bool = False) -> str:
+    """`zoned`: with the zone's abbreviation, where the chart spans a clock change (the fall-back night read 02:00 twice)."""
     t = t.astimezone(z)
     if width >= timedelta(days=1):
         return t.strftime("%m-%d")
-    return t.strftime("%m-%d %H:%M") if span > timedelta(days=1) else t.strftime("%H:%M")
+    label = t.strftime("%m-%d %H:%M") if span > timedelta(days=1) else t.strftime("%H:%M")
+    return f"{label} {t.tzname()}" if zoned and t.tzname() else label
 
 
 def _x_time_axis(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float, _: Gettext, z: Zone) -> None:
     """Time labels under the subgroups on the zone's clock, and the axis titled with the zone."""
     span = groups[-1].end - groups[0].start
-    every = max(1, math.ceil(len(groups) / 8))
+    zoned = groups[0].start.astimezone(z).utcoffset() != groups[-1].end.astimezone(z).utcoffset()
+    every = max(1, math.ceil(len(groups) / (6 if zoned else 8)))  # longer labels: fewer of them
     for i, g in enumerate(groups):
         if i % every == 0:
-            svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span, z), size=10)
+            svg.text(ax.left + i * slot + slot / 2, ax.bottom + 14, _time_label(g.start, g.end - g.start, span, z, zoned), size=10)
     ax.frame(_("Time (%(zone)s)") % {"zone": zone_label(z, groups[0].start)})
 
 

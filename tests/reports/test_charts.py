@@ -117,3 +117,16 @@ def test_chart_numbers_follow_the_language():
     assert "10.000" in texts and "2500" in texts and "10,000" not in texts  # CLDR: Spanish groups with a point, from five digits up
     gauge = [t.text for t in parse(charts.score_gauge(123456.7, 4.25, "FAIL", _, STYLES["es"])).iter(f"{NS}text")]
     assert "Score 123.457" in gauge and "Threshold 4,25" in gauge  # "1.235e+05" and "4.25" before; every integer digit kept
+
+
+def test_time_labels_across_a_clock_change_carry_the_zone():
+    """The fall-back night read 00:00 01:00 02:00 02:00 03:00: which 02:00 was which?"""
+    from zoneinfo import ZoneInfo
+
+    berlin, w = ZoneInfo("Europe/Berlin"), timedelta(hours=1)
+    t0 = datetime(2026, 10, 24, 22, 0, tzinfo=timezone.utc)  # 00:00 CEST; clocks go back at 01:00 UTC
+    groups = [Subgroup(t0 + i * w, t0 + (i + 1) * w, 10, 1, 0.1, 0.3, 0.0, None, None) for i in range(6)]
+    labels = [t.text for t in parse(charts.p_chart(groups, 0.1, _, z=berlin)).iter(f"{NS}text")]
+    assert {"02:00 CEST", "02:00 CET"} <= set(labels)
+    calm = [Subgroup(g.start - timedelta(days=7), g.end - timedelta(days=7), 10, 1, 0.1, 0.3, 0.0, None, None) for g in groups]
+    assert "00:00" in [t.text for t in parse(charts.p_chart(calm, 0.1, _, z=berlin)).iter(f"{NS}text")]  # no change: no zone

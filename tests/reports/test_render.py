@@ -169,7 +169,7 @@ def test_times_are_on_the_zones_clock_through_a_change_of_daylight_saving(tmp_pa
     html = reports.render_shift(records, meta, tmp_path / "berlin", formats=("html",), tz="Europe/Berlin")["html"].read_text(encoding="utf-8")
     assert "2026-10-25 02:00 CEST – 2026-10-25 03:00 CET" in html  # the period
     assert "<td>2026-10-25 02:30:00 CEST</td>" in html and "<td>2026-10-25 02:30:00 CET</td>" in html  # the failed parts
-    assert "Time (Europe/Berlin)" in html and ">02:00<" in html  # the time charts' axis and first subgroup
+    assert "Time (Europe/Berlin)" in html and ">02:00 CEST<" in html  # the time charts' axis and first subgroup, zoned across the change
     assert "UTC" not in html
     default = reports.render_shift(records, meta, tmp_path / "utc", formats=("html",))["html"].read_text(encoding="utf-8")
     assert "<td>2026-10-25 00:30:00 UTC</td>" in default and "Time (UTC)" in default and "CET" not in default
