@@ -91,6 +91,15 @@ class VideoSource(_Capture):
             raise ValueError("give a replay rate above 0 and at most 1000 frames/s, or native or max")
         return v
 
+    @model_validator(mode="after")
+    def _paced(self) -> VideoSource:
+        # at max, the frames between two inspected ones were decoded only to be thrown away (a full core for one frame a
+        # second), and which frame was inspected depended on the decoding speed
+        if self.fps == "max" and self.interval_s is not None:
+            raise ValueError("interval_s with fps: max decodes every frame to inspect a few; give fps: native or a rate, or leave "
+                             "interval_s out to inspect every frame")
+        return self
+
 
 class FolderSource(Section):
     type: Literal["folder"] = Field(title="Source kind", description="A watched folder: every new image file is inspected.")

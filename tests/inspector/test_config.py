@@ -405,3 +405,14 @@ def test_response_topics_must_be_topic_filters(bad):
     assert StationConfig.model_validate({**base, "mqtt": {"prefix": "p", "response_topics": ["hmi/+/replies", "hmi/#"]}})
     with pytest.raises(ValidationError, match="is not a topic filter"):
         StationConfig.model_validate({**base, "mqtt": {"prefix": "p", "response_topics": [bad]}})
+
+
+def test_a_video_at_max_with_an_interval_is_refused():
+    """It decoded every frame as fast as it could to inspect one a second: a full core, and which frame depended on speed."""
+    from pydantic import ValidationError
+
+    base = {"station": {"name": "s"}, "model": {"path": "m"}, "mqtt": {"prefix": "p"}, "store": {"data_dir": "d"}}
+    video = {"type": "video", "path": "v.avi", "mode": "continuous", "interval_s": 1.0}
+    assert StationConfig.model_validate({**base, "source": {**video, "fps": "native"}})
+    with pytest.raises(ValidationError, match="interval_s with fps: max"):
+        StationConfig.model_validate({**base, "source": {**video, "fps": "max"}})
