@@ -279,22 +279,29 @@ def _subgroups(parts: list[Inspection], start: datetime, end: datetime, p_bar: f
 
 def _edges(start: datetime, end: datetime, width: timedelta, zone: tzinfo | None) -> list[datetime]:
     """Where the time bins start, as real instants: whole multiples of the width from midnight on the report's clock,
-    so hourly bins start on the hour and daily ones at the plant's midnight. Bins under a day are steps of real
-    time (the hour the clocks go back is two bins, each labelled with its own start); days are the calendar's."""
+    so hourly bins start on the hour and daily ones at the plant's midnight, from the bin that holds `start`. Bins of an
+    hour or less are steps of real time (the hour the clocks go back is two bins, each labelled with its own start);
+    longer ones step on the wall clock (8-hour bins began at 23:00, 07:00 and 15:00 for the rest of a week after the
+    clocks went back), so the bin that holds a change is an hour longer or shorter."""
     midnight = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    if width < timedelta(days=1):
+    if width <= timedelta(hours=1):
         first = midnight.astimezone(timezone.utc)  # arithmetic on an aware time in a zone is on its wall clock
         t = first + ((start - first) // width) * width
         return [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
-    edges = [midnight.astimezone(timezone.utc)]
+    edges: list[datetime] = []
+    k = 0
     while True:
         try:
-            nxt = (midnight + len(edges) * width).astimezone(timezone.utc)
+            nxt = (midnight + k * width).astimezone(timezone.utc)
         except OverflowError:  # a report may run --to 9999-12-31
             return edges
-        if nxt >= end:
+        if edges and nxt >= end:
             return edges
-        edges.append(nxt)
+        if nxt <= start:  # the bins before the one that holds the start are not shown
+            edges = [nxt]
+        else:
+            edges.append(nxt)
+        k += 1
 
 
 def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12,

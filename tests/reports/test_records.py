@@ -158,3 +158,20 @@ def test_time_bins_hold_the_parts_of_their_own_span_when_the_clocks_go_back(hour
     assert groups[0].start <= start and groups[-1].start < end and sum(g.n for g in groups) == len(times)
     if hours > 48:  # days on the plant's calendar: each bin starts at its midnight
         assert {g.start.astimezone(ZoneInfo("Europe/Berlin")).time().isoformat() for g in groups} == {"00:00:00"}
+
+
+def test_multi_hour_bins_stay_on_the_plants_clock_after_the_clocks_go_back():
+    """8-hour bins of a week began at 23:00, 07:00 and 15:00 for the rest of it after the change (and at midnight
+    though the report began at 06:00): no longer the plant's shifts."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    start, end = datetime(2026, 10, 22, 6, 0, tzinfo=berlin), datetime(2026, 10, 29, 6, 0, tzinfo=berlin)
+    times = [start + timedelta(minutes=37 * i) for i in range(int((end - start) / timedelta(minutes=37)))]
+    parts = [inspection({"inspection_id": f"p{i}", "timestamp": t.isoformat(), "verdict": "PASS"}) for i, t in enumerate(times)]
+    stats = shift_stats(parts, start, end, zone=berlin)
+    assert stats.subgroup_width == timedelta(hours=8)
+    assert {g.start.astimezone(berlin).hour for g in stats.subgroups} == {0, 8, 16}
+    assert stats.subgroups[0].start <= start < stats.subgroups[1].start and stats.subgroups[0].start.astimezone(berlin).hour == 0
+    assert sum(g.n for g in stats.subgroups) == len(times)
+    assert sorted({(g.end - g.start) / timedelta(hours=1) for g in stats.subgroups}) == [8.0, 9.0]  # the night of the change
