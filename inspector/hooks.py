@@ -188,7 +188,7 @@ class ReportHooks:
         # the built-in renderer takes them normalised, each decoded record let go (at 144,000: 0.9 GB less at the peak)
         records = [mod.records.inspection(r) for r in rows] if mod is not None else list(rows)
         meta = {"station": self.cfg.station.name, "start": cmd.start, "end": end, "title": cmd.shift, "line": self.cfg.station.line,
-                "formats": cmd.formats, "lang": cmd.lang, **self.store.unjudged(cmd.start, end)}
+                "formats": cmd.formats, "lang": cmd.lang, **self.store.unjudged(cmd.start, end, self.cfg.station.name)}
         out = self.on_shift_report(records, meta)
         files = {k: str(v) for k, v in out.items()} if isinstance(out, dict) else {}
         body = {"command": "shift_report", "records": len(records), "not_inspected": meta["not_inspected"]["count"],

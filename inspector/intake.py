@@ -272,8 +272,8 @@ class Intake:
             self._publish(self.topics.error, payload, reply=reply)
         if part if part is not None else message is not None and self.topics.is_part(message.topic):
             try:
-                self.store.note_refusal({"timestamp": utc_now(), "source": origin, "inspection_id": inspection_id, "serial": serial,
-                                         "reason": text, "kind": reason})
+                self.store.note_refusal({"timestamp": utc_now(), "station": self.cfg.station.name, "source": origin,
+                                         "inspection_id": inspection_id, "serial": serial, "reason": text, "kind": reason})
             except OSError as exc:  # it was answered on the error topic all the same
                 log.error("store: cannot keep the refusal of %s for the shift report (%s)", origin, exc)
         if message is not None and self.mqtt is not None:
@@ -623,7 +623,8 @@ class Intake:
         job = Job(ident, rgb, serial, source, received, reply=message.reply if message else None,
                   timestamp=iso_utc(datetime.fromtimestamp(wall, timezone.utc)), refused=refused, live=live)
         # the time travels with the journal: a job recovered after a crash is a part of then, not of the restart
-        meta = {"serial": serial, "source": source, **(job.reply or Reply()).to_meta(), "timestamp": job.timestamp}
+        meta = {"serial": serial, "station": self.cfg.station.name, "source": source, **(job.reply or Reply()).to_meta(),
+                "timestamp": job.timestamp}
         try:
             self.store.accept(ident, meta, encoded)
         except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it

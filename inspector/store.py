@@ -442,9 +442,10 @@ class Store:
         except OSError:
             return []
 
-    def refused(self, start: str | None, end: str | None, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+    def refused(self, start: str | None, end: str | None, limit: int = 50, station: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Inputs set aside (`set_aside`) whose part time is in [start, end) (UTC, the stored form; None: open): how
-        many, and the first `limit` of them in time order, each as its JSON says (with `file`, its image under the store)."""
+        many, and the first `limit` of them in time order, each as its JSON says (with `file`, its image under the store).
+        `station`: only its own (and those kept before entries named their station)."""
         start, end = start or "", end or "~"  # "~" sorts after every time
         found = []
         for day in self._refused_days(start, end):
@@ -454,7 +455,7 @@ class Store:
                 except (OSError, ValueError):
                     continue
                 when = _utc(why.get("timestamp")) if isinstance(why, dict) else None
-                if isinstance(when, str) and start <= when < end:
+                if isinstance(when, str) and start <= when < end and _of_station(why, station):
                     found.append({**why, "timestamp": when})
         found.sort(key=lambda w: w["timestamp"])
         return len(found), found[:limit]
@@ -470,7 +471,8 @@ class Store:
             with path.open("a", encoding="utf-8") as f:
                 f.write(line)
 
-    def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50,
+                           station: str | None = None) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """Inputs refused on arrival (`note_refusal`) whose time is in [start, end) (as `refused`): how many of each
         `kind` (most first), and the first `limit` of them in time order. A line cut short (a crash mid-write) is skipped."""
         start, end = start or "", end or "~"
@@ -489,18 +491,19 @@ class Store:
                         except ValueError:
                             continue
                         when = _utc(entry.get("timestamp")) if isinstance(entry, dict) else None
-                        if isinstance(when, str) and start <= when < end:
+                        if isinstance(when, str) and start <= when < end and _of_station(entry, station):
                             kinds[str(entry.get("kind") or "invalid")] += 1
                             yield {**entry, "timestamp": when}
 
         first = heapq.nsmallest(limit, entries(), key=lambda e: e["timestamp"])
         return dict(kinds.most_common()), first
 
-    def unjudged(self, start: str | None, end: str | None) -> dict[str, dict[str, Any]]:
+    def unjudged(self, start: str | None, end: str | None, station: str | None = None) -> dict[str, dict[str, Any]]:
         """A shift report's meta for the inputs of [start, end) in no record: those accepted but never inspected
-        (`refused`) and those refused on arrival (`refused_on_arrival`)."""
-        count, items = self.refused(start, end)
-        kinds, first = self.refused_on_arrival(start, end)
+        (`refused`) and those refused on arrival (`refused_on_arrival`); `station`: its own only (a renamed station's
+        store holds two)."""
+        count, items = self.refused(start, end, station=station)
+        kinds, first = self.refused_on_arrival(start, end, station=station)
         return {"not_inspected": {"count": count, "items": items},
                 "refused_on_arrival": {"count": sum(kinds.values()), "kinds": kinds, "items": first}}
 
@@ -570,3 +573,8 @@ class Store:
             if self._held is not None:
                 os.close(self._held)
                 self._held = None
+
+
+def _of_station(entry: dict[str, Any], station: str | None) -> bool:
+    """Whether a refusal entry counts for `station` (None: any); one kept before entries named their station counts for all."""
+    return station is None or entry.get("station") in (None, station)

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             start, end = utc_period(args.start, args.end, z, until_now=True)
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
-            unjudged = store.unjudged(start, end)
+            unjudged = store.unjudged(start, end, opts.station)
             meta = {"start": start, "end": end, "station": opts.station, "line": opts.line, "worst_n": args.worst, "title": args.title, "lot": args.lot,
                     **unjudged}
             written = [reports.render_shift(parts, meta, args.out, **style)]

@@ -206,6 +206,7 @@ def test_a_refusal_the_store_cannot_keep_is_still_answered(tmp_path, caplog):
     sent, counted = [], []
     intake = Intake.__new__(Intake)  # only its rejection is tested here
     intake.store, intake.topics, intake.mqtt = store, Topics("t"), None
+    intake.cfg = SimpleNamespace(station=SimpleNamespace(name="s"))
     intake.metrics = SimpleNamespace(inc=lambda name, labels: counted.append(labels["reason"]))
     intake._publish = lambda topic, payload, reply=None: sent.append((topic, json.loads(payload)["serial"]))
     intake.reject("image: cannot be decoded", "image", serial="S1", part=True)
@@ -243,3 +244,18 @@ def test_a_repeat_without_correlation_data_of_a_part_whose_result_waits_unstored
     msg = Message("t/trigger", b"{}", 1, 7)
     assert intake._answered("u-1", msg)
     assert sent == ["result of u-1 could not be stored (disk full)"] and acked == [msg]
+
+
+def test_a_shift_reports_refusal_counts_are_its_stations_own(tmp_path):
+    """`report --station` filtered the parts but counted every station's refusals under its name (a renamed station's
+    store holds two); entries kept before they named their station count for every one."""
+    store = Store(tmp_path / "data")
+    for station in ("A", "B", None):
+        store.note_refusal({"timestamp": "2026-12-05T10:00:00.000Z", "source": "image", "reason": "bad", "kind": "invalid",
+                            **({"station": station} if station else {})})
+    for ident, station in (("a1", "A"), ("b1", "B")):
+        store.accept(ident, {"station": station, "timestamp": "2026-12-05T10:00:00.000Z"}, b"\x89PNG")
+        store.set_aside(ident, "no region")
+    counts = lambda st: {k: v["count"] for k, v in store.unjudged(None, None, st).items()}  # noqa: E731
+    assert counts("A") == {"not_inspected": 1, "refused_on_arrival": 2}
+    assert counts(None) == {"not_inspected": 2, "refused_on_arrival": 3}
