@@ -86,10 +86,11 @@ def _note_other_models(out: Path, formats: list[str], weights: str, log: Callabl
 
 
 def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: str | Path | None = None, force: bool = False,
-           int8_tolerance: float = DRIFT_TOLERANCE, log: Callable[[str], None] = lambda _: None) -> list[Exported]:
+           int8_tolerance: float = DRIFT_TOLERANCE, log: Callable[[str], None] = lambda _: None, verifying: bool = False) -> list[Exported]:
     """Export the checkpoint `ckpt` in each of `formats` into the directory `out`; `log` receives progress lines.
 
-    `int8_tolerance`: mean score change on held-out good images (score units) the INT8 search accepts."""
+    `int8_tolerance`: mean score change on held-out good images (score units) the INT8 search accepts; `verifying`: the
+    sidecars say a verification is to come, so that no station runs the files before it (manifest.check_verified)."""
     from exporters.onnx_export import check_parity, export_onnx, output_names, toolchain
     from model.checkpoint import load_checkpoint
 
@@ -108,7 +109,8 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     fp32 = export_onnx(net)
     parity = check_parity(net, fp32)
     log(f"  float32 graph matches torch: worst relative difference {parity:.1e} at batch 1 and 3")
-    base = dict(ckpt=ckpt, ckpt_manifest=ckpt_manifest, normalisation=_normalisation(net), outputs=output_names(net), toolchain=toolchain())
+    base = dict(ckpt=ckpt, ckpt_manifest=ckpt_manifest, normalisation=_normalisation(net), outputs=output_names(net), toolchain=toolchain(),
+                verifying=verifying)
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for fmt in formats:

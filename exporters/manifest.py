@@ -32,9 +32,13 @@ def sidecar_path(model: Path) -> Path:
     return model.with_name(model.name + ".json")
 
 
+VERIFYING = {"passed": None, "pending": True}  # the sidecar's `verify` while `export --verify` runs
+
 def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normalisation: dict[str, Any] | None,
-                   outputs: list[str], toolchain: dict[str, str], precision: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest embedded in (and written next to) one exported model."""
+                   outputs: list[str], toolchain: dict[str, str], precision: dict[str, Any] | None = None,
+                   verifying: bool = False) -> dict[str, Any]:
+    """The manifest embedded in (and written next to) one exported model; `verifying`: marked as waiting for `--verify`
+    (`check_verified` refuses it until the verification's outcome replaces the mark)."""
     net = ckpt_manifest["net"]
     h, w = net["input_size"]
     return {
@@ -60,6 +64,7 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         "package_version": ckpt_manifest.get("package_version"),
         "toolchain": toolchain,
         "precision": precision or {},
+        **({"verify": VERIFYING} if verifying else {}),
     }
 
 
@@ -112,10 +117,13 @@ def export_source(model: Path, required: bool = True) -> dict[str, Any]:
     return (read_sidecar(model, required) or {}).get("source") or {}
 
 
-def check_verified(manifest: dict[str, Any], model: Path) -> None:
+def check_verified(manifest: dict[str, Any], model: Path, verifying: bool = False) -> None:
     """An export that failed `export --verify` stays on disk under its name (to be looked at); a station must not
     run it unawares: 3 of 24 verdicts differed from its checkpoint's, a blowhole among them PASSed."""
     verify = manifest.get("verify")
+    if verify == VERIFYING and not verifying:  # a reload between the export's write and its verification ran it unverified
+        raise InspectorError(f"model {model}: its verification has not finished (an `inspector export --verify` is running, or was "
+                             "stopped); wait for it, or export again")
     if isinstance(verify, dict) and verify.get("passed") is False:
         why = "; ".join(map(str, verify.get("failures") or [])) or "see its manifest"
         raise InspectorError(f"model {model}: failed its verification at export ({why}); export again (e.g. --format onnx-fp16), "

@@ -170,7 +170,8 @@ class Daemon:
         self._status_sent: bytes | None = None
         self.problems: list[str] = []
         self._source_lock = threading.Lock()  # the watchdog's replacement of a source against the stop
-        self._reopen_failed: str | None = None  # why the watchdog could not reopen a source it replaced (tried again at each check)
+        self._reopen_failed: str | None = None
+        self._reload_queue, self._reload_waiting = threading.Lock(), False  # a reload asked for while one runs waits for it  # why the watchdog could not reopen a source it replaced (tried again at each check)
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
         self.store: Store | None = None
@@ -407,6 +408,8 @@ class Daemon:
         meta = self.inspector.engine.meta
         out: dict[str, Any] = {"id": meta.model_id, "path": meta.path, "image_threshold": self.inspector.image_threshold,
                                "pixel_threshold": self.inspector.pixel_threshold, "loaded_at": self.loaded_at}
+        if overridden := self._threshold_override():
+            out["threshold_override"] = overridden
         if files_stamp(self._model_files) != self._model_stamp:
             out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP or a reload command) or restart to use them"
         if self.verified is not None:
@@ -414,6 +417,15 @@ class Daemon:
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
         return out
+
+    def _threshold_override(self) -> str | None:
+        """What the config's model section sets over the model's own thresholds: `inspector threshold` on the model then
+        changes nothing the station uses (a reload said ok, and /health cleared its changed_on_disk)."""
+        section, meta = self.cfg.model, self.inspector.engine.meta
+        said = [f"{name} {value:g} from the config (the model's own: {own:g})" for name, value, own in (
+            ("image_threshold", section.image_threshold, meta.image_threshold), ("pixel_threshold", section.pixel_threshold, meta.pixel_threshold))
+            if value is not None]
+        return "; ".join(said) + "; `inspector threshold` does not change it" if said else None
 
     # -- reload -----------------------------------------------------------------------------------------------
     def _load(self, section: ModelSection) -> tuple[Inspector, list[Path], tuple]:
@@ -439,9 +451,20 @@ class Daemon:
         was_id = was.engine.meta.model_id if was is not None else None
         if not self.ready or self.halt.is_set():
             return {"ok": False, "model": was_id, "error": "the station is starting or stopping"}
-        if not self._reloading.acquire(blocking=False):
-            log.warning("reload: one is already running; this request is ignored")
-            return {"ok": False, "model": was_id, "error": "a reload is already running; ask again when it has replied"}
+        # one runs, one waits for it: dropped, a request after a config edit during a reload left the old model serving,
+        # /health ok; the waiting one reads the files as they are when it runs, so a third has nothing more to ask for
+        with self._reload_queue:
+            if self._reload_waiting:
+                log.info("reload: one already waits to run after the one running; it reads the files as they are then")
+                return {"ok": False, "model": was_id, "error": "a reload already waits to run after the one running, and reads the "
+                        "files and config as they are then; see /health's model.last_reload for its outcome"}
+            self._reload_waiting = True
+        self._reloading.acquire()
+        with self._reload_queue:
+            self._reload_waiting = False
+        if self.halt.is_set():
+            self._reloading.release()
+            return {"ok": False, "model": was_id, "error": "the station is stopping"}
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         new = None
         try:
@@ -470,9 +493,12 @@ class Daemon:
             if owned:
                 was.engine.close()
             m = new.engine.meta
-            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s", m.model_id, was_id,
-                     new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "")
-            self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {})}
+            overridden = self._threshold_override()
+            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s%s", m.model_id, was_id,
+                     new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "",
+                     f"; {overridden}" if overridden else "")
+            self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {}),
+                                **({"threshold_override": overridden} if overridden else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
             return {**self.last_reload, "was": was_id, "image_threshold": new.image_threshold}
         finally:

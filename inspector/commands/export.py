@@ -81,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
 
     tolerance = DRIFT_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
     try:
-        results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log)
+        results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log,
+                         verifying=bool(args.verify))
     except ExportStopped as exc:
         if args.json:  # a machine reading stdout learns what was written, not only an empty output
             print_json({"exports": [_item(r) for r in exc.written], "error": str(exc)})

@@ -120,8 +120,9 @@ def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.nd
         print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
     if info["escape_on_calibration"] is not None:
         print(f"  on {defect.size} defect calibration images: escapes {info['escape_on_calibration']:.1%}")
-    if info["note"]:
-        print(f"  note: {info['note']}")
+    for note in (info["note"], info.get("rates_from")):
+        if note:
+            print(f"  note: {note}")
     trade = trade_off_note(good, defect, new["image"], model) if isinstance(new.get("image"), (int, float)) else None
     if trade:
         print(f"  note: {trade}")
@@ -170,6 +171,10 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
                              f"copied into it); export it again, or run `inspector threshold {side['source']['checkpoint']} "
                              f"{flag}`, then --set that threshold here")
     new, calibration, info = _recalibrated(old, side.get("calibration") or {}, good, defect, args, policy)
+    if side.get("kind") != "onnx" and (good.size or defect.size):  # float32 scores as its checkpoint does; reduced precision not
+        # an INT8 export let 75 % of defects through at a threshold said to let 25 % through, on its checkpoint's scores
+        info["rates_from"] = (f"these rates are its checkpoint's scores, copied at export; this {side.get('kind')} export scores "
+                              f"otherwise: check it with `inspector eval {model} DATA`")
     if not all(isinstance(new.get(k), (int, float)) for k in ("image", "pixel")):
         raise InspectorError(f"export {model}: its thresholds are missing or not numbers; give both, "
                              f"`inspector threshold {model} --set SCORE --pixel VALUE`")

@@ -15,16 +15,17 @@ def _torch(path: Path, device: str) -> Engine:
     return TorchEngine(path, device=device)
 
 
-def _onnx(path: Path, device: str) -> Engine:
+def _onnx(path: Path, device: str, verifying: bool = False) -> Engine:
     from inspector.engines.onnx_engine import OnnxEngine
 
-    return OnnxEngine(path, device=device)
+    return OnnxEngine(path, device=device, verifying=verifying)
 
 
-def _tensorrt(path: Path, device: str) -> Engine:
+def _tensorrt(path: Path, device: str, verifying: bool = False) -> Engine:
     from inspector.engines.tensorrt_engine import TensorRTEngine
 
-    return TensorRTEngine(path, device="cuda" if device == "cpu" else device)  # "cpu" is the CLI default; engines only run on GPUs
+    # "cpu" is the CLI default; engines only run on GPUs
+    return TensorRTEngine(path, device="cuda" if device == "cpu" else device, verifying=verifying)
 
 
 # artefact kind -> factory; exported formats (see exporters/) by file suffix
@@ -80,10 +81,11 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
     return path, kind
 
 
-def open_engine(path: str | Path, device: str = "cpu") -> Engine:
-    """Open a checkpoint directory or exported model with the matching runtime."""
+def open_engine(path: str | Path, device: str = "cpu", verifying: bool = False) -> Engine:
+    """Open a checkpoint directory or exported model with the matching runtime; `verifying`: an export that waits for
+    `export --verify`'s outcome, opened by it."""
     path, kind = locate_model(path)
-    return FACTORIES[kind](path, device)
+    return FACTORIES[kind](path, device, verifying=True) if verifying else FACTORIES[kind](path, device)
 
 
 __all__ = ["Engine", "HeadOutput", "ModelMeta", "locate_model", "open_engine", "FACTORIES"]

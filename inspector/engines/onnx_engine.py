@@ -74,13 +74,14 @@ def _session(ort, path: Path, options, providers: list, wanted: str):
 
 
 class OnnxEngine:
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, verifying: bool = False) -> None:
+        """`verifying`: opened by `export --verify`, which its sidecar waits for."""
         ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
         # required: the graph's own copy of the manifest has its export's thresholds, not those set since
         sidecar = export_manifest.read_sidecar(path, required=True)
-        export_manifest.check_verified(sidecar, path)
+        export_manifest.check_verified(sidecar, path, verifying)
         providers = providers_for(device, path, sidecar.get("kind", ""))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         made = None  # the engine cache folder made here, removed again if TensorRT does not run after all

@@ -18,10 +18,11 @@ from model.errors import InspectorError
 
 
 class TensorRTEngine:
-    def __init__(self, path: str | Path, device: str = "cuda") -> None:
+    def __init__(self, path: str | Path, device: str = "cuda", verifying: bool = False) -> None:
+        """`verifying`: opened by `export --verify`, which its sidecar waits for."""
         path = Path(path)
         manifest = export_manifest.read_sidecar(path, required=True)
-        export_manifest.check_verified(manifest, path)
+        export_manifest.check_verified(manifest, path, verifying)
         _, index = parse_device(device, ("cuda", "tensorrt"), "a TensorRT engine", " (for CPUs export an .onnx)")
         import torch
 

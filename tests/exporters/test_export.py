@@ -200,6 +200,10 @@ def test_threshold_calibrates_an_export_on_the_scores_it_carries(capsys, exports
     shown, of_ckpt = (json.loads(cli(capsys, "threshold", m, "--json")[1]) for m in (model, ckpt))  # shown alike
     assert set(shown) - {"export"} == set(of_ckpt) - {"checkpoint"} and shown["far_on_calibration"] is not None
     assert "good calibration images: false alarms" in cli(capsys, "threshold", model)[1]  # the headline alone before
+    assert "rates_from" not in shown  # float32: scores as its checkpoint's
+    int8 = copy_export(exports["onnx-int8"], tmp_path / "i")  # its scores are not its checkpoint's: the rates say whose they are
+    rc, out, _ = cli(capsys, "threshold", int8, "--escape", "0.5")
+    assert rc == 0 and "note: these rates are its checkpoint's scores, copied at export; this onnx-int8 export scores otherwise" in out
     # an export made before its manifest carried the scores
     sidecar_path(model).write_text(json.dumps({k: v for k, v in side.items() if k != "calibration_scores"}))
     rc, _, err = cli(capsys, "threshold", model, "--far", "0.1")
@@ -382,7 +386,7 @@ def test_verify_allows_one_swapped_pair_on_a_small_test_set(tmp_path):
     swapped = ref[:9] + [9.6] + ref[10:]  # the best-scored good image now outscores one defect
     r = compare(_Scripted(ref), _Scripted(swapped), paths, labels, "onnx-fp16")
     assert r["auroc_change"] == pytest.approx(-1 / 180) and r["passed"], r["failures"]  # failed against ±0.005 before
-    assert r["verdicts"] == {"threshold": 9.55, "differ": 1, "examples": [str(paths[9])]}  # said, though it passes
+    assert r["verdicts"] == {"threshold": 9.55, "differ": 1, "escapes": 0, "examples": [str(paths[9])]}  # said, though it passes
     assert format_report(r)[-2] == f"  verdicts at threshold 9.5500: 1 of 28 differ (first: {paths[9]})"
     assert compare(_Scripted(ref), _Scripted(ref), paths, labels, "onnx-fp16")["verdicts"]["differ"] == 0
     many = [30.0 + i for i in range(10)] + ref[10:]  # every good image above most defects: a real loss
@@ -495,3 +499,25 @@ def test_export_beside_another_models_exports_says_so(tiny_ckpt, exports, tmp_pa
     said.clear()
     export(tiny_ckpt, "onnx", tmp_path / "f", log=said.append)
     assert not any("also holds" in line for line in said)
+
+
+def test_verify_fails_an_export_that_lets_defects_through_at_the_stored_threshold(tmp_path):
+    """An INT8 export scoring defects 1-2 units lower kept its AUROC and passed, though 2 of 4 defects the checkpoint
+    failed passed at the stored threshold; one on the threshold may flip under rounding."""
+    from PIL import Image
+
+    from exporters.verify import compare
+
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(paths[-1])
+    labels = np.array([False] * 4 + [True] * 4)
+    ref = [1.0, 2.0, 3.0, 4.0, 9.72, 9.27, 12.0, 14.0]
+    lower = [1.0, 2.0, 3.0, 4.0, 7.67, 8.86, 10.5, 12.5]
+    r = compare(_Scripted(ref, threshold=9.0), _Scripted(lower, threshold=9.0), paths, labels, "onnx-int8")
+    assert r["auroc_change"] == 0 and not r["passed"] and r["verdicts"]["escapes"] == 2
+    assert r["failures"] == [f"2 defect image(s) the checkpoint fails pass in the export at threshold 9 (first: {paths[4]}): new escapes"]
+    on_it = ref[:4] + [9.05] + ref[5:]  # 0.05 above: within the reduced precision's drift, a flip is rounding
+    r = compare(_Scripted(on_it, threshold=9.0), _Scripted(on_it[:4] + [8.95] + on_it[5:], threshold=9.0), paths, labels, "onnx-int8")
+    assert r["passed"] and r["verdicts"] == {"threshold": 9.0, "differ": 1, "escapes": 0, "examples": [str(paths[4])]}

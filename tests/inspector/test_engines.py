@@ -498,3 +498,26 @@ def test_a_missing_onnx_extra_is_named_in_one_line(capsys, monkeypatch, exports,
     code, _, err = cli(capsys, *argv)
     purpose = {"export": "ONNX export", "bench": "bench model", "inspect": f"ONNX model {exports['onnx'].name}"}[command]
     assert_one_line_error(code, err, f"{purpose} needs the {missing} package: pip install 'inspector-edge[cpu]' (or [gpu]")
+
+
+def test_no_station_runs_an_export_before_its_verification_has_said(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    """The model and sidecar were written before the verification ran: a reload in that gap (minutes, on a real test
+    set) served the unverified file, which then failed its verification."""
+    from exporters import verify
+    from inspector.engines import open_engine
+
+    seen = []
+
+    def while_verifying(checkpoint, model, data, **kw):
+        with pytest.raises(InspectorError, match="its verification has not finished"):
+            open_engine(model)  # as a station's reload opens it
+        seen.append(json.loads(sidecar_path(model).read_text())["verify"])
+        return real(checkpoint, model, data, **kw)
+
+    real = verify.verify_export
+    monkeypatch.setattr(verify, "verify_export", while_verifying)  # the command imports it when it runs
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", tmp_path / "e", "--verify", tiny_data)
+    assert code == 0, err
+    assert seen == [{"passed": None, "pending": True}]
+    assert json.loads(sidecar_path(tmp_path / "e" / "model.onnx").read_text())["verify"]["passed"] is True
+    open_engine(tmp_path / "e" / "model.onnx")  # verified: runs

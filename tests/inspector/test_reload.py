@@ -18,6 +18,7 @@ from inspector.api import Inspector
 from inspector.cli import main
 from inspector.config import StationConfig
 from inspector.daemon import Daemon
+from inspector.decision import DecisionConfig
 from model.errors import InspectorError
 from tests.inspector.conftest import running, station_dict, wait_until
 
@@ -99,10 +100,14 @@ def test_a_reload_command_over_mqtt_replies_with_its_outcome(station, served, li
         send(lst, good_png, ["after-command"])
         assert wait_until(lambda: results(lst).get("after-command"), 60, "a result after the reload")["threshold"] == 77.0
 
-        with d._reloading:  # one reload at a time: a second is answered at once, not queued
+        with d._reloading:  # one reload at a time: a second waits for it (dropped, a config edit's reload was lost), a third is answered
             lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r2")
+            wait_until(lambda: d._reload_waiting, 30, "the second reload waiting")
+            lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r2b")
             (body, corr), = wait_until(lambda: lst.on("error"), 60, "the busy reply")
-        assert corr == b"r2" and "already running" in json.loads(body)["error"]
+            assert not [c for _, c in lst.on("report") if c == b"r2"]
+        assert corr == b"r2b" and "already waits to run after the one running" in json.loads(body)["error"]
+        wait_until(lambda: [c for _, c in lst.on("report") if c == b"r2"], 60, "the waiting reload run and answered")
 
         weights = served / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
@@ -114,7 +119,7 @@ def test_a_reload_command_over_mqtt_replies_with_its_outcome(station, served, li
         lst.publish("command", json.dumps({"command": "reload", "model": "other.ckpt"}))
         wait_until(lambda: len(lst.on("error")) == 3, 60, "the bad command's reply")
         assert json.loads(lst.on("error")[2][0])["error"] == "command: unknown field 'model'"
-        assert len(lst.on("report")) == 1 and d.health()["model"]["id"] == reply["model"]
+        assert len(lst.on("report")) == 2 and d.health()["model"]["id"] == reply["model"]
 
 
 def test_a_model_that_misjudges_a_verification_image_neither_starts_nor_replaces_the_one_in_use(station, served, tiny_ckpt, tiny_data,
@@ -200,3 +205,16 @@ def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_pn
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_config_threshold_over_the_models_own_is_said_on_health_and_at_a_reload(station, served):
+    """`inspector threshold --set` then a reload reported ok and cleared changed_on_disk, while the config's
+    model.image_threshold went on judging the parts: nothing said the change was discarded."""
+    cfg = station(model={"path": str(served), "image_threshold": 6.0})
+    with running(cfg, Inspector.load(served, decision=DecisionConfig(image_threshold=6.0))) as d:
+        assert main(["threshold", str(served), "--set", "9"]) == 0
+        outcome = d.reload()
+        model = d.health()["model"]
+        assert outcome["ok"] and model["image_threshold"] == 6.0
+        assert model["threshold_override"] == "image_threshold 6 from the config (the model's own: 9); `inspector threshold` does not change it"
+        assert outcome["threshold_override"] == model["threshold_override"]
