@@ -170,8 +170,8 @@ class Daemon:
         self._status_sent: bytes | None = None
         self.problems: list[str] = []
         self._source_lock = threading.Lock()  # the watchdog's replacement of a source against the stop
-        self._reopen_failed: str | None = None
-        self._reload_queue, self._reload_waiting = threading.Lock(), False  # a reload asked for while one runs waits for it  # why the watchdog could not reopen a source it replaced (tried again at each check)
+        self._reopen_failed: str | None = None  # why the watchdog could not reopen a source it replaced (tried again at each check)
+        self._reload_queue, self._reload_waiting = threading.Lock(), False  # a reload asked for while one runs waits for it
         self.workers: dict[str, Worker] = {}
         self.started_at = time.monotonic()
         self.store: Store | None = None
