@@ -71,6 +71,11 @@ def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
     return tuple(stamp(f) for f in files)
 
 
+# a restart loads the same files and config, and the shipped unit does not restart a start refused (exit 2): said before
+# it happens (a threshold the verification images refuse was written, refused at reload, and stopped the next start)
+RELOAD_FAILED = "the last reload failed, and a restart would fail the same way until the model's files or the config are mended"
+
+
 def decision_of(section: ModelSection) -> DecisionConfig:
     return DecisionConfig(image_threshold=section.image_threshold, pixel_threshold=section.pixel_threshold, mm_per_px=section.mm_per_px)
 
@@ -387,7 +392,7 @@ class Daemon:
             (self.hooks and self.hooks.recent_error, "a report failed"), (restarted, "a worker was restarted"),
             (refused, "the broker refuses results"), (sink and sink.images_off, "images are not saved"),
             ((model or {}).get("changed_on_disk"), "the model's files changed since it was loaded"),
-            (((model or {}).get("last_reload") or {}).get("ok") is False, "the last reload failed")) if cond]
+            (((model or {}).get("last_reload") or {}).get("ok") is False, RELOAD_FAILED)) if cond]
         if status == "ok" and concerns:
             status = "degraded"
         return {"status": status, "station": self.cfg.station.name, "problems": self.problems,

@@ -17,7 +17,7 @@ import yaml
 from inspector.api import Inspector
 from inspector.cli import main
 from inspector.config import StationConfig
-from inspector.daemon import Daemon
+from inspector.daemon import RELOAD_FAILED, Daemon
 from inspector.decision import DecisionConfig
 from model.errors import InspectorError
 from tests.inspector.conftest import running, station_dict, wait_until
@@ -78,7 +78,9 @@ def test_a_tampered_model_is_refused_on_reload_and_the_loaded_one_goes_on_inspec
         health = d.health()
         assert health["model"]["last_reload"]["ok"] is False and "sha256" in health["model"]["last_reload"]["error"].lower()
         assert health["model"]["id"] == model_id
-        assert health["status"] == "degraded" and "the last reload failed" in health["degraded"]  # "ok" before: nobody saw it
+        assert health["status"] == "degraded" and RELOAD_FAILED in health["degraded"]  # "ok" before: nobody saw it
+        # nor that the next start (a crash, a reboot) would be refused with these files, and stay down (the unit's exit 2)
+        assert "a restart would fail the same way" in RELOAD_FAILED
         send(lst, good_png, ["after-failed-reload"])
         got = wait_until(lambda: results(lst).get("after-failed-reload"), 60, "a result after the failed reload")
         assert got["model"]["id"] == model_id
