@@ -106,7 +106,7 @@ class Message:
     @property
     def reply(self) -> Reply | None:
         """Where the answer to this message goes besides its contract topic, if the sender said (MQTT 5)."""
-        return Reply(self.correlation, self.response_topic) if self.correlation is not None or self.response_topic else None
+        return Reply.of(self.correlation, self.response_topic)
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,14 @@ class Reply:
         return {"correlation": self.correlation.hex() if self.correlation is not None else None, "response_topic": self.topic}
 
     @staticmethod
+    def of(correlation: bytes | None, topic: str | None) -> Reply | None:
+        """The Reply an input asks for, or None where it gave neither (nothing to echo, nowhere else to answer)."""
+        return Reply(correlation, topic or None) if correlation is not None or topic else None
+
+    @staticmethod
     def from_meta(meta: dict) -> Reply | None:
-        corr, topic = meta.get("correlation"), meta.get("response_topic")
-        return Reply(bytes.fromhex(corr) if corr else None, topic or None) if corr or topic else None
+        corr = meta.get("correlation")
+        return Reply.of(None if corr is None else bytes.fromhex(corr), meta.get("response_topic"))
 
 
 @dataclass

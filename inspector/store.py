@@ -372,7 +372,7 @@ class Store:
                 "SELECT record, published_at, correlation, response_topic FROM inspections WHERE published_at IS NULL"
                 " ORDER BY created_at LIMIT ?", (limit,)
             ).fetchall()
-        return [(self._row(r), Reply(None if r[2] is None else bytes(r[2]), r[3]) if r[2] is not None or r[3] else None) for r in rows]
+        return [(self._row(r), Reply.of(None if r[2] is None else bytes(r[2]), r[3])) for r in rows]
 
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():
