@@ -19,8 +19,7 @@ from typing import Any
 
 from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
-from inspector.mqtt import Reply
-from inspector.result import error_payload, utc_now
+from inspector.result import Reply, error_payload, utc_now
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
