@@ -1,7 +1,9 @@
 """`inspector threshold CKPT|EXPORT`: show or change a checkpoint's or an export's thresholds without refitting.
 
 A running `inspector serve` keeps the thresholds it loaded: reload it (SIGHUP, `systemctl reload`) or restart it
-to use new ones (its /health says when the files changed)."""
+to use new ones (its /health says when the files changed). `--config STATION.yaml` first judges that station's
+verification images at the new thresholds and writes nothing when one is misjudged: the station would refuse the
+reload, and refuse to start at its next restart."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="MODEL", help="checkpoint directory, or an exported model file (its .json manifest beside it)")
     p.add_argument("--set", type=float, dest="value", help="set the image threshold to this score")
     p.add_argument("--pixel", type=float, help="set the pixel (region) threshold")
+    p.add_argument("--config", action="append", default=[], metavar="STATION.yaml",
+                   help="a station config serving this model: its verification images must be judged right at the new "
+                        "thresholds, or nothing is written (repeat for several stations)")
+    p.add_argument("--dry-run", action="store_true", help="show what the change would do; write nothing")
     p.add_argument("--json", action="store_true", help="print the thresholds as JSON")
     add_policy_args(p)
     p.set_defaults(func=run)
@@ -51,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     # was lost; only showing them takes none (it would need to open a folder a reader may only pass through)
     policy = policy_from(args)
     changes = args.value is not None or args.pixel is not None or policy is not None
-    lock = folder_lock if changes else lambda _folder: nullcontext()
+    if (args.config or args.dry_run) and not changes:
+        raise InspectorError(f"{'--config' if args.config else '--dry-run'} applies to a change: give --set, --pixel, --escape or --far")
+    lock = folder_lock if changes and not args.dry_run else lambda _folder: nullcontext()
     if ckpt.is_file() and ckpt.name != "manifest.json":
         with lock(ckpt.parent):
             return _run_export(args, ckpt, policy)
@@ -68,16 +76,18 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None)
     old = dict(manifest["thresholds"])
     new, calibration, info = _recalibrated(old, manifest.get("calibration", {}), good, defect, args, policy)
     changed = new != old
-    if calibration is not None:
+    info["stations"] = _check_stations(args.config, ckpt, new) if changed else []
+    if calibration is not None and not args.dry_run:
         manifest["thresholds"], manifest["calibration"] = new, calibration
         manifest["files"] = list(manifest["files"])
         write_manifest(ckpt, manifest)
-    info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None, **info}
+    written = calibration is not None and not args.dry_run
+    info = {"checkpoint": str(ckpt), "thresholds": new, "previous": old if changed else None, "written": written, **info}
     if args.json:
         print_json(info)
     else:
-        _print(info, new, changed, good, defect, str(ckpt), written=calibration is not None)
-        if changed:
+        _print(info, new, changed, good, defect, str(ckpt), written, args.dry_run)
+        if changed and written:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
     return 0
@@ -111,11 +121,12 @@ def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.nda
     return new, {**calibration, "threshold": new["image"], "far": far, "escape": escape, "note": note}, info
 
 
-def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str, written: bool) -> None:
+def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str, written: bool,
+           dry_run: bool = False) -> None:
     """`written`: the manifest was rewritten, if not for a threshold then for the policy it now answers to."""
     from model.calibration import trade_off_note
 
-    print(_headline(new, changed, info["policy"] if written and not changed else None))
+    print(_headline(new, changed, info["policy"] if written and not changed else None, dry_run))
     if info["far_on_calibration"] is not None:
         print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
     if info["escape_on_calibration"] is not None:
@@ -126,6 +137,11 @@ def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.nd
     trade = trade_off_note(good, defect, new["image"], model) if isinstance(new.get("image"), (int, float)) else None
     if trade:
         print(f"  note: {trade}")
+    for station in info["stations"]:
+        print(f"  station {station['config']}: {station['checked']}")
+    if changed and not info["stations"]:
+        print("  note: a station serving this model judges its verification images at each reload and start, and refuses a "
+              "threshold that misjudges one (the next restart fails too): give --config STATION.yaml to check them first")
 
 
 def _calibration_scores(manifest: dict, where: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -179,14 +195,16 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
         raise InspectorError(f"export {model}: its thresholds are missing or not numbers; give both, "
                              f"`inspector threshold {model} --set SCORE --pixel VALUE`")
     changed = new != old
-    if calibration is not None:
+    info["stations"] = _check_stations(args.config, model, new) if changed else []
+    if calibration is not None and not args.dry_run:
         write_sidecar(model, {**side, "thresholds": new, "calibration": calibration})
+    written = calibration is not None and not args.dry_run
     # what the checkpoint's report says, from the calibration scores the export carries
-    shown = {"export": str(model), "thresholds": new, "previous": old if changed else None, **info}
+    shown = {"export": str(model), "thresholds": new, "previous": old if changed else None, "written": written, **info}
     if args.json:
         print_json(shown)
     else:
-        _print(info, new, changed, good, defect, str(model), written=calibration is not None)
+        _print(info, new, changed, good, defect, str(model), written, args.dry_run)
     return 0
 
 
@@ -210,8 +228,49 @@ def _given(old: dict, args: argparse.Namespace) -> dict:
     return new
 
 
-def _headline(new: dict, changed: bool, policy: dict | None = None) -> str:
+def _headline(new: dict, changed: bool, policy: dict | None = None, dry_run: bool = False) -> str:
     """`policy`: the one the unchanged threshold now answers to (--escape 0.005 landed where 0.01 had: "unchanged" alone
     hid that the manifest was rewritten)."""
-    state = "changed" if changed else "unchanged" + (f"; it now answers to --{policy['kind']} {policy['target']}" if policy else "")
+    if dry_run:
+        state = ("would change" if changed else "unchanged") + "; nothing written (--dry-run)"
+    else:
+        state = "changed" if changed else "unchanged" + (f"; it now answers to --{policy['kind']} {policy['target']}" if policy else "")
     return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({state})"
+
+
+def _check_stations(configs: list[str], model: Path, new: dict) -> list[dict]:
+    """Each station config (`--config`) whose model is `model`, its verification images judged at the thresholds `new`
+    (a threshold of its own config overrides the model's, as serve applies it) -> [{config, checked}]; InspectorError,
+    before anything is written, for a misjudged image or a config that serves another model."""
+    from inspector.api import Inspector
+    from inspector.config import load_config
+    from inspector.daemon import decision_of
+    from inspector.engines import locate_model
+    from inspector.verification import verify
+
+    checked = []
+    for path in configs:
+        cfg = load_config(path)
+        served = locate_model(cfg.model.path)[0]
+        if served.resolve() != model.resolve():
+            raise InspectorError(f"--config {path}: its model.path {cfg.model.path} is not {model}, so this change does not "
+                                 "reach that station; give the config of a station that serves this model")
+        if not cfg.model.verify_good and not cfg.model.verify_defect:
+            checked.append({"config": path, "checked": "lists no verification images (model.verify_good, model.verify_defect): nothing judged"})
+            continue
+        device = "cpu" if cfg.model.device.startswith("tensorrt") else cfg.model.device  # engines are built by serve, for minutes
+        inspector = Inspector.load(model, device, decision_of(cfg.model))
+        try:
+            trial = inspector.with_thresholds(None if cfg.model.image_threshold is not None else new["image"],
+                                              None if cfg.model.pixel_threshold is not None else new["pixel"])
+            try:
+                n = verify(trial, cfg.model.verify_good, cfg.model.verify_defect)
+            except InspectorError as exc:
+                raise InspectorError(f"nothing written: at image threshold {trial.image_threshold:g} station {path}'s {exc}") from None
+        finally:
+            inspector.engine.close()
+        own = (f"; its own model.image_threshold {cfg.model.image_threshold:g} overrides the model's, so the new image "
+               "threshold does not reach its verdicts") if cfg.model.image_threshold is not None else ""
+        checked.append({"config": path, "checked": f"its {n['good']} good and {n['defect']} defect verification images are "
+                                                   f"judged right at image threshold {trial.image_threshold:g}{own}"})
+    return checked
