@@ -76,6 +76,13 @@ def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
 RELOAD_FAILED = "the last reload failed, and a restart would fail the same way until the model's files or the config are mended"
 
 
+def in_use(inspector: Inspector) -> dict[str, Any]:
+    """What judges parts: the model (its weights' id), the file and runtime that run it, and the thresholds applied."""
+    meta = inspector.engine.meta
+    return {"model": meta.model_id, "runtime": meta.runtime, "path": meta.path, "image_threshold": inspector.image_threshold,
+            "pixel_threshold": inspector.pixel_threshold}
+
+
 def decision_of(section: ModelSection) -> DecisionConfig:
     return DecisionConfig(image_threshold=section.image_threshold, pixel_threshold=section.pixel_threshold, mm_per_px=section.mm_per_px)
 
@@ -410,9 +417,8 @@ class Daemon:
         `inspector threshold`, a refit or a re-export takes effect at a reload or the next start, not before."""
         if self.inspector is None:
             return None
-        meta = self.inspector.engine.meta
-        out: dict[str, Any] = {"id": meta.model_id, "path": meta.path, "image_threshold": self.inspector.image_threshold,
-                               "pixel_threshold": self.inspector.pixel_threshold, "loaded_at": self.loaded_at}
+        used = in_use(self.inspector)
+        out: dict[str, Any] = {"id": used.pop("model"), **used, "loaded_at": self.loaded_at}
         if overridden := self._threshold_override():
             out["threshold_override"] = overridden
         if files_stamp(self._model_files) != self._model_stamp:
@@ -497,15 +503,17 @@ class Daemon:
                 self.cfg = self.cfg.model_copy(update={"model": section})
             if owned:
                 was.engine.close()
-            m = new.engine.meta
+            now, before = in_use(new), in_use(was)
             overridden = self._threshold_override()
-            log.info("reloaded: model %s (was %s), image threshold %.4g (was %.4g)%s%s", m.model_id, was_id,
-                     new.image_threshold, was.image_threshold, f"; {', '.join(later)} changed and take effect at the next start" if later else "",
+            # the id is the checkpoint's weights for the checkpoint and each of its exports: the path and runtime tell
+            # an FP32 checkpoint from its INT8 export, and a pixel threshold's change is one too
+            log.info("reloaded: model %s %s from %s, image threshold %.4g, pixel threshold %.4g (was %s %s from %s, %.4g, %.4g)%s%s",
+                     *now.values(), *before.values(), f"; {', '.join(later)} changed and take effect at the next start" if later else "",
                      f"; {overridden}" if overridden else "")
-            self.last_reload = {"ok": True, "at": self.loaded_at, "model": m.model_id, **({"restart_needed_for": later} if later else {}),
+            self.last_reload = {"ok": True, "at": self.loaded_at, **now, **({"restart_needed_for": later} if later else {}),
                                 **({"threshold_override": overridden} if overridden else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
-            return {**self.last_reload, "was": was_id, "image_threshold": new.image_threshold}
+            return {**self.last_reload, "was": was_id, "previous": before}
         finally:
             if not self.halt.is_set():  # STOPPING=1 may have been sent meanwhile
                 sd_notify("READY=1")

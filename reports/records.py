@@ -211,6 +211,7 @@ class ShiftStats:
     defect_types: list[tuple[str, int]]
     scores: list[tuple[float, str]]
     thresholds: list[float]
+    pixel_thresholds: list[float]  # what drew the regions: a change within the period moves them, not the verdicts
     p_bar: float | None
     subgroup_width: timedelta | None
     subgroups: list[Subgroup]
@@ -334,6 +335,7 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         defect_types=Counter(p.primary_type for p in parts if p.verdict == "FAIL").most_common(),
         scores=[(p.score, p.verdict) for p in parts if p.score is not None and p.verdict in ("PASS", "FAIL")],
         thresholds=sorted({p.threshold for p in parts if p.threshold is not None}),
+        pixel_thresholds=sorted({p.pixel_threshold for p in parts if p.pixel_threshold is not None}),
         p_bar=p_bar,
         subgroup_width=width,
         subgroups=groups,

@@ -92,13 +92,20 @@ def test_a_reload_command_over_mqtt_replies_with_its_outcome(station, served, li
     cfg = station(model={"path": str(served)})
     lst = listen(cfg.mqtt.port, cfg.mqtt.prefix)
     with running(cfg, Inspector.load(served)) as d:
-        model_id = d.inspector.engine.meta.model_id
-        assert main(["threshold", str(served), "--set", "77.0"]) == 0
+        model_id, before = d.inspector.engine.meta.model_id, d.health()["model"]
+        assert main(["threshold", str(served), "--set", "77.0", "--pixel", "5.5"]) == 0
         lst.publish("command", json.dumps({"command": "reload"}), correlation=b"r1")
         (body, corr), = wait_until(lambda: lst.on("report"), 60, "the reload's reply")
         reply = json.loads(body)
         assert corr == b"r1" and reply["command"] == "reload" and reply["ok"] is True and reply["image_threshold"] == 77.0
         assert reply["was"] == model_id and reply["model"] == d.health()["model"]["id"]
+        # the id alone read "model 6fe58d7679eb, was 6fe58d7679eb" for a checkpoint swapped for its INT8 export, and no
+        # pixel threshold was said: the file, its runtime and both thresholds, now and before
+        assert reply["pixel_threshold"] == 5.5 and reply["runtime"] == before["runtime"] == "torch-cpu"
+        assert reply["path"] == before["path"] == d.health()["model"]["path"]
+        assert reply["previous"] == {"model": model_id, "runtime": "torch-cpu", "path": before["path"],
+                                     "image_threshold": before["image_threshold"], "pixel_threshold": before["pixel_threshold"]}
+        assert d.health()["model"]["last_reload"]["pixel_threshold"] == 5.5
         send(lst, good_png, ["after-command"])
         assert wait_until(lambda: results(lst).get("after-command"), 60, "a result after the reload")["threshold"] == 77.0
 

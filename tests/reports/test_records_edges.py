@@ -168,3 +168,20 @@ def test_bins_start_on_whole_multiples_of_the_width_not_at_the_reports_start():
     # 06:07 to 08:00 is 113 minutes: 5-minute bins, the first from 06:05
     s = shift_stats([], START + timedelta(minutes=7), START + timedelta(hours=2))
     assert s.subgroup_width == timedelta(minutes=5) and s.subgroups[0].start == START + timedelta(minutes=5)
+
+
+def test_a_pixel_threshold_changed_within_a_shift_is_said():
+    """A `--pixel` change mid-shift moved every region drawn after it, and the shift report named only image thresholds."""
+    from reports.render import shift_html
+
+    records = [{"inspection_id": f"p{i}", "verdict": "PASS", "score": 1.0, "threshold": 4.2, "station": "s1",
+                "timestamp": f"2026-11-27T06:{i:02d}:00.000Z", "pixel_threshold": px} for i, px in enumerate([0.5, 0.5, 0.75])]
+    s = shift_stats([inspection(r) for r in records])
+    assert (s.thresholds, s.pixel_thresholds) == ([4.2], [0.5, 0.75])
+    html = shift_html(records, {})
+    assert "More than one pixel threshold drew the defect regions during this period: 0.5; 0.75." in html
+    assert '<p id="pixel-thresholds">Pixel threshold: 0.5, 0.75</p>' in html
+    assert "More than one threshold was in use" not in html
+    one = shift_html(records[:2], {})
+    assert "pixel-thresholds-note" not in one and '<p id="pixel-thresholds">Pixel threshold: 0.5</p>' in one
+    assert "像素阈值来划定缺陷区域：0.5; 0.75" in shift_html(records, {}, lang="zh")
