@@ -92,8 +92,9 @@ def _check_format(manifest: Any, where: str) -> dict[str, Any]:
     return manifest
 
 
-def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
-    """Read and check `<model>.json` against the model file's bytes; None when absent and not required."""
+def read_sidecar(model: Path, required: bool, data: bytes | None = None) -> dict[str, Any] | None:
+    """Read and check `<model>.json` against the model file's bytes (`data`, where the caller has read them: what it
+    runs is then what was checked); None when absent and not required."""
     path = sidecar_path(model)
     if not path.is_file():
         if required:
@@ -106,7 +107,7 @@ def read_sidecar(model: Path, required: bool) -> dict[str, Any] | None:
         raise InspectorError(f"manifest {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InspectorError(f"manifest {path}: not valid JSON ({exc.__class__.__name__}); re-export with `inspector export`") from None
-    if manifest.get("file_sha256") != sha256_file(model):
+    if manifest.get("file_sha256") != (sha256_file(model) if data is None else hashlib.sha256(data).hexdigest()):
         raise InspectorError(f"model {model}: sha256 does not match {path.name} (model and manifest come from different exports, "
                              "or the file is truncated); copy both files from the same `inspector export`")
     return manifest

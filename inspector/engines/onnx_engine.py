@@ -52,14 +52,15 @@ def providers_for(device: str, model: Path, kind: str) -> list:
     return providers
 
 
-def _session(ort, path: Path, options, providers: list, wanted: str):
-    """An InferenceSession that runs `wanted` first, or one line saying why not."""
+def _session(ort, path: Path, options, providers: list, wanted: str, data: bytes | None = None):
+    """An InferenceSession of the model's bytes `data` (its file where None) that runs `wanted` first, or one line
+    saying why not."""
     # onnxruntime's Python side print()s its warnings and a provider's failure to start; stdout may be carrying --json
     with contextlib.redirect_stdout(sys.stderr):
         if wanted != PROVIDERS["cpu"] and hasattr(ort, "preload_dlls"):  # onnxruntime-gpu 1.21+
             ort.preload_dlls()  # CUDA and cuDNN from pip's nvidia-* wheels are found only once loaded
         try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(str(path) if data is None else data, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
             raise InspectorError(f"model {path}: onnxruntime cannot load it ({first}); is the file complete? re-export it") from None
@@ -79,8 +80,14 @@ class OnnxEngine:
         ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
+        # the bytes checked against the sidecar are the bytes run: opened again by path, a re-export landing between
+        # the two ran under the sidecar checked for the export before it (TensorRT keeps the path: its engine cache)
+        try:
+            data = None if device.startswith("tensorrt") else path.read_bytes()
+        except OSError as exc:
+            raise InspectorError(f"model {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
         # required: the graph's own copy of the manifest has its export's thresholds, not those set since
-        sidecar = export_manifest.read_sidecar(path, required=True)
+        sidecar = export_manifest.read_sidecar(path, required=True, data=data)
         export_manifest.check_verified(sidecar, path, verifying)
         providers = providers_for(device, path, sidecar.get("kind", ""))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
@@ -102,7 +109,7 @@ class OnnxEngine:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = _session(ort, path, options, providers, wanted)
+            self.session = _session(ort, path, options, providers, wanted, data)
         except InspectorError:
             if made is not None:  # onnxruntime-gpu lists TensorRT even where libnvinfer is missing
                 shutil.rmtree(made, ignore_errors=True)

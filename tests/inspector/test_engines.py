@@ -521,3 +521,23 @@ def test_no_station_runs_an_export_before_its_verification_has_said(capsys, tiny
     assert seen == [{"passed": None, "pending": True}]
     assert json.loads(sidecar_path(tmp_path / "e" / "model.onnx").read_text())["verify"]["passed"] is True
     open_engine(tmp_path / "e" / "model.onnx")  # verified: runs
+
+
+def test_the_onnx_bytes_run_are_the_bytes_checked_against_the_sidecar(exports, tmp_path, monkeypatch):
+    """The engine hashed the file, then onnxruntime opened it again by path: a re-export landing in between ran under
+    the sidecar checked for the export before it. Here the file is replaced just after the check."""
+    import exporters.manifest as export_manifest
+    from inspector.engines.onnx_engine import OnnxEngine
+
+    model = copy_export(exports["onnx"], tmp_path / "e")
+    checked = export_manifest.read_sidecar
+
+    def then_replaced(path, required, data=None):
+        side = checked(path, required, data)
+        path.write_bytes(b"not the export that was checked")
+        return side
+
+    monkeypatch.setattr(export_manifest, "read_sidecar", then_replaced)
+    engine = OnnxEngine(model)  # "onnxruntime cannot load it" when it reads the path again
+    assert engine.meta.sha256 == json.loads(sidecar_path(model).read_text())["file_sha256"]
+    assert engine.infer(np.zeros((1, 3, *engine.meta.input_size), np.float32)).score.shape == (1,)
