@@ -53,11 +53,24 @@ RESTART_AT_START = ("queue_size", "max_image_pixels")  # model settings a reload
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
 
-def model_files(path: str) -> list[Path]:
-    """The files whose change means the model on disk is not the one loaded: a checkpoint's manifest (which seals
-    its weights), an export and its sidecar."""
+def model_files(path: str, configured: str | Path | None = None) -> list[Path]:
+    """The files whose change means the model on disk is not the one loaded (and may not load: the next start would
+    then fail): a checkpoint's manifest and the files it seals, an export and its sidecar, and the folder `configured`
+    (model.path) where it holds the one export loaded (a second export put there refuses the next start)."""
     p = Path(path)
-    return [p / "manifest.json"] if p.is_dir() else [p, p.with_name(p.name + ".json")]
+    if not p.is_dir():
+        files = [p, p.with_name(p.name + ".json")]
+    else:
+        try:
+            sealed = json.loads((p / "manifest.json").read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            sealed = None  # the loader has said, or will say, what is wrong with it
+        # weights copied over a served checkpoint's: /health said ok, and the next reload or start refused them
+        files = [p / "manifest.json", *(p / name for name in sorted(sealed) if isinstance(name, str))] if isinstance(sealed, dict) \
+            else [p / "manifest.json"]
+    if configured is not None and Path(configured).is_dir() and Path(configured).resolve() != p.resolve():
+        files.append(Path(configured))
+    return files
 
 
 def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
@@ -264,7 +277,7 @@ class Daemon:
         cfg = self.cfg
         if self._given_inspector is not None:
             engine = self._given_inspector.engine
-            self._model_files = model_files(engine.meta.path)
+            self._model_files = model_files(engine.meta.path, cfg.model.path)
             self._model_stamp = files_stamp(self._model_files)
             self.inspector = Inspector(engine, decision_of(cfg.model), cfg.station.name)
         else:
@@ -442,7 +455,7 @@ class Daemon:
     def _load(self, section: ModelSection) -> tuple[Inspector, list[Path], tuple]:
         """Open the model `section` names, with its thresholds, and stamp the files /health compares with what is on disk."""
         # stamped before loading: a threshold written during the load is then seen as a change
-        files = model_files(str(locate_model(section.path)[0]))
+        files = model_files(str(locate_model(section.path)[0]), section.path)
         stamp = files_stamp(files)
         try:
             inspector = Inspector.load(section.path, section.device, decision_of(section), self.cfg.station.name)

@@ -227,3 +227,25 @@ def test_a_config_threshold_over_the_models_own_is_said_on_health_and_at_a_reloa
         assert outcome["ok"] and model["image_threshold"] == 6.0
         assert model["threshold_override"] == "image_threshold 6 from the config (the model's own: 9); `inspector threshold` does not change it"
         assert outcome["threshold_override"] == model["threshold_override"]
+
+
+def test_changes_that_would_refuse_the_next_start_are_changes_on_disk(station, served, tiny_ckpt, tmp_path_factory, tmp_path):
+    """Weights copied over a served checkpoint's, or a second export put beside the one served from a folder: /health
+    said ok (only the manifest, or the export file, was stamped), and the next reload or start refused the model."""
+    from tests.exporters.helpers import copy_export, exported
+
+    with running(station(model={"path": str(served)}), Inspector.load(served)) as d:
+        assert "changed_on_disk" not in d.health()["model"]
+        weights = served / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1  # the same size
+        weights.write_bytes(bytes(data))
+        assert "changed_on_disk" in d.health()["model"]
+        assert d.reload()["ok"] is False  # as a restart would be
+    exports = exported(tiny_ckpt, tmp_path_factory.mktemp("exports"))
+    folder = copy_export(exports["onnx"], tmp_path / "served_exports").parent
+    with running(station(model={"path": str(folder)}), Inspector.load(folder)) as d:
+        assert "changed_on_disk" not in d.health()["model"]
+        copy_export(exports["onnx-fp16"], folder)
+        assert "changed_on_disk" in d.health()["model"]
+        assert "holds several exported models" in d.reload()["error"]
