@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,14 @@ def distinct_files(paths: list, root: Path | None = None) -> tuple[list, list[tu
         order = {p: i for i, p in enumerate(paths)}
         raise unusable_images(sorted(problems, key=lambda pe: order[pe[0]]), len(paths), root)
     return kept, copies, h.hexdigest()
+
+
+def _added_good(paths: list, root: Path) -> list[dict[str, Any]]:
+    """The training images from outside DATA (`fit --add-good`, e.g. QA's reviewed false alarms) by folder: without it a
+    refit from reviews could not be traced to the folders that went in."""
+    root = root.resolve()
+    folders = Counter(str(Path(p).resolve().parent) for p in paths if not Path(p).resolve().is_relative_to(root))
+    return [{"folder": folder, "n_images": n} for folder, n in sorted(folders.items())]
 
 
 SHOWN_PROBLEMS = 3  # unusable training images named in the error line; the count says how many there are in all
@@ -679,6 +688,7 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         training={
             "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
             "n_images": len(good.paths),
+            **({"added_good": added} if (added := _added_good(good.paths, dataset.root)) else {}),
             **({"copies_left_out": [{"file": c, "copy_of": o} for c, o in good.copies]} if good.copies else {}),
             "data_sha256": good.data_sha256,
             **({"image_size": good.image_size} if good.image_size else {}),

@@ -546,6 +546,9 @@ def test_fit_adds_good_images_from_other_folders(capsys, tiny_data, tmp_path):
     rc, stdout, err = cli(capsys, "fit", data, "--out", tmp_path / "c.ckpt", "--size", "64", "--synth", "0", "--add-good", extra, "--json")
     assert rc == 0, err
     assert json.loads(stdout)["n_images"] == 6
+    # which reviewed folders went in, kept with the model (the manifest named DATA alone)
+    training = json.loads((tmp_path / "c.ckpt" / "manifest.json").read_text())["training"]
+    assert training["n_images"] == 6 and training["added_good"] == [{"folder": str(extra.resolve()), "n_images": 2}]
     copied_test = tmp_path / "elsewhere"
     copied_test.mkdir()
     shutil.copy(next((tiny_data / "test").glob("*/*.png")), copied_test / "renamed.png")  # a defect test image, copied away
