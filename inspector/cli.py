@@ -10,7 +10,7 @@ import sys
 
 from model.errors import InspectorError, RetryLater, denied, write_fix
 
-COMMANDS = ["fit", "inspect", "evaluate", "threshold", "report", "review", "bench", "serve", "config", "export", "synth", "demo"]
+COMMANDS = ["fit", "inspect", "evaluate", "threshold", "reload", "report", "review", "bench", "serve", "config", "export", "synth", "demo"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -415,7 +415,7 @@ class Daemon:
             (((model or {}).get("last_reload") or {}).get("ok") is False, RELOAD_FAILED)) if cond]
         if status == "ok" and concerns:
             status = "degraded"
-        return {"status": status, "station": self.cfg.station.name, "problems": self.problems,
+        return {"status": status, "station": self.cfg.station.name, "pid": os.getpid(), "problems": self.problems,
                 **({"degraded": concerns} if status == "degraded" else {}), "broker": broker, "source": source,
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
@@ -490,7 +490,7 @@ class Daemon:
             self._reloading.release()
             return {"ok": False, "model": was_id, "error": "the station is stopping"}
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        new = None
+        started, new = utc_now(), None  # `inspector reload` waits for an outcome begun after its signal
         try:
             section, later = self._reread_model_section()
             new, files, stamp = self._load(section)
@@ -502,7 +502,7 @@ class Daemon:
                 new.engine.close()
             reason = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
             log.error("reload failed; parts go on with model %s: %s", was_id, reason)
-            self.last_reload = {"ok": False, "at": utc_now(), "error": reason}
+            self.last_reload = {"ok": False, "started_at": started, "at": utc_now(), "error": reason}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "failed"})
             return {**self.last_reload, "model": was_id}
         else:
@@ -523,7 +523,7 @@ class Daemon:
             log.info("reloaded: model %s %s from %s, image threshold %.4g, pixel threshold %.4g (was %s %s from %s, %.4g, %.4g)%s%s",
                      *now.values(), *before.values(), f"; {', '.join(later)} changed and take effect at the next start" if later else "",
                      f"; {overridden}" if overridden else "")
-            self.last_reload = {"ok": True, "at": self.loaded_at, **now, **({"restart_needed_for": later} if later else {}),
+            self.last_reload = {"ok": True, "started_at": started, "at": self.loaded_at, **now, **({"restart_needed_for": later} if later else {}),
                                 **({"threshold_override": overridden} if overridden else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
             return {**self.last_reload, "was": was_id, "previous": before}

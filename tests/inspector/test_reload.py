@@ -191,8 +191,12 @@ def test_reload_reads_the_config_files_model_section_and_names_what_takes_a_rest
 
 
 @pytest.mark.slow
-def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_png):
-    raw = station_dict(tmp_path, broker, served)
+def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_png, capsys):
+    """`inspector reload` (the unit's ExecReload) sends SIGHUP and waits for the outcome: `kill -HUP` said ok for a
+    reload that failed, so `systemctl reload` did too."""
+    from inspector.demo.broker import free_port
+
+    raw = station_dict(tmp_path, broker, served, http={"port": free_port()})
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(raw))
     log = tmp_path / "daemon.log"
@@ -203,11 +207,23 @@ def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_pn
         wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
         assert proc.poll() is None, log.read_text()[-2000:]
         assert main(["threshold", str(served), "--set", "42.0"]) == 0
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: "reloaded: model" in log.read_text() or proc.poll() is not None, 60, "the reload")
+        capsys.readouterr()
+        assert main(["reload", "--config", str(path), "--pid", str(proc.pid)]) == 0
+        out, err = capsys.readouterr()
+        assert "station st1: reloaded model" in out and "image threshold 42" in out, err
+        assert "reloaded: model" in log.read_text()
         send(lst, good_png, ["after-sighup"])
         got = wait_until(lambda: results(lst).get("after-sighup"), 60, "a result after SIGHUP")
         assert got["threshold"] == 42.0
+
+        weights = served / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-8])  # a half-copied refit
+        assert main(["reload", "--config", str(path)]) == 1  # the process from /health
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: station st1: the reload failed, and parts go on with model") and "\n" not in err
+        assert "model.safetensors" in err
+        assert main(["reload", "--config", str(path), "--timeout", "0.01"]) == 1
+        assert "no reload outcome within 0.01 s" in capsys.readouterr().err
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert "Traceback" not in log.read_text()
@@ -249,3 +265,29 @@ def test_changes_that_would_refuse_the_next_start_are_changes_on_disk(station, s
         copy_export(exports["onnx-fp16"], folder)
         assert "changed_on_disk" in d.health()["model"]
         assert "holds several exported models" in d.reload()["error"]
+
+
+def test_reload_without_a_station_to_answer_is_one_line(tmp_path, broker, served, capsys):
+    from inspector.demo.broker import free_port
+    from tests.cli import assert_one_line_error, cli
+
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(station_dict(tmp_path, broker, served, http={"port": free_port()})))
+    rc, _, err = cli(capsys, "reload", "--config", path)
+    assert_one_line_error(rc, err, f"station {path}: http://127.0.0.1:", "does not answer", "is the station running")
+    off = tmp_path / "off.yaml"
+    off.write_text(yaml.safe_dump(station_dict(tmp_path, broker, served)))  # http.port 0: where /health is is not known
+    rc, _, err = cli(capsys, "reload", "--config", off)
+    assert_one_line_error(rc, err, "its /health is off", "give --pid")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, lambda *a: print('hup', flush=True)); "
+                                "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sleeper.stdout.readline() == "ready\n"
+        rc, _, err = cli(capsys, "reload", "--config", off, "--pid", sleeper.pid)  # signalled still, as `kill -HUP` did
+        assert rc == 0 and "the outcome is only in its log" in err
+        assert sleeper.stdout.readline() == "hup\n"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    rc, _, err = cli(capsys, "reload", "--config", off, "--pid", sleeper.pid)
+    assert_one_line_error(rc, err, f"--pid {sleeper.pid}: no such process")
