@@ -93,6 +93,16 @@ def upright_size(path: str | Path) -> tuple[int, int] | None:
     return (size[1], size[0]) if orientation in SIDEWAYS else size
 
 
+def high_bit_depth(path: str | Path) -> bool:
+    """A 16-bit or float image file, which read_image stretches to 8 bits over its own range; False for one Pillow
+    cannot open (reading it says what is wrong)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("I;16", "I;16B", "I;16L", "I", "F") or _sixteen_bit_colour(img)
+    except Exception:  # anything Pillow raises on a damaged file
+        return False
+
+
 def _sixteen_bit_colour(img: Image.Image) -> bool:
     """Colour with 16 bits per channel, which Pillow decodes to its top 8 bits (a 12-bit camera's frame reads
     nearly black); asked before decoding, while the tiles still name their raw mode."""

@@ -39,17 +39,21 @@ def _severity(text: str) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from model.synth.writer import CONTACT_SHEET, check_out, write_synthetic
+    from model.synth import check_types
+    from model.synth.writer import CONTACT_SHEET, check_out, readable_goods, write_synthetic
 
     out = Path(args.out)
+    # what is wrong with the request first: "not empty; pass --force" before a misspelt type cost a second try
+    types = names_given(args.types, "--types")
+    check_types(types)
+    severity = _severity(args.severity)
+    readable_goods(args.good_dir)
     check_out(args.good_dir, out)  # before "not empty; pass --force", which would then write there
     writable_folder(out, keep=False)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise InspectorError(f"--out {out}: the folder is not empty; pass --force or choose another folder")
-    types = names_given(args.types, "--types")
     t0 = time.perf_counter()
-    records = write_synthetic(args.good_dir, out, args.n, types, args.seed, _severity(args.severity), progress=tqdm_bars(),
-                              replace=args.force)
+    records = write_synthetic(args.good_dir, out, args.n, types, args.seed, severity, progress=tqdm_bars(), replace=args.force)
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "n": len(records), "seconds": round(seconds, 2), "by_type": dict(Counter(r.type for r in records)),
                "labels": str(out / "labels.json"), "contact_sheet": str(out / CONTACT_SHEET)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import cv2
 import numpy as np
 
 from model.errors import InspectorError
@@ -51,25 +52,40 @@ def is_grey(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
+CHANGED = 2  # grey levels: a pixel changed by more is part of the defect (less is rounding and noise, invisible)
+VISIBLE_REGION = 0.5  # a region type's draw is redrawn where fewer of its pixels changed (a flat part, a donor just like it)
+
+
 def synthesize(rgb: np.ndarray, defect_type: str, rng: np.random.Generator, severity: float = 0.5,
                foreground: np.ndarray | None = None, min_pixels: int = 6,
-               donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask of changed pixels, or of the
-    replaced region for REGION_TYPES).
+               donor: np.ndarray | None = None, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One defect of `defect_type` on a good RGB image -> (defect image, bool mask).
 
+    exact (a dataset's ground truth, `inspector synth`): the mask is every pixel changed by more than CHANGED grey
+    levels (and, for REGION_TYPES, the whole replaced region), and no pixel outside it differs from `rgb` at all.
+    exact=False (what `fit --synth` was tuned on): the defect's core, where its soft shape passes 0.25 (0.5 for
+    REGION_TYPES); its faint rim, changed by up to ~40 grey levels, lies outside the mask and stays in the image.
     donor: another good image, the source of a `transplant` (other types ignore it).
     """
     fn = partial(DEFECTS[defect_type], donor=donor) if defect_type in NEEDS_DONOR else DEFECTS[defect_type]
     fg = foreground_mask(rgb) if foreground is None else foreground
     grey = is_grey(rgb)
+    region = defect_type in REGION_TYPES
     for _ in range(8):
         out, soft = fn(rgb, fg, rng, float(np.clip(severity, 0.05, 1.0)))
         if grey:  # a grey camera's defects are grey: chips' and frays' noise was drawn per channel, a colour no real defect has
             out = np.repeat(np.round(out.mean(axis=2, keepdims=True)), 3, axis=2).astype(rgb.dtype)
-        if defect_type in REGION_TYPES:
-            mask = soft > 0.5
-        else:
-            mask = (soft > 0.25) & (np.abs(out.astype(np.int16) - rgb.astype(np.int16)).max(axis=2) > 2)
-        if mask.sum() >= min_pixels:
+        changed = np.abs(out.astype(np.int16) - rgb.astype(np.int16)).max(axis=2) > CHANGED
+        core = soft > (0.5 if region else 0.25)
+        mask = core if region else core & changed
+        if exact:  # the soft rim (a stain's blur, a scratch's anti-aliasing, a seam) changed pixels too: they are defect
+            mask = mask | changed
+            if region:  # a seam's pixels changed where donor and part differ: closed into one region, not a speckled rim
+                closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
+                mask |= closed & (soft > 0)
+            out = np.where(mask[..., None], out, rgb)  # and what changed by CHANGED levels or less outside is undone
+        # a replaced region that looks like what it replaced is no defect, whatever its mask says
+        unseen = region and core.any() and changed[core].mean() < VISIBLE_REGION
+        if mask.sum() >= min_pixels and not unseen:
             return out, mask
     return out, mask  # an unlucky draw: caller sees a (nearly) empty mask

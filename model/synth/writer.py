@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, list_images, read_image
+from model.images import IMAGE_SUFFIXES, high_bit_depth, list_images, read_image
 from model.progress import BarFactory, silent
-from model.synth import SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
+from model.synth import CHANGED, REGION_TYPES, SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SynthRecord:
     severity: float | None  # None: a type drawn over its full range whatever the severity (SEVERITY_FREE)
     area_px: int
     box: list[int]  # x, y, w, h of the mask
+    donor: str | None = None  # the good image a transplant's region came from (None: other types)
 
 
 def readable_goods(good_dir: str | Path) -> list[Path]:
@@ -66,6 +67,33 @@ def check_out(good_dir: str | Path, out: str | Path) -> None:
 
 CONTACT_SHEET = "contact_sheet.png"
 MIN_SIDE = 16  # px: below this the generators have no room to draw a defect
+CACHE_BYTES = 1 << 30  # good images kept decoded between defects: 65 line-scan frames of 200 MB each were kept before
+MASK_RULE = (f"a mask is every pixel its defect changed by more than {CHANGED} grey levels (for {', '.join(sorted(REGION_TYPES))}: "
+             "the whole replaced region too); no pixel outside it differs from the source image")
+
+
+class _GoodCache(dict):
+    """Decoded good images by path, emptied before they would hold more than `limit` bytes; `deep` is the first
+    one used that is a 16-bit or float file."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.deep: Path | None = None
+
+    def load(self, path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
+        if path not in self:
+            used, rgb = _read_good(path, goods)
+            if self.deep is None and high_bit_depth(used):  # asked of the images used only: a header each, not the whole folder's
+                self.deep = used
+            if self.nbytes + rgb.nbytes > self.limit:
+                self.clear()
+            self[path] = used, rgb
+        return self[path]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(rgb.nbytes for _, rgb in self.values())
 
 
 def _read_good(path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
@@ -85,19 +113,15 @@ def _read_good(path: Path, goods: list[Path]) -> tuple[Path, np.ndarray]:
 
 
 def _synthesize_all(goods: list[Path], kinds: list[str], out: Path, n: int, seed: int, severity: tuple[float, float],
-                    cache: dict, records: list[SynthRecord], written: list[Path], bar) -> None:
+                    cache: _GoodCache, records: list[SynthRecord], written: list[Path], bar) -> None:
     """The generation loop of write_synthetic: appends to `records`, and each file it starts to `written`."""
     for i in range(n):
         rng, pick, sev = draw(seed, i, len(goods), severity)
         kind, src = kinds[i % len(kinds)], goods[pick]
         d = donor_index(len(goods), pick, kind, rng)
-        if len(cache) > 64:
-            cache.clear()
-        for path in (src,) if d is None else (src, goods[d]):
-            if path not in cache:
-                cache[path] = _read_good(path, goods)
-        used, rgb = cache[src]
-        img, mask = synthesize(rgb, kind, rng, sev, donor=None if d is None else cache[goods[d]][1])
+        donor = None if d is None else cache.load(goods[d], goods)
+        used, rgb = cache.load(src, goods)
+        img, mask = synthesize(rgb, kind, rng, sev, donor=None if donor is None else donor[1])
         name = f"{i:05d}"
         img_path = out / "test" / kind / f"{name}.png"
         mask_path = out / "ground_truth" / kind / f"{name}_mask.png"
@@ -109,8 +133,9 @@ def _synthesize_all(goods: list[Path], kinds: list[str], out: Path, n: int, seed
             if not cv2.imwrite(str(path), pixels):
                 raise InspectorError(f"--out {out}: cannot write {path.name}; is the disk full?")
         x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used),
-                                   None if kind in SEVERITY_FREE else round(sev, 3), int(mask.sum()), [x, y, w, h]))
+        records.append(SynthRecord(str(img_path.relative_to(out)), str(mask_path.relative_to(out)), kind, str(used.resolve()),
+                                   None if kind in SEVERITY_FREE else round(sev, 3), int(mask.sum()), [x, y, w, h],
+                                   None if donor is None else str(donor[0].resolve())))
         bar.update(1)
 
 
@@ -159,7 +184,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     out = Path(out)
     if replace:
         remove_previous(out)
-    cache: dict[Path, tuple[Path, np.ndarray]] = {}
+    cache = _GoodCache(CACHE_BYTES)
     records: list[SynthRecord] = []
     written: list[Path] = []
     bar = progress("synthesising", n)
@@ -170,12 +195,17 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
         raise
     bar.close()
 
+    if cache.deep is not None:  # silent before: a 12-bit camera's user found 8-bit files, each stretched differently
+        print(f"warning: good images such as {cache.deep} have 16-bit or float pixels: the defect images are written as 8-bit "
+              "PNGs, each stretched over its own range as inspector reads it; give 8-bit good images to keep their grey levels",
+              file=sys.stderr)
     empty = [r for r in records if r.area_px == 0]
     if empty:  # e.g. a crack or cut-paste on a flat, featureless image changes nothing
         print(f"warning: {len(empty)} of {len(records)} generated images have an empty mask (no visible defect), e.g. {empty[0].image} "
               f"({empty[0].type}); they are listed in labels.json with area_px 0: drop them or use other types", file=sys.stderr)
-    labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "good_dir": str(good_dir),
-              "images": [asdict(r) for r in records]}
+    # paths absolute: ones relative to where synth ran led nowhere from anywhere else, labels.json's folder included
+    labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "severity": list(severity),
+              "good_dir": str(Path(good_dir).resolve()), "mask_rule": MASK_RULE, "images": [asdict(r) for r in records]}
     (out / "labels.json").write_text(json.dumps(labels, indent=1))
     contact_sheet(out, records, out / CONTACT_SHEET)
     return records
@@ -190,10 +220,11 @@ def contact_sheet(root: Path, records: list[SynthRecord], path: Path, per_type: 
     for kind, recs in by_type.items():
         cells = []
         for r in recs[:per_type]:
-            img = cv2.resize(cv2.imread(str(root / r.image)), (tile, tile), interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(cv2.imread(str(root / r.mask), cv2.IMREAD_GRAYSCALE), (tile, tile), interpolation=cv2.INTER_NEAREST)
+            img = _in_tile(cv2.imread(str(root / r.image)), tile, 255)
+            # any defect pixel marks its cell: sampled (nearest), a thin scratch on a large image kept a few dots of its outline
+            mask = _in_tile(cv2.imread(str(root / r.mask), cv2.IMREAD_GRAYSCALE), tile, 0)
             outlined = img.copy()
-            contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             cv2.drawContours(outlined, contours, -1, (0, 0, 255), 1)
             cells += [img, outlined]
         while len(cells) < 2 * per_type:
@@ -202,3 +233,16 @@ def contact_sheet(root: Path, records: list[SynthRecord], path: Path, per_type: 
         cv2.putText(label, kind, (6, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
         rows.append(np.hstack([label, *cells]))
     cv2.imwrite(str(path), np.vstack(rows))
+
+
+def _in_tile(img: np.ndarray, tile: int, fill: int) -> np.ndarray:
+    """`img` shrunk (area-averaged) to fit a tile x tile square, its aspect kept (a 600 x 16 px part was squeezed
+    into a square, unrecognisable), centred on `fill`."""
+    h, w = img.shape[:2]
+    scale = tile / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    canvas = np.full((tile, tile, *img.shape[2:]), fill, img.dtype)
+    y, x = (tile - size[1]) // 2, (tile - size[0]) // 2
+    canvas[y : y + size[1], x : x + size[0]] = small
+    return canvas
