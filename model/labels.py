@@ -18,7 +18,7 @@ import numpy as np
 
 from model.data import GOOD, load_dataset
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, beside, list_images, read_image, read_mask
+from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, broken_links_note, list_images, read_image, read_mask, scan_images
 from model.label_names import UNKNOWN
 
 
@@ -69,7 +69,8 @@ def _load_labels(root: Path) -> LabelSet:
     if not root.is_dir():
         raise InspectorError(f"labels {root}: {'is a file' if root.exists() else 'no such folder'}; give a folder of <type>/ "
                              "subfolders of defect images")
-    if (root / "test").is_dir():
+    # an MVTec AD layout has test/<type>/ folders; a labels folder's type called "test" holds its images itself
+    if (root / "test").is_dir() and any(d.is_dir() for d in (root / "test").iterdir()):
         for d in sorted((root / "test").iterdir()):  # load_dataset leaves an empty type out: said of a labels folder, and here
             if d.is_dir() and d.name != GOOD and not list_images(d):
                 raise InspectorError(f"labels {d}: no images; add examples of this type or remove the folder")
@@ -77,22 +78,28 @@ def _load_labels(root: Path) -> LabelSet:
         items = [LabelledImage(s.path, s.defect_type, s.mask_path) for s in dataset.test if s.is_defect]
         if not items:
             raise InspectorError(f"labels {root / 'test'}: no test/<type> folders with defect images (only good ones)")
-        return LabelSet(root, sorted({it.type for it in items}), items)
+        # the same checks as a labels folder's: one picture under two types was taught as both, unsaid
+        items, notes = _one_of_each_image(root, items)
+        links = [n for n in dataset.notes if str(root / "test") in n]  # of the labelled images; train/good's are fit's to say
+        return LabelSet(root, sorted({it.type for it in items}), items, links + notes)
     folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name.lower() != GOOD)
     if not folders:
         raise InspectorError(f"labels {root}: no <type>/ subfolders; put each defect type's images in a folder named after it")
     items: list[LabelledImage] = []
     notes: list[str] = []
     for folder in folders:
-        images = list_images(folder)
+        scan = scan_images(folder)
+        images = [p for p in scan.images if not _is_mask(p)]
+        notes += broken_links_note(scan, folder)  # a linked example that leads nowhere was left out, unsaid
+        files = _files_by_lower_name(folder)
         if not images:
             nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and list_images(d, recursive=True)), None)
             where = f"its subfolder {nested.name}/ has some, but subfolders are not searched: put them in {folder.name}/ itself" \
                 if nested else f"add examples of this type ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}) or remove the folder"
             raise InspectorError(f"labels {folder}: no images; {where}")
         for image in images:
-            mask = beside(image, "_mask", MASK_SUFFIXES)
-            boxes = beside(image, "", (".xml",))
+            mask = _beside(files, image, "_mask", MASK_SUFFIXES)
+            boxes = _beside(files, image, "", (".xml",))
             if boxes is not None:
                 names = sorted(set(_read_voc(boxes)[2]))  # read now, to fail naming the file rather than halfway through fitting
                 if names and folder.name not in names:  # one filed in the wrong folder was taught as the folder's, unsaid
@@ -100,39 +107,74 @@ def _load_labels(root: Path) -> LabelSet:
                                  f"{folder.name}/; the folder's type is used")
             items.append(LabelledImage(image, folder.name, mask, boxes))
         notes += _stray_labels(folder, images)
-    _refuse_one_image_of_two_types(root, items)
-    return LabelSet(root, [f.name for f in folders], items, notes)
+    items, copies = _one_of_each_image(root, items)
+    return LabelSet(root, [f.name for f in folders], items, notes + copies)
+
+
+def _files_by_lower_name(folder: Path) -> dict[str, Path]:
+    """A folder's files by lower-case name: images are found whatever the case of their suffix (a camera's 001.BMP), and
+    `001_mask.PNG` or `001.XML` beside one was dropped unsaid when only the lower-case names were looked for."""
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _is_mask(path: Path) -> bool:
+    """`<id>_mask.png` in any case: `001_MASK.png` was taught as one more example of its type."""
+    return path.stem.lower().endswith("_mask")
+
+
+def _beside(files: dict[str, Path], image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
+    """The first `<image stem><stem_suffix><suffix>` among `files` (_files_by_lower_name), in any case."""
+    for suffix in suffixes:
+        name = image.stem + stem_suffix + suffix
+        found = image.with_name(name) if image.with_name(name).is_file() else files.get(name.lower())  # the exact name first
+        if found is not None:
+            return found
+    return None
 
 
 def _stray_labels(folder: Path, images: list[Path]) -> list[str]:
     """Masks and box files of no image, and images named like a mask: a misnamed mask was learnt as one more example
     of its type, and a mask or box file whose image was renamed was dropped, unsaid."""
-    stems = {p.stem for p in images}
+    stems = {p.stem.lower() for p in images}  # as _beside pairs them: in any case
     notes = [f"{p}: a mask of no image here (its image would be {p.stem[:-5]}.<png|jpg|...>); it is not used"
-             for p in list_images(folder, masks=True) if p.stem.endswith("_mask") and p.stem[:-5] not in stems]
-    notes += [f"{p}: a box file of no image here; it is not used" for p in sorted(folder.glob("*.xml")) if p.stem not in stems]
+             for p in list_images(folder, masks=True) if _is_mask(p) and p.stem[:-5].lower() not in stems]
+    notes += [f"{p}: a box file of no image here; it is not used" for p in sorted(folder.iterdir())
+              if p.suffix.lower() == ".xml" and p.is_file() and p.stem.lower() not in stems]
     notes += [f"{p}: named like a mask, but masks are named <image>_mask.png; it is used as one more {folder.name} image"
               for p in images if p.stem.lower().endswith(("-mask", " mask", ".mask"))]
     return notes
 
 
-def _refuse_one_image_of_two_types(root: Path, items: list[LabelledImage]) -> None:
-    """The same picture in two type folders teaches the head that it is both."""
+def _one_of_each_image(root: Path, items: list[LabelledImage]) -> tuple[list[LabelledImage], list[str]]:
+    """Refuse the same picture in two type folders (it teaches the head that it is both); keep one of its copies within
+    a type (each copy was one more example: counted twice, and a copy in another fold made the cross-validated
+    accuracy and the `unknown` threshold in-sample) -> (kept items, a note of each copy left out)."""
     from model.hashing import sha256_file
 
     seen: dict[str, LabelledImage] = {}
+    kept, notes = [], []
     for item in items:
         digest = sha256_file(item.path)
         other = seen.setdefault(digest, item)
         if other.type != item.type:
             raise InspectorError(f"labels {root}: {item.path} and {other.path} are the same image, labelled {item.type} and {other.type}; "
                                  "keep it in one type's folder")
+        if other is item:
+            kept.append(item)
+        else:
+            notes.append(f"{item.path}: the same image as {other.path}; the copy is left out (one example counts once)")
+    return kept, notes
 
 
-def check_images(labels: LabelSet) -> None:
-    """Decode every labelled image and read its mask or boxes at its size, so that a bad one fails before fitting."""
+def check_images(labels: LabelSet, roi: tuple[int, int, int, int] | None = None) -> None:
+    """Decode every labelled image and read its mask or boxes at its size, so that a bad one fails before fitting; with
+    the model's fixed region of interest `roi` (x, y, w, h), each image must contain it (said after the anomaly fit before)."""
+    from model.framing import crop
+
     for item in labels.items:
-        read_region(item, read_image(item.path).shape[:2])
+        rgb = read_image(item.path)
+        read_region(item, rgb.shape[:2])
+        crop(rgb, roi, str(item.path))
 
 
 def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:

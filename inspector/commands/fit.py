@@ -276,13 +276,29 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
 
 
 def refuse_labels_in_training(labels: str, labelled: list[Path], dataset) -> None:
-    """Labelled defects that are also among the good training images would be learnt as normal (a plain labels folder
-    given as the data too, with no masks beside its images to stop it; an MVTec AD layout's test/<type> are not)."""
-    defects = {p.resolve() for p in labelled}
-    inside = [s.path for s in dataset.train if s.path.resolve() in defects]
+    """Labelled defects that are also among the good training images (DATA's and --add-good's) would be learnt as
+    normal, and they and their like then PASS: the same file (a plain labels folder given as the data too), or a copy
+    of it, found by content (fit refused the same path only). Only good images of a labelled image's size are read."""
+    from model.hashing import sha256_file
+
+    by_size: dict[int, list[Path]] = {}
+    for path in labelled:
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    digests: dict[int, dict[str, Path]] = {}  # the labelled images of one size by content, read once a good one has that size
+    inside = []
+    for path in (s.path for s in dataset.train):
+        size = path.stat().st_size
+        if size in by_size:
+            if size not in digests:
+                digests[size] = {sha256_file(q): q for q in by_size[size]}
+            if (same := digests[size].get(sha256_file(path))) is not None:
+                inside.append((same, path))
     if inside:
-        raise InspectorError(f"--labels {labels}: {len(inside)} of its images are among the good training images ({inside[0]}); "
-                             "give the labelled defects a folder of their own, outside the data folder")
+        (same, path), n = inside[0], len(inside)
+        copy = "" if same.resolve() == path.resolve() else f", the same image as {path}"
+        raise InspectorError(f"--labels {labels}: {n} of its images are among the good training images ({same}{copy}); "
+                             "give the labelled defects a folder of their own, outside the data folder, and no copy of them "
+                             "among the good images")
 
 
 def warn_locate(first: Path, options: FitOptions) -> None:

@@ -37,6 +37,9 @@ def load_type_labels(args: argparse.Namespace):
     if not args.labels:  # zero-shot: the type names are all there is
         _check_zero_shot(names, args)
         return None
+    if args.part is not None and not str(getattr(args, "backbone", "")).startswith("clip:"):  # ignored, unsaid, before
+        raise InspectorError(f"--part {args.part}: words for CLIP prompts, which only the clip backbone (clip:<model>:<weights>) "
+                             "has; leave it out with this backbone")
     from model.labels import check_images, load_labels
 
     labels = load_labels(args.labels)
@@ -46,7 +49,7 @@ def load_type_labels(args: argparse.Namespace):
     if names and sorted(names) != labels.types:
         raise InspectorError(f"--types {','.join(names)} differs from the type folders in {args.labels} ({', '.join(labels.types)}); "
                              "leave --types out with --labels")
-    check_images(labels)
+    check_images(labels, None if getattr(args, "locate", None) else getattr(args, "roi", None))  # a located region moves
     for note in labels.notes:
         print(f"note: {note}", file=sys.stderr)
     return labels
@@ -55,15 +58,20 @@ def load_type_labels(args: argparse.Namespace):
 def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     from model.backbones import check_backbone_name
     from model.label_names import GOOD, UNKNOWN
+    from model.prompts import words
 
     check_backbone_name(str(args.backbone))  # `--backbone clip`: that, not "needs the clip backbone", is the mistake
     if not str(args.backbone).startswith("clip:"):
         raise InspectorError(f"--types {args.types}: naming defects from words needs the clip backbone (clip:<model>:<weights>); "
                              "with this backbone give labelled examples with --labels")
-    twice = sorted({n for n in names if names.count(n) > 1})
+    # CLIP's tokenizer lowercases, and folder names become words: "Crack,crack" or "pitted_surface,pitted surface" gave two
+    # types with one prompt, each named at 50 % on every part
+    said = [words(n).lower() for n in names]
+    twice = sorted({n for n, w in zip(names, said, strict=True) if said.count(w) > 1})
     reserved = [n for n in names if n.lower() in (GOOD, UNKNOWN)]  # "Unknown" sat beside `unknown` in type_probs
     if twice or reserved or len(names) < 2:
-        why = (f"{', '.join(twice)} given twice" if twice else f"{reserved[0]!r} is not a defect type" if reserved
+        why = (f"{', '.join(twice)} given twice (prompts read names in lower case, _ as a space)" if twice
+               else f"{reserved[0]!r} is not a defect type" if reserved
                else "one type; naming types needs at least two to tell apart")
         raise InspectorError(f"--types {args.types}: {why}")
     for flag, value in (("--type-classifier", args.type_classifier), ("--unknown-rate", args.unknown_rate)):

@@ -10,6 +10,7 @@ the whole image.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,31 @@ def report_from_probs(true: list[str], probs: np.ndarray, classes: list[str]) ->
 
 
 # -- k-shot learning curves -----------------------------------------------------------------------------
-def _open_net(model: str, size: int):
+def _open_net(model: str, size: int) -> tuple[Any, dict[str, Any]]:
+    """-> (the net, its checkpoint's `types` section: {} for a backbone name or a checkpoint without types)."""
     from model.checkpoint import load_checkpoint
     from model.fit import check_input_size
     from model.net import InspectorNet, NetConfig
 
     if Path(model).exists():
-        return load_checkpoint(model)[0]
+        net, manifest = load_checkpoint(model)
+        return net, manifest.get("types") or {}
+    if not model.startswith("clip:") and ("/" in model or model.endswith(".ckpt")):  # "unknown backbone" named no typo'd path
+        raise InspectorError(f"--shots on {model}: no such checkpoint folder; give one written by `inspector fit`, or a backbone "
+                             "name (e.g. efficientnet-lite0)")
     check_input_size(size)
-    return InspectorNet(NetConfig(backbone=model, input_size=(size, size))).eval()
+    return InspectorNet(NetConfig(backbone=model, input_size=(size, size))).eval(), {}
+
+
+def fitted_options(recorded: dict[str, Any]):
+    """The type options a checkpoint was fitted with (its manifest's `types.options`), so that the curve is of that model's
+    head, not of the defaults (a `--type-classifier prototype --unknown-rate 0` fit was scored as logreg with `unknown` on)."""
+    from dataclasses import fields
+
+    from model.fit_types import TypeOptions
+
+    names = {f.name for f in fields(TypeOptions)} - {"batch_size"}
+    return TypeOptions(**{k: v for k, v in (recorded.get("options") or {}).items() if k in names})
 
 
 def _draw(y: np.ndarray, k: int, shots: int, rng: np.random.Generator) -> np.ndarray:
@@ -118,9 +135,9 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     """Learning curve for `--shots`: mean and spread over seeds of the type metrics on held-back images."""
     import torch
 
-    from model.fit_types import TypeFeatures, TypeOptions, extract_features, fit_head, install_head
+    from model.fit_types import TypeFeatures, extract_features, fit_head, install_head
     from model.labels import load_labels
-    from model.prompts import text_weights
+    from model.prompts import DEFAULT_PART, text_weights
 
     shots = str(args.shots)
     args.seeds = 5 if args.seeds is None else args.seeds
@@ -135,6 +152,8 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     if args.seeds < 1 or (shots == "all" and args.folds < 2):
         raise InspectorError("--seeds must be >= 1 and --folds >= 2")
     labels = load_labels(args.data)
+    for note in labels.notes:  # as fit says them: a copy left out, a link that leads nowhere, a box file of no image
+        print(f"note: {note}", file=sys.stderr)
     classes, y = labels.types, labels.targets
     least = 3 if args.holdout else 2  # with one type held out, the head must still tell two apart
     if len(classes) < least:
@@ -147,10 +166,13 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
         per = f"--shots all with --folds {args.folds} needs at least {need} per type; lower --folds" if shots == "all" \
             else f"--shots {shots} needs at least {need} per type (the shots and one to score)"
         raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; {per}")
-    net = _open_net(args.model, args.size)
-    tw = text_weights(net.backbone, classes) if hasattr(net.backbone, "encode_text") else None
-    head, region = install_head(net, classes, "auto", tw)
-    options = TypeOptions()
+    net, recorded = _open_net(args.model, args.size)
+    options = fitted_options(recorded)
+    options.validate()
+    part = recorded.get("part") or DEFAULT_PART  # the prompts the model was fitted with
+    tw = text_weights(net.backbone, classes, part) if hasattr(net.backbone, "encode_text") else None
+    head, region = install_head(net, classes, options.region, tw)
+    head.sharpness = torch.tensor(float(options.sharpness))
     # scored images are pooled as served (the map only); fitted ones as `fit` pools them
     scored_feats = extract_features(net, head, labels, use_masks=False, progress=progress)
     has_regions = options.use_masks and region == "map" and any(it.mask_path or it.boxes_path for it in labels.items)
@@ -182,7 +204,8 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     # --shots 3 is the number 3, not "3"
     out: dict[str, Any] = {"mode": "shots", "shots": shots if shots == "all" else int(shots), "seeds": args.seeds,
                            "folds": args.folds if shots == "all" else None,
-                           "region": region, "classes": classes, "counts": dict(zip(classes, counts.tolist(), strict=True))}
+                           "region": region, "classifier": options.classifier, "unknown_rate": options.unknown_rate,
+                           "classes": classes, "counts": dict(zip(classes, counts.tolist(), strict=True))}
     for key in keys:
         vals = [r[key] for r in runs]
         out[key], out[key + "_std"] = round(float(np.mean(vals)), 4), round(float(np.std(vals)), 4)
@@ -218,7 +241,8 @@ def _holdout(head, classes: list[str], y: np.ndarray, shots: str, args: argparse
 def print_shots(report: dict[str, Any]) -> None:
     s = report["shots"]
     print(f"type head, {s} shot(s) per type" + (f" ({report['folds']}-fold CV)" if report["folds"] else "")
-          + f", {report['seeds']} seed(s), {report['region']} pooling: {', '.join(report['classes'])}")
+          + f", {report['seeds']} seed(s), {report['region']} pooling, {report['classifier']} classifier, `unknown` rate "
+          + f"{report['unknown_rate']}: {', '.join(report['classes'])}")
     for key in ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate"):
         print(f"  {key:24} {report[key]:.4f} ± {report[key + '_std']:.4f}")
     if "holdout" in report:
