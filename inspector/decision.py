@@ -123,6 +123,8 @@ def name_defect(type_probs: np.ndarray | None, class_names: tuple[str, ...] | li
     names = [*class_names, UNKNOWN]
     if p.size != len(names):
         return None, None, {}
+    if not np.isfinite(p).all():  # NaN named the first type at confidence NaN, and made the record's JSON invalid
+        return UNKNOWN, None, {}
     probs = {n: round(float(v), 4) for n, v in zip(names, p, strict=True)}
     if p[-1] >= config.unknown_cutoff:
         return UNKNOWN, round(float(p[-1]), 4), probs

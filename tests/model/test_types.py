@@ -171,6 +171,8 @@ def test_name_defect_applies_the_unknown_cutoff():
     assert (t, c) == ("scratch", pytest.approx(0.6 / 0.7, abs=1e-4)) and set(probs) == {"blob", "scratch", "unknown"}
     assert name_defect(np.array([0.1, 0.6, 0.3]), names, DecisionConfig(unknown_cutoff=0.25))[0] == "unknown"
     assert name_defect(None, names, DecisionConfig()) == (None, None, {})
+    # NaN named the first type at confidence NaN (invalid JSON in the record): unknown, with no confidence
+    assert name_defect(np.array([np.nan, np.nan, np.nan]), names, DecisionConfig()) == ("unknown", None, {})
 
 
 def test_results_json_and_descriptions_carry_the_type(typed_ckpt, tmp_path, capsys):
