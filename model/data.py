@@ -50,15 +50,19 @@ class Dataset:
         return digest_set_sha256(zip(self.test_digests, (s.defect_type for s in self.test), strict=True))
 
 
-def _mask_for(root: Path, defect_type: str, image: Path) -> Path | None:
+def _masks_of(root: Path, defect_type: str) -> dict[str, Path]:
+    """ground_truth/<type>'s files by lower-case name: `000_mask.PNG` (a Windows tool's) was no mask of 000.png here."""
     folder = root / "ground_truth" / defect_type
+    try:
+        return {f.name.lower(): f for f in sorted(folder.iterdir()) if f.is_file()} if folder.is_dir() else {}
+    except OSError as exc:
+        raise InspectorError(f"masks {folder}: cannot be read ({exc.strerror}); give this user read access to it") from None
+
+
+def _mask_for(masks: dict[str, Path], image: Path) -> Path | None:
     for suffix in (".png", ".bmp", ".tif", ".jpg"):
-        candidate = folder / f"{image.stem}_mask{suffix}"
-        try:
-            if candidate.is_file():
-                return candidate
-        except OSError as exc:
-            raise InspectorError(f"masks {folder}: cannot be read ({exc.strerror}); give this user read access to it") from None
+        if (found := masks.get(f"{image.stem}_mask{suffix}".lower())) is not None:
+            return found
     return None
 
 
@@ -114,9 +118,8 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
             for type_dir in sorted(d for d in (root / "test").iterdir() if d.is_dir()):
                 scan = scan_images(type_dir)
                 notes += broken_links_note(scan, type_dir)
-                for p in scan.images:
-                    mask = _mask_for(root, type_dir.name, p) if type_dir.name != GOOD else None
-                    test.append(Sample(p, type_dir.name, mask))
+                masks = _masks_of(root, type_dir.name) if type_dir.name != GOOD else {}
+                test.extend(Sample(p, type_dir.name, _mask_for(masks, p)) for p in scan.images)
         dataset = Dataset(root, train, test, notes)
     else:
         if require_train:

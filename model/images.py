@@ -326,7 +326,7 @@ def resize_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def is_mask_name(path: Path) -> bool:
     """`<id>_mask.png`: a ground-truth mask (MVTec AD), beside its image in a labels folder."""
-    return path.stem.endswith("_mask")
+    return path.stem.lower().endswith("_mask")
 
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")

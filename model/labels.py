@@ -18,7 +18,7 @@ import numpy as np
 
 from model.data import GOOD, load_dataset
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, broken_links_note, list_images, read_image, read_mask, scan_images
+from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, broken_links_note, is_mask_name, list_images, read_image, read_mask, scan_images
 from model.label_names import UNKNOWN
 
 
@@ -89,7 +89,7 @@ def _load_labels(root: Path) -> LabelSet:
     notes: list[str] = []
     for folder in folders:
         scan = scan_images(folder)
-        images = [p for p in scan.images if not _is_mask(p)]
+        images = scan.images  # masks in any case left out (is_mask_name)
         notes += broken_links_note(scan, folder)  # a linked example that leads nowhere was left out, unsaid
         files = _files_by_lower_name(folder)
         if not images:
@@ -117,11 +117,6 @@ def _files_by_lower_name(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _is_mask(path: Path) -> bool:
-    """`<id>_mask.png` in any case: `001_MASK.png` was taught as one more example of its type."""
-    return path.stem.lower().endswith("_mask")
-
-
 def _beside(files: dict[str, Path], image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
     """The first `<image stem><stem_suffix><suffix>` among `files` (_files_by_lower_name), in any case."""
     for suffix in suffixes:
@@ -137,7 +132,7 @@ def _stray_labels(folder: Path, images: list[Path]) -> list[str]:
     of its type, and a mask or box file whose image was renamed was dropped, unsaid."""
     stems = {p.stem.lower() for p in images}  # as _beside pairs them: in any case
     notes = [f"{p}: a mask of no image here (its image would be {p.stem[:-5]}.<png|jpg|...>); it is not used"
-             for p in list_images(folder, masks=True) if _is_mask(p) and p.stem[:-5].lower() not in stems]
+             for p in list_images(folder, masks=True) if is_mask_name(p) and p.stem[:-5].lower() not in stems]
     notes += [f"{p}: a box file of no image here; it is not used" for p in sorted(folder.iterdir())
               if p.suffix.lower() == ".xml" and p.is_file() and p.stem.lower() not in stems]
     notes += [f"{p}: named like a mask, but masks are named <image>_mask.png; it is used as one more {folder.name} image"

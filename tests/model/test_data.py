@@ -64,11 +64,15 @@ def test_mvtec_mask_suffixes_and_missing_masks(tmp_path):
     _img(tmp_path / "train/good/0.png")
     _img(tmp_path / "test/crack/0.png")
     _img(tmp_path / "test/crack/1.png")
+    _img(tmp_path / "test/crack/2.png")
     _img(tmp_path / "ground_truth/crack/0_mask.bmp")
+    _img(tmp_path / "ground_truth/crack/2_MASK.PNG")  # a Windows tool's names: no mask of 2.png before
+    _img(tmp_path / "train/good/3_MASK.png")  # a mask left among the good images is no good image
     ds = load_dataset(tmp_path)
     masks = {s.path.name: s.mask_path for s in ds.test}
-    assert masks["0.png"].name == "0_mask.bmp"
+    assert masks["0.png"].name == "0_mask.bmp" and masks["2.png"].name == "2_MASK.PNG"
     assert masks["1.png"] is None
+    assert [s.path.name for s in ds.train] == ["0.png"]
 
 
 def test_plain_folder_is_recursive_and_skips_non_images(tmp_path):
