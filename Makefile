@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,pdf,clip,dev,demo
-# System packages the tests use: a real MQTT broker, a headless browser, PDF tools and fonts.
-APT_PACKAGES ?= mosquitto chromium poppler-utils fonts-noto-cjk fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 gettext openssl
+# System packages the tests use: a real MQTT broker (and its clients, which docs/demo.md uses), a headless browser, PDF tools and fonts.
+APT_PACKAGES ?= mosquitto mosquitto-clients chromium poppler-utils fonts-noto-cjk fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 gettext openssl
 
 .PHONY: setup system-deps test demo lint clean
 

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"        {reg.type} {reg.severity:6} box x={x} y={y} w={w} h={h}  area {reg.area_px} px{peak}")
             for warning in r.warnings:
                 print(f"        warning: {warning}")
+            if r.images.get("overlay"):  # --overlays said nothing of where each one went
+                print(f"        overlay {r.images['overlay']}")
             if args.lang:
                 print("      " + r.describe(args.lang))
     n_fail = verdicts.count("FAIL")

@@ -129,4 +129,4 @@ def describe_fit(types: dict[str, Any]) -> str:
     off = ("`unknown` off: named from words, with no examples to set its threshold" if not any(types["counts"].values())
            else f"`unknown` off: {single[0]} has one example, and it needs 2 of each type" if single else "`unknown` off")
     return (f"  defect types ({types['region']} pooling): {counts}{extra}; "
-            + ("`unknown` on" if unk is not None else off) + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))
+            + ("`unknown` named for defects unlike these types" if unk is not None else off) + (f", prompt weight {types['text_mix']}" if types.get("text_mix") is not None else ""))

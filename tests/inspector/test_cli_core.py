@@ -104,6 +104,9 @@ def test_overlays_inside_the_inspected_folder_are_not_inspected_on_the_next_run(
         assert rc == 0, err
         assert json.loads(stdout)["summary"]["inspected"] == n
     assert len(list((parts / "overlays").rglob("*.png"))) == n and not list(parts.rglob("*_overlay_overlay.png"))
+    rc, stdout, _ = cli(capsys, "inspect", tiny_ckpt, parts / "good", "--overlays", parts / "overlays")  # the text says where each went
+    said = [line.split("overlay ", 1)[1] for line in stdout.splitlines() if line.strip().startswith("overlay ")]
+    assert rc == 0 and len(said) == len(list((parts / "good").glob("*.png"))) and all(Path(s).is_file() for s in said)
 
 
 def test_one_serial_for_several_images_is_refused(capsys, tiny_ckpt, tiny_data):
