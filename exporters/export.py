@@ -5,12 +5,14 @@ The float32 graph is traced once and checked against torch; FP16, INT8 and Tenso
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from exporters import calibration
@@ -33,9 +35,10 @@ N_CALIB, N_HOLDOUT = 64, 16
 class ExportStopped(InspectorError):
     """A format failed after others were written: they stay, and are named (with --json, as JSON too)."""
 
-    def __init__(self, message: str, written: list[Exported]) -> None:
+    def __init__(self, message: str, written: list[Exported], reason: str = "") -> None:
         super().__init__(message)
         self.written = written
+        self.reason = reason or message  # why the format failed, without the list of what was written
 
 
 @dataclass
@@ -54,10 +57,19 @@ def _normalisation(net) -> dict[str, Any]:
     return info
 
 
-def _check_target(out: Path, formats: list[str], force: bool) -> None:
+def _check_target(ckpt: Path, out: Path, formats: list[str], force: bool) -> None:
+    from model.checkpoint import MANIFEST
+
     bad = [f for f in formats if f not in FILES]
     if bad or not formats:
         raise InspectorError(f"--format {bad[0] if bad else ''!r}: choose from {', '.join(FORMATS)}")
+    # model files among a checkpoint's: `inspect` took that folder for the checkpoint and ran torch, not the export
+    where = out.resolve()
+    if ckpt.is_dir() and (where == ckpt.resolve() or ckpt.resolve() in where.parents):
+        raise InspectorError(f"--out {out}: is inside the checkpoint {ckpt}; give the exports a folder of their own, "
+                             f"e.g. --out {ckpt.parent / (ckpt.stem + '-exports')}")
+    if (out / MANIFEST).is_file():
+        raise InspectorError(f"--out {out}: is a checkpoint (it holds {MANIFEST}); give the exports a folder of their own")
     writable_folder(out, keep=False)
     taken = [FILES[f] for f in formats if (out / FILES[f]).exists()]
     if taken and not force:
@@ -96,7 +108,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
 
     formats = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
     ckpt, out = Path(ckpt), Path(out)
-    _check_target(out, formats, force)
+    _check_target(ckpt, out, formats, force)
     net, ckpt_manifest = load_checkpoint(ckpt)
     _note_other_models(out, formats, ckpt_manifest["files"]["model.safetensors"], log)
     h, w = net.config.input_size
@@ -123,7 +135,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
         except InspectorError as exc:
             if not done:
                 raise
-            raise ExportStopped(f"{exc} (written before it: {', '.join(str(d.path) for d in done)})", done) from None
+            raise ExportStopped(f"{exc} (written before it: {', '.join(str(d.path) for d in done)})", done, str(exc)) from None
         done.append(Exported(target, manifest, parity))
         log(f"  wrote {target} ({manifest['file_bytes'] / 1e6:.2f} MB)")
     return done
@@ -159,7 +171,10 @@ def _tensorrt(fp32: onnx.ModelProto, fmt: str, target: Path, size, calib_images,
 
     precision = fmt.split("-")[1]
     weights = base["ckpt_manifest"]["files"]["model.safetensors"]
-    cache = target.with_name(f"{target.stem}.{weights[:12]}.calib")  # named by model: never reused for another
+    # named by model and calibration images: TensorRT takes a cache it finds over calibrating, so one named by the
+    # model alone kept the ranges of the images it was first made with through `export --force --calib OTHER`
+    images = hashlib.sha256(np.ascontiguousarray(calib_images).tobytes()).hexdigest()[:12] if calib_images is not None else "none"
+    cache = target.with_name(f"{target.stem}.{weights[:12]}.{images}.calib")
     with tempfile.TemporaryDirectory(prefix="inspector-trt-") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(fp32, src)

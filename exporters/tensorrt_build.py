@@ -71,7 +71,7 @@ def _pin_float32(trt, network, keep: set[str], tensors: set[str]) -> int:
 
 
 def build_engine(onnx_path: Path, precision: str, input_size: tuple[int, int],
-                 calib_images: np.ndarray | None, cache: Path, log: Callable[[str], None] = lambda _: None) -> dict:
+                 calib_images: np.ndarray | None, cache: Path, log: Callable[[str], None] = lambda _: None) -> tuple[bytes, dict]:
     """Build the engine -> (its bytes, what was built: precision details and the GPU/TensorRT target); the caller
     writes the bytes together with their sidecar."""
     target = tensorrt_target()

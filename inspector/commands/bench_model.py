@@ -89,12 +89,17 @@ def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
         except InspectorError:
             continue  # opening it fails the same way: listed as skipped, with why
         if source.get("weights_sha256") != weights:
+            if source.get("checkpoint") and Path(source["checkpoint"]).resolve() == ckpt.resolve():  # "from X, not X" said nothing
+                raise InspectorError(f"--exports {e}: exported from {ckpt} before it was fitted again (weights "
+                                     f"{str(source.get('weights_sha256'))[:12]} then, {weights[:12]} now); export it again")
             raise InspectorError(f"--exports {e}: exported from another model ({source.get('checkpoint', 'unknown')}), not {ckpt}; "
                                  "give that model's checkpoint, or export this one")
 
 
-def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> list[Path]:
-    from exporters.export import export
+def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[Path], list[Candidate]]:
+    """(the exports written, a skipped candidate for each format that could not be): an INT8 search that gave up
+    stopped the whole benchmark, float32 and FP16 (timed already) and the TensorRT formats after it included."""
+    from exporters.export import FILES, export
     from exporters.manifest import tensorrt_target
 
     formats = ["onnx", "onnx-fp16", "onnx-int8"]
@@ -104,7 +109,25 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> list[Path]:
     except InspectorError:
         pass
     log(f"exporting {', '.join(formats)} to a temporary folder ...")
-    return [r.path for r in export(ckpt, formats, folder, calib=calib, log=log)]
+    written: list[Path] = []
+    skipped: list[Candidate] = []
+    while formats:
+        try:
+            written += [r.path for r in export(ckpt, formats, folder, calib=calib, log=log)]
+            break
+        except InspectorError as exc:  # ExportStopped names what it wrote before the format that failed
+            done = getattr(exc, "written", [])
+            written += [r.path for r in done]
+            failed = formats[len(done)]
+            if failed == "onnx":
+                raise  # every other format is derived from the float32 graph
+            reason = getattr(exc, "reason", str(exc))
+            log(f"  {failed} not exported, skipped: {reason}")
+            gpu = failed.startswith("tensorrt")
+            skipped.append(Candidate("tensorrt" if gpu else "onnxruntime", folder / FILES[failed], "cuda" if gpu else "cpu", failed,
+                                     skipped=f"not exported: {reason}"))
+            formats = formats[len(done) + 1 :]
+    return written, skipped
 
 
 def _candidates(ckpt: Path, exports: list[Path]) -> list[Candidate]:
@@ -122,7 +145,12 @@ def _candidates(ckpt: Path, exports: list[Path]) -> list[Candidate]:
     except ImportError:
         pass
     for path in exports:
-        kind = (read_sidecar(path, required=False) or {}).get("kind", path.suffix.lstrip("."))
+        try:
+            kind = (read_sidecar(path, required=False) or {}).get("kind", path.suffix.lstrip("."))
+        except InspectorError as exc:  # one damaged file in a folder of exports: listed as skipped, with why
+            out.append(Candidate("onnxruntime" if path.suffix == ".onnx" else "tensorrt", path, "cpu" if path.suffix == ".onnx" else "cuda",
+                                 path.suffix.lstrip("."), skipped=str(exc)))
+            continue
         if path.suffix == ".onnx":
             out.append(Candidate("onnxruntime", path, "cpu", kind))
             for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
@@ -244,9 +272,10 @@ def _run(args: argparse.Namespace) -> int:
         raise InspectorError(f"data {args.data}: no images found")
     picked = [str(s.path) for s in samples[:: max(1, len(samples) // 8)][:8]]
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
+        unexported: list[Candidate] = []
         if not exports:
-            exports = _export_all(ckpt, Path(tmp), args.calib, log)
-        cands = _candidates(ckpt, exports)
+            exports, unexported = _export_all(ckpt, Path(tmp), args.calib, log)
+        cands = _candidates(ckpt, exports) + unexported
         for c in cands:
             if c.skipped:
                 continue

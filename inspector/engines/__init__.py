@@ -43,13 +43,19 @@ def model_of_manifest(path: Path) -> Path:
     """An export's manifest (`model.onnx.json`) names its model, as a checkpoint's manifest names its checkpoint: it was
     "unknown model kind 'json'" to inspect, and "its manifest model.onnx.json.json is missing" to threshold."""
     model = path.with_suffix("")
-    return model if path.suffix == ".json" and artefact_kind(model) in FACTORIES and model.is_file() else path
+    if path.suffix != ".json" or artefact_kind(model) not in FACTORIES:
+        return path
+    if not model.exists():  # a sidecar copied without its model: "unknown model kind 'json'" named neither
+        raise InspectorError(f"model {model}: missing beside its manifest {path.name}; copy the model file along, or export again")
+    return model
 
 
 def _exported_in(folder: Path) -> Path:
     """A folder written by `inspector export` (no checkpoint manifest): its one exported model."""
     found = sorted(p for p in folder.iterdir() if p.is_file() and artefact_kind(p) in FACTORIES)
     if not found:
+        for side in sorted(folder.glob("*.json")):  # an export folder whose model is gone: said so, not "no manifest.json"
+            model_of_manifest(side)
         return folder  # not an export folder either: the checkpoint loader says what is missing
     if len(found) > 1:
         raise InspectorError(f"model {folder}: holds several exported models ({', '.join(p.name for p in found)}); give one file")

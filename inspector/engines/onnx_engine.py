@@ -22,7 +22,15 @@ from model.errors import InspectorError, need
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
-def _providers(device: str, model: Path, kind: str) -> list:
+def trt_cache(model: Path, digest: str = "") -> Path:
+    """TensorRT's engine cache for the model file with sha256 `digest`: a folder per content under `<model>.trt-cache`.
+    onnxruntime names a cached engine by the file's name, its tensor names and versions, not by its weights: a model
+    exported again (or copied) under the same name ran the engine built from the weights before it."""
+    top = model.with_name(model.name + ".trt-cache")
+    return top / digest[:16] if digest else top
+
+
+def _providers(device: str, model: Path, kind: str, digest: str = "") -> list:
     name, index = parse_device(device, tuple(PROVIDERS), "an ONNX model")
     if name == "cpu":
         return ["CPUExecutionProvider"]
@@ -35,16 +43,17 @@ def _providers(device: str, model: Path, kind: str) -> list:
     if kind == "onnx-int8":
         raise InspectorError(f"model {model}: the INT8 ONNX is quantised for CPUs (uint8 activations, which TensorRT does not take); "
                              "for TensorRT export --format tensorrt-int8")
-    cache = model.with_name(model.name + ".trt-cache")  # made once the provider is known to be there
-    trt = {**gpu, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": "True"}
+    # made once the provider is known to be there; kernel timings hold no weights, so all versions share them
+    trt = {**gpu, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(trt_cache(model, digest)),
+           "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(trt_cache(model))}
     return [("TensorrtExecutionProvider", trt), cuda]
 
 
-def providers_for(device: str, model: Path, kind: str) -> list:
-    """The onnxruntime providers that run `kind` on `device`, or one line saying why this machine cannot: also asked
-    by `export --verify --device` before it spends minutes on exports it then could not verify."""
+def providers_for(device: str, model: Path, kind: str, digest: str = "") -> list:
+    """The onnxruntime providers that run `kind` (sha256 `digest`) on `device`, or one line saying why this machine
+    cannot: also asked by `export --verify --device` before it spends minutes on exports it then could not verify."""
     ort = need("onnxruntime", "cpu", f"ONNX model {model.name}")
-    providers = _providers(device, model, kind)
+    providers = _providers(device, model, kind, digest)
     wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
     if wanted not in ort.get_available_providers():
         raise InspectorError(f"--device {device}: this onnxruntime has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
@@ -89,14 +98,15 @@ class OnnxEngine:
         # required: the graph's own copy of the manifest has its export's thresholds, not those set since
         sidecar = export_manifest.read_sidecar(path, required=True, data=data)
         export_manifest.check_verified(sidecar, path, verifying)
-        providers = providers_for(device, path, sidecar.get("kind", ""))
+        providers = providers_for(device, path, sidecar.get("kind", ""), str(sidecar.get("file_sha256", "")))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         made = None  # the engine cache folder made here, removed again if TensorRT does not run after all
         if wanted == PROVIDERS["tensorrt"]:
-            cache = Path(providers[0][1]["trt_engine_cache_path"])
-            made = None if cache.exists() else cache
+            folders = dict.fromkeys((trt_cache(path), Path(providers[0][1]["trt_engine_cache_path"])))
+            made = next((f for f in folders if not f.exists()), None)
             try:
-                cache.mkdir(exist_ok=True)
+                for cache in folders:
+                    cache.mkdir(exist_ok=True)
             except OSError as exc:  # e.g. a model under /opt, read-only to the daemon (ProtectSystem=strict)
                 raise InspectorError(f"model {path}: TensorRT's engine cache {cache} cannot be made ({exc.strerror or exc}); "
                                      "put the model in a folder the station can write, or make that folder once, owned by the station's user "

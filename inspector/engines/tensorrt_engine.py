@@ -21,7 +21,13 @@ class TensorRTEngine:
     def __init__(self, path: str | Path, device: str = "cuda", verifying: bool = False) -> None:
         """`verifying`: opened by `export --verify`, which its sidecar waits for."""
         path = Path(path)
-        manifest = export_manifest.read_sidecar(path, required=True)
+        # the bytes checked against the sidecar are the bytes deserialized (as in the ONNX engine): read twice, an
+        # `export --force` landing between the two ran the new engine under the sidecar (thresholds, GPU) of the old
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InspectorError(f"engine {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+        manifest = export_manifest.read_sidecar(path, required=True, data=data)
         export_manifest.check_verified(manifest, path, verifying)
         _, index = parse_device(device, ("cuda", "tensorrt"), "a TensorRT engine", " (for CPUs export an .onnx)")
         import torch
@@ -35,7 +41,7 @@ class TensorRTEngine:
 
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise InspectorError(f"engine {path}: TensorRT cannot deserialize it (corrupt, or built by another version); rebuild it")
         self.context = self.engine.create_execution_context()
