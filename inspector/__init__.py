@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inspector.api import Inspector
+    from inspector.api import Inspector, LoadedImage, load_image
     from inspector.result import InspectionResult
 
-__all__ = ["Inspector", "InspectionResult"]
+__all__ = ["Inspector", "InspectionResult", "LoadedImage", "load_image"]
 
 
 def __getattr__(name: str):
-    if name == "Inspector":
-        from inspector.api import Inspector
+    if name in ("Inspector", "LoadedImage", "load_image"):  # load_image: the RGB pixels that overlay() draws on
+        from inspector import api
 
-        return Inspector
+        return getattr(api, name)
     if name == "InspectionResult":
         from inspector.result import InspectionResult
 

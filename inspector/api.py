@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
+import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -21,8 +24,6 @@ from model.framing import box_in_frame, ignored_in, place_map
 from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 from model.quality import WARNINGS, quality_causes, quality_stats
 
-ImageInput = "str | Path | bytes | np.ndarray | LoadedImage"
-
 
 class LoadedImage(NamedTuple):
     """An image decoded once: its RGB pixels, the sha256 of its source bytes (or pixels) and its source's name."""
@@ -32,7 +33,11 @@ class LoadedImage(NamedTuple):
     source: str
 
 
-def load_image(image, name: str | None = None) -> LoadedImage:
+# what inspect() takes; arrays are RGB (not OpenCV's BGR: convert cv2.imread's with cv2.cvtColor(a, cv2.COLOR_BGR2RGB))
+ImageInput = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Image | LoadedImage
+
+
+def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
     """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is (under `name`, if given)."""
     if isinstance(image, LoadedImage):
         return image._replace(source=name) if name else image
@@ -45,25 +50,110 @@ def load_image(image, name: str | None = None) -> LoadedImage:
         data = bytes(image)
         return LoadedImage(decode_image(data, name or "payload"), hashlib.sha256(data).hexdigest(), name or "bytes")
     if isinstance(image, np.ndarray):
-        return LoadedImage(array_to_rgb(image), hashlib.sha256(image.tobytes()).hexdigest(), name or "array")
+        if image.dtype not in (np.uint8, np.uint16):  # array_to_rgb's "scale floats to 0-255" left them floats, refused again
+            raise InspectorError(f"image {name or 'array'}: dtype {image.dtype}; give uint8 or uint16 pixels, "
+                                 f"e.g. {_CONVERT.get(image.dtype.kind, 'a.astype(np.uint8) for values 0-255')}")
+        return LoadedImage(array_to_rgb(image, name or "array"), hashlib.sha256(image.tobytes()).hexdigest(), name or "array")
     if isinstance(image, Image.Image):
-        rgb = pil_to_rgb(image, name or "PIL image")
+        try:
+            rgb = pil_to_rgb(image, name or "PIL image")
+        except (AssertionError, AttributeError):  # Pillow's bare assert (AttributeError under -O) on a closed file
+            if getattr(image, "fp", True) is not None:
+                raise
+            raise InspectorError(f"image {name or 'PIL image'}: its file was closed before its pixels were read (a `with "
+                                 "Image.open(...)` block ended); call .load() inside the block, or give the path") from None
         return LoadedImage(rgb, hashlib.sha256(rgb.tobytes()).hexdigest(), name or "PIL image")
     raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes, a PIL image or a uint8/uint16 array")
 
 
+# how to make uint8 pixels of an array of another kind of number, by numpy's dtype kind
+_CONVERT = {"f": "(a * 255).clip(0, 255).astype(np.uint8) for values 0-1, a.clip(0, 255).astype(np.uint8) for 0-255",
+            "b": "a.astype(np.uint8) * 255 for a mask"}
+
+
+def _threshold(name: str, value: object) -> float | None:
+    """A threshold as a plain float (numpy's leaked into results and records), or None; one line if it is no finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # complex passed, then failed comparing
+        raise InspectorError(f"{name} threshold {value!r}: give a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise InspectorError(f"{name} threshold of {len(str(abs(int(value))))} digits: give a finite score") from None
+    if not math.isfinite(number):  # infinity would PASS every part; NaN FAILs every one, and its record is no JSON
+        raise InspectorError(f"{name} threshold {value}: give a finite score")
+    return number
+
+
+def _name(value: object, what: str) -> str | None:
+    """A serial, id or source as the record's string: a number there broke the contract; a Path made to_record()'s
+    JSON fail long after the call that gave it."""
+    if value is None or isinstance(value, str):
+        return value
+    if what == "source" and isinstance(value, Path):
+        return str(value)
+    raise InspectorError(f"{what} {value!r}: give a str or None, not {type(value).__name__} (e.g. str({value!r}))")
+
+
+class _Shared:
+    """What an Inspector shares with its with_thresholds copies: one engine call at a time (a TensorRT engine's one
+    execution context takes each call's shape and buffer addresses: two threads' calls interleaved would read one
+    part's outputs as another's), and whether close() freed the engine."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.closed = False
+
+
 class Inspector:
-    """Scores images with an engine and turns scores into verdicts and defect regions."""
+    """Scores images with an engine and turns scores into verdicts and defect regions.
+
+    Safe to call from several threads: decoding and decisions run in parallel, the engine one batch at a time (for
+    parallel inference, one Inspector per thread). close(), or a `with` block, frees the model."""
 
     def __init__(self, engine: Engine, decision: DecisionConfig | None = None, station: str | None = None) -> None:
+        d = decision or DecisionConfig()
+        # checked here too (DecisionConfig(image_threshold=nan) made records of invalid JSON), and a copy: the
+        # caller's config changed later must not change verdicts in another thread
+        self.decision = replace(d, image_threshold=_threshold("image", d.image_threshold), pixel_threshold=_threshold("pixel", d.pixel_threshold))
         self.engine = engine
-        self.decision = decision or DecisionConfig()
-        self.station = station
+        self.station = _name(station, "station")
+        self._shared = _Shared()
 
     @classmethod
     def load(cls, model: str | Path, device: str = "cpu", decision: DecisionConfig | None = None, station: str | None = None) -> Inspector:
         """Open a checkpoint directory or an exported model."""
+        if not isinstance(model, (str, Path)):  # open_engine's TypeError named neither the argument nor the fix
+            raise InspectorError(f"model {model!r}: give the path of a checkpoint from `inspector fit` or of an exported model")
         return cls(open_engine(model, device=device), decision, station)
+
+    def close(self) -> None:
+        """Free the model (its memory, a GPU's too), for this Inspector and its with_thresholds copies, once an
+        inspection in progress ends; they refuse to inspect after. Closing again does nothing."""
+        with self._shared.lock:
+            if not self._shared.closed:
+                self._shared.closed = True
+                self.engine.close()
+
+    def __enter__(self) -> Inspector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # an Inspector pickled (multiprocessing sends one to its workers) before it held a lock, which does not: a
+        # copy, with an engine of its own, gets a lock of its own
+        return {**self.__dict__, "_shared": self._shared.closed}
+
+    def __setstate__(self, state: dict) -> None:
+        closed = state.pop("_shared")
+        self.__dict__.update(state, _shared=_Shared())
+        self._shared.closed = closed
+
+    def _closed(self) -> InspectorError:
+        return InspectorError(f"inspector of model {self.engine.meta.path}: closed; load the model again")
 
     @property
     def image_threshold(self) -> float:
@@ -76,34 +166,43 @@ class Inspector:
         return self.engine.meta.pixel_threshold if t is None else t
 
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Inspector:
-        """A copy that uses other thresholds (the graph is unchanged); None keeps the current one."""
-        for name, value in (("image", image), ("pixel", pixel)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
-                raise InspectorError(f"{name} threshold {value!r}: give a number")
-            if value is not None and not math.isfinite(value):  # NaN would PASS every part
-                raise InspectorError(f"{name} threshold {value}: give a finite score")
+        """A copy that uses other thresholds (the graph is unchanged); None keeps the current one. It shares the
+        model, and close(), with this one."""
         d = self.decision
-        image = d.image_threshold if image is None else image
-        pixel = d.pixel_threshold if pixel is None else pixel
-        return Inspector(self.engine, replace(d, image_threshold=image, pixel_threshold=pixel), self.station)
+        image = d.image_threshold if image is None else _threshold("image", image)
+        pixel = d.pixel_threshold if pixel is None else _threshold("pixel", pixel)
+        copy = Inspector(self.engine, replace(d, image_threshold=image, pixel_threshold=pixel), self.station)
+        copy._shared = self._shared
+        return copy
 
-    def inspect(self, image, *, serial: str | None = None, source: str | None = None, inspection_id: str | None = None) -> InspectionResult:
-        """Inspect one image: a path, encoded bytes, a PIL image, a uint8/uint16 array (grey, RGB or RGBA) or a LoadedImage."""
+    def inspect(self, image: ImageInput, *, serial: str | None = None, source: str | None = None,
+                inspection_id: str | None = None) -> InspectionResult:
+        """Inspect one image: a path, encoded bytes, a PIL image, a uint8/uint16 array (grey, RGB or RGBA; not BGR)
+        or a LoadedImage."""
         return self.inspect_batch([image], serials=[serial], sources=[source], ids=[inspection_id])[0]
 
-    def inspect_batch(self, images: list, serials=None, sources=None, ids=None) -> list[InspectionResult]:
-        """Inspect several images in one forward pass (none: no results)."""
-        if isinstance(images, (str, Path, bytes, np.ndarray, Image.Image)):  # one image, iterated by character or row
+    def inspect_batch(self, images: Iterable[ImageInput], serials: Sequence[str | None] | None = None,
+                      sources: Sequence[str | None] | None = None, ids: Sequence[str | None] | None = None) -> list[InspectionResult]:
+        """Inspect several images (any sizes) in one forward pass (none: no results)."""
+        if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray, Image.Image, LoadedImage)):  # one image, iterated by character or row
             raise InspectorError(f"inspect_batch: give a list of images, not one {type(images).__name__}; or call inspect()")
+        try:
+            images = list(images)  # a generator or a tuple too
+        except TypeError:
+            raise InspectorError(f"inspect_batch: give a list of images, not a {type(images).__name__}") from None
+        if self._shared.closed:
+            raise self._closed()
         n = len(images)
         if not n:
             return []
         for name, given in (("serials", serials), ("sources", sources), ("ids", ids)):
             if given is not None and len(given) != n:
                 raise InspectorError(f"inspect_batch: {len(given)} {name} for {n} images; give one for each image, or none")
-        serials, sources, ids = serials or [None] * n, sources or [None] * n, ids or [None] * n
+        serials = [_name(s, "serial") for s in serials or [None] * n]
+        sources = [_name(s, "source") for s in sources or [None] * n]
+        ids = [_name(s, "inspection_id") for s in ids or [None] * n]
         t0 = time.perf_counter()
-        loaded = [load_image(img, src) for img, src in zip(images, sources, strict=True)]
+        loaded = [_load(img, src, i, n) for i, (img, src) in enumerate(zip(images, sources, strict=True))]
         t1 = time.perf_counter()
         meta = self.engine.meta
         located = [meta.framing.located(rgb, src) for rgb, _, src in loaded]
@@ -111,8 +210,12 @@ class Inspector:
         training = meta.manifest.get("training") or {}
         sizes, quality = training.get("image_size"), training.get("image_quality")
         stats = quality_stats(batch) if quality else None
-        t2 = time.perf_counter()
-        out = self.engine.infer(batch)
+        t_pre = time.perf_counter()
+        with self._shared.lock:
+            if self._shared.closed:  # by another thread meanwhile
+                raise self._closed()
+            t2 = time.perf_counter()  # after waiting for another thread's batch, which is not this one's inference time
+            out = self.engine.infer(batch)
         t3 = time.perf_counter()
         results = []
         for i, (rgb, digest, src) in enumerate(loaded):
@@ -129,7 +232,7 @@ class Inspector:
             probs_i = out.type_probs[i] if out.type_probs is not None and verdict == FAIL else None
             defect_type, type_conf, type_probs = name_defect(probs_i, meta.class_names, self.decision)
             apply_type(regions, defect_type, type_conf)
-            timings = {"decode": (t1 - t0) * 1000 / n, "preprocess": (t2 - t1) * 1000 / n, "infer": (t3 - t2) * 1000 / n,
+            timings = {"decode": (t1 - t0) * 1000 / n, "preprocess": (t_pre - t1) * 1000 / n, "infer": (t3 - t2) * 1000 / n,
                        "decision": (time.perf_counter() - td) * 1000}
             results.append(InspectionResult(
                 inspection_id=ids[i] or uuid.uuid4().hex,
@@ -154,6 +257,16 @@ class Inspector:
                 ignored=meta.framing.ignored,
             ))
         return results
+
+
+def _load(image: ImageInput, source: str | None, i: int, n: int) -> LoadedImage:
+    """load_image, its error naming the image's place in a batch: "image array: shape ..." did not say which."""
+    try:
+        return load_image(image, source)
+    except InspectorError as exc:
+        if n == 1:
+            raise
+        raise type(exc)(f"inspect_batch: images[{i}]: {exc}") from None
 
 
 def judged(amap: np.ndarray, ignored: np.ndarray | None) -> np.ndarray:

@@ -63,7 +63,7 @@ LANGUAGES = tuple(TEXT)
 
 def describe(result, lang: str = "en") -> str:
     """Plain-language summary of an InspectionResult."""
-    if lang not in TEXT:
+    if not isinstance(lang, str) or lang not in TEXT:  # a list, unhashable, raised TypeError
         raise InspectorError(f"language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     t = TEXT[lang]
     part = t["part"].format(serial=result.serial) if result.serial else t["part_anon"]

@@ -21,8 +21,11 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     inspect, the image is dimmed."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     lo = pixel_threshold - 0.5 * abs(pixel_threshold) - 1.0
-    hi = max(float(amap.max()), pixel_threshold + 1.0)
-    norm = np.clip((amap - lo) / (hi - lo), 0.0, 1.0)
+    finite = np.isfinite(amap)
+    hi = max(float(amap[finite].max()) if finite.any() else lo, pixel_threshold + 1.0)
+    # a pixel a broken model gave NaN or infinity drawn hottest, not left to a cast's whim (or an infinite `hi`
+    # that made the whole map cold): the part was failed there
+    norm = np.clip((np.where(finite, amap, hi) - lo) / (hi - lo), 0.0, 1.0)
     heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.55 * norm)[..., None]
     out = (bgr * (1.0 - alpha) + heat * alpha).astype(np.uint8)
