@@ -174,8 +174,11 @@ def test_video_source_trigger_and_continuous(station, broker, listen, tiny_inspe
     assert len(lst2.json("result")) == 12 and not lst2.on("error")
 
 
-def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_path, good_png, caplog):
+def test_folder_source_round_trip(station, broker, listen, tiny_inspector, tmp_path, good_png, caplog, monkeypatch):
+    from inspector import sources
+
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(sources, "INCOMPLETE_WAIT_S", 0.5)  # broken.png stays cut short: rejected after 0.5 s, not 5 s
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     cfg = station(source={"type": "folder", "path": str(incoming), "poll_s": 0.05, "settle_s": 0.05})

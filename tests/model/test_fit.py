@@ -312,13 +312,15 @@ def test_part_owners_leave_out_whole_parts_only_where_the_rest_still_suffice():
 
 @pytest.mark.parametrize("kw", [{"peers": 2}, {"peers": 0}, {"peers": 0, "position_norm": False},
                                 {"peers": 0, "references": 8, "ref_k": 2}], ids=["peers", "position", "raw", "references"])
-def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path, kw):
+def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_path, kw, monkeypatch):
     """Two captures of one part in the training images: self-exclusion still compares each with the other (a
     distance near zero, an optimistic calibration score); the calibration scores each without its part, as a
     new part, in every form of the patch branch, and says how many images that concerns."""
     import shutil
 
     import cv2
+
+    import model.fit
 
     for p in sorted((tiny_data / "train" / "good").glob("*.png"))[:6]:
         shutil.copy(p, tmp_path / p.name)
@@ -328,17 +330,27 @@ def test_calibration_scores_a_part_without_its_other_captures(tiny_data, tmp_pat
     names = [s.path.name for s in data.train]
     twins = [names.index("000.png"), names.index("000_again.png")]
     options = FitOptions(input_size=64, coreset_ratio=1.0, **kw)
-    net, good = fit_good_only(data, options)
-    w = good.without_parts
-    assert w is not None and w.images >= 2  # synthetic tiles may pair up too
-    if kw["peers"]:
-        assert w.peer_rows.shape == good.peer_rows.shape and twins[1] in good.peer_rows[twins[0]].tolist()
-        assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
-    own, alone = (net.head.to_map(m.pos_cells if m.pos_cells is not None else m.raw_cells).flatten(1).amax(1) for m in (good, w))
-    assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55-1.8 here)
-    assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
+    seen = []
+
+    def good_fit_checked(*args, **kwargs):
+        """fit's own good-only pass, checked before fit calibrates on it (one pass, not a second one apart)."""
+        net, good = real_good_only(*args, **kwargs)
+        w = good.without_parts
+        assert w is not None and w.images >= 2  # synthetic tiles may pair up too
+        if kw["peers"]:
+            assert w.peer_rows.shape == good.peer_rows.shape and twins[1] in good.peer_rows[twins[0]].tolist()
+            assert not set(twins) & set(w.peer_rows[twins[0]].tolist()) and not set(twins) & set(w.peer_rows[twins[1]].tolist())
+        own, alone = (net.head.to_map(m.pos_cells if m.pos_cells is not None else m.raw_cells).flatten(1).amax(1) for m in (good, w))
+        assert (alone[twins] > own[twins] + 0.3).all()  # compared with the other capture, the part looked too normal (0.55-1.8 here)
+        assert (w.glob_raw[twins] > good.glob_raw[twins]).all()  # the global Gaussian's fold held the other capture
+        seen.append(w.images)
+        return net, good
+
+    real_good_only = model.fit.fit_good_only
+    monkeypatch.setattr(model.fit, "fit_good_only", good_fit_checked)
     _, report = fit(data, options)
-    assert f"{w.images} of them from parts captured more than once" in report.calibration["source"]
+    monkeypatch.undo()
+    assert len(seen) == 1 and f"{seen[0]} of them from parts captured more than once" in report.calibration["source"]
     _, few = fit(_few(tiny_data, 5), FitOptions(input_size=64, coreset_ratio=1.0, **kw))  # too few for the twin rule
     assert "captured more than once" not in few.calibration["source"]
 
