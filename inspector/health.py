@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,6 +46,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
 }
 HTTP_TIMEOUT_S = 10.0
+HTTP_CLIENTS = 32  # connections served at once; more are closed at once (each held a thread for as long as it trickled)
+HTTP_REQUEST_S = 30.0  # a connection's whole time, request and answer: HTTP_TIMEOUT_S bounds only each read
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MARGIN_BUCKETS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -152,6 +157,72 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def loopback_host(value: str | None, bound: str = "localhost") -> bool:
+    """Whether a request's Host header names this machine's loopback, or `bound` (the name http.host gives), or is
+    absent (a browser always sends one)."""
+    if not value:
+        return True
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[1:host.find("]")]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host in ("localhost", bound.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, as many as `clients` at once, each for `request_s` at most."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(clients)
+        self._request_s = request_s
+        self._open: dict[socket.socket, float] = {}
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("http: %d clients already; closed the connection of %s", len(self._open), client_address)
+            self.shutdown_request(request)
+            return
+        with self._open_lock:
+            self._open[request] = time.monotonic() + self._request_s
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread to end it: its slot is given back here
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self._open_lock:
+            if self._open.pop(request, None) is not None:
+                self._slots.release()
+
+    def service_actions(self) -> None:
+        """Called by serve_forever every half second: a connection past its time is shut, and its thread ends."""
+        now = time.monotonic()
+        with self._open_lock:
+            late = [r for r, until in self._open.items() if now > until]
+        for request in late:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class HealthServer:
     """GET /health (JSON; 503 when failing), GET /metrics (Prometheus text) and, given `live`, GET / (an HTML page)
     on a background thread; HEAD on each answers as GET would, without the body."""
@@ -159,9 +230,13 @@ class HealthServer:
     def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Callable[[], str],
                  live: Callable[[], bytes] | None = None) -> None:
         routes = ["/health", "/metrics"] + (["/"] if live else [])
+        loopback = [False]  # set once bound: whether only this machine can reach the port
 
         class Handler(BaseHTTPRequestHandler):
             timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
+
+            def version_string(self) -> str:  # not "BaseHTTP/0.6 Python/3.11.7": no versions for whoever probes the port
+                return "inspector"
 
             def do_HEAD(self) -> None:  # noqa: N802 (http.server API): uptime monitors ask with HEAD
                 self._respond(head=True)
@@ -172,7 +247,11 @@ class HealthServer:
             def _respond(self, head: bool = False) -> None:
                 self._head = head
                 path = self.path.split("?")[0]
-                if path == "/health":
+                if loopback[0] and not loopback_host(self.headers.get("Host"), host):
+                    # DNS rebinding: a web page whose name was pointed at 127.0.0.1 read the parts and /health through
+                    # the browser of anyone at this machine; a loopback port is asked for by a loopback name
+                    self._send(421, "text/plain", b"this station listens on loopback: ask for 127.0.0.1, ::1, localhost or its http.host\n")
+                elif path == "/health":
                     h = health()
                     self._send(503 if h.get("status") == "failing" else 200, "application/json", json.dumps(h, indent=1).encode())
                 elif path == "/metrics":
@@ -200,10 +279,10 @@ class HealthServer:
                 pass
 
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = _Server((host, port), Handler, HTTP_CLIENTS, HTTP_REQUEST_S)
         except OSError as exc:
             raise InspectorError(f"http {host}:{port}: cannot listen ({exc.strerror}); pick another http.port or set http.enabled: false") from None
-        self.server.daemon_threads = True
+        loopback[0] = ipaddress.ip_address(self.server.server_address[0]).is_loopback
         # a client that went away is not a traceback on stderr
         self.server.handle_error = lambda request, address: log.debug("http: client %s dropped", address)
         self.port = self.server.server_address[1]

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
+import http.client
 import json
 import logging
+import os
 import queue
+import socket
 import sqlite3
+import stat
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -33,7 +40,7 @@ from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
-from inspector.sources import Frame
+from inspector.sources import Frame, _safe_url
 from inspector.store import Store
 from model.errors import InspectorError
 from model.images import decode_image
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
 FRAME_SLOTS = 4  # source frames waiting in the inbox at once (MQTT inputs have the rest)
 AHEAD_S = 300.0  # a given capture time this far ahead of the station's clock is refused: the sender's clock is wrong
+TITLE_MAX = 200  # characters of a shift report's title: WeasyPrint took 22 s to lay out 2,000 of them, minutes for 20,000
 
 
 def _safe(value: str | None) -> str | None:
@@ -53,6 +61,93 @@ def _safe(value: str | None) -> str | None:
 def _echoed(value: Any) -> str | None:
     """A value from the outside world that may be echoed in an error reply: a safe id, else None."""
     return value if isinstance(value, str) and SAFE_ID.match(value) else None
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (an error about `url`) without the URL's query or user info, which may be a token or a password."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "the URL is malformed"
+    for secret in (parts.query, parts.netloc.rpartition("@")[0]):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
+class Deadline:
+    """The whole of a URL fetch's time: at `seconds` its connections are shut, wherever the fetch waits (each socket
+    read has its own timeout, so a server that sent its headers a byte at a time held the intake as long as it liked)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._conns: list[http.client.HTTPConnection] = []
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for conn in self._conns:
+                self._shut(conn)
+
+    @staticmethod
+    def _shut(conn: http.client.HTTPConnection) -> None:
+        if conn.sock is not None:  # the socket's own shutdown: an SSLSocket's would also drop its TLS state under a reader
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+
+    def watch(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._conns.append(conn)
+            if self.passed:  # connected after the deadline
+                self._shut(conn)
+
+    def connection(self, base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        deadline = self
+
+        class Watched(base):  # type: ignore[valid-type,misc]
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self)
+
+        return Watched
+
+
+class _Handler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+        return super().do_open(self._deadline.connection(http_class), req, **kw)
+
+
+class _SecureHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+        return super().do_open(self._deadline.connection(http_class), req, **kw)
+
+
+def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
+    """http and https only, redirects too: urlopen's own opener followed a redirect to ftp:// (any FTP server the
+    station reaches), and has file: and data: handlers besides."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _Handler(deadline), _SecureHandler(deadline),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
 
 
 class TriggerCommand(BaseModel):
@@ -156,7 +251,7 @@ class ShiftReportCommand(BaseModel):
     command: str
     start: str | None = None
     end: str | None = None
-    shift: str | None = None
+    shift: str | None = Field(None, max_length=TITLE_MAX)
     formats: list[ReportFormat] | None = None  # as the config's: a typo is this command's error, not the station's
     lang: ReportLang | None = None
 
@@ -372,7 +467,7 @@ class Intake:
             raise InspectorError(f"{origin}: empty payload; send a JSON object")
         try:
             return json.loads(msg.payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # also a number of over 4,300 digits, which Python refuses to read (not a JSONDecodeError)
             raise InspectorError(f"{origin}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); send a JSON object") from None
         except RecursionError:
             raise InspectorError(f"{origin}: JSON nested too deeply; send a flat JSON object") from None
@@ -440,44 +535,79 @@ class Intake:
         named = f"trigger: path {given[:120]!r}"
         try:
             path = Path(given).resolve()
-            if not any(path.is_relative_to(d) for d in self._allowed):
+            root = next((d for d in self._allowed if path.is_relative_to(d)), None)
+            if root is None:
                 raise InspectorError(f"{named} is outside mqtt.allowed_dirs; list its folder there")
-            if path.is_dir():
-                raise InspectorError(f"{named} is a folder; name an image file in it")
-            if not path.is_file():
-                raise InspectorError(f"{named}: no such file")
-            if path.stat().st_size > self.cfg.mqtt.max_payload_bytes:
-                raise InspectorError(f"{named} is larger than mqtt.max_payload_bytes")
-            data = path.read_bytes()
+            data = self._read_under(root, path.relative_to(root), named)
         except ValueError:  # a NUL byte, or a name this file system cannot encode
             raise InspectorError(f"{named} is not a valid file name") from None
         except RuntimeError:  # Python 3.11's resolve() on a loop of links
             raise InspectorError(f"{named} is a loop of symbolic links; name an image file") from None
+        except FileNotFoundError:
+            raise InspectorError(f"{named}: no such file") from None
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # resolve() left no link: one was put there since
+                raise InspectorError(f"{named} became a symbolic link while it was opened; name the image file itself") from None
             raise InspectorError(f"{named} cannot be read ({exc.strerror or exc})") from None
         return data, decode_image(data, f"trigger path {path.name}", max_pixels=self._max_pixels), f"path:{path.name}"
+
+    def _read_under(self, root: Path, rel: Path, named: str) -> bytes:
+        """The file at `rel` (resolved: no links) under the allowed folder `root`, opened one folder at a time from it,
+        following no link, and read from that one descriptor. Checked by name and then read by name, a file swapped
+        for a link (or a FIFO, which blocked the intake for good) in between was read outside mqtt.allowed_dirs."""
+        if not rel.parts:
+            raise InspectorError(f"{named} is a folder; name an image file in it")
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in rel.parts[:-1]:
+                sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+            # O_NONBLOCK: opening a FIFO waits for a writer; O_NOCTTY: a terminal never becomes the daemon's
+            file = os.open(rel.parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=fd)
+        finally:
+            os.close(fd)
+        with open(file, "rb", closefd=True) as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise InspectorError(f"{named} is a folder; name an image file in it")
+            if not stat.S_ISREG(st.st_mode):
+                raise InspectorError(f"{named} is not a regular file (a device, FIFO or socket); name an image file")
+            limit = self.cfg.mqtt.max_payload_bytes
+            data = f.read(limit + 1) if st.st_size <= limit else b""  # at most the limit, even if it grows meanwhile
+        if st.st_size > limit or len(data) > limit:
+            raise InspectorError(f"{named} is larger than mqtt.max_payload_bytes")
+        return data
 
     def _fetch(self, url: str) -> tuple[bytes, np.ndarray, str]:
         if not self.cfg.mqtt.allow_urls:
             raise InspectorError("trigger: url images are off; set mqtt.allow_urls: true or send base64")
+        shown = _safe_url(url)[:120]  # never the URL as given: the error topic and the log would carry its password or token
         if not url.startswith(("http://", "https://")):
-            raise InspectorError(f"trigger: url {url[:120]!r}: only http:// and https:// are fetched")
+            raise InspectorError(f"trigger: url {shown!r}: only http:// and https:// are fetched")
+        if "@" in urllib.parse.urlsplit(url).netloc:  # urllib sends no user info: it looked the password up in DNS as a host
+            raise InspectorError(f"trigger: url {shown!r}: a user name or password in a URL is not sent; serve the image without one")
         limit, timeout = self.cfg.mqtt.max_payload_bytes, self.cfg.mqtt.url_timeout_s
-        deadline, chunks, size = time.monotonic() + timeout, [], 0
+        chunks, size = [], 0
+        deadline = Deadline(timeout)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked)
-                # the timeout bounds each read, not the download: a server sending a byte at a time held the intake
+            with deadline, _opener(deadline).open(url, timeout=timeout) as resp:
+                # each read has its own timeout: the deadline ends a server that sends a byte at a time, headers too
                 while size <= limit and (chunk := resp.read1(1 << 16)):
                     chunks.append(chunk)
                     size += len(chunk)
-                    if time.monotonic() > deadline:
-                        raise InspectorError(f"trigger: url {url[:120]!r} took longer than mqtt.url_timeout_s ({timeout:g} s)")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise InspectorError(f"trigger: url {url[:120]!r} cannot be fetched ({getattr(exc, 'reason', exc)})") from None
+                    if deadline.passed:
+                        break
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            if not deadline.passed:
+                why = _scrub(str(getattr(exc, "reason", exc)), url)
+                raise InspectorError(f"trigger: url {shown!r} cannot be fetched ({why})") from None
+        if deadline.passed:
+            raise InspectorError(f"trigger: url {shown!r} took longer than mqtt.url_timeout_s ({timeout:g} s)")
         data = b"".join(chunks)
         if len(data) > limit:
-            raise InspectorError(f"trigger: url {url[:120]!r} is larger than mqtt.max_payload_bytes ({limit})")
-        return data, decode_image(data, f"trigger url {url[:120]}", max_pixels=self._max_pixels), "url"
+            raise InspectorError(f"trigger: url {shown!r} is larger than mqtt.max_payload_bytes ({limit})")
+        return data, decode_image(data, f"trigger url {shown}", max_pixels=self._max_pixels), "url"
 
     def _image(self, msg: Message, origin: str) -> None:
         suffix = msg.topic[len(self.topics.image) + 1:] or None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -153,11 +154,32 @@ def _checked(arr: np.ndarray, name: str) -> np.ndarray:
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
-def _float_colour_tiff(data: bytes) -> np.ndarray | None:
-    """A colour TIFF of float samples (a measuring camera's, or a processed image), which Pillow cannot open, read by
-    OpenCV and stretched as a float grey one is -> RGB uint8; None for anything else."""
+def tiff_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a classic TIFF's first directory (the page a decoder reads), None for anything else."""
     if not data.startswith(TIFF_MAGIC):
         return None
+    order = "<" if data.startswith(b"II") else ">"
+    size: dict[int, int] = {}
+    try:
+        (at,) = struct.unpack_from(order + "I", data, 4)
+        (n,) = struct.unpack_from(order + "H", data, at)
+        for i in range(n):
+            tag, kind, count = struct.unpack_from(order + "HHI", data, at + 2 + 12 * i)
+            if tag in (256, 257) and count == 1 and kind in (3, 4):  # ImageWidth, ImageLength: SHORT or LONG
+                size[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, at + 10 + 12 * i)[0]
+    except struct.error:  # cut short: decoding it says so
+        return None
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _float_colour_tiff(data: bytes, name: str, max_pixels: int | None) -> np.ndarray | None:
+    """A colour TIFF of float samples (a measuring camera's, or a processed image), which Pillow cannot open, read by
+    OpenCV and stretched as a float grey one is -> RGB uint8; None for anything else. Its size is checked from its
+    header first: 0.3 MB of deflated zeros took 1.4 GB to decode, and only then was refused."""
+    if not data.startswith(TIFF_MAGIC):
+        return None
+    if max_pixels is not None and (size := tiff_size(data)) is not None:
+        _within(*size, max_pixels, name)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype not in (np.float32, np.float64):
         return None
@@ -262,7 +284,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
         if header_only and data.startswith(TIFF_MAGIC):
             return None  # perhaps a colour TIFF of float samples, which only decoding tells (_float_colour_tiff)
         try:
-            arr = _float_colour_tiff(data)
+            arr = _float_colour_tiff(data, name, max_pixels)
         except NoPixelValue:
             raise _no_value(name, "TIFF") from None
         if arr is None:
