@@ -40,7 +40,7 @@ from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
-from inspector.sources import Frame, _safe_url
+from inspector.sources import Frame, safe_url
 from inspector.store import Store
 from model.errors import InspectorError
 from model.images import decode_image
@@ -582,7 +582,7 @@ class Intake:
     def _fetch(self, url: str) -> tuple[bytes, np.ndarray, str]:
         if not self.cfg.mqtt.allow_urls:
             raise InspectorError("trigger: url images are off; set mqtt.allow_urls: true or send base64")
-        shown = _safe_url(url)[:120]  # never the URL as given: the error topic and the log would carry its password or token
+        shown = safe_url(url)[:120]  # never the URL as given: the error topic and the log would carry its password or token
         if not url.startswith(("http://", "https://")):
             raise InspectorError(f"trigger: url {shown!r}: only http:// and https:// are fetched")
         if "@" in urllib.parse.urlsplit(url).netloc:  # urllib sends no user info: it looked the password up in DNS as a host

@@ -52,7 +52,7 @@ class Frame:
 Submit = Callable[[Frame], bool]
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """A URL without its credentials (all the user info: a password may hold an `@`) or query (a token), for logs and
     records."""
     try:
@@ -98,7 +98,7 @@ class OpenCVSource:
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
         elif isinstance(cfg, StreamSource):
-            self.name, self.live, self.period = f"stream:{_safe_url(cfg.url)}", True, 0.0
+            self.name, self.live, self.period = f"stream:{safe_url(cfg.url)}", True, 0.0
         else:
             self.name, self.live = f"video:{Path(cfg.path).name}", cfg.fps != "max"
             self.period = 0.0  # set on open for "native"

@@ -70,7 +70,7 @@ def checked(cfg, judged: str) -> str:
 def broker_hint(cfg) -> str:
     """How to start a broker for this config: configs/mosquitto.conf needs its password file and certificates first (and
     logs to syslog), so on a fresh machine `mosquitto -c` with it exited 13 with nothing on screen."""
-    production = "configs/mosquitto.conf is the production one and needs its password file and certificates first"
+    production = "configs/mosquitto.conf is the production one and needs its password file, ACL (configs/mosquitto.acl) and certificates first"
     if cfg.mqtt.host in ("127.0.0.1", "localhost", "::1") and cfg.mqtt.tls is None:
         # mosquitto 2 with no config file listens on this host only and lets anyone in, which is what a try needs
         return f"start the broker (to try it: mosquitto -p {cfg.mqtt.port} on this host; {production})"

@@ -232,7 +232,8 @@ class Listener:
     """A test-side MQTT 5 client: collects everything under the station prefix (and `extra_topics`); publishes with
     correlation data and a Response Topic."""
 
-    def __init__(self, port: int, prefix: str, extra_topics: tuple[str, ...] = (), client_id: str | None = None) -> None:
+    def __init__(self, port: int, prefix: str, extra_topics: tuple[str, ...] = (), client_id: str | None = None,
+                 login: tuple[str, str] | None = None) -> None:
         self.prefix = prefix
         self.messages: list[tuple[str, bytes, Any]] = []
         self.lock = threading.Lock()
@@ -244,6 +245,8 @@ class Listener:
         self.client.on_subscribe = self._subscribed
         self._pending: set[int] = set()
         self.topics = (f"{prefix}/#", *extra_topics)
+        if login is not None:
+            self.client.username_pw_set(*login)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 300
         self.client.connect("127.0.0.1", port, keepalive=5, clean_start=client_id is None, properties=props)

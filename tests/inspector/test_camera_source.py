@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inspector.config import StreamSource, VideoSource
-from inspector.sources import OpenCVSource, _safe_url
+from inspector.sources import OpenCVSource, safe_url
 from model.errors import InspectorError
 from tests.inspector.conftest import MJPEGServer, running, wait_until
 
@@ -25,7 +25,7 @@ from tests.inspector.conftest import MJPEGServer, running, wait_until
     ("rtsp://cam1:554/h264", "rtsp://cam1:554/h264"),
 ])
 def test_a_stream_url_is_shown_without_credentials_or_query(url, shown):
-    assert _safe_url(url) == shown
+    assert safe_url(url) == shown
 
 
 def test_a_video_that_opens_but_decodes_no_frame_is_refused_at_start(tmp_path):

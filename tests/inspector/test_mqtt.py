@@ -271,3 +271,41 @@ def test_a_station_upgraded_from_image_plus_gets_each_image_once_and_a_retained_
             new.stop()
     finally:
         lst.publish("trigger", b"", retain=True).wait_for_publish()
+
+
+def test_the_shipped_acl_keeps_each_station_to_its_own_topics(make_broker, tmp_path, tiny_ckpt, tiny_inspector, good_png, listen, monkeypatch):
+    """Without an ACL any broker user could pose as a station (its results, its status) or command and feed it parts."""
+    import base64
+    import json
+    from pathlib import Path
+
+    from inspector.config import StationConfig
+    from tests.inspector.conftest import running, station_dict, wait_until
+
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed (it comes with the mosquitto package)")
+    pw = tmp_path / "passwd"
+    for i, user in enumerate(("st1", "st2", "mes")):
+        subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(pw), user, f"{user}-pw"], check=True, capture_output=True)
+    pw.chmod(0o644)
+    acl = Path(__file__).parents[2] / "configs" / "mosquitto.acl"
+    broker = make_broker(anonymous=False, extra=f"password_file {pw}\nacl_file {acl}")
+    monkeypatch.setenv("TEST_MQTT_PW", "st1-pw")
+    cfg = StationConfig.model_validate(station_dict(tmp_path, broker, tiny_ckpt, mqtt={"prefix": "plant/st1", "username": "st1",
+                                                                                      "password_env": "TEST_MQTT_PW"}))
+    mes = listen(broker.port, "plant/st1", login=("mes", "mes-pw"))
+    other = listen(broker.port, "plant/st1", login=("st2", "st2-pw"))  # another station's user
+    part = json.dumps({"inspection_id": "p-1", "base64": base64.b64encode(good_png).decode()})
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: mes.on("status") and mes.on("status")[-1][0] == b"online", 30, "the station online")
+        mes.publish("trigger", part).wait_for_publish(10)
+        wait_until(lambda: "p-1" in mes.result_ids(), 60, "the MES's part judged")
+        other.publish("trigger", part.replace("p-1", "p-2")).wait_for_publish(10)
+        other.publish("command", json.dumps({"command": "reload"})).wait_for_publish(10)
+        other.publish("result", json.dumps({"inspection_id": "forged", "verdict": "PASS"})).wait_for_publish(10)
+        other.publish("status", "offline", retain=True).wait_for_publish(10)
+        mes.publish("trigger", part.replace("p-1", "p-3")).wait_for_publish(10)  # after st2's, on the same broker
+        wait_until(lambda: "p-3" in mes.result_ids(), 60, "the MES's second part judged")
+        time.sleep(0.5)
+    assert mes.result_ids() == {"p-1", "p-3"} and not mes.on("report") and not other.on("result")  # st2 reads nothing of st1's
+    assert b"offline" != mes.on("status")[0][0]
