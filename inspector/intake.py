@@ -122,22 +122,23 @@ class Deadline:
         return Watched
 
 
-class _Handler(urllib.request.HTTPHandler):
+class _Watched:
+    """An http(s) handler whose connections `deadline` can shut."""
+
     def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self._deadline = deadline
 
     def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
-        return super().do_open(self._deadline.connection(http_class), req, **kw)
+        return super().do_open(self._deadline.connection(http_class), req, **kw)  # type: ignore[misc]
 
 
-class _SecureHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
+class _Handler(_Watched, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
-        return super().do_open(self._deadline.connection(http_class), req, **kw)
+
+class _SecureHandler(_Watched, urllib.request.HTTPSHandler):
+    pass
 
 
 def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
