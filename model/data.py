@@ -8,7 +8,16 @@ from pathlib import Path
 
 from model.errors import InspectorError
 from model.hashing import digest_set_sha256, sha256_file
-from model.images import broken_links_note, defect_label, list_images, scan_images, walk_folders
+from model.images import (
+    MASK_SUFFIXES,
+    broken_links_note,
+    defect_label,
+    files_by_lower_name,
+    list_images,
+    named_like,
+    scan_images,
+    walk_folders,
+)
 from model.label_names import GOOD
 
 
@@ -51,19 +60,12 @@ class Dataset:
 
 
 def _masks_of(root: Path, defect_type: str) -> dict[str, Path]:
-    """ground_truth/<type>'s files by lower-case name: `000_mask.PNG` (a Windows tool's) was no mask of 000.png here."""
+    """ground_truth/<type>'s files (files_by_lower_name): `000_mask.PNG` was no mask of 000.png here."""
     folder = root / "ground_truth" / defect_type
     try:
-        return {f.name.lower(): f for f in sorted(folder.iterdir()) if f.is_file()} if folder.is_dir() else {}
+        return files_by_lower_name(folder) if folder.is_dir() else {}
     except OSError as exc:
         raise InspectorError(f"masks {folder}: cannot be read ({exc.strerror}); give this user read access to it") from None
-
-
-def _mask_for(masks: dict[str, Path], image: Path) -> Path | None:
-    for suffix in (".png", ".bmp", ".tif", ".jpg"):
-        if (found := masks.get(f"{image.stem}_mask{suffix}".lower())) is not None:
-            return found
-    return None
 
 
 def _refuse_labelled(root: Path) -> None:
@@ -119,7 +121,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                 scan = scan_images(type_dir)
                 notes += broken_links_note(scan, type_dir)
                 masks = _masks_of(root, type_dir.name) if type_dir.name != GOOD else {}
-                test.extend(Sample(p, type_dir.name, _mask_for(masks, p)) for p in scan.images)
+                test.extend(Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images)
         dataset = Dataset(root, train, test, notes)
     else:
         if require_train:

@@ -354,6 +354,20 @@ def is_mask_name(path: Path) -> bool:
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
 
 
+def files_by_lower_name(folder: Path) -> dict[str, Path]:
+    """A folder's files by lower-case name, to find a mask or box file whatever its case: `000_mask.PNG` or `001.XML`
+    (a Windows tool's) beside 000.png was dropped unsaid when only the lower-case name was looked for."""
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def named_like(files: dict[str, Path], image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
+    """The first `<image stem><stem_suffix><suffix>` among `files` (files_by_lower_name), in any case."""
+    for suffix in suffixes:
+        if (found := files.get(f"{image.stem}{stem_suffix}{suffix}".lower())) is not None:
+            return found
+    return None
+
+
 def beside(image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
     """The first `<image stem><stem_suffix><suffix>` file next to `image`, if any."""
     for suffix in suffixes:

@@ -18,7 +18,18 @@ import numpy as np
 
 from model.data import GOOD, load_dataset
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, MASK_SUFFIXES, broken_links_note, is_mask_name, list_images, read_image, read_mask, scan_images
+from model.images import (
+    IMAGE_SUFFIXES,
+    MASK_SUFFIXES,
+    broken_links_note,
+    files_by_lower_name,
+    is_mask_name,
+    list_images,
+    named_like,
+    read_image,
+    read_mask,
+    scan_images,
+)
 from model.label_names import UNKNOWN
 
 
@@ -91,15 +102,15 @@ def _load_labels(root: Path) -> LabelSet:
         scan = scan_images(folder)
         images = scan.images  # masks in any case left out (is_mask_name)
         notes += broken_links_note(scan, folder)  # a linked example that leads nowhere was left out, unsaid
-        files = _files_by_lower_name(folder)
+        files = files_by_lower_name(folder)
         if not images:
             nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and list_images(d, recursive=True)), None)
             where = f"its subfolder {nested.name}/ has some, but subfolders are not searched: put them in {folder.name}/ itself" \
                 if nested else f"add examples of this type ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}) or remove the folder"
             raise InspectorError(f"labels {folder}: no images; {where}")
         for image in images:
-            mask = _beside(files, image, "_mask", MASK_SUFFIXES)
-            boxes = _beside(files, image, "", (".xml",))
+            mask = named_like(files, image, "_mask", MASK_SUFFIXES)
+            boxes = named_like(files, image, "", (".xml",))
             if boxes is not None:
                 names = sorted(set(_read_voc(boxes)[2]))  # read now, to fail naming the file rather than halfway through fitting
                 if names and folder.name not in names:  # one filed in the wrong folder was taught as the folder's, unsaid
@@ -111,26 +122,10 @@ def _load_labels(root: Path) -> LabelSet:
     return LabelSet(root, [f.name for f in folders], items, notes + copies)
 
 
-def _files_by_lower_name(folder: Path) -> dict[str, Path]:
-    """A folder's files by lower-case name: images are found whatever the case of their suffix (a camera's 001.BMP), and
-    `001_mask.PNG` or `001.XML` beside one was dropped unsaid when only the lower-case names were looked for."""
-    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def _beside(files: dict[str, Path], image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
-    """The first `<image stem><stem_suffix><suffix>` among `files` (_files_by_lower_name), in any case."""
-    for suffix in suffixes:
-        name = image.stem + stem_suffix + suffix
-        found = image.with_name(name) if image.with_name(name).is_file() else files.get(name.lower())  # the exact name first
-        if found is not None:
-            return found
-    return None
-
-
 def _stray_labels(folder: Path, images: list[Path]) -> list[str]:
     """Masks and box files of no image, and images named like a mask: a misnamed mask was learnt as one more example
     of its type, and a mask or box file whose image was renamed was dropped, unsaid."""
-    stems = {p.stem.lower() for p in images}  # as _beside pairs them: in any case
+    stems = {p.stem.lower() for p in images}  # as named_like pairs them: in any case
     notes = [f"{p}: a mask of no image here (its image would be {p.stem[:-5]}.<png|jpg|...>); it is not used"
              for p in list_images(folder, masks=True) if is_mask_name(p) and p.stem[:-5].lower() not in stems]
     notes += [f"{p}: a box file of no image here; it is not used" for p in sorted(folder.iterdir())
