@@ -198,9 +198,21 @@ class MqttSection(Section):
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
     url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
+    url_hosts: list[str] = Field([], title="URL hosts",
+                                 description="With allow_urls: the hosts (name, or name:port) URL triggers and their redirects may "
+                                             "fetch from, e.g. images.line1.local; empty: any host the station reaches.")
     response_topics: list[str] = Field([], title="Response topics",
                                        description="MQTT 5: filters (e.g. hmi/#) of the Response Topics an input may name to get a copy "
                                                    "of its answer there; others are ignored (grant the station's broker user these).")
+
+    @field_validator("url_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for h in v:
+            name, _, port = h.rpartition(":") if h.count(":") == 1 else (h, "", "")
+            if not name or any(c in name for c in "/@?#[] ") or (port and not port.isdigit()):
+                raise ValueError(f"{h!r} is not a host; give a name or address, optionally with :port, e.g. images.line1.local:8080")
+        return [h.lower() for h in v]
 
     @field_validator("response_topics")
     @classmethod

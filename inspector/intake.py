@@ -141,12 +141,37 @@ class _SecureHandler(_Watched, urllib.request.HTTPSHandler):
     pass
 
 
-def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
+def host_allowed(url: str, hosts: list[str]) -> bool:
+    """Whether `url`'s host (or host:port) is among `hosts` (mqtt.url_hosts, lower case); any host where none are listed."""
+    if not hosts:
+        return True
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return host in hosts or f"{host}:{port}" in hosts
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects only to the hosts a trigger may name: an allowed image server's redirect led anywhere the station
+    reaches (a controller's web page, a cloud metadata address)."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        super().__init__()
+        self._hosts = hosts
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not host_allowed(newurl, self._hosts):
+            raise InspectorError(f"trigger: url redirected to {safe_url(newurl)[:120]!r}, a host not in mqtt.url_hosts; "
+                                 "serve the image from a listed host, or list this one")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(deadline: Deadline, hosts: list[str]) -> urllib.request.OpenerDirector:
     """http and https only, redirects too: urlopen's own opener followed a redirect to ftp:// (any FTP server the
     station reaches), and has file: and data: handlers besides."""
     opener = urllib.request.OpenerDirector()
     for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _Handler(deadline), _SecureHandler(deadline),
-                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+                    urllib.request.HTTPDefaultErrorHandler(), _Redirects(hosts), urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
 
@@ -588,11 +613,14 @@ class Intake:
             raise InspectorError(f"trigger: url {shown!r}: only http:// and https:// are fetched")
         if "@" in urllib.parse.urlsplit(url).netloc:  # urllib sends no user info: it looked the password up in DNS as a host
             raise InspectorError(f"trigger: url {shown!r}: a user name or password in a URL is not sent; serve the image without one")
+        if not host_allowed(url, self.cfg.mqtt.url_hosts):  # a trigger publisher could probe the plant network through the station
+            raise InspectorError(f"trigger: url {shown!r}: its host is not in mqtt.url_hosts; serve the image from a listed host, "
+                                 "or list this one")
         limit, timeout = self.cfg.mqtt.max_payload_bytes, self.cfg.mqtt.url_timeout_s
         chunks, size = [], 0
         deadline = Deadline(timeout)
         try:
-            with deadline, _opener(deadline).open(url, timeout=timeout) as resp:
+            with deadline, _opener(deadline, self.cfg.mqtt.url_hosts).open(url, timeout=timeout) as resp:
                 # each read has its own timeout: the deadline ends a server that sends a byte at a time, headers too
                 while size <= limit and (chunk := resp.read1(1 << 16)):
                     chunks.append(chunk)

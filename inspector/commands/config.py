@@ -98,6 +98,9 @@ def machine_notes(cfg) -> list[str]:
         notes.append(costly)
     if camera := camera_note(cfg):
         notes.append(camera)
+    if cfg.mqtt.allow_urls and not cfg.mqtt.url_hosts:
+        notes.append("mqtt.allow_urls: whoever may publish triggers can have this station fetch from any host it reaches; "
+                     "list the image servers in mqtt.url_hosts")
     return notes
 
 

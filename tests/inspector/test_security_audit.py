@@ -337,3 +337,58 @@ def test_the_systemd_unit_confines_the_daemon(tmp_path):
         out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "inspector@t.service")], capture_output=True, text=True, timeout=60)
         said = [line for line in (out.stdout + out.stderr).splitlines() if "is not executable" not in line and line.strip()]
         assert not said, said
+
+
+def test_url_triggers_fetch_only_from_the_listed_hosts_and_their_redirects_too(tmp_path):
+    """With allow_urls any host the station reaches was fetched: a trigger publisher could probe the plant network
+    (a controller's web page, a metadata address) through the station, directly or by a listed server's redirect."""
+    import http.server
+
+    import cv2
+
+    png = cv2.imencode(".png", np.full((32, 32, 3), 128, np.uint8))[1].tobytes()
+
+    class Images(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/away":
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/part.png")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    server, port = _serve(Images)
+    try:
+        listed = _intake(tmp_path, allow_urls=True, url_hosts=[f"LOCALHOST:{port}"])
+        assert listed._fetch(f"http://localhost:{port}/part.png")[1].shape == (32, 32, 3)
+        with pytest.raises(InspectorError, match=r"its host is not in mqtt.url_hosts"):
+            listed._fetch(f"http://127.0.0.1:{port}/part.png")  # the same server, by a name not listed
+        with pytest.raises(InspectorError, match=r"redirected to 'http://127.0.0.1:\d+/part.png', a host not in mqtt.url_hosts"):
+            listed._fetch(f"http://localhost:{port}/away")
+        anywhere = _intake(tmp_path / "b", allow_urls=True)  # none listed: any host, as before
+        assert anywhere._fetch(f"http://localhost:{port}/away")[1].shape == (32, 32, 3)
+    finally:
+        server.shutdown()
+    for bad in ("http://x", "a/b", "host:port", "user@host"):
+        with pytest.raises(Exception, match="is not a host"):
+            _intake(tmp_path / "c", allow_urls=True, url_hosts=[bad])
+
+
+def test_config_validate_here_says_when_url_triggers_may_fetch_from_any_host(tmp_path):
+    from inspector.commands.config import machine_notes
+    from inspector.config import StationConfig
+
+    def notes(**mqtt) -> list[str]:
+        cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "/m"}, "source": {"type": "mqtt"},
+                                            "mqtt": {"prefix": "p", "port": 9, **mqtt}, "store": {"data_dir": str(tmp_path)}})
+        return [n for n in machine_notes(cfg) if "url" in n]
+
+    assert notes(allow_urls=True) == ["mqtt.allow_urls: whoever may publish triggers can have this station fetch from any "
+                                      "host it reaches; list the image servers in mqtt.url_hosts"]
+    assert notes(allow_urls=True, url_hosts=["images.line1.local"]) == [] and notes() == []
