@@ -137,6 +137,20 @@ def _utc(timestamp: Any) -> Any:
         return timestamp
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """`data` into a file made new at `path` (O_EXCL, O_NOFOLLOW): a temporary name is predictable, and a link planted
+    there was written through to its target. What is there (a crash's leftover, or a link) is removed first; the link
+    itself, not its target."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        path.unlink()
+        fd = os.open(path, flags, 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 class Store:
     """Thread-safe single-connection store rooted at a data directory."""
 
@@ -274,10 +288,12 @@ class Store:
     def save_image(self, record: dict[str, Any], kind: str, rgb: np.ndarray) -> str:
         path = self.image_path(record, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise InspectorError(f"store {self.root}: cannot encode {path.name}")
         tmp = path.with_suffix(".tmp.png")
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise InspectorError(f"store {self.root}: cannot write {path.name}; is the disk full?")
-        tmp.replace(path)
+        _write_new(tmp, png.tobytes())
+        tmp.replace(path)  # a link at `path` is replaced itself, never followed
         return str(path.relative_to(self.root))
 
     # -- rows ------------------------------------------------------------------------------------------
@@ -468,7 +484,9 @@ class Store:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._append_lock:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
+            # never through a link: one planted there (by whoever else may write in data_dir) took the lines elsewhere
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "a",
+                           encoding="utf-8") as f:
                 f.write(line)
 
     def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50,

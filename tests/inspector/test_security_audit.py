@@ -392,3 +392,27 @@ def test_config_validate_here_says_when_url_triggers_may_fetch_from_any_host(tmp
     assert notes(allow_urls=True) == ["mqtt.allow_urls: whoever may publish triggers can have this station fetch from any "
                                       "host it reaches; list the image servers in mqtt.url_hosts"]
     assert notes(allow_urls=True, url_hosts=["images.line1.local"]) == [] and notes() == []
+
+
+def test_links_planted_in_the_store_are_not_written_through(tmp_path):
+    """A link planted at an image's predictable temporary name, or at the day's on-arrival.jsonl, had the station write
+    its PNG, or append a sender's text, into the link's target."""
+    from inspector.store import ARRIVALS_FILE, REFUSED_DIR, Store
+
+    store = Store(tmp_path / "data")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    record = {"inspection_id": "p-1", "timestamp": "2026-12-05T06:00:00.000Z"}
+    tmp = store.image_path(record, "image").with_suffix(".tmp.png")
+    tmp.parent.mkdir(parents=True)
+    tmp.symlink_to(victim)
+    saved = store.save_image(record, "image", np.full((8, 8, 3), 7, np.uint8))
+    assert victim.read_text() == "keep me" and not tmp.exists() and not tmp.is_symlink()
+    assert cv2.imread(str(tmp_path / "data" / saved)).shape == (8, 8, 3)
+    arrivals = tmp_path / "data" / REFUSED_DIR / "2026-12-05" / ARRIVALS_FILE
+    arrivals.parent.mkdir(parents=True)
+    arrivals.symlink_to(victim)
+    with pytest.raises(OSError):  # the caller logs it: the sender was answered on the error topic all the same
+        store.note_refusal({"timestamp": "2026-12-05T06:01:00.000Z", "reason": "injected\nline"})
+    assert victim.read_text() == "keep me"
+    store.close()
