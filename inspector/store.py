@@ -25,7 +25,7 @@ import numpy as np
 
 from inspector.result import Reply, iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, user_name
-from model.folders import hold_lock_file, replace_files
+from model.folders import hold_lock_file, replace_files, write_new
 from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
@@ -135,20 +135,6 @@ def _utc(timestamp: Any) -> Any:
         return iso_utc(t if t.tzinfo else t.replace(tzinfo=timezone.utc))
     except (ValueError, OverflowError):
         return timestamp
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """`data` into a file made new at `path` (O_EXCL, O_NOFOLLOW): a temporary name is predictable, and a link planted
-    there was written through to its target. What is there (a crash's leftover, or a link) is removed first; the link
-    itself, not its target."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o666)
-    except FileExistsError:
-        path.unlink()
-        fd = os.open(path, flags, 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 class Store:
@@ -292,7 +278,7 @@ class Store:
         if not ok:
             raise InspectorError(f"store {self.root}: cannot encode {path.name}")
         tmp = path.with_suffix(".tmp.png")
-        _write_new(tmp, png.tobytes())
+        write_new(tmp, png.tobytes())
         tmp.replace(path)  # a link at `path` is replaced itself, never followed
         return str(path.relative_to(self.root))
 

@@ -32,6 +32,20 @@ def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) ->
     return out
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """`data` into a file made new at `path` (O_EXCL, O_NOFOLLOW): a temporary name is predictable, and a link planted
+    there was written through to its target. What is there (a crash's leftover, or a link) is removed first: the link
+    itself, not its target."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        path.unlink()
+        fd = os.open(path, flags, 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def replace_files(files: dict[Path, bytes]) -> None:
     """Write files whole, and files that belong together (weights and the manifest hashing them) at once: each
     goes to a temporary file of this process's own first (two writers must not share one), then all are renamed
@@ -43,7 +57,7 @@ def replace_files(files: dict[Path, bytes]) -> None:
     tmps = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp") for path in files}
     try:
         for path, data in files.items():
-            tmps[path].write_bytes(data)
+            write_new(tmps[path], data)
             _keep_access(path, tmps[path])
         with _signals_held():
             for path, tmp in tmps.items():

@@ -62,3 +62,23 @@ def test_an_output_lock_is_named_for_the_folder_itself(tmp_path, monkeypatch):
             with output_lock(Path("../a"), "fit"):
                 pass
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # removed after
+
+
+def test_a_link_planted_at_a_temporary_name_is_not_written_through(tmp_path):
+    """replace_files' temporary name is predictable (<file>.<pid>.tmp): a link planted there had the new manifest
+    written into the link's target, and its mode copied onto it."""
+    import os
+
+    from model.folders import replace_files
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    victim.chmod(0o600)
+    target = tmp_path / "manifest.json"
+    target.write_text("{}")
+    target.chmod(0o644)
+    (tmp_path / f"manifest.json.{os.getpid()}.tmp").symlink_to(victim)
+    replace_files({target: b'{"new": 1}'})
+    assert target.read_text() == '{"new": 1}' and not target.is_symlink() and oct(target.stat().st_mode & 0o777) == "0o644"
+    assert victim.read_text() == "keep me" and oct(victim.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "victim.txt"]
