@@ -205,7 +205,6 @@ def test_save_that_cannot_write_is_one_line(tiny_ckpt, tmp_path, target):
 
 @pytest.mark.parametrize("how", ["disk full", "ctrl-c"])
 def test_an_interrupted_save_leaves_the_old_checkpoint_whole(ckpt_copy, monkeypatch, how):
-    from pathlib import Path
 
     net, manifest = load_checkpoint(ckpt_copy)
     before = sha256_file(ckpt_copy / WEIGHTS)
@@ -215,9 +214,11 @@ def test_an_interrupted_save_leaves_the_old_checkpoint_whole(ckpt_copy, monkeypa
         (ckpt_copy / f"{MANIFEST}.{os.getpid()}.tmp").mkdir()  # the manifest cannot be staged
         error = InspectorError
     else:
-        real = Path.write_bytes
-        monkeypatch.setattr(Path, "write_bytes", lambda self, data: (_ for _ in ()).throw(KeyboardInterrupt)
-                            if self.name.startswith(MANIFEST) else real(self, data))
+        import model.folders
+
+        real = model.folders.write_new
+        monkeypatch.setattr(model.folders, "write_new", lambda path, data: (_ for _ in ()).throw(KeyboardInterrupt)
+                            if path.name.startswith(MANIFEST) else real(path, data))
         error = KeyboardInterrupt
     with pytest.raises(error):
         save_checkpoint(net, ckpt_copy, {k: manifest[k] for k in ("thresholds", "calibration", "options")})
