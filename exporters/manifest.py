@@ -113,6 +113,20 @@ def read_sidecar(model: Path, required: bool, data: bytes | None = None) -> dict
     return manifest
 
 
+def read_export(model: Path, verifying: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """An exported model's bytes, read once, with its sidecar checked against them and for its verification
+    (`check_verified`): an engine then runs the bytes that were checked (opened again by path, a re-export landing
+    between the two ran under the sidecar, thresholds included, checked for the export before it)."""
+    try:
+        data = model.read_bytes()
+    except OSError as exc:
+        raise InspectorError(f"model {model}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    # required: the graph's own copy of the manifest has its export's thresholds, not those set since
+    manifest = read_sidecar(model, required=True, data=data)
+    check_verified(manifest, model, verifying)
+    return data, manifest
+
+
 def export_source(model: Path, required: bool = True) -> dict[str, Any]:
     """The checkpoint an export was made from, as its sidecar records it (`checkpoint`, `weights_sha256`); {} if unknown."""
     return (read_sidecar(model, required) or {}).get("source") or {}

@@ -89,15 +89,7 @@ class OnnxEngine:
         ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
-        # the bytes checked against the sidecar are the bytes run: opened again by path, a re-export landing between
-        # the two ran under the sidecar checked for the export before it (TensorRT keeps the path: its engine cache)
-        try:
-            data = None if device.startswith("tensorrt") else path.read_bytes()
-        except OSError as exc:
-            raise InspectorError(f"model {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
-        # required: the graph's own copy of the manifest has its export's thresholds, not those set since
-        sidecar = export_manifest.read_sidecar(path, required=True, data=data)
-        export_manifest.check_verified(sidecar, path, verifying)
+        data, sidecar = export_manifest.read_export(path, verifying)
         providers = providers_for(device, path, sidecar.get("kind", ""), str(sidecar.get("file_sha256", "")))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         made = None  # the engine cache folder made here, removed again if TensorRT does not run after all
@@ -119,7 +111,9 @@ class OnnxEngine:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = _session(ort, path, options, providers, wanted, data)
+            # the checked bytes are run; TensorRT's provider is given the path, by which it names its cached engines (one
+            # folder per content: trt_cache)
+            self.session = _session(ort, path, options, providers, wanted, None if wanted == PROVIDERS["tensorrt"] else data)
         except InspectorError:
             if made is not None:  # onnxruntime-gpu lists TensorRT even where libnvinfer is missing
                 shutil.rmtree(made, ignore_errors=True)

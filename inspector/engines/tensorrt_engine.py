@@ -21,14 +21,7 @@ class TensorRTEngine:
     def __init__(self, path: str | Path, device: str = "cuda", verifying: bool = False) -> None:
         """`verifying`: opened by `export --verify`, which its sidecar waits for."""
         path = Path(path)
-        # the bytes checked against the sidecar are the bytes deserialized (as in the ONNX engine): read twice, an
-        # `export --force` landing between the two ran the new engine under the sidecar (thresholds, GPU) of the old
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InspectorError(f"engine {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
-        manifest = export_manifest.read_sidecar(path, required=True, data=data)
-        export_manifest.check_verified(manifest, path, verifying)
+        data, manifest = export_manifest.read_export(path, verifying)  # the bytes deserialized are those checked
         _, index = parse_device(device, ("cuda", "tensorrt"), "a TensorRT engine", " (for CPUs export an .onnx)")
         import torch
 
