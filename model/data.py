@@ -11,7 +11,6 @@ from model.hashing import digest_set_sha256, sha256_file
 from model.images import (
     MASK_SUFFIXES,
     broken_links_note,
-    defect_label,
     files_by_lower_name,
     list_images,
     named_like,
@@ -85,8 +84,10 @@ def _refuse_labelled(root: Path) -> None:
 def refuse_defect_labels(root: Path, images: list[Path]) -> None:
     """Images with a mask or box file beside them are labelled defects (a `fit --labels` folder): learnt as good,
     they would pass."""
+    folders: dict[Path, dict[str, Path]] = {}  # each folder listed once (files_by_lower_name), as the labels are found in any case
     for image in images:
-        label = defect_label(image)
+        files = folders.setdefault(image.parent, files_by_lower_name(image.parent))
+        label = named_like(files, image, "_mask", MASK_SUFFIXES) or named_like(files, image, "", (".xml",))
         if label is not None:
             raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
                                  "labelled defects, which would be learnt as good; give a folder of good images (defect "

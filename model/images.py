@@ -368,20 +368,6 @@ def named_like(files: dict[str, Path], image: Path, stem_suffix: str, suffixes: 
     return None
 
 
-def beside(image: Path, stem_suffix: str, suffixes: tuple[str, ...]) -> Path | None:
-    """The first `<image stem><stem_suffix><suffix>` file next to `image`, if any."""
-    for suffix in suffixes:
-        candidate = image.with_name(image.stem + stem_suffix + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def defect_label(image: Path) -> Path | None:
-    """A defect label next to `image` (its `<id>_mask` or Pascal VOC `<id>.xml` box file), as a labels folder has."""
-    return beside(image, "_mask", MASK_SUFFIXES) or beside(image, "", (".xml",))
-
-
 @dataclass
 class Scan:
     """A folder's image files, and its symbolic links that lead nowhere (left out, to be said)."""

@@ -120,6 +120,9 @@ def test_a_plain_folder_of_labelled_defects_is_refused(tmp_path, capsys):
     assert_one_line_error(*cli(capsys, "fit", tmp_path, "--out", tmp_path / "ck")[::2], "crazing_1_mask.png", "fit --labels")
     (tmp_path / "crazing/crazing_1_mask.png").unlink()
     assert len(load_dataset(tmp_path).train) == 2
+    (tmp_path / "scratches/notes.xml").rename(tmp_path / "scratches/scratches_1.XML")  # `fit --labels` pairs it in any case
+    with pytest.raises(InspectorError, match=r"scratches_1.jpg has a defect label beside it \(scratches_1.XML\)"):
+        load_dataset(tmp_path)
 
 
 def test_good_beside_folders_without_images_is_a_plain_folder(tmp_path):
