@@ -422,11 +422,18 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
     return data, (_line_map(node, str(path)) if node is not None else {})
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    """`override` over `base`: mappings merge key by key, anything else is replaced."""
+def deep_merge(base: dict, override: dict, _path: tuple = (), _replaced: list | None = None) -> dict:
+    """`override` over `base`: mappings merge key by key, anything else is replaced; so is a mapping of another `type` (a
+    station's folder source over the defaults' camera: its `device` was merged in and refused as an unknown key)."""
     out = dict(base)
     for k, v in override.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict) and ("type" not in v or v.get("type") == old.get("type")):
+            out[k] = deep_merge(old, v, (*_path, k), _replaced)
+        else:
+            out[k] = v
+            if _replaced is not None and k in base:
+                _replaced.append((*_path, k))
     return out
 
 
@@ -446,7 +453,11 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Line
         base, base_lines = load_raw(path.parent / parent, (*_seen, path.resolve()))
     except Unreadable as exc:  # the file given was read: what it extends is one of its problems
         raise InspectorError(f"{exc} (extended by {path})") from None
-    return deep_merge(base, data), {**base_lines, **lines}
+    replaced: list[tuple] = []
+    merged = deep_merge(base, data, _replaced=replaced)
+    # the defaults' lines under a value the station replaced are not where its errors are
+    kept = {k: v for k, v in base_lines.items() if not any(k[:len(r)] == r and len(k) > len(r) for r in replaced)}
+    return merged, {**kept, **lines}
 
 
 def _locate(loc: tuple, lines: Lines, fallback: str) -> str:
