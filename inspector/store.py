@@ -110,6 +110,16 @@ def unwritable(root: str | Path) -> list[Path]:
     return [f for f in daemon_files(Path(root)) if f.exists() and not os.access(f, os.W_OK)]
 
 
+# what SQLite says of a file it cannot read as a store: damaged (a crash on a failing disk, a copy cut short), not a
+# database at all, or one without the inspections table (an empty file)
+_DAMAGE = ("malformed", "not a database", "no such table", "file is encrypted")
+
+
+class StoreDamaged(InspectorError, sqlite3.DatabaseError):
+    """A store SQLite cannot read as one: one line for a command (it was a traceback), and still an sqlite3 error for
+    the daemon's handlers, which keep the part journaled."""
+
+
 def _denied(exc: sqlite3.DatabaseError) -> bool:
     """Whether SQLite failed for want of access (it names no errno)."""
     return any(t in str(exc) for t in ("readonly", "unable to open", "read-only"))
@@ -184,6 +194,18 @@ class Store:
             return full
         return InspectorError(cannot_write(self.root, DB_NAME) if _denied(exc) else f"store {self.path}: not a usable SQLite database ({exc})")
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A damaged database said in one line naming the store (it opens, then a read fails: `database disk image is
+        malformed`, `no such table`), not a traceback; other SQLite errors (locked, full) pass as they are."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, InspectorError) or not any(t in str(exc) for t in _DAMAGE):
+                raise
+            raise StoreDamaged(f"store {self.path}: not a usable SQLite database ({exc}); restore it from a backup, or give the "
+                               "data directory the inspector writes to") from None
+
     def _disk_full(self, exc: sqlite3.DatabaseError) -> RetryLater | None:
         """A full disk reads as 'disk I/O error' too: said so, not as a broken database (which invited deleting it)."""
         try:
@@ -215,7 +237,18 @@ class Store:
                 db = _connect_readonly(self._uri)
             except sqlite3.DatabaseError as exc:
                 raise InspectorError(self._unreadable(exc, False)) from None
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            # a file no inspector ever made a store of (an empty one: a copy cut short) reads as version 0: every read failed
+            # with a traceback (`no such table: inspections`)
+            empty = version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'inspections'").fetchone() is None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise InspectorError(self._unreadable(exc, False)) from None
+        if empty:
+            db.close()
+            raise InspectorError(f"store {self.path}: holds no inspections (an empty or unfinished file); restore it from a backup, "
+                                 "or give the data directory the inspector writes to")
         # an older store is read as it is: readers use the inspections table only, as version 1 made it (a migration
         # that changes it must refuse older versions here)
         if version > len(MIGRATIONS):
@@ -306,13 +339,13 @@ class Store:
         return cur.rowcount == 1
 
     def get(self, inspection_id: str) -> dict[str, Any] | None:
-        with self._lock:
+        with self._lock, self._reading():
             row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return self._row(row) if row else None
 
     def latest_of_serial(self, serial: str) -> str | None:
         """The inspection_id of the last inspection of the part `serial` (by capture time), or None."""
-        with self._lock:
+        with self._lock, self._reading():
             row = self._db.execute("SELECT inspection_id FROM inspections WHERE serial = ? ORDER BY ts DESC, created_at DESC LIMIT 1",
                                    (serial,)).fetchone()
         return row[0] if row else None
@@ -344,16 +377,17 @@ class Store:
         # and the daemon stored no result meanwhile (WAL lets one writer and readers go on together)
         reader = sqlite3.connect(self._uri, uri=True, timeout=30)
         try:
-            cur = reader.execute(sql, args)
-            while rows := cur.fetchmany(1000):
-                yield from (self._row(r) for r in rows)
+            with self._reading():
+                cur = reader.execute(sql, args)
+                while rows := cur.fetchmany(1000):
+                    yield from (self._row(r) for r in rows)
         finally:
             reader.close()
 
     def add_review(self, inspection_id: str, review: dict[str, Any]) -> dict[str, Any] | None:
         """Append a QA review to a stored record's `reviews` (the last one stands; earlier ones stay as its history).
         What the machine said (verdict, score, defects) is not changed. Returns the record, None if there is none."""
-        with self._tx():
+        with self._reading(), self._tx():
             row = self._db.execute("SELECT record FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
             if row is None:
                 return None

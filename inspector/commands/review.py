@@ -107,6 +107,8 @@ def not_written(root: Path, exc: sqlite3.DatabaseError, done: list[dict[str, Any
 
     kept = f" (the first {len(done)} were written: {', '.join(r['inspection_id'] for r in done[:5])}{' ...' if len(done) > 5 else ''})" \
         if done else " (nothing was written)"
+    if isinstance(exc, InspectorError):  # the store said it in one line already (a damaged database)
+        return type(exc)(f"{exc}{kept}")
     text = str(exc)
     if any(t in text for t in ("readonly", "read-only", "unable to open")):
         return InspectorError(_read_only(root, DB_NAME, _owner(root / DB_NAME)) + kept)
@@ -128,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError("give the inspection ids and --truth good|defect, or --export DIR")
     db = _store_of(args)
     check_writable(db)
+    open_store(db).close()  # read first: a file that holds no store (an empty copy) was made into an empty one, and every id "not in store"
     store = open_store(db, readonly=False)
     done: list[dict[str, Any]] = []
     try:

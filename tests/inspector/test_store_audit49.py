@@ -1,0 +1,59 @@
+"""The result store over weeks on a line: damaged or empty database files, reviews racing retention, exports of
+large stores, reviews of parts that were never stored, and what retention leaves on disk."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspector.store import DB_NAME, Store
+from reports.sample import make_records
+from tests.cli import assert_one_line_error, cli
+
+
+def fill(root, n: int = 6) -> list[dict]:
+    store = Store(root)
+    records = make_records(n, root=root, hours=1.0, image_size=32, fail_rate=0.5, seed=3)
+    for r in records:
+        store.add(r)
+    store.close()
+    return records
+
+
+def damage(root) -> None:
+    """Garble every page after the first (the schema's): SQLite opens the file, then a read of its rows fails."""
+    path = root / DB_NAME
+    data = bytearray(path.read_bytes())
+    for i in range(4096, len(data), 97):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("argv", [
+    ["review", "--db", "{root}", "--export", "{out}"],
+    ["report", "--db", "{root}", "--from", "2026-11-26", "--to", "2026-11-27", "--out", "{out}", "--format", "html"],
+    ["report", "--db", "{root}", "--inspection", "{ident}", "--out", "{out}", "--format", "html"],
+    ["review", "--db", "{root}", "{ident}", "--truth", "good"],
+])
+def test_a_damaged_database_is_one_line_naming_the_store(tmp_path, capsys, argv):
+    """A store on a failing disk, or a copy cut short mid-page, opens; its first read failed with a traceback."""
+    root = tmp_path / "data"
+    ident = fill(root)[0]["inspection_id"]
+    damage(root)
+    rc, _, err = cli(capsys, *[a.format(root=root, out=tmp_path / "out", ident=ident) for a in argv])
+    assert_one_line_error(rc, err, f"store {root / DB_NAME}: not a usable SQLite database", "malformed", "restore it from a backup")
+
+
+@pytest.mark.parametrize("argv", [
+    ["review", "--db", "{root}", "some-id", "--truth", "good"],
+    ["review", "--db", "{root}", "--export", "{out}"],
+    ["report", "--db", "{root}", "--from", "2026-11-26", "--out", "{out}", "--format", "html"],
+])
+def test_an_empty_database_file_is_said_so_and_left_as_it_is(tmp_path, capsys, argv):
+    """An empty inspections.sqlite (a copy cut short): `report` failed with a traceback (no such table), and `review`
+    made an empty store of it and said the part was not in it."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / DB_NAME).write_bytes(b"")
+    rc, _, err = cli(capsys, *[a.format(root=root, out=tmp_path / "out") for a in argv])
+    assert_one_line_error(rc, err, f"store {root / DB_NAME}: holds no inspections (an empty or unfinished file)")
+    assert (root / DB_NAME).stat().st_size == 0
