@@ -58,6 +58,9 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
         verdict = str(record.get("verdict", "")).upper()
         review = {"truth": truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,
                   "outcome": OUTCOMES.get((verdict, truth), f"reviewed_{truth}")}
-        store.add_review(ident, review)
+        if store.add_review(ident, review) is None:  # deleted since it was read (retention): said "reviewed", written nowhere
+            kept = f"the first {len(done)} were written" if done else "nothing was written"
+            raise InspectorError(f"inspection {ident!r}: deleted from store {store.root} while it was reviewed (retention: its age or "
+                                 f"store.retention.max_rows); its review was not written ({kept})")
         done.append({"inspection_id": ident, **review})
     return done

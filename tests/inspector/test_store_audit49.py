@@ -57,3 +57,28 @@ def test_an_empty_database_file_is_said_so_and_left_as_it_is(tmp_path, capsys, a
     rc, _, err = cli(capsys, *[a.format(root=root, out=tmp_path / "out") for a in argv])
     assert_one_line_error(rc, err, f"store {root / DB_NAME}: holds no inspections (an empty or unfinished file)")
     assert (root / DB_NAME).stat().st_size == 0
+
+
+def test_a_part_retention_deletes_while_it_is_reviewed_is_not_said_reviewed(tmp_path):
+    """Every id is read before any review is written; a record retention deleted in between got no review, and the
+    command said it was reviewed (exit 0)."""
+    from inspector.review import review_parts
+    from model.errors import InspectorError
+
+    root = tmp_path / "data"
+    first, second = (r["inspection_id"] for r in fill(root)[:2])
+    store = Store(root)
+    read = store.get
+
+    def get_then_prune(ident):
+        record = read(ident)
+        if ident == second:
+            store._db.execute("DELETE FROM inspections WHERE inspection_id = ?", (second,))  # as retention's chunk
+        return record
+
+    store.get = get_then_prune
+    done: list = []
+    with pytest.raises(InspectorError, match=rf"inspection '{second}': deleted from store .* its review was not written \(the first 1 were"):
+        review_parts(store, [first, second], "good", None, "qa", None, done=done)
+    assert [r["inspection_id"] for r in done] == [first] and len(read(first)["reviews"]) == 1
+    store.close()
