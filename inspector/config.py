@@ -7,11 +7,12 @@ environment variable. Errors are reported with the YAML file and line they came 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -493,7 +494,7 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
             where = ".".join(str(p) for p in loc) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling; `inspector config schema` lists every key)"
+                msg = unknown_key(tuple(err["loc"]))
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
                 msg += f" (got {err['input']!r})"
@@ -504,6 +505,51 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; YAML read it as {read_as}: put it in quotes"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The config sections a field's type holds (through Optional, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _models_at(loc: tuple) -> list[type[BaseModel]]:
+    """The sections a pydantic location (its union tags included: source.camera) points into."""
+    models: list[type[BaseModel]] = [StationConfig]
+    for part in loc:
+        tagged = [m for m in models if "type" in m.model_fields and get_args(m.model_fields["type"].annotation) == (part,)]
+        if len(models) > 1 and tagged:
+            models = tagged
+        elif isinstance(part, str):
+            models = [m2 for m in models if part in m.model_fields for m2 in _models_in(m.model_fields[part].annotation)]
+    return models
+
+
+def unknown_key(loc: tuple) -> str:
+    """What to say of a key the schema has not there: the key meant (a typo: `thresold`), or where the key belongs."""
+    key, fallback = loc[-1], "unknown key (check the spelling; `inspector config schema` lists every key)"
+    if not isinstance(key, str):
+        return fallback
+    here = {name for m in _models_at(loc[:-1]) for name in m.model_fields}
+    if key == "password" and "password_env" in here:
+        return ("unknown key: the password never goes in the file; export it in an environment variable and give that "
+                "variable's name as password_env")
+    # a typo (thresold, widht), or the start of a key (tls: {ca: ...})
+    ratios = sorted((-(1.0 if n.startswith(f"{key.lower()}_") else difflib.SequenceMatcher(None, key.lower(), n).ratio()), n)
+                    for n in here)
+    close = [n for r, n in ratios if -r >= 0.6 and r == ratios[0][0]] if ratios else []
+    if close:
+        return f"unknown key; did you mean {' or '.join(close)}? (`inspector config schema` lists every key)"
+    if len(loc) == 3 and loc[0] == "source":  # a key of another kind of source (a folder's `device`)
+        kinds = [get_args(m.model_fields["type"].annotation)[0] for m in _models_in(StationConfig.model_fields["source"].annotation) if key in m.model_fields]
+        if kinds:
+            return f"unknown key for a {loc[1]} source (a key of {' and '.join(kinds)} sources)"
+    sections = [name if name == key else f"{name}.{key}" for name, f in StationConfig.model_fields.items()
+                if (name != loc[0] or len(loc) > 2) and (name == key or any(key in m.model_fields for m in _models_in(f.annotation)))]
+    if sections:
+        return f"unknown key here; {key} belongs in {' or '.join(sections)} (`inspector config schema` lists every key)"
+    return fallback
 
 
 def named(path: str | Path, error: str) -> str:

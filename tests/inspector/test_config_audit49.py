@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inspector.cli import main
 from inspector.config import config_errors, deep_merge, load_config
 
 BASE = """\
@@ -36,3 +37,29 @@ def test_a_station_may_take_another_source_type_than_its_defaults(tmp_path):
     (tmp_path / "st3.yaml").write_text("extends: site.yaml\nsource:\n  type: folder\n")
     _, errors = config_errors(tmp_path / "st3.yaml")
     assert errors == [f"{tmp_path / 'st3.yaml'}:2: source.path: Field required"], errors
+
+
+def test_an_unknown_key_is_named_with_the_key_meant(tmp_path, capsys):
+    """`thresold:` and `widht:` were "unknown key (check the spelling)": which key was meant was left to the schema's 400 lines,
+    and `mqtt.password:` did not say where a password goes."""
+    cases = {
+        BASE.replace("  path: /models/m.ckpt\n", "  path: /models/m.ckpt\n  thresold: 3\n"):
+            ":5: model.thresold: unknown key; did you mean image_threshold or pixel_threshold?",
+        BASE.replace("  device: 0\n", "  device: 0\n  widht: 640\n"): ":8: source.widht: unknown key; did you mean width?",
+        BASE.replace("store:", "sotre:"): ":10: sotre: unknown key; did you mean store?",
+        BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  tls: {ca: /ca.pem}\n"):
+            ":10: mqtt.tls.ca: unknown key; did you mean ca_file?",
+        BASE.replace("  name: st1\n", "  name: st1\n  port: 1883\n"): ":3: station.port: unknown key here; port belongs in mqtt.port or http.port",
+        BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /in\n  device: 0"):
+            ":8: source.device: unknown key for a folder source (a key of camera sources)",
+        BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  password: hunter2\n"):
+            ":10: mqtt.password: unknown key: the password never goes in the file; export it in an environment variable and give "
+            "that variable's name as password_env",
+        BASE + "zzz: 1\n": ":12: zzz: unknown key (check the spelling; `inspector config schema` lists every key)",
+    }
+    for text, expect in cases.items():
+        f = tmp_path / "s.yaml"
+        f.write_text(text)
+        assert main(["config", "validate", str(f)]) == 1
+        err = capsys.readouterr().err
+        assert f"{f}{expect}" in err and "hunter2" not in err and "Traceback" not in err, err
