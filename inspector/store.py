@@ -361,9 +361,13 @@ class Store:
         return list(self.iter_records(start, end, station, limit))
 
     def iter_records(self, start: str | None = None, end: str | None = None, station: str | None = None,
-                     limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """`records`, decoded one at a time (a shift's 144,000 decoded records took 680 MB at once)."""
+                     limit: int | None = None, reviewed: bool = False) -> Iterator[dict[str, Any]]:
+        """`records`, decoded one at a time (a shift's 144,000 decoded records took 680 MB at once). `reviewed`: only
+        those whose text holds the key `"reviews"` (quotes in values are escaped there), picked by SQLite: `review --export`
+        decoded every record to find the few QA reviewed (98,000 in 2.3 s against 0.04 s; a quarter's 39 million, 15 min)."""
         sql, args = "SELECT record, published_at FROM inspections WHERE 1=1", []
+        if reviewed:
+            sql += """ AND instr(record, '"reviews"') > 0"""
         if start:
             sql, args = sql + " AND ts >= ?", [*args, start]
         if end:

@@ -172,7 +172,7 @@ def _export(args: argparse.Namespace) -> int:
     skipped: Counter[str] = Counter()
     spelled: dict[str, str] = {}  # each type's first spelling: "Crack" and "crack" were two classes to fit --labels
     try:
-        for record in store.iter_records(start, end):
+        for record in store.iter_records(start, end, reviewed=True):
             part = inspection(record)
             if part.review is None:
                 continue

@@ -82,3 +82,22 @@ def test_a_part_retention_deletes_while_it_is_reviewed_is_not_said_reviewed(tmp_
         review_parts(store, [first, second], "good", None, "qa", None, done=done)
     assert [r["inspection_id"] for r in done] == [first] and len(read(first)["reviews"]) == 1
     store.close()
+
+
+def test_export_reads_only_the_reviewed_records(tmp_path, capsys, monkeypatch):
+    """`review --export` decoded every record in the period to find the few QA reviewed: on a quarter's store
+    (millions of records, the period open by default) it ran for many minutes."""
+    root = tmp_path / "data"
+    records = fill(root, 12)
+    fails = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"]
+    assert cli(capsys, "review", "--db", root, fails[0], "--truth", "good")[0] == 0
+    assert cli(capsys, "review", "--db", root, fails[1], "--truth", "defect", "--type", "crack", "--note", "no \"reviews\" here")[0] == 0
+    store = Store(root)
+    store.add({**records[0], "inspection_id": "noted", "note": 'a "reviews" mention, not a review', "images": {}})
+    store.close()
+    decoded = []
+    row = Store._row
+    monkeypatch.setattr(Store, "_row", staticmethod(lambda r: decoded.append(1) or row(r)))
+    rc, out, _ = cli(capsys, "review", "--db", root, "--export", tmp_path / "x")
+    assert rc == 0 and "copied 2 reviewed part image(s)" in out
+    assert len(decoded) == 2  # the two reviewed only (a quoted "reviews" in a value is escaped in the stored text)
