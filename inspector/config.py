@@ -497,7 +497,7 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                 msg = unknown_key(tuple(err["loc"]))
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {_unsecret(err['input'], where.endswith('url'))!r})"
                 read_as = "true/false" if isinstance(err["input"], bool) else "a number"  # `name: no`, `name: 1e5`, or 0123
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
                     msg += f"; YAML read it as {read_as}: quote it, '{err['input']}'"
@@ -505,6 +505,18 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; YAML read it as {read_as}: put it in quotes"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
+
+
+def _unsecret(value: Any, url: bool) -> Any:
+    """A value echoed in an error, less what may be a secret if it is (or is given as) a URL: its user info (rtsp:/admin:pw@cam,
+    a slash short: all before its last @) and its query (a token). Errors go to the terminal and, from serve, to the journal."""
+    scheme = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/*", value) if isinstance(value, str) else None
+    if not isinstance(value, str) or ("@" not in value and "?" not in value) or not (url or scheme):
+        return value
+    rest = value[scheme.end():] if scheme else value
+    if "@" in rest:
+        rest = "…@" + rest.rpartition("@")[2]
+    return (scheme.group() if scheme else "") + (rest.split("?", 1)[0] + "?…" if "?" in rest else rest)
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -63,3 +63,20 @@ def test_an_unknown_key_is_named_with_the_key_meant(tmp_path, capsys):
         assert main(["config", "validate", str(f)]) == 1
         err = capsys.readouterr().err
         assert f"{f}{expect}" in err and "hunter2" not in err and "Traceback" not in err, err
+
+
+def test_a_malformed_stream_url_is_not_echoed_with_its_password(tmp_path, capsys):
+    """`url: rtsp:/admin:S3cret@cam4` (a slash short) was printed back whole by validate, and by serve into the journal."""
+    for url, shown in (("rtsp:/admin:S3cret@cam4:554/s1", "'rtsp:/…@cam4:554/s1'"),
+                       ('"rtsp://admin:S3cret PW@cam4/s1?token=S3cret"', "'rtsp://…@cam4/s1?…'"),
+                       ("rtsp//cam4/s1?S3cret", "'rtsp//cam4/s1?…'")):
+        f = tmp_path / "s.yaml"
+        f.write_text(BASE.replace("type: camera\n  device: 0", f"type: stream\n  url: {url}"))
+        assert main(["config", "validate", str(f)]) == 1
+        err = capsys.readouterr().err
+        assert f"{f}:7: source.url: give an rtsp://, rtsps://, http:// or https:// URL (got {shown})" in err, err
+        assert main(["serve", "--config", str(f)]) == 2
+        err += capsys.readouterr().err
+        assert "S3cret" not in err and "source.url" in err, err
+    f.write_text(BASE.replace("name: st1", "name: st@1?"))  # not a URL: said as written
+    assert "station.name: use 1-64 letters, digits and . _ - : (no slashes or spaces) (got 'st@1?')" in "".join(config_errors(f)[1])
