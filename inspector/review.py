@@ -52,6 +52,14 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
         if serial := next((i for i in missing if store.latest_of_serial(i)), None):  # a serial given as an id
             raise InspectorError(f"inspection {named}: not in store {store.root}, but {serial!r} is a part's serial; give {names[4]} to "
                                  "review its last inspection (nothing was written)")
+        for ident in missing:  # an id the station knows, but of no result: why, rather than "not in store"
+            if store.is_pending(ident):
+                raise InspectorError(f"inspection {ident!r}: accepted, but its result is not stored yet (it is being inspected, or the store "
+                                     "refused its result: see the station's /health); review it once stored (nothing was written)")
+            if (why := store.set_aside_of(ident)) is not None:
+                raise InspectorError(f"inspection {ident!r}: never inspected, so there is no verdict to review (its input was set aside: "
+                                     f"{' '.join(str(why.get('reason')).split())[:300]}; kept as {why.get('file')} in store {store.root}) "
+                                     "(nothing was written)")
         raise InspectorError(f"inspection {named}: not in store {store.root}; give the inspection_id of a stored result (nothing was written)")
     done = [] if done is None else done
     for ident, record in records.items():

@@ -476,6 +476,17 @@ class Store:
         self.drop_pending(inspection_id)
         return why["file"]
 
+    def set_aside_of(self, inspection_id: str) -> dict[str, Any] | None:
+        """What `set_aside` kept of `inspection_id` (its JSON: why, and `file`), None if it set nothing aside of it."""
+        for path in sorted((self.root / REFUSED_DIR).glob(f"*/{safe_name(inspection_id)}.json")):
+            try:
+                why = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(why, dict) and why.get("inspection_id") == inspection_id:
+                return why
+        return None
+
     def _refused_days(self, start: str, end: str) -> list[Path]:
         try:
             return sorted(d for d in (self.root / REFUSED_DIR).iterdir() if start[:10] <= d.name <= end[:10] and d.is_dir())

@@ -101,3 +101,22 @@ def test_export_reads_only_the_reviewed_records(tmp_path, capsys, monkeypatch):
     rc, out, _ = cli(capsys, "review", "--db", root, "--export", tmp_path / "x")
     assert rc == 0 and "copied 2 reviewed part image(s)" in out
     assert len(decoded) == 2  # the two reviewed only (a quoted "reviews" in a value is escaped in the stored text)
+
+
+def test_reviewing_a_part_that_was_never_stored_says_why(tmp_path, capsys):
+    """An id from the error topic (an input set aside) or one still in the journal: "not in store; give the
+    inspection_id of a stored result" sent QA looking for a typo."""
+    root = tmp_path / "data"
+    fill(root, 2)
+    store = Store(root)
+    store.accept("shot-7", {"serial": "SN7", "timestamp": "2026-11-26T06:30:00.000Z"}, b"\x89PNG\r\n\x1a\n...")
+    store.set_aside("shot-7", "cannot decode the image: truncated PNG")
+    store.accept("shot-8", {"serial": "SN8"}, b"\x89PNG...")
+    store.close()
+    rc, _, err = cli(capsys, "review", "--db", root, "shot-7", "--truth", "defect")
+    assert_one_line_error(rc, err, "inspection 'shot-7': never inspected", "set aside: cannot decode the image: truncated PNG",
+                          "refused/2026-11-26/shot-7.png", "(nothing was written)")
+    rc, _, err = cli(capsys, "review", "--db", root, "shot-8", "--truth", "good")
+    assert_one_line_error(rc, err, "inspection 'shot-8': accepted, but its result is not stored yet", "review it once stored")
+    rc, _, err = cli(capsys, "review", "--db", root, "shot-9", "--truth", "good")
+    assert_one_line_error(rc, err, "inspection 'shot-9': not in store")
