@@ -65,6 +65,14 @@ class CameraSource(_Capture):
     height: int | None = Field(None, gt=0, title="Height", description="Requested frame height in px.")
     fps: float | None = Field(None, gt=0, title="Frame rate", description="Requested camera frame rate.")
 
+    @field_validator("device")
+    @classmethod
+    def _index(cls, v: int | str) -> int | str:
+        # `device: "0"` (quoted) reached OpenCV as a file name: the station started and retried a camera that never opened
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v)
+        return v
+
 
 class StreamSource(_Capture):
     type: Literal["stream"] = Field(title="Source kind", description="A network stream through OpenCV/FFmpeg.")

@@ -80,3 +80,14 @@ def test_a_malformed_stream_url_is_not_echoed_with_its_password(tmp_path, capsys
         assert "S3cret" not in err and "source.url" in err, err
     f.write_text(BASE.replace("name: st1", "name: st@1?"))  # not a URL: said as written
     assert "station.name: use 1-64 letters, digits and . _ - : (no slashes or spaces) (got 'st@1?')" in "".join(config_errors(f)[1])
+
+
+def test_a_quoted_camera_index_is_the_index(tmp_path):
+    """`device: "0"` validated and reached OpenCV as a file named 0: the station kept reconnecting a camera that never opened."""
+    from inspector.commands.config import camera_note
+
+    f = tmp_path / "s.yaml"
+    f.write_text(BASE.replace("device: 0", 'device: "7"'))
+    cfg = load_config(f)
+    assert cfg.source.device == 7 and isinstance(cfg.source.device, int)
+    assert "/dev/video7" in (camera_note(cfg) or "/dev/video7")  # looked for as the index's node
