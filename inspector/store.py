@@ -311,7 +311,11 @@ class Store:
         if not ok:
             raise InspectorError(f"store {self.root}: cannot encode {path.name}")
         tmp = path.with_suffix(".tmp.png")
-        write_new(tmp, png.tobytes())
+        try:
+            write_new(tmp, png.tobytes())
+        except FileNotFoundError:  # its day folder, emptied, was removed by retention since: made again
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_new(tmp, png.tobytes())
         tmp.replace(path)  # a link at `path` is replaced itself, never followed
         return str(path.relative_to(self.root))
 
@@ -607,11 +611,18 @@ class Store:
         ids = sorted({i for i, _ in doomed})
         if not ids:  # the pass is over: the next one finds its own cutoff and recounts
             self._rows_cutoff, self._records = None, None
+        days: set[Path] = set()
         for _, rec in doomed:
             for rel in (json.loads(rec).get("images") or {}).values():
                 p = (self.root / rel).resolve()
                 if self.root.resolve() in p.parents:
                     p.unlink(missing_ok=True)
+                    days.add(p.parent)
+        for day in days - {self.root.resolve()}:  # emptied day folders go too: a year left 275 empty ones beside the 90 kept
+            try:
+                day.rmdir()  # only if empty
+            except OSError:
+                pass
         with self._tx():
             deleted = self._db.executemany("DELETE FROM inspections WHERE inspection_id = ?", [(i,) for i in ids]).rowcount
             if self._records is not None:

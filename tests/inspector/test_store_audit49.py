@@ -3,6 +3,8 @@ large stores, reviews of parts that were never stored, and what retention leaves
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from inspector.store import DB_NAME, Store
@@ -120,3 +122,28 @@ def test_reviewing_a_part_that_was_never_stored_says_why(tmp_path, capsys):
     assert_one_line_error(rc, err, "inspection 'shot-8': accepted, but its result is not stored yet", "review it once stored")
     rc, _, err = cli(capsys, "review", "--db", root, "shot-9", "--truth", "good")
     assert_one_line_error(rc, err, "inspection 'shot-9': not in store")
+
+
+def test_retention_removes_the_day_folders_it_empties(tmp_path):
+    """Retention deleted a day's images but kept its folder: a year of a station left 275 empty day folders under
+    images/ beside the 90 days kept, which read as days whose images were lost."""
+    import numpy as np
+
+    from inspector.result import iso_utc
+
+    store = Store(tmp_path / "data")
+    now = datetime.now(timezone.utc)
+    for age in (200, 100, 1):  # days
+        rec = {"inspection_id": f"d{age}", "timestamp": iso_utc(now - timedelta(days=age)), "verdict": "PASS"}
+        assert store.add(rec, images={"image": np.zeros((8, 8, 3), np.uint8), "overlay": np.zeros((8, 8, 3), np.uint8)})
+        store.mark_published(rec["inspection_id"])
+    (tmp_path / "data" / "images" / "notes.txt").write_text("kept")  # not a day folder of a record: left alone
+    kept = {k: tmp_path / "data" / v for k, v in store.get("d1")["images"].items()}
+    while store.prune(max_age_days=90):
+        pass
+    assert sorted(p.name for p in (tmp_path / "data" / "images").iterdir()) == sorted(["notes.txt", kept["image"].parent.name])
+    assert all(p.is_file() for p in kept.values())
+    old = {"inspection_id": "d300", "timestamp": iso_utc(now - timedelta(days=300)), "verdict": "PASS"}
+    assert store.add(old, images={"image": np.zeros((8, 8, 3), np.uint8)})  # a day retention emptied gets its folder again
+    assert (tmp_path / "data" / store.get("d300")["images"]["image"]).is_file()
+    store.close()
