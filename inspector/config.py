@@ -375,9 +375,13 @@ class StationConfig(Section):
 Lines = dict[tuple, tuple[str, int]]
 
 
-def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = None) -> Lines:
-    """(key path) -> (file, line) for every key and item in a composed YAML document."""
-    out = {} if out is None else out
+def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = None, seen: set | None = None) -> Lines:
+    """(key path) -> (file, line) for every key and item in a composed YAML document. An aliased node is walked once
+    (a few lines of aliases of aliases expand to millions of paths: that hung validate and serve)."""
+    out, seen = {} if out is None else out, set() if seen is None else seen
+    if id(node) in seen:
+        return out
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = (*path, k.value)
@@ -385,11 +389,11 @@ def _line_map(node: yaml.Node, file: str, path: tuple = (), out: Lines | None = 
                 raise InspectorError(f"config {file}:{k.start_mark.line + 1}: {'.'.join(map(str, key))} is given twice "
                                      f"(also on line {out[key][1]}); keep one")
             out[key] = (file, k.start_mark.line + 1)
-            _line_map(v, file, key, out)
+            _line_map(v, file, key, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             out[(*path, i)] = (file, v.start_mark.line + 1)
-            _line_map(v, file, (*path, i), out)
+            _line_map(v, file, (*path, i), out, seen)
     return out
 
 
@@ -401,13 +405,21 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[
                               list("-+0123456789."))
 
 
+MAX_CONFIG_BYTES = 2**20
+
+
 class Unreadable(InspectorError):
     """A config file that cannot be read at all (missing, a folder, no access): bad input, not a config with problems."""
 
 
 def _read_yaml(path: Path) -> tuple[dict, Lines]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # not all of a video or /dev/zero given by mistake
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise Unreadable(f"config {path}: over {MAX_CONFIG_BYTES // 2**20} MB, not a station config (they are a few kB); "
+                                 "check the path")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise Unreadable(f"config {path}: no such file; check the path (configs/station-*.yaml are examples)") from None
     except OSError as exc:  # its strerror, not str(exc), which named the file a second time

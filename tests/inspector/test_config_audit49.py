@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from inspector.cli import main
 from inspector.config import config_errors, deep_merge, load_config
+from tests.cli import assert_one_line_error, cli
 
 BASE = """\
 station:
@@ -91,3 +92,21 @@ def test_a_quoted_camera_index_is_the_index(tmp_path):
     cfg = load_config(f)
     assert cfg.source.device == 7 and isinstance(cfg.source.device, int)
     assert "/dev/video7" in (camera_note(cfg) or "/dev/video7")  # looked for as the index's node
+
+
+def test_aliases_of_aliases_and_huge_files_are_not_walked_for_ever(tmp_path, capsys):
+    """Seven lines of aliases of aliases (10 million paths) took validate a minute and gigabytes to map to lines, and a
+    wrong file (a video, /dev/zero) was read whole before it was refused."""
+    from inspector.config import load_raw
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 5)]
+    f = tmp_path / "s.yaml"
+    f.write_text(BASE + "\n".join(lines) + "\n")
+    data, where = load_raw(f)
+    assert len(where) < 100, len(where)  # each node mapped once, not once per path through its aliases
+    _, errors = config_errors(f)
+    assert errors[-1] == f"{f}:16: a4: unknown key (check the spelling; `inspector config schema` lists every key)", errors
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * 2**21 + b"\n")
+    rc, _, err = cli(capsys, "config", "validate", big)
+    assert_one_line_error(rc, err, f"config {big}: over 1 MB, not a station config (they are a few kB); check the path")
