@@ -89,8 +89,14 @@ def machine_notes(cfg) -> list[str]:
     except OSError as exc:
         notes.append(f"broker {cfg.mqtt.host}:{cfg.mqtt.port} does not answer now ({exc.strerror or exc}); serve would start "
                      f"degraded and keep trying: {broker_hint(cfg)} or fix mqtt.host/port")
-    fields = {"model.path": cfg.model.path, "source.path": getattr(cfg.source, "path", None), "store.data_dir": cfg.store.data_dir}
-    relative = [f for f, v in fields.items() if isinstance(v, str) and v and "://" not in v and not os.path.isabs(v)]
+    # every path the station reads or writes (a relative logo, TLS file or verification image passed --here, then stopped
+    # the start under systemd)
+    tls = cfg.mqtt.tls
+    fields = {"model.path": [cfg.model.path], "model.verify_good": cfg.model.verify_good, "model.verify_defect": cfg.model.verify_defect,
+              "source.path": [getattr(cfg.source, "path", None)], "store.data_dir": [cfg.store.data_dir],
+              "mqtt.allowed_dirs": cfg.mqtt.allowed_dirs, "reports.logo": [cfg.reports.logo],
+              **{f"mqtt.tls.{k}": [getattr(tls, k) if tls else None] for k in ("ca_file", "cert_file", "key_file")}}
+    relative = [f for f, vs in fields.items() if any(isinstance(v, str) and v and "://" not in v and not os.path.isabs(v) for v in vs)]
     if relative:
         notes.append(f"{', '.join(relative)} {'is' if len(relative) == 1 else 'are'} relative: read from the folder serve starts in ({os.getcwd()} here); "
                      "under systemd give absolute paths")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from inspector.cli import main
 from inspector.config import config_errors, deep_merge, load_config
 from tests.cli import assert_one_line_error, cli
@@ -110,3 +112,24 @@ def test_aliases_of_aliases_and_huge_files_are_not_walked_for_ever(tmp_path, cap
     big.write_bytes(b"# " + b"x" * 2**21 + b"\n")
     rc, _, err = cli(capsys, "config", "validate", big)
     assert_one_line_error(rc, err, f"config {big}: over 1 MB, not a station config (they are a few kB); check the path")
+
+
+def test_validate_here_notes_every_relative_path(tmp_path, tiny_ckpt, tiny_data, capsys, monkeypatch):
+    """A relative logo, TLS file, verification image or allowed folder passed --here in the config's folder with no note, then
+    stopped the start under systemd (which starts serve in /); only model.path, source.path and store.data_dir were noted."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_data / "test" / "good" / "000.png", tmp_path / "good.png")
+    (tmp_path / "shared").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "logo.png")
+    cfg = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt), "verify_good": ["good.png"]}, "source": {"type": "mqtt"},
+           "mqtt": {"prefix": "f/st1", "allowed_dirs": ["shared"]}, "store": {"data_dir": str(tmp_path / "data")},
+           "http": {"port": 0}, "reports": {"logo": "logo.png"}}
+    (tmp_path / "s.yaml").write_text(json.dumps(cfg))
+    assert main(["config", "validate", "--here", "--json", "s.yaml"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert f"model.verify_good, mqtt.allowed_dirs, reports.logo are relative: read from the folder serve starts in ({tmp_path} here)" \
+        in "\n".join(notes), notes
