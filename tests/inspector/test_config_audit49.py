@@ -133,3 +133,23 @@ def test_validate_here_notes_every_relative_path(tmp_path, tiny_ckpt, tiny_data,
     notes = json.loads(capsys.readouterr().out)["notes"]
     assert f"model.verify_good, mqtt.allowed_dirs, reports.logo are relative: read from the folder serve starts in ({tmp_path} here)" \
         in "\n".join(notes), notes
+
+
+def test_the_example_configs_comments_are_true(tmp_path):
+    """station-folder.yaml listed the image files it reads without .gif, which the folder source reads; `extends`, which a
+    line's stations share settings by, was said nowhere a user looks."""
+    import re
+    import shutil
+
+    from model.images import IMAGE_SUFFIXES
+    from tests.inspector.test_config import CONFIGS
+
+    said = re.search(r"Only image files \(([^)]*)\) are read", (CONFIGS / "station-folder.yaml").read_text()).group(1).split()
+    assert sorted(said) == sorted(IMAGE_SUFFIXES)
+    camera = (CONFIGS / "station-camera.yaml").read_text()
+    line = re.search(r"`(extends: (\S+))`", camera)
+    assert line, "the camera example says how to extend a defaults file"
+    shutil.copy(CONFIGS / "station-camera.yaml", tmp_path / line.group(2))  # the defaults: the whole example
+    (tmp_path / "st.yaml").write_text(f"{line.group(1)}\nstation:\n  name: station9\n")  # as the comment says
+    cfg = load_config(tmp_path / "st.yaml")
+    assert (cfg.station.name, cfg.station.line, cfg.source.type) == ("station9", "line1", "camera")
