@@ -27,6 +27,9 @@ REFUSED_RETRY_S = 60.0  # a result the broker refused (e.g. by its ACL) is offer
 # results handed to paho and not yet acknowledged: beyond this, through a long outage, they wait in the store (paho's
 # own limit, mqtt.MAX_QUEUED, is higher, so that `online` and error replies still go out after the outage)
 MAX_HANDED = 10_000
+# refusals remembered before those older than REFUSED_RETRY_S (offered again anyway) are forgotten: resend re-offers the
+# oldest results only, so through a broker refusing every result each later one stayed remembered (54 MB a day at 5 parts/s)
+REFUSED_KEPT = 10_000
 REPEATS_KEPT = 4  # repeats of one inspection_id remembered while it is inspected (each gets its answer); more are refused
 REPEAT_IDS_KEPT = 1000  # inspection_ids with repeats remembered at once: a job that never ends in this run must not hold them for good
 
@@ -163,6 +166,8 @@ class Outbox:
             record.pop("published_at", None)
             self.publish(record, reply)
             n += 1
+        if len(self._refused) > REFUSED_KEPT:
+            self._refused = {i: t for i, t in self._refused.items() if now - t < REFUSED_RETRY_S}
         if n:
             log.info("outbox: re-sending %d stored result(s) the broker had not acknowledged", n)
         return n

@@ -147,3 +147,42 @@ def test_retention_removes_the_day_folders_it_empties(tmp_path):
     assert store.add(old, images={"image": np.zeros((8, 8, 3), np.uint8)})  # a day retention emptied gets its folder again
     assert (tmp_path / "data" / store.get("d300")["images"]["image"]).is_file()
     store.close()
+
+
+class RefusingBroker:
+    """A connected client whose broker refuses every result (an ACL forbidding the result topic)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.acks, self.refused, self.connected, self._mid = queue.Queue(), queue.Queue(), True, 0
+
+    def publish(self, topic, payload, qos=1, reply=None):
+        self._mid += 1
+        self.refused.put((self._mid, "not authorized"))
+        return self._mid
+
+
+def test_results_a_broker_refuses_for_days_are_not_all_remembered(tmp_path, monkeypatch):
+    """Through a broker refusing every result, each one's refusal was remembered for good (resend re-offers the oldest
+    results only, and only a re-offer forgot one): 54 MB a day at 5 parts/s. Those older than REFUSED_RETRY_S, which
+    count for nothing, are forgotten."""
+    import inspector.outbox as outbox_module
+    from inspector.health import Metrics
+    from inspector.outbox import Outbox
+
+    monkeypatch.setattr(outbox_module, "REFUSED_KEPT", 50, raising=False)
+    clock = [1000.0]
+    monkeypatch.setattr(outbox_module.time, "monotonic", lambda: clock[0])
+    store = Store(tmp_path / "data")
+    box = Outbox(store, RefusingBroker(), "t/s/result", Metrics())
+    for i in range(400):  # a part a second, the refusal drained and the outbox offered again between parts
+        rec = {"inspection_id": f"p{i:04d}", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "PASS"}
+        store.add(rec)
+        box.publish(rec)
+        box.drain_acks()
+        box.resend(limit=10)
+        clock[0] += 1.0
+    assert len(box._refused) <= 50 + outbox_module.REFUSED_RETRY_S
+    assert store.counts()["unpublished"] == 400 and box.refusing() == "not authorized"  # each still waits in the store
+    store.close()
