@@ -433,7 +433,8 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise InspectorError(f"config {path}{line}: not valid YAML ({exc.problem}); fix the syntax there") from None
+        fix = "replace the tab with spaces (YAML takes no tabs)" if "'\\t'" in str(exc.problem) else "fix the syntax there"
+        raise InspectorError(f"config {path}{line}: not valid YAML ({exc.problem}); {fix}") from None
     except yaml.YAMLError as exc:
         raise InspectorError(f"config {path}: not valid YAML ({exc})") from None
     if data is None:
@@ -523,8 +524,20 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; YAML read it as {read_as}: quote it, '{err['input']}'"
                 elif err["type"] == "string_type" and isinstance(err["input"], (int, float)):
                     msg += f"; YAML read it as {read_as}: put it in quotes"
+                elif err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err["input"], str) and _unquoted(err["input"]):
+                    msg += "; remove the quotes"  # port: '1883', enabled: "false"
+                elif err["input"] is None:
+                    msg += "; the value is empty: give one or leave the key out"  # `port:` with nothing after it
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
+
+
+def _unquoted(text: str) -> bool:
+    """Whether YAML reads `text`, without its quotes, as a number or true/false."""
+    try:
+        return isinstance(yaml.load(text, Loader=_Loader), (bool, int, float))
+    except yaml.YAMLError:
+        return False
 
 
 def _unsecret(value: Any, url: bool) -> Any:

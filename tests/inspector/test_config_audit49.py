@@ -153,3 +153,21 @@ def test_the_example_configs_comments_are_true(tmp_path):
     (tmp_path / "st.yaml").write_text(f"{line.group(1)}\nstation:\n  name: station9\n")  # as the comment says
     cfg = load_config(tmp_path / "st.yaml")
     assert (cfg.station.name, cfg.station.line, cfg.source.type) == ("station9", "line1", "camera")
+
+
+def test_yaml_traps_are_named_with_their_fix(tmp_path):
+    """A tab, a quoted number or true/false, and a key left empty were said as YAML's or pydantic's words alone."""
+    cases = {
+        BASE.replace("  name: st1", "\tname: st1"): ":2: not valid YAML (found character '\\t' that cannot start any token); "
+                                                    "replace the tab with spaces (YAML takes no tabs)",
+        BASE + "http:\n  port: '9108'\n": ":13: http.port: Input should be a valid integer (got '9108'); remove the quotes",
+        BASE + "http:\n  enabled: \"false\"\n": ":13: http.enabled: Input should be a valid boolean (got 'false'); remove the quotes",
+        BASE.replace("device: 0", "device: 0\n  fps: '2.5e1'"): ":8: source.fps: Input should be a valid number (got '2.5e1'); remove the quotes",
+        BASE + "http:\n  port:\n": ":13: http.port: Input should be a valid integer (got None); the value is empty: give one or leave the key out",
+        BASE + "http:\n  host: 'abc'\n  port: 'abc'\n": ":14: http.port: Input should be a valid integer (got 'abc')",
+    }
+    for text, expect in cases.items():
+        f = tmp_path / "s.yaml"
+        f.write_text(text)
+        errors = config_errors(f)[1]
+        assert len(errors) == 1 and errors[0].endswith(expect), errors
