@@ -516,6 +516,8 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = unknown_key(tuple(err["loc"]))
+            elif err["type"] == "union_tag_not_found":  # "Unable to extract tag using discriminator 'type'"
+                msg = f"missing; give the kind of source: {', '.join(sorted(kinds))}"
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
                 msg += f" (got {_unsecret(err['input'], where.endswith('url'))!r})"
@@ -526,8 +528,10 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; YAML read it as {read_as}: put it in quotes"
                 elif err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err["input"], str) and _unquoted(err["input"]):
                     msg += "; remove the quotes"  # port: '1883', enabled: "false"
-                elif err["input"] is None:
-                    msg += "; the value is empty: give one or leave the key out"  # `port:` with nothing after it
+                elif err["input"] is None:  # `port:` with nothing after it
+                    optional = any(not m.model_fields[loc[-1]].is_required() for m in _models_at(tuple(err["loc"])[:-1])
+                                   if isinstance(loc[-1], str) and loc[-1] in m.model_fields)
+                    msg += f"; the value is empty: give one{' or leave the key out' if optional else ''}"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
 

@@ -171,3 +171,18 @@ def test_yaml_traps_are_named_with_their_fix(tmp_path):
         f.write_text(text)
         errors = config_errors(f)[1]
         assert len(errors) == 1 and errors[0].endswith(expect), errors
+
+
+def test_a_source_without_its_type_and_an_empty_section_say_what_to_give(tmp_path):
+    """`source:` without `type:` was "Unable to extract tag using discriminator 'type'"; an empty required section was told it
+    could be left out, which gives "Field required"."""
+    cases = {
+        BASE.replace("  type: camera\n", ""): ":5: source.type: missing; give the kind of source: camera, folder, mqtt, stream, video",
+        BASE.replace("station:\n  name: st1\n", "station:\n"): ":1: station: Input should be a valid dictionary or instance of "
+                                                                "StationInfo (got None); the value is empty: give one",
+    }
+    for text, expect in cases.items():
+        f = tmp_path / "s.yaml"
+        f.write_text(text)
+        errors = config_errors(f)[1]
+        assert len(errors) == 1 and errors[0].endswith(expect), errors
