@@ -174,6 +174,12 @@ class Tls(Section):
     key_file: str | None = Field(None, title="Client key", description="PEM key of the client certificate.")
     insecure: bool = Field(False, title="Skip host name check", description="Do not check the broker's host name (never in production).")
 
+    @model_validator(mode="after")
+    def _paired(self) -> Tls:
+        if self.key_file is not None and self.cert_file is None:  # the client ignored a key alone: no mutual TLS, and no word of it
+            raise ValueError("key_file without cert_file: give the client certificate as cert_file (or leave key_file out)")
+        return self
+
     def check_files(self) -> None:
         """InspectorError naming the key of a file that is missing or that this user cannot read: ssl's own error named
         no file ("No such file or directory"). `serve` checks this before it creates its store, `config validate --here` too."""
@@ -528,6 +534,8 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; YAML read it as {read_as}: put it in quotes"
                 elif err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err["input"], str) and _unquoted(err["input"]):
                     msg += "; remove the quotes"  # port: '1883', enabled: "false"
+                elif where == "mqtt.tls" and err["input"] is True:
+                    msg += "; give tls: {} for TLS with the system's CAs, or its keys (ca_file, cert_file, key_file)"
                 elif err["input"] is None:  # `port:` with nothing after it
                     optional = any(not m.model_fields[loc[-1]].is_required() for m in _models_at(tuple(err["loc"])[:-1])
                                    if isinstance(loc[-1], str) and loc[-1] in m.model_fields)

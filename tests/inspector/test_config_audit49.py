@@ -186,3 +186,20 @@ def test_a_source_without_its_type_and_an_empty_section_say_what_to_give(tmp_pat
         f.write_text(text)
         errors = config_errors(f)[1]
         assert len(errors) == 1 and errors[0].endswith(expect), errors
+
+
+def test_tls_mistakes_are_said(tmp_path):
+    """`tls: {key_file: ...}` validated and the key was ignored (no client certificate: no mutual TLS, and no word of it);
+    `tls: true` was "a valid dictionary or instance of Tls"."""
+    cases = {
+        "tls: {key_file: /etc/inspector/key.pem}": ":10: mqtt.tls: key_file without cert_file: give the client certificate as cert_file",
+        "tls: true": ":10: mqtt.tls: Input should be a valid dictionary or instance of Tls (got True); give tls: {} for TLS with the "
+                     "system's CAs, or its keys (ca_file, cert_file, key_file)",
+    }
+    for tls, expect in cases.items():
+        f = tmp_path / "s.yaml"
+        f.write_text(BASE.replace("  prefix: factory/line1/st1\n", f"  prefix: factory/line1/st1\n  {tls}\n"))
+        errors = config_errors(f)[1]
+        assert len(errors) == 1 and expect in errors[0], errors
+    f.write_text(BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  tls: {}\n"))
+    assert load_config(f).mqtt.tls is not None
