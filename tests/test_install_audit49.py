@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import assert_one_line_error, cli
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("inspector", "model", "exporters", "reports")
 
@@ -128,3 +130,21 @@ sys.exit(main(["--version"]))
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert len(json.loads(lines[0])) == 3 and lines[1].startswith("inspector ")
+
+
+# --- inspector bench ---
+
+
+def test_bench_report_bad_language_is_named_before_any_work(capsys):
+    """`--lang xx` was refused as "language 'xx': ..." after 1,000 records were written (11 s at the defaults)."""
+    rc, out, err = cli(capsys, "bench", "report", "--lang", "xx", "--n", "1", "--image-size", "32")
+    assert_one_line_error(rc, err, "--lang: 'xx': choose one of en, zh, es")
+    assert out == ""
+
+
+def test_bench_report_without_weasyprint_names_the_extra(capsys, monkeypatch):
+    """Without the pdf extra it filled the store, then said "... (or use --format html)": bench report has no --format."""
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint -> ImportError
+    rc, out, err = cli(capsys, "bench", "report", "--n", "1", "--image-size", "32")
+    assert_one_line_error(rc, err, "bench report", "pip install 'inspector-edge[pdf]'")
+    assert "--format" not in err and out == ""

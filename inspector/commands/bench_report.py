@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.commands.common import at_least, median_seconds, print_json
-from model.errors import InspectorError
+from model.errors import InspectorError, need
 
 SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
 
@@ -27,11 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="time shift and inspection report rendering (HTML, PDF)", description=__doc__)
     p.add_argument("--n", type=at_least(1), default=1000, help="inspections in the shift (default 1000)")
     p.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per measurement; medians are reported (default 3)")
-    p.add_argument("--lang", default="en", help="report language: en, zh or es")
+    p.add_argument("--lang", type=_language, default="en", help="report language: en, zh or es")
     p.add_argument("--image-size", type=at_least(32), default=512, metavar="PX", help="side of the synthetic part images (default 512)")
     p.add_argument("--keep", metavar="DIR", help="keep the store and reports in this folder instead of a temporary one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
+
+
+def _language(text: str) -> str:
+    """--lang, checked before the store is filled (seconds for the default --n) rather than at the first render."""
+    from reports.i18n import LANGUAGES
+
+    if text not in LANGUAGES:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(LANGUAGES)}")
+    return text
 
 
 def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> dict[str, Any]:
@@ -80,6 +89,8 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    # it times PDFs: said before the store is filled, and without render's "(or use --format html)", an option this lacks
+    need("weasyprint", "pdf", "bench report (it times PDF rendering)")
     if args.keep:
         work = Path(args.keep)
         if work.exists() and not work.is_dir():
