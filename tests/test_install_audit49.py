@@ -148,3 +148,38 @@ def test_bench_report_without_weasyprint_names_the_extra(capsys, monkeypatch):
     rc, out, err = cli(capsys, "bench", "report", "--n", "1", "--image-size", "32")
     assert_one_line_error(rc, err, "bench report", "pip install 'inspector-edge[pdf]'")
     assert "--format" not in err and out == ""
+
+
+def test_bench_model_without_the_training_data_times_the_rest(capsys, monkeypatch, tiny_ckpt, tiny_data):
+    """On an edge box the checkpoint's training data is usually not there: INT8 calibration could not find it, and the
+    whole benchmark stopped, float32 and FP16 (which need none) included. Now onnx-int8 is listed as skipped, with why."""
+    import exporters.calibration
+
+    gone = "checkpoint X: INT8 calibration needs good images and its training data '/data/x' is not on this machine; pass --calib DIR"
+
+    def no_data(*_):
+        from model.errors import InspectorError
+
+        raise InspectorError(gone)
+
+    monkeypatch.setattr(exporters.calibration, "_root", no_data)
+    rc, out, err = cli(capsys, "bench", "model", tiny_ckpt, tiny_data, "--batches", "1", "--runs", "2", "--warmup", "1", "--no-rss",
+                       "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    rows = {(r["engine"], r["device"], r["kind"]): r for r in report["engines"]}
+    assert rows["onnxruntime", "cpu", "onnx-int8"]["skipped"] == f"not exported: {gone}"
+    for kind in ("onnx", "onnx-fp16"):
+        assert rows["onnxruntime", "cpu", kind]["batches"]["1"]["median_ms"] > 0
+    # the ratios name their baseline: on a GPU machine torch eager runs on CUDA too
+    assert report["baseline"] == "torch eager cpu" and report["runs"] == 2 and report["warmup"] == 1
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["nope", "DATA"], "checkpoint nope: no such directory"),  # after "exporting onnx, ... to a temporary folder ..." before
+    (["CKPT", "DATA", "--calib", "nope"], "--calib nope: no such folder"),  # "data nope: no such folder" before
+])
+def test_bench_model_bad_paths_are_one_line_before_any_work(capsys, tiny_ckpt, tiny_data, argv, needle):
+    rc, out, err = cli(capsys, "bench", "model", *[{"CKPT": tiny_ckpt, "DATA": tiny_data}.get(a, a) for a in argv])
+    assert_one_line_error(rc, err, needle)
+    assert out == ""

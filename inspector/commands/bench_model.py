@@ -108,9 +108,27 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
         formats += ["tensorrt-fp16", "tensorrt-int8"]
     except InspectorError:
         pass
-    log(f"exporting {', '.join(formats)} to a temporary folder ...")
     written: list[Path] = []
     skipped: list[Candidate] = []
+
+    def skip(fmt: str, reason: str) -> None:
+        log(f"  {fmt} not exported, skipped: {reason}")
+        gpu = fmt.startswith("tensorrt")
+        skipped.append(Candidate("tensorrt" if gpu else "onnxruntime", folder / FILES[fmt], "cuda" if gpu else "cpu", fmt,
+                                 skipped=f"not exported: {reason}"))
+
+    if calib is None:  # the checkpoint's own training data calibrates INT8: on an edge box it is often not there
+        from exporters.calibration import image_sets
+        from exporters.export import N_CALIB, N_HOLDOUT
+        from model.checkpoint import read_manifest
+
+        try:
+            image_sets(ckpt, read_manifest(ckpt), None, N_CALIB, N_HOLDOUT)
+        except InspectorError as exc:  # stopped the whole benchmark before: float32 and FP16 need no calibration
+            for fmt in [f for f in formats if f.endswith("int8")]:
+                skip(fmt, str(exc))
+            formats = [f for f in formats if not f.endswith("int8")]
+    log(f"exporting {', '.join(formats)} to a temporary folder ...")
     while formats:
         try:
             written += [r.path for r in export(ckpt, formats, folder, calib=calib, log=log)]
@@ -121,11 +139,7 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
             failed = formats[len(done)]
             if failed == "onnx":
                 raise  # every other format is derived from the float32 graph
-            reason = getattr(exc, "reason", str(exc))
-            log(f"  {failed} not exported, skipped: {reason}")
-            gpu = failed.startswith("tensorrt")
-            skipped.append(Candidate("tensorrt" if gpu else "onnxruntime", folder / FILES[failed], "cuda" if gpu else "cpu", failed,
-                                     skipped=f"not exported: {reason}"))
+            skip(failed, getattr(exc, "reason", str(exc)))
             formats = formats[len(done) + 1 :]
     return written, skipped
 
@@ -265,6 +279,12 @@ def _run(args: argparse.Namespace) -> int:
         ckpt = source
     elif exports:
         exports = _exports_from([str(p) for p in exports])
+    from model.checkpoint import read_manifest
+
+    read_manifest(ckpt)  # a missing or damaged checkpoint is said at once, not after the data is read and the export begun
+    if args.calib is not None and not exports and not Path(args.calib).is_dir():
+        raise InspectorError(f"--calib {args.calib}: no such folder; give a folder of good images for INT8 calibration, or leave "
+                             "--calib out to use the checkpoint's training data")
     _check_exported_from(ckpt, exports)
     dataset = load_dataset(args.data, require_train=False)
     samples = dataset.test or dataset.train
@@ -326,7 +346,9 @@ def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args) -
         rows.append(row)
     return {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "onnxruntime": ort.__version__,
                         "python": platform.python_version()},
-            "runs": args.runs, "warmup": args.warmup, "threads": args.threads, "engines": rows}
+            "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
+            # what speedup_vs_torch divides by: on a GPU machine torch eager runs on CUDA too, and "x torch" did not say which
+            "baseline": f"{base.name} {base.device}", "engines": rows}
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -349,5 +371,5 @@ def print_table(report: dict[str, Any]) -> None:
             s = r["batches"][b]
             line += f" | {'':>4}{s['median_ms']:8.2f} {s['p99_ms']:8.2f} {s['images_per_s']:7.1f} {s['speedup_vs_torch']:6.2f}x"
         print(line)
-    print(f"latency in ms per batch; {report['runs']} round-robin runs after {report['warmup']} warm-up calls; "
-          f"{report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")
+    print(f"latency in ms per batch: median and p99 of {report['runs']} round-robin runs after {report['warmup']} untimed warm-up calls; "
+          f"x torch: {report['baseline']}'s median over each one's; {report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")
