@@ -183,3 +183,76 @@ def test_bench_model_bad_paths_are_one_line_before_any_work(capsys, tiny_ckpt, t
     rc, out, err = cli(capsys, "bench", "model", *[{"CKPT": tiny_ckpt, "DATA": tiny_data}.get(a, a) for a in argv])
     assert_one_line_error(rc, err, needle)
     assert out == ""
+
+
+class _EchoClient:
+    """Stands in for the station's broker and daemon: every input is answered on the result topic at once."""
+
+    def __init__(self, prefix: str) -> None:
+        import queue
+
+        from inspector.mqtt import Message, Topics
+
+        self.inbox, self._message, self._result = queue.Queue(), Message, Topics(prefix).result
+
+    def publish(self, topic, payload, qos=0, user=None):
+        ident = (user or {}).get("inspection_id") or json.loads(payload)["inspection_id"]
+        self.inbox.put(self._message(self._result, json.dumps({"inspection_id": ident}).encode(), 1, 0))
+
+    def stop(self, *_):
+        pass
+
+
+@pytest.mark.parametrize("count, want", [(2, "at most the target"), (1, None)])
+def test_bench_serve_send_rate_counts_intervals(count, want):
+    """N inputs sent are N - 1 intervals: 2 sent at 10/s read "20/s sent", and 1 sent read 1e9/s."""
+    from types import SimpleNamespace
+
+    from inspector.commands.bench_serve import bench_serve
+
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", prefix="audit/echo"))
+    out = bench_serve(cfg, rate=10.0, count=count, warmup=1, image=b"png", timeout=5.0, client=_EchoClient("audit/echo"))
+    assert out["results"] == count and out["lost"] == 0
+    if want is None:
+        assert out["send_rate"] is None
+    else:  # sends are never early (each waits for its time), so the measured rate cannot exceed the target
+        assert 0 < out["send_rate"] <= 10.0
+
+
+def test_bench_serve_sends_on_time_while_no_result_comes():
+    """While no result came in, each wait for the next send time read the inbox for a fixed 0.1 s, so at 50/s the inputs
+    went out at about 10/s: the station was measured at a fifth of the asked load. No wait now runs past a send's time."""
+    from types import SimpleNamespace
+
+    from inspector.commands.bench_serve import bench_serve
+
+    class Held(_EchoClient):  # answers only once every input is sent: a station slower than the rate
+        def __init__(self, prefix, count):
+            super().__init__(prefix)
+            self.held, self.count, self.waits, self.sending = [], count, [], False
+            real_get = self.inbox.get
+
+            def get(timeout=None):
+                if self.sending:
+                    self.waits.append(timeout)
+                return real_get(timeout=timeout)
+
+            self.inbox.get = get
+
+        def publish(self, topic, payload, qos=0, user=None):
+            ident = (user or {}).get("inspection_id")
+            if "-w" in ident:  # the warm-up is answered at once
+                return super().publish(topic, payload, qos, user)
+            self.held.append((topic, payload, qos, user))
+            self.sending = True  # the timed inputs' waits, between their sends
+            if len(self.held) == self.count:
+                self.sending = False
+                for args in self.held:
+                    super().publish(*args)
+
+    rate, count = 1000.0, 4
+    client = Held("audit/held", count)
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", prefix="audit/held"))
+    out = bench_serve(cfg, rate=rate, count=count, warmup=1, image=b"png", timeout=5.0, client=client)
+    assert out["results"] == count
+    assert client.waits and max(client.waits) <= 1.0 / rate  # was 0.1 each
