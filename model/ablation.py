@@ -23,6 +23,7 @@ from model.errors import InspectorError
 from model.evaluate import Scored, known_pixels, mask_at, metrics_report
 from model.extract import load_batches
 from model.fit import FitOptions, finish_fit, fit_good_only
+from model.images import read_image, read_mask
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
 
@@ -54,12 +55,34 @@ def _test_features(net: InspectorNet, dataset: Dataset, progress: BarFactory) ->
     return feats, np.stack(masks)
 
 
+def check_test_images(dataset: Dataset, progress: BarFactory = silent) -> None:
+    """Every test image decodes and every mask matches its image, all named in one line: read only after the
+    good-only fit, the first bad one stopped the ablation minutes in, and each next one on the following run."""
+    bad = []
+    bar = progress("checking test images", len(dataset.test))
+    for sample in dataset.test:
+        try:
+            rgb = read_image(sample.path)
+            if sample.mask_path is not None:
+                read_mask(sample.mask_path, rgb.shape[:2])
+        except InspectorError as e:
+            bad.append(str(e))
+        bar.update(1)
+    bar.close()
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InspectorError(f"data {dataset.root}: {len(bad)} test image(s) or mask(s) cannot be used: {'; '.join(bad[:3])}{more}")
+
+
 def run_ablation(dataset: Dataset, options: FitOptions, synth: int = 300, progress: BarFactory = silent) -> list[dict]:
     """Rows of {variant, metrics..., fit_seconds, alpha} for each variant."""
     if not dataset.test or not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
-        raise InspectorError(f"data {dataset.root}: the ablation needs test/good and test/<defect> folders with masks")
+        # masks are not needed: without them the pixel columns are empty (said "with masks", and ran without)
+        raise InspectorError(f"data {dataset.root}: the ablation needs test/good and test/<defect> folders (with ground_truth "
+                             "masks for the pixel metrics)")
     if synth < 1:
         raise InspectorError(f"--synth {synth}: the ablation needs synthetic defect images (e.g. --synth 300)")
+    check_test_images(dataset, progress)
     train_only = copy.copy(dataset)
     train_only.test = []
     t0 = time.perf_counter()

@@ -221,10 +221,11 @@ def run_ablation(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"data": args.model, "synth": args.synth, "variants": rows})
         return 0
-    header = ["variant".ljust(36), *(m.rjust(16) for m in METRICS), "fit s".rjust(7), "blend".rjust(6)]
+    width = max(len(r["variant"]) for r in rows)  # 36 before: the longer names pushed their rows' numbers off the columns
+    header = ["variant".ljust(width), *(m.rjust(16) for m in METRICS), "fit s".rjust(7), "blend".rjust(6)]
     print(" ".join(header))
     for r in rows:
-        cells = [r["variant"].ljust(36), *(f"{r[m]:16.4f}" if r[m] is not None else " " * 15 + "-" for m in METRICS),
+        cells = [r["variant"].ljust(width), *(f"{r[m]:16.4f}" if r[m] is not None else " " * 15 + "-" for m in METRICS),
                  f"{r['fit_seconds']:7.1f}", f"{r['alpha']:6.2f}" if r["alpha"] is not None else "     -"]
         print(" ".join(cells))
     return 0

@@ -1,0 +1,54 @@
+"""`inspector eval` as QA uses it before sign-off: its ablation, its data folder and its --new-parts refusals (audit 49)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from model.data import load_dataset
+from model.errors import InspectorError
+from model.fit import FitOptions
+from tests.cli import assert_one_line_error, cli
+from tests.synthetic import write_mvtec
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    return write_mvtec(tmp_path / "data", n_train=8, n_good_test=3, n_defect=3, size=64)
+
+
+def test_ablation_names_every_bad_test_image_and_mask_before_it_fits(small_data, monkeypatch, capsys):
+    import model.ablation as ablation
+
+    mask = small_data / "ground_truth" / "blob" / "001_mask.png"
+    cv2.imwrite(str(mask), np.zeros((32, 32), np.uint8))  # half its image's size
+    (small_data / "test" / "good" / "002.png").write_bytes(b"not an image")
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before the test images were checked")
+
+    monkeypatch.setattr(ablation, "fit_good_only", no_fit)
+    with pytest.raises(InspectorError) as e:
+        ablation.run_ablation(load_dataset(small_data), FitOptions(input_size=64), synth=4)
+    message = str(e.value)
+    assert "2 test image(s) or mask(s) cannot be used" in message and "001_mask.png: 32x32 px" in message
+    assert "002.png: cannot be decoded" in message and "\n" not in message
+    rc, _, err = cli(capsys, "eval", small_data, "--ablation", "--synth", "4", "--size", "64")
+    assert_one_line_error(rc, err, "001_mask.png", "002.png")
+
+
+def test_ablation_table_keeps_every_row_in_its_columns(small_data, monkeypatch, capsys):
+    import model.ablation as ablation
+
+    names = list(ablation.variants(300))
+    rows = [{"variant": n, **{m: 0.5 for m in ablation.METRICS}, "fit_seconds": 1.0, "alpha": None} for n in names]
+    monkeypatch.setattr(ablation, "run_ablation", lambda *a, **k: rows)
+    rc, out, err = cli(capsys, "eval", small_data, "--ablation")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(names)
+    assert max(len(n) for n in names) > 36  # the names the fixed width cut into
+    assert len({len(line) for line in lines}) == 1, out  # every row as wide as the header: numbers under their names
+    end = lines[0].index("image_auroc") + len("image_auroc")
+    assert all(line[:end].endswith("0.5000") for line in lines[1:]), out
