@@ -256,3 +256,14 @@ def test_bench_serve_sends_on_time_while_no_result_comes():
     out = bench_serve(cfg, rate=rate, count=count, warmup=1, image=b"png", timeout=5.0, client=client)
     assert out["results"] == count
     assert client.waits and max(client.waits) <= 1.0 / rate  # was 0.1 each
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--runs", "0", "ck", "data"], "inspector bench model: argument --runs: '0': give a whole number of at least 1"),
+    (["--json", "nope", "data"], "checkpoint nope: no such directory"),
+])
+def test_bench_options_before_the_default_benchmarks_arguments(capsys, argv, needle):
+    """`inspector bench CKPT DATA` is short for `bench model CKPT DATA`, but an option first (`bench --json CKPT DATA`) was
+    refused as "inspector: unrecognized arguments: --json CKPT DATA (see inspector --help)"."""
+    rc, out, err = cli(capsys, "bench", *argv)
+    assert_one_line_error(rc, err, needle)
