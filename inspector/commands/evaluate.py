@@ -66,7 +66,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
     dataset = load_dataset(data, require_train=False)
     if not dataset.test:
-        raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images")
+        raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root)}")
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     engine = open_engine(model, device=device)
@@ -89,7 +89,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True,
                            framing=engine.meta.framing)
     report = metrics_report(dataset.test, scored)
-    if notes := dataset.notes + labelled_twice(dataset):
+    if notes := dataset.notes + labelled_twice(dataset) + unmatched_masks(dataset):
         report["notes"] = notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
@@ -164,6 +164,35 @@ def labelled_twice(dataset) -> list[str]:
     return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
             f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
+
+
+def layout_hint(root: Path) -> str:
+    """Where the MVTec AD layout's root is, when `root` is a folder inside it (its test/ folder, or one of test/'s
+    type folders): "no test/<type> folders" alone had the user look for folders that are there."""
+    for inside, above in ((root, root.parent), (root.parent, root.parent.parent)):
+        if inside.name == "test" and (inside / GOOD).is_dir():
+            return f"; {inside} is the test/ folder of an MVTec AD layout: give the folder above it, {above}"
+    return ""
+
+
+def unmatched_masks(dataset) -> list[str]:
+    """A note for each defect type whose ground_truth/<type> folder holds files but gives some of its images no mask
+    (masks named `000.png`, not `000_mask.png`): the pixel metrics said only that the images had no mask."""
+    notes = []
+    for kind in sorted({s.defect_type for s in dataset.test if s.is_defect and s.mask_path is None}):
+        folder = dataset.root / "ground_truth" / kind
+        used = {s.mask_path for s in dataset.test if s.defect_type == kind and s.mask_path is not None}
+        try:
+            unused = sorted(f for f in folder.iterdir() if f.is_file() and f not in used) if folder.is_dir() else []
+        except OSError:
+            continue  # load_dataset read it: a folder gone since is no reason to lose the metrics
+        if unused:
+            image = next(s.path for s in dataset.test if s.defect_type == kind and s.mask_path is None)
+            missing = sum(s.defect_type == kind and s.mask_path is None for s in dataset.test)
+            notes.append(f"{folder} holds {len(unused)} file(s) that are no image's mask (e.g. {unused[0].name}), and {missing} "
+                         f"{kind} image(s) have none: the mask of {image.name} must be named {image.stem}_mask.png; rename "
+                         "the masks to count those images in the pixel metrics")
+    return notes
 
 
 def threshold_origin(calibration: dict, dataset) -> dict:

@@ -52,3 +52,28 @@ def test_ablation_table_keeps_every_row_in_its_columns(small_data, monkeypatch, 
     assert len({len(line) for line in lines}) == 1, out  # every row as wide as the header: numbers under their names
     end = lines[0].index("image_auroc") + len("image_auroc")
     assert all(line[:end].endswith("0.5000") for line in lines[1:]), out
+
+
+def test_eval_says_which_ground_truth_files_are_no_images_mask(capsys, tiny_ckpt, tiny_data, tmp_path):
+    import json
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    for mask in sorted((data / "ground_truth" / "blob").iterdir())[:2]:  # 000_mask.png -> 000.png
+        mask.rename(mask.with_name(mask.name.replace("_mask", "")))
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    report = json.loads(out)
+    assert rc == 0 and report["defects_without_masks"] == 2, err
+    note = next(n for n in report["notes"] if "no image's mask" in n)
+    assert "ground_truth/blob holds 2 file(s)" in note and "e.g. 000.png" in note and "must be named 000_mask.png" in note
+    rc, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap")
+    assert not any("no image's mask" in n for n in json.loads(out).get("notes", []))  # every mask matched: nothing said
+
+
+def test_eval_given_the_test_folder_names_the_layouts_root(capsys, tiny_ckpt, tiny_data):
+    for inside in (tiny_data / "test", tiny_data / "test" / "blob"):
+        rc, _, err = cli(capsys, "eval", tiny_ckpt, inside)
+        assert_one_line_error(rc, err, f"{tiny_data / 'test'} is the test/ folder of an MVTec AD layout", f"above it, {tiny_data}")
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data / "train" / "good")
+    assert_one_line_error(rc, err, "no test/<type> folders")
+    assert "MVTec AD layout" not in err  # a folder of good images is not inside test/
