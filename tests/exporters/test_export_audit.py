@@ -207,3 +207,14 @@ def test_bench_without_exports_times_the_formats_that_export(capsys, tiny_ckpt, 
     rows = {(r["kind"], r["device"]): r for r in json.loads(out)["engines"]}
     assert "batches" in rows[("onnx", "cpu")] and "batches" in rows[("onnx-fp16", "cpu")]
     assert rows[("onnx-int8", "cpu")]["skipped"].startswith("not exported: INT8: scores still move by 0.900")
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_calib_that_is_no_folder_is_named_before_any_export(capsys, tiny_ckpt, tmp_path, kind):
+    """`--calib nope` was said as `data nope: no such folder`, after the float exports were written."""
+    calib, out = tmp_path / "calib", tmp_path / "exports"
+    if kind == "file":
+        calib.write_bytes(b"x")
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--calib", calib, "--out", out)
+    assert_one_line_error(code, err, f"--calib {calib}", "is a file" if kind == "file" else "no such folder")
+    assert not out.exists()
