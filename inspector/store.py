@@ -26,6 +26,7 @@ import numpy as np
 from inspector.result import Reply, iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, user_name
 from model.folders import hold_lock_file, replace_files, write_new
+from reports.images import resolve as inside_store
 from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
@@ -614,11 +615,10 @@ class Store:
         days: set[Path] = set()
         for _, rec in doomed:
             for rel in (json.loads(rec).get("images") or {}).values():
-                p = (self.root / rel).resolve()
-                if self.root.resolve() in p.parents:
-                    p.unlink(missing_ok=True)
+                if (p := inside_store(rel, self.root)) is not None:
+                    p.unlink(missing_ok=True)  # a link itself, never what it points at
                     days.add(p.parent)
-        for day in days - {self.root.resolve()}:  # emptied day folders go too: a year left 275 empty ones beside the 90 kept
+        for day in days - {self.root}:  # emptied day folders go too: a year left 275 empty ones beside the 90 kept
             try:
                 day.rmdir()  # only if empty
             except OSError:

@@ -18,12 +18,16 @@ THUMB_PX = 200  # longest side of a thumbnail on a shift report
 
 
 def resolve(path: str, store_root: str | Path | None) -> Path | None:
-    """The file behind a record's image path. With a store root, only files inside it (None for a path that leaves it)."""
+    """The file behind a record's image path. With a store root, only paths that name a file under it (None for an
+    absolute path or one with `..`). Judged by the path as written, not where links lead: a store whose `images/` is a
+    link to a bigger disk (as the daemon writes through it) had every image missing from its reports and never
+    deleted by retention."""
     if store_root is None:
         return Path(path)
-    root = Path(store_root).resolve()
-    full = (root / path).resolve()  # an absolute path replaces root here and is then checked like any other
-    return full if root in full.parents else None
+    rel = Path(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        return None
+    return Path(store_root) / rel
 
 
 def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FULL_PX, quality: int = 85) -> str | None:

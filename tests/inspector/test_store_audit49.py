@@ -149,6 +149,32 @@ def test_retention_removes_the_day_folders_it_empties(tmp_path):
     store.close()
 
 
+def test_images_on_another_disk_through_a_link_are_reported_and_deleted(tmp_path):
+    """A store whose images/ is a link to a bigger disk: the daemon wrote through it, but reports showed no image (a
+    path that resolved outside the store was refused) and retention deleted the records, never their images."""
+    import numpy as np
+
+    from inspector.result import iso_utc
+    from reports.images import data_uri
+
+    root, disk = tmp_path / "data", tmp_path / "big-disk" / "images"
+    disk.mkdir(parents=True)
+    root.mkdir()
+    (root / "images").symlink_to(disk, target_is_directory=True)
+    store = Store(root)
+    old = {"inspection_id": "old", "timestamp": iso_utc(datetime.now(timezone.utc) - timedelta(days=100)), "verdict": "FAIL"}
+    assert store.add(old, images={"image": np.full((8, 8, 3), 90, np.uint8)})
+    store.mark_published("old")
+    rel = store.get("old")["images"]["image"]
+    assert (disk / rel.split("/", 1)[1]).is_file()
+    assert data_uri(rel, root) is not None
+    while store.prune(max_age_days=90):
+        pass
+    assert list(disk.iterdir()) == []  # the image and its emptied day folder, on the other disk
+    assert (root / "images").is_symlink()  # the link itself stays
+    store.close()
+
+
 class RefusingBroker:
     """A connected client whose broker refuses every result (an ACL forbidding the result topic)."""
 
