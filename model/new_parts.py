@@ -65,6 +65,16 @@ def check_folds(folds: int) -> None:
         raise InspectorError(f"--new-parts {folds}: give at least 2 folds (e.g. 5)")
 
 
+def check_training_images(n_images: int, folds: int, where: object) -> None:
+    """Refuse, before any work, a request no dealing of `n_images` training images into `folds` folds can meet: some fold
+    holds at least n/folds of them, so some refit keeps at most the rest, and a refit needs MIN_GOOD. Found only
+    after the test images were scored, it was a `skipped` beside exit 0. (new_parts_report checks the exact count.)"""
+    most = n_images - -(-n_images // folds)
+    if most < MIN_GOOD:
+        raise InspectorError(f"data {where}: --new-parts {folds} over {n_images} training image(s) leaves a refit at most {most} of "
+                             f"them, and fitting needs at least {MIN_GOOD}; give fewer folds, or more images in train/good")
+
+
 def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """A fold per image [N]: whole parts are dealt round-robin, in a seeded random order, into `folds` folds."""
     ids = np.unique(parts)

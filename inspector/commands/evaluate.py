@@ -72,11 +72,12 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     engine = open_engine(model, device=device)
     manifest = engine.meta.manifest
     if new_parts is not None:  # checked before scoring, so a bad request costs no time
-        from model.new_parts import check_folds, new_parts_report, options_from_manifest
+        from model.new_parts import check_folds, check_training_images, new_parts_report, options_from_manifest
 
         if not dataset.train:
             raise InspectorError(f"data {data}: --new-parts refits on train/good, which has no images")
         check_folds(new_parts)
+        check_training_images(len(dataset.train), new_parts, data)
         refit_options = options_from_manifest(manifest.get("options"), model)
     type_rows = []  # score_samples runs one image at a time, in order: collect the type probabilities beside it
 

@@ -77,3 +77,17 @@ def test_eval_given_the_test_folder_names_the_layouts_root(capsys, tiny_ckpt, ti
     rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data / "train" / "good")
     assert_one_line_error(rc, err, "no test/<type> folders")
     assert "MVTec AD layout" not in err  # a folder of good images is not inside test/
+
+
+def test_eval_new_parts_refuses_too_few_training_images_before_scoring(capsys, tiny_ckpt, monkeypatch, tmp_path):
+    import model.evaluate
+
+    data = write_mvtec(tmp_path / "few", n_train=6, n_good_test=2, n_defect=2, size=64)
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored the test images of a request that cannot be met")
+
+    monkeypatch.setattr(model.evaluate, "score_samples", no_scoring)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--new-parts")  # 5 folds: some refit keeps 4 of 6
+    assert_one_line_error(rc, err, "--new-parts 5 over 6 training image(s)", "at most 4", "needs at least 5")
+    assert out == ""  # no report with a `skipped` beside exit 0
