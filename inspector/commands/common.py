@@ -208,6 +208,9 @@ def open_store(db: str | Path, readonly: bool = True) -> Any:
 
     root = Path(db)
     root = root.parent if root.name == DB_NAME else root
+    if root.is_file():  # a copied database renamed (backup.sqlite) was said to have "no inspections.sqlite there"
+        raise InspectorError(f"store {root}: is a file; give the data directory (its {DB_NAME} and images/), or name a copied "
+                             f"database {DB_NAME} in a folder of its own")
     if not readonly and not (root / DB_NAME).is_file():  # a reader says the same itself
         raise InspectorError(f"store {root}: no {DB_NAME} there; give the data directory the inspector writes to")
     return Store(root, readonly=readonly)

@@ -212,3 +212,14 @@ def test_results_a_broker_refuses_for_days_are_not_all_remembered(tmp_path, monk
     assert len(box._refused) <= 50 + outbox_module.REFUSED_RETRY_S
     assert store.counts()["unpublished"] == 400 and box.refusing() == "not authorized"  # each still waits in the store
     store.close()
+
+
+@pytest.mark.parametrize("argv", [["review", "--db", "{db}", "some-id", "--truth", "good"],
+                                  ["report", "--db", "{db}", "--from", "2026-11-26", "--out", "{out}", "--format", "html"]])
+def test_a_database_copied_under_another_name_is_said_to_be_a_file(tmp_path, capsys, argv):
+    """`--db backup.sqlite` was told "no inspections.sqlite there", as if the file were a folder."""
+    fill(tmp_path / "data", 1)
+    db = tmp_path / "backup.sqlite"
+    db.write_bytes((tmp_path / "data" / DB_NAME).read_bytes())
+    rc, _, err = cli(capsys, *[a.format(db=db, out=tmp_path / "out") for a in argv])
+    assert_one_line_error(rc, err, f"store {db}: is a file", f"name a copied database {DB_NAME}")
