@@ -16,6 +16,15 @@ from model.errors import InspectorError
 from model.framing import Framing
 
 
+def check_calib(calib: str | Path | None) -> None:
+    """Refuse a --calib that is no folder before any export (it was said as `data X`, naming no option, after the float
+    exports were written)."""
+    if calib is not None and not Path(calib).is_dir():
+        what = "is a file" if Path(calib).exists() else "no such folder"
+        raise InspectorError(f"--calib {calib}: {what}; give a folder of good images for INT8 calibration, or leave --calib "
+                             "out to use the checkpoint's training data")
+
+
 def _root(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | None) -> Path:
     if calib is not None:
         return Path(calib)

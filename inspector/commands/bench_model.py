@@ -279,12 +279,12 @@ def _run(args: argparse.Namespace) -> int:
         ckpt = source
     elif exports:
         exports = _exports_from([str(p) for p in exports])
+    from exporters.calibration import check_calib
     from model.checkpoint import read_manifest
 
     read_manifest(ckpt)  # a missing or damaged checkpoint is said at once, not after the data is read and the export begun
-    if args.calib is not None and not exports and not Path(args.calib).is_dir():
-        raise InspectorError(f"--calib {args.calib}: no such folder; give a folder of good images for INT8 calibration, or leave "
-                             "--calib out to use the checkpoint's training data")
+    if not exports:
+        check_calib(args.calib)
     _check_exported_from(ckpt, exports)
     dataset = load_dataset(args.data, require_train=False)
     samples = dataset.test or dataset.train

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     need_onnx("ONNX export")  # before exporters, which import onnx
+    from exporters.calibration import check_calib
     from exporters.export import FILES, ExportStopped, export
     from exporters.manifest import write_sidecar
     from exporters.quantize import DRIFT_TOLERANCE
@@ -72,9 +73,7 @@ def _run(args: argparse.Namespace) -> int:
                                      ("--int8-tolerance", args.int8_tolerance, "onnx-int8" in int8, "onnx-int8")):
         if value is not None and not used:
             raise InspectorError(f"{flag} {value}: applies only to --format {which}; drop it")
-    if args.calib is not None and not Path(args.calib).is_dir():  # said as `data X`, not naming the option, after the float exports
-        what = "is a file" if Path(args.calib).exists() else "no such folder"
-        raise InspectorError(f"--calib {args.calib}: {what}; give a folder of good images for INT8 calibration")
+    check_calib(args.calib)
     if args.verify:
         check_verify_images(args.checkpoint, args.verify, verify_samples(args.verify))
 
