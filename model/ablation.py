@@ -20,7 +20,7 @@ import torch
 from model.data import Dataset
 from model.defect_learning import DefectLearning
 from model.errors import InspectorError
-from model.evaluate import Scored, known_pixels, mask_at, metrics_report
+from model.evaluate import Scored, mask_at, mask_coverage, metrics_report
 from model.extract import load_batches
 from model.fit import FitOptions, finish_fit, fit_good_only
 from model.images import read_image, read_mask
@@ -90,13 +90,14 @@ def run_ablation(dataset: Dataset, options: FitOptions, synth: int = 300, progre
     base_seconds = time.perf_counter() - t0
     feats, masks = _test_features(base, dataset, progress)
     rows = []
+    known, empty = mask_coverage(dataset.test, masks)
     for name, learning in variants(synth).items():
         t = time.perf_counter()
         net, report = finish_fit(copy.deepcopy(base), good, train_only, replace(options, defects=learning), progress)
         fit_seconds = base_seconds + time.perf_counter() - t
         with torch.no_grad():
             out = [net.head(f) for f in feats]
-        scored = Scored(torch.cat([s for s, _ in out]).double().numpy(), torch.cat([m for _, m in out]).numpy(), masks, [], known_pixels(dataset.test))
+        scored = Scored(torch.cat([s for s, _ in out]).double().numpy(), torch.cat([m for _, m in out]).numpy(), masks, [], known, empty=empty)
         metrics = metrics_report(dataset.test, scored)
         rows.append({"variant": name, **{k: metrics.get(k) for k in METRICS},
                      "fit_seconds": round(fit_seconds, 1),

@@ -33,6 +33,7 @@ class Scored:
     known: np.ndarray | None = None  # bool [N]: whose pixels are known (good images, defects with a mask); None: all
     inspected: np.ndarray | None = None  # bool [h, w]: the pixels the model judges (not --ignore's); None: all
     quality: np.ndarray | None = None  # [N, 4] model.quality.quality_stats of each image as the model saw it
+    empty: np.ndarray | None = None  # bool [N]: defects whose mask marks no pixel at this size (left out of `known`); None: none
 
     @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -74,6 +75,16 @@ def known_pixels(samples: list[Sample]) -> np.ndarray:
     return np.array([not s.is_defect or s.mask_path is not None for s in samples])
 
 
+def mask_coverage(samples: list[Sample], masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(known, empty), bool [N]: `known_pixels`, less the defects whose mask [N, h, w] at the model's size marks no pixel
+    (drawn blank, or a defect too thin to survive the resize), which are `empty`. Such a defect's own pixels read as
+    normal: a model that found it was charged false alarms on it, and eval said nothing."""
+    labelled = known_pixels(samples)
+    defect = np.array([s.is_defect for s in samples], dtype=bool)
+    empty = defect & labelled & ~masks.reshape(len(masks), -1).any(axis=1)
+    return labelled & ~empty, empty
+
+
 @torch.no_grad()
 def score_samples(
     predict, samples: list[Sample], size: tuple[int, int] | None = None, progress: BarFactory = silent, with_masks: bool = False,
@@ -107,8 +118,9 @@ def score_samples(
                              f"{samples[int(np.argmax(broken))].path}); its numbers cannot be trusted: refit, or export in float32 "
                              "(float16 can overflow)")
     inspected = None if framing is None or framing.ignored is None else ~framing.ignored
-    return Scored(scores_, maps_, np.stack(masks) if with_masks else None, times, known_pixels(samples) if with_masks else None,
-                  inspected, np.concatenate(quality))
+    masks_ = np.stack(masks) if with_masks else None
+    known, empty = mask_coverage(samples, masks_) if with_masks else (None, None)
+    return Scored(scores_, maps_, masks_, times, known, inspected, np.concatenate(quality), empty)
 
 
 def _r(x: float) -> float | None:
@@ -140,10 +152,20 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
         report["aupro"] = _r(aupro(*scored.images_of(), 0.3, scored.inspected))
     else:
         report["pixel_auroc"] = report["pixel_ap"] = report["aupro"] = None
+    notes = []
     if scored.known is not None:  # left out of the pixel metrics
-        report["defects_without_masks"] = int((~scored.known).sum())
+        empty = scored.empty if scored.empty is not None else np.zeros(len(samples), dtype=bool)
+        report["defects_without_masks"] = int((~scored.known & ~empty).sum())
+        if empty.any():
+            first = samples[int(np.argmax(empty))]
+            h, w = scored.masks.shape[1:]
+            report["defects_with_empty_masks"] = int(empty.sum())
+            notes.append(f"{int(empty.sum())} defect image(s) have a ground_truth mask that marks no pixel at the model's "
+                         f"{w}x{h} px (first: {first.mask_path}): drawn blank, or a defect too thin for that size; left out of "
+                         "the pixel metrics as an image without a mask is (its defect would count as normal pixels); draw the "
+                         "defect in its mask")
     report["ms_per_image"] = round(statistics.median(scored.ms_per_image), 2) if scored.ms_per_image else None
-    notes = resolution_notes(int((~y).sum()), int(y.sum()))
+    notes += resolution_notes(int((~y).sum()), int(y.sum()))
     if notes:
         report["notes"] = notes
     return report

@@ -325,7 +325,8 @@ def run(args: argparse.Namespace) -> int:
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
     if 0 < unmasked < report["n_defect"]:  # in the JSON only before: the pixel metrics silently left them out
-        print(f"  note: pixel_auroc and aupro are on the {report['n_defect'] - unmasked} defect images with a ground_truth mask; "
+        marked = report["n_defect"] - unmasked - (report.get("defects_with_empty_masks") or 0)  # blank masks: their own note
+        print(f"  note: pixel_auroc and aupro are on the {marked} defect images with a ground_truth mask; "
               f"{unmasked} {'has' if unmasked == 1 else 'have'} none and {'is' if unmasked == 1 else 'are'} left out of them")
     for note in report.get("notes", []):
         print(f"  note: {note}")

@@ -91,3 +91,31 @@ def test_eval_new_parts_refuses_too_few_training_images_before_scoring(capsys, t
     rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--new-parts")  # 5 folds: some refit keeps 4 of 6
     assert_one_line_error(rc, err, "--new-parts 5 over 6 training image(s)", "at most 4", "needs at least 5")
     assert out == ""  # no report with a `skipped` beside exit 0
+
+
+def test_a_defect_whose_mask_marks_nothing_is_left_out_of_the_pixel_metrics_and_said(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """A blank mask (or a defect too thin for the input size) read every pixel of a real defect as normal: the model
+    that found it was charged false alarms there. It now counts as a defect without a mask, in a note of its own."""
+    import json
+    import shutil
+
+    blank = shutil.copytree(tiny_data, tmp_path / "blank")
+    mask = blank / "ground_truth" / "blob" / "001_mask.png"
+    cv2.imwrite(str(mask), np.zeros(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).shape, np.uint8))
+    gone = shutil.copytree(tiny_data, tmp_path / "gone")
+    (gone / "ground_truth" / "blob" / "001_mask.png").unlink()
+    reports = []
+    for data in (blank, gone, tiny_data):
+        rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+        assert rc == 0, err
+        reports.append(json.loads(out))
+    with_blank, without, whole = reports
+    assert (with_blank["defects_with_empty_masks"], with_blank["defects_without_masks"]) == (1, 0)
+    assert "defects_with_empty_masks" not in without and "defects_with_empty_masks" not in whole
+    for key in ("pixel_auroc", "pixel_ap", "aupro"):
+        assert with_blank[key] == without[key], key  # as if it had no mask
+    assert with_blank["aupro"] != whole["aupro"]  # the image did move the numbers (the test can fail)
+    note = next(n for n in with_blank["notes"] if "marks no pixel" in n)
+    assert "1 defect image(s)" in note and "001_mask.png" in note and "64x64 px" in note
+    rc, out, _ = cli(capsys, "eval", tiny_ckpt, blank, "--no-overlap")
+    assert "pixel_auroc and aupro are on" not in out and "marks no pixel" in out  # no "on the 3 with a mask" beside it
