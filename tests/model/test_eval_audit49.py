@@ -119,3 +119,21 @@ def test_a_defect_whose_mask_marks_nothing_is_left_out_of_the_pixel_metrics_and_
     assert "1 defect image(s)" in note and "001_mask.png" in note and "64x64 px" in note
     rc, out, _ = cli(capsys, "eval", tiny_ckpt, blank, "--no-overlap")
     assert "pixel_auroc and aupro are on" not in out and "marks no pixel" in out  # no "on the 3 with a mask" beside it
+
+
+def test_eval_names_test_images_in_folders_below_a_type_folder(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """test/blob/lot1/*.png were silently not evaluated: the report's counts and metrics were of the rest alone."""
+    import json
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    (data / "test" / "blob" / "lot1").mkdir()
+    for image in sorted((data / "test" / "blob").glob("*.png"))[:2]:
+        image.rename(data / "test" / "blob" / "lot1" / image.name)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    report = json.loads(out)
+    assert rc == 0 and report["n_defect"] == 2, err
+    note = next(n for n in report["notes"] if "folders below it" in n)
+    assert f"{data / 'test' / 'blob'} has 2 image(s)" in note and "lot1/000.png" in note
+    rc, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap")
+    assert not any("folders below it" in n for n in json.loads(out).get("notes", []))
