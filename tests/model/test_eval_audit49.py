@@ -137,3 +137,24 @@ def test_eval_names_test_images_in_folders_below_a_type_folder(capsys, tiny_ckpt
     assert f"{data / 'test' / 'blob'} has 2 image(s)" in note and "lot1/000.png" in note
     rc, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap")
     assert not any("folders below it" in n for n in json.loads(out).get("notes", []))
+
+
+def test_eval_json_with_a_name_that_is_not_utf8_is_valid_utf8_json(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """A file name in another charset (GBK from a Windows zip) reaches Python as lone surrogates: printed as they were,
+    they crashed a UTF-8 stdout after the whole evaluation, or (C locale) wrote bytes no JSON reader decodes."""
+    import json
+    import os
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    lot = data / "test" / "blob" / "lot1"
+    lot.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # latin-1 bytes: not UTF-8
+    try:
+        (data / "test" / "blob" / "000.png").rename(lot / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes no file name that is not UTF-8")
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    assert rc == 0, err
+    report = json.loads(out.encode("utf-8"))  # strict: no lone surrogate left in the text
+    assert any(str(lot / name) in n for n in report["notes"])  # the very name comes back
