@@ -157,18 +157,34 @@ def metrics_report(samples: list[Sample], scored: Scored) -> dict[str, Any]:
         empty = scored.empty if scored.empty is not None else np.zeros(len(samples), dtype=bool)
         report["defects_without_masks"] = int((~scored.known & ~empty).sum())
         if empty.any():
-            first = samples[int(np.argmax(empty))]
-            h, w = scored.masks.shape[1:]
             report["defects_with_empty_masks"] = int(empty.sum())
-            notes.append(f"{int(empty.sum())} defect image(s) have a ground_truth mask that marks no pixel at the model's "
-                         f"{w}x{h} px (first: {first.mask_path}): drawn blank, or a defect too thin for that size; left out of "
-                         "the pixel metrics as an image without a mask is (its defect would count as normal pixels); draw the "
-                         "defect in its mask")
+            notes.append(empty_masks_note([samples[i] for i in np.flatnonzero(empty)], scored.masks.shape[1:]))
     report["ms_per_image"] = round(statistics.median(scored.ms_per_image), 2) if scored.ms_per_image else None
     notes += resolution_notes(int((~y).sum()), int(y.sum()))
     if notes:
         report["notes"] = notes
     return report
+
+
+def empty_masks_note(samples: list[Sample], size: tuple[int, int]) -> str:
+    """The note on defects whose mask marks no pixel the model sees: drawn blank (fix the mask), or marking pixels only
+    outside the model's region or too few to outlast the resize to `size` (a larger --size keeps a thin defect)."""
+    blank = []
+    for s in samples:
+        try:
+            blank.append(not read_mask(s.mask_path, None).any())
+        except InspectorError:
+            blank.append(False)  # read once already: a file changed since is not for this note to say
+    drawn = [s for s, b in zip(samples, blank, strict=True) if not b]
+    parts = []
+    if len(drawn) < len(samples):
+        parts.append(f"{len(samples) - len(drawn)} drawn blank (first: {next(s for s, b in zip(samples, blank) if b).mask_path}): "
+                     "draw the defect in it")
+    if drawn:
+        parts.append(f"{len(drawn)} whose defect pixels lie outside the model's region or are too thin to outlast the resize to its "
+                     f"{size[1]}x{size[0]} px input (first: {drawn[0].mask_path}): a larger --size keeps a thin defect")
+    return (f"{len(samples)} defect image(s) have a ground_truth mask that marks no pixel the model sees, and are left out of the "
+            f"pixel metrics as an image without a mask is (their defect pixels would count as normal ones): {'; '.join(parts)}")
 
 
 def resolution_notes(n_good: int, n_defect: int) -> list[str]:

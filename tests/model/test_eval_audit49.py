@@ -102,21 +102,27 @@ def test_a_defect_whose_mask_marks_nothing_is_left_out_of_the_pixel_metrics_and_
     blank = shutil.copytree(tiny_data, tmp_path / "blank")
     mask = blank / "ground_truth" / "blob" / "001_mask.png"
     cv2.imwrite(str(mask), np.zeros(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).shape, np.uint8))
+    dot = np.zeros((96, 96), np.uint8)
+    dot[2, 2] = 255  # one pixel, which the nearest-neighbour resize to 64 px skips (it samples rows and columns 0, 1, 3, ...)
+    cv2.imwrite(str(blank / "ground_truth" / "blob" / "002_mask.png"), dot)
     gone = shutil.copytree(tiny_data, tmp_path / "gone")
     (gone / "ground_truth" / "blob" / "001_mask.png").unlink()
+    (gone / "ground_truth" / "blob" / "002_mask.png").unlink()
     reports = []
     for data in (blank, gone, tiny_data):
         rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
         assert rc == 0, err
         reports.append(json.loads(out))
     with_blank, without, whole = reports
-    assert (with_blank["defects_with_empty_masks"], with_blank["defects_without_masks"]) == (1, 0)
+    assert (with_blank["defects_with_empty_masks"], with_blank["defects_without_masks"]) == (2, 0)
     assert "defects_with_empty_masks" not in without and "defects_with_empty_masks" not in whole
     for key in ("pixel_auroc", "pixel_ap", "aupro"):
         assert with_blank[key] == without[key], key  # as if it had no mask
     assert with_blank["aupro"] != whole["aupro"]  # the image did move the numbers (the test can fail)
     note = next(n for n in with_blank["notes"] if "marks no pixel" in n)
-    assert "1 defect image(s)" in note and "001_mask.png" in note and "64x64 px" in note
+    assert note.startswith("2 defect image(s)") and "1 drawn blank (first: " in note and "001_mask.png): draw the defect" in note
+    assert "1 whose defect pixels lie outside the model's region or are too thin" in note and "64x64 px input" in note
+    assert "002_mask.png): a larger --size" in note
     rc, out, _ = cli(capsys, "eval", tiny_ckpt, blank, "--no-overlap")
     assert "pixel_auroc and aupro are on" not in out and "marks no pixel" in out  # no "on the 3 with a mask" beside it
 
