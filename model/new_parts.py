@@ -65,14 +65,28 @@ def check_folds(folds: int) -> None:
         raise InspectorError(f"--new-parts {folds}: give at least 2 folds (e.g. 5)")
 
 
+def _most_kept(n_images: int, folds: int) -> int:
+    """The most images every refit can keep: some fold holds at least n/folds of them."""
+    return n_images - -(-n_images // folds)
+
+
+def _keep_more(n_images: int, folds: int, most_folds: int) -> str:
+    """What lets every refit keep MIN_GOOD images: more folds (smaller ones; "fewer folds" was said, which keeps fewer),
+    at most `most_folds` (one per part), or more images."""
+    more = next((f for f in range(folds + 1, most_folds + 1) if _most_kept(n_images, f) >= MIN_GOOD), None)
+    need = next(n for n in range(n_images, n_images + 10 * MIN_GOOD * folds) if _most_kept(n, folds) >= MIN_GOOD)
+    return (f"--new-parts {more} (smaller folds, each refit keeps more), or " if more else "") + \
+        f"at least {need} images in train/good for --new-parts {folds}"
+
+
 def check_training_images(n_images: int, folds: int, where: object) -> None:
     """Refuse, before any work, a request no dealing of `n_images` training images into `folds` folds can meet: some fold
     holds at least n/folds of them, so some refit keeps at most the rest, and a refit needs MIN_GOOD. Found only
     after the test images were scored, it was a `skipped` beside exit 0. (new_parts_report checks the exact count.)"""
-    most = n_images - -(-n_images // folds)
+    most = _most_kept(n_images, folds)
     if most < MIN_GOOD:
         raise InspectorError(f"data {where}: --new-parts {folds} over {n_images} training image(s) leaves a refit at most {most} of "
-                             f"them, and fitting needs at least {MIN_GOOD}; give fewer folds, or more images in train/good")
+                             f"them, and fitting needs at least {MIN_GOOD}; give {_keep_more(n_images, folds, n_images)}")
 
 
 def part_folds(parts: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -119,7 +133,7 @@ def new_parts_report(dataset: Dataset, options: FitOptions, folds: int = 5, prog
     kept = min(len({d for d, f in zip(digests, fold_of) if f != k}) for k in range(folds))
     if kept < MIN_GOOD:
         raise InspectorError(f"data {dataset.root}: a refit without a fold's parts keeps {kept} good image(s), and fitting needs at least "
-                             f"{MIN_GOOD}; fewer folds, or more images")
+                             f"{MIN_GOOD}; give {_keep_more(len(set(digests)), folds, n_parts)}")
     if options.position_norm:
         # the score is then the memory bank's and the global branch's alone: a learnt branch would only shape
         # the refits' maps, which are never looked at, and cost minutes per fold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -164,3 +166,23 @@ def test_eval_json_with_a_name_that_is_not_utf8_is_valid_utf8_json(capsys, tiny_
     assert rc == 0, err
     report = json.loads(out.encode("utf-8"))  # strict: no lone surrogate left in the text
     assert any(str(lot / name) in n for n in report["notes"])  # the very name comes back
+
+
+def test_new_parts_with_too_few_images_per_refit_asks_for_more_folds_not_fewer(capsys, tiny_ckpt, tmp_path):
+    """Fewer folds are bigger folds, so each refit keeps fewer images: "give fewer folds" (said before) made it worse,
+    and at --new-parts 2 named nothing to give at all."""
+    from model.data import Dataset
+    from model.new_parts import new_parts_report
+
+    data = write_mvtec(tmp_path / "few", n_train=6, n_good_test=2, n_defect=2, size=64)
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, data, "--new-parts", "--no-overlap")
+    assert_one_line_error(rc, err, "give --new-parts 6 (smaller folds, each refit keeps more), or at least 7 images")
+    assert "fewer folds" not in err
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--new-parts", "6", "--no-overlap")
+    assert rc == 0 and "skipped" not in json.loads(out)["new_parts"], err  # the advice given works
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, data, "--new-parts", "2", "--no-overlap")
+    assert_one_line_error(rc, err, "--new-parts 2 over 6 training image(s)", "give --new-parts 6", "at least 10 images in train/good")
+    dataset = load_dataset(data)
+    eight = Dataset(dataset.root, dataset.train + dataset.train[:2], dataset.test)  # 2 copies: 6 distinct images
+    with pytest.raises(InspectorError, match=r"keeps 3 good image\(s\), and fitting needs at least 5; give --new-parts 6 \(smaller"):
+        new_parts_report(eight, FitOptions(input_size=64), folds=2, parts=np.r_[np.arange(6), 0, 1])
