@@ -353,6 +353,8 @@ def run(args: argparse.Namespace) -> int:
         value = report[key]
         if value is None:
             value = no_pixels if key in ("pixel_auroc", "aupro") else "-"
+        elif key == "ms_per_image":  # read as the station's latency, which decoding and the rest add to
+            value = f"{value} (median, the model alone, one image at a time: not decoding or the rest; `inspector bench` times those)"
         print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")

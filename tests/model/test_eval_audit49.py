@@ -186,3 +186,9 @@ def test_new_parts_with_too_few_images_per_refit_asks_for_more_folds_not_fewer(c
     eight = Dataset(dataset.root, dataset.train + dataset.train[:2], dataset.test)  # 2 copies: 6 distinct images
     with pytest.raises(InspectorError, match=r"keeps 3 good image\(s\), and fitting needs at least 5; give --new-parts 6 \(smaller"):
         new_parts_report(eight, FitOptions(input_size=64), folds=2, parts=np.r_[np.arange(6), 0, 1])
+
+
+def test_eval_says_what_ms_per_image_times(capsys, tiny_ckpt, tiny_data):
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap")
+    line = next(line for line in out.splitlines() if "ms_per_image" in line)
+    assert rc == 0 and "(median, the model alone, one image at a time: not decoding" in line, err
