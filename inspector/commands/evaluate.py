@@ -70,6 +70,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root)}")
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
+    check_test_headers(dataset)
     engine = open_engine(model, device=device)
     manifest = engine.meta.manifest
     if new_parts is not None:  # checked before scoring, so a bad request costs no time
@@ -166,6 +167,22 @@ def labelled_twice(dataset) -> list[str]:
     return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
             f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
+
+
+def check_test_headers(dataset) -> None:
+    """Every test image's header, read as fit reads them: all that cannot be used named in one line before scoring (the
+    first one stopped the scoring wherever it came, and the next one the following run)."""
+    from model.fit import unusable_images
+    from model.images import read_image_header
+
+    problems = []
+    for sample in dataset.test:
+        try:
+            read_image_header(sample.path)
+        except InspectorError as e:
+            problems.append((sample.path, e))
+    if problems:
+        raise unusable_images(problems, len(dataset.test), dataset.root, "test")
 
 
 def layout_hint(root: Path) -> str:

@@ -192,3 +192,15 @@ def test_eval_says_what_ms_per_image_times(capsys, tiny_ckpt, tiny_data):
     rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap")
     line = next(line for line in out.splitlines() if "ms_per_image" in line)
     assert rc == 0 and "(median, the model alone, one image at a time: not decoding" in line, err
+
+
+def test_eval_names_every_unreadable_test_image_at_once(capsys, tiny_ckpt, tiny_data, tmp_path):
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    (data / "test" / "good" / "001.png").write_bytes(b"")
+    (data / "test" / "blob" / "002.png").write_bytes(b"not an image")
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json")
+    assert_one_line_error(rc, err, "2 of 8 test images cannot be used", "test/blob/002.png (cannot be decoded",
+                          "test/good/001.png (the file is empty)")
+    assert out == ""
