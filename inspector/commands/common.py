@@ -69,7 +69,16 @@ def tqdm_bars(enabled: bool = True):
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
+    """One JSON object on stdout that any JSON reader takes. A file or folder name that is not UTF-8 (a zip from a
+    Windows PC in GBK, a share mounted with another charset) comes through Python as lone surrogates: printed as they
+    are, they crashed a UTF-8 stdout after the whole command (a traceback) or, under the C locale, wrote bytes no
+    JSON reader decodes. Such an object is written with \\u escapes instead (json.loads gives back the very name)."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, indent=2, ensure_ascii=True)
+    print(text)
 
 
 def fraction(text: str) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.commands.common import DEVICE_HELP, model_first, tqdm_bars
+from inspector.commands.common import DEVICE_HELP, model_first, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, drop_unused_folder, report_style, write_report
 from model.errors import InspectorError
@@ -285,7 +284,7 @@ def run_ablation(args: argparse.Namespace) -> int:
 
     rows = run_ablation(load_dataset(args.model), FitOptions(input_size=args.size, seed=0), synth=args.synth, progress=tqdm_bars())
     if args.json:
-        print_utf8_json({"data": args.model, "synth": args.synth, "variants": rows})
+        print_json({"data": args.model, "synth": args.synth, "variants": rows})
         return 0
     width = max(len(r["variant"]) for r in rows)  # 36 before: the longer names pushed their rows' numbers off the columns
     header = ["variant".ljust(width), *(m.rjust(16) for m in METRICS), "fit s".rjust(7), "blend".rjust(6)]
@@ -295,19 +294,6 @@ def run_ablation(args: argparse.Namespace) -> int:
                  f"{r['fit_seconds']:7.1f}", f"{r['alpha']:6.2f}" if r["alpha"] is not None else "     -"]
         print(" ".join(cells))
     return 0
-
-
-def print_utf8_json(obj) -> None:
-    """One JSON object on stdout that any JSON reader takes. A file or folder name that is not UTF-8 (a zip from a
-    Windows PC in GBK, a share mounted with another charset) comes through Python as lone surrogates: printed as they
-    are, they crashed a UTF-8 stdout after the whole evaluation (a traceback) or, under the C locale, wrote bytes no
-    JSON reader decodes. Such a report is written with \\u escapes instead (json.loads gives back the very name)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(obj, indent=2, ensure_ascii=True)
-    print(text)
 
 
 def _refuse_idle_options(args: argparse.Namespace) -> None:
@@ -341,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
         from inspector.commands.types_eval import print_shots, run_shots
 
         shots = run_shots(args, tqdm_bars())
-        print_utf8_json(shots) if args.json else print_shots(shots)
+        print_json(shots) if args.json else print_shots(shots)
         return 0
     if args.ablation:
         if args.data:
@@ -360,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
     if style is not None:
         report["validation_report"] = write_report(evaluation, args, style)
     if args.json:
-        print_utf8_json(report)
+        print_json(report)
         return 0
     print(f"{report['n_good']} good, {report['n_defect']} defect test images; model {report['model']['id']} ({report['model']['runtime']})")
     unmasked = report.get("defects_without_masks") or 0

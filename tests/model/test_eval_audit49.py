@@ -204,3 +204,24 @@ def test_eval_names_every_unreadable_test_image_at_once(capsys, tiny_ckpt, tiny_
     assert_one_line_error(rc, err, "2 of 8 test images cannot be used", "test/blob/002.png (cannot be decoded",
                           "test/good/001.png (the file is empty)")
     assert out == ""
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_inspect_with_a_name_that_is_not_utf8_prints_it_escaped(capsys, tiny_ckpt, tiny_data, tmp_path, json_out):
+    """Every command's output, not only eval's JSON: `inspect` of a file named in another charset crashed with a
+    traceback after inspecting it (UnicodeEncodeError on a strict UTF-8 stdout)."""
+    import json
+    import os
+    import shutil
+
+    name = os.fsdecode(b"pi\xe8ce.png")  # latin-1 bytes: not UTF-8
+    try:
+        part = shutil.copy(tiny_data / "test" / "good" / "000.png", tmp_path / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes no file name that is not UTF-8")
+    rc, out, err = cli(capsys, "inspect", tiny_ckpt, tmp_path, *(["--json"] if json_out else []))
+    assert rc == 0, err
+    if json_out:
+        assert json.loads(out.encode("utf-8"))["results"][0]["source"] == str(part)  # strict: no lone surrogate left
+    else:
+        assert "pi\\udce8ce.png" in out or "pi\\xe8ce.png" in out, out
