@@ -48,7 +48,7 @@ class ValidationRun:
     # "onnx-fp32"), weights_sha256 (its checkpoint's weights, whose first 12 digits are the model id), version,
     # framing (Framing.summary()), pixel_threshold, types_cv_accuracy
     trace: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # what the data set's reading left out (broken links), as eval says it
+    notes: list[str] = field(default_factory=list)  # eval's notes (images left out, blank masks, rates too few images resolve), in its words
 
     @property
     def defect(self) -> np.ndarray:

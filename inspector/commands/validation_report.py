@@ -103,7 +103,7 @@ def write_report(evaluation: Evaluation, args: argparse.Namespace, style: dict[s
                         data_sha256=evaluation.dataset.test_sha256,
                         names=[str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path) for s in test],
                         labels=[s.defect_type if s.is_defect else GOOD for s in test], scores=evaluation.scored.scores,
-                        threshold=meta.image_threshold, trace=trace, notes=list(evaluation.dataset.notes))
+                        threshold=meta.image_threshold, trace=trace, notes=list(evaluation.report.get("notes", [])))
     escapes, alarms = run.examples()
     run.thumbnails = overlay_uris(evaluation, escapes + alarms)
     try:

@@ -225,3 +225,23 @@ def test_inspect_with_a_name_that_is_not_utf8_prints_it_escaped(capsys, tiny_ckp
         assert json.loads(out.encode("utf-8"))["results"][0]["source"] == str(part)  # strict: no lone surrogate left
     else:
         assert "pi\\udce8ce.png" in out or "pi\\xe8ce.png" in out, out
+
+
+def test_the_validation_report_carries_every_note_eval_prints(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """QA signs the report, not the JSON: eval's notes (a test image left out in a subfolder, a blank mask) reached
+    only stdout, and the report's data-set notes held only broken links."""
+    import html as html_lib
+    import shutil
+    from pathlib import Path
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    (data / "test" / "good" / "lot1").mkdir()
+    shutil.copy(data / "test" / "good" / "000.png", data / "test" / "good" / "lot1" / "extra.png")
+    mask = next((data / "ground_truth" / "blob").glob("*_mask.png"))
+    cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap", "--report", tmp_path / "qa", "--format", "html")
+    assert rc == 0, err
+    report = json.loads(out)
+    page = html_lib.unescape(Path(report["validation_report"]["html"]).read_text(encoding="utf-8"))
+    assert any("lot1" in n for n in report["notes"]) and any("blank" in n for n in report["notes"])
+    assert all(n in page for n in report["notes"])
