@@ -102,6 +102,34 @@ def _refuse_misnamed_good(root: Path) -> None:
                 raise InspectorError(f"data {root}: {d} must be named {GOOD} (lower case) to hold good images; rename it")
 
 
+def _nested_images(folder: Path, read: list[Path]) -> list[str]:
+    """A note when a test/<type> folder has images in folders below it, which are not read (test/<type>/ itself is the
+    label; ground_truth/<type>/ pairs masks by name alone): a lot's folder of defects left eval and fit unsaid."""
+    try:
+        below = sorted(set(scan_images(folder, recursive=True).images) - set(read))
+    except InspectorError:  # a folder below it that cannot be listed: nothing there is read anyway
+        return []
+    return [f"{folder} has {len(below)} image(s) in folders below it (e.g. {below[0]}), left out: only the images in "
+            f"test/<type>/ itself are read; move them up into {folder}"] if below else []
+
+
+def _unmatched_masks(folder: Path, samples: list[Sample]) -> list[str]:
+    """A note when a defect type's ground_truth folder holds files but some of its images have no mask (masks named
+    `000.png`, not `000_mask.png`): the pixel metrics said only that the images had no mask."""
+    maskless = [s for s in samples if s.is_defect and s.mask_path is None]
+    if not maskless or not folder.is_dir():
+        return []
+    used = {s.mask_path for s in samples if s.mask_path is not None}
+    try:
+        unused = sorted(f for f in folder.iterdir() if f.is_file() and f not in used)
+    except OSError:
+        return []
+    image = maskless[0].path
+    return [f"{folder} holds {len(unused)} file(s) that are no image's mask (e.g. {unused[0].name}), and {len(maskless)} "
+            f"{folder.name} image(s) have none: the mask of {image.name} must be named {image.stem}_mask.png; rename the "
+            "masks to count those images in the pixel metrics"] if unused else []
+
+
 def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
     root = Path(path)
@@ -122,7 +150,9 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                 scan = scan_images(type_dir)
                 notes += broken_links_note(scan, type_dir)
                 masks = _masks_of(root, type_dir.name) if type_dir.name != GOOD else {}
-                test.extend(Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images)
+                samples = [Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images]
+                notes += _nested_images(type_dir, scan.images) + _unmatched_masks(root / "ground_truth" / type_dir.name, samples)
+                test += samples
         dataset = Dataset(root, train, test, notes)
     else:
         if require_train:

@@ -91,7 +91,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True,
                            framing=engine.meta.framing)
     report = metrics_report(dataset.test, scored)
-    if notes := dataset.notes + labelled_twice(dataset) + unmatched_masks(dataset) + nested_test_images(dataset):
+    if notes := dataset.notes + labelled_twice(dataset):
         report["notes"] = notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
@@ -191,44 +191,6 @@ def layout_hint(root: Path) -> str:
         if inside.name == "test" and (inside / GOOD).is_dir():
             return f"; {inside} is the test/ folder of an MVTec AD layout: give the folder above it, {above}"
     return ""
-
-
-def nested_test_images(dataset) -> list[str]:
-    """A note for each test/<type> folder with images in folders below it, which are not read (test/<type>/ itself is
-    the label; ground_truth/<type>/ pairs masks by name alone): a lot's folder of defects left the evaluation unsaid."""
-    from model.images import scan_images
-
-    notes = []
-    test = dataset.root / "test"
-    for folder in sorted(d for d in test.iterdir() if d.is_dir()) if test.is_dir() else ():
-        try:
-            below = sorted(set(scan_images(folder, recursive=True).images) - set(scan_images(folder).images))
-        except InspectorError:  # a folder below it that cannot be listed: eval reads nothing there anyway
-            continue
-        if below:
-            notes.append(f"{folder} has {len(below)} image(s) in folders below it (e.g. {below[0]}), left out of this "
-                         f"evaluation: eval reads only the images in test/<type>/ itself; move them up into {folder}")
-    return notes
-
-
-def unmatched_masks(dataset) -> list[str]:
-    """A note for each defect type whose ground_truth/<type> folder holds files but gives some of its images no mask
-    (masks named `000.png`, not `000_mask.png`): the pixel metrics said only that the images had no mask."""
-    notes = []
-    for kind in sorted({s.defect_type for s in dataset.test if s.is_defect and s.mask_path is None}):
-        folder = dataset.root / "ground_truth" / kind
-        used = {s.mask_path for s in dataset.test if s.defect_type == kind and s.mask_path is not None}
-        try:
-            unused = sorted(f for f in folder.iterdir() if f.is_file() and f not in used) if folder.is_dir() else []
-        except OSError:
-            continue  # load_dataset read it: a folder gone since is no reason to lose the metrics
-        if unused:
-            image = next(s.path for s in dataset.test if s.defect_type == kind and s.mask_path is None)
-            missing = sum(s.defect_type == kind and s.mask_path is None for s in dataset.test)
-            notes.append(f"{folder} holds {len(unused)} file(s) that are no image's mask (e.g. {unused[0].name}), and {missing} "
-                         f"{kind} image(s) have none: the mask of {image.name} must be named {image.stem}_mask.png; rename "
-                         "the masks to count those images in the pixel metrics")
-    return notes
 
 
 def threshold_origin(calibration: dict, dataset) -> dict:

@@ -245,3 +245,14 @@ def test_the_validation_report_carries_every_note_eval_prints(capsys, tiny_ckpt,
     page = html_lib.unescape(Path(report["validation_report"]["html"]).read_text(encoding="utf-8"))
     assert any("lot1" in n for n in report["notes"]) and any("blank" in n for n in report["notes"])
     assert all(n in page for n in report["notes"])
+
+
+def test_fit_says_what_eval_says_of_nested_test_images_and_misnamed_masks(small_data):
+    """fit calibrates its threshold on the same test images: a lot's subfolder of defects, or masks named 000.png,
+    were left out of that calibration unsaid (eval alone named them)."""
+    (small_data / "test" / "blob" / "lot1").mkdir()
+    (small_data / "test" / "blob" / "000.png").rename(small_data / "test" / "blob" / "lot1" / "000.png")
+    (small_data / "ground_truth" / "blob" / "001_mask.png").rename(small_data / "ground_truth" / "blob" / "001.png")
+    notes = load_dataset(small_data).notes  # fit prints these before it fits
+    assert any("lot1/000.png" in n and "left out" in n for n in notes), notes
+    assert any("must be named 001_mask.png" in n for n in notes), notes
