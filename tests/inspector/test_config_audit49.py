@@ -7,20 +7,7 @@ import json
 from inspector.cli import main
 from inspector.config import config_errors, deep_merge, load_config
 from tests.cli import assert_one_line_error, cli
-
-BASE = """\
-station:
-  name: st1
-model:
-  path: /models/m.ckpt
-source:
-  type: camera
-  device: 0
-mqtt:
-  prefix: factory/line1/st1
-store:
-  data_dir: /var/lib/inspector/st1
-"""
+from tests.inspector.test_config import BASE
 
 
 def test_a_station_may_take_another_source_type_than_its_defaults(tmp_path):

@@ -8,17 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from inspector.store import DB_NAME, Store
-from reports.sample import make_records
 from tests.cli import assert_one_line_error, cli
-
-
-def fill(root, n: int = 6) -> list[dict]:
-    store = Store(root)
-    records = make_records(n, root=root, hours=1.0, image_size=32, fail_rate=0.5, seed=3)
-    for r in records:
-        store.add(r)
-    store.close()
-    return records
+from tests.inspector.test_review_access import fill
 
 
 def damage(root) -> None:
