@@ -103,8 +103,12 @@ def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_thresho
         # the part failed on its overall appearance: show where the map peaks, at half its height above the minimum;
         # graded by how far the score passed its threshold, since that half height, not a threshold, sets its size
         # and margin (a faint map's region read "high")
-        peak = float(amap.max())
-        regions = find_regions(amap, (peak + float(amap.min())) / 2.0, config)[:1]
+        # over the finite pixels: don't-care ones hold -inf (api.judged), which made the half height -inf and the
+        # region the whole image, don't-care pixels and all; a NaN pixel made it NaN, and no region was shown
+        finite = amap[np.isfinite(amap)]
+        if not finite.size:
+            return verdict, []
+        regions = find_regions(amap, (float(finite.max()) + float(finite.min())) / 2.0, config)[:1]
         for r in regions:
             r.severity, r.located_by = config.severity.grade(score - image_threshold, 0.0), "map_peak"
     return verdict, regions
