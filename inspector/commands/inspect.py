@@ -139,9 +139,15 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     skip = os.path.abspath(skip) if skip else None
     found: dict[str, Path] = {}
     notes: list[str] = []
+    own: list[Path] = []  # overlays given by name (a shell glob, rerun over the folder they were written to)
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
+        if skip and not t.is_dir() and t.stem.endswith("_overlay") and os.path.commonpath([os.path.abspath(t), skip]) == skip:
+            # an overlay this run writes there, or an earlier run wrote: inspected as a part, it failed (exit 1 under
+            # --exit-code), and the run overwrote it with another image's overlay before reading it
+            own.append(t)
+            continue
         scan = scan_images(t, recursive=True, masks=True) if t.is_dir() else None
         images = scan.images if scan else [t]
         notes += [f"note: {n}" for n in broken_links_note(scan, t)] if scan else []
@@ -162,6 +168,12 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)
-    base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets)])
+    if own:
+        if not found:
+            what = f"image {own[0]}: an overlay" if len(own) == 1 else f"images {own[0]} and {len(own) - 1} more: overlays"
+            raise InspectorError(f"{what} in the --overlays folder {skip}, not parts; give the parts, or write the overlays to another folder")
+        notes.append(f"note: {len(own)} image(s) given in the --overlays folder {skip} named *_overlay (overlays of this or an "
+                     f"earlier run, e.g. {own[0].name}) are not inspected; write the overlays to another folder to inspect them")
+    base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets) if t not in own])
     return list(found.values()), base, notes
 

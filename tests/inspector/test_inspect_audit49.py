@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 
+from inspector.cli import main
 from inspector.decision import FAIL, DecisionConfig, decide
 
 
@@ -17,3 +21,30 @@ def test_a_part_failed_all_over_shows_its_peak_not_its_dont_care_pixels():
     assert verdict == FAIL and [(r.box, r.area_px, r.mean, r.located_by) for r in regions] == [((30, 30, 10, 10), 100, 1.0, "map_peak")]
     amap[5, 20] = np.nan
     assert [r.box for r in decide(9.0, amap, 5.0, 3.0, DecisionConfig())[1]] == [(30, 30, 10, 10)]
+
+
+def test_a_rerun_over_a_glob_does_not_inspect_the_last_runs_overlays(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """`inspect CK parts/*.png --overlays parts` run twice: the shell's glob gave the first run's overlays by name, so
+    each was inspected as a part (FAIL, exit 1 under --exit-code), after the run had overwritten it with its part's."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for p in sorted((tiny_data / "test/good").glob("*.png"))[:2]:
+        shutil.copy(p, parts / p.name)
+    def glob_run(*extra: str) -> tuple[int, str, str]:
+        code = main(["inspect", str(tiny_ckpt), *map(str, sorted(parts.glob("*.png"))), "--overlays", str(parts), "--json", *extra])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = glob_run()
+    first = json.loads(out)
+    assert code == 0 and first["summary"]["images"] == 2 and len(list(parts.glob("*_overlay.png"))) == 2
+    code, out, err = glob_run("--exit-code")
+    second = json.loads(out)
+    assert code == (1 if first["summary"]["fail"] else 0)
+    assert [r["verdict"] for r in second["results"]] == [r["verdict"] for r in first["results"]]
+    assert second["summary"]["images"] == 2 and "2 image(s) given in the --overlays folder" in err
+    assert not list(parts.glob("*_overlay_overlay.png"))
+    # nothing but overlays there: one line, exit 2
+    assert main(["inspect", str(tiny_ckpt), str(parts / "000_overlay.png"), "--overlays", str(parts)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "an overlay in the --overlays folder" in err and "another folder" in err
