@@ -35,7 +35,7 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     if ignored is not None:
         out[ignored] //= 3
     colour = COLOURS.get(verdict, (200, 200, 200))
-    thick = max(1, round(min(out.shape[:2]) / 300))
+    thick = max(1, min(round(_viewed_size(out.shape) / 300), min(out.shape[:2]) // 20))
     for r in regions:
         x, y, w, h = r.box
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
@@ -43,11 +43,20 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
 
 
+def _viewed_size(shape: tuple[int, ...]) -> float:
+    """The side that sets how large lines and text must be drawn to be seen: the short side, but a third of the long
+    side for a strip (a line-scan camera's 4000 x 200), which is viewed shrunk to fit its length: its 1 px boxes and
+    a verdict sized by its 200 px vanished."""
+    return max(min(shape[:2]), max(shape[:2]) / 3)
+
+
 def _label(out: np.ndarray, verdict: str, colour: tuple[int, int, int], thick: int, boxes: list, norm: np.ndarray) -> None:
     """The verdict in a tag sized to its text, in the corner that hides no defect box (else the least heat):
     a banner across the top hid defects there (a 64 px image lost its top quarter)."""
     height, width = out.shape[:2]
-    scale = max(0.4, min(height, width) / 600)
+    (_, th1), base1 = cv2.getTextSize(verdict, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 1)
+    # as large as the image is seen, but no taller than about half of it (a 8000 x 40 strip)
+    scale = max(0.4, min(_viewed_size(out.shape) / 600, (0.45 * height - 8) / (th1 + base1)))
     (tw, th), base = cv2.getTextSize(verdict, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, max(1, thick))
     w, h = min(tw + 8, width), min(th + base + 8, height)
     corners = [(0, 0), (width - w, 0), (0, height - h), (width - w, height - h)]

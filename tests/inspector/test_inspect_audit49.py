@@ -48,3 +48,35 @@ def test_a_rerun_over_a_glob_does_not_inspect_the_last_runs_overlays(capsys, tin
     assert main(["inspect", str(tiny_ckpt), str(parts / "000_overlay.png"), "--overlays", str(parts)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "an overlay in the --overlays folder" in err and "another folder" in err
+
+
+def _tag_and_line(out: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    """The verdict tag's height and width (FAIL red from the top-left corner) and the box's left line's width."""
+    red = np.all(out == (220, 40, 40), axis=2)
+    tag_h = int(np.argmin(red[:, 0])) if not red[:, 0].all() else out.shape[0]
+    tag_w = int(np.argmin(red[0])) if not red[0].all() else out.shape[1]
+    x, y, w, h = box
+    row = red[y + h // 2, x - 20 : x + 20]
+    return tag_h, tag_w, int(row.sum())
+
+
+def test_an_overlay_of_a_line_scan_strip_shows_its_verdict_and_boxes_when_seen_whole():
+    """Sizes followed the short side: on a 4000 x 200 strip, seen shrunk to a screen's width, the verdict was 17 px
+    tall (7 px on the screen) and the boxes 1 px (gone)."""
+    from inspector.decision import Region
+    from inspector.overlay import render_overlay
+
+    box = (1000, 60, 1500, 80)
+    regions = [Region(box=box, area_px=1000, peak=5.0, mean=4.0, severity="high")]
+    out = render_overlay(np.full((200, 4000, 3), 128, np.uint8), np.zeros((200, 4000), np.float32), 3.0, "FAIL", regions)
+    tag_h, tag_w, line = _tag_and_line(out, box)
+    assert 40 <= tag_h <= 100 and tag_w >= 100 and line >= 3
+    # a square image's as it was
+    square = render_overlay(np.full((400, 400, 3), 128, np.uint8), np.zeros((400, 400), np.float32), 3.0, "FAIL",
+                            [Region(box=(100, 100, 100, 100), area_px=1000, peak=5.0, mean=4.0, severity="high")])
+    assert _tag_and_line(square, (100, 100, 100, 100))[2] == 1
+    # a very thin strip: the tag stays within half its height (its text whole), lines within a twentieth
+    thin = render_overlay(np.full((60, 8000, 3), 128, np.uint8), np.zeros((60, 8000), np.float32), 3.0, "FAIL",
+                          [Region(box=(3000, 10, 1000, 40), area_px=1000, peak=5.0, mean=4.0, severity="high")])
+    tag_h, _, line = _tag_and_line(thin, (3000, 10, 1000, 40))
+    assert tag_h <= 30 and line <= 5  # not the 9 px a third of its length asks for
