@@ -107,10 +107,16 @@ def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_na
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
             n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
-            pct=num.percent(pct, 2), conf=conf))
+            pct=_share(num, pct), conf=conf))
         if r.located_by == "map_peak":
             parts.append(t["peak"])
     return parts
+
+
+def _share(num, pct: float) -> str:
+    """A region's share of the image: two decimals, or two significant digits below 0.01 % (a 16 px pit on a 12 MP
+    image read "0.00% of the image", as if it covered nothing)."""
+    return num.percent(pct, 2) if pct >= 0.01 or pct <= 0 else num.significant(pct, 2) + num.percent_sign
 
 
 def _warnings(warnings: list[str], lang: str) -> list[str]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from inspector.cli import main
 from inspector.decision import FAIL, DecisionConfig, decide
+from inspector.result import InspectionResult
 
 
 def test_a_part_failed_all_over_shows_its_peak_not_its_dont_care_pixels():
@@ -80,3 +83,20 @@ def test_an_overlay_of_a_line_scan_strip_shows_its_verdict_and_boxes_when_seen_w
                           [Region(box=(3000, 10, 1000, 40), area_px=1000, peak=5.0, mean=4.0, severity="high")])
     tag_h, _, line = _tag_and_line(thin, (3000, 10, 1000, 40))
     assert tag_h <= 30 and line <= 5  # not the 9 px a third of its length asks for
+
+
+def _described(**kw) -> InspectionResult:
+    from inspector.decision import Region
+
+    base = dict(inspection_id="i1", verdict="FAIL", score=9.0, threshold=5.0, pixel_threshold=3.0,
+                regions=[Region(box=(4000, 3000, 4, 4), area_px=16, peak=6.0, mean=5.0, severity="high")],
+                anomaly_map=np.zeros((1, 1), np.float32), image_shape=(3000, 4000), image_sha256="ab", model={}, timings_ms={})
+    return InspectionResult(**(base | kw))
+
+
+@pytest.mark.parametrize(("lang", "share"), [("en", "(0.00013% of the image)"), ("zh", "（占图像 0.00013%）"), ("es", "(0,00013\u00a0% de la imagen)")])
+def test_a_small_defect_on_a_large_image_is_not_said_to_cover_none_of_it(lang, share):
+    """16 px of a 12 MP image read "covering 16 px (0.00% of the image)"."""
+    assert share in _described().describe(lang)
+    big = _described(regions=[replace(_described().regions[0], area_px=1_200_000)]).describe(lang)
+    assert {"en": "(10.00% of", "zh": "占图像 10.00%", "es": "(10,00\u00a0% de"}[lang] in big
