@@ -65,7 +65,8 @@ class Region:
 
 
 def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> list[Region]:
-    """Connected components of `amap >= threshold` (8-connected), largest first, tiny ones dropped."""
+    """Connected components of `amap >= threshold` (8-connected), largest first, tiny ones dropped; beyond
+    `max_regions`, the most severe (then largest) are kept."""
     binary = (amap >= threshold).astype(np.uint8)
     if not binary.any():
         return []
@@ -88,8 +89,10 @@ def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> 
                 area_mm2=round(area * config.mm_per_px**2, 3) if config.mm_per_px else None,
             )
         )
+    if len(regions) > config.max_regions:  # the most severe kept: a small, hot pit was dropped behind 20 faint stains
+        regions = sorted(regions, key=lambda r: (SEVERITIES.index(r.severity), r.area_px, r.peak), reverse=True)[: config.max_regions]
     regions.sort(key=lambda r: (-r.area_px, -r.peak))
-    return regions[: config.max_regions]
+    return regions
 
 
 def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float, config: DecisionConfig) -> tuple[str, list[Region]]:

@@ -100,3 +100,18 @@ def test_a_small_defect_on_a_large_image_is_not_said_to_cover_none_of_it(lang, s
     assert share in _described().describe(lang)
     big = _described(regions=[replace(_described().regions[0], area_px=1_200_000)]).describe(lang)
     assert {"en": "(10.00% of", "zh": "占图像 10.00%", "es": "(10,00\u00a0% de"}[lang] in big
+
+
+def test_beyond_the_most_regions_shown_a_small_severe_defect_is_kept_over_faint_large_ones():
+    """The 20 largest were kept: a pit far over the pixel threshold ("high") was dropped behind 25 faint stains."""
+    from inspector.decision import find_regions
+
+    amap = np.zeros((200, 200), np.float32)
+    for i in range(25):  # 25 faint stains of 36 px: "low"
+        y, x = divmod(i, 5)
+        amap[y * 30 : y * 30 + 6, x * 30 : x * 30 + 6] = 1.2
+    amap[180:184, 180:184] = 9.0  # 16 px, far over the threshold: "high"
+    regions = find_regions(amap, 1.0, DecisionConfig())
+    assert len(regions) == 20 and (180, 180, 4, 4) in [r.box for r in regions]
+    assert [r.area_px for r in regions] == [36] * 19 + [16]  # still largest first
+    assert regions[-1].severity == "high"
