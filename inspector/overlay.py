@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,16 +21,23 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     """RGB uint8 image with the map (from half the pixel threshold upwards) blended in, boxes and a verdict banner;
     outside a region of interest and in don't-care pixels (`ignored`, bool [H, W]), which the model does not
     inspect, the image is dimmed."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    out = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     lo = pixel_threshold - 0.5 * abs(pixel_threshold) - 1.0
-    finite = np.isfinite(amap)
-    hi = max(float(amap[finite].max()) if finite.any() else lo, pixel_threshold + 1.0)
-    # a pixel a broken model gave NaN or infinity drawn hottest, not left to a cast's whim (or an infinite `hi`
-    # that made the whole map cold): the part was failed there
-    norm = np.clip((np.where(finite, amap, hi) - lo) / (hi - lo), 0.0, 1.0)
-    heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = (0.55 * norm)[..., None]
-    out = (bgr * (1.0 - alpha) + heat * alpha).astype(np.uint8)
+    top = float(np.max(amap, where=np.isfinite(amap), initial=-np.inf))
+    hi = max(top if math.isfinite(top) else lo, pixel_threshold + 1.0)
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        # a pixel a broken model gave NaN or infinity drawn hottest, not left to a cast's whim (or an infinite `hi`
+        # that made the whole map cold): the part was failed there
+        return np.clip((np.where(np.isfinite(a), a, hi) - lo) / (hi - lo), 0.0, 1.0)
+
+    # blended a band of rows at a time: whole, a 48 MP image's float temporaries took 1.6 GB more than the image
+    step = max(1, (1 << 20) // max(out.shape[1], 1))
+    for y in range(0, out.shape[0], step):
+        n = norm(amap[y : y + step])
+        heat = cv2.applyColorMap((n * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        alpha = (0.55 * n)[..., None]
+        out[y : y + step] = (out[y : y + step] * (1.0 - alpha) + heat * alpha).astype(np.uint8)
     if roi is not None:
         outside = ~region_mask(out.shape[:2], roi)
         out[outside] //= 3
@@ -39,7 +48,7 @@ def render_overlay(rgb: np.ndarray, amap: np.ndarray, pixel_threshold: float, ve
     for r in regions:
         x, y, w, h = r.box
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
-    _label(out, verdict, colour, thick, [r.box for r in regions], norm)
+    _label(out, verdict, colour, thick, [r.box for r in regions], lambda x, y, w, h: float(norm(amap[y : y + h, x : x + w]).mean()))
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
 
 
@@ -50,7 +59,7 @@ def _viewed_size(shape: tuple[int, ...]) -> float:
     return max(min(shape[:2]), max(shape[:2]) / 3)
 
 
-def _label(out: np.ndarray, verdict: str, colour: tuple[int, int, int], thick: int, boxes: list, norm: np.ndarray) -> None:
+def _label(out: np.ndarray, verdict: str, colour: tuple[int, int, int], thick: int, boxes: list, heat: Callable) -> None:
     """The verdict in a tag sized to its text, in the corner that hides no defect box (else the least heat):
     a banner across the top hid defects there (a 64 px image lost its top quarter)."""
     height, width = out.shape[:2]
@@ -65,7 +74,7 @@ def _label(out: np.ndarray, verdict: str, colour: tuple[int, int, int], thick: i
         return any(x < bx + bw and bx < x + w and y < by + bh and by < y + h for bx, by, bw, bh in boxes)
 
     clear = [c for c in corners if not hides(*c)]
-    x, y = clear[0] if clear else min(corners, key=lambda c: float(norm[c[1]:c[1] + h, c[0]:c[0] + w].mean()))
+    x, y = clear[0] if clear else min(corners, key=lambda c: heat(c[0], c[1], w, h))
     cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, -1)
     cv2.putText(out, verdict, (x + 4, y + 4 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), max(1, thick), cv2.LINE_AA)
 
