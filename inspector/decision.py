@@ -86,13 +86,19 @@ def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> 
                 peak=round(peak, 4),
                 mean=round(float(values.mean()), 4),
                 severity=config.severity.grade(peak - threshold, area / total),
-                area_mm2=round(area * config.mm_per_px**2, 3) if config.mm_per_px else None,
+                area_mm2=_mm2(area * config.mm_per_px**2) if config.mm_per_px else None,
             )
         )
     if len(regions) > config.max_regions:  # the most severe kept: a small, hot pit was dropped behind 20 faint stains
         regions = sorted(regions, key=lambda r: (SEVERITIES.index(r.severity), r.area_px, r.peak), reverse=True)[: config.max_regions]
     regions.sort(key=lambda r: (-r.area_px, -r.peak))
     return regions
+
+
+def _mm2(value: float) -> float:
+    """An area in mm2 to 3 decimals, or 2 significant digits below 0.01 mm2: at 1 um a pixel (a wafer, a lens), every
+    region under 500 px was recorded as 0.0 mm2."""
+    return round(value, max(3, 1 - math.floor(math.log10(value)))) if value > 0 else 0.0
 
 
 def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_threshold: float, config: DecisionConfig) -> tuple[str, list[Region]]:

@@ -133,3 +133,14 @@ def test_an_overlay_of_a_large_image_takes_little_more_memory_than_the_image():
     finally:
         tracemalloc.stop()
     assert out.shape == rgb.shape and peak < 80 * 2**20, f"{peak / 2**20:.0f} MB"
+
+
+def test_a_small_region_at_a_fine_scale_has_an_area_in_mm2_not_zero():
+    """Areas were rounded to 3 decimals of a mm2: at 1 um a pixel, a 100 px defect was recorded as 0.0 mm2."""
+    from inspector.decision import find_regions
+
+    amap = np.zeros((100, 100), np.float32)
+    amap[10:20, 10:20] = 2.0  # 100 px
+    assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.001))] == [0.0001]
+    assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.0123))] == [0.015]  # as before
+    assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.5))] == [25.0]
