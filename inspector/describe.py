@@ -48,9 +48,9 @@ TEXT = {
         "part": "La pieza {serial}",
         "part_anon": "La pieza",
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",
-        "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
-        "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, con {area} px ({pct} de la imagen){conf}.",
-        "conf": " con una confianza del {c}",
+        "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
+        "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
+        "conf": ", con una confianza del {c}",  # it read "con 900 px (...) con una confianza" beside "con {area} px"
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
         "anomaly": "una anomalía sin clasificar",
         "unknown": "un defecto de un tipo no visto antes (desconocido)",

@@ -144,3 +144,15 @@ def test_a_small_region_at_a_fine_scale_has_an_area_in_mm2_not_zero():
     assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.001))] == [0.0001]
     assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.0123))] == [0.015]  # as before
     assert [r.area_mm2 for r in find_regions(amap, 1.0, DecisionConfig(mm_per_px=0.5))] == [25.0]
+
+
+def test_the_spanish_description_does_not_say_con_twice():
+    """Spanish said "con 900 px (...) con una confianza del 80 %" (with ... with)."""
+    from inspector.decision import Region
+    from model.quality import WARNINGS
+
+    r = _described(regions=[Region(box=(10, 20, 30, 40), area_px=900, peak=6.0, mean=5.0, severity="high", type="crack", confidence=0.8)],
+                   defect_type="crack", type_confidence=0.8, warnings=[WARNINGS["dark"]])
+    es = r.describe("es")
+    assert "de 30x40 px, que cubre 900 px (0,0075\u00a0% de la imagen), con una confianza del 80\u00a0%." in es
+    assert "El defecto" not in es and "Advertencia: La imagen es mucho más oscura" in es
