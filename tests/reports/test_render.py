@@ -523,3 +523,11 @@ def test_the_inspection_report_gives_the_pixel_threshold_its_regions_were_drawn_
     assert re.search(r'id="pixel-threshold">Pixel threshold: 3\.25<', html)
     assert 'id="pixel-threshold"' not in inspection_html({k: v for k, v in failed_record.items() if k != "pixel_threshold"}, store_root=root)
     assert "像素阈值: 3.25<" in inspection_html(dict(failed_record, pixel_threshold=3.25), store_root=root, lang="zh")
+
+
+def test_a_small_region_area_keeps_its_digits(failed_record):
+    """At 1 µm a pixel a 300 px region is 0.0003 mm²: the inspection report printed 0.00, as if it had no area."""
+    defects = [dict(failed_record["defects"][0], area_px=300, area_mm2=0.0003), dict(failed_record["defects"][1], area_mm2=1.5)]
+    html = inspection_html(dict(failed_record, defects=defects))
+    cells = re.findall(r'<td class="num">([^<]*)</td>', html)
+    assert "0.0003" in cells and "1.50" in cells and "0.00" not in cells, cells
