@@ -128,5 +128,5 @@ def _warnings(warnings: list[str], lang: str) -> list[str]:
     from reports.warnings import translate_warning
 
     gettext = translations(lang).gettext
-    end = "。" if lang == "zh" else "."  # each a sentence: they ran together ("... like it Warning: ...")
-    return [f"{gettext('Warning')}: {text}{'' if text.endswith(('.', '。')) else end}" for text in (translate_warning(gettext, w) for w in warnings)]
+    end, colon = ("。", "：") if lang == "zh" else (".", ": ")  # each a sentence: they ran together ("... like it Warning: ...")
+    return [f"{gettext('Warning')}{colon}{text}{'' if text.endswith(('.', '。')) else end}" for text in (translate_warning(gettext, w) for w in warnings)]

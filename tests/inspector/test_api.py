@@ -232,7 +232,7 @@ def test_a_frame_spoiled_by_the_camera_or_the_light_is_named(insp, tiny_data, mo
     assert dark.verdict == "FAIL" and dark.warnings == [WARNINGS["dark"]] and dark.to_record()["warnings"] == dark.warnings
     assert dark.describe("en").endswith(" Warning: Image is much darker than the training images (no light, a covered lens or too "
                                         "short an exposure); check the light and the camera.")  # blamed on the part alone before
-    assert dark.describe("zh").endswith("警告: 图像比训练图像暗得多（无光照、镜头被遮挡或曝光时间过短）；请检查光源和相机。")
+    assert dark.describe("zh").endswith("警告：图像比训练图像暗得多（无光照、镜头被遮挡或曝光时间过短）；请检查光源和相机。")
     two = insp.inspect(np.zeros((40, 40, 3), np.uint8))  # small and dark: each warning its own sentence, not run together
     assert len(two.warnings) >= 2 and "or fit on images like it. Warning: " in two.describe("en"), two.describe("en")
     assert insp.inspect(np.full_like(good, 128)).warnings == [WARNINGS["blank"]]
