@@ -29,6 +29,12 @@ ROI, MARGIN = (NOMINAL, NOMINAL, PART, PART), 24
 CODE = (118, 6, 36, 36)  # a Data Matrix-like code: 16 x 16 modules of 2 px in a 2 px light quiet zone
 
 
+def refuse(message: str) -> None:
+    """One line on stderr and exit 2, as the inspector's commands refuse bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def stamp(part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The part with a code marked at CODE, another on every part, as parts carry for traceability: a solid L (left
     and bottom), a dotted top and right, random modules inside."""
@@ -59,6 +65,8 @@ def make(src: Path, out: Path) -> None:
 
     # one generator each: the belt's offsets stay as they were before codes and turns were added
     rng, codes, turns = np.random.default_rng(0), np.random.default_rng(1), np.random.default_rng(2)
+    if not (src / "train/good").is_dir() or not any(p.is_file() for p in (src / "train/good").iterdir()):
+        refuse(f"{src}: no images in train/good; give an MVTec AD layout folder, e.g. ../shared/data/magnetic_tile")
     first = sorted(p for p in (src / "train/good").iterdir() if p.is_file())[0]
     offsets = {}
     for img in sorted(p for p in src.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".bmp") and "ground_truth" not in p.parts):
@@ -95,12 +103,17 @@ def make(src: Path, out: Path) -> None:
         shutil.copytree(kind, out / "smudged/test" / kind.name, dirs_exist_ok=True)
         if (out / "stamped/ground_truth" / kind.name).is_dir():
             shutil.copytree(out / "stamped/ground_truth" / kind.name, out / "smudged/ground_truth" / kind.name, dirs_exist_ok=True)
+    files = {kind: sum(1 for _ in (out / kind).rglob("*.png")) for kind in ("plain", "belt", "turned", "stamped", "smudged")}
+    print(f"{len(offsets)} images (and their masks) from {src} -> {out}: "
+          + ", ".join(f"{kind}/ {n} files" for kind, n in files.items()) + "; offsets.json")
 
 
 def check(out: Path, kind: str = "belt") -> None:
     from model.framing import Framing, reference_paths
     from model.images import read_image
 
+    if not (out / "offsets.json").is_file() or not (out / kind / "train/good").is_dir():
+        refuse(f"{out}: not written by `make` (no offsets.json or {kind}/train/good); run `python docs/belt.py make SRC {out}` first")
     train = sorted((out / kind / "train/good").iterdir())
     refs = reference_paths(train)  # as `fit` takes them
     framing = Framing.fitted(ROI, MARGIN, lambda: ((read_image(p), str(p)) for p in refs), turn=TURN + 2 if kind == "turned" else 0)
