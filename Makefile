@@ -8,11 +8,14 @@ APT_PACKAGES ?= mosquitto mosquitto-clients chromium poppler-utils fonts-noto-cj
 
 .PHONY: setup system-deps test demo lint clean
 
+# The clone goes on sys.path too (inspector-clone.pth): the editable install's import hook comes after a folder named
+# `model/` or `reports/` in the working directory (the demo's output has both), imported then as an empty namespace package.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "inspector-clone.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
 setup: $(VENV)/.installed

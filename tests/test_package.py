@@ -82,6 +82,17 @@ def test_cli_and_reports_start_without_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_folders_named_like_the_packages_in_the_working_directory_do_not_hide_them(tmp_path):
+    """The demo's output holds `model/` and `reports/`: from there, `from inspector import Inspector` (the README's Python
+    example) imported them as empty namespace packages ahead of the editable install's hook, and failed."""
+    for name in ("model", "reports", "exporters"):
+        (tmp_path / name).mkdir()
+    code = "import model, reports, exporters; from inspector import Inspector; print(reports.render_inspection.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "reports.render"
+
+
 def test_every_command_option_says_what_it_does():
     import argparse
 
