@@ -650,13 +650,23 @@ class Daemon:
     def stop(self) -> None:
         self.halt.set()
 
+    def _reload_in_background(self) -> None:
+        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
     def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain, stop. Returns the exit code."""
-        self.start()
-        before = {sig: signal.signal(sig, lambda *_: self.halt.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        before: dict[int, Any] = {}
+        early: list[bool] = []  # a SIGHUP while starting: the model being loaded may predate the change it was sent for
         if hasattr(signal, "SIGHUP"):  # not on Windows
-            before[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, name="reload", daemon=True).start())
+            # taken before the start: SIGHUP's default ends the process, and `inspector reload` (the unit's ExecReload, or by
+            # hand once /health answered) killed a station still loading its model
+            before[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._reload_in_background() if self.ready else early.append(True))
         try:
+            self.start()
+            before.update({sig: signal.signal(sig, lambda *_: self.halt.set()) for sig in (signal.SIGTERM, signal.SIGINT)})
+            if early:
+                log.info("reload: asked for while the station started; reloading now")
+                self._reload_in_background()
             sd_notify("READY=1")
             while not self.halt.wait(1.0):
                 pass

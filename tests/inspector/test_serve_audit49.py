@@ -1,0 +1,50 @@
+"""`inspector serve` as a line engineer runs it: signals, stores and names that a real station meets."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.inspector.conftest import station_dict, wait_until
+
+# a SIGHUP arriving while the station loads its model (`inspector reload` once /health answered, systemd's ExecReload,
+# a `kill -HUP` by hand): sent from inside the start, so no timing decides whether it came early
+EARLY_HUP = """
+import os, signal, sys
+from inspector.cli import main
+from inspector.daemon import Daemon
+start_rest = Daemon._start_rest
+def hup_then_start(self, client_id):
+    os.kill(os.getpid(), signal.SIGHUP)
+    return start_rest(self, client_id)
+Daemon._start_rest = hup_then_start
+sys.exit(main(["serve", "--config", sys.argv[1]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sighup_while_the_station_starts_neither_kills_it_nor_is_lost(tmp_path, broker, listen, tiny_ckpt):
+    """SIGHUP's default action ended the process: the handler was set only once the start was over."""
+    raw = station_dict(tmp_path, broker, tiny_ckpt)
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    log = tmp_path / "daemon.log"
+    lst = listen(broker.port, raw["mqtt"]["prefix"])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-c", EARLY_HUP, str(path)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
+        assert proc.poll() is None, f"rc {proc.returncode}: {log.read_text()[-2000:]}"
+        wait_until(lambda: "reloaded: model" in log.read_text(), 60, "the reload asked for during the start")
+        assert "asked for while the station started" in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
