@@ -259,8 +259,26 @@ class Daemon:
         self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE), persistent=True, subscriptions=self.topics.subscriptions(),
                                   retired=self.topics.retired(), manual_ack=True, on_connected=self._connected, on_overflow=self._overflow)
 
+    def _renamed(self) -> str | None:
+        """What a station renamed over its store loses, said at start: its shift reports (by station.name) left out the
+        parts judged under the old name, and with the client id taken from the name, the broker's session of the old one
+        kept the inputs it held unanswered, with nothing in the log."""
+        with self.store._lock:  # the latest part's station (by the ts index); Store has no reader for it
+            row = self.store._db.execute("SELECT station FROM inspections ORDER BY ts DESC LIMIT 1").fetchone()
+        old, new = (row[0] if row else None), self.cfg.station.name
+        if not old or old == new:
+            return None
+        text = (f"store {self.store.root}: its latest part was judged as station {old!r}, and this config names it {new!r}: "
+                f"shift reports and `inspector report --station {new}` leave out the parts stored as {old!r}")
+        if self.cfg.mqtt.client_id is None:
+            text += (f"; the inputs the broker holds for client id inspector-{old} are not delivered to inspector-{new} "
+                     f"(set mqtt.client_id: inspector-{old} to keep that session)")
+        return text + "; keep station.name, or give a renamed station its own store.data_dir"
+
     def _start_parts(self) -> None:
         cfg = self.cfg
+        if renamed := self._renamed():
+            log.warning("%s", renamed)
         self.repeats = Repeats()  # repeats of ids under way: remembered by the intake, answered by the outbox or the sink
         self.intake = Intake(cfg, self.store, self.jobs, self.metrics, self.topics, publish=self.publish,
                              republish=lambda record, reply: self.outbox.publish(record, reply), source=self.source,

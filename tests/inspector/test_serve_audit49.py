@@ -48,3 +48,29 @@ def test_a_sighup_while_the_station_starts_neither_kills_it_nor_is_lost(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_station_renamed_over_its_store_is_told_what_the_new_name_leaves_out(station, tiny_inspector, caplog):
+    """Renamed between runs over one store, the station's shift reports (by station.name) left out every part judged under
+    the old name, and the broker's session of its old client id kept the inputs it held: nothing said so."""
+    from pathlib import Path
+
+    from inspector.store import Store
+    from reports.sample import make_records
+    from tests.inspector.conftest import running
+
+    cfg = station(station={"name": "press-4"}, mqtt={"client_id": None})
+    root = Path(cfg.store.data_dir)
+    store = Store(root, exclusive=True)
+    for r in make_records(3, root=root, hours=1.0, image_size=48, station="press-3"):
+        store.add(r)
+    store.close()
+    with caplog.at_level("WARNING", logger="inspector.daemon"), running(cfg, tiny_inspector):
+        pass
+    said = [r.getMessage() for r in caplog.records if "judged as station" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in caplog.records]
+    assert "'press-3'" in said[0] and "--station press-4" in said[0] and "mqtt.client_id: inspector-press-3" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inspector.daemon"), running(station(station={"name": "press-3"}), tiny_inspector):
+        pass
+    assert not [r for r in caplog.records if "judged as station" in r.getMessage()]
