@@ -263,9 +263,7 @@ class Daemon:
         """What a station renamed over its store loses, said at start: its shift reports (by station.name) left out the
         parts judged under the old name, and with the client id taken from the name, the broker's session of the old one
         kept the inputs it held unanswered, with nothing in the log."""
-        with self.store._lock:  # the latest part's station (by the ts index); Store has no reader for it
-            row = self.store._db.execute("SELECT station FROM inspections ORDER BY ts DESC LIMIT 1").fetchone()
-        old, new = (row[0] if row else None), self.cfg.station.name
+        old, new = self.store.latest_station(), self.cfg.station.name
         if not old or old == new:
             return None
         text = (f"store {self.store.root}: its latest part was judged as station {old!r}, and this config names it {new!r}: "

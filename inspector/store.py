@@ -348,6 +348,12 @@ class Store:
             row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return self._row(row) if row else None
 
+    def latest_station(self) -> str | None:
+        """The station that judged the latest stored part (by capture time), or None."""
+        with self._lock, self._reading():
+            row = self._db.execute("SELECT station FROM inspections ORDER BY ts DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def latest_of_serial(self, serial: str) -> str | None:
         """The inspection_id of the last inspection of the part `serial` (by capture time), or None."""
         with self._lock, self._reading():
