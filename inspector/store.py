@@ -175,6 +175,8 @@ class Store:
         # SQLite opens a file this user may not write read-only, unsaid: the daemon was ready, then refused every part
         if exclusive and (files := unwritable(self.root)):
             raise InspectorError(cannot_write(self.root, ", ".join(f.name for f in files)))
+        if exclusive and not os.access(self.root, os.W_OK | os.X_OK):  # an empty one another user owns: "cannot be opened" before
+            raise InspectorError(cannot_write(self.root, "the data directory"))
         self._held = hold_lock_file(self.root / LOCK_FILE, f"store {self.root}: another inspector serve is using it; stop that one, "
                                                              "or give this station its own store.data_dir") if exclusive else None
         try:

@@ -106,3 +106,14 @@ def test_a_station_that_may_not_write_its_store_stops_at_once(public_dir):
     out = as_other_user(lambda: Store(root, exclusive=True).count())
     assert f") cannot write {DB_NAME}, {LOCK_FILE}; give it the data directory (e.g. chown -R" in out["error"]
     assert as_other_user(lambda: Store(root, readonly=True).count()) == {"value": 2}
+
+
+@needs_fork
+def test_a_station_given_an_empty_data_directory_of_another_user_is_told_the_fix(public_dir):
+    """An empty data directory another user owns (made by root at set-up): serve said only
+    `.serve.lock: cannot be opened (Permission denied)`."""
+    root = public_dir / "empty"
+    root.mkdir()
+    read_only(root)
+    out = as_other_user(lambda: Store(root, exclusive=True).count())
+    assert ") cannot write the data directory; give it the data directory (e.g. chown -R" in out["error"], out
