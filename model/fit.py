@@ -200,6 +200,13 @@ def _header_problems(paths: list) -> list[tuple[Any, InspectorError]]:
     return problems
 
 
+def check_test_headers(dataset: Dataset) -> None:
+    """Every test image's header read, and all that cannot be used named in one line (unusable_images) before any work
+    that reads them later: the first one stopped that work wherever it came, and the next one the following run."""
+    if problems := _header_problems([s.path for s in dataset.test]):
+        raise unusable_images(problems, len(dataset.test), dataset.root, "test")
+
+
 def _load_problems(paths: list, size: tuple[int, int] | None = None, framing: Framing | None = None) -> list[tuple[Any, InspectorError]]:
     """Each of `paths` loaded as the feature pass loads it (decoded whole, and given the input `size`, framed and
     resized), in threads -> the ones that fail, with their errors."""
@@ -462,8 +469,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
     paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root)
-    if problems := _header_problems([s.path for s in dataset.test]):  # calibration reads them after the fit: found minutes late
-        raise unusable_images(problems, len(dataset.test), dataset.root, "test")
+    check_test_headers(dataset)  # calibration reads them after the fit: found minutes late
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     if len(paths) < MIN_GOOD:

@@ -62,6 +62,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     from inspector.engines import open_engine
     from model.data import load_dataset
     from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
+    from model.fit import check_test_headers
     from model.quality import quality_report
 
     dataset = load_dataset(data, require_train=False)
@@ -166,22 +167,6 @@ def labelled_twice(dataset) -> list[str]:
     return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
             f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
-
-
-def check_test_headers(dataset) -> None:
-    """Every test image's header, read as fit reads them: all that cannot be used named in one line before scoring (the
-    first one stopped the scoring wherever it came, and the next one the following run)."""
-    from model.fit import unusable_images
-    from model.images import read_image_header
-
-    problems = []
-    for sample in dataset.test:
-        try:
-            read_image_header(sample.path)
-        except InspectorError as e:
-            problems.append((sample.path, e))
-    if problems:
-        raise unusable_images(problems, len(dataset.test), dataset.root, "test")
 
 
 def layout_hint(root: Path) -> str:
