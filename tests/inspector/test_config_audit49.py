@@ -142,6 +142,15 @@ def test_the_example_configs_comments_are_true(tmp_path):
     assert (cfg.station.name, cfg.station.line, cfg.source.type) == ("station9", "line1", "camera")
 
 
+def only_error(tmp_path, text: str) -> str:
+    """The one error config_errors finds in a station file holding `text`."""
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    errors = config_errors(f)[1]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 def test_yaml_traps_are_named_with_their_fix(tmp_path):
     """A tab, a quoted number or true/false, and a key left empty were said as YAML's or pydantic's words alone."""
     cases = {
@@ -154,10 +163,7 @@ def test_yaml_traps_are_named_with_their_fix(tmp_path):
         BASE + "http:\n  host: 'abc'\n  port: 'abc'\n": ":14: http.port: Input should be a valid integer (got 'abc')",
     }
     for text, expect in cases.items():
-        f = tmp_path / "s.yaml"
-        f.write_text(text)
-        errors = config_errors(f)[1]
-        assert len(errors) == 1 and errors[0].endswith(expect), errors
+        assert only_error(tmp_path, text).endswith(expect)
 
 
 def test_a_source_without_its_type_and_an_empty_section_say_what_to_give(tmp_path):
@@ -169,10 +175,7 @@ def test_a_source_without_its_type_and_an_empty_section_say_what_to_give(tmp_pat
                                                                 "StationInfo (got None); the value is empty: give one",
     }
     for text, expect in cases.items():
-        f = tmp_path / "s.yaml"
-        f.write_text(text)
-        errors = config_errors(f)[1]
-        assert len(errors) == 1 and errors[0].endswith(expect), errors
+        assert only_error(tmp_path, text).endswith(expect)
 
 
 def test_tls_mistakes_are_said(tmp_path):
@@ -184,9 +187,7 @@ def test_tls_mistakes_are_said(tmp_path):
                      "system's CAs, or its keys (ca_file, cert_file, key_file)",
     }
     for tls, expect in cases.items():
-        f = tmp_path / "s.yaml"
-        f.write_text(BASE.replace("  prefix: factory/line1/st1\n", f"  prefix: factory/line1/st1\n  {tls}\n"))
-        errors = config_errors(f)[1]
-        assert len(errors) == 1 and expect in errors[0], errors
+        assert expect in only_error(tmp_path, BASE.replace("  prefix: factory/line1/st1\n", f"  prefix: factory/line1/st1\n  {tls}\n"))
+    f = tmp_path / "s.yaml"
     f.write_text(BASE.replace("  prefix: factory/line1/st1\n", "  prefix: factory/line1/st1\n  tls: {}\n"))
     assert load_config(f).mqtt.tls is not None
