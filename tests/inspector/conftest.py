@@ -228,6 +228,27 @@ def running(cfg, inspector, **kw) -> Iterator[Any]:
         d.shutdown()
 
 
+@contextlib.contextmanager
+def serving(argv: list[str], log: Path, lst: Listener) -> Iterator[subprocess.Popen]:
+    """A station process (`python argv...`, its output in `log`), once `lst` hears it online; on leaving, stopped by
+    SIGTERM, which it must end with exit 0 and no traceback (killed instead when the body failed)."""
+    import sys
+
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
+        assert proc.poll() is None, f"rc {proc.returncode}: {log.read_text()[-2000:]}"
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Listener:
     """A test-side MQTT 5 client: collects everything under the station prefix (and `extra_topics`); publishes with
     correlation data and a Response Topic."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from inspector.config import StationConfig
 from inspector.daemon import RELOAD_FAILED, Daemon
 from inspector.decision import DecisionConfig
 from model.errors import InspectorError
-from tests.inspector.conftest import running, station_dict, wait_until
+from tests.inspector.conftest import running, serving, station_dict, wait_until
 
 
 @pytest.fixture
@@ -201,11 +200,7 @@ def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_pn
     path.write_text(yaml.safe_dump(raw))
     log = tmp_path / "daemon.log"
     lst = listen(broker.port, raw["mqtt"]["prefix"])
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "inspector", "serve", "--config", str(path)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
-        assert proc.poll() is None, log.read_text()[-2000:]
+    with serving(["-m", "inspector", "serve", "--config", str(path)], log, lst) as proc:
         assert main(["threshold", str(served), "--set", "42.0"]) == 0
         capsys.readouterr()
         assert main(["reload", "--config", str(path), "--pid", str(proc.pid)]) == 0
@@ -224,12 +219,6 @@ def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_pn
         assert "model.safetensors" in err
         assert main(["reload", "--config", str(path), "--timeout", "0.01"]) == 1
         assert "no reload outcome within 0.01 s" in capsys.readouterr().err
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        assert "Traceback" not in log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_a_config_threshold_over_the_models_own_is_said_on_health_and_at_a_reload(station, served):

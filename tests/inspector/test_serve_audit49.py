@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-from tests.inspector.conftest import station_dict, wait_until
+from tests.inspector.conftest import serving, station_dict, wait_until
 
 # a SIGHUP arriving while the station loads its model (`inspector reload` once /health answered, systemd's ExecReload,
 # a `kill -HUP` by hand): sent from inside the start, so no timing decides whether it came early
@@ -34,20 +30,9 @@ def test_a_sighup_while_the_station_starts_neither_kills_it_nor_is_lost(tmp_path
     path.write_text(yaml.safe_dump(raw))
     log = tmp_path / "daemon.log"
     lst = listen(broker.port, raw["mqtt"]["prefix"])
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-c", EARLY_HUP, str(path)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: (s := lst.on("status")) and s[-1][0] == b"online" or proc.poll() is not None, 120, "daemon online")
-        assert proc.poll() is None, f"rc {proc.returncode}: {log.read_text()[-2000:]}"
+    with serving(["-c", EARLY_HUP, str(path)], log, lst):
         wait_until(lambda: "reloaded: model" in log.read_text(), 60, "the reload asked for during the start")
         assert "asked for while the station started" in log.read_text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        assert "Traceback" not in log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_station_renamed_over_its_store_is_told_what_the_new_name_leaves_out(station, tiny_inspector, caplog):
