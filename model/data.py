@@ -113,17 +113,14 @@ def _nested_images(folder: Path, read: list[Path]) -> list[str]:
             f"test/<type>/ itself are read; move them up into {folder}"] if below else []
 
 
-def _unmatched_masks(folder: Path, samples: list[Sample]) -> list[str]:
-    """A note when a defect type's ground_truth folder holds files but some of its images have no mask (masks named
-    `000.png`, not `000_mask.png`): the pixel metrics said only that the images had no mask."""
+def _unmatched_masks(folder: Path, masks: dict[str, Path], samples: list[Sample]) -> list[str]:
+    """A note when a defect type's ground_truth `folder` holds files (`masks`, as _masks_of listed them) but some of its
+    images have no mask (masks named `000.png`, not `000_mask.png`): the pixel metrics said only that they had none."""
     maskless = [s for s in samples if s.is_defect and s.mask_path is None]
-    if not maskless or not folder.is_dir():
+    if not maskless:
         return []
     used = {s.mask_path for s in samples if s.mask_path is not None}
-    try:
-        unused = sorted(f for f in folder.iterdir() if f.is_file() and f not in used)
-    except OSError:
-        return []
+    unused = [f for f in masks.values() if f not in used]  # in name order, as files_by_lower_name lists them
     image = maskless[0].path
     return [f"{folder} holds {len(unused)} file(s) that are no image's mask (e.g. {unused[0].name}), and {len(maskless)} "
             f"{folder.name} image(s) have none: the mask of {image.name} must be named {image.stem}_mask.png; rename the "
@@ -151,7 +148,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                 notes += broken_links_note(scan, type_dir)
                 masks = _masks_of(root, type_dir.name) if type_dir.name != GOOD else {}
                 samples = [Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images]
-                notes += _nested_images(type_dir, scan.images) + _unmatched_masks(root / "ground_truth" / type_dir.name, samples)
+                notes += _nested_images(type_dir, scan.images) + _unmatched_masks(root / "ground_truth" / type_dir.name, masks, samples)
                 test += samples
         dataset = Dataset(root, train, test, notes)
     else:
