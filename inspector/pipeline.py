@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,30 @@ class LiveRefusals:
         return f" ({n} more live frames refused since the last one said were dropped, not kept)" if n else ""
 
 
+class RetentionClock:
+    """The time retention measures ages at: the wall clock, but never ahead of the wall time at start plus the time
+    elapsed since (monotonic). A clock stepped a year ahead while the station runs (NTP fixing a clock that was
+    behind, a hand edit) would otherwise make every stored record look a year old and delete it."""
+
+    WARN_S = 600.0  # a lead beyond this is said once per further jump; NTP's slewing drifts seconds a day at most
+
+    def __init__(self, wall: Callable[[], float] = time.time, steady: Callable[[], float] = time.monotonic) -> None:
+        self._wall, self._steady = wall, steady
+        self._start_wall, self._start_steady = wall(), steady()
+        self._said = 0.0  # the lead last warned of
+
+    def now(self) -> float:
+        wall, elapsed = self._wall(), self._steady() - self._start_steady
+        kept = self._start_wall + elapsed
+        lead = wall - kept
+        if lead > self._said + self.WARN_S:
+            self._said = lead
+            log.warning("retention: the wall clock is %.0f s ahead of the time elapsed since the station started (a clock "
+                        "stepped forward); ages are counted from the start time until the station restarts, so nothing "
+                        "is deleted early - check the clock (timedatectl)", lead)
+        return min(wall, kept)
+
+
 class Sink:
     """One `step()`: store and publish one result; between results, process broker acks, the outbox and retention."""
 
@@ -135,6 +160,7 @@ class Sink:
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
         self._pruned = 0  # records deleted in this retention pass so far (it runs a chunk per step)
+        self.retention_clock = RetentionClock()
         self._last_warnings: tuple[str, ...] = ()  # the last part's: a part may carry two, each logged once per change
         self._next_disk_check = 0.0
         self._unstored: dict[str, tuple[Job, InspectionResult]] = {}  # oldest first
@@ -316,10 +342,11 @@ class Sink:
         r = self.cfg.store.retention
         if r.max_age_days is None and r.max_rows is None:
             return 0
-        n = self.store.prune(r.max_age_days, r.max_rows)
+        now = self.retention_clock.now()
+        n = self.store.prune(r.max_age_days, r.max_rows, now=datetime.fromtimestamp(now, timezone.utc))
         self._pruned += n
         if not n:
-            old = (prune_files(self.hooks.out_dir, r.max_age_days), prune_files(self.store.root / REFUSED_DIR, r.max_age_days)) \
+            old = (prune_files(self.hooks.out_dir, r.max_age_days, now), prune_files(self.store.root / REFUSED_DIR, r.max_age_days, now)) \
                 if r.max_age_days is not None else (0, 0)
             if self._pruned or any(old):
                 log.info("retention: deleted %d published record(s) with their images, %d report file(s) and %d file(s) of refused inputs",
@@ -335,9 +362,10 @@ class Sink:
         return total
 
 
-def prune_files(folder: Path, max_age_days: float) -> int:
-    """Delete files under `folder` last written more than max_age_days ago, and the folders that leaves empty."""
-    cutoff, n = time.time() - max_age_days * 86400.0, 0
+def prune_files(folder: Path, max_age_days: float, now: float | None = None) -> int:
+    """Delete files under `folder` last written more than max_age_days before `now` (default: the wall clock), and the
+    folders that leaves empty."""
+    cutoff, n = (time.time() if now is None else now) - max_age_days * 86400.0, 0
     for here, _, files in os.walk(folder, topdown=False):
         for name in files:
             p = Path(here) / name

@@ -599,14 +599,15 @@ class Store:
                 out["records"] = self._records
             return out
 
-    def prune(self, max_age_days: float | None = None, max_rows: int | None = None, limit: int = 1000) -> int:
-        """Retention: delete up to `limit` published records older than max_age_days / beyond the newest max_rows,
-        with their files, in one short transaction; call again until it returns 0. (All at once, a million rows
-        took 51 s and 0.9 GB, and the daemon stored nothing meanwhile.)"""
+    def prune(self, max_age_days: float | None = None, max_rows: int | None = None, limit: int = 1000,
+              now: datetime | None = None) -> int:
+        """Retention: delete up to `limit` published records older than max_age_days (at `now`, by default the wall
+        clock) / beyond the newest max_rows, with their files, in one short transaction; call again until it returns 0.
+        (All at once, a million rows took 51 s and 0.9 GB, and the daemon stored nothing meanwhile.)"""
         doomed: list[tuple[str, str]] = []
         with self._lock:
             if max_age_days is not None:
-                cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(days=max_age_days))  # the stored form: compared as text
+                cutoff = iso_utc((now or datetime.now(timezone.utc)) - timedelta(days=max_age_days))  # the stored form: compared as text
                 doomed += self._db.execute("SELECT inspection_id, record FROM inspections WHERE ts < ? AND published_at IS NOT NULL"
                                            " ORDER BY ts LIMIT ?", (cutoff, limit)).fetchall()
             if max_rows is not None:
