@@ -88,6 +88,8 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
             value, i = data[i:i + n], i + n
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > len(data):  # a fixed or length-delimited field cut short: slicing gave fewer bytes without a word
+            raise ValueError(f"truncated field {number}")
         out.append((number, wire, value))
     return out
 
@@ -105,7 +107,16 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 
 
 def decode_payload(data: bytes) -> dict[str, Any]:
-    """{'timestamp', 'seq', 'metrics': {name: value}} of a Sparkplug B payload (the subset encoded above)."""
+    """{'timestamp', 'seq', 'metrics': {name: value}} of a Sparkplug B payload (the subset encoded above); ValueError
+    for anything else (a field of another wire type than the schema's raised TypeError or AttributeError, which
+    ended the NCMD thread: no rebirth was answered after one malformed NCMD)."""
+    try:
+        return _decode(data)
+    except (TypeError, AttributeError, struct.error) as exc:
+        raise ValueError(f"not a Sparkplug B payload ({exc})") from None
+
+
+def _decode(data: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"timestamp": None, "seq": None, "metrics": {}}
     for number, _, value in _fields(data):
         if number == 1:
@@ -204,7 +215,9 @@ class SparkplugNode:
                     log.info("sparkplug: rebirth requested")
                     self._birth()
             except ValueError as exc:
-                log.warning("sparkplug: ignoring an NCMD that is not a Sparkplug B payload (%s)", exc)
+                log.warning("sparkplug: ignoring an NCMD on %s that is not a Sparkplug B payload (%s)", msg.topic, exc)
+            except Exception:  # noqa: BLE001 (this thread answers every later rebirth: it must outlive any one command)
+                log.exception("sparkplug: an NCMD on %s could not be handled", msg.topic)
 
     def stop(self) -> None:
         """Graceful: publish NDEATH ourselves (a clean disconnect does not fire the will)."""
