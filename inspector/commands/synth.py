@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--types", default="", help=f"comma-separated defect types (default all: {','.join(DEFECT_TYPES)})")
     p.add_argument("--seed", type=seed, default=0, help="random seed: the same seed and good images give the same defects (default 0)")
     p.add_argument("--severity", default="0.3,0.9", help="severity range lo,hi in (0, 1] (default 0.3,0.9; transplant ignores it: its size and mismatch span their full range)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder (an earlier synth output there is replaced)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder (an earlier synth output there is replaced; any other file it would overwrite is refused)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 

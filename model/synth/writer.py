@@ -148,20 +148,52 @@ def _remove(paths: list[Path], out: Path) -> None:
             folder.rmdir()
 
 
+def _previous_files(out: Path) -> list[Path]:
+    """The images and masks an earlier `synth` output in `out` lists (resolved, inside `out`); [] for none."""
+    try:
+        old = json.loads((out / "labels.json").read_text())
+        if old.get("generator") != "inspector synth":
+            return []
+        listed = [r[key] for r in old["images"] for key in ("image", "mask")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    root = out.resolve()
+    return [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
+
+
+def _planned(out: Path, n: int, kinds: tuple[str, ...] | list[str]) -> list[Path]:
+    """Every file a run of `n` images over `kinds` writes in `out`, named as _synthesize_all names them."""
+    files = [out / "labels.json", out / CONTACT_SHEET]
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        files += [out / "test" / kind / f"{i:05d}.png", out / "ground_truth" / kind / f"{i:05d}_mask.png"]
+    return files
+
+
+def check_overwrite(out: str | Path, n: int, kinds: tuple[str, ...] | list[str]) -> None:
+    """--force replaces an earlier synth output, not other files: a labels.json or test/<type>/00000.png that no synth
+    run wrote (a dataset's own, with --out its root) was overwritten unsaid, and deleted if the run then failed."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    ours = set(_previous_files(out))
+    if is_synth_output(out):
+        ours |= {(out / "labels.json").resolve(), (out / CONTACT_SHEET).resolve()}
+    clash = next((p for p in _planned(out, n, kinds) if (p.exists() or p.is_symlink()) and p.resolve() not in ours), None)
+    if clash is not None:
+        raise InspectorError(f"--out {out}: {clash.relative_to(out)} is already there and no earlier `inspector synth` run there "
+                             "wrote it; --force replaces only such a run's files (those its labels.json lists): move it, or "
+                             "choose another folder")
+
+
 def remove_previous(out: Path) -> None:
     """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
     then that labels.json and contact sheet (a new run that fails leaves no list of files gone); files it did
     not write stay."""
-    try:
-        old = json.loads((out / "labels.json").read_text())
-        if old.get("generator") != "inspector synth":
-            return
-        listed = [r[key] for r in old["images"] for key in ("image", "mask")]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    if not is_synth_output(out):
         return
-    root = out.resolve()
-    paths = [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
-    _remove([p for p in paths if p.is_file()], root)
+    paths = _previous_files(out)
+    _remove([p for p in paths if p.is_file()], out.resolve())
     for name in ("labels.json", CONTACT_SHEET):
         (out / name).unlink(missing_ok=True)
 
@@ -182,6 +214,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
         print(f"warning: good folder {good_dir} has one image: a transplant takes its surface from the part itself, turned, not "
               "from another part; add good images", file=sys.stderr)
     out = Path(out)
+    check_overwrite(out, n, kinds)  # before anything is removed or written
     if replace:
         remove_previous(out)
     cache = _GoodCache(CACHE_BYTES)

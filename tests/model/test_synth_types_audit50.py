@@ -1,0 +1,45 @@
+"""Audit 50 of defect generation (`inspector synth`) and defect types (fit --labels, eval --shots): what a user hits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+
+from tests.cli import assert_one_line_error, cli
+from tests.synthetic import good_image
+
+
+def _good(tmp_path: Path, n: int = 4) -> Path:
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(good / f"{i:02d}.png"), good_image(i, 64))
+    return good
+
+
+def test_force_does_not_overwrite_files_no_synth_run_wrote(tmp_path, capsys):
+    """--force into a dataset's root overwrote its own labels.json and test/<type>/00000.png unsaid (and a run that then
+    failed deleted them as its own)."""
+    good = _good(tmp_path)
+    out = tmp_path / "dataset"
+    (out / "test" / "scratch").mkdir(parents=True)
+    theirs = out / "test" / "scratch" / "00000.png"
+    cv2.imwrite(str(theirs), good_image(9, 64))
+    before = theirs.read_bytes()
+    rc, _, err = cli(capsys, "synth", good, "--out", out, "--n", 3, "--force")
+    assert_one_line_error(rc, err, str(Path("test") / "scratch" / "00000.png"), "move it")
+    assert theirs.read_bytes() == before and not (out / "labels.json").exists()
+
+    theirs.unlink()
+    (out / "labels.json").write_text('{"annotations": []}')
+    rc, _, err = cli(capsys, "synth", good, "--out", out, "--n", 3, "--force")
+    assert_one_line_error(rc, err, "labels.json")
+    assert json.loads((out / "labels.json").read_text()) == {"annotations": []}
+
+    (out / "labels.json").unlink()  # an earlier synth output there is still replaced, whatever its size and types
+    assert cli(capsys, "synth", good, "--out", out, "--n", 12, "--force")[0] == 0
+    assert cli(capsys, "synth", good, "--out", out, "--n", 3, "--force", "--types", "pit")[0] == 0
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(files) == 2 + 2 * 3 and all("pit" in f for f in files if "/" in f), files
