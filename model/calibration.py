@@ -34,10 +34,12 @@ def unresolved_note(policy: Policy, n_good: int, n_defect: int) -> str | None:
     if policy.target <= 0.0:  # "none at all" is what clearing every calibration image means, and all it can promise
         return (f"a 0 {rate} target clears all {have} {what} calibration images, which bounds the rate on new parts only "
                 f"below {min(3.0 / have, 1.0):.2g} (95% confidence); add {what} images to tighten it") if have else None
-    need = int(np.ceil(1.0 / policy.target - 1e-9))
-    if have >= need:
+    # a tiny target (--far 1e-320) made 1 / target infinite, a traceback, and 1e-300 a 301-digit count
+    need = int(np.ceil(1.0 / policy.target - 1e-9)) if policy.target >= 1e-12 else None
+    if need is not None and have >= need:
         return None
-    return (f"{have} {what} calibration images cannot resolve a {policy.target:.3g} {rate} target (that takes {need}): "
+    takes = f"that takes {need}" if need is not None else "that takes over 10^12"
+    return (f"{have} {what} calibration images cannot resolve a {policy.target:.3g} {rate} target ({takes}): "
             f"the threshold only clears the most extreme of them; add {what} images, or measure the rate on new ones with `inspector eval`")
 
 
