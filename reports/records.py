@@ -223,6 +223,14 @@ class ShiftStats:
     unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
     reviews: dict[str, int] = field(default_factory=dict)  # QA reviews by outcome (OUTCOMES order)
     warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (a warning as written, parts with it, failed)
+    # where the period had not ended when the report was made: then (or the latest part, if later), up to which its rate
+    # is counted (a report of 06:00-14:00 made at 10:00 gave half the parts per hour, over the 4 hours still to come)
+    until: datetime | None = None
+
+    @property
+    def reached(self) -> list[Subgroup]:
+        """The time bins that had begun when the report was made (all of them, for a period that had ended)."""
+        return [g for g in self.subgroups if self.until is None or g.start < self.until]
 
     @property
     def out_of_control(self) -> int:
@@ -306,16 +314,23 @@ def _edges(start: datetime, end: datetime, width: timedelta, zone: tzinfo | None
 
 
 def shift_stats(parts: list[Inspection], start: datetime | None = None, end: datetime | None = None, worst_n: int = 12,
-                zone: tzinfo | None = timezone.utc) -> ShiftStats:
-    """Everything the shift report shows, from normalised records in any order; time bins on `zone`'s clock."""
+                zone: tzinfo | None = timezone.utc, now: datetime | None = None) -> ShiftStats:
+    """Everything the shift report shows, from normalised records in any order; time bins on `zone`'s clock. `now`
+    (default: the clock's): a period that ends later is counted up to then (`ShiftStats.until`)."""
     verdicts = Counter(p.verdict for p in parts)
     judged = verdicts.get("PASS", 0) + verdicts.get("FAIL", 0)
     times = [p.time for p in parts if p.time is not None]
     start = start or (min(times) if times else None)
     end = end or (max(times) if times else None)
+    until = None
+    if end is not None:
+        reached = max([now or datetime.now(timezone.utc), *times])  # a station's clock ahead of this one's: its parts stay in
+        if end > reached and (start is None or reached >= start):
+            until = reached
     p_bar = verdicts.get("FAIL", 0) / judged if judged else None
     width, groups = _subgroups(parts, start, end, p_bar, zone) if start and end and end >= start else (None, [])
-    hours = (end - start).total_seconds() / 3600.0 if start and end else 0.0
+    counted = until or end  # the time the rate is over: the charts show the whole period, the time to come empty
+    hours = (counted - start).total_seconds() / 3600.0 if start and counted else 0.0
     stages: list[str] = []
     for p in parts:
         stages += [k for k in p.timings_ms if k not in stages]
@@ -347,6 +362,7 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         unjudged=len(parts) - judged,
         reviews={o: n for o in OUTCOMES if (n := sum(p.review is not None and p.review.outcome == o for p in parts))},
         warnings=warning_counts(parts),
+        until=until,
     )
 
 

@@ -23,3 +23,35 @@ def test_the_pass_share_reads_as_the_yield_beside_it():
     one = shift_html([_rec(0, "PASS", 1.0)] + [_rec(1 + i, "FAIL", 9.0) for i in range(2999)], {})
     assert '<div class="v" id="yield">0.1%</div>' in one  # a part passed: never 0.0 %, and the row reads alike
     assert re.search(r'<td class="num">1</td><td class="num">0\.1%</td>', one)
+
+
+def test_a_period_not_yet_over_counts_its_rate_up_to_when_the_report_was_made():
+    """06:00-14:00 reported at 10:00 with 100 parts a minute apart from 08:20: 12.5 parts per hour (over 8 hours, 4 of
+    them still to come), and nothing said the shift was still running."""
+    from datetime import datetime, timedelta, timezone
+
+    from reports.records import inspection, shift_stats
+
+    t0 = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
+    parts = [inspection({"inspection_id": f"p{i}", "verdict": "FAIL" if i % 10 == 0 else "PASS", "score": 1.0, "threshold": 4.2,
+                         "timestamp": (t0 + timedelta(minutes=140 + i)).isoformat()}) for i in range(100)]
+    s = shift_stats(parts, t0, t0 + timedelta(hours=8), now=t0 + timedelta(hours=4))
+    assert s.until == t0 + timedelta(hours=4) and s.parts_per_hour == 25.0  # 100 parts in the 4 hours so far, not 12.5
+    assert len(s.subgroups) == 16 and len(s.reached) == 8  # the chart shows the whole shift; the text counts the bins begun
+    done = shift_stats(parts, t0, t0 + timedelta(hours=8), now=t0 + timedelta(hours=9))  # made after the period: as before
+    assert done.until is None and done.parts_per_hour == 12.5 and len(done.reached) == 16
+    ahead = shift_stats(parts, t0, t0 + timedelta(hours=8), now=t0 + timedelta(hours=1))  # the station's clock ahead of this one
+    assert ahead.until == parts[-1].time and ahead.parts_per_hour == 100 / (239 / 60)
+
+
+def test_the_shift_report_says_its_period_had_not_ended():
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    stamp = lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+    records = [_rec(i, "PASS", 1.0, timestamp=stamp(now - timedelta(minutes=i + 1))) for i in range(30)]
+    meta = {"start": stamp(now - timedelta(hours=1)), "end": stamp(now + timedelta(hours=7))}
+    for lang, words in (("en", "This period had not ended"), ("zh", "该时段尚未结束"), ("es", "El periodo no había terminado")):
+        html = shift_html(records, meta, lang=lang)
+        assert 'id="period-open"' in html and words in html, lang
+    assert 'id="period-open"' not in shift_html(records, {"start": meta["start"], "end": stamp(now)})
