@@ -231,6 +231,24 @@ class HealthServer:
                  live: Callable[[], bytes] | None = None) -> None:
         routes = ["/health", "/metrics"] + (["/"] if live else [])
         loopback = [False]  # set once bound: whether only this machine can reach the port
+        logged: dict[str, str] = {}  # route -> the failure last logged with its traceback
+
+        def gathered(route: str, fn: Callable[[], Any]) -> tuple[Any, str | None]:
+            """(fn(), None), or (None, why it failed), logged with its traceback once per cause (a monitor asks every
+            few seconds, the live view reloads every 2): before, /health and /metrics were left unanswered, the cause
+            logged at debug only, and a failing live view logged a traceback at each reload."""
+            try:
+                value = fn()
+            except Exception as exc:  # noqa: BLE001 - e.g. the store's disk failing under its counts
+                why = f"{type(exc).__name__}: {exc}"
+                if logged.get(route) != why:
+                    logged[route] = why
+                    log.exception("http: %s could not be gathered", route)
+                else:
+                    log.debug("http: %s could not be gathered (again): %s", route, why)
+                return None, why
+            logged.pop(route, None)
+            return value, None
 
         class Handler(BaseHTTPRequestHandler):
             timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
@@ -252,18 +270,22 @@ class HealthServer:
                     # the browser of anyone at this machine; a loopback port is asked for by a loopback name
                     self._send(421, "text/plain", b"this station listens on loopback: ask for 127.0.0.1, ::1, localhost or its http.host\n")
                 elif path == "/health":
-                    h = health()
-                    self._send(503 if h.get("status") == "failing" else 200, "application/json", json.dumps(h, indent=1).encode())
+                    h, why = gathered("/health", health)
+                    if why is not None:  # not gathered is failing, said as such, with why
+                        h = {"status": "failing", "problems": [f"/health could not be gathered: {why}; see the daemon log"]}
+                    self._send(503 if h.get("status") == "failing" else 200, "application/json", json.dumps(h, indent=1, default=str).encode())
                 elif path == "/metrics":
-                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics().encode())
+                    text, why = gathered("/metrics", metrics)
+                    if why is not None:
+                        self._send(500, "text/plain", b"the metrics could not be gathered; see the daemon log\n")
+                    else:
+                        self._send(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())
                 elif path == "/" and live is not None:
-                    try:
-                        page = live()
-                    except Exception:  # a page that cannot be drawn is the viewer's trouble, not the line's
-                        log.exception("http: the live view failed")
+                    page, why = gathered("the live view", live)  # a page that cannot be drawn is the viewer's trouble, not the line's
+                    if why is not None:
                         self._send(500, "text/plain", b"the live view failed; see the daemon log\n")
-                        return
-                    self._send(200, "text/html; charset=utf-8", page)
+                    else:
+                        self._send(200, "text/html; charset=utf-8", page)
                 else:
                     self._send(404, "text/plain", f"not found: try {' or '.join(routes)}\n".encode())
 

@@ -30,3 +30,58 @@ def test_a_vanishing_target_is_noted_not_a_traceback(ckpt, capsys):
     shown = json.loads(out)
     assert shown["written"] is True and "that takes over 10^12" in shown["note"]
     assert json.loads((ckpt / "manifest.json").read_text())["calibration"]["policy"] == {"kind": "far", "target": 1e-320}
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_health_that_cannot_be_gathered_is_answered_failing_and_logged_once(caplog):
+    """The store's disk failing under /health's counts left the request unanswered (a monitor read 'no reply'), its
+    cause logged at debug only; a failing live view logged a traceback at each 2 s reload."""
+    import logging
+    import sqlite3
+
+    from inspector.health import HealthServer
+
+    broken = [True]
+
+    def health() -> dict:
+        if broken[0]:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return {"status": "ok"}
+
+    def metrics() -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def live() -> bytes:
+        raise ValueError("no overlay")
+
+    server = HealthServer("127.0.0.1", 0, health, metrics, live)
+    server.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="inspector.health"):
+            for _ in range(3):
+                code, body = _get(server.port, "/health")
+                assert code == 503
+                shown = json.loads(body)
+                assert shown["status"] == "failing"
+                assert shown["problems"] == ["/health could not be gathered: DatabaseError: database disk image is malformed; see the daemon log"]
+                assert _get(server.port, "/metrics") == (500, b"the metrics could not be gathered; see the daemon log\n")
+                assert _get(server.port, "/")[0] == 500
+            broken[0] = False
+            assert _get(server.port, "/health") == (200, b'{\n "status": "ok"\n}')
+            broken[0] = True
+            assert _get(server.port, "/health")[0] == 503  # failing again after it recovered: logged again
+    finally:
+        server.stop()
+    tracebacks = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sorted(tracebacks) == sorted(["http: /health could not be gathered"] * 2 + ["http: /metrics could not be gathered",
+                                                                                      "http: the live view could not be gathered"])
