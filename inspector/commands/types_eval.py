@@ -159,6 +159,9 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     if len(classes) < least:
         raise InspectorError(f"data {args.data}: {len(classes)} defect type(s) ({', '.join(classes)}); --shots"
                              f"{' --holdout' if args.holdout else ''} needs at least {least}")
+    if args.holdout and shots == "1":  # read 0.000 held-out -> unknown, as if the model never flagged a new type
+        raise InspectorError("--holdout with --shots 1: `unknown` needs 2 examples of each type to set its threshold, so no "
+                             "held-out type could come back unknown; give --shots 2 or more")
     counts = np.bincount(y, minlength=len(classes))
     need = args.folds if shots == "all" else int(shots) + 1
     if counts.min() < need:
@@ -178,11 +181,14 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     has_regions = options.use_masks and region == "map" and any(it.mask_path or it.boxes_path for it in labels.items)
     fit_feats = extract_features(net, head, labels, use_masks=True, progress=progress) if has_regions else scored_feats
 
+    off: list[bool] = []  # per fit: `unknown` off (a type with one example to fit on has no out-of-fold score)
+
     def evaluate(h, keep: list[int], fit_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
         remap = np.full(len(classes), -1)
         remap[keep] = np.arange(len(keep))
         emb = fit_feats.image_emb
-        fit_head(h, TypeFeatures(fit_feats.raw[fit_idx], None if emb is None else emb[fit_idx]), torch.from_numpy(remap[y[fit_idx]]), options)
+        info = fit_head(h, TypeFeatures(fit_feats.raw[fit_idx], None if emb is None else emb[fit_idx]), torch.from_numpy(remap[y[fit_idx]]), options)
+        off.append(info["unknown_threshold"] is None)
         z = h.normalise(scored_feats.raw[test_idx])
         e = None if scored_feats.image_emb is None else scored_feats.image_emb[test_idx]
         with torch.no_grad():
@@ -213,6 +219,9 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     out["type_confusion"] = confusion
     if args.holdout:
         out["holdout"] = _holdout(head, classes, y, shots, args, evaluate)
+    if options.unknown_rate > 0 and any(off):  # type_unknown_rate 0.0 read as a model that never said unknown
+        out["unknown_off"] = (f"`unknown` was off in {sum(off)} of the {len(off)} fits: its threshold needs 2 examples of each "
+                              "type to fit on, and a type had 1; those fits named no image `unknown`")
     return out
 
 
@@ -245,6 +254,8 @@ def print_shots(report: dict[str, Any]) -> None:
           + f"{report['unknown_rate']}: {', '.join(report['classes'])}")
     for key in ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate"):
         print(f"  {key:24} {report[key]:.4f} ± {report[key + '_std']:.4f}")
+    if report.get("unknown_off"):
+        print(f"  note: {report['unknown_off']}")
     if "holdout" in report:
         h = report["holdout"]
         print(f"  held-out type -> unknown: {h['unknown_rate']:.3f} (known types -> unknown: {h['false_unknown_rate']:.3f})")

@@ -43,3 +43,19 @@ def test_force_does_not_overwrite_files_no_synth_run_wrote(tmp_path, capsys):
     assert cli(capsys, "synth", good, "--out", out, "--n", 3, "--force", "--types", "pit")[0] == 0
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert len(files) == 2 + 2 * 3 and all("pit" in f for f in files if "/" in f), files
+
+
+def test_eval_shots_says_when_unknown_was_off(tmp_path, capsys):
+    """With one shot per type `unknown` has no out-of-fold score to set its threshold: the curve read type_unknown_rate 0
+    and --holdout "held-out type -> unknown: 0.000", as if the head never flagged a new type."""
+    from tests.model.types_data import write_labels
+
+    labels = write_labels(tmp_path / "l", 3)
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--holdout", "--size", "64")
+    assert_one_line_error(rc, err, "--holdout with --shots 1", "--shots 2 or more")
+    rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--seeds", "2", "--size", "64", "--json")
+    assert rc == 0 and "`unknown` was off in 2 of the 2 fits" in json.loads(out)["unknown_off"]
+    rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--seeds", "1", "--size", "64")
+    assert rc == 0 and "note: `unknown` was off in 1 of the 1 fits" in out
+    rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "2", "--seeds", "1", "--size", "64", "--json")
+    assert rc == 0 and "unknown_off" not in json.loads(out)
