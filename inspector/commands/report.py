@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             start, end = utc_period(args.start, args.end, z, until_now=True)
             parts = [inspection(r) for r in store.iter_records(start, end, station=opts.station)]  # each record decoded, then let go
+            if not parts and args.station:
+                _check_station(store, args.station, opts.db)
             unjudged = store.unjudged(start, end, opts.station)
             meta = {"start": start, "end": end, "station": opts.station, "line": opts.line, "worst_n": args.worst, "title": args.title, "lot": args.lot,
                     **unjudged}
@@ -168,6 +170,17 @@ def run(args: argparse.Namespace) -> int:
         for path in w.values():
             print(path)
     return 0
+
+
+def _check_station(store: Any, station: str, db: str) -> None:
+    """A --station that judged no part in the store at all: a typo gave an empty report to sign ("No inspections were
+    recorded in this period") for a shift of hundreds of parts."""
+    if store.records(station=station, limit=1):
+        return
+    latest = store.latest_station()
+    if latest is not None:
+        raise InspectorError(f"--station {station!r}: no part in store {db} was judged by that station; give the station's name as "
+                             f"its config has it (station.name), e.g. {latest!r}, which judged its latest part, or leave --station out")
 
 
 def _in_zone(stamp: str, z) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from reports.render import shift_html
+from tests.cli import assert_one_line_error, cli
 
 
 def _rec(i: int, verdict: str, score: float, **extra) -> dict:
@@ -55,3 +58,29 @@ def test_the_shift_report_says_its_period_had_not_ended():
         html = shift_html(records, meta, lang=lang)
         assert 'id="period-open"' in html and words in html, lang
     assert 'id="period-open"' not in shift_html(records, {"start": meta["start"], "end": stamp(now)})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store of 40 inspections at station line1-station3, 06:00-10:00 UTC on 2026-11-26 (no image files)."""
+    from inspector.store import Store
+    from reports.sample import make_records
+
+    root = tmp_path_factory.mktemp("audit50_store")
+    st = Store(root)
+    for r in make_records(40, hours=4.0, seed=5):
+        st.add(r)
+    st.close()
+    return root
+
+
+def test_a_misspelt_station_is_refused_not_reported_as_an_empty_shift(store, tmp_path, capsys):
+    """--station line1-statoin3 wrote a report of "No inspections were recorded in this period" over 40 parts."""
+    rc, _out, err = cli(capsys, "report", "--db", store, "--from", "2026-11-26T06:00Z", "--to", "2026-11-26T14:00Z",
+                        "--station", "line1-statoin3", "--format", "html", "--out", tmp_path / "a")
+    assert_one_line_error(rc, err, "--station 'line1-statoin3'", "'line1-station3'")
+    assert not list((tmp_path / "a").glob("shift-*"))
+    # the right station on a day it judged nothing still gets its empty report
+    rc, out, err = cli(capsys, "report", "--db", store, "--from", "2026-11-27T06:00Z", "--to", "2026-11-27T14:00Z",
+                       "--station", "line1-station3", "--format", "html", "--out", tmp_path / "b")
+    assert rc == 0 and out.startswith("0 inspections"), err
