@@ -39,6 +39,7 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
         raise InspectorError(f"good folder {good_dir}: holds the MVTec AD layout; give its good images, {folder / 'train' / 'good'}")
     if is_synth_output(folder):  # its contact sheet and defects would be drawn on as good parts
         raise InspectorError(f"good folder {good_dir}: is an `inspector synth` output (it has its labels.json); point at a folder of good parts")
+    _refuse_defect_type_folder(good_dir, folder.resolve())
     paths = list_images(folder)
     if not paths:
         raise InspectorError(f"good folder {good_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; point at a folder of good parts")
@@ -46,6 +47,20 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
 
     refuse_defect_labels(folder, paths)  # as fit refuses them: a folder of labelled defects is no source of good parts
     return paths
+
+
+def _refuse_defect_type_folder(good_dir: str | Path, folder: Path) -> None:
+    """A layout's test/<type> (its masks in ground_truth/<type>, or an earlier synth output's) holds defects: drawn on
+    as good parts, they made defects on defects, labelled with the new defect's mask alone."""
+    layout = folder.parent.parent
+    if folder.parent.name != "test" or folder.name.lower() == "good":
+        return
+    if not ((layout / "ground_truth").is_dir() or (layout / "train").is_dir() or is_synth_output(layout)):
+        return
+    good = layout / "train" / "good"
+    where = f"give its good images, {good}" if good.is_dir() else "point at a folder of good parts"
+    raise InspectorError(f"good folder {good_dir}: is the defect type {folder.name!r} of the MVTec AD layout {layout} (test/<type>), "
+                         f"whose images are defects; {where}")
 
 
 def is_synth_output(folder: Path) -> bool:

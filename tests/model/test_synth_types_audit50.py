@@ -59,3 +59,18 @@ def test_eval_shots_says_when_unknown_was_off(tmp_path, capsys):
     assert rc == 0 and "note: `unknown` was off in 1 of the 1 fits" in out
     rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "2", "--seeds", "1", "--size", "64", "--json")
     assert rc == 0 and "unknown_off" not in json.loads(out)
+
+
+def test_a_layouts_defect_type_folder_is_no_good_folder(tmp_path, capsys, monkeypatch):
+    """`synth DATA/test/crack` drew defects on the real (or an earlier synth run's) defects, each labelled with the new
+    defect's mask alone; test/good stays a good folder."""
+    from tests.synthetic import write_mvtec
+
+    data = write_mvtec(tmp_path / "data", n_train=3, n_good_test=2, n_defect=2)
+    rc, _, err = cli(capsys, "synth", data / "test" / "blob", "--out", tmp_path / "o1")
+    assert_one_line_error(rc, err, "defect type 'blob'", f"give its good images, {data.resolve() / 'train' / 'good'}")
+    assert cli(capsys, "synth", _good(tmp_path), "--out", tmp_path / "s", "--n", 2, "--types", "pit")[0] == 0
+    monkeypatch.chdir(tmp_path / "s" / "test" / "pit")
+    rc, _, err = cli(capsys, "synth", ".", "--out", tmp_path / "o2")
+    assert_one_line_error(rc, err, "defect type 'pit'", "point at a folder of good parts")
+    assert cli(capsys, "synth", data / "test" / "good", "--out", tmp_path / "o3", "--n", 2)[0] == 0
