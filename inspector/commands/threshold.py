@@ -76,7 +76,7 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None)
     old = dict(manifest["thresholds"])
     new, calibration, info = _recalibrated(old, manifest.get("calibration", {}), good, defect, args, policy)
     changed = new != old
-    info["stations"] = _check_stations(args.config, ckpt, new) if changed else []
+    info["stations"] = _check_stations(args.config, ckpt, new, old) if changed else []
     if calibration is not None and not args.dry_run:
         manifest["thresholds"], manifest["calibration"] = new, calibration
         manifest["files"] = list(manifest["files"])
@@ -195,7 +195,7 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
         raise InspectorError(f"export {model}: its thresholds are missing or not numbers; give both, "
                              f"`inspector threshold {model} --set SCORE --pixel VALUE`")
     changed = new != old
-    info["stations"] = _check_stations(args.config, model, new) if changed else []
+    info["stations"] = _check_stations(args.config, model, new, old) if changed else []
     if calibration is not None and not args.dry_run:
         write_sidecar(model, {**side, "thresholds": new, "calibration": calibration})
     written = calibration is not None and not args.dry_run
@@ -238,9 +238,10 @@ def _headline(new: dict, changed: bool, policy: dict | None = None, dry_run: boo
     return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({state})"
 
 
-def _check_stations(configs: list[str], model: Path, new: dict) -> list[dict]:
+def _check_stations(configs: list[str], model: Path, new: dict, old: dict) -> list[dict]:
     """Each station config (`--config`) whose model is `model`, its verification images judged at the thresholds `new`
-    (a threshold of its own config overrides the model's, as serve applies it) -> [{config, checked}]; InspectorError,
+    (a threshold of its own config overrides the model's, as serve applies it, and the change of `old` that does not
+    reach it is said) -> [{config, checked}]; InspectorError,
     before anything is written, for a misjudged image or a config that serves another model."""
     from inspector.api import Inspector
     from inspector.config import load_config
@@ -255,8 +256,15 @@ def _check_stations(configs: list[str], model: Path, new: dict) -> list[dict]:
         if served.resolve() != model.resolve():
             raise InspectorError(f"--config {path}: its model.path {cfg.model.path} is not {model}, so this change does not "
                                  "reach that station; give the config of a station that serves this model")
+        # each threshold changed that its config overrides: the pixel one's went unsaid (its regions kept the old line),
+        # and so did the image one's where the station lists no verification images
+        own = "".join(f"; its own model.{kind}_threshold {value:g} overrides the model's, so the new {kind} threshold does not "
+                      f"reach its {reach}" for kind, value, reach in (("image", cfg.model.image_threshold, "verdicts"),
+                                                                     ("pixel", cfg.model.pixel_threshold, "defect regions"))
+                      if value is not None and new.get(kind) != old.get(kind))
         if not cfg.model.verify_good and not cfg.model.verify_defect:
-            checked.append({"config": path, "checked": "lists no verification images (model.verify_good, model.verify_defect): nothing judged"})
+            checked.append({"config": path, "checked": "lists no verification images (model.verify_good, model.verify_defect): "
+                                                       f"nothing judged{own}"})
             continue
         device = "cpu" if cfg.model.device.startswith("tensorrt") else cfg.model.device  # engines are built by serve, for minutes
         inspector = Inspector.load(model, device, decision_of(cfg.model))
@@ -269,8 +277,6 @@ def _check_stations(configs: list[str], model: Path, new: dict) -> list[dict]:
                 raise InspectorError(f"nothing written: at image threshold {trial.image_threshold:g} station {path}'s {exc}") from None
         finally:
             inspector.engine.close()
-        own = (f"; its own model.image_threshold {cfg.model.image_threshold:g} overrides the model's, so the new image "
-               "threshold does not reach its verdicts") if cfg.model.image_threshold is not None else ""
         checked.append({"config": path, "checked": f"its {n['good']} good and {n['defect']} defect verification images are "
                                                    f"judged right at image threshold {trial.image_threshold:g}{own}"})
     return checked

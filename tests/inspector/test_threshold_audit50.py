@@ -85,3 +85,32 @@ def test_health_that_cannot_be_gathered_is_answered_failing_and_logged_once(capl
     tracebacks = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert sorted(tracebacks) == sorted(["http: /health could not be gathered"] * 2 + ["http: /metrics could not be gathered",
                                                                                       "http: the live view could not be gathered"])
+
+
+def _station(tmp_path, ckpt, **model) -> str:
+    cfg = {"station": {"name": "st1"}, "source": {"type": "mqtt"}, "mqtt": {"prefix": "f/st1"},
+           "store": {"data_dir": str(tmp_path / "data")}, "http": {"port": 0}, "model": {"path": str(ckpt), **model}}
+    path = tmp_path / f"st-{len(list(tmp_path.glob('st-*')))}.yaml"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_a_change_a_station_overrides_is_said_for_the_pixel_threshold_and_without_verification_images(ckpt, tiny_data, capsys, tmp_path):
+    """A station whose config sets model.pixel_threshold kept its regions at that line while `threshold --pixel --config`
+    said only that its images were judged right; one listing no verification images hid its image override too."""
+    images = {"verify_good": [str(tiny_data / "test" / "good" / "000.png")], "verify_defect": [str(tiny_data / "test" / "blob" / "000.png")]}
+    pixel_own = _station(tmp_path, ckpt, pixel_threshold=3.0, **images)
+    rc, out, err = cli(capsys, "threshold", ckpt, "--pixel", "7.5", "--config", pixel_own, "--json")
+    assert rc == 0, err
+    (said,) = json.loads(out)["stations"]
+    assert said["checked"].endswith("; its own model.pixel_threshold 3 overrides the model's, so the new pixel threshold does not "
+                                    "reach its defect regions")
+    assert "image_threshold" not in said["checked"]  # unchanged, and not overridden
+
+    image_own = _station(tmp_path, ckpt, image_threshold=2.0)
+    rc, out, err = cli(capsys, "threshold", ckpt, "--set", "9", "--config", image_own)
+    assert rc == 0, err
+    assert (f"station {image_own}: lists no verification images (model.verify_good, model.verify_defect): nothing judged; its own "
+            "model.image_threshold 2 overrides the model's, so the new image threshold does not reach its verdicts") in out
+    rc, out, err = cli(capsys, "threshold", ckpt, "--pixel", "8", "--config", image_own)  # the image threshold is not changed
+    assert rc == 0 and "overrides" not in out, err
