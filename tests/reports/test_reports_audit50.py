@@ -84,3 +84,16 @@ def test_a_misspelt_station_is_refused_not_reported_as_an_empty_shift(store, tmp
     rc, out, err = cli(capsys, "report", "--db", store, "--from", "2026-11-27T06:00Z", "--to", "2026-11-27T14:00Z",
                        "--station", "line1-station3", "--format", "html", "--out", tmp_path / "b")
     assert rc == 0 and out.startswith("0 inspections"), err
+
+
+def test_a_shift_report_without_a_station_keeps_its_period_on_one_line(tmp_path):
+    """An empty period with no --station printed 'Period:' on a line of its own, its times on the next (PDF)."""
+    pytest.importorskip("weasyprint")
+    import subprocess
+
+    import reports
+    from tests.reports.conftest import need
+
+    out = reports.render_shift([], {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tmp_path, formats=("pdf",))
+    text = subprocess.run([need("pdftotext"), "-layout", str(out["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Period: 2026-11-27 06:00 UTC – 2026-11-27 14:00 UTC" in text.splitlines()[1], text[:300]
