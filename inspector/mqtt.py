@@ -13,6 +13,7 @@ import queue
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason
 QUICK_DROP_S = 2.0
 MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
+ACKED_KEPT = 1000  # inputs acknowledged lately, remembered to know a copy the broker sends again after a reconnect
 
 ONLINE, OFFLINE = b"online", b"offline"
 DEGRADED = b"degraded"  # retained while the store refuses writes: inputs are answered on the error topic, results wait
@@ -102,6 +104,7 @@ class Message:
     received: float = field(default_factory=time.monotonic)
     retain: bool = False  # published retained (on MQTT 3.1.1 only a copy the broker delivers on subscribing shows it)
     response_topic: str | None = None  # MQTT 5, where the sender also wants its answer (checked by MqttClient)
+    session: int | None = None  # the broker session it came in (MqttClient's count); None: acknowledged whenever asked
 
     @property
     def reply(self) -> Reply | None:
@@ -157,6 +160,13 @@ class MqttClient:
         self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
         self._queue_full = False
         self._bad_response_topics: set[str] = set()
+        # manual_ack: inputs received and not yet acknowledged, and those acknowledged lately (packet id -> what it
+        # carried), in broker session `_session`: a reconnect brings each unacknowledged input again, as a copy
+        self._manual = manual_ack
+        self._in_lock = threading.Lock()
+        self._session = 0
+        self._held: dict[int, tuple[str, int, int]] = {}
+        self._acked: OrderedDict[int, tuple[str, int, int]] = OrderedDict()
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
                         clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
@@ -251,6 +261,12 @@ class MqttClient:
         else:
             self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
             log.info("%s: connected as %s", self.where, self._client._client_id.decode())
+            if self._manual and not getattr(flags, "session_present", False):  # a new session (a broker restarted without
+                # persistence, or the first connection): packet ids start over
+                with self._in_lock:
+                    self._session += 1
+                    self._held.clear()
+                    self._acked.clear()
             if self.retired:
                 client.unsubscribe(self.retired)
             for topic in self.subscriptions:
@@ -318,12 +334,37 @@ class MqttClient:
             user = {str(k): str(v) for k, v in getattr(props, "UserProperty", []) or []}
             corr = getattr(props, "CorrelationData", None)
             response = self._response_topic(getattr(props, "ResponseTopic", None), msg.topic)
-        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response)
+        payload = bytes(msg.payload)
+        if self._manual and msg.qos > 0 and self._copy(msg, payload):
+            return
+        m = Message(msg.topic, payload, msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response,
+                    session=self._session)
         try:
             self.inbox.put_nowait(m)
         except queue.Full:
             if self._on_overflow is not None:
                 self._on_overflow(m)
+
+    def _copy(self, msg: paho.MQTTMessage, payload: bytes) -> bool:
+        """Whether `msg` is a copy of an input already here, which the broker sends again (DUP, the same packet id)
+        when a connection ends before the input was acknowledged, or before the acknowledgement reached it (a broker
+        restart, a network drop): each copy was a part inspected again, under a new generated inspection_id where the
+        input gave none. A copy of one still being handled is dropped (acknowledging the first, with the same packet
+        id, acknowledges it); a copy of one acknowledged is acknowledged again and dropped."""
+        key = (msg.topic, len(payload), hash(payload))
+        with self._in_lock:
+            if msg.dup and self._held.get(msg.mid) == key:
+                again = False
+            elif msg.dup and self._acked.get(msg.mid) == key:
+                again = True
+            else:
+                self._held[msg.mid] = key
+                return False
+        log.info("%s: the broker sent an input on %s again (packet %d, after a reconnect); the first %s", self.where, msg.topic,
+                 msg.mid, "was answered: acknowledged again" if again else "is being handled: this copy is dropped")
+        if again:
+            self._client.ack(msg.mid, msg.qos)
+        return True
 
     def _response_topic(self, topic: str | None, came_on: str) -> str | None:
         """A message's Response Topic, or None (said in the log, once per topic) where its answer may not go there: only
@@ -377,8 +418,20 @@ class MqttClient:
 
     def ack(self, message: Message) -> None:
         """Acknowledge an incoming QoS 1 message (manual_ack): the sender's broker may now forget it."""
-        if message.qos > 0:
-            self._client.ack(message.mid, message.qos)
+        if message.qos == 0:
+            return
+        with self._in_lock:
+            if message.session is not None and message.session != self._session:
+                # it came in a session the broker has since forgotten: its packet id may now name another input, which
+                # this acknowledgement would take from the broker before that one is journaled
+                return
+            key = self._held.pop(message.mid, None)
+            if key is not None:
+                self._acked[message.mid] = key
+                self._acked.move_to_end(message.mid)
+                while len(self._acked) > ACKED_KEPT:
+                    self._acked.popitem(last=False)
+        self._client.ack(message.mid, message.qos)
 
     def will_set(self, will: Will) -> None:
         """Change the last will used from the next connection on."""

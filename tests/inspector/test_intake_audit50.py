@@ -36,3 +36,125 @@ def test_a_malformed_ncmd_leaves_rebirth_working(broker, listen):
         assert node._thread.is_alive()
     finally:
         node.stop()
+
+
+# -- inputs the broker sends again after a reconnect ------------------------------------------------------------
+
+def _client(port: int, client_id: str = "a50-station", protocol: str = "5"):
+    import threading
+
+    from inspector.mqtt import MqttClient
+
+    c = MqttClient(MqttSection(port=port, prefix="p", protocol=protocol), client_id, subscriptions=["p/trigger"], manual_ack=True)
+    subscribed = threading.Event()
+    c._client.on_subscribe = lambda *a: (c._subscribed(*a), subscribed.set())
+    c.subscribed = subscribed
+    return c
+
+
+def _publisher(port: int):
+    import paho.mqtt.client as paho
+
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="a50-pub", protocol=paho.MQTTv5)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    return pub
+
+
+def _drain(inbox) -> list:
+    out = []
+    while not inbox.empty():
+        out.append(inbox.get_nowait())
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_inputs_held_through_a_broker_restart_come_once(make_broker, tmp_path, protocol, caplog):
+    """A broker restart (or a network drop) while inputs waited unacknowledged in the inbox brought each of them
+    again (DUP, the same packet id): the station inspected both copies, and a part sent without an inspection_id got
+    two results under two generated ids."""
+    import logging
+    import signal
+
+    caplog.set_level(logging.INFO, "inspector.mqtt")
+    store = tmp_path / "persist"
+    store.mkdir()
+    broker = make_broker(extra=f"persistence true\npersistence_location {store}/\n")
+    c = _client(broker.port, protocol=protocol)
+    c.start()
+    pub = _publisher(broker.port)
+    try:
+        wait_until(c.subscribed.is_set, 10, "the subscription")
+        for i in range(3):
+            pub.publish("p/trigger", f'{{"serial": "S{i}"}}', qos=1).wait_for_publish(5)
+        wait_until(lambda: c.inbox.qsize() == 3, 10, "three inputs")
+        first = c.inbox.get()
+        c.ack(first)  # one answered before the restart
+        broker.kill(signal.SIGTERM)  # saves its sessions: the two unacknowledged inputs are sent again
+        c.subscribed.clear()
+        broker.start()
+        wait_until(lambda: c.connected and c.subscribed.is_set(), 20, "the reconnect")
+        pub.publish("p/trigger", '{"serial": "S3"}', qos=1).wait_for_publish(10)  # after the copies, in order
+        wait_until(lambda: any(m.payload == b'{"serial": "S3"}' for m in list(c.inbox.queue)), 10, "the next input")
+        assert [m.payload for m in _drain(c.inbox)] == [b'{"serial": "S1"}', b'{"serial": "S2"}', b'{"serial": "S3"}']
+        assert caplog.text.count("this copy is dropped") == 2  # the broker did send them again
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        c.stop(timeout=0)
+
+
+def test_a_copy_of_an_input_already_answered_is_acknowledged_again_not_handed_on(tmp_path):
+    """The acknowledgement of an input can be lost with the connection; the broker then sends the input again,
+    marked DUP: it was answered, so the copy is acknowledged and dropped."""
+    import paho.mqtt.client as paho
+
+    c = _client(1)
+    acks = []
+    c._client.ack = lambda mid, qos: acks.append(mid)
+
+    def arrive(payload: bytes, mid: int, dup: bool) -> None:
+        msg = paho.MQTTMessage(mid, b"p/trigger")
+        msg.payload, msg.qos, msg.dup = payload, 1, dup
+        c._message(c._client, None, msg)
+
+    arrive(b"{}", 7, False)
+    c.ack(c.inbox.get_nowait())
+    arrive(b"{}", 7, True)  # the broker did not hear the acknowledgement
+    assert c.inbox.empty() and acks == [7, 7]
+    arrive(b'{"serial": "new"}', 7, False)  # the packet id used again for a new input: handed on
+    arrive(b'{"serial": "other"}', 8, True)  # a DUP the station never saw (it restarted): handed on
+    assert [m.payload for m in _drain(c.inbox)] == [b'{"serial": "new"}', b'{"serial": "other"}']
+
+
+def test_an_input_of_a_session_the_broker_forgot_is_not_acknowledged_in_the_new_one(make_broker):
+    """A broker restarted without persistence starts the station's session over, packet ids from 1: acknowledging
+    an input that came before the restart took a new input with its id from the broker before it was journaled,
+    and a stop then lost that one."""
+    broker = make_broker()  # no persistence
+    c = _client(broker.port)
+    c.start()
+    pub = _publisher(broker.port)
+    try:
+        wait_until(c.subscribed.is_set, 10, "the subscription")
+        pub.publish("p/trigger", b'{"serial": "old"}', qos=1).wait_for_publish(5)
+        old = wait_until(lambda: _drain(c.inbox), 10, "the first input")[0]
+        broker.kill()
+        c.subscribed.clear()
+        broker.start()
+        wait_until(lambda: c.connected and c.subscribed.is_set(), 20, "the reconnect")
+        pub.publish("p/trigger", b'{"serial": "new"}', qos=1).wait_for_publish(10)
+        new = wait_until(lambda: _drain(c.inbox), 10, "the next input")[0]
+        assert new.mid == old.mid  # the new session numbers its packets from 1 again
+        c.ack(old)  # the old one handled after the restart
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        c.stop(timeout=1)  # stopped before the new input was journaled: the broker must keep it
+    again = _client(broker.port)
+    again.start()
+    try:
+        wait_until(lambda: any(m.payload == b'{"serial": "new"}' for m in list(again.inbox.queue)), 10,
+                   "the unacknowledged input, sent again")
+    finally:
+        again.stop(timeout=0)
