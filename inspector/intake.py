@@ -408,7 +408,7 @@ class Intake:
         name = None
         if len(message.payload) <= self.cfg.mqtt.max_payload_bytes:  # a bigger one is refused unread
             try:
-                data = json.loads(message.payload.decode("utf-8"))
+                data = json.loads(message.payload.decode("utf-8-sig"))
             except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply: its refusal says which
                 data = None
             name = data.get("command") if isinstance(data, dict) else None
@@ -491,8 +491,8 @@ class Intake:
     def _json(self, msg: Message, origin: str) -> Any:
         if not msg.payload:
             raise InspectorError(f"{origin}: empty payload; send a JSON object")
-        try:
-            return json.loads(msg.payload.decode("utf-8"))
+        try:  # -sig: a leading byte order mark (RFC 8259 lets a reader skip it), as Windows tools write UTF-8 files
+            return json.loads(msg.payload.decode("utf-8-sig"))
         except ValueError as exc:  # also a number of over 4,300 digits, which Python refuses to read (not a JSONDecodeError)
             raise InspectorError(f"{origin}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); send a JSON object") from None
         except RecursionError:

@@ -158,3 +158,52 @@ def test_an_input_of_a_session_the_broker_forgot_is_not_acknowledged_in_the_new_
                    "the unacknowledged input, sent again")
     finally:
         again.stop(timeout=0)
+
+
+# -- payloads as integrators' tools write them ---------------------------------------------------------------------
+
+def _intake(tmp_path, **mqtt):
+    import json
+    import queue
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p", **mqtt}, "store": {"data_dir": str(tmp_path / "data")}})
+    sent: list[tuple[str, dict]] = []
+    intake = Intake(cfg, Store(tmp_path / "data"), queue.Queue(8), Metrics(), Topics("p"),
+                    publish=lambda topic, body, reply=None: sent.append((topic, json.loads(body))), republish=lambda r, c: None)
+    intake.sent = sent
+    return intake
+
+
+def _feed(intake, topic: str, payload: bytes, **kw) -> str | None:
+    """What the intake made of one message: None when it was accepted as a part, else its error line."""
+    from inspector.mqtt import Message
+
+    intake.sent.clear()
+    queued = intake.jobs.qsize()
+    intake._message(Message(f"p/{topic}", payload, 1, 1, **kw))
+    if intake.jobs.qsize() > queued:
+        return None
+    assert len(intake.sent) == 1, intake.sent
+    return intake.sent[0][1]["error"]
+
+
+def test_json_with_a_byte_order_mark_is_read(tmp_path, good_png):
+    """A trigger saved by a Windows tool (Notepad, PowerShell 5's UTF8) begins with a byte order mark, which RFC 8259
+    lets a reader skip: it was refused as 'not valid JSON ... decode using utf-8-sig', advice the sender cannot take."""
+    import base64
+
+    intake = _intake(tmp_path)
+    bom = b"\xef\xbb\xbf"
+    trigger = b'{"serial": "S1", "base64": "' + base64.b64encode(good_png) + b'"}'
+    assert _feed(intake, "trigger", bom + trigger) is None
+    assert intake.jobs.get_nowait().serial == "S1"
+    # a command too: answered as the command it is (a shift report asked for backwards), not as bad JSON
+    line = _feed(intake, "command", bom + b'{"command": "shift_report", "start": "2026-12-02T00:00Z", "end": "2026-12-01T00:00Z"}')
+    assert line.startswith("command: start 2026-12-02") and intake.sent[0][1]["command"] == "shift_report"
