@@ -97,3 +97,39 @@ def test_a_shift_report_without_a_station_keeps_its_period_on_one_line(tmp_path)
     out = reports.render_shift([], {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tmp_path, formats=("pdf",))
     text = subprocess.run([need("pdftotext"), "-layout", str(out["pdf"]), "-"], capture_output=True, text=True, check=True).stdout
     assert "Period: 2026-11-27 06:00 UTC – 2026-11-27 14:00 UTC" in text.splitlines()[1], text[:300]
+
+
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "reports.md"
+
+
+def test_the_docs_code_example_reports_one_station(store, tmp_path, monkeypatch):
+    """docs/reports.md's example passed station "line1" over line1-station3's records: its report named two stations."""
+    pytest.importorskip("weasyprint")
+    from reports.sample import make_records
+
+    code = re.search(r"## From code.*?```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S).group(1)
+    record_id = make_records(40, hours=4.0, seed=5)[0]["inspection_id"]
+    code = (code.replace('"/var/lib/inspector/station3"', repr(str(store))).replace('"d15cf9dc358d4ed6a93e294009ef1b66"', repr(record_id))
+            .replace(', "logo.png"', ""))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/reports.md", "exec"), {})
+    shift = next((tmp_path / "qa").glob("shift-*.html")).read_text(encoding="utf-8")
+    assert re.search(r'data-subject="工位: ([^·]*) ·', shift).group(1) == "line1-station3"  # "line1, line1-station3" before
+
+
+def test_the_docs_say_what_report_config_writes_without_reports_formats(store, tmp_path, capsys):
+    pytest.importorskip("weasyprint")
+    config = tmp_path / "station.yaml"
+    config.write_text(f"""station: {{name: line1-station3}}
+model: {{path: /models/m.ckpt}}
+source: {{type: mqtt}}
+mqtt: {{prefix: factory/line1/station3}}
+store: {{data_dir: {store}}}
+reports: {{lang: es}}
+""")
+    rc, _out, err = cli(capsys, "report", "--config", config, "--from", "2026-11-26T06:00Z", "--to", "2026-11-26T07:00Z", "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert {p.suffix for p in (tmp_path / "r").glob("shift-*")} == {".html", ".pdf"}
+    docs = " ".join(DOCS.read_text(encoding="utf-8").split())
+    assert "without `reports.formats` renders HTML only" not in docs  # it said so, and to add --format html,pdf
+    assert "without `reports.formats` (whose daemon renders HTML only) still gets HTML and PDF here" in docs
