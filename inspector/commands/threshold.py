@@ -86,7 +86,7 @@ def _run_checkpoint(args: argparse.Namespace, ckpt: Path, policy: Policy | None)
     if args.json:
         print_json(info)
     else:
-        _print(info, new, changed, good, defect, str(ckpt), written, args.dry_run)
+        _print(info, new, changed, good, defect, str(ckpt), calibration is not None, args.dry_run)
         if changed and written:
             print("  exports made before keep the thresholds they were exported with: "
                   "set them there too (`inspector threshold EXPORT --set ...`) or export again")
@@ -121,12 +121,13 @@ def _recalibrated(old: dict, calibration: dict, good: np.ndarray, defect: np.nda
     return new, {**calibration, "threshold": new["image"], "far": far, "escape": escape, "note": note}, info
 
 
-def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str, written: bool,
+def _print(info: dict, new: dict, changed: bool, good: np.ndarray, defect: np.ndarray, model: str, rewrites: bool,
            dry_run: bool = False) -> None:
-    """`written`: the manifest was rewritten, if not for a threshold then for the policy it now answers to."""
+    """`rewrites`: the manifest is rewritten (or, with --dry-run, would be), if not for a threshold then for the policy
+    it now answers to."""
     from model.calibration import trade_off_note
 
-    print(_headline(new, changed, info["policy"] if written and not changed else None, dry_run))
+    print(_headline(new, changed, info["policy"] if rewrites and not changed else None, dry_run))
     if info["far_on_calibration"] is not None:
         print(f"  on {good.size} good calibration images: false alarms {info['far_on_calibration']:.1%}")
     if info["escape_on_calibration"] is not None:
@@ -204,7 +205,7 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
     if args.json:
         print_json(shown)
     else:
-        _print(info, new, changed, good, defect, str(model), written, args.dry_run)
+        _print(info, new, changed, good, defect, str(model), calibration is not None, args.dry_run)
     return 0
 
 
@@ -231,11 +232,17 @@ def _given(old: dict, args: argparse.Namespace) -> dict:
 def _headline(new: dict, changed: bool, policy: dict | None = None, dry_run: bool = False) -> str:
     """`policy`: the one the unchanged threshold now answers to (--escape 0.005 landed where 0.01 had: "unchanged" alone
     hid that the manifest was rewritten)."""
-    if dry_run:
-        state = ("would change" if changed else "unchanged") + "; nothing written (--dry-run)"
+    if dry_run:  # the policy too: "unchanged; nothing written" hid that the run would rewrite the manifest for it
+        state = ("would change" if changed else "unchanged" + (f"; it would answer to {_flag(policy)}" if policy else "")) \
+            + "; nothing written (--dry-run)"
     else:
-        state = "changed" if changed else "unchanged" + (f"; it now answers to --{policy['kind']} {policy['target']}" if policy else "")
+        state = "changed" if changed else "unchanged" + (f"; it now answers to {_flag(policy)}" if policy else "")
     return f"image threshold {new['image']:.6f}, pixel threshold {new['pixel']:.6f} ({state})"
+
+
+def _flag(policy: dict) -> str:
+    """A policy as its option."""
+    return f"--{policy['kind']} {policy['target']}"
 
 
 def _check_stations(configs: list[str], model: Path, new: dict, old: dict) -> list[dict]:

@@ -114,3 +114,22 @@ def test_a_change_a_station_overrides_is_said_for_the_pixel_threshold_and_withou
             "model.image_threshold 2 overrides the model's, so the new image threshold does not reach its verdicts") in out
     rc, out, err = cli(capsys, "threshold", ckpt, "--pixel", "8", "--config", image_own)  # the image threshold is not changed
     assert rc == 0 and "overrides" not in out, err
+
+
+def test_dry_run_says_the_policy_a_kept_threshold_would_answer_to(ckpt, capsys):
+    """--far landing on the threshold the fitted --escape had: the run rewrites the manifest for the new policy, and says
+    so, but --dry-run said only 'unchanged; nothing written', hiding that change."""
+    before = (ckpt / "manifest.json").read_bytes()
+    policy = json.loads(before)["calibration"]["policy"]
+    assert policy["kind"] == "escape"
+    rc, out, err = cli(capsys, "threshold", ckpt, "--far", "0", "--json")  # the target that lands where the escape one did
+    landed = json.loads(out)
+    (ckpt / "manifest.json").write_bytes(before)
+    if landed["previous"] is not None:
+        pytest.skip("on this model --far 0 does not land on the fitted threshold")
+    rc, out, err = cli(capsys, "threshold", ckpt, "--far", "0", "--dry-run")
+    assert rc == 0, err
+    assert out.splitlines()[0].endswith("(unchanged; it would answer to --far 0.0; nothing written (--dry-run))")
+    assert (ckpt / "manifest.json").read_bytes() == before
+    rc, out, err = cli(capsys, "threshold", ckpt, "--far", "0")
+    assert rc == 0 and out.splitlines()[0].endswith("(unchanged; it now answers to --far 0.0)"), err
