@@ -23,9 +23,10 @@ class Tolerance:
     map_rel: float | None  # max relative anomaly-map difference
     auroc: float  # max |change| of image AUROC (labelled data)
     drift: float  # max mean |score difference| (used when the data has no defects)
+    types_abs: float | None = None  # max |difference| of a defect-type probability (models fitted with --labels)
 
 
-EXACT = Tolerance(score_rel=1e-4, map_rel=1e-3, auroc=0.001, drift=1e-4)
+EXACT = Tolerance(score_rel=1e-4, map_rel=1e-3, auroc=0.001, drift=1e-4, types_abs=1e-3)
 REDUCED = Tolerance(score_rel=None, map_rel=None, auroc=0.005, drift=0.25)
 TOLERANCES = {"onnx": EXACT, "onnx-fp16": REDUCED, "onnx-int8": REDUCED, "tensorrt-fp16": REDUCED, "tensorrt-int8": REDUCED}
 # On a small test set one good/defect pair swapped by rounding moves the AUROC by 1 / (good x defect images),
@@ -47,13 +48,15 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
     if candidate.meta.framing != reference.meta.framing:
         raise InspectorError(f"verify: the export frames images otherwise than the checkpoint (region {candidate.meta.framing.roi} "
                              f"against {reference.meta.framing.roi}); they are different models")
-    s_ref, s_got = [], []
+    s_ref, s_got, t_ref, t_got = [], [], [], []
     map_abs = map_rel = 0.0
     map_broken = 0  # NaN or infinite map values of the export: they compare as no difference at all
     for _, x, _, _ in load_batches(images, size, batch_size=batch, framing=reference.meta.framing):
         a, b = reference.infer(x), candidate.infer(x)
         s_ref.append(a.score)
         s_got.append(b.score)
+        t_ref.append(getattr(a, "type_probs", None))
+        t_got.append(getattr(b, "type_probs", None))
         finite = np.isfinite(b.amap)
         map_broken += int((~finite).sum())
         d = np.abs(a.amap - np.where(finite, b.amap, a.amap))  # differences of the finite values; the rest are counted
@@ -106,8 +109,41 @@ def compare(reference, candidate, images: list[Path], labels: np.ndarray | None,
                         f"(first: {images[escapes[0]]}): new escapes")
     report["verdicts"] = {"threshold": thr, "differ": int(differ.size), "escapes": int(escapes.size),
                           "examples": [str(images[i]) for i in differ[:3]]}
+    report["types"] = _compare_types(t_ref, t_got, fails(ref) & fails(got), images, getattr(reference.meta, "class_names", ()), tol, failures)
     report["failures"] = failures
     report["passed"] = not failures
+    return report
+
+
+def _compare_types(t_ref: list, t_got: list, failed: np.ndarray, images: list[Path], class_names, tol: Tolerance,
+                   failures: list[str]) -> dict[str, Any] | None:
+    """The defect-type probabilities of a model fitted with --labels: their largest difference (judged in float32), and
+    the failed images that the export names another type than the checkpoint (said, as verdicts are). They went
+    unchecked: an export naming every defect's type wrongly passed."""
+    from inspector.decision import DecisionConfig, name_defect
+
+    has_ref, has_got = t_ref[0] is not None, t_got[0] is not None
+    if not has_ref and not has_got:
+        return None
+    if has_ref != has_got:
+        failures.append(f"the {'checkpoint' if has_ref else 'export'} gives defect-type probabilities and the "
+                        f"{'export' if has_ref else 'checkpoint'} none: they are different models")
+        return None
+    ref, got = (np.concatenate(t).astype(np.float64) for t in (t_ref, t_got))
+    if ref.shape != got.shape:
+        failures.append(f"the export gives {got.shape[1]} defect-type probabilities, the checkpoint {ref.shape[1]}: they are different models")
+        return None
+    broken = ~np.isfinite(got)
+    d = np.abs(ref - np.where(broken, ref, got))
+    config = DecisionConfig()
+    named = [(name_defect(r, class_names, config)[0], name_defect(g, class_names, config)[0]) for r, g in zip(ref, got, strict=True)]
+    differ = [i for i in np.flatnonzero(failed) if named[i][0] != named[i][1]]
+    report = {"max_abs": float(d.max()) if d.size else 0.0, "failed_images": int(failed.sum()), "differ": len(differ),
+              "examples": [f"{images[i]} ({named[i][0]} -> {named[i][1]})" for i in differ[:3]]}
+    if broken.any():
+        failures.append(f"{int(broken.sum())} defect-type probabilities are NaN or infinity in the export")
+    elif tol.types_abs is not None and report["max_abs"] > tol.types_abs:
+        failures.append(f"defect-type probability difference {report['max_abs']:.2e} > {tol.types_abs:.0e}")
     return report
 
 
@@ -154,6 +190,11 @@ def format_report(r: dict[str, Any]) -> list[str]:
                      f"  (tolerance ±{tol['auroc']:.4g})")
     elif tol["score_rel"] is None:  # judged by the drift alone, as the docs say
         lines.append(f"  mean score change {r['score_mean_abs']:.4f}  (tolerance {tol['drift']:g}; no defect images for an AUROC)")
+    t = r.get("types")
+    if t:
+        lines.append(f"  types  max |diff| {t['max_abs']:.2e}" + (f"  (tolerance {tol['types_abs']:.0e})" if tol.get("types_abs") is not None else "")
+                     + f"; of {t['failed_images']} images both fail, "
+                     + (f"{t['differ']} named another type (first: {', '.join(t['examples'])})" if t["differ"] else "all named alike"))
     v = r.get("verdicts")
     if v:
         lines.append(f"  verdicts at threshold {v['threshold']:.4f}: " + (f"{v['differ']} of {r['images']} differ (first: {', '.join(v['examples'])})"

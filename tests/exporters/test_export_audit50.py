@@ -1,0 +1,65 @@
+"""Export and engines, audited as a user exporting and deploying a fitted model meets them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from model.framing import Framing
+
+
+class _Scripted:
+    """An engine that answers the scores (and type probabilities) it is given, in the order compare() asks for them."""
+
+    def __init__(self, scores, types=None, threshold=5.0, class_names=("dark", "bright")):
+        self.scores, self.at = np.asarray(scores, dtype=np.float32), 0
+        self.types = None if types is None else np.asarray(types, dtype=np.float32)
+        self.meta = SimpleNamespace(input_size=(32, 32), runtime="scripted", framing=Framing(), image_threshold=threshold,
+                                    class_names=class_names)
+
+    def infer(self, x):
+        s = slice(self.at, self.at + len(x))
+        self.at += len(x)
+        return SimpleNamespace(score=self.scores[s], amap=np.zeros((len(x), 32, 32), np.float32),
+                               type_probs=None if self.types is None else self.types[s])
+
+
+def _images(tmp_path, n):
+    from PIL import Image
+
+    paths = []
+    for i in range(n):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_verify_compares_the_defect_types_an_export_names(tmp_path):
+    """A model fitted with --labels names each failed part's defect type; --verify compared scores and maps only, so an
+    export naming every defect's type otherwise than its checkpoint passed."""
+    from exporters.verify import compare, format_report
+
+    paths = _images(tmp_path, 6)
+    labels = np.array([False] * 3 + [True] * 3)
+    scores = [1.0, 2.0, 3.0, 8.0, 9.0, 10.0]
+    types = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]] * 3
+    swapped = [[p[1], p[0], p[2]] for p in types]  # dark <-> bright
+    r = compare(_Scripted(scores, types), _Scripted(scores, swapped), paths, labels, "onnx")
+    assert not r["passed"] and r["failures"] == ["defect-type probability difference 7.00e-01 > 1e-03"], r["failures"]
+    assert r["types"]["differ"] == 3 and r["types"]["failed_images"] == 3
+    assert r["types"]["examples"][0] == f"{paths[3]} (bright -> dark)"
+    # reduced precision: judged by its scores, the types it names otherwise said
+    r = compare(_Scripted(scores, types), _Scripted(scores, swapped), paths, labels, "onnx-fp16")
+    assert r["passed"] and r["types"]["differ"] == 3
+    assert f"of 3 images both fail, 3 named another type (first: {paths[3]} (bright -> dark)" in "\n".join(format_report(r))
+    r = compare(_Scripted(scores, types), _Scripted(scores, types), paths, labels, "onnx")
+    assert r["passed"] and r["types"]["differ"] == 0 and r["types"]["max_abs"] == 0
+    assert "all named alike" in "\n".join(format_report(r))
+    r = compare(_Scripted(scores, types), _Scripted(scores), paths, labels, "onnx-int8")
+    assert not r["passed"] and "different models" in r["failures"][0]
+    broken = [list(p) for p in types]
+    broken[5][0] = float("nan")
+    r = compare(_Scripted(scores, types), _Scripted(scores, broken), paths, labels, "onnx-fp16")
+    assert not r["passed"] and r["failures"] == ["1 defect-type probabilities are NaN or infinity in the export"]
+    assert compare(_Scripted(scores), _Scripted(scores), paths, labels, "onnx")["types"] is None
