@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -53,7 +54,9 @@ def _decodes(data: bytes, kind: str) -> bool:
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
         return True
-    except (ElementTree.ParseError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise
+    except (ElementTree.ParseError, OSError, ValueError, SyntaxError):
         return False
 
 
@@ -79,7 +82,13 @@ def letterhead(organisation: str | None = None, document: str | None = None, log
         kind = _logo_type(data)
         if kind is None:
             raise ReportError(f"report logo {logo}: not a PNG, JPEG or SVG file; convert it to one of these")
-        if not _decodes(data, kind):  # found now, not by the PDF renderer after the work the report shows
+        try:
+            whole = _decodes(data, kind)  # found now, not by the PDF renderer after the work the report shows
+        except Image.DecompressionBombError as exc:  # it read "damaged or cut short"
+            pixels = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ReportError(f"report logo {logo}: {f'{int(pixels.group(1)):,} pixels' if pixels else 'an image'}, too many to "
+                              "decode; scale it down (a logo needs no more than about 1000 px a side)") from None
+        if not whole:
             raise ReportError(f"report logo {logo}: cannot be decoded (damaged or cut short); export the logo again")
         uri = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
     return Letterhead(_text(organisation, "organisation"), _text(document, "document number"), uri)
