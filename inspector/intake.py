@@ -52,6 +52,10 @@ AHEAD_S = 300.0  # a given capture time this far ahead of the station's clock is
 TITLE_MAX = 200  # characters of a shift report's title: WeasyPrint took 22 s to lay out 2,000 of them, minutes for 20,000
 
 
+_URLSAFE = str.maketrans("-_", "+/")
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
 def _safe(value: str | None) -> str | None:
     if value is not None and not SAFE_ID.match(value):
         raise ValueError(f"{value[:80]!r} is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)")
@@ -537,10 +541,16 @@ class Intake:
             text = cmd.base64
             if text.startswith("data:") and ";base64," in text[:100]:  # a data URI, as a browser or a web tool writes it
                 text = text.split(",", 1)[1]
-            try:  # line breaks, as base64 tools wrap it at 76 characters
-                data = base64.b64decode("".join(text.split()), validate=True)
+            text = "".join(text.split())  # line breaks, as base64 tools wrap it at 76 characters
+            if ("-" in text or "_" in text) and not ("+" in text or "/" in text):
+                text = text.translate(_URLSAFE)  # the URL-safe alphabet (RFC 4648 section 5), as JavaScript's base64url writes it
+            text += "=" * (-len(text) % 4)  # padding, which base64url and JWT-style encoders leave off
+            try:
+                data = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
-                raise InspectorError("trigger: base64 is not valid base64; send the image's bytes base64-encoded (RFC 4648)") from None
+                bad = next((f"{c!r} at character {i}" for i, c in enumerate(text) if c not in _ALPHABET), None)
+                raise InspectorError(f"trigger: base64 is not valid base64 ({bad or 'its length or padding is wrong'}); send the image's "
+                                     "bytes base64-encoded (RFC 4648)") from None
             return data, decode_image(data, "trigger base64", max_pixels=self._max_pixels), "mqtt:trigger"
         if cmd.path is not None:
             return self._read_path(cmd.path)

@@ -207,3 +207,21 @@ def test_json_with_a_byte_order_mark_is_read(tmp_path, good_png):
     # a command too: answered as the command it is (a shift report asked for backwards), not as bad JSON
     line = _feed(intake, "command", bom + b'{"command": "shift_report", "start": "2026-12-02T00:00Z", "end": "2026-12-01T00:00Z"}')
     assert line.startswith("command: start 2026-12-02") and intake.sent[0][1]["command"] == "shift_report"
+
+
+def test_base64_without_padding_or_in_the_url_safe_alphabet_is_read(tmp_path, good_png):
+    """RFC 4648's URL-safe alphabet (JavaScript's base64url, Python's urlsafe_b64encode) and base64 without its
+    padding were refused as 'not valid base64 ... (RFC 4648)', though both are RFC 4648."""
+    import base64
+
+    intake = _intake(tmp_path)
+    good_png += b"\0" * ((1 - len(good_png) % 3) % 3)  # a byte after its end, which decoders skip: base64 then pads with "=="
+    for encoded in (base64.urlsafe_b64encode(good_png), base64.b64encode(good_png).rstrip(b"="),
+                    base64.urlsafe_b64encode(good_png).rstrip(b"=")):
+        assert b"-" in encoded or b"_" in encoded or len(encoded) % 4  # each is one of the forms refused before
+        assert _feed(intake, "trigger", b'{"base64": "' + encoded + b'"}') is None
+    # what is no base64 still is refused, naming the first character out of place
+    assert _feed(intake, "trigger", b'{"base64": "iVBOR*w0KGgo"}') == (
+        "trigger: base64 is not valid base64 ('*' at character 5); send the image's bytes base64-encoded (RFC 4648)")
+    assert _feed(intake, "trigger", b'{"base64": "iVBORw0KG"}') == (
+        "trigger: base64 is not valid base64 (its length or padding is wrong); send the image's bytes base64-encoded (RFC 4648)")
