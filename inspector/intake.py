@@ -54,6 +54,7 @@ TITLE_MAX = 200  # characters of a shift report's title: WeasyPrint took 22 s to
 
 _URLSAFE = str.maketrans("-_", "+/")
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_\r\n"
 
 
 def _safe(value: str | None) -> str | None:
@@ -667,8 +668,19 @@ class Intake:
         try:
             rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
         except InspectorError as exc:
-            return self._refuse(str(exc), origin, msg, ident, serial)
+            return self._refuse(f"{exc}{self._mistaken(msg.payload)}", origin, msg, ident, serial)
         self.accept(rgb, msg.payload, ident, serial, "mqtt:image", msg.received, message=msg, captured=captured)
+
+    def _mistaken(self, payload: bytes) -> str:
+        """What an image payload that is no image seems to be, where it is a common mistake: a trigger's JSON, or the
+        image as base64 text (both were only 'cannot be decoded (UnidentifiedImageError)')."""
+        head = payload[:4096].strip()
+        if head.startswith(b"{"):
+            return f"; this payload is JSON: a trigger goes on {self.topics.trigger}, the image topic takes the image's raw bytes"
+        if head.startswith(b"data:image/") or (len(head) >= 64 and not head.translate(None, _BASE64_BYTES)):
+            return (f"; this payload is base64 text: send the image's raw bytes here, or the text as a trigger's base64 on "
+                    f"{self.topics.trigger}")
+        return ""
 
     def _refuse(self, text: str, origin: str, msg: Message, ident: str | None, serial: str | None) -> None:
         """Refuse a trigger or image that is no valid part. An empty one on MQTT 3.1.1 may be the clearing of a retained

@@ -225,3 +225,18 @@ def test_base64_without_padding_or_in_the_url_safe_alphabet_is_read(tmp_path, go
         "trigger: base64 is not valid base64 ('*' at character 5); send the image's bytes base64-encoded (RFC 4648)")
     assert _feed(intake, "trigger", b'{"base64": "iVBORw0KG"}') == (
         "trigger: base64 is not valid base64 (its length or padding is wrong); send the image's bytes base64-encoded (RFC 4648)")
+
+
+def test_an_image_sent_as_base64_text_or_a_trigger_on_the_image_topic_is_named_so(tmp_path, good_png):
+    """The two common mistakes on <prefix>/image, a trigger's JSON there and the image as base64 text, were only
+    'cannot be decoded (UnidentifiedImageError)': the integrator was not told what to send instead."""
+    import base64
+
+    intake = _intake(tmp_path)
+    line = _feed(intake, "image/SN1", base64.b64encode(good_png))
+    assert line.endswith("; this payload is base64 text: send the image's raw bytes here, or the text as a trigger's base64 on p/trigger")
+    assert _feed(intake, "image", b"data:image/png;base64," + base64.b64encode(good_png)).endswith("on p/trigger")
+    line = _feed(intake, "image", b'{"serial": "SN1", "base64": "iVBOR"}')
+    assert line.endswith("; this payload is JSON: a trigger goes on p/trigger, the image topic takes the image's raw bytes")
+    assert _feed(intake, "image", b"GIF89a-not-quite") == "image p/image: cannot be decoded (UnidentifiedImageError); send JPEG or PNG bytes"
+    assert _feed(intake, "image/SN2", good_png) is None
