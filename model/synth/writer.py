@@ -225,7 +225,10 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     kinds = check_types(types)
     check_out(good_dir, out)
     goods = readable_goods(good_dir)
-    if "transplant" in kinds and len(goods) < 2:
+    if n < len(kinds):  # --n 5 made five of the nine types, and labels.json listed all nine, unsaid
+        print(f"warning: --n {n} is fewer than the {len(kinds)} types, which take turns: {', '.join(kinds[n:])} get no image; "
+              f"give --n {len(kinds)} or more, or name fewer --types", file=sys.stderr)
+    if "transplant" in kinds[:n] and len(goods) < 2:
         print(f"warning: good folder {good_dir} has one image: a transplant takes its surface from the part itself, turned, not "
               "from another part; add good images", file=sys.stderr)
     out = Path(out)

@@ -74,3 +74,12 @@ def test_a_layouts_defect_type_folder_is_no_good_folder(tmp_path, capsys, monkey
     rc, _, err = cli(capsys, "synth", ".", "--out", tmp_path / "o2")
     assert_one_line_error(rc, err, "defect type 'pit'", "point at a folder of good parts")
     assert cli(capsys, "synth", data / "test" / "good", "--out", tmp_path / "o3", "--n", 2)[0] == 0
+
+
+def test_fewer_images_than_types_says_which_types_get_none(tmp_path, capsys):
+    """--n 5 made five of the nine types unsaid (labels.json still lists all nine)."""
+    good = _good(tmp_path)
+    rc, _, err = cli(capsys, "synth", good, "--out", tmp_path / "o", "--n", 5)
+    assert rc == 0 and "--n 5 is fewer than the 9 types" in err and "fray, texture, cutpaste, transplant get no image" in err
+    rc, _, err = cli(capsys, "synth", good, "--out", tmp_path / "o2", "--n", 2, "--types", "pit,scratch")
+    assert rc == 0 and "fewer than" not in err
