@@ -25,6 +25,13 @@ def check_calib(calib: str | Path | None) -> None:
                              "out to use the checkpoint's training data")
 
 
+def as_option(exc: InspectorError, root: str | Path, option: str) -> InspectorError:
+    """The data loader's error about `root` ("data X: ..."), said as the option that gave X: "data X: no such folder"
+    named no option for --verify or --calib."""
+    text, said = str(exc), f"data {root}"
+    return InspectorError(f"{option} {root}{text[len(said):]}" if text.startswith(said) else text)
+
+
 def _root(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | None) -> Path:
     if calib is not None:
         return Path(calib)
@@ -47,7 +54,10 @@ def image_sets(ckpt: Path, ckpt_manifest: dict[str, Any], calib: str | Path | No
     from model.data import load_dataset
 
     root = _root(ckpt, ckpt_manifest, calib)
-    dataset = load_dataset(root)
+    try:
+        dataset = load_dataset(root)
+    except InspectorError as exc:
+        raise (as_option(exc, root, "--calib") if calib is not None else exc) from None
     train = [s.path for s in dataset.train]
     test_good = [s.path for s in dataset.test if not s.is_defect]
     if test_good:

@@ -149,9 +149,13 @@ def _compare_types(t_ref: list, t_got: list, failed: np.ndarray, images: list[Pa
 
 def verify_samples(data: str | Path) -> list:
     """The images --verify compares on: DATA's test set (MVTec layout), else all its images; one-line error if none."""
+    from exporters.calibration import as_option
     from model.data import load_dataset
 
-    dataset = load_dataset(data, require_train=False)
+    try:
+        dataset = load_dataset(data, require_train=False)
+    except InspectorError as exc:
+        raise as_option(exc, Path(data), "--verify") from None
     samples = dataset.test or dataset.train
     if not samples:
         raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF)")

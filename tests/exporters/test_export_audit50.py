@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from model.framing import Framing
+from tests.cli import assert_one_line_error, cli
 
 
 class _Scripted:
@@ -63,3 +65,16 @@ def test_verify_compares_the_defect_types_an_export_names(tmp_path):
     r = compare(_Scripted(scores, types), _Scripted(scores, broken), paths, labels, "onnx-fp16")
     assert not r["passed"] and r["failures"] == ["1 defect-type probabilities are NaN or infinity in the export"]
     assert compare(_Scripted(scores), _Scripted(scores), paths, labels, "onnx")["types"] is None
+
+
+@pytest.mark.parametrize("option", ["--verify", "--calib"])
+@pytest.mark.parametrize("what", ["missing", "file", "empty"])
+def test_verify_and_calib_folders_are_named_by_their_option(capsys, tiny_ckpt, tiny_data, tmp_path, option, what):
+    """`export --verify nope` said 'data nope: no such folder', and an empty --calib folder 'data X: no good images
+    found': neither named the option that gave the folder."""
+    path = {"missing": tmp_path / "nope", "file": next((tiny_data / "test" / "good").iterdir()), "empty": tmp_path / "empty"}[what]
+    (tmp_path / "empty").mkdir()
+    fmt = "onnx-int8" if option == "--calib" else "onnx"
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", fmt, "--out", tmp_path / "e", option, path)
+    assert_one_line_error(code, err, f"error: {option} {path}: ")
+    assert not (tmp_path / "e" / "model.onnx").exists() and not (tmp_path / "e" / "model-int8.onnx").exists()
