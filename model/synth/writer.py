@@ -225,14 +225,14 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     kinds = check_types(types)
     check_out(good_dir, out)
     goods = readable_goods(good_dir)
+    out = Path(out)
+    check_overwrite(out, n, kinds)  # before anything is removed or written
     if n < len(kinds):  # --n 5 made five of the nine types, and labels.json listed all nine, unsaid
         print(f"warning: --n {n} is fewer than the {len(kinds)} types, which take turns: {', '.join(kinds[n:])} get no image; "
               f"give --n {len(kinds)} or more, or name fewer --types", file=sys.stderr)
     if "transplant" in kinds[:n] and len(goods) < 2:
         print(f"warning: good folder {good_dir} has one image: a transplant takes its surface from the part itself, turned, not "
               "from another part; add good images", file=sys.stderr)
-    out = Path(out)
-    check_overwrite(out, n, kinds)  # before anything is removed or written
     if replace:
         remove_previous(out)
     cache = _GoodCache(CACHE_BYTES)
