@@ -160,6 +160,8 @@ class MqttClient:
         self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
         self._queue_full = False
         self._bad_response_topics: set[str] = set()
+        self._topic_of: dict[int, str] = {}  # packet id -> topic of a publish the broker has not answered (ids wrap at 65535)
+        self._refusals_said: set[tuple[str, str]] = set()  # (topic, reason) logged, until a publish on the topic goes through
         # manual_ack: inputs received and not yet acknowledged, and those acknowledged lately (packet id -> what it
         # carried), in broker session `_session`: a reconnect brings each unacknowledged input again, as a copy
         self._manual = manual_ack
@@ -389,10 +391,20 @@ class MqttClient:
         return None
 
     def _published(self, client, userdata, mid, reason, properties) -> None:
+        topic = self._topic_of.pop(mid, None)
         if reason.is_failure:
-            log.error("%s: broker rejected publish %d (%s)", self.where, mid, reason)
+            # named by topic, once: "rejected publish 532" named no topic to grant in the ACL, and came again for every
+            # result (and every re-offer of one) while the broker refused them
+            said = (topic or "", str(reason))
+            if said not in self._refusals_said:
+                if len(self._refusals_said) < 100:
+                    self._refusals_said.add(said)
+                log.error("%s: the broker refused a publish on %s (%s); check its ACL for this client's topics (said once per topic "
+                          "until one goes through)", self.where, topic or f"an unknown topic (packet {mid})", reason)
             self.refused.put((mid, str(reason)))
         else:
+            if self._refusals_said and topic is not None:
+                self._refusals_said = {k for k in self._refusals_said if k[0] != topic}
             self.acks.put(mid)
 
     # -- operations (any thread) -------------------------------------------------------------------------
@@ -412,8 +424,11 @@ class MqttClient:
             self._queue_full = True
             return None
         self._queue_full = False
+        self._topic_of[info.mid] = topic
         if self.v5 and reply is not None and reply.topic and reply.topic != topic:
-            self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
+            copy = self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
+            if copy.rc != paho.MQTT_ERR_QUEUE_SIZE:
+                self._topic_of[copy.mid] = reply.topic
         return info.mid
 
     def ack(self, message: Message) -> None:

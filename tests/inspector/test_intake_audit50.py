@@ -240,3 +240,26 @@ def test_an_image_sent_as_base64_text_or_a_trigger_on_the_image_topic_is_named_s
     assert line.endswith("; this payload is JSON: a trigger goes on p/trigger, the image topic takes the image's raw bytes")
     assert _feed(intake, "image", b"GIF89a-not-quite") == "image p/image: cannot be decoded (UnidentifiedImageError); send JPEG or PNG bytes"
     assert _feed(intake, "image/SN2", good_png) is None
+
+
+def test_a_publish_the_broker_refuses_is_logged_once_naming_its_topic(make_broker, tmp_path, caplog):
+    """'broker rejected publish 532 (Not authorized)' named no topic to grant in the ACL, and came again for every
+    result and every re-offer of one while the broker refused them (5 lines a second at 5 parts/s)."""
+    from inspector.mqtt import MqttClient
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny p/result\n")
+    broker = make_broker(extra=f"acl_file {acl}")
+    c = MqttClient(MqttSection(port=broker.port, prefix="p"), "a50-refused")
+    c.start()
+    try:
+        for _ in range(3):
+            c.publish("p/result", b"{}")
+        c.publish("p/error", b"{}")
+        refused = [wait_until(lambda: not c.refused.empty() and c.refused.get_nowait(), 10, "a refusal") for _ in range(3)]
+        wait_until(lambda: not c.acks.empty(), 10, "the error topic's acknowledgement")
+    finally:
+        c.stop(timeout=0)
+    assert all("authori" in reason.lower() for _, reason in refused)
+    lines = [r.getMessage() for r in caplog.records if "refused a publish" in r.getMessage()]
+    assert len(lines) == 1 and "refused a publish on p/result (Not authorized)" in lines[0], lines
