@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -59,6 +60,14 @@ def _time(value: datetime | None, z: Zone = timezone.utc, with_seconds: bool = T
     if value is None:
         return "—"
     return value.astimezone(z).strftime("%Y-%m-%d %H:%M:%S %Z" if with_seconds else "%Y-%m-%d %H:%M %Z")
+
+
+def zone_name(z: Zone) -> str | None:
+    """The zone's IANA name, printed once beside a page's first time: an abbreviation alone can name several zones (CST
+    is China's, and the US's Central time, 14 hours apart; IST India's, Ireland's and Israel's). None for UTC."""
+    if not isinstance(z, ZoneInfo) or z.key in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"):
+        return None
+    return z.key
 
 
 @cache
@@ -150,6 +159,7 @@ class Page:
             "zone": self.zone,
             "letterhead": self.letterhead,
             "generated": _time(datetime.now(timezone.utc), self.zone),
+            "zone_name": zone_name(self.zone),
             # Chinese in the PDF needs a CJK font on this machine; say so in the report instead of printing boxes silently
             "font_note": "pdf" in self.formats and self.lang == "zh" and cjk_font() is None,
         }

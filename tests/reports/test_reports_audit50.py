@@ -151,3 +151,16 @@ def test_a_logo_of_too_many_pixels_is_not_called_damaged(tmp_path):
     with pytest.raises(ReportError) as caught:
         letterhead("ACME", None, logo)
     assert "400,000,000 pixels" in str(caught.value) and "scale it down" in str(caught.value) and "damaged" not in str(caught.value)
+
+
+def test_a_zone_whose_abbreviation_names_several_is_named_once_on_the_page():
+    """Asia/Shanghai's times read '14:00 CST' alone: CST is the US's Central time too, 14 hours behind."""
+    from reports.render import inspection_html
+
+    record = _rec(1, "FAIL", 9.0)
+    page = inspection_html(record, tz="Asia/Shanghai")
+    assert "2026-11-27 14:01:00 CST (Asia/Shanghai)</div>" in page
+    shift = shift_html([record], {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T14:00:00Z"}, tz="Asia/Kolkata")
+    assert re.search(r'id="period">[^<]*2026-11-27 19:30 IST \(Asia/Kolkata\)', shift)  # IST: India, Ireland or Israel
+    assert "(UTC)" not in inspection_html(record, tz="UTC")
+    assert re.search(r'id="period">[^<]*06:01 UTC – [^<(]*06:01 UTC · Station', shift_html([record], {}, tz="Etc/UTC"))  # UTC needs no name
