@@ -86,6 +86,26 @@ def _threshold(name: str, value: object) -> float | None:
     return number
 
 
+def _region_rules(d: DecisionConfig) -> dict:
+    """A DecisionConfig's region fields checked, as plain numbers: mm_per_px=nan recorded every area as 0.0 mm2, inf was an
+    OverflowError at the first FAIL, and max_regions=0 (or below) FAILed parts with no region to show."""
+    def number(name: str, value: object, low: float, fix: str, whole: bool = False, high: float = math.inf) -> float | int:
+        try:
+            ok = isinstance(value, numbers.Integral if whole else numbers.Real) and not isinstance(value, bool) \
+                and (whole or math.isfinite(float(value))) and low <= value <= high and not (name == "mm_per_px" and value == 0)
+        except OverflowError:  # an int too large for a float
+            ok = False
+        if not ok:
+            raise InspectorError(f"DecisionConfig {name}={value!r}: give {fix}")
+        return int(value) if whole else float(value)
+
+    mm = d.mm_per_px
+    return {"mm_per_px": None if mm is None else number("mm_per_px", mm, 0.0, "the millimetres per pixel, a finite number above 0, or None"),
+            "max_regions": number("max_regions", d.max_regions, 1, "a whole number of regions, at least 1", whole=True),
+            "min_region_px": number("min_region_px", d.min_region_px, 0, "a whole number of pixels, 0 or more", whole=True),
+            "unknown_cutoff": number("unknown_cutoff", d.unknown_cutoff, 0.0, "a probability in [0, 1]", high=1.0)}
+
+
 def _name(value: object, what: str) -> str | None:
     """A serial, id or source as the record's string: a number there broke the contract; a Path made to_record()'s
     JSON fail long after the call that gave it."""
@@ -116,7 +136,8 @@ class Inspector:
         d = decision or DecisionConfig()
         # checked here too (DecisionConfig(image_threshold=nan) made records of invalid JSON), and a copy: the
         # caller's config changed later must not change verdicts in another thread
-        self.decision = replace(d, image_threshold=_threshold("image", d.image_threshold), pixel_threshold=_threshold("pixel", d.pixel_threshold))
+        self.decision = replace(d, image_threshold=_threshold("image", d.image_threshold), pixel_threshold=_threshold("pixel", d.pixel_threshold),
+                                **_region_rules(d))
         self.engine = engine
         self.station = _name(station, "station")
         self._shared = _Shared()

@@ -133,3 +133,27 @@ def test_dry_run_says_the_policy_a_kept_threshold_would_answer_to(ckpt, capsys):
     assert (ckpt / "manifest.json").read_bytes() == before
     rc, out, err = cli(capsys, "threshold", ckpt, "--far", "0")
     assert rc == 0 and out.splitlines()[0].endswith("(unchanged; it now answers to --far 0.0)"), err
+
+
+@pytest.mark.parametrize(("field", "value"), [("mm_per_px", float("nan")), ("mm_per_px", float("inf")), ("mm_per_px", -0.1),
+                                              ("mm_per_px", "0.1"), ("max_regions", 0), ("max_regions", -1), ("max_regions", 2.5),
+                                              ("min_region_px", -5), ("unknown_cutoff", float("nan")), ("unknown_cutoff", 1.5)])
+def test_region_rules_of_a_decision_config_are_checked(tiny_ckpt, field, value):
+    """mm_per_px=nan recorded every region as 0.0 mm2, inf was an OverflowError at the first FAIL, max_regions=0 or -1
+    FAILed parts with no region shown: one line naming the field now, when the Inspector is made."""
+    from inspector.api import Inspector
+    from inspector.decision import DecisionConfig
+    from model.errors import InspectorError
+
+    with pytest.raises(InspectorError, match=rf"^DecisionConfig {field}=.*: give "):
+        Inspector.load(tiny_ckpt, decision=DecisionConfig(**{field: value}))
+
+
+def test_valid_region_rules_are_kept(tiny_ckpt):
+    from inspector.api import Inspector
+    from inspector.decision import DecisionConfig
+
+    with Inspector.load(tiny_ckpt, decision=DecisionConfig(mm_per_px=2, max_regions=3, min_region_px=0, unknown_cutoff=1)) as insp:
+        d = insp.decision
+        assert (d.mm_per_px, d.max_regions, d.min_region_px, d.unknown_cutoff) == (2.0, 3, 0, 1.0)
+        assert isinstance(d.mm_per_px, float)
