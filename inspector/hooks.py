@@ -126,16 +126,16 @@ class ReportHooks:
         """Queue a shift report; one waits at most (on the intake's thread, a burst of 400 blocked every part for
         minutes): a further request is answered on the error topic."""
         with self._shift_lock:
-            busy = self._shifts_waiting >= 1
-            if not busy:
+            busy = "a shift report is already waiting to be rendered; ask again when its reply comes" if self._shifts_waiting >= 1 else None
+            if busy is None:
                 try:
                     self._queue.put_nowait(("shift", cmd, reply))
                     self._shifts_waiting += 1
-                except queue.Full:
-                    busy = True
-        if busy:
-            self._publish(self.error_topic, error_payload("command: a shift report is already waiting to be rendered; ask again when "
-                                                          "its reply comes", "command", command="shift_report"), reply=reply)
+                except queue.Full:  # FAIL reports fill the queue: no shift report waits, and no reply would come
+                    busy = (f"the report worker is busy with {self._queue.qsize()} FAIL reports waiting to be rendered; ask again "
+                            "in a few minutes")
+        if busy is not None:
+            self._publish(self.error_topic, error_payload(f"command: {busy}", "command", command="shift_report"), reply=reply)
 
     def start(self) -> None:
         self._thread.start()

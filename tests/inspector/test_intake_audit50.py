@@ -263,3 +263,26 @@ def test_a_publish_the_broker_refuses_is_logged_once_naming_its_topic(make_broke
     assert all("authori" in reason.lower() for _, reason in refused)
     lines = [r.getMessage() for r in caplog.records if "refused a publish" in r.getMessage()]
     assert len(lines) == 1 and "refused a publish on p/result (Not authorized)" in lines[0], lines
+
+
+def test_a_shift_report_refused_behind_fail_reports_says_so(tmp_path):
+    """With the report queue full of FAIL reports, a shift report was refused as 'a shift report is already waiting
+    ... ask again when its reply comes': none was waiting, so no reply came, and QA waited for it."""
+    import json
+
+    from inspector.config import StationConfig
+    from inspector.hooks import ReportHooks
+    from inspector.intake import ShiftReportCommand
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+    sent = []
+    hooks = ReportHooks(cfg, Store(cfg.store.data_dir), lambda topic, body, **kw: sent.append((topic, json.loads(body))), "rep", "err",
+                        on_fail=lambda record: None, on_shift_report=lambda recs, meta: {})
+    for i in range(hooks._queue.maxsize):  # not started: a burst of FAILs waits to be rendered
+        hooks.fail({"inspection_id": f"f{i}", "verdict": "FAIL"})
+    hooks.shift(ShiftReportCommand.model_validate({"command": "shift_report"}), None)
+    assert [t for t, _ in sent] == ["err"] and sent[0][1]["command"] == "shift_report"
+    assert sent[0][1]["error"] == ("command: the report worker is busy with 256 FAIL reports waiting to be rendered; ask again in a few "
+                                   "minutes")
