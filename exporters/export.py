@@ -57,6 +57,35 @@ def _normalisation(net) -> dict[str, Any]:
     return info
 
 
+def _check_source(ckpt: Path) -> None:
+    """An export folder or an image given as the checkpoint is named so (both were 'no manifest.json inside; is this a
+    directory written by `inspector fit`?'), with the checkpoint an export records where it does."""
+    from exporters.manifest import export_source
+    from model.checkpoint import EXPORT_SUFFIXES, MANIFEST
+    from model.images import IMAGE_SUFFIXES
+
+    fix = "give the checkpoint directory written by `inspector fit`"
+    if ckpt.is_file() and ckpt.suffix.lower() in IMAGE_SUFFIXES:
+        raise InspectorError(f"checkpoint {ckpt}: is an image, not a model; {fix} (--verify DATA takes the images)")
+    if not ckpt.is_dir() or (ckpt / MANIFEST).exists():
+        return
+    try:
+        models = sorted(p for p in ckpt.iterdir() if p.suffix in EXPORT_SUFFIXES and p.is_file())
+    except OSError:
+        return  # the checkpoint loader says it cannot be read
+    if not models:
+        return
+    sources = set()
+    for model in models:
+        try:
+            sources.add(export_source(model, required=False).get("checkpoint"))
+        except InspectorError:
+            continue
+    named = f" (it was exported from {next(iter(sources))})" if len(sources - {None}) == 1 and None not in sources else ""
+    raise InspectorError(f"checkpoint {ckpt}: is a folder of exports ({', '.join(m.name for m in models)}), not a checkpoint; "
+                         f"{fix}{named}")
+
+
 def _check_target(ckpt: Path, out: Path, formats: list[str], force: bool) -> None:
     from model.checkpoint import MANIFEST
 
@@ -108,6 +137,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
 
     formats = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
     ckpt, out = Path(ckpt), Path(out)
+    _check_source(ckpt)
     _check_target(ckpt, out, formats, force)
     net, ckpt_manifest = load_checkpoint(ckpt)
     _note_other_models(out, formats, ckpt_manifest["files"]["model.safetensors"], log)

@@ -78,3 +78,18 @@ def test_verify_and_calib_folders_are_named_by_their_option(capsys, tiny_ckpt, t
     code, _, err = cli(capsys, "export", tiny_ckpt, "--format", fmt, "--out", tmp_path / "e", option, path)
     assert_one_line_error(code, err, f"error: {option} {path}: ")
     assert not (tmp_path / "e" / "model.onnx").exists() and not (tmp_path / "e" / "model-int8.onnx").exists()
+
+
+def test_an_export_folder_or_an_image_given_as_the_checkpoint_is_named_so(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """`inspector export EXPORTS/ --format onnx-fp16` (converting an export folder) and an image in the checkpoint's place
+    both said 'no manifest.json inside; is this a directory written by `inspector fit`?'."""
+    from exporters.export import export
+
+    export(tiny_ckpt, "onnx", tmp_path / "exports")
+    code, _, err = cli(capsys, "export", tmp_path / "exports", "--format", "onnx-fp16", "--out", tmp_path / "e")
+    assert_one_line_error(code, err, f"checkpoint {tmp_path / 'exports'}: is a folder of exports (model.onnx), not a checkpoint",
+                          f"exported from {tiny_ckpt.resolve()}")
+    image = next((tiny_data / "test" / "good").iterdir())
+    code, _, err = cli(capsys, "export", image, "--format", "onnx", "--out", tmp_path / "e")
+    assert_one_line_error(code, err, f"checkpoint {image}: is an image, not a model")
+    assert not (tmp_path / "e").exists()
