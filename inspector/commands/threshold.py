@@ -259,7 +259,10 @@ def _check_stations(configs: list[str], model: Path, new: dict, old: dict) -> li
     checked = []
     for path in configs:
         cfg = load_config(path)
-        served = locate_model(cfg.model.path)[0]
+        try:
+            served = locate_model(cfg.model.path)[0]
+        except InspectorError as exc:  # "model X: no such file" named neither the config nor its field
+            raise InspectorError(f"--config {path}: model.path: {exc}") from None
         if served.resolve() != model.resolve():
             raise InspectorError(f"--config {path}: its model.path {cfg.model.path} is not {model}, so this change does not "
                                  "reach that station; give the config of a station that serves this model")
@@ -274,7 +277,15 @@ def _check_stations(configs: list[str], model: Path, new: dict, old: dict) -> li
                                                        f"nothing judged{own}"})
             continue
         device = "cpu" if cfg.model.device.startswith("tensorrt") else cfg.model.device  # engines are built by serve, for minutes
-        inspector = Inspector.load(model, device, decision_of(cfg.model))
+        on = ""
+        try:
+            inspector = Inspector.load(model, device, decision_of(cfg.model))
+        except InspectorError:
+            if device == "cpu":
+                raise
+            # a station's cuda checked from a desk without one: "--device cuda: ..." named an option nobody gave; the
+            # station judges them again on its own device at the reload
+            inspector, on = Inspector.load(model, "cpu", decision_of(cfg.model)), f" (on cpu: this machine cannot run its model.device {device})"
         try:
             trial = inspector.with_thresholds(None if cfg.model.image_threshold is not None else new["image"],
                                               None if cfg.model.pixel_threshold is not None else new["pixel"])
@@ -285,5 +296,5 @@ def _check_stations(configs: list[str], model: Path, new: dict, old: dict) -> li
         finally:
             inspector.engine.close()
         checked.append({"config": path, "checked": f"its {n['good']} good and {n['defect']} defect verification images are "
-                                                   f"judged right at image threshold {trial.image_threshold:g}{own}"})
+                                                   f"judged right at image threshold {trial.image_threshold:g}{on}{own}"})
     return checked

@@ -157,3 +157,22 @@ def test_valid_region_rules_are_kept(tiny_ckpt):
         d = insp.decision
         assert (d.mm_per_px, d.max_regions, d.min_region_px, d.unknown_cutoff) == (2.0, 3, 0, 1.0)
         assert isinstance(d.mm_per_px, float)
+
+
+def test_a_station_config_whose_model_is_missing_or_on_a_device_not_here(ckpt, tiny_data, capsys, tmp_path):
+    """--config of a station whose model.path is gone said 'model X: no such file', naming neither the config nor its
+    field; one serving on cuda, checked from a desk without it, said '--device cuda: ...', an option nobody gave."""
+    import torch
+
+    from tests.cli import assert_one_line_error
+
+    gone = _station(tmp_path, tmp_path / "nowhere")
+    rc, _, err = cli(capsys, "threshold", ckpt, "--set", "5", "--config", gone)
+    assert_one_line_error(rc, err, f"--config {gone}: model.path: ", "nowhere")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has cuda: the station's device is used as it is")
+    on_cuda = _station(tmp_path, ckpt, device="cuda", verify_good=[str(tiny_data / "test" / "good" / "000.png")])
+    rc, out, err = cli(capsys, "threshold", ckpt, "--set", "9", "--config", on_cuda, "--dry-run")
+    assert rc == 0, err
+    assert (f"station {on_cuda}: its 1 good and 0 defect verification images are judged right at image threshold 9 "
+            "(on cpu: this machine cannot run its model.device cuda)") in out
