@@ -67,9 +67,23 @@ def _masks_of(root: Path, defect_type: str) -> dict[str, Path]:
         raise InspectorError(f"masks {folder}: cannot be read ({exc.strerror}); give this user read access to it") from None
 
 
+def defect_type_layout(folder: Path) -> Path | None:
+    """The MVTec AD layout (or `inspector synth` output) whose test/<type> of defects `folder` is, if it is one."""
+    folder = folder.resolve()
+    layout = folder.parent.parent
+    if folder.parent.name != "test" or folder.name.lower() == GOOD:
+        return None
+    return layout if (layout / "ground_truth").is_dir() or (layout / "train").is_dir() else None
+
+
 def _refuse_labelled(root: Path) -> None:
     """A plain folder is read as good images, so one holding an MVTec AD layout (its ground_truth/ masks, or
-    good/ beside folders of defect images) would silently teach the model its defects: refuse it, naming the folder."""
+    good/ beside folders of defect images), or one of its test/<type> folders, would silently teach the model its
+    defects: refuse it, naming the folder."""
+    if (layout := defect_type_layout(root)) is not None:
+        raise InspectorError(f"data {root}: is the defect type {root.resolve().name!r} of the MVTec AD layout {layout} "
+                             f"(test/<type>), whose images would be learnt as good; give {layout / 'train' / GOOD}, or "
+                             "the layout's root folder")
     for here, subs, _ in walk_folders(root):  # as the images are found: a linked layout would be learnt too
         d = Path(here)
         if "ground_truth" in subs:

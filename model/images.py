@@ -396,6 +396,18 @@ def walk_folders(folder: str | Path) -> Iterator[tuple[str, list[str], list[str]
         yield here, subs, files
 
 
+def _apple_double(path: Path) -> bool:
+    """macOS's metadata file `._<name>` beside each file copied to a USB stick or network share: no image, though
+    named like one (a fit refused every one of them as undecodable)."""
+    if not path.name.startswith("._"):
+        return False
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"\x00\x05\x16\x07"
+    except OSError:
+        return False
+
+
 def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> Scan:
     """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`;
     recursively as walk_folders reads it."""
@@ -406,7 +418,7 @@ def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False
             if p.is_symlink() and not p.exists():  # an image's, or a folder's (no suffix); not an editor's lock file
                 if not name.startswith(".") and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
                     scan.broken_links.append(p)
-            elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)):
+            elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)) and not _apple_double(p):
                 scan.images.append(p)
         if not recursive:
             break

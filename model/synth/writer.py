@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.data import defect_type_layout
 from model.errors import InspectorError
 from model.images import IMAGE_SUFFIXES, high_bit_depth, list_images, read_image
 from model.progress import BarFactory, silent
@@ -52,10 +53,7 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
 def _refuse_defect_type_folder(good_dir: str | Path, folder: Path) -> None:
     """A layout's test/<type> (its masks in ground_truth/<type>, or an earlier synth output's) holds defects: drawn on
     as good parts, they made defects on defects, labelled with the new defect's mask alone."""
-    layout = folder.parent.parent
-    if folder.parent.name != "test" or folder.name.lower() == "good":
-        return
-    if not ((layout / "ground_truth").is_dir() or (layout / "train").is_dir() or is_synth_output(layout)):
+    if (layout := defect_type_layout(folder)) is None:
         return
     good = layout / "train" / "good"
     where = f"give its good images, {good}" if good.is_dir() else "point at a folder of good parts"

@@ -1,0 +1,36 @@
+"""Good-image folders: a layout's defect folder given as good parts, and macOS's `._` metadata files."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from model.data import load_dataset
+from model.errors import InspectorError
+from model.images import list_images
+from tests.synthetic import good_image, write_mvtec
+
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
+
+
+def test_fit_refuses_a_layouts_defect_folder_as_good_images(tmp_path):
+    """`fit DATA/test/blob` learnt the layout's defects as good parts; it is refused naming train/good."""
+    root = write_mvtec(tmp_path / "d")
+    with pytest.raises(InspectorError) as e:
+        load_dataset(root / "test" / "blob")
+    msg = str(e.value)
+    assert "defect type 'blob'" in msg and str(root.resolve() / "train" / "good") in msg and "\n" not in msg
+    assert len(load_dataset(root / "test" / "good").train) == 4  # good test images are good parts
+    assert len(load_dataset(root / "test" / "blob", require_train=False).train) == 4  # judged, not fitted: fine
+
+
+def test_macos_metadata_files_are_not_images(tmp_path):
+    """A folder copied from a Mac to a USB stick has `._<name>` beside each image; fit refused each as undecodable."""
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), good_image(i, 32))
+        (folder / f"._{i}.png").write_bytes(APPLE_DOUBLE)
+    cv2.imwrite(str(folder / "._real.png"), good_image(9, 32))  # named so, but an image: kept
+    assert [p.name for p in list_images(folder)] == ["._real.png", "0.png", "1.png", "2.png"]
+    assert len(load_dataset(folder).train) == 4
