@@ -243,6 +243,8 @@ class MqttSection(Section):
     def _prefix(cls, v: str) -> str:
         if not v or v.startswith("/") or v.endswith("/") or not TOPIC_LEVEL.match(v):
             raise ValueError("give topic levels like factory/line1/station3 (no leading/trailing /, no + or #)")
+        if v.startswith("$"):  # the broker's own ($SYS/...): clients cannot publish there, so the station hears nothing
+            raise ValueError("topics beginning with $ are the broker's own (MQTT 4.7.2); give levels like factory/line1/station3")
         return v
 
     @field_validator("password_env")
