@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from inspector.engines.base import HeadOutput, ModelMeta, parse_device
+from inspector.engines.exported import check_batch
 from model.checkpoint import WEIGHTS, load_checkpoint
 from model.errors import InspectorError
 
@@ -45,7 +46,9 @@ class TorchEngine:
 
     @torch.no_grad()
     def infer(self, batch: np.ndarray) -> HeadOutput:
-        out = self.net(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device))
+        # as the exported engines: a batch at another size was scored (the backbone takes any size), a wrong layout or
+        # a single image ended in torch's RuntimeError or IndexError
+        out = self.net(torch.from_numpy(check_batch(batch, self.meta)).to(self.device))
         arrays = [o.float().cpu().numpy() for o in out]
         return HeadOutput(arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else None)
 

@@ -93,3 +93,16 @@ def test_an_export_folder_or_an_image_given_as_the_checkpoint_is_named_so(capsys
     code, _, err = cli(capsys, "export", image, "--format", "onnx", "--out", tmp_path / "e")
     assert_one_line_error(code, err, f"checkpoint {image}: is an image, not a model")
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (1, 64, 64, 3), (3, 64, 64)])
+def test_the_torch_engine_refuses_a_batch_the_exports_refuse(tiny_ckpt, shape):
+    """open_engine(CKPT).infer scored a batch at another size than the model's (the exported engines refuse it, as the
+    docs say a runtime does), and a channels-last batch or a single image ended in torch's RuntimeError/IndexError."""
+    from inspector.engines import open_engine
+    from model.errors import InspectorError
+
+    engine = open_engine(tiny_ckpt)
+    with pytest.raises(InspectorError, match=r"does not fit \[batch, 3, 64, 64\]; resize images to 64x64 first"):
+        engine.infer(np.zeros(shape, np.float32))
+    assert engine.infer(np.zeros((2, 3, 64, 64), np.float64)).score.shape == (2,)
