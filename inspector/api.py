@@ -247,6 +247,7 @@ class Inspector:
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])
             verdict, regions = decide(score, judged(amap, meta.framing.ignored), self.image_threshold, self.pixel_threshold, self.decision)
+            found = getattr(regions, "found", len(regions))
             if box is not None:  # regions were found within the region of interest, as the model saw it
                 regions = [replace(r, box=box_in_frame(r.box, box, rgb.shape[:2])) for r in regions]
                 amap = place_map(amap, rgb.shape[:2], box)
@@ -262,6 +263,7 @@ class Inspector:
                 threshold=self.image_threshold,
                 pixel_threshold=self.pixel_threshold,
                 regions=regions,
+                regions_found=found,
                 anomaly_map=amap,
                 image_shape=rgb.shape[:2],
                 image_sha256=digest,

@@ -64,12 +64,19 @@ class Region:
         return d
 
 
-def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> list[Region]:
+class Regions(list):
+    """find_regions' regions, and how many it found: beyond `max_regions` only the most severe are kept, and a
+    record listing 20 of 300 regions must say so."""
+
+    found: int = 0
+
+
+def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> Regions:
     """Connected components of `amap >= threshold` (8-connected), largest first, tiny ones dropped; beyond
-    `max_regions`, the most severe (then largest) are kept."""
+    `max_regions`, the most severe (then largest) are kept (`found` counts them all)."""
     binary = (amap >= threshold).astype(np.uint8)
     if not binary.any():
-        return []
+        return Regions()
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     total = float(amap.size)
     regions = []
@@ -89,10 +96,12 @@ def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> 
                 area_mm2=_mm2(area * config.mm_per_px**2) if config.mm_per_px else None,
             )
         )
-    if len(regions) > config.max_regions:  # the most severe kept: a small, hot pit was dropped behind 20 faint stains
+    found = len(regions)
+    if found > config.max_regions:  # the most severe kept: a small, hot pit was dropped behind 20 faint stains
         regions = sorted(regions, key=lambda r: (SEVERITIES.index(r.severity), r.area_px, r.peak), reverse=True)[: config.max_regions]
-    regions.sort(key=lambda r: (-r.area_px, -r.peak))
-    return regions
+    out = Regions(sorted(regions, key=lambda r: (-r.area_px, -r.peak)))
+    out.found = found
+    return out
 
 
 def _mm2(value: float) -> float:

@@ -19,6 +19,7 @@ TEXT = {
         "regions": "{n} defect regions found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
         "region": "1 defect region found: {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
         "conf": " with {c} confidence",
+        "listed": "The {k} most severe are listed.",
         "severity": {"low": "low", "medium": "medium", "high": "high"},
         "anomaly": "an unclassified anomaly",
         "unknown": "a defect of a type not seen before (unknown)",
@@ -35,6 +36,7 @@ TEXT = {
         "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
         "region": "发现 1 个缺陷区域：{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
         "conf": "，置信度 {c}",
+        "listed": "仅列出其中最严重的 {k} 个。",
         "severity": {"low": "低", "medium": "中", "high": "高"},
         "anomaly": "未分类异常",
         "unknown": "一种未见过的缺陷类型（未知）",
@@ -50,6 +52,7 @@ TEXT = {
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",
         "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
         "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
+        "listed": "Se listan las {k} más graves.",
         "conf": ", con una confianza del {c}",  # it read "con 900 px (...) con una confianza" beside "con {area} px"
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
         "anomaly": "una anomalía sin clasificar",
@@ -105,9 +108,12 @@ def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_na
         kind = {"anomaly": t["anomaly"], UNKNOWN: t["unknown"]}.get(r.type) or type_name(r.type)
         conf = t["conf"].format(c=num.percent(100 * r.confidence, 0)) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
-        parts.append(t["region" if len(result.regions) == 1 else "regions"].format(
-            n=len(result.regions), type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
+        found = result.found
+        parts.append(t["region" if found == 1 else "regions"].format(
+            n=found, type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
             pct=_share(num, pct), conf=conf))
+        if found > len(result.regions):
+            parts.append(t["listed"].format(k=len(result.regions)))
         if r.located_by == "map_peak":
             parts.append(t["peak"])
     return parts

@@ -100,10 +100,16 @@ class InspectionResult:
     roi: tuple | None = None  # the part of the image the model inspected (x, y, w, h[, angle]: model.framing.Box); None: all
     # don't-care pixels (fit --ignore) at the model's input size, over `roi` (model.framing.ignored_in spreads them)
     ignored: np.ndarray | None = field(default=None, repr=False)
+    regions_found: int | None = None  # before DecisionConfig.max_regions kept the most severe; None: all are listed
 
     @property
     def defects(self) -> list[Region]:
         return self.regions
+
+    @property
+    def found(self) -> int:
+        """How many defect regions the map held; `defects` lists at most DecisionConfig.max_regions of them."""
+        return max(self.regions_found or 0, len(self.regions))
 
     def to_record(self) -> dict[str, Any]:
         """JSON-able record: no images inline, only paths in `images`."""
@@ -127,6 +133,7 @@ class InspectionResult:
                  "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak, "located_by": r.located_by}
                 for r in self.regions
             ],
+            "defects_found": self.found,
             "image": {"width": self.image_shape[1], "height": self.image_shape[0], "sha256": self.image_sha256},
             "model": dict(self.model),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},

@@ -107,6 +107,7 @@ class Inspection:
     warnings: list[str] = field(default_factory=list)  # as the inspector wrote them (English)
     review: Review | None = None
     pixel_threshold: float | None = None  # what drew the defect regions (records before 2026-12-05 lack it)
+    defects_found: int | None = None  # regions the map held, of which `defects` lists the most severe (older records lack it)
 
     @property
     def margin(self) -> float | None:
@@ -170,6 +171,7 @@ def inspection(record: dict[str, Any]) -> Inspection:
         defect_type=as_text(record.get("defect_type")),
         type_confidence=as_float(record.get("type_confidence")),
         defects=[d for d in map(_defect, defects) if d],
+        defects_found=None if (found := as_float(record.get("defects_found"))) is None else int(found),
         width=None if width is None else int(width),
         height=None if height is None else int(height),
         image_sha256=as_text(image.get("sha256")),
