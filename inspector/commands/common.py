@@ -88,7 +88,7 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1)")
-    return value
+    return value + 0.0  # -0 is 0: stored as -0.0, the policy read "--far -0.0" in the manifest and reports
 
 
 def name_list(text: str | None) -> list[str]:
