@@ -186,7 +186,14 @@ def _onnx(fp32: onnx.ModelProto, fmt: str, target: Path, calib_images, holdout: 
             log(f"  INT8 try with float32 stages {t['float32_stages'] or 'none'}, {t['weight_bits']}-bit weights: mean score change on held-out good images "
                 f"{t['holdout_mean_abs_score_change']:.4f}")
 
-        result = quantize_int8(fp32, calib_images, holdout[0], tolerance, progress=show)
+        try:
+            result = quantize_int8(fp32, calib_images, holdout[0], tolerance, progress=show)
+        except InspectorError as exc:
+            if len(calib_images) >= N_CALIB:
+                raise
+            # activation ranges from a few images clip the next part's: the cause, where onnx-fp16 was the only fix said
+            raise InspectorError(f"{exc}, or calibrate on more good images: its activation ranges came from {len(calib_images)} "
+                                 f"(up to {N_CALIB} are used; give more with --calib DIR)") from None
         model, precision = result.model, {**result.describe(), "holdout": f"{len(holdout[0])} good images from {holdout[1]}"}
     else:
         model = onnx.ModelProto()

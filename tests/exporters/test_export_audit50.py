@@ -106,3 +106,34 @@ def test_the_torch_engine_refuses_a_batch_the_exports_refuse(tiny_ckpt, shape):
     with pytest.raises(InspectorError, match=r"does not fit \[batch, 3, 64, 64\]; resize images to 64x64 first"):
         engine.infer(np.zeros(shape, np.float32))
     assert engine.infer(np.zeros((2, 3, 64, 64), np.float64)).score.shape == (2,)
+
+
+def test_int8_giving_up_says_its_closest_try_and_a_small_calibration_set(capsys, tiny_ckpt, tmp_path, monkeypatch):
+    """The INT8 search gave up naming its last try's drift (7-bit weights, often worse than the try before it) as how far
+    scores 'still move', and told to use onnx-fp16 where its activation ranges came from a handful of --calib images
+    (2 of them: no try passed; the checkpoint's 12 training images: the first try did)."""
+    import onnx
+    import onnxruntime.quantization as ortq
+
+    from exporters import quantize
+    from exporters.onnx_export import export_onnx
+    from model.checkpoint import load_checkpoint
+    from model.errors import InspectorError
+
+    fp32 = export_onnx(load_checkpoint(tiny_ckpt)[0])
+    drifts = iter([3.0, 2.5, 2.0, 0.75, 1.5, 1.75, 1.25, 2.25, 1.0, 3.5])  # one per try: 4 float stage counts + none, 8 then 7 bits
+    monkeypatch.setattr(ortq, "quantize_static", lambda src, out, *a, **k: onnx.save(fp32, out))  # the float graph, as if quantised
+    monkeypatch.setattr(quantize, "_scores", lambda model, images: np.zeros(len(images)) + (next(drifts) if isinstance(model, onnx.ModelProto) and model is not fp32 else 0.0))
+    images = np.zeros((4, 3, 64, 64), np.float32)
+    with pytest.raises(InspectorError) as caught:
+        quantize.quantize_int8(fp32, images, images, 0.25)
+    assert str(caught.value).startswith("INT8: scores still move by 0.750 at best on held-out good images (tolerance 0.25), "
+                                        "with up to 4 of 8 backbone stages in float32; use --format onnx-fp16"), caught.value
+
+    def give_up(*_args, **_kwargs):
+        raise InspectorError("INT8: scores still move by 0.750 at best; use --format onnx-fp16 for this model")
+
+    monkeypatch.setattr(quantize, "quantize_int8", give_up)
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", tmp_path / "e", "--json")  # no progress
+    assert_one_line_error(code, err, "use --format onnx-fp16 for this model, or calibrate on more good images: its activation ranges "
+                          "came from 12 (up to 64 are used; give more with --calib DIR)")
