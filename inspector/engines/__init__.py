@@ -81,6 +81,8 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
 
     if kind not in FACTORIES and path.suffix.lower() in IMAGE_SUFFIXES:
         raise InspectorError(f"model {path}: is an image, not a model; give a checkpoint from `inspector fit` or an exported model")
+    if kind not in FACTORIES and path.is_file() and (path.parent / "manifest.json").is_file():  # its weights: "unknown model kind 'safetensors'"
+        raise InspectorError(f"model {path}: is a file inside the checkpoint {path.parent}; give the checkpoint folder {path.parent} instead")
     if kind not in FACTORIES:
         known = ", ".join(sorted(FACTORIES))
         raise InspectorError(f"model {path}: unknown model kind {kind!r}; give one of: {known}")

@@ -137,3 +137,11 @@ def test_int8_giving_up_says_its_closest_try_and_a_small_calibration_set(capsys,
     code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", tmp_path / "e", "--json")  # no progress
     assert_one_line_error(code, err, "use --format onnx-fp16 for this model, or calibrate on more good images: its activation ranges "
                           "came from 12 (up to 64 are used; give more with --calib DIR)")
+
+
+def test_a_file_of_a_checkpoint_given_as_the_model_names_the_checkpoint(capsys, tiny_ckpt, tiny_data):
+    """`inspect CKPT/model.safetensors` (the weights, not their folder) said "unknown model kind 'safetensors'"."""
+    image = next((tiny_data / "test" / "good").iterdir())
+    code, _, err = cli(capsys, "inspect", tiny_ckpt / "model.safetensors", image)
+    assert_one_line_error(code, err, f"model {tiny_ckpt / 'model.safetensors'}: is a file inside the checkpoint {tiny_ckpt}; "
+                          f"give the checkpoint folder {tiny_ckpt} instead")
