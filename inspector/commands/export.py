@@ -82,13 +82,14 @@ def _run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     tolerance = DRIFT_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
+    stopped = None
     try:
         results = export(args.checkpoint, args.format, args.out, calib=args.calib, force=args.force, int8_tolerance=tolerance, log=log,
                          verifying=bool(args.verify))
     except ExportStopped as exc:
-        if args.json:  # a machine reading stdout learns what was written, not only an empty output
-            print_json({"exports": [_item(r) for r in exc.written], "error": str(exc)})
-        raise
+        # what was written is verified still: marked as waiting for a verification that never came, it was refused
+        # by every engine ("wait for it, or export again") though named as written
+        results, stopped = exc.written, exc
     summary, failed = [], False
     for r in results:
         m, item = r.manifest, _item(r)
@@ -102,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
             if not args.json:
                 print("\n".join(format_report(item["verify"])))
         summary.append(item)
+    if stopped is not None:
+        if args.json:  # a machine reading stdout learns what was written, not only an empty output
+            print_json({"exports": summary, "error": str(stopped)})
+        raise stopped
     if args.json:
         print_json({"exports": summary})
     return 1 if failed else 0

@@ -145,3 +145,25 @@ def test_a_file_of_a_checkpoint_given_as_the_model_names_the_checkpoint(capsys, 
     code, _, err = cli(capsys, "inspect", tiny_ckpt / "model.safetensors", image)
     assert_one_line_error(code, err, f"model {tiny_ckpt / 'model.safetensors'}: is a file inside the checkpoint {tiny_ckpt}; "
                           f"give the checkpoint folder {tiny_ckpt} instead")
+
+
+def test_exports_written_before_a_format_fails_are_still_verified(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    """`export --format onnx,onnx-int8 --verify DATA` whose INT8 search gave up named model.onnx as written, but left it
+    marked as waiting for its verification: every engine refused it ('wait for it, or export again'), with nothing running."""
+    import json
+
+    from exporters import quantize
+    from model.errors import InspectorError
+
+    def give_up(*_args, **_kwargs):
+        raise InspectorError("INT8: scores still move by 0.750 at best; use --format onnx-fp16 for this model")
+
+    monkeypatch.setattr(quantize, "quantize_int8", give_up)
+    out = tmp_path / "e"
+    code, stdout, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--out", out, "--verify", tiny_data, "--json")
+    assert_one_line_error(code, err, f"(written before it: {out / 'model.onnx'})")
+    said = json.loads(stdout)
+    assert [e["model"] for e in said["exports"]] == [str(out / "model.onnx")] and said["exports"][0]["verify"]["passed"]
+    assert json.loads((out / "model.onnx.json").read_text())["verify"]["passed"] is True
+    code, _, err = cli(capsys, "inspect", out / "model.onnx", next((tiny_data / "test" / "good").iterdir()))
+    assert code == 0, err
