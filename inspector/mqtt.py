@@ -139,9 +139,10 @@ class MqttClient:
     def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
                  subscriptions: list[str] | None = None, retired: list[str] | None = None, manual_ack: bool = False,
                  inbox: queue.Queue | None = None, on_connected: Callable[[], None] | None = None,
-                 on_overflow: Callable[[Message], None] | None = None) -> None:
+                 on_overflow: Callable[[Message], None] | None = None, on_disconnected: Callable[[], None] | None = None) -> None:
         """`retired`: filters an earlier version subscribed to, dropped at each connect: a persistent session keeps
-        them, and the broker sends a message once for each filter it matches."""
+        them, and the broker sends a message once for each filter it matches. `on_connected` runs on paho's thread once
+        the connection is made (after `connected` already reads True), `on_disconnected` once it is lost or ended."""
         self.cfg = cfg
         self.where = f"mqtt {cfg.host}:{cfg.port}"
         self.v5 = cfg.protocol == "5"
@@ -153,6 +154,7 @@ class MqttClient:
         self.refused: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self.state = "not started"
         self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
         self._on_overflow = on_overflow
         self._first = threading.Event()
         self._refusal: str | None = None
@@ -290,6 +292,8 @@ class MqttClient:
             log.error("%s: the broker refused a subscription (%s); check its ACL for this client's topics", self.where, ", ".join(refused))
 
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:
+        if self._on_disconnected is not None:
+            self._on_disconnected()
         if self.state == "stopping":
             return
         if self._taken_over(reason):

@@ -154,12 +154,16 @@ class SparkplugNode:
         self.session_bdseq: int | None = None  # bdSeq of the connection in use (its will's)
         self._seq = 0
         self._lock = threading.Lock()
+        # this connection's NBIRTH and DBIRTH are queued: paho reads connected before it calls on_connect, so a result
+        # in between went out as a DDATA ahead of the births, with the last connection's seq (a host marks such a node stale)
+        self._born = False
         self._last: dict[str, Any] = {"inspection_id": None, "serial": None, "verdict": None, "score": None, "threshold": None, "defects": 0}
         self._counts = {"inspected": 0, "pass": 0, "fail": 0}
         self._stop = threading.Event()
         # Sparkplug requires a clean session, and NDEATH (not retained) as the will
         self.client = MqttClient(mqtt, client_id, will=self._death_will(), persistent=False,
-                                 subscriptions=[self.topics["NCMD"]], on_connected=self._connected)
+                                 subscriptions=[self.topics["NCMD"]], on_connected=self._connected,
+                                 on_disconnected=self._disconnected)
         self._thread = threading.Thread(target=self._commands, name="sparkplug-ncmd", daemon=True)
 
     def _death_will(self) -> Will:
@@ -182,6 +186,10 @@ class SparkplugNode:
             self.client.will_set(self._death_will())  # for the next connection
         self._birth()
 
+    def _disconnected(self) -> None:
+        with self._lock:
+            self._born = False
+
     def _birth(self) -> None:
         """NBIRTH (seq 0, this connection's bdSeq) and DBIRTH with the current values; also on a rebirth request."""
         with self._lock:
@@ -189,6 +197,7 @@ class SparkplugNode:
             self.client.publish(self.topics["NBIRTH"], encode_payload(
                 [("bdSeq", UINT64, self.session_bdseq), (REBIRTH, BOOLEAN, False)], self._next_seq()), qos=0)
             self.client.publish(self.topics["DBIRTH"], encode_payload(self._device_metrics(), self._next_seq()), qos=0)
+            self._born = self.client.connected  # a rebirth asked for just before a drop is no birth of the next connection
 
     def start(self) -> None:
         self.client.start()
@@ -201,7 +210,7 @@ class SparkplugNode:
             self._counts["pass" if verdict == "PASS" else "fail"] += 1
             self._last = {"inspection_id": record.get("inspection_id"), "serial": record.get("serial"), "verdict": verdict,
                           "score": record.get("score"), "threshold": record.get("threshold"), "defects": len(record.get("defects") or [])}
-            if self.client.connected:  # while offline the next birth carries the current values
+            if self._born and self.client.connected:  # while offline, or not yet born, the next birth carries the current values
                 self.client.publish(self.topics["DDATA"], encode_payload(self._device_metrics(), self._next_seq()), qos=0)
 
     def _commands(self) -> None:
