@@ -99,13 +99,31 @@ def refuse_defect_labels(root: Path, images: list[Path]) -> None:
     """Images with a mask or box file beside them are labelled defects (a `fit --labels` folder): learnt as good,
     they would pass."""
     folders: dict[Path, dict[str, Path]] = {}  # each folder listed once (files_by_lower_name), as the labels are found in any case
+    first: tuple[Path, Path] | None = None
+    any_good = False
     for image in images:
         files = folders.setdefault(image.parent, files_by_lower_name(image.parent))
         label = named_like(files, image, "_mask", MASK_SUFFIXES) or named_like(files, image, "", (".xml",))
-        if label is not None:
-            raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
-                                 "labelled defects, which would be learnt as good; give a folder of good images (defect "
-                                 "examples go to fit --labels)")
+        first = first or (label and (image, label))
+        any_good = any_good or label is None
+        if first and any_good:
+            break
+    if first is None:
+        return
+    image, label = first
+    if not any_good:
+        # NEU's layout: type folders of labelled defects and not one good image. "give a folder of good images (defect
+        # examples go to fit --labels)" left such a user nowhere to go; say what each way forward needs. The labels are
+        # the folder of <type>/ folders: the one above, where `root` is one type's folder itself
+        labels = root if any(p.parent != root for p in images) else root.parent
+        raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), as every one of its "
+                             f"{len(images)} images has: these are labelled defects, with no good image among them, and a "
+                             "model learns the part from good images; with a folder of good parts, `inspector fit GOOD_DIR "
+                             f"--out CKPT --labels {labels}` fits it and names these types, and `inspector eval efficientnet-lite0 "
+                             f"{labels} --shots 5` measures now how well the types are told apart")
+    raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
+                         "labelled defects, which would be learnt as good; give a folder of good images (defect "
+                         "examples go to fit --labels)")
 
 
 def _refuse_misnamed_good(root: Path) -> None:

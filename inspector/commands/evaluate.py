@@ -67,7 +67,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
 
     dataset = load_dataset(data, require_train=False)
     if not dataset.test:
-        raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root)}")
+        raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root, model)}")
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     check_test_headers(dataset)
@@ -169,12 +169,23 @@ def labelled_twice(dataset) -> list[str]:
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
 
 
-def layout_hint(root: Path) -> str:
+def layout_hint(root: Path, model: str = "efficientnet-lite0") -> str:
     """Where the MVTec AD layout's root is, when `root` is a folder inside it (its test/ folder, or one of test/'s
     type folders): "no test/<type> folders" alone had the user look for folders that are there."""
     for inside, above in ((root, root.parent), (root.parent, root.parent.parent)):
         if inside.name == "test" and (inside / GOOD).is_dir():
             return f"; {inside} is the test/ folder of an MVTec AD layout: give the folder above it, {above}"
+    from model.images import list_images
+
+    try:
+        types = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.lower() != GOOD and list_images(d))
+    except OSError:
+        return ""
+    if len(types) >= 2:  # NEU's layout, as --labels reads it: "eval needs labelled test images" of a folder of them
+        shown = ", ".join(t + "/" for t in types[:3]) + (", ..." if len(types) > 3 else "")
+        return (f"; if {root}'s folders ({shown}) are defect types (the layout `--labels` reads), `inspector eval {model} "
+                f"{root} --shots 5` measures how well they are told apart (a model's verdicts are evaluated on test/good "
+                "and test/<type> folders)")
     return ""
 
 
@@ -268,6 +279,18 @@ def _refuse_idle_options(args: argparse.Namespace) -> None:
     args.size = 256 if args.size is None else args.size
 
 
+def _refuse_backbone_name(model: str, data: str) -> None:
+    """A backbone name is a model only to --shots, which fits its own type heads: without it, "model efficientnet-lite0:
+    no such file or directory" had a user who read docs/types.md's `eval efficientnet-lite0 NEU --shots 5` look for a
+    file."""
+    from model.backbones import EFFICIENTNET_LITE
+
+    if not Path(model).exists() and (model in EFFICIENTNET_LITE or model.startswith("clip:")):
+        raise InspectorError(f"model {model}: a backbone name, which eval takes only with --shots (it fits type heads of "
+                             f"its own on labelled defects: `inspector eval {model} {data} --shots 5`); to evaluate a "
+                             "station's model, give its checkpoint from `inspector fit` or its export")
+
+
 def run(args: argparse.Namespace) -> int:
     _refuse_idle_options(args)
     if args.shots is not None:
@@ -283,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         raise InspectorError("eval needs a model and a data folder: `inspector eval MODEL DATA` (or `inspector eval DATA --ablation`)")
     model_first("eval", args.model, args.data)
+    _refuse_backbone_name(args.model, args.data)
     style = report_style(args)
     try:
         evaluation = evaluate_model(args.model, args.data, args.device, overlap=args.overlap, new_parts=args.new_parts)

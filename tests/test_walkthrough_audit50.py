@@ -1,0 +1,49 @@
+"""A QA engineer's first week, README in hand: NEU-like data (type folders of labelled defects, not one good image)
+and a station fitted with `--labels DATA`. What each command says must leave a way forward, and its numbers true."""
+
+from __future__ import annotations
+
+import cv2
+
+from tests.cli import assert_one_line_error, cli
+from tests.synthetic import good_image, write_mvtec
+
+
+def _neu_like(root):
+    """NEU's layout: <type>/<id>.jpg with its VOC box file <id>.xml beside it, and no good images."""
+    for t in ("crazing", "scratches"):
+        (root / t).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(root / t / f"{t}_{i}.jpg"), good_image(i, 64))
+            (root / t / f"{t}_{i}.xml").write_text(f"<annotation><object><name>{t}</name></object></annotation>")
+    return root
+
+
+def test_fit_on_labelled_defects_alone_says_what_each_way_forward_needs(tmp_path, capsys):
+    """`fit NEU` said "give a folder of good images (defect examples go to fit --labels)" to a user who has none: it now
+    says that none is good, the fit a folder of good parts would take, and what eval measures without one."""
+    neu = _neu_like(tmp_path / "neu")
+    rc, _, err = cli(capsys, "fit", neu, "--out", tmp_path / "ck", "--synth", "0")
+    assert_one_line_error(rc, err, "as every one of its 4 images has", "no good image among them",
+                          f"`inspector fit GOOD_DIR --out CKPT --labels {neu}`", f"`inspector eval efficientnet-lite0 {neu} --shots 5`")
+    # one type's folder: --labels takes the folder of type folders above it
+    rc, _, err = cli(capsys, "fit", neu / "crazing", "--out", tmp_path / "ck", "--synth", "0")
+    assert_one_line_error(rc, err, "every one of its 2 images", f"--labels {neu}`", f"eval efficientnet-lite0 {neu} --shots 5`")
+    # a good image among them: the folder mixes both, and the message stays the one for that
+    cv2.imwrite(str(neu / "crazing" / "good_0.jpg"), good_image(9, 64))
+    rc, _, err = cli(capsys, "fit", neu, "--out", tmp_path / "ck", "--synth", "0")
+    assert_one_line_error(rc, err, "has a defect label beside it", "defect examples go to fit --labels")
+    assert "every one" not in err
+
+
+def test_eval_of_type_folders_and_of_a_backbone_name_points_at_shots(tmp_path, capsys):
+    """`eval MODEL NEU` said only "no test/<type> folders with images", and `eval efficientnet-lite0 DATA` (no --shots)
+    "no such file or directory": neither named --shots, the one mode that reads them."""
+    neu = _neu_like(tmp_path / "neu")
+    rc, _, err = cli(capsys, "eval", tmp_path / "model.ckpt", neu)
+    assert_one_line_error(rc, err, "no test/<type> folders", "(crazing/, scratches/)", f"`inspector eval {tmp_path / 'model.ckpt'} {neu} --shots 5`")
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", neu)
+    assert_one_line_error(rc, err, "model efficientnet-lite0: a backbone name", f"`inspector eval efficientnet-lite0 {neu} --shots 5`")
+    data = write_mvtec(tmp_path / "mvtec", n_train=6, n_good_test=2, n_defect=2, size=64)
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", data)
+    assert_one_line_error(rc, err, "a backbone name, which eval takes only with --shots")
