@@ -3,9 +3,13 @@ and a station fitted with `--labels DATA`. What each command says must leave a w
 
 from __future__ import annotations
 
+import json
+
 import cv2
+import numpy as np
 
 from tests.cli import assert_one_line_error, cli
+from tests.model.types_data import write_typed_mvtec
 from tests.synthetic import good_image, write_mvtec
 
 
@@ -47,3 +51,20 @@ def test_eval_of_type_folders_and_of_a_backbone_name_points_at_shots(tmp_path, c
     data = write_mvtec(tmp_path / "mvtec", n_train=6, n_good_test=2, n_defect=2, size=64)
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", data)
     assert_one_line_error(rc, err, "a backbone name, which eval takes only with --shots")
+
+
+def test_fit_labels_data_does_not_count_calibration_defects_as_unsaid_escapes(tmp_path, capsys):
+    """`fit DATA --labels DATA` (docs/types.md) said "N of the 18 labelled defect images (--labels) ... would PASS:
+    --labels names defect types but sets no threshold; to calibrate on such defects, give them as DATA's test/<type>
+    folders": they were those folders, and the threshold was calibrated on them (its escapes are in the threshold line)."""
+    data = write_typed_mvtec(tmp_path / "data")
+    ck = tmp_path / "m.ckpt"
+    rc, out, err = cli(capsys, "fit", data, "--out", ck, "--size", 64, "--coreset", "0.25", "--labels", data, "--synth", "0",
+                       "--escape", "0.4")
+    assert rc == 0, err
+    manifest = json.loads((ck / "manifest.json").read_text())
+    threshold = manifest["thresholds"]["image"]
+    passed = int(np.sum(np.asarray(manifest["types"]["scores"]) < threshold))
+    assert passed > 0  # some labelled defects do pass at a 40 % escape target: the case the note misread
+    assert f"escapes {manifest['calibration']['escape']:.1%}" in out
+    assert "would PASS" not in out and "give them as DATA's test/<type>" not in out, out

@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
                   f"e.g. {copies[0]['file']} (the same bytes as {copies[0]['copy_of']}, which was kept)")
         if types:
             print(describe_types(types))
-            if passing := labelled_pass_note(types, report.thresholds["image"]):
+            if passing := labelled_pass_note(_not_calibrated_on(types, report.calibration, dataset), report.thresholds["image"]):
                 print(f"  note: {passing}")
         learnt = report.training.get("generated_defects")
         if learnt:
@@ -273,6 +273,18 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
                                  "judge the model; give images from elsewhere")
         out += [Sample(p) for p in images]
     return out
+
+
+def _not_calibrated_on(types: dict, calibration: dict, dataset: Dataset) -> dict:
+    """The --labels examples' scores, less those of DATA's test defects the threshold was calibrated on: their escapes are
+    the threshold line's, and `--labels DATA` (as docs/types.md gives it) had the note count them again and say to
+    calibrate on them by giving them as DATA's test/<type> folders, where they already were."""
+    if calibration.get("escape") is None or not dataset.test:
+        return types
+    calibrated = {d[:16] for s, d in zip(dataset.test, dataset.test_digests, strict=True) if s.is_defect}
+    kept = [score for score, image in zip(types.get("scores") or [], types.get("fitted_images") or [], strict=True)
+            if image not in calibrated]
+    return {**types, "scores": kept}
 
 
 def refuse_labels_in_training(labels: str, labelled: list[Path], dataset) -> None:
