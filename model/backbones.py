@@ -146,13 +146,24 @@ class ClipViT(nn.Module):
                 out.append(tokens[:, 1:].transpose(1, 2).reshape(b, c, h, w))
         return out
 
+    def tokenizer(self):
+        """open_clip's tokenizer for the model; one line where it is a Hugging Face one that cannot be had here (CLIPA's,
+        the multilingual models'), which was a traceback from `fit --types`."""
+        name = ((_open_clip().get_model_config(self.tokenizer_name) or {}).get("text_cfg") or {}).get("hf_tokenizer_name")
+        try:
+            return _open_clip().get_tokenizer(self.tokenizer_name)
+        except ImportError as exc:
+            raise InspectorError(f"CLIP model {self.tokenizer_name}: its tokenizer ({name}) needs {exc.name or 'transformers'}: "
+                                 f"pip install {exc.name or 'transformers'}") from None
+        except (OSError, ValueError) as exc:
+            raise InspectorError(f"CLIP model {self.tokenizer_name}: its tokenizer {name} is not in the Hugging Face cache and cannot "
+                                 f"be downloaded here ({_first_reason(exc)[:120]}); fetch it where there is a network and copy the "
+                                 "cache, or name defects from labelled examples (--labels)") from None
+
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """Normalised text embeddings for prompt-based scoring and naming."""
-        import open_clip
-
-        tokens = open_clip.get_tokenizer(self.tokenizer_name)(prompts)
-        emb = self.clip.encode_text(tokens)
+        emb = self.clip.encode_text(self.tokenizer()(prompts))
         return emb / emb.norm(dim=-1, keepdim=True)
 
 

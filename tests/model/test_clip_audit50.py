@@ -1,0 +1,41 @@
+"""The CLIP path as a user with weights on disk meets it, on tiny randomly initialised open_clip configs (no hub):
+patch sizes that do not divide the input, open_clip's cache, Hugging Face tokenizers, and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.errors import InspectorError
+
+PATCH14 = {  # ViT-*-14's patch at a tenth of the width: 64 px is 4 whole patches and 8 px more
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 56, "layers": 2, "width": 64, "patch_size": 14, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+PATCH16 = {**PATCH14, "vision_cfg": {**PATCH14["vision_cfg"], "image_size": 64, "patch_size": 16}}
+
+
+@pytest.fixture
+def configs(monkeypatch):
+    pytest.importorskip("open_clip")
+    from open_clip import factory, pretrained
+
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "audit-p14", PATCH14)
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "audit-p16", PATCH16)
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "audit-hf-tok", {**PATCH16, "text_cfg": {**PATCH16["text_cfg"], "hf_tokenizer_name": "no-org/no-such-tokenizer"}})
+    monkeypatch.setitem(pretrained._PRETRAINED, "audit-p16", {"cached": pretrained._pcfg(hf_hub="audit-org/audit-p16-weights/", quick_gelu=True,
+                                                                                           mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+                                                              "absent": pretrained._pcfg(hf_hub="audit-org/not-downloaded/")})
+    torch.manual_seed(0)
+
+
+def test_a_hugging_face_tokenizer_that_cannot_be_had_is_one_line(configs):
+    """CLIPA's and the multilingual models' tokenizers come from the Hugging Face hub: naming defects by prompt was a
+    ModuleNotFoundError (no transformers) or an OSError (offline) traceback."""
+    from model.backbones import build_backbone
+    from model.prompts import text_weights
+
+    bb = build_backbone("clip:audit-hf-tok:random", (0, 1))
+    with pytest.raises(InspectorError, match="CLIP model audit-hf-tok: its tokenizer .*no-org/no-such-tokenizer.*(pip install|cache)"):
+        text_weights(bb, ["crack", "stain"])
