@@ -101,17 +101,27 @@ class ClipViT(nn.Module):
         if load_weights and not weights:
             raise InspectorError(f"backbone clip:{model_name}: needs its weights: clip:{model_name}:/path/to/weights.safetensors "
                                  f"(clip:{model_name}:{RANDOM_WEIGHTS} builds untrained weights, for tests only)")
-        if load_weights and weights != RANDOM_WEIGHTS and not Path(weights).is_file():
-            raise InspectorError(f"CLIP weights {weights}: no such file; give a local .safetensors/.bin/.pt path")
-        pretrained = weights if (load_weights and weights != RANDOM_WEIGHTS) else None
+        # an open_clip tag (`openai`, `laion2b_s34b_b88k`) names weights in open_clip's cache and how they were trained:
+        # QuickGELU and their own colour statistics, which the architecture then takes whether or not weights are loaded
+        # (a checkpoint rebuilds it without them)
+        tag = open_clip.get_pretrained_cfg(model_name, weights) if weights and weights != RANDOM_WEIGHTS else {}
+        if load_weights and weights != RANDOM_WEIGHTS and not tag and not Path(weights).is_file():
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)[:6])
+            raise InspectorError(f"CLIP weights {weights}: no such file; give a local .safetensors/.bin/.pt path"
+                                 + (f", or one of open_clip's tags for {model_name} whose weights are in its cache ({tags}, ...)" if tags else ""))
+        pretrained = None
+        if load_weights and weights != RANDOM_WEIGHTS:
+            pretrained = _cached_weights(model_name, weights, tag) if tag else weights
+        options = {"force_quick_gelu": bool(tag.get("quick_gelu")),
+                   "force_preprocess_cfg": {k: tag[k] for k in ("mean", "std") if k in tag}}
         try:
             with _quiet_open_clip():
-                clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+                clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True, **options)
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise InspectorError(f"CLIP weights {weights} do not fit {model_name}: {_first_reason(exc)}") from None
+            raise InspectorError(f"CLIP weights {pretrained or weights} do not fit {model_name}: {_first_reason(exc)}") from None
         except Exception as exc:  # safetensors' and pickle's own errors for a truncated or foreign file were tracebacks
-            raise InspectorError(f"CLIP weights {weights}: cannot be read as a weights file ({type(exc).__name__}: {_first_reason(exc)}); "
-                                 "give the model's .safetensors, .bin or .pt file, complete") from None
+            raise InspectorError(f"CLIP weights {pretrained or weights}: cannot be read as a weights file ({type(exc).__name__}: "
+                                 f"{_first_reason(exc)}); give the model's .safetensors, .bin or .pt file, complete") from None
         clip.eval()
         self.clip = clip
         self.tokenizer_name = model_name
@@ -165,6 +175,38 @@ class ClipViT(nn.Module):
         """Normalised text embeddings for prompt-based scoring and naming."""
         emb = self.clip.encode_text(self.tokenizer()(prompts))
         return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def _cached_weights(model_name: str, tag_name: str, tag: dict) -> str:
+    """The file in open_clip's cache (Hugging Face's, or ~/.cache/clip for a URL) that the tag names, found without
+    any network: open_clip itself would try to download it, and wait on or fail with a traceback at a line with no hub."""
+    import os
+
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    places = []
+    if tag.get("hf_hub"):
+        repo, name = os.path.split(tag["hf_hub"])  # 'org/repo/' or 'org/repo/file.bin', as open_clip reads it
+        name = name or HF_WEIGHTS_NAME
+        safe = HF_SAFE_WEIGHTS_NAME if name == HF_WEIGHTS_NAME else name[:-4] + ".safetensors" if name.endswith((".bin", ".pth")) else None
+        try:
+            from huggingface_hub import constants, try_to_load_from_cache
+        except ImportError:
+            pass
+        else:
+            for candidate in (safe, name):
+                found = try_to_load_from_cache(repo, candidate) if candidate else None
+                if isinstance(found, str) and Path(found).is_file():
+                    return found
+            places.append(str(Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"))
+    if tag.get("url"):
+        found = Path("~/.cache/clip").expanduser() / os.path.basename(tag["url"])
+        if found.is_file():
+            return str(found)
+        places.append(str(found))
+    raise InspectorError(f"CLIP weights {tag_name} for {model_name}: not in open_clip's cache ({' or '.join(places) or 'no place known'}), "
+                         f"and nothing is downloaded here; fetch them where there is a network (open_clip.create_model({model_name!r}, "
+                         f"pretrained={tag_name!r})) and copy the cache, or give the weights file's path")
 
 
 def _check_plain_vit(open_clip, model_name: str) -> None:

@@ -30,6 +30,34 @@ def configs(monkeypatch):
     torch.manual_seed(0)
 
 
+def test_an_open_clip_tag_loads_from_its_cache_without_a_network(configs, tmp_path, monkeypatch):
+    """`clip:<model>:<tag>` (the open_clip cache, as the architecture notes promise) was 'no such file'."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    from model.backbones import build_backbone
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(InspectorError, match=r"CLIP weights absent for audit-p16: not in open_clip's cache \(.*models--audit-org--not-downloaded\)"
+                                              r".*pretrained='absent'.*or give the weights file's path"):
+        build_backbone("clip:audit-p16:absent", (0, 1))
+    with pytest.raises(InspectorError, match="no such file; .* or one of open_clip's tags for audit-p16 whose weights are in its cache"):
+        build_backbone("clip:audit-p16:typo", (0, 1))
+    source = build_backbone("clip:audit-p16:random", (0, 1)).clip.state_dict()
+    snapshot = tmp_path / "hub" / "models--audit-org--audit-p16-weights" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    save_file({k: v.contiguous() for k, v in source.items()}, str(snapshot / "open_clip_model.safetensors"))
+    bb = build_backbone("clip:audit-p16:cached", (0, 1))
+    assert torch.equal(bb.clip.visual.conv1.weight, source["visual.conv1.weight"])
+    assert bb.mean.flatten().tolist() == [0.5] * 3 and bb.std.flatten().tolist() == [0.25] * 3  # the tag's own statistics
+    act = bb.clip.visual.transformer.resblocks[0].mlp.gelu
+    assert type(act).__name__ == "QuickGELU"  # trained with it; rebuilt so from a checkpoint too, without the weights
+    rebuilt = build_backbone("clip:audit-p16:cached", (0, 1), load_weights=False)
+    assert type(rebuilt.clip.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+
+
 def test_a_hugging_face_tokenizer_that_cannot_be_had_is_one_line(configs):
     """CLIPA's and the multilingual models' tokenizers come from the Hugging Face hub: naming defects by prompt was a
     ModuleNotFoundError (no transformers) or an OSError (offline) traceback."""
