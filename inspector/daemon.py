@@ -257,7 +257,8 @@ class Daemon:
             locate_model(cfg.model.path)
         check_verification_files(cfg.model)
         self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE), persistent=True, subscriptions=self.topics.subscriptions(),
-                                  retired=self.topics.retired(), manual_ack=True, on_connected=self._connected, on_overflow=self._overflow)
+                                  retired=self.topics.retired(), manual_ack=True, on_connected=self._connected, on_overflow=self._overflow,
+                                  on_new_session=self._new_session)
 
     def _renamed(self) -> str | None:
         """What a station renamed over its store loses, said at start: its shift reports (by station.name) left out the
@@ -286,6 +287,8 @@ class Daemon:
         client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         self.mqtt.inbox = self.intake.inbox  # built before the store and the intake; nothing arrives before start()
         self.intake.mqtt = self.mqtt
+        # inputs the last run journaled, which a crash may have left unacknowledged at the broker: their copies are known
+        self.mqtt.recall(self.store.deliveries())
         self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
         self._start_rest(client_id)
 
@@ -340,6 +343,16 @@ class Daemon:
 
     def _connected(self) -> None:
         self._publish_status(again=True)
+
+    def _new_session(self) -> None:
+        """The broker kept no session of the station (its first start, a broker restarted without persistence): the
+        packet ids of the inputs journaled before name other inputs now."""
+        if self.store is None:
+            return
+        try:
+            self.store.forget_deliveries()
+        except (OSError, sqlite3.Error) as exc:  # paho's thread: said, never raised there
+            log.error("store: cannot forget the inputs of the broker's earlier session (%s)", exc)
 
     def _publish_status(self, again: bool = False) -> None:
         """The retained status, when it changed (`again`: after a reconnect): `online` means able to inspect, not merely

@@ -807,7 +807,7 @@ class Intake:
         meta = {"serial": serial, "station": self.cfg.station.name, "source": source, **(job.reply or Reply()).to_meta(),
                 "timestamp": job.timestamp}
         try:
-            self.store.accept(ident, meta, encoded)
+            self.store.accept(ident, meta, encoded, delivery=message.delivery if message is not None else None)
         except (OSError, sqlite3.Error) as exc:  # disk full, store broken: not accepted, so the sender must hear it
             self.metrics.inc("inspector_store_failures_total")
             if done:  # a watched file: not taken, not bad; it stays where it is and its source tries it again (no error each time)

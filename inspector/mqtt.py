@@ -8,13 +8,14 @@ at start instead of a restart loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
@@ -105,11 +106,24 @@ class Message:
     retain: bool = False  # published retained (on MQTT 3.1.1 only a copy the broker delivers on subscribing shows it)
     response_topic: str | None = None  # MQTT 5, where the sender also wants its answer (checked by MqttClient)
     session: int | None = None  # the broker session it came in (MqttClient's count); None: acknowledged whenever asked
+    digest: bytes | None = None  # of its topic and payload (`delivery_digest`): a copy the broker sends again is known by it
+
+    @property
+    def delivery(self) -> tuple[int, str, bytes] | None:
+        """(packet id, topic, digest) by which a copy of this input is known, for the journal to keep beside its job
+        (see MqttClient.recall); None where it cannot come again (QoS 0) or is not tracked."""
+        return (self.mid, self.topic, self.digest) if self.qos > 0 and self.digest is not None else None
 
     @property
     def reply(self) -> Reply | None:
         """Where the answer to this message goes besides its contract topic, if the sender said (MQTT 5)."""
         return Reply.of(self.correlation, self.response_topic)
+
+
+def delivery_digest(topic: str, payload: bytes) -> bytes:
+    """A digest of an input that stays the same across runs (Python's hash() does not), so that a journaled input's
+    copy is known after a restart."""
+    return hashlib.sha256(topic.encode() + b"\0" + payload).digest()[:16]
 
 
 @dataclass(frozen=True)
@@ -139,10 +153,12 @@ class MqttClient:
     def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
                  subscriptions: list[str] | None = None, retired: list[str] | None = None, manual_ack: bool = False,
                  inbox: queue.Queue | None = None, on_connected: Callable[[], None] | None = None,
-                 on_overflow: Callable[[Message], None] | None = None, on_disconnected: Callable[[], None] | None = None) -> None:
+                 on_overflow: Callable[[Message], None] | None = None, on_disconnected: Callable[[], None] | None = None,
+                 on_new_session: Callable[[], None] | None = None) -> None:
         """`retired`: filters an earlier version subscribed to, dropped at each connect: a persistent session keeps
         them, and the broker sends a message once for each filter it matches. `on_connected` runs on paho's thread once
-        the connection is made (after `connected` already reads True), `on_disconnected` once it is lost or ended."""
+        the connection is made (after `connected` already reads True), `on_disconnected` once it is lost or ended;
+        `on_new_session` (manual_ack) when the broker kept no session of this client, so that what `recall` gave is void."""
         self.cfg = cfg
         self.where = f"mqtt {cfg.host}:{cfg.port}"
         self.v5 = cfg.protocol == "5"
@@ -155,6 +171,7 @@ class MqttClient:
         self.state = "not started"
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
+        self._on_new_session = on_new_session
         self._on_overflow = on_overflow
         self._first = threading.Event()
         self._refusal: str | None = None
@@ -169,8 +186,8 @@ class MqttClient:
         self._manual = manual_ack
         self._in_lock = threading.Lock()
         self._session = 0
-        self._held: dict[int, tuple[str, int, int]] = {}
-        self._acked: OrderedDict[int, tuple[str, int, int]] = OrderedDict()
+        self._held: dict[int, tuple[str, bytes]] = {}
+        self._acked: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
                         clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
@@ -271,6 +288,8 @@ class MqttClient:
                     self._session += 1
                     self._held.clear()
                     self._acked.clear()
+                if self._on_new_session is not None:
+                    self._on_new_session()
             if self.retired:
                 client.unsubscribe(self.retired)
             for topic in self.subscriptions:
@@ -341,23 +360,25 @@ class MqttClient:
             corr = getattr(props, "CorrelationData", None)
             response = self._response_topic(getattr(props, "ResponseTopic", None), msg.topic)
         payload = bytes(msg.payload)
-        if self._manual and msg.qos > 0 and self._copy(msg, payload):
+        digest = delivery_digest(msg.topic, payload) if self._manual and msg.qos > 0 else None
+        if digest is not None and self._copy(msg, digest):
             return
         m = Message(msg.topic, payload, msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response,
-                    session=self._session)
+                    session=self._session, digest=digest)
         try:
             self.inbox.put_nowait(m)
         except queue.Full:
             if self._on_overflow is not None:
                 self._on_overflow(m)
 
-    def _copy(self, msg: paho.MQTTMessage, payload: bytes) -> bool:
+    def _copy(self, msg: paho.MQTTMessage, digest: bytes) -> bool:
         """Whether `msg` is a copy of an input already here, which the broker sends again (DUP, the same packet id)
         when a connection ends before the input was acknowledged, or before the acknowledgement reached it (a broker
         restart, a network drop): each copy was a part inspected again, under a new generated inspection_id where the
         input gave none. A copy of one still being handled is dropped (acknowledging the first, with the same packet
-        id, acknowledges it); a copy of one acknowledged is acknowledged again and dropped."""
-        key = (msg.topic, len(payload), hash(payload))
+        id, acknowledges it); a copy of one acknowledged (or journaled by an earlier run: `recall`) is acknowledged again
+        and dropped."""
+        key = (msg.topic, digest)
         with self._in_lock:
             if msg.dup and self._held.get(msg.mid) == key:
                 again = False
@@ -451,6 +472,19 @@ class MqttClient:
                 while len(self._acked) > ACKED_KEPT:
                     self._acked.popitem(last=False)
         self._client.ack(message.mid, message.qos)
+
+    def recall(self, deliveries: Iterable[tuple[int, str, bytes]]) -> None:
+        """Inputs an earlier run journaled in this client's broker session, oldest first: (packet id, topic, digest).
+        A crash between the journal and the acknowledgement reaching the broker (or before it was sent) left them
+        unacknowledged there, and the broker sends each again (DUP, the same packet id) at the next start: a part without
+        an inspection_id was then inspected twice, under two generated ids. Known here, such a copy is acknowledged and
+        dropped; its journaled job is recovered, or its stored result re-sent. Void if the broker kept no session."""
+        with self._in_lock:
+            for mid, topic, digest in deliveries:
+                self._acked[mid] = (topic, bytes(digest))
+                self._acked.move_to_end(mid)
+            while len(self._acked) > ACKED_KEPT:
+                self._acked.popitem(last=False)
 
     def will_set(self, will: Will) -> None:
         """Change the last will used from the next connection on."""

@@ -36,6 +36,7 @@ LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
 WAL_LIMIT = 8 * 2**20
 REFUSED_DIR = "refused"  # accepted inputs no result was made of, kept with why (see Store.set_aside)
 ARRIVALS_FILE = "on-arrival.jsonl"  # refused/<day>/: inputs refused on arrival, one JSON line each (see Store.note_refusal)
+DELIVERIES_KEPT = 1000  # MQTT inputs journaled lately, kept by packet id to know the copy a broker sends after a crash
 _SUFFIXES = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 
 MIGRATIONS: list[str] = [
@@ -285,6 +286,8 @@ class Store:
         for column, kind in (("correlation", "BLOB"), ("response_topic", "TEXT")):
             if column not in columns:
                 self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column} {kind}")
+        # the MQTT inputs journaled lately, by the broker's packet id (see `accept`); a table made where missing, as above
+        self._db.execute("CREATE TABLE IF NOT EXISTS deliveries (mid INTEGER NOT NULL UNIQUE, topic TEXT NOT NULL, digest BLOB NOT NULL)")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -432,12 +435,28 @@ class Store:
             self._db.execute("UPDATE inspections SET published_at = ? WHERE inspection_id = ? AND published_at IS NULL", (utc_now(), inspection_id))
 
     # -- the intake journal ------------------------------------------------------------------------------
-    def accept(self, inspection_id: str, job: dict[str, Any], image: bytes) -> bool:
-        """Journal accepted work (encoded image + metadata). False if that id is already pending."""
+    def accept(self, inspection_id: str, job: dict[str, Any], image: bytes, delivery: tuple[int, str, bytes] | None = None) -> bool:
+        """Journal accepted work (encoded image + metadata). False if that id is already pending. `delivery`: the MQTT
+        input's (packet id, topic, digest), kept in the same transaction (the last DELIVERIES_KEPT of them): a crash before
+        its acknowledgement reached the broker brings it again at the next start, and it is known by them (`deliveries`)."""
         with self._tx():
             cur = self._db.execute("INSERT OR IGNORE INTO pending (inspection_id, accepted_at, job, image) VALUES (?, ?, ?, ?)",
                                    (inspection_id, utc_now(), json.dumps(job, ensure_ascii=False), image))
+            if delivery is not None and cur.rowcount == 1:
+                self._db.execute("INSERT OR REPLACE INTO deliveries (mid, topic, digest) VALUES (?, ?, ?)", delivery)
+                self._db.execute("DELETE FROM deliveries WHERE rowid <= (SELECT MAX(rowid) FROM deliveries) - ?", (DELIVERIES_KEPT,))
         return cur.rowcount == 1
+
+    def deliveries(self) -> list[tuple[int, str, bytes]]:
+        """The MQTT inputs journaled lately (`accept`), oldest first: (packet id, topic, digest)."""
+        with self._lock:
+            rows = self._db.execute("SELECT mid, topic, digest FROM deliveries ORDER BY rowid").fetchall()
+        return [(m, t, bytes(d)) for m, t, d in rows]
+
+    def forget_deliveries(self) -> None:
+        """The broker kept no session of the station: its packet ids start over, and name other inputs."""
+        with self._tx():
+            self._db.execute("DELETE FROM deliveries")
 
     def keep_repeat(self, inspection_id: str, reply: Reply) -> bool:
         """Journal, beside a pending job, where a repeat of its id wants its answer: recovered with the job after a

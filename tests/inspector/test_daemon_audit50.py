@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from inspector.config import MqttSection, Sparkplug
 from inspector.sparkplug import SparkplugNode, decode_payload
-from tests.inspector.conftest import wait_until
+from inspector.store import Store
+from tests.inspector.conftest import running, wait_until
 
 
 def _in_the_window(node: SparkplugNode, records: list[dict]) -> None:
@@ -46,3 +49,46 @@ def test_sparkplug_sends_no_ddata_before_the_births_of_its_connection(broker, li
     # the results of the window are carried by the births that followed them
     assert seen[1][1]["metrics"]["inspection_id"] == "a" and seen[4][1]["metrics"]["inspection_id"] == "c"
     assert seen[4][1]["metrics"]["counters/inspected"] == 3
+
+
+# -- an input journaled, its acknowledgement lost with a crash ---------------------------------------------------
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_an_input_journaled_before_a_crash_is_not_inspected_again_when_the_broker_sends_it_again(station, broker, listen, tiny_inspector,
+                                                                                             good_png, defect_png, protocol):
+    """A station that crashed after journaling inputs, before their acknowledgements reached the broker, got each again
+    at its next start (DUP, the same packet id): a part sent without an inspection_id was inspected twice, two results
+    under two generated ids. Its copy is known by what the journal kept of it; the same image sent anew is a new part."""
+    cfg = station(mqtt={"protocol": protocol}, watchdog={"interval_s": 5}, daemon={"drain_timeout_s": 0.5})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        d.mqtt._client.ack = lambda mid, qos: None  # the crash to come: no acknowledgement reaches the broker
+        lst.publish("image/A1", good_png).wait_for_publish(5)  # inspected and stored before the crash
+        wait_until(lambda: lst.json("result"), 30, "A1's result")
+        d.workers["inference"].join(5)  # ... and B2 journaled, never inspected
+        lst.publish("image/B2", defect_png).wait_for_publish(5)
+        wait_until(lambda: d.store.counts()["pending"] == 1, 20, "B2 journaled")
+    left = Store(cfg.store.data_dir)
+    assert left.counts() == {"unpublished": 0, "pending": 1, "records": 1}
+    left.close()
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: d.store.counts()["records"] >= 2 and not d.store.counts()["pending"], 30, "B2 recovered")
+        lst.publish("image/A1", good_png).wait_for_publish(5)  # sent anew: a new part, with the image of the first
+        wait_until(lambda: [r["serial"] for r in lst.json("result")].count("A1") >= 2, 30, "the new part's result")
+        wait_until(lambda: not d.store.counts()["pending"], 30, "nothing left journaled")
+        serials = sorted(r["serial"] for r in d.store.records())
+    assert serials == ["A1", "A1", "B2"], serials  # without: A1 A1 A1 B2 B2 (each copy a part inspected again)
+
+
+def test_what_the_journal_kept_of_inputs_is_void_in_a_session_the_broker_does_not_have(station, broker, listen, tiny_inspector, good_png):
+    """A broker that kept no session of the station (restarted without persistence, or a new client id) numbers its
+    packets from 1 again: an input journaled before is no longer known by its packet id."""
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        lst.publish("image/A1", good_png).wait_for_publish(5)
+        wait_until(lambda: lst.json("result"), 30, "A1's result")
+        assert [t for _, t, _ in d.store.deliveries()] == [f"{cfg.mqtt.prefix}/image/A1"]
+    again = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"client_id": cfg.mqtt.client_id + "-new"})})
+    with running(again, tiny_inspector) as d:
+        assert d.store.deliveries() == [] and not d.mqtt._acked
