@@ -132,7 +132,8 @@ class ClipViT(nn.Module):
         if any(not 0 <= i < depth for i in layers):
             raise InspectorError(f"layers {list(layers)} for {model_name}: choose block indices 0..{depth - 1}")
         self.layers = tuple(sorted(layers))
-        patch = visual.conv1.kernel_size[0]
+        patch = self.patch = visual.conv1.kernel_size[0]
+        self.whole_patches = False  # InspectorNet sets it from its config (NetConfig.whole_patches)
         width = visual.conv1.out_channels
         self.info = BackboneInfo(channels=tuple(width for _ in self.layers), strides=tuple(patch for _ in self.layers))
         mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
@@ -142,7 +143,14 @@ class ClipViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         v = self.clip.visual
-        x = v.conv1((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.whole_patches and self.cuts(tuple(x.shape[-2:])):
+            # a side that is no multiple of the patch (ViT-*-14 at 256 px: 18 patches, 252 px) left its last pixels
+            # unseen and the token grid short of the image edge; resized to whole patches, the grid covers it all
+            p = self.patch
+            x = nn.functional.interpolate(x, size=(-(-x.shape[-2] // p) * p, -(-x.shape[-1] // p) * p), mode="bilinear",
+                                          align_corners=False)
+        x = v.conv1(x)
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         cls = v.class_embedding.to(tokens.dtype).view(1, 1, c).expand(b, 1, c)
@@ -155,6 +163,10 @@ class ClipViT(nn.Module):
             if i in self.layers:
                 out.append(tokens[:, 1:].transpose(1, 2).reshape(b, c, h, w))
         return out
+
+    def cuts(self, size: tuple[int, int]) -> bool:
+        """Whether an input of `size` (h, w) is no whole number of patches: the patch embedding drops the rest."""
+        return any(int(side) % self.patch for side in size)
 
     def tokenizer(self):
         """open_clip's tokenizer for the model; one line where it is a Hugging Face one that cannot be had here (CLIPA's,

@@ -48,6 +48,9 @@ class NetConfig:
     ignore: dict = field(default_factory=dict)  # don't-care regions the graph hides (model/ignore.py, model/framing.py)
     turn: float = 0.0  # > 0: with `locate`, the region turns with the part within this many degrees (model/framing.py)
     fill_around: bool = False  # `ignore` is filled from the pixels around it; False: the rest's mean colour (older models)
+    # CLIP: an input side that is no multiple of the ViT's patch (ViT-*-14 at 256 px) is resized to whole patches, so that
+    # the tokens cover the image (model/backbones.py); None: as the backbone needs; older checkpoints: False, the rest unseen
+    whole_patches: bool | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,6 +61,8 @@ class NetConfig:
                              ("fill_around", False)):
             if d[name] == unused:
                 del d[name]
+        if not self.whole_patches:
+            del d["whole_patches"]
         if self.roi is not None:
             d["roi"] = list(self.roi)
         return d
@@ -71,6 +76,7 @@ class NetConfig:
         d = dict(d)
         # Checkpoints written before input standardisation existed were fitted without it.
         d.setdefault("normalize_input", False)
+        d.setdefault("whole_patches", False)  # nor were patches of CLIP models made whole before
         d["layers"], d["input_size"] = tuple(d["layers"]), tuple(d["input_size"])
         if d.get("roi") is not None:
             d["roi"] = Framing.of(d).roi
@@ -89,6 +95,11 @@ class InspectorNet(nn.Module):
         # a checkpoint copies into them, and saving writes the usual contiguous layout
         self.backbone.to(memory_format=torch.channels_last)
         config.layers = tuple(self.backbone.layers)
+        cuts = getattr(self.backbone, "cuts", None)
+        if config.whole_patches is None:
+            config.whole_patches = bool(cuts and cuts(config.input_size))
+        if cuts:
+            self.backbone.whole_patches = bool(config.whole_patches)
         self.config = config
         info = self.backbone.info
         self.head = AnomalyHead(info.channels, config.input_size, max(config.bank_size, 1), grid_stride=config.grid_stride,

@@ -30,6 +30,45 @@ def configs(monkeypatch):
     torch.manual_seed(0)
 
 
+def net(spec: str, size: int = 64, **kw):
+    from model.net import InspectorNet, NetConfig
+
+    return InspectorNet(NetConfig(backbone=spec, layers=(0, 1), input_size=(size, size), grid_stride=16, bank_size=4, **kw),
+                        load_weights=False).eval()
+
+
+def test_the_last_pixels_of_an_input_that_is_no_whole_number_of_patches_are_seen(configs):
+    """ViT-L-14 at the default 256 px made 18 patches of 14 px: the last 4 px columns and rows were never looked at (a chip
+    at the part's edge passed), and the token grid was stretched over the whole map. 64 px here: the last 8 px."""
+    model = net("clip:audit-p14:random")
+    assert model.config.whole_patches is True and model.config.to_dict()["whole_patches"] is True
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    edge = x.clone()
+    edge[..., :, 58:] = 0.0  # a dark band in the last 6 columns
+    with torch.no_grad():
+        a, b = model.backbone(x)[-1], model.backbone(edge)[-1]
+    assert tuple(a.shape[-2:]) == (5, 5)  # 5 patches cover 64 px, resized to 70
+    assert (a - b)[..., -1].abs().max() > 1e-3  # the last column of tokens sees the band
+
+
+def test_models_whose_patches_divide_the_input_are_unchanged_and_older_checkpoints_keep_their_crop(configs, tmp_path):
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.net import NetConfig
+
+    even = net("clip:audit-p16:random")
+    assert even.config.whole_patches is False and "whole_patches" not in even.config.to_dict()  # older versions still read it
+    assert NetConfig.from_dict({**even.config.to_dict()}).whole_patches is False
+    model = net("clip:audit-p14:random")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    save_checkpoint(model, tmp_path / "new", {})
+    loaded, _ = load_checkpoint(tmp_path / "new")
+    assert loaded.config.whole_patches and loaded.backbone.whole_patches
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    old = net("clip:audit-p14:random", whole_patches=False)  # as fitted before: the rest of the image cropped away
+    assert old.backbone(x)[-1].shape[-1] == 4 and "whole_patches" not in old.config.to_dict()
+
+
 def test_an_open_clip_tag_loads_from_its_cache_without_a_network(configs, tmp_path, monkeypatch):
     """`clip:<model>:<tag>` (the open_clip cache, as the architecture notes promise) was 'no such file'."""
     from huggingface_hub import constants
