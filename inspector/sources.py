@@ -328,6 +328,7 @@ class FolderWatcher:
         self._full_at = float("-inf")  # when the last poll that looked at every file began
         self._rescan = False  # a file finished since then (its memory may be gone: it is read again)
         self._recent: dict[Path, float] = {}  # files read, and when: looked at every poll for RECENT_S
+        self._said_folders: set[str] = set()  # subfolders named in the log as not read (_say_subfolders)
         self._numbered: dict[Path, int] = {}  # done/ or rejected/ path -> the last number given to a file of that name
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
@@ -425,7 +426,10 @@ class FolderWatcher:
                     continue
                 # hidden files are partial writes by convention (rsync's .name.XXXXXX, a writer's .tmp_1.jpg renamed when done)
                 # and links are not followed: one to a file elsewhere had it read and stored as a part
-                named = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                with os.scandir(self.folder) as listing:  # its entries know a folder without a stat each
+                    listed = [e for e in listing if not e.name.startswith(".")]
+                named = sorted(Path(e.path) for e in listed if Path(e.name).suffix.lower() in IMAGE_SUFFIXES)
+                self._say_subfolders(e for e in listed if Path(e.name).suffix.lower() not in IMAGE_SUFFIXES)
                 links = [p for p in named if p.is_symlink()]
                 entries = [p for p in named if not p.is_symlink() and p.is_file()]
             except OSError as exc:
@@ -534,6 +538,21 @@ class FolderWatcher:
         if n > 1:
             self._numbered[folder / name] = n
         return target
+
+    def _say_subfolders(self, others) -> None:
+        """A folder inside the watched one (a camera's folder per lot or per day) is not read: its parts were never
+        inspected, and nothing said so. Said once per folder, in the log; done/ and rejected/ are the watcher's own."""
+        for entry in others:
+            if entry.name in ("done", "rejected") or entry.name in self._said_folders:
+                continue
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            self._said_folders.add(entry.name)
+            log.warning("source %s: %s is a folder, and a watched folder reads only the image files in itself, not its "
+                        "subfolders: have the camera write its parts into %s itself", self.name, entry.name, self.folder)
 
     def _subfolder(self, name: str) -> Path:
         """done/ or rejected/, made if need be; a link put there moved parts, overwriting, anywhere it led."""

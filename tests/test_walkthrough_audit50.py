@@ -68,3 +68,29 @@ def test_fit_labels_data_does_not_count_calibration_defects_as_unsaid_escapes(tm
     assert passed > 0  # some labelled defects do pass at a 40 % escape target: the case the note misread
     assert f"escapes {manifest['calibration']['escape']:.1%}" in out
     assert "would PASS" not in out and "give them as DATA's test/<type>" not in out, out
+
+
+def test_a_watched_folders_subfolder_is_said_once_not_passed_over_silently(tmp_path, caplog):
+    """station-folder.yaml's folder with a camera writing one folder per lot: its parts were never inspected, the status
+    read online, and the log said nothing. The folder is named once in the log; done/ and rejected/ are not."""
+    import logging
+
+    from tests.inspector.conftest import wait_until
+    from tests.inspector.test_sources import drop, watcher
+
+    folder = tmp_path / "in"
+    (folder / "lot7").mkdir(parents=True)
+    drop(folder / "lot7" / "part1.png", cv2.imencode(".png", good_image(1, 64))[1].tobytes())
+    frames: list = []
+    caplog.set_level(logging.WARNING, logger="inspector.sources")
+    w = watcher(folder, "move", frames)
+    try:
+        drop(folder / "part2.png", cv2.imencode(".png", good_image(2, 64))[1].tobytes())
+        wait_until(lambda: len(frames) == 1 and (folder / "done" / "part2.png").exists(), 5, "part2 read and moved")
+        drop(folder / "part3.png", cv2.imencode(".png", good_image(3, 64))[1].tobytes())
+        wait_until(lambda: len(frames) == 2, 5, "part3 read")
+    finally:
+        w.stop()
+    said = [r.getMessage() for r in caplog.records if "is a folder" in r.getMessage()]
+    assert len(said) == 1 and "lot7 is a folder" in said[0] and "not its subfolders" in said[0], said
+    assert (folder / "lot7" / "part1.png").exists() and len(frames) == 2  # still not read: said, not changed
