@@ -117,9 +117,12 @@ class ClipViT(nn.Module):
         try:
             with _quiet_open_clip():
                 clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True, **options)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise InspectorError(f"CLIP weights {pretrained or weights} do not fit {model_name}: {_first_reason(exc)}") from None
-        except Exception as exc:  # safetensors' and pickle's own errors for a truncated or foreign file were tracebacks
+        except Exception as exc:
+            # another model's weights: torch's state-dict errors, open_clip's KeyError and its assertion on another text
+            # width; anything else (safetensors', pickle's and torch's zip reader's errors for a truncated or foreign
+            # file, a partial download's "PytorchStreamReader failed") is a file that cannot be read
+            if isinstance(exc, (ValueError, KeyError, AssertionError)) or (isinstance(exc, RuntimeError) and "state_dict" in str(exc)):
+                raise InspectorError(f"CLIP weights {pretrained or weights} do not fit {model_name}: {_first_reason(exc)}") from None
             raise InspectorError(f"CLIP weights {pretrained or weights}: cannot be read as a weights file ({type(exc).__name__}: "
                                  f"{_first_reason(exc)}); give the model's .safetensors, .bin or .pt file, complete") from None
         clip.eval()

@@ -106,3 +106,30 @@ def test_a_hugging_face_tokenizer_that_cannot_be_had_is_one_line(configs):
     bb = build_backbone("clip:audit-hf-tok:random", (0, 1))
     with pytest.raises(InspectorError, match="CLIP model audit-hf-tok: its tokenizer .*no-org/no-such-tokenizer.*(pip install|cache)"):
         text_weights(bb, ["crack", "stain"])
+
+
+def test_weights_of_another_model_are_said_not_to_fit_it(configs, tmp_path, monkeypatch):
+    """Another CLIP's weights (another text width) were 'cannot be read as a weights file ... complete' from open_clip's
+    AssertionError: the user was sent to re-download a file that is whole."""
+    from open_clip import factory
+    from safetensors.torch import save_file
+
+    from model.backbones import build_backbone
+
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "audit-wide-text", {**PATCH16, "text_cfg": {**PATCH16["text_cfg"], "width": 48}})
+    other = build_backbone("clip:audit-wide-text:random", (0,)).clip.state_dict()
+    save_file({k: v.contiguous() for k, v in other.items()}, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(InspectorError, match=r"CLIP weights .*wide\.safetensors do not fit audit-p16: text pos_embed width changed"):
+        build_backbone(f"clip:audit-p16:{tmp_path / 'wide.safetensors'}", (0,))
+
+
+def test_a_partly_downloaded_pt_file_is_said_to_be_incomplete(configs, tmp_path):
+    """A .pt cut short (an interrupted download) was 'do not fit <model>: PytorchStreamReader failed ...': the user was
+    sent looking for another model's weights."""
+    from model.backbones import build_backbone
+
+    torch.save(build_backbone("clip:audit-p16:random", (0,)).clip.state_dict(), tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:100_000])
+    with pytest.raises(InspectorError, match=r"CLIP weights .*cut\.pt: cannot be read as a weights file .*complete"):
+        build_backbone(f"clip:audit-p16:{tmp_path / 'cut.pt'}", (0,))
+    assert build_backbone(f"clip:audit-p16:{tmp_path / 'whole.pt'}", (0,)).layers == (0,)
