@@ -191,6 +191,9 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
         net = InspectorNet(config, load_weights=False)  # fails too on values of the wrong type, e.g. an input size as text
     except (KeyError, TypeError, ValueError) as exc:
         raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
+    except InspectorError as exc:  # its backbone cannot be built here: open_clip missing, or one that does not know the model
+        raise InspectorError(f"checkpoint {root}: {exc}" + ("; it was fitted with another open_clip: install the version it was fitted with"
+                                                            if "unknown open_clip model" in str(exc) else "")) from None
     try:
         state = load_bytes(files[WEIGHTS])  # the bytes whose hash was checked
     except (SafetensorError, OSError) as exc:

@@ -133,3 +133,16 @@ def test_a_partly_downloaded_pt_file_is_said_to_be_incomplete(configs, tmp_path)
     with pytest.raises(InspectorError, match=r"CLIP weights .*cut\.pt: cannot be read as a weights file .*complete"):
         build_backbone(f"clip:audit-p16:{tmp_path / 'cut.pt'}", (0,))
     assert build_backbone(f"clip:audit-p16:{tmp_path / 'whole.pt'}", (0,)).layers == (0,)
+
+
+def test_a_checkpoint_whose_clip_model_this_open_clip_does_not_know_names_itself(configs, tmp_path, monkeypatch):
+    """Loaded where open_clip does not know its model (another open_clip version), a checkpoint said only 'unknown
+    open_clip model': not which model file, nor why."""
+    from open_clip import factory
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(net("clip:audit-p16:random"), tmp_path / "ck", {})
+    monkeypatch.delitem(factory._MODEL_CONFIGS, "audit-p16")
+    with pytest.raises(InspectorError, match=rf"checkpoint {tmp_path / 'ck'}: unknown open_clip model 'audit-p16'.*fitted with another open_clip"):
+        load_checkpoint(tmp_path / "ck")
