@@ -572,9 +572,17 @@ class Daemon:
 
     # -- watchdog ---------------------------------------------------------------------------------------------
     def _watch(self) -> None:
-        wd = self.cfg.watchdog
+        wd, said = self.cfg.watchdog, None
         while not self.halt.wait(wd.interval_s):
-            self.check()
+            try:
+                self.check()
+                said = None
+            except Exception as exc:  # noqa: BLE001 - e.g. the store's counts on a disk error: raised, it ended the watchdog for
+                # good (no dead worker restarted, no status, and outside systemd nothing said so); a failing check withholds the ping
+                why = f"{type(exc).__name__}: {exc}"
+                if why != said:
+                    log.exception("watchdog: its check failed; trying again at each check")
+                said, self.problems = why, [f"the watchdog's check failed ({why})"]
             if not self.problems:
                 sd_notify("WATCHDOG=1")  # withheld while failing, so systemd restarts a stuck process
 

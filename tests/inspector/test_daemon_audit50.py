@@ -4,6 +4,7 @@ after a crash, and what a station holds as it runs."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -92,3 +93,30 @@ def test_what_the_journal_kept_of_inputs_is_void_in_a_session_the_broker_does_no
     again = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"client_id": cfg.mqtt.client_id + "-new"})})
     with running(again, tiny_inspector) as d:
         assert d.store.deliveries() == [] and not d.mqtt._acked
+
+
+def test_a_watchdog_check_that_fails_once_does_not_end_the_watchdog(station, tiny_inspector, caplog):
+    """The watchdog's check reads the store's counts: one SQLite error there (a disk I/O error) ended its thread for good,
+    and no dead worker was restarted after it, nor the status kept."""
+    import sqlite3
+
+    cfg = station(watchdog={"interval_s": 0.2})
+    with running(cfg, tiny_inspector) as d:
+        counts, failed = d.store.counts, []
+
+        def once(*a, **kw):
+            if not failed and threading.current_thread() is d._watchdog:
+                failed.append(True)
+                raise sqlite3.OperationalError("disk I/O error")
+            return counts(*a, **kw)
+
+        d.store.counts = once
+        wait_until(lambda: failed, 10, "the failing check")
+        sink = d.workers["sink"]
+        sink._thread = threading.Thread(target=lambda: None)  # a worker that died after it
+        sink._thread.start()
+        sink._thread.join()
+        wait_until(lambda: sink.alive, 10, "the dead worker restarted")
+        assert d._watchdog.is_alive() and sink.restarts == 1
+        assert d.health()["status"] == "degraded"  # restarted, said for a while; the check runs again
+    assert "watchdog: its check failed" in caplog.text and "disk I/O error" in caplog.text
