@@ -152,6 +152,11 @@ class ModelSection(Section):
                                               "before decoding: a 0.4 MB PNG can decode to 1.2 GB. 50 million covers an 8K sensor.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
+    queue_wait_s: Seconds = Field(10.0, ge=0, title="Queue wait",
+                                  description="How long an image sent over MQTT (the image topic, a trigger's path, url or "
+                                              "base64) waits from its arrival for room in a full queue before it is rejected: the "
+                                              "parts the broker held while the station was down come at once when it starts. A "
+                                              "capture trigger never waits (the part moves on). 0: rejected at once.")
     verify_good: list[str] = Field([], title="Good verification images",
                                    description="Images of good parts the model must PASS when the station starts and before a "
                                                "reloaded model replaces the one in use; a failure stops the start or the reload.")

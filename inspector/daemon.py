@@ -49,7 +49,7 @@ from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
 
-RESTART_AT_START = ("queue_size", "max_image_pixels")  # model settings a reload cannot apply: the queue and intake are built
+RESTART_AT_START = ("queue_size", "queue_wait_s", "max_image_pixels")  # model settings a reload cannot apply: the queue and intake are built
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
 

@@ -515,7 +515,8 @@ class Intake:
             except ValidationError as exc:
                 raise InspectorError(pydantic_line(exc, "trigger")) from None
             captured = self._captured(cmd.captured_at, "trigger")
-            if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial):
+            waits = any(v is not None for v in (cmd.path, cmd.url, cmd.base64))  # an image given, not a capture
+            if (cmd.inspection_id and self._answered(cmd.inspection_id, msg)) or self._full("trigger", msg, ident, serial, waits):
                 return
             encoded, rgb, source = self._trigger_image(cmd, msg.received)
         except InspectorError as exc:
@@ -663,7 +664,7 @@ class Intake:
             return self.reject(f"{origin}: captured_at {exc}", origin, message=msg, inspection_id=ident, serial=serial)
         except InspectorError as exc:
             return self.reject(str(exc), origin, message=msg, inspection_id=ident, serial=serial)
-        if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial):
+        if (ident and self._answered(ident, msg)) or self._full(origin, msg, ident, serial, wait=True):
             return
         try:
             rgb = decode_image(msg.payload, msg.topic, max_pixels=self._max_pixels)  # not "image image: ..."
@@ -784,7 +785,15 @@ class Intake:
         if self.mqtt is not None:
             self.mqtt.ack(msg)
 
-    def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None) -> bool:
+    def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None, wait: bool = False) -> bool:
+        """Whether the queue has no room for this input, which is then rejected. An image the input carries (`wait`)
+        first waits up to model.queue_wait_s from its arrival: at a start, the broker sends the parts it held for the
+        station all at once, and all but the first queue_size were rejected as if the line sent too fast."""
+        if wait and msg is not None:
+            deadline = msg.received + self.cfg.model.queue_wait_s
+            while self.jobs.full() and time.monotonic() < deadline and not self.stopping():
+                self.beat()
+                time.sleep(0.005)
         if not self.jobs.full():
             return False
         self.reject(f"{origin}: the inspection queue is full ({self.jobs.maxsize} waiting); slow the trigger rate, or raise"

@@ -263,7 +263,7 @@ def test_a_watched_file_the_journal_refuses_waits_in_its_folder_unanswered(stati
 
 # -- load, outages --------------------------------------------------------------------------------------------
 def test_full_queue_rejects_with_a_message(station, broker, listen, tiny_inspector, good_png):
-    cfg = station(model={"queue_size": 2, "batch_size": 1})
+    cfg = station(model={"queue_size": 2, "batch_size": 1, "queue_wait_s": 0})
     lst = listen(broker.port, cfg.mqtt.prefix)
     b64 = base64.b64encode(good_png).decode()
     with running(cfg, tiny_inspector) as d:
