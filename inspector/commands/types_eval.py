@@ -253,7 +253,8 @@ def print_shots(report: dict[str, Any]) -> None:
           + f", {report['seeds']} seed(s), {report['region']} pooling, {report['classifier']} classifier, `unknown` rate "
           + f"{report['unknown_rate']}: {', '.join(report['classes'])}")
     for key in ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate"):
-        print(f"  {key:24} {report[key]:.4f} ± {report[key + '_std']:.4f}")
+        spread = f" ± {report[key + '_std']:.4f}" if report["seeds"] > 1 else ""  # one seed has no spread to give
+        print(f"  {key:24} {report[key]:.4f}{spread}")
     if report.get("unknown_off"):
         print(f"  note: {report['unknown_off']}")
     if "holdout" in report:

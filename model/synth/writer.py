@@ -41,11 +41,15 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
     if is_synth_output(folder):  # its contact sheet and defects would be drawn on as good parts
         raise InspectorError(f"good folder {good_dir}: is an `inspector synth` output (it has its labels.json); point at a folder of good parts")
     _refuse_defect_type_folder(good_dir, folder.resolve())
-    paths = list_images(folder)
-    if not paths:
-        raise InspectorError(f"good folder {good_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; point at a folder of good parts")
     from model.data import refuse_defect_labels
 
+    paths = list_images(folder)
+    if not paths:
+        if nested := list_images(folder, recursive=True):  # e.g. NEU's <type>/ folders of labelled defects: said as fit says it
+            refuse_defect_labels(folder, nested)
+            raise InspectorError(f"good folder {good_dir}: its {len(nested)} images are in subfolders (e.g. {nested[0].parent}), "
+                                 "which synth does not read; point at the folder of good parts itself")
+        raise InspectorError(f"good folder {good_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; point at a folder of good parts")
     refuse_defect_labels(folder, paths)  # as fit refuses them: a folder of labelled defects is no source of good parts
     return paths
 

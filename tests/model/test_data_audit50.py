@@ -34,3 +34,34 @@ def test_macos_metadata_files_are_not_images(tmp_path):
     cv2.imwrite(str(folder / "._real.png"), good_image(9, 32))  # named so, but an image: kept
     assert [p.name for p in list_images(folder)] == ["._real.png", "0.png", "1.png", "2.png"]
     assert len(load_dataset(folder).train) == 4
+
+
+def test_synth_on_a_folder_of_type_folders_says_what_they_are(tmp_path):
+    """`inspector synth neu_det` said "no images found" over 922 images in its <type>/ folders."""
+    from model.synth.writer import readable_goods
+
+    for kind in ("crazing", "patches"):
+        (tmp_path / "neu" / kind).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "neu" / kind / f"{i}.png"), good_image(i, 32))
+            cv2.imwrite(str(tmp_path / "neu" / kind / f"{i}_mask.png"), good_image(i, 32)[..., 0])
+    with pytest.raises(InspectorError, match="no good image among them"):
+        readable_goods(tmp_path / "neu")
+    (tmp_path / "plain" / "lot7").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "plain" / "lot7" / "0.png"), good_image(0, 32))
+    with pytest.raises(InspectorError, match=r"its 1 images are in subfolders \(e.g. .*lot7\)"):
+        readable_goods(tmp_path / "plain")
+
+
+def test_one_seed_prints_no_spread(capsys):
+    """`eval --shots 5 --seeds 1` printed "0.8991 ± 0.0000", a spread one seed cannot have."""
+    from inspector.commands.types_eval import print_shots
+
+    keys = ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate")
+    report = {"shots": 5, "folds": None, "seeds": 1, "region": "map", "classifier": "linear", "unknown_rate": 0.05,
+              "classes": ["a", "b"], **{k: 0.9 for k in keys}, **{k + "_std": 0.0 for k in keys}}
+    print_shots(report)
+    out = capsys.readouterr().out
+    assert "type_accuracy            0.9000\n" in out and "±" not in out
+    print_shots(report | {"seeds": 3, "type_accuracy_std": 0.01})
+    assert "0.9000 ± 0.0100" in capsys.readouterr().out
