@@ -116,7 +116,7 @@ class FolderSource(Section):
     poll_s: Seconds = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
     settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size and time are unchanged this long. Hidden files (.name) are partial writes and are never read.")
     after: Literal["move", "delete", "keep"] = Field(
-        "move", title="After inspection", description="move: into <folder>/done (files not inspected: <folder>/rejected; a name already there gets -2, -3, ...); delete; keep (ids from path, size, time and bytes prevent repeats).")
+        "move", title="After inspection", description="move: into <folder>/done (files not inspected: <folder>/rejected; a name already there gets -2, -3, ...; never pruned: it grows until cleaned); delete; keep (ids from path, size, time and bytes prevent repeats).")
     max_file_bytes: int = Field(50_000_000, ge=1, title="Largest file", description="Files over this size are set aside as rejected, unread.")
 
 
