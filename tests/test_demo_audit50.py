@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +53,55 @@ def test_ports_taken_every_time_end_in_one_line(mosquitto, busy_port, tmp_path, 
         demo_broker.start_broker(mosquitto, tmp_path, tries=2)
     msg = str(err.value)
     assert "\n" not in msg and str(busy_port) in msg and "--no-mqtt" in msg
+
+
+_HALFWAY = """
+import sys, time
+import inspector.demo.run as run
+import inspector.demo.station as station
+run.cli = lambda argv, say: say("$ inspector " + " ".join(argv) + "  (skipped)")
+def serve(*args, **kwargs):
+    print("SERVING", flush=True)
+    time.sleep(120)
+station.serve = serve
+from inspector.cli import main
+sys.exit(main(["demo", "--quick", "--out", sys.argv[1]]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_signal_half_way_stops_the_broker(mosquitto, tmp_path, sig):
+    """`kill PID` (or a closed terminal) half way ended Python at once: its mosquitto ran on, its port bound."""
+    pytest.importorskip("skimage")
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-c", _HALFWAY, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    pid = None
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if m := re.search(r"started mosquitto \(pid (\d+)\)", line):
+                pid = int(m.group(1))
+            if line.startswith("SERVING"):
+                break
+        assert pid is not None, "".join(lines) + proc.stderr.read()
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith(f"interrupted: {out} holds a partial demo")
+        assert not _alive(pid)
+    finally:
+        proc.kill()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)

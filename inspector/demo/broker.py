@@ -104,16 +104,20 @@ def _start_once(binary: str, folder: Path, timeout: float) -> Broker | int:
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     broker = Broker(binary, port, conf, log, proc)
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            lines = _log_since(log, start)
-            if any("address already in use" in line.lower() for line in lines):
-                return port
-            raise InspectorError(f"mosquitto ({binary}) exited at start ({lines[-1] if lines else f'code {proc.returncode}'}); "
-                                 "see " + str(log) + ", or run the demo with --no-mqtt")
-        if speaks_mqtt(port) and proc.poll() is None:
-            return broker
-        time.sleep(0.05)
+    try:
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                lines = _log_since(log, start)
+                if any("address already in use" in line.lower() for line in lines):
+                    return port
+                raise InspectorError(f"mosquitto ({binary}) exited at start ({lines[-1] if lines else f'code {proc.returncode}'}); "
+                                     "see " + str(log) + ", or run the demo with --no-mqtt")
+            if speaks_mqtt(port) and proc.poll() is None:
+                return broker
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C or SIGTERM while it starts: not left running
+        broker.stop()
+        raise
     broker.stop()
     raise InspectorError(f"mosquitto ({binary}) did not listen on 127.0.0.1:{port} within {timeout:.0f} s; see {log}, or use --no-mqtt")
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,9 +194,33 @@ def _calibration(ckpt: Path, summary: DemoSummary) -> None:
     summary.policy = f"{pol.get('kind', '?')} target {pol.get('target', 0):.0%}" if pol else ""
 
 
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo as Ctrl-C does, through its `finally`s: by default they ended Python at once and
+    left its mosquitto running with its port bound. A second such signal acts as it would have without the demo."""
+    sigs = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    if threading.current_thread() is not threading.main_thread():  # signal handlers can only be set there
+        yield
+        return
+    before: dict[int, Any] = {}
+
+    def interrupt(signum: int, frame: Any) -> None:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+        raise KeyboardInterrupt
+
+    for sig in sigs:
+        old = signal.signal(sig, interrupt)
+        before[sig] = signal.SIG_DFL if old is None else old
+    try:
+        yield
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSummary:
     """The five steps; returns the summary (also written to <out>/summary.json)."""
-    from inspector.demo.station import serve, station_config
     from model.errors import need_onnx
     from reports import ReportError
     from reports.render import pdf_renderer
@@ -203,6 +230,13 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
         pdf_renderer()
     except ReportError as exc:
         raise InspectorError(f"the demo: {exc}") from None
+    with signals_interrupt():
+        return _run(opts, say)
+
+
+def _run(opts: DemoOptions, say: Callable[[str], None]) -> DemoSummary:
+    from inspector.demo.station import serve, station_config
+
     t_all = time.monotonic()
     scale = QUICK if opts.quick else FULL
     out = prepare_out(Path(opts.out))
@@ -230,8 +264,8 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
     say("\n[3/5] The station: the daemon replays the video as its camera")
     t = time.monotonic()
     broker = _start_broker(out, opts.mqtt, say)
-    summary = DemoSummary(mode="MQTT triggers through mosquitto" if broker else "video source, continuous, no MQTT")
     try:
+        summary = DemoSummary(mode="MQTT triggers through mosquitto" if broker else "video source, continuous, no MQTT")
         run = serve(out, onnx_path, line.video, [p.serial for p in line.parts], broker.port if broker else None, out / "daemon.log")
     finally:
         if broker is not None:
