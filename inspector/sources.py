@@ -27,7 +27,7 @@ import numpy as np
 
 from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES
+from model.images import IMAGE_SUFFIXES, MIN_SIDE, array_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,10 @@ class OpenCVSource:
 
     def _frame(self, bgr: np.ndarray, ts: float) -> Frame:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB) if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if rgb.dtype == np.uint16 and min(rgb.shape[:2]) >= MIN_SIDE:
+            # a mono camera's 12/16-bit frames (Aravis, GStreamer GRAY16): spread over 0-255 as a 16-bit file is; kept
+            # uint16, they were inspected, then their overlay and stored image refused the result, "tried again every 5 s"
+            rgb = array_to_rgb(rgb, self.name)
         return Frame(source=self.name, rgb=rgb, timestamp=ts, wait=not self.live)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
