@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -52,15 +51,27 @@ class Frame:
 Submit = Callable[[Frame], bool]
 
 
+# a host (name, IPv4 or [IPv6]) with its port, where an authority ends: what follows the last `@` of user info
+_HOST = re.compile(r"(?:[\w.~%-]+|\[[\w.:%-]+\])(?::\d+)?(?=[/?#]|$)")
+
+
 def safe_url(url: str) -> str:
     """A URL without its credentials (all the user info: a password may hold an `@`) or query (a token), for logs and
-    records."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//.*@", "//", url.split("?", 1)[0])
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
+    records. An `@` after the host followed by a host (a password holding `/`, `?` or `#`, which FFmpeg needs
+    %-encoded but people type as they are) leaves no telling a password from a host: urlsplit showed the password
+    whole or in part. Then only the scheme is shown."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = re.search(r"[/?#]", rest)
+    host_end = end.start() if end else len(rest)
+    if any(rest[i] == "@" and _HOST.match(rest, i + 1) for i in range(host_end, len(rest))):
+        return f"{scheme}{sep}…"
+    rest = rest[rest.rfind("@", 0, host_end) + 1 :]
+    cut = re.search(r"[?#]", rest)
+    if cut is None:
+        return f"{scheme}{sep}{rest}"
+    return f"{scheme}{sep}{rest[: cut.start()]}" + ("?…" if "?" in rest[cut.start() :] else "")
 
 
 class Backoff:
@@ -99,6 +110,10 @@ class OpenCVSource:
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
         elif isinstance(cfg, StreamSource):
             self.name, self.live, self.period = f"stream:{safe_url(cfg.url)}", True, 0.0
+            if self.name.endswith("…") and "?" not in self.name:  # an @ after the host: shown as the scheme alone
+                log.warning("source %s: source.url has an @ after its host, so the station's log names it by its scheme alone; "
+                            "a password holding / ? # must be %%-encoded in the URL (%%2F %%3F %%23), or the camera is not found",
+                            self.name)
         else:
             self.name, self.live = f"video:{Path(cfg.path).name}", cfg.fps != "max"
             self.period = 0.0  # set on open for "native"

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from inspector.config import StreamSource
+from inspector.sources import OpenCVSource, safe_url
+from model.errors import InspectorError
 from tests.inspector.conftest import running, wait_until
 from tests.synthetic import good_image
 
@@ -54,3 +58,33 @@ def test_a_16_bit_mono_cameras_frames_are_inspected_and_stored_like_16_bit_files
     stored = cv2.imread(str(Path(cfg.store.data_dir) / result["images"]["image"]), cv2.IMREAD_UNCHANGED)
     assert stored.dtype == np.uint8 and stored.max() == 255 and stored.min() == 0  # spread over 0-255, as a 16-bit file is
 
+
+@pytest.mark.parametrize("url", [
+    "rtsp://admin:Pa/ss9@cam4/stream1",  # urlsplit ended the user info at the /: all of it was shown
+    "rtsp://admin:Pa?ss9@cam4/stream1",
+    "rtsp://admin:Pa#ss9@cam4/stream1",
+    "rtsp://admin:P@ss#9@cam4/stream1",  # "rtsp://ss"
+    "rtsp://admin:1234?ss9@cam4/stream1",  # "admin:1234" reads as a host and port
+])
+def test_a_password_holding_a_slash_question_mark_or_hash_is_never_shown(url, caplog, capfd):
+    shown = safe_url(url)
+    assert not any(secret in shown for secret in ("Pa", "ss9", "admin", "1234")), shown
+    src = OpenCVSource(StreamSource(type="stream", url=url.replace("cam4", "127.0.0.1:1"), reconnect={"initial_s": 30, "max_s": 30}))
+    src.start(lambda f: True)
+    try:
+        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the refused connection")
+        with pytest.raises(InspectorError) as caught:
+            src.capture(timeout=0.2)
+    finally:
+        src.stop()
+    said = f"{src.name} {caught.value} {caplog.text} {capfd.readouterr()}"
+    assert "Pa" not in said and "ss9" not in said and "1234" not in said and "%-encoded" in caplog.text
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://cam4/v.mjpg?user=me@x.com&pw=Pa.ss9", "http://cam4/v.mjpg?…"),  # an @ in the query alone
+    ("rtsp://admin:P@ss9@[fe80::1]:554/s", "rtsp://[fe80::1]:554/s"),
+    ("rtsp://admin:Pa%2Fss9@cam4:554/stream1", "rtsp://cam4:554/stream1"),
+])
+def test_a_url_without_that_ambiguity_keeps_its_host(url, shown):
+    assert safe_url(url) == shown
