@@ -105,3 +105,34 @@ def test_a_signal_half_way_stops_the_broker(mosquitto, tmp_path, sig):
         proc.kill()
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> dict:
+    """One reduced demo run without a broker: its folder, text and summary."""
+    pytest.importorskip("skimage", reason="the demo's texture ships in scikit-image")
+    import contextlib
+    import io
+    import json
+
+    from inspector.cli import main
+
+    out = tmp_path_factory.mktemp("audit50") / "demo"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["demo", "--quick", "--no-mqtt", "--out", str(out)])
+    assert rc == 0, buf.getvalue()
+    return {"out": out, "text": buf.getvalue(), "summary": json.loads((out / "summary.json").read_text())}
+
+
+@pytest.mark.slow
+def test_the_shift_report_shows_the_config_the_station_ran(quick_demo):
+    """The report's configuration was a second station_config(): another client_id, and mqtt.port 0 without a broker."""
+    import html
+
+    import yaml
+
+    ran = yaml.safe_load((quick_demo["out"] / "station.yaml").read_text())
+    page = html.unescape(Path(quick_demo["summary"]["artefacts"]["shift_html"]).read_text(encoding="utf-8"))
+    for key in ("client_id", "port"):
+        assert f'<th class="mono">mqtt.{key}</th><td class="mono">{ran["mqtt"][key]}</td>' in page

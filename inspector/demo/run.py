@@ -235,7 +235,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
 
 
 def _run(opts: DemoOptions, say: Callable[[str], None]) -> DemoSummary:
-    from inspector.demo.station import serve, station_config
+    from inspector.demo.station import serve
 
     t_all = time.monotonic()
     scale = QUICK if opts.quick else FULL
@@ -283,8 +283,7 @@ def _run(opts: DemoOptions, say: Callable[[str], None]) -> DemoSummary:
     chosen, why = _pick_fail(run.records, run.frame_of, line.parts)
     say(f"  inspection report for {why}: {chosen['inspection_id']}")
     t = time.monotonic()
-    config = station_config(out, onnx_path, line.video, broker.port if broker else 0, broker is not None)
-    _reports(out, station_dir, run.records, chosen, config, summary, say)
+    _reports(out, station_dir, run.records, chosen, run.config, summary, say)  # the config in station.yaml, that the station ran
     steps["reports"] = time.monotonic() - t
     _pictures(out, chosen, line, summary)
     summary.artefacts.update(checkpoint=str(ckpt), onnx=str(onnx_path), video=str(line.video), store=str(station_dir / "inspections.sqlite"),

@@ -40,6 +40,7 @@ class ServeRun:
     seconds: float
     errors: list[str] = field(default_factory=list)
     published: int = 0  # results that arrived on <prefix>/result (MQTT mode)
+    config: dict[str, Any] = field(default_factory=dict)  # the station config it ran with (as in station.yaml)
 
 
 def station_config(out: Path, model: Path, video: Path, mqtt_port: int, with_mqtt: bool) -> dict[str, Any]:
@@ -169,8 +170,9 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
         mqtt_port = free_port()
     config_path = out / "station.yaml"
     note = "" if with_mqtt else f"# this run had no broker: results wait in the store's outbox until one listens on 127.0.0.1:{mqtt_port}\n"
+    config = station_config(out, model, video, mqtt_port, with_mqtt)
     config_path.write_text(f"# written by `inspector demo`; run it yourself with: inspector serve --config {config_path}\n{note}"
-                           + yaml.safe_dump(station_config(out, model, video, mqtt_port, with_mqtt), sort_keys=False), encoding="utf-8")
+                           + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     cfg = load_config(config_path)
     n = len(serials)
     undo = _log_to(log)
@@ -203,4 +205,4 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
         store.close()
     digests = frame_digests(video)
     frame_of = {r["inspection_id"]: digests[r["image"]["sha256"]] for r in records if r["image"]["sha256"] in digests}
-    return ServeRun(records, frame_of, seconds, errors, published)
+    return ServeRun(records, frame_of, seconds, errors, published, config)
