@@ -96,6 +96,7 @@ class OpenCVSource:
         self.state = "stopped"
         self.reconnects = 0
         self.heartbeat = time.monotonic()
+        self._frame_at = time.monotonic()  # when the device last gave a frame (or was opened)
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._latest: tuple[int, np.ndarray, float] | None = None  # (sequence number, BGR, wall time)
@@ -188,7 +189,7 @@ class OpenCVSource:
             self._cap = self._open()
             if self._cap is None:
                 raise InspectorError(f"source {self.name}: OpenCV cannot open {self.cfg.path}; is it a video file?")
-            self.state = "open"
+            self.state, self._frame_at = "open", time.monotonic()
             if not self.live and self.cfg.mode == "trigger":
                 return
         self._thread = threading.Thread(target=self._run, name=f"source {self.name}", daemon=True)
@@ -205,11 +206,11 @@ class OpenCVSource:
                 self._cap = self._open()
                 if self._cap is None:
                     delay = backoff.next()
-                    self.state, self._retry_at = f"reconnecting in {delay:.1f} s", time.monotonic() + delay
+                    self.state, self._retry_at = "reconnecting", time.monotonic() + delay
                     log.warning("source %s: cannot open; retrying in %.1f s", self.name, delay)
                     self._sleep(delay)
                     continue
-                self.state = "open"
+                self.state, self._frame_at = "open", time.monotonic()
             with self._read_lock:
                 bgr = self._read()
             if bgr is None:
@@ -219,12 +220,12 @@ class OpenCVSource:
                 self._release()
                 self.reconnects += 1
                 delay = backoff.next()
-                self.state, self._retry_at = f"reconnecting in {delay:.1f} s", time.monotonic() + delay
+                self.state, self._retry_at = "reconnecting", time.monotonic() + delay
                 log.warning("source %s: no frame (device dropped?); reconnecting in %.1f s", self.name, delay)
                 self._sleep(delay)
                 continue
             backoff.reset()
-            now = time.time()
+            now, self._frame_at = time.time(), time.monotonic()
             with self._cond:
                 self._seq += 1
                 self._latest = (self._seq, bgr, now)
@@ -281,6 +282,25 @@ class OpenCVSource:
     @property
     def can_capture(self) -> bool:
         return True
+
+    @property
+    def state(self) -> str:
+        """What /health shows. A live source whose device stays open but gives no frame (a stream that stalls without
+        closing, a camera that stopped sending) is `stalled` once a trigger would find no fresh frame: it read `open`
+        (the status online) through the read timeout, and again after each reconnect whose open gave one frame."""
+        state = self._state
+        if state == "reconnecting":
+            return f"reconnecting in {max(0.0, self._retry_at - time.monotonic()):.1f} s"  # not the delay set seconds ago
+        if state == "open" and self.live and self._thread is not None:
+            silent = time.monotonic() - self._frame_at
+            camera_fps = self.cfg.fps if isinstance(self.cfg, CameraSource) else None
+            if silent > max(self.cfg.capture_timeout_s, 2 * (self.period or (1 / camera_fps if camera_fps else 0.0))):
+                return f"stalled (no frame for {silent:.1f} s)"
+        return state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
 
     @property
     def delivering(self) -> bool:

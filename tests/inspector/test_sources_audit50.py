@@ -12,7 +12,7 @@ import pytest
 from inspector.config import StreamSource
 from inspector.sources import OpenCVSource, safe_url
 from model.errors import InspectorError
-from tests.inspector.conftest import running, wait_until
+from tests.inspector.conftest import MJPEGServer, running, wait_until
 from tests.synthetic import good_image
 
 
@@ -88,3 +88,25 @@ def test_a_password_holding_a_slash_question_mark_or_hash_is_never_shown(url, ca
 ])
 def test_a_url_without_that_ambiguity_keeps_its_host(url, shown):
     assert safe_url(url) == shown
+
+
+def test_a_stream_that_stalls_without_closing_is_not_shown_open(station, broker, listen, tiny_inspector):
+    """An IP camera that keeps its connection but stops sending read `open` (status online) until FFmpeg's 5 s read
+    timeout, then `open` again as soon as a reconnect's open gave one frame: a stalled camera looked healthy nearly all
+    the time, and a PLC gating its triggers on the status kept triggering it."""
+    server = MJPEGServer().start()
+    cfg = station(source={"type": "stream", "url": server.url, "mode": "trigger", "capture_timeout_s": 0.5,
+                          "reconnect": {"initial_s": 0.2, "max_s": 0.5}})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    status = lambda: lst.on("status")[-1][0] if lst.on("status") else None  # noqa: E731
+    try:
+        with running(cfg, tiny_inspector) as d:
+            wait_until(lambda: status() == b"online" and d.source.state == "open", 10, "status online")
+            server.period = 60.0  # the connection stays open, and no frame comes
+            wait_until(lambda: d.health()["source"].startswith("stalled (no frame for"), 10, "the stall shown")
+            assert not d.source.delivering and "degraded" in json.dumps(d.health())
+            wait_until(lambda: status() == b"degraded", 10, "status degraded")
+            server.period = 0.04
+            wait_until(lambda: status() == b"online" and d.source.state == "open", 30, "status online again")
+    finally:
+        server.stop()
