@@ -136,3 +136,76 @@ def test_the_shift_report_shows_the_config_the_station_ran(quick_demo):
     page = html.unescape(Path(quick_demo["summary"]["artefacts"]["shift_html"]).read_text(encoding="utf-8"))
     for key in ("client_id", "port"):
         assert f'<th class="mono">mqtt.{key}</th><td class="mono">{ran["mqtt"][key]}</td>' in page
+
+
+def _start_halfway(out: Path) -> subprocess.Popen:
+    """A demo into `out` held in its serving step (fit and export skipped) until signalled."""
+    proc = subprocess.Popen([sys.executable, "-c", _HALFWAY, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    for line in proc.stdout:
+        if line.startswith("SERVING"):
+            return proc
+    proc.kill()
+    raise AssertionError(proc.stderr.read())
+
+
+def test_a_second_demo_into_the_same_out_is_refused_while_the_first_runs(tmp_path, capsys):
+    """It emptied the first one's folder under it (model, store and video gone half way)."""
+    pytest.importorskip("skimage")
+    from inspector.cli import main
+    from tests.cli import assert_one_line_error
+
+    out = tmp_path / "demo"
+    first = _start_halfway(out)
+    try:
+        labels = out / "data" / "line" / "labels.json"
+        assert labels.is_file()
+        assert_one_line_error(main(["demo", "--quick", "--no-mqtt", "--out", str(out)]), capsys.readouterr().err,
+                              str(out), "another `inspector demo` is writing there")
+        assert labels.is_file()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+
+
+def test_a_station_serving_from_the_folder_is_not_emptied_under_it(tmp_path):
+    from inspector.demo.run import MARKER, prepare_out
+    from inspector.store import LOCK_FILE
+    from model.folders import hold_lock_file
+
+    (tmp_path / MARKER).write_text("")
+    (tmp_path / "station").mkdir()
+    (tmp_path / "station" / "inspections.sqlite").write_bytes(b"x")
+    fd = hold_lock_file(tmp_path / "station" / LOCK_FILE, "busy")  # what `inspector serve --config <out>/station.yaml` holds
+    try:
+        with pytest.raises(InspectorError, match="a station is serving from"):
+            prepare_out(tmp_path)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "station" / "inspections.sqlite").is_file()
+    prepare_out(tmp_path)  # stopped: emptied as before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER]
+
+
+def test_emptying_never_removes_the_marker_first(tmp_path, monkeypatch):
+    """Cut short after the marker went (Ctrl-C, a file it could not remove), the next run refused the half-emptied folder
+    as one 'the demo did not write'."""
+    from inspector.demo import run
+
+    (tmp_path / run.MARKER).write_text("")
+    for i in range(5):
+        (tmp_path / f"f{i}.png").write_bytes(b"x")
+    (tmp_path / "old").mkdir()
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(run.shutil, "rmtree", refuse)
+    listed = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(sorted(listed(self))))  # the marker ('.inspector-demo') first
+    with pytest.raises(PermissionError):
+        run.prepare_out(tmp_path)
+    assert (tmp_path / run.MARKER).is_file()
+    monkeypatch.undo()
+    run.prepare_out(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run.MARKER]

@@ -7,6 +7,7 @@ echoed; the station is the real daemon. Everything is written under one output f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -45,21 +46,76 @@ class DemoOptions:
     seed: int = 0
 
 
-def prepare_out(out: Path) -> Path:
-    """An empty output folder: new, empty, or one an earlier demo wrote (emptied); anything else is refused."""
+def _held_elsewhere(path: Path) -> bool:
+    """Whether another process holds an flock on `path` (a file or folder); False where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InspectorError(f"--out {out}: is a file; give a folder for the demo's output")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise InspectorError(f"--out {out}: holds files the demo did not write; give a new or empty folder")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise InspectorError(f"--out {out}: holds files the demo did not write; give a new or empty folder")
+    from inspector.store import LOCK_FILE
+
+    if _held_elsewhere(out / "station" / LOCK_FILE):  # `inspector serve --config <out>/station.yaml`, as docs/demo.md says
+        raise InspectorError(f"--out {out}: a station is serving from {out / 'station'} (inspector serve --config"
+                             f" {out / 'station.yaml'}); stop it first, or give another --out")
+
+
+def prepare_out(out: Path) -> Path:
+    """An empty output folder: new, empty, or one an earlier demo wrote (emptied); anything else is refused."""
+    _check_out(out)
+    if out.is_dir():
+        for child in out.iterdir():  # the marker stays to the end: an emptying cut short is still the demo's to empty
+            if child.name != MARKER:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text("written by `inspector demo`; the next demo run empties this folder\n", encoding="utf-8")
     except OSError as exc:
         raise InspectorError(f"--out {out}: cannot be written ({exc.strerror}); choose a writable folder") from None
     return out
+
+
+@contextmanager
+def holding_out(out: Path) -> Iterator[Path]:
+    """prepare_out, with the folder held until the run ends: a second demo into it, started meanwhile, emptied the first
+    one's folder under it; now it is refused at once. The lock is an flock on the folder itself (no lock file left)."""
+    _check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InspectorError(f"--out {out}: cannot be written ({exc.strerror}); choose a writable folder") from None
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield prepare_out(out)
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InspectorError(f"--out {out}: another `inspector demo` is writing there; wait for it to finish, or give"
+                                 " another --out") from None
+        yield prepare_out(out)
+    finally:
+        os.close(fd)
 
 
 def cli(argv: list[str], say: Callable[[str], None]) -> None:
@@ -230,16 +286,15 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoSumma
         pdf_renderer()
     except ReportError as exc:
         raise InspectorError(f"the demo: {exc}") from None
-    with signals_interrupt():
-        return _run(opts, say)
+    with signals_interrupt(), holding_out(Path(opts.out)) as out:
+        return _run(out, opts, say)
 
 
-def _run(opts: DemoOptions, say: Callable[[str], None]) -> DemoSummary:
+def _run(out: Path, opts: DemoOptions, say: Callable[[str], None]) -> DemoSummary:
     from inspector.demo.station import serve
 
     t_all = time.monotonic()
     scale = QUICK if opts.quick else FULL
-    out = prepare_out(Path(opts.out))
     steps: dict[str, float] = {}
 
     t = time.monotonic()
