@@ -37,7 +37,7 @@ from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
 from inspector.intake import Command, Intake, ReviewCommand, ShiftReportCommand
 from inspector.live import LiveView
-from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Reply, Topics, Will
+from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Reply, Topics, Will, ack_lost_s
 from inspector.outbox import Outbox, Repeats
 from inspector.pipeline import Inference, Sink
 from inspector.result import error_payload, utc_now
@@ -288,7 +288,7 @@ class Daemon:
         self.mqtt.inbox = self.intake.inbox  # built before the store and the intake; nothing arrives before start()
         self.intake.mqtt = self.mqtt
         # inputs the last run journaled, which a crash may have left unacknowledged at the broker: their copies are known
-        self.mqtt.recall(self.store.deliveries())
+        self.mqtt.recall(self.store.deliveries(ack_lost_s(cfg.mqtt)))
         self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
         self._start_rest(client_id)
 

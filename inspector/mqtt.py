@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -106,18 +107,30 @@ class Message:
     retain: bool = False  # published retained (on MQTT 3.1.1 only a copy the broker delivers on subscribing shows it)
     response_topic: str | None = None  # MQTT 5, where the sender also wants its answer (checked by MqttClient)
     session: int | None = None  # the broker session it came in (MqttClient's count); None: acknowledged whenever asked
-    digest: bytes | None = None  # of its topic and payload (`delivery_digest`): a copy the broker sends again is known by it
+    tracked: bool = False  # its copies are known (MqttClient with manual_ack, QoS 1)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """Of its topic and payload (`delivery_digest`), by which a copy the broker sends again is known; worked out when
+        first asked for, on the intake's thread: a 50 MB image held paho's network thread up for its sha256."""
+        return delivery_digest(self.topic, self.payload)
 
     @property
     def delivery(self) -> tuple[int, str, bytes] | None:
         """(packet id, topic, digest) by which a copy of this input is known, for the journal to keep beside its job
         (see MqttClient.recall); None where it cannot come again (QoS 0) or is not tracked."""
-        return (self.mid, self.topic, self.digest) if self.qos > 0 and self.digest is not None else None
+        return (self.mid, self.topic, self.digest) if self.qos > 0 and self.tracked else None
 
     @property
     def reply(self) -> Reply | None:
         """Where the answer to this message goes besides its contract topic, if the sender said (MQTT 5)."""
         return Reply.of(self.correlation, self.response_topic)
+
+
+def ack_lost_s(cfg: MqttSection) -> float:
+    """How long before a connection is found lost an acknowledgement sent on it may not have reached the broker: a dead
+    connection is found after up to 1.5 keepalives without an answer, and a few seconds of writes may sit in buffers."""
+    return 1.5 * cfg.keepalive_s + 10.0
 
 
 def delivery_digest(topic: str, payload: bytes) -> bytes:
@@ -186,8 +199,10 @@ class MqttClient:
         self._manual = manual_ack
         self._in_lock = threading.Lock()
         self._session = 0
-        self._held: dict[int, tuple[str, bytes]] = {}
-        self._acked: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._held: dict[int, tuple[str, bytes]] = {}  # packet id -> (topic, payload)
+        self._acked: OrderedDict[int, tuple[str, bytes, float]] = OrderedDict()  # packet id -> (topic, digest, when acknowledged)
+        self._lost_at: float | None = None  # when the last connection was found lost
+        self._ack_lost_s = ack_lost_s(cfg)
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
                         clean_session=None if self.v5 else not persistent, manual_ack=manual_ack)
@@ -311,6 +326,7 @@ class MqttClient:
             log.error("%s: the broker refused a subscription (%s); check its ACL for this client's topics", self.where, ", ".join(refused))
 
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:
+        self._lost_at = time.monotonic()
         if self._on_disconnected is not None:
             self._on_disconnected()
         if self.state == "stopping":
@@ -360,32 +376,37 @@ class MqttClient:
             corr = getattr(props, "CorrelationData", None)
             response = self._response_topic(getattr(props, "ResponseTopic", None), msg.topic)
         payload = bytes(msg.payload)
-        digest = delivery_digest(msg.topic, payload) if self._manual and msg.qos > 0 else None
-        if digest is not None and self._copy(msg, digest):
+        tracked = self._manual and msg.qos > 0
+        if tracked and self._copy(msg, payload):
             return
         m = Message(msg.topic, payload, msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response,
-                    session=self._session, digest=digest)
+                    session=self._session, tracked=tracked)
         try:
             self.inbox.put_nowait(m)
         except queue.Full:
             if self._on_overflow is not None:
                 self._on_overflow(m)
 
-    def _copy(self, msg: paho.MQTTMessage, digest: bytes) -> bool:
+    def _copy(self, msg: paho.MQTTMessage, payload: bytes) -> bool:
         """Whether `msg` is a copy of an input already here, which the broker sends again (DUP, the same packet id)
         when a connection ends before the input was acknowledged, or before the acknowledgement reached it (a broker
         restart, a network drop): each copy was a part inspected again, under a new generated inspection_id where the
         input gave none. A copy of one still being handled is dropped (acknowledging the first, with the same packet
         id, acknowledges it); a copy of one acknowledged (or journaled by an earlier run: `recall`) is acknowledged again
-        and dropped."""
-        key = (msg.topic, digest)
+        and dropped, but only where that acknowledgement may have been lost: sent within ACK_LOST_S of the connection's
+        end. A broker may give a packet id to a new input once the old one's acknowledgement reached it, and a capture
+        trigger `{}` is the same bytes every time: a new part taken for a copy is lost, a copy taken for a part only
+        inspected twice."""
         with self._in_lock:
-            if msg.dup and self._held.get(msg.mid) == key:
+            held, acked = self._held.get(msg.mid), self._acked.get(msg.mid)
+            if msg.dup and held is not None and held == (msg.topic, payload):
                 again = False
-            elif msg.dup and self._acked.get(msg.mid) == key:
+            elif msg.dup and acked is not None and acked[2] >= (self._lost_at or time.monotonic()) - self._ack_lost_s \
+                    and acked[:2] == (msg.topic, delivery_digest(msg.topic, payload)):  # a sha256 for copies only
                 again = True
             else:
-                self._held[msg.mid] = key
+                self._held[msg.mid] = (msg.topic, payload)  # the Message holds the payload until acknowledged anyway
+                self._acked.pop(msg.mid, None)  # a new input on that id: the acknowledgement of the last one arrived
                 return False
         log.info("%s: the broker sent an input on %s again (packet %d, after a reconnect); the first %s", self.where, msg.topic,
                  msg.mid, "was answered: acknowledged again" if again else "is being handled: this copy is dropped")
@@ -465,9 +486,8 @@ class MqttClient:
                 # it came in a session the broker has since forgotten: its packet id may now name another input, which
                 # this acknowledgement would take from the broker before that one is journaled
                 return
-            key = self._held.pop(message.mid, None)
-            if key is not None:
-                self._acked[message.mid] = key
+            if self._held.pop(message.mid, None) is not None:
+                self._acked[message.mid] = (message.topic, message.digest, time.monotonic())
                 self._acked.move_to_end(message.mid)
                 while len(self._acked) > ACKED_KEPT:
                     self._acked.popitem(last=False)
@@ -479,9 +499,10 @@ class MqttClient:
         unacknowledged there, and the broker sends each again (DUP, the same packet id) at the next start: a part without
         an inspection_id was then inspected twice, under two generated ids. Known here, such a copy is acknowledged and
         dropped; its journaled job is recovered, or its stored result re-sent. Void if the broker kept no session."""
+        now = time.monotonic()  # the journal keeps only those that may still wait at the broker (Store.deliveries)
         with self._in_lock:
             for mid, topic, digest in deliveries:
-                self._acked[mid] = (topic, bytes(digest))
+                self._acked[mid] = (topic, bytes(digest), now)
                 self._acked.move_to_end(mid)
             while len(self._acked) > ACKED_KEPT:
                 self._acked.popitem(last=False)

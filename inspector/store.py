@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -287,7 +288,10 @@ class Store:
             if column not in columns:
                 self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column} {kind}")
         # the MQTT inputs journaled lately, by the broker's packet id (see `accept`); a table made where missing, as above
-        self._db.execute("CREATE TABLE IF NOT EXISTS deliveries (mid INTEGER NOT NULL UNIQUE, topic TEXT NOT NULL, digest BLOB NOT NULL)")
+        if (cols := {r[1] for r in self._db.execute("PRAGMA table_info(deliveries)")}) and "at" not in cols:
+            self._db.execute("DROP TABLE deliveries")  # made by a development version without times: only a recent memory
+        self._db.execute("CREATE TABLE IF NOT EXISTS deliveries (mid INTEGER NOT NULL UNIQUE, topic TEXT NOT NULL, digest BLOB NOT NULL,"
+                         " at REAL NOT NULL)")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -443,14 +447,17 @@ class Store:
             cur = self._db.execute("INSERT OR IGNORE INTO pending (inspection_id, accepted_at, job, image) VALUES (?, ?, ?, ?)",
                                    (inspection_id, utc_now(), json.dumps(job, ensure_ascii=False), image))
             if delivery is not None and cur.rowcount == 1:
-                self._db.execute("INSERT OR REPLACE INTO deliveries (mid, topic, digest) VALUES (?, ?, ?)", delivery)
+                self._db.execute("INSERT OR REPLACE INTO deliveries (mid, topic, digest, at) VALUES (?, ?, ?, ?)", (*delivery, time.time()))
                 self._db.execute("DELETE FROM deliveries WHERE rowid <= (SELECT MAX(rowid) FROM deliveries) - ?", (DELIVERIES_KEPT,))
         return cur.rowcount == 1
 
-    def deliveries(self) -> list[tuple[int, str, bytes]]:
-        """The MQTT inputs journaled lately (`accept`), oldest first: (packet id, topic, digest)."""
+    def deliveries(self, within_s: float) -> list[tuple[int, str, bytes]]:
+        """The MQTT inputs journaled (`accept`) within `within_s` of the last one, oldest first: (packet id, topic,
+        digest). Only those may still wait unacknowledged at the broker after a crash; an older one's packet id may
+        have been given to a new input since, which would then be taken for its copy and lost."""
         with self._lock:
-            rows = self._db.execute("SELECT mid, topic, digest FROM deliveries ORDER BY rowid").fetchall()
+            rows = self._db.execute("SELECT mid, topic, digest FROM deliveries WHERE at >= (SELECT MAX(at) FROM deliveries) - ?"
+                                    " ORDER BY rowid", (within_s,)).fetchall()
         return [(m, t, bytes(d)) for m, t, d in rows]
 
     def forget_deliveries(self) -> None:

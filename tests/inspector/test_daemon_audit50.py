@@ -89,10 +89,10 @@ def test_what_the_journal_kept_of_inputs_is_void_in_a_session_the_broker_does_no
     with running(cfg, tiny_inspector) as d:
         lst.publish("image/A1", good_png).wait_for_publish(5)
         wait_until(lambda: lst.json("result"), 30, "A1's result")
-        assert [t for _, t, _ in d.store.deliveries()] == [f"{cfg.mqtt.prefix}/image/A1"]
+        assert [t for _, t, _ in d.store.deliveries(60)] == [f"{cfg.mqtt.prefix}/image/A1"]
     again = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"client_id": cfg.mqtt.client_id + "-new"})})
     with running(again, tiny_inspector) as d:
-        assert d.store.deliveries() == [] and not d.mqtt._acked
+        assert d.store.deliveries(60) == [] and not d.mqtt._acked
 
 
 def test_a_watchdog_check_that_fails_once_does_not_end_the_watchdog(station, tiny_inspector, caplog):
