@@ -74,6 +74,152 @@ def safe_url(url: str) -> str:
     return f"{scheme}{sep}{rest[: cut.start()]}" + ("?…" if "?" in rest[cut.start() :] else "")
 
 
+PROBE_TIMEOUT_S = 1.5  # how long the look at why a stream does not open waits for each answer (a stop waits on it)
+
+
+def _why_camera_not_open(device: int | str) -> str | None:
+    """Why a camera (an index, or a /dev/video path) did not open, where Linux can tell: the node missing, or not
+    the service user's to open (the usual cause under systemd: /dev/video* belong to the group video)."""
+    if not os.name == "posix" or not os.path.isdir("/dev"):
+        return None
+    node = f"/dev/video{device}" if isinstance(device, int) else device if device.startswith("/dev/") else None
+    if node is None:
+        return None
+    if not os.path.exists(node):
+        here = ", ".join(sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))) or "none"
+        return f"{node} does not exist (video devices on this machine: {here}); connect the camera or fix source.device"
+    if not os.access(node, os.R_OK | os.W_OK):
+        import grp
+        import pwd
+
+        try:
+            group = grp.getgrgid(os.stat(node).st_gid).gr_name
+        except (KeyError, OSError):
+            group = "video"
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = str(os.geteuid())
+        return (f"{node}: user {user} may not open it; add the user to the group {group} (under systemd: "
+                f"SupplementaryGroups={group} in the unit)")
+    return (f"{node} exists but does not open: another program may hold it (a second station, a camera viewer), or it is "
+            "not a capture node (a camera may list a metadata node beside it)")
+
+
+def _why_stream_not_open(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why a stream URL did not open, asked of its server as FFmpeg would (the user info up to the authority's last
+    `@`): its name, the connection, and for rtsp:// and http:// the answer to a DESCRIBE or GET with the URL's user name
+    and password (Basic or Digest). FFmpeg said nothing of a refused password. Nothing of the URL but its host and port
+    is said."""
+    import socket
+    from urllib.parse import unquote
+
+    scheme, _, rest = url.partition("://")
+    end = re.search(r"[/?#]", rest)
+    authority, target = (rest[: end.start()], rest[end.start():]) if end else (rest, "")
+    if safe_url(url).endswith("://…"):
+        return None  # no telling the host from the password (said at start)
+    userinfo, _, hostport = authority.rpartition("@")
+    m = re.fullmatch(r"(\[[^\]]+\]|[^:]+)(?::(\d+))?", hostport)
+    if m is None:
+        return None
+    host = m.group(1).strip("[]")
+    scheme = scheme.lower()
+    port = int(m.group(2) or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}.get(scheme, 0))
+    where = f"{m.group(1)}:{port}"
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror:
+        return f"{m.group(1)} is not a known host name (check source.url's host, or the DNS)"
+    except TimeoutError:
+        return f"no answer from {where} within {timeout:g} s (a wrong address, the camera off, or a firewall)"
+    except ConnectionRefusedError:
+        return f"nothing answers at {where} (connection refused): check source.url's host and port, and that the camera is on"
+    except OSError as exc:
+        return f"cannot reach {where} ({exc.strerror or exc})"
+    with conn:
+        if scheme not in ("rtsp", "http"):
+            return f"{where} answers, but its stream does not open: check source.url's path, user name and password"
+        user, _, password = (unquote(part) for part in userinfo.partition(":"))
+        try:
+            code, reason, headers = _ask(conn, scheme, url.replace(authority, hostport, 1), target or "/", user, password, timeout)
+        except (OSError, ValueError):
+            return f"{where} answers, but not as an {scheme.upper()} server: check source.url's scheme and port"
+    proto = "RTSP" if scheme == "rtsp" else "HTTP"
+    if code in (401, 403):
+        if not userinfo:
+            return (f"the camera at {where} asks for a user name and password ({proto} {code}): give them in source.url "
+                    f"({scheme}://USER:PASSWORD@{m.group(1)}/...; / ? # @ in them %-encoded)")
+        return f"the camera at {where} refuses the user name and password in source.url ({proto} {code} {reason})"
+    if code == 404:
+        return f"the camera at {where} has no stream at source.url's path ({proto} 404): check the path"
+    if code >= 300:
+        return f"the camera at {where} answers {proto} {code} {reason}"
+    kind = headers.get("content-type", "")
+    if scheme == "http" and kind and not kind.startswith(("multipart/", "video/", "image/", "application/octet-stream")):
+        return f"{where} answers with {kind[:40]}, not a video stream: check source.url's path"
+    return f"{where} answers, but OpenCV cannot read its stream (its format or codec)"
+
+
+def _ask(conn, scheme: str, url: str, target: str, user: str, password: str, timeout: float) -> tuple[int, str, dict[str, str]]:
+    """One request (RTSP DESCRIBE, HTTP GET) with the given user name and password, once more with Digest when the
+    server asks for it: the status code, its phrase (printable, short) and the lower-cased headers."""
+    import base64
+
+    method, uri, version = ("DESCRIBE", url, "RTSP/1.0") if scheme == "rtsp" else ("GET", target, "HTTP/1.1")
+    host = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    buffer = b""
+
+    def request(cseq: int, auth: str | None) -> tuple[int, str, dict[str, str]]:
+        nonlocal buffer
+        lines = [f"{method} {uri} {version}", f"CSeq: {cseq}", f"Host: {host}", "Accept: application/sdp" if scheme == "rtsp" else "Accept: */*",
+                 "User-Agent: inspector"] + ([f"Authorization: {auth}"] if auth else [])
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace"))
+        conn.settimeout(timeout)
+        while b"\r\n\r\n" not in buffer and len(buffer) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        status, *fields = head.decode("latin-1").split("\r\n")
+        match = re.match(r"(?:RTSP|HTTP)/\d\.\d (\d{3}) ?(.*)", status)
+        if match is None:
+            raise ValueError(status[:40])
+        phrase = "".join(c for c in match.group(2) if c.isprintable())[:40]
+        found: dict[str, str] = {}
+        for f in fields:
+            name, _, value = f.partition(":")
+            found.setdefault(name.strip().lower(), value.strip())
+        body = int(found.get("content-length", "0") or 0) if found.get("content-length", "").isdigit() else 0
+        buffer = buffer[body:]  # a 401's small body, before the next answer
+        return int(match.group(1)), phrase, found
+
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if user or password else None
+    code, phrase, headers = request(1, basic)
+    challenge = headers.get("www-authenticate", "")
+    if code == 401 and (user or password) and challenge.lower().startswith("digest"):
+        code, phrase, headers = request(2, _digest(challenge, method, uri, user, password))
+    return code, phrase, headers
+
+
+def _digest(challenge: str, method: str, uri: str, user: str, password: str) -> str:
+    """The Authorization header answering a Digest challenge (RFC 2617: MD5, qop auth or none)."""
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731, S324 (the protocol's)
+    ha1, ha2 = md5(f"{user}:{fields.get('realm', '')}:{password}"), md5(f"{method}:{uri}")
+    nonce = fields.get("nonce", "")
+    parts = [f'username="{user}"', f'realm="{fields.get("realm", "")}"', f'nonce="{nonce}"', f'uri="{uri}"']
+    if "auth" in fields.get("qop", "").split(","):
+        cnonce = os.urandom(8).hex()
+        parts += ["qop=auth", "nc=00000001", f'cnonce="{cnonce}"', f'response="{md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")}"']
+    else:
+        parts.append(f'response="{md5(f"{ha1}:{nonce}:{ha2}")}"')
+    if "opaque" in fields:
+        parts.append(f'opaque="{fields["opaque"]}"')
+    return "Digest " + ", ".join(parts)
+
+
 class Backoff:
     """Doubling delays between reconnect attempts, reset by a success."""
 
@@ -106,6 +252,7 @@ class OpenCVSource:
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
         self._retry_at = 0.0  # when a reconnecting source tries again (monotonic)
+        self._why: str | None = None  # why the device did not open, where that can be told (shown with `reconnecting`)
         self._position = 0
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
@@ -151,6 +298,16 @@ class OpenCVSource:
             cap.release()
             return None
         return cap
+
+    def _why_not_open(self) -> str | None:
+        try:
+            if isinstance(self.cfg, CameraSource):
+                return _why_camera_not_open(self.cfg.device)
+            if isinstance(self.cfg, StreamSource):
+                return _why_stream_not_open(self.cfg.url)
+        except Exception:  # noqa: BLE001 (only a hint: never the reader's end)
+            log.debug("source %s: could not tell why it does not open", self.name, exc_info=True)
+        return None
 
     def _read(self) -> np.ndarray | None:
         """Next BGR frame, rewinding a looping video; None when the device gave nothing."""
@@ -205,12 +362,14 @@ class OpenCVSource:
                 self.state = "connecting"
                 self._cap = self._open()
                 if self._cap is None:
+                    # "cannot open" alone left a wrong password, a missing /dev/video1 and a camera that is off alike
+                    self._why = None if self._stop.is_set() else self._why_not_open()
                     delay = backoff.next()
                     self.state, self._retry_at = "reconnecting", time.monotonic() + delay
-                    log.warning("source %s: cannot open; retrying in %.1f s", self.name, delay)
+                    log.warning("source %s: cannot open, retrying in %.1f s%s", self.name, delay, f": {self._why}" if self._why else "")
                     self._sleep(delay)
                     continue
-                self.state, self._frame_at = "open", time.monotonic()
+                self.state, self._frame_at, self._why = "open", time.monotonic(), None
             with self._read_lock:
                 bgr = self._read()
             if bgr is None:
@@ -219,6 +378,7 @@ class OpenCVSource:
                     return
                 self._release()
                 self.reconnects += 1
+                self._why = None
                 delay = backoff.next()
                 self.state, self._retry_at = "reconnecting", time.monotonic() + delay
                 log.warning("source %s: no frame (device dropped?); reconnecting in %.1f s", self.name, delay)
@@ -265,8 +425,8 @@ class OpenCVSource:
             return self._frame(bgr, time.time())
         wait = self._retry_at - time.monotonic()
         if self.state.startswith("reconnecting") and wait > timeout:  # each trigger waited its whole timeout in turn, parts behind it too
-            raise InspectorError(f"source {self.name}: not delivering frames (the next reconnect is in {wait:.1f} s); check the camera "
-                                 "or stream")
+            why = self._why or "check the camera or stream"
+            raise InspectorError(f"source {self.name}: not delivering frames (the next reconnect is in {wait:.1f} s); {why}")
         with self._cond:
             start = self._seq
             done = lambda: self._seq > start or self._stop.is_set() or self.state == "finished"  # noqa: E731
@@ -289,8 +449,8 @@ class OpenCVSource:
         closing, a camera that stopped sending) is `stalled` once a trigger would find no fresh frame: it read `open`
         (the status online) through the read timeout, and again after each reconnect whose open gave one frame."""
         state = self._state
-        if state == "reconnecting":
-            return f"reconnecting in {max(0.0, self._retry_at - time.monotonic()):.1f} s"  # not the delay set seconds ago
+        if state == "reconnecting":  # in the time left, not the delay set seconds ago
+            return f"reconnecting in {max(0.0, self._retry_at - time.monotonic()):.1f} s" + (f": {self._why}" if self._why else "")
         if state == "open" and self.live and self._thread is not None:
             silent = time.monotonic() - self._frame_at
             camera_fps = self.cfg.fps if isinstance(self.cfg, CameraSource) else None

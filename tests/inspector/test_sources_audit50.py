@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import StreamSource
+from inspector.config import CameraSource, StreamSource
 from inspector.sources import OpenCVSource, safe_url
 from model.errors import InspectorError
 from tests.inspector.conftest import MJPEGServer, running, wait_until
@@ -110,3 +110,116 @@ def test_a_stream_that_stalls_without_closing_is_not_shown_open(station, broker,
             wait_until(lambda: status() == b"online" and d.source.state == "open", 30, "status online again")
     finally:
         server.stop()
+
+
+class FakeCameraServer:
+    """An RTSP (DESCRIBE) or HTTP (GET) server on a loopback port that asks for a user name and password (Digest or
+    Basic) and answers 404 for any path but /stream: it serves no video, so OpenCV never opens it."""
+
+    def __init__(self, proto: str = "RTSP", scheme: str = "Digest", user: str = "admin", password: str = "Pa/ss#9") -> None:
+        import socket
+        import threading
+
+        self.proto, self.scheme, self.user, self.password = proto, scheme, user, password
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _authorised(self, method: str, uri: str, auth: str) -> bool:
+        import base64
+        import hashlib
+        import re
+
+        if self.scheme == "Basic":
+            return auth == "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        f = dict(re.findall(r'(\w+)="?([^",]*)"?', auth))
+        md5 = lambda t: hashlib.md5(t.encode()).hexdigest()  # noqa: E731
+        ha1, ha2 = md5(f"{self.user}:cam:{self.password}"), md5(f"{method}:{uri}")
+        want = md5(f"{ha1}:n0nce:{f.get('nc')}:{f.get('cnonce')}:auth:{ha2}") if f.get("qop") == "auth" else md5(f"{ha1}:n0nce:{ha2}")
+        return auth.startswith("Digest ") and f.get("username") == self.user and f.get("response") == want
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while True:
+                        while b"\r\n\r\n" not in data:
+                            chunk = conn.recv(4096)
+                            if not chunk:
+                                raise OSError
+                            data += chunk
+                        head, _, data = data.partition(b"\r\n\r\n")
+                        lines = head.decode().split("\r\n")
+                        self.seen.append(head.decode())
+                        method, uri, _ = lines[0].split(" ")
+                        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+                        cseq = f"CSeq: {fields.get('cseq', '1')}\r\n"
+                        if not uri.split("?")[0].endswith("/stream"):
+                            answer = f"{self.proto}/1.0 404 Not Found\r\n{cseq}Content-Length: 0\r\n\r\n"
+                        elif not self._authorised(method, uri, fields.get("authorization", "")):
+                            challenge = 'Digest realm="cam", nonce="n0nce", qop="auth"' if self.scheme == "Digest" else 'Basic realm="cam"'
+                            answer = f"{self.proto}/1.0 401 Unauthorized\r\n{cseq}WWW-Authenticate: {challenge}\r\nContent-Length: 5\r\n\r\nnope!"
+                        else:  # a description of no stream OpenCV can read
+                            answer = f"{self.proto}/1.0 200 OK\r\n{cseq}Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n"
+                        conn.sendall(answer.encode())
+                except (OSError, ValueError):
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("proto", "scheme", "given", "path", "said"), [
+    ("RTSP", "Digest", "admin:wrong", "/stream", "refuses the user name and password in source.url (RTSP 401 Unauthorized)"),
+    ("RTSP", "Digest", None, "/stream", "asks for a user name and password (RTSP 401): give them in source.url"),
+    ("RTSP", "Digest", "admin:Pa%2Fss%239", "/stream", "answers, but OpenCV cannot read its stream"),  # the right ones, %-encoded
+    ("RTSP", "Basic", "admin:Pa%2Fss%239", "/stream", "answers, but OpenCV cannot read its stream"),
+    ("RTSP", "Digest", "admin:Pa%2Fss%239", "/strem", "has no stream at source.url's path (RTSP 404)"),
+    ("HTTP", "Basic", "admin:wrong", "/stream", "refuses the user name and password in source.url (HTTP 401 Unauthorized)"),
+    ("HTTP", "Digest", "admin:Pa%2Fss%239", "/stream", "answers with application/sdp, not a video stream"),
+])
+def test_a_stream_that_does_not_open_says_why(proto, scheme, given, path, said, caplog, capfd):
+    """'cannot open; retrying' was all a wrong password, a wrong path or a camera that is off ever said (FFmpeg says
+    nothing of a 401): each is said in the log, on /health (the state) and in a refused trigger, without the password."""
+    server = FakeCameraServer(proto, scheme)
+    auth = f"{given}@" if given else ""
+    url = f"{proto.lower()}://{auth}127.0.0.1:{server.port}{path}?token=T0k3n"
+    src = OpenCVSource(StreamSource(type="stream", url=url, reconnect={"initial_s": 30, "max_s": 30}))
+    src.start(lambda f: True)
+    try:
+        state = wait_until(lambda: src.state.startswith("reconnecting") and src.state, 30, "the stream given up for now")
+        with pytest.raises(InspectorError) as caught:
+            src.capture(timeout=0.2)
+    finally:
+        src.stop()
+        server.close()
+    assert said in state and said in str(caught.value) and said in caplog.text
+    shown = f"{state} {caught.value} {caplog.text} {capfd.readouterr()}"  # FFmpeg's and OpenCV's own lines too
+    assert not any(secret in shown for secret in ("wrong", "Pa%2F", "Pa/ss", "T0k3n"))
+
+
+def test_a_stream_host_that_refuses_or_is_unknown_is_said(caplog):
+    from inspector.sources import _why_stream_not_open
+
+    assert "nothing answers at 127.0.0.1:1 (connection refused)" in _why_stream_not_open("rtsp://u:Secret@127.0.0.1:1/s")
+    assert "nosuchcamera.invalid is not a known host name" in _why_stream_not_open("http://nosuchcamera.invalid/v.mjpg")
+    assert _why_stream_not_open("rtsp://admin:Pa/ss@127.0.0.1:1/s") is None  # no telling the host from the password
+
+
+def test_a_camera_index_with_no_device_says_so(caplog):
+    src = OpenCVSource(CameraSource(type="camera", device=97, reconnect={"initial_s": 30, "max_s": 30}))
+    src.start(lambda f: True)
+    try:
+        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the camera given up for now")
+    finally:
+        src.stop()
+    assert "/dev/video97 does not exist (video devices on this machine:" in caplog.text
