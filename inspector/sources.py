@@ -253,6 +253,7 @@ class OpenCVSource:
         self._read_lock = threading.Lock()
         self._retry_at = 0.0  # when a reconnecting source tries again (monotonic)
         self._why: str | None = None  # why the device did not open, where that can be told (shown with `reconnecting`)
+        self._settings_said: list[str] = []  # what a camera gives otherwise than asked, as last logged
         self._position = 0
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
@@ -286,6 +287,8 @@ class OpenCVSource:
             for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height), (cv2.CAP_PROP_FPS, cfg.fps)):
                 if value:
                     cap.set(prop, value)
+            if cap.isOpened():
+                self._say_settings(cap)
         elif isinstance(cfg, StreamSource):
             # bounded open/read times: a stalled stream must end in a reconnect, not a hung thread
             cap = cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
@@ -298,6 +301,19 @@ class OpenCVSource:
             cap.release()
             return None
         return cap
+
+    def _say_settings(self, cap: cv2.VideoCapture) -> None:
+        """A camera gives the nearest mode it has to the width, height and rate asked for, without a word: its frames
+        were then refused as lacking the model's region, or inspected at another scale, and the log never said why."""
+        cfg = self.cfg
+        asked = (cfg.width, cfg.height, cfg.fps)
+        got = (round(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS))
+        off = [f"{name} {want:g}, it gives {have:g}" for name, want, have in zip(("width", "height", "fps"), asked, got, strict=True)
+               if want and have > 0 and abs(have - want) > (0.5 if name == "fps" else 0)]
+        if off and off != self._settings_said:  # once, not at every reconnect
+            log.warning("source %s: the camera does not give the mode asked for (%s); set source.width/height/fps to a mode it has",
+                        self.name, "; ".join(off))
+        self._settings_said = off
 
     def _why_not_open(self) -> str | None:
         try:

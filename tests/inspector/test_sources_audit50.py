@@ -223,3 +223,28 @@ def test_a_camera_index_with_no_device_says_so(caplog):
     finally:
         src.stop()
     assert "/dev/video97 does not exist (video devices on this machine:" in caplog.text
+
+
+def test_a_camera_that_gives_another_mode_than_asked_says_so_once(monkeypatch, caplog):
+    """Asked for 1280x960, a camera that has no such mode gives its nearest (here 640x480) without a word: its frames
+    were refused as lacking the model's region, or inspected at another scale, and nothing said why."""
+
+    class SmallCamera(FakeCamera):
+        frame = np.zeros((480, 640, 3), np.uint8)
+
+        def get(self, prop) -> float:
+            return {cv2.CAP_PROP_FRAME_WIDTH: 640.0, cv2.CAP_PROP_FRAME_HEIGHT: 480.0, cv2.CAP_PROP_FPS: 30.0}.get(prop, 0.0)
+
+        def read(self):
+            self.reads = getattr(self, "reads", 0) + 1
+            return (self.reads < 3), self.frame.copy()  # drops after two frames: reopened
+
+    monkeypatch.setattr(cv2, "VideoCapture", SmallCamera)
+    src = OpenCVSource(CameraSource(type="camera", device=0, width=1280, height=960, fps=30, reconnect={"initial_s": 0.05, "max_s": 0.05}))
+    src.start(lambda f: True)
+    try:
+        wait_until(lambda: src.reconnects >= 3, 15, "reopened")
+    finally:
+        src.stop()
+    said = [r.getMessage() for r in caplog.records if "does not give the mode" in r.getMessage()]
+    assert len(said) == 1 and "width 1280, it gives 640; height 960, it gives 480" in said[0] and "fps 30" not in said[0]
