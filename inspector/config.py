@@ -154,7 +154,7 @@ class ModelSection(Section):
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
     queue_wait_s: Seconds = Field(10.0, ge=0, title="Queue wait",
                                   description="How long an image sent over MQTT (the image topic, a trigger's path, url or "
-                                              "base64) waits from its arrival for room in a full queue before it is rejected: the "
+                                              "base64) waits from its arrival (or the end of the start) for room in a full queue before it is rejected: the "
                                               "parts the broker held while the station was down come at once when it starts. A "
                                               "capture trigger never waits (the part moves on). 0: rejected at once.")
     verify_good: list[str] = Field([], title="Good verification images",

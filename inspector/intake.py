@@ -368,6 +368,7 @@ class Intake:
         self._max_pixels = cfg.model.max_image_pixels
         self.stopping: Callable[[], bool] = lambda: False
         self.beat: Callable[[], None] = lambda: None  # the worker's heartbeat, for long waits
+        self.started_at = 0.0  # when the intake began taking inputs (after the model loaded and the journal was recovered)
 
     # -- inputs from sources (their threads) ------------------------------------------------------------
     def submit(self, frame: Frame) -> bool:
@@ -788,10 +789,15 @@ class Intake:
     def _full(self, origin: str, msg: Message | None, ident: str | None, serial: str | None, wait: bool = False) -> bool:
         """Whether the queue has no room for this input, which is then rejected. An image the input carries (`wait`)
         first waits up to model.queue_wait_s from its arrival: at a start, the broker sends the parts it held for the
-        station all at once, and all but the first queue_size were rejected as if the line sent too fast."""
+        station all at once, and all but the first queue_size were rejected as if the line sent too fast. The wait counts
+        from the start where the input came while the model loaded. One the station stops for is left unacknowledged, for
+        the broker to send again at the next start."""
         if wait and msg is not None:
-            deadline = msg.received + self.cfg.model.queue_wait_s
-            while self.jobs.full() and time.monotonic() < deadline and not self.stopping():
+            deadline = max(msg.received, self.started_at) + self.cfg.model.queue_wait_s
+            while self.jobs.full() and time.monotonic() < deadline:
+                if self.stopping():
+                    log.info("%s: left to the broker, which sends it again at the next start (the station stops)", origin)
+                    return True
                 self.beat()
                 time.sleep(0.005)
         if not self.jobs.full():
@@ -849,6 +855,7 @@ class Intake:
                 log.error(text)
         if n:
             log.info("recovered %d accepted job(s) from the journal", n)
+        self.started_at = time.monotonic()
         return n
 
     def _recover(self, ident: str, meta: dict, attempts: int) -> int:

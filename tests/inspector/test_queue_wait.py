@@ -20,3 +20,45 @@ def test_a_burst_of_images_waits_for_room_instead_of_being_refused(station, brok
             lst.publish("trigger", json.dumps({"inspection_id": f"b64-{i}", "base64": b64}))
         wait_until(lambda: len(lst.result_ids()) + len(lst.on("error")) >= 40, 120, "every input answered")
     assert not lst.json("error") and len(lst.result_ids()) == 40
+
+
+def test_images_the_broker_held_through_a_slow_start_wait_for_room(station, broker, listen, tiny_inspector, good_png, monkeypatch):
+    """The wait counted from each image's arrival, and the broker hands over what it held while the model still
+    loads: a load longer than queue_wait_s refused all but queue_size of them at once."""
+    import time
+
+    import inspector.daemon as daemon
+
+    cfg = station(model={"queue_size": 2, "batch_size": 1, "queue_wait_s": 2})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector):
+        pass  # the station's broker session, which keeps its inputs while it is down
+    for i in range(20):
+        lst.publish("image", good_png, user={"inspection_id": f"held-{i}"})
+    real = daemon.verify
+    monkeypatch.setattr(daemon, "verify", lambda *a, **k: (time.sleep(4), real(*a, **k))[1])  # a model loading for 4 s
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: len(lst.result_ids()) + len(lst.on("error")) >= 20, 120, "every input answered")
+    assert not lst.json("error") and len(lst.result_ids()) == 20
+
+
+def test_an_image_waiting_for_room_when_the_station_stops_is_left_to_the_broker(station, broker, listen, tiny_inspector, good_png,
+                                                                               monkeypatch):
+    """Refused as the station stopped, it was answered with an error and taken from the broker; left unacknowledged,
+    the broker sends it again at the next start, and it is inspected then."""
+    import time
+
+    cfg = station(model={"queue_size": 1, "batch_size": 1, "queue_wait_s": 600}, daemon={"drain_timeout_s": 30})
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    engine = tiny_inspector.engine
+    real = engine.infer
+    monkeypatch.setattr(engine, "infer", lambda *a, **k: (time.sleep(1.0), real(*a, **k))[1])
+    with running(cfg, tiny_inspector):
+        for i in range(4):
+            lst.publish("image", good_png, user={"inspection_id": f"w-{i}"})
+        time.sleep(1.5)  # one inspected, one queued, the others waiting for room
+    assert len(lst.result_ids()) < 4
+    monkeypatch.setattr(engine, "infer", real)
+    with running(cfg, tiny_inspector):
+        wait_until(lambda: len(lst.result_ids()) >= 4, 60, "every image inspected")
+    assert not lst.json("error") and lst.result_ids() == {f"w-{i}" for i in range(4)}
