@@ -648,9 +648,14 @@ class FolderWatcher:
                 links = [p for p in named if p.is_symlink()]
                 entries = [p for p in named if not p.is_symlink() and p.is_file()]
             except OSError as exc:
+                if not self.state.startswith("unreadable"):  # said once in the log (only /health said it): a share gone, a folder removed
+                    log.error("source %s: cannot read %s (%s); no part is taken from it until it can be read again", self.name,
+                              self.folder, exc.strerror or exc)
                 self.state = f"unreadable ({exc.strerror})"
                 self._stop.wait(self.cfg.poll_s * 10)
                 continue
+            if self.state.startswith("unreadable"):
+                log.info("source %s: %s can be read again", self.name, self.folder)
             self.state = self._problem or "watching"
             self._forget_gone(set(entries) | set(links))
             for path in links:  # set aside, said: it sat in the folder for good, and nothing said why

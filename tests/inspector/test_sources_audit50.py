@@ -248,3 +248,28 @@ def test_a_camera_that_gives_another_mode_than_asked_says_so_once(monkeypatch, c
         src.stop()
     said = [r.getMessage() for r in caplog.records if "does not give the mode" in r.getMessage()]
     assert len(said) == 1 and "width 1280, it gives 640; height 960, it gives 480" in said[0] and "fps 30" not in said[0]
+
+
+def test_a_watched_folder_that_goes_away_and_comes_back_is_said_in_the_log(tmp_path, caplog):
+    """A share unmounted, a folder removed: /health read `unreadable`, but the log, where a line's staff look, said
+    nothing, at the loss nor at the return."""
+    import shutil
+
+    from inspector.config import FolderSource
+    from inspector.sources import FolderWatcher
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+    w.start(lambda f: True)
+    try:
+        wait_until(lambda: w.state == "watching", 5, "watching")
+        shutil.rmtree(folder)
+        wait_until(lambda: w.state.startswith("unreadable") and not w.delivering, 5, "the folder missed")
+        folder.mkdir()
+        wait_until(lambda: w.state == "watching" and w.delivering, 10, "the folder back")
+    finally:
+        w.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "inspector.sources"]
+    assert sum("cannot read" in m and "No such file or directory" in m for m in said) == 1, said
+    assert any("can be read again" in m for m in said)
