@@ -124,15 +124,21 @@ class LiveRefusals:
 
 
 class RetentionClock:
-    """The time retention measures ages at: the wall clock, but never ahead of the wall time at start plus the time
-    elapsed since (monotonic). A clock stepped a year ahead while the station runs (NTP fixing a clock that was
-    behind, a hand edit) would otherwise make every stored record look a year old and delete it."""
+    """The time retention measures ages at: the wall clock, but never ahead of the start time plus the time elapsed
+    since (monotonic). A clock stepped a year ahead while the station runs (a hand edit, a bad time server) would
+    otherwise make every stored record look a year old and delete it. The start time is the wall clock's, or the
+    newest stored record's where that is later (`floor`): a box without an RTC battery starts on a stale clock, which
+    NTP then steps forward to the right time, and measured from the stale start nothing was ever deleted by age."""
 
     WARN_S = 600.0  # a lead beyond this is said once per further jump; NTP's slewing drifts seconds a day at most
 
-    def __init__(self, wall: Callable[[], float] = time.time, steady: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time, steady: Callable[[], float] = time.monotonic,
+                 floor: float | None = None) -> None:
         self._wall, self._steady = wall, steady
-        self._start_wall, self._start_steady = wall(), steady()
+        self._start_wall, self._start_steady = max(wall(), floor or 0.0), steady()
+        if floor is not None and floor > wall() + self.WARN_S:
+            log.warning("retention: the clock reads %.0f s earlier than the newest stored record; ages are counted from "
+                        "that record's time (a clock not yet set: check it, timedatectl)", floor - wall())
         self._said = 0.0  # the lead last warned of
 
     def now(self) -> float:
@@ -160,7 +166,12 @@ class Sink:
         self._next_resend = 0.0
         self._next_prune = time.monotonic() + 60.0  # not in the middle of start-up
         self._pruned = 0  # records deleted in this retention pass so far (it runs a chunk per step)
-        self.retention_clock = RetentionClock()
+        try:
+            newest = store.newest_time()
+        except STORE_ERRORS as exc:  # counted from the wall clock then; the store's trouble is said where it is written
+            log.error("retention: cannot read the newest record's time (%s); ages are counted from the clock's", exc)
+            newest = None
+        self.retention_clock = RetentionClock(floor=newest.timestamp() if newest else None)
         self._last_warnings: tuple[str, ...] = ()  # the last part's: a part may carry two, each logged once per change
         self._next_disk_check = 0.0
         self._unstored: dict[str, tuple[Job, InspectionResult]] = {}  # oldest first

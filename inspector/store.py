@@ -357,6 +357,14 @@ class Store:
             row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return self._row(row) if row else None
 
+    def newest_time(self) -> datetime | None:
+        """The newest record's timestamp (None in an empty store)."""
+        from reports.records import parse_time
+
+        with self._lock, self._reading():
+            row = self._db.execute("SELECT MAX(ts) FROM inspections").fetchone()
+        return parse_time(row[0]) if row else None
+
     def latest_station(self) -> str | None:
         """The station that judged the latest stored part (by capture time), or None."""
         with self._lock, self._reading():

@@ -66,3 +66,20 @@ def test_a_clock_stepped_a_year_ahead_deletes_nothing_early(tmp_path):
     sink.prune()
     assert not (reports / "shift.pdf").exists()
     store.close()
+
+
+def test_a_stale_clock_at_start_set_right_later_does_not_stop_retention(caplog):
+    """A box without an RTC battery starts on a stale clock (its last shutdown, or 2000), then NTP steps it forward:
+    counted from the stale start, retention deleted nothing by age until the next restart, and the disk filled."""
+    c = FakeClocks()
+    right = c.wall
+    newest = right - 86400  # the newest stored record: yesterday's run
+    c.wall = 946684800.0  # the box starts on 2000-01-01
+    with caplog.at_level(logging.WARNING):
+        clock = RetentionClock(lambda: c.wall, lambda: c.steady, floor=newest)
+    assert "earlier than the newest stored record" in caplog.text
+    assert clock.now() == c.wall  # the wall clock, earlier still: nothing deleted early
+    c.run(120)
+    c.wall = right + 120  # NTP sets it right
+    assert clock.now() == newest + 120  # ages lag by the time the station was down, no more
+    assert RetentionClock(lambda: right, lambda: c.steady, floor=newest).now() == right  # a right clock at start: itself
