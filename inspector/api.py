@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from inspector.decision import FAIL, DecisionConfig, apply_type, decide, name_defect
+from inspector.decision import FAIL, MAX_MM_PER_PX, DecisionConfig, apply_type, decide, name_defect
 from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
@@ -100,7 +100,8 @@ def _region_rules(d: DecisionConfig) -> dict:
         return int(value) if whole else float(value)
 
     mm = d.mm_per_px
-    return {"mm_per_px": None if mm is None else number("mm_per_px", mm, 0.0, "the millimetres per pixel, a finite number above 0, or None"),
+    return {"mm_per_px": None if mm is None else number("mm_per_px", mm, 0.0, f"the millimetres per pixel, above 0 and at most {MAX_MM_PER_PX:g}, or None",
+                                                                  high=MAX_MM_PER_PX),
             "max_regions": number("max_regions", d.max_regions, 1, "a whole number of regions, at least 1", whole=True),
             "min_region_px": number("min_region_px", d.min_region_px, 0, "a whole number of pixels, 0 or more", whole=True),
             "unknown_cutoff": number("unknown_cutoff", d.unknown_cutoff, 0.0, "a probability in [0, 1]", high=1.0)}

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from inspector.decision import MAX_MM_PER_PX
 from inspector.engines.base import DEVICES, parse_device
 from model.errors import InspectorError, user_name
 
@@ -145,7 +146,7 @@ class ModelSection(Section):
     device: str = Field("cpu", title="Device", description="Where the model runs: cpu or cuda[:N]; for ONNX models also tensorrt[:N]. TensorRT engines run on cuda.")
     image_threshold: float | None = Field(None, title="Image threshold", description="Overrides the calibrated image threshold.")
     pixel_threshold: float | None = Field(None, title="Pixel threshold", description="Overrides the calibrated pixel threshold.")
-    mm_per_px: float | None = Field(None, gt=0, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
+    mm_per_px: float | None = Field(None, gt=0, le=MAX_MM_PER_PX, title="Scale", description="Millimetres per pixel, to report defect areas in mm2.")
     batch_size: int = Field(8, ge=1, le=256, title="Largest batch", description="Frames that queue up are inspected together, up to this many.")
     max_image_pixels: int = Field(50_000_000, ge=1, le=400_000_000, title="Largest image",
                                   description="Images over this many pixels (width x height) are refused from their header, "

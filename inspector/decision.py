@@ -71,6 +71,9 @@ class Regions(list):
     found: int = 0
 
 
+MAX_MM_PER_PX = 1000.0  # a metre a pixel, beyond any inspection camera: 1e160 overflowed a region's area at the first FAIL
+
+
 def find_regions(amap: np.ndarray, threshold: float, config: DecisionConfig) -> Regions:
     """Connected components of `amap >= threshold` (8-connected), largest first, tiny ones dropped; beyond
     `max_regions`, the most severe (then largest) are kept (`found` counts them all)."""

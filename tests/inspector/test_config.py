@@ -66,6 +66,7 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE.replace("name: st1", "name: ../../etc"), ":2: station.name: use 1-64 letters"),
     (BASE.replace("prefix: factory/line1/st1", "prefix: factory/#"), ":9: mqtt.prefix: give topic levels"),
     (BASE.replace("prefix: factory/line1/st1", "prefix: $SYS/line1/st1"), ":9: mqtt.prefix: topics beginning with $ are the broker's own"),
+    (BASE.replace("  path: ", "  mm_per_px: 1e160\n  path: ", 1), "model.mm_per_px: Input should be less than or equal to 1000"),
     (BASE + "http:\n  port: '9108'\n", ":13: http.port: Input should be a valid integer"),
     (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /var/lib/inspector/st1"), "source.path and store.data_dir must differ"),
     (BASE.replace("device: 0", "device: /dev/video2"), None),

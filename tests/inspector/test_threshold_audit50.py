@@ -135,7 +135,7 @@ def test_dry_run_says_the_policy_a_kept_threshold_would_answer_to(ckpt, capsys):
     assert rc == 0 and out.splitlines()[0].endswith("(unchanged; it now answers to --far 0.0)"), err
 
 
-@pytest.mark.parametrize(("field", "value"), [("mm_per_px", float("nan")), ("mm_per_px", float("inf")), ("mm_per_px", -0.1),
+@pytest.mark.parametrize(("field", "value"), [("mm_per_px", float("nan")), ("mm_per_px", float("inf")), ("mm_per_px", -0.1), ("mm_per_px", 1e160),
                                               ("mm_per_px", "0.1"), ("max_regions", 0), ("max_regions", -1), ("max_regions", 2.5),
                                               ("min_region_px", -5), ("unknown_cutoff", float("nan")), ("unknown_cutoff", 1.5)])
 def test_region_rules_of_a_decision_config_are_checked(tiny_ckpt, field, value):
