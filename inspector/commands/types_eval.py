@@ -159,7 +159,7 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     if len(classes) < least:
         raise InspectorError(f"data {args.data}: {len(classes)} defect type(s) ({', '.join(classes)}); --shots"
                              f"{' --holdout' if args.holdout else ''} needs at least {least}")
-    if args.holdout and shots == "1":  # read 0.000 held-out -> unknown, as if the model never flagged a new type
+    if args.holdout and shots != "all" and int(shots) == 1:  # read 0.000 held-out -> unknown, as if the model never flagged a new type
         raise InspectorError("--holdout with --shots 1: `unknown` needs 2 examples of each type to set its threshold, so no "
                              "held-out type could come back unknown; give --shots 2 or more")
     counts = np.bincount(y, minlength=len(classes))

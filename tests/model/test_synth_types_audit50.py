@@ -53,6 +53,8 @@ def test_eval_shots_says_when_unknown_was_off(tmp_path, capsys):
     labels = write_labels(tmp_path / "l", 3)
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--holdout", "--size", "64")
     assert_one_line_error(rc, err, "--holdout with --shots 1", "--shots 2 or more")
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "01", "--holdout", "--size", "64")
+    assert_one_line_error(rc, err, "--holdout with --shots 1", "--shots 2 or more")  # the number, not the text "1"
     rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--seeds", "2", "--size", "64", "--json")
     assert rc == 0 and "`unknown` was off in 2 of the 2 fits" in json.loads(out)["unknown_off"]
     rc, out, _ = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--seeds", "1", "--size", "64")
