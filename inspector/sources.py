@@ -255,8 +255,16 @@ class OpenCVSource:
         self._why: str | None = None  # why the device did not open, where that can be told (shown with `reconnecting`)
         self._settings_said: list[str] = []  # what a camera gives otherwise than asked, as last logged
         self._position = 0
+        # a stream's URL, or a URL given as a camera's device (OpenCV opens one): read through FFmpeg with time limits
+        self._url = cfg.url if isinstance(cfg, StreamSource) else \
+            cfg.device if isinstance(cfg, CameraSource) and isinstance(cfg.device, str) and "://" in cfg.device else None
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0
+            if self._url is not None:
+                # OpenCV opens a URL given as a camera: its name carried the password into the log and every record, and
+                # with no read timeout a stream that stalled hung the reader until the watchdog gave it up
+                self.name = f"camera:{safe_url(cfg.device)}"
+                log.warning("source %s: source.device is a URL; it is read as a stream is (type: stream, url: ... says so)", self.name)
         elif isinstance(cfg, StreamSource):
             self.name, self.live, self.period = f"stream:{safe_url(cfg.url)}", True, 0.0
             if self.name.endswith("…") and "?" not in self.name:  # an @ after the host: shown as the scheme alone
@@ -282,16 +290,16 @@ class OpenCVSource:
     # -- device --------------------------------------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture | None:
         cfg = self.cfg
-        if isinstance(cfg, CameraSource):
+        if self._url is not None:
+            # bounded open/read times: a stalled stream must end in a reconnect, not a hung thread
+            cap = cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+        elif isinstance(cfg, CameraSource):
             cap = cv2.VideoCapture(cfg.device)
             for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height), (cv2.CAP_PROP_FPS, cfg.fps)):
                 if value:
                     cap.set(prop, value)
             if cap.isOpened():
                 self._say_settings(cap)
-        elif isinstance(cfg, StreamSource):
-            # bounded open/read times: a stalled stream must end in a reconnect, not a hung thread
-            cap = cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
         else:
             cap = cv2.VideoCapture(cfg.path)
             if cap.isOpened() and cfg.fps != "max":
@@ -317,10 +325,10 @@ class OpenCVSource:
 
     def _why_not_open(self) -> str | None:
         try:
+            if self._url is not None:
+                return _why_stream_not_open(self._url)
             if isinstance(self.cfg, CameraSource):
                 return _why_camera_not_open(self.cfg.device)
-            if isinstance(self.cfg, StreamSource):
-                return _why_stream_not_open(self.cfg.url)
         except Exception:  # noqa: BLE001 (only a hint: never the reader's end)
             log.debug("source %s: could not tell why it does not open", self.name, exc_info=True)
         return None

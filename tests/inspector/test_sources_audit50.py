@@ -273,3 +273,20 @@ def test_a_watched_folder_that_goes_away_and_comes_back_is_said_in_the_log(tmp_p
     said = [r.getMessage() for r in caplog.records if r.name == "inspector.sources"]
     assert sum("cannot read" in m and "No such file or directory" in m for m in said) == 1, said
     assert any("can be read again" in m for m in said)
+
+
+def test_a_url_given_as_a_cameras_device_is_read_as_a_stream_without_its_password(monkeypatch, caplog):
+    """OpenCV opens a URL given as `type: camera, device: rtsp://...`: the source's name, and so every record and log
+    line, carried its password, and it was opened without the stream's read timeout (a stall hung the reader)."""
+    server = MJPEGServer().start()
+    real, opened = cv2.VideoCapture, []
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: opened.append(a[1:]) or real(*a))
+    src = OpenCVSource(CameraSource(type="camera", device=server.url.replace("//", "//admin:Secr3t@")))
+    src.start(lambda f: True)
+    try:
+        frame = src.capture(timeout=20)
+    finally:
+        src.stop()
+        server.stop()
+    assert frame.source == f"camera:{server.url}" and "Secr3t" not in caplog.text and "read as a stream" in caplog.text
+    assert opened and all(args and args[0] == cv2.CAP_FFMPEG and cv2.CAP_PROP_READ_TIMEOUT_MSEC in args[1] for args in opened)
