@@ -331,6 +331,7 @@ def test_the_systemd_unit_confines_the_daemon(tmp_path):
         assert service.get(key) == value, f"{key}={service.get(key)!r}, want {value!r}"
     assert set(service["RestrictAddressFamilies"].split()) <= {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
     assert service["SystemCallFilter"].startswith("@system-service")
+    assert service.get("SupplementaryGroups") == "video"  # /dev/video* is root:video 0660: a camera never opened without it
     if shutil.which("systemd-analyze"):  # every key known to systemd (a typo'd directive is ignored, and confines nothing)
         copy = tmp_path / "inspector@.service"
         copy.write_text(text)
