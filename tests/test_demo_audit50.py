@@ -209,3 +209,37 @@ def test_emptying_never_removes_the_marker_first(tmp_path, monkeypatch):
     monkeypatch.undo()
     run.prepare_out(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [run.MARKER]
+
+
+@pytest.mark.slow
+def test_a_broker_that_exits_half_way_ends_the_demo_in_one_line(quick_demo, mosquitto, tmp_path, monkeypatch, capsys):
+    """The stand-in PLC waited out its whole deadline (2 min + 10 s a part: half an hour for the full demo) on `parts 0/160`."""
+    import shutil
+
+    from inspector.cli import main
+    from inspector.demo import run, station
+    from tests.cli import assert_one_line_error
+
+    made = quick_demo["out"] / "model"
+
+    def fit_or_export(argv, say):  # the fixture's station: the same seed makes the same parts
+        name = "tiles.ckpt" if argv[0] == "fit" else "onnx"
+        shutil.copytree(made / name, Path(argv[argv.index("--out") + 1]))
+
+    started = []
+
+    def start_broker(*args, **kwargs):
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    def plc(*args, **kwargs):
+        started[0].proc.kill()
+        started[0].proc.wait()
+        return real_plc(*args, **kwargs)
+
+    real_start, real_plc = demo_broker.start_broker, station._plc
+    monkeypatch.setattr(run, "cli", fit_or_export)
+    monkeypatch.setattr(demo_broker, "start_broker", start_broker)
+    monkeypatch.setattr(station, "_plc", plc)
+    assert_one_line_error(main(["demo", "--quick", "--out", str(tmp_path / "demo")]), capsys.readouterr().err,
+                          "mosquitto exited half way", "--no-mqtt")

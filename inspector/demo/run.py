@@ -321,7 +321,8 @@ def _run(out: Path, opts: DemoOptions, say: Callable[[str], None]) -> DemoSummar
     broker = _start_broker(out, opts.mqtt, say)
     try:
         summary = DemoSummary(mode="MQTT triggers through mosquitto" if broker else "video source, continuous, no MQTT")
-        run = serve(out, onnx_path, line.video, [p.serial for p in line.parts], broker.port if broker else None, out / "daemon.log")
+        run = serve(out, onnx_path, line.video, [p.serial for p in line.parts], broker.port if broker else None, out / "daemon.log",
+                    broker_alive=(lambda: broker.proc.poll() is None) if broker else None)
     finally:
         if broker is not None:
             broker.stop()

@@ -120,8 +120,12 @@ def _log_to(path: Path) -> Callable[[], None]:
     return undo
 
 
-def _plc(cfg, n: int, serials: list[str], daemon, live: LiveLine, deadline: float) -> tuple[int, list[str]]:
-    """Publish one trigger per part (at most IN_FLIGHT ahead of the results); returns (results received, errors)."""
+def _plc(cfg, n: int, serials: list[str], daemon, live: LiveLine, deadline: float,
+         broker_alive: Callable[[], bool] | None = None) -> tuple[int, list[str]]:
+    """Publish one trigger per part (at most IN_FLIGHT ahead of the results); returns (results received, errors).
+
+    `broker_alive`: whether the demo's mosquitto still runs; once it has exited no trigger can arrive, and the loop
+    waited out its whole deadline (half an hour for the full demo) showing `parts 0/160`."""
     from inspector.config import MqttSection
     from inspector.mqtt import ONLINE, MqttClient, Topics
 
@@ -135,6 +139,9 @@ def _plc(cfg, n: int, serials: list[str], daemon, live: LiveLine, deadline: floa
         while len(got) + len(errors) < n:
             if time.monotonic() > deadline:
                 raise InspectorError(f"the station answered {len(got)} of {n} triggers in time; see the daemon log")
+            if broker_alive is not None and not broker_alive():
+                raise InspectorError(f"mosquitto exited half way (after {len(got)} of {n} results); see its log in the demo's"
+                                     " broker/ folder, and run the demo again (or with --no-mqtt)")
             # the contract: a PLC triggers once the station's retained status says `online`
             while online and plc.connected and sent < n and sent - len(got) - len(errors) < IN_FLIGHT:
                 body = {"inspection_id": f"demo-{serials[sent]}-{uuid.uuid4().hex[:6]}", "serial": serials[sent]}
@@ -156,8 +163,10 @@ def _plc(cfg, n: int, serials: list[str], daemon, live: LiveLine, deadline: floa
     return len(got), errors
 
 
-def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: int | None, log: Path) -> ServeRun:
-    """Run the daemon over the whole video; `mqtt_port` None: no broker (continuous video source)."""
+def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: int | None, log: Path,
+          broker_alive: Callable[[], bool] | None = None) -> ServeRun:
+    """Run the daemon over the whole video; `mqtt_port` None: no broker (continuous video source); `broker_alive`:
+    whether that broker still runs (the PLC stand-in gives up at once when it has exited)."""
     from inspector.config import load_config
     from inspector.daemon import Daemon
     from inspector.store import Store
@@ -186,7 +195,7 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
         live = LiveLine(n)
         live.stream.write(f"  live view: http://127.0.0.1:{daemon.http.port}/ while the station runs (saved as {out / 'live.html'})\n")
         if with_mqtt:
-            published, errors = _plc(cfg, n, serials, daemon, live, deadline)
+            published, errors = _plc(cfg, n, serials, daemon, live, deadline, broker_alive)
         while daemon.store.count() + len(errors) < n:
             if time.monotonic() > deadline:
                 raise InspectorError(f"the station inspected {daemon.store.count()} of {n} frames in time; see {log}")
