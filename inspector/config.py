@@ -75,9 +75,24 @@ class CameraSource(_Capture):
         return v
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_FIX = "give the NAME of an environment variable (the password itself never goes in the file)"
+
+
+def env_password(name: str, field: str) -> str:
+    """A password from the environment variable `name` (read when used, never stored); `field` names the setting."""
+    value = os.environ.get(name)
+    if value is None:
+        raise InspectorError(f"{field}: environment variable {name} is not set; export it or remove password_env")
+    return value
+
+
 class StreamSource(_Capture):
     type: Literal["stream"] = Field(title="Source kind", description="A network stream through OpenCV/FFmpeg.")
     url: str = Field(title="Stream URL", description="rtsp://, rtsps://, http:// or https:// (e.g. an MJPEG stream).")
+    password_env: str | None = Field(None, title="Password variable",
+                                     description="Name of the environment variable holding the camera's password, for a "
+                                                 "url naming its user without one (rtsp://admin@cam/...).")
 
     @field_validator("url")
     @classmethod
@@ -85,6 +100,34 @@ class StreamSource(_Capture):
         if not re.match(r"^(rtsps?|https?)://[^\s]+$", v):
             raise ValueError("give an rtsp://, rtsps://, http:// or https:// URL")
         return v
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.match(v):
+            raise ValueError(ENV_NAME_FIX)
+        return v
+
+    @model_validator(mode="after")
+    def _user_without_password(self) -> StreamSource:
+        if self.password_env is not None:
+            userinfo = self.url.partition("://")[2].split("/", 1)[0].rpartition("@")[0]
+            if not userinfo:
+                raise ValueError("source.password_env: give the user name in source.url (rtsp://USER@host/...), the password "
+                                 "is added from the variable")
+            if ":" in userinfo:
+                raise ValueError("source.password_env: source.url holds a password too; give it in one place (the variable)")
+        return self
+
+    def open_url(self) -> str:
+        """The URL to open: with password_env, its password added, %-encoded (a / ? # @ in it broke the URL)."""
+        if self.password_env is None:
+            return self.url
+        from urllib.parse import quote
+
+        scheme, _, rest = self.url.partition("://")
+        user, _, host = rest.partition("@")
+        return f"{scheme}://{user}:{quote(env_password(self.password_env, 'source.password_env'), safe='')}@{host}"
 
 
 class VideoSource(_Capture):
@@ -256,18 +299,13 @@ class MqttSection(Section):
     @field_validator("password_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
-            raise ValueError("give the NAME of an environment variable (the password itself never goes in the file)")
+        if v is not None and not ENV_NAME.match(v):
+            raise ValueError(ENV_NAME_FIX)
         return v
 
     def password(self) -> str | None:
         """The password from its environment variable (read at connect time, never stored)."""
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise InspectorError(f"mqtt.password_env: environment variable {self.password_env} is not set; export it or remove password_env")
-        return value
+        return None if self.password_env is None else env_password(self.password_env, "mqtt.password_env")
 
 
 class Sparkplug(Section):

@@ -256,7 +256,7 @@ class OpenCVSource:
         self._settings_said: list[str] = []  # what a camera gives otherwise than asked, as last logged
         self._position = 0
         # a stream's URL, or a URL given as a camera's device (OpenCV opens one): read through FFmpeg with time limits
-        self._url = cfg.url if isinstance(cfg, StreamSource) else \
+        self._url = cfg.open_url() if isinstance(cfg, StreamSource) else \
             cfg.device if isinstance(cfg, CameraSource) and isinstance(cfg.device, str) and "://" in cfg.device else None
         if isinstance(cfg, CameraSource):
             self.name, self.live, self.period = f"camera:{cfg.device}", True, 0.0

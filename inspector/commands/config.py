@@ -59,7 +59,8 @@ def checked(cfg, judged: str) -> str:
 
     source = {"folder": "source folder", "video": "source video"}.get(cfg.source.type)
     password = cfg.mqtt.username is not None and cfg.mqtt.password_env  # read by the broker client only with a user name
-    parts = [p for p in (source, "MQTT password variable" if password else None, "mqtt.tls files" if cfg.mqtt.tls else None,
+    stream_password = getattr(cfg.source, "password_env", None)
+    parts = [p for p in (source, "source password variable" if stream_password else None, "MQTT password variable" if password else None, "mqtt.tls files" if cfg.mqtt.tls else None,
                          "store", "port" if cfg.http.enabled and cfg.http.port else None) if p]
     said = f"the model loads on {cfg.model.device}{judged}, {', '.join(parts[:-1])}{' and ' if len(parts) > 1 else ''}{parts[-1]} checked"
     if cfg.source.type in ("camera", "stream"):
