@@ -126,12 +126,15 @@ def place_map(amap: np.ndarray, shape: tuple[int, int], box: Roi | Box) -> np.nd
 
 
 def box_in_frame(inner: Roi, box: Roi | Box, shape: tuple[int, int]) -> Roi:
-    """A box (x, y, w, h) found in a region's own pixels, as the box that holds it in the whole image (H, W)."""
+    """A box (x, y, w, h) found in a region's own pixels, as the box that holds it in the whole image (H, W), at
+    least a pixel wide and high inside it: a turned region's corner may leave the frame, and what was found there
+    (pixels filled from the frame's edge, `crop`) is shown at that edge (a box wholly outside had a negative width)."""
     if not turned(box):
         return inner[0] + box[0], inner[1] + box[1], inner[2], inner[3]
     pts = _in_frame(corners(Box(*inner)), box)
-    x0, y0 = np.clip(np.floor(pts.min(axis=0)), 0, None).astype(int)
-    x1, y1 = np.minimum(np.ceil(pts.max(axis=0)), (shape[1], shape[0])).astype(int)
+    last = np.array([shape[1] - 1, shape[0] - 1])
+    x0, y0 = np.clip(np.floor(pts.min(axis=0)), 0, last).astype(int)
+    x1, y1 = np.clip(np.ceil(pts.max(axis=0)), (x0 + 1, y0 + 1), last + 1).astype(int)
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
