@@ -117,7 +117,7 @@ def quick_demo(tmp_path_factory) -> dict:
 
     from inspector.cli import main
 
-    out = tmp_path_factory.mktemp("audit50") / "demo"
+    out = tmp_path_factory.mktemp("audit50") / "QA demo"  # a space, as in a folder a person names
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = main(["demo", "--quick", "--no-mqtt", "--out", str(out)])
@@ -243,3 +243,24 @@ def test_a_broker_that_exits_half_way_ends_the_demo_in_one_line(quick_demo, mosq
     monkeypatch.setattr(station, "_plc", plc)
     assert_one_line_error(main(["demo", "--quick", "--out", str(tmp_path / "demo")]), capsys.readouterr().err,
                           "mosquitto exited half way", "--no-mqtt")
+
+
+def test_the_echoed_commands_paste_back_with_a_space_in_out(tmp_path):
+    """'the very commands a user types' were joined with spaces: an --out like '~/QA demo' pasted back as two arguments."""
+    import shlex
+
+    from inspector.demo.run import cli
+
+    said: list[str] = []
+    argv = ["export", str(tmp_path / "QA demo" / "model" / "tiles.ckpt"), "--format", "onnx", "--out", str(tmp_path / "QA demo" / "onnx")]
+    with pytest.raises(InspectorError):  # no checkpoint there: it fails after the echo
+        cli(argv, said.append)
+    assert said[0].startswith("$ ") and shlex.split(said[0][2:]) == ["inspector", *argv]
+
+
+@pytest.mark.slow
+def test_the_station_file_names_its_own_path_quoted(quick_demo):
+    import shlex
+
+    first = (quick_demo["out"] / "station.yaml").read_text().splitlines()[0]
+    assert shlex.split(first.split("run it yourself with: ", 1)[1]) == ["inspector", "serve", "--config", str(quick_demo["out"] / "station.yaml")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -122,7 +123,7 @@ def cli(argv: list[str], say: Callable[[str], None]) -> None:
     """Run an `inspector` subcommand in this process, echoing it as the user would type it."""
     from inspector.cli import build_parser
 
-    say("$ inspector " + " ".join(argv))
+    say("$ " + shlex.join(["inspector", *argv]))  # quoted: an --out with a space is pasted back as one argument
     args = build_parser().parse_args(argv)
     if int(args.func(args) or 0) != 0:
         raise InspectorError(f"`inspector {argv[0]}` failed (see above)")
@@ -180,7 +181,8 @@ def _reports(out: Path, station_dir: Path, records: list[dict[str, Any]], chosen
     summary.artefacts.update({k: str(v) for k, v in paths.items()})
     say(f"  shift report:      {paths['shift_html']}\n                     {paths['shift_pdf']}")
     say(f"  inspection report: {paths['inspection_html']}\n                     {paths['inspection_pdf']}")
-    say(f"  (the same as: inspector report --db {station_dir} --inspection {chosen['inspection_id']} --out {folder})")
+    same = shlex.join(["inspector", "report", "--db", str(station_dir), "--inspection", chosen["inspection_id"], "--out", str(folder)])
+    say(f"  (the same as: {same})")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import queue
+import shlex
 import statistics
 import sys
 import time
@@ -180,7 +181,7 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
     config_path = out / "station.yaml"
     note = "" if with_mqtt else f"# this run had no broker: results wait in the store's outbox until one listens on 127.0.0.1:{mqtt_port}\n"
     config = station_config(out, model, video, mqtt_port, with_mqtt)
-    config_path.write_text(f"# written by `inspector demo`; run it yourself with: inspector serve --config {config_path}\n{note}"
+    config_path.write_text(f"# written by `inspector demo`; run it yourself with: inspector serve --config {shlex.quote(str(config_path))}\n{note}"
                            + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     cfg = load_config(config_path)
     n = len(serials)
