@@ -23,7 +23,7 @@ from model.framing import MAX_TURN, Framing, Roi, check_roi, crop, reference_pat
 from model.hashing import sha256_file
 from model.head import AnomalyHead, position_stats
 from model.ignore import ignore_mask, parse_ignore
-from model.images import preprocess, read_image, read_image_header
+from model.images import preprocess, read_image, read_image_header, upright_size
 from model.metrics import f1_max
 from model.net import InspectorNet, NetConfig
 from model.overlap import cell_means, part_groups
@@ -607,6 +607,8 @@ def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Fra
     """The framing `options` ask for, made from the training images `paths`."""
     # --locate: the first training image's region, and the images spread over the rest, make the template
     references = reference_paths(paths) if options.locate else []
+    if options.roi is not None and not options.locate and (size0 := upright_size(paths[0])) is not None:
+        Framing(options.roi).check_size(size0, str(paths[0]))  # a --roi beyond it is one line, not every image named
     framing = Framing.fitted(options.roi, options.locate, lambda: ((read_image(p), str(p)) for p in references), options.turn)
     if options.ignore:  # drawn on frames of the first image's size (without a region, each must have it: Framing.located)
         first = read_image(paths[0])
