@@ -264,3 +264,14 @@ def test_the_station_file_names_its_own_path_quoted(quick_demo):
 
     first = (quick_demo["out"] / "station.yaml").read_text().splitlines()[0]
     assert shlex.split(first.split("run it yourself with: ", 1)[1]) == ["inspector", "serve", "--config", str(quick_demo["out"] / "station.yaml")]
+
+
+def test_the_table_never_reads_a_perfect_auroc_that_was_not():
+    """The full demo's 0.9998 (one good part scored above one defect) was printed as 1.000."""
+    from inspector.demo.summary import DemoSummary, table
+
+    def row(auroc):
+        return next(line for line in table(DemoSummary(mode="m", image_auroc=auroc)).splitlines() if line.startswith("image AUROC"))
+
+    assert row(0.9998).split()[-1] == "0.999"
+    assert row(1.0).split()[-1] == "1.000" and row(0.9375).split()[-1] == "0.937" and row(None).split()[-1] == "n/a"
