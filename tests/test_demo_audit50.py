@@ -275,3 +275,15 @@ def test_the_table_never_reads_a_perfect_auroc_that_was_not():
 
     assert row(0.9998).split()[-1] == "0.999"
     assert row(1.0).split()[-1] == "1.000" and row(0.9375).split()[-1] == "0.937" and row(None).split()[-1] == "n/a"
+
+
+def test_an_interrupt_before_the_folder_is_touched_says_no_more(tmp_path, monkeypatch, capsys):
+    from inspector.cli import main
+    from inspector.demo import run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "holding_out", interrupted)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

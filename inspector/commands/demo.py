@@ -31,12 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from inspector.demo.run import DemoOptions, run_demo
+    from inspector.demo.run import MARKER, DemoOptions, run_demo
 
     try:
         run_demo(DemoOptions(out=Path(args.out), quick=args.quick, mqtt=args.mqtt, seed=args.seed))
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: its broker and station were stopped on the way out
+        started = (Path(args.out) / MARKER).is_file()
         print(f"interrupted: {args.out} holds a partial demo (its broker and station stopped); the next"
-              f" `inspector demo --out {args.out}` empties it", file=sys.stderr)
+              f" `inspector demo --out {args.out}` empties it" if started else "interrupted", file=sys.stderr)
         return 130
     return 0
