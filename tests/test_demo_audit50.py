@@ -287,3 +287,21 @@ def test_an_interrupt_before_the_folder_is_touched_says_no_more(tmp_path, monkey
     monkeypatch.setattr(run, "holding_out", interrupted)
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_file_system_without_flock_still_takes_the_demo(tmp_path, monkeypatch):
+    """The folder lock is a guard, not a requirement: a share whose flock fails (ENOLCK) must not refuse every run."""
+    import errno
+    import fcntl
+
+    from inspector.demo import run
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (tmp_path / run.MARKER).write_text("")
+    (tmp_path / "station").mkdir()
+    (tmp_path / "station" / ".serve.lock").write_text("")
+    with run.holding_out(tmp_path) as out:
+        assert sorted(p.name for p in out.iterdir()) == [run.MARKER]

@@ -61,6 +61,8 @@ def _held_elsewhere(path: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # no flock on this file system
+        return False
     finally:
         os.close(fd)
     return False
@@ -114,6 +116,8 @@ def holding_out(out: Path) -> Iterator[Path]:
         except BlockingIOError:
             raise InspectorError(f"--out {out}: another `inspector demo` is writing there; wait for it to finish, or give"
                                  " another --out") from None
+        except OSError:  # a file system without flock (some network shares): the demo runs there as it did, unguarded
+            pass
         yield prepare_out(out)
     finally:
         os.close(fd)
