@@ -278,7 +278,10 @@ class Framing:
             count = 0
             for rgb, ref_name in references():
                 dx, dy, angle, _ = framing._match(rgb, ref_name)
-                total += _edges(_grey(crop(rgb, Box(x0 + dx, y0 + dy, box[2], box[3], angle), ref_name)), step)
+                at = Box(x0 + dx, y0 + dy, box[2], box[3], angle)
+                if not angle:  # found to `step` px: a box at the frame's edge (its context cut there) may land past it
+                    at = at._replace(x=max(0, min(at.x, rgb.shape[1] - at.w)), y=max(0, min(at.y, rgb.shape[0] - at.h)))
+                total += _edges(_grey(crop(rgb, at, ref_name)), step)
                 count += 1
             framing = replace(framing, template=_encode(total / count))
         scores = [framing._match(rgb, ref_name)[3] for rgb, ref_name in references()]

@@ -3,7 +3,10 @@ parts at the frame's edge, mask images, images of another size, bad option value
 
 from __future__ import annotations
 
-from model.framing import Box, box_in_frame, corners
+import cv2
+import numpy as np
+
+from model.framing import Box, Framing, box_in_frame, corners
 from tests.cli import assert_one_line_error, cli
 
 
@@ -28,3 +31,25 @@ def test_a_static_roi_beyond_the_training_images_is_one_short_line(capsys, tiny_
     assert_one_line_error(rc, err, "96x96 px", "80,80,40,40", "--roi")
     assert "cannot be used" not in err and "more" not in err and "remove or replace" not in err
     assert not (tmp_path / "m").exists()
+
+
+def _near_the_edge(dx: int, dy: int, seed: int = 0) -> np.ndarray:
+    """A 349x357 frame whose 288x248 part (blocky texture) lies at its bottom right, moved by (dx, dy)."""
+    rng = np.random.default_rng(seed)
+    part = cv2.resize((rng.random((32, 37)) * 255).astype(np.uint8), (288, 248), interpolation=cv2.INTER_NEAREST)
+    frame = np.full((357, 349), 20, np.uint8)
+    x, y = 61 + dx, 101 + dy
+    frame[y : min(357, y + 248), x : min(349, x + 288)] = part[: 357 - y, : 349 - x]
+    return np.repeat(frame[..., None], 3, axis=2)
+
+
+def test_locate_fits_a_large_region_whose_context_the_frames_edge_cuts():
+    # the region reaches the frame's right edge, so its template box (the region and a tenth around it) stops there;
+    # at over 256 px it is matched at half scale, found to 2 px, and the first image's own part was placed 1 px past
+    # the edge: fit stopped with "image ...: does not contain the model's region of interest 33,73,317,285"
+    refs = [(_near_the_edge(0, 0), "first"), (_near_the_edge(-6, -3), "b"), (_near_the_edge(-11, -8), "c")]
+    framing = Framing.fitted((61, 101, 288, 248), 15, lambda: iter(refs))
+    assert framing.step == 2 and framing.box[0] + framing.box[2] == 349
+    for (rgb, name), shift in zip(refs, ((0, 0), (-6, -3), (-11, -8)), strict=True):
+        box, weak = framing.located(rgb, name)
+        assert weak is None and abs(box[0] - 61 - shift[0]) <= 1 and abs(box[1] - 101 - shift[1]) <= 1
