@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -479,7 +480,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     if options.policy is not None and options.policy.kind == "escape" and not any(s.is_defect for s in dataset.test):  # now, not after the fit
         raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
     if framing is None:
-        framing = _new_framing(paths, options, size)
+        framing = _new_framing(paths, options, size, [s.path for s in dataset.test])
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
                        position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
@@ -603,8 +604,9 @@ def _each_batch(batches: Any, paths: list, size: tuple[int, int], framing: Frami
         yield batch
 
 
-def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Framing:
-    """The framing `options` ask for, made from the training images `paths`."""
+def _new_framing(paths: list, options: FitOptions, size: tuple[int, int], test: Sequence[Path] = ()) -> Framing:
+    """The framing `options` ask for, made from the training images `paths`; the `test` images, which calibration
+    frames after the fit, are checked to hold it now."""
     # --locate: the first training image's region, and the images spread over the rest, make the template
     references = reference_paths(paths) if options.locate else []
     if options.roi is not None and not options.locate and (size0 := upright_size(paths[0])) is not None:
@@ -614,7 +616,23 @@ def _new_framing(paths: list, options: FitOptions, size: tuple[int, int]) -> Fra
         first = read_image(paths[0])
         crop(first, options.roi, str(paths[0]))  # the one-line error for a region beyond it, before the mask's
         framing = framing.with_ignore(ignore_mask(options.ignore, first.shape[:2], options.roi, size), first.shape[:2])
+        if options.roi is None:
+            _one_frame_size(paths, options.ignore, (first.shape[1], first.shape[0]))
+    for path in test:  # from their headers: one without the region (or of another size than --ignore's) stopped fit after fitting
+        if (found := upright_size(path)) is not None:
+            framing.check_size(found, str(path))
     return framing
+
+
+def _one_frame_size(paths: list, ignore: tuple[str, ...], frame: tuple[int, int]) -> None:
+    """--ignore without --roi is drawn on frames of the first training image's size (width, height), which every image
+    must have: others are refused in one line naming the option (each was named as an image to remove or replace)."""
+    other = [(p, s) for p in paths[1:] if (s := upright_size(p)) is not None and s != frame]
+    if other:
+        (path, (w, h)), rest = other[0], f", as are {len(other) - 1} more" if len(other) > 1 else ""
+        raise InspectorError(f"--ignore {' '.join(ignore)}: {path} is {w}x{h} px, but the model's --ignore regions are drawn on "
+                             f"{frame[0]}x{frame[1]} px images (the first training image's size){rest}; without a --roi every "
+                             "image must have that size: give images of one size, or a --roi inside every image")
 
 
 def image_size_summary(shapes: list[tuple[int, int]]) -> dict:

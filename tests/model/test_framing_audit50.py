@@ -3,11 +3,14 @@ parts at the frame's edge, mask images, images of another size, bad option value
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from model.framing import Box, Framing, box_in_frame, corners
 from tests.cli import assert_one_line_error, cli
+from tests.synthetic import good_image, write_mvtec
 
 
 def test_a_finding_in_a_turned_regions_corner_beyond_the_frame_is_shown_at_its_edge():
@@ -53,3 +56,33 @@ def test_locate_fits_a_large_region_whose_context_the_frames_edge_cuts():
     for (rgb, name), shift in zip(refs, ((0, 0), (-6, -3), (-11, -8)), strict=True):
         box, weak = framing.located(rgb, name)
         assert weak is None and abs(box[0] - 61 - shift[0]) <= 1 and abs(box[1] - 101 - shift[1]) <= 1
+
+
+def _data(tmp_path, odd: str) -> Path:
+    """The synthetic dataset (96 px images), with one `odd` image (train/good or test/good) of 120x80 px."""
+    root = write_mvtec(tmp_path / "data", n_train=6, n_good_test=2, n_defect=2)
+    cv2.imwrite(str(root / odd / "zz_odd.png"), good_image(77, 120)[:80])
+    return root
+
+
+def test_ignore_without_a_roi_on_training_images_of_several_sizes_names_the_option(capsys, tmp_path, monkeypatch):
+    # each image of another size was named as one to remove or replace (251 of magnetic_tile's 252), the fix being a --roi
+    monkeypatch.setattr("model.fit.InspectorNet", _no_fit)
+    rc, _, err = cli(capsys, "fit", _data(tmp_path, "train/good"), "--out", tmp_path / "m", "--size", 64, "--synth", 0,
+                     "--ignore", "4,4,10,10")
+    assert_one_line_error(rc, err, "--ignore 4,4,10,10", "96x96 px", "zz_odd.png is 120x80 px", "--roi")
+    assert "remove or replace" not in err
+
+
+def test_a_test_image_without_the_region_is_refused_before_the_fit(capsys, tmp_path, monkeypatch):
+    # calibration frames the test images after the fit: one that cannot hold the region stopped fit only then
+    monkeypatch.setattr("model.fit.InspectorNet", _no_fit)
+    for extra in (("--roi", "8,8,80,84"), ("--roi", "8,8,80,80", "--locate", "4"), ("--ignore", "4,4,10,10")):
+        data = _data(tmp_path / extra[0].strip("-") / str(len(extra)), "test/good")
+        rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "m", "--size", 64, "--synth", 0, *extra)
+        assert_one_line_error(rc, err, "test/good/zz_odd.png", "120x80 px")
+    assert not (tmp_path / "m").exists()
+
+
+def _no_fit(*args, **kwargs):
+    raise AssertionError("the model was built: the check came after fitting began")
