@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from model.errors import InspectorError
 from model.framing import Roi, crop
@@ -34,14 +35,33 @@ def parse_ignore(text: str) -> tuple[int, int, int, int] | Path:
     return path
 
 
+MAX_GREY = 0.05  # of a mask, light grey (not white) yet ignored: more, and it is a picture (a training image painted on)
+
+
 def _read(path: Path, text: str) -> np.ndarray:
-    """The mask image `path` (given as `text`), bool; a file that is no image is named as the --ignore it came from."""
+    """The mask image `path` (given as `text`), bool; a file that is no image is named as the --ignore it came from,
+    and so is a picture rather than a black-and-white mask. Transparent pixels are never ignored."""
     try:
-        return read_mask(path, None)
+        mask = read_mask(path, None)
     except InspectorError as exc:  # "mask PATH: cannot be decoded (...)": the reason, under the option's name
         reason = str(exc).removeprefix(f"mask {path}: ")
         raise InspectorError(f"--ignore {text}: {reason}; give a mask image (PNG, BMP or TIFF; white: ignore) of the training "
                              "images' size, or a rectangle X,Y,W,H") from None
+    with Image.open(path) as img:  # read_mask decoded it: again for its grey levels and transparency
+        img = ImageOps.exif_transpose(img)
+        grey = np.asarray(img.convert("L"), dtype=np.float32)
+        see_through = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+        alpha = np.asarray(img.convert("RGBA").getchannel("A")) if see_through else None
+    if alpha is not None:  # painted on a transparent layer: what was left transparent (whatever its colour) is inspected
+        mask &= alpha > 127
+        grey = np.where(alpha > 127, grey, 0.0)
+    top = float(grey.max())  # a 0/255 mask's ignored pixels are white; light grey ones are a picture's (0/1 masks: none)
+    share = float((mask & (grey < 0.875 * top)).mean()) if top > 127 else 0.0
+    if share > MAX_GREY:
+        raise InspectorError(f"--ignore {text}: {share:.0%} of it is light grey, not white, as in a picture of the part, and "
+                             "would be ignored; give a mask image of the training images' size, white where to ignore and black "
+                             "elsewhere (a training image painted on is not one), or a rectangle X,Y,W,H")
+    return mask
 
 
 def ignore_mask(specs: Sequence[str], frame_shape: tuple[int, int], roi: Roi | None, size: tuple[int, int]) -> np.ndarray:

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+from PIL import Image
 
+from model.errors import InspectorError
 from model.framing import Box, Framing, box_in_frame, corners
+from model.ignore import ignore_mask
 from tests.cli import assert_one_line_error, cli
 from tests.synthetic import good_image, write_mvtec
 
@@ -86,3 +90,29 @@ def test_a_test_image_without_the_region_is_refused_before_the_fit(capsys, tmp_p
 
 def _no_fit(*args, **kwargs):
     raise AssertionError("the model was built: the check came after fitting began")
+
+
+def test_an_ignore_mask_painted_on_a_transparent_layer_ignores_only_what_was_painted(tmp_path):
+    # a paint program's layer: white over the code, the rest transparent, whose colour is stored as white too; it read
+    # as all white ("leaves 0.0% of the image to inspect")
+    rgba = np.full((96, 96, 4), 255, np.uint8)
+    rgba[..., 3] = 0
+    rgba[10:30, 60:90, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "layer.png")
+    mask = ignore_mask([str(tmp_path / "layer.png")], (96, 96), None, (96, 96))
+    assert mask[12:28, 62:88].all() and not mask[40:, :].any() and mask.mean() < 0.15
+
+
+def test_an_ignore_mask_that_is_a_picture_of_a_light_part_is_refused(tmp_path):
+    # a training image of a light part with white paint over its code, given as the mask: everything above mid-grey
+    # (most of the part) was ignored without a word
+    part = np.clip(good_image(3).astype(int) + 40, 0, 255).astype(np.uint8)
+    part[10:30, 60:90] = 255
+    cv2.imwrite(str(tmp_path / "painted.png"), part)
+    with pytest.raises(InspectorError, match=r"--ignore .*painted.png: \d+% of it is light grey, not white, as in a picture"):
+        ignore_mask([str(tmp_path / "painted.png")], (96, 96), None, (96, 96))
+    # a mask with soft (anti-aliased, feathered) edges is still a mask
+    soft = np.zeros((96, 96), np.uint8)
+    cv2.circle(soft, (48, 48), 20, 255, -1, lineType=cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "soft.png"), cv2.GaussianBlur(soft, (0, 0), 2))
+    assert ignore_mask([str(tmp_path / "soft.png")], (96, 96), None, (96, 96))[48, 48]
