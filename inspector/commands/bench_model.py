@@ -267,6 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     model_first("bench model", args.checkpoint, args.data)
     need_onnx("bench model")  # it exports and runs ONNX Runtime beside torch
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
+    machine = machine_info()  # before any work of its own: the load is other processes'
     ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]
     if ckpt.is_file() or (ckpt.is_dir() and not (ckpt / "manifest.json").exists()):
         from exporters.manifest import export_source
@@ -317,7 +318,7 @@ def _run(args: argparse.Namespace) -> int:
                     rss[id(c)] = _peak_rss(c, picked, tuple(args.batches), args.threads)
                     bar.update(1)
             bar.close()
-        report = _report(cands, rss, tuple(args.batches), args)
+        report = _report(cands, rss, tuple(args.batches), args, machine)
     if args.json:
         print_json(report)
     else:
@@ -325,9 +326,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args) -> dict[str, Any]:
+def machine_info() -> dict[str, Any]:
+    """The machine and its 1-minute load average, read as the benchmark starts (other processes' load)."""
     import onnxruntime as ort
 
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        load = None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "onnxruntime": ort.__version__,
+            "python": platform.python_version(), "load_average_1m": load}
+
+
+def load_note(machine: dict[str, Any], threads: int | None) -> str | None:
+    """Why the speed-ups may read high: on 2 cores with a load of 2.7 from other processes, torch eager's threads
+    waited on each other at every layer (batch 1 took 441 ms, as long as batch 8) while onnxruntime slowed less, and
+    the table read 10.4x for what was 1.7x with --threads 1 in the next minute; nothing in the output said so."""
+    load, cpus = machine.get("load_average_1m"), machine.get("cpus") or 1
+    if threads is not None or load is None or load < 0.5 * cpus:
+        return None
+    return (f"load average {load:g} on {cpus} CPUs before the run: under other processes' load torch eager's threads wait on "
+            "each other, so the speed-ups over it read too high; compare them with --threads 1, or on a quiet machine")
+
+
+def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args, machine: dict[str, Any] | None = None) -> dict[str, Any]:
     base = cands[0]
     rows = []
     for c in cands:
@@ -344,11 +366,10 @@ def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args) -
                                       "images_per_s": round(b * 1000.0 / med, 2),
                                       "speedup_vs_torch": round(float(np.median(base.times[b])) / med, 3)}
         rows.append(row)
-    return {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "onnxruntime": ort.__version__,
-                        "python": platform.python_version()},
-            "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
+    machine = machine or machine_info()
+    return {"machine": machine, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             # what speedup_vs_torch divides by: on a GPU machine torch eager runs on CUDA too, and "x torch" did not say which
-            "baseline": f"{base.name} {base.device}", "engines": rows}
+            "baseline": f"{base.name} {base.device}", "engines": rows, "note": load_note(machine, args.threads)}
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -373,3 +394,5 @@ def print_table(report: dict[str, Any]) -> None:
         print(line)
     print(f"latency in ms per batch: median and p99 of {report['runs']} round-robin runs after {report['warmup']} untimed warm-up calls; "
           f"x torch: {report['baseline']}'s median over each one's; {report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")
+    if report.get("note"):
+        print(f"note: {report['note']}")
