@@ -102,6 +102,12 @@ def crop(rgb: np.ndarray, box: Roi | Box | None, name: str = "array") -> np.ndar
     return out > 0 if rgb.dtype == bool else out
 
 
+def _cut(image: np.ndarray, box: Roi | Box) -> np.ndarray:
+    """The part `box` of an image (turned upright), wherever it lies: what is beyond the frame is filled from its edge."""
+    return cv2.warpAffine(image, _affine(box), (box[2], box[3]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def _not_inside(name: str, size: tuple[int, int], box: Roi | Box) -> InspectorError:
     """The one-line error of an image of `size` (width, height) that does not contain the region `box`."""
     x, y, w, h = box[:4]
@@ -278,10 +284,8 @@ class Framing:
             count = 0
             for rgb, ref_name in references():
                 dx, dy, angle, _ = framing._match(rgb, ref_name)
-                at = Box(x0 + dx, y0 + dy, box[2], box[3], angle)
-                if not angle:  # found to `step` px: a box at the frame's edge (its context cut there) may land past it
-                    at = at._replace(x=max(0, min(at.x, rgb.shape[1] - at.w)), y=max(0, min(at.y, rgb.shape[0] - at.h)))
-                total += _edges(_grey(crop(rgb, at, ref_name)), step)
+                # the box may reach past the frame's edge (the part by it, or found to `step` px): filled from the edge
+                total += _edges(_grey(_cut(rgb, Box(x0 + dx, y0 + dy, box[2], box[3], angle))), step)
                 count += 1
             framing = replace(framing, template=_encode(total / count))
         scores = [framing._match(rgb, ref_name)[3] for rgb, ref_name in references()]
@@ -348,7 +352,10 @@ class Framing:
             bx, by, bw, bh = self.box
             pivot = np.array([bx + bw / 2.0, by + bh / 2.0])
             centre = _rotation(angle) @ (np.array([x + w / 2.0, y + h / 2.0]) - pivot) + pivot + (dx, dy)
-            box = Box(int(round(centre[0] - w / 2.0)), int(round(centre[1] - h / 2.0)), w, h, angle)
+            # its centre kept in the frame (`crop`), as an upright region is kept whole in it, for a part by the edge
+            box = Box(min(max(int(round(centre[0] - w / 2.0)), math.ceil(1 - w / 2.0)), math.floor(rgb.shape[1] - 1 - w / 2.0)),
+                      min(max(int(round(centre[1] - h / 2.0)), math.ceil(1 - h / 2.0)), math.floor(rgb.shape[0] - 1 - h / 2.0)),
+                      w, h, angle)
         else:
             box = (max(0, min(x + dx, rgb.shape[1] - w)), max(0, min(y + dy, rgb.shape[0] - h)), w, h)
         if score >= self.weak:
@@ -368,7 +375,7 @@ class Framing:
         if x + w <= size[0] and y + h <= size[1]:
             return
         # located: the region follows the part, kept inside the frame, where the frame holds the template's search
-        if not (self.margin and w <= size[0] and h <= size[1] and self._searchable(*self._window(size))):
+        if not (self.margin and w <= size[0] and h <= size[1] and self._searchable(self._window(size), size)):
             raise _not_inside(name, size, self.roi)
 
     def _check_ignore_frame(self, size: tuple[int, int], name: str) -> None:
@@ -378,33 +385,47 @@ class Framing:
                                  f"{w}x{h} px images; give images of that size (the camera's frame), or fit with a --roi")
 
     def _window(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1): where the template is searched in a frame of `size` (width, height)."""
+        """(x0, y0, x1, y1): where the template is searched in a frame of `size` (width, height): its box and `margin`
+        around, which may reach `margin` beyond the frame's edges (filled from the edge, `_match`), so that a template
+        box the frame's edge cut in training still follows its part towards that edge (it stuck and matched elsewhere)."""
         bx, by, bw, bh = self.box
-        return (max(0, bx - self.margin), max(0, by - self.margin),
-                min(size[0], bx + bw + self.margin), min(size[1], by + bh + self.margin))
+        m = self.margin
+        return bx - m, by - m, min(size[0] + m, bx + bw + m), min(size[1] + m, by + bh + m)
 
-    def _searchable(self, x0: int, y0: int, x1: int, y1: int) -> bool:
-        """Whether the window holds the template (at its step)."""
-        return (x1 - x0) // self.step >= self._template.shape[1] and (y1 - y0) // self.step >= self._template.shape[0]
+    def _searchable(self, window: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+        """Whether the window holds the template (at its step), and some of the frame of `size` (width, height)."""
+        x0, y0, x1, y1 = window
+        return ((x1 - x0) // self.step >= self._template.shape[1] and (y1 - y0) // self.step >= self._template.shape[0]
+                and x0 < size[0] and y0 < size[1] and x1 > 0 and y1 > 0)
 
     def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float, float]:
         """(dx, dy, angle, normalised correlation) of the best place for the template within the margin (and turn):
         the template's box, shifted by (dx, dy) and turned by `angle` degrees about its centre."""
         bx, by, bw, bh = self.box
-        x0, y0, x1, y1 = self._window((rgb.shape[1], rgb.shape[0]))
+        height, width = rgb.shape[:2]
+        x0, y0, x1, y1 = self._window((width, height))
         tpl, s = self._template, self.step
-        if not self._searchable(x0, y0, x1, y1):
+        if not self._searchable((x0, y0, x1, y1), (width, height)):
             crop(rgb, self.roi, name)  # the one-line error when the frame cannot hold the region
             return 0, 0, 0.0, -1.0  # it holds the region but not the context around it: not found
-        window = _grey(rgb[y0:y1, x0:x1])
+        inside = _grey(rgb[max(0, y0) : y1, max(0, x0) : x1])
+        pads = (max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width))  # the window beyond the frame
+        window = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_REPLICATE)
+        # beyond the frame nothing is seen: no edges there (the fill's streaks matched a template as well as a part did)
+        seen = cv2.copyMakeBorder(np.ones_like(inside), *pads, cv2.BORDER_CONSTANT, value=0) if any(pads) else None
         pivot = np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])
 
         def at(angle: float) -> tuple[float, np.ndarray]:
             """The best correlation with the window turned back by `angle`, and the template box's centre in the frame."""
-            upright = window if not angle else cv2.warpAffine(
-                window, cv2.getRotationMatrix2D(tuple(pivot), -angle, 1.0), window.shape[::-1], flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE)
-            scores = cv2.matchTemplate(_edges(upright, s), tpl, cv2.TM_CCOEFF_NORMED)
+            back = cv2.getRotationMatrix2D(tuple(pivot), -angle, 1.0)
+            upright = window if not angle else cv2.warpAffine(window, back, window.shape[::-1], flags=cv2.INTER_LINEAR,
+                                                              borderMode=cv2.BORDER_REPLICATE)
+            edges = _edges(upright, s)
+            if seen is not None:
+                inframe = seen if not angle else cv2.warpAffine(seen, back, seen.shape[::-1], flags=cv2.INTER_NEAREST,
+                                                                borderMode=cv2.BORDER_REPLICATE)
+                edges *= cv2.resize(inframe, edges.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            scores = cv2.matchTemplate(edges, tpl, cv2.TM_CCOEFF_NORMED)
             _, best, _, (mx, my) = cv2.minMaxLoc(np.nan_to_num(scores, nan=-1.0))
             centre = np.array([mx * s + bw / 2.0, my * s + bh / 2.0])
             return float(best), _rotation(angle) @ (centre - pivot) + pivot + (x0, y0)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from model.errors import InspectorError
-from model.framing import Box, Framing, box_in_frame, corners
+from model.framing import Box, Framing, box_in_frame, corners, crop
 from model.ignore import ignore_mask
 from tests.cli import assert_one_line_error, cli
 from tests.synthetic import good_image, write_mvtec
@@ -116,3 +116,31 @@ def test_an_ignore_mask_that_is_a_picture_of_a_light_part_is_refused(tmp_path):
     cv2.circle(soft, (48, 48), 20, 255, -1, lineType=cv2.LINE_AA)
     cv2.imwrite(str(tmp_path / "soft.png"), cv2.GaussianBlur(soft, (0, 0), 2))
     assert ignore_mask([str(tmp_path / "soft.png")], (96, 96), None, (96, 96))[48, 48]
+
+
+def _blocks(x: int, angle: float = 0.0) -> np.ndarray:
+    """A 200x180 frame whose 96 px part (8 px blocks) lies at (x, 42), turned by `angle` degrees."""
+    rng = np.random.default_rng(0)
+    part = cv2.resize((rng.random((12, 12)) * 200 + 40).astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST)
+    big, alpha = np.zeros((372, 392), np.uint8), np.zeros((372, 392), np.uint8)
+    big[138:234, x + 96 : x + 192], alpha[138:234, x + 96 : x + 192] = part, 255
+    turn = cv2.getRotationMatrix2D((x + 144.0, 186.0), angle, 1.0)
+    big, alpha = (cv2.warpAffine(a, turn, (392, 372)) for a in (big, alpha))
+    frame = np.where(alpha[96:276, 96:296] > 127, big[96:276, 96:296], 20).astype(np.uint8)
+    return np.repeat(frame[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize("turn", [0.0, 10.0])
+def test_locate_follows_a_part_towards_the_frames_edge(turn):
+    # the region 4 px from the frame's left edge (its context, a tenth of it, cut there): a part moved 2 px towards
+    # the edge, still whole in the frame, was found 8 px off the other way (the template could not pass the edge and
+    # matched the part's texture elsewhere), with no warning
+    framing = Framing.fitted((4, 42, 96, 96), 14, lambda: iter([(_blocks(4), "first")] * 3), turn)
+    for x in (2, 0, 4, 10):
+        for angle in (0.0, 5.0) if turn else (0.0,):
+            box, weak = framing.located(_blocks(x, angle), "moved")
+            assert abs(box[0] - x) <= (1 if angle else 0) and abs(box[1] - 42) <= (1 if angle else 0) and weak is None, (x, angle, box)
+    # a part partly out of the frame: an upright region stays whole in it, a turned one keeps its centre in it
+    for angle in (0.0, 5.0) if turn else (0.0,):
+        box, _ = framing.located(_blocks(-6, angle), "out")
+        assert box[0] == (-6 if angle else 0) and crop(_blocks(-6, angle), box).shape[:2] == (96, 96)
