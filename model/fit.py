@@ -618,7 +618,8 @@ def _new_framing(paths: list, options: FitOptions, size: tuple[int, int], test: 
         framing = framing.with_ignore(ignore_mask(options.ignore, first.shape[:2], options.roi, size), first.shape[:2])
         if options.roi is None:
             _one_frame_size(paths, options.ignore, (first.shape[1], first.shape[0]))
-    for path in test:  # from their headers: one without the region (or of another size than --ignore's) stopped fit after fitting
+    for path in test if framing.roi is not None or framing.frame is not None else ():
+        # from their headers: one without the region (or of another size than --ignore's) stopped fit after fitting
         if (found := upright_size(path)) is not None:
             framing.check_size(found, str(path))
     return framing
