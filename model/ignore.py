@@ -75,8 +75,11 @@ def ignore_mask(specs: Sequence[str], frame_shape: tuple[int, int], roi: Roi | N
         if isinstance(spec, Path):
             mask = _read(spec, text)
             if mask.shape != frame_shape:
-                raise InspectorError(f"--ignore {text}: {mask.shape[1]}x{mask.shape[0]} px, but the training images are "
-                                     f"{width}x{height} px; draw the mask on a training image")
+                region = roi is not None and mask.shape == (roi[3], roi[2])  # drawn on the cut region, not the image
+                raise InspectorError(f"--ignore {text}: {mask.shape[1]}x{mask.shape[0]} px"
+                                     + (", the --roi's size" if region else "") + f", but the training images are "
+                                     f"{width}x{height} px; draw the mask on a whole training image"
+                                     + (" (the --roi is cut from it as from the images)" if region else ""))
             full |= mask
             continue
         x, y, w, h = spec

@@ -144,3 +144,11 @@ def test_locate_follows_a_part_towards_the_frames_edge(turn):
     for angle in (0.0, 5.0) if turn else (0.0,):
         box, _ = framing.located(_blocks(-6, angle), "out")
         assert box[0] == (-6 if angle else 0) and crop(_blocks(-6, angle), box).shape[:2] == (96, 96)
+
+
+def test_an_ignore_mask_drawn_on_the_region_alone_says_so(tmp_path):
+    # a mask of the --roi's size (drawn on the cut view) was told only that it was not the training images' size
+    cv2.imwrite(str(tmp_path / "region.png"), np.zeros((40, 60), np.uint8))
+    with pytest.raises(InspectorError, match=r"60x40 px, the --roi's size, but the training images are 96x96 px; draw the "
+                                             r"mask on a whole training image \(the --roi is cut from it"):
+        ignore_mask([str(tmp_path / "region.png")], (96, 96), (10, 20, 60, 40), (64, 64))
