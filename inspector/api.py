@@ -8,10 +8,10 @@ import numbers
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -65,6 +65,8 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
         return LoadedImage(rgb, hashlib.sha256(rgb.tobytes()).hexdigest(), name or "PIL image")
     raise InspectorError(f"image of type {type(image).__name__}: give a path, encoded bytes, a PIL image or a uint8/uint16 array")
 
+
+T = TypeVar("T")
 
 # how to make uint8 pixels of an array of another kind of number, by numpy's dtype kind
 _CONVERT = {"f": "(a * 255).clip(0, 255).astype(np.uint8) for values 0-1, a.clip(0, 255).astype(np.uint8) for 0-255",
@@ -224,11 +226,12 @@ class Inspector:
         sources = [_name(s, "source") for s in sources or [None] * n]
         ids = [_name(s, "inspection_id") for s in ids or [None] * n]
         t0 = time.perf_counter()
-        loaded = [_load(img, src, i, n) for i, (img, src) in enumerate(zip(images, sources, strict=True))]
+        loaded = [_placed(i, n, load_image, img, src) for i, (img, src) in enumerate(zip(images, sources, strict=True))]
         t1 = time.perf_counter()
         meta = self.engine.meta
-        located = [meta.framing.located(rgb, src) for rgb, _, src in loaded]
-        batch = np.stack([preprocess(rgb, meta.input_size, box, src) for (rgb, _, src), (box, _) in zip(loaded, located, strict=True)])
+        located = [_placed(i, n, meta.framing.located, rgb, src) for i, (rgb, _, src) in enumerate(loaded)]
+        batch = np.stack([_placed(i, n, preprocess, rgb, meta.input_size, box, src)
+                          for i, ((rgb, _, src), (box, _)) in enumerate(zip(loaded, located, strict=True))])
         training = meta.manifest.get("training") or {}
         sizes, quality = training.get("image_size"), training.get("image_quality")
         stats = quality_stats(batch) if quality else None
@@ -283,10 +286,11 @@ class Inspector:
         return results
 
 
-def _load(image: ImageInput, source: str | None, i: int, n: int) -> LoadedImage:
-    """load_image, its error naming the image's place in a batch: "image array: shape ..." did not say which."""
+def _placed(i: int, n: int, step: Callable[..., T], *args: Any) -> T:
+    """step(*args), its error naming the image's place in a batch: "image array: 50x50 px does not contain the model's
+    region of interest" did not say which."""
     try:
-        return load_image(image, source)
+        return step(*args)
     except InspectorError as exc:
         if n == 1:
             raise

@@ -416,3 +416,12 @@ def test_turn_needs_locate_and_a_sensible_angle(capsys, located_models, tmp_path
         rc, _, err = cli(capsys, "fit", belt, "--out", tmp_path / "m", *args)
         assert_one_line_error(rc, err, "--turn", "--locate")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_batch_names_the_image_without_the_region(models):
+    """"image array: 20x20 px does not contain the model's region of interest" did not say which image of a batch."""
+    roi = Inspector.load(models[1])
+    with pytest.raises(InspectorError, match=r"^inspect_batch: images\[1\]: image array: 20x20 px does not contain"):
+        roi.inspect_batch([frame(defect_image(0)[0], 7), np.zeros((20, 20, 3), np.uint8)])
+    with pytest.raises(InspectorError, match=r"^image array: 20x20 px does not contain"):  # one image: no place to name
+        roi.inspect(np.zeros((20, 20, 3), np.uint8))
