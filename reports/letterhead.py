@@ -18,6 +18,7 @@ from PIL import Image, ImageFile
 from reports.errors import ReportError
 
 MAX_LOGO_BYTES = 2 * 1024 * 1024  # an embedded logo is copied into every report
+MAX_LOGO_PIXELS = 40_000_000  # beyond any letterhead's need, within what Pillow decodes
 MAX_TEXT = 200
 
 
@@ -54,10 +55,20 @@ def _decodes(data: bytes, kind: str) -> bool:
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
         return True
-    except Image.DecompressionBombError:
-        raise
-    except (ElementTree.ParseError, OSError, ValueError, SyntaxError):
+    except (ElementTree.ParseError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
+
+
+def _pixels(data: bytes) -> int | None:
+    """A raster logo's pixel count, from its header (None if that does not read)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size[0] * im.size[1]
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit: refused from the header, the count said
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        return int(count.group(1)) if count else MAX_LOGO_PIXELS + 1
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def _text(value: str | None, what: str) -> str | None:
@@ -82,13 +93,12 @@ def letterhead(organisation: str | None = None, document: str | None = None, log
         kind = _logo_type(data)
         if kind is None:
             raise ReportError(f"report logo {logo}: not a PNG, JPEG or SVG file; convert it to one of these")
-        try:
-            whole = _decodes(data, kind)  # found now, not by the PDF renderer after the work the report shows
-        except Image.DecompressionBombError as exc:  # it read "damaged or cut short"
-            pixels = re.search(r"\((\d+) pixels\)", str(exc))
-            raise ReportError(f"report logo {logo}: {f'{int(pixels.group(1)):,} pixels' if pixels else 'an image'}, too many to "
-                              "decode; scale it down (a logo needs no more than about 1000 px a side)") from None
-        if not whole:
+        # said from the header, before decoding: a poster's artwork read "damaged or cut short", Pillow's own limit being
+        # a setting other modules change
+        if kind != "image/svg+xml" and (pixels := _pixels(data) or 0) > MAX_LOGO_PIXELS:
+            raise ReportError(f"report logo {logo}: {pixels:,} pixels, too many for a logo; scale it down (a logo needs no more "
+                              "than about 1000 px a side)")
+        if not _decodes(data, kind):  # found now, not by the PDF renderer after the work the report shows
             raise ReportError(f"report logo {logo}: cannot be decoded (damaged or cut short); export the logo again")
         uri = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
     return Letterhead(_text(organisation, "organisation"), _text(document, "document number"), uri)

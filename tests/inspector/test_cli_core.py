@@ -810,7 +810,7 @@ def test_a_command_logging_to_a_file_says_its_steps(capsys, tiny_data, tmp_path,
     from inspector.commands import common
 
     monkeypatch.setattr(common, "LOG_EVERY_S", 0.0)
-    code, out, err = cli(capsys, "synth", tiny_data / "train" / "good", "--out", tmp_path / "s", "--n", "3")
+    code, out, err = cli(capsys, "synth", tiny_data / "train" / "good", "--out", tmp_path / "s", "--n", "3", "--types", "scratch,crack,pit")
     assert code == 0, err
     steps = [re.sub(r"\d+ s\b", "T s", line) for line in err.splitlines()]
     assert steps == ["synthesising: 1/3 (T s)", "synthesising: 2/3 (T s)", "synthesising: 3/3 (T s)", "synthesising: done, 3/3 in T s"]

@@ -151,6 +151,10 @@ def test_a_logo_of_too_many_pixels_is_not_called_damaged(tmp_path):
     with pytest.raises(ReportError) as caught:
         letterhead("ACME", None, logo)
     assert "400,000,000 pixels" in str(caught.value) and "scale it down" in str(caught.value) and "damaged" not in str(caught.value)
+    import model.images  # noqa: F401  (it raises Pillow's limit for line-scan frames, which made the same logo 'damaged')
+
+    with pytest.raises(ReportError, match="400,000,000 pixels, too many"):
+        letterhead("ACME", None, logo)
 
 
 def test_a_zone_whose_abbreviation_names_several_is_named_once_on_the_page():
