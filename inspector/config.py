@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from inspector.decision import MAX_MM_PER_PX
 from inspector.engines.base import DEVICES, parse_device
@@ -75,8 +75,13 @@ class CameraSource(_Capture):
         return v
 
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ENV_NAME_FIX = "give the NAME of an environment variable (the password itself never goes in the file)"
+def _env_name(v: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+        raise ValueError("give the NAME of an environment variable (the password itself never goes in the file)")
+    return v
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]  # a password's variable: the password itself never goes in the file
 
 
 def env_password(name: str, field: str) -> str:
@@ -90,22 +95,15 @@ def env_password(name: str, field: str) -> str:
 class StreamSource(_Capture):
     type: Literal["stream"] = Field(title="Source kind", description="A network stream through OpenCV/FFmpeg.")
     url: str = Field(title="Stream URL", description="rtsp://, rtsps://, http:// or https:// (e.g. an MJPEG stream).")
-    password_env: str | None = Field(None, title="Password variable",
-                                     description="Name of the environment variable holding the camera's password, for a "
-                                                 "url naming its user without one (rtsp://admin@cam/...).")
+    password_env: EnvName | None = Field(None, title="Password variable",
+                                         description="Name of the environment variable holding the camera's password, for a "
+                                                     "url naming its user without one (rtsp://admin@cam/...).")
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
         if not re.match(r"^(rtsps?|https?)://[^\s]+$", v):
             raise ValueError("give an rtsp://, rtsps://, http:// or https:// URL")
-        return v
-
-    @field_validator("password_env")
-    @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not ENV_NAME.match(v):
-            raise ValueError(ENV_NAME_FIX)
         return v
 
     @model_validator(mode="after")
@@ -251,7 +249,7 @@ class MqttSection(Section):
     prefix: str = Field(title="Topic prefix", description="All topics live under it, e.g. factory/line1/station3.")
     client_id: str | None = Field(None, title="Client id", description="Default: inspector-<station name>. Must be unique on the broker.")
     username: str | None = Field(None, title="User name", description="Broker user name.")
-    password_env: str | None = Field(None, title="Password variable", description="Name of the environment variable holding the password.")
+    password_env: EnvName | None = Field(None, title="Password variable", description="Name of the environment variable holding the password.")
     tls: Tls | None = Field(None, title="TLS", description="Connect with TLS (omit for a plain connection).")
     keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="Seconds between pings; the last will fires after 1.5x this.")
     session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1, title="Session expiry",
@@ -294,13 +292,6 @@ class MqttSection(Section):
             raise ValueError("give topic levels like factory/line1/station3 (no leading/trailing /, no + or #)")
         if v.startswith("$"):  # the broker's own ($SYS/...): clients cannot publish there, so the station hears nothing
             raise ValueError("topics beginning with $ are the broker's own (MQTT 4.7.2); give levels like factory/line1/station3")
-        return v
-
-    @field_validator("password_env")
-    @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not ENV_NAME.match(v):
-            raise ValueError(ENV_NAME_FIX)
         return v
 
     def password(self) -> str | None:
