@@ -393,7 +393,7 @@ class MqttClient:
         restart, a network drop): each copy was a part inspected again, under a new generated inspection_id where the
         input gave none. A copy of one still being handled is dropped (acknowledging the first, with the same packet
         id, acknowledges it); a copy of one acknowledged (or journaled by an earlier run: `recall`) is acknowledged again
-        and dropped, but only where that acknowledgement may have been lost: sent within ACK_LOST_S of the connection's
+        and dropped, but only where that acknowledgement may have been lost: sent within `ack_lost_s` of the connection's
         end. A broker may give a packet id to a new input once the old one's acknowledgement reached it, and a capture
         trigger `{}` is the same bytes every time: a new part taken for a copy is lost, a copy taken for a part only
         inspected twice."""
@@ -481,17 +481,22 @@ class MqttClient:
         """Acknowledge an incoming QoS 1 message (manual_ack): the sender's broker may now forget it."""
         if message.qos == 0:
             return
+        digest = message.digest if message.tracked else b""  # before the lock, which paho's thread waits on for each input
         with self._in_lock:
             if message.session is not None and message.session != self._session:
                 # it came in a session the broker has since forgotten: its packet id may now name another input, which
                 # this acknowledgement would take from the broker before that one is journaled
                 return
             if self._held.pop(message.mid, None) is not None:
-                self._acked[message.mid] = (message.topic, message.digest, time.monotonic())
-                self._acked.move_to_end(message.mid)
-                while len(self._acked) > ACKED_KEPT:
-                    self._acked.popitem(last=False)
+                self._remember_acked(message.mid, message.topic, digest, time.monotonic())
         self._client.ack(message.mid, message.qos)
+
+    def _remember_acked(self, mid: int, topic: str, digest: bytes, at: float) -> None:
+        """An input acknowledged (under `_in_lock`), kept among the newest ACKED_KEPT to know its copies by."""
+        self._acked[mid] = (topic, digest, at)
+        self._acked.move_to_end(mid)
+        while len(self._acked) > ACKED_KEPT:
+            self._acked.popitem(last=False)
 
     def recall(self, deliveries: Iterable[tuple[int, str, bytes]]) -> None:
         """Inputs an earlier run journaled in this client's broker session, oldest first: (packet id, topic, digest).
@@ -502,10 +507,7 @@ class MqttClient:
         now = time.monotonic()  # the journal keeps only those that may still wait at the broker (Store.deliveries)
         with self._in_lock:
             for mid, topic, digest in deliveries:
-                self._acked[mid] = (topic, bytes(digest), now)
-                self._acked.move_to_end(mid)
-            while len(self._acked) > ACKED_KEPT:
-                self._acked.popitem(last=False)
+                self._remember_acked(mid, topic, bytes(digest), now)
 
     def will_set(self, will: Will) -> None:
         """Change the last will used from the next connection on."""
