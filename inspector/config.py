@@ -92,6 +92,16 @@ def env_password(name: str, field: str) -> str:
     return value
 
 
+def split_url(url: str) -> tuple[str, str, str, str]:
+    """(scheme, user info, host[:port], the rest from its first / ? or #) of a URL; the user info runs to the
+    authority's last `@` (a password may hold one, un-encoded)."""
+    scheme, _, rest = url.partition("://")
+    end = re.search(r"[/?#]", rest)
+    authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+    userinfo, _, hostport = authority.rpartition("@")
+    return scheme, userinfo, hostport, tail
+
+
 class StreamSource(_Capture):
     type: Literal["stream"] = Field(title="Source kind", description="A network stream through OpenCV/FFmpeg.")
     url: str = Field(title="Stream URL", description="rtsp://, rtsps://, http:// or https:// (e.g. an MJPEG stream).")
@@ -109,7 +119,7 @@ class StreamSource(_Capture):
     @model_validator(mode="after")
     def _user_without_password(self) -> StreamSource:
         if self.password_env is not None:
-            userinfo = self.url.partition("://")[2].split("/", 1)[0].rpartition("@")[0]
+            userinfo = split_url(self.url)[1]
             if not userinfo:
                 raise ValueError("source.password_env: give the user name in source.url (rtsp://USER@host/...), the password "
                                  "is added from the variable")
@@ -123,9 +133,8 @@ class StreamSource(_Capture):
             return self.url
         from urllib.parse import quote
 
-        scheme, _, rest = self.url.partition("://")
-        user, _, host = rest.partition("@")
-        return f"{scheme}://{user}:{quote(env_password(self.password_env, 'source.password_env'), safe='')}@{host}"
+        scheme, user, hostport, tail = split_url(self.url)
+        return f"{scheme}://{user}:{quote(env_password(self.password_env, 'source.password_env'), safe='')}@{hostport}{tail}"
 
 
 class VideoSource(_Capture):

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource
+from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource, split_url
 from model.errors import InspectorError
 from model.images import IMAGE_SUFFIXES, MIN_SIDE, array_to_rgb
 
@@ -114,12 +114,10 @@ def _why_stream_not_open(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | No
     import socket
     from urllib.parse import unquote
 
-    scheme, _, rest = url.partition("://")
-    end = re.search(r"[/?#]", rest)
-    authority, target = (rest[: end.start()], rest[end.start():]) if end else (rest, "")
     if safe_url(url).endswith("://…"):
         return None  # no telling the host from the password (said at start)
-    userinfo, _, hostport = authority.rpartition("@")
+    scheme, userinfo, hostport, target = split_url(url)
+    plain = f"{scheme}://{hostport}{target}"  # the URL without its user info, as asked of the server
     m = re.fullmatch(r"(\[[^\]]+\]|[^:]+)(?::(\d+))?", hostport)
     if m is None:
         return None
@@ -142,7 +140,7 @@ def _why_stream_not_open(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | No
             return f"{where} answers, but its stream does not open: check source.url's path, user name and password"
         user, _, password = (unquote(part) for part in userinfo.partition(":"))
         try:
-            code, reason, headers = _ask(conn, scheme, url.replace(authority, hostport, 1), target or "/", user, password, timeout)
+            code, reason, headers = _ask(conn, scheme, plain, target or "/", user, password, timeout)
         except (OSError, ValueError):
             return f"{where} answers, but not as an {scheme.upper()} server: check source.url's scheme and port"
     proto = "RTSP" if scheme == "rtsp" else "HTTP"

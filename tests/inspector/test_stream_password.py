@@ -38,3 +38,10 @@ def test_an_unset_variable_is_one_line_naming_it(monkeypatch):
     monkeypatch.delenv("CAM_PW", raising=False)
     with pytest.raises(InspectorError, match=r"^source.password_env: environment variable CAM_PW is not set; export it"):
         open_source(stream("rtsp://admin@cam/live"))
+
+
+def test_a_user_name_holding_an_at_sign_keeps_its_host(monkeypatch):
+    """The check took the user info to the authority's last @, the URL opened cut it at the first: a user
+    `line3@plant` made the password go between `line3` and `plant`, and the camera's host `plant@cam`."""
+    monkeypatch.setenv("CAM_PW", "pw")
+    assert stream("rtsp://line3@plant@cam.local/live?x=1").open_url() == "rtsp://line3@plant:pw@cam.local/live?x=1"
