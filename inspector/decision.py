@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -126,10 +126,16 @@ def decide(score: float, amap: np.ndarray, image_threshold: float, pixel_thresho
         # and margin (a faint map's region read "high")
         # over the finite pixels: don't-care ones hold -inf (api.judged), which made the half height -inf and the
         # region the whole image, don't-care pixels and all; a NaN pixel made it NaN, and no region was shown
-        finite = amap[np.isfinite(amap)]
-        if not finite.size:
+        finite = np.isfinite(amap)
+        if not finite.any():
             return verdict, []
-        regions = find_regions(amap, (float(finite.max()) + float(finite.min())) / 2.0, config)[:1]
+        # the part of the map above that half height that holds the peak: the largest part was shown before, a broad
+        # warm patch (a part's edge) rather than the small hot spot the map peaks at, which the description promises
+        values = np.where(finite, amap, -np.inf)
+        half = (float(values.max()) + float(amap[finite].min())) / 2.0
+        _, labels = cv2.connectedComponents((values >= half).astype(np.uint8), connectivity=8)
+        own = labels == labels[np.unravel_index(int(np.argmax(values)), amap.shape)]
+        regions = find_regions(np.where(own, values, -np.inf), half, replace(config, min_region_px=0))[:1]
         for r in regions:
             r.severity, r.located_by = config.severity.grade(score - image_threshold, 0.0), "map_peak"
     return verdict, regions
