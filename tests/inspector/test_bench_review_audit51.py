@@ -1,0 +1,37 @@
+"""Audit 51 of the benchmarks, QA reviews and the validation report: what a demanding user met running them."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+
+from reports.render import Page
+from reports.validation import ValidationRun, validation_html
+
+
+def _text(page: str) -> str:
+    page = re.sub(r"<svg.*?</svg>|<style.*?</style>", "", page, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def _run(**report) -> ValidationRun:
+    labels = ["good", "good", "crack", "crack"]
+    base = {"n_good": 2, "n_defect": 2, "image_auroc": 0.9, "image_ap": 0.8, "f1_max": 0.7, "fpr_at_recall_99": 0.5,
+            "tpr_at_fpr_1": 0.25, "pixel_auroc": None, "aupro": None, "ms_per_image": 12.5, "fit_seconds": None,
+            "per_type_auroc": {"crack": 0.75}, "at_threshold": {"threshold": 1.0, "calibrated_on_these_images": False},
+            "model": {"id": "abc123", "backbone": "efficientnet-lite0", "runtime": "onnx-cpu", "input_size": [64, 64]}}
+    return ValidationRun(report={**base, **report}, data="data/line1", data_sha256="d" * 64, model_sha256="m" * 64,
+                         names=[f"test/{x}/{i}.png" for i, x in enumerate(labels)], labels=labels,
+                         scores=np.array([0.0, 0.5, 2.0, 0.7]), threshold=1.0)
+
+
+def test_the_type_heads_two_sentences_are_apart():
+    """trim_blocks took the newline between them: 'so this flatters it.Cross-validated on its own labelled images' (en, es)."""
+    run = _run(type_accuracy=0.5, type_macro_f1=0.5, types_fitted_on_these_images=2)
+    run.trace = {"types_cv_accuracy": 0.72}
+    en = _text(validation_html(run, Page.of("en", ("html",), "UTC", None)))
+    assert "so this flatters it. Cross-validated on its own labelled images, it named 72.0% right." in en
+    es = _text(validation_html(run, Page.of("es", ("html",), "UTC", None)))
+    assert re.search(r"favorece\. \S", es), es
