@@ -61,7 +61,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
                    new_parts: int | None = None) -> Evaluation:
     from inspector.engines import open_engine
     from model.data import load_dataset
-    from model.evaluate import metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
+    from model.evaluate import check_masks, metrics_report, overlap_report, pixel_threshold_report, score_samples, threshold_report
     from model.fit import check_test_headers
     from model.quality import quality_report
 
@@ -71,6 +71,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     check_test_headers(dataset)
+    check_masks(dataset.test, dataset.root)
     engine = open_engine(model, device=device)
     manifest = engine.meta.manifest
     if new_parts is not None:  # checked before scoring, so a bad request costs no time

@@ -1,0 +1,70 @@
+"""`inspector eval` on the data QA hands it: its masks, its folder layouts, its --new-parts fold counts (audit 51)."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+
+from tests.cli import assert_one_line_error, cli
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_eval_names_every_unusable_mask_before_scoring(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    """A mask of another size than its image, or one that does not decode, was found while scoring: eval stopped there
+    (minutes into a large test set) naming that one alone, and the next one on the following run."""
+    import model.evaluate
+
+    data = _copy(tiny_data, tmp_path / "data")
+    gt = data / "ground_truth" / "blob"
+    cv2.imwrite(str(gt / "001_mask.png"), cv2.resize(cv2.imread(str(gt / "001_mask.png"), 0), (48, 48)))
+    (gt / "003_mask.png").write_bytes(b"not a png")
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored the test images before checking their masks")
+
+    monkeypatch.setattr(model.evaluate, "score_samples", no_scoring)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+    assert_one_line_error(rc, err, "2 of 4 ground_truth masks cannot be used", "001_mask.png: 48x48 px but its image is 96x96",
+                          "003_mask.png: cannot be decoded", "fix or remove them")
+    assert out == ""
+
+
+def test_eval_takes_masks_of_0_and_1_and_antialiased_edges_as_0_and_255_ones(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """The same defects drawn 0/1 or with soft (blurred) edges give the same pixel metrics, as scikit-learn computes them."""
+    import json
+
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from inspector.commands.evaluate import evaluate_model
+
+    ones, soft = _copy(tiny_data, tmp_path / "ones"), _copy(tiny_data, tmp_path / "soft")
+    for p in (ones / "ground_truth" / "blob").glob("*.png"):
+        cv2.imwrite(str(p), (cv2.imread(str(p), 0) > 0).astype(np.uint8))
+    for p in (soft / "ground_truth" / "blob").glob("*.png"):
+        cv2.imwrite(str(p), cv2.GaussianBlur(cv2.imread(str(p), 0), (5, 5), 0))
+    reports = []
+    for data in (tiny_data, ones, soft):
+        rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+        assert rc == 0, err
+        reports.append(json.loads(out))
+    keys = ("pixel_auroc", "pixel_ap", "aupro")
+    assert [reports[0][k] for k in keys] == [reports[1][k] for k in keys]
+    assert all(abs(reports[0][k] - reports[2][k]) < 0.01 for k in keys)
+    ev = evaluate_model(str(tiny_ckpt), str(tiny_data), overlap=False, progress=lambda *a: _Bar())
+    masks, maps = ev.scored.pixels
+    assert reports[0]["pixel_auroc"] == round(roc_auc_score(masks.ravel(), maps.ravel()), 4)
+    assert reports[0]["pixel_ap"] == round(average_precision_score(masks.ravel(), maps.ravel()), 4)
+
+
+class _Bar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
