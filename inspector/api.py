@@ -57,7 +57,8 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
     if isinstance(image, Image.Image):
         try:
             rgb = pil_to_rgb(image, name or "PIL image")
-        except (AssertionError, AttributeError):  # Pillow's bare assert (AttributeError under -O) on a closed file
+        except (AssertionError, AttributeError, ValueError):  # Pillow's bare assert (AttributeError under -O) on a closed
+            # file; a closed GIF or TIFF says "Operation on closed image" (ValueError) when asked for its second page
             if getattr(image, "fp", True) is not None:
                 raise
             raise InspectorError(f"image {name or 'PIL image'}: its file was closed before its pixels were read (a `with "
