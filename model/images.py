@@ -199,9 +199,30 @@ def _one_page(img: Image.Image, name: str) -> None:
     raise InspectorError(f"image {name}: holds several frames or pages; save each as its own image")
 
 
+def _encoded(img: Image.Image) -> bytes | None:
+    """The bytes of the file an opened, not yet loaded, Pillow image reads (its position kept), or None: Pillow
+    decodes 16-bit colour to its top 8 bits, and only the file holds the rest."""
+    fp = getattr(img, "fp", None)
+    try:
+        at = fp.tell()
+        fp.seek(0)
+        data = fp.read()
+        fp.seek(at)
+    except Exception:  # no file (an image made in memory), or one that cannot seek: Pillow's 8 bits, as before
+        return None
+    return data if isinstance(data, bytes) else None
+
+
 def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
     """A Pillow image as a file of it is read: upright by its EXIF orientation, 16-bit grey stretched -> RGB uint8."""
     _one_page(img, name)
+    if _sixteen_bit_colour(img) and (data := _encoded(img)) is not None:
+        try:  # read as its file is: Pillow keeps 8 of the 16 bits (a 12-bit camera's frame came out in 8 grey levels)
+            arr = _decode(data, name, FILE_HINT)
+        except InspectorError:  # the stream holds more than this image: Pillow's 8 bits, as before
+            arr = None
+        if arr is not None and sorted(arr.shape[:2]) == sorted(img.size):
+            return arr
     try:
         return _to_rgb(img, name)
     except NoPixelValue:

@@ -18,3 +18,44 @@ def test_a_part_failed_overall_is_shown_where_its_map_peaks_not_at_its_largest_w
     assert verdict == FAIL and [(r.box, r.area_px, r.peak, r.located_by) for r in regions] == [((70, 70, 6, 6), 36, 3.5, "map_peak")]
     amap[70:76, 70:76], amap[72, 72] = 0.0, 3.5  # a peak of one pixel, under min_region_px, is still where it peaks
     assert [(r.box, r.peak) for r in decide(9.0, amap, 5.0, 4.0, DecisionConfig())[1]] == [((72, 72, 1, 1), 3.5)]
+
+
+def test_a_16_bit_colour_pil_image_keeps_its_bits_as_its_file_does(tmp_path):
+    """A 12-bit camera's colour frame opened with Pillow and given to the API was read by Pillow's top 8 bits (8 grey
+    levels, nearly black), while its path was stretched over 0-255; a TIFF turned by its orientation tag came out
+    turned twice."""
+    import cv2
+    from PIL import Image
+
+    from inspector.api import load_image
+
+    frame = np.zeros((40, 60, 3), np.uint16)
+    frame[:, :, 0] = np.arange(60) * 60  # 0 to 3540 of 4095
+    frame[:10, :20] = 4000
+    cv2.imwrite(str(tmp_path / "frame.png"), frame[..., ::-1])
+    stored = np.rot90(frame, 1).copy()  # stored turned, with orientation 6 to show it upright
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "turned.tif", stored, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    for name in ("frame.png", "turned.tif"):
+        from_file = load_image(tmp_path / name).rgb
+        assert from_file.shape == (40, 60, 3) and from_file.max() == 255
+        with Image.open(tmp_path / name) as img:
+            assert np.array_equal(load_image(img).rgb, from_file), name
+            assert img.load() is not None and img.size == (60, 40)  # the caller's image is still usable
+
+
+def test_a_closed_paged_pil_image_is_one_line(tmp_path):
+    """A GIF or TIFF whose `with Image.open(...)` block ended raised Pillow's ValueError (Operation on closed image)."""
+    import pytest
+    from PIL import Image
+
+    from inspector.api import load_image
+    from model.errors import InspectorError
+
+    for suffix in ("gif", "tif"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / f"part.{suffix}")
+        with Image.open(tmp_path / f"part.{suffix}") as img:
+            pass
+        with pytest.raises(InspectorError, match="closed before its pixels were read"):
+            load_image(img)
