@@ -38,7 +38,7 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
                  names: tuple[str, str, str, str, str] = ("--type", "--by", "--note", "--truth", "--serial"),
                  done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each
-    with its `inspection_id`. `names`: what the caller calls the type, reviewer, note, truth and serial, for its error messages.
+    with its `inspection_id` and the review it `replaces` (None for the part's first). `names`: what the caller calls the type, reviewer, note, truth and serial, for its error messages.
     `done`: a list the reviews are added to as each is written, so that a caller whose write fails (SQLite's error
     is raised as it is) can say which were kept."""
     if defect_type is not None and truth != "defect":
@@ -66,9 +66,24 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
         verdict = str(record.get("verdict", "")).upper()
         review = {"truth": truth, "type": defect_type, "by": by, "note": note, "at": utc_now(), "verdict": verdict,
                   "outcome": OUTCOMES.get((verdict, truth), f"reviewed_{truth}")}
-        if store.add_review(ident, review) is None:  # deleted since it was read (retention): said "reviewed", written nowhere
+        written = store.add_review(ident, review)
+        if written is None:  # deleted since it was read (retention): said "reviewed", written nowhere
             kept = f"the first {len(done)} were written" if done else "nothing was written"
             raise InspectorError(f"inspection {ident!r}: deleted from store {store.root} while it was reviewed (retention: its age or "
                                  f"store.retention.max_rows); its review was not written ({kept})")
-        done.append({"inspection_id": ident, **review})
+        # the review it now stands over: another QA's "defect (crack)" was overruled without a word, and the shift report
+        # counted the part as the last review said
+        history = written.get("reviews") if isinstance(written.get("reviews"), list) else []
+        earlier = history[-2] if len(history) > 1 and isinstance(history[-2], dict) else None
+        done.append({"inspection_id": ident, **review, "replaces": earlier})
     return done
+
+
+def replaced(review: dict[str, Any]) -> str:
+    """' (replaces A. Li's review of <time>: defect (crack))', or '' for a part's first review."""
+    earlier = review.get("replaces")
+    if not isinstance(earlier, dict):
+        return ""
+    who = f"{earlier['by']}'s review" if earlier.get("by") else "the review"
+    what = f"{earlier.get('truth')}" + (f" ({earlier['type']})" if earlier.get("type") else "")
+    return f" (replaces {who}{' of ' + str(earlier['at']) if earlier.get('at') else ''}: {what})"

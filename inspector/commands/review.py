@@ -8,7 +8,7 @@
   inspector review --db STORE --export DIR [--from T1] [--to T2]     the reviewed parts' images, to fit with
 
 Each review is kept in the record (`reviews`, the last one standing, earlier ones as its history); what the
-machine said is not changed. Shift and inspection reports show them: false alarms, escapes and confirmed
+machine said is not changed. A part reviewed before is said so, with the review the new one replaces (who, when, what). Shift and inspection reports show them: false alarms, escapes and confirmed
 verdicts. Every id is checked before any is written.
 
 --export copies the stored image of each reviewed part into DIR/good/ or DIR/<defect type>/ (the review's type,
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.commands.common import open_store, print_json
-from inspector.review import NOT_TYPES, ids_of_serials, review_parts
+from inspector.review import NOT_TYPES, ids_of_serials, replaced, review_parts
 from model.errors import InspectorError, RetryLater, user_name
 
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for r in done:
         print(f"{r['inspection_id']}: {r['verdict']}, reviewed as {r['truth']}{' (' + r['type'] + ')' if r['type'] else ''}: "
-              f"{r['outcome'].replace('_', ' ')}")
+              f"{r['outcome'].replace('_', ' ')}{replaced(r)}")
     return 0
 
 

@@ -35,3 +35,32 @@ def test_the_type_heads_two_sentences_are_apart():
     assert "so this flatters it. Cross-validated on its own labelled images, it named 72.0% right." in en
     es = _text(validation_html(run, Page.of("es", ("html",), "UTC", None)))
     assert re.search(r"favorece\. \S", es), es
+
+
+def _store(root, n: int = 3) -> list[dict]:
+    from inspector.store import Store
+    from reports.sample import make_records
+
+    store = Store(root)
+    records = make_records(n, root=root, hours=1.0, image_size=32, fail_rate=0.5, seed=3)
+    for r in records:
+        store.add(r)
+    store.close()
+    return records
+
+
+def test_a_second_review_says_which_review_it_replaces(tmp_path, capsys):
+    """QA at rework reviewed a part another QA had reviewed as a crack: the new verdict stood (the shift report counts
+    it) and nothing said one was overruled."""
+    import json
+
+    from tests.cli import cli
+
+    ident = _store(tmp_path / "store")[0]["inspection_id"]
+    rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "defect", "--type", "crack", "--by", "A. Li")
+    assert rc == 0 and "replaces" not in out, err
+    rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "good", "--by", "B. Ortiz", "--json")
+    earlier = json.loads(out)["reviews"][0]["replaces"]
+    assert rc == 0 and (earlier["by"], earlier["truth"], earlier["type"]) == ("A. Li", "defect", "crack")
+    rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "good", "--by", "C. Wu")
+    assert rc == 0 and re.search(r"\(replaces B\. Ortiz's review of \S+Z: good\)$", out.strip()), out
