@@ -16,8 +16,9 @@ TEXT = {
         "part": "Part {serial}",
         "part_anon": "The part",
         "none": "No localised defect region was found; the part differs from good parts overall.",
-        "regions": "{n} defect regions found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
-        "region": "1 defect region found: {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px ({pct} of the image){conf}.",
+        "regions": "{n} defect regions found. The largest is {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px{mm} ({pct} of the image){conf}.",
+        "region": "1 defect region found: {type} ({severity} severity) at x={x}, y={y}, {w}x{h} px, covering {area} px{mm} ({pct} of the image){conf}.",
+        "mm": ", {v} mm²",
         "conf": " with {c} confidence",
         "listed": "The {k} most severe are listed.",
         "severity": {"low": "low", "medium": "medium", "high": "high"},
@@ -33,8 +34,9 @@ TEXT = {
         "part": "零件 {serial} ",
         "part_anon": "该零件",
         "none": "未发现局部缺陷区域；零件整体与合格件存在差异。",
-        "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
-        "region": "发现 1 个缺陷区域：{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素（占图像 {pct}）{conf}。",
+        "regions": "发现 {n} 个缺陷区域。最大的区域为{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素{mm}（占图像 {pct}）{conf}。",
+        "region": "发现 1 个缺陷区域：{type}（严重程度：{severity}），位于 x={x}, y={y}，尺寸 {w}x{h} 像素，面积 {area} 像素{mm}（占图像 {pct}）{conf}。",
+        "mm": "，合 {v} 平方毫米",
         "conf": "，置信度 {c}",
         "listed": "仅列出其中最严重的 {k} 个。",
         "severity": {"low": "低", "medium": "中", "high": "高"},
@@ -50,8 +52,9 @@ TEXT = {
         "part": "La pieza {serial}",
         "part_anon": "La pieza",
         "none": "No se encontró ninguna región de defecto localizada; la pieza difiere en conjunto de las piezas buenas.",
-        "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
-        "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px ({pct} de la imagen){conf}.",
+        "regions": "Se encontraron {n} regiones con defecto. La mayor es {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px{mm} ({pct} de la imagen){conf}.",
+        "region": "Se encontró 1 región con defecto: {type} (gravedad {severity}) en x={x}, y={y}, de {w}x{h} px, que cubre {area} px{mm} ({pct} de la imagen){conf}.",
+        "mm": ", {v} mm²",
         "listed": "Se listan las {k} más graves.",
         "conf": ", con una confianza del {c}",  # it read "con 900 px (...) con una confianza" beside "con {area} px"
         "severity": {"low": "baja", "medium": "media", "high": "alta"},
@@ -109,8 +112,10 @@ def _failed(result, t: dict, num, part: str, score: str, threshold: str, type_na
         conf = t["conf"].format(c=num.percent(100 * r.confidence, 0)) if r.confidence is not None else ""
         pct = 100.0 * r.area_px / max(result.image_shape[0] * result.image_shape[1], 1)
         found = result.found
+        # the area in mm² where the station knows its scale (DecisionConfig.mm_per_px), as the record and reports give it
+        mm = t["mm"].format(v=num.significant(r.area_mm2, 3)) if r.area_mm2 is not None else ""
         parts.append(t["region" if found == 1 else "regions"].format(
-            n=found, type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px),
+            n=found, type=kind, severity=t["severity"][r.severity], x=x, y=y, w=w, h=h, area=num.count(r.area_px), mm=mm,
             pct=_share(num, pct), conf=conf))
         if found > len(result.regions):
             parts.append(t["listed"].format(k=len(result.regions)))

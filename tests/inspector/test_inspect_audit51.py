@@ -59,3 +59,23 @@ def test_a_closed_paged_pil_image_is_one_line(tmp_path):
             pass
         with pytest.raises(InspectorError, match="closed before its pixels were read"):
             load_image(img)
+
+
+def test_describe_gives_a_regions_area_in_mm2_where_the_station_knows_its_scale():
+    """With DecisionConfig(mm_per_px=...) the record and reports gave each region's area in mm², the description only
+    in pixels, which a QA engineer cannot hold against a spec in mm²."""
+    from inspector.decision import Region
+    from inspector.describe import LANGUAGES, describe
+    from inspector.result import InspectionResult
+
+    def failed(mm2: float | None) -> InspectionResult:
+        region = Region(box=(30, 42, 35, 34), area_px=937, peak=9.0, mean=8.0, severity="medium", area_mm2=mm2)
+        return InspectionResult(inspection_id="x", verdict=FAIL, score=9.0, threshold=5.0, pixel_threshold=8.0, regions=[region],
+                                anomaly_map=np.zeros((96, 96), np.float32), image_shape=(96, 96), image_sha256="", model={}, timings_ms={})
+
+    said = {lang: describe(failed(9.37), lang) for lang in LANGUAGES}
+    assert "covering 937 px, 9.37 mm² (10.17% of the image)" in said["en"]
+    assert "937 px, 9,37 mm² (10,17\u00a0% de la imagen)" in said["es"]
+    assert "面积 937 像素，合 9.37 平方毫米（占图像 10.17%）" in said["zh"]
+    assert "0.0012 mm²" in describe(failed(0.0012), "en")
+    assert all("mm" not in describe(failed(None), lang) and "毫米" not in describe(failed(None), lang) for lang in LANGUAGES)
