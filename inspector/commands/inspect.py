@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             records.append(r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}))
         else:
-            print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {len(r.regions):2}  {path}")
+            # beyond DecisionConfig.max_regions only the most severe are listed: "regions 20" read as all there were
+            shown = f"{len(r.regions):2}" + (f" of {r.found}" if r.found > len(r.regions) else "")
+            print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {shown}  {path}")
             for reg in r.regions:
                 x, y, w, h = reg.box
                 peak = "  (where the map peaks: no pixel reached the pixel threshold)" if reg.located_by == "map_peak" else ""

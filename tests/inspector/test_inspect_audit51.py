@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from inspector.decision import FAIL, DecisionConfig, decide
@@ -79,3 +81,24 @@ def test_describe_gives_a_regions_area_in_mm2_where_the_station_knows_its_scale(
     assert "面积 937 像素，合 9.37 平方毫米（占图像 10.17%）" in said["zh"]
     assert "0.0012 mm²" in describe(failed(0.0012), "en")
     assert all("mm" not in describe(failed(None), lang) and "毫米" not in describe(failed(None), lang) for lang in LANGUAGES)
+
+
+def test_inspect_says_how_many_regions_it_found_beyond_those_it_lists(capsys, monkeypatch, tiny_ckpt, tiny_data):
+    """Beyond DecisionConfig.max_regions (20) only the most severe regions are listed; inspect's line read "regions 20"
+    for a part with 35, while its record said defects_found 35."""
+    import inspector.api
+    from inspector.cli import main
+    from inspector.decision import Region, Regions
+
+    def many(*_args, **_kwargs):
+        regions = Regions(Region(box=(i, 0, 1, 1), area_px=1, peak=9.0, mean=9.0, severity="high") for i in range(20))
+        regions.found = 35
+        return FAIL, regions
+
+    monkeypatch.setattr(inspector.api, "decide", many)
+    image = sorted((tiny_data / "test/blob").glob("*.png"))[0]
+    assert main(["inspect", str(tiny_ckpt), str(image)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "regions 20 of 35  " in line
+    assert main(["inspect", str(tiny_ckpt), str(image), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["defects_found"] == 35
