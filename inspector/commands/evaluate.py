@@ -171,17 +171,30 @@ def labelled_twice(dataset) -> list[str]:
 
 
 def layout_hint(root: Path, model: str = "efficientnet-lite0") -> str:
-    """Where the MVTec AD layout's root is, when `root` is a folder inside it (its test/ folder, or one of test/'s
-    type folders): "no test/<type> folders" alone had the user look for folders that are there."""
+    """Where the MVTec AD layout's root is, when `root` is a folder inside it (its test/ or train/ folder, or one inside
+    them): "no test/<type> folders" alone had the user look for folders that are there; and where the labelled images
+    go, for a folder that holds good/ (and type folders) one level too high, or images with no label at all."""
     for inside, above in ((root, root.parent), (root.parent, root.parent.parent)):
         if inside.name == "test" and (inside / GOOD).is_dir():
             return f"; {inside} is the test/ folder of an MVTec AD layout: give the folder above it, {above}"
+        if inside.name == "train" and (inside / GOOD).is_dir():  # the training images: good, but no test of the model
+            return f"; {inside} holds the training images, which eval does not score: give the folder above it, {above}, whose test/ it reads"
     from model.images import list_images
 
     try:
-        types = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.lower() != GOOD and list_images(d))
+        folders = sorted(d.name for d in root.iterdir() if d.is_dir() and list_images(d))
+        loose = bool(list_images(root))
     except OSError:
         return ""
+    types = [t for t in folders if t.lower() != GOOD]
+    layout = (f"eval reads good parts' images in {root / 'test' / GOOD} and each defect type's in {root / 'test'}/<type>, masks "
+              f"in {root / 'ground_truth'}/<type>/<name>_mask.png")
+    if len(types) < len(folders):  # good/ (and scratch/) side by side: the layout one level too high
+        good = next(t for t in folders if t.lower() == GOOD)
+        beside = f" beside {', '.join(t + '/' for t in types[:3])}{', ...' if len(types) > 3 else ''}" if types else ""
+        return f"; {root} holds {good}/{beside}, one level too high: {layout}; move {'those folders' if types else 'it'} into {root / 'test'}/"
+    if loose and not folders:  # a folder of images, none labelled: said only "no test/<type> folders"
+        return f"; {root}'s images carry no good or defect label: {layout}; `inspector inspect {model} {root}` gives each a verdict unlabelled"
     if len(types) >= 2:  # NEU's layout, as --labels reads it: "eval needs labelled test images" of a folder of them
         shown = ", ".join(t + "/" for t in types[:3]) + (", ..." if len(types) > 3 else "")
         return (f"; if {root}'s folders ({shown}) are defect types (the layout `--labels` reads), `inspector eval {model} "

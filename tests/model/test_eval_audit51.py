@@ -91,3 +91,24 @@ def test_eval_new_parts_refuses_more_folds_than_training_images_before_scoring(c
         assert "give at least 20 images in train/good for --new-parts 20" in str(e)
     else:
         raise AssertionError("--new-parts 20 over 4 images was accepted")
+
+
+def test_eval_of_a_folder_not_in_the_layout_says_where_its_images_go(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """good/ and scratch/ side by side (how a QA engineer sorts parts), a plain folder of images or the layout's
+    train/good were told only "no test/<type> folders with images" (with two type folders beside good/, to try --shots,
+    which ignores the good images)."""
+    sorted_ = tmp_path / "sorted"
+    shutil.copytree(tiny_data / "test" / "good", sorted_ / "good")
+    for t in ("scratch", "dent"):
+        shutil.copytree(tiny_data / "test" / "blob", sorted_ / t)
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, sorted_)
+    assert_one_line_error(rc, err, "holds good/ beside dent/, scratch/, one level too high",
+                          f"good parts' images in {sorted_ / 'test' / 'good'}", f"move those folders into {sorted_ / 'test'}/")
+    assert "--shots" not in err
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_data / "test" / "good", plain)
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, plain)
+    assert_one_line_error(rc, err, "images carry no good or defect label", f"`inspector inspect {tiny_ckpt} {plain}`")
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data / "train" / "good")
+    assert_one_line_error(rc, err, "holds the training images, which eval does not score",
+                          f"give the folder above it, {tiny_data}, whose test/ it reads")
