@@ -172,6 +172,20 @@ def tiff_size(data: bytes) -> tuple[int, int] | None:
     return (size[256], size[257]) if len(size) == 2 else None
 
 
+def _tiff_cut_short(data: bytes) -> bool:
+    """A classic TIFF whose first directory (where most writers put it: after the pixels) does not lie wholly within
+    `data`: a file cut short in a copy or a transfer, which Pillow does not recognise at all."""
+    if not data.startswith(TIFF_MAGIC):
+        return False
+    order = "<" if data.startswith(b"II") else ">"
+    try:
+        (at,) = struct.unpack_from(order + "I", data, 4)
+        (n,) = struct.unpack_from(order + "H", data, at)
+    except struct.error:
+        return True
+    return at + 2 + 12 * n + 4 > len(data)
+
+
 def _float_colour_tiff(data: bytes, name: str, max_pixels: int | None) -> np.ndarray | None:
     """A colour TIFF of float samples (a measuring camera's, or a processed image), which Pillow cannot open, read by
     OpenCV and stretched as a float grey one is -> RGB uint8; None for anything else. Its size is checked from its
@@ -302,6 +316,9 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
     except NoPixelValue:
         raise _no_value(name, fmt) from None
     except UnidentifiedImageError:
+        if _tiff_cut_short(data):  # not "is it a PNG/JPEG/BMP/TIFF?" (it is one), nor OpenCV's errors printed raw first
+            raise InspectorError(f"image {name}: cannot be decoded (its TIFF directory lies beyond the end of its {len(data)} "
+                                 "bytes); the TIFF data is damaged or cut short; save or send it again") from None
         if header_only and data.startswith(TIFF_MAGIC):
             return None  # perhaps a colour TIFF of float samples, which only decoding tells (_float_colour_tiff)
         try:

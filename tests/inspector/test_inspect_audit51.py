@@ -102,3 +102,28 @@ def test_inspect_says_how_many_regions_it_found_beyond_those_it_lists(capsys, mo
     assert "regions 20 of 35  " in line
     assert main(["inspect", str(tiny_ckpt), str(image), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["defects_found"] == 35
+
+
+def test_a_tiff_cut_short_is_said_to_be_so_in_one_line(capfd, tmp_path):
+    """A TIFF cut short (its directory, written after the pixels, lost) read "cannot be decoded (UnidentifiedImageError);
+    is it a PNG/JPEG/BMP/TIFF?" after OpenCV's own TIFF_Error lines, printed raw; fit's header check let it through."""
+    import io
+
+    import pytest
+    from PIL import Image
+
+    from inspector.api import load_image
+    from model.errors import InspectorError
+    from model.images import read_image_header
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(buf, "TIFF", compression="tiff_lzw")
+    (tmp_path / "part.tif").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 9 // 10])
+    capfd.readouterr()
+    for read in (load_image, read_image_header):
+        with pytest.raises(InspectorError, match=r"part.tif: cannot be decoded \(its TIFF directory lies beyond the end of its "
+                                                  r"\d+ bytes\); the TIFF data is damaged or cut short"):
+            read(tmp_path / "part.tif")
+    assert capfd.readouterr().err == ""
+    (tmp_path / "whole.tif").write_bytes(buf.getvalue())
+    assert load_image(tmp_path / "whole.tif").rgb.shape == (64, 64, 3)
