@@ -479,6 +479,11 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                              "(ideally 50+); add good images")
     if options.policy is not None and options.policy.kind == "escape" and not any(s.is_defect for s in dataset.test):  # now, not after the fit
         raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
+    patches = min(len(paths) * (1 + len(options.augment)) * (options.input_size // options.grid_stride) ** 2, options.max_patches)
+    if not options.references and _bank_size(options, patches) < 2:  # one patch is one image's: said before the feature pass
+        raise InspectorError(f"--coreset {options.coreset_ratio:g}: the memory bank would keep 1 of the {patches} patches, one "
+                             "training image's, which then has nothing to be scored against; give a larger --coreset "
+                             f"(default {FitOptions.coreset_ratio:g}), or more training images")
     if framing is None:
         framing = _new_framing(paths, options, size, [s.path for s in dataset.test])
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
@@ -543,7 +548,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         # when fitting scores an image without its own views, that many fewer references remain
         net.config.ref_k = head.ref_k = max(1, min(options.ref_k, head.references - 1 - len(options.augment)))
         head.ref_emb, head.ref_key = emb[ref_rows].contiguous(), keys[ref_rows].contiguous()
-        bank_source, k = view_source[ref_rows], 0
+        bank_source, k, n_patches = view_source[ref_rows], 0, 0
     else:
         source = view_source.repeat_interleave(gh * gw)
         keep = None
@@ -551,7 +556,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
             keep = torch.randperm(source.numel(), generator=torch.Generator().manual_seed(options.seed))[: options.max_patches]
             source = source[keep]
         patches = patch_rows(emb, keep)
-        k = min(max(1, int(round(options.coreset_ratio * patches.shape[0]))), patches.shape[0])
+        n_patches = patches.shape[0]
+        k = _bank_size(options, n_patches)
         bar = progress("coreset", k)
         idx = greedy_coreset(patches.float(), k, seed=options.seed, progress=bar.update)
         bar.close()
@@ -567,6 +573,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     first_keys = keys[first]
     del emb
     dists_t = _oos_distances(head, first_view, first_keys, bank_source, torch.arange(n), progress("calibration", n))
+    _check_scored_without_itself(dists_t, torch.arange(n), paths, options, n_patches)
     patch_raw = map_maxima(head, dists_t).numpy()
     glob_raw = _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed)
     head.norm = torch.tensor([patch_raw.mean(), max(patch_raw.std(), 1e-6), glob_raw.mean(), max(glob_raw.std(), 1e-6)], dtype=torch.float32)
@@ -582,10 +589,35 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         d = dists_t.clone()
         d[grouped] = _oos_distances(head, first_view, first_keys, owners[bank_source], owners[grouped],
                                     progress("calibration by part", grouped.numel()), grouped)
+        _check_scored_without_itself(d, owners, paths, options, n_patches)
         without = WithoutParts(grouped.numel(), *_part_excluded_cells(head, d, dists_t, owners, pooled_t[first]),
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
                         k, t0, data_sha256, without, copies, image_size_summary(shapes), quality_summary(np.concatenate(quality)))
+
+
+def _check_scored_without_itself(dists: torch.Tensor, owners: torch.Tensor, paths: list, options: FitOptions, patches: int) -> None:
+    """Every good image must be scorable without its own patches (and its part's, `owners` [n]): a memory bank whose
+    few patches (--coreset 1e-9 keeps one) all came from one image (or part) left it nothing else, its out-of-sample
+    distance was infinite, and the standardisation and every score after it NaN (fit then said to export in float32).
+    `patches`: how many the bank was chosen from (0: references)."""
+    bad = (~torch.isfinite(dists.flatten(1))).any(dim=1).nonzero().flatten()
+    if not bad.numel():
+        return
+    i = int(bad[0])
+    whose = (f"one training image, {paths[i]}, which is" if int((owners == owners[i]).sum()) == 1
+             else f"captures of one part ({paths[i]} among them), which are")
+    if not patches:
+        raise InspectorError(f"--references {options.references}: the reference images kept are all from {whose} then left "
+                             "with nothing to be scored against; give more --references, or more training images")
+    raise InspectorError(f"--coreset {options.coreset_ratio:g}: the memory bank keeps {_bank_size(options, patches)} of {patches} "
+                         f"patches, all from {whose} then left with nothing to be scored against; give a larger --coreset "
+                         f"(default {FitOptions.coreset_ratio:g}), or more training images")
+
+
+def _bank_size(options: FitOptions, patches: int) -> int:
+    """The memory bank's size that fit takes for `patches` normal patches (at least one, at most all)."""
+    return min(max(1, int(round(options.coreset_ratio * patches))), patches)
 
 
 def _each_batch(batches: Any, paths: list, size: tuple[int, int], framing: Framing, root: Path) -> Any:
