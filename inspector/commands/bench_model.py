@@ -280,6 +280,9 @@ def _run(args: argparse.Namespace) -> int:
         ckpt = source
     elif exports:
         exports = _exports_from([str(p) for p in exports])
+    if exports and args.calib is not None:  # taken without a word: the INT8 timed was the one given, calibrated as it was exported
+        raise InspectorError(f"--calib {args.calib}: calibrates the INT8 export bench model makes itself, and with exports given it makes none; "
+                             "drop --calib, or drop the exports to have them made (calibrated on --calib)")
     from exporters.calibration import check_calib
     from model.checkpoint import read_manifest
 

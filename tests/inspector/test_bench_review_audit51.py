@@ -95,3 +95,17 @@ def test_bench_serve_says_a_baseline_slower_than_the_station_means_nothing(tmp_p
     monkeypatch.setattr(bs, "engine_alone", lambda cfg, image: 20.0)  # a baseline below p50: a ratio, nothing to say
     rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--json")
     assert json.loads(out)["note"] is None and json.loads(out)["p50_vs_engine_alone"] == 2.35
+
+
+def test_bench_model_refuses_calib_it_would_not_use(tmp_path, capsys):
+    """--calib with --exports (or an export as the model) was ignored without a word: the INT8 engine timed was the one
+    given, calibrated on whatever it was exported with."""
+    from tests.cli import assert_one_line_error, cli
+
+    ckpt, data, calib = tmp_path / "m.ckpt", tmp_path / "data", tmp_path / "calib"
+    for folder in (ckpt, data, calib):
+        folder.mkdir()
+    (ckpt / "manifest.json").write_text("{}")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    rc, out, err = cli(capsys, "bench", "model", ckpt, data, "--exports", tmp_path / "m.onnx", "--calib", calib)
+    assert_one_line_error(rc, err, f"--calib {calib}", "drop --calib")
