@@ -335,8 +335,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['n_good']} good, {report['n_defect']} defect test images; model {report['model']['id']} ({report['model']['runtime']})")
     unmasked = report.get("defects_without_masks") or 0
+    marked = report["n_defect"] - unmasked - (report.get("defects_with_empty_masks") or 0)  # blank masks: their own note
     no_pixels = (f"- (none of the {unmasked} defect images has a ground_truth mask)" if unmasked and unmasked == report["n_defect"]
-                 else "- (no defect pixels in ground_truth masks)")
+                 else f"- (no defect pixels in ground_truth masks; {unmasked} of the {report['n_defect']} defect images {'has' if unmasked == 1 else 'have'} none)"
+                 if unmasked else "- (no defect pixels in ground_truth masks)")
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100", "tpr_at_fpr_1", "ms_per_image", "fit_seconds"):
         value = report[key]
         if value is None:
@@ -346,8 +348,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key:18} {value}")
     for t, v in report["per_type_auroc"].items():
         print(f"  auroc[{t}]".ljust(20) + f" {v}")
-    if 0 < unmasked < report["n_defect"]:  # in the JSON only before: the pixel metrics silently left them out
-        marked = report["n_defect"] - unmasked - (report.get("defects_with_empty_masks") or 0)  # blank masks: their own note
+    # in the JSON only before: the pixel metrics silently left them out ("on the 0 defect images" where none was left)
+    if 0 < unmasked < report["n_defect"] and report["pixel_auroc"] is not None:
         print(f"  note: pixel_auroc and aupro are on the {marked} defect images with a ground_truth mask; "
               f"{unmasked} {'has' if unmasked == 1 else 'have'} none and {'is' if unmasked == 1 else 'are'} left out of them")
     for note in report.get("notes", []):

@@ -112,3 +112,25 @@ def test_eval_of_a_folder_not_in_the_layout_says_where_its_images_go(capsys, tin
     rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data / "train" / "good")
     assert_one_line_error(rc, err, "holds the training images, which eval does not score",
                           f"give the folder above it, {tiny_data}, whose test/ it reads")
+
+
+def test_eval_without_a_marked_mask_does_not_say_its_pixel_metrics_are_on_some(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """Two defects without a mask and two with a blank one: the text said "pixel_auroc and aupro are on the 0 defect
+    images with a ground_truth mask" beside the metrics it left empty; the JSON's pixel metrics are null."""
+    import json
+
+    data = _copy(tiny_data, tmp_path / "data")
+    gt = data / "ground_truth" / "blob"
+    for i in (0, 1):
+        (gt / f"00{i}_mask.png").unlink()
+    for i in (2, 3):
+        cv2.imwrite(str(gt / f"00{i}_mask.png"), np.zeros((96, 96), np.uint8))
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+    assert rc == 0, err
+    assert "on the 0 defect images" not in out
+    assert "pixel_auroc        - (no defect pixels in ground_truth masks; 2 of the 4 defect images have none)" in out
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap", "--json")
+    report = json.loads(out)
+    assert [report[k] for k in ("pixel_auroc", "pixel_ap", "aupro", "defects_without_masks", "defects_with_empty_masks")] == \
+        [None, None, None, 2, 2]
+    assert "at_pixel_threshold" not in report
