@@ -106,10 +106,13 @@ def per_type(run: ValidationRun) -> list[dict[str, Any]]:
 
 def validation_name(run: ValidationRun, lang: str = "en") -> str:
     """validation-<model id>-<data folder>-<key>[-<lang>]: the key digests the model file, the test set and the
-    threshold, so a report is rewritten only by the same evaluation in the same language, never by another model file,
-    data set or threshold's, nor by its own in another language."""
+    thresholds, so a report is rewritten only by the same evaluation in the same language, never by another model file,
+    data set or threshold's, nor by its own in another language. The pixel threshold counts too: `threshold --pixel`
+    keeps the weights and the image threshold, and the report with the old one's region figures was overwritten."""
     model = (run.report.get("model") or {}).get("id") or "model"
-    key = hashlib.sha256(f"{run.model_sha256} {run.data_sha256} {run.threshold!r}".encode()).hexdigest()[:8]
+    pixel = run.trace.get("pixel_threshold")
+    key = hashlib.sha256((f"{run.model_sha256} {run.data_sha256} {run.threshold!r}" +
+                          ("" if pixel is None else f" {float(pixel)!r}")).encode()).hexdigest()[:8]
     return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}" + (f"-{lang}" if lang != "en" else "")
 
 

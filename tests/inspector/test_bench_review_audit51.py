@@ -109,3 +109,13 @@ def test_bench_model_refuses_calib_it_would_not_use(tmp_path, capsys):
     (tmp_path / "m.onnx").write_bytes(b"x")
     rc, out, err = cli(capsys, "bench", "model", ckpt, data, "--exports", tmp_path / "m.onnx", "--calib", calib)
     assert_one_line_error(rc, err, f"--calib {calib}", "drop --calib")
+
+
+def test_a_new_pixel_threshold_gets_its_own_validation_report():
+    """`inspector threshold CKPT --pixel 9` keeps the weights and the image threshold: eval --report into the same folder
+    overwrote the report (perhaps signed) of the old pixel threshold, whose region figures differ."""
+    from reports.validation import validation_name
+
+    old, same, new = _run(), _run(), _run()
+    old.trace, same.trace, new.trace = {"pixel_threshold": 7.732598}, {"pixel_threshold": 7.732598}, {"pixel_threshold": 9.0}
+    assert validation_name(old) == validation_name(same) != validation_name(new)
