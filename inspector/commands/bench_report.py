@@ -91,6 +91,8 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
 def run(args: argparse.Namespace) -> int:
     # it times PDFs: said before the store is filled, and without render's "(or use --format html)", an option this lacks
     need("weasyprint", "pdf", "bench report (it times PDF rendering)")
+    if args.keep is not None and not args.keep.strip():  # `--keep "$DIR"` with DIR unset ran in a temporary folder and kept nothing
+        raise InspectorError("--keep '': give the folder to keep the store and reports in, or leave --keep out")
     if args.keep:
         work = Path(args.keep)
         if work.exists() and not work.is_dir():

@@ -119,3 +119,11 @@ def test_a_new_pixel_threshold_gets_its_own_validation_report():
     old, same, new = _run(), _run(), _run()
     old.trace, same.trace, new.trace = {"pixel_threshold": 7.732598}, {"pixel_threshold": 7.732598}, {"pixel_threshold": 9.0}
     assert validation_name(old) == validation_name(same) != validation_name(new)
+
+
+def test_bench_report_refuses_an_empty_keep(capsys):
+    """`--keep "$DIR"` with DIR unset ran the whole benchmark in a temporary folder and kept nothing, without a word."""
+    from tests.cli import assert_one_line_error, cli
+
+    rc, out, err = cli(capsys, "bench", "report", "--n", "1", "--repeat", "1", "--image-size", "32", "--keep", "")
+    assert_one_line_error(rc, err, "--keep ''")
