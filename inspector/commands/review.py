@@ -161,6 +161,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.ids or args.truth or args.defect_type or args.by or args.note or args.serial:
         raise InspectorError("--export copies what was reviewed: give it without ids, --serial, --truth, --type, --by or --note")
+    if not args.export.strip():  # `--export "$DIR"` with DIR unset copied into the working folder when it was empty
+        raise InspectorError("--export '': give the folder to copy the reviewed parts' images into")
     out = Path(args.export)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InspectorError(f"--export {out}: is not a new or empty folder; give one, so that no earlier export mixes in")

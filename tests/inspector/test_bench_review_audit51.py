@@ -127,3 +127,17 @@ def test_bench_report_refuses_an_empty_keep(capsys):
 
     rc, out, err = cli(capsys, "bench", "report", "--n", "1", "--repeat", "1", "--image-size", "32", "--keep", "")
     assert_one_line_error(rc, err, "--keep ''")
+
+
+def test_review_export_refuses_an_empty_folder_name(tmp_path, capsys, monkeypatch):
+    """`--export "$DIR"` with DIR unset copied the reviewed images into the working folder (good/, crack/ beside the
+    user's files) when it was empty."""
+    from tests.cli import assert_one_line_error, cli
+
+    ident = _store(tmp_path / "store")[0]["inspection_id"]
+    assert cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "good")[0] == 0
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", "--export", "")
+    assert_one_line_error(rc, err, "--export ''")
+    assert not any((tmp_path / "here").iterdir())
