@@ -741,9 +741,10 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
     cal = calibrate(good_all, test_defect, policy, source_desc)
 
     report = FitReport(
-        # the values used, where the data capped them (neighbours: the bank's size; peers: the other training images)
+        # the values used, where the data capped them (neighbours: the bank's size; peers: the other training images;
+        # references and the references compared: the training images)
         options={**asdict(options), "policy": asdict(policy), "layers": list(net.config.layers), "neighbours": net.config.neighbours,
-                 "peers": net.config.peers},
+                 "peers": net.config.peers, "references": net.config.references, "ref_k": net.config.ref_k},
         training={
             "root": str(dataset.root.resolve()),  # absolute: INT8 export and bench find it from any folder
             "n_images": len(good.paths),

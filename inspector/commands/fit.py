@@ -170,7 +170,11 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     for flag, asked, used, why in (
             ("--neighbours", args.neighbours, report.options["neighbours"], f"the memory bank holds {report.training['bank_size']} patches"),
             ("--peers", args.peers, report.options["peers"], f"{report.training['n_images']} distinct training images leave "
-                                                             f"{report.options['peers']} others to each")):
+                                                             f"{report.options['peers']} others to each"),
+            ("--references", args.references or None, report.options["references"],
+             f"there are {report.training['n_images']} distinct training images"),
+            ("--ref-k", args.ref_k, report.options["ref_k"], f"each training image is scored against the "
+                                                             f"{report.options['references']} references less itself")):
         if asked is not None and used < asked:  # the value used is the one recorded, and what the model and its exports do
             print(f"note: {flag} {asked}: {why}, so {used} were used (recorded in the manifest)", file=sys.stderr)
     types = fit_types_from_args(net, args, tqdm_bars(), labels)

@@ -54,3 +54,17 @@ def test_cli_tiny_coreset_is_one_line(tmp_path, tiny_data, capsys):
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "ck", "--size", "64", "--synth", "0", "--coreset", "1e-9")
     assert_one_line_error(rc, err, "--coreset 1e-09", "larger --coreset")
     assert not (tmp_path / "ck").exists()
+
+
+def test_capped_references_are_said_and_recorded(tmp_path, tiny_data, capsys):
+    """--references and --ref-k beyond the training images were capped silently, and the manifest's options kept the
+    values asked for, not those the model uses (as --neighbours and --peers already record them)."""
+    import json
+
+    out = tmp_path / "ck"
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", out, "--size", "64", "--references", "1000", "--ref-k", "999")
+    assert rc == 0, err
+    options, net = (json.loads((out / "manifest.json").read_text())[k] for k in ("options", "net"))
+    assert options["references"] == net["references"] == 12 and options["ref_k"] == net["ref_k"] == 11
+    assert "note: --references 1000: there are 12 distinct training images, so 12 were used" in err
+    assert "note: --ref-k 999:" in err and "so 11 were used" in err
