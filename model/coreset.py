@@ -20,7 +20,9 @@ def greedy_coreset(
     `proj_dim` dimensions; only an [N] vector of running minima is kept, never an N x N matrix.
     """
     total = features.shape[0]
-    if n >= total:
+    if n >= total:  # every row: done at once, and said so (fit's bar stood at 0 of them)
+        if progress is not None:
+            progress(n)
         return torch.arange(total)
     gen = torch.Generator().manual_seed(seed)
     x = features.float()

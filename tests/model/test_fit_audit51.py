@@ -68,3 +68,15 @@ def test_capped_references_are_said_and_recorded(tmp_path, tiny_data, capsys):
     assert options["references"] == net["references"] == 12 and options["ref_k"] == net["ref_k"] == 11
     assert "note: --references 1000: there are 12 distinct training images, so 12 were used" in err
     assert "note: --ref-k 999:" in err and "so 11 were used" in err
+
+
+def test_coreset_of_every_patch_completes_its_progress():
+    """--coreset 1.0 keeps every patch at once, and the coreset bar stood at 0 of them."""
+    from model.coreset import greedy_coreset
+
+    done = []
+    assert greedy_coreset(torch.randn(10, 4), 10, progress=done.append).tolist() == list(range(10))
+    assert sum(done) == 10
+    done.clear()
+    greedy_coreset(torch.randn(600, 4), 300, progress=done.append)
+    assert sum(done) == 300
