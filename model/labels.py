@@ -158,13 +158,24 @@ def _one_of_each_image(root: Path, items: list[LabelledImage]) -> tuple[list[Lab
 
 def check_images(labels: LabelSet, roi: tuple[int, int, int, int] | None = None) -> None:
     """Decode every labelled image and read its mask or boxes at its size, so that a bad one fails before fitting; with
-    the model's fixed region of interest `roi` (x, y, w, h), each image must contain it (said after the anomaly fit before)."""
+    the model's fixed region of interest `roi` (x, y, w, h), each image must contain it (said after the anomaly fit before).
+    All that cannot be used are named in one line: the first stopped the check, and the next one the following run."""
     from model.framing import crop
 
+    bad = []
     for item in labels.items:
-        rgb = read_image(item.path)
-        read_region(item, rgb.shape[:2])
-        crop(rgb, roi, str(item.path))
+        try:
+            rgb = read_image(item.path)
+            read_region(item, rgb.shape[:2])
+            crop(rgb, roi, str(item.path))
+        except InspectorError as e:
+            bad.append(e)
+    if len(bad) == 1:
+        raise bad[0]
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InspectorError(f"labels {labels.root}: {len(bad)} of {len(labels.items)} labelled images cannot be used: "
+                             f"{'; '.join(map(str, bad[:3]))}{more}; fix or remove them")
 
 
 def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:

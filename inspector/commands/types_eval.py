@@ -136,7 +136,7 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     import torch
 
     from model.fit_types import TypeFeatures, extract_features, fit_head, install_head
-    from model.labels import load_labels
+    from model.labels import check_images, load_labels
     from model.prompts import DEFAULT_PART, text_weights
 
     shots = str(args.shots)
@@ -170,6 +170,10 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
             else f"--shots {shots} needs at least {need} per type (the shots and one to score)"
         raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; {per}")
     net, recorded = _open_net(args.model, args.size)
+    # each image and its mask or boxes read now: extracting features stopped at the first bad one, minutes into NEU's 1,800,
+    # naming it alone (a located region moves, so only a fixed one must be in every image)
+    framing = net.config.framing
+    check_images(labels, framing.roi if framing is not None and not framing.margin else None)
     options = fitted_options(recorded)
     options.validate()
     part = recorded.get("part") or DEFAULT_PART  # the prompts the model was fitted with

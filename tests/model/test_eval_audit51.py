@@ -134,3 +134,23 @@ def test_eval_without_a_marked_mask_does_not_say_its_pixel_metrics_are_on_some(c
     assert [report[k] for k in ("pixel_auroc", "pixel_ap", "aupro", "defects_without_masks", "defects_with_empty_masks")] == \
         [None, None, None, 2, 2]
     assert "at_pixel_threshold" not in report
+
+
+def test_eval_shots_names_every_unusable_labelled_image_before_extracting(capsys, tmp_path, monkeypatch):
+    """--shots read each labelled image only while extracting its features: the first that did not decode (or whose
+    mask was of another size) stopped it there, minutes into NEU's 1,800 images, naming that one alone."""
+    import model.fit_types
+    from tests.model.types_data import write_labels
+
+    labels = write_labels(tmp_path / "labels", 3, types=("blob", "scratch"))
+    (labels / "blob" / "001.png").write_bytes(b"not a png")
+    cv2.imwrite(str(labels / "scratch" / "002_mask.png"), np.zeros((40, 40), np.uint8))
+
+    def no_extraction(*a, **k):
+        raise AssertionError("extracted features before checking the labelled images")
+
+    monkeypatch.setattr(model.fit_types, "extract_features", no_extraction)
+    rc, out, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "1", "--seeds", "1", "--size", "64")
+    assert_one_line_error(rc, err, "2 of 6 labelled images cannot be used", "001.png: cannot be decoded",
+                          "002_mask.png: 40x40 px but its image is 96x96", "fix or remove them")
+    assert out == ""
