@@ -188,6 +188,21 @@ def engine_alone(cfg: Any, image: bytes, runs: int = BASELINE_RUNS) -> float:
     return 1000.0 * median_seconds(lambda: insp.inspect(image), runs)
 
 
+def _check_image(image: bytes, path: Path, cfg: Any, mode: str) -> None:
+    """--image as the station will take it, before anything is sent: a file that is no image was sent --count times, each
+    refused by the station (and kept in its refused-on-arrival log, counted in its shift report), then said as 'no results
+    within 60 s'."""
+    from model.images import decode_image
+
+    decode_image(image, str(path), hint="give --image a PNG or JPEG file (the station would refuse every input; nothing was sent)")
+    if mode == "capture":
+        return  # the station's camera takes the picture: the file is only the baseline's
+    size = len(image) if mode == "image" and cfg.mqtt.protocol == "5" else 4 * ((len(image) + 2) // 3) + 200  # base64 in a JSON trigger
+    if size > cfg.mqtt.max_payload_bytes:
+        raise InspectorError(f"--image {path}: {size} bytes to send exceed the station's mqtt.max_payload_bytes ({cfg.mqtt.max_payload_bytes}), "
+                             "so it would refuse every input; give a smaller image (nothing was sent)")
+
+
 def _load_average() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -226,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise InspectorError(f"--image {path}: no such file")
         image = path.read_bytes()
+        _check_image(image, path, cfg, args.mode)
     load = _load_average()  # before any work of its own: the load is other processes'
     client = connect(cfg)  # first: without its broker there is nothing to measure, and the baseline took seconds before saying so
     engine = None

@@ -141,3 +141,30 @@ def test_review_export_refuses_an_empty_folder_name(tmp_path, capsys, monkeypatc
     rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", "--export", "")
     assert_one_line_error(rc, err, "--export ''")
     assert not any((tmp_path / "here").iterdir())
+
+
+def test_bench_serve_checks_its_image_before_sending_anything(tmp_path, capsys, monkeypatch):
+    """--image naming a file that is no image was sent --count times, each refused by the station (and counted in its
+    shift report as refused on arrival), then read 'no results within 60 s'."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    import inspector.commands.bench_serve as bs
+    import inspector.config
+    from tests.cli import assert_one_line_error, cli
+
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", max_payload_bytes=2048))
+    monkeypatch.setattr(inspector.config, "load_config", lambda path: cfg)
+
+    def connect(cfg):
+        raise AssertionError("connected: inputs would be sent")
+
+    monkeypatch.setattr(bs, "connect", connect)
+    (tmp_path / "notes.txt").write_text("not an image")
+    rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--image", tmp_path / "notes.txt")
+    assert_one_line_error(rc, err, str(tmp_path / "notes.txt"), "cannot be decoded", "nothing was sent")
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # incompressible: a PNG over 2 kB
+    cv2.imwrite(str(tmp_path / "big.png"), noise)
+    rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--image", tmp_path / "big.png")
+    assert_one_line_error(rc, err, f"--image {tmp_path / 'big.png'}", "mqtt.max_payload_bytes (2048)")
