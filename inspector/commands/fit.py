@@ -226,7 +226,8 @@ def checkpoint_mb(n_images: int, options: FitOptions) -> float:
     20 MB, or a CLIP weights file), the kept patches (the bank, or whole reference images), and each image's peer rows."""
     cells = (options.input_size // options.grid_stride) ** 2
     # bytes a kept patch takes at 1,024 channels: references are stored in float16 (lite0 has 472 channels)
-    kept = options.references * cells * 2 if options.references else options.coreset_ratio * n_images * cells * 4
+    # (no more references than images: --references 1000 of 5 images was counted as 2 GB at 256 px)
+    kept = min(options.references, n_images) * cells * 2 if options.references else options.coreset_ratio * n_images * cells * 4
     from model.backbones import clip_spec
 
     weights = 64.0

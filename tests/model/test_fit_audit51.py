@@ -80,3 +80,12 @@ def test_coreset_of_every_patch_completes_its_progress():
     done.clear()
     greedy_coreset(torch.randn(600, 4), 300, progress=done.append)
     assert sum(done) == 300
+
+
+def test_room_for_references_counts_the_images_there_are():
+    """--references N keeps at most the training images: the room check counted N of them, and --references 1000 of 5
+    images asked for about 2 GB free."""
+    from inspector.commands.fit import checkpoint_mb
+
+    assert checkpoint_mb(5, FitOptions(references=1000)) == checkpoint_mb(5, FitOptions(references=5)) < 100
+    assert checkpoint_mb(500, FitOptions(references=256)) > checkpoint_mb(200, FitOptions(references=256))
