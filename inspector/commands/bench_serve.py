@@ -163,8 +163,11 @@ def bench_serve(cfg: Any, *, rate: float, count: int, warmup: int = 5, mode: str
     rejected = [errors[i] for i in timed if i in errors]
     lat = [(got[i] - sent[i]) * 1000 for i in done]
     if not lat:
-        hint = f"all {len(rejected)} rejected, e.g. {rejected[0]}" if rejected else f"is `inspector serve` running for prefix {cfg.mqtt.prefix}?"
-        raise InspectorError(f"bench serve: no results within {timeout:g} s; {hint}")
+        if rejected:  # answered at once: "no results within 60 s" read as a station that did not answer
+            lost = count - len(rejected)
+            raise InspectorError(f"bench serve: the station refused {'all ' if not lost else ''}{len(rejected)} of the {count} inputs, e.g. "
+                                 f"{rejected[0]}" + (f"; {lost} got no answer within {timeout:g} s" if lost else ""))
+        raise InspectorError(f"bench serve: no results within {timeout:g} s; is `inspector serve` running for prefix {cfg.mqtt.prefix}?")
     first, last = min(sent[i] for i in timed), max(got[i] for i in done)
     span = max(sent[i] for i in timed) - first  # count sends are count - 1 intervals: count / span read 20/s for 2 sent at 10/s
     return {"mode": mode, "rate_target": rate, "sent": count, "results": len(done), "errors": len(rejected),

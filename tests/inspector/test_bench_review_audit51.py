@@ -168,3 +168,34 @@ def test_bench_serve_checks_its_image_before_sending_anything(tmp_path, capsys, 
     cv2.imwrite(str(tmp_path / "big.png"), noise)
     rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--image", tmp_path / "big.png")
     assert_one_line_error(rc, err, f"--image {tmp_path / 'big.png'}", "mqtt.max_payload_bytes (2048)")
+
+
+def test_bench_serve_says_the_station_refused_its_inputs_not_that_it_did_not_answer():
+    """Every input refused at once (a full queue, a camera that fails) read 'no results within 60 s', as if the
+    station had not answered."""
+    import json
+    import queue
+    from types import SimpleNamespace
+
+    import pytest
+
+    from inspector.commands.bench_serve import bench_serve
+    from inspector.mqtt import Message, Topics
+    from model.errors import InspectorError
+
+    topics = Topics("t/st")
+
+    class Refusing:
+        inbox: queue.Queue = queue.Queue()
+
+        def publish(self, topic, payload, qos=1, user=None):
+            ident = (user or {}).get("inspection_id") or json.loads(payload)["inspection_id"]
+            self.inbox.put(Message(topics.error, json.dumps({"inspection_id": ident, "error": "queue full"}).encode(), 1, 0))
+
+        def stop(self, *_):
+            pass
+
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(prefix="t/st", protocol="5"))
+    with pytest.raises(InspectorError) as exc:
+        bench_serve(cfg, rate=100.0, count=3, warmup=0, image=b"png", timeout=5.0, client=Refusing())
+    assert str(exc.value) == "bench serve: the station refused all 3 of the 3 inputs, e.g. queue full"
