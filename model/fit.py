@@ -127,14 +127,15 @@ class FitReport:
     scores: dict[str, list[float]] = field(default_factory=dict)
 
 
-def distinct_files(paths: list, root: Path | None = None) -> tuple[list, list[tuple[str, str]], str]:
+def distinct_files(paths: list, root: Path | None = None, digests: dict[str, Any] | None = None) -> tuple[list, list[tuple[str, str]], str]:
     """`paths` without byte-identical copies, the first of each kept -> (kept, [(copy, the kept file), ...], sha256
     over the kept files' contents in order, which identifies the data a model was fitted on). A copy adds
     nothing to the bank, and as its twin's nearest neighbour it would make both look far more normal
     out-of-sample than any part is, skewing every statistic fitted from those scores. Given the data's `root`, each
     file's header is checked as it is read for its digest (`read_image_header`), and the files that cannot be used
-    are named together in one line, before any fitting: one unreadable file at a time cost a rerun each."""
-    first: dict[str, Any] = {}
+    are named together in one line, before any fitting: one unreadable file at a time cost a rerun each. A given
+    `digests` dict is filled with each kept file's sha256 -> the file."""
+    first: dict[str, Any] = {} if digests is None else digests
     kept, copies, h = [], [], hashlib.sha256()
     problems: list[tuple[Any, InspectorError]] = []
     for p in paths:
@@ -469,8 +470,10 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     size = (options.input_size, options.input_size)
-    paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root)
+    digests: dict[str, Any] = {}
+    paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root, digests)
     check_test_headers(dataset)  # calibration reads them after the fit: found minutes late
+    _refuse_test_defects_in_training(dataset, digests)
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)
     if len(paths) < MIN_GOOD:
@@ -594,6 +597,19 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
                         k, t0, data_sha256, without, copies, image_size_summary(shapes), quality_summary(np.concatenate(quality)))
+
+
+def _refuse_test_defects_in_training(dataset: Dataset, digests: dict[str, Any]) -> None:
+    """A test defect image that is also among the good training images (the same file's bytes: a copy put there by
+    mistake) is learnt as normal, and it and its like then pass; calibrated on, it pulled the threshold down to fail
+    it. Refused in one line before fitting, as --labels and --add-good refuse theirs."""
+    if not dataset.test or not digests:
+        return
+    inside = [(digests[d], s.path) for s, d in zip(dataset.test, dataset.test_digests, strict=True) if s.is_defect and d in digests]
+    if inside:
+        (good, defect), more = inside[0], f" ({len(inside) - 1} more like it)" if len(inside) > 1 else ""
+        raise InspectorError(f"data {dataset.root}: the good training image {good} is the same file as the test defect image "
+                             f"{defect}{more}; a defect among the good images is learnt as normal: remove it from the good images")
 
 
 def _check_scored_without_itself(dists: torch.Tensor, owners: torch.Tensor, paths: list, options: FitOptions, patches: int) -> None:

@@ -89,3 +89,15 @@ def test_room_for_references_counts_the_images_there_are():
 
     assert checkpoint_mb(5, FitOptions(references=1000)) == checkpoint_mb(5, FitOptions(references=5)) < 100
     assert checkpoint_mb(500, FitOptions(references=256)) > checkpoint_mb(200, FitOptions(references=256))
+
+
+def test_a_test_defect_among_the_good_images_is_refused(tmp_path, tiny_data, capsys):
+    """A test defect copied into train/good was learnt as normal and calibrated on: the threshold fell to fail it,
+    70.6 % false alarms on this data, and the note's --far alternative let every defect pass."""
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    shutil.copy(data / "test" / "blob" / "001.png", data / "train" / "good" / "zz.png")
+    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "ck", "--size", "64", "--synth", "0")
+    assert_one_line_error(rc, err, "train/good/zz.png", "test/blob/001.png", "remove it from the good images")
+    assert not (tmp_path / "ck").exists()
