@@ -22,18 +22,20 @@ LOG_EVERY_S = 30.0
 
 class LogLines:
     """Progress for a log (stderr not a terminal): a line once `every` seconds have passed without one (`last` holds
-    when the last came, shared by one command's steps), and a step's end if it took that long, so a fit in a job's
-    log is never minutes of silence and a short run prints nothing."""
+    when the last came, shared by one command's steps), and a step's end if it took that long or a line of it left
+    the count short (a log ending '15/22' reads as a stall), so a fit in a job's log is never minutes of silence and a
+    short run prints nothing."""
 
     def __init__(self, desc: str, total: int, every: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic,
                  last: list[float] | None = None) -> None:
         self.desc, self.total, self.n, self.every, self.clock = desc, total, 0, every, clock
         self.start = clock()
         self.last = last if last is not None else [self.start]
+        self.said: int | None = None  # the count its last line showed
 
     def _say(self, text: str, now: float) -> None:
         print(f"{self.desc}: {text}", file=sys.stderr, flush=True)
-        self.last[0] = now
+        self.last[0], self.said = now, self.n
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -43,7 +45,7 @@ class LogLines:
 
     def close(self) -> None:
         now = self.clock()
-        if now - self.start >= self.every:
+        if now - self.start >= self.every or (self.said is not None and self.said != self.n):
             self._say(f"done, {self.n}/{self.total} in {now - self.start:.0f} s", now)
 
 

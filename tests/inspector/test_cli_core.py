@@ -803,6 +803,15 @@ def test_progress_in_a_log_is_a_line_now_and_then(capsys):
         step.update(5)
         step.close()
     assert capsys.readouterr().err.splitlines() == ["calibration: 5/5 (11 s)"]
+    # a short step whose line left its count short says its end: '15/22' last in a log reads as a stall
+    last[0] = now[0] - 29
+    step = LogLines("features", 22, every=30, clock=lambda: now[0], last=last)
+    now[0] += 1
+    step.update(15)
+    now[0] += 5
+    step.update(7)
+    step.close()
+    assert capsys.readouterr().err.splitlines() == ["features: 15/22 (1 s)", "features: done, 22/22 in 6 s"]
 
 
 def test_a_command_logging_to_a_file_says_its_steps(capsys, tiny_data, tmp_path, monkeypatch):
