@@ -481,7 +481,8 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
         raise InspectorError(f"data {dataset.root}: {len(paths)} distinct good image(s){dropped}; fitting needs at least {MIN_GOOD} "
                              "(ideally 50+); add good images")
     if options.policy is not None and options.policy.kind == "escape" and not any(s.is_defect for s in dataset.test):  # now, not after the fit
-        raise InspectorError("calibration policy 'escape' needs defect images (test/<type> folders); use --far instead")
+        raise InspectorError(f"--escape {options.policy.target:g}: calibration policy 'escape' needs defect images, and data "
+                             f"{dataset.root} has no test/<type> folders; add some, or use --far instead")
     patches = min(len(paths) * (1 + len(options.augment)) * (options.input_size // options.grid_stride) ** 2, options.max_patches)
     if not options.references and _bank_size(options, patches) < 2:  # one patch is one image's: said before the feature pass
         raise InspectorError(f"--coreset {options.coreset_ratio:g}: the memory bank would keep 1 of the {patches} patches, one "

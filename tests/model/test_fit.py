@@ -265,8 +265,10 @@ def test_an_escape_target_without_defect_images_is_refused_before_any_work(tiny_
     from model.calibration import Policy
 
     monkeypatch.setattr("model.fit.load_batches", lambda *a, **k: pytest.fail("fitted first"))
-    with pytest.raises(InspectorError, match="calibration policy 'escape' needs defect images"):
-        fit(_few(tiny_data, 5), FitOptions(input_size=64, policy=Policy("escape", 0.01)))
+    data = _few(tiny_data, 5)
+    with pytest.raises(InspectorError, match="calibration policy 'escape' needs defect images") as err:
+        fit(data, FitOptions(input_size=64, policy=Policy("escape", 0.01)))
+    assert "--escape 0.01" in str(err.value) and str(data.root) in str(err.value)  # the option and the data it lacks
 
 
 def test_four_images_are_not_enough(tiny_data, tmp_path):
