@@ -118,10 +118,13 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
         report["types_fitted_on_these_images"] = sum(sha256_file(dataset.test[i].path)[:16] in fitted for i in defects)
     train_descriptors = None  # one backbone pass over the training images serves both checks below
     if overlap and dataset.train:
-        from model.overlap import describe, twins
+        from model.overlap import TWIN_RANK, describe, twins
 
         n = len(dataset.train)
         try:
+            if n < TWIN_RANK:  # twins() finds none below that: the report read "0 good and 0 defect twins", unchecked
+                raise InspectorError(f"train/good has {n} image(s); telling a test image that is another capture of a training "
+                                     f"part from a new part takes at least {TWIN_RANK}")
             both = describe([s.path for s in dataset.train + dataset.test], progress or tqdm_bars(), engine.meta.framing)
             train_descriptors = [d[:n] for d in both]
             report["train_overlap"] = overlap_report(dataset.train, dataset.test, scored, twins(train_descriptors, [d[n:] for d in both]))

@@ -154,3 +154,19 @@ def test_eval_shots_names_every_unusable_labelled_image_before_extracting(capsys
     assert_one_line_error(rc, err, "2 of 6 labelled images cannot be used", "001.png: cannot be decoded",
                           "002_mask.png: 40x40 px but its image is 96x96", "fix or remove them")
     assert out == ""
+
+
+def test_eval_says_the_overlap_check_was_skipped_below_its_training_images(capsys, tiny_ckpt, tmp_path):
+    """With 3 training images the twin rule (nearest < 0.75 x the 4th nearest) cannot apply, and the report read
+    "0 good and 0 defect twins", as if the test set had been checked and found apart from training."""
+    import json
+
+    from tests.synthetic import write_mvtec
+
+    data = write_mvtec(tmp_path / "few", n_train=3, n_good_test=2, n_defect=2)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json")
+    assert rc == 0, err
+    overlap = json.loads(out)["train_overlap"]
+    assert "good_twins" not in overlap and "train/good has 3 image(s)" in overlap["skipped"] and "at least 4" in overlap["skipped"]
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data)
+    assert rc == 0 and "overlap check skipped: train/good has 3 image(s)" in out, err
