@@ -161,3 +161,17 @@ def test_eval_says_the_overlap_check_was_skipped_below_its_training_images(capsy
     assert "good_twins" not in overlap and "train/good has 3 image(s)" in overlap["skipped"] and "at least 4" in overlap["skipped"]
     rc, out, err = cli(capsys, "eval", tiny_ckpt, data)
     assert rc == 0 and "overlap check skipped: train/good has 3 image(s)" in out, err
+
+
+def test_eval_names_a_ground_truth_folder_named_unlike_its_type(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """ground_truth/Blob (or blobs) beside test/blob: its masks were silently unused, and eval said only that none of the
+    defect images had a mask, leaving the user to look for masks that were there."""
+    for name in ("Blob", "blobs"):
+        data = _copy(tiny_data, tmp_path / name)
+        (data / "ground_truth" / "blob").rename(data / "ground_truth" / name)
+        rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+        assert rc == 0, err
+        assert (f"note: {data / 'ground_truth' / name}: there is no test/{name}, so the masks in it are not used; if they are "
+                "test/blob's, rename the folder blob") in out
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap")
+    assert rc == 0 and "masks in it are not used" not in out, err
