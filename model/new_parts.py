@@ -85,6 +85,11 @@ def check_training_images(n_images: int, folds: int, where: object) -> None:
     holds at least n/folds of them, so some refit keeps at most the rest, and a refit needs MIN_GOOD. Found only
     after the test images were scored, it was a `skipped` beside exit 0. (new_parts_report checks the exact count.)"""
     most = _most_kept(n_images, folds)
+    if folds > n_images and _most_kept(n_images, n_images) >= MIN_GOOD:
+        # each fold needs a part of its own: found only once the parts were told apart, after scoring, beside exit 0
+        raise InspectorError(f"data {where}: --new-parts {folds} deals the training parts into {folds} folds, and there are "
+                             f"{n_images} training images, so some fold would hold none; give --new-parts {n_images} or fewer "
+                             "(captures of one part count as one)")
     if most < MIN_GOOD:
         raise InspectorError(f"data {where}: --new-parts {folds} over {n_images} training image(s) leaves a refit at most {most} of "
                              f"them, and fitting needs at least {MIN_GOOD}; give {_keep_more(n_images, folds, n_images)}")

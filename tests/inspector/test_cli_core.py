@@ -402,10 +402,15 @@ def test_eval_new_parts_refits_the_models_settings_on_held_out_training_parts(ca
     assert "fitted from good images alone for 1.0% false alarms, each refit failed" in stdout
     observed = "/".join(f"{r:.1%}" for r in new["good_only_threshold"]["check"]["observed"])
     assert f"thresholds meant to fail 50%/20%/10%/5% of good parts failed {observed} of the new ones" in stdout
-    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap", "--new-parts", "13")
-    report = json.loads(stdout)  # more folds than parts shows only once the parts are found: the metrics are kept
-    assert rc == 0 and report["image_auroc"] is not None
-    assert f"{new['parts']} distinct part(s)" in report["new_parts"]["skipped"] and "--new-parts 13 needs at least 13" in report["new_parts"]["skipped"]
+    # more folds than parts (12 images here, fewer parts) shows only once the parts are found: the metrics are kept
+    folds = str(new["parts"] + 1)
+    rc, stdout, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap", "--new-parts", folds)
+    report = json.loads(stdout)
+    assert new["parts"] < 12 and rc == 0 and report["image_auroc"] is not None
+    assert f"{new['parts']} distinct part(s)" in report["new_parts"]["skipped"]
+    assert f"--new-parts {folds} needs at least {folds}" in report["new_parts"]["skipped"]
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--new-parts", "13")  # more folds than images: said at once
+    assert_one_line_error(rc, err, "--new-parts 13 deals the training parts into 13 folds, and there are 12 training images")
     rc, _, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--new-parts", "1")
     assert rc == 2 and "--new-parts 1: give at least 2 folds" in err and len(err.strip().splitlines()) == 1
     no_train = shutil.copytree(tiny_data, tmp_path / "data")

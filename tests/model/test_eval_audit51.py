@@ -70,13 +70,22 @@ class _Bar:
         pass
 
 
-def test_new_parts_over_too_few_images_asks_for_no_fewer_images_than_folds():
-    """--new-parts 20 over 4 training images was told to give "at least 6 images", which no dealing into 20 folds can
-    give each fold a part of its own from."""
+def test_eval_new_parts_refuses_more_folds_than_training_images_before_scoring(capsys, tiny_ckpt, tiny_data, monkeypatch):
+    """--new-parts 20 over 12 training images scored every test image, told the parts apart, and then reported the check
+    as skipped beside exit 0: no dealing of 12 images gives 20 folds a part each."""
+    import model.evaluate
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored the test images of a request that cannot be met")
+
+    monkeypatch.setattr(model.evaluate, "score_samples", no_scoring)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--new-parts", "20")
+    assert_one_line_error(rc, err, "--new-parts 20", "12 training images", "give --new-parts 12 or fewer")
+    assert out == ""
     from model.errors import InspectorError
     from model.new_parts import check_training_images
 
-    try:
+    try:  # too few for any refit too: the images asked for must also give every fold a part ("at least 6" before)
         check_training_images(4, 20, "D")
     except InspectorError as e:
         assert "give at least 20 images in train/good for --new-parts 20" in str(e)
