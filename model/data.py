@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -159,6 +160,24 @@ def _unmatched_masks(folder: Path, masks: dict[str, Path], samples: list[Sample]
             "masks to count those images in the pixel metrics"] if unused else []
 
 
+def _unmatched_mask_folders(root: Path) -> list[str]:
+    """A note for each ground_truth/<folder> that no test/<type> folder is named as (Blob/ beside test/blob/, scratches/
+    beside test/scratch/): its masks were left unused, and eval said only that the defect images had none (fit
+    calibrates the pixel threshold on them too)."""
+    try:
+        named = {d.name for d in (root / "test").iterdir() if d.is_dir()}
+        types = sorted(name for name in named if name.lower() != GOOD)
+        folders = sorted(d for d in (root / "ground_truth").iterdir() if d.is_dir() and d.name not in named and not d.name.startswith("."))
+    except OSError:  # no ground_truth/ (or test/) folder: nothing unmatched
+        return []
+    notes = []
+    for d in folders:
+        like = next((t for t in types if t.lower() == d.name.lower()), None) or next(iter(difflib.get_close_matches(d.name, types, 1)), None)
+        notes.append(f"{d}: there is no test/{d.name}, so the masks in it are not used"
+                     + (f"; if they are test/{like}'s, rename the folder {like}" if like else "; name it as its defect type's test/ folder"))
+    return notes
+
+
 def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
     root = Path(path)
@@ -182,6 +201,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                 samples = [Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images]
                 notes += _nested_images(type_dir, scan.images) + _unmatched_masks(root / "ground_truth" / type_dir.name, masks, samples)
                 test += samples
+            notes += _unmatched_mask_folders(root)
         dataset = Dataset(root, train, test, notes)
     else:
         if require_train:

@@ -93,7 +93,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     scored = score_samples(predict, dataset.test, size=engine.meta.input_size, progress=progress or tqdm_bars(), with_masks=True,
                            framing=engine.meta.framing)
     report = metrics_report(dataset.test, scored)
-    if notes := dataset.notes + labelled_twice(dataset) + unmatched_mask_folders(dataset.root):
+    if notes := dataset.notes + labelled_twice(dataset):
         report["notes"] = notes + report.get("notes", [])
     report["fit_seconds"] = (manifest.get("training") or {}).get("fit_seconds")
     report["at_threshold"] = threshold_report(dataset.test, scored.scores, engine.meta.image_threshold)
@@ -171,24 +171,6 @@ def labelled_twice(dataset) -> list[str]:
     return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
             f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
-
-
-def unmatched_mask_folders(root: Path) -> list[str]:
-    """A note for each ground_truth/<folder> that no test/<type> folder is named as (Blob/ beside test/blob/, scratches/
-    beside test/scratch/): its masks were left unused, and eval said only that the defect images had none."""
-    import difflib
-
-    try:
-        types = sorted(d.name for d in (root / "test").iterdir() if d.is_dir() and d.name.lower() != GOOD)
-        folders = sorted(d for d in (root / "ground_truth").iterdir() if d.is_dir() and d.name not in types and not d.name.startswith("."))
-    except OSError:  # no ground_truth/ (or test/) folder: nothing unmatched
-        return []
-    notes = []
-    for d in folders:
-        like = next((t for t in types if t.lower() == d.name.lower()), None) or next(iter(difflib.get_close_matches(d.name, types, 1)), None)
-        notes.append(f"{d}: there is no test/{d.name}, so the masks in it are not used"
-                     + (f"; if they are test/{like}'s, rename the folder {like}" if like else "; name it as its defect type's test/ folder"))
-    return notes
 
 
 def layout_hint(root: Path, model: str = "efficientnet-lite0") -> str:

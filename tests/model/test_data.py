@@ -163,3 +163,18 @@ def test_real_magnetic_tile_layout():
     assert len(ds.train) > 0 and ds.defect_types
     defects = [s for s in ds.test if s.is_defect]
     assert defects and sum(s.mask_path is not None for s in defects) / len(defects) > 0.9
+
+
+def test_a_ground_truth_folder_named_unlike_its_type_is_noted_when_the_data_is_read(tiny_data, tmp_path):
+    """ground_truth/Blob beside test/blob: fit calibrated the pixel threshold without its masks and said nothing (eval's
+    note alone named it)."""
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    (data / "ground_truth" / "blob").rename(data / "ground_truth" / "Blob")
+    dataset = load_dataset(data)
+    assert not any(s.mask_path for s in dataset.test)
+    assert f"{data / 'ground_truth' / 'Blob'}: there is no test/Blob, so the masks in it are not used; if they are test/blob's, rename the folder blob" in dataset.notes
+    (data / "ground_truth" / "Blob").rename(data / "ground_truth" / "blob")
+    (data / "ground_truth" / "good").mkdir()  # masks of good images (all blank) beside test/good: nothing unused
+    assert not load_dataset(data).notes
