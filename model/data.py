@@ -58,6 +58,13 @@ class Dataset:
         on, and what `eval` judged."""
         return digest_set_sha256(zip(self.test_digests, (s.defect_type for s in self.test), strict=True))
 
+    @cached_property
+    def masks_sha256(self) -> str:
+        """One sha256 of the test images' masks, each with its image's digest: what fit chose the pixel threshold on
+        (test_sha256 knows the images and labels alone, and masks redrawn since were called the ones it was chosen on)."""
+        return digest_set_sha256((digest, sha256_file(s.mask_path) if s.mask_path else "-")
+                                 for s, digest in zip(self.test, self.test_digests, strict=True) if s.is_defect)
+
 
 def _masks_of(root: Path, defect_type: str) -> dict[str, Path]:
     """ground_truth/<type>'s files (files_by_lower_name): `000_mask.PNG` was no mask of 000.png here."""

@@ -778,7 +778,8 @@ def finish_fit(net: InspectorNet, good: GoodFit, dataset: Dataset, options: FitO
         },
         calibration={**cal.summary(), "pixel_threshold_source": pixel_source,  # the test set, so eval knows it by content
                      **({"test_sha256": dataset.test_sha256, "test_images": [d[:16] for d in dataset.test_digests]}
-                        if dataset.test else {})},
+                        if dataset.test else {}),
+                     **({"masks_sha256": dataset.masks_sha256} if pixel_source.startswith("test masks") else {})},
         thresholds={"image": cal.threshold, "pixel": float(pixel_thr)},
         scores={"good": cal.good, "defect": cal.defect},
     )

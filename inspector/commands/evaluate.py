@@ -106,7 +106,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     pixels = scored.pixels
     if pixels is not None:
         report["at_pixel_threshold"] = pixel_threshold_report(*pixels, engine.meta.pixel_threshold)
-        report["at_pixel_threshold"].update(pixel_held_out(manifest, here, *pixels))
+        report["at_pixel_threshold"].update(pixel_held_out(manifest, here, *pixels, dataset))
     if type_rows and engine.meta.class_names:
         from inspector.commands.types_eval import report_from_probs
         from model.hashing import sha256_file
@@ -234,11 +234,14 @@ def held_out_rates(manifest: dict, dataset, scores: np.ndarray, here: bool) -> d
     return {"calibrated_on_these_images": True, **({"held_out": {"policy": cal["policy"], **rates}} if rates else {})}
 
 
-def pixel_held_out(manifest: dict, here: bool, masks: np.ndarray, maps: np.ndarray) -> dict:
-    """The same for the pixel threshold, when fitting chose it by F1-max on these images' masks."""
-    source = str((manifest.get("calibration") or {}).get("pixel_threshold_source", ""))
-    if not (source.startswith("test masks") and here):
+def pixel_held_out(manifest: dict, here: bool, masks: np.ndarray, maps: np.ndarray, dataset) -> dict:
+    """The same for the pixel threshold, when fitting chose it by F1-max on these images' masks (the same masks, where
+    the manifest records them: checkpoints from before 2026-12-06 do not)."""
+    cal = manifest.get("calibration") or {}
+    if not (str(cal.get("pixel_threshold_source", "")).startswith("test masks") and here):
         return {"calibrated_on_these_images": None if here is None else False}
+    if cal.get("masks_sha256") and cal["masks_sha256"] != dataset.masks_sha256:
+        return {"calibrated_on_these_images": False, "masks_changed": True}
     from model.calibration import cross_validated_pixel_threshold
 
     held = cross_validated_pixel_threshold(masks, maps)
@@ -381,7 +384,8 @@ def run(args: argparse.Namespace) -> int:
     px = report.get("at_pixel_threshold")
     if px:
         print(f"  at pixel threshold {px['threshold']}: pixel precision {px['precision']}, recall {px['recall']}, F1 {px['f1']}"
-              + {True: " (chosen on these masks)", None: UNRECORDED}.get(px["calibrated_on_these_images"], ""))
+              + {True: " (chosen on these masks)", None: UNRECORDED}.get(px["calibrated_on_these_images"], "")
+              + (" (chosen on these images' masks as they were at fitting; they have changed since)" if px.get("masks_changed") else ""))
         if "held_out" in px:
             h = px["held_out"]
             print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")

@@ -184,3 +184,20 @@ def test_eval_names_a_ground_truth_folder_named_unlike_its_type(capsys, tiny_ckp
                 "test/blob's, rename the folder blob") in out
     rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap")
     assert rc == 0 and "masks in it are not used" not in out, err
+
+
+def test_eval_tells_masks_redrawn_since_the_pixel_threshold_was_chosen_on_them(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """The test-set digest knew images and labels alone: after QA redrew a mask, eval still said the pixel threshold was
+    'chosen on these masks'."""
+    import json
+
+    data = _copy(tiny_data, tmp_path / "data")
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    assert rc == 0 and json.loads(out)["at_pixel_threshold"]["calibrated_on_these_images"] is True, err
+    mask = sorted((data / "ground_truth" / "blob").iterdir())[0]
+    cv2.imwrite(str(mask), np.pad(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)[2:], ((0, 2), (0, 0))))  # moved 2 px up
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--json", "--no-overlap")
+    px = json.loads(out)["at_pixel_threshold"]
+    assert rc == 0 and px["calibrated_on_these_images"] is False and px["masks_changed"] is True, err
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
+    assert "they have changed since" in out and "(chosen on these masks)" not in out, err
