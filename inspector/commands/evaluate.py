@@ -345,10 +345,11 @@ def run(args: argparse.Namespace) -> int:
     no_pixels = (f"- (none of the {unmasked} defect images has a ground_truth mask)" if unmasked and unmasked == report["n_defect"]
                  else f"- (no defect pixels in ground_truth masks; {unmasked} of the {report['n_defect']} defect images {'has' if unmasked == 1 else 'have'} none)"
                  if unmasked else "- (no defect pixels in ground_truth masks)")
-    for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100", "tpr_at_fpr_1", "ms_per_image", "fit_seconds"):
-        value = report[key]
+    for key in ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "aupro", "f1_max", "fpr_at_recall_99", "fpr_at_recall_100",
+                "tpr_at_fpr_1", "ms_per_image", "fit_seconds"):
+        value = report.get(key)
         if value is None:
-            value = no_pixels if key in ("pixel_auroc", "aupro") else "-"
+            value = no_pixels if key in ("pixel_auroc", "pixel_ap", "aupro") else "-"
         elif key == "ms_per_image":  # read as the station's latency, which decoding and the rest add to
             value = f"{value} (median, the model alone, one image at a time: not decoding or the rest; `inspector bench` times those)"
         print(f"  {key:18} {value}")

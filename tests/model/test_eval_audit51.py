@@ -201,3 +201,16 @@ def test_eval_tells_masks_redrawn_since_the_pixel_threshold_was_chosen_on_them(c
     assert rc == 0 and px["calibrated_on_these_images"] is False and px["masks_changed"] is True, err
     rc, out, err = cli(capsys, "eval", tiny_ckpt, data, "--no-overlap")
     assert "they have changed since" in out and "(chosen on these masks)" not in out, err
+
+
+def test_eval_prints_the_average_precisions_its_json_gives(capsys, tiny_ckpt, tiny_data):
+    """image_ap and pixel_ap were in the JSON alone: the text view, the one QA reads, left them out."""
+    import json
+
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json", "--no-overlap")
+    report = json.loads(out)
+    rc, out, err = cli(capsys, "eval", tiny_ckpt, tiny_data, "--no-overlap")
+    lines = out.splitlines()
+    assert rc == 0 and report["pixel_ap"] is not None, err
+    for key in ("image_ap", "pixel_ap"):
+        assert f"  {key:18} {report[key]}" in lines
