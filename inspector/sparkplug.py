@@ -142,6 +142,14 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 
 # -- the edge node ----------------------------------------------------------------------------------------
+def defects_found(record: dict[str, Any]) -> int:
+    """How many defect regions the part had: the record's `defects_found` (`defects` lists the 20 most severe of them, and
+    the metric read 20 for a part with 35), or the list's length in a record without it."""
+    listed = len(record.get("defects") or [])
+    found = record.get("defects_found")
+    return max(found, listed) if isinstance(found, int) and not isinstance(found, bool) else listed
+
+
 class SparkplugNode:
     """Publishes the station's results as a Sparkplug B edge node with one device."""
 
@@ -209,7 +217,7 @@ class SparkplugNode:
             self._counts["inspected"] += 1
             self._counts["pass" if verdict == "PASS" else "fail"] += 1
             self._last = {"inspection_id": record.get("inspection_id"), "serial": record.get("serial"), "verdict": verdict,
-                          "score": record.get("score"), "threshold": record.get("threshold"), "defects": len(record.get("defects") or [])}
+                          "score": record.get("score"), "threshold": record.get("threshold"), "defects": defects_found(record)}
             if self._born and self.client.connected:  # while offline, or not yet born, the next birth carries the current values
                 self.client.publish(self.topics["DDATA"], encode_payload(self._device_metrics(), self._next_seq()), qos=0)
 
