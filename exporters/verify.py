@@ -158,7 +158,7 @@ def verify_samples(data: str | Path) -> list:
         raise as_option(exc, Path(data), "--verify") from None
     samples = dataset.test or dataset.train
     if not samples:
-        raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF)")
+        raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF/WebP/GIF)")
     return samples
 
 

@@ -447,7 +447,7 @@ class Intake:
             return
         try:
             # encoded frames are files from a watched folder
-            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF image?", self._max_pixels)
+            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF/WebP/GIF image?", self._max_pixels)
         except InspectorError as exc:
             self.reject(str(exc), frame.source, inspection_id=frame.inspection_id, serial=frame.serial, part=True)  # as its result would name it
             if frame.done:

@@ -219,5 +219,5 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root
-        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF); put good parts there")
+        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF/WebP/GIF); put good parts there")
     return dataset

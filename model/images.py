@@ -250,7 +250,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_bytes(path)[0]
 
 
-FILE_HINT = "is it a PNG/JPEG/BMP/TIFF?"  # ends the error line of a file whose format is not recognised
+FILE_HINT = "is it a PNG/JPEG/BMP/TIFF/WebP/GIF?"  # ends the error line of a file whose format is not recognised
 
 
 def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
@@ -316,7 +316,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
     except NoPixelValue:
         raise _no_value(name, fmt) from None
     except UnidentifiedImageError:
-        if _tiff_cut_short(data):  # not "is it a PNG/JPEG/BMP/TIFF?" (it is one), nor OpenCV's errors printed raw first
+        if _tiff_cut_short(data):  # not "is it a PNG/JPEG/BMP/TIFF/WebP/GIF?" (it is one), nor OpenCV's errors printed raw first
             raise InspectorError(f"image {name}: cannot be decoded (its TIFF directory lies beyond the end of its {len(data)} "
                                  "bytes); the TIFF data is damaged or cut short; save or send it again") from None
         if header_only and data.startswith(TIFF_MAGIC):

@@ -272,7 +272,7 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
                                  "its subfolders too; give a folder outside it, or drop --add-good")
         images = scan_images(folder).images
         if not images:
-            raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF) in it; give a folder of good images")
+            raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) in it; give a folder of good images")
         if inside := [p for p in images if sha256_file(p) in tests]:
             raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images (or a copy), which calibrate and "
                                  "judge the model; give images from elsewhere")

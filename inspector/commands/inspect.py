@@ -167,7 +167,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
                 notes.append(f"note: {len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
                              "inspected; give them by name to inspect them")
         if not images:
-            raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF) found")
+            raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)
     if own:
