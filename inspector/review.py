@@ -38,7 +38,8 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
                  names: tuple[str, str, str, str, str] = ("--type", "--by", "--note", "--truth", "--serial"),
                  done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Add one review to each stored record of `ids` (each checked before any is written); returns the reviews, each
-    with its `inspection_id` and the review it `replaces` (None for the part's first). `names`: what the caller calls the type, reviewer, note, truth and serial, for its error messages.
+    with its `inspection_id` and the review it `replaces` (None for the part's first). `names`: what the caller calls
+    the type, reviewer, note, truth and serial, for its error messages.
     `done`: a list the reviews are added to as each is written, so that a caller whose write fails (SQLite's error
     is raised as it is) can say which were kept."""
     if defect_type is not None and truth != "defect":

@@ -8,8 +8,9 @@
   inspector review --db STORE --export DIR [--from T1] [--to T2]     the reviewed parts' images, to fit with
 
 Each review is kept in the record (`reviews`, the last one standing, earlier ones as its history); what the
-machine said is not changed. A part reviewed before is said so, with the review the new one replaces (who, when, what). Shift and inspection reports show them: false alarms, escapes and confirmed
-verdicts. Every id is checked before any is written.
+machine said is not changed. A part reviewed before is said so, with the review the new one replaces (who, when,
+what). Shift and inspection reports show them: false alarms, escapes and confirmed verdicts. Every id is checked
+before any is written.
 
 --export copies the stored image of each reviewed part into DIR/good/ or DIR/<defect type>/ (the review's type,
 else the one the model named; one folder whatever its case, spelt as first met), the layout `inspector fit --labels`
