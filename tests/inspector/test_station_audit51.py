@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
 from inspector.config import MqttSection, Sparkplug
 from inspector.sparkplug import SparkplugNode, decode_payload
+from inspector.verification import verify
+from model.errors import InspectorError
 from tests.inspector.conftest import wait_until
 
 
@@ -21,3 +29,18 @@ def test_sparkplug_counts_every_defect_region_not_only_those_the_record_lists(br
     finally:
         node.stop()
     assert [decode_payload(p)["metrics"]["defects"] for p, _ in data] == [35, 3]
+
+
+def test_a_verification_image_unlike_the_training_images_is_named_with_its_warning(tiny_inspector, tiny_data, tmp_path, caplog):
+    """A black frame listed as a good part: the error blamed the model or its threshold, with nothing on why; listed as
+    a defect, it FAILs as every black frame does, and the check passed silently though it proved nothing."""
+    black = tmp_path / "black.png"
+    cv2.imwrite(str(black), np.zeros((96, 96, 3), np.uint8))
+    good = str(tiny_data / "test" / "good" / "000.png")
+    with pytest.raises(InspectorError, match=rf'model.verify_good {black} FAIL at score .*; it warns: "image is much darker'):
+        verify(tiny_inspector, [str(black)], [])
+    with caplog.at_level(logging.WARNING, logger="inspector.verification"):
+        assert verify(tiny_inspector, [good], [str(black)]) == {"good": 1, "defect": 1}
+    said = [r.getMessage() for r in caplog.records if r.name == "inspector.verification"]
+    assert len(said) == 1 and said[0].startswith(f'model.verify_defect {black} FAILs as it should; it warns: "image is much darker')
+    assert "prove little about the model" in said[0]
