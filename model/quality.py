@@ -9,7 +9,9 @@ them, not a defect (none of magnetic_tile's 434 test tiles, nor of NEU's classes
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,11 +55,12 @@ def quality_summary(stats: np.ndarray) -> dict[str, list[float]]:
 def quality_causes(stats: np.ndarray, summary: dict | None) -> list[str]:
     """What is wrong with one image's stats [4] against the training range `summary` (keys of WARNINGS); none for a
     model that records no range (fitted before it was kept)."""
-    if not summary:
+    ranges = _ranges(summary)
+    if not ranges:
         return []
     brightness, contrast, white, sharpness = stats
-    lo = {name: summary[name][0] for name in STATS if name in summary}  # a hand-edited range may lack one: not judged
-    hi = {name: summary[name][1] for name in STATS if name in summary}
+    lo = {name: least for name, (least, _) in ranges.items()}
+    hi = {name: most for name, (_, most) in ranges.items()}
     # one cause each: a frame too dark or clipped white has neither the contrast nor the detail to judge
     if "brightness" in lo and brightness < DARK_BRIGHTNESS * lo["brightness"]:
         return ["dark"]
@@ -68,6 +71,21 @@ def quality_causes(stats: np.ndarray, summary: dict | None) -> list[str]:
         # strong blur flattens a fine texture too, but leaves some contrast; a blank frame keeps its noise's detail
         return ["blurred"] if blurred and contrast >= FLAT * lo["contrast"] else ["blank"]
     return ["blurred"] if blurred else []
+
+
+def _ranges(summary: Any) -> dict[str, tuple[float, float]]:
+    """The well-formed ranges of `summary`, {stat: (least, most)}: a hand-edited (and resealed) manifest may lack one,
+    or give one that is not two numbers (every inspection raised TypeError then, a traceback at `inspector inspect`);
+    such a statistic is not judged."""
+    if not isinstance(summary, dict):
+        return {}
+    out = {}
+    for name in STATS:
+        given = summary.get(name)
+        if isinstance(given, (list, tuple)) and len(given) == 2 \
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in given):
+            out[name] = (float(given[0]), float(given[1]))
+    return out
 
 
 def quality_report(labels: list[bool], files: list[str], stats: np.ndarray, summary: dict) -> dict:

@@ -12,6 +12,7 @@ from inspector.config import MqttSection, Sparkplug
 from inspector.sparkplug import SparkplugNode, decode_payload
 from inspector.verification import verify
 from model.errors import InspectorError
+from model.quality import quality_causes, quality_stats
 from tests.inspector.conftest import wait_until
 
 
@@ -44,3 +45,15 @@ def test_a_verification_image_unlike_the_training_images_is_named_with_its_warni
     said = [r.getMessage() for r in caplog.records if r.name == "inspector.verification"]
     assert len(said) == 1 and said[0].startswith(f'model.verify_defect {black} FAILs as it should; it warns: "image is much darker')
     assert "prove little about the model" in said[0]
+
+
+def test_a_resealed_quality_range_that_is_not_two_numbers_leaves_that_statistic_unjudged():
+    """A hand-edited, resealed manifest's `image_quality`: a range given as one number raised TypeError at every
+    inspection (a traceback at `inspector inspect`); as a missing one is, it is not judged, and the others are."""
+    frames = np.stack([np.zeros((3, 64, 64), np.float32), np.full((3, 64, 64), 0.5, np.float32)])
+    black, grey = quality_stats(frames)
+    for bad in (0.3, [None, 0.5], "0.3", [0.1, 0.2, 0.3], [True, 1], [float("nan"), 0.5]):
+        summary = {"brightness": bad, "contrast": [0.1, 0.3], "white": [0.0, 0.01], "sharpness": [0.5, 0.7]}
+        assert quality_causes(grey, summary) == ["blank"]  # judged on its contrast, still
+    assert quality_causes(black, {"brightness": [0.4, 0.6], "contrast": 0.2}) == ["dark"]
+    assert quality_causes(black, ["brightness", "contrast"]) == [] and quality_causes(black, {"brightness": {"lo": 0.4}}) == []
