@@ -47,3 +47,41 @@ def test_births_data_and_rebirth(broker, listen):
         node.stop()
     ndeath = wait_until(lambda: lst.on("spBv1.0/G/NDEATH/N"), 5, "NDEATH on a graceful stop")
     assert decode_payload(ndeath[0][0])["metrics"]["bdSeq"] == 0 and node.bdseq == 1  # the next connection's will carries 1
+
+
+def test_the_shipped_acl_lets_a_node_publish_its_device_data(make_broker, listen, tmp_path, monkeypatch):
+    """configs/mosquitto.acl's Sparkplug line covered the node's topics alone: the broker dropped every DBIRTH and DDATA
+    (spBv1.0/G/DDATA/<node>/<device>), and the SCADA host saw births and deaths only, nothing said."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed (it comes with the mosquitto package)")
+    pw = tmp_path / "passwd"
+    for i, user in enumerate(("st1", "scada")):
+        subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(pw), user, f"{user}-pw"], check=True, capture_output=True)
+    pw.chmod(0o644)
+    shipped = (Path(__file__).parents[2] / "configs" / "mosquitto.acl").read_text()
+    # as a line using Sparkplug turns it on: its commented-out Sparkplug lines uncommented
+    acl = tmp_path / "acl"
+    acl.write_text("\n".join(line[2:] if line.startswith(("# pattern readwrite spBv1.0", "# user scada", "# topic ")) and
+                             ("spBv1.0" in line or "scada" in line) else line for line in shipped.splitlines()) + "\n")
+    assert "\npattern readwrite spBv1.0" in acl.read_text() and "\nuser scada\n" in acl.read_text()
+    broker = make_broker(anonymous=False, extra=f"password_file {pw}\nacl_file {acl}")
+    monkeypatch.setenv("TEST_SPB_PW", "st1-pw")
+    scada = listen(broker.port, "unused", extra_topics=("spBv1.0/#",), login=("scada", "scada-pw"))
+    node = SparkplugNode(MqttSection(port=broker.port, prefix="plant/st1", username="st1", password_env="TEST_SPB_PW"),
+                         Sparkplug(enabled=True, group_id="G", device_id="D", edge_node_id="st1"), "station-1", "spb-acl")
+    node.start()
+    try:
+        wait_until(lambda: scada.on("spBv1.0/G/NBIRTH/st1"), 10, "NBIRTH")
+        node.publish_result({"inspection_id": "i1", "serial": "s1", "verdict": "PASS", "score": 0.1, "threshold": 1.0, "defects": []})
+        wait_until(lambda: scada.on("spBv1.0/G/DDATA/st1/D"), 10, "DDATA through the shipped ACL")
+        assert scada.on("spBv1.0/G/DBIRTH/st1/D")
+        scada.client.publish("spBv1.0/G/NCMD/st1", encode_payload([("Node Control/Rebirth", BOOLEAN, True)], seq=0), qos=0)
+        wait_until(lambda: len(scada.on("spBv1.0/G/DBIRTH/st1/D")) == 2, 10, "a rebirth the SCADA user asked for")
+    finally:
+        node.stop()
