@@ -318,18 +318,35 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
 
 
+@dataclass(frozen=True)
+class Script:
+    text: Markup
+    digest: str  # CSP's 'sha256-...' of the text, as the page carries it
+
+
+@cache
+def live_script() -> Script:
+    """The live view's refresh script (static/live.js), with the digest its page's CSP allows it by."""
+    import base64
+    import hashlib
+
+    text = (PACKAGE / "static" / "live.js").read_text(encoding="utf-8")
+    return Script(Markup(text), "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode())
+
+
 def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: str | None = None, lang: str = "en",
               tz: str | None = "UTC", refresh_s: int = 2) -> str:
     """The daemon's live view (`inspector serve`, GET /): the newest of `records` (newest first) with `overlay` (a data
-    URI), the others as a table, and the counts and status of `health` (the daemon's /health object); it reloads
-    itself every `refresh_s` seconds."""
+    URI), the others as a table, and the counts and status of `health` (the daemon's /health object); it fetches
+    itself again every `refresh_s` seconds, and says so where the station does not answer."""
     page = Page.of(lang, ("html",), tz, None)
     parts = [inspection(r) for r in records]
     health = health if isinstance(health, dict) else {}
     verdicts = health.get("verdicts") if isinstance(health.get("verdicts"), dict) else {}
     model = health.get("model") if isinstance(health.get("model"), dict) else {}
     return environment(page.lang).get_template("live.html.j2").render(
-        latest=parts[0] if parts else None, recent=parts, overlay=overlay, refresh_s=refresh_s, station=as_text(health.get("station")),
+        latest=parts[0] if parts else None, recent=parts, overlay=overlay, refresh_s=refresh_s, script=live_script(),
+        station=as_text(health.get("station")),
         status=as_text(health.get("status")), model_id=as_text(model.get("id")),
         passed=int(as_float(verdicts.get("PASS")) or 0), failed=int(as_float(verdicts.get("FAIL")) or 0),
         rejected=int(as_float(health.get("rejected")) or 0), **page.context())

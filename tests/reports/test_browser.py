@@ -35,12 +35,12 @@ def rendered(sample, failed_record, tmp_path_factory):
     return {"shift": shift["html"], "inspection": insp["html"], "bare": missing["html"]}
 
 
-def open_clean(browser, path):
-    page = browser.open(path.as_uri())
+def open_clean(browser, path, scripts: int = 0):
+    page = browser.open(path if isinstance(path, str) else path.as_uri())
     page.settle()
     assert page.errors == [], page.errors
     assert page.dialogs == []
-    assert page.eval("document.scripts.length") == 0
+    assert page.eval("document.scripts.length") == scripts  # a report runs none; the live view its refresh alone
     return page
 
 
@@ -123,17 +123,75 @@ def test_the_daemons_live_view_in_chromium(browser, sample, failed_record, tmp_p
     overlay = array_uri(np.full((120, 160, 3), 90, np.uint8), 960)
     path = tmp_path / "live.html"
     path.write_text(live_html([failed_record, *records[:5]], health, overlay, lang="es"), encoding="utf-8")
-    page = open_clean(browser, path)
+    page = open_clean(browser, path, scripts=1)
     assert page.eval("document.getElementById('serial').textContent") == XSS  # shown as text, not run
     assert page.eval("document.getElementById('status').textContent") == "degradado"
     assert page.eval("document.querySelector('#verdict .verdict').textContent") == "RECHAZADA"
     assert page.eval("[...document.images].map(i => [i.complete, i.naturalWidth])") == [[True, 160]]
     assert page.eval("document.querySelectorAll('#recent tbody tr').length") == 6
-    assert page.eval("document.querySelector('meta[http-equiv=refresh]').content") == "2"
+    assert page.eval("document.scripts[0].dataset.refresh") == "2"
     page.close()
     empty = tmp_path / "empty.html"
     empty.write_text(live_html([], {"status": "ok"}), encoding="utf-8")
-    page = open_clean(browser, empty)
+    page = open_clean(browser, empty, scripts=1)
     assert page.eval("document.getElementById('no-part').textContent").startswith("No part has been inspected")
     assert page.eval("document.getElementById('inspected').textContent") == "0"
     page.close()
+
+
+def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
+    """A meta refresh had the browser land on its own error page while the station restarted, which never reloads: a
+    screen at the line stayed dark until someone reloaded it. The page now keeps what it showed, says the station is
+    not answering, and comes back on its own; its script runs under the page's CSP (a violation is a log error)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from reports.render import live_html
+
+    count = [5]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = live_html([], {"status": "ok", "verdicts": {"PASS": count[0]}}, refresh_s=1).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    def serve(port=0):
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def shows(expression, want, seconds=15):
+        deadline = time.monotonic() + seconds
+        while page.eval(expression) != want:
+            assert time.monotonic() < deadline, (expression, page.eval(expression))
+            time.sleep(0.2)
+
+    server = serve()
+    port = server.server_address[1]
+    page = open_clean(browser, f"http://127.0.0.1:{port}/", scripts=1)
+    try:
+        assert page.eval("document.getElementById('inspected').textContent") == "5"
+        count[0] = 6
+        shows("document.getElementById('inspected').textContent", "6")  # fetched again, body swapped in
+        server.shutdown()
+        server.server_close()
+        shows("document.getElementById('unreachable').hidden", False)
+        assert page.eval("document.getElementById('inspected').textContent") == "6"  # what it last said, kept
+        count[0] = 7
+        server = serve(port)
+        shows("document.getElementById('inspected').textContent", "7")
+        assert page.eval("document.getElementById('unreachable').hidden") is True
+        page.settle()
+        assert [e for e in page.errors if "Content Security Policy" in e or "exception" in e] == [], page.errors
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,19 @@
+// The live view's refresh: the page is fetched again every data-refresh seconds (the script tag's) and its body swapped in. A station that
+// restarts or a network that drops leaves the page as it was, marked "not answering", and it comes back on its own; a
+// meta refresh had the browser land on its own error page, which never reloads, so a screen at the line stayed dark.
+((every) => {
+  async function tick() {
+    try {
+      const r = await fetch(location.href, { cache: "no-store" });
+      if (!r.ok) throw new Error(String(r.status));
+      const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+      document.body.replaceWith(document.adoptNode(doc.body));
+      document.title = doc.title;
+    } catch (e) {
+      const note = document.getElementById("unreachable");
+      if (note) note.hidden = false;
+    }
+    setTimeout(tick, every);
+  }
+  setTimeout(tick, every);
+})(1000 * Number(document.currentScript.dataset.refresh || 2));
