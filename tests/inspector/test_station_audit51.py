@@ -93,3 +93,17 @@ def test_screens_asking_for_the_live_view_at_once_draw_a_new_parts_overlay_once(
         t.join(30)
     overlays = {re.search(rb'src="(data:image/jpeg;base64,[^"]+)"', page).group(1) for page in pages}
     assert drawn == [result.inspection_id] and len(pages) == 3 and len(overlays) == 1
+
+
+def test_a_verification_image_given_as_a_folder_is_named_a_folder(tmp_path):
+    """model.verify_good naming a folder was refused as 'no such file', and the user looked for a folder that is there."""
+    import pytest
+
+    from inspector.config import ModelSection
+    from inspector.daemon import check_verification_files
+    from model.errors import InspectorError
+
+    with pytest.raises(InspectorError, match=f"^model.verify_good: {tmp_path}: a folder, not an image file; give images"):
+        check_verification_files(ModelSection.model_construct(verify_good=[str(tmp_path)], verify_defect=[]))
+    with pytest.raises(InspectorError, match="no such file"):
+        check_verification_files(ModelSection.model_construct(verify_good=[], verify_defect=[str(tmp_path / "gone.png")]))
