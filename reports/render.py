@@ -335,10 +335,11 @@ def live_script() -> Script:
 
 
 def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: str | None = None, lang: str = "en",
-              tz: str | None = "UTC", refresh_s: int = 2) -> str:
+              tz: str | None = "UTC", refresh_s: int = 2, last_fail: tuple[dict[str, Any], str | None] | None = None) -> str:
     """The daemon's live view (`inspector serve`, GET /): the newest of `records` (newest first) with `overlay` (a data
     URI), the others as a table, and the counts and status of `health` (the daemon's /health object); it fetches
-    itself again every `refresh_s` seconds, and says so where the station does not answer."""
+    itself again every `refresh_s` seconds, and says so where the station does not answer. `last_fail`: (record,
+    overlay) of the last failed part, where it is not the newest."""
     page = Page.of(lang, ("html",), tz, None)
     parts = [inspection(r) for r in records]
     health = health if isinstance(health, dict) else {}
@@ -346,6 +347,7 @@ def live_html(records: list[dict[str, Any]], health: dict[str, Any], overlay: st
     model = health.get("model") if isinstance(health.get("model"), dict) else {}
     return environment(page.lang).get_template("live.html.j2").render(
         latest=parts[0] if parts else None, recent=parts, overlay=overlay, refresh_s=refresh_s, script=live_script(),
+        last_fail=inspection(last_fail[0]) if last_fail else None, fail_overlay=last_fail[1] if last_fail else None,
         station=as_text(health.get("station")),
         status=as_text(health.get("status")), model_id=as_text(model.get("id")),
         passed=int(as_float(verdicts.get("PASS")) or 0), failed=int(as_float(verdicts.get("FAIL")) or 0),

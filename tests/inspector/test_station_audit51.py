@@ -107,3 +107,31 @@ def test_a_verification_image_given_as_a_folder_is_named_a_folder(tmp_path):
         check_verification_files(ModelSection.model_construct(verify_good=[str(tmp_path)], verify_defect=[]))
     with pytest.raises(InspectorError, match="no such file"):
         check_verification_files(ModelSection.model_construct(verify_good=[], verify_defect=[str(tmp_path / "gone.png")]))
+
+
+def test_the_live_view_keeps_the_last_failed_part_on_screen_until_the_next(tiny_inspector, tiny_data, tmp_path):
+    """The page showed the newest part alone: on a line faster than its 2 s refresh a FAIL's overlay was gone before
+    anyone at the line saw it."""
+    from dataclasses import replace
+
+    cfg = StationConfig.model_validate({"station": {"name": "s1"}, "model": {"path": "m.ckpt"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "a/b"}, "store": {"data_dir": str(tmp_path / "data")}})
+    live = LiveView(cfg, lambda: {"station": "s1", "status": "ok"})
+    bad, good = (tiny_data / "test" / d / "000.png" for d in ("blob", "good"))
+    rgbs = {p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in (bad, good)}
+    results = {p: tiny_inspector.inspect(str(p)) for p in (bad, good)}
+    assert (results[bad].verdict, results[good].verdict) == ("FAIL", "PASS")
+
+    def add(path, ident, serial):
+        r = replace(results[path], inspection_id=ident, serial=serial)
+        live.add(rgbs[path], r, r.to_record())
+        return live.page().decode()
+
+    page = add(bad, "f1", "BAD-1")
+    assert 'id="last-fail"' not in page  # the newest is the failed part: shown once
+    for i in range(3):
+        page = add(good, f"p{i}", f"GOOD-{i}")
+    assert '<td id="fail-serial">BAD-1</td>' in page and '<td id="serial">GOOD-2</td>' in page
+    assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 2 and len(live._drawn) == 2  # the two shown, no more
+    page = add(bad, "f2", "BAD-2")
+    assert 'id="last-fail"' not in page and '<td id="serial">BAD-2</td>' in page
