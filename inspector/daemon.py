@@ -43,7 +43,7 @@ from inspector.pipeline import Inference, Sink
 from inspector.result import error_payload, utc_now
 from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
-from inspector.store import DB_NAME, Store, discard_new
+from inspector.store import BDSEQ_FILE, DB_NAME, Store, discard_new
 from inspector.verification import FIELDS, verify
 from model.errors import InspectorError
 
@@ -310,7 +310,8 @@ class Daemon:
         if cfg.sparkplug.enabled:
             from inspector.sparkplug import SparkplugNode
 
-            self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb")
+            self.sparkplug = SparkplugNode(cfg.mqtt, cfg.sparkplug, cfg.station.name, f"{client_id}-spb",
+                                           Path(cfg.store.data_dir) / BDSEQ_FILE)
             self.sparkplug.start()
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics, self.repeats)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)

@@ -11,10 +11,12 @@ The Sparkplug B payload is a small protobuf; it is encoded and decoded here by h
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from inspector.config import MqttSection, Sparkplug
@@ -150,15 +152,31 @@ def defects_found(record: dict[str, Any]) -> int:
     return max(found, listed) if isinstance(found, int) and not isinstance(found, bool) else listed
 
 
+def _read_bdseq(path: Path | None) -> int:
+    """The bdSeq a station's last run left for its next connection (0 where none was kept)."""
+    if path is None:
+        return 0
+    try:
+        return int(path.read_text().strip()) % 256
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        log.warning("sparkplug: %s does not hold a bdSeq (%s); starting at 0", path, exc)
+        return 0
+
+
 class SparkplugNode:
     """Publishes the station's results as a Sparkplug B edge node with one device."""
 
-    def __init__(self, mqtt: MqttSection, cfg: Sparkplug, station: str, client_id: str) -> None:
+    def __init__(self, mqtt: MqttSection, cfg: Sparkplug, station: str, client_id: str, bdseq_file: Path | None = None) -> None:
+        """`bdseq_file` keeps the next connection's bdSeq over restarts: started again at 0, a new session shared its bdSeq
+        with the last one's NDEATH, which a host receiving that will late took for the new session's death."""
         node = cfg.edge_node_id or station
         base = f"{NAMESPACE}/{cfg.group_id}"
         self.topics = {"NBIRTH": f"{base}/NBIRTH/{node}", "NDEATH": f"{base}/NDEATH/{node}", "NCMD": f"{base}/NCMD/{node}",
                        "DBIRTH": f"{base}/DBIRTH/{node}/{cfg.device_id}", "DDATA": f"{base}/DDATA/{node}/{cfg.device_id}"}
-        self.bdseq = 0  # bdSeq of the will registered for the next connection
+        self._bdseq_file = bdseq_file
+        self.bdseq = _read_bdseq(bdseq_file)  # bdSeq of the will registered for the next connection
         self.session_bdseq: int | None = None  # bdSeq of the connection in use (its will's)
         self._seq = 0
         self._lock = threading.Lock()
@@ -192,7 +210,19 @@ class SparkplugNode:
             self.session_bdseq = self.bdseq
             self.bdseq = (self.bdseq + 1) % 256
             self.client.will_set(self._death_will())  # for the next connection
+            self._keep_bdseq()
         self._birth()
+
+    def _keep_bdseq(self) -> None:
+        if self._bdseq_file is None:
+            return
+        tmp = self._bdseq_file.with_name(self._bdseq_file.name + ".tmp")
+        try:
+            tmp.write_text(f"{self.bdseq}\n")
+            os.replace(tmp, self._bdseq_file)  # whole or not at all, even at a power cut
+        except OSError as exc:
+            log.warning("sparkplug: the next bdSeq could not be kept in %s (%s); after a restart a host may take the last "
+                        "session's NDEATH for the new one's", self._bdseq_file, exc.strerror or exc)
 
     def _disconnected(self) -> None:
         with self._lock:

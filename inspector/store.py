@@ -32,6 +32,7 @@ from reports.names import safe_name
 
 DB_NAME = "inspections.sqlite"
 LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
+BDSEQ_FILE = "sparkplug.bdseq"  # Sparkplug B's next bdSeq, kept over restarts (sparkplug.SparkplugNode)
 # the WAL is cut back to this after a checkpoint: a reader holding a snapshot let it grow to 20 MB (images pass through
 # the journal), and it kept that size for good
 WAL_LIMIT = 8 * 2**20
@@ -77,8 +78,8 @@ def db_files(root: Path) -> list[Path]:
 
 
 def daemon_files(root: Path) -> list[Path]:
-    """The files a daemon keeps under `root`: the database, its journal, and its lock, there or not."""
-    return [*db_files(root), root / LOCK_FILE]
+    """The files a daemon keeps under `root`: the database, its journal, its lock and its Sparkplug bdSeq, there or not."""
+    return [*db_files(root), root / LOCK_FILE, root / BDSEQ_FILE]
 
 
 def discard_new(root: Path, made: bool) -> None:

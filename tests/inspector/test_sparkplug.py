@@ -85,3 +85,24 @@ def test_the_shipped_acl_lets_a_node_publish_its_device_data(make_broker, listen
         wait_until(lambda: len(scada.on("spBv1.0/G/DBIRTH/st1/D")) == 2, 10, "a rebirth the SCADA user asked for")
     finally:
         node.stop()
+
+
+def test_bdseq_goes_on_over_a_restart(broker, listen, tmp_path):
+    """Each start began again at bdSeq 0: the new session shared its bdSeq with the last one's NDEATH, and a host that
+    got that will late took it for the new session's death (the node shown offline while it ran)."""
+    lst = listen(broker.port, "x", extra_topics=("spBv1.0/#",))
+    kept = tmp_path / "sparkplug.bdseq"
+    for run in range(2):
+        node = SparkplugNode(MqttSection(port=broker.port, prefix="x"), Sparkplug(enabled=True, group_id="G", device_id="D"), "N",
+                             f"spb-run{run}", kept)
+        node.start()
+        try:
+            wait_until(lambda r=run: len(lst.on("spBv1.0/G/NBIRTH/N")) == r + 1, 10, f"run {run}'s NBIRTH")
+        finally:
+            node.stop()
+        wait_until(lambda r=run: len(lst.on("spBv1.0/G/NDEATH/N")) == r + 1, 10, f"run {run}'s NDEATH")
+    births = [decode_payload(p)["metrics"]["bdSeq"] for p, _ in lst.on("spBv1.0/G/NBIRTH/N")]
+    deaths = [decode_payload(p)["metrics"]["bdSeq"] for p, _ in lst.on("spBv1.0/G/NDEATH/N")]
+    assert births == deaths == [0, 1] and kept.read_text() == "2\n"
+    kept.write_text("not a number")
+    assert SparkplugNode(MqttSection(port=broker.port, prefix="x"), Sparkplug(enabled=True), "N", "spb-bad", kept).bdseq == 0
