@@ -44,9 +44,11 @@ def _no_value(name: str, fmt: str | None) -> InspectorError:
 
 
 def _stretch(arr: np.ndarray) -> np.ndarray:
-    """A high-bit-depth image spread over 0-255 by its own range (a flat one -> zeros), as uint8. The range leaves
-    out the most extreme 0.01 % of pixels at each end, so that a hot or dead sensor pixel does not squeeze the
-    part into a few grey levels; NaN (a height map's missing points) is drawn black."""
+    """A high-bit-depth image spread over 0-255 by its own range, as uint8. The range leaves out the most extreme
+    0.01 % of pixels at each end, so that a hot or dead sensor pixel does not squeeze the part into a few grey levels;
+    NaN (a height map's missing points) is drawn black. A flat one has no range: it keeps its level within its type's
+    (a float's within 0-1, else black), as a saturated or unlit sensor's frame all 0 read "dark" to the quality check."""
+    full = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
     arr = arr.astype(np.float64)
     finite = np.isfinite(arr)
     values = arr[finite] if not finite.all() else arr.ravel()
@@ -56,7 +58,10 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     lo, hi = (float(values.min()), float(values.max())) if k == 0 else np.partition(values, (k, values.size - 1 - k))[[k, -1 - k]]
     if hi <= lo:  # a flat part whose only detail is in those few pixels (a small defect): keep it
         lo, hi = float(values.min()), float(values.max())
-    out = np.zeros_like(arr) if hi <= lo else np.clip((arr - lo) / (hi - lo) * 255.0, 0.0, 255.0)
+    if hi <= lo:
+        out = np.full_like(arr, lo / full * 255.0 if 0.0 <= lo <= full else 0.0)
+    else:
+        out = np.clip((arr - lo) / (hi - lo) * 255.0, 0.0, 255.0)
     return np.where(finite, out, 0.0).astype(np.uint8)
 
 

@@ -417,3 +417,17 @@ def test_a_gif_in_a_folder_is_read_as_when_it_is_named(tmp_path):
     assert "moving.gif" in [p.name for p in list_images(tmp_path)]
     with pytest.raises(InspectorError, match="moving.gif: holds several frames or pages"):
         read_image(tmp_path / "moving.gif")
+
+
+def test_a_flat_high_bit_depth_frame_keeps_its_level():
+    """A flat 16-bit frame has no range to stretch over, and every one came out black: a saturated sensor's frame was
+    warned about as 'dark'. It keeps its level within its type's range now."""
+    from model.images import array_to_rgb
+
+    assert array_to_rgb(np.full((20, 30), 65535, np.uint16))[0, 0, 0] == 255
+    assert array_to_rgb(np.full((20, 30), 0, np.uint16))[0, 0, 0] == 0
+    assert array_to_rgb(np.full((20, 30), 32768, np.uint16))[0, 0, 0] == 127
+    from model.images import _stretch
+
+    assert _stretch(np.full((20, 30), 0.5, np.float32))[0, 0] == 127  # a float file's: within 0-1
+    assert _stretch(np.full((20, 30), 37.5, np.float32))[0, 0] == 0  # a height map's level is no brightness
