@@ -30,6 +30,9 @@ GOOD = "good"
 EXAMPLES = 12  # escaped defects and false alarms shown, each
 
 
+TRANSLATED_NOTES = ("fpr_at_recall_99:", "tpr_at_fpr_1:")  # how eval's notes the report words itself begin
+
+
 @dataclass
 class ValidationRun:
     """One evaluation, as the report needs it. `report`: `inspector eval --json`'s object; per test image (in one
@@ -48,7 +51,11 @@ class ValidationRun:
     # "onnx-fp32"), weights_sha256 (its checkpoint's weights, whose first 12 digits are the model id), version,
     # framing (Framing.summary()), pixel_threshold, types_cv_accuracy
     trace: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # eval's notes (images left out, blank masks, rates too few images resolve), in its words
+    notes: list[str] = field(default_factory=list)  # eval's notes (images left out, blank masks), in its words
+
+    def __post_init__(self) -> None:
+        # the rates too few images resolve: the report says those itself, in its language (twice before, once in English)
+        self.notes = [n for n in self.notes if not n.startswith(TRANSLATED_NOTES)]
 
     @property
     def defect(self) -> np.ndarray:
