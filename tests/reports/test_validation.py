@@ -248,3 +248,18 @@ def test_the_data_sets_notes_are_marked_as_evals_english_words_in_other_language
     run.notes = ["1 link(s) in data2/test/good lead nowhere and were left out"]
     assert '<p class="note">1 link(s) in data2' in validation_html(run, Page.of("en", ("html",), "UTC", None))
     assert '<p class="note">inspector eval 的英文原文: 1 link(s) in data2' in validation_html(run, Page.of("zh", ("html",), "UTC", None))
+
+
+def test_notes_of_one_image_are_in_the_singular():
+    """'1 defect images cannot resolve ...' and '1 of the 1 defect images have no mask: they count' in a report QA signs."""
+    import html
+
+    run = run_of([0.0, 2.0], ["good", "crack"], defects_without_masks=1)
+    en = html.unescape(validation_html(run, Page.of("en", ("html",), "UTC", None)))
+    assert "1 defect image cannot resolve 99% of defects caught" in en and "1 good image cannot resolve a 1% false-alarm" in en
+    assert "1 of the 1 defect images has no mask: it counts for the image metrics" in en
+    es = html.unescape(validation_html(run, Page.of("es", ("html",), "UTC", None)))
+    assert "1 imagen con defecto no basta" in es and "1 de las 1 imágenes con defecto no tiene máscara: cuenta" in es
+    run = run_of([0.0, 0.5, 2.0, 3.0], ["good", "good", "crack", "crack"], defects_without_masks=2)
+    en = html.unescape(validation_html(run, Page.of("en", ("html",), "UTC", None)))
+    assert "2 defect images cannot resolve" in en and "2 of the 2 defect images have no mask: they count" in en
