@@ -473,6 +473,9 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     digests: dict[str, Any] = {}
     paths, copies, data_sha256 = distinct_files([s.path for s in dataset.train], dataset.root, digests)
     check_test_headers(dataset)  # calibration reads them after the fit: found minutes late
+    from model.evaluate import check_masks
+
+    check_masks(dataset.test, dataset.root)  # so do its masks, and the first bad one stopped it then, named alone
     _refuse_test_defects_in_training(dataset, digests)
     peers = max(0, min(options.peers, len(paths) - 1))  # each training image is later judged against the others only
     peer_position = bool(peers and options.position_norm and options.peer_position)

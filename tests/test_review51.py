@@ -12,8 +12,6 @@ import pytest
 from tests.cli import assert_one_line_error, cli
 
 
-@pytest.mark.xfail(strict=True, reason="1343a5c checks every mask before scoring in eval only: fit scores the test masks "
-                                       "after the whole fit and stops at the first bad one, naming it alone")
 def test_fit_names_every_unusable_mask_before_fitting(capsys, tiny_data, tmp_path, monkeypatch):
     import model.fit as fit_module
 
