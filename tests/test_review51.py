@@ -28,8 +28,6 @@ def test_fit_names_every_unusable_mask_before_fitting(capsys, tiny_data, tmp_pat
     assert_one_line_error(rc, err, "2 of 4", "001_mask.png", "003_mask.png")
 
 
-@pytest.mark.xfail(strict=True, reason="cbf01d5 checks --image 'as the station takes it' but not against "
-                                       "model.max_image_pixels, which the station's intake refuses every input over")
 def test_bench_serve_checks_the_image_against_the_stations_pixel_limit(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 

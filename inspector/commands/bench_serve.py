@@ -197,9 +197,12 @@ def _check_image(image: bytes, path: Path, cfg: Any, mode: str) -> None:
     within 60 s'."""
     from model.images import decode_image
 
-    decode_image(image, str(path), hint="give --image a PNG or JPEG file (the station would refuse every input; nothing was sent)")
-    if mode == "capture":
-        return  # the station's camera takes the picture: the file is only the baseline's
+    if mode == "capture":  # the station's camera takes the picture: the file is only the baseline's
+        decode_image(image, str(path), hint="give --image a PNG or JPEG file (nothing was sent)")
+        return
+    # as the station's intake decodes it, its pixel limit too
+    decode_image(image, str(path), hint="give --image a PNG or JPEG file (the station would refuse every input; nothing was sent)",
+                 max_pixels=cfg.model.max_image_pixels)
     size = len(image) if mode == "image" and cfg.mqtt.protocol == "5" else 4 * ((len(image) + 2) // 3) + 200  # base64 in a JSON trigger
     if size > cfg.mqtt.max_payload_bytes:
         raise InspectorError(f"--image {path}: {size} bytes to send exceed the station's mqtt.max_payload_bytes ({cfg.mqtt.max_payload_bytes}), "
