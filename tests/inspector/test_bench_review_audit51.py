@@ -154,7 +154,7 @@ def test_bench_serve_checks_its_image_before_sending_anything(tmp_path, capsys, 
     import inspector.config
     from tests.cli import assert_one_line_error, cli
 
-    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", max_payload_bytes=2048))
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", max_payload_bytes=2048), model=SimpleNamespace(max_image_pixels=None))
     monkeypatch.setattr(inspector.config, "load_config", lambda path: cfg)
 
     def connect(cfg):
