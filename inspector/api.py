@@ -309,11 +309,14 @@ def judged(amap: np.ndarray, ignored: np.ndarray | None) -> np.ndarray:
 def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:
     """A warning when an image's size or shape is far from every training image's (more than twice or half their
     sides, or a width/height ratio 25 % beyond theirs): a camera's resolution, crop or orientation has changed,
-    and the model judges a part it was never shown. None for checkpoints that record no sizes."""
-    if not sizes:
+    and the model judges a part it was never shown. None for checkpoints that record no sizes, or record them
+    malformed (a hand-edited, resealed manifest: every inspection raised TypeError, as model.quality's ranges did)."""
+    pairs = [sizes.get(k) for k in ("min", "max", "aspect")] if isinstance(sizes, dict) else []
+    if len(pairs) != 3 or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in p) for p in pairs):
         return None
     h, w = shape
-    (w_lo, h_lo), (w_hi, h_hi), (a_lo, a_hi) = sizes["min"], sizes["max"], sizes["aspect"]
+    (w_lo, h_lo), (w_hi, h_hi), (a_lo, a_hi) = pairs
     if w_lo / 2 <= w <= w_hi * 2 and h_lo / 2 <= h <= h_hi * 2 and a_lo / 1.25 <= w / h <= a_hi * 1.25:
         return None
     seen = f"{w_lo}x{h_lo}" if (w_lo, h_lo) == (w_hi, h_hi) else f"{w_lo}x{h_lo} to {w_hi}x{h_hi}"

@@ -47,8 +47,6 @@ def test_bench_serve_checks_the_image_against_the_stations_pixel_limit(tmp_path,
     assert_one_line_error(rc, err, str(tmp_path / "wide.png"), "max_image_pixels")
 
 
-@pytest.mark.xfail(strict=True, reason="70da1c7 made a resealed manifest's malformed image_quality ranges unjudged, but "
-                                       "training.image_size beside it still raises TypeError at every inspection")
 def test_a_resealed_image_size_that_is_not_pairs_does_not_raise_at_inspection(tiny_ckpt, tiny_data, tmp_path):
     from inspector.api import Inspector
     from model.checkpoint import _manifest_digest
