@@ -293,7 +293,7 @@ class Sink:
         # a line a part: at the terminal or in journalctl, a station that inspects said nothing until it stopped
         kind = f", {result.defect_type}" if result.verdict == "FAIL" and getattr(result, "defect_type", None) else ""
         log.info("%s %s (%s, %s): score %.4g, threshold %.4g, %d region(s)%s%s", result.verdict, job.serial or "-", job.inspection_id,
-                 job.source, result.score, result.threshold, len(result.regions), kind,
+                 job.source, result.score, result.threshold, result.found, kind,
                  f", {len(result.warnings)} warning(s)" if result.warnings else "")
         if self.sparkplug is not None:
             self.sparkplug.publish_result(record)

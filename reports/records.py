@@ -121,6 +121,11 @@ class Inspection:
         return sum(self.timings_ms.values()) if self.timings_ms else None
 
     @property
+    def regions(self) -> int:
+        """How many defect regions were found: `defects` lists at most the 20 most severe."""
+        return max(self.defects_found or 0, len(self.defects))
+
+    @property
     def primary_type(self) -> str:
         """The defect type a failed part is counted under in the Pareto chart."""
         return self.defect_type or next((d.type for d in self.defects if d.type), None) or "unclassified"

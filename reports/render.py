@@ -275,7 +275,7 @@ def parts_csv(parts: list[Inspection]) -> bytes:
         r = p.review
         out.writerow([_cell(p.timestamp), _cell(p.id), _cell(p.serial), _cell(p.station), _cell(p.verdict),
                       "" if p.score is None else repr(p.score), "" if p.threshold is None else repr(p.threshold), _cell(p.primary_type),
-                      len(p.defects), r.outcome if r else "", _cell(r.type) if r else "", _cell(r.by) if r else "", _cell(r.note) if r else ""])
+                      p.regions, r.outcome if r else "", _cell(r.type) if r else "", _cell(r.by) if r else "", _cell(r.note) if r else ""])
     return buf.getvalue().encode("utf-8")
 
 

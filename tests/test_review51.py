@@ -1,4 +1,4 @@
-"""Review 51: fixes of audit 51 that left a sibling path as it was. Each test is xfail(strict) until its path is fixed."""
+"""Review 51: fixes of audit 51 that had left a sibling path as it was (fit beside eval, the reports beside inspect)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import shutil
 
 import cv2
 import numpy as np
-import pytest
 
 from tests.cli import assert_one_line_error, cli
 
@@ -61,8 +60,6 @@ def test_a_resealed_image_size_that_is_not_pairs_does_not_raise_at_inspection(ti
     Inspector.load(ckpt).inspect(image)  # TypeError: cannot unpack non-iterable int object
 
 
-@pytest.mark.xfail(strict=True, reason="07f8d62/4ce0ffb count defects_found in Sparkplug and inspect's line, but the shift "
-                                       "report's parts CSV (reports/render.py parts_csv) still writes len(defects): 20 for 35")
 def test_the_parts_csv_counts_every_region_found_not_the_20_listed():
     import csv
     import io
@@ -75,3 +72,17 @@ def test_the_parts_csv_counts_every_region_found_not_the_20_listed():
               "defects": [{"type": "scratch", "box": [i, i, 2, 2], "area_px": 4, "severity": "high"} for i in range(20)]}
     (row,) = csv.DictReader(io.StringIO(parts_csv([inspection(record)]).decode()))
     assert row["regions"] == "35"
+
+
+def test_the_shift_reports_failed_table_and_the_live_view_count_every_region_found(tmp_path):
+    """Beside the parts CSV: the failed-parts table and the live view's Regions cell said 20 for 35."""
+    from reports import render_shift
+    from reports.render import live_html
+
+    record = {"inspection_id": "a1", "serial": "S1", "station": "st", "timestamp": "2026-12-06T07:00:00Z", "verdict": "FAIL",
+              "score": 3.0, "threshold": 1.0, "defects_found": 35,
+              "defects": [{"type": "scratch", "box": [i, i, 2, 2], "area_px": 4, "severity": "high"} for i in range(20)]}
+    page = render_shift([record], {}, tmp_path, formats=("html",))["html"].read_text(encoding="utf-8")
+    assert '<td class="num">35</td>' in page and '<td class="num">20</td>' not in page
+    assert "<th>Regions</th><td>35</td>" in live_html([record], {"status": "ok"})
+
