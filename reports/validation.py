@@ -49,7 +49,7 @@ class ValidationRun:
     thumbnails: dict[int, str | None] = field(default_factory=dict)  # test image index -> overlay data URI
     # what the report names for traceability: the model file's path, runtime, kind ("checkpoint" or an export's, e.g.
     # "onnx-fp32"), weights_sha256 (its checkpoint's weights, whose first 12 digits are the model id), version,
-    # framing (Framing.summary()), pixel_threshold, types_cv_accuracy
+    # framing (Framing.summary()), pixel_threshold, types_cv_accuracy, masks_sha256 (the test masks', where pixel metrics are)
     trace: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # eval's notes (images left out, blank masks), in its words
 
@@ -115,11 +115,12 @@ def validation_name(run: ValidationRun, lang: str = "en") -> str:
     """validation-<model id>-<data folder>-<key>[-<lang>]: the key digests the model file, the test set and the
     thresholds, so a report is rewritten only by the same evaluation in the same language, never by another model file,
     data set or threshold's, nor by its own in another language. The pixel threshold counts too: `threshold --pixel`
-    keeps the weights and the image threshold, and the report with the old one's region figures was overwritten."""
+    keeps the weights and the image threshold, and the report with the old one's region figures was overwritten; so do
+    the masks (trace's masks_sha256), which the test set's digest does not know."""
     model = (run.report.get("model") or {}).get("id") or "model"
-    pixel = run.trace.get("pixel_threshold")
-    key = hashlib.sha256((f"{run.model_sha256} {run.data_sha256} {run.threshold!r}" +
-                          ("" if pixel is None else f" {float(pixel)!r}")).encode()).hexdigest()[:8]
+    pixel, masks = run.trace.get("pixel_threshold"), run.trace.get("masks_sha256")
+    key = hashlib.sha256((f"{run.model_sha256} {run.data_sha256} {run.threshold!r}" + ("" if pixel is None else f" {float(pixel)!r}")
+                          + ("" if not masks else f" {masks}")).encode()).hexdigest()[:8]
     return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}" + (f"-{lang}" if lang != "en" else "")
 
 

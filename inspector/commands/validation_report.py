@@ -98,7 +98,9 @@ def write_report(evaluation: Evaluation, args: argparse.Namespace, style: dict[s
     trace = {"path": str(Path(meta.path).resolve()), "runtime": meta.runtime, "kind": meta.manifest.get("kind") or "checkpoint",
              "weights_sha256": source.get("weights_sha256") or meta.sha256, "version": __version__,
              "framing": meta.framing.summary(), "pixel_threshold": meta.pixel_threshold,
-             "types_cv_accuracy": (meta.manifest.get("types") or {}).get("cv_accuracy")}
+             "types_cv_accuracy": (meta.manifest.get("types") or {}).get("cv_accuracy"),
+             # the region figures' masks: redrawn, they are another validation
+             "masks_sha256": evaluation.dataset.masks_sha256 if evaluation.report.get("pixel_auroc") is not None else None}
     run = ValidationRun(report=evaluation.report, data=str(root.resolve()), model_sha256=meta.sha256,
                         data_sha256=evaluation.dataset.test_sha256,
                         names=[str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path) for s in test],

@@ -263,3 +263,14 @@ def test_notes_of_one_image_are_in_the_singular():
     run = run_of([0.0, 0.5, 2.0, 3.0], ["good", "good", "crack", "crack"], defects_without_masks=2)
     en = html.unescape(validation_html(run, Page.of("en", ("html",), "UTC", None)))
     assert "2 defect images cannot resolve" in en and "2 of the 2 defect images have no mask: they count" in en
+
+
+def test_redrawn_masks_get_their_own_validation_report():
+    """The test set's digest knows images and labels alone: a report made after the masks were redrawn (other region
+    figures) overwrote the one made before, perhaps signed. The masks' digest keys the name and is shown."""
+    before, after, none = run_of([0.0, 2.0], ["good", "crack"]), run_of([0.0, 2.0], ["good", "crack"]), run_of([0.0, 2.0], ["good", "crack"])
+    before.trace, after.trace = {"masks_sha256": "a" * 64}, {"masks_sha256": "b" * 64}
+    assert len({validation_name(before), validation_name(after), validation_name(none)}) == 3
+    page = validation_html(before, Page.of("es", ("html",), "UTC", None))
+    assert re.search(r'Suma de verificación de las máscaras[^<]*</th><td class="mono" id="masks-sha256">a{64}</td>', page)
+    assert 'id="masks-sha256"' not in validation_html(none, Page.of("en", ("html",), "UTC", None))
