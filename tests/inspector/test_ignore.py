@@ -177,7 +177,9 @@ def test_eval_leaves_the_ignored_pixels_out_of_the_pixel_metrics(capsys, models,
         reports.append(json.loads(out))
     for key in ("pixel_auroc", "pixel_ap", "aupro"):
         assert reports[0][key] == reports[1][key], key
-    assert reports[0]["at_pixel_threshold"] == reports[1]["at_pixel_threshold"]
+    # the figures alike; where the masks were chosen on is another matter ("into" redrew them: masks_changed)
+    figures = [{k: r["at_pixel_threshold"][k] for k in ("threshold", "precision", "recall", "f1")} for r in reports]
+    assert figures[0] == figures[1] and reports[0]["at_pixel_threshold"].get("masks_changed") is True
     # for the model that judges the code, the two differ, so the test above could fail
     judged = [json.loads(cli(capsys, "eval", models[0], tmp_path / n, "--json", "--no-overlap")[1])["pixel_auroc"] for n in ("into", "beside")]
     assert abs(judged[0] - judged[1]) > 1e-3
