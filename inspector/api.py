@@ -311,9 +311,10 @@ def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:
     sides, or a width/height ratio 25 % beyond theirs): a camera's resolution, crop or orientation has changed,
     and the model judges a part it was never shown. None for checkpoints that record no sizes, or record them
     malformed (a hand-edited, resealed manifest: every inspection raised TypeError, as model.quality's ranges did)."""
-    pairs = [sizes.get(k) for k in ("min", "max", "aspect")] if isinstance(sizes, dict) else []
-    if len(pairs) != 3 or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in p) for p in pairs):
+    from model.quality import number_pair
+
+    pairs = [number_pair(sizes.get(k)) for k in ("min", "max", "aspect")] if isinstance(sizes, dict) else [None]
+    if not all(p is not None and min(p) > 0 for p in pairs):
         return None
     h, w = shape
     (w_lo, h_lo), (w_hi, h_hi), (a_lo, a_hi) = pairs

@@ -79,13 +79,15 @@ def _ranges(summary: Any) -> dict[str, tuple[float, float]]:
     such a statistic is not judged."""
     if not isinstance(summary, dict):
         return {}
-    out = {}
-    for name in STATS:
-        given = summary.get(name)
-        if isinstance(given, (list, tuple)) and len(given) == 2 \
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in given):
-            out[name] = (float(given[0]), float(given[1]))
-    return out
+    return {name: pair for name in STATS if (pair := number_pair(summary.get(name))) is not None}
+
+
+def number_pair(given: Any) -> tuple[float, float] | None:
+    """`given` as two finite numbers (a manifest's range or size), or None where it is anything else."""
+    if isinstance(given, (list, tuple)) and len(given) == 2 \
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in given):
+        return given[0], given[1]  # as given: a size's whole pixels stay whole
+    return None
 
 
 def quality_report(labels: list[bool], files: list[str], stats: np.ndarray, summary: dict) -> dict:
