@@ -1,10 +1,11 @@
-// The live view's refresh: the page is fetched again every data-refresh seconds (the script tag's) and its body swapped in. A station that
-// restarts or a network that drops leaves the page as it was, marked "not answering", and it comes back on its own; a
-// meta refresh had the browser land on its own error page, which never reloads, so a screen at the line stayed dark.
+// The live view's refresh: the page is fetched again every data-refresh seconds (the script tag's) and its body
+// swapped in. A station that restarts, hangs or drops off the network leaves the page as it was, marked "not
+// answering", and it comes back on its own; a meta refresh had the browser land on its own error page, which never
+// reloads, so a screen at the line stayed dark.
 ((every) => {
   async function tick() {
     try {
-      const r = await fetch(location.href, { cache: "no-store" });
+      const r = await fetch(location.href, { cache: "no-store", signal: AbortSignal.timeout(Math.max(5000, 3 * every)) });
       if (!r.ok) throw new Error(String(r.status));
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       document.body.replaceWith(document.adoptNode(doc.body));

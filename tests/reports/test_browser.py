@@ -141,18 +141,21 @@ def test_the_daemons_live_view_in_chromium(browser, sample, failed_record, tmp_p
 
 def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
     """A meta refresh had the browser land on its own error page while the station restarted, which never reloads: a
-    screen at the line stayed dark until someone reloaded it. The page now keeps what it showed, says the station is
-    not answering, and comes back on its own; its script runs under the page's CSP (a violation is a log error)."""
+    screen at the line stayed dark until someone reloaded it (and a hung one would stop it for good). The page now keeps
+    what it showed, says the station is not answering, and comes back on its own; its script runs under the page's CSP
+    (a violation is a log error)."""
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from reports.render import live_html
 
-    count = [5]
+    count, hang = [5], threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            while hang.is_set():  # a station that takes the request and never answers
+                time.sleep(0.1)
             body = live_html([], {"status": "ok", "verdicts": {"PASS": count[0]}}, refresh_s=1).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -165,6 +168,7 @@ def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
 
     def serve(port=0):
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
 
@@ -189,6 +193,11 @@ def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
         server = serve(port)
         shows("document.getElementById('inspected').textContent", "7")
         assert page.eval("document.getElementById('unreachable').hidden") is True
+        hang.set()  # a hung station: the fetch gives up, says so, and the page goes on asking
+        shows("document.getElementById('unreachable').hidden", False)
+        count[0] = 8
+        hang.clear()
+        shows("document.getElementById('inspected').textContent", "8")
         page.settle()
         assert [e for e in page.errors if "Content Security Policy" in e or "exception" in e] == [], page.errors
     finally:
