@@ -473,7 +473,7 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
                                  "check the path")
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise Unreadable(f"config {path}: no such file; check the path (configs/station-*.yaml are examples)") from None
+        raise Unreadable(f"config {path}: no such file; check the path (`inspector config example` lists example configs)") from None
     except OSError as exc:  # its strerror, not str(exc), which named the file a second time
         raise Unreadable(f"config {path}: cannot be read ({exc.strerror or exc}); give the path of a station config "
                          f"this user ({user_name()}) may read") from None

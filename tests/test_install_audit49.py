@@ -62,12 +62,15 @@ def test_wheel_holds_the_packages_and_their_data_and_nothing_else(built):
         entry_points = whl.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     wanted = {p for p in _tracked() if p.split("/")[0] in PACKAGES and not p.endswith(".sh")}
     assert wanted - names == set()  # every module, template, stylesheet and catalog
-    extra = {n for n in names - wanted if ".dist-info/" not in n}
+    from inspector.version import __version__
+
+    # the example configs (`inspector config example`), installed under <prefix>/share
+    share = f"inspector_edge-{__version__}.data/data/share/inspector-edge/configs/"
+    assert {n[len(share):] for n in names if n.startswith(share)} == {p.split("/", 1)[1] for p in _tracked() if p.startswith("configs/")}
+    extra = {n for n in names - wanted if ".dist-info/" not in n and not n.startswith(share)}
     assert extra == set()  # no tests, docs, caches or build leftovers
     assert sum(i.file_size for i in zipfile.ZipFile(built["wheel"]).infolist()) < 3_000_000
     assert "inspector = inspector.cli:main" in entry_points
-    from inspector.version import __version__
-
     assert meta["Name"] == "inspector-edge" and meta["Version"] == __version__
     assert meta["License-Expression"] == "Apache-2.0" and meta["Requires-Python"] == ">=3.10"
     # PyPI's and pip's view of what it runs on: missing before (no classifiers at all)
@@ -103,8 +106,9 @@ def test_build_requirements_are_in_this_venv():
 
 
 def test_the_installed_wheel_runs_from_anywhere(built, tmp_path):
-    """Installed from the wheel alone (not this checkout), run from another folder: the CLI starts and a report
-    renders in every language from the package's own templates, stylesheet and catalogs."""
+    """Installed from the wheel alone (not this checkout), run from another folder: the CLI starts, a report
+    renders in every language from the package's own templates, stylesheet and catalogs, and the example configs
+    are there (pip --target puts the wheel's share/ beside the packages)."""
     target = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile", "--target", str(target),
                           str(built["wheel"])], capture_output=True, text=True, timeout=300)
@@ -121,6 +125,9 @@ rec = make_records(1, root=out, image_size=64, images_for="all")[0]
 for lang in ("en", "zh", "es"):
     reports.render_inspection(rec, out / lang, ("html",), lang, out)
 print(json.dumps(sorted(p.name for p in out.rglob("*.html"))))
+from inspector.examples import examples_dir
+assert examples_dir().resolve().is_relative_to(sys.argv[1]), examples_dir()  # the wheel's, not this checkout's
+assert main(["config", "example", "camera", "--out", "station.yaml"]) == 0 and main(["config", "validate", "station.yaml"]) == 0
 sys.exit(main(["--version"]))
 """
     run = tmp_path / "elsewhere"
@@ -129,7 +136,8 @@ sys.exit(main(["--version"]))
     done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=run, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert len(json.loads(lines[0])) == 3 and lines[1].startswith("inspector ")
+    assert len(json.loads(lines[0])) == 3 and lines[1].startswith("wrote station.yaml") and lines[-1].startswith("inspector ")
+    assert (run / "station.yaml").read_bytes() == (ROOT / "configs" / "station-camera.yaml").read_bytes()
 
 
 # --- inspector bench ---

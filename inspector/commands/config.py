@@ -1,4 +1,5 @@
-"""`inspector config validate FILE`: check a station config; each problem is printed with its YAML line."""
+"""`inspector config validate FILE`: check a station config; each problem is printed with its YAML line.
+`inspector config example [NAME]`: the example configs (station, broker, systemd unit), listed, printed or written."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from inspector.commands.common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="validate station configs, print the config schema", description=__doc__)
+    p = sub.add_parser("config", help="validate station configs, print the config schema or an example config", description=__doc__)
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=type(p))
     csub.required = True
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not, 2 when the file cannot be read)")
@@ -23,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=validate)
     s = csub.add_parser("schema", help="print the JSON schema of station configs (every key, with its description)")
     s.set_defaults(func=schema)
+    e = csub.add_parser("example", help="list the example station configs, broker config and systemd unit, or print or write one")
+    e.add_argument("name", nargs="?", help="which example (without it, they are listed)")
+    e.add_argument("--out", help="write it to this file (or into this folder under its own name); an existing file is not overwritten")
+    e.set_defaults(func=show_example)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -52,6 +57,45 @@ def validate(args: argparse.Namespace) -> int:
     return 0 if cfg is not None else 1
 
 
+def show_example(args: argparse.Namespace) -> int:
+    """The examples listed, or one printed or written (`--out`), from wherever this copy of inspector has them."""
+    from pathlib import Path
+
+    from inspector.examples import EXAMPLES, example, examples_dir
+    from model.errors import InspectorError
+
+    if args.name is None:
+        if args.out is not None:
+            raise InspectorError("--out: give the example to write, e.g. `inspector config example camera --out station.yaml`")
+        folder = examples_dir()
+        for name, (file, what) in EXAMPLES.items():
+            print(f"{name:8} {file:20} {what}")
+        print(f"(in {folder}; `inspector config example NAME` prints one, `--out FILE` writes it)")
+        return 0
+    source = example(args.name)
+    text = source.read_text(encoding="utf-8")
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    if not args.out.strip():  # `--out "$FILE"` with FILE unset
+        raise InspectorError("--out '': give the file to write the example to, or leave --out out to print it")
+    out = Path(args.out)
+    out = out / source.name if out.is_dir() else out
+    if out.exists():
+        raise InspectorError(f"--out {out}: already exists and is not overwritten; give a new file name, or remove it first")
+    if not out.parent.is_dir():
+        raise InspectorError(f"--out {out}: its folder {out.parent} does not exist; create it first")
+    try:
+        with open(out, "x", encoding="utf-8") as f:  # "x": a file made meanwhile is not overwritten either
+            f.write(text)
+    except OSError as exc:
+        raise InspectorError(f"--out {out}: cannot be written ({exc.strerror or exc}); give a file in a folder you can write to") from None
+    station = source.suffix == ".yaml"
+    print(f"wrote {out}" + (f"; set its paths, broker and source to this station's, then `inspector config validate --here {out}`"
+                            if station else ""))
+    return 0
+
+
 def checked(cfg, judged: str) -> str:
     """What --here checked, truthfully for each source: a camera or stream is not opened (serve keeps retrying one that
     does not open, and a camera the running station holds must not be taken from it), so it is not called checked."""
@@ -69,9 +113,10 @@ def checked(cfg, judged: str) -> str:
 
 
 def broker_hint(cfg) -> str:
-    """How to start a broker for this config: configs/mosquitto.conf needs its password file and certificates first (and
+    """How to start a broker for this config: the example mosquitto.conf needs its password file and certificates first (and
     logs to syslog), so on a fresh machine `mosquitto -c` with it exited 13 with nothing on screen."""
-    production = "configs/mosquitto.conf is the production one and needs its password file, ACL (configs/mosquitto.acl) and certificates first"
+    production = ("for a line, `inspector config example broker` gives a config that needs a password file, the ACL "
+                  "`inspector config example acl` gives, and certificates first")
     if cfg.mqtt.host in ("127.0.0.1", "localhost", "::1") and cfg.mqtt.tls is None:
         # mosquitto 2 with no config file listens on this host only and lets anyone in, which is what a try needs
         return f"start the broker (to try it: mosquitto -p {cfg.mqtt.port} on this host; {production})"

@@ -13,7 +13,7 @@ from model.errors import InspectorError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the station daemon from a station config", description=__doc__)
-    p.add_argument("--config", required=True, help="station config YAML (see configs/station-*.yaml)")
+    p.add_argument("--config", required=True, help="station config YAML (`inspector config example` gives examples)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override daemon.log_level")
     p.set_defaults(func=run)
 

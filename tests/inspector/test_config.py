@@ -330,7 +330,7 @@ def test_validate_here_broker_hint_starts_a_broker_serve_connects_to(tmp_path, t
     (tmp_path / "s.yaml").write_text(json.dumps(cfg))
     assert main(["config", "validate", "--here", "--json", str(tmp_path / "s.yaml")]) == 0
     note = json.loads(capsys.readouterr().out)["notes"][0]
-    assert "mosquitto -c" not in note and "configs/mosquitto.conf is the production one and needs its password file, ACL (configs/mosquitto.acl) and certificates first" in note
+    assert "mosquitto -c" not in note and "for a line, `inspector config example broker` gives a config that needs a password file, the ACL `inspector config example acl` gives, and certificates first" in note
     command = re.search(r"to try it: (mosquitto -p \d+) on this host", note).group(1)
     proc = subprocess.Popen(shlex.split(command.replace("mosquitto", mosquitto_bin, 1)), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     def answers() -> bool:
