@@ -1,7 +1,7 @@
 """A private Mosquitto for the demo: its own config and log under the demo folder, a free loopback port.
 
 The same way the MQTT tests start theirs (tests/inspector/conftest.py): nothing is installed or
-configured system-wide, and the process is stopped when the demo ends.
+configured system-wide, and the process is stopped when the demo ends, or dies.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _start_once(binary: str, folder: Path, timeout: float) -> Broker | int:
     conf.write_text(f"# written by `inspector demo`\n{user}listener {port} 127.0.0.1\nallow_anonymous true\n"
                     f"log_dest file {log}\n", encoding="utf-8")
     start = log.stat().st_size if log.exists() else 0  # mosquitto appends: only this start's lines count
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*_dies_with_parent(), binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     broker = Broker(binary, port, conf, log, proc)
     end = time.monotonic() + timeout
     try:
@@ -120,6 +120,14 @@ def _start_once(binary: str, folder: Path, timeout: float) -> Broker | int:
         raise
     broker.stop()
     raise InspectorError(f"mosquitto ({binary}) did not listen on 127.0.0.1:{port} within {timeout:.0f} s; see {log}, or use --no-mqtt")
+
+
+def _dies_with_parent() -> list[str]:
+    """A prefix that has the broker sent SIGTERM when the demo's process dies, however it dies (Linux's parent-death
+    signal, set by util-linux's setpriv and kept across its exec of mosquitto): a SIGKILLed demo left its broker
+    running, holding its port, for good. Nothing where setpriv is missing (it is on every Debian and Ubuntu)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM"] if setpriv and os.uname().sysname == "Linux" else []
 
 
 def _log_since(log: Path, offset: int) -> list[str]:
