@@ -532,6 +532,8 @@ class FolderWatcher:
         if not self.folder.is_dir():
             raise InspectorError(f"source.path {self.folder}: no such folder; create it or fix the path")
         self.name = f"folder:{self.folder.name}"
+        # a share mounted on the folder itself: unmounted, the folder is still there, empty, and read "watching" for good
+        self._mount_point = os.path.ismount(self.folder)
         self.state = "stopped"
         self.reconnects = 0
         self.heartbeat = time.monotonic()
@@ -642,6 +644,8 @@ class FolderWatcher:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             try:
+                if self._mount_point and not os.path.ismount(self.folder):
+                    raise OSError(errno.ENOTCONN, "no longer a mount point: what was mounted there at start is gone, an unmounted share")
                 if self._nothing_new():
                     self._stop.wait(self.cfg.poll_s)
                     continue

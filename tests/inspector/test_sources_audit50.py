@@ -290,3 +290,56 @@ def test_a_url_given_as_a_cameras_device_is_read_as_a_stream_without_its_passwor
         server.stop()
     assert frame.source == f"camera:{server.url}" and "Secr3t" not in caplog.text and "read as a stream" in caplog.text
     assert opened and all(args and args[0] == cv2.CAP_FFMPEG and cv2.CAP_PROP_READ_TIMEOUT_MSEC in args[1] for args in opened)
+
+
+def test_a_share_unmounted_from_the_watched_folder_itself_is_not_read_as_watching(tmp_path, caplog, monkeypatch):
+    """A share mounted on source.path itself, unmounted: the folder stayed, empty, and the station read `watching` and
+    `online` for good while the parts went nowhere."""
+    import os
+
+    from inspector.config import FolderSource
+    from inspector.sources import FolderWatcher
+
+    folder = tmp_path / "share"
+    folder.mkdir()
+    real, mounted = os.path.ismount, {"now": True}
+    monkeypatch.setattr(os.path, "ismount", lambda p: mounted["now"] if Path(p) == folder else real(p))
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+    w.start(lambda f: True)
+    try:
+        wait_until(lambda: w.state == "watching", 5, "watching")
+        mounted["now"] = False
+        wait_until(lambda: w.state.startswith("unreadable") and not w.delivering, 5, "the unmount missed")
+        assert "no longer a mount point" in w.state
+        mounted["now"] = True
+        wait_until(lambda: w.state == "watching" and w.delivering, 10, "the share back")
+    finally:
+        w.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "inspector.sources"]
+    assert sum("cannot read" in m and "unmounted share" in m for m in said) == 1, said
+
+
+def test_a_folder_that_was_no_mount_point_at_start_is_watched_as_before(tmp_path, monkeypatch):
+    """Only a mount lost is a problem: a plain folder (or a share mounted after the start) is watched."""
+    import os
+
+    from inspector.config import FolderSource
+    from inspector.sources import FolderWatcher
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    real, mounted = os.path.ismount, {"now": False}
+    monkeypatch.setattr(os.path, "ismount", lambda p: mounted["now"] if Path(p) == folder else real(p))
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+    got = []
+    w.start(lambda f: got.append(f) or True)
+    try:
+        mounted["now"] = True
+        cv2.imwrite(str(folder / "SN1.png"), good_image(0))
+        wait_until(lambda: got, 10, "the part")
+        mounted["now"] = False
+        cv2.imwrite(str(folder / "SN2.png"), good_image(1))
+        wait_until(lambda: len(got) == 2, 10, "the second part")
+        assert w.state == "watching"
+    finally:
+        w.stop()
