@@ -274,3 +274,25 @@ def test_redrawn_masks_get_their_own_validation_report():
     page = validation_html(before, Page.of("es", ("html",), "UTC", None))
     assert re.search(r'Suma de verificación de las máscaras[^<]*</th><td class="mono" id="masks-sha256">a{64}</td>', page)
     assert 'id="masks-sha256"' not in validation_html(none, Page.of("en", ("html",), "UTC", None))
+
+
+def test_a_gallerys_heading_and_opening_line_never_end_a_page_without_its_pictures(tmp_path):
+    """"False alarms" and "The 6 good images that failed" ended page 2, their pictures on page 3 (the PDF of magnetic
+    tiles did so); and a picture's file name was cut anywhere, "exp6_num_972.jp g", not at its / or ."""
+    pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
+    import subprocess
+
+    pdftotext = need("pdftotext")
+    for k in range(1, 7):  # more defect types push the galleries down the page: 1-6 put the false alarms' at its end
+        types = [f"type{i:02d}" for i in range(k)]
+        labels = ["good"] * 30 + [t for t in types for _ in range(2)]
+        run = run_of([0.0] * 24 + [2.0] * 6 + [0.5, 2.0] * k, labels)
+        run.names = [f"test/{label}/exp6_num_{972 + 7 * i}.jpg" for i, label in enumerate(labels)]  # as magnetic_tile names them
+        pdf = render_validation(run, tmp_path / str(k), formats=("pdf",), lang="en")["pdf"]
+        text = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        for page in text.split("\f"):
+            body = [line.strip() for line in page.splitlines() if line.strip()][:-1]  # less its footer
+            assert not body or not (body[-1] in ("Escaped defects", "False alarms") or "images that" in body[-1]), (k, body[-3:])
+        shown = [run.names[i].rsplit("/", 1)[1].removesuffix(".jpg") for group in run.examples() for i in group]
+        captions = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout  # in reading order
+        assert shown and all(re.search(rf"{stem}\s*\.jpg", captions) for stem in shown), k  # broken at its "." at most
