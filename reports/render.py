@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from reports import charts
 from reports.errors import ReportError
@@ -70,6 +71,13 @@ def zone_name(z: Zone) -> str | None:
     return z.key
 
 
+def breakable(text: Any) -> Markup:
+    """`text` (an identifier, a file name) with line-break chances after each / and : and before its extension, where a
+    narrow cell wraps it: without them a PDF cut it within a word ("onnxruntime:CPUExecutio nProvider", "exp6_num_972.jp g")."""
+    marked = re.sub(r"([/:])", r"\1<wbr>", str(escape(text)))
+    return Markup(re.sub(r"\.(\w{1,5})$", r"<wbr>.\1", marked))
+
+
 @cache
 def environment(lang: str) -> Environment:
     """One Jinja2 environment per language (templates parsed once per process)."""
@@ -79,7 +87,7 @@ def environment(lang: str) -> Environment:
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
     env.filters.update(num=num.significant, apart=num.apart, distinct=num.distinct, column=num.column, fixed=num.fixed, percent=num.percent,
-                       share=num.share, target=num.target, count=num.count, time=_time,
+                       share=num.share, target=num.target, count=num.count, time=_time, breakable=breakable,
                        tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env

@@ -296,3 +296,21 @@ def test_a_gallerys_heading_and_opening_line_never_end_a_page_without_its_pictur
         shown = [run.names[i].rsplit("/", 1)[1].removesuffix(".jpg") for group in run.examples() for i in group]
         captions = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout  # in reading order
         assert shown and all(re.search(rf"{stem}\s*\.jpg", captions) for stem in shown), k  # broken at its "." at most
+
+
+def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
+    """The shift report's model table cut "onnxruntime:CPUExecutio nProvider:onnx" (the demo's runtime) in its PDF."""
+    pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
+    import subprocess
+
+    import reports
+    from reports.render import breakable
+    from reports.sample import make_records
+
+    assert breakable("a:b/c<d>.png") == "a:<wbr>b/<wbr>c&lt;d&gt;<wbr>.png" and breakable("plain") == "plain"
+    records = make_records(3, root=tmp_path, image_size=32, seed=1)
+    for r in records:
+        r["model"]["runtime"] = "onnxruntime:CPUExecutionProvider:onnx"
+    pdf = reports.render_shift(records, {"worst_n": 0}, tmp_path / "out", formats=("pdf",))["pdf"]
+    text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "CPUExecutionProvider" in text
