@@ -299,7 +299,8 @@ def test_a_gallerys_heading_and_opening_line_never_end_a_page_without_its_pictur
 
 
 def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
-    """The shift report's model table cut "onnxruntime:CPUExecutio nProvider:onnx" (the demo's runtime) in its PDF."""
+    """The shift report's model table cut "onnxruntime:CPUExecutio nProvider:onnx" (the demo's runtime) in its PDF, and in
+    Chinese "efficientn et-lite0" too."""
     pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
     import subprocess
 
@@ -309,8 +310,9 @@ def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
 
     assert breakable("a:b/c<d>.png") == "a:<wbr>b/<wbr>c&lt;d&gt;<wbr>.png" and breakable("plain") == "plain"
     records = make_records(3, root=tmp_path, image_size=32, seed=1)
-    for r in records:
-        r["model"]["runtime"] = "onnxruntime:CPUExecutionProvider:onnx"
-    pdf = reports.render_shift(records, {"worst_n": 0}, tmp_path / "out", formats=("pdf",))["pdf"]
-    text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    assert "CPUExecutionProvider" in text
+    for r in records:  # the demo's model
+        r["model"].update(id="dafa07ce1e94", backbone="efficientnet-lite0", runtime="onnxruntime:CPUExecutionProvider:onnx")
+    for lang in ("en", "zh"):
+        pdf = reports.render_shift(records, {"worst_n": 0}, tmp_path / lang, formats=("pdf",), lang=lang)["pdf"]
+        text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert "CPUExecutionProvider" in text and "efficientnet" in text, lang
