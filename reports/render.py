@@ -42,6 +42,8 @@ MAX_FAILED_ROWS = 200  # the failed-parts and escapes tables of a shift report; 
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint", "low", "medium", "high", "anomaly", "unclassified",
                      "scratch", "crack", "pit", "blowhole", "stain", "chip", "dent", "fray", "contamination",
+                     "break", "uneven",  # Magnetic Tile's types, beside blowhole, crack, fray
+                     "crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches",  # NEU steel's
                      "texture", "cutpaste", "transplant",  # the generated defects' types (`inspector synth`, the demo)
                      "decode", "preprocess", "infer", "decision", "intake", "queue", "total",  # the stages of timings_ms
                      "ok", "degraded", "failing")  # the daemon's status (the live view)

@@ -76,3 +76,14 @@ def test_spanish_text_writes_a_percentage_as_its_numbers_do():
 
     assert STYLES["es"].percent_sign == "\u00a0%"
     assert not [m for m in messages.values() if re.search(r"\d%", m)]
+
+
+def test_the_real_data_sets_defect_types_are_translated():
+    """A Chinese validation report of magnetic tiles said 气孔, 裂纹, 毛边 and then "break" and "uneven" in English."""
+    from reports.render import translate_value
+
+    zh, es = translations("zh").gettext, translations("es").gettext
+    tile = ["blowhole", "break", "crack", "fray", "uneven"]
+    steel = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+    assert [translate_value(zh, t) for t in tile] == ["气孔", "断裂", "裂纹", "毛边", "不均匀"]
+    assert all(translate_value(es, t) != t for t in tile + steel) and translate_value(zh, "my_own_type") == "my_own_type"
