@@ -41,11 +41,12 @@ def _candidates() -> list[Path]:
 
 def examples_dir() -> Path:
     """The folder holding the examples, or InspectorError where this copy of inspector has none."""
-    for folder in _candidates():
+    looked = list(dict.fromkeys(_candidates()))
+    for folder in looked:
         if all((folder / file).is_file() for file, _ in EXAMPLES.values()):
             return folder
     raise InspectorError("the example configs are not installed with this copy of inspector (looked in "
-                         f"{', '.join(map(str, dict.fromkeys(_candidates())))}); reinstall it from its wheel or sdist, "
+                         f"{', '.join(map(str, looked))}); reinstall it from its wheel or sdist, "
                          "or take them from the repository's configs/ folder")
 
 
