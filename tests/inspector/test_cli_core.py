@@ -297,7 +297,7 @@ def test_eval_report_shows_what_the_stored_threshold_does_on_these_images(capsys
     assert "No good image failed." in html["false-alarms"] and 'id="calibrated-here"' not in html["decision"]
     assert "set by hand" in html["decision"] and report["at_threshold"]["policy"] is None
     uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html["escapes"])
-    assert len(uris) == 4 and html["escapes"].count('class="mono">test/blob/') == 4
+    assert len(uris) == 4 and html["escapes"].count('class="mono">test/<wbr>blob/<wbr>') == 4
     for uri in uris:  # each an overlay at the model's input size
         with Image.open(io.BytesIO(base64.b64decode(uri))) as im:
             assert im.size == (64, 64)
