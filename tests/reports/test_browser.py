@@ -204,3 +204,30 @@ def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
         page.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_wide_line_screen_shows_the_last_failed_part_beside_the_newest(browser, sample, failed_record, tmp_path):
+    """On a 1920x1080 screen at the line the last failed part lay below the fold, under the newest part's overlay: a FAIL
+    was out of sight as soon as a good part followed it. Side by side there, both overlays in view; stacked on a narrow one."""
+    import numpy as np
+
+    from reports.images import array_uri
+    from reports.render import live_html
+
+    _, records = sample
+    good = next(r for r in records if r["verdict"] == "PASS")
+    overlay = array_uri(np.full((480, 640, 3), 90, np.uint8), 960)
+    path = tmp_path / "live.html"
+    path.write_text(live_html([good, failed_record], {"status": "ok"}, overlay, last_fail=(failed_record, overlay)), encoding="utf-8")
+    box = "(id => { const r = document.querySelector(`#${id} figure img`).getBoundingClientRect(); return [r.top, r.bottom, r.left, r.right] })"
+    for width, height, beside in ((1920, 1080, True), (1100, 1400, False)):
+        page = browser.open(path.as_uri(), width=width, height=height)
+        page.settle()
+        assert page.errors == [], page.errors
+        latest, failed = page.eval(f"{box}('latest')"), page.eval(f"{box}('last-fail')")
+        if beside:
+            assert failed[2] >= latest[3] and abs(failed[0] - latest[0]) < 100, (latest, failed)
+            assert max(latest[1], failed[1]) <= height, (latest, failed)  # both in view, no scrolling
+        else:
+            assert failed[0] >= latest[1], (latest, failed)
+        page.close()
