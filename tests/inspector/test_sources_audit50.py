@@ -292,19 +292,25 @@ def test_a_url_given_as_a_cameras_device_is_read_as_a_stream_without_its_passwor
     assert opened and all(args and args[0] == cv2.CAP_FFMPEG and cv2.CAP_PROP_READ_TIMEOUT_MSEC in args[1] for args in opened)
 
 
-def test_a_share_unmounted_from_the_watched_folder_itself_is_not_read_as_watching(tmp_path, caplog, monkeypatch):
-    """A share mounted on source.path itself, unmounted: the folder stayed, empty, and the station read `watching` and
-    `online` for good while the parts went nowhere."""
+
+def _watcher_on(folder: Path, monkeypatch, mounted: dict[str, bool]):
+    """A FolderWatcher of `folder`, which is a mount point while mounted["now"] says so."""
     import os
 
     from inspector.config import FolderSource
     from inspector.sources import FolderWatcher
 
-    folder = tmp_path / "share"
     folder.mkdir()
-    real, mounted = os.path.ismount, {"now": True}
+    real = os.path.ismount
     monkeypatch.setattr(os.path, "ismount", lambda p: mounted["now"] if Path(p) == folder else real(p))
-    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+    return FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+
+
+def test_a_share_unmounted_from_the_watched_folder_itself_is_not_read_as_watching(tmp_path, caplog, monkeypatch):
+    """A share mounted on source.path itself, unmounted: the folder stayed, empty, and the station read `watching` and
+    `online` for good while the parts went nowhere."""
+    mounted = {"now": True}
+    w = _watcher_on(tmp_path / "share", monkeypatch, mounted)
     w.start(lambda f: True)
     try:
         wait_until(lambda: w.state == "watching", 5, "watching")
@@ -321,24 +327,16 @@ def test_a_share_unmounted_from_the_watched_folder_itself_is_not_read_as_watchin
 
 def test_a_folder_that_was_no_mount_point_at_start_is_watched_as_before(tmp_path, monkeypatch):
     """Only a mount lost is a problem: a plain folder (or a share mounted after the start) is watched."""
-    import os
-
-    from inspector.config import FolderSource
-    from inspector.sources import FolderWatcher
-
-    folder = tmp_path / "plain"
-    folder.mkdir()
-    real, mounted = os.path.ismount, {"now": False}
-    monkeypatch.setattr(os.path, "ismount", lambda p: mounted["now"] if Path(p) == folder else real(p))
-    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.02, settle_s=0.0))
+    mounted = {"now": False}
+    w = _watcher_on(tmp_path / "plain", monkeypatch, mounted)
     got = []
     w.start(lambda f: got.append(f) or True)
     try:
         mounted["now"] = True
-        cv2.imwrite(str(folder / "SN1.png"), good_image(0))
+        cv2.imwrite(str(w.folder / "SN1.png"), good_image(0))
         wait_until(lambda: got, 10, "the part")
         mounted["now"] = False
-        cv2.imwrite(str(folder / "SN2.png"), good_image(1))
+        cv2.imwrite(str(w.folder / "SN2.png"), good_image(1))
         wait_until(lambda: len(got) == 2, 10, "the second part")
         assert w.state == "watching"
     finally:
