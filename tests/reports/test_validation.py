@@ -300,7 +300,7 @@ def test_a_gallerys_heading_and_opening_line_never_end_a_page_without_its_pictur
 
 def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
     """The shift report's model table cut "onnxruntime:CPUExecutio nProvider:onnx" (the demo's runtime) in its PDF, and in
-    Chinese "efficientn et-lite0" too."""
+    Chinese "efficientn et-lite0" too; the inspection report "CPUExecutionProvider:o nnx"."""
     pytest.importorskip("weasyprint", reason="PDF reports need the pdf extra (weasyprint)")
     import subprocess
 
@@ -313,6 +313,9 @@ def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
     for r in records:  # the demo's model
         r["model"].update(id="dafa07ce1e94", backbone="efficientnet-lite0", runtime="onnxruntime:CPUExecutionProvider:onnx")
     for lang in ("en", "zh"):
-        pdf = reports.render_shift(records, {"worst_n": 0}, tmp_path / lang, formats=("pdf",), lang=lang)["pdf"]
-        text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-        assert "CPUExecutionProvider" in text and "efficientnet" in text, lang
+        shift = reports.render_shift(records, {"worst_n": 0}, tmp_path / lang, formats=("pdf",), lang=lang)["pdf"]
+        one = reports.render_inspection(records[0], tmp_path / lang, formats=("pdf",), lang=lang, store_root=tmp_path)["pdf"]
+        for pdf in (shift, one):  # the inspection report's traceability cut it too: "CPUExecutionProvider:o nnx"
+            text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+            assert "CPUExecutionProvider:" in text and "onnx" in text.split("CPUExecutionProvider:", 1)[1][:8], (lang, pdf.name)
+            assert "efficientnet" in text, (lang, pdf.name)
