@@ -16,7 +16,7 @@ from model.data import Sample
 from model.errors import InspectorError
 from model.extract import load_batches
 from model.framing import Framing, Roi, crop
-from model.images import read_image, read_mask
+from model.images import read_image, read_mask, upright_size
 from model.metrics import aupro, average_precision, f1_max, fpr_at_recall, precision_recall_f1, roc_auc, tpr_at_fpr
 from model.progress import BarFactory, silent
 from model.quality import quality_stats
@@ -70,18 +70,6 @@ def mask_at(sample: Sample, image_shape: tuple[int, int], size: tuple[int, int],
     return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def _upright_shape(path) -> tuple[int, int] | None:
-    """(H, W) of an image by its header, turned by its EXIF orientation; None where the header alone cannot tell."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            return (w, h) if img.getexif().get(274, 1) in (5, 6, 7, 8) else (h, w)  # 274: Orientation; 5-8 turn it sideways
-    except Exception:  # read_image's check names what is wrong with the file
-        return None
-
-
 def check_masks(samples: list[Sample], root: object) -> None:
     """Every ground-truth mask decoded and held against its image's size before any scoring, and all that cannot be
     used named in one line: read while scoring, the first one stopped eval there (minutes in) and named itself alone,
@@ -92,8 +80,8 @@ def check_masks(samples: list[Sample], root: object) -> None:
             continue
         n += 1
         try:
-            mask = read_mask(s.mask_path, None)
-            if mask.shape != _upright_shape(s.path):  # the header can miss a PNG's late EXIF: decoding tells for sure
+            mask, size = read_mask(s.mask_path, None), upright_size(s.path)  # (w, h) by the header, upright
+            if size is None or mask.shape != size[::-1]:  # the header can miss a PNG's late EXIF: decoding tells for sure
                 read_mask(s.mask_path, read_image(s.path).shape[:2])
         except InspectorError as e:
             bad.append(str(e))

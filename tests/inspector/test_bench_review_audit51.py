@@ -9,6 +9,7 @@ import numpy as np
 
 from reports.render import Page
 from reports.validation import ValidationRun, validation_html
+from tests.inspector.test_review_access import fill
 
 
 def _text(page: str) -> str:
@@ -37,18 +38,6 @@ def test_the_type_heads_two_sentences_are_apart():
     assert re.search(r"favorece\. \S", es), es
 
 
-def _store(root, n: int = 3) -> list[dict]:
-    from inspector.store import Store
-    from reports.sample import make_records
-
-    store = Store(root)
-    records = make_records(n, root=root, hours=1.0, image_size=32, fail_rate=0.5, seed=3)
-    for r in records:
-        store.add(r)
-    store.close()
-    return records
-
-
 def test_a_second_review_says_which_review_it_replaces(tmp_path, capsys):
     """QA at rework reviewed a part another QA had reviewed as a crack: the new verdict stood (the shift report counts
     it) and nothing said one was overruled."""
@@ -56,7 +45,7 @@ def test_a_second_review_says_which_review_it_replaces(tmp_path, capsys):
 
     from tests.cli import cli
 
-    ident = _store(tmp_path / "store")[0]["inspection_id"]
+    ident = fill(tmp_path / "store", 3)[0]["inspection_id"]
     rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "defect", "--type", "crack", "--by", "A. Li")
     assert rc == 0 and "replaces" not in out, err
     rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "good", "--by", "B. Ortiz", "--json")
@@ -134,7 +123,7 @@ def test_review_export_refuses_an_empty_folder_name(tmp_path, capsys, monkeypatc
     user's files) when it was empty."""
     from tests.cli import assert_one_line_error, cli
 
-    ident = _store(tmp_path / "store")[0]["inspection_id"]
+    ident = fill(tmp_path / "store", 3)[0]["inspection_id"]
     assert cli(capsys, "review", "--db", tmp_path / "store", ident, "--truth", "good")[0] == 0
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
