@@ -19,7 +19,7 @@ import torch
 
 from model.data import Dataset
 from model.defect_learning import DefectLearning
-from model.errors import InspectorError
+from model.errors import InspectorError, first_few
 from model.evaluate import Scored, mask_at, mask_coverage, metrics_report
 from model.extract import load_batches
 from model.fit import FitOptions, finish_fit, fit_good_only
@@ -70,8 +70,7 @@ def check_test_images(dataset: Dataset, progress: BarFactory = silent) -> None:
         bar.update(1)
     bar.close()
     if bad:
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise InspectorError(f"data {dataset.root}: {len(bad)} test image(s) or mask(s) cannot be used: {'; '.join(bad[:3])}{more}")
+        raise InspectorError(f"data {dataset.root}: {len(bad)} test image(s) or mask(s) cannot be used: {first_few(bad)}")
 
 
 def run_ablation(dataset: Dataset, options: FitOptions, synth: int = 300, progress: BarFactory = silent) -> list[dict]:

@@ -24,6 +24,13 @@ class RetryLater(InspectorError):
     exit_code = 75
 
 
+def first_few(errors: list, shown: int = 3) -> str:
+    """The first `shown` of `errors` (their messages) joined for one line, with how many more there are: a check that
+    names every unusable file at once, not the first one a run at a time."""
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "; ".join(map(str, errors[:shown])) + more
+
+
 def need(module: str, extra: str, purpose: str) -> ModuleType:
     """`module` imported, or an InspectorError naming the extra that installs it."""
     try:

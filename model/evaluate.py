@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model.data import Sample
-from model.errors import InspectorError
+from model.errors import InspectorError, first_few
 from model.extract import load_batches
 from model.framing import Framing, Roi, crop
 from model.images import read_image, read_mask, upright_size
@@ -86,8 +86,7 @@ def check_masks(samples: list[Sample], root: object) -> None:
         except InspectorError as e:
             bad.append(str(e))
     if bad:
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise InspectorError(f"data {root}: {len(bad)} of {n} ground_truth masks cannot be used: {'; '.join(bad[:3])}{more}; "
+        raise InspectorError(f"data {root}: {len(bad)} of {n} ground_truth masks cannot be used: {first_few(bad)}; "
                              f"fix or remove {'it' if len(bad) == 1 else 'them'} (a defect image without its mask is left "
                              "out of the pixel metrics)")
 

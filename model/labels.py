@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data import GOOD, load_dataset
-from model.errors import InspectorError
+from model.errors import InspectorError, first_few
 from model.images import (
     IMAGE_SUFFIXES,
     MASK_SUFFIXES,
@@ -173,9 +173,8 @@ def check_images(labels: LabelSet, roi: tuple[int, int, int, int] | None = None)
     if len(bad) == 1:
         raise bad[0]
     if bad:
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise InspectorError(f"labels {labels.root}: {len(bad)} of {len(labels.items)} labelled images cannot be used: "
-                             f"{'; '.join(map(str, bad[:3]))}{more}; fix or remove them")
+                             f"{first_few(bad)}; fix or remove them")
 
 
 def parse_voc(path: Path) -> tuple[tuple[int, int] | None, list[tuple[int, int, int, int]]]:
