@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.commands.common import at_least, int_list, model_first, print_json
+from inspector.commands.common import at_least, int_list, load_average, model_first, print_json
 from model.errors import InspectorError, need_onnx
 
 EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -333,12 +333,8 @@ def machine_info() -> dict[str, Any]:
     """The machine and its 1-minute load average, read as the benchmark starts (other processes' load)."""
     import onnxruntime as ort
 
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # not on every platform
-        load = None
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "onnxruntime": ort.__version__,
-            "python": platform.python_version(), "load_average_1m": load}
+            "python": platform.python_version(), "load_average_1m": load_average()}
 
 
 def load_note(machine: dict[str, Any], threads: int | None) -> str | None:

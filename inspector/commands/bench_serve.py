@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import at_least, median_seconds, positive_number, print_json
+from inspector.commands.common import at_least, load_average, median_seconds, positive_number, print_json
 from model.errors import InspectorError
 
 
@@ -209,13 +209,6 @@ def _check_image(image: bytes, path: Path, cfg: Any, mode: str) -> None:
                              "so it would refuse every input; give a smaller image (nothing was sent)")
 
 
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # not on every platform
-        return None
-
-
 def baseline_note(ratio: float, load: float | None) -> str | None:
     """Why p50 read below the model alone: a result cannot come back sooner than its part is inspected, yet on 2 CPUs
     loaded by other processes the baseline took 92-524 ms against a p50 of 47 ms, and 'p50 is 0.10x that' was printed
@@ -248,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             raise InspectorError(f"--image {path}: no such file")
         image = path.read_bytes()
         _check_image(image, path, cfg, args.mode)
-    load = _load_average()  # before any work of its own: the load is other processes'
+    load = load_average()  # before any work of its own: the load is other processes'
     client = connect(cfg)  # first: without its broker there is nothing to measure, and the baseline took seconds before saying so
     engine = None
     if not args.no_baseline:

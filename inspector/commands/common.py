@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -181,6 +182,14 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("calibration (default: escape 1% with defect images, else false alarms 1%)")
     g.add_argument("--escape", type=fraction, metavar="RATE", help="target fraction of defects allowed to pass, e.g. 0.01")
     g.add_argument("--far", type=fraction, metavar="RATE", help="target fraction of good parts failed (false alarms), e.g. 0.01")
+
+
+def load_average() -> float | None:
+    """This machine's 1-minute load average (other processes' load, read before a benchmark's own work), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:

@@ -74,7 +74,7 @@ def test_bench_serve_says_a_baseline_slower_than_the_station_means_nothing(tmp_p
     monkeypatch.setattr(inspector.config, "load_config", lambda path: object())
     monkeypatch.setattr(bs, "connect", lambda cfg: Client())
     monkeypatch.setattr(bs, "bench_serve", lambda cfg, **kw: json.loads(json.dumps(measured)))
-    monkeypatch.setattr(bs, "_load_average", lambda: 2.5)
+    monkeypatch.setattr(bs, "load_average", lambda: 2.5)
     monkeypatch.setattr(bs, "engine_alone", lambda cfg, image: 470.0)
     rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml")
     assert rc == 0 and "p50 is 0.10x that" in out and re.search(r"note: p50 is below the station's model alone .*load average 2\.5", out), out
