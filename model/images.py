@@ -159,15 +159,24 @@ def _checked(arr: np.ndarray, name: str) -> np.ndarray:
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
-def tiff_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a classic TIFF's first directory (the page a decoder reads), None for anything else."""
+def _first_directory(data: bytes) -> tuple[str, int, int] | None:
+    """(byte order, offset, entry count) of a classic TIFF's first directory (the page a decoder reads), None for another
+    format; struct.error where the file ends before its count."""
     if not data.startswith(TIFF_MAGIC):
         return None
     order = "<" if data.startswith(b"II") else ">"
+    (at,) = struct.unpack_from(order + "I", data, 4)
+    (n,) = struct.unpack_from(order + "H", data, at)
+    return order, at, n
+
+
+def tiff_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a classic TIFF's first directory, None for anything else."""
     size: dict[int, int] = {}
     try:
-        (at,) = struct.unpack_from(order + "I", data, 4)
-        (n,) = struct.unpack_from(order + "H", data, at)
+        if (first := _first_directory(data)) is None:
+            return None
+        order, at, n = first
         for i in range(n):
             tag, kind, count = struct.unpack_from(order + "HHI", data, at + 2 + 12 * i)
             if tag in (256, 257) and count == 1 and kind in (3, 4):  # ImageWidth, ImageLength: SHORT or LONG
@@ -180,15 +189,11 @@ def tiff_size(data: bytes) -> tuple[int, int] | None:
 def _tiff_cut_short(data: bytes) -> bool:
     """A classic TIFF whose first directory (where most writers put it: after the pixels) does not lie wholly within
     `data`: a file cut short in a copy or a transfer, which Pillow does not recognise at all."""
-    if not data.startswith(TIFF_MAGIC):
-        return False
-    order = "<" if data.startswith(b"II") else ">"
     try:
-        (at,) = struct.unpack_from(order + "I", data, 4)
-        (n,) = struct.unpack_from(order + "H", data, at)
+        first = _first_directory(data)
     except struct.error:
         return True
-    return at + 2 + 12 * n + 4 > len(data)
+    return first is not None and first[1] + 2 + 12 * first[2] + 4 > len(data)
 
 
 def _float_colour_tiff(data: bytes, name: str, max_pixels: int | None) -> np.ndarray | None:
