@@ -229,10 +229,19 @@ def _time_label(t: datetime, width: timedelta, span: timedelta, z: Zone, zoned: 
     return f"{label} {t.tzname()}" if zoned and t.tzname() else label
 
 
+def _offset(t: datetime, z: Zone) -> timedelta | None:
+    """t's UTC offset on the zone's clock; for the last bin's end, held at the calendar's last instant (a report --to
+    9999-12-31 in Tokyo, whose clock is in the year 10000 then), that of a day before."""
+    try:
+        return t.astimezone(z).utcoffset()
+    except OverflowError:
+        return (t - timedelta(days=1)).astimezone(z).utcoffset()
+
+
 def _x_time_axis(svg: Svg, ax: Axes, groups: Sequence[Subgroup], slot: float, _: Gettext, z: Zone) -> None:
     """Time labels under the subgroups on the zone's clock, and the axis titled with the zone."""
     span = groups[-1].end - groups[0].start
-    zoned = groups[0].start.astimezone(z).utcoffset() != groups[-1].end.astimezone(z).utcoffset()
+    zoned = _offset(groups[0].start, z) != _offset(groups[-1].end, z)
     every = max(1, math.ceil(len(groups) / (6 if zoned else 8)))  # longer labels: fewer of them
     for i, g in enumerate(groups):
         if i % every == 0:

@@ -301,7 +301,10 @@ def _edges(start: datetime, end: datetime, width: timedelta, zone: tzinfo | None
     clocks went back), so the bin that holds a change is an hour longer or shorter."""
     midnight = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     if width <= timedelta(hours=1):
-        first = midnight.astimezone(timezone.utc)  # arithmetic on an aware time in a zone is on its wall clock
+        try:
+            first = midnight.astimezone(timezone.utc)  # arithmetic on an aware time in a zone is on its wall clock
+        except OverflowError:  # the plant's midnight before the calendar's first instant (--from 0001-01-01T01:00Z in Tokyo)
+            first = start
         t = first + ((start - first) // width) * width
         return [t + i * width for i in range(max(1, math.ceil((end - t) / width)))]
     edges: list[datetime] = []
@@ -309,8 +312,10 @@ def _edges(start: datetime, end: datetime, width: timedelta, zone: tzinfo | None
     while True:
         try:
             nxt = (midnight + k * width).astimezone(timezone.utc)
-        except OverflowError:  # a report may run --to 9999-12-31
-            return edges
+        except OverflowError:  # a report may run --to 9999-12-31 (or from 0001-01-01, its midnight before the calendar's)
+            if edges:
+                return edges
+            nxt = start
         if edges and nxt >= end:
             return edges
         if nxt <= start:  # the bins before the one that holds the start are not shown

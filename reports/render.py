@@ -33,7 +33,7 @@ from reports.names import safe_name
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
 from reports.warnings import translate_warning
-from reports.zones import Zone, zone
+from reports.zones import Zone, on_calendar, zone, zone_label
 
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
@@ -396,8 +396,11 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
     page = Page.of(lang, formats, tz, letterhead)
     meta = dict(meta or {})
     for key in ("start", "end"):  # a time that cannot be read was dropped, and the period became the records' span
-        if meta.get(key) is not None and parse_time(meta[key]) is None:
+        if meta.get(key) is not None and (t := parse_time(meta[key])) is None:
             raise ReportError(f"{key} {str(meta[key])[:40]!r}: not a time; give ISO 8601, e.g. 2026-11-26T06:00Z")
+        if meta.get(key) is not None and not on_calendar(t, page.zone):
+            raise ReportError(f"{key} {str(meta[key])[:40]!r}: outside the calendar (years 1 to 9999) on the {zone_label(page.zone, t)} "
+                              f"clock the report shows; give {'a later' if key == 'start' else 'an earlier'} time")
     out = out_folder(out_dir)
     parts = _parts(records)
     name = shift_name(meta)

@@ -102,6 +102,15 @@ def zone(name: str | None) -> Zone:
     return found
 
 
+def on_calendar(t: datetime, z: Zone) -> bool:
+    """Whether `t` can be shown on the zone's clock: 9999-12-31T23:00Z is in the year 10000 in Tokyo."""
+    try:
+        t.astimezone(z)
+    except OverflowError:
+        return False
+    return True
+
+
 def zone_label(z: Zone, at: datetime | None = None) -> str:
     """What a report calls the zone: its IANA name, or the abbreviation in force at `at` (now if None)."""
     if isinstance(z, ZoneInfo):

@@ -49,14 +49,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
     """An ISO 8601 time (on the zone's clock if it has no offset; None: this machine's) as the store's UTC form,
     2026-11-26T06:00:00.000Z."""
-    from reports.zones import LocalTimeError
+    from reports.records import parse_time
+    from reports.zones import LocalTimeError, iso_datetime, on_calendar, zone_label
 
+    later = "a later" if option == "--from" else "an earlier"
     try:
-        return parse_utc(text, z)
+        stamp = parse_utc(text, z)
     except LocalTimeError as exc:
         raise InspectorError(f"{option} {text!r}: {exc}") from None
     except ValueError:
-        raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
+        try:
+            iso_datetime(text)
+        except ValueError:
+            raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
+        # 9999-12-31T23:59 in New York is in the year 10000 in UTC, which the store's times are in
+        raise InspectorError(f"{option} {text!r}: outside the calendar (years 1 to 9999) in UTC; give {later} time") from None
+    if not on_calendar(parse_time(stamp), z):  # 9999-12-31T23:59Z is in the year 10000 on Tokyo's clock, which the report shows
+        raise InspectorError(f"{option} {text!r}: outside the calendar (years 1 to 9999) on the {zone_label(z)} clock the report "
+                             f"shows; give {later} time")
+    return stamp
 
 
 def utc_period(start: str | None, end: str | None, z: tzinfo | None = None, until_now: bool = False) -> tuple[str | None, str | None]:

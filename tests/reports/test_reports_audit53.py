@@ -1,0 +1,71 @@
+"""Reports, from a QA manager's audit (53): what a signer found wrong in shift and inspection reports."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+import reports
+from inspector.cli import main
+from inspector.store import Store
+from reports.records import inspection, shift_stats
+from reports.sample import make_records
+from tests.cli import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store of 12 inspections at station line1-station3, 06:00-07:00 UTC on 2026-11-26 (no image files)."""
+    root = tmp_path_factory.mktemp("audit53_store")
+    s = Store(root)
+    for r in make_records(12, hours=1.0, seed=5):
+        s.add(r)
+    s.close()
+    return root
+
+
+@pytest.mark.parametrize("tz, end", [("Asia/Tokyo", "9999-12-31T14:59Z"), ("Pacific/Kiritimati", "9999-12-30T10:00Z")])
+def test_a_period_to_the_calendars_end_on_a_clock_east_of_utc(tz, end, tmp_path):
+    """--to 9999-12-31 in Tokyo ended in a traceback (OverflowError): the p-chart's last bin, held at the calendar's last
+    instant in UTC, is in the year 10000 on Tokyo's clock."""
+    records = make_records(10, hours=1.0)
+    paths = reports.render_shift(records, {"start": "2026-11-26T00:00Z", "end": end}, tmp_path, formats="html", tz=tz)
+    assert paths["html"].is_file()
+
+
+@pytest.mark.parametrize("tz, start, end", [("Asia/Tokyo", "0001-01-01T01:00Z", "0001-01-01T05:00Z"),
+                                            ("Asia/Tokyo", "0001-01-01T01:00Z", "0001-01-03T05:00Z")])
+def test_a_period_from_the_calendars_first_day_east_of_utc(tz, start, end):
+    """The plant's midnight before 0001-01-01T01:00Z in Tokyo is before the calendar's first instant in UTC: a traceback,
+    or a p-chart of no bins at all."""
+    t0, t1 = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start, end))
+    part = inspection({"inspection_id": "a", "timestamp": "0001-01-01T02:00:00.000Z", "verdict": "FAIL", "score": 5.0, "threshold": 4.0})
+    from zoneinfo import ZoneInfo
+    s = shift_stats([part], t0, t1, zone=ZoneInfo(tz), now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert s.subgroups and sum(g.n for g in s.subgroups) == 1 and s.subgroups[0].start <= t0
+
+
+@pytest.mark.parametrize("start, end, tz", [("2026-11-26T00:00Z", "9999-12-31T23:59Z", "Asia/Tokyo"),
+                                            ("0001-01-01T00:00Z", "2026-11-27T00:00Z", "America/New_York")])
+def test_a_period_the_reports_clock_cannot_show_is_refused_in_one_line(start, end, tz, tmp_path):
+    """The API rendered a period whose end is in the year 10000 on the report's clock with a traceback."""
+    with pytest.raises(reports.ReportError, match=r"outside the calendar \(years 1 to 9999\) on the .* clock the report shows"):
+        reports.render_shift([], {"start": start, "end": end}, tmp_path, formats="html", tz=tz)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--to", "9999-12-31T23:59Z", "--tz", "Asia/Tokyo"],
+     "--to '9999-12-31T23:59Z': outside the calendar (years 1 to 9999) on the Asia/Tokyo clock the report shows; give an earlier time"),
+    # an ISO 8601 time, which read 'not a time; use ISO 8601'
+    (["--to", "9999-12-31T23:59", "--tz", "America/New_York"], "--to '9999-12-31T23:59': outside the calendar (years 1 to 9999) in UTC"),
+])
+def test_report_cli_names_a_time_beyond_the_calendar(store, tmp_path, capsys, argv, message):
+    rc = main(["report", "--db", str(store), "--from", "2026-11-26", *argv, "--format", "html", "--out", str(tmp_path)])
+    assert_one_line_error(rc, capsys.readouterr().err, message)
+
+
+def test_report_cli_to_the_calendars_end_in_tokyo(store, tmp_path, capsys):
+    assert main(["report", "--db", str(store), "--from", "2026-11-26", "--to", "9999-12-31T23:59", "--tz", "Asia/Tokyo",
+                 "--format", "html", "--out", str(tmp_path), "--json"]) == 0
+    assert '"inspections": 12' in capsys.readouterr().out
