@@ -233,6 +233,9 @@ class ShiftStats:
     # where the period had not ended when the report was made: then (or the latest part, if later), up to which its rate
     # is counted (a report of 06:00-14:00 made at 10:00 gave half the parts per hour, over the 4 hours still to come)
     until: datetime | None = None
+    # where the period had not begun when the report was made: then. Its report read "No inspections were recorded in
+    # this period" alone, to be signed for a shift still to come (a --from on the wrong day, a cron job's wrong date)
+    before: datetime | None = None
 
     @property
     def reached(self) -> list[Subgroup]:
@@ -334,11 +337,13 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
     times = [p.time for p in parts if p.time is not None]
     start = start or (min(times) if times else None)
     end = end or (max(times) if times else None)
-    until = None
+    until = before = None
     if end is not None:
         reached = max([now or datetime.now(timezone.utc), *times])  # a station's clock ahead of this one's: its parts stay in
         if end > reached and (start is None or reached >= start):
             until = reached
+        elif start is not None and reached < start:
+            before = reached
     p_bar = verdicts.get("FAIL", 0) / judged if judged else None
     width, groups = _subgroups(parts, start, end, p_bar, zone) if start and end and end >= start else (None, [])
     counted = until or end  # the time the rate is over: the charts show the whole period, the time to come empty
@@ -375,6 +380,7 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         reviews={o: n for o in OUTCOMES if (n := sum(p.review is not None and p.review.outcome == o for p in parts))},
         warnings=warning_counts(parts),
         until=until,
+        before=before,
     )
 
 

@@ -69,3 +69,27 @@ def test_report_cli_to_the_calendars_end_in_tokyo(store, tmp_path, capsys):
     assert main(["report", "--db", str(store), "--from", "2026-11-26", "--to", "9999-12-31T23:59", "--tz", "Asia/Tokyo",
                  "--format", "html", "--out", str(tmp_path), "--json"]) == 0
     assert '"inspections": 12' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lang, words", [("en", "This period had not begun when the report was made, at 2026-11-26 10:00:00 CET"),
+                                         ("zh", "生成本报告时（2026-11-26 10:00:00 CET）该时段尚未开始"),
+                                         ("es", "El periodo no había comenzado cuando se generó el informe, el 2026-11-26 10:00:00 CET")])
+def test_a_shift_still_to_come_says_it_had_not_begun(lang, words, monkeypatch):
+    """--from 2026-11-27T06:00 --to 14:00 asked for on the 26th (a cron job's wrong date) read 'No inspections were recorded
+    in this period' alone, a report to sign for a shift no one had worked yet."""
+    from reports import render
+
+    made = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+    s = shift_stats([], datetime(2026, 11, 27, 5, 0, tzinfo=timezone.utc), datetime(2026, 11, 27, 13, 0, tzinfo=timezone.utc), now=made)
+    assert s.before == made and s.until is None
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return made.astimezone(tz)
+
+    monkeypatch.setattr("reports.records.datetime", Clock)
+    html = render.shift_html([], {"start": "2026-11-27T05:00Z", "end": "2026-11-27T13:00Z"}, lang=lang, tz="Europe/Berlin")
+    assert 'id="period-not-begun"' in html and words in html and 'id="period-open"' not in html
+    ended = render.shift_html([], {"start": "2026-11-25T05:00Z", "end": "2026-11-25T13:00Z"}, lang=lang, tz="Europe/Berlin")
+    assert 'id="period-not-begun"' not in ended
