@@ -93,3 +93,24 @@ def test_a_shift_still_to_come_says_it_had_not_begun(lang, words, monkeypatch):
     assert 'id="period-not-begun"' in html and words in html and 'id="period-open"' not in html
     ended = render.shift_html([], {"start": "2026-11-25T05:00Z", "end": "2026-11-25T13:00Z"}, lang=lang, tz="Europe/Berlin")
     assert 'id="period-not-begun"' not in ended
+
+
+def test_a_long_title_of_one_word_keeps_the_period_lot_and_station_on_the_page(tmp_path):
+    """--title Nachtschicht_Linie1_Station3_2026-10-24_bis_2026-10-25 (a script's title, no space) ran off the A4 page in the
+    PDF, and took the header's period, lot and station with it: the station was on no part of page 1's header."""
+    pytest.importorskip("weasyprint")
+    import re
+    import subprocess
+
+    from tests.reports.conftest import need
+
+    meta = {"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T14:00:00Z", "station": "line1-station3",
+            "title": "Nachtschicht_Linie1_Station3_2026-10-24_bis_2026-10-25", "lot": "LOT-2026-10-24-N-0001"}
+    out = reports.render_shift([], meta, tmp_path, formats=("pdf",))
+    boxes = subprocess.run([need("pdftotext"), "-f", "1", "-l", "1", "-bbox", str(out["pdf"]), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    right = max(float(x) for x in re.findall(r'xMax="([\d.]+)"', boxes))
+    assert right <= 595.3 - 13 * 72 / 25.4 + 0.5, right  # inside the right margin of 13 mm
+    text = subprocess.run([need("pdftotext"), "-f", "1", "-l", "1", "-layout", str(out["pdf"]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "line1-station3" in text.split("Totals and yield")[0]
