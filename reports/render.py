@@ -129,6 +129,9 @@ def _write(path: Path, data: bytes) -> Path:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ReportError(f"report {path}: cannot be written ({exc.strerror}); check the folder and free space") from None
+    except BaseException:  # Ctrl-C mid-write (a PDF onto a slow USB stick) left the half-written file beside the reports
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

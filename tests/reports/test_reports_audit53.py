@@ -114,3 +114,20 @@ def test_a_long_title_of_one_word_keeps_the_period_lot_and_station_on_the_page(t
     text = subprocess.run([need("pdftotext"), "-f", "1", "-l", "1", "-layout", str(out["pdf"]), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert "line1-station3" in text.split("Totals and yield")[0]
+
+
+def test_a_report_interrupted_while_written_leaves_no_half_file(tmp_path, monkeypatch):
+    """Ctrl-C while a report was written (a PDF onto a slow USB stick) left its half-written .tmp file in the folder."""
+    from pathlib import Path
+
+    real = Path.write_bytes
+
+    def interrupted(self, data):
+        real(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reports.render_shift(make_records(5, hours=1.0), {"start": "2026-11-26T06:00Z", "end": "2026-11-26T07:00Z"}, tmp_path,
+                             formats="html")
+    assert [p.name for p in tmp_path.iterdir()] == []
