@@ -131,3 +131,13 @@ def test_a_report_interrupted_while_written_leaves_no_half_file(tmp_path, monkey
         reports.render_shift(make_records(5, hours=1.0), {"start": "2026-11-26T06:00Z", "end": "2026-11-26T07:00Z"}, tmp_path,
                              formats="html")
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+@pytest.mark.parametrize("passed, failed, shown", [(1, 2999, "0.1%"), (2999, 1, "99.9%"), (0, 5, "0.0%"), (5, 0, "100.0%")])
+def test_the_live_views_yield_reads_zero_only_when_no_part_passed(passed, failed, shown):
+    """The live view's yield read 0.0% with 1 of 3,000 parts passed (the shift report's yield reads 0.1%, as a non-zero share
+    never reads 0.0%)."""
+    from reports.render import live_html
+
+    html = live_html([], {"station": "line1-station3", "status": "ok", "verdicts": {"PASS": passed, "FAIL": failed}})
+    assert f'<div class="v">{shown}</div><div class="l">Yield</div>' in html
