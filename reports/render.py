@@ -62,7 +62,8 @@ def _time(value: datetime | None, z: Zone = timezone.utc, with_seconds: bool = T
     """A time on the report's clock, its zone's abbreviation beside it (CET or CEST, as the date has it)."""
     if value is None:
         return "—"
-    return value.astimezone(z).strftime("%Y-%m-%d %H:%M:%S %Z" if with_seconds else "%Y-%m-%d %H:%M %Z")
+    t = value.astimezone(z)
+    return f"{t.year:04d}" + t.strftime("-%m-%d %H:%M:%S %Z" if with_seconds else "-%m-%d %H:%M %Z")  # %Y: year 1 read "1-01-02"
 
 
 def zone_name(z: Zone) -> str | None:

@@ -204,4 +204,5 @@ def _in_zone(stamp: str, z) -> str:
     if z is timezone.utc:
         return stamp
     at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return f"{at.astimezone(z):%Y-%m-%d %H:%M:%S} {zone_label(z, at)} ({stamp})"
+    local = at.astimezone(z)
+    return f"{local.year:04d}{local:-%m-%d %H:%M:%S} {zone_label(z, at)} ({stamp})"  # %Y wrote year 1 as "1"

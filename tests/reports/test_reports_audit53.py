@@ -141,3 +141,14 @@ def test_the_live_views_yield_reads_zero_only_when_no_part_passed(passed, failed
 
     html = live_html([], {"station": "line1-station3", "status": "ok", "verdicts": {"PASS": passed, "FAIL": failed}})
     assert f'<div class="v">{shown}</div><div class="l">Yield</div>' in html
+
+
+def test_a_period_from_the_year_1_prints_its_year_in_four_digits(store, tmp_path, capsys):
+    """--from 0001-01-02Z (a report of everything, a period the CLI takes) printed 'Period: 1-01-02 00:00 UTC' in the report
+    and '1-01-02 00:00:00' on the terminal (glibc's %Y), where the file name reads 00010102."""
+    rc = main(["report", "--db", str(store), "--from", "0001-01-02T00:00Z", "--to", "2026-11-27T00:00Z", "--tz", "Europe/Berlin",
+               "--format", "html", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("12 inspections (") and " from 0001-01-02 00:53:28 Europe/Berlin (0001-01-02T00:00:00.000Z)" in out, out
+    html = next(tmp_path.glob("shift-*.html")).read_text(encoding="utf-8")
+    assert "Period: 0001-01-02 00:53 LMT – 2026-11-27 01:00 CET" in html
