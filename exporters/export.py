@@ -18,7 +18,7 @@ import onnx
 from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
-from model.errors import InspectorError
+from model.errors import InspectorError, RetryLater, write_fix
 from model.folders import writable_folder
 
 FILES = {
@@ -35,10 +35,22 @@ N_CALIB, N_HOLDOUT = 64, 16
 class ExportStopped(InspectorError):
     """A format failed after others were written: they stay, and are named (with --json, as JSON too)."""
 
-    def __init__(self, message: str, written: list[Exported], reason: str = "") -> None:
+    def __init__(self, message: str, written: list[Exported], reason: str = "", exit_code: int = InspectorError.exit_code) -> None:
         super().__init__(message)
         self.written = written
         self.reason = reason or message  # why the format failed, without the list of what was written
+        self.exit_code = exit_code  # 75 where it may pass by itself (a full disk), as the CLI says of other OSErrors
+
+
+def _os_failure(fmt: str, exc: OSError) -> InspectorError:
+    """A format that failed for want of disk (the model's folder, or the temporary one where the INT8 search and TensorRT
+    keep their graphs), said in one line: it left the formats written before it unverified, marked as waiting for a
+    verification that never came, and unnamed."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"--format {fmt}: {where}{exc.strerror or exc}; {write_fix(exc)}"
+    return InspectorError(text) if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else RetryLater(text)
 
 
 @dataclass
@@ -162,10 +174,12 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
                 manifest = _tensorrt(fp32, fmt, target, (h, w), calib_images, base, log)
             else:
                 manifest = _onnx(fp32, fmt, target, calib_images, (holdout, where), int8_tolerance, base, log)
-        except InspectorError as exc:
+        except (InspectorError, OSError) as exc:
             if not done:
                 raise
-            raise ExportStopped(f"{exc} (written before it: {', '.join(str(d.path) for d in done)})", done, str(exc)) from None
+            error = _os_failure(fmt, exc) if isinstance(exc, OSError) else exc
+            raise ExportStopped(f"{error} (written before it: {', '.join(str(d.path) for d in done)})", done, str(error),
+                                error.exit_code) from None
         done.append(Exported(target, manifest, parity))
         log(f"  wrote {target} ({manifest['file_bytes'] / 1e6:.2f} MB)")
     return done
