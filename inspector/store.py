@@ -38,6 +38,8 @@ BDSEQ_FILE = "sparkplug.bdseq"  # Sparkplug B's next bdSeq, kept over restarts (
 WAL_LIMIT = 8 * 2**20
 REFUSED_DIR = "refused"  # accepted inputs no result was made of, kept with why (see Store.set_aside)
 ARRIVALS_FILE = "on-arrival.jsonl"  # refused/<day>/: inputs refused on arrival, one JSON line each (see Store.note_refusal)
+# what _row reads: the record, then the columns that stand in for a record whose text is not JSON
+_RECORD = "record, published_at, inspection_id, ts, station, serial, verdict, score, threshold, model_id"
 DELIVERIES_KEPT = 1000  # MQTT inputs journaled lately, kept by packet id to know the copy a broker sends after a crash
 _SUFFIXES = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 
@@ -355,7 +357,7 @@ class Store:
 
     def get(self, inspection_id: str) -> dict[str, Any] | None:
         with self._lock, self._reading():
-            row = self._db.execute("SELECT record, published_at FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_RECORD} FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
         return self._row(row) if row else None
 
     def newest_time(self) -> datetime | None:
@@ -381,7 +383,17 @@ class Store:
 
     @staticmethod
     def _row(row: tuple) -> dict[str, Any]:
-        record = json.loads(row[0])
+        """A stored record (`_RECORD`'s columns). One whose text is not a JSON object (edited by hand in the database)
+        stands in from its columns, marked `damaged`: the part is still counted, published and reported, not a traceback."""
+        try:
+            record = json.loads(row[0])
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            iid, ts, station, serial, verdict, score, threshold, model_id = row[2:10]
+            record = {"inspection_id": iid, "timestamp": ts, "station": station, "serial": serial, "verdict": verdict,
+                      "score": score, "threshold": threshold, "model": {"id": model_id},
+                      "damaged": "its stored record is not JSON; its database columns stand in for it"}
         record["published_at"] = row[1]
         return record
 
@@ -394,7 +406,7 @@ class Store:
         """`records`, decoded one at a time (a shift's 144,000 decoded records took 680 MB at once). `reviewed`: only
         those whose text holds the key `"reviews"` (quotes in values are escaped there), picked by SQLite: `review --export`
         decoded every record to find the few QA reviewed (98,000 in 2.3 s against 0.04 s; a quarter's 39 million, 15 min)."""
-        sql, args = "SELECT record, published_at FROM inspections WHERE 1=1", []
+        sql, args = f"SELECT {_RECORD} FROM inspections WHERE 1=1", []
         if reviewed:
             sql += """ AND instr(record, '"reviews"') > 0"""
         if start:
@@ -421,10 +433,11 @@ class Store:
         """Append a QA review to a stored record's `reviews` (the last one stands; earlier ones stay as its history).
         What the machine said (verdict, score, defects) is not changed. Returns the record, None if there is none."""
         with self._reading(), self._tx():
-            row = self._db.execute("SELECT record FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_RECORD} FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
             if row is None:
                 return None
-            record = json.loads(row[0])
+            record = self._row(row)
+            record.pop("published_at")
             earlier = record.get("reviews") if isinstance(record.get("reviews"), list) else []
             record["reviews"] = [*earlier, review]
             self._db.execute("UPDATE inspections SET record = ? WHERE inspection_id = ?", (json.dumps(record, ensure_ascii=False), inspection_id))
@@ -438,10 +451,10 @@ class Store:
         """The outbox: stored records the broker has not acknowledged, oldest first, each with where it answers."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT record, published_at, correlation, response_topic FROM inspections WHERE published_at IS NULL"
+                f"SELECT {_RECORD}, correlation, response_topic FROM inspections WHERE published_at IS NULL"
                 " ORDER BY created_at LIMIT ?", (limit,)
             ).fetchall()
-        return [(self._row(r), Reply.of(None if r[2] is None else bytes(r[2]), r[3])) for r in rows]
+        return [(self._row(r), Reply.of(None if r[-2] is None else bytes(r[-2]), r[-1])) for r in rows]
 
     def mark_published(self, inspection_id: str) -> None:
         with self._tx():
@@ -658,7 +671,11 @@ class Store:
             self._rows_cutoff, self._records = None, None
         days: set[Path] = set()
         for _, rec in doomed:
-            for rel in (json.loads(rec).get("images") or {}).values():
+            try:
+                images = json.loads(rec).get("images") or {}
+            except (ValueError, AttributeError):  # a record edited by hand (see _row): its row goes, its files stay
+                images = {}
+            for rel in images.values():
                 if (p := inside_store(rel, self.root)) is not None:
                     p.unlink(missing_ok=True)  # a link itself, never what it points at
                     days.add(p.parent)
