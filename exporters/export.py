@@ -145,10 +145,12 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     `int8_tolerance`: mean score change on held-out good images (score units) the INT8 search accepts; `verifying`: the
     sidecars say a verification is to come, so that no station runs the files before it (manifest.check_verified)."""
     from exporters.onnx_export import check_parity, export_onnx, output_names, toolchain
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import MANIFEST, load_checkpoint
 
     formats = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
     ckpt, out = Path(ckpt), Path(out)
+    if ckpt.name == MANIFEST and ckpt.is_file():  # taken by load_checkpoint for its folder: recorded as the folder, and
+        ckpt = ckpt.parent                       # --out inside that folder refused (both were the file's alone)
     _check_source(ckpt)
     _check_target(ckpt, out, formats, force)
     net, ckpt_manifest = load_checkpoint(ckpt)

@@ -39,3 +39,15 @@ def test_an_unwritable_later_format_is_one_line_with_exit_code_2(capsys, tiny_ck
     code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-fp16", "--out", out, "--json")
     assert_one_line_error(code, err, "--format onnx-fp16: /tmp/x.onnx: Permission denied; give this user",
                           f"(written before it: {out / 'model.onnx'})")
+
+
+def test_a_checkpoints_manifest_given_for_it_is_its_folder(capsys, tiny_ckpt, tmp_path):
+    """`export CKPT/manifest.json` (as `inspect` and `threshold` take it) exported into the checkpoint's own folder,
+    which `export CKPT` refuses, and recorded the manifest file as the checkpoint the export came from."""
+    inside = tiny_ckpt / "exports"
+    code, _, err = cli(capsys, "export", tiny_ckpt / "manifest.json", "--format", "onnx", "--out", inside, "--json")
+    assert_one_line_error(code, err, f"--out {inside}: is inside the checkpoint {tiny_ckpt}")
+    assert not inside.exists()
+    code, _, err = cli(capsys, "export", tiny_ckpt / "manifest.json", "--format", "onnx", "--out", tmp_path / "e", "--json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e" / "model.onnx.json").read_text())["source"]["checkpoint"] == str(tiny_ckpt.resolve())
