@@ -90,7 +90,7 @@ class ReportHooks:
         mod = self._module() if self.on_fail == self._default_fail and record.get("verdict") == "FAIL" else None
         if mod is None:
             return {}
-        name = mod.render.inspection_filename(record["inspection_id"])
+        name = mod.render.inspection_filename(record["inspection_id"], self.cfg.reports.lang)
         folder = self._fail_folder(mod, record).relative_to(self.store.root)
         return {fmt: (folder / f"{name}.{fmt}").as_posix() for fmt in self.cfg.reports.formats}
 

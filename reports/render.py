@@ -49,8 +49,14 @@ TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint",
                      "ok", "degraded", "failing")  # the daemon's status (the live view)
 
 
-def inspection_filename(inspection_id: str) -> str:
-    return f"inspection-{safe_name(inspection_id)}"
+def in_language(name: str, lang: str) -> str:
+    """A report's file name in its language: English keeps the bare name, another adds `-zh`, `-es`, so that a report
+    of the same parts in another language (the operators' and QA's) never overwrites it."""
+    return name if lang == "en" else f"{name}-{lang}"
+
+
+def inspection_filename(inspection_id: str, lang: str = "en") -> str:
+    return in_language(f"inspection-{safe_name(inspection_id)}", lang)
 
 
 def translate_value(gettext: charts.Gettext, value: Any) -> Any:
@@ -212,7 +218,7 @@ def render_inspection(record: dict[str, Any], out_dir: str | Path, formats: Iter
     page = Page.of(lang, formats, tz, letterhead)
     part = inspection(record)
     html = _inspection_page(part, store_root, page)
-    return emit(inspection_filename(part.id), out_folder(out_dir), html, page.formats)
+    return emit(inspection_filename(part.id, page.lang), out_folder(out_dir), html, page.formats)
 
 
 def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -228,7 +234,11 @@ def _stamp(t: datetime) -> str:
     return f"{t.year:04d}{t.astimezone(timezone.utc):%m%dT%H%M}Z"  # %Y writes year 1 as "1" on glibc
 
 
-def shift_name(meta: dict[str, Any]) -> str:
+def shift_name(meta: dict[str, Any], lang: str = "en") -> str:
+    return in_language(_shift_base(meta), lang)
+
+
+def _shift_base(meta: dict[str, Any]) -> str:
     if meta.get("name"):
         return safe_name(str(meta["name"]))
     start, end = parse_time(meta.get("start")), parse_time(meta.get("end"))
@@ -306,7 +316,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
     worst_n = as_float(meta.get("worst_n"))
     stats = shift_stats(parts, parse_time(meta.get("start")), parse_time(meta.get("end")), WORST_N if worst_n is None else max(0, int(worst_n)),
                         z)
-    worst, shift = [], shift_name(meta)
+    worst, shift = [], shift_name(meta, page.lang)
     for part in stats.worst:
         href = None
         if linked_dir is not None:
@@ -407,7 +417,7 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
                               f"clock the report shows; give {'a later' if key == 'start' else 'an earlier'} time")
     out = out_folder(out_dir)
     parts = _parts(records)
-    name = shift_name(meta)
+    name = shift_name(meta, page.lang)
     # the whole list, where a table shows part of it
     lists = {"failed": [p for p in parts if p.verdict == "FAIL"], "escapes": escapes(parts)}
     files = {k: f"{name}-{k}.csv" for k, listed in lists.items() if len(listed) > MAX_FAILED_ROWS}

@@ -24,7 +24,7 @@ from reports.i18n import translations
 from reports.letterhead import Letterhead
 from reports.names import safe_name
 from reports.numbers import STYLES, nearest
-from reports.render import Page, emit, environment, out_folder, translate_value
+from reports.render import Page, emit, environment, in_language, out_folder, translate_value
 
 GOOD = "good"
 EXAMPLES = 12  # escaped defects and false alarms shown, each
@@ -121,7 +121,7 @@ def validation_name(run: ValidationRun, lang: str = "en") -> str:
     pixel, masks = run.trace.get("pixel_threshold"), run.trace.get("masks_sha256")
     key = hashlib.sha256((f"{run.model_sha256} {run.data_sha256} {run.threshold!r}" + ("" if pixel is None else f" {float(pixel)!r}")
                           + ("" if not masks else f" {masks}")).encode()).hexdigest()[:8]
-    return f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}" + (f"-{lang}" if lang != "en" else "")
+    return in_language(f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}", lang)
 
 
 def _examples(run: ValidationRun, indices: Iterable[int]) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
         raise InspectorError(str(exc)) from None
     finally:
         store.close()
-    pdf = out / "shift" / f"{reports.render.shift_name(meta)}.pdf"
+    pdf = out / "shift" / f"{reports.render.shift_name(meta, lang)}.pdf"
     result["shift_pdf_bytes"] = pdf.stat().st_size if pdf.is_file() else None
     result["shift_pdf_vs_html"] = result["shift_html_pdf_s"] / max(result["shift_html_s"], 1e-9)  # the baseline in this run: HTML alone
     result["shift_vs_target"] = result["shift_html_pdf_s"] / SHIFT_TARGET_S

@@ -1053,17 +1053,18 @@ def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_await
     capsys.readouterr()
 
 
-def test_a_fail_result_links_to_its_report(station, broker, listen, tiny_inspector, defect_png, good_png):
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_fail_result_links_to_its_report(station, broker, listen, tiny_inspector, defect_png, good_png, lang):
     """The contract's "links to stored images and reports": the record was published before its report was rendered, and
-    named none."""
-    cfg = station(reports={"on_fail": True})
+    named none. In another language the report's name says it (`-zh`), and the link with it."""
+    cfg = station(reports={"on_fail": True, "lang": lang})
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector) as d:
         lst.publish("image/D1", defect_png, user={"inspection_id": "d1"})
         lst.publish("image/G1", good_png, user={"inspection_id": "g1"})
         results = {r["inspection_id"]: r for r in wait_until(lambda: len(lst.json("result")) == 2 and lst.json("result"), 15, "results")}
         link = results["d1"]["reports"]["html"]
-        assert link.startswith("reports/") and link.endswith("/inspection-d1.html") and "reports" not in results["g1"]
+        assert link.startswith("reports/") and link.endswith(f"/inspection-d1{'' if lang == 'en' else '-zh'}.html") and "reports" not in results["g1"]
         wait_until(lambda: (Path(cfg.store.data_dir) / link).is_file(), 15, "the report where its link says")
         assert d.store.get("d1")["reports"] == {"html": link}  # stored as published
 

@@ -79,7 +79,7 @@ reports: {{lang: es, timezone: Europe/Berlin, formats: [html], organisation: ACM
                    "--out", str(tmp_path / "a"), "--json")
     assert out["start"] == "2026-11-26T07:00:00.000Z" and set(out["reports"][0]) == {"html"}
     assert out["inspections"] == sum("2026-11-26T07:00" <= r["timestamp"] < "2026-11-26T09:00" and r["station"] == "line1-station3" for r in records)
-    text = (tmp_path / "a" / "shift-line1-station3-20261126T0700Z-20261126T0900Z.html").read_text(encoding="utf-8")
+    text = (tmp_path / "a" / "shift-line1-station3-20261126T0700Z-20261126T0900Z-es.html").read_text(encoding="utf-8")
     assert "Informe de turno" in text and "08:00 CET" in text and "ACME Plant 2" in text and "data:image/svg+xml;base64," in text
     out = run_json(capsys, "report", "--config", str(config), "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T10:00Z", "--lang", "en",
                    "--tz", "UTC", "--organisation", "Other Co", "--logo", "", "--out", str(tmp_path / "b"), "--json")
@@ -93,9 +93,29 @@ def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsy
     ids = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"][:2]
     assert main(["report", "--db", str(root / "inspections.sqlite"), "--inspection", *ids, "--lang", "zh", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    assert sorted(printed) == sorted(str(tmp_path / f"inspection-{i}.{ext}") for i in ids for ext in ("html", "pdf"))
-    assert "检测报告" in (tmp_path / f"inspection-{ids[0]}.html").read_text(encoding="utf-8")
-    assert (tmp_path / f"inspection-{ids[0]}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(printed) == sorted(str(tmp_path / f"inspection-{i}-zh.{ext}") for i in ids for ext in ("html", "pdf"))
+    assert "检测报告" in (tmp_path / f"inspection-{ids[0]}-zh.html").read_text(encoding="utf-8")
+    assert (tmp_path / f"inspection-{ids[0]}-zh.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_reports_of_the_same_parts_in_two_languages_are_both_kept(store_dir, tmp_path, capsys):
+    """The operators' Chinese report, then QA's English one of the same shift into one folder: the second replaced the
+    first (its shift report, its worst parts' pages and the parts' inspection reports)."""
+    root, records = store_dir
+    ident = next(r["inspection_id"] for r in records if r["verdict"] == "FAIL")
+    names = {}
+    for lang in ("zh", "en", "es"):
+        shift = run_json(capsys, "report", "--db", str(root), "--from", "2026-11-26T06:00Z", "--to", "2026-11-26T14:00Z", "--format", "html",
+                         "--lang", lang, "--out", str(tmp_path), "--json")["reports"][0]["html"]
+        part = run_json(capsys, "report", "--db", str(root), "--inspection", ident, "--format", "html", "--lang", lang,
+                        "--out", str(tmp_path), "--json")["reports"][0]["html"]
+        names[lang] = (Path(shift), Path(part))
+    for lang, heading in (("zh", "检测报告"), ("en", "Inspection report"), ("es", "Informe de inspección")):
+        shift, part = names[lang]
+        assert f'<html lang="{lang}">' in shift.read_text(encoding="utf-8") and heading in part.read_text(encoding="utf-8")
+        assert part.name == f"inspection-{ident}{'' if lang == 'en' else '-' + lang}.html"
+        assert all(f'<html lang="{lang}">' in (tmp_path / u).read_text(encoding="utf-8")
+                   for u in re.findall(r'href="(inspection-[^"]+)"', shift.read_text(encoding="utf-8")))
 
 
 def test_empty_period_still_writes_a_report(store_dir, tmp_path, capsys):
@@ -121,7 +141,7 @@ def test_inputs_accepted_but_never_inspected_are_named_in_the_shift_report(tmp_p
     out = run_json(capsys, "report", "--db", str(tmp_path / "data"), "--from", "2026-12-05T06:00Z", "--to", "2026-12-05T08:00Z",
                    "--format", "html", "--out", str(tmp_path / "r"), "--json", "--lang", "es")
     assert (out["inspections"], out["not_inspected"]) == (1, 3)
-    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z.html").read_text(encoding="utf-8")
+    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z-es.html").read_text(encoding="utf-8")
     rows = re.findall(r"<td>(S-[\w-]+)</td>", html.split('id="not-inspected"')[1])
     assert rows == ["S-in-2", "S-in-1", "S-in-3"]  # in time order; the period's end and the day before left out
     assert "3 entradas se aceptaron pero no pudieron inspeccionarse" in html and "region of interest &lt;here&gt;" in html
@@ -145,7 +165,7 @@ def test_inputs_refused_on_arrival_are_counted_by_cause_in_the_shift_report(tmp_
             "--out", str(tmp_path / "r")]
     out = run_json(capsys, *argv, "--json", "--lang", "es")
     assert (out["inspections"], out["not_inspected"], out["refused_on_arrival"]) == (1, 0, 4)
-    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z.html").read_text(encoding="utf-8")
+    html = (tmp_path / "r" / "shift-20261205T0600Z-20261205T0800Z-es.html").read_text(encoding="utf-8")
     section = html.split('id="refused-on-arrival"')[1]
     assert "4 entradas fueron rechazadas al llegar" in section and 'id="not-inspected"' not in html
     causes = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td></tr>", section)

@@ -95,12 +95,14 @@ def test_partial_records_render(record, tmp_path):
 
 def test_render_inspection_writes_named_files_in_each_language(sample, failed_record, tmp_path):
     root, _ = sample
-    for lang, heading, verdict in (("en", "Inspection report", "FAIL"), ("zh", "检测报告", "不合格"), ("es", "Informe de inspección", "RECHAZADA")):
-        out = reports.render_inspection(failed_record, tmp_path / lang, formats=["html"], lang=lang, store_root=root)
-        assert list(out) == ["html"] and out["html"].name == f"inspection-{failed_record['inspection_id']}.html"
+    languages = (("en", "Inspection report", "FAIL"), ("zh", "检测报告", "不合格"), ("es", "Informe de inspección", "RECHAZADA"))
+    written = [reports.render_inspection(failed_record, tmp_path, formats=["html"], lang=lang, store_root=root) for lang, _, _ in languages]
+    for (lang, heading, verdict), out in zip(languages, written):
+        suffix = "" if lang == "en" else f"-{lang}"  # one folder: the operators' Chinese report overwrote QA's English one
+        assert list(out) == ["html"] and out["html"].name == f"inspection-{failed_record['inspection_id']}{suffix}.html"
         html = out["html"].read_text(encoding="utf-8")
         assert f'<html lang="{lang}">' in html and heading in html and verdict in html
-        assert not list((tmp_path / lang).glob(".*tmp"))
+    assert not list(tmp_path.glob(".*tmp"))
 
 
 def test_shift_html_sections_links_and_worst_pages(sample, tmp_path):
@@ -486,11 +488,11 @@ def test_a_shift_report_never_overwrites_an_inspection_report_or_another_shift_r
     worst = max(records[:20], key=lambda r: r["score"] - r["threshold"])["inspection_id"]  # on the shift report too
     db, qa = str(tmp_path / "store"), tmp_path / "qa"
     assert main(["report", "--db", db, "--inspection", worst, "--lang", "zh", "--format", "html", "--out", str(qa)]) == 0
-    filed = (qa / f"inspection-{worst}.html").read_text(encoding="utf-8")
+    filed = (qa / f"inspection-{worst}-zh.html").read_text(encoding="utf-8")
     capsys.readouterr()
     assert main(["report", "--db", db, "--from", "2026-11-26T06:00Z", "--tz", "UTC", "--format", "html", "--out", str(qa), "--json"]) == 0
     shift = Path(json.loads(capsys.readouterr().out)["reports"][0]["html"])
-    assert (qa / f"inspection-{worst}.html").read_text(encoding="utf-8") == filed  # the filed report, as it was
+    assert (qa / f"inspection-{worst}-zh.html").read_text(encoding="utf-8") == filed  # the filed report, as it was
     links = [u for t, u in refs(shift.read_text(encoding="utf-8")).urls if t == "a"]
     assert len(links) == 12 and all((qa / u).is_file() for u in links) and any(worst in u for u in links)
     # the daemon's: two shift reports in one folder, in two languages; each one's links open its own pages
