@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -241,13 +245,20 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     records: list[SynthRecord] = []
     written: list[Path] = []
     bar = progress("synthesising", n)
-    try:
-        _synthesize_all(goods, kinds, out, n, seed, severity, cache, records, written, bar)
-    except BaseException:  # Ctrl-C, a full disk: a half-written set without labels.json looked like a dataset to eval
-        _remove(written, out)
-        raise
-    bar.close()
+    with _terminate_as_interrupt():
+        try:
+            _synthesize_all(goods, kinds, out, n, seed, severity, cache, records, written, bar)
+            bar.close()
+            _finish(good_dir, out, seed, kinds, severity, cache, records, written)
+        except BaseException:  # Ctrl-C, SIGTERM, a full disk: a half-written set without labels.json looked like a dataset to eval
+            _remove(written, out)
+            raise
+    return records
 
+
+def _finish(good_dir: str | Path, out: Path, seed: int, kinds: tuple[str, ...], severity: tuple[float, float], cache: _GoodCache,
+            records: list[SynthRecord], written: list[Path]) -> None:
+    """The warnings, labels.json and the contact sheet of a generated set (each file added to `written` as it starts)."""
     if cache.deep is not None:  # silent before: a 12-bit camera's user found 8-bit files, each stretched differently
         print(f"warning: good images such as {cache.deep} have 16-bit or float pixels: the defect images are written as 8-bit "
               "PNGs, each stretched over its own range as inspector reads it; give 8-bit good images to keep their grey levels",
@@ -259,9 +270,42 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     # paths absolute: ones relative to where synth ran led nowhere from anywhere else, labels.json's folder included
     labels = {"generator": "inspector synth", "seed": seed, "types": list(kinds), "severity": list(severity),
               "good_dir": str(Path(good_dir).resolve()), "mask_rule": MASK_RULE, "images": [asdict(r) for r in records]}
-    (out / "labels.json").write_text(json.dumps(labels, indent=1))
+    written.append(out / CONTACT_SHEET)
     contact_sheet(out, records, out / CONTACT_SHEET)
-    return records
+    written.append(out / "labels.json")  # last: a set with its labels.json is whole
+    (out / "labels.json").write_text(json.dumps(labels, indent=1))
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while a set was being written."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`timeout`, a CI job's or a service's stop) ends the block through its own cleanup, as Ctrl-C does, then
+    reaches the handler it had (by default: the process ends, killed by it). Before, it killed the process at once,
+    leaving thousands of images and masks without a labels.json, which a later `synth --force` refused to replace."""
+    old = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or old in (signal.SIG_IGN, None):
+        yield
+        return
+    caught: list[int] = []
+
+    def on_term(number: int, _frame) -> None:
+        caught.append(number)
+        if len(caught) == 1:  # a second one must not cut the cleanup short
+            raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if caught:  # the block was cut short and cleaned up: the signal goes where it went before
+        signal.raise_signal(signal.SIGTERM)
+        raise KeyboardInterrupt  # a handler that let the process go on: the set was not written
 
 
 def contact_sheet(root: Path, records: list[SynthRecord], path: Path, per_type: int = 4, tile: int = 160) -> None:

@@ -1,0 +1,50 @@
+"""Audit 53 of defect generation (`inspector synth`) and defect types (fit --labels, eval --shots): what a user hits."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+
+from tests.synthetic import good_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _good(tmp_path: Path, n: int = 4, size: int = 48) -> Path:
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(good / f"{i:02d}.png"), good_image(i, size))
+    return good
+
+
+def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
+    """SIGTERM (`timeout`, a CI job's stop) killed synth at once: the images and masks made so far stayed, with no
+    labels.json, and a later `synth --force` there refused them as files no synth run wrote. Now it ends as Ctrl-C does
+    (what it wrote is removed), and then by the signal, as before."""
+    good, out = _good(tmp_path), tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from model.synth.writer import write_synthetic
+
+        class Bar:
+            done = 0
+            def update(self, k):
+                self.done += k
+                if self.done == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            def close(self):
+                pass
+
+        write_synthetic({str(good)!r}, {str(out)!r}, 40, progress=lambda *a, **k: Bar())
+        print("finished")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert "finished" not in proc.stdout
+    assert not [p for p in out.rglob("*") if p.is_file()]
