@@ -20,6 +20,7 @@ import onnx
 from exporters.graph import float_nodes
 from exporters.manifest import tensorrt_target
 from model.errors import InspectorError
+from model.folders import replace_files
 
 MAX_BATCH, OPT_BATCH = 16, 8
 WORKSPACE_BYTES = 4 << 30
@@ -49,7 +50,9 @@ def _calibrator(trt, images: np.ndarray, cache: Path, batch: int = 8):
             return cache.read_bytes() if cache.is_file() else None
 
         def write_calibration_cache(self, data) -> None:
-            cache.write_bytes(bytes(data))
+            # whole or not at all: TensorRT takes a cache it finds over calibrating, and one cut short by a stopped or
+            # full-disk export was read by every later build from the same images
+            replace_files({cache: bytes(data)})
 
     return EntropyCalibrator()
 

@@ -51,3 +51,30 @@ def test_a_checkpoints_manifest_given_for_it_is_its_folder(capsys, tiny_ckpt, tm
     code, _, err = cli(capsys, "export", tiny_ckpt / "manifest.json", "--format", "onnx", "--out", tmp_path / "e", "--json")
     assert code == 0, err
     assert json.loads((tmp_path / "e" / "model.onnx.json").read_text())["source"]["checkpoint"] == str(tiny_ckpt.resolve())
+
+
+def test_tensorrt_int8_calibration_cache_is_written_whole_or_not_at_all(tmp_path):
+    """TensorRT reads a calibration cache it finds instead of calibrating; one cut short (the export stopped, or the disk
+    filled, while TensorRT wrote it) was written in place, so every later build from the same images read half a cache.
+    Here the write is cut short by a file size limit, in a child process."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "model-int8.abc.def.calib"
+    code = f"""
+import resource, signal, types
+import numpy as np
+from pathlib import Path
+from exporters.tensorrt_build import _calibrator
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+calibrator = _calibrator(types.SimpleNamespace(IInt8EntropyCalibrator2=object), np.zeros((8, 3, 4, 4), np.float32), Path({str(cache)!r}))
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    calibrator.write_calibration_cache(b"TRT-1001-EntropyCalibration2\\n" + b"x: 3c010a14\\n" * 1000)
+except OSError as exc:
+    print("stopped:", exc.strerror)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "stopped: File too large" in run.stdout, run.stderr[-2000:]
+    assert not cache.exists(), f"{cache.stat().st_size} bytes of a cut-short cache left for the next build to read"
+    assert not list(tmp_path.iterdir())
