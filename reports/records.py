@@ -14,6 +14,8 @@ from reports.zones import iso_datetime
 # Subgroup widths for the p-chart and throughput, smallest first: the first that gives at most MAX_SUBGROUPS wins.
 SUBGROUP_WIDTHS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 240, 480, 1440, 10080)]
 MAX_SUBGROUPS = 24
+# the stages of a record's timings_ms in the order a part goes through them (the latency table's rows; "total" last)
+PIPELINE = ("intake", "queue", "decode", "preprocess", "infer", "decision")
 
 
 def apart(value: float, other: float | None, digits: int = 4) -> str:
@@ -348,11 +350,11 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
     width, groups = _subgroups(parts, start, end, p_bar, zone) if start and end and end >= start else (None, [])
     counted = until or end  # the time the rate is over: the charts show the whole period, the time to come empty
     hours = (counted - start).total_seconds() / 3600.0 if start and counted else 0.0
-    stages: list[str] = []
-    for p in parts:
-        stages += [k for k in p.timings_ms if k not in stages]
+    stages: list[str] = [k for k in PIPELINE if any(k in p.timings_ms for p in parts)]
+    for p in parts:  # a stage of another tool's records after the known ones, as they first come
+        stages += [k for k in p.timings_ms if k not in stages and k != "total"]
     latency = []
-    for stage in stages + (["total"] if "total" not in stages and stages else []):
+    for stage in stages + (["total"] if any(p.timings_ms for p in parts) else []):
         vals = [p.total_ms if stage == "total" else p.timings_ms.get(stage) for p in parts]
         vals = [v for v in vals if v is not None]
         latency.append({"stage": stage, "median": percentile(vals, 50), "p95": percentile(vals, 95), "max": max(vals) if vals else None})

@@ -152,3 +152,11 @@ def test_a_period_from_the_year_1_prints_its_year_in_four_digits(store, tmp_path
     assert rc == 0 and out.startswith("12 inspections (") and " from 0001-01-02 00:53:28 Europe/Berlin (0001-01-02T00:00:00.000Z)" in out, out
     html = next(tmp_path.glob("shift-*.html")).read_text(encoding="utf-8")
     assert "Period: 0001-01-02 00:53 LMT – 2026-11-27 01:00 CET" in html
+
+
+def test_the_latency_table_lists_the_stages_in_the_order_a_part_goes_through_them():
+    """It listed them as records first had them: the daemon's read decode, preprocess, infer, decision, intake, queue."""
+    daemon = {"decode": 2, "preprocess": 3, "infer": 9, "decision": 1, "intake": 1, "queue": 4, "total": 20}
+    other = {"infer": 8, "upload": 5, "intake": 1}  # a stage of another tool's: after the known ones
+    s = shift_stats([inspection({"timings_ms": daemon}), inspection({"timings_ms": other})])
+    assert [row["stage"] for row in s.latency] == ["intake", "queue", "decode", "preprocess", "infer", "decision", "upload", "total"]
