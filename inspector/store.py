@@ -40,6 +40,9 @@ REFUSED_DIR = "refused"  # accepted inputs no result was made of, kept with why 
 ARRIVALS_FILE = "on-arrival.jsonl"  # refused/<day>/: inputs refused on arrival, one JSON line each (see Store.note_refusal)
 # what _row reads: the record, then the columns that stand in for a record whose text is not JSON
 _RECORD = "record, published_at, inspection_id, ts, station, serial, verdict, score, threshold, model_id"
+# the stand-in's warning (reports.warnings.KNOWN reads it in a report's language)
+DAMAGED = ("the stored record of this part could not be read (changed outside the station); its verdict, score and threshold "
+           "come from the store's columns, its defects and images are not known")
 DELIVERIES_KEPT = 1000  # MQTT inputs journaled lately, kept by packet id to know the copy a broker sends after a crash
 _SUFFIXES = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 
@@ -392,8 +395,7 @@ class Store:
         if not isinstance(record, dict):
             iid, ts, station, serial, verdict, score, threshold, model_id = row[2:10]
             record = {"inspection_id": iid, "timestamp": ts, "station": station, "serial": serial, "verdict": verdict,
-                      "score": score, "threshold": threshold, "model": {"id": model_id},
-                      "damaged": "its stored record is not JSON; its database columns stand in for it"}
+                      "score": score, "threshold": threshold, "model": {"id": model_id}, "damaged": True, "warnings": [DAMAGED]}
         record["published_at"] = row[1]
         return record
 

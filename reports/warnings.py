@@ -25,6 +25,9 @@ KNOWN: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("locate", re.compile(r"the part matched the training parts' template only weakly within the --locate margin; it may be missing, "
                           r"turned or out of place"),
      _("The part matched the training parts' template only weakly within the --locate margin; it may be missing, turned or out of place")),
+    ("damaged", re.compile(r"the stored record of this part could not be read \(changed outside the station\); its verdict, score and "
+                           r"threshold come from the store's columns, its defects and images are not known"),  # inspector.store.DAMAGED
+     _("The stored record of this part could not be read (changed outside the station); its verdict, score and threshold come from the store's columns, its defects and images are not known")),
     # model.quality.WARNINGS, as the inspector writes them, capitalised
     *((kind, re.compile(re.escape(message[0].lower() + message[1:])), message) for kind, message in (
         ("dark", _("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera")),

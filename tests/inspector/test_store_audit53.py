@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from inspector.store import DB_NAME, Store
+from inspector.store import DAMAGED, DB_NAME, Store
 from tests.cli import cli
 from tests.inspector.test_review_access import fill
 
@@ -29,7 +30,7 @@ def test_its_columns_stand_in_for_it_and_it_is_counted_published_and_pruned(tmp_
     store = Store(root)
     try:
         got = store.get(bad["inspection_id"])
-        assert got["damaged"] and got["verdict"] == bad["verdict"] and got["serial"] == bad["serial"]
+        assert got["damaged"] is True and got["warnings"] == [DAMAGED] and got["verdict"] == bad["verdict"] and got["serial"] == bad["serial"]
         assert got["score"] == pytest.approx(bad["score"]) and got["model"]["id"] == bad["model"]["id"]
         assert [r["inspection_id"] for r in store.records()] == [r["inspection_id"] for r in records]
         assert bad["inspection_id"] in {r["inspection_id"] for r, _ in store.unpublished()}
@@ -55,3 +56,16 @@ def test_reports_and_exports_take_it(tmp_path, capsys, argv):
     assert rc == 0, err
     if argv[-1] == "--json" and "--from" in argv:
         assert json.loads(out)["inspections"] == len(records)
+
+
+@pytest.mark.parametrize("lang, said", [("en", "The stored record of this part could not be read"), ("zh", "无法读取该零件的存储记录"),
+                                        ("es", "No se pudo leer el registro almacenado")])
+def test_the_reports_say_it_in_their_language(tmp_path, capsys, lang, said):
+    """QA signs what the reports show: a part whose record was changed by hand is named, not shown as any other."""
+    root = tmp_path / "data"
+    ident = fill(root)[2]["inspection_id"]
+    garble(root, ident)
+    for argv in (["--inspection", ident], ["--from", "2026-11-26", "--to", "2026-11-28"]):
+        rc, out, err = cli(capsys, "report", "--db", root, *argv, "--lang", lang, "--format", "html", "--out", tmp_path / "r", "--json")
+        assert rc == 0, err
+        assert said in Path(json.loads(out)["reports"][0]["html"]).read_text(encoding="utf-8")
