@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     need_onnx("ONNX export")  # before exporters, which import onnx
     from exporters.calibration import check_calib
     from exporters.export import FILES, ExportStopped, export
-    from exporters.manifest import write_sidecar
+    from exporters.manifest import read_sidecar, write_sidecar
     from exporters.quantize import DRIFT_TOLERANCE
     from exporters.verify import format_report, verify_export, verify_samples
     from inspector.engines.base import parse_device
@@ -98,7 +98,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.verify:
             device = args.device or ("cuda" if m["kind"].startswith("tensorrt") else "cpu")
             item["verify"] = verify_export(args.checkpoint, r.path, args.verify, device=device, progress=tqdm_bars(not args.json))
-            write_sidecar(r.path, {**m, "verify": item["verify"]})
+            # the sidecar as it is now, checked against the file still: a threshold set on it meanwhile (`inspector threshold
+            # MODEL --set`) was written over with the one of its export
+            write_sidecar(r.path, {**read_sidecar(r.path, required=True), "verify": item["verify"]})
             failed |= not item["verify"]["passed"]
             if not args.json:
                 print("\n".join(format_report(item["verify"])))

@@ -78,3 +78,26 @@ except OSError as exc:
     assert run.returncode == 0 and "stopped: File too large" in run.stdout, run.stderr[-2000:]
     assert not cache.exists(), f"{cache.stat().st_size} bytes of a cut-short cache left for the next build to read"
     assert not list(tmp_path.iterdir())
+
+
+def test_a_threshold_set_on_an_export_while_it_is_verified_is_kept(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    """QA set a threshold on model.onnx (`inspector threshold MODEL --set`) while `export --verify` was still comparing it
+    with torch: the verification's outcome was then written over the sidecar as it stood at export, and the threshold
+    set was lost without a word."""
+    from exporters import verify
+    from inspector.cli import main
+
+    real = verify.verify_export
+
+    def meanwhile(checkpoint, model, *args, **kwargs):
+        report = real(checkpoint, model, *args, **kwargs)
+        assert main(["threshold", str(model), "--set", "12.5", "--pixel", "3.5", "--json"]) == 0
+        return report
+
+    monkeypatch.setattr(verify, "verify_export", meanwhile)
+    out = tmp_path / "e"
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", out, "--verify", tiny_data, "--json")
+    assert code == 0, err
+    side = json.loads((out / "model.onnx.json").read_text())
+    assert side["verify"]["passed"] is True
+    assert (side["thresholds"]["image"], side["thresholds"]["pixel"]) == (12.5, 3.5)
