@@ -9,6 +9,7 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -73,7 +74,25 @@ def load_labels(path: str | Path) -> LabelSet:
     if any(t.lower() == UNKNOWN for t in labels.types):  # "Unknown" sat beside `unknown` in type_probs
         raise InspectorError(f"labels {labels.root}: a type may not be called {UNKNOWN!r}, in any case (reserved for defects unlike every known "
                              "type); rename that folder")
+    _refuse_one_name_twice(labels)
     return labels
+
+
+def type_words(name: str) -> str:
+    """A type's name as a person (and a CLIP prompt) reads it: in any case and Unicode form, `_` as a space."""
+    return " ".join(unicodedata.normalize("NFKC", name).replace("_", " ").split()).casefold()
+
+
+def _refuse_one_name_twice(labels: LabelSet) -> None:
+    """Two type folders that read as one name (`scratches/` and `Scratches/`, `pitted_surface/` and `pitted surface/`, é
+    composed and decomposed): one type's examples were split into two types, each named at about half its confidence,
+    and the cross-validated accuracy counted their confusion as errors."""
+    seen: dict[str, str] = {}
+    for name in labels.types:
+        other = seen.setdefault(type_words(name), name)
+        if other != name:
+            raise InspectorError(f"labels {labels.root}: the type folders {other!r} and {name!r} read as one type name (in any case, "
+                                 "_ as a space); put their examples in one folder, or rename one")
 
 
 def _load_labels(root: Path) -> LabelSet:

@@ -6,10 +6,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import unicodedata
 from pathlib import Path
 
 import cv2
+import pytest
 
+from tests.cli import assert_one_line_error, cli
 from tests.synthetic import good_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +51,18 @@ def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     assert "finished" not in proc.stdout
     assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(("first", "twin"), [("scratch", "Scratch"), ("scratch", "scratch_"), ("scratch", "scratch "),
+                                            (unicodedata.normalize("NFC", "scratché"), unicodedata.normalize("NFD", "scratché"))])
+def test_two_type_folders_that_read_as_one_name_are_refused(tmp_path, capsys, first, twin):
+    """`scratch/` beside `Scratch/` (or `scratch_/`; `scratché/` composed and decomposed) made two types of one: a scratch
+    was named at about half its confidence, and the cross-validated accuracy counted the two as confused."""
+    from tests.model.types_data import write_labels
+
+    labels = write_labels(tmp_path / "labels", 3, ("blob", "scratch"))
+    (labels / "scratch").rename(labels / first)
+    write_labels(tmp_path / "more", 3, ("scratch",), start=10)
+    (tmp_path / "more" / "scratch").rename(labels / twin)
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", 1, "--seeds", 1, "--size", 64)
+    assert_one_line_error(rc, err, repr(first), repr(twin), "one folder")
