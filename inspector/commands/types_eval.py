@@ -166,7 +166,8 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     need = args.folds if shots == "all" else int(shots) + 1
     if counts.min() < need:
         short = classes[int(counts.argmin())]
-        per = f"--shots all with --folds {args.folds} needs at least {need} per type; lower --folds" if shots == "all" \
+        fix = f"lower --folds (to {counts.min()} at most)" if counts.min() >= 2 else f"add {short} examples (2 folds, the least, need 2)"
+        per = f"--shots all with --folds {args.folds} needs at least {need} per type; {fix}" if shots == "all" \
             else f"--shots {shots} needs at least {need} per type (the shots and one to score)"
         raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; {per}")
     net, recorded = _open_net(args.model, args.size)

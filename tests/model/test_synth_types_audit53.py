@@ -66,3 +66,18 @@ def test_two_type_folders_that_read_as_one_name_are_refused(tmp_path, capsys, fi
     (tmp_path / "more" / "scratch").rename(labels / twin)
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", 1, "--seeds", 1, "--size", 64)
     assert_one_line_error(rc, err, repr(first), repr(twin), "one folder")
+
+
+def test_shots_all_with_one_example_of_a_type_does_not_say_lower_folds(tmp_path, capsys):
+    """`--shots all --folds 2` with a type of one example said "lower --folds", which cannot go under 2; the fix is more
+    examples of that type. Where lowering helps, it says to how many."""
+    from tests.model.types_data import write_labels
+
+    labels = write_labels(tmp_path / "labels", 3, ("blob", "stain"))
+    write_labels(labels, 1, ("scratch",))
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "all", "--folds", 2, "--size", 64)
+    assert_one_line_error(rc, err, "type scratch has 1 images", "add scratch examples")
+    assert "lower --folds" not in err
+    (labels / "scratch").rename(tmp_path / "aside")
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "all", "--folds", 5, "--size", 64)
+    assert_one_line_error(rc, err, "lower --folds (to 3 at most)")
