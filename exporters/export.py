@@ -69,6 +69,20 @@ def _normalisation(net) -> dict[str, Any]:
     return info
 
 
+def _left_as_it_was(target: Path) -> str:
+    """The failed format's file from an export before (`--force`), said: beside the files just written it passed for one of
+    them, though perhaps of another checkpoint."""
+    from exporters.manifest import export_source
+
+    if not target.exists():
+        return ""
+    try:
+        source = export_source(target, required=False).get("checkpoint")
+    except InspectorError:
+        source = None
+    return f"; {target} is still the earlier export's{f' (of {source})' if source else ''}: delete it, or export it again"
+
+
 def _check_source(ckpt: Path) -> None:
     """An export folder or an image given as the checkpoint is named so (both were 'no manifest.json inside; is this a
     directory written by `inspector fit`?'), with the checkpoint an export records where it does."""
@@ -180,8 +194,8 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
             if not done:
                 raise
             error = _os_failure(fmt, exc) if isinstance(exc, OSError) else exc
-            raise ExportStopped(f"{error} (written before it: {', '.join(str(d.path) for d in done)})", done, str(error),
-                                error.exit_code) from None
+            raise ExportStopped(f"{error} (written before it: {', '.join(str(d.path) for d in done)}{_left_as_it_was(target)})", done,
+                                str(error), error.exit_code) from None
         done.append(Exported(target, manifest, parity))
         log(f"  wrote {target} ({manifest['file_bytes'] / 1e6:.2f} MB)")
     return done

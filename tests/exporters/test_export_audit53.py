@@ -101,3 +101,21 @@ def test_a_threshold_set_on_an_export_while_it_is_verified_is_kept(capsys, tiny_
     side = json.loads((out / "model.onnx.json").read_text())
     assert side["verify"]["passed"] is True
     assert (side["thresholds"]["image"], side["thresholds"]["pixel"]) == (12.5, 3.5)
+
+
+def test_export_force_says_the_failed_formats_earlier_file_is_still_there(capsys, tiny_ckpt, tmp_path, monkeypatch):
+    """`export --force --format onnx,onnx-int8` whose INT8 search gave up named model.onnx as written, and said nothing of
+    the model-int8.onnx beside it: the earlier export's (another checkpoint's, after a refit), now passing for one of these."""
+    from exporters import quantize
+    from model.errors import InspectorError
+
+    def give_up(*_args, **_kwargs):
+        raise InspectorError("INT8: scores still move by 0.750 at best; use --format onnx-fp16 for this model")
+
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "model-int8.onnx").write_bytes(b"an earlier export")
+    monkeypatch.setattr(quantize, "quantize_int8", give_up)
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--out", out, "--force", "--json")
+    assert_one_line_error(code, err, f"(written before it: {out / 'model.onnx'}; {out / 'model-int8.onnx'} is still the earlier "
+                          "export's: delete it, or export it again)")
