@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 
 from model.data import defect_type_layout
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, high_bit_depth, list_images, read_image
+from model.images import IMAGE_SUFFIXES, broken_links_note, high_bit_depth, list_images, read_image, scan_images
 from model.progress import BarFactory, silent
 from model.synth import CHANGED, REGION_TYPES, SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
 
@@ -47,7 +48,12 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
     _refuse_defect_type_folder(good_dir, folder.resolve())
     from model.data import refuse_defect_labels
 
-    paths = list_images(folder)
+    scan = scan_images(folder)
+    paths = scan.images
+    if not paths and scan.broken_links:  # "no images found" sent the user looking for files that were there, as links
+        first = scan.broken_links[0]
+        raise InspectorError(f"good folder {good_dir}: its {len(scan.broken_links)} image link(s) lead nowhere (e.g. {first} -> "
+                             f"{os.readlink(first)}); mount or copy what they point to, or point at a folder of good parts")
     if not paths:
         if nested := list_images(folder, recursive=True):  # e.g. NEU's <type>/ folders of labelled defects: said as fit says it
             refuse_defect_labels(folder, nested)
@@ -231,6 +237,8 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     kinds = check_types(types)
     check_out(good_dir, out)
     goods = readable_goods(good_dir)
+    for note in broken_links_note(scan_images(good_dir), good_dir):  # fit says so of its good images; synth left them out unsaid
+        print(f"note: {note}", file=sys.stderr)
     out = Path(out)
     check_overwrite(out, n, kinds)  # before anything is removed or written
     if n < len(kinds):  # --n 5 made five of the nine types, and labels.json listed all nine, unsaid

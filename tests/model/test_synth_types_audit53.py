@@ -81,3 +81,19 @@ def test_shots_all_with_one_example_of_a_type_does_not_say_lower_folds(tmp_path,
     (labels / "scratch").rename(tmp_path / "aside")
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", "all", "--folds", 5, "--size", 64)
     assert_one_line_error(rc, err, "lower --folds (to 3 at most)")
+
+
+def test_a_good_folder_of_links_that_lead_nowhere_is_said_so(tmp_path, capsys):
+    """A good folder whose images are links to a share that is gone said "no images found" (the files are there, as
+    links); and links left out beside usable images went unsaid, where fit notes them."""
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(3):
+        (good / f"{i}.png").symlink_to(tmp_path / "gone" / f"{i}.png")
+    rc, _, err = cli(capsys, "synth", good, "--out", tmp_path / "out", "--n", 2)
+    assert_one_line_error(rc, err, "3 image link(s) lead nowhere", str(tmp_path / "gone" / "0.png"))
+
+    cv2.imwrite(str(good / "real.png"), good_image(0, 48))
+    rc, _, err = cli(capsys, "synth", good, "--out", tmp_path / "out", "--n", 2)
+    assert rc == 0, err
+    assert "3 link(s) in" in err and "lead nowhere" in err
