@@ -97,3 +97,14 @@ def test_a_good_folder_of_links_that_lead_nowhere_is_said_so(tmp_path, capsys):
     rc, _, err = cli(capsys, "synth", good, "--out", tmp_path / "out", "--n", 2)
     assert rc == 0, err
     assert "3 link(s) in" in err and "lead nowhere" in err
+
+
+def test_a_type_folder_of_links_that_lead_nowhere_is_said_so(tmp_path, capsys):
+    """A type folder whose examples are links to a share that is gone was told to "add examples of this type"."""
+    from tests.model.types_data import write_labels
+
+    labels = write_labels(tmp_path / "labels", 2, ("blob",))
+    (labels / "scratch").mkdir()
+    (labels / "scratch" / "001.png").symlink_to(tmp_path / "gone" / "001.png")
+    rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", 1, "--size", 64)
+    assert_one_line_error(rc, err, str(labels / "scratch"), "1 image link(s) lead nowhere", str(tmp_path / "gone" / "001.png"))
