@@ -93,6 +93,9 @@ def open_engine(path: str | Path, device: str = "cpu", verifying: bool = False) 
     """Open a checkpoint directory or exported model with the matching runtime; `verifying`: an export that waits for
     `export --verify`'s outcome, opened by it."""
     path, kind = locate_model(path)
+    if verifying and kind == "checkpoint":  # the Python API's verify_export(ckpt, ckpt, data): a TypeError
+        raise InspectorError(f"model {path}: is a checkpoint, not an export; verify an exported model (model.onnx, "
+                             "model.engine) against the checkpoint it came from")
     return FACTORIES[kind](path, device, verifying=True) if verifying else FACTORIES[kind](path, device)
 
 

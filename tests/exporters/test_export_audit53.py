@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import json
 
+import pytest
+
+from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 
 
@@ -119,3 +122,11 @@ def test_export_force_says_the_failed_formats_earlier_file_is_still_there(capsys
     code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--out", out, "--force", "--json")
     assert_one_line_error(code, err, f"(written before it: {out / 'model.onnx'}; {out / 'model-int8.onnx'} is still the earlier "
                           "export's: delete it, or export it again)")
+
+
+def test_verify_export_given_a_checkpoint_for_the_export_is_one_clear_error(tiny_ckpt, tiny_data):
+    """The Python API's verify_export(ckpt, ckpt, data) ended in a TypeError (the torch engine takes no `verifying`)."""
+    from exporters.verify import verify_export
+
+    with pytest.raises(InspectorError, match=r"is a checkpoint, not an export; verify an exported model"):
+        verify_export(tiny_ckpt, tiny_ckpt, tiny_data)
