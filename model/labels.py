@@ -10,7 +10,6 @@ Two layouts are read:
 from __future__ import annotations
 
 import os
-import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from model.images import (
     read_mask,
     scan_images,
 )
-from model.label_names import UNKNOWN
+from model.label_names import UNKNOWN, type_words
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,6 @@ def load_labels(path: str | Path) -> LabelSet:
                              "type); rename that folder")
     _refuse_one_name_twice(labels)
     return labels
-
-
-def type_words(name: str) -> str:
-    """A type's name as a person (and a CLIP prompt) reads it: in any case and Unicode form, `_` as a space."""
-    return " ".join(unicodedata.normalize("NFKC", name).replace("_", " ").split()).casefold()
 
 
 def _refuse_one_name_twice(labels: LabelSet) -> None:

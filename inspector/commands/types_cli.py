@@ -57,8 +57,7 @@ def load_type_labels(args: argparse.Namespace):
 
 def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     from model.backbones import check_backbone_name
-    from model.label_names import GOOD, UNKNOWN
-    from model.prompts import words
+    from model.label_names import GOOD, UNKNOWN, type_words
 
     check_backbone_name(str(args.backbone))  # `--backbone clip`: that, not "needs the clip backbone", is the mistake
     if not str(args.backbone).startswith("clip:"):
@@ -66,7 +65,7 @@ def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
                              "with this backbone give labelled examples with --labels")
     # CLIP's tokenizer lowercases, and folder names become words: "Crack,crack" or "pitted_surface,pitted surface" gave two
     # types with one prompt, each named at 50 % on every part
-    said = [words(n).lower() for n in names]
+    said = [type_words(n) for n in names]
     twice = sorted({n for n, w in zip(names, said, strict=True) if said.count(w) > 1})
     reserved = [n for n in names if n.lower() in (GOOD, UNKNOWN)]  # "Unknown" sat beside `unknown` in type_probs
     if twice or reserved or len(names) < 2:
