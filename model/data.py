@@ -15,6 +15,7 @@ from model.images import (
     files_by_lower_name,
     list_images,
     named_like,
+    only_dead_links,
     scan_images,
     walk_folders,
 )
@@ -196,7 +197,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         _refuse_misnamed_good(root)
         notes: list[str] = []
         good = root / "train" / GOOD
-        scan = scan_images(good, recursive=True) if good.is_dir() else None
+        scan = good_scan = scan_images(good, recursive=True) if good.is_dir() else None
         train = [Sample(p) for p in scan.images] if scan else []
         notes += broken_links_note(scan, good) if scan else []
         test: list[Sample] = []
@@ -213,11 +214,13 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     else:
         if require_train:
             _refuse_labelled(root)
-        scan = scan_images(root, recursive=True)
+        scan = good_scan = scan_images(root, recursive=True)
         if require_train:
             refuse_defect_labels(root, scan.images)
         dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root
+        if dead := good_scan and only_dead_links(good_scan):
+            raise InspectorError(f"data {where}: no good images: {dead}")
         raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF/WebP/GIF); put good parts there")
     return dataset

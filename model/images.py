@@ -480,6 +480,15 @@ def list_images(folder: str | Path, recursive: bool = False, masks: bool = False
     return scan_images(folder, recursive, masks).images
 
 
+def only_dead_links(scan: Scan) -> str | None:
+    """What to say of a folder with no images but links leading nowhere ("no images found" sent its user looking for
+    files that were there, as links to a share gone); None where it has images or no such links."""
+    if scan.images or not scan.broken_links:
+        return None
+    first = scan.broken_links[0]
+    return f"its {len(scan.broken_links)} image link(s) lead nowhere (e.g. {first} -> {os.readlink(first)}); mount or copy what they point to"
+
+
 def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
     """The note (without a "note: " prefix) that says which links were left out of a folder's images, if any."""
     if not scan.broken_links:

@@ -9,7 +9,6 @@ Two layouts are read:
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from model.images import (
     is_mask_name,
     list_images,
     named_like,
+    only_dead_links,
     read_image,
     read_mask,
     scan_images,
@@ -119,10 +119,9 @@ def _load_labels(root: Path) -> LabelSet:
         files = files_by_lower_name(folder)
         if not images:
             nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and list_images(d, recursive=True)), None)
-            dead = scan.broken_links[0] if scan.broken_links else None  # "add examples" of files that were there, as links
+            dead = only_dead_links(scan)  # "add examples" of files that were there, as links
             where = f"its subfolder {nested.name}/ has some, but subfolders are not searched: put them in {folder.name}/ itself" \
-                if nested else f"its {len(scan.broken_links)} image link(s) lead nowhere (e.g. {dead.name} -> {os.readlink(dead)}); " \
-                "mount or copy what they point to, or remove the folder" if dead \
+                if nested else f"{dead}, or remove the folder" if dead \
                 else f"add examples of this type ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}) or remove the folder"
             raise InspectorError(f"labels {folder}: no images; {where}")
         for image in images:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -17,7 +16,7 @@ import numpy as np
 
 from model.data import defect_type_layout
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, broken_links_note, high_bit_depth, list_images, read_image, scan_images
+from model.images import IMAGE_SUFFIXES, broken_links_note, high_bit_depth, list_images, only_dead_links, read_image, scan_images
 from model.progress import BarFactory, silent
 from model.synth import CHANGED, REGION_TYPES, SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
 
@@ -50,10 +49,8 @@ def readable_goods(good_dir: str | Path) -> list[Path]:
 
     scan = scan_images(folder)
     paths = scan.images
-    if not paths and scan.broken_links:  # "no images found" sent the user looking for files that were there, as links
-        first = scan.broken_links[0]
-        raise InspectorError(f"good folder {good_dir}: its {len(scan.broken_links)} image link(s) lead nowhere (e.g. {first} -> "
-                             f"{os.readlink(first)}); mount or copy what they point to, or point at a folder of good parts")
+    if dead := only_dead_links(scan):
+        raise InspectorError(f"good folder {good_dir}: {dead}, or point at a folder of good parts")
     if not paths:
         if nested := list_images(folder, recursive=True):  # e.g. NEU's <type>/ folders of labelled defects: said as fit says it
             refuse_defect_labels(folder, nested)

@@ -108,3 +108,16 @@ def test_a_type_folder_of_links_that_lead_nowhere_is_said_so(tmp_path, capsys):
     (labels / "scratch" / "001.png").symlink_to(tmp_path / "gone" / "001.png")
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", labels, "--shots", 1, "--size", 64)
     assert_one_line_error(rc, err, str(labels / "scratch"), "1 image link(s) lead nowhere", str(tmp_path / "gone" / "001.png"))
+
+
+@pytest.mark.parametrize("layout", ["plain", "mvtec"])
+def test_fit_on_good_images_that_are_all_links_leading_nowhere_is_said_so(tmp_path, capsys, layout):
+    """fit said "no good images found ... put good parts there" of a folder whose images were there, as links to a share gone."""
+    data = tmp_path / "data"
+    good = data / "train" / "good" if layout == "mvtec" else data
+    good.mkdir(parents=True)
+    for i in range(6):
+        (good / f"{i}.png").symlink_to(tmp_path / "gone" / f"{i}.png")
+    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "ck")
+    assert_one_line_error(rc, err, f"data {good}: no good images: its 6 image link(s) lead nowhere", str(tmp_path / "gone" / "0.png"),
+                          "mount or copy what they point to")
