@@ -174,7 +174,10 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     if any(f.endswith("int8") for f in formats):  # before the slow trace: missing calibration data fails fast
         calib_paths, holdout_paths, where = calibration.image_sets(ckpt, ckpt_manifest, calib, N_CALIB, N_HOLDOUT)
         log(f"INT8 calibration on {len(calib_paths)} good images, checked on {len(holdout_paths)} from {where}")
-        calib_images, holdout = (calibration.load(paths, (h, w), net.config.framing) for paths in (calib_paths, holdout_paths))
+        try:
+            calib_images, holdout = (calibration.load(paths, (h, w), net.config.framing) for paths in (calib_paths, holdout_paths))
+        except InspectorError as exc:  # an image that cannot hold the model's region, say, named without the option it came by
+            raise exc if calib is None else InspectorError(f"--calib {calib}: {exc}") from None
     log(f"tracing {net.config.backbone} at {w}x{h} to ONNX (dynamic batch)")
     fp32 = export_onnx(net)
     parity = check_parity(net, fp32)

@@ -130,3 +130,15 @@ def test_verify_export_given_a_checkpoint_for_the_export_is_one_clear_error(tiny
 
     with pytest.raises(InspectorError, match=r"is a checkpoint, not an export; verify an exported model"):
         verify_export(tiny_ckpt, tiny_ckpt, tiny_data)
+
+
+def test_a_calibration_image_that_cannot_be_used_names_calib(capsys, tiny_ckpt, tiny_data, tmp_path):
+    """It was named as `image X: ...` alone, which a user who gave a --calib folder beside the training data could not place."""
+    import shutil
+
+    calib = tmp_path / "calib"
+    shutil.copytree(tiny_data / "train" / "good", calib)
+    (calib / "zz-cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx-int8", "--out", tmp_path / "e", "--calib", calib)
+    last = err.strip().splitlines()[-1]  # after the progress lines
+    assert code == 2 and last.startswith(f"error: --calib {calib}: image {calib / 'zz-cut.png'}: cannot be decoded"), err
