@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -365,6 +366,13 @@ class ReportsSection(Section):
         zone_of(v)
         return v
 
+    @field_validator("logo")
+    @classmethod
+    def _logo_file(cls, v: str | None) -> str | None:
+        if v is not None and v.strip():
+            _regular_file(v)
+        return v
+
     @model_validator(mode="after")
     def _read_letterhead(self) -> ReportsSection:
         """The logo is read (and checked) once, here: a missing file is a config mistake, found before the station starts."""
@@ -381,6 +389,19 @@ class ReportsSection(Section):
     def letterhead(self) -> Any:
         """The reports' `reports.letterhead.Letterhead`."""
         return self._letterhead
+
+
+def _regular_file(path: str) -> None:
+    """ValueError where `path` is there but is no regular file: /dev/zero as a logo was read until memory ran out (a
+    MemoryError traceback, or the process killed), and a FIFO held `config validate` and `serve` for good. A path that is
+    not there is left to the reader, which names it."""
+    try:
+        mode = os.stat(Path(path).expanduser()).st_mode
+    except (OSError, ValueError):  # missing, unreadable, a NUL in it: said by the reader
+        return
+    if not stat.S_ISREG(mode):
+        what = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise ValueError(f"{what}; give a PNG, JPEG or SVG file")
 
 
 def zone_of(name: str) -> tzinfo | None:
@@ -489,6 +510,9 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
         raise InspectorError(f"config {path}{line}: not valid YAML ({exc.problem}); {fix}") from None
     except yaml.YAMLError as exc:
         raise InspectorError(f"config {path}: not valid YAML ({exc})") from None
+    except RecursionError:  # PyYAML composes recursively: a few hundred [ or { deep was a traceback (validate and serve)
+        raise InspectorError(f"config {path}: nested too deeply to be a station config (its sections are a few levels deep); "
+                             "check the file's brackets and indentation") from None
     if data is None:
         data, node = {}, None
     if not isinstance(data, dict):

@@ -1,0 +1,54 @@
+"""Audit 53: the daemon's inputs fuzzed (MQTT payloads, topics and properties; the station config): each hostile input
+gets one clear line, the station keeps serving, nothing accepted is lost."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from inspector.config import config_errors, load_config
+from model.errors import InspectorError
+
+STATION = ("station: {name: s1}\nmodel: {path: m.ckpt}\nsource: {type: mqtt}\nmqtt: {prefix: a/b}\n"
+           "store: {data_dir: data}\n")
+
+
+# -- the station config --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nested", ["[" * 2000, "{a: " * 2000])
+def test_a_config_nested_too_deeply_is_one_line_not_a_traceback(tmp_path, nested):
+    """A YAML file a few hundred brackets deep (a paste gone wrong, a generated file) raised RecursionError out of the
+    loader: `config validate` and `serve` ended in a traceback."""
+    path = tmp_path / "station.yaml"
+    path.write_text(STATION + f"reports: {nested}\n")
+    cfg, errors = config_errors(path)
+    assert cfg is None and len(errors) == 1 and "nested too deeply" in errors[0] and "\n" not in errors[0], errors
+    with pytest.raises(InspectorError, match="nested too deeply"):
+        load_config(path)
+
+
+def test_a_logo_that_is_a_fifo_is_refused_unread(tmp_path):
+    """reports.logo naming a FIFO held `config validate` and `serve` for good (the letterhead read it whole, waiting for a
+    writer), and /dev/zero was read until memory ran out: what is no regular file is refused by its key, unread."""
+    fifo = tmp_path / "logo.png"
+    os.mkfifo(fifo)
+    path = tmp_path / "station.yaml"
+    path.write_text(STATION + f"reports: {{logo: {fifo}}}\n")
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(config_errors(path)), daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # let the blocked reader go before failing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(5)
+    assert out, "config_errors waited on the FIFO"
+    cfg, errors = out[0]
+    assert cfg is None and len(errors) == 1, errors
+    assert "reports.logo: not a regular file (a device, FIFO or socket); give a PNG, JPEG or SVG file" in errors[0]
+    for special in ("/dev/zero", str(tmp_path)):
+        path.write_text(STATION + f"reports: {{logo: {special}}}\n")
+        cfg, errors = config_errors(path)
+        assert cfg is None and len(errors) == 1 and "reports.logo:" in errors[0], errors
