@@ -37,6 +37,15 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # a NUL ("\0" in double quotes) passed validation, then the station's start ended in a traceback (a path's
+        # "embedded null byte", http.host's TypeError) or, in mqtt.client_id or username, the broker dropped every connect
+        if isinstance(v, str) and "\0" in v or isinstance(v, list) and any(isinstance(x, str) and "\0" in x for x in v):
+            raise ValueError("holds a NUL character (\\0); remove it")
+        return v
+
 
 # -- sources --------------------------------------------------------------------------------------------
 class Reconnect(Section):
@@ -276,6 +285,13 @@ class MqttSection(Section):
     response_topics: list[str] = Field([], title="Response topics",
                                        description="MQTT 5: filters (e.g. hmi/#) of the Response Topics an input may name to get a copy "
                                                    "of its answer there; others are ignored (grant the station's broker user these).")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v.strip():  # paho's "Invalid host." traceback at start
+            raise ValueError("is empty; give the broker's host name or address, e.g. 127.0.0.1")
+        return v
 
     @field_validator("url_hosts")
     @classmethod

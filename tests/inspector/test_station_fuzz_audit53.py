@@ -52,3 +52,30 @@ def test_a_logo_that_is_a_fifo_is_refused_unread(tmp_path):
         path.write_text(STATION + f"reports: {{logo: {special}}}\n")
         cfg, errors = config_errors(path)
         assert cfg is None and len(errors) == 1 and "reports.logo:" in errors[0], errors
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mqtt.tls.ca_file", "ca\0.pem"),  # serve: ValueError traceback
+    ("mqtt.allowed_dirs", ["/srv/in\0"]),  # serve: ValueError traceback
+    ("store.data_dir", "data\0"),  # serve: ValueError traceback
+    ("http.host", "127.0.0.1\0"),  # serve: TypeError traceback
+    ("mqtt.client_id", "st\0"),  # the broker dropped every connect: never online, nothing said but "no answer to CONNECT"
+    ("mqtt.username", "u\0"),
+    ("reports.logo", "logo\0.png"),  # "reports: embedded null byte", naming no key
+    ("mqtt.host", ""),  # serve: paho's "Invalid host." traceback
+])
+def test_a_value_the_start_would_crash_on_is_refused_by_its_key(tmp_path, key, value):
+    """Values that passed validation and then ended `serve` in a traceback, or left it never connected with nothing said."""
+    import yaml
+
+    data = yaml.safe_load(STATION)
+    section, *rest = key.split(".")
+    at = data.setdefault(section, {})
+    for part in rest[:-1]:
+        at = at.setdefault(part, {})
+    at[rest[-1]] = value
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg, errors = config_errors(path)
+    assert cfg is None and len(errors) == 1, errors
+    assert f": {key}: " in errors[0] and ("NUL character" in errors[0] or "is empty; give the broker's host" in errors[0]), errors
