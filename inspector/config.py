@@ -26,6 +26,8 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}\Z")  # station/serial/
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
 
 
+MQTT_STRING = 65535  # bytes of UTF-8 in an MQTT string (a topic, the client id, the user name, the password)
+TOPIC_ROOM = 1000  # of a topic's bytes, left by a prefix or the Sparkplug ids for the levels the station puts with them
 MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them) and beyond any sensible setting
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
 ReportFormat = Literal["html", "pdf"]  # as the reports package renders them (the config's and the shift_report command's)
@@ -286,6 +288,14 @@ class MqttSection(Section):
                                        description="MQTT 5: filters (e.g. hmi/#) of the Response Topics an input may name to get a copy "
                                                    "of its answer there; others are ignored (grant the station's broker user these).")
 
+    @field_validator("client_id", "username")
+    @classmethod
+    def _mqtt_string(cls, v: str | None) -> str | None:
+        # over MQTT's 65535 bytes, paho's struct.error was serve's traceback
+        if v is not None and (n := len(v.encode("utf-8", "surrogatepass"))) > MQTT_STRING:
+            raise ValueError(f"is {n:,} bytes long; MQTT takes at most {MQTT_STRING:,}: shorten it")
+        return v
+
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
@@ -316,13 +326,22 @@ class MqttSection(Section):
     def _prefix(cls, v: str) -> str:
         if not v or v.startswith("/") or v.endswith("/") or not TOPIC_LEVEL.match(v):
             raise ValueError("give topic levels like factory/line1/station3 (no leading/trailing /, no + or #)")
+        if (n := len(v.encode("utf-8", "surrogatepass"))) > MQTT_STRING - TOPIC_ROOM:  # paho's struct.error, serve's traceback
+            raise ValueError(f"is {n:,} bytes long; an MQTT topic holds at most {MQTT_STRING:,}, the station's own levels "
+                             f"included: keep it under {MQTT_STRING - TOPIC_ROOM:,} (a few levels, like factory/line1/station3)")
         if v.startswith("$"):  # the broker's own ($SYS/...): clients cannot publish there, so the station hears nothing
             raise ValueError("topics beginning with $ are the broker's own (MQTT 4.7.2); give levels like factory/line1/station3")
         return v
 
     def password(self) -> str | None:
         """The password from its environment variable (read at connect time, never stored)."""
-        return None if self.password_env is None else env_password(self.password_env, "mqtt.password_env")
+        if self.password_env is None:
+            return None
+        value = env_password(self.password_env, "mqtt.password_env")
+        if (n := len(value.encode("utf-8", "surrogateescape"))) > MQTT_STRING:  # paho's struct.error at connect: a traceback
+            raise InspectorError(f"mqtt.password_env: the password in {self.password_env} is {n:,} bytes long; MQTT takes at most "
+                                 f"{MQTT_STRING:,}: check what the variable holds")
+        return value
 
 
 class Sparkplug(Section):
@@ -336,7 +355,17 @@ class Sparkplug(Section):
     def _level(cls, v: str | None) -> str | None:
         if v is not None and (not v or "/" in v or not TOPIC_LEVEL.match(v)):
             raise ValueError("one topic level: no /, + or #")
+        if v is not None and (n := len(v.encode("utf-8", "surrogatepass"))) > MQTT_STRING - TOPIC_ROOM:  # its topics: a traceback
+            raise ValueError(f"is {n:,} bytes long; a Sparkplug topic holds all three ids in at most {MQTT_STRING:,}: shorten it")
         return v
+
+    @model_validator(mode="after")
+    def _topic_fits(self) -> Sparkplug:
+        ids = (self.group_id, self.edge_node_id or "", self.device_id)  # a station name, the node id's default, is 64 at most
+        if (n := sum(len(i.encode("utf-8", "surrogatepass")) for i in ids)) > MQTT_STRING - TOPIC_ROOM:
+            raise ValueError(f"group_id, edge_node_id and device_id are {n:,} bytes together; a Sparkplug topic holds them all in "
+                             f"at most {MQTT_STRING:,}: shorten them")
+        return self
 
 
 class Retention(Section):
@@ -612,7 +641,7 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                 msg = f"missing; give the kind of source: {', '.join(sorted(kinds))}"
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
-                msg += f" (got {_unsecret(err['input'], where.endswith('url'))!r})"
+                msg += f" (got {_shown(_unsecret(err['input'], where.endswith('url')))})"
                 read_as = "true/false" if isinstance(err["input"], bool) else "a number"  # `name: no`, `name: 1e5`, or 0123
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
                     msg += f"; YAML read it as {read_as}: quote it, '{err['input']}'"
@@ -628,6 +657,14 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                     msg += f"; the value is empty: give one{' or leave the key out' if optional else ''}"
             errors.append(f"{_locate(loc, lines, str(path))}: {where}: {msg}")
         return None, errors
+
+
+def _shown(value: Any, most: int = 120) -> str:
+    """A value echoed in an error, cut short: a 70,000 character prefix (or a file pasted in) filled the terminal."""
+    text = repr(value)
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}…" + (f" ({len(value):,} characters)" if isinstance(value, str) else "")
 
 
 def _unquoted(text: str) -> bool:

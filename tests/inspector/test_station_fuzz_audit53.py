@@ -79,3 +79,34 @@ def test_a_value_the_start_would_crash_on_is_refused_by_its_key(tmp_path, key, v
     cfg, errors = config_errors(path)
     assert cfg is None and len(errors) == 1, errors
     assert f": {key}: " in errors[0] and ("NUL character" in errors[0] or "is empty; give the broker's host" in errors[0]), errors
+
+
+def _write(tmp_path, key: str, value) -> object:
+    import yaml
+
+    data = yaml.safe_load(STATION)
+    section, *rest = key.split(".")
+    at = data.setdefault(section, {})
+    for part in rest[:-1]:
+        at = at.setdefault(part, {})
+    at[rest[-1]] = value
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("key", ["mqtt.prefix", "mqtt.client_id", "mqtt.username", "sparkplug.group_id", "sparkplug.device_id"])
+def test_a_name_longer_than_mqtt_takes_is_refused_by_its_key_and_not_echoed_whole(tmp_path, key):
+    """A prefix, client id or user name over MQTT's 65535 bytes (a file pasted in) passed validation, and serve ended in
+    paho's `struct.error: 'H' format requires 0 <= number <= 65535`; the refusal echoes a part of the value, not 70 kB."""
+    cfg, errors = config_errors(_write(tmp_path, key, "p" * 70_000))
+    assert cfg is None and len(errors) == 1, errors
+    assert f": {key}: is 70,000 bytes long;" in errors[0] and len(errors[0]) < 600, errors[0][:700]
+
+
+def test_a_password_longer_than_mqtt_takes_is_one_line_at_start(tmp_path, monkeypatch):
+    from inspector.config import MqttSection
+
+    monkeypatch.setenv("FZ53_PW", "x" * 70_000)
+    with pytest.raises(InspectorError, match="mqtt.password_env: the password in FZ53_PW is 70,000 bytes long"):
+        MqttSection(prefix="a", username="u", password_env="FZ53_PW").password()
