@@ -64,6 +64,23 @@ def _safe(value: str | None) -> str | None:
     return value
 
 
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: json.loads let the last of two win, so {"serial": "A7", ...,
+    "serial": "B2"} was inspected as B2 with no word, and {"command": "reload", "command": "review"} ran a review."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _echoed(value: Any) -> str | None:
     """A value from the outside world that may be echoed in an error reply: a safe id, else None."""
     return value if isinstance(value, str) and SAFE_ID.match(value) else None
@@ -499,7 +516,9 @@ class Intake:
         if not msg.payload:
             raise InspectorError(f"{origin}: empty payload; send a JSON object")
         try:  # -sig: a leading byte order mark (RFC 8259 lets a reader skip it), as Windows tools write UTF-8 files
-            return json.loads(msg.payload.decode("utf-8-sig"))
+            return json.loads(msg.payload.decode("utf-8-sig"), object_pairs_hook=_unique)
+        except DuplicateKey as exc:
+            raise InspectorError(f"{origin}: {exc.key[:40]!r} is given twice; give it once") from None
         except ValueError as exc:  # also a number of over 4,300 digits, which Python refuses to read (not a JSONDecodeError)
             raise InspectorError(f"{origin}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); send a JSON object") from None
         except RecursionError:

@@ -110,3 +110,55 @@ def test_a_password_longer_than_mqtt_takes_is_one_line_at_start(tmp_path, monkey
     monkeypatch.setenv("FZ53_PW", "x" * 70_000)
     with pytest.raises(InspectorError, match="mqtt.password_env: the password in FZ53_PW is 70,000 bytes long"):
         MqttSection(prefix="a", username="u", password_env="FZ53_PW").password()
+
+
+# -- MQTT inputs -----------------------------------------------------------------------------------------------------
+
+def _intake(tmp_path, **mqtt):
+    import json
+    import queue
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Topics
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p", **mqtt}, "store": {"data_dir": str(tmp_path / "data")}})
+    sent: list[tuple[str, dict]] = []
+    commands: list = []
+    intake = Intake(cfg, Store(tmp_path / "data"), queue.Queue(8), Metrics(), Topics("p"),
+                    publish=lambda topic, body, reply=None: sent.append((topic, json.loads(body))), republish=lambda r, c: None,
+                    on_command=lambda cmd, reply: commands.append(cmd))
+    intake.sent, intake.commands = sent, commands
+    return intake
+
+
+def _feed(intake, topic: str, payload: bytes) -> str | None:
+    """The error line the intake answered one message with, or None when it took it (a part queued, a command run)."""
+    from inspector.mqtt import Message
+
+    intake.sent.clear()
+    intake._message(Message(f"p/{topic}", payload, 1, 1))
+    assert len(intake.sent) <= 1, intake.sent
+    return intake.sent[0][1]["error"] if intake.sent else None
+
+
+def test_a_key_given_twice_in_a_trigger_or_command_is_refused_not_the_last_taken(tmp_path, good_png):
+    """json.loads let the last of two keys win: a trigger naming two serials was inspected under the second with no
+    word (the part filed under a serial its sender may not have meant), and {"command": "reload", "command": "review"}
+    was taken as a review."""
+    import base64
+
+    intake = _intake(tmp_path)
+    image = base64.b64encode(good_png)
+    assert _feed(intake, "trigger", b'{"serial": "A7", "base64": "' + image + b'", "serial": "B2"}') == \
+        "trigger: 'serial' is given twice; give it once"
+    assert intake.jobs.empty()
+    assert _feed(intake, "command", b'{"command": "shift_report", "command": "reload"}') == "command: 'command' is given twice; give it once"
+    assert not intake.commands
+    # each key once: taken as before
+    assert _feed(intake, "trigger", b'{"serial": "A7", "base64": "' + image + b'"}') is None
+    assert intake.jobs.get_nowait().serial == "A7"
+    assert _feed(intake, "command", b'{"command": "reload"}') is None and len(intake.commands) == 1
