@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
 FRAME_SLOTS = 4  # source frames waiting in the inbox at once (MQTT inputs have the rest)
 AHEAD_S = 300.0  # a given capture time this far ahead of the station's clock is refused: the sender's clock is wrong
+CLEARED_311 = " (or, if it cleared a retained message, ignore this: MQTT 3.1.1 cannot tell the two apart)"
 TITLE_MAX = 200  # characters of a shift report's title: WeasyPrint took 22 s to lay out 2,000 of them, minutes for 20,000
 
 
@@ -711,7 +712,7 @@ class Intake:
         On MQTT 5 (Retain As Published) a clearing is told apart, and an empty message is a refused part."""
         if msg.payload or self.cfg.mqtt.protocol == "5":
             return self.reject(text, origin, message=msg, inspection_id=ident, serial=serial)
-        return self.reject(f"{text} (or, if it cleared a retained message, ignore this: MQTT 3.1.1 cannot tell the two apart)", origin,
+        return self.reject(f"{text}{CLEARED_311}", origin,
                            message=msg, inspection_id=ident, serial=serial, part=False)
 
     def _command(self, msg: Message) -> None:
@@ -725,8 +726,8 @@ class Intake:
             cmd = kind.model_validate(data, context={"zone": self._zone})
         except ValidationError as exc:
             return self.reject(pydantic_line(exc, "command"), "command", message=msg, **ids)
-        except InspectorError as exc:
-            return self.reject(str(exc), "command", message=msg, **ids)
+        except InspectorError as exc:  # an empty one on 3.1.1 may clear a retained command, as the refusal of one asks
+            return self.reject(f"{exc}{CLEARED_311 if not msg.payload and self.cfg.mqtt.protocol != '5' else ''}", "command", message=msg, **ids)
         if self._on_command is None:
             return self.reject("command: this station takes no commands", "command", message=msg)
         self._on_command(cmd, msg.reply)

@@ -162,3 +162,12 @@ def test_a_key_given_twice_in_a_trigger_or_command_is_refused_not_the_last_taken
     assert _feed(intake, "trigger", b'{"serial": "A7", "base64": "' + image + b'"}') is None
     assert intake.jobs.get_nowait().serial == "A7"
     assert _feed(intake, "command", b'{"command": "reload"}') is None and len(intake.commands) == 1
+
+
+def test_an_empty_command_on_mqtt_3_1_1_may_be_a_cleared_retained_one_and_is_said_so(tmp_path):
+    """A retained command is refused with 'clear this one with an empty retained message'; on MQTT 3.1.1 the broker hands
+    that clearing to the running station without its retain flag, and the station answered its own advice with 'command:
+    empty payload; send a JSON object' (a trigger's or image's clearing is said to be one perhaps)."""
+    hint = " (or, if it cleared a retained message, ignore this: MQTT 3.1.1 cannot tell the two apart)"
+    assert _feed(_intake(tmp_path / "a", protocol="3.1.1"), "command", b"") == "command: empty payload; send a JSON object" + hint
+    assert _feed(_intake(tmp_path / "b"), "command", b"") == "command: empty payload; send a JSON object"  # MQTT 5 tells them apart
