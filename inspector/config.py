@@ -255,6 +255,9 @@ class Tls(Section):
             if (path := getattr(self, key)) is None:
                 continue
             try:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO held open() and the station's start for good
+                    what = "a folder" if os.path.isdir(path) else "not a regular file (a device, FIFO or socket)"
+                    raise InspectorError(f"mqtt.tls.{key} {path}: {what}; give a PEM file")
                 with open(path, "rb"):
                     pass
             except OSError as exc:

@@ -171,3 +171,27 @@ def test_an_empty_command_on_mqtt_3_1_1_may_be_a_cleared_retained_one_and_is_sai
     hint = " (or, if it cleared a retained message, ignore this: MQTT 3.1.1 cannot tell the two apart)"
     assert _feed(_intake(tmp_path / "a", protocol="3.1.1"), "command", b"") == "command: empty payload; send a JSON object" + hint
     assert _feed(_intake(tmp_path / "b"), "command", b"") == "command: empty payload; send a JSON object"  # MQTT 5 tells them apart
+
+
+def test_a_tls_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    """mqtt.tls.ca_file naming a FIFO held `serve` (and `config validate --here`) at open() for good, saying nothing."""
+    from inspector.config import Tls
+
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    out: list = []
+
+    def check() -> None:
+        try:
+            Tls(ca_file=str(fifo)).check_files()
+            out.append(None)
+        except InspectorError as exc:
+            out.append(str(exc))
+
+    t = threading.Thread(target=check, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # let the blocked open go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+    assert out == [f"mqtt.tls.ca_file {fifo}: not a regular file (a device, FIFO or socket); give a PEM file"]
