@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.commands.common import at_least, int_list, load_average, model_first, print_json
+from inspector.commands.common import at_least, int_list, load_average, model_first, path_of, print_json
 from model.errors import InspectorError, need_onnx
 
 EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -36,10 +36,10 @@ EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="latency, images/s, RSS and size of every engine vs torch eager", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="checkpoint directory (torch eager baseline), or an exported model whose manifest names it")
-    p.add_argument("data", help="images to run (a folder, or MVTec layout)")
-    p.add_argument("--exports", nargs="+", metavar="PATH", help="exported models or folders of them (default: export to a temp folder)")
-    p.add_argument("--calib", metavar="DIR", help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
+    p.add_argument("checkpoint", type=path_of("model"), help="checkpoint directory (torch eager baseline), or an exported model whose manifest names it")
+    p.add_argument("data", type=path_of("data folder"), help="images to run (a folder, or MVTec layout)")
+    p.add_argument("--exports", nargs="+", metavar="PATH", type=path_of("exported model"), help="exported models or folders of them (default: export to a temp folder)")
+    p.add_argument("--calib", metavar="DIR", type=path_of("folder of good images"), help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
     p.add_argument("--batches", type=int_list, default=(1, 8), help="batch sizes (default 1,8)")
     p.add_argument("--runs", type=at_least(1), default=40, help="timed calls per engine and batch size (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed calls first (default 5)")

@@ -24,18 +24,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import at_least, load_average, median_seconds, positive_number, print_json
+from inspector.commands.common import at_least, load_average, median_seconds, path_of, positive_number, print_json
 from model.errors import InspectorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="trigger->result latency and frames/s of a running daemon", description=__doc__)
-    p.add_argument("--config", required=True, help="the daemon's station config (broker, credentials, topic prefix)")
+    p.add_argument("--config", required=True, type=path_of("station config"), help="the daemon's station config (broker, credentials, topic prefix)")
     p.add_argument("--rate", type=positive_number, default=10.0, help="inputs per second (default 10)")
     p.add_argument("--count", type=at_least(1), default=200, help="timed inputs (default 200)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed inputs first, one at a time (default 5)")
     p.add_argument("--mode", choices=("image", "base64", "capture"), default="image", help="how inputs are sent (default image)")
-    p.add_argument("--image", help="image file to send (default: a synthetic 256x256 PNG)")
+    p.add_argument("--image", type=path_of("image file"), help="image file to send (default: a synthetic 256x256 PNG)")
     p.add_argument("--timeout", type=positive_number, default=60.0, help="seconds to wait for the last results (default 60)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip timing the station's model alone in this process first (the baseline the latency is compared with)")

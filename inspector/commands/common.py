@@ -121,6 +121,17 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def path_of(what: str):
+    """An argparse type for a file or folder argument that refuses a blank value: `"$DIR"` with DIR unset is '', which
+    pathlib reads as '.', so `inspect MODEL ""` inspected every image under the working folder, `report --out ""` and
+    `synth --out ""` wrote into it, `inspect ""` ended in a traceback and `--config ""` was taken as no config."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{text!r} names no {what}; give one (an unset shell variable gives '')")
+        return text
+    return parse
+
+
 def roi(text: str) -> tuple[int, int, int, int]:
     """--roi X,Y,W,H: a region of interest in pixels (model.framing.check_roi)."""
     from model.framing import ROI_HINT, check_roi

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from inspector.commands.common import print_json
+from inspector.commands.common import path_of, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=type(p))
     csub.required = True
     v = csub.add_parser("validate", help="validate a station config (exit 0 when valid, 1 when not, 2 when the file cannot be read)")
-    v.add_argument("file", help="station config YAML")
+    v.add_argument("file", type=path_of("station config"), help="station config YAML")
     v.add_argument("--here", action="store_true", help="also check that this machine can run it, as `serve` does at start: the "
                    "model loads on model.device and judges model.verify_good / verify_defect right, the source folder exists or the video "
                    "opens (a camera or stream is not opened), the password variable is set and the mqtt.tls files load, the store "

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inspector.commands.common import seed
+from inspector.commands.common import path_of, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a whole demo station offline: fit, export, serve over MQTT, store, reports",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demo-output", help="folder for everything the demo writes (default ./demo-output)")
+    p.add_argument("--out", default="demo-output", type=path_of("folder"), help="folder for everything the demo writes (default ./demo-output)")
     p.add_argument("--quick", action="store_true", help="reduced mode: tiny images and few parts (well under a minute; used by the tests)")
     p.add_argument("--no-mqtt", dest="mqtt", action="store_false", help="do not start mosquitto; the daemon's video source runs by itself")
     p.add_argument("--seed", type=seed, default=0, help="seed for the parts and defects (default 0)")

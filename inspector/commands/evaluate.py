@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.commands.common import DEVICE_HELP, model_first, print_json, tqdm_bars
+from inspector.commands.common import DEVICE_HELP, model_first, path_of, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, drop_unused_folder, report_style, write_report
 from model.errors import InspectorError
@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # imported where used: `inspector --help` loads no torch
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on labelled test images", description=__doc__)
-    p.add_argument("model", help="checkpoint directory or exported model (with --ablation: the data folder)")
-    p.add_argument("data", nargs="?", help="MVTec AD layout folder with test/good and test/<defect type>")
+    p.add_argument("model", type=path_of("model"), help="checkpoint directory or exported model (with --ablation: the data folder)")
+    p.add_argument("data", nargs="?", type=path_of("data folder"), help="MVTec AD layout folder with test/good and test/<defect type>")
     p.add_argument("--ablation", action="store_true",
                    help="fit good-only / + pixel synthesis (whole-image and per-patch branch) / + feature flow / "
                         "+ Gaussian noise on DATA's train images and compare them on its test images: "

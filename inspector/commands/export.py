@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from inspector.commands.common import name_list, print_json, tqdm_bars
+from inspector.commands.common import name_list, path_of, print_json, tqdm_bars
 from model.errors import InspectorError, need_onnx
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
@@ -30,13 +30,13 @@ def formats(text: str) -> list[str]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (FP32/FP16/INT8) or TensorRT", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="checkpoint directory from `inspector fit`")
+    p.add_argument("checkpoint", type=path_of("checkpoint folder"), help="checkpoint directory from `inspector fit`")
     p.add_argument("--format", required=True, type=formats, metavar="|".join(FORMATS), help="what to write (comma-separated for several)")
-    p.add_argument("--out", required=True, help="directory for the model files and their .json manifests")
-    p.add_argument("--calib", metavar="DIR", help="good images for INT8 calibration (default: the checkpoint's training data)")
+    p.add_argument("--out", required=True, type=path_of("folder"), help="directory for the model files and their .json manifests")
+    p.add_argument("--calib", metavar="DIR", type=path_of("folder of good images"), help="good images for INT8 calibration (default: the checkpoint's training data)")
     p.add_argument("--int8-tolerance", type=float, default=None, metavar="UNITS",
                    help="INT8: accepted mean score change on held-out good images, in score units (default 0.25)")
-    p.add_argument("--verify", metavar="DATA", help="compare with torch on these images (MVTec layout: its test set)")
+    p.add_argument("--verify", metavar="DATA", type=path_of("data folder"), help="compare with torch on these images (MVTec layout: its test set)")
     p.add_argument("--device", default=None, help="device for --verify: cpu, cuda, tensorrt (default: cpu for ONNX, cuda for engines)")
     p.add_argument("--force", action="store_true", help="overwrite existing exports in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")

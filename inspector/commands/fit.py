@@ -13,6 +13,7 @@ from inspector.commands.common import (
     at_least,
     int_list,
     names_given,
+    path_of,
     policy_from,
     print_json,
     roi,
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a model from good images (MVTec AD layout or a folder)", description=__doc__)
-    p.add_argument("data", help="folder: MVTec AD layout (train/good, test/<type>, ground_truth) or plain good images")
-    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("data", type=path_of("data folder"), help="folder: MVTec AD layout (train/good, test/<type>, ground_truth) or plain good images")
+    p.add_argument("--out", required=True, type=path_of("checkpoint folder"), help="checkpoint directory to write")
     p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0|1|2 or clip:<model>:<weights path>")
     p.add_argument("--layers", type=int_list, default=(), help="backbone feature levels, e.g. 2,3,4 (default per backbone)")
     p.add_argument("--roi", type=roi, default=None, metavar="X,Y,W,H",
@@ -84,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "when fewer than three --synth-types are given)")
     p.add_argument("--seed", type=seed, default=0,
                    help="random seed of the coreset, the out-of-sample folds, the generated defects and the learnt branch (default 0)")
-    p.add_argument("--add-good", action="append", default=[], metavar="DIR",
+    p.add_argument("--add-good", action="append", default=[], metavar="DIR", type=path_of("folder of good images"),
                    help="a folder of more good images to fit on beside DATA's, e.g. the good/ of `inspector review --export` "
                         "(false alarms QA found good); repeatable")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")

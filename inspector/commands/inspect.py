@@ -10,18 +10,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from inspector.commands.common import DEVICE_HELP, model_first, print_json
+from inspector.commands.common import DEVICE_HELP, model_first, path_of, print_json
 from model.errors import InspectorError
 from model.folders import writable_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="inspect an image or a folder of images", description=__doc__)
-    p.add_argument("model", help="checkpoint directory or exported model")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+    p.add_argument("model", type=path_of("model"), help="checkpoint directory or exported model")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", type=path_of("image or folder"),
                    help="image files and/or folders (searched recursively), e.g. parts/*.png")
     p.add_argument("--json", action="store_true", help="print result records as JSON")
-    p.add_argument("--overlays", metavar="OUTDIR", help="write an overlay PNG per image here (images under it are not inspected, so it may sit in an inspected folder)")
+    p.add_argument("--overlays", metavar="OUTDIR", type=path_of("folder"), help="write an overlay PNG per image here (images under it are not inspected, so it may sit in an inspected folder)")
     p.add_argument("--threshold", type=float, help="image threshold to use instead of the calibrated one")
     p.add_argument("--lang", default=None, help="also print a plain-language summary: en, zh or es")
     p.add_argument("--serial", help="part serial number to record (single image)")

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from inspector.commands.common import path_of
 from model.errors import InspectorError
 
 
@@ -29,7 +30,7 @@ class ReloadFailed(InspectorError):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reload", help="reload a running station's model and wait for the outcome", description=__doc__)
-    p.add_argument("--config", required=True, help="the station's config YAML (its http section says where /health is)")
+    p.add_argument("--config", required=True, type=path_of("station config"), help="the station's config YAML (its http section says where /health is)")
     p.add_argument("--pid", type=int, help="the station's process (systemd's $MAINPID); default: the one its /health names")
     p.add_argument("--timeout", type=float, default=80.0, metavar="S",
                    help="seconds to wait for the outcome (default 80: under systemd's 90 s for ExecReload)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
-from inspector.commands.common import add_letterhead_args, name_list, open_store, print_json
+from inspector.commands.common import add_letterhead_args, name_list, open_store, path_of, print_json
 from inspector.result import iso_utc, parse_utc
 from model.errors import InspectorError
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render inspection or shift reports (HTML, PDF) from the result store",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", metavar="STORE", help="the store's data directory (holding inspections.sqlite); or give --config")
-    p.add_argument("--config", metavar="STATION.yaml", help="a station config: its store, station name and report settings")
+    p.add_argument("--config", metavar="STATION.yaml", type=path_of("station config"), help="a station config: its store, station name and report settings")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--from", dest="start", metavar="T1", help="shift report from this time (inclusive)")
     what.add_argument("--inspection", nargs="+", metavar="ID", help="inspection report(s) for these inspection ids")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time zone of the reports' times and of --from/--to without an offset: an IANA name such as "
                         "Europe/Berlin, UTC, or local (default: this machine's zone)")
     p.add_argument("--format", help="html, pdf or html,pdf (default)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the reports into (created if missing)")
+    p.add_argument("--out", required=True, metavar="DIR", type=path_of("folder"), help="folder to write the reports into (created if missing)")
     p.add_argument("--worst", type=int, default=12, metavar="N", help="thumbnails of the N worst parts on a shift report (default 12)")
     p.add_argument("--title", help="shift report title (default 'Shift report' in the chosen language)")
     p.add_argument("--lot", help="lot / batch number to print on the shift report")

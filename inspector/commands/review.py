@@ -26,7 +26,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from inspector.commands.common import open_store, print_json
+from inspector.commands.common import open_store, path_of, print_json
 from inspector.review import NOT_TYPES, ids_of_serials, replaced, review_parts
 from model.errors import InspectorError, RetryLater, user_name
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ids", nargs="*", metavar="ID", help="inspection ids of stored results (with --serial: part serials)")
     p.add_argument("--serial", action="store_true", help="the IDs are part serials: each one's last inspection is reviewed")
     p.add_argument("--db", metavar="STORE", help="the store's data directory (holding inspections.sqlite); or give --config")
-    p.add_argument("--config", metavar="STATION.yaml", help="a station config: its store")
+    p.add_argument("--config", metavar="STATION.yaml", type=path_of("station config"), help="a station config: its store")
     p.add_argument("--truth", choices=("good", "defect"), help="what the part really is")
     p.add_argument("--type", dest="defect_type", help="with --truth defect: the defect's type, e.g. crack")
     p.add_argument("--by", help="who reviewed it (default: this user's login name)")

@@ -8,12 +8,13 @@ import argparse
 import logging
 import sys
 
+from inspector.commands.common import path_of
 from model.errors import InspectorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the station daemon from a station config", description=__doc__)
-    p.add_argument("--config", required=True, help="station config YAML (`inspector config example` gives examples)")
+    p.add_argument("--config", required=True, type=path_of("station config"), help="station config YAML (`inspector config example` gives examples)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override daemon.log_level")
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from collections import Counter
 
-from inspector.commands.common import names_given, print_json, seed, tqdm_bars
+from inspector.commands.common import names_given, path_of, print_json, seed, tqdm_bars
 from model.errors import InspectorError
 from model.folders import writable_folder
 
@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from model.synth import DEFECT_TYPES
 
     p = sub.add_parser("synth", help="generate defect images with pixel masks (MVTec AD layout)", description=__doc__)
-    p.add_argument("good_dir", help="folder of good images")
-    p.add_argument("--out", required=True, help="folder to write test/<type>, ground_truth/<type>, labels.json, contact_sheet.png")
+    p.add_argument("good_dir", type=path_of("folder of good images"), help="folder of good images")
+    p.add_argument("--out", required=True, type=path_of("folder"), help="folder to write test/<type>, ground_truth/<type>, labels.json, contact_sheet.png")
     p.add_argument("--n", type=int, default=100, help="number of defect images (default 100)")
     p.add_argument("--types", default="", help=f"comma-separated defect types (default all: {','.join(DEFECT_TYPES)})")
     p.add_argument("--seed", type=seed, default=0, help="random seed: the same seed and good images give the same defects (default 0)")

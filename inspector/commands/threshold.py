@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.commands.common import add_policy_args, policy_from, print_json
+from inspector.commands.common import add_policy_args, path_of, policy_from, print_json
 from model.errors import InspectorError, denied
 
 if TYPE_CHECKING:
@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("threshold", help="show or change a checkpoint's or an export's thresholds", description=__doc__)
-    p.add_argument("checkpoint", metavar="MODEL", help="checkpoint directory, or an exported model file (its .json manifest beside it)")
+    p.add_argument("checkpoint", metavar="MODEL", type=path_of("model"), help="checkpoint directory, or an exported model file (its .json manifest beside it)")
     p.add_argument("--set", type=float, dest="value", help="set the image threshold to this score")
     p.add_argument("--pixel", type=float, help="set the pixel (region) threshold")
-    p.add_argument("--config", action="append", default=[], metavar="STATION.yaml",
+    p.add_argument("--config", action="append", default=[], metavar="STATION.yaml", type=path_of("station config"),
                    help="a station config serving this model: its verification images must be judged right at the new "
                         "thresholds, or nothing is written (repeat for several stations)")
     p.add_argument("--dry-run", action="store_true", help="show what the change would do; write nothing")

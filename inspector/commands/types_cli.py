@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from inspector.commands.common import name_list
+from inspector.commands.common import name_list, path_of
 from model.errors import InspectorError
 
 
 def add_fit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("defect types (name each defect)")
-    g.add_argument("--labels", metavar="LABELS_DIR",
+    g.add_argument("--labels", metavar="LABELS_DIR", type=path_of("labels folder"),
                    help="labelled defects: <type>/ folders of images (optional <id>_mask.png or VOC <id>.xml beside each), "
                         "or an MVTec layout's test/<type> folders")
     g.add_argument("--types", default="", metavar="A,B,..", help="clip backbone without --labels: name these types from words alone")

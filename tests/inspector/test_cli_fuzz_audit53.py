@@ -1,0 +1,47 @@
+"""Hostile command-line values (a fuzz of every subcommand's options): each ends in one line on stderr, exit code 2,
+never a traceback, and nothing is written where the user did not ask."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli import assert_one_line_error, cli
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """An empty working folder: a blank path reads as '.', and nothing may land or be read there."""
+    work = tmp_path / "here"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+# `"$VAR"` with VAR unset is '': pathlib reads it as '.', the working folder
+BLANK_PATHS = [
+    pytest.param(["inspect", "", "{image}"], "argument model: ''", id="inspect-model"),  # a ValueError traceback
+    pytest.param(["inspect", "{ckpt}", ""], "argument IMAGE_OR_DIR: ''", id="inspect-image"),  # inspected the working folder
+    pytest.param(["inspect", "{ckpt}", "{image}", "--overlays", ""], "argument --overlays: ''", id="inspect-overlays"),  # none, silently
+    pytest.param(["threshold", "", "--dry-run"], "argument MODEL: ''", id="threshold-model"),  # a ValueError traceback
+    pytest.param(["eval", "", "{data}"], "argument model: ''", id="eval-model"),  # a ValueError traceback
+    pytest.param(["eval", "{ckpt}", " "], "argument data: ' '", id="eval-data"),  # "data  : eval needs both test/good ..."
+    pytest.param(["export", "", "--format", "onnx", "--out", "{tmp}/exp"], "argument checkpoint: ''", id="export-checkpoint"),
+    pytest.param(["synth", "{good}", "--out", "", "--n", "2", "--force"], "argument --out: ''", id="synth-out"),  # wrote here
+    pytest.param(["report", "--db", "{tmp}/store", "--from", "2026-11-26", "--out", ""], "argument --out: ''", id="report-out"),
+    pytest.param(["report", "--db", "{tmp}/store", "--config", "", "--from", "2026-11-26", "--out", "{tmp}/r"], "argument --config: ''",
+                 id="report-config"),  # taken as no config
+    pytest.param(["review", "--db", "{tmp}/store", "--config", "", "x", "--truth", "good"], "argument --config: ''", id="review-config"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", BLANK_PATHS)
+def test_a_blank_path_is_refused_not_read_as_the_working_folder(tiny_ckpt, tiny_data, tmp_path, here, capsys, argv, needle):
+    from inspector.store import Store
+
+    Store(tmp_path / "store").close()
+    good = tiny_data / "train" / "good"
+    names = {"ckpt": tiny_ckpt, "data": tiny_data, "good": good, "image": sorted(good.iterdir())[0], "tmp": tmp_path}
+    rc, out, err = cli(capsys, *[a.format(**names) for a in argv])
+    assert_one_line_error(rc, err, needle, "names no")
+    assert not any(here.iterdir())
+
