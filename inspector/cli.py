@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {denied(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
         return 2
     except OSError as exc:  # likewise, e.g. a disk that filled up
-        what = f"{exc.filename}: {exc.strerror or exc}; {write_fix(exc)}" if exc.filename else f"{exc}; {write_fix(exc)}"
+        fix = os_fix(exc)
+        what = f"{exc.filename}: {exc.strerror or exc}; {fix}" if exc.filename else f"{exc}; {fix}"
         print(f"error: {what}", file=sys.stderr)
         return os_exit_code(exc)
     except KeyboardInterrupt:
@@ -65,7 +66,17 @@ def os_exit_code(exc: OSError) -> int:
     the unit restarts on 75 (on 2 it does not; 1 is `inspect --exit-code`'s FAIL)."""
     import errno
 
-    return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else RetryLater.exit_code
+    return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
+
+
+def os_fix(exc: OSError) -> str:
+    """What to do about it: a path longer than the system takes (a pasted list, a glob gone wrong) was told to 'check the
+    folder and the disk' and exited 75, so a unit restarted on it: nothing but a shorter path mends it."""
+    import errno
+
+    if exc.errno == errno.ENAMETOOLONG:
+        return "give a shorter path (each name at most 255 bytes, the whole path at most 4095)"
+    return write_fix(exc)
 
 
 if __name__ == "__main__":

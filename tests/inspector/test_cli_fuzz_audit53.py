@@ -45,3 +45,8 @@ def test_a_blank_path_is_refused_not_read_as_the_working_folder(tiny_ckpt, tiny_
     assert_one_line_error(rc, err, needle, "names no")
     assert not any(here.iterdir())
 
+
+def test_a_path_too_long_is_an_input_to_fix_not_a_retry(tiny_ckpt, tmp_path, capsys):
+    """ENAMETOOLONG ended in exit 75 (a unit restarts on it, forever) with 'check the folder and the disk'."""
+    rc, out, err = cli(capsys, "inspect", tiny_ckpt, tmp_path / ("x" * 300 + ".png"))
+    assert_one_line_error(rc, err, "x" * 300, "File name too long", "give a shorter path")
