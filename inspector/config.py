@@ -414,13 +414,6 @@ class ReportsSection(Section):
         zone_of(v)
         return v
 
-    @field_validator("logo")
-    @classmethod
-    def _logo_file(cls, v: str | None) -> str | None:
-        if v is not None and v.strip():
-            _regular_file(v)
-        return v
-
     @model_validator(mode="after")
     def _read_letterhead(self) -> ReportsSection:
         """The logo is read (and checked) once, here: a missing file is a config mistake, found before the station starts."""
@@ -437,19 +430,6 @@ class ReportsSection(Section):
     def letterhead(self) -> Any:
         """The reports' `reports.letterhead.Letterhead`."""
         return self._letterhead
-
-
-def _regular_file(path: str) -> None:
-    """ValueError where `path` is there but is no regular file: /dev/zero as a logo was read until memory ran out (a
-    MemoryError traceback, or the process killed), and a FIFO held `config validate` and `serve` for good. A path that is
-    not there is left to the reader, which names it."""
-    try:
-        mode = os.stat(Path(path).expanduser()).st_mode
-    except (OSError, ValueError):  # missing, unreadable, a NUL in it: said by the reader
-        return
-    if not stat.S_ISREG(mode):
-        what = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-        raise ValueError(f"{what}; give a PNG, JPEG or SVG file")
 
 
 def zone_of(name: str) -> tzinfo | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -84,7 +85,10 @@ def letterhead(organisation: str | None = None, document: str | None = None, log
     if logo is not None and str(logo).strip():
         path = Path(logo).expanduser()
         try:
-            size = path.stat().st_size
+            mode, size = (st := path.stat()).st_mode, st.st_size
+            if not stat.S_ISREG(mode):  # /dev/zero was read until memory ran out, a FIFO held the report (and `serve`) for good
+                what = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+                raise ReportError(f"report logo {logo}: {what}; give a PNG, JPEG or SVG file")
             if size > MAX_LOGO_BYTES:
                 raise ReportError(f"report logo {logo}: {size / 1e6:.1f} MB; give a logo file under {MAX_LOGO_BYTES // 2**20} MB")
             data = path.read_bytes()

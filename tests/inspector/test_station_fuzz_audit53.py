@@ -47,11 +47,11 @@ def test_a_logo_that_is_a_fifo_is_refused_unread(tmp_path):
     assert out, "config_errors waited on the FIFO"
     cfg, errors = out[0]
     assert cfg is None and len(errors) == 1, errors
-    assert "reports.logo: not a regular file (a device, FIFO or socket); give a PNG, JPEG or SVG file" in errors[0]
+    assert f"report logo {fifo}: not a regular file (a device, FIFO or socket); give a PNG, JPEG or SVG file" in errors[0]
     for special in ("/dev/zero", str(tmp_path)):
         path.write_text(STATION + f"reports: {{logo: {special}}}\n")
         cfg, errors = config_errors(path)
-        assert cfg is None and len(errors) == 1 and "reports.logo:" in errors[0], errors
+        assert cfg is None and len(errors) == 1 and f"report logo {special}: " in errors[0], errors
 
 
 @pytest.mark.parametrize("key, value", [

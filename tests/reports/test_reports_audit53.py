@@ -11,7 +11,7 @@ from inspector.cli import main
 from inspector.store import Store
 from reports.records import inspection, shift_stats
 from reports.sample import make_records
-from tests.cli import assert_one_line_error
+from tests.cli import assert_one_line_error, cli
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,12 @@ def test_the_latency_table_lists_the_stages_in_the_order_a_part_goes_through_the
     other = {"infer": 8, "upload": 5, "intake": 1}  # a stage of another tool's: after the known ones
     s = shift_stats([inspection({"timings_ms": daemon}), inspection({"timings_ms": other})])
     assert [row["stage"] for row in s.latency] == ["intake", "queue", "decode", "preprocess", "infer", "decision", "upload", "total"]
+
+
+@pytest.mark.parametrize("special, what", [("/dev/null", "not a regular file (a device, FIFO or socket)"), ("folder", "a folder, not a file")])
+def test_a_logo_that_is_no_regular_file_is_refused_unread(store, tmp_path, capsys, special, what):
+    """`report --logo /dev/zero` read until memory ran out, and a FIFO held the report for good: a device (here one that
+    ends at once) or a folder is refused unread (a station config's reports.logo is checked by the same reader)."""
+    special = str(tmp_path) if special == "folder" else special
+    rc, _, err = cli(capsys, "report", "--db", store, "--from", "2026-11-26", "--logo", special, "--out", tmp_path / "r")
+    assert_one_line_error(rc, err, f"report logo {special}: {what}; give a PNG, JPEG or SVG file")
