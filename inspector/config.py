@@ -304,6 +304,14 @@ class MqttSection(Section):
     def _host(cls, v: str) -> str:
         if not v.strip():  # paho's "Invalid host." traceback at start
             raise ValueError("is empty; give the broker's host name or address, e.g. 127.0.0.1")
+        # a URL or host:port, as other tools take it: the station said only "unreachable" ever after
+        if m := re.fullmatch(r"(?:(mqtts?|tcp|ssl|wss?)://)?\[?([^\[\]/]+?)\]?(?::(\d+))?/?", v.strip()):
+            scheme, host, port = m.groups()
+            bracketed = "[" in v  # an IPv6 address is given bare: ::1
+            if scheme or bracketed or (port and ":" not in host):
+                what = "a URL" if scheme else "a host and a port" if port else "an address in brackets"
+                fix = f"give the host alone ({host})" + (f" and the port as mqtt.port: {port}" if port else "")
+                raise ValueError(f"is {what}; {fix}" + ("; TLS goes in mqtt.tls" if scheme in ("mqtts", "ssl") else ""))
         return v
 
     @field_validator("url_hosts")

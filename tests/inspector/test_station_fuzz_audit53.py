@@ -66,17 +66,7 @@ def test_a_logo_that_is_a_fifo_is_refused_unread(tmp_path):
 ])
 def test_a_value_the_start_would_crash_on_is_refused_by_its_key(tmp_path, key, value):
     """Values that passed validation and then ended `serve` in a traceback, or left it never connected with nothing said."""
-    import yaml
-
-    data = yaml.safe_load(STATION)
-    section, *rest = key.split(".")
-    at = data.setdefault(section, {})
-    for part in rest[:-1]:
-        at = at.setdefault(part, {})
-    at[rest[-1]] = value
-    path = tmp_path / "station.yaml"
-    path.write_text(yaml.safe_dump(data))
-    cfg, errors = config_errors(path)
+    cfg, errors = config_errors(_write(tmp_path, key, value))
     assert cfg is None and len(errors) == 1, errors
     assert f": {key}: " in errors[0] and ("NUL character" in errors[0] or "is empty; give the broker's host" in errors[0]), errors
 
@@ -195,3 +185,21 @@ def test_a_tls_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         t.join(5)
     assert out == [f"mqtt.tls.ca_file {fifo}: not a regular file (a device, FIFO or socket); give a PEM file"]
+
+
+@pytest.mark.parametrize("host, said", [
+    ("mqtt://broker.local", "is a URL; give the host alone (broker.local)"),
+    ("mqtts://broker.local:8883", "is a URL; give the host alone (broker.local) and the port as mqtt.port: 8883; TLS goes in mqtt.tls"),
+    ("broker.local:1883", "is a host and a port; give the host alone (broker.local) and the port as mqtt.port: 1883"),
+    ("[::1]:1884", "is a host and a port; give the host alone (::1) and the port as mqtt.port: 1884"),
+])
+def test_a_broker_url_or_host_and_port_as_the_host_is_refused_with_the_fix(tmp_path, host, said):
+    """Other MQTT tools take a URL or host:port; given as mqtt.host it passed, and the station said only "unreachable"."""
+    cfg, errors = config_errors(_write(tmp_path, "mqtt.host", host))
+    assert cfg is None and len(errors) == 1 and f"mqtt.host: {said}" in errors[0], errors
+
+
+@pytest.mark.parametrize("host", ["broker.local", "10.0.0.2", "::1", "fe80::1%eth0", "h"])
+def test_a_host_name_or_address_is_taken(tmp_path, host):
+    cfg, errors = config_errors(_write(tmp_path, "mqtt.host", host))
+    assert cfg is not None and cfg.mqtt.host == host, errors
