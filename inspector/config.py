@@ -30,6 +30,8 @@ MQTT_STRING = 65535  # bytes of UTF-8 in an MQTT string (a topic, the client id,
 TOPIC_ROOM = 1000  # of a topic's bytes, left by a prefix or the Sparkplug ids for the levels the station puts with them
 MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them) and beyond any sensible setting
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
+# the least a loop's period may be: 1e-300 passed, and its loop spun a core
+MIN_PERIOD = 0.01
 ReportFormat = Literal["html", "pdf"]  # as the reports package renders them (the config's and the shift_report command's)
 ReportLang = Literal["en", "zh", "es"]
 
@@ -51,8 +53,8 @@ class Section(BaseModel):
 
 # -- sources --------------------------------------------------------------------------------------------
 class Reconnect(Section):
-    initial_s: Seconds = Field(0.5, gt=0, title="First retry delay", description="Seconds before the first reconnect attempt.")
-    max_s: Seconds = Field(30.0, gt=0, title="Longest retry delay", description="Delays double after each failure up to this.")
+    initial_s: Seconds = Field(0.5, ge=MIN_PERIOD, title="First retry delay", description="Seconds before the first reconnect attempt.")
+    max_s: Seconds = Field(30.0, ge=MIN_PERIOD, title="Longest retry delay", description="Delays double after each failure up to this.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Reconnect:
@@ -176,7 +178,7 @@ class VideoSource(_Capture):
 class FolderSource(Section):
     type: Literal["folder"] = Field(title="Source kind", description="A watched folder: every new image file is inspected.")
     path: str = Field(title="Folder", description="Folder to watch (not recursive).")
-    poll_s: Seconds = Field(0.2, gt=0, title="Poll interval", description="Seconds between scans of the folder.")
+    poll_s: Seconds = Field(0.2, ge=MIN_PERIOD, title="Poll interval", description="Seconds between scans of the folder.")
     settle_s: Seconds = Field(0.2, ge=0, title="Settle time", description="A file is read once its size and time are unchanged this long. Hidden files (.name) are partial writes and are never read.")
     after: Literal["move", "delete", "keep"] = Field(
         "move", title="After inspection", description="move: into <folder>/done (files not inspected: <folder>/rejected; a name already there gets -2, -3, ...; never pruned: it grows until cleaned); delete; keep (ids from path, size, time and bytes prevent repeats).")
@@ -382,7 +384,7 @@ class Sparkplug(Section):
 class Retention(Section):
     max_age_days: float | None = Field(90.0, gt=0, le=100 * 365, title="Keep days", description="Published records older than this are deleted.")
     max_rows: int | None = Field(None, gt=0, title="Keep rows", description="Keep at most this many published records.")
-    every_s: Seconds = Field(3600.0, gt=0, title="Prune interval", description="Seconds between retention passes.")
+    every_s: Seconds = Field(3600.0, ge=MIN_PERIOD, title="Prune interval", description="Seconds between retention passes.")
 
 
 class StoreSection(Section):
@@ -452,7 +454,7 @@ def zone_of(name: str) -> tzinfo | None:
 
 
 class WatchdogSection(Section):
-    interval_s: Seconds = Field(2.0, gt=0, title="Check interval", description="Seconds between watchdog checks.")
+    interval_s: Seconds = Field(2.0, ge=MIN_PERIOD, title="Check interval", description="Seconds between watchdog checks.")
     stall_s: Seconds = Field(30.0, gt=0, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing).")
 
 

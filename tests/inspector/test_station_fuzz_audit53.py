@@ -203,3 +203,13 @@ def test_a_broker_url_or_host_and_port_as_the_host_is_refused_with_the_fix(tmp_p
 def test_a_host_name_or_address_is_taken(tmp_path, host):
     cfg, errors = config_errors(_write(tmp_path, "mqtt.host", host))
     assert cfg is not None and cfg.mqtt.host == host, errors
+
+
+@pytest.mark.parametrize("key", ["source.poll_s", "watchdog.interval_s", "store.retention.every_s"])
+def test_a_loops_period_too_short_to_be_meant_is_refused(tmp_path, key):
+    """1e-300 passed validation, and that loop spun a core for good."""
+    path = _write(tmp_path, key, 1e-300)
+    if key == "source.poll_s":
+        path.write_text(path.read_text().replace("type: mqtt", "type: folder\n  path: /srv/in"))
+    cfg, errors = config_errors(path)
+    assert cfg is None and len(errors) == 1 and f"{key}: " in errors[0] and "greater than or equal to 0.01" in errors[0], errors
