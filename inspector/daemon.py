@@ -113,7 +113,9 @@ def check_verification_files(section: ModelSection) -> None:
     """A verification image that is not there, said before anything is created or loaded (`verify` would say it after)."""
     for field, paths in zip(FIELDS, (section.verify_good, section.verify_defect), strict=True):
         if missing := [p for p in paths if not Path(p).is_file()]:
-            what = "a folder, not an image file" if Path(missing[0]).is_dir() else "no such file"  # a folder read "no such file"
+            first = Path(missing[0])  # a folder, or a FIFO, read "no such file"
+            what = "a folder, not an image file" if first.is_dir() else "not a regular file (a device, FIFO or socket)" \
+                if first.exists() else "no such file"
             raise InspectorError(f"{field}: {missing[0]}: {what}; give images of parts that exist")
 
 

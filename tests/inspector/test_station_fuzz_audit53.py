@@ -213,3 +213,14 @@ def test_a_loops_period_too_short_to_be_meant_is_refused(tmp_path, key):
         path.write_text(path.read_text().replace("type: mqtt", "type: folder\n  path: /srv/in"))
     cfg, errors = config_errors(path)
     assert cfg is None and len(errors) == 1 and f"{key}: " in errors[0] and "greater than or equal to 0.01" in errors[0], errors
+
+
+def test_a_verification_image_that_is_a_fifo_is_named_so(tmp_path):
+    """model.verify_defect naming a FIFO (or a device) was refused as 'no such file', of a path that is there."""
+    from inspector.config import ModelSection
+    from inspector.daemon import check_verification_files
+
+    fifo = tmp_path / "defect.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InspectorError, match=f"^model.verify_defect: {fifo}: not a regular file \\(a device, FIFO or socket\\); give images"):
+        check_verification_files(ModelSection.model_construct(verify_good=[], verify_defect=[str(fifo)]))
