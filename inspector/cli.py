@@ -44,21 +44,32 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except InspectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc if getattr(exc, 'lines', False) else one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `inspector eval --json | head`: the reader has all it wanted
         return 0
     except PermissionError as exc:  # one a command did not foresee (Path.exists raises it, unlike os.path.exists)
-        print(f"error: {denied(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
+        print(f"error: {one_line(denied(exc, str(exc.filename or 'a file')))}", file=sys.stderr)
         return 2
     except OSError as exc:  # likewise, e.g. a disk that filled up
         fix = os_fix(exc)
         what = f"{exc.filename}: {exc.strerror or exc}; {fix}" if exc.filename else f"{exc}; {fix}"
-        print(f"error: {what}", file=sys.stderr)
+        print(f"error: {one_line(what)}", file=sys.stderr)
         return os_exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# what splits a line (str.splitlines, a terminal, a log reader): a file or folder name may hold any of them
+_BREAKS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7f, 0x85, 0x2028, 0x2029) if chr(c) != "\t"}
+
+
+def one_line(message: str) -> str:
+    """The message with any line break or control character in it written as an escape (`\\n`): a path holding a
+    newline (a name pasted from a spreadsheet, a folder made by a script) split the error over two lines, the second
+    without `error:`, as a log reader or a test of 'one line' sees it."""
+    return message.translate(_BREAKS)
 
 
 def os_exit_code(exc: OSError) -> int:

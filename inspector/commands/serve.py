@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, errors = config_errors(args.config)
     if cfg is None:  # each on its own line, as `config validate` prints them: five joined by "; " were one line of 600 characters
-        raise InspectorError(named(args.config, errors[0]) if len(errors) == 1 else
+        err = InspectorError(named(args.config, errors[0]) if len(errors) == 1 else
                              f"config {args.config}: {len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
+        err.lines = len(errors) > 1  # printed as they are, each problem on its own line
+        raise err
     configure_logging((args.log_level or cfg.daemon.log_level).upper())
     from inspector.commands.config import threshold_note
 

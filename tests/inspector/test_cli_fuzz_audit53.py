@@ -50,3 +50,19 @@ def test_a_path_too_long_is_an_input_to_fix_not_a_retry(tiny_ckpt, tmp_path, cap
     """ENAMETOOLONG ended in exit 75 (a unit restarts on it, forever) with 'check the folder and the disk'."""
     rc, out, err = cli(capsys, "inspect", tiny_ckpt, tmp_path / ("x" * 300 + ".png"))
     assert_one_line_error(rc, err, "x" * 300, "File name too long", "give a shorter path")
+
+
+@pytest.mark.parametrize("name", ["part\n2.png", "part\r2.png", "part\u20282.png", "part\x0c2.png"])
+def test_a_line_break_in_a_name_stays_on_the_one_error_line(tiny_ckpt, tmp_path, capsys, name):
+    """A name holding a newline split the error over two lines, the second without 'error:'."""
+    rc, out, err = cli(capsys, "inspect", tiny_ckpt, tmp_path / name)
+    assert_one_line_error(rc, err, "no such file or folder", repr(name)[1:-1])
+
+
+def test_several_config_problems_are_still_one_to_a_line(tmp_path, capsys):
+    config = tmp_path / "station.yaml"
+    config.write_text("station: {name: s}\nmodel: {path: 3}\nsource: {type: nope}\n")
+    rc, out, err = cli(capsys, "serve", "--config", config)
+    lines = err.splitlines()
+    assert rc == 2 and lines[0].startswith("error: config ") and "problems:" in lines[0] and len(lines) > 2, err
+    assert all(line.startswith("  ") for line in lines[1:]) and "Traceback" not in err
