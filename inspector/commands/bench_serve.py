@@ -237,8 +237,9 @@ def run(args: argparse.Namespace) -> int:
     image = None
     if args.image:
         path = Path(args.image)
-        if not path.is_file():
-            raise InspectorError(f"--image {path}: no such file")
+        if not path.is_file():  # a folder, a FIFO or /dev/null was told 'no such file', of a path that is there
+            what = "no such file" if not path.exists() else "is a folder" if path.is_dir() else "is not a regular file"
+            raise InspectorError(f"--image {path}: {what}; give an image file (PNG, JPEG, ...)")
         image = path.read_bytes()
         _check_image(image, path, cfg, args.mode)
     load = load_average()  # before any work of its own: the load is other processes'

@@ -66,3 +66,21 @@ def test_several_config_problems_are_still_one_to_a_line(tmp_path, capsys):
     lines = err.splitlines()
     assert rc == 2 and lines[0].startswith("error: config ") and "problems:" in lines[0] and len(lines) > 2, err
     assert all(line.startswith("  ") for line in lines[1:]) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("image, what", [("folder", "is a folder"), ("/dev/null", "is not a regular file"),
+                                         ("missing.png", "no such file")])
+def test_bench_serve_image_that_is_no_file_is_named_for_what_it_is(tmp_path, capsys, monkeypatch, image, what):
+    """A folder or /dev/null given as --image was said to be 'no such file', of a path that is there."""
+    from types import SimpleNamespace
+
+    import inspector.commands.bench_serve as bs
+    import inspector.config
+
+    cfg = SimpleNamespace(mqtt=SimpleNamespace(protocol="5", max_payload_bytes=2048), model=SimpleNamespace(max_image_pixels=None))
+    monkeypatch.setattr(inspector.config, "load_config", lambda path: cfg)
+    monkeypatch.setattr(bs, "connect", lambda cfg: pytest.fail("connected: inputs would be sent"))
+    (tmp_path / "folder").mkdir()
+    path = image if image.startswith("/") else tmp_path / image
+    rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--image", path)
+    assert_one_line_error(rc, err, f"--image {path}: {what}; give an image file")
