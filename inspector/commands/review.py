@@ -53,7 +53,8 @@ def _store_of(args: argparse.Namespace) -> str:
     if args.config:
         from inspector.config import load_config
 
-        return args.db or load_config(args.config).store.data_dir
+        data_dir = load_config(args.config).store.data_dir  # read even beside --db, as report does: a wrong one was passed over
+        return args.db or data_dir
     if args.db:
         return args.db
     raise InspectorError("no store given: give --db STORE (the data directory) or --config STATION.yaml")

@@ -84,3 +84,13 @@ def test_bench_serve_image_that_is_no_file_is_named_for_what_it_is(tmp_path, cap
     path = image if image.startswith("/") else tmp_path / image
     rc, out, err = cli(capsys, "bench", "serve", "--config", tmp_path / "st.yaml", "--image", path)
     assert_one_line_error(rc, err, f"--image {path}: {what}; give an image file")
+
+
+def test_review_reads_its_config_beside_db(tmp_path, capsys):
+    """`review --db STORE --config WRONG.yaml` wrote the review without reading the config, which `report` refuses."""
+    from inspector.store import Store
+
+    Store(tmp_path / "store").close()
+    (tmp_path / "notes.txt").write_text("hello\n")
+    rc, out, err = cli(capsys, "review", "--db", tmp_path / "store", "--config", tmp_path / "notes.txt", "x", "--truth", "good")
+    assert_one_line_error(rc, err, f"config {tmp_path / 'notes.txt'}")
