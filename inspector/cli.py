@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(denied(exc, str(exc.filename or 'a file')))}", file=sys.stderr)
         return 2
     except OSError as exc:  # likewise, e.g. a disk that filled up
-        fix = os_fix(exc)
-        what = f"{exc.filename}: {exc.strerror or exc}; {fix}" if exc.filename else f"{exc}; {fix}"
+        what = f"{exc.filename}: {exc.strerror or exc}; {write_fix(exc)}" if exc.filename else f"{exc}; {write_fix(exc)}"
         print(f"error: {one_line(what)}", file=sys.stderr)
         return os_exit_code(exc)
     except KeyboardInterrupt:
@@ -78,16 +77,6 @@ def os_exit_code(exc: OSError) -> int:
     import errno
 
     return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
-
-
-def os_fix(exc: OSError) -> str:
-    """What to do about it: a path longer than the system takes (a pasted list, a glob gone wrong) was told to 'check the
-    folder and the disk' and exited 75, so a unit restarted on it: nothing but a shorter path mends it."""
-    import errno
-
-    if exc.errno == errno.ENAMETOOLONG:
-        return "give a shorter path (each name at most 255 bytes, the whole path at most 4095)"
-    return write_fix(exc)
 
 
 if __name__ == "__main__":

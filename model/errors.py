@@ -72,4 +72,6 @@ def write_fix(exc: OSError) -> str:
         return "free space, then run it again"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"give this user ({user_name()}) write access to it, or choose another folder"
+    if exc.errno == errno.ENAMETOOLONG:  # a pasted list, a glob gone wrong: "check the folder and the disk" mended nothing
+        return "give a shorter path (each name at most 255 bytes, the whole path at most 4095)"
     return "check the folder and the disk"
