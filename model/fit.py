@@ -493,9 +493,10 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                              f"(default {FitOptions.coreset_ratio:g}), or more training images")
     if framing is None:
         framing = _new_framing(paths, options, size, [s.path for s in dataset.test])
+    views = len(paths) * (1 + len(options.augment))  # --references beyond them allocated for all (20000: 2.1 GB at 64 px)
     config = NetConfig(backbone=options.backbone, layers=tuple(options.layers), input_size=size, grid_stride=options.grid_stride,
                        sigma=options.sigma, global_weight=options.global_weight, normalize_input=options.normalize_input,
-                       position_norm=options.position_norm, references=options.references, ref_k=options.ref_k,
+                       position_norm=options.position_norm, references=min(options.references, views), ref_k=options.ref_k,
                        ref_radius=options.ref_radius, peers=peers, peer_images=len(paths) if peers else 0,
                        peer_position=peer_position, position_map=peer_position and options.position_map,
                        neighbours=1 if options.references else options.neighbours, **framing.to_net())

@@ -121,3 +121,13 @@ def test_fit_on_good_images_that_are_all_links_leading_nowhere_is_said_so(tmp_pa
     rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "ck")
     assert_one_line_error(rc, err, f"data {good}: no good images: its 6 image link(s) lead nowhere", str(tmp_path / "gone" / "0.png"),
                           "mount or copy what they point to")
+
+
+def test_references_beyond_the_training_images_allocate_for_those_only(tiny_data):
+    """--references 20000 on a few images allocated the reference buffers for all 20,000 before keeping the few (2.1 GB
+    at 64 px), and 10**23 ended in an overflow traceback."""
+    from model.fit import FitOptions, fit_good_only
+    from tests.model.test_fit import _few
+
+    net, _ = fit_good_only(_few(tiny_data, 5), FitOptions(input_size=64, references=10**23, ref_k=2))
+    assert net.config.references == net.head.references == net.head.ref_emb.shape[0] == 5
