@@ -112,7 +112,9 @@ def high_bit_depth(path: str | Path) -> bool:
 def _sixteen_bit_colour(img: Image.Image) -> bool:
     """Colour with 16 bits per channel, which Pillow decodes to its top 8 bits (a 12-bit camera's frame reads
     nearly black); asked before decoding, while the tiles still name their raw mode."""
-    args = [t[3] for t in img.tile]  # (codec, extents, offset, args): a named tuple from Pillow 11, a plain one before
+    # (codec, extents, offset, args): a named tuple from Pillow 11, a plain one before; an image made in memory
+    # (Image.fromarray, .convert()) has no tiles, and from Pillow 13 no `tile` attribute at all (AttributeError)
+    args = [t[3] for t in getattr(img, "tile", None) or ()]
     raw = [a[0] if isinstance(a, tuple) and a else a for a in args]
     return img.mode in ("RGB", "RGBA") and any(";16" in str(r) for r in raw)
 

@@ -1,0 +1,26 @@
+"""Hostile inputs to the Python API's image intake (audit 53): each a correct result or one clear InspectorError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspector.api import load_image
+
+
+def _rgb() -> np.ndarray:
+    rng = np.random.default_rng(53)
+    return rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("make", [lambda a: Image.fromarray(a), lambda a: Image.fromarray(a).convert("RGBA"),
+                                  lambda a: Image.fromarray(a[..., 0]), lambda a: Image.fromarray(a).convert("P")])
+def test_a_pil_image_made_in_memory_is_read_like_its_pixels(make):
+    """Pillow 13 gives an image made in memory (fromarray, .convert()) no `tile` attribute: every one was an
+    AttributeError from deep in the 16-bit colour check, not a result."""
+    rgb = _rgb()
+    img = make(rgb)
+    got = load_image(img).rgb
+    assert got.shape == (24, 32, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, np.asarray(img.convert("RGB")))
