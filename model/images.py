@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from model.errors import InspectorError
+from model.errors import InspectorError, write_fix
 from model.framing import Roi, crop
 
 # a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page)
@@ -282,15 +283,19 @@ def read_image_header(path: str | Path) -> bytes:
 
 def _file_bytes(path: str | Path) -> bytes:
     path = Path(path)
-    if path.is_dir():
-        raise InspectorError(f"image {path}: is a folder; give an image file")
-    if not path.exists():
-        raise InspectorError(f"image {path}: no such file")
-    if not path.is_file():
-        raise InspectorError(f"image {path}: is not a regular file; give an image file")
     try:
+        if path.is_dir():
+            raise InspectorError(f"image {path}: is a folder; give an image file")
+        if not path.exists():
+            raise InspectorError(f"image {path}: no such file")
+        if not path.is_file():
+            raise InspectorError(f"image {path}: is not a regular file; give an image file")
         data = path.read_bytes()
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # is_dir() raised it: a traceback, the path (base64 data?) printed whole
+            text = str(path)
+            raise InspectorError(f"image {text[:60]}... ({len(text)} characters): the path is too long for a file name; "
+                                 f"{write_fix(exc)}") from None
         raise InspectorError(f"image {path}: cannot be read ({exc.strerror or exc}); check the file's permissions") from None
     if not data:
         raise InspectorError(f"image {path}: the file is empty")

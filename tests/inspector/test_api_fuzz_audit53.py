@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from inspector.api import load_image
+from model.errors import InspectorError
 
 
 def _rgb() -> np.ndarray:
@@ -24,3 +25,12 @@ def test_a_pil_image_made_in_memory_is_read_like_its_pixels(make):
     got = load_image(img).rgb
     assert got.shape == (24, 32, 3) and got.dtype == np.uint8
     assert np.array_equal(got, np.asarray(img.convert("RGB")))
+
+
+@pytest.mark.parametrize("path", ["/tmp/" + "a" * 5000 + ".png", "iVBORw0KGgo" * 1000])
+def test_a_path_too_long_for_a_file_name_is_one_line_not_an_oserror(path):
+    """Path.is_dir() raises ENAMETOOLONG (a str of base64 image data given as a path did too): an OSError traceback."""
+    with pytest.raises(InspectorError, match=r"the path is too long.*give a shorter path") as info:
+        load_image(path)
+    assert len(str(info.value)) < 300
+
