@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import re
 import threading
 import time
 import uuid
@@ -44,6 +45,8 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
     if isinstance(image, (str, Path)):
         if not str(image):
             raise InspectorError("image '': an empty path; give an image file")
+        if isinstance(image, str) and (wrong := _no_path(image)):
+            raise InspectorError(wrong)
         rgb, data = read_image_bytes(image)
         return LoadedImage(rgb, hashlib.sha256(data).hexdigest(), name or str(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -68,6 +71,17 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
 
 
 T = TypeVar("T")
+
+
+def _no_path(text: str) -> str | None:
+    """Why a str given as an image is no file's path, or None: Path() made "http://host/a.png" "http:/host/a.png", said
+    to be "no such file"; a str of image data (bytes decoded) was printed whole, NUL characters and all."""
+    if "\x00" in text:
+        return (f"image str of {len(text)} characters holding a NUL character: no path holds one; give encoded image "
+                "data as bytes, not str")
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", text):
+        return f"image {text}: a URL, which is not fetched; download the image and give its file's path or its bytes"
+    return None
 
 # how to make uint8 pixels of an array of another kind of number, by numpy's dtype kind
 _CONVERT = {"f": "(a * 255).clip(0, 255).astype(np.uint8) for values 0-1, a.clip(0, 255).astype(np.uint8) for 0-255",

@@ -34,3 +34,22 @@ def test_a_path_too_long_for_a_file_name_is_one_line_not_an_oserror(path):
         load_image(path)
     assert len(str(info.value)) < 300
 
+
+@pytest.mark.parametrize("url", ["http://example.com/part.png", "https://cam.local/snap.jpg?x=1", "file:///tmp/a.png"])
+def test_a_url_is_named_as_one_not_mangled_into_no_such_file(url):
+    """Path() made "http://example.com/part.png" "http:/example.com/part.png", and said there was no such file."""
+    with pytest.raises(InspectorError, match="a URL, which is not fetched; download") as info:
+        load_image(url)
+    assert url in str(info.value)
+
+
+def test_image_data_given_as_str_is_refused_without_printing_it():
+    """PNG bytes decoded to str were taken as a path: 'no such file', the whole image in the line, NULs and all."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(_rgb()).save(buf, "PNG")
+    text = buf.getvalue().decode("latin-1")
+    with pytest.raises(InspectorError, match="holding a NUL character.*give encoded image data as bytes") as info:
+        load_image(text)
+    assert "\x00" not in str(info.value) and len(str(info.value)) < 200
