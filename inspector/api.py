@@ -22,7 +22,7 @@ from inspector.engines import Engine, open_engine
 from inspector.result import InspectionResult
 from model.errors import InspectorError
 from model.framing import box_in_frame, ignored_in, place_map
-from model.images import array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
+from model.images import MIN_SIDE, array_to_rgb, decode_image, pil_to_rgb, preprocess, read_image_bytes, resize_map
 from model.quality import WARNINGS, quality_causes, quality_stats
 
 
@@ -41,7 +41,15 @@ ImageInput = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Im
 def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
     """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is (under `name`, if given)."""
     if isinstance(image, LoadedImage):
+        rgb = image.rgb  # one made by hand went in unchecked: float 0-1 pixels scored as near-black, grey or None a traceback
+        if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+                and min(rgb.shape[:2]) >= MIN_SIDE):
+            what = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise InspectorError(f"image {name or image.source}: a LoadedImage of {what} pixels; its rgb must be uint8 "
+                                 f"[H, W, 3] of at least {MIN_SIDE}x{MIN_SIDE}: make it with load_image(), or give the array itself")
         return image._replace(source=name) if name else image
+    if isinstance(image, np.ndarray) and image.dtype.kind == "u" and image.dtype.itemsize <= 2 and not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))  # big-endian 16-bit (a FITS or network camera's) is uint16 too
     if isinstance(image, (str, Path)):
         if not str(image):
             raise InspectorError("image '': an empty path; give an image file")

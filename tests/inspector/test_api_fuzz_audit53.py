@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspector.api import load_image
+from inspector.api import LoadedImage, load_image
 from model.errors import InspectorError
 
 
@@ -53,3 +53,20 @@ def test_image_data_given_as_str_is_refused_without_printing_it():
     with pytest.raises(InspectorError, match="holding a NUL character.*give encoded image data as bytes") as info:
         load_image(text)
     assert "\x00" not in str(info.value) and len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("rgb", [_rgb().astype(np.float32) / 255, _rgb()[..., 0], _rgb()[:4, :4], None,
+                                 np.dstack([_rgb(), _rgb()[..., :1]])])
+def test_a_loaded_image_made_by_hand_is_checked(rgb):
+    """A LoadedImage went to the model unchecked: float 0-1 pixels were scored as a near-black frame, grey pixels and
+    None were tracebacks from preprocess and framing, a 4 x 4 one was inspected under the 8 px least side."""
+    with pytest.raises(InspectorError, match=r"image cam1: a LoadedImage of .*make it with load_image\(\)"):
+        load_image(LoadedImage(rgb, "0" * 64, "cam1"))
+    good = load_image(_rgb())
+    assert load_image(good) is good
+
+
+def test_a_big_endian_16_bit_array_is_read_as_the_same_little_endian_one():
+    """dtype('>u2') is uint16 in another byte order, refused as 'dtype >u2; give uint8 or uint16 pixels'."""
+    grey = (_rgb()[..., 0].astype(np.uint16) * 200)
+    assert np.array_equal(load_image(grey.astype(">u2")).rgb, load_image(grey).rgb)
