@@ -310,6 +310,18 @@ def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or P
     return _decode(data, name, hint, max_pixels)
 
 
+def _sniffed(data: bytes) -> str | None:
+    """The format its first bytes name, where Pillow's reader of it failed before it named the format: a JPEG, PNG or BMP
+    cut short in its header (a WebP almost anywhere) was asked "is it a PNG/JPEG/...?", or told to send JPEG or PNG
+    bytes. (Where no reader took it at all, UnidentifiedImageError, it is no image as far as Pillow can tell.)"""
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data.startswith(b"BM") and len(data) >= 10 and data[6:10] == b"\0\0\0\0":  # a BMP's reserved bytes: "BM..." text is none
+        return "BMP"
+    magic = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF"}
+    return next((fmt for m, fmt in magic.items() if data.startswith(m)), None)
+
+
 def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, header_only: bool = False) -> np.ndarray | None:
     """Encoded image bytes, fully and strictly decoded -> RGB uint8; one line naming `name` if they cannot be.
     `hint` ends the line only where the format is not recognised; header_only: only the header is checked (None)."""
@@ -349,6 +361,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)
         why = " ".join(str(exc).split())[:100]  # Pillow's reason ("image file is truncated"), on one line
         # a format recognised but not decoded is a damaged file of it: asking which format it is would mislead
+        fmt = fmt or _sniffed(data)
         fix = f"the {fmt} data is damaged or cut short; save or send it again" if fmt else hint
         raise InspectorError(f"image {name}: cannot be decoded ({exc.__class__.__name__}{': ' + why if why else ''}); {fix}") from None
 

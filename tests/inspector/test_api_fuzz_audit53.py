@@ -70,3 +70,30 @@ def test_a_big_endian_16_bit_array_is_read_as_the_same_little_endian_one():
     """dtype('>u2') is uint16 in another byte order, refused as 'dtype >u2; give uint8 or uint16 pixels'."""
     grey = (_rgb()[..., 0].astype(np.uint16) * 200)
     assert np.array_equal(load_image(grey.astype(">u2")).rgb, load_image(grey).rgb)
+
+
+@pytest.mark.parametrize(("fmt", "keep"), [("WEBP", 0.5), ("WEBP", 20), ("JPEG", 0.1), ("PNG", 20), ("BMP", 20)])
+def test_a_file_cut_short_before_pillow_could_open_it_is_named_by_its_format(tmp_path, fmt, keep):
+    """A WebP cut short anywhere, or a JPEG, PNG or BMP cut in its header, failed in Pillow's reader of it before it
+    named the format: the line asked "is it a PNG/JPEG/BMP/TIFF/WebP/GIF?" (bytes: "send JPEG or PNG bytes")."""
+    import io
+
+    from model.images import decode_image, read_image
+
+    buf = io.BytesIO()
+    Image.fromarray(_rgb()).save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    data = buf.getvalue()
+    cut = data[: int(len(data) * keep) if keep < 1 else keep]
+    (tmp_path / "part.img").write_bytes(cut)
+    for read in (lambda: decode_image(cut), lambda: read_image(tmp_path / "part.img")):
+        with pytest.raises(InspectorError, match=f"the {fmt} data is damaged or cut short; save or send it again$") as info:
+            read()
+        assert "is it a" not in str(info.value) and "send JPEG or PNG" not in str(info.value)
+
+
+def test_bytes_of_no_image_format_still_get_the_format_hint():
+    from model.images import decode_image
+
+    for data in (b"BMW part 7, not an image", b"RIFF", b"\xff\xd8", b"hello", b"GIF89a-not-quite"):
+        with pytest.raises(InspectorError, match="send JPEG or PNG bytes$"):
+            decode_image(data)
