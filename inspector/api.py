@@ -47,7 +47,12 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
             what = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise InspectorError(f"image {name or image.source}: a LoadedImage of {what} pixels; its rgb must be uint8 "
                                  f"[H, W, 3] of at least {MIN_SIDE}x{MIN_SIDE}: make it with load_image(), or give the array itself")
-        return image._replace(source=name) if name else image
+        if not (isinstance(image.sha256, str) and len(image.sha256) == 64):  # the record's image.sha256, checked downstream
+            raise InspectorError(f"image {name or image.source}: a LoadedImage whose sha256 is {image.sha256!r}; give the "
+                                 "64 hex digits of its source's sha256, or make it with load_image()")
+        # its source went into the record unchecked: bytes or a Path made to_record()'s JSON fail, a number broke the contract
+        source = name or _name(image.source, "source")
+        return image if source is image.source else image._replace(source=source)
     if isinstance(image, np.ndarray) and image.dtype.kind == "u" and image.dtype.itemsize <= 2 and not image.dtype.isnative:
         image = image.astype(image.dtype.newbyteorder("="))  # big-endian 16-bit (a FITS or network camera's) is uint16 too
     if isinstance(image, (str, Path)):

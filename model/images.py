@@ -255,6 +255,9 @@ def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
     except NoPixelValue:
         raise _no_value(name, img.format) from None
     except (OSError, ValueError) as exc:
+        if str(exc) == "Operation on closed image":  # Image.close() frees the pixels too, loaded or not
+            raise InspectorError(f"image {name}: the PIL image was closed (Image.close()) before it was given; give it "
+                                 "before closing it, or give the path") from None
         raise InspectorError(f"image {name}: cannot be converted ({exc.__class__.__name__}: {' '.join(str(exc).split())[:100]})") from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,3 +99,25 @@ def test_bytes_of_no_image_format_still_get_the_format_hint():
     for data in (b"BMW part 7, not an image", b"RIFF", b"\xff\xd8", b"hello", b"GIF89a-not-quite"):
         with pytest.raises(InspectorError, match="send JPEG or PNG bytes$"):
             decode_image(data)
+
+
+@pytest.mark.parametrize("source", [b"cam1", 5])
+def test_a_loaded_images_own_source_is_checked_as_a_given_source_is(source):
+    """LoadedImage(rgb, sha, b"cam1") went into the record as bytes (to_record()'s JSON failed later), 5 as a number."""
+    with pytest.raises(InspectorError, match=f"source {source!r}: give a str or None"):
+        load_image(LoadedImage(_rgb(), "0" * 64, source))
+    assert load_image(LoadedImage(_rgb(), "0" * 64, Path("/cam/1.png"))).source == "/cam/1.png"
+    with pytest.raises(InspectorError, match="a LoadedImage whose sha256 is None"):
+        load_image(LoadedImage(_rgb(), None, "cam1"))
+
+
+def test_a_pil_image_closed_with_close_is_named_with_the_fix(tmp_path):
+    """Image.close() (not a `with` block's end) made it 'cannot be converted (ValueError: Operation on closed image)'."""
+    path = tmp_path / "part.png"
+    Image.fromarray(_rgb()).save(path)
+    img = Image.open(path)
+    img.load()
+    img.close()
+    with pytest.raises(InspectorError, match=r"image PIL image: the PIL image was closed \(Image.close\(\)\) before it was "
+                                             r"given; give it before closing it, or give the path$"):
+        load_image(img)
