@@ -79,7 +79,10 @@ def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
-        raise InspectorError(f"image {name}: shape {shape}; give RGB [H, W, 3], RGBA or grayscale [H, W] of at least 8x8")
+        # torch's and a batch's layouts, the usual two ways to get here
+        hint = ("; channels first? give a.transpose(1, 2, 0)" if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4)
+                else "; a batch of one? give a[0]" if len(shape) == 4 and shape[0] == 1 else "")
+        raise InspectorError(f"image {name}: shape {shape}; give RGB [H, W, 3], RGBA or grayscale [H, W] of at least 8x8{hint}")
     return np.ascontiguousarray(arr)
 
 

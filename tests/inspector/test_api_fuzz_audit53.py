@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,13 @@ def test_a_pil_image_closed_with_close_is_named_with_the_fix(tmp_path):
     with pytest.raises(InspectorError, match=r"image PIL image: the PIL image was closed \(Image.close\(\)\) before it was "
                                              r"given; give it before closing it, or give the path$"):
         load_image(img)
+
+
+@pytest.mark.parametrize("shape, hint", [((3, 32, 48), "; channels first? give a.transpose(1, 2, 0)"),
+                                         ((1, 32, 48, 3), "; a batch of one? give a[0]"), ((32, 48, 5), "8x8")])
+def test_a_channels_first_or_batched_array_is_told_how_to_give_it(shape, hint):
+    """torch's [3, H, W] and a batch's [1, H, W, 3] had only the generic shape error."""
+    from model.images import array_to_rgb
+
+    with pytest.raises(InspectorError, match=re.escape(f"shape {shape}; give RGB [H, W, 3], RGBA or grayscale [H, W] of at least ") + ".*" + re.escape(hint) + "$"):
+        array_to_rgb(np.zeros(shape, np.uint8))
