@@ -9,7 +9,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -238,6 +239,9 @@ class Inspector:
         """Inspect several images (any sizes) in one forward pass (none: no results)."""
         if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray, Image.Image, LoadedImage)):  # one image, iterated by character or row
             raise InspectorError(f"inspect_batch: give a list of images, not one {type(images).__name__}; or call inspect()")
+        if isinstance(images, (Mapping, AbstractSet)):  # a dict's keys were inspected as paths; a set's order is no order
+            raise InspectorError(f"inspect_batch: give a list of images, not a {type(images).__name__}"
+                                 + ("; for {serial: image}, give list(d.values()) and serials=list(d)" if isinstance(images, Mapping) else ""))
         try:
             images = list(images)  # a generator or a tuple too
         except TypeError:

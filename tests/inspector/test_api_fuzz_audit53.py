@@ -132,3 +132,15 @@ def test_a_channels_first_or_batched_array_is_told_how_to_give_it(shape, hint):
 
     with pytest.raises(InspectorError, match=re.escape(f"shape {shape}; give RGB [H, W, 3], RGBA or grayscale [H, W] of at least ") + ".*" + re.escape(hint) + "$"):
         array_to_rgb(np.zeros(shape, np.uint8))
+
+
+def test_inspect_batch_refuses_a_dict_or_a_set(tiny_ckpt, tiny_data):
+    """A dict's keys were inspected as paths ("image a: no such file"), and a set's results came in no order to pair."""
+    from inspector.api import Inspector
+
+    image = next((tiny_data / "test" / "good").iterdir())
+    with Inspector.load(tiny_ckpt) as insp:
+        with pytest.raises(InspectorError, match=r"not a dict; for \{serial: image\}, give list\(d.values\(\)\) and serials=list\(d\)$"):
+            insp.inspect_batch({"A7": image})
+        with pytest.raises(InspectorError, match="give a list of images, not a set$"):
+            insp.inspect_batch({image})
