@@ -360,8 +360,10 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
             arr = _float_colour_tiff(data, name, max_pixels)
         except NoPixelValue:
             raise _no_value(name, "TIFF") from None
-        if arr is None:
-            raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {hint}") from None
+        if arr is None:  # where most header cuts land: a PNG cut in its IHDR, a GIF in its colour table, a JPEG in its markers
+            sniffed = _sniffed(data)
+            fix = f"the {sniffed} data is damaged or cut short; save or send it again" if sniffed else hint
+            raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {fix}") from None
         _within(arr.shape[1], arr.shape[0], max_pixels, name)
         return _checked(arr, name)
     except Exception as exc:  # a damaged file makes Pillow's decoders raise almost anything (struct.error, IndexError, ...)

@@ -238,7 +238,9 @@ def test_an_image_sent_as_base64_text_or_a_trigger_on_the_image_topic_is_named_s
     assert _feed(intake, "image", b"data:image/png;base64," + base64.b64encode(good_png)).endswith("on p/trigger")
     line = _feed(intake, "image", b'{"serial": "SN1", "base64": "iVBOR"}')
     assert line.endswith("; this payload is JSON: a trigger goes on p/trigger, the image topic takes the image's raw bytes")
-    assert _feed(intake, "image", b"GIF89a-not-quite") == "image p/image: cannot be decoded (UnidentifiedImageError); send JPEG or PNG bytes"
+    assert _feed(intake, "image", b"GIF89a-not-quite") == (
+        "image p/image: cannot be decoded (UnidentifiedImageError); the GIF data is damaged or cut short; save or send it again")
+    assert _feed(intake, "image", b"not-an-image") == "image p/image: cannot be decoded (UnidentifiedImageError); send JPEG or PNG bytes"
     assert _feed(intake, "image/SN2", good_png) is None
 
 
