@@ -77,6 +77,15 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _object(text: str) -> dict[str, Any] | None:
+    """A stored JSON object (a record, a journaled job), None where its text is none: edited by hand in the database."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def db_files(root: Path) -> list[Path]:
     """The store's SQLite database and its -wal and -shm files, there or not."""
     return [root / (DB_NAME + s) for s in ("", "-wal", "-shm")]
@@ -328,11 +337,15 @@ class Store:
             raise InspectorError(f"store {self.root}: cannot encode {path.name}")
         tmp = path.with_suffix(".tmp.png")
         try:
-            write_new(tmp, png.tobytes())
-        except FileNotFoundError:  # its day folder, emptied, was removed by retention since: made again
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_new(tmp, png.tobytes())
-        tmp.replace(path)  # a link at `path` is replaced itself, never followed
+            try:
+                write_new(tmp, png.tobytes())
+            except FileNotFoundError:  # its day folder, emptied, was removed by retention since: made again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_new(tmp, png.tobytes())
+            tmp.replace(path)  # a link at `path` is replaced itself, never followed
+        except BaseException:  # a full disk: half a PNG that no record names, which retention never removed
+            tmp.unlink(missing_ok=True)
+            raise
         return str(path.relative_to(self.root))
 
     # -- rows ------------------------------------------------------------------------------------------
@@ -388,12 +401,10 @@ class Store:
     def _row(row: tuple) -> dict[str, Any]:
         """A stored record (`_RECORD`'s columns). One whose text is not a JSON object (edited by hand in the database)
         stands in from its columns, marked `damaged`: the part is still counted, published and reported, not a traceback."""
-        try:
-            record = json.loads(row[0])
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            iid, ts, station, serial, verdict, score, threshold, model_id = row[2:10]
+        record = _object(row[0])
+        iid, ts, station, serial, verdict, score, threshold, model_id = row[2:10]
+        # a JSON object without what every reader takes from a record (the outbox: a KeyError at each resend)
+        if record is None or record.get("inspection_id") != iid or not record.get("verdict") or not record.get("timestamp"):
             record = {"inspection_id": iid, "timestamp": ts, "station": station, "serial": serial, "verdict": verdict,
                       "score": score, "threshold": threshold, "model": {"id": model_id}, "damaged": True, "warnings": [DAMAGED]}
         record["published_at"] = row[1]
@@ -440,6 +451,8 @@ class Store:
                 return None
             record = self._row(row)
             record.pop("published_at")
+            if record.get("damaged"):  # the text that could not be read stays beside the stand-in the review is written over
+                record.setdefault("damaged_text", row[0])
             earlier = record.get("reviews") if isinstance(record.get("reviews"), list) else []
             record["reviews"] = [*earlier, review]
             self._db.execute("UPDATE inspections SET record = ? WHERE inspection_id = ?", (json.dumps(record, ensure_ascii=False), inspection_id))
@@ -496,7 +509,7 @@ class Store:
             row = self._db.execute("SELECT job FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
             if row is None:
                 return False
-            job = json.loads(row[0])
+            job = _object(row[0]) or {}  # a job edited by hand: its image, and now its repeat, still recovered
             job["repeats"] = [*job.get("repeats", []), reply.to_meta()]
             self._db.execute("UPDATE pending SET job = ? WHERE inspection_id = ?", (json.dumps(job, ensure_ascii=False), inspection_id))
         return True
@@ -511,7 +524,7 @@ class Store:
         recovered part was stamped with the restart)."""
         with self._lock:
             rows = self._db.execute("SELECT inspection_id, job, attempts, accepted_at FROM pending ORDER BY accepted_at, rowid").fetchall()
-        jobs = [(i, json.loads(j), a, t) for i, j, a, t in rows]
+        jobs = [(i, _object(j) or {}, a, t) for i, j, a, t in rows]  # a job edited by hand: recovered from its image alone
         return [(i, {**job, "timestamp": job.get("timestamp") or t}, a) for i, job, a, t in jobs]
 
     def pending_image(self, inspection_id: str) -> bytes | None:
@@ -528,7 +541,7 @@ class Store:
             row = self._db.execute("SELECT job, image, accepted_at FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
         if row is None:
             return None
-        meta, image = json.loads(row[0]), bytes(row[1])
+        meta, image = _object(row[0]) or {}, bytes(row[1])
         meta["timestamp"] = meta.get("timestamp") or row[2]  # a job journaled before jobs carried their time: its arrival
         day = str(meta["timestamp"])[:10] or "undated"
         suffix = next((ext for magic, ext in _SUFFIXES.items() if image.startswith(magic)), ".bin")
@@ -673,11 +686,7 @@ class Store:
             self._rows_cutoff, self._records = None, None
         days: set[Path] = set()
         for _, rec in doomed:
-            try:
-                images = json.loads(rec).get("images") or {}
-            except (ValueError, AttributeError):  # a record edited by hand (see _row): its row goes, its files stay
-                images = {}
-            for rel in images.values():
+            for rel in ((_object(rec) or {}).get("images") or {}).values():  # edited by hand (see _row): its files stay
                 if (p := inside_store(rel, self.root)) is not None:
                     p.unlink(missing_ok=True)  # a link itself, never what it points at
                     days.add(p.parent)
