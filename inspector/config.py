@@ -268,6 +268,25 @@ class Tls(Section):
                 raise InspectorError(f"mqtt.tls.{key} {path}: {why}") from None
 
 
+def host_alone(v: str, section: str, what: str) -> str:
+    """A host name or address as `<section>.host` takes it: refused, with the fix, if empty, with spaces around it, or
+    given as a URL or host:port (as other tools take it), naming `<section>.port` for the port."""
+    if not v.strip():  # mqtt: paho's "Invalid host." traceback at start; http: every interface, unasked
+        raise ValueError(f"is empty; give {what}, e.g. 127.0.0.1")
+    if v != v.strip():  # ' broker' passed, then the name looked up was not the broker's
+        raise ValueError(f"has spaces around it; give {v.strip()!r} without them")
+    # a URL or host:port: mqtt's station said only "unreachable" ever after, http's start named the wrong thing
+    if m := re.fullmatch(r"(?:([A-Za-z][A-Za-z0-9+.-]*)://)?\[?([^\[\]/]+?)\]?(?::(\d+))?(?:/\S*)?", v):
+        scheme, host, port = m.groups()
+        bracketed = "[" in v  # an IPv6 address is given bare: ::1
+        if scheme or bracketed or (port and ":" not in host):
+            what_it_is = "a URL" if scheme else "a host and a port" if port else "an address in brackets"
+            fix = f"give the host alone ({host})" + (f" and the port as {section}.port: {port}" if port else "")
+            tls = "; TLS goes in mqtt.tls" if section == "mqtt" and scheme in ("mqtts", "ssl") else ""
+            raise ValueError(f"is {what_it_is}; {fix}{tls}")
+    return v
+
+
 class MqttSection(Section):
     host: str = Field("127.0.0.1", title="Broker host", description="MQTT broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, title="Broker port", description="1883 plain, 8883 TLS by convention.")
@@ -304,17 +323,7 @@ class MqttSection(Section):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        if not v.strip():  # paho's "Invalid host." traceback at start
-            raise ValueError("is empty; give the broker's host name or address, e.g. 127.0.0.1")
-        # a URL or host:port, as other tools take it: the station said only "unreachable" ever after
-        if m := re.fullmatch(r"(?:(mqtts?|tcp|ssl|wss?)://)?\[?([^\[\]/]+?)\]?(?::(\d+))?/?", v.strip()):
-            scheme, host, port = m.groups()
-            bracketed = "[" in v  # an IPv6 address is given bare: ::1
-            if scheme or bracketed or (port and ":" not in host):
-                what = "a URL" if scheme else "a host and a port" if port else "an address in brackets"
-                fix = f"give the host alone ({host})" + (f" and the port as mqtt.port: {port}" if port else "")
-                raise ValueError(f"is {what}; {fix}" + ("; TLS goes in mqtt.tls" if scheme in ("mqtts", "ssl") else ""))
-        return v
+        return host_alone(v, "mqtt", "the broker's host name or address")
 
     @field_validator("url_hosts")
     @classmethod
@@ -402,6 +411,11 @@ class HttpSection(Section):
     port: int = Field(9108, ge=0, le=65535, title="Port", description="Port to listen on (0: any free port).")
     live: bool = Field(True, title="Live view", description="Serve a page at / with the latest part, its overlay and the counts "
                                                             "since start (whoever reaches http.host sees the parts).")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return host_alone(v, "http", "the address to listen on (0.0.0.0: every interface)")
 
 
 class ReportsSection(Section):
