@@ -148,6 +148,26 @@ def _name(value: object, what: str) -> str | None:
     raise InspectorError(f"{what} {value!r}: give a str or None, not {type(value).__name__} (e.g. str({value!r}))")
 
 
+def _one_each(given: object, name: str, n: int) -> list:
+    """inspect_batch's serials, sources or ids as a list of n (None: n Nones): a str was split into one serial per
+    character ("A7": 'A' and '7'), a dict taken as its keys, a set in no order to pair with the images."""
+    if given is None:
+        return [None] * n
+    if isinstance(given, (str, Path, bytes, bytearray, memoryview)):
+        raise InspectorError(f"inspect_batch: {name} is one {type(given).__name__} ({given!r:.40}); give a list of one for "
+                             f"each image (e.g. {name}=[{given!r:.40}] for one image)")
+    if isinstance(given, (Mapping, AbstractSet)):
+        raise InspectorError(f"inspect_batch: {name} is a {type(given).__name__}; give a list of one for each image, in the "
+                             "images' order" + (f" (e.g. {name}=list(d.values()))" if isinstance(given, Mapping) else ""))
+    try:
+        given = list(given)  # a tuple or a generator too
+    except TypeError:
+        raise InspectorError(f"inspect_batch: {name} is a {type(given).__name__}; give a list of one for each image, or none") from None
+    if len(given) != n:
+        raise InspectorError(f"inspect_batch: {len(given)} {name} for {n} images; give one for each image, or none")
+    return given
+
+
 class _Shared:
     """What an Inspector shares with its with_thresholds copies: one engine call at a time (a TensorRT engine's one
     execution context takes each call's shape and buffer addresses: two threads' calls interleaved would read one
@@ -251,12 +271,10 @@ class Inspector:
         n = len(images)
         if not n:
             return []
-        for name, given in (("serials", serials), ("sources", sources), ("ids", ids)):
-            if given is not None and len(given) != n:
-                raise InspectorError(f"inspect_batch: {len(given)} {name} for {n} images; give one for each image, or none")
-        serials = [_name(s, "serial") for s in serials or [None] * n]
-        sources = [_name(s, "source") for s in sources or [None] * n]
-        ids = [_name(s, "inspection_id") for s in ids or [None] * n]
+        serials, sources, ids = (_one_each(given, name, n) for name, given in (("serials", serials), ("sources", sources), ("ids", ids)))
+        serials = [_name(s, "serial") for s in serials]
+        sources = [_name(s, "source") for s in sources]
+        ids = [_name(s, "inspection_id") for s in ids]
         t0 = time.perf_counter()
         loaded = [_placed(i, n, load_image, img, src) for i, (img, src) in enumerate(zip(images, sources, strict=True))]
         t1 = time.perf_counter()
