@@ -8,7 +8,7 @@ import importlib
 import re
 import sys
 
-from model.errors import InspectorError, RetryLater, denied, write_fix
+from model.errors import InspectorError, denied, os_exit_code, write_fix
 
 COMMANDS = ["fit", "inspect", "evaluate", "threshold", "reload", "report", "review", "bench", "serve", "config", "export", "synth", "demo"]
 
@@ -69,14 +69,6 @@ def one_line(message: str) -> str:
     newline (a name pasted from a spreadsheet, a folder made by a script) split the error over two lines, the second
     without `error:`, as a log reader or a test of 'one line' sees it."""
     return message.translate(_BREAKS)
-
-
-def os_exit_code(exc: OSError) -> int:
-    """2 for what someone must fix (permissions), else 75: a full disk, EIO, EMFILE or a stale NFS handle may pass, and
-    the unit restarts on 75 (on 2 it does not; 1 is `inspect --exit-code`'s FAIL)."""
-    import errno
-
-    return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
 
 
 if __name__ == "__main__":

@@ -75,3 +75,11 @@ def write_fix(exc: OSError) -> str:
     if exc.errno == errno.ENAMETOOLONG:  # a pasted list, a glob gone wrong: "check the folder and the disk" mended nothing
         return "give a shorter path (each name at most 255 bytes, the whole path at most 4095)"
     return "check the folder and the disk"
+
+
+def os_exit_code(exc: OSError) -> int:
+    """2 for what someone must fix (permissions, a read-only disk, a name too long), else 75: a full disk, EIO, EMFILE or
+    a stale NFS handle may pass, and the unit restarts on 75 (on 2 it does not; 1 is `inspect --exit-code`'s FAIL)."""
+    import errno
+
+    return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
