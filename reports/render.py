@@ -33,7 +33,7 @@ from reports.names import safe_name
 from reports.numbers import STYLES
 from reports.records import Inspection, as_float, as_text, inspection, parse_time, shift_stats
 from reports.warnings import translate_warning
-from reports.zones import Zone, on_calendar, zone, zone_label
+from reports.zones import Zone, on_calendar, toward_calendar, zone, zone_label
 
 PACKAGE = Path(__file__).parent
 FORMATS = ("html", "pdf")
@@ -414,7 +414,7 @@ def render_shift(records: Iterable[dict[str, Any] | Inspection], meta: dict[str,
             raise ReportError(f"{key} {str(meta[key])[:40]!r}: not a time; give ISO 8601, e.g. 2026-11-26T06:00Z")
         if meta.get(key) is not None and not on_calendar(t, page.zone):
             raise ReportError(f"{key} {str(meta[key])[:40]!r}: outside the calendar (years 1 to 9999) on the {zone_label(page.zone, t)} "
-                              f"clock the report shows; give {'a later' if key == 'start' else 'an earlier'} time")
+                              f"clock the report shows; give {toward_calendar(t.year)} time")
     out = out_folder(out_dir)
     parts = _parts(records)
     name = shift_name(meta, page.lang)

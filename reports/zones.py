@@ -111,6 +111,12 @@ def on_calendar(t: datetime, z: Zone) -> bool:
     return True
 
 
+def toward_calendar(year: int) -> str:
+    """Which way a time beyond the calendar's end (the year 10000 on some clock) or before its start must move: by its
+    year, not by whether it starts or ends the period (`--from 9999-12-31T20:00Z` in Tokyo was told to be later)."""
+    return "an earlier" if year > 5000 else "a later"
+
+
 def zone_label(z: Zone, at: datetime | None = None) -> str:
     """What a report calls the zone: its IANA name, or the abbreviation in force at `at` (now if None)."""
     if isinstance(z, ZoneInfo):

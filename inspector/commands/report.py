@@ -50,23 +50,22 @@ def utc_time(text: str, option: str, z: tzinfo | None = None) -> str:
     """An ISO 8601 time (on the zone's clock if it has no offset; None: this machine's) as the store's UTC form,
     2026-11-26T06:00:00.000Z."""
     from reports.records import parse_time
-    from reports.zones import LocalTimeError, iso_datetime, on_calendar, zone_label
+    from reports.zones import LocalTimeError, iso_datetime, on_calendar, toward_calendar, zone_label
 
-    later = "a later" if option == "--from" else "an earlier"
     try:
         stamp = parse_utc(text, z)
     except LocalTimeError as exc:
         raise InspectorError(f"{option} {text!r}: {exc}") from None
     except ValueError:
         try:
-            iso_datetime(text)
+            year = iso_datetime(text).year
         except ValueError:
             raise InspectorError(f"{option} {text!r}: not a time; use ISO 8601, e.g. 2026-11-26T06:00 or 2026-11-26T06:00Z") from None
         # 9999-12-31T23:59 in New York is in the year 10000 in UTC, which the store's times are in
-        raise InspectorError(f"{option} {text!r}: outside the calendar (years 1 to 9999) in UTC; give {later} time") from None
-    if not on_calendar(parse_time(stamp), z):  # 9999-12-31T23:59Z is in the year 10000 on Tokyo's clock, which the report shows
+        raise InspectorError(f"{option} {text!r}: outside the calendar (years 1 to 9999) in UTC; give {toward_calendar(year)} time") from None
+    if not on_calendar(t := parse_time(stamp), z):  # 9999-12-31T23:59Z is in the year 10000 on Tokyo's clock, which the report shows
         raise InspectorError(f"{option} {text!r}: outside the calendar (years 1 to 9999) on the {zone_label(z)} clock the report "
-                             f"shows; give {later} time")
+                             f"shows; give {toward_calendar(t.year)} time")
     return stamp
 
 

@@ -59,9 +59,13 @@ def test_a_period_the_reports_clock_cannot_show_is_refused_in_one_line(start, en
      "--to '9999-12-31T23:59Z': outside the calendar (years 1 to 9999) on the Asia/Tokyo clock the report shows; give an earlier time"),
     # an ISO 8601 time, which read 'not a time; use ISO 8601'
     (["--to", "9999-12-31T23:59", "--tz", "America/New_York"], "--to '9999-12-31T23:59': outside the calendar (years 1 to 9999) in UTC"),
+    # which way is the time's, not the option's: a --from at the calendar's end was told to be later, a --to at its start earlier
+    (["--from", "9999-12-31T20:00Z", "--tz", "Asia/Tokyo"], "clock the report shows; give an earlier time"),
+    (["--to", "0001-01-01T01:00+05:00"], "--to '0001-01-01T01:00+05:00': outside the calendar (years 1 to 9999) in UTC; give a later time"),
 ])
 def test_report_cli_names_a_time_beyond_the_calendar(store, tmp_path, capsys, argv, message):
-    rc = main(["report", "--db", str(store), "--from", "2026-11-26", *argv, "--format", "html", "--out", str(tmp_path)])
+    start = [] if "--from" in argv else ["--from", "2026-11-26"]
+    rc = main(["report", "--db", str(store), *start, *argv, "--format", "html", "--out", str(tmp_path)])
     assert_one_line_error(rc, capsys.readouterr().err, message)
 
 
