@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except InspectorError as exc:
-        print(f"error: {exc if getattr(exc, 'lines', False) else one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {exc if isinstance(exc, Problems) else one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `inspector eval --json | head`: the reader has all it wanted
         return 0
@@ -69,6 +69,14 @@ def one_line(message: str) -> str:
     newline (a name pasted from a spreadsheet, a folder made by a script) split the error over two lines, the second
     without `error:`, as a log reader or a test of 'one line' sees it."""
     return message.translate(_BREAKS)
+
+
+class Problems(InspectorError):
+    """Several problems with one input, each on its own line under a head line (`config X: 3 problems:`), as `config
+    validate` prints them. Each line is escaped here, with `one_line`: a path holding a newline split a problem in two."""
+
+    def __init__(self, head: str, problems: list[str]) -> None:
+        super().__init__(one_line(head) + "".join(f"\n  {one_line(p)}" for p in problems))
 
 
 if __name__ == "__main__":

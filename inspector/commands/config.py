@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    from inspector.cli import one_line
     from inspector.config import config_errors
 
     cfg, errors = config_errors(args.file, unreadable=True)  # no file to validate: bad input, one line and exit 2
@@ -41,19 +42,19 @@ def validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"file": args.file, "valid": cfg is not None, "errors": errors, **({"notes": notes} if args.here else {})})
     elif cfg is None:
-        for e in errors:
-            print(e, file=sys.stderr)
-        print(f"{args.file}: {len(errors)} problem(s)", file=sys.stderr)
+        for e in errors:  # a path holding a newline split a problem over two lines
+            print(one_line(e), file=sys.stderr)
+        print(one_line(f"{args.file}: {len(errors)} problem(s)"), file=sys.stderr)
     else:
         n, judged = len(cfg.model.verify_good) + len(cfg.model.verify_defect), ""
         if n:
             judged = (f"; its {n} verification images are there, judged when serve has built its TensorRT engines"
                       if cfg.model.device.startswith("tensorrt") else f" and judges its {n} verification images right")
         here = f"; this machine can run it ({checked(cfg, judged)})" if args.here else ""
-        print(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:{cfg.mqtt.port},"
-              f" topics under {cfg.mqtt.prefix}){here}")
+        print(one_line(f"{args.file}: valid (station {cfg.station.name}, source {cfg.source.type}, broker {cfg.mqtt.host}:"
+                       f"{cfg.mqtt.port}, topics under {cfg.mqtt.prefix}){here}"))
     for note in notes if not args.json else ():
-        print(f"note: {note}", file=sys.stderr if cfg is None else sys.stdout)
+        print(f"note: {one_line(note)}", file=sys.stderr if cfg is None else sys.stdout)
     return 0 if cfg is not None else 1
 
 

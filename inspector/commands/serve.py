@@ -20,15 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inspector.cli import Problems
     from inspector.config import config_errors, named
     from inspector.daemon import Daemon
 
     cfg, errors = config_errors(args.config)
     if cfg is None:  # each on its own line, as `config validate` prints them: five joined by "; " were one line of 600 characters
-        err = InspectorError(named(args.config, errors[0]) if len(errors) == 1 else
-                             f"config {args.config}: {len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
-        err.lines = len(errors) > 1  # printed as they are, each problem on its own line
-        raise err
+        if len(errors) == 1:
+            raise InspectorError(named(args.config, errors[0]))
+        raise Problems(f"config {args.config}: {len(errors)} problems:", errors)
     configure_logging((args.log_level or cfg.daemon.log_level).upper())
     from inspector.commands.config import threshold_note
 

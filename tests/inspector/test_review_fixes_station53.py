@@ -60,3 +60,47 @@ def test_an_mqtt_url_names_mqtt_port_and_tls(tmp_path):
 def test_an_http_host_alone_is_taken(tmp_path, host):
     cfg, errors = config_errors(_write(tmp_path, "http.host", host))
     assert cfg is not None and cfg.http.host == host, errors
+
+
+# -- 2. a path holding a newline splits no problem over two lines -------------------------------------------------
+
+def _two_problems_in_a_folder_named_with_a_newline(tmp_path):
+    folder = tmp_path / "bad\nname"
+    folder.mkdir()
+    config = folder / "station.yaml"
+    # two problems, each named with its file and line, so with the folder's newline
+    config.write_text(STATION.replace("store: {data_dir: data}", "store: {data_dir: data, nope: 1}")
+                      .replace("model: {path: m.ckpt}", "model: {path: m.ckpt, batch_size: many}"))
+    return config
+
+
+def test_serve_with_several_problems_keeps_each_on_its_line_when_a_path_holds_a_newline(tmp_path, capsys):
+    from tests.cli import cli
+
+    config = _two_problems_in_a_folder_named_with_a_newline(tmp_path)
+    rc, out, err = cli(capsys, "serve", "--config", config)
+    lines = err.splitlines()
+    shown = str(config).replace("\n", "\\n")
+    assert rc == 2 and lines[0] == f"error: config {shown}: 2 problems:" and len(lines) == 3, err
+    assert all(line.startswith(f"  {shown}:") for line in lines[1:]), err
+    assert "model.batch_size" in lines[1] + lines[2] and "store.nope" in lines[1] + lines[2], err
+
+
+def test_config_validate_keeps_each_problem_on_its_line_when_a_path_holds_a_newline(tmp_path, capsys):
+    from tests.cli import cli
+
+    config = _two_problems_in_a_folder_named_with_a_newline(tmp_path)
+    rc, out, err = cli(capsys, "config", "validate", config)
+    lines = err.splitlines()
+    shown = str(config).replace("\n", "\\n")
+    assert rc == 1 and len(lines) == 3 and all(line.startswith(f"{shown}:") for line in lines), err
+    assert lines[2] == f"{shown}: 2 problem(s)", err
+
+
+def test_one_problem_in_a_folder_named_with_a_newline_is_one_line(tmp_path, capsys):
+    from tests.cli import assert_one_line_error, cli
+
+    config = _two_problems_in_a_folder_named_with_a_newline(tmp_path)
+    config.write_text(config.read_text().replace(", nope: 1", ""))
+    rc, out, err = cli(capsys, "serve", "--config", config)
+    assert_one_line_error(rc, err, str(config).replace("\n", "\\n"), "model.batch_size")
