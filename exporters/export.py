@@ -18,7 +18,7 @@ import onnx
 from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
-from model.errors import InspectorError, RetryLater, write_fix
+from model.errors import InspectorError, RetryLater, os_exit_code, write_fix
 from model.folders import writable_folder
 
 FILES = {
@@ -46,11 +46,10 @@ def _os_failure(fmt: str, exc: OSError) -> InspectorError:
     """A format that failed for want of disk (the model's folder, or the temporary one where the INT8 search and TensorRT
     keep their graphs), said in one line: it left the formats written before it unverified, marked as waiting for a
     verification that never came, and unnamed."""
-    import errno
-
     where = f"{exc.filename}: " if exc.filename else ""
     text = f"--format {fmt}: {where}{exc.strerror or exc}; {write_fix(exc)}"
-    return InspectorError(text) if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else RetryLater(text)
+    # the CLI's own errno -> exit code: a name too long said "give a shorter path" and exited 75, restarted on for good
+    return InspectorError(text) if os_exit_code(exc) == InspectorError.exit_code else RetryLater(text)
 
 
 @dataclass

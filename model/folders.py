@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import signal
 import tempfile
@@ -10,7 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.errors import InspectorError
+from model.errors import InspectorError, write_fix
+
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, NTFS)
 
 
 def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) -> Path:
@@ -111,7 +115,8 @@ def _flock(path: Path, wait: bool, flags: int = os.O_RDONLY) -> int | None:
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
-        raise InspectorError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+        fix = f"; {write_fix(exc)}" if exc.errno == errno.ENAMETOOLONG else ""  # the one cause here its user can mend
+        raise InspectorError(f"{path}: cannot be opened ({exc.strerror or exc}){fix}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BaseException:
@@ -134,7 +139,13 @@ def output_lock(out: Path, what: str) -> Iterator[None]:
     """Refuse at once a second command writing to `out` while this one does. Its lock file, `.<name>.lock` beside
     `out`, is removed again; where `out`'s parent does not exist yet, none is taken."""
     target = out.resolve()
+    name = os.fsencode(target.name)
+    if len(name) > NAME_MAX:  # said of --out, not of its lock file (".aaaa….lock: cannot be opened") with no fix
+        raise InspectorError(f"--out {out}: its name is {len(name)} bytes, too long for a file name; "
+                             f"{write_fix(OSError(errno.ENAMETOOLONG, 'File name too long'))}")
     lock = target.parent / f".{target.name}.lock"
+    if len(name) + 6 > NAME_MAX:  # a name that fits, but not with ".…lock" around it
+        lock = target.parent / f".{hashlib.sha256(name).hexdigest()[:32]}.lock"
     if not (lock.parent.is_dir() and os.access(lock.parent, os.W_OK | os.X_OK)):  # the command's own checks say what is wrong
         yield
         return
