@@ -45,7 +45,7 @@ from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
 from inspector.store import BDSEQ_FILE, DB_NAME, Store, discard_new
 from inspector.verification import FIELDS, verify
-from model.errors import InspectorError
+from model.errors import InspectorError, what_is_wrong_with
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,13 @@ def broker_client(cfg: StationConfig, **kw: Any) -> MqttClient:
 def check_verification_files(section: ModelSection) -> None:
     """A verification image that is not there, said before anything is created or loaded (`verify` would say it after)."""
     for field, paths in zip(FIELDS, (section.verify_good, section.verify_defect), strict=True):
-        if missing := [p for p in paths if not Path(p).is_file()]:
-            first = Path(missing[0])  # a folder, or a FIFO, read "no such file"
-            what = "a folder, not an image file" if first.is_dir() else "not a regular file (a device, FIFO or socket)" \
-                if first.exists() else "no such file"
-            raise InspectorError(f"{field}: {missing[0]}: {what}; give images of parts that exist")
+        for path in paths:
+            try:
+                what = what_is_wrong_with(path, "image file")  # a folder, or a FIFO, read "no such file"
+            except OSError as exc:
+                what = f"cannot be read ({exc.strerror or exc})"
+            if what:
+                raise InspectorError(f"{field}: {path}: {what}; give images of parts that exist")
 
 
 def sd_notify(state: str) -> None:

@@ -83,3 +83,29 @@ def os_exit_code(exc: OSError) -> int:
     import errno
 
     return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
+
+
+def what_is_wrong_with(path, noun: str = "file") -> str | None:
+    """Why `path` is no regular file to read, in the words every input that takes a file uses: "no such file", "a folder,
+    not a `noun`", "not a regular file (a device, FIFO or socket)" (reading /dev/zero ran out of memory, a FIFO waited
+    for a writer for good); None for a regular file or a link to one. Other OSErrors (a name too long, a folder
+    without access) are raised, for the caller's own words."""
+    import errno
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a link that leads back to itself (a loop)"
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise
+        if os.path.islink(path):
+            return f"a link to {os.readlink(path)}, which leads nowhere"
+        return "no such file"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"a folder, not {'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+    return "not a regular file (a device, FIFO or socket)"

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.errors import InspectorError
+from model.errors import InspectorError, what_is_wrong_with
 from model.framing import Roi, crop
 from model.images import read_mask
 
@@ -30,8 +30,12 @@ def parse_ignore(text: str) -> tuple[int, int, int, int] | Path:
             raise InspectorError(f"--ignore {text}: {IGNORE_HINT}")
         return x, y, w, h
     path = Path(text)
-    if not path.is_file():
-        raise InspectorError(f"--ignore {text}: no such mask image; {IGNORE_HINT}")
+    try:
+        what = what_is_wrong_with(path, "mask image")  # a folder or a FIFO was "no such mask image"
+    except OSError as exc:
+        what = f"cannot be read ({exc.strerror or exc})"
+    if what:
+        raise InspectorError(f"--ignore {text}: {what}; {IGNORE_HINT}")
     return path
 
 

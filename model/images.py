@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from model.errors import InspectorError, write_fix
+from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
 
 # a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page)
@@ -290,12 +290,8 @@ def read_image_header(path: str | Path) -> bytes:
 def _file_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
-        if path.is_dir():
-            raise InspectorError(f"image {path}: is a folder; give an image file")
-        if not path.exists():
-            raise InspectorError(f"image {path}: no such file")
-        if not path.is_file():
-            raise InspectorError(f"image {path}: is not a regular file; give an image file")
+        if what := what_is_wrong_with(path, "image file"):
+            raise InspectorError(f"image {path}: {what}" + ("" if what == "no such file" else "; give an image file"))
         data = path.read_bytes()
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # is_dir() raised it: a traceback, the path (base64 data?) printed whole

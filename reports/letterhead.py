@@ -7,15 +7,16 @@ so a report needs no editing before it is filed.
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
 from PIL import Image, ImageFile
 
+from model.errors import what_is_wrong_with, write_fix
 from reports.errors import ReportError
 
 MAX_LOGO_BYTES = 2 * 1024 * 1024  # an embedded logo is copied into every report
@@ -85,15 +86,14 @@ def letterhead(organisation: str | None = None, document: str | None = None, log
     if logo is not None and str(logo).strip():
         path = Path(logo).expanduser()
         try:
-            mode, size = (st := path.stat()).st_mode, st.st_size
-            if not stat.S_ISREG(mode):  # /dev/zero was read until memory ran out, a FIFO held the report (and `serve`) for good
-                what = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+            if what := what_is_wrong_with(path):  # /dev/zero was read until memory ran out, a FIFO held the report (and `serve`) for good
                 raise ReportError(f"report logo {logo}: {what}; give a PNG, JPEG or SVG file")
-            if size > MAX_LOGO_BYTES:
+            if (size := path.stat().st_size) > MAX_LOGO_BYTES:
                 raise ReportError(f"report logo {logo}: {size / 1e6:.1f} MB; give a logo file under {MAX_LOGO_BYTES // 2**20} MB")
             data = path.read_bytes()
         except OSError as exc:
-            raise ReportError(f"report logo {logo}: cannot be read ({exc.strerror}); give a PNG, JPEG or SVG file") from None
+            fix = write_fix(exc) if exc.errno == errno.ENAMETOOLONG else "give a PNG, JPEG or SVG file"
+            raise ReportError(f"report logo {logo}: cannot be read ({exc.strerror}); {fix}") from None
         kind = _logo_type(data)
         if kind is None:
             raise ReportError(f"report logo {logo}: not a PNG, JPEG or SVG file; convert it to one of these")

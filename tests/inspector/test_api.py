@@ -95,7 +95,7 @@ def test_the_record_agrees_with_the_verdict_at_the_threshold(insp, tiny_data):
 
 @pytest.mark.parametrize("bad, match", [
     ("missing.png", "no such file"),
-    ("", "is a folder; give an image file"),
+    ("", "a folder, not an image file; give an image file"),
     (b"not an image", "cannot be decoded"),
     (np.zeros((32, 32, 3), np.float32), "dtype float32"),
     (np.zeros((32, 32, 5), np.uint8), r"shape \(32, 32, 5\)"),

@@ -68,7 +68,7 @@ def test_several_config_problems_are_still_one_to_a_line(tmp_path, capsys):
     assert all(line.startswith("  ") for line in lines[1:]) and "Traceback" not in err
 
 
-@pytest.mark.parametrize("image, what", [("folder", "is a folder"), ("/dev/null", "is not a regular file"),
+@pytest.mark.parametrize("image, what", [("folder", "a folder, not an image file"), ("/dev/null", "not a regular file (a device, FIFO or socket)"),
                                          ("missing.png", "no such file")])
 def test_bench_serve_image_that_is_no_file_is_named_for_what_it_is(tmp_path, capsys, monkeypatch, image, what):
     """A folder or /dev/null given as --image was said to be 'no such file', of a path that is there."""

@@ -77,7 +77,7 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     (BASE + "reports:\n  lang: fr\n", "reports.lang: Input should be 'en', 'zh' or 'es'"),
     (BASE + "reports:\n  timezone: CEST\n", ":13: reports.timezone: time zone 'CEST': unknown; give an IANA name such as Europe/Berlin"),
     (BASE + "reports:\n  timezone: Europe/Berlin\n", None),
-    (BASE + "reports:\n  logo: /nowhere/logo.png\n", ":12: reports: report logo /nowhere/logo.png: cannot be read (No such file or directory)"),
+    (BASE + "reports:\n  logo: /nowhere/logo.png\n", ":12: reports: report logo /nowhere/logo.png: no such file; give a PNG, JPEG or SVG file"),
     # before: validated, then the folder source's thread died (OverflowError) and nothing was inspected
     (BASE.replace("type: camera\n  device: 0", "type: folder\n  path: /in\n  poll_s: .inf"), ":8: source.poll_s: Input should be a finite number"),
     (BASE + "watchdog:\n  stall_s: 1e10\n", ":13: watchdog.stall_s: Input should be less than or equal to 2592000"),

@@ -189,7 +189,7 @@ def test_bad_ignore_regions_and_frames_are_refused_in_one_line(capsys, models, s
     out = tmp_path / "m"
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((50, 60), np.uint8))
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    for bad, needles in (("1,2,3", ("--ignore 1,2,3", "no such mask image", "X,Y,W,H")),
+    for bad, needles in (("1,2,3", ("--ignore 1,2,3", "no such file", "X,Y,W,H")),
                          ("0,0,0,10", ("--ignore 0,0,0,10", "X,Y,W,H")),
                          ("90,0,10,10", ("--ignore 90,0,10,10", "beyond the 96x96 px training images")),
                          ("0,0,96,96", ("leaves 0.0% of the image to inspect",)),

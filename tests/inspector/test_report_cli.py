@@ -205,7 +205,7 @@ def test_a_period_to_the_calendars_ends(store_dir, tmp_path, capsys, start, end,
     (["--db", "{root}", "--from", "2026-11-26", "--worst", "-1"], r"--worst -1"),
     (["--db", "{root}"], r"one of the arguments --from --inspection is required"),
     (["--from", "2026-11-26"], r"no store given: give --db STORE \(the data directory\) or --config STATION.yaml"),
-    (["--db", "{root}", "--from", "2026-11-26", "--logo", "{missing}"], r"report logo .*nowhere: cannot be read \(No such file"),
+    (["--db", "{root}", "--from", "2026-11-26", "--logo", "{missing}"], r"report logo .*nowhere: no such file; give a PNG"),
     (["--config", "{missing}", "--from", "2026-11-26"], r"config .*nowhere"),
 ])
 def test_bad_input_is_one_line_and_exit_2(store_dir, tmp_path, capsys, argv, message):

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from model.errors import InspectorError
+from tests.cli import assert_one_line_error, cli
 
 
 def _encoded(fmt: str) -> bytes:
@@ -62,3 +63,82 @@ def test_inspect_batch_takes_a_tuple_or_generator_of_serials(insp, tiny_data):
     path = tiny_data / "test" / "good" / "000.png"
     results = insp.inspect_batch([path, path], serials=(s for s in ["A7", "B8"]), ids=("i1", "i2"))
     assert [r.serial for r in results] == ["A7", "B8"] and [r.inspection_id for r in results] == ["i1", "i2"]
+
+
+LONG = "a" * 300  # over the 255 bytes of one file name
+
+
+def test_fit_out_of_a_name_too_long_says_give_a_shorter_path(tiny_data, tmp_path, capsys):
+    """It said '.aaaa….lock: cannot be opened (File name too long)', of a lock file, with no fix."""
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / LONG)
+    assert_one_line_error(rc, err, f"--out {tmp_path / LONG}: its name is 300 bytes", "give a shorter path")
+    assert ".lock" not in err
+
+
+def test_fit_out_whose_lock_name_alone_is_too_long_is_locked_under_a_shorter_name(tmp_path):
+    from model.folders import output_lock
+
+    out = tmp_path / ("b" * 252)  # fits; ".bbb….lock" (258 bytes) does not
+    with output_lock(out, "fit"):
+        locks = [p.name for p in tmp_path.iterdir()]
+    assert len(locks) == 1 and locks[0].endswith(".lock") and len(locks[0]) < 255
+
+
+def test_report_logo_of_a_name_too_long_says_give_a_shorter_path(tmp_path):
+    from reports.errors import ReportError
+    from reports.letterhead import letterhead
+
+    with pytest.raises(ReportError, match=r"cannot be read \(File name too long\); give a shorter path"):
+        letterhead(logo=tmp_path / LONG)
+
+
+def test_export_of_a_name_too_long_exits_2_not_75_as_the_cli_does():
+    """_os_failure said 'give a shorter path' and exited 75, which the unit restarts on for good."""
+    import errno
+
+    from exporters.export import _os_failure
+    from inspector.cli import os_exit_code
+
+    exc = OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + LONG)
+    failure = _os_failure("onnx", exc)
+    assert failure.exit_code == os_exit_code(exc) == 2 and "give a shorter path" in str(failure)
+    assert _os_failure("onnx", OSError(errno.ENOSPC, "No space left on device")).exit_code == 75
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_fit_ignore_of_a_folder_or_fifo_is_named_for_what_it_is(tiny_data, tmp_path, capsys, kind):
+    """`fit --ignore FOLDER` (or a FIFO) said 'no such mask image', of a path that is there."""
+    import os
+
+    spec = tmp_path / "masks"
+    if kind == "folder":
+        spec.mkdir()
+        what = "a folder, not a mask image"
+    else:
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("needs named pipes")
+        os.mkfifo(spec)
+        what = "not a regular file (a device, FIFO or socket)"
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--ignore", spec)
+    assert_one_line_error(rc, err, f"--ignore {spec}: {what}", "X,Y,W,H")
+    assert "no such" not in err
+
+
+def test_one_wording_for_a_path_that_is_no_regular_file(tmp_path):
+    import os
+
+    from model.errors import what_is_wrong_with
+    from model.images import read_image
+
+    (tmp_path / "ok.png").write_bytes(b"x")
+    os.symlink(tmp_path / "gone.png", tmp_path / "dead.png")
+    assert what_is_wrong_with(tmp_path / "ok.png") is None
+    assert what_is_wrong_with(tmp_path / "nope.png") == "no such file"
+    assert what_is_wrong_with(tmp_path / "ok.png" / "x") == "no such file"
+    assert what_is_wrong_with(tmp_path, "image file") == "a folder, not an image file"
+    assert what_is_wrong_with("/dev/null") == "not a regular file (a device, FIFO or socket)"
+    assert what_is_wrong_with(tmp_path / "dead.png") == f"a link to {tmp_path / 'gone.png'}, which leads nowhere"
+    with pytest.raises(InspectorError, match=f"^image {tmp_path}: a folder, not an image file; give an image file$"):
+        read_image(tmp_path)
+    with pytest.raises(InspectorError, match="^image /dev/null: not a regular file \\(a device, FIFO or socket\\); give"):
+        read_image("/dev/null")

@@ -54,7 +54,7 @@ def test_pdf_pages_after_the_first_carry_organisation_and_form_number(sample, tm
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, r"report logo .*missing.png: cannot be read \(No such file or directory\)"),
+    (None, r"report logo .*missing.png: no such file; give a PNG, JPEG or SVG file"),
     (b"GIF89a....", r"report logo .*: not a PNG, JPEG or SVG file"),
     (b"\x89PNG\r\n\x1a\n" + bytes(MAX_LOGO_BYTES), r"report logo .*: 2.1 MB; give a logo file under 2 MB"),
     ("cut", r"report logo .*: cannot be decoded \(damaged or cut short\); export the logo again"),
