@@ -65,6 +65,9 @@ def _safe(value: str | None) -> str | None:
     return value
 
 
+IMAGE_PROPERTIES = ("serial", "inspection_id", "captured_at")  # the MQTT 5 user properties an image message is read by
+
+
 class DuplicateKey(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
@@ -432,9 +435,9 @@ class Intake:
             return {}
         name = None
         if len(message.payload) <= self.cfg.mqtt.max_payload_bytes:  # a bigger one is refused unread
-            try:
-                data = json.loads(message.payload.decode("utf-8-sig"))
-            except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply: its refusal says which
+            try:  # a key given twice ({"command": "reload", "command": "review"}) names no command, as its refusal says
+                data = json.loads(message.payload.decode("utf-8-sig"), object_pairs_hook=_unique)
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply, a key twice: its refusal says which
                 data = None
             name = data.get("command") if isinstance(data, dict) else None
         return {"command": name if isinstance(name, str) and name in COMMANDS else None}
@@ -673,6 +676,10 @@ class Intake:
         return data, decode_image(data, f"trigger url {shown}", max_pixels=self._max_pixels), "url"
 
     def _image(self, msg: Message, origin: str) -> None:
+        if twice := sorted(set(IMAGE_PROPERTIES) & msg.repeated):  # the last was taken: a part filed under a serial not meant
+            ident, serial = self.ids_of(msg)  # neither echoed where it is the one given twice
+            return self.reject(f"{origin}: user property {twice[0]!r} is given twice; give it once", origin, message=msg,
+                               inspection_id=ident, serial=serial)
         suffix = msg.topic[len(self.topics.image) + 1:] or None
         serial, ident = suffix or msg.user.get("serial"), msg.user.get("inspection_id")
         for what, value in (("serial", serial), ("inspection_id", ident)):
@@ -738,13 +745,14 @@ class Intake:
         """(inspection_id, serial) a trigger or image message carries, for an error reply that reads no further (the
         inbox is full, the message was retained): only safe ids."""
         if msg.topic == self.topics.trigger:
-            try:
-                data = json.loads(msg.payload)
+            try:  # a key given twice (DuplicateKey, a ValueError): neither is echoed, as the trigger is refused for it
+                data = json.loads(msg.payload, object_pairs_hook=_unique)
             except (ValueError, RecursionError):
                 return None, None
             return (_echoed(data.get("inspection_id")), _echoed(data.get("serial"))) if isinstance(data, dict) else (None, None)
-        if self.topics.is_image(msg.topic):
-            return _echoed(msg.user.get("inspection_id")), _echoed(msg.topic[len(self.topics.image) + 1:] or msg.user.get("serial"))
+        if self.topics.is_image(msg.topic):  # a property given twice is echoed as neither
+            user = {k: v for k, v in msg.user.items() if k not in msg.repeated}
+            return _echoed(user.get("inspection_id")), _echoed(msg.topic[len(self.topics.image) + 1:] or user.get("serial"))
         return None, None
 
     # -- acceptance -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import queue
 import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,6 +108,7 @@ class Message:
     response_topic: str | None = None  # MQTT 5, where the sender also wants its answer (checked by MqttClient)
     session: int | None = None  # the broker session it came in (MqttClient's count); None: acknowledged whenever asked
     tracked: bool = False  # its copies are known (MqttClient with manual_ack, QoS 1)
+    repeated: frozenset[str] = frozenset()  # MQTT 5 user property names it gives more than once (`user` holds the last)
 
     @cached_property
     def digest(self) -> bytes:
@@ -369,10 +370,13 @@ class MqttClient:
         self.state = "connect failed"
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
-        user, corr, response = {}, None, None
+        user, corr, response, repeated = {}, None, None, frozenset()
         props = getattr(msg, "properties", None)
         if props is not None:
-            user = {str(k): str(v) for k, v in getattr(props, "UserProperty", []) or []}
+            pairs = [(str(k), str(v)) for k, v in getattr(props, "UserProperty", []) or []]
+            user = dict(pairs)
+            if len(user) < len(pairs):  # MQTT 5 lets a name come twice: serial=A7, serial=B2 was filed as B2 with no word
+                repeated = frozenset(k for k, n in Counter(n for n, _ in pairs).items() if n > 1)
             corr = getattr(props, "CorrelationData", None)
             response = self._response_topic(getattr(props, "ResponseTopic", None), msg.topic)
         payload = bytes(msg.payload)
@@ -380,7 +384,7 @@ class MqttClient:
         if tracked and self._copy(msg, payload):
             return
         m = Message(msg.topic, payload, msg.qos, msg.mid, user, corr, retain=bool(msg.retain), response_topic=response,
-                    session=self._session, tracked=tracked)
+                    session=self._session, tracked=tracked, repeated=repeated)
         try:
             self.inbox.put_nowait(m)
         except queue.Full:

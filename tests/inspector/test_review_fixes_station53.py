@@ -104,3 +104,65 @@ def test_one_problem_in_a_folder_named_with_a_newline_is_one_line(tmp_path, caps
     config.write_text(config.read_text().replace(", nope: 1", ""))
     rc, out, err = cli(capsys, "serve", "--config", config)
     assert_one_line_error(rc, err, str(config).replace("\n", "\\n"), "model.batch_size")
+
+
+# -- 3. an MQTT 5 user property given twice ------------------------------------------------------------------------
+
+def _publish(lst, topic: str, payload: bytes, pairs: list[tuple[str, str]]):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = pairs
+    return lst.client.publish(f"{lst.prefix}/{topic}", payload, qos=1, properties=props)
+
+
+def test_a_user_property_given_twice_on_an_image_is_refused_not_the_last_taken(station, broker, listen, tiny_inspector, good_png):
+    """serial=A7 and serial=B2 on one image message: the part was filed as B2, with no word (likewise inspection_id and
+    captured_at); a JSON key given twice in a trigger was already refused."""
+    from tests.inspector.conftest import running, wait_until
+
+    cfg = station()
+    lst = listen(broker.port, cfg.mqtt.prefix)
+    with running(cfg, tiny_inspector) as d:
+        wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 5, "status online")
+        _publish(lst, "image", good_png, [("inspection_id", "u1"), ("serial", "A7"), ("serial", "B2")])
+        _publish(lst, "image", good_png, [("inspection_id", "u2"), ("inspection_id", "u3")])
+        _publish(lst, "image/S3", good_png, [("captured_at", "2026-12-05T04:59:59Z"), ("captured_at", "2026-12-05T05:59:59Z")])
+        # other names may come twice (MQTT 5 allows it; the station reads none of them), and each name once is taken
+        _publish(lst, "image", good_png, [("inspection_id", "u4"), ("serial", "C9"), ("trace", "a"), ("trace", "b")])
+        wait_until(lambda: len(lst.json("error")) >= 3 and len(lst.json("result")) >= 1, 30, "three errors and a result")
+        stored = {i: d.store.get(i) is not None for i in ("u1", "u2", "u3", "u4")}
+    errors = sorted((e["error"], e["inspection_id"], e["serial"]) for e in lst.json("error"))
+    assert errors == [
+        ("image/S3: user property 'captured_at' is given twice; give it once", None, "S3"),
+        ("image: user property 'inspection_id' is given twice; give it once", None, None),
+        ("image: user property 'serial' is given twice; give it once", "u1", None),
+    ], errors
+    assert [(r["inspection_id"], r["serial"]) for r in lst.json("result")] == [("u4", "C9")]
+    assert stored == {"u1": False, "u2": False, "u3": False, "u4": True}
+
+
+def test_a_command_given_twice_is_refused_naming_no_command(tmp_path):
+    """The refusal of {"command": "reload", "command": "review"} said "command": "review" (plain json.loads let the last
+    win), of a command refused for naming two."""
+    import json
+    import queue
+
+    from inspector.config import StationConfig
+    from inspector.health import Metrics
+    from inspector.intake import Intake
+    from inspector.mqtt import Message, Topics
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
+    sent: list[dict] = []
+    intake = Intake(cfg, Store(tmp_path / "data"), queue.Queue(8), Metrics(), Topics("p"),
+                    publish=lambda topic, body, reply=None: sent.append(json.loads(body)), republish=lambda r, c: None,
+                    on_command=lambda cmd, reply: None)
+    intake._message(Message("p/command", b'{"command": "reload", "command": "review"}', 1, 1))
+    assert [(e["error"], e["command"]) for e in sent] == [("command: 'command' is given twice; give it once", None)]
+    # a trigger given a serial twice: neither serial echoed on an error that reads no further (a full inbox, retained)
+    assert intake.ids_of(Message("p/trigger", b'{"serial": "A7", "inspection_id": "i1", "serial": "B2"}', 1, 2)) == (None, None)
+    assert intake.ids_of(Message("p/trigger", b'{"serial": "A7", "inspection_id": "i1"}', 1, 3)) == ("i1", "A7")
