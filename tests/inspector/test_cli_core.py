@@ -701,7 +701,7 @@ CASES = {
                                            ["--roi", "'-1,40,160,160'", "X,Y,W,H"]),  # argparse took it for an option
     "eval: report folder empty": (["eval", "{ckpt}", "{data}", "--report", ""], ["--report ''", "give the folder"]),
     "eval: report format empty": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--format", ""], ["report format (none)"]),
-    "eval: report logo missing": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--logo", "{tmp}/logo.png"], ["logo.png", "cannot be read"]),
+    "eval: report logo missing": (["eval", "{ckpt}", "{data}", "--report", "{tmp}/r", "--logo", "{tmp}/logo.png"], ["logo.png", "no such file; give a PNG, JPEG or SVG file"]),
     "eval: --size with a checkpoint's --shots": (["eval", "{ckpt}", "{data}", "--shots", "2", "--size", "224"],
                                                  ["--size 224", "applies only with a backbone name"]),  # ignored before
     "eval: --shots on an export": (["eval", "{tmp}/model.onnx", "{data}", "--shots", "2"], ["an export's type head cannot be refitted"]),
