@@ -66,9 +66,12 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     from model.quality import quality_report
 
     dataset = load_dataset(data, require_train=False)
-    if not dataset.test:
-        raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root, model)}")
-    if not any(s.is_defect for s in dataset.test) or all(s.is_defect for s in dataset.test):
+    defects, goods = any(s.is_defect for s in dataset.test), any(not s.is_defect for s in dataset.test)
+    if not (defects and goods):
+        if dead := _dead_test_folder(dataset.root, defects, goods):  # not "eval needs both test/good and ...", of folders
+            raise InspectorError(dead)  # that are there, as links to a share gone
+        if not dataset.test:
+            raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root, model)}")
         raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
     check_test_headers(dataset)
     check_masks(dataset.test, dataset.root)
@@ -171,6 +174,21 @@ def labelled_twice(dataset) -> list[str]:
     return [f"the same image is labelled {' and '.join(sorted({s.defect_type for s in same}))}: "
             f"{', '.join(str(s.path) for s in same)}; keep it under its true label only"
             for same in seen.values() if len({s.defect_type for s in same}) > 1]
+
+
+def _dead_test_folder(root: Path, has_defects: bool, has_good: bool) -> str | None:
+    """The line for a test folder eval lacks whose images are all links leading nowhere (test/good when it has no good
+    images, a test/<defect> when it has no defects), else None."""
+    from model.images import only_dead_links, scan_images
+
+    test = root / "test"
+    if not test.is_dir():
+        return None
+    for folder in sorted(d for d in test.iterdir() if d.is_dir()):
+        lacking = not has_good if folder.name == GOOD else not has_defects  # a kind of image eval has none of
+        if lacking and (dead := only_dead_links(scan_images(folder))):
+            return f"data {folder}: no images: {dead}"
+    return None
 
 
 def layout_hint(root: Path, model: str = "efficientnet-lite0") -> str:

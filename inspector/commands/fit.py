@@ -255,7 +255,7 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
     images (by content: a copy elsewhere too), on which the model is calibrated and judged."""
     from model.data import Sample
     from model.hashing import sha256_file
-    from model.images import scan_images
+    from model.images import only_dead_links, scan_images
     from model.label_names import GOOD
 
     tests = set(dataset.test_digests) if folders else set()
@@ -271,7 +271,9 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
         if folder.resolve().is_relative_to(trained.resolve()):
             raise InspectorError(f"--add-good {folder}: lies inside DATA's good images ({trained}), which are fitted already, "
                                  "its subfolders too; give a folder outside it, or drop --add-good")
-        images = scan_images(folder).images
+        images = (scan := scan_images(folder)).images
+        if dead := only_dead_links(scan):  # "no images in it", of files there, as links to a share gone
+            raise InspectorError(f"--add-good {folder}: no images: {dead}")
         if not images:
             raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) in it; give a folder of good images")
         if inside := [p for p in images if sha256_file(p) in tests]:

@@ -132,7 +132,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
     run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
     on what was left out."""
-    from model.images import broken_links_note, is_mask_name, scan_images
+    from model.images import broken_links_note, is_mask_name, only_dead_links, scan_images
     from model.synth.writer import CONTACT_SHEET, is_synth_output
 
     def contact_sheet(path: Path) -> bool:  # a synth output's overview of its defects, no part: it was inspected with them
@@ -167,6 +167,8 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
                 notes.append(f"note: {len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
                              "inspected; give them by name to inspect them")
         if not images:
+            if dead := scan and only_dead_links(scan):  # "no images found" of files there, as links to a share gone
+                raise InspectorError(f"folder {t}: no images: {dead}")
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)

@@ -142,3 +142,35 @@ def test_one_wording_for_a_path_that_is_no_regular_file(tmp_path):
         read_image(tmp_path)
     with pytest.raises(InspectorError, match="^image /dev/null: not a regular file \\(a device, FIFO or socket\\); give"):
         read_image("/dev/null")
+
+
+def _dead_folder(folder, n=2):
+    import os
+
+    folder.mkdir(parents=True)
+    for i in range(n):
+        os.symlink(f"/mnt/gone-share/{i:03d}.png", folder / f"{i:03d}.png")
+    return folder
+
+
+def test_inspect_a_folder_of_dead_links_says_so(tiny_ckpt, tmp_path, capsys):
+    dead = _dead_folder(tmp_path / "dead")
+    rc, _, err = cli(capsys, "inspect", tiny_ckpt, dead)
+    assert_one_line_error(rc, err, f"folder {dead}: no images: its 2 image link(s) lead nowhere", "mount or copy what they point to")
+
+
+def test_fit_add_good_of_dead_links_says_so(tiny_data, tmp_path, capsys):
+    dead = _dead_folder(tmp_path / "dead")
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--add-good", dead)
+    assert_one_line_error(rc, err, f"--add-good {dead}: no images: its 2 image link(s) lead nowhere", "mount or copy")
+
+
+def test_eval_whose_test_good_is_dead_links_says_so(tiny_ckpt, tiny_data, tmp_path, capsys):
+    """It said 'eval needs both test/good and at least one test/<defect> folder', of a test/good that is there."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data / "test" / "blob", data / "test" / "blob")
+    dead = _dead_folder(data / "test" / "good", 3)
+    rc, _, err = cli(capsys, "eval", tiny_ckpt, data)
+    assert_one_line_error(rc, err, f"data {dead}: no images: its 3 image link(s) lead nowhere", "mount or copy")
