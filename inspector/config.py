@@ -32,6 +32,11 @@ MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them)
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
 # the least a loop's period may be: 1e-300 passed, and its loop spun a core
 MIN_PERIOD = 0.01
+# the least a trigger may wait for a fresh frame (a frame at 20 frames/s): 1e-300 passed, and every trigger timed out
+MIN_CAPTURE_S = 0.05
+# the least a worker may be silent before the watchdog replaces it (they beat every half second or so): 1e-300 passed,
+# and the source was replaced at every check
+MIN_STALL_S = 1.0
 ReportFormat = Literal["html", "pdf"]  # as the reports package renders them (the config's and the shift_report command's)
 ReportLang = Literal["en", "zh", "es"]
 
@@ -69,7 +74,7 @@ class _Capture(Section):
         description="trigger: inspect a fresh frame on each MQTT trigger; continuous: inspect frames as they come.")
     interval_s: Seconds | None = Field(
         None, gt=0, title="Continuous interval", description="In continuous mode, inspect at most one frame per this many seconds.")
-    capture_timeout_s: Seconds = Field(2.0, gt=0, title="Capture timeout", description="How long a trigger waits for a fresh frame.")
+    capture_timeout_s: Seconds = Field(2.0, ge=MIN_CAPTURE_S, title="Capture timeout", description="How long a trigger waits for a fresh frame.")
     reconnect: Reconnect = Field(default_factory=Reconnect, title="Reconnect", description="Backoff when the device drops.")
 
 
@@ -469,7 +474,14 @@ def zone_of(name: str) -> tzinfo | None:
 
 class WatchdogSection(Section):
     interval_s: Seconds = Field(2.0, ge=MIN_PERIOD, title="Check interval", description="Seconds between watchdog checks.")
-    stall_s: Seconds = Field(30.0, gt=0, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing).")
+    stall_s: Seconds = Field(30.0, ge=MIN_STALL_S, title="Stall limit", description="A worker silent this long is restarted (or the daemon marked failing); above interval_s.")
+
+    @model_validator(mode="after")
+    def _stall_above_interval(self) -> WatchdogSection:
+        if self.stall_s <= self.interval_s:  # a stall seen only at a check: one at or under its interval is no limit
+            raise ValueError(f"stall_s {self.stall_s:g} is not above interval_s {self.interval_s:g}; give stall_s several times "
+                             f"interval_s (e.g. {max(MIN_STALL_S, 10 * self.interval_s):g}), or a shorter interval_s")
+        return self
 
 
 class DaemonSection(Section):

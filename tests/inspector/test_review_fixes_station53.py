@@ -166,3 +166,35 @@ def test_a_command_given_twice_is_refused_naming_no_command(tmp_path):
     # a trigger given a serial twice: neither serial echoed on an error that reads no further (a full inbox, retained)
     assert intake.ids_of(Message("p/trigger", b'{"serial": "A7", "inspection_id": "i1", "serial": "B2"}', 1, 2)) == (None, None)
     assert intake.ids_of(Message("p/trigger", b'{"serial": "A7", "inspection_id": "i1"}', 1, 3)) == ("i1", "A7")
+
+
+# -- 4. a stall limit or capture timeout too short to be meant -----------------------------------------------------
+
+@pytest.mark.parametrize("key, value, said", [
+    ("watchdog.stall_s", 1e-300, "greater than or equal to 1"),  # the source was replaced at every check
+    ("watchdog.stall_s", 0.5, "greater than or equal to 1"),
+    ("source.capture_timeout_s", 1e-300, "greater than or equal to 0.05"),  # every trigger timed out
+])
+def test_a_stall_limit_or_capture_timeout_too_short_to_be_meant_is_refused(tmp_path, key, value, said):
+    path = _write(tmp_path, key, value)
+    if key.startswith("source."):
+        path.write_text(path.read_text().replace("type: mqtt", "type: stream\n  url: rtsp://cam/s"))
+    cfg, errors = config_errors(path)
+    assert cfg is None and len(errors) == 1 and f"{key}: " in errors[0] and said in errors[0], errors
+
+
+@pytest.mark.parametrize("stall, interval", [(5, 5), (5, 10)])
+def test_a_stall_limit_not_above_the_check_interval_is_refused(tmp_path, stall, interval):
+    path = _write(tmp_path, "watchdog", {"stall_s": stall, "interval_s": interval})
+    cfg, errors = config_errors(path)
+    assert cfg is None and len(errors) == 1, errors
+    assert f"watchdog: stall_s {stall} is not above interval_s {interval}; give stall_s several times interval_s (e.g. " \
+           f"{10 * interval}), or a shorter interval_s" in errors[0], errors
+
+
+def test_the_stall_limits_and_capture_timeouts_in_use_are_taken(tmp_path):
+    cfg, errors = config_errors(_write(tmp_path, "watchdog", {"stall_s": 1.0, "interval_s": 0.2}))
+    assert cfg is not None and cfg.watchdog.stall_s == 1.0, errors
+    path = _write(tmp_path, "source", {"type": "stream", "url": "rtsp://cam/s", "capture_timeout_s": 0.5})
+    cfg, errors = config_errors(path)
+    assert cfg is not None and cfg.source.capture_timeout_s == 0.5, errors
