@@ -157,6 +157,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from inspector.commands.report import utc_period
+    from model.label_names import type_words
     from reports.images import resolve
     from reports.names import safe_name
     from reports.records import inspection
@@ -181,14 +182,15 @@ def _export(args: argparse.Namespace) -> int:
             if part.review is None:
                 continue
             kind = "good" if part.review.truth == "good" else part.review.type or (part.defect_type if part.verdict == "FAIL" else None)
-            if not kind or (kind != "good" and kind.lower() in NOT_TYPES):
+            if not kind or (kind != "good" and type_words(kind) in NOT_TYPES):
                 skipped["a defect without a type (review it with --type)"] += 1
                 continue
             image = resolve(part.images["image"], store.root) if part.images.get("image") else None
             if image is None or not image.is_file():
                 skipped["no stored image (store.save_images)"] += 1
                 continue
-            folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(kind.lower(), kind)))
+            # by the words read: "pitted_surface" and "pitted surface" were two folders, so two types to fit --labels
+            folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(type_words(kind), kind)))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(image, folder / f"{safe_name(part.id)}{image.suffix}")

@@ -174,3 +174,18 @@ def test_eval_whose_test_good_is_dead_links_says_so(tiny_ckpt, tiny_data, tmp_pa
     dead = _dead_folder(data / "test" / "good", 3)
     rc, _, err = cli(capsys, "eval", tiny_ckpt, data)
     assert_one_line_error(rc, err, f"data {dead}: no images: its 3 image link(s) lead nowhere", "mount or copy")
+
+
+def test_review_export_puts_one_type_written_two_ways_in_one_folder(tmp_path, capsys):
+    """'pitted_surface' and 'pitted surface' were exported as two folders, which `fit --labels` fitted as two types."""
+    from tests.inspector.test_review_access import fill
+
+    root = tmp_path / "data"
+    records = fill(root, 12)
+    fails = [r["inspection_id"] for r in records if r["verdict"] == "FAIL"]
+    for ident, kind in zip(fails[:3], ["pitted_surface", "pitted surface", "Pitted  Surface"], strict=True):
+        assert cli(capsys, "review", "--db", root, ident, "--truth", "defect", "--type", kind)[0] == 0
+    rc, out, err = cli(capsys, "review", "--db", root, "--export", tmp_path / "x", "--json")
+    assert rc == 0, err
+    folders = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert len(folders) == 1 and len(list((tmp_path / "x" / folders[0]).iterdir())) == 3, folders
