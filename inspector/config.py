@@ -8,6 +8,7 @@ environment variable. Errors are reported with the YAML file and line they came 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import stat
@@ -20,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from inspector.decision import MAX_MM_PER_PX
 from inspector.engines.base import DEVICES, parse_device
-from model.errors import InspectorError, user_name
+from model.errors import InspectorError, user_name, write_fix
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}\Z")  # station/serial/id: never a path, never a wildcard
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
@@ -560,8 +561,10 @@ def _read_yaml(path: Path) -> tuple[dict, Lines]:
     except FileNotFoundError:
         raise Unreadable(f"config {path}: no such file; check the path (`inspector config example` lists example configs)") from None
     except OSError as exc:  # its strerror, not str(exc), which named the file a second time
-        raise Unreadable(f"config {path}: cannot be read ({exc.strerror or exc}); give the path of a station config "
-                         f"this user ({user_name()}) may read") from None
+        # a name too long was sent to its permissions: "give a shorter path", as wherever a path is too long
+        fix = write_fix(exc) if exc.errno == errno.ENAMETOOLONG else \
+            f"give the path of a station config this user ({user_name()}) may read"
+        raise Unreadable(f"config {path}: cannot be read ({exc.strerror or exc}); {fix}") from None
     except UnicodeDecodeError as exc:
         raise InspectorError(f"config {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
     try:

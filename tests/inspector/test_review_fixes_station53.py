@@ -198,3 +198,39 @@ def test_the_stall_limits_and_capture_timeouts_in_use_are_taken(tmp_path):
     path = _write(tmp_path, "source", {"type": "stream", "url": "rtsp://cam/s", "capture_timeout_s": 0.5})
     cfg, errors = config_errors(path)
     assert cfg is not None and cfg.source.capture_timeout_s == 0.5, errors
+
+
+# -- 5. a config path too long -------------------------------------------------------------------------------------
+
+def test_a_config_path_too_long_is_told_to_be_shorter_not_sent_to_permissions(tmp_path, capsys):
+    """`config validate LONGPATH` said 'give the path of a station config this user (root) may read'."""
+    from tests.cli import assert_one_line_error, cli
+
+    long = tmp_path / ("x" * 300 + ".yaml")
+    for argv in (("config", "validate", long), ("serve", "--config", long)):
+        rc, out, err = cli(capsys, *argv)
+        assert_one_line_error(rc, err, "x" * 300, "cannot be read (File name too long); give a shorter path")
+        assert "may read" not in err
+
+
+def test_a_config_this_user_may_not_read_keeps_the_permission_wording(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+    import pathlib
+
+    from model.errors import user_name
+    from tests.cli import assert_one_line_error, cli
+
+    config = tmp_path / "station.yaml"
+    config.write_text(STATION)
+    opened = pathlib.Path.open
+
+    def denied(self, *args, **kwargs):  # as chmod 0 does (the tests may run as root, who reads any file)
+        if self == config:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", denied)
+    rc, out, err = cli(capsys, "config", "validate", config)
+    assert_one_line_error(rc, err, f"cannot be read (Permission denied); give the path of a station config this user "
+                                   f"({user_name()}) may read")
