@@ -33,6 +33,8 @@ MAX_SECONDS = 30 * 86400  # beyond Python's waits (about 9.2e9 s overflows them)
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
 # the least a loop's period may be: 1e-300 passed, and its loop spun a core
 MIN_PERIOD = 0.01
+# the least time a connection or a download may take: below it every one timed out (1e-300 passed)
+MIN_NETWORK_S = 0.1
 # the least a trigger may wait for a fresh frame (a frame at 20 frames/s): 1e-300 passed, and every trigger timed out
 MIN_CAPTURE_S = 0.05
 # the least a worker may be silent before the watchdog replaces it (they beat every half second or so): 1e-300 passed,
@@ -305,12 +307,12 @@ class MqttSection(Section):
     keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="Seconds between pings; the last will fires after 1.5x this.")
     session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1, title="Session expiry",
                                   description="How long the broker keeps triggers for this station while it is down (MQTT 5).")
-    connect_timeout_s: Seconds = Field(10.0, gt=0, title="Connect timeout", description="How long the first connection may take at start.")
+    connect_timeout_s: Seconds = Field(10.0, ge=MIN_NETWORK_S, title="Connect timeout", description="How long the first connection may take at start.")
     max_payload_bytes: int = Field(20_000_000, ge=1024, title="Largest payload", description="Bigger trigger/image payloads are rejected.")
     allowed_dirs: list[str] = Field([], title="Readable folders",
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")
-    url_timeout_s: Seconds = Field(5.0, gt=0, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
+    url_timeout_s: Seconds = Field(5.0, ge=MIN_NETWORK_S, title="URL timeout", description="Seconds to fetch an image by URL; a download still running then is given up.")
     url_hosts: list[str] = Field([], title="URL hosts",
                                  description="With allow_urls: the hosts (name, or name:port) URL triggers and their redirects may "
                                              "fetch from, e.g. images.line1.local; empty: any host the station reaches.")

@@ -224,3 +224,10 @@ def test_a_verification_image_that_is_a_fifo_is_named_so(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(InspectorError, match=f"^model.verify_defect: {fifo}: not a regular file \\(a device, FIFO or socket\\); give images"):
         check_verification_files(ModelSection.model_construct(verify_good=[], verify_defect=[str(fifo)]))
+
+
+@pytest.mark.parametrize("key", ["mqtt.connect_timeout_s", "mqtt.url_timeout_s"])
+def test_a_network_timeout_too_short_to_be_met_is_refused(tmp_path, key):
+    """1e-300 passed validation, and every connect or download then timed out."""
+    cfg, errors = config_errors(_write(tmp_path, key, 1e-300))
+    assert cfg is None and len(errors) == 1 and f"{key}: " in errors[0] and "greater than or equal to 0.1" in errors[0], errors
