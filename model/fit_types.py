@@ -22,7 +22,7 @@ from model.errors import InspectorError
 from model.extract import load_batches
 from model.framing import crop
 from model.hashing import sha256_file
-from model.label_names import UNKNOWN
+from model.label_names import GOOD, UNKNOWN, type_words
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
@@ -255,8 +255,9 @@ def install_head(net: InspectorNet, classes: list[str], region: str = "auto",
     """(Re)build the net's type head for these classes, pooling over `region` (resolved: "map" or "image") and,
     given CLIP prompt embeddings [K, E], with prompt logits. The config records what is needed to rebuild it.
     -> (head, resolved region)."""
-    if any(c.lower() == UNKNOWN for c in classes):
-        raise InspectorError(f"labels: a type may not be called {UNKNOWN!r}, in any case (reserved for defects unlike every known type)")
+    if reserved := next((c for c in classes if type_words(c) in (UNKNOWN, GOOD)), None):  # `unknown_` reads as `unknown`
+        raise InspectorError(f"labels: a type may not be called {type_words(reserved)!r}, in any case, _ as a space (given as "
+                             f"{reserved!r}); rename it")
     region = resolve_region(net, region)
     net.config.class_names = list(classes)
     net.config.type_text_dim = 0 if text_weights is None else int(text_weights.shape[1])

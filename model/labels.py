@@ -71,9 +71,12 @@ class LabelSet:
 def load_labels(path: str | Path) -> LabelSet:
     """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
     labels = _load_labels(Path(path))
-    if any(t.lower() == UNKNOWN for t in labels.types):  # "Unknown" sat beside `unknown` in type_probs
-        raise InspectorError(f"labels {labels.root}: a type may not be called {UNKNOWN!r}, in any case (reserved for defects unlike every known "
-                             "type); rename that folder")
+    # "Unknown" sat beside `unknown` in type_probs; `unknown_/` and `good_/`, read as those words, were taken as types
+    if reserved := next((t for t in labels.types if type_words(t) in (UNKNOWN, GOOD)), None):
+        word = type_words(reserved)
+        why = "reserved for defects unlike every known type" if word == UNKNOWN else "the defect-free parts, not a defect type"
+        raise InspectorError(f"labels {labels.root}: a type may not be called {word!r}, in any case, _ as a space ({why}); "
+                             f"rename the folder {reserved!r}")
     _refuse_one_name_twice(labels)
     return labels
 

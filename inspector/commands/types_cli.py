@@ -67,7 +67,7 @@ def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     # types with one prompt, each named at 50 % on every part
     said = [type_words(n) for n in names]
     twice = sorted({n for n, w in zip(names, said, strict=True) if said.count(w) > 1})
-    reserved = [n for n in names if n.lower() in (GOOD, UNKNOWN)]  # "Unknown" sat beside `unknown` in type_probs
+    reserved = [n for n, w in zip(names, said, strict=True) if w in (GOOD, UNKNOWN)]  # "Unknown", "unknown_" beside `unknown`
     if twice or reserved or len(names) < 2:
         why = (f"{', '.join(twice)} given twice (prompts read names in lower case, _ as a space)" if twice
                else f"{reserved[0]!r} is not a defect type" if reserved

@@ -189,3 +189,27 @@ def test_review_export_puts_one_type_written_two_ways_in_one_folder(tmp_path, ca
     assert rc == 0, err
     folders = sorted(p.name for p in (tmp_path / "x").iterdir())
     assert len(folders) == 1 and len(list((tmp_path / "x" / folders[0]).iterdir())) == 3, folders
+
+
+@pytest.mark.parametrize("folder, word", [("unknown_", "unknown"), ("Good_", "good"), ("UNKNOWN ", "unknown")])
+def test_a_labels_folder_read_as_a_reserved_name_is_refused(tmp_path, folder, word):
+    """`unknown_/` beside `crack/` was taken as the types ['crack', 'unknown_'], which type_words reads as 'unknown'."""
+    from model.labels import load_labels
+    from tests.model.types_data import write_labels
+
+    write_labels(tmp_path, 3, types=("blob", "scratch"))
+    (tmp_path / "scratch").rename(tmp_path / folder)
+    with pytest.raises(InspectorError, match=f"a type may not be called {word!r}, in any case, _ as a space .*rename the folder {folder!r}"):
+        load_labels(tmp_path)
+
+
+def test_a_type_head_of_a_class_read_as_unknown_is_refused():
+    from model.fit_types import install_head
+
+    with pytest.raises(InspectorError, match="a type may not be called 'unknown', in any case, _ as a space \\(given as 'unknown_'\\)"):
+        install_head(None, ["crack", "unknown_"])
+
+
+def test_zero_shot_types_read_as_a_reserved_name_are_refused(tiny_data, tmp_path, capsys):
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--types", "crack,unknown_", "--backbone", "clip:ViT-S-32:random")
+    assert_one_line_error(rc, err, "--types crack,unknown_: 'unknown_' is not a defect type")
