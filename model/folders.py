@@ -135,9 +135,10 @@ def hold_lock_file(path: Path, busy: str) -> int | None:
 
 
 @contextmanager
-def output_lock(out: Path, what: str) -> Iterator[None]:
-    """Refuse at once a second command writing to `out` while this one does. Its lock file, `.<name>.lock` beside
-    `out`, is removed again; where `out`'s parent does not exist yet, none is taken."""
+def output_lock(out: Path, what: str, busy: str | None = None) -> Iterator[None]:
+    """Refuse at once a second command writing to `out` while this one does (`busy`: what it is told, if not that
+    another `what` writes there). Its lock file, `.<name>.lock` beside `out`, is removed again; where `out`'s parent
+    does not exist yet, none is taken."""
     target = out.resolve()
     name = os.fsencode(target.name)
     if len(name) > NAME_MAX:  # said of --out, not of its lock file (".aaaa….lock: cannot be opened") with no fix
@@ -149,7 +150,7 @@ def output_lock(out: Path, what: str) -> Iterator[None]:
     if not (lock.parent.is_dir() and os.access(lock.parent, os.W_OK | os.X_OK)):  # the command's own checks say what is wrong
         yield
         return
-    busy = f"--out {out}: another {what} is writing there; wait for it to finish, or give another --out"
+    busy = busy or f"--out {out}: another {what} is writing there; wait for it to finish, or give another --out"
     while True:
         fd = hold_lock_file(lock, busy)
         try:  # locked the file now at that path, not one its last holder removed meanwhile

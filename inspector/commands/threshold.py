@@ -177,6 +177,16 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
     """An export's thresholds live in its manifest beside it: --set and --pixel change them there, and so does a
     policy, on the calibration scores the manifest carries (its checkpoint's, copied at export: those of the model
     the export was made from, even where that checkpoint was refitted since)."""
+    from model.folders import output_lock
+
+    # export's lock on its folder: a threshold set while `export --verify` ran lost the verification's outcome, written
+    # between this command's read and its write (the export then stayed refused as awaiting it)
+    with output_lock(model.parent, "export", busy=f"export {model}: `inspector export` is writing its folder now; run this "
+                                                   "again when it has finished"):
+        return _set_on_export(args, model, policy)
+
+
+def _set_on_export(args: argparse.Namespace, model: Path, policy: Policy | None) -> int:
     from exporters.manifest import read_sidecar, write_sidecar
 
     side = read_sidecar(model, required=True)

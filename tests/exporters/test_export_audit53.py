@@ -83,24 +83,27 @@ except OSError as exc:
     assert not list(tmp_path.iterdir())
 
 
-def test_a_threshold_set_on_an_export_while_it_is_verified_is_kept(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+def test_a_threshold_set_on_an_export_while_it_is_verified_waits_for_the_export(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
     """QA set a threshold on model.onnx (`inspector threshold MODEL --set`) while `export --verify` was still comparing it
     with torch: the verification's outcome was then written over the sidecar as it stood at export, and the threshold
-    set was lost without a word."""
+    set was lost without a word (or, the other way round, the outcome was). `threshold` is now told to wait."""
     from exporters import verify
     from inspector.cli import main
 
-    real = verify.verify_export
+    real, said = verify.verify_export, []
 
     def meanwhile(checkpoint, model, *args, **kwargs):
         report = real(checkpoint, model, *args, **kwargs)
-        assert main(["threshold", str(model), "--set", "12.5", "--pixel", "3.5", "--json"]) == 0
+        said.append(main(["threshold", str(model), "--set", "12.5", "--pixel", "3.5", "--json"]))
         return report
 
     monkeypatch.setattr(verify, "verify_export", meanwhile)
     out = tmp_path / "e"
     code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx", "--out", out, "--verify", tiny_data, "--json")
     assert code == 0, err
+    assert said == [2] and (f"error: export {out / 'model.onnx'}: `inspector export` is writing its folder now; run this again "
+                            "when it has finished") in err
+    assert main(["threshold", str(out / "model.onnx"), "--set", "12.5", "--pixel", "3.5", "--json"]) == 0
     side = json.loads((out / "model.onnx.json").read_text())
     assert side["verify"]["passed"] is True
     assert (side["thresholds"]["image"], side["thresholds"]["pixel"]) == (12.5, 3.5)
