@@ -606,9 +606,10 @@ class FolderWatcher:
         except OSError:
             self._seen[path] = (-1, -1, -1)
         if self.on_set_aside is not None:  # the daemon answers it on the error topic and logs it there: once, not twice
-            self.on_set_aside(f"{path.name} {why}; set aside in rejected/", f"folder:{path.name}", path.stem if SAFE_ID.match(path.stem) else None)
+            self.on_set_aside(f"{_shown(path.name)} {why}; set aside in rejected/", f"folder:{_shown(path.name)}",
+                              path.stem if SAFE_ID.match(path.stem) else None)
         else:
-            log.error("source %s: %s %s; set aside as rejected", self.name, path.name, why)
+            log.error("source %s: %s %s; set aside as rejected", self.name, _shown(path.name), why)
         self._finish(path, False)
 
     def _unchanged(self, path: Path) -> bool:
@@ -710,13 +711,14 @@ class FolderWatcher:
                 # too: a part written under the name, size and time of an earlier one (a coarse share, `cp -p`) was taken
                 # for a repeat and never inspected
                 named = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-                ident = hashlib.sha256(f"{named}|{digest}".encode()).hexdigest()[:24]
+                # a name not UTF-8 (its bytes kept by surrogateescape) ended the watcher here: .encode() refused it
+                ident = hashlib.sha256(f"{named}|{digest}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
                 serial = path.stem if SAFE_ID.match(path.stem) else None
                 if serial is None:
                     log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
-                                self.name, path.name)
-                frame = Frame(source=f"folder:{path.name}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
-                              known_as=f"f-{hashlib.sha256(named.encode()).hexdigest()[:24]}",
+                                self.name, _shown(path.name))
+                frame = Frame(source=f"folder:{_shown(path.name)}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
+                              known_as=f"f-{hashlib.sha256(named.encode('utf-8', 'surrogateescape')).hexdigest()[:24]}",
                               done=lambda ok, p=path, r=read: self._finish(p, ok, r), refused=lambda p=path, r=read: self._refused(p, r))
                 while not self._stop.is_set() and not submit(frame):
                     self.heartbeat = time.monotonic()  # waiting for room is not a stall
@@ -738,17 +740,17 @@ class FolderWatcher:
                 raise FileNotFoundError(path)
             if read is not None and not _same_file(path, read):
                 log.info("source %s: %s was written again before the part read from it could be %sd; the new file is read "
-                         "as a part of its own", self.name, path.name, verb)
+                         "as a part of its own", self.name, _shown(path.name), verb)
             elif verb == "delete":
                 path.unlink(missing_ok=True)
             else:
                 path.replace(self._free_name(self._subfolder("done" if accepted else "rejected"), path.name))
         except FileNotFoundError:
-            log.info("source %s: %s was taken away before it could be %sd", self.name, path.name, verb)
+            log.info("source %s: %s was taken away before it could be %sd", self.name, _shown(path.name), verb)
         except OSError as exc:
             # remembered, so not read again every poll, and tried again later; the state (and /health) says why it is still there
             fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions"
-            problem = f"cannot {verb} {path.name} ({exc.strerror}); {fix}"
+            problem = f"cannot {verb} {_shown(path.name)} ({exc.strerror}); {fix}"
             if path not in self._unmoved:
                 log.error("source %s: %s", self.name, problem)
             self._problem, self._unmoved[path] = problem, (accepted, read)
@@ -782,7 +784,7 @@ class FolderWatcher:
                 continue
             self._said_folders.add(entry.name)
             log.warning("source %s: %s is a folder, and a watched folder reads only the image files in itself, not its "
-                        "subfolders: have the camera write its parts into %s itself", self.name, entry.name, self.folder)
+                        "subfolders: have the camera write its parts into %s itself", self.name, _shown(entry.name), self.folder)
 
     def _subfolder(self, name: str) -> Path:
         """done/ or rejected/, made if need be; a link put there moved parts, overwriting, anywhere it led."""
@@ -808,7 +810,7 @@ class FolderWatcher:
         except FileNotFoundError:
             return  # taken away from done/ by hand
         except OSError as exc:
-            log.error("source %s: cannot move done/%s to rejected/ (%s)", self.name, path.name, exc.strerror)
+            log.error("source %s: cannot move done/%s to rejected/ (%s)", self.name, _shown(path.name), exc.strerror)
 
     def _settled(self, path: Path, read: _Read | None = None) -> None:
         """The file `read` at `path` is moved, deleted or gone: healthy again once every file is where it belongs. What
@@ -881,6 +883,14 @@ def _cut_short(data: bytes) -> bool:
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return len(data) < 8 + int.from_bytes(data[4:8], "little")
     return False
+
+
+def _shown(name: str) -> str:
+    """A file name as the log, the records and /health show it: bytes that are not UTF-8 (kept by Python as surrogates,
+    which the store, the broker and the watcher's own id refused) as \\xff, control characters (a newline forging a log
+    line) escaped as repr escapes them. A printable name is shown as it is."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _named_like(folder: Path, name: str) -> list[Path]:
