@@ -3,25 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from inspector.config import config_errors
-
-STATION = ("station: {name: s1}\nmodel: {path: m.ckpt}\nsource: {type: mqtt}\nmqtt: {prefix: a/b}\n"
-           "store: {data_dir: data}\n")
-
-
-def _write(tmp_path, key: str, value, base: str = STATION):
-    data = yaml.safe_load(base)
-    *parents, last = key.split(".")
-    at = data
-    for part in parents:
-        at = at.setdefault(part, {})
-    at[last] = value
-    path = tmp_path / "station.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
+from tests.inspector.test_station_fuzz_audit53 import STATION, _write
 
 # -- 1. http.host and mqtt.host share one check -------------------------------------------------------------------
 

@@ -71,15 +71,16 @@ def test_a_value_the_start_would_crash_on_is_refused_by_its_key(tmp_path, key, v
     assert f": {key}: " in errors[0] and ("NUL character" in errors[0] or "is empty; give the broker's host" in errors[0]), errors
 
 
-def _write(tmp_path, key: str, value) -> object:
+def _write(tmp_path, key: str, value):
+    """STATION with `key` (dotted: a section's, or a whole section) set to `value`, written as tmp_path/station.yaml."""
     import yaml
 
     data = yaml.safe_load(STATION)
-    section, *rest = key.split(".")
-    at = data.setdefault(section, {})
-    for part in rest[:-1]:
+    *parents, last = key.split(".")
+    at = data
+    for part in parents:
         at = at.setdefault(part, {})
-    at[rest[-1]] = value
+    at[last] = value
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
