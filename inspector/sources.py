@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -658,6 +659,8 @@ class FolderWatcher:
                 self._say_subfolders(e for e in listed if Path(e.name).suffix.lower() not in IMAGE_SUFFIXES)
                 links = [p for p in named if p.is_symlink()]
                 entries = [p for p in named if not p.is_symlink() and p.is_file()]
+                # a FIFO, socket, device node or folder named as an image sat in the folder for good, and nothing said why
+                others = [p for p in named if not p.is_symlink() and not p.is_file() and p.exists()]
             except OSError as exc:
                 if not self.state.startswith("unreadable"):  # said once in the log (only /health said it): a share gone, a folder removed
                     log.error("source %s: cannot read %s (%s); no part is taken from it until it can be read again", self.name,
@@ -668,10 +671,13 @@ class FolderWatcher:
             if self.state.startswith("unreadable"):
                 log.info("source %s: %s can be read again", self.name, self.folder)
             self.state = self._problem or "watching"
-            self._forget_gone(set(entries) | set(links))
+            self._forget_gone(set(entries) | set(links) | set(others))
             for path in links:  # set aside, said: it sat in the folder for good, and nothing said why
                 if path not in self._seen and path not in self._unmoved:
                     self._set_aside(path, "is a link, which a watched folder does not follow; copy or move the image itself in")
+            for path in others:
+                if path not in self._seen and path not in self._unmoved:
+                    self._set_aside(path, "is no regular file (a folder, FIFO, socket or device); copy or move the image itself in")
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, (accepted, read) in list(self._unmoved.items()):
@@ -684,11 +690,14 @@ class FolderWatcher:
                 if self._too_big(path):
                     continue
                 try:
-                    with path.open("rb") as f:
-                        data = f.read()
-                        st = os.fstat(f.fileno())  # after the read: any later change shows in _finish's check
+                    data, st = _read_file(path, self.cfg.max_file_bytes)
                 except FileNotFoundError:
                     continue  # moved away meanwhile
+                except _NotRegular:
+                    continue  # swapped for a link, FIFO or device since it was listed: the next listing sets it aside
+                except _TooBig:
+                    self._too_big(path)  # grew past the limit since it was measured
+                    continue
                 except OSError as exc:
                     self._set_aside(path, f"cannot be read ({exc.strerror})")
                     continue
@@ -854,6 +863,33 @@ class _Read:
     digest: str  # sha256 of its bytes
     coarse: bool  # its time could hide a rewrite of the same size: compare the bytes too
     ctime: int  # a rewrite (or `cp -p`) changes it, whatever it keeps: unchanged, the bytes need no second read
+
+
+class _NotRegular(OSError):
+    """The name no longer holds a regular file."""
+
+
+class _TooBig(OSError):
+    """The file holds more than it may."""
+
+
+def _read_file(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file at `path` (at most `limit`) and its stat after the read. Not through a link, and
+    not blocking: a file swapped after the listing for a FIFO hung the watcher in its open for good, one swapped for a
+    link to /dev/zero was read until memory ran out, and one grown past source.max_file_bytes was read whole."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link now
+            raise _NotRegular(exc.errno, exc.strerror) from exc
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegular(errno.EINVAL, "no regular file")
+        data = f.read(limit + 1)
+        if len(data) > limit:
+            raise _TooBig(errno.EFBIG, "over source.max_file_bytes")
+        return data, os.fstat(fd)  # after the read: any later change shows in _finish's check
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:

@@ -37,3 +37,84 @@ def test_a_file_whose_name_is_not_utf8_or_holds_a_newline_is_inspected_and_the_w
     assert all(s.isprintable() and s.encode("utf-8") for s in shown)  # the store, the broker and the log take them
     assert len({f.inspection_id for f in frames}) == 3
     assert sorted(os.listdir(folder / "done")) == sorted(["P3.png", os.fsdecode(b"bad\xff\xfe.png"), "two\nlines\x1b[31m.png"])
+
+
+def test_a_fifo_socket_or_folder_named_as_an_image_is_set_aside_and_said(tmp_path):
+    """They were neither read nor said: each sat in the folder for good, and nothing told the line why."""
+    import socket
+
+    folder = in_folder(tmp_path)
+    os.mkfifo(folder / "fifo.png")
+    (folder / "lot.png").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock.png"))
+    frames: list = []
+    said: list = []
+    w = watcher(folder, "move", frames)
+    w.on_set_aside = lambda text, source, serial: said.append(text)
+    try:
+        wait_until(lambda: len(said) == 3, 5, "the three set aside")
+        drop(folder / "P1.png", png(good_image(1)))
+        wait_until(lambda: frames, 5, "the next good file read")
+    finally:
+        w.stop()
+        sock.close()
+    assert sorted(os.listdir(folder / "rejected")) == ["fifo.png", "lot.png", "sock.png"]
+    assert all("no regular file" in text for text in said) and [f.serial for f in frames] == ["P1"]
+
+
+def test_a_file_swapped_for_a_fifo_after_it_was_listed_does_not_hang_the_watcher(tmp_path, monkeypatch):
+    """Opened as a file, a FIFO put under its name blocked the watcher's thread for good (no writer ever came)."""
+    import inspector.sources as sources
+
+    folder = in_folder(tmp_path)
+    real = sources.FolderWatcher._too_big
+
+    def swapped(self, path):
+        if path.name == "A.png" and not (folder / "rejected").exists():
+            path.unlink()
+            os.mkfifo(path)
+        return real(self, path)
+
+    monkeypatch.setattr(sources.FolderWatcher, "_too_big", swapped)
+    drop(folder / "A.png", png(good_image(1)))
+    frames: list = []
+    w = watcher(folder, "move", frames)
+    try:
+        wait_until(lambda: (folder / "rejected" / "A.png").exists(), 5, "the FIFO set aside")
+        drop(folder / "P2.png", png(good_image(2)))
+        wait_until(lambda: frames, 5, "the next good file read")
+    finally:
+        if (folder / "A.png").exists():  # a watcher stuck in the FIFO's open: let it go
+            os.close(os.open(folder / "A.png", os.O_WRONLY | os.O_NONBLOCK))
+        w.stop()
+    assert [f.serial for f in frames] == ["P2"]
+
+
+def test_a_file_grown_past_the_limit_after_it_was_measured_is_not_read_whole(tmp_path, monkeypatch):
+    import inspector.sources as sources
+    from inspector.config import FolderSource
+    from inspector.sources import FolderWatcher
+
+    folder = in_folder(tmp_path)
+    real = sources.FolderWatcher._too_big
+
+    def grown(self, path):
+        over = real(self, path)
+        if path.name == "A.png":
+            with open(path, "ab") as f:
+                f.write(bytes(200_000))
+        return over
+
+    monkeypatch.setattr(sources.FolderWatcher, "_too_big", grown)
+    drop(folder / "A.png", png(good_image(1)))
+    frames: list = []
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=0.0, after="move", max_file_bytes=100_000))
+    w.start(lambda f: frames.append(f) or f.done(True) or True)
+    try:
+        wait_until(lambda: (folder / "rejected" / "A.png").exists(), 5, "the grown file set aside")
+        drop(folder / "P2.png", png(good_image(2)))
+        wait_until(lambda: frames, 5, "the next good file read")
+    finally:
+        w.stop()
+    assert [f.serial for f in frames] == ["P2"]
