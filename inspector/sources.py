@@ -274,7 +274,10 @@ class OpenCVSource:
             self.name, self.live = f"video:{Path(cfg.path).name}", cfg.fps != "max"
             self.period = 0.0  # set on open for "native"
             if not Path(cfg.path).is_file():
-                raise InspectorError(f"source.path {cfg.path}: no such video file")
+                # a folder, a FIFO or a link to /dev/zero was said to be missing; not opened (a FIFO's open would wait)
+                there = os.path.exists(cfg.path)
+                raise InspectorError(f"source.path {cfg.path}: " + ("no regular file (a folder, FIFO or device); give the video file itself"
+                                                                     if there else "no such video file"))
             probe = cv2.VideoCapture(cfg.path)  # said before serve makes its store and loads its model, as --here says it
             opened = probe.isOpened()
             # one that opens but decodes nothing (no frames, a codec OpenCV lacks) passed, then said "set source.loop"

@@ -118,3 +118,20 @@ def test_a_file_grown_past_the_limit_after_it_was_measured_is_not_read_whole(tmp
     finally:
         w.stop()
     assert [f.serial for f in frames] == ["P2"]
+
+
+def test_a_video_path_that_is_a_folder_fifo_or_device_is_not_said_to_be_missing(tmp_path):
+    import pytest
+
+    from inspector.config import VideoSource
+    from inspector.sources import OpenCVSource
+    from model.errors import InspectorError
+
+    os.mkfifo(tmp_path / "fifo.avi")
+    (tmp_path / "dir.avi").mkdir()
+    (tmp_path / "zero.avi").symlink_to("/dev/zero")
+    for name in ("fifo.avi", "dir.avi", "zero.avi"):
+        with pytest.raises(InspectorError, match="no regular file"):
+            OpenCVSource(VideoSource(type="video", path=str(tmp_path / name)))
+    with pytest.raises(InspectorError, match="no such video file"):
+        OpenCVSource(VideoSource(type="video", path=str(tmp_path / "none.avi")))
