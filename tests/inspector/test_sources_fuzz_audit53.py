@@ -44,14 +44,14 @@ def test_a_fifo_socket_or_folder_named_as_an_image_is_set_aside_and_said(tmp_pat
     import socket
 
     folder = in_folder(tmp_path)
+    frames: list = []
+    said: list = []
+    w = watcher(folder, "move", frames)
+    w.on_set_aside = lambda text, source, serial: said.append(text)  # before they are there: the thread is running
     os.mkfifo(folder / "fifo.png")
     (folder / "lot.png").mkdir()
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "sock.png"))
-    frames: list = []
-    said: list = []
-    w = watcher(folder, "move", frames)
-    w.on_set_aside = lambda text, source, serial: said.append(text)
     try:
         wait_until(lambda: len(said) == 3, 5, "the three set aside")
         drop(folder / "P1.png", png(good_image(1)))
