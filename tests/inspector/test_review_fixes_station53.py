@@ -9,23 +9,6 @@ from tests.inspector.test_station_fuzz_audit53 import STATION, _write
 
 # -- 1. http.host and mqtt.host share one check -------------------------------------------------------------------
 
-@pytest.mark.parametrize("host, said", [
-    ("http://0.0.0.0", "is a URL; give the host alone (0.0.0.0)"),
-    ("https://0.0.0.0:9111/", "is a URL; give the host alone (0.0.0.0) and the port as http.port: 9111"),
-    ("http://0.0.0.0:9111/metrics", "is a URL; give the host alone (0.0.0.0) and the port as http.port: 9111"),
-    ("0.0.0.0:9111", "is a host and a port; give the host alone (0.0.0.0) and the port as http.port: 9111"),
-    ("[::1]:9111", "is a host and a port; give the host alone (::1) and the port as http.port: 9111"),
-    ("[::]", "is an address in brackets; give the host alone (::)"),
-    (" 0.0.0.0", "has spaces around it; give '0.0.0.0' without them"),
-    ("", "is empty; give the address to listen on (0.0.0.0: every interface), e.g. 127.0.0.1"),
-])
-def test_an_http_host_given_as_a_url_or_host_and_port_is_refused_naming_http_port(tmp_path, host, said):
-    """It passed `config validate`, and the station's start failed naming something else."""
-    cfg, errors = config_errors(_write(tmp_path, "http.host", host))
-    assert cfg is None and len(errors) == 1 and f"http.host: {said}" in errors[0], errors
-    assert "mqtt.port" not in errors[0]
-
-
 @pytest.mark.parametrize("host", [" broker", "broker ", "\tbroker"])
 def test_an_mqtt_host_with_spaces_around_it_is_refused(tmp_path, host):
     """`_host` checked v.strip() but kept v: ' broker' passed, and the name looked up was not the broker's."""

@@ -188,16 +188,28 @@ def test_a_tls_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
     assert out == [f"mqtt.tls.ca_file {fifo}: not a regular file (a device, FIFO or socket); give a PEM file"]
 
 
-@pytest.mark.parametrize("host, said", [
-    ("mqtt://broker.local", "is a URL; give the host alone (broker.local)"),
-    ("mqtts://broker.local:8883", "is a URL; give the host alone (broker.local) and the port as mqtt.port: 8883; TLS goes in mqtt.tls"),
-    ("broker.local:1883", "is a host and a port; give the host alone (broker.local) and the port as mqtt.port: 1883"),
-    ("[::1]:1884", "is a host and a port; give the host alone (::1) and the port as mqtt.port: 1884"),
+@pytest.mark.parametrize("key, host, said", [
+    ("mqtt.host", "mqtt://broker.local", "is a URL; give the host alone (broker.local)"),
+    ("mqtt.host", "mqtts://broker.local:8883",
+     "is a URL; give the host alone (broker.local) and the port as mqtt.port: 8883; TLS goes in mqtt.tls"),
+    ("mqtt.host", "broker.local:1883", "is a host and a port; give the host alone (broker.local) and the port as mqtt.port: 1883"),
+    ("mqtt.host", "[::1]:1884", "is a host and a port; give the host alone (::1) and the port as mqtt.port: 1884"),
+    ("http.host", "http://0.0.0.0", "is a URL; give the host alone (0.0.0.0)"),
+    ("http.host", "https://0.0.0.0:9111/", "is a URL; give the host alone (0.0.0.0) and the port as http.port: 9111"),
+    ("http.host", "http://0.0.0.0:9111/metrics", "is a URL; give the host alone (0.0.0.0) and the port as http.port: 9111"),
+    ("http.host", "0.0.0.0:9111", "is a host and a port; give the host alone (0.0.0.0) and the port as http.port: 9111"),
+    ("http.host", "[::1]:9111", "is a host and a port; give the host alone (::1) and the port as http.port: 9111"),
+    ("http.host", "[::]", "is an address in brackets; give the host alone (::)"),
+    ("http.host", " 0.0.0.0", "has spaces around it; give '0.0.0.0' without them"),
+    ("http.host", "", "is empty; give the address to listen on (0.0.0.0: every interface), e.g. 127.0.0.1"),
 ])
-def test_a_broker_url_or_host_and_port_as_the_host_is_refused_with_the_fix(tmp_path, host, said):
-    """Other MQTT tools take a URL or host:port; given as mqtt.host it passed, and the station said only "unreachable"."""
-    cfg, errors = config_errors(_write(tmp_path, "mqtt.host", host))
-    assert cfg is None and len(errors) == 1 and f"mqtt.host: {said}" in errors[0], errors
+def test_a_url_or_host_and_port_as_a_host_is_refused_naming_its_sections_port(tmp_path, key, host, said):
+    """Other tools take a URL or host:port: given as mqtt.host it passed, and the station said only "unreachable"; as
+    http.host it passed `config validate`, and the station's start failed naming something else (one check serves both)."""
+    cfg, errors = config_errors(_write(tmp_path, key, host))
+    assert cfg is None and len(errors) == 1 and f"{key}: {said}" in errors[0], errors
+    other = "mqtt" if key == "http.host" else "http"
+    assert f"{other}.port" not in errors[0]
 
 
 @pytest.mark.parametrize("host", ["broker.local", "10.0.0.2", "::1", "fe80::1%eth0", "h"])
