@@ -313,9 +313,9 @@ def decode_image(data: bytes, name: str = "payload", hint: str = "send JPEG or P
 
 
 def _sniffed(data: bytes) -> str | None:
-    """The format its first bytes name, where Pillow's reader of it failed before it named the format: a JPEG, PNG or BMP
-    cut short in its header (a WebP almost anywhere) was asked "is it a PNG/JPEG/...?", or told to send JPEG or PNG
-    bytes. (Where no reader took it at all, UnidentifiedImageError, it is no image as far as Pillow can tell.)"""
+    """The format its first bytes name, where Pillow failed before it named the format (a reader's error, or no reader
+    taking it at all: UnidentifiedImageError): a JPEG, PNG, GIF or BMP cut short in its header (a WebP almost anywhere)
+    was asked "is it a PNG/JPEG/...?", or told to send JPEG or PNG bytes. None for bytes no format's magic starts."""
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return "WEBP"
     if data.startswith(b"BM") and len(data) >= 10 and data[6:10] == b"\0\0\0\0":  # a BMP's reserved bytes: "BM..." text is none
