@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from inspector.cli import one_line
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
@@ -414,6 +415,9 @@ class Intake:
         whether the input was a part to inspect (None: a message on the image or trigger topic), which the store then
         keeps for the shift report (a part refused on arrival is in no record). `replies`: where a journaled job's
         answer goes (its input's, its repeats'), when there is no message."""
+        # control characters escaped: a topic is the sender's to name, and a broker may pass a newline in it, which
+        # forged a line of the log (and split the error topic's one line)
+        text, origin = one_line(text), one_line(origin)
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
         payload = error_payload(text, origin, inspection_id, serial, **self._command_key(message))
@@ -478,7 +482,7 @@ class Intake:
                     refused=frame.refused, captured=frame.timestamp, live=not frame.wait)
 
     def _message(self, msg: Message) -> None:
-        origin = msg.topic.removeprefix(self.topics.prefix + "/")
+        origin = one_line(msg.topic.removeprefix(self.topics.prefix + "/"))  # as `reject` says it, in the log too
         try:
             self._dispatch(msg, origin)
         except Exception as exc:  # noqa: BLE001 (any input the handlers did not foresee)

@@ -17,6 +17,8 @@ def one_line(value: str | None, what: str) -> str | None:
     """One line of printable text (newlines and tabs read as spaces, control characters dropped); None stays None."""
     if value is None:
         return None
+    if any("\ud800" <= c <= "\udfff" for c in value):  # bytes of another encoding, which the filter below dropped unsaid
+        raise InspectorError(f"{what} {value[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8")
     text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
     if not text:
         raise InspectorError(f"{what} is empty; give a value or leave {what} out")

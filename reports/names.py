@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 
+MAX_BYTES = 80  # of a name's UTF-8: a worst part's page holds two names (the part's, its shift's station) in 255 bytes
+
 
 def safe_name(text: object) -> str:
     """A file-name-safe form of an id, distinct for distinct ids: where characters had to be replaced, a hash of the
-    id follows (LOT7.P1, LOT7_P1 and LOT7:P1 shared one image file and one report, each overwriting the other's)."""
+    id follows (LOT7.P1, LOT7_P1 and LOT7:P1 shared one image file and one report, each overwriting the other's).
+    At most MAX_BYTES bytes of UTF-8: 80 letters of 4 bytes each (𝐀, 𠀀) were a name too long for any file system, and
+    the part's image, report and export failed."""
     text = str(text)
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
-    if cleaned == text and text:
+    if cleaned == text and text and len(text.encode("utf-8")) <= MAX_BYTES:
         return cleaned
-    return f"{cleaned[:71]}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    kept = cleaned[:71]
+    while len(kept.encode("utf-8")) > MAX_BYTES - 9:  # only letters and digits of several bytes take this loop
+        kept = kept[:-1]
+    return f"{kept}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"

@@ -134,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         raise InspectorError(f"--worst {args.worst}: give a number of parts, 0 or more")
     if args.end and not args.start:
         raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
+    for option, text in (("--title", args.title), ("--lot", args.lot)):
+        if text is not None and any("\ud800" <= c <= "\udfff" for c in text):  # a report file holds UTF-8: a traceback at its writing
+            raise InspectorError(f"{option} {text[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8")
     opts = settings(args)
     try:
         z = zone(opts.tz)
