@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 
 MAX_BYTES = 80  # of a name's UTF-8: a worst part's page holds two names (the part's, its shift's station) in 255 bytes
+# DOS device names, whatever their case or extension: a FAT stick (vfat refuses them, EINVAL) or a Windows share
+# could not take a part `CON`'s image or a type `aux`'s export folder
+RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10))})
 
 
 def safe_name(text: object) -> str:
@@ -14,7 +17,7 @@ def safe_name(text: object) -> str:
     the part's image, report and export failed."""
     text = str(text)
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
-    if cleaned == text and text and len(text.encode("utf-8")) <= MAX_BYTES:
+    if cleaned == text and text and len(text.encode("utf-8")) <= MAX_BYTES and text.upper() not in RESERVED:
         return cleaned
     kept = cleaned[:71]
     while len(kept.encode("utf-8")) > MAX_BYTES - 9:  # only letters and digits of several bytes take this loop

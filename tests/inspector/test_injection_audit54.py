@@ -127,3 +127,16 @@ def test_a_review_note_not_in_utf8_is_refused_not_cut(tmp_path, capsys):
     rc, _, err = cli(capsys, "review", "--db", store, ident, "--truth", "good", "--by", "M\udcfcller")
     assert_one_line_error(rc, err, "--by 'M\\udcfcller': not UTF-8 text", "give it in UTF-8")
     assert reviews(store, ident) == []
+
+
+@pytest.mark.parametrize("name", ["CON", "aux", "Nul", "com1", "LPT9"])
+def test_a_dos_device_name_is_not_a_file_name(name):
+    from reports.names import safe_name
+    shown = safe_name(name)
+    assert shown.upper() not in {"CON", "PRN", "AUX", "NUL", "COM1", "LPT9"}
+    assert shown.startswith(name) and shown != safe_name(name + "_")
+
+
+def test_names_beside_dos_device_names_stay_as_given():
+    from reports.names import safe_name
+    assert [safe_name(n) for n in ("CONSOLE", "AUX1", "COM10", "LPT0", "P-0042")] == ["CONSOLE", "AUX1", "COM10", "LPT0", "P-0042"]
