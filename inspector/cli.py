@@ -7,8 +7,26 @@ import argparse
 import importlib
 import re
 import sys
+import traceback
 
 from model.errors import InspectorError, denied, os_exit_code, write_fix
+
+# what a script or a line's PLC reads from `$?`; 1 is never a crash, which Python's own exit status would make it
+EXIT_STATUS = """exit status (every command):
+  0    done (inspect --exit-code: every part PASSed)
+  1    done, and something judged failed: inspect --exit-code a part FAILed, config validate the config is invalid,
+       export --verify an export drifted, reload the reload failed
+  2    bad input (a file, folder, option or config): one line on stderr naming it and the fix
+  70   an internal error (a bug): a traceback on stderr, to report
+  75   a condition that may pass (a full disk, a disk error): run it again later; the systemd unit restarts on it
+  130  interrupted (Ctrl-C)
+  141  its output's reader went away (`| head`), as a shell gives a command a broken pipe stopped
+
+With --json, stdout holds only the JSON document (messages, notes and progress go to stderr), and is empty where
+the command ends in an error before any result. Where some inputs were done and others not (inspect of several
+images, export of several formats), the JSON names both and the exit status is the error's."""
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h), beside 75 EX_TEMPFAIL
+BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 COMMANDS = ["fit", "inspect", "evaluate", "threshold", "reload", "report", "review", "bench", "serve", "config", "export", "synth", "demo"]
 
@@ -23,9 +41,25 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise InspectorError(f"{self.prog}: {message} (see {self.prog} --help)")
 
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, "_parsed_by"):  # the innermost (sub)command's parser sets it first
+            namespace._parsed_by = self.prog
+        return namespace, extras
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown options from the top parser: `inspect ... --jsn` read "inspector:
+        # unrecognized arguments: --jsn (see inspector --help)", whose help lists no option of inspect's
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(namespace, "_parsed_by", self.prog)
+            raise InspectorError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        return namespace
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="inspector", description="Industrial visual inspection: fit, inspect, evaluate, serve, report.")
+    parser = _Parser(prog="inspector", description="Industrial visual inspection: fit, inspect, evaluate, serve, report.",
+                     epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     from inspector.version import __version__
 
     parser.add_argument("--version", action="version", version=f"inspector {__version__}")
@@ -46,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except InspectorError as exc:
         print(f"error: {exc if isinstance(exc, Problems) else one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:  # `inspector eval --json | head`: the reader has all it wanted
-        return 0
+    except BrokenPipeError:  # `inspector eval --json | head`: quiet, but not 0, which under `set -o pipefail` read as
+        return BROKEN_PIPE    # `inspect --exit-code`'s "every part PASSed" of parts never inspected
     except PermissionError as exc:  # one a command did not foresee (Path.exists raises it, unlike os.path.exists)
         print(f"error: {one_line(denied(exc, str(exc.filename or 'a file')))}", file=sys.stderr)
         return 2
@@ -58,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: Python's own exit status 1 read as `inspect --exit-code`'s FAIL, or an invalid config
+        traceback.print_exc()
+        print(f"error: {one_line(f'internal error ({type(exc).__name__}); please report it with the traceback above')}", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 # what splits a line (str.splitlines, a terminal, a log reader): a file or folder name may hold any of them

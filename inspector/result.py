@@ -129,8 +129,9 @@ class InspectionResult:
             "type_confidence": None if self.type_confidence is None else round(float(self.type_confidence), 4),
             "type_probs": dict(self.type_probs),
             "defects": [
-                {"type": r.type, "confidence": r.confidence, "box": list(r.box), "area_px": r.area_px,
-                 "area_mm2": r.area_mm2, "severity": r.severity, "peak": r.peak, "located_by": r.located_by}
+                # an infinite map value (an FP16 export overflowing) made the peak Infinity: null, as the score
+                {"type": r.type, "confidence": r.confidence, "box": list(r.box), "area_px": r.area_px, "area_mm2": r.area_mm2,
+                 "severity": r.severity, "peak": r.peak if math.isfinite(r.peak) else None, "located_by": r.located_by}
                 for r in self.regions
             ],
             "defects_found": self.found,

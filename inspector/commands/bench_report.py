@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="time shift and inspection report rendering (HTML, PDF)", description=__doc__)
     p.add_argument("--n", type=at_least(1), default=1000, help="inspections in the shift (default 1000)")
     p.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per measurement; medians are reported (default 3)")
-    p.add_argument("--lang", type=_language, default="en", help="report language: en, zh or es")
+    p.add_argument("--lang", type=_language, default="en", help="report language: en, zh or es (default en)")
     p.add_argument("--image-size", type=at_least(32), default=512, metavar="PX", help="side of the synthetic part images (default 512)")
     p.add_argument("--keep", metavar="DIR", help="keep the store and reports in this folder instead of a temporary one")
     p.add_argument("--json", action="store_true", help="print one JSON object")

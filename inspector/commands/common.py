@@ -15,7 +15,7 @@ from typing import Any
 
 from model.errors import InspectorError
 
-DEVICE_HELP = "where the model runs: cpu or cuda[:N] (checkpoints, ONNX), tensorrt[:N] (ONNX via TensorRT); engines run on cuda"
+DEVICE_HELP = "where the model runs: cpu or cuda[:N] (checkpoints, ONNX), tensorrt[:N] (ONNX via TensorRT); engines run on cuda (default cpu)"
 
 
 LOG_EVERY_S = 30.0
@@ -75,13 +75,30 @@ def print_json(obj: Any) -> None:
     """One JSON object on stdout that any JSON reader takes. A file or folder name that is not UTF-8 (a zip from a
     Windows PC in GBK, a share mounted with another charset) comes through Python as lone surrogates: printed as they
     are, they crashed a UTF-8 stdout after the whole command (a traceback) or, under the C locale, wrote bytes no
-    JSON reader decodes. Such an object is written with \\u escapes instead (json.loads gives back the very name)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    JSON reader decodes. Such an object is written with \\u escapes instead (json.loads gives back the very name).
+    A NaN or infinite number is written as null, as the result record writes a NaN score: Python wrote `NaN` and
+    `Infinity`, which are not JSON, and a strict reader (a PLC's, jq's, JavaScript's JSON.parse) refused the document."""
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        obj = _finite(obj)
+        text = json.dumps(obj, indent=2, ensure_ascii=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = json.dumps(obj, indent=2, ensure_ascii=True)
     print(text)
+
+
+def _finite(obj: Any) -> Any:
+    """`obj` with each NaN or infinite float in it as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def fraction(text: str) -> float:

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspector.api import Inspector, load_image
+    from inspector.cli import one_line
     from inspector.describe import LANGUAGES
     from inspector.overlay import save_png
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         writable_folder(args.overlays, "--overlays")
     insp = Inspector.load(args.model, device=args.device)
     for note in notes:  # once the model is known to load: an error stays the only line
-        print(note, file=sys.stderr)
+        print(one_line(f"note: {note}"), file=sys.stderr)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)
     overlay_names = _overlay_names(paths, base) if args.overlays else {}
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             r.timings_ms["decode"] = round(r.timings_ms.get("decode", 0.0) + decoded_ms, 3)  # the file's decoding, as the API counts it
         except InspectorError as exc:
             errors.append({"path": str(path), "error": str(exc)})
-            print(f"error: {exc}", file=sys.stderr)
+            print(one_line(f"error: {exc}"), file=sys.stderr)  # a name holding a newline split it, the rest without `error:`
             continue
         if args.overlays and not overlays_failed:  # a verdict stands without its overlay (a full disk lost both)
             try:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             except InspectorError as exc:
                 overlays_failed = True  # said once, not once per image
                 errors.append({"path": str(path), "error": str(exc)})
-                print(f"error: {exc}; no further overlays are written", file=sys.stderr)
+                print(one_line(f"error: {exc}; no further overlays are written"), file=sys.stderr)
         verdicts.append(r.verdict)
         if args.json:
             records.append(r.to_record() | ({"description": r.describe(args.lang)} if args.lang else {}))
@@ -99,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             if records:
                 print_json(records[0])
         else:
-            print_json({"results": records, "errors": errors,
+            # notes too: what was left out (links that lead nowhere, masks, earlier overlays) was said on stderr alone
+            print_json({"results": records, "errors": errors, "notes": notes,
                         "summary": {"images": len(paths), "inspected": len(verdicts), "fail": n_fail, "pass": len(verdicts) - n_fail}})
     elif len(paths) > 1:
         unread = len(paths) - len(verdicts)
@@ -152,7 +154,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             continue
         scan = scan_images(t, recursive=True, masks=True) if t.is_dir() else None
         images = scan.images if scan else [t]
-        notes += [f"note: {n}" for n in broken_links_note(scan, t)] if scan else []
+        notes += broken_links_note(scan, t) if scan else []
         if skip and t.is_dir():
             if os.path.commonpath([os.path.abspath(t), skip]) == skip:  # said so, not "no images found"
                 raise InspectorError(f"--overlays {skip}: holds the folder {t} being inspected; write the overlays to another folder")
@@ -164,7 +166,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             named = [p for p in images if left_out(p)] if t.is_dir() else []
             if named:
                 images = [p for p in images if not left_out(p)]
-                notes.append(f"note: {len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
+                notes.append(f"{len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
                              "inspected; give them by name to inspect them")
         if not images:
             if dead := scan and only_dead_links(scan):  # "no images found" of files there, as links to a share gone
@@ -176,7 +178,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
         if not found:
             what = f"image {own[0]}: an overlay" if len(own) == 1 else f"images {own[0]} and {len(own) - 1} more: overlays"
             raise InspectorError(f"{what} in the --overlays folder {skip}, not parts; give the parts, or write the overlays to another folder")
-        notes.append(f"note: {len(own)} image(s) given in the --overlays folder {skip} named *_overlay (overlays of this or an "
+        notes.append(f"{len(own)} image(s) given in the --overlays folder {skip} named *_overlay (overlays of this or an "
                      f"earlier run, e.g. {own[0].name}) are not inspected; write the overlays to another folder to inspect them")
     base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets) if t not in own])
     return list(found.values()), base, notes

@@ -58,7 +58,7 @@ def test_a_condition_that_may_pass_exits_75_for_the_unit_to_restart(monkeypatch,
     (OSError(errno.EROFS, "Read-only file system", "/srv/exports"), 2, "error: /srv/exports: Read-only file system; give this user"),
     (OSError(errno.EIO, "Input/output error"), 75, "error: [Errno 5] Input/output error; check the folder and the disk"),  # no "a file"
     (TimeoutError("timed out"), 75, "error: timed out; check the folder and the disk"),
-    (BrokenPipeError(errno.EPIPE, "Broken pipe"), 0, None),  # `inspector eval --json | head`: quiet, as before the catch-all
+    (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, None),  # `inspector eval --json | head`: quiet, and not 0 (all PASSed)
 ])
 def test_an_os_error_no_command_foresaw_is_one_line(monkeypatch, capsys, exc, code, line):
     """A full disk or a failing one was exit 2, which the unit never restarts on; a broken pipe said `a file: Broken pipe`."""
