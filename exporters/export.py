@@ -56,7 +56,7 @@ def _os_failure(fmt: str, exc: OSError) -> InspectorError:
 class Exported:
     path: Path
     manifest: dict[str, Any]
-    parity: float  # worst relative difference float32 ONNX vs torch on random inputs
+    parity: float  # worst relative difference of the float32 ONNX graph (each format's source) vs torch on random inputs
 
 
 def _normalisation(net) -> dict[str, Any]:

@@ -117,7 +117,9 @@ def _run(args: argparse.Namespace) -> int:
 def _item(r) -> dict:
     m = r.manifest
     return {"model": str(r.path), "manifest": f"{r.path}.json", "kind": m["kind"], "bytes": m["file_bytes"],
-            "sha256": m["file_sha256"], "precision": m["precision"], "parity_random_inputs": r.parity}
+            "sha256": m["file_sha256"], "precision": m["precision"],
+            # of the float32 graph each format is made from (an FP16 item read as its own); a format's own drift is `verify`'s
+            "float32_graph_parity": r.parity}
 
 
 def check_verify_images(checkpoint: str, data: str, samples: list) -> None:
