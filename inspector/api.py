@@ -201,13 +201,19 @@ class Inspector:
             raise InspectorError(f"model {model!r}: give the path of a checkpoint from `inspector fit` or of an exported model")
         return cls(open_engine(model, device=device), decision, station)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
         """Free the model (its memory, a GPU's too), for this Inspector and its with_thresholds copies, once an
-        inspection in progress ends; they refuse to inspect after. Closing again does nothing."""
-        with self._shared.lock:
+        inspection in progress ends; they refuse to inspect after. Closing again does nothing. `timeout`: wait at most
+        that long for the inspection in progress, and leave the model open (False) if it has not ended by then."""
+        if not self._shared.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return False
+        try:
             if not self._shared.closed:
                 self._shared.closed = True
                 self.engine.close()
+        finally:
+            self._shared.lock.release()
+        return True
 
     def __enter__(self) -> Inspector:
         return self

@@ -8,8 +8,8 @@ Start: the cheap checks (source, model, password variable, TLS files), store, br
 workers, journal recovery, source, `online`; a refusal ends the start with one clear line (and before the store, leaves
 none behind). SIGHUP or a `reload` command: the model is loaded again beside the one in use and swapped in
 between batches (a model that fails to load leaves the old one serving). SIGTERM: the source stops, accepted work drains (up to
-daemon.drain_timeout_s; what is left stays in the journal for the next start), the broker acknowledges
-what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
+daemon.drain_timeout_s, or until a second SIGTERM or Ctrl-C; what is left stays in the journal for the next start), the broker
+acknowledges what was sent, then `offline` and disconnect. Unacknowledged MQTT input is redelivered to the next run.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from model.errors import InspectorError, what_is_wrong_with
 log = logging.getLogger(__name__)
 
 RESTART_AT_START = ("queue_size", "queue_wait_s", "max_image_pixels")  # model settings a reload cannot apply: the queue and intake are built
+CLOSE_WAIT_S = 10.0  # a stop waits this long for a batch still in the engine before it closes the model
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
 
@@ -195,6 +196,7 @@ class Daemon:
         self.results: queue.Queue = queue.Queue(maxsize=max(2 * cfg.model.batch_size, 16))
         self._given_inspector, self._on_fail, self._on_shift = inspector, on_fail, on_shift_report
         self.halt = threading.Event()  # set by SIGTERM/SIGINT or stop()
+        self.hurry = threading.Event()  # a second SIGTERM/SIGINT: the stop no longer waits for accepted work (it stays journaled)
         self.ready = False
         self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
         self._status_sent: bytes | None = None
@@ -219,6 +221,9 @@ class Daemon:
         self.loaded_at = ""
         self.verified: dict[str, int] | None = None  # the verification images the model in use judged right
         self.last_reload: dict[str, Any] | None = None
+        # reloads begun: `inspector reload` waits for the outcome of one begun after its signal, by number (compared by the
+        # wall clock's time, a clock stepped back at that moment made a reload that worked time out, and `systemctl reload` fail)
+        self.reloads = 0
         self.outbox: Outbox | None = None
         self.sink: Sink | None = None
         self.hooks: ReportHooks | None = None
@@ -236,7 +241,7 @@ class Daemon:
                 if part is not None:
                     part.stop()
             if self.inspector is not None and self._owns_engine:  # e.g. loaded, then misjudged a verification image
-                self.inspector.engine.close()
+                self.inspector.close(timeout=CLOSE_WAIT_S)
             # a start refused after the store was made (the broker refused the password, the model did not load, the port
             # was taken): a new store with nothing in it goes again
             unused = fresh and self.store is not None and not any(self.store.counts().values())
@@ -473,6 +478,7 @@ class Daemon:
             out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP or a reload command) or restart to use them"
         if self.verified is not None:
             out["verified"] = self.verified
+        out["reloads"] = self.reloads
         if self.last_reload is not None:
             out["last_reload"] = self.last_reload
         return out
@@ -521,11 +527,16 @@ class Daemon:
         self._reloading.acquire()
         with self._reload_queue:
             self._reload_waiting = False
+        # the model in use now, which the reload this one waited for may have replaced: the one asked about earlier was
+        # closed again (or a caller's given Inspector closed), and the one it had loaded left open
+        was = self.inspector
+        was_id = was.engine.meta.model_id if was is not None else None
         if self.halt.is_set():
             self._reloading.release()
             return {"ok": False, "model": was_id, "error": "the station is stopping"}
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        started, new = utc_now(), None  # `inspector reload` waits for an outcome begun after its signal
+        self.reloads += 1
+        number, started, new = self.reloads, utc_now(), None  # `inspector reload` waits for an outcome begun after its signal
         try:
             section, later = self._reread_model_section()
             new, files, stamp = self._load(section)
@@ -534,23 +545,23 @@ class Daemon:
             verified = verify(new, section.verify_good, section.verify_defect)  # nor one that misjudges a known part
         except Exception as exc:  # noqa: BLE001 - a reload must never take the station down
             if new is not None:
-                new.engine.close()
+                new.close()
             reason = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
             log.error("reload failed; parts go on with model %s: %s", was_id, reason)
-            self.last_reload = {"ok": False, "started_at": started, "at": utc_now(), "error": reason}
+            self.last_reload = {"ok": False, "number": number, "started_at": started, "at": utc_now(), "error": reason}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "failed"})
             return {**self.last_reload, "model": was_id}
         else:
             with self._model_lock:
                 if self.halt.is_set():  # stopping: the engine in use was, or will be, closed by the stop
-                    new.engine.close()
+                    new.close()
                     return {"ok": False, "model": was_id, "error": "the station is stopping"}
                 self.inference.swap(new, section.batch_size)
                 self.inspector, owned, self._owns_engine = new, self._owns_engine, True
                 self._model_files, self._model_stamp, self.loaded_at, self.verified = files, stamp, utc_now(), verified
                 self.cfg = self.cfg.model_copy(update={"model": section})
             if owned:
-                was.engine.close()
+                was.close()
             now, before = in_use(new), in_use(was)
             overridden = self._threshold_override()
             # the id is the checkpoint's weights for the checkpoint and each of its exports: the path and runtime tell
@@ -558,7 +569,7 @@ class Daemon:
             log.info("reloaded: model %s %s from %s, image threshold %.4g, pixel threshold %.4g (was %s %s from %s, %.4g, %.4g)%s%s",
                      *now.values(), *before.values(), f"; {', '.join(later)} changed and take effect at the next start" if later else "",
                      f"; {overridden}" if overridden else "")
-            self.last_reload = {"ok": True, "started_at": started, "at": self.loaded_at, **now, **({"restart_needed_for": later} if later else {}),
+            self.last_reload = {"ok": True, "number": number, "started_at": started, "at": self.loaded_at, **now, **({"restart_needed_for": later} if later else {}),
                                 **({"threshold_override": overridden} if overridden else {})}
             self.metrics.inc("inspector_model_reloads_total", {"outcome": "ok"})
             return {**self.last_reload, "was": was_id, "previous": before}
@@ -638,7 +649,7 @@ class Daemon:
     # -- stop -------------------------------------------------------------------------------------------------
     def _wait(self, done: Callable[[], bool], deadline: float) -> bool:
         while not done():
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.hurry.is_set():
                 return False
             time.sleep(0.02)
         return True
@@ -663,6 +674,9 @@ class Daemon:
             self.workers["intake"].join(5)
             # unfinished_tasks: queued or being worked on (task_done comes after the hand-over)
             drained = self._wait(lambda: self.jobs.unfinished_tasks == 0 and self.results.unfinished_tasks == 0, deadline)
+            if self.hurry.is_set():
+                log.warning("asked again to stop: not waiting for the rest of the accepted work, which stays in the journal "
+                            "for the next start")
             self.workers["inference"].join(5)
             if not drained:
                 self.intake.release_unstarted()
@@ -670,8 +684,9 @@ class Daemon:
             self.workers["sink"].join(5)
             self.outbox.drain_acks()
             left = self.store.counts(records=False)
-            log.info("drained: %s; %d job(s) left in the journal, %d result(s) not yet acknowledged%s", "complete" if drained else "timed out",
-                     left["pending"], left["unpublished"], "" if acked else " (they are re-sent at the next start)")
+            how = "complete" if drained else "cut short" if self.hurry.is_set() else "timed out"
+            log.info("drained: %s; %d job(s) left in the journal, %d result(s) not yet acknowledged%s", how, left["pending"],
+                     left["unpublished"], "" if acked else " (they are re-sent at the next start)")
             self.hooks.stop()
         if self.sparkplug is not None:
             self.sparkplug.stop()
@@ -683,8 +698,10 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
         with self._model_lock:
-            if self.inspector is not None and self._owns_engine:
-                self.inspector.engine.close()
+            # through the Inspector, which waits for a batch still in the engine (a drain that timed out): closed under
+            # it, a TensorRT context was freed mid-execution
+            if self.inspector is not None and self._owns_engine and not self.inspector.close(timeout=CLOSE_WAIT_S):
+                log.warning("the model is still inferring a batch after %.0f s; it is left to the end of the process", CLOSE_WAIT_S)
 
     def _close_store(self) -> None:
         if self.store is not None:
@@ -692,6 +709,11 @@ class Daemon:
 
     def stop(self) -> None:
         self.halt.set()
+
+    def _asked_to_stop(self) -> None:
+        """SIGTERM or SIGINT: stop, draining accepted work; asked again while stopping (a second Ctrl-C), stop without
+        waiting for it. Nothing is lost either way: what is not done stays in the journal for the next start."""
+        (self.hurry if self.halt.is_set() else self.halt).set()
 
     def _reload_in_background(self) -> None:
         threading.Thread(target=self.reload, name="reload", daemon=True).start()
@@ -706,7 +728,7 @@ class Daemon:
             before[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._reload_in_background() if self.ready else early.append(True))
         try:
             self.start()
-            before.update({sig: signal.signal(sig, lambda *_: self.halt.set()) for sig in (signal.SIGTERM, signal.SIGINT)})
+            before.update({sig: signal.signal(sig, lambda *_: self._asked_to_stop()) for sig in (signal.SIGTERM, signal.SIGINT)})
             if early:
                 log.info("reload: asked for while the station started; reloading now")
                 self._reload_in_background()

@@ -282,6 +282,9 @@ class MqttClient:
         self.state = "stopping"
         self._client.disconnect()
         self._client.loop_stop()
+        # paho keeps its wake-up socket pair until the client is collected, and a daemon's objects refer to each other:
+        # a program that starts and stops stations held two descriptors a client until the cyclic collector ran
+        self._client._reset_sockets()
         self.state = "stopped"
 
     @property

@@ -90,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
     pid = args.pid if args.pid is not None else before.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         raise InspectorError(f"station {args.config}: its /health names no process; give --pid")
-    asked = utc_now()
+    begun, asked = (before.get("model") or {}).get("reloads"), utc_now()
     _signal(pid)
     deadline = time.monotonic() + args.timeout
     while True:
         model = _health(url, args.config).get("model") or {}
         outcome = model.get("last_reload") or {}
-        if str(outcome.get("started_at", "")) >= asked:  # one begun before the signal read the files as they were then
+        # one begun before the signal read the files as they were then; counted, not timed (a station from before reloads
+        # were counted: by the time), so a clock stepped back meanwhile does not hide the outcome
+        if isinstance(begun, int) and not isinstance(begun, bool):
+            if isinstance(outcome.get("number"), int) and outcome["number"] > begun:
+                break
+        elif str(outcome.get("started_at", "")) >= asked:
             break
         if time.monotonic() > deadline:
             raise ReloadFailed(f"station {cfg.station.name}: no reload outcome within {args.timeout:g} s; see /health's "
