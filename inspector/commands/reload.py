@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from inspector.commands.common import path_of
+from inspector.commands.common import path_of, print_json
 from model.errors import InspectorError
 
 
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         _signal(args.pid)
         print(f"station {cfg.station.name}: asked to reload; its /health is off (http), so the outcome is only in its log",
               file=sys.stderr)
+        if args.json:  # a script reading stdout got nothing to parse
+            print_json({"station": cfg.station.name, "pid": args.pid, "signalled": True, "outcome": None})
         return 0
     url = health_url(cfg.http.host, cfg.http.port)
     before = _health(url, args.config)
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                                "model.last_reload and the log")
         time.sleep(0.2)
     if args.json:
-        print(json.dumps(model, indent=2))
+        print_json(model)
     if not outcome.get("ok"):
         raise ReloadFailed(f"station {cfg.station.name}: the reload failed, and parts go on with model {model.get('id')}: "
                            f"{outcome.get('error')}")

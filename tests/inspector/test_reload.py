@@ -275,6 +275,9 @@ def test_reload_without_a_station_to_answer_is_one_line(tmp_path, broker, served
         rc, _, err = cli(capsys, "reload", "--config", off, "--pid", sleeper.pid)  # signalled still, as `kill -HUP` did
         assert rc == 0 and "the outcome is only in its log" in err
         assert sleeper.stdout.readline() == "hup\n"
+        rc, out, _ = cli(capsys, "reload", "--config", off, "--pid", sleeper.pid, "--json")  # stdout was empty: no JSON to read
+        assert rc == 0 and json.loads(out) == {"station": "st1", "pid": sleeper.pid, "signalled": True, "outcome": None}
+        assert sleeper.stdout.readline() == "hup\n"
     finally:
         sleeper.kill()
         sleeper.wait()
