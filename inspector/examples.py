@@ -16,7 +16,7 @@ SHARE = Path("share") / DISTRIBUTION / "configs"
 EXAMPLES = {
     "camera": ("station-camera.yaml", "station config: a USB/GigE camera, triggered over MQTT"),
     "stream": ("station-stream.yaml", "station config: an RTSP/HTTP stream camera, its password from a variable"),
-    "video": ("station-video.yaml", "station config: a video file, every frame a part (to try a model)"),
+    "video": ("station-video.yaml", "station config: a video file, its frames as parts (two a second; to try a model)"),
     "folder": ("station-folder.yaml", "station config: a folder watched for new image files"),
     "mqtt": ("station-mqtt.yaml", "station config: parts' images sent over MQTT, no camera"),
     "unit": ("inspector.service", "systemd unit: one station per instance, inspector@NAME reads /etc/inspector/NAME.yaml"),

@@ -73,3 +73,12 @@ def test_the_unit_waits_out_the_default_drain_and_the_stop_after_it():
     stop_s = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1))
     joins_s = 5 + 5 + 5 + 2 + 2  # inference, sink, report hooks, Sparkplug, MQTT (daemon._stop_parts)
     assert stop_s > DaemonSection().drain_timeout_s + joins_s + CLOSE_WAIT_S
+
+
+def test_the_video_example_is_described_as_it_is_set():
+    """`config example` called the video station "every frame a part", whose config inspects two frames a second."""
+    from inspector.examples import EXAMPLES
+
+    file, said = EXAMPLES["video"]
+    interval = yaml.safe_load((CONFIGS / file).read_text())["source"]["interval_s"]
+    assert "every frame" not in said and ("two a second" in said) == (interval == 0.5)
