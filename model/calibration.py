@@ -23,7 +23,9 @@ class Policy:
         if self.kind not in ("escape", "far"):
             raise InspectorError(f"calibration policy {self.kind!r}: use 'escape' or 'far'")
         if not 0.0 <= self.target < 1.0:
-            raise InspectorError(f"calibration target {self.target}: give a rate in [0, 1), e.g. 0.01")
+            # 5 read as a percentage is the likely mistake: name the fraction it stands for
+            percent = f" (for {self.target:g}% give {self.target / 100:g})" if 1.0 <= self.target < 100.0 else ""
+            raise InspectorError(f"calibration target {self.target}: give a rate in [0, 1), e.g. 0.01{percent}")
 
 
 def unresolved_note(policy: Policy, n_good: int, n_defect: int) -> str | None:

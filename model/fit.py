@@ -532,6 +532,7 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
     bar.close()
     pooled_t, view_source = torch.cat(pooled), torch.tensor(sources)
     n = len(paths)
+    _refuse_alike(pooled_t[_first_views(sources)], n, dataset.root, size, options.normalize_input)  # views of one image differ
     _, dim, gh, gw = emb.shape
 
     # 2. weigh each backbone level equally in patch distances
@@ -602,6 +603,22 @@ def fit_good_only(dataset: Dataset, options: FitOptions, progress: BarFactory = 
                                _oos_global(pooled_t, view_source, first, options.folds, options.shrinkage, options.seed, owners))
     return net, GoodFit(paths, first_view, dists_t, pos_cells, peer_rows, glob_raw, np.concatenate(good_rgbs) if keep_images else None,
                         k, t0, data_sha256, without, copies, image_size_summary(shapes), quality_summary(np.concatenate(quality)))
+
+
+ALIKE = 1e-9  # total variance of the images' pooled features, as a share of their mean square, below which they are one picture
+
+
+def _refuse_alike(pooled: torch.Tensor, n: int, root: Path, size: tuple[int, int], standardised: bool) -> None:
+    """Good images that are one picture at the model's input (copies in other files or sizes; blank frames of any grey
+    level, which contrast standardisation makes alike) give no variation of good parts to learn: the deepest backbone
+    level did not vary over them, its scale of 1e6 overflowed the float16 patch buffer, and fit blamed --coreset for the
+    NaN distances; with that avoided, every out-of-sample distance was 0 and the float noise of scoring one image alone
+    failed the very images fitted on, at scores of 1e7. Refused in one line, before any of that."""
+    x = pooled.double()
+    if float(x.var(dim=0).sum()) <= ALIKE * float((x * x).sum(dim=1).mean()):
+        blank = " (blank frames of any grey level are too: each image's contrast is standardised)" if standardised else ""
+        raise InspectorError(f"data {root}: the {n} good training images are all the same picture at the model's {size[1]}x{size[0]} px "
+                             f"input{blank}, so there is no variation of good parts to learn; give images of different good parts")
 
 
 def _refuse_test_defects_in_training(dataset: Dataset, digests: dict[str, Any]) -> None:

@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
                    else f"memory bank {report.training['bank_size']} patches")
         print(f"  backbone {options.backbone}, layers {report.options['layers']}, {options.input_size}px{net.config.framing.describe()}, "
               f"{patches}")
-        print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:.3g}; "
+        print(f"  threshold {report.thresholds['image']:.4f} ({cal['policy']['kind']} target {cal['policy']['target']:g}; "
               f"on calibration data: false alarms {cal['far']:.1%}" + (f", escapes {cal['escape']:.1%})" if cal["escape"] is not None else ")"))
         print(f"  calibrated on {cal['source']}")
         if cal["note"]:
