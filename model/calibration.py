@@ -23,9 +23,12 @@ class Policy:
         if self.kind not in ("escape", "far"):
             raise InspectorError(f"calibration policy {self.kind!r}: use 'escape' or 'far'")
         if not 0.0 <= self.target < 1.0:
-            # 5 read as a percentage is the likely mistake: name the fraction it stands for
-            percent = f" (for {self.target:g}% give {self.target / 100:g})" if 1.0 <= self.target < 100.0 else ""
-            raise InspectorError(f"calibration target {self.target}: give a rate in [0, 1), e.g. 0.01{percent}")
+            raise InspectorError(f"calibration target {self.target}: give a rate in [0, 1), e.g. 0.01{percent_hint(self.target)}")
+
+
+def percent_hint(rate: float) -> str:
+    """For a rate out of [0, 1) that reads as a percentage (5 for 5 %, the likely mistake), the fraction it stands for."""
+    return f" (for {rate:g}% give {rate / 100:g})" if 1.0 <= rate < 100.0 else ""
 
 
 def unresolved_note(policy: Policy, n_good: int, n_defect: int) -> str | None:

@@ -107,7 +107,9 @@ def fraction(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1)")
+        from model.calibration import percent_hint
+
+        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1){percent_hint(value)}")
     return value + 0.0  # -0 is 0: stored as -0.0, the policy read "--far -0.0" in the manifest and reports
 
 

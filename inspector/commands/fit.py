@@ -35,14 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a model from good images (MVTec AD layout or a folder)", description=__doc__)
     p.add_argument("data", type=path_of("data folder"), help="folder: MVTec AD layout (train/good, test/<type>, ground_truth) or plain good images")
     p.add_argument("--out", required=True, type=path_of("checkpoint folder"), help="checkpoint directory to write")
-    p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0|1|2 or clip:<model>:<weights path>")
+    p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0|1|2 or clip:<model>:<weights path> (default efficientnet-lite0)")
     p.add_argument("--layers", type=int_list, default=(), help="backbone feature levels, e.g. 2,3,4 (default per backbone)")
     p.add_argument("--roi", type=roi, default=None, metavar="X,Y,W,H",
                    help="inspect only this region of every image (left, top, width, height in pixels; default: all of it)")
     p.add_argument("--locate", type=at_least(1), default=0, metavar="PX",
-                   help="with --roi: the region follows the part, found within PX pixels of where it is in the first training image")
+                   help="with --roi: the region follows the part, found within PX pixels of where it is in the first training image (default: it stays put)")
     p.add_argument("--turn", type=float, default=0.0, metavar="DEG",
-                   help="with --locate: the part may also turn up to DEG degrees either way from the first training image's pose")
+                   help="with --locate: the part may also turn up to DEG degrees either way from the first training image's pose (default 0: no turn)")
     p.add_argument("--ignore", action="append", default=[], metavar="X,Y,W,H|MASK",
                    help="a don't-care region, neither learnt nor judged (a printed code, a label): a rectangle in pixels of the "
                         "training images, or a mask image of their size (white: ignore); repeat for more")
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "is standardised at each place")
     p.add_argument("--references", type=int, default=0, metavar="N",
                    help="keep up to N training images (e.g. 256) and compare each part with its closest ones, patch by "
-                        "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README)")
+                        "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README; default 0: the memory bank)")
     p.add_argument("--ref-k", type=int, default=None, metavar="K", help="with --references: how many closest references each part is compared with (default 10)")
     p.add_argument("--ref-radius", type=int, default=None, metavar="R",
                    help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")

@@ -15,7 +15,7 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", metavar="LABELS_DIR", type=path_of("labels folder"),
                    help="labelled defects: <type>/ folders of images (optional <id>_mask.png or VOC <id>.xml beside each), "
                         "or an MVTec layout's test/<type> folders")
-    g.add_argument("--types", default="", metavar="A,B,..", help="clip backbone without --labels: name these types from words alone")
+    g.add_argument("--types", default="", metavar="A,B,..", help="clip backbone without --labels: name these types from words alone (default: none)")
     g.add_argument("--part", default=None, help="what the part is, for CLIP prompts (e.g. 'magnetic tile'; default 'metal part')")
     g.add_argument("--type-classifier", choices=("logreg", "prototype"), default=None, help="classifier on the pooled features (default logreg)")
     g.add_argument("--unknown-rate", type=float, default=None,
