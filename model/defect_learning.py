@@ -77,8 +77,10 @@ class DefectLearning:
             raise InspectorError(f"--blend {self.blend}: give the learnt map's weight, from 0 to 1")
 
 
-def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n defect images on the given good images -> (images uint8 [n,H,W,3], masks bool [n,H,W], type index [n])."""
+def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int,
+                    made: Callable[[int], None] = lambda _: None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n defect images on the given good images -> (images uint8 [n,H,W,3], masks bool [n,H,W], type index [n]);
+    `made(1)` after each."""
     imgs, masks, kinds = [], [], []
     for i in range(n):
         rng, pick, sev = draw(seed, i, len(rgbs))
@@ -89,6 +91,7 @@ def _synthesize_set(rgbs: np.ndarray, n: int, types: tuple[str, ...], seed: int)
         imgs.append(img)
         masks.append(mask)
         kinds.append(k)
+        made(1)
     return np.stack(imgs), np.stack(masks), np.array(kinds)
 
 
@@ -295,22 +298,24 @@ def learn_defects(net: InspectorNet, good_rgbs: np.ndarray, good_emb: torch.Tens
     val_types = (types[1::3] if len(types) >= 3 else types) if choose else ()
     train_types = tuple(t for t in types if t not in val_types) or types
 
-    train_units = options.steps if options.head == "context" else 1
-    bar = progress("learning from generated defects (steps)", train_units + 2)
     summary: dict = {"synth_images": options.synth, "head": options.head, "train_types": list(train_types),
                      "held_out_good": int(held.sum())}
+    n_val = max(8, (options.synth or 64) // 4) if choose else 0
+    # a bar of its own: the default's 1,000 images took 15-80 s, in which a log (one line each 30 s) heard nothing
+    made = progress("generating defects (images)", n_val + options.synth)
     if choose:
-        n_val = max(8, (options.synth or 64) // 4)
-        val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1)
+        val_imgs, val_masks, _ = _synthesize_set(good_rgbs[held], n_val, val_types, seed + 1, made.update)
         summary.update(val_types=list(val_types), val_images=n_val)
-    generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed) if options.synth else None
+    generated = _synthesize_set(good_rgbs[~held], options.synth, train_types, seed, made.update) if options.synth else None
+    made.close()
+    train_units = options.steps if options.head == "context" else 1
+    bar = progress("learning from generated defects (steps)", train_units + 1)
     if head.keep is not None:  # the graph hides don't-care pixels (--ignore): a defect drawn there is not to be found
         inspected = head.keep.numpy() > 0.5
         if choose:
             val_masks &= inspected
         if generated is not None:
             generated[1][...] &= inspected
-    bar.update(1)
     if options.head == "context":
         summary.update(_learn_context(net, good_emb[~held_idx], *generated[:2], options.steps, seed, bar.update))
     else:
