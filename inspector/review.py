@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from inspector.result import utc_now
-from model.errors import InspectorError
+from model.errors import InspectorError, not_utf8
 
 OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
 NOT_TYPES = ("good", "unknown", "unclassified", "anomaly")  # what the model or the reports call parts, not a defect type
@@ -17,8 +17,8 @@ def one_line(value: str | None, what: str) -> str | None:
     """One line of printable text (newlines and tabs read as spaces, control characters dropped); None stays None."""
     if value is None:
         return None
-    if any("\ud800" <= c <= "\udfff" for c in value):  # bytes of another encoding, which the filter below dropped unsaid
-        raise InspectorError(f"{what} {value[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8")
+    if said := not_utf8(what, value):  # bytes of another encoding, which the filter below dropped unsaid
+        raise InspectorError(said)
     text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
     if not text:
         raise InspectorError(f"{what} is empty; give a value or leave {what} out")

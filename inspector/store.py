@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from inspector.result import Reply, iso_utc, utc_now
-from model.errors import InspectorError, RetryLater, user_name
+from model.errors import InspectorError, RetryLater, in_utf8, user_name
 from model.folders import hold_lock_file, replace_files, write_new
 from reports.images import resolve as inside_store
 from reports.names import safe_name
@@ -151,16 +151,6 @@ def _connect_readonly(uri: str) -> sqlite3.Connection:
         db.close()
         raise
     return db
-
-
-def _in_utf8(text: str) -> bool:
-    """Whether `text` can be in a row: SQLite keeps UTF-8, and an id or serial given as bytes of another encoding (a
-    command's argument from a Latin-1 terminal, as lone surrogates) was a traceback where it is simply in no row."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _utc(timestamp: Any) -> Any:
@@ -382,7 +372,7 @@ class Store:
         return cur.rowcount == 1
 
     def get(self, inspection_id: str) -> dict[str, Any] | None:
-        if not _in_utf8(inspection_id):
+        if not in_utf8(inspection_id):
             return None
         with self._lock, self._reading():
             row = self._db.execute(f"SELECT {_RECORD} FROM inspections WHERE inspection_id = ?", (inspection_id,)).fetchone()
@@ -404,7 +394,7 @@ class Store:
 
     def latest_of_serial(self, serial: str) -> str | None:
         """The inspection_id of the last inspection of the part `serial` (by capture time), or None."""
-        if not _in_utf8(serial):
+        if not in_utf8(serial):
             return None
         with self._lock, self._reading():
             row = self._db.execute("SELECT inspection_id FROM inspections WHERE serial = ? ORDER BY ts DESC, created_at DESC LIMIT 1",
@@ -433,7 +423,7 @@ class Store:
         """`records`, decoded one at a time (a shift's 144,000 decoded records took 680 MB at once). `reviewed`: only
         those whose text holds the key `"reviews"` (quotes in values are escaped there), picked by SQLite: `review --export`
         decoded every record to find the few QA reviewed (98,000 in 2.3 s against 0.04 s; a quarter's 39 million, 15 min)."""
-        if station is not None and not _in_utf8(station):
+        if station is not None and not in_utf8(station):
             return  # judged by no station in the store
         sql, args = f"SELECT {_RECORD} FROM inspections WHERE 1=1", []
         if reviewed:
@@ -531,7 +521,7 @@ class Store:
         return True
 
     def is_pending(self, inspection_id: str) -> bool:
-        if not _in_utf8(inspection_id):
+        if not in_utf8(inspection_id):
             return False
         with self._lock:
             return self._db.execute("SELECT 1 FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone() is not None

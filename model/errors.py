@@ -85,6 +85,23 @@ def os_exit_code(exc: OSError) -> int:
     return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG) else RetryLater.exit_code
 
 
+def in_utf8(text: str) -> bool:
+    """Whether `text` is UTF-8 text: an argument typed in a terminal or script of another encoding comes through
+    Python as lone surrogates, which every file, report and database (all UTF-8) refuse at writing, as a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_utf8(what: str, text: str) -> str | None:
+    """The one-line complaint for an argument `what` whose `text` is not UTF-8 (see in_utf8), or None."""
+    if in_utf8(text):
+        return None
+    return f"{what} {text[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8"
+
+
 def what_is_wrong_with(path, noun: str = "file") -> str | None:
     """Why `path` is no regular file to read, in the words every input that takes a file uses: "no such file", "a folder,
     not a `noun`", "not a regular file (a device, FIFO or socket)" (reading /dev/zero ran out of memory, a FIFO waited

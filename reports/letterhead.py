@@ -16,7 +16,7 @@ from xml.etree import ElementTree
 
 from PIL import Image, ImageFile
 
-from model.errors import what_is_wrong_with, write_fix
+from model.errors import not_utf8, what_is_wrong_with, write_fix
 from reports.errors import ReportError
 
 MAX_LOGO_BYTES = 2 * 1024 * 1024  # an embedded logo is copied into every report
@@ -75,8 +75,8 @@ def _pixels(data: bytes) -> int | None:
 
 def _text(value: str | None, what: str) -> str | None:
     text = " ".join(str(value).split()) if value is not None else ""
-    if any("\ud800" <= c <= "\udfff" for c in text):  # a report file holds UTF-8: a traceback at its writing
-        raise ReportError(f"report {what} {text[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8")
+    if said := not_utf8(f"report {what}", text):  # a report file holds UTF-8: a traceback at its writing
+        raise ReportError(said)
     if len(text) > MAX_TEXT:
         raise ReportError(f"report {what} of {len(text)} characters: keep it to {MAX_TEXT}")
     return text or None

@@ -19,7 +19,7 @@ from typing import Any
 
 from inspector.commands.common import add_letterhead_args, name_list, open_store, path_of, print_json
 from inspector.result import iso_utc, parse_utc
-from model.errors import InspectorError
+from model.errors import InspectorError, not_utf8
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if args.end and not args.start:
         raise InspectorError("--to needs --from (a shift report covers --from .. --to)")
     for option, text in (("--title", args.title), ("--lot", args.lot)):
-        if text is not None and any("\ud800" <= c <= "\udfff" for c in text):  # a report file holds UTF-8: a traceback at its writing
-            raise InspectorError(f"{option} {text[:80]!r}: not UTF-8 text (a terminal or script in another encoding); give it in UTF-8")
+        if text is not None and (said := not_utf8(option, text)):  # a report file holds UTF-8: a traceback at its writing
+            raise InspectorError(said)
     opts = settings(args)
     try:
         z = zone(opts.tz)
