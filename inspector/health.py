@@ -6,14 +6,18 @@ import bisect
 import ipaddress
 import json
 import logging
+import math
 import socket
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from model.errors import InspectorError
+from model.quality import WARNINGS as QUALITY_WARNINGS
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,21 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_source_reconnects": ("gauge", "Times the frame source (camera, stream) dropped and was reopened since it started."),
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
 }
+# series shown at 0 before their first count: a series that appears with its first count has Prometheus's increase()
+# and rate() miss that count (the first FAIL of a fresh daemon, the first burst of store failures of a full disk)
+ZERO: dict[str, tuple[dict[str, str], ...]] = {
+    "inspector_verdicts_total": ({"verdict": "PASS"}, {"verdict": "FAIL"}),
+    "inspector_frames_dropped_total": ({"reason": "queue_full"}, {"reason": "busy"}, {"reason": "refused"}),
+    # as result.warning_kinds names them: unlike_training's, Framing.located's, each of model.quality's, and the rest
+    "inspector_warnings_total": tuple({"kind": k} for k in ("size", "locate", *QUALITY_WARNINGS, "other")),
+    "inspector_model_reloads_total": ({"outcome": "ok"}, {"outcome": "failed"}),
+    **{name: ({},) for name in ("inspector_published_total", "inspector_publish_refused_total", "inspector_images_skipped_total",
+                                "inspector_store_failures_total")},
+}
 HTTP_TIMEOUT_S = 10.0
-HTTP_CLIENTS = 32  # connections served at once; more are closed at once (each held a thread for as long as it trickled)
+HTTP_CLIENTS = 32  # connections served at once; a newcomer beyond has the oldest closed (each held a thread for as long as it trickled)
 HTTP_REQUEST_S = 30.0  # a connection's whole time, request and answer: HTTP_TIMEOUT_S bounds only each read
+HTTP_MAKE_WAY_S = 1.0  # how long a new connection waits, all slots taken, for the oldest one's to be given back
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MARGIN_BUCKETS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -66,6 +82,16 @@ def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
         return ""
     esc = (str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in items)
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(items, esc, strict=True)) + "}"
+
+
+def _num(v: float) -> str:
+    """A sample's value in full, spelled as the text format does: '%g' kept 6 digits, so a counter of 1,234,567 read
+    1.23457e+06 and stood still for parts at a time (rate() read 0 on a running line), and NaN read 'nan'."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return str(int(v)) if float(v).is_integer() and abs(v) < 2**63 else repr(float(v))
 
 
 class StoreTrouble:
@@ -99,7 +125,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[str, dict[Labels, float]] = {}
+        self._values: dict[str, dict[Labels, float]] = {name: {_labels(ls): 0.0 for ls in series} for name, series in ZERO.items()}
         self._hist: dict[str, dict[Labels, list]] = {}  # [bucket counts..., sum, count]
 
     def inc(self, name: str, labels: dict[str, str] | None = None, n: float = 1.0) -> None:
@@ -149,11 +175,11 @@ class Metrics:
                             cumulative += count
                             lines.append(f"{name}_bucket{_fmt(labels, (('le', repr(float(edge))),))} {cumulative}")
                         lines.append(f"{name}_bucket{_fmt(labels, (('le', '+Inf'),))} {h[-1]}")
-                        lines.append(f"{name}_sum{_fmt(labels)} {h[-2]:.6f}")
+                        lines.append(f"{name}_sum{_fmt(labels)} {_num(h[-2])}")  # not '%.6f': short stages summed to 0
                         lines.append(f"{name}_count{_fmt(labels)} {h[-1]}")
                 else:
                     for labels, v in sorted(self._values.get(name, {}).items()):
-                        lines.append(f"{name}{_fmt(labels)} {v:g}")
+                        lines.append(f"{name}{_fmt(labels)} {_num(v)}")
         return "\n".join(lines) + "\n"
 
 
@@ -176,9 +202,12 @@ def loopback_host(value: str | None, bound: str = "localhost") -> bool:
 
 
 class _Server(ThreadingHTTPServer):
-    """A thread per connection, as many as `clients` at once, each for `request_s` at most."""
+    """A thread per connection, as many as `clients` at once (the oldest closed for a newcomer), each for `request_s` at most."""
 
     daemon_threads = True
+    # connections the kernel holds until they are taken: socketserver's 5 had a burst's 7th wait for a SYN resent a
+    # second later (a monitor's probe among 300 sockets opened at once: 48 s)
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float) -> None:
         super().__init__(address, handler)
@@ -189,9 +218,19 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            log.debug("http: %d clients already; closed the connection of %s", len(self._open), client_address)
-            self.shutdown_request(request)
-            return
+            # the oldest makes way (its read ends, and its thread with it): closing the newest instead let 32 sockets
+            # that sent nothing keep the plant's monitor from /health for as long as they stayed
+            with self._open_lock:
+                oldest = min(self._open, key=self._open.__getitem__, default=None)
+            if oldest is not None:
+                try:
+                    oldest.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            if not self._slots.acquire(timeout=HTTP_MAKE_WAY_S):  # its thread busy drawing the live view, say
+                log.debug("http: %d clients already; closed the connection of %s", len(self._open), client_address)
+                self.shutdown_request(request)
+                return
         with self._open_lock:
             self._open[request] = time.monotonic() + self._request_s
         try:
@@ -252,9 +291,41 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
+            # an answer to a request line it could not read has a status line too: it was a bare HTML page (HTTP/0.9's
+            # answer), which a monitor read as 'invalid HTTP response' rather than the 400 or 505 it was; and one line of
+            # text, as every other error the station says
+            default_request_version = "HTTP/1.0"
+            error_message_format = "%(code)d %(message)s (%(explain)s)\n"
+            error_content_type = "text/plain; charset=utf-8"
+            _head = _page = False
+            _code = 0
 
             def version_string(self) -> str:  # not "BaseHTTP/0.6 Python/3.11.7": no versions for whoever probes the port
                 return "inspector"
+
+            def parse_request(self) -> bool:
+                if len(str(self.raw_requestline, "iso-8859-1").split()) == 2:  # as the base class splits it
+                    # HTTP/0.9 has no headers: its request waited for them, then for the 10 s read timeout, unanswered
+                    self.requestline, self.command, self.request_version = "", None, self.default_request_version
+                    self.close_connection = True
+                    self.send_error(HTTPStatus.BAD_REQUEST, "no HTTP version in the request line", "send e.g. GET /health HTTP/1.1")
+                    return False
+                return super().parse_request()
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self._code = code
+                super().send_response(code, message)
+
+            def end_headers(self) -> None:
+                # on every answer, errors included: live data, which no proxy or browser is to keep; read as the type it
+                # says it is; and nothing active in an answer but the live page, which carries its own policy
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                if not self._page:
+                    self.send_header("Content-Security-Policy", "default-src 'none'")
+                if self._code in (HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED):
+                    self.send_header("Allow", "GET, HEAD")
+                super().end_headers()
 
             def do_HEAD(self) -> None:  # noqa: N802 (http.server API): uptime monitors ask with HEAD
                 self._respond(head=True)
@@ -264,11 +335,18 @@ class HealthServer:
 
             def _respond(self, head: bool = False) -> None:
                 self._head = head
-                path = self.path.split("?")[0]
-                if loopback[0] and not loopback_host(self.headers.get("Host"), host):
+                asked = self.headers.get("Host")
+                try:
+                    target = urlsplit(self.path)
+                except ValueError:  # e.g. http://[::1/health
+                    return self._send(400, "text/plain; charset=utf-8", b"the request's URL cannot be read; send e.g. GET /health HTTP/1.1\n")
+                if not self.path.startswith("/") and target.scheme in ("http", "https") and target.netloc:
+                    asked = target.netloc  # the absolute form, which a server must take (RFC 9112 3.2.2); its host is the one asked
+                path = target.path  # without the query and a fragment
+                if loopback[0] and not loopback_host(asked, host):
                     # DNS rebinding: a web page whose name was pointed at 127.0.0.1 read the parts and /health through
                     # the browser of anyone at this machine; a loopback port is asked for by a loopback name
-                    self._send(421, "text/plain", b"this station listens on loopback: ask for 127.0.0.1, ::1, localhost or its http.host\n")
+                    self._send(421, "text/plain; charset=utf-8", b"this station listens on loopback: ask for 127.0.0.1, ::1, localhost or its http.host\n")
                 elif path == "/health":
                     h, why = gathered("/health", health)
                     if why is not None:  # not gathered is failing, said as such, with why
@@ -277,17 +355,18 @@ class HealthServer:
                 elif path == "/metrics":
                     text, why = gathered("/metrics", metrics)
                     if why is not None:
-                        self._send(500, "text/plain", b"the metrics could not be gathered; see the daemon log\n")
+                        self._send(500, "text/plain; charset=utf-8", b"the metrics could not be gathered; see the daemon log\n")
                     else:
                         self._send(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())
                 elif path == "/" and live is not None:
                     page, why = gathered("the live view", live)  # a page that cannot be drawn is the viewer's trouble, not the line's
                     if why is not None:
-                        self._send(500, "text/plain", b"the live view failed; see the daemon log\n")
+                        self._send(500, "text/plain; charset=utf-8", b"the live view failed; see the daemon log\n")
                     else:
+                        self._page = True
                         self._send(200, "text/html; charset=utf-8", page)
                 else:
-                    self._send(404, "text/plain", f"not found: try {' or '.join(routes)}\n".encode())
+                    self._send(404, "text/plain; charset=utf-8", f"not found: try {' or '.join(routes)}\n".encode())
 
             def _send(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)

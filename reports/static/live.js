@@ -4,8 +4,12 @@
 // reloads, so a screen at the line stayed dark.
 ((every) => {
   async function tick() {
+    // a hung station is given up on; not by AbortSignal.timeout, which a line screen's browser from before 2022 (an
+    // HMI panel's) lacks: there its TypeError marked a station that answered as "not answering", for good
+    const gaveUp = new AbortController();
+    const timer = setTimeout(() => gaveUp.abort(), Math.max(5000, 3 * every));
     try {
-      const r = await fetch(location.href, { cache: "no-store", signal: AbortSignal.timeout(Math.max(5000, 3 * every)) });
+      const r = await fetch(location.href, { cache: "no-store", signal: gaveUp.signal });
       if (!r.ok) throw new Error(String(r.status));
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       document.body.replaceWith(document.adoptNode(doc.body));
@@ -13,6 +17,8 @@
     } catch (e) {
       const note = document.getElementById("unreachable");
       if (note) note.hidden = false;
+    } finally {
+      clearTimeout(timer);
     }
     setTimeout(tick, every);
   }
