@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from inspector.cli import one_line
 from inspector.config import MqttSection
 from inspector.result import Reply
 from model.errors import InspectorError
@@ -415,7 +416,7 @@ class MqttClient:
                 self._held[msg.mid] = (msg.topic, payload)  # the Message holds the payload until acknowledged anyway
                 self._acked.pop(msg.mid, None)  # a new input on that id: the acknowledgement of the last one arrived
                 return False
-        log.info("%s: the broker sent an input on %s again (packet %d, after a reconnect); the first %s", self.where, msg.topic,
+        log.info("%s: the broker sent an input on %s again (packet %d, after a reconnect); the first %s", self.where, one_line(msg.topic),
                  msg.mid, "was answered: acknowledged again" if again else "is being handled: this copy is dropped")
         if again:
             self._client.ack(msg.mid, msg.qos)
@@ -440,7 +441,7 @@ class MqttClient:
             if len(self._bad_response_topics) < 100:
                 self._bad_response_topics.add(topic)
             log.warning("%s: a message on %s asks for its answer on %r, which %s; it is answered on the station's topics only",
-                        self.where, came_on, topic, why)
+                        self.where, one_line(came_on), topic, why)  # escaped as the intake's: a sender names it
         return None
 
     def _published(self, client, userdata, mid, reason, properties) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inspector.cli import one_line
 from inspector.commands.common import (
     add_policy_args,
     at_least,
@@ -121,8 +122,8 @@ def _run(args: argparse.Namespace, out: Path) -> int:
 
     dataset = load_dataset(args.data)
     dataset.train += more_good(args.add_good, dataset)
-    for note in dataset.notes:  # now, not after minutes of fitting
-        print(f"note: {note}", file=sys.stderr)
+    for note in dataset.notes:  # now, not after minutes of fitting; one line each, as inspect's (a name may hold a newline)
+        print(one_line(f"note: {note}"), file=sys.stderr)
     # --references keeps whole training images instead of a bank, and learns from none of the generated ones
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from inspector.cli import one_line
 from inspector.commands.common import name_list, path_of
 from model.errors import InspectorError
 
@@ -51,7 +52,7 @@ def load_type_labels(args: argparse.Namespace):
                              "leave --types out with --labels")
     check_images(labels, None if getattr(args, "locate", None) else getattr(args, "roi", None))  # a located region moves
     for note in labels.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(one_line(f"note: {note}"), file=sys.stderr)
     return labels
 
 

@@ -275,6 +275,7 @@ def test_a_second_sigterm_while_draining_stops_without_waiting_and_the_rest_is_a
     """A second SIGTERM or Ctrl-C while a stop drained a long queue did nothing: the station went on inferring for up to
     daemon.drain_timeout_s, though the journal keeps what is left for the next start."""
     import logging
+    import shutil
     import signal
     import socket
     import tempfile
@@ -320,6 +321,7 @@ def test_a_second_sigterm_while_draining_stops_without_waiting_and_the_rest_is_a
         engine.gate.set()
         helper.join(60)
         notify.close()
+        shutil.rmtree(folder, ignore_errors=True)
     if failed:
         raise failed[0]
     assert "drained: cut short;" in caplog.text and "0 job(s) left in the journal" not in caplog.text

@@ -230,16 +230,19 @@ HOSTILE = [  # (what, request, the status it must be answered with)
 
 
 @pytest.mark.parametrize("what,request_bytes,code", HOSTILE, ids=[h[0] for h in HOSTILE])
-def test_a_malformed_request_is_answered_at_once_with_a_status_line(what, request_bytes, code, caplog):
+def test_a_malformed_request_is_answered_at_once_with_a_status_line(what, request_bytes, code, caplog, monkeypatch):
     """Before: a request line without a version was answered after the 10 s read timeout, with nothing; one with a
     version it could not read (HTTP/2.0, a TLS hello) was answered with a bare HTML page and no status line, which a
     monitor reads as 'invalid HTTP response' rather than the 400 or 505 it was; the absolute form was 'not found'."""
+    from inspector import health
+
+    # a read timeout past the exchange's 30 s: one waited for fails the exchange, not a timing a loaded machine may miss
+    monkeypatch.setattr(health, "HTTP_TIMEOUT_S", 120.0)
     server = _server()
     try:
         with caplog.at_level(logging.DEBUG):
-            status, headers, body, took = exchange(server.port, request_bytes)
+            status, headers, body, _ = exchange(server.port, request_bytes)
             assert re.fullmatch(rf"HTTP/1\.[01] {code} .+", status), (status, body[:300])
-            assert took < 8, f"answered after {took:.1f} s: it waited for the read timeout"
             assert headers.get("content-length") == str(len(body))
             assert b"Cookie" not in body and b"secret" not in body and b"root:" not in body
             assert get(server.port, "/health")[0] == "HTTP/1.0 200 OK"  # and the port still answers its monitor

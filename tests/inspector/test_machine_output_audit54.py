@@ -83,9 +83,6 @@ def _options(parser: argparse.ArgumentParser, name: str):
             yield name, action
 
 
-# fit's, owned elsewhere: reported (--backbone efficientnet-lite0, --locate 0, --turn 0, --references 0, --types none)
-
-
 def test_every_option_with_a_default_names_it_in_its_help():
     from inspector.commands.bench import _parser as bench_parser
 
