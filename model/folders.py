@@ -58,7 +58,7 @@ def replace_files(files: dict[Path, bytes]) -> None:
     neither model loaded). No temporary file is left behind. A file replaced keeps its mode and group (a root
     `threshold --set` under umask 077 left the daemon a checkpoint it could not read, found at its next start); a new
     one's follow the umask, as any file the user writes."""
-    tmps = {path: path.with_name(f"{path.name}.{os.getpid()}.tmp") for path in files}
+    tmps = {path: _tmp_beside(path) for path in files}
     try:
         for path, data in files.items():
             write_new(tmps[path], data)
@@ -70,6 +70,15 @@ def replace_files(files: dict[Path, bytes]) -> None:
         for tmp in tmps.values():
             if tmp.is_file():
                 tmp.unlink()
+
+
+def _tmp_beside(path: Path) -> Path:
+    """This process's temporary file for `path`: a name of 244-255 bytes, legal, had no room for `.<pid>.tmp`, and
+    its write failed as "File name too long"."""
+    tail = f".{os.getpid()}.tmp"
+    if len(os.fsencode(path.name + tail)) <= NAME_MAX:
+        return path.with_name(path.name + tail)
+    return path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}{tail}")
 
 
 def _keep_access(old: Path, new: Path) -> None:

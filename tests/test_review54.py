@@ -134,3 +134,25 @@ def test_long_image_names_alike_but_for_their_end_keep_overlays_of_their_own(tmp
     names = _overlay_names(paths, str(tmp_path))
     assert len(set(names.values())) == 3 and names[paths[2]].name == "short_overlay.png"
     assert all(len(os.fsencode(n.name)) <= STEM_MAX + len("_overlay.png") for n in names.values()), names
+
+
+def test_a_file_named_with_all_255_bytes_is_written_whole(tmp_path):
+    """replace_files wrote through `<name>.<pid>.tmp`, which a legal name of 244-255 bytes had no room for: "File name
+    too long" for a file that could be written (`config example --out`, a report of a long id)."""
+    from model.folders import replace_files
+
+    target = tmp_path / ("a" * 251 + ".png")
+    target.write_bytes(b"old")
+    replace_files({target: b"new"})
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_eval_says_a_note_naming_a_line_break_in_one_line(capsys, monkeypatch, tiny_ckpt, tiny_data):
+    """eval printed its notes raw, as fit did: a file name holding a line break split one, its second half read as
+    another line (`error: forged`)."""
+    import model.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "resolution_notes", lambda *_: ["masks of x\nerror: forged.png are empty"])
+    code, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data)
+    assert code == 0 and not any(line.startswith("error") for line in out.splitlines())
+    assert any(line.startswith("  note: masks of x") and "forged" in line for line in out.splitlines()), out

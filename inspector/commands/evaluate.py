@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inspector.cli import one_line
 from inspector.commands.common import DEVICE_HELP, model_first, path_of, print_json, tqdm_bars
 from inspector.commands.types_eval import add_eval_args as add_type_args
 from inspector.commands.validation_report import REPORT_OPTIONS, add_report_args, drop_unused_folder, report_style, write_report
@@ -378,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: pixel_auroc and aupro are on the {marked} defect images with a ground_truth mask; "
               f"{unmasked} {'has' if unmasked == 1 else 'have'} none and {'is' if unmasked == 1 else 'are'} left out of them")
     for note in report.get("notes", []):
-        print(f"  note: {note}")
+        print(one_line(f"  note: {note}"))  # it may name a file, whose name may hold a line break
     if "type_accuracy" in report:
         k, scored, novel = report["types_fitted_on_these_images"], report["type_images_scored"], report.get("types_not_known")
         if scored:

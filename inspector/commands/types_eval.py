@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.cli import one_line
 from model.errors import InspectorError
 from model.label_names import UNKNOWN
 
@@ -153,7 +154,7 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
         raise InspectorError("--seeds must be >= 1 and --folds >= 2")
     labels = load_labels(args.data)
     for note in labels.notes:  # as fit says them: a copy left out, a link that leads nowhere, a box file of no image
-        print(f"note: {note}", file=sys.stderr)
+        print(one_line(f"note: {note}"), file=sys.stderr)  # a file name may hold a line break
     classes, y = labels.types, labels.targets
     least = 3 if args.holdout else 2  # with one type held out, the head must still tell two apart
     if len(classes) < least:
