@@ -45,7 +45,7 @@ from inspector.review import ids_of_serials, review_parts
 from inspector.sources import open_source
 from inspector.store import BDSEQ_FILE, DB_NAME, Store, discard_new
 from inspector.verification import FIELDS, verify
-from model.errors import InspectorError, what_is_wrong_with
+from model.errors import InspectorError, file_problem
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,7 @@ def check_verification_files(section: ModelSection) -> None:
     """A verification image that is not there, said before anything is created or loaded (`verify` would say it after)."""
     for field, paths in zip(FIELDS, (section.verify_good, section.verify_defect), strict=True):
         for path in paths:
-            try:
-                what = what_is_wrong_with(path, "image file")  # a folder, or a FIFO, read "no such file"
-            except OSError as exc:
-                what = f"cannot be read ({exc.strerror or exc})"
-            if what:
+            if what := file_problem(path, "image file"):  # a folder, or a FIFO, read "no such file"
                 raise InspectorError(f"{field}: {path}: {what}; give images of parts that exist")
 
 

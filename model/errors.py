@@ -126,3 +126,11 @@ def what_is_wrong_with(path, noun: str = "file") -> str | None:
     if stat.S_ISDIR(mode):
         return f"a folder, not {'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
     return "not a regular file (a device, FIFO or socket)"
+
+
+def file_problem(path, noun: str = "file") -> str | None:
+    """what_is_wrong_with, any other OSError said as "cannot be read (why)", for a caller with no words of its own."""
+    try:
+        return what_is_wrong_with(path, noun)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"

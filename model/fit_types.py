@@ -22,7 +22,7 @@ from model.errors import InspectorError
 from model.extract import load_batches
 from model.framing import crop
 from model.hashing import sha256_file
-from model.label_names import GOOD, UNKNOWN, type_words
+from model.label_names import reserved_name, type_words
 from model.labels import LabelSet, read_region
 from model.net import InspectorNet
 from model.progress import BarFactory, silent
@@ -255,7 +255,7 @@ def install_head(net: InspectorNet, classes: list[str], region: str = "auto",
     """(Re)build the net's type head for these classes, pooling over `region` (resolved: "map" or "image") and,
     given CLIP prompt embeddings [K, E], with prompt logits. The config records what is needed to rebuild it.
     -> (head, resolved region)."""
-    if reserved := next((c for c in classes if type_words(c) in (UNKNOWN, GOOD)), None):  # `unknown_` reads as `unknown`
+    if reserved := reserved_name(classes):  # `unknown_` reads as `unknown`
         raise InspectorError(f"labels: a type may not be called {type_words(reserved)!r}, in any case, _ as a space (given as "
                              f"{reserved!r}); rename it")
     region = resolve_region(net, region)

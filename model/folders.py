@@ -72,6 +72,14 @@ def replace_files(files: dict[Path, bytes]) -> None:
                 tmp.unlink()
 
 
+def shortened(name: str, most: int, key: bytes) -> str:
+    """`name` cut to fit, with `-` and 8 hex digits of `key`'s sha256 after it, in `most` bytes (of os.fsencode, as a
+    file name's): the hash keeps names alike but for what was cut apart."""
+    while len(os.fsencode(name)) > most - 9:  # by characters: only those of several bytes need more than one cut
+        name = name[:-1]
+    return f"{name}-{hashlib.sha256(key).hexdigest()[:8]}"
+
+
 def _tmp_beside(path: Path) -> Path:
     """This process's temporary file for `path`: a name of 244-255 bytes, legal, had no room for `.<pid>.tmp`, and
     its write failed as "File name too long"."""

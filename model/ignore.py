@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.errors import InspectorError, what_is_wrong_with
+from model.errors import InspectorError, file_problem
 from model.framing import Roi, crop
 from model.images import read_mask
 
@@ -30,11 +30,7 @@ def parse_ignore(text: str) -> tuple[int, int, int, int] | Path:
             raise InspectorError(f"--ignore {text}: {IGNORE_HINT}")
         return x, y, w, h
     path = Path(text)
-    try:
-        what = what_is_wrong_with(path, "mask image")  # a folder or a FIFO was "no such mask image"
-    except OSError as exc:
-        what = f"cannot be read ({exc.strerror or exc})"
-    if what:
+    if what := file_problem(path, "mask image"):  # a folder or a FIFO was "no such mask image"
         raise InspectorError(f"--ignore {text}: {what}; {IGNORE_HINT}")
     return path
 

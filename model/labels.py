@@ -31,7 +31,7 @@ from model.images import (
     read_mask,
     scan_images,
 )
-from model.label_names import UNKNOWN, type_words
+from model.label_names import UNKNOWN, reserved_name, type_words
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def load_labels(path: str | Path) -> LabelSet:
     """Read a labels folder (`<type>/` folders) or an MVTec AD layout's `test/<type>` folders."""
     labels = _load_labels(Path(path))
     # "Unknown" sat beside `unknown` in type_probs; `unknown_/` and `good_/`, read as those words, were taken as types
-    if reserved := next((t for t in labels.types if type_words(t) in (UNKNOWN, GOOD)), None):
+    if reserved := reserved_name(labels.types):
         word = type_words(reserved)
         why = "reserved for defects unlike every known type" if word == UNKNOWN else "the defect-free parts, not a defect type"
         raise InspectorError(f"labels {labels.root}: a type may not be called {word!r}, in any case, _ as a space ({why}); "

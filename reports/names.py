@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from model.folders import shortened
 
 MAX_BYTES = 80  # of a name's UTF-8: a worst part's page holds two names (the part's, its shift's station) in 255 bytes
 # DOS device names, whatever their case or extension: a FAT stick (vfat refuses them, EINVAL) or a Windows share
@@ -19,7 +19,4 @@ def safe_name(text: object) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
     if cleaned == text and text and len(text.encode("utf-8")) <= MAX_BYTES and text.upper() not in RESERVED:
         return cleaned
-    kept = cleaned[:71]
-    while len(kept.encode("utf-8")) > MAX_BYTES - 9:  # only letters and digits of several bytes take this loop
-        kept = kept[:-1]
-    return f"{kept}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return shortened(cleaned[:71], MAX_BYTES, text.encode("utf-8", "surrogatepass"))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.commands.common import at_least, load_average, median_seconds, path_of, positive_number, print_json
-from model.errors import InspectorError, what_is_wrong_with
+from model.errors import InspectorError, file_problem
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -237,11 +237,7 @@ def run(args: argparse.Namespace) -> int:
     image = None
     if args.image:
         path = Path(args.image)
-        try:
-            what = what_is_wrong_with(path, "image file")  # a folder, a FIFO or /dev/null was told 'no such file'
-        except OSError as exc:
-            what = f"cannot be read ({exc.strerror or exc})"
-        if what:
+        if what := file_problem(path, "image file"):  # a folder, a FIFO or /dev/null was told 'no such file'
             raise InspectorError(f"--image {path}: {what}; give an image file (PNG, JPEG, ...)")
         image = path.read_bytes()
         _check_image(image, path, cfg, args.mode)

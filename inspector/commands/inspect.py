@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from inspector.commands.common import DEVICE_HELP, model_first, path_of, print_json
 from model.errors import InspectorError
-from model.folders import writable_folder
+from model.folders import shortened, writable_folder
 
 # bytes of an overlay's name before `_overlay.png`: an image's name of 240 bytes (of 255) left no room for that, nor
 # for the temporary file it is written through, and no overlay after it was written
@@ -125,10 +124,7 @@ def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:
     for p, r in rels.items():
         stem = r.stem + (f"_{r.suffix[1:]}" if shared[r.with_suffix("")] > 1 else "")
         if len(os.fsencode(stem)) > STEM_MAX:  # cut, a hash of the image's path keeping it apart from its likes
-            digest = hashlib.sha256(os.fsencode(r)).hexdigest()[:8]
-            while len(os.fsencode(stem)) > STEM_MAX - 9:
-                stem = stem[:-1]
-            stem = f"{stem}-{digest}"
+            stem = shortened(stem, STEM_MAX, os.fsencode(r))
         name, k = r.with_name(f"{stem}_overlay.png"), 1
         while name in taken:  # x.png beside x.jpg and x_png.png would share x_png_overlay.png: a FAIL's record showed a PASS
             k += 1
