@@ -146,7 +146,10 @@ def histogram(scores: Sequence[tuple[float, str]], thresholds: Sequence[float], 
     values = [s for s, _v in scores] + list(thresholds)
     lo, hi = min(values), max(values)
     if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
+        # half a unit each side, or a millionth of the value where rounding loses half a unit: a lone score of 1e17 (a
+        # damaged record) gave bins of no width, and the report a ZeroDivisionError
+        pad = max(0.5, abs(lo) * 1e-6)
+        lo, hi = lo - pad, hi + pad
     width = (hi - lo) / bins
     passed, failed = [0] * bins, [0] * bins
     for s, verdict in scores:

@@ -45,15 +45,17 @@ def as_text(value: Any) -> str | None:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp as an aware UTC datetime (naive ones are taken as UTC, as the store writes them)."""
+    """An ISO 8601 timestamp as an aware UTC datetime (naive ones are taken as UTC, as the store writes them); None for
+    what is no time, or none UTC's calendar (years 1 to 9999) holds."""
     text = as_text(value)
     if not text:
         return None
     try:
         t = iso_datetime(text)
+        # in the try: 0001-01-01T00:20+01:00 is before UTC's calendar, and one such record stopped its whole shift report
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
     except (ValueError, OverflowError):
         return None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 @dataclass

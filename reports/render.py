@@ -36,6 +36,7 @@ from reports.warnings import translate_warning
 from reports.zones import Zone, on_calendar, toward_calendar, zone, zone_label
 
 PACKAGE = Path(__file__).parent
+_FIRST = datetime.min.replace(tzinfo=timezone.utc)  # an undated part's stand-in time in a sort key (its flag puts it last)
 FORMATS = ("html", "pdf")
 WORST_N = 12
 MAX_FAILED_ROWS = 200  # the failed-parts and escapes tables of a shift report; beyond this a part of them, and a CSV of all
@@ -68,7 +69,9 @@ def _time(value: datetime | None, z: Zone = timezone.utc, with_seconds: bool = T
     """A time on the report's clock, its zone's abbreviation beside it (CET or CEST, as the date has it)."""
     if value is None:
         return "—"
-    t = value.astimezone(z)
+    # a record's time the zone's clock cannot show (9999-12-31T23:00Z is in the year 10000 in Tokyo) is shown in UTC,
+    # which says so: its inspection report stopped with a traceback
+    t = value.astimezone(z if on_calendar(value, z) else timezone.utc)
     return f"{t.year:04d}" + t.strftime("-%m-%d %H:%M:%S %Z" if with_seconds else "-%m-%d %H:%M %Z")  # %Y: year 1 read "1-01-02"
 
 
@@ -200,9 +203,12 @@ def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, A
 
 def _inspection_page(part: Inspection, store_root: str | Path | None, page: Page) -> str:
     _ = translations(page.lang).gettext
+    context = page.context()
+    if part.time is not None and not on_calendar(part.time, page.zone):  # its time is shown in UTC (_time): no other zone beside it
+        context["zone_name"] = None
     return environment(page.lang).get_template("inspection.html.j2").render(
         i=part, images=_images(part, store_root), gauge=charts.score_gauge(part.score, part.threshold, part.verdict, _, STYLES[page.lang]),
-        **page.context())
+        **context)
 
 
 def inspection_html(record: dict[str, Any], lang: str = "en", store_root: str | Path | None = None, formats: tuple[str, ...] = ("html",),
@@ -264,10 +270,16 @@ def _parts(records: Iterable[dict[str, Any] | Inspection]) -> list[Inspection]:
     return [r if isinstance(r, Inspection) else inspection(r) for r in records]
 
 
+def in_time_order(parts: list[Inspection]) -> list[Inspection]:
+    """`parts` by time, those without one last: a table that says it lists parts in time order listed a caller's
+    records in the order given (13:00, 06:20, 07:40, ...); a store's come sorted, at no cost."""
+    return sorted(parts, key=lambda p: (p.time is None, p.time or _FIRST))
+
+
 def failed_rows(parts: list[Inspection]) -> tuple[list[Inspection], int]:
     """The failed parts the report's table lists, in time order, and how many it leaves out: beyond MAX_FAILED_ROWS,
     those with the highest score relative to their threshold (the first ones by time covered 36 minutes of a shift)."""
-    failed = [p for p in parts if p.verdict == "FAIL"]
+    failed = in_time_order([p for p in parts if p.verdict == "FAIL"])
     if len(failed) <= MAX_FAILED_ROWS:
         return failed, 0
     def severity(p: Inspection) -> tuple[int, float]:  # by margin; without a threshold by score; without either last
@@ -336,7 +348,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
            "throughput": charts.throughput(stats.subgroups, _, num, z)}
     return environment(page.lang).get_template("shift.html.j2").render(
         s=stats, charts=svg, worst=worst, failed=failed, failed_more=failed_more, failed_file=(files or {}).get("failed"),
-        skipped=not_inspected(meta), refused=not_inspected(meta, "refused_on_arrival"), escapes=escaped[:MAX_FAILED_ROWS],
+        skipped=not_inspected(meta), refused=not_inspected(meta, "refused_on_arrival"), escapes=in_time_order(escaped)[:MAX_FAILED_ROWS],
         escapes_more=max(0, len(escaped) - MAX_FAILED_ROWS), escapes_file=(files or {}).get("escapes"),
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), line=as_text(meta.get("line")), stations=sorted(stations),
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
