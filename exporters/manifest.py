@@ -58,6 +58,11 @@ def build_manifest(kind: str, ckpt: Path, ckpt_manifest: dict[str, Any], normali
         # so that `eval` of the export, as of its checkpoint, says where its thresholds were calibrated
         "calibration": ckpt_manifest.get("calibration") or {},
         "calibration_scores": ckpt_manifest.get("calibration_scores") or {},
+        # what `eval` of the export reads as it does of its checkpoint: the fit options (--new-parts refits with them)
+        # and the type head's fit (the test images it was fitted on, flattering its accuracy; its cross-validated one)
+        "options": ckpt_manifest.get("options") or {},
+        **({"types": ckpt_manifest["types"]} if ckpt_manifest.get("types") else {}),
+        **({"environment": ckpt_manifest["environment"]} if ckpt_manifest.get("environment") else {}),  # what it was fitted with
         "source": {"checkpoint": str(Path(ckpt).resolve()),  # absolute: `bench` finds it from any folder
                    "weights_sha256": ckpt_manifest["files"]["model.safetensors"],
                    "manifest_sha256": ckpt_manifest.get("manifest_sha256")},

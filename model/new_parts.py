@@ -34,7 +34,9 @@ CHECKED_RATES = (0.5, 0.2, 0.1, 0.05)  # false-alarm rates a good-only calibrati
 def options_from_manifest(options: dict[str, Any] | None, model: str) -> FitOptions:
     """The FitOptions a checkpoint was fitted with (its manifest's `options`)."""
     if not options:
-        raise InspectorError(f"model {model}: its manifest records no fit options; refitting needs a checkpoint from `inspector fit`")
+        # an export made before exports carried their checkpoint's options: export it again, or give that checkpoint
+        raise InspectorError(f"model {model}: its manifest records no fit options, which refitting needs; give the checkpoint "
+                             "`inspector fit` wrote, or export it again with this version")
     known = {f.name for f in fields(FitOptions)}
     kw = {k: v for k, v in options.items() if k in known}
     kw.setdefault("normalize_input", False)  # checkpoints from before input standardisation were fitted without it,
