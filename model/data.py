@@ -13,6 +13,7 @@ from model.images import (
     MASK_SUFFIXES,
     broken_links_note,
     files_by_lower_name,
+    hidden_folder,
     list_images,
     named_like,
     only_dead_links,
@@ -95,13 +96,18 @@ def _refuse_labelled(root: Path) -> None:
                              "the layout's root folder")
     for here, subs, _ in walk_folders(root):  # as the images are found: a linked layout would be learnt too
         d = Path(here)
+        subs[:] = [s for s in subs if not hidden_folder(s)]  # not read for images (scan_images), so none learnt as good
         if "ground_truth" in subs:
             raise InspectorError(f"data {root}: {d} is an MVTec AD layout (it has ground_truth/), whose defects "
                                  "would be learnt as good; give that folder itself, or a folder of good images only")
-        others = [s for s in subs if s != GOOD and list_images(d / s, recursive=True)] if GOOD in subs else []
+        # good/ in any case: `Good/` beside NEU's type folders (a Windows user's) was fitted with them, defects as good parts
+        good = next((s for s in subs if s.lower() == GOOD), None)
+        others = [s for s in subs if s != good and list_images(d / s, recursive=True)] if good else []
         if others:
-            raise InspectorError(f"data {root}: {d} holds {GOOD}/ beside {', '.join(s + '/' for s in others)}, whose "
-                                 f"images would be learnt as good; give {d / GOOD}, or the MVTec AD layout's root folder")
+            way = ("or the MVTec AD layout's root folder" if d.name == "test" else
+                   f"with `--labels {d}` to name the defect types (its {good}/ is skipped there)")
+            raise InspectorError(f"data {root}: {d} holds {good}/ beside {', '.join(s + '/' for s in others)}, whose "
+                                 f"images would be learnt as good; give {d / good}, {way}")
 
 
 def refuse_defect_labels(root: Path, images: list[Path]) -> None:
@@ -133,6 +139,34 @@ def refuse_defect_labels(root: Path, images: list[Path]) -> None:
     raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
                          "labelled defects, which would be learnt as good; give a folder of good images (defect "
                          "examples go to fit --labels)")
+
+
+LAYOUT_FOLDERS = ("train", "test", "ground_truth")
+
+
+def _refuse_miscased_layout(root: Path) -> None:
+    """`Train/` and `Test/` (a Windows user's) were no MVTec AD layout: beside a lower-case test/ there were "no good images
+    found", and alone the whole layout was read as a plain folder of good parts."""
+    try:
+        names = {d.name for d in root.iterdir() if d.is_dir()}
+    except OSError:  # said where the folder is read
+        return
+    for want in LAYOUT_FOLDERS:
+        other = next((n for n in sorted(names) if n.lower() == want), None) if want not in names else None
+        # a lot's folder called Test/ in a plain folder of good parts is read as ever: a layout's holds good/
+        if other and (want == "ground_truth" or any(d.is_dir() and d.name.lower() == GOOD for d in (root / other).iterdir())):
+            raise InspectorError(f"data {root}: {root / other} must be named {want} (lower case) to be read as the MVTec AD "
+                                 "layout's; rename it")
+
+
+def _good_named_otherwise(root: Path) -> str:
+    """What to do where train/ has no good/ but another folder of images (ok/, normal/, a lot's name)."""
+    train = root / "train"
+    others = [d for d in sorted(train.iterdir()) if d.is_dir() and list_images(d, recursive=True)] if train.is_dir() else []
+    if not others or (train / GOOD).is_dir():
+        return "put good parts there"
+    return (f"{train} holds {', '.join(d.name + '/' for d in others)} instead: the good training images must be in "
+            f"{train / GOOD}; rename or move {'it' if len(others) == 1 else 'them'} there")
 
 
 def _refuse_misnamed_good(root: Path) -> None:
@@ -186,6 +220,27 @@ def _unmatched_mask_folders(root: Path) -> list[str]:
     return notes
 
 
+def _boxes_not_masks(folder: Path, samples: list[Sample]) -> list[str]:
+    """A note when a test/<type> folder's maskless images have Pascal VOC box files beside them (NEU's layout moved into
+    test/): eval said only that none had a ground_truth mask, and left the boxes' owner guessing why."""
+    files = files_by_lower_name(folder)
+    boxed = [b for s in samples if s.is_defect and s.mask_path is None and (b := named_like(files, s.path, "", (".xml",)))]
+    return [f"{folder} has {len(boxed)} box file(s) beside its images (e.g. {boxed[0].name}), which are not read here: the pixel "
+            f"metrics and the pixel threshold need masks, ground_truth/{folder.name}/<image name>_mask.png (white where the "
+            "defect is; a box can be drawn as a white rectangle); the images count in the image metrics"] if boxed else []
+
+
+def _subfolders_note(root: Path, images: list[Path]) -> list[str]:
+    """A plain folder whose images all lie in two or more subfolders: NEU's type folders without their box files were
+    fitted as 48 good parts with no word. Lots or days in folders of their own read the same, so a note, not a refusal."""
+    subs = sorted({p.relative_to(root).parts[0] for p in images if p.parent != root})
+    if len(subs) < 2 or any(p.parent == root for p in images):
+        return []
+    named = ", ".join(s + "/" for s in subs[:4]) + (f" and {len(subs) - 4} more" if len(subs) > 4 else "")
+    return [f"data {root}: its images lie in {len(subs)} subfolders ({named}), all read as good parts; if they are folders "
+            f"of defect types, fit the good parts alone and give this folder to --labels"]
+
+
 def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
     """Discover a dataset: `train/good` + `test/<type>` + `ground_truth/<type>/<id>_mask.png`, or a plain folder."""
     root = Path(path)
@@ -193,6 +248,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         raise InspectorError(f"data {root}: no such folder")
     if not root.is_dir():
         raise InspectorError(f"data {root}: is a file; give a folder of images or an MVTec AD layout folder")
+    _refuse_miscased_layout(root)
     if (root / "train").is_dir() or (root / "test").is_dir():
         _refuse_misnamed_good(root)
         notes: list[str] = []
@@ -208,6 +264,7 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
                 masks = _masks_of(root, type_dir.name) if type_dir.name != GOOD else {}
                 samples = [Sample(p, type_dir.name, named_like(masks, p, "_mask", MASK_SUFFIXES)) for p in scan.images]
                 notes += _nested_images(type_dir, scan.images) + _unmatched_masks(root / "ground_truth" / type_dir.name, masks, samples)
+                notes += _boxes_not_masks(type_dir, samples)
                 test += samples
             notes += _unmatched_mask_folders(root)
         dataset = Dataset(root, train, test, notes)
@@ -217,10 +274,11 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         scan = good_scan = scan_images(root, recursive=True)
         if require_train:
             refuse_defect_labels(root, scan.images)
-        dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root))
+        dataset = Dataset(root, [Sample(p) for p in scan.images], notes=broken_links_note(scan, root)
+                          + (_subfolders_note(root, scan.images) if require_train else []))
     if require_train and not dataset.train:
         where = root / "train" / GOOD if (root / "train").is_dir() else root
         if dead := good_scan and only_dead_links(good_scan):
             raise InspectorError(f"data {where}: no good images: {dead}")
-        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF/WebP/GIF); put good parts there")
+        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF/WebP/GIF); {_good_named_otherwise(root)}")
     return dataset

@@ -446,6 +446,7 @@ class Scan:
 
     images: list[Path] = field(default_factory=list)
     broken_links: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)  # images in hidden or system folders (left out, to be said)
 
 
 def _unreadable_folder(exc: OSError) -> None:
@@ -457,8 +458,13 @@ def _unreadable_folder(exc: OSError) -> None:
 def walk_folders(folder: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk top-down, sorted, following linked folders (a station's folder often links its days' folders), each
     real folder once, so a link back up the tree is no loop."""
+    def unreadable(exc: OSError) -> None:
+        # a hidden folder's images are not read (scan_images): another user's .Trash-1000/ (mode 700 on a shared stick) stopped a fit
+        if not (exc.filename and os.path.abspath(exc.filename) != os.path.abspath(folder) and hidden_folder(os.path.basename(exc.filename))):
+            _unreadable_folder(exc)
+
     seen = set()
-    for here, subs, files in os.walk(folder, followlinks=True, onerror=_unreadable_folder):
+    for here, subs, files in os.walk(folder, followlinks=True, onerror=unreadable):
         real = os.path.realpath(here)
         if real in seen:
             subs.clear()
@@ -480,22 +486,36 @@ def _apple_double(path: Path) -> bool:
         return False
 
 
+# Folders no one files images in on purpose: a desktop's or USB stick's trash (.Trash-1000/, .Trashes/), a notebook's
+# copies (.ipynb_checkpoints/), a NAS's thumbnails of every image (Synology's @eaDir/), a macOS zip's metadata (__MACOSX/)
+SYSTEM_FOLDERS = frozenset({"@eaDir", "__MACOSX"})
+
+
+def hidden_folder(name: str) -> bool:
+    """A folder not read for images: hidden (a leading dot), or one of SYSTEM_FOLDERS."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
 def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> Scan:
     """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`;
-    recursively as walk_folders reads it."""
+    recursively as walk_folders reads it. Those in hidden or system folders below it go to `hidden`: a deleted defect in a
+    stick's .Trash-1000/ was fitted as a good part, and a NAS's thumbnails as more. A file named with a leading dot is
+    read (`._<name>` that is an image): only folders are hidden."""
     scan = Scan()
     for here, _, files in walk_folders(folder):
+        below_hidden = any(hidden_folder(part) for part in Path(here).relative_to(folder).parts)
         for name in files:
             p = Path(here) / name
             if p.is_symlink() and not p.exists():  # an image's, or a folder's (no suffix); not an editor's lock file
-                if not name.startswith(".") and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
+                if not name.startswith(".") and not below_hidden and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
                     scan.broken_links.append(p)
             elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)) and not _apple_double(p):
-                scan.images.append(p)
+                (scan.hidden if below_hidden else scan.images).append(p)
         if not recursive:
             break
     scan.images.sort()
     scan.broken_links.sort()
+    scan.hidden.sort()
     return scan
 
 
@@ -506,16 +526,28 @@ def list_images(folder: str | Path, recursive: bool = False, masks: bool = False
 
 def only_dead_links(scan: Scan) -> str | None:
     """What to say of a folder with no images but links leading nowhere ("no images found" sent its user looking for
-    files that were there, as links to a share gone); None where it has images or no such links."""
-    if scan.images or not scan.broken_links:
+    files that were there, as links to a share gone), or with hidden images alone (scan_images); None where it has images
+    or neither."""
+    if scan.images:
+        return None
+    if scan.hidden and not scan.broken_links:
+        return (f"its {len(scan.hidden)} image(s) are in hidden or system folders (e.g. {scan.hidden[0]}; named with a leading "
+                "dot, as .Trash-1000/, or @eaDir/, __MACOSX/), which are not read; move them out of there")
+    if not scan.broken_links:
         return None
     first = scan.broken_links[0]
     return f"its {len(scan.broken_links)} image link(s) lead nowhere (e.g. {first} -> {os.readlink(first)}); mount or copy what they point to"
 
 
 def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
-    """The note (without a "note: " prefix) that says which links were left out of a folder's images, if any."""
-    if not scan.broken_links:
-        return []
-    n, first = len(scan.broken_links), scan.broken_links[0]
-    return [f"{n} link(s) in {folder} lead nowhere and were left out (e.g. {first} -> {os.readlink(first)})"]
+    """The notes (without a "note: " prefix) that say what was left out of a folder's images, if anything: links that
+    lead nowhere, and hidden images (scan_images)."""
+    notes = []
+    if scan.broken_links:
+        n, first = len(scan.broken_links), scan.broken_links[0]
+        notes.append(f"{n} link(s) in {folder} lead nowhere and were left out (e.g. {first} -> {os.readlink(first)})")
+    if scan.hidden:
+        notes.append(f"{len(scan.hidden)} image(s) in {folder} were left out (e.g. {scan.hidden[0]}): they are in hidden or "
+                     "system folders (named with a leading dot, as .Trash-1000/ or .ipynb_checkpoints/, or @eaDir/ thumbnails, "
+                     "__MACOSX/); move one out of there to read it")
+    return notes

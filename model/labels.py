@@ -9,6 +9,7 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from model.images import (
     MASK_SUFFIXES,
     broken_links_note,
     files_by_lower_name,
+    hidden_folder,
     is_mask_name,
     list_images,
     named_like,
@@ -110,35 +112,64 @@ def _load_labels(root: Path) -> LabelSet:
         items, notes = _one_of_each_image(root, items)
         links = [n for n in dataset.notes if str(root / "test") in n]  # of the labelled images; train/good's are fit's to say
         return LabelSet(root, sorted({it.type for it in items}), items, links + notes)
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name.lower() != GOOD)
+    # a NAS's @eaDir/ of thumbnails was a type, refused as one with no images
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not hidden_folder(d.name) and d.name.lower() != GOOD)
+    # a type folder linked from a share that is gone: its type was left out of the model, unsaid
+    notes = [f"{d} -> {os.readlink(d)}: a link that leads nowhere, so its type {d.name} is left out; mount or copy what it points to"
+             for d in sorted(root.iterdir()) if d.is_symlink() and not d.exists() and not hidden_folder(d.name)
+             and not d.suffix]  # a folder's, as scan_images tells them (not a README's)
     if not folders:
-        raise InspectorError(f"labels {root}: no <type>/ subfolders; put each defect type's images in a folder named after it")
+        raise InspectorError(f"labels {root}: no <type>/ subfolders; {notes[0] if notes else _flat_labels_fix(root)}")
     items: list[LabelledImage] = []
-    notes: list[str] = []
     for folder in folders:
         scan = scan_images(folder)
         images = scan.images  # masks in any case left out (is_mask_name)
         notes += broken_links_note(scan, folder)  # a linked example that leads nowhere was left out, unsaid
         files = files_by_lower_name(folder)
         if not images:
-            nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and list_images(d, recursive=True)), None)
+            nested = next((d for d in sorted(folder.iterdir()) if d.is_dir() and not hidden_folder(d.name) and list_images(d, recursive=True)), None)
             dead = only_dead_links(scan)  # "add examples" of files that were there, as links
             where = f"its subfolder {nested.name}/ has some, but subfolders are not searched: put them in {folder.name}/ itself" \
                 if nested else f"{dead}, or remove the folder" if dead \
                 else f"add examples of this type ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)}) or remove the folder"
             raise InspectorError(f"labels {folder}: no images; {where}")
+        elsewhere: dict[str, list[Path]] = {}  # box files whose objects all name another type, by the names they give
         for image in images:
             mask = named_like(files, image, "_mask", MASK_SUFFIXES)
             boxes = named_like(files, image, "", (".xml",))
             if boxes is not None:
                 names = sorted(set(_read_voc(boxes)[2]))  # read now, to fail naming the file rather than halfway through fitting
-                if names and folder.name not in names:  # one filed in the wrong folder was taught as the folder's, unsaid
-                    notes.append(f"{boxes}: its boxes are named {', '.join(names)}, none {folder.name}, but it is in "
-                                 f"{folder.name}/; the folder's type is used")
+                # one filed in the wrong folder was taught as the folder's, unsaid; read as type names are (type_words), so
+                # `pitted_surface` boxes in a folder renamed `Pitted surface` are its own
+                if names and type_words(folder.name) not in map(type_words, names):
+                    elsewhere.setdefault(", ".join(names), []).append(boxes)
             items.append(LabelledImage(image, folder.name, mask, boxes))
-        notes += _stray_labels(folder, images)
+        # one line per name, not per file: a renamed folder of NEU's 142 rolled-in scale images gave 142 lines
+        notes += [f"{files_[0]}{f' and {len(files_) - 1} more box file(s) in {folder.name}/' if len(files_) > 1 else ''}: "
+                  f"{'their' if len(files_) > 1 else 'its'} boxes are named {names}, none {folder.name}, but "
+                  f"{'they are' if len(files_) > 1 else 'it is'} in {folder.name}/; the folder's type is used"
+                  for names, files_ in elsewhere.items()]
+        notes += _stray_labels(folder, images) + _nested_note(folder, images)
     items, copies = _one_of_each_image(root, items)
     return LabelSet(root, [f.name for f in folders], items, notes + copies)
+
+
+def _flat_labels_fix(root: Path) -> str:
+    """What to do with a labels folder of images and no type folders: one type's folder given for the folder above it
+    (`--labels neu/crazing`) was told only to make type folders."""
+    generic = "put each defect type's images in a folder named after it"
+    if not (n := len(list_images(root))):
+        return generic
+    return (f"its {n} image(s) lie in it directly: if it is one type's folder, give the folder that holds every type's folder "
+            f"(perhaps {root.parent}); else {generic} ({root / '<type>'}/)")
+
+
+def _nested_note(folder: Path, images: list[Path]) -> list[str]:
+    """A note when a type folder that has images also has images in folders below it: those were left out, unsaid (a
+    type folder with none there was refused, naming the subfolder)."""
+    below = sorted(set(scan_images(folder, recursive=True).images) - set(images))
+    return [f"{folder} has {len(below)} image(s) in folders below it (e.g. {below[0]}), left out: subfolders of a type folder "
+            f"are not searched; move them up into {folder.name}/ to use them"] if below else []
 
 
 def _stray_labels(folder: Path, images: list[Path]) -> list[str]:

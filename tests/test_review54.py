@@ -79,10 +79,10 @@ def _good_folder(root: Path, n: int = 6) -> Path:
 def test_fit_says_a_folder_note_naming_a_line_break_in_one_line(tmp_path, capsys):
     """`inspect` says a folder's notes one line each (a link's name or target may hold a newline); fit printed the same
     notes of its data folder raw: the second half of the line had no `note:` and read as output of its own."""
-    data = _good_folder(tmp_path / "data")
+    data = _good_folder(tmp_path / "data", 3)
     os.symlink("gone\nerror: forged", data / "dead\n.png")
-    # an option refused after the notes are said, so that nothing is fitted
-    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "out", "--ref-k", "5")
+    # too few images, refused after the notes are said (options are refused before them), so that nothing is fitted
+    rc, _, err = cli(capsys, "fit", data, "--out", tmp_path / "out")
     assert rc == 2, err
     notes = [line for line in err.splitlines() if "lead nowhere" in line]
     assert notes and notes[0].startswith("note: "), err

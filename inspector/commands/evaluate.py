@@ -73,7 +73,10 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
             raise InspectorError(dead)  # that are there, as links to a share gone
         if not dataset.test:
             raise InspectorError(f"data {data}: no test/<type> folders with images; eval needs labelled test images{layout_hint(dataset.root, model)}")
-        raise InspectorError(f"data {data}: eval needs both test/good and at least one test/<defect> folder")
+        has = sorted({s.defect_type for s in dataset.test})  # name what is there: "needs both" read as though neither were
+        missing = "test/<defect> folder with images" if goods else "test/good folder with images"
+        raise InspectorError(f"data {data}: has {', '.join(f'test/{t}/' for t in has)} ({len(dataset.test)} images) but no "
+                             f"{missing}; eval needs both")
     check_test_headers(dataset)
     check_masks(dataset.test, dataset.root)
     engine = open_engine(model, device=device)

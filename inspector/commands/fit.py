@@ -122,8 +122,6 @@ def _run(args: argparse.Namespace, out: Path) -> int:
 
     dataset = load_dataset(args.data)
     dataset.train += more_good(args.add_good, dataset)
-    for note in dataset.notes:  # now, not after minutes of fitting; one line each, as inspect's (a name may hold a newline)
-        print(one_line(f"note: {note}"), file=sys.stderr)
     # --references keeps whole training images instead of a bank, and learns from none of the generated ones
     synth = args.synth if args.synth is not None else 0 if args.references else DEFAULT_SYNTH
     options = FitOptions(backbone=args.backbone, layers=args.layers, input_size=args.size, seed=args.seed, policy=policy_from(args),
@@ -165,6 +163,8 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     labels = load_type_labels(args)
     if labels is not None:
         refuse_labels_in_training(args.labels, [it.path for it in labels.items], dataset)
+    for note in dataset.notes:  # before minutes of fitting, after the one-line refusals; one line each, as inspect's (a name may hold a newline)
+        print(one_line(f"note: {note}"), file=sys.stderr)
     check_room(out, len(dataset.train), options)
     if options.locate and dataset.train:
         warn_locate(dataset.train[0].path, options)
