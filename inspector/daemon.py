@@ -320,7 +320,7 @@ class Daemon:
             self.sparkplug.start()
         self.outbox = Outbox(self.store, self.mqtt, self.topics.result, self.metrics, self.repeats)
         self.hooks = ReportHooks(cfg, self.store, self.publish, self.topics.report, self.topics.error, self._on_fail, self._on_shift)
-        self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics)
+        self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics, self.store)
         self.live = LiveView(cfg, self.health) if cfg.http.enabled and cfg.http.live else None
         self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug,
                          self.trouble, self.live)

@@ -354,7 +354,7 @@ class Job:
     accepted: float = field(default_factory=time.monotonic)
     started: float = 0.0  # when its inference batch began
     reply: Reply | None = None  # where its answer goes besides the contract topic (MQTT 5)
-    recovered: bool = False  # from the journal, with this run's recovery attempt counted
+    recovered: bool = False  # from the journal: its batch counts a recovery attempt (Inference)
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
     live: bool = False  # a frame of a live source in continuous mode: one of a stream, not a part someone sent
     refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
@@ -886,6 +886,11 @@ class Intake:
                 text = f"store: cannot recover {ident} ({exc}); it stays in the journal"
                 self.trouble.failed(text)
                 log.error(text)
+            except Exception as exc:  # noqa: BLE001 - a job no check foresaw: raised, it ended recovery before the intake took any
+                # input, at every restart of its thread, and the station said online while it inspected nothing
+                log.exception("recovery: cannot recover %s; it is set aside", ident)
+                self.reject(set_aside(self.store, ident, f"recovery: cannot recover it ({type(exc).__name__}: {exc})"), "recovery",
+                            inspection_id=ident)
         if n:
             log.info("recovered %d accepted job(s) from the journal", n)
         self.started_at = time.monotonic()
@@ -893,16 +898,13 @@ class Intake:
 
     def _recover(self, ident: str, meta: dict, attempts: int) -> int:
         # the job's own answer, and its repeats' (journaled while it was under way), as it came
-        replies = (Reply.from_meta(meta), *(Reply.from_meta(r) for r in meta.get("repeats") or ()))
+        repeats = meta.get("repeats") if isinstance(meta.get("repeats"), list) else ()  # a job edited by hand: its own answer still
+        replies = (Reply.from_meta(meta), *(Reply.from_meta(r) for r in repeats))
         if attempts >= MAX_ATTEMPTS:
             text = f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)"
             self.reject(set_aside(self.store, ident, text), "recovery", inspection_id=ident, serial=meta.get("serial"), reason="gave_up",
                         replies=replies)
             return 0
-        try:
-            self.store.count_attempt(ident)
-        except (OSError, sqlite3.Error) as exc:  # recovered uncounted rather than not at all
-            log.error("store: cannot count the recovery attempt of %s (%s); recovering it uncounted", ident, exc)
         try:
             rgb = decode_image(self.store.pending_image(ident) or b"", f"journaled {ident}")
         except InspectorError as exc:
@@ -919,21 +921,16 @@ class Intake:
                 return 1
             except queue.Full:
                 continue
-        self.store.uncount_attempts([ident])  # stopped before it was queued: no attempt was made
         return 0
 
     def release_unstarted(self) -> int:
-        """After a drain that timed out: take back the queued jobs no batch started (they stay journaled) and
-        un-count the recovery attempts of those recovered, since a graceful stop is no crash: counted, three
-        stops with a full queue gave a job up and lost it."""
-        ids = []
+        """After a drain that timed out: take back the queued jobs no batch started (they stay journaled, their recovery
+        attempts uncounted: Inference counts one as its batch starts); how many."""
+        n = 0
         while True:
             try:
-                job = self.jobs.get_nowait()
+                self.jobs.get_nowait()
             except queue.Empty:
-                break
+                return n
             self.jobs.task_done()
-            if job.recovered:
-                ids.append(job.inspection_id)
-        self.store.uncount_attempts(ids)
-        return len(ids)
+            n += 1

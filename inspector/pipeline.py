@@ -45,8 +45,10 @@ STORE_ERRORS = (InspectorError, OSError, sqlite3.Error)  # a full disk, a broken
 class Inference:
     """One `step()`: take a job, plus whatever else is waiting (up to batch_size), inspect them together."""
 
-    def __init__(self, inspector: Inspector, jobs: queue.Queue[Job], results: queue.Queue, batch_size: int, metrics: Metrics) -> None:
+    def __init__(self, inspector: Inspector, jobs: queue.Queue[Job], results: queue.Queue, batch_size: int, metrics: Metrics,
+                 store: Store | None = None) -> None:
         self.inspector, self.jobs, self.results, self.batch_size, self.metrics = inspector, jobs, results, batch_size, metrics
+        self.store = store  # counts the recovery attempts of recovered jobs as their batch starts
         self._lock = threading.Lock()  # held over a batch, so a reloaded model is swapped in between batches
 
     def swap(self, inspector: Inspector, batch_size: int) -> None:
@@ -68,12 +70,23 @@ class Inference:
             job.started = t0
             self.metrics.observe("inspector_stage_seconds", t0 - job.accepted, {"stage": "queue"})
         self.metrics.observe("inspector_batch_size", len(batch))
+        self._count_attempts([job.inspection_id for job in batch if job.recovered])
         with self._lock:
             outcomes = self._inspect(batch)
         for job, outcome in zip(batch, outcomes, strict=True):
             self.results.put((job, outcome))  # bounded: a slow store slows inference, which fills the intake queue
             self.jobs.task_done()  # counted only once its result is on the way: shutdown drains by these counts
         self.metrics.observe("inspector_stage_seconds", time.monotonic() - t0, {"stage": "inference"})
+
+    def _count_attempts(self, recovered: list[str]) -> None:
+        """An attempt is counted as its batch starts, not as its job is queued: three starts stopped by a crash before
+        a backlog ran (a restart loop, a driver failing at start) gave up parts that had never run."""
+        if not recovered or self.store is None:
+            return
+        try:
+            self.store.count_attempts(recovered)
+        except STORE_ERRORS as exc:  # inspected uncounted rather than not at all
+            log.error("store: cannot count the recovery attempts of %s (%s); inspecting them uncounted", ", ".join(recovered), exc)
 
     def _inspect(self, batch: list[Job]) -> list[InspectionResult | str]:
         """Results in order; a job that cannot be inspected gets its error text instead (the others still run)."""

@@ -68,9 +68,17 @@ class Reply:
         return Reply(correlation, topic or None) if correlation is not None or topic else None
 
     @staticmethod
-    def from_meta(meta: dict) -> Reply | None:
-        corr = meta.get("correlation")
-        return Reply.of(None if corr is None else bytes.fromhex(corr), meta.get("response_topic"))
+    def from_meta(meta: Any) -> Reply | None:
+        """The Reply `to_meta` journaled; what is not as it writes it (a job edited by hand) is left out, and the answer
+        goes to the contract topic alone: raised, it ended the journal's recovery, and the station inspected nothing."""
+        if not isinstance(meta, dict):
+            return None
+        corr, topic = meta.get("correlation"), meta.get("response_topic")
+        try:
+            corr = None if corr is None else bytes.fromhex(corr)
+        except (TypeError, ValueError):
+            corr = None
+        return Reply.of(corr, topic if isinstance(topic, str) else None)
 
 
 @dataclass

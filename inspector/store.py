@@ -7,6 +7,7 @@ numbered migrations (MIGRATIONS), applied in order on open.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import json
 import os
@@ -123,6 +124,15 @@ def cannot_write(root: Path, what: str) -> str:
             f"chown -R {user_name()} {root}), or run as the user that owns it")
 
 
+def _no_folder(root: Path, exc: OSError) -> str:
+    """The fix for a data directory that could not be created."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "it, or a folder above it, is a file; give the path of a folder"
+    if read_only_fs(next((p for p in root.parents if p.exists()), root)):
+        return "give a data directory on a writable disk"  # strerror said why
+    return f"create it for this user ({user_name()}), or give a data directory it may create"
+
+
 def unwritable(root: str | Path) -> list[Path]:
     """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
     return [f for f in daemon_files(Path(root)) if f.exists() and not os.access(f, os.W_OK)]
@@ -187,8 +197,8 @@ class Store:
             return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror})") from None
+        except OSError as exc:  # it named no fix
+            raise InspectorError(f"store {self.root}: cannot create the data directory ({exc.strerror}); {_no_folder(self.root, exc)}") from None
         # SQLite opens a file this user may not write read-only, unsaid: the daemon was ready, then refused every part
         if exclusive and (files := unwritable(self.root)):
             raise InspectorError(cannot_write(self.root, ", ".join(f.name for f in files)))
@@ -198,6 +208,8 @@ class Store:
                                                              "or give this station its own store.data_dir") if exclusive else None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            # before anything is written: a newer inspector's store was turned to WAL by the start that refused it
+            self._refuse_newer(self._db.execute("PRAGMA user_version").fetchone()[0])
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
@@ -271,10 +283,17 @@ class Store:
                                  "or give the data directory the inspector writes to")
         # an older store is read as it is: readers use the inspections table only, as version 1 made it (a migration
         # that changes it must refuse older versions here)
-        if version > len(MIGRATIONS):
+        try:
+            self._refuse_newer(version)
+        except InspectorError:
             db.close()
-            raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
+            raise
         return db
+
+    def _refuse_newer(self, version: int) -> None:
+        """A store a newer inspector wrote (a station downgraded over it) is left as it is, with one line."""
+        if version > len(MIGRATIONS):
+            raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
 
     def _unreadable(self, exc: sqlite3.DatabaseError, waiting: bool) -> str:
         if full := self._disk_full(exc):
@@ -288,8 +307,7 @@ class Store:
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise InspectorError(f"store {self.path}: schema version {version} is newer than this inspector ({len(MIGRATIONS)}); upgrade it")
+        self._refuse_newer(version)
         for i in range(version, len(MIGRATIONS)):
             # one script = one transaction: a crash mid-migration leaves the previous version intact
             self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
@@ -309,15 +327,25 @@ class Store:
                          " at REAL NOT NULL)")
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
+    def _tx(self, durable: bool = False) -> Iterator[None]:
+        """One transaction. `durable`: on the disk at its commit (synchronous FULL for it alone), for what a sender lets
+        go of once it is journaled (the broker's copy acknowledged, a watched file moved): under NORMAL a power cut took
+        back the WAL's last commits, and the part with them; the rest (a result, its publish mark) is made again from
+        the journal, so it need not wait for the disk."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     @property
     def schema_version(self) -> int:
@@ -485,8 +513,9 @@ class Store:
     def accept(self, inspection_id: str, job: dict[str, Any], image: bytes, delivery: tuple[int, str, bytes] | None = None) -> bool:
         """Journal accepted work (encoded image + metadata). False if that id is already pending. `delivery`: the MQTT
         input's (packet id, topic, digest), kept in the same transaction (the last DELIVERIES_KEPT of them): a crash before
-        its acknowledgement reached the broker brings it again at the next start, and it is known by them (`deliveries`)."""
-        with self._tx():
+        its acknowledgement reached the broker brings it again at the next start, and it is known by them (`deliveries`).
+        On the disk when it returns (`_tx(durable=True)`): its sender lets go of the input then."""
+        with self._tx(durable=True):
             cur = self._db.execute("INSERT OR IGNORE INTO pending (inspection_id, accepted_at, job, image) VALUES (?, ?, ?, ?)",
                                    (inspection_id, utc_now(), json.dumps(job, ensure_ascii=False), image))
             if delivery is not None and cur.rowcount == 1:
@@ -511,12 +540,13 @@ class Store:
     def keep_repeat(self, inspection_id: str, reply: Reply) -> bool:
         """Journal, beside a pending job, where a repeat of its id wants its answer: recovered with the job after a
         crash (held in memory only, such a repeat went unanswered). False if the job is not pending."""
-        with self._tx():
+        with self._tx(durable=True):  # acknowledged once journaled
             row = self._db.execute("SELECT job FROM pending WHERE inspection_id = ?", (inspection_id,)).fetchone()
             if row is None:
                 return False
             job = _object(row[0]) or {}  # a job edited by hand: its image, and now its repeat, still recovered
-            job["repeats"] = [*job.get("repeats", []), reply.to_meta()]
+            earlier = job.get("repeats") if isinstance(job.get("repeats"), list) else []  # a string was spread into letters
+            job["repeats"] = [*earlier, reply.to_meta()]
             self._db.execute("UPDATE pending SET job = ? WHERE inspection_id = ?", (json.dumps(job, ensure_ascii=False), inspection_id))
         return True
 
@@ -600,12 +630,14 @@ class Store:
         error topic) as one line of refused/<day>/on-arrival.jsonl, filed by its `timestamp` (the stored form), so
         that a shift report counts it. An OSError is the caller's."""
         path = self.root / REFUSED_DIR / safe_name(str(entry["timestamp"])[:10]) / ARRIVALS_FILE
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
         with self._append_lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             # never through a link: one planted there (by whoever else may write in data_dir) took the lines elsewhere
-            with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "a",
-                           encoding="utf-8") as f:
+            with os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "ab") as f:
+                end = os.fstat(f.fileno()).st_size
+                if end and os.pread(f.fileno(), 1, end - 1) != b"\n":  # a line cut short (a full disk, a crash): this one
+                    line = b"\n" + line  # was joined to it, and neither was counted
                 f.write(line)
 
     def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50,
@@ -644,13 +676,16 @@ class Store:
         return {"not_inspected": {"count": count, "items": items},
                 "refused_on_arrival": {"count": sum(kinds.values()), "kinds": kinds, "items": first}}
 
-    def count_attempt(self, inspection_id: str) -> None:
-        """Count a recovery attempt, so a job that crashes the process every time can be given up."""
+    def count_attempts(self, inspection_ids: list[str]) -> None:
+        """Count a recovery attempt of each, so a job that crashes the process every time can be given up."""
         with self._tx():
-            self._db.execute("UPDATE pending SET attempts = attempts + 1 WHERE inspection_id = ?", (inspection_id,))
+            self._db.executemany("UPDATE pending SET attempts = attempts + 1 WHERE inspection_id = ?", [(i,) for i in inspection_ids])
+
+    def count_attempt(self, inspection_id: str) -> None:
+        self.count_attempts([inspection_id])
 
     def uncount_attempts(self, inspection_ids: list[str]) -> None:
-        """Take back the recovery attempts of jobs that never ran (the daemon stopped before they did)."""
+        """Take back the recovery attempts of jobs whose batch ran but whose results the store refused: no crash."""
         with self._tx():
             self._db.executemany("UPDATE pending SET attempts = MAX(attempts - 1, 0) WHERE inspection_id = ?", [(i,) for i in inspection_ids])
 

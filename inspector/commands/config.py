@@ -208,7 +208,7 @@ def machine_problems(cfg) -> list[str]:
     from inspector.daemon import broker_client, check_verification_files, decision_of
     from inspector.engines import locate_model
     from inspector.sources import open_source
-    from inspector.store import cannot_write, unwritable
+    from inspector.store import DB_NAME, Store, cannot_write, unwritable
     from inspector.verification import verify
     from model.errors import InspectorError, need
 
@@ -244,6 +244,11 @@ def machine_problems(cfg) -> list[str]:
         problems.append(f"store.data_dir {cfg.store.data_dir}: {existing} is not a folder this user can write to; choose another or fix its permissions")
     elif files := unwritable(folder):
         problems.append(f"store.data_dir: {cannot_write(folder, ', '.join(f.name for f in files))}")
+    elif (folder / DB_NAME).exists():  # as serve opens it: a newer inspector's or a damaged store read "checked", and serve refused it
+        try:
+            Store(folder, readonly=True).close()
+        except InspectorError as exc:
+            problems.append(str(exc))
     if (free_mb := shutil.disk_usage(existing).free // 2**20) < cfg.store.min_free_mb:
         problems.append(f"store.data_dir {cfg.store.data_dir}: {free_mb} MB free, below store.min_free_mb ({cfg.store.min_free_mb} MB): "
                         "results would be stored without their images; free space, or store the data on another disk")

@@ -714,7 +714,7 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     assert intake.recover() == 1
     assert jobs.get_nowait().inspection_id == "ok-1"
     assert sorted(b["inspection_id"] for _, b in sent) == ["bad-1", "poison-1"] and all(t == "p/error" for t, _ in sent)
-    assert [(i, job["serial"], a) for i, job, a in store.pending()] == [("ok-1", "A", 1)]
+    assert [(i, job["serial"], a) for i, job, a in store.pending()] == [("ok-1", "A", 0)]  # counted when its batch starts
     # neither is lost with its journal entry: both wait in refused/, as they came, and their errors say where
     kept = {b["inspection_id"]: b["error"].rsplit("its image is kept at ", 1)[1] for _, b in sent}
     assert (store.root / kept["poison-1"]).read_bytes() == png(good_image(2)) and kept["poison-1"].endswith(".png")
@@ -732,6 +732,7 @@ def test_a_full_disk_neither_kills_recovery_nor_uses_up_a_recovered_parts_attemp
     from inspector.health import Metrics, StoreTrouble
     from inspector.intake import MAX_ATTEMPTS, Intake
     from inspector.mqtt import Topics
+    from inspector.pipeline import Inference
     from inspector.store import Store
 
     cfg = station()
@@ -741,11 +742,15 @@ def test_a_full_disk_neither_kills_recovery_nor_uses_up_a_recovered_parts_attemp
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(store, "count_attempt", full)
+    monkeypatch.setattr(store, "count_attempts", full)
     jobs: q.Queue = q.Queue(10)
     trouble = StoreTrouble()
     intake = Intake(cfg, store, jobs, Metrics(), Topics("p"), publish=lambda *a, **k: None, republish=lambda r, c: None, trouble=trouble)
-    assert intake.recover() == 1 and jobs.get_nowait().inspection_id == "kept-1"  # recovered uncounted
+    assert intake.recover() == 1
+    results: q.Queue = q.Queue(10)
+    Inference(tiny_inspector, jobs, results, 4, Metrics(), store).step()
+    job, outcome = results.get_nowait()  # inspected uncounted
+    assert job.inspection_id == "kept-1" and not isinstance(outcome, str)
     monkeypatch.undo()
     store.close()
     for _ in range(MAX_ATTEMPTS + 1):  # starts whose result cannot be stored: the part waits, it is not given up
@@ -841,7 +846,7 @@ def test_a_graceful_stop_before_a_recovered_job_ran_is_no_attempt(tmp_path):
     calls = iter([False, False, False, True, True])  # job-0 checks twice and is queued; the stop comes while job-1 waits for room
     intake.stopping = lambda: next(calls)
     assert intake.recover() == 1
-    assert [a for _, _, a in store.pending()] == [1, 0, 1]  # job-0 queued (counted), job-1 never queued
+    assert [a for _, _, a in store.pending()] == [0, 0, 1]  # job-0 queued, job-1 never: no batch ran either
     assert intake.release_unstarted() == 1 and jobs.empty() and jobs.unfinished_tasks == 0
     assert [a for _, _, a in store.pending()] == [0, 0, 1]  # the crash's attempt is kept
 
