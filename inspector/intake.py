@@ -355,6 +355,7 @@ class Job:
     started: float = 0.0  # when its inference batch began
     reply: Reply | None = None  # where its answer goes besides the contract topic (MQTT 5)
     recovered: bool = False  # from the journal: its batch counts a recovery attempt (Inference)
+    attempts: int = 0  # recovery attempts before this run's: a job that was in a batch when the daemon died runs alone
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
     live: bool = False  # a frame of a live source in continuous mode: one of a stream, not a part someone sent
     refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
@@ -913,7 +914,7 @@ class Intake:
         for again in replies[1:]:  # taken, as a repeat remembered in this run is, by whoever ends the job
             self.repeats.add(ident, again)
         job = Job(ident, rgb, meta.get("serial"), meta.get("source") or "recovered", time.monotonic(), reply=replies[0], recovered=True,
-                  timestamp=meta.get("timestamp"))
+                  attempts=attempts, timestamp=meta.get("timestamp"))
         while not self.stopping():
             self.beat()
             try:

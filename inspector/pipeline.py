@@ -65,6 +65,13 @@ class Inference:
                 batch.append(self.jobs.get_nowait())
             except queue.Empty:
                 break
+        # a job that was in a batch when the daemon died runs alone: batched, the one that kills the process took the
+        # others' attempts with it each time, and all were given up together
+        together = [job for job in batch if not job.attempts]
+        for run in ([together] if together else []) + [[job] for job in batch if job.attempts]:
+            self._run(run)
+
+    def _run(self, batch: list[Job]) -> None:
         t0 = time.monotonic()
         for job in batch:
             job.started = t0

@@ -82,3 +82,28 @@ def test_validate_here_refuses_a_store_serve_would_refuse(tmp_path, tiny_ckpt, c
     (tmp_path / "data" / DB_NAME).write_bytes(b"not a database" * 100)
     assert main(["config", "validate", "--here", "--json", str(config)]) == 1
     assert "not a usable SQLite database" in json.loads(capsys.readouterr().out)["errors"][0]
+
+
+def test_a_job_that_was_in_a_batch_when_the_daemon_died_runs_alone(tmp_path):
+    """Batched, the job that kills the process took the others' recovery attempts with it at every start, and all were given
+    up together; once it has an attempt counted, it runs alone, so the rest are inspected at the next start."""
+
+    class Recording:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        def inspect_batch(self, images, serials, sources, ids):
+            self.batches.append(list(ids))
+            return [object() for _ in ids]
+
+    store, jobs, intake = _start(tmp_path / "data", [])
+    for i in range(4):
+        store.accept(f"job-{i}", {"serial": str(i)}, png(good_image(i)))
+    store.count_attempt("job-1")  # two of the batch the daemon died in
+    store.count_attempt("job-3")
+    assert intake.recover() == 4
+    engine, results = Recording(), q.Queue(8)
+    Inference(engine, jobs, results, 8, Metrics(), store).step()
+    assert engine.batches == [["job-0", "job-2"], ["job-1"], ["job-3"]]
+    assert [(i, a) for i, _, a in store.pending()] == [("job-0", 1), ("job-1", 2), ("job-2", 1), ("job-3", 2)]
+    assert results.qsize() == 4 and jobs.unfinished_tasks == 0
