@@ -80,17 +80,18 @@ class Outbox:
         # acknowledged by the broker, not yet marked so in the store (a full disk): not re-sent every 2 s meanwhile
         self._unmarked: set[str] = set()
 
-    def publish(self, record: dict[str, Any], reply: Reply | None = None) -> None:
+    def publish(self, record: dict[str, Any], reply: Reply | None = None) -> bool:
         """Hand a stored record to paho (sent now, or after the next reconnect), and a copy for each repeat of its id
-        waiting in `repeats`. While MAX_HANDED wait for the broker it stays in the store only (the repeats wait
-        with it), and `resend` hands it over later."""
+        waiting in `repeats`. While MAX_HANDED wait for the broker (or paho takes no more) it stays in the store only
+        (the repeats wait with it), and `resend` hands it over later. Returns whether it was handed over."""
         payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         ident = record["inspection_id"]
         with self._lock:  # held across publish: an ack must not arrive before its mid is known
             if len(self._by_mid) >= MAX_HANDED or not self._hand(ident, payload, reply):
-                return
+                return False
             for again in self.repeats.take(ident):  # tracked as the first is: a stop waits for their acks too
                 self._hand(ident, payload, again)
+        return True
 
     def _hand(self, ident: str, payload: str, reply: Reply | None) -> bool:
         mid = self.mqtt.publish(self.topic, payload, qos=1, reply=reply)
@@ -164,8 +165,8 @@ class Outbox:
                 continue
             self._refused.pop(record["inspection_id"], None)
             record.pop("published_at", None)
-            self.publish(record, reply)
-            n += 1
+            # counted only if handed over: kept back (MAX_HANDED waiting), it was logged as re-sent every 2 s
+            n += self.publish(record, reply)
         if len(self._refused) > REFUSED_KEPT:
             self._refused = {i: t for i, t in self._refused.items() if now - t < REFUSED_RETRY_S}
         if n:

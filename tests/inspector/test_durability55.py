@@ -246,7 +246,7 @@ def test_a_watched_folder_killed_mid_burst_gives_each_file_one_record_once_resta
         for i, name in enumerate(names):  # written under a hidden name, then renamed: as a camera's uploader does
             (inbox / f".{name}.png").write_bytes(good_png if i % 3 else defect_png)
             (inbox / f".{name}.png").rename(inbox / f"{name}.png")
-        wait_until(lambda: len(lst.result_ids()) >= 5, 60, "the first results")
+        wait_until(lambda: len(lst.result_ids()) >= 1, 60, "the first result")  # killed at once: a fast machine finished 60 first
         proc.kill()
         proc.wait(10)
         assert len(lst.result_ids()) < len(names), "the burst finished before the kill; nothing was tested"
