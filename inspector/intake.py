@@ -43,7 +43,7 @@ from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame, safe_url
-from inspector.store import Store
+from inspector.store import Store, journaled_repeats
 from model.errors import InspectorError
 from model.images import decode_image
 
@@ -899,8 +899,7 @@ class Intake:
 
     def _recover(self, ident: str, meta: dict, attempts: int) -> int:
         # the job's own answer, and its repeats' (journaled while it was under way), as it came
-        repeats = meta.get("repeats") if isinstance(meta.get("repeats"), list) else ()  # a job edited by hand: its own answer still
-        replies = (Reply.from_meta(meta), *(Reply.from_meta(r) for r in repeats))
+        replies = (Reply.from_meta(meta), *(Reply.from_meta(r) for r in journaled_repeats(meta)))
         if attempts >= MAX_ATTEMPTS:
             text = f"recovery: gave up {ident} after {attempts} attempts (it stopped the daemon each time)"
             self.reject(set_aside(self.store, ident, text), "recovery", inspection_id=ident, serial=meta.get("serial"), reason="gave_up",

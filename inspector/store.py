@@ -133,6 +133,13 @@ def _no_folder(root: Path, exc: OSError) -> str:
     return f"create it for this user ({user_name()}), or give a data directory it may create"
 
 
+def journaled_repeats(job: dict[str, Any]) -> list:
+    """The repeats journaled beside a pending job (`keep_repeat`); none where a hand edit made them other than a list: a
+    string was spread into letters, and it stopped the journal's recovery."""
+    repeats = job.get("repeats")
+    return repeats if isinstance(repeats, list) else []
+
+
 def unwritable(root: str | Path) -> list[Path]:
     """The daemon's files under `root` (database, its journal, lock) that exist and this user may not write."""
     return [f for f in daemon_files(Path(root)) if f.exists() and not os.access(f, os.W_OK)]
@@ -545,8 +552,7 @@ class Store:
             if row is None:
                 return False
             job = _object(row[0]) or {}  # a job edited by hand: its image, and now its repeat, still recovered
-            earlier = job.get("repeats") if isinstance(job.get("repeats"), list) else []  # a string was spread into letters
-            job["repeats"] = [*earlier, reply.to_meta()]
+            job["repeats"] = [*journaled_repeats(job), reply.to_meta()]
             self._db.execute("UPDATE pending SET job = ? WHERE inspection_id = ?", (json.dumps(job, ensure_ascii=False), inspection_id))
         return True
 
@@ -680,9 +686,6 @@ class Store:
         """Count a recovery attempt of each, so a job that crashes the process every time can be given up."""
         with self._tx():
             self._db.executemany("UPDATE pending SET attempts = attempts + 1 WHERE inspection_id = ?", [(i,) for i in inspection_ids])
-
-    def count_attempt(self, inspection_id: str) -> None:
-        self.count_attempts([inspection_id])
 
     def uncount_attempts(self, inspection_ids: list[str]) -> None:
         """Take back the recovery attempts of jobs whose batch ran but whose results the store refused: no crash."""

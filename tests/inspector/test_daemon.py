@@ -704,7 +704,7 @@ def test_journal_recovery_gives_up_on_a_poison_job(tmp_path):
     store.accept("bad-1", {"serial": "B"}, b"not an image")
     store.accept("poison-1", {"serial": "C"}, png(good_image(2)))
     for _ in range(MAX_ATTEMPTS):
-        store.count_attempt("poison-1")
+        store.count_attempts(["poison-1"])
     sent = []
     cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
                                         "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
@@ -838,7 +838,7 @@ def test_a_graceful_stop_before_a_recovered_job_ran_is_no_attempt(tmp_path):
     store = Store(tmp_path / "data")
     for i in range(3):
         store.accept(f"job-{i}", {"serial": str(i)}, png(good_image(i)))
-    store.count_attempt("job-2")  # one earlier run crashed on it
+    store.count_attempts(["job-2"])  # one earlier run crashed on it
     cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
                                         "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")}})
     jobs: q.Queue = q.Queue(1)

@@ -193,7 +193,7 @@ def test_recovery_attempts_are_counted_and_taken_back_one_by_one_never_below_zer
         store.accept(ident, {"timestamp": "2026-01-02T03:04:05.000Z"}, b"x")
     store.count_attempts(["a", "b"])
     store.count_attempts(["a"])
-    store.count_attempt("a")
+    store.count_attempts(["a"])
     assert [(i, n) for i, _, n in store.pending()] == [("a", 3), ("b", 1)]
     store.uncount_attempts(["a"])
     assert [(i, n) for i, _, n in store.pending()] == [("a", 2), ("b", 1)]

@@ -130,7 +130,7 @@ def test_a_repeat_of_a_job_under_way_is_journaled_and_answered_after_a_crash(tmp
     assert first._answered("j1", Message("p/trigger", b"{}", 0, 3))  # nothing to answer it by: acknowledged only
     first.store.close()
     for _ in range(MAX_ATTEMPTS):  # j2 stopped the station at every start
-        Store(tmp_path / "data").count_attempt("j2")
+        Store(tmp_path / "data").count_attempts(["j2"])
     sent: list = []
     after = intake(sent)
     assert after.recover() == 1

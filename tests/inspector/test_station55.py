@@ -48,7 +48,7 @@ def test_a_batch_counts_an_attempt_for_its_recovered_jobs_alone(tmp_path, tiny_i
     assert [(i, a) for i, _, a in store.pending()] == [("job-0", 1), ("job-1", 1), ("job-2", 0)]
     assert results.qsize() == 2
     for _ in range(MAX_ATTEMPTS - 1):  # the batch stopped the daemon each time: given up at the start after the last
-        store.count_attempt("job-0")
+        store.count_attempts(["job-0"])
     sent: list = []
     store.close()
     _, _, intake = _start(tmp_path / "data", sent)
@@ -99,8 +99,8 @@ def test_a_job_that_was_in_a_batch_when_the_daemon_died_runs_alone(tmp_path):
     store, jobs, intake = _start(tmp_path / "data", [])
     for i in range(4):
         store.accept(f"job-{i}", {"serial": str(i)}, png(good_image(i)))
-    store.count_attempt("job-1")  # two of the batch the daemon died in
-    store.count_attempt("job-3")
+    store.count_attempts(["job-1"])  # two of the batch the daemon died in
+    store.count_attempts(["job-3"])
     assert intake.recover() == 4
     engine, results = Recording(), q.Queue(8)
     Inference(engine, jobs, results, 8, Metrics(), store).step()

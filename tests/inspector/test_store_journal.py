@@ -70,7 +70,7 @@ def test_journal_entry_lives_until_its_result_is_stored(tmp_path):
     # a job journaled before jobs carried their time is stamped with its arrival, not with the restart that recovers it
     assert store.pending() == [("a", {"serial": "S1", "timestamp": at}, 0), ("b", {"timestamp": arrived}, 0)]
     assert store.pending_image("a") == b"img-a"
-    store.count_attempt("b")
+    store.count_attempts(["b"])
     assert store.add(record("a"))
     assert store.pending() == [("b", {"timestamp": arrived}, 1)] and not store.is_pending("a") and store.is_pending("b")
     assert store.counts(records=False) == {"unpublished": 1, "pending": 1}
