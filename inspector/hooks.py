@@ -2,8 +2,9 @@
 
 The callables are pluggable (`on_fail(record)`, `on_shift_report(records, meta)`); by default they call the
 `reports` package, imported lazily so a station without it still inspects (it is logged once). Rendering
-(a PDF takes about a second) runs on this worker's thread; when its queue is full a FAIL report is skipped
-and counted: the record is in the store and its report can be rendered later.
+(a PDF takes about a second) runs on this worker's thread; when its queue is full a FAIL report waits aside and is
+rendered when none is queued. At start the worker looks for the FAIL records of the last day whose linked reports are
+missing (a crash or a kill lost its queue) and renders them the same way.
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from inspector.config import StationConfig, zone_of
 from inspector.intake import ShiftReportCommand
-from inspector.result import Reply, error_payload, utc_now
+from inspector.result import Reply, error_payload, iso_utc, utc_now
 from inspector.store import Store
 
 log = logging.getLogger(__name__)
 
 FAILED_SHOWN_S = 3600.0  # a failed report keeps /health degraded this long, unless one succeeds first
+MISSING_WITHIN = timedelta(days=1)  # at start, the FAIL records of this last day (part time) whose reports are missing
+MISSING_MOST = 500  # ... the newest this many of them, and at most this many reports waiting aside in all, are rendered
 
 OnFail = Callable[[dict[str, Any]], Any]
 OnShift = Callable[[list[dict[str, Any]], dict[str, Any]], Any]
@@ -48,6 +53,10 @@ class ReportHooks:
         self.last_error: str | None = None  # the last one's reason, until a report succeeds again
         self._failed_at = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=256)
+        # ids of FAIL records whose reports are missing (found at start, or skipped while the queue was full), rendered
+        # when no other report waits: their records are in the store, so only the ids wait, and only in this process
+        self._missing: deque[str] = deque()
+        self._started_at = ""
         self._shift_lock = threading.Lock()
         self._shifts_waiting = 0
         self._stop = threading.Event()
@@ -120,7 +129,12 @@ class ReportHooks:
             self._queue.put_nowait(("fail", record, None))
         except queue.Full:
             self.skipped += 1
-            log.warning("reports: busy; skipped the report of %s (render it later from the store)", record["inspection_id"])
+            if len(self._missing) < MISSING_MOST:  # its record is stored: rendered from there when the queue is empty
+                self._missing.append(record["inspection_id"])
+                log.warning("reports: busy; the report of %s is rendered once no other waits", record["inspection_id"])
+            else:
+                log.warning("reports: busy; skipped the report of %s (it is rendered at the next start, if of the last day)",
+                            record["inspection_id"])
 
     def shift(self, cmd: ShiftReportCommand, reply: Reply | None) -> None:
         """Queue a shift report; one waits at most (on the intake's thread, a burst of 400 blocked every part for
@@ -138,6 +152,7 @@ class ReportHooks:
             self._publish(self.error_topic, error_payload(f"command: {busy}", "command", command="shift_report"), reply=reply)
 
     def start(self) -> None:
+        self._started_at = utc_now()  # records stored from now on come through `fail`; those before, `_find_missing` checks
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -150,12 +165,55 @@ class ReportHooks:
         the cause gone may be hours away."""
         return self.last_error if self.last_error and time.monotonic() - self._failed_at < FAILED_SHOWN_S else None
 
+    def _unrendered(self, record: dict[str, Any]) -> bool:
+        """Whether a FAIL record links reports that are not there, and rendering it now writes them (not where the
+        config's language has changed the names since)."""
+        links = record.get("reports")
+        if not isinstance(links, dict) or not links or not links.items() <= self.report_links(record).items():
+            return False
+        return any(not (self.store.root / rel).is_file() for rel in links.values())
+
+    def _find_missing(self) -> None:
+        """The FAIL records of the last day, stored before this start, whose reports a crash, a kill or a busy queue
+        left unrendered, newest first, waiting to be rendered when no other report does. On the worker's thread: a
+        station starts without waiting on it."""
+        if self.on_fail != self._default_fail or self._module() is None:  # reports of the caller's own, or none: no links
+            return
+        since = iso_utc(datetime.now(timezone.utc) - MISSING_WITHIN)
+        try:
+            records = self.store.fails_stored_before(since, self._started_at, self.cfg.station.name, MISSING_MOST)
+            ids = [r["inspection_id"] for r in records if self._unrendered(r)]
+        except Exception as exc:  # noqa: BLE001 - a report must never take the inspector down
+            log.error("reports: cannot look for FAIL reports left unrendered (%s)", exc)
+            return
+        if ids:
+            self._missing.extend(ids)
+            log.info("reports: %d FAIL report(s) of the last day are missing (the last run stopped before rendering them); "
+                     "rendering them while no other report waits", len(ids))
+
+    def _next(self) -> tuple[str, Any, Reply | None] | None:
+        """The next report: a queued one, else one found missing (its record read again: the store has the truth)."""
+        try:
+            return self._queue.get_nowait() if self._missing else self._queue.get(timeout=0.3)
+        except queue.Empty:
+            pass
+        while self._missing and not self._stop.is_set():
+            record = self.store.get(self._missing.popleft())
+            if record is not None and self._unrendered(record):
+                record.pop("published_at", None)
+                return "fail", record, None
+        return None
+
     def _run(self) -> None:
+        self._find_missing()
         while not (self._stop.is_set() and self._queue.empty()):
             try:
-                kind, item, reply = self._queue.get(timeout=0.3)
-            except queue.Empty:
+                if (work := self._next()) is None:
+                    continue
+            except Exception as exc:  # noqa: BLE001 - the store's read failed: the worker goes on with the queue
+                log.error("reports: cannot read a record whose report is missing (%s)", exc)
                 continue
+            kind, item, reply = work
             try:
                 if kind == "fail":
                     self.on_fail(item)

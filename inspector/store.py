@@ -133,6 +133,34 @@ def _no_folder(root: Path, exc: OSError) -> str:
     return f"create it for this user ({user_name()}), or give a data directory it may create"
 
 
+def synced(path: Path) -> None:
+    """`path` (a file, or a folder: its entries) on the disk (fsync). A folder where that cannot be done (Windows opens
+    none) is left as it is."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    if path.is_dir():
+        if not hasattr(os, "O_DIRECTORY"):
+            return
+        flags |= os.O_DIRECTORY
+    else:
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # a link planted there since: not what is synced through
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` made where missing, with its entry (and any parent's it made) on the disk: else a power cut could take
+    back a day folder whose files were synced."""
+    if folder.is_dir():  # the common case: one stat, not one per parent
+        return
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for parent in {p.parent for p in made}:
+        synced(parent)
+
+
 def journaled_repeats(job: dict[str, Any]) -> list:
     """The repeats journaled beside a pending job (`keep_repeat`); none where a hand edit made them other than a list: a
     string was spread into letters, and it stopped the journal's recovery."""
@@ -365,8 +393,11 @@ class Store:
         return self.root / "images" / safe_name(day) / f"{safe_name(record['inspection_id'])}_{safe_name(kind)}.png"
 
     def save_image(self, record: dict[str, Any], kind: str, rgb: np.ndarray) -> str:
+        """Write one of a record's images; on the disk when it returns (fsync of the file and its folder), before the row
+        naming it is: the next durable commit (`accept`) takes that row to the disk, and after a power cut it named an
+        empty or missing PNG. An overlay as much as the image: a report shows it, and only the model could make it again."""
         path = self.image_path(record, kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise InspectorError(f"store {self.root}: cannot encode {path.name}")
@@ -375,9 +406,15 @@ class Store:
             try:
                 write_new(tmp, png.tobytes())
             except FileNotFoundError:  # its day folder, emptied, was removed by retention since: made again
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_folder(path.parent)
                 write_new(tmp, png.tobytes())
             tmp.replace(path)  # a link at `path` is replaced itself, never followed
+            try:
+                synced(path)
+                synced(path.parent)
+            except BaseException:  # not known to be on the disk (EIO): no record names it, so retention would never remove it
+                path.unlink(missing_ok=True)
+                raise
         except BaseException:  # a full disk: half a PNG that no record names, which retention never removed
             tmp.unlink(missing_ok=True)
             raise
@@ -482,6 +519,21 @@ class Store:
                     yield from (self._row(r) for r in rows)
         finally:
             reader.close()
+
+    def fails_stored_before(self, since: str, before: str, station: str, limit: int) -> list[dict[str, Any]]:
+        """The FAIL records of `station` from part time `since` on and stored before `before` (the stored UTC form),
+        newest first, at most `limit`: those whose reports a crash may have left unrendered (see ReportHooks). On a
+        read-only connection, by the time index, as iter_records."""
+        if not in_utf8(station):
+            return []
+        reader = sqlite3.connect(self._uri, uri=True, timeout=30)
+        try:
+            with self._reading():
+                rows = reader.execute(f"SELECT {_RECORD} FROM inspections WHERE ts >= ? AND verdict = 'FAIL' AND station = ?"
+                                      " AND created_at < ? ORDER BY ts DESC LIMIT ?", (since, station, before, int(limit))).fetchall()
+        finally:
+            reader.close()
+        return [self._row(r) for r in rows]
 
     def add_review(self, inspection_id: str, review: dict[str, Any]) -> dict[str, Any] | None:
         """Append a QA review to a stored record's `reviews` (the last one stands; earlier ones stay as its history).
@@ -590,9 +642,13 @@ class Store:
         day = str(meta["timestamp"])[:10] or "undated"
         suffix = next((ext for magic, ext in _SUFFIXES.items() if image.startswith(magic)), ".bin")
         path = self.root / REFUSED_DIR / safe_name(day) / f"{safe_name(inspection_id)}{suffix}"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         why = {"inspection_id": inspection_id, **meta, "reason": reason, "set_aside_at": utc_now(), "file": str(path.relative_to(self.root))}
         replace_files({path: image, path.with_suffix(".json"): json.dumps(why, ensure_ascii=False, indent=1).encode()})
+        # on the disk before the journal lets go of it: the only copy of what its sender handed over (a power cut left
+        # an empty file, or none, and no journal row)
+        for f in (path, path.with_suffix(".json"), path.parent):
+            synced(f)
         self.drop_pending(inspection_id)
         return why["file"]
 
@@ -644,6 +700,8 @@ class Store:
                 end = os.fstat(f.fileno()).st_size
                 if end and os.pread(f.fileno(), 1, end - 1) != b"\n":  # a line cut short (a full disk, a crash): this one
                     line = b"\n" + line  # was joined to it, and neither was counted
+                # not synced (set_aside's files are): never accepted, its sender was answered at once and still holds it,
+                # and an fsync a line (2 ms, tens on an SD card) slowed the refusals of a flood on the MQTT client's thread
                 f.write(line)
 
     def refused_on_arrival(self, start: str | None, end: str | None, limit: int = 50,
