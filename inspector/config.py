@@ -11,7 +11,6 @@ import difflib
 import errno
 import os
 import re
-import stat
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -21,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from inspector.decision import MAX_MM_PER_PX
 from inspector.engines.base import DEVICES, parse_device
-from model.errors import InspectorError, user_name, write_fix
+from model.errors import InspectorError, user_name, what_is_wrong_with, write_fix
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,63}\Z")  # station/serial/id: never a path, never a wildcard
 TOPIC_LEVEL = re.compile(r"^[^#+\x00]+$")
@@ -122,6 +121,46 @@ def split_url(url: str) -> tuple[str, str, str, str]:
     authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
     userinfo, _, hostport = authority.rpartition("@")
     return scheme, userinfo, hostport, tail
+
+
+# a host (name, IPv4 or [IPv6]) with its port, where an authority ends: what follows the last `@` of user info
+_HOST = re.compile(r"(?:[\w.~%-]+|\[[\w.:%-]+\])(?::\d+)?(?=[/?#]|$)")
+
+
+def safe_url(url: str, text: str | None = None, mark: bool = False) -> str:
+    """`url` without what may be a secret, for errors, logs and records: all its user info (to the authority's last `@`:
+    a password may hold one), its query (a token) and its fragment; `mark` shows where they were (`…@`, `?…`, `#…`),
+    for a value echoed to whoever typed it. Given `text` (an error about `url`), `text` with each of them cut out.
+    The scheme is all before `://`, or `scheme:/` (a slash short). An `@` after the host followed by a host (a password
+    holding `/`, `?` or `#`, which FFmpeg needs %-encoded but people type as they are) leaves no telling a password from
+    a host: then only the scheme is shown, and every piece of what may be user info is cut from `text`."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        scheme += sep
+    elif short := re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", url):  # rtsp:/admin:pw@cam
+        scheme, rest = short.group(), url[short.end() :]
+    else:
+        scheme, rest = "", url
+    end = re.search(r"[/?#]", rest)
+    host_end = end.start() if end else len(rest)
+    if ats := [i for i in range(host_end, len(rest)) if rest[i] == "@" and _HOST.match(rest, i + 1)]:
+        if text is None:
+            return f"{scheme}…"
+        secrets = re.split(r"[:/?#@]", rest[: ats[-1]])  # where urllib or FFmpeg ends the user info, and what they echo of it
+    else:
+        at = rest.rfind("@", 0, host_end)
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        cut = re.search(r"[?#]", rest)
+        path, hidden = (rest[: cut.start()], rest[cut.start() :]) if cut else (rest, "")
+        query, _, fragment = hidden.partition("#")
+        if text is None:
+            if mark:
+                return f"{scheme}{'…@' if at >= 0 else ''}{path}{'?…' if query else ''}{'#…' if '#' in hidden else ''}"
+            return f"{scheme}{path}" + ("?…" if "?" in hidden else "")
+        secrets = [userinfo, query[1:], fragment]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a longer one first: a shorter may lie within it
+        text = text.replace(secret, "…")
+    return text
 
 
 class StreamSource(_Capture):
@@ -265,15 +304,14 @@ class Tls(Section):
             if (path := getattr(self, key)) is None:
                 continue
             try:
-                if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO held open() and the station's start for good
-                    what = "a folder" if os.path.isdir(path) else "not a regular file (a device, FIFO or socket)"
-                    raise InspectorError(f"mqtt.tls.{key} {path}: {what}; give a PEM file")
+                if what := what_is_wrong_with(path, "PEM file"):  # a FIFO held open() and the station's start for good
+                    fix = "give a PEM file" if what.startswith(("a folder", "not a regular")) else "fix the path"
+                    raise InspectorError(f"mqtt.tls.{key} {path}: {what}; {fix}")
                 with open(path, "rb"):
                     pass
-            except OSError as exc:
-                why = "no such file; fix the path" if isinstance(exc, FileNotFoundError) else \
-                    f"cannot be read ({exc.strerror or exc}); let this user ({user_name()}) read it"
-                raise InspectorError(f"mqtt.tls.{key} {path}: {why}") from None
+            except OSError as exc:  # a name too long is no permission to give
+                fix = f"let this user ({user_name()}) read it" if isinstance(exc, PermissionError) else "fix the path"
+                raise InspectorError(f"mqtt.tls.{key} {path}: cannot be read ({exc.strerror or exc}); {fix}") from None
 
 
 def host_alone(v: str, section: str, what: str) -> str:
@@ -665,7 +703,10 @@ def config_errors(path: str | Path, unreadable: bool = False) -> tuple[StationCo
                 msg = f"missing; give the kind of source: {', '.join(sorted(kinds))}"
             elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict) and "password" not in where:
                 # (a password pasted where its variable's name goes is not printed back)
-                msg += f" (got {_shown(_unsecret(err['input'], where.endswith('url')))})"
+                got = err["input"]
+                if isinstance(got, str) and (where.endswith("url") or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", got) or "://" in got):
+                    got = safe_url(got, mark=True)  # a secret in it would reach the terminal and, from serve, the journal
+                msg += f" (got {_shown(got)})"
                 read_as = "true/false" if isinstance(err["input"], bool) else "a number"  # `name: no`, `name: 1e5`, or 0123
                 if err["type"] == "literal_error" and not isinstance(err["input"], str) and repr(str(err["input"])) in msg:
                     msg += f"; YAML read it as {read_as}: quote it, '{err['input']}'"
@@ -697,18 +738,6 @@ def _unquoted(text: str) -> bool:
         return isinstance(yaml.load(text, Loader=_Loader), (bool, int, float))
     except yaml.YAMLError:
         return False
-
-
-def _unsecret(value: Any, url: bool) -> Any:
-    """A value echoed in an error, less what may be a secret if it is (or is given as) a URL: its user info (rtsp:/admin:pw@cam,
-    a slash short: all before its last @) and its query (a token). Errors go to the terminal and, from serve, to the journal."""
-    scheme = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/*", value) if isinstance(value, str) else None
-    if not isinstance(value, str) or ("@" not in value and "?" not in value) or not (url or scheme):
-        return value
-    rest = value[scheme.end():] if scheme else value
-    if "@" in rest:
-        rest = "…@" + rest.rpartition("@")[2]
-    return (scheme.group() if scheme else "") + (rest.split("?", 1)[0] + "?…" if "?" in rest else rest)
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

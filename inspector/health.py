@@ -28,7 +28,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_rejected_total": ("counter", "Inputs rejected with a message on the error topic, by reason."),
     "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
     "inspector_warnings_total": ("counter", "Warnings on results, by kind: size (an image unlike the training images' size), locate,"
-                                 " dark, overexposed, blank, blurred (model.quality), other."),
+                                 f" {', '.join(QUALITY_WARNINGS)} (model.quality), other."),
     "inspector_published_total": ("counter", "Results the broker acknowledged."),
     "inspector_publish_refused_total": ("counter", "Results the broker refused (e.g. by its ACL); each is offered again a minute later."),
     "inspector_images_skipped_total": ("counter", "Results stored without their images: the disk below store.min_free_mb, or the images not writable."),

@@ -37,12 +37,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from inspector.cli import one_line
-from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, zone_of
+from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, safe_url, zone_of
 from inspector.health import Metrics, StoreTrouble
 from inspector.mqtt import Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
-from inspector.sources import Frame, safe_url
+from inspector.sources import Frame
 from inspector.store import Store, journaled_repeats
 from model.errors import InspectorError
 from model.images import decode_image
@@ -89,18 +89,6 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _echoed(value: Any) -> str | None:
     """A value from the outside world that may be echoed in an error reply: a safe id, else None."""
     return value if isinstance(value, str) and SAFE_ID.match(value) else None
-
-
-def _scrub(text: str, url: str) -> str:
-    """`text` (an error about `url`) without the URL's query or user info, which may be a token or a password."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "the URL is malformed"
-    for secret in (parts.query, parts.netloc.rpartition("@")[0]):
-        if secret:
-            text = text.replace(secret, "…")
-    return text
 
 
 class Deadline:
@@ -653,7 +641,13 @@ class Intake:
         shown = safe_url(url)[:120]  # never the URL as given: the error topic and the log would carry its password or token
         if not url.startswith(("http://", "https://")):
             raise InspectorError(f"trigger: url {shown!r}: only http:// and https:// are fetched")
-        if "@" in urllib.parse.urlsplit(url).netloc:  # urllib sends no user info: it looked the password up in DNS as a host
+        try:  # a bad host or port ended in a traceback ([::1), or urllib's error echoed the port: a password's start (op:Pa55/word@)
+            parts = urllib.parse.urlsplit(url)
+            _ = parts.port
+        except ValueError:
+            raise InspectorError(f"trigger: url {shown!r}: its host or port cannot be read; send an http(s) URL like "
+                                 "http://images.line1.local:8080/part.png") from None
+        if "@" in parts.netloc:  # urllib sends no user info: it looked the password up in DNS as a host
             raise InspectorError(f"trigger: url {shown!r}: a user name or password in a URL is not sent; serve the image without one")
         if not host_allowed(url, self.cfg.mqtt.url_hosts):  # a trigger publisher could probe the plant network through the station
             raise InspectorError(f"trigger: url {shown!r}: its host is not in mqtt.url_hosts; serve the image from a listed host, "
@@ -671,7 +665,7 @@ class Intake:
                         break
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             if not deadline.passed:
-                why = _scrub(str(getattr(exc, "reason", exc)), url)
+                why = safe_url(url, str(getattr(exc, "reason", exc)))
                 raise InspectorError(f"trigger: url {shown!r} cannot be fetched ({why})") from None
         if deadline.passed:
             raise InspectorError(f"trigger: url {shown!r} took longer than mqtt.url_timeout_s ({timeout:g} s)")

@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource, split_url
+from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource, safe_url, split_url
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, MIN_SIDE, array_to_rgb
+from model.images import IMAGE_SUFFIXES, MIN_SIDE, UNREAD_SUFFIXES, array_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +50,6 @@ class Frame:
 
 
 Submit = Callable[[Frame], bool]
-
-
-# a host (name, IPv4 or [IPv6]) with its port, where an authority ends: what follows the last `@` of user info
-_HOST = re.compile(r"(?:[\w.~%-]+|\[[\w.:%-]+\])(?::\d+)?(?=[/?#]|$)")
-
-
-def safe_url(url: str) -> str:
-    """A URL without its credentials (all the user info: a password may hold an `@`) or query (a token), for logs and
-    records. An `@` after the host followed by a host (a password holding `/`, `?` or `#`, which FFmpeg needs
-    %-encoded but people type as they are) leaves no telling a password from a host: urlsplit showed the password
-    whole or in part. Then only the scheme is shown."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = re.search(r"[/?#]", rest)
-    host_end = end.start() if end else len(rest)
-    if any(rest[i] == "@" and _HOST.match(rest, i + 1) for i in range(host_end, len(rest))):
-        return f"{scheme}{sep}…"
-    rest = rest[rest.rfind("@", 0, host_end) + 1 :]
-    cut = re.search(r"[?#]", rest)
-    if cut is None:
-        return f"{scheme}{sep}{rest}"
-    return f"{scheme}{sep}{rest[: cut.start()]}" + ("?…" if "?" in rest[cut.start() :] else "")
 
 
 PROBE_TIMEOUT_S = 1.5  # how long the look at why a stream does not open waits for each answer (a stop waits on it)
@@ -664,6 +641,9 @@ class FolderWatcher:
                 entries = [p for p in named if not p.is_symlink() and p.is_file()]
                 # a FIFO, socket, device node or folder named as an image sat in the folder for good, and nothing said why
                 others = [p for p in named if not p.is_symlink() and not p.is_file() and p.exists()]
+                # a HEIC or camera raw file sat in the folder for good, unsaid (its format is no part image read here)
+                unread = sorted(Path(e.path) for e in listed if Path(e.name).suffix.lower() in UNREAD_SUFFIXES
+                                and e.is_file(follow_symlinks=False))
             except OSError as exc:
                 if not self.state.startswith("unreadable"):  # said once in the log (only /health said it): a share gone, a folder removed
                     log.error("source %s: cannot read %s (%s); no part is taken from it until it can be read again", self.name,
@@ -674,13 +654,17 @@ class FolderWatcher:
             if self.state.startswith("unreadable"):
                 log.info("source %s: %s can be read again", self.name, self.folder)
             self.state = self._problem or "watching"
-            self._forget_gone(set(entries) | set(links) | set(others))
+            self._forget_gone(set(entries) | set(links) | set(others) | set(unread))
             for path in links:  # set aside, said: it sat in the folder for good, and nothing said why
                 if path not in self._seen and path not in self._unmoved:
                     self._set_aside(path, "is a link, which a watched folder does not follow; copy or move the image itself in")
             for path in others:
                 if path not in self._seen and path not in self._unmoved:
                     self._set_aside(path, "is no regular file (a folder, FIFO, socket or device); copy or move the image itself in")
+            for path in unread:
+                if path not in self._seen and path not in self._unmoved:
+                    self._set_aside(path, f"is a {UNREAD_SUFFIXES[path.suffix.lower()]} file, which is not read; have the camera "
+                                          "write PNG, JPEG or TIFF")
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, (accepted, read) in list(self._unmoved.items()):

@@ -13,7 +13,6 @@ import math
 from collections import Counter
 from typing import Any
 
-import cv2
 import numpy as np
 
 STATS = ("brightness", "contrast", "white", "sharpness")
@@ -25,6 +24,7 @@ DARK_BRIGHTNESS = 0.5  # x the least brightness
 WHITE_EXTRA = 0.1  # clipped white over this much more of the frame than the most of a training image, and twice it
 BLUR_SHARPNESS = 0.7  # x the least sharpness
 
+# what the inspector writes for each cause (reports.warnings translates them: its catalog has them capitalised)
 WARNINGS = {
     "dark": "image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera",
     "overexposed": "image is overexposed: far more of it is clipped white than in any training image; check the light and the exposure",
@@ -38,6 +38,8 @@ def quality_stats(batch: np.ndarray) -> np.ndarray:
     levels' standard deviation over their mean, which dimming the light keeps), its share of clipped white pixels, and
     its sharpness: the fine detail (the grey image less its blur at 1 px) as a share of all its contrast, which the
     light's level does not change either."""
+    import cv2  # here: reports.warnings reads WARNINGS, and a report has no other use for OpenCV
+
     rows = []
     for image in batch:
         grey = np.ascontiguousarray(image.mean(axis=0), dtype=np.float32)

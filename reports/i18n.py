@@ -113,10 +113,12 @@ def cjk_font() -> str | None:
 
 
 def source_messages() -> list[str]:
-    """Every msgid the templates, chart, validation and warnings code pass to _() or ngettext(), plus record values shown translated (for the catalog check)."""
+    """Every msgid the templates, chart, validation and warnings code pass to _() or ngettext(), plus the warnings' catalog
+    messages and record values shown translated (for the catalog check)."""
     import re
 
     from reports.render import TRANSLATED_VALUES
+    from reports.warnings import KNOWN
 
     string = r"""(["'])((?:\\.|(?!\{0}).)*)\{0}"""
     single = re.compile(r"\b_\(\s*" + string.format(1))
@@ -127,4 +129,5 @@ def source_messages() -> list[str]:
     found = [ast.literal_eval(q + m + q) for t in texts for q, m in single.findall(t)]
     # a plural message is keyed as parse_po keys it: singular NUL plural
     found += [ast.literal_eval(q1 + s + q1) + "\0" + ast.literal_eval(q2 + p + q2) for t in texts for q1, s, q2, p in plural.findall(t)]
-    return list(dict.fromkeys([*found, *TRANSLATED_VALUES]))
+    # KNOWN's catalog messages too: model.quality's warnings (capitalised) are no _() literal in warnings.py
+    return list(dict.fromkeys([*found, *(message for *_, message in KNOWN), *TRANSLATED_VALUES]))

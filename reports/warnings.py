@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from model.quality import WARNINGS as QUALITY_WARNINGS
 from reports.charts import Gettext
 
 
@@ -28,13 +29,8 @@ KNOWN: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("damaged", re.compile(r"the stored record of this part could not be read \(changed outside the station\); its verdict, score and "
                            r"threshold come from the store's columns, its defects and images are not known"),  # inspector.store.DAMAGED
      _("The stored record of this part could not be read (changed outside the station); its verdict, score and threshold come from the store's columns, its defects and images are not known")),
-    # model.quality.WARNINGS, as the inspector writes them, capitalised
-    *((kind, re.compile(re.escape(message[0].lower() + message[1:])), message) for kind, message in (
-        ("dark", _("Image is much darker than the training images (no light, a covered lens or too short an exposure); check the light and the camera")),
-        ("overexposed", _("Image is overexposed: far more of it is clipped white than in any training image; check the light and the exposure")),
-        ("blank", _("Image has almost no contrast against the training images (no part, a blank frame, fog or glare); check the camera and what it sees")),
-        ("blurred", _("Image is blurrier than the training images; check the focus, and for motion blur or a dirty lens")),
-    )),
+    # model.quality's, as the inspector writes them; the catalog has them capitalised (source_messages takes them from here)
+    *((kind, re.compile(re.escape(text)), text[0].upper() + text[1:]) for kind, text in QUALITY_WARNINGS.items()),
 )
 
 
