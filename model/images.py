@@ -18,8 +18,17 @@ from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
 
-# a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page); JPEG's
+# other names, Netpbm (8/16-bit grey PGM, 1-bit PBM, 8/16-bit PPM, raw and plain) and JPEG 2000 read as faithfully: a
+# folder of them was skipped unsaid
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                  ".jfif", ".jpe", ".pgm", ".ppm", ".pnm", ".pbm", ".jp2", ".j2k")
+# image files no decoder here reads as what they are (Pillow reads a camera raw as its TIFF thumbnail): refused when
+# named, said of when a folder's are left out (scan_images), never skipped unsaid
+UNREAD_SUFFIXES = {".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL", ".exr": "OpenEXR",
+                   **dict.fromkeys((".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), "camera raw")}
+DNG_VERSION = 50706  # the TIFF tag that makes a TIFF a DNG
+UNREAD_FIX = "convert it to PNG or TIFF (16-bit keeps a deeper image's levels)"
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
 # Pillow's warnings were printed raw before a verdict: a frame up to 2 x MAX_IMAGE_PIXELS is read on purpose, and
@@ -120,7 +129,10 @@ def _sixteen_bit_colour(img: Image.Image) -> bool:
     # (Image.fromarray, .convert()) has no tiles, and from Pillow 13 no `tile` attribute at all (AttributeError)
     args = [t[3] for t in getattr(img, "tile", None) or ()]
     raw = [a[0] if isinstance(a, tuple) and a else a for a in args]
-    return img.mode in ("RGB", "RGBA") and any(";16" in str(r) for r in raw)
+    # a PPM's is told by its maxval over 255 (RGB;16 is no raw mode of it): Pillow scaled it to 8 bits, a 12-bit camera's
+    # frame in a 16-bit PPM read almost black
+    deep_ppm = img.format == "PPM" and any(isinstance(a, tuple) and len(a) > 1 and isinstance(a[1], int) and a[1] > 255 for a in args)
+    return img.mode in ("RGB", "RGBA") and (deep_ppm or any(";16" in str(r) for r in raw))
 
 
 def _sixteen_bit_rgb(data: bytes, img: Image.Image) -> np.ndarray | None:
@@ -292,6 +304,8 @@ def _file_bytes(path: str | Path) -> bytes:
     try:
         if what := what_is_wrong_with(path, "image file"):
             raise InspectorError(f"image {path}: {what}" + ("" if what == "no such file" else "; give an image file"))
+        if kind := UNREAD_SUFFIXES.get(path.suffix.lower()):  # a DNG was inspected as its thumbnail, HEIC refused as "a PNG?"
+            raise InspectorError(f"image {path}: a {kind} file, which is not read; {UNREAD_FIX}")
         data = path.read_bytes()
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # is_dir() raised it: a traceback, the path (base64 data?) printed whole
@@ -332,11 +346,14 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
             _within(img.width, img.height, max_pixels, name)  # from the header: a 0.4 MB PNG decoded to 1.2 GB
+            if fmt == "TIFF" and DNG_VERSION in img.tag_v2:  # sent as bytes, or named .tif: its first page is a thumbnail
+                raise InspectorError(f"image {name}: a camera raw (DNG) file, which is not read; {UNREAD_FIX}")
             _one_page(img, name)
             if header_only:
                 _big_enough(*_header_size(img), name)
                 return None
-            deep = _sixteen_bit_colour(img)
+            # Pillow reads a 16-bit colour JPEG 2000 as its top 8 bits and names no depth: OpenCV's decoding tells
+            deep = _sixteen_bit_colour(img) or (img.format == "JPEG2000" and img.mode in ("RGB", "RGBA"))
             _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
             return _to_rgb(img, name, data if deep else None)
     except Image.DecompressionBombError:
@@ -423,7 +440,9 @@ def is_mask_name(path: Path) -> bool:
     return path.stem.lower().endswith("_mask")
 
 
-MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
+# any image read is a mask read (read_mask, checked on each): `000_mask.pbm` (1-bit, a natural mask) or `.jpeg` was no
+# mask of 000.png, and its image was taken as unmasked, unsaid; the first ones are looked for first
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg") + tuple(s for s in IMAGE_SUFFIXES if s not in (".png", ".bmp", ".tif", ".tiff", ".jpg"))
 
 
 def files_by_lower_name(folder: Path) -> dict[str, Path]:
@@ -447,24 +466,38 @@ class Scan:
     images: list[Path] = field(default_factory=list)
     broken_links: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=list)  # images in hidden or system folders (left out, to be said)
+    unread: list[Path] = field(default_factory=list)  # image files of UNREAD_SUFFIXES (left out, to be said)
+    # folders below it that cannot be listed, with the line saying so (scan_images' skip_unreadable; else they stop it)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _unreadable_text(exc: OSError) -> str:
+    return (f"folder {exc.filename}: cannot be read ({exc.strerror}); give this user read access to it, or move it out of "
+            "the folder given")
 
 
 def _unreadable_folder(exc: OSError) -> None:
     """os.walk skips a folder it cannot list, unsaid: a fit or an evaluation then ran on part of the data."""
-    raise InspectorError(f"folder {exc.filename}: cannot be read ({exc.strerror}); give this user read access to it, or move it "
-                         "out of the folder given")
+    raise InspectorError(_unreadable_text(exc))
 
 
-def walk_folders(folder: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
+def walk_folders(folder: str | Path, unreadable: list[tuple[Path, str]] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk top-down, sorted, following linked folders (a station's folder often links its days' folders), each
-    real folder once, so a link back up the tree is no loop."""
-    def unreadable(exc: OSError) -> None:
+    real folder once, so a link back up the tree is no loop. A folder below `folder` that cannot be listed stops it
+    (InspectorError), or goes to `unreadable` where one is given (its path, and the line saying so); `folder` itself
+    always stops it."""
+    def onerror(exc: OSError) -> None:
+        below = exc.filename and os.path.abspath(exc.filename) != os.path.abspath(folder)
         # a hidden folder's images are not read (scan_images): another user's .Trash-1000/ (mode 700 on a shared stick) stopped a fit
-        if not (exc.filename and os.path.abspath(exc.filename) != os.path.abspath(folder) and hidden_folder(os.path.basename(exc.filename))):
-            _unreadable_folder(exc)
+        if below and hidden_folder(os.path.basename(exc.filename)):
+            return
+        if below and unreadable is not None:
+            unreadable.append((Path(exc.filename), _unreadable_text(exc)))
+            return
+        _unreadable_folder(exc)
 
     seen = set()
-    for here, subs, files in os.walk(folder, followlinks=True, onerror=unreadable):
+    for here, subs, files in os.walk(folder, followlinks=True, onerror=onerror):
         real = os.path.realpath(here)
         if real in seen:
             subs.clear()
@@ -496,26 +529,38 @@ def hidden_folder(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
-def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False) -> Scan:
+def scan_images(folder: str | Path, recursive: bool = False, masks: bool = False, skip_unreadable: bool = False) -> Scan:
     """Image files in a folder (sorted; by suffix, case-insensitive), masks (is_mask_name) only with `masks`;
     recursively as walk_folders reads it. Those in hidden or system folders below it go to `hidden`: a deleted defect in a
     stick's .Trash-1000/ was fitted as a good part, and a NAS's thumbnails as more. A file named with a leading dot is
-    read (`._<name>` that is an image): only folders are hidden."""
+    read (`._<name>` that is an image): only folders are hidden. Image files not read (UNREAD_SUFFIXES) go to `unread`;
+    with `skip_unreadable`, a folder below it that cannot be listed goes to `unreadable` rather than stopping the scan."""
     scan = Scan()
-    for here, _, files in walk_folders(folder):
+    for here, _, files in walk_folders(folder, scan.unreadable if skip_unreadable else None):
         below_hidden = any(hidden_folder(part) for part in Path(here).relative_to(folder).parts)
-        for name in files:
-            p = Path(here) / name
-            if p.is_symlink() and not p.exists():  # an image's, or a folder's (no suffix); not an editor's lock file
-                if not name.startswith(".") and not below_hidden and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
-                    scan.broken_links.append(p)
-            elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)) and not _apple_double(p):
-                (scan.hidden if below_hidden else scan.images).append(p)
+        try:
+            for name in files:
+                p = Path(here) / name
+                if p.is_symlink() and not p.exists():  # an image's, or a folder's (no suffix); not an editor's lock file
+                    if not name.startswith(".") and not below_hidden and (p.suffix.lower() in IMAGE_SUFFIXES or not p.suffix):
+                        scan.broken_links.append(p)
+                elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and (masks or not is_mask_name(p)) and not _apple_double(p):
+                    (scan.hidden if below_hidden else scan.images).append(p)
+                elif p.suffix.lower() in UNREAD_SUFFIXES and not below_hidden and p.is_file() and not _apple_double(p):
+                    scan.unread.append(p)
+        except PermissionError as exc:  # a folder listed but not entered (mode r--): no file in it can be looked at
+            if below_hidden:  # its images are not read anyway, as walk_folders passes one it cannot list
+                continue
+            denied = OSError(exc.errno, exc.strerror, here)
+            if not (skip_unreadable and os.path.abspath(here) != os.path.abspath(folder)):
+                _unreadable_folder(denied)  # as one that cannot be listed, not a traceback or its first file's name
+            scan.unreadable.append((Path(here), _unreadable_text(denied)))
         if not recursive:
             break
     scan.images.sort()
     scan.broken_links.sort()
     scan.hidden.sort()
+    scan.unread.sort()
     return scan
 
 
@@ -526,10 +571,13 @@ def list_images(folder: str | Path, recursive: bool = False, masks: bool = False
 
 def only_dead_links(scan: Scan) -> str | None:
     """What to say of a folder with no images but links leading nowhere ("no images found" sent its user looking for
-    files that were there, as links to a share gone), or with hidden images alone (scan_images); None where it has images
-    or neither."""
+    files that were there, as links to a share gone), image files not read, or hidden images alone (scan_images); None
+    where it has images or none of those."""
     if scan.images:
         return None
+    if scan.unread and not scan.broken_links:  # "no images found" of a folder of a phone's HEIC photos
+        return (f"its {len(scan.unread)} image file(s) are {_unread_kinds(scan)} (e.g. {scan.unread[0]}), which are not read; "
+                "convert them to PNG or TIFF")
     if scan.hidden and not scan.broken_links:
         return (f"its {len(scan.hidden)} image(s) are in hidden or system folders (e.g. {scan.hidden[0]}; named with a leading "
                 "dot, as .Trash-1000/, or @eaDir/, __MACOSX/), which are not read; move them out of there")
@@ -541,7 +589,7 @@ def only_dead_links(scan: Scan) -> str | None:
 
 def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
     """The notes (without a "note: " prefix) that say what was left out of a folder's images, if anything: links that
-    lead nowhere, and hidden images (scan_images)."""
+    lead nowhere, hidden images, and image files not read (scan_images)."""
     notes = []
     if scan.broken_links:
         n, first = len(scan.broken_links), scan.broken_links[0]
@@ -550,4 +598,12 @@ def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
         notes.append(f"{len(scan.hidden)} image(s) in {folder} were left out (e.g. {scan.hidden[0]}): they are in hidden or "
                      "system folders (named with a leading dot, as .Trash-1000/ or .ipynb_checkpoints/, or @eaDir/ thumbnails, "
                      "__MACOSX/); move one out of there to read it")
+    if scan.unread:
+        notes.append(f"{len(scan.unread)} image file(s) in {folder} were left out (e.g. {scan.unread[0]}): {_unread_kinds(scan)} "
+                     "files are not read; convert them to PNG or TIFF to read them")
     return notes
+
+
+def _unread_kinds(scan: Scan) -> str:
+    """The suffixes of a scan's unread files, as found: `.heic` or `.heic, .dng`."""
+    return ", ".join(dict.fromkeys(p.suffix.lower() for p in scan.unread))

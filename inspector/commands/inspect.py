@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.overlay import save_png
 
     model_first("inspect", args.model, *args.images)
-    paths, base, notes = _images(args.images, skip=args.overlays)
+    paths, base, notes, unlisted = _images(args.images, skip=args.overlays)
     single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise InspectorError(f"--threshold {args.threshold}: give a finite score")
@@ -57,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     insp = Inspector.load(args.model, device=args.device)
     for note in notes:  # once the model is known to load: an error stays the only line
         print(one_line(f"note: {note}"), file=sys.stderr)
+    records, verdicts, errors = [], [], []  # not the results: each holds its full-size map (48 MB at 12 MP)
+    for folder, error in unlisted:  # as an image that cannot be read: the others are inspected, and the run exits 2
+        errors.append({"path": str(folder), "error": error})
+        print(one_line(f"error: {error}"), file=sys.stderr)
     if args.threshold is not None:
         insp = insp.with_thresholds(image=args.threshold)
     overlay_names = _overlay_names(paths, base) if args.overlays else {}
-    records, verdicts, errors = [], [], []  # not the results: each holds its full-size map (48 MB at 12 MP)
     overlays_failed = False
     for path in paths:
         try:
@@ -107,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
             # notes too: what was left out (links that lead nowhere, masks, earlier overlays) was said on stderr alone
             print_json({"results": records, "errors": errors, "notes": notes,
                         "summary": {"images": len(paths), "inspected": len(verdicts), "fail": n_fail, "pass": len(verdicts) - n_fail}})
-    elif len(paths) > 1:
+    elif len(paths) > 1 or unlisted:
         unread = len(paths) - len(verdicts)
-        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {unread} not inspected (see the errors above)" if unread else ""))
+        left = ([f"{unread} not inspected"] if unread else []) + ([f"{len(unlisted)} folder(s) not read"] if unlisted else [])
+        print(f"{len(verdicts)} inspected: {len(verdicts) - n_fail} PASS, {n_fail} FAIL" + (f", {', '.join(left)} (see the errors above)" if left else ""))
     if errors:
         return 2
     return 1 if args.exit_code and n_fail else 0
@@ -134,12 +138,13 @@ def _overlay_names(paths: list[Path], base: str) -> dict[Path, Path]:
     return names
 
 
-def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str, list[str]]:
+def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], str, list[str], list[tuple[Path, str]]]:
     """The images to inspect, each once, in the order given (folders sorted, recursively), and the folder their
     overlays' paths are kept relative to: the deepest one holding every target, so that no two overlays collide.
     A folder's images under `skip` (the overlays folder) are left out, so a rerun does not inspect the last
     run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
-    on what was left out."""
+    on what was left out, and the folders below a target that cannot be listed (with the line saying so): the rest of
+    a line's tree is inspected, as when one of its images cannot be read."""
     from model.images import broken_links_note, is_mask_name, only_dead_links, scan_images
     from model.synth.writer import CONTACT_SHEET, is_synth_output
 
@@ -150,6 +155,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     found: dict[str, Path] = {}
     notes: list[str] = []
     own: list[Path] = []  # overlays given by name (a shell glob, rerun over the folder they were written to)
+    unlisted: dict[str, tuple[Path, str]] = {}  # folders below a target that cannot be listed, by absolute path
     for t in map(Path, targets):
         if not t.exists():
             raise InspectorError(f"image {t}: no such file or folder")
@@ -158,7 +164,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
             # --exit-code), and the run overwrote it with another image's overlay before reading it
             own.append(t)
             continue
-        scan = scan_images(t, recursive=True, masks=True) if t.is_dir() else None
+        scan = scan_images(t, recursive=True, masks=True, skip_unreadable=True) if t.is_dir() else None
         images = scan.images if scan else [t]
         notes += broken_links_note(scan, t) if scan else []
         if skip and t.is_dir():
@@ -175,11 +181,15 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
                 notes.append(f"{len(named)} image(s) in {t} named *{suffix} ({what}, e.g. {named[0].name}) are not "
                              "inspected; give them by name to inspect them")
         if not images:
+            if scan and scan.unreadable:  # nothing to inspect here but what could not be listed: said so, as before
+                raise InspectorError(scan.unreadable[0][1])
             if dead := scan and only_dead_links(scan):  # "no images found" of files there, as links to a share gone
                 raise InspectorError(f"folder {t}: no images: {dead}")
             raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)
+        for folder, error in scan.unreadable if scan else []:  # said once, where a target lies in another
+            unlisted.setdefault(os.path.abspath(folder), (folder, error))
     if own:
         if not found:
             what = f"image {own[0]}: an overlay" if len(own) == 1 else f"images {own[0]} and {len(own) - 1} more: overlays"
@@ -187,5 +197,5 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
         notes.append(f"{len(own)} image(s) given in the --overlays folder {skip} named *_overlay (overlays of this or an "
                      f"earlier run, e.g. {own[0].name}) are not inspected; write the overlays to another folder to inspect them")
     base = os.path.commonpath([os.path.abspath(t if t.is_dir() else t.parent) for t in map(Path, targets) if t not in own])
-    return list(found.values()), base, notes
+    return list(found.values()), base, notes, list(unlisted.values())
 
