@@ -31,18 +31,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES), description=__doc__)
+    # Every argument goes to the benchmark's own parser (run), `--help` included (it lists the benchmarks): no prefix
+    # character any argument can start with (NUL), so none is an option here. With "-", REMAINDER took none starting with
+    # it and `inspector bench --json CKPT DATA` was refused as "inspector: unrecognized arguments: --json CKPT DATA".
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES), description=__doc__, prefix_chars="\0", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="BENCH ...", help="the benchmark and its arguments")
-    p.format_help = lambda: _parser().format_help()  # `inspector bench --help` lists the benchmarks
-
-    def take_all(args=None, namespace=None):
-        """Every argument goes to the benchmark's own parser: argparse's REMAINDER takes none that starts with "-", so
-        `inspector bench --json CKPT DATA` was refused as "inspector: unrecognized arguments: --json CKPT DATA"."""
-        namespace = namespace if namespace is not None else argparse.Namespace()
-        namespace.args, namespace.func = list(args or []), run
-        return namespace, []
-
-    p.parse_known_args = take_all
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ processes on a shared machine hits all of them alike; still, run it twice and co
 
 Exports compared: --exports FILES/DIRS, or (default) onnx, onnx-fp16 and onnx-int8 (and tensorrt-fp16/-int8
 where tensorrt and a GPU are present) written to a temporary folder first. Engines this machine lacks
-(CUDA or TensorRT execution providers, tensorrt, a GPU) are listed as skipped, with the reason.
+(CUDA or TensorRT execution providers, tensorrt, a GPU) are listed as skipped, with the reason. Given an export
+alone (CKPT an exported model or folder), its checkpoint is the baseline where it is on this machine; elsewhere
+(an edge box) the exports are timed without it, and a note says why there is no x torch.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="latency, images/s, RSS and size of every engine vs torch eager", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=path_of("model"), help="checkpoint directory (torch eager baseline), or an exported model whose manifest names it")
+    p.add_argument("checkpoint", type=path_of("model"), help="checkpoint directory (torch eager baseline), or an exported model or folder of them "
+                   "(torch eager too where the checkpoint its manifest names is on this machine)")
     p.add_argument("data", type=path_of("data folder"), help="images to run (a folder, or MVTec layout)")
     p.add_argument("--exports", nargs="+", metavar="PATH", type=path_of("exported model"), help="exported models or folders of them (default: export to a temp folder)")
     p.add_argument("--calib", metavar="DIR", type=path_of("folder of good images"), help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
@@ -75,12 +78,46 @@ def _exports_from(paths: list[str]) -> list[Path]:
     return found
 
 
-def _check_exported_from(ckpt: Path, exports: list[Path]) -> None:
-    """Each export must be of this checkpoint's weights: else its ratio compares two models, not two runtimes."""
+def _source_checkpoint(export: Path) -> tuple[Path | None, str | None]:
+    """(the checkpoint `export` was made from, for the torch baseline; None and the note saying why where it is not on
+    this machine as it was exported): on an edge box with only the export, bench refused to time it at all."""
+    from exporters.manifest import export_source
+    from model.checkpoint import read_manifest
+
+    source = export_source(export)
+    named = source.get("checkpoint")
+    why = f"{export}'s manifest names no checkpoint"
+    if named and (Path(named) / "manifest.json").is_file():
+        try:
+            if read_manifest(Path(named))["files"]["model.safetensors"] == source.get("weights_sha256"):
+                return Path(named), None
+            why = f"{named}, which {export} was exported from, was fitted again since"
+        except InspectorError as exc:
+            why = str(exc)
+    elif named:
+        why = f"it needs {named}, which {export} was exported from, and that is not on this machine"
+    return None, (f"no torch eager baseline (x torch): {why}; give the checkpoint first and the exports with --exports "
+                  "to compare with torch")
+
+
+def _check_exported_from(ckpt: Path | None, exports: list[Path]) -> None:
+    """Each export must be of this checkpoint's weights (without one, of the first export's): else its ratio compares
+    two models, not two runtimes."""
     from exporters.manifest import export_source
     from model.checkpoint import read_manifest
 
     if not exports:
+        return
+    if ckpt is None:
+        first = export_source(exports[0])
+        for e in exports[1:]:
+            try:
+                source = export_source(e)
+            except InspectorError:
+                continue  # listed as skipped, with why
+            if source.get("weights_sha256") != first.get("weights_sha256"):
+                raise InspectorError(f"--exports {e}: exported from another model ({source.get('checkpoint', 'unknown')}) than "
+                                     f"{exports[0]} ({first.get('checkpoint', 'unknown')}); bench one model's exports at a time")
         return
     weights = read_manifest(ckpt)["files"]["model.safetensors"]
     for e in exports:
@@ -117,17 +154,6 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
         skipped.append(Candidate("tensorrt" if gpu else "onnxruntime", folder / FILES[fmt], "cuda" if gpu else "cpu", fmt,
                                  skipped=f"not exported: {reason}"))
 
-    if calib is None:  # the checkpoint's own training data calibrates INT8: on an edge box it is often not there
-        from exporters.calibration import image_sets
-        from exporters.export import N_CALIB, N_HOLDOUT
-        from model.checkpoint import read_manifest
-
-        try:
-            image_sets(ckpt, read_manifest(ckpt), None, N_CALIB, N_HOLDOUT)
-        except InspectorError as exc:  # stopped the whole benchmark before: float32 and FP16 need no calibration
-            for fmt in [f for f in formats if f.endswith("int8")]:
-                skip(fmt, str(exc))
-            formats = [f for f in formats if not f.endswith("int8")]
     log(f"exporting {', '.join(formats)} to a temporary folder ...")
     while formats:
         try:
@@ -136,6 +162,13 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
         except InspectorError as exc:  # ExportStopped names what it wrote before the format that failed
             done = getattr(exc, "written", [])
             written += [r.path for r in done]
+            # export reads the INT8 calibration images before anything else: where they were missing, that stopped the
+            # whole benchmark, float32 and FP16 (which need none) included
+            if not done and (no_calib := _no_calibration(ckpt, calib, formats)):
+                for fmt in [f for f in formats if f.endswith("int8")]:
+                    skip(fmt, no_calib)
+                formats = [f for f in formats if not f.endswith("int8")]
+                continue
             failed = formats[len(done)]
             if failed == "onnx":
                 raise  # every other format is derived from the float32 graph
@@ -144,17 +177,33 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
     return written, skipped
 
 
-def _candidates(ckpt: Path, exports: list[Path]) -> list[Candidate]:
+def _no_calibration(ckpt: Path, calib: str | None, formats: list[str]) -> str | None:
+    """Why INT8 cannot be calibrated from the checkpoint's own training data (on an edge box it is often not there),
+    or None. Asked only once an export has failed: asked first as well, the training data was listed twice."""
+    from exporters.calibration import image_sets
+    from exporters.export import N_CALIB, N_HOLDOUT
+    from model.checkpoint import read_manifest
+
+    if calib is not None or not any(f.endswith("int8") for f in formats):
+        return None  # a --calib that fails is the user's to fix: said, not skipped
+    try:
+        image_sets(ckpt, read_manifest(ckpt), None, N_CALIB, N_HOLDOUT)
+    except InspectorError as exc:
+        return str(exc)
+    return None
+
+
+def _candidates(ckpt: Path | None, exports: list[Path]) -> list[Candidate]:
     import onnxruntime as ort
 
     from exporters.manifest import read_sidecar, tensorrt_target
 
     available = ort.get_available_providers()
-    out = [Candidate("torch eager", ckpt, "cpu", "checkpoint")]
+    out = [Candidate("torch eager", ckpt, "cpu", "checkpoint")] if ckpt is not None else []
     try:
         import torch
 
-        if torch.cuda.is_available():
+        if ckpt is not None and torch.cuda.is_available():
             out.append(Candidate("torch eager", ckpt, "cuda", "checkpoint"))
     except ImportError:
         pass
@@ -268,16 +317,11 @@ def _run(args: argparse.Namespace) -> int:
     need_onnx("bench model")  # it exports and runs ONNX Runtime beside torch
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
     machine = machine_info()  # before any work of its own: the load is other processes'
-    ckpt, exports = Path(args.checkpoint), [Path(p) for p in (args.exports or [])]
+    ckpt: Path | None = Path(args.checkpoint)
+    exports, no_baseline = [Path(p) for p in (args.exports or [])], None
     if ckpt.is_file() or (ckpt.is_dir() and not (ckpt / "manifest.json").exists()):
-        from exporters.manifest import export_source
-
         exports = _exports_from([str(ckpt), *map(str, exports)])
-        source = Path(export_source(exports[0])["checkpoint"])
-        if not (source / "manifest.json").is_file():
-            raise InspectorError(f"{ckpt}: the torch baseline needs its checkpoint {source}, which is not here; "
-                                 "give the checkpoint as the first argument and the exports with --exports")
-        ckpt = source
+        ckpt, no_baseline = _source_checkpoint(exports[0])
     elif exports:
         exports = _exports_from([str(p) for p in exports])
     if exports and args.calib is not None:  # taken without a word: the INT8 timed was the one given, calibrated as it was exported
@@ -286,7 +330,8 @@ def _run(args: argparse.Namespace) -> int:
     from exporters.calibration import check_calib
     from model.checkpoint import read_manifest
 
-    read_manifest(ckpt)  # a missing or damaged checkpoint is said at once, not after the data is read and the export begun
+    if ckpt is not None:
+        read_manifest(ckpt)  # a missing or damaged checkpoint is said at once, not after the data is read and the export begun
     if not exports:
         check_calib(args.calib)
     _check_exported_from(ckpt, exports)
@@ -306,10 +351,12 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 c.engine = _open(c.path, c.device, args.threads)
             except InspectorError as exc:
-                if c is cands[0]:
+                if c.kind == "checkpoint":
                     raise  # no baseline, no ratios
                 c.skipped = str(exc)
-        base = cands[0].engine
+        base = next((c.engine for c in cands if c.engine is not None), None)
+        if base is None:  # exports alone (no torch), none of which runs here
+            raise InspectorError(f"bench model {args.checkpoint}: no engine here can run it ({cands[0].path}: {cands[0].skipped})")
         images = next(load_batches([Path(p) for p in picked], base.meta.input_size, batch_size=len(picked), framing=base.meta.framing))[1]
         log(f"timing {sum(c.engine is not None for c in cands)} engines round-robin: batches {list(args.batches)}, {args.runs} runs each")
         measure(cands, images, tuple(args.batches), args.runs, args.warmup)
@@ -321,7 +368,7 @@ def _run(args: argparse.Namespace) -> int:
                     rss[id(c)] = _peak_rss(c, picked, tuple(args.batches), args.threads)
                     bar.update(1)
             bar.close()
-        report = _report(cands, rss, tuple(args.batches), args, machine)
+        report = _report(cands, rss, tuple(args.batches), args, machine, no_baseline)
     if args.json:
         print_json(report)
     else:
@@ -348,8 +395,10 @@ def load_note(machine: dict[str, Any], threads: int | None) -> str | None:
             "each other, so the speed-ups over it read too high; compare them with --threads 1, or on a quiet machine")
 
 
-def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args, machine: dict[str, Any] | None = None) -> dict[str, Any]:
-    base = cands[0]
+def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args, machine: dict[str, Any] | None = None,
+            no_baseline: str | None = None) -> dict[str, Any]:
+    """`no_baseline`: why torch eager was not timed (exports alone); the speed-ups over it are then null."""
+    base = cands[0] if cands[0].kind == "checkpoint" else None
     rows = []
     for c in cands:
         row: dict[str, Any] = {"engine": c.name, "kind": c.kind, "device": c.device, "path": str(c.path)}
@@ -363,12 +412,13 @@ def _report(cands: list[Candidate], rss: dict, batches: tuple[int, ...], args, m
             med = float(np.median(t))
             row["batches"][str(b)] = {"median_ms": round(med, 3), "p99_ms": round(float(np.percentile(t, 99)), 3),
                                       "images_per_s": round(b * 1000.0 / med, 2),
-                                      "speedup_vs_torch": round(float(np.median(base.times[b])) / med, 3)}
+                                      "speedup_vs_torch": round(float(np.median(base.times[b])) / med, 3) if base else None}
         rows.append(row)
     machine = machine or machine_info()
     return {"machine": machine, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             # what speedup_vs_torch divides by: on a GPU machine torch eager runs on CUDA too, and "x torch" did not say which
-            "baseline": f"{base.name} {base.device}", "engines": rows, "note": load_note(machine, args.threads)}
+            "baseline": f"{base.name} {base.device}" if base else None, "engines": rows,
+            "note": load_note(machine, args.threads) if base else no_baseline}  # the load note is of torch's ratios
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -389,9 +439,11 @@ def print_table(report: dict[str, Any]) -> None:
         line = f"{name:34} {r['file_mb']:8.2f} {rss}"
         for b in batches:
             s = r["batches"][b]
-            line += f" | {'':>4}{s['median_ms']:8.2f} {s['p99_ms']:8.2f} {s['images_per_s']:7.1f} {s['speedup_vs_torch']:6.2f}x"
+            ratio = f"{s['speedup_vs_torch']:6.2f}x" if s["speedup_vs_torch"] is not None else f"{'-':>7}"
+            line += f" | {'':>4}{s['median_ms']:8.2f} {s['p99_ms']:8.2f} {s['images_per_s']:7.1f} {ratio}"
         print(line)
+    base = f"{report['baseline']}'s median over each one's" if report["baseline"] else "none timed (see the note)"
     print(f"latency in ms per batch: median and p99 of {report['runs']} round-robin runs after {report['warmup']} untimed warm-up calls; "
-          f"x torch: {report['baseline']}'s median over each one's; {report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")
+          f"x torch: {base}; {report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}")
     if report.get("note"):
         print(f"note: {report['note']}")

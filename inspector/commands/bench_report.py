@@ -21,6 +21,7 @@ from inspector.commands.common import at_least, median_seconds, print_json
 from model.errors import InspectorError, need
 
 SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
+MAX_IMAGE_SIZE = 8192  # px a side, 67 MP: above a station's default largest image (50 MP); 100000 was a MemoryError traceback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=at_least(1), default=1000, help="inspections in the shift (default 1000)")
     p.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per measurement; medians are reported (default 3)")
     p.add_argument("--lang", type=_language, default="en", help="report language: en, zh or es (default en)")
-    p.add_argument("--image-size", type=at_least(32), default=512, metavar="PX", help="side of the synthetic part images (default 512)")
+    p.add_argument("--image-size", type=_image_size, default=512, metavar="PX",
+                   help=f"side of the synthetic part images, 32 to {MAX_IMAGE_SIZE} (default 512)")
     p.add_argument("--keep", metavar="DIR", help="keep the store and reports in this folder instead of a temporary one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -43,6 +45,13 @@ def _language(text: str) -> str:
     return text
 
 
+def _image_size(text: str) -> int:
+    size = at_least(32)(text)
+    if size > MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at most {MAX_IMAGE_SIZE} (px a side)")
+    return size
+
+
 def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> dict[str, Any]:
     import reports
     from inspector.store import Store
@@ -51,7 +60,11 @@ def bench(n: int, repeat: int, lang: str, work: Path, image_size: int = 512) -> 
     t0 = time.perf_counter()
     store = Store(work / "store")
     shift_start = datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
-    records = make_records(n, root=store.root, start=shift_start, hours=8.0, image_size=image_size, images_for="fail")
+    try:
+        records = make_records(n, root=store.root, start=shift_start, hours=8.0, image_size=image_size, images_for="fail")
+    except MemoryError:  # its textures take about 80 bytes a pixel: 5 GB at the largest size
+        store.close()
+        raise InspectorError(f"--image-size {image_size}: not enough memory for synthetic images of that size; give a smaller one") from None
     for r in records:
         store.add(r)
     setup_s = time.perf_counter() - t0
