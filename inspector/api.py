@@ -290,6 +290,7 @@ class Inspector:
                           for i, ((rgb, _, src), (box, _)) in enumerate(zip(loaded, located, strict=True))])
         training = meta.manifest.get("training") or {}
         sizes, quality = training.get("image_size"), training.get("image_quality")
+        fixed = meta.framing.roi is not None and not meta.framing.margin
         stats = quality_stats(batch) if quality else None
         t_pre = time.perf_counter()
         with self._shared.lock:
@@ -302,7 +303,7 @@ class Inspector:
         for i, (rgb, digest, src) in enumerate(loaded):
             box, weak = located[i]
             seen = [WARNINGS[c] for c in quality_causes(stats[i], quality)] if quality else []
-            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes), weak, *seen) if w]
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes, fixed), weak, *seen) if w]
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])
@@ -361,11 +362,16 @@ def judged(amap: np.ndarray, ignored: np.ndarray | None) -> np.ndarray:
     return np.where(ignored_in(ignored, amap.shape, None), -np.inf, amap).astype(np.float32)
 
 
-def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:
+FIXED_REGION_SLACK = 1.02  # a fixed region's frame may differ from the training frames' sizes by this much (2 %)
+
+
+def unlike_training(shape: tuple[int, int], sizes: dict | None, fixed_region: bool = False) -> str | None:
     """A warning when an image's size or shape is far from every training image's (more than twice or half their
     sides, or a width/height ratio 25 % beyond theirs): a camera's resolution, crop or orientation has changed,
-    and the model judges a part it was never shown. None for checkpoints that record no sizes, or record them
-    malformed (a hand-edited, resealed manifest: every inspection raised TypeError, as model.quality's ranges did)."""
+    and the model judges a part it was never shown. With a `fixed_region` (a region of interest in pixels, not located),
+    beyond the training sizes by 2 %: the region then cuts another place of the frame (a 320 px frame on a model of
+    240 px frames went unsaid). None for checkpoints that record no sizes, or record them malformed (a hand-edited,
+    resealed manifest: every inspection raised TypeError, as model.quality's ranges did)."""
     from model.quality import number_pair
 
     pairs = [number_pair(sizes.get(k)) for k in ("min", "max", "aspect")] if isinstance(sizes, dict) else [None]
@@ -373,7 +379,8 @@ def unlike_training(shape: tuple[int, int], sizes: dict | None) -> str | None:
         return None
     h, w = shape
     (w_lo, h_lo), (w_hi, h_hi), (a_lo, a_hi) = pairs
-    if w_lo / 2 <= w <= w_hi * 2 and h_lo / 2 <= h <= h_hi * 2 and a_lo / 1.25 <= w / h <= a_hi * 1.25:
+    side, ratio = (FIXED_REGION_SLACK, FIXED_REGION_SLACK) if fixed_region else (2.0, 1.25)
+    if w_lo / side <= w <= w_hi * side and h_lo / side <= h <= h_hi * side and a_lo / ratio <= w / h <= a_hi * ratio:
         return None
     seen = f"{w_lo}x{h_lo}" if (w_lo, h_lo) == (w_hi, h_hi) else f"{w_lo}x{h_lo} to {w_hi}x{h_hi}"
     return (f"image {w}x{h} px is unlike the training images ({seen} px); check the camera's resolution, crop and "

@@ -400,7 +400,8 @@ class Framing:
 
     def _match(self, rgb: np.ndarray, name: str) -> tuple[int, int, float, float]:
         """(dx, dy, angle, normalised correlation) of the best place for the template within the margin (and turn):
-        the template's box, shifted by (dx, dy) and turned by `angle` degrees about its centre."""
+        the template's box, shifted by (dx, dy) and turned by `angle` degrees about its centre; not shifted or turned
+        where nothing correlates (a score of 0 or less: a blank frame, or NaN, which counts as -1)."""
         bx, by, bw, bh = self.box
         height, width = rgb.shape[:2]
         x0, y0, x1, y1 = self._window((width, height))
@@ -443,6 +444,8 @@ class Framing:
                 found.update({a: at(a) for a in (top - step, top + step) if abs(a) <= self.turn and a not in found})
             angle = max(found, key=lambda a: found[a][0])
             best, centre = found[angle]
+        if best <= 0.0:  # ties everywhere put a blank frame's region in the search's first corner, at its first angle
+            return 0, 0, 0.0, best
         return int(round(centre[0] - bw / 2.0)) - bx, int(round(centre[1] - bh / 2.0)) - by, round(angle, 3), best
 
     @cached_property
