@@ -437,7 +437,10 @@ class Daemon:
         sink = self.sink
         disk = {"free_mb": sink.disk_free_mb, "images": sink.images_off or "saved"} if sink else None
         model = self._model_health()
-        reports = {"failed": self.hooks.failed, "error": self.hooks.last_error} if self.hooks is not None else None
+        reports = None
+        if self.hooks is not None:  # `missing`: FAIL reports waiting to be rendered from their records (found missing at start, or set aside while busy)
+            missing = len(self.hooks._missing)
+            reports = {"failed": self.hooks.failed, "error": self.hooks.last_error, **({"missing": missing} if missing else {})}
         now = time.monotonic()
         restarted = {n: f"died and was restarted {now - w.restarted_at:.0f} s ago ({w.restarts} times so far)"
                      for n, w in self.workers.items() if w.restarted_at is not None and now - w.restarted_at < RESTART_SHOWN_S}
@@ -455,7 +458,7 @@ class Daemon:
                 **({"degraded": concerns} if status == "degraded" else {}), "broker": broker, "source": source,
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
-                **({"reports": reports} if reports and reports["failed"] else {}), **({"restarted": restarted} if restarted else {}),
+                **({"reports": reports} if reports and (reports["failed"] or "missing" in reports) else {}), **({"restarted": restarted} if restarted else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: int(self.metrics.value("inspector_verdicts_total", {"verdict": v})) for v in ("PASS", "FAIL")},  # counts
                 "rejected": int(self.metrics.total("inspector_rejected_total")),

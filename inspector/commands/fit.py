@@ -253,10 +253,11 @@ def check_room(out: Path, n_images: int, options: FitOptions) -> None:
 
 def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
     """The images of each --add-good folder (not its subfolders), as training samples; none may be one of DATA's test
-    images (by content: a copy elsewhere too), on which the model is calibrated and judged."""
+    images (by content: a copy elsewhere too), on which the model is calibrated and judged. What each leaves out (dead
+    links, unread formats) goes to `dataset.notes`, said as DATA's own."""
     from model.data import Sample
     from model.hashing import sha256_file
-    from model.images import only_dead_links, scan_images
+    from model.images import broken_links_note, only_dead_links, scan_images
     from model.label_names import GOOD
 
     tests = set(dataset.test_digests) if folders else set()
@@ -281,6 +282,7 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
             raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images (or a copy), which calibrate and "
                                  "judge the model; give images from elsewhere")
         out += [Sample(p) for p in images]
+        dataset.notes += broken_links_note(scan, folder)  # a folder's .heic or dead links were left out unsaid, unlike DATA's
     return out
 
 
