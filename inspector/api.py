@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -285,7 +286,8 @@ class Inspector:
         loaded = [_placed(i, n, load_image, img, src) for i, (img, src) in enumerate(zip(images, sources, strict=True))]
         t1 = time.perf_counter()
         meta = self.engine.meta
-        located = [_placed(i, n, meta.framing.located, rgb, src) for i, (rgb, _, src) in enumerate(loaded)]
+        # edge: a part whose region reaches past the frame's edge is judged on what is in it, with a warning
+        located = [_placed(i, n, partial(meta.framing.located, edge=True), rgb, src) for i, (rgb, _, src) in enumerate(loaded)]
         batch = np.stack([_placed(i, n, preprocess, rgb, meta.input_size, box, src)
                           for i, ((rgb, _, src), (box, _)) in enumerate(zip(loaded, located, strict=True))])
         training = meta.manifest.get("training") or {}
@@ -301,9 +303,9 @@ class Inspector:
         t3 = time.perf_counter()
         results = []
         for i, (rgb, digest, src) in enumerate(loaded):
-            box, weak = located[i]
+            box, framed = located[i]
             seen = [WARNINGS[c] for c in quality_causes(stats[i], quality)] if quality else []
-            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes, fixed), weak, *seen) if w]
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes, fixed), framed, *seen) if w]
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])

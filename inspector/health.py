@@ -27,7 +27,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_frames_dropped_total": ("counter", "Live frames skipped in continuous mode: the inspector was busy (queue_full, busy), or beyond 10 a minute refused (refused)."),
     "inspector_rejected_total": ("counter", "Inputs rejected with a message on the error topic, by reason."),
     "inspector_verdicts_total": ("counter", "Inspection results, by verdict."),
-    "inspector_warnings_total": ("counter", "Warnings on results, by kind: size (an image unlike the training images' size), locate,"
+    "inspector_warnings_total": ("counter", "Warnings on results, by kind: size (an image unlike the training images' size), locate, edge (a located region"
+                                 " past the frame's edge),"
                                  f" {', '.join(QUALITY_WARNINGS)} (model.quality), other."),
     "inspector_published_total": ("counter", "Results the broker acknowledged."),
     "inspector_publish_refused_total": ("counter", "Results the broker refused (e.g. by its ACL); each is offered again a minute later."),
@@ -55,7 +56,7 @@ ZERO: dict[str, tuple[dict[str, str], ...]] = {
     "inspector_verdicts_total": ({"verdict": "PASS"}, {"verdict": "FAIL"}),
     "inspector_frames_dropped_total": ({"reason": "queue_full"}, {"reason": "busy"}, {"reason": "refused"}),
     # as result.warning_kinds names them: unlike_training's, Framing.located's, each of model.quality's, and the rest
-    "inspector_warnings_total": tuple({"kind": k} for k in ("size", "locate", *QUALITY_WARNINGS, "other")),
+    "inspector_warnings_total": tuple({"kind": k} for k in ("size", "locate", "edge", *QUALITY_WARNINGS, "other")),
     "inspector_model_reloads_total": ({"outcome": "ok"}, {"outcome": "failed"}),
     **{name: ({},) for name in ("inspector_published_total", "inspector_publish_refused_total", "inspector_images_skipped_total",
                                 "inspector_store_failures_total")},

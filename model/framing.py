@@ -108,6 +108,12 @@ def _cut(image: np.ndarray, box: Roi | Box) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def _beyond(box: Roi | Box, shape: tuple[int, int]) -> float:
+    """How far (px) the region `box` reaches past the edges of a frame of `shape` (H, W) at most; 0 inside it."""
+    pts = corners(box)
+    return float(max(0.0, -pts.min(), *(pts.max(axis=0) - (shape[1], shape[0]))))
+
+
 def _not_inside(name: str, size: tuple[int, int], box: Roi | Box) -> InspectorError:
     """The one-line error of an image of `size` (width, height) that does not contain the region `box`."""
     x, y, w, h = box[:4]
@@ -164,17 +170,25 @@ def ignored_in(ignored: np.ndarray, shape: tuple[int, int], box: Roi | Box | Non
 
 def locate_warning(roi: Roi, margin: int, frame: tuple[int, int], turn: float = 0.0) -> str | None:
     """A warning when `--locate margin` cannot move the region `roi` within frames of `frame` (H, W) as given: the region
-    fills them, or the margin is more than the room around it. None where it can (or turns, which it can in place)."""
+    fills them, or the margin is more than the room around it (a turned one can still turn in place); or when it
+    touches an edge of the first training image (`frame` is its size), whose part then likely reaches that edge: the
+    template, made around the region there, never holds that side's outline, and parts are found less surely."""
     x, y, w, h = roi
     height, width = frame
-    if turn or x + w > width or y + h > height:  # a region beyond the frame is fit's one-line error
+    if x + w > width or y + h > height:  # a region beyond the frame is fit's one-line error
         return None
     room = max(x, y, width - x - w, height - y - h)
     where = f"the region {x},{y},{w},{h} of the {width}x{height} px training images"
-    if not room:
+    if not room and not turn:
         return f"--locate {margin}: {where} fills them, so it cannot move; drop --locate, or give a --roi smaller than the images"
-    if margin > room:
+    if margin > room and not turn:
         return f"--locate {margin}: {where} can move at most {room} px within them; give --locate {room} or less"
+    sides = [side for side, gap in (("left", x), ("top", y), ("right", width - x - w), ("bottom", height - y - h)) if not gap]
+    if room and sides:  # a region that fills the frame has no outline to miss beyond it
+        named = " and ".join([", ".join(sides[:-1]), sides[-1]] if len(sides) > 1 else sides)
+        return (f"--locate {margin}: {where} touches their {named} edge{'s' if len(sides) > 1 else ''}, so the template holds "
+                "no outline of the part there and parts are found less surely; give the --roi in a first training image "
+                "(in path order) whose part lies clear of the frame's edges")
     return None
 
 
@@ -340,9 +354,11 @@ class Framing:
         """bool [h, w] at the input size: the don't-care pixels (`--ignore`); None without."""
         return png_from_b64(self.ignore, "--ignore mask") > 0 if self.ignore else None
 
-    def located(self, rgb: np.ndarray, name: str = "array") -> tuple[Roi | Box | None, str | None]:
+    def located(self, rgb: np.ndarray, name: str = "array", edge: bool = False) -> tuple[Roi | Box | None, str | None]:
         """This image's region (None: all of it; a Box when the part is turned) and a warning when the part was found
-        only weakly."""
+        only weakly; or, with `edge` (inspection: fit stops at any warning on a training image), when the part's region
+        reaches more than the search's precision (`step` px) past the frame's edge: the region is kept in the frame, and
+        what lies beyond is not inspected."""
         self._check_ignore_frame((rgb.shape[1], rgb.shape[0]), name)
         if self.roi is None or not self.margin:
             return self.roi, None
@@ -353,16 +369,21 @@ class Framing:
             pivot = np.array([bx + bw / 2.0, by + bh / 2.0])
             centre = _rotation(angle) @ (np.array([x + w / 2.0, y + h / 2.0]) - pivot) + pivot + (dx, dy)
             # its centre kept in the frame (`crop`), as an upright region is kept whole in it, for a part by the edge
-            box = Box(min(max(int(round(centre[0] - w / 2.0)), math.ceil(1 - w / 2.0)), math.floor(rgb.shape[1] - 1 - w / 2.0)),
-                      min(max(int(round(centre[1] - h / 2.0)), math.ceil(1 - h / 2.0)), math.floor(rgb.shape[0] - 1 - h / 2.0)),
-                      w, h, angle)
+            found = Box(int(round(centre[0] - w / 2.0)), int(round(centre[1] - h / 2.0)), w, h, angle)
+            box = Box(min(max(found.x, math.ceil(1 - w / 2.0)), math.floor(rgb.shape[1] - 1 - w / 2.0)),
+                      min(max(found.y, math.ceil(1 - h / 2.0)), math.floor(rgb.shape[0] - 1 - h / 2.0)), w, h, angle)
         else:
+            found = (x + dx, y + dy, w, h)
             box = (max(0, min(x + dx, rgb.shape[1] - w)), max(0, min(y + dy, rgb.shape[0] - h)), w, h)
-        if score >= self.weak:
-            return box, None
-        # no score in the text: the daemon logs a warning once per change of text, not once per part
-        return box, ("the part matched the training parts' template only weakly within the --locate margin; it may be "
-                     "missing, turned or out of place")
+        # no score or distance in the texts: the daemon logs a warning once per change of text, not once per part, and
+        # shift reports count parts by text
+        if score < self.weak:  # first: where the part was not surely found, neither is how far it reaches
+            return box, ("the part matched the training parts' template only weakly within the --locate margin; it may be "
+                         "missing, turned or out of place")
+        if edge and _beyond(found, rgb.shape[:2]) > self.step:  # found to `step` px: a part just at the edge may seem past it
+            return box, ("the part's region reaches past the frame's edge, so part of it was not inspected; check where the "
+                         "part stops and the camera's framing")
+        return box, None
 
     def check_size(self, size: tuple[int, int], name: str) -> None:
         """The one-line error `located` and `crop` give an image of `size` (width, height) too small for the region, or

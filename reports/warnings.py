@@ -26,6 +26,9 @@ KNOWN: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("locate", re.compile(r"the part matched the training parts' template only weakly within the --locate margin; it may be missing, "
                           r"turned or out of place"),
      _("The part matched the training parts' template only weakly within the --locate margin; it may be missing, turned or out of place")),
+    ("edge", re.compile(r"the part's region reaches past the frame's edge, so part of it was not inspected; check where the part "
+                        r"stops and the camera's framing"),
+     _("The part's region reaches past the frame's edge, so part of it was not inspected; check where the part stops and the camera's framing")),
     ("damaged", re.compile(r"the stored record of this part could not be read \(changed outside the station\); its verdict, score and "
                            r"threshold come from the store's columns, its defects and images are not known"),  # inspector.store.DAMAGED
      _("The stored record of this part could not be read (changed outside the station); its verdict, score and threshold come from the store's columns, its defects and images are not known")),

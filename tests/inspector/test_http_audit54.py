@@ -196,7 +196,7 @@ def test_counters_a_monitor_alerts_on_are_there_at_zero_before_their_first_count
                 ("inspector_verdicts_total", "inspector_frames_dropped_total", "inspector_model_reloads_total", "inspector_warnings_total")}
     assert labelled == {"inspector_verdicts_total": {"PASS", "FAIL"}, "inspector_frames_dropped_total": {"queue_full", "busy", "refused"},
                         "inspector_model_reloads_total": {"ok", "failed"},
-                        "inspector_warnings_total": {"size", "locate", "dark", "overexposed", "blank", "blurred", "other"}}
+                        "inspector_warnings_total": {"size", "locate", "edge", "dark", "overexposed", "blank", "blurred", "other"}}
     m = Metrics()
     m.inc("inspector_verdicts_total", {"verdict": "FAIL"})
     assert m.value("inspector_verdicts_total", {"verdict": "FAIL"}) == 1 and m.total("inspector_verdicts_total") == 1
