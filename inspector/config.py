@@ -123,41 +123,48 @@ def split_url(url: str) -> tuple[str, str, str, str]:
     return scheme, userinfo, hostport, tail
 
 
-# a host (name, IPv4 or [IPv6]) with its port, where an authority ends: what follows the last `@` of user info
-_HOST = re.compile(r"(?:[\w.~%-]+|\[[\w.:%-]+\])(?::\d+)?(?=[/?#]|$)")
+# after an `@` in a query: its next parameter (`?user=me@x.com&pw=...`), not a host a password's `?` ran on to
+_QUERY_ON = re.compile(r"[^/?#]*[&=]")
 
 
 def safe_url(url: str, text: str | None = None, mark: bool = False) -> str:
     """`url` without what may be a secret, for errors, logs and records: all its user info (to the authority's last `@`:
     a password may hold one), its query (a token) and its fragment; `mark` shows where they were (`…@`, `?…`, `#…`),
     for a value echoed to whoever typed it. Given `text` (an error about `url`), `text` with each of them cut out.
-    The scheme is all before `://`, or `scheme:/` (a slash short). An `@` after the host followed by a host (a password
-    holding `/`, `?` or `#`, which FFmpeg needs %-encoded but people type as they are) leaves no telling a password from
-    a host: then only the scheme is shown, and every piece of what may be user info is cut from `text`."""
+    Path parameters from the first `;` or `=` on are cut too (a `;jsessionid=`, a camera's `/user=admin_password=...`, a
+    GStreamer pipeline's `user-pw=`), and the property values before a pipeline's URL.
+    The scheme is all before `://`, or `scheme:/` (a slash short). An `@` after the host (a password holding `/`, `?` or
+    `#`, which FFmpeg needs %-encoded but people type as they are) leaves no telling a password from a host, unless it
+    lies in a query and a parameter follows it: then only the scheme is shown, and every piece of what may be user info
+    is cut from `text`."""
     scheme, sep, rest = url.partition("://")
-    if sep:
-        scheme += sep
+    if sep:  # a pipeline's properties before it (`rtspsrc user-pw=... location=rtsp://`): their values cut
+        scheme = re.sub(r"""=("[^"]*"|'[^']*'|\S*)(?=\s)""", "=…", scheme) + sep
     elif short := re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", url):  # rtsp:/admin:pw@cam
         scheme, rest = short.group(), url[short.end() :]
     else:
         scheme, rest = "", url
-    end = re.search(r"[/?#]", rest)
-    host_end = end.start() if end else len(rest)
-    if ats := [i for i in range(host_end, len(rest)) if rest[i] == "@" and _HOST.match(rest, i + 1)]:
+    end, query = re.search(r"[/?#]", rest), re.search(r"[?#]", rest)
+    host_end, query_at = end.start() if end else len(rest), query.start() if query else len(rest)
+    # a malformed host after it (`@cam 4`, `@cam4:55a`, a typo the config's error echoes) hides nothing either
+    if ats := [i for i in range(host_end, len(rest)) if rest[i] == "@" and (i < query_at or not _QUERY_ON.match(rest, i + 1))]:
         if text is None:
             return f"{scheme}…"
         secrets = re.split(r"[:/?#@]", rest[: ats[-1]])  # where urllib or FFmpeg ends the user info, and what they echo of it
     else:
         at = rest.rfind("@", 0, host_end)
-        userinfo, rest = rest[:at], rest[at + 1 :]
+        userinfo, rest = rest[: max(at, 0)], rest[at + 1 :]  # none: nothing of `text` is cut as user info
         cut = re.search(r"[?#]", rest)
         path, hidden = (rest[: cut.start()], rest[cut.start() :]) if cut else (rest, "")
         query, _, fragment = hidden.partition("#")
+        cut = re.search(r"[;=]", path)
+        path, params = (path[: cut.start()], path[cut.start() :]) if cut else (path, "")
+        path += params[:1] + "…" if params else ""
         if text is None:
             if mark:
                 return f"{scheme}{'…@' if at >= 0 else ''}{path}{'?…' if query else ''}{'#…' if '#' in hidden else ''}"
             return f"{scheme}{path}" + ("?…" if "?" in hidden else "")
-        secrets = [userinfo, query[1:], fragment]
+        secrets = [userinfo, params[1:], query[1:], fragment]
     for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a longer one first: a shorter may lie within it
         text = text.replace(secret, "…")
     return text
