@@ -439,7 +439,7 @@ class Daemon:
         model = self._model_health()
         reports = None
         if self.hooks is not None:  # `missing`: FAIL reports waiting to be rendered from their records (found missing at start, or set aside while busy)
-            missing = len(self.hooks._missing)
+            missing = self.hooks.missing
             reports = {"failed": self.hooks.failed, "error": self.hooks.last_error, **({"missing": missing} if missing else {})}
         now = time.monotonic()
         restarted = {n: f"died and was restarted {now - w.restarted_at:.0f} s ago ({w.restarts} times so far)"

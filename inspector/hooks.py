@@ -160,6 +160,11 @@ class ReportHooks:
         self._thread.join(timeout)
 
     @property
+    def missing(self) -> int:
+        """FAIL reports waiting to be rendered from their records (found missing at start, or kept aside when busy)."""
+        return len(self._missing)
+
+    @property
     def recent_error(self) -> str | None:
         """The last failure's reason while it is recent: on a line that rarely FAILs, the next report that could show
         the cause gone may be hours away."""
