@@ -196,6 +196,7 @@ def verify_samples(data: str | Path) -> list:
     """The images --verify compares on: DATA's test set (MVTec layout), else all its images; one-line error if none."""
     from exporters.calibration import as_option
     from model.data import load_dataset
+    from model.images import FORMATS
 
     try:
         dataset = load_dataset(data, require_train=False)
@@ -203,7 +204,7 @@ def verify_samples(data: str | Path) -> list:
         raise as_option(exc, Path(data), "--verify") from None
     samples = dataset.test or dataset.train
     if not samples:
-        raise InspectorError(f"--verify {data}: no images found (PNG/JPEG/BMP/TIFF/WebP/GIF)")
+        raise InspectorError(f"--verify {data}: no images found ({FORMATS})")
     return samples
 
 

@@ -45,7 +45,7 @@ from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame
 from inspector.store import Store, journaled_repeats
 from model.errors import InspectorError
-from model.images import decode_image
+from model.images import FORMATS, decode_image
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a journaled job that took the daemon down this often is given up, not retried forever
@@ -461,7 +461,7 @@ class Intake:
             return
         try:
             # encoded frames are files from a watched folder
-            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, "is it a PNG/JPEG/BMP/TIFF/WebP/GIF image?", self._max_pixels)
+            rgb = frame.rgb if frame.rgb is not None else decode_image(frame.encoded or b"", frame.source, f"is it a {FORMATS} image?", self._max_pixels)
         except InspectorError as exc:
             self.reject(str(exc), frame.source, inspection_id=frame.inspection_id, serial=frame.serial, part=True)  # as its result would name it
             if frame.done:

@@ -10,6 +10,7 @@ from pathlib import Path
 from model.errors import InspectorError
 from model.hashing import digest_set_sha256, sha256_file
 from model.images import (
+    FORMATS,
     MASK_SUFFIXES,
     broken_links_note,
     files_by_lower_name,
@@ -280,5 +281,5 @@ def load_dataset(path: str | Path, require_train: bool = True) -> Dataset:
         where = root / "train" / GOOD if (root / "train").is_dir() else root
         if dead := good_scan and only_dead_links(good_scan):
             raise InspectorError(f"data {where}: no good images: {dead}")
-        raise InspectorError(f"data {where}: no good images found (PNG/JPEG/BMP/TIFF/WebP/GIF); {_good_named_otherwise(root)}")
+        raise InspectorError(f"data {where}: no good images found ({FORMATS}); {_good_named_otherwise(root)}")
     return dataset

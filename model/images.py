@@ -281,7 +281,8 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_bytes(path)[0]
 
 
-FILE_HINT = "is it a PNG/JPEG/BMP/TIFF/WebP/GIF?"  # ends the error line of a file whose format is not recognised
+FORMATS = "PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000"  # the formats read, as errors name them
+FILE_HINT = f"is it a {FORMATS}?"  # ends the error line of a file whose format is not recognised
 
 
 def read_image_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
@@ -364,7 +365,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
     except NoPixelValue:
         raise _no_value(name, fmt) from None
     except UnidentifiedImageError:
-        if _tiff_cut_short(data):  # not "is it a PNG/JPEG/BMP/TIFF/WebP/GIF?" (it is one), nor OpenCV's errors printed raw first
+        if _tiff_cut_short(data):  # not FILE_HINT (it is one), nor OpenCV's errors printed raw first
             raise InspectorError(f"image {name}: cannot be decoded (its TIFF directory lies beyond the end of its {len(data)} "
                                  "bytes); the TIFF data is damaged or cut short; save or send it again") from None
         if header_only and data.startswith(TIFF_MAGIC):

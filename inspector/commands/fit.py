@@ -257,7 +257,7 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
     links, unread formats) goes to `dataset.notes`, said as DATA's own."""
     from model.data import Sample
     from model.hashing import sha256_file
-    from model.images import broken_links_note, only_dead_links, scan_images
+    from model.images import FORMATS, broken_links_note, only_dead_links, scan_images
     from model.label_names import GOOD
 
     tests = set(dataset.test_digests) if folders else set()
@@ -277,7 +277,7 @@ def more_good(folders: list[str], dataset: Dataset) -> list[Sample]:
         if dead := only_dead_links(scan):  # "no images in it", of files there, as links to a share gone
             raise InspectorError(f"--add-good {folder}: no images: {dead}")
         if not images:
-            raise InspectorError(f"--add-good {folder}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) in it; give a folder of good images")
+            raise InspectorError(f"--add-good {folder}: no images ({FORMATS}) in it; give a folder of good images")
         if inside := [p for p in images if sha256_file(p) in tests]:
             raise InspectorError(f"--add-good {folder}: {inside[0].name} is one of DATA's test images (or a copy), which calibrate and "
                                  "judge the model; give images from elsewhere")

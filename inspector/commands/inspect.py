@@ -145,7 +145,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     run's overlays. A missing target or an image-less folder is an error before anything is inspected. Also notes
     on what was left out, and the folders below a target that cannot be listed (with the line saying so): the rest of
     a line's tree is inspected, as when one of its images cannot be read."""
-    from model.images import broken_links_note, is_mask_name, only_dead_links, scan_images
+    from model.images import FORMATS, broken_links_note, is_mask_name, only_dead_links, scan_images
     from model.synth.writer import CONTACT_SHEET, is_synth_output
 
     def contact_sheet(path: Path) -> bool:  # a synth output's overview of its defects, no part: it was inspected with them
@@ -185,7 +185,7 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
                 raise InspectorError(scan.unreadable[0][1])
             if dead := scan and only_dead_links(scan):  # "no images found" of files there, as links to a share gone
                 raise InspectorError(f"folder {t}: no images: {dead}")
-            raise InspectorError(f"folder {t}: no images (PNG/JPEG/BMP/TIFF/WebP/GIF) found")
+            raise InspectorError(f"folder {t}: no images ({FORMATS}) found")
         for p in images:
             found.setdefault(os.path.abspath(p), p)
         for folder, error in scan.unreadable if scan else []:  # said once, where a target lies in another
