@@ -292,7 +292,6 @@ class Inspector:
                           for i, ((rgb, _, src), (box, _)) in enumerate(zip(loaded, located, strict=True))])
         training = meta.manifest.get("training") or {}
         sizes, quality = training.get("image_size"), training.get("image_quality")
-        fixed = meta.framing.roi is not None and not meta.framing.margin
         stats = quality_stats(batch) if quality else None
         t_pre = time.perf_counter()
         with self._shared.lock:
@@ -305,7 +304,7 @@ class Inspector:
         for i, (rgb, digest, src) in enumerate(loaded):
             box, framed = located[i]
             seen = [WARNINGS[c] for c in quality_causes(stats[i], quality)] if quality else []
-            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes, fixed), framed, *seen) if w]
+            warnings = [w for w in (unlike_training(rgb.shape[:2], sizes, meta.framing.fixed), framed, *seen) if w]
             td = time.perf_counter()
             amap = resize_map(out.amap[i].astype(np.float32), rgb.shape[:2] if box is None else (box[3], box[2]))
             score = float(out.score[i])

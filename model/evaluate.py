@@ -34,6 +34,8 @@ class Scored:
     inspected: np.ndarray | None = None  # bool [h, w]: the pixels the model judges (not --ignore's); None: all
     quality: np.ndarray | None = None  # [N, 4] model.quality.quality_stats of each image as the model saw it
     empty: np.ndarray | None = None  # bool [N]: defects whose mask marks no pixel at this size (left out of `known`); None: none
+    framed: list[str | None] | None = None  # each image's Framing.located warning, as inspection gives it (edge=True)
+    shapes: list[tuple[int, int]] | None = None  # each image's (H, W), for inspection's size warning
 
     @cached_property
     def pixels(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -118,10 +120,13 @@ def score_samples(
     per image, amortised)."""
     if size is None:
         size, framing = tuple(predict.config.input_size), predict.config.framing
-    scores, maps, masks, times, quality = [], [], [], [], []
+    scores, maps, masks, times, quality, framed, shapes = [], [], [], [], [], [], []
     bar = progress("scoring", len(samples))
-    for idx, batch, rgbs, located in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing):
+    # edge: as inspection locates (fit's training images stop at any warning, so load_batches does not ask by default)
+    for idx, batch, rgbs, located in load_batches([s.path for s in samples], size, batch_size=batch_size, framing=framing, edge=True):
         quality.append(quality_stats(batch))
+        framed.extend(warning for _, warning in located)
+        shapes.extend(rgb.shape[:2] for rgb in rgbs)
         t = time.perf_counter()
         out = predict(torch.from_numpy(batch)) if isinstance(predict, torch.nn.Module) else predict(batch)
         s, m = (np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in out[:2])
@@ -141,7 +146,7 @@ def score_samples(
     inspected = None if framing is None or framing.ignored is None else ~framing.ignored
     masks_ = np.stack(masks) if with_masks else None
     known, empty = mask_coverage(samples, masks_) if with_masks else (None, None)
-    return Scored(scores_, maps_, masks_, times, known, inspected, np.concatenate(quality), empty)
+    return Scored(scores_, maps_, masks_, times, known, inspected, np.concatenate(quality), empty, framed, shapes)
 
 
 def _r(x: float) -> float | None:
@@ -218,6 +223,40 @@ def resolution_notes(n_good: int, n_defect: int) -> list[str]:
         notes.append(f"tpr_at_fpr_1: {n_good} good images cannot resolve a 1% false-alarm rate (that takes 100): "
                      "it is the detection rate at no false alarm here")
     return notes
+
+
+FRAMING_EXAMPLES = 3  # files named for each kind of framing warning
+
+
+def framing_report(labels: list[bool], files: list[str], kinds: list[list[str]], checked: list[str]) -> dict[str, Any]:
+    """How many labelled test images (`labels`: defect or not) inspection would warn about for how the part lies in
+    the frame (`kinds`: each image's warnings' kinds: size, locate, edge), by kind, with the first few files of each;
+    `checked`: the kinds this model can warn of (only a --locate model locates a part), as image_quality's are."""
+    warned = [(f, d) for f, ks, d in zip(files, kinds, labels, strict=True) if ks]
+    by_kind: dict[str, list[str]] = {}
+    for f, ks in zip(files, kinds, strict=True):
+        for k in dict.fromkeys(ks):
+            by_kind.setdefault(k, []).append(f)
+    # the first few of each kind: a hundred size warnings named first hid the one part found past the frame's edge
+    return {"checked": checked, "good": sum(not d for _, d in warned), "defect": sum(d for _, d in warned),
+            "kinds": {k: len(fs) for k, fs in by_kind.items()},
+            "examples": [{"file": f, "kind": k} for k, fs in by_kind.items() for f in fs[:FRAMING_EXAMPLES]]}
+
+
+# what each kind says, in the note
+FRAMING_KINDS = {"size": "of a size unlike the training images'", "locate": "whose part was found only weakly",
+                 "edge": "whose part's region reaches past the frame's edge"}
+
+
+def framing_note(framing: dict[str, Any], n: int) -> str | None:
+    """The note on `framing_report`'s warned images among `n` test images; None where there are none."""
+    warned = framing["good"] + framing["defect"]
+    if not warned:
+        return None
+    return (f"framing: inspection would warn about {warned} of the {n} test images ({framing['good']} good, {framing['defect']} "
+            f"defective): {', '.join(f'{c} {FRAMING_KINDS.get(k, k)} ({k})' for k, c in framing['kinds'].items())}; "
+            f"first: {framing['examples'][0]['file']}; check how the parts lie in those frames and the camera's framing, or fit "
+            "on images like them")
 
 
 def threshold_report(samples: list[Sample], scores: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -346,6 +346,11 @@ class Framing:
         return None if self.ignored is None else (~self.ignored).astype(np.float32)
 
     @property
+    def fixed(self) -> bool:
+        """A region in pixels, not located: a frame of another size than training's puts it elsewhere on the part."""
+        return self.roi is not None and not self.margin
+
+    @property
     def ignored_share(self) -> float:
         return 0.0 if self.ignored is None else float(self.ignored.mean())
 

@@ -107,6 +107,7 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     if quality := (manifest.get("training") or {}).get("image_quality"):
         report["image_quality"] = quality_report([s.is_defect for s in dataset.test], [str(s.path) for s in dataset.test],
                                                  scored.quality, quality)
+    add_framing_warnings(report, dataset, scored, engine.meta)
     here = calibrated_here(manifest, dataset)
     report["at_threshold"].update(threshold_origin(manifest.get("calibration") or {}, dataset))
     report["at_threshold"].update(held_out_rates(manifest, dataset, scored.scores, here))
@@ -149,6 +150,28 @@ def evaluate_model(model: str, data: str, device: str = "cpu", progress=None, ov
     report["model"] = {"id": engine.meta.model_id, "backbone": engine.meta.backbone, "runtime": engine.meta.runtime,
                        "input_size": list(engine.meta.input_size), **engine.meta.framing.summary()}
     return Evaluation(report, dataset, scored, engine.meta)
+
+
+def add_framing_warnings(report: dict, dataset: Dataset, scored: Scored, meta: ModelMeta) -> None:
+    """`framing_warnings` (and a note where there are any): the test images inspection would warn about for how the
+    part lies in the frame, as the station does (Inspector.inspect_batch): a size unlike the training images' (where the
+    model records theirs) and, for a --locate model, a part found only weakly or reaching past the frame's edge; left
+    out where the model can give none of these. A QA engineer learnt of them only at the station."""
+    from inspector.api import unlike_training
+    from inspector.result import warning_kinds
+    from model.evaluate import framing_note, framing_report
+
+    sizes = (meta.manifest.get("training") or {}).get("image_size")
+    framing = meta.framing
+    checked = (["size"] if sizes else []) + (["locate", "edge"] if framing.roi is not None and framing.margin else [])
+    if not checked or scored.framed is None or scored.shapes is None:
+        return
+    kinds = [warning_kinds([w for w in (unlike_training(shape, sizes, framing.fixed), located) if w])
+             for shape, located in zip(scored.shapes, scored.framed, strict=True)]
+    report["framing_warnings"] = framed = framing_report([s.is_defect for s in dataset.test], [str(s.path) for s in dataset.test],
+                                                         kinds, checked)
+    if note := framing_note(framed, len(dataset.test)):
+        report["notes"] = report.get("notes", []) + [note]
 
 
 UNRECORDED = " (this model does not record what it was calibrated on: evaluate its checkpoint to know whether on these images)"
