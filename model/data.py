@@ -132,11 +132,13 @@ def refuse_defect_labels(root: Path, images: list[Path]) -> None:
         # examples go to fit --labels)" left such a user nowhere to go; say what each way forward needs. The labels are
         # the folder of <type>/ folders: the one above, where `root` is one type's folder itself
         labels = root if any(p.parent != root for p in images) else root.parent
+        from model.fit_types import shots_command  # --shots that its types allow (a hint's 5 was refused of 2 images)
+
         raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), as every one of its "
                              f"{len(images)} images has: these are labelled defects, with no good image among them, and a "
                              "model learns the part from good images; with a folder of good parts, `inspector fit GOOD_DIR "
-                             f"--out CKPT --labels {labels}` fits it and names these types, and `inspector eval efficientnet-lite0 "
-                             f"{labels} --shots 5` measures now how well the types are told apart")
+                             f"--out CKPT --labels {labels}` fits it and names these types, and "
+                             f"{shots_command('efficientnet-lite0', labels)} measures now how well the types are told apart")
     raise InspectorError(f"data {root}: {image} has a defect label beside it ({label.name}), so this folder holds "
                          "labelled defects, which would be learnt as good; give a folder of good images (defect "
                          "examples go to fit --labels)")

@@ -11,6 +11,7 @@ regression, or class prototypes), and the `unknown` threshold from out-of-fold s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -304,3 +305,35 @@ def fit_zero_shot(net: InspectorNet, types: list[str], text_weights: torch.Tenso
     _, region = install_head(net, list(types), region, text_weights)
     return TypeReport(options={"zero_shot": True}, classes=list(types), counts=dict.fromkeys(types, 0), region=region,
                       unknown_threshold=None, text_mix=1.0)
+
+
+SHOTS_HINT = 5  # examples per type a hint suggests to `eval --shots` where every type has more
+
+
+def most_shots(counts: dict[str, int], least: int = 1) -> int | None:
+    """The largest `--shots` up to SHOTS_HINT that types with these numbers of images allow (each keeps one to score);
+    None where a type has too few for `least` shots."""
+    k = min(SHOTS_HINT, min(counts.values(), default=SHOTS_HINT + 1) - 1)
+    return k if k >= least else None
+
+
+def shots_command(model: str, data: str | Path) -> str:
+    """`inspector eval MODEL DATA --shots K`, with K that DATA's types allow: hints said `--shots 5` to a folder whose
+    type had 2 images, and the eval they suggested refused it. Types too small for any K are named."""
+    from model.images import hidden_folder, list_images
+    from model.label_names import GOOD
+
+    root = Path(data)
+    try:  # an MVTec AD layout's test/<type> folders, as load_labels reads them
+        types = root / "test" if (root / "test").is_dir() and any(d.is_dir() for d in (root / "test").iterdir()) else root
+        counts = {d.name: len(list_images(d)) for d in sorted(types.iterdir())
+                  if d.is_dir() and not hidden_folder(d.name) and d.name.lower() != GOOD}
+    except OSError:  # the hint is no place to fail: eval says what is wrong with the folder
+        counts = {}
+    counts = {t: n for t, n in counts.items() if n}  # an empty folder is refused by eval in words of its own
+    k = most_shots(counts)
+    command = f"`inspector eval {model} {data} --shots {k or 1}`"
+    if k is None:
+        short = [t for t, n in counts.items() if n < 2]
+        command += f" (once {', '.join(short)} {'has' if len(short) == 1 else 'have'} 2 images or more: one to fit, one to score)"
+    return command

@@ -29,10 +29,10 @@ def test_fit_on_labelled_defects_alone_says_what_each_way_forward_needs(tmp_path
     neu = _neu_like(tmp_path / "neu")
     rc, _, err = cli(capsys, "fit", neu, "--out", tmp_path / "ck", "--synth", "0")
     assert_one_line_error(rc, err, "as every one of its 4 images has", "no good image among them",
-                          f"`inspector fit GOOD_DIR --out CKPT --labels {neu}`", f"`inspector eval efficientnet-lite0 {neu} --shots 5`")
+                          f"`inspector fit GOOD_DIR --out CKPT --labels {neu}`", f"`inspector eval efficientnet-lite0 {neu} --shots 1`")
     # one type's folder: --labels takes the folder of type folders above it
     rc, _, err = cli(capsys, "fit", neu / "crazing", "--out", tmp_path / "ck", "--synth", "0")
-    assert_one_line_error(rc, err, "every one of its 2 images", f"--labels {neu}`", f"eval efficientnet-lite0 {neu} --shots 5`")
+    assert_one_line_error(rc, err, "every one of its 2 images", f"--labels {neu}`", f"eval efficientnet-lite0 {neu} --shots 1`")
     # a good image among them: the folder mixes both, and the message stays the one for that
     cv2.imwrite(str(neu / "crazing" / "good_0.jpg"), good_image(9, 64))
     rc, _, err = cli(capsys, "fit", neu, "--out", tmp_path / "ck", "--synth", "0")
@@ -45,9 +45,9 @@ def test_eval_of_type_folders_and_of_a_backbone_name_points_at_shots(tmp_path, c
     "no such file or directory": neither named --shots, the one mode that reads them."""
     neu = _neu_like(tmp_path / "neu")
     rc, _, err = cli(capsys, "eval", tmp_path / "model.ckpt", neu)
-    assert_one_line_error(rc, err, "no test/<type> folders", "(crazing/, scratches/)", f"`inspector eval {tmp_path / 'model.ckpt'} {neu} --shots 5`")
+    assert_one_line_error(rc, err, "no test/<type> folders", "(crazing/, scratches/)", f"`inspector eval {tmp_path / 'model.ckpt'} {neu} --shots 1`")
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", neu)
-    assert_one_line_error(rc, err, "model efficientnet-lite0: a backbone name", f"`inspector eval efficientnet-lite0 {neu} --shots 5`")
+    assert_one_line_error(rc, err, "model efficientnet-lite0: a backbone name", f"`inspector eval efficientnet-lite0 {neu} --shots 1`")
     data = write_mvtec(tmp_path / "mvtec", n_train=6, n_good_test=2, n_defect=2, size=64)
     rc, _, err = cli(capsys, "eval", "efficientnet-lite0", data)
     assert_one_line_error(rc, err, "a backbone name, which eval takes only with --shots")

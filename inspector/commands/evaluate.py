@@ -245,8 +245,10 @@ def layout_hint(root: Path, model: str = "efficientnet-lite0") -> str:
         return f"; {root}'s images carry no good or defect label: {layout}; `inspector inspect {model} {root}` gives each a verdict unlabelled"
     if len(types) >= 2:  # NEU's layout, as --labels reads it: "eval needs labelled test images" of a folder of them
         shown = ", ".join(t + "/" for t in types[:3]) + (", ..." if len(types) > 3 else "")
-        return (f"; if {root}'s folders ({shown}) are defect types (the layout `--labels` reads), `inspector eval {model} "
-                f"{root} --shots 5` measures how well they are told apart (a model's verdicts are evaluated on test/good "
+        from model.fit_types import shots_command  # --shots that its types allow (a hint's 5 was refused of 2 images)
+
+        return (f"; if {root}'s folders ({shown}) are defect types (the layout `--labels` reads), "
+                f"{shots_command(model, root)} measures how well they are told apart (a model's verdicts are evaluated on test/good "
                 "and test/<type> folders)")
     return ""
 
@@ -351,8 +353,10 @@ def _refuse_backbone_name(model: str, data: str) -> None:
     from model.backbones import EFFICIENTNET_LITE
 
     if not Path(model).exists() and (model in EFFICIENTNET_LITE or model.startswith("clip:")):
+        from model.fit_types import shots_command
+
         raise InspectorError(f"model {model}: a backbone name, which eval takes only with --shots (it fits type heads of "
-                             f"its own on labelled defects: `inspector eval {model} {data} --shots 5`); to evaluate a "
+                             f"its own on labelled defects: {shots_command(model, data)}); to evaluate a "
                              "station's model, give its checkpoint from `inspector fit` or its export")
 
 

@@ -15,9 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from model.synth import DEFECT_TYPES
 
     p = sub.add_parser("synth", help="generate defect images with pixel masks (MVTec AD layout)", description=__doc__)
-    p.add_argument("good_dir", type=path_of("folder of good images"), help="folder of good images")
+    p.add_argument("good_dir", type=path_of("folder of good images"), help="folder of good images (not its subfolders)")
     p.add_argument("--out", required=True, type=path_of("folder"), help="folder to write test/<type>, ground_truth/<type>, labels.json, contact_sheet.png")
-    p.add_argument("--n", type=int, default=100, help="number of defect images (default 100)")
+    p.add_argument("--n", type=int, default=100, help="number of defect images, the types taking turns (default 100); refused where --out's disk cannot hold them")
     p.add_argument("--types", default="", help=f"comma-separated defect types (default all: {','.join(DEFECT_TYPES)})")
     p.add_argument("--seed", type=seed, default=0, help="random seed: the same seed and good images give the same defects (default 0)")
     p.add_argument("--severity", default="0.3,0.9", help="severity range lo,hi in (0, 1] (default 0.3,0.9; transplant ignores it: its size and mismatch span their full range)")
@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from model.synth import check_types
-    from model.synth.writer import CONTACT_SHEET, check_out, readable_goods, write_synthetic
+    from model.synth.writer import CONTACT_SHEET, check_count, check_out, readable_goods, write_synthetic
 
     out = Path(args.out)
-    # what is wrong with the request first: "not empty; pass --force" before a misspelt type cost a second try
+    # what is wrong with the request first: "not empty; pass --force" before a misspelt type (or --n 0) cost a second try
+    check_count(args.n)
     types = names_given(args.types, "--types")
     check_types(types)
     severity = _severity(args.severity)

@@ -25,7 +25,9 @@ from model.label_names import UNKNOWN
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("defect types")
     g.add_argument("--shots", default=None, metavar="K|all",
-                   help="fit the type head on K labelled examples per type from DATA and score the rest ('all': cross-validation)")
+                   help="fit the type head on K labelled examples per type from DATA (<type>/ folders, or an MVTec AD layout's "
+                        "test/<type>) and score the rest, so each type needs K+1 images ('all': cross-validation); MODEL may "
+                        "be a backbone name, e.g. efficientnet-lite0")
     g.add_argument("--seeds", type=int, default=None, help="--shots: repetitions with different example draws (default 5)")
     g.add_argument("--folds", type=int, default=None, help="--shots all: cross-validation folds (default 10)")
     g.add_argument("--holdout", action="store_true", help="--shots: also hold each type out of fitting and count how often it comes back `unknown`")
@@ -167,10 +169,21 @@ def run_shots(args: argparse.Namespace, progress) -> dict[str, Any]:
     need = args.folds if shots == "all" else int(shots) + 1
     if counts.min() < need:
         short = classes[int(counts.argmin())]
-        fix = f"lower --folds (to {counts.min()} at most)" if counts.min() >= 2 else f"add {short} examples (2 folds, the least, need 2)"
-        per = f"--shots all with --folds {args.folds} needs at least {need} per type; {fix}" if shots == "all" \
-            else f"--shots {shots} needs at least {need} per type (the shots and one to score)"
-        raise InspectorError(f"data {args.data}: type {short} has {counts.min()} images; {per}")
+        has = f"type {short} has {counts.min()} images"
+        if shots == "all":
+            fix = f"lower --folds (to {counts.min()} at most)" if counts.min() >= 2 else f"add {short} examples (2 folds, the least, need 2)"
+            per = f"--shots all with --folds {args.folds} needs at least {need} per type; {fix}"
+        else:  # "needs at least 6 per type" alone, to a user who took `--shots 5` from a hint, left the fix to guess
+            from model.fit_types import most_shots
+
+            by_type = dict(zip(classes, counts.tolist(), strict=True))
+            fewer = [t for t, n in by_type.items() if n < need and t != short]
+            has += "".join(f", {t} {by_type[t]}" for t in fewer)  # each type short of them named, not the first alone
+            most = most_shots(by_type, 2 if args.holdout else 1)  # --holdout refuses --shots 1
+            more = f"add examples of {', '.join([short, *fewer])}"
+            per = (f"--shots {shots} needs at least {need} per type (the shots and one to score): "
+                   + (f"give --shots {most} at most, or {more}" if most else more))
+        raise InspectorError(f"data {args.data}: {has}; {per}")
     net, recorded = _open_net(args.model, args.size)
     # each image and its mask or boxes read now: extracting features stopped at the first bad one, minutes into NEU's 1,800,
     # naming it alone (a located region moves, so only a fixed one must be in every image)
@@ -258,6 +271,9 @@ def print_shots(report: dict[str, Any]) -> None:
     print(f"type head, {s} shot(s) per type" + (f" ({report['folds']}-fold CV)" if report["folds"] else "")
           + f", {report['seeds']} seed(s), {report['region']} pooling, {report['classifier']} classifier, `unknown` rate "
           + f"{report['unknown_rate']}: {', '.join(report['classes'])}")
+    if counts := report.get("counts"):  # 0.8333 read as a measurement where it rested on one image of a type
+        scored = {t: n - (0 if s == "all" else s) for t, n in counts.items()}
+        print(f"  scored per seed: {sum(scored.values())} images ({', '.join(f'{t} {n}' for t, n in scored.items())})")
     for key in ("type_accuracy", "type_macro_f1", "type_accuracy_open_set", "type_unknown_rate"):
         spread = f" ± {report[key + '_std']:.4f}" if report["seeds"] > 1 else ""  # one seed has no spread to give
         print(f"  {key:24} {report[key]:.4f}{spread}")

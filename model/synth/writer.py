@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -222,6 +223,46 @@ def remove_previous(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def check_count(n: int) -> None:
+    """--n must ask for at least one image."""
+    if n < 1:
+        raise InspectorError(f"--n {n}: give the number of defect images to make (at least 1)")
+
+
+BLOCK = 4096  # bytes: a file takes whole blocks of its disk
+RECORD_BYTES = 512  # an image's entry in labels.json, about
+
+
+def _stored_bytes(rgb: np.ndarray, encode: bool) -> int:
+    """Disk bytes of one defect image made on `rgb` and its mask, as _synthesize_all writes them: their PNGs (a defect
+    changes a small part of the image, so its PNG is about the size of the good image's), or with `encode` off a bound
+    no PNG of them passes (their pixels, a filter byte per row, zlib's few bytes per block)."""
+    stored = rgb[..., 0] if is_grey(rgb) else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    planes = (stored, np.zeros(rgb.shape[:2], np.uint8))
+    sizes = [cv2.imencode(".png", p)[1].size if encode else int(p.size * 1.01) + p.shape[0] + BLOCK for p in planes]
+    return sum(-(-size // BLOCK) * BLOCK for size in sizes) + RECORD_BYTES
+
+
+def check_room(out: Path, n: int, goods: list[Path], cache: _GoodCache, replace: bool) -> None:
+    """--out's disk must hold the set: `--n 10000000` of 24-megapixel parts (about 7 s each) would write for days until
+    the disk was full, every other writer on it failing too, and then remove it all. Estimated from up to 3 good images
+    (the first, middle and last; encoded only where their raw size would not fit); with `replace`, the earlier
+    output's files count as free, as they go first."""
+    rgbs = [cache.load(goods[i], goods)[1] for i in sorted({0, len(goods) // 2, len(goods) - 1})]
+    where = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(where).free
+    freed = sum(p.stat().st_size for p in _previous_files(out) if p.is_file()) if replace else 0
+    if n * max(_stored_bytes(rgb, encode=False) for rgb in rgbs) <= free + freed:
+        return
+    each = sum(_stored_bytes(rgb, encode=True) for rgb in rgbs) / len(rgbs)
+    if n * each > free + freed:
+        fits = int((free + freed) // each)
+        fix = f"give --n {fits} or fewer, free space, or choose another folder" if fits else "free space or choose another folder"
+        also = f" (and {freed / 2**20:.0f} MB of the earlier output it replaces)" if freed else ""
+        raise InspectorError(f"--out {out}: {free / 2**20:.0f} MB free on its disk{also}, and {n} defect images of about "
+                             f"{each / 2**20:.3g} MB each (image, mask and label) need about {n * each / 2**20:.0f} MB; {fix}")
+
+
 def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[str] | None = None, seed: int = 0,
                     severity: tuple[float, float] = SEVERITY, progress: BarFactory = silent, replace: bool = False) -> list[SynthRecord]:
     """Make `n` defect images from the good images in `good_dir`, round-robin over `types`, into `out`; with
@@ -229,14 +270,16 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
 
     Deterministic for a seed: image i uses good image and defect type chosen by a generator seeded with (seed, i).
     """
-    if n < 1:
-        raise InspectorError(f"--n {n}: give the number of defect images to make (at least 1)")
+    check_count(n)
     kinds = check_types(types)
     check_out(good_dir, out)
     goods = readable_goods(good_dir)
     for note in broken_links_note(scan_images(good_dir), good_dir):  # fit says so of its good images; synth left them out unsaid
         print(f"note: {note}", file=sys.stderr)
     out = Path(out)
+    cache = _GoodCache(CACHE_BYTES)
+    check_room(out, n, goods, cache, replace)  # before an earlier output is removed (a refused run leaves it) and warnings,
+    # and before check_overwrite, whose list of 2n planned files took minutes for --n 10000000
     check_overwrite(out, n, kinds)  # before anything is removed or written
     if n < len(kinds):  # --n 5 made five of the nine types, and labels.json listed all nine, unsaid
         print(f"warning: --n {n} is fewer than the {len(kinds)} types, which take turns: {', '.join(kinds[n:])} get no image; "
@@ -246,7 +289,6 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
               "from another part; add good images", file=sys.stderr)
     if replace:
         remove_previous(out)
-    cache = _GoodCache(CACHE_BYTES)
     records: list[SynthRecord] = []
     written: list[Path] = []
     bar = progress("synthesising", n)
