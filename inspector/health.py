@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import io
 import ipaddress
 import json
 import logging
 import math
+import selectors
 import socket
 import threading
 import time
@@ -62,9 +64,8 @@ ZERO: dict[str, tuple[dict[str, str], ...]] = {
                                 "inspector_store_failures_total")},
 }
 HTTP_TIMEOUT_S = 10.0
-HTTP_CLIENTS = 32  # connections served at once; a newcomer beyond has the oldest closed (each held a thread for as long as it trickled)
-HTTP_REQUEST_S = 30.0  # a connection's whole time, request and answer: HTTP_TIMEOUT_S bounds only each read
-HTTP_MAKE_WAY_S = 1.0  # how long a new connection waits, all slots taken, for the oldest one's to be given back
+HTTP_CLIENTS = 32  # requests answered at once, a thread each; one beyond is answered 503 (see _Server)
+HTTP_REQUEST_S = 30.0  # a connection's whole time, request and answer: HTTP_TIMEOUT_S bounds only each read and write
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MARGIN_BUCKETS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -203,42 +204,136 @@ def loopback_host(value: str | None, bound: str = "localhost") -> bool:
 
 
 class _Server(ThreadingHTTPServer):
-    """A thread per connection, as many as `clients` at once (the oldest closed for a newcomer), each for `request_s` at most."""
+    """The server's own thread takes connections and reads each until its request is whole; only then is it given a
+    thread, `clients` at most at once (a 503 beyond). Up to WAITING connections are read at once, each let go
+    `read_s` after its last byte and `request_s` after it came, whole or not; a newcomer beyond has the longest-waiting
+    closed. A thread per connection from the start let idle and trickling clients hold the threads: a flood had the
+    oldest cut to make way, a /health being answered included, and the accept loop waited for each cut one's thread to
+    end (20 connections a second beside the inspection's threads), the monitor's probe queued behind them over 10 s."""
 
     daemon_threads = True
     # connections the kernel holds until they are taken: socketserver's 5 had a burst's 7th wait for a SYN resent a
     # second later (a monitor's probe among 300 sockets opened at once: 48 s)
     request_queue_size = 128
+    # on every answer, the 503 of a refused request included: live data, which no proxy or browser is to keep, read as
+    # the type it says it is
+    HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+    WAITING = 256  # connections read at once: a descriptor and at most HEAD_MAX bytes each
+    HEAD_MAX = 2 * 65536  # read no further: the handler answers 414 or 431 to a line or headers past its limits
+    TAKE = 64  # connections taken at each wake: each select beside the inspection's threads waits for the GIL
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float,
+                 read_s: float) -> None:
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(clients)
-        self._request_s = request_s
-        self._open: dict[socket.socket, float] = {}
+        self._clients, self._request_s, self._read_s = clients, request_s, read_s
+        self._waiting: dict[socket.socket, list] = {}  # in arrival order: connection -> [address, came, last byte, bytes]
+        self._open: dict[socket.socket, list] = {}  # answering: connection -> [deadline, its request's bytes]
         self._open_lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._stop, self._stopped = threading.Event(), threading.Event()
+        self._stopped.set()  # not serving: stopped before it started is stopped
+        self._expired = 0.0  # when connections were last looked at for their time
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            # the oldest makes way (its read ends, and its thread with it): closing the newest instead let 32 sockets
-            # that sent nothing keep the plant's monitor from /health for as long as they stayed
-            with self._open_lock:
-                oldest = min(self._open, key=self._open.__getitem__, default=None)
-            if oldest is not None:
-                try:
-                    oldest.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            if not self._slots.acquire(timeout=HTTP_MAKE_WAY_S):  # its thread busy drawing the live view, say
-                log.debug("http: %d clients already; closed the connection of %s", len(self._open), client_address)
-                self.shutdown_request(request)
-                return
-        with self._open_lock:
-            self._open[request] = time.monotonic() + self._request_s
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
         try:
-            super().process_request(request, client_address)
-        except BaseException:  # no thread to end it: its slot is given back here
-            self._done(request)
+            if self._stop.is_set():
+                return
+            self.socket.setblocking(False)
+            self._selector.register(self.socket, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in self._selector.select(poll_interval):
+                    try:
+                        if key.fileobj is self.socket:
+                            self._take()
+                        elif key.fileobj in self._waiting:
+                            self._read(key.fileobj)
+                    except Exception:  # noqa: BLE001 - one connection's trouble (no thread to be had, say) is not the port's
+                        log.warning("http: a connection could not be served", exc_info=True)
+                        if key.fileobj in self._waiting:
+                            self._drop(key.fileobj)
+                self._expire()
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._stopped.wait()
+
+    def _take(self) -> None:
+        for _ in range(self.TAKE):
+            try:
+                conn, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of descriptors: the longest-waiting makes way for the next
+                log.debug("http: cannot take a connection: %s", exc)
+                if self._waiting:
+                    self._drop(next(iter(self._waiting)))
+                return
+            if len(self._waiting) >= self.WAITING:
+                self._drop(next(iter(self._waiting)))
+            conn.setblocking(False)
+            now = time.monotonic()
+            self._waiting[conn] = [address, now, now, b""]
+            self._selector.register(conn, selectors.EVENT_READ)
+
+    def _read(self, conn: socket.socket) -> None:
+        entry = self._waiting[conn]
+        try:
+            data = conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # gone before its request was whole
+            return self._drop(conn)
+        entry[2], entry[3] = time.monotonic(), entry[3] + data
+        head = entry[3]
+        first, newline, _ = head.partition(b"\n")
+        # whole: its headers ended, or too long to wait for, or HTTP/0.9's line with no headers to come (answered 400)
+        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= self.HEAD_MAX or (newline and len(first.split()) == 2):
+            self._selector.unregister(conn)
+            del self._waiting[conn]
+            self._answer(conn, entry[0], entry[1], head)
+
+    def _answer(self, conn: socket.socket, address: Any, came: float, head: bytes) -> None:
+        with self._open_lock:
+            busy = len(self._open) >= self._clients
+            if not busy:
+                self._open[conn] = [came + self._request_s, head]
+        if busy:
+            log.debug("http: %d requests being answered; refused %s", self._clients, address)
+            return self._refuse(conn)
+        conn.setblocking(True)  # the handler gives it its timeout
+        try:
+            super().process_request(conn, address)
+        except BaseException:  # no thread to end it: its place is given back here
+            self._done(conn)
+            self.close_request(conn)
             raise
+
+    def request_head(self, conn: socket.socket) -> bytes:
+        """What was read of a connection's request before it was handed to its handler."""
+        with self._open_lock:
+            return self._open[conn][1]
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """503 to a request beyond `clients`, without a thread: sent at once (it fits the socket's buffer)."""
+        body = f"503 the station is busy with {self._clients} requests at once; ask again in a second\n".encode()
+        headers = (("Server", "inspector"), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                   ("Retry-After", "1"), *self.HEADERS, ("Content-Security-Policy", "default-src 'none'"), ("Connection", "close"))
+        head = "HTTP/1.0 503 Service Unavailable\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        try:
+            conn.send(head.encode() + body)
+        except OSError:
+            pass
+        self.shutdown_request(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        del self._waiting[conn]
+        self.close_request(conn)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -248,19 +343,32 @@ class _Server(ThreadingHTTPServer):
 
     def _done(self, request: Any) -> None:
         with self._open_lock:
-            if self._open.pop(request, None) is not None:
-                self._slots.release()
+            self._open.pop(request, None)
 
-    def service_actions(self) -> None:
-        """Called by serve_forever every half second: a connection past its time is shut, and its thread ends."""
+    def _expire(self) -> None:
+        """A connection that sent nothing for `read_s`, or is past its `request_s`, is let go: one still being read is
+        closed, one being answered shut (its thread ends)."""
         now = time.monotonic()
+        if now < self._expired + 0.1:  # not at each wake of a flood: a look at every connection each time
+            return
+        self._expired = now
+        for conn in [c for c, (_, came, last, _) in self._waiting.items() if now > last + self._read_s or now > came + self._request_s]:
+            self._drop(conn)
         with self._open_lock:
-            late = [r for r, until in self._open.items() if now > until]
+            late = [r for r, entry in self._open.items() if now > entry[0]]
+            for r in late:
+                self._open[r][0] = math.inf  # shut once
         for request in late:
             try:
                 request.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def server_close(self) -> None:
+        super().server_close()
+        for conn in list(self._waiting):
+            self._drop(conn)
+        self._selector.close()
 
 
 class HealthServer:
@@ -291,7 +399,7 @@ class HealthServer:
             return value, None
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = HTTP_TIMEOUT_S  # a client that sends nothing is let go: 1,017 idle ones used up the descriptors
+            timeout = HTTP_TIMEOUT_S  # each write: a client that reads nothing of its answer is let go (reads: _Server)
             # an answer to a request line it could not read has a status line too: it was a bare HTML page (HTTP/0.9's
             # answer), which a monitor read as 'invalid HTTP response' rather than the 400 or 505 it was; and one line of
             # text, as every other error the station says
@@ -303,6 +411,11 @@ class HealthServer:
 
             def version_string(self) -> str:  # not "BaseHTTP/0.6 Python/3.11.7": no versions for whoever probes the port
                 return "inspector"
+
+            def setup(self) -> None:
+                super().setup()
+                self.rfile.close()  # the connection's own: its request was read whole by the server's thread
+                self.rfile = io.BytesIO(self.server.request_head(self.request))
 
             def parse_request(self) -> bool:
                 if len(str(self.raw_requestline, "iso-8859-1").split()) == 2:  # as the base class splits it
@@ -320,8 +433,8 @@ class HealthServer:
             def end_headers(self) -> None:
                 # on every answer, errors included: live data, which no proxy or browser is to keep; read as the type it
                 # says it is; and nothing active in an answer but the live page, which carries its own policy
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("X-Content-Type-Options", "nosniff")
+                for name, value in _Server.HEADERS:
+                    self.send_header(name, value)
                 if not self._page:
                     self.send_header("Content-Security-Policy", "default-src 'none'")
                 if self._code in (HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED):
@@ -381,7 +494,7 @@ class HealthServer:
                 pass
 
         try:
-            self.server = _Server((host, port), Handler, HTTP_CLIENTS, HTTP_REQUEST_S)
+            self.server = _Server((host, port), Handler, HTTP_CLIENTS, HTTP_REQUEST_S, HTTP_TIMEOUT_S)
         except OSError as exc:
             raise InspectorError(f"http {host}:{port}: cannot listen ({exc.strerror}); pick another http.port or set http.enabled: false") from None
         loopback[0] = ipaddress.ip_address(self.server.server_address[0]).is_loopback
