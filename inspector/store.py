@@ -27,7 +27,7 @@ import numpy as np
 
 from inspector.result import Reply, iso_utc, utc_now
 from model.errors import InspectorError, RetryLater, in_utf8, user_name
-from model.folders import hold_lock_file, replace_files, write_new
+from model.folders import hold_lock_file, replace_files, synced, write_new
 from reports.images import resolve as inside_store
 from reports.names import safe_name
 
@@ -131,23 +131,6 @@ def _no_folder(root: Path, exc: OSError) -> str:
     if read_only_fs(next((p for p in root.parents if p.exists()), root)):
         return "give a data directory on a writable disk"  # strerror said why
     return f"create it for this user ({user_name()}), or give a data directory it may create"
-
-
-def synced(path: Path) -> None:
-    """`path` (a file, or a folder: its entries) on the disk (fsync). A folder where that cannot be done (Windows opens
-    none) is left as it is."""
-    flags = os.O_RDONLY | os.O_CLOEXEC
-    if path.is_dir():
-        if not hasattr(os, "O_DIRECTORY"):
-            return
-        flags |= os.O_DIRECTORY
-    else:
-        flags |= getattr(os, "O_NOFOLLOW", 0)  # a link planted there since: not what is synced through
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_folder(folder: Path) -> None:

@@ -50,6 +50,26 @@ def write_new(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def synced(path: Path) -> None:
+    """`path` (a file, or a folder: its entries) on the disk (fsync). A folder where that cannot be done (Windows opens
+    none) is left as it is, and so is a file system that cannot sync (EINVAL, ENOTSUP)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    if path.is_dir():
+        if not hasattr(os, "O_DIRECTORY"):
+            return
+        flags |= os.O_DIRECTORY
+    else:
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # a link planted there since: not what is synced through
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
 def replace_files(files: dict[Path, bytes]) -> None:
     """Write files whole, and files that belong together (weights and the manifest hashing them) at once: each
     goes to a temporary file of this process's own first (two writers must not share one), then all are renamed

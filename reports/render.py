@@ -7,7 +7,6 @@ stick with no network; the PDF is rendered from the very same HTML string.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from model.folders import synced
 from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
@@ -131,19 +131,6 @@ def out_folder(out_dir: str | Path, option: str = "--out") -> Path:
     return out
 
 
-def _sync(path: Path, flags: int = os.O_RDONLY) -> None:
-    """`path` (a file; a folder, with O_DIRECTORY: its entries) on the disk (as inspector.store.synced, which reports
-    does not import); left as it is where its file system cannot sync it (EINVAL)."""
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
 def _write(path: Path, data: bytes) -> Path:
     """Write via a temporary file so a reader (or a USB copy) never sees half a report, and on the disk when it returns:
     a FAIL record links its report, which QA signs, and after a power cut a file renamed unsynced can stand there empty,
@@ -151,10 +138,9 @@ def _write(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
-        _sync(tmp)  # before the rename: else the new name can reach the disk before the bytes
+        synced(tmp)  # before the rename: else the new name can reach the disk before the bytes
         tmp.replace(path)
-        if hasattr(os, "O_DIRECTORY"):  # the rename itself (Windows opens no folder)
-            _sync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        synced(path.parent)  # the rename itself
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ReportError(f"report {path}: cannot be written ({exc.strerror}); check the folder and free space") from None
