@@ -10,6 +10,7 @@ captures of training images).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable
@@ -20,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from reports import charts
+from reports.charts import Gettext
 from reports.i18n import translations
 from reports.letterhead import Letterhead
 from reports.names import safe_name
-from reports.numbers import STYLES, nearest
+from reports.numbers import STYLES, Numbers, nearest
 from reports.render import Page, emit, environment, in_language, out_folder, translate_value
 
 GOOD = "good"
@@ -31,6 +33,13 @@ EXAMPLES = 12  # escaped defects and false alarms shown, each
 
 
 TRANSLATED_NOTES = ("fpr_at_recall_99:", "tpr_at_fpr_1:")  # how eval's notes the report words itself begin
+FRAMING_NOTE = "framing:"  # eval's note on framing_warnings, which the report words itself where it shows them
+
+
+def framing_warned(report: dict[str, Any]) -> bool:
+    """Whether eval found test images inspection would warn about for how the part lies (the report's framing line)."""
+    framing = report.get("framing_warnings") or {}
+    return bool(framing.get("good") or framing.get("defect"))
 
 
 @dataclass
@@ -55,7 +64,8 @@ class ValidationRun:
 
     def __post_init__(self) -> None:
         # the rates too few images resolve: the report says those itself, in its language (twice before, once in English)
-        self.notes = [n for n in self.notes if not n.startswith(TRANSLATED_NOTES)]
+        said = TRANSLATED_NOTES + ((FRAMING_NOTE,) if framing_warned(self.report) else ())
+        self.notes = [n for n in self.notes if not n.startswith(said)]
 
     @property
     def defect(self) -> np.ndarray:
@@ -64,6 +74,14 @@ class ValidationRun:
     @property
     def failed(self) -> np.ndarray:
         return self.scores >= self.threshold
+
+    def data_name(self, file: str) -> str:
+        """A test image's path as the report names them, under the data folder (eval's JSON has it as it was given);
+        as written where it is not there."""
+        path = Path(file)
+        at = path.parent.resolve() / path.name  # the image itself may be a link out of the folder
+        data = Path(self.data).resolve()
+        return str(at.relative_to(data)) if at.is_relative_to(data) else file
 
     def examples(self, n: int = EXAMPLES) -> tuple[list[int], list[int]]:
         """(escapes: defects that passed, lowest score first; false alarms: good images that failed, highest first),
@@ -124,6 +142,21 @@ def validation_name(run: ValidationRun, lang: str = "en") -> str:
     return in_language(f"validation-{safe_name(str(model))}-{safe_name(Path(run.data.rstrip('/')).name or 'data')}-{key}", lang)
 
 
+def framing_line(run: ValidationRun, _: Gettext, num: Numbers) -> dict[str, Any] | None:
+    """The framing line's figures (eval's framing_warnings): warned good and defect images, each kind with its count in
+    the report's language (eval's order) and the first image named; None where there are none to show."""
+    if not framing_warned(run.report):
+        return None
+    framing = run.report["framing_warnings"]
+    words = {"size": _("%(n)s of a size unlike the training images'"), "locate": _("%(n)s whose part was found only weakly"),
+             "edge": _("%(n)s whose part's region reaches past the frame's edge")}
+    kinds = [words[k] % {"n": num.count(c)} if k in words else f"{num.count(c)} {k}" for k, c in (framing.get("kinds") or {}).items()]
+    # a list joined as the language joins one (Chinese with its own comma)
+    listed = functools.reduce(lambda a, b: _("%(first)s, %(next)s") % {"first": a, "next": b}, kinds) if kinds else "—"
+    first = (framing.get("examples") or [{}])[0].get("file")
+    return {"good": framing["good"], "defect": framing["defect"], "kinds": listed, "first": run.data_name(first) if first else "—"}
+
+
 def _examples(run: ValidationRun, indices: Iterable[int]) -> list[dict[str, Any]]:
     return [{"name": run.names[i], "label": run.labels[i], "score": float(run.scores[i]), "uri": run.thumbnails.get(i)} for i in indices]
 
@@ -146,6 +179,7 @@ def validation_html(run: ValidationRun, page: Page) -> str:
         confusion=c, false_alarms=rate(c["good_fail"], int((~d).sum())), escape=rate(c["defect_pass"], int(d.sum())),
         types=[dict(row, label=translate_value(_, row["type"])) for row in per_type(run)],
         escapes=_examples(run, escapes), n_escapes=c["defect_pass"], alarms=_examples(run, alarms), n_alarms=c["good_fail"],
+        framing=framing_line(run, _, num),
         threshold_near=nearest(run.threshold, run.scores.tolist()),  # an escape at 8.979477 read "8.979", as the threshold 8.97948
         **page.context())
 

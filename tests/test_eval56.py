@@ -58,14 +58,16 @@ def test_eval_counts_the_framing_warnings_a_station_would_give(capsys, located, 
     assert fw["kinds"] == {"locate": 1, "edge": 1, "size": 1} and (fw["good"], fw["defect"]) == (2, 1)
     assert sorted((Path(e["file"]).name, e["kind"]) for e in fw["examples"]) == [
         ("blank.png", "locate"), ("edge.png", "edge"), ("wide.png", "size")]
-    # and said in the text output, and in the validation report (whose notes are eval's)
+    # and said in the text output, and in the validation report in its own line (not as eval's English note)
     rc, out, err = cli(capsys, "eval", model, data, "--no-overlap", "--report", tmp_path, "--format", "html")
     assert rc == 0, err
     (line,) = [ln for ln in out.splitlines() if "note: framing:" in ln]
     assert "would warn about 3 of the 10 test images (2 good, 1 defective)" in line
     assert "1 whose part's region reaches past the frame's edge (edge)" in line and "1 whose part was found only weakly (locate)" in line
     (html,) = tmp_path.glob("*.html")
-    assert "framing: inspection would warn about 3 of the 10 test images" in html.read_text().replace("&#39;", "'")
+    text = html.read_text().replace("&#39;", "'")
+    assert 'id="framing-warnings">2 good and 1 defect test images are framed so that inspection would warn about them' in text
+    assert "framing:" not in text
 
 
 def test_eval_of_a_model_without_a_region_counts_only_sizes(capsys, tiny_ckpt, tiny_data):
