@@ -24,7 +24,7 @@ def error_payload(text: str, origin: str, inspection_id: str | None = None, seri
 
 
 def warning_kinds(warnings: list[str]) -> list[str]:
-    """Each warning's kind (size, locate, dark, overexposed, blank, blurred, or other), for a line's software that
+    """Each warning's kind (size, locate, edge, dark, overexposed, blank, blurred, damaged, or other), for a line's software that
     must not parse English: records carried the texts alone."""
     try:
         from reports.warnings import warning_kind
