@@ -224,7 +224,6 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float,
                  read_s: float) -> None:
-        super().__init__(address, handler)
         self._clients, self._request_s, self._read_s = clients, request_s, read_s
         self._waiting: dict[socket.socket, list] = {}  # in arrival order: connection -> [address, came, last byte, bytes]
         self._open: dict[socket.socket, list] = {}  # answering: connection -> [deadline, its request's bytes]
@@ -233,6 +232,9 @@ class _Server(ThreadingHTTPServer):
         self._stop, self._stopped = threading.Event(), threading.Event()
         self._stopped.set()  # not serving: stopped before it started is stopped
         self._expired = 0.0  # when connections were last looked at for their time
+        # last: a port in use has the base class call server_close, which needs the above (an AttributeError, exit 70, hid
+        # serve's one-line "cannot listen")
+        super().__init__(address, handler)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._stopped.clear()

@@ -124,3 +124,21 @@ def test_a_server_stopped_before_it_started_stops():
     done = threading.Event()
     threading.Thread(target=lambda: (server.stop(), done.set()), daemon=True).start()
     assert done.wait(30), "stop() hung"
+
+
+def test_a_port_in_use_is_one_line_not_an_internal_error():
+    """The base class closes a server whose bind failed, before _Server's own state was made: an AttributeError (exit 70)
+    hid serve's "cannot listen" line."""
+    import socket as sockets
+
+    from inspector.health import HealthServer
+    from model.errors import InspectorError
+
+    taken = sockets.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(InspectorError, match=r"^http 127\.0\.0\.1:\d+: cannot listen"):
+            HealthServer("127.0.0.1", taken.getsockname()[1], lambda: {}, lambda: "")
+    finally:
+        taken.close()
