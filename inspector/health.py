@@ -219,7 +219,7 @@ class _Server(ThreadingHTTPServer):
     # the type it says it is
     HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
     WAITING = 256  # connections read at once: a descriptor and at most HEAD_MAX bytes each
-    HEAD_MAX = 2 * 65536  # read no further: the handler answers 414 or 431 to a line or headers past its limits
+    HEAD_MAX = 2 * 65536  # read no further: 431 to headers cut here, and the handler's 414 or 431 to a line past its limits
     TAKE = 64  # connections taken at each wake: each select beside the inspection's threads waits for the GIL
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], clients: int, request_s: float,
@@ -232,6 +232,7 @@ class _Server(ThreadingHTTPServer):
         self._stop, self._stopped = threading.Event(), threading.Event()
         self._stopped.set()  # not serving: stopped before it started is stopped
         self._expired = 0.0  # when connections were last looked at for their time
+        self._paused = False  # the port left out of the select: out of descriptors with none waiting to close
         # last: a port in use has the base class call server_close, which needs the above (an AttributeError, exit 70, hid
         # serve's one-line "cannot listen")
         super().__init__(address, handler)
@@ -244,7 +245,11 @@ class _Server(ThreadingHTTPServer):
             self.socket.setblocking(False)
             self._selector.register(self.socket, selectors.EVENT_READ)
             while not self._stop.is_set():
-                for key, _ in self._selector.select(poll_interval):
+                ready = self._selector.select(poll_interval)
+                if self._paused:  # poll_interval since descriptors ran out (nothing else was selected): take again
+                    self._selector.register(self.socket, selectors.EVENT_READ)
+                    self._paused = False
+                for key, _ in ready:
                     try:
                         if key.fileobj is self.socket:
                             self._take()
@@ -272,6 +277,10 @@ class _Server(ThreadingHTTPServer):
                 log.debug("http: cannot take a connection: %s", exc)
                 if self._waiting:
                     self._drop(next(iter(self._waiting)))
+                else:  # none to close: the port, readable while the kernel holds a connection, woke this thread at once,
+                    # again and again (a core spun beside the inspection's threads for as long as descriptors were short)
+                    self._selector.unregister(self.socket)
+                    self._paused = True
                 return
             if len(self._waiting) >= self.WAITING:
                 self._drop(next(iter(self._waiting)))
@@ -293,10 +302,17 @@ class _Server(ThreadingHTTPServer):
         entry[2], entry[3] = time.monotonic(), entry[3] + data
         head = entry[3]
         first, newline, _ = head.partition(b"\n")
-        # whole: its headers ended, or too long to wait for, or HTTP/0.9's line with no headers to come (answered 400)
-        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= self.HEAD_MAX or (newline and len(first.split()) == 2):
+        ended = b"\r\n\r\n" in head or b"\n\n" in head
+        # a line no headers can mend: HTTP/0.9's two words, one word or four (the handler answers 400 at once, as the
+        # thread-per-connection server did; an empty line first is one a client may send before its request)
+        lone = bool(newline) and len(first.split()) not in (0, 3)
+        if ended or lone or len(head) >= self.HEAD_MAX:  # whole, or too long to wait for
             self._selector.unregister(conn)
             del self._waiting[conn]
+            if not (ended or lone) and newline and len(first) < 65536:  # its line within the base class's 64 KB, its
+                # headers cut: they were answered as if whole, the last cut short and the rest left unread
+                return self._say(conn, "431 Request Header Fields Too Large",
+                                 f"431 the request's head is over {self.HEAD_MAX // 1024} KB; send fewer or shorter headers\n")
             self._answer(conn, entry[0], entry[1], head)
 
     def _answer(self, conn: socket.socket, address: Any, came: float, head: bytes) -> None:
@@ -321,11 +337,16 @@ class _Server(ThreadingHTTPServer):
             return self._open[conn][1]
 
     def _refuse(self, conn: socket.socket) -> None:
-        """503 to a request beyond `clients`, without a thread: sent at once (it fits the socket's buffer)."""
-        body = f"503 the station is busy with {self._clients} requests at once; ask again in a second\n".encode()
+        """503 to a request beyond `clients`, without a thread."""
+        self._say(conn, "503 Service Unavailable", f"503 the station is busy with {self._clients} requests at once; ask again in a second\n",
+                  ("Retry-After", "1"))
+
+    def _say(self, conn: socket.socket, status: str, text: str, *extra: tuple[str, str]) -> None:
+        """An answer without a thread: sent at once (it fits the socket's buffer), then the connection shut."""
+        body = text.encode()
         headers = (("Server", "inspector"), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-                   ("Retry-After", "1"), *self.HEADERS, ("Content-Security-Policy", "default-src 'none'"), ("Connection", "close"))
-        head = "HTTP/1.0 503 Service Unavailable\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+                   *extra, *self.HEADERS, ("Content-Security-Policy", "default-src 'none'"), ("Connection", "close"))
+        head = f"HTTP/1.0 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         try:
             conn.send(head.encode() + body)
         except OSError:
