@@ -16,6 +16,7 @@ import types
 import pytest
 
 from tests.inspector.conftest import wait_until
+from tests.inspector.test_http_audit54 import answered as answer
 from tests.inspector.test_http_audit54 import exchange, get
 
 HOST = "127.0.0.1"
@@ -57,17 +58,6 @@ def connect(port: int) -> socket.socket:
     s = socket.create_connection((HOST, port), timeout=30)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
-
-
-def answer(s: socket.socket) -> bytes:
-    """All the server sends until it closes (b"" for a connection closed unanswered)."""
-    chunks = []
-    try:
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
 
 
 def waiting_head(server, n: int) -> None:

@@ -95,18 +95,23 @@ def test_the_strict_reader_refuses_what_prometheus_refuses():
 
 
 # -- talking to the port ----------------------------------------------------------------------------------------
+def answered(s: socket.socket) -> bytes:
+    """All the server sends until it closes (b"" for a connection closed unanswered)."""
+    chunks = []
+    try:
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
 def exchange(port: int, request: bytes, timeout: float = 30.0) -> tuple[str, dict[str, str], bytes, float]:
     """(status line, headers, body, seconds): whatever the server sends until it closes."""
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(request)
-        chunks = []
-        try:
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-    answer = b"".join(chunks)
+        answer = answered(s)
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {}
