@@ -21,7 +21,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from inspector.config import MqttSection, Sparkplug
 from inspector.demo.broker import find_mosquitto, free_port
+from inspector.sparkplug import SparkplugNode
 from tests.synthetic import defect_image, good_image
 
 
@@ -331,3 +333,18 @@ def listen() -> Iterator[Callable[..., Listener]]:
     yield make
     for lst in made:
         lst.close()
+
+
+@contextlib.contextmanager
+def born_node(port: int, lst: Listener, client_id: str,
+              before_start: Callable[[SparkplugNode], None] | None = None) -> Iterator[SparkplugNode]:
+    """A Sparkplug node (group G, edge node N, device D, prefix x) started, its births seen by `lst`; stopped after."""
+    node = SparkplugNode(MqttSection(port=port, prefix="x"), Sparkplug(enabled=True, group_id="G", device_id="D"), "N", client_id)
+    if before_start is not None:
+        before_start(node)
+    node.start()
+    try:
+        wait_until(lambda: lst.on("spBv1.0/G/DBIRTH/N/D"), 10, "births")
+        yield node
+    finally:
+        node.stop()

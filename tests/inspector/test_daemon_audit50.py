@@ -8,10 +8,9 @@ import threading
 
 import pytest
 
-from inspector.config import MqttSection, Sparkplug
 from inspector.sparkplug import SparkplugNode, decode_payload
 from inspector.store import Store
-from tests.inspector.conftest import running, wait_until
+from tests.inspector.conftest import born_node, running, wait_until
 
 
 def _in_the_window(node: SparkplugNode, records: list[dict]) -> None:
@@ -29,11 +28,8 @@ def _in_the_window(node: SparkplugNode, records: list[dict]) -> None:
 
 def test_sparkplug_sends_no_ddata_before_the_births_of_its_connection(broker, listen):
     lst = listen(broker.port, "x", extra_topics=("spBv1.0/#",))
-    node = SparkplugNode(MqttSection(port=broker.port, prefix="x"), Sparkplug(enabled=True, group_id="G", device_id="D"), "N", "spb-a50")
-    _in_the_window(node, [{"inspection_id": i, "serial": "s", "verdict": "PASS", "score": 0.1, "threshold": 1.0} for i in "ac"])
-    node.start()
-    try:
-        wait_until(lambda: lst.on("spBv1.0/G/DBIRTH/N/D"), 10, "births")
+    window = [{"inspection_id": i, "serial": "s", "verdict": "PASS", "score": 0.1, "threshold": 1.0} for i in "ac"]
+    with born_node(broker.port, lst, "spb-a50", lambda n: _in_the_window(n, window)) as node:
         node.publish_result({"inspection_id": "b", "serial": "s", "verdict": "FAIL", "score": 2.0, "threshold": 1.0})
         wait_until(lambda: lst.on("spBv1.0/G/DDATA/N/D"), 10, "DDATA")
         # the connection drops (a network fault): the node reconnects, and a result comes in the same window again
@@ -41,8 +37,6 @@ def test_sparkplug_sends_no_ddata_before_the_births_of_its_connection(broker, li
         wait_until(lambda: len(lst.on("spBv1.0/G/DBIRTH/N/D")) == 2, 20, "births after the reconnect")
         node.publish_result({"inspection_id": "d", "serial": "s", "verdict": "PASS", "score": 0.3, "threshold": 1.0})
         wait_until(lambda: len(lst.on("spBv1.0/G/DDATA/N/D")) >= 2, 10, "DDATA after the reconnect")
-    finally:
-        node.stop()
     seen = [(t.split("/")[2], decode_payload(p)) for t, p, _ in lst.messages if t.startswith("spBv1.0/G/") and "NDEATH" not in t]
     kinds = [k for k, _ in seen]
     assert kinds == ["NBIRTH", "DBIRTH", "DDATA", "NBIRTH", "DBIRTH", "DDATA"], kinds  # no DDATA ahead of a connection's births

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.config import MqttSection, Sparkplug
-from inspector.sparkplug import BOOLEAN, SparkplugNode, _field, _varint, decode_payload, encode_payload
-from tests.inspector.conftest import wait_until
+from inspector.config import MqttSection
+from inspector.sparkplug import BOOLEAN, _field, _varint, decode_payload, encode_payload
+from tests.inspector.conftest import born_node, wait_until
 
 # NCMD payloads a SCADA host, a test tool or a typo may send: a metric that is a number, a double cut short, a name
 # that is a number. Each raised something other than ValueError in decode_payload.
@@ -25,17 +25,12 @@ def test_a_malformed_ncmd_leaves_rebirth_working(broker, listen):
     """The NCMD thread died on the first malformed NCMD (TypeError, struct.error, AttributeError escaped its
     `except ValueError`): every later Rebirth request went unanswered, and SCADA hosts showed the node stale."""
     lst = listen(broker.port, "x", extra_topics=("spBv1.0/#",))
-    node = SparkplugNode(MqttSection(port=broker.port, prefix="x"), Sparkplug(enabled=True, group_id="G", device_id="D"), "N", "spb-a50")
-    node.start()
-    try:
-        wait_until(lambda: lst.on("spBv1.0/G/DBIRTH/N/D"), 10, "births")
+    with born_node(broker.port, lst, "spb-a50") as node:
         for bad in MALFORMED_NCMD:
             lst.client.publish("spBv1.0/G/NCMD/N", bad, qos=1)
         lst.client.publish("spBv1.0/G/NCMD/N", encode_payload([("Node Control/Rebirth", BOOLEAN, True)], seq=0), qos=1)
         wait_until(lambda: len(lst.on("spBv1.0/G/DBIRTH/N/D")) == 2, 10, "a rebirth after malformed NCMDs")
         assert node._thread.is_alive()
-    finally:
-        node.stop()
 
 
 # -- inputs the broker sends again after a reconnect ------------------------------------------------------------

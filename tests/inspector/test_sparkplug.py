@@ -6,7 +6,7 @@ import struct
 
 from inspector.config import MqttSection, Sparkplug
 from inspector.sparkplug import BOOLEAN, DOUBLE, STRING, UINT32, UINT64, SparkplugNode, decode_payload, encode_payload
-from tests.inspector.conftest import wait_until
+from tests.inspector.conftest import born_node, wait_until
 
 
 def test_payload_round_trip_and_wire_format():
@@ -23,10 +23,7 @@ def test_payload_round_trip_and_wire_format():
 
 def test_births_data_and_rebirth(broker, listen):
     lst = listen(broker.port, "x", extra_topics=("spBv1.0/#",))
-    node = SparkplugNode(MqttSection(port=broker.port, prefix="x"), Sparkplug(enabled=True, group_id="G", device_id="D"), "N", "spb-test")
-    node.start()
-    try:
-        wait_until(lambda: lst.on("spBv1.0/G/DBIRTH/N/D"), 10, "births")
+    with born_node(broker.port, lst, "spb-test") as node:
         for i in range(3):
             node.publish_result({"inspection_id": f"i{i}", "serial": f"s{i}", "verdict": "FAIL" if i == 1 else "PASS", "score": 0.5 * i,
                                  "threshold": 1.0, "defects": [{}] * i})
@@ -43,8 +40,6 @@ def test_births_data_and_rebirth(broker, listen):
         wait_until(lambda: len(lst.on("spBv1.0/G/DBIRTH/N/D")) == 2, 10, "rebirth")
         assert decode_payload(lst.on("spBv1.0/G/NBIRTH/N")[1][0]) | {"timestamp": None} == nbirth | {"timestamp": None}  # same session
         assert decode_payload(lst.on("spBv1.0/G/DBIRTH/N/D")[1][0])["metrics"]["counters/inspected"] == 3
-    finally:
-        node.stop()
     ndeath = wait_until(lambda: lst.on("spBv1.0/G/NDEATH/N"), 5, "NDEATH on a graceful stop")
     assert decode_payload(ndeath[0][0])["metrics"]["bdSeq"] == 0 and node.bdseq == 1  # the next connection's will carries 1
 
