@@ -27,7 +27,7 @@ import numpy as np
 
 from inspector.config import SAFE_ID, CameraSource, FolderSource, MqttSource, Reconnect, StreamSource, VideoSource, safe_url, split_url
 from model.errors import InspectorError
-from model.images import IMAGE_SUFFIXES, MIN_SIDE, UNREAD_SUFFIXES, array_to_rgb
+from model.images import AVIF_GET, IMAGE_SUFFIXES, MIN_SIDE, UNREAD_SUFFIXES, array_to_rgb, unread_file
 
 log = logging.getLogger(__name__)
 
@@ -663,8 +663,9 @@ class FolderWatcher:
                     self._set_aside(path, "is no regular file (a folder, FIFO, socket or device); copy or move the image itself in")
             for path in unread:
                 if path not in self._seen and path not in self._unmoved:
-                    self._set_aside(path, f"is a {UNREAD_SUFFIXES[path.suffix.lower()]} file, which is not read; have the camera "
-                                          "write PNG, JPEG or TIFF")
+                    kind = UNREAD_SUFFIXES[path.suffix.lower()]
+                    self._set_aside(path, f"is {unread_file(kind)}; {AVIF_GET + ', which reads it, or ' if kind == 'AVIF' else ''}"
+                                          "have the camera write PNG, JPEG or TIFF")
             if self._unmoved and time.monotonic() >= self._move_retry_at:  # e.g. room on the disk again
                 self._move_retry_at = time.monotonic() + MOVE_RETRY_S
                 for path, (accepted, read) in list(self._unmoved.items()):

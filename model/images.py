@@ -13,23 +13,35 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
 
-# a still GIF or WebP is read as any image, in a folder as when named (an animated one is refused: _one_page); JPEG's
-# other names, Netpbm (8/16-bit grey PGM, 1-bit PBM, 8/16-bit PPM, raw and plain) and JPEG 2000 read as faithfully: a
-# folder of them was skipped unsaid
+# AVIF (cameras' and phones' newer format) where the running Pillow reads it: its wheels do from 11.3 (11.2.1 only when
+# built from source with libavif); decided here, from the Pillow installed, as pyproject allows older ones
+AVIF_READ = "avif" in features.modules and features.check_module("avif")
+AVIF_PILLOW = "11.3"  # the first Pillow whose wheels read AVIF (its release notes: "AVIF support in wheels")
+# a still GIF, WebP or AVIF is read as any image, in a folder as when named (an animated one is refused: _one_page);
+# JPEG's other names, Netpbm (8/16-bit grey PGM, 1-bit PBM, 8/16-bit PPM, raw and plain) and JPEG 2000 read as
+# faithfully: a folder of them was skipped unsaid
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
-                  ".jfif", ".jpe", ".pgm", ".ppm", ".pnm", ".pbm", ".jp2", ".j2k")
+                  ".jfif", ".jpe", ".pgm", ".ppm", ".pnm", ".pbm", ".jp2", ".j2k") + ((".avif", ".avifs") if AVIF_READ else ())
 # image files no decoder here reads as what they are (Pillow reads a camera raw as its TIFF thumbnail): refused when
 # named, said of when a folder's are left out (scan_images), never skipped unsaid
 UNREAD_SUFFIXES = {".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL", ".exr": "OpenEXR",
-                   **dict.fromkeys((".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), "camera raw")}
+                   **dict.fromkeys((".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), "camera raw"),
+                   **({} if AVIF_READ else dict.fromkeys((".avif", ".avifs"), "AVIF"))}
 DNG_VERSION = 50706  # the TIFF tag that makes a TIFF a DNG
 UNREAD_FIX = "convert it to PNG or TIFF (16-bit keeps a deeper image's levels)"
-PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG")  # Pillow's formats whose further frames are further images (pages, animation)
+# AVIF not read by this Pillow, though another would: an older one is upgraded; a newer one built without libavif (a
+# distribution's, or one built from source) is replaced by PyPI's wheel, as "install 11.3 or later" told its user nothing
+_OLD_PILLOW = tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in Image.__version__.split(".")[:2]) < (11, 3)
+AVIF_GET = (f"install Pillow {AVIF_PILLOW} or later (pip install -U pillow)" if _OLD_PILLOW else
+            f"install PyPI's wheel of Pillow (pip install --force-reinstall pillow; this Pillow {Image.__version__} was built without AVIF)")
+AVIF_FIX = f"{AVIF_GET}, which reads it, or convert it to PNG or TIFF"
+# Pillow's formats whose further frames are further images (pages, animation; an AVIF image sequence)
+PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG", "AVIF")
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
 # Pillow's warnings were printed raw before a verdict: a frame up to 2 x MAX_IMAGE_PIXELS is read on purpose, and
 # its UserWarnings say it read a damaged file's metadata as far as it could (a corrupt EXIF reads upright as stored).
@@ -281,7 +293,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_bytes(path)[0]
 
 
-FORMATS = "PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000"  # the formats read, as errors name them
+FORMATS = "PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000" + ("/AVIF" if AVIF_READ else "")  # the formats read, as errors name them
 FILE_HINT = f"is it a {FORMATS}?"  # ends the error line of a file whose format is not recognised
 
 
@@ -306,7 +318,7 @@ def _file_bytes(path: str | Path) -> bytes:
         if what := what_is_wrong_with(path, "image file"):
             raise InspectorError(f"image {path}: {what}" + ("" if what == "no such file" else "; give an image file"))
         if kind := UNREAD_SUFFIXES.get(path.suffix.lower()):  # a DNG was inspected as its thumbnail, HEIC refused as "a PNG?"
-            raise InspectorError(f"image {path}: a {kind} file, which is not read; {UNREAD_FIX}")
+            raise InspectorError(f"image {path}: {unread_file(kind)}; {AVIF_FIX if kind == 'AVIF' else UNREAD_FIX}")
         data = path.read_bytes()
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # is_dir() raised it: a traceback, the path (base64 data?) printed whole
@@ -333,6 +345,8 @@ def _sniffed(data: bytes) -> str | None:
     was asked "is it a PNG/JPEG/...?", or told to send JPEG or PNG bytes. None for bytes no format's magic starts."""
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return "WEBP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):  # an AVIF image or image sequence (its ISO box's brand)
+        return "AVIF"
     if data.startswith(b"BM") and len(data) >= 10 and data[6:10] == b"\0\0\0\0":  # a BMP's reserved bytes: "BM..." text is none
         return "BMP"
     magic = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF"}
@@ -376,6 +390,8 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
             raise _no_value(name, "TIFF") from None
         if arr is None:  # where most header cuts land: a PNG cut in its IHDR, a GIF in its colour table, a JPEG in its markers
             sniffed = _sniffed(data)
+            if sniffed == "AVIF" and not AVIF_READ:  # a payload, or a file not named .avif: "is it a PNG/...?" misled
+                raise InspectorError(f"image {name}: an AVIF image, which is not read; {AVIF_FIX}") from None
             fix = f"the {sniffed} data is damaged or cut short; save or send it again" if sniffed else hint
             raise InspectorError(f"image {name}: cannot be decoded (UnidentifiedImageError); {fix}") from None
         _within(arr.shape[1], arr.shape[0], max_pixels, name)
@@ -578,7 +594,7 @@ def only_dead_links(scan: Scan) -> str | None:
         return None
     if scan.unread and not scan.broken_links:  # "no images found" of a folder of a phone's HEIC photos
         return (f"its {len(scan.unread)} image file(s) are {_unread_kinds(scan)} (e.g. {scan.unread[0]}), which are not read; "
-                "convert them to PNG or TIFF")
+                f"{_avif_fix(scan)}convert them to PNG or TIFF")
     if scan.hidden and not scan.broken_links:
         return (f"its {len(scan.hidden)} image(s) are in hidden or system folders (e.g. {scan.hidden[0]}; named with a leading "
                 "dot, as .Trash-1000/, or @eaDir/, __MACOSX/), which are not read; move them out of there")
@@ -601,8 +617,20 @@ def broken_links_note(scan: Scan, folder: str | Path) -> list[str]:
                      "__MACOSX/); move one out of there to read it")
     if scan.unread:
         notes.append(f"{len(scan.unread)} image file(s) in {folder} were left out (e.g. {scan.unread[0]}): {_unread_kinds(scan)} "
-                     "files are not read; convert them to PNG or TIFF to read them")
+                     f"files are not read; {_avif_fix(scan)}convert them to PNG or TIFF to read them")
     return notes
+
+
+def unread_file(kind: str) -> str:
+    """`a HEIC file, which is not read` (`an AVIF file, ...`): a file of one of UNREAD_SUFFIXES' kinds, as errors say it."""
+    return f"a{'n' if kind == 'AVIF' else ''} {kind} file, which is not read"
+
+
+def _avif_fix(scan: Scan) -> str:
+    """The first half of the fix where a scan's unread files include AVIF, which a newer Pillow reads; else nothing."""
+    if not any(UNREAD_SUFFIXES.get(p.suffix.lower()) == "AVIF" for p in scan.unread):
+        return ""
+    return f"{AVIF_GET} to read the AVIF ones, or "
 
 
 def _unread_kinds(scan: Scan) -> str:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from model.images import FORMATS
 from tests.cli import assert_one_line_error, cli
 
 
@@ -561,7 +562,7 @@ def test_fit_adds_good_images_from_other_folders(capsys, tiny_data, tmp_path):
     copied_test.mkdir()
     shutil.copy(next((tiny_data / "test").glob("*/*.png")), copied_test / "renamed.png")  # a defect test image, copied away
     for bad, needle in ((tmp_path / "nowhere", "no such folder"), (extra / "sub" / "not-read.png", "is a file"),
-                        (tmp_path / "reviewed", "no images (PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000) in it"), (tiny_data / "test" / "good", "is one of DATA's test images"),
+                        (tmp_path / "reviewed", f"no images ({FORMATS}) in it"), (tiny_data / "test" / "good", "is one of DATA's test images"),
                         (copied_test, "is one of DATA's test images (or a copy)")):
         rc, _, err = cli(capsys, "fit", tiny_data if "test" in str(bad) or bad == copied_test else data, "--out", tmp_path / "d.ckpt", "--size", "64", "--synth", "0",
                          "--add-good", bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from PIL import Image
 
 from model.errors import InspectorError
 from model.images import (
+    FORMATS,
     array_to_rgb,
     broken_links_note,
     decode_image,
@@ -365,7 +367,7 @@ def test_an_all_nan_tiff_is_named_a_tiff_not_asked_whether_it_is_one(tmp_path):
 
 def test_the_format_hint_is_given_only_where_the_format_is_not_recognised(tmp_path):
     (tmp_path / "text.png").write_bytes(b"hello, not an image")
-    with pytest.raises(InspectorError, match=r"text.png: cannot be decoded \(UnidentifiedImageError\); is it a PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000\?$"):
+    with pytest.raises(InspectorError, match=r"text.png: cannot be decoded \(UnidentifiedImageError\); is it a " + re.escape(FORMATS) + r"\?$"):
         read_image(tmp_path / "text.png")
     data = _encoded("PNG", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
     (tmp_path / "half.png").write_bytes(data[: len(data) // 2])

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from model.checkpoint import load_checkpoint
+from model.images import FORMATS
 from tests.cli import assert_one_line_error, cli
 from tests.synthetic import good_image
 
@@ -56,7 +57,7 @@ def test_fit_names_every_unusable_training_image_in_one_run_before_fitting(capsy
     rc, out, err = cli(capsys, "fit", data, "--out", tmp_path / "m", *FAST)
     assert_one_line_error(rc, err, f"data {data}: 4 of 12 training images cannot be used: ",
                           "one.png (1x1 px (width x height) is too small: it is 1 px wide and 1 px high; needs at least 8 px each side)",
-                          "text.png (cannot be decoded (UnidentifiedImageError); is it a PNG/JPEG/BMP/TIFF/WebP/GIF/PGM/PPM/JPEG 2000?)",
+                          f"text.png (cannot be decoded (UnidentifiedImageError); is it a {FORMATS}?)",
                           "z_cut.png (cannot be decoded (OSError: image file is truncated)",
                           ", and 1 more; remove or replace them")
     assert out == "" and not (tmp_path / "m").exists()
