@@ -134,7 +134,26 @@ def read_export(model: Path, verifying: bool = False) -> tuple[bytes, dict[str, 
 
 def export_source(model: Path, required: bool = True) -> dict[str, Any]:
     """The checkpoint an export was made from, as its sidecar records it (`checkpoint`, `weights_sha256`); {} if unknown."""
-    return (read_sidecar(model, required) or {}).get("source") or {}
+    source = (read_sidecar(model, required) or {}).get("source") or {}
+    named = source.get("checkpoint") if isinstance(source, dict) else None
+    if isinstance(named, str) and named and not Path(named).is_absolute():
+        source = {**source, "checkpoint": _relative_checkpoint(model, named, source.get("weights_sha256"))}
+    return source
+
+
+def _relative_checkpoint(model: Path, named: str, weights: Any) -> str:
+    """An export made before 2026-12-03 recorded its checkpoint as given to `export`, relative to a folder it did not
+    record: read from the current one only, `bench` said a checkpoint beside the export was "not on this machine".
+    The first of the current folder and the export's own folders above it where `named` holds these weights; else
+    `named` as it is (relative to the current folder, as before)."""
+    for base in (Path(), *Path(model).resolve().parents):  # Path(): the current folder, read as the path was before
+        try:
+            files = json.loads((base / named / "manifest.json").read_text()).get("files")
+        except (OSError, ValueError, AttributeError):  # not there, unreadable, or no checkpoint's manifest
+            continue
+        if isinstance(files, dict) and weights is not None and files.get("model.safetensors") == weights:
+            return str((base / named).resolve())
+    return named
 
 
 def check_verified(manifest: dict[str, Any], model: Path, verifying: bool = False) -> None:

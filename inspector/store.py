@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import heapq
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -31,6 +32,7 @@ from model.folders import hold_lock_file, replace_files, synced, write_new
 from reports.images import resolve as inside_store
 from reports.names import safe_name
 
+log = logging.getLogger(__name__)
 DB_NAME = "inspections.sqlite"
 LOCK_FILE = ".serve.lock"  # held by the daemon while it runs on the store
 BDSEQ_FILE = "sparkplug.bdseq"  # Sparkplug B's next bdSeq, kept over restarts (sparkplug.SparkplugNode)
@@ -329,6 +331,9 @@ class Store:
         for i in range(version, len(MIGRATIONS)):
             # one script = one transaction: a crash mid-migration leaves the previous version intact
             self._db.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[i]}\nPRAGMA user_version = {i + 1};\nCOMMIT;")
+        if 0 < version < len(MIGRATIONS):  # said: the inspector that wrote it refuses it from now on (a station downgraded)
+            log.warning("store %s: schema upgraded from version %d to %d; an inspector older than this schema no longer opens it",
+                        self.path, version, len(MIGRATIONS))
         # QA finds a part by its serial (`latest_of_serial`); an index, not a schema version, so an older inspector still opens the store
         self._db.execute("CREATE INDEX IF NOT EXISTS inspections_serial ON inspections(serial, ts)")
         # the MQTT 5 correlation data and Response Topic of the input a result answers, beside the record (the published

@@ -187,7 +187,7 @@ def _run_export(args: argparse.Namespace, model: Path, policy: Policy | None) ->
 
 
 def _set_on_export(args: argparse.Namespace, model: Path, policy: Policy | None) -> int:
-    from exporters.manifest import read_sidecar, write_sidecar
+    from exporters.manifest import export_source, read_sidecar, write_sidecar
 
     side = read_sidecar(model, required=True)
     old = dict(side["thresholds"]) if isinstance(side.get("thresholds"), dict) else {}  # a broken one is what --set mends
@@ -195,7 +195,7 @@ def _set_on_export(args: argparse.Namespace, model: Path, policy: Policy | None)
     if policy is not None and not good.size and not defect.size:  # exported before the manifest carried them
         flag = f"--{policy.kind} {policy.target}"
         raise InspectorError(f"{flag} on export {model}: its manifest carries no calibration scores (exported before they were "
-                             f"copied into it); export it again, or run `inspector threshold {side['source']['checkpoint']} "
+                             f"copied into it); export it again, or run `inspector threshold {export_source(model).get('checkpoint') or 'CHECKPOINT'} "
                              f"{flag}`, then --set that threshold here")
     new, calibration, info = _recalibrated(old, side.get("calibration") or {}, good, defect, args, policy)
     if side.get("kind") != "onnx" and (good.size or defect.size):  # float32 scores as its checkpoint does; reduced precision not
