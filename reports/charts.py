@@ -18,7 +18,9 @@ from reports.zones import Zone, zone_label
 
 W, H = 680, 250
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 46
-PASS_C, FAIL_C, INK, GRID, LIMIT_C, ACCENT = "#2e7d32", "#c62828", "#263238", "#cfd8dc", "#e65100", "#1565c0"
+# PASS_C is light where FAIL_C is dark: the CSS's #2e7d32 for PASS prints as the same grey as FAIL_C (and looks alike to a
+# red-green colour-blind reader), so a histogram bar's FAIL part could not be told from its PASS part on a black-and-white copy
+PASS_C, FAIL_C, INK, GRID, LIMIT_C, ACCENT = "#81c784", "#c62828", "#263238", "#cfd8dc", "#e65100", "#1565c0"
 Gettext = Callable[[str], str]
 ENGLISH = STYLES["en"]
 
