@@ -195,6 +195,10 @@ class MqttClient:
         self._queue_full = False
         self._bad_response_topics: set[str] = set()
         self._topic_of: dict[int, str] = {}  # packet id -> topic of a publish the broker has not answered (ids wrap at 65535)
+        # packet ids paho answered before publish() had them to note: a QoS 0 publish is answered as paho's thread writes it,
+        # which may come first, and its topic, noted after, stayed for good (Sparkplug's DDATA: 4 in 10 parts)
+        self._answered_early: set[int] = set()
+        self._topic_lock = threading.Lock()
         self._refusals_said: set[tuple[str, str]] = set()  # (topic, reason) logged, until a publish on the topic goes through
         # manual_ack: inputs received and not yet acknowledged, and those acknowledged lately (packet id -> what it
         # carried), in broker session `_session`: a reconnect brings each unacknowledged input again, as a copy
@@ -445,7 +449,10 @@ class MqttClient:
         return None
 
     def _published(self, client, userdata, mid, reason, properties) -> None:
-        topic = self._topic_of.pop(mid, None)
+        with self._topic_lock:
+            topic = self._topic_of.pop(mid, None)
+            if topic is None:
+                self._answered_early.add(mid)
         if reason.is_failure:
             # named by topic, once: "rejected publish 532" named no topic to grant in the ACL, and came again for every
             # result (and every re-offer of one) while the broker refused them
@@ -478,12 +485,20 @@ class MqttClient:
             self._queue_full = True
             return None
         self._queue_full = False
-        self._topic_of[info.mid] = topic
+        self._note_topic(info.mid, topic)
         if self.v5 and reply is not None and reply.topic and reply.topic != topic:
             copy = self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
             if copy.rc != paho.MQTT_ERR_QUEUE_SIZE:
-                self._topic_of[copy.mid] = reply.topic
+                self._note_topic(copy.mid, reply.topic)
         return info.mid
+
+    def _note_topic(self, mid: int, topic: str) -> None:
+        """The topic of a publish, until the broker answers it; not noted where paho answered it already."""
+        with self._topic_lock:
+            if mid in self._answered_early:
+                self._answered_early.discard(mid)
+            else:
+                self._topic_of[mid] = topic
 
     def ack(self, message: Message) -> None:
         """Acknowledge an incoming QoS 1 message (manual_ack): the sender's broker may now forget it."""

@@ -18,6 +18,7 @@ import re
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,6 +502,13 @@ COARSE_TIME_S = 2.0  # file times may be this coarse (FAT: 2 s, many shares: 1 s
 # keeps it), and every poll at those read within RECENT_S (a writer that rewrote its file in place does so again)
 RESCAN_S = 2.0
 RECENT_S = 60.0
+# names in done/ and rejected/ whose last number `_free_name` remembers: the most recently numbered, so that a camera that
+# writes every part to one name is numbered without a search, while a station that meets a new repeated name each part
+# (serials reworked, a restarted counter) does not remember every one for weeks
+NUMBERED_KEPT = 1024
+# where the newest files accepted were moved in done/, for the few whose inspection then fails: found by a listing of
+# done/ instead, which weeks of parts made a second or more each, on the sink's thread; queue_size-deep is plenty
+MOVED_KEPT = 4096
 
 
 class FolderWatcher:
@@ -533,7 +541,10 @@ class FolderWatcher:
         self._rescan = False  # a file finished since then (its memory may be gone: it is read again)
         self._recent: dict[Path, float] = {}  # files read, and when: looked at every poll for RECENT_S
         self._said_folders: set[str] = set()  # subfolders named in the log as not read (_say_subfolders)
-        self._numbered: dict[Path, int] = {}  # done/ or rejected/ path -> the last number given to a file of that name
+        # done/ or rejected/ path -> the last number given to a file of that name, the newest NUMBERED_KEPT; ordered, and
+        # trimmed by popitem, which the intake's, the watcher's and the sink's threads may each do at once
+        self._numbered: OrderedDict[Path, int] = OrderedDict()
+        self._moved: OrderedDict[_Read, Path] = OrderedDict()  # file as read -> where in done/ it went, the newest MOVED_KEPT
         self._sizes: dict[Path, tuple[tuple[int, int, int], float]] = {}  # (size, mtime, inode) and since when
         self._thread: threading.Thread | None = None
         # told of each file set aside unread (the daemon answers it on the error topic): only logged before
@@ -741,7 +752,12 @@ class FolderWatcher:
             elif verb == "delete":
                 path.unlink(missing_ok=True)
             else:
-                path.replace(self._free_name(self._subfolder("done" if accepted else "rejected"), path.name))
+                target = self._free_name(self._subfolder("done" if accepted else "rejected"), path.name)
+                path.replace(target)
+                if accepted and read is not None:
+                    self._moved[read] = target
+                    while len(self._moved) > MOVED_KEPT:
+                        self._moved.popitem(last=False)
         except FileNotFoundError:
             log.info("source %s: %s was taken away before it could be %sd", self.name, _shown(path.name), verb)
         except OSError as exc:
@@ -759,19 +775,24 @@ class FolderWatcher:
         writes each part to one file name had each replace the last in done/. Numbering goes on from the last given,
         so the ten-thousandth such file is not found by trying nine thousand names."""
         stem, suffix = Path(name).stem, Path(name).suffix
-        n = self._numbered.get(folder / name, 1)
+        n = self._numbered.pop(folder / name, 1)  # put back below as the newest: one forgotten is found by trying names
         target = folder / (name if n == 1 else f"{stem}-{n}{suffix}")
         while os.path.lexists(target):
             n += 1
             target = folder / f"{stem}-{n}{suffix}"
         if n > 1:
             self._numbered[folder / name] = n
+            while len(self._numbered) > NUMBERED_KEPT:
+                self._numbered.popitem(last=False)
         return target
 
     def _say_subfolders(self, others) -> None:
         """A folder inside the watched one (a camera's folder per lot or per day) is not read: its parts were never
-        inspected, and nothing said so. Said once per folder, in the log; done/ and rejected/ are the watcher's own."""
+        inspected, and nothing said so. Said once per folder, in the log; done/ and rejected/ are the watcher's own. Those
+        no longer there are forgotten (a camera's folder a lot, moved away by the line, made the memory grow for good)."""
+        present: set[str] = set()
         for entry in others:
+            present.add(entry.name)
             if entry.name in ("done", "rejected") or entry.name in self._said_folders:
                 continue
             try:
@@ -782,6 +803,7 @@ class FolderWatcher:
             self._said_folders.add(entry.name)
             log.warning("source %s: %s is a folder, and a watched folder reads only the image files in itself, not its "
                         "subfolders: have the camera write its parts into %s itself", self.name, _shown(entry.name), self.folder)
+        self._said_folders &= present
 
     def _subfolder(self, name: str) -> Path:
         """done/ or rejected/, made if need be; a link put there moved parts, overwriting, anywhere it led."""
@@ -800,7 +822,9 @@ class FolderWatcher:
         if self.cfg.after != "move":
             return  # deleted (the store's copy remains) or kept in place
         try:  # the file moved there: of its name, or numbered beside an earlier or later file of that name (`_free_name`)
-            done = next((p for p in _named_like(self.folder / "done", path.name) if _same_file(p, read)), None)
+            moved = self._moved.pop(read, None)
+            done = moved if moved is not None and os.path.lexists(moved) and _same_file(moved, read) else \
+                next((p for p in _named_like(self.folder / "done", path.name) if _same_file(p, read)), None)
             if done is None:
                 return  # taken away from done/ by hand
             done.replace(self._free_name(self._subfolder("rejected"), path.name))
