@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import os
 import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -41,7 +43,12 @@ ImageInput = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Im
 
 
 def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
-    """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is (under `name`, if given)."""
+    """Decode a path, encoded bytes, a PIL image or a uint8/uint16 array (grey, RGB or RGBA); a LoadedImage is returned as it is (under `name`, if given).
+
+    Files, bytes and PIL images are turned upright by their EXIF orientation; arrays are taken as they are, RGB (not
+    OpenCV's BGR: it cannot be told from the pixels). uint16 pixels, a PIL image of mode I, F or I;16 and 16-bit files
+    are stretched over their own range to 8 bits; an alpha channel is dropped. Anything else (floats, bool, other
+    integers, another shape) is one InspectorError naming what was given and what to give."""
     if isinstance(image, LoadedImage):
         rgb = image.rgb  # one made by hand went in unchecked: float 0-1 pixels scored as near-black, grey or None a traceback
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
@@ -177,13 +184,25 @@ class _Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.closed = False
+        _ALL_SHARED.add(self)
+
+    def _after_fork(self) -> None:
+        # a process forked while another thread inspected got the lock held, by a thread it does not have: its every
+        # inspection waited forever
+        self.lock = threading.Lock()
+
+
+_ALL_SHARED: weakref.WeakSet[_Shared] = weakref.WeakSet()  # each Inspector's, for fork(): one handler for them all
+os.register_at_fork(after_in_child=lambda: [shared._after_fork() for shared in list(_ALL_SHARED)])
 
 
 class Inspector:
     """Scores images with an engine and turns scores into verdicts and defect regions.
 
     Safe to call from several threads: decoding and decisions run in parallel, the engine one batch at a time (for
-    parallel inference, one Inspector per thread). close(), or a `with` block, frees the model."""
+    parallel inference, one Inspector per thread). It pickles for a worker process (an export's file is opened again
+    there), and works in a forked one, where a checkpoint's torch runs on one thread. close(), or a `with` block, frees
+    the model."""
 
     def __init__(self, engine: Engine, decision: DecisionConfig | None = None, station: str | None = None) -> None:
         d = decision or DecisionConfig()

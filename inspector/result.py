@@ -83,7 +83,8 @@ class Reply:
 
 @dataclass
 class InspectionResult:
-    """One inspected part. `anomaly_map` is at the original image size (not part of the JSON record)."""
+    """One inspected part. `anomaly_map`: float32 [H, W] at the original (upright) image's size, as `regions`' boxes
+    (x, y, width, height) are in its pixels; not part of the JSON record (`to_record`). It pickles whole."""
 
     inspection_id: str
     verdict: str

@@ -89,6 +89,7 @@ class OnnxEngine:
         ort = need("onnxruntime", "cpu", f"ONNX model {Path(path).name}")
 
         path = Path(path)
+        self._opened = (str(path), device, threads)  # what a copy in another process opens again (__reduce__)
         data, sidecar = export_manifest.read_export(path, verifying)
         providers = providers_for(device, path, sidecar.get("kind", ""), str(sidecar.get("file_sha256", "")))
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
@@ -137,3 +138,17 @@ class OnnxEngine:
 
     def close(self) -> None:
         self.session = None
+
+    def __reduce__(self) -> tuple:
+        # an onnxruntime session does not pickle: an Inspector sent to a multiprocessing worker was a TypeError naming
+        # InferenceSession; the worker opens the same file again, as a checkpoint's Inspector carries its weights along
+        return _reopened, (*self._opened, self.meta.sha256)
+
+
+def _reopened(path: str, device: str, threads: int | None, sha256: str) -> OnnxEngine:
+    """The OnnxEngine of a pickled one, in another process: its model file opened again, refused if it has changed."""
+    engine = OnnxEngine(path, device=device, threads=threads)
+    if engine.meta.sha256 != sha256:
+        raise InspectorError(f"model {path}: exported again since the Inspector sent to this process loaded it; "
+                             "load it in the worker (Inspector.load) or send the Inspector again")
+    return engine

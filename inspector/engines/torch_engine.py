@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,18 @@ def float32_on_cuda() -> None:
     # the older flags, not torch 2.9's fp32_precision: torch.export reads these, and fails once the two APIs disagree
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def _one_thread_after_fork() -> None:
+    """In a forked child (multiprocessing's default start method on Linux), torch on one thread: GNU OpenMP's thread
+    pool, started by an inspection in the parent, does not survive fork(), and the child's first convolution waited on
+    its threads forever, whether it used the parent's Inspector or loaded its own. One thread a worker process is what a
+    pool of them wants anyway; scores are the same."""
+    if torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)  # once, when the torch engine is first imported
 
 
 class TorchEngine:
