@@ -160,6 +160,8 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
     arr = _sixteen_bit_rgb(sixteen_bit_data, img) if sixteen_bit_data else None
     if arr is None:
         img = ImageOps.exif_transpose(img)
+        if img.mode == "La":  # grey with premultiplied alpha: Pillow converts it to nothing else ("from La to L not supported")
+            img = img.convert("LA")
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
         else:
