@@ -107,26 +107,46 @@ def legend(svg: Svg, items: Sequence[tuple[str, str, str | None]], x: float, y: 
         svg.text(x + 15, y + 1, label, anchor="start", size=10)
 
 
+SLANT = math.sqrt(0.5)  # sin and cos of a slanted label's 45 degrees
+SLANT_MAX = 160  # the longest slanted label (about 30 characters): a longer name ends in "…" (the table below holds it whole)
+
+
+def fit(text: str, room: float, size: int = 10) -> str:
+    """`text`, cut to end in "…" where it is wider than `room`."""
+    while text_width(text, size) > room and len(text) > 3:
+        text = text[:-2] + "…"
+    return text
+
+
 def pareto(counts: Sequence[tuple[str, int]], _: Gettext, num: Numbers = ENGLISH) -> Markup | None:
     """Failed parts by defect type, largest first, with the cumulative share as a line."""
     if not counts:
         return None
-    svg = Svg(_("Pareto of failed parts by defect type"))
+    # names too wide for their bar's slot are slanted at 45 degrees, ending under their bar, and the chart grows downward
+    # to hold them: 13 types left 44 px a slot, and "contamination", "scratch" read "conta…", "scrat…"
+    slot = (W - LEFT - RIGHT) / len(counts)
+    slanted = any(text_width(name) > slot - 4 for name, _c in counts)
+    size = 9 if slanted else 10
+    labels = [fit(name, min(SLANT_MAX, (LEFT + (i + 0.5) * slot + 1) / SLANT) if slanted else slot - 4, size)
+              for i, (name, _c) in enumerate(counts)]  # a slanted name starts no further left than the chart
+    drop = math.ceil(max(text_width(t, size) for t in labels) * SLANT + 24 - BOTTOM) if slanted else 0
+    svg = Svg(_("Pareto of failed parts by defect type"), height=H + max(drop, 0))
     total = sum(c for _t, c in counts)
     ticks = nice_ticks(0, max(c for _t, c in counts), integer=True)
     ax = Axes(svg, 0, len(counts), 0, ticks[-1])
+    ax.bottom -= max(drop, 0)  # the plot keeps its height above the names
     ax.y_grid(ticks, num.tick, title=_("Parts"))
-    slot = (ax.right - ax.left) / len(counts)
     cum, points = 0, []
-    for i, (name, count) in enumerate(counts):
+    for i, ((_name, count), label) in enumerate(zip(counts, labels, strict=True)):
         cum += count
         x = ax.left + i * slot
         svg.add("rect", x=f"{x + slot * 0.15:.1f}", y=f"{ax.y(count):.1f}", width=f"{slot * 0.7:.1f}", height=f"{ax.bottom - ax.y(count):.1f}", fill=FAIL_C)
         svg.text(x + slot / 2, ax.y(count) - 4, num.count(count), size=10)
-        label = name
-        while text_width(label) > slot - 4 and len(label) > 3:
-            label = label[:-2] + "…"
-        svg.text(x + slot / 2, ax.bottom + 14, label, size=10)
+        if slanted:
+            at = f"{x + slot / 2 + 3:.1f} {ax.bottom + 10:.1f}"
+            svg.text(x + slot / 2 + 3, ax.bottom + 10, label, anchor="end", size=size, transform=f"rotate(-45 {at})")
+        else:
+            svg.text(x + slot / 2, ax.bottom + 14, label, size=size)
         points.append((x + slot / 2, ax.bottom - cum / total * (ax.bottom - ax.top)))
     svg.add("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in points), fill="none", stroke=INK, stroke_width=1.5, stroke_dasharray="5 3")
     for x, y in points:

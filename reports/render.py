@@ -91,6 +91,12 @@ def breakable(text: Any) -> Markup:
     return Markup(re.sub(r"\.(\w{1,5})$", r"<wbr>.\1", marked))
 
 
+def serial(text: Any) -> Markup:
+    """A serial with a line-break chance after each - _ . / between two letters or digits, which a narrow cell (a shift table's)
+    takes before breaking anywhere: "SN-261126-00003" broke as "SN-2611|26-00003" beside a long comment."""
+    return Markup(re.sub(r"(?<=\w[-_./])(?=\w)", "<wbr>", str(escape(text))))
+
+
 @cache
 def environment(lang: str) -> Environment:
     """One Jinja2 environment per language (templates parsed once per process)."""
@@ -100,7 +106,7 @@ def environment(lang: str) -> Environment:
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
     env.filters.update(num=num.significant, apart=num.apart, distinct=num.distinct, column=num.column, fixed=num.fixed, percent=num.percent,
-                       share=num.share, target=num.target, count=num.count, time=_time, breakable=breakable,
+                       share=num.share, target=num.target, count=num.count, time=_time, breakable=breakable, serial=serial,
                        tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env
@@ -345,6 +351,12 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
     escaped = escapes(parts)  # beyond the table's rows, in the CSV: 50 of 250 escapes were in no table and no file
     stations = {p.station for p in parts if p.station} | ({str(meta["station"])} if meta.get("station") else set())
     num = STYLES[page.lang]
+
+    def station_column(rows: list[Inspection]) -> bool:
+        """Whether a table shows its rows' stations: not where the header names the one station every row has (a long
+        name on each of 200 rows took 4-5 lines a row), always where there are more, or a row has none."""
+        return len(stations) != 1 or not all(p.station for p in rows)
+
     # the most used first: the chart draws three, and stats.thresholds (sorted) gave it the lowest three
     used = [t for t, _n in Counter(p.threshold for p in parts if p.threshold is not None).most_common()]
     svg = {"pareto": charts.pareto([(translate_value(_, t), n) for t, n in stats.defect_types], _, num),
@@ -356,6 +368,7 @@ def _shift_page(parts: list[Inspection], meta: dict[str, Any], store_root: str |
         skipped=not_inspected(meta), refused=not_inspected(meta, "refused_on_arrival"), escapes=in_time_order(escaped)[:MAX_FAILED_ROWS],
         escapes_more=max(0, len(escaped) - MAX_FAILED_ROWS), escapes_file=(files or {}).get("escapes"),
         title=as_text(meta.get("title")), lot=as_text(meta.get("lot")), line=as_text(meta.get("line")), stations=sorted(stations),
+        station_column={"failed": station_column(failed), "escapes": station_column(escaped)},
         config=_flatten(meta["config"]) if meta.get("config") else [], **page.context())
 
 

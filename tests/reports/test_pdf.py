@@ -133,7 +133,8 @@ def test_long_serials_and_stations_keep_every_column_on_the_page(sample, tmp_pat
     import json
 
     root, records = sample
-    parts = [dict(r, serial=LONG_SERIAL, station=LONG_STATION) for r in records[:40]]
+    # two stations: a shift of one has no Station column (the header names it)
+    parts = [dict(r, serial=LONG_SERIAL, station=LONG_STATION[:-1] + "AB"[i % 2]) for i, r in enumerate(records[:40])]
     escaped = next(p for p in parts if p["verdict"] == "PASS")
     escaped["reviews"] = [{"outcome": "escape", "truth": "defect", "type": "scratch", "by": "Ana", "note": "audit",
                            "at": escaped["timestamp"]}]
