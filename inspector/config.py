@@ -354,6 +354,13 @@ class MqttSection(Section):
                                   description="How long the broker keeps triggers for this station while it is down (MQTT 5).")
     connect_timeout_s: Seconds = Field(10.0, ge=MIN_NETWORK_S, title="Connect timeout", description="How long the first connection may take at start.")
     max_payload_bytes: int = Field(20_000_000, ge=1024, title="Largest payload", description="Bigger trigger/image payloads are rejected.")
+    # 1 GiB: some 50 images of max_payload_bytes' 20 MB, hundreds of a camera's usual 1-5 MB, more than a line's legitimate
+    # burst (and a reconnect's QoS 1 backlog, 100 at most) brings unless its images average over 10 MB; small beside the
+    # memory of the edge boxes the station runs on (4 GB and up) with its model. Count alone let 10,000 x 20 MB queue.
+    max_waiting_bytes: int = Field(1 << 30, ge=1_000_000, title="Largest backlog",
+                                   description="Bytes of received trigger/image payloads that may wait to be read; a bigger input "
+                                               "beyond them is answered overloaded on the error topic (triggers and commands of up "
+                                               "to 4 KB are not). Default 1 GiB.")
     allowed_dirs: list[str] = Field([], title="Readable folders",
                                     description="Triggers may name image files under these folders only.")
     allow_urls: bool = Field(False, title="Fetch URLs", description="Let triggers name an http(s) URL to fetch the image from.")

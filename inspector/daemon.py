@@ -402,17 +402,19 @@ class Daemon:
             self.publish(self.topics.error, error_payload(f"command: reload failed; parts go on with model {outcome['model']}: "
                                                           f"{outcome['error']}", "command", command="reload"), reply)
 
-    def _overflow(self, msg: Message) -> None:
-        # paho's thread, but only when 10,000 inputs wait: answer at once rather than let the inbox grow
+    def _overflow(self, msg: Message, why: str) -> None:
+        # paho's thread, but only when 10,000 inputs, or mqtt.max_waiting_bytes of them, wait: answer at once rather than
+        # let the inbox grow (`why` says which)
         ident, serial = self.intake.ids_of(msg)
-        self.intake.reject(f"{msg.topic}: the station is overloaded ({self.intake.inbox.maxsize} inputs waiting); slow down",
-                           msg.topic, message=msg, inspection_id=ident, serial=serial, reason="overloaded")
+        self.intake.reject(f"{msg.topic}: the station is overloaded {why}", msg.topic, message=msg, inspection_id=ident,
+                           serial=serial, reason="overloaded")
 
     # -- health -----------------------------------------------------------------------------------------------
     def _gauges(self, records: bool = False) -> dict[str, int]:
         counts = self.store.counts(records) if self.store is not None else {}
         m = self.metrics
         m.set("inspector_queue_depth", self.jobs.qsize())
+        m.set("inspector_inbox_bytes", self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0)
         m.set("inspector_pending", counts.get("pending", 0))
         m.set("inspector_unpublished", counts.get("unpublished", 0))
         m.set("inspector_broker_connected", int(bool(self.mqtt and self.mqtt.connected)))
@@ -459,7 +461,8 @@ class Daemon:
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 **({"reports": reports} if reports and (reports["failed"] or "missing" in reports) else {}), **({"restarted": restarted} if restarted else {}),
-                "store": self.trouble.health(), "queue": self.jobs.qsize(), **counts, "uptime_s": round(now - self.started_at, 1),
+                "store": self.trouble.health(), "queue": self.jobs.qsize(),
+                "inbox_bytes": self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0, **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: int(self.metrics.value("inspector_verdicts_total", {"verdict": v})) for v in ("PASS", "FAIL")},  # counts
                 "rejected": int(self.metrics.total("inspector_rejected_total")),
                 "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from inspector.cli import one_line
 from inspector.config import SAFE_ID, ReportFormat, ReportLang, StationConfig, safe_url, zone_of
 from inspector.health import Metrics, StoreTrouble
-from inspector.mqtt import Message, MqttClient, Reply, Topics
+from inspector.mqtt import INBOX_SIZE, Inbox, Message, MqttClient, Reply, Topics
 from inspector.outbox import Repeats
 from inspector.result import error_payload, iso_utc, parse_utc, utc_now
 from inspector.sources import Frame
@@ -370,7 +370,7 @@ class Intake:
         self.cfg, self.store, self.jobs, self.metrics, self.topics = cfg, store, jobs, metrics, topics
         self.trouble = trouble or StoreTrouble()
         self.repeats = repeats if repeats is not None else Repeats()  # shared with the outbox and the sink, which answer them
-        self.inbox: queue.Queue = queue.Queue(maxsize=10_000)
+        self.inbox = Inbox(INBOX_SIZE, cfg.mqtt.max_waiting_bytes)  # bounded in bytes too: a burst of QoS 0 images
         self._frame_slots = threading.BoundedSemaphore(FRAME_SLOTS)
         self.mqtt: MqttClient | None = None
         self.source = source

@@ -34,6 +34,10 @@ SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason
 QUICK_DROP_S = 2.0
 MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
 ACKED_KEPT = 1000  # inputs acknowledged lately, remembered to know a copy the broker sends again after a reconnect
+INBOX_SIZE = 10_000  # inputs waiting for the intake
+SMALL_INPUT = 4096  # bytes: an input no bigger (a trigger, a command) is never refused for the bytes waiting: refusing it frees
+# next to nothing, and the count bounds them (10,000 of them are 40 MB)
+BAD_TOPICS_SAID = 100  # refused Response Topics logged as warnings, each once; later ones at debug level (a client may name endless ones)
 
 ONLINE, OFFLINE = b"online", b"offline"
 DEGRADED = b"degraded"  # retained while the store refuses writes: inputs are answered on the error topic, results wait
@@ -129,6 +133,46 @@ class Message:
         return Reply.of(self.correlation, self.response_topic)
 
 
+def _payload_bytes(item: object) -> int:
+    return len(item.payload) if isinstance(item, Message) else 0
+
+
+class Inbox(queue.Queue):
+    """Inputs waiting for whoever reads them, bounded in count (`maxsize`) and in the bytes of their payloads (`max_bytes`),
+    counted from the put until the reader takes the input. Bounded in count only, a burst of QoS 0 images (which the broker's
+    ReceiveMaximum does not hold back) queued up to 10,000 x mqtt.max_payload_bytes and the station was killed for memory,
+    with everything queued lost. Beyond either bound a put raises queue.Full, whose text says which and what to do (the end
+    of the overload's answer).
+    An input of up to SMALL_INPUT bytes is bounded by the count alone, and one is let in whatever its size where no other
+    input waits (mqtt.max_payload_bytes answers a bigger one). Items other than Messages (a source's frames, which have
+    their own slots) cost no bytes."""
+
+    def __init__(self, maxsize: int = INBOX_SIZE, max_bytes: int = 1 << 30) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.waiting_bytes = 0  # of the Messages in the queue, under `mutex`
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        size = _payload_bytes(item)
+        with self.mutex:  # reserved before the put, so a get of this item never finds it uncounted
+            if size > SMALL_INPUT and self.waiting_bytes and self.waiting_bytes + size > self.max_bytes:
+                raise queue.Full(f"({self.waiting_bytes:,} bytes of inputs waiting, and this one's {size:,} would pass "
+                                 f"mqtt.max_waiting_bytes, {self.max_bytes:,}); slow down, or raise mqtt.max_waiting_bytes where "
+                                 "the station has the memory")
+            self.waiting_bytes += size
+        try:
+            super().put(item, block, timeout)
+        except queue.Full:
+            with self.mutex:
+                self.waiting_bytes -= size
+            raise queue.Full(f"({self.maxsize} inputs waiting); slow down") from None
+
+    def _get(self) -> object:  # under `mutex`
+        item = super()._get()
+        self.waiting_bytes -= _payload_bytes(item)
+        return item
+
+
 def ack_lost_s(cfg: MqttSection) -> float:
     """How long before a connection is found lost an acknowledgement sent on it may not have reached the broker: a dead
     connection is found after up to 1.5 keepalives without an answer, and a few seconds of writes may sit in buffers."""
@@ -168,19 +212,21 @@ class MqttClient:
     def __init__(self, cfg: MqttSection, client_id: str, *, will: Will | None = None, persistent: bool = True,
                  subscriptions: list[str] | None = None, retired: list[str] | None = None, manual_ack: bool = False,
                  inbox: queue.Queue | None = None, on_connected: Callable[[], None] | None = None,
-                 on_overflow: Callable[[Message], None] | None = None, on_disconnected: Callable[[], None] | None = None,
+                 on_overflow: Callable[[Message, str], None] | None = None, on_disconnected: Callable[[], None] | None = None,
                  on_new_session: Callable[[], None] | None = None) -> None:
         """`retired`: filters an earlier version subscribed to, dropped at each connect: a persistent session keeps
         them, and the broker sends a message once for each filter it matches. `on_connected` runs on paho's thread once
         the connection is made (after `connected` already reads True), `on_disconnected` once it is lost or ended;
-        `on_new_session` (manual_ack) when the broker kept no session of this client, so that what `recall` gave is void."""
+        `on_new_session` (manual_ack) when the broker kept no session of this client, so that what `recall` gave is void;
+        `on_overflow(message, why)` (paho's thread) when `inbox` has no room for an input (Inbox: its count or its bytes), `why`
+        the end of the answer: "(10000 inputs waiting); slow down"."""
         self.cfg = cfg
         self.where = f"mqtt {cfg.host}:{cfg.port}"
         self.v5 = cfg.protocol == "5"
         self.persistent = persistent
         self.subscriptions = list(subscriptions or [])
         self.retired = list(retired or [])
-        self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=10_000)
+        self.inbox: queue.Queue = inbox if inbox is not None else Inbox(INBOX_SIZE, cfg.max_waiting_bytes)
         self.acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.refused: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self.state = "not started"
@@ -395,9 +441,9 @@ class MqttClient:
                     session=self._session, tracked=tracked, repeated=repeated)
         try:
             self.inbox.put_nowait(m)
-        except queue.Full:
+        except queue.Full as exc:
             if self._on_overflow is not None:
-                self._on_overflow(m)
+                self._on_overflow(m, str(exc) or f"({self.inbox.maxsize} inputs waiting); slow down")
 
     def _copy(self, msg: paho.MQTTMessage, payload: bytes) -> bool:
         """Whether `msg` is a copy of an input already here, which the broker sends again (DUP, the same packet id)
@@ -442,10 +488,14 @@ class MqttClient:
         if why is None:
             return topic
         if topic not in self._bad_response_topics:
-            if len(self._bad_response_topics) < 100:
+            said = len(self._bad_response_topics)
+            if said < BAD_TOPICS_SAID:
                 self._bad_response_topics.add(topic)
-            log.warning("%s: a message on %s asks for its answer on %r, which %s; it is answered on the station's topics only",
-                        self.where, one_line(came_on), topic, why)  # escaped as the intake's: a sender names it
+            # each distinct topic was a warning of its own: a client naming new ones without end filled the log
+            last = "; further refused Response Topics are logged at debug level only" if said == BAD_TOPICS_SAID - 1 else ""
+            log.log(logging.WARNING if said < BAD_TOPICS_SAID else logging.DEBUG,
+                    "%s: a message on %s asks for its answer on %r, which %s; it is answered on the station's topics only%s",
+                    self.where, one_line(came_on), topic, why, last)  # escaped as the intake's: a sender names it
         return None
 
     def _published(self, client, userdata, mid, reason, properties) -> None:
