@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,10 @@ class ClipViT(nn.Module):
     The text tower is kept (for prompt scoring) but is not part of `forward`.
     """
 
-    def __init__(self, model_name: str, weights: str, layers: tuple[int, ...], load_weights: bool = True) -> None:
+    def __init__(self, model_name: str, weights: str, layers: tuple[int, ...], load_weights: bool = True,
+                 init_weights: bool = True) -> None:
+        """`init_weights=False`: the caller loads a whole state dict right after (a checkpoint), so the random
+        initialisation, most of the build's time, is skipped."""
         super().__init__()
         open_clip = _open_clip()
         _check_plain_vit(open_clip, model_name)
@@ -115,7 +119,9 @@ class ClipViT(nn.Module):
         options = {"force_quick_gelu": bool(tag.get("quick_gelu")),
                    "force_preprocess_cfg": {k: tag[k] for k in ("mean", "std") if k in tag}}
         try:
-            with _quiet_open_clip():
+            # a weights file is loaded strictly inside create_model, a checkpoint's state dict strictly by its caller: every
+            # parameter is overwritten, and initialising them first was nearly all of the build (ViT-B-16: 0.8 s, 0.02 s without)
+            with _quiet_open_clip(), (_skipped_init() if pretrained or not init_weights else contextlib.nullcontext()):
                 clip = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True, **options)
         except Exception as exc:
             # another model's weights: torch's state-dict errors, open_clip's KeyError and its assertion on another text
@@ -236,6 +242,36 @@ def _check_plain_vit(open_clip, model_name: str) -> None:
                              "ViT models, e.g. ViT-B-16, ViT-B-32, ViT-L-14")
 
 
+_INIT_LOCK = threading.Lock()  # one _skipped_init at a time: a second, entered meanwhile, saved the first's no-ops as torch's own
+
+
+@contextlib.contextmanager
+def _skipped_init():
+    """Modules this thread builds inside leave their parameters uninitialised (as transformers' no_init_weights):
+    torch.nn.init's functions and MultiheadAttention's reset (which holds its own references to them) do nothing.
+    Another thread's modules are initialised as ever (a fit's head, built beside a station's reload, would have
+    trained from uninitialised memory). Buffers computed otherwise (open_clip's causal attention mask) are still
+    computed. Only for weights that a strict load overwrites."""
+    owner = threading.get_ident()
+
+    def skipped(original):
+        return lambda tensor, *a, **k: tensor if threading.get_ident() == owner else original(tensor, *a, **k)
+
+    with _INIT_LOCK:
+        names = [name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")]
+        saved = {name: getattr(nn.init, name) for name in names}
+        reset = nn.MultiheadAttention._reset_parameters
+        for name, function in saved.items():
+            setattr(nn.init, name, skipped(function))
+        nn.MultiheadAttention._reset_parameters = lambda self: None if threading.get_ident() == owner else reset(self)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(nn.init, name, function)
+            nn.MultiheadAttention._reset_parameters = reset  # type: ignore[method-assign]
+
+
 def _first_reason(exc: BaseException) -> str:
     """The line of an exception's text that says why: torch's state-dict errors begin "Error(s) in loading state_dict"."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -299,8 +335,10 @@ def clip_spec(spec: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weights: bool = True) -> nn.Module:
-    """Build a backbone from its spec string: `efficientnet-lite0` or `clip:<model>:<weights path>`."""
+def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weights: bool = True,
+                   init_weights: bool = True) -> nn.Module:
+    """Build a backbone from its spec string: `efficientnet-lite0` or `clip:<model>:<weights path>`. `init_weights=False`
+    where a whole state dict is loaded right after (a checkpoint): a CLIP model then skips its random initialisation."""
     check_backbone_name(spec)
     if spec in EFFICIENTNET_LITE:
         return EfficientNetLite(spec, layers or default_layers(spec), load_weights=load_weights)
@@ -310,7 +348,7 @@ def build_backbone(spec: str, layers: tuple[int, ...] | None = None, load_weight
         _check_plain_vit(open_clip, model_name)
         depth = open_clip.get_model_config(model_name)["vision_cfg"]["layers"]
         layers = (depth // 2 - 1, 3 * depth // 4 - 1) if depth >= 4 else (depth - 1,)
-    return ClipViT(model_name, weights, layers, load_weights=load_weights)
+    return ClipViT(model_name, weights, layers, load_weights=load_weights, init_weights=init_weights)
 
 
 def check_backbone_name(spec: str) -> None:

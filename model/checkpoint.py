@@ -224,7 +224,7 @@ def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
                              f"{', '.join(unknown)}); upgrade inspector to load it")
     try:
         config = NetConfig.from_dict(manifest["net"])
-        net = InspectorNet(config, load_weights=False)  # fails too on values of the wrong type, e.g. an input size as text
+        net = InspectorNet(config, load_weights=False, init_weights=False)  # loaded strictly below; fails too on a wrong type (an input size as text)
     except (KeyError, TypeError, ValueError) as exc:
         raise InspectorError(f"checkpoint {root}: manifest 'net' section is invalid ({exc}); re-create it with `inspector fit`") from None
     except InspectorError as exc:  # its backbone cannot be built here: open_clip missing, or one that does not know the model

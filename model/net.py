@@ -86,11 +86,11 @@ class NetConfig:
 class InspectorNet(nn.Module):
     """x: float32 RGB [B, 3, H, W] in [0, 1] at `input_size` -> (score [B], anomaly map [B, H, W])."""
 
-    def __init__(self, config: NetConfig, load_weights: bool = True) -> None:
+    def __init__(self, config: NetConfig, load_weights: bool = True, init_weights: bool = True) -> None:
         super().__init__()
         if not config.layers:
             config.layers = default_layers(config.backbone)
-        self.backbone = build_backbone(config.backbone, config.layers or None, load_weights=load_weights)
+        self.backbone = build_backbone(config.backbone, config.layers or None, load_weights=load_weights, init_weights=init_weights)
         # NHWC weights: oneDNN's batched convolutions take about a third less time for the same values; loading
         # a checkpoint copies into them, and saving writes the usual contiguous layout
         self.backbone.to(memory_format=torch.channels_last)
