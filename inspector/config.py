@@ -271,6 +271,13 @@ class ModelSection(Section):
                                               "before decoding: a 0.4 MB PNG can decode to 1.2 GB. 50 million covers an 8K sensor.")
     queue_size: int = Field(32, ge=1, le=100_000, title="Queue size",
                             description="Frames waiting for inference; a trigger beyond this is rejected on the error topic.")
+    # 1 GiB: 7 frames at max_image_pixels' 50 million (a line-scan camera's 16k x 3k), 70 of a 5 MP camera's (more than
+    # queue_size and the batch and results in flight hold at the defaults); small beside an edge box's 4-16 GB with its model
+    max_queue_bytes: int = Field(1 << 30, ge=1_000_000, title="Largest queue in bytes",
+                                 description="Bytes of decoded images accepted and not yet through inference and the store; "
+                                             "past them the queue counts as full, as at queue_size (a watched file waits, an "
+                                             "image sent over MQTT waits queue_wait_s, a capture trigger is refused, a live "
+                                             "frame is dropped). Default 1 GiB.")
     queue_wait_s: Seconds = Field(10.0, ge=0, title="Queue wait",
                                   description="How long an image sent over MQTT (the image topic, a trigger's path, url or "
                                               "base64) waits from its arrival (or the end of the start) for room in a full queue before it is rejected: the "

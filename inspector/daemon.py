@@ -35,7 +35,7 @@ from inspector.decision import DecisionConfig
 from inspector.engines import locate_model
 from inspector.health import HealthServer, Metrics, StoreTrouble
 from inspector.hooks import OnFail, OnShift, ReportHooks
-from inspector.intake import Command, Intake, ReviewCommand, ShiftReportCommand
+from inspector.intake import Command, Intake, JobQueue, ReviewCommand, ShiftReportCommand
 from inspector.live import LiveView
 from inspector.mqtt import DEGRADED, OFFLINE, ONLINE, Message, MqttClient, Reply, Topics, Will, ack_lost_s
 from inspector.outbox import Outbox, Repeats
@@ -49,7 +49,7 @@ from model.errors import InspectorError, file_problem
 
 log = logging.getLogger(__name__)
 
-RESTART_AT_START = ("queue_size", "queue_wait_s", "max_image_pixels")  # model settings a reload cannot apply: the queue and intake are built
+RESTART_AT_START = ("queue_size", "queue_wait_s", "max_image_pixels", "max_queue_bytes")  # model settings a reload cannot apply: the queue and intake are built
 CLOSE_WAIT_S = 10.0  # a stop waits this long for a batch still in the engine before it closes the model
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
@@ -188,7 +188,7 @@ class Daemon:
         self.topics = Topics(cfg.mqtt.prefix)
         self.metrics = Metrics()
         self.trouble = StoreTrouble()  # shared by intake (journal writes) and sink (result writes), shown on /health
-        self.jobs: queue.Queue = queue.Queue(maxsize=cfg.model.queue_size)
+        self.jobs = JobQueue(cfg.model.queue_size, cfg.model.max_queue_bytes)
         self.results: queue.Queue = queue.Queue(maxsize=max(2 * cfg.model.batch_size, 16))
         self._given_inspector, self._on_fail, self._on_shift = inspector, on_fail, on_shift_report
         self.halt = threading.Event()  # set by SIGTERM/SIGINT or stop()
@@ -323,7 +323,7 @@ class Daemon:
         self.inference = Inference(self.inspector, self.jobs, self.results, cfg.model.batch_size, self.metrics, self.store)
         self.live = LiveView(cfg, self.health) if cfg.http.enabled and cfg.http.live else None
         self.sink = Sink(cfg, self.store, self.results, self.outbox, self.metrics, self.hooks, self.publish, self.topics.error, self.sparkplug,
-                         self.trouble, self.live)
+                         self.trouble, self.live, release=self.jobs.release)
         if cfg.http.enabled:
             self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.render_metrics, self.live.page if self.live else None)
             self.http.start()
@@ -414,6 +414,7 @@ class Daemon:
         counts = self.store.counts(records) if self.store is not None else {}
         m = self.metrics
         m.set("inspector_queue_depth", self.jobs.qsize())
+        m.set("inspector_queue_bytes", self.jobs.held_bytes)
         m.set("inspector_inbox_bytes", self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0)
         m.set("inspector_pending", counts.get("pending", 0))
         m.set("inspector_unpublished", counts.get("unpublished", 0))
@@ -461,7 +462,7 @@ class Daemon:
                 **({"model": model} if model else {}),
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 **({"reports": reports} if reports and (reports["failed"] or "missing" in reports) else {}), **({"restarted": restarted} if restarted else {}),
-                "store": self.trouble.health(), "queue": self.jobs.qsize(),
+                "store": self.trouble.health(), "queue": self.jobs.qsize(), "queue_bytes": self.jobs.held_bytes,
                 "inbox_bytes": self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0, **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: int(self.metrics.value("inspector_verdicts_total", {"verdict": v})) for v in ("PASS", "FAIL")},  # counts
                 "rejected": int(self.metrics.total("inspector_rejected_total")),
@@ -510,7 +511,7 @@ class Daemon:
     def reload(self) -> dict[str, Any]:
         """Load the model again and swap it in between batches (SIGHUP, `systemctl reload`, or a `reload` command):
         `inspector threshold`, a refit or a re-export then takes effect without a stop. With the config file `serve` was
-        started from, its `model` section is read again too (but `queue_size`, `max_image_pixels` and the other sections
+        started from, its `model` section is read again too (but `queue_size`, `max_queue_bytes`, `max_image_pixels` and the other sections
         take a restart). The new model inspects a blank image before it is swapped in; whatever fails is logged and shown
         on /health (`model.last_reload`), and parts go on with the model in use. Returns the outcome: `ok`, `model`
         (the one now in use) and `was`, or `error`."""

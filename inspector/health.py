@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, str]] = {
                                " deviations of good parts' scores). Good parts' margins creeping towards 0 show a drifting line,"
                                " light or camera before the false alarms do."),
     "inspector_queue_depth": ("gauge", "Accepted frames waiting for inference."),
+    "inspector_queue_bytes": ("gauge", "Bytes of decoded images accepted and not yet stored (bounded by model.max_queue_bytes)."),
     "inspector_inbox_bytes": ("gauge", "Bytes of received MQTT inputs waiting for the intake (bounded by mqtt.max_waiting_bytes)."),
     "inspector_pending": ("gauge", "Accepted jobs in the journal without a stored result."),
     "inspector_unpublished": ("gauge", "Stored results the broker has not acknowledged (the outbox)."),

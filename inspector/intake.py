@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -347,6 +348,56 @@ class Job:
     timestamp: str | None = None  # the record's: when the frame was captured or the image arrived (store form, UTC)
     live: bool = False  # a frame of a live source in continuous mode: one of a stream, not a part someone sent
     refused: Callable[[], None] | None = None  # its source's, called when it gets no result (a watched file: to rejected/)
+    held: int = 0  # its frame's bytes counted by the JobQueue it was put in, until released
+
+
+class JobQueue(queue.Queue):
+    """Accepted jobs on their way to the engine, bounded in count (`maxsize`: model.queue_size) and in the bytes of their
+    decoded frames (`max_bytes`: model.max_queue_bytes), counted from the put until `release` (the sink is done with the
+    job, or a stop takes it back unstarted): a job's frame is held in its batch and on its way to the store too. Bounded
+    in count only, 32 queued line-scan frames of 16k x 3k (144 MB each) could hold 4.6 GB, more with the batch in the engine and
+    the results waiting to be stored. Past either bound `full()` is true, and each input waits or is refused as for a
+    queue full of parts. An input is taken while the bytes held are under the budget, its own size known only once it is
+    decoded: they pass it by one frame at most (model.max_image_pixels bounds it), and a frame bigger than it still goes."""
+
+    def __init__(self, maxsize: int = 0, max_bytes: int = 1 << 30) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        # the jobs held, weakly (by id: a Job is not hashable): one dropped unreleased (a worker that died with its batch)
+        # leaves by itself, where a counter would have kept its bytes and refused every part, as a full queue, until a restart
+        self._holding: weakref.WeakValueDictionary[int, Job] = weakref.WeakValueDictionary()
+
+    @property
+    def held_bytes(self) -> int:
+        with self.mutex:
+            return self._held()
+
+    def _held(self) -> int:  # under `mutex`
+        return sum(job.held for job in list(self._holding.values()))
+
+    def full(self) -> bool:
+        with self.mutex:
+            return 0 < self.maxsize <= self._qsize() or self._held() >= self.max_bytes
+
+    def _put(self, item: Job) -> None:  # under `mutex`
+        super()._put(item)
+        item.held = item.rgb.nbytes
+        self._holding[id(item)] = item
+
+    def release(self, job: Job) -> None:
+        """`job`'s frame is no longer held here (its result stored or its error said, or it was taken back); once only."""
+        with self.mutex:
+            if self._holding.get(id(job)) is job:
+                del self._holding[id(job)]
+            job.held = 0
+
+
+def full_because(jobs: queue.Queue) -> str:
+    """Which bound a full jobs queue reached, and what to do: the end of the refusal of an input that found no room."""
+    if isinstance(jobs, JobQueue) and jobs.held_bytes >= jobs.max_bytes and jobs.qsize() < jobs.maxsize:
+        return (f"{jobs.held_bytes:,} bytes of decoded images held, model.max_queue_bytes {jobs.max_bytes:,}); slow the trigger "
+                "rate, or raise model.max_queue_bytes where the station has the memory")
+    return f"{jobs.maxsize} waiting); slow the trigger rate, or raise model.queue_size if the line's bursts are legitimate"
 
 
 def set_aside(store: Store, inspection_id: str, text: str) -> str:
@@ -830,8 +881,7 @@ class Intake:
                 time.sleep(0.005)
         if not self.jobs.full():
             return False
-        self.reject(f"{origin}: the inspection queue is full ({self.jobs.maxsize} waiting); slow the trigger rate, or raise"
-                    " model.queue_size if the line's bursts are legitimate", origin, message=msg, inspection_id=ident, serial=serial, reason="queue_full")
+        self.reject(f"{origin}: the inspection queue is full ({full_because(self.jobs)}", origin, message=msg, inspection_id=ident, serial=serial, reason="queue_full")
         return True
 
     def accept(self, rgb: np.ndarray, encoded: bytes | None, inspection_id: str | None, serial: str | None, source: str,
@@ -910,11 +960,10 @@ class Intake:
                   attempts=attempts, timestamp=meta.get("timestamp"))
         while not self.stopping():
             self.beat()
-            try:
-                self.jobs.put(job, timeout=0.5)
+            if not self.jobs.full():  # its bytes too (JobQueue), which a blocking put does not wait for
+                self.jobs.put_nowait(job)  # this thread is the only producer
                 return 1
-            except queue.Full:
-                continue
+            time.sleep(0.02)
         return 0
 
     def release_unstarted(self) -> int:
@@ -923,8 +972,10 @@ class Intake:
         n = 0
         while True:
             try:
-                self.jobs.get_nowait()
+                job = self.jobs.get_nowait()
             except queue.Empty:
                 return n
+            if isinstance(self.jobs, JobQueue):
+                self.jobs.release(job)
             self.jobs.task_done()
             n += 1

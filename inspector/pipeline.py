@@ -178,9 +178,10 @@ class Sink:
 
     def __init__(self, cfg: StationConfig, store: Store, results: queue.Queue, outbox: Outbox, metrics: Metrics, hooks: ReportHooks,
                  publish: Callable[..., Any], error_topic: str, sparkplug: Any = None, trouble: StoreTrouble | None = None,
-                 live: LiveView | None = None) -> None:
+                 live: LiveView | None = None, release: Callable[[Job], None] | None = None) -> None:
         self.cfg, self.store, self.results, self.outbox, self.metrics, self.hooks = cfg, store, results, outbox, metrics, hooks
         self.live = live
+        self._release = release  # the jobs queue's (JobQueue.release): a job's frame no longer counts once the sink is done with it
         self.trouble = trouble or StoreTrouble()
         self._publish, self.error_topic, self.sparkplug = publish, error_topic, sparkplug
         self._next_resend = 0.0
@@ -236,6 +237,8 @@ class Sink:
                     except (OSError, sqlite3.Error) as again:  # said, so that a part given up later can be explained
                         log.error("cannot take back the recovery attempt of %s (%s)", job.inspection_id, again)
             finally:
+                if self._release is not None:  # stored, answered, held for the store (its own bound) or failed: done here
+                    self._release(job)
                 self.results.task_done()
         self.outbox.drain_acks()
         self._store_again()
