@@ -16,17 +16,7 @@ import pytest
 
 from inspector.config import MqttSection
 from inspector.mqtt import SMALL_INPUT, Inbox, Message, MqttClient
-from tests.inspector.conftest import (  # noqa: F401 - fixtures, taken by name
-    broker,
-    listen,
-    make_broker,
-    mosquitto_bin,
-    png,
-    running,
-    station,
-    tiny_inspector,
-    wait_until,
-)
+from tests.inspector.conftest import png, running, wait_until
 
 
 def _msg(size: int, topic: str = "p/image/SN1", qos: int = 0) -> Message:

@@ -17,17 +17,7 @@ from inspector.intake import Intake, Job, JobQueue, full_because
 from inspector.mqtt import Topics
 from inspector.sources import Frame
 from inspector.store import Store
-from tests.inspector.conftest import (  # noqa: F401 - fixtures, taken by name
-    broker,
-    listen,
-    make_broker,
-    mosquitto_bin,
-    png,
-    running,
-    station,
-    tiny_inspector,
-    wait_until,
-)
+from tests.inspector.conftest import png, running, wait_until
 from tests.synthetic import good_image
 
 
