@@ -157,7 +157,7 @@ class AnomalyHead(nn.Module):
                 if f.shape[-2] > self.grid[0]:
                     f = F.adaptive_avg_pool2d(f, self.grid)
                 else:
-                    f = F.interpolate(f, size=self.grid, mode="bilinear", align_corners=False)
+                    f = upsample(f, self.grid)
             out.append(f)
         emb = torch.cat(out, dim=1)
         return emb * self.level_scale.view(1, -1, 1, 1)
@@ -411,7 +411,8 @@ class ContextSegmenter(nn.Module):
 
     def prepare(self, emb: torch.Tensor) -> torch.Tensor:
         """Embeddings -> the network's input cells, unstandardised [B, D, gh', gw'] (what training stores)."""
-        return F.avg_pool2d(emb, 2, ceil_mode=True)
+        # ceil_mode only where it changes the output: onnxruntime pools without it in its blocked layout, ~3x faster
+        return F.avg_pool2d(emb, 2, ceil_mode=bool(emb.shape[-2] % 2 or emb.shape[-1] % 2))
 
     def forward(self, emb: torch.Tensor, prepared: bool = False) -> torch.Tensor:
         z = self._standardise(emb if prepared else self.prepare(emb))
@@ -435,7 +436,7 @@ class ContextSegmenter(nn.Module):
         c = self.down2(b)
         size = a.shape[-2:]
         g = self.glob(c.mean(dim=(2, 3)))
-        local = [a, *(F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (b, c))]
+        local = [a, *(upsample(t, size) for t in (b, c))]
         if not per_image_global:
             return self.out(torch.cat([*local, g[:, :, None, None].expand_as(a)], dim=1))
         conv, k = self.out[0], 3 * a.shape[1]
@@ -444,6 +445,16 @@ class ContextSegmenter(nn.Module):
         taps = torch.einsum("ocij,bc->boij", conv.weight[:, k:], g)
         glob = _inside_taps(size[0], a).t() @ taps @ _inside_taps(size[1], a)
         return self.out[1:](F.conv2d(torch.cat(local, dim=1), conv.weight[:, :k], conv.bias, padding=1) + glob)
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of maps [B, C, h, w] to `size`; by the scale factor where it is whole, which
+    gives the same values, and exports as a Resize by constant scales: onnxruntime runs that in its blocked layout
+    (NchwcUpsample), about 3x faster than a Resize to sizes computed in the graph."""
+    h, w = x.shape[-2:]
+    if size[0] % h or size[1] % w:
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, scale_factor=(size[0] // h, size[1] // w), mode="bilinear", align_corners=False)
 
 
 def _inside_taps(n: int, like: torch.Tensor) -> torch.Tensor:
