@@ -23,6 +23,7 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from inspector.api import Inspector
+from inspector.cli import one_line
 from inspector.config import ModelSection, StationConfig, load_config
 from inspector.decision import DecisionConfig
 from inspector.engines import locate_model
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 RESTART_AT_START = ("queue_size", "queue_wait_s", "max_image_pixels", "max_queue_bytes")  # model settings a reload cannot apply: the queue and intake are built
 CLOSE_WAIT_S = 10.0  # a stop waits this long for a batch still in the engine before it closes the model
+STATUS_HEARD_S = 10.0  # a status published and not heard back within this (MQTT 5): the broker does not let the station read it
 RESTART_SHOWN_S = 600.0  # a worker that died and was restarted keeps /health degraded this long, for monitors that poll slowly
 
 
@@ -196,6 +199,13 @@ class Daemon:
         self.ready = False
         self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
         self._status_sent: bytes | None = None
+        client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
+        # on the status (MQTT 5 user properties), so that a station sharing the prefix is told from this one's earlier run
+        self.identity = {"client_id": client_id, "station": cfg.station.name, "host": socket.gethostname(), "instance": uuid.uuid4().hex[:12]}
+        self._others: dict[str, dict[str, str]] = {}  # client id -> identity of another live station on this prefix (paho's thread)
+        self._status_first: float | None = None  # when this run first published its status (monotonic)
+        self._status_heard = False  # this run's own status came back on the watch: another station's would too
+        self._status_unread_said = False
         self.problems: list[str] = []
         self._source_lock = threading.Lock()  # the watchdog's replacement of a source against the stop
         self._reopen_failed: str | None = None  # why the watchdog could not reopen a source it replaced (tried again at each check)
@@ -262,9 +272,10 @@ class Daemon:
         if self._given_inspector is None:
             locate_model(cfg.model.path)
         check_verification_files(cfg.model)
-        self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE), persistent=True, subscriptions=self.topics.subscriptions(),
-                                  retired=self.topics.retired(), manual_ack=True, on_connected=self._connected, on_overflow=self._overflow,
-                                  on_new_session=self._new_session)
+        self.mqtt = broker_client(cfg, will=Will(self.topics.status, OFFLINE, user=self.identity), persistent=True,
+                                  subscriptions=self.topics.subscriptions(), retired=self.topics.retired(), manual_ack=True,
+                                  on_connected=self._connected, on_overflow=self._overflow, on_new_session=self._new_session,
+                                  watch=self.topics.status, on_watched=self._other_status)
 
     def _renamed(self) -> str | None:
         """What a station renamed over its store loses, said at start: its shift reports (by station.name) left out the
@@ -370,8 +381,47 @@ class Daemon:
                 return
             status = DEGRADED if self.trouble.error or not self._source_up() else ONLINE
             if again or status != self._status_sent:
-                self.mqtt.publish(self.topics.status, status, qos=1, retain=True)
+                self.mqtt.publish(self.topics.status, status, qos=1, retain=True, user=self.identity)
                 self._status_sent = status
+                self._status_first = self._status_first or time.monotonic()
+
+    def _other_status(self, msg: Message) -> None:
+        """A status on this station's prefix (paho's thread; MQTT 5). Another client id's `online` or `degraded` is a second
+        station on the prefix (a copied config): each trigger was inspected twice, the line got two results per part and
+        each station's status overwrote the other's, with nothing said. Said in the log, on `error` and on /health until
+        that station says `offline` (its last will too) or its retained status is cleared. This client id's own (a retained
+        one of an earlier run) is not another station; a status naming no client id (an MQTT 3.1.1 station) tells nothing."""
+        if self.halt.is_set():
+            return
+        who = msg.user.get("client_id")
+        if who == self.identity["client_id"] or (who is None and msg.payload):
+            self._status_heard = self._status_heard or msg.user.get("instance") == self.identity["instance"]
+            return
+        if who is None:  # an empty retained message cleared the status, whoever's it was
+            gone, self._others = list(self._others.values()), {}
+        elif msg.payload not in (ONLINE, DEGRADED):
+            gone = [self._others.pop(who)] if who in self._others and msg.payload == OFFLINE else []
+        elif who in self._others:  # said already: a change of its status, or its retained one again after a reconnect
+            self._others[who] = dict(msg.user)
+            return
+        else:
+            self._others[who] = dict(msg.user)
+            text = (f"{self.topics.prefix}: {self._named(msg.user)} publishes its status on this station's mqtt.prefix too "
+                    f"({self._named(self.identity)}): every trigger and image is inspected by both, the line gets two results per "
+                    "part and each overwrites the other's status; give each station its own mqtt.prefix")
+            log.error("%s", text)
+            self.mqtt.publish(self.topics.error, error_payload(text, "status"), qos=1)
+            return
+        for identity in gone:
+            log.warning("%s: %s no longer shares this station's mqtt.prefix (its status went %s)", self.topics.prefix,
+                        self._named(identity), "offline" if msg.payload else "cleared")
+        if gone:  # the retained status was the other's: this station's own again
+            self._publish_status(again=True)
+
+    @staticmethod
+    def _named(identity: dict[str, str]) -> str:
+        return (f"station {one_line(identity.get('station', '?'))} on host {one_line(identity.get('host', '?'))} "
+                f"(client id {one_line(identity.get('client_id', '?'))})")
 
     def _command(self, cmd: Command, reply: Reply | None) -> None:
         if isinstance(cmd, ShiftReportCommand):
@@ -422,6 +472,7 @@ class Daemon:
         m.set("inspector_source_up", int(self._source_up()))
         m.set("inspector_source_reconnects", self.source.reconnects if self.source is not None else 0)
         m.set("inspector_healthy", int(not self.problems))
+        m.set("inspector_prefix_shared", len(self._others))
         return counts
 
     def _source_up(self) -> bool:
@@ -454,7 +505,9 @@ class Daemon:
             (self.hooks and self.hooks.recent_error, "a report failed"), (restarted, "a worker was restarted"),
             (refused, "the broker refuses results"), (sink and sink.images_off, "images are not saved"),
             ((model or {}).get("changed_on_disk"), "the model's files changed since it was loaded"),
-            (((model or {}).get("last_reload") or {}).get("ok") is False, RELOAD_FAILED)) if cond]
+            (((model or {}).get("last_reload") or {}).get("ok") is False, RELOAD_FAILED),
+            *((True, f"mqtt.prefix shared: {self._named(o)} publishes on it too; give each station its own mqtt.prefix")
+              for o in list(self._others.values()))) if cond]
         if status == "ok" and concerns:
             status = "degraded"
         return {"status": status, "station": self.cfg.station.name, "pid": os.getpid(), "problems": self.problems,
@@ -634,10 +687,22 @@ class Daemon:
                     log.error("watchdog: %s; trying again at each check (the status is degraded meanwhile)", exc)
                 self._reopen_failed = str(exc)
         self.problems = problems
+        self._status_unread()
         self._gauges()
         if self.mqtt is not None and self.mqtt.connected:
             self._publish_status()
         return problems
+
+    def _status_unread(self) -> None:
+        """Said once: the broker never sent this station its own status back, so it would not send another station's either
+        (an ACL that lets the station write its status but not read it); a second station on the prefix goes unnoticed."""
+        if self.mqtt is None or self.mqtt.watch is None or self._status_heard or self._status_unread_said or self._status_first is None:
+            return
+        if time.monotonic() - self._status_first > STATUS_HEARD_S:
+            self._status_unread_said = True
+            log.warning("%s: the broker does not let this station read its own status (%s s after publishing it, nothing came "
+                        "back): another station started on the same mqtt.prefix cannot be noticed; let the broker's ACL grant the "
+                        "station read on %s", self.mqtt.where, f"{STATUS_HEARD_S:g}", self.topics.status)
 
     def _replace_source(self) -> None:
         with self._source_lock:  # a source started after the stop took the old one would never be stopped
@@ -696,7 +761,7 @@ class Daemon:
         if self.mqtt is not None:
             with self._status_lock:  # halt is set: no status after this one
                 if self.mqtt.connected:
-                    self.mqtt.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+                    self.mqtt.publish(self.topics.status, OFFLINE, qos=1, retain=True, user=self.identity)
             self.mqtt.stop(timeout=2)
         if self.http is not None:
             self.http.stop()

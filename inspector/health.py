@@ -53,6 +53,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "inspector_source_up": ("gauge", "1 while the frame source can deliver frames (open, or watching its folder)."),
     "inspector_source_reconnects": ("gauge", "Times the frame source (camera, stream) dropped and was reopened since it started."),
     "inspector_healthy": ("gauge", "1 while every worker is alive and beating."),
+    "inspector_prefix_shared": ("gauge", "Other live stations seen publishing a status on this station's mqtt.prefix (MQTT 5): each"
+                                " inspects the same triggers; give each station its own prefix."),
 }
 # series shown at 0 before their first count: a series that appears with its first count has Prometheus's increase()
 # and rate() miss that count (the first FAIL of a fresh daemon, the first burst of store failures of a full disk)

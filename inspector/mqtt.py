@@ -191,6 +191,14 @@ class Will:
     payload: bytes
     qos: int = 1
     retain: bool = True
+    user: dict[str, str] | None = None  # MQTT 5 user properties (ignored on 3.1.1): who the will speaks for
+
+    def properties(self, v5: bool) -> Properties | None:
+        if not (v5 and self.user):
+            return None
+        props = Properties(PacketTypes.WILLMESSAGE)
+        props.UserProperty = list(self.user.items())
+        return props
 
 
 def _publish_properties(reply: Reply | None, user: dict[str, str] | None) -> Properties | None:
@@ -213,13 +221,16 @@ class MqttClient:
                  subscriptions: list[str] | None = None, retired: list[str] | None = None, manual_ack: bool = False,
                  inbox: queue.Queue | None = None, on_connected: Callable[[], None] | None = None,
                  on_overflow: Callable[[Message, str], None] | None = None, on_disconnected: Callable[[], None] | None = None,
-                 on_new_session: Callable[[], None] | None = None) -> None:
+                 on_new_session: Callable[[], None] | None = None, watch: str | None = None,
+                 on_watched: Callable[[Message], None] | None = None) -> None:
         """`retired`: filters an earlier version subscribed to, dropped at each connect: a persistent session keeps
         them, and the broker sends a message once for each filter it matches. `on_connected` runs on paho's thread once
         the connection is made (after `connected` already reads True), `on_disconnected` once it is lost or ended;
         `on_new_session` (manual_ack) when the broker kept no session of this client, so that what `recall` gave is void;
         `on_overflow(message, why)` (paho's thread) when `inbox` has no room for an input (Inbox: its count or its bytes), `why`
-        the end of the answer: "(10000 inputs waiting); slow down"."""
+        the end of the answer: "(10000 inputs waiting); slow down". `watch` (MQTT 5 only): a topic whose messages go to
+        `on_watched` (paho's thread), never to `inbox`: QoS 0, its retained one at every connect, and its own publishes too (they
+        show that the broker lets it read the topic)."""
         self.cfg = cfg
         self.where = f"mqtt {cfg.host}:{cfg.port}"
         self.v5 = cfg.protocol == "5"
@@ -234,6 +245,10 @@ class MqttClient:
         self._on_disconnected = on_disconnected
         self._on_new_session = on_new_session
         self._on_overflow = on_overflow
+        self.watch = watch if self.v5 and on_watched is not None else None  # 3.1.1 has no user properties
+        self._on_watched = on_watched
+        self._watch_mid: int | None = None  # the SUBSCRIBE of `watch`, to name its refusal
+        self._watch_refused_said = False
         self._first = threading.Event()
         self._refusal: str | None = None
         self._connected_at = 0.0
@@ -271,7 +286,7 @@ class MqttClient:
         elif cfg.username is not None and cfg.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("%s: the password goes over the network unencrypted; set mqtt.tls", self.where)
         if will is not None:
-            c.will_set(will.topic, will.payload, will.qos, will.retain)
+            c.will_set(will.topic, will.payload, will.qos, will.retain, will.properties(self.v5))
         c.reconnect_delay_set(1, 10)  # at most 10 s: a 15 s outage cost 31 s offline at 30
         c.max_inflight_messages_set(100)
         # paho's queue of unsent messages grows through an outage; beyond this a result waits in the store instead
@@ -371,6 +386,10 @@ class MqttClient:
                     client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=1))
                 else:
                     client.subscribe(topic, qos=1)
+            if self.watch is not None:
+                # QoS 0: nothing to acknowledge (manual_ack) or journal; what passed while disconnected is made up by the
+                # retained message, sent at every subscribe (Retain Handling 0)
+                self._watch_mid = client.subscribe(self.watch, options=SubscribeOptions(qos=0, retainHandling=0))[1]
             if self._on_connected is not None:
                 self._on_connected()
         self._first.set()
@@ -378,6 +397,13 @@ class MqttClient:
     def _subscribed(self, client, userdata, mid, reasons, properties) -> None:
         # a subscription the broker refused (its ACL) was silent: the station sat online and received nothing
         if refused := [str(r) for r in reasons if r.is_failure]:
+            if mid == self._watch_mid and self.watch is not None:  # not an input: said once, as a warning
+                if not self._watch_refused_said:
+                    self._watch_refused_said = True
+                    log.warning("%s: the broker refused this station reading %s (%s): another station started on the same mqtt.prefix "
+                                "cannot be noticed; let its ACL grant the station read on its own status", self.where, self.watch,
+                                ", ".join(refused))
+                return
             log.error("%s: the broker refused a subscription (%s); check its ACL for this client's topics", self.where, ", ".join(refused))
 
     def _disconnected(self, client, userdata, flags, reason, properties) -> None:
@@ -424,6 +450,11 @@ class MqttClient:
         self.state = "connect failed"
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        if self.watch is not None and msg.topic == self.watch:  # not an input: never on the inbox, nothing to acknowledge
+            props = getattr(msg, "properties", None)
+            user = {str(k): str(v) for k, v in getattr(props, "UserProperty", None) or []}
+            self._on_watched(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, retain=bool(msg.retain)))
+            return
         user, corr, response, repeated = {}, None, None, frozenset()
         props = getattr(msg, "properties", None)
         if props is not None:
@@ -584,4 +615,4 @@ class MqttClient:
 
     def will_set(self, will: Will) -> None:
         """Change the last will used from the next connection on."""
-        self._client.will_set(will.topic, will.payload, will.qos, will.retain)
+        self._client.will_set(will.topic, will.payload, will.qos, will.retain, will.properties(self.v5))

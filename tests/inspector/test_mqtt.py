@@ -296,8 +296,9 @@ def test_the_shipped_acl_keeps_each_station_to_its_own_topics(make_broker, tmp_p
     mes = listen(broker.port, "plant/st1", login=("mes", "mes-pw"))
     other = listen(broker.port, "plant/st1", login=("st2", "st2-pw"))  # another station's user
     part = json.dumps({"inspection_id": "p-1", "base64": base64.b64encode(good_png).decode()})
-    with running(cfg, tiny_inspector):
+    with running(cfg, tiny_inspector) as d:
         wait_until(lambda: mes.on("status") and mes.on("status")[-1][0] == b"online", 30, "the station online")
+        wait_until(lambda: d._status_heard, 30, "its own status read back (a second station on its prefix would show there)")
         mes.publish("trigger", part).wait_for_publish(10)
         wait_until(lambda: "p-1" in mes.result_ids(), 60, "the MES's part judged")
         other.publish("trigger", part.replace("p-1", "p-2")).wait_for_publish(10)
