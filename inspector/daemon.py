@@ -110,7 +110,12 @@ def broker_client(cfg: StationConfig, **kw: Any) -> MqttClient:
     builds one through this same function, so the two cannot disagree."""
     if cfg.mqtt.tls is not None:
         cfg.mqtt.tls.check_files()
-    return MqttClient(cfg.mqtt, cfg.mqtt.client_id or f"inspector-{cfg.station.name}", **kw)
+    return MqttClient(cfg.mqtt, station_client_id(cfg), **kw)
+
+
+def station_client_id(cfg: StationConfig) -> str:
+    """The station's MQTT client id: `mqtt.client_id`, else one of its name."""
+    return cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
 
 
 def check_verification_files(section: ModelSection) -> None:
@@ -199,9 +204,8 @@ class Daemon:
         self.ready = False
         self._status_lock = threading.Lock()  # the watchdog and paho's thread both publish it; `offline` must stay last
         self._status_sent: bytes | None = None
-        client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         # on the status (MQTT 5 user properties), so that a station sharing the prefix is told from this one's earlier run
-        self.identity = {"client_id": client_id, "station": cfg.station.name, "host": socket.gethostname(), "instance": uuid.uuid4().hex[:12]}
+        self.identity = {"client_id": station_client_id(cfg), "station": cfg.station.name, "host": socket.gethostname(), "instance": uuid.uuid4().hex[:12]}
         self._others: dict[str, dict[str, str]] = {}  # client id -> identity of another live station on this prefix (paho's thread)
         self._status_first: float | None = None  # when this run first published its status (monotonic)
         self._status_heard = False  # this run's own status came back on the watch: another station's would too
@@ -301,13 +305,12 @@ class Daemon:
                              on_command=self._command, trouble=self.trouble, repeats=self.repeats)
         self.intake.stopping = lambda: self.workers["intake"].stop.is_set() if "intake" in self.workers else False
         self._answer_set_aside(self.source)
-        client_id = cfg.mqtt.client_id or f"inspector-{cfg.station.name}"
         self.mqtt.inbox = self.intake.inbox  # built before the store and the intake; nothing arrives before start()
         self.intake.mqtt = self.mqtt
         # inputs the last run journaled, which a crash may have left unacknowledged at the broker: their copies are known
         self.mqtt.recall(self.store.deliveries(ack_lost_s(cfg.mqtt)))
         self.mqtt.start()  # wrong credentials / TLS: InspectorError here, before the slow model load
-        self._start_rest(client_id)
+        self._start_rest(self.identity["client_id"])
 
     def _start_rest(self, client_id: str) -> None:
         cfg = self.cfg

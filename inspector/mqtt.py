@@ -133,6 +133,11 @@ class Message:
         return Reply.of(self.correlation, self.response_topic)
 
 
+def _user_pairs(msg: paho.MQTTMessage) -> list[tuple[str, str]]:
+    """A message's MQTT 5 user properties, in order, repeats kept; none on 3.1.1."""
+    return [(str(k), str(v)) for k, v in getattr(getattr(msg, "properties", None), "UserProperty", None) or []]
+
+
 def _payload_bytes(item: object) -> int:
     return len(item.payload) if isinstance(item, Message) else 0
 
@@ -451,14 +456,12 @@ class MqttClient:
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         if self.watch is not None and msg.topic == self.watch:  # not an input: never on the inbox, nothing to acknowledge
-            props = getattr(msg, "properties", None)
-            user = {str(k): str(v) for k, v in getattr(props, "UserProperty", None) or []}
-            self._on_watched(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, user, retain=bool(msg.retain)))
+            self._on_watched(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, dict(_user_pairs(msg)), retain=bool(msg.retain)))
             return
         user, corr, response, repeated = {}, None, None, frozenset()
         props = getattr(msg, "properties", None)
         if props is not None:
-            pairs = [(str(k), str(v)) for k, v in getattr(props, "UserProperty", []) or []]
+            pairs = _user_pairs(msg)
             user = dict(pairs)
             if len(user) < len(pairs):  # MQTT 5 lets a name come twice: serial=A7, serial=B2 was filed as B2 with no word
                 repeated = frozenset(k for k, n in Counter(n for n, _ in pairs).items() if n > 1)
