@@ -18,6 +18,17 @@ def _inspect_in_child(insp: Inspector, out) -> None:
     out.put(insp.inspect(IMAGE).score)
 
 
+def _answer(child, out, hung_means: str):
+    """What a forked child put on `out`, once it ended by itself (killed, and `hung_means` said, where it hung)."""
+    child.join(timeout=240)  # seconds here; generous for a loaded CI machine
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung, hung_means
+    assert child.exitcode == 0
+    return out.get(timeout=10)
+
 def test_a_forked_worker_inspects_after_the_parent_ran_torch_on_several_threads(tiny_ckpt):
     """GNU OpenMP's thread pool, started by the parent's inspection, does not survive fork(): the child's first
     convolution waited on its threads forever (multiprocessing's default start method on Linux)."""
@@ -30,13 +41,7 @@ def test_a_forked_worker_inspects_after_the_parent_ran_torch_on_several_threads(
         out = ctx.Queue()
         child = ctx.Process(target=_inspect_in_child, args=(insp, out))
         child.start()
-        child.join(timeout=240)  # seconds here; generous for a loaded CI machine
-        hung = child.is_alive()
-        if hung:
-            child.kill()
-            child.join()
-        assert not hung, "the forked child hung in torch"
-        assert child.exitcode == 0 and out.get(timeout=10) == score
+        assert _answer(child, out, "the forked child hung in torch") == score
     finally:
         torch.set_num_threads(threads)
 
@@ -66,10 +71,4 @@ def test_a_worker_forked_while_another_thread_inspects_can_inspect(tiny_ckpt):
     with insp._shared.lock:  # as a thread inferring at the moment of fork() holds it
         child = ctx.Process(target=_inspect_in_child, args=(insp, out))
         child.start()
-    child.join(timeout=240)
-    hung = child.is_alive()
-    if hung:
-        child.kill()
-        child.join()
-    assert not hung, "the forked child waited for the parent's lock"
-    assert child.exitcode == 0 and out.get(timeout=10) == score
+    assert _answer(child, out, "the forked child waited for the parent's lock") == score
