@@ -468,7 +468,7 @@ class Daemon:
         m = self.metrics
         m.set("inspector_queue_depth", self.jobs.qsize())
         m.set("inspector_queue_bytes", self.jobs.held_bytes)
-        m.set("inspector_inbox_bytes", self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0)
+        m.set("inspector_inbox_bytes", self._inbox_bytes())
         m.set("inspector_pending", counts.get("pending", 0))
         m.set("inspector_unpublished", counts.get("unpublished", 0))
         m.set("inspector_broker_connected", int(bool(self.mqtt and self.mqtt.connected)))
@@ -477,6 +477,10 @@ class Daemon:
         m.set("inspector_healthy", int(not self.problems))
         m.set("inspector_prefix_shared", len(self._others))
         return counts
+
+    def _inbox_bytes(self) -> int:
+        """Bytes of MQTT inputs waiting for the intake (none before the start built it)."""
+        return self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0
 
     def _source_up(self) -> bool:
         return self.source is None or self.source.delivering
@@ -519,7 +523,7 @@ class Daemon:
                 **({"publish_refused": refused} if refused else {}), **({"disk": disk} if disk else {}),
                 **({"reports": reports} if reports and (reports["failed"] or "missing" in reports) else {}), **({"restarted": restarted} if restarted else {}),
                 "store": self.trouble.health(), "queue": self.jobs.qsize(), "queue_bytes": self.jobs.held_bytes,
-                "inbox_bytes": self.intake.inbox.waiting_bytes if hasattr(self, "intake") else 0, **counts, "uptime_s": round(now - self.started_at, 1),
+                "inbox_bytes": self._inbox_bytes(), **counts, "uptime_s": round(now - self.started_at, 1),
                 "verdicts": {v: int(self.metrics.value("inspector_verdicts_total", {"verdict": v})) for v in ("PASS", "FAIL")},  # counts
                 "rejected": int(self.metrics.total("inspector_rejected_total")),
                 "workers": {n: {"alive": w.alive, "silent_s": round(now - w.heartbeat, 1), "restarts": w.restarts} for n, w in self.workers.items()}}
