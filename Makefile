@@ -27,8 +27,12 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "not root: not installing$$missing (apt packages); the tests needing them will skip"; fi
 
+# Most tests wait on a broker, a process or a browser, so 4 workers halve the time even on 2 cores; a file's tests share
+# one worker (its module fixtures are built once). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 4
+
 test: setup system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup system-deps
 	$(VENV)/bin/inspector demo

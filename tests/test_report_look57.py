@@ -77,7 +77,7 @@ def test_a_phone_scrolls_a_wide_table_not_the_page(tmp_path, tmp_path_factory):
     part["defects"] = [dict(part["defects"][0], type="dent", box=[165, 143, 31, 35]) for _ in range(6)]
     pages = [reports.render_inspection(part, tmp_path / "one", formats=("html",), lang="es")["html"],
              reports.render_shift(records, {}, tmp_path / "shift", formats=("html",), lang="es")["html"]]
-    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))  # a short path: its singleton socket's is limited
+    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))
     try:
         for path in pages:
             page = browser.open(path.as_uri(), width=420, height=900)  # loaded: layout is synchronous from here

@@ -365,7 +365,7 @@ def test_the_live_view_refreshes_in_a_browser_without_abortsignal_timeout(tmp_pa
     server = HealthServer("127.0.0.1", 0, lambda: {"status": "ok"}, lambda: "",
                           live=lambda: live_html([], {"status": "ok", "verdicts": {"PASS": count[0]}}, refresh_s=1).encode())
     server.start()
-    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))  # short: its singleton socket's path has a limit
+    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))
     page = None
     try:
         ws, target = browser._page_ws()

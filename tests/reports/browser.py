@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,11 +31,11 @@ class Chromium:
 
         self._websocket = websocket
         self.timeout = timeout
-        # Chromium keeps its singleton socket in a folder under TMPDIR and leaves it behind when terminated.
-        tmp = user_data_dir / "tmp"
-        tmp.mkdir(exist_ok=True)
+        # Chromium keeps its singleton socket in a folder under TMPDIR and leaves it behind when terminated; the
+        # folder is short because a socket's path is limited (108 bytes): a pytest-xdist worker's tmp_path is not.
+        self._tmp = tempfile.mkdtemp(prefix="cr")
         self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp)})
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": self._tmp})
         port_file = user_data_dir / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -69,6 +70,7 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 class BrowserPage:
