@@ -84,5 +84,5 @@ def test_the_shift_reports_failed_table_and_the_live_view_count_every_region_fou
               "defects": [{"type": "scratch", "box": [i, i, 2, 2], "area_px": 4, "severity": "high"} for i in range(20)]}
     page = render_shift([record], {}, tmp_path, formats=("html",))["html"].read_text(encoding="utf-8")
     assert '<td class="num">35</td>' in page and '<td class="num">20</td>' not in page
-    assert "<th>Regions</th><td>35</td>" in live_html([record], {"status": "ok"})
+    assert '<th scope="row">Regions</th><td>35</td>' in live_html([record], {"status": "ok"})
 

@@ -146,7 +146,7 @@ def test_the_shift_report_shows_the_config_the_station_ran(quick_demo):
     ran = yaml.safe_load((quick_demo["out"] / "station.yaml").read_text())
     page = html.unescape(Path(quick_demo["summary"]["artefacts"]["shift_html"]).read_text(encoding="utf-8"))
     for key in ("client_id", "port"):
-        assert f'<th class="mono">mqtt.{key}</th><td class="mono">{ran["mqtt"][key]}</td>' in page
+        assert f'<th scope="row" class="mono">mqtt.{key}</th><td class="mono">{ran["mqtt"][key]}</td>' in page
 
 
 def _start_halfway(out: Path) -> subprocess.Popen:

@@ -52,13 +52,13 @@ def test_a_station_column_only_where_the_header_does_not_name_every_rows_station
     html = reports.render.shift_html(one, {})
     assert f"Station: {STATION}-0" in html  # the header names it
     for table in ("failed", "escapes"):
-        assert "<th>Station</th>" not in section(html, table) and f"{STATION}-0</td>" not in section(html, table)
+        assert '<th scope="col">Station</th>' not in section(html, table) and f"{STATION}-0</td>" not in section(html, table)
     html = reports.render.shift_html(two, {})
     for table in ("failed", "escapes"):
-        assert "<th>Station</th>" in section(html, table) and f"<td>{STATION}-" in section(html, table)
+        assert '<th scope="col">Station</th>' in section(html, table) and f"<td>{STATION}-" in section(html, table)
     # a row without a station beside the named one: the column stays, the row says it has none
     html = reports.render.shift_html([*one[:5], dict(one[5], station=None)], {})
-    assert "<th>Station</th>" in section(html, "failed") and 'PRESSLINE07</td><td>—</td><td class="num">' in section(html, "failed")
+    assert '<th scope="col">Station</th>' in section(html, "failed") and 'PRESSLINE07</td><td>—</td><td class="num">' in section(html, "failed")
 
 
 @pdf_tools

@@ -12,10 +12,22 @@
       const r = await fetch(location.href, { cache: "no-store", signal: gaveUp.signal });
       if (!r.ok) throw new Error(String(r.status));
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-      document.body.replaceWith(document.adoptNode(doc.body));
+      // the body's content is swapped in around #announce, which stays: a live region replaced by a new one is not
+      // announced, and one announced at every swap would read the whole page again every few seconds
+      const say = document.getElementById("announce"), next = doc.getElementById("announce");
+      if (say && next) {
+        next.remove();
+        for (const n of [...document.body.childNodes]) if (n !== say) n.remove();
+        document.body.append(...document.adoptNode(doc.body).childNodes);
+        if (next.dataset.part && next.dataset.part !== say.dataset.part) say.textContent = next.dataset.say;
+        say.dataset.part = next.dataset.part;
+      } else {
+        document.body.replaceWith(document.adoptNode(doc.body));
+      }
       document.title = doc.title;
     } catch (e) {
-      const note = document.getElementById("unreachable");
+      const note = document.getElementById("unreachable"), say = document.getElementById("announce");
+      if (note && note.hidden && say) say.textContent = note.textContent;  // said once, as it shows
       if (note) note.hidden = false;
     } finally {
       clearTimeout(timer);

@@ -513,9 +513,9 @@ def test_the_station_line_is_on_the_shift_report():
 def test_refusal_reasons_are_marked_as_the_stations_english_words_in_other_languages():
     """The daemon's English reason stood untranslated, unmarked, in a zh or es report."""
     refused = {"count": 1, "items": [{"timestamp": "2026-11-27T06:00:00Z", "serial": "SN-1", "reason": "cannot be decoded"}]}
-    assert "<th>Reason</th>" in shift_html([], {"refused_on_arrival": refused})
-    assert "<th>原因 (工位的英文原文)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="zh")
-    assert "<th>Motivo (texto original de la estación, en inglés)</th>" in shift_html([], {"refused_on_arrival": refused}, lang="es")
+    assert '<th scope="col">Reason</th>' in shift_html([], {"refused_on_arrival": refused})
+    assert '<th scope="col">原因 (工位的英文原文)</th>' in shift_html([], {"refused_on_arrival": refused}, lang="zh")
+    assert '<th scope="col">Motivo (texto original de la estación, en inglés)</th>' in shift_html([], {"refused_on_arrival": refused}, lang="es")
 
 
 def test_the_inspection_report_gives_the_pixel_threshold_its_regions_were_drawn_at(sample, failed_record):
