@@ -314,7 +314,7 @@ def _resize_pos_embed(pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def default_layers(spec: str) -> tuple[int, ...]:
-    """Feature levels used when the user names none (see the README for why)."""
+    """Feature levels used when the user names none (docs/measured.md says why)."""
     if spec.startswith("clip:"):
         return ()  # resolved from the model depth in build_backbone
     return (2, 3, 4)

@@ -33,7 +33,7 @@ def test_the_formats_said_for_good_images_are_those_read_and_refused():
     XL and OpenEXR are refused too)."""
     from model.images import IMAGE_SUFFIXES
 
-    said = _paragraph("README.md", "Put good images of the part in a folder")
+    said = _paragraph("docs/fit.md", "Put good images of the part in a folder")
     netpbm = [s[1:].upper() for s in IMAGE_SUFFIXES if s in (".pgm", ".ppm", ".pnm", ".pbm")]
     assert len(netpbm) == 4
     assert all(name in said for name in netpbm), netpbm
@@ -43,7 +43,7 @@ def test_the_formats_said_for_good_images_are_those_read_and_refused():
 def test_the_watched_folder_says_where_files_of_unread_formats_go():
     """A watched folder sets HEIC and camera raw files aside in rejected/ with why; the README and station-folder.yaml
     said that only the formats read are taken, the others left where they are."""
-    readme = _paragraph("README.md", "follows no links")
+    readme = _paragraph("docs/serve.md", "follows no links")
     comment = " ".join(line.lstrip("# ") for line in _text("configs/station-folder.yaml").splitlines() if line.startswith("#"))
     for text in (readme, comment):
         assert "rejected" in text
@@ -55,7 +55,7 @@ def test_a_fixed_roi_warns_of_the_frame_size_where_the_roi_is_described():
     only that a frame without the region is refused."""
     from inspector.api import FIXED_REGION_SLACK, unlike_training
 
-    said = _paragraph("README.md", "give a region of interest")
+    said = _paragraph("docs/fit.md", "give a region of interest")
     slack = round((FIXED_REGION_SLACK - 1) * 100)
     assert f"{slack} % beyond the training frames'" in said and "kind `size`" in said
     sizes = {"min": [200, 100], "max": [200, 100], "aspect": [2.0, 2.0]}
@@ -68,7 +68,7 @@ def test_the_url_scrubbing_example_is_what_the_station_shows():
     fragments and path parameters, in config errors and trigger errors too."""
     from inspector.config import safe_url
 
-    said = _paragraph("README.md", "kept out of records")
+    said = _paragraph("docs/serve.md", "kept out of records")
     given, shown = re.search(r"`([a-z]+://[^`]+)` is shown as `([^`]+)`", said).groups()
     assert safe_url(given) == shown
     assert "fragment" in said and "path parameters" in said and "config errors" in said
@@ -81,7 +81,7 @@ def test_the_fail_reports_rendered_again_are_bounded_as_said():
 
     from inspector.hooks import MISSING_MOST, MISSING_WITHIN
 
-    said = _paragraph("README.md", "`reports.missing`")
+    said = _paragraph("docs/reports.md", "`reports.missing`")
     assert MISSING_WITHIN == timedelta(days=1) and "FAILs of the last day" in said
     assert said.count(f"{MISSING_MOST}") == 2, said
 
@@ -91,7 +91,7 @@ def test_the_http_limits_are_as_said():
     newcomer beyond the 256 closes the longest-waiting, which the README did not say."""
     from inspector import health
 
-    said = _paragraph("README.md", "requests are answered at once")
+    said = _paragraph("docs/serve.md", "requests are answered at once")
     assert f"{health.HTTP_CLIENTS} requests are answered at once" in said
     assert f"{health._Server.WAITING} are read at once (a newcomer beyond closes the longest-waiting)" in said
     assert f"each let go {health.HTTP_TIMEOUT_S:g} s after its last byte and {health.HTTP_REQUEST_S:g} s after it came" in said

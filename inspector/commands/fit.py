@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "is standardised at each place")
     p.add_argument("--references", type=int, default=0, metavar="N",
                    help="keep up to N training images (e.g. 256) and compare each part with its closest ones, patch by "
-                        "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see README; default 0: the memory bank)")
+                        "patch at the same place, instead of a coreset memory bank (bigger checkpoint; see docs/fit.md; default 0: the memory bank)")
     p.add_argument("--ref-k", type=int, default=None, metavar="K", help="with --references: how many closest references each part is compared with (default 10)")
     p.add_argument("--ref-radius", type=int, default=None, metavar="R",
                    help="with --references: grid cells (8 px at 256 px) a patch may shift to find its match (default 1)")
