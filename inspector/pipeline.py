@@ -294,11 +294,18 @@ class Sink:
         record["timings_ms"]["intake"] = round((job.accepted - job.received) * 1000, 3)
         record["timings_ms"]["queue"] = round((job.started - job.accepted) * 1000, 3)
         sc = self.cfg.store
-        room = self._room_for_images()
-        if room and self._wanted(sc.save_images, result.verdict):
-            room = self._save_image(record, "image", job.rgb)
-        if room and self._wanted(sc.save_overlays, result.verdict):
-            room = self._save_image(record, "overlay", result.overlay(job.rgb))
+        room, named = self._room_for_images(), dict(record["images"])
+        try:
+            with self.store.images_together():  # the image's fsync runs while the overlay is drawn, then all at once
+                if room and self._wanted(sc.save_images, result.verdict):
+                    room = self._save_image(record, "image", job.rgb)
+                if room and self._wanted(sc.save_overlays, result.verdict):
+                    room = self._save_image(record, "overlay", result.overlay(job.rgb))
+        except OSError as exc:  # not known to be on the disk, and removed: the record names none of them
+            record["images"], room = named, self._images_failed(exc)
+        if record["images"] != named and self.images_failed is not None:
+            log.info("store %s: images and overlays are saved again", self.store.root)
+            self.images_failed = None
         if not room and (self._wanted(sc.save_images, result.verdict) or self._wanted(sc.save_overlays, result.verdict)):
             self.metrics.inc("inspector_images_skipped_total")
         record["timings_ms"]["total"] = round((time.monotonic() - job.received) * 1000, 3)
@@ -345,14 +352,15 @@ class Sink:
         try:
             record["images"][kind] = self.store.save_image(record, kind, rgb)
         except (InspectorError, OSError) as exc:
-            if self.images_failed is None:  # said once, not at every try
-                log.error("store %s: %s; results are stored without images and overlays until they can be written", self.store.root, exc)
-            self.images_failed, self._next_image_try = str(exc), time.monotonic() + 5.0
-            return False
-        if self.images_failed is not None:
-            log.info("store %s: images and overlays are saved again", self.store.root)
-            self.images_failed = None
+            return self._images_failed(exc)
         return True
+
+    def _images_failed(self, exc: Exception) -> bool:
+        """Say why images cannot be written (once, not at every try); none are tried for 5 s then. False, as `room`."""
+        if self.images_failed is None:
+            log.error("store %s: %s; results are stored without images and overlays until they can be written", self.store.root, exc)
+        self.images_failed, self._next_image_try = str(exc), time.monotonic() + 5.0
+        return False
 
     def _room_for_images(self) -> bool:
         """False while the store's disk has less than store.min_free_mb free (checked every 5 s): a full disk
