@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -300,6 +301,7 @@ class MqttClient:
         c.on_connect, c.on_disconnect, c.on_connect_fail = self._connected, self._disconnected, self._connect_failed
         c.on_subscribe = self._subscribed
         c.on_message, c.on_publish = self._message, self._published
+        c.on_socket_open = _no_delay
         self._client = c
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -619,3 +621,12 @@ class MqttClient:
     def will_set(self, will: Will) -> None:
         """Change the last will used from the next connection on."""
         self._client.will_set(will.topic, will.payload, will.qos, will.retain, will.properties(self.v5))
+
+
+def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
+    """Each packet sent as it is written (TCP_NODELAY): under Nagle's algorithm a result waited for the broker to
+    acknowledge the input's PUBACK, which its delayed ACK holds up to 40 ms."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):  # no TCP socket (a websocket's wrapper): as it is
+        pass

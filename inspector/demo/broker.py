@@ -98,7 +98,7 @@ def _start_once(binary: str, folder: Path, timeout: float) -> Broker | int:
     port = free_port()
     conf, log = folder / "mosquitto.conf", folder / "mosquitto.log"
     user = "user root\n" if os.geteuid() == 0 else ""  # as root it would switch to user `mosquitto`, who cannot write here
-    conf.write_text(f"# written by `inspector demo`\n{user}listener {port} 127.0.0.1\nallow_anonymous true\n"
+    conf.write_text(f"# written by `inspector demo`\n{user}listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
                     f"log_dest file {log}\n", encoding="utf-8")
     start = log.stat().st_size if log.exists() else 0  # mosquitto appends: only this start's lines count
     proc = subprocess.Popen([*_dies_with_parent(), binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

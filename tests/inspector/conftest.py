@@ -47,7 +47,7 @@ class Broker:
         self.conf = root / "mosquitto.conf"
         user = "user root\n" if os.geteuid() == 0 else ""  # as root mosquitto would drop to `mosquitto`, who cannot write here
         self.conf.write_text(f"{user}listener {self.port} 127.0.0.1\n{listener_extra}\nallow_anonymous {str(anonymous).lower()}\n"
-                             f"max_inflight_messages 0\n{extra}\n")
+                             f"max_inflight_messages 0\nset_tcp_nodelay true\n{extra}\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Broker:
