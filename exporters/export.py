@@ -170,6 +170,9 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     _note_other_models(out, formats, ckpt_manifest["files"]["model.safetensors"], log)
     h, w = net.config.input_size
     calib_images = holdout = where = None
+    if "onnx-int8" in formats:
+        from exporters.quantize import check_quantiser
+        check_quantiser()
     if any(f.endswith("int8") for f in formats):  # before the slow trace: missing calibration data fails fast
         calib_paths, holdout_paths, where = calibration.image_sets(ckpt, ckpt_manifest, calib, N_CALIB, N_HOLDOUT)
         log(f"INT8 calibration on {len(calib_paths)} good images, checked on {len(holdout_paths)} from {where}")

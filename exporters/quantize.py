@@ -17,6 +17,7 @@ calibrated on good images, with a self-check that scores stay where float32 puts
 
 from __future__ import annotations
 
+import inspect
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from exporters import MIN_QUANTISER, quantiser_runs
 from exporters.graph import backbone_stages, compact_initializers, float_nodes
 from model.errors import InspectorError
 
@@ -73,6 +75,16 @@ def _scores(model: onnx.ModelProto | str, images: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(["score"], {"image": images[i : i + 8]})[0] for i in range(0, len(images), 8)])
 
 
+def check_quantiser() -> None:
+    """Refuse an INT8 export, before the slow trace, where the installed onnxruntime cannot make one."""
+    import onnxruntime
+
+    if not quantiser_runs(onnxruntime.__version__):
+        need = ".".join(map(str, MIN_QUANTISER))
+        raise InspectorError(f"--format onnx-int8: onnxruntime {onnxruntime.__version__} makes INT8 graphs it cannot run; install "
+                             f"onnxruntime {need} or later (pip install -U onnxruntime; Python 3.11 or later), or use onnx-fp16")
+
+
 def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray, tolerance: float = DRIFT_TOLERANCE,
                   progress=None) -> Int8Result:
     """Quantise `fp32` (from exporters.onnx_export) with calibration images; check on held-out good images."""
@@ -88,6 +100,9 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
     with tempfile.TemporaryDirectory(prefix="inspector-int8-") as tmp:
         src, out, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         onnx.save(fp32, src)
+        # each try after the first reuses the first's calibration ranges; before onnxruntime 1.27 (the last for Python 3.10
+        # is 1.23) every try calibrates again
+        cached = {"calibration_cache_path": str(cache)} if "calibration_cache_path" in inspect.signature(quantize_static).parameters else {}
         for k in range(limit + 1):
             exclude = keep | {n for _, nodes in stages[:k] for n in nodes}
             float_stages = [name for name, _ in stages[:k]]
@@ -97,7 +112,7 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
                     quantize_static(str(src), str(out), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                                     reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                     nodes_to_exclude=sorted(exclude), calibrate_method=CalibrationMethod.MinMax,
-                                    calibration_cache_path=str(cache))
+                                    **cached)
                 finally:
                     logging.disable(logging.NOTSET)
                 model = onnx.load(str(out))

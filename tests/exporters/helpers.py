@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-ONNX_FORMATS = ["onnx", "onnx-fp16", "onnx-int8"]
+from tests.conftest import INT8_RUNS
+
+ONNX_FORMATS = ["onnx", "onnx-fp16", *(["onnx-int8"] if INT8_RUNS else [])]
 INT8_TOLERANCE = 1.0
 _CACHE: dict[str, dict[str, Path]] = {}
 

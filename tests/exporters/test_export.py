@@ -172,6 +172,7 @@ def test_a_sidecar_whose_input_was_edited_is_refused(exports, tmp_path):
     assert Inspector.load(model).engine.meta.framing.roi is None
 
 
+@pytest.mark.int8
 def test_threshold_calibrates_an_export_on_the_scores_it_carries(capsys, exports, tiny_ckpt, tmp_path):
     """--far and --escape on an export use the calibration scores its manifest carries (its checkpoint's, copied at
     export), as its checkpoint would, and write the result where --set does; it said the scores stayed in the checkpoint."""
@@ -436,6 +437,7 @@ def test_a_failed_trace_is_one_clean_line_and_ctrl_c_stays_ctrl_c(tiny_ckpt, mon
         export_onnx(net)
 
 
+@pytest.mark.int8
 def test_an_export_stopped_part_way_names_what_it_wrote(capsys, tiny_ckpt, tmp_path, monkeypatch):
     """The float32 model is written, then INT8 gives up: said in the error and, with --json, as JSON on stdout
     (it was empty, though model.onnx and its manifest were on disk)."""

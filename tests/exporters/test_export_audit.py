@@ -167,6 +167,7 @@ def test_bench_says_an_export_predates_a_refit_of_its_checkpoint(tiny_ckpt, tmp_
         _check_exported_from(ckpt, [other])
 
 
+@pytest.mark.int8
 def test_bench_lists_a_damaged_export_as_skipped(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     """One truncated file in a folder of exports stopped the whole benchmark, where an export that cannot be opened is
     meant to be listed as skipped, with why, beside the others."""
@@ -193,6 +194,7 @@ def test_a_manifest_without_its_model_names_the_missing_file(capsys, exports, ti
         assert_one_line_error(code, err, f"model {model}: missing beside its manifest model-fp16.onnx.json", "copy the model file")
 
 
+@pytest.mark.int8
 def test_bench_without_exports_times_the_formats_that_export(capsys, tiny_ckpt, tiny_data, monkeypatch):
     """`bench CKPT DATA` exports every format first: an INT8 search that gave up (as it does, by design, for a model
     that drifts) stopped the benchmark of float32 and FP16 too. That format is now listed as skipped, with why."""

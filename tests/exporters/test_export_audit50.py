@@ -67,6 +67,7 @@ def test_verify_compares_the_defect_types_an_export_names(tmp_path):
     assert compare(_Scripted(scores), _Scripted(scores), paths, labels, "onnx")["types"] is None
 
 
+@pytest.mark.int8
 @pytest.mark.parametrize("option", ["--verify", "--calib"])
 @pytest.mark.parametrize("what", ["missing", "file", "empty"])
 def test_verify_and_calib_folders_are_named_by_their_option(capsys, tiny_ckpt, tiny_data, tmp_path, option, what):
@@ -147,6 +148,7 @@ def test_a_file_of_a_checkpoint_given_as_the_model_names_the_checkpoint(capsys, 
                           f"give the checkpoint folder {tiny_ckpt} instead")
 
 
+@pytest.mark.int8
 def test_exports_written_before_a_format_fails_are_still_verified(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
     """`export --format onnx,onnx-int8 --verify DATA` whose INT8 search gave up named model.onnx as written, but left it
     marked as waiting for its verification: every engine refused it ('wait for it, or export again'), with nothing running."""

@@ -11,6 +11,7 @@ from model.errors import InspectorError
 from tests.cli import assert_one_line_error, cli
 
 
+@pytest.mark.int8
 def test_a_full_disk_in_a_later_format_leaves_the_formats_before_it_verified(capsys, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
     """`export --format onnx,onnx-int8 --verify DATA` whose INT8 search found the temporary folder full ended in the CLI's
     catch-all: model.onnx, written, stayed marked as waiting for a verification that never came (every station refused
@@ -109,6 +110,7 @@ def test_a_threshold_set_on_an_export_while_it_is_verified_waits_for_the_export(
     assert (side["thresholds"]["image"], side["thresholds"]["pixel"]) == (12.5, 3.5)
 
 
+@pytest.mark.int8
 def test_export_force_says_the_failed_formats_earlier_file_is_still_there(capsys, tiny_ckpt, tmp_path, monkeypatch):
     """`export --force --format onnx,onnx-int8` whose INT8 search gave up named model.onnx as written, and said nothing of
     the model-int8.onnx beside it: the earlier export's (another checkpoint's, after a refit), now passing for one of these."""
@@ -135,6 +137,7 @@ def test_verify_export_given_a_checkpoint_for_the_export_is_one_clear_error(tiny
         verify_export(tiny_ckpt, tiny_ckpt, tiny_data)
 
 
+@pytest.mark.int8
 def test_a_calibration_image_that_cannot_be_used_names_calib(capsys, tiny_ckpt, tiny_data, tmp_path):
     """It was named as `image X: ...` alone, which a user who gave a --calib folder beside the training data could not place."""
     import shutil

@@ -96,6 +96,7 @@ def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports
             ModelMeta.from_manifest(broken, "ck", "torch-cpu", "w")
 
 
+@pytest.mark.int8
 def test_eval_accepts_exported_models(capsys, exports, tiny_ckpt, tiny_data):
     code, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data, "--json")
     ref = json.loads(out)
@@ -326,6 +327,7 @@ def test_graph_input_size_must_match_manifest(exports, tmp_path):
         open_engine(model_path)
 
 
+@pytest.mark.int8
 def test_wrong_input_size_at_inference(exports):
     from inspector.engines import open_engine
 
@@ -358,6 +360,7 @@ def test_engine_for_another_gpu_is_refused(capsys, tmp_path, tiny_data, monkeypa
     assert "built for GPU 'NVIDIA A100-SXM4-80GB' but this machine has 'NVIDIA H100 80GB HBM3'" in line
 
 
+@pytest.mark.int8
 def test_bench_model_cli(capsys, exports, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
     import torch
 
@@ -465,6 +468,7 @@ def test_tensorrt_engine_matches_torch(gpu_tensorrt, fmt, tiny_ckpt, tiny_data, 
         open_engine(path, "cuda")
 
 
+@pytest.mark.int8
 def test_export_bad_inputs(capsys, tiny_ckpt, tmp_path):
     from model.checkpoint import read_manifest, write_manifest
 

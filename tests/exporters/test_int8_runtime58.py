@@ -1,0 +1,30 @@
+"""onnxruntime before 1.28 makes INT8 graphs it then refuses to run (Python 3.10's last is 1.23): an INT8 export there is
+refused in one line before the trace, not a traceback from the quantiser minutes in."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporters import quantiser_runs
+from tests.cli import cli
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_versions_before_1_28_make_no_int8():
+    assert not quantiser_runs("1.19.2") and not quantiser_runs("1.23.2") and not quantiser_runs("1.27.0")
+    assert quantiser_runs("1.28.0") and quantiser_runs("1.32.1") and quantiser_runs("2.0.0.dev20261201")
+
+
+def test_an_int8_export_on_an_older_onnxruntime_is_refused_before_the_trace(capsys, tiny_ckpt, tmp_path, monkeypatch):
+    import exporters.onnx_export
+
+    def never(*_a, **_k):
+        raise AssertionError("traced before the refusal")
+
+    monkeypatch.setattr(ort, "__version__", "1.23.2")
+    monkeypatch.setattr(exporters.onnx_export, "export_onnx", never)
+    code, _, err = cli(capsys, "export", tiny_ckpt, "--format", "onnx,onnx-int8", "--out", tmp_path / "e")
+    assert code == 2 and err.strip() == ("error: --format onnx-int8: onnxruntime 1.23.2 makes INT8 graphs it cannot run; install "
+                                         "onnxruntime 1.28 or later (pip install -U onnxruntime; Python 3.11 or later), or use onnx-fp16")
+    assert not (tmp_path / "e").exists()
