@@ -10,11 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from model.errors import InspectorError, file_problem
 from model.framing import Roi, crop
-from model.images import read_mask
+from model.images import read_mask, upright
 
 IGNORE_HINT = ("give X,Y,W,H (a rectangle: left, top, width, height in pixels of the training images) or the path of a "
                "mask image of their size (white: ignore), e.g. 20,300,120,40")
@@ -48,7 +48,7 @@ def _read(path: Path, text: str) -> np.ndarray:
         raise InspectorError(f"--ignore {text}: {reason}; give a mask image (PNG, BMP or TIFF; white: ignore) of the training "
                              "images' size, or a rectangle X,Y,W,H") from None
     with Image.open(path) as img:  # read_mask decoded it: again for its grey levels and transparency
-        img = ImageOps.exif_transpose(img)
+        img = upright(img)
         grey = np.asarray(img.convert("L"), dtype=np.float32)
         see_through = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
         alpha = np.asarray(img.convert("RGBA").getchannel("A")) if see_through else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError, features
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError, features
 
 from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
@@ -111,6 +111,43 @@ def array_to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
 _UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
             6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
 SIDEWAYS = (5, 6, 7, 8)  # the orientations among them that swap width and height
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 where none). Where one other tag is damaged, Pillow before 13 gives no tags at all,
+    and a photo was inspected sideways: the tag is then read from the first IFD of the raw EXIF itself."""
+    found = img.getexif().get(ExifTags.Base.Orientation)
+    if found is None:
+        found = _raw_orientation(img.info.get("exif"))
+    return found if found in range(1, 9) else 1
+
+
+def _raw_orientation(raw: object) -> int | None:
+    if not isinstance(raw, bytes):
+        return None
+    raw = raw.removeprefix(b"Exif\x00\x00")
+    order = {b"II": "<", b"MM": ">"}.get(raw[:2])
+    if order is None:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", raw, 4)
+        (count,) = struct.unpack_from(order + "H", raw, ifd)
+        for at in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind = struct.unpack_from(order + "HH", raw, at)
+            if tag == ExifTags.Base.Orientation and kind == 3:  # SHORT, its value in the entry's first two bytes
+                return struct.unpack_from(order + "H", raw, at + 8)[0]
+    except struct.error:  # cut short: as if it had none
+        return None
+    return None
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image turned upright by its EXIF orientation, as ImageOps.exif_transpose turns it (reading the orientation
+    as `orientation` does)."""
+    method = _TRANSPOSE.get(orientation(img))
+    return img if method is None else img.transpose(method)
 
 
 def upright_size(path: str | Path) -> tuple[int, int] | None:
@@ -118,10 +155,10 @@ def upright_size(path: str | Path) -> tuple[int, int] | None:
     cannot be opened (reading it names why)."""
     try:
         with Image.open(path) as img:
-            size, orientation = img.size, img.getexif().get(ExifTags.Base.Orientation, 1)
+            size, turn = img.size, orientation(img)
     except Exception:  # anything Pillow raises on a damaged file
         return None
-    return (size[1], size[0]) if orientation in SIDEWAYS else size
+    return (size[1], size[0]) if turn in SIDEWAYS else size
 
 
 def high_bit_depth(path: str | Path) -> bool:
@@ -152,14 +189,14 @@ def _sixteen_bit_rgb(data: bytes, img: Image.Image) -> np.ndarray | None:
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # IMREAD_UNCHANGED ignores EXIF orientation
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         return None
-    arr = _UPRIGHT.get(img.getexif().get(ExifTags.Base.Orientation, 1), lambda a: a)(arr[..., 2::-1])
+    arr = _UPRIGHT.get(orientation(img), lambda a: a)(arr[..., 2::-1])
     return _stretch(arr)
 
 
 def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) -> np.ndarray:
     arr = _sixteen_bit_rgb(sixteen_bit_data, img) if sixteen_bit_data else None
     if arr is None:
-        img = ImageOps.exif_transpose(img)
+        img = upright(img)
         if img.mode == "La":  # grey with premultiplied alpha: Pillow converts it to nothing else ("from La to L not supported")
             img = img.convert("LA")
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -411,7 +448,7 @@ def _header_size(img: Image.Image) -> tuple[int, int]:
     would be decoded whole to find it, and is taken as stored (decoding it names the sides upright)."""
     if img.format == "PNG" and "exif" not in img.info:
         return img.size
-    return (img.size[1], img.size[0]) if img.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS else img.size
+    return (img.size[1], img.size[0]) if orientation(img) in SIDEWAYS else img.size
 
 
 def _within(width: int, height: int, max_pixels: int | None, name: str) -> None:
@@ -426,7 +463,7 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
-            grey = np.asarray(ImageOps.exif_transpose(img).convert("L"))
+            grey = np.asarray(upright(img).convert("L"))
             mask = grey > (127 if grey.max() > 127 else 0)
     except InspectorError:
         raise

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image
 
 from model.errors import InspectorError
-from model.images import FORMATS, decode_image, read_image, read_image_header, scan_images
+from model.images import AVIF_READ, FORMATS, decode_image, read_image, read_image_header, scan_images
 from tests.cli import assert_one_line_error, cli
 from tests.inspector.conftest import wait_until
 from tests.inspector.test_sources import drop, watcher
 from tests.synthetic import good_image
 
 ROOT = Path(__file__).resolve().parents[1]
-writes_avif = pytest.mark.skipif(not features.check("avif"), reason="this Pillow cannot write AVIF (Pillow 11.3+ wheels can)")
+writes_avif = pytest.mark.skipif(not AVIF_READ, reason="this Pillow cannot write AVIF (Pillow 11.3+ wheels can)")
 ORIENTATION = 0x0112  # the EXIF tag
 
 

@@ -40,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # WeasyPrint's step-by-step lines ("Step 4 - Creating layout") were half the station's log
-    logging.getLogger("weasyprint.progress").setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
+    logging.getLogger("weasyprint.progress").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)  # WeasyPrint 68 sets its own to WARNING

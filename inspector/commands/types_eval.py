@@ -35,7 +35,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def type_metrics(true: list[str], pred: list[str], classes: list[str]) -> dict[str, Any]:
     """Accuracy, macro-F1 over the known types, per-type recall, and the confusion matrix {true: {pred: n}}."""
-    t, p = np.array(true), np.array(pred)
+    t, p = np.array(true, dtype=str), np.array(pred, dtype=str)  # empty, NumPy 1 made them float, and `t == c` one False
     f1s, recall = [], {}
     for c in classes:
         tp = int(((t == c) & (p == c)).sum())

@@ -123,7 +123,7 @@ def test_the_ignored_pixels_hold_the_maps_least_value_at_the_images_size(models)
     for box in ((7, 5, 90, 70), Box(20, 15, 90, 70, 17.0)):  # a region, a turned one
         full = place_map(resize_map(small, (70, 90)), (120, 130), box)
         ignored = ignored_in(hidden, (120, 130), box)
-        assert ignored.sum() > 100 and (full[ignored] == full.min()).all()
+        assert ignored.sum() > 100 and np.allclose(full[ignored], full.min(), rtol=0, atol=1e-6)  # OpenCV < 5 resizes a step off
 
 
 def test_a_part_failed_all_over_has_no_region_in_the_ignored_pixels(models):

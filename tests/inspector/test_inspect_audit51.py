@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from inspector.decision import FAIL, DecisionConfig, decide
 
@@ -36,7 +37,7 @@ def test_a_16_bit_colour_pil_image_keeps_its_bits_as_its_file_does(tmp_path):
     frame[:10, :20] = 4000
     cv2.imwrite(str(tmp_path / "frame.png"), frame[..., ::-1])
     stored = np.rot90(frame, 1).copy()  # stored turned, with orientation 6 to show it upright
-    import tifffile
+    tifffile = pytest.importorskip("tifffile", reason="tifffile comes with scikit-image (the demo extra)")
 
     tifffile.imwrite(tmp_path / "turned.tif", stored, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
     for name in ("frame.png", "turned.tif"):
