@@ -141,6 +141,7 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
     stopped the whole benchmark, float32 and FP16 (timed already) and the TensorRT formats after it included."""
     from exporters.export import FILES, export
     from exporters.manifest import tensorrt_target
+    from exporters.quantize import check_quantiser
 
     formats = ["onnx", "onnx-fp16", "onnx-int8"]
     try:
@@ -157,6 +158,11 @@ def _export_all(ckpt: Path, folder: Path, calib: str | None, log) -> tuple[list[
         skipped.append(Candidate("tensorrt" if gpu else "onnxruntime", folder / FILES[fmt], "cuda" if gpu else "cpu", fmt,
                                  skipped=f"not exported: {reason}"))
 
+    try:
+        check_quantiser()
+    except InspectorError as exc:  # an onnxruntime before 1.28: float32, FP16 and TensorRT are timed all the same
+        formats.remove("onnx-int8")
+        skip("onnx-int8", str(exc).removeprefix("--format onnx-int8: "))
     log(f"exporting {', '.join(formats)} to a temporary folder ...")
     while formats:
         try:

@@ -28,3 +28,18 @@ def test_an_int8_export_on_an_older_onnxruntime_is_refused_before_the_trace(caps
     assert code == 2 and err.strip() == ("error: --format onnx-int8: onnxruntime 1.23.2 makes INT8 graphs it cannot run; install "
                                          "onnxruntime 1.28 or later (pip install -U onnxruntime; Python 3.11 or later), or use onnx-fp16")
     assert not (tmp_path / "e").exists()
+
+
+def test_bench_times_the_other_formats_and_lists_int8_as_skipped_on_an_older_onnxruntime(tiny_ckpt, tmp_path, monkeypatch):
+    """The refusal came first, for "onnx", and stopped the whole benchmark."""
+    import exporters.export
+    from inspector.commands.bench_model import _export_all
+
+    asked = []
+    monkeypatch.setattr(ort, "__version__", "1.23.2")
+    monkeypatch.setattr(exporters.export, "export", lambda ckpt, formats, *a, **k: asked.append(list(formats)) or [])
+    written, skipped = _export_all(tiny_ckpt, tmp_path, None, lambda _: None)
+    assert asked and "onnx-int8" not in asked[0] and asked[0][:2] == ["onnx", "onnx-fp16"]
+    assert [(c.kind, c.skipped) for c in skipped] == [("onnx-int8", "not exported: onnxruntime 1.23.2 makes INT8 graphs it cannot run; "
+                                                       "install onnxruntime 1.28 or later (pip install -U onnxruntime; Python 3.11 or later), "
+                                                       "or use onnx-fp16")]
