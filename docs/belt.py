@@ -1,5 +1,5 @@
 """Parts on a belt, from an MVTec-AD-layout dataset: how `fit --roi --locate` copes with parts that stop a little
-differently each time, and how `fit --ignore` copes with a code printed on every part (README, "Fit your own station").
+differently each time, and how `fit --ignore` copes with a code printed on every part (docs/fit.md, "Regions of interest, moving and turned parts").
 
     python docs/belt.py make ../shared/data/magnetic_tile /tmp/belt   # plain/ belt/ turned/ stamped/ smudged/ offsets.json
     python docs/belt.py check /tmp/belt [--turned]                     # how exactly --locate [--turn] finds each part

@@ -17,7 +17,6 @@ calibrated on good images, with a self-check that scores stay where float32 puts
 
 from __future__ import annotations
 
-import inspect
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -100,9 +99,6 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
     with tempfile.TemporaryDirectory(prefix="inspector-int8-") as tmp:
         src, out, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         onnx.save(fp32, src)
-        # each try after the first reuses the first's calibration ranges; before onnxruntime 1.27 (the last for Python 3.10
-        # is 1.23) every try calibrates again
-        cached = {"calibration_cache_path": str(cache)} if "calibration_cache_path" in inspect.signature(quantize_static).parameters else {}
         for k in range(limit + 1):
             exclude = keep | {n for _, nodes in stages[:k] for n in nodes}
             float_stages = [name for name, _ in stages[:k]]
@@ -112,7 +108,7 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
                     quantize_static(str(src), str(out), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                                     reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                     nodes_to_exclude=sorted(exclude), calibrate_method=CalibrationMethod.MinMax,
-                                    **cached)
+                                    calibration_cache_path=str(cache))
                 finally:
                     logging.disable(logging.NOTSET)
                 model = onnx.load(str(out))

@@ -303,7 +303,7 @@ class Sink:
                     room = self._save_image(record, "overlay", result.overlay(job.rgb))
         except OSError as exc:  # not known to be on the disk, and removed: the record names none of them
             record["images"], room = named, self._images_failed(exc)
-        if record["images"] != named and self.images_failed is not None:
+        if room and record["images"] != named and self.images_failed is not None:  # all it tried saved
             log.info("store %s: images and overlays are saved again", self.store.root)
             self.images_failed = None
         if not room and (self._wanted(sc.save_images, result.verdict) or self._wanted(sc.save_overlays, result.verdict)):

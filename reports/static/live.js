@@ -15,6 +15,11 @@
       // the body's content is swapped in around #announce, which stays: a live region replaced by a new one is not
       // announced, and one announced at every swap would read the whole page again every few seconds
       const say = document.getElementById("announce"), next = doc.getElementById("announce");
+      // the keyboard's place and each wide table's sideways scroll outlive the swap: a table box in the tab order lost
+      // its focus at every refresh, and a keyboard could not scroll it
+      const focusable = () => [...document.querySelectorAll("a[href], [tabindex]")];
+      const at = focusable().indexOf(document.activeElement);
+      const scrolled = [...document.querySelectorAll(".wide")].map((box) => box.scrollLeft);
       if (say && next) {
         next.remove();
         for (const n of [...document.body.childNodes]) if (n !== say) n.remove();
@@ -24,6 +29,10 @@
       } else {
         document.body.replaceWith(document.adoptNode(doc.body));
       }
+      const boxes = document.querySelectorAll(".wide");
+      scrolled.forEach((x, i) => { if (boxes[i]) boxes[i].scrollLeft = x; });
+      const back = at >= 0 ? focusable()[at] : null;
+      if (back) back.focus({ preventScroll: true });
       document.title = doc.title;
     } catch (e) {
       const note = document.getElementById("unreachable"), say = document.getElementById("announce");

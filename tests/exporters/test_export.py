@@ -61,7 +61,7 @@ def test_fp32_matches_torch_at_batch_1_and_8(exports, batch8, torch_out):
     assert dim0.dim_param and not dim0.dim_value  # a symbolic (dynamic) batch axis
 
 
-@pytest.mark.parametrize("kind", ["onnx-fp16", "onnx-int8"])
+@pytest.mark.parametrize("kind", ["onnx-fp16", pytest.param("onnx-int8", marks=pytest.mark.int8)])
 def test_reduced_precision_keeps_scores_and_ranking(kind, exports, batch8, torch_out):
     from inspector.engines import open_engine
 
@@ -93,6 +93,7 @@ def test_fp16_graph_keeps_head_in_float32(exports):
             assert types.get(n.output[0]) == TensorProto.FLOAT, n.name
 
 
+@pytest.mark.int8
 def test_int8_graph_is_quantised_and_small(exports):
     model = onnx.load(str(exports["onnx-int8"]))
     ops = [n.op_type for n in model.graph.node]
@@ -107,6 +108,7 @@ def test_int8_graph_is_quantised_and_small(exports):
     assert ("except float32 stages" in info["compute"]) == bool(info["float32_stages"])
 
 
+@pytest.mark.int8
 def test_int8_tries_7_bit_weights_where_full_range_drifts(tiny_ckpt, batch8, monkeypatch):
     """Full-range weights saturate on x86 CPUs without VNNI: the quantiser must then try 7-bit ones before
     keeping more stages in float32."""

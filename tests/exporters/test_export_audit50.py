@@ -109,6 +109,7 @@ def test_the_torch_engine_refuses_a_batch_the_exports_refuse(tiny_ckpt, shape):
     assert engine.infer(np.zeros((2, 3, 64, 64), np.float64)).score.shape == (2,)
 
 
+@pytest.mark.int8
 def test_int8_giving_up_says_its_closest_try_and_a_small_calibration_set(capsys, tiny_ckpt, tmp_path, monkeypatch):
     """The INT8 search gave up naming its last try's drift (7-bit weights, often worse than the try before it) as how far
     scores 'still move', and told to use onnx-fp16 where its activation ranges came from a handful of --calib images
