@@ -6,7 +6,6 @@ view's script in a real Chromium where one is installed."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from html.parser import HTMLParser
 
@@ -19,6 +18,7 @@ from reports.images import array_uri
 from reports.render import PACKAGE, live_html
 from reports.sample import make_records
 from reports.validation import render_validation
+from tests.reports.browser import serve_page
 from tests.reports.test_validation import run_of
 
 LANGS = ("en", "zh", "es")
@@ -197,25 +197,8 @@ def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, page
 def test_the_live_view_says_each_new_part_once_across_refreshes(browser):
     """The region survives the script's refresh (a replaced live region is not announced), stays quiet while only the
     counts change, and says the new part when one arrives, and that the station stopped answering."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     state = {"records": [{"inspection_id": "a1", "serial": "SN-1", "verdict": "PASS", "score": 1.0, "threshold": 2.0}], "n": 5}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = live_html(state["records"], {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_page(lambda: live_html(state["records"], {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode())
     page = browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
 
     def shows(expression, want, seconds=20):

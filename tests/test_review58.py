@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 import time
 
 from reports.render import live_html
+from tests.reports.browser import serve_page
 from tests.test_a11y58 import browser  # noqa: F401 (the module's Chromium)
 from tests.test_latency58 import _failed_part, _sink
 
@@ -68,26 +68,9 @@ def test_the_int8_skip_on_an_older_onnxruntime_hides_no_test_that_makes_no_int8_
 def test_the_live_views_table_box_keeps_the_keyboards_focus_across_a_refresh(browser):  # noqa: F811 (the fixture)
     """The recent parts' box is in the tab order (tabindex=0) so that a keyboard scrolls it; the refresh replaced every
     element of the body but the announcement, so the focus fell back to the page within the refresh period (2 s)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     records = [{"inspection_id": f"a{i}", "serial": f"SN-{i}", "verdict": "PASS", "score": 1.0, "threshold": 2.0} for i in range(3)]
     state = {"n": 5}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = live_html(records, {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_page(lambda: live_html(records, {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode())
     page = browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
     try:
         page.eval("document.querySelector('#recent .wide').focus(); 0")
