@@ -473,7 +473,7 @@ class Intake:
             self.mqtt.ack(message)
 
     def _command_key(self, message: Message | None) -> dict[str, str | None]:
-        """{"command": name} for a reply to an input on the command topic, as the README promises for every one (the
+        """{"command": name} for a reply to an input on the command topic, as docs/mqtt.md promises for every one (the
         refusals at intake had none): the command's name when the payload names a known one, else None."""
         if message is None or message.topic != self.topics.command:
             return {}
