@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,39 @@ def public_dir():
         if p.is_dir() and not p.is_symlink():
             p.chmod(stat.S_IRWXU)
     shutil.rmtree(top)
+
+
+@pytest.fixture(scope="session")
+def pyproject() -> dict:
+    """pyproject.toml, parsed."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium for the module's tests (skipped where it or websocket-client is not installed)."""
+    pytest.importorskip("websocket", reason="browser tests need websocket-client (the dev extra)")
+    from tests.reports.browser import Chromium, chromium_binary
+
+    binary = chromium_binary()
+    if not binary:
+        pytest.skip("chromium is not installed (apt-get install chromium; see the Makefile's APT_PACKAGES)")
+    b = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+def fail_file_fsyncs(monkeypatch) -> None:
+    """os.fsync of a regular file raises EIO from now on (a dying disk); a folder's still syncs."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)

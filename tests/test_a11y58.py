@@ -161,19 +161,6 @@ def test_the_live_view_announces_a_new_part_from_one_polite_region(pages):
 
 # ---- in a real Chromium ----
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    pytest.importorskip("websocket", reason="browser tests need websocket-client (the dev extra)")
-    from tests.reports.browser import Chromium, chromium_binary
-
-    binary = chromium_binary()
-    if not binary:
-        pytest.skip("chromium is not installed (apt-get install chromium; see the Makefile's APT_PACKAGES)")
-    b = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
-    yield b
-    b.close()
-
-
 def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, pages):
     """At 200 % zoom (a 550 px wide window) the escapes table's name column was squeezed to a few letters and the name
     broke mid-word ("Konstantinopo|ulou"): its longest word now fits the column."""

@@ -81,7 +81,7 @@ def test_wheel_holds_the_packages_and_their_data_and_nothing_else(built):
     assert not [c for c in classifiers if c.startswith("License ::")]  # the license expression says it (setuptools refuses both)
 
 
-def test_build_requirements_are_in_this_venv():
+def test_build_requirements_are_in_this_venv(pyproject):
     """`python -m build --no-isolation` in the project's venv stopped on "Missing dependencies: wheel": setuptools 70.1+
     builds wheels itself, and the venv `make setup` makes has no `wheel`."""
     from importlib.metadata import PackageNotFoundError, version
@@ -89,11 +89,7 @@ def test_build_requirements_are_in_this_venv():
     from packaging.requirements import Requirement
     from packaging.version import Version
 
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli")
-    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    requires = pyproject["build-system"]["requires"]
     unmet = []
     for text in requires:
         req = Requirement(text)

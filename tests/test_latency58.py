@@ -24,6 +24,7 @@ from inspector.intake import Job
 from inspector.pipeline import Sink
 from inspector.result import InspectionResult
 from inspector.store import Store
+from tests.conftest import fail_file_fsyncs
 
 RECORD = {"inspection_id": "p1", "timestamp": "2026-12-06T10:00:00.000Z"}
 
@@ -67,16 +68,9 @@ def test_images_saved_together_are_synced_at_once_their_folder_once_and_stay_los
 
 def test_an_image_of_the_block_that_cannot_be_synced_removes_them_all_and_raises(tmp_path, monkeypatch):
     store = Store(tmp_path / "data")
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EIO, "Input/output error")
-        real(fd)
-
     try:
         store.save_image({**RECORD, "inspection_id": "p0"}, "image", _pixels(0))  # an earlier part's: left alone
-        monkeypatch.setattr(os, "fsync", fsync)
+        fail_file_fsyncs(monkeypatch)
         with pytest.raises(OSError, match="Input/output error"), store.images_together():
             store.save_image(RECORD, "image", _pixels(1))
             store.save_image(RECORD, "overlay", _pixels(2))

@@ -4,11 +4,8 @@ at its declared minimum): a bound below one of these installs a version that bre
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # package -> the least version that works, and why; a bound may be raised past these, never lowered below them
 NEEDED = {
@@ -39,15 +36,6 @@ def _lower_bounds(pyproject: dict) -> dict[str, list[str]]:
         if bound:
             found.setdefault(name, []).append(bound.group(1))
     return found
-
-
-@pytest.fixture(scope="module")
-def pyproject() -> dict:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli")
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 @pytest.mark.parametrize("package", sorted(NEEDED))

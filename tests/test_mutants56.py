@@ -15,6 +15,7 @@ import pytest
 from inspector.config import config_errors, safe_url
 from inspector.result import iso_utc
 from tests import test_durable56
+from tests.conftest import fail_file_fsyncs
 from tests.inspector.test_config import BASE
 from tests.test_durable56 import _hooks, _stored
 
@@ -172,20 +173,10 @@ def test_the_worker_takes_a_missing_report_only_while_it_is_still_missing_and_no
 
 def test_an_image_whose_file_cannot_be_synced_is_not_left_behind(tmp_path, monkeypatch):
     """Its folder synced, the PNG's own fsync failing (EIO): no file that no record names stays."""
-    import errno
-    import stat
-
     from inspector.store import Store
 
     store = Store(tmp_path / "data")
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EIO, "Input/output error")
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    fail_file_fsyncs(monkeypatch)
     try:
         with pytest.raises(OSError):
             store.save_image({"inspection_id": "p1", "timestamp": "2026-12-06T10:00:00.000Z"}, "image", np.full((8, 8, 3), 9, np.uint8))

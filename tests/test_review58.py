@@ -8,7 +8,6 @@ import time
 
 from reports.render import live_html
 from tests.reports.browser import serve_page
-from tests.test_a11y58 import browser  # noqa: F401 (the module's Chromium)
 from tests.test_latency58 import _failed_part, _sink
 
 
@@ -65,7 +64,7 @@ def test_the_int8_skip_on_an_older_onnxruntime_hides_no_test_that_makes_no_int8_
     assert [item.nodeid for item in unrelated if item.added] == []
 
 
-def test_the_live_views_table_box_keeps_the_keyboards_focus_across_a_refresh(browser):  # noqa: F811 (the fixture)
+def test_the_live_views_table_box_keeps_the_keyboards_focus_across_a_refresh(browser):
     """The recent parts' box is in the tab order (tabindex=0) so that a keyboard scrolls it; the refresh replaced every
     element of the body but the announcement, so the focus fell back to the page within the refresh period (2 s)."""
     records = [{"inspection_id": f"a{i}", "serial": f"SN-{i}", "verdict": "PASS", "score": 1.0, "threshold": 2.0} for i in range(3)]

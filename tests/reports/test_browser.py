@@ -7,20 +7,9 @@ from PIL import Image, ImageStat
 
 import reports
 
-from .browser import Chromium, chromium_binary
 from .conftest import XSS
 
 pytest.importorskip("websocket", reason="browser tests need websocket-client (the dev extra)")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = chromium_binary()
-    if not binary:
-        pytest.skip("chromium is not installed (apt-get install chromium; see the Makefile's APT_PACKAGES)")
-    b = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
