@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -324,7 +325,7 @@ def test_a_second_sigterm_while_draining_stops_without_waiting_and_the_rest_is_a
         shutil.rmtree(folder, ignore_errors=True)
     if failed:
         raise failed[0]
-    assert "drained: cut short;" in caplog.text and "0 job(s) left in the journal" not in caplog.text
+    assert "drained: cut short;" in caplog.text and not re.search(r"\b0 job\(s\) left in the journal", caplog.text)  # 10 left is not 0
     with running(cfg, tiny_inspector):  # what was left in the journal, and what the broker kept unacknowledged
         wait_until(lambda: set(ids) <= lst.result_ids(), 60, "every part after the restart")
     assert not lst.on("error")
