@@ -314,8 +314,12 @@ class Sink:
         self.store.add(record, reply=job.reply)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
-        self.outbox.publish(record, job.reply)
+        # counted and on the live view before the line hears of it: a PLC that reads /health or the page on a result
+        # saw the part missing there (the demo saved a live view one part short)
         self.metrics.inc("inspector_verdicts_total", {"verdict": result.verdict})
+        if self.live is not None:
+            self.live.add(job.rgb, result, record)
+        self.outbox.publish(record, job.reply)
         margin = result.score - result.threshold
         if math.isfinite(margin):  # a NaN score FAILs with no margin to show
             self.metrics.observe("inspector_score_margin", margin, {"verdict": result.verdict})
@@ -327,8 +331,6 @@ class Sink:
                  f", {len(result.warnings)} warning(s)" if result.warnings else "")
         if self.sparkplug is not None:
             self.sparkplug.publish_result(record)
-        if self.live is not None:
-            self.live.add(job.rgb, result, record)
         if result.verdict == "FAIL":
             self.hooks.fail(record)
         for warning, kind in zip(result.warnings, record.get("warning_kinds", []), strict=True):

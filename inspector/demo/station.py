@@ -197,7 +197,8 @@ def serve(out: Path, model: Path, video: Path, serials: list[str], mqtt_port: in
         live.stream.write(f"  live view: http://127.0.0.1:{daemon.http.port}/ while the station runs (saved as {out / 'live.html'})\n")
         if with_mqtt:
             published, errors = _plc(cfg, n, serials, daemon, live, deadline, broker_alive)
-        while daemon.store.count() + len(errors) < n:
+        # the sink counts a part and shows it on the live view just after storing it: wait for the sink too
+        while daemon.store.count() + len(errors) < n or daemon.results.unfinished_tasks:
             if time.monotonic() > deadline:
                 raise InspectorError(f"the station inspected {daemon.store.count()} of {n} frames in time; see {log}")
             live.show(daemon.store.records)
