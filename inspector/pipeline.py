@@ -314,12 +314,9 @@ class Sink:
         self.store.add(record, reply=job.reply)  # before publishing: the row is the truth, the outbox resends from it
         t1 = time.monotonic()
         self.metrics.observe("inspector_stage_seconds", t1 - t0, {"stage": "store"})
-        # counted and on the live view before the line hears of it: a PLC that reads /health or the page on a result
-        # saw the part missing there (the demo saved a live view one part short)
+        # counted, logged and on the live view before the line hears of it (microseconds): a PLC that read /health, the
+        # log or the page on a result saw the part missing there (the demo saved a live view one part short)
         self.metrics.inc("inspector_verdicts_total", {"verdict": result.verdict})
-        if self.live is not None:
-            self.live.add(job.rgb, result, record)
-        self.outbox.publish(record, job.reply)
         margin = result.score - result.threshold
         if math.isfinite(margin):  # a NaN score FAILs with no margin to show
             self.metrics.observe("inspector_score_margin", margin, {"verdict": result.verdict})
@@ -329,16 +326,19 @@ class Sink:
         log.info("%s %s (%s, %s): score %.4g, threshold %.4g, %d region(s)%s%s", result.verdict, job.serial or "-", job.inspection_id,
                  job.source, result.score, result.threshold, result.found, kind,
                  f", {len(result.warnings)} warning(s)" if result.warnings else "")
-        if self.sparkplug is not None:
-            self.sparkplug.publish_result(record)
-        if result.verdict == "FAIL":
-            self.hooks.fail(record)
         for warning, kind in zip(result.warnings, record.get("warning_kinds", []), strict=True):
             self.metrics.inc("inspector_warnings_total", {"kind": kind})
             if warning not in self._last_warnings:  # in the log once per change, not once per part
                 log.warning("%s (%s; further ones are counted in inspector_warnings_total)", warning, job.inspection_id)
         if result.warnings:
             self._last_warnings = tuple(result.warnings)
+        if self.live is not None:
+            self.live.add(job.rgb, result, record)
+        self.outbox.publish(record, job.reply)
+        if self.sparkplug is not None:
+            self.sparkplug.publish_result(record)
+        if result.verdict == "FAIL":
+            self.hooks.fail(record)
         return record
 
     @property
