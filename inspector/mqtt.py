@@ -256,6 +256,9 @@ class MqttClient:
         self._watch_mid: int | None = None  # the SUBSCRIBE of `watch`, to name its refusal
         self._watch_refused_said = False
         self._first = threading.Event()
+        # the SUBSCRIBEs of this connection not yet acknowledged; set when none is: an input published before then is lost
+        self._unacked: set[int] = set()
+        self._subscribed_all = threading.Event()
         self._refusal: str | None = None
         self._connected_at = 0.0
         self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
@@ -384,24 +387,37 @@ class MqttClient:
                     self._on_new_session()
             if self.retired:
                 client.unsubscribe(self.retired)
+            self._subscribed_all.clear()
+            self._unacked = set()
             for topic in self.subscriptions:
                 # MQTT 5: Retain As Published, since the broker otherwise clears the retain flag of a message it hands
                 # to a live subscriber, and a retained trigger sent while the station ran was inspected as a part
                 # (refused only at the next start); one left at the broker is sent when the subscription is new only
                 # (Retain Handling 1): it was refused, and counted as a refused part, at every reconnect. 3.1.1 has neither.
                 if self.v5:
-                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=1))
+                    mid = client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=1))[1]
                 else:
-                    client.subscribe(topic, qos=1)
+                    mid = client.subscribe(topic, qos=1)[1]
+                self._unacked.add(mid)
             if self.watch is not None:
                 # QoS 0: nothing to acknowledge (manual_ack) or journal; what passed while disconnected is made up by the
                 # retained message, sent at every subscribe (Retain Handling 0)
                 self._watch_mid = client.subscribe(self.watch, options=SubscribeOptions(qos=0, retainHandling=0))[1]
+            if not self._unacked:
+                self._subscribed_all.set()
             if self._on_connected is not None:
                 self._on_connected()
         self._first.set()
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Whether the broker acknowledged every subscription of the connection within `timeout` s (paho's callbacks run
+        in order, so a SUBACK is never seen before its SUBSCRIBE's packet id is noted)."""
+        return self._subscribed_all.wait(timeout)
+
     def _subscribed(self, client, userdata, mid, reasons, properties) -> None:
+        self._unacked.discard(mid)
+        if not self._unacked:
+            self._subscribed_all.set()
         # a subscription the broker refused (its ACL) was silent: the station sat online and received nothing
         if refused := [str(r) for r in reasons if r.is_failure]:
             if mid == self._watch_mid and self.watch is not None:  # not an input: said once, as a warning
