@@ -27,7 +27,13 @@ from inspector.sparkplug import SparkplugNode
 from tests.synthetic import defect_image, good_image
 
 
+WAIT_FLOOR_S = 30.0
+
+
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """`cond()`'s first true value; an AssertionError naming `what` after `timeout` s, or 30 at least: a bound, not a
+    timing: `make test` runs 4 workers on CI's 2 cores, where a few seconds are no promise."""
+    timeout = max(timeout, WAIT_FLOOR_S)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = cond()
