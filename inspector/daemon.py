@@ -356,7 +356,7 @@ class Daemon:
             # start() returns ready to receive (an embedder or test that published at once lost its first input, when the
             # broker took it before the station's SUBSCRIBE); a PLC waits for `online`, sent after the SUBSCRIBEs
             if not self.mqtt.wait_subscribed(cfg.mqtt.connect_timeout_s):
-                log.warning("%s: the broker acknowledged not every subscription within %g s; inputs sent now may be lost",
+                log.warning("%s: the broker has not acknowledged every subscription within %g s; inputs sent now may be lost",
                             self.mqtt.where, cfg.mqtt.connect_timeout_s)
         self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._watchdog.start()

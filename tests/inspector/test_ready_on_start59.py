@@ -25,3 +25,12 @@ def test_an_input_published_as_start_returns_is_inspected(station, listen, tiny_
     with running(cfg, tiny_inspector):
         lst.publish("trigger", json.dumps({"inspection_id": "first", "base64": base64.b64encode(good_png).decode()})).wait_for_publish(10)
         wait_until(lambda: "first" in lst.result_ids(), 20, "the input published as start() returned, answered")
+
+
+def test_subscriptions_never_acknowledged_are_said_and_the_station_starts_anyway(station, tiny_inspector, monkeypatch, caplog):
+    monkeypatch.setattr(MqttClient, "_subscribed", lambda self, *args: None)  # the SUBACKs never seen
+    cfg = station(mqtt={"connect_timeout_s": 1.0})
+    with running(cfg, tiny_inspector) as d:
+        assert d.ready
+    said = [r.getMessage() for r in caplog.records if "has not acknowledged every subscription within 1 s" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"mqtt 127.0.0.1:{cfg.mqtt.port}: ")
