@@ -26,7 +26,6 @@ from inspector.demo.broker import find_mosquitto, free_port
 from inspector.sparkplug import SparkplugNode
 from tests.synthetic import defect_image, good_image
 
-
 WAIT_FLOOR_S = 30.0
 
 
