@@ -40,6 +40,7 @@ PACKAGE = Path(__file__).parent
 _FIRST = datetime.min.replace(tzinfo=timezone.utc)  # an undated part's stand-in time in a sort key (its flag puts it last)
 FORMATS = ("html", "pdf")
 WORST_N = 12
+LONG_PART = 20  # a short name ("exp6_num_972") keeps its words together: it fits a line
 MAX_FAILED_ROWS = 200  # the failed-parts and escapes tables of a shift report; beyond this a part of them, and a CSV of all
 # Record values shown translated when they are one of these (anything else is shown as it is, escaped).
 TRANSLATED_VALUES = ("PASS", "FAIL", "UNKNOWN", "unknown", "good", "checkpoint", "low", "medium", "high", "anomaly", "unclassified",
@@ -85,9 +86,12 @@ def zone_name(z: Zone) -> str | None:
 
 
 def breakable(text: Any) -> Markup:
-    """`text` (an identifier, a file name) with line-break chances after each / and : and before its extension, where a
-    narrow cell wraps it: without them a PDF cut it within a word ("onnxruntime:CPUExecutio nProvider", "exp6_num_972.jp g")."""
-    marked = re.sub(r"([/:])", r"\1<wbr>", str(escape(text)))
+    """`text` (an identifier, a file name) with line-break chances after each / and : and before its extension, and in a
+    part between them longer than LONG_PART after each _ between two words too, where a narrow cell wraps it: without
+    them a PDF cut it within a word ("onnxruntime:CPUExecutio nProvider", "exp6_num_972.jp g", "..._2026_12_0 7_shift...")."""
+    marked = re.sub(r"[^/:]{%d,}" % (LONG_PART + 1), lambda m: re.sub(r"(?<=[^\W_])_(?=[^\W_])", "_<wbr>", m.group(0)),
+                    str(escape(text)))
+    marked = re.sub(r"([/:])", r"\1<wbr>", marked)
     return Markup(re.sub(r"\.(\w{1,5})$", r"<wbr>.\1", marked))
 
 
