@@ -64,6 +64,7 @@ def parts(tmp_path_factory):
     root = tmp_path_factory.mktemp("a11y_store")
     records = make_records(40, root=root, image_size=64, fail_rate=0.3, seed=3)
     fail = next(r for r in records if r["verdict"] == "FAIL" and len(r["defects"]) >= 2)
+    fail["reviews"] = [{"outcome": "confirmed", "by": LONG_NAME, "note": "scrapped", "time": "2026-11-26T09:00:00Z"}]
     good = next(r for r in records if r["verdict"] == "PASS")
     escape = dict(good, inspection_id="esc", serial="LOT_2026_11_26_LINE3_STATION7_0000123457",
                   reviews=[{"outcome": "escape", "by": LONG_NAME, "note": "found at final QA", "time": "2026-11-26T10:00:00Z"}])
@@ -161,13 +162,14 @@ def test_the_live_view_announces_a_new_part_from_one_polite_region(pages):
 
 # ---- in a real Chromium ----
 
-def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, pages):
+@pytest.mark.parametrize("kind, cells", [("shift", "#escapes td"), ("inspection", "#review td")])
+def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, pages, kind, cells):
     """At 200 % zoom (a 550 px wide window) the escapes table's name column was squeezed to a few letters and the name
-    broke mid-word ("Konstantinopo|ulou"): its longest word now fits the column."""
-    page = browser.open(pages["path", "shift", "en"].as_uri(), width=550, height=900)
+    broke mid-word ("Konstantinopo|ulou"), and the inspection report's QA review too: its longest word now fits."""
+    page = browser.open(pages["path", kind, "en"].as_uri(), width=550, height=900)
     try:
         fits = page.eval("""(() => {
-            const td = [...document.querySelectorAll('#escapes td')].find(c => c.textContent.includes('Konstantinopoulou'));
+            const td = [...document.querySelectorAll('%s')].find(c => c.textContent.includes('Konstantinopoulou'));
             const probe = document.createElement('span');
             probe.textContent = 'Konstantinopoulou-';
             td.appendChild(probe);
@@ -175,7 +177,7 @@ def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, page
             probe.remove();
             const style = getComputedStyle(td);
             return [word, td.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)];
-        })()""")
+        })()""" % cells)
         assert fits[0] <= fits[1] + 0.5, fits
     finally:
         page.close()
