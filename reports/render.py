@@ -89,8 +89,11 @@ def breakable(text: Any) -> Markup:
     """`text` (an identifier, a file name) with line-break chances after each / and : and before its extension, and in a
     part between them longer than LONG_PART after each _ between two words too, where a narrow cell wraps it: without
     them a PDF cut it within a word ("onnxruntime:CPUExecutio nProvider", "exp6_num_972.jp g", "..._2026_12_0 7_shift...")."""
-    marked = re.sub(r"[^/:]{%d,}" % (LONG_PART + 1), lambda m: re.sub(r"(?<=[^\W_])_(?=[^\W_])", "_<wbr>", m.group(0)),
-                    str(escape(text)))
+    def words(m: re.Match) -> str:
+        part = m.group(0)
+        return re.sub(r"(?<=[^\W_])_(?=[^\W_])", "_<wbr>", part) if len(part) > LONG_PART else part
+
+    marked = re.sub(r"[^/:]+", words, str(escape(text)))
     marked = re.sub(r"([/:])", r"\1<wbr>", marked)
     return Markup(re.sub(r"\.(\w{1,5})$", r"<wbr>.\1", marked))
 
