@@ -5,6 +5,7 @@ view's script in a real Chromium where one is installed."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from html.parser import HTMLParser
@@ -168,8 +169,8 @@ def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, page
     broke mid-word ("Konstantinopo|ulou"), and the inspection report's QA review too: its longest word now fits."""
     page = browser.open(pages["path", kind, "en"].as_uri(), width=550, height=900)
     try:
-        fits = page.eval("""(() => {
-            const td = [...document.querySelectorAll('%s')].find(c => c.textContent.includes('Konstantinopoulou'));
+        fits = page.eval("""(cells => {
+            const td = [...document.querySelectorAll(cells)].find(c => c.textContent.includes('Konstantinopoulou'));
             const probe = document.createElement('span');
             probe.textContent = 'Konstantinopoulou-';
             td.appendChild(probe);
@@ -177,7 +178,7 @@ def test_a_reviewers_name_breaks_between_words_at_200_percent_zoom(browser, page
             probe.remove();
             const style = getComputedStyle(td);
             return [word, td.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)];
-        })()""" % cells)
+        })""" + f"({json.dumps(cells)})")
         assert fits[0] <= fits[1] + 0.5, fits
     finally:
         page.close()
