@@ -217,7 +217,7 @@ def test_after_keep_an_idle_folder_is_not_looked_at_file_by_file_yet_every_chang
         time.sleep(1.0)  # 20 polls
         assert len(looked) <= 50  # at most one poll looked at every file (before: all of them, every poll)
         drop(folder / "new.png", png(good_image(60)))  # renamed in: the folder's time says so
-        wait_until(lambda: len(frames) == 51, 1.0, "a new file, at once")
+        wait_until(lambda: len(frames) == 51, 1.0, "a new file, at once", exact=True)  # not at the rescan, 3 s on
         (folder / "P3.png").write_bytes(png(good_image(61)))  # a kept file rewritten in place: the folder's time stays
         wait_until(lambda: len(frames) == 52, 5.0, "a rewrite in place, within RESCAN_S")
         start = time.monotonic()
