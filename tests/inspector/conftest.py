@@ -280,7 +280,7 @@ class Listener:
         props.SessionExpiryInterval = 300
         self.client.connect("127.0.0.1", port, keepalive=5, clean_start=client_id is None, properties=props)
         self.client.loop_start()
-        assert self.connected.wait(30), "test client could not connect"
+        assert self.connected.wait(WAIT_FLOOR_S), "test client could not connect"
 
     def _connect(self, client, userdata, flags, reason, properties) -> None:
         # ready only once the broker has acknowledged every subscription (else early messages are missed)
