@@ -183,7 +183,8 @@ class Worker:
 
 
 class Daemon:
-    """One station. `run()` for the command line; `start()` / `shutdown()` for tests and embedding.
+    """One station. `run()` for the command line; `start()` / `shutdown()` for tests and embedding (`start()` returns
+    ready to receive: with the broker reachable, once it acknowledged the station's subscriptions).
 
     `inspector` may be given (an `api.Inspector`, e.g. shared by tests); `on_fail(record)` and
     `on_shift_report(records, meta)` replace the default report renderers. `config_path`, the file `cfg` came from,
