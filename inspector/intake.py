@@ -460,15 +460,16 @@ class Intake:
         text, origin = one_line(text), one_line(origin)
         log.warning("rejected %s: %s", origin, text)
         self.metrics.inc("inspector_rejected_total", {"reason": reason})
-        payload = error_payload(text, origin, inspection_id, serial, **self._command_key(message))
-        for reply in replies or (message.reply if message else None,):
-            self._publish(self.topics.error, payload, reply=reply)
+        # kept before the line hears of it, as a result is stored before it is published: read on the error, it was missing
         if part if part is not None else message is not None and self.topics.is_part(message.topic):
             try:
                 self.store.note_refusal({"timestamp": utc_now(), "station": self.cfg.station.name, "source": origin,
                                          "inspection_id": inspection_id, "serial": serial, "reason": text, "kind": reason})
-            except OSError as exc:  # it was answered on the error topic all the same
+            except OSError as exc:  # it is answered on the error topic all the same
                 log.error("store: cannot keep the refusal of %s for the shift report (%s)", origin, exc)
+        payload = error_payload(text, origin, inspection_id, serial, **self._command_key(message))
+        for reply in replies or (message.reply if message else None,):
+            self._publish(self.topics.error, payload, reply=reply)
         if message is not None and self.mqtt is not None:
             self.mqtt.ack(message)
 

@@ -262,6 +262,7 @@ class MqttClient:
         self._refusal: str | None = None
         self._connected_at = 0.0
         self._quick_drops: list[float] = []  # connections lost within QUICK_DROP_S of being made
+        self._clash_said = False  # the client id's clash logged, until a connection holds again
         self._queue_full = False
         self._bad_response_topics: set[str] = set()
         self._topic_of: dict[int, str] = {}  # packet id -> topic of a publish the broker has not answered (ids wrap at 65535)
@@ -444,12 +445,13 @@ class MqttClient:
 
     def _taken_over(self, reason) -> bool:
         """Another client with this client id: the broker drops one of the two each time the other connects, and
-        both go on reconnecting for ever. Said once, by name, and kept in the state that /health shows. MQTT 5 says
-        so (reason 0x8E); on 3.1.1 three drops within QUICK_DROP_S of connecting in a minute make it likely."""
+        both go on reconnecting for ever. Said once, by name, and the state /health shows from each drop to the next
+        reconnect. MQTT 5 says so (reason 0x8E); on 3.1.1 three drops within QUICK_DROP_S of connecting in a minute make
+        it likely."""
         now = time.monotonic()
         lasted = now - self._connected_at if self.state == "connected" else None
         if lasted is not None and lasted > 60.0:
-            self._quick_drops = []  # a connection that held: whatever dropped it before is over
+            self._quick_drops, self._clash_said = [], False  # a connection that held: whatever dropped it before is over
         certain = getattr(reason, "value", None) == SESSION_TAKEN_OVER
         if certain or (lasted is not None and lasted < QUICK_DROP_S):
             self._quick_drops.append(now)
@@ -461,7 +463,8 @@ class MqttClient:
                 f"client id {client_id} is probably in use by another client (the broker dropped this one "
                 f"{len(self._quick_drops)} times in a minute, each within {QUICK_DROP_S:g} s of connecting)")
         text += "; give each station its own station.name or mqtt.client_id"
-        if not self.state.startswith("client id"):
+        if not self._clash_said:  # not the state: each reconnect sets that to "connected", and it was said once a second
+            self._clash_said = True
             log.error("%s: %s", self.where, text)
         self.state = text
         return True

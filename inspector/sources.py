@@ -369,7 +369,8 @@ class OpenCVSource:
                     # "cannot open" alone left a wrong password, a missing /dev/video1 and a camera that is off alike
                     self._why = None if self._stop.is_set() else self._why_not_open()
                     delay = backoff.next()
-                    self.state, self._retry_at = "reconnecting", time.monotonic() + delay
+                    # the time first: capture() reads it once the state says so, and waited its timeout out on the old one
+                    self._retry_at, self.state = time.monotonic() + delay, "reconnecting"
                     log.warning("source %s: cannot open, retrying in %.1f s%s", self.name, delay, f": {self._why}" if self._why else "")
                     self._sleep(delay)
                     continue
@@ -384,7 +385,7 @@ class OpenCVSource:
                 self.reconnects += 1
                 self._why = None
                 delay = backoff.next()
-                self.state, self._retry_at = "reconnecting", time.monotonic() + delay
+                self._retry_at, self.state = time.monotonic() + delay, "reconnecting"
                 log.warning("source %s: no frame (device dropped?); reconnecting in %.1f s", self.name, delay)
                 self._sleep(delay)
                 continue

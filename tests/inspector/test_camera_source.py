@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import cv2
@@ -45,7 +46,8 @@ def test_a_trigger_during_a_long_reconnect_wait_is_refused_at_once():
     try:
         src.capture(timeout=20)
         server.stop()
-        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the drop noticed")
+        # the next try's time as well as the state: they are set one after the other (test_said_once59)
+        wait_until(lambda: src.state.startswith("reconnecting") and src._retry_at - time.monotonic() > 5, 15, "the drop noticed")
         with pytest.raises(InspectorError, match=r"not delivering frames \(the next reconnect is in"):
             src.capture(timeout=5)
     finally:
@@ -103,7 +105,8 @@ def test_a_stop_while_a_video_frame_is_read_does_not_crash_the_process(tmp_path)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
 
 
-def test_a_trigger_cut_short_by_a_stop_is_answered_and_not_inspected_at_the_next_start(station, broker, listen, tiny_inspector):
+def test_a_trigger_cut_short_by_a_stop_is_answered_and_not_inspected_at_the_next_start(station, broker, listen, tiny_inspector,
+                                                                                         monkeypatch):
     """Left unacknowledged, the broker would hand it to the next start, which would capture whatever part is there by
     then under its id and serial: it is answered (trigger again) and acknowledged."""
     server = MJPEGServer().start()
@@ -112,10 +115,13 @@ def test_a_trigger_cut_short_by_a_stop_is_answered_and_not_inspected_at_the_next
     try:
         with running(cfg, tiny_inspector) as d:
             wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 10, "status online")
+            capturing, capture = threading.Event(), d.source.capture
+            monkeypatch.setattr(d.source, "capture", lambda *a, **k: capturing.set() or capture(*a, **k))
             server.period = 60.0
             time.sleep(0.2)
             lst.publish("trigger", json.dumps({"inspection_id": "cut-1"}))
-            wait_until(lambda: d.intake.inbox.qsize() == 0, 5, "the trigger taken")
+            # not the inbox empty: it is so before the trigger arrives, and a stop then left it for the next start
+            wait_until(capturing.is_set, 5, "the trigger taken, its capture under way")
             time.sleep(0.5)  # waiting for the slow camera's next frame
         [error] = wait_until(lambda: lst.json("error"), 10, "the trigger answered")
         assert error["inspection_id"] == "cut-1" and "trigger again" in error["error"] and "check the camera" not in error["error"]

@@ -1,0 +1,72 @@
+"""Races the test audit of the fifty-ninth session found in the product: a refusal kept after its error was published; a
+client id's clash logged at every reconnect (about once a second: each reconnect set the state it was judged by back to
+"connected"); a camera's state said `reconnecting` before its next try's time was set."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from inspector.mqtt import MqttClient
+from tests.inspector.test_intake_audit50 import _intake
+from tests.inspector.test_mqtt import mqtt_cfg
+
+
+def test_a_refused_part_is_kept_for_the_shift_report_before_its_error_is_published(tmp_path):
+    from inspector.mqtt import Message
+
+    intake = _intake(tmp_path)
+    kept_when_told: list[int] = []
+    intake._publish = lambda topic, body, reply=None: kept_when_told.append(
+        sum(intake.store.refused_on_arrival(None, None)[0].values()))
+    intake._message(Message("p/image", b"not an image", 1, 1))
+    assert kept_when_told == [1]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_client_id_clash_is_logged_once_per_client_while_it_lasts(broker, protocol, caplog):
+    caplog.set_level(logging.ERROR, "inspector.mqtt")
+    a, b = MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-59"), MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-59")
+    a.start()
+    b.start()
+    try:
+        said = lambda: [r for r in caplog.records if "client id dup-59 is" in r.getMessage()]  # noqa: E731
+        deadline = time.monotonic() + 30
+        while not said() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said(), "the clash was never named"
+        time.sleep(6.0)  # several more drops and reconnects (about one a second)
+        assert len(said()) <= 2, [r.getMessage() for r in said()]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_reconnecting_camera_has_its_next_try_set_before_it_says_so(monkeypatch):
+    """`state` was set a moment before `_retry_at` (one assignment, state first): a capture that read the state then saw
+    the old time, and waited its whole timeout out instead of being refused at once."""
+    from inspector.config import StreamSource
+    from inspector.sources import OpenCVSource
+    from tests.inspector.conftest import MJPEGServer, wait_until
+
+    seen: list[float] = []
+    real = OpenCVSource.__setattr__
+
+    def noted(self, name, value):
+        if name == "state" and value == "reconnecting":
+            seen.append(self._retry_at - time.monotonic())
+        real(self, name, value)
+
+    monkeypatch.setattr(OpenCVSource, "__setattr__", noted)
+    server = MJPEGServer().start()
+    src = OpenCVSource(StreamSource(type="stream", url=server.url, reconnect={"initial_s": 60.0, "max_s": 60.0}))
+    src.start(lambda f: True)
+    try:
+        src.capture(timeout=20)
+        server.stop()
+        wait_until(lambda: seen, 30, "the drop noticed")
+        assert seen[0] > 5, seen
+    finally:
+        src.stop()
