@@ -154,11 +154,14 @@ def test_a_slowly_written_file_is_read_whole_and_one_that_stays_cut_short_is_rea
                 f.flush()
                 time.sleep(0.3)  # well over settle_s (0)
         wait_until(lambda: frames, 5, "the file")
+        # the watcher's submit appends the frame, then answers it (`done`), which moves the file: after `frames` shows it
+        wait_until(lambda: (folder / "done" / "slow.png").exists(), 5, "slow.png moved to done/")
         assert frames[0].encoded == data and (folder / "done" / "slow.png").read_bytes() == data
         put(folder / "cut.png", data[: len(data) // 2])  # and never finished
         time.sleep(1.5)
         assert len(frames) == 1 and (folder / "cut.png").exists()
         wait_until(lambda: len(frames) == 2, 5, "the cut file, once it stayed so")
+        wait_until(lambda: (folder / "rejected" / "cut.png").exists(), 5, "cut.png moved to rejected/")
         assert (folder / "rejected" / "cut.png").read_bytes() == data[: len(data) // 2]
     finally:
         w.stop()

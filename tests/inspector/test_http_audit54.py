@@ -149,6 +149,11 @@ def test_a_real_stations_metrics_read_strictly_and_keep_every_digit(station, bro
         wait_until(lambda: len(lst.json("result")) >= 2, 30, "2 results")
         lst.publish("image", b"not an image")  # a rejection, by reason
         wait_until(lambda: lst.on("error"), 15, "the rejection")
+        # a result reaches the line before the sink drains its broker acknowledgement (and the inference and intake
+        # threads observe their stage after handing a part on): counted later, an ack made the total 1,234,568
+        wait_until(lambda: d.metrics.total("inspector_published_total") == 2, 30, "both results' acknowledgements counted")
+        every_stage = ("intake", "queue", "inference", "store", "total")
+        wait_until(lambda: all(d.metrics.value("inspector_stage_seconds", {"stage": s}) for s in every_stage), 30, "every stage observed")
         d.metrics.inc("inspector_published_total", n=1_234_567 - d.metrics.total("inspector_published_total"))
         weird = 'a "quoted" back\\slash\nnewline, é 检测 \u2028'  # whatever a label may one day carry
         d.metrics.inc("inspector_rejected_total", {"reason": weird}, 3)
