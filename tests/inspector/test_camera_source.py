@@ -38,16 +38,26 @@ def test_a_video_that_opens_but_decodes_no_frame_is_refused_at_start(tmp_path):
         OpenCVSource(VideoSource(type="video", path=str(path), loop=True))
 
 
-def test_a_trigger_during_a_long_reconnect_wait_is_refused_at_once():
-    """Each capture waited its whole timeout behind a dead camera, and every part after it waited too."""
+def test_a_trigger_during_a_long_reconnect_wait_is_refused_at_once(monkeypatch):
+    """Each capture waited its whole timeout behind a dead camera, and every part after it waited too; and it still did
+    when it read the state `reconnecting` in the moment before the next try's time was set (state first, then the time)."""
+    retry_in: list[float] = []  # the next try's time as the state turns `reconnecting`
+    real = OpenCVSource.__setattr__
+
+    def noted(self, name, value):
+        if name == "state" and value == "reconnecting":
+            retry_in.append(self._retry_at - time.monotonic())
+        real(self, name, value)
+
+    monkeypatch.setattr(OpenCVSource, "__setattr__", noted)
     server = MJPEGServer().start()
     src = OpenCVSource(StreamSource(type="stream", url=server.url, reconnect={"initial_s": 60.0, "max_s": 60.0}))
     src.start(lambda f: True)
     try:
         src.capture(timeout=20)
         server.stop()
-        # the next try's time as well as the state: they are set one after the other (test_said_once59)
-        wait_until(lambda: src.state.startswith("reconnecting") and src._retry_at - time.monotonic() > 5, 15, "the drop noticed")
+        wait_until(lambda: src.state.startswith("reconnecting"), 15, "the drop noticed")
+        assert retry_in[0] > 5, retry_in
         with pytest.raises(InspectorError, match=r"not delivering frames \(the next reconnect is in"):
             src.capture(timeout=5)
     finally:
