@@ -8,6 +8,7 @@ and the files are made read-only to it instead (`read_only`); only a folder its 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -23,10 +24,21 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can make a folder its owner cannot enter")
 
 
+def fork() -> int:
+    """os.fork(), its child with the garbage collector off: a collection there finalised an onnxruntime session an earlier
+    test had left as garbage, whose destructor waited on a lock a thread of the parent held at the fork (a full run hung
+    so). The parent collects first, where such a finaliser runs safely."""
+    gc.collect()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        gc.disable()
+    return pid
+
+
 def as_other_user(fn: Callable[[], object]) -> dict:
     """fn() in a forked child with less access: {"value": its value} or {"error": an InspectorError's text}."""
     r, w = os.pipe()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)

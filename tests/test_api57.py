@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
 
@@ -37,6 +38,7 @@ def test_a_forked_worker_inspects_after_the_parent_ran_torch_on_several_threads(
     try:
         insp = Inspector.load(tiny_ckpt)
         score = insp.inspect(IMAGE).score  # starts the OpenMP pool in this process
+        gc.collect()  # not in the child: an earlier test's onnxruntime session finalised there can hang it (tests.access.fork)
         ctx = multiprocessing.get_context("fork")
         out = ctx.Queue()
         child = ctx.Process(target=_inspect_in_child, args=(insp, out))
@@ -66,6 +68,7 @@ def test_a_worker_forked_while_another_thread_inspects_can_inspect(tiny_ckpt):
     """The engine's lock was copied held, by a thread the child does not have: its every inspection waited forever."""
     insp = Inspector.load(tiny_ckpt)
     score = insp.inspect(IMAGE).score
+    gc.collect()  # as above
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     with insp._shared.lock:  # as a thread inferring at the moment of fork() holds it

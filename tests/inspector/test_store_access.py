@@ -9,7 +9,7 @@ from pathlib import Path
 from inspector.cli import main
 from inspector.store import DB_NAME, LOCK_FILE, Store, unwritable
 from reports.sample import make_records
-from tests.access import as_other_user, needs_fork, needs_root, read_only
+from tests.access import as_other_user, fork, needs_fork, needs_root, read_only
 
 pytestmark = needs_fork
 
@@ -60,7 +60,7 @@ def test_a_reader_reads_while_the_station_writes(public_dir):
 def test_a_reader_is_told_when_a_crashed_stations_changes_wait_in_the_wal(public_dir):
     root = public_dir / "store"
     fill(root, 2)
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - a station killed after storing a result
         store = Store(root, exclusive=True)
         store.add(make_records(1, root=root, seed=5)[0] | {"inspection_id": "unsaved-1"})
@@ -117,3 +117,12 @@ def test_a_station_given_an_empty_data_directory_of_another_user_is_told_the_fix
     read_only(root)
     out = as_other_user(lambda: Store(root, exclusive=True).count())
     assert ") cannot write the data directory; give it the data directory (e.g. chown -R" in out["error"], out
+
+
+@needs_fork
+def test_the_forked_child_collects_no_garbage_of_its_parent():
+    """A collection in the child finalised an onnxruntime session left as garbage by an earlier test: its destructor waited
+    on a lock one of the parent's threads held at the fork, and a full run hung in this file's report test."""
+    import gc
+
+    assert as_other_user(gc.isenabled) == {"value": False} and gc.isenabled()
