@@ -8,6 +8,8 @@ providers are checked and a fallback is an error. `meta.runtime` names the provi
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +22,10 @@ from inspector.engines.exported import check_batch, meta_from_export, split_outp
 from model.errors import InspectorError, need
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+# a session left as garbage in a reference cycle, collected in a forked child (a multiprocessing worker), waited in its
+# destructor on a lock a thread of the parent held at the fork, for ever (a test run hung so): the parent collects first
+os.register_at_fork(before=gc.collect)
 
 
 def trt_cache(model: Path, digest: str = "") -> Path:
