@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from html.parser import HTMLParser
 
 import numpy as np
@@ -191,27 +190,21 @@ def test_the_live_view_says_each_new_part_once_across_refreshes(browser):
     server = serve_page(lambda: live_html(state["records"], {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode())
     page = browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
 
-    def shows(expression, want, seconds=20):
-        deadline = time.monotonic() + seconds
-        while page.eval(expression) != want:
-            assert time.monotonic() < deadline, (expression, page.eval(expression))
-            time.sleep(0.2)
-
     try:
         page.eval("window.announcer = document.getElementById('announce'); 0")
         assert page.eval("document.getElementById('announce').textContent") == ""  # nothing new on load
         state["n"] = 6
-        shows("document.getElementById('inspected').textContent", "6")
+        page.shows("document.getElementById('inspected').textContent", "6")
         assert page.eval("document.getElementById('announce').textContent") == ""  # a count alone is not announced
         state["records"] = [{"inspection_id": "b2", "serial": "SN-2", "verdict": "FAIL", "score": 3.0, "threshold": 2.0,
                              "defects": [{"type": "crack", "confidence": 0.9, "box": [1, 1, 2, 2]}]}, *state["records"]]
         state["n"] = 7
-        shows("document.getElementById('announce').textContent", "Last part: SN-2, FAIL, crack")
+        page.shows("document.getElementById('announce').textContent", "Last part: SN-2, FAIL, crack")
         assert page.eval("document.getElementById('announce') === window.announcer")  # the same region, kept
         assert page.eval("document.querySelectorAll('[aria-live]').length") == 1
         server.shutdown()
         server.server_close()
-        shows("document.getElementById('announce').textContent.startsWith('The station is not answering')", True)
+        page.shows("document.getElementById('announce').textContent.startsWith('The station is not answering')", True)
         page.settle()
         assert [e for e in page.errors if "Content Security Policy" in e or "exception" in e] == [], page.errors
     finally:

@@ -124,6 +124,13 @@ class BrowserPage:
         finally:
             self.ws.settimeout(self.browser.timeout)
 
+    def shows(self, expression: str, want: Any, seconds: float = 20.0) -> None:
+        """Wait until `expression` evaluates to `want` (a page that refreshes itself); an AssertionError after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self.eval(expression) != want:
+            assert time.monotonic() < deadline, (expression, self.eval(expression))
+            time.sleep(0.2)
+
     def eval(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         if "exceptionDetails" in result:
@@ -143,8 +150,9 @@ class BrowserPage:
             self.ws.close()
 
 
-def serve_page(body: Callable[[], bytes]):
-    """A local HTTP server answering every GET with `body()` as HTML (a live view's stand-in); shut it down when done."""
+def serve_page(body: Callable[[], bytes], port: int = 0):
+    """A local HTTP server on `port` (0: any free one) answering every GET with `body()` as HTML (a live view's
+    stand-in); shut it down when done."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -160,7 +168,7 @@ def serve_page(body: Callable[[], bytes]):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -7,6 +7,7 @@ from PIL import Image, ImageStat
 
 import reports
 
+from .browser import serve_page
 from .conftest import XSS
 
 pytest.importorskip("websocket", reason="browser tests need websocket-client (the dev extra)")
@@ -135,58 +136,36 @@ def test_the_live_view_outlives_a_station_restart(browser, tmp_path):
     (a violation is a log error)."""
     import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from reports.render import live_html
 
     count, hang = [5], threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            while hang.is_set():  # a station that takes the request and never answers
-                time.sleep(0.1)
-            body = live_html([], {"status": "ok", "verdicts": {"PASS": count[0]}}, refresh_s=1).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def body() -> bytes:
+        while hang.is_set():  # a station that takes the request and never answers
+            time.sleep(0.1)
+        return live_html([], {"status": "ok", "verdicts": {"PASS": count[0]}}, refresh_s=1).encode()
 
-        def log_message(self, *args):
-            pass
-
-    def serve(port=0):
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
-
-    def shows(expression, want, seconds=15):
-        deadline = time.monotonic() + seconds
-        while page.eval(expression) != want:
-            assert time.monotonic() < deadline, (expression, page.eval(expression))
-            time.sleep(0.2)
-
-    server = serve()
+    server = serve_page(body)
     port = server.server_address[1]
     page = open_clean(browser, f"http://127.0.0.1:{port}/", scripts=1)
     try:
         assert page.eval("document.getElementById('inspected').textContent") == "5"
         count[0] = 6
-        shows("document.getElementById('inspected').textContent", "6")  # fetched again, body swapped in
+        page.shows("document.getElementById('inspected').textContent", "6", 15)  # fetched again, body swapped in
         server.shutdown()
         server.server_close()
-        shows("document.getElementById('unreachable').hidden", False)
+        page.shows("document.getElementById('unreachable').hidden", False, 15)
         assert page.eval("document.getElementById('inspected').textContent") == "6"  # what it last said, kept
         count[0] = 7
-        server = serve(port)
-        shows("document.getElementById('inspected').textContent", "7")
+        server = serve_page(body, port)
+        page.shows("document.getElementById('inspected').textContent", "7", 15)
         assert page.eval("document.getElementById('unreachable').hidden") is True
         hang.set()  # a hung station: the fetch gives up, says so, and the page goes on asking
-        shows("document.getElementById('unreachable').hidden", False)
+        page.shows("document.getElementById('unreachable').hidden", False, 15)
         count[0] = 8
         hang.clear()
-        shows("document.getElementById('inspected').textContent", "8")
+        page.shows("document.getElementById('inspected').textContent", "8", 15)
         page.settle()
         assert [e for e in page.errors if "Content Security Policy" in e or "exception" in e] == [], page.errors
     finally:
