@@ -1,5 +1,5 @@
 """Watched folders: what a part is (its bytes too), which file is moved after it, files still being written, the
-watchdog's heartbeat in a backlog, and the cost of an idle folder of kept files (audit 47)."""
+watchdog's heartbeat in a backlog, and the cost of an idle folder of kept files."""
 
 from __future__ import annotations
 
