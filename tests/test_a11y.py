@@ -213,6 +213,25 @@ def test_the_live_view_says_each_new_part_once_across_refreshes(browser):
         server.server_close()
 
 
+def test_the_live_views_table_box_keeps_the_keyboards_focus_across_a_refresh(browser):
+    """The recent parts' box is in the tab order (tabindex=0) so that a keyboard scrolls it; the refresh replaced every
+    element of the body but the announcement, so the focus fell back to the page within the refresh period (2 s)."""
+    records = [{"inspection_id": f"a{i}", "serial": f"SN-{i}", "verdict": "PASS", "score": 1.0, "threshold": 2.0} for i in range(3)]
+    state = {"n": 5}
+    server = serve_page(lambda: live_html(records, {"status": "ok", "verdicts": {"PASS": state["n"]}}, refresh_s=1).encode())
+    page = browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        page.eval("document.querySelector('#recent .wide').focus(); 0")
+        assert page.eval("document.activeElement.matches('#recent .wide')")
+        state["n"] = 6
+        page.shows("document.getElementById('inspected').textContent", "6")  # refreshed
+        assert page.eval("document.activeElement.matches('#recent .wide')")
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_reports_still_run_no_script(pages):
     for (kind, lang), html in html_pages(pages):
         if kind != "live":

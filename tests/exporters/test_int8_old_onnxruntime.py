@@ -43,3 +43,33 @@ def test_bench_times_the_other_formats_and_lists_int8_as_skipped_on_an_older_onn
     assert [(c.kind, c.skipped) for c in skipped] == [("onnx-int8", "not exported: onnxruntime 1.23.2 makes INT8 graphs it cannot run; "
                                                        "install onnxruntime 1.28 or later (pip install -U onnxruntime; Python 3.11 or later), "
                                                        "or use onnx-fp16")]
+
+
+# -- the INT8 skip of tests/conftest.py on an older onnxruntime -------------------------------------------------------
+class _Item:
+    """What pytest_collection_modifyitems reads of a collected test."""
+
+    def __init__(self, nodeid: str, marked: bool = False) -> None:
+        self.nodeid, self.marked, self.added = nodeid, marked, []
+
+    def get_closest_marker(self, name: str):
+        return object() if self.marked and name == "int8" else None
+
+    def add_marker(self, marker) -> None:
+        self.added.append(marker)
+
+
+def test_the_int8_skip_on_an_older_onnxruntime_hides_no_test_that_makes_no_int8_graph(monkeypatch):
+    """On Python 3.10 (onnxruntime 1.23) the skip matched "int8" anywhere in a test's id: uint8 image and mask tests, the
+    TensorRT INT8 build, and the INT8 refusal's own tests (whose file is named int8) were skipped there too."""
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "INT8_RUNS", False)
+    marked = _Item("tests/exporters/test_export.py::test_int8_export_keeps_scores", marked=True)
+    unrelated = [_Item("tests/model/test_metrics_edges.py::test_metrics_aupro_takes_uint8_masks_like_bool_ones"),
+                 _Item("tests/inspector/test_result_record.py::test_result_overlay_refuses_a_non_uint8_or_wrongly_shaped_image"),
+                 _Item("tests/exporters/test_int8_old_onnxruntime.py::test_an_int8_export_on_an_older_onnxruntime_is_refused_before_the_trace"),
+                 _Item("tests/exporters/test_int8_old_onnxruntime.py::test_versions_before_1_28_make_no_int8")]
+    conftest.pytest_collection_modifyitems(None, [marked, *unrelated])
+    assert marked.added  # an INT8 graph onnxruntime makes: skipped there
+    assert [item.nodeid for item in unrelated if item.added] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,54 @@ def test_exports_alone_none_of_which_runs_here_is_one_line(capsys, tiny_data, tm
     rc, out, err = cli(capsys, "bench", tmp_path, tiny_data, *FAST)
     assert_one_line_error(rc, err, f"bench model {tmp_path}: no engine here can run it ({engine}: TensorRT engines need")
     assert out == ""
+
+
+# --- inspector.commands.bench_model ----------------------------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+
+
+def _engine(path: Path, source: dict) -> Path:
+    from exporters.manifest import FORMAT, write_sidecar
+
+    write_sidecar(path, {"format": FORMAT, "kind": "tensorrt-fp16", "input": {"name": "image"}, "outputs": ["score", "amap"],
+                         "net": {"input_size": [64, 64]}, "thresholds": {"image": 1.0, "pixel": 1.0}, "source": source},
+                  b"engine bytes")
+    return path
+
+
+def test_an_export_naming_no_checkpoint_has_no_baseline_and_says_so(tmp_path):
+    from inspector.commands.bench_model import _source_checkpoint
+
+    engine = _engine(tmp_path / "model-fp16.engine", {"weights_sha256": "ab" * 32})
+    ckpt, note = _source_checkpoint(engine)
+    assert ckpt is None and note.startswith(f"no torch eager baseline (x torch): {engine}'s manifest names no checkpoint; ")
+
+
+def test_an_export_whose_checkpoint_is_damaged_has_no_baseline_and_says_why(tmp_path):
+    from inspector.commands.bench_model import _source_checkpoint
+
+    damaged = tmp_path / "m.ckpt"
+    damaged.mkdir()
+    (damaged / "manifest.json").write_text("{not json")
+    ckpt, note = _source_checkpoint(_engine(tmp_path / "model-fp16.engine", {"checkpoint": str(damaged), "weights_sha256": "ab" * 32}))
+    assert ckpt is None and note.startswith("no torch eager baseline (x torch): ") and str(damaged) in note
+
+
+def test_exports_alone_skip_an_unreadable_one_and_need_one(tmp_path):
+    from inspector.commands.bench_model import _check_exported_from
+
+    first = _engine(tmp_path / "a.engine", {"checkpoint": "/x/m.ckpt", "weights_sha256": "ab" * 32})
+    broken = tmp_path / "b.onnx"
+    broken.write_bytes(b"no sidecar")  # listed as skipped, with why, where it is opened
+    _check_exported_from(None, [first, broken])
+    _check_exported_from(None, [])
+
+
+def test_no_calibration_is_asked_only_of_int8_without_calib(tmp_path):
+    from inspector.commands.bench_model import _no_calibration
+
+    gone = tmp_path / "gone.ckpt"  # reading it fails: asked at all, the answer is a reason
+    assert _no_calibration(gone, "calib/", ["onnx-int8", "tensorrt-int8"]) is None  # a --calib that fails is the user's
+    assert _no_calibration(gone, None, ["onnx", "onnx-fp16"]) is None  # nothing to calibrate
+    assert _no_calibration(gone, None, ["onnx-fp16", "onnx-int8"])  # its training data is not there: why INT8 is skipped

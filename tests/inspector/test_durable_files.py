@@ -17,6 +17,7 @@ from inspector.config import StationConfig
 from inspector.hooks import ReportHooks
 from inspector.result import iso_utc
 from inspector.store import Store
+from tests.conftest import fail_file_fsyncs
 from tests.inspector.conftest import wait_until
 
 
@@ -167,4 +168,217 @@ def test_a_fail_report_skipped_while_the_queue_was_full_is_rendered_once_it_has_
     finally:
         gate.set()
         hooks.stop()
+        store.close()
+
+
+# -- ReportHooks: the FAIL reports left unrendered; Store.fails_stored_before, synced, make_folder ---------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+def _missing_found(tmp_path, *stored: tuple[str, timedelta], rendered: tuple[str, ...] = ()) -> list[str]:
+    """The ids `_find_missing` queues of FAIL records stored this long ago, those `rendered` having their files."""
+    hooks, store = _hooks(tmp_path)
+    try:
+        for iid, ago in stored:
+            for f in _stored(hooks, store, iid, ago):
+                if iid in rendered:
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    f.write_text("rendered")
+        hooks._started_at = iso_utc(datetime.now(timezone.utc) + timedelta(seconds=1))  # each stored before this start
+        hooks._find_missing()
+        return list(hooks._missing)
+    finally:
+        store.close()
+
+
+def test_the_fail_reports_found_missing_are_those_of_the_last_day_without_files_newest_first(tmp_path):
+    found = _missing_found(tmp_path, ("older", timedelta(hours=23)), ("newer", timedelta(hours=2)),
+                           ("done", timedelta(hours=1)), ("gone", timedelta(hours=25)), rendered=("done",))
+    assert found == ["newer", "older"]
+
+
+def test_a_busy_queue_keeps_at_most_missing_most_reports_aside(tmp_path, monkeypatch):
+    import inspector.hooks
+
+    monkeypatch.setattr(inspector.hooks, "MISSING_MOST", 1)
+    hooks, store = _hooks(tmp_path)
+    try:
+        hooks._queue = queue.Queue(maxsize=1)  # not started: the first waits in the queue, the rest find it full
+        for iid in ("a", "b", "c"):
+            hooks.fail({"inspection_id": iid})
+        assert list(hooks._missing) == ["b"] and hooks.skipped == 2
+    finally:
+        store.close()
+
+
+def test_a_record_is_unrendered_while_any_of_its_own_report_files_is_missing(tmp_path):
+    hooks, store = _hooks(tmp_path, formats=["html", "pdf"])
+    try:
+        html, pdf = _stored(hooks, store, "r1", timedelta(hours=1))
+        record = store.get("r1")
+        assert hooks._unrendered(record)
+        html.parent.mkdir(parents=True)
+        html.write_text("rendered")
+        assert hooks._unrendered(record)  # its PDF still missing
+        pdf.write_text("rendered")
+        assert not hooks._unrendered(record)
+        # links named otherwise (the language changed the names since): rendering now would not write them
+        assert not hooks._unrendered({**record, "reports": {"html": "reports/2026-12-06/other.html"}})
+    finally:
+        store.close()
+
+
+def test_the_worker_takes_a_missing_report_only_while_it_is_still_missing_and_not_stopping(tmp_path):
+    hooks, store = _hooks(tmp_path)
+    try:
+        for f in _stored(hooks, store, "done", timedelta(hours=1)):  # rendered since it was found missing
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text("rendered")
+        for iid in ("lost", "lost2"):
+            _stored(hooks, store, iid, timedelta(hours=1))
+        store.mark_published("lost")
+        hooks._missing.extend(["done", "lost", "lost2"])  # newest first
+        hooks._stop.set()
+        assert hooks._next() is None and list(hooks._missing) == ["done", "lost", "lost2"]  # stopping: left to the next start
+        hooks._stop.clear()
+        kind, record, reply = hooks._next()
+        assert (kind, record["inspection_id"], reply) == ("fail", "lost", None) and list(hooks._missing) == ["lost2"]
+        assert "published_at" not in record  # as the sink handed it over, not the store's row
+    finally:
+        store.close()
+
+
+def test_an_image_whose_file_cannot_be_synced_is_not_left_behind(tmp_path, monkeypatch):
+    """Its folder synced, the PNG's own fsync failing (EIO): no file that no record names stays."""
+    from inspector.store import Store
+
+    store = Store(tmp_path / "data")
+    fail_file_fsyncs(monkeypatch)
+    try:
+        with pytest.raises(OSError):
+            store.save_image({"inspection_id": "p1", "timestamp": "2026-12-06T10:00:00.000Z"}, "image", np.full((8, 8, 3), 9, np.uint8))
+        assert (store.root / "images" / "2026-12-06").is_dir() and not list((store.root / "images").rglob("*.png"))
+    finally:
+        store.close()
+
+
+def test_fails_stored_before_takes_from_since_on_and_stored_strictly_before(tmp_path):
+    hooks, store = _hooks(tmp_path)
+    try:
+        _stored(hooks, store, "r1", timedelta(hours=1))
+        _stored(hooks, store, "ok", timedelta(hours=1), verdict="PASS")
+        ts, created = store._db.execute("SELECT ts, created_at FROM inspections WHERE inspection_id = 'r1'").fetchone()
+        assert [r["inspection_id"] for r in store.fails_stored_before(ts, "9999", "s", 5)] == ["r1"]
+        assert store.fails_stored_before(ts, created, "s", 5) == []
+        assert store.fails_stored_before(ts, "9999", "s\udc80", 5) == []  # no such station: no error
+    finally:
+        store.close()
+
+
+def test_synced_takes_no_link_and_leaves_a_folder_alone_where_folders_cannot_be_opened(tmp_path, fsyncs, monkeypatch):
+    from inspector.store import synced
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    with pytest.raises(OSError):  # a link planted there: not what is synced through
+        synced(tmp_path / "link")
+    synced(tmp_path / "f")
+    assert fsyncs == [(tmp_path / "f", False)]
+    monkeypatch.delattr(os, "O_DIRECTORY")
+    synced(tmp_path)
+    assert fsyncs == [(tmp_path / "f", False)]
+
+
+def test_make_folder_syncs_each_parent_whose_entry_it_made(tmp_path, fsyncs):
+    from inspector.store import make_folder
+
+    make_folder(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert sorted(p for p, _ in fsyncs) == sorted([tmp_path, tmp_path / "a", tmp_path / "a" / "b"])
+    fsyncs.clear()
+    make_folder(tmp_path / "a" / "b" / "c")  # there: nothing made, nothing synced
+    make_folder(tmp_path / "a" / "d")
+    assert [p for p, _ in fsyncs] == [tmp_path / "a"]
+
+
+RECORD = {"inspection_id": "f1", "timestamp": "2026-12-06T10:00:00.000Z", "station": "s", "verdict": "FAIL", "score": 2.0,
+          "threshold": 1.0}
+
+
+# -- report files: on the disk when written --------------------------------------------------------------------------
+@pytest.fixture
+def report_fsyncs(monkeypatch) -> list[Path]:
+    """The paths os.fsync was called on, in order."""
+    done, real = [], os.fsync
+
+    def fsync(fd: int) -> None:
+        done.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return done
+
+
+def test_a_report_is_synced_before_its_rename_and_its_folder_after(tmp_path, report_fsyncs):
+    """A FAIL record links its report: written and renamed unsynced, a power cut could leave it there empty, which the
+    daemon's start does not take as missing, so it was never rendered again."""
+    from reports import render_inspection
+
+    out = tmp_path / "reports" / "2026-12-06"
+    path = render_inspection(RECORD, out, formats=("html",))["html"]
+    tmp = [p for p in report_fsyncs if p.name.startswith(f".{path.name}.") and p.name.endswith(".tmp")]
+    assert len(tmp) == 1 and report_fsyncs.index(tmp[0]) < report_fsyncs.index(out), report_fsyncs  # the bytes, then the name
+    assert path.stat().st_size > 0 and [p.name for p in out.iterdir()] == [path.name]
+
+
+def test_a_file_system_that_cannot_sync_still_gets_its_report(tmp_path, monkeypatch):
+    from reports import render_inspection
+
+    def einval(fd: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", einval)
+    path = render_inspection(RECORD, tmp_path, formats=("html",))["html"]
+    assert path.stat().st_size > 0
+
+
+def test_a_report_that_cannot_be_synced_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    from reports import ReportError, render_inspection
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(ReportError, match=r"^report .*inspection-f1\.html: cannot be written \(Input/output error\); check the folder"):
+        render_inspection(RECORD, tmp_path, formats=("html",))
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".write-test-")] == []
+
+
+# -- /health: FAIL reports waiting to be rendered again --------------------------------------------------------------
+def test_health_counts_the_fail_reports_waiting_to_be_rendered_again(tmp_path):
+    """A kill left 2 FAIL reports unrendered: the worker renders them while no other report waits, and /health showed no
+    sign of them (nor of reports set aside while the queue was full)."""
+    from inspector.daemon import Daemon
+    from inspector.hooks import ReportHooks
+    from inspector.result import iso_utc
+    from inspector.store import Store
+
+    cfg = StationConfig.model_validate({"station": {"name": "s"}, "model": {"path": "m"}, "source": {"type": "mqtt"},
+                                        "mqtt": {"prefix": "p"}, "store": {"data_dir": str(tmp_path / "data")},
+                                        "reports": {"on_fail": True, "formats": ["html"]}})
+    store = Store(cfg.store.data_dir)
+    try:
+        d = Daemon(cfg)
+        d.hooks = hooks = ReportHooks(cfg, store, lambda *a, **kw: None, "rep", "err")
+        assert "reports" not in d.health()
+        for iid in ("lost1", "lost2"):
+            record = {**RECORD, "inspection_id": iid, "timestamp": iso_utc(datetime.now(timezone.utc) - timedelta(hours=1))}
+            store.add({**record, "reports": hooks.report_links(record)})
+        hooks._started_at = iso_utc(datetime.now(timezone.utc) + timedelta(seconds=1))  # stored before this start
+        hooks._find_missing()  # as the worker does first at start
+        assert d.health()["reports"] == {"failed": 0, "error": None, "missing": 2}
+        hooks._next()  # the worker takes one
+        assert d.health()["reports"]["missing"] == 1
+        hooks._next()
+        assert "reports" not in d.health()
+    finally:
         store.close()

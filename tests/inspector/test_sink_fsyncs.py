@@ -144,3 +144,28 @@ def test_images_that_cannot_be_synced_leave_the_result_stored_and_published_with
         assert "saved again" in caplog.text
     finally:
         sink.store.close()
+
+
+# -- an overlay that cannot be written --------------------------------------------------------------------------------
+def test_an_overlay_that_cannot_be_written_after_its_image_was_keeps_the_images_failure_said(tmp_path, monkeypatch, caplog):
+    """The image is saved, the overlay's write fails (the disk filled between them): the sink says so once and keeps
+    saying images are not saved (images_off), as before the images were synced together; it said "saved again" at once
+    and forgot the failure, so every later part logged the error anew and the live view and health showed no problem."""
+    caplog.set_level(logging.INFO, "inspector.pipeline")
+    published: list = []
+    sink = _sink(tmp_path, published)
+    real = sink.store.save_image
+
+    def save_image(record, kind, rgb):
+        if kind == "overlay":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(record, kind, rgb)
+
+    monkeypatch.setattr(sink.store, "save_image", save_image)
+    try:
+        sink.handle(*_failed_part("p1"))
+        assert set(sink.store.get("p1")["images"]) == {"image"}  # the image is kept: it is on the disk
+        assert sink.images_off is not None and "No space left" in sink.images_off
+        assert "saved again" not in caplog.text
+    finally:
+        sink.store.close()

@@ -87,3 +87,29 @@ def test_the_examples_name_the_first_few_of_each_kind():
     assert fw["kinds"] == {"size": 7, "edge": 1} and (fw["good"], fw["defect"]) == (4, 3)  # images, not warnings
     assert fw["examples"] == [{"file": f"{i}.png", "kind": "size"} for i in range(3)] + [{"file": "6.png", "kind": "edge"}]
     assert framing_note(framing_report([False], ["a.png"], [[]], ["size"]), 1) is None
+
+
+# --- model.evaluate: framing_report, framing_note --------------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+
+
+def test_an_image_with_two_warnings_of_one_kind_counts_once():
+    fw = framing_report([True], ["a.png"], [["size", "size"]], ["size"])
+    assert fw["kinds"] == {"size": 1} and fw["examples"] == [{"file": "a.png", "kind": "size"}] and fw["defect"] == 1
+
+
+def test_framing_note_in_full():
+    # a: good, size; b: defective, edge and size; c: good, locate; d, e: no warning. Kinds in the order first met
+    fw = framing_report([False, True, False, False, True], list("abcde"), [["size"], ["edge", "size"], ["locate"], [], []],
+                        ["size", "locate", "edge"])
+    assert fw["kinds"] == {"size": 2, "edge": 1, "locate": 1}
+    assert framing_note(fw, 5) == (
+        "framing: inspection would warn about 3 of the 5 test images (2 good, 1 defective): 2 of a size unlike the training "
+        "images' (size), 1 whose part's region reaches past the frame's edge (edge), 1 whose part was found only weakly "
+        "(locate); first: a; check how the parts lie in those frames and the camera's framing, or fit on images like them")
+
+
+def test_framing_note_words_a_kind_it_does_not_know_as_given():
+    fw = {"good": 0, "defect": 1, "kinds": {"tilt": 1}, "examples": [{"file": "x.png", "kind": "tilt"}]}
+    assert "defective): 1 tilt (tilt); first: x.png;" in framing_note(fw, 4)

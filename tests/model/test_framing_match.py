@@ -73,3 +73,19 @@ def test_nan_correlations_are_no_match(monkeypatch):
     assert framing._match(moved, "moved") == (0, 0, 0.0, -1.0)
     box, warning = framing.located(moved, "moved")
     assert box == ROI and "only weakly" in warning
+
+
+# --- a faint match --------------------------------------------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+def test_a_faint_but_positive_match_still_moves_the_region(monkeypatch):
+    # only no correlation at all (0 or less) leaves the region where it was fitted: a faint best match is a place
+    import cv2
+
+    from tests.model.test_framing_options import _blocks
+
+    framing = Framing.fitted(ROI, 14, lambda: iter([(_blocks(4), "first")] * 3))
+    real = cv2.matchTemplate
+    monkeypatch.setattr(cv2, "matchTemplate", lambda image, templ, method: real(image, templ, method) * 0.01)
+    dx, dy, angle, score = framing._match(_blocks(-2), "moved")
+    assert (dx, dy, angle) == (-6, 0, 0.0) and 0 < score < 0.011

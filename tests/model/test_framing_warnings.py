@@ -11,7 +11,7 @@ import pytest
 
 from inspector import Inspector
 from inspector.engines.base import HeadOutput, ModelMeta
-from model.framing import Framing, locate_warning
+from model.framing import Box, Framing, _beyond, locate_warning
 from reports.i18n import translations
 from reports.warnings import translate_warning, warning_kind
 from tests.inspector.test_roi import NOMINAL, PART, marked, placed
@@ -114,3 +114,53 @@ def test_fit_says_so_and_goes_on(capsys, tiny_data, tmp_path, monkeypatch):
     assert err.splitlines()[0].startswith("warning: --locate 10: the region 0,20,60,60 of the 96x96 px training images "
                                           "touches their left edge"), err
     assert "stopped before fitting" in err  # a warning: fit goes on
+
+
+# --- model.framing ---------------------------------------------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+
+
+def test_beyond_measures_each_edge_of_a_frame_that_is_not_square():
+    shape = (50, 200)  # H, W: a swapped shape, or one maximum over x and y, reads another edge
+    assert _beyond((10, 10, 20, 20), shape) == 0.0
+    assert _beyond((-3, 10, 20, 20), shape) == 3.0  # left
+    assert _beyond((5, -7, 20, 20), shape) == 7.0  # top
+    assert _beyond((190, 10, 20, 20), shape) == 10.0  # right: 210 - 200
+    assert _beyond((10, 40, 20, 20), shape) == 10.0  # bottom: 60 - 50
+    assert _beyond((180, 30, 20, 20), shape) == 0.0  # in the corner, touching both far edges
+    # a 20 px square turned 45 degrees about its centre (10, 10): its corners 10 * sqrt(2) from it, 4.14 px past the left
+    assert _beyond(Box(0, 0, 20, 20, 45.0), (100, 100)) == pytest.approx(10 * 2 ** 0.5 - 10)
+
+
+def test_locate_warning_is_none_for_a_region_beyond_the_frame_on_one_side_alone():
+    # 40 + 96 > 130: fit's one-line error says so; a warning of the top edge beside it would be about a region never used
+    assert locate_warning((40, 0, 96, 96), 10, (120, 130)) is None
+    assert locate_warning((0, 30, 96, 96), 10, (120, 130)) is None  # 30 + 96 > 120
+
+
+def test_locate_warning_names_three_edges_and_the_room_left_on_the_fourth():
+    # 130 px wide, 100 of 120 high: 20 px of room below, none elsewhere; it touches three edges
+    note = locate_warning((0, 0, 130, 100), 20, (120, 130))
+    assert note.startswith("--locate 20: the region 0,0,130,100 of the 130x120 px training images touches their left, top "
+                           "and right edges, so the template holds no outline"), note
+    assert locate_warning((0, 0, 130, 100), 21, (120, 130)).endswith("can move at most 20 px within them; give --locate 20 or less")
+
+
+
+def test_a_part_found_two_pixels_past_the_edge_is_warned_of():
+    # found to `step` px (1 here): a pixel past the edge is the search's own error, two are not
+    assert framing().located(frame(-31, 0), "f", edge=True)[1] is None  # 30 px from the left edge, 1 px past
+    box, warning = framing().located(frame(-32, 0), "f", edge=True)
+    assert box[:2] == (0, 26) and warning is not None and warning.startswith(EDGE)
+
+
+def test_a_part_two_pixels_past_the_right_edge_or_turned_past_the_left_one_is_warned_of():
+    # NOMINAL's 72 px part is 38 px from the 140 px frame's right edge: 40 px to the right, two columns of it are cut
+    assert framing().located(frame(38, 0), "f", edge=True)[1] is None
+    warning = framing().located(frame(40, 0), "f", edge=True)[1]
+    assert warning is not None and warning.startswith(EDGE)
+    # upright, it would just touch the left edge (30 px from it); turned 8 degrees its corners reach
+    # 36 * (cos 8 + sin 8) - 36 = 4.7 px past it
+    warning = framing(10.0).located(frame(-30, 0, 8.0), "f", edge=True)[1]
+    assert warning is not None and warning.startswith(EDGE)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import pytest
 
 from model.data import load_dataset
 from model.errors import InspectorError
 from model.images import list_images
+from tests.cli import assert_one_line_error, cli
 from tests.synthetic import good_image, write_mvtec
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64)
@@ -65,3 +68,35 @@ def test_one_seed_prints_no_spread(capsys):
     assert "type_accuracy            0.9000\n" in out and "±" not in out
     print_shots(report | {"seeds": 3, "type_accuracy_std": 0.01})
     assert "0.9000 ± 0.0100" in capsys.readouterr().out
+
+
+# -- fit --add-good: what a folder leaves out is said, as DATA's ---------------------------------------------------
+def _stop(*_a, **_kw) -> None:
+    """fit's room check, after the notes and before the fit's minutes: the test ends there."""
+    raise InspectorError("--out: the test stops here")
+
+
+def test_fit_add_good_says_the_dead_links_and_unread_files_it_left_out(tiny_data, tmp_path, capsys, monkeypatch):
+    """DATA's walk said its .heic files and dead links; an --add-good folder's were left out unsaid."""
+    extra = tmp_path / "reviewed"
+    extra.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(extra / f"{i:03d}.png"), good_image(100 + i))
+    (extra / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    os.symlink("/mnt/gone-share/004.png", extra / "004.png")
+
+    monkeypatch.setattr("inspector.commands.fit.check_room", _stop)
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--add-good", extra, "--synth", "0", "--size", "64")
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert rc == 2 and err.splitlines()[-1] == "error: --out: the test stops here", err
+    assert any(f"1 link(s) in {extra} lead nowhere" in n and "/mnt/gone-share/004.png" in n for n in notes), err
+    assert any(f"1 image file(s) in {extra} were left out" in n and ".heic" in n and "convert them to PNG or TIFF" in n for n in notes), err
+
+
+def test_fit_add_good_of_good_images_alone_says_nothing_more(tiny_data, tmp_path, capsys, monkeypatch):
+    extra = tmp_path / "reviewed"
+    extra.mkdir()
+    cv2.imwrite(str(extra / "000.png"), good_image(100))
+    monkeypatch.setattr("inspector.commands.fit.check_room", _stop)
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--add-good", extra, "--synth", "0", "--size", "64")
+    assert_one_line_error(rc, err, "the test stops here")  # no note

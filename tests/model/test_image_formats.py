@@ -226,3 +226,99 @@ def test_inspect_as_a_user_denied_a_subfolder(tiny_ckpt, public_dir, mode):
     assert rc == 2, err
     assert "a/0.png" in out and "1 inspected: 1 PASS, 0 FAIL, 1 folder(s) not read" in out, out
     assert f"error: folder {tree / 'b'}: cannot be read (Permission denied)" in err and "Traceback" not in err, err
+
+
+# -- model.images: suffixes, scan_images, walk_folders -------------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+READ = (".jfif", ".jpe", ".pgm", ".ppm", ".pnm", ".pbm", ".jp2", ".j2k")  # today's, besides png, jpg, bmp, tiff, webp, gif
+UNREAD = {".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL", ".exr": "OpenEXR", ".dng": "camera raw", ".raw": "camera raw",
+          ".cr2": "camera raw", ".cr3": "camera raw", ".nef": "camera raw", ".arw": "camera raw", ".orf": "camera raw",
+          ".rw2": "camera raw", ".raf": "camera raw"}
+
+
+def test_a_scan_takes_every_read_suffix_and_says_every_unread_file(tmp_path):
+    from model.images import scan_images
+
+    (tmp_path / "a").mkdir()
+    for suffix in (*READ, *UNREAD):
+        (tmp_path / "a" / f"x{suffix}").write_bytes(b"x")
+    (tmp_path / "z.HEIC").write_bytes(b"x")  # the top folder's is walked first, listed in path order
+    (tmp_path / "a" / "._x.heic").write_bytes(b"\x00\x05\x16\x07" + bytes(8))  # macOS's metadata beside it: no image
+    (tmp_path / "a" / "d.heic").mkdir()  # a folder so named
+    os.mkfifo(tmp_path / "a" / "f.heic")  # no file: a FIFO so named
+    scan = scan_images(tmp_path, recursive=True)
+    assert [p.name for p in scan.images] == sorted(f"x{s}" for s in READ)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.unread] == [*sorted(f"a/x{s}" for s in UNREAD), "z.HEIC"]
+
+
+@pytest.mark.parametrize("suffix", sorted(UNREAD))
+def test_each_unread_suffix_is_refused_by_name(tmp_path, suffix):
+    from model.errors import InspectorError
+    from model.images import read_image
+
+    (tmp_path / f"p{suffix.upper()}").write_bytes(b"x")
+    with pytest.raises(InspectorError, match=rf"^image .*p{suffix.upper()}: a {UNREAD[suffix]} file, which is not read; convert"):
+        read_image(tmp_path / f"p{suffix.upper()}")
+
+
+def test_what_is_said_of_unread_files_names_each_suffix_once(tmp_path):
+    from model.images import Scan, broken_links_note, only_dead_links, scan_images
+
+    for name in ("a.heic", "b.HEIC", "c.dng"):
+        (tmp_path / name).write_bytes(b"x")
+    scan = scan_images(tmp_path)
+    assert only_dead_links(scan) == (f"its 3 image file(s) are .heic, .dng (e.g. {tmp_path / 'a.heic'}), which are not read; "
+                                     "convert them to PNG or TIFF")
+    assert broken_links_note(scan, tmp_path) == [f"3 image file(s) in {tmp_path} were left out (e.g. {tmp_path / 'a.heic'}): "
+                                                 ".heic, .dng files are not read; convert them to PNG or TIFF to read them"]
+    (tmp_path / "d.png").symlink_to(tmp_path / "gone.png")  # links leading nowhere are what is said first
+    said = only_dead_links(Scan(unread=scan.unread, broken_links=[tmp_path / "d.png"]))
+    assert said == f"its 1 image link(s) lead nowhere (e.g. {tmp_path / 'd.png'} -> {tmp_path / 'gone.png'}); mount or copy what they point to"
+
+
+def test_the_folder_given_that_cannot_be_listed_stops_a_scan_and_a_hidden_one_below_is_passed(tmp_path, monkeypatch):
+    from model.errors import InspectorError
+    from model.images import scan_images
+
+    (tmp_path / "tree" / ".trash").mkdir(parents=True)
+    (tmp_path / "tree" / "0.png").write_bytes(b"x")
+    _unlistable(monkeypatch, tmp_path / "tree" / ".trash")
+    for skip in (False, True):  # another user's trash (mode 700) is no folder of images
+        scan = scan_images(tmp_path / "tree", recursive=True, skip_unreadable=skip)
+        assert [p.name for p in scan.images] == ["0.png"] and scan.unreadable == []
+    _unlistable(monkeypatch, tmp_path / "tree")
+    with pytest.raises(InspectorError, match=r"^folder .*tree: cannot be read \(Permission denied\)"):
+        scan_images(tmp_path / "tree", recursive=True, skip_unreadable=True)
+
+
+def _not_entered(monkeypatch, *denied: Path) -> None:
+    """A file in the folders `denied` cannot be looked at, as in one of mode r-- (listed, not entered; root enters any)."""
+    is_symlink = Path.is_symlink
+
+    def looked_at(self: Path) -> bool:
+        if self.parent in denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_symlink(self)
+
+    monkeypatch.setattr(Path, "is_symlink", looked_at)
+
+
+def test_a_folder_listed_but_not_entered_stops_a_scan_unless_below_and_skipped_or_hidden(tmp_path, monkeypatch):
+    from model.errors import InspectorError
+    from model.images import scan_images
+
+    tree = tmp_path / "tree"
+    for sub in ("a", "b", ".trash"):
+        (tree / sub).mkdir(parents=True)
+        (tree / sub / "0.png").write_bytes(b"x")
+    (tree / "0.png").write_bytes(b"x")
+    _not_entered(monkeypatch, tree / "b", tree / ".trash")
+    with pytest.raises(InspectorError, match=r"^folder .*tree/b: cannot be read \(Permission denied\); give this user read"):
+        scan_images(tree, recursive=True)
+    scan = scan_images(tree, recursive=True, skip_unreadable=True)  # the trash's not said: its images are not read anyway
+    assert [p.relative_to(tree).as_posix() for p in scan.images] == ["0.png", "a/0.png"]
+    assert [p for p, _ in scan.unreadable] == [tree / "b"]
+    _not_entered(monkeypatch, tree / "b", tree / ".trash", tree)
+    with pytest.raises(InspectorError, match=r"^folder .*tree: cannot be read \(Permission denied\)"):  # the folder given
+        scan_images(tree, recursive=True, skip_unreadable=True)

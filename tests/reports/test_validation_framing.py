@@ -87,3 +87,29 @@ def test_eval_report_of_a_located_model_shows_the_line_not_the_note(capsys, loca
     assert "1 cuya pieza se encontró solo débilmente" in line and "1 cuya región de la pieza sobrepasa el borde del fotograma" in line
     assert re.search(r"; la primera: test/(good/(blank|edge)|blob/wide)\.png\)", line), line
     assert "framing:" not in html
+
+
+# --- reports.validation: framing_warned, framing_line ----------------------------------------------------------------
+# Edges found by mutating the code: each kills mutants the earlier tests let live; the expected values are worked out by
+# hand from the documented rules.
+
+
+def test_framing_warned_by_defect_images_alone_and_not_by_a_null():
+    from reports.validation import framing_warned
+
+    assert framing_warned({"framing_warnings": {"good": 0, "defect": 1}})
+    assert not framing_warned({"framing_warnings": None}) and not framing_warned({})  # JSON null: an eval that did not check
+
+
+def test_framing_line_of_kinds_unknown_or_none_in_the_language_s_numbers():
+    from reports.i18n import translations
+    from reports.numbers import STYLES
+    from reports.validation import framing_line
+    from tests.reports.test_validation import run_of
+
+    def line(framing: dict, lang: str = "en") -> dict:
+        return framing_line(run_of([0.0, 2.0], ["good", "crack"], framing_warnings=framing), translations(lang).gettext, STYLES[lang])
+
+    assert line({"good": 0, "defect": 12000, "kinds": {"tilt": 12000}, "examples": []}, "es") == {
+        "good": 0, "defect": 12000, "kinds": "12.000 tilt", "first": "—"}  # Spanish groups 5 digits up
+    assert line({"good": 1, "defect": 0})["kinds"] == "—"  # a hand-made JSON without kinds: no list, not a TypeError
