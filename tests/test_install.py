@@ -154,6 +154,7 @@ def test_bench_report_without_weasyprint_names_the_extra(capsys, monkeypatch):
     assert "--format" not in err and out == ""
 
 
+@pytest.mark.int8  # where onnxruntime makes no INT8 graph, onnx-int8 is skipped for that reason first
 def test_bench_model_without_the_training_data_times_the_rest(capsys, monkeypatch, tiny_ckpt, tiny_data):
     """On an edge box the checkpoint's training data is usually not there: INT8 calibration could not find it, and the
     whole benchmark stopped, float32 and FP16 (which need none) included. Now onnx-int8 is listed as skipped, with why."""

@@ -83,6 +83,7 @@ def test_a_checkpoint_fitted_again_since_the_export_is_no_baseline(tiny_ckpt, ex
     assert ckpt is None and f"{tiny_ckpt.resolve()}, which {refit} was exported from, was fitted again since" in note
 
 
+@pytest.mark.int8  # the calibration images are listed where an INT8 export is tried
 def test_bench_model_lists_the_calibration_images_once(capsys, monkeypatch, tiny_ckpt, tiny_data):
     """bench model listed the checkpoint's training data for INT8 calibration to check it was there, and export listed it
     again: on a share of thousands of images, twice the walk. It is now asked again only where the export failed."""

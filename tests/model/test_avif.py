@@ -164,7 +164,7 @@ def test_where_pillow_reads_no_avif_a_folder_names_its_avif_files_and_a_file_is_
                 print(exc)
     """, old)
     fix = ("install Pillow 11.3 or later (pip install -U pillow)" if old else
-           "install PyPI's wheel of Pillow (pip install --force-reinstall pillow; this Pillow 13")
+           f"install PyPI's wheel of Pillow (pip install --force-reinstall pillow; this Pillow {Image.__version__} was built without AVIF)")
     assert "AVIF" not in lines[0]
     assert lines[1].startswith(f"its 1 image file(s) are .avif (e.g. {tmp_path / 'phone' / 'IMG_1.avif'}), which are not read; {fix}")
     assert lines[1].endswith("to read the AVIF ones, or convert them to PNG or TIFF")
