@@ -13,7 +13,7 @@ import pytest
 from inspector.config import Tls, config_errors, safe_url
 from model.errors import InspectorError
 from tests.inspector.test_config import BASE
-from tests.inspector.test_security_audit import _intake
+from tests.inspector.test_security import _intake
 
 # url, as logs, records and source names show it, as a config error echoes it (marking what was cut)
 URLS = [
