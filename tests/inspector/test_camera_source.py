@@ -71,8 +71,7 @@ def test_a_stop_during_a_capture_says_so_and_blames_no_camera():
     src.start(lambda f: True)
     try:
         src.capture()
-        server.period = 60.0  # a slow camera: the next frame is a minute away
-        time.sleep(0.2)
+        server.slow(src)  # a slow camera: the next frame is a minute away
         stopper = __import__("threading").Timer(0.5, src.stop)
         stopper.start()
         with pytest.raises(InspectorError, match="was stopped .* before a frame came; trigger again"):
@@ -127,8 +126,7 @@ def test_a_trigger_cut_short_by_a_stop_is_answered_and_not_inspected_at_the_next
             wait_until(lambda: lst.on("status") and lst.on("status")[-1][0] == b"online", 10, "status online")
             capturing, capture = threading.Event(), d.source.capture
             monkeypatch.setattr(d.source, "capture", lambda *a, **k: capturing.set() or capture(*a, **k))
-            server.period = 60.0
-            time.sleep(0.2)
+            server.slow(d.source)
             lst.publish("trigger", json.dumps({"inspection_id": "cut-1"}))
             # not the inbox empty: it is so before the trigger arrives, and a stop then left it for the next start
             wait_until(capturing.is_set, 5, "the trigger taken, its capture under way")

@@ -157,14 +157,14 @@ def test_a_redirect_to_another_scheme_is_not_followed(tmp_path):
 
 def test_a_server_that_drips_its_headers_is_given_up_at_the_timeout(tmp_path):
     """The timeout bounded each read of the headers, not the fetch: a server sending a header byte every 0.2 s held the
-    intake, and every part behind it, as long as it liked (here 6 s against a 1 s url_timeout_s)."""
+    intake, and every part behind it, as long as it liked (here a minute against a 1 s url_timeout_s)."""
     import http.server
 
     class Drip(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
             try:
                 self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
-                for _ in range(30):
+                for _ in range(300):  # a minute
                     self.wfile.write(b"a")
                     self.wfile.flush()
                     time.sleep(0.2)
@@ -181,7 +181,7 @@ def test_a_server_that_drips_its_headers_is_given_up_at_the_timeout(tmp_path):
     try:
         with pytest.raises(InspectorError, match=r"took longer than mqtt.url_timeout_s \(1 s\)"):
             intake._fetch(f"http://127.0.0.1:{port}/part.png")
-        assert time.monotonic() - t0 < 3.0
+        assert time.monotonic() - t0 < 30  # given up at the timeout (1 s), not when the server is done (a minute)
     finally:
         server.shutdown()
 

@@ -53,15 +53,18 @@ def test_video_continuous_submits_all_frames_and_waits_for_room(tmp_path):
 
 def test_video_at_native_rate_behaves_like_a_camera(tmp_path):
     video = write_video(tmp_path / "v.avi", n=50, fps=25.0)
+    read_at: list[float] = []  # when each frame was read: the source's own pace, whatever the test thread's
     src = OpenCVSource(VideoSource(type="video", path=str(video), fps="native"))
+    read = src._read
+    src._read = lambda: (read(), read_at.append(time.monotonic()))[0]
     src.start(lambda f: True)
     try:
         first = src.capture()
         t0 = time.time()
         second = src.capture()  # a frame taken after the call, about one frame period later
         assert second.timestamp > first.timestamp and second.timestamp >= t0
-        wait_until(lambda: src._seq >= 5, 5, "five frames")
-        assert src._seq < 45  # replayed at ~25 fps (about 2 s for 50), not all 50 as fast as possible
+        wait_until(lambda: len(read_at) >= 11, 5, "eleven frames")
+        assert read_at[10] - read_at[0] >= 0.3  # replayed at 25 fps (0.4 s for ten frames), not as fast as it decodes
     finally:
         src.stop()
 
@@ -117,7 +120,7 @@ def test_a_new_file_under_a_name_seen_before_waits_to_settle_and_hidden_files_ar
     folder = tmp_path / "in"
     folder.mkdir()
     frames: list = []
-    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=1.0, after="move"))
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, settle_s=3.0, after="move"))
     w.start(lambda f: frames.append(f) or f.done(True) or True)
     try:
         data = png(good_image(1))
@@ -125,7 +128,7 @@ def test_a_new_file_under_a_name_seen_before_waits_to_settle_and_hidden_files_ar
             stage = folder / "stage.png"
             stage.write_bytes(data)
             (folder / f".tmp_{i}.png").write_bytes(data)  # a partial write by convention: never read
-            time.sleep(0.5)  # shorter than settle_s
+            time.sleep(0.5)  # well short of settle_s (the bug read the second stage.png at once)
             assert [f.source for f in frames] == [f"folder:P{k}.png" for k in range(1, i)]
             stage.replace(folder / f"P{i}.png")
             wait_until(lambda i=i: len(frames) == i, 5, f"P{i}")
