@@ -217,8 +217,14 @@ def test_sighup_reloads_a_served_model(tmp_path, broker, listen, served, good_pn
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: station st1: the reload failed, and parts go on with model") and "\n" not in err
         assert "model.safetensors" in err
-        assert main(["reload", "--config", str(path), "--timeout", "0.01"]) == 1
-        assert "no reload outcome within 0.01 s" in capsys.readouterr().err
+        # a process that takes the signal and reloads nothing: no outcome comes (a 0.01 s wait raced the station's)
+        deaf = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); time.sleep(600)"])
+        try:
+            assert main(["reload", "--config", str(path), "--pid", str(deaf.pid), "--timeout", "1"]) == 1
+            assert "no reload outcome within 1 s" in capsys.readouterr().err
+        finally:
+            deaf.kill()
+            deaf.wait()
 
 
 def test_a_config_threshold_over_the_models_own_is_said_on_health_and_at_a_reload(station, served):
