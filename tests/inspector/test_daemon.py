@@ -632,7 +632,9 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
 
 def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_inspector, good_png, defect_png):
     fails, shifts = [], []
-    cfg = station(watchdog={"interval_s": 0.2, "stall_s": 1.0}, store={"retention": {"max_rows": 2}})
+    # stall_s well over a worker's idle beat (half a second): at 1 s a worker starved on CI's loaded cores was `silent`,
+    # and the restart below read `failing`, not `degraded`
+    cfg = station(watchdog={"interval_s": 0.2, "stall_s": 6.0}, store={"retention": {"max_rows": 2}})
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector, on_fail=fails.append, on_shift_report=lambda recs, meta: shifts.append((recs, meta)) or {}) as d:
         port = d.http.port
@@ -676,8 +678,8 @@ def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_i
         time.sleep(2 * cfg.watchdog.interval_s)  # it read ok one interval later: a monitor polling slowly never saw it
         h = json.loads(http_get(port, "/health")[1])
         assert h["status"] == "degraded" and "died and was restarted" in h["restarted"]["inference"]
-        worker.step = lambda: time.sleep(3)
-        # the same answer: inference beats every 3 s, so a second request may come when it is not silent (problems [])
+        worker.step = lambda: worker.stop.wait(120)  # stuck until the daemon stops it: silent past stall_s for good
+        # the same answer: the first request that sees it failing (a step that beat now and then made it come and go)
         _, body = wait_until(lambda: (r := http_get(port, "/health"))[0] == 503 and r, 6, "failing health")
         assert "inference silent" in json.loads(body)["problems"][0]
 

@@ -251,7 +251,7 @@ def test_a_station_upgraded_from_image_plus_gets_each_image_once_and_a_retained_
     old = MqttClient(cfg, f"up-{protocol}", subscriptions=[topics.trigger, topics.image, f"{topics.image}/+"])  # as before image/#
     old.start()
     wait_until(lambda: old.connected, 5, "the old station connected")
-    time.sleep(0.3)  # its SUBACKs
+    assert old.wait_subscribed(30), "its SUBACKs"  # the old filters in its session (a sleep, on a loaded machine, was no promise)
     old.stop()
     lst = listen(broker.port, "t/up")
     lst.publish("trigger", b'{"serial": "R1"}', retain=True).wait_for_publish()  # left at the broker

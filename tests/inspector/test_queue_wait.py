@@ -29,14 +29,16 @@ def test_images_the_broker_held_through_a_slow_start_wait_for_room(station, brok
 
     import inspector.daemon as daemon
 
-    cfg = station(model={"queue_size": 2, "batch_size": 1, "queue_wait_s": 2})
+    # the wait (8 s) well over the 18 inspections it must cover after the start (under a second here; a loaded CI machine
+    # is slower), the load (12 s) well over the wait: counted from arrival, every wait is over before the start
+    cfg = station(model={"queue_size": 2, "batch_size": 1, "queue_wait_s": 8})
     lst = listen(broker.port, cfg.mqtt.prefix)
     with running(cfg, tiny_inspector):
         pass  # the station's broker session, which keeps its inputs while it is down
     for i in range(20):
         lst.publish("image", good_png, user={"inspection_id": f"held-{i}"})
     real = daemon.verify
-    monkeypatch.setattr(daemon, "verify", lambda *a, **k: (time.sleep(4), real(*a, **k))[1])  # a model loading for 4 s
+    monkeypatch.setattr(daemon, "verify", lambda *a, **k: (time.sleep(12), real(*a, **k))[1])  # a model loading for 12 s
     with running(cfg, tiny_inspector):
         wait_until(lambda: len(lst.result_ids()) + len(lst.on("error")) >= 20, 120, "every input answered")
     assert not lst.json("error") and len(lst.result_ids()) == 20
@@ -52,11 +54,13 @@ def test_an_image_waiting_for_room_when_the_station_stops_is_left_to_the_broker(
     lst = listen(broker.port, cfg.mqtt.prefix)
     engine = tiny_inspector.engine
     real = engine.infer
-    monkeypatch.setattr(engine, "infer", lambda *a, **k: (time.sleep(1.0), real(*a, **k))[1])
+    # 5 s a part: the four take 20 s, far beyond the stop below (at 1 s a part, a stop delayed 2 s on a loaded machine
+    # came after all four were inspected)
+    monkeypatch.setattr(engine, "infer", lambda *a, **k: (time.sleep(5.0), real(*a, **k))[1])
     with running(cfg, tiny_inspector):
         for i in range(4):
             lst.publish("image", good_png, user={"inspection_id": f"w-{i}"})
-        time.sleep(1.5)  # one inspected, one queued, the others waiting for room
+        time.sleep(2.5)  # one inspected, one queued, the others waiting for room
     assert len(lst.result_ids()) < 4
     monkeypatch.setattr(engine, "infer", real)
     with running(cfg, tiny_inspector):

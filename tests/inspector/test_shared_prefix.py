@@ -38,7 +38,7 @@ class StatusWatcher:
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
-        assert self.ready.wait(10)
+        assert self.ready.wait(30)  # a bound, not a timing: loopback on a loaded CI machine
 
     def _message(self, client, userdata, msg) -> None:
         with self.lock:

@@ -137,7 +137,7 @@ def test_reading_a_shift_does_not_wait_for_the_writer(tmp_path):
     with store._lock:  # as while the daemon's writer is inside a transaction
         reader = threading.Thread(target=lambda: got.append(store.records("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z")))
         reader.start()
-        reader.join(5)
+        reader.join(30)  # a bound, not a timing: a reader waiting for the lock would wait as long as it is held
         assert not reader.is_alive()
     assert [r["inspection_id"] for r in got[0]] == ["s0", "s1", "s2"]
 

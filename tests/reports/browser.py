@@ -125,8 +125,10 @@ class BrowserPage:
             self.ws.settimeout(self.browser.timeout)
 
     def shows(self, expression: str, want: Any, seconds: float = 20.0) -> None:
-        """Wait until `expression` evaluates to `want` (a page that refreshes itself); an AssertionError after `seconds`."""
-        deadline = time.monotonic() + seconds
+        """Wait until `expression` evaluates to `want` (a page that refreshes itself); an AssertionError after `seconds`,
+        or 30 at least: a bound, not a timing (as tests/inspector/conftest.py's wait_until: a hung fetch alone is given
+        up after 5 s, and CI's 2 cores run Chromium beside 4 test workers)."""
+        deadline = time.monotonic() + max(seconds, 30.0)
         while self.eval(expression) != want:
             assert time.monotonic() < deadline, (expression, self.eval(expression))
             time.sleep(0.2)
