@@ -8,7 +8,6 @@ import shutil
 from collections import namedtuple
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,16 +15,8 @@ from model.errors import InspectorError
 from model.fit_types import most_shots, shots_command
 from model.synth.writer import _stored_bytes, check_count, check_room
 from tests.cli import assert_one_line_error, cli
+from tests.model.test_synth_types_folders import _good
 from tests.model.types_data import write_labels, write_typed_mvtec
-from tests.synthetic import good_image
-
-
-def _good(tmp_path: Path, n: int = 3, size: int = 48) -> Path:
-    good = tmp_path / "good"
-    good.mkdir()
-    for i in range(n):
-        cv2.imwrite(str(good / f"{i:02d}.png"), good_image(i, size))
-    return good
 
 
 def test_shots_refusal_gives_the_most_shots_the_types_allow(tmp_path, capsys):
