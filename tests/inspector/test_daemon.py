@@ -630,6 +630,7 @@ def test_a_review_sent_over_mqtt_is_recorded_and_answered(station, broker, liste
     store.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker killed on purpose
 def test_health_metrics_hooks_watchdog_retention(station, broker, listen, tiny_inspector, good_png, defect_png):
     fails, shifts = [], []
     # stall_s well over a worker's idle beat (half a second): at 1 s a worker starved on CI's loaded cores was `silent`,

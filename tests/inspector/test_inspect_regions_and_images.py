@@ -105,6 +105,7 @@ def test_inspect_says_how_many_regions_it_found_beyond_those_it_lists(capsys, mo
     assert json.loads(capsys.readouterr().out)["defects_found"] == 35
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow warns of the damage the test makes
 def test_a_tiff_cut_short_is_said_to_be_so_in_one_line(capfd, tmp_path):
     """A TIFF cut short (its directory, written after the pixels, lost) read "cannot be decoded (UnidentifiedImageError);
     is it a PNG/JPEG/BMP/TIFF?" after OpenCV's own TIFF_Error lines, printed raw; fit's header check let it through."""

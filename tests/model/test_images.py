@@ -269,6 +269,7 @@ def test_pages_missing_points_and_hot_pixels():
     assert len(np.unique(array_to_rgb(twelve)[..., 0])) >= 190
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow warns of the damage the test makes
 def test_a_truncated_file_says_why(tmp_path):
     data = _encoded("PNG", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
     with pytest.raises(InspectorError, match=r"cannot be decoded \(OSError: image file is truncated\)"):
