@@ -6,7 +6,6 @@ import errno
 import io
 import os
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError, features
 
+from model import pillow_policy  # noqa: F401  (its pixel limit and warnings)
 from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
 
@@ -42,11 +42,6 @@ AVIF_GET = (f"install Pillow {AVIF_PILLOW} or later (pip install -U pillow)" if 
 AVIF_FIX = f"{AVIF_GET}, which reads it, or convert it to PNG or TIFF"
 # Pillow's formats whose further frames are further images (pages, animation; an AVIF image sequence)
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG", "AVIF")
-Image.MAX_IMAGE_PIXELS = 200_000_000  # large line-scan frames are legitimate; beyond this is a decompression bomb
-# Pillow's warnings were printed raw before a verdict: a frame up to 2 x MAX_IMAGE_PIXELS is read on purpose, and
-# its UserWarnings say it read a damaged file's metadata as far as it could (a corrupt EXIF reads upright as stored).
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def _load_strict(img: Image.Image) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from model import pillow_policy  # noqa: F401  (the station's pixel limit: its stored frames read here too)
+
 FULL_PX = 900  # longest side of the part image and overlay on an inspection report
 THUMB_PX = 200  # longest side of a thumbnail on a shift report
 
@@ -38,7 +40,8 @@ def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FUL
     try:
         with Image.open(path) as im:
             im.draft("RGB", (max_px, max_px))  # JPEG sources decode at reduced size directly
-            return _jpeg_uri(im.convert("RGB"), max_px, quality)
+            # a grey frame shrinks before it is made RGB: a 182-megapixel line-scan frame took 930 MB, now 220 MB
+            return _jpeg_uri(im if im.mode in ("L", "RGB") else im.convert("RGB"), max_px, quality)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 
@@ -51,5 +54,5 @@ def array_uri(rgb: np.ndarray, max_px: int = THUMB_PX, quality: int = 85) -> str
 def _jpeg_uri(im: Image.Image, max_px: int, quality: int) -> str:
     im.thumbnail((max_px, max_px), Image.Resampling.BILINEAR, reducing_gap=2.0)
     buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
+    im.convert("RGB").save(buf, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 
 from PIL import Image, ImageFile
 
+from model import pillow_policy  # noqa: F401  (its pixel limit, without Pillow's raw warnings)
 from model.errors import not_utf8, what_is_wrong_with, write_fix
 from reports.errors import ReportError
 

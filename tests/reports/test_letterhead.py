@@ -79,3 +79,42 @@ def test_texts_are_one_line_and_bounded():
     assert not letterhead()
     with pytest.raises(reports.ReportError, match="report organisation of 201 characters: keep it to 200"):
         letterhead(organisation="x" * 201)
+
+
+def _png_header(path, width: int, height: int, mode: int = 2):
+    """A PNG of `width` x `height` pixels that is its header alone (mode 2 RGB, 0 grey): Pillow judges its size there."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, mode, 0, 0, 0)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_a_logo_of_too_many_pixels_is_refused_in_one_line_by_its_count(tmp_path, side):
+    """A poster's artwork as the logo: 400 Mpx read 'cannot be decoded (damaged or cut short)', and in its own process
+    (`inspector report` loads no model code) 100 Mpx printed Pillow's DecompressionBombWarning before the error."""
+    import sys
+
+    logo = _png_header(tmp_path / "poster.png", side, side)
+    (tmp_path / "store").mkdir()
+    run = subprocess.run([sys.executable, "-m", "inspector", "report", "--db", str(tmp_path / "store"), "--from", "2026-12-01T00:00",
+                          "--logo", str(logo), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert f"{side * side:,} pixels, too many for a logo" in run.stderr and "scale it down" in run.stderr
+
+
+def test_a_stored_frame_the_station_read_is_in_its_report_from_any_process(tmp_path):
+    """A 13,500 x 13,500 grey line-scan frame (182 Mpx: over twice Pillow's own limit, under the station's) was read by
+    the station, but `inspector report` in its own process left it out of the report as a decompression bomb."""
+    import sys
+
+    Image.new("L", (13_500, 13_500), 128).save(tmp_path / "frame.png", compress_level=1)
+    code = ("import sys; from reports.images import data_uri; uri = data_uri(sys.argv[1], None); "
+            "print(uri[:23] if uri else None)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "frame.png")], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "data:image/jpeg;base64,", (run.stdout, run.stderr)
+    assert run.stderr == ""  # nor Pillow's warning, as the report's one-line errors stand alone

@@ -135,28 +135,6 @@ reports: {{lang: es}}
     assert "without `reports.formats` (whose daemon renders HTML only) still gets HTML and PDF here" in docs
 
 
-def test_a_logo_of_too_many_pixels_is_not_called_damaged(tmp_path):
-    """A 20,000 x 20,000 px logo (a poster's artwork, 1 MB as a PNG) read 'cannot be decoded (damaged or cut short)'."""
-    import struct
-    import zlib
-
-    from reports.errors import ReportError
-    from reports.letterhead import letterhead
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    logo = tmp_path / "poster.png"  # its header alone: Pillow refuses it from there
-    logo.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
-    with pytest.raises(ReportError) as caught:
-        letterhead("ACME", None, logo)
-    assert "400,000,000 pixels" in str(caught.value) and "scale it down" in str(caught.value) and "damaged" not in str(caught.value)
-    import model.images  # noqa: F401  (it raises Pillow's limit for line-scan frames, which made the same logo 'damaged')
-
-    with pytest.raises(ReportError, match="400,000,000 pixels, too many"):
-        letterhead("ACME", None, logo)
-
-
 def test_a_zone_whose_abbreviation_names_several_is_named_once_on_the_page():
     """Asia/Shanghai's times read '14:00 CST' alone: CST is the US's Central time too, 14 hours behind."""
     from reports.render import inspection_html
