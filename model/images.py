@@ -12,11 +12,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError, features
+from PIL import ExifTags, Image, UnidentifiedImageError, features
 
-from model import pillow_policy  # noqa: F401  (its pixel limit and warnings)
 from model.errors import InspectorError, what_is_wrong_with, write_fix
 from model.framing import Roi, crop
+from model.pillow_policy import load_whole  # and its pixel limit and warnings
 
 # AVIF (cameras' and phones' newer format) where the running Pillow reads it: its wheels do from 11.3 (11.2.1 only when
 # built from source with libavif); decided here, from the Pillow installed, as pyproject allows older ones
@@ -42,13 +42,6 @@ AVIF_GET = (f"install Pillow {AVIF_PILLOW} or later (pip install -U pillow)" if 
 AVIF_FIX = f"{AVIF_GET}, which reads it, or convert it to PNG or TIFF"
 # Pillow's formats whose further frames are further images (pages, animation; an AVIF image sequence)
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG", "AVIF")
-
-
-def _load_strict(img: Image.Image) -> None:
-    # WeasyPrint switches truncated-image tolerance on process-wide when imported (the daemon renders
-    # reports in-process); a truncated part image must be rejected, not padded with grey and inspected.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    img.load()
 
 
 class NoPixelValue(ValueError):
@@ -403,7 +396,7 @@ def _decode(data: bytes, name: str, hint: str, max_pixels: int | None = None, he
                 return None
             # Pillow reads a 16-bit colour JPEG 2000 as its top 8 bits and names no depth: OpenCV's decoding tells
             deep = _sixteen_bit_colour(img) or (img.format == "JPEG2000" and img.mode in ("RGB", "RGBA"))
-            _load_strict(img)  # also for a 16-bit colour file: a truncated one is refused the same way
+            load_whole(img)  # also for a 16-bit colour file: a truncated one is refused the same way
             return _to_rgb(img, name, data if deep else None)
     except Image.DecompressionBombError:
         raise InspectorError(f"image {name}: over {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} million pixels, the most "
@@ -458,6 +451,7 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
+            load_whole(img)
             grey = np.asarray(upright(img).convert("L"))
             mask = grey > (127 if grey.max() > 127 else 0)
     except InspectorError:

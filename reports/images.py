@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model import pillow_policy  # noqa: F401  (the station's pixel limit: its stored frames read here too)
+from model.pillow_policy import load_whole  # and the station's pixel limit: its stored frames read here too
 
 FULL_PX = 900  # longest side of the part image and overlay on an inspection report
 THUMB_PX = 200  # longest side of a thumbnail on a shift report
@@ -40,6 +40,7 @@ def data_uri(image: str | None, store_root: str | Path | None, max_px: int = FUL
     try:
         with Image.open(path) as im:
             im.draft("RGB", (max_px, max_px))  # JPEG sources decode at reduced size directly
+            load_whole(im)  # a frame cut short is not available, whether WeasyPrint (a PDF) was imported or not
             # a grey frame shrinks before it is made RGB: a 182-megapixel line-scan frame took 930 MB, now 220 MB
             return _jpeg_uri(im if im.mode in ("L", "RGB") else im.convert("RGB"), max_px, quality)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):

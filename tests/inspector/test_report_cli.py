@@ -98,6 +98,28 @@ def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsy
     assert (tmp_path / f"inspection-{ids[0]}-zh.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_a_stored_frame_cut_short_is_not_available_whichever_the_formats(tmp_path):
+    """A part image damaged on disk after the station stored it: `--format html` left it out ("Image not available"),
+    but `--format html,pdf` (whose WeasyPrint, once imported, makes Pillow pad a file cut short) showed it padded
+    with grey in both files, as it would in any process that had imported WeasyPrint before (a test worker's)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("weasyprint")
+    store = Store(tmp_path / "data")
+    record = make_records(1, root=tmp_path / "data", image_size=96, seed=5)[0]
+    store.add(record)
+    store.close()
+    image = tmp_path / "data" / record["images"]["image"]
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    run = subprocess.run([sys.executable, "-m", "inspector", "report", "--db", str(tmp_path / "data"), "--inspection",
+                          record["inspection_id"], "--format", "html,pdf", "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    html = (tmp_path / "out" / f"inspection-{record['inspection_id']}.html").read_text(encoding="utf-8")
+    assert "Image not available" in html and record["images"]["image"] in html
+
+
 def test_reports_of_the_same_parts_in_two_languages_are_both_kept(store_dir, tmp_path, capsys):
     """The operators' Chinese report, then QA's English one of the same shift into one folder: the second replaced the
     first (its shift report, its worst parts' pages and the parts' inspection reports)."""

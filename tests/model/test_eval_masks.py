@@ -35,6 +35,23 @@ def test_eval_names_every_unusable_mask_before_scoring(capsys, tiny_ckpt, tiny_d
     assert out == ""
 
 
+def test_eval_with_a_report_names_a_mask_cut_short_before_scoring(tiny_ckpt, tiny_data, tmp_path):
+    """`eval --report` imports WeasyPrint to check its PDF before scoring, which makes Pillow pad a file cut short: the
+    mask check passed a mask cut short, and eval stopped while scoring, naming it without the fix."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("weasyprint")
+    data = _copy(tiny_data, tmp_path / "data")
+    mask = data / "ground_truth" / "blob" / "002_mask.png"
+    mask.write_bytes(mask.read_bytes()[: mask.stat().st_size * 2 // 3])
+    run = subprocess.run([sys.executable, "-m", "inspector", "eval", str(tiny_ckpt), str(data), "--no-overlap", "--report",
+                          str(tmp_path / "qa"), "--format", "pdf"], capture_output=True, text=True, timeout=300)
+    assert_one_line_error(run.returncode, run.stderr, "1 of 4 ground_truth masks cannot be used", "002_mask.png: cannot be decoded")
+
+
 def test_eval_takes_masks_of_0_and_1_and_antialiased_edges_as_0_and_255_ones(capsys, tiny_ckpt, tiny_data, tmp_path):
     """The same defects drawn 0/1 or with soft (blurred) edges give the same pixel metrics, as scikit-learn computes them."""
     import json
