@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import re
 import sys
 import traceback
@@ -70,7 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Said(logging.Handler):
+    """Python's last resort, the handler of a record logged where nothing set up a log (every command but `serve`, whose
+    log is its own): a warning the code a command runs logs (a store `review` upgraded, a camera URL `config validate
+    --here` read) was printed bare, as often as logged (twice), in a process of its own only (a test's caught it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = one_line(record.getMessage())
+        except Exception:
+            self.handleError(record)
+            return
+        if text not in self.said:
+            self.said.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    before, logging.lastResort = logging.lastResort, _Said()
+    try:
+        return _run(argv)
+    finally:
+        logging.lastResort = before
+
+
+def _run(argv: list[str] | None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name not in UTF-8 (lone surrogates) crashed a print after the work
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

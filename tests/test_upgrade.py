@@ -74,6 +74,30 @@ def test_a_store_upgraded_from_an_older_schema_says_so(tmp_path, caplog):
         assert not [r for r in caplog.records if r.name == "inspector.store"]
 
 
+def test_review_of_an_older_store_says_its_upgrade_as_a_warning_in_its_own_process(tmp_path):
+    """`inspector review` upgrades the store it writes to; the upgrade's log line, with no log set up outside `serve`,
+    was printed bare by Python's last resort in a process of its own (and caught by pytest in a test's)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from inspector.store import DB_NAME, MIGRATIONS, Store
+    from reports.sample import make_records
+
+    store = Store(tmp_path / "data")
+    record = make_records(1, seed=2)[0]
+    store.add(record)
+    store.close()
+    db = sqlite3.connect(tmp_path / "data" / DB_NAME, isolation_level=None)
+    db.executescript("BEGIN;\nDROP TABLE pending;\nPRAGMA user_version = 1;\nCOMMIT;")  # as the first day's inspector left it
+    db.close()
+    run = subprocess.run([sys.executable, "-m", "inspector", "review", "--db", str(tmp_path / "data"), record["inspection_id"],
+                          "--truth", "good", "--json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and json.loads(run.stdout), run.stderr
+    assert run.stderr.splitlines() == [f"warning: store {tmp_path / 'data' / DB_NAME}: schema upgraded from version 1 to "
+                                       f"{len(MIGRATIONS)}; an inspector older than this schema no longer opens it"]
+
+
 def test_an_old_exports_far_hint_names_its_checkpoint_where_it_is(tiny_ckpt, tmp_path, monkeypatch, capsys):
     """`threshold --far` on an export without calibration scores told the user to run `inspector threshold ckpt ...`,
     the path as an older `export` recorded it, relative to a folder the user is not in."""

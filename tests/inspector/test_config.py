@@ -310,6 +310,22 @@ def test_validate_here_refuses_what_serve_refuses_of_the_broker_and_opens_no_cam
     assert json.loads(capsys.readouterr().out)["errors"] == [f"source video:not-a-cert.pem: OpenCV cannot open {pem}; is it a video file?"]
 
 
+def test_validate_here_says_a_camera_url_once_as_a_warning_in_its_own_process(tmp_path, tiny_ckpt):
+    """The source's warning that source.device is a URL was logged, with no log set up outside `serve`: printed bare
+    by Python's last resort, twice (--here builds the source twice), and not at all in a test's process (pytest's)."""
+    import subprocess
+    import sys
+
+    cfg = {"station": {"name": "st1"}, "model": {"path": str(tiny_ckpt)}, "source": {"type": "camera", "device": "rtsp://cam.local/s"},
+           "mqtt": {"prefix": "f/st1", "port": 1}, "store": {"data_dir": str(tmp_path / "data")}, "http": {"enabled": False}}
+    (tmp_path / "url.yaml").write_text(json.dumps(cfg))
+    run = subprocess.run([sys.executable, "-m", "inspector", "config", "validate", "--here", "--json", str(tmp_path / "url.yaml")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and json.loads(run.stdout)["valid"], run.stderr
+    assert run.stderr.splitlines() == ["warning: source camera:rtsp://cam.local/s: source.device is a URL; it is read as a stream is "
+                                       "(type: stream, url: ... says so)"]
+
+
 def test_validate_here_broker_hint_starts_a_broker_serve_connects_to(tmp_path, tiny_ckpt, capsys, monkeypatch, mosquitto_bin):
     """The hint was `mosquitto -c configs/mosquitto.conf`, which on a fresh machine exits 13 (no password file, no
     certificates) with nothing on screen; the command now given is run here, and the station's client connects to it."""
