@@ -14,16 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
-from safetensors.torch import save as safetensors_bytes
 
 from model.errors import DIST, InspectorError, write_fix
 from model.folders import folder_lock, replace_files
 from model.hashing import sha256_file
-from model.net import InspectorNet, NetConfig
+
+if TYPE_CHECKING:  # torch (1.5 s to import) only where weights are read or written: `inspector threshold` edits a manifest
+    from model.net import InspectorNet
 
 FORMAT = "inspector-checkpoint/1"
 WEIGHTS = "model.safetensors"
@@ -109,6 +109,8 @@ def _writing(ckpt: Path) -> Iterator[None]:
 
 def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write weights and manifest into the directory `ckpt` (created if needed)."""
+    from safetensors.torch import save as safetensors_bytes
+
     ckpt = Path(ckpt)
     if ckpt.exists() and not ckpt.is_dir():
         raise InspectorError(f"checkpoint {ckpt}: is a file; give a directory path for --out")
@@ -215,6 +217,10 @@ def _read_verified(ckpt: str | Path, attempts: int = 3) -> tuple[dict[str, Any],
 
 def load_checkpoint(ckpt: str | Path) -> tuple[InspectorNet, dict[str, Any]]:
     """Load and verify a checkpoint directory -> (network in eval mode, manifest)."""
+    from safetensors.torch import load as load_bytes
+
+    from model.net import InspectorNet, NetConfig
+
     manifest, files = _read_verified(ckpt)
     root = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
     known = {f.name for f in fields(NetConfig)}

@@ -43,6 +43,18 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def test_threshold_of_a_checkpoint_loads_no_torch(ckpt):
+    """Showing or setting a checkpoint's thresholds edits its manifest; reading the manifest imported torch (2.4 s of
+    the command's 2.6 s in a process of its own: in a test's, torch is always there already)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from inspector.cli import main; rc = main(['threshold', sys.argv[1], '--set', '4']); "
+            "print(rc, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code, str(ckpt)], capture_output=True, text=True, timeout=120)
+    assert run.stdout.splitlines()[-1] == "0 False", (run.stdout, run.stderr)
+
+
 def test_health_that_cannot_be_gathered_is_answered_failing_and_logged_once(caplog):
     """The store's disk failing under /health's counts left the request unanswered (a monitor read 'no reply'), its
     cause logged at debug only; a failing live view logged a traceback at each 2 s reload."""
