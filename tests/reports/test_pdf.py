@@ -95,6 +95,7 @@ def test_chinese_pdf_has_chinese_text(sample, failed_record, tmp_path):
 
 
 def test_pdf_renderer_fetches_nothing_but_data_urls(tmp_path):
+    from reports.letterhead import letterhead
     from reports.render import html_to_pdf
 
     secret = tmp_path / "secret.png"
@@ -102,7 +103,12 @@ def test_pdf_renderer_fetches_nothing_but_data_urls(tmp_path):
 
     Image.new("RGB", (50, 50), (255, 0, 0)).save(secret)
     pdf = tmp_path / "x.pdf"
-    pdf.write_bytes(html_to_pdf(f'<p>x</p><img src="file://{secret}"><img src="http://127.0.0.1:9/x.png">'))
+    # and a logo an SVG whose image is a local file, which the logo's check takes (the SVG itself parses)
+    svg = tmp_path / "logo.svg"
+    svg.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="60" height="20"><image href="file://{secret}" width="20" height="20"/>'
+                   '<rect x="30" width="30" height="20" fill="blue"/></svg>', encoding="utf-8")
+    logo = letterhead("ACME", None, svg).logo
+    pdf.write_bytes(html_to_pdf(f'<p>x</p><img src="file://{secret}"><img src="http://127.0.0.1:9/x.png"><img src="{logo}">'))
     images = subprocess.run([need("pdfimages"), "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     assert len(images.strip().splitlines()) == 2  # the header lines only: no image was fetched
 
