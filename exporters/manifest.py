@@ -107,7 +107,7 @@ def read_sidecar(model: Path, required: bool, data: bytes | None = None) -> dict
                                  "or re-export with `inspector export`")
         return None
     try:
-        manifest = _check_format(json.loads(path.read_text()), f"manifest {path}")
+        manifest = _check_format(json.loads(path.read_bytes()), f"manifest {path}")
     except OSError as exc:
         raise InspectorError(f"manifest {path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -148,7 +148,7 @@ def _relative_checkpoint(model: Path, named: str, weights: Any) -> str:
     `named` as it is (relative to the current folder, as before)."""
     for base in (Path(), *Path(model).resolve().parents):  # Path(): the current folder, read as the path was before
         try:
-            files = json.loads((base / named / "manifest.json").read_text()).get("files")
+            files = json.loads((base / named / "manifest.json").read_bytes()).get("files")
         except (OSError, ValueError, AttributeError):  # not there, unreadable, or no checkpoint's manifest
             continue
         if isinstance(files, dict) and weights is not None and files.get("model.safetensors") == weights:

@@ -66,7 +66,7 @@ def model_files(path: str, configured: str | Path | None = None) -> list[Path]:
         files = [p, p.with_name(p.name + ".json")]
     else:
         try:
-            sealed = json.loads((p / "manifest.json").read_text()).get("files")
+            sealed = json.loads((p / "manifest.json").read_bytes()).get("files")
         except (OSError, ValueError, AttributeError):
             sealed = None  # the loader has said, or will say, what is wrong with it
         # weights copied over a served checkpoint's: /health said ok, and the next reload or start refused them

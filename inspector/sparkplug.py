@@ -157,7 +157,7 @@ def _read_bdseq(path: Path | None) -> int:
     if path is None:
         return 0
     try:
-        return int(path.read_text().strip()) % 256
+        return int(path.read_text(encoding="ascii").strip()) % 256
     except FileNotFoundError:
         return 0
     except (OSError, ValueError) as exc:
@@ -218,7 +218,7 @@ class SparkplugNode:
             return
         tmp = self._bdseq_file.with_name(self._bdseq_file.name + ".tmp")
         try:
-            tmp.write_text(f"{self.bdseq}\n")
+            tmp.write_text(f"{self.bdseq}\n", encoding="ascii")
             os.replace(tmp, self._bdseq_file)  # whole or not at all, even at a power cut
         except OSError as exc:
             log.warning("sparkplug: the next bdSeq could not be kept in %s (%s); after a restart a host may take the last "

@@ -267,7 +267,7 @@ def rss_probe() -> None:
     for b in job["batches"]:
         for _ in range(2):
             engine.infer(_batch(x, b))
-    status = Path("/proc/self/status").read_text().splitlines()
+    status = Path("/proc/self/status").read_text(encoding="utf-8", errors="replace").splitlines()
     hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(json.dumps({"peak_rss_mb": hwm / 1024}))
 

@@ -76,7 +76,7 @@ def _refuse_defect_type_folder(good_dir: str | Path, folder: Path) -> None:
 def is_synth_output(folder: Path) -> bool:
     """A folder `inspector synth` wrote (its labels.json says so)."""
     try:
-        return json.loads((folder / "labels.json").read_text()).get("generator") == "inspector synth"
+        return json.loads((folder / "labels.json").read_bytes()).get("generator") == "inspector synth"
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -176,7 +176,7 @@ def _remove(paths: list[Path], out: Path) -> None:
 def _previous_files(out: Path) -> list[Path]:
     """The images and masks an earlier `synth` output in `out` lists (resolved, inside `out`); [] for none."""
     try:
-        old = json.loads((out / "labels.json").read_text())
+        old = json.loads((out / "labels.json").read_bytes())
         if old.get("generator") != "inspector synth":
             return []
         listed = [r[key] for r in old["images"] for key in ("image", "mask")]
@@ -320,7 +320,7 @@ def _finish(good_dir: str | Path, out: Path, seed: int, kinds: tuple[str, ...], 
     written.append(out / CONTACT_SHEET)
     contact_sheet(out, records, out / CONTACT_SHEET)
     written.append(out / "labels.json")  # last: a set with its labels.json is whole
-    (out / "labels.json").write_text(json.dumps(labels, indent=1))
+    (out / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
 
 
 class _Terminated(BaseException):
