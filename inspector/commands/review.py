@@ -151,6 +151,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reads_whole(path: Path) -> bool:
+    from PIL import Image
+
+    from model.pillow_policy import load_whole
+
+    try:
+        with Image.open(path) as im:
+            load_whole(im)
+        return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def _export(args: argparse.Namespace) -> int:
     import shutil
     from collections import Counter
@@ -188,6 +201,9 @@ def _export(args: argparse.Namespace) -> int:
             image = resolve(part.images["image"], store.root) if part.images.get("image") else None
             if image is None or not image.is_file():
                 skipped["no stored image (store.save_images)"] += 1
+                continue
+            if not _reads_whole(image):  # copied unsaid, it stopped the `fit` it was exported for
+                skipped["a stored image damaged since it was stored (it does not read whole)"] += 1
                 continue
             # by the words read: "pitted_surface" and "pitted surface" were two folders, so two types to fit --labels
             folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(type_words(kind), kind)))

@@ -360,6 +360,10 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
     (root / by_id[passes[0]]["images"]["image"]).unlink()  # a store that keeps no images of PASSes
     again = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "y"), "--json")
     assert "crack" not in again["copied"] and again["skipped"]["no stored image (store.save_images)"] == 1
+    good_image = root / by_id[fails[0]]["images"]["image"]
+    good_image.write_bytes(good_image.read_bytes()[: good_image.stat().st_size // 2])  # damaged on the disk since
+    cut = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "w"), "--json")
+    assert "good" not in cut["copied"] and cut["skipped"]["a stored image damaged since it was stored (it does not read whole)"] == 1
     first = min(by_id[i]["timestamp"] for i in (*fails, *passes))
     before = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "z"), "--to", first, "--json")
     assert before["copied"] == {} and before["skipped"] == {}  # --to: parts inspected before it only
