@@ -42,8 +42,10 @@ def artefact_kind(path: Path) -> str:
 def model_of_manifest(path: Path) -> Path:
     """An export's manifest (`model.onnx.json`) names its model, as a checkpoint's manifest names its checkpoint: it was
     "unknown model kind 'json'" to inspect, and "its manifest model.onnx.json.json is missing" to threshold."""
+    if path.suffix != ".json":  # first: "." (the folder one is in) and "/" have no name, which with_suffix raised on
+        return path
     model = path.with_suffix("")
-    if path.suffix != ".json" or artefact_kind(model) not in FACTORIES:
+    if artefact_kind(model) not in FACTORIES:
         return path
     if not model.exists():  # a sidecar copied without its model: "unknown model kind 'json'" named neither
         raise InspectorError(f"model {model}: missing beside its manifest {path.name}; copy the model file along, or export again")

@@ -200,6 +200,17 @@ def test_a_checkpoints_manifest_path_opens_the_checkpoint(insp, tiny_ckpt, tiny_
     assert Inspector.load(tiny_ckpt / "manifest.json").inspect(image).score == pytest.approx(insp.inspect(image).score)  # refused before
 
 
+def test_the_folder_one_is_in_opens_as_a_model_or_is_named(insp, tiny_ckpt, tiny_data, tmp_path, monkeypatch):
+    # "." and "/" have no name: Path.with_suffix raised ValueError, exit 70 for `inspector inspect . part.png` in a checkpoint
+    image = tiny_data / "test" / "good" / "000.png"
+    monkeypatch.chdir(tiny_ckpt)
+    assert Inspector.load(".").inspect(image).score == pytest.approx(insp.inspect(image).score)
+    monkeypatch.chdir(tmp_path)
+    for model in (".", "/"):
+        with pytest.raises(InspectorError, match="no manifest.json inside"):
+            Inspector.load(model)
+
+
 def test_an_image_unlike_the_training_images_is_flagged(insp, tiny_data):
     from inspector.api import unlike_training
 
