@@ -205,6 +205,9 @@ class Inspector:
     the model."""
 
     def __init__(self, engine: Engine, decision: DecisionConfig | None = None, station: str | None = None) -> None:
+        if decision is not None and not isinstance(decision, DecisionConfig):  # a dict: AttributeError 'image_threshold'
+            raise InspectorError(f"decision of type {type(decision).__name__}: give an inspector.decision.DecisionConfig "
+                                 "(e.g. DecisionConfig(**d) for a dict d) or None")
         d = decision or DecisionConfig()
         # checked here too (DecisionConfig(image_threshold=nan) made records of invalid JSON), and a copy: the
         # caller's config changed later must not change verdicts in another thread
@@ -217,8 +220,11 @@ class Inspector:
     @classmethod
     def load(cls, model: str | Path, device: str = "cpu", decision: DecisionConfig | None = None, station: str | None = None) -> Inspector:
         """Open a checkpoint directory or an exported model."""
-        if not isinstance(model, (str, Path)):  # open_engine's TypeError named neither the argument nor the fix
+        if not isinstance(model, (str, Path)) or model == "":  # open_engine's TypeError named neither the argument nor the fix;
+            # "" (an unset variable) opened the folder one was in
             raise InspectorError(f"model {model!r}: give the path of a checkpoint from `inspector fit` or of an exported model")
+        if not isinstance(device, str):  # None or 0: AttributeError 'partition', after the manifest was read
+            raise InspectorError(f"device {device!r}: give 'cpu', 'cuda' or 'cuda:N' (a str)")
         return cls(open_engine(model, device=device), decision, station)
 
     def close(self, timeout: float | None = None) -> bool:

@@ -176,6 +176,19 @@ def test_load_names_a_model_that_is_no_path(model):
         Inspector.load(model)
 
 
+def test_load_names_an_empty_model_a_device_or_a_decision_of_the_wrong_type(tmp_path, monkeypatch):
+    """"" opened the folder one was in; device=None or 0 was AttributeError 'partition', a dict of decision settings
+    AttributeError 'image_threshold'."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InspectorError, match="model '': give the path of a checkpoint"):
+        Inspector.load("")
+    for device in (None, 0):
+        with pytest.raises(InspectorError, match=f"device {device}: give 'cpu', 'cuda' or 'cuda:N'"):
+            Inspector.load(tmp_path, device=device)
+    with pytest.raises(InspectorError, match=r"decision of type dict: give an inspector\.decision\.DecisionConfig"):
+        Inspector(FakeEngine(), {"image_threshold": 3.0})
+
+
 def test_overlay_of_a_map_with_nan_or_infinity_draws_them_hottest_without_warnings():
     """A broken model's NaN was cast to uint8 (RuntimeWarning, any colour); an infinite peak made the whole map cold."""
     from inspector.overlay import render_overlay
