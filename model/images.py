@@ -154,7 +154,7 @@ def high_bit_depth(path: str | Path) -> bool:
     cannot open (reading it says what is wrong)."""
     try:
         with Image.open(path) as img:
-            return img.mode in ("I;16", "I;16B", "I;16L", "I", "F") or _sixteen_bit_colour(img)
+            return img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or _sixteen_bit_colour(img)
     except Exception:  # anything Pillow raises on a damaged file
         return False
 
@@ -187,7 +187,7 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
         img = upright(img)
         if img.mode == "La":  # grey with premultiplied alpha: Pillow converts it to nothing else ("from La to L not supported")
             img = img.convert("LA")
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
         else:
             arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
