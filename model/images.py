@@ -312,6 +312,9 @@ def pil_to_rgb(img: Image.Image, name: str = "PIL image") -> np.ndarray:
         if str(exc) == "Operation on closed image":  # Image.close() frees the pixels too, loaded or not
             raise InspectorError(f"image {name}: the PIL image was closed (Image.close()) before it was given; give it "
                                  "before closing it, or give the path") from None
+        if getattr(getattr(img, "fp", None), "closed", False):  # Image.open(f) in a `with open(...) as f` block that ended
+            raise InspectorError(f"image {name}: the file it was opened from was closed before its pixels were read; call "
+                                 ".load() while the file is open, or give the path") from None
         raise InspectorError(f"image {name}: cannot be converted ({exc.__class__.__name__}: {' '.join(str(exc).split())[:100]})") from None
 
 

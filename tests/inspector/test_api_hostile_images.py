@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -123,6 +124,19 @@ def test_a_pil_image_closed_with_close_is_named_with_the_fix(tmp_path):
     img.close()
     with pytest.raises(InspectorError, match=r"image PIL image: the PIL image was closed \(Image.close\(\)\) before it was "
                                              r"given; give it before closing it, or give the path$"):
+        load_image(img)
+
+
+@pytest.mark.parametrize("opener", ["file", "bytes"])
+def test_a_pil_image_whose_own_file_object_was_closed_is_named_with_the_fix(tmp_path, opener):
+    """`with open(path, "rb") as f: img = Image.open(f)`, inspected after the block: 'cannot be converted (ValueError:
+    seek of closed file)', which said no fix."""
+    path = tmp_path / "part.png"
+    Image.fromarray(_rgb()).save(path)
+    with open(path, "rb") if opener == "file" else io.BytesIO(path.read_bytes()) as f:
+        img = Image.open(f)
+    with pytest.raises(InspectorError, match=r"image PIL image: the file it was opened from was closed before its pixels "
+                                             r"were read; call \.load\(\) while the file is open, or give the path$"):
         load_image(img)
 
 
