@@ -1,17 +1,20 @@
 """Industrial visual inspection: fit a station from good images, inspect parts, report.
 
-`from inspector import Inspector` is loaded lazily so the CLI starts without importing torch.
+`from inspector import Inspector` is loaded lazily so the CLI starts without importing torch. Bad input (a path, an
+image, a model, an argument) raises `inspector.InspectorError`, its message one line naming the input and the fix.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from model.errors import InspectorError  # what the API raises: an integrator catches it (it lived in model.errors alone)
+
 if TYPE_CHECKING:
     from inspector.api import Inspector, LoadedImage, load_image
     from inspector.result import InspectionResult
 
-__all__ = ["Inspector", "InspectionResult", "LoadedImage", "load_image"]
+__all__ = ["Inspector", "InspectionResult", "InspectorError", "LoadedImage", "load_image"]
 
 
 def __getattr__(name: str):

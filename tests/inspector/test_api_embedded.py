@@ -227,6 +227,20 @@ def test_load_image_comes_from_the_package_as_inspector_does():
     assert isinstance(loaded, LoadedImage) and loaded.rgb.shape == (40, 48, 3)
 
 
+def test_what_the_api_raises_comes_from_the_package_and_its_hints_are_marked_for_mypy():
+    """An integrator could catch the API's errors only as model.errors.InspectorError, which no page named; and mypy
+    read none of the hints ("missing library stubs or py.typed marker"), every result typed Any."""
+    from importlib.resources import files
+
+    import inspector
+    import model.errors
+
+    assert "InspectorError" in inspector.__all__ and inspector.InspectorError is model.errors.InspectorError
+    with pytest.raises(inspector.InspectorError):
+        Inspector(FakeEngine()).inspect(None)
+    assert files("inspector").joinpath("py.typed").is_file() and files("model").joinpath("py.typed").is_file()
+
+
 class PlainEngine(FakeEngine):
     """FakeEngine without its lock, which does not pickle (a torch engine does)."""
 
