@@ -231,7 +231,11 @@ class Inspector:
         """Free the model (its memory, a GPU's too), for this Inspector and its with_thresholds copies, once an
         inspection in progress ends; they refuse to inspect after. Closing again does nothing. `timeout`: wait at most
         that long for the inspection in progress, and leave the model open (False) if it has not ended by then."""
-        if not self._shared.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or math.isnan(timeout)):
+            raise InspectorError(f"close: timeout {timeout!r}; give the seconds to wait, or None to wait until it ends")
+        # inf (or 1e300) as "wait for good": the lock's OverflowError ('timestamp out of range')
+        wait = -1 if timeout is None or timeout >= threading.TIMEOUT_MAX else max(float(timeout), 0.0)
+        if not self._shared.lock.acquire(timeout=wait):
             return False
         try:
             if not self._shared.closed:

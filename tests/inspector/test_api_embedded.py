@@ -107,6 +107,16 @@ def test_close_waits_for_an_inspection_in_progress():
     worker.join()
 
 
+def test_close_takes_an_infinite_timeout_and_names_one_that_is_no_number():
+    """close(timeout=math.inf), to wait for good, raised OverflowError ('timestamp out of range for platform time_t');
+    nan ValueError, "5" TypeError."""
+    for bad in (float("nan"), "5"):
+        with pytest.raises(InspectorError, match=r"close: timeout .*; give the seconds to wait, or None"):
+            Inspector(FakeEngine()).close(timeout=bad)
+    engine = FakeEngine()
+    assert Inspector(engine).close(timeout=float("inf")) and engine.closed == 1
+
+
 @pytest.mark.parametrize("decision", [DecisionConfig(image_threshold=float("nan")), DecisionConfig(pixel_threshold=float("inf"))])
 def test_thresholds_given_in_a_decision_config_are_checked(decision):
     """Inspector.load(..., decision=DecisionConfig(image_threshold=nan)) failed every part with records of invalid JSON."""
