@@ -62,6 +62,8 @@ def load_image(image: ImageInput, name: str | None = None) -> LoadedImage:
         # its source went into the record unchecked: bytes or a Path made to_record()'s JSON fail, a number broke the contract
         source = name or _name(image.source, "source")
         return image if source is image.source else image._replace(source=source)
+    if type(image) is not np.ndarray and isinstance(image, np.ndarray):  # np.matrix stays 2-D: AxisError adding a channel
+        image = np.asarray(image)
     if isinstance(image, np.ndarray) and image.dtype.kind == "u" and image.dtype.itemsize <= 2 and not image.dtype.isnative:
         image = image.astype(image.dtype.newbyteorder("="))  # big-endian 16-bit (a FITS or network camera's) is uint16 too
     if isinstance(image, (str, Path)):

@@ -70,6 +70,13 @@ def test_a_loaded_image_made_by_hand_is_checked(rgb):
     assert load_image(good) is good
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # numpy's own, on making an np.matrix
+def test_an_array_subclass_is_read_as_its_plain_array():
+    """A grey np.matrix raised numpy's AxisError (a matrix stays 2-D when a channel is added)."""
+    grey = _rgb()[..., 0]
+    assert np.array_equal(load_image(np.asmatrix(grey)).rgb, load_image(grey).rgb)
+
+
 def test_a_big_endian_16_bit_array_is_read_as_the_same_little_endian_one():
     """dtype('>u2') is uint16 in another byte order, refused as 'dtype >u2; give uint8 or uint16 pixels'."""
     grey = (_rgb()[..., 0].astype(np.uint16) * 200)
