@@ -87,12 +87,18 @@ class FitOptions:
             self.roi = check_roi(self.roi)
         # mask paths made absolute: `eval --new-parts` refits from these options, perhaps from another folder
         self.ignore = tuple(str(spec.resolve()) if isinstance(spec := parse_ignore(text), Path) else text for text in self.ignore)
-        if self.locate < 0 or (self.locate and self.roi is None):
+        if self.locate < 0:
             raise InspectorError(f"--locate {self.locate}: give how many px the part may sit from its place in the first "
                                  "training image (e.g. 40), with the --roi that frames it there")
-        if not 0 <= self.turn <= MAX_TURN or (self.turn and not self.locate):
+        if self.locate and self.roi is None:  # the value is fine: what is missing is said, not asked for again
+            raise InspectorError(f"--locate {self.locate} needs a --roi, the region that follows the part, drawn where the "
+                                 "first training image has it: add --roi X,Y,W,H, or leave --locate out")
+        if not 0 <= self.turn <= MAX_TURN:
             raise InspectorError(f"--turn {self.turn:g}: give how many degrees (up to {MAX_TURN}) the part may turn either way "
                                  "from the first training image's pose (e.g. 10), with --roi and --locate")
+        if self.turn and not self.locate:
+            raise InspectorError(f"--turn {self.turn:g} needs --locate and its --roi: only a part that is found in each frame "
+                                 "is turned back; add --roi X,Y,W,H --locate PX, or leave --turn out")
         if self.neighbours < 1:
             raise InspectorError(f"--neighbours {self.neighbours}: give at least 1 bank patch to measure a patch against (e.g. 3)")
         if not 0.0 < self.coreset_ratio <= 1.0:

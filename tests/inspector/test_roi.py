@@ -326,7 +326,7 @@ def test_a_located_model_judges_a_shifted_part_as_the_plain_model_judges_the_par
 def test_fit_refuses_what_cannot_be_located(capsys, located_models, tmp_path):
     belt = located_models[1].parent / "belt"
     rc, _, err = cli(capsys, "fit", belt, "--out", tmp_path / "m", "--locate", 10)
-    assert_one_line_error(rc, err, "--locate 10", "--roi")
+    assert_one_line_error(rc, err, "--locate 10 needs a --roi", "leave --locate out")
     data = tmp_path / "data"
     shutil.copytree(belt, data)
     cv2.imwrite(str(data / "005.png"), placed(np.full((PART, PART, 3), 45, np.uint8), 0, 0, 5))  # an empty belt
@@ -415,6 +415,8 @@ def test_turn_needs_locate_and_a_sensible_angle(capsys, located_models, tmp_path
                  ("--roi", ",".join(map(str, NOMINAL)), "--locate", 14, "--turn", -1)):
         rc, _, err = cli(capsys, "fit", belt, "--out", tmp_path / "m", *args)
         assert_one_line_error(rc, err, "--turn", "--locate")
+        # a good angle without --locate: the missing option is named, not the angle asked for again ("e.g. 10")
+        assert ("give how many degrees" in err) == (args[0] != "--turn"), err
     assert not (tmp_path / "m").exists()
 
 
