@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="STATION.yaml", type=path_of("station config"), help="a station config: its store, station name and report settings")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--from", dest="start", metavar="T1", help="shift report from this time (inclusive)")
-    what.add_argument("--inspection", nargs="+", metavar="ID", help="inspection report(s) for these inspection ids")
+    # extend: `--inspection A --inspection B` kept B alone, and said nothing of A
+    what.add_argument("--inspection", nargs="+", action="extend", metavar="ID", help="inspection report(s) for these inspection ids")
     p.add_argument("--to", dest="end", metavar="T2", help="shift report up to this time (exclusive; default now)")
     p.add_argument("--station", help="only this station's inspections (shift report)")
     p.add_argument("--lang", help="report language: en, zh or es (default en)")
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.inspection:
             records = []
-            for iid in args.inspection:
+            for iid in dict.fromkeys(args.inspection):  # an id given twice is one report, written once
                 record = store.get(iid)
                 if record is None:
                     raise InspectorError(f"inspection {iid!r}: not in store {opts.db}; give the inspection_id of a stored result")

@@ -98,6 +98,14 @@ def test_inspection_reports_by_id_in_chinese_with_pdf(store_dir, tmp_path, capsy
     assert (tmp_path / f"inspection-{ids[0]}-zh.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_inspection_given_again_adds_its_ids_and_an_id_twice_is_one_report(store_dir, tmp_path, capsys):
+    # `--inspection A --inspection B` wrote B's report alone, saying nothing of A; `A A` wrote A's twice
+    root, records = store_dir
+    a, b = [r["inspection_id"] for r in records][:2]
+    assert main(["report", "--db", str(root), "--inspection", a, "--inspection", b, a, "--format", "html", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / f"inspection-{i}.html") for i in (a, b)]
+
+
 def test_a_stored_frame_cut_short_is_not_available_whichever_the_formats(tmp_path):
     """A part image damaged on disk after the station stored it: `--format html` left it out ("Image not available"),
     but `--format html,pdf` (whose WeasyPrint, once imported, makes Pillow pad a file cut short) showed it padded
