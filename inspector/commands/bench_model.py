@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=path_of("model"), help="checkpoint directory (torch eager baseline), or an exported model or folder of them "
                    "(torch eager too where the checkpoint its manifest names is on this machine)")
     p.add_argument("data", type=path_of("data folder"), help="images to run (a folder, or MVTec layout)")
-    p.add_argument("--exports", nargs="+", metavar="PATH", type=path_of("exported model"), help="exported models or folders of them (default: export to a temp folder)")
+    p.add_argument("--exports", nargs="+", action="extend", metavar="PATH", type=path_of("exported model"), help="exported models or folders of them (default: export to a temp folder)")
     p.add_argument("--calib", metavar="DIR", type=path_of("folder of good images"), help="good images for INT8 calibration when exporting (default: the checkpoint's data)")
     p.add_argument("--batches", type=int_list, default=(1, 8), help="batch sizes (default 1,8)")
     p.add_argument("--runs", type=at_least(1), default=40, help="timed calls per engine and batch size (default 40)")
@@ -78,7 +78,10 @@ def _exports_from(paths: list[str]) -> list[Path]:
             raise InspectorError(f"--exports {p}: not an exported model (.onnx/.engine) or a folder of them")
     if not found:
         raise InspectorError(f"--exports {' '.join(paths)}: no .onnx/.engine files found")
-    return found
+    once: dict[Path, Path] = {}  # each file once, where first given (a folder and a file in it were timed twice)
+    for p in found:
+        once.setdefault(p.resolve(), p)
+    return list(once.values())
 
 
 def _source_checkpoint(export: Path) -> tuple[Path | None, str | None]:

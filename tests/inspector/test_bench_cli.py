@@ -107,6 +107,20 @@ def test_every_argument_after_bench_goes_to_the_benchmark(argv):
     assert args.args == argv and args.func.__module__ == "inspector.commands.bench"
 
 
+def test_exports_given_again_add_up_and_each_file_is_timed_once(tmp_path):
+    """`--exports A --exports B` timed B alone, and a folder beside a file in it timed that file twice."""
+    import argparse
+
+    from inspector.commands import bench_model
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    bench_model.register(sub)
+    for name in ("model.onnx", "model-int8.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    args = sub.choices["model"].parse_args(["ck", "data", "--exports", str(tmp_path / "model.onnx"), "--exports", str(tmp_path)])
+    assert bench_model._exports_from([str(p) for p in args.exports]) == [tmp_path / "model.onnx", tmp_path / "model-int8.onnx"]
+
+
 def test_bench_help_lists_the_benchmarks(capsys):
     with pytest.raises(SystemExit) as done:
         cli(capsys, "bench", "--help")
