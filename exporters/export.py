@@ -19,7 +19,7 @@ from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
 from model.errors import InspectorError, RetryLater, os_exit_code, write_fix
-from model.folders import writable_folder
+from model.folders import remove_stale_tmps, writable_folder
 
 FILES = {
     "onnx": "model.onnx",
@@ -187,6 +187,7 @@ def export(ckpt: str | Path, formats: str | list[str], out: str | Path, calib: s
     base = dict(ckpt=ckpt, ckpt_manifest=ckpt_manifest, normalisation=_normalisation(net), outputs=output_names(net), toolchain=toolchain(),
                 verifying=verifying)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmps(out)  # a killed export's half-written model, otherwise left there for good
     done = []
     for fmt in formats:
         target = out / FILES[fmt]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from model.errors import DIST, InspectorError, write_fix
-from model.folders import folder_lock, replace_files
+from model.folders import folder_lock, remove_stale_tmps, replace_files
 from model.hashing import sha256_file
 
 if TYPE_CHECKING:  # torch (1.5 s to import) only where weights are read or written: `inspector threshold` edits a manifest
@@ -124,6 +124,7 @@ def save_checkpoint(net: InspectorNet, ckpt: str | Path, manifest: dict[str, Any
     # threshold` changes a manifest: its read-change-write could otherwise seal the old manifest over new weights.
     data = safetensors_bytes(state, metadata={"format": FORMAT})
     with folder_lock(ckpt):
+        remove_stale_tmps(ckpt)  # a killed fit's half-written weights, otherwise left there for good
         return write_manifest(ckpt, manifest, {WEIGHTS: data})
 
 

@@ -109,6 +109,33 @@ def _tmp_beside(path: Path) -> Path:
     return path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}{tail}")
 
 
+def stale_tmp(path: Path) -> bool:
+    """Whether `path` is a temporary file `replace_files` made (`<name>.<pid>.tmp`) for a process no longer running:
+    one killed while it wrote (SIGKILL, a power cut) left it, half written, and nothing else ever removed it."""
+    head, _, tail = path.name.rpartition(".")
+    pid = head.rpartition(".")[2]
+    if tail != "tmp" or not pid.isdigit() or int(pid) == os.getpid() or not path.is_file():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # alive under another user (EPERM), or no pid: left alone
+        return False
+    return False
+
+
+def remove_stale_tmps(folder: Path) -> None:
+    """Remove from `folder` the temporary files of writers that were killed (`stale_tmp`)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        if stale_tmp(p):
+            p.unlink(missing_ok=True)
+
+
 def _keep_access(old: Path, new: Path) -> None:
     """Give `new` the mode and group of `old`, where there is an `old` (the group only where this user may set it)."""
     try:

@@ -108,7 +108,10 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"--out {out}: a checkpoint is already there; pass --force to overwrite it")
     if out.is_dir() and not (out / "manifest.json").exists():
-        other = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".")), None)  # a .gitkeep is no data
+        from model.folders import stale_tmp
+
+        # a .gitkeep is no data, nor half the weights of a fit killed while it wrote them (replaced below)
+        other = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".") and not stale_tmp(p)), None)
         if other is not None:  # a data or export folder: the checkpoint would sit among its files, and --force cannot mean it
             raise InspectorError(f"--out {out}: holds other files ({other.name}) and no checkpoint; give a new or empty folder")
     writable_folder(out, keep=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -414,6 +415,19 @@ def test_verify_fails_an_export_that_scores_nan(tmp_path):
     r = compare(_Scripted(ref), _Scripted(ref[:2] + [float("-inf")] + ref[3:]), paths, labels, "onnx-fp16")
     assert r["verdicts"]["differ"] == 1  # -inf FAILs too (it passed, below every threshold)
     json.dumps(r, allow_nan=False)  # the sidecar stays valid JSON
+
+
+def test_an_export_removes_the_half_file_of_one_killed_while_writing(tiny_ckpt, tmp_path):
+    """SIGKILL (a power cut) while model.onnx was written left `model.onnx.<pid>.tmp`, half the model: the next export
+    wrote beside it, and it stayed for good. A temporary file of a process still running is its own, left alone."""
+    from exporters.export import export
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no process has now
+    (tmp_path / f"model.onnx.{dead.pid}.tmp").write_bytes(b"\0" * 4096)
+    (tmp_path / f"model.onnx.{os.getppid()}.tmp").write_bytes(b"")
+    export(tiny_ckpt, "onnx", tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"model.onnx", "model.onnx.json", f"model.onnx.{os.getppid()}.tmp"}
 
 
 def test_a_failed_trace_is_one_clean_line_and_ctrl_c_stays_ctrl_c(tiny_ckpt, monkeypatch):

@@ -600,6 +600,18 @@ def test_fit_refuses_to_overwrite(capsys, tiny_ckpt, tiny_data):
         assert_one_line_error(rc, err, "holds other files (000.png) and no checkpoint; give a new or empty folder")
 
 
+def test_fit_replaces_what_a_fit_killed_while_writing_left(capsys, tiny_data, tmp_path):
+    """SIGKILL (a power cut) while the weights were written left `model.safetensors.<pid>.tmp`, half a file: fitting
+    again, with --force too, was refused ('holds other files (model.safetensors.4215.tmp)'), and it stayed for good."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no process has now
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / f"model.safetensors.{dead.pid}.tmp").write_bytes(b"\0" * 4096)
+    rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--size", "64", "--synth", "0")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "model.safetensors"]
+
+
 def test_fit_says_at_once_when_the_checkpoint_would_not_fit_on_the_disk(capsys, tiny_data, tmp_path, monkeypatch):
     """It said so after minutes of fitting, when the write failed."""
     import inspector.commands.fit as fit_command
