@@ -71,7 +71,8 @@ def _exports_from(paths: list[str]) -> list[Path]:
     found = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix in EXPORT_SUFFIXES)
+            # not hidden files: macOS's `._model.onnx` beside a copied model is no export (its "manifest" was not JSON)
+            found += sorted(q for q in p.iterdir() if q.suffix in EXPORT_SUFFIXES and not q.name.startswith("."))
         elif p.is_file() and p.suffix in EXPORT_SUFFIXES:
             found.append(p)
         else:

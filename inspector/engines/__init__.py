@@ -54,7 +54,9 @@ def model_of_manifest(path: Path) -> Path:
 
 def _exported_in(folder: Path) -> Path:
     """A folder written by `inspector export` (no checkpoint manifest): its one exported model."""
-    found = sorted(p for p in folder.iterdir() if p.is_file() and artefact_kind(p) in FACTORIES)
+    # a hidden file is never an export: macOS writes `._model.onnx` (its AppleDouble metadata) beside each file it copies
+    # onto a USB stick or share, and the folder read "holds several exported models (._model.onnx, model.onnx)"
+    found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and artefact_kind(p) in FACTORIES)
     if not found:
         for side in sorted(folder.glob("*.json")):  # an export folder whose model is gone: said so, not "no manifest.json"
             model_of_manifest(side)

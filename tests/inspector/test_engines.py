@@ -545,3 +545,16 @@ def test_the_onnx_bytes_run_are_the_bytes_checked_against_the_sidecar(exports, t
     engine = OnnxEngine(model)  # "onnxruntime cannot load it" when it reads the path again
     assert engine.meta.sha256 == json.loads(sidecar_path(model).read_text())["file_sha256"]
     assert engine.infer(np.zeros((1, 3, *engine.meta.input_size), np.float32)).score.shape == (1,)
+
+
+def test_an_export_folder_copied_from_a_mac_opens_its_one_model(exports, tmp_path):
+    """macOS writes `._model.onnx` (AppleDouble metadata) beside each file it copies onto a USB stick or a share: the
+    folder read "holds several exported models (._model.onnx, model.onnx)" to inspect, threshold, serve and the API."""
+    from inspector.commands.bench_model import _exports_from
+    from inspector.engines import locate_model
+
+    model = copy_export(exports["onnx"], tmp_path / "stick")
+    for name in ("._model.onnx", "._model.onnx.json", ".DS_Store"):
+        (model.parent / name).write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    assert locate_model(model.parent) == (model, "onnx")
+    assert _exports_from([str(model.parent)]) == [model]  # bench timed it and listed "._model.onnx skipped: not valid JSON"
