@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 import traceback
@@ -51,11 +52,26 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         # argparse reports a subcommand's unknown options from the top parser: `inspect ... --jsn` read "inspector:
         # unrecognized arguments: --jsn (see inspector --help)", whose help lists no option of inspect's
-        namespace, extras = self.parse_known_args(args, namespace)
-        if extras:
-            prog = getattr(namespace, "_parsed_by", self.prog)
-            raise InspectorError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        argv = sys.argv[1:] if args is None else [str(a) for a in args]
+        try:
+            namespace, extras = self.parse_known_args(argv, namespace)
+            if extras:
+                prog = getattr(namespace, "_parsed_by", self.prog)
+                raise InspectorError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        except InspectorError as exc:
+            if not (hint := _dash_path_hint(argv)):
+                raise
+            raise InspectorError(f"{exc}{hint}") from None
         return namespace
+
+
+def _dash_path_hint(argv: list[str]) -> str:
+    """How to name a file or folder whose name starts with "-", where one was given: argparse takes it for an option, and
+    `inspector threshold -station3` read "the following arguments are required: MODEL", naming neither it nor the fix."""
+    given = argv[:argv.index("--")] if "--" in argv else argv
+    dashed = [a for a in given if a.startswith("-") and not a.startswith("--") and not re.match(r"-\.?\d", a) and os.path.lexists(a)]
+    return (f"; {dashed[0]} reads as an option: to name the file or folder {dashed[0]}, write ./{dashed[0]} "
+            "(or put -- before it)") if dashed else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

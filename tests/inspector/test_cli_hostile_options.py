@@ -59,6 +59,18 @@ def test_a_line_break_in_a_name_stays_on_the_one_error_line(tiny_ckpt, tmp_path,
     assert_one_line_error(rc, err, "no such file or folder", repr(name)[1:-1])
 
 
+@pytest.mark.parametrize("argv", [["threshold", "-station3"], ["inspect", "-station3", "part.png"], ["eval", "-station3", "data"]])
+def test_a_model_folder_whose_name_starts_with_a_dash_is_named_with_the_fix(here, capsys, argv):
+    """A checkpoint copied as `-station3` read as an option: "the following arguments are required: MODEL", naming
+    neither the folder nor how to give it."""
+    (here / "-station3").mkdir()
+    rc, out, err = cli(capsys, *argv)
+    assert_one_line_error(rc, err, "-station3 reads as an option", "write ./-station3 (or put -- before it)")
+    rc, out, err = cli(capsys, "threshold", "-nowhere")  # no such file: argparse's own words, nothing added
+    assert_one_line_error(rc, err, "the following arguments are required: MODEL")
+    assert "reads as an option" not in err
+
+
 def test_several_config_problems_are_still_one_to_a_line(tmp_path, capsys):
     config = tmp_path / "station.yaml"
     config.write_text("station: {name: s}\nmodel: {path: 3}\nsource: {type: nope}\n")
