@@ -91,6 +91,9 @@ def check_out(good_dir: str | Path, out: str | Path) -> None:
 
 
 CONTACT_SHEET = "contact_sheet.png"
+# written before a run's first image and removed once its labels.json is: a run killed (SIGKILL, a power cut) leaves it,
+# naming the files that run wrote, which `--force` replaces (refused before, as files "no earlier synth run wrote")
+UNFINISHED = ".synth-unfinished.json"
 MIN_SIDE = 16  # px: below this the generators have no room to draw a defect
 CACHE_BYTES = 1 << 30  # good images kept decoded between defects: 65 line-scan frames of 200 MB each were kept before
 MASK_RULE = (f"a mask is every pixel its defect changed by more than {CHANGED} grey levels (for {', '.join(sorted(REGION_TYPES))}: "
@@ -186,6 +189,17 @@ def _previous_files(out: Path) -> list[Path]:
     return [p for p in ((out / str(rel)).resolve() for rel in listed) if p.is_relative_to(root)]  # a hand-edited list stays inside
 
 
+def _unfinished_files(out: Path) -> list[Path]:
+    """The files a killed run in `out` may have written (its UNFINISHED note; resolved, inside `out`); [] for none."""
+    try:
+        run = json.loads((out / UNFINISHED).read_bytes())
+        planned = _planned(out, int(run["n"]), [str(k) for k in run["types"]])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return []
+    root = out.resolve()
+    return [p for p in (f.resolve() for f in planned) if p.is_relative_to(root)]
+
+
 def _planned(out: Path, n: int, kinds: tuple[str, ...] | list[str]) -> list[Path]:
     """Every file a run of `n` images over `kinds` writes in `out`, named as _synthesize_all names them."""
     files = [out / "labels.json", out / CONTACT_SHEET]
@@ -201,7 +215,7 @@ def check_overwrite(out: str | Path, n: int, kinds: tuple[str, ...] | list[str])
     out = Path(out)
     if not out.is_dir():
         return
-    ours = set(_previous_files(out))
+    ours = set(_previous_files(out)) | set(_unfinished_files(out))
     if is_synth_output(out):
         ours |= {(out / "labels.json").resolve(), (out / CONTACT_SHEET).resolve()}
     clash = next((p for p in _planned(out, n, kinds) if (p.exists() or p.is_symlink()) and p.resolve() not in ours), None)
@@ -214,7 +228,11 @@ def check_overwrite(out: str | Path, n: int, kinds: tuple[str, ...] | list[str])
 def remove_previous(out: Path) -> None:
     """Before writing over an earlier `synth` output (--force): delete the images and masks its labels.json lists,
     then that labels.json and contact sheet (a new run that fails leaves no list of files gone); files it did
-    not write stay."""
+    not write stay. So are those of a run killed there before its labels.json was written."""
+    unfinished = [p for p in _unfinished_files(out) if p.is_file()]
+    if unfinished:
+        _remove(unfinished, out.resolve())
+        (out / UNFINISHED).unlink(missing_ok=True)
     if not is_synth_output(out):
         return
     paths = _previous_files(out)
@@ -292,6 +310,8 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
     records: list[SynthRecord] = []
     written: list[Path] = []
     bar = progress("synthesising", n)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text(json.dumps({"n": n, "types": list(kinds)}), encoding="utf-8")
     with _terminate_as_interrupt():
         try:
             _synthesize_all(goods, kinds, out, n, seed, severity, cache, records, written, bar)
@@ -299,6 +319,7 @@ def write_synthetic(good_dir: str | Path, out: str | Path, n: int, types: list[s
             _finish(good_dir, out, seed, kinds, severity, cache, records, written)
         except BaseException:  # Ctrl-C, SIGTERM, a full disk: a half-written set without labels.json looked like a dataset to eval
             _remove(written, out)
+            (out / UNFINISHED).unlink(missing_ok=True)
             raise
     return records
 
@@ -321,6 +342,7 @@ def _finish(good_dir: str | Path, out: Path, seed: int, kinds: tuple[str, ...], 
     contact_sheet(out, records, out / CONTACT_SHEET)
     written.append(out / "labels.json")  # last: a set with its labels.json is whole
     (out / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
+    (out / UNFINISHED).unlink()
 
 
 class _Terminated(BaseException):

@@ -53,6 +53,35 @@ def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 
+def test_synth_force_replaces_what_a_killed_run_left(tmp_path, capsys):
+    """SIGKILL (a power cut) left the images and masks made so far, with no labels.json, and `synth --force` there
+    refused them: 'test/scratch/00000.png is already there and no earlier `inspector synth` run there wrote it'."""
+    good, out = _good(tmp_path), tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from model.synth.writer import write_synthetic
+
+        class Bar:
+            done = 0
+            def update(self, k):
+                self.done += k
+                if self.done == 12:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            def close(self):
+                pass
+
+        write_synthetic({str(good)!r}, {str(out)!r}, 40, progress=lambda *a, **k: Bar())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len([p for p in out.rglob("*.png")]) == 24
+    rc, _, err = cli(capsys, "synth", good, "--out", out, "--n", 3, "--force")
+    assert rc == 0, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "contact_sheet.png", "ground_truth/crack/00001_mask.png", "ground_truth/pit/00002_mask.png",
+        "ground_truth/scratch/00000_mask.png", "labels.json", "test/crack/00001.png", "test/pit/00002.png", "test/scratch/00000.png"]
+
+
 @pytest.mark.parametrize(("first", "twin"), [("scratch", "Scratch"), ("scratch", "scratch_"), ("scratch", "scratch "),
                                             (unicodedata.normalize("NFC", "scratché"), unicodedata.normalize("NFD", "scratché"))])
 def test_two_type_folders_that_read_as_one_name_are_refused(tmp_path, capsys, first, twin):
