@@ -77,15 +77,40 @@ def model_files(path: str, configured: str | Path | None = None) -> list[Path]:
     return files
 
 
-def files_stamp(files: list[Path]) -> tuple[tuple[int, int] | None, ...]:
-    def stamp(f: Path) -> tuple[int, int] | None:
+def files_stamp(files: list[Path]) -> tuple[tuple[Any, ...] | None, ...]:
+    """Each file's time and size; a folder's (model.path holding one export) by the models in it, which the next start
+    would choose from: a .DS_Store or a .bak dropped in changed the folder's time, not what the station loads."""
+    def stamp(f: Path) -> tuple[Any, ...] | None:
         try:
+            if f.is_dir():
+                return _models_in(f)
             st = f.stat()
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size
 
     return tuple(stamp(f) for f in files)
+
+
+def _models_in(folder: Path) -> tuple[str, ...]:
+    from inspector.engines import FACTORIES, artefact_kind
+
+    return tuple(sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")
+                        and (p.name == "manifest.json" or artefact_kind(p) in FACTORIES)))
+
+
+def files_digest(files: list[Path]) -> tuple[Any, ...]:
+    """Each file's sha256 (a folder's models, as stamped; None for one that cannot be read): whether files stamped anew
+    hold other bytes, or the same copied again (a deploy's `cp`, a `touch`), which is no change to the model."""
+    from model.hashing import sha256_file
+
+    def digest(f: Path) -> Any:
+        try:
+            return _models_in(f) if f.is_dir() else sha256_file(f)
+        except OSError:
+            return None
+
+    return tuple(digest(f) for f in files)
 
 
 # a restart loads the same files and config, and the shipped unit does not restart a start refused (exit 2): said before
@@ -220,6 +245,8 @@ class Daemon:
         self.store: Store | None = None
         self._model_files: list[Path] = []
         self._model_stamp: tuple = ()
+        self._model_digest: tuple = ()
+        self._unlike: tuple | None = None  # the files' stamp last found to hold other bytes than those loaded
         self.mqtt: MqttClient | None = None
         self.sparkplug: Any = None
         self.http: HealthServer | None = None
@@ -318,10 +345,10 @@ class Daemon:
         if self._given_inspector is not None:
             engine = self._given_inspector.engine
             self._model_files = model_files(engine.meta.path, cfg.model.path)
-            self._model_stamp = files_stamp(self._model_files)
+            self._model_stamp, self._model_digest = files_stamp(self._model_files), files_digest(self._model_files)
             self.inspector = Inspector(engine, decision_of(cfg.model), cfg.station.name)
         else:
-            self.inspector, self._model_files, self._model_stamp = self._load(cfg.model)
+            self.inspector, self._model_files, (self._model_stamp, self._model_digest) = self._load(cfg.model)
         self.verified = verify(self.inspector, cfg.model.verify_good, cfg.model.verify_defect)  # before anything is judged
         if self.verified:
             log.info("verified: model %s passed %d good and failed %d defect verification images", self.inspector.engine.meta.model_id,
@@ -543,7 +570,12 @@ class Daemon:
         out: dict[str, Any] = {"id": used.pop("model"), **used, "loaded_at": self.loaded_at}
         if overridden := self._threshold_override():
             out["threshold_override"] = overridden
-        if files_stamp(self._model_files) != self._model_stamp:
+        if (stamp := files_stamp(self._model_files)) != self._model_stamp and (stamp, self._model_digest) != self._unlike:
+            if files_digest(self._model_files) == self._model_digest:
+                self._model_stamp = stamp  # the same bytes under new times (copied again, touched)
+            else:
+                self._unlike = stamp, self._model_digest  # hashed once, not again at each /health
+        if stamp != self._model_stamp:
             out["changed_on_disk"] = "its files changed since it was loaded (threshold, refit or export); reload (SIGHUP or a reload command) or restart to use them"
         if self.verified is not None:
             out["verified"] = self.verified
@@ -566,7 +598,7 @@ class Daemon:
         """Open the model `section` names, with its thresholds, and stamp the files /health compares with what is on disk."""
         # stamped before loading: a threshold written during the load is then seen as a change
         files = model_files(str(locate_model(section.path)[0]), section.path)
-        stamp = files_stamp(files)
+        stamp = files_stamp(files), files_digest(files)
         try:
             inspector = Inspector.load(section.path, section.device, decision_of(section), self.cfg.station.name)
         except InspectorError as exc:
@@ -627,7 +659,7 @@ class Daemon:
                     return {"ok": False, "model": was_id, "error": "the station is stopping"}
                 self.inference.swap(new, section.batch_size)
                 self.inspector, owned, self._owns_engine = new, self._owns_engine, True
-                self._model_files, self._model_stamp, self.loaded_at, self.verified = files, stamp, utc_now(), verified
+                self._model_files, (self._model_stamp, self._model_digest), self.loaded_at, self.verified = files, stamp, utc_now(), verified
                 self.cfg = self.cfg.model_copy(update={"model": section})
             if owned:
                 was.close()

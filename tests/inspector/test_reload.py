@@ -240,6 +240,32 @@ def test_a_config_threshold_over_the_models_own_is_said_on_health_and_at_a_reloa
         assert outcome["threshold_override"] == model["threshold_override"]
 
 
+def test_the_same_files_copied_again_or_a_file_dropped_beside_them_are_no_change_on_disk(station, served, tiny_ckpt, tmp_path_factory,
+                                                                                       tmp_path):
+    """A deploy that copied the same model again (new times, same bytes), or a .DS_Store or manifest.json.bak left in
+    the model's folder, turned /health degraded ('the model's files changed since it was loaded') until a reload."""
+    import os
+
+    from tests.exporters.helpers import copy_export, exported
+
+    with running(station(model={"path": str(served)}), Inspector.load(served)) as d:
+        for f in served.iterdir():
+            os.utime(f, (1e9, 1e9))
+        (served / "manifest.json.bak").write_bytes((served / "manifest.json").read_bytes())
+        assert "changed_on_disk" not in d.health()["model"] and d.health()["status"] == "ok"
+        assert main(["threshold", str(served), "--set", "123.5"]) == 0  # a real change still is one
+        assert "changed_on_disk" in d.health()["model"]
+    exports = exported(tiny_ckpt, tmp_path_factory.mktemp("exports"))
+    folder = copy_export(exports["onnx"], tmp_path / "served_exports").parent
+    with running(station(model={"path": str(folder)}), Inspector.load(folder)) as d:
+        for name in (".DS_Store", "._model.onnx", "model.onnx.json.bak"):
+            (folder / name).write_bytes(b"\x00\x05\x16\x07")
+        os.utime(folder / "model.onnx", (1e9, 1e9))
+        assert "changed_on_disk" not in d.health()["model"]
+        copy_export(exports["onnx-fp16"], folder)
+        assert "changed_on_disk" in d.health()["model"]
+
+
 def test_changes_that_would_refuse_the_next_start_are_changes_on_disk(station, served, tiny_ckpt, tmp_path_factory, tmp_path):
     """Weights copied over a served checkpoint's, or a second export put beside the one served from a folder: /health
     said ok (only the manifest, or the export file, was stamped), and the next reload or start refused the model."""
