@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from model.folders import synced
+from model.folders import remove_stale_tmps, synced
 from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
@@ -141,6 +141,7 @@ def out_folder(out_dir: str | Path, option: str = "--out") -> Path:
             pass
     except OSError as exc:
         raise ReportError(f"report folder {out}: cannot be written ({exc.strerror}); choose a writable {option}") from None
+    remove_stale_tmps(out)  # a report run killed mid-write (SIGKILL, a power cut) left its .<name>.<pid>.tmp for good
     return out
 
 

@@ -137,6 +137,20 @@ def test_a_report_interrupted_while_written_leaves_no_half_file(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
+def test_a_report_killed_while_written_leaves_its_half_file_to_the_next_run(tmp_path):
+    """A report run killed as it wrote (SIGKILL, a power cut) left .<report>.<pid>.tmp in the folder, and no later run removed it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    half = tmp_path / f".shift-20261126T0600Z-20261126T0700Z.html.{dead.pid}.tmp"
+    half.write_bytes(b"<!doctype html><html><body>half")
+    reports.render_shift(make_records(5, hours=1.0), {"start": "2026-11-26T06:00Z", "end": "2026-11-26T07:00Z"}, tmp_path,
+                         formats="html")
+    assert not half.exists() and {p.suffix for p in tmp_path.iterdir()} == {".html"}
+
+
 @pytest.mark.parametrize("passed, failed, shown", [(1, 2999, "0.1%"), (2999, 1, "99.9%"), (0, 5, "0.0%"), (5, 0, "100.0%")])
 def test_the_live_views_yield_reads_zero_only_when_no_part_passed(passed, failed, shown):
     """The live view's yield read 0.0% with 1 of 3,000 parts passed (the shift report's yield reads 0.1%, as a non-zero share
