@@ -164,6 +164,17 @@ def _reads_whole(path: Path) -> bool:
         return False
 
 
+def _take_back(out: Path, written: list[Path], existed: bool) -> None:
+    """Remove the files an export cut short copied, their folders, and `out` where that export made it."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    for folder in [*{p.parent for p in written}, *([] if existed else [out])]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            pass
+
+
 def _export(args: argparse.Namespace) -> int:
     import shutil
     from collections import Counter
@@ -189,6 +200,7 @@ def _export(args: argparse.Namespace) -> int:
     copied: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     spelled: dict[str, str] = {}  # each type's first spelling: "Crack" and "crack" were two classes to fit --labels
+    existed, written = out.exists(), list[Path]()
     try:
         for record in store.iter_records(start, end, reviewed=True):
             part = inspection(record)
@@ -209,10 +221,14 @@ def _export(args: argparse.Namespace) -> int:
             folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(type_words(kind), kind)))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(image, folder / f"{safe_name(part.id)}{image.suffix}")
+                written.append(folder / f"{safe_name(part.id)}{image.suffix}")
+                shutil.copyfile(image, written[-1])
             except OSError as exc:
                 raise InspectorError(f"--export {out}: cannot write {folder.name}/ ({exc.strerror}); choose a writable folder with room") from None
             copied[folder.name] += 1
+    except BaseException:  # Ctrl-C or a full disk part-way: the part copied read as a whole export, and a new run refused
+        _take_back(out, written, existed)  # the folder ('is not a new or empty folder'); it is taken back
+        raise
     finally:
         store.close()
     summary = {"export": str(out), "copied": dict(sorted(copied.items())), "skipped": dict(skipped)}

@@ -377,6 +377,33 @@ def test_export_copies_the_reviewed_parts_images_into_the_layout_fit_labels_read
     assert before["copied"] == {} and before["skipped"] == {}  # --to: parts inspected before it only
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_an_export_interrupted_part_way_takes_back_what_it_copied(reviewed_store, tmp_path, capsys, monkeypatch, made):
+    """Ctrl-C (or a full disk) part-way through review --export left the images copied so far: the folder read as a whole
+    export, to fit from, and the same command again refused it ('is not a new or empty folder')."""
+    import shutil
+
+    root, _, fails, passes = reviewed_store
+    main(["review", "--db", str(root), *fails, *passes, "--truth", "good"])
+    out = tmp_path / "x"
+    if made:
+        out.mkdir()  # an empty folder given: it stays
+    real, calls = shutil.copyfile, []
+
+    def copy_then_ctrl_c(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_ctrl_c)
+    capsys.readouterr()
+    assert main(["review", "--db", str(root), "--export", str(out)]) == 130
+    assert (sorted(out.iterdir()) == []) if made else not out.exists()
+    monkeypatch.setattr(shutil, "copyfile", real)
+    assert run_json(capsys, "review", "--db", str(root), "--export", str(out), "--json")["copied"] == {"good": 4}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["{fail}", "nope", "x/../y", "--truth", "good"], r"inspection 'nope', 'x/../y': not in store .*\(nothing was written\)"),
     (["{fail}", "{fail_serial}", "--truth", "good"], r"inspection '[^']+': not in store .*, but '[^']+' is a part's serial; give --serial to review"),
