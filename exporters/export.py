@@ -6,7 +6,6 @@ The float32 graph is traced once and checked against torch; FP16, INT8 and Tenso
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
 from model.errors import InspectorError, RetryLater, os_exit_code, write_fix
-from model.folders import remove_stale_tmps, writable_folder
+from model.folders import remove_stale_tmps, scratch_folder, writable_folder
 
 FILES = {
     "onnx": "model.onnx",
@@ -248,8 +247,8 @@ def _tensorrt(fp32: onnx.ModelProto, fmt: str, target: Path, size, calib_images,
     # model alone kept the ranges of the images it was first made with through `export --force --calib OTHER`
     images = hashlib.sha256(np.ascontiguousarray(calib_images).tobytes()).hexdigest()[:12] if calib_images is not None else "none"
     cache = target.with_name(f"{target.stem}.{weights[:12]}.{images}.calib")
-    with tempfile.TemporaryDirectory(prefix="inspector-trt-") as tmp:
-        src = Path(tmp) / "model.onnx"
+    with scratch_folder("inspector-trt-") as tmp:
+        src = tmp / "model.onnx"
         onnx.save(fp32, src)
         data, info = build_engine(src, precision, size, calib_images, cache, log=log)
     manifest = build_manifest(fmt, precision=info, **base)

@@ -18,9 +18,7 @@ calibrated on good images, with a self-check that scores stay where float32 puts
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,6 +26,7 @@ import onnx
 from exporters import MIN_QUANTISER, quantiser_runs
 from exporters.graph import backbone_stages, compact_initializers, float_nodes
 from model.errors import InspectorError
+from model.folders import scratch_folder
 
 # mean |score change| on held-out good images, in score units (one unit = the spread of good-image scores)
 DRIFT_TOLERANCE = 0.25
@@ -96,8 +95,8 @@ def quantize_int8(fp32: onnx.ModelProto, calib: np.ndarray, holdout: np.ndarray,
     limit = max(1, int(len(stages) * MAX_FLOAT_STAGES))
     reference = _scores(fp32, holdout)
     tries = []
-    with tempfile.TemporaryDirectory(prefix="inspector-int8-") as tmp:
-        src, out, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
+    with scratch_folder("inspector-int8-") as tmp:
+        src, out, cache = tmp / "fp32.onnx", tmp / "int8.onnx", tmp / "ranges.json"
         onnx.save(fp32, src)
         for k in range(limit + 1):
             exclude = keep | {n for _, nodes in stages[:k] for n in nodes}

@@ -114,15 +114,37 @@ def stale_tmp(path: Path) -> bool:
     one killed while it wrote (SIGKILL, a power cut) left it, half written, and nothing else ever removed it."""
     head, _, tail = path.name.rpartition(".")
     pid = head.rpartition(".")[2]
-    if tail != "tmp" or not pid.isdigit() or int(pid) == os.getpid() or not path.is_file():
+    if tail != "tmp" or not pid.isdigit() or not path.is_file():
+        return False
+    return _gone(int(pid))
+
+
+def _gone(pid: int) -> bool:
+    """Whether no process `pid` is running (this one is)."""
+    if pid == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except (OSError, OverflowError):  # alive under another user (EPERM), or no pid: left alone
         return False
     return False
+
+
+@contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder in the system's temp folder, named `<prefix><pid>-...`, removed at the end; those of `prefix`
+    that a process no longer running made are removed first: a run killed (SIGKILL, SIGTERM) left its own, a model's
+    size, for good."""
+    import shutil
+
+    for old in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = old.name[len(prefix):].partition("-")[0]
+        if pid.isdigit() and _gone(int(pid)) and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
+        yield Path(tmp)
 
 
 def remove_stale_tmps(folder: Path) -> None:

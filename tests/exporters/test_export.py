@@ -430,6 +430,25 @@ def test_an_export_removes_the_half_file_of_one_killed_while_writing(tiny_ckpt, 
     assert {p.name for p in tmp_path.iterdir()} == {"model.onnx", "model.onnx.json", f"model.onnx.{os.getppid()}.tmp"}
 
 
+@pytest.mark.int8
+def test_an_int8_export_removes_the_scratch_folder_of_one_killed(tiny_ckpt, tmp_path, monkeypatch):
+    """An INT8 export killed while it calibrated (SIGKILL, or SIGTERM: `systemctl stop`, `timeout`) left its scratch
+    folder in the temp folder, float32 model and all (a model's size each time), and nothing ever removed it."""
+    import tempfile
+
+    from exporters.export import export
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no process has now
+    left, running = tmp_path / "temp" / f"inspector-int8-{dead.pid}-k1ll3d", tmp_path / "temp" / f"inspector-int8-{os.getppid()}-xyz"
+    for folder in (left, running):
+        folder.mkdir(parents=True)
+        (folder / "fp32.onnx").write_bytes(b"\0" * 4096)
+    export(tiny_ckpt, "onnx-int8", tmp_path / "out")
+    assert sorted((tmp_path / "temp").iterdir()) == [running]  # a running process's own is left alone, and this one's is gone
+
+
 def test_a_failed_trace_is_one_clean_line_and_ctrl_c_stays_ctrl_c(tiny_ckpt, monkeypatch):
     from exporters.onnx_export import export_onnx
     from model.checkpoint import load_checkpoint
