@@ -26,11 +26,8 @@ def _good(tmp_path: Path, n: int = 4, size: int = 48) -> Path:
     return good
 
 
-def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
-    """SIGTERM (`timeout`, a CI job's stop) killed synth at once: the images and masks made so far stayed, with no
-    labels.json, and a later `synth --force` there refused them as files no synth run wrote. Now it ends as Ctrl-C does
-    (what it wrote is removed), and then by the signal, as before."""
-    good, out = _good(tmp_path), tmp_path / "out"
+def _synth_killed(good, out, signal_name: str, after: int) -> subprocess.CompletedProcess:
+    """`synth` of 40 defects in a process of its own that sends itself `signal_name` after `after` of them."""
     script = textwrap.dedent(f"""
         import os, signal
         from model.synth.writer import write_synthetic
@@ -39,15 +36,23 @@ def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
             done = 0
             def update(self, k):
                 self.done += k
-                if self.done == 3:
-                    os.kill(os.getpid(), signal.SIGTERM)
+                if self.done == {after}:
+                    os.kill(os.getpid(), signal.{signal_name})
             def close(self):
                 pass
 
         write_synthetic({str(good)!r}, {str(out)!r}, 40, progress=lambda *a, **k: Bar())
         print("finished")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_sigterm_mid_run_leaves_no_half_written_set(tmp_path):
+    """SIGTERM (`timeout`, a CI job's stop) killed synth at once: the images and masks made so far stayed, with no
+    labels.json, and a later `synth --force` there refused them as files no synth run wrote. Now it ends as Ctrl-C does
+    (what it wrote is removed), and then by the signal, as before."""
+    good, out = _good(tmp_path), tmp_path / "out"
+    proc = _synth_killed(good, out, "SIGTERM", after=3)
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     assert "finished" not in proc.stdout
     assert not [p for p in out.rglob("*") if p.is_file()]
@@ -57,22 +62,7 @@ def test_synth_force_replaces_what_a_killed_run_left(tmp_path, capsys):
     """SIGKILL (a power cut) left the images and masks made so far, with no labels.json, and `synth --force` there
     refused them: 'test/scratch/00000.png is already there and no earlier `inspector synth` run there wrote it'."""
     good, out = _good(tmp_path), tmp_path / "out"
-    script = textwrap.dedent(f"""
-        import os, signal
-        from model.synth.writer import write_synthetic
-
-        class Bar:
-            done = 0
-            def update(self, k):
-                self.done += k
-                if self.done == 12:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            def close(self):
-                pass
-
-        write_synthetic({str(good)!r}, {str(out)!r}, 40, progress=lambda *a, **k: Bar())
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = _synth_killed(good, out, "SIGKILL", after=12)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len([p for p in out.rglob("*.png")]) == 24
     rc, _, err = cli(capsys, "synth", good, "--out", out, "--n", 3, "--force")
