@@ -93,10 +93,9 @@ def files_stamp(files: list[Path]) -> tuple[tuple[Any, ...] | None, ...]:
 
 
 def _models_in(folder: Path) -> tuple[str, ...]:
-    from inspector.engines import FACTORIES, artefact_kind
+    from inspector.engines import runs_as_model
 
-    return tuple(sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")
-                        and (p.name == "manifest.json" or artefact_kind(p) in FACTORIES)))
+    return tuple(sorted(p.name for p in folder.iterdir() if p.name == "manifest.json" or runs_as_model(p)))
 
 
 def files_digest(files: list[Path]) -> tuple[Any, ...]:

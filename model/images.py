@@ -40,6 +40,8 @@ _OLD_PILLOW = tuple(int("".join(c for c in part if c.isdigit()) or 0) for part i
 AVIF_GET = (f"install Pillow {AVIF_PILLOW} or later (pip install -U pillow)" if _OLD_PILLOW else
             f"install PyPI's wheel of Pillow (pip install --force-reinstall pillow; this Pillow {Image.__version__} was built without AVIF)")
 AVIF_FIX = f"{AVIF_GET}, which reads it, or convert it to PNG or TIFF"
+# Pillow's modes of a 16-bit or float grey image, stretched to 8 bits over its own range (its RGB conversion clips at 255)
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # Pillow's formats whose further frames are further images (pages, animation; an AVIF image sequence)
 PAGED_FORMATS = ("TIFF", "GIF", "WEBP", "PNG", "AVIF")
 
@@ -154,7 +156,7 @@ def high_bit_depth(path: str | Path) -> bool:
     cannot open (reading it says what is wrong)."""
     try:
         with Image.open(path) as img:
-            return img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or _sixteen_bit_colour(img)
+            return img.mode in DEEP_MODES or _sixteen_bit_colour(img)
     except Exception:  # anything Pillow raises on a damaged file
         return False
 
@@ -187,7 +189,7 @@ def _to_rgb(img: Image.Image, name: str, sixteen_bit_data: bytes | None = None) 
         img = upright(img)
         if img.mode == "La":  # grey with premultiplied alpha: Pillow converts it to nothing else ("from La to L not supported")
             img = img.convert("LA")
-        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        if img.mode in DEEP_MODES:
             arr = np.repeat(_stretch(np.asarray(img))[..., None], 3, axis=2)
         else:
             arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from PIL import Image, ImageFile
+from PIL import Image
 
-from model import pillow_policy  # noqa: F401  (its pixel limit, without Pillow's raw warnings)
 from model.errors import not_utf8, what_is_wrong_with, write_fix
+from model.pillow_policy import load_whole  # and its pixel limit, without Pillow's raw warnings
 from reports.errors import ReportError
 
 MAX_LOGO_BYTES = 2 * 1024 * 1024  # an embedded logo is copied into every report
@@ -51,12 +51,8 @@ def _decodes(data: bytes, kind: str) -> bool:
     try:
         if kind == "image/svg+xml":
             return ElementTree.fromstring(data).tag.rsplit("}", 1)[-1] == "svg"
-        truncated_ok, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False  # WeasyPrint turns it on
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-        finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
+        with Image.open(io.BytesIO(data)) as im:
+            load_whole(im)
         return True
     except (ElementTree.ParseError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False

@@ -52,11 +52,16 @@ def model_of_manifest(path: Path) -> Path:
     return model
 
 
+def runs_as_model(path: Path) -> bool:
+    """Whether an engine runs `path` (a checkpoint folder, an exported model file); a hidden file never: macOS writes
+    `._model.onnx` (its AppleDouble metadata) beside each file it copies onto a USB stick or share, and an export folder
+    read "holds several exported models (._model.onnx, model.onnx)"."""
+    return not path.name.startswith(".") and artefact_kind(path) in FACTORIES
+
+
 def _exported_in(folder: Path) -> Path:
     """A folder written by `inspector export` (no checkpoint manifest): its one exported model."""
-    # a hidden file is never an export: macOS writes `._model.onnx` (its AppleDouble metadata) beside each file it copies
-    # onto a USB stick or share, and the folder read "holds several exported models (._model.onnx, model.onnx)"
-    found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and artefact_kind(p) in FACTORIES)
+    found = sorted(p for p in folder.iterdir() if p.is_file() and runs_as_model(p))
     if not found:
         for side in sorted(folder.glob("*.json")):  # an export folder whose model is gone: said so, not "no manifest.json"
             model_of_manifest(side)
