@@ -619,9 +619,17 @@ class Store:
         digest). Only those may still wait unacknowledged at the broker after a crash; an older one's packet id may
         have been given to a new input since, which would then be taken for its copy and lost."""
         with self._lock:
-            rows = self._db.execute("SELECT mid, topic, digest FROM deliveries WHERE at >= (SELECT MAX(at) FROM deliveries) - ?"
-                                    " ORDER BY rowid", (within_s,)).fetchall()
-        return [(m, t, bytes(d)) for m, t, d in rows]
+            rows = self._db.execute("SELECT mid, topic, digest, at FROM deliveries ORDER BY rowid DESC").fetchall()
+        kept: list[tuple[int, str, bytes]] = []
+        last = later = rows[0][3] if rows else 0.0
+        for m, t, d, at in rows:  # back from the last one journaled, not from the latest time: a clock stepped back (NTP
+            # setting right a clock that ran ahead) gave the last inputs earlier times than those before the step, whose
+            # age is then unknown; those were recalled and the last ones not (their copies each inspected again)
+            if at > later or at < last - within_s:
+                break
+            kept.append((m, t, bytes(d)))
+            later = at
+        return kept[::-1]
 
     def forget_deliveries(self) -> None:
         """The broker kept no session of the station: its packet ids start over, and name other inputs."""

@@ -187,6 +187,20 @@ def test_deliveries_within_the_window_include_its_edge(tmp_path):
     assert [m for m, _, _ in store.deliveries(0)] == [3]
 
 
+def test_deliveries_after_the_clock_was_stepped_back_are_the_last_ones_journaled(tmp_path):
+    """NTP stepping back a clock that ran an hour ahead: the inputs journaled since have earlier times than those
+    before. The last ones are those that may wait at the broker (not recalled, each copy was inspected again); those
+    before the step are of unknown age (recalled, a new input on a reused packet id could be taken for a copy)."""
+    store = Store(tmp_path / "data")
+    for mid in (1, 2, 3, 4):
+        store.accept(f"j{mid}", {}, b"x", delivery=(mid, "p/trigger", b"d"))
+    for mid, at in ((1, 4590.0), (2, 4600.0), (3, 1000.0), (4, 1010.0)):  # stepped back an hour between 2 and 3
+        store._db.execute("UPDATE deliveries SET at = ? WHERE mid = ?", (at, mid))
+    assert [m for m, _, _ in store.deliveries(60)] == [3, 4]
+    assert [m for m, _, _ in store.deliveries(7200)] == [3, 4]
+    store.close()
+
+
 def test_recovery_attempts_are_counted_and_taken_back_one_by_one_never_below_zero(tmp_path):
     store = Store(tmp_path / "data")
     for ident in ("a", "b"):
