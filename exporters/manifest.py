@@ -121,15 +121,50 @@ def read_sidecar(model: Path, required: bool, data: bytes | None = None) -> dict
 def read_export(model: Path, verifying: bool = False) -> tuple[bytes, dict[str, Any]]:
     """An exported model's bytes, read once, with its sidecar checked against them and for its verification
     (`check_verified`): an engine then runs the bytes that were checked (opened again by path, a re-export landing
-    between the two ran under the sidecar, thresholds included, checked for the export before it)."""
-    try:
-        data = model.read_bytes()
-    except OSError as exc:
-        raise InspectorError(f"model {model}: cannot be read ({exc.strerror or exc}); check its permissions") from None
-    # required: the graph's own copy of the manifest has its export's thresholds, not those set since
-    manifest = read_sidecar(model, required=True, data=data)
+    between the two ran under the sidecar, thresholds included, checked for the export before it). A pair rewritten
+    while it is read (`export --force` renames the model in, then its sidecar) is read again: a reload or start then
+    failed as "come from different exports"."""
+    for _ in range(3):
+        before = _stamp(model)
+        try:
+            data = model.read_bytes()
+        except OSError as exc:
+            raise InspectorError(f"model {model}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+        try:
+            # required: the graph's own copy of the manifest has its export's thresholds, not those set since
+            manifest = read_sidecar(model, required=True, data=data)
+            break
+        except InspectorError:
+            if not _rewritten(model, before):
+                raise
+    else:
+        raise InspectorError(f"model {model}: it changed while being read (being written by `inspector export` or `threshold`?); "
+                             "try again when that is done")
     check_verified(manifest, model, verifying)
     return data, manifest
+
+
+def _stamp(model: Path) -> tuple:
+    """The model file's and its sidecar's identity (inode, time, size; None for one missing): a rename changes it."""
+    def one(p: Path) -> tuple | None:
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    return one(model), one(sidecar_path(model))
+
+
+def _rewritten(model: Path, before: tuple) -> bool:
+    """Whether the model or its sidecar was replaced since `before`, now or within a moment (a writer between its two
+    renames)."""
+    import time
+
+    if _stamp(model) != before:
+        return True
+    time.sleep(0.2)
+    return _stamp(model) != before
 
 
 def export_source(model: Path, required: bool = True) -> dict[str, Any]:

@@ -153,6 +153,57 @@ def test_the_engine_bytes_run_are_the_bytes_checked_against_the_sidecar(tiny_ckp
     assert deserialized == [b"engine checked"]
 
 
+def test_an_export_replaced_while_it_is_read_is_read_again(tiny_ckpt, tmp_path, monkeypatch):
+    """`export --force` into the folder a station serves, landing as a reload or start read it (the old model's bytes,
+    then the new sidecar): the reload failed as "model and manifest come from different exports ... copy both files"."""
+    from exporters.manifest import read_export
+
+    model = _fake_export(tmp_path / "e" / "model.onnx", tiny_ckpt, "0" * 64, b"first export")
+    side = read_sidecar(model, required=True)
+    real, landed = Path.read_bytes, []
+
+    def export_lands_meanwhile(path):
+        data = real(path)
+        if path == model and not landed:
+            landed.append(path)
+            write_sidecar(model, {**side, "thresholds": {"image": 2.0, "pixel": 2.0}}, b"second export")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", export_lands_meanwhile)
+    data, manifest = read_export(model)
+    assert landed and data == b"second export" and manifest["thresholds"]["image"] == 2.0
+
+
+def test_an_export_read_between_its_writers_two_renames_waits_for_the_sidecar(tiny_ckpt, tmp_path, monkeypatch):
+    """The model file is renamed in just before its sidecar: a reader in between read the new model under the old
+    sidecar and refused it. The sidecar's rename lands at the reader's next look at the files, not on a timer."""
+    from exporters.manifest import read_export
+
+    model = _fake_export(tmp_path / "e" / "model.onnx", tiny_ckpt, "0" * 64, b"first export")
+    _fake_export(tmp_path / "next" / "model.onnx", tiny_ckpt, "0" * 64, b"second export")
+    model.write_bytes(b"second export")  # the writer's first rename only
+    real, looks = Path.stat, []
+
+    def stat(path, *args, **kwargs):
+        if path == sidecar_path(model):
+            looks.append(path)
+            if len(looks) == 2:  # the second rename, after the reader found the pair unlike
+                shutil.copy(sidecar_path(tmp_path / "next" / "model.onnx"), path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert read_export(model)[0] == b"second export"
+
+
+def test_a_model_unlike_its_sidecar_and_left_so_is_still_refused_at_once(tiny_ckpt, tmp_path):
+    from exporters.manifest import read_export
+
+    model = _fake_export(tmp_path / "e" / "model.onnx", tiny_ckpt, "0" * 64, b"first export")
+    model.write_bytes(b"truncated")
+    with pytest.raises(InspectorError, match="different exports, or the file is truncated"):
+        read_export(model)
+
+
 def test_bench_says_an_export_predates_a_refit_of_its_checkpoint(tiny_ckpt, tmp_path):
     """A checkpoint fitted again after its export: bench said "exported from another model (X), not X"."""
     from inspector.commands.bench_model import _check_exported_from
