@@ -31,5 +31,5 @@ def digest_set_sha256(items: Iterable[tuple[str, str]]) -> str:
     """labelled_set_sha256 from the files' digests already taken."""
     h = hashlib.sha256()
     for line in sorted(f"{digest} {label}" for digest, label in items):
-        h.update(line.encode() + b"\n")
+        h.update(line.encode("utf-8", "surrogateescape") + b"\n")  # a type folder named in Latin-1 (its bytes kept as surrogates)
     return h.hexdigest()

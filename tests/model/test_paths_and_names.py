@@ -213,3 +213,23 @@ def test_a_type_head_of_a_class_read_as_unknown_is_refused():
 def test_zero_shot_types_read_as_a_reserved_name_are_refused(tiny_data, tmp_path, capsys):
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--types", "crack,unknown_", "--backbone", "clip:ViT-S-32:random")
     assert_one_line_error(rc, err, "--types crack,unknown_: 'unknown_' is not a defect type")
+
+
+def test_a_type_folder_named_in_latin1_is_read_and_its_test_set_digested(tiny_data, tmp_path):
+    """test/Ölfleck copied from a Latin-1 file server (its name's bytes not UTF-8, lone surrogates in Python): fit and
+    eval ended in a traceback (UnicodeEncodeError) where the test set's digest encoded the type's name."""
+    import os
+    import shutil
+
+    from model.data import load_dataset
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    name = os.fsdecode(b"\xd6lfleck")
+    try:
+        (data / "test" / "blob").rename(data / "test" / name)
+        (data / "ground_truth" / "blob").rename(data / "ground_truth" / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes no file name that is not UTF-8")
+    dataset = load_dataset(data)
+    assert {s.defect_type for s in dataset.test} >= {name}
+    assert len(dataset.test_sha256) == 64
