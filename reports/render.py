@@ -210,10 +210,25 @@ class Page:
 def emit(name: str, out: Path, html: str, formats: tuple[str, ...]) -> dict[str, Path]:
     """Write <name>.html and/or .pdf. The PDF is rendered before either is written, so a rendering that fails never
     leaves a new HTML beside an older PDF of the same name."""
+    html = _in_utf8(html)
     data = {"html": html.encode("utf-8")} if "html" in formats else {}
     if "pdf" in formats:
         data["pdf"] = html_to_pdf(html)
     return {fmt: _write(out / f"{name}.{fmt}", blob) for fmt, blob in data.items()}
+
+
+def _in_utf8(text: str) -> str:
+    """`text` with each byte of a name not in UTF-8 (a type folder or file named in Latin-1 or GBK, which Python keeps as
+    lone surrogates) written as \\xd6: a report holding one was a traceback at its writing (UTF-8 refuses surrogates)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name gave (a record's JSON "\\ud800"): as \\ud800
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _images(part: Inspection, store_root: str | Path | None) -> list[dict[str, Any]]:

@@ -319,3 +319,15 @@ def test_identifiers_break_at_their_separators_not_within_a_word(tmp_path):
             text = subprocess.run([need("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
             assert "CPUExecutionProvider:" in text and "onnx" in text.split("CPUExecutionProvider:", 1)[1][:8], (lang, pdf.name)
             assert "efficientnet" in text, (lang, pdf.name)
+
+
+def test_a_type_named_in_latin1_is_written_with_its_byte_escaped(tmp_path):
+    """eval --report of test/Ölfleck from a Latin-1 file server (its name's bytes not UTF-8, lone surrogates in Python):
+    the report's writing ended in a traceback (UnicodeEncodeError), after the whole evaluation."""
+    import os
+
+    name = os.fsdecode(b"\xd6lfleck")
+    run = run_of([0.0, 0.1, 2.0, 3.0], ["good", "good", name, name])
+    paths = render_validation(run, tmp_path, formats=("html",))
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "<td>\\xd6lfleck</td>" in html
