@@ -489,7 +489,8 @@ class ReportsSection(Section):
     on_fail: bool = Field(False, title="Report each FAIL", description="Render an inspection report for every FAIL.")
     formats: list[ReportFormat] = Field(["html"], title="Formats", description="Report formats.")  # a default the schema shows
     lang: ReportLang = Field("en", title="Language", description="Report language: en, zh or es.")
-    timezone: str = Field("local", title="Time zone", description="Zone the reports show times in, and of shift_report command "
+    # validated when left out too: local reads $TZ, which may name no zone (a traceback at the first report, or later)
+    timezone: str = Field("local", validate_default=True, title="Time zone", description="Zone the reports show times in, and of shift_report command "
                           "times without an offset: an IANA name (Europe/Berlin), UTC, or local (this machine's zone). Records keep UTC.")
 
     organisation: str | None = Field(None, title="Organisation", description="Company and site, printed at the head of every "

@@ -18,6 +18,8 @@ LOCAL = "local"
 # a fraction of any length, an offset with or without its colon, or Z.
 _ISO = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?)?"
                   r"(Z|[+-]\d{2}(?::?\d{2})?)?", re.IGNORECASE)
+# a POSIX TZ rule (EST5EDT4,M3.2.0,M11.1.0; <+0530>-5:30): a name of 3+ letters, or <quoted>, then an offset
+_POSIX_RULE = re.compile(r"(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)[+-]?\d")
 Zone = tzinfo | None  # None: this machine's zone, whose rules only the C library knows (no IANA name found)
 
 
@@ -81,7 +83,14 @@ def local_zone() -> Zone:
     tz = os.environ.get("TZ")
     if tz is not None:  # the C library goes by $TZ alone: a name, a file (:/usr/share/zoneinfo/Asia/Tokyo) or a POSIX rule
         tz = tz.lstrip(":")
-        return _key(tz) or _key(_under_zoneinfo(os.path.realpath(tz))) if tz else timezone.utc
+        if not tz:
+            return timezone.utc
+        found = _key(tz) or _key(_under_zoneinfo(os.path.realpath(tz)))
+        if found is None and not _POSIX_RULE.match(tz) and not (os.path.isabs(tz) and os.path.isfile(tz)):
+            # the C library reads it as UTC under its own name: TZ=Europe/Berln labelled UTC times "Europe"
+            raise ReportError(f"time zone local: $TZ {tz!r} names no zone this machine knows (its clock reads it as UTC); "
+                              "set TZ to an IANA name such as Europe/Berlin, or unset it, or give the zone by name instead of local")
+        return found
     keys = [_under_zoneinfo(os.path.realpath("/etc/localtime"))]
     try:
         keys.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())

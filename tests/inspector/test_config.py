@@ -103,6 +103,17 @@ def test_mistakes_are_reported_with_lines(tmp_path, text, expect):
         assert cfg is None and any(expect in e for e in errors), errors
 
 
+@pytest.mark.parametrize("reports", ["", "reports:\n  lang: es\n"])
+def test_a_tz_that_names_no_zone_is_a_config_problem_where_the_reports_clock_is_local(tmp_path, monkeypatch, reports):
+    """reports.timezone left at local (unvalidated default) with TZ=Europe/Berln: the station started, and its reports
+    showed UTC times labelled "Europe"; refusing that only when the daemon made its first report was a traceback."""
+    monkeypatch.setenv("TZ", "Europe/Berln")
+    f = tmp_path / "s.yaml"
+    f.write_text(BASE + reports)
+    cfg, errors = config_errors(f)
+    assert cfg is None and len(errors) == 1 and "$TZ 'Europe/Berln' names no zone" in errors[0], errors
+
+
 def test_station_overrides_deep_merge_over_defaults(tmp_path):
     (tmp_path / "site.yaml").write_text(BASE.replace("mqtt:\n", "mqtt:\n  host: broker.site\n  port: 8883\n")
                                         .replace("prefix: factory/line1/st1", "prefix: site/default")

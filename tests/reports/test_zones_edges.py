@@ -4,6 +4,7 @@ $TZ in each form the C library reads, and the machine's own zone when $TZ is uns
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from reports.errors import ReportError
 from reports.zones import iso_datetime, local_zone, parse_iso, zone, zone_label
 
 TOKYO = Path("/usr/share/zoneinfo/Asia/Tokyo")
@@ -121,3 +123,18 @@ def test_a_zone_that_names_no_abbreviation_is_labelled_local():
             return None
 
     assert zone_label(Nameless(), datetime(2026, 1, 1, tzinfo=timezone.utc)) == "local"
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berln", "Nowhere/Zone", "JST", "../../../etc/passwd"])
+def test_a_tz_the_c_library_reads_as_utc_under_its_own_name_is_refused_naming_it(posix_tz, tz):
+    # TZ=Europe/Berln (a typo): the C library falls back to UTC and calls it "Europe"; a Berlin report read
+    # "2026-10-25 01:00:00 Europe" for 01:00 UTC, an hour or two off the plant's clock, and said nothing
+    posix_tz(tz)
+    with pytest.raises(ReportError, match=re.escape(f"$TZ {tz!r}") + ".*Europe/Berlin"):
+        zone("local")
+
+
+@pytest.mark.parametrize("tz", ["EST5EDT4,M3.2.0,M11.1.0", "<+0530>-5:30", "UTC0", "CET-1CEST,M3.5.0,M10.5.0/3"])
+def test_a_posix_rule_in_tz_is_still_the_c_librarys_zone(posix_tz, tz):
+    posix_tz(tz)
+    assert zone("local") is None
