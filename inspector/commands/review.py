@@ -164,6 +164,9 @@ def _reads_whole(path: Path) -> bool:
         return False
 
 
+NO_IMAGE = "no stored image (store.save_images)"
+
+
 def _take_back(out: Path, written: list[Path], existed: bool) -> None:
     """Remove the files an export cut short copied, their folders, and `out` where that export made it."""
     for path in written:
@@ -176,6 +179,7 @@ def _take_back(out: Path, written: list[Path], existed: bool) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import contextlib
     import shutil
     from collections import Counter
     from pathlib import Path
@@ -212,10 +216,10 @@ def _export(args: argparse.Namespace) -> int:
                 continue
             image = resolve(part.images["image"], store.root) if part.images.get("image") else None
             if image is None or not image.is_file():
-                skipped["no stored image (store.save_images)"] += 1
+                skipped[NO_IMAGE] += 1
                 continue
             if not _reads_whole(image):  # copied unsaid, it stopped the `fit` it was exported for
-                skipped["a stored image damaged since it was stored (it does not read whole)"] += 1
+                skipped[NO_IMAGE if not image.is_file() else "a stored image damaged since it was stored (it does not read whole)"] += 1
                 continue
             # by the words read: "pitted_surface" and "pitted surface" were two folders, so two types to fit --labels
             folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(type_words(kind), kind)))
@@ -224,6 +228,14 @@ def _export(args: argparse.Namespace) -> int:
                 written.append(folder / f"{safe_name(part.id)}{image.suffix}")
                 shutil.copyfile(image, written[-1])
             except OSError as exc:
+                if isinstance(exc, FileNotFoundError) and not image.is_file():
+                    # removed since it was found, by the retention of the station serving this store: as never stored (it
+                    # was 'cannot write good/ (No such file or directory)', and every image copied before it taken back)
+                    written.pop()
+                    skipped[NO_IMAGE] += 1
+                    with contextlib.suppress(OSError):  # a type folder made for it alone, left empty
+                        folder.rmdir()
+                    continue
                 raise InspectorError(f"--export {out}: cannot write {folder.name}/ ({exc.strerror}); choose a writable folder with room") from None
             copied[folder.name] += 1
     except BaseException:  # Ctrl-C or a full disk part-way: the part copied read as a whole export, and a new run refused

@@ -404,6 +404,43 @@ def test_an_export_interrupted_part_way_takes_back_what_it_copied(reviewed_store
     assert run_json(capsys, "review", "--db", str(root), "--export", str(out), "--json")["copied"] == {"good": 4}
 
 
+@pytest.mark.parametrize("when", ["before the copy", "during the check"])
+def test_an_image_the_serving_stations_retention_removes_meanwhile_is_skipped_not_a_failed_export(
+        reviewed_store, tmp_path, capsys, monkeypatch, when):
+    """`serve` prunes old records and their images while QA exports the reviewed ones: an image removed between its
+    check and its copy stopped the export as 'cannot write good/ (No such file or directory); choose a writable folder
+    with room', and took back every image copied before it."""
+    import shutil
+
+    from inspector.commands import review
+
+    root, records, fails, passes = reviewed_store
+    main(["review", "--db", str(root), *fails, *passes, "--truth", "good"])
+    doomed = root / next(r for r in records if r["inspection_id"] == fails[1])["images"]["image"]
+    real_check, real_copy = review._reads_whole, shutil.copyfile
+
+    def check(path):
+        ok = real_check(path)
+        if path == doomed and when == "before the copy":
+            doomed.unlink()  # retention lands after the check
+        return ok
+
+    def copy(src, dst):
+        if Path(src) == doomed and when == "during the check":
+            raise AssertionError("copied an image found gone")
+        return real_copy(src, dst)
+
+    if when == "during the check":
+        monkeypatch.setattr(review, "_reads_whole", lambda path: (doomed.unlink() if path == doomed else None) or real_check(path))
+    else:
+        monkeypatch.setattr(review, "_reads_whole", check)
+    monkeypatch.setattr(shutil, "copyfile", copy)
+    capsys.readouterr()
+    out = run_json(capsys, "review", "--db", str(root), "--export", str(tmp_path / "x"), "--json")
+    assert out["copied"] == {"good": 3} and out["skipped"] == {"no stored image (store.save_images)": 1}
+    assert len(list((tmp_path / "x" / "good").iterdir())) == 3
+
+
 @pytest.mark.parametrize("argv, message", [
     (["{fail}", "nope", "x/../y", "--truth", "good"], r"inspection 'nope', 'x/../y': not in store .*\(nothing was written\)"),
     (["{fail}", "{fail_serial}", "--truth", "good"], r"inspection '[^']+': not in store .*, but '[^']+' is a part's serial; give --serial to review"),
@@ -439,3 +476,19 @@ def test_review_bad_input_is_one_line_and_writes_nothing(reviewed_store, tmp_pat
     store = Store(root, readonly=True)
     assert "reviews" not in store.get(fails[0])
     store.close()
+
+
+@pytest.mark.parametrize("start, said", [("2026-10-25T02:30", "happens twice in Europe/Berlin"),
+                                         ("2026-03-29T02:30", "does not exist in Europe/Berlin")])
+def test_review_export_refuses_a_time_the_clocks_repeat_or_skip_as_report_does(reviewed_store, tmp_path, capsys, monkeypatch,
+                                                                                start, said):
+    """--from without an offset went to the C library, which took one of the two 02:30s (or the skipped one) unsaid:
+    an hour of reviewed parts in or out of the export, where `inspector report` asked for the offset."""
+    from tests.cli import assert_one_line_error
+
+    root = reviewed_store[0]
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    rc = main(["review", "--db", str(root), "--export", str(tmp_path / "x"), "--from", start])
+    err = capsys.readouterr().err
+    assert_one_line_error(rc, err)
+    assert f"--from '{start}': " in err and said in err and not (tmp_path / "x").exists(), err
