@@ -178,6 +178,18 @@ def _take_back(out: Path, written: list[Path], existed: bool) -> None:
             pass
 
 
+def _local_zone() -> Any:
+    """This machine's zone as `inspector report` reads it (by its IANA name): the C library's took one of the two
+    02:30s of the night the clocks go back, or the 02:30 they skip, unsaid."""
+    from reports import ReportError
+    from reports.zones import zone
+
+    try:
+        return zone("local")
+    except ReportError as exc:
+        raise InspectorError(str(exc)) from None
+
+
 def _export(args: argparse.Namespace) -> int:
     import contextlib
     import shutil
@@ -199,7 +211,7 @@ def _export(args: argparse.Namespace) -> int:
         raise InspectorError(f"--export {out}: is not a new or empty folder; give one, so that no earlier export mixes in")
     if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
         raise InspectorError(f"--export {out}: {file} is a file; give a folder path")
-    start, end = utc_period(args.start, args.end)
+    start, end = utc_period(args.start, args.end, _local_zone() if args.start or args.end else None)
     store = open_store(_store_of(args))
     copied: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
