@@ -122,6 +122,13 @@ def not_written(root: Path, exc: sqlite3.DatabaseError, done: list[dict[str, Any
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export is not None and args.export.strip():
+        from model.folders import output_lock
+
+        # two at once into one new folder each found it empty and copied into it, mixed; one cut short took back the other's
+        with output_lock(Path(args.export), "review --export", busy=f"--export {args.export}: another `inspector review --export` "
+                                                                   "is copying into it; wait for it to finish, or give another folder"):
+            return _export(args)
     if args.export is not None:
         return _export(args)
     if args.start or args.end:

@@ -404,6 +404,28 @@ def test_an_export_interrupted_part_way_takes_back_what_it_copied(reviewed_store
     assert run_json(capsys, "review", "--db", str(root), "--export", str(out), "--json")["copied"] == {"good": 4}
 
 
+def test_a_second_export_into_the_folder_one_is_copying_into_is_refused(reviewed_store, tmp_path, capsys, monkeypatch):
+    """Two QA engineers exporting into one new folder at once: each found it empty and copied into it, mixed (and one cut
+    short took back the other's images). The second is refused while the first copies."""
+    from inspector.commands import review
+
+    root, _, fails, passes = reviewed_store
+    main(["review", "--db", str(root), *fails, *passes, "--truth", "good"])
+    out, real, second = tmp_path / "x", review.open_store, []
+
+    def meanwhile(where):  # the first has found the folder new, and opens the store
+        if not second:
+            second.append("running")
+            second[:] = [main(["review", "--db", str(root), "--export", str(out)]), capsys.readouterr().err]
+        return real(where)
+
+    monkeypatch.setattr(review, "open_store", meanwhile)
+    capsys.readouterr()
+    assert run_json(capsys, "review", "--db", str(root), "--export", str(out), "--json")["copied"] == {"good": 4}
+    assert_one_line_error(second[0], second[1], "another `inspector review --export` is copying into it")
+    assert len(list((out / "good").iterdir())) == 4 and not list(tmp_path.glob(".*.lock"))
+
+
 @pytest.mark.parametrize("when", ["before the copy", "during the check"])
 def test_an_image_the_serving_stations_retention_removes_meanwhile_is_skipped_not_a_failed_export(
         reviewed_store, tmp_path, capsys, monkeypatch, when):
