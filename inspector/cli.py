@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import logging
 import os
@@ -115,10 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         logging.lastResort = before
 
 
+def _bytes_or_escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """surrogateescape's bytes for a file name's byte, backslashreplace's escape for a letter the stream cannot encode."""
+    c = exc.object[exc.start]
+    if isinstance(exc, UnicodeEncodeError) and 0xDC80 <= ord(c) <= 0xDCFF:
+        return bytes([ord(c) - 0xDC00]), exc.start + 1
+    return c.encode("ascii", "backslashreplace").decode("ascii"), exc.start + 1
+
+
+codecs.register_error("inspector.bytes_or_escape", _bytes_or_escape)
+
+
 def _run(argv: list[str] | None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name not in UTF-8 (lone surrogates) crashed a print after the work
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+        errors = getattr(stream, "errors", None)
+        if errors in ("strict", "surrogateescape") and hasattr(stream, "reconfigure"):
+            # the C locale without UTF-8 mode (PYTHONUTF8=0) gives an ASCII stdout whose surrogateescape takes a file
+            # name's bytes but no other letter: `inspect --lang zh` (or a Chinese type) ended in a traceback there
+            stream.reconfigure(errors="backslashreplace" if errors == "strict" else "inspector.bytes_or_escape")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

@@ -85,7 +85,8 @@ def print_json(obj: Any) -> None:
         text = json.dumps(obj, indent=2, ensure_ascii=False)
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")  # ASCII under the C locale without UTF-8 mode
+    except (UnicodeEncodeError, LookupError):
         text = json.dumps(obj, indent=2, ensure_ascii=True)
     print(text)
 

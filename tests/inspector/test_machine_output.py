@@ -131,3 +131,22 @@ def test_a_rate_given_as_a_percentage_on_the_command_line_names_its_fraction(cap
     code, _, err = cli(capsys, "threshold", tmp_path, "--far", rate)
     assert_one_line_error(code, err, "is not a rate in [0, 1)")
     assert (hint in err) if hint else "give" not in err, err
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_an_ascii_stdout_of_the_c_locale_takes_any_letter_and_json_stays_json(monkeypatch, tiny_ckpt, part, json_out):
+    """LC_ALL=C with PYTHONUTF8=0 gives an ASCII stdout (errors=surrogateescape, for file names' bytes): `inspect --lang
+    es` ended in a UnicodeEncodeError traceback (exit 70) at its first accented letter; with --json too."""
+    import io
+    import sys
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", out)
+    rc = main(["inspect", str(tiny_ckpt), str(part), "--lang", "es", *(["--json"] if json_out else [])])
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")
+    assert rc == 0, text
+    if json_out:
+        assert "la pieza" in _strict(text)["description"].lower()  # one image: its record alone
+    else:
+        assert "\\xf3" in text or "\\xe1" in text  # an accented letter, escaped
