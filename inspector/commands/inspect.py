@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             # beyond DecisionConfig.max_regions only the most severe are listed: "regions 20" read as all there were
             shown = f"{len(r.regions):2}" + (f" of {r.found}" if r.found > len(r.regions) else "")
-            print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {shown}  {path}")
+            # a name holding a newline split the verdict's line: `grep ^FAIL` lost the rest of the name
+            print(f"{r.verdict:4}  score {r.score:8.4f}  threshold {r.threshold:.4f}  regions {shown}  {one_line(str(path))}")
             for reg in r.regions:
                 x, y, w, h = reg.box
                 peak = "  (where the map peaks: no pixel reached the pixel threshold)" if reg.located_by == "map_peak" else ""
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             for warning in r.warnings:
                 print(f"        warning: {warning}")
             if r.images.get("overlay"):  # --overlays said nothing of where each one went
-                print(f"        overlay {r.images['overlay']}")
+                print(f"        overlay {one_line(r.images['overlay'])}")
             if args.lang:
                 print("      " + r.describe(args.lang))
     n_fail = verdicts.count("FAIL")

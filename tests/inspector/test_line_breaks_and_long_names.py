@@ -156,3 +156,20 @@ def test_eval_says_a_note_naming_a_line_break_in_one_line(capsys, monkeypatch, t
     code, out, _ = cli(capsys, "eval", tiny_ckpt, tiny_data)
     assert code == 0 and not any(line.startswith("error") for line in out.splitlines())
     assert any(line.startswith("  note: masks of x") and "forged" in line for line in out.splitlines()), out
+
+
+def test_inspect_says_each_verdict_in_one_line_when_an_image_name_holds_a_line_break(tmp_path, capsys, tiny_ckpt, tiny_data):
+    """An image named `new\\nline.png` (a name pasted from a spreadsheet) split its verdict and its overlay's line in two:
+    a script reading `inspect`'s lines (grep ^FAIL) got the name cut, and a line that was no verdict."""
+    import shutil
+
+    part = sorted((tiny_data / "test/good").glob("*.png"))[0]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    shutil.copy(part, folder / "new\nline.png")
+    rc, out, err = cli(capsys, "inspect", tiny_ckpt, folder, "--overlays", tmp_path / "overlays")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("PASS ") and lines[0].endswith("new\\nline.png"), out
+    assert lines[1].strip().startswith("overlay ") and lines[1].endswith("new\\nline_overlay.png"), out
+    assert len(lines) == 2, out
