@@ -248,14 +248,14 @@ Source = Annotated[CameraSource | StreamSource | VideoSource | FolderSource | Mq
 
 # -- the rest ---------------------------------------------------------------------------------------------
 class StationInfo(Section):
-    name: str = Field(title="Station id", description="Written into every record; letters, digits and . _ - : only.")
+    name: str = Field(title="Station id", description="Written into every record; ASCII letters, digits and . _ - : only.")
     line: str | None = Field(None, title="Line", description="Production line name, for reports.")
 
     @field_validator("name")
     @classmethod
     def _safe(cls, v: str) -> str:
         if not SAFE_ID.match(v):
-            raise ValueError("use 1-64 letters, digits and . _ - : (no slashes or spaces)")
+            raise ValueError("use 1-64 ASCII letters (A-Z, a-z), digits and . _ - : (no slashes or spaces)")
         return v
 
 

@@ -63,7 +63,7 @@ _BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 
 def _safe(value: str | None) -> str | None:
     if value is not None and not SAFE_ID.match(value):
-        raise ValueError(f"{value[:80]!r} is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)")
+        raise ValueError(f"{value[:80]!r} is not allowed; use 1-64 ASCII letters (A-Z, a-z), digits and . _ - : (no slashes or spaces)")
     return value
 
 

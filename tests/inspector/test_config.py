@@ -63,7 +63,9 @@ def test_errors_name_file_line_and_key(tmp_path, capsys):
     ("station: [\n", ":2: not valid YAML"),
     ("- a\n- b\n", "top level must be a mapping"),
     (BASE.replace("type: camera", "type: webcam"), ":6: source.type: Input tag 'webcam'"),
-    (BASE.replace("name: st1", "name: ../../etc"), ":2: station.name: use 1-64 letters"),
+    (BASE.replace("name: st1", "name: ../../etc"), ":2: station.name: use 1-64 ASCII letters"),
+    # a German or Chinese name: "use letters" named no fix for a name of letters (ü, 工 are letters too)
+    (BASE.replace("name: st1", "name: Prüf-工位3"), ":2: station.name: use 1-64 ASCII letters (A-Z, a-z)"),
     (BASE.replace("prefix: factory/line1/st1", "prefix: factory/#"), ":9: mqtt.prefix: give topic levels"),
     (BASE.replace("prefix: factory/line1/st1", "prefix: $SYS/line1/st1"), ":9: mqtt.prefix: topics beginning with $ are the broker's own"),
     (BASE.replace("  path: ", "  mm_per_px: 1e160\n  path: ", 1), "model.mm_per_px: Input should be less than or equal to 1000"),

@@ -69,7 +69,7 @@ def test_a_malformed_stream_url_is_not_echoed_with_its_password(tmp_path, capsys
         err += capsys.readouterr().err
         assert "S3cret" not in err and "source.url" in err, err
     f.write_text(BASE.replace("name: st1", "name: st@1?"))  # not a URL: said as written
-    assert "station.name: use 1-64 letters, digits and . _ - : (no slashes or spaces) (got 'st@1?')" in "".join(config_errors(f)[1])
+    assert "station.name: use 1-64 ASCII letters (A-Z, a-z), digits and . _ - : (no slashes or spaces) (got 'st@1?')" in "".join(config_errors(f)[1])
 
 
 def test_a_quoted_camera_index_is_the_index(tmp_path):

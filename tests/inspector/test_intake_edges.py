@@ -34,8 +34,8 @@ def test_triggers_that_name_at_most_one_image_are_taken(data):
     ({"path": "/x.png", "url": "http://h/x.png"}, "trigger: give one of path, url or base64, not path and url"),
     ({"path": "/x.png", "capture": True}, "trigger: capture: true and path contradict each other; give one"),
     ({"capture": False}, "trigger: capture: false and no image (path, url or base64): nothing to inspect; give an image or drop capture"),
-    ({"inspection_id": "../etc"}, "trigger: inspection_id: '../etc' is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)"),
-    ({"serial": "a b"}, "trigger: serial: 'a b' is not allowed; use 1-64 letters, digits and . _ - : (no slashes or spaces)"),
+    ({"inspection_id": "../etc"}, "trigger: inspection_id: '../etc' is not allowed; use 1-64 ASCII letters (A-Z, a-z), digits and . _ - : (no slashes or spaces)"),
+    ({"serial": "a b"}, "trigger: serial: 'a b' is not allowed; use 1-64 ASCII letters (A-Z, a-z), digits and . _ - : (no slashes or spaces)"),
     ({"paht": "/x.png"}, "trigger: unknown field 'paht'"),
     ({"capture": "true"}, "trigger: capture: Input should be a valid boolean"),  # strict: a string is no boolean
 ])
