@@ -18,7 +18,7 @@ from exporters import calibration
 from exporters.manifest import build_manifest, write_sidecar
 from exporters.quantize import DRIFT_TOLERANCE
 from model.errors import InspectorError, RetryLater, os_exit_code, write_fix
-from model.folders import remove_stale_tmps, scratch_folder, writable_folder
+from model.folders import dead_link, remove_stale_tmps, scratch_folder, writable_folder
 
 FILES = {
     "onnx": "model.onnx",
@@ -116,6 +116,8 @@ def _check_target(ckpt: Path, out: Path, formats: list[str], force: bool) -> Non
     bad = [f for f in formats if f not in FILES]
     if bad or not formats:
         raise InspectorError(f"--format {bad[0] if bad else ''!r}: choose from {', '.join(FORMATS)}")
+    if why := dead_link(out):  # resolve() raised RuntimeError of a loop
+        raise InspectorError(f"--out {out}: {why}")
     # model files among a checkpoint's: `inspect` took that folder for the checkpoint and ran torch, not the export
     where = out.resolve()
     if ckpt.is_dir() and (where == ckpt.resolve() or ckpt.resolve() in where.parents):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.errors import InspectorError, write_fix
+from model.errors import InspectorError, what_is_wrong_with, write_fix
 
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, NTFS)
 
@@ -23,6 +23,8 @@ def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) ->
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InspectorError(f"{flag} {out}: is a file; give a folder")
+    if why := dead_link(out):  # mkdir said "File exists" of it
+        raise InspectorError(f"{flag} {out}: {why}")
     made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,15 @@ def writable_folder(path: str | Path, flag: str = "--out", keep: bool = True) ->
         for p in made:  # deepest first
             p.rmdir()
     return out
+
+
+def dead_link(out: Path) -> str | None:
+    """What is wrong with an output folder `out` that is a link leading nowhere (to a share not mounted) or back to
+    itself, with the fix; None for anything else. mkdir said "File exists" of it, and a loop raised RuntimeError."""
+    if not os.path.islink(out) or os.path.exists(out):  # os.path's: Path's raised of a name too long
+        return None
+    why = what_is_wrong_with(out, "folder")
+    return f"{why}; {'remove the link' if '(a loop)' in why else 'mount or make the folder it leads to'}, or give another folder"
 
 
 def write_new(path: Path, data: bytes) -> None:
@@ -225,6 +236,9 @@ def output_lock(out: Path, what: str, busy: str | None = None) -> Iterator[None]
     """Refuse at once a second command writing to `out` while this one does (`busy`: what it is told, if not that
     another `what` writes there). Its lock file, `.<name>.lock` beside `out`, is removed again; where `out`'s parent
     does not exist yet, none is taken."""
+    if dead_link(out):  # resolve() raised RuntimeError of a loop; the command's own checks say what is wrong
+        yield
+        return
     target = out.resolve()
     name = os.fsencode(target.name)
     if len(name) > NAME_MAX:  # said of --out, not of its lock file (".aaaa….lock: cannot be opened") with no fix

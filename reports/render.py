@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from model.folders import remove_stale_tmps, synced
+from model.folders import dead_link, remove_stale_tmps, synced
 from reports import charts
 from reports.errors import ReportError
 from reports.i18n import check_language, cjk_font, translations
@@ -135,6 +135,8 @@ def out_folder(out_dir: str | Path, option: str = "--out") -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"report folder {out}: is a file; choose a folder for {option}")
+    if why := dead_link(out):  # mkdir said "File exists" of it
+        raise ReportError(f"report folder {out}: {why}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):

@@ -17,6 +17,7 @@ import numpy as np
 
 from model.data import defect_type_layout
 from model.errors import InspectorError
+from model.folders import dead_link
 from model.images import IMAGE_SUFFIXES, broken_links_note, high_bit_depth, list_images, only_dead_links, read_image, scan_images
 from model.progress import BarFactory, silent
 from model.synth import CHANGED, REGION_TYPES, SEVERITY, SEVERITY_FREE, check_types, donor_index, draw, is_grey, synthesize
@@ -84,6 +85,8 @@ def is_synth_output(folder: Path) -> bool:
 def check_out(good_dir: str | Path, out: str | Path) -> None:
     """--out must not lie in the good folder: fit reads a good folder with its subfolders, and learnt the generated
     defects (and the contact sheet) as good parts."""
+    if why := dead_link(Path(out)):  # resolve() raised RuntimeError of a loop
+        raise InspectorError(f"--out {out}: {why}")
     good, target = Path(good_dir).resolve(), Path(out).resolve()
     if target == good or target.is_relative_to(good):
         raise InspectorError(f"--out {out}: lies in the good folder {good_dir}, where fit would learn the generated defects as "

@@ -144,6 +144,30 @@ def test_one_wording_for_a_path_that_is_no_regular_file(tmp_path):
         read_image("/dev/null")
 
 
+@pytest.mark.parametrize("link", ["dead", "loop"])
+@pytest.mark.parametrize("command", ["fit", "export", "synth", "inspect", "eval"])
+def test_an_output_folder_that_is_a_link_to_nowhere_or_a_loop_is_said_so(tiny_ckpt, tiny_data, tmp_path, capsys, command, link):
+    """A link to a share not mounted said 'cannot be written (File exists)'; one leading back to itself (a -> b -> a)
+    was a RuntimeError traceback (exit 70) in fit, export and synth."""
+    import os
+
+    out = tmp_path / "out"
+    if link == "dead":
+        os.symlink("/mnt/gone-share/runs", out)
+        why, fix = "a link to /mnt/gone-share/runs, which leads nowhere", "mount or make the folder it leads to"
+    else:
+        os.symlink(tmp_path / "back", out)
+        os.symlink(out, tmp_path / "back")
+        why, fix = "a link that leads back to itself (a loop)", "remove the link"
+    argv = {"fit": ["fit", tiny_data, "--out", out], "export": ["export", tiny_ckpt, "--format", "onnx", "--out", out],
+            "synth": ["synth", tiny_data / "train" / "good", "--out", out, "--n", "1"],
+            "inspect": ["inspect", tiny_ckpt, tiny_data / "test" / "good" / "000.png", "--overlays", out],
+            "eval": ["eval", tiny_ckpt, tiny_data, "--report", out]}[command]
+    rc, _, err = cli(capsys, *argv)
+    flag = {"inspect": "--overlays", "eval": "report folder"}.get(command, "--out")
+    assert_one_line_error(rc, err, f"{flag} {out}: {why}; {fix}, or give another folder")
+
+
 def _dead_folder(folder, n=2):
     import os
 
