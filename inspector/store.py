@@ -207,7 +207,7 @@ class Store:
         writes nothing, needs no write access and migrates no schema (see `_open_readonly`)."""
         self.root = Path(root)
         self.path = self.root / DB_NAME
-        self._uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        self._uri = f"{Path(os.path.realpath(self.path)).as_uri()}?mode=ro"  # os.path's: resolve() raised RuntimeError of a link loop
         self._lock = threading.RLock()
         self._append_lock = threading.Lock()  # refusals come from the intake, the MQTT client's and the sources' threads
         self._records: int | None = None  # counted once a retention pass, kept by add and prune: COUNT(*) took 19 ms per 1M rows

@@ -256,9 +256,12 @@ def model_first(command: str, model: str | Path, *others: str | Path) -> None:
 def open_store(db: str | Path, readonly: bool = True) -> Any:
     """The result store at `db` (its data directory, or the inspections.sqlite in it); never a new, empty one."""
     from inspector.store import DB_NAME, Store
+    from model.folders import dead_link
 
     root = Path(db)
     root = root.parent if root.name == DB_NAME else root
+    if why := dead_link(root):  # a share not mounted, or a loop, said to have "no inspections.sqlite there"
+        raise InspectorError(f"store {root}: {why}")
     if root.is_file():  # a copied database renamed (backup.sqlite) was said to have "no inspections.sqlite there"
         raise InspectorError(f"store {root}: is a file; give the data directory (its {DB_NAME} and images/), or name a copied "
                              f"database {DB_NAME} in a folder of its own")

@@ -11,7 +11,7 @@ import pytest
 from inspector.cli import main
 from inspector.store import Store
 from reports.sample import make_records
-from tests.cli import assert_one_line_error
+from tests.cli import assert_one_line_error, cli
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +245,26 @@ def test_bad_input_is_one_line_and_exit_2(store_dir, tmp_path, capsys, argv, mes
     err = capsys.readouterr().err
     assert re.search(message, err) and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "nowhere").exists()  # a wrong --db is not created as a new store
+
+
+@pytest.mark.parametrize("where", ["store", "database"])
+def test_a_store_or_its_database_that_is_a_link_loop_is_one_line(store_dir, tmp_path, capsys, where):
+    """`--db` a link leading back to itself (a -> b -> a), or its inspections.sqlite one, was a RuntimeError traceback."""
+    import os
+
+    root = tmp_path / "store"
+    if where == "store":
+        os.symlink(tmp_path / "back", root)
+        message = f"store {root}: a link that leads back to itself (a loop); remove the link"
+    else:
+        root.mkdir()
+        message = f"store {root}: no inspections.sqlite there"
+    os.symlink(root if where == "store" else root / "inspections.sqlite", tmp_path / "back")
+    if where == "database":
+        os.symlink(tmp_path / "back", root / "inspections.sqlite")
+    for argv in (["report", "--db", root, "--from", "2026-11-26", "--out", tmp_path / "out"], ["review", "--db", root, "--export", tmp_path / "x"]):
+        rc, _, err = cli(capsys, *argv)
+        assert_one_line_error(rc, err, message)
 
 
 def test_bench_report_runs_and_reports_medians(capsys):
