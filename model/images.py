@@ -344,6 +344,23 @@ def read_image_header(path: str | Path) -> bytes:
     return data
 
 
+LOOK_FIRST = 1 << 26  # bytes: a file over this is read whole only once its header shows an image format
+
+
+def _looks_like_an_image(path: Path) -> None:
+    """Refuse a big file whose header is no image format's, unread: 20 GB named .png (a disk image, a sparse file) was
+    read whole first, a MemoryError traceback (exit 70), or 25 s and 4 GB of memory for 3 GB."""
+    with path.open("rb") as f:
+        if f.read(4) in TIFF_MAGIC:  # perhaps a colour TIFF of float samples, which Pillow does not open (_float_colour_tiff)
+            return
+    try:
+        with Image.open(path):  # reads the header alone
+            pass
+    except UnidentifiedImageError:
+        raise InspectorError(f"image {path}: cannot be decoded ({path.stat().st_size / 1e9:.1f} GB, and no image format's "
+                             f"header); {FILE_HINT}") from None
+
+
 def _file_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
@@ -351,6 +368,8 @@ def _file_bytes(path: str | Path) -> bytes:
             raise InspectorError(f"image {path}: {what}" + ("" if what == "no such file" else "; give an image file"))
         if kind := UNREAD_SUFFIXES.get(path.suffix.lower()):  # a DNG was inspected as its thumbnail, HEIC refused as "a PNG?"
             raise InspectorError(f"image {path}: {unread_file(kind)}; {AVIF_FIX if kind == 'AVIF' else UNREAD_FIX}")
+        if path.stat().st_size > LOOK_FIRST:
+            _looks_like_an_image(path)
         data = path.read_bytes()
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # is_dir() raised it: a traceback, the path (base64 data?) printed whole

@@ -184,6 +184,19 @@ def test_unreadable_files_raise_inspector_error_naming_the_file(tmp_path, conten
     assert str(path) in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_a_huge_file_of_no_image_format_is_refused_unread(tmp_path, monkeypatch):
+    """20 GB named .png (sparse: no disk used) was read whole first: a MemoryError traceback, or minutes and all memory."""
+    from pathlib import Path
+
+    path = tmp_path / "disk.png"
+    with path.open("wb") as f:
+        f.truncate(20 * 2**30)
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: pytest.fail(f"read whole: {p}") if p == path else real(p))
+    with pytest.raises(InspectorError, match=r"^image .*disk.png: cannot be decoded \(21.5 GB, and no image format's header\); is it a PNG"):
+        read_image(path)
+
+
 def test_missing_file_and_too_small_image(tmp_path):
     with pytest.raises(InspectorError, match="no such file"):
         read_image(tmp_path / "nope.png")
