@@ -9,6 +9,7 @@ at start instead of a restart loop.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import queue
 import socket
@@ -271,6 +272,11 @@ class MqttClient:
         self._answered_early: set[int] = set()
         self._topic_lock = threading.Lock()
         self._refusals_said: set[tuple[str, str]] = set()  # (topic, reason) logged, until a publish on the topic goes through
+        # MQTT 5: the largest packet the broker takes (its CONNACK's Maximum Packet Size; mosquitto's max_packet_size), None
+        # where it set none. paho sends a bigger one anyway, and the broker drops the connection: the station reconnected
+        # each second for ever, re-sending it, its status flapping online/offline and /health blaming a client id clash
+        self.max_packet: int | None = None
+        self._unsent_mids = itertools.count(-1, -1)  # stand-in packet ids of publishes too big to send (never paho's, 1-65535)
         # manual_ack: inputs received and not yet acknowledged, and those acknowledged lately (packet id -> what it
         # carried), in broker session `_session`: a reconnect brings each unacknowledged input again, as a copy
         self._manual = manual_ack
@@ -377,6 +383,7 @@ class MqttClient:
             self._refusal, self.state = text, f"refused: {text}"
         else:
             self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
+            self.max_packet = getattr(properties, "MaximumPacketSize", None) if self.v5 else None
             log.info("%s: connected as %s", self.where, self._client._client_id.decode())
             if self._manual and not getattr(flags, "session_present", False):  # a new session (a broker restarted without
                 # persistence, or the first connection): packet ids start over
@@ -583,6 +590,8 @@ class MqttClient:
         its Response Topic (not tracked: the answer on `topic` is the one the station re-sends); `user` properties.
         """
         props = _publish_properties(reply, user) if self.v5 else None
+        if (size := self._too_big(topic, payload, qos, props)) is not None:
+            return self._unsendable(topic, size)
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
             if not self._queue_full:
@@ -591,11 +600,34 @@ class MqttClient:
             return None
         self._queue_full = False
         self._note_topic(info.mid, topic)
-        if self.v5 and reply is not None and reply.topic and reply.topic != topic:
+        if self.v5 and reply is not None and reply.topic and reply.topic != topic \
+                and self._too_big(reply.topic, payload, qos, _publish_properties(reply, None)) is None:
             copy = self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
             if copy.rc != paho.MQTT_ERR_QUEUE_SIZE:
                 self._note_topic(copy.mid, reply.topic)
         return info.mid
+
+    def _too_big(self, topic: str, payload: bytes | str, qos: int, props: Properties | None) -> int | None:
+        """The PUBLISH packet's size in bytes where it passes the broker's `max_packet`, else None."""
+        if self.max_packet is None:
+            return None
+        data = payload.encode() if isinstance(payload, str) else payload
+        rest = 2 + len(topic.encode()) + (2 if qos else 0) + len(data) + (len(props.pack()) if props is not None else 1)
+        size = 2 + (rest >= 128) + (rest >= 16_384) + (rest >= 2_097_152) + rest  # type byte, remaining length (1-4 bytes)
+        return size if size > self.max_packet else None
+
+    def _unsendable(self, topic: str, size: int) -> int:
+        """A publish too big for the broker, not sent: refused as the broker refuses one (the outbox keeps a result and offers
+        it again later; said once per topic), under a stand-in packet id."""
+        reason = f"{size:,} bytes, over the {self.max_packet:,} the broker takes: raise its max_packet_size"
+        said = (topic, "too big")
+        if said not in self._refusals_said:
+            if len(self._refusals_said) < 100:
+                self._refusals_said.add(said)
+            log.error("%s: a message on %s is %s (said once per topic until one goes through)", self.where, topic, reason)
+        mid = next(self._unsent_mids)
+        self.refused.put((mid, reason))
+        return mid
 
     def _note_topic(self, mid: int, topic: str) -> None:
         """The topic of a publish, until the broker answers it; not noted where paho answered it already."""

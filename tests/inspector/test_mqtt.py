@@ -173,6 +173,56 @@ def test_through_a_long_outage_results_wait_in_the_store_not_in_paho(make_broker
         client.stop()
 
 
+def test_a_result_over_the_brokers_max_packet_size_is_kept_and_said_once_not_sent_in_a_reconnect_loop(make_broker, tmp_path,
+                                                                                                      monkeypatch, caplog):
+    """A broker with max_packet_size below a result's size (MQTT 5 tells it in CONNACK) dropped the station at each send: it
+    reconnected each second for ever, re-sending the result, status flapping online/offline, /health blaming a client id."""
+    from inspector import outbox
+    from inspector.health import Metrics
+    from inspector.outbox import Outbox
+    from inspector.store import Store
+
+    monkeypatch.setattr(outbox, "REFUSED_RETRY_S", 0.0)  # offered again at each resend: still said once
+    broker = make_broker(extra="max_packet_size 600")
+    client = MqttClient(mqtt_cfg(broker.port), "small-packets")
+    store = Store(tmp_path / "data")
+    box = Outbox(store, client, "t/s/result", Metrics())
+    record = {"inspection_id": "big", "timestamp": "2026-01-02T03:04:05.000Z", "verdict": "FAIL", "score": 9.0, "threshold": 1.0,
+              "note": "x" * 700}
+    assert store.add(record)
+    client.start()
+    try:
+        assert client.max_packet == 600
+        box.publish(record)
+        reason = wait_until(lambda: (box.drain_acks(), box.refusal)[-1], 20, "the result refused as too big")[0]
+        assert "over the 600 the broker takes: raise its max_packet_size" in reason
+        for _ in range(3):
+            box.resend()
+            box.drain_acks()
+        small, acked = client.publish("t/s/status", "online"), []
+
+        def small_acked() -> bool:
+            while not client.acks.empty():
+                acked.append(client.acks.get())
+            return small in acked
+
+        wait_until(small_acked, 20, "a small message acknowledged after it, on the same connection")
+        assert client.state == "connected" and store.counts()["unpublished"] == 1
+        assert sum("over the 600 the broker takes" in r.message for r in caplog.records) == 1
+    finally:
+        client.stop()
+    broker.kill()
+    broker.conf.write_text(broker.conf.read_text().replace("max_packet_size 600", "max_packet_size 4000"))
+    broker.start()
+    client = MqttClient(mqtt_cfg(broker.port), "small-packets")
+    box = Outbox(store, client, "t/s/result", Metrics())
+    client.start()
+    try:
+        wait_until(lambda: (box.drain_acks(), box.resend(), store.counts()["unpublished"] == 0)[-1], 20, "published once it fits")
+    finally:
+        client.stop()
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever(broker, protocol, caplog):
     """Two stations with one name took the client id from each other about once a second, and said only
