@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from inspector.commands.common import DEVICE_HELP, model_first, path_of, print_json
-from model.errors import InspectorError
+from model.errors import InspectorError, file_problem
 from model.folders import shortened, writable_folder
 
 # bytes of an overlay's name before `_overlay.png`: an image's name of 240 bytes (of 255) left no room for that, nor
@@ -158,8 +158,10 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
     own: list[Path] = []  # overlays given by name (a shell glob, rerun over the folder they were written to)
     unlisted: dict[str, tuple[Path, str]] = {}  # folders below a target that cannot be listed, by absolute path
     for t in map(Path, targets):
-        if not t.exists():
-            raise InspectorError(f"image {t}: no such file or folder")
+        if not t.exists():  # a link to a share not mounted, or a loop, is said so
+            why = file_problem(t)
+            fix = "" if why == "no such file" else "; give the image itself" if "(a loop)" in why else "; mount or copy what it points to"
+            raise InspectorError(f"image {t}: {'no such file or folder' if why == 'no such file' else why}{fix}")
         if skip and not t.is_dir() and t.stem.endswith("_overlay") and os.path.commonpath([os.path.abspath(t), skip]) == skip:
             # an overlay this run writes there, or an earlier run wrote: inspected as a part, it failed (exit 1 under
             # --exit-code), and the run overwrote it with another image's overlay before reading it

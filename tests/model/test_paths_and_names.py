@@ -183,6 +183,19 @@ def test_inspect_a_folder_of_dead_links_says_so(tiny_ckpt, tmp_path, capsys):
     assert_one_line_error(rc, err, f"folder {dead}: no images: its 2 image link(s) lead nowhere", "mount or copy what they point to")
 
 
+def test_inspect_of_one_image_link_leading_nowhere_or_to_itself_says_so(tiny_ckpt, tmp_path, capsys):
+    """Both were 'no such file or folder', of a name `ls` lists."""
+    import os
+
+    os.symlink("/mnt/gone-share/001.png", tmp_path / "dead.png")
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    rc, _, err = cli(capsys, "inspect", tiny_ckpt, tmp_path / "dead.png")
+    assert_one_line_error(rc, err, "dead.png: a link to /mnt/gone-share/001.png, which leads nowhere; mount or copy what it points to")
+    rc, _, err = cli(capsys, "inspect", tiny_ckpt, tmp_path / "a.png")
+    assert_one_line_error(rc, err, "a.png: a link that leads back to itself (a loop); give the image itself")
+
+
 def test_fit_add_good_of_dead_links_says_so(tiny_data, tmp_path, capsys):
     dead = _dead_folder(tmp_path / "dead")
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--add-good", dead)
