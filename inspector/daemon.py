@@ -752,7 +752,7 @@ class Daemon:
         with self._source_lock:  # a source started after the stop took the old one would never be stopped
             if self.halt.is_set():
                 return
-            source = open_source(self.cfg.source)
+            source = open_source(self.cfg.source, self.source)
             self.source = self.intake.source = source
             self._answer_set_aside(source)
             source.start(self.intake.submit)

@@ -1055,6 +1055,23 @@ def test_a_second_daemon_on_the_same_store_is_refused_and_the_store_is_free_afte
         assert d.store._held is not None
 
 
+def test_a_second_station_on_a_watched_folder_is_refused_before_it_makes_a_store(station, tiny_inspector, tmp_path):
+    """Both took the files the other had not moved yet (38 results for 20 parts), and both said ok."""
+    from inspector.daemon import Daemon
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    source = {"type": "folder", "path": str(incoming), "poll_s": 0.05}
+    cfg = station(source=source)
+    with running(cfg, tiny_inspector):
+        other = station(source=source, station={"name": "st2"}, mqtt={"prefix": "test/other"}, store={"data_dir": str(tmp_path / "other")})
+        with pytest.raises(InspectorError, match=r"source.path .*incoming: another inspector serve watches this folder"):
+            Daemon(other, inspector=tiny_inspector).start()
+        assert not (tmp_path / "other").exists()
+    with running(cfg, tiny_inspector):  # free again once the first stopped
+        pass
+
+
 def test_health_names_the_model_and_thresholds_in_use_and_a_change_on_disk_awaiting_a_restart(station, tiny_ckpt, tmp_path, capsys):
     """`inspector threshold` on a served checkpoint took effect at the next start, and nothing said so."""
     import shutil

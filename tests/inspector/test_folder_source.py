@@ -314,3 +314,52 @@ def test_an_unchanged_file_is_moved_without_reading_its_bytes_again(tmp_path, mo
     put(path, encoded(2), in_place=True)  # same size, time and inode: the bytes tell
     monkeypatch.undo()
     assert not sources._same_file(path, read)
+
+
+def test_a_folder_another_station_watches_is_refused_and_free_again_once_the_station_stops(tmp_path):
+    """Two stations on one folder each took the files the other had not moved yet: some parts were inspected by both
+    (38 results for 20 parts), and both said ok. A station starting its own source again is not another station."""
+    import fcntl
+
+    from model.errors import InspectorError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cfg = FolderSource(type="folder", path=str(folder), poll_s=0.05)
+
+    def other_station() -> int:  # flock: an open of its own conflicts as another process's does
+        fd = os.open(folder / sources.WATCH_LOCK, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        return fd
+
+    fd = other_station()
+    with pytest.raises(InspectorError, match=r"source.path .*in: another inspector serve watches this folder.*give each station its own folder"):
+        FolderWatcher(cfg)
+    os.close(fd)
+    first = FolderWatcher(cfg)
+    first.start(lambda f: True)
+    with pytest.raises(InspectorError, match="another inspector serve watches this folder"):
+        FolderWatcher(cfg)  # a second station in this process too
+    again = FolderWatcher(cfg, heir_of=first)  # the station's watchdog replacing its silent source: takes over the lock
+    again.start(lambda f: True)
+    first.stop()
+    with pytest.raises(BlockingIOError):
+        other_station()
+    again.stop()
+    os.close(other_station())
+    assert [p.name for p in folder.iterdir()] == [sources.WATCH_LOCK]  # hidden: never read as a part
+
+
+def test_a_read_only_folder_is_watched_without_a_lock(tmp_path, monkeypatch):
+    """A share the station may only read (after: keep) has no room for the lock file: watched as before, not refused."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    monkeypatch.setattr(sources.os, "access", lambda path, mode: False)
+    w = FolderWatcher(FolderSource(type="folder", path=str(folder), poll_s=0.05, after="keep"))
+    w.start(lambda f: True)
+    w.stop()
+    assert not (folder / sources.WATCH_LOCK).exists()

@@ -104,6 +104,7 @@ def test_folder_waits_for_files_to_settle_and_never_repeats(tmp_path):
         wait_until(lambda: frames, 5, "the file")
         time.sleep(0.4)
         assert len(frames) == 1 and frames[0].encoded == data and frames[0].serial == "SN-7"
+        w.stop()
         again = FolderWatcher(w.cfg)  # a restart sees the same file under the same id
         seen = []
         again.start(lambda f: seen.append(f) or True)
