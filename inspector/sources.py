@@ -749,7 +749,7 @@ class FolderWatcher:
                 ident = hashlib.sha256(f"{named}|{digest}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
                 serial = path.stem if SAFE_ID.match(path.stem) else None
                 if serial is None:
-                    log.warning("source %s: %s is inspected without a serial (a serial is 1-64 letters, digits and . _ - :)",
+                    log.warning("source %s: %s is inspected without a serial (a serial is 1-64 ASCII letters, digits and . _ - :)",
                                 self.name, _shown(path.name))
                 frame = Frame(source=f"folder:{_shown(path.name)}", encoded=data, serial=serial, inspection_id=f"f-{ident}", wait=True,
                               known_as=f"f-{hashlib.sha256(named.encode('utf-8', 'surrogateescape')).hexdigest()[:24]}",

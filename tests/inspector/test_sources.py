@@ -248,7 +248,7 @@ def test_folder_file_without_a_serial_is_said(tmp_path, caplog):
         wait_until(lambda: frames, 5, "the file")
     finally:
         w.stop()
-    assert frames[0].serial is None and any("SN 001.png is inspected without a serial" in r.message for r in caplog.records)
+    assert frames[0].serial is None and any("SN 001.png is inspected without a serial (a serial is 1-64 ASCII letters" in r.message for r in caplog.records)
 
 
 def test_a_video_that_is_no_video_fails_at_start_at_any_rate(tmp_path):
