@@ -143,6 +143,9 @@ class LiveRefusals:
         return f" ({n} more live frames refused since the last one said were dropped, not kept)" if n else ""
 
 
+CLOCK_NOT_SET = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()  # earlier, a box's clock was never set (no RTC battery)
+
+
 class RetentionClock:
     """The time retention measures ages at: the wall clock, but never ahead of the start time plus the time elapsed
     since (monotonic). A clock stepped a year ahead while the station runs (a hand edit, a bad time server) would
@@ -159,6 +162,9 @@ class RetentionClock:
         if floor is not None and floor > wall() + self.WARN_S:
             log.warning("retention: the clock reads %.0f s earlier than the newest stored record; ages are counted from "
                         "that record's time (a clock not yet set: check it, timedatectl)", floor - wall())
+        elif wall() < CLOCK_NOT_SET:  # a fresh store: nothing else would say that every part is stamped 1970
+            log.warning("the clock reads %s, before this inspector was written: parts are stamped with that time until it "
+                        "is set (check it, timedatectl, NTP)", datetime.fromtimestamp(wall(), timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"))
         self._said = 0.0  # the lead last warned of
 
     def now(self) -> float:

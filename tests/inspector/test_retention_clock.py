@@ -83,3 +83,15 @@ def test_a_stale_clock_at_start_set_right_later_does_not_stop_retention(caplog):
     c.wall = right + 120  # NTP sets it right
     assert clock.now() == newest + 120  # ages lag by the time the station was down, no more
     assert RetentionClock(lambda: right, lambda: c.steady, floor=newest).now() == right  # a right clock at start: itself
+
+
+def test_a_clock_not_yet_set_at_start_is_said_even_on_a_fresh_store(caplog):
+    """A box without an RTC battery, on a new store, stamped its first parts 1970 and nothing said so."""
+    c = FakeClocks()
+    with caplog.at_level(logging.WARNING):
+        RetentionClock(lambda: 5.0, lambda: c.steady)
+    assert "the clock reads 1970-01-01 00:00:05Z, before this inspector was written" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        RetentionClock(lambda: c.wall, lambda: c.steady)  # a clock set: nothing to say
+    assert not caplog.text
