@@ -70,7 +70,9 @@ def write_fix(exc: OSError) -> str:
 
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "free space, then run it again"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:  # "give this user (root) write access" mended nothing on a read-only mount
+        return "remount its disk writable, or use a folder on a writable disk"
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return f"give this user ({user_name()}) write access to it, or choose another folder"
     if exc.errno == errno.ENAMETOOLONG:  # a pasted list, a glob gone wrong: "check the folder and the disk" mended nothing
         return "give a shorter path (each name at most 255 bytes, the whole path at most 4095)"

@@ -55,7 +55,8 @@ def test_a_condition_that_may_pass_exits_75_for_the_unit_to_restart(monkeypatch,
 @pytest.mark.parametrize(("exc", "code", "line"), [
     (OSError(errno.ENOSPC, "No space left on device", "/srv/exports/line3.onnx"), 75,  # a full disk may pass: the unit restarts
      "error: /srv/exports/line3.onnx: No space left on device; free space, then run it again"),
-    (OSError(errno.EROFS, "Read-only file system", "/srv/exports"), 2, "error: /srv/exports: Read-only file system; give this user"),
+    (OSError(errno.EROFS, "Read-only file system", "/srv/exports"), 2,  # not "give this user (root) write access"
+     "error: /srv/exports: Read-only file system; remount its disk writable, or use a folder on a writable disk"),
     (OSError(errno.EIO, "Input/output error"), 75, "error: [Errno 5] Input/output error; check the folder and the disk"),  # no "a file"
     (TimeoutError("timed out"), 75, "error: timed out; check the folder and the disk"),
     (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, None),  # `inspector eval --json | head`: quiet, and not 0 (all PASSed)
