@@ -384,7 +384,8 @@ class MqttClient:
         else:
             self._refusal, self.state, self._connected_at = None, "connected", time.monotonic()
             self.max_packet = getattr(properties, "MaximumPacketSize", None) if self.v5 else None
-            log.info("%s: connected as %s", self.where, self._client._client_id.decode())
+            # at debug while a client id clash is named: each drop's reconnect logged it, a line a second for as long as it lasted
+            log.log(logging.DEBUG if self._clash_said else logging.INFO, "%s: connected as %s", self.where, self._client._client_id.decode())
             if self._manual and not getattr(flags, "session_present", False):  # a new session (a broker restarted without
                 # persistence, or the first connection): packet ids start over
                 with self._in_lock:

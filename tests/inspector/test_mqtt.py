@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -227,6 +228,7 @@ def test_a_result_over_the_brokers_max_packet_size_is_kept_and_said_once_not_sen
 def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever(broker, protocol, caplog):
     """Two stations with one name took the client id from each other about once a second, and said only
     'disconnected (Unspecified error); reconnecting'."""
+    caplog.set_level(logging.INFO, logger="inspector.mqtt")
     a, b = MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-id"), MqttClient(mqtt_cfg(broker.port, protocol=protocol), "dup-id")
     a.start()
     b.start()
@@ -236,6 +238,9 @@ def test_two_clients_with_one_client_id_are_named_not_left_to_reconnect_for_ever
         seen = wait_until(named, 30, "the clash named")
         assert "in use by another client" in seen[0] and "give each station its own station.name or mqtt.client_id" in seen[0]
         assert sum("client id dup-id is" in r.message for r in caplog.records) <= 2  # once per client, not per drop
+        # and the reconnects after it are not each logged: 'connected as dup-id' came once a second for as long as it lasted
+        wait_until(lambda: len(a._quick_drops) + len(b._quick_drops) >= 12, 60, "a dozen drops")
+        assert sum("connected as dup-id" in r.message for r in caplog.records if r.levelno >= logging.INFO) <= 8
     finally:
         a.stop()
         b.stop()
