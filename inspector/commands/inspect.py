@@ -161,6 +161,8 @@ def _images(targets: list[str], skip: str | None = None) -> tuple[list[Path], st
         if not t.exists():  # a link to a share not mounted, or a loop, is said so
             why = file_problem(t)
             fix = "" if why == "no such file" else "; give the image itself" if "(a loop)" in why else "; mount or copy what it points to"
+            if str(t) == "-":  # said "no such file or folder", as if a file named - were meant
+                why, fix = "no such file", "; images are not read from standard input: save the image to a file and give its path"
             raise InspectorError(f"image {t}: {'no such file or folder' if why == 'no such file' else why}{fix}")
         if skip and not t.is_dir() and t.stem.endswith("_overlay") and os.path.commonpath([os.path.abspath(t), skip]) == skip:
             # an overlay this run writes there, or an earlier run wrote: inspected as a part, it failed (exit 1 under

@@ -196,6 +196,12 @@ def test_inspect_of_one_image_link_leading_nowhere_or_to_itself_says_so(tiny_ckp
     assert_one_line_error(rc, err, "a.png: a link that leads back to itself (a loop); give the image itself")
 
 
+def test_inspect_of_a_dash_says_images_are_not_read_from_standard_input(tiny_ckpt, capsys):
+    """`inspect MODEL - < part.png` said 'image -: no such file or folder', with no way forward."""
+    rc, _, err = cli(capsys, "inspect", tiny_ckpt, "-")
+    assert_one_line_error(rc, err, "image -: no such file or folder; images are not read from standard input: save the image to a file")
+
+
 def test_fit_add_good_of_dead_links_says_so(tiny_data, tmp_path, capsys):
     dead = _dead_folder(tmp_path / "dead")
     rc, _, err = cli(capsys, "fit", tiny_data, "--out", tmp_path / "m", "--add-good", dead)
