@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inspector.engines.base import Engine, HeadOutput, ModelMeta
-from model.errors import InspectorError, denied
+from model.errors import InspectorError, denied, what_is_wrong_with
 
 
 def _torch(path: Path, device: str) -> Engine:
@@ -78,6 +78,8 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
     try:
         if not path.exists():
             raise InspectorError(f"model {path}: no such file or directory; give a checkpoint from `inspector fit` or an exported model")
+        if not path.is_dir() and (why := what_is_wrong_with(path, "model")):  # a FIFO named model.onnx: inspect waited for good
+            raise InspectorError(f"model {path}: {why}; give a checkpoint from `inspector fit` or an exported model")
         if path.is_file() and path.name == "manifest.json":  # a checkpoint's manifest names its checkpoint, as `threshold` takes it
             path = path.parent
         path = model_of_manifest(path)

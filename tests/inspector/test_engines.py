@@ -50,6 +50,17 @@ def test_factories_by_suffix():
     assert artefact_kind(Path("x/model-fp16.engine")) == "engine"
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_model_that_is_a_fifo_or_a_device_is_refused_unread(tmp_path):
+    """A FIFO named model.onnx was handed to onnxruntime, which waited for a writer for good: inspect hung."""
+    from inspector.engines import locate_model
+
+    os.mkfifo(tmp_path / "model.onnx")
+    for path in (tmp_path / "model.onnx", "/dev/null"):
+        with pytest.raises(InspectorError, match=r"^model .*: not a regular file \(a device, FIFO or socket\); give a checkpoint"):
+            locate_model(path)
+
+
 def test_inspect_accepts_onnx_and_reads_thresholds_from_manifest(capsys, exports, tiny_ckpt, tiny_data, tmp_path):
     image = sorted((tiny_data / "test" / "blob").iterdir())[0]
     code, out, _ = cli(capsys, "inspect", tiny_ckpt, image, "--json")
