@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -433,12 +433,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  held out ({h['folds']} folds, recalibrated): false alarms {_pct(h['false_alarm_rate'])}, escapes {_pct(h['escape_rate'])}")
     px = report.get("at_pixel_threshold")
     if px:
-        print(f"  at pixel threshold {px['threshold']}: pixel precision {px['precision']}, recall {px['recall']}, F1 {px['f1']}"
+        print(f"  at pixel threshold {px['threshold']}: {_pixel_rates(px)}"
               + {True: " (chosen on these masks)", None: UNRECORDED}.get(px["calibrated_on_these_images"], "")
               + (" (chosen on these images' masks as they were at fitting; they have changed since)" if px.get("masks_changed") else ""))
         if "held_out" in px:
             h = px["held_out"]
-            print(f"  held out ({h['folds']} folds, rechosen): pixel precision {h['precision']}, recall {h['recall']}, F1 {h['f1']}")
+            print(f"  held out ({h['folds']} folds, rechosen): {_pixel_rates(h)}")
     if q := report.get("image_quality"):
         n = q["good"] + q["defect"]
         print(f"  image quality: {n} of {len(evaluation.dataset.test)} test images would be warned about"
@@ -474,6 +474,13 @@ def run(args: argparse.Namespace) -> int:
 def _pct(rate: float | None) -> str:
     """A rate as the other commands print it (fit, threshold: "false alarms 46.5%"), not as a fraction."""
     return "-" if rate is None else f"{rate:.1%}"
+
+
+def _pixel_rates(px: dict[str, Any]) -> str:
+    """The rates at a pixel threshold; one undefined (printed `None` before) is `-`, and why is said."""
+    said = {k: "-" if px[k] is None else px[k] for k in ("precision", "recall", "f1")}
+    why = [w for k, w in (("precision", "no pixel over it"), ("recall", "no defect pixel in the masks")) if px[k] is None]
+    return f"pixel precision {said['precision']}, recall {said['recall']}, F1 {said['f1']}" + (f" ({'; '.join(why)})" if why else "")
 
 
 def _share(count: int, n: int, of: str) -> str:

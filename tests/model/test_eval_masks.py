@@ -231,3 +231,11 @@ def test_eval_prints_the_average_precisions_its_json_gives(capsys, tiny_ckpt, ti
     assert rc == 0 and report["pixel_ap"] is not None, err
     for key in ("image_ap", "pixel_ap"):
         assert f"  {key:18} {report[key]}" in lines
+
+
+def test_eval_prints_an_undefined_pixel_rate_as_a_dash_and_says_why():
+    """A pixel threshold no pixel reaches printed `pixel precision None`."""
+    from inspector.commands.evaluate import _pixel_rates
+
+    assert _pixel_rates({"precision": None, "recall": 0.0, "f1": 0.0}) == "pixel precision -, recall 0.0, F1 0.0 (no pixel over it)"
+    assert _pixel_rates({"precision": 0.5, "recall": 0.25, "f1": 0.3333}) == "pixel precision 0.5, recall 0.25, F1 0.3333"
