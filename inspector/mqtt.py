@@ -24,6 +24,7 @@ from functools import cached_property
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from inspector.cli import one_line
@@ -32,6 +33,12 @@ from inspector.result import Reply
 from model.errors import InspectorError
 
 log = logging.getLogger(__name__)
+# mosquitto answers a publish over its message_size_limit with PUBACK 0x95 (Packet too large), a code MQTT 5 lists for
+# CONNACK and DISCONNECT only: paho took the PUBACK for a malformed packet and dropped the connection ("Protocol error"),
+# and re-sent the result at each reconnect, for ever; read as the refusal it is, the result waits in the store, said once
+if PacketTypes.PUBACK not in (_too_large := ReasonCode.names[0x95]["Packet too large"]):
+    _too_large.append(PacketTypes.PUBACK)
+TOO_LARGE = 0x95
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason
 QUICK_DROP_S = 2.0
 MAX_QUEUED = 11_000  # messages paho holds for the broker; results stop at outbox.MAX_HANDED, leaving room for status and replies
@@ -573,8 +580,10 @@ class MqttClient:
             if said not in self._refusals_said:
                 if len(self._refusals_said) < 100:
                     self._refusals_said.add(said)
-                log.error("%s: the broker refused a publish on %s (%s); check its ACL for this client's topics (said once per topic "
-                          "until one goes through)", self.where, topic or f"an unknown topic (packet {mid})", reason)
+                fix = ("it takes no message this big: raise its message_size_limit" if getattr(reason, "value", None) == TOO_LARGE
+                       else "check its ACL for this client's topics")
+                log.error("%s: the broker refused a publish on %s (%s); %s (said once per topic until one goes through)", self.where,
+                          topic or f"an unknown topic (packet {mid})", reason, fix)
             self.refused.put((mid, str(reason)))
         else:
             if self._refusals_said and topic is not None:
