@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 # mosquitto answers a publish over its message_size_limit with PUBACK 0x95 (Packet too large), a code MQTT 5 lists for
 # CONNACK and DISCONNECT only: paho took the PUBACK for a malformed packet and dropped the connection ("Protocol error"),
 # and re-sent the result at each reconnect, for ever; read as the refusal it is, the result waits in the store, said once
-if PacketTypes.PUBACK not in (_too_large := ReasonCode.names[0x95]["Packet too large"]):
-    _too_large.append(PacketTypes.PUBACK)
+try:
+    if PacketTypes.PUBACK not in (_too_large := ReasonCode.names[0x95]["Packet too large"]):
+        _too_large.append(PacketTypes.PUBACK)
+except (AttributeError, KeyError, TypeError):  # a paho whose table is laid out otherwise: its own reading stands
+    pass
 TOO_LARGE = 0x95
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason
 QUICK_DROP_S = 2.0
