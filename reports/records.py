@@ -232,6 +232,9 @@ class ShiftStats:
     models: list[tuple[dict[str, str | None], int]]
     undated: int = 0
     unjudged: int = 0  # parts neither PASS nor FAIL (e.g. REVIEW): out of the yield, the histogram and the p-chart
+    # serials (at one station) inspected more than once, and their inspections: each inspection counts as a part in the
+    # totals, and nothing said so (SN-2 failed, then passed when inspected again: 2 parts, 1 FAIL)
+    reinspected: tuple[int, int] = (0, 0)
     reviews: dict[str, int] = field(default_factory=dict)  # QA reviews by outcome (OUTCOMES order)
     warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (a warning as written, parts with it, failed)
     # where the period had not ended when the report was made: then (or the latest part, if later), up to which its rate
@@ -381,11 +384,19 @@ def shift_stats(parts: list[Inspection], start: datetime | None = None, end: dat
         models=[(dict(m), n) for m, n in models.most_common()],
         undated=len(parts) - len(times),
         unjudged=len(parts) - judged,
+        reinspected=reinspected(parts),
         reviews={o: n for o in OUTCOMES if (n := sum(p.review is not None and p.review.outcome == o for p in parts))},
         warnings=warning_counts(parts),
         until=until,
         before=before,
     )
+
+
+def reinspected(parts: list[Inspection]) -> tuple[int, int]:
+    """(serials inspected more than once at one station, their inspections): re-inspections the totals count as parts."""
+    seen = Counter((p.station, p.serial) for p in parts if p.serial)
+    again = [n for n in seen.values() if n > 1]
+    return len(again), sum(again)
 
 
 def warning_counts(parts: list[Inspection]) -> list[tuple[str, int, int]]:

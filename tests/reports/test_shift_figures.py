@@ -146,3 +146,16 @@ def test_a_zone_whose_abbreviation_names_several_is_named_once_on_the_page():
     assert re.search(r'id="period">[^<]*2026-11-27 19:30 IST \(Asia/Kolkata\)', shift)  # IST: India, Ireland or Israel
     assert "(UTC)" not in inspection_html(record, tz="UTC")
     assert re.search(r'id="period">[^<]*06:01 UTC – [^<(]*06:01 UTC · Station', shift_html([record], {}, tz="Etc/UTC"))  # UTC needs no name
+
+
+def test_a_serial_inspected_again_is_said_and_how_the_totals_count_it():
+    """SN-2 failed, then passed when inspected again: 'Inspected 3, Failed 1, Yield 66.6 %' and nothing said that two of
+    the three 'parts' were one part; the report now says which serials were inspected more than once, and how counted."""
+    records = [_rec(0, "FAIL", 9.0, serial="SN-2"), _rec(1, "PASS", 1.0, serial="SN-2"), _rec(2, "PASS", 1.0, serial="SN-3"),
+               _rec(3, "PASS", 1.0, serial="SN-3", station="s2")]  # one serial at two stations: two parts, not a re-inspection
+    html = shift_html(records, {})
+    note = re.search(r'<p class="note" id="reinspected">(.*?)</p>', html, re.S)
+    assert note and "1 serial was inspected more than once (2 inspections)" in note.group(1)
+    assert "counted above as a part" in note.group(1)
+    assert 'id="reinspected"' not in shift_html(records[1:], {})
+    assert "次检测" in shift_html(records, {}, lang="zh") and "inspeccionó más de una vez" in shift_html(records, {}, lang="es")
