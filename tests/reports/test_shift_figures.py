@@ -159,3 +159,17 @@ def test_a_serial_inspected_again_is_said_and_how_the_totals_count_it():
     assert "counted above as a part" in note.group(1)
     assert 'id="reinspected"' not in shift_html(records[1:], {})
     assert "次检测" in shift_html(records, {}, lang="zh") and "inspeccionó más de una vez" in shift_html(records, {}, lang="es")
+
+
+def test_a_shift_with_qa_reviews_says_its_yield_is_the_stations_verdict():
+    """A FAIL QA reviewed as good and a PASS reviewed as defective: 'Yield 50.0 %' beside 'False alarm 1, Escape 1', and
+    nothing on the page said whose verdicts the yield counts (the station's, not QA's); the page now says so."""
+    review = lambda truth, outcome: {"reviews": [{"truth": truth, "outcome": outcome, "by": "qa"}]}  # noqa: E731
+    records = [_rec(0, "FAIL", 9.0, **review("good", "false_alarm")), _rec(1, "PASS", 1.0, **review("defect", "escape")),
+               _rec(2, "PASS", 1.0), _rec(3, "FAIL", 9.0)]
+    html = shift_html(records, {})
+    assert '<div class="v" id="yield">50.0%</div>' in html
+    note = re.search(r'<p class="note" id="reviews-note">(.*?)</p>', html, re.S)
+    assert note and "the yield and the charts are the station" in note.group(1) and "does not change them" in note.group(1)
+    assert 'id="reviews-note"' not in shift_html(records[2:], {})  # no review, nothing to say
+    assert "良率" in re.search(r'id="reviews-note">(.*?)</p>', shift_html(records, {}, lang="zh")).group(1)
