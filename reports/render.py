@@ -113,7 +113,7 @@ def environment(lang: str) -> Environment:
     env.install_gettext_translations(t, newstyle=True)
     num = STYLES[lang]
     env.filters.update(num=num.significant, apart=num.apart, distinct=num.distinct, column=num.column, fixed=num.fixed, percent=num.percent,
-                       share=num.share, target=num.target, count=num.count, time=_time, breakable=breakable, serial=serial,
+                       share=num.share, low=num.low, target=num.target, count=num.count, time=_time, breakable=breakable, serial=serial,
                        tv=lambda v: translate_value(t.gettext, v), tw=lambda w: translate_warning(t.gettext, w))
     env.globals.update(css=Markup((PACKAGE / "static" / "report.css").read_text(encoding="utf-8")), lang=lang)
     return env

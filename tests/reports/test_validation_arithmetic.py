@@ -278,3 +278,15 @@ def test_a_threshold_label_near_the_right_edge_never_runs_past_it():
         root = parse(charts.histogram([(0.0, "PASS"), (10.0, "FAIL")], [float(t)], _))
         label = next(x for x in root.iter(f"{NS}text") if (x.text or "").startswith("Threshold "))
         assert X0 < float(label.get("x")) and float(label.get("x")) + charts.text_width(label.text) <= X1, t
+
+
+def test_an_intervals_lower_bound_under_the_first_step_reads_zero_not_raised_to_it():
+    """1 escape in 2,500 defects: Wilson's 95 % interval is 0.007 % – 0.226 %, which read '0.1% (0.1% – 0.2%)', an interval
+    starting 14 times higher than the true one; the rate itself still reads 0.1 %, never 0.0 % (it is not none)."""
+    lo, hi = textbook_wilson(1, 2500)
+    assert 100 * lo < 0.05 and 0.15 < 100 * hi < 0.25  # by hand: 0.00706 % and 0.2262 %
+    run = run_of([0.5] + [2.0] * 2499 + [0.0] * 10, ["crack"] * 2500 + ["good"] * 10)
+    decision = section(validation_html(run, EN), "decision")
+    assert '0.1% <span class="muted">(0.0% – 0.2%)</span>' in decision, decision[:2000]
+    none = section(validation_html(run_of([2.0] * 50 + [0.0] * 10, ["crack"] * 50 + ["good"] * 10), EN), "decision")
+    assert '0.0% <span class="muted">(0.0% – 7.1%)</span>' in none  # docs/reports.md's example, unchanged
