@@ -108,7 +108,24 @@ class _Said(logging.Handler):
             print(f"warning: {text}", file=sys.stderr)
 
 
+def _open_closed_std_fds() -> None:
+    """Descriptors 0-2 that were closed (`inspector fit ... 2>&-`, a supervisor that closes them) opened on /dev/null:
+    Python left sys.stderr None there (fit and eval ended in an AttributeError traceback, exit 70, no checkpoint), and
+    the first file opened took the number, where a library's warning to fd 2 would have been written into it."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, or a lower one also closed
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None or getattr(sys, name).fileno() == fd:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False, errors="backslashreplace"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _open_closed_std_fds()
     before, logging.lastResort = logging.lastResort, _Said()
     try:
         return _run(argv)

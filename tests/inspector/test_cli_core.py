@@ -766,6 +766,14 @@ def test_bad_input_through_a_real_process(bad):
     assert proc.stdout == ""
 
 
+
+def test_a_closed_stderr_is_opened_on_dev_null(tmp_path):
+    """`inspector ... 2>&-`: Python left sys.stderr None, so fit and eval ended in a traceback (exit 70) at their first
+    progress bar, an error went to stdout (where --json output goes), and the first file opened took descriptor 2."""
+    proc = subprocess.run([sys.executable, "-m", "inspector", "threshold", str(tmp_path / "none.ckpt")], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300, preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 2 and proc.stdout == ""
+
 def test_two_threshold_changes_at_once_are_both_kept(tiny_ckpt, tmp_path, monkeypatch):
     import threading
     import time
