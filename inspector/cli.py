@@ -153,6 +153,7 @@ def _run(argv: list[str] | None) -> int:
             stream.reconfigure(errors="backslashreplace" if errors == "strict" else "inspector.bytes_or_escape")
     try:
         args = build_parser().parse_args(argv)
+        _check_environment()
         return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"error: {exc if isinstance(exc, Problems) else one_line(str(exc))}", file=sys.stderr)
@@ -170,10 +171,41 @@ def _run(argv: list[str] | None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: Python's own exit status 1 read as `inspect --exit-code`'s FAIL, or an invalid config
+        if isinstance(exc, RuntimeError) and str(exc) == "can't start new thread":  # not a bug: `ulimit -u`, TasksMax
+            print("error: cannot start a thread: this user's limit on processes and threads is reached (ulimit -u, a unit's "
+                  "TasksMax); stop other processes or raise the limit, then run it again", file=sys.stderr)
+            return 75
         traceback.print_exc()
         print(f"error: {one_line(f'internal error ({type(exc).__name__}); please report it with the traceback above')}", file=sys.stderr)
         return INTERNAL_ERROR
 
+
+
+def _check_environment() -> None:
+    """What the process was started with that the libraries would take badly, checked before they load."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's oneMKL then ended the process: 'Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so'
+        raise InspectorError(f"the current folder ({os.environ.get('PWD', '?')}) no longer exists (deleted or moved away); "
+                             "cd to a folder that exists and run the command again") from None
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is not None and not all(re.fullmatch(r"\s*\+?0*[1-9]\d*\s*", n) for n in threads.split(",")):
+        # OpenMP ignores it, with a raw 'libgomp: Invalid value for environment variable OMP_NUM_THREADS' in every command
+        raise InspectorError(f"OMP_NUM_THREADS={threads!r}: not a number of threads; set a whole number from 1 (e.g. "
+                             "OMP_NUM_THREADS=2), or unset it")
+    if "ORT_DISABLE_TELEMETRY" not in os.environ and not _can_make(os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "Microsoft")):
+        # onnxruntime keeps a telemetry id there; where it cannot (a service user's missing or read-only home), it
+        # printed a raw coloured '[W:onnxruntime:Default, telemetry_1ds.cc:613 ...] Failed to persist telemetry device ID'
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+
+def _can_make(folder: str) -> bool:
+    """Whether `folder` exists writable, or its nearest existing parent is a folder this user may write to."""
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 # what splits a line (str.splitlines, a terminal, a log reader): a file or folder name may hold any of them
 _BREAKS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7f, 0x85, 0x2028, 0x2029) if chr(c) != "\t"}

@@ -774,6 +774,35 @@ def test_a_closed_stderr_is_opened_on_dev_null(tmp_path):
                           text=True, cwd=tmp_path, timeout=300, preexec_fn=lambda: os.close(2))
     assert proc.returncode == 2 and proc.stdout == ""
 
+
+@pytest.mark.parametrize("value", ["abc", "0", ""])
+def test_an_omp_num_threads_openmp_cannot_read_is_refused_in_one_line(capsys, tmp_path, monkeypatch, value):
+    """OpenMP ignored it, with a raw 'libgomp: Invalid value for environment variable OMP_NUM_THREADS' in every command."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    rc, _, err = cli(capsys, "threshold", tmp_path / "none.ckpt")
+    assert_one_line_error(rc, err, f"OMP_NUM_THREADS={value!r}", "unset it")
+
+
+def test_a_current_folder_deleted_is_said_in_one_line(capsys, tmp_path, monkeypatch):
+    """torch's oneMKL ended fit, inspect, eval and export there with 'Intel oneMKL FATAL ERROR: Cannot load
+    libtorch_cpu.so' (exit 2), which named neither the folder nor the fix."""
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    rc, _, err = cli(capsys, "threshold", tmp_path / "none.ckpt")
+    assert_one_line_error(rc, err, "no longer exists", "cd to a folder that exists")
+
+
+def test_onnxruntime_is_quiet_where_its_cache_folder_cannot_be_made(tmp_path):
+    """A service user without a writable home: onnxruntime printed '[W:onnxruntime:Default, telemetry_1ds.cc:613
+    operator()] Failed to persist telemetry device ID' (in colour) on stderr in export, bench and serve of an export."""
+    (tmp_path / "file").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    code = "import sys; from inspector.cli import main; main(sys.argv[1:]); import onnxruntime"
+    proc = subprocess.run([sys.executable, "-c", code, "threshold", str(tmp_path / "none.ckpt")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, env={**env, "HOME": str(tmp_path / "file" / "home")})
+    assert_one_line_error(2, proc.stderr, "none.ckpt")
+
 def test_two_threshold_changes_at_once_are_both_kept(tiny_ckpt, tmp_path, monkeypatch):
     import threading
     import time

@@ -74,6 +74,20 @@ def test_an_os_error_no_command_foresaw_is_one_line(monkeypatch, capsys, exc, co
     assert (err.splitlines() == [] if line is None else len(err.splitlines()) == 1 and err.startswith(line)), err
 
 
+
+def test_a_thread_that_cannot_start_is_one_line_and_may_pass(monkeypatch, capsys):
+    """fit under `ulimit -u` (a unit's TasksMax) at its limit ended in 'RuntimeError: can't start new thread', a traceback
+    and exit 70, 'please report it'."""
+    import inspector.commands.threshold as threshold
+
+    def no_thread(_args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threshold, "run", no_thread)
+    rc, _, err = cli(capsys, "threshold", "x")
+    assert rc == 75 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith("error: cannot start a thread") and "ulimit -u" in err
+
 def test_an_export_written_onto_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path, monkeypatch):
     import exporters.manifest as manifest
 
