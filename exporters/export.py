@@ -226,7 +226,7 @@ def _onnx(fp32: onnx.ModelProto, fmt: str, target: Path, calib_images, holdout: 
         try:
             result = quantize_int8(fp32, calib_images, holdout[0], tolerance, progress=show)
         except InspectorError as exc:
-            if len(calib_images) >= N_CALIB:
+            if len(calib_images) >= N_CALIB or isinstance(exc, RetryLater):  # a full temp folder: more images mend nothing
                 raise
             # activation ranges from a few images clip the next part's: the cause, where onnx-fp16 was the only fix said
             raise InspectorError(f"{exc}, or calibrate on more good images: its activation ranges came from {len(calib_images)} "

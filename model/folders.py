@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.errors import InspectorError, what_is_wrong_with, write_fix
+from model.errors import InspectorError, RetryLater, what_is_wrong_with, write_fix
 
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, NTFS)
 
@@ -155,7 +155,13 @@ def scratch_folder(prefix: str) -> Iterator[Path]:
         if pid.isdigit() and _gone(int(pid)) and old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except OSError as exc:  # 'error: [Errno 28] No space left on device; free space' named no disk: not the output's
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or (exc.filename and not str(exc.filename).startswith(tmp)):
+                raise
+            raise RetryLater(f"the temporary folder {Path(tmp).parent} is full ({exc.strerror}); free space there, or set "
+                             "TMPDIR to a folder on a disk with room, then run it again") from None
 
 
 def remove_stale_tmps(folder: Path) -> None:

@@ -10,7 +10,6 @@ timed in the same run, is the baseline its PDF is compared with.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import Any
 
 from inspector.commands.common import at_least, median_seconds, print_json
 from model.errors import InspectorError, need
+from model.folders import scratch_folder
 
 SHIFT_TARGET_S, INSPECTION_TARGET_S = 5.0, 1.0
 MAX_IMAGE_SIZE = 8192  # px a side, 67 MP: above a station's default largest image (50 MP); 100000 was a MemoryError traceback
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
             raise InspectorError(f"--keep {work}: folder is not empty; give a new or empty folder")
         result = bench(args.n, args.repeat, args.lang, work, args.image_size)
     else:
-        with tempfile.TemporaryDirectory(prefix="inspector-bench-report-") as tmp:
-            result = bench(args.n, args.repeat, args.lang, Path(tmp), args.image_size)
+        with scratch_folder("inspector-bench-report-") as tmp:
+            result = bench(args.n, args.repeat, args.lang, tmp, args.image_size)
     if args.json:
         print_json(result)
         return 0

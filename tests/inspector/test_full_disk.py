@@ -88,6 +88,23 @@ def test_a_thread_that_cannot_start_is_one_line_and_may_pass(monkeypatch, capsys
     assert rc == 75 and "Traceback" not in err and len(err.splitlines()) == 1
     assert err.startswith("error: cannot start a thread") and "ulimit -u" in err
 
+
+def test_a_full_temporary_folder_is_named(tmp_path, monkeypatch):
+    """bench report and export --format onnx-int8 with TMPDIR on a full disk said 'error: [Errno 28] No space left on
+    device; free space, then run it again', naming no disk: the output folder's had room."""
+    import tempfile
+
+    from model.folders import scratch_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(RetryLater) as exc, scratch_folder("inspector-int8-") as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device")  # PIL's and onnx's writes name no file
+    assert str(exc.value).startswith(f"the temporary folder {tmp_path} is full (No space left on device); free space there, "
+                                     "or set TMPDIR") and not tmp.exists()
+    with pytest.raises(OSError) as other, scratch_folder("inspector-int8-"):  # a full disk elsewhere is its own
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/exports/m.onnx")
+    assert other.value.filename == "/srv/exports/m.onnx"
+
 def test_an_export_written_onto_a_full_disk_is_one_line_and_keeps_the_old_pair(tmp_path, monkeypatch):
     import exporters.manifest as manifest
 
