@@ -180,7 +180,6 @@ def _run(argv: list[str] | None) -> int:
         return INTERNAL_ERROR
 
 
-
 def _check_environment() -> None:
     """What the process was started with that the libraries would take badly, checked before they load."""
     try:
