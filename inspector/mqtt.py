@@ -98,13 +98,15 @@ class Topics:
         return f"{self.prefix}/report"
 
     def subscriptions(self) -> list[str]:
-        """What the station listens to; `<prefix>/image/<serial>` carries the serial in the topic. `image/#` (which takes
-        `image` too): a serial with a slash (image/LOT7/SN9) matched no subscription and was lost unanswered; now refused."""
-        return [self.trigger, f"{self.image}/#", self.command]
+        """What the station listens to; `<prefix>/image/<serial>` carries the serial in the topic. `image/+/+/#`: a serial
+        with a slash (image/LOT7/SN9) matched no subscription and was lost unanswered; now refused. Three filters no topic
+        matches twice, the first two those of every version: a station rolled back to one before 2026-12-05 (`image`,
+        `image/+`) on this session got each image twice from `image/#` (a part inspected twice, two results)."""
+        return [self.trigger, self.image, f"{self.image}/+", f"{self.image}/+/+/#", self.command]
 
     def retired(self) -> list[str]:
-        """Filters stations before `image/#` subscribed to, which their persistent sessions keep."""
-        return [self.image, f"{self.image}/+"]
+        """Filters an earlier version subscribed to, which its persistent session keeps: `image/#` (2026-12-05 on)."""
+        return [f"{self.image}/#"]
 
     def publications(self) -> list[str]:
         return [self.result, self.status, self.error, self.report]

@@ -23,7 +23,8 @@ def mqtt_cfg(port: int, **kw) -> MqttSection:
 
 def test_topics_are_built_in_one_place():
     t = Topics("factory/line1/station3")
-    assert t.subscriptions() == ["factory/line1/station3/trigger", "factory/line1/station3/image/#", "factory/line1/station3/command"]
+    assert t.subscriptions() == ["factory/line1/station3/trigger", "factory/line1/station3/image", "factory/line1/station3/image/+",
+                                 "factory/line1/station3/image/+/+/#", "factory/line1/station3/command"]
     assert t.publications() == ["factory/line1/station3/result", "factory/line1/station3/status", "factory/line1/station3/error",
                                 "factory/line1/station3/report"]
 
@@ -329,6 +330,32 @@ def test_a_station_upgraded_from_image_plus_gets_each_image_once_and_a_retained_
             new.stop()
     finally:
         lst.publish("trigger", b"", retain=True).wait_for_publish()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_station_rolled_back_or_upgraded_over_this_session_gets_each_image_once(broker, listen, protocol):
+    """Versions of 2026-12-05 to 12-07 subscribed to `image/#`: a station rolled back from them to an older one (`image`,
+    `image/+`, no `retired`) kept `image/#` in its persistent session, and each image/<serial> was inspected twice."""
+    topics = Topics("t/rb")
+    cfg = mqtt_cfg(broker.port, protocol=protocol, prefix="t/rb")
+    older = [topics.trigger, topics.image, f"{topics.image}/+", topics.command]  # a version before 2026-12-05
+    steps = [([topics.trigger, f"{topics.image}/#", topics.command], []),  # 2026-12-05 to 12-07
+             (topics.subscriptions(), topics.retired()), (older, []), (topics.subscriptions(), topics.retired())]
+    lst = listen(broker.port, "t/rb")
+    for n, (subs, retired) in enumerate(steps):
+        c = MqttClient(cfg, f"rb-{protocol}", subscriptions=subs, retired=retired)
+        c.start()
+        try:
+            wait_until(lambda c=c: c.connected, 5, "connected")
+            assert c.wait_subscribed(30), "its SUBACKs"
+            for topic in ("image/SN1", "image", "image/LOT7/SN9"):
+                lst.publish(topic, f"{n}".encode(), qos=1).wait_for_publish()
+            wait_until(lambda c=c: c.inbox.qsize() >= 3, 10, "the images")
+            time.sleep(0.5)  # a second copy would have come by now
+            got = sorted(m.topic for m in (c.inbox.get_nowait() for _ in range(c.inbox.qsize())))
+            assert got == ["t/rb/image", "t/rb/image/LOT7/SN9", "t/rb/image/SN1"], (n, got)  # the older one refuses LOT7/SN9
+        finally:
+            c.stop()
 
 
 def test_the_shipped_acl_keeps_each_station_to_its_own_topics(make_broker, tmp_path, tiny_ckpt, tiny_inspector, good_png, listen, monkeypatch):
