@@ -375,6 +375,10 @@ class MqttClient:
         while self.connected and self._client._out_messages and time.monotonic() < deadline:  # paho has no public "queue empty"
             time.sleep(0.02)
         self.state = "stopping"
+        if self.watch is not None and self.connected:
+            # the persistent session kept it: a station rolled back to a version before 2026-12-06 took its own status for
+            # an input ('not a topic this station handles', answered on <prefix>/error) at each start
+            self._client.unsubscribe(self.watch)
         self._client.disconnect()
         self._client.loop_stop()
         # paho keeps its wake-up socket pair until the client is collected, and a daemon's objects refer to each other:

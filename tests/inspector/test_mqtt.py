@@ -358,6 +358,33 @@ def test_a_station_rolled_back_or_upgraded_over_this_session_gets_each_image_onc
             c.stop()
 
 
+def test_a_station_rolled_back_from_this_one_is_not_sent_its_own_status(broker, listen):
+    """This version watches its own status (two stations on one prefix); its persistent session kept that filter, and a
+    station rolled back to a version before 2026-12-06 took its own `online` for an input, answered on <prefix>/error."""
+    topics = Topics("t/rs")
+    cfg = mqtt_cfg(broker.port, protocol="5", prefix="t/rs")
+    new = MqttClient(cfg, "rs", subscriptions=topics.subscriptions(), watch=topics.status, on_watched=lambda m: None)
+    new.start()
+    wait_until(lambda: new.connected, 5, "connected")
+    assert new.wait_subscribed(30), "its SUBACKs"
+    new.stop()
+    older = MqttClient(cfg, "rs", subscriptions=[topics.trigger, topics.image, f"{topics.image}/+", topics.command])
+    older.start()
+    try:
+        wait_until(lambda: older.connected, 5, "connected")
+        assert older.wait_subscribed(30), "its SUBACKs"
+        lst = listen(broker.port, "t/rs")
+        lst.publish("status", b"online", retain=True).wait_for_publish()  # as the older station says it
+        lst.publish("image/SN1", b"x").wait_for_publish()  # after the status: once it is here, the status would be too
+        wait_until(lambda: not older.inbox.empty(), 10, "the image")
+        time.sleep(0.3)
+        got = [older.inbox.get_nowait().topic for _ in range(older.inbox.qsize())]
+        assert got == ["t/rs/image/SN1"], got
+    finally:
+        older.stop()
+        listen(broker.port, "t/rs").publish("status", b"", retain=True).wait_for_publish()
+
+
 def test_the_shipped_acl_keeps_each_station_to_its_own_topics(make_broker, tmp_path, tiny_ckpt, tiny_inspector, good_png, listen, monkeypatch):
     """Without an ACL any broker user could pose as a station (its results, its status) or command and feed it parts."""
     import base64
