@@ -179,3 +179,55 @@ def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     var = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
     return (x - mean) / (var + 1e-6).sqrt() * std + 0.5
+
+
+@torch.no_grad()
+def fold_batchnorm(net: InspectorNet) -> InspectorNet:
+    """`net` (eval mode) for inference only, with each backbone BatchNorm that directly follows a convolution folded
+    into that convolution's weights and bias (what onnxruntime does to the exported graph). Torch eager ran those
+    BatchNorms as 48 separate passes: folded, the default model took 40.7 against 44.6 ms an image (median of 100
+    round-robin calls in one process, 2 threads; scores within 1.1e-5, maps 3.3e-5, on 49 magnetic_tile images). Pairs are found by running the backbone once (a BatchNorm whose input is a
+    convolution's output); a copy is folded and kept only if its feature maps match the original's within float32
+    rounding, else `net` is returned as it was. Never for training or saving: the checkpoint keeps its BatchNorms."""
+    backbone = net.backbone
+    if not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
+        return net
+    folded = _fold_copy(backbone, torch.rand(1, 3, *net.config.input_size, device=next(backbone.parameters()).device))
+    if folded is not None:
+        net.backbone = folded
+    return net
+
+
+def _fold_copy(backbone: nn.Module, example: torch.Tensor) -> nn.Module | None:
+    import copy
+
+    pairs, last = [], {}
+
+    def conv_out(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        last["conv"], last["out"] = m, out
+
+    def bn_in(m: nn.Module, inp: tuple) -> None:
+        if last.get("out") is inp[0] and m.affine and m.running_var is not None:
+            pairs.append((last["conv"], m))
+
+    copied = copy.deepcopy(backbone)
+    hooks = [m.register_forward_hook(conv_out) for m in copied.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_pre_hook(bn_in) for m in copied.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        want = copied(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    parent = {id(child): (p, name) for p in copied.modules() for name, child in p.named_children()}
+    for conv, bn in pairs:
+        scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))  # in place: keeps the weights' channels_last layout
+        shift = bn.bias - bn.running_mean * scale
+        conv.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift, requires_grad=False)
+        # timm's BatchNormAct2d applies its dropout and activation after the normalisation: those stay
+        after = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None and not isinstance(m, nn.Identity)]
+        p, name = parent[id(bn)]
+        setattr(p, name, nn.Sequential(*after) if after else nn.Identity())
+    got = copied(example)
+    same = all(torch.allclose(g, w, rtol=1e-4, atol=1e-4 * float(w.abs().max())) for g, w in zip(got, want, strict=True))
+    return copied if pairs and same else None

@@ -12,6 +12,7 @@ from inspector.engines.base import HeadOutput, ModelMeta, parse_device
 from inspector.engines.exported import check_batch
 from model.checkpoint import WEIGHTS, load_checkpoint
 from model.errors import InspectorError
+from model.net import fold_batchnorm
 
 
 def torch_device(device: str) -> torch.device:
@@ -53,7 +54,8 @@ class TorchEngine:
         if self.device.type == "cuda":
             float32_on_cuda()
         self.net, manifest = load_checkpoint(path)
-        self.net.to(self.device)
+        # inference only: BatchNorms folded into their convolutions (model/net.py), as the exported graphs have them
+        self.net = fold_batchnorm(self.net.to(self.device))
         self.meta = ModelMeta.from_manifest(manifest, str(path), f"torch-{self.device.type}", WEIGHTS)
         self.warmup()
 
