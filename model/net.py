@@ -177,8 +177,12 @@ def standardize(x: torch.Tensor, std: float = 0.2) -> torch.Tensor:
     Local contrast (the defects) is kept; only the image-wide gain and offset are removed.
     """
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    var = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) / (var + 1e-6).sqrt() * std + 0.5
+    centred = x - mean
+    var = (centred**2).mean(dim=(1, 2, 3), keepdim=True)
+    # a blank frame (one grey level): x - mean is only the mean's rounding, which torch and onnxruntime sum differently,
+    # and / sqrt(1e-6) magnified it into scores 2e-4 apart (export --verify failed); no real image's variance is this low
+    centred = torch.where(var > 1e-12, centred, torch.zeros_like(centred))
+    return centred / (var + 1e-6).sqrt() * std + 0.5
 
 
 @torch.no_grad()
