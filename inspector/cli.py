@@ -206,6 +206,7 @@ def _can_make(folder: str) -> bool:
         path = os.path.dirname(path)
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
+
 # what splits a line (str.splitlines, a terminal, a log reader): a file or folder name may hold any of them
 _BREAKS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7f, 0x85, 0x2028, 0x2029) if chr(c) != "\t"}
 
