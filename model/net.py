@@ -190,9 +190,10 @@ def fold_batchnorm(net: InspectorNet) -> InspectorNet:
     """`net` (eval mode) for inference only, with each backbone BatchNorm that directly follows a convolution folded
     into that convolution's weights and bias (what onnxruntime does to the exported graph). Torch eager ran those
     BatchNorms as 48 separate passes: folded, the default model took 40.7 against 44.6 ms an image (median of 100
-    round-robin calls in one process, 2 threads; scores within 1.1e-5, maps 3.3e-5, on 49 magnetic_tile images). Pairs are found by running the backbone once (a BatchNorm whose input is a
-    convolution's output); a copy is folded and kept only if its feature maps match the original's within float32
-    rounding, else `net` is returned as it was. Never for training or saving: the checkpoint keeps its BatchNorms."""
+    round-robin calls in one process, 2 threads; scores within 1.1e-5, maps 3.3e-5, on 49 magnetic_tile images).
+    Pairs are found by running the backbone once (a BatchNorm whose input is a convolution's output); a copy is folded
+    and kept only if its feature maps match the original's within float32 rounding, else `net` is returned as it was.
+    Never for training or saving: the checkpoint keeps its BatchNorms."""
     backbone = net.backbone
     if not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
         return net
