@@ -331,3 +331,18 @@ def test_a_type_named_in_latin1_is_written_with_its_byte_escaped(tmp_path):
     paths = render_validation(run, tmp_path, formats=("html",))
     html = paths["html"].read_text(encoding="utf-8")
     assert "<td>\\xd6lfleck</td>" in html
+
+
+def test_the_framings_turn_is_written_as_the_reports_language_writes_numbers():
+    """A Spanish validation report of a model fitted with --turn 7.5 read 'girada hasta 7.5°' beside '12,5 % de ella
+    ignorado', and --turn 10 read '10.0°' in every language."""
+    run = run_of([0.0, 2.0], ["good", "crack"])
+    run.trace = {"framing": {"roi": [4, 8, 32, 32], "locate": 6, "turn": 7.5, "ignored": 0.125}}
+
+    def framing(lang: str) -> str:
+        return re.search(r'id="framing">(.*?)</td>', validation_html(run, Page.of(lang, ("html",), "UTC", None))).group(1)
+
+    assert "girada hasta 7,5° en cada sentido; 12,5\u00a0% de ella ignorado" in framing("es")
+    assert "turned up to 7.5° either way" in framing("en")
+    run.trace["framing"]["turn"] = 10.0
+    assert "turned up to 10° either way" in framing("en") and "双向旋转最多 10°" in framing("zh") and "hasta 10° en" in framing("es")
