@@ -173,3 +173,14 @@ def test_a_shift_with_qa_reviews_says_its_yield_is_the_stations_verdict():
     assert note and "the yield and the charts are the station" in note.group(1) and "does not change them" in note.group(1)
     assert 'id="reviews-note"' not in shift_html(records[2:], {})  # no review, nothing to say
     assert "良率" in re.search(r'id="reviews-note">(.*?)</p>', shift_html(records, {}, lang="zh")).group(1)
+
+
+def test_the_p_charts_interval_is_written_as_the_reports_numbers_are():
+    """A lot report over a year read '18 intervalos de 30240 min' beside counts grouped as '30.240' (and '30240' beside
+    '30,240' in English): the interval's minutes were the only number on the page written as Python wrote it."""
+    parts = [{"inspection_id": f"p{i}", "verdict": "FAIL" if i % 3 == 0 else "PASS", "score": 1.0, "threshold": 4.2,
+              "timestamp": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T06:00:00Z"} for i in range(300)]
+    period = {"start": "2026-01-01T00:00:00Z", "end": "2026-12-31T00:00:00Z"}
+    assert "18 intervals of 30,240 min;" in shift_html(parts, period)
+    assert "18 intervalos de 30.240 min;" in shift_html(parts, period, lang="es")
+    assert "每个 30,240 分钟" in shift_html(parts, period, lang="zh")
