@@ -79,6 +79,10 @@ def load_labels(path: str | Path) -> LabelSet:
         why = "reserved for defects unlike every known type" if word == UNKNOWN else "the defect-free parts, not a defect type"
         raise InspectorError(f"labels {labels.root}: a type may not be called {word!r}, in any case, _ as a space ({why}); "
                              f"rename the folder {reserved!r}")
+    # a folder named " " or "_" was a type shown as a blank in every result, report and eval table
+    if blank := next((t for t in labels.types if not type_words(t)), None):
+        raise InspectorError(f"labels {labels.root}: the type folder {blank!r} has no name to show (only spaces or _); "
+                             "rename it to the defect type it holds")
     _refuse_one_name_twice(labels)
     return labels
 

@@ -69,8 +69,10 @@ def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     said = [type_words(n) for n in names]
     twice = sorted({n for n, w in zip(names, said, strict=True) if said.count(w) > 1})
     reserved = [n for n, w in zip(names, said, strict=True) if w in (GOOD, UNKNOWN)]  # "Unknown", "unknown_" beside `unknown`
-    if twice or reserved or len(names) < 2:
-        why = (f"{', '.join(twice)} given twice (prompts read names in lower case, _ as a space)" if twice
+    blank = [n for n, w in zip(names, said, strict=True) if not w]  # "_": an empty prompt, a type shown as a blank
+    if blank or twice or reserved or len(names) < 2:
+        why = (f"{blank[0]!r} has no name to show (only _)" if blank
+               else f"{', '.join(twice)} given twice (prompts read names in lower case, _ as a space)" if twice
                else f"{reserved[0]!r} is not a defect type" if reserved
                else "one type; naming types needs at least two to tell apart")
         raise InspectorError(f"--types {args.types}: {why}")

@@ -287,6 +287,13 @@ def _capital_unknown_folder(root):
     shutil.move(root / "scratch", root / "Unknown")
 
 
+def _blank_folder(root):
+    import shutil
+
+    write_labels(root, 3, types=("blob", "scratch"))
+    shutil.move(root / "scratch", root / " ")
+
+
 def _wrong_mask(root):
     import cv2
 
@@ -317,6 +324,9 @@ def _undecodable(root):
     (None, ["--types", "crack,Unknown", "--backbone", "clip:ViT-S-32:random"], "'Unknown' is not a defect type"),  # taken before
     (None, ["--types", "crack,stain", "--backbone", "clip"], "unknown backbone 'clip'"),  # "needs the clip backbone" before
     (_capital_unknown_folder, [], "a type may not be called 'unknown', in any case"),
+    # a type shown as a blank in every result and table before
+    (_blank_folder, [], "the type folder ' ' has no name to show"),
+    (None, ["--types", "crack,_", "--backbone", "clip:ViT-S-32:random"], "'_' has no name to show"),
     (None, ["--types", "crack,stain", "--backbone", "clip:ViT-S-32:random", "--unknown-rate", "0.2"], "--unknown-rate 0.2: applies only with --labels"),
 ])
 def test_bad_labels_and_type_options_fail_before_the_anomaly_fit(tiny_data, tmp_path, capsys, monkeypatch, make, extra, message):
