@@ -19,7 +19,7 @@ import numpy as np
 
 from inspector.cli import one_line
 from model.errors import InspectorError
-from model.label_names import UNKNOWN
+from model.label_names import UNKNOWN, type_words
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -60,6 +60,9 @@ def predictions(probs: np.ndarray, classes: list[str], cutoff: float = 0.5) -> t
 def report_from_probs(true: list[str], probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """The --json fields for a model that names types: closed-set accuracy/F1, and with `unknown` counted."""
     closed, open_ = predictions(probs, classes)
+    # a test set's `Crack/` or `fray_/` is the model's crack or fray, as fit reads type names; all were `types_not_known`
+    as_named = {type_words(c): c for c in classes}
+    true = [c if c in classes else as_named.get(type_words(c), c) for c in true]
     known = [i for i, c in enumerate(true) if c in classes]
     out = type_metrics([true[i] for i in known], [closed[i] for i in known], classes)
     opened = type_metrics([true[i] for i in known], [open_[i] for i in known], classes)

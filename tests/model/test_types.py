@@ -384,3 +384,14 @@ def test_labels_that_were_silently_wrong_are_said(tmp_path):
     (mvtec / "test" / "dent").mkdir()
     with pytest.raises(InspectorError, match=r"labels .*test/dent: no images"):  # left out unsaid before
         load_labels(mvtec)
+
+
+def test_eval_reads_test_folders_as_fit_reads_type_names():
+    from inspector.commands.types_eval import report_from_probs
+
+    # a QA engineer's test/Crack and test/fray_ are the model's crack and fray (fit refuses them as two names of one type);
+    # before, every one was left out as a type the model does not know and no type accuracy was given
+    probs = np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.3, 0.7, 0.0]])
+    out = report_from_probs(["Crack", "fray_", "stain"], probs, ["crack", "fray"])
+    assert (out["type_images_scored"], out["type_accuracy"], out["types_not_known"]) == (2, 1.0, {"stain": 1})
+    assert out["type_confusion"]["crack"]["crack"] == 1
