@@ -241,7 +241,8 @@ def _export(args: argparse.Namespace) -> int:
                 skipped[NO_IMAGE if not image.is_file() else "a stored image damaged since it was stored (it does not read whole)"] += 1
                 continue
             # by the words read: "pitted_surface" and "pitted surface" were two folders, so two types to fit --labels
-            folder = out / ("good" if kind == "good" else safe_name(spelled.setdefault(type_words(kind), kind)))
+            # spaces as _, which fit reads as spaces: "pitted surface" was pitted_surface-68ca83d3/, a new type to fit --labels
+            folder = out / ("good" if kind == "good" else safe_name("_".join(spelled.setdefault(type_words(kind), kind).split())))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 written.append(folder / f"{safe_name(part.id)}{image.suffix}")

@@ -234,6 +234,20 @@ def test_review_export_puts_one_type_written_two_ways_in_one_folder(tmp_path, ca
     assert len(folders) == 1 and len(list((tmp_path / "x" / folders[0]).iterdir())) == 3, folders
 
 
+def test_review_export_folder_of_a_type_with_spaces_reads_as_that_type(tmp_path, capsys):
+    """'pitted surface' was exported as pitted_surface-68ca83d3/, which `fit --labels` took as a type of that name."""
+    from model.label_names import type_words
+    from model.labels import load_labels
+    from tests.inspector.test_review_access import fill
+
+    root = tmp_path / "data"
+    fails = [r["inspection_id"] for r in fill(root, 12) if r["verdict"] == "FAIL"]
+    for ident, kind in zip(fails[:2], ["pitted surface", "rolled-in  scale"], strict=True):
+        assert cli(capsys, "review", "--db", root, ident, "--truth", "defect", "--type", kind)[0] == 0
+    assert cli(capsys, "review", "--db", root, "--export", tmp_path / "x")[0] == 0
+    assert [type_words(t) for t in load_labels(tmp_path / "x").types] == ["pitted surface", "rolled-in scale"]
+
+
 @pytest.mark.parametrize("folder, word", [("unknown_", "unknown"), ("Good_", "good"), ("UNKNOWN ", "unknown")])
 def test_a_labels_folder_read_as_a_reserved_name_is_refused(tmp_path, folder, word):
     """`unknown_/` beside `crack/` was taken as the types ['crack', 'unknown_'], which type_words reads as 'unknown'."""
