@@ -4,6 +4,9 @@ import unicodedata
 
 GOOD = "good"  # a defect-free part: the train/good and test/good folders
 UNKNOWN = "unknown"  # the type of a defect unlike every known type (reserved)
+# what a defect of no type is called (a region's type without a type head; a report's part): a type so named was described
+# as "an unclassified anomaly", translated as that in reports, and refused by `review --type`
+UNTYPED = ("anomaly", "unclassified")
 
 
 def type_words(name: str) -> str:
@@ -12,5 +15,6 @@ def type_words(name: str) -> str:
 
 
 def reserved_name(names) -> str | None:
-    """The first of `names` that reads as `unknown` or `good` (in any case, `_` as a space), which no type may be called."""
-    return next((n for n in names if type_words(n) in (UNKNOWN, GOOD)), None)
+    """The first of `names` that reads as `unknown`, `good`, `anomaly` or `unclassified` (in any case, `_` as a space),
+    which no type may be called."""
+    return next((n for n in names if type_words(n) in (UNKNOWN, GOOD, *UNTYPED)), None)

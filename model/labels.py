@@ -76,7 +76,8 @@ def load_labels(path: str | Path) -> LabelSet:
     # "Unknown" sat beside `unknown` in type_probs; `unknown_/` and `good_/`, read as those words, were taken as types
     if reserved := reserved_name(labels.types):
         word = type_words(reserved)
-        why = "reserved for defects unlike every known type" if word == UNKNOWN else "the defect-free parts, not a defect type"
+        why = ("reserved for defects unlike every known type" if word == UNKNOWN else "the defect-free parts, not a defect type"
+               if word == GOOD else "what a defect of no type is called")
         raise InspectorError(f"labels {labels.root}: a type may not be called {word!r}, in any case, _ as a space ({why}); "
                              f"rename the folder {reserved!r}")
     # a folder named " " or "_" was a type shown as a blank in every result, report and eval table

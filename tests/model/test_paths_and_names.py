@@ -248,7 +248,9 @@ def test_review_export_folder_of_a_type_with_spaces_reads_as_that_type(tmp_path,
     assert [type_words(t) for t in load_labels(tmp_path / "x").types] == ["pitted surface", "rolled-in scale"]
 
 
-@pytest.mark.parametrize("folder, word", [("unknown_", "unknown"), ("Good_", "good"), ("UNKNOWN ", "unknown")])
+# "Anomaly" and "unclassified" were fitted, then described as "an unclassified anomaly" and refused by review --type
+@pytest.mark.parametrize("folder, word", [("unknown_", "unknown"), ("Good_", "good"), ("UNKNOWN ", "unknown"),
+                                          ("Anomaly", "anomaly"), ("unclassified", "unclassified")])
 def test_a_labels_folder_read_as_a_reserved_name_is_refused(tmp_path, folder, word):
     """`unknown_/` beside `crack/` was taken as the types ['crack', 'unknown_'], which type_words reads as 'unknown'."""
     from model.labels import load_labels

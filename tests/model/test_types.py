@@ -322,6 +322,7 @@ def _undecodable(root):
     (None, ["--types", "crack,crack", "--backbone", "clip:ViT-S-32:random"], "crack given twice"),
     (None, ["--types", "crack,good", "--backbone", "clip:ViT-S-32:random"], "'good' is not a defect type"),
     (None, ["--types", "crack,Unknown", "--backbone", "clip:ViT-S-32:random"], "'Unknown' is not a defect type"),  # taken before
+    (None, ["--types", "crack,anomaly", "--backbone", "clip:ViT-S-32:random"], "'anomaly' is not a defect type"),
     (None, ["--types", "crack,stain", "--backbone", "clip"], "unknown backbone 'clip'"),  # "needs the clip backbone" before
     (_capital_unknown_folder, [], "a type may not be called 'unknown', in any case"),
     # a type shown as a blank in every result and table before
