@@ -487,6 +487,9 @@ def test_an_image_the_serving_stations_retention_removes_meanwhile_is_skipped_no
     (["{fail}", "nope", "x/../y", "--truth", "good"], r"inspection 'nope', 'x/../y': not in store .*\(nothing was written\)"),
     (["{fail}", "{fail_serial}", "--truth", "good"], r"inspection '[^']+': not in store .*, but '[^']+' is a part's serial; give --serial to review"),
     (["{fail}", "--truth", "defect", "--type", "Good"], r"--type Good: not a defect type; name the defect"),
+    # kept before, then skipped by --export ('a defect without a type') or exported as a folder fit --labels refuses
+    (["{fail}", "--truth", "defect", "--type", "unknown_"], r"--type unknown_: not a defect type; name the defect"),
+    (["{fail}", "--truth", "defect", "--type", "_"], r"--type _: not a defect type; name the defect"),
     (["--export", "{missing}", "--from", "2026-11-27", "--to", "2026-11-26"], r"the period is empty"),
     (["--export", "{fail_file}/sub"], r"--export .*a-file/sub: .*a-file is a file; give a folder path"),
     (["{fail}"], r"give the inspection ids and --truth good\|defect, or --export DIR"),
