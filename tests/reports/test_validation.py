@@ -144,6 +144,14 @@ def test_notes_are_in_the_report_language_and_traceability_names_the_file_that_w
     assert "region 4,8,32,32; follows the part within 6 px; 12.5% of it ignored" in trace
 
 
+def test_a_typed_model_whose_test_defects_are_all_of_other_types_has_a_report():
+    """eval --report of such a test set (type_accuracy None) ended in a TypeError, exit 70, and wrote no report."""
+    run = run_of([0.0, 2.0, 2.0], ["good", "blowholes", "uneven"], type_accuracy=None, type_macro_f1=None,
+                 types_not_known={"blowholes": 1, "uneven": 1})
+    html = validation_html(run, Page.of("en", ("html",), "UTC", None))
+    assert 'id="type-naming"' not in html and "blowholes" in html
+
+
 def test_a_threshold_chosen_on_these_images_says_so_with_the_held_out_rates():
     held = {"policy": {"kind": "escape", "target": 0.01}, "folds": 5, "false_alarm_rate": 0.391, "escape_rate": 0.0157}
     run = run_of([0.0, 2.0, 2.0, 0.5], ["good", "good", "crack", "crack"],
