@@ -2,7 +2,7 @@
 
 Every exported file `X` has a sidecar `X.json` holding what a runtime needs without the checkpoint
 (input size and layout, normalisation, backbone, thresholds, class names, versions, checksums). ONNX files
-also carry the same manifest (less their own checksum) in `metadata_props["inspector.manifest"]`, so a lone
+also carry the same manifest (less their own checksum and the checkpoint's path) in `metadata_props["inspector.manifest"]`, so a lone
 .onnx still says what it is; a runtime refuses it without its sidecar, which holds the thresholds in use (the
 embedded copy has those of its export). Thresholds stay outside the graph: change them in the sidecar (or the
 checkpoint, then re-export) without touching the model. TensorRT engines also record the GPU and TensorRT
@@ -215,10 +215,16 @@ def from_metadata(props: dict[str, str], model: Path) -> dict[str, Any] | None:
         raise InspectorError(f"model {model}: its embedded manifest is not valid JSON; re-export with `inspector export`") from None
 
 
+def _identity(value: Any, key: str) -> Any:
+    """What must agree between sidecar and embedded copy: not the source checkpoint's path, which only the sidecar
+    holds since 2026-12-07 (the same checkpoint exported from two folders gave two ONNX files)."""
+    return {k: v for k, v in value.items() if k != "checkpoint"} if key == "source" and isinstance(value, dict) else value
+
+
 def resolve(model: Path, sidecar: dict[str, Any], embedded: dict[str, Any] | None) -> dict[str, Any]:
     """The manifest to run with: the sidecar (thresholds may be edited there), checked against the embedded copy."""
     for key in IDENTITY if embedded is not None else ():
-        if sidecar.get(key) != embedded.get(key):
+        if _identity(sidecar.get(key), key) != _identity(embedded.get(key), key):
             raise InspectorError(f"model {model}: {sidecar_path(model).name} describes another model ({key!r} differs from the "
                                  "ONNX metadata); copy both files from the same `inspector export`")
     return sidecar

@@ -78,7 +78,9 @@ def embed_manifest(model: onnx.ModelProto, manifest: dict) -> None:
     props = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
-    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(manifest, sort_keys=True))
+    # the checkpoint's path stays in the sidecar only: the same checkpoint exported from another folder gives the same bytes
+    source = {k: v for k, v in manifest.get("source", {}).items() if k != "checkpoint"}
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps({**manifest, "source": source}, sort_keys=True))
     model.producer_name, model.doc_string = "inspector", "anomaly score, map (and defect types); thresholds are in the manifest"
 
 

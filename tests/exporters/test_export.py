@@ -166,6 +166,21 @@ def test_manifest_is_embedded_and_in_sidecar(exports, tiny_ckpt):
         assert not any(n.metadata_props for n in onnx.load(str(path)).graph.node)
 
 
+def test_the_same_checkpoint_exported_from_another_folder_gives_the_same_bytes(tiny_ckpt, exports, tmp_path):
+    """Two stations exporting one checkpoint from their own folders got two ONNX files (another sha256 in every
+    result): the embedded manifest held the checkpoint's absolute path. Only the sidecar keeps it now."""
+    import shutil
+
+    from exporters.export import export
+    from inspector.engines import open_engine
+
+    moved = shutil.copytree(tiny_ckpt, tmp_path / "elsewhere" / "station-2.ckpt")
+    again = export(moved, ["onnx"], tmp_path / "out")[0].path
+    assert again.read_bytes() == exports["onnx"].read_bytes()
+    assert json.loads(sidecar_path(again).read_text())["source"]["checkpoint"] == str(moved.resolve())
+    open_engine(again)  # the sidecar, which names the path, still agrees with the embedded copy
+
+
 def test_a_sidecar_whose_input_was_edited_is_refused(exports, tmp_path):
     """The crop, locate and turn in `input` repeat net's, which the runtime reads: an edit there changed nothing and
     passed; now it is caught like one to net. An export without them (from before --roi) loads as it did."""
