@@ -7,10 +7,10 @@ from typing import Any
 
 from inspector.result import utc_now
 from model.errors import InspectorError, not_utf8
-from model.label_names import type_words
+from model.label_names import GOOD, UNKNOWN, UNTYPED, type_words
 
 OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
-NOT_TYPES = ("good", "unknown", "unclassified", "anomaly")  # what the model or the reports call parts, not a defect type
+NOT_TYPES = (GOOD, UNKNOWN, *UNTYPED)  # what the model or the reports call parts, not a defect type
 MAX_TEXT = 500  # characters of a reviewer's name or note kept in a record
 
 
