@@ -7,10 +7,9 @@ from typing import Any
 
 from inspector.result import utc_now
 from model.errors import InspectorError, not_utf8
-from model.label_names import GOOD, UNKNOWN, UNTYPED, type_words
+from model.label_names import RESERVED, type_words
 
 OUTCOMES = {("FAIL", "good"): "false_alarm", ("PASS", "defect"): "escape", ("FAIL", "defect"): "confirmed", ("PASS", "good"): "confirmed"}
-NOT_TYPES = (GOOD, UNKNOWN, *UNTYPED)  # what the model or the reports call parts, not a defect type
 MAX_TEXT = 500  # characters of a reviewer's name or note kept in a record
 
 
@@ -49,7 +48,7 @@ def review_parts(store: Any, ids: list[str], truth: str, defect_type: str | None
         raise InspectorError(f"{names[0]} names a defect's type: give it with {names[3]} defect, or leave it out")
     defect_type, by, note = one_line(defect_type, names[0]), one_line(by, names[1]), one_line(note, names[2])
     # read as fit reads a type folder: `unknown_` and `_` were kept, then skipped by --export or exported as a folder fit refuses
-    if defect_type is not None and type_words(defect_type) in (*NOT_TYPES, ""):
+    if defect_type is not None and type_words(defect_type) in (*RESERVED, ""):
         raise InspectorError(f"{names[0]} {defect_type}: not a defect type; name the defect (e.g. crack), or leave it out")
     records = {i: store.get(i) for i in dict.fromkeys(ids)}
     if missing := [i for i, r in records.items() if r is None]:

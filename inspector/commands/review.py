@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.commands.common import open_store, path_of, print_json
-from inspector.review import NOT_TYPES, ids_of_serials, replaced, review_parts
+from inspector.review import ids_of_serials, replaced, review_parts
 from model.errors import InspectorError, RetryLater, user_name
 
 
@@ -204,7 +204,7 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from inspector.commands.report import utc_period
-    from model.label_names import type_words
+    from model.label_names import RESERVED, type_words
     from reports.images import resolve
     from reports.names import safe_name
     from reports.records import inspection
@@ -230,7 +230,7 @@ def _export(args: argparse.Namespace) -> int:
             if part.review is None:
                 continue
             kind = "good" if part.review.truth == "good" else part.review.type or (part.defect_type if part.verdict == "FAIL" else None)
-            if not kind or (kind != "good" and type_words(kind) in NOT_TYPES):
+            if not kind or (kind != "good" and type_words(kind) in RESERVED):
                 skipped["a defect without a type (review it with --type)"] += 1
                 continue
             image = resolve(part.images["image"], store.root) if part.images.get("image") else None

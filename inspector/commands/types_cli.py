@@ -58,7 +58,7 @@ def load_type_labels(args: argparse.Namespace):
 
 def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     from model.backbones import check_backbone_name
-    from model.label_names import GOOD, UNKNOWN, UNTYPED, type_words
+    from model.label_names import RESERVED, type_words
 
     check_backbone_name(str(args.backbone))  # `--backbone clip`: that, not "needs the clip backbone", is the mistake
     if not str(args.backbone).startswith("clip:"):
@@ -68,7 +68,7 @@ def _check_zero_shot(names: list[str], args: argparse.Namespace) -> None:
     # types with one prompt, each named at 50 % on every part
     said = [type_words(n) for n in names]
     twice = sorted({n for n, w in zip(names, said, strict=True) if said.count(w) > 1})
-    reserved = [n for n, w in zip(names, said, strict=True) if w in (GOOD, UNKNOWN, *UNTYPED)]  # "Unknown", "unknown_" beside `unknown`
+    reserved = [n for n, w in zip(names, said, strict=True) if w in RESERVED]  # "Unknown", "unknown_" beside `unknown`
     blank = [n for n, w in zip(names, said, strict=True) if not w]  # "_": an empty prompt, a type shown as a blank
     if blank or twice or reserved or len(names) < 2:
         why = (f"{blank[0]!r} has no name to show (only _)" if blank
