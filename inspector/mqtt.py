@@ -619,11 +619,12 @@ class MqttClient:
             return None
         self._queue_full = False
         self._note_topic(info.mid, topic)
-        if self.v5 and reply is not None and reply.topic and reply.topic != topic \
-                and self._too_big(reply.topic, payload, qos, _publish_properties(reply, None)) is None:
-            copy = self._client.publish(reply.topic, payload, qos=qos, properties=_publish_properties(reply, None))
-            if copy.rc != paho.MQTT_ERR_QUEUE_SIZE:
-                self._note_topic(copy.mid, reply.topic)
+        if self.v5 and reply is not None and reply.topic and reply.topic != topic:
+            props = _publish_properties(reply, None)
+            if self._too_big(reply.topic, payload, qos, props) is None:
+                copy = self._client.publish(reply.topic, payload, qos=qos, properties=props)
+                if copy.rc != paho.MQTT_ERR_QUEUE_SIZE:
+                    self._note_topic(copy.mid, reply.topic)
         return info.mid
 
     def _too_big(self, topic: str, payload: bytes | str, qos: int, props: Properties | None) -> int | None:
